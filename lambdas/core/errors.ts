@@ -1,0 +1,74 @@
+/**
+ * Domain errors. Core throws these; only the HTTP layer maps them to status
+ * codes, and the state machine's Retry/Catch match them by `name`.
+ */
+export class FlareError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export interface FieldIssue {
+  field: string;
+  reason: string;
+}
+
+export class ValidationError extends FlareError {
+  constructor(readonly details: FieldIssue[]) {
+    super(details.map((d) => `${d.field}: ${d.reason}`).join('; '));
+  }
+}
+
+export class PayloadTooLarge extends FlareError {
+  constructor(readonly limitBytes: number) {
+    super(`request body is larger than ${limitBytes} bytes`);
+  }
+}
+
+export class Unauthorized extends FlareError {}
+export class Forbidden extends FlareError {}
+
+export class NotFound extends FlareError {
+  constructor(readonly kind: string, readonly id: string) {
+    super(`${kind} ${id} not found`);
+  }
+}
+
+export class JobNotFound extends NotFound {
+  constructor(id: string) {
+    super('job', id);
+    this.name = 'JobNotFound';
+  }
+}
+
+export class Conflict extends FlareError {}
+export class IdempotencyConflict extends Conflict {}
+
+/** Well-formed but impossible, e.g. more GPUs than the pool can ever hold. */
+export class Unprocessable extends FlareError {}
+
+export class QuotaExceeded extends FlareError {
+  constructor(readonly project: string, readonly resource: string, message: string) {
+    super(message);
+  }
+}
+
+export class InvalidTransition extends FlareError {
+  constructor(readonly jobId: string, readonly from: string, readonly to: string) {
+    super(`job ${jobId} cannot go from ${from} to ${to}`);
+  }
+}
+
+/** A conditional write lost a race; the caller re-reads and decides again. */
+export class StaleJob extends FlareError {
+  constructor(readonly jobId: string) {
+    super(`job ${jobId} changed while it was being updated`);
+  }
+}
+
+/** Compute could not be had: no capacity, launch refused. Not retried by the workflow. */
+export class LaunchFailed extends FlareError {}
+
+/** The compute never became ready within its bound. */
+export class ComputeNotReady extends FlareError {}

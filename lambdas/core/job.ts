@@ -1,0 +1,115 @@
+/**
+ * The job's life, as data: states, which moves between them are legal, and the
+ * job record itself. Everything else asks this module before changing a state.
+ */
+import { InvalidTransition } from './errors.js';
+
+export const JobState = {
+  PENDING: 'PENDING',
+  WAITING: 'WAITING',
+  LAUNCHING: 'LAUNCHING',
+  RUNNING: 'RUNNING',
+  STOPPING: 'STOPPING',
+  SUCCEEDED: 'SUCCEEDED',
+  FAILED: 'FAILED',
+  EXPIRED: 'EXPIRED',
+  CANCELLED: 'CANCELLED',
+} as const;
+export type JobState = (typeof JobState)[keyof typeof JobState];
+
+export const JOB_STATES = Object.values(JobState);
+export const TERMINAL_STATES: readonly JobState[] = [JobState.SUCCEEDED, JobState.FAILED, JobState.EXPIRED, JobState.CANCELLED];
+/** Queued: stored, not admitted, holding nothing. */
+export const QUEUED_STATES: readonly JobState[] = [JobState.PENDING, JobState.WAITING];
+/** Admitted: GPUs are held from LAUNCHING until the job leaves STOPPING. */
+export const HOLDING_STATES: readonly JobState[] = [JobState.LAUNCHING, JobState.RUNNING, JobState.STOPPING];
+
+const LEGAL: Record<JobState, readonly JobState[]> = {
+  PENDING: [JobState.WAITING, JobState.LAUNCHING, JobState.CANCELLED, JobState.FAILED],
+  WAITING: [JobState.LAUNCHING, JobState.CANCELLED, JobState.FAILED],
+  LAUNCHING: [JobState.RUNNING, JobState.STOPPING],
+  RUNNING: [JobState.STOPPING],
+  STOPPING: [JobState.SUCCEEDED, JobState.FAILED, JobState.EXPIRED, JobState.CANCELLED],
+  SUCCEEDED: [],
+  FAILED: [],
+  EXPIRED: [],
+  CANCELLED: [],
+};
+
+export function isTerminal(state: JobState): boolean {
+  return TERMINAL_STATES.includes(state);
+}
+
+export function canTransition(from: JobState, to: JobState): boolean {
+  return LEGAL[from].includes(to);
+}
+
+export function assertTransition(jobId: string, from: JobState, to: JobState): void {
+  if (!canTransition(from, to)) throw new InvalidTransition(jobId, from, to);
+}
+
+/** States that may move to `to`: the condition a store puts on a conditional write. */
+export function statesBefore(to: JobState): JobState[] {
+  return JOB_STATES.filter((from) => LEGAL[from].includes(to));
+}
+
+/** Why a job stopped running: recorded once, first writer wins, read by Finalize. */
+export type Outcome =
+  | { kind: 'exited'; exitCode: number }
+  | { kind: 'cancelled'; by: string }
+  | { kind: 'lost'; reason: string };
+
+export interface Job {
+  id: string;
+  name: string;
+  project: string;
+  owner: string;
+  template: string;
+  pool: string;
+  image: string;
+  command: string[];
+  env: Record<string, string>;
+  gpus: number;
+  nodeCount: number;
+  liveTimeoutMinutes: number;
+  state: JobState;
+  stateReason?: string;
+  queuePosition?: number;
+  createdAt: string;
+  admittedAt?: string;
+  startedAt?: string;
+  expiresAt?: string;
+  finishedAt?: string;
+  instanceIds?: string[];
+  /** GPU slots on the host (local driver); devices handed to the container. */
+  devices?: number[];
+  exitCode?: number;
+  /** GPUs this job holds against its project and pool; absent once released. */
+  heldGpus?: number;
+  outcome?: Outcome;
+  taskToken?: string;
+}
+
+/** GPUs a job holds across all its nodes. */
+export function totalGpus(job: Pick<Job, 'gpus' | 'nodeCount'>): number {
+  return job.gpus * job.nodeCount;
+}
+
+/** What the API shows: internal bookkeeping stays inside. */
+export function publicJob(job: Job): Omit<Job, 'heldGpus' | 'outcome' | 'taskToken' | 'devices'> {
+  const { heldGpus: _h, outcome: _o, taskToken: _t, devices: _d, ...shown } = job;
+  return shown;
+}
+
+/** The terminal state and reason that an outcome leads to. */
+export function terminalFor(outcome: Outcome | undefined, expired: boolean, error?: string): { state: JobState; reason: string; exitCode?: number } {
+  if (outcome?.kind === 'cancelled') return { state: JobState.CANCELLED, reason: `cancelled by ${outcome.by}` };
+  if (outcome?.kind === 'exited') {
+    return outcome.exitCode === 0
+      ? { state: JobState.SUCCEEDED, reason: 'exited with code 0', exitCode: 0 }
+      : { state: JobState.FAILED, reason: `exited with code ${outcome.exitCode}`, exitCode: outcome.exitCode };
+  }
+  if (outcome?.kind === 'lost') return { state: JobState.FAILED, reason: `instance lost: ${outcome.reason}` };
+  if (expired) return { state: JobState.EXPIRED, reason: 'live timeout reached' };
+  return { state: JobState.FAILED, reason: error ?? 'failed' };
+}

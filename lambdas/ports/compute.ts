@@ -1,0 +1,34 @@
+import type { Job } from '../core/job.js';
+
+/** What a job runs as, resolved from its template and the image catalog. */
+export interface ContainerSpec {
+  jobId: string;
+  /** `reference@digest`: what docker pulls. */
+  image: string;
+  command: string[];
+  env: Record<string, string>;
+  gpus: number;
+  /** Host GPU indices given to this job (local driver), or undefined for "all on the instance". */
+  devices?: number[];
+  expiresAt: string;
+}
+
+export interface Launched {
+  instanceIds: string[];
+  /** Local driver: GPU slots assigned on this host. */
+  devices?: number[];
+}
+
+/**
+ * Where a job runs: EC2 instances started by SSM on AWS, processes or docker
+ * containers on this machine. Every method may be called twice with the same
+ * result (the workflow retries; recovery re-drives).
+ */
+export interface Compute {
+  launch(job: Job): Promise<Launched>;
+  /** True once the job's instances can take a command. */
+  isReady(job: Job): Promise<boolean>;
+  start(job: Job, spec: ContainerSpec): Promise<void>;
+  /** Stop the container and give the instances back. */
+  stop(job: Job): Promise<void>;
+}
