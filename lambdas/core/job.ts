@@ -87,7 +87,15 @@ export interface Job {
   /** GPUs this job holds against its project and pool; absent once released. */
   heldGpus?: number;
   outcome?: Outcome;
+  /** The terminal state decided when the job entered STOPPING, applied by Release. */
+  verdict?: Verdict;
   taskToken?: string;
+}
+
+export interface Verdict {
+  state: JobState;
+  reason: string;
+  exitCode?: number;
 }
 
 /** GPUs a job holds across all its nodes. */
@@ -96,13 +104,13 @@ export function totalGpus(job: Pick<Job, 'gpus' | 'nodeCount'>): number {
 }
 
 /** What the API shows: internal bookkeeping stays inside. */
-export function publicJob(job: Job): Omit<Job, 'heldGpus' | 'outcome' | 'taskToken' | 'devices'> {
-  const { heldGpus: _h, outcome: _o, taskToken: _t, devices: _d, ...shown } = job;
+export function publicJob(job: Job): Omit<Job, 'heldGpus' | 'outcome' | 'taskToken' | 'devices' | 'verdict'> {
+  const { heldGpus: _h, outcome: _o, taskToken: _t, devices: _d, verdict: _v, ...shown } = job;
   return shown;
 }
 
 /** The terminal state and reason that an outcome leads to. */
-export function terminalFor(outcome: Outcome | undefined, expired: boolean, error?: string): { state: JobState; reason: string; exitCode?: number } {
+export function terminalFor(outcome: Outcome | undefined, expired: boolean, error?: string): Verdict {
   if (outcome?.kind === 'cancelled') return { state: JobState.CANCELLED, reason: `cancelled by ${outcome.by}` };
   if (outcome?.kind === 'exited') {
     return outcome.exitCode === 0

@@ -70,6 +70,8 @@ export interface JobStore {
   listQueue(pool: string, limit: number, startAfter?: string): Promise<{ items: Job[]; next?: string }>;
   /** How many queued jobs of the pool are older than this one. */
   queuePosition(job: Job): Promise<number>;
+  /** How many jobs are queued in the pool. */
+  queueLength(pool: string): Promise<number>;
   /** Every job not in a terminal state (recovery and reconciliation). */
   listActiveJobs(): Promise<Job[]>;
 

@@ -1,0 +1,536 @@
+/**
+ * JobStore on DynamoDB. Every job change is a conditional write; admission and
+ * release are single transactions across the job, the project's quota and the
+ * pool, so no interleaving of workers can overshoot a limit or release twice.
+ *
+ * Index attributes are kept here, derived from `state`, so callers never see them:
+ * - `queuePool`/`queueKey` (sparse GSI `queue`) while the job is PENDING or WAITING;
+ * - `project`/`createdKey` (GSI `byProject`) always;
+ * - `activePartition` (sparse GSI `active`) while the job is not terminal.
+ */
+import { TransactionCanceledException, type CancellationReason } from '@aws-sdk/client-dynamodb';
+import {
+  DeleteCommand,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  ScanCommand,
+  TransactWriteCommand,
+  UpdateCommand,
+  type DynamoDBDocumentClient,
+  type QueryCommandInput,
+} from '@aws-sdk/lib-dynamodb';
+import { IdempotencyConflict, QuotaExceeded, StaleJob } from '../../core/errors.js';
+import { isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../core/job.js';
+import type { ImageSpec, QuotaResource, TemplateSpec } from '../../core/schemas.js';
+import type { AdmitResult, Catalog, IdempotencyClaim, JobStore, Page, PoolRecord, QuotaRecord, TerminalChange } from '../../ports/job-store.js';
+import type { TableNames } from './table-names.js';
+
+const INDEX_ATTRIBUTES = ['queuePool', 'queueKey', 'createdKey', 'activePartition'] as const;
+const ACTIVE = 'active';
+const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+const TRANSACTION_ATTEMPTS = 12;
+
+type Item = Record<string, unknown>;
+
+export class DynamoJobStore implements JobStore {
+  constructor(
+    private readonly doc: DynamoDBDocumentClient,
+    private readonly tables: TableNames,
+  ) {}
+
+  async createJob(job: Job, claim?: IdempotencyClaim): Promise<{ job: Job; created: boolean }> {
+    const items: NonNullable<ConstructorParameters<typeof TransactWriteCommand>[0]['TransactItems']> = [
+      { Put: { TableName: this.tables.jobs, Item: toItem(job), ConditionExpression: 'attribute_not_exists(id)' } },
+      {
+        Update: {
+          TableName: this.tables.quotas,
+          Key: { project: job.project, resource: 'jobs' },
+          UpdateExpression: 'ADD used :one, available :minusOne',
+          ConditionExpression: 'attribute_not_exists(hardLimit) OR available >= :one',
+          ExpressionAttributeValues: { ':one': 1, ':minusOne': -1 },
+        },
+      },
+    ];
+    if (claim) {
+      items.push({
+        Put: {
+          TableName: this.tables.idempotency,
+          Item: { key: claim.key, bodyHash: claim.bodyHash, jobId: job.id, expiresAtEpoch: Math.floor(Date.now() / 1000) + IDEMPOTENCY_TTL_SECONDS },
+          ConditionExpression: 'attribute_not_exists(#key)',
+          ExpressionAttributeNames: { '#key': 'key' },
+        },
+      });
+    }
+    try {
+      await this.transact(items);
+      return { job, created: true };
+    } catch (error) {
+      const reasons = cancellationCodes(error);
+      if (!reasons) throw error;
+      if (claim && reasons[2] === 'ConditionalCheckFailed') return this.replay(claim);
+      if (reasons[1] === 'ConditionalCheckFailed') {
+        const quota = await this.getQuota(job.project, 'jobs');
+        throw new QuotaExceeded(job.project, 'jobs', `project ${job.project} has ${quota?.used ?? '?'} of ${quota?.hardLimit ?? '?'} active jobs; wait for one to end`);
+      }
+      throw error;
+    }
+  }
+
+  private async replay(claim: IdempotencyClaim): Promise<{ job: Job; created: boolean }> {
+    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.idempotency, Key: { key: claim.key }, ConsistentRead: true }));
+    if (!Item) throw new IdempotencyConflict('Idempotency-Key is being used by a request in flight; retry');
+    if (Item.bodyHash !== claim.bodyHash) throw new IdempotencyConflict('Idempotency-Key was already used with a different request body');
+    const job = await this.getJob(String(Item.jobId));
+    if (!job) throw new IdempotencyConflict('Idempotency-Key names a job that was removed');
+    return { job, created: false };
+  }
+
+  async getJob(id: string): Promise<Job | undefined> {
+    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.jobs, Key: { id }, ConsistentRead: true }));
+    return Item ? fromItem(Item) : undefined;
+  }
+
+  async listJobs(filter: { projects?: string[]; state?: JobState }, page: { limit: number; nextToken?: string }): Promise<Page<Job>> {
+    const cursor = page.nextToken ? decodeCursor(page.nextToken) : undefined;
+    if (!filter.projects) return this.scanJobs(filter.state, page.limit, cursor);
+    // Newest first across the caller's projects: merge each project's index page.
+    const perProject = await Promise.all(filter.projects.map((project) => this.queryProject(project, filter.state, page.limit, cursor)));
+    const merged = perProject.flat().sort((a, b) => (String(a.createdKey) < String(b.createdKey) ? 1 : -1));
+    const items = merged.slice(0, page.limit);
+    const more = merged.length > page.limit;
+    return { items: items.map(fromItem), nextToken: more ? encodeCursor(String(items.at(-1)!.createdKey)) : undefined };
+  }
+
+  private async queryProject(project: string, state: JobState | undefined, limit: number, before?: string): Promise<Item[]> {
+    const found: Item[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const { Items = [], LastEvaluatedKey } = await this.doc.send(
+        new QueryCommand({
+          TableName: this.tables.jobs,
+          IndexName: 'byProject',
+          KeyConditionExpression: before ? 'project = :p AND createdKey < :c' : 'project = :p',
+          ...(state ? { FilterExpression: '#state = :s', ExpressionAttributeNames: { '#state': 'state' } } : {}),
+          ExpressionAttributeValues: { ':p': project, ...(before ? { ':c': before } : {}), ...(state ? { ':s': state } : {}) },
+          ScanIndexForward: false,
+          Limit: limit + 1,
+          ExclusiveStartKey: start,
+        }),
+      );
+      found.push(...Items);
+      start = LastEvaluatedKey;
+    } while (start && found.length <= limit);
+    return found.slice(0, limit + 1);
+  }
+
+  /** Admins list every project: a paginated scan (listing is not on any hot path). */
+  private async scanJobs(state: JobState | undefined, limit: number, cursor?: string): Promise<Page<Job>> {
+    const items: Item[] = [];
+    let start: Record<string, unknown> | undefined = cursor ? { id: cursor } : undefined;
+    do {
+      const { Items = [], LastEvaluatedKey } = await this.doc.send(
+        new ScanCommand({
+          TableName: this.tables.jobs,
+          Limit: limit - items.length,
+          ExclusiveStartKey: start,
+          ...(state ? { FilterExpression: '#state = :s', ExpressionAttributeNames: { '#state': 'state' }, ExpressionAttributeValues: { ':s': state } } : {}),
+        }),
+      );
+      items.push(...Items);
+      start = LastEvaluatedKey;
+    } while (start && items.length < limit);
+    return { items: items.map(fromItem), nextToken: start ? encodeCursor(String(start.id)) : undefined };
+  }
+
+  async updateJob(id: string, from: readonly JobState[], set: Partial<Job>, remove: readonly (keyof Job)[] = []): Promise<Job> {
+    const names: Record<string, string> = { '#state': 'state' };
+    const values: Record<string, unknown> = {};
+    const sets: string[] = [];
+    const removes = new Set<string>(remove);
+    for (const [key, value] of Object.entries(set)) {
+      if (value === undefined) continue;
+      names[`#${key}`] = key;
+      values[`:${key}`] = value;
+      sets.push(`#${key} = :${key}`);
+    }
+    if (set.state) {
+      if (!QUEUED_STATES.includes(set.state)) removes.add('queuePool').add('queueKey').add('queuePosition');
+      if (isTerminal(set.state)) removes.add('activePartition').add('heldGpus').add('taskToken');
+    }
+    for (const key of removes) names[`#${key}`] = key;
+    const condition = from.map((_, i) => `:from${i}`);
+    from.forEach((state, i) => (values[`:from${i}`] = state));
+    try {
+      const { Attributes } = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tables.jobs,
+          Key: { id },
+          UpdateExpression: [sets.length ? `SET ${sets.join(', ')}` : '', removes.size ? `REMOVE ${[...removes].map((k) => `#${k}`).join(', ')}` : ''].join(' ').trim(),
+          ConditionExpression: `#state IN (${condition.join(', ')})`,
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return fromItem(Attributes!);
+    } catch (error) {
+      if (isConditionFailure(error)) throw new StaleJob(id);
+      throw error;
+    }
+  }
+
+  async recordOutcome(id: string, outcome: Outcome): Promise<Job | undefined> {
+    try {
+      const { Attributes } = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tables.jobs,
+          Key: { id },
+          UpdateExpression: 'SET outcome = :o',
+          ConditionExpression: 'attribute_not_exists(outcome) AND #state IN (:launching, :running)',
+          ExpressionAttributeNames: { '#state': 'state' },
+          ExpressionAttributeValues: { ':o': outcome, ':launching': JobState.LAUNCHING, ':running': JobState.RUNNING },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return fromItem(Attributes!);
+    } catch (error) {
+      if (isConditionFailure(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async setTaskToken(id: string, token: string): Promise<Job> {
+    const { Attributes } = await this.doc.send(
+      new UpdateCommand({
+        TableName: this.tables.jobs,
+        Key: { id },
+        UpdateExpression: 'SET taskToken = :t',
+        ConditionExpression: 'attribute_exists(id)',
+        ExpressionAttributeValues: { ':t': token },
+        ReturnValues: 'ALL_NEW',
+      }),
+    );
+    return fromItem(Attributes!);
+  }
+
+  async admit(job: Job, admittedAt: string): Promise<AdmitResult> {
+    const gpus = job.gpus * job.nodeCount;
+    try {
+      await this.transact([
+        {
+          Update: {
+            TableName: this.tables.jobs,
+            Key: { id: job.id },
+            UpdateExpression: 'SET #state = :launching, admittedAt = :at, heldGpus = :g REMOVE queuePool, queueKey, queuePosition, stateReason',
+            ConditionExpression: '#state IN (:pending, :waiting)',
+            ExpressionAttributeNames: { '#state': 'state' },
+            ExpressionAttributeValues: { ':launching': JobState.LAUNCHING, ':at': admittedAt, ':g': gpus, ':pending': JobState.PENDING, ':waiting': JobState.WAITING },
+          },
+        },
+        {
+          Update: {
+            TableName: this.tables.quotas,
+            Key: { project: job.project, resource: 'gpus' },
+            UpdateExpression: 'ADD used :g, available :minus',
+            ConditionExpression: 'attribute_not_exists(hardLimit) OR available >= :g',
+            ExpressionAttributeValues: { ':g': gpus, ':minus': -gpus },
+          },
+        },
+        {
+          Update: {
+            TableName: this.tables.pools,
+            Key: { name: job.pool },
+            UpdateExpression: 'ADD used :g, available :minus',
+            ConditionExpression: 'available >= :g',
+            ExpressionAttributeValues: { ':g': gpus, ':minus': -gpus },
+          },
+        },
+      ]);
+    } catch (error) {
+      const reasons = cancellationCodes(error);
+      if (!reasons) throw error;
+      const blockedBy = (['job', 'quota', 'pool'] as const).find((_, i) => reasons[i] === 'ConditionalCheckFailed');
+      if (blockedBy) return { admitted: false, blockedBy };
+      throw error;
+    }
+    const admitted: Job = { ...job, state: JobState.LAUNCHING, admittedAt, heldGpus: gpus };
+    delete admitted.stateReason;
+    delete admitted.queuePosition;
+    return { admitted: true, job: admitted };
+  }
+
+  async finishJob(job: Job, change: TerminalChange): Promise<Job | undefined> {
+    const held = job.heldGpus ?? 0;
+    const values: Record<string, unknown> = { ':state': change.state, ':reason': change.stateReason, ':at': change.finishedAt, ':cur': job.state };
+    let set = 'SET #state = :state, stateReason = :reason, finishedAt = :at';
+    if (change.exitCode !== undefined) {
+      set += ', exitCode = :exit';
+      values[':exit'] = change.exitCode;
+    }
+    let condition = '#state = :cur';
+    if (held > 0) {
+      condition += ' AND heldGpus = :held';
+      values[':held'] = held;
+    }
+    const release = (table: string, key: Record<string, string>, amount: number) => ({
+      Update: { TableName: table, Key: key, UpdateExpression: 'ADD used :minus, available :plus', ExpressionAttributeValues: { ':minus': -amount, ':plus': amount } },
+    });
+    try {
+      await this.transact([
+        {
+          Update: {
+            TableName: this.tables.jobs,
+            Key: { id: job.id },
+            UpdateExpression: `${set} REMOVE heldGpus, queuePool, queueKey, queuePosition, activePartition, taskToken`,
+            ConditionExpression: condition,
+            ExpressionAttributeNames: { '#state': 'state' },
+            ExpressionAttributeValues: values,
+          },
+        },
+        release(this.tables.quotas, { project: job.project, resource: 'jobs' }, 1),
+        ...(held > 0 ? [release(this.tables.quotas, { project: job.project, resource: 'gpus' }, held), release(this.tables.pools, { name: job.pool }, held)] : []),
+      ]);
+    } catch (error) {
+      if (cancellationCodes(error)?.[0] === 'ConditionalCheckFailed') return undefined;
+      throw error;
+    }
+    const finished: Job = { ...job, state: change.state, stateReason: change.stateReason, finishedAt: change.finishedAt, ...(change.exitCode !== undefined ? { exitCode: change.exitCode } : {}) };
+    delete finished.heldGpus;
+    delete finished.taskToken;
+    delete finished.queuePosition;
+    return finished;
+  }
+
+  async deleteJob(id: string): Promise<boolean> {
+    try {
+      await this.doc.send(
+        new DeleteCommand({
+          TableName: this.tables.jobs,
+          Key: { id },
+          ConditionExpression: 'attribute_exists(id) AND attribute_not_exists(activePartition)',
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw error;
+    }
+  }
+
+  async listQueue(pool: string, limit: number, startAfter?: string): Promise<{ items: Job[]; next?: string }> {
+    const { Items = [], LastEvaluatedKey } = await this.doc.send(
+      new QueryCommand({
+        TableName: this.tables.jobs,
+        IndexName: 'queue',
+        KeyConditionExpression: startAfter ? 'queuePool = :p AND queueKey > :k' : 'queuePool = :p',
+        ExpressionAttributeValues: { ':p': pool, ...(startAfter ? { ':k': startAfter } : {}) },
+        Limit: limit,
+      }),
+    );
+    return { items: Items.map(fromItem), next: LastEvaluatedKey ? String(LastEvaluatedKey.queueKey) : undefined };
+  }
+
+  queuePosition(job: Job): Promise<number> {
+    return this.countQueue(job.pool, queueKey(job));
+  }
+
+  queueLength(pool: string): Promise<number> {
+    return this.countQueue(pool);
+  }
+
+  private async countQueue(pool: string, before?: string): Promise<number> {
+    let count = 0;
+    let start: Record<string, unknown> | undefined;
+    do {
+      const result = await this.doc.send(
+        new QueryCommand({
+          TableName: this.tables.jobs,
+          IndexName: 'queue',
+          KeyConditionExpression: before ? 'queuePool = :p AND queueKey < :k' : 'queuePool = :p',
+          ExpressionAttributeValues: { ':p': pool, ...(before ? { ':k': before } : {}) },
+          Select: 'COUNT',
+          ExclusiveStartKey: start,
+        }),
+      );
+      count += result.Count ?? 0;
+      start = result.LastEvaluatedKey;
+    } while (start);
+    return count;
+  }
+
+  async listActiveJobs(): Promise<Job[]> {
+    const jobs: Job[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const input: QueryCommandInput = {
+        TableName: this.tables.jobs,
+        IndexName: 'active',
+        KeyConditionExpression: 'activePartition = :a',
+        ExpressionAttributeValues: { ':a': ACTIVE },
+        ExclusiveStartKey: start,
+      };
+      const { Items = [], LastEvaluatedKey } = await this.doc.send(new QueryCommand(input));
+      jobs.push(...Items.map(fromItem));
+      start = LastEvaluatedKey;
+    } while (start);
+    return jobs;
+  }
+
+  async getPool(name: string): Promise<PoolRecord | undefined> {
+    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.pools, Key: { name }, ConsistentRead: true }));
+    return Item ? toPool(Item) : undefined;
+  }
+
+  async listPools(): Promise<PoolRecord[]> {
+    const { Items = [] } = await this.doc.send(new ScanCommand({ TableName: this.tables.pools, ConsistentRead: true }));
+    return Items.map(toPool).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async putPool(pool: { name: string; instanceType: string; gpusPerInstance: number; maxGpus: number }): Promise<void> {
+    await this.doc.send(
+      new UpdateCommand({
+        TableName: this.tables.pools,
+        Key: { name: pool.name },
+        UpdateExpression: 'SET instanceType = :t, gpusPerInstance = :g, used = if_not_exists(used, :zero)',
+        ExpressionAttributeValues: { ':t': pool.instanceType, ':g': pool.gpusPerInstance, ':zero': 0 },
+      }),
+    );
+    // A second write so `available` is derived from the `used` stored at that instant.
+    await this.doc.send(
+      new UpdateCommand({
+        TableName: this.tables.pools,
+        Key: { name: pool.name },
+        UpdateExpression: 'SET maxGpus = :m, available = :m - used',
+        ExpressionAttributeValues: { ':m': pool.maxGpus },
+      }),
+    );
+  }
+
+  async getQuota(project: string, resource: QuotaResource): Promise<QuotaRecord | undefined> {
+    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.quotas, Key: { project, resource }, ConsistentRead: true }));
+    return Item ? toQuota(Item) : undefined;
+  }
+
+  async listQuotas(project?: string): Promise<QuotaRecord[]> {
+    const items: Item[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const result = project
+        ? await this.doc.send(new QueryCommand({ TableName: this.tables.quotas, KeyConditionExpression: 'project = :p', ExpressionAttributeValues: { ':p': project }, ExclusiveStartKey: start }))
+        : await this.doc.send(new ScanCommand({ TableName: this.tables.quotas, ExclusiveStartKey: start }));
+      items.push(...(result.Items ?? []));
+      start = result.LastEvaluatedKey;
+    } while (start);
+    return items.map(toQuota);
+  }
+
+  async putQuota(quota: { project: string; resource: QuotaResource; hardLimit: number }): Promise<void> {
+    const key = { project: quota.project, resource: quota.resource };
+    await this.doc.send(
+      new UpdateCommand({ TableName: this.tables.quotas, Key: key, UpdateExpression: 'SET used = if_not_exists(used, :zero)', ExpressionAttributeValues: { ':zero': 0 } }),
+    );
+    await this.doc.send(
+      new UpdateCommand({ TableName: this.tables.quotas, Key: key, UpdateExpression: 'SET hardLimit = :l, available = :l - used', ExpressionAttributeValues: { ':l': quota.hardLimit } }),
+    );
+  }
+
+  /** TransactWriteItems, retried when it only lost a race with another transaction. */
+  private async transact(items: NonNullable<ConstructorParameters<typeof TransactWriteCommand>[0]['TransactItems']>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.doc.send(new TransactWriteCommand({ TransactItems: items }));
+        return;
+      } catch (error) {
+        const codes = cancellationCodes(error);
+        const conflictOnly = codes?.some((c) => c === 'TransactionConflict') && !codes.some((c) => c === 'ConditionalCheckFailed');
+        if (!conflictOnly || attempt >= TRANSACTION_ATTEMPTS) throw error;
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** Math.min(attempt, 6)));
+      }
+    }
+  }
+}
+
+export class DynamoCatalog implements Catalog {
+  constructor(
+    private readonly doc: DynamoDBDocumentClient,
+    private readonly tables: Pick<TableNames, 'catalog'>,
+  ) {}
+
+  async getTemplate(name: string): Promise<TemplateSpec | undefined> {
+    return (await this.get('template', name)) as TemplateSpec | undefined;
+  }
+
+  async getImage(name: string): Promise<ImageSpec | undefined> {
+    return (await this.get('image', name)) as ImageSpec | undefined;
+  }
+
+  async putTemplate(template: TemplateSpec): Promise<void> {
+    await this.doc.send(new PutCommand({ TableName: this.tables.catalog, Item: { kind: 'template', name: template.name, spec: template } }));
+  }
+
+  async putImage(image: ImageSpec): Promise<void> {
+    await this.doc.send(new PutCommand({ TableName: this.tables.catalog, Item: { kind: 'image', name: image.name, spec: image } }));
+  }
+
+  private async get(kind: string, name: string): Promise<unknown> {
+    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.catalog, Key: { kind, name } }));
+    return Item?.spec;
+  }
+}
+
+export function queueKey(job: Pick<Job, 'createdAt' | 'id'>): string {
+  return `${job.createdAt}#${job.id}`;
+}
+
+function toItem(job: Job): Item {
+  const item: Item = { ...job, createdKey: queueKey(job) };
+  if (QUEUED_STATES.includes(job.state)) Object.assign(item, { queuePool: job.pool, queueKey: queueKey(job) });
+  if (!isTerminal(job.state)) item.activePartition = ACTIVE;
+  return item;
+}
+
+function fromItem(item: Item): Job {
+  const job = { ...item };
+  for (const key of INDEX_ATTRIBUTES) delete job[key];
+  return job as unknown as Job;
+}
+
+function toPool(item: Item): PoolRecord {
+  return {
+    name: String(item.name),
+    instanceType: String(item.instanceType ?? 'local'),
+    gpusPerInstance: Number(item.gpusPerInstance ?? 1),
+    maxGpus: Number(item.maxGpus ?? 0),
+    usedGpus: Number(item.used ?? 0),
+    availableGpus: Number(item.available ?? 0),
+  };
+}
+
+function toQuota(item: Item): QuotaRecord {
+  return {
+    project: String(item.project),
+    resource: item.resource as QuotaResource,
+    ...(item.hardLimit !== undefined ? { hardLimit: Number(item.hardLimit) } : {}),
+    used: Number(item.used ?? 0),
+  };
+}
+
+function cancellationCodes(error: unknown): (string | undefined)[] | undefined {
+  if (error instanceof TransactionCanceledException || (error as { name?: string })?.name === 'TransactionCanceledException') {
+    return ((error as TransactionCanceledException).CancellationReasons ?? []).map((r: CancellationReason) => r.Code);
+  }
+  return undefined;
+}
+
+function isConditionFailure(error: unknown): boolean {
+  return (error as { name?: string })?.name === 'ConditionalCheckFailedException';
+}
+
+function encodeCursor(value: string): string {
+  return Buffer.from(value, 'utf8').toString('base64url');
+}
+
+function decodeCursor(token: string): string {
+  return Buffer.from(token, 'base64url').toString('utf8');
+}

@@ -1,0 +1,263 @@
+/**
+ * The one place that turns a job's container spec into a `docker run` command
+ * line, and into the script SSM runs on an instance to start it.
+ *
+ * Job-supplied text (image, command, env) never meets a shell parser:
+ * - `dockerRunArgs` returns an argv for spawning `docker` directly. Every
+ *   option is one `--flag=value` element, so no value can be read as a flag;
+ *   the image is checked so it cannot be one either and follows a `--`;
+ *   the job's command comes after the image, where docker hands it to the
+ *   container verbatim (even `--privileged` there is just an argument).
+ * - `instanceScript` carries that argv as base64 of JSON in a quoted
+ *   heredoc; a fixed Python program decodes it and execs docker with it.
+ *   The only other values in the script are validated job ids, paths and
+ *   numbers from operator config.
+ */
+import type { ContainerSpec } from '../ports/compute.js';
+import { ValidationError, type FieldIssue } from './errors.js';
+import { DIGEST_PATTERN, IMAGE_REFERENCE_PATTERN } from './schemas.js';
+
+export interface DockerRunOptions {
+  /** Hard memory limit in docker's size syntax (`30g`); keeps the host's agents alive when a job overcommits. */
+  memory: string;
+  /** @default 4096 */
+  pidsLimit?: number;
+  /** Size of /dev/shm; docker's 64m breaks PyTorch data loaders. @default '1g' */
+  shmSize?: string;
+  /** `uid[:gid]` the container runs as. @default '65534:65534' (nobody) */
+  user?: string;
+  /** Run as the image's own user (often root; still with every capability dropped). @default false */
+  allowRoot?: boolean;
+  /** Host directory under which `<jobId>` is bind-mounted at /scratch; no mount when absent. */
+  scratchDir?: string;
+  logDriver?: string;
+  logOptions?: Record<string, string>;
+  /** `--detach` and keep the stopped container (so `docker wait` can read its exit code) instead of `--rm`. @default false */
+  detach?: boolean;
+  /** Accept an image without a digest (local process mode, where the image is only recorded). @default false */
+  allowUnpinnedImage?: boolean;
+}
+
+export const DEFAULT_PIDS_LIMIT = 4096;
+export const DEFAULT_SHM_SIZE = '1g';
+export const DEFAULT_USER = '65534:65534';
+/** Where the job's scratch directory appears inside the container. */
+export const SCRATCH_MOUNT = '/scratch';
+
+/** Job ids become container names, file names, tag values and EC2 client tokens (64 chars with a suffix). */
+export const JOB_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,59}$/;
+const PINNED_IMAGE_PATTERN = new RegExp(`^${IMAGE_REFERENCE_PATTERN.source.slice(1, -1)}@${DIGEST_PATTERN.source.slice(1, -1)}$`);
+const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const SIZE_PATTERN = /^[1-9][0-9]{0,14}[bkmg]?$/;
+const USER_PATTERN = /^[0-9]{1,10}(:[0-9]{1,10})?$/;
+/** Absolute, no `.`/`..` segments, no commas (docker's --mount value is CSV). */
+const HOST_PATH_PATTERN = /^(\/(?!\.{1,2}(\/|$))[A-Za-z0-9._-]+)+$/;
+const LOG_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,127}$/;
+const MAX_PIDS_LIMIT = 4_194_304;
+
+/**
+ * Names a job may not set: Flare's own, and the NVIDIA runtime's device
+ * selectors, which would otherwise let a container ask the runtime for GPUs
+ * it was not given.
+ */
+function isReservedEnvName(name: string): boolean {
+  return name.startsWith('FLARE_') || ['NVIDIA_VISIBLE_DEVICES', 'NVIDIA_MIG_CONFIG_DEVICES', 'NVIDIA_MIG_MONITOR_DEVICES'].includes(name);
+}
+
+/** Lone UTF-16 surrogates cannot be encoded for exec; with the `u` flag a valid pair is one code point and does not match. */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+function textProblem(value: string): string | undefined {
+  if (value.includes('\0')) return 'must not contain NUL';
+  if (LONE_SURROGATE.test(value)) return 'must be valid Unicode';
+  return undefined;
+}
+
+export function assertJobId(jobId: string): void {
+  if (typeof jobId !== 'string' || !JOB_ID_PATTERN.test(jobId)) {
+    throw new ValidationError([{ field: 'jobId', reason: 'must be 1-60 lowercase letters, digits or -, starting with a letter or digit' }]);
+  }
+}
+
+/**
+ * The argv after `docker` (it starts with `run`) that runs `spec` hardened:
+ * every capability dropped, no new privileges, pid/memory/shm limits, a
+ * non-root user unless allowed, no host namespaces, devices or mounts other
+ * than the job's scratch directory. Throws ValidationError naming each bad field.
+ */
+export function dockerRunArgs(spec: ContainerSpec, options: DockerRunOptions): string[] {
+  const issues = validate(spec, options);
+  if (issues.length > 0) throw new ValidationError(issues);
+
+  const { jobId } = spec;
+  const args = ['run', options.detach ? '--detach' : '--rm', `--name=${containerName(jobId)}`, `--label=flare.job=${jobId}`, '--init'];
+  args.push('--cap-drop=ALL', '--security-opt=no-new-privileges');
+  args.push(`--pids-limit=${options.pidsLimit ?? DEFAULT_PIDS_LIMIT}`, `--memory=${options.memory}`, `--shm-size=${options.shmSize ?? DEFAULT_SHM_SIZE}`);
+  if (!options.allowRoot) args.push(`--user=${options.user ?? DEFAULT_USER}`);
+
+  const visible = spec.gpus === 0 ? 'void' : spec.devices ? spec.devices.join(',') : 'all';
+  if (spec.gpus > 0) {
+    // docker reads --gpus as CSV: a device list needs the inner quotes to stay one field.
+    args.push(spec.devices ? `--gpus="device=${visible}"` : '--gpus=all');
+  }
+  // Set even without --gpus: a runtime that defaults to nvidia would honour an image's own value.
+  args.push(`--env=NVIDIA_VISIBLE_DEVICES=${visible}`, `--env=FLARE_JOB_ID=${jobId}`);
+  if (options.scratchDir && !('HOME' in spec.env)) args.push(`--env=HOME=${SCRATCH_MOUNT}`);
+  for (const name of Object.keys(spec.env).sort()) args.push(`--env=${name}=${spec.env[name]}`);
+
+  if (options.scratchDir) args.push(`--mount=type=bind,src=${scratchPath(options.scratchDir, jobId)},dst=${SCRATCH_MOUNT}`);
+  if (options.logDriver) args.push(`--log-driver=${options.logDriver}`);
+  for (const key of Object.keys(options.logOptions ?? {}).sort()) args.push(`--log-opt=${key}=${options.logOptions![key]}`);
+
+  args.push('--', spec.image, ...spec.command);
+  return args;
+}
+
+export function containerName(jobId: string): string {
+  return `flare-${jobId}`;
+}
+
+export function scratchPath(scratchDir: string, jobId: string): string {
+  return `${scratchDir.replace(/\/+$/, '')}/${jobId}`;
+}
+
+function validate(spec: ContainerSpec, options: DockerRunOptions): FieldIssue[] {
+  const issues: FieldIssue[] = [];
+  const bad = (field: string, reason: string) => issues.push({ field, reason });
+
+  if (typeof spec.jobId !== 'string' || !JOB_ID_PATTERN.test(spec.jobId)) bad('jobId', 'must be 1-60 lowercase letters, digits or -, starting with a letter or digit');
+
+  const image = typeof spec.image === 'string' ? spec.image : '';
+  if (!PINNED_IMAGE_PATTERN.test(image) && !(options.allowUnpinnedImage && IMAGE_REFERENCE_PATTERN.test(image))) {
+    bad('image', options.allowUnpinnedImage ? 'must be a lowercase registry/repository[:tag] reference, optionally @sha256:<64 hex>' : 'must be a lowercase registry/repository[:tag] reference pinned by @sha256:<64 hex>');
+  }
+
+  if (!Array.isArray(spec.command)) bad('command', 'must be an array of strings');
+  else {
+    spec.command.forEach((arg, i) => {
+      const problem = typeof arg === 'string' ? textProblem(arg) : 'must be a string';
+      if (problem) bad(`command[${i}]`, problem);
+    });
+  }
+
+  for (const [name, value] of Object.entries(spec.env ?? {})) {
+    if (!ENV_NAME_PATTERN.test(name)) bad(`env.${name}`, 'names are letters, digits and _, not starting with a digit');
+    else if (isReservedEnvName(name)) bad(`env.${name}`, 'is set by Flare and may not be overridden');
+    const problem = typeof value === 'string' ? textProblem(value) : 'must be a string';
+    if (problem) bad(`env.${name}`, problem);
+  }
+
+  if (!Number.isInteger(spec.gpus) || spec.gpus < 0) bad('gpus', 'must be a whole number, 0 or more');
+  if (spec.devices !== undefined) {
+    const devices = spec.devices;
+    if (!Array.isArray(devices) || !devices.every((d) => Number.isInteger(d) && d >= 0) || new Set(devices).size !== devices.length) {
+      bad('devices', 'must be distinct GPU indices');
+    } else if (devices.length !== spec.gpus) {
+      bad('devices', `must name exactly ${spec.gpus} GPUs`);
+    }
+  }
+
+  if (typeof options.memory !== 'string' || !SIZE_PATTERN.test(options.memory)) bad('options.memory', "must be a size such as '512m' or '30g'");
+  if (options.shmSize !== undefined && !SIZE_PATTERN.test(options.shmSize)) bad('options.shmSize', "must be a size such as '64m' or '2g'");
+  if (options.pidsLimit !== undefined && (!Number.isInteger(options.pidsLimit) || options.pidsLimit < 1 || options.pidsLimit > MAX_PIDS_LIMIT)) {
+    bad('options.pidsLimit', `must be a whole number from 1 to ${MAX_PIDS_LIMIT}`);
+  }
+  if (!options.allowRoot) {
+    const user = options.user ?? DEFAULT_USER;
+    if (!USER_PATTERN.test(user)) bad('options.user', "must be numeric 'uid' or 'uid:gid'");
+    else if (/^0+(:|$)/.test(user)) bad('options.user', 'uid 0 needs allowRoot');
+  }
+  if (options.scratchDir !== undefined && !HOST_PATH_PATTERN.test(options.scratchDir.replace(/\/+$/, ''))) {
+    bad('options.scratchDir', "must be an absolute path of letters, digits, '.', '_', '-' without '.' or '..' segments");
+  }
+  if (options.logDriver !== undefined && !LOG_NAME_PATTERN.test(options.logDriver)) bad('options.logDriver', 'must be a log driver name');
+  for (const [key, value] of Object.entries(options.logOptions ?? {})) {
+    if (!LOG_NAME_PATTERN.test(key)) bad(`options.logOptions.${key}`, 'must be a log option name');
+    const problem = typeof value === 'string' ? textProblem(value) : 'must be a string';
+    if (problem) bad(`options.logOptions.${key}`, problem);
+  }
+  return issues;
+}
+
+/** Seconds SSM lets a Run Command run at most (AWS-RunShellScript's executionTimeout ceiling, 48 h). */
+export const SSM_MAX_EXECUTION_TIMEOUT_SECONDS = 172_800;
+/**
+ * A conservative ceiling for the script SSM carries; larger commands or envs
+ * must travel another way (S3, Parameter Store). Checked so start fails with a
+ * clear reason instead of an opaque SendCommand error.
+ */
+export const MAX_INSTANCE_SCRIPT_BYTES = 64 * 1024;
+/** Where the script keeps its per-job files on the instance. */
+export const INSTANCE_STATE_DIR = '/run/flare';
+const BASE64_DELIMITER = 'FLARE_ARGV_BASE64';
+
+/**
+ * The POSIX sh script that SSM's AWS-RunShellScript runs on each instance
+ * (the agent may run it with `sh`, which is dash on Ubuntu, so no bashisms).
+ *
+ * It starts the container detached, so the container's life belongs to
+ * dockerd and not to the SSM command, then blocks in `docker wait` and exits
+ * with the container's exit code: the SSM command's status and exit code are
+ * the job's. Running it twice starts the container once; the second run just
+ * waits on the same container and reports the same code.
+ */
+export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): string {
+  const argv = dockerRunArgs(spec, { ...options, detach: true });
+  const { jobId } = spec;
+  const name = containerName(jobId);
+  const argvFile = `${INSTANCE_STATE_DIR}/${jobId}.argv.json`;
+  const encoded = Buffer.from(JSON.stringify(argv), 'utf8').toString('base64');
+
+  const lines = [
+    '#!/bin/sh',
+    `# Flare job ${jobId}: start its container once, wait for it, exit with its code.`,
+    '# Generated by instanceScript(); job-supplied text is only inside the base64 block and no shell parses it.',
+    'set -eu',
+    'umask 077',
+    `mkdir -p ${INSTANCE_STATE_DIR}`,
+    `base64 -d > ${argvFile} <<'${BASE64_DELIMITER}'`,
+    ...(encoded.match(/.{1,76}/g) ?? []),
+    BASE64_DELIMITER,
+  ];
+  if (options.scratchDir) {
+    const owner = options.allowRoot ? '' : ownerFlags(options.user ?? DEFAULT_USER);
+    lines.push(`install -d -m 0700${owner} ${scratchPath(options.scratchDir, jobId)}`);
+  }
+  lines.push(
+    // One starter at a time; a second delivery of this command finds the container and only waits.
+    `exec 9> ${INSTANCE_STATE_DIR}/${jobId}.lock`,
+    'flock 9',
+    `if ! docker container inspect ${name} > /dev/null 2>&1; then`,
+    `  python3 -c '${EXEC_ARGV_PROGRAM}' ${argvFile}`,
+    'fi',
+    'flock -u 9',
+    `code=$(docker wait ${name})`,
+    `echo "flare: container ${name} exited with code $code"`,
+    'exit "$code"',
+    '',
+  );
+  const script = lines.join('\n');
+  if (Buffer.byteLength(script, 'utf8') > MAX_INSTANCE_SCRIPT_BYTES) {
+    throw new ValidationError([{ field: 'command', reason: `command and env are too large to send to the instance (limit ${MAX_INSTANCE_SCRIPT_BYTES} bytes once encoded)` }]);
+  }
+  return script;
+}
+
+function ownerFlags(user: string): string {
+  const [uid, gid] = user.split(':');
+  return gid === undefined ? ` -o ${uid}` : ` -o ${uid} -g ${gid}`;
+}
+
+/**
+ * Reads the argv file and execs docker with it: no shell, no locale
+ * dependence (arguments are encoded to UTF-8 bytes here). Fixed text: it must
+ * contain no single quote, since the script wraps it in one.
+ */
+export const EXEC_ARGV_PROGRAM = [
+  'import json, os, sys',
+  'with open(sys.argv[1], encoding="utf-8") as f:',
+  '    argv = json.load(f)',
+  'if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):',
+  '    sys.exit("flare: malformed argv file")',
+  'os.execvp(b"docker", [b"docker"] + [a.encode("utf-8") for a in argv])',
+].join('\n');

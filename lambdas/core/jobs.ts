@@ -1,0 +1,122 @@
+/**
+ * What the API does with jobs: submit, read, list, cancel, remove. Handlers parse
+ * and shape; every decision is here.
+ */
+import { createHash } from 'node:crypto';
+import type { Deps } from './deps.js';
+import { JobNotFound, Unprocessable, ValidationError } from './errors.js';
+import { publishChange } from './events.js';
+import { canAccessProject, chooseProject, visibleProjects, type Identity } from './identity.js';
+import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job } from './job.js';
+import { drainPool } from './queue.js';
+import type { ListJobsQuery, SubmitJobInput } from './schemas.js';
+import type { Page } from '../ports/job-store.js';
+
+export const DEFAULT_LIVE_TIMEOUT_MINUTES = 60;
+
+export async function submitJob(deps: Deps, identity: Identity, input: SubmitJobInput, idempotencyKey?: string): Promise<{ job: Job; created: boolean }> {
+  const template = await deps.catalog.getTemplate(input.template);
+  const project = chooseProject(identity, input.project, template?.public ? undefined : template?.project);
+  if (!template || !(template.public || template.project === project)) {
+    throw new ValidationError([{ field: 'template', reason: `no template '${input.template}' for project ${project}` }]);
+  }
+  const image = await deps.catalog.getImage(template.image);
+  if (!image) throw new Unprocessable(`template ${template.name} names image '${template.image}', which is not in the catalog`);
+  const pool = await deps.store.getPool(template.pool);
+  if (!pool) throw new Unprocessable(`template ${template.name} names pool '${template.pool}', which does not exist`);
+
+  const gpus = input.gpus ?? template.gpus;
+  const needs = gpus * template.nodeCount;
+  if (needs > pool.maxGpus) throw new Unprocessable(`job needs ${needs} GPUs but pool ${pool.name} holds at most ${pool.maxGpus}`);
+  const quota = await deps.store.getQuota(project, 'gpus');
+  if (quota?.hardLimit !== undefined && needs > quota.hardLimit) {
+    throw new Unprocessable(`job needs ${needs} GPUs but project ${project} may hold at most ${quota.hardLimit}`);
+  }
+  const max = template.maxLiveTimeoutMinutes;
+  const liveTimeoutMinutes = input.liveTimeoutMinutes ?? Math.min(template.defaultLiveTimeoutMinutes ?? DEFAULT_LIVE_TIMEOUT_MINUTES, max);
+  if (liveTimeoutMinutes > max) throw new ValidationError([{ field: 'liveTimeoutMinutes', reason: `must be at most ${max} (template ${template.name})` }]);
+
+  const createdAt = deps.now().toISOString();
+  const job: Job = {
+    id: deps.newId(),
+    name: input.name ?? template.name,
+    project,
+    owner: identity.name,
+    template: template.name,
+    pool: pool.name,
+    image: `${image.reference}@${image.digest}`,
+    command: input.command ?? template.command,
+    env: { ...template.env, ...input.env },
+    gpus,
+    nodeCount: template.nodeCount,
+    liveTimeoutMinutes,
+    state: JobState.PENDING,
+    createdAt,
+  };
+  const claim = idempotencyKey ? { key: `${project}#${idempotencyKey}`, bodyHash: hashBody({ ...input, project }) } : undefined;
+  const stored = await deps.store.createJob(job, claim);
+  if (stored.created) await publishChange(deps, stored.job, null);
+  // A replay of a job whose workflow never started (crash between the two) starts it now.
+  if (stored.job.state === JobState.PENDING) await deps.workflows.start(stored.job.id, { jobId: stored.job.id });
+  return stored;
+}
+
+export async function getJob(deps: Deps, identity: Identity, id: string): Promise<Job> {
+  const job = await deps.store.getJob(id);
+  if (!job || !canAccessProject(identity, job.project)) throw new JobNotFound(id);
+  if (QUEUED_STATES.includes(job.state)) job.queuePosition = await deps.store.queuePosition(job);
+  return job;
+}
+
+export async function listJobs(deps: Deps, identity: Identity, query: ListJobsQuery): Promise<Page<Job>> {
+  const projects = visibleProjects(identity, query.project);
+  if (projects?.length === 0) return { items: [] };
+  return deps.store.listJobs({ projects, state: query.state }, { limit: query.limit ?? 100, nextToken: query.nextToken });
+}
+
+/** DELETE: an active job is cancelled (202), a terminal one removed (204). */
+export async function deleteJob(deps: Deps, identity: Identity, id: string): Promise<{ removed: true } | { removed: false; job: Job }> {
+  for (;;) {
+    const job = await deps.store.getJob(id);
+    if (!job || !canAccessProject(identity, job.project)) throw new JobNotFound(id);
+    if (isTerminal(job.state)) {
+      if (await deps.store.deleteJob(id)) return { removed: true };
+      continue;
+    }
+    if (QUEUED_STATES.includes(job.state)) {
+      const cancelled = await deps.store.finishJob(job, { state: JobState.CANCELLED, stateReason: `cancelled by ${identity.name}`, finishedAt: deps.now().toISOString() });
+      if (!cancelled) continue; // admitted meanwhile: cancel it as a holding job
+      await publishChange(deps, cancelled, job.state);
+      await drainPool(deps, job.pool); // it may have been the head that blocked others
+      return { removed: false, job: cancelled };
+    }
+    if (HOLDING_STATES.includes(job.state) && job.state !== JobState.STOPPING) {
+      await reportOutcome(deps, id, { kind: 'cancelled', by: identity.name });
+    }
+    return { removed: false, job: (await deps.store.getJob(id)) ?? job };
+  }
+}
+
+/**
+ * Why a running job stops (exit, cancel, lost instance): recorded once, then the
+ * workflow's wait is ended. Whichever of this and the workflow's AwaitOutcome step
+ * runs second sees both the outcome and the token, so the wait always ends.
+ */
+export async function reportOutcome(deps: Deps, jobId: string, outcome: NonNullable<Job['outcome']>): Promise<void> {
+  const job = await deps.store.recordOutcome(jobId, outcome);
+  if (job?.taskToken) await deps.workflows.sendTaskSuccess(job.taskToken, { outcome: job.outcome });
+}
+
+function hashBody(body: unknown): string {
+  return createHash('sha256').update(canonicalJson(body)).digest('hex');
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : 1));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+

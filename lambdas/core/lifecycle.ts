@@ -1,0 +1,175 @@
+/**
+ * The workflow's steps, one function per Task state of
+ * statemachines/job-lifecycle.asl.json. Each is idempotent: the workflow retries
+ * them, and start-up recovery runs a job's workflow again from the top.
+ */
+import type { Deps } from './deps.js';
+import { ComputeNotReady, StaleJob } from './errors.js';
+import { publishChange } from './events.js';
+import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, terminalFor, type Job } from './job.js';
+import { behindReason, drainPool } from './queue.js';
+import { JobNotFound } from './errors.js';
+import type { ContainerSpec } from '../ports/compute.js';
+
+/** AwaitCompute polls every WaitForCompute (5 s) at most this many times: 10 minutes. */
+export const MAX_COMPUTE_CHECKS = 120;
+
+/** The error the workflow hands to Stop/Release when a step failed for good. */
+export interface StepError {
+  Error: string;
+  Cause?: string;
+}
+
+async function load(deps: Deps, jobId: string): Promise<Job> {
+  const job = await deps.store.getJob(jobId);
+  if (!job) throw new JobNotFound(jobId);
+  return job;
+}
+
+/** Admit: the job joins its pool's queue; the drain admits it when it is its turn. */
+export async function admitStep(deps: Deps, jobId: string): Promise<{ admitted: boolean }> {
+  const job = await load(deps, jobId);
+  if (HOLDING_STATES.includes(job.state)) return { admitted: true };
+  if (isTerminal(job.state)) return { admitted: false };
+  let drained = await drainPool(deps, job.pool);
+  if (drained.admitted.some((j) => j.id === jobId)) return { admitted: true };
+  // The queue index is eventually consistent: a job just stored may not be in it yet.
+  if (!drained.poolBlocked && !drained.reasons.has(jobId) && job.state === JobState.PENDING) {
+    const direct = await deps.store.admit(job, deps.now().toISOString());
+    if (direct.admitted) {
+      await publishChange(deps, direct.job, job.state);
+      return { admitted: true };
+    }
+    drained = await drainPool(deps, job.pool);
+    if (drained.admitted.some((j) => j.id === jobId)) return { admitted: true };
+  }
+  if (job.state === JobState.PENDING) {
+    const reason = drained.reasons.get(jobId) ?? behindReason(job.pool, await deps.store.queuePosition(job));
+    try {
+      const waiting = await deps.store.updateJob(jobId, [JobState.PENDING], { state: JobState.WAITING, stateReason: reason });
+      await publishChange(deps, waiting, JobState.PENDING);
+    } catch (error) {
+      if (!(error instanceof StaleJob)) throw error;
+      return { admitted: HOLDING_STATES.includes((await load(deps, jobId)).state) };
+    }
+  }
+  return { admitted: false };
+}
+
+/** Launch: get compute for the admitted job. */
+export async function launchStep(deps: Deps, jobId: string): Promise<{ attempts: number }> {
+  const job = await load(deps, jobId);
+  if (job.state !== JobState.LAUNCHING) return { attempts: 0 };
+  const launched = await deps.compute.launch(job);
+  await deps.store.updateJob(jobId, [JobState.LAUNCHING], { instanceIds: launched.instanceIds, ...(launched.devices ? { devices: launched.devices } : {}) });
+  return { attempts: 0 };
+}
+
+/** AwaitCompute: one bounded check; the Wait state between checks costs no compute. */
+export async function checkComputeStep(deps: Deps, jobId: string, attempts: number): Promise<{ ready: boolean; attempts: number }> {
+  const job = await load(deps, jobId);
+  if (job.state !== JobState.LAUNCHING) return { ready: true, attempts };
+  if (await deps.compute.isReady(job)) return { ready: true, attempts: attempts + 1 };
+  if (attempts + 1 >= MAX_COMPUTE_CHECKS) throw new ComputeNotReady(`instances of job ${jobId} were not ready after ${attempts + 1} checks`);
+  return { ready: false, attempts: attempts + 1 };
+}
+
+/** StartContainer: run the job; from here its live timeout counts. */
+export async function startStep(deps: Deps, jobId: string): Promise<{ timeoutSeconds: number }> {
+  let job = await load(deps, jobId);
+  if (job.state === JobState.LAUNCHING && !job.outcome) {
+    const startedAt = deps.now();
+    const expiresAt = new Date(startedAt.getTime() + job.liveTimeoutMinutes * 60_000).toISOString();
+    await deps.compute.start(job, containerSpec(job, expiresAt));
+    try {
+      job = await deps.store.updateJob(jobId, [JobState.LAUNCHING], { state: JobState.RUNNING, startedAt: startedAt.toISOString(), expiresAt });
+      await publishChange(deps, job, JobState.LAUNCHING);
+    } catch (error) {
+      if (!(error instanceof StaleJob)) throw error;
+      job = await load(deps, jobId);
+    }
+  }
+  return { timeoutSeconds: secondsUntil(deps, job.expiresAt) };
+}
+
+export function containerSpec(job: Job, expiresAt: string): ContainerSpec {
+  return { jobId: job.id, image: job.image, command: job.command, env: job.env, gpus: job.gpus, devices: job.devices, expiresAt };
+}
+
+/** The Run state's callback registration: store the token; end at once if the job already ended. */
+export async function awaitOutcomeStep(deps: Deps, jobId: string, taskToken: string): Promise<void> {
+  const job = await deps.store.setTaskToken(jobId, taskToken);
+  const running = job.state === JobState.RUNNING && secondsUntil(deps, job.expiresAt, 0) > 0;
+  if (job.outcome || !running) await deps.workflows.sendTaskSuccess(taskToken, { outcome: job.outcome ?? null });
+}
+
+/** Stop: decide the verdict once, mark STOPPING, give the compute back. */
+export async function stopStep(deps: Deps, jobId: string, error?: StepError | null): Promise<void> {
+  let job = await load(deps, jobId);
+  if (job.state === JobState.LAUNCHING || job.state === JobState.RUNNING) job = await markStopping(deps, job, error);
+  if (job.state === JobState.STOPPING && job.instanceIds?.length) await deps.compute.stop(job);
+}
+
+/** Release: terminal state and GPUs back, in one transaction, exactly once. */
+export async function releaseStep(deps: Deps, jobId: string, error?: StepError | null): Promise<{ pool: string }> {
+  let job = await load(deps, jobId);
+  for (let attempt = 0; attempt < 5 && !isTerminal(job.state); attempt++) {
+    if (job.state === JobState.LAUNCHING || job.state === JobState.RUNNING) job = await markStopping(deps, job, error);
+    const verdict = QUEUED_STATES.includes(job.state)
+      ? { state: JobState.FAILED, reason: `admission failed: ${describe(error)}` }
+      : (job.verdict ?? terminalFor(job.outcome, false, describe(error)));
+    const finished = await deps.store.finishJob(job, {
+      state: verdict.state,
+      stateReason: verdict.reason,
+      finishedAt: deps.now().toISOString(),
+      ...(verdict.exitCode !== undefined ? { exitCode: verdict.exitCode } : {}),
+    });
+    if (finished) {
+      await publishChange(deps, finished, job.state);
+      break;
+    }
+    job = await load(deps, jobId);
+  }
+  return { pool: job.pool };
+}
+
+/** Drain: GPUs came back; admit who waits for them. */
+export async function drainStep(deps: Deps, jobId: string): Promise<{ admitted: number }> {
+  const job = await load(deps, jobId);
+  const result = await drainPool(deps, job.pool);
+  return { admitted: result.admitted.length };
+}
+
+async function markStopping(deps: Deps, job: Job, error?: StepError | null): Promise<Job> {
+  const expired = !!job.expiresAt && deps.now().getTime() >= Date.parse(job.expiresAt);
+  const verdict = terminalFor(job.outcome, expired || error?.Error === 'States.Timeout', describe(error));
+  try {
+    const stopping = await deps.store.updateJob(job.id, [JobState.LAUNCHING, JobState.RUNNING], { state: JobState.STOPPING, stateReason: verdict.reason, verdict });
+    await publishChange(deps, stopping, job.state);
+    return stopping;
+  } catch (e) {
+    if (!(e instanceof StaleJob)) throw e;
+    return load(deps, job.id);
+  }
+}
+
+function describe(error?: StepError | null): string | undefined {
+  if (!error) return undefined;
+  const cause = error.Cause ? parseCause(error.Cause) : undefined;
+  return cause ? `${error.Error}: ${cause}` : error.Error;
+}
+
+/** Lambda errors arrive as a JSON Cause ({errorMessage}); local ones as plain text. */
+function parseCause(cause: string): string {
+  try {
+    const parsed = JSON.parse(cause) as { errorMessage?: string };
+    return parsed.errorMessage ?? cause;
+  } catch {
+    return cause;
+  }
+}
+
+function secondsUntil(deps: Deps, iso: string | undefined, floor = 1): number {
+  if (!iso) return floor;
+  return Math.max(floor, Math.ceil((Date.parse(iso) - deps.now().getTime()) / 1000));
+}

@@ -1,0 +1,34 @@
+/**
+ * Names shared with statemachines/job-lifecycle.asl.json: the Task states and the
+ * `task` each one asks the tasks Lambda to run. A test checks the file against these.
+ */
+export const WorkflowState = {
+  Init: 'Init',
+  Admit: 'Admit',
+  Admitted: 'Admitted',
+  Queued: 'Queued',
+  Launch: 'Launch',
+  AwaitCompute: 'AwaitCompute',
+  ComputeReady: 'ComputeReady',
+  WaitForCompute: 'WaitForCompute',
+  StartContainer: 'StartContainer',
+  Run: 'Run',
+  Stop: 'Stop',
+  Release: 'Release',
+  ReleaseFailed: 'ReleaseFailed',
+  Drain: 'Drain',
+  Done: 'Done',
+} as const;
+export type WorkflowState = (typeof WorkflowState)[keyof typeof WorkflowState];
+
+export const WorkflowTask = {
+  admit: 'admit',
+  launch: 'launch',
+  checkCompute: 'checkCompute',
+  start: 'start',
+  awaitOutcome: 'awaitOutcome',
+  stop: 'stop',
+  release: 'release',
+  drain: 'drain',
+} as const;
+export type WorkflowTask = (typeof WorkflowTask)[keyof typeof WorkflowTask];

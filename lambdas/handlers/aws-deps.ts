@@ -1,0 +1,78 @@
+/**
+ * The adapters a Lambda uses on AWS, built once per process from one validated
+ * environment. Nothing is created until the first invocation asks for it, so the
+ * local runner can import handlers without AWS settings.
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EC2Client } from '@aws-sdk/client-ec2';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { z } from 'zod';
+import { consoleLogger } from '../adapters/console-logger.js';
+import { DynamoCatalog, DynamoJobStore } from '../adapters/dynamo/dynamo-job-store.js';
+import { Ec2SsmCompute } from '../adapters/ec2-ssm-compute.js';
+import { EventBridgePublisher } from '../adapters/eventbridge-publisher.js';
+import { newJobId } from '../adapters/ids.js';
+import { SfnWorkflows } from '../adapters/sfn-workflows.js';
+import type { Deps } from '../core/deps.js';
+
+const required = z.string().min(1);
+export const AwsEnv = z.object({
+  JOBS_TABLE: required,
+  QUOTAS_TABLE: required,
+  POOLS_TABLE: required,
+  IDEMPOTENCY_TABLE: required,
+  CATALOG_TABLE: required,
+  EVENT_BUS_NAME: required,
+  STATE_MACHINE_ARN: required,
+  LAUNCH_TEMPLATE_ID: required,
+  SUBNET_IDS: required.transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean)),
+  POOLS: required.transform((s, ctx) => {
+    try {
+      return z.record(z.string(), z.object({ instanceTypes: z.array(z.string()).min(1) })).parse(JSON.parse(s));
+    } catch (error) {
+      ctx.addIssue({ code: 'custom', message: `POOLS must be JSON {"<pool>":{"instanceTypes":[...]}}: ${String(error)}` });
+      return z.NEVER;
+    }
+  }),
+  LOG_GROUP_NAME: z.string().optional(),
+});
+export type AwsEnv = z.infer<typeof AwsEnv>;
+
+export function readAwsEnv(env: NodeJS.ProcessEnv = process.env): AwsEnv {
+  const result = AwsEnv.safeParse(env);
+  if (!result.success) {
+    const names = result.error.issues.map((i) => `${i.path.join('.')} (${i.message})`).join(', ');
+    throw new Error(`Flare Lambda misconfigured: environment variable ${names}`);
+  }
+  return result.data;
+}
+
+let deps: Deps | undefined;
+
+export function awsDeps(): Deps {
+  if (deps) return deps;
+  const env = readAwsEnv();
+  const doc = DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
+  const tables = { jobs: env.JOBS_TABLE, quotas: env.QUOTAS_TABLE, pools: env.POOLS_TABLE, idempotency: env.IDEMPOTENCY_TABLE, catalog: env.CATALOG_TABLE };
+  deps = {
+    store: new DynamoJobStore(doc, tables),
+    catalog: new DynamoCatalog(doc, tables),
+    compute: new Ec2SsmCompute({
+      ec2: new EC2Client({}),
+      ssm: new SSMClient({}),
+      launchTemplateId: env.LAUNCH_TEMPLATE_ID,
+      subnetIds: env.SUBNET_IDS,
+      pools: env.POOLS,
+      ...(env.LOG_GROUP_NAME ? { logGroupName: env.LOG_GROUP_NAME } : {}),
+    }),
+    workflows: new SfnWorkflows(new SFNClient({}), env.STATE_MACHINE_ARN),
+    events: new EventBridgePublisher(new EventBridgeClient({}), env.EVENT_BUS_NAME),
+    log: consoleLogger({ service: 'flare' }),
+    now: () => new Date(),
+    newId: newJobId,
+  };
+  return deps;
+}

@@ -1,0 +1,57 @@
+/**
+ * The tasks Lambda: every Task state of the job lifecycle workflow calls this
+ * with `{ task, jobId, ... }`. Thin: validate, call the step in core, return.
+ * Errors propagate by name so the ASL's Retry/Catch can match them.
+ */
+import middy from '@middy/core';
+import { z } from 'zod';
+import type { Deps } from '../../core/deps.js';
+import { admitStep, awaitOutcomeStep, checkComputeStep, drainStep, launchStep, releaseStep, startStep, stopStep } from '../../core/lifecycle.js';
+import { parse } from '../../core/schemas.js';
+import { WorkflowTask } from '../../core/workflow.js';
+import { awsDeps } from '../aws-deps.js';
+
+const jobId = z.string().min(1).max(128);
+const stepError = z.object({ Error: z.string(), Cause: z.string().optional() }).nullish();
+
+export const TaskEvent = z.discriminatedUnion('task', [
+  z.object({ task: z.literal(WorkflowTask.admit), jobId }),
+  z.object({ task: z.literal(WorkflowTask.launch), jobId }),
+  z.object({ task: z.literal(WorkflowTask.checkCompute), jobId, attempts: z.number().int().min(0) }),
+  z.object({ task: z.literal(WorkflowTask.start), jobId }),
+  z.object({ task: z.literal(WorkflowTask.awaitOutcome), jobId, taskToken: z.string().min(1), timeoutSeconds: z.number().optional() }),
+  z.object({ task: z.literal(WorkflowTask.stop), jobId, error: stepError }),
+  z.object({ task: z.literal(WorkflowTask.release), jobId, error: stepError }),
+  z.object({ task: z.literal(WorkflowTask.drain), jobId }),
+]);
+export type TaskEvent = z.infer<typeof TaskEvent>;
+
+export async function runTask(deps: Deps, raw: unknown): Promise<unknown> {
+  const event = parse(TaskEvent, raw);
+  switch (event.task) {
+    case 'admit':
+      return admitStep(deps, event.jobId);
+    case 'launch':
+      return launchStep(deps, event.jobId);
+    case 'checkCompute':
+      return checkComputeStep(deps, event.jobId, event.attempts);
+    case 'start':
+      return startStep(deps, event.jobId);
+    case 'awaitOutcome':
+      await awaitOutcomeStep(deps, event.jobId, event.taskToken);
+      return {};
+    case 'stop':
+      await stopStep(deps, event.jobId, event.error);
+      return {};
+    case 'release':
+      return releaseStep(deps, event.jobId, event.error);
+    case 'drain':
+      return drainStep(deps, event.jobId);
+  }
+}
+
+export function createTasksHandler(deps: () => Deps) {
+  return middy<unknown, unknown>().handler((event) => runTask(deps(), event));
+}
+
+export const handler = createTasksHandler(awsDeps);
