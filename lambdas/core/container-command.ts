@@ -190,6 +190,8 @@ export const MAX_INSTANCE_SCRIPT_BYTES = 64 * 1024;
 /** Where the script keeps its per-job files on the instance. */
 export const INSTANCE_STATE_DIR = '/run/flare';
 const BASE64_DELIMITER = 'FLARE_ARGV_BASE64';
+/** Two seconds apart: how long the script waits for dockerd before failing like docker does (125). */
+const DOCKER_WAIT_TRIES = 90;
 
 /**
  * The POSIX sh script that SSM's AWS-RunShellScript runs on each instance
@@ -224,6 +226,12 @@ export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): 
     lines.push(`install -d -m 0700${owner} ${scratchPath(options.scratchDir, jobId)}`);
   }
   lines.push(
+    // The SSM agent can come online before dockerd has started.
+    'tries=0',
+    'until docker info > /dev/null 2>&1; do',
+    `  tries=$((tries + 1)); if [ "$tries" -ge ${DOCKER_WAIT_TRIES} ]; then echo "flare: docker is not running" >&2; exit 125; fi`,
+    '  sleep 2',
+    'done',
     // One starter at a time; a second delivery of this command finds the container and only waits.
     `exec 9> ${INSTANCE_STATE_DIR}/${jobId}.lock`,
     'flock 9',

@@ -1,0 +1,48 @@
+/**
+ * The local stand-in for the EventBridge bus: fans each job state change out to
+ * in-process subscribers (the webhooks, the log). Publishing only hands the event
+ * over; what subscribers do with it (a slow webhook) never holds up the control
+ * plane, and one subscriber's failure touches no other.
+ */
+import type { Logger } from '../core/deps.js';
+import type { EventPublisher, JobStateChange } from '../ports/events.js';
+
+export type Subscriber = (event: JobStateChange) => void | Promise<void>;
+
+export class LocalEventBus implements EventPublisher {
+  private readonly subscribers = new Set<Subscriber>();
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(private readonly log: Logger) {}
+
+  /** Returns a function that unsubscribes. */
+  subscribe(subscriber: Subscriber): () => void {
+    this.subscribers.add(subscriber);
+    return () => this.subscribers.delete(subscriber);
+  }
+
+  /** Resolves once every subscriber has been called; their work goes on in the background. */
+  async publish(event: JobStateChange): Promise<void> {
+    for (const subscriber of this.subscribers) {
+      // Each gets its own copy: one subscriber cannot change what the next one sees.
+      const copy = structuredClone(event);
+      let work: Promise<void>;
+      try {
+        work = Promise.resolve(subscriber(copy));
+      } catch (error) {
+        work = Promise.reject(error);
+      }
+      const tracked = work.then(
+        () => undefined,
+        (error: unknown) => this.log.error('event subscriber failed', { jobId: event.jobId, state: event.state, error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) }),
+      );
+      this.inFlight.add(tracked);
+      void tracked.finally(() => this.inFlight.delete(tracked));
+    }
+  }
+
+  /** Resolves when no subscriber work is in flight, including work started while waiting. */
+  async idle(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * Chat messages for job state changes: Slack (and Slack-compatible hooks such as
+ * Mattermost) and Microsoft Teams. Pure formatting; delivery is an adapter's job.
+ *
+ * Job names, reasons, projects and owners are user text: they are escaped so a
+ * job named `<!channel>` or `[click](http://…)` cannot ping a channel or
+ * smuggle a link.
+ */
+import type { JobState } from './job.js';
+import type { JobStateChange } from '../ports/events.js';
+
+export type ChatType = 'slack' | 'teams';
+
+export interface NotificationRoute {
+  /** Only these projects; absent: every project. */
+  projects?: readonly string[];
+  /** Only these states; absent: every state change. */
+  states?: readonly JobState[];
+}
+
+export function matchesRoute(spec: NotificationRoute, event: JobStateChange): boolean {
+  if (spec.projects && !spec.projects.includes(event.project)) return false;
+  if (spec.states && !spec.states.includes(event.state)) return false;
+  return true;
+}
+
+const EMOJI: Record<JobState, string> = {
+  PENDING: ':inbox_tray:',
+  WAITING: ':hourglass_flowing_sand:',
+  LAUNCHING: ':rocket:',
+  RUNNING: ':arrow_forward:',
+  STOPPING: ':black_square_for_stop:',
+  SUCCEEDED: ':white_check_mark:',
+  FAILED: ':x:',
+  EXPIRED: ':alarm_clock:',
+  CANCELLED: ':no_entry_sign:',
+};
+
+/**
+ * Slack mrkdwn control characters are `&`, `<` and `>` (mentions and links are
+ * `<!channel>`, `<@U…>`, `<http://…|…>`); a zero-width space after `@` keeps
+ * hooks that still expand a bare `@channel` (Mattermost) from doing so.
+ */
+export function escapeSlack(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/@/g, '@\u200b');
+}
+
+/** Teams renders a Markdown subset: backslash-escape what makes links, autolinks and emphasis. */
+export function escapeTeams(text: string): string {
+  return text.replace(/[\\`*_[\]()~<>]/g, (c) => `\\${c}`);
+}
+
+export interface SlackMessage {
+  text: string;
+  blocks: Array<Record<string, unknown>>;
+}
+
+export function formatSlack(event: JobStateChange): SlackMessage {
+  const e = escapeSlack;
+  const headline = `${EMOJI[event.state]} Job ${e(event.name)} is now *${event.state}*`;
+  const reason = event.stateReason ? `\n${e(event.stateReason)}` : '';
+  return {
+    text: `${headline} (project ${e(event.project)})${reason}`,
+    blocks: [
+      { type: 'section', text: { type: 'mrkdwn', text: `${headline}${reason}` } },
+      {
+        type: 'section',
+        fields: [
+          { type: 'mrkdwn', text: `*Project*\n${e(event.project)}` },
+          { type: 'mrkdwn', text: `*Owner*\n${e(event.owner)}` },
+          { type: 'mrkdwn', text: `*Pool*\n${e(event.pool)}` },
+          { type: 'mrkdwn', text: `*GPUs*\n${event.gpus}` },
+        ],
+      },
+      {
+        type: 'context',
+        elements: [{ type: 'mrkdwn', text: `job ${e(event.jobId)} · ${event.previousState ?? 'new'} → ${event.state} · ${e(event.at)}` }],
+      },
+    ],
+  };
+}
+
+/** An Adaptive Card in the message envelope Teams incoming webhooks and Workflows accept. */
+export function formatTeams(event: JobStateChange): Record<string, unknown> {
+  const t = escapeTeams;
+  const failed = event.state === 'FAILED' || event.state === 'EXPIRED';
+  return {
+    type: 'message',
+    attachments: [
+      {
+        contentType: 'application/vnd.microsoft.card.adaptive',
+        contentUrl: null,
+        content: {
+          $schema: 'http://adaptivecards.io/schemas/adaptive-card.json',
+          type: 'AdaptiveCard',
+          version: '1.4',
+          body: [
+            { type: 'TextBlock', size: 'Medium', weight: 'Bolder', wrap: true, text: `Job ${t(event.name)} is now ${event.state}`, ...(failed ? { color: 'Attention' } : {}) },
+            ...(event.stateReason ? [{ type: 'TextBlock', wrap: true, text: t(event.stateReason) }] : []),
+            {
+              type: 'FactSet',
+              facts: [
+                { title: 'Project', value: t(event.project) },
+                { title: 'Owner', value: t(event.owner) },
+                { title: 'Pool', value: t(event.pool) },
+                { title: 'GPUs', value: String(event.gpus) },
+                { title: 'Previous state', value: event.previousState ?? 'new' },
+                { title: 'Job', value: t(event.jobId) },
+                { title: 'At', value: t(event.at) },
+              ],
+            },
+          ],
+        },
+      },
+    ],
+  };
+}
+
+export function formatNotification(type: ChatType, event: JobStateChange): unknown {
+  return type === 'slack' ? formatSlack(event) : formatTeams(event);
+}

@@ -1,0 +1,164 @@
+/**
+ * The local control plane: the same handlers and the same ASL as on AWS, with
+ * local adapters swapped in — DynamoDB Local, aws-local-stepfunctions, processes
+ * (or docker) on this machine, an in-process event bus feeding the webhooks, and
+ * an HTTP server that plays API Gateway.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { consoleLogger } from '../adapters/console-logger.js';
+import { DynamoCatalog, DynamoJobStore } from '../adapters/dynamo/dynamo-job-store.js';
+import { newJobId } from '../adapters/ids.js';
+import { LocalCompute } from '../adapters/local-compute.js';
+import { LocalEventBus } from '../adapters/local-event-bus.js';
+import { WebhookNotifier } from '../adapters/webhook-notifier.js';
+import type { Deps, Logger } from '../core/deps.js';
+import { reportOutcome } from '../core/jobs.js';
+import { isTerminal, JobState } from '../core/job.js';
+import { drainPool } from '../core/queue.js';
+import type { LocalConfig } from '../core/schemas.js';
+import { createApiHandler } from '../handlers/http/api.js';
+import { runTask } from '../handlers/workflow/tasks.js';
+import { startDynamoDbLocal, type DynamoDbLocal } from './dynamodb-local.js';
+import { startHttpServer } from './http-server.js';
+import { LocalWorkflows } from './local-workflows.js';
+import { createTables, defaultTableNames, makeDynamoClients } from './tables.js';
+
+export interface ControlPlaneOptions {
+  /** Keep DynamoDB in memory (tests); otherwise data lives in `<dataDir>/dynamodb`. */
+  inMemory?: boolean;
+  /** Resolve a relative `dataDir` against this directory (the config file's). */
+  baseDir?: string;
+  log?: Logger;
+  /** Where the one-time admin token announcement goes. */
+  announce?: (line: string) => void;
+  /** Local driver tuning for tests. */
+  compute?: { stopGraceMs?: number; pollMs?: number };
+}
+
+export interface ControlPlane {
+  url: string;
+  deps: Deps;
+  workflows: LocalWorkflows;
+  compute: LocalCompute;
+  events: LocalEventBus;
+  dataDir: string;
+  /** The admin token used when no users are configured. */
+  adminToken?: string;
+  /** Stop serving; running jobs keep running and are re-attached on the next start. */
+  stop(): Promise<void>;
+}
+
+export const ADMIN_TOKEN_FILE = 'admin-token';
+
+export async function startControlPlane(config: LocalConfig, options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const log = options.log ?? consoleLogger({ service: 'flare-local' });
+  const dataDir = resolve(options.baseDir ?? process.cwd(), config.dataDir);
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+
+  const dynamo = await startDynamoDbLocal(options.inMemory ? { inMemory: true } : { dataDir: join(dataDir, 'dynamodb') });
+  const stack: Array<() => Promise<void> | void> = [() => dynamo.stop()];
+  try {
+    return await assemble(config, options, log, dataDir, dynamo, stack);
+  } catch (error) {
+    for (const undo of stack.reverse()) await undo();
+    throw error;
+  }
+}
+
+async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: Logger, dataDir: string, dynamo: DynamoDbLocal, stack: Array<() => Promise<void> | void>): Promise<ControlPlane> {
+  const { client, doc } = makeDynamoClients(dynamo.endpoint);
+  const tables = defaultTableNames();
+  await createTables(client, tables);
+  const store = new DynamoJobStore(doc, tables);
+  const catalog = new DynamoCatalog(doc, tables);
+  await seed(config, store, catalog);
+
+  const users = config.users.length ? config.users : [{ name: 'admin', token: await adminToken(dataDir, options.announce), admin: true, projects: [] }];
+
+  const events = new LocalEventBus(log);
+  const notifier = new WebhookNotifier(config.notifications, log);
+  events.subscribe((event) => notifier.notify(event));
+  events.subscribe((event) => log.info('job state change', { ...event }));
+
+  // Deps and the adapters that call back into core refer to each other; `deps` is set below, before anything runs.
+  let deps!: Deps;
+  const compute = await LocalCompute.create({
+    dataDir,
+    pools: config.pools,
+    driver: config.compute.driver,
+    onExit: (jobId, exitCode) => reportOutcome(deps, jobId, { kind: 'exited', exitCode }),
+    onLost: (jobId, reason) => reportOutcome(deps, jobId, { kind: 'lost', reason }),
+    log,
+    ...options.compute,
+  });
+  stack.push(() => compute.close());
+  const workflows = new LocalWorkflows((event) => runTask(deps, event), log);
+  stack.push(() => workflows.close());
+  deps = { store, catalog, compute, workflows, events, log, now: () => new Date(), newId: newJobId };
+
+  await recover(deps, compute, workflows, config);
+
+  const handler = createApiHandler(() => deps, {
+    health: async () => ({ dynamodb: 'ok', workflows: { running: workflows.running() }, compute: 'ok' }),
+  });
+  const http = await startHttpServer({ host: config.host, port: config.port, handler, users, log });
+  stack.push(() => http.close());
+
+  return {
+    url: http.url,
+    deps,
+    workflows,
+    compute,
+    events,
+    dataDir,
+    ...(config.users.length ? {} : { adminToken: users[0].token }),
+    async stop() {
+      for (const undo of stack.reverse()) await undo();
+      stack.length = 0;
+    },
+  };
+}
+
+/** Pools, quotas, images and templates from the config; usage counters are kept. */
+async function seed(config: LocalConfig, store: DynamoJobStore, catalog: DynamoCatalog): Promise<void> {
+  for (const pool of config.pools) {
+    await store.putPool({ name: pool.name, instanceType: pool.instanceType ?? 'local', gpusPerInstance: pool.gpusPerInstance ?? pool.gpus, maxGpus: pool.gpus });
+  }
+  for (const quota of config.quotas) await store.putQuota(quota);
+  for (const image of config.images) await catalog.putImage(image);
+  for (const template of config.templates) await catalog.putTemplate(template);
+}
+
+/**
+ * Start-up recovery (DESIGN.md invariant 5): every job that is not terminal is
+ * driven on. Running processes are re-attached; each held or pending job gets a
+ * fresh workflow execution, whose idempotent steps pick up where the last one
+ * stopped; then each pool's queue is drained.
+ */
+async function recover(deps: Deps, compute: LocalCompute, workflows: LocalWorkflows, config: LocalConfig): Promise<void> {
+  const active = await deps.store.listActiveJobs();
+  await compute.reattach(active);
+  const stamp = Date.now().toString(36);
+  for (const job of active) {
+    if (isTerminal(job.state) || job.state === JobState.WAITING) continue;
+    deps.log.info('recovering job', { jobId: job.id, state: job.state });
+    await workflows.start(`${job.id}-recover-${stamp}`, { jobId: job.id });
+  }
+  for (const pool of config.pools) await drainPool(deps, pool.name);
+}
+
+/** With no users configured: one random admin token, printed once, kept 0600 in the data directory. */
+async function adminToken(dataDir: string, announce: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<string> {
+  const file = join(dataDir, ADMIN_TOKEN_FILE);
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  const token = `flare_${randomBytes(24).toString('base64url')}`;
+  await writeFile(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  announce(`No users configured: created an admin token (shown once, kept in ${file}):\n  ${token}`);
+  return token;
+}

@@ -1,0 +1,292 @@
+/**
+ * What the EC2+SSM compute adapter launches and is allowed to touch: a launch
+ * template for GPU job instances, the instances' role and log group, and the
+ * narrow IAM the tasks function needs to run, command and terminate them.
+ *
+ * Every instance Flare creates is tagged `managed-by=flare` at launch; the
+ * policies below only allow creating instances that carry that tag, and only
+ * allow commanding or terminating instances that do.
+ */
+import { ArnFormat, Fn, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import type { PoolSetting } from './settings.js';
+
+export const MANAGED_BY_TAG = { key: 'managed-by', value: 'flare' } as const;
+export const RUN_COMMAND_DOCUMENT = 'AWS-RunShellScript';
+
+export interface FlareComputeProps {
+  readonly vpc: ec2.IVpc;
+  /** Private subnets instances launch in; the adapter tries them in order. */
+  readonly subnetIds: readonly string[];
+  readonly pools: readonly PoolSetting[];
+  /** SSM parameter holding the GPU AMI id, resolved at deploy time. */
+  readonly gpuAmiParameter: string;
+  /** Root volume size; RunInstances may ask for more per template. @default 100 */
+  readonly rootVolumeGb?: number;
+  /** Root device of the AMI. @default '/dev/sda1' (Ubuntu) */
+  readonly rootDeviceName?: string;
+  /**
+   * Grace after the instance's `flare:expires-at` tag before it powers itself
+   * off (the dead-man switch for a lost control plane).
+   * @default 15
+   */
+  readonly deadManGraceMinutes?: number;
+  /** @default logs.RetentionDays.ONE_MONTH */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+export class FlareCompute extends Construct {
+  public readonly launchTemplate: ec2.LaunchTemplate;
+  public readonly instanceRole: iam.Role;
+  public readonly securityGroup: ec2.SecurityGroup;
+  /** Container output of every job, one stream per job. */
+  public readonly jobLogGroup: logs.LogGroup;
+  public readonly subnetIds: readonly string[];
+  public readonly pools: readonly PoolSetting[];
+
+  constructor(scope: Construct, id: string, props: FlareComputeProps) {
+    super(scope, id);
+    if (props.subnetIds.length === 0) throw new Error(`${this.node.path}: subnetIds must name at least one subnet`);
+    if (props.pools.length === 0) throw new Error(`${this.node.path}: pools must name at least one pool`);
+    const rootVolumeGb = props.rootVolumeGb ?? 100;
+    if (!Number.isInteger(rootVolumeGb) || rootVolumeGb < 8 || rootVolumeGb > 16384) {
+      throw new Error(`${this.node.path}: rootVolumeGb must be an integer from 8 to 16384, got ${rootVolumeGb}`);
+    }
+    const grace = props.deadManGraceMinutes ?? 15;
+    if (!Number.isInteger(grace) || grace < 0) throw new Error(`${this.node.path}: deadManGraceMinutes must be a non-negative integer, got ${grace}`);
+    this.subnetIds = props.subnetIds;
+    this.pools = props.pools;
+
+    this.jobLogGroup = new logs.LogGroup(this, 'JobLogs', {
+      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+
+    this.instanceRole = new iam.Role(this, 'InstanceRole', {
+      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+      description: 'Flare GPU job instances: SSM agent and the job log group, nothing else',
+      managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('AmazonSSMManagedInstanceCore')],
+    });
+    // The awslogs driver and the SSM agent's command output write one stream per job.
+    this.instanceRole.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'],
+        resources: [this.jobLogGroup.logGroupArn],
+      }),
+    );
+    // The SSM agent looks its output group up before writing; DescribeLogGroups is scoped by account, not group.
+    this.instanceRole.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['logs:DescribeLogGroups'],
+        resources: [Stack.of(this).formatArn({ service: 'logs', resource: 'log-group', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
+      }),
+    );
+    Validations.of(this.instanceRole).acknowledge({
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]',
+      reason: 'The SSM agent on job instances needs exactly AmazonSSMManagedInstanceCore (Run Command is how Flare starts containers); AWS maintains it as the agent changes.',
+    });
+    Validations.of(this.instanceRole).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:*]',
+      reason: 'logs:DescribeLogGroups (read-only) authorizes on the account, not on a group; the SSM agent calls it before shipping command output. Writes are limited to the job log group.',
+    });
+
+    this.securityGroup = new ec2.SecurityGroup(this, 'InstanceSecurityGroup', {
+      vpc: props.vpc,
+      description: 'Flare GPU job instances: no inbound; outbound for SSM, image pulls and logs',
+      allowAllOutbound: true,
+    });
+
+    const userData = ec2.UserData.forLinux();
+    userData.addCommands(...deadManSwitch(grace));
+
+    this.launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
+      machineImage: ec2.MachineImage.fromSsmParameter(props.gpuAmiParameter, { os: ec2.OperatingSystemType.LINUX }),
+      userData,
+      role: this.instanceRole,
+      securityGroup: this.securityGroup,
+      // No network interfaces here: the adapter picks the subnet per attempt with
+      // RunInstances' SubnetId, which EC2 refuses next to template interfaces. No
+      // public IP comes from the subnets being private (see lib/README.md).
+      // Containers run on the docker bridge, one hop away: hop limit 1 keeps the
+      // instance credentials out of their reach.
+      requireImdsv2: true,
+      httpTokens: ec2.LaunchTemplateHttpTokens.REQUIRED,
+      httpPutResponseHopLimit: 1,
+      httpEndpoint: true,
+      // The dead-man switch reads the instance's own flare:expires-at tag.
+      instanceMetadataTags: true,
+      instanceInitiatedShutdownBehavior: ec2.InstanceInitiatedShutdownBehavior.TERMINATE,
+      detailedMonitoring: true,
+      ebsOptimized: true,
+      blockDevices: [
+        {
+          deviceName: props.rootDeviceName ?? '/dev/sda1',
+          volume: ec2.BlockDeviceVolume.ebs(rootVolumeGb, {
+            encrypted: true,
+            volumeType: ec2.EbsDeviceVolumeType.GP3,
+            deleteOnTermination: true,
+          }),
+        },
+      ],
+    });
+  }
+
+  /** The environment variables the EC2+SSM adapter reads. */
+  public environment(): Record<string, string> {
+    const pools = Object.fromEntries(
+      this.pools.map((p) => [p.name, { instanceTypes: [p.instanceType, ...p.fallbackInstanceTypes], ...(p.containerMemory ? { memory: p.containerMemory } : {}) }]),
+    );
+    return {
+      LAUNCH_TEMPLATE_ID: this.launchTemplate.launchTemplateId as string,
+      SUBNET_IDS: Fn.join(',', [...this.subnetIds]),
+      POOLS: JSON.stringify(pools),
+      LOG_GROUP_NAME: this.jobLogGroup.logGroupName,
+    };
+  }
+
+  /**
+   * Everything the tasks function does to instances: launch from this
+   * template only, tagged `managed-by=flare`; tag only while launching;
+   * command and terminate only instances so tagged; pass only the instance
+   * role, only to EC2. Kept in its own policy so its acknowledgements cover
+   * nothing else.
+   */
+  public grantManageInstances(role: iam.IRole, id = 'ManageInstancesPolicy'): iam.Policy {
+    const stack = Stack.of(this);
+    const ec2Arn = (resource: string, resourceName: string) => stack.formatArn({ service: 'ec2', resource, resourceName });
+    const launchTemplateArn = ec2Arn('launch-template', this.launchTemplate.launchTemplateId as string);
+    const instances = ec2Arn('instance', '*');
+    const tagged = { [`aws:ResourceTag/${MANAGED_BY_TAG.key}`]: MANAGED_BY_TAG.value };
+
+    const statements = [
+      new iam.PolicyStatement({
+        sid: 'RunTaggedInstancesFromTheTemplate',
+        actions: ['ec2:RunInstances'],
+        resources: [instances],
+        conditions: {
+          StringEquals: { [`aws:RequestTag/${MANAGED_BY_TAG.key}`]: MANAGED_BY_TAG.value },
+          ArnEquals: { 'ec2:LaunchTemplate': launchTemplateArn },
+        },
+      }),
+      new iam.PolicyStatement({
+        sid: 'RunInstancesUsingTheTemplate',
+        actions: ['ec2:RunInstances'],
+        resources: [
+          launchTemplateArn,
+          ...this.subnetIds.map((id) => ec2Arn('subnet', id)),
+          ec2Arn('security-group', this.securityGroup.securityGroupId),
+          ec2Arn('network-interface', '*'),
+          ec2Arn('volume', '*'),
+          stack.formatArn({ service: 'ec2', account: '', resource: 'image', resourceName: '*' }),
+        ],
+        conditions: { ArnEquals: { 'ec2:LaunchTemplate': launchTemplateArn } },
+      }),
+      new iam.PolicyStatement({
+        sid: 'TagOnlyWhileLaunching',
+        actions: ['ec2:CreateTags'],
+        resources: [instances, ec2Arn('volume', '*'), ec2Arn('network-interface', '*')],
+        conditions: { StringEquals: { 'ec2:CreateAction': 'RunInstances' } },
+      }),
+      new iam.PolicyStatement({
+        sid: 'TerminateFlareInstances',
+        actions: ['ec2:TerminateInstances'],
+        resources: [instances],
+        conditions: { StringEquals: tagged },
+      }),
+      new iam.PolicyStatement({
+        sid: 'CommandFlareInstances',
+        actions: ['ssm:SendCommand'],
+        resources: [instances],
+        conditions: { StringEquals: tagged },
+      }),
+      new iam.PolicyStatement({
+        sid: 'CommandWithRunShellScriptOnly',
+        actions: ['ssm:SendCommand'],
+        resources: [stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: RUN_COMMAND_DOCUMENT })],
+      }),
+      new iam.PolicyStatement({
+        sid: 'PassTheInstanceRoleToEc2',
+        actions: ['iam:PassRole'],
+        resources: [this.instanceRole.roleArn],
+        conditions: { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } },
+      }),
+      new iam.PolicyStatement({
+        sid: 'ReadInstanceAndCommandState',
+        actions: ['ssm:DescribeInstanceInformation', 'ssm:ListCommands', 'ssm:ListCommandInvocations', 'ssm:GetCommandInvocation', 'ec2:DescribeInstances'],
+        resources: ['*'],
+      }),
+    ];
+    const policy = new iam.Policy(this, id, { statements, roles: [role] });
+
+    const acknowledge = (finding: string, reason: string) => Validations.of(policy).acknowledge({ id: `AwsSolutions-IAM5[${finding}]`, reason });
+    acknowledge(
+      'Resource::*',
+      'ssm:DescribeInstanceInformation, ssm:ListCommands, ssm:ListCommandInvocations, ssm:GetCommandInvocation and ec2:DescribeInstances support no resource-level permissions; all are read-only.',
+    );
+    acknowledge(
+      'Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*',
+      'Instance ids do not exist before RunInstances; every statement on instance/* is conditioned on the managed-by=flare tag (request tag to create, resource tag to command or terminate) or on ec2:CreateAction=RunInstances.',
+    );
+    acknowledge(
+      'Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:network-interface/*',
+      'RunInstances creates the network interface; the statement requires the Flare launch template (ec2:LaunchTemplate) or ec2:CreateAction=RunInstances.',
+    );
+    acknowledge(
+      'Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:volume/*',
+      'RunInstances creates the root volume; the statement requires the Flare launch template (ec2:LaunchTemplate) or ec2:CreateAction=RunInstances.',
+    );
+    acknowledge(
+      'Resource::arn:<AWS::Partition>:ec2:<AWS::Region>::image/*',
+      'The GPU AMI id is resolved from an SSM parameter at deploy time and changes as AWS publishes new AMIs; launches must still use the Flare launch template (ec2:LaunchTemplate).',
+    );
+    return policy;
+  }
+
+  /** Reading job output for GET /v1/jobs/{id}/logs. */
+  public grantReadJobLogs(grantee: iam.IGrantable): iam.Grant {
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['logs:GetLogEvents', 'logs:FilterLogEvents', 'logs:DescribeLogStreams'],
+      resourceArns: [this.jobLogGroup.logGroupArn],
+    });
+  }
+}
+
+/**
+ * Boot script: power off (and so terminate, per the launch template) once the
+ * instance's `flare:expires-at` tag plus a grace has passed, re-reading the tag
+ * each minute so a live-timeout extension is honoured. Static text: nothing
+ * from a job reaches this shell.
+ */
+function deadManSwitch(graceMinutes: number): string[] {
+  const script = [
+    '#!/bin/bash',
+    'set -u',
+    'imds() {',
+    '  local token',
+    '  token=$(curl -sf -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 300" http://169.254.169.254/latest/api/token) || return 1',
+    '  curl -sf -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"',
+    '}',
+    'while true; do',
+    '  expires=$(imds tags/instance/flare:expires-at || true)',
+    '  if [ -n "$expires" ]; then',
+    '    deadline=$(date -d "$expires" +%s 2>/dev/null || echo 0)',
+    `    if [ "$deadline" -gt 0 ] && [ "$(date +%s)" -ge $((deadline + ${graceMinutes * 60})) ]; then`,
+    '      logger -t flare-deadman "past flare:expires-at $expires; powering off"',
+    '      shutdown -h now',
+    '    fi',
+    '  fi',
+    '  sleep 60',
+    'done',
+  ].join('\n');
+  return [
+    `cat > /usr/local/sbin/flare-deadman <<'FLARE_EOF'\n${script}\nFLARE_EOF`,
+    'chmod 0755 /usr/local/sbin/flare-deadman',
+    "printf '[Unit]\\nDescription=Flare dead-man switch\\n[Service]\\nExecStart=/usr/local/sbin/flare-deadman\\nRestart=always\\n[Install]\\nWantedBy=multi-user.target\\n' > /etc/systemd/system/flare-deadman.service",
+    'systemctl daemon-reload',
+    'systemctl enable --now flare-deadman.service',
+  ];
+}

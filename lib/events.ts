@@ -1,0 +1,35 @@
+/**
+ * The EventBridge bus every job state change is published to (source
+ * `flare`, detail-type `Job State Change`; see DESIGN.md). Rules for the
+ * chat notifier subscribe here.
+ */
+import * as events from 'aws-cdk-lib/aws-events';
+import type * as iam from 'aws-cdk-lib/aws-iam';
+import { Construct } from 'constructs';
+
+export interface FlareEventsProps {
+  /** @default 'flare' */
+  readonly busName?: string;
+}
+
+export class FlareEvents extends Construct {
+  public readonly bus: events.EventBus;
+
+  constructor(scope: Construct, id: string, props: FlareEventsProps = {}) {
+    super(scope, id);
+    const busName = props.busName ?? 'flare';
+    if (!/^[A-Za-z0-9._-]{1,256}$/.test(busName) || busName === 'default') {
+      throw new Error(`${this.node.path}: busName must be 1-256 letters, digits, '.', '_' or '-' and not 'default', got '${busName}'`);
+    }
+    this.bus = new events.EventBus(this, 'Bus', { eventBusName: busName, description: 'Flare job state changes' });
+  }
+
+  /** `events:PutEvents` on this bus only. */
+  public grantPublish(grantee: iam.IGrantable): iam.Grant {
+    return this.bus.grantPutEventsTo(grantee);
+  }
+
+  public environment(): Record<string, string> {
+    return { EVENT_BUS_NAME: this.bus.eventBusName };
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * The one place that decides how every Flare Lambda is built and run:
+ * runtime, architecture, ESM bundling with the local esbuild (never Docker),
+ * its own log group with a retention, JSON logs, X-Ray tracing, and a role
+ * that starts empty (no AWS managed policy) and gets only what `grant*`
+ * methods add.
+ */
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { LogLevel, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+
+/** The repository root: handler entries and the lock file are named from here. */
+export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+export const FLARE_RUNTIME = lambda.Runtime.NODEJS_22_X;
+
+/**
+ * esbuild's ESM output has no `require`; CommonJS dependencies bundled into
+ * it (parts of the AWS SDK, middy plugins) still call it, so give them one.
+ */
+export const ESM_REQUIRE_BANNER = "import { createRequire as flareCreateRequire } from 'node:module'; const require = flareCreateRequire(import.meta.url);";
+
+export interface FlareFunctionProps {
+  /** The handler's entry file, relative to the repository root or absolute. */
+  readonly entry: string;
+  /** @default 'handler' */
+  readonly handler?: string;
+  readonly description: string;
+  /** @default {} */
+  readonly environment?: Record<string, string>;
+  /** @default Duration.seconds(30) */
+  readonly timeout?: Duration;
+  /** @default 512 */
+  readonly memorySize?: number;
+  /** @default logs.RetentionDays.ONE_MONTH */
+  readonly logRetention?: logs.RetentionDays;
+  /** @default lambda.Architecture.ARM_64 */
+  readonly architecture?: lambda.Architecture;
+}
+
+export class FlareFunction extends Construct {
+  public readonly function: NodejsFunction;
+  public readonly role: iam.Role;
+  public readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: FlareFunctionProps) {
+    super(scope, id);
+    if (!props.entry) throw new Error(`${this.node.path}: entry is required`);
+    const memorySize = props.memorySize ?? 512;
+    if (!Number.isInteger(memorySize) || memorySize < 128 || memorySize > 10240) {
+      throw new Error(`${this.node.path}: memorySize must be an integer from 128 to 10240 MB, got ${memorySize}`);
+    }
+    const entry = path.isAbsolute(props.entry) ? props.entry : path.join(REPO_ROOT, props.entry);
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `${props.description} (Flare)`,
+    });
+    this.logGroup.grantWrite(this.role);
+
+    this.function = new NodejsFunction(this, 'Function', {
+      entry,
+      handler: props.handler ?? 'handler',
+      description: props.description,
+      runtime: FLARE_RUNTIME,
+      architecture: props.architecture ?? lambda.Architecture.ARM_64,
+      memorySize,
+      timeout: props.timeout ?? Duration.seconds(30),
+      role: this.role,
+      logGroup: this.logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      applicationLogLevelV2: lambda.ApplicationLogLevel.INFO,
+      systemLogLevelV2: lambda.SystemLogLevel.WARN,
+      tracing: lambda.Tracing.ACTIVE,
+      projectRoot: REPO_ROOT,
+      depsLockFilePath: path.join(REPO_ROOT, 'package-lock.json'),
+      environment: { NODE_OPTIONS: '--enable-source-maps', ...props.environment },
+      bundling: {
+        format: OutputFormat.ESM,
+        target: 'node22',
+        mainFields: ['module', 'main'],
+        banner: ESM_REQUIRE_BANNER,
+        // The SDK version is pinned in package-lock.json; ship that one, not the runtime's.
+        bundleAwsSDK: true,
+        minify: true,
+        sourceMap: true,
+        sourcesContent: false,
+        forceDockerBundling: false,
+        logLevel: LogLevel.WARNING,
+      },
+    });
+
+    // Tracing adds xray:PutTraceSegments/PutTelemetryRecords on '*' to this role.
+    Validations.of(this.role).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'X-Ray PutTraceSegments and PutTelemetryRecords support no resource-level permissions; CDK adds them for active tracing.',
+    });
+    Validations.of(this.function).acknowledge({
+      id: 'AwsSolutions-L1',
+      reason: 'Flare pins nodejs22.x (an LTS line the code is tested on) on purpose; moving to a newer runtime is a deliberate upgrade, not a lint fix.',
+    });
+  }
+}

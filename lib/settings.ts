@@ -1,0 +1,213 @@
+/**
+ * The deployment's settings, read once from CDK context (`cdk.json`,
+ * `cdk.context.json` or `-c key=value`) and checked before any resource is
+ * built, so a bad value fails `cdk synth` with a message naming its key.
+ * Every key is documented in lib/README.md.
+ */
+import type { Construct } from 'constructs';
+
+/** The AWS Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04), x86_64. */
+export const DEFAULT_GPU_AMI_PARAMETER = '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id';
+
+export interface PoolSetting {
+  readonly name: string;
+  readonly instanceType: string;
+  readonly fallbackInstanceTypes: readonly string[];
+  readonly gpusPerInstance: number;
+  readonly maxGpus: number;
+  /** docker `--memory` for job containers on this pool's instances, e.g. '14g'. */
+  readonly containerMemory?: string;
+}
+
+export const DEFAULT_POOLS: readonly PoolSetting[] = [
+  // g5.xlarge has 16 GiB; leave 2 GiB to the OS, the SSM agent and docker.
+  { name: 'a10g', instanceType: 'g5.xlarge', fallbackInstanceTypes: [], gpusPerInstance: 1, maxGpus: 4, containerMemory: '14g' },
+];
+
+export interface NetworkSetting {
+  readonly vpcId: string;
+  readonly subnetIds: readonly string[];
+}
+
+export interface AuthSetting {
+  readonly issuer: string;
+  readonly audience: readonly string[];
+}
+
+export interface FlareSettings {
+  /** Existing VPC and private subnets; undefined: the stack creates a VPC. */
+  readonly network?: NetworkSetting;
+  /** Interface endpoints (SSM, EC2 messages, Logs) in the VPC the stack creates. */
+  readonly vpcEndpoints: boolean;
+  readonly pools: readonly PoolSetting[];
+  readonly gpuAmiParameter: string;
+  /** External OIDC issuer; undefined: the stack creates a Cognito user pool. */
+  readonly auth?: AuthSetting;
+}
+
+export const CONTEXT_KEYS = [
+  'flare:vpcId',
+  'flare:subnetIds',
+  'flare:vpcEndpoints',
+  'flare:pools',
+  'flare:gpuAmiParameter',
+  'flare:authIssuer',
+  'flare:authAudience',
+] as const;
+type ContextKey = (typeof CONTEXT_KEYS)[number];
+
+/** Thrown for a bad or missing setting; the message starts with the key. */
+export class InvalidSetting extends Error {
+  constructor(
+    readonly key: string,
+    reason: string,
+  ) {
+    super(`context ${key}: ${reason}`);
+    this.name = 'InvalidSetting';
+  }
+}
+
+const POOL_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/;
+const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;
+const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
+const SSM_PARAMETER = /^\/[A-Za-z0-9_.\-/]{1,2047}$/;
+const POOL_KEYS = new Set(['name', 'instanceType', 'fallbackInstanceTypes', 'gpusPerInstance', 'maxGpus', 'containerMemory']);
+const DOCKER_MEMORY = /^[1-9][0-9]{0,6}[bkmg]$/;
+
+/** Reads and validates every `flare:*` context key. */
+export function readSettings(scope: Construct): FlareSettings {
+  const context = scope.node.getAllContext();
+  const unknown = Object.keys(context).filter((k) => k.startsWith('flare:') && !(CONTEXT_KEYS as readonly string[]).includes(k));
+  if (unknown.length > 0) {
+    throw new InvalidSetting(unknown[0], `unknown key; the known keys are ${CONTEXT_KEYS.join(', ')}`);
+  }
+  const get = (key: ContextKey): unknown => scope.node.tryGetContext(key);
+
+  const network = readNetwork(get('flare:vpcId'), get('flare:subnetIds'));
+  const vpcEndpoints = readBoolean('flare:vpcEndpoints', get('flare:vpcEndpoints'), false);
+  if (network && vpcEndpoints) throw new InvalidSetting('flare:vpcEndpoints', 'only applies to the VPC the stack creates; with flare:vpcId, add endpoints to that VPC yourself');
+  return {
+    network,
+    vpcEndpoints,
+    pools: readPools(get('flare:pools')),
+    gpuAmiParameter: readAmiParameter(get('flare:gpuAmiParameter')),
+    auth: readAuth(get('flare:authIssuer'), get('flare:authAudience')),
+  };
+}
+
+function readNetwork(vpcId: unknown, subnetIdsRaw: unknown): NetworkSetting | undefined {
+  if (vpcId === undefined && subnetIdsRaw === undefined) return undefined;
+  if (vpcId === undefined) throw new InvalidSetting('flare:vpcId', 'required when flare:subnetIds is set');
+  if (subnetIdsRaw === undefined) throw new InvalidSetting('flare:subnetIds', 'required when flare:vpcId is set');
+  if (typeof vpcId !== 'string' || !VPC_ID.test(vpcId)) throw new InvalidSetting('flare:vpcId', `must be a VPC id like vpc-0123456789abcdef0, got ${show(vpcId)}`);
+  const subnetIds = stringList('flare:subnetIds', subnetIdsRaw);
+  if (subnetIds.length === 0) throw new InvalidSetting('flare:subnetIds', 'must name at least one private subnet');
+  subnetIds.forEach((id, i) => {
+    if (!SUBNET_ID.test(id)) throw new InvalidSetting(`flare:subnetIds[${i}]`, `must be a subnet id like subnet-0123456789abcdef0, got ${show(id)}`);
+  });
+  if (new Set(subnetIds).size !== subnetIds.length) throw new InvalidSetting('flare:subnetIds', 'lists a subnet twice');
+  return { vpcId, subnetIds };
+}
+
+function readPools(raw: unknown): readonly PoolSetting[] {
+  const key = 'flare:pools';
+  if (raw === undefined) return DEFAULT_POOLS;
+  const value = typeof raw === 'string' ? parseJson(key, raw) : raw;
+  if (!Array.isArray(value) || value.length === 0) throw new InvalidSetting(key, 'must be a non-empty array of { name, instanceType, fallbackInstanceTypes?, gpusPerInstance, maxGpus, containerMemory? }');
+  const pools = value.map((item: unknown, i) => readPool(`${key}[${i}]`, item));
+  const seen = new Set<string>();
+  pools.forEach((p, i) => {
+    if (seen.has(p.name)) throw new InvalidSetting(`${key}[${i}].name`, `pool '${p.name}' is defined twice`);
+    seen.add(p.name);
+  });
+  return pools;
+}
+
+function readPool(key: string, item: unknown): PoolSetting {
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new InvalidSetting(key, 'must be an object');
+  const pool = item as Record<string, unknown>;
+  const extra = Object.keys(pool).find((k) => !POOL_KEYS.has(k));
+  if (extra !== undefined) throw new InvalidSetting(`${key}.${extra}`, `unknown field; a pool has ${[...POOL_KEYS].join(', ')}`);
+  const { name, instanceType, fallbackInstanceTypes = [], gpusPerInstance, maxGpus, containerMemory } = pool;
+  if (typeof name !== 'string' || !POOL_NAME.test(name)) {
+    throw new InvalidSetting(`${key}.name`, "must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit");
+  }
+  if (!Array.isArray(fallbackInstanceTypes)) throw new InvalidSetting(`${key}.fallbackInstanceTypes`, 'must be an array of instance types');
+  const types: unknown[] = [instanceType, ...fallbackInstanceTypes];
+  types.forEach((t, i) => {
+    const field = i === 0 ? `${key}.instanceType` : `${key}.fallbackInstanceTypes[${i - 1}]`;
+    if (typeof t !== 'string' || !INSTANCE_TYPE.test(t)) throw new InvalidSetting(field, `must be an EC2 instance type like g5.xlarge, got ${show(t)}`);
+  });
+  if (new Set(types).size !== types.length) throw new InvalidSetting(`${key}.fallbackInstanceTypes`, 'repeats an instance type');
+  const perInstance = positiveInteger(`${key}.gpusPerInstance`, gpusPerInstance);
+  const max = positiveInteger(`${key}.maxGpus`, maxGpus);
+  if (max < perInstance) throw new InvalidSetting(`${key}.maxGpus`, `must be at least gpusPerInstance (${perInstance}), or no instance could ever start`);
+  if (containerMemory !== undefined && (typeof containerMemory !== 'string' || !DOCKER_MEMORY.test(containerMemory))) {
+    throw new InvalidSetting(`${key}.containerMemory`, `must be a docker --memory value like 14g or 60000m, got ${show(containerMemory)}`);
+  }
+  return {
+    name,
+    instanceType: types[0] as string,
+    fallbackInstanceTypes: types.slice(1) as string[],
+    gpusPerInstance: perInstance,
+    maxGpus: max,
+    ...(containerMemory !== undefined ? { containerMemory } : {}),
+  };
+}
+
+function readAmiParameter(raw: unknown): string {
+  if (raw === undefined) return DEFAULT_GPU_AMI_PARAMETER;
+  if (typeof raw !== 'string' || !SSM_PARAMETER.test(raw)) throw new InvalidSetting('flare:gpuAmiParameter', `must be an SSM parameter name starting with '/', got ${show(raw)}`);
+  return raw;
+}
+
+function readAuth(issuer: unknown, audienceRaw: unknown): AuthSetting | undefined {
+  if (issuer === undefined && audienceRaw === undefined) return undefined;
+  if (issuer === undefined) throw new InvalidSetting('flare:authIssuer', 'required when flare:authAudience is set');
+  if (audienceRaw === undefined) throw new InvalidSetting('flare:authAudience', 'required when flare:authIssuer is set');
+  if (typeof issuer !== 'string' || !isHttpsUrl(issuer)) throw new InvalidSetting('flare:authIssuer', `must be the issuer's https:// URL (the token's iss claim), got ${show(issuer)}`);
+  const audience = stringList('flare:authAudience', audienceRaw);
+  if (audience.length === 0 || audience.some((a) => a.length === 0)) throw new InvalidSetting('flare:authAudience', 'must name at least one non-empty audience');
+  return { issuer, audience };
+}
+
+function readBoolean(key: string, raw: unknown, fallback: boolean): boolean {
+  if (raw === undefined) return fallback;
+  if (raw === true || raw === 'true') return true;
+  if (raw === false || raw === 'false') return false;
+  throw new InvalidSetting(key, `must be true or false, got ${show(raw)}`);
+}
+
+/** An array, a JSON array string or a comma-separated string (what `-c key=a,b` gives). */
+function stringList(key: string, raw: unknown): string[] {
+  let value = raw;
+  if (typeof raw === 'string') value = raw.trim().startsWith('[') ? parseJson(key, raw) : raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) throw new InvalidSetting(key, 'must be a list of strings (an array or comma-separated)');
+  return value as string[];
+}
+
+function positiveInteger(key: string, raw: unknown): number {
+  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 1) throw new InvalidSetting(key, `must be a positive integer, got ${show(raw)}`);
+  return raw;
+}
+
+function parseJson(key: string, raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch (cause) {
+    throw new InvalidSetting(key, `is not valid JSON (${(cause as Error).message})`);
+  }
+}
+
+function isHttpsUrl(s: string): boolean {
+  try {
+    return new URL(s).protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
+
+function show(v: unknown): string {
+  return v === undefined ? 'nothing' : JSON.stringify(v);
+}

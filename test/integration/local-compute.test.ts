@@ -1,0 +1,368 @@
+/**
+ * The local compute driver with real processes: every job here is a real
+ * runner process and a real child, in a temporary data directory.
+ */
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, it } from 'node:test';
+import { LaunchFailed } from '../../lambdas/core/errors.js';
+import { JobState, type Job } from '../../lambdas/core/job.js';
+import type { ContainerSpec } from '../../lambdas/ports/compute.js';
+import { discoverGpus } from '../../lambdas/adapters/gpu-discovery.js';
+import { LocalCompute, LocalComputeError, type ExitRecord, type LocalComputeOptions } from '../../lambdas/adapters/local-compute.js';
+
+/** Set DEBUG_LOCAL=1 to see the driver's log. */
+const quiet = process.env.DEBUG_LOCAL
+  ? { info: console.log, warn: console.log, error: console.log }
+  : { info() {}, warn() {}, error() {} };
+const cleanups: (() => Promise<void> | void)[] = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+interface Harness {
+  dataDir: string;
+  compute: LocalCompute;
+  exits: Map<string, ExitRecord[]>;
+  lost: string[];
+  exited(jobId: string, ms?: number): Promise<ExitRecord>;
+  make(options?: Partial<LocalComputeOptions>): LocalCompute;
+}
+
+async function harness(options: Partial<LocalComputeOptions> = {}): Promise<Harness> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'flare-local-compute-'));
+  const exits = new Map<string, ExitRecord[]>();
+  const lost: string[] = [];
+  const waiters = new Map<string, (record: ExitRecord) => void>();
+  const computes: LocalCompute[] = [];
+  const make = (more: Partial<LocalComputeOptions> = {}) => {
+    const compute = new LocalCompute({
+      dataDir,
+      pools: [{ name: 'local', gpus: 2 }],
+      driver: 'process',
+      pollMs: 200,
+      stopGraceMs: 2000,
+      log: quiet,
+      onExit: (jobId, _exitCode, record) => {
+        exits.set(jobId, [...(exits.get(jobId) ?? []), record]);
+        waiters.get(jobId)?.(record);
+      },
+      onLost: (jobId) => void lost.push(jobId),
+      ...options,
+      ...more,
+    });
+    computes.push(compute);
+    return compute;
+  };
+  cleanups.push(async () => {
+    // Jobs a test left running must not outlive it.
+    const jobs = existsSync(join(dataDir, 'jobs')) ? readdirSync(join(dataDir, 'jobs')) : [];
+    for (const compute of computes) compute.close();
+    const reaper = make({ driver: 'process' }); // signals only: no docker engine needed to clean up
+    for (const id of jobs) await reaper.stop(job(id));
+    reaper.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+  const exited = (jobId: string, ms = 5000) =>
+    within(
+      new Promise<ExitRecord>((resolve) => {
+        const seen = exits.get(jobId)?.[0];
+        if (seen) resolve(seen);
+        else waiters.set(jobId, resolve);
+      }),
+      ms,
+      `exit of ${jobId}`,
+    );
+  return { dataDir, compute: make(), exits, lost, exited, make };
+}
+
+function job(id: string, overrides: Partial<Job> = {}): Job {
+  return {
+    id,
+    name: id,
+    project: 'vision',
+    owner: 'alice',
+    template: 'train',
+    pool: 'local',
+    image: 'nvidia/cuda@sha256:' + 'a'.repeat(64),
+    command: ['true'],
+    env: {},
+    gpus: 1,
+    nodeCount: 1,
+    liveTimeoutMinutes: 1,
+    state: JobState.LAUNCHING,
+    createdAt: new Date().toISOString(),
+    ...overrides,
+  };
+}
+
+/** Launch and start `command` as job `id`; returns the job as the store would hold it. */
+async function run(compute: LocalCompute, id: string, command: string[], overrides: Partial<Job> & { expiresAt?: string } = {}): Promise<Job> {
+  const launched = await compute.launch(job(id, overrides));
+  const held = job(id, { ...overrides, command, instanceIds: launched.instanceIds, devices: launched.devices });
+  await compute.start(held, spec(held, overrides.expiresAt));
+  return held;
+}
+
+function spec(j: Job, expiresAt = new Date(Date.now() + 60_000).toISOString()): ContainerSpec {
+  return { jobId: j.id, image: j.image, command: j.command, env: j.env, gpus: j.gpus, devices: j.devices, expiresAt };
+}
+
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function until(condition: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const output = (h: Harness, id: string) => readFile(h.compute.logPath(id), 'utf8');
+const pidOf = async (h: Harness, id: string) => Number((await readFile(join(h.dataDir, 'jobs', id, 'pid'), 'utf8')).split('\n')[0]);
+/** Processes of a group that still run (zombies, which pid 1 may reap late here, hold nothing). */
+function running(pgid: number): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^[0-9]+$/.test(name))
+    .flatMap((pid) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return Number(pgrp) === pgid && state !== 'Z' ? [Number(pid)] : [];
+      } catch {
+        return [];
+      }
+    });
+}
+
+describe('LocalCompute (process mode)', () => {
+  it('reports exit codes, zero and non-zero, and keeps stdout and stderr', async () => {
+    const h = await harness();
+    await run(h.compute, 'ok', ['true']);
+    await run(h.compute, 'bad', ['sh', '-c', 'echo to-out; echo to-err >&2; exit 3']);
+
+    assert.equal((await h.exited('ok')).exitCode, 0);
+    const bad = await h.exited('bad');
+    assert.equal(bad.exitCode, 3);
+    assert.equal(bad.signal, null);
+    assert.equal(await output(h, 'bad'), 'to-out\nto-err\n');
+  });
+
+  it('runs argv without a shell', async () => {
+    const h = await harness();
+    const text = '$(id); `uname` | cat > /tmp/x && echo $HOME';
+    await run(h.compute, 'literal', ['echo', text]);
+
+    assert.equal((await h.exited('literal')).exitCode, 0);
+    assert.equal(await output(h, 'literal'), `${text}\n`);
+  });
+
+  it('gives concurrent jobs their own slots in CUDA_VISIBLE_DEVICES, FLARE_JOB_ID, and nothing of its own environment', async () => {
+    const h = await harness();
+    process.env.FLARE_TEST_SECRET = 'must-not-leak';
+    cleanups.push(() => void delete process.env.FLARE_TEST_SECRET);
+    const show = ['sh', '-c', 'sleep 0.3; echo "$CUDA_VISIBLE_DEVICES|$FLARE_JOB_ID|$MODEL|${FLARE_TEST_SECRET:-unset}"'];
+
+    await run(h.compute, 'first', show, { env: { MODEL: 'resnet' } });
+    await run(h.compute, 'second', show, { env: { MODEL: 'vit', CUDA_VISIBLE_DEVICES: '0,1' } });
+
+    await assert.rejects(h.compute.launch(job('third')), LaunchFailed);
+    await Promise.all([h.exited('first'), h.exited('second')]);
+    assert.equal(await output(h, 'first'), '0|first|resnet|unset\n');
+    assert.equal(await output(h, 'second'), '1|second|vit|unset\n', 'the job cannot widen its own devices');
+  });
+
+  it('launch is idempotent and allocates the lowest free slots of the pool', async () => {
+    const h = await harness({ pools: [{ name: 'local', gpus: 4 }] });
+
+    const a = await h.compute.launch(job('a', { gpus: 2 }));
+    const again = await h.compute.launch(job('a', { gpus: 2 }));
+    const b = await h.compute.launch(job('b', { gpus: 1 }));
+
+    assert.deepEqual(a, { instanceIds: ['local-a'], devices: [0, 1] });
+    assert.deepEqual(again, a);
+    assert.deepEqual(b.devices, [2]);
+    assert.deepEqual(h.compute.freeDevices('local'), [3]);
+    await assert.rejects(h.compute.launch(job('c', { gpus: 2 })), /has 1 of 4 GPU slots free.*needs 2/);
+    await assert.rejects(h.compute.launch(job('d', { pool: 'nope' })), LaunchFailed);
+  });
+
+  it('stop() ends a running job quickly, frees its slots, and does not report it as an exit', async () => {
+    const h = await harness();
+    const held = await run(h.compute, 'sleeper', ['sleep', '60']);
+    await until(() => existsSync(join(h.dataDir, 'jobs', 'sleeper', 'pid')), 3000, 'the runner');
+    const runner = await pidOf(h, 'sleeper');
+    assert.deepEqual(h.compute.freeDevices('local'), [1]);
+
+    const began = Date.now();
+    await h.compute.stop(held);
+
+    assert.ok(Date.now() - began < 1500, `stop took ${Date.now() - began} ms`);
+    assert.deepEqual(running(runner), [], 'nothing of the job, runner included, is left in its group');
+    assert.deepEqual(h.compute.freeDevices('local'), [0, 1]);
+    await h.compute.stop(held); // again: nothing to do
+    await h.compute.stop(job('never-started'));
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(h.exits.has('sleeper'), false);
+  });
+
+  it('stop() kills a job that ignores SIGTERM after the grace period', async () => {
+    const h = await harness({ stopGraceMs: 300 });
+    const held = await run(h.compute, 'stubborn', ['sh', '-c', 'trap "" TERM; echo ready; sleep 60']);
+    await until(async () => existsSync(h.compute.logPath('stubborn')) && (await output(h, 'stubborn')).includes('ready'), 3000, 'the job');
+    const runner = await pidOf(h, 'stubborn');
+
+    await h.compute.stop(held);
+
+    assert.deepEqual(running(runner), []);
+    assert.deepEqual(h.compute.freeDevices('local'), [0, 1]);
+  });
+
+  it('starting a job twice runs it once', async () => {
+    const h = await harness();
+    const launched = await h.compute.launch(job('once'));
+    const held = job('once', { command: ['sh', '-c', 'echo ran; sleep 0.3'], devices: launched.devices });
+
+    await Promise.all([h.compute.start(held, spec(held)), h.compute.start(held, spec(held))]);
+    await h.compute.start(held, spec(held));
+    await h.exited('once');
+    await h.compute.start(held, spec(held)); // after it ended
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(h.exits.get('once')?.length, 1);
+    await h.make().start(held, spec(held)); // another control plane, after a restart
+
+    assert.equal(await output(h, 'once'), 'ran\n');
+  });
+
+  it('after a restart, re-attaches: takes the slots back and reports exits, also those that happened while down', async () => {
+    const h = await harness();
+    const early = await run(h.compute, 'early', ['sh', '-c', 'exit 7']);
+    const late = await run(h.compute, 'late', ['sh', '-c', 'sleep 0.8; exit 5']);
+    h.compute.close(); // the control plane is gone; its jobs are not
+    await until(() => existsSync(join(h.dataDir, 'jobs', 'early', 'exit.json')), 3000, 'the early exit');
+    assert.equal(h.exits.size, 0);
+
+    const restarted = h.make();
+    await restarted.reattach([early, late, job('done', { state: JobState.SUCCEEDED, devices: [0] })]);
+
+    assert.deepEqual(restarted.freeDevices('local'), []);
+    assert.equal((await h.exited('early')).exitCode, 7);
+    assert.equal((await h.exited('late')).exitCode, 5);
+    await restarted.stop(early);
+    await restarted.stop(late);
+    assert.deepEqual(restarted.freeDevices('local'), [0, 1]);
+  });
+
+  it('reports a job whose runner was killed as lost, and stop() still cleans up its process group', async () => {
+    const h = await harness();
+    const held = await run(h.compute, 'orphan', ['sleep', '60']);
+    await until(() => existsSync(join(h.dataDir, 'jobs', 'orphan', 'pid')), 3000, 'the runner');
+    const runner = await pidOf(h, 'orphan');
+    await until(() => running(runner).length === 2, 3000, 'the job under its runner');
+
+    process.kill(runner, 'SIGKILL');
+    await until(() => h.lost.includes('orphan'), 3000, 'the lost report');
+    assert.equal(running(runner).length, 1, 'the job itself still runs');
+
+    await h.compute.stop(held);
+    assert.deepEqual(running(runner), []);
+    assert.equal(h.exits.has('orphan'), false);
+  });
+
+  it('the dead-man switch stops a job past expiresAt + grace with no control plane', async () => {
+    const h = await harness({ deadManGraceMs: 200, stopGraceMs: 500 });
+    await run(h.compute, 'forgotten', ['sleep', '60'], { expiresAt: new Date(Date.now() + 300).toISOString() });
+    h.compute.close();
+    const exitPath = join(h.dataDir, 'jobs', 'forgotten', 'exit.json');
+
+    await until(() => existsSync(exitPath), 4000, 'the dead-man switch');
+
+    const record = JSON.parse(await readFile(exitPath, 'utf8')) as ExitRecord;
+    assert.equal(record.reason, 'expired');
+    assert.equal(record.signal, 'SIGTERM');
+    assert.equal(record.exitCode, 143);
+    assert.match(await output(h, 'forgotten'), /live timeout passed/);
+  });
+
+  it('the dead-man switch honours a moved expiry', async () => {
+    const h = await harness({ deadManGraceMs: 100 });
+    const held = await run(h.compute, 'extended', ['sleep', '60'], { expiresAt: new Date(Date.now() + 300).toISOString() });
+
+    await h.compute.updateExpiry('extended', new Date(Date.now() + 60_000).toISOString());
+    await new Promise((r) => setTimeout(r, 1200));
+
+    assert.equal(existsSync(join(h.dataDir, 'jobs', 'extended', 'exit.json')), false);
+    await h.compute.stop(held);
+  });
+
+  it('a command that does not exist exits 127 and says so in the output', async () => {
+    const h = await harness();
+    await run(h.compute, 'missing', ['flare-no-such-command-anywhere', '--help']);
+
+    const record = await h.exited('missing');
+    assert.equal(record.exitCode, 127);
+    assert.match(await output(h, 'missing'), /flare-no-such-command-anywhere.*command not found/);
+  });
+
+  it('refuses job ids that cannot name a directory', async () => {
+    const h = await harness();
+    await assert.rejects(h.compute.launch(job('../escape')), LocalComputeError);
+  });
+});
+
+describe('LocalCompute (docker mode)', () => {
+  it('runs the job as a hardened docker run, with the job env passed to the container and not to docker', async () => {
+    const h = await harness({ driver: 'docker', docker: { memory: '2g' } });
+    await run(h.compute, 'boxed', ['python', 'train.py', '$(id)'], { env: { MODEL: 'vit' } });
+
+    const record = await h.exited('boxed');
+    const runnerSpec = JSON.parse(await readFile(join(h.dataDir, 'jobs', 'boxed', 'spec.json'), 'utf8'));
+    const scratch = join(h.dataDir, 'scratch');
+    assert.deepEqual(runnerSpec.argv.slice(0, 3), ['docker', 'run', '--rm']);
+    const user = process.getuid!() === 0 ? '65534:65534' : `${process.getuid!()}:${process.getgid!()}`;
+    for (const arg of ['--name=flare-boxed', '--cap-drop=ALL', '--memory=2g', `--user=${user}`, '--env=MODEL=vit', '--env=NVIDIA_VISIBLE_DEVICES=void', `--mount=type=bind,src=${scratch}/boxed,dst=/scratch`]) {
+      assert.ok(runnerSpec.argv.includes(arg), `${arg} in ${runnerSpec.argv.join(' ')}`);
+    }
+    assert.ok(!runnerSpec.argv.some((a: string) => a.startsWith('--gpus')), 'plain slots are not GPUs docker could give');
+    assert.deepEqual(runnerSpec.argv.slice(-5), ['--', job('boxed').image, 'python', 'train.py', '$(id)']);
+    assert.equal(runnerSpec.env.MODEL, undefined);
+    assert.deepEqual(runnerSpec.stopArgv, ['docker', 'stop', '--time', '2', 'flare-boxed']);
+    // Here there is no engine (or no such image): docker itself fails, 125; no docker CLI at all, 127.
+    assert.ok([125, 127].includes(record.exitCode), `exit ${record.exitCode}`);
+  });
+});
+
+describe('GPU discovery and pool mapping', () => {
+  it('counts the GPUs nvidia-smi -L lists, and is 0 without nvidia-smi', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'flare-nvidia-smi-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const fake = join(dir, 'nvidia-smi');
+    await writeFile(fake, '#!/bin/sh\necho "GPU 0: NVIDIA A10G (UUID: GPU-1)"\necho "GPU 1: NVIDIA A10G (UUID: GPU-2)"\n');
+    await chmod(fake, 0o755);
+
+    assert.equal(await discoverGpus({ command: fake }), 2);
+    assert.equal(await discoverGpus({ command: join(dir, 'absent') }), 0);
+  });
+
+  it('maps pools onto real GPUs in config order, and refuses more than the machine has', async () => {
+    const h = await harness({ pools: [{ name: 'a', gpus: 2 }, { name: 'b', gpus: 1 }], hostGpus: 3 });
+
+    assert.deepEqual((await h.compute.launch(job('on-b', { pool: 'b' }))).devices, [2]);
+    assert.deepEqual((await h.compute.launch(job('on-a', { pool: 'a', gpus: 2 }))).devices, [0, 1]);
+    assert.throws(() => h.make({ hostGpus: 2 }), /pools ask for 3 GPUs but this machine has 2/);
+  });
+});

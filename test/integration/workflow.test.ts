@@ -1,0 +1,210 @@
+/**
+ * The real statemachines/job-lifecycle.asl.json, run by aws-local-stepfunctions,
+ * over DynamoDB Local and real processes, through every path of a job's life.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { LaunchFailed } from '../../lambdas/core/errors.js';
+import type { Identity } from '../../lambdas/core/identity.js';
+import { deleteJob, getJob, submitJob } from '../../lambdas/core/jobs.js';
+import { JobState } from '../../lambdas/core/job.js';
+import { WorkflowState } from '../../lambdas/core/workflow.js';
+import { JOB_LIFECYCLE_ASL } from '../../lambdas/local/asl.js';
+import type { Compute } from '../../lambdas/ports/compute.js';
+import { startDynamo, template, waitFor, waitForState, world, type Dynamo, type World } from '../support/harness.js';
+
+const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
+const bob: Identity = { name: 'bob', projects: ['audio'], admin: false };
+
+const TEMPLATES = [
+  template({ name: 'ok', command: ['sh', '-c', 'exit 0'] }),
+  template({ name: 'fail', command: ['sh', '-c', 'exit 3'] }),
+  template({ name: 'sleep', command: ['sleep', '30'] }),
+  template({ name: 'short', command: ['sleep', '1'] }),
+  template({ name: 'audio-sleep', project: 'audio', command: ['sleep', '30'] }),
+  template({ name: 'big', command: ['sleep', '30'], gpus: 2 }),
+];
+
+let dynamo: Dynamo;
+let w: World | undefined;
+before(async () => {
+  dynamo = await startDynamo();
+});
+after(async () => {
+  await dynamo.local.stop();
+});
+afterEach(async () => {
+  await w?.close();
+  w = undefined;
+});
+
+async function setup(options: Partial<Parameters<typeof world>[1]> = {}): Promise<World> {
+  w = await world(dynamo, { pools: [{ name: 'local', gpus: 2 }], templates: TEMPLATES, ...options });
+  return w;
+}
+
+async function usage(world: World, project = 'vision') {
+  const pool = await world.store.getPool('local');
+  const quota = await world.store.getQuota(project, 'gpus');
+  const jobs = await world.store.getQuota(project, 'jobs');
+  return { pool: pool?.usedGpus, poolAvailable: pool?.availableGpus, project: quota?.used ?? 0, jobs: jobs?.used ?? 0 };
+}
+
+describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', () => {
+  it('the ASL defines exactly the states core names', () => {
+    const asl = JSON.parse(readFileSync(JOB_LIFECYCLE_ASL, 'utf8')) as { States: Record<string, { Type: string; Retry?: unknown[]; Catch?: unknown[]; TimeoutSeconds?: number; TimeoutSecondsPath?: string }> };
+    assert.deepEqual(Object.keys(asl.States).sort(), Object.values(WorkflowState).sort());
+    for (const [name, state] of Object.entries(asl.States)) {
+      if (state.Type !== 'Task') continue;
+      assert.ok(state.Retry?.length, `${name} has Retry`);
+      assert.ok(state.Catch?.length, `${name} has Catch`);
+      assert.ok(state.TimeoutSeconds || state.TimeoutSecondsPath, `${name} has a timeout`);
+    }
+  });
+
+  it('admits, runs and succeeds; releases the GPU; publishes every change', async () => {
+    const world = await setup();
+    const { job } = await submitJob(world.deps, alice, { template: 'ok' });
+    const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED]);
+    assert.equal(done.state, JobState.SUCCEEDED);
+    assert.equal(done.exitCode, 0);
+    assert.ok(done.startedAt && done.expiresAt && done.finishedAt && done.admittedAt);
+    assert.deepEqual(world.events.statesOf(job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'SUCCEEDED']);
+    assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
+  });
+
+  it('a non-zero exit fails the job with its exit code', async () => {
+    const world = await setup();
+    const { job } = await submitJob(world.deps, alice, { template: 'fail' });
+    const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED]);
+    assert.equal(done.state, JobState.FAILED);
+    assert.equal(done.exitCode, 3);
+    assert.equal(done.stateReason, 'exited with code 3');
+    assert.equal((await usage(world)).pool, 0);
+  });
+
+  it('expires a job at its live timeout and stops its process', async () => {
+    const world = await setup();
+    const { job } = await submitJob(world.deps, alice, { template: 'sleep', liveTimeoutMinutes: 0.03 });
+    const running = await waitForState(world.store, job.id, [JobState.RUNNING]);
+    const done = await waitForState(world.store, job.id, [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED], 15_000);
+    assert.equal(done.state, JobState.EXPIRED);
+    assert.equal(done.stateReason, 'live timeout reached');
+    assert.ok(Date.parse(done.finishedAt!) >= Date.parse(running.expiresAt!), 'not stopped before expiresAt');
+    assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
+  });
+
+  it('queues a job the pool cannot hold, then drains it when GPUs come back', async () => {
+    const world = await setup();
+    const first = (await submitJob(world.deps, alice, { template: 'big', command: ['sleep', '1'] })).job;
+    await waitForState(world.store, first.id, [JobState.RUNNING]);
+    const second = (await submitJob(world.deps, alice, { template: 'short' })).job;
+    const waiting = await waitForState(world.store, second.id, [JobState.WAITING]);
+    assert.equal(waiting.stateReason, 'pool local has 0 of 2 GPUs free, needs 1');
+    assert.equal((await getJob(world.deps, alice, second.id)).queuePosition, 0);
+    const done = await waitForState(world.store, second.id, [JobState.SUCCEEDED, JobState.FAILED], 20_000);
+    assert.equal(done.state, JobState.SUCCEEDED);
+    assert.deepEqual(world.events.statesOf(second.id), ['PENDING', 'WAITING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'SUCCEEDED']);
+    assert.ok(world.workflows.list().some((e) => e.name === `${second.id}-admitted`), 'the drain started a new execution');
+  });
+
+  it('cancels a waiting job: nothing held, removed from the queue', async () => {
+    const world = await setup();
+    const blocker = (await submitJob(world.deps, alice, { template: 'big' })).job;
+    await waitForState(world.store, blocker.id, [JobState.RUNNING]);
+    const queued = (await submitJob(world.deps, alice, { template: 'short' })).job;
+    await waitForState(world.store, queued.id, [JobState.WAITING]);
+    const result = await deleteJob(world.deps, alice, queued.id);
+    assert.equal(result.removed, false);
+    const cancelled = await world.store.getJob(queued.id);
+    assert.equal(cancelled?.state, JobState.CANCELLED);
+    assert.equal(cancelled?.stateReason, 'cancelled by alice');
+    assert.equal(await world.store.queueLength('local'), 0);
+    assert.deepEqual(await usage(world), { pool: 2, poolAvailable: 0, project: 2, jobs: 1 });
+  });
+
+  it('cancels a running job: its process is stopped and its GPUs released', async () => {
+    const world = await setup();
+    const { job } = await submitJob(world.deps, alice, { template: 'sleep' });
+    await waitForState(world.store, job.id, [JobState.RUNNING]);
+    await deleteJob(world.deps, alice, job.id);
+    const done = await waitForState(world.store, job.id, [JobState.CANCELLED, JobState.FAILED, JobState.SUCCEEDED, JobState.EXPIRED], 15_000);
+    assert.equal(done.state, JobState.CANCELLED);
+    assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
+    // A terminal job is removed by a second DELETE.
+    assert.deepEqual(await deleteJob(world.deps, alice, job.id), { removed: true });
+    assert.equal(await world.store.getJob(job.id), undefined);
+  });
+
+  it('a launch failure fails the job with the reason and releases its GPUs', async () => {
+    const world = await setup({
+      wrapCompute: (real: Compute): Compute => ({
+        launch: async () => {
+          throw new LaunchFailed('no capacity for g5.xlarge in any subnet');
+        },
+        isReady: (job) => real.isReady(job),
+        start: (job, spec) => real.start(job, spec),
+        stop: (job) => real.stop(job),
+      }),
+    });
+    const { job } = await submitJob(world.deps, alice, { template: 'ok' });
+    const done = await waitForState(world.store, job.id, [JobState.FAILED, JobState.SUCCEEDED]);
+    assert.equal(done.state, JobState.FAILED);
+    assert.match(done.stateReason ?? '', /LaunchFailed: no capacity for g5.xlarge in any subnet/);
+    assert.deepEqual(world.events.statesOf(job.id), ['PENDING', 'LAUNCHING', 'STOPPING', 'FAILED']);
+    assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
+  });
+
+  it('a project blocked by its own quota does not block another project', async () => {
+    const world = await setup({ quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 1 }] });
+    const a = (await submitJob(world.deps, alice, { template: 'sleep' })).job;
+    await waitForState(world.store, a.id, [JobState.RUNNING]);
+    const b = (await submitJob(world.deps, alice, { template: 'sleep' })).job;
+    const waiting = await waitForState(world.store, b.id, [JobState.WAITING]);
+    assert.equal(waiting.stateReason, 'project vision has 0 of 1 GPUs free, needs 1');
+    const c = (await submitJob(world.deps, bob, { template: 'audio-sleep' })).job;
+    await waitForState(world.store, c.id, [JobState.RUNNING]);
+    assert.equal((await world.store.getJob(b.id))?.state, JobState.WAITING);
+  });
+
+  it('a job that does not fit the pool blocks younger jobs (no starvation)', async () => {
+    const world = await setup();
+    const small = (await submitJob(world.deps, alice, { template: 'sleep' })).job;
+    await waitForState(world.store, small.id, [JobState.RUNNING]);
+    const big = (await submitJob(world.deps, alice, { template: 'big' })).job;
+    await waitForState(world.store, big.id, [JobState.WAITING]);
+    const younger = (await submitJob(world.deps, bob, { template: 'audio-sleep' })).job;
+    const waiting = await waitForState(world.store, younger.id, [JobState.WAITING]);
+    assert.match(waiting.stateReason ?? '', /pool local has 1 of 2 GPUs free|behind 1 older job in pool local/);
+    assert.equal((await getJob(world.deps, bob, younger.id)).queuePosition, 1);
+    // The small job ends: the big one (oldest) goes first, the younger keeps waiting.
+    await deleteJob(world.deps, alice, small.id);
+    await waitForState(world.store, big.id, [JobState.RUNNING, JobState.LAUNCHING]);
+    assert.equal((await world.store.getJob(younger.id))?.state, JobState.WAITING);
+  });
+
+  it('takes the same number of state transitions for a 1 s and a 3 s job', async () => {
+    const world = await setup();
+    const one = (await submitJob(world.deps, alice, { template: 'ok', command: ['sleep', '1'] })).job;
+    const three = (await submitJob(world.deps, alice, { template: 'ok', command: ['sleep', '3'] })).job;
+    await waitForState(world.store, one.id, [JobState.SUCCEEDED]);
+    await waitForState(world.store, three.id, [JobState.SUCCEEDED]);
+    await world.workflows.idle();
+    const transitions = (id: string) => world.workflows.list().find((e) => e.jobId === id)!.transitions;
+    assert.equal(transitions(one.id), transitions(three.id));
+    assert.ok(transitions(one.id) <= 25, `${transitions(one.id)} transitions`);
+  });
+
+  it('an exit reported twice finishes and releases once', async () => {
+    const world = await setup();
+    const { job } = await submitJob(world.deps, alice, { template: 'sleep' });
+    await waitForState(world.store, job.id, [JobState.RUNNING]);
+    const { reportOutcome } = await import('../../lambdas/core/jobs.js');
+    await Promise.all([reportOutcome(world.deps, job.id, { kind: 'exited', exitCode: 0 }), reportOutcome(world.deps, job.id, { kind: 'exited', exitCode: 1 })]);
+    const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED]);
+    await waitFor('workflow to end', async () => world.workflows.running() === 0);
+    assert.equal(world.events.statesOf(job.id).filter((s) => s === done.state).length, 1);
+    assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
+  });
+});

@@ -1,0 +1,132 @@
+/**
+ * Test wiring: real DynamoDB Local (one per test file), fresh tables per test,
+ * the real ASL through LocalWorkflows, and real processes through LocalCompute.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { DynamoCatalog, DynamoJobStore } from '../../lambdas/adapters/dynamo/dynamo-job-store.js';
+import { newJobId } from '../../lambdas/adapters/ids.js';
+import { LocalCompute } from '../../lambdas/adapters/local-compute.js';
+import type { Deps, Logger } from '../../lambdas/core/deps.js';
+import { reportOutcome } from '../../lambdas/core/jobs.js';
+import type { Job } from '../../lambdas/core/job.js';
+import { parse, TemplateSpec, type ImageSpec } from '../../lambdas/core/schemas.js';
+import { runTask } from '../../lambdas/handlers/workflow/tasks.js';
+import { startDynamoDbLocal, type DynamoDbLocal } from '../../lambdas/local/dynamodb-local.js';
+import { LocalWorkflows } from '../../lambdas/local/local-workflows.js';
+import { createTables, defaultTableNames, makeDynamoClients } from '../../lambdas/local/tables.js';
+import type { Compute } from '../../lambdas/ports/compute.js';
+import type { EventPublisher, JobStateChange } from '../../lambdas/ports/events.js';
+
+export interface Dynamo {
+  local: DynamoDbLocal;
+  client: DynamoDBClient;
+  doc: DynamoDBDocumentClient;
+}
+
+export async function startDynamo(): Promise<Dynamo> {
+  const local = await startDynamoDbLocal({ inMemory: true });
+  return { local, ...makeDynamoClients(local.endpoint) };
+}
+
+/** New tables under a random prefix: tests in one file never see each other's rows. */
+export async function freshStore(dynamo: Dynamo): Promise<{ store: DynamoJobStore; catalog: DynamoCatalog }> {
+  const tables = defaultTableNames(`t${randomBytes(4).toString('hex')}`);
+  await createTables(dynamo.client, tables);
+  return { store: new DynamoJobStore(dynamo.doc, tables), catalog: new DynamoCatalog(dynamo.doc, tables) };
+}
+
+export class RecordingEvents implements EventPublisher {
+  readonly events: JobStateChange[] = [];
+  async publish(event: JobStateChange): Promise<void> {
+    this.events.push(event);
+  }
+  statesOf(jobId: string): string[] {
+    return this.events.filter((e) => e.jobId === jobId).map((e) => e.state);
+  }
+}
+
+export const quietLog: Logger = { info() {}, warn() {}, error() {} };
+
+export const IMAGE: ImageSpec = { name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: `sha256:${'a'.repeat(64)}` };
+
+export function template(overrides: Partial<TemplateSpec> & { name: string }): TemplateSpec {
+  return parse(TemplateSpec, { project: 'vision', pool: 'local', image: IMAGE.name, command: ['true'], ...overrides });
+}
+
+export interface World {
+  deps: Deps;
+  store: DynamoJobStore;
+  catalog: DynamoCatalog;
+  workflows: LocalWorkflows;
+  compute: LocalCompute;
+  events: RecordingEvents;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+/** A complete local control plane minus HTTP: what the workflow tests drive. */
+export async function world(dynamo: Dynamo, setup: { pools: Array<{ name: string; gpus: number }>; quotas?: Array<{ project: string; resource: 'gpus' | 'jobs'; hardLimit: number }>; templates?: TemplateSpec[]; wrapCompute?: (c: Compute) => Compute }): Promise<World> {
+  const { store, catalog } = await freshStore(dynamo);
+  for (const pool of setup.pools) await store.putPool({ name: pool.name, instanceType: 'local', gpusPerInstance: pool.gpus, maxGpus: pool.gpus });
+  for (const quota of setup.quotas ?? []) await store.putQuota(quota);
+  await catalog.putImage(IMAGE);
+  for (const t of setup.templates ?? []) await catalog.putTemplate(t);
+  const dataDir = await mkdtemp(join(tmpdir(), 'flare-test-'));
+  const events = new RecordingEvents();
+  let deps!: Deps;
+  const compute = await LocalCompute.create({
+    dataDir,
+    pools: setup.pools,
+    driver: 'process',
+    hostGpus: 0,
+    stopGraceMs: 2000,
+    pollMs: 200,
+    log: quietLog,
+    onExit: (jobId, exitCode) => reportOutcome(deps, jobId, { kind: 'exited', exitCode }),
+    onLost: (jobId, reason) => reportOutcome(deps, jobId, { kind: 'lost', reason }),
+  });
+  const workflows = new LocalWorkflows((event) => runTask(deps, event), quietLog);
+  deps = { store, catalog, compute: setup.wrapCompute ? setup.wrapCompute(compute) : compute, workflows, events, log: quietLog, now: () => new Date(), newId: newJobId };
+  return {
+    deps,
+    store,
+    catalog,
+    workflows,
+    compute,
+    events,
+    dataDir,
+    async close() {
+      await workflows.close();
+      for (const job of await store.listActiveJobs()) await compute.stop(job).catch(() => undefined);
+      compute.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000, intervalMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export async function waitForState(store: { getJob(id: string): Promise<Job | undefined> }, id: string, states: string[], timeoutMs?: number): Promise<Job> {
+  return waitFor(`job ${id} to reach ${states.join('|')}`, async () => {
+    const job = await store.getJob(id);
+    return job && states.includes(job.state) ? job : undefined;
+  }, timeoutMs);
+}

@@ -1,0 +1,720 @@
+/**
+ * The API Lambda driven with payload-2.0 events (test/fixtures/http) over
+ * in-memory ports. Store semantics are tested on DynamoDB Local elsewhere; this
+ * covers routing, auth, validation, status mapping and response shapes.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { beforeEach, describe, it } from 'node:test';
+import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import type { Deps, Logger } from '../../lambdas/core/deps.js';
+import {
+  Conflict,
+  Forbidden,
+  IdempotencyConflict,
+  InvalidTransition,
+  JobNotFound,
+  PayloadTooLarge,
+  QuotaExceeded,
+  StaleJob,
+  Unauthorized,
+  Unprocessable,
+  ValidationError,
+} from '../../lambdas/core/errors.js';
+import { isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../lambdas/core/job.js';
+import type { ImageSpec, QuotaResource, TemplateSpec } from '../../lambdas/core/schemas.js';
+import { createApiHandler, type ApiOptions } from '../../lambdas/handlers/http/api.js';
+import type { JobStateChange } from '../../lambdas/ports/events.js';
+import type { AdmitResult, Catalog, IdempotencyClaim, JobStore, Page, PoolRecord, QuotaRecord, TerminalChange } from '../../lambdas/ports/job-store.js';
+
+type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
+type Claims = Event['requestContext']['authorizer']['jwt']['claims'];
+
+const fixture = (name: string): Event => JSON.parse(readFileSync(new URL(`../fixtures/http/${name}.json`, import.meta.url), 'utf8'));
+const clone = <T>(value: T): T => structuredClone(value);
+
+// ---------------------------------------------------------------- fakes
+
+class MemoryStore implements JobStore {
+  jobs = new Map<string, Job>();
+  claims = new Map<string, { bodyHash: string; jobId: string }>();
+  pools = new Map<string, PoolRecord>();
+  quotas = new Map<string, QuotaRecord>();
+
+  async createJob(job: Job, claim?: IdempotencyClaim) {
+    if (claim) {
+      const previous = this.claims.get(claim.key);
+      if (previous && previous.bodyHash !== claim.bodyHash) throw new IdempotencyConflict(`Idempotency-Key was used with another body`);
+      if (previous) return { job: clone(this.jobs.get(previous.jobId)!), created: false };
+    }
+    const jobs = this.quotas.get(`${job.project}#jobs`);
+    if (jobs?.hardLimit !== undefined && jobs.used >= jobs.hardLimit) throw new QuotaExceeded(job.project, 'jobs', `project ${job.project} has ${jobs.used} of ${jobs.hardLimit} active jobs`);
+    if (jobs) jobs.used += 1;
+    this.jobs.set(job.id, clone(job));
+    if (claim) this.claims.set(claim.key, { bodyHash: claim.bodyHash, jobId: job.id });
+    return { job: clone(job), created: true };
+  }
+  async getJob(id: string) {
+    const job = this.jobs.get(id);
+    return job && clone(job);
+  }
+  async listJobs(filter: { projects?: string[]; state?: JobState }, page: { limit: number; nextToken?: string }): Promise<Page<Job>> {
+    const all = [...this.jobs.values()]
+      .filter((j) => (!filter.projects || filter.projects.includes(j.project)) && (!filter.state || j.state === filter.state))
+      .sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.id.localeCompare(a.id));
+    const start = page.nextToken ? Number(page.nextToken) : 0;
+    const items = all.slice(start, start + page.limit).map(clone);
+    return start + page.limit < all.length ? { items, nextToken: String(start + page.limit) } : { items };
+  }
+  async updateJob(id: string, from: readonly JobState[], set: Partial<Job>, remove: readonly (keyof Job)[] = []) {
+    const job = this.jobs.get(id);
+    if (!job || !from.includes(job.state)) throw new StaleJob(id);
+    Object.assign(job, set);
+    for (const key of remove) delete job[key];
+    return clone(job);
+  }
+  async recordOutcome(id: string, outcome: Outcome) {
+    const job = this.jobs.get(id);
+    if (!job || job.outcome || ![JobState.LAUNCHING, JobState.RUNNING].includes(job.state as 'RUNNING')) return undefined;
+    job.outcome = outcome;
+    return clone(job);
+  }
+  async setTaskToken(id: string, token: string) {
+    return this.updateJob(id, [JobState.RUNNING], { taskToken: token });
+  }
+  async admit(job: Job, admittedAt: string): Promise<AdmitResult> {
+    const pool = this.pools.get(job.pool)!;
+    const needs = job.gpus * job.nodeCount;
+    if (pool.availableGpus < needs) return { admitted: false, blockedBy: 'pool' };
+    pool.availableGpus -= needs;
+    pool.usedGpus += needs;
+    return { admitted: true, job: await this.updateJob(job.id, QUEUED_STATES, { state: JobState.LAUNCHING, admittedAt, heldGpus: needs }, ['queuePosition', 'stateReason']) };
+  }
+  async finishJob(job: Job, change: TerminalChange) {
+    const stored = this.jobs.get(job.id);
+    if (!stored || stored.state !== job.state) return undefined;
+    Object.assign(stored, change);
+    delete stored.heldGpus;
+    const jobs = this.quotas.get(`${job.project}#jobs`);
+    if (jobs) jobs.used -= 1;
+    return clone(stored);
+  }
+  async deleteJob(id: string) {
+    const job = this.jobs.get(id);
+    if (!job || !isTerminal(job.state)) return false;
+    return this.jobs.delete(id);
+  }
+  private queue(pool: string) {
+    return [...this.jobs.values()].filter((j) => j.pool === pool && QUEUED_STATES.includes(j.state)).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+  async listQueue(pool: string, limit: number, startAfter?: string) {
+    const queue = this.queue(pool);
+    const start = startAfter ? queue.findIndex((j) => j.id === startAfter) + 1 : 0;
+    const items = queue.slice(start, start + limit).map(clone);
+    return start + limit < queue.length ? { items, next: items.at(-1)!.id } : { items };
+  }
+  async queuePosition(job: Job) {
+    return this.queue(job.pool).findIndex((j) => j.id === job.id);
+  }
+  async queueLength(pool: string) {
+    return this.queue(pool).length;
+  }
+  async listActiveJobs() {
+    return [...this.jobs.values()].filter((j) => !isTerminal(j.state)).map(clone);
+  }
+  async getPool(name: string) {
+    const pool = this.pools.get(name);
+    return pool && clone(pool);
+  }
+  async listPools() {
+    return [...this.pools.values()].map(clone);
+  }
+  async putPool(pool: { name: string; instanceType: string; gpusPerInstance: number; maxGpus: number }) {
+    const used = this.pools.get(pool.name)?.usedGpus ?? 0;
+    this.pools.set(pool.name, { ...pool, usedGpus: used, availableGpus: pool.maxGpus - used });
+  }
+  async getQuota(project: string, resource: QuotaResource) {
+    const quota = this.quotas.get(`${project}#${resource}`);
+    return quota && clone(quota);
+  }
+  async listQuotas(project?: string) {
+    return [...this.quotas.values()].filter((q) => !project || q.project === project).map(clone);
+  }
+  async putQuota(quota: { project: string; resource: QuotaResource; hardLimit: number }) {
+    const used = this.quotas.get(`${quota.project}#${quota.resource}`)?.used ?? 0;
+    this.quotas.set(`${quota.project}#${quota.resource}`, { ...quota, used });
+  }
+}
+
+class MemoryCatalog implements Catalog {
+  templates = new Map<string, TemplateSpec>();
+  images = new Map<string, ImageSpec>();
+  async getTemplate(name: string) {
+    return this.templates.get(name);
+  }
+  async getImage(name: string) {
+    return this.images.get(name);
+  }
+  async putTemplate(template: TemplateSpec) {
+    this.templates.set(template.name, template);
+  }
+  async putImage(image: ImageSpec) {
+    this.images.set(image.name, image);
+  }
+}
+
+interface World {
+  deps: Deps;
+  store: MemoryStore;
+  started: string[];
+  published: JobStateChange[];
+  logged: Array<{ level: string; message: string; data?: Record<string, unknown> }>;
+}
+
+function world(): World {
+  const store = new MemoryStore();
+  const catalog = new MemoryCatalog();
+  const started: string[] = [];
+  const published: JobStateChange[] = [];
+  const logged: World['logged'] = [];
+  const log: Logger = {
+    info: (message, data) => logged.push({ level: 'info', message, data }),
+    warn: (message, data) => logged.push({ level: 'warn', message, data }),
+    error: (message, data) => logged.push({ level: 'error', message, data }),
+  };
+  let seq = 0;
+  let clock = Date.parse('2025-02-03T10:00:00.000Z');
+  const deps: Deps = {
+    store,
+    catalog,
+    compute: {
+      launch: () => assert.fail('the API does not launch'),
+      isReady: () => assert.fail('the API does not launch'),
+      start: () => assert.fail('the API does not launch'),
+      stop: () => assert.fail('the API does not launch'),
+    },
+    workflows: {
+      start: async (name) => void started.push(name),
+      sendTaskSuccess: async () => undefined,
+    },
+    events: { publish: async (event) => void published.push(event) },
+    log,
+    now: () => new Date((clock += 1000)),
+    newId: () => `j-${String(++seq).padStart(4, '0')}`,
+  };
+  void store.putPool({ name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 4 });
+  void store.putPool({ name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 8 });
+  void store.putQuota({ project: 'vision', resource: 'gpus', hardLimit: 2 });
+  void store.putQuota({ project: 'audio', resource: 'gpus', hardLimit: 4 });
+  store.quotas.set('vision#jobs', { project: 'vision', resource: 'jobs', used: 0 }); // counted, unlimited
+  void catalog.putImage({ name: 'cuda', reference: 'nvidia/cuda:12.4.1-base-ubuntu22.04', digest: `sha256:${'a'.repeat(64)}` });
+  void catalog.putTemplate({ name: 'train', project: 'vision', pool: 'local', gpus: 1, nodeCount: 1, image: 'cuda', command: ['nvidia-smi'], env: {}, maxLiveTimeoutMinutes: 120 });
+  void catalog.putTemplate({ name: 'speech', project: 'audio', pool: 'a10g', gpus: 2, nodeCount: 1, image: 'cuda', command: ['nvidia-smi'], env: {}, maxLiveTimeoutMinutes: 60 });
+  return { deps, store, started, published, logged };
+}
+
+// ---------------------------------------------------------------- requests
+
+interface RequestOptions {
+  body?: unknown;
+  rawBody?: string;
+  base64?: boolean;
+  query?: Record<string, string>;
+  headers?: Record<string, string>;
+  /** Claims as API Gateway's authorizer passes them; null: no authorizer (anonymous). */
+  claims?: Claims | null;
+}
+
+const ALICE: Claims = { sub: 'alice', 'cognito:groups': '[vision]' };
+const BOB: Claims = { sub: 'bob', 'cognito:groups': '[audio]' };
+const ROOT: Claims = { sub: 'root', 'cognito:groups': ['admin'] };
+
+function request(method: string, path: string, options: RequestOptions = {}): Event {
+  const event = clone(fixture('member-list-jobs'));
+  event.rawPath = path;
+  event.requestContext.http.method = method;
+  event.requestContext.http.path = path;
+  event.rawQueryString = new URLSearchParams(options.query ?? {}).toString();
+  if (options.query) event.queryStringParameters = options.query;
+  else delete event.queryStringParameters;
+  Object.assign(event.headers, options.headers);
+  const claims = options.claims === undefined ? ALICE : options.claims;
+  if (claims === null) delete (event.requestContext as Partial<Event['requestContext']>).authorizer;
+  else event.requestContext.authorizer.jwt.claims = claims;
+  const text = options.rawBody ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
+  if (text !== undefined) {
+    event.body = options.base64 ? Buffer.from(text).toString('base64') : text;
+    event.isBase64Encoded = Boolean(options.base64);
+    event.headers['content-type'] = 'application/json';
+  }
+  return event;
+}
+
+interface Response {
+  status: number;
+  headers: Record<string, string>;
+  body: any;
+}
+
+async function call(w: World, event: Event, options: ApiOptions = {}): Promise<Response> {
+  const handler = createApiHandler(() => w.deps, options);
+  const result = (await handler(event, {} as Context)) as APIGatewayProxyStructuredResultV2;
+  const headers = Object.fromEntries(Object.entries(result.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]));
+  if (result.statusCode !== 204) assert.equal(headers['content-type'], 'application/json');
+  return { status: result.statusCode!, headers, body: result.body ? JSON.parse(result.body) : undefined };
+}
+
+async function submit(w: World, body: unknown = { template: 'train' }, claims: Claims = ALICE, headers: Record<string, string> = {}) {
+  const response = await call(w, request('POST', '/v1/jobs', { body, claims, headers }));
+  assert.equal(response.status, 202, JSON.stringify(response.body));
+  return response.body;
+}
+
+function assertNothingStored(w: World) {
+  assert.equal(w.store.jobs.size, 0, 'no job stored');
+  assert.equal(w.store.claims.size, 0, 'no idempotency claim stored');
+  assert.deepEqual(w.started, [], 'no workflow started');
+  assert.deepEqual(w.published, [], 'no event published');
+}
+
+function assertError(response: Response, status: number, code: string) {
+  assert.equal(response.status, status, JSON.stringify(response.body));
+  assert.equal(response.body.error.code, code);
+  assert.equal(typeof response.body.error.message, 'string');
+}
+
+const fieldsOf = (response: Response): string[] => response.body.error.details.map((d: { field: string }) => d.field).sort();
+
+// ---------------------------------------------------------------- tests
+
+let w: World;
+beforeEach(() => {
+  w = world();
+});
+
+describe('public routes', () => {
+  it('GET / lists the API versions, without a token', async () => {
+    const response = await call(w, fixture('public-get-root'));
+    assert.equal(response.status, 200);
+    assert.deepEqual(response.body, { versions: [{ id: 'v1', status: 'CURRENT' }] });
+  });
+
+  it('GET /v1 lists the resources of v1', async () => {
+    const response = await call(w, request('GET', '/v1', { claims: null }));
+    assert.equal(response.status, 200);
+    assert.equal(response.body.id, 'v1');
+    const jobs = response.body.resources.find((r: { path: string }) => r.path === '/v1/jobs');
+    assert.deepEqual(jobs.methods.sort(), ['GET', 'POST']);
+    assert.ok(response.body.resources.some((r: { path: string }) => r.path === '/v1/quotas/{project}/{resource}'));
+  });
+
+  it('GET /v1/health checks the store and reports the runtime components', async () => {
+    const response = await call(w, request('GET', '/v1/health', { claims: null }), { health: async () => ({ workflows: { status: 'ok', running: 2 } }) });
+    assert.equal(response.status, 200);
+    assert.deepEqual(response.body, { status: 'ok', components: { store: 'ok', workflows: { status: 'ok', running: 2 } } });
+  });
+
+  it('GET /v1/health is 503 when the store does not answer', async () => {
+    w.store.listPools = async () => {
+      throw new Error('connect ECONNREFUSED');
+    };
+    const response = await call(w, request('GET', '/v1/health', { claims: null }));
+    assert.equal(response.status, 503);
+    assert.equal(response.body.status, 'degraded');
+    assert.equal(response.body.components.store, 'unavailable');
+  });
+});
+
+describe('authentication', () => {
+  const protectedRoutes: Array<[string, string]> = [
+    ['POST', '/v1/jobs'],
+    ['GET', '/v1/jobs'],
+    ['GET', '/v1/jobs/j-0001'],
+    ['DELETE', '/v1/jobs/j-0001'],
+    ['GET', '/v1/pools'],
+    ['GET', '/v1/quotas'],
+    ['GET', '/v1/quotas/vision/gpus'],
+    ['GET', '/v1/stats'],
+  ];
+  for (const [method, path] of protectedRoutes) {
+    it(`${method} ${path} without claims is 401`, async () => {
+      const response = await call(w, request(method, path, { claims: null, ...(method === 'POST' ? { body: { template: 'train' } } : {}) }));
+      assertError(response, 401, 'unauthorized');
+      assertNothingStored(w);
+    });
+  }
+
+  it('claims without a subject are 401', async () => {
+    assertError(await call(w, request('GET', '/v1/jobs', { claims: { 'cognito:groups': '[vision]' } })), 401, 'unauthorized');
+  });
+
+  it('takes groups from a configured claim, as an array or as API Gateway flattens it', async () => {
+    await submit(w, { template: 'speech' }, BOB);
+    const asArray = await call(w, request('GET', '/v1/jobs', { claims: { sub: 'carol', groups: ['audio'] } }), { groupsClaim: 'groups' });
+    const asString = await call(w, request('GET', '/v1/jobs', { claims: { sub: 'carol', groups: '[audio other]' } }), { groupsClaim: 'groups' });
+    assert.equal(asArray.body.items.length, 1);
+    assert.equal(asString.body.items.length, 1);
+  });
+
+  it('makes a caller admin by the configured admin group only', async () => {
+    await submit(w, { template: 'speech' }, BOB);
+    const ops = await call(w, request('GET', '/v1/jobs', { claims: { sub: 'op', 'cognito:groups': '[ops]' } }), { adminGroup: 'ops' });
+    const notAdmin = await call(w, request('GET', '/v1/jobs', { claims: { sub: 'op', 'cognito:groups': '[admin]' } }), { adminGroup: 'ops' });
+    assert.equal(ops.body.items.length, 1);
+    assert.equal(notAdmin.body.items.length, 0);
+  });
+});
+
+describe('routing', () => {
+  it('an unknown path is 404', async () => {
+    assertError(await call(w, request('GET', '/v1/nothing')), 404, 'not_found');
+    assertError(await call(w, request('GET', '/v2/jobs')), 404, 'not_found');
+  });
+
+  it('a known path with another method is 405 and says which are allowed', async () => {
+    const response = await call(w, request('PUT', '/v1/jobs', { body: { template: 'train' } }));
+    assertError(response, 405, 'method_not_allowed');
+    assert.equal(response.headers.allow, 'POST, GET');
+    assertNothingStored(w);
+  });
+
+  it('serves under a named stage, whose name API Gateway keeps in rawPath', async () => {
+    const event = request('GET', '/prod/v1/pools');
+    event.requestContext.stage = 'prod';
+    assert.equal((await call(w, event)).status, 200);
+  });
+
+  it('refuses query parameters a route does not take', async () => {
+    const response = await call(w, request('GET', '/v1/pools', { query: { verbose: 'true' } }));
+    assertError(response, 400, 'validation_error');
+    assert.deepEqual(fieldsOf(response), ['verbose']);
+  });
+});
+
+describe('POST /v1/jobs', () => {
+  it('stores the job, starts its workflow, publishes PENDING and answers 202 with the job', async () => {
+    const response = await call(w, fixture('member-submit-job'));
+    assert.equal(response.status, 202);
+    const job = response.body;
+    assert.equal(job.state, 'PENDING');
+    assert.equal(job.project, 'vision');
+    assert.equal(job.owner, 'alice');
+    assert.equal(job.template, 'train');
+    assert.equal(job.gpus, 1);
+    assert.equal(job.liveTimeoutMinutes, 0.05);
+    assert.deepEqual(job.command, ['nvidia-smi']);
+    assert.ok(!('heldGpus' in job) && !('taskToken' in job), 'internal fields stay inside');
+    assert.equal(response.headers.location, `/v1/jobs/${job.id}`);
+    assert.equal(response.headers['idempotent-replayed'], undefined);
+    assert.deepEqual(w.store.jobs.get(job.id)?.state, 'PENDING');
+    assert.deepEqual(w.started, [job.id]);
+    assert.deepEqual(w.published.map((e) => [e.jobId, e.previousState, e.state]), [[job.id, null, 'PENDING']]);
+  });
+
+  it('reads a base64-encoded body', async () => {
+    const response = await call(w, fixture('member-submit-job-base64'));
+    assert.equal(response.status, 202);
+    assert.equal(response.body.liveTimeoutMinutes, 0.05);
+  });
+
+  it('replays the same job for the same Idempotency-Key and body', async () => {
+    const first = await call(w, fixture('member-submit-job'));
+    const again = await call(w, fixture('member-submit-job'));
+    assert.equal(again.status, 202);
+    assert.equal(again.headers['idempotent-replayed'], 'true');
+    assert.equal(again.body.id, first.body.id);
+    assert.equal(w.store.jobs.size, 1);
+    assert.equal(w.published.length, 1);
+  });
+
+  it('is 409 when the Idempotency-Key comes back with another body', async () => {
+    await call(w, fixture('member-submit-job'));
+    const event = fixture('member-submit-job');
+    event.body = JSON.stringify({ template: 'train', gpus: 2 });
+    assertError(await call(w, event), 409, 'conflict');
+    assert.equal(w.store.jobs.size, 1);
+  });
+
+  for (const key of ['', 'has space', 'x'.repeat(129), 'ключ', 'tab\there']) {
+    it(`refuses Idempotency-Key ${JSON.stringify(key.length > 20 ? `${key.slice(0, 8)}…(${key.length})` : key)}`, async () => {
+      const response = await call(w, request('POST', '/v1/jobs', { body: { template: 'train' }, headers: { 'idempotency-key': key } }));
+      assertError(response, 400, 'validation_error');
+      assert.deepEqual(fieldsOf(response), ['Idempotency-Key']);
+      assertNothingStored(w);
+    });
+  }
+
+  const bad: Array<[string, unknown, string[]]> = [
+    ['template of the wrong type', { template: 5 }, ['template']],
+    ['a missing template', { gpus: 1 }, ['template']],
+    ['an unknown field', { template: 'train', privileged: true }, ['privileged']],
+    ['gpus 0', { template: 'train', gpus: 0 }, ['gpus']],
+    ['gpus -1', { template: 'train', gpus: -1 }, ['gpus']],
+    ['gpus 1.5', { template: 'train', gpus: 1.5 }, ['gpus']],
+    ['gpus "2"', { template: 'train', gpus: '2' }, ['gpus']],
+    ['liveTimeoutMinutes 0', { template: 'train', liveTimeoutMinutes: 0 }, ['liveTimeoutMinutes']],
+    ['liveTimeoutMinutes -1', { template: 'train', liveTimeoutMinutes: -1 }, ['liveTimeoutMinutes']],
+    ['a command string', { template: 'train', command: 'nvidia-smi' }, ['command']],
+    ['an env value of the wrong type', { template: 'train', env: { SEED: 1 } }, ['env.SEED']],
+    ['several bad fields at once', { gpus: 0, liveTimeoutMinutes: -1, privileged: true }, ['gpus', 'liveTimeoutMinutes', 'privileged', 'template']],
+    ['liveTimeoutMinutes past the template maximum', { template: 'train', liveTimeoutMinutes: 121 }, ['liveTimeoutMinutes']],
+    ['a template of another project', { template: 'speech' }, ['template']],
+  ];
+  for (const [what, body, fields] of bad) {
+    it(`is 400 naming ${fields.join(', ')} for ${what}, and stores nothing`, async () => {
+      const response = await call(w, request('POST', '/v1/jobs', { body, headers: { 'idempotency-key': 'k-1' } }));
+      assertError(response, 400, 'validation_error');
+      assert.deepEqual(fieldsOf(response), fields);
+      assertNothingStored(w);
+    });
+  }
+
+  const notObjects: Array<[string, string, RegExp]> = [
+    ['malformed JSON', '{"template":', /^malformed JSON: /],
+    ['an array', '[{"template":"train"}]', /JSON object/],
+    ['a string', '"train"', /JSON object/],
+    ['a number', '42', /JSON object/],
+    ['null', 'null', /JSON object/],
+    ['an empty body', '', /required/],
+  ];
+  for (const [what, rawBody, reason] of notObjects) {
+    it(`is 400 on (body) for ${what}`, async () => {
+      const response = await call(w, request('POST', '/v1/jobs', { rawBody }));
+      assertError(response, 400, 'validation_error');
+      assert.equal(response.body.error.details.length, 1);
+      assert.equal(response.body.error.details[0].field, '(body)');
+      assert.match(response.body.error.details[0].reason, reason);
+      assertNothingStored(w);
+    });
+  }
+
+  it('is 413 for a body over the limit, and stores nothing', async () => {
+    const response = await call(w, request('POST', '/v1/jobs', { body: { template: 'train', name: 'x'.repeat(64 * 1024) } }));
+    assertError(response, 413, 'payload_too_large');
+    assertNothingStored(w);
+  });
+
+  it('counts the decoded bytes of a base64 body against the limit', async () => {
+    const body = { template: 'train', env: { PAD: 'x'.repeat(900) } };
+    const size = Buffer.byteLength(JSON.stringify(body));
+    const encodedSize = Buffer.from(JSON.stringify(body)).toString('base64').length;
+    const limit = Math.floor((size + encodedSize) / 2); // between the decoded and the encoded size
+    assert.equal((await call(w, request('POST', '/v1/jobs', { body, base64: true }), { maxBodyBytes: limit })).status, 202);
+    assertError(await call(w, request('POST', '/v1/jobs', { body, base64: true }), { maxBodyBytes: size - 1 }), 413, 'payload_too_large');
+  });
+
+  it('is 403 for a project the caller is not a member of', async () => {
+    assertError(await call(w, request('POST', '/v1/jobs', { body: { template: 'speech', project: 'audio' } })), 403, 'forbidden');
+    assertNothingStored(w);
+  });
+
+  it('is 422 for more GPUs than the pool can ever hold', async () => {
+    assertError(await call(w, request('POST', '/v1/jobs', { body: { template: 'speech', gpus: 9 }, claims: BOB })), 422, 'unprocessable');
+    assertNothingStored(w);
+  });
+
+  it('is 429 when the project has used its jobs quota', async () => {
+    await w.store.putQuota({ project: 'vision', resource: 'jobs', hardLimit: 1 });
+    await submit(w);
+    assertError(await call(w, request('POST', '/v1/jobs', { body: { template: 'train' } })), 429, 'quota_exceeded');
+    assert.equal(w.store.jobs.size, 1);
+  });
+});
+
+describe('reading jobs', () => {
+  it('GET /v1/jobs lists the caller’s projects only, newest first, with a nextToken', async () => {
+    const a = await submit(w);
+    const b = await submit(w);
+    await submit(w, { template: 'speech' }, BOB);
+    const page1 = await call(w, request('GET', '/v1/jobs', { query: { limit: '1' } }));
+    assert.equal(page1.status, 200);
+    assert.deepEqual(page1.body.items.map((j: Job) => j.id), [b.id]);
+    assert.ok(page1.body.nextToken);
+    const page2 = await call(w, request('GET', '/v1/jobs', { query: { limit: '1', nextToken: page1.body.nextToken } }));
+    assert.deepEqual(page2.body.items.map((j: Job) => j.id), [a.id]);
+    assert.equal(page2.body.nextToken, undefined);
+  });
+
+  it('GET /v1/jobs filters by project and state (fixture)', async () => {
+    await submit(w);
+    const running = await call(w, fixture('member-list-jobs'));
+    assert.equal(running.status, 200);
+    assert.deepEqual(running.body.items, []);
+    const pending = await call(w, request('GET', '/v1/jobs', { query: { project: 'vision', state: 'PENDING' } }));
+    assert.equal(pending.body.items.length, 1);
+    const other = await call(w, request('GET', '/v1/jobs', { query: { project: 'audio' } }));
+    assert.deepEqual(other.body.items, []);
+  });
+
+  it('GET /v1/jobs shows an admin every project (groups claim as an array)', async () => {
+    await submit(w);
+    await submit(w, { template: 'speech' }, BOB);
+    const response = await call(w, fixture('admin-list-jobs'));
+    assert.deepEqual(response.body.items.map((j: Job) => j.project).sort(), ['audio', 'vision']);
+  });
+
+  for (const [query, field] of [[{ state: 'BOGUS' }, 'state'], [{ limit: '0' }, 'limit'], [{ limit: 'ten' }, 'limit'], [{ owner: 'alice' }, 'owner'], [{ project: 'Not A Project' }, 'project']] as const) {
+    it(`GET /v1/jobs is 400 naming ${field} for ${JSON.stringify(query)}`, async () => {
+      const response = await call(w, request('GET', '/v1/jobs', { query }));
+      assertError(response, 400, 'validation_error');
+      assert.deepEqual(fieldsOf(response), [field]);
+    });
+  }
+
+  it('GET /v1/jobs/{id} returns the job with its queue position while queued', async () => {
+    const first = await submit(w);
+    const second = await submit(w);
+    const response = await call(w, request('GET', `/v1/jobs/${second.id}`));
+    assert.equal(response.status, 200);
+    assert.equal(response.body.id, second.id);
+    assert.equal(response.body.queuePosition, 1);
+    assert.equal((await call(w, request('GET', `/v1/jobs/${first.id}`))).body.queuePosition, 0);
+  });
+
+  it('GET /v1/jobs/{id} of another project is 404, as is a job that does not exist', async () => {
+    const theirs = await submit(w, { template: 'speech' }, BOB);
+    assertError(await call(w, request('GET', `/v1/jobs/${theirs.id}`)), 404, 'not_found');
+    assertError(await call(w, request('GET', '/v1/jobs/j-nope')), 404, 'not_found');
+    assert.equal((await call(w, request('GET', `/v1/jobs/${theirs.id}`, { claims: ROOT }))).status, 200);
+  });
+});
+
+describe('DELETE /v1/jobs/{id}', () => {
+  it('cancels a queued job with 202 and the job', async () => {
+    const job = await submit(w);
+    const response = await call(w, request('DELETE', `/v1/jobs/${job.id}`));
+    assert.equal(response.status, 202);
+    assert.equal(response.body.state, 'CANCELLED');
+    assert.equal(response.body.stateReason, 'cancelled by alice');
+    assert.deepEqual(w.published.at(-1)?.state, 'CANCELLED');
+  });
+
+  it('removes a terminal job with 204, after which it is 404', async () => {
+    const job = await submit(w);
+    await call(w, request('DELETE', `/v1/jobs/${job.id}`));
+    const removed = await call(w, request('DELETE', `/v1/jobs/${job.id}`));
+    assert.equal(removed.status, 204);
+    assert.equal(removed.body, undefined);
+    assertError(await call(w, request('GET', `/v1/jobs/${job.id}`)), 404, 'not_found');
+  });
+
+  it('is 404 for another project’s job, which stays', async () => {
+    const theirs = await submit(w, { template: 'speech' }, BOB);
+    assertError(await call(w, request('DELETE', `/v1/jobs/${theirs.id}`)), 404, 'not_found');
+    assert.equal(w.store.jobs.get(theirs.id)?.state, 'PENDING');
+  });
+});
+
+describe('pools, quotas, stats', () => {
+  it('GET /v1/pools shows caps, use and waiting jobs', async () => {
+    await submit(w);
+    await submit(w);
+    const response = await call(w, request('GET', '/v1/pools'));
+    assert.equal(response.status, 200);
+    const local = response.body.items.find((p: { name: string }) => p.name === 'local');
+    assert.deepEqual(local, { name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 4, usedGpus: 0, availableGpus: 4, waitingJobs: 2 });
+  });
+
+  it('GET /v1/quotas shows a member their projects and an admin all, null meaning unlimited', async () => {
+    const member = await call(w, request('GET', '/v1/quotas'));
+    assert.deepEqual(member.body.items, [
+      { project: 'vision', resource: 'gpus', hardLimit: 2, used: 0 },
+      { project: 'vision', resource: 'jobs', hardLimit: null, used: 0 },
+    ]);
+    const admin = await call(w, request('GET', '/v1/quotas', { claims: ROOT }));
+    assert.deepEqual(admin.body.items.map((q: { project: string }) => q.project), ['audio', 'vision', 'vision']);
+    const filtered = await call(w, request('GET', '/v1/quotas', { claims: ROOT, query: { project: 'audio' } }));
+    assert.deepEqual(filtered.body.items.map((q: { project: string }) => q.project), ['audio']);
+  });
+
+  it('GET /v1/quotas/{project}/{resource} is the row, 404 when not visible or absent, 400 for an unknown resource', async () => {
+    const own = await call(w, request('GET', '/v1/quotas/vision/gpus'));
+    assert.equal(own.status, 200);
+    assert.deepEqual(own.body, { project: 'vision', resource: 'gpus', hardLimit: 2, used: 0 });
+    assertError(await call(w, request('GET', '/v1/quotas/audio/gpus')), 404, 'not_found');
+    assertError(await call(w, request('GET', '/v1/quotas/vision/templates')), 404, 'not_found');
+    const bad = await call(w, request('GET', '/v1/quotas/vision/disks'));
+    assertError(bad, 400, 'validation_error');
+    assert.deepEqual(fieldsOf(bad), ['resource']);
+  });
+
+  it('GET /v1/stats counts the caller’s jobs by state; an admin sees all', async () => {
+    await submit(w);
+    const theirs = await submit(w, { template: 'speech' }, BOB);
+    await call(w, request('DELETE', `/v1/jobs/${theirs.id}`, { claims: BOB }));
+    const member = await call(w, request('GET', '/v1/stats'));
+    assert.equal(member.status, 200);
+    assert.deepEqual(member.body.projects, ['vision']);
+    assert.equal(member.body.totalJobs, 1);
+    assert.equal(member.body.jobsByState.PENDING, 1);
+    assert.equal(member.body.jobsByState.CANCELLED, 0);
+    const admin = await call(w, request('GET', '/v1/stats', { claims: ROOT }));
+    assert.equal(admin.body.projects, null);
+    assert.equal(admin.body.totalJobs, 2);
+    assert.equal(admin.body.jobsByState.CANCELLED, 1);
+    const audio = await call(w, request('GET', '/v1/stats', { claims: ROOT, query: { project: 'audio' } }));
+    assert.equal(audio.body.totalJobs, 1);
+  });
+});
+
+describe('error mapping', () => {
+  const cases: Array<[string, () => Error, number, string]> = [
+    ['ValidationError', () => new ValidationError([{ field: 'x', reason: 'bad' }]), 400, 'validation_error'],
+    ['Unauthorized', () => new Unauthorized('who are you'), 401, 'unauthorized'],
+    ['Forbidden', () => new Forbidden('not yours'), 403, 'forbidden'],
+    ['JobNotFound', () => new JobNotFound('j-1'), 404, 'not_found'],
+    ['Conflict', () => new Conflict('in use'), 409, 'conflict'],
+    ['IdempotencyConflict', () => new IdempotencyConflict('other body'), 409, 'conflict'],
+    ['InvalidTransition', () => new InvalidTransition('j-1', 'RUNNING', 'WAITING'), 409, 'conflict'],
+    ['PayloadTooLarge', () => new PayloadTooLarge(10), 413, 'payload_too_large'],
+    ['Unprocessable', () => new Unprocessable('never fits'), 422, 'unprocessable'],
+    ['QuotaExceeded', () => new QuotaExceeded('vision', 'jobs', 'too many jobs'), 429, 'quota_exceeded'],
+  ];
+  for (const [name, make, status, code] of cases) {
+    it(`${name} is ${status} ${code} with its message`, async () => {
+      const error = make();
+      w.store.listPools = async () => {
+        throw error;
+      };
+      const response = await call(w, request('GET', '/v1/pools'));
+      assertError(response, status, code);
+      assert.equal(response.body.error.message, error.message);
+    });
+  }
+
+  it('ValidationError carries every field in details', async () => {
+    w.store.listPools = async () => {
+      throw new ValidationError([{ field: 'a', reason: 'one' }, { field: 'b', reason: 'two' }]);
+    };
+    const response = await call(w, request('GET', '/v1/pools'));
+    assert.deepEqual(response.body.error.details, [{ field: 'a', reason: 'one' }, { field: 'b', reason: 'two' }]);
+  });
+
+  it('anything else is a generic 500, logged, with no stack or message leaked', async () => {
+    w.store.listPools = async () => {
+      throw new Error('secret table arn:aws:dynamodb:eu-west-1:123456789012:table/jobs');
+    };
+    const response = await call(w, request('GET', '/v1/pools'));
+    assertError(response, 500, 'internal');
+    const text = JSON.stringify(response.body);
+    assert.doesNotMatch(text, /secret|arn:aws|at .*\.ts/);
+    assert.deepEqual(Object.keys(response.body.error), ['code', 'message']);
+    const logged = w.logged.find((l) => l.level === 'error');
+    assert.match(JSON.stringify(logged?.data), /secret table/);
+  });
+
+  it('a 500 still answers when the deps cannot be built', async () => {
+    const handler = createApiHandler(() => {
+      throw new Error('Flare Lambda misconfigured: environment variable JOBS_TABLE');
+    });
+    const original = process.stderr.write;
+    process.stderr.write = () => true;
+    try {
+      const result = (await handler(request('GET', '/v1/pools'), {} as Context)) as APIGatewayProxyStructuredResultV2;
+      assert.equal(result.statusCode, 500);
+      assert.doesNotMatch(result.body ?? '', /JOBS_TABLE/);
+    } finally {
+      process.stderr.write = original;
+    }
+  });
+});

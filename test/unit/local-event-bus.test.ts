@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { LocalEventBus } from '../../lambdas/adapters/local-event-bus.js';
+import type { Logger } from '../../lambdas/core/deps.js';
+import type { JobStateChange } from '../../lambdas/ports/events.js';
+
+const event: JobStateChange = { jobId: 'j-1', name: 'train', project: 'vision', owner: 'alice', pool: 'local', gpus: 1, previousState: null, state: 'PENDING', at: '2025-02-03T10:00:00.000Z' };
+
+function recordingLog() {
+  const errors: Array<{ message: string; data?: Record<string, unknown> }> = [];
+  const log: Logger = { info: () => undefined, warn: () => undefined, error: (message, data) => void errors.push({ message, data }) };
+  return { log, errors };
+}
+
+describe('LocalEventBus', () => {
+  it('calls every subscriber with the event', async () => {
+    const bus = new LocalEventBus(recordingLog().log);
+    const a: JobStateChange[] = [];
+    const b: JobStateChange[] = [];
+    bus.subscribe((e) => void a.push(e));
+    bus.subscribe((e) => void b.push(e));
+    await bus.publish(event);
+    assert.deepEqual(a, [event]);
+    assert.deepEqual(b, [event]);
+  });
+
+  it('isolates a subscriber that throws or rejects, and logs it', async () => {
+    const { log, errors } = recordingLog();
+    const bus = new LocalEventBus(log);
+    const got: string[] = [];
+    bus.subscribe(() => {
+      throw new Error('sync failure');
+    });
+    bus.subscribe(async () => {
+      throw new Error('async failure');
+    });
+    bus.subscribe((e) => void got.push(e.jobId));
+    await bus.publish(event);
+    await bus.idle();
+    assert.deepEqual(got, ['j-1']);
+    assert.deepEqual(errors.map((e) => e.data?.error).sort(), ['Error: async failure', 'Error: sync failure']);
+  });
+
+  it('does not wait for subscribers’ work; idle() does', async () => {
+    const bus = new LocalEventBus(recordingLog().log);
+    let release!: () => void;
+    let done = false;
+    bus.subscribe(() => new Promise<void>((resolve) => (release = resolve)).then(() => void (done = true)));
+    await bus.publish(event);
+    assert.equal(done, false);
+    const idle = bus.idle();
+    release();
+    await idle;
+    assert.equal(done, true);
+  });
+
+  it('gives each subscriber its own copy', async () => {
+    const bus = new LocalEventBus(recordingLog().log);
+    let seen: string | undefined;
+    bus.subscribe((e) => void (e.state = 'FAILED'));
+    bus.subscribe((e) => void (seen = e.state));
+    await bus.publish(event);
+    assert.equal(seen, 'PENDING');
+    assert.equal(event.state, 'PENDING');
+  });
+
+  it('stops calling a subscriber that unsubscribed', async () => {
+    const bus = new LocalEventBus(recordingLog().log);
+    let calls = 0;
+    const unsubscribe = bus.subscribe(() => void calls++);
+    await bus.publish(event);
+    unsubscribe();
+    await bus.publish(event);
+    assert.equal(calls, 1);
+  });
+});

@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Job, JobState } from '../../lambdas/core/job.js';
+import { computeStats, jobStats, MAX_STATS_JOBS, percentile } from '../../lambdas/core/stats.js';
+import type { JobStore, Page } from '../../lambdas/ports/job-store.js';
+
+const T0 = Date.parse('2025-02-03T10:00:00.000Z');
+const at = (minutes: number) => new Date(T0 + minutes * 60_000).toISOString();
+
+function job(id: string, state: JobState, times: { created: number; admitted?: number; finished?: number }, gpus = 1, nodeCount = 1, project = 'vision'): Job {
+  return {
+    id,
+    name: id,
+    project,
+    owner: 'alice',
+    template: 'train',
+    pool: 'local',
+    image: 'img@sha256:x',
+    command: ['true'],
+    env: {},
+    gpus,
+    nodeCount,
+    liveTimeoutMinutes: 60,
+    state,
+    createdAt: at(times.created),
+    ...(times.admitted !== undefined ? { admittedAt: at(times.admitted) } : {}),
+    ...(times.finished !== undefined ? { finishedAt: at(times.finished) } : {}),
+  };
+}
+
+describe('computeStats', () => {
+  it('counts jobs by state, every state present', () => {
+    const stats = computeStats([job('a', 'RUNNING', { created: 0, admitted: 1 }), job('b', 'WAITING', { created: 0 }), job('c', 'WAITING', { created: 0 })], new Date(at(10)));
+    assert.equal(stats.totalJobs, 3);
+    assert.equal(stats.jobsByState.WAITING, 2);
+    assert.equal(stats.jobsByState.RUNNING, 1);
+    assert.equal(stats.jobsByState.SUCCEEDED, 0);
+    assert.equal(Object.keys(stats.jobsByState).length, 9);
+  });
+
+  it('adds GPU-hours from admission to release, and to now for jobs still holding GPUs', () => {
+    const stats = computeStats(
+      [
+        job('done', 'SUCCEEDED', { created: 0, admitted: 0, finished: 60 }, 2), // 2 GPU-hours
+        job('multi', 'FAILED', { created: 0, admitted: 30, finished: 60 }, 1, 2), // 0.5 h x 2 nodes = 1
+        job('live', 'RUNNING', { created: 0, admitted: 90 }, 4), // 0.5 h x 4 until now (120) = 2
+        job('never', 'CANCELLED', { created: 0, finished: 5 }, 8), // never admitted: 0
+      ],
+      new Date(at(120)),
+    );
+    assert.equal(stats.gpuHours, 5);
+  });
+
+  it('takes waiting times from submission to admission, over admitted jobs only', () => {
+    const jobs = Array.from({ length: 20 }, (_, i) => job(`j${i}`, 'SUCCEEDED', { created: 0, admitted: i + 1, finished: 30 }));
+    jobs.push(job('queued', 'WAITING', { created: 0 }));
+    const stats = computeStats(jobs, new Date(at(60)));
+    assert.deepEqual(stats.waitingSeconds, { count: 20, p50: 10 * 60, p95: 19 * 60 });
+  });
+
+  it('has no percentiles without admitted jobs', () => {
+    assert.deepEqual(computeStats([], new Date(T0)).waitingSeconds, { count: 0, p50: null, p95: null });
+    assert.equal(computeStats([], new Date(T0)).gpuHours, 0);
+  });
+});
+
+describe('percentile', () => {
+  it('is the nearest rank', () => {
+    assert.equal(percentile([1, 2, 3, 4], 50), 2);
+    assert.equal(percentile([1, 2, 3, 4], 95), 4);
+    assert.equal(percentile([7], 50), 7);
+    assert.equal(percentile([], 50), null);
+  });
+});
+
+describe('jobStats', () => {
+  function storeOf(jobs: Job[], calls: Array<{ projects?: string[] }> = []): Pick<JobStore, 'listJobs'> {
+    return {
+      async listJobs(filter, page): Promise<Page<Job>> {
+        calls.push({ projects: filter.projects });
+        const visible = jobs.filter((j) => !filter.projects || filter.projects.includes(j.project));
+        const start = Number(page.nextToken ?? 0);
+        const items = visible.slice(start, start + page.limit);
+        return start + page.limit < visible.length ? { items, nextToken: String(start + page.limit) } : { items };
+      },
+    };
+  }
+  const now = () => new Date(at(0));
+
+  it('counts a member’s own projects, an admin every project, across pages', async () => {
+    const jobs = [...Array.from({ length: 1500 }, (_, i) => job(`v${i}`, 'SUCCEEDED', { created: 0 })), job('a', 'FAILED', { created: 0 }, 1, 1, 'audio')];
+    const calls: Array<{ projects?: string[] }> = [];
+    const member = await jobStats({ store: storeOf(jobs, calls) as JobStore, now }, { name: 'alice', projects: ['vision'], admin: false });
+    assert.equal(member.totalJobs, 1500);
+    assert.deepEqual(member.projects, ['vision']);
+    assert.equal(member.truncated, false);
+    assert.deepEqual(calls[0].projects, ['vision']);
+    const admin = await jobStats({ store: storeOf(jobs) as JobStore, now }, { name: 'root', projects: [], admin: true });
+    assert.equal(admin.totalJobs, 1501);
+    assert.equal(admin.projects, null);
+  });
+
+  it('counts nothing for a project the caller is not in, without reading', async () => {
+    const calls: Array<{ projects?: string[] }> = [];
+    const stats = await jobStats({ store: storeOf([job('a', 'FAILED', { created: 0 }, 1, 1, 'audio')], calls) as JobStore, now }, { name: 'alice', projects: ['vision'], admin: false }, 'audio');
+    assert.equal(stats.totalJobs, 0);
+    assert.deepEqual(calls, []);
+  });
+
+  it('stops at MAX_STATS_JOBS and says so', async () => {
+    const jobs = Array.from({ length: MAX_STATS_JOBS + 5 }, (_, i) => job(`v${i}`, 'SUCCEEDED', { created: 0 }));
+    const stats = await jobStats({ store: storeOf(jobs) as JobStore, now }, { name: 'root', projects: [], admin: true });
+    assert.equal(stats.totalJobs, MAX_STATS_JOBS);
+    assert.equal(stats.truncated, true);
+  });
+});
