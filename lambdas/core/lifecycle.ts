@@ -6,8 +6,8 @@
 import type { Deps } from './deps.js';
 import { ComputeNotReady, StaleJob } from './errors.js';
 import { publishChange } from './events.js';
-import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, terminalFor, type Job } from './job.js';
-import { behindReason, drainPool } from './queue.js';
+import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, terminalFor, totalGpus, type Job } from './job.js';
+import { behindReason, drainPool, poolReason } from './queue.js';
 import { JobNotFound } from './errors.js';
 import type { ContainerSpec } from '../ports/compute.js';
 
@@ -44,7 +44,7 @@ export async function admitStep(deps: Deps, jobId: string): Promise<{ admitted: 
     if (drained.admitted.some((j) => j.id === jobId)) return { admitted: true };
   }
   if (job.state === JobState.PENDING) {
-    const reason = drained.reasons.get(jobId) ?? behindReason(job.pool, await deps.store.queuePosition(job));
+    const reason = drained.reasons.get(jobId) ?? (await waitReason(deps, job, drained.poolBlocked));
     try {
       const waiting = await deps.store.updateJob(jobId, [JobState.PENDING], { state: JobState.WAITING, stateReason: reason });
       await publishChange(deps, waiting, JobState.PENDING);
@@ -54,6 +54,13 @@ export async function admitStep(deps: Deps, jobId: string): Promise<{ admitted: 
     }
   }
   return { admitted: false };
+}
+
+/** Why a job the drain did not reach waits: the pool is full at its head, or older jobs come first. */
+async function waitReason(deps: Deps, job: Job, poolBlocked: boolean): Promise<string> {
+  const older = await deps.store.queuePosition(job);
+  const pool = older === 0 && poolBlocked ? await deps.store.getPool(job.pool) : undefined;
+  return pool ? poolReason(pool, totalGpus(job)) : behindReason(job.pool, older);
 }
 
 /** Launch: get compute for the admitted job. */

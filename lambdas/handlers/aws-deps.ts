@@ -31,7 +31,7 @@ export const AwsEnv = z.object({
   SUBNET_IDS: required.transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean)),
   POOLS: required.transform((s, ctx) => {
     try {
-      return z.record(z.string(), z.object({ instanceTypes: z.array(z.string()).min(1) })).parse(JSON.parse(s));
+      return z.record(z.string(), z.object({ instanceTypes: z.array(z.string()).min(1), memory: z.string().optional() })).parse(JSON.parse(s));
     } catch (error) {
       ctx.addIssue({ code: 'custom', message: `POOLS must be JSON {"<pool>":{"instanceTypes":[...]}}: ${String(error)}` });
       return z.NEVER;

@@ -110,8 +110,9 @@ export class DynamoJobStore implements JobStore {
         new QueryCommand({
           TableName: this.tables.jobs,
           IndexName: 'byProject',
-          KeyConditionExpression: before ? 'project = :p AND createdKey < :c' : 'project = :p',
-          ...(state ? { FilterExpression: '#state = :s', ExpressionAttributeNames: { '#state': 'state' } } : {}),
+          KeyConditionExpression: before ? '#project = :p AND createdKey < :c' : '#project = :p',
+          ExpressionAttributeNames: { '#project': 'project', ...(state ? { '#state': 'state' } : {}) },
+          ...(state ? { FilterExpression: '#state = :s' } : {}),
           ExpressionAttributeValues: { ':p': project, ...(before ? { ':c': before } : {}), ...(state ? { ':s': state } : {}) },
           ScanIndexForward: false,
           Limit: limit + 1,
@@ -417,7 +418,7 @@ export class DynamoJobStore implements JobStore {
     let start: Record<string, unknown> | undefined;
     do {
       const result = project
-        ? await this.doc.send(new QueryCommand({ TableName: this.tables.quotas, KeyConditionExpression: 'project = :p', ExpressionAttributeValues: { ':p': project }, ExclusiveStartKey: start }))
+        ? await this.doc.send(new QueryCommand({ TableName: this.tables.quotas, KeyConditionExpression: '#project = :p', ExpressionAttributeNames: { '#project': 'project' }, ExpressionAttributeValues: { ':p': project }, ExclusiveStartKey: start }))
         : await this.doc.send(new ScanCommand({ TableName: this.tables.quotas, ExclusiveStartKey: start }));
       items.push(...(result.Items ?? []));
       start = result.LastEvaluatedKey;

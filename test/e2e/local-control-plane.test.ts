@@ -1,0 +1,166 @@
+/**
+ * `flare local` as a user runs it: a child process started from a config file,
+ * driven over real HTTP, posting Slack webhooks to a real loopback receiver,
+ * killed with SIGKILL and started again.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { waitFor } from '../support/harness.js';
+
+const ALICE = 'alice-token-0123456789abcdef';
+const BOB = 'bob-token-0123456789abcdefgh';
+const ROOT = 'root-token-0123456789abcdefg';
+const DIGEST = `sha256:${'b'.repeat(64)}`;
+
+let dir: string;
+let plane: { child: ChildProcess; url: string } | undefined;
+let hooks: Server;
+const posts: Array<{ text: string }> = [];
+
+async function startPlane(configPath: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/flare.ts', 'local', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', () => undefined);
+  const url = await waitFor('control plane to listen', async () => /listening on (http:\/\/\S+)/.exec(out)?.[1], 60_000, 100);
+  return { child, url };
+}
+
+async function api(method: string, path: string, token?: string, body?: unknown) {
+  const res = await fetch(`${plane!.url}${path}`, {
+    method,
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
+
+const job = async (id: string, token = ALICE) => (await api('GET', `/v1/jobs/${id}`, token)).body;
+const untilState = (id: string, states: string[], timeoutMs = 30_000) =>
+  waitFor(`job ${id} in ${states.join('|')}`, async () => {
+    const j = await job(id, ROOT);
+    return states.includes(j?.state) ? j : undefined;
+  }, timeoutMs, 100);
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'flare-e2e-'));
+  hooks = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      posts.push(JSON.parse(body));
+      res.end('ok');
+    });
+  });
+  await new Promise<void>((r) => hooks.listen(0, '127.0.0.1', r));
+  const hookPort = (hooks.address() as { port: number }).port;
+  const sleeper = (name: string, project: string, command: string[], gpus = 1) => ({ name, project, pool: 'local', gpus, image: 'tools', command });
+  await writeFile(
+    join(dir, 'flare.local.json'),
+    JSON.stringify({
+      port: 0,
+      dataDir: 'data',
+      users: [
+        { name: 'root', token: ROOT, admin: true },
+        { name: 'alice', token: ALICE, projects: ['vision'] },
+        { name: 'bob', token: BOB, projects: ['audio'] },
+      ],
+      pools: [{ name: 'local', gpus: 2 }],
+      quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 1 }],
+      images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
+      templates: [sleeper('sleep', 'vision', ['sleep', '30']), sleeper('quick', 'vision', ['sleep', '2']), sleeper('audio', 'audio', ['sleep', '30'])],
+      compute: { driver: 'process' },
+      notifications: [{ type: 'slack', url: `http://127.0.0.1:${hookPort}/hook`, projects: ['vision'] }],
+    }),
+  );
+  plane = await startPlane(join(dir, 'flare.local.json'));
+});
+
+after(async () => {
+  plane?.child.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 500));
+  // Jobs run detached (like instances); end any left so the run leaves nothing behind.
+  spawn('pkill', ['-f', dir]).on('error', () => undefined);
+  hooks.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('local control plane over HTTP', () => {
+  it('serves the public routes and refuses missing tokens', async () => {
+    assert.deepEqual((await api('GET', '/')).body, { versions: [{ id: 'v1', status: 'CURRENT' }] });
+    assert.equal((await api('GET', '/v1/health')).body.status, 'ok');
+    assert.equal((await api('GET', '/v1/jobs')).status, 401);
+    assert.equal((await api('GET', '/v1/jobs', 'wrong-token-0123456789')).status, 401);
+  });
+
+  it('refuses bad input naming the field, storing nothing', async () => {
+    const bad = await api('POST', '/v1/jobs', ALICE, { template: 'sleep', gpus: 1.5, privileged: true });
+    assert.equal(bad.status, 400);
+    assert.deepEqual(bad.body.error.details.map((d: { field: string }) => d.field).sort(), ['gpus', 'privileged']);
+    assert.equal((await api('POST', '/v1/jobs', ALICE, '{"template":')).status, 400);
+    assert.equal((await api('POST', '/v1/jobs', ALICE, { template: 'sleep', liveTimeoutMinutes: 0 })).status, 400);
+    assert.equal((await api('POST', '/v1/jobs', ALICE, { template: 'x'.repeat(70_000) })).status, 413);
+    assert.deepEqual((await api('GET', '/v1/jobs', ALICE)).body.items, []);
+  });
+
+  it('queues on the project quota, drains FIFO, expires, cancels, and hides other projects', async () => {
+    const first = (await api('POST', '/v1/jobs', ALICE, { template: 'quick', name: 'first' })).body;
+    assert.equal(first.state, 'PENDING');
+    await untilState(first.id, ['RUNNING']);
+    const second = (await api('POST', '/v1/jobs', ALICE, { template: 'sleep', name: 'second', liveTimeoutMinutes: 0.05 })).body;
+    const waiting = await untilState(second.id, ['WAITING']);
+    assert.equal(waiting.stateReason, 'project vision has 0 of 1 GPUs free, needs 1');
+    assert.equal(waiting.queuePosition, 0);
+    // Another project is not blocked by vision's quota.
+    const other = (await api('POST', '/v1/jobs', BOB, { template: 'audio' })).body;
+    await untilState(other.id, ['RUNNING']);
+    assert.equal((await api('GET', `/v1/jobs/${other.id}`, ALICE)).status, 404);
+    // first ends (2 s), second is drained, then expires after 3 s.
+    assert.equal((await untilState(first.id, ['SUCCEEDED', 'FAILED'])).state, 'SUCCEEDED');
+    const expired = await untilState(second.id, ['EXPIRED', 'FAILED', 'SUCCEEDED'], 30_000);
+    assert.equal(expired.state, 'EXPIRED');
+    // Cancel the running audio job, then remove it.
+    assert.equal((await api('DELETE', `/v1/jobs/${other.id}`, BOB)).status, 202);
+    assert.equal((await untilState(other.id, ['CANCELLED'])).state, 'CANCELLED');
+    assert.equal((await api('DELETE', `/v1/jobs/${other.id}`, BOB)).status, 204);
+    assert.equal((await api('GET', `/v1/jobs/${other.id}`, BOB)).status, 404);
+    const pools = (await api('GET', '/v1/pools', ALICE)).body.items;
+    assert.deepEqual(pools.map((p: { name: string; usedGpus: number }) => [p.name, p.usedGpus]), [['local', 0]]);
+    // Slack-format posts for vision's jobs only.
+    await waitFor('webhook posts', async () => posts.some((p) => p.text.includes(second.id) && p.text.includes('EXPIRED')));
+    assert.ok(!posts.some((p) => p.text.includes(other.id)), 'audio is not routed to the vision webhook');
+  });
+
+  it('returns the same job for a reused Idempotency-Key, 409 for another body', async () => {
+    const headers = (key: string) => ({ authorization: `Bearer ${ALICE}`, 'content-type': 'application/json', 'idempotency-key': key });
+    const post = (body: unknown) => fetch(`${plane!.url}/v1/jobs`, { method: 'POST', headers: headers('k-1'), body: JSON.stringify(body) });
+    const a = (await (await post({ template: "quick" })).json()) as { id: string };
+    const b = (await (await post({ template: "quick" })).json()) as { id: string };
+    assert.equal(a.id, b.id);
+    assert.equal((await post({ template: 'sleep' })).status, 409);
+    await untilState(a.id, ['SUCCEEDED']);
+  });
+
+  it('survives SIGKILL: every job is still there and driven on, nothing held', async () => {
+    const running = (await api('POST', '/v1/jobs', ALICE, { template: 'quick', command: ['sleep', '4'] })).body;
+    await untilState(running.id, ['RUNNING']);
+    const queued = (await api('POST', '/v1/jobs', ALICE, { template: 'quick' })).body;
+    await untilState(queued.id, ['WAITING']);
+    plane!.child.kill('SIGKILL');
+    await new Promise((r) => plane!.child.once('exit', r));
+    plane = await startPlane(join(dir, 'flare.local.json'));
+    assert.ok(['RUNNING', 'STOPPING', 'SUCCEEDED'].includes((await job(running.id, ROOT)).state));
+    assert.equal((await untilState(running.id, ['SUCCEEDED', 'FAILED'], 30_000)).state, 'SUCCEEDED');
+    assert.equal((await untilState(queued.id, ['SUCCEEDED', 'FAILED'], 30_000)).state, 'SUCCEEDED');
+    const pools = (await api('GET', '/v1/pools', ROOT)).body.items;
+    assert.equal(pools[0].usedGpus, 0);
+    const quota = (await api('GET', '/v1/quotas/vision/gpus', ALICE)).body;
+    assert.equal(quota.used, 0);
+  });
+});
