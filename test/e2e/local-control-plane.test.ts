@@ -133,8 +133,9 @@ describe('local control plane over HTTP', () => {
     const pools = (await api('GET', '/v1/pools', ALICE)).body.items;
     assert.deepEqual(pools.map((p: { name: string; usedGpus: number }) => [p.name, p.usedGpus]), [['local', 0]]);
     // Slack-format posts for vision's jobs only.
-    await waitFor('webhook posts', async () => posts.some((p) => p.text.includes(second.id) && p.text.includes('EXPIRED')));
-    assert.ok(!posts.some((p) => p.text.includes(other.id)), 'audio is not routed to the vision webhook');
+    await waitFor('webhook posts', async () => posts.some((p) => p.text.includes('Job second is now *EXPIRED*')));
+    assert.ok(!posts.some((p) => p.text.includes('project audio')), 'audio is not routed to the vision webhook');
+    assert.ok(posts.some((p) => p.text.includes('Job first is now *SUCCEEDED*')));
   });
 
   it('returns the same job for a reused Idempotency-Key, 409 for another body', async () => {
