@@ -1,13 +1,8 @@
 /** What `GET /v1/pools` shows: each pool's cap, what is held, and how many jobs wait for it. */
 import type { Deps } from './deps.js';
+import type { PoolRecord } from '../ports/job-store.js';
 
-export interface PoolView {
-  name: string;
-  instanceType: string;
-  gpusPerInstance: number;
-  maxGpus: number;
-  usedGpus: number;
-  availableGpus: number;
+export interface PoolView extends PoolRecord {
   waitingJobs: number;
 }
 
