@@ -1,0 +1,226 @@
+/**
+ * DynamoJobStore on real DynamoDB Local: admission never overshoots a pool or
+ * quota under concurrency, release happens once, the queue index is FIFO,
+ * idempotent creation, and newest-first listing across pages.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { IdempotencyConflict, QuotaExceeded } from '../../lambdas/core/errors.js';
+import { JobState, type Job } from '../../lambdas/core/job.js';
+import { freshStore, startDynamo, type Dynamo } from '../support/harness.js';
+
+let seq = 0;
+function makeJob(overrides: Partial<Job> = {}): Job {
+  seq += 1;
+  const n = String(seq).padStart(5, '0');
+  return {
+    id: `job-${n}`,
+    name: `job ${n}`,
+    project: 'vision',
+    owner: 'alice',
+    template: 'train',
+    pool: 'p',
+    image: 'tools',
+    command: ['true'],
+    env: {},
+    gpus: 1,
+    nodeCount: 1,
+    liveTimeoutMinutes: 60,
+    state: JobState.PENDING,
+    createdAt: new Date(Date.UTC(2024, 0, 1, 0, 0, seq)).toISOString(),
+    ...overrides,
+  };
+}
+
+const POOL = { name: 'p', instanceType: 'local', gpusPerInstance: 1, maxGpus: 16 };
+
+describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
+  let dynamo: Dynamo;
+
+  before(async () => {
+    dynamo = await startDynamo();
+  });
+
+  after(async () => {
+    dynamo?.client.destroy();
+    await dynamo?.local.stop();
+  });
+
+  async function createPending(store: Awaited<ReturnType<typeof freshStore>>['store'], count: number): Promise<Job[]> {
+    const jobs = Array.from({ length: count }, () => makeJob());
+    for (const job of jobs) await store.createJob(job);
+    return jobs;
+  }
+
+  async function countState(store: Awaited<ReturnType<typeof freshStore>>['store'], jobs: Job[], state: JobState): Promise<number> {
+    const stored = await Promise.all(jobs.map((j) => store.getJob(j.id)));
+    return stored.filter((j) => j?.state === state).length;
+  }
+
+  it('200 concurrent admissions fill a 16-GPU pool exactly', async () => {
+    const { store } = await freshStore(dynamo);
+    await store.putPool(POOL);
+    const jobs = await createPending(store, 200);
+    const at = new Date().toISOString();
+    const results = await Promise.all(jobs.map((job) => store.admit(job, at)));
+    const admitted = results.filter((r) => r.admitted);
+    assert.equal(admitted.length, 16);
+    for (const r of results) if (!r.admitted) assert.equal(r.blockedBy, 'pool');
+    const pool = await store.getPool('p');
+    assert.equal(pool?.usedGpus, 16);
+    assert.equal(pool?.availableGpus, 0);
+    assert.equal(await countState(store, jobs, JobState.LAUNCHING), 16);
+    assert.equal(await countState(store, jobs, JobState.PENDING), 184);
+    assert.equal(await store.queueLength('p'), 184);
+    assert.equal((await store.getQuota('vision', 'gpus'))?.used, 16);
+  });
+
+  it('200 concurrent admissions stop at a project gpu quota of 5', async () => {
+    const { store } = await freshStore(dynamo);
+    await store.putPool(POOL);
+    await store.putQuota({ project: 'vision', resource: 'gpus', hardLimit: 5 });
+    const jobs = await createPending(store, 200);
+    const at = new Date().toISOString();
+    const results = await Promise.all(jobs.map((job) => store.admit(job, at)));
+    assert.equal(results.filter((r) => r.admitted).length, 5);
+    const blocked = results.filter((r): r is { admitted: false; blockedBy: 'job' | 'quota' | 'pool' } => !r.admitted);
+    assert.equal(blocked.length, 195);
+    assert.ok(blocked.every((r) => r.blockedBy === 'quota'), `blockedBy: ${[...new Set(blocked.map((r) => r.blockedBy))].join(',')}`);
+    const pool = await store.getPool('p');
+    assert.equal(pool?.usedGpus, 5);
+    assert.equal(pool?.availableGpus, 11);
+    assert.equal((await store.getQuota('vision', 'gpus'))?.used, 5);
+    assert.equal(await countState(store, jobs, JobState.LAUNCHING), 5);
+  });
+
+  it('releases GPUs and the jobs slot exactly once when finished twice concurrently', async () => {
+    const { store } = await freshStore(dynamo);
+    await store.putPool(POOL);
+    await store.putQuota({ project: 'vision', resource: 'gpus', hardLimit: 8 });
+    const job = makeJob({ gpus: 2 });
+    await store.createJob(job);
+    assert.equal((await store.getQuota('vision', 'jobs'))?.used, 1);
+    const result = await store.admit(job, new Date().toISOString());
+    assert.ok(result.admitted);
+    assert.equal((await store.getPool('p'))?.usedGpus, 2);
+    const finishedAt = new Date().toISOString();
+    const outcomes = await Promise.all([
+      store.finishJob(result.job, { state: JobState.SUCCEEDED, stateReason: 'x', finishedAt }),
+      store.finishJob(result.job, { state: JobState.SUCCEEDED, stateReason: 'x', finishedAt }),
+    ]);
+    assert.equal(outcomes.filter((o) => o !== undefined).length, 1);
+    assert.equal(outcomes.filter((o) => o === undefined).length, 1);
+    const winner = outcomes.find((o) => o !== undefined)!;
+    assert.equal(winner.state, JobState.SUCCEEDED);
+    assert.equal(winner.heldGpus, undefined);
+    const pool = await store.getPool('p');
+    assert.equal(pool?.usedGpus, 0);
+    assert.equal(pool?.availableGpus, 16);
+    const gpus = await store.getQuota('vision', 'gpus');
+    assert.equal(gpus?.used, 0);
+    assert.equal((await store.getQuota('vision', 'jobs'))?.used, 0);
+    const stored = await store.getJob(job.id);
+    assert.equal(stored?.state, JobState.SUCCEEDED);
+    assert.equal(stored?.heldGpus, undefined);
+    assert.deepEqual(await store.listActiveJobs(), []);
+    // A third, late finish is also a no-op.
+    assert.equal(await store.finishJob(result.job, { state: JobState.FAILED, stateReason: 'late', finishedAt }), undefined);
+    assert.equal((await store.getPool('p'))?.usedGpus, 0);
+  });
+
+  it('lists a pool queue oldest first from the index', async () => {
+    const { store } = await freshStore(dynamo);
+    await store.putPool(POOL);
+    const base = Date.UTC(2024, 5, 1);
+    const at = (minutes: number) => new Date(base + minutes * 60_000).toISOString();
+    // Created out of order so the index, not insertion order, decides.
+    const queued = [0, 1, 2, 3, 4].map((i) => makeJob({ createdAt: at(i * 10), state: i % 2 ? JobState.WAITING : JobState.PENDING }));
+    const other = makeJob({ pool: 'other', createdAt: at(1) });
+    const done = makeJob({ createdAt: at(2), state: JobState.SUCCEEDED, finishedAt: at(3) });
+    for (const job of [queued[3], other, queued[0], done, queued[4], queued[1], queued[2]]) await store.createJob(job);
+
+    const seen: string[] = [];
+    let next: string | undefined;
+    let pages = 0;
+    do {
+      const page = await store.listQueue('p', 2, next);
+      assert.ok(page.items.length <= 2);
+      seen.push(...page.items.map((j) => j.id));
+      for (const item of page.items) {
+        assert.equal((item as unknown as Record<string, unknown>).queueKey, undefined, 'index attributes stay inside');
+        assert.equal(item.pool, 'p');
+      }
+      next = page.next;
+      pages += 1;
+    } while (next && pages < 10);
+    assert.deepEqual(seen, queued.map((j) => j.id));
+    assert.equal(await store.queuePosition(queued[3]), 3);
+    assert.equal(await store.queuePosition(queued[0]), 0);
+    assert.equal(await store.queueLength('p'), 5);
+    assert.equal(await store.queueLength('other'), 1);
+
+    // Admitted jobs leave the queue.
+    const r = await store.admit(queued[0], at(100));
+    assert.ok(r.admitted);
+    assert.equal(await store.queueLength('p'), 4);
+    assert.equal(await store.queuePosition(queued[3]), 2);
+  });
+
+  it('createJob honours the idempotency claim and the jobs quota', async () => {
+    const { store } = await freshStore(dynamo);
+    const first = makeJob();
+    const claim = { key: 'vision:key-1', bodyHash: 'hash-a' };
+    const created = await store.createJob(first, claim);
+    assert.equal(created.created, true);
+    assert.equal(created.job.id, first.id);
+
+    const retry = makeJob();
+    const replayed = await store.createJob(retry, claim);
+    assert.equal(replayed.created, false);
+    assert.equal(replayed.job.id, first.id);
+    assert.deepEqual(replayed.job, first);
+    assert.equal(await store.getJob(retry.id), undefined);
+
+    await assert.rejects(store.createJob(makeJob(), { key: 'vision:key-1', bodyHash: 'hash-b' }), IdempotencyConflict);
+    assert.equal((await store.getQuota('vision', 'jobs'))?.used, 1);
+
+    const { store: limited } = await freshStore(dynamo);
+    await limited.putQuota({ project: 'vision', resource: 'jobs', hardLimit: 1 });
+    const one = makeJob();
+    await limited.createJob(one);
+    const two = makeJob();
+    await assert.rejects(limited.createJob(two, { key: 'vision:key-2', bodyHash: 'h' }), QuotaExceeded);
+    assert.equal(await limited.getJob(two.id), undefined);
+    assert.equal((await limited.getQuota('vision', 'jobs'))?.used, 1);
+    // The claim was not stored either: the same key can be used once a slot frees up.
+    const finished = await limited.finishJob(one, { state: JobState.CANCELLED, stateReason: 'x', finishedAt: new Date().toISOString() });
+    assert.ok(finished);
+    const again = await limited.createJob(two, { key: 'vision:key-2', bodyHash: 'h' });
+    assert.equal(again.created, true);
+  });
+
+  it('listJobs pages newest first with nextToken', async () => {
+    const { store } = await freshStore(dynamo);
+    const base = Date.UTC(2024, 2, 1);
+    const jobs = [0, 1, 2, 3, 4].map((i) => makeJob({ createdAt: new Date(base + i * 1000).toISOString() }));
+    for (const job of jobs) await store.createJob(job);
+    await store.createJob(makeJob({ project: 'audio', createdAt: new Date(base + 2500).toISOString() }));
+
+    const seen: string[] = [];
+    let nextToken: string | undefined;
+    let pages = 0;
+    do {
+      const page = await store.listJobs({ projects: ['vision'] }, { limit: 2, nextToken });
+      assert.ok(page.items.length <= 2);
+      seen.push(...page.items.map((j) => j.id));
+      nextToken = page.nextToken;
+      pages += 1;
+    } while (nextToken && pages < 10);
+    assert.deepEqual(seen, [...jobs].reverse().map((j) => j.id));
+    assert.equal(pages, 3);
+
+    const both = await store.listJobs({ projects: ['vision', 'audio'] }, { limit: 10 });
+    assert.equal(both.items.length, 6);
+    assert.equal(both.nextToken, undefined);
+  });
+});
