@@ -72,3 +72,20 @@ export class LaunchFailed extends FlareError {}
 
 /** The compute never became ready within its bound. */
 export class ComputeNotReady extends FlareError {}
+
+/**
+ * Every subnet and instance type of the pool said "no capacity" (or the
+ * account's vCPU limit was reached). Not a failure of the job: the workflow
+ * releases its GPUs and puts it back at the head of its queue with a backoff.
+ * `operatorProblem` marks causes only an operator can fix (a service quota),
+ * which are also published as an operator event.
+ */
+export class NoCapacity extends FlareError {
+  constructor(
+    message: string,
+    readonly operatorProblem = false,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

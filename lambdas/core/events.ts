@@ -1,22 +1,60 @@
+import { createHash } from 'node:crypto';
 import type { Deps } from './deps.js';
 import { totalGpus, type Job, type JobState } from './job.js';
+import type { JobStateChange, OperatorEvent } from '../ports/events.js';
+
+/**
+ * The `Job State Change` event for a job that has just entered `job.state`.
+ * Each state is entered once per admission attempt (`launchAttempt`), so the
+ * id is the same for every delivery of one transition and differs between
+ * transitions: consumers deduplicate on it.
+ */
+export function stateChange(job: Job, previousState: JobState | null, at: string): JobStateChange {
+  return {
+    eventId: digest(`${job.id}|${job.launchAttempt ?? 0}|${previousState ?? '-'}|${job.state}`),
+    jobId: job.id,
+    name: job.name,
+    project: job.project,
+    owner: job.owner,
+    pool: job.pool,
+    gpus: totalGpus(job),
+    previousState,
+    state: job.state,
+    ...(job.stateReason ? { stateReason: job.stateReason } : {}),
+    at,
+  };
+}
+
+/**
+ * The event for a stored change from `before` to `after` (a DynamoDB stream
+ * record's old and new images), or undefined when the state did not change.
+ */
+export function stateChangeBetween(before: Job | undefined, after: Job | undefined, at: string): JobStateChange | undefined {
+  if (!after || before?.state === after.state) return undefined;
+  return stateChange(after, before?.state ?? null, at);
+}
 
 /** Publish a job's state change. Publishing never undoes the change it reports. */
 export async function publishChange(deps: Pick<Deps, 'events' | 'log' | 'now'>, job: Job, previousState: JobState | null): Promise<void> {
   try {
-    await deps.events.publish({
-      jobId: job.id,
-      name: job.name,
-      project: job.project,
-      owner: job.owner,
-      pool: job.pool,
-      gpus: totalGpus(job),
-      previousState,
-      state: job.state,
-      ...(job.stateReason ? { stateReason: job.stateReason } : {}),
-      at: deps.now().toISOString(),
-    });
+    await deps.events.publish(stateChange(job, previousState, deps.now().toISOString()));
   } catch (error) {
     deps.log.error('event publish failed', { jobId: job.id, state: job.state, error: String(error) });
   }
+}
+
+/** Publish a repair or an operator problem; logged as well, so it is seen even when publishing fails. */
+export async function publishOperatorEvent(deps: Pick<Deps, 'events' | 'log' | 'now'>, kind: string, subject: string, reason: string): Promise<void> {
+  const at = deps.now().toISOString();
+  const event: OperatorEvent = { eventId: digest(`${kind}|${subject}|${at}`), kind, subject, reason, at };
+  deps.log.warn('operator event', { ...event });
+  try {
+    await deps.events.publishOperatorEvent(event);
+  } catch (error) {
+    deps.log.error('operator event publish failed', { kind, subject, error: String(error) });
+  }
+}
+
+function digest(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 32);
 }

@@ -87,6 +87,14 @@ export interface Job {
   /** GPUs this job holds against its project and pool; absent once released. */
   heldGpus?: number;
   outcome?: Outcome;
+  /** Exit codes per instance of a multi-node job, recorded as nodes finish. */
+  nodeExits?: Record<string, number>;
+  /** Launches tried so far; bumped each time a launch found no capacity and the job was requeued. */
+  launchAttempt?: number;
+  /** Requeued after no capacity: the drain does not admit it before this time. */
+  retryAt?: string;
+  /** Root volume size for each instance (from the template). */
+  volumeSizeGb?: number;
   /** The terminal state decided when the job entered STOPPING, applied by Release. */
   verdict?: Verdict;
   taskToken?: string;
@@ -104,8 +112,8 @@ export function totalGpus(job: Pick<Job, 'gpus' | 'nodeCount'>): number {
 }
 
 /** What the API shows: internal bookkeeping stays inside. */
-export function publicJob(job: Job): Omit<Job, 'heldGpus' | 'outcome' | 'taskToken' | 'devices' | 'verdict'> {
-  const { heldGpus: _h, outcome: _o, taskToken: _t, devices: _d, verdict: _v, ...shown } = job;
+export function publicJob(job: Job): Omit<Job, 'heldGpus' | 'outcome' | 'taskToken' | 'devices' | 'verdict' | 'nodeExits'> {
+  const { heldGpus: _h, outcome: _o, taskToken: _t, devices: _d, verdict: _v, nodeExits: _n, ...shown } = job;
   return shown;
 }
 

@@ -51,23 +51,31 @@ export function readAwsEnv(env: NodeJS.ProcessEnv = process.env): AwsEnv {
 }
 
 let deps: Deps | undefined;
+let compute: Ec2SsmCompute | undefined;
+
+/** The EC2+SSM adapter itself, for handlers that need more than the Compute port (event lookups, the reconciler). */
+export function awsCompute(): Ec2SsmCompute {
+  awsDeps();
+  return compute!;
+}
 
 export function awsDeps(): Deps {
   if (deps) return deps;
   const env = readAwsEnv();
+  compute = new Ec2SsmCompute({
+    ec2: new EC2Client({}),
+    ssm: new SSMClient({}),
+    launchTemplateId: env.LAUNCH_TEMPLATE_ID,
+    subnetIds: env.SUBNET_IDS,
+    pools: env.POOLS,
+    ...(env.LOG_GROUP_NAME ? { logGroupName: env.LOG_GROUP_NAME } : {}),
+  });
   const doc = DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
   const tables = { jobs: env.JOBS_TABLE, quotas: env.QUOTAS_TABLE, pools: env.POOLS_TABLE, idempotency: env.IDEMPOTENCY_TABLE, catalog: env.CATALOG_TABLE };
   deps = {
     store: new DynamoJobStore(doc, tables),
     catalog: new DynamoCatalog(doc, tables),
-    compute: new Ec2SsmCompute({
-      ec2: new EC2Client({}),
-      ssm: new SSMClient({}),
-      launchTemplateId: env.LAUNCH_TEMPLATE_ID,
-      subnetIds: env.SUBNET_IDS,
-      pools: env.POOLS,
-      ...(env.LOG_GROUP_NAME ? { logGroupName: env.LOG_GROUP_NAME } : {}),
-    }),
+    compute,
     workflows: new SfnWorkflows(new SFNClient({}), env.STATE_MACHINE_ARN),
     events: new EventBridgePublisher(new EventBridgeClient({}), env.EVENT_BUS_NAME),
     log: consoleLogger({ service: 'flare' }),

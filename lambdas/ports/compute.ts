@@ -13,6 +13,16 @@ export interface ContainerSpec {
   expiresAt: string;
 }
 
+/** An instance (or local runner) that carries Flare's `managed-by` mark. */
+export interface ManagedInstance {
+  instanceId: string;
+  /** The `flare:job` tag; undefined when the tag is missing. */
+  jobId?: string;
+  /** EC2 state name (`pending`, `running`, ...) or `running` for a local runner. */
+  state: string;
+  launchedAt?: string;
+}
+
 export interface Launched {
   instanceIds: string[];
   /** Local driver: GPU slots assigned on this host. */
@@ -31,4 +41,8 @@ export interface Compute {
   start(job: Job, spec: ContainerSpec): Promise<void>;
   /** Stop the container and give the instances back. */
   stop(job: Job): Promise<void>;
+  /** Every live instance Flare manages, whatever its job (the reconciler's view). */
+  listManaged(): Promise<ManagedInstance[]>;
+  /** Terminate instances by id (orphans); ids that are already gone are ignored. */
+  terminate(instanceIds: readonly string[]): Promise<void>;
 }

@@ -2,6 +2,8 @@ import type { JobState } from '../core/job.js';
 
 /** DESIGN.md's `Job State Change` event (source `flare`). */
 export interface JobStateChange {
+  /** Stable for one transition however often it is delivered: consumers deduplicate on it. */
+  eventId: string;
   jobId: string;
   name: string;
   project: string;
@@ -17,6 +19,20 @@ export interface JobStateChange {
 export const EVENT_SOURCE = 'flare';
 export const JOB_STATE_CHANGE = 'Job State Change';
 
+/** Reconciler repairs and operator problems (e.g. an account vCPU limit), source `flare`. */
+export const OPERATOR_EVENT = 'Flare Operator Event';
+
+export interface OperatorEvent {
+  eventId: string;
+  /** What kind of repair or problem: `orphan-marked`, `orphan-terminated`, `job-redriven`, `usage-repaired`, `vcpu-limit`, ... */
+  kind: string;
+  /** The job, instance, quota or pool it is about. */
+  subject: string;
+  reason: string;
+  at: string;
+}
+
 export interface EventPublisher {
   publish(event: JobStateChange): Promise<void>;
+  publishOperatorEvent(event: OperatorEvent): Promise<void>;
 }

@@ -57,6 +57,8 @@ export interface JobStore {
   /** Record why the job stops, once (first writer wins) and only while it holds compute.
    *  Returns the job as stored afterwards, or undefined when it was not recorded. */
   recordOutcome(id: string, outcome: Outcome): Promise<Job | undefined>;
+  /** Record one node's exit code while the job runs and has no outcome; undefined when it was not recorded. */
+  recordNodeExit(id: string, instanceId: string, exitCode: number): Promise<Job | undefined>;
   /** Store the workflow's callback token; returns the job as stored afterwards. */
   setTaskToken(id: string, token: string): Promise<Job>;
   /** The admission transaction: job queued -> LAUNCHING, project gpus, pool gpus; each conditioned. */

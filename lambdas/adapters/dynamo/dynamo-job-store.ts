@@ -201,6 +201,27 @@ export class DynamoJobStore implements JobStore {
     }
   }
 
+  /** A string set (`<instanceId>=<code>`): ADD creates it on the first exit, so no read is needed first. */
+  async recordNodeExit(id: string, instanceId: string, exitCode: number): Promise<Job | undefined> {
+    try {
+      const { Attributes } = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tables.jobs,
+          Key: { id },
+          UpdateExpression: 'ADD exitedNodes :e',
+          ConditionExpression: 'attribute_not_exists(outcome) AND #state IN (:launching, :running)',
+          ExpressionAttributeNames: { '#state': 'state' },
+          ExpressionAttributeValues: { ':e': new Set([`${instanceId}=${exitCode}`]), ':launching': JobState.LAUNCHING, ':running': JobState.RUNNING },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return fromItem(Attributes!);
+    } catch (error) {
+      if (isConditionFailure(error)) return undefined;
+      throw error;
+    }
+  }
+
   async setTaskToken(id: string, token: string): Promise<Job> {
     const { Attributes } = await this.doc.send(
       new UpdateCommand({
@@ -494,6 +515,10 @@ function toItem(job: Job): Item {
 function fromItem(item: Item): Job {
   const job = { ...item };
   for (const key of INDEX_ATTRIBUTES) delete job[key];
+  if (job.exitedNodes instanceof Set) {
+    job.nodeExits = Object.fromEntries([...(job.exitedNodes as Set<string>)].map((e) => [e.slice(0, e.lastIndexOf('=')), Number(e.slice(e.lastIndexOf('=') + 1))]));
+  }
+  delete job.exitedNodes;
   return job as unknown as Job;
 }
 

@@ -1,0 +1,43 @@
+/**
+ * How a running job's end is reported from outside the workflow: a node's
+ * container exited (SSM command status on AWS, the local runner's exit record
+ * here) or an instance went away (EC2 state change, a vanished local runner).
+ * Each report is recorded once and ends the workflow's Run wait; reports about
+ * instances the job no longer holds (our own Stop, an earlier attempt) change
+ * nothing.
+ */
+import type { Deps } from './deps.js';
+import { JobState, type Job } from './job.js';
+import { reportOutcome } from './jobs.js';
+
+/** A node's container exited. A multi-node job ends at the first failure, or when every node has succeeded. */
+export async function reportNodeExit(deps: Deps, jobId: string, instanceId: string, exitCode: number): Promise<void> {
+  const job = await runningWith(deps, jobId, instanceId, 'node exit');
+  if (!job) return;
+  if (exitCode !== 0 || (job.instanceIds?.length ?? 1) <= 1) {
+    await reportOutcome(deps, jobId, { kind: 'exited', exitCode });
+    return;
+  }
+  const updated = await deps.store.recordNodeExit(jobId, instanceId, exitCode);
+  if (!updated) return;
+  const pending = (updated.instanceIds ?? []).filter((id) => updated.nodeExits?.[id] === undefined);
+  if (pending.length === 0) await reportOutcome(deps, jobId, { kind: 'exited', exitCode: 0 });
+}
+
+/** An instance of the job stopped existing before the job ended. */
+export async function reportInstanceLost(deps: Deps, jobId: string, instanceId: string, reason: string): Promise<void> {
+  const job = await runningWith(deps, jobId, instanceId, 'instance lost');
+  if (!job) return;
+  await reportOutcome(deps, jobId, { kind: 'lost', reason });
+}
+
+/** The job, if it is still launching or running on `instanceId`; otherwise the report is stale. */
+async function runningWith(deps: Deps, jobId: string, instanceId: string, what: string): Promise<Job | undefined> {
+  const job = await deps.store.getJob(jobId);
+  const live = job && (job.state === JobState.LAUNCHING || job.state === JobState.RUNNING) && !job.outcome;
+  if (!live || !job.instanceIds?.includes(instanceId)) {
+    deps.log.info(`ignored ${what} report`, { jobId, instanceId, state: job?.state ?? 'unknown' });
+    return undefined;
+  }
+  return job;
+}
