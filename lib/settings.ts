@@ -34,6 +34,35 @@ export interface AuthSetting {
   readonly audience: readonly string[];
 }
 
+/** Deployment-wide hard limits for projects with no quota row of their own. */
+export interface DefaultQuotas {
+  readonly gpus?: number;
+  readonly jobs?: number;
+  readonly templates?: number;
+}
+
+/** Flare's job states (DESIGN.md); the ones a notification channel may filter on. */
+export const JOB_STATES = ['PENDING', 'WAITING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'SUCCEEDED', 'FAILED', 'EXPIRED', 'CANCELLED'] as const;
+export type JobStateName = (typeof JOB_STATES)[number];
+
+/** One chat channel: a webhook URL kept in Secrets Manager, routed by project and state. */
+export interface NotificationChannelSetting {
+  /** Stable id: names the channel's rule and goes into every message as `channel`. */
+  readonly id: string;
+  readonly type: 'slack' | 'teams';
+  /** Secrets Manager secret (by name) whose value is the webhook URL. */
+  readonly secretName: string;
+  /** Only these projects; absent: every project. */
+  readonly projects?: readonly string[];
+  /** Only these states; absent: every state change. */
+  readonly states?: readonly JobStateName[];
+}
+
+export const DEFAULT_GROUPS_CLAIM = 'cognito:groups';
+export const DEFAULT_ADMIN_GROUP = 'admin';
+export const DEFAULT_RECONCILE_PERIOD_MINUTES = 5;
+export const DEFAULT_AGENT_TIMEOUT_MINUTES = 10;
+
 export interface FlareSettings {
   /** Existing VPC and private subnets; undefined: the stack creates a VPC. */
   readonly network?: NetworkSetting;
@@ -43,6 +72,19 @@ export interface FlareSettings {
   readonly gpuAmiParameter: string;
   /** External OIDC issuer; undefined: the stack creates a Cognito user pool. */
   readonly auth?: AuthSetting;
+  /** The JWT claim listing the caller's groups (projects and the admin group). */
+  readonly groupsClaim: string;
+  /** The group whose members are Flare admins (created in the Cognito pool when the stack makes one). */
+  readonly adminGroup: string;
+  /** Limits for projects without their own quota row; an absent resource is unlimited. */
+  readonly defaultQuotas: DefaultQuotas;
+  /** Chat channels; empty: no notifier is deployed. */
+  readonly notifications: readonly NotificationChannelSetting[];
+  readonly reconcilePeriodMinutes: number;
+  /** How long a launched instance may take to come online in SSM before the job fails. */
+  readonly agentTimeoutMinutes: number;
+  /** Subscribed to the alarm topic when set. */
+  readonly alarmEmail?: string;
 }
 
 export const CONTEXT_KEYS = [
@@ -53,6 +95,13 @@ export const CONTEXT_KEYS = [
   'flare:gpuAmiParameter',
   'flare:authIssuer',
   'flare:authAudience',
+  'flare:authGroupsClaim',
+  'flare:adminGroup',
+  'flare:defaultQuotas',
+  'flare:notifications',
+  'flare:reconcilePeriodMinutes',
+  'flare:agentTimeoutMinutes',
+  'flare:alarmEmail',
 ] as const;
 type ContextKey = (typeof CONTEXT_KEYS)[number];
 
@@ -74,6 +123,18 @@ const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
 const SSM_PARAMETER = /^\/[A-Za-z0-9_.\-/]{1,2047}$/;
 const POOL_KEYS = new Set(['name', 'instanceType', 'fallbackInstanceTypes', 'gpusPerInstance', 'maxGpus', 'containerMemory']);
 const DOCKER_MEMORY = /^[1-9][0-9]{0,6}[bkmg]$/;
+/** Project names as the API accepts them (DESIGN.md; lambdas/core/schemas.ts NAME_PATTERN). */
+const PROJECT_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+const CHANNEL_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** Secrets Manager's own rule for names. */
+const SECRET_NAME = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
+/** A JWT claim name: printable, no spaces (`cognito:groups`, `groups`, `https://example.com/groups`). */
+const CLAIM_NAME = /^[\x21-\x7e]{1,256}$/;
+/** Cognito group names allow more, but this one also travels in env vars, logs and URLs. */
+const GROUP_NAME = /^[A-Za-z0-9_.@+=,:-]{1,128}$/;
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const QUOTA_KEYS = ['gpus', 'jobs', 'templates'] as const;
+const CHANNEL_KEYS = new Set(['id', 'type', 'secretName', 'projects', 'states']);
 
 /** Reads and validates every `flare:*` context key. */
 export function readSettings(scope: Construct): FlareSettings {
@@ -87,12 +148,21 @@ export function readSettings(scope: Construct): FlareSettings {
   const network = readNetwork(get('flare:vpcId'), get('flare:subnetIds'));
   const vpcEndpoints = readBoolean('flare:vpcEndpoints', get('flare:vpcEndpoints'), false);
   if (network && vpcEndpoints) throw new InvalidSetting('flare:vpcEndpoints', 'only applies to the VPC the stack creates; with flare:vpcId, add endpoints to that VPC yourself');
+  const auth = readAuth(get('flare:authIssuer'), get('flare:authAudience'));
+  const alarmEmail = readAlarmEmail(get('flare:alarmEmail'));
   return {
     network,
     vpcEndpoints,
     pools: readPools(get('flare:pools')),
     gpuAmiParameter: readAmiParameter(get('flare:gpuAmiParameter')),
-    auth: readAuth(get('flare:authIssuer'), get('flare:authAudience')),
+    auth,
+    groupsClaim: readGroupsClaim(get('flare:authGroupsClaim'), auth),
+    adminGroup: readAdminGroup(get('flare:adminGroup')),
+    defaultQuotas: readDefaultQuotas(get('flare:defaultQuotas')),
+    notifications: readNotifications(get('flare:notifications')),
+    reconcilePeriodMinutes: integerInRange('flare:reconcilePeriodMinutes', get('flare:reconcilePeriodMinutes'), 1, 60, DEFAULT_RECONCILE_PERIOD_MINUTES),
+    agentTimeoutMinutes: integerInRange('flare:agentTimeoutMinutes', get('flare:agentTimeoutMinutes'), 1, 60, DEFAULT_AGENT_TIMEOUT_MINUTES),
+    ...(alarmEmail !== undefined ? { alarmEmail } : {}),
   };
 }
 
@@ -170,6 +240,99 @@ function readAuth(issuer: unknown, audienceRaw: unknown): AuthSetting | undefine
   const audience = stringList('flare:authAudience', audienceRaw);
   if (audience.length === 0 || audience.some((a) => a.length === 0)) throw new InvalidSetting('flare:authAudience', 'must name at least one non-empty audience');
   return { issuer, audience };
+}
+
+function readGroupsClaim(raw: unknown, auth: AuthSetting | undefined): string {
+  const key = 'flare:authGroupsClaim';
+  if (raw === undefined) return DEFAULT_GROUPS_CLAIM;
+  if (typeof raw !== 'string' || !CLAIM_NAME.test(raw)) throw new InvalidSetting(key, `must be a JWT claim name (printable, no spaces), got ${show(raw)}`);
+  // The pool the stack creates only ever puts groups in cognito:groups.
+  if (!auth && raw !== DEFAULT_GROUPS_CLAIM) {
+    throw new InvalidSetting(key, `the Cognito user pool this stack creates puts groups in '${DEFAULT_GROUPS_CLAIM}'; another claim needs flare:authIssuer`);
+  }
+  return raw;
+}
+
+function readAdminGroup(raw: unknown): string {
+  if (raw === undefined) return DEFAULT_ADMIN_GROUP;
+  if (typeof raw !== 'string' || !GROUP_NAME.test(raw)) {
+    throw new InvalidSetting('flare:adminGroup', `must be a group name of 1-128 letters, digits or _ . @ + = , : -, got ${show(raw)}`);
+  }
+  return raw;
+}
+
+function readDefaultQuotas(raw: unknown): DefaultQuotas {
+  const key = 'flare:defaultQuotas';
+  if (raw === undefined) return {};
+  const value = typeof raw === 'string' ? parseJson(key, raw) : raw;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidSetting(key, 'must be an object like { "gpus": 8, "jobs": 20, "templates": 50 }');
+  const quotas: Record<string, number> = {};
+  for (const [resource, limit] of Object.entries(value)) {
+    if (!(QUOTA_KEYS as readonly string[]).includes(resource)) throw new InvalidSetting(`${key}.${resource}`, `unknown resource; quotas are ${QUOTA_KEYS.join(', ')}`);
+    if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 0) throw new InvalidSetting(`${key}.${resource}`, `must be a non-negative integer, got ${show(limit)}`);
+    quotas[resource] = limit;
+  }
+  return quotas;
+}
+
+function readNotifications(raw: unknown): readonly NotificationChannelSetting[] {
+  const key = 'flare:notifications';
+  if (raw === undefined) return [];
+  const value = typeof raw === 'string' ? parseJson(key, raw) : raw;
+  if (!Array.isArray(value)) throw new InvalidSetting(key, 'must be an array of { id, type, secretName, projects?, states? }');
+  const channels = value.map((item: unknown, i) => readChannel(`${key}[${i}]`, item));
+  const seen = new Set<string>();
+  channels.forEach((c, i) => {
+    if (seen.has(c.id)) throw new InvalidSetting(`${key}[${i}].id`, `channel '${c.id}' is defined twice`);
+    seen.add(c.id);
+  });
+  return channels;
+}
+
+function readChannel(key: string, item: unknown): NotificationChannelSetting {
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new InvalidSetting(key, 'must be an object');
+  const channel = item as Record<string, unknown>;
+  const extra = Object.keys(channel).find((k) => !CHANNEL_KEYS.has(k));
+  if (extra !== undefined) throw new InvalidSetting(`${key}.${extra}`, `unknown field; a channel has ${[...CHANNEL_KEYS].join(', ')}`);
+  const { id, type, secretName, projects, states } = channel;
+  if (typeof id !== 'string' || !CHANNEL_ID.test(id)) throw new InvalidSetting(`${key}.id`, `must be 1-63 lowercase letters, digits or '-', starting with a letter or digit, got ${show(id)}`);
+  if (type !== 'slack' && type !== 'teams') throw new InvalidSetting(`${key}.type`, `must be 'slack' or 'teams', got ${show(type)}`);
+  if (typeof secretName !== 'string' || !SECRET_NAME.test(secretName)) {
+    throw new InvalidSetting(`${key}.secretName`, `must be the name (not the ARN) of a Secrets Manager secret holding the webhook URL, got ${show(secretName)}`);
+  }
+  const result: { -readonly [K in keyof NotificationChannelSetting]: NotificationChannelSetting[K] } = { id, type, secretName };
+  if (projects !== undefined) {
+    result.projects = nonEmptyUniqueList(`${key}.projects`, projects, (p) => PROJECT_NAME.test(p), 'a project name (1-63 lowercase letters, digits, . _ -)');
+  }
+  if (states !== undefined) {
+    result.states = nonEmptyUniqueList(`${key}.states`, states, (s) => (JOB_STATES as readonly string[]).includes(s), `a job state (${JOB_STATES.join(' ')})`) as JobStateName[];
+  }
+  return result;
+}
+
+function nonEmptyUniqueList(key: string, raw: unknown, valid: (s: string) => boolean, what: string): string[] {
+  if (!Array.isArray(raw) || raw.length === 0) throw new InvalidSetting(key, `must be a non-empty array; leave it out to match everything`);
+  raw.forEach((v, i) => {
+    if (typeof v !== 'string' || !valid(v)) throw new InvalidSetting(`${key}[${i}]`, `must be ${what}, got ${show(v)}`);
+  });
+  if (new Set(raw).size !== raw.length) throw new InvalidSetting(key, 'lists a value twice');
+  return raw as string[];
+}
+
+function readAlarmEmail(raw: unknown): string | undefined {
+  if (raw === undefined) return undefined;
+  if (typeof raw !== 'string' || raw.length > 254 || !EMAIL.test(raw)) throw new InvalidSetting('flare:alarmEmail', `must be an email address, got ${show(raw)}`);
+  return raw;
+}
+
+/** An integer from `min` to `max`; `-c key=5` gives the string '5', which is accepted too. */
+function integerInRange(key: string, raw: unknown, min: number, max: number, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const value = typeof raw === 'string' && /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : raw;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidSetting(key, `must be a whole number of minutes from ${min} to ${max}, got ${show(raw)}`);
+  }
+  return value;
 }
 
 function readBoolean(key: string, raw: unknown, fallback: boolean): boolean {

@@ -10,8 +10,9 @@
  *   container verbatim (even `--privileged` there is just an argument).
  * - `instanceScript` carries that argv as base64 of JSON in a quoted
  *   heredoc; a fixed Python program decodes it and execs docker with it.
- *   The only other values in the script are validated job ids, paths and
- *   numbers from operator config.
+ *   The only other values in the script are validated job ids, paths,
+ *   numbers from operator config and the job's expiry, checked to be an
+ *   ISO 8601 UTC timestamp.
  */
 import type { ContainerSpec } from '../ports/compute.js';
 import { ValidationError, type FieldIssue } from './errors.js';
@@ -189,6 +190,14 @@ export const SSM_MAX_EXECUTION_TIMEOUT_SECONDS = 172_800;
 export const MAX_INSTANCE_SCRIPT_BYTES = 64 * 1024;
 /** Where the script keeps its per-job files on the instance. */
 export const INSTANCE_STATE_DIR = '/run/flare';
+/**
+ * The job's expiry on the instance: the dead-man switch (lib/compute.ts) reads it in
+ * preference to the `flare:expires-at` tag, which can only be set at launch, so a
+ * rewritten file can carry a live-timeout extension.
+ */
+export const INSTANCE_DEADLINE_FILE = '/var/lib/flare/expires-at';
+/** ISO 8601 in UTC as Date.toISOString writes it (milliseconds optional): what `date -d` reads. */
+const UTC_TIMESTAMP_PATTERN = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/;
 const BASE64_DELIMITER = 'FLARE_ARGV_BASE64';
 /** Two seconds apart: how long the script waits for dockerd before failing like docker does (125). */
 const DOCKER_WAIT_TRIES = 90;
@@ -202,10 +211,17 @@ const DOCKER_WAIT_TRIES = 90;
  * with the container's exit code: the SSM command's status and exit code are
  * the job's. Running it twice starts the container once; the second run just
  * waits on the same container and reports the same code.
+ *
+ * Before the container starts it writes the job's expiry to
+ * INSTANCE_DEADLINE_FILE, from where the instance powers itself off if Flare
+ * never stops it; a later run with another expiry (an extension) rewrites it.
  */
 export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): string {
-  const argv = dockerRunArgs(spec, { ...options, detach: true });
-  const { jobId } = spec;
+  const detached = { ...options, detach: true };
+  const issues = [...validate(spec, detached), ...deadlineIssues(spec.expiresAt)];
+  if (issues.length > 0) throw new ValidationError(issues);
+  const argv = dockerRunArgs(spec, detached);
+  const { jobId, expiresAt } = spec;
   const name = containerName(jobId);
   const argvFile = `${INSTANCE_STATE_DIR}/${jobId}.argv.json`;
   const encoded = Buffer.from(JSON.stringify(argv), 'utf8').toString('base64');
@@ -220,6 +236,10 @@ export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): 
     `base64 -d > ${argvFile} <<'${BASE64_DELIMITER}'`,
     ...(encoded.match(/.{1,76}/g) ?? []),
     BASE64_DELIMITER,
+    // Before the container starts, and renamed into place so the dead-man switch never reads half a line.
+    `mkdir -p ${dirname(INSTANCE_DEADLINE_FILE)}`,
+    `echo ${expiresAt} > ${INSTANCE_DEADLINE_FILE}.${jobId}.tmp`,
+    `mv -f ${INSTANCE_DEADLINE_FILE}.${jobId}.tmp ${INSTANCE_DEADLINE_FILE}`,
   ];
   if (options.scratchDir) {
     const owner = options.allowRoot ? '' : ownerFlags(options.user ?? DEFAULT_USER);
@@ -249,6 +269,15 @@ export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): 
     throw new ValidationError([{ field: 'command', reason: `command and env are too large to send to the instance (limit ${MAX_INSTANCE_SCRIPT_BYTES} bytes once encoded)` }]);
   }
   return script;
+}
+
+function deadlineIssues(expiresAt: unknown): FieldIssue[] {
+  if (typeof expiresAt === 'string' && UTC_TIMESTAMP_PATTERN.test(expiresAt) && Number.isFinite(Date.parse(expiresAt))) return [];
+  return [{ field: 'expiresAt', reason: "must be an ISO 8601 UTC timestamp such as '2030-01-01T00:00:00.000Z'" }];
+}
+
+function dirname(path: string): string {
+  return path.slice(0, path.lastIndexOf('/'));
 }
 
 function ownerFlags(user: string): string {

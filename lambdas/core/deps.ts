@@ -1,12 +1,26 @@
 import type { Compute } from '../ports/compute.js';
 import type { EventPublisher } from '../ports/events.js';
+import type { JobLogs } from '../ports/job-logs.js';
 import type { Catalog, JobStore } from '../ports/job-store.js';
 import type { Workflows } from '../ports/workflows.js';
+import type { QuotaResource } from './schemas.js';
 
 export interface Logger {
   info(message: string, data?: Record<string, unknown>): void;
   warn(message: string, data?: Record<string, unknown>): void;
   error(message: string, data?: Record<string, unknown>): void;
+}
+
+/** The deployment's tunables; every field has a default in core (lambdas/core/policy.ts). */
+export interface Policy {
+  /** Limits for projects that have no row for a resource; absent: unlimited. */
+  defaultQuotas?: Partial<Record<QuotaResource, number>>;
+  /** How many AwaitCompute checks (5 s apart) before the agent is given up on. @default 120 (10 minutes) */
+  maxComputeChecks?: number;
+  /** First backoff after a launch found no capacity; doubles per attempt. @default 30 */
+  launchBackoffSeconds?: number;
+  /** @default 900 */
+  maxLaunchBackoffSeconds?: number;
 }
 
 /** The ports core works through; a handler or the local runner picks the adapters. */
@@ -16,7 +30,10 @@ export interface Deps {
   compute: Compute;
   workflows: Workflows;
   events: EventPublisher;
+  /** Container output: CloudWatch Logs on AWS, the job's log file locally. */
+  logs: JobLogs;
   log: Logger;
+  policy?: Policy;
   now(): Date;
   newId(): string;
 }

@@ -87,5 +87,10 @@ export class NoCapacity extends FlareError {
     options?: { cause?: unknown },
   ) {
     super(message, options);
+    // The workflow sees only the name: an operator problem gets its own, so the Requeue step can raise it.
+    if (operatorProblem) this.name = CAPACITY_LIMIT_REACHED;
   }
 }
+
+/** The error name of a NoCapacity that only an operator can fix. */
+export const CAPACITY_LIMIT_REACHED = 'CapacityLimitReached';

@@ -27,7 +27,8 @@ export const HOLDING_STATES: readonly JobState[] = [JobState.LAUNCHING, JobState
 const LEGAL: Record<JobState, readonly JobState[]> = {
   PENDING: [JobState.WAITING, JobState.LAUNCHING, JobState.CANCELLED, JobState.FAILED],
   WAITING: [JobState.LAUNCHING, JobState.CANCELLED, JobState.FAILED],
-  LAUNCHING: [JobState.RUNNING, JobState.STOPPING],
+  // Back to WAITING when no capacity could be had: the GPUs go back and the job keeps its place.
+  LAUNCHING: [JobState.RUNNING, JobState.STOPPING, JobState.WAITING],
   RUNNING: [JobState.STOPPING],
   STOPPING: [JobState.SUCCEEDED, JobState.FAILED, JobState.EXPIRED, JobState.CANCELLED],
   SUCCEEDED: [],

@@ -20,6 +20,7 @@ export async function submitJob(deps: Deps, identity: Identity, input: SubmitJob
   if (!template || !(template.public || template.project === project)) {
     throw new ValidationError([{ field: 'template', reason: `no template '${input.template}' for project ${project}` }]);
   }
+  if (deps.policy?.defaultQuotas) await deps.store.ensureDefaultQuotas(project, deps.policy.defaultQuotas);
   const image = await deps.catalog.getImage(template.image);
   if (!image) throw new Unprocessable(`template ${template.name} names image '${template.image}', which is not in the catalog`);
   const pool = await deps.store.getPool(template.pool);
@@ -52,6 +53,7 @@ export async function submitJob(deps: Deps, identity: Identity, input: SubmitJob
     liveTimeoutMinutes,
     state: JobState.PENDING,
     createdAt,
+    ...(template.volumeSizeGb !== undefined ? { volumeSizeGb: template.volumeSizeGb } : {}),
   };
   const claim = idempotencyKey ? { key: `${project}#${idempotencyKey}`, bodyHash: hashBody({ ...input, project }) } : undefined;
   const stored = await deps.store.createJob(job, claim);

@@ -4,15 +4,13 @@
  * them, and start-up recovery runs a job's workflow again from the top.
  */
 import type { Deps } from './deps.js';
-import { ComputeNotReady, StaleJob } from './errors.js';
-import { publishChange } from './events.js';
+import { CAPACITY_LIMIT_REACHED, ComputeNotReady, StaleJob } from './errors.js';
+import { publishChange, publishOperatorEvent } from './events.js';
+import { launchBackoffSeconds, maxComputeChecks } from './policy.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, terminalFor, totalGpus, type Job } from './job.js';
 import { behindReason, drainPool, poolReason } from './queue.js';
 import { JobNotFound } from './errors.js';
 import type { ContainerSpec } from '../ports/compute.js';
-
-/** AwaitCompute polls every WaitForCompute (5 s) at most this many times: 10 minutes. */
-export const MAX_COMPUTE_CHECKS = 120;
 
 /** The error the workflow hands to Stop/Release when a step failed for good. */
 export interface StepError {
@@ -75,9 +73,13 @@ export async function launchStep(deps: Deps, jobId: string): Promise<{ attempts:
 /** AwaitCompute: one bounded check; the Wait state between checks costs no compute. */
 export async function checkComputeStep(deps: Deps, jobId: string, attempts: number): Promise<{ ready: boolean; attempts: number }> {
   const job = await load(deps, jobId);
-  if (job.state !== JobState.LAUNCHING) return { ready: true, attempts };
+  // Cancelled or lost while launching: go on, and Run ends at once on the recorded outcome.
+  if (job.state !== JobState.LAUNCHING || job.outcome) return { ready: true, attempts };
   if (await deps.compute.isReady(job)) return { ready: true, attempts: attempts + 1 };
-  if (attempts + 1 >= MAX_COMPUTE_CHECKS) throw new ComputeNotReady(`instances of job ${jobId} were not ready after ${attempts + 1} checks`);
+  const limit = maxComputeChecks(deps);
+  if (attempts + 1 >= limit) {
+    throw new ComputeNotReady(`the instance agent of job ${jobId} was not online after ${attempts + 1} checks (${Math.round(((attempts + 1) * 5) / 60)} min)`);
+  }
   return { ready: false, attempts: attempts + 1 };
 }
 
@@ -140,6 +142,32 @@ export async function releaseStep(deps: Deps, jobId: string, error?: StepError |
   return { pool: job.pool };
 }
 
+/**
+ * Requeue: the launch found no capacity anywhere. The job gives its GPUs back
+ * and waits at its old place in the queue until `retryAt`; the workflow waits
+ * out the backoff and drains the pool. A job cancelled or lost meanwhile is
+ * not requeued: it goes on to Stop.
+ */
+export async function requeueStep(deps: Deps, jobId: string, error?: StepError | null): Promise<{ requeued: boolean; backoffSeconds: number }> {
+  let job = await load(deps, jobId);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    if (job.state !== JobState.LAUNCHING || job.outcome) return { requeued: false, backoffSeconds: 0 };
+    if (job.instanceIds?.length) await deps.compute.stop(job);
+    const launchAttempt = (job.launchAttempt ?? 0) + 1;
+    const backoffSeconds = launchBackoffSeconds(deps, launchAttempt);
+    const retryAt = new Date(deps.now().getTime() + backoffSeconds * 1000).toISOString();
+    const cause = describeCause(error) ?? 'no capacity';
+    const requeued = await deps.store.requeueJob(job, { stateReason: `${cause}; next launch attempt after ${retryAt}`, retryAt, launchAttempt });
+    if (requeued) {
+      await publishChange(deps, requeued, JobState.LAUNCHING);
+      if (error?.Error === CAPACITY_LIMIT_REACHED) await publishOperatorEvent(deps, 'capacity-limit', `pool/${job.pool}`, cause);
+      return { requeued: true, backoffSeconds };
+    }
+    job = await load(deps, jobId);
+  }
+  return { requeued: false, backoffSeconds: 0 };
+}
+
 /** Drain: GPUs came back; admit who waits for them. */
 export async function drainStep(deps: Deps, jobId: string): Promise<{ admitted: number }> {
   const job = await load(deps, jobId);
@@ -158,6 +186,11 @@ async function markStopping(deps: Deps, job: Job, error?: StepError | null): Pro
     if (!(e instanceof StaleJob)) throw e;
     return load(deps, job.id);
   }
+}
+
+/** The error's own message, without its name. */
+function describeCause(error?: StepError | null): string | undefined {
+  return error?.Cause ? parseCause(error.Cause) : error?.Error;
 }
 
 function describe(error?: StepError | null): string | undefined {

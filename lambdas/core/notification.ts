@@ -1,11 +1,14 @@
 /**
  * Chat messages for job state changes: Slack (and Slack-compatible hooks such as
- * Mattermost) and Microsoft Teams. Pure formatting; delivery is an adapter's job.
+ * Mattermost) and Microsoft Teams. Routing, de-duplication and formatting live
+ * here, shared by the local webhooks and the AWS notifier; the HTTP post and
+ * where the ledger lives are adapters' jobs.
  *
  * Job names, reasons, projects and owners are user text: they are escaped so a
  * job named `<!channel>` or `[click](http://…)` cannot ping a channel or
  * smuggle a link.
  */
+import type { Logger } from './deps.js';
 import type { JobState } from './job.js';
 import type { JobStateChange } from '../ports/events.js';
 
@@ -18,10 +21,67 @@ export interface NotificationRoute {
   states?: readonly JobState[];
 }
 
+/** The one routing rule, for the local webhooks and the AWS notifier alike: every filter given must match. */
 export function matchesRoute(spec: NotificationRoute, event: JobStateChange): boolean {
   if (spec.projects && !spec.projects.includes(event.project)) return false;
   if (spec.states && !spec.states.includes(event.state)) return false;
   return true;
+}
+
+/** A chat target as delivery sees it; how its webhook URL is found is the poster's business. */
+export interface NotificationChannel extends NotificationRoute {
+  /** Stable per channel: deliveries are remembered under it. */
+  id: string;
+  type: ChatType;
+}
+
+/**
+ * Which (channel, event) deliveries are done. Events arrive at least once (and
+ * on AWS both from the stream and from the writer), so a delivery is claimed
+ * before it is posted and marked sent after.
+ */
+export interface DeliveryLedger {
+  /** `claimed`: post it now; `sent`: it was posted already; `busy`: another delivery of it is in flight. */
+  claim(key: string): Promise<'claimed' | 'sent' | 'busy'>;
+  markSent(key: string): Promise<void>;
+  /** Gives up a claim after a failed post, so a redelivery may try again. */
+  release(key: string): Promise<void>;
+}
+
+export type NotifyOutcome = 'posted' | 'not-routed' | 'already-sent' | 'in-flight';
+
+export interface NotifyDeps<C extends NotificationChannel = NotificationChannel> {
+  ledger: DeliveryLedger;
+  /** One delivery (with whatever retries the poster does); throws when it failed. */
+  post(channel: C, event: JobStateChange): Promise<void>;
+  log: Logger;
+}
+
+/** The ledger key of one event on one channel. */
+export function deliveryKey(channelId: string, event: Pick<JobStateChange, 'eventId'>): string {
+  return `notify|${channelId}|${event.eventId}`;
+}
+
+/**
+ * Posts `event` to `channel` if the channel's route takes it and nobody has
+ * posted it there yet. A failed post throws, leaving the delivery unclaimed.
+ */
+export async function notifyChannel<C extends NotificationChannel>(deps: NotifyDeps<C>, channel: C, event: JobStateChange): Promise<NotifyOutcome> {
+  if (!matchesRoute(channel, event)) return 'not-routed';
+  const key = deliveryKey(channel.id, event);
+  const claim = await deps.ledger.claim(key);
+  if (claim === 'sent') return 'already-sent';
+  if (claim === 'busy') return 'in-flight';
+  try {
+    await deps.post(channel, event);
+  } catch (error) {
+    await deps.ledger.release(key).catch((releaseError: unknown) =>
+      deps.log.warn('delivery claim not released; it lapses on its own', { channel: channel.id, eventId: event.eventId, error: String(releaseError) }),
+    );
+    throw error;
+  }
+  await deps.ledger.markSent(key);
+  return 'posted';
 }
 
 const EMOJI: Record<JobState, string> = {

@@ -62,6 +62,13 @@ export async function drainPool(deps: Deps, poolName: string): Promise<DrainResu
         result.reasons.set(job.id, blocked);
         continue;
       }
+      // Requeued after no capacity: it keeps the head until its backoff is over, so younger jobs do not
+      // take the pool meanwhile (they would find no capacity either), and its reason says why it waits.
+      if (job.retryAt && Date.parse(job.retryAt) > deps.now().getTime()) {
+        result.poolBlocked = true;
+        if (job.stateReason) result.reasons.set(job.id, job.stateReason);
+        break;
+      }
       const needs = totalGpus(job);
       if (needs > pool.availableGpus) {
         result.poolBlocked = true;
@@ -73,7 +80,7 @@ export async function drainPool(deps: Deps, poolName: string): Promise<DrainResu
         result.admitted.push(outcome.job);
         pool = { ...pool, availableGpus: pool.availableGpus - needs, usedGpus: pool.usedGpus + needs };
         await publishChange(deps, outcome.job, job.state);
-        if (job.state === JobState.WAITING) await deps.workflows.start(`${job.id}-admitted`, { jobId: job.id });
+        if (job.state === JobState.WAITING) await deps.workflows.start(admittedExecutionName(job), { jobId: job.id });
       } else if (outcome.blockedBy === 'quota') {
         const quota = await deps.store.getQuota(job.project, 'gpus');
         const limit = quota?.hardLimit ?? 0;
@@ -92,6 +99,11 @@ export async function drainPool(deps: Deps, poolName: string): Promise<DrainResu
   } while (cursor);
   await recordReasons(deps, result.reasons, seen);
   return result;
+}
+
+/** One execution per admission from the queue: a job requeued after no capacity is admitted again under a new name. */
+export function admittedExecutionName(job: Pick<Job, 'id' | 'launchAttempt'>): string {
+  return `${job.id}-admitted-${job.launchAttempt ?? 0}`;
 }
 
 /** Keep WAITING jobs' reasons current; PENDING ones are set by their own Admit step. */

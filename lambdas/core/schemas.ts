@@ -42,6 +42,18 @@ export const ListJobsQuery = z.strictObject({
 });
 export type ListJobsQuery = z.infer<typeof ListJobsQuery>;
 
+/** The most lines `GET /v1/jobs/{id}/logs` returns: CloudWatch's own page limit. */
+export const MAX_LOG_TAIL = 10_000;
+export const JobLogsQuery = z.strictObject({
+  tail: z.coerce
+    .number({ error: `must be a whole number from 1 to ${MAX_LOG_TAIL}` })
+    .int(`must be a whole number from 1 to ${MAX_LOG_TAIL}`)
+    .min(1, 'must be at least 1')
+    .max(MAX_LOG_TAIL, `must be at most ${MAX_LOG_TAIL}`)
+    .optional(),
+});
+export type JobLogsQuery = z.infer<typeof JobLogsQuery>;
+
 export const QUOTA_RESOURCES = ['gpus', 'jobs', 'templates'] as const;
 export type QuotaResource = (typeof QUOTA_RESOURCES)[number];
 
@@ -90,13 +102,26 @@ export const UserSpec = z.strictObject({
   admin: z.boolean().default(false),
   projects: z.array(name('project')).default([]),
 });
+/** Which events a chat channel hears: every filter given must match (core/notification.ts). */
+const notificationRoute = {
+  projects: z.array(name('project')).min(1).optional(),
+  states: z.array(z.enum(JOB_STATES)).min(1).optional(),
+};
 export const NotificationSpec = z.strictObject({
   type: z.enum(['slack', 'teams']),
   url: z.url({ protocol: /^https?$/ }),
-  projects: z.array(name('project')).optional(),
-  states: z.array(z.enum(JOB_STATES)).optional(),
+  ...notificationRoute,
 });
 export type NotificationSpec = z.infer<typeof NotificationSpec>;
+
+/** A channel of the AWS notifier (`NOTIFY_CHANNELS`): like a local one, but its webhook URL stays in Secrets Manager. */
+export const NotifyChannelSpec = z.strictObject({
+  id: name('channel id'),
+  type: z.enum(['slack', 'teams']),
+  secretArn: z.string().regex(/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/, 'must be a Secrets Manager secret ARN'),
+  ...notificationRoute,
+});
+export type NotifyChannelSpec = z.infer<typeof NotifyChannelSpec>;
 
 export const LocalConfig = z
   .strictObject({

@@ -8,6 +8,9 @@ export const WorkflowState = {
   Admitted: 'Admitted',
   Queued: 'Queued',
   Launch: 'Launch',
+  Requeue: 'Requeue',
+  Requeued: 'Requeued',
+  Backoff: 'Backoff',
   AwaitCompute: 'AwaitCompute',
   ComputeReady: 'ComputeReady',
   WaitForCompute: 'WaitForCompute',
@@ -24,6 +27,7 @@ export type WorkflowState = (typeof WorkflowState)[keyof typeof WorkflowState];
 export const WorkflowTask = {
   admit: 'admit',
   launch: 'launch',
+  requeue: 'requeue',
   checkCompute: 'checkCompute',
   start: 'start',
   awaitOutcome: 'awaitOutcome',

@@ -3,6 +3,7 @@
  * environment. Nothing is created until the first invocation asks for it, so the
  * local runner can import handlers without AWS settings.
  */
+import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
@@ -16,9 +17,13 @@ import { Ec2SsmCompute } from '../adapters/ec2-ssm-compute.js';
 import { EventBridgePublisher } from '../adapters/eventbridge-publisher.js';
 import { newJobId } from '../adapters/ids.js';
 import { SfnWorkflows } from '../adapters/sfn-workflows.js';
+import { StreamOutbox } from '../adapters/stream-outbox.js';
+import { CloudWatchJobLogs } from '../adapters/cloudwatch-job-logs.js';
+import { computeChecksFor } from '../core/policy.js';
 import type { Deps } from '../core/deps.js';
 
 const required = z.string().min(1);
+const count = z.number().int().min(0).optional();
 export const AwsEnv = z.object({
   JOBS_TABLE: required,
   QUOTAS_TABLE: required,
@@ -37,7 +42,23 @@ export const AwsEnv = z.object({
       return z.NEVER;
     }
   }),
-  LOG_GROUP_NAME: z.string().optional(),
+  LOG_GROUP_NAME: required,
+  DEFAULT_QUOTAS: z
+    .string()
+    .optional()
+    .transform((s, ctx) => {
+      if (!s) return undefined;
+      try {
+        return z.object({ gpus: count, jobs: count, templates: count }).strict().parse(JSON.parse(s));
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: `DEFAULT_QUOTAS must be JSON {"gpus"?:n,"jobs"?:n,"templates"?:n}: ${String(error)}` });
+        return z.NEVER;
+      }
+    }),
+  AGENT_TIMEOUT_SECONDS: z.coerce.number().int().min(5).max(3600).optional(),
+  ROOT_DEVICE_NAME: z.string().regex(/^\/dev\/[a-z0-9]+$/).optional(),
+  /** 'true': the jobs table's stream publishes job events (StreamOutbox). */
+  EVENTS_VIA_STREAM: z.enum(['true', 'false']).optional(),
 });
 export type AwsEnv = z.infer<typeof AwsEnv>;
 
@@ -68,8 +89,11 @@ export function awsDeps(): Deps {
     launchTemplateId: env.LAUNCH_TEMPLATE_ID,
     subnetIds: env.SUBNET_IDS,
     pools: env.POOLS,
-    ...(env.LOG_GROUP_NAME ? { logGroupName: env.LOG_GROUP_NAME } : {}),
+    logGroupName: env.LOG_GROUP_NAME,
+    ...(env.AGENT_TIMEOUT_SECONDS ? { agentTimeoutSeconds: env.AGENT_TIMEOUT_SECONDS } : {}),
+    ...(env.ROOT_DEVICE_NAME ? { rootDeviceName: env.ROOT_DEVICE_NAME } : {}),
   });
+  const bus = new EventBridgePublisher(new EventBridgeClient({}), env.EVENT_BUS_NAME);
   const doc = DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
   const tables = { jobs: env.JOBS_TABLE, quotas: env.QUOTAS_TABLE, pools: env.POOLS_TABLE, idempotency: env.IDEMPOTENCY_TABLE, catalog: env.CATALOG_TABLE };
   deps = {
@@ -77,7 +101,12 @@ export function awsDeps(): Deps {
     catalog: new DynamoCatalog(doc, tables),
     compute,
     workflows: new SfnWorkflows(new SFNClient({}), env.STATE_MACHINE_ARN),
-    events: new EventBridgePublisher(new EventBridgeClient({}), env.EVENT_BUS_NAME),
+    events: env.EVENTS_VIA_STREAM === 'true' ? new StreamOutbox(bus) : bus,
+    logs: new CloudWatchJobLogs(new CloudWatchLogsClient({}), env.LOG_GROUP_NAME),
+    policy: {
+      ...(env.DEFAULT_QUOTAS ? { defaultQuotas: env.DEFAULT_QUOTAS } : {}),
+      ...(env.AGENT_TIMEOUT_SECONDS ? { maxComputeChecks: computeChecksFor(env.AGENT_TIMEOUT_SECONDS) } : {}),
+    },
     log: consoleLogger({ service: 'flare' }),
     now: () => new Date(),
     newId: newJobId,

@@ -14,7 +14,7 @@ import { LocalCompute } from '../adapters/local-compute.js';
 import { LocalEventBus } from '../adapters/local-event-bus.js';
 import { WebhookNotifier } from '../adapters/webhook-notifier.js';
 import type { Deps, Logger } from '../core/deps.js';
-import { reportOutcome } from '../core/jobs.js';
+import { localCompletion } from './completion.js';
 import { isTerminal, JobState } from '../core/job.js';
 import { drainPool } from '../core/queue.js';
 import type { LocalConfig } from '../core/schemas.js';
@@ -88,8 +88,7 @@ async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: 
     dataDir,
     pools: config.pools,
     driver: config.compute.driver,
-    onExit: (jobId, exitCode) => reportOutcome(deps, jobId, { kind: 'exited', exitCode }),
-    onLost: (jobId, reason) => reportOutcome(deps, jobId, { kind: 'lost', reason }),
+    ...localCompletion(() => deps),
     log,
     ...options.compute,
   });

@@ -40,6 +40,12 @@ export interface TerminalChange {
   exitCode?: number;
 }
 
+export interface RequeueChange {
+  stateReason: string;
+  retryAt: string;
+  launchAttempt: number;
+}
+
 /**
  * Durable state of jobs, pools and quotas. Every method that changes a job is a
  * conditional write: it happens once, or the caller learns it lost a race.
@@ -66,6 +72,11 @@ export interface JobStore {
   /** Terminal state, GPUs released and `jobs` usage returned, in one transaction conditioned on
    *  the job still being in `from`; undefined when another writer already finished it. */
   finishJob(job: Job, change: TerminalChange): Promise<Job | undefined>;
+  /** LAUNCHING -> WAITING with its GPUs released and its place in the queue (by age) kept, in one
+   *  transaction conditioned on the job still LAUNCHING with `heldGpus`; undefined when it was not. */
+  requeueJob(job: Job, change: RequeueChange): Promise<Job | undefined>;
+  /** Give the project the deployment's default limits for resources it has no limit for (once per project and process). */
+  ensureDefaultQuotas(project: string, defaults: Partial<Record<QuotaResource, number>>): Promise<void>;
   /** Delete a terminal job; false when it is not there or not terminal. */
   deleteJob(id: string): Promise<boolean>;
   /** Queued jobs of a pool, oldest first, read from the queue index. */

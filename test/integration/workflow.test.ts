@@ -106,7 +106,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const done = await waitForState(world.store, second.id, [JobState.SUCCEEDED, JobState.FAILED], 20_000);
     assert.equal(done.state, JobState.SUCCEEDED);
     assert.deepEqual(world.events.statesOf(second.id), ['PENDING', 'WAITING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'SUCCEEDED']);
-    assert.ok(world.workflows.list().some((e) => e.name === `${second.id}-admitted`), 'the drain started a new execution');
+    assert.ok(world.workflows.list().some((e) => e.name === `${second.id}-admitted-0`), 'the drain started a new execution');
   });
 
   it('cancels a waiting job: nothing held, removed from the queue', async () => {
@@ -146,6 +146,8 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
         isReady: (job) => real.isReady(job),
         start: (job, spec) => real.start(job, spec),
         stop: (job) => real.stop(job),
+        listManaged: () => real.listManaged(),
+        terminate: (ids) => real.terminate(ids),
       }),
     });
     const { job } = await submitJob(world.deps, alice, { template: 'ok' });

@@ -11,8 +11,8 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoCatalog, DynamoJobStore } from '../../lambdas/adapters/dynamo/dynamo-job-store.js';
 import { newJobId } from '../../lambdas/adapters/ids.js';
 import { LocalCompute } from '../../lambdas/adapters/local-compute.js';
-import type { Deps, Logger } from '../../lambdas/core/deps.js';
-import { reportOutcome } from '../../lambdas/core/jobs.js';
+import type { Deps, Logger, Policy } from '../../lambdas/core/deps.js';
+import { localCompletion } from '../../lambdas/local/completion.js';
 import type { Job } from '../../lambdas/core/job.js';
 import { parse, TemplateSpec, type ImageSpec } from '../../lambdas/core/schemas.js';
 import { runTask } from '../../lambdas/handlers/workflow/tasks.js';
@@ -20,7 +20,7 @@ import { startDynamoDbLocal, type DynamoDbLocal } from '../../lambdas/local/dyna
 import { LocalWorkflows } from '../../lambdas/local/local-workflows.js';
 import { createTables, defaultTableNames, makeDynamoClients } from '../../lambdas/local/tables.js';
 import type { Compute } from '../../lambdas/ports/compute.js';
-import type { EventPublisher, JobStateChange } from '../../lambdas/ports/events.js';
+import type { EventPublisher, JobStateChange, OperatorEvent } from '../../lambdas/ports/events.js';
 
 export interface Dynamo {
   local: DynamoDbLocal;
@@ -42,8 +42,12 @@ export async function freshStore(dynamo: Dynamo): Promise<{ store: DynamoJobStor
 
 export class RecordingEvents implements EventPublisher {
   readonly events: JobStateChange[] = [];
+  readonly operatorEvents: OperatorEvent[] = [];
   async publish(event: JobStateChange): Promise<void> {
     this.events.push(event);
+  }
+  async publishOperatorEvent(event: OperatorEvent): Promise<void> {
+    this.operatorEvents.push(event);
   }
   statesOf(jobId: string): string[] {
     return this.events.filter((e) => e.jobId === jobId).map((e) => e.state);
@@ -70,7 +74,7 @@ export interface World {
 }
 
 /** A complete local control plane minus HTTP: what the workflow tests drive. */
-export async function world(dynamo: Dynamo, setup: { pools: Array<{ name: string; gpus: number }>; quotas?: Array<{ project: string; resource: 'gpus' | 'jobs'; hardLimit: number }>; templates?: TemplateSpec[]; wrapCompute?: (c: Compute) => Compute }): Promise<World> {
+export async function world(dynamo: Dynamo, setup: { pools: Array<{ name: string; gpus: number }>; quotas?: Array<{ project: string; resource: 'gpus' | 'jobs'; hardLimit: number }>; templates?: TemplateSpec[]; wrapCompute?: (c: Compute) => Compute; policy?: Policy }): Promise<World> {
   const { store, catalog } = await freshStore(dynamo);
   for (const pool of setup.pools) await store.putPool({ name: pool.name, instanceType: 'local', gpusPerInstance: pool.gpus, maxGpus: pool.gpus });
   for (const quota of setup.quotas ?? []) await store.putQuota(quota);
@@ -87,11 +91,10 @@ export async function world(dynamo: Dynamo, setup: { pools: Array<{ name: string
     stopGraceMs: 2000,
     pollMs: 200,
     log: quietLog,
-    onExit: (jobId, exitCode) => reportOutcome(deps, jobId, { kind: 'exited', exitCode }),
-    onLost: (jobId, reason) => reportOutcome(deps, jobId, { kind: 'lost', reason }),
+    ...localCompletion(() => deps),
   });
   const workflows = new LocalWorkflows((event) => runTask(deps, event), quietLog);
-  deps = { store, catalog, compute: setup.wrapCompute ? setup.wrapCompute(compute) : compute, workflows, events, log: quietLog, now: () => new Date(), newId: newJobId };
+  deps = { store, catalog, compute: setup.wrapCompute ? setup.wrapCompute(compute) : compute, workflows, events, log: quietLog, now: () => new Date(), newId: newJobId, ...(setup.policy ? { policy: setup.policy } : {}) };
   return {
     deps,
     store,

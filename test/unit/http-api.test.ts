@@ -25,6 +25,7 @@ import { isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../
 import type { ImageSpec, QuotaResource, TemplateSpec } from '../../lambdas/core/schemas.js';
 import { createApiHandler, type ApiOptions } from '../../lambdas/handlers/http/api.js';
 import type { JobStateChange } from '../../lambdas/ports/events.js';
+import type { LogLine } from '../../lambdas/ports/job-logs.js';
 import type { AdmitResult, Catalog, IdempotencyClaim, JobStore, Page, PoolRecord, QuotaRecord, TerminalChange } from '../../lambdas/ports/job-store.js';
 
 type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
@@ -169,6 +170,9 @@ interface World {
   started: string[];
   published: JobStateChange[];
   logged: Array<{ level: string; message: string; data?: Record<string, unknown> }>;
+  /** What each job has printed, and the reads the API asked the JobLogs port for. */
+  output: Map<string, LogLine[]>;
+  logReads: Array<{ jobId: string; tail?: number }>;
 }
 
 function world(): World {
@@ -177,6 +181,8 @@ function world(): World {
   const started: string[] = [];
   const published: JobStateChange[] = [];
   const logged: World['logged'] = [];
+  const output: World['output'] = new Map();
+  const logReads: World['logReads'] = [];
   const log: Logger = {
     info: (message, data) => logged.push({ level: 'info', message, data }),
     warn: (message, data) => logged.push({ level: 'warn', message, data }),
@@ -198,6 +204,13 @@ function world(): World {
       sendTaskSuccess: async () => undefined,
     },
     events: { publish: async (event) => void published.push(event) },
+    logs: {
+      read: async (job, options) => {
+        logReads.push({ jobId: job.id, tail: options.tail });
+        const lines = output.get(job.id) ?? [];
+        return { lines: options.tail === undefined ? lines : lines.slice(-options.tail) };
+      },
+    },
     log,
     now: () => new Date((clock += 1000)),
     newId: () => `j-${String(++seq).padStart(4, '0')}`,
@@ -210,7 +223,7 @@ function world(): World {
   void catalog.putImage({ name: 'cuda', reference: 'nvidia/cuda:12.4.1-base-ubuntu22.04', digest: `sha256:${'a'.repeat(64)}` });
   void catalog.putTemplate({ name: 'train', project: 'vision', pool: 'local', gpus: 1, nodeCount: 1, image: 'cuda', command: ['nvidia-smi'], env: {}, maxLiveTimeoutMinutes: 120 });
   void catalog.putTemplate({ name: 'speech', project: 'audio', pool: 'a10g', gpus: 2, nodeCount: 1, image: 'cuda', command: ['nvidia-smi'], env: {}, maxLiveTimeoutMinutes: 60 });
-  return { deps, store, started, published, logged };
+  return { deps, store, started, published, logged, output, logReads };
 }
 
 // ---------------------------------------------------------------- requests
@@ -331,6 +344,7 @@ describe('authentication', () => {
     ['GET', '/v1/jobs'],
     ['GET', '/v1/jobs/j-0001'],
     ['DELETE', '/v1/jobs/j-0001'],
+    ['GET', '/v1/jobs/j-0001/logs'],
     ['GET', '/v1/pools'],
     ['GET', '/v1/quotas'],
     ['GET', '/v1/quotas/vision/gpus'],
@@ -576,6 +590,77 @@ describe('reading jobs', () => {
     assertError(await call(w, request('GET', `/v1/jobs/${theirs.id}`)), 404, 'not_found');
     assertError(await call(w, request('GET', '/v1/jobs/j-nope')), 404, 'not_found');
     assert.equal((await call(w, request('GET', `/v1/jobs/${theirs.id}`, { claims: ROOT }))).status, 200);
+  });
+});
+
+describe('GET /v1/jobs/{id}/logs', () => {
+  const printed = (n: number): LogLine[] => Array.from({ length: n }, (_, i) => ({ at: new Date(Date.UTC(2025, 1, 3, 10, 0, i)).toISOString(), message: `step ${i}` }));
+
+  it('returns { jobId, lines } oldest first, the last 1000 lines unless told otherwise', async () => {
+    const job = await submit(w);
+    w.output.set(job.id, printed(1200));
+    const response = await call(w, request('GET', `/v1/jobs/${job.id}/logs`));
+    assert.equal(response.status, 200);
+    assert.deepEqual(Object.keys(response.body), ['jobId', 'lines']);
+    assert.equal(response.body.jobId, job.id);
+    assert.equal(response.body.lines.length, 1000);
+    assert.deepEqual(response.body.lines[0], { at: '2025-02-03T10:03:20.000Z', message: 'step 200' });
+    assert.deepEqual(response.body.lines.at(-1), { at: '2025-02-03T10:19:59.000Z', message: 'step 1199' });
+    assert.deepEqual(w.logReads, [{ jobId: job.id, tail: 1000 }]);
+  });
+
+  it('passes ?tail= to the adapter as a number', async () => {
+    const job = await submit(w);
+    w.output.set(job.id, [{ message: 'a' }, { message: 'b' }, { message: 'c' }]);
+    const response = await call(w, request('GET', `/v1/jobs/${job.id}/logs`, { query: { tail: '2' } }));
+    assert.deepEqual(response.body, { jobId: job.id, lines: [{ message: 'b' }, { message: 'c' }] });
+    assert.deepEqual(w.logReads, [{ jobId: job.id, tail: 2 }]);
+    assert.equal((await call(w, request('GET', `/v1/jobs/${job.id}/logs`, { query: { tail: '10000' } }))).status, 200);
+    assert.deepEqual(w.logReads.at(-1), { jobId: job.id, tail: 10000 });
+  });
+
+  it('a job with no output yet has an empty list, not an error', async () => {
+    const job = await submit(w);
+    const response = await call(w, request('GET', `/v1/jobs/${job.id}/logs`));
+    assert.equal(response.status, 200);
+    assert.deepEqual(response.body, { jobId: job.id, lines: [] });
+  });
+
+  it('is 404 for another project’s job, as for one that does not exist, and reads no output; an admin reads any', async () => {
+    const theirs = await submit(w, { template: 'speech' }, BOB);
+    w.output.set(theirs.id, [{ message: 'secret' }]);
+    const hidden = await call(w, request('GET', `/v1/jobs/${theirs.id}/logs`));
+    assertError(hidden, 404, 'not_found');
+    assert.doesNotMatch(JSON.stringify(hidden.body), /secret/);
+    const missing = await call(w, request('GET', '/v1/jobs/j-nope/logs'));
+    assertError(missing, 404, 'not_found');
+    assert.equal(hidden.body.error.message, `job ${theirs.id} not found`, 'the same answer as for a job that does not exist');
+    assert.deepEqual(w.logReads, []);
+    const admin = await call(w, request('GET', `/v1/jobs/${theirs.id}/logs`, { claims: ROOT }));
+    assert.deepEqual(admin.body, { jobId: theirs.id, lines: [{ message: 'secret' }] });
+  });
+
+  for (const tail of ['0', '-1', '1.5', 'abc', '100001', '10001', '', '1,2']) {
+    it(`is 400 naming tail for tail=${JSON.stringify(tail)}, and reads no output`, async () => {
+      const job = await submit(w);
+      const response = await call(w, request('GET', `/v1/jobs/${job.id}/logs`, { query: { tail } }));
+      assertError(response, 400, 'validation_error');
+      assert.deepEqual(fieldsOf(response), ['tail']);
+      assert.deepEqual(w.logReads, []);
+    });
+  }
+
+  it('is 400 for a query parameter it does not take', async () => {
+    const job = await submit(w);
+    const response = await call(w, request('GET', `/v1/jobs/${job.id}/logs`, { query: { follow: 'true' } }));
+    assertError(response, 400, 'validation_error');
+    assert.deepEqual(fieldsOf(response), ['follow']);
+  });
+
+  it('is listed among the resources of v1', async () => {
+    const response = await call(w, request('GET', '/v1', { claims: null }));
+    const logs = response.body.resources.find((r: { path: string }) => r.path === '/v1/jobs/{id}/logs');
+    assert.deepEqual(logs, { path: '/v1/jobs/{id}/logs', methods: ['GET'], public: false });
   });
 });
 

@@ -23,7 +23,7 @@ import {
 import { IdempotencyConflict, QuotaExceeded, StaleJob } from '../../core/errors.js';
 import { isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../core/job.js';
 import type { ImageSpec, QuotaResource, TemplateSpec } from '../../core/schemas.js';
-import type { AdmitResult, Catalog, IdempotencyClaim, JobStore, Page, PoolRecord, QuotaRecord, TerminalChange } from '../../ports/job-store.js';
+import type { AdmitResult, Catalog, IdempotencyClaim, JobStore, Page, PoolRecord, QuotaRecord, RequeueChange, TerminalChange } from '../../ports/job-store.js';
 import type { TableNames } from './table-names.js';
 
 const INDEX_ATTRIBUTES = ['queuePool', 'queueKey', 'createdKey', 'activePartition'] as const;
@@ -295,9 +295,6 @@ export class DynamoJobStore implements JobStore {
       condition += ' AND heldGpus = :held';
       values[':held'] = held;
     }
-    const release = (table: string, key: Record<string, string>, amount: number) => ({
-      Update: { TableName: table, Key: key, UpdateExpression: 'ADD used :minus, available :plus', ExpressionAttributeValues: { ':minus': -amount, ':plus': amount } },
-    });
     try {
       await this.transact([
         {
@@ -310,8 +307,8 @@ export class DynamoJobStore implements JobStore {
             ExpressionAttributeValues: values,
           },
         },
-        release(this.tables.quotas, { project: job.project, resource: 'jobs' }, 1),
-        ...(held > 0 ? [release(this.tables.quotas, { project: job.project, resource: 'gpus' }, held), release(this.tables.pools, { name: job.pool }, held)] : []),
+        this.release(this.tables.quotas, { project: job.project, resource: 'jobs' }, 1),
+        ...(held > 0 ? this.releaseGpus(job, held) : []),
       ]);
     } catch (error) {
       if (cancellationCodes(error)?.[0] === 'ConditionalCheckFailed') return undefined;
@@ -322,6 +319,79 @@ export class DynamoJobStore implements JobStore {
     delete finished.taskToken;
     delete finished.queuePosition;
     return finished;
+  }
+
+  async requeueJob(job: Job, change: RequeueChange): Promise<Job | undefined> {
+    const held = job.heldGpus ?? 0;
+    const queued: Job = { ...job, state: JobState.WAITING, stateReason: change.stateReason, retryAt: change.retryAt, launchAttempt: change.launchAttempt };
+    for (const key of ['heldGpus', 'taskToken', 'instanceIds', 'devices', 'admittedAt', 'outcome', 'verdict', 'nodeExits'] as const) delete queued[key];
+    try {
+      await this.transact([
+        {
+          Update: {
+            TableName: this.tables.jobs,
+            Key: { id: job.id },
+            // Back into the queue index under its original key: its place is decided by age, as before.
+            UpdateExpression:
+              'SET #state = :waiting, stateReason = :reason, retryAt = :retry, launchAttempt = :attempt, queuePool = :pool, queueKey = :qk ' +
+              'REMOVE heldGpus, taskToken, instanceIds, devices, admittedAt, outcome, verdict, exitedNodes',
+            ConditionExpression: '#state = :launching AND heldGpus = :held AND attribute_not_exists(outcome)',
+            ExpressionAttributeNames: { '#state': 'state' },
+            ExpressionAttributeValues: {
+              ':waiting': JobState.WAITING,
+              ':reason': change.stateReason,
+              ':retry': change.retryAt,
+              ':attempt': change.launchAttempt,
+              ':pool': job.pool,
+              ':qk': queueKey(job),
+              ':launching': JobState.LAUNCHING,
+              ':held': held,
+            },
+          },
+        },
+        ...this.releaseGpus(job, held),
+      ]);
+    } catch (error) {
+      if (cancellationCodes(error)?.[0] === 'ConditionalCheckFailed') return undefined;
+      throw error;
+    }
+    return queued;
+  }
+
+  private releaseGpus(job: Job, held: number) {
+    return [this.release(this.tables.quotas, { project: job.project, resource: 'gpus' }, held), this.release(this.tables.pools, { name: job.pool }, held)];
+  }
+
+  private release(table: string, key: Record<string, string>, amount: number) {
+    return { Update: { TableName: table, Key: key, UpdateExpression: 'ADD used :minus, available :plus', ExpressionAttributeValues: { ':minus': -amount, ':plus': amount } } };
+  }
+
+  private readonly defaultedProjects = new Set<string>();
+
+  /**
+   * A project row without `hardLimit` is unlimited; with a deployment default it
+   * gets that limit the first time the project is seen. Rows that exist keep
+   * their usage (`available` = limit - used); rows with a limit are left alone.
+   */
+  async ensureDefaultQuotas(project: string, defaults: Partial<Record<QuotaResource, number>>): Promise<void> {
+    if (this.defaultedProjects.has(project)) return;
+    for (const [resource, limit] of Object.entries(defaults) as [QuotaResource, number | undefined][]) {
+      if (limit === undefined) continue;
+      try {
+        await this.doc.send(
+          new UpdateCommand({
+            TableName: this.tables.quotas,
+            Key: { project, resource },
+            UpdateExpression: 'SET hardLimit = :limit, available = :limit - if_not_exists(used, :zero), used = if_not_exists(used, :zero)',
+            ConditionExpression: 'attribute_not_exists(hardLimit)',
+            ExpressionAttributeValues: { ':limit': limit, ':zero': 0 },
+          }),
+        );
+      } catch (error) {
+        if (!isConditionFailure(error)) throw error;
+      }
+    }
+    this.defaultedProjects.add(project);
   }
 
   async deleteJob(id: string): Promise<boolean> {

@@ -10,9 +10,10 @@ import type { Deps } from '../../core/deps.js';
 import { ValidationError } from '../../core/errors.js';
 import { publicJob } from '../../core/job.js';
 import { deleteJob, getJob, listJobs, submitJob } from '../../core/jobs.js';
+import { readJobLogs } from '../../core/logs.js';
 import { listPools } from '../../core/pools.js';
 import { getQuota, listQuotas } from '../../core/quotas.js';
-import { ListJobsQuery, NAME_PATTERN, parse, QUOTA_RESOURCES, SubmitJobInput } from '../../core/schemas.js';
+import { JobLogsQuery, ListJobsQuery, NAME_PATTERN, parse, QUOTA_RESOURCES, SubmitJobInput } from '../../core/schemas.js';
 import { jobStats } from '../../core/stats.js';
 import { awsDeps } from '../aws-deps.js';
 import {
@@ -88,6 +89,13 @@ export function apiRoutes(deps: () => Deps, options: ApiOptions = {}): Route[] {
       method: 'GET',
       path: '/v1/jobs/{id}',
       handle: async ({ identity, params }) => json(200, publicJob(await getJob(deps(), identity, parse(JobParams, params).id))),
+    }),
+    route({
+      // `{ jobId, lines: [{ at?, message }] }`, oldest first: see JobLogsView in core/logs.ts.
+      method: 'GET',
+      path: '/v1/jobs/{id}/logs',
+      query: JobLogsQuery,
+      handle: async ({ identity, params, query }) => json(200, await readJobLogs(deps(), identity, parse(JobParams, params).id, query)),
     }),
     route({
       method: 'DELETE',

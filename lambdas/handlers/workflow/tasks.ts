@@ -6,7 +6,7 @@
 import middy from '@middy/core';
 import { z } from 'zod';
 import type { Deps } from '../../core/deps.js';
-import { admitStep, awaitOutcomeStep, checkComputeStep, drainStep, launchStep, releaseStep, startStep, stopStep } from '../../core/lifecycle.js';
+import { admitStep, awaitOutcomeStep, checkComputeStep, drainStep, launchStep, releaseStep, requeueStep, startStep, stopStep } from '../../core/lifecycle.js';
 import { parse } from '../../core/schemas.js';
 import { WorkflowTask } from '../../core/workflow.js';
 import { awsDeps } from '../aws-deps.js';
@@ -17,6 +17,7 @@ const stepError = z.object({ Error: z.string(), Cause: z.string().optional() }).
 export const TaskEvent = z.discriminatedUnion('task', [
   z.object({ task: z.literal(WorkflowTask.admit), jobId }),
   z.object({ task: z.literal(WorkflowTask.launch), jobId }),
+  z.object({ task: z.literal(WorkflowTask.requeue), jobId, error: stepError }),
   z.object({ task: z.literal(WorkflowTask.checkCompute), jobId, attempts: z.number().int().min(0) }),
   z.object({ task: z.literal(WorkflowTask.start), jobId }),
   z.object({ task: z.literal(WorkflowTask.awaitOutcome), jobId, taskToken: z.string().min(1), timeoutSeconds: z.number().optional() }),
@@ -33,6 +34,8 @@ export async function runTask(deps: Deps, raw: unknown): Promise<unknown> {
       return admitStep(deps, event.jobId);
     case 'launch':
       return launchStep(deps, event.jobId);
+    case 'requeue':
+      return requeueStep(deps, event.jobId, event.error);
     case 'checkCompute':
       return checkComputeStep(deps, event.jobId, event.attempts);
     case 'start':

@@ -1,0 +1,35 @@
+/**
+ * Reading a job's container output (`GET /v1/jobs/{id}/logs`). Where the output
+ * lives is the JobLogs adapter's business; who may read it is decided here.
+ */
+import type { Deps } from './deps.js';
+import { JobNotFound } from './errors.js';
+import { canAccessProject, type Identity } from './identity.js';
+import type { JobLogsQuery } from './schemas.js';
+import type { LogLine } from '../ports/job-logs.js';
+
+export const DEFAULT_LOG_TAIL = 1000;
+
+/**
+ * The response body of `GET /v1/jobs/{id}/logs?tail=N`:
+ *
+ *   { "jobId": "…", "lines": [{ "at": "2025-02-03T10:00:00.000Z", "message": "epoch 1 …" }, …] }
+ *
+ * `lines` are the last `tail` lines of output (default 1000, at most 10000),
+ * oldest first. `at` is present when the source records when a line was
+ * written (CloudWatch Logs does, the local log file does not). A job that has
+ * produced nothing yet, or never ran, has `lines: []`. An adapter may return
+ * fewer lines than asked when they would not fit in one response.
+ */
+export interface JobLogsView {
+  jobId: string;
+  lines: LogLine[];
+}
+
+export async function readJobLogs(deps: Deps, identity: Identity, id: string, query: JobLogsQuery): Promise<JobLogsView> {
+  const job = await deps.store.getJob(id);
+  // Same rule as getJob: another project's job does not exist for the caller.
+  if (!job || !canAccessProject(identity, job.project)) throw new JobNotFound(id);
+  const { lines } = await deps.logs.read(job, { tail: query.tail ?? DEFAULT_LOG_TAIL });
+  return { jobId: job.id, lines };
+}
