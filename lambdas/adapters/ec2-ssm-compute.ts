@@ -86,7 +86,7 @@ export const DEFAULT_INSTANCE_SCRATCH_DIR = '/var/lib/flare/scratch';
 export const DEFAULT_AGENT_TIMEOUT_SECONDS = 600;
 export const DEFAULT_ROOT_DEVICE_NAME = '/dev/sda1';
 export const DEFAULT_MASTER_PORT = 29500;
-/** SendCommand targets at most 50 instances. */
+/** Instances per job; each gets its own SendCommand, and 50 is also what one SendCommand may target. */
 export const MAX_NODES_PER_JOB = 50;
 /** TerminateInstances takes up to 1000 ids; AWS recommends smaller batches. */
 export const TERMINATE_BATCH_SIZE = 100;

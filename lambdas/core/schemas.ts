@@ -135,6 +135,8 @@ export const LocalConfig = z
     templates: z.array(TemplateSpec).default([]),
     compute: z.strictObject({ driver: z.enum(['auto', 'docker', 'process']).default('auto') }).default({ driver: 'auto' }),
     notifications: z.array(NotificationSpec).default([]),
+    /** Seconds between reconciler runs (orphans, stuck jobs, usage drift, drain); the local twin of the scheduled Lambda. */
+    reconcileSeconds: z.number().int().min(5).max(3600).default(60),
   })
   .superRefine((config, ctx) => {
     const pools = new Set(config.pools.map((p) => p.name));

@@ -12,6 +12,7 @@ import { DynamoCatalog, DynamoJobStore } from '../adapters/dynamo/dynamo-job-sto
 import { newJobId } from '../adapters/ids.js';
 import { LocalCompute } from '../adapters/local-compute.js';
 import { LocalEventBus } from '../adapters/local-event-bus.js';
+import { LocalJobLogs } from '../adapters/local-job-logs.js';
 import { WebhookNotifier } from '../adapters/webhook-notifier.js';
 import type { Deps, Logger } from '../core/deps.js';
 import { localCompletion } from './completion.js';
@@ -95,7 +96,7 @@ async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: 
   stack.push(() => compute.close());
   const workflows = new LocalWorkflows((event) => runTask(deps, event), log);
   stack.push(() => workflows.close());
-  deps = { store, catalog, compute, workflows, events, log, now: () => new Date(), newId: newJobId };
+  deps = { store, catalog, compute, workflows, events, logs: new LocalJobLogs((id) => compute.logPath(id)), log, now: () => new Date(), newId: newJobId };
 
   await recover(deps, compute, workflows, config);
 

@@ -143,8 +143,6 @@ describe('GET /v1/jobs/{id}/logs on the local control plane', () => {
     });
     plane = await startControlPlane(config, { inMemory: true, log: quietLog, compute: { pollMs: 100, stopGraceMs: 1000 } });
     wired = plane.deps.logs;
-    // Until control-plane.ts wires LocalJobLogs the route tests still run on the same adapter; the wiring test says what is missing.
-    plane.deps.logs ??= new LocalJobLogs((id) => plane.compute.logPath(id));
   });
 
   after(async () => {

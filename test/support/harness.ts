@@ -11,6 +11,7 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoCatalog, DynamoJobStore } from '../../lambdas/adapters/dynamo/dynamo-job-store.js';
 import { newJobId } from '../../lambdas/adapters/ids.js';
 import { LocalCompute } from '../../lambdas/adapters/local-compute.js';
+import { LocalJobLogs } from '../../lambdas/adapters/local-job-logs.js';
 import type { Deps, Logger, Policy } from '../../lambdas/core/deps.js';
 import { localCompletion } from '../../lambdas/local/completion.js';
 import type { Job } from '../../lambdas/core/job.js';
@@ -94,7 +95,7 @@ export async function world(dynamo: Dynamo, setup: { pools: Array<{ name: string
     ...localCompletion(() => deps),
   });
   const workflows = new LocalWorkflows((event) => runTask(deps, event), quietLog);
-  deps = { store, catalog, compute: setup.wrapCompute ? setup.wrapCompute(compute) : compute, workflows, events, log: quietLog, now: () => new Date(), newId: newJobId, ...(setup.policy ? { policy: setup.policy } : {}) };
+  deps = { store, catalog, compute: setup.wrapCompute ? setup.wrapCompute(compute) : compute, workflows, events, logs: new LocalJobLogs((id) => compute.logPath(id)), log: quietLog, now: () => new Date(), newId: newJobId, ...(setup.policy ? { policy: setup.policy } : {}) };
   return {
     deps,
     store,

@@ -661,12 +661,15 @@ describe('Ec2SsmCompute event lookups', () => {
 
   test('jobOfInstance is undefined for instances Flare did not launch or EC2 no longer knows', async () => {
     const compute = new Ec2SsmCompute(PROPS);
-    ec2Mock.on(DescribeInstancesCommand).resolvesOnce({ Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'flare:job', Value: 'j-abc' }] }] }] });
-    assert.equal(await compute.jobOfInstance('i-1'), undefined);
-    ec2Mock.on(DescribeInstancesCommand).resolvesOnce({ Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'managed-by', Value: 'flare' }] }] }] });
-    assert.equal(await compute.jobOfInstance('i-1'), undefined);
-    ec2Mock.on(DescribeInstancesCommand).rejectsOnce(ec2Error('InvalidInstanceID.NotFound'));
-    assert.equal(await compute.jobOfInstance('i-1'), undefined);
+    ec2Mock
+      .on(DescribeInstancesCommand)
+      .resolvesOnce({ Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'flare:job', Value: 'j-abc' }] }] }] })
+      .resolvesOnce({ Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'managed-by', Value: 'flare' }] }] }] })
+      .resolvesOnce({ Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'managed-by', Value: 'someone-else' }, { Key: 'flare:job', Value: 'j-abc' }] }] }] })
+      .rejectsOnce(ec2Error('InvalidInstanceID.NotFound'));
+
+    for (let i = 0; i < 4; i++) assert.equal(await compute.jobOfInstance('i-1'), undefined);
+    assert.equal(ec2Mock.commandCalls(DescribeInstancesCommand).length, 4);
   });
 
   test('jobOfInstance throws other errors', async () => {

@@ -80,6 +80,15 @@ class MemoryStore implements JobStore {
     job.outcome = outcome;
     return clone(job);
   }
+  async recordNodeExit(): Promise<Job | undefined> {
+    return assert.fail('the API does not record node exits');
+  }
+  async requeueJob(): Promise<Job | undefined> {
+    return assert.fail('the API does not requeue');
+  }
+  async ensureDefaultQuotas(): Promise<void> {
+    return assert.fail('no deployment defaults in these tests');
+  }
   async setTaskToken(id: string, token: string) {
     return this.updateJob(id, [JobState.RUNNING], { taskToken: token });
   }
@@ -198,12 +207,15 @@ function world(): World {
       isReady: () => assert.fail('the API does not launch'),
       start: () => assert.fail('the API does not launch'),
       stop: () => assert.fail('the API does not launch'),
+      listManaged: () => assert.fail('the API does not reconcile'),
+      terminate: () => assert.fail('the API does not reconcile'),
     },
     workflows: {
       start: async (name) => void started.push(name),
       sendTaskSuccess: async () => undefined,
+      runningJobIds: () => assert.fail('the API does not reconcile'),
     },
-    events: { publish: async (event) => void published.push(event) },
+    events: { publish: async (event) => void published.push(event), publishOperatorEvent: async () => assert.fail('the API raises no operator events') },
     logs: {
       read: async (job, options) => {
         logReads.push({ jobId: job.id, tail: options.tail });

@@ -582,7 +582,7 @@ function toItem(job: Job): Item {
   return item;
 }
 
-function fromItem(item: Item): Job {
+export function fromItem(item: Item): Job {
   const job = { ...item };
   for (const key of INDEX_ATTRIBUTES) delete job[key];
   if (job.exitedNodes instanceof Set) {

@@ -148,7 +148,15 @@ export function createApiHandler(deps: () => Deps, options: ApiOptions = {}) {
 
 export type ApiHandler = (event: APIGatewayProxyEventV2WithJWTAuthorizer, context: ApiContext) => Promise<APIGatewayProxyStructuredResultV2>;
 
-export const handler: ApiHandler = createApiHandler(awsDeps);
+export const handler: ApiHandler = createApiHandler(awsDeps, claimsOptionsFromEnv());
+
+/** The deployment's claim names (CDK sets them from flare:authGroupsClaim and flare:adminGroup). */
+function claimsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ApiOptions, 'adminGroup' | 'groupsClaim'> {
+  return {
+    ...(env.AUTH_ADMIN_GROUP ? { adminGroup: env.AUTH_ADMIN_GROUP } : {}),
+    ...(env.AUTH_GROUPS_CLAIM ? { groupsClaim: env.AUTH_GROUPS_CLAIM } : {}),
+  };
+}
 
 function idempotencyKey(event: ApiEvent): string | undefined {
   const entry = Object.entries(event.headers ?? {}).find(([name]) => name.toLowerCase() === 'idempotency-key');

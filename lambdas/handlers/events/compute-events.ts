@@ -1,0 +1,91 @@
+/**
+ * The compute events Lambda: EventBridge hands it SSM command status changes
+ * (a node's container exited) and EC2 instance state changes (an instance went
+ * away). Thin: validate the event, find the job it concerns, report it to core,
+ * which records it once and ends the workflow's Run wait. Reports that no
+ * longer concern a running job (our own Stop, an earlier attempt) change
+ * nothing there. An event of another shape is thrown, never dropped: it is
+ * retried and then lands where the rule sends failures.
+ */
+import middy from '@middy/core';
+import { z } from 'zod';
+import type { Ec2SsmCompute } from '../../adapters/ec2-ssm-compute.js';
+import { reportInstanceLost, reportNodeExit } from '../../core/completion.js';
+import type { Deps } from '../../core/deps.js';
+import { FlareError } from '../../core/errors.js';
+import { parse } from '../../core/schemas.js';
+import { awsCompute, awsDeps } from '../aws-deps.js';
+
+/** What this handler asks of the compute adapter. */
+export type ComputeEventLookups = Pick<Ec2SsmCompute, 'commandOutcome' | 'jobOfInstance'>;
+
+export const COMMAND_STATUS_CHANGE = 'EC2 Command Invocation Status-change Notification';
+export const INSTANCE_STATE_CHANGE = 'EC2 Instance State-change Notification';
+
+/** The invocation is over: the script exited (with the container's code) or never could run. */
+const COMMAND_ENDED = ['Success', 'Failed'];
+/** SSM has not settled the invocation the event announced; asking again later will see it. */
+const COMMAND_UNSETTLED = ['Pending', 'InProgress', 'Delayed', 'Cancelling'];
+/** The instance is gone or going; a stopped GPU instance runs nothing, and Flare never restarts one. */
+export const LOST_INSTANCE_STATES = ['shutting-down', 'terminated', 'stopping', 'stopped'] as const;
+
+const instanceId = z.string().regex(/^i-[0-9a-f]{8,17}$/, 'must be an EC2 instance id');
+
+export const CommandStatusEvent = z.object({
+  source: z.literal('aws.ssm'),
+  'detail-type': z.literal(COMMAND_STATUS_CHANGE),
+  detail: z.object({
+    'command-id': z.string().regex(/^[0-9a-f-]{36}$/, 'must be an SSM command id'),
+    'instance-id': instanceId,
+    'document-name': z.string().min(1),
+    status: z.string().min(1),
+  }),
+});
+
+export const InstanceStateEvent = z.object({
+  source: z.literal('aws.ec2'),
+  'detail-type': z.literal(INSTANCE_STATE_CHANGE),
+  detail: z.object({
+    'instance-id': instanceId,
+    state: z.enum(['pending', 'running', ...LOST_INSTANCE_STATES]),
+  }),
+});
+
+export const ComputeEvent = z.discriminatedUnion('detail-type', [CommandStatusEvent, InstanceStateEvent], {
+  error: `must be '${COMMAND_STATUS_CHANGE}' (source aws.ssm) or '${INSTANCE_STATE_CHANGE}' (source aws.ec2)`,
+});
+export type ComputeEvent = z.infer<typeof ComputeEvent>;
+
+/** GetCommandInvocation still shows the invocation running although the event said it ended: retry the event. */
+export class CommandNotSettled extends FlareError {}
+
+export async function handleComputeEvent(deps: Deps, lookups: ComputeEventLookups, raw: unknown): Promise<void> {
+  const event = parse(ComputeEvent, raw);
+  if (event['detail-type'] === COMMAND_STATUS_CHANGE) {
+    const { 'command-id': commandId, 'instance-id': instanceId, status } = event.detail;
+    if (!COMMAND_ENDED.includes(status)) {
+      // The container runs detached: a timed-out or cancelled command says nothing about it; the live timeout rules.
+      deps.log.info('ignored command status', { commandId, instanceId, status });
+      return;
+    }
+    const outcome = await lookups.commandOutcome(commandId, instanceId);
+    if (!outcome) return deps.log.info("ignored a command that is not Flare's", { commandId, instanceId });
+    if (COMMAND_UNSETTLED.includes(outcome.status)) throw new CommandNotSettled(`command ${commandId} on ${instanceId} is ${outcome.status}, not ${status} yet`);
+    if (!COMMAND_ENDED.includes(outcome.status)) return deps.log.info('ignored command status', { commandId, instanceId, status: outcome.status });
+    if (outcome.exitCode !== undefined) return reportNodeExit(deps, outcome.jobId, instanceId, outcome.exitCode);
+    const how = outcome.statusDetails && outcome.statusDetails !== outcome.status ? `${outcome.status} (${outcome.statusDetails})` : outcome.status;
+    return reportInstanceLost(deps, outcome.jobId, instanceId, `SSM command ${commandId} on ${instanceId} ended ${how} without an exit code`);
+  }
+
+  const { 'instance-id': instanceId, state } = event.detail;
+  if (!(LOST_INSTANCE_STATES as readonly string[]).includes(state)) return deps.log.info('ignored instance state', { instanceId, state });
+  const jobId = await lookups.jobOfInstance(instanceId);
+  if (!jobId) return deps.log.info('ignored an instance that is not Flare\'s', { instanceId, state });
+  return reportInstanceLost(deps, jobId, instanceId, `instance ${instanceId} is ${state}`);
+}
+
+export function createComputeEventsHandler(deps: () => Deps, compute: () => ComputeEventLookups) {
+  return middy<unknown, void>().handler((event) => handleComputeEvent(deps(), compute(), event));
+}
+
+export const handler = createComputeEventsHandler(awsDeps, awsCompute);

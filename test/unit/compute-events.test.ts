@@ -1,0 +1,324 @@
+/**
+ * The compute events handler against real job records (DynamoDB Local through
+ * the harness) and the real EC2+SSM adapter over aws-sdk-client-mock, fed
+ * EventBridge events shaped like the ones AWS sends (test/fixtures/events).
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { DescribeInstancesCommand, EC2Client, EC2ServiceException } from '@aws-sdk/client-ec2';
+import { GetCommandInvocationCommand, SSMClient } from '@aws-sdk/client-ssm';
+import type { Context } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import { Ec2SsmCompute } from '../../lambdas/adapters/ec2-ssm-compute.js';
+import { newJobId } from '../../lambdas/adapters/ids.js';
+import type { Deps } from '../../lambdas/core/deps.js';
+import { ValidationError } from '../../lambdas/core/errors.js';
+import { JobState, type Job } from '../../lambdas/core/job.js';
+import { CommandNotSettled, createComputeEventsHandler } from '../../lambdas/handlers/events/compute-events.js';
+import { IMAGE, startDynamo, world, type Dynamo, type World } from '../support/harness.js';
+
+const ec2 = new EC2Client({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+const ssm = new SSMClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+const ec2Mock = mockClient(ec2);
+const ssmMock = mockClient(ssm);
+const compute = new Ec2SsmCompute({ ec2, ssm, launchTemplateId: 'lt-0123456789abcdef0', subnetIds: ['subnet-a'], pools: { local: { instanceTypes: ['g5.xlarge'], memory: '14g' } } });
+
+/** The instance and command the fixtures name. */
+const I1 = 'i-0abc1234def567890';
+const I2 = 'i-0abc1234def567891';
+const COMMAND = 'e8d3c0e4-71f7-4491-898f-c9b35bee5f3b';
+
+type Fixture =
+  | 'aws-ssm-command-invocation-success'
+  | 'aws-ssm-command-invocation-failed'
+  | 'aws-ssm-command-invocation-timed-out'
+  | 'aws-ec2-instance-terminated'
+  | 'aws-ec2-instance-stopping'
+  | 'aws-ec2-instance-running';
+
+/** An EventBridge envelope as read from a fixture; tests change or remove fields before delivering it. */
+interface FixtureEvent {
+  source: string;
+  'detail-type': string;
+  resources: string[];
+  detail?: Record<string, unknown>;
+  [key: string]: unknown;
+}
+
+function fixture(name: Fixture, detail: Record<string, string> = {}): FixtureEvent {
+  const event = JSON.parse(readFileSync(new URL(`../fixtures/events/${name}.json`, import.meta.url), 'utf8'));
+  event.detail = { ...event.detail, ...detail };
+  if (detail['instance-id']) event.resources = [`arn:aws:ec2:eu-west-1:123456789012:instance/${detail['instance-id']}`];
+  return event;
+}
+
+function ec2Error(code: string): EC2ServiceException {
+  return new EC2ServiceException({ name: code, $fault: 'client', $metadata: { httpStatusCode: 400 }, message: `${code} (mocked)` });
+}
+
+let dynamo: Dynamo;
+let w: World;
+let deps: Deps;
+/** The workflow's Run wait, as the handler ends it. */
+let ended: Array<{ token: string; output: unknown }>;
+const handler = createComputeEventsHandler(
+  () => deps,
+  () => compute,
+);
+
+async function deliver(event: unknown): Promise<void> {
+  await handler(event, {} as Context);
+}
+
+before(async () => {
+  dynamo = await startDynamo();
+  w = await world(dynamo, { pools: [{ name: 'local', gpus: 64 }] });
+  deps = {
+    ...w.deps,
+    workflows: {
+      start: async () => undefined,
+      sendTaskSuccess: async (token, output) => {
+        ended.push({ token, output });
+      },
+      runningJobIds: async () => new Set<string>(),
+    },
+  };
+});
+
+after(async () => {
+  await w?.close();
+  await dynamo?.local.stop();
+});
+
+beforeEach(() => {
+  ec2Mock.reset();
+  ssmMock.reset();
+  ended = [];
+});
+
+/** A job admitted and running on `instanceIds`, waiting in Run with token `token-<id>`. */
+async function runningJob(instanceIds: string[]): Promise<Job> {
+  const now = new Date();
+  const job: Job = {
+    id: newJobId(),
+    name: 'train',
+    project: 'vision',
+    owner: 'alice',
+    template: 'train',
+    pool: 'local',
+    image: `${IMAGE.reference}@${IMAGE.digest}`,
+    command: ['true'],
+    env: {},
+    gpus: 1,
+    nodeCount: instanceIds.length,
+    liveTimeoutMinutes: 60,
+    state: JobState.PENDING,
+    createdAt: now.toISOString(),
+  };
+  await w.store.createJob(job);
+  assert.ok((await w.store.admit(job, now.toISOString())).admitted);
+  await w.store.updateJob(job.id, [JobState.LAUNCHING], {
+    state: JobState.RUNNING,
+    instanceIds,
+    startedAt: now.toISOString(),
+    expiresAt: new Date(now.getTime() + 3_600_000).toISOString(),
+  });
+  return w.store.setTaskToken(job.id, `token-${job.id}`);
+}
+
+function invocation(jobId: string, instanceId: string, result: { Status: string; StatusDetails?: string; ResponseCode: number }) {
+  ssmMock
+    .on(GetCommandInvocationCommand, { CommandId: COMMAND, InstanceId: instanceId })
+    .resolves({ CommandId: COMMAND, InstanceId: instanceId, Comment: `flare:job=${jobId}`, DocumentName: 'AWS-RunShellScript', ...result } as never);
+}
+
+function flareInstance(jobId: string, instanceId = I1) {
+  ec2Mock.on(DescribeInstancesCommand, { InstanceIds: [instanceId] }).resolves({
+    Reservations: [{ Instances: [{ InstanceId: instanceId, State: { Name: 'terminated' }, Tags: [{ Key: 'managed-by', Value: 'flare' }, { Key: 'flare:job', Value: jobId }] }] }],
+  });
+}
+
+async function assertUnchanged(job: Job, act: () => Promise<void>): Promise<void> {
+  const before = await w.store.getJob(job.id);
+  await act();
+  assert.deepEqual(await w.store.getJob(job.id), before);
+  assert.deepEqual(ended, []);
+}
+
+describe('SSM command status events', () => {
+  test('a successful command records exit 0 and ends the Run wait', async () => {
+    const job = await runningJob([I1]);
+    invocation(job.id, I1, { Status: 'Success', StatusDetails: 'Success', ResponseCode: 0 });
+
+    await deliver(fixture('aws-ssm-command-invocation-success'));
+
+    assert.deepEqual(ssmMock.commandCalls(GetCommandInvocationCommand)[0].args[0].input, { CommandId: COMMAND, InstanceId: I1 });
+    const stored = await w.store.getJob(job.id);
+    assert.deepEqual(stored?.outcome, { kind: 'exited', exitCode: 0 });
+    assert.deepEqual(ended, [{ token: `token-${job.id}`, output: { outcome: { kind: 'exited', exitCode: 0 } } }]);
+  });
+
+  test("a failed command records the container's exit code", async () => {
+    const job = await runningJob([I1]);
+    invocation(job.id, I1, { Status: 'Failed', StatusDetails: 'Failed', ResponseCode: 3 });
+
+    await deliver(fixture('aws-ssm-command-invocation-failed'));
+
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 3 });
+    assert.equal(ended.length, 1);
+  });
+
+  test('a failed command that never ran (ResponseCode -1) is a lost instance, with the command status as reason', async () => {
+    const job = await runningJob([I1]);
+    invocation(job.id, I1, { Status: 'Failed', StatusDetails: 'Undeliverable', ResponseCode: -1 });
+
+    await deliver(fixture('aws-ssm-command-invocation-failed'));
+
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, {
+      kind: 'lost',
+      reason: `SSM command ${COMMAND} on ${I1} ended Failed (Undeliverable) without an exit code`,
+    });
+    assert.equal(ended.length, 1);
+  });
+
+  test('multi-node: one node succeeding is recorded; the job ends when the last one has', async () => {
+    const job = await runningJob([I1, I2]);
+    invocation(job.id, I1, { Status: 'Success', ResponseCode: 0 });
+    invocation(job.id, I2, { Status: 'Success', ResponseCode: 0 });
+
+    await deliver(fixture('aws-ssm-command-invocation-success'));
+    const halfway = await w.store.getJob(job.id);
+    assert.deepEqual(halfway?.nodeExits, { [I1]: 0 });
+    assert.equal(halfway?.outcome, undefined);
+    assert.deepEqual(ended, []);
+
+    await deliver(fixture('aws-ssm-command-invocation-success', { 'instance-id': I2 }));
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 0 });
+    assert.equal(ended.length, 1);
+  });
+
+  test('multi-node: the first node to fail ends the job with its code', async () => {
+    const job = await runningJob([I1, I2]);
+    invocation(job.id, I2, { Status: 'Failed', ResponseCode: 137 });
+
+    await deliver(fixture('aws-ssm-command-invocation-failed', { 'instance-id': I2 }));
+
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 137 });
+  });
+
+  test('a timed-out command is ignored without a lookup: the container runs detached and the live timeout rules', async () => {
+    const job = await runningJob([I1]);
+    await assertUnchanged(job, () => deliver(fixture('aws-ssm-command-invocation-timed-out')));
+    assert.equal(ssmMock.commandCalls(GetCommandInvocationCommand).length, 0);
+  });
+
+  test("a command that is not Flare's changes nothing", async () => {
+    const job = await runningJob([I1]);
+    ssmMock.on(GetCommandInvocationCommand).resolves({ CommandId: COMMAND, InstanceId: I1, Comment: 'patch baseline', Status: 'Success', ResponseCode: 0 });
+    await assertUnchanged(job, () => deliver(fixture('aws-ssm-command-invocation-success')));
+  });
+
+  test('a report from an instance the job does not hold (an earlier attempt) changes nothing', async () => {
+    const job = await runningJob([I2]);
+    invocation(job.id, I1, { Status: 'Failed', ResponseCode: 1 });
+    await assertUnchanged(job, () => deliver(fixture('aws-ssm-command-invocation-failed')));
+  });
+
+  test('a report for a job already stopping changes nothing', async () => {
+    const job = await runningJob([I1]);
+    await w.store.updateJob(job.id, [JobState.RUNNING], { state: JobState.STOPPING });
+    invocation(job.id, I1, { Status: 'Failed', ResponseCode: 1 });
+    await assertUnchanged(job, () => deliver(fixture('aws-ssm-command-invocation-failed')));
+  });
+
+  test('a duplicate delivery records the first outcome only', async () => {
+    const job = await runningJob([I1]);
+    invocation(job.id, I1, { Status: 'Failed', ResponseCode: 2 });
+    await deliver(fixture('aws-ssm-command-invocation-failed'));
+    await deliver(fixture('aws-ssm-command-invocation-failed'));
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 2 });
+    assert.equal(ended.length, 1);
+  });
+
+  test('an invocation SSM still shows running is thrown, so the event is retried, and changes nothing', async () => {
+    const job = await runningJob([I1]);
+    invocation(job.id, I1, { Status: 'InProgress', ResponseCode: -1 });
+    await assertUnchanged(job, () => assert.rejects(deliver(fixture('aws-ssm-command-invocation-success')), CommandNotSettled));
+  });
+});
+
+describe('EC2 instance state events', () => {
+  for (const state of ['shutting-down', 'terminated', 'stopping', 'stopped']) {
+    test(`an instance ${state} under a running job is a lost instance`, async () => {
+      const job = await runningJob([I1]);
+      flareInstance(job.id);
+
+      await deliver(fixture('aws-ec2-instance-terminated', { state }));
+
+      assert.deepEqual(ec2Mock.commandCalls(DescribeInstancesCommand)[0].args[0].input, { InstanceIds: [I1], NextToken: undefined });
+      assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'lost', reason: `instance ${I1} is ${state}` });
+      assert.equal(ended.length, 1);
+    });
+  }
+
+  test('the stopping fixture loses one node of a multi-node job', async () => {
+    const job = await runningJob([I2, I1]);
+    flareInstance(job.id);
+    await deliver(fixture('aws-ec2-instance-stopping'));
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'lost', reason: `instance ${I1} is stopping` });
+  });
+
+  test('a running instance is ignored without a lookup', async () => {
+    const job = await runningJob([I1]);
+    await assertUnchanged(job, () => deliver(fixture('aws-ec2-instance-running')));
+    assert.equal(ec2Mock.commandCalls(DescribeInstancesCommand).length, 0);
+  });
+
+  test('the termination of a job already stopping (Flare\'s own Stop) changes nothing', async () => {
+    const job = await runningJob([I1]);
+    await w.store.updateJob(job.id, [JobState.RUNNING], { state: JobState.STOPPING });
+    flareInstance(job.id);
+    await assertUnchanged(job, () => deliver(fixture('aws-ec2-instance-terminated')));
+  });
+
+  test('an instance the job does not hold changes nothing', async () => {
+    const job = await runningJob([I2]);
+    flareInstance(job.id);
+    await assertUnchanged(job, () => deliver(fixture('aws-ec2-instance-terminated')));
+  });
+
+  test("an instance Flare did not launch, or EC2 no longer knows, changes nothing", async () => {
+    const job = await runningJob([I1]);
+    ec2Mock
+      .on(DescribeInstancesCommand)
+      .resolvesOnce({ Reservations: [{ Instances: [{ InstanceId: I1, Tags: [{ Key: 'flare:job', Value: job.id }] }] }] })
+      .rejectsOnce(ec2Error('InvalidInstanceID.NotFound'));
+    await assertUnchanged(job, async () => {
+      await deliver(fixture('aws-ec2-instance-terminated'));
+      await deliver(fixture('aws-ec2-instance-terminated'));
+    });
+  });
+});
+
+describe('events of another shape', () => {
+  for (const [what, event, field] of [
+    ['a missing instance id', () => { const e = fixture('aws-ec2-instance-terminated'); delete e.detail!['instance-id']; return e; }, 'detail.instance-id'],
+    ['an unknown instance state', () => fixture('aws-ec2-instance-terminated', { state: 'exploded' }), 'detail.state'],
+    ['an instance id that is not one', () => fixture('aws-ec2-instance-terminated', { 'instance-id': 'i-../../etc' }), 'detail.instance-id'],
+    ['a command id that is not one', () => fixture('aws-ssm-command-invocation-success', { 'command-id': '$(id)' }), 'detail.command-id'],
+    ['a missing command status', () => { const e = fixture('aws-ssm-command-invocation-success'); delete e.detail!.status; return e; }, 'detail.status'],
+    ['an unexpected detail-type', () => ({ ...fixture('aws-ec2-instance-terminated'), 'detail-type': 'EC2 Spot Instance Interruption Warning' }), 'detail-type'],
+    ['an SSM detail-type from another source', () => ({ ...fixture('aws-ssm-command-invocation-success'), source: 'flare' }), 'source'],
+    ['no detail', () => { const e = fixture('aws-ec2-instance-terminated'); delete e.detail; return e; }, 'detail'],
+  ] as const) {
+    test(`${what} is thrown as a validation error naming ${field}, and nothing is looked up`, async () => {
+      await assert.rejects(deliver(event()), (error: unknown) => {
+        assert.ok(error instanceof ValidationError, String(error));
+        assert.ok(error.details.some((d) => d.field === field), JSON.stringify(error.details));
+        return true;
+      });
+      assert.equal(ec2Mock.calls().length + ssmMock.calls().length, 0);
+    });
+  }
+});
