@@ -55,7 +55,9 @@ function recordingLog() {
   return { log, entries };
 }
 
+/** One id per transition, as core gives them: the same job, state and previous state is the same event. */
 const change = (over: Partial<JobStateChange> = {}): JobStateChange => ({
+  eventId: `e|${over.jobId ?? 'j-0001'}|${over.previousState ?? 'RUNNING'}|${over.state ?? 'STOPPING'}`,
   jobId: 'j-0001',
   name: 'train',
   project: 'vision',
@@ -176,6 +178,14 @@ describe('WebhookNotifier', () => {
     assert.equal(receiver.received.length, 1);
     await notifier.notify(change({ state: 'SUCCEEDED', previousState: 'STOPPING' }));
     assert.equal(receiver.received.length, 2);
+  });
+
+  it('knows an event by its id: a second copy published at another time is not posted again', async () => {
+    const { log } = recordingLog();
+    const notifier = new WebhookNotifier([slack('/by-id')], log, FAST);
+    await notifier.notify(change({ at: '2025-02-03T10:00:00.000Z' }));
+    await notifier.notify(change({ at: '2025-02-03T10:00:01.000Z' }));
+    assert.equal(receiver.received.length, 1);
   });
 
   it('tries a redelivered event again when its first delivery failed', async () => {

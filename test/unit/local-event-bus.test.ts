@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { LocalEventBus } from '../../lambdas/adapters/local-event-bus.js';
 import type { Logger } from '../../lambdas/core/deps.js';
-import type { JobStateChange } from '../../lambdas/ports/events.js';
+import type { JobStateChange, OperatorEvent } from '../../lambdas/ports/events.js';
 
-const event: JobStateChange = { jobId: 'j-1', name: 'train', project: 'vision', owner: 'alice', pool: 'local', gpus: 1, previousState: null, state: 'PENDING', at: '2025-02-03T10:00:00.000Z' };
+const event: JobStateChange = { eventId: 'e-1', jobId: 'j-1', name: 'train', project: 'vision', owner: 'alice', pool: 'local', gpus: 1, previousState: null, state: 'PENDING', at: '2025-02-03T10:00:00.000Z' };
 
 function recordingLog() {
   const errors: Array<{ message: string; data?: Record<string, unknown> }> = [];
@@ -72,5 +72,29 @@ describe('LocalEventBus', () => {
     unsubscribe();
     await bus.publish(event);
     assert.equal(calls, 1);
+  });
+
+  it('delivers operator events to their own subscribers only', async () => {
+    const bus = new LocalEventBus(recordingLog().log);
+    const operator: OperatorEvent = { eventId: 'o-1', kind: 'orphan-terminated', subject: 'i-0abc', reason: 'no live job', at: '2025-02-03T10:00:00.000Z' };
+    const changes: JobStateChange[] = [];
+    const operatorEvents: OperatorEvent[] = [];
+    bus.subscribe((e) => void changes.push(e));
+    bus.subscribeOperatorEvents((e) => void operatorEvents.push(e));
+    await bus.publishOperatorEvent(operator);
+    await bus.publish(event);
+    assert.deepEqual(operatorEvents, [operator]);
+    assert.deepEqual(changes, [event]);
+  });
+
+  it('isolates and logs a failing operator subscriber', async () => {
+    const { log, errors } = recordingLog();
+    const bus = new LocalEventBus(log);
+    bus.subscribeOperatorEvents(async () => {
+      throw new Error('pager down');
+    });
+    await bus.publishOperatorEvent({ eventId: 'o-2', kind: 'vcpu-limit', subject: 'a10g', reason: 'account limit reached', at: '2025-02-03T10:00:00.000Z' });
+    await bus.idle();
+    assert.deepEqual(errors, [{ message: 'event subscriber failed', data: { kind: 'vcpu-limit', subject: 'a10g', error: 'Error: pager down' } }]);
   });
 });

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { escapeSlack, formatNotification, formatSlack, formatTeams, matchesRoute } from '../../lambdas/core/notification.js';
+import type { Logger } from '../../lambdas/core/deps.js';
+import { ValidationError } from '../../lambdas/core/errors.js';
+import { escapeSlack, formatNotification, formatSlack, formatTeams, matchesRoute, notifyChannel, type DeliveryLedger, type NotificationChannel } from '../../lambdas/core/notification.js';
+import { LocalConfig, NotifyChannelSpec, parse } from '../../lambdas/core/schemas.js';
 import type { JobStateChange } from '../../lambdas/ports/events.js';
 
 const event = (over: Partial<JobStateChange> = {}): JobStateChange => ({
+  eventId: 'e-0001',
   jobId: 'j-0001',
   name: 'train resnet',
   project: 'vision',
@@ -100,5 +104,92 @@ describe('matchesRoute', () => {
     assert.equal(matchesRoute(route, event({ state: 'SUCCEEDED' })), true);
     assert.equal(matchesRoute(route, event({ state: 'SUCCEEDED', project: 'audio' })), false);
     assert.equal(matchesRoute(route, event({ state: 'FAILED' })), false);
+  });
+});
+
+/** A ledger in a Map that records what was asked of it. */
+class FakeLedger implements DeliveryLedger {
+  readonly state = new Map<string, 'claimed' | 'sent'>();
+  readonly calls: string[] = [];
+  async claim(key: string) {
+    this.calls.push(`claim ${key}`);
+    const current = this.state.get(key);
+    if (current) return current === 'sent' ? ('sent' as const) : ('busy' as const);
+    this.state.set(key, 'claimed');
+    return 'claimed' as const;
+  }
+  async markSent(key: string) {
+    this.calls.push(`sent ${key}`);
+    this.state.set(key, 'sent');
+  }
+  async release(key: string) {
+    this.calls.push(`release ${key}`);
+    this.state.delete(key);
+  }
+}
+
+const quiet: Logger = { info() {}, warn() {}, error() {} };
+
+describe('notifyChannel', () => {
+  const channel: NotificationChannel = { id: 'ml-alerts', type: 'slack', projects: ['vision'], states: ['FAILED'] };
+
+  it('posts a routed event once, however often it arrives', async () => {
+    const ledger = new FakeLedger();
+    const posted: string[] = [];
+    const deps = { ledger, log: quiet, post: async (c: NotificationChannel, e: JobStateChange) => void posted.push(`${c.id} ${e.eventId}`) };
+    assert.equal(await notifyChannel(deps, channel, event({ state: 'FAILED' })), 'posted');
+    assert.equal(await notifyChannel(deps, channel, event({ state: 'FAILED', at: '2025-02-03T10:00:07.000Z' })), 'already-sent');
+    assert.deepEqual(posted, ['ml-alerts e-0001']);
+    assert.deepEqual(ledger.calls, ['claim notify|ml-alerts|e-0001', 'sent notify|ml-alerts|e-0001', 'claim notify|ml-alerts|e-0001']);
+  });
+
+  it('does not touch the ledger for an event its route does not take', async () => {
+    const ledger = new FakeLedger();
+    const deps = { ledger, log: quiet, post: async () => assert.fail('posted') };
+    assert.equal(await notifyChannel(deps, channel, event({ state: 'SUCCEEDED' })), 'not-routed');
+    assert.equal(await notifyChannel(deps, channel, event({ state: 'FAILED', project: 'audio' })), 'not-routed');
+    assert.deepEqual(ledger.calls, []);
+  });
+
+  it('leaves a delivery in flight elsewhere alone', async () => {
+    const ledger = new FakeLedger();
+    ledger.state.set('notify|ml-alerts|e-0001', 'claimed');
+    const deps = { ledger, log: quiet, post: async () => assert.fail('posted') };
+    assert.equal(await notifyChannel(deps, channel, event({ state: 'FAILED' })), 'in-flight');
+  });
+
+  it('gives the claim up when the post fails, so a redelivery posts', async () => {
+    const ledger = new FakeLedger();
+    let fail = true;
+    const deps = {
+      ledger,
+      log: quiet,
+      post: async () => {
+        if (fail) throw new Error('webhook answered 500');
+      },
+    };
+    await assert.rejects(notifyChannel(deps, channel, event({ state: 'FAILED' })), /500/);
+    assert.equal(ledger.state.get('notify|ml-alerts|e-0001'), undefined);
+    fail = false;
+    assert.equal(await notifyChannel(deps, channel, event({ state: 'FAILED' })), 'posted');
+    assert.equal(ledger.state.get('notify|ml-alerts|e-0001'), 'sent');
+  });
+});
+
+describe('notification routes in configuration', () => {
+  it('the local config takes a states filter and refuses an unknown state', () => {
+    const config = parse(LocalConfig, { notifications: [{ type: 'teams', url: 'https://example.webhook.office.com/x', projects: ['vision'], states: ['FAILED', 'EXPIRED'] }] });
+    assert.deepEqual(config.notifications[0].states, ['FAILED', 'EXPIRED']);
+    assert.throws(
+      () => parse(LocalConfig, { notifications: [{ type: 'slack', url: 'https://hooks.example/x', states: ['DONE'] }] }),
+      (error: unknown) => error instanceof ValidationError && error.details.some((d) => d.field === 'notifications.0.states.0'),
+    );
+  });
+
+  it('an AWS channel names its secret by ARN, never by URL', () => {
+    const arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:flare/slack-ml-AbCdEf';
+    assert.deepEqual(parse(NotifyChannelSpec, { id: 'ml', type: 'slack', secretArn: arn, states: ['FAILED'] }), { id: 'ml', type: 'slack', secretArn: arn, states: ['FAILED'] });
+    assert.throws(() => parse(NotifyChannelSpec, { id: 'ml', type: 'slack', secretArn: 'https://hooks.slack.com/services/T/B/x' }), /secretArn/);
+    assert.throws(() => parse(NotifyChannelSpec, { id: 'ml', type: 'slack', secretArn: arn, url: 'https://hooks.slack.com/x' }), /url: unknown field/);
   });
 });

@@ -1,0 +1,102 @@
+/**
+ * The outbox on AWS: a Lambda on the jobs table's DynamoDB stream
+ * (NEW_AND_OLD_IMAGES, ReportBatchItemFailures). Every stored state change
+ * becomes a `Job State Change` on the bus, at least once and in stream order,
+ * whatever happened to the writer after its write.
+ *
+ * Publishing stops at the first event EventBridge does not take; the answer
+ * names that record's sequence number, so the stream checkpoints before it and
+ * retries from there (records after it may be published twice: consumers
+ * deduplicate on `eventId`).
+ */
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import middy from '@middy/core';
+import type { DynamoDBBatchResponse } from 'aws-lambda';
+import { z } from 'zod';
+import { consoleLogger } from '../../adapters/console-logger.js';
+import { fromItem } from '../../adapters/dynamo/dynamo-job-store.js';
+import { EventBridgePublisher, EventsNotPublished } from '../../adapters/eventbridge-publisher.js';
+import type { Logger } from '../../core/deps.js';
+import { stateChangeBetween } from '../../core/events.js';
+import { parse } from '../../core/schemas.js';
+import type { JobStateChange } from '../../ports/events.js';
+
+export const StreamPublisherEnv = z.object({ EVENT_BUS_NAME: z.string().min(1) });
+
+const Image = z.record(z.string(), z.unknown());
+/** The parts of a DynamoDB stream event this Lambda reads. */
+export const JobsStreamEvent = z.object({
+  Records: z.array(
+    z.object({
+      eventName: z.enum(['INSERT', 'MODIFY', 'REMOVE']),
+      dynamodb: z.object({
+        SequenceNumber: z.string().min(1),
+        /** Seconds since the epoch. */
+        ApproximateCreationDateTime: z.number().optional(),
+        OldImage: Image.optional(),
+        NewImage: Image.optional(),
+      }),
+    }),
+  ),
+});
+export type JobsStreamEvent = z.infer<typeof JobsStreamEvent>;
+
+export interface StreamPublisherDeps {
+  publisher: Pick<EventBridgePublisher, 'publishStateChanges'>;
+  log: Logger;
+  now(): Date;
+}
+
+export async function publishJobChanges(deps: StreamPublisherDeps, raw: unknown): Promise<DynamoDBBatchResponse> {
+  const { Records } = parse(JobsStreamEvent, raw, 'event');
+  const pending = Records.flatMap((record) => {
+    const change = changeOf(record, deps.now);
+    return change ? [{ sequenceNumber: record.dynamodb.SequenceNumber, change }] : [];
+  });
+  try {
+    await deps.publisher.publishStateChanges(pending.map((p) => p.change));
+    return { batchItemFailures: [] };
+  } catch (error) {
+    if (!(error instanceof EventsNotPublished)) throw error;
+    const first = pending[error.published]!;
+    deps.log.error('job state changes not published; the stream retries from the first', {
+      sequenceNumber: first.sequenceNumber,
+      jobId: first.change.jobId,
+      published: error.published,
+      total: pending.length,
+      error: error.message,
+    });
+    return { batchItemFailures: [{ itemIdentifier: first.sequenceNumber }] };
+  }
+}
+
+/** The state change a record stores, if any: a removed job or a write that kept the state announces nothing. */
+function changeOf(record: JobsStreamEvent['Records'][number], now: () => Date): JobStateChange | undefined {
+  if (record.eventName === 'REMOVE') return undefined;
+  const { OldImage, NewImage, ApproximateCreationDateTime } = record.dynamodb;
+  const at = ApproximateCreationDateTime === undefined ? now() : new Date(ApproximateCreationDateTime * 1000);
+  return stateChangeBetween(OldImage && jobOf(OldImage), NewImage && jobOf(NewImage), at.toISOString());
+}
+
+/** A stream image is the item in DynamoDB JSON; the store's own conversion drops its index attributes. */
+function jobOf(image: Record<string, unknown>) {
+  return fromItem(unmarshall(image as Record<string, AttributeValue>));
+}
+
+let deps: StreamPublisherDeps | undefined;
+
+/** Built once per process from the validated environment, on the first invocation. */
+export function streamPublisherDeps(env: NodeJS.ProcessEnv = process.env): StreamPublisherDeps {
+  if (deps) return deps;
+  const { EVENT_BUS_NAME } = parse(StreamPublisherEnv, env, 'environment');
+  deps = { publisher: new EventBridgePublisher(new EventBridgeClient({}), EVENT_BUS_NAME), log: consoleLogger({ service: 'flare-stream-publisher' }), now: () => new Date() };
+  return deps;
+}
+
+export function createStreamPublisherHandler(deps: () => StreamPublisherDeps) {
+  return middy<unknown, DynamoDBBatchResponse>().handler((event) => publishJobChanges(deps(), event));
+}
+
+export const handler = createStreamPublisherHandler(streamPublisherDeps);
