@@ -315,6 +315,9 @@ export class Ec2SsmCompute implements Compute {
     const memory = this.props.pools[job.pool]?.memory ?? configured.memory;
     if (!memory) throw new LaunchFailed(`pool ${job.pool} has no container memory limit configured`);
     const options: DockerRunOptions = { scratchDir: DEFAULT_INSTANCE_SCRATCH_DIR, ...configured, memory };
+    // Ranks reach each other on MASTER_PORT and NCCL's ports: host networking, with the instance's
+    // uid firewall rule (lib/compute.ts user data) keeping the metadata service from the job.
+    if (job.nodeCount > 1) options.hostNetwork = true;
     if (this.props.logGroupName && !configured.logDriver) {
       options.logDriver = 'awslogs';
       options.logOptions = { 'awslogs-group': this.props.logGroupName, 'awslogs-stream': job.id };

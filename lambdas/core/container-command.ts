@@ -37,6 +37,14 @@ export interface DockerRunOptions {
   detach?: boolean;
   /** Accept an image without a digest (local process mode, where the image is only recorded). @default false */
   allowUnpinnedImage?: boolean;
+  /**
+   * Share the host's network namespace (`--network=host`): multi-node jobs, whose
+   * ranks reach each other on MASTER_PORT and NCCL's own ports. Only with a
+   * non-root user, because on the host network the metadata service is one hop
+   * away and only the instance's uid-based firewall rule keeps it from the job.
+   * @default false (docker's bridge, where the hop limit keeps IMDS out of reach)
+   */
+  hostNetwork?: boolean;
 }
 
 export const DEFAULT_PIDS_LIMIT = 4096;
@@ -95,6 +103,7 @@ export function dockerRunArgs(spec: ContainerSpec, options: DockerRunOptions): s
   args.push('--cap-drop=ALL', '--security-opt=no-new-privileges');
   args.push(`--pids-limit=${options.pidsLimit ?? DEFAULT_PIDS_LIMIT}`, `--memory=${options.memory}`, `--shm-size=${options.shmSize ?? DEFAULT_SHM_SIZE}`);
   if (!options.allowRoot) args.push(`--user=${options.user ?? DEFAULT_USER}`);
+  if (options.hostNetwork) args.push('--network=host');
 
   const visible = spec.gpus === 0 ? 'void' : spec.devices ? spec.devices.join(',') : 'all';
   if (spec.gpus > 0) {
@@ -168,6 +177,7 @@ function validate(spec: ContainerSpec, options: DockerRunOptions): FieldIssue[] 
     if (!USER_PATTERN.test(user)) bad('options.user', "must be numeric 'uid' or 'uid:gid'");
     else if (/^0+(:|$)/.test(user)) bad('options.user', 'uid 0 needs allowRoot');
   }
+  if (options.hostNetwork && options.allowRoot) bad('options.hostNetwork', 'needs a non-root user: on the host network only a uid rule keeps the job from the instance metadata service');
   if (options.scratchDir !== undefined && !HOST_PATH_PATTERN.test(options.scratchDir.replace(/\/+$/, ''))) {
     bad('options.scratchDir', "must be an absolute path of letters, digits, '.', '_', '-' without '.' or '..' segments");
   }

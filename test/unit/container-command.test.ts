@@ -220,6 +220,18 @@ describe('dockerRunArgs', () => {
     assertValidation(() => dockerRunArgs(spec(), { memory: '--privileged' }), 'options.memory');
     assertValidation(() => dockerRunArgs(spec(), { ...OPTIONS, pidsLimit: 0 }), 'options.pidsLimit');
     assertValidation(() => dockerRunArgs(spec(), { ...OPTIONS, logDriver: '--privileged' }), 'options.logDriver');
+    assertValidation(() => dockerRunArgs(spec(), { ...OPTIONS, hostNetwork: true, allowRoot: true }), 'options.hostNetwork');
+  });
+
+  test('host networking (multi-node) is one option, only with the non-root user, and adds nothing else', () => {
+    const bridge = dockerRunArgs(spec(), OPTIONS);
+    const host = dockerRunArgs(spec(), { ...OPTIONS, hostNetwork: true });
+    assert.deepEqual(
+      host.filter((a) => !bridge.includes(a)),
+      ['--network=host'],
+    );
+    assert.ok(host.includes(`--user=65534:65534`));
+    assert.ok(!bridge.some((a) => a.startsWith('--network') || a.startsWith('--net=')));
   });
 });
 

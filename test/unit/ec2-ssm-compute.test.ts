@@ -332,6 +332,8 @@ describe('Ec2SsmCompute.start', () => {
   const multi = job({ instanceIds: ['i-1', 'i-2', 'i-3'], nodeCount: 3 });
   const listInput = (InstanceId: string, document = 'AWS-RunShellScript') => ({ InstanceId, Filters: [{ key: 'DocumentName', value: document }], MaxResults: 50, NextToken: undefined });
   const SCRIPT_OPTIONS: DockerRunOptions = { memory: '14g', scratchDir: '/var/lib/flare/scratch' };
+  /** Ranks reach each other over the host network. */
+  const MULTI_OPTIONS: DockerRunOptions = { ...SCRIPT_OPTIONS, hostNetwork: true };
   const torchrun = (rank: number) => ({ NODE_RANK: String(rank), WORLD_SIZE: '3', MASTER_ADDR: '10.0.1.17', MASTER_PORT: '29500' });
   const sendInput = (instanceId: string, script: string) => ({
     DocumentName: 'AWS-RunShellScript',
@@ -396,7 +398,7 @@ describe('Ec2SsmCompute.start', () => {
     const sends = ssmMock.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
     assert.deepEqual(
       sends,
-      ['i-1', 'i-2', 'i-3'].map((id, rank) => sendInput(id, instanceScript({ ...jobSpec, env: { EPOCHS: '3', ...torchrun(rank) } }, SCRIPT_OPTIONS))),
+      ['i-1', 'i-2', 'i-3'].map((id, rank) => sendInput(id, instanceScript({ ...jobSpec, env: { EPOCHS: '3', ...torchrun(rank) } }, MULTI_OPTIONS))),
     );
   });
 
@@ -408,7 +410,7 @@ describe('Ec2SsmCompute.start', () => {
     await new Ec2SsmCompute({ ...PROPS, masterPort: 23456 }).start(multi, spec());
 
     const last = ssmMock.commandCalls(SendCommandCommand)[2].args[0].input;
-    assert.deepEqual(last, sendInput('i-3', instanceScript(spec({ env: { EPOCHS: '3', ...torchrun(2), MASTER_PORT: '23456' } }), SCRIPT_OPTIONS)));
+    assert.deepEqual(last, sendInput('i-3', instanceScript(spec({ env: { EPOCHS: '3', ...torchrun(2), MASTER_PORT: '23456' } }), MULTI_OPTIONS)));
   });
 
   test('a repeated multi-node call resends only to the instances that have no command yet', async () => {
@@ -421,7 +423,7 @@ describe('Ec2SsmCompute.start', () => {
     await new Ec2SsmCompute(PROPS).start(multi, spec());
 
     const sends = ssmMock.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
-    assert.deepEqual(sends, [sendInput('i-2', instanceScript(spec({ env: { EPOCHS: '3', ...torchrun(1) } }), SCRIPT_OPTIONS))]);
+    assert.deepEqual(sends, [sendInput('i-2', instanceScript(spec({ env: { EPOCHS: '3', ...torchrun(1) } }), MULTI_OPTIONS))]);
   });
 
   test('a repeated call finds its command by comment across pages and sends nothing', async () => {
