@@ -17,7 +17,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, watch, type FSWatcher } from 'node:fs';
-import { chmod, mkdir, open, readdir, readFile, rename } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, readFile, rename, stat } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +25,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FlareError, LaunchFailed } from '../core/errors.js';
 import { isTerminal, totalGpus, type Job } from '../core/job.js';
 import type { Logger } from '../core/deps.js';
-import type { Compute, ContainerSpec, Launched } from '../ports/compute.js';
+import type { Compute, ContainerSpec, Launched, ManagedInstance } from '../ports/compute.js';
 import { containerName, dockerRunArgs, JOB_ID_PATTERN, scratchPath, type DockerRunOptions } from '../core/container-command.js';
 import { discoverGpus, dockerEngineAvailable } from './gpu-discovery.js';
 
@@ -213,17 +213,95 @@ export class LocalCompute implements Compute {
 
   /** Stop the job's process group (SIGTERM, SIGKILL after stopGraceMs) and free its slots. */
   async stop(job: Job): Promise<void> {
-    const dir = this.jobDir(job.id);
-    this.stopping.add(job.id);
-    try {
-      await this.starting.get(job.id)?.catch(() => undefined); // a start in flight is stopped too, not raced
-      this.unwatch(job.id);
-      await this.killRunner(job.id, dir);
-      if ((await this.driverInUse()) === 'docker' && existsSync(join(dir, 'spec.json'))) await this.removeContainer(job.id);
-      this.held.delete(job.id);
-    } finally {
-      this.stopping.delete(job.id);
+    await this.stopJob(job.id);
+  }
+
+  /**
+   * The jobs of this data directory that occupy this machine: a live runner (or,
+   * its runner gone, a live process group or container of the job), or GPU slots
+   * it holds with nothing running (`pending` before the start, `stopped` after
+   * the end). Another control plane's data directory is never looked at.
+   */
+  async listManaged(): Promise<ManagedInstance[]> {
+    const found = new Map<string, ManagedInstance>();
+    const add = async (jobId: string, state: string) => {
+      if (found.has(jobId)) return;
+      const launchedAt = await stat(join(this.jobDir(jobId), 'spec.json')).then(
+        (s) => s.mtime.toISOString(),
+        () => undefined,
+      );
+      found.set(jobId, { instanceId: instanceId(jobId), jobId, state, ...(launchedAt ? { launchedAt } : {}) });
+    };
+    for (const jobId of await this.jobDirectories()) {
+      if (await this.occupies(jobId)) await add(jobId, 'running');
     }
+    for (const [jobId, runner] of this.runners) if (isRunning(runner)) await add(jobId, 'running');
+    if ((await this.driverInUse()) === 'docker') {
+      for (const jobId of await this.containerJobIds()) if (existsSync(join(this.jobDir(jobId), 'spec.json'))) await add(jobId, 'running');
+    }
+    // Slots held with nothing running: launched and not started yet, or ended and not stopped yet.
+    for (const jobId of this.held.keys()) {
+      const dir = this.jobDir(jobId);
+      await add(jobId, existsSync(join(dir, 'pid')) || existsSync(join(dir, 'exit.json')) ? 'stopped' : 'pending');
+    }
+    return [...found.values()];
+  }
+
+  /** Stop the runners of these instances and free their slots, as `stop` does; ids already gone are ignored. */
+  async terminate(instanceIds: readonly string[]): Promise<void> {
+    const jobIds = instanceIds.map((id) => {
+      const jobId = id.startsWith(INSTANCE_PREFIX) ? id.slice(INSTANCE_PREFIX.length) : '';
+      if (!JOB_ID_PATTERN.test(jobId)) throw new LocalComputeError(`${JSON.stringify(id)} is not a local instance id (${INSTANCE_PREFIX}<job id>)`);
+      return jobId;
+    });
+    for (const jobId of jobIds) {
+      this.log.warn('terminating the runner of job', { jobId });
+      await this.stopJob(jobId);
+    }
+  }
+
+  private async stopJob(jobId: string): Promise<void> {
+    const dir = this.jobDir(jobId);
+    this.stopping.add(jobId);
+    try {
+      await this.starting.get(jobId)?.catch(() => undefined); // a start in flight is stopped too, not raced
+      this.unwatch(jobId);
+      await this.killRunner(jobId, dir);
+      if ((await this.driverInUse()) === 'docker' && existsSync(join(dir, 'spec.json'))) await this.removeContainer(jobId);
+      this.held.delete(jobId);
+    } finally {
+      this.stopping.delete(jobId);
+    }
+  }
+
+  /** Job ids with a directory under `<dataDir>/jobs`. */
+  private async jobDirectories(): Promise<string[]> {
+    try {
+      return (await readdir(join(this.dataDir, 'jobs'))).filter((name) => JOB_ID_PATTERN.test(name));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+  }
+
+  /**
+   * No exit record, and a live runner or, the runner crashed, its process group
+   * still alive. The exit record is checked first: directories of every job ever
+   * run stay, and a runner with a record is ending its group on its own.
+   */
+  private async occupies(jobId: string): Promise<boolean> {
+    const dir = this.jobDir(jobId);
+    if (existsSync(join(dir, 'exit.json'))) return false;
+    if ((await runnerPid(dir)) !== undefined) return true;
+    const recorded = await recordedPid(dir);
+    return recorded !== undefined && (await groupAlive(recorded));
+  }
+
+  /** Job ids of Flare's containers (their runner may be gone: the container outlives it). */
+  private async containerJobIds(): Promise<string[]> {
+    const result = await runQuiet('docker', ['ps', '--filter', 'label=flare.job', '--format', '{{.Label "flare.job"}}']);
+    if (result.code !== 0) throw new LocalComputeError(`docker ps failed: ${result.stderr.trim()}`);
+    return result.stdout.split('\n').map((line) => line.trim()).filter((jobId) => JOB_ID_PATTERN.test(jobId));
   }
 
   /**
@@ -481,8 +559,10 @@ export class LocalCompute implements Compute {
   }
 }
 
+const INSTANCE_PREFIX = 'local-';
+
 export function instanceId(jobId: string): string {
-  return `local-${jobId}`;
+  return `${INSTANCE_PREFIX}${jobId}`;
 }
 
 const stderrLogger: Logger = {
@@ -611,12 +691,14 @@ function signal(target: number, name: NodeJS.Signals): void {
   }
 }
 
-function runQuiet(command: string, args: string[]): Promise<{ code: number; stderr: string }> {
+function runQuiet(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...baseEnv(), ...pick(process.env, DOCKER_ENV) } });
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...baseEnv(), ...pick(process.env, DOCKER_ENV) } });
+    let stdout = '';
     let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', (error) => resolve({ code: -1, stderr: error.message }));
-    child.on('close', (code) => resolve({ code: code ?? -1, stderr }));
+    child.on('error', (error) => resolve({ code: -1, stdout, stderr: error.message }));
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
 }

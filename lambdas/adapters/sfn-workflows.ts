@@ -1,5 +1,9 @@
-import { SendTaskSuccessCommand, StartExecutionCommand, type SFNClient } from '@aws-sdk/client-sfn';
+import { ListExecutionsCommand, SendTaskSuccessCommand, StartExecutionCommand, type SFNClient } from '@aws-sdk/client-sfn';
+import { executionJobId } from '../core/reconcile.js';
 import type { Workflows } from '../ports/workflows.js';
+
+/** ListExecutions' largest page. */
+const LIST_PAGE_SIZE = 1000;
 
 /** Workflows on AWS Step Functions. Execution names carry the job id (idempotent starts). */
 export class SfnWorkflows implements Workflows {
@@ -26,5 +30,22 @@ export class SfnWorkflows implements Workflows {
       const name = (error as { name?: string }).name;
       if (name !== 'TaskTimedOut' && name !== 'InvalidToken' && name !== 'TaskDoesNotExist') throw error;
     }
+  }
+
+  /** Every RUNNING execution of the state machine, page by page; the job id leads each execution's name. */
+  async runningJobIds(): Promise<Set<string>> {
+    const jobIds = new Set<string>();
+    let nextToken: string | undefined;
+    do {
+      const page = await this.sfn.send(
+        new ListExecutionsCommand({ stateMachineArn: this.stateMachineArn, statusFilter: 'RUNNING', maxResults: LIST_PAGE_SIZE, ...(nextToken ? { nextToken } : {}) }),
+      );
+      for (const execution of page.executions ?? []) {
+        const jobId = executionJobId(execution.name);
+        if (jobId) jobIds.add(jobId);
+      }
+      nextToken = page.nextToken;
+    } while (nextToken);
+    return jobIds;
   }
 }

@@ -13,6 +13,8 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { consoleLogger } from '../adapters/console-logger.js';
 import { DynamoCatalog, DynamoJobStore } from '../adapters/dynamo/dynamo-job-store.js';
+import { DynamoReconcileStore } from '../adapters/dynamo/dynamo-reconcile-store.js';
+import type { ReconcileStore } from '../ports/reconcile-store.js';
 import { Ec2SsmCompute } from '../adapters/ec2-ssm-compute.js';
 import { EventBridgePublisher } from '../adapters/eventbridge-publisher.js';
 import { newJobId } from '../adapters/ids.js';
@@ -73,6 +75,13 @@ export function readAwsEnv(env: NodeJS.ProcessEnv = process.env): AwsEnv {
 
 let deps: Deps | undefined;
 let compute: Ec2SsmCompute | undefined;
+let reconcileStore: DynamoReconcileStore | undefined;
+
+/** The reconciler's marks and counter repairs, on the same tables and client as the store. */
+export function awsReconcileStore(): ReconcileStore {
+  awsDeps();
+  return reconcileStore!;
+}
 
 /** The EC2+SSM adapter itself, for handlers that need more than the Compute port (event lookups, the reconciler). */
 export function awsCompute(): Ec2SsmCompute {
@@ -96,6 +105,7 @@ export function awsDeps(): Deps {
   const bus = new EventBridgePublisher(new EventBridgeClient({}), env.EVENT_BUS_NAME);
   const doc = DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
   const tables = { jobs: env.JOBS_TABLE, quotas: env.QUOTAS_TABLE, pools: env.POOLS_TABLE, idempotency: env.IDEMPOTENCY_TABLE, catalog: env.CATALOG_TABLE };
+  reconcileStore = new DynamoReconcileStore(doc, tables);
   deps = {
     store: new DynamoJobStore(doc, tables),
     catalog: new DynamoCatalog(doc, tables),

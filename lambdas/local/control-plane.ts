@@ -13,6 +13,8 @@ import { newJobId } from '../adapters/ids.js';
 import { LocalCompute } from '../adapters/local-compute.js';
 import { LocalEventBus } from '../adapters/local-event-bus.js';
 import { LocalJobLogs } from '../adapters/local-job-logs.js';
+import { DynamoReconcileStore } from '../adapters/dynamo/dynamo-reconcile-store.js';
+import { startReconcileLoop, type ReconcileLoop } from './reconcile-loop.js';
 import { WebhookNotifier } from '../adapters/webhook-notifier.js';
 import type { Deps, Logger } from '../core/deps.js';
 import { localCompletion } from './completion.js';
@@ -43,6 +45,8 @@ export interface ControlPlane {
   deps: Deps;
   workflows: LocalWorkflows;
   compute: LocalCompute;
+  /** The periodic reconciler (orphans, stuck jobs, usage drift, drain). */
+  reconciler: ReconcileLoop;
   events: LocalEventBus;
   dataDir: string;
   /** The admin token used when no users are configured. */
@@ -99,6 +103,8 @@ async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: 
   deps = { store, catalog, compute, workflows, events, logs: new LocalJobLogs((id) => compute.logPath(id)), log, now: () => new Date(), newId: newJobId };
 
   await recover(deps, compute, workflows, config);
+  const reconciler = startReconcileLoop(deps, new DynamoReconcileStore(doc, tables), config.reconcileSeconds);
+  stack.push(() => reconciler.stop());
 
   const handler = createApiHandler(() => deps, {
     health: async () => ({ dynamodb: 'ok', workflows: { running: workflows.running() }, compute: 'ok' }),
@@ -111,6 +117,7 @@ async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: 
     deps,
     workflows,
     compute,
+    reconciler,
     events,
     dataDir,
     ...(config.users.length ? {} : { adminToken: users[0].token }),

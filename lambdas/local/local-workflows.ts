@@ -124,6 +124,10 @@ export class LocalWorkflows implements Workflows {
     return [...this.executions.values()].map((e) => e.record);
   }
 
+  async runningJobIds(): Promise<Set<string>> {
+    return new Set([...this.executions.values()].filter((e) => e.record.status === 'RUNNING').map((e) => e.record.jobId));
+  }
+
   running(): number {
     return [...this.executions.values()].filter((e) => e.record.status === 'RUNNING').length;
   }

@@ -4,4 +4,9 @@ export interface Workflows {
   start(name: string, input: { jobId: string }): Promise<void>;
   /** End a callback wait. A token that no longer waits is ignored. */
   sendTaskSuccess(token: string, output: unknown): Promise<void>;
+  /**
+   * Ids of the jobs that have an execution running now (the reconciler's view).
+   * May lag a just-started execution by a little: callers confirm before acting.
+   */
+  runningJobIds(): Promise<Set<string>>;
 }

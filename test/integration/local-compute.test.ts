@@ -3,7 +3,7 @@
  * runner process and a real child, in a temporary data directory.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -321,6 +321,106 @@ describe('LocalCompute (process mode)', () => {
   it('refuses job ids that cannot name a directory', async () => {
     const h = await harness();
     await assert.rejects(h.compute.launch(job('../escape')), LocalComputeError);
+  });
+});
+
+describe('LocalCompute: what the reconciler sees and ends', () => {
+  it('listManaged lists live runners and held slots of this data directory only, with their job', async () => {
+    const h = await harness({ pools: [{ name: 'local', gpus: 4 }] });
+    await run(h.compute, 'busy', ['sleep', '60']);
+    await run(h.compute, 'quick', ['true']);
+    await h.compute.launch(job('launched'));
+    await until(() => existsSync(join(h.dataDir, 'jobs', 'busy', 'pid')), 3000, 'the runner');
+    await h.exited('quick');
+    const quick = await pidOf(h, 'quick');
+    await until(() => running(quick).length === 0, 3000, 'the quick runner to be gone');
+
+    const managed = await h.compute.listManaged();
+
+    assert.deepEqual(
+      managed.map(({ instanceId, jobId, state }) => ({ instanceId, jobId, state })).sort((a, b) => a.instanceId.localeCompare(b.instanceId)),
+      [
+        { instanceId: 'local-busy', jobId: 'busy', state: 'running' },
+        { instanceId: 'local-launched', jobId: 'launched', state: 'pending' },
+        // Ended, its slot held until stop(): still the job's (EC2's instance is there until terminated).
+        { instanceId: 'local-quick', jobId: 'quick', state: 'stopped' },
+      ],
+    );
+    assert.ok(Date.parse(managed.find((m) => m.jobId === 'busy')!.launchedAt!) <= Date.now());
+    // After a restart the detached runner is still found; another data directory sees nothing of it.
+    assert.deepEqual((await h.make().listManaged()).map((m) => m.jobId), ['busy']);
+    const other = await harness();
+    assert.deepEqual(await other.compute.listManaged(), []);
+  });
+
+  it('terminate() stops runners by instance id, frees their slots, reports no exit, and ignores ids already gone', async () => {
+    const h = await harness({ stopGraceMs: 300 });
+    await run(h.compute, 'orphan-a', ['sleep', '60']);
+    await run(h.compute, 'orphan-b', ['sh', '-c', 'trap "" TERM; sleep 60']);
+    await until(() => existsSync(join(h.dataDir, 'jobs', 'orphan-b', 'pid')) && existsSync(join(h.dataDir, 'jobs', 'orphan-a', 'pid')), 3000, 'the runners');
+    const runners = [await pidOf(h, 'orphan-a'), await pidOf(h, 'orphan-b')];
+
+    await h.compute.terminate(['local-orphan-a', 'local-orphan-b', 'local-long-gone']);
+
+    for (const runner of runners) assert.deepEqual(running(runner), []);
+    assert.deepEqual(await h.compute.listManaged(), []);
+    await h.compute.terminate(['local-orphan-a']); // again: nothing to do
+    await h.compute.terminate([]);
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(h.exits.size, 0);
+  });
+
+  it('terminate() frees slots held by a launch that never started, and refuses ids that are not local instances', async () => {
+    const h = await harness();
+    await h.compute.launch(job('stranded', { gpus: 2 }));
+    assert.deepEqual(h.compute.freeDevices('local'), []);
+
+    await h.compute.terminate(['local-stranded']);
+
+    assert.deepEqual(h.compute.freeDevices('local'), [0, 1]);
+    await assert.rejects(h.compute.terminate(['i-0123456789abcdef0']), LocalComputeError);
+    await assert.rejects(h.compute.terminate(['local-../escape']), LocalComputeError);
+  });
+
+  it('lists a job whose runner died while its process group lives on, and terminate() ends the group', async () => {
+    const h = await harness();
+    await run(h.compute, 'headless', ['sleep', '60']);
+    await until(() => existsSync(join(h.dataDir, 'jobs', 'headless', 'pid')), 3000, 'the runner');
+    const runner = await pidOf(h, 'headless');
+    await until(() => running(runner).length === 2, 3000, 'the job under its runner');
+    h.compute.close();
+    process.kill(runner, 'SIGKILL');
+    await until(() => running(runner).length === 1, 3000, 'the runner to die');
+
+    const reconciler = h.make();
+    assert.deepEqual((await reconciler.listManaged()).map((m) => m.jobId), ['headless']);
+    await reconciler.terminate(['local-headless']);
+
+    assert.deepEqual(running(runner), []);
+    assert.deepEqual(await reconciler.listManaged(), []);
+  });
+
+  it('docker mode: lists containers of this data directory that outlived their runner, and terminate() removes them', async () => {
+    const bin = await mkdtemp(join(tmpdir(), 'flare-fake-docker-'));
+    const calls = join(bin, 'calls');
+    // `docker ps` shows this control plane's job and another one's; every call is recorded.
+    await writeFile(join(bin, 'docker'), `#!/bin/sh\necho "$*" >> ${calls}\nif [ "$1" = ps ]; then printf 'boxed\\nnot-ours\\n'; fi\nexit 0\n`);
+    await chmod(join(bin, 'docker'), 0o755);
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path}`;
+    cleanups.push(async () => {
+      process.env.PATH = path;
+      await rm(bin, { recursive: true, force: true });
+    });
+    const h = await harness({ driver: 'docker' });
+    await mkdir(join(h.dataDir, 'jobs', 'boxed'), { recursive: true });
+    await writeFile(join(h.dataDir, 'jobs', 'boxed', 'spec.json'), '{}');
+
+    assert.deepEqual(await h.compute.listManaged(), [{ instanceId: 'local-boxed', jobId: 'boxed', state: 'running', launchedAt: (await stat(join(h.dataDir, 'jobs', 'boxed', 'spec.json'))).mtime.toISOString() }]);
+    await h.compute.terminate(['local-boxed']);
+
+    const recorded = (await readFile(calls, 'utf8')).trim().split('\n');
+    assert.deepEqual(recorded, ['ps --filter label=flare.job --format {{.Label "flare.job"}}', 'rm --force flare-boxed']);
   });
 });
 

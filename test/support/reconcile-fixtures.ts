@@ -1,0 +1,77 @@
+/**
+ * What the reconciler tests need beside test/support/harness.ts: the
+ * reconcile store on the world's own tables, jobs put straight into the store
+ * (as a crash would leave them), and process liveness.
+ */
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoReconcileStore } from '../../lambdas/adapters/dynamo/dynamo-reconcile-store.js';
+import type { TableNames } from '../../lambdas/adapters/dynamo/table-names.js';
+import { newJobId } from '../../lambdas/adapters/ids.js';
+import { JobState, type Job } from '../../lambdas/core/job.js';
+import { IMAGE, type Dynamo, type World } from './harness.js';
+
+/** The world's table names. World does not carry them, and its DynamoJobStore keeps them private. */
+export function tablesOf(world: World): TableNames {
+  return (world.store as unknown as { tables: TableNames }).tables;
+}
+
+export function reconcileStore(dynamo: Dynamo, world: World): DynamoReconcileStore {
+  return new DynamoReconcileStore(dynamo.doc, tablesOf(world));
+}
+
+export function newJob(overrides: Partial<Job> = {}): Job {
+  return {
+    id: newJobId(),
+    name: 'stored',
+    project: 'vision',
+    owner: 'alice',
+    template: 'stored',
+    pool: 'local',
+    image: `${IMAGE.reference}@${IMAGE.digest}`,
+    command: ['sh', '-c', 'exit 0'],
+    env: {},
+    gpus: 1,
+    nodeCount: 1,
+    liveTimeoutMinutes: 10,
+    state: JobState.PENDING,
+    createdAt: new Date().toISOString(),
+    ...overrides,
+  };
+}
+
+/** A job stored and admitted (LAUNCHING, GPUs held) with no workflow execution: a crash right after a drain. */
+export async function admittedJob(world: World, overrides: Partial<Job> = {}): Promise<Job> {
+  const { job } = await world.store.createJob(newJob(overrides));
+  const admitted = await world.store.admit(job, new Date().toISOString());
+  if (!admitted.admitted) throw new Error(`job ${job.id} was not admitted: ${admitted.blockedBy}`);
+  return admitted.job;
+}
+
+/** ADD to a counter row by hand, as a bug or a lost release would. */
+export async function corrupt(dynamo: Dynamo, world: World, row: { pool: string } | { project: string; resource: string }, by: number): Promise<void> {
+  const tables = tablesOf(world);
+  const [TableName, Key] = 'pool' in row ? [tables.pools, { name: row.pool }] : [tables.quotas, { project: row.project, resource: row.resource }];
+  await dynamo.doc.send(new UpdateCommand({ TableName, Key, UpdateExpression: 'ADD used :n, available :minus', ExpressionAttributeValues: { ':n': by, ':minus': -by } }));
+}
+
+/** The runner's pid, once its pid file is there. */
+export async function runnerPid(world: World, jobId: string): Promise<number | undefined> {
+  try {
+    return Number((await readFile(join(world.dataDir, 'jobs', jobId, 'pid'), 'utf8')).split('\n')[0]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Running, not a zombie. */
+export function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,310 @@
+/**
+ * core/reconcile.ts with in-memory ports: the decisions that are hard to
+ * arrange on real engines (index lag, young marks, a part failing).
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { Deps } from '../../lambdas/core/deps.js';
+import { JobState, type Job } from '../../lambdas/core/job.js';
+import { counterSubject, executionJobId, reconcile, ReconcileFailed, type ReconcileOptions } from '../../lambdas/core/reconcile.js';
+import type { ManagedInstance } from '../../lambdas/ports/compute.js';
+import type { OperatorEvent } from '../../lambdas/ports/events.js';
+import type { CounterRow, Mark, MarkKind, ReconcileStore } from '../../lambdas/ports/reconcile-store.js';
+
+const J1 = 'j-1111111111111111';
+const J2 = 'j-2222222222222222';
+const J3 = 'j-3333333333333333';
+
+class MemoryReconcileStore implements ReconcileStore {
+  readonly marks = new Map<string, Mark & { expiresAt: number }>();
+  counters: CounterRow[] = [];
+  readonly repairs: { read: CounterRow; used: number }[] = [];
+  async getMarks(kind: MarkKind, subjects: readonly string[], now: Date): Promise<Map<string, Mark>> {
+    const found = new Map<string, Mark>();
+    for (const s of subjects) {
+      const m = this.marks.get(`${kind}#${s}`);
+      if (m && m.expiresAt > now.getTime()) found.set(s, { observed: m.observed, markedAt: m.markedAt });
+    }
+    return found;
+  }
+  async putMark(kind: MarkKind, subject: string, mark: Mark, expiresAt: Date): Promise<void> {
+    this.marks.set(`${kind}#${subject}`, { ...mark, expiresAt: expiresAt.getTime() });
+  }
+  async clearMarks(kind: MarkKind, subjects: readonly string[]): Promise<void> {
+    for (const s of subjects) this.marks.delete(`${kind}#${s}`);
+  }
+  async listCounters(): Promise<CounterRow[]> {
+    return this.counters.map((c) => ({ ...c }));
+  }
+  async repairCounter(read: CounterRow, used: number): Promise<boolean> {
+    this.repairs.push({ read, used });
+    return true;
+  }
+}
+
+function job(id: string, state: Job['state'], overrides: Partial<Job> = {}): Job {
+  return {
+    id,
+    name: id,
+    project: 'vision',
+    owner: 'alice',
+    template: 't',
+    pool: 'p',
+    image: 'i',
+    command: ['true'],
+    env: {},
+    gpus: 1,
+    nodeCount: 1,
+    liveTimeoutMinutes: 60,
+    state,
+    createdAt: '2030-01-01T00:00:00.000Z',
+    ...(['LAUNCHING', 'RUNNING', 'STOPPING'].includes(state) ? { heldGpus: 1, admittedAt: '2030-01-01T00:00:01.000Z' } : {}),
+    ...overrides,
+  };
+}
+
+interface Fakes {
+  /** What the active index returns (may lag). */
+  indexed: Job[];
+  /** What a consistent read returns. */
+  stored: Map<string, Job>;
+  instances: ManagedInstance[];
+  running: Set<string>;
+  started: string[];
+  terminated: string[];
+  events: OperatorEvent[];
+  clock: { now: number };
+  failCompute?: boolean;
+}
+
+function fakes(jobs: Job[] = []): Fakes {
+  return { indexed: jobs, stored: new Map(jobs.map((j) => [j.id, j])), instances: [], running: new Set(), started: [], terminated: [], events: [], clock: { now: Date.parse('2030-01-01T01:00:00Z') } };
+}
+
+function deps(f: Fakes): Deps {
+  return {
+    store: {
+      listActiveJobs: async () => f.indexed.map((j) => ({ ...j })),
+      getJob: async (id: string) => f.stored.get(id),
+      listPools: async () => [],
+    },
+    compute: {
+      listManaged: async () => {
+        if (f.failCompute) throw new Error('DescribeInstances: throttled');
+        return f.instances;
+      },
+      terminate: async (ids: readonly string[]) => void f.terminated.push(...ids),
+    },
+    workflows: {
+      runningJobIds: async () => new Set(f.running),
+      start: async (name: string) => void f.started.push(name),
+    },
+    events: { publish: async () => {}, publishOperatorEvent: async (e: OperatorEvent) => void f.events.push(e) },
+    log: { info() {}, warn() {}, error() {} },
+    now: () => new Date(f.clock.now),
+  } as unknown as Deps;
+}
+
+const OPTIONS: ReconcileOptions = { markTtlSeconds: 600, minMarkAgeSeconds: 60 };
+const later = (f: Fakes, seconds = 300) => void (f.clock.now += seconds * 1000);
+
+describe('executionJobId', () => {
+  test('reads the leading job id of every execution name Flare uses, and nothing else', () => {
+    assert.equal(executionJobId(J1), J1);
+    for (const suffix of ['admitted', 'admitted-3', 'recover-lx3k2', 'reconcile-m1n2']) assert.equal(executionJobId(`${J1}-${suffix}`), J1);
+    for (const other of ['j-111111111111111', 'j-1111111111111111x', 'j-111111111111111i', 'job-7', 'manual', '', undefined]) assert.equal(executionJobId(other), undefined, String(other));
+  });
+});
+
+describe('reconcile: orphan instances', () => {
+  test('an instance without a job tag is marked, then terminated; its job-tagged siblings of live jobs never are', async () => {
+    const f = fakes([job(J1, JobState.LAUNCHING), job(J2, JobState.WAITING)]);
+    f.running = new Set([J1]);
+    f.instances = [
+      { instanceId: 'i-untagged', state: 'running' },
+      { instanceId: 'i-launching', jobId: J1, state: 'pending' }, // not yet on the job's instanceIds
+      { instanceId: 'i-requeued', jobId: J2, state: 'running' },
+    ];
+    const store = new MemoryReconcileStore();
+
+    const first = await reconcile(deps(f), store, OPTIONS);
+    later(f);
+    const second = await reconcile(deps(f), store, OPTIONS);
+
+    assert.deepEqual(first.orphans, { marked: ['i-untagged'], terminated: [] });
+    assert.deepEqual(second.orphans, { marked: [], terminated: ['i-untagged'] });
+    assert.deepEqual(f.terminated, ['i-untagged']);
+    assert.match(f.events.find((e) => e.kind === 'orphan-terminated')!.reason, /has no flare:job tag/);
+    assert.equal(store.marks.size, 0, 'the mark goes with the instance');
+  });
+
+  test('a job the lagging index does not list yet is read consistently: a live one keeps its instance, and a mark it had is cleared', async () => {
+    const f = fakes([]);
+    f.stored.set(J1, job(J1, JobState.RUNNING));
+    f.instances = [{ instanceId: 'i-1', jobId: J1, state: 'running' }];
+    const store = new MemoryReconcileStore();
+    await store.putMark('orphan', 'i-1', { observed: J1, markedAt: new Date(f.clock.now - 600_000).toISOString() }, new Date(f.clock.now + 60_000));
+
+    const report = await reconcile(deps(f), store, OPTIONS);
+
+    assert.deepEqual(report.orphans, { marked: [], terminated: [] });
+    assert.equal(store.marks.size, 0);
+  });
+
+  test('a mark younger than minMarkAgeSeconds waits (a retried run is not a second observation); an expired one starts over', async () => {
+    const f = fakes([]);
+    f.stored.set(J1, job(J1, JobState.SUCCEEDED));
+    f.instances = [{ instanceId: 'i-1', jobId: J1, state: 'running' }];
+    const store = new MemoryReconcileStore();
+
+    await reconcile(deps(f), store, OPTIONS);
+    later(f, 10);
+    const retried = await reconcile(deps(f), store, OPTIONS);
+    later(f, 3600);
+    const afterExpiry = await reconcile(deps(f), store, OPTIONS);
+    later(f, 300);
+    const confirmed = await reconcile(deps(f), store, OPTIONS);
+
+    assert.deepEqual(retried.orphans, { marked: [], terminated: [] });
+    assert.deepEqual(afterExpiry.orphans, { marked: ['i-1'], terminated: [] });
+    assert.deepEqual(confirmed.orphans, { marked: [], terminated: ['i-1'] });
+  });
+});
+
+describe('reconcile: stuck jobs', () => {
+  test('WAITING jobs and jobs with an execution are left alone; a stuck one is re-driven on the second run with a reconcile execution', async () => {
+    const f = fakes([job(J1, JobState.WAITING), job(J2, JobState.RUNNING, { expiresAt: '2030-01-02T00:00:00Z' }), job(J3, JobState.STOPPING)]);
+    f.running = new Set([J2]);
+    const store = new MemoryReconcileStore();
+
+    const first = await reconcile(deps(f), store, OPTIONS);
+    later(f);
+    const second = await reconcile(deps(f), store, OPTIONS);
+
+    assert.deepEqual(first.stuck, { marked: [J3], redriven: [] });
+    assert.deepEqual(second.stuck, { marked: [], redriven: [J3] });
+    assert.deepEqual(f.started, [`${J3}-reconcile-${f.clock.now.toString(36)}`]);
+  });
+
+  test('a job the index still lists as stuck but that has ended since is not marked', async () => {
+    const f = fakes([job(J1, JobState.LAUNCHING)]);
+    f.stored.set(J1, job(J1, JobState.FAILED));
+
+    const report = await reconcile(deps(f), new MemoryReconcileStore(), OPTIONS);
+
+    assert.deepEqual(report.stuck, { marked: [], redriven: [] });
+    assert.deepEqual(f.events.filter((e) => e.kind.startsWith('job-')), []);
+  });
+
+  test('a RUNNING job past its live timeout with no execution is re-driven at once, so no instance outlives it by more than a period', async () => {
+    const f = fakes([job(J1, JobState.RUNNING, { expiresAt: '2030-01-01T00:30:00Z' })]);
+
+    const report = await reconcile(deps(f), new MemoryReconcileStore(), OPTIONS);
+
+    assert.deepEqual(report.stuck, { marked: [], redriven: [J1] });
+    assert.match(f.events[0].reason, /its live timeout passed at 2030-01-01T00:30:00Z/);
+  });
+});
+
+describe('reconcile: usage counters', () => {
+  const poolRow = (used: number, available: number): CounterRow => ({ ref: { kind: 'pool', pool: 'p' }, used, available, limit: 4 });
+  /** vision's rows, right for `gpus` held and `jobs` active. */
+  const visionRows = (gpus: number, jobs: number): CounterRow[] => [
+    { ref: { kind: 'quota', project: 'vision', resource: 'gpus' }, used: gpus },
+    { ref: { kind: 'quota', project: 'vision', resource: 'jobs' }, used: jobs },
+  ];
+
+  test('recounts project gpus and jobs and pool GPUs from live jobs: queued jobs hold no GPUs but count as jobs', async () => {
+    const f = fakes([job(J1, JobState.RUNNING, { heldGpus: 2 }), job(J2, JobState.WAITING), job(J3, JobState.STOPPING)]);
+    f.running = new Set([J1, J3]);
+    const store = new MemoryReconcileStore();
+    store.counters = [
+      poolRow(3, 1),
+      { ref: { kind: 'quota', project: 'vision', resource: 'gpus' }, used: 3, available: 5, limit: 8 },
+      { ref: { kind: 'quota', project: 'vision', resource: 'jobs' }, used: 3 },
+      { ref: { kind: 'quota', project: 'vision', resource: 'templates' }, used: 99, available: 0, limit: 5 },
+    ];
+
+    const report = await reconcile(deps(f), store, OPTIONS);
+
+    assert.deepEqual(report.usage, { marked: [], repaired: [] });
+  });
+
+  test('a drift is repaired on the second run, conditioned on the row as read on that run', async () => {
+    const f = fakes([job(J1, JobState.RUNNING)]);
+    f.running = new Set([J1]);
+    const store = new MemoryReconcileStore();
+    store.counters = [poolRow(3, 1), ...visionRows(1, 1)];
+
+    await reconcile(deps(f), store, OPTIONS);
+    later(f);
+    const second = await reconcile(deps(f), store, OPTIONS);
+
+    assert.deepEqual(second.usage.repaired, [{ counter: 'pool/p', from: 3, to: 1 }]);
+    assert.deepEqual(store.repairs, [{ read: poolRow(3, 1), used: 1 }]);
+  });
+
+  test('an inconsistent available beside a right used is a drift too', async () => {
+    const f = fakes([job(J1, JobState.RUNNING)]);
+    f.running = new Set([J1]);
+    const store = new MemoryReconcileStore();
+    store.counters = [poolRow(1, 1), ...visionRows(1, 1)];
+
+    await reconcile(deps(f), store, OPTIONS);
+    later(f);
+    await reconcile(deps(f), store, OPTIONS);
+
+    assert.deepEqual(store.repairs, [{ read: poolRow(1, 1), used: 1 }]);
+  });
+
+  test('no repair when consistent reads disagree with the index (a job admitted that the index still shows WAITING)', async () => {
+    const waiting = job(J2, JobState.WAITING);
+    const f = fakes([job(J1, JobState.RUNNING), waiting]);
+    f.running = new Set([J1]);
+    f.stored.set(J2, job(J2, JobState.LAUNCHING));
+    const store = new MemoryReconcileStore();
+    store.counters = [poolRow(2, 2), ...visionRows(2, 2)];
+
+    await reconcile(deps(f), store, OPTIONS);
+    later(f);
+    const second = await reconcile(deps(f), store, OPTIONS);
+
+    assert.deepEqual(second.usage.repaired, []);
+    assert.deepEqual(store.repairs, []);
+  });
+
+  test('a project whose quota row is gone while its jobs hold GPUs gets rows counted from nothing', async () => {
+    const f = fakes([job(J1, JobState.RUNNING, { project: 'audio' })]);
+    f.running = new Set([J1]);
+    const store = new MemoryReconcileStore();
+    store.counters = [poolRow(1, 3)];
+
+    await reconcile(deps(f), store, OPTIONS);
+    later(f);
+    const second = await reconcile(deps(f), store, OPTIONS);
+
+    assert.deepEqual(second.usage.repaired.map((r) => r.counter).sort(), ['quota/audio/gpus', 'quota/audio/jobs']);
+    assert.deepEqual(store.repairs.map((r) => r.read.ref).sort((a, b) => counterSubject(a).localeCompare(counterSubject(b))), [
+      { kind: 'quota', project: 'audio', resource: 'gpus' },
+      { kind: 'quota', project: 'audio', resource: 'jobs' },
+    ]);
+  });
+});
+
+describe('reconcile: failures', () => {
+  test('a failing part is reported after the others ran', async () => {
+    const f = fakes([job(J1, JobState.LAUNCHING)]);
+    f.failCompute = true;
+    const store = new MemoryReconcileStore();
+
+    const error = await reconcile(deps(f), store, OPTIONS).then(
+      () => assert.fail('expected ReconcileFailed'),
+      (e: unknown) => e,
+    );
+
+    assert.ok(error instanceof ReconcileFailed);
+    assert.deepEqual(error.report.errors, ['orphan instances: DescribeInstances: throttled']);
+    assert.deepEqual(error.report.stuck.marked, [J1], 'stuck jobs were still looked at');
+    assert.match(String((error.cause as Error).message), /throttled/);
+  });
+});
