@@ -16,6 +16,13 @@ import type { PoolSetting } from './settings.js';
 
 export const MANAGED_BY_TAG = { key: 'managed-by', value: 'flare' } as const;
 export const RUN_COMMAND_DOCUMENT = 'AWS-RunShellScript';
+/**
+ * Written on the instance when the job's container starts (an ISO-8601
+ * time), and rewritten when its live timeout changes; the dead-man switch
+ * trusts it over the `flare:expires-at` tag, which is set at launch.
+ */
+export const EXPIRES_AT_FILE = '/var/lib/flare/expires-at';
+export const EXPIRES_AT_TAG = 'flare:expires-at';
 
 export interface FlareComputeProps {
   readonly vpc: ec2.IVpc;
@@ -26,11 +33,12 @@ export interface FlareComputeProps {
   readonly gpuAmiParameter: string;
   /** Root volume size; RunInstances may ask for more per template. @default 100 */
   readonly rootVolumeGb?: number;
-  /** Root device of the AMI. @default '/dev/sda1' (Ubuntu) */
+  /** Root device of the AMI; the adapter resizes it per job. @default '/dev/sda1' (Ubuntu) */
   readonly rootDeviceName?: string;
   /**
-   * Grace after the instance's `flare:expires-at` tag before it powers itself
-   * off (the dead-man switch for a lost control plane).
+   * Grace after the job's deadline (EXPIRES_AT_FILE, else the
+   * `flare:expires-at` tag) before the instance powers itself off (the
+   * dead-man switch for a lost control plane).
    * @default 15
    */
   readonly deadManGraceMinutes?: number;
@@ -46,6 +54,7 @@ export class FlareCompute extends Construct {
   public readonly jobLogGroup: logs.LogGroup;
   public readonly subnetIds: readonly string[];
   public readonly pools: readonly PoolSetting[];
+  public readonly rootDeviceName: string;
 
   constructor(scope: Construct, id: string, props: FlareComputeProps) {
     super(scope, id);
@@ -59,6 +68,8 @@ export class FlareCompute extends Construct {
     if (!Number.isInteger(grace) || grace < 0) throw new Error(`${this.node.path}: deadManGraceMinutes must be a non-negative integer, got ${grace}`);
     this.subnetIds = props.subnetIds;
     this.pools = props.pools;
+    this.rootDeviceName = props.rootDeviceName ?? '/dev/sda1';
+    if (!/^\/dev\/[a-z0-9]+$/.test(this.rootDeviceName)) throw new Error(`${this.node.path}: rootDeviceName must be a device like /dev/sda1, got '${this.rootDeviceName}'`);
 
     this.jobLogGroup = new logs.LogGroup(this, 'JobLogs', {
       retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
@@ -95,12 +106,16 @@ export class FlareCompute extends Construct {
 
     this.securityGroup = new ec2.SecurityGroup(this, 'InstanceSecurityGroup', {
       vpc: props.vpc,
-      description: 'Flare GPU job instances: no inbound; outbound for SSM, image pulls and logs',
+      description: 'Flare GPU job instances: inbound only from each other; outbound for SSM, image pulls and logs',
       allowAllOutbound: true,
     });
+    // The nodes of a multi-node job rendezvous and run NCCL/Gloo on ports they
+    // pick at run time, so members of this group accept anything from each
+    // other, and nothing from anywhere else.
+    this.securityGroup.addIngressRule(this.securityGroup, ec2.Port.allTraffic(), 'Nodes of a multi-node job (torch distributed, NCCL) talk to each other');
 
     const userData = ec2.UserData.forLinux();
-    userData.addCommands(...deadManSwitch(grace));
+    userData.addCommands(...metadataGuard(), ...deadManSwitch(grace));
 
     this.launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
       machineImage: ec2.MachineImage.fromSsmParameter(props.gpuAmiParameter, { os: ec2.OperatingSystemType.LINUX }),
@@ -116,14 +131,14 @@ export class FlareCompute extends Construct {
       httpTokens: ec2.LaunchTemplateHttpTokens.REQUIRED,
       httpPutResponseHopLimit: 1,
       httpEndpoint: true,
-      // The dead-man switch reads the instance's own flare:expires-at tag.
+      // The dead-man switch falls back to the instance's own flare:expires-at tag.
       instanceMetadataTags: true,
       instanceInitiatedShutdownBehavior: ec2.InstanceInitiatedShutdownBehavior.TERMINATE,
       detailedMonitoring: true,
       ebsOptimized: true,
       blockDevices: [
         {
-          deviceName: props.rootDeviceName ?? '/dev/sda1',
+          deviceName: this.rootDeviceName,
           volume: ec2.BlockDeviceVolume.ebs(rootVolumeGb, {
             encrypted: true,
             volumeType: ec2.EbsDeviceVolumeType.GP3,
@@ -144,6 +159,7 @@ export class FlareCompute extends Construct {
       SUBNET_IDS: Fn.join(',', [...this.subnetIds]),
       POOLS: JSON.stringify(pools),
       LOG_GROUP_NAME: this.jobLogGroup.logGroupName,
+      ROOT_DEVICE_NAME: this.rootDeviceName,
     };
   }
 
@@ -245,6 +261,47 @@ export class FlareCompute extends Construct {
     return policy;
   }
 
+  /**
+   * Read-only views of instances (`ec2:DescribeInstances`) and, with
+   * `commandResults`, of Run Command results (`ssm:GetCommandInvocation`):
+   * what event handlers and the reconciler need to map an instance or a
+   * command back to its job. Neither action supports resource-level
+   * permissions, so the policy names `*` and is acknowledged as such.
+   */
+  public grantObserveInstances(role: iam.IRole, options: { readonly commandResults?: boolean } = {}, id = 'ObserveInstancesPolicy'): iam.Policy {
+    const actions = ['ec2:DescribeInstances', ...(options.commandResults ? ['ssm:GetCommandInvocation'] : [])];
+    const policy = new iam.Policy(this, id, {
+      statements: [new iam.PolicyStatement({ sid: 'ReadInstanceState', actions, resources: ['*'] })],
+      roles: [role],
+    });
+    Validations.of(policy).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: `${actions.join(' and ')} support no resource-level permissions; both are read-only.`,
+    });
+    return policy;
+  }
+
+  /** `ec2:TerminateInstances` on instances tagged `managed-by=flare` only (the reconciler's orphans). */
+  public grantTerminateManagedInstances(role: iam.IRole, id = 'TerminateManagedInstancesPolicy'): iam.Policy {
+    const instances = Stack.of(this).formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' });
+    const policy = new iam.Policy(this, id, {
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'TerminateFlareInstances',
+          actions: ['ec2:TerminateInstances'],
+          resources: [instances],
+          conditions: { StringEquals: { [`aws:ResourceTag/${MANAGED_BY_TAG.key}`]: MANAGED_BY_TAG.value } },
+        }),
+      ],
+      roles: [role],
+    });
+    Validations.of(policy).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]',
+      reason: 'Orphans are found at run time, so no instance id is known here; the statement is conditioned on the managed-by=flare resource tag.',
+    });
+    return policy;
+  }
+
   /** Reading job output for GET /v1/jobs/{id}/logs. */
   public grantReadJobLogs(grantee: iam.IGrantable): iam.Grant {
     return iam.Grant.addToPrincipal({
@@ -257,12 +314,14 @@ export class FlareCompute extends Construct {
 
 /**
  * Boot script: power off (and so terminate, per the launch template) once the
- * instance's `flare:expires-at` tag plus a grace has passed, re-reading the tag
- * each minute so a live-timeout extension is honoured. Static text: nothing
- * from a job reaches this shell.
+ * job's deadline plus a grace has passed. The deadline is EXPIRES_AT_FILE,
+ * written when the container starts and rewritten when the live timeout
+ * changes; until it exists (or if it cannot be parsed) the instance's
+ * `flare:expires-at` tag from launch. Both are re-read every minute. Static
+ * text: nothing from a job reaches this shell.
  */
-function deadManSwitch(graceMinutes: number): string[] {
-  const script = [
+export function deadManSwitchScript(graceMinutes: number): string {
+  return [
     '#!/bin/bash',
     'set -u',
     'imds() {',
@@ -270,21 +329,51 @@ function deadManSwitch(graceMinutes: number): string[] {
     '  token=$(curl -sf -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 300" http://169.254.169.254/latest/api/token) || return 1',
     '  curl -sf -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"',
     '}',
+    '# Seconds since the epoch for an ISO-8601 UTC time (2030-01-01T00:00:00Z, fractions allowed);',
+    '# 0 for anything else, so a stray word that `date -d` would read as "today" never counts.',
+    'epoch() {',
+    '  [[ "$1" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z$ ]] || { echo 0; return; }',
+    '  date -u -d "$1" +%s 2>/dev/null || echo 0',
+    '}',
     'while true; do',
-    '  expires=$(imds tags/instance/flare:expires-at || true)',
-    '  if [ -n "$expires" ]; then',
-    '    deadline=$(date -d "$expires" +%s 2>/dev/null || echo 0)',
-    `    if [ "$deadline" -gt 0 ] && [ "$(date +%s)" -ge $((deadline + ${graceMinutes * 60})) ]; then`,
-    '      logger -t flare-deadman "past flare:expires-at $expires; powering off"',
-    '      shutdown -h now',
-    '    fi',
+    `  expires=$(head -c 64 ${EXPIRES_AT_FILE} 2>/dev/null | tr -d '[:space:]' || true)`,
+    '  from=file',
+    '  deadline=$(epoch "$expires")',
+    '  if [ "$deadline" -le 0 ]; then',
+    `    expires=$(imds tags/instance/${EXPIRES_AT_TAG} || true)`,
+    '    from=tag',
+    '    deadline=$(epoch "$expires")',
+    '  fi',
+    `  if [ "$deadline" -gt 0 ] && [ "$(date +%s)" -ge $((deadline + ${graceMinutes * 60})) ]; then`,
+    '    logger -t flare-deadman "past the job deadline $expires (from the $from); powering off"',
+    '    shutdown -h now',
     '  fi',
     '  sleep 60',
     'done',
   ].join('\n');
+}
+
+/**
+ * Only root may reach the instance metadata service. Containers on docker's
+ * bridge are already cut off by the hop limit of 1; multi-node jobs share the
+ * host network and always run as a non-root uid, so this rule is what keeps the
+ * instance role's credentials from them. A oneshot unit, so it survives a reboot.
+ */
+export const METADATA_GUARD_RULE = 'OUTPUT -d 169.254.169.254/32 -m owner ! --uid-owner 0 -j REJECT';
+
+function metadataGuard(): string[] {
   return [
-    `cat > /usr/local/sbin/flare-deadman <<'FLARE_EOF'\n${script}\nFLARE_EOF`,
+    `printf '[Unit]\\nDescription=Flare: only root reaches the instance metadata service\\nBefore=docker.service\\n[Service]\\nType=oneshot\\nRemainAfterExit=yes\\nExecStart=/bin/sh -c "iptables -C ${METADATA_GUARD_RULE} 2>/dev/null || iptables -I ${METADATA_GUARD_RULE}"\\n[Install]\\nWantedBy=multi-user.target\\n' > /etc/systemd/system/flare-imds-guard.service`,
+    'systemctl daemon-reload',
+    'systemctl enable --now flare-imds-guard.service',
+  ];
+}
+
+function deadManSwitch(graceMinutes: number): string[] {
+  return [
+    `cat > /usr/local/sbin/flare-deadman <<'FLARE_EOF'\n${deadManSwitchScript(graceMinutes)}\nFLARE_EOF`,
     'chmod 0755 /usr/local/sbin/flare-deadman',
+    `mkdir -p ${EXPIRES_AT_FILE.slice(0, EXPIRES_AT_FILE.lastIndexOf('/'))}`,
     "printf '[Unit]\\nDescription=Flare dead-man switch\\n[Service]\\nExecStart=/usr/local/sbin/flare-deadman\\nRestart=always\\n[Install]\\nWantedBy=multi-user.target\\n' > /etc/systemd/system/flare-deadman.service",
     'systemctl daemon-reload',
     'systemctl enable --now flare-deadman.service',

@@ -6,19 +6,32 @@
  */
 import { CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
+import { FlareAlarms } from './alarms.js';
+import { ComputeEvents } from './compute-events.js';
 import { FlareCompute } from './compute.js';
 import { FlareEvents } from './events.js';
 import { FlareHttpApi } from './http-api.js';
+import { JobEventStream } from './job-event-stream.js';
 import { JobWorkflow } from './job-workflow.js';
 import { FlareFunction } from './lambda-defaults.js';
 import { FlareNetwork } from './network.js';
+import { ChatNotifier } from './notifier.js';
+import { PoolSeed } from './pool-seed.js';
+import { Reconciler } from './reconciler.js';
 import { readSettings, type FlareSettings } from './settings.js';
 import { FlareTables } from './tables.js';
 
+/** Every Lambda's entry file, by role: the contract with lambdas/handlers/. */
 export const HANDLER_ENTRIES = {
   api: 'lambdas/handlers/http/api.ts',
   tasks: 'lambdas/handlers/workflow/tasks.ts',
+  computeEvents: 'lambdas/handlers/events/compute-events.ts',
+  reconciler: 'lambdas/handlers/events/reconciler.ts',
+  streamPublisher: 'lambdas/handlers/events/stream-publisher.ts',
+  notifier: 'lambdas/handlers/events/notifier.ts',
+  seedPools: 'lambdas/handlers/custom-resources/seed-pools.ts',
 } as const;
+export type HandlerKey = keyof typeof HANDLER_ENTRIES;
 
 export interface FlareStackProps extends StackProps {
   /**
@@ -26,7 +39,7 @@ export interface FlareStackProps extends StackProps {
    * Tests point these at stand-ins; deployments keep the defaults.
    * @default HANDLER_ENTRIES
    */
-  readonly handlerEntries?: { readonly api?: string; readonly tasks?: string };
+  readonly handlerEntries?: { readonly [K in HandlerKey]?: string };
   /** @default statemachines/job-lifecycle.asl.json */
   readonly workflowDefinitionPath?: string;
   /** @default schema/tables.json */
@@ -43,6 +56,13 @@ export class FlareStack extends Stack {
   public readonly tasks: FlareFunction;
   public readonly workflow: JobWorkflow;
   public readonly httpApi: FlareHttpApi;
+  public readonly alarms: FlareAlarms;
+  public readonly computeEvents: ComputeEvents;
+  public readonly reconciler: Reconciler;
+  public readonly jobEvents: JobEventStream;
+  /** Only when `flare:notifications` names a channel. */
+  public readonly notifier?: ChatNotifier;
+  public readonly poolSeed: PoolSeed;
 
   constructor(scope: Construct, id: string, props: FlareStackProps = {}) {
     super(scope, id, { description: 'Flare: serverless GPU job control plane', ...props });
@@ -59,17 +79,25 @@ export class FlareStack extends Stack {
       gpuAmiParameter: this.settings.gpuAmiParameter,
     });
 
+    this.alarms = new FlareAlarms(this, 'Alarms', { email: this.settings.alarmEmail });
+    const entry = (key: HandlerKey) => props.handlerEntries?.[key] ?? HANDLER_ENTRIES[key];
+
     const stateMachineName = `${this.stackName}-job-lifecycle`;
     const stateMachineArn = JobWorkflow.arnFor(this, stateMachineName);
+    // What api, tasks, compute-events and the reconciler share (lib/README.md).
     const environment = {
       ...this.tables.environment(),
       ...this.events.environment(),
       ...this.compute.environment(),
       STATE_MACHINE_ARN: stateMachineArn,
+      DEFAULT_QUOTAS: JSON.stringify(this.settings.defaultQuotas),
+      AGENT_TIMEOUT_SECONDS: String(this.settings.agentTimeoutMinutes * 60),
+      // Job State Change events leave through the jobs table stream (JobEventStream), not from these functions.
+      EVENTS_VIA_STREAM: 'true',
     };
 
     this.tasks = new FlareFunction(this, 'Tasks', {
-      entry: props.handlerEntries?.tasks ?? HANDLER_ENTRIES.tasks,
+      entry: entry('tasks'),
       description: 'Flare workflow tasks: admit, launch, start, finalize, drain',
       environment,
       // Under the shortest Task TimeoutSeconds in the ASL (60 s), so a slow call
@@ -77,9 +105,9 @@ export class FlareStack extends Stack {
       timeout: Duration.seconds(55),
     });
     this.api = new FlareFunction(this, 'Api', {
-      entry: props.handlerEntries?.api ?? HANDLER_ENTRIES.api,
+      entry: entry('api'),
       description: 'Flare HTTP API router (v1)',
-      environment,
+      environment: { ...environment, AUTH_GROUPS_CLAIM: this.settings.groupsClaim, AUTH_ADMIN_GROUP: this.settings.adminGroup },
       timeout: Duration.seconds(15),
     });
 
@@ -98,9 +126,75 @@ export class FlareStack extends Stack {
     this.compute.grantManageInstances(this.tasks.role);
     this.compute.grantReadJobLogs(this.api.role);
 
-    this.httpApi = new FlareHttpApi(this, 'Http', { handler: this.api.function, auth: this.settings.auth });
+    this.httpApi = new FlareHttpApi(this, 'Http', { handler: this.api.function, auth: this.settings.auth, adminGroup: this.settings.adminGroup });
+
+    // Completion: SSM command and EC2 state events end a job's wait.
+    this.computeEvents = new ComputeEvents(this, 'ComputeEvents', { entry: entry('computeEvents'), environment, alarms: this.alarms });
+    this.tables.grantData(this.computeEvents.handler.role);
+    this.workflow.grantTaskSuccess(this.computeEvents.handler.role);
+    this.compute.grantObserveInstances(this.computeEvents.handler.role, { commandResults: true }, 'ComputeEventsObservePolicy');
+
+    // Nothing leaks: orphans, stuck jobs, usage counters, the queue.
+    this.reconciler = new Reconciler(this, 'Reconciler', {
+      entry: entry('reconciler'),
+      environment,
+      alarms: this.alarms,
+      periodMinutes: this.settings.reconcilePeriodMinutes,
+    });
+    const reconcilerRole = this.reconciler.handler.role;
+    this.tables.grantData(reconcilerRole);
+    this.events.grantPublish(reconcilerRole);
+    this.workflow.grantStartExecution(reconcilerRole);
+    this.workflow.grantListExecutions(reconcilerRole);
+    this.compute.grantObserveInstances(reconcilerRole, {}, 'ReconcilerObservePolicy');
+    this.compute.grantTerminateManagedInstances(reconcilerRole, 'ReconcilerTerminatePolicy');
+
+    // The at-least-once outbox for Job State Change events.
+    this.jobEvents = new JobEventStream(this, 'JobEvents', { entry: entry('streamPublisher'), table: this.tables.jobs, bus: this.events.bus, alarms: this.alarms });
+
+    if (this.settings.notifications.length > 0) {
+      this.notifier = new ChatNotifier(this, 'Notifier', {
+        entry: entry('notifier'),
+        channels: this.settings.notifications,
+        bus: this.events.bus,
+        idempotencyTable: this.tables.idempotency,
+        alarms: this.alarms,
+      });
+    }
+
+    this.poolSeed = new PoolSeed(this, 'PoolSeed', { entry: entry('seedPools'), table: this.tables.pools, pools: this.settings.pools });
 
     new CfnOutput(this, 'StateMachineArn', { value: stateMachineArn });
     new CfnOutput(this, 'EventBusName', { value: this.events.bus.eventBusName });
+    // What docs/operations.md reads a stuck job with.
+    const outputs: Record<string, string> = {
+      AlarmTopicArn: this.alarms.topic.topicArn,
+      JobsTableName: this.tables.jobs.tableName,
+      PoolsTableName: this.tables.pools.tableName,
+      QuotasTableName: this.tables.quotas.tableName,
+      JobLogGroupName: this.compute.jobLogGroup.logGroupName,
+      WorkflowLogGroupName: this.workflow.logGroup.logGroupName,
+      ApiLogGroupName: this.api.logGroup.logGroupName,
+      TasksLogGroupName: this.tasks.logGroup.logGroupName,
+      ComputeEventsLogGroupName: this.computeEvents.handler.logGroup.logGroupName,
+      ComputeEventsFunctionName: this.computeEvents.handler.function.functionName,
+      ReconcilerLogGroupName: this.reconciler.handler.logGroup.logGroupName,
+      ReconcilerFunctionName: this.reconciler.handler.function.functionName,
+      StreamPublisherLogGroupName: this.jobEvents.handler.logGroup.logGroupName,
+      StreamPublisherFunctionName: this.jobEvents.handler.function.functionName,
+      ComputeEventsDlqUrl: this.computeEvents.deadLetters.queue.queueUrl,
+      StreamPublisherDlqUrl: this.jobEvents.deadLetters.queue.queueUrl,
+    };
+    if (this.notifier) {
+      Object.assign(outputs, {
+        NotifierLogGroupName: this.notifier.handler.logGroup.logGroupName,
+        NotifierFunctionName: this.notifier.handler.function.functionName,
+        NotifierQueueUrl: this.notifier.queue.queueUrl,
+        NotifierDlqUrl: this.notifier.deadLetters.queue.queueUrl,
+        NotifierDlqArn: this.notifier.deadLetters.queue.queueArn,
+        NotifierUndeliverableDlqUrl: this.notifier.undeliverable.queue.queueUrl,
+      });
+    }
+    for (const [id, value] of Object.entries(outputs)) new CfnOutput(this, id, { value });
   }
 }

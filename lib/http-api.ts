@@ -18,13 +18,19 @@ import type { AuthSetting } from './settings.js';
 
 export const PUBLIC_ROUTES = ['/', '/v1', '/v1/health'] as const;
 export const PROTECTED_ROUTE = '/v1/{proxy+}';
-/** The Cognito group whose members are Flare admins; every other group is a project. */
+/** The default Cognito group whose members are Flare admins; every other group is a project. */
 export const ADMIN_GROUP = 'admin';
 
 export interface FlareHttpApiProps {
   readonly handler: lambda.IFunction;
   /** External OIDC issuer and audience. @default a Cognito user pool created here */
   readonly auth?: AuthSetting;
+  /**
+   * The admin group created in the Cognito user pool (ignored with an
+   * external issuer); the API function must be told the same name.
+   * @default ADMIN_GROUP ('admin')
+   */
+  readonly adminGroup?: string;
   /** Steady-state requests per second for the whole stage. @default 50 */
   readonly rateLimit?: number;
   /** @default 100 */
@@ -40,6 +46,7 @@ export class FlareHttpApi extends Construct {
   /** Created when no external issuer is configured. */
   public readonly userPool?: cognito.UserPool;
   public readonly userPoolClient?: cognito.UserPoolClient;
+  public readonly adminGroup: string;
 
   constructor(scope: Construct, id: string, props: FlareHttpApiProps) {
     super(scope, id);
@@ -48,6 +55,8 @@ export class FlareHttpApi extends Construct {
     if (!(rateLimit > 0) || !Number.isInteger(burstLimit) || burstLimit < 1) {
       throw new Error(`${this.node.path}: rateLimit must be > 0 and burstLimit a positive integer, got ${rateLimit} / ${burstLimit}`);
     }
+    this.adminGroup = props.adminGroup ?? ADMIN_GROUP;
+    if (!/^[A-Za-z0-9_.@+=,:-]{1,128}$/.test(this.adminGroup)) throw new Error(`${this.node.path}: adminGroup must be a Cognito group name, got '${this.adminGroup}'`);
 
     let authorizer: apigwv2.IHttpRouteAuthorizer;
     if (props.auth) {
@@ -71,7 +80,7 @@ export class FlareHttpApi extends Construct {
       });
       new cognito.CfnUserPoolGroup(this, 'AdminGroup', {
         userPoolId: this.userPool.userPoolId,
-        groupName: ADMIN_GROUP,
+        groupName: this.adminGroup,
         description: 'Flare administrators: every project, pools, quotas and the image catalog',
       });
       authorizer = new HttpUserPoolAuthorizer('Cognito', this.userPool, { userPoolClients: [this.userPoolClient] });

@@ -104,6 +104,16 @@ export class JobWorkflow extends Construct {
     });
   }
 
+  /** `states:SendTaskSuccess` only: ending a job's wait with the outcome the event reported. */
+  public grantTaskSuccess(grantee: iam.IGrantable): iam.Grant {
+    return iam.Grant.addToPrincipal({ grantee, actions: ['states:SendTaskSuccess'], resourceArns: [this.stateMachineArn] });
+  }
+
+  /** `states:ListExecutions` on this machine (the reconciler looks for jobs with no live workflow). */
+  public grantListExecutions(grantee: iam.IGrantable): iam.Grant {
+    return iam.Grant.addToPrincipal({ grantee, actions: ['states:ListExecutions'], resourceArns: [this.stateMachineArn] });
+  }
+
   public environment(): Record<string, string> {
     return { STATE_MACHINE_ARN: this.stateMachineArn };
   }

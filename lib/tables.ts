@@ -50,6 +50,14 @@ export interface FlareTablesProps {
    * @default ['jobs', 'quotas', 'catalog']
    */
   readonly retain?: readonly TableKey[];
+  /**
+   * Tables with a DynamoDB stream, and what it carries. The jobs stream is
+   * the outbox for `Job State Change` events (./job-event-stream.ts). Kept
+   * here rather than in schema/tables.json: DynamoDB Local and the local
+   * runner have no use for it.
+   * @default { jobs: NEW_AND_OLD_IMAGES }
+   */
+  readonly streams?: Partial<Record<TableKey, dynamodb.StreamViewType>>;
 }
 
 export class FlareTables extends Construct {
@@ -67,12 +75,13 @@ export class FlareTables extends Construct {
     const schemaPath = props.schemaPath ?? path.join(REPO_ROOT, 'schema', 'tables.json');
     const schemas = readSchemas(schemaPath);
     const retain = new Set<TableKey>(props.retain ?? ['jobs', 'quotas', 'catalog']);
+    const streams = props.streams ?? { jobs: dynamodb.StreamViewType.NEW_AND_OLD_IMAGES };
 
     const tables = {} as Record<TableKey, dynamodb.Table>;
     const indexNames = {} as Record<TableKey, string[]>;
     for (const key of TABLE_KEYS) {
       const schema = schemas[key];
-      tables[key] = buildTable(this, key, schema, retain.has(key) ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY);
+      tables[key] = buildTable(this, key, schema, retain.has(key) ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY, streams[key]);
       indexNames[key] = (schema.GlobalSecondaryIndexes ?? []).map((g) => g.IndexName);
     }
     this.byKey = tables;
@@ -104,7 +113,7 @@ export class FlareTables extends Construct {
   }
 }
 
-function buildTable(scope: Construct, key: TableKey, schema: TableSchema, removalPolicy: RemovalPolicy): dynamodb.Table {
+function buildTable(scope: Construct, key: TableKey, schema: TableSchema, removalPolicy: RemovalPolicy, stream?: dynamodb.StreamViewType): dynamodb.Table {
   const attribute = (name: string, where: string): dynamodb.Attribute => {
     const def = schema.AttributeDefinitions.find((a) => a.AttributeName === name);
     if (!def) throw new Error(`schema/tables.json ${key}: ${where} uses '${name}', which AttributeDefinitions does not define`);
@@ -133,6 +142,7 @@ function buildTable(scope: Construct, key: TableKey, schema: TableSchema, remova
     pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
     encryption: dynamodb.TableEncryption.AWS_MANAGED,
     timeToLiveAttribute: schema.TimeToLiveAttribute,
+    stream,
     deletionProtection: removalPolicy === RemovalPolicy.RETAIN,
     removalPolicy,
   });

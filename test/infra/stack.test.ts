@@ -2,26 +2,34 @@
  * The synthesized FlareStack, checked where it matters: the tables match
  * schema/tables.json, the state machine is the ASL file with the tasks
  * function's ARN filled in, the Lambdas get their environment contract, the
- * launch template and IAM keep instances on a short leash, the API guards
- * everything but its public routes, bad context fails synth by key, and
- * cdk-nag's AwsSolutions pack has nothing unacknowledged.
+ * launch template and IAM keep instances on a short leash (and the dead-man
+ * switch, run here with stubbed commands, powers off on time), the API guards
+ * everything but its public routes, completion events, the reconciler, the
+ * event outbox and the chat notifier are wired with retries, dead-letter
+ * queues and alarms, the pools reach the pools table, bad context fails synth
+ * by key, and cdk-nag's AwsSolutions pack has nothing unacknowledged.
  *
  * The default stack is synthesized once (with real esbuild bundling); the
  * variants skip bundling. CloudFormation's built-in schema validation is off
  * here because it costs ~15 s per synth and `npm run synth` runs it anyway.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { App, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
-import { FlareStack, HANDLER_ENTRIES, type FlareStackProps } from '../../lib/flare-stack.js';
+import { EXPIRES_AT_FILE } from '../../lib/compute.js';
+import { FlareStack, HANDLER_ENTRIES, type FlareStackProps, type HandlerKey } from '../../lib/flare-stack.js';
+import type { FlareFunction } from '../../lib/lambda-defaults.js';
 import { REPO_ROOT } from '../../lib/lambda-defaults.js';
 import { DEFAULT_GPU_AMI_PARAMETER } from '../../lib/settings.js';
 
+/** What api, tasks, compute-events and the reconciler all get. */
 const ENV_CONTRACT = [
   'JOBS_TABLE',
   'QUOTAS_TABLE',
@@ -34,6 +42,10 @@ const ENV_CONTRACT = [
   'SUBNET_IDS',
   'POOLS',
   'LOG_GROUP_NAME',
+  'DEFAULT_QUOTAS',
+  'AGENT_TIMEOUT_SECONDS',
+  'ROOT_DEVICE_NAME',
+  'EVENTS_VIA_STREAM',
 ];
 const ASL_PATH = path.join(REPO_ROOT, 'statemachines', 'job-lifecycle.asl.json');
 const SCHEMA = JSON.parse(readFileSync(path.join(REPO_ROOT, 'schema', 'tables.json'), 'utf8')) as Record<string, any>;
@@ -41,13 +53,20 @@ const SCHEMA = JSON.parse(readFileSync(path.join(REPO_ROOT, 'schema', 'tables.js
 type Resources = Record<string, { Type: string; Properties?: any; DependsOn?: string | string[]; DeletionPolicy?: string }>;
 
 /**
- * Stand-ins only for files another part of the tree has not written yet.
- * NodejsFunction needs entries under the project root, so they live in the
- * git-ignored .cache/ and are removed afterwards.
+ * Handlers other people are still writing: this test always bundles a
+ * stand-in for them, so it checks the infrastructure whatever state those
+ * files are in (`npm run synth` bundles the real ones).
+ */
+const ALWAYS_STAND_IN: readonly HandlerKey[] = ['computeEvents', 'reconciler', 'streamPublisher', 'notifier'];
+
+/**
+ * Stand-ins for the handlers above and for files another part of the tree
+ * has not written yet. NodejsFunction needs entries under the project root,
+ * so they live in the git-ignored .cache/ and are removed afterwards.
  */
 let scratch: string | undefined;
 function standIns(): FlareStackProps {
-  const props: { handlerEntries: { api?: string; tasks?: string }; workflowDefinitionPath?: string } = { handlerEntries: {} };
+  const props: { handlerEntries: { [K in HandlerKey]?: string }; workflowDefinitionPath?: string } = { handlerEntries: {} };
   const dir = () => {
     if (!scratch) {
       mkdirSync(path.join(REPO_ROOT, '.cache'), { recursive: true });
@@ -55,10 +74,10 @@ function standIns(): FlareStackProps {
     }
     return scratch;
   };
-  for (const key of ['api', 'tasks'] as const) {
-    if (existsSync(path.join(REPO_ROOT, HANDLER_ENTRIES[key]))) continue;
+  for (const key of Object.keys(HANDLER_ENTRIES) as HandlerKey[]) {
+    if (!ALWAYS_STAND_IN.includes(key) && existsSync(path.join(REPO_ROOT, HANDLER_ENTRIES[key]))) continue;
     const file = path.join(dir(), `${key}.ts`);
-    writeFileSync(file, 'export const handler = async (event: unknown) => event;\n');
+    if (!existsSync(file)) writeFileSync(file, 'export const handler = async (event: unknown) => event;\n');
     props.handlerEntries[key] = file;
   }
   if (!existsSync(ASL_PATH)) {
@@ -107,6 +126,38 @@ function statements(resources: Resources): { policy: string; statement: any }[] 
     .flatMap(([id, r]) => (r.Properties.PolicyDocument.Statement as any[]).map((statement) => ({ policy: id, statement })));
 }
 const actionsOf = (statement: any): string[] => [statement.Action].flat();
+
+/** The statements of every policy attached to this function's role. */
+function statementsOf(stack: FlareStack, resources: Resources, fn: FlareFunction): any[] {
+  const role = logicalId(stack, fn.role);
+  return statements(resources)
+    .filter(({ policy }) => (resources[policy].Properties.Roles as any[]).some((r) => r.Ref === role))
+    .map(({ statement }) => statement);
+}
+
+/** Every action a function's role may take, each with the resources it may take it on (JSON). */
+function grantsOf(stack: FlareStack, resources: Resources, fn: FlareFunction): Map<string, string[]> {
+  const grants = new Map<string, string[]>();
+  for (const statement of statementsOf(stack, resources, fn)) {
+    for (const action of actionsOf(statement)) {
+      grants.set(action, [...(grants.get(action) ?? []), ...[statement.Resource].flat().map((r) => JSON.stringify(r))]);
+    }
+  }
+  return grants;
+}
+
+/** What every Flare function's role has whatever it does: its own logs and X-Ray. */
+const BASELINE_ACTIONS = ['logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTraceSegments', 'xray:PutTelemetryRecords'];
+
+/** A CloudFormation string value with intrinsics rendered as `<LogicalId>` / `<LogicalId.Attr>` / `<AWS::Pseudo>`. */
+function render(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const v = value as Record<string, any>;
+  if (v.Ref) return `<${v.Ref}>`;
+  if (v['Fn::GetAtt']) return `<${v['Fn::GetAtt'].join('.')}>`;
+  if (v['Fn::Join']) return (v['Fn::Join'][1] as unknown[]).map(render).join(v['Fn::Join'][0]);
+  throw new Error(`cannot render ${JSON.stringify(value)}`);
+}
 
 after(() => {
   if (scratch) rmSync(scratch, { recursive: true, force: true });
@@ -163,9 +214,9 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
   });
 
   describe('Lambda functions', () => {
-    it('give both handlers the whole environment contract, pointing at this stack', () => {
+    it('give api, tasks, compute-events and the reconciler the whole environment contract, pointing at this stack', () => {
       const tables = stack.tables;
-      for (const fn of [stack.api, stack.tasks]) {
+      for (const fn of [stack.api, stack.tasks, stack.computeEvents.handler, stack.reconciler.handler]) {
         const props = resources[logicalId(stack, fn.function)].Properties;
         const env = props.Environment.Variables;
         for (const name of ENV_CONTRACT) assert.ok(env[name] !== undefined, `${fn.node.id} lacks ${name}`);
@@ -178,6 +229,11 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
         assert.deepEqual(env.LAUNCH_TEMPLATE_ID, { Ref: logicalId(stack, stack.compute.launchTemplate) });
         assert.deepEqual(env.LOG_GROUP_NAME, { Ref: logicalId(stack, stack.compute.jobLogGroup) });
         assert.deepEqual(JSON.parse(env.POOLS), { a10g: { instanceTypes: ['g5.xlarge'], memory: '14g' } });
+        // Defaults: no deployment-wide quota, a 10-minute agent bound, Ubuntu's root device, events from the stream.
+        assert.equal(env.DEFAULT_QUOTAS, '{}');
+        assert.equal(env.AGENT_TIMEOUT_SECONDS, '600');
+        assert.equal(env.ROOT_DEVICE_NAME, '/dev/sda1');
+        assert.equal(env.EVENTS_VIA_STREAM, 'true');
         // The created VPC's private subnets, comma-separated.
         const subnets = env.SUBNET_IDS['Fn::Join'];
         assert.equal(subnets[0], ',');
@@ -197,6 +253,17 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       assert.equal(machineName, 'FlareStack-job-lifecycle');
     });
 
+    it('tell the API which claim lists groups and which group is admin, matching the Cognito group', () => {
+      const env = resources[logicalId(stack, stack.api.function)].Properties.Environment.Variables;
+      assert.equal(env.AUTH_GROUPS_CLAIM, 'cognito:groups');
+      assert.equal(env.AUTH_ADMIN_GROUP, 'admin');
+      template.hasResourceProperties('AWS::Cognito::UserPoolGroup', { GroupName: env.AUTH_ADMIN_GROUP });
+      for (const fn of [stack.tasks, stack.computeEvents.handler, stack.reconciler.handler]) {
+        const other = resources[logicalId(stack, fn.function)].Properties.Environment.Variables;
+        assert.equal(other.AUTH_ADMIN_GROUP, undefined, `${fn.node.path} has no business with auth`);
+      }
+    });
+
     it('bundle as ESM with a require shim, from local esbuild', () => {
       const code = resources[logicalId(stack, stack.tasks.function)].Properties.Code;
       assert.ok(code.S3Key, 'tasks function has a bundled asset');
@@ -209,10 +276,16 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
 
     it('let the state machine, and only it, reach the tasks function', () => {
       const role = resources[logicalId(stack, stack.workflow.stateMachine)].Properties.RoleArn['Fn::GetAtt'][0];
+      const tasks = logicalId(stack, stack.tasks.function);
       const invokes = statements(resources).filter(({ statement }) => actionsOf(statement).includes('lambda:InvokeFunction'));
-      assert.deepEqual(invokes.map(({ statement }) => statement.Resource), [{ 'Fn::GetAtt': [logicalId(stack, stack.tasks.function), 'Arn'] }]);
-      const policy = invokes[0].policy;
-      assert.deepEqual(resources[policy].Properties.Roles, [{ Ref: role }]);
+      const ofTasks = invokes.filter(({ statement }) => JSON.stringify(statement.Resource).includes(tasks));
+      assert.deepEqual(ofTasks.map(({ statement }) => statement.Resource), [{ 'Fn::GetAtt': [tasks, 'Arn'] }]);
+      assert.deepEqual(resources[ofTasks[0].policy].Properties.Roles, [{ Ref: role }]);
+      // The only other invoker is the custom resource framework, of the pool seeding function alone.
+      const seed = logicalId(stack, stack.poolSeed.handler.function);
+      for (const { statement } of invokes.filter((i) => !ofTasks.includes(i))) {
+        for (const resource of [statement.Resource].flat()) assert.match(render(resource), new RegExp(`^<${seed}\\.Arn>(:\\*)?$`));
+      }
     });
 
     it('let both handlers start executions, answer task tokens and publish events, on this machine and bus only', () => {
@@ -298,6 +371,116 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
   });
 
   describe('compute', () => {
+    it('lets the nodes of a job reach each other on any port, and nothing else reach them', () => {
+      const group = logicalId(stack, stack.compute.securityGroup);
+      template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', {
+        GroupId: { 'Fn::GetAtt': [group, 'GroupId'] },
+        SourceSecurityGroupId: { 'Fn::GetAtt': [group, 'GroupId'] },
+        IpProtocol: '-1',
+      });
+      const ingress = Object.values(resources).filter((r) => r.Type === 'AWS::EC2::SecurityGroupIngress' && JSON.stringify(r.Properties.GroupId).includes(group));
+      assert.equal(ingress.length, 1, 'one ingress rule: the group itself');
+      assert.equal(resources[group].Properties.SecurityGroupIngress, undefined, 'no inline ingress (no CIDR, no other group)');
+    });
+
+    it('user data lets only root reach the instance metadata service (multi-node jobs share the host network as non-root)', () => {
+      const userData: string = resources[logicalId(stack, stack.compute.launchTemplate)].Properties.LaunchTemplateData.UserData['Fn::Base64'];
+      const line = userData.split('\n').find((l) => l.includes('/etc/systemd/system/flare-imds-guard.service'));
+      assert.ok(line, 'the user data writes the guard unit');
+      const dir = mkdtempSync(path.join(tmpdir(), 'flare-imds-'));
+      const unitFile = path.join(dir, 'guard.service');
+      execFileSync('sh', ['-c', line.replace('/etc/systemd/system/flare-imds-guard.service', unitFile)]);
+      const unit = readFileSync(unitFile, 'utf8');
+      assert.match(unit, /^Before=docker\.service$/m, 'in place before any container starts');
+      assert.match(unit, /^Type=oneshot$/m);
+      assert.ok(unit.includes('iptables -C OUTPUT -d 169.254.169.254/32 -m owner ! --uid-owner 0 -j REJECT'), unit);
+      assert.ok(unit.includes('iptables -I OUTPUT -d 169.254.169.254/32 -m owner ! --uid-owner 0 -j REJECT'), unit);
+      assert.ok(userData.includes('systemctl enable --now flare-imds-guard.service'), 'enabled, so it is back after a reboot');
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    describe('dead-man switch (the user data script, run with stubbed curl, shutdown, logger and sleep)', () => {
+      let script: string;
+      let work: string;
+
+      before(() => {
+        const userData = resources[logicalId(stack, stack.compute.launchTemplate)].Properties.LaunchTemplateData.UserData['Fn::Base64'];
+        assert.equal(typeof userData, 'string', 'user data is static text');
+        const match = /<<'FLARE_EOF'\n([\s\S]*?)\nFLARE_EOF/.exec(userData);
+        assert.ok(match, 'the user data installs the switch from a quoted heredoc');
+        script = match[1];
+        assert.ok(userData.includes('systemctl enable --now flare-deadman.service'), 'the switch runs as a service');
+        work = mkdtempSync(path.join(tmpdir(), 'flare-deadman-'));
+        const bin = path.join(work, 'bin');
+        mkdirSync(bin);
+        const stub = (name: string, body: string) => {
+          writeFileSync(path.join(bin, name), `#!/bin/bash\n${body}\n`);
+          chmodSync(path.join(bin, name), 0o755);
+        };
+        // IMDS: a token, then the flare:expires-at tag if the case sets one (curl -f fails on a 404 otherwise).
+        stub('curl', 'case "$*" in *api/token*) echo token ;; *tags/instance/flare:expires-at*) [ -n "${STUB_TAG:-}" ] && echo "$STUB_TAG" || exit 22 ;; *) exit 22 ;; esac');
+        stub('logger', 'echo "logger $*" >> "$STUB_LOG"');
+        // The loop's first pass is all a case needs: end the script where it would sleep or power off.
+        stub('shutdown', 'echo "shutdown $*" >> "$STUB_LOG"; kill -TERM $PPID');
+        stub('sleep', 'echo "sleep $*" >> "$STUB_LOG"; kill -TERM $PPID');
+      });
+
+      after(() => rmSync(work, { recursive: true, force: true }));
+
+      /** One pass of the loop: what the script logged and whether it powered off. */
+      function run(file: string | undefined, tag: string | undefined): { log: string; poweredOff: boolean } {
+        const dir = mkdtempSync(path.join(work, 'case-'));
+        const expiresFile = path.join(dir, 'expires-at');
+        if (file !== undefined) writeFileSync(expiresFile, `${file}\n`);
+        assert.ok(script.includes(EXPIRES_AT_FILE));
+        const scriptFile = path.join(dir, 'flare-deadman');
+        writeFileSync(scriptFile, script.split(EXPIRES_AT_FILE).join(expiresFile));
+        const logFile = path.join(dir, 'log');
+        writeFileSync(logFile, '');
+        const result = spawnSync('bash', [scriptFile], {
+          env: { PATH: `${path.join(work, 'bin')}:${process.env.PATH}`, STUB_LOG: logFile, ...(tag !== undefined ? { STUB_TAG: tag } : {}) },
+          timeout: 10_000,
+        });
+        assert.equal(result.error, undefined);
+        const log = readFileSync(logFile, 'utf8');
+        return { log, poweredOff: log.includes('shutdown -h now') };
+      }
+      const minutesFromNow = (m: number) => new Date(Date.now() + m * 60_000).toISOString();
+
+      it('powers off once the deadline in the expiry file plus the 15-minute grace has passed, even if the tag says later', () => {
+        const { log, poweredOff } = run(minutesFromNow(-16), minutesFromNow(120));
+        assert.ok(poweredOff, log);
+        assert.match(log, /from the file/);
+      });
+
+      it('prefers the expiry file: a live-timeout extension there outlives a past tag', () => {
+        const { log, poweredOff } = run(minutesFromNow(60), minutesFromNow(-120));
+        assert.ok(!poweredOff, log);
+        assert.match(log, /sleep 60/);
+      });
+
+      it('falls back to the flare:expires-at tag before the container started (no file yet)', () => {
+        const { log, poweredOff } = run(undefined, minutesFromNow(-16));
+        assert.ok(poweredOff, log);
+        assert.match(log, /from the tag/);
+      });
+
+      it('keeps running within the grace', () => {
+        assert.ok(!run(minutesFromNow(-14), undefined).poweredOff);
+      });
+
+      it('ignores a file that is not an ISO-8601 UTC time (date -d would read "today" as midnight) and uses the tag', () => {
+        assert.ok(!run('today', undefined).poweredOff, 'garbage alone powers nothing off');
+        assert.ok(!run('today', minutesFromNow(30)).poweredOff);
+        assert.ok(run('today', minutesFromNow(-20)).poweredOff);
+      });
+
+      it('does nothing with neither a file nor a tag', () => {
+        const { log, poweredOff } = run(undefined, undefined);
+        assert.ok(!poweredOff, log);
+      });
+    });
+
     it('launches from a template with IMDSv2 only, hop limit 1, encrypted EBS, and terminate on shutdown', () => {
       template.hasResourceProperties('AWS::EC2::LaunchTemplate', {
         LaunchTemplateData: Match.objectLike({
@@ -425,6 +608,235 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
     assert.ok(subnets.every((s) => s.Properties.MapPublicIpOnLaunch === false), 'no subnet maps public IPs');
   });
 
+  describe('completion events (default bus)', () => {
+    const dlqArn = () => ({ 'Fn::GetAtt': [logicalId(stack, stack.computeEvents.deadLetters.queue), 'Arn'] });
+    const target = () =>
+      Match.objectLike({
+        Arn: { 'Fn::GetAtt': [logicalId(stack, stack.computeEvents.handler.function), 'Arn'] },
+        DeadLetterConfig: { Arn: dlqArn() },
+        RetryPolicy: { MaximumRetryAttempts: 8, MaximumEventAgeInSeconds: 7200 },
+      });
+
+    it('hands final Run Command statuses of AWS-RunShellScript to compute-events, with retries and a dead-letter queue', () => {
+      template.hasResourceProperties('AWS::Events::Rule', {
+        EventBusName: Match.absent(),
+        EventPattern: {
+          source: ['aws.ssm'],
+          'detail-type': ['EC2 Command Invocation Status-change Notification'],
+          detail: { 'document-name': ['AWS-RunShellScript'], status: ['Success', 'Failed', 'TimedOut', 'Cancelled'] },
+        },
+        Targets: [target()],
+      });
+    });
+
+    it('hands instances that stop or terminate to compute-events, with retries and a dead-letter queue', () => {
+      template.hasResourceProperties('AWS::Events::Rule', {
+        EventBusName: Match.absent(),
+        EventPattern: {
+          source: ['aws.ec2'],
+          'detail-type': ['EC2 Instance State-change Notification'],
+          detail: { state: ['shutting-down', 'terminated', 'stopping', 'stopped'] },
+        },
+        Targets: [target()],
+      });
+    });
+
+    it('sends invocations that failed every Lambda retry to the same dead-letter queue', () => {
+      template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+        FunctionName: { Ref: logicalId(stack, stack.computeEvents.handler.function) },
+        MaximumRetryAttempts: 2,
+        DestinationConfig: { OnFailure: { Destination: dlqArn() } },
+      });
+    });
+
+    it('lets compute-events read instance and command state, answer task tokens with success only, and use the tables, nothing more', () => {
+      const grants = grantsOf(stack, resources, stack.computeEvents.handler);
+      assert.deepEqual(grants.get('ec2:DescribeInstances'), ['"*"']);
+      assert.deepEqual(grants.get('ssm:GetCommandInvocation'), ['"*"']);
+      assert.equal(grants.get('states:SendTaskSuccess')?.length, 1);
+      assert.match(grants.get('states:SendTaskSuccess')![0], /:stateMachine:FlareStack-job-lifecycle/);
+      assert.ok(grants.get('dynamodb:UpdateItem')?.some((r) => r.includes(logicalId(stack, stack.tables.jobs))));
+      const allowed = new Set([
+        ...BASELINE_ACTIONS,
+        'ec2:DescribeInstances',
+        'ssm:GetCommandInvocation',
+        'states:SendTaskSuccess',
+        'sqs:SendMessage',
+        'sqs:GetQueueAttributes',
+        'sqs:GetQueueUrl',
+        ...[...grants.keys()].filter((a) => a.startsWith('dynamodb:')),
+      ]);
+      assert.deepEqual([...grants.keys()].filter((a) => !allowed.has(a)), []);
+      assert.deepEqual(grants.get('sqs:SendMessage'), [JSON.stringify(dlqArn())]);
+      for (const [action, on] of grants) if (action.startsWith('dynamodb:')) assert.ok(on.every((r) => r.includes('Tables')), `${action} on ${on}`);
+    });
+  });
+
+  describe('reconciler', () => {
+    it('runs every 5 minutes by default', () => {
+      template.hasResourceProperties('AWS::Events::Rule', {
+        ScheduleExpression: 'rate(5 minutes)',
+        Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [logicalId(stack, stack.reconciler.handler.function), 'Arn'] } })],
+      });
+    });
+
+    it('does not retry a failed run (the next one repeats it) and never runs longer than a period', () => {
+      template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', { FunctionName: { Ref: logicalId(stack, stack.reconciler.handler.function) }, MaximumRetryAttempts: 0 });
+      assert.equal(resources[logicalId(stack, stack.reconciler.handler.function)].Properties.Timeout, 300);
+    });
+
+    it('may terminate only managed-by=flare instances, list and start executions of this machine, publish on the bus', () => {
+      template.hasResourceProperties('AWS::IAM::Policy', {
+        Roles: [{ Ref: logicalId(stack, stack.reconciler.handler.role) }],
+        PolicyDocument: {
+          Statement: [
+            Match.objectLike({
+              Action: 'ec2:TerminateInstances',
+              Resource: Match.objectLike({ 'Fn::Join': ['', Match.arrayWith([':instance/*'])] }),
+              Condition: { StringEquals: { 'aws:ResourceTag/managed-by': 'flare' } },
+            }),
+          ],
+        },
+      });
+      const grants = grantsOf(stack, resources, stack.reconciler.handler);
+      for (const action of ['states:ListExecutions', 'states:StartExecution']) {
+        assert.equal(grants.get(action)?.length, 1, action);
+        assert.match(grants.get(action)![0], /:stateMachine:FlareStack-job-lifecycle/);
+      }
+      assert.deepEqual(grants.get('events:PutEvents'), [JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.events.bus), 'Arn'] })]);
+      assert.deepEqual(grants.get('ec2:DescribeInstances'), ['"*"']);
+      for (const action of ['ec2:RunInstances', 'ec2:CreateTags', 'ssm:SendCommand', 'iam:PassRole', 'states:SendTaskSuccess']) assert.equal(grants.get(action), undefined, action);
+    });
+
+    it('raises an alarm on the alarm topic when two runs in a row fail', () => {
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'AWS/Lambda',
+        MetricName: 'Errors',
+        Dimensions: [{ Name: 'FunctionName', Value: { Ref: logicalId(stack, stack.reconciler.handler.function) } }],
+        Period: 300,
+        EvaluationPeriods: 2,
+        DatapointsToAlarm: 2,
+        Threshold: 1,
+        AlarmActions: [{ Ref: logicalId(stack, stack.alarms.topic) }],
+      });
+    });
+  });
+
+  describe('Job State Change outbox (jobs table stream)', () => {
+    it('streams old and new images of the jobs table', () => {
+      const jobs = resources[logicalId(stack, stack.tables.jobs)].Properties;
+      assert.deepEqual(jobs.StreamSpecification, { StreamViewType: 'NEW_AND_OLD_IMAGES' });
+      for (const key of ['quotas', 'pools', 'idempotency', 'catalog'] as const) {
+        assert.equal(resources[logicalId(stack, stack.tables[key])].Properties.StreamSpecification, undefined, key);
+      }
+    });
+
+    it('feeds the stream publisher with partial-batch failures, batch splitting, bounded retries and a dead-letter queue', () => {
+      template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+        EventSourceArn: { 'Fn::GetAtt': [logicalId(stack, stack.tables.jobs), 'StreamArn'] },
+        FunctionName: { Ref: logicalId(stack, stack.jobEvents.handler.function) },
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+        BisectBatchOnFunctionError: true,
+        MaximumRetryAttempts: 10,
+        ParallelizationFactor: 1,
+        StartingPosition: 'TRIM_HORIZON',
+        DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [logicalId(stack, stack.jobEvents.deadLetters.queue), 'Arn'] } } },
+        FilterCriteria: { Filters: [{ Pattern: JSON.stringify({ eventName: ['INSERT', 'MODIFY'] }) }] },
+      });
+    });
+
+    it('lets the stream publisher put events on the flare bus and nowhere else, and touch no table item', () => {
+      const grants = grantsOf(stack, resources, stack.jobEvents.handler);
+      assert.deepEqual(grants.get('events:PutEvents'), [JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.events.bus), 'Arn'] })]);
+      const stream = JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.tables.jobs), 'StreamArn'] });
+      for (const action of ['dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:DescribeStream']) assert.deepEqual(grants.get(action), [stream], action);
+      const allowed = new Set([...BASELINE_ACTIONS, 'events:PutEvents', 'dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:DescribeStream', 'dynamodb:ListStreams', 'sqs:SendMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl']);
+      assert.deepEqual([...grants.keys()].filter((a) => !allowed.has(a)), []);
+      assert.deepEqual(grants.get('sqs:SendMessage'), [JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.jobEvents.deadLetters.queue), 'Arn'] })]);
+    });
+
+    it('gives the stream publisher EVENT_BUS_NAME and nothing else', () => {
+      const env = resources[logicalId(stack, stack.jobEvents.handler.function)].Properties.Environment.Variables;
+      assert.deepEqual(Object.keys(env).sort(), ['EVENT_BUS_NAME', 'NODE_OPTIONS']);
+      assert.deepEqual(env.EVENT_BUS_NAME, { Ref: logicalId(stack, stack.events.bus) });
+    });
+  });
+
+  it('deploys no notifier and no rule on the flare bus when no chat channel is configured', () => {
+    assert.equal(stack.notifier, undefined);
+    const onFlareBus = Object.values(resources).filter((r) => r.Type === 'AWS::Events::Rule' && r.Properties.EventBusName !== undefined);
+    assert.deepEqual(onFlareBus, []);
+    const functions = Object.values(resources).filter((r) => r.Type === 'AWS::Lambda::Function');
+    assert.ok(!functions.some((f) => f.Properties.Environment?.Variables?.NOTIFY_CHANNELS !== undefined));
+  });
+
+  describe('queues and alarms', () => {
+    it('encrypts every queue and refuses requests without TLS', () => {
+      const queues = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::SQS::Queue');
+      assert.ok(queues.length >= 2);
+      for (const [id, queue] of queues) {
+        assert.equal(queue.Properties.SqsManagedSseEnabled, true, id);
+        template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+          Queues: [{ Ref: id }],
+          PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Action: 'sqs:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+        });
+      }
+    });
+
+    it('alarms on every dead-letter queue as soon as it holds a message', () => {
+      for (const dlq of [stack.computeEvents.deadLetters, stack.jobEvents.deadLetters]) {
+        template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+          Namespace: 'AWS/SQS',
+          MetricName: 'ApproximateNumberOfMessagesVisible',
+          Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [logicalId(stack, dlq.queue), 'QueueName'] } }],
+          Threshold: 1,
+          ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+          AlarmActions: [{ Ref: logicalId(stack, stack.alarms.topic) }],
+        });
+      }
+    });
+
+    it('sends every alarm, and its recovery, to the one alarm topic', () => {
+      const alarms = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::CloudWatch::Alarm');
+      assert.equal(alarms.length, stack.alarms.alarms.length);
+      for (const [id, alarm] of alarms) {
+        assert.deepEqual(alarm.Properties.AlarmActions, [{ Ref: logicalId(stack, stack.alarms.topic) }], id);
+        assert.deepEqual(alarm.Properties.OKActions, [{ Ref: logicalId(stack, stack.alarms.topic) }], id);
+      }
+    });
+
+    it('encrypts the alarm topic with a rotated key CloudWatch may use, enforces TLS, and subscribes nobody by default', () => {
+      const key = logicalId(stack, stack.alarms.key);
+      template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: { 'Fn::GetAtt': [key, 'Arn'] } });
+      template.hasResourceProperties('AWS::KMS::Key', {
+        EnableKeyRotation: true,
+        KeyPolicy: { Statement: Match.arrayWith([Match.objectLike({ Principal: { Service: 'cloudwatch.amazonaws.com' }, Action: ['kms:Decrypt', 'kms:GenerateDataKey*'] })]) },
+      });
+      template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+        Topics: [{ Ref: logicalId(stack, stack.alarms.topic) }],
+        PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Action: 'sns:Publish', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+      });
+      template.resourceCountIs('AWS::SNS::Subscription', 0);
+    });
+  });
+
+  describe('pools custom resource', () => {
+    it('carries the configured pools and the pools table to the seeding function through the provider framework', () => {
+      const [resource] = Object.values(resources).filter((r) => r.Type === 'Custom::FlarePools');
+      assert.ok(resource, 'a Custom::FlarePools resource');
+      assert.deepEqual(JSON.parse(resource.Properties.Pools), [{ name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 4 }]);
+      assert.deepEqual(resource.Properties.PoolsTable, { Ref: logicalId(stack, stack.tables.pools) });
+      const token = resource.Properties.ServiceToken['Fn::GetAtt'][0];
+      assert.equal(resources[token].Properties.Environment.Variables.USER_ON_EVENT_FUNCTION_ARN['Fn::GetAtt'][0], logicalId(stack, stack.poolSeed.handler.function));
+    });
+
+    it('lets the seeding function update items of the pools table and nothing else', () => {
+      const grants = grantsOf(stack, resources, stack.poolSeed.handler);
+      assert.deepEqual(grants.get('dynamodb:UpdateItem'), [JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.tables.pools), 'Arn'] })]);
+      assert.deepEqual([...grants.keys()].filter((a) => !BASELINE_ACTIONS.includes(a)), ['dynamodb:UpdateItem']);
+    });
+  });
+
   describe('cdk-nag AwsSolutions', () => {
     it('reports no unacknowledged finding', () => {
       const report = new AwsSolutionsChecks().validateScope(app);
@@ -449,7 +861,7 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       }
       // A new kind of suppression is a decision: add it here and to lib/README.md.
       const rules = new Set(nag.map(([id]) => id.replace(/^.*(AwsSolutions-[A-Z]+\d+).*$/, '$1')));
-      assert.deepEqual([...rules].sort(), ['AwsSolutions-APIG4', 'AwsSolutions-COG8', 'AwsSolutions-IAM4', 'AwsSolutions-IAM5', 'AwsSolutions-L1']);
+      assert.deepEqual([...rules].sort(), ['AwsSolutions-APIG4', 'AwsSolutions-COG8', 'AwsSolutions-IAM4', 'AwsSolutions-IAM5', 'AwsSolutions-L1', 'AwsSolutions-SQS3']);
     });
   });
 });
@@ -466,6 +878,8 @@ describe('FlareStack with an existing VPC, an OIDC issuer and custom pools', () 
       'flare:subnetIds': 'subnet-0123456789abcdef0,subnet-0123456789abcdef1',
       'flare:authIssuer': issuer,
       'flare:authAudience': ['flare-cli'],
+      'flare:authGroupsClaim': 'groups',
+      'flare:adminGroup': 'flare-admins',
       'flare:gpuAmiParameter': '/my/gpu/ami',
       'flare:pools': JSON.stringify([
         { name: 'a100', instanceType: 'p4d.24xlarge', gpusPerInstance: 8, maxGpus: 16, containerMemory: '1000g' },
@@ -502,6 +916,20 @@ describe('FlareStack with an existing VPC, an OIDC issuer and custom pools', () 
     assert.ok(Object.values(parameters).some((p) => p.Default === '/my/gpu/ami'));
   });
 
+  it('tells the API the issuer\'s groups claim and admin group', () => {
+    const env = resources[logicalId(stack, stack.api.function)].Properties.Environment.Variables;
+    assert.equal(env.AUTH_GROUPS_CLAIM, 'groups');
+    assert.equal(env.AUTH_ADMIN_GROUP, 'flare-admins');
+  });
+
+  it('seeds the configured pools', () => {
+    const [resource] = Object.values(resources).filter((r) => r.Type === 'Custom::FlarePools');
+    assert.deepEqual(JSON.parse(resource.Properties.Pools), [
+      { name: 'a100', instanceType: 'p4d.24xlarge', gpusPerInstance: 8, maxGpus: 16 },
+      { name: 'l4', instanceType: 'g6.xlarge', gpusPerInstance: 1, maxGpus: 8 },
+    ]);
+  });
+
   it('trusts the external issuer and audience, and creates no user pool', () => {
     template.resourceCountIs('AWS::Cognito::UserPool', 0);
     template.hasResourceProperties('AWS::ApiGatewayV2::Authorizer', {
@@ -510,6 +938,145 @@ describe('FlareStack with an existing VPC, an OIDC issuer and custom pools', () 
     });
     template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'ANY /v1/{proxy+}', AuthorizationType: 'JWT' });
     template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'GET /v1/health', AuthorizationType: 'NONE' });
+  });
+});
+
+describe('FlareStack with chat channels, an alarm email and tuned settings', () => {
+  const channels = [
+    { id: 'vision-slack', type: 'slack', secretName: 'flare/vision-slack', projects: ['vision'], states: ['SUCCEEDED', 'FAILED', 'EXPIRED'] },
+    { id: 'ops-teams', type: 'teams', secretName: 'flare/ops-teams' },
+  ];
+  let app: App;
+  let stack: FlareStack;
+  let template: Template;
+  let resources: Resources;
+  let notifier: NonNullable<FlareStack['notifier']>;
+
+  before(() => {
+    ({ app, stack, template } = synth({
+      'flare:notifications': channels,
+      'flare:alarmEmail': 'gpu-ops@example.com',
+      'flare:adminGroup': 'flare-admins',
+      'flare:defaultQuotas': { gpus: 8, jobs: 20 },
+      // As `-c key=value` passes them: strings.
+      'flare:reconcilePeriodMinutes': '1',
+      'flare:agentTimeoutMinutes': '20',
+    }));
+    resources = template.toJSON().Resources;
+    assert.ok(stack.notifier);
+    notifier = stack.notifier;
+  });
+
+  it('passes default quotas and the agent timeout to the functions', () => {
+    for (const fn of [stack.api, stack.tasks, stack.computeEvents.handler, stack.reconciler.handler]) {
+      const env = resources[logicalId(stack, fn.function)].Properties.Environment.Variables;
+      assert.deepEqual(JSON.parse(env.DEFAULT_QUOTAS), { gpus: 8, jobs: 20 });
+      assert.equal(env.AGENT_TIMEOUT_SECONDS, '1200');
+    }
+  });
+
+  it('creates the configured admin group in the Cognito pool and tells the API its name', () => {
+    template.hasResourceProperties('AWS::Cognito::UserPoolGroup', { GroupName: 'flare-admins' });
+    template.resourceCountIs('AWS::Cognito::UserPoolGroup', 1);
+    assert.equal(resources[logicalId(stack, stack.api.function)].Properties.Environment.Variables.AUTH_ADMIN_GROUP, 'flare-admins');
+  });
+
+  it('runs the reconciler at the configured period, within it, and alarms per period', () => {
+    template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 minute)' });
+    assert.equal(resources[logicalId(stack, stack.reconciler.handler.function)].Properties.Timeout, 60);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'Errors', Period: 60, EvaluationPeriods: 2 });
+  });
+
+  it('subscribes the alarm email to the alarm topic', () => {
+    template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'gpu-ops@example.com', TopicArn: { Ref: logicalId(stack, stack.alarms.topic) } });
+  });
+
+  it('routes each channel with one rule on the flare bus, by project and state when the channel says so', () => {
+    const bus = { Ref: logicalId(stack, stack.events.bus) };
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventBusName: bus,
+      EventPattern: { source: ['flare'], 'detail-type': ['Job State Change'], detail: { project: ['vision'], state: ['SUCCEEDED', 'FAILED', 'EXPIRED'] } },
+    });
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventBusName: bus,
+      EventPattern: { source: ['flare'], 'detail-type': ['Job State Change'], detail: Match.absent() },
+    });
+    const onBus = Object.values(resources).filter((r) => r.Type === 'AWS::Events::Rule' && r.Properties.EventBusName);
+    assert.equal(onBus.length, channels.length);
+  });
+
+  it('puts { channel, event } on the notification queue, with retries and a dead-letter queue for what cannot be delivered', () => {
+    for (const { id } of channels) {
+      const rule = resources[logicalId(stack, notifier.rules[id])].Properties;
+      const [target] = rule.Targets;
+      assert.deepEqual(target.Arn, { 'Fn::GetAtt': [logicalId(stack, notifier.queue), 'Arn'] });
+      assert.deepEqual(target.DeadLetterConfig, { Arn: { 'Fn::GetAtt': [logicalId(stack, notifier.undeliverable.queue), 'Arn'] } });
+      assert.equal(target.RetryPolicy.MaximumRetryAttempts, 8);
+      // What EventBridge will send: the template with the whole event in place of <f1>.
+      const { InputPathsMap, InputTemplate } = target.InputTransformer;
+      const [[placeholder, jsonPath]] = Object.entries(InputPathsMap as Record<string, string>);
+      assert.equal(jsonPath, '$');
+      const message = JSON.parse(InputTemplate.replace(`<${placeholder}>`, JSON.stringify({ 'detail-type': 'Job State Change', detail: { jobId: 'j1' } })));
+      assert.deepEqual(message, { channel: id, event: { 'detail-type': 'Job State Change', detail: { jobId: 'j1' } } });
+    }
+  });
+
+  it('moves a message to the dead-letter queue after 5 receives, and alarms on it', () => {
+    template.hasResourceProperties('AWS::SQS::Queue', {
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [logicalId(stack, notifier.deadLetters.queue), 'Arn'] }, maxReceiveCount: 5 },
+      SqsManagedSseEnabled: true,
+      VisibilityTimeout: 360,
+    });
+    for (const dlq of [notifier.deadLetters, notifier.undeliverable]) {
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        MetricName: 'ApproximateNumberOfMessagesVisible',
+        Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [logicalId(stack, dlq.queue), 'QueueName'] } }],
+        AlarmActions: [{ Ref: logicalId(stack, stack.alarms.topic) }],
+      });
+    }
+  });
+
+  it('consumes the queue with partial-batch failures', () => {
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: { 'Fn::GetAtt': [logicalId(stack, notifier.queue), 'Arn'] },
+      FunctionName: { Ref: logicalId(stack, notifier.handler.function) },
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+    });
+  });
+
+  it('gives the notifier its channels (secret ARNs, not URLs) and the idempotency table, and nothing else', () => {
+    const env = resources[logicalId(stack, notifier.handler.function)].Properties.Environment.Variables;
+    assert.deepEqual(Object.keys(env).sort(), ['IDEMPOTENCY_TABLE', 'NODE_OPTIONS', 'NOTIFY_CHANNELS']);
+    assert.deepEqual(env.IDEMPOTENCY_TABLE, { Ref: logicalId(stack, stack.tables.idempotency) });
+    const secretArn = (name: string) => `arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${name}`;
+    assert.deepEqual(JSON.parse(render(env.NOTIFY_CHANNELS)), [
+      { id: 'vision-slack', type: 'slack', secretArn: secretArn('flare/vision-slack'), projects: ['vision'], states: ['SUCCEEDED', 'FAILED', 'EXPIRED'] },
+      { id: 'ops-teams', type: 'teams', secretArn: secretArn('flare/ops-teams') },
+    ]);
+  });
+
+  it('lets the notifier read exactly the configured secrets and the idempotency table, and not touch the jobs table or the bus', () => {
+    const grants = grantsOf(stack, resources, notifier.handler);
+    const secrets = (grants.get('secretsmanager:GetSecretValue') ?? []).map((r) => render(JSON.parse(r))).sort();
+    assert.deepEqual(secrets, [
+      'arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:flare/ops-teams-??????',
+      'arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:flare/vision-slack-??????',
+    ]);
+    const tables = [...grants].filter(([a]) => a.startsWith('dynamodb:')).flatMap(([, on]) => on);
+    assert.ok(tables.length > 0);
+    for (const on of tables) assert.ok(on.includes(logicalId(stack, stack.tables.idempotency)) || on.includes('AWS::NoValue'), `dynamodb on ${on}`);
+    for (const key of ['jobs', 'quotas', 'pools', 'catalog'] as const) {
+      assert.ok(!JSON.stringify(statementsOf(stack, resources, notifier.handler)).includes(logicalId(stack, stack.tables[key])), `notifier reaches ${key}`);
+    }
+    for (const action of ['events:PutEvents', 'states:StartExecution', 'ec2:DescribeInstances', 'secretsmanager:ListSecrets']) assert.equal(grants.get(action), undefined, action);
+    const queue = JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, notifier.queue), 'Arn'] });
+    assert.deepEqual(grants.get('sqs:ReceiveMessage'), [queue]);
+    assert.deepEqual(grants.get('sqs:DeleteMessage'), [queue]);
+  });
+
+  it('reports no unacknowledged cdk-nag finding', () => {
+    const report = new AwsSolutionsChecks().validateScope(app);
+    assert.deepEqual(report.violations.map((v) => `${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`), []);
   });
 });
 
@@ -529,6 +1096,28 @@ describe('FlareStack context validation', () => {
     ['a plain-http issuer', { 'flare:authIssuer': 'http://login.example.com', 'flare:authAudience': 'flare' }, /^context flare:authIssuer: must be the issuer's https:\/\/ URL/],
     ['a misspelt key', { 'flare:pool': [] }, /^context flare:pool: unknown key/],
     ['endpoints for a VPC the stack does not own', { 'flare:vpcId': 'vpc-0123456789abcdef0', 'flare:subnetIds': 'subnet-0123456789abcdef0', 'flare:vpcEndpoints': true }, /^context flare:vpcEndpoints:/],
+    ['a negative default quota', { 'flare:defaultQuotas': { gpus: -1 } }, /^context flare:defaultQuotas\.gpus: must be a non-negative integer/],
+    ['a fractional default quota', { 'flare:defaultQuotas': '{"jobs": 2.5}' }, /^context flare:defaultQuotas\.jobs: must be a non-negative integer/],
+    ['a default quota for an unknown resource', { 'flare:defaultQuotas': { cpus: 4 } }, /^context flare:defaultQuotas\.cpus: unknown resource/],
+    ['default quotas that are not an object', { 'flare:defaultQuotas': [8] }, /^context flare:defaultQuotas: must be an object/],
+    ['a groups claim with a space', { 'flare:authGroupsClaim': 'my groups' }, /^context flare:authGroupsClaim: must be a JWT claim name/],
+    ['another groups claim with the stack-made Cognito pool', { 'flare:authGroupsClaim': 'groups' }, /^context flare:authGroupsClaim: the Cognito user pool this stack creates puts groups in 'cognito:groups'/],
+    ['an admin group with a space', { 'flare:adminGroup': 'flare admins' }, /^context flare:adminGroup: must be a group name/],
+    ['notifications that are not a list', { 'flare:notifications': { id: 'a' } }, /^context flare:notifications: must be an array/],
+    ['a channel of an unknown type', { 'flare:notifications': [{ id: 'a', type: 'discord', secretName: 'flare/a' }] }, /^context flare:notifications\[0\]\.type: must be 'slack' or 'teams'/],
+    ['a channel naming its secret by ARN', { 'flare:notifications': [{ id: 'a', type: 'slack', secretName: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:flare/a-AbCdEf' }] }, /^context flare:notifications\[0\]\.secretName: must be the name \(not the ARN\)/],
+    ['a channel without a secret', { 'flare:notifications': [{ id: 'a', type: 'slack' }] }, /^context flare:notifications\[0\]\.secretName:/],
+    ['a channel filtering on a state Flare does not have', { 'flare:notifications': [{ id: 'a', type: 'slack', secretName: 'flare/a', states: ['FAILED', 'DONE'] }] }, /^context flare:notifications\[0\]\.states\[1\]: must be a job state \(PENDING WAITING LAUNCHING RUNNING STOPPING SUCCEEDED FAILED EXPIRED CANCELLED\)/],
+    ['a channel with an empty project list', { 'flare:notifications': [{ id: 'a', type: 'teams', secretName: 'flare/a', projects: [] }] }, /^context flare:notifications\[0\]\.projects: must be a non-empty array/],
+    ['a channel with an unknown field', { 'flare:notifications': [{ id: 'a', type: 'slack', secretName: 'flare/a', url: 'https://hooks.slack.com/x' }] }, /^context flare:notifications\[0\]\.url: unknown field/],
+    ['two channels with one id', { 'flare:notifications': [{ id: 'a', type: 'slack', secretName: 'flare/a' }, { id: 'a', type: 'teams', secretName: 'flare/b' }] }, /^context flare:notifications\[1\]\.id: channel 'a' is defined twice/],
+    ['notifications that are not JSON', { 'flare:notifications': '[{id:' }, /^context flare:notifications: is not valid JSON/],
+    ['a reconcile period of 0', { 'flare:reconcilePeriodMinutes': 0 }, /^context flare:reconcilePeriodMinutes: must be a whole number of minutes from 1 to 60/],
+    ['a reconcile period over an hour', { 'flare:reconcilePeriodMinutes': '61' }, /^context flare:reconcilePeriodMinutes: must be a whole number of minutes from 1 to 60/],
+    ['a reconcile period with a unit', { 'flare:reconcilePeriodMinutes': '5m' }, /^context flare:reconcilePeriodMinutes:/],
+    ['a fractional agent timeout', { 'flare:agentTimeoutMinutes': 2.5 }, /^context flare:agentTimeoutMinutes: must be a whole number of minutes from 1 to 60/],
+    ['an agent timeout over an hour', { 'flare:agentTimeoutMinutes': 90 }, /^context flare:agentTimeoutMinutes:/],
+    ['an alarm email without a domain', { 'flare:alarmEmail': 'gpu-ops' }, /^context flare:alarmEmail: must be an email address/],
   ];
   for (const [what, context, message] of cases) {
     it(`fails synth on ${what}, naming the key`, () => {
