@@ -7,14 +7,14 @@
  * EC2 adapter when several instances are needed.
  */
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { reportInstanceLost, reportNodeExit } from '../../lambdas/core/completion.js';
 import { NoCapacity } from '../../lambdas/core/errors.js';
 import type { Identity } from '../../lambdas/core/identity.js';
 import { deleteJob, getJob, submitJob } from '../../lambdas/core/jobs.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import type { Compute, Launched } from '../../lambdas/ports/compute.js';
-import { startDynamo, template, waitFor, waitForState, world, type Dynamo, type World } from '../support/harness.js';
+import { template, waitFor, waitForState, worldPerTest, wrapCompute, type World } from '../support/harness.js';
 
 const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
 const bob: Identity = { name: 'bob', projects: ['audio'], admin: false };
@@ -26,36 +26,8 @@ const TEMPLATES = [
   template({ name: 'pair', command: ['sleep', '30'], nodeCount: 2 }),
 ];
 
-let dynamo: Dynamo;
-let w: World | undefined;
-before(async () => {
-  dynamo = await startDynamo();
-});
-after(async () => {
-  await dynamo.local.stop();
-});
-afterEach(async () => {
-  await w?.close();
-  w = undefined;
-});
-
-async function setup(options: Partial<Parameters<typeof world>[1]> = {}): Promise<World> {
-  w = await world(dynamo, { pools: [{ name: 'local', gpus: 2 }], templates: TEMPLATES, policy: { launchBackoffSeconds: 1, maxLaunchBackoffSeconds: 2 }, ...options });
-  return w;
-}
-
-/** The real local compute with some methods replaced. */
-function wrap(real: Compute, overrides: Partial<Compute>): Compute {
-  return {
-    launch: (job) => real.launch(job),
-    isReady: (job) => real.isReady(job),
-    start: (job, spec) => real.start(job, spec),
-    stop: (job) => real.stop(job),
-    listManaged: () => real.listManaged(),
-    terminate: (ids) => real.terminate(ids),
-    ...overrides,
-  };
-}
+const setup = worldPerTest({ pools: [{ name: 'local', gpus: 2 }], templates: TEMPLATES, policy: { launchBackoffSeconds: 1, maxLaunchBackoffSeconds: 2 } });
+const wrap = wrapCompute;
 
 async function usage(world: World, project = 'vision') {
   const pool = await world.store.getPool('local');

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { after, afterEach, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { LaunchFailed } from '../../lambdas/core/errors.js';
 import type { Identity } from '../../lambdas/core/identity.js';
 import { deleteJob, getJob, submitJob } from '../../lambdas/core/jobs.js';
@@ -12,7 +12,7 @@ import { JobState } from '../../lambdas/core/job.js';
 import { WorkflowState } from '../../lambdas/core/workflow.js';
 import { JOB_LIFECYCLE_ASL } from '../../lambdas/local/asl.js';
 import type { Compute } from '../../lambdas/ports/compute.js';
-import { startDynamo, template, waitFor, waitForState, world, type Dynamo, type World } from '../support/harness.js';
+import { template, waitFor, waitForState, worldPerTest, wrapCompute, type World } from '../support/harness.js';
 
 const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
 const bob: Identity = { name: 'bob', projects: ['audio'], admin: false };
@@ -26,23 +26,7 @@ const TEMPLATES = [
   template({ name: 'big', command: ['sleep', '30'], gpus: 2 }),
 ];
 
-let dynamo: Dynamo;
-let w: World | undefined;
-before(async () => {
-  dynamo = await startDynamo();
-});
-after(async () => {
-  await dynamo.local.stop();
-});
-afterEach(async () => {
-  await w?.close();
-  w = undefined;
-});
-
-async function setup(options: Partial<Parameters<typeof world>[1]> = {}): Promise<World> {
-  w = await world(dynamo, { pools: [{ name: 'local', gpus: 2 }], templates: TEMPLATES, ...options });
-  return w;
-}
+const setup = worldPerTest({ pools: [{ name: 'local', gpus: 2 }], templates: TEMPLATES });
 
 async function usage(world: World, project = 'vision') {
   const pool = await world.store.getPool('local');
@@ -139,16 +123,12 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
 
   it('a launch failure fails the job with the reason and releases its GPUs', async () => {
     const world = await setup({
-      wrapCompute: (real: Compute): Compute => ({
-        launch: async () => {
-          throw new LaunchFailed('no capacity for g5.xlarge in any subnet');
-        },
-        isReady: (job) => real.isReady(job),
-        start: (job, spec) => real.start(job, spec),
-        stop: (job) => real.stop(job),
-        listManaged: () => real.listManaged(),
-        terminate: (ids) => real.terminate(ids),
-      }),
+      wrapCompute: (real: Compute): Compute =>
+        wrapCompute(real, {
+          launch: async () => {
+            throw new LaunchFailed('no capacity for g5.xlarge in any subnet');
+          },
+        }),
     });
     const { job } = await submitJob(world.deps, alice, { template: 'ok' });
     const done = await waitForState(world.store, job.id, [JobState.FAILED, JobState.SUCCEEDED]);

@@ -3,6 +3,7 @@
  * the real ASL through LocalWorkflows, and real processes through LocalCompute.
  */
 import { randomBytes } from 'node:crypto';
+import { after, afterEach, before } from 'node:test';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -133,4 +134,42 @@ export async function waitForState(store: { getJob(id: string): Promise<Job | un
     const job = await store.getJob(id);
     return job && states.includes(job.state) ? job : undefined;
   }, timeoutMs);
+}
+
+export type WorldSetup = Parameters<typeof world>[1];
+
+/**
+ * For a test file: one DynamoDB Local for the file, and a `setup` that builds a
+ * world per test (defaults overridden per call) and closes it after the test.
+ */
+export function worldPerTest(defaults: WorldSetup): (overrides?: Partial<WorldSetup>) => Promise<World> {
+  let dynamo: Dynamo;
+  let current: World | undefined;
+  before(async () => {
+    dynamo = await startDynamo();
+  });
+  after(async () => {
+    await dynamo.local.stop();
+  });
+  afterEach(async () => {
+    await current?.close();
+    current = undefined;
+  });
+  return async (overrides = {}) => {
+    current = await world(dynamo, { ...defaults, ...overrides });
+    return current;
+  };
+}
+
+/** A compute that delegates to `real` except where overridden: failures injected into the local driver. */
+export function wrapCompute(real: Compute, overrides: Partial<Compute>): Compute {
+  return {
+    launch: (job) => real.launch(job),
+    isReady: (job) => real.isReady(job),
+    start: (job, spec) => real.start(job, spec),
+    stop: (job) => real.stop(job),
+    listManaged: () => real.listManaged(),
+    terminate: (ids) => real.terminate(ids),
+    ...overrides,
+  };
 }
