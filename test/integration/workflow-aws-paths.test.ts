@@ -73,14 +73,12 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
 
   it('a job backing off keeps its place: a younger job of the pool does not start first', async () => {
     let refusals = 1;
-    const launched: string[] = [];
     const world = await setup({
-      policy: { launchBackoffSeconds: 2, maxLaunchBackoffSeconds: 2 },
+      policy: { launchBackoffSeconds: 4, maxLaunchBackoffSeconds: 4 },
       wrapCompute: (real) =>
         wrap(real, {
           launch: async (job) => {
             if (job.project === 'vision' && refusals-- > 0) throw new NoCapacity('no capacity for pool local');
-            launched.push(job.project);
             return real.launch(job);
           },
         }),
@@ -91,10 +89,11 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     const younger = (await submitJob(world.deps, bob, { template: 'audio-sleep' })).job;
     const blocked = await waitForState(world.store, younger.id, [JobState.WAITING]);
     assert.equal(blocked.stateReason, 'behind 1 older job in pool local');
-    await waitForState(world.store, head.id, [JobState.RUNNING], 20_000);
-    // The drain that admits the head admits the younger job as well.
-    await waitForState(world.store, younger.id, [JobState.RUNNING], 20_000);
-    assert.deepEqual(launched, ['vision', 'audio']);
+    assert.equal((await world.store.getJob(head.id))?.state, JobState.WAITING, 'the head is still backing off');
+    const headRunning = await waitForState(world.store, head.id, [JobState.RUNNING], 20_000);
+    // The drain that admits the head admits the younger job as well, after it.
+    const youngerRunning = await waitForState(world.store, younger.id, [JobState.RUNNING], 20_000);
+    assert.ok(headRunning.admittedAt! <= youngerRunning.admittedAt!, `head admitted ${headRunning.admittedAt}, younger ${youngerRunning.admittedAt}`);
   });
 
   it('an account vCPU limit is requeued too, and raised as an operator event', async () => {
