@@ -15,6 +15,8 @@ import { Construct } from 'constructs';
 import type { PoolSetting } from './settings.js';
 
 export const MANAGED_BY_TAG = { key: 'managed-by', value: 'flare' } as const;
+/** Tagged with the stack name at launch: IAM and the reconciler keep to their own deployment's instances. */
+export const DEPLOYMENT_TAG_KEY = 'flare:deployment';
 export const RUN_COMMAND_DOCUMENT = 'AWS-RunShellScript';
 /**
  * Written on the instance when the job's container starts (an ISO-8601
@@ -160,7 +162,13 @@ export class FlareCompute extends Construct {
       POOLS: JSON.stringify(pools),
       LOG_GROUP_NAME: this.jobLogGroup.logGroupName,
       ROOT_DEVICE_NAME: this.rootDeviceName,
+      DEPLOYMENT_NAME: Stack.of(this).stackName,
     };
+  }
+
+  /** The tags that make an instance this deployment's, as IAM condition entries on `prefix` (aws:RequestTag or aws:ResourceTag). */
+  private ownTags(prefix: 'aws:RequestTag' | 'aws:ResourceTag'): Record<string, string> {
+    return { [`${prefix}/${MANAGED_BY_TAG.key}`]: MANAGED_BY_TAG.value, [`${prefix}/${DEPLOYMENT_TAG_KEY}`]: Stack.of(this).stackName };
   }
 
   /**
@@ -175,7 +183,7 @@ export class FlareCompute extends Construct {
     const ec2Arn = (resource: string, resourceName: string) => stack.formatArn({ service: 'ec2', resource, resourceName });
     const launchTemplateArn = ec2Arn('launch-template', this.launchTemplate.launchTemplateId as string);
     const instances = ec2Arn('instance', '*');
-    const tagged = { [`aws:ResourceTag/${MANAGED_BY_TAG.key}`]: MANAGED_BY_TAG.value };
+    const tagged = this.ownTags('aws:ResourceTag');
 
     const statements = [
       new iam.PolicyStatement({
@@ -183,7 +191,7 @@ export class FlareCompute extends Construct {
         actions: ['ec2:RunInstances'],
         resources: [instances],
         conditions: {
-          StringEquals: { [`aws:RequestTag/${MANAGED_BY_TAG.key}`]: MANAGED_BY_TAG.value },
+          StringEquals: this.ownTags('aws:RequestTag'),
           ArnEquals: { 'ec2:LaunchTemplate': launchTemplateArn },
         },
       }),
@@ -290,7 +298,7 @@ export class FlareCompute extends Construct {
           sid: 'TerminateFlareInstances',
           actions: ['ec2:TerminateInstances'],
           resources: [instances],
-          conditions: { StringEquals: { [`aws:ResourceTag/${MANAGED_BY_TAG.key}`]: MANAGED_BY_TAG.value } },
+          conditions: { StringEquals: this.ownTags('aws:ResourceTag') },
         }),
       ],
       roles: [role],

@@ -79,6 +79,13 @@ export interface Ec2SsmComputeProps {
   readonly masterPort?: number;
   /** Clock for the launch deadline tag. @default () => new Date() */
   readonly now?: () => Date;
+  /**
+   * This deployment's name (the stack name), tagged `flare:deployment` on every
+   * instance. The reconciler lists only its own deployment's instances, so two
+   * Flare stacks in one account and region never reap each other's.
+   * @default none: every `managed-by=flare` instance is this deployment's
+   */
+  readonly deployment?: string;
 }
 
 export const DEFAULT_AGENT_DOCUMENT = 'AWS-RunShellScript';
@@ -93,6 +100,7 @@ export const TERMINATE_BATCH_SIZE = 100;
 /** The tag that marks everything Flare launched; the reconciler lists by it. */
 export const MANAGED_BY_TAG = { Key: 'managed-by', Value: 'flare' } as const;
 export const JOB_TAG_KEY = 'flare:job';
+export const DEPLOYMENT_TAG_KEY = 'flare:deployment';
 
 /**
  * EC2 error codes after which another subnet or instance type may succeed.
@@ -175,7 +183,7 @@ export class Ec2SsmCompute implements Compute {
     }
     if (existing.length > 0) throw new PartialLaunchView(`EC2 shows ${existing.length} of job ${job.id}'s ${job.nodeCount} instances`);
 
-    const tags = jobTags(job, this.launchDeadline(job));
+    const tags = jobTags(job, this.launchDeadline(job), this.props.deployment);
     const failures: string[] = [];
     const vcpuLimited: string[] = [];
     let lastError: unknown;
@@ -371,6 +379,7 @@ export class Ec2SsmCompute implements Compute {
     const instances = await this.describe({
       Filters: [
         { Name: `tag:${MANAGED_BY_TAG.Key}`, Values: [MANAGED_BY_TAG.Value] },
+        ...(this.props.deployment ? [{ Name: `tag:${DEPLOYMENT_TAG_KEY}`, Values: [this.props.deployment] }] : []),
         { Name: 'instance-state-name', Values: LIVE_INSTANCE_STATES },
       ],
     });
@@ -410,6 +419,7 @@ export class Ec2SsmCompute implements Compute {
     }
     const instance = instances.find((i) => i.InstanceId === instanceId);
     if (!instance || tagValue(instance, MANAGED_BY_TAG.Key) !== MANAGED_BY_TAG.Value) return undefined;
+    if (this.props.deployment && tagValue(instance, DEPLOYMENT_TAG_KEY) !== this.props.deployment) return undefined;
     const jobId = tagValue(instance, JOB_TAG_KEY);
     return jobId && JOB_ID_PATTERN.test(jobId) ? jobId : undefined;
   }
@@ -443,10 +453,11 @@ export class Ec2SsmCompute implements Compute {
  * `flare:job`; the instance's dead-man switch reads `flare:expires-at` until the job's
  * own expiry file exists (container-command's INSTANCE_DEADLINE_FILE).
  */
-export function jobTags(job: Job, expiresAt: string): Tag[] {
+export function jobTags(job: Job, expiresAt: string, deployment?: string): Tag[] {
   return [
     { Key: 'Name', Value: `flare-${job.id}` },
     { Key: MANAGED_BY_TAG.Key, Value: MANAGED_BY_TAG.Value },
+    ...(deployment ? [{ Key: DEPLOYMENT_TAG_KEY, Value: deployment }] : []),
     { Key: JOB_TAG_KEY, Value: job.id },
     { Key: 'flare:project', Value: job.project },
     { Key: 'flare:pool', Value: job.pool },

@@ -45,6 +45,8 @@ export const AwsEnv = z.object({
     }
   }),
   LOG_GROUP_NAME: required,
+  /** The stack name: tagged on instances so the reconciler only sees its own deployment's. */
+  DEPLOYMENT_NAME: z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/).optional(),
   DEFAULT_QUOTAS: z
     .string()
     .optional()
@@ -99,6 +101,7 @@ export function awsDeps(): Deps {
     subnetIds: env.SUBNET_IDS,
     pools: env.POOLS,
     logGroupName: env.LOG_GROUP_NAME,
+    ...(env.DEPLOYMENT_NAME ? { deployment: env.DEPLOYMENT_NAME } : {}),
     ...(env.AGENT_TIMEOUT_SECONDS ? { agentTimeoutSeconds: env.AGENT_TIMEOUT_SECONDS } : {}),
     ...(env.ROOT_DEVICE_NAME ? { rootDeviceName: env.ROOT_DEVICE_NAME } : {}),
   });

@@ -46,6 +46,7 @@ const ENV_CONTRACT = [
   'AGENT_TIMEOUT_SECONDS',
   'ROOT_DEVICE_NAME',
   'EVENTS_VIA_STREAM',
+  'DEPLOYMENT_NAME',
 ];
 const ASL_PATH = path.join(REPO_ROOT, 'statemachines', 'job-lifecycle.asl.json');
 const SCHEMA = JSON.parse(readFileSync(path.join(REPO_ROOT, 'schema', 'tables.json'), 'utf8')) as Record<string, any>;
@@ -518,12 +519,12 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
             Match.objectLike({
               Action: 'ec2:RunInstances',
               Resource: Match.objectLike({ 'Fn::Join': ['', Match.arrayWith([':instance/*'])] }),
-              Condition: { StringEquals: { 'aws:RequestTag/managed-by': 'flare' }, ArnEquals: { 'ec2:LaunchTemplate': launchTemplateArn } },
+              Condition: { StringEquals: { 'aws:RequestTag/managed-by': 'flare', 'aws:RequestTag/flare:deployment': stack.stackName }, ArnEquals: { 'ec2:LaunchTemplate': launchTemplateArn } },
             }),
             Match.objectLike({ Action: 'ec2:RunInstances', Condition: { ArnEquals: { 'ec2:LaunchTemplate': launchTemplateArn } } }),
             Match.objectLike({ Action: 'ec2:CreateTags', Condition: { StringEquals: { 'ec2:CreateAction': 'RunInstances' } } }),
-            Match.objectLike({ Action: 'ec2:TerminateInstances', Condition: { StringEquals: { 'aws:ResourceTag/managed-by': 'flare' } } }),
-            Match.objectLike({ Action: 'ssm:SendCommand', Condition: { StringEquals: { 'aws:ResourceTag/managed-by': 'flare' } } }),
+            Match.objectLike({ Action: 'ec2:TerminateInstances', Condition: { StringEquals: { 'aws:ResourceTag/managed-by': 'flare', 'aws:ResourceTag/flare:deployment': stack.stackName } } }),
+            Match.objectLike({ Action: 'ssm:SendCommand', Condition: { StringEquals: { 'aws:ResourceTag/managed-by': 'flare', 'aws:ResourceTag/flare:deployment': stack.stackName } } }),
             Match.objectLike({
               Action: 'ssm:SendCommand',
               Resource: Match.objectLike({ 'Fn::Join': ['', Match.arrayWith(['::document/AWS-RunShellScript'])] }),
@@ -693,7 +694,7 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
             Match.objectLike({
               Action: 'ec2:TerminateInstances',
               Resource: Match.objectLike({ 'Fn::Join': ['', Match.arrayWith([':instance/*'])] }),
-              Condition: { StringEquals: { 'aws:ResourceTag/managed-by': 'flare' } },
+              Condition: { StringEquals: { 'aws:ResourceTag/managed-by': 'flare', 'aws:ResourceTag/flare:deployment': stack.stackName } },
             }),
           ],
         },

@@ -612,6 +612,28 @@ describe('Ec2SsmCompute.listManaged', () => {
   test('is empty when Flare runs nothing', async () => {
     assert.deepEqual(await new Ec2SsmCompute(PROPS).listManaged(), []);
   });
+
+  test("with a deployment name, lists only that deployment's instances (two stacks in one account never reap each other's)", async () => {
+    await new Ec2SsmCompute({ ...PROPS, deployment: 'FlareStaging' }).listManaged();
+    assert.deepEqual(ec2Mock.commandCalls(DescribeInstancesCommand)[0].args[0].input, {
+      Filters: [
+        { Name: 'tag:managed-by', Values: ['flare'] },
+        { Name: 'tag:flare:deployment', Values: ['FlareStaging'] },
+        { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] },
+      ],
+      NextToken: undefined,
+    });
+  });
+
+  test('with a deployment name, launches carry it as a tag', async () => {
+    ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: 'i-1' }] });
+    await new Ec2SsmCompute({ ...PROPS, deployment: 'FlareStaging' }).launch(job());
+    const tags = [BASE_TAGS[0], BASE_TAGS[1], { Key: 'flare:deployment', Value: 'FlareStaging' }, ...BASE_TAGS.slice(2), ...TAGS.slice(BASE_TAGS.length)];
+    assert.deepEqual(ec2Mock.commandCalls(RunInstancesCommand)[0].args[0].input.TagSpecifications, [
+      { ResourceType: 'instance', Tags: tags },
+      { ResourceType: 'volume', Tags: tags },
+    ]);
+  });
 });
 
 describe('Ec2SsmCompute event lookups', () => {
