@@ -326,6 +326,7 @@ export class Ec2SsmCompute implements Compute {
     // Ranks reach each other on MASTER_PORT and NCCL's ports: host networking, with the instance's
     // uid firewall rule (lib/compute.ts user data) keeping the metadata service from the job.
     if (job.nodeCount > 1) options.hostNetwork = true;
+    else if (job.allowRoot) options.allowRoot = true;
     if (this.props.logGroupName && !configured.logDriver) {
       options.logDriver = 'awslogs';
       options.logOptions = { 'awslogs-group': this.props.logGroupName, 'awslogs-stream': job.id };

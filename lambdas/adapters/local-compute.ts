@@ -422,6 +422,7 @@ export class LocalCompute implements Compute {
         // Files in the scratch directory then belong to whoever runs Flare; root keeps docker's nobody default.
         ...(uid !== 0 ? { user: `${uid}:${process.getgid?.() ?? uid}` } : {}),
         ...this.options.docker,
+        ...(spec.allowRoot ? { allowRoot: true } : {}),
         scratchDir: join(this.dataDir, 'scratch'),
       };
       if (uid === 0) await chmod(common.cwd, 0o777);

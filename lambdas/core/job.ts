@@ -96,6 +96,8 @@ export interface Job {
   retryAt?: string;
   /** Root volume size for each instance (from the template). */
   volumeSizeGb?: number;
+  /** The template lets the container run as the image's own user (see TemplateSpec.allowRoot). */
+  allowRoot?: boolean;
   /** The terminal state decided when the job entered STOPPING, applied by Release. */
   verdict?: Verdict;
   taskToken?: string;

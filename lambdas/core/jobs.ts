@@ -54,6 +54,7 @@ export async function submitJob(deps: Deps, identity: Identity, input: SubmitJob
     state: JobState.PENDING,
     createdAt,
     ...(template.volumeSizeGb !== undefined ? { volumeSizeGb: template.volumeSizeGb } : {}),
+    ...(template.allowRoot ? { allowRoot: true } : {}),
   };
   const claim = idempotencyKey ? { key: `${project}#${idempotencyKey}`, bodyHash: hashBody({ ...input, project }) } : undefined;
   const stored = await deps.store.createJob(job, claim);

@@ -102,7 +102,7 @@ export async function startStep(deps: Deps, jobId: string): Promise<{ timeoutSec
 }
 
 export function containerSpec(job: Job, expiresAt: string): ContainerSpec {
-  return { jobId: job.id, image: job.image, command: job.command, env: job.env, gpus: job.gpus, devices: job.devices, expiresAt };
+  return { jobId: job.id, image: job.image, command: job.command, env: job.env, gpus: job.gpus, devices: job.devices, expiresAt, ...(job.allowRoot ? { allowRoot: true } : {}) };
 }
 
 /** The Run state's callback registration: store the token; end at once if the job already ended. */

@@ -90,6 +90,17 @@ export const TemplateSpec = z.strictObject({
   sshPublicKey: z.string().max(16384).optional(),
   maxLiveTimeoutMinutes: liveTimeoutMinutes.default(60 * 24),
   defaultLiveTimeoutMinutes: liveTimeoutMinutes.optional(),
+  /**
+   * Run as the image's own user (often root, still with every capability dropped and
+   * no new privileges) instead of an unprivileged uid. Single-node only: multi-node
+   * jobs share the instance's network, where only a uid rule keeps them from the
+   * instance metadata service.
+   */
+  allowRoot: z.boolean().optional(),
+}).superRefine((t, ctx) => {
+  if (t.allowRoot && t.nodeCount > 1) {
+    ctx.addIssue({ code: 'custom', path: ['allowRoot'], message: 'multi-node jobs share the host network and must run as a non-root user' });
+  }
 });
 export type PoolSpec = z.infer<typeof PoolSpec>;
 export type QuotaSpec = z.infer<typeof QuotaSpec>;

@@ -11,6 +11,8 @@ export interface ContainerSpec {
   /** Host GPU indices given to this job (local driver), or undefined for "all on the instance". */
   devices?: number[];
   expiresAt: string;
+  /** The template allows the image's own user (root); otherwise the container runs as an unprivileged uid. */
+  allowRoot?: boolean;
 }
 
 /** An instance (or local runner) that carries Flare's `managed-by` mark. */

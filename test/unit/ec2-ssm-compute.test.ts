@@ -369,6 +369,17 @@ describe('Ec2SsmCompute.start', () => {
     assert.equal(ec2Mock.commandCalls(DescribeInstancesCommand).length, 0, 'no rendezvous address for one node');
   });
 
+  test("a template that allows root runs the image's own user; otherwise the unprivileged default", async () => {
+    ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
+    ssmMock.on(SendCommandCommand).resolves({});
+    await new Ec2SsmCompute({ ...PROPS, logGroupName: undefined }).start({ ...single, allowRoot: true }, spec({ allowRoot: true }));
+    await new Ec2SsmCompute({ ...PROPS, logGroupName: undefined }).start(single, spec());
+    const [root, plain] = ssmMock.commandCalls(SendCommandCommand).map((c) => c.args[0].input.Parameters!.commands![0]);
+    assert.equal(root, instanceScript(spec({ allowRoot: true }), { ...SCRIPT_OPTIONS, allowRoot: true }));
+    assert.equal(plain, instanceScript(spec(), SCRIPT_OPTIONS));
+    assert.notEqual(root, plain);
+  });
+
   test('without a log group sends no CloudWatch config and leaves the log driver to docker', async () => {
     ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
     ssmMock.on(SendCommandCommand).resolves({});

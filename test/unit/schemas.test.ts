@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ValidationError } from '../../lambdas/core/errors.js';
-import { LocalConfig, parse, SubmitJobInput } from '../../lambdas/core/schemas.js';
+import { LocalConfig, parse, SubmitJobInput, TemplateSpec } from '../../lambdas/core/schemas.js';
 
 function fields(fn: () => unknown): string[] {
   try {
@@ -59,5 +59,19 @@ describe('LocalConfig', () => {
       }),
     );
     assert.deepEqual(found.sort(), ['templates.0.image', 'templates.0.pool']);
+  });
+});
+
+describe('TemplateSpec.allowRoot', () => {
+  const base = { name: 't', project: 'vision', pool: 'local', image: 'cuda', command: ['true'] };
+  it('is off unless the template says so', () => {
+    assert.equal(parse(TemplateSpec, base).allowRoot, undefined);
+    assert.equal(parse(TemplateSpec, { ...base, allowRoot: true }).allowRoot, true);
+  });
+  it('is refused for multi-node templates, which share the host network', () => {
+    assert.deepEqual(fields(() => parse(TemplateSpec, { ...base, nodeCount: 2, allowRoot: true })), ['allowRoot']);
+  });
+  it('must be a boolean', () => {
+    assert.deepEqual(fields(() => parse(TemplateSpec, { ...base, allowRoot: 'yes' })), ['allowRoot']);
   });
 });
