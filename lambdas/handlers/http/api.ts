@@ -5,31 +5,14 @@
  */
 import middy from '@middy/core';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import { z } from 'zod';
 import type { Deps } from '../../core/deps.js';
-import { ValidationError } from '../../core/errors.js';
-import { publicJob } from '../../core/job.js';
-import { deleteJob, getJob, listJobs, submitJob } from '../../core/jobs.js';
-import { readJobLogs } from '../../core/logs.js';
-import { listPools } from '../../core/pools.js';
-import { getQuota, listQuotas } from '../../core/quotas.js';
-import { JobLogsQuery, ListJobsQuery, NAME_PATTERN, parse, QUOTA_RESOURCES, SubmitJobInput } from '../../core/schemas.js';
-import { jobStats } from '../../core/stats.js';
 import { awsDeps } from '../aws-deps.js';
-import {
-  authenticate,
-  httpErrorHandler,
-  json,
-  limitBody,
-  matchRoute,
-  noContent,
-  parseJsonBody,
-  type ApiContext,
-  type ApiEvent,
-  type ApiResult,
-  type Route,
-  type RouteRequest,
-} from './middleware.js';
+import { authenticate, httpErrorHandler, json, limitBody, matchRoute, parseJsonBody, type ApiContext, type ApiEvent, type ApiResult, type Route } from './middleware.js';
+import { jobRoutes } from './routes/jobs.js';
+import { poolRoutes } from './routes/pools.js';
+import { quotaRoutes } from './routes/quotas.js';
+import { route } from './routes/route.js';
+import { statsRoutes } from './routes/stats.js';
 
 export interface ApiOptions {
   /** The group that makes a caller an admin. @default 'admin' */
@@ -44,89 +27,16 @@ export interface ApiOptions {
 
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 
-/** `Idempotency-Key`: 1-128 visible ASCII characters. */
-const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,128}$/;
-
-const projectName = z.string().regex(NAME_PATTERN, 'must be a project name');
-const NoQuery = z.strictObject({});
-const ProjectQuery = z.strictObject({ project: projectName.optional() });
-const JobParams = z.object({ id: z.string().min(1).max(128) });
-const QuotaParams = z.object({ project: projectName, resource: z.enum(QUOTA_RESOURCES) });
-
-/** A route whose query string is checked by `query` (no parameters at all by default). */
-function route<Q extends z.ZodType = typeof NoQuery>(spec: Omit<Route, 'handle'> & { query?: Q; handle(request: RouteRequest & { query: z.infer<Q> }): Promise<ApiResult> }): Route {
-  const { query, handle, ...rest } = spec;
-  const schema = (query ?? NoQuery) as Q;
-  return { ...rest, handle: (request) => handle({ ...request, query: parse(schema, request.event.queryStringParameters ?? {}) }) };
-}
-
 export function apiRoutes(deps: () => Deps, options: ApiOptions = {}): Route[] {
   const routes: Route[] = [
     route({ method: 'GET', path: '/', public: true, handle: async () => json(200, { versions: [{ id: 'v1', status: 'CURRENT' }] }) }),
     route({ method: 'GET', path: '/v1', public: true, handle: async () => json(200, describeV1(routes)) }),
     route({ method: 'GET', path: '/v1/health', public: true, handle: () => checkHealth(deps(), options.health) }),
 
-    route({
-      method: 'POST',
-      path: '/v1/jobs',
-      body: true,
-      handle: async ({ event, identity, body }) => {
-        const key = idempotencyKey(event);
-        const { job, created } = await submitJob(deps(), identity, parse(SubmitJobInput, body), key);
-        return json(202, publicJob(job), { location: `/v1/jobs/${encodeURIComponent(job.id)}`, ...(created ? {} : { 'idempotent-replayed': 'true' }) });
-      },
-    }),
-    route({
-      method: 'GET',
-      path: '/v1/jobs',
-      query: ListJobsQuery,
-      handle: async ({ identity, query }) => {
-        const page = await listJobs(deps(), identity, query);
-        return json(200, { items: page.items.map(publicJob), nextToken: page.nextToken });
-      },
-    }),
-    route({
-      method: 'GET',
-      path: '/v1/jobs/{id}',
-      handle: async ({ identity, params }) => json(200, publicJob(await getJob(deps(), identity, parse(JobParams, params).id))),
-    }),
-    route({
-      // `{ jobId, lines: [{ at?, message }] }`, oldest first: see JobLogsView in core/logs.ts.
-      method: 'GET',
-      path: '/v1/jobs/{id}/logs',
-      query: JobLogsQuery,
-      handle: async ({ identity, params, query }) => json(200, await readJobLogs(deps(), identity, parse(JobParams, params).id, query)),
-    }),
-    route({
-      method: 'DELETE',
-      path: '/v1/jobs/{id}',
-      handle: async ({ identity, params }) => {
-        const result = await deleteJob(deps(), identity, parse(JobParams, params).id);
-        return result.removed ? noContent() : json(202, publicJob(result.job));
-      },
-    }),
-
-    route({ method: 'GET', path: '/v1/pools', handle: async () => json(200, { items: await listPools(deps()) }) }),
-    route({
-      method: 'GET',
-      path: '/v1/quotas',
-      query: ProjectQuery,
-      handle: async ({ identity, query }) => json(200, { items: await listQuotas(deps(), identity, query.project) }),
-    }),
-    route({
-      method: 'GET',
-      path: '/v1/quotas/{project}/{resource}',
-      handle: async ({ identity, params }) => {
-        const { project, resource } = parse(QuotaParams, params);
-        return json(200, await getQuota(deps(), identity, project, resource));
-      },
-    }),
-    route({
-      method: 'GET',
-      path: '/v1/stats',
-      query: ProjectQuery,
-      handle: async ({ identity, query }) => json(200, await jobStats(deps(), identity, query.project)),
-    }),
+    ...jobRoutes(deps),
+    ...poolRoutes(deps),
+    ...quotaRoutes(deps),
+    ...statsRoutes(deps),
   ];
   return routes;
 }
@@ -156,15 +66,6 @@ function claimsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ApiOpt
     ...(env.AUTH_ADMIN_GROUP ? { adminGroup: env.AUTH_ADMIN_GROUP } : {}),
     ...(env.AUTH_GROUPS_CLAIM ? { groupsClaim: env.AUTH_GROUPS_CLAIM } : {}),
   };
-}
-
-function idempotencyKey(event: ApiEvent): string | undefined {
-  const entry = Object.entries(event.headers ?? {}).find(([name]) => name.toLowerCase() === 'idempotency-key');
-  if (!entry || entry[1] === undefined) return undefined;
-  if (!IDEMPOTENCY_KEY_PATTERN.test(entry[1])) {
-    throw new ValidationError([{ field: 'Idempotency-Key', reason: 'must be 1 to 128 visible ASCII characters' }]);
-  }
-  return entry[1];
 }
 
 function describeV1(routes: readonly Route[]) {

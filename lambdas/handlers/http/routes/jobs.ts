@@ -1,0 +1,67 @@
+/** `/v1/jobs`: submit, list, read, logs, cancel or remove. */
+import { z } from 'zod';
+import type { Deps } from '../../../core/deps.js';
+import { ValidationError } from '../../../core/errors.js';
+import { publicJob } from '../../../core/job.js';
+import { deleteJob, getJob, listJobs, submitJob } from '../../../core/jobs.js';
+import { readJobLogs } from '../../../core/logs.js';
+import { JobLogsQuery, ListJobsQuery, parse, SubmitJobInput } from '../../../core/schemas.js';
+import { json, noContent, type ApiEvent, type Route } from '../middleware.js';
+import { route } from './route.js';
+
+/** `Idempotency-Key`: 1-128 visible ASCII characters. */
+const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,128}$/;
+export const JobParams = z.object({ id: z.string().min(1).max(128) });
+
+export function jobRoutes(deps: () => Deps): Route[] {
+  return [
+    route({
+      method: 'POST',
+      path: '/v1/jobs',
+      body: true,
+      handle: async ({ event, identity, body }) => {
+        const key = idempotencyKey(event);
+        const { job, created } = await submitJob(deps(), identity, parse(SubmitJobInput, body), key);
+        return json(202, publicJob(job), { location: `/v1/jobs/${encodeURIComponent(job.id)}`, ...(created ? {} : { 'idempotent-replayed': 'true' }) });
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/v1/jobs',
+      query: ListJobsQuery,
+      handle: async ({ identity, query }) => {
+        const page = await listJobs(deps(), identity, query);
+        return json(200, { items: page.items.map(publicJob), nextToken: page.nextToken });
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/v1/jobs/{id}',
+      handle: async ({ identity, params }) => json(200, publicJob(await getJob(deps(), identity, parse(JobParams, params).id))),
+    }),
+    route({
+      // `{ jobId, lines: [{ at?, message }] }`, oldest first: see JobLogsView in core/logs.ts.
+      method: 'GET',
+      path: '/v1/jobs/{id}/logs',
+      query: JobLogsQuery,
+      handle: async ({ identity, params, query }) => json(200, await readJobLogs(deps(), identity, parse(JobParams, params).id, query)),
+    }),
+    route({
+      method: 'DELETE',
+      path: '/v1/jobs/{id}',
+      handle: async ({ identity, params }) => {
+        const result = await deleteJob(deps(), identity, parse(JobParams, params).id);
+        return result.removed ? noContent() : json(202, publicJob(result.job));
+      },
+    }),
+  ];
+}
+
+function idempotencyKey(event: ApiEvent): string | undefined {
+  const entry = Object.entries(event.headers ?? {}).find(([name]) => name.toLowerCase() === 'idempotency-key');
+  if (!entry || entry[1] === undefined) return undefined;
+  if (!IDEMPOTENCY_KEY_PATTERN.test(entry[1])) {
+    throw new ValidationError([{ field: 'Idempotency-Key', reason: 'must be 1 to 128 visible ASCII characters' }]);
+  }
+  return entry[1];
+}

@@ -1,0 +1,17 @@
+/** `/v1/stats`: jobs by state, GPU-hours, waiting times. */
+import type { Deps } from '../../../core/deps.js';
+import { jobStats } from '../../../core/stats.js';
+import { json, type Route } from '../middleware.js';
+import { ProjectQuery } from './quotas.js';
+import { route } from './route.js';
+
+export function statsRoutes(deps: () => Deps): Route[] {
+  return [
+    route({
+      method: 'GET',
+      path: '/v1/stats',
+      query: ProjectQuery,
+      handle: async ({ identity, query }) => json(200, await jobStats(deps(), identity, query.project)),
+    }),
+  ];
+}
