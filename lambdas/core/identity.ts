@@ -1,5 +1,22 @@
-/** Who is calling, and the one place that decides what they may touch. */
-import { Forbidden, ValidationError } from './errors.js';
+/**
+ * Who is calling, and the one place that decides what they may touch. Every
+ * route's access is decided here: core asks `authorize` (or `visibleProjects`
+ * for listings) before it reads or changes anything.
+ *
+ * | resource                  | read                  | write               |
+ * | ------------------------- | --------------------- | ------------------- |
+ * | job                       | members of its project | members of its project |
+ * | template of a project     | members of the project | members of the project |
+ * | public template           | anyone signed in      | admins              |
+ * | quota of a project        | members of the project | admins              |
+ * | pool, image               | anyone signed in      | admins              |
+ * | stats of a project        | members of the project | -                   |
+ * | stats of every project    | admins                | -                   |
+ *
+ * Admins may do everything. A resource the caller may not read is a 404 (never
+ * a 403 that confirms it exists); one they may read but not change is a 403.
+ */
+import { Forbidden, NotFound, ValidationError } from './errors.js';
 
 export interface Identity {
   name: string;
@@ -7,8 +24,61 @@ export interface Identity {
   admin: boolean;
 }
 
+export type Action = 'read' | 'write';
+
+/** What is being touched, as far as access is concerned. */
+export type Resource =
+  | { kind: 'job'; project: string }
+  | { kind: 'template'; project?: string; public?: boolean }
+  | { kind: 'quota'; project: string }
+  | { kind: 'pool' }
+  | { kind: 'image' }
+  /** `project` undefined: every project's figures. */
+  | { kind: 'stats'; project?: string };
+
 export function canAccessProject(identity: Identity, project: string): boolean {
   return identity.admin || identity.projects.includes(project);
+}
+
+/** The access table above, as code. */
+export function allowed(identity: Identity, action: Action, resource: Resource): boolean {
+  if (identity.admin) return true;
+  switch (resource.kind) {
+    case 'job':
+      return identity.projects.includes(resource.project);
+    case 'template':
+      if (resource.public) return action === 'read';
+      return resource.project !== undefined && identity.projects.includes(resource.project);
+    case 'quota':
+      return action === 'read' && identity.projects.includes(resource.project);
+    case 'pool':
+    case 'image':
+      return action === 'read';
+    case 'stats':
+      return action === 'read' && resource.project !== undefined && identity.projects.includes(resource.project);
+  }
+}
+
+/**
+ * Throws unless `identity` may do `action` on `resource`: NotFound (named by
+ * `kind` and `id`) when it may not even read it, Forbidden when it may read but
+ * not change it.
+ */
+export function authorize(identity: Identity, action: Action, resource: Resource, id: string): void {
+  if (allowed(identity, action, resource)) return;
+  if (action === 'write' && allowed(identity, 'read', resource)) {
+    throw new Forbidden(`only ${writers(resource)} may change ${resource.kind} ${id}`);
+  }
+  throw new NotFound(resource.kind, id);
+}
+
+/** For writes to things that do not exist yet (a new image, pool cap, quota): admins only. */
+export function requireAdmin(identity: Identity, what: string): void {
+  if (!identity.admin) throw new Forbidden(`only admins may ${what}`);
+}
+
+function writers(resource: Resource): string {
+  return resource.kind === 'template' && !resource.public ? `members of project ${resource.project}` : 'admins';
 }
 
 /** The projects a listing may show: undefined means all (admins). */

@@ -29,9 +29,9 @@ export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 
 export function apiRoutes(deps: () => Deps, options: ApiOptions = {}): Route[] {
   const routes: Route[] = [
-    route({ method: 'GET', path: '/', public: true, handle: async () => json(200, { versions: [{ id: 'v1', status: 'CURRENT' }] }) }),
-    route({ method: 'GET', path: '/v1', public: true, handle: async () => json(200, describeV1(routes)) }),
-    route({ method: 'GET', path: '/v1/health', public: true, handle: () => checkHealth(deps(), options.health) }),
+    route({ method: 'GET', path: '/', summary: 'API versions', access: 'public', tag: 'service', handle: async () => json(200, { versions: [{ id: 'v1', status: 'CURRENT' }] }) }),
+    route({ method: 'GET', path: '/v1', summary: 'The resources of v1', access: 'public', tag: 'service', handle: async () => json(200, describeV1(routes)) }),
+    route({ method: 'GET', path: '/v1/health', summary: 'Health of the control plane and its components', access: 'public', tag: 'service', handle: () => checkHealth(deps(), options.health) }),
 
     ...jobRoutes(deps),
     ...poolRoutes(deps),

@@ -4,6 +4,7 @@
  * Each before-middleware adds what it learned to `context.api`.
  */
 import type { MiddlewareObj } from '@middy/core';
+import type { z } from 'zod';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import type { Logger } from '../../core/deps.js';
 import {
@@ -34,6 +35,22 @@ export interface RouteRequest {
   body: unknown;
 }
 
+/** Who may call a route at all; finer decisions (which project) are core/identity.ts's. */
+export type Access = 'public' | 'member' | 'admin';
+
+/** What `GET /v1/openapi.json` says about a route: the schemas are the ones that validate. */
+export interface RouteDoc {
+  summary: string;
+  description?: string;
+  access: Access;
+  tag: string;
+  params?: z.ZodType;
+  query?: z.ZodType;
+  body?: z.ZodType;
+  /** By status code; `schema` describes the JSON body. */
+  responses?: Record<number, { description: string; schema?: z.ZodType }>;
+}
+
 export interface Route {
   method: string;
   /** `/v1/jobs/{id}`: `{name}` matches one path segment. */
@@ -42,6 +59,7 @@ export interface Route {
   public?: boolean;
   /** Takes a JSON object body. */
   body?: boolean;
+  doc?: RouteDoc;
   handle(request: RouteRequest): Promise<ApiResult>;
 }
 

@@ -5,7 +5,7 @@ import { ValidationError } from '../../../core/errors.js';
 import { publicJob } from '../../../core/job.js';
 import { deleteJob, getJob, listJobs, submitJob } from '../../../core/jobs.js';
 import { readJobLogs } from '../../../core/logs.js';
-import { JobLogsQuery, ListJobsQuery, parse, SubmitJobInput } from '../../../core/schemas.js';
+import { JobLogsQuery, ListJobsQuery, SubmitJobInput } from '../../../core/schemas.js';
 import { json, noContent, type ApiEvent, type Route } from '../middleware.js';
 import { route } from './route.js';
 
@@ -18,16 +18,21 @@ export function jobRoutes(deps: () => Deps): Route[] {
     route({
       method: 'POST',
       path: '/v1/jobs',
-      body: true,
+      summary: 'Submit a job',
+      description: 'Stores the job durably (202) and starts its workflow. `Idempotency-Key` makes retries safe: the same key and body return the same job, the same key with another body is a 409.',
+      access: 'member',
+      body: SubmitJobInput,
       handle: async ({ event, identity, body }) => {
         const key = idempotencyKey(event);
-        const { job, created } = await submitJob(deps(), identity, parse(SubmitJobInput, body), key);
+        const { job, created } = await submitJob(deps(), identity, body, key);
         return json(202, publicJob(job), { location: `/v1/jobs/${encodeURIComponent(job.id)}`, ...(created ? {} : { 'idempotent-replayed': 'true' }) });
       },
     }),
     route({
       method: 'GET',
       path: '/v1/jobs',
+      summary: "List jobs of the caller's projects (admins: all), newest first",
+      access: 'member',
       query: ListJobsQuery,
       handle: async ({ identity, query }) => {
         const page = await listJobs(deps(), identity, query);
@@ -37,20 +42,29 @@ export function jobRoutes(deps: () => Deps): Route[] {
     route({
       method: 'GET',
       path: '/v1/jobs/{id}',
-      handle: async ({ identity, params }) => json(200, publicJob(await getJob(deps(), identity, parse(JobParams, params).id))),
+      summary: 'Read a job, with queuePosition and stateReason while it waits',
+      access: 'member',
+      params: JobParams,
+      handle: async ({ identity, params }) => json(200, publicJob(await getJob(deps(), identity, params.id))),
     }),
     route({
       // `{ jobId, lines: [{ at?, message }] }`, oldest first: see JobLogsView in core/logs.ts.
       method: 'GET',
       path: '/v1/jobs/{id}/logs',
+      summary: "The job's container output, oldest line first",
+      access: 'member',
+      params: JobParams,
       query: JobLogsQuery,
-      handle: async ({ identity, params, query }) => json(200, await readJobLogs(deps(), identity, parse(JobParams, params).id, query)),
+      handle: async ({ identity, params, query }) => json(200, await readJobLogs(deps(), identity, params.id, query)),
     }),
     route({
       method: 'DELETE',
       path: '/v1/jobs/{id}',
+      summary: 'Cancel an active job (202) or remove a finished one (204)',
+      access: 'member',
+      params: JobParams,
       handle: async ({ identity, params }) => {
-        const result = await deleteJob(deps(), identity, parse(JobParams, params).id);
+        const result = await deleteJob(deps(), identity, params.id);
         return result.removed ? noContent() : json(202, publicJob(result.job));
       },
     }),

@@ -6,6 +6,6 @@ import { route } from './route.js';
 
 export function poolRoutes(deps: () => Deps): Route[] {
   return [
-    route({ method: 'GET', path: '/v1/pools', handle: async () => json(200, { items: await listPools(deps()) }) }),
+    route({ method: 'GET', path: '/v1/pools', summary: 'GPU pools: cap, GPUs held and free, jobs waiting', access: 'member', handle: async () => json(200, { items: await listPools(deps()) }) }),
   ];
 }

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import type { Deps } from '../../../core/deps.js';
 import { getQuota, listQuotas } from '../../../core/quotas.js';
-import { NAME_PATTERN, parse, QUOTA_RESOURCES } from '../../../core/schemas.js';
+import { NAME_PATTERN, QUOTA_RESOURCES } from '../../../core/schemas.js';
 import { json, type Route } from '../middleware.js';
 import { route } from './route.js';
 
@@ -15,16 +15,18 @@ export function quotaRoutes(deps: () => Deps): Route[] {
     route({
       method: 'GET',
       path: '/v1/quotas',
+      summary: "List quotas: members see their projects', admins every project's",
+      access: 'member',
       query: ProjectQuery,
       handle: async ({ identity, query }) => json(200, { items: await listQuotas(deps(), identity, query.project) }),
     }),
     route({
       method: 'GET',
       path: '/v1/quotas/{project}/{resource}',
-      handle: async ({ identity, params }) => {
-        const { project, resource } = parse(QuotaParams, params);
-        return json(200, await getQuota(deps(), identity, project, resource));
-      },
+      summary: 'Read one limit and its live usage',
+      access: 'member',
+      params: QuotaParams,
+      handle: async ({ identity, params }) => json(200, await getQuota(deps(), identity, params.project, params.resource)),
     }),
   ];
 }

@@ -10,6 +10,8 @@ export function statsRoutes(deps: () => Deps): Route[] {
     route({
       method: 'GET',
       path: '/v1/stats',
+      summary: 'Jobs by state, GPU-hours held, waiting time p50/p95',
+      access: 'member',
       query: ProjectQuery,
       handle: async ({ identity, query }) => json(200, await jobStats(deps(), identity, query.project)),
     }),
