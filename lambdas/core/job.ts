@@ -65,7 +65,10 @@ export interface Job {
   name: string;
   project: string;
   owner: string;
+  /** The template's name as the job was submitted. */
   template: string;
+  /** The template's id: a template with active jobs cannot be deleted. Absent on jobs stored before templates had ids. */
+  templateId?: string;
   pool: string;
   image: string;
   command: string[];
@@ -73,6 +76,8 @@ export interface Job {
   gpus: number;
   nodeCount: number;
   liveTimeoutMinutes: number;
+  /** The template's max when the job was submitted: the bound for later changes of liveTimeoutMinutes. */
+  maxLiveTimeoutMinutes?: number;
   state: JobState;
   stateReason?: string;
   queuePosition?: number;
