@@ -16,7 +16,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { AuthSetting } from './settings.js';
 
-export const PUBLIC_ROUTES = ['/', '/v1', '/v1/health'] as const;
+export const PUBLIC_ROUTES = ['/', '/v1', '/v1/health', '/v1/openapi.json'] as const;
 export const PROTECTED_ROUTE = '/v1/{proxy+}';
 /** The default Cognito group whose members are Flare admins; every other group is a project. */
 export const ADMIN_GROUP = 'admin';
@@ -131,7 +131,7 @@ export class FlareHttpApi extends Construct {
       const [route] = this.api.addRoutes({ path, methods: [apigwv2.HttpMethod.GET], integration });
       Validations.of(route).acknowledge({
         id: 'AwsSolutions-APIG4',
-        reason: `GET ${path} is public by design (DESIGN.md: version discovery and health need no token); it returns no job, project or user data.`,
+        reason: `GET ${path} is public by design (DESIGN.md: version discovery, health and the OpenAPI document need no token); it returns no job, project or user data.`,
       });
     }
     this.api.addRoutes({ path: PROTECTED_ROUTE, methods: [apigwv2.HttpMethod.ANY], integration, authorizer });

@@ -573,11 +573,11 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       assert.deepEqual(authorizer.Properties.JwtConfiguration.Audience, [{ Ref: logicalId(stack, stack.httpApi.userPoolClient!) }]);
 
       template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'ANY /v1/{proxy+}', AuthorizationType: 'JWT', AuthorizerId: { Ref: authorizerId } });
-      for (const key of ['GET /', 'GET /v1', 'GET /v1/health']) {
+      for (const key of ['GET /', 'GET /v1', 'GET /v1/health', 'GET /v1/openapi.json']) {
         template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: key, AuthorizationType: 'NONE', AuthorizerId: Match.absent() });
       }
       const routes = Object.values(resources).filter((r) => r.Type === 'AWS::ApiGatewayV2::Route');
-      assert.deepEqual(routes.map((r) => r.Properties.RouteKey).sort(), ['ANY /v1/{proxy+}', 'GET /', 'GET /v1', 'GET /v1/health']);
+      assert.deepEqual(routes.map((r) => r.Properties.RouteKey).sort(), ['ANY /v1/{proxy+}', 'GET /', 'GET /v1', 'GET /v1/health', 'GET /v1/openapi.json']);
     });
 
     it('creates an admin group in the user pool, with MFA required and no self sign-up', () => {

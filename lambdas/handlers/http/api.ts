@@ -8,6 +8,7 @@ import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructured
 import type { Deps } from '../../core/deps.js';
 import { awsDeps } from '../aws-deps.js';
 import { authenticate, httpErrorHandler, json, limitBody, matchRoute, parseJsonBody, type ApiContext, type ApiEvent, type ApiResult, type Route } from './middleware.js';
+import { openApiDocument } from './openapi.js';
 import { jobRoutes } from './routes/jobs.js';
 import { poolRoutes } from './routes/pools.js';
 import { quotaRoutes } from './routes/quotas.js';
@@ -28,9 +29,18 @@ export interface ApiOptions {
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 
 export function apiRoutes(deps: () => Deps, options: ApiOptions = {}): Route[] {
+  let document: ReturnType<typeof openApiDocument> | undefined;
   const routes: Route[] = [
     route({ method: 'GET', path: '/', summary: 'API versions', access: 'public', tag: 'service', handle: async () => json(200, { versions: [{ id: 'v1', status: 'CURRENT' }] }) }),
     route({ method: 'GET', path: '/v1', summary: 'The resources of v1', access: 'public', tag: 'service', handle: async () => json(200, describeV1(routes)) }),
+    route({
+      method: 'GET',
+      path: '/v1/openapi.json',
+      summary: 'This API as an OpenAPI 3.1 document, generated from the schemas the routes validate with',
+      access: 'public',
+      tag: 'service',
+      handle: async () => json(200, (document ??= openApiDocument(routes))),
+    }),
     route({ method: 'GET', path: '/v1/health', summary: 'Health of the control plane and its components', access: 'public', tag: 'service', handle: () => checkHealth(deps(), options.health) }),
 
     ...jobRoutes(deps),

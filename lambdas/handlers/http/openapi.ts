@@ -1,0 +1,162 @@
+/**
+ * `GET /v1/openapi.json`: an OpenAPI 3.1 document built from the routes
+ * themselves. Every parameter, query and body schema in it is the zod schema
+ * that route validates with (z.toJSONSchema), so the document cannot drift from
+ * what the API accepts.
+ */
+import { z } from 'zod';
+import type { Route, RouteDoc } from './middleware.js';
+
+export interface OpenApiInfo {
+  title?: string;
+  version?: string;
+  /** Where the API is served; omitted: relative to the document. */
+  serverUrl?: string;
+}
+
+type JsonSchema = Record<string, unknown>;
+
+/** The error shape of DESIGN.md, for every non-2xx answer. */
+export const ErrorBody = z
+  .object({
+    error: z.object({
+      code: z.string().meta({ description: 'Stable machine-readable code, e.g. validation_error, not_found, quota_exceeded.' }),
+      message: z.string(),
+      details: z
+        .array(z.object({ field: z.string().meta({ description: 'The input field, dotted for nested ones.' }), reason: z.string() }))
+        .optional()
+        .meta({ description: 'Every bad field (400 only).' }),
+    }),
+  })
+  .meta({ id: 'Error' });
+
+const ERRORS: Record<number, string> = {
+  400: 'Validation failed: `details` lists every bad field and why.',
+  401: 'No valid bearer token.',
+  403: 'Signed in, but this needs an admin (or a member of the owning project).',
+  404: "Not found, or it belongs to another project (Flare never confirms another project's resources exist).",
+  409: 'Conflict with the current state (e.g. a name already taken, a template in use, a job already finished).',
+  413: 'The request body is too large.',
+  422: 'Well-formed but impossible (e.g. more GPUs than the pool can ever hold).',
+  429: 'A quota (jobs, templates) is used up.',
+};
+
+export function openApiDocument(routes: readonly Route[], info: OpenApiInfo = {}): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  const components: Record<string, JsonSchema> = {};
+  refOrInline(ErrorBody, components);
+  for (const route of routes) {
+    if (!route.doc) continue;
+    paths[route.path] ??= {};
+    paths[route.path][route.method.toLowerCase()] = operation(route, route.doc, components);
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: info.title ?? 'Flare API',
+      version: info.version ?? 'v1',
+      description:
+        'Flare hands out GPUs for a bounded time. Submit a job from a template; it waits in its pool\'s FIFO queue until its project\'s quota and the pool\'s cap allow it, runs until it exits or its live timeout expires, and gives its GPUs back exactly once. Send `Authorization: Bearer <token>` on every route but the public ones.',
+    },
+    ...(info.serverUrl ? { servers: [{ url: info.serverUrl }] } : {}),
+    tags: [...new Set(routes.flatMap((r) => (r.doc ? [r.doc.tag] : [])))].map((name) => ({ name })),
+    paths,
+    components: {
+      schemas: components,
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A local token from the config, or a JWT from the deployment\'s issuer (Cognito or OIDC).' } },
+    },
+  };
+}
+
+function operation(route: Route, doc: RouteDoc, components: Record<string, JsonSchema>): Record<string, unknown> {
+  const parameters = [...parametersOf(doc.params, 'path', components), ...parametersOf(doc.query, 'query', components)];
+  const responses: Record<string, unknown> = {};
+  for (const [status, response] of Object.entries(doc.responses ?? { 200: { description: 'OK' } })) {
+    responses[status] = {
+      description: response.description,
+      ...(response.schema ? { content: { 'application/json': { schema: refOrInline(response.schema, components) } } } : {}),
+    };
+  }
+  for (const status of errorStatuses(route, doc)) {
+    responses[status] ??= { description: ERRORS[status], content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+  }
+  return {
+    operationId: operationId(route),
+    summary: doc.summary,
+    ...(doc.description ? { description: doc.description } : {}),
+    tags: [doc.tag],
+    security: doc.access === 'public' ? [] : [{ bearer: [] }],
+    'x-flare-access': doc.access,
+    ...(parameters.length ? { parameters } : {}),
+    ...(doc.body ? { requestBody: { required: true, content: { 'application/json': { schema: refOrInline(doc.body, components) } } } } : {}),
+    responses,
+  };
+}
+
+/** The statuses a route can answer besides its own successes. */
+function errorStatuses(route: Route, doc: RouteDoc): number[] {
+  const statuses: number[] = [];
+  if (doc.params || doc.query || doc.body) statuses.push(400);
+  if (doc.access !== 'public') statuses.push(401);
+  if (doc.access === 'admin' || route.method !== 'GET') statuses.push(403);
+  if (doc.params) statuses.push(404);
+  if (route.body) statuses.push(413);
+  return statuses;
+}
+
+function parametersOf(schema: z.ZodType | undefined, where: 'path' | 'query', components: Record<string, JsonSchema>): unknown[] {
+  if (!schema) return [];
+  const json = schemaOf(schema, components);
+  const properties = (json.properties ?? {}) as Record<string, JsonSchema>;
+  const required = new Set((json.required ?? []) as string[]);
+  return Object.entries(properties).map(([name, property]) => {
+    const { description, ...rest } = property;
+    return {
+      name,
+      in: where,
+      required: where === 'path' || required.has(name),
+      ...(description ? { description } : {}),
+      schema: rest,
+    };
+  });
+}
+
+/** Schemas that carry a `.meta({ id })` become shared components, wherever they are nested. */
+function refOrInline(schema: z.ZodType, components: Record<string, JsonSchema>): JsonSchema {
+  const id = (z.globalRegistry.get(schema) as { id?: string } | undefined)?.id;
+  const json = schemaOf(schema, components);
+  if (!id) return json;
+  components[id] ??= json;
+  return { $ref: `#/components/schemas/${id}` };
+}
+
+function schemaOf(schema: z.ZodType, components?: Record<string, JsonSchema>): JsonSchema {
+  const { $schema: _, $defs, ...json } = relink(z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' })) as JsonSchema;
+  for (const [id, def] of Object.entries(($defs ?? {}) as Record<string, JsonSchema>)) {
+    if (!components) throw new Error(`schema ${id} is nested where no components can hold it`);
+    components[id] ??= def;
+  }
+  return json;
+}
+
+/** zod names nested ids under `#/$defs`; OpenAPI keeps them under components. Its `id` keys are not JSON Schema. */
+function relink(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(relink);
+  if (!value || typeof value !== 'object') return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (key === 'id' && typeof v === 'string') continue;
+    out[key] = key === '$ref' && typeof v === 'string' ? v.replace(/^#\/\$defs\//, '#/components/schemas/') : relink(v);
+  }
+  return out;
+}
+
+function operationId(route: Route): string {
+  if (route.path === '/') return `${route.method.toLowerCase()}Versions`;
+  if (route.path === '/v1') return `${route.method.toLowerCase()}V1`;
+  const words = route.path
+    .split('/')
+    .filter((s) => s && s !== 'v1')
+    .map((s) => (s.startsWith('{') ? `by-${s.slice(1, -1)}` : s));
+  return [route.method.toLowerCase(), ...words].join('-').replace(/[^a-zA-Z0-9]+(.)/g, (_, c: string) => c.toUpperCase()) || route.method.toLowerCase();
+}

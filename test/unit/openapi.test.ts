@@ -1,0 +1,96 @@
+/**
+ * GET /v1/openapi.json: served without a token, and built from the very
+ * schemas the routes validate with — checked by sending the API what the
+ * document says and what it forbids.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import type { APIGatewayProxyEventV2WithJWTAuthorizer, Context } from 'aws-lambda';
+import type { Deps } from '../../lambdas/core/deps.js';
+import { apiRoutes, createApiHandler } from '../../lambdas/handlers/http/api.js';
+
+type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
+type Doc = {
+  openapi: string;
+  paths: Record<string, Record<string, Operation>>;
+  components: { schemas: Record<string, Schema>; securitySchemes: Record<string, unknown> };
+};
+type Operation = {
+  operationId: string;
+  security: unknown[];
+  parameters?: Array<{ name: string; in: string; required: boolean; schema: Schema }>;
+  requestBody?: { content: { 'application/json': { schema: Schema } } };
+  responses: Record<string, { content?: { 'application/json': { schema: Schema } } }>;
+};
+type Schema = { $ref?: string; properties?: Record<string, Schema>; additionalProperties?: unknown; maximum?: number; maxItems?: number; required?: string[] };
+
+const noDeps = (): Deps => {
+  throw new Error('the OpenAPI route must not need the store');
+};
+
+async function fetchDocument(): Promise<{ statusCode: number; doc: Doc }> {
+  const event: Event = JSON.parse(readFileSync(new URL('../fixtures/http/public-get-root.json', import.meta.url), 'utf8'));
+  event.rawPath = '/v1/openapi.json';
+  event.requestContext.http.path = '/v1/openapi.json';
+  event.routeKey = 'GET /v1/openapi.json';
+  const response = await createApiHandler(noDeps)(event, {} as Context);
+  return { statusCode: response.statusCode!, doc: JSON.parse(response.body!) };
+}
+
+function resolve(doc: Doc, schema: Schema): Schema {
+  return schema.$ref ? doc.components.schemas[schema.$ref.replace('#/components/schemas/', '')] : schema;
+}
+
+describe('GET /v1/openapi.json', () => {
+  it('is served without a token as an OpenAPI 3.1 document', async () => {
+    const { statusCode, doc } = await fetchDocument();
+    assert.equal(statusCode, 200);
+    assert.equal(doc.openapi, '3.1.0');
+    assert.ok(doc.components.securitySchemes.bearer);
+  });
+
+  it('describes every route the API serves, with its access', async () => {
+    const { doc } = await fetchDocument();
+    const routes = apiRoutes(noDeps);
+    for (const route of routes) {
+      const operation = doc.paths[route.path]?.[route.method.toLowerCase()];
+      assert.ok(operation, `${route.method} ${route.path} is missing from the document`);
+      assert.deepEqual(operation.security.length === 0, Boolean(route.public), `${route.method} ${route.path}: security`);
+      if (!route.public) assert.ok(operation.responses['401'], `${route.method} ${route.path} documents 401`);
+    }
+    const operations = Object.values(doc.paths).flatMap((p) => Object.values(p));
+    assert.equal(operations.length, routes.length, 'no operation without a route');
+    assert.equal(new Set(operations.map((o) => o.operationId)).size, operations.length, 'operation ids are unique');
+  });
+
+  it('gives POST /v1/jobs the submit schema itself: its fields, and nothing else allowed', async () => {
+    const { doc } = await fetchDocument();
+    const body = resolve(doc, doc.paths['/v1/jobs'].post.requestBody!.content['application/json'].schema);
+    assert.deepEqual(Object.keys(body.properties!).sort(), ['command', 'env', 'gpus', 'liveTimeoutMinutes', 'name', 'project', 'sshPublicKey', 'template']);
+    assert.deepEqual(body.required, ['template']);
+    assert.equal(body.additionalProperties, false);
+    assert.equal(body.properties!.command.maxItems, 256, 'the argv bound the API enforces');
+  });
+
+  it('documents path and query parameters as the routes check them', async () => {
+    const { doc } = await fetchDocument();
+    const list = doc.paths['/v1/jobs'].get.parameters!;
+    const limit = list.find((p) => p.name === 'limit');
+    assert.equal(limit?.in, 'query');
+    assert.equal(limit?.schema.maximum, 1000);
+    assert.ok(list.some((p) => p.name === 'state' && p.in === 'query'));
+    const byId = doc.paths['/v1/jobs/{id}'].get.parameters!;
+    assert.deepEqual(byId.map((p) => [p.name, p.in, p.required]), [['id', 'path', true]]);
+  });
+
+  it('resolves every $ref to a component', async () => {
+    const { doc } = await fetchDocument();
+    const refs = JSON.stringify(doc).match(/"\$ref":"[^"]+"/g) ?? [];
+    assert.ok(refs.length > 0);
+    for (const ref of refs) {
+      const name = ref.slice('"$ref":"#/components/schemas/'.length, -1);
+      assert.ok(doc.components.schemas[name], `${ref} resolves`);
+    }
+  });
+});
