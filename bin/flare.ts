@@ -1,12 +1,11 @@
 /**
- * The `flare` command. This issue ships `flare local`; the API commands of
- * DESIGN.md's CLI section come with issue 4.
+ * The `flare` command. `flare local` runs the control plane on this machine;
+ * every other command is the API client in cli/ (cli/main.ts). Each side is
+ * loaded only when used, so `flare job list` never loads the control plane.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { ValidationError } from '../lambdas/core/errors.js';
-import { LocalConfig, parse } from '../lambdas/core/schemas.js';
-import { startControlPlane } from '../lambdas/local/control-plane.js';
+import type { LocalConfig } from '../lambdas/core/schemas.js';
 
 const USAGE = `usage: flare local [--config FILE]
 
@@ -22,7 +21,9 @@ function fail(message: string, code = 2): never {
   process.exit(code);
 }
 
-function loadConfig(path: string | undefined): { config: LocalConfig; baseDir: string } {
+async function loadConfig(path: string | undefined): Promise<{ config: LocalConfig; baseDir: string }> {
+  const { ValidationError } = await import('../lambdas/core/errors.js');
+  const { LocalConfig, parse } = await import('../lambdas/core/schemas.js');
   const file = path ?? (existsSync('flare.local.json') ? 'flare.local.json' : undefined);
   if (!file) return { config: parse(LocalConfig, {}), baseDir: process.cwd() };
   let raw: unknown;
@@ -49,7 +50,8 @@ async function local(args: string[]): Promise<void> {
       return;
     } else fail(`unknown argument '${args[i]}'\n${USAGE}`);
   }
-  const { config, baseDir } = loadConfig(configPath);
+  const { config, baseDir } = await loadConfig(configPath);
+  const { startControlPlane } = await import('../lambdas/local/control-plane.js');
   const plane = await startControlPlane(config, { baseDir });
   process.stdout.write(`flare: control plane listening on ${plane.url} (data in ${plane.dataDir})\n`);
   let stopping = false;
@@ -64,11 +66,25 @@ async function local(args: string[]): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
 }
 
-const [command, ...rest] = process.argv.slice(2);
-if (command === 'local') {
-  local(rest).catch((error: Error) => fail(error.message, 1));
-} else if (!command || command === '--help' || command === '-h') {
-  process.stdout.write(`${USAGE}\n`);
+async function client(argv: string[]): Promise<void> {
+  // `flare job list | head`: a closed pipe ends the command quietly.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
+  const { main } = await import('../cli/main.js');
+  process.exitCode = await main(argv, {
+    stdout: (text) => void process.stdout.write(text),
+    stderr: (text) => void process.stderr.write(text),
+    env: process.env,
+    now: () => new Date(),
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  });
+}
+
+const argv = process.argv.slice(2);
+if (argv[0] === 'local') {
+  local(argv.slice(1)).catch((error: Error) => fail(error.message, 1));
 } else {
-  fail(`unknown command '${command}' (this version has 'flare local')\n${USAGE}`);
+  client(argv).catch((error: Error) => fail(`internal error: ${error.message}`, 1));
 }

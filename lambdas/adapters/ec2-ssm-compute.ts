@@ -38,7 +38,7 @@ import {
   type SendCommandCommandInput,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
-import { JOB_ID_PATTERN, SSM_MAX_EXECUTION_TIMEOUT_SECONDS, assertJobId, instanceScript, type DockerRunOptions } from '../core/container-command.js';
+import { JOB_ID_PATTERN, SSM_MAX_EXECUTION_TIMEOUT_SECONDS, assertJobId, deadlineScript, instanceScript, type DockerRunOptions } from '../core/container-command.js';
 import { FlareError, LaunchFailed, NoCapacity, ValidationError, type FieldIssue } from '../core/errors.js';
 import type { Job } from '../core/job.js';
 import type { Compute, ContainerSpec, Launched, ManagedInstance } from '../ports/compute.js';
@@ -93,6 +93,8 @@ export const DEFAULT_INSTANCE_SCRATCH_DIR = '/var/lib/flare/scratch';
 export const DEFAULT_AGENT_TIMEOUT_SECONDS = 600;
 export const DEFAULT_ROOT_DEVICE_NAME = '/dev/sda1';
 export const DEFAULT_MASTER_PORT = 29500;
+/** A deadline rewrite is a mkdir and a rename: a minute is plenty. */
+export const DEADLINE_COMMAND_TIMEOUT_SECONDS = 60;
 /** Instances per job; each gets its own SendCommand, and 50 is also what one SendCommand may target. */
 export const MAX_NODES_PER_JOB = 50;
 /** TerminateInstances takes up to 1000 ids; AWS recommends smaller batches. */
@@ -307,6 +309,25 @@ export class Ec2SsmCompute implements Compute {
     }
   }
 
+  /**
+   * One SendCommand to every instance of the job, rewriting the deadline file its
+   * dead-man switch reads (deadlineScript). Its comment is not the container
+   * command's, so neither `start` nor the compute events take it for the job's
+   * own command. A bad job id or expiry sends nothing.
+   */
+  async updateExpiry(job: Job, expiresAt: string): Promise<void> {
+    const script = deadlineScript(job.id, expiresAt);
+    const instanceIds = requireInstances(job);
+    await this.ssm.send(
+      new SendCommandCommand({
+        DocumentName: this.document,
+        InstanceIds: instanceIds,
+        Comment: deadlineComment(job.id),
+        Parameters: { commands: [script], executionTimeout: [String(DEADLINE_COMMAND_TIMEOUT_SECONDS)] },
+      }),
+    );
+  }
+
   /** What torchrun reads to join the job's nodes; set after the job's env, so these win. */
   private torchrunEnv(rank: number, worldSize: number, masterAddr: string): Record<string, string> {
     return { NODE_RANK: String(rank), WORLD_SIZE: String(worldSize), MASTER_ADDR: masterAddr, MASTER_PORT: String(this.masterPort) };
@@ -480,6 +501,11 @@ export function clientToken(jobId: string, launchAttempt: number, index: number)
 /** How start recognises its own command (SSM caps comments at 100 characters; job ids are at most 60). */
 export function commandComment(jobId: string): string {
   return `flare:job=${jobId}`;
+}
+
+/** The comment of a deadline change (updateExpiry): deliberately not a commandComment, which names the job's container command. */
+export function deadlineComment(jobId: string): string {
+  return `flare:deadline=${jobId}`;
 }
 
 const COMMENT_PREFIX = commandComment('');

@@ -320,8 +320,12 @@ export class LocalCompute implements Compute {
     }
   }
 
-  /** Move the dead-man deadline of a running job (its live timeout was changed). */
-  async updateExpiry(jobId: string, expiresAt: string): Promise<void> {
+  /**
+   * Move the dead-man deadline of a running job (its live timeout was changed): the
+   * runner re-reads expiresAt from its spec file. Takes the job or its id.
+   */
+  async updateExpiry(job: Job | string, expiresAt: string): Promise<void> {
+    const jobId = typeof job === 'string' ? job : job.id;
     if (Number.isNaN(Date.parse(expiresAt))) throw new LocalComputeError(`expiresAt ${expiresAt} is not a date`);
     const specPath = join(this.jobDir(jobId), 'spec.json');
     const spec = JSON.parse(await readFile(specPath, 'utf8')) as RunnerSpec;

@@ -6,23 +6,24 @@ import { createHash } from 'node:crypto';
 import type { Deps } from './deps.js';
 import { JobNotFound, Unprocessable, ValidationError } from './errors.js';
 import { publishChange } from './events.js';
-import { canAccessProject, chooseProject, visibleProjects, type Identity } from './identity.js';
+import { canAccessProject, visibleProjects, type Identity } from './identity.js';
+import { imageReference, versionToRun } from './images.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job } from './job.js';
 import { drainPool } from './queue.js';
 import type { ListJobsQuery, SubmitJobInput } from './schemas.js';
+import { templateForJob } from './templates.js';
 import type { Page } from '../ports/job-store.js';
 
 export const DEFAULT_LIVE_TIMEOUT_MINUTES = 60;
 
 export async function submitJob(deps: Deps, identity: Identity, input: SubmitJobInput, idempotencyKey?: string): Promise<{ job: Job; created: boolean }> {
-  const template = await deps.catalog.getTemplate(input.template);
-  const project = chooseProject(identity, input.project, template?.public ? undefined : template?.project);
-  if (!template || !(template.public || template.project === project)) {
-    throw new ValidationError([{ field: 'template', reason: `no template '${input.template}' for project ${project}` }]);
-  }
+  const { template, project } = await templateForJob(deps, identity, input.template, input.project);
   if (deps.policy?.defaultQuotas) await deps.store.ensureDefaultQuotas(project, deps.policy.defaultQuotas);
   const image = await deps.catalog.getImage(template.image);
   if (!image) throw new Unprocessable(`template ${template.name} names image '${template.image}', which is not in the catalog`);
+  // The template's pinned version, else the latest at submit: the job keeps running what it was given.
+  const version = versionToRun(image, template.imageVersion);
+  if (!version) throw new Unprocessable(`template ${template.name} pins version ${template.imageVersion} of image ${image.name}, which it does not have`);
   const pool = await deps.store.getPool(template.pool);
   if (!pool) throw new Unprocessable(`template ${template.name} names pool '${template.pool}', which does not exist`);
 
@@ -44,13 +45,15 @@ export async function submitJob(deps: Deps, identity: Identity, input: SubmitJob
     project,
     owner: identity.name,
     template: template.name,
+    templateId: template.id,
     pool: pool.name,
-    image: `${image.reference}@${image.digest}`,
+    image: imageReference(version),
     command: input.command ?? template.command,
     env: { ...template.env, ...input.env },
     gpus,
     nodeCount: template.nodeCount,
     liveTimeoutMinutes,
+    maxLiveTimeoutMinutes: max,
     state: JobState.PENDING,
     createdAt,
     ...(template.volumeSizeGb !== undefined ? { volumeSizeGb: template.volumeSizeGb } : {}),

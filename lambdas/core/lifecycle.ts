@@ -83,12 +83,33 @@ export async function checkComputeStep(deps: Deps, jobId: string, attempts: numb
   return { ready: false, attempts: attempts + 1 };
 }
 
+/**
+ * What the Run state is armed with: its timeout, and the expiry that timeout was
+ * computed for (null when the job has none, so the ASL path always exists).
+ */
+export interface RunTimer {
+  timeoutSeconds: number;
+  expiresAt: string | null;
+}
+
+/** A running job's expiry: its start plus its live timeout. The one formula, so a stored expiry can be checked against it. */
+export function expiryFor(startedAt: string | Date, liveTimeoutMinutes: number): string {
+  const start = typeof startedAt === 'string' ? Date.parse(startedAt) : startedAt.getTime();
+  return new Date(start + liveTimeoutMinutes * 60_000).toISOString();
+}
+
+/** True when the stored expiry is the one the job's start and (possibly changed) live timeout give; a job not started has nothing to check. */
+function expiryCurrent(job: Job): boolean {
+  return !job.startedAt || job.expiresAt === expiryFor(job.startedAt, job.liveTimeoutMinutes);
+}
+
 /** StartContainer: run the job; from here its live timeout counts. */
-export async function startStep(deps: Deps, jobId: string): Promise<{ timeoutSeconds: number }> {
+export async function startStep(deps: Deps, jobId: string): Promise<RunTimer> {
   let job = await load(deps, jobId);
   if (job.state === JobState.LAUNCHING && !job.outcome) {
     const startedAt = deps.now();
-    const expiresAt = new Date(startedAt.getTime() + job.liveTimeoutMinutes * 60_000).toISOString();
+    // A live-timeout change landing after this read is seen by AwaitOutcome (expiryCurrent) and rearmed.
+    const expiresAt = expiryFor(startedAt, job.liveTimeoutMinutes);
     await deps.compute.start(job, containerSpec(job, expiresAt));
     try {
       job = await deps.store.updateJob(jobId, [JobState.LAUNCHING], { state: JobState.RUNNING, startedAt: startedAt.toISOString(), expiresAt });
@@ -98,18 +119,60 @@ export async function startStep(deps: Deps, jobId: string): Promise<{ timeoutSec
       job = await load(deps, jobId);
     }
   }
-  return { timeoutSeconds: secondsUntil(deps, job.expiresAt) };
+  return runTimer(deps, job);
+}
+
+function runTimer(deps: Deps, job: Job): RunTimer {
+  return { timeoutSeconds: secondsUntil(deps, job.expiresAt), expiresAt: job.expiresAt ?? null };
 }
 
 export function containerSpec(job: Job, expiresAt: string): ContainerSpec {
   return { jobId: job.id, image: job.image, command: job.command, env: job.env, gpus: job.gpus, devices: job.devices, expiresAt, ...(job.allowRoot ? { allowRoot: true } : {}) };
 }
 
-/** The Run state's callback registration: store the token; end at once if the job already ended. */
-export async function awaitOutcomeStep(deps: Deps, jobId: string, taskToken: string): Promise<void> {
+/**
+ * The Run state's callback registration: store the token; end at once if the job
+ * already ended. `armedFor` is the expiry the wait's timeout was computed for: when
+ * the live timeout changed in between (its PATCH found no token, or the previous
+ * one), nobody else will end this wait, so it ends itself with `{ rearm: true }`.
+ */
+export async function awaitOutcomeStep(deps: Deps, jobId: string, taskToken: string, armedFor?: string | null): Promise<void> {
   const job = await deps.store.setTaskToken(jobId, taskToken);
-  const running = job.state === JobState.RUNNING && secondsUntil(deps, job.expiresAt, 0) > 0;
-  if (job.outcome || !running) await deps.workflows.sendTaskSuccess(taskToken, { outcome: job.outcome ?? null });
+  if (job.outcome || !isRunning(deps, job)) {
+    await deps.workflows.sendTaskSuccess(taskToken, { outcome: job.outcome ?? null });
+    return;
+  }
+  if (armedFor !== undefined && (armedFor !== (job.expiresAt ?? null) || !expiryCurrent(job))) {
+    await deps.workflows.sendTaskSuccess(taskToken, { rearm: true });
+  }
+}
+
+/**
+ * Rearm: Run's wait ended because the live timeout changed, or its timer fired
+ * (a change may have raced it). Make the stored expiry agree with the live timeout,
+ * move the instances' own deadline there, and arm Run again for it. `running`
+ * false ends the run: the job no longer runs, has an outcome, or its time is up
+ * (shortened into the past: it expires now).
+ */
+export async function rearmStep(deps: Deps, jobId: string): Promise<RunTimer & { running: boolean }> {
+  let job = await load(deps, jobId);
+  if (job.state === JobState.RUNNING && !job.outcome && job.startedAt && !expiryCurrent(job)) {
+    try {
+      job = await deps.store.updateJob(jobId, [JobState.RUNNING], { expiresAt: expiryFor(job.startedAt, job.liveTimeoutMinutes) });
+    } catch (error) {
+      if (!(error instanceof StaleJob)) throw error;
+      job = await load(deps, jobId);
+    }
+  }
+  const running = !job.outcome && isRunning(deps, job);
+  // Serialised by the workflow: the last Rearm after the last change pushes the final expiry.
+  if (running) await deps.compute.updateExpiry(job, job.expiresAt!);
+  deps.log.info('run rearmed', { jobId, expiresAt: job.expiresAt, running });
+  return { ...runTimer(deps, job), running };
+}
+
+function isRunning(deps: Deps, job: Job): boolean {
+  return job.state === JobState.RUNNING && secondsUntil(deps, job.expiresAt, 0) > 0;
 }
 
 /** Stop: decide the verdict once, mark STOPPING, give the compute back. */

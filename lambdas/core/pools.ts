@@ -1,23 +1,46 @@
-/** What `GET /v1/pools` shows: each pool's cap, what is held, and how many jobs wait for it. */
+/**
+ * GPU pools as the API shows them (cap, GPUs held and free, jobs waiting) and
+ * the one change an admin makes through the API: the cap. Lowering it below
+ * what is held is allowed and only blocks new admissions; raising it drains
+ * the pool at once.
+ */
 import type { Deps } from './deps.js';
-import type { PoolRecord } from '../ports/job-store.js';
+import { NotFound } from './errors.js';
+import { authorize, type Identity } from './identity.js';
+import { pageOf, type PageQuery } from './pagination.js';
+import { drainPool } from './queue.js';
+import type { Page, PoolRecord } from '../ports/job-store.js';
 
 export interface PoolView extends PoolRecord {
   waitingJobs: number;
 }
 
-export async function listPools(deps: Pick<Deps, 'store'>): Promise<PoolView[]> {
-  const pools = await deps.store.listPools();
-  return Promise.all(
-    pools.map(async (pool) => ({
-      name: pool.name,
-      instanceType: pool.instanceType,
-      gpusPerInstance: pool.gpusPerInstance,
-      maxGpus: pool.maxGpus,
-      usedGpus: pool.usedGpus,
-      // A cap lowered below what is held leaves the counter negative; nobody can take a negative GPU.
-      availableGpus: Math.max(0, pool.availableGpus),
-      waitingJobs: await deps.store.queueLength(pool.name),
-    })),
-  );
+export async function listPools(deps: Pick<Deps, 'store'>, identity: Identity, query: PageQuery = {}): Promise<Page<PoolView>> {
+  authorize(identity, 'read', { kind: 'pool' }, 'pools');
+  const page = pageOf(await deps.store.listPools(), query, (pool) => pool.name);
+  // Queue lengths only for the pools shown.
+  return { ...page, items: await Promise.all(page.items.map((pool) => poolView(deps, pool))) };
+}
+
+/** Set a pool's cap, keeping what is held; then drain it, so a raise admits who waited for it. */
+export async function updatePoolCap(deps: Deps, identity: Identity, name: string, maxGpus: number): Promise<PoolView> {
+  authorize(identity, 'write', { kind: 'pool' }, name);
+  if (!(await deps.store.setPoolCap(name, maxGpus))) throw new NotFound('pool', name);
+  await drainPool(deps, name);
+  const pool = await deps.store.getPool(name);
+  if (!pool) throw new NotFound('pool', name);
+  return poolView(deps, pool);
+}
+
+async function poolView(deps: Pick<Deps, 'store'>, pool: PoolRecord): Promise<PoolView> {
+  return {
+    name: pool.name,
+    instanceType: pool.instanceType,
+    gpusPerInstance: pool.gpusPerInstance,
+    maxGpus: pool.maxGpus,
+    usedGpus: pool.usedGpus,
+    // A cap lowered below what is held leaves the counter negative; nobody can take a negative GPU.
+    availableGpus: Math.max(0, pool.availableGpus),
+    waitingJobs: await deps.store.queueLength(pool.name),
+  };
 }

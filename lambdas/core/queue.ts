@@ -75,12 +75,22 @@ export async function drainPool(deps: Deps, poolName: string): Promise<DrainResu
         result.reasons.set(job.id, poolReason(pool, needs));
         break;
       }
-      const outcome = await deps.store.admit(job, deps.now().toISOString());
+      let candidate = job;
+      let outcome = await deps.store.admit(candidate, deps.now().toISOString());
+      if (!outcome.admitted && outcome.blockedBy === 'job' && candidate.state === JobState.PENDING) {
+        // Its own Admit step found no room and moved it to WAITING (its workflow has ended) since we
+        // read it: admit it as it is now, and start its workflow below.
+        const fresh = await deps.store.getJob(candidate.id);
+        if (fresh?.state === JobState.WAITING) {
+          candidate = fresh;
+          outcome = await deps.store.admit(candidate, deps.now().toISOString());
+        }
+      }
       if (outcome.admitted) {
         result.admitted.push(outcome.job);
         pool = { ...pool, availableGpus: pool.availableGpus - needs, usedGpus: pool.usedGpus + needs };
-        await publishChange(deps, outcome.job, job.state);
-        if (job.state === JobState.WAITING) await deps.workflows.start(admittedExecutionName(job), { jobId: job.id });
+        await publishChange(deps, outcome.job, candidate.state);
+        if (candidate.state === JobState.WAITING) await deps.workflows.start(admittedExecutionName(candidate), { jobId: candidate.id });
       } else if (outcome.blockedBy === 'quota') {
         const quota = await deps.store.getQuota(job.project, 'gpus');
         const limit = quota?.hardLimit ?? 0;

@@ -1,31 +1,93 @@
-/** Reading quotas: members see their own projects' rows, admins every row. */
+/**
+ * Quotas: `(project, resource) -> hardLimit` with live `used`. Members read their
+ * own projects' limits, admins read and write every project's.
+ *
+ * A row without `hardLimit` is not a quota: the project is unlimited for that
+ * resource and only its usage is counted (admission keeps counting it either
+ * way), so it is neither listed nor read. Lowering a limit below `used` is
+ * allowed and only blocks new admissions; raising or removing one drains every
+ * pool at once, so a job that waited for this project's room is admitted in the
+ * same request rather than at the next reconciler run.
+ */
 import type { Deps } from './deps.js';
-import { NotFound } from './errors.js';
-import { canAccessProject, visibleProjects, type Identity } from './identity.js';
-import type { QuotaResource } from './schemas.js';
-import type { QuotaRecord } from '../ports/job-store.js';
+import { Conflict, NotFound } from './errors.js';
+import { authorize, visibleProjects, type Identity } from './identity.js';
+import { pageOf, type PageQuery } from './pagination.js';
+import { drainPool } from './queue.js';
+import type { QuotaResource, QuotaSpec } from './schemas.js';
+import type { Page, QuotaRecord } from '../ports/job-store.js';
 
 export interface QuotaView {
   project: string;
   resource: QuotaResource;
-  /** null: no limit, usage is still counted. */
-  hardLimit: number | null;
+  hardLimit: number;
   used: number;
 }
 
-export async function listQuotas(deps: Pick<Deps, 'store'>, identity: Identity, project?: string): Promise<QuotaView[]> {
-  const projects = visibleProjects(identity, project);
+export async function listQuotas(deps: Pick<Deps, 'store'>, identity: Identity, query: PageQuery & { project?: string }): Promise<Page<QuotaView>> {
+  const projects = visibleProjects(identity, query.project);
   const rows = projects === undefined ? await deps.store.listQuotas() : (await Promise.all(projects.map((p) => deps.store.listQuotas(p)))).flat();
-  return rows.map(quotaView).sort((a, b) => (a.project === b.project ? a.resource.localeCompare(b.resource) : a.project.localeCompare(b.project)));
+  // A space sorts below every character a project name may hold: project first, then resource.
+  return pageOf(rows.filter(hasLimit).map(quotaView), query, (q) => `${q.project} ${q.resource}`);
 }
 
-/** Another project's quota is a 404, like a row that does not exist. */
+/** Another project's quota is a 404, like a limit that does not exist. */
 export async function getQuota(deps: Pick<Deps, 'store'>, identity: Identity, project: string, resource: QuotaResource): Promise<QuotaView> {
-  const row = canAccessProject(identity, project) ? await deps.store.getQuota(project, resource) : undefined;
-  if (!row) throw new NotFound('quota', `${project}/${resource}`);
+  authorize(identity, 'read', { kind: 'quota', project }, quotaId(project, resource));
+  const row = await deps.store.getQuota(project, resource);
+  if (!row || !hasLimit(row)) throw new NotFound('quota', quotaId(project, resource));
   return quotaView(row);
 }
 
-function quotaView(row: QuotaRecord): QuotaView {
-  return { project: row.project, resource: row.resource, hardLimit: row.hardLimit ?? null, used: row.used };
+/** A new limit; the project's usage so far counts against it at once. */
+export async function createQuota(deps: Pick<Deps, 'store'>, identity: Identity, spec: QuotaSpec): Promise<QuotaView> {
+  authorize(identity, 'write', { kind: 'quota', project: spec.project }, quotaId(spec.project, spec.resource));
+  const row = await deps.store.putQuota(spec, 'new');
+  if (!row) {
+    throw new Conflict(`project ${spec.project} already has a ${spec.resource} limit; change it with PATCH ${quotaPath(spec.project, spec.resource)}`);
+  }
+  return quotaView({ ...row, hardLimit: spec.hardLimit });
+}
+
+/** Change a limit. Whatever the direction, the queues are drained: a raise admits who waited for it. */
+export async function updateQuota(deps: Deps, identity: Identity, project: string, resource: QuotaResource, hardLimit: number): Promise<QuotaView> {
+  authorize(identity, 'write', { kind: 'quota', project }, quotaId(project, resource));
+  const row = await deps.store.putQuota({ project, resource, hardLimit }, 'existing');
+  if (!row) throw new NotFound('quota', quotaId(project, resource));
+  await drainAllPools(deps);
+  return getQuota(deps, identity, project, resource);
+}
+
+/** Remove a limit: the project is unlimited for the resource again; usage keeps being counted. */
+export async function deleteQuota(deps: Deps, identity: Identity, project: string, resource: QuotaResource): Promise<void> {
+  authorize(identity, 'write', { kind: 'quota', project }, quotaId(project, resource));
+  if (!(await deps.store.removeQuotaLimit(project, resource))) throw new NotFound('quota', quotaId(project, resource));
+  await drainAllPools(deps);
+}
+
+export function quotaPath(project: string, resource: QuotaResource): string {
+  return `/v1/quotas/${encodeURIComponent(project)}/${resource}`;
+}
+
+/**
+ * Every pool, because a project's jobs may wait in any of them. A failure here
+ * surfaces (the limit is already stored): the request is safe to repeat, and the
+ * reconciler drains too.
+ */
+async function drainAllPools(deps: Deps): Promise<void> {
+  for (const pool of await deps.store.listPools()) await drainPool(deps, pool.name);
+}
+
+type LimitedQuota = QuotaRecord & { hardLimit: number };
+
+function hasLimit(row: QuotaRecord): row is LimitedQuota {
+  return row.hardLimit !== undefined;
+}
+
+function quotaId(project: string, resource: QuotaResource): string {
+  return `${project}/${resource}`;
+}
+
+function quotaView(row: LimitedQuota): QuotaView {
+  return { project: row.project, resource: row.resource, hardLimit: row.hardLimit, used: row.used };
 }

@@ -22,6 +22,8 @@ export const envMap = z
 export const positiveGpus = z.number().int('must be a whole number').positive('must be at least 1').max(1024);
 export const liveTimeoutMinutes = z.number().finite('must be a finite number').positive('must be greater than 0').max(60 * 24 * 30, 'must be at most 30 days');
 
+const sshPublicKeyLine = z.string().max(16384).regex(/^(ssh|ecdsa)-[a-z0-9-]+ [A-Za-z0-9+/=]+( [^\n\r]*)?$/, 'must be one OpenSSH public key line');
+
 export const SubmitJobInput = z.strictObject({
   template: name('template'),
   name: z.string().min(1).max(128).refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters').optional(),
@@ -30,9 +32,20 @@ export const SubmitJobInput = z.strictObject({
   gpus: positiveGpus.optional(),
   liveTimeoutMinutes: liveTimeoutMinutes.optional(),
   env: envMap.optional(),
-  sshPublicKey: z.string().max(16384).regex(/^(ssh|ecdsa)-[a-z0-9-]+ [A-Za-z0-9+/=]+( [^\n\r]*)?$/, 'must be one OpenSSH public key line').optional(),
+  sshPublicKey: sshPublicKeyLine.optional(),
 });
 export type SubmitJobInput = z.infer<typeof SubmitJobInput>;
+
+/** `PATCH /v1/jobs/{id}`: the same rules as at submit; at least one field. */
+export const ChangeJobInput = z
+  .strictObject({
+    name: SubmitJobInput.shape.name,
+    liveTimeoutMinutes: SubmitJobInput.shape.liveTimeoutMinutes.describe(
+      "The job's new live timeout, counted from its start (extend or shorten; at most the template's max). A running job whose new timeout has already passed expires now.",
+    ),
+  })
+  .refine((input) => input.name !== undefined || input.liveTimeoutMinutes !== undefined, 'must set name or liveTimeoutMinutes');
+export type ChangeJobInput = z.infer<typeof ChangeJobInput>;
 
 export const ListJobsQuery = z.strictObject({
   project: name('project').optional(),
@@ -50,8 +63,15 @@ export const JobLogsQuery = z.strictObject({
     .int(`must be a whole number from 1 to ${MAX_LOG_TAIL}`)
     .min(1, 'must be at least 1')
     .max(MAX_LOG_TAIL, `must be at most ${MAX_LOG_TAIL}`)
-    .optional(),
-});
+    .optional()
+    .describe('The last N lines (default 1000). Not with nextToken.'),
+  nextToken: z
+    .string()
+    .min(1)
+    .max(2048)
+    .optional()
+    .describe("The nextToken of an earlier answer: only the lines written after it, oldest first (follow a job's output by passing each answer's nextToken to the next request)."),
+}).refine((q) => q.tail === undefined || q.nextToken === undefined, { path: ['tail'], message: 'cannot be combined with nextToken' });
 export type JobLogsQuery = z.infer<typeof JobLogsQuery>;
 
 export const QUOTA_RESOURCES = ['gpus', 'jobs', 'templates'] as const;
@@ -63,45 +83,109 @@ export const PoolSpec = z.strictObject({
   instanceType: z.string().min(1).max(64).optional(),
   gpusPerInstance: positiveGpus.optional(),
 });
+/** The largest limit or cap accepted: far beyond any deployment, small enough that arithmetic on it stays exact. */
+export const MAX_LIMIT = 1_000_000;
+const wholeLimit = z.number().int('must be a whole number').min(0, 'must not be negative').max(MAX_LIMIT, `must be at most ${MAX_LIMIT}`);
+const hardLimit = wholeLimit.describe(
+  'The most the project may have at once: GPUs held (gpus), active jobs (jobs) or templates owned (templates). May be below what is in use: that blocks new admissions only.',
+);
 export const QuotaSpec = z.strictObject({
   project: name('project'),
-  resource: z.enum(QUOTA_RESOURCES),
-  hardLimit: z.number().int('must be a whole number').min(0, 'must not be negative'),
+  resource: z.enum(QUOTA_RESOURCES).describe('gpus: GPUs held at once; jobs: jobs not yet finished; templates: templates owned'),
+  hardLimit,
 });
+/** `PATCH /v1/quotas/{project}/{resource}`. */
+export const QuotaLimitInput = z.strictObject({ hardLimit });
+export type QuotaLimitInput = z.infer<typeof QuotaLimitInput>;
+/** `PATCH /v1/pools/{name}`. */
+export const PoolCapInput = z.strictObject({
+  maxGpus: wholeLimit.describe('The most GPUs Flare may hold in this pool at once. May be below what is held: that blocks new admissions only.'),
+});
+export type PoolCapInput = z.infer<typeof PoolCapInput>;
 export const DIGEST_PATTERN = /^sha256:[a-f0-9]{64}$/;
 /** An image reference as docker understands it; never starting with '-', no whitespace. */
 export const IMAGE_REFERENCE_PATTERN = /^[a-z0-9][a-z0-9._\-/:]{0,254}$/;
 export const ImageSpec = z.strictObject({
   name: name('image'),
-  reference: z.string().regex(IMAGE_REFERENCE_PATTERN, 'must be a registry/repository[:tag] reference'),
-  digest: z.string().regex(DIGEST_PATTERN, "must be 'sha256:' and 64 hex digits"),
+  reference: z.string().regex(IMAGE_REFERENCE_PATTERN, 'must be a registry/repository[:tag] reference').describe('registry/repository[:tag], without the digest'),
+  digest: z.string().regex(DIGEST_PATTERN, "must be 'sha256:' and 64 hex digits").describe('The content digest; jobs run `reference@digest`, so a moved tag changes nothing'),
 });
-export const TemplateSpec = z.strictObject({
-  name: name('template'),
-  project: name('project').optional(),
-  public: z.boolean().optional(),
-  pool: name('pool'),
-  gpus: positiveGpus.default(1),
-  nodeCount: positiveGpus.default(1),
-  image: name('image'),
-  command: argv,
-  env: envMap.default({}),
-  volumeSizeGb: z.number().int().min(8).max(16384).optional(),
-  sshPublicKey: z.string().max(16384).optional(),
-  maxLiveTimeoutMinutes: liveTimeoutMinutes.default(60 * 24),
-  defaultLiveTimeoutMinutes: liveTimeoutMinutes.optional(),
+/** Template ids are this prefix and a generated suffix; no template name starts with it, so a path's `{id}` is never both. */
+export const TEMPLATE_ID_PREFIX = 'tpl-';
+const templateName = name('template').refine((s) => !s.startsWith(TEMPLATE_ID_PREFIX), `must not start with '${TEMPLATE_ID_PREFIX}', which marks template ids`);
+/** Every template field but its owner, as checked on create and on change (PATCH). */
+const templateFields = {
+  name: templateName,
+  pool: name('pool').describe('The GPU pool its jobs run in (GET /v1/pools)'),
+  gpus: positiveGpus.describe('GPUs per node'),
+  nodeCount: positiveGpus.describe('Instances per job, each with `gpus` GPUs'),
+  image: name('image').describe('An image of the catalog (GET /v1/images)'),
+  imageVersion: z
+    .number()
+    .int('must be a whole number')
+    .positive('must be at least 1')
+    .describe("Runs this version of the image; absent: each job runs the image's latest version at submit"),
+  command: argv.describe('argv, never a shell string'),
+  env: envMap,
+  volumeSizeGb: z.number().int().min(8).max(16384).describe('Root volume of each instance (AWS)'),
+  sshPublicKey: sshPublicKeyLine,
+  maxLiveTimeoutMinutes: liveTimeoutMinutes.describe("The longest live timeout a job of this template may have, now or by a later change"),
+  defaultLiveTimeoutMinutes: liveTimeoutMinutes.describe('A job\'s live timeout when it names none (at most maxLiveTimeoutMinutes); absent: 60'),
   /**
    * Run as the image's own user (often root, still with every capability dropped and
    * no new privileges) instead of an unprivileged uid. Single-node only: multi-node
    * jobs share the instance's network, where only a uid rule keeps them from the
    * instance metadata service.
    */
-  allowRoot: z.boolean().optional(),
-}).superRefine((t, ctx) => {
+  allowRoot: z.boolean().describe("Run as the image's own user instead of an unprivileged uid (single-node only)"),
+};
+export const TemplateSpec = z
+  .strictObject({
+    name: templateFields.name,
+    project: name('project').optional().describe("The owning project; absent: the caller's only project"),
+    public: z.boolean().optional().describe('A public template (admins write it): anyone signed in may read and run it'),
+    pool: templateFields.pool,
+    gpus: templateFields.gpus.default(1),
+    nodeCount: templateFields.nodeCount.default(1),
+    image: templateFields.image,
+    imageVersion: templateFields.imageVersion.optional(),
+    command: templateFields.command,
+    env: templateFields.env.default({}),
+    volumeSizeGb: templateFields.volumeSizeGb.optional(),
+    sshPublicKey: templateFields.sshPublicKey.optional(),
+    maxLiveTimeoutMinutes: templateFields.maxLiveTimeoutMinutes.default(60 * 24),
+    defaultLiveTimeoutMinutes: templateFields.defaultLiveTimeoutMinutes.optional(),
+    allowRoot: templateFields.allowRoot.optional(),
+  })
+  .superRefine(templateRules);
+/** `PATCH /v1/templates/{id}`: any field but the owner (project, public); null removes an optional field. */
+export const TemplatePatch = z.strictObject({
+  name: templateFields.name.optional(),
+  pool: templateFields.pool.optional(),
+  gpus: templateFields.gpus.optional(),
+  nodeCount: templateFields.nodeCount.optional(),
+  image: templateFields.image.optional(),
+  imageVersion: templateFields.imageVersion.nullable().optional(),
+  command: templateFields.command.optional(),
+  env: templateFields.env.optional(),
+  volumeSizeGb: templateFields.volumeSizeGb.nullable().optional(),
+  sshPublicKey: templateFields.sshPublicKey.nullable().optional(),
+  maxLiveTimeoutMinutes: templateFields.maxLiveTimeoutMinutes.optional(),
+  defaultLiveTimeoutMinutes: templateFields.defaultLiveTimeoutMinutes.nullable().optional(),
+  allowRoot: templateFields.allowRoot.nullable().optional(),
+});
+export type TemplatePatch = z.infer<typeof TemplatePatch>;
+
+/** What a whole template must satisfy, checked again on every change. */
+function templateRules(t: { allowRoot?: boolean; nodeCount: number; project?: string; public?: boolean; maxLiveTimeoutMinutes: number; defaultLiveTimeoutMinutes?: number }, ctx: z.RefinementCtx): void {
   if (t.allowRoot && t.nodeCount > 1) {
     ctx.addIssue({ code: 'custom', path: ['allowRoot'], message: 'multi-node jobs share the host network and must run as a non-root user' });
   }
-});
+  if (t.public && t.project) ctx.addIssue({ code: 'custom', path: ['public'], message: 'a template belongs to a project or is public, not both' });
+  if (t.defaultLiveTimeoutMinutes !== undefined && t.defaultLiveTimeoutMinutes > t.maxLiveTimeoutMinutes) {
+    ctx.addIssue({ code: 'custom', path: ['defaultLiveTimeoutMinutes'], message: `must be at most maxLiveTimeoutMinutes (${t.maxLiveTimeoutMinutes})` });
+  }
+}
 export type PoolSpec = z.infer<typeof PoolSpec>;
 export type QuotaSpec = z.infer<typeof QuotaSpec>;
 export type ImageSpec = z.infer<typeof ImageSpec>;
@@ -109,9 +193,11 @@ export type TemplateSpec = z.infer<typeof TemplateSpec>;
 
 export const UserSpec = z.strictObject({
   name: name('user'),
-  token: z.string().min(16, 'must be at least 16 characters'),
+  // What a client can send in `Authorization: Bearer <token>`: any other token could never be presented.
+  token: z.string().min(16, 'must be at least 16 characters').max(4096).regex(/^[\x21-\x7e]+$/, 'must be visible ASCII characters, no spaces'),
   admin: z.boolean().default(false),
   projects: z.array(name('project')).default([]),
+  expiresAt: z.iso.datetime({ error: 'must be an ISO 8601 UTC time such as 2030-01-31T00:00:00Z' }).optional().describe('From then on the token is refused (401), like an expired JWT'),
 });
 /** Which events a chat channel hears: every filter given must match (core/notification.ts). */
 const notificationRoute = {
@@ -153,7 +239,8 @@ export const LocalConfig = z
     const pools = new Set(config.pools.map((p) => p.name));
     const images = new Set(config.images.map((i) => i.name));
     unique(config.pools.map((p) => p.name), 'pools', ctx);
-    unique(config.templates.map((t) => t.name), 'templates', ctx);
+    // Names are unique per owner: a project's templates, or the public ones.
+    unique(config.templates.map((t) => `${t.public ? '' : t.project}/${t.name}`), 'templates', ctx);
     unique(config.users.map((u) => u.token), 'users', ctx, 'token');
     config.templates.forEach((t, i) => {
       if (!pools.has(t.pool)) ctx.addIssue({ code: 'custom', path: ['templates', i, 'pool'], message: `unknown pool '${t.pool}'` });

@@ -1,30 +1,46 @@
 /**
  * `GET /v1/stats`: jobs by state, GPU-hours held, and how long jobs waited to be
- * admitted. The arithmetic is pure (computeStats); jobStats reads the jobs the
- * caller may see and hands them over.
+ * admitted, overall and broken down by pool and by project. The arithmetic is
+ * pure (computeStats); jobStats decides what the caller may see, reads those
+ * jobs and hands them over.
  */
 import type { Deps } from './deps.js';
-import { visibleProjects, type Identity } from './identity.js';
+import { authorize, visibleProjects, type Identity } from './identity.js';
 import { HOLDING_STATES, JOB_STATES, totalGpus, type Job, type JobState } from './job.js';
 
 /** Jobs read per stats request at most; beyond it the answer says `truncated`. */
 export const MAX_STATS_JOBS = 10_000;
 const PAGE_SIZE = 1000;
 
-export interface JobStats {
-  /** The projects counted; null means every project (an admin asking for all). */
-  projects: string[] | null;
+/** The figures for one set of jobs. */
+export interface StatsFigures {
   totalJobs: number;
   jobsByState: Record<JobState, number>;
   /** GPU-hours held (LAUNCHING until release), including jobs still holding GPUs up to now. */
   gpuHours: number;
   /** Seconds from submission to admission, over the jobs that were admitted. */
   waitingSeconds: { count: number; p50: number | null; p95: number | null };
+}
+
+export interface ComputedStats extends StatsFigures {
+  /** The same figures per pool and per project (only those with jobs counted). */
+  byPool: Record<string, StatsFigures>;
+  byProject: Record<string, StatsFigures>;
+}
+
+export interface JobStats extends ComputedStats {
+  /** The projects counted; null means every project (an admin asking for all). */
+  projects: string[] | null;
   /** True when there were more jobs than MAX_STATS_JOBS and only the newest were counted. */
   truncated: boolean;
 }
 
+/**
+ * An admin sees every project, a member their own; `project` narrows to one,
+ * and another project's figures are a 404 like everything else of it.
+ */
 export async function jobStats(deps: Pick<Deps, 'store' | 'now'>, identity: Identity, project?: string): Promise<JobStats> {
+  if (project !== undefined) authorize(identity, 'read', { kind: 'stats', project }, project);
   const projects = visibleProjects(identity, project);
   const jobs: Job[] = [];
   let truncated = false;
@@ -44,7 +60,21 @@ export async function jobStats(deps: Pick<Deps, 'store' | 'now'>, identity: Iden
   return { projects: projects ?? null, ...computeStats(jobs, deps.now()), truncated };
 }
 
-export function computeStats(jobs: readonly Job[], now: Date): Omit<JobStats, 'projects' | 'truncated'> {
+export function computeStats(jobs: readonly Job[], now: Date): ComputedStats {
+  return { ...figures(jobs, now), byPool: figuresBy(jobs, (job) => job.pool, now), byProject: figuresBy(jobs, (job) => job.project, now) };
+}
+
+function figuresBy(jobs: readonly Job[], key: (job: Job) => string, now: Date): Record<string, StatsFigures> {
+  const groups = new Map<string, Job[]>();
+  for (const job of jobs) {
+    const group = groups.get(key(job));
+    if (group) group.push(job);
+    else groups.set(key(job), [job]);
+  }
+  return Object.fromEntries([...groups.keys()].sort().map((name) => [name, figures(groups.get(name)!, now)]));
+}
+
+function figures(jobs: readonly Job[], now: Date): StatsFigures {
   const jobsByState = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
   let gpuMs = 0;
   const waits: number[] = [];

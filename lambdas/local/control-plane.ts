@@ -8,7 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { consoleLogger } from '../adapters/console-logger.js';
-import { DynamoCatalog, DynamoJobStore } from '../adapters/dynamo/dynamo-job-store.js';
+import { DynamoCatalog } from '../adapters/dynamo/dynamo-catalog.js';
+import { DynamoJobStore } from '../adapters/dynamo/dynamo-job-store.js';
 import { newJobId } from '../adapters/ids.js';
 import { LocalCompute } from '../adapters/local-compute.js';
 import { LocalEventBus } from '../adapters/local-event-bus.js';
@@ -19,8 +20,10 @@ import { WebhookNotifier } from '../adapters/webhook-notifier.js';
 import type { Deps, Logger } from '../core/deps.js';
 import { localCompletion } from './completion.js';
 import { isTerminal, JobState } from '../core/job.js';
+import { seedImages } from '../core/images.js';
 import { drainPool } from '../core/queue.js';
 import type { LocalConfig } from '../core/schemas.js';
+import { seedTemplate } from '../core/templates.js';
 import { createApiHandler } from '../handlers/http/api.js';
 import { runTask } from '../handlers/workflow/tasks.js';
 import { startDynamoDbLocal, type DynamoDbLocal } from './dynamodb-local.js';
@@ -128,14 +131,19 @@ async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: 
   };
 }
 
-/** Pools, quotas, images and templates from the config; usage counters are kept. */
+/**
+ * Pools, quotas, images and templates from the config; usage counters are kept.
+ * Idempotent across restarts: an image gets a new version only when the config's
+ * differs, a template of the same owner and name is changed in place (same id).
+ */
 async function seed(config: LocalConfig, store: DynamoJobStore, catalog: DynamoCatalog): Promise<void> {
   for (const pool of config.pools) {
     await store.putPool({ name: pool.name, instanceType: pool.instanceType ?? 'local', gpusPerInstance: pool.gpusPerInstance ?? pool.gpus, maxGpus: pool.gpus });
   }
   for (const quota of config.quotas) await store.putQuota(quota);
-  for (const image of config.images) await catalog.putImage(image);
-  for (const template of config.templates) await catalog.putTemplate(template);
+  const seeding = { store, catalog, now: () => new Date(), newId: newJobId };
+  await seedImages(seeding, config.images);
+  for (const template of config.templates) await seedTemplate(seeding, template);
 }
 
 /**

@@ -8,6 +8,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyResultV2, Context } from 'aws-lambda';
 import type { Logger } from '../core/deps.js';
+import { apiRoutes } from '../handlers/http/api.js';
 
 export type ApiGatewayHandler = (event: APIGatewayProxyEventV2WithJWTAuthorizer, context: Context) => Promise<APIGatewayProxyResultV2>;
 
@@ -16,6 +17,8 @@ export interface LocalUser {
   token: string;
   admin?: boolean;
   projects?: readonly string[];
+  /** ISO 8601 UTC: from then on the token is refused (401), as API Gateway refuses an expired JWT. */
+  expiresAt?: string;
 }
 
 export interface HttpServerOptions {
@@ -37,8 +40,14 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
-/** Routes API Gateway serves without the authorizer (see the stack's HTTP API). */
-export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['GET /', 'GET /v1', 'GET /v1/health']);
+/** Routes API Gateway serves without the authorizer (the stack's HTTP API lists the same ones: test/infra checks). */
+export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(
+  apiRoutes(() => {
+    throw new Error('listing routes needs no deps');
+  })
+    .filter((route) => route.public)
+    .map((route) => `${route.method} ${route.path}`),
+);
 
 const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 /** API Gateway's integration timeout; the handler's context reports what is left of it. */
@@ -48,7 +57,12 @@ const TEXT_TYPES = /^(text\/|application\/(json|[\w.+-]*\+json|xml|[\w.+-]*\+xml
 interface Principal {
   digest: Buffer;
   claims: { sub: string; 'cognito:groups': string };
+  /** Epoch ms; absent: never. */
+  expiresAt?: number;
 }
+
+/** `Bearer <token>`: the scheme in any case, one space, then visible ASCII only (what a configured token may hold). */
+const BEARER = /^Bearer ([\x21-\x7e]{1,4096})$/i;
 
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
   const log = options.log;
@@ -56,7 +70,9 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   const adminGroup = options.adminGroup ?? 'admin';
   const principals: Principal[] = options.users.map((user) => {
     const groups = [...(user.projects ?? []), ...(user.admin ? [adminGroup] : [])];
-    return { digest: sha256(user.token), claims: { sub: user.name, 'cognito:groups': `[${groups.join(' ')}]` } };
+    const expiresAt = user.expiresAt === undefined ? undefined : Date.parse(user.expiresAt);
+    if (Number.isNaN(expiresAt)) throw new Error(`user ${user.name}: expiresAt '${user.expiresAt}' is not an ISO 8601 time`);
+    return { digest: sha256(user.token), claims: { sub: user.name, 'cognito:groups': `[${groups.join(' ')}]` }, ...(expiresAt === undefined ? {} : { expiresAt }) };
   });
 
   const server = createServer((req, res) => {
@@ -84,8 +100,12 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     // The path as sent, not URL-normalised: `/v1/x/%2e%2e/health` is not the public `/v1/health`.
     if (!PUBLIC_ROUTES.has(`${method} ${event.rawPath}`)) {
       const principal = authenticate(req.headers.authorization, principals);
-      if (!principal) {
-        sendJson(res, 401, { error: { code: 'unauthorized', message: 'a valid bearer token is required' } }, { 'www-authenticate': 'Bearer' });
+      const expired = principal?.expiresAt !== undefined && principal.expiresAt <= Date.now();
+      if (!principal || expired) {
+        // An expired token is told only that: not whose it was, nor when it expired.
+        const message = expired ? 'the token has expired' : 'a valid bearer token is required';
+        const challenge = expired ? `Bearer error="invalid_token", error_description="${message}"` : 'Bearer';
+        sendJson(res, 401, { error: { code: 'unauthorized', message } }, { 'www-authenticate': challenge });
         log?.info('http', { method, path: url.pathname, status: 401, ms: Date.now() - started });
         return;
       }
@@ -215,7 +235,7 @@ function isText(contentType: string | undefined, body: Buffer): boolean {
 
 /** The JWT authorizer's check, with the config's tokens: compare digests in constant time, every one. */
 function authenticate(authorization: string | undefined, principals: readonly Principal[]): Principal | undefined {
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+  const match = BEARER.exec(authorization ?? '');
   if (!match) return undefined;
   const presented = sha256(match[1]);
   let found: Principal | undefined;

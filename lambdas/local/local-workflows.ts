@@ -3,8 +3,10 @@
  * its Lambda tasks bound in-process to the same task handler that runs on AWS.
  *
  * The library has no `.waitForTaskToken`; the binding emulates it: it hands the
- * task handler the token from the context object and then waits until
- * `sendTaskSuccess(token)` is called (or the state's own timeout fires).
+ * task handler a token and then waits until `sendTaskSuccess(token)` is called
+ * (or the state's own timeout fires). As on Step Functions, every wait gets its
+ * own token (the context's, numbered), so a token that ended one wait is stale
+ * for the next one: a late SendTaskSuccess cannot end a later wait by mistake.
  */
 import './polyfills.js';
 import { StateMachine } from 'aws-local-stepfunctions';
@@ -40,6 +42,7 @@ export class LocalWorkflows implements Workflows {
   private readonly waiting = new Map<string, (output: Json) => void>();
   private readonly executions = new Map<string, { record: ExecutionRecord; abort: () => void; done: Promise<void> }>();
   private closed = false;
+  private waits = 0;
 
   constructor(
     private readonly runTask: TaskRunner,
@@ -94,14 +97,14 @@ export class LocalWorkflows implements Workflows {
   /** The emulated `.waitForTaskToken`: invoke the handler with the Payload, then wait for the token. */
   private async callback(input: Json): Promise<Json> {
     const payload = (input as { Payload?: { taskToken?: string; timeoutSeconds?: number } }).Payload;
-    const token = payload?.taskToken;
-    if (!token) throw new Error('callback task without Payload.taskToken');
+    if (!payload?.taskToken) throw new Error('callback task without Payload.taskToken');
+    const token = `${payload.taskToken}:${++this.waits}`;
     const result = new Promise<Json>((resolve) => this.waiting.set(token, resolve));
     // The state's timeout (States.Timeout) wins the race inside the library; forget the token then.
     const forget = setTimeout(() => this.waiting.delete(token), ((payload.timeoutSeconds ?? 0) + 1) * 1000);
     forget.unref();
     try {
-      await this.runTask(payload);
+      await this.runTask({ ...payload, taskToken: token });
     } catch (error) {
       this.waiting.delete(token);
       clearTimeout(forget);

@@ -213,8 +213,10 @@ export function makeDynamoClients(endpoint: string): { client: DynamoDBClient; d
     credentials: { accessKeyId: 'flarelocal', secretAccessKey: 'flarelocal' },
     // A few quick retries cover a busy emulator; transactions that lose a race retry in the job store.
     maxAttempts: 3,
-    // No request timeout: a request to a live emulator completes, and a dead one closes the socket.
-    requestHandler: { connectionTimeout: 2_000 },
+    // No request timeout: a request to a live emulator completes, and a dead one closes the socket
+    // (connection refused at once). Accepting a connection can take seconds while the JVM is busy
+    // with hundreds of concurrent requests on a 2-core machine.
+    requestHandler: { connectionTimeout: 10_000 },
   });
   const doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
   return { client, doc };

@@ -41,6 +41,11 @@ export interface Compute {
   /** True once the job's instances can take a command. */
   isReady(job: Job): Promise<boolean>;
   start(job: Job, spec: ContainerSpec): Promise<void>;
+  /**
+   * Move the deadline the job's instances enforce on their own (the dead-man switch):
+   * its live timeout was changed while it runs. Sending the same deadline twice is harmless.
+   */
+  updateExpiry(job: Job, expiresAt: string): Promise<void>;
   /** Stop the container and give the instances back. */
   stop(job: Job): Promise<void>;
   /** Every live instance Flare manages, whatever its job (the reconciler's view). */

@@ -1,5 +1,5 @@
 import type { Job, JobState, Outcome } from '../core/job.js';
-import type { ImageSpec, QuotaResource, TemplateSpec } from '../core/schemas.js';
+import type { QuotaResource, TemplateSpec } from '../core/schemas.js';
 
 export interface Page<T> {
   items: T[];
@@ -53,6 +53,8 @@ export interface RequeueChange {
 export interface JobStore {
   /** Store a new job (and its idempotency claim and `jobs` usage) in one transaction.
    *  Returns the existing job when the claim was made before with the same body.
+   *  With `job.templateId`, the template must exist and not be being deleted (Catalog.markTemplateDeleting),
+   *  checked in the same transaction: Conflict otherwise.
    *  Throws IdempotencyConflict or QuotaExceeded. */
   createJob(job: Job, claim?: IdempotencyClaim): Promise<{ job: Job; created: boolean }>;
   getJob(id: string): Promise<Job | undefined>;
@@ -67,7 +69,8 @@ export interface JobStore {
   recordNodeExit(id: string, instanceId: string, exitCode: number): Promise<Job | undefined>;
   /** Store the workflow's callback token; returns the job as stored afterwards. */
   setTaskToken(id: string, token: string): Promise<Job>;
-  /** The admission transaction: job queued -> LAUNCHING, project gpus, pool gpus; each conditioned. */
+  /** The admission transaction: job queued -> LAUNCHING, project gpus, pool gpus; each conditioned.
+   *  The job must still be in the state the caller read (`job.state`, PENDING or WAITING). */
   admit(job: Job, admittedAt: string): Promise<AdmitResult>;
   /** Terminal state, GPUs released and `jobs` usage returned, in one transaction conditioned on
    *  the job still being in `from`; undefined when another writer already finished it. */
@@ -92,16 +95,76 @@ export interface JobStore {
   listPools(): Promise<PoolRecord[]>;
   /** Create a pool or change its cap, keeping usage. */
   putPool(pool: { name: string; instanceType: string; gpusPerInstance: number; maxGpus: number }): Promise<void>;
+  /** Change an existing pool's cap, keeping usage; `availableGpus` is derived from the usage at the
+   *  instant of the write (never read-modify-write). Undefined when there is no such pool. */
+  setPoolCap(name: string, maxGpus: number): Promise<PoolRecord | undefined>;
   getQuota(project: string, resource: QuotaResource): Promise<QuotaRecord | undefined>;
   listQuotas(project?: string): Promise<QuotaRecord[]>;
-  /** Create a limit or change it, keeping usage. */
-  putQuota(quota: { project: string; resource: QuotaResource; hardLimit: number }): Promise<void>;
+  /** Set a limit, keeping usage; `available` is derived from the usage at the instant of the write.
+   *  `only: 'new'` when the project has no limit for the resource yet, `'existing'` when it has one:
+   *  undefined when that does not hold. Returns the row as stored. */
+  putQuota(quota: { project: string; resource: QuotaResource; hardLimit: number }, only?: 'new' | 'existing'): Promise<QuotaRecord | undefined>;
+  /** Remove a limit: the project is unlimited for the resource again, its usage still counted.
+   *  False when there was no limit. */
+  removeQuotaLimit(project: string, resource: QuotaResource): Promise<boolean>;
 }
 
-/** Templates and images. */
+/** One version of a catalog image: appended, never changed or removed. */
+export interface ImageVersion {
+  /** 1, 2, ... in the order they were added. */
+  version: number;
+  reference: string;
+  digest: string;
+  addedAt: string;
+  addedBy: string;
+}
+
+export interface ImageRecord {
+  name: string;
+  /** Oldest first; the last is the latest. */
+  versions: ImageVersion[];
+  createdAt: string;
+}
+
+/** A stored template: its spec (owner normalised to `project` or `public: true`) and bookkeeping. */
+export type TemplateRecord = TemplateSpec & {
+  id: string;
+  createdAt: string;
+  updatedAt: string;
+  createdBy: string;
+  /** Bumped by every change; updates are conditioned on it. */
+  revision: number;
+};
+
+/**
+ * Templates and images. Every write is conditional: names stay unique per owner,
+ * image versions are only appended, and the `templates` quota is counted in the
+ * same transaction that creates or deletes a project template.
+ */
 export interface Catalog {
-  getTemplate(name: string): Promise<TemplateSpec | undefined>;
-  getImage(name: string): Promise<ImageSpec | undefined>;
-  putTemplate(template: TemplateSpec): Promise<void>;
-  putImage(image: ImageSpec): Promise<void>;
+  getImage(name: string): Promise<ImageRecord | undefined>;
+  listImages(): Promise<ImageRecord[]>;
+  /** Append `version` (creating the image with it when `version.version` is 1) if the image has exactly
+   *  `version.version - 1` versions; false when another writer changed it first. */
+  appendImageVersion(name: string, version: ImageVersion): Promise<boolean>;
+
+  getTemplate(id: string): Promise<TemplateRecord | undefined>;
+  /** The template called `name` of `project`, or among the public ones when `project` is undefined. */
+  findTemplate(project: string | undefined, name: string): Promise<TemplateRecord | undefined>;
+  listTemplates(): Promise<TemplateRecord[]>;
+  /** The template, its name claim and (project templates) one `templates` of the project's quota, in one
+   *  transaction. Throws Conflict when the name is taken, QuotaExceeded when the quota is used up. */
+  createTemplate(template: TemplateRecord): Promise<void>;
+  /** Replace `previous` with `next` (same id and owner) if it is still at `previous.revision` and not being
+   *  deleted at `now`; a rename moves the name claim. Throws Conflict otherwise or when the new name is taken. */
+  updateTemplate(previous: TemplateRecord, next: TemplateRecord, now: string): Promise<void>;
+  /** Mark the template as being deleted until `until`, unless another delete holds a mark that is live at
+   *  `now` (Conflict). While marked, no job can be stored against it (JobStore.createJob checks).
+   *  Returns the template as marked, undefined when there is none. */
+  markTemplateDeleting(id: string, until: string, now: string): Promise<TemplateRecord | undefined>;
+  /** Remove our mark (`until`) again. */
+  clearTemplateDeleting(id: string, until: string): Promise<void>;
+  /** Delete the template, its name claim and (project templates) give back one `templates` of the quota,
+   *  if our mark `until` is still there and live at `now`; false otherwise. */
+  deleteTemplate(template: TemplateRecord, until: string, now: string): Promise<boolean>;
 }

@@ -24,6 +24,8 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { EXPIRES_AT_FILE } from '../../lib/compute.js';
+import { PUBLIC_ROUTES } from '../../lib/http-api.js';
+import { apiRoutes } from '../../lambdas/handlers/http/api.js';
 import { FlareStack, HANDLER_ENTRIES, type FlareStackProps, type HandlerKey } from '../../lib/flare-stack.js';
 import type { FlareFunction } from '../../lib/lambda-defaults.js';
 import { REPO_ROOT } from '../../lib/lambda-defaults.js';
@@ -573,6 +575,12 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       assert.deepEqual(authorizer.Properties.JwtConfiguration.Audience, [{ Ref: logicalId(stack, stack.httpApi.userPoolClient!) }]);
 
       template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'ANY /v1/{proxy+}', AuthorizationType: 'JWT', AuthorizerId: { Ref: authorizerId } });
+      const servedPublicly = apiRoutes(() => {
+        throw new Error('unused');
+      })
+        .filter((r) => r.public)
+        .map((r) => `GET ${r.path}`);
+      assert.deepEqual([...PUBLIC_ROUTES].map((p) => `GET ${p}`).sort(), servedPublicly.sort(), "the stack's public routes are the API's public routes");
       for (const key of ['GET /', 'GET /v1', 'GET /v1/health', 'GET /v1/openapi.json']) {
         template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: key, AuthorizationType: 'NONE', AuthorizerId: Match.absent() });
       }

@@ -8,7 +8,9 @@ import { describe, it } from 'node:test';
 import { LaunchFailed } from '../../lambdas/core/errors.js';
 import type { Identity } from '../../lambdas/core/identity.js';
 import { deleteJob, getJob, submitJob } from '../../lambdas/core/jobs.js';
-import { JobState } from '../../lambdas/core/job.js';
+import { JobState, type Job } from '../../lambdas/core/job.js';
+import { drainPool } from '../../lambdas/core/queue.js';
+import { newJobId } from '../../lambdas/adapters/ids.js';
 import { WorkflowState } from '../../lambdas/core/workflow.js';
 import { JOB_LIFECYCLE_ASL } from '../../lambdas/local/asl.js';
 import type { Compute } from '../../lambdas/ports/compute.js';
@@ -187,6 +189,29 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED]);
     await waitFor('workflow to end', async () => world.workflows.running() === 0);
     assert.equal(world.events.statesOf(job.id).filter((s) => s === done.state).length, 1);
+    assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
+  });
+  it('a drain that read a job as PENDING still drives it when its Admit step parked it as WAITING meanwhile', async () => {
+    const world = await setup();
+    // As if the job's own workflow found no room, set WAITING and ended: nobody drives it but a drain.
+    const job: Job = {
+      id: newJobId(), name: 'parked', project: 'vision', owner: 'alice', template: 'ok', pool: 'local',
+      image: 'docker.io/library/busybox:1.36@sha256:' + 'a'.repeat(64), command: ['sh', '-c', 'exit 0'], env: {},
+      gpus: 1, nodeCount: 1, liveTimeoutMinutes: 5, state: JobState.PENDING, createdAt: new Date().toISOString(),
+    };
+    await world.store.createJob(job);
+    await world.store.updateJob(job.id, [JobState.PENDING], { state: JobState.WAITING, stateReason: 'behind 0 older jobs in pool local' });
+    // The drain's read of the queue is older than that write.
+    const staleStore = Object.create(world.store, {
+      listQueue: { value: async (pool: string, limit: number, after?: string) => {
+        const page = await world.store.listQueue(pool, limit, after);
+        return { ...page, items: page.items.map((j) => (j.id === job.id ? { ...j, state: JobState.PENDING } : j)) };
+      } },
+    });
+    const drained = await drainPool({ ...world.deps, store: staleStore }, 'local');
+    assert.deepEqual(drained.admitted.map((j) => j.id), [job.id]);
+    const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED], 30_000);
+    assert.equal(done.state, JobState.SUCCEEDED, 'its workflow was started and ran it');
     assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
   });
 });

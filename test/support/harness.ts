@@ -1,22 +1,29 @@
 /**
  * Test wiring: real DynamoDB Local (one per test file), fresh tables per test,
- * the real ASL through LocalWorkflows, and real processes through LocalCompute.
+ * the real ASL through LocalWorkflows, and real processes through LocalCompute;
+ * `apiWorld` is the API Lambda alone over the same tables.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { after, afterEach, before } from 'node:test';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { DynamoCatalog, DynamoJobStore } from '../../lambdas/adapters/dynamo/dynamo-job-store.js';
+import { DynamoCatalog } from '../../lambdas/adapters/dynamo/dynamo-catalog.js';
+import { DynamoJobStore } from '../../lambdas/adapters/dynamo/dynamo-job-store.js';
 import { newJobId } from '../../lambdas/adapters/ids.js';
 import { LocalCompute } from '../../lambdas/adapters/local-compute.js';
 import { LocalJobLogs } from '../../lambdas/adapters/local-job-logs.js';
 import type { Deps, Logger, Policy } from '../../lambdas/core/deps.js';
+import { seedImages } from '../../lambdas/core/images.js';
+import { seedTemplate } from '../../lambdas/core/templates.js';
 import { localCompletion } from '../../lambdas/local/completion.js';
 import type { Job } from '../../lambdas/core/job.js';
 import { parse, TemplateSpec, type ImageSpec } from '../../lambdas/core/schemas.js';
+import { createApiHandler } from '../../lambdas/handlers/http/api.js';
 import { runTask } from '../../lambdas/handlers/workflow/tasks.js';
 import { startDynamoDbLocal, type DynamoDbLocal } from '../../lambdas/local/dynamodb-local.js';
 import { LocalWorkflows } from '../../lambdas/local/local-workflows.js';
@@ -64,6 +71,13 @@ export function template(overrides: Partial<TemplateSpec> & { name: string }): T
   return parse(TemplateSpec, { project: 'vision', pool: 'local', image: IMAGE.name, command: ['true'], ...overrides });
 }
 
+/** Images and templates as the local config seeds them (core/images.ts, core/templates.ts). */
+export async function seedCatalog(ports: { store: DynamoJobStore; catalog: DynamoCatalog }, images: ImageSpec[], templates: TemplateSpec[] = []): Promise<void> {
+  const seeding = { ...ports, now: () => new Date(), newId: newJobId };
+  await seedImages(seeding, images);
+  for (const t of templates) await seedTemplate(seeding, t);
+}
+
 export interface World {
   deps: Deps;
   store: DynamoJobStore;
@@ -80,8 +94,7 @@ export async function world(dynamo: Dynamo, setup: { pools: Array<{ name: string
   const { store, catalog } = await freshStore(dynamo);
   for (const pool of setup.pools) await store.putPool({ name: pool.name, instanceType: 'local', gpusPerInstance: pool.gpus, maxGpus: pool.gpus });
   for (const quota of setup.quotas ?? []) await store.putQuota(quota);
-  await catalog.putImage(IMAGE);
-  for (const t of setup.templates ?? []) await catalog.putTemplate(t);
+  await seedCatalog({ store, catalog }, [IMAGE], setup.templates ?? []);
   const dataDir = await mkdtemp(join(tmpdir(), 'flare-test-'));
   const events = new RecordingEvents();
   let deps!: Deps;
@@ -167,9 +180,87 @@ export function wrapCompute(real: Compute, overrides: Partial<Compute>): Compute
     launch: (job) => real.launch(job),
     isReady: (job) => real.isReady(job),
     start: (job, spec) => real.start(job, spec),
+    updateExpiry: (job, expiresAt) => real.updateExpiry(job, expiresAt),
     stop: (job) => real.stop(job),
     listManaged: () => real.listManaged(),
     terminate: (ids) => real.terminate(ids),
     ...overrides,
   };
+}
+
+/** A caller as API Gateway's JWT authorizer passes it: groups are projects, plus `admin`. */
+export type Caller = { sub: string; 'cognito:groups': string[] };
+export const caller = (sub: string, ...groups: string[]): Caller => ({ sub, 'cognito:groups': groups });
+
+export interface ApiResponse {
+  status: number;
+  headers: Record<string, string>;
+  /** The JSON body, as the test reads it. */
+  body: any;
+}
+
+export interface ApiWorld {
+  deps: Deps;
+  store: DynamoJobStore;
+  catalog: DynamoCatalog;
+  /** Workflow executions started: submitted jobs stay PENDING, i.e. active, as nothing runs them. */
+  started: string[];
+  call(method: string, path: string, as: Caller, options?: { body?: unknown; query?: Record<string, string> }): Promise<ApiResponse>;
+}
+
+/** The API Lambda over fresh DynamoDB Local tables, with no compute and workflows that only record their starts. */
+export async function apiWorld(dynamo: Dynamo, setup: { pools?: Array<{ name: string; gpus: number }>; images?: ImageSpec[]; templates?: TemplateSpec[] } = {}): Promise<ApiWorld> {
+  const { store, catalog } = await freshStore(dynamo);
+  for (const pool of setup.pools ?? [{ name: 'local', gpus: 4 }]) await store.putPool({ name: pool.name, instanceType: 'local', gpusPerInstance: pool.gpus, maxGpus: pool.gpus });
+  await seedCatalog({ store, catalog }, setup.images ?? [IMAGE], setup.templates ?? []);
+  const started: string[] = [];
+  const deps: Deps = {
+    store,
+    catalog,
+    compute: unused<Compute>('compute'),
+    workflows: unused<Deps['workflows']>('workflows', { start: async (name: string) => void started.push(name), sendTaskSuccess: async () => undefined }),
+    events: new RecordingEvents(),
+    logs: unused<Deps['logs']>('logs'),
+    log: quietLog,
+    now: () => new Date(),
+    newId: newJobId,
+  };
+  const handler = createApiHandler(() => deps);
+  const fixture = readFileSync(new URL('../fixtures/http/member-list-jobs.json', import.meta.url), 'utf8');
+  return {
+    deps,
+    store,
+    catalog,
+    started,
+    async call(method, path, as, options = {}) {
+      const event = JSON.parse(fixture) as APIGatewayProxyEventV2WithJWTAuthorizer;
+      const [rawPath, rawQuery = ''] = path.split('?');
+      const query = { ...Object.fromEntries(new URLSearchParams(rawQuery)), ...options.query };
+      Object.assign(event, { rawPath, rawQueryString: new URLSearchParams(query).toString() });
+      event.requestContext.http.method = method;
+      event.requestContext.http.path = rawPath;
+      if (Object.keys(query).length) event.queryStringParameters = query;
+      else delete event.queryStringParameters;
+      event.requestContext.authorizer.jwt.claims = as;
+      if (options.body !== undefined) {
+        event.body = JSON.stringify(options.body);
+        event.headers['content-type'] = 'application/json';
+      }
+      const result = (await handler(event, {} as Context)) as APIGatewayProxyStructuredResultV2;
+      const headers = Object.fromEntries(Object.entries(result.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]));
+      return { status: result.statusCode!, headers, body: result.body ? JSON.parse(result.body) : undefined };
+    },
+  };
+}
+
+/** A port the API tests must not reach: any method but those given throws, naming itself. */
+function unused<T extends object>(port: string, given: Record<string, unknown> = {}): T {
+  return new Proxy(given, {
+    get: (target, method) =>
+      method in target
+        ? target[method as string]
+        : () => {
+            throw new Error(`the API tests do not use ${port}.${String(method)}`);
+          },
+  }) as T;
 }

@@ -1,13 +1,15 @@
 /**
  * CloudWatchJobLogs against the AWS SDK with aws-sdk-client-mock: the exact
  * GetLogEvents requests for a tail, backward pagination, the end of the stream,
- * a stream that does not exist yet, and the bounds.
+ * a stream that does not exist yet, and the bounds; then the follow cursor
+ * (forward tokens) the same way.
  */
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
 import { CloudWatchLogsClient, CloudWatchLogsServiceException, GetLogEventsCommand, ResourceNotFoundException, type GetLogEventsCommandOutput, type OutputLogEvent } from '@aws-sdk/client-cloudwatch-logs';
 import { mockClient } from 'aws-sdk-client-mock';
-import { CloudWatchJobLogs, JobLogsUnavailable } from '../../lambdas/adapters/cloudwatch-job-logs.js';
+import { CloudWatchJobLogs, JobLogsUnavailable, STREAM_HEAD } from '../../lambdas/adapters/cloudwatch-job-logs.js';
+import { ValidationError } from '../../lambdas/core/errors.js';
 import type { Job } from '../../lambdas/core/job.js';
 
 const client = new CloudWatchLogsClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
@@ -154,5 +156,87 @@ describe('CloudWatchJobLogs', () => {
   test('refuses nonsensical bounds', () => {
     assert.throws(() => new CloudWatchJobLogs(client, GROUP, { maxRequests: 0 }), RangeError);
     assert.throws(() => new CloudWatchJobLogs(client, GROUP, { maxBytes: 0 }), RangeError);
+    assert.throws(() => new CloudWatchJobLogs(client, GROUP, { maxLines: 2.5 }), RangeError);
+  });
+});
+
+describe('CloudWatchJobLogs: the follow cursor', () => {
+  const forward = (nextToken?: string, limit = 10_000) => ({ logGroupName: GROUP, logStreamName: 'job-7', startFromHead: true, limit, ...(nextToken ? { nextToken } : {}) });
+
+  test('a tail read hands out the forward token of the newest page, even when it reads older pages too', async () => {
+    logsMock
+      .on(GetLogEventsCommand)
+      .resolvesOnce(page(events(8, 10), 'b/1', 'f/newest'))
+      .resolvesOnce(page(events(5, 8), 'b/2', 'f/older'));
+    const read = await new CloudWatchJobLogs(client, GROUP).read(job, { tail: 5 });
+    assert.equal(read.nextToken, 'f/newest');
+    assert.deepEqual(messages(read.lines), ['line 5', 'line 6', 'line 7', 'line 8', 'line 9']);
+  });
+
+  test('a read after a cursor walks forward from it and stops where the service gives the same token back', async () => {
+    logsMock
+      .on(GetLogEventsCommand)
+      .resolvesOnce(page(events(10, 12), 'b/x', 'f/2'))
+      .resolvesOnce(page(events(12, 13), 'b/y', 'f/3'))
+      .resolvesOnce(page([], 'b/z', 'f/3'))
+      .rejects(new Error('read past the end of the stream'));
+
+    const read = await new CloudWatchJobLogs(client, GROUP).read(job, { after: 'f/1' });
+
+    assert.deepEqual(requests(), [forward('f/1'), forward('f/2', 9998), forward('f/3', 9997)], 'each asks only for what maxLines leaves');
+    assert.deepEqual(read.lines, [
+      { at: '2030-01-01T00:00:10.000Z', message: 'line 10' },
+      { at: '2030-01-01T00:00:11.000Z', message: 'line 11' },
+      { at: '2030-01-01T00:00:12.000Z', message: 'line 12' },
+    ]);
+    assert.equal(read.nextToken, 'f/3');
+  });
+
+  test('nothing new: no lines and the same cursor back, in one request', async () => {
+    logsMock.on(GetLogEventsCommand).resolves(page([], 'b/x', 'f/9'));
+    const read = await new CloudWatchJobLogs(client, GROUP).read(job, { after: 'f/9' });
+    assert.deepEqual(read, { lines: [], nextToken: 'f/9' });
+    assert.deepEqual(requests(), [forward('f/9')]);
+  });
+
+  test('a stream that does not exist yet: a tail read hands out the head cursor, and a read after it starts at the head of the stream', async () => {
+    logsMock.on(GetLogEventsCommand).rejects(new ResourceNotFoundException({ message: 'The specified log stream does not exist.', $metadata: { httpStatusCode: 400 } }));
+    const none = await new CloudWatchJobLogs(client, GROUP).read(job, { tail: 10 });
+    assert.deepEqual(none, { lines: [], nextToken: STREAM_HEAD });
+    assert.deepEqual(await new CloudWatchJobLogs(client, GROUP).read(job, { after: STREAM_HEAD }), { lines: [], nextToken: STREAM_HEAD });
+
+    logsMock.reset();
+    logsMock.on(GetLogEventsCommand).resolvesOnce(page(events(0, 2), 'b/0', 'f/1')).resolvesOnce(page([], 'b/0', 'f/1'));
+    const first = await new CloudWatchJobLogs(client, GROUP).read(job, { after: STREAM_HEAD });
+    assert.deepEqual(requests(), [forward(undefined), forward('f/1', 9998)], 'from the head: no token');
+    assert.deepEqual(first.nextToken, 'f/1');
+    assert.deepEqual(messages(first.lines), ['line 0', 'line 1']);
+  });
+
+  test('asks for no more than maxLines, and no further page once one more might not fit in maxBytes', async () => {
+    logsMock.on(GetLogEventsCommand).resolvesOnce(page(events(0, 3), 'b', 'f/2')).resolvesOnce(page(events(3, 5), 'b', 'f/3')).rejects(new Error('no third page expected'));
+    const capped = await new CloudWatchJobLogs(client, GROUP, { maxLines: 5 }).read(job, { after: 'f/1' });
+    assert.deepEqual(requests(), [forward('f/1', 5), forward('f/2', 2)]);
+    assert.deepEqual(capped.nextToken, 'f/3');
+    assert.equal(capped.lines.length, 5);
+
+    logsMock.reset();
+    logsMock.on(GetLogEventsCommand).resolvesOnce(page([], 'b', 'f/2')).resolvesOnce(page(events(0, 1), 'b', 'f/3')).rejects(new Error('no third page expected'));
+    const small = await new CloudWatchJobLogs(client, GROUP, { maxBytes: 1024 * 1024 }).read(job, { after: 'f/1' });
+    assert.equal(requests().length, 2, 'an empty page is passed; after lines, a 1 MB page more would not fit');
+    assert.deepEqual(small, { lines: [{ at: '2030-01-01T00:00:00.000Z', message: 'line 0' }], nextToken: 'f/3' });
+  });
+
+  test('a cursor the service refuses is a ValidationError naming nextToken; other errors reach the caller', async () => {
+    const invalid = new CloudWatchLogsServiceException({ name: 'InvalidParameterException', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: 'The specified nextToken is invalid.' });
+    logsMock.on(GetLogEventsCommand).rejects(invalid);
+    await assert.rejects(new CloudWatchJobLogs(client, GROUP).read(job, { after: 'not-a-token' }), (error: unknown) => {
+      assert.ok(error instanceof ValidationError);
+      assert.deepEqual(error.details.map((d) => d.field), ['nextToken']);
+      return true;
+    });
+    const throttled = new CloudWatchLogsServiceException({ name: 'ThrottlingException', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: 'Rate exceeded' });
+    logsMock.on(GetLogEventsCommand).rejects(throttled);
+    await assert.rejects(new CloudWatchJobLogs(client, GROUP).read(job, { after: 'f/1' }), (error) => error === throttled);
   });
 });

@@ -4,7 +4,7 @@ import { DescribeInstancesCommand, EC2Client, EC2ServiceException, RunInstancesC
 import { DescribeInstanceInformationCommand, GetCommandInvocationCommand, ListCommandsCommand, SSMClient, SSMServiceException, SendCommandCommand } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { Ec2SsmCompute, PartialLaunchView, clientToken, vcpuQuotaName, type Ec2SsmComputeProps } from '../../lambdas/adapters/ec2-ssm-compute.js';
-import { instanceScript, type DockerRunOptions } from '../../lambdas/core/container-command.js';
+import { deadlineScript, instanceScript, type DockerRunOptions } from '../../lambdas/core/container-command.js';
 import { LaunchFailed, NoCapacity, ValidationError } from '../../lambdas/core/errors.js';
 import type { Job } from '../../lambdas/core/job.js';
 import type { ContainerSpec } from '../../lambdas/ports/compute.js';
@@ -494,6 +494,69 @@ describe('Ec2SsmCompute.start', () => {
       const [script] = call.args[0].input.Parameters!.commands!;
       for (const text of ['curl evil', 'reboot', 'rm -rf', 'privileged']) assert.ok(!script.includes(text), `${text} in script`);
     }
+  });
+});
+
+describe('Ec2SsmCompute.updateExpiry', () => {
+  const NEW_EXPIRY = '2030-01-01T03:30:00.000Z';
+
+  test('sends one deadline rewrite to every instance of the job, under its own comment and a short timeout', async () => {
+    ssmMock.on(SendCommandCommand).resolves({ Command: { CommandId: 'c-9' } });
+
+    await new Ec2SsmCompute({ ...PROPS, logGroupName: '/flare/jobs' }).updateExpiry(job({ state: 'RUNNING', instanceIds: ['i-1', 'i-2'], nodeCount: 2 }), NEW_EXPIRY);
+
+    const sends = ssmMock.commandCalls(SendCommandCommand);
+    assert.equal(sends.length, 1);
+    assert.deepEqual(sends[0].args[0].input, {
+      DocumentName: 'AWS-RunShellScript',
+      InstanceIds: ['i-1', 'i-2'],
+      Comment: 'flare:deadline=job-7',
+      Parameters: { commands: [deadlineScript('job-7', NEW_EXPIRY)], executionTimeout: ['60'] },
+    });
+    const [script] = sends[0].args[0].input.Parameters!.commands!;
+    assert.ok(script.includes(`echo ${NEW_EXPIRY} > /var/lib/flare/expires-at.job-7.tmp`), script);
+    assert.equal(ssmMock.commandCalls(ListCommandsCommand).length, 0, 'no lookup: rewriting the deadline twice is harmless');
+  });
+
+  test('uses the configured agent document', async () => {
+    ssmMock.on(SendCommandCommand).resolves({});
+    await new Ec2SsmCompute({ ...PROPS, agentDocument: 'Flare-RunShellScript' }).updateExpiry(job({ instanceIds: ['i-1'] }), NEW_EXPIRY);
+    assert.equal(ssmMock.commandCalls(SendCommandCommand)[0].args[0].input.DocumentName, 'Flare-RunShellScript');
+  });
+
+  test("its command is not taken for the job's container command by the compute events", async () => {
+    ssmMock.on(SendCommandCommand).resolves({});
+    await new Ec2SsmCompute(PROPS).updateExpiry(job({ instanceIds: ['i-1'] }), NEW_EXPIRY);
+    const Comment = ssmMock.commandCalls(SendCommandCommand)[0].args[0].input.Comment;
+    ssmMock.on(GetCommandInvocationCommand).resolves({ Comment, Status: 'Success', ResponseCode: 0 });
+    assert.equal(await new Ec2SsmCompute(PROPS).commandOutcome('c-9', 'i-1'), undefined, 'a finished deadline rewrite is no exit 0 of the job');
+  });
+
+  for (const [what, id, expiresAt] of [
+    ['a shell command in the expiry', 'job-7', `${NEW_EXPIRY}; reboot`],
+    ['a newline in the expiry', 'job-7', `${NEW_EXPIRY}\nreboot`],
+    ['a command substitution as expiry', 'job-7', '$(reboot)'],
+    ['an expiry that is not UTC ISO 8601', 'job-7', '2030-01-01 03:30'],
+    ['a shell command in the job id', 'job-7;reboot', NEW_EXPIRY],
+    ['a command substitution as job id', '$(reboot)', NEW_EXPIRY],
+    ['a path in the job id', '../../etc/cron.d/x', NEW_EXPIRY],
+  ] as const) {
+    test(`refuses ${what}: nothing is sent`, async () => {
+      ssmMock.on(SendCommandCommand).resolves({});
+      await assert.rejects(new Ec2SsmCompute(PROPS).updateExpiry(job({ id, instanceIds: ['i-1'] }), expiresAt), ValidationError);
+      assert.equal(ssmMock.commandCalls(SendCommandCommand).length, 0);
+    });
+  }
+
+  test('a job without instances is a launch failure; nothing is sent', async () => {
+    await assert.rejects(new Ec2SsmCompute(PROPS).updateExpiry(job(), NEW_EXPIRY), LaunchFailed);
+    assert.equal(ssmMock.commandCalls(SendCommandCommand).length, 0);
+  });
+
+  test('throws what SSM throws, so the workflow retries', async () => {
+    const throttled = new SSMServiceException({ name: 'ThrottlingException', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: 'mocked' });
+    ssmMock.on(SendCommandCommand).rejects(throttled);
+    await assert.rejects(new Ec2SsmCompute(PROPS).updateExpiry(job({ instanceIds: ['i-1'] }), NEW_EXPIRY), (error: unknown) => error === throttled);
   });
 });
 

@@ -26,7 +26,7 @@ import type { ImageSpec, QuotaResource, TemplateSpec } from '../../lambdas/core/
 import { createApiHandler, type ApiOptions } from '../../lambdas/handlers/http/api.js';
 import type { JobStateChange } from '../../lambdas/ports/events.js';
 import type { LogLine } from '../../lambdas/ports/job-logs.js';
-import type { AdmitResult, Catalog, IdempotencyClaim, JobStore, Page, PoolRecord, QuotaRecord, TerminalChange } from '../../lambdas/ports/job-store.js';
+import type { AdmitResult, Catalog, IdempotencyClaim, ImageRecord, ImageVersion, JobStore, Page, PoolRecord, QuotaRecord, TemplateRecord, TerminalChange } from '../../lambdas/ports/job-store.js';
 
 type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
 type Claims = Event['requestContext']['authorizer']['jwt']['claims'];
@@ -150,26 +150,89 @@ class MemoryStore implements JobStore {
   async listQuotas(project?: string) {
     return [...this.quotas.values()].filter((q) => !project || q.project === project).map(clone);
   }
-  async putQuota(quota: { project: string; resource: QuotaResource; hardLimit: number }) {
-    const used = this.quotas.get(`${quota.project}#${quota.resource}`)?.used ?? 0;
-    this.quotas.set(`${quota.project}#${quota.resource}`, { ...quota, used });
+  async putQuota(quota: { project: string; resource: QuotaResource; hardLimit: number }, only?: 'new' | 'existing') {
+    const row = this.quotas.get(`${quota.project}#${quota.resource}`);
+    if ((only === 'new' && row?.hardLimit !== undefined) || (only === 'existing' && row?.hardLimit === undefined)) return undefined;
+    this.quotas.set(`${quota.project}#${quota.resource}`, { ...quota, used: row?.used ?? 0 });
+    return this.getQuota(quota.project, quota.resource);
+  }
+  async removeQuotaLimit(project: string, resource: QuotaResource) {
+    const row = this.quotas.get(`${project}#${resource}`);
+    if (row?.hardLimit === undefined) return false;
+    delete row.hardLimit;
+    return true;
+  }
+  async setPoolCap(name: string, maxGpus: number) {
+    const pool = this.pools.get(name);
+    if (!pool) return undefined;
+    Object.assign(pool, { maxGpus, availableGpus: maxGpus - pool.usedGpus });
+    return clone(pool);
   }
 }
 
+/** The catalog's conditions in maps: names unique per owner, versions appended in order, revisions. */
 class MemoryCatalog implements Catalog {
-  templates = new Map<string, TemplateSpec>();
-  images = new Map<string, ImageSpec>();
-  async getTemplate(name: string) {
-    return this.templates.get(name);
-  }
+  templates = new Map<string, TemplateRecord & { deletingUntil?: string }>();
+  images = new Map<string, ImageRecord>();
   async getImage(name: string) {
-    return this.images.get(name);
+    const image = this.images.get(name);
+    return image && clone(image);
+  }
+  async listImages() {
+    return [...this.images.values()].map(clone);
+  }
+  async appendImageVersion(name: string, version: ImageVersion) {
+    const image = this.images.get(name);
+    if ((image?.versions.length ?? 0) !== version.version - 1) return false;
+    if (image) image.versions.push(clone(version));
+    else this.images.set(name, { name, createdAt: version.addedAt, versions: [clone(version)] });
+    return true;
+  }
+  async getTemplate(id: string) {
+    const found = this.templates.get(id);
+    if (!found) return undefined;
+    const { deletingUntil: _d, ...template } = clone(found);
+    return template;
+  }
+  async findTemplate(project: string | undefined, name: string) {
+    const found = [...this.templates.values()].find((t) => t.project === project && t.name === name);
+    return found && this.getTemplate(found.id);
+  }
+  async listTemplates() {
+    return Promise.all([...this.templates.keys()].map(async (id) => (await this.getTemplate(id))!));
+  }
+  async createTemplate(template: TemplateRecord) {
+    if (await this.findTemplate(template.project, template.name)) throw new Conflict(`a template named ${template.name} already exists`);
+    this.templates.set(template.id, clone(template));
+  }
+  async updateTemplate(previous: TemplateRecord, next: TemplateRecord) {
+    const current = this.templates.get(previous.id);
+    if (!current || current.revision !== previous.revision || current.deletingUntil) throw new Conflict(`template ${previous.name} changed meanwhile`);
+    const holder = await this.findTemplate(next.project, next.name);
+    if (holder && holder.id !== next.id) throw new Conflict(`a template named ${next.name} already exists`);
+    this.templates.set(next.id, clone(next));
+  }
+  async markTemplateDeleting(id: string, until: string) {
+    const template = this.templates.get(id);
+    if (!template) return undefined;
+    if (template.deletingUntil) throw new Conflict(`template ${template.name} is being deleted`);
+    template.deletingUntil = until;
+    return this.getTemplate(id);
+  }
+  async clearTemplateDeleting(id: string) {
+    delete this.templates.get(id)?.deletingUntil;
+  }
+  async deleteTemplate(template: TemplateRecord) {
+    return this.templates.delete(template.id);
+  }
+  /** Seeding for the tests below: a version of an image, a template with a fixed id. */
+  async putImage(image: ImageSpec) {
+    const version = (this.images.get(image.name)?.versions.length ?? 0) + 1;
+    await this.appendImageVersion(image.name, { version, reference: image.reference, digest: image.digest, addedAt: '2025-02-01T00:00:00.000Z', addedBy: 'root' });
   }
   async putTemplate(template: TemplateSpec) {
-    this.templates.set(template.name, template);
-  }
-  async putImage(image: ImageSpec) {
-    this.images.set(image.name, image);
+    const id = `tpl-${template.name}`;
+    this.templates.set(id, { ...template, id, createdAt: '2025-02-01T00:00:00.000Z', updatedAt: '2025-02-01T00:00:00.000Z', createdBy: 'root', revision: 1 });
   }
 }
 
@@ -206,6 +269,7 @@ function world(): World {
       launch: () => assert.fail('the API does not launch'),
       isReady: () => assert.fail('the API does not launch'),
       start: () => assert.fail('the API does not launch'),
+      updateExpiry: () => assert.fail('the workflow moves the deadline (Rearm), not the API'),
       stop: () => assert.fail('the API does not launch'),
       listManaged: () => assert.fail('the API does not reconcile'),
       terminate: () => assert.fail('the API does not reconcile'),
@@ -712,14 +776,11 @@ describe('pools, quotas, stats', () => {
     assert.deepEqual(local, { name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 4, usedGpus: 0, availableGpus: 4, waitingJobs: 2 });
   });
 
-  it('GET /v1/quotas shows a member their projects and an admin all, null meaning unlimited', async () => {
+  it('GET /v1/quotas shows a member their projects and an admin all; a counted resource without a limit is not a quota', async () => {
     const member = await call(w, request('GET', '/v1/quotas'));
-    assert.deepEqual(member.body.items, [
-      { project: 'vision', resource: 'gpus', hardLimit: 2, used: 0 },
-      { project: 'vision', resource: 'jobs', hardLimit: null, used: 0 },
-    ]);
+    assert.deepEqual(member.body.items, [{ project: 'vision', resource: 'gpus', hardLimit: 2, used: 0 }]);
     const admin = await call(w, request('GET', '/v1/quotas', { claims: ROOT }));
-    assert.deepEqual(admin.body.items.map((q: { project: string }) => q.project), ['audio', 'vision', 'vision']);
+    assert.deepEqual(admin.body.items.map((q: { project: string }) => q.project), ['audio', 'vision']);
     const filtered = await call(w, request('GET', '/v1/quotas', { claims: ROOT, query: { project: 'audio' } }));
     assert.deepEqual(filtered.body.items.map((q: { project: string }) => q.project), ['audio']);
   });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { NotFound } from '../../lambdas/core/errors.js';
 import type { Job, JobState } from '../../lambdas/core/job.js';
 import { computeStats, jobStats, MAX_STATS_JOBS, percentile } from '../../lambdas/core/stats.js';
 import type { JobStore, Page } from '../../lambdas/ports/job-store.js';
@@ -7,14 +8,14 @@ import type { JobStore, Page } from '../../lambdas/ports/job-store.js';
 const T0 = Date.parse('2025-02-03T10:00:00.000Z');
 const at = (minutes: number) => new Date(T0 + minutes * 60_000).toISOString();
 
-function job(id: string, state: JobState, times: { created: number; admitted?: number; finished?: number }, gpus = 1, nodeCount = 1, project = 'vision'): Job {
+function job(id: string, state: JobState, times: { created: number; admitted?: number; finished?: number }, gpus = 1, nodeCount = 1, project = 'vision', pool = 'local'): Job {
   return {
     id,
     name: id,
     project,
     owner: 'alice',
     template: 'train',
-    pool: 'local',
+    pool,
     image: 'img@sha256:x',
     command: ['true'],
     env: {},
@@ -61,6 +62,46 @@ describe('computeStats', () => {
   it('has no percentiles without admitted jobs', () => {
     assert.deepEqual(computeStats([], new Date(T0)).waitingSeconds, { count: 0, p50: null, p95: null });
     assert.equal(computeStats([], new Date(T0)).gpuHours, 0);
+    assert.deepEqual(computeStats([], new Date(T0)).byPool, {});
+    assert.deepEqual(computeStats([], new Date(T0)).byProject, {});
+  });
+
+  it('breaks the same figures down by pool and by project', () => {
+    const stats = computeStats(
+      [
+        job('v1', 'SUCCEEDED', { created: 0, admitted: 2, finished: 62 }, 1, 1, 'vision', 'a10g'), // waited 120 s, 1 GPU-hour
+        job('v2', 'RUNNING', { created: 10, admitted: 20 }, 2, 1, 'vision', 'local'), // waited 600 s, 2 GPUs to now (50) = 1
+        job('v3', 'WAITING', { created: 30 }, 1, 1, 'vision', 'local'), // never admitted
+        job('a1', 'EXPIRED', { created: 0, admitted: 4, finished: 34 }, 4, 1, 'audio', 'a10g'), // waited 240 s, 2 GPU-hours
+        job('a2', 'CANCELLED', { created: 0, finished: 1 }, 8, 1, 'audio', 'a10g'), // never admitted: no hours, no wait
+      ],
+      new Date(at(50)),
+    );
+    assert.equal(stats.gpuHours, 4);
+    assert.deepEqual(Object.keys(stats.byPool), ['a10g', 'local']);
+    assert.deepEqual(Object.keys(stats.byProject), ['audio', 'vision']);
+
+    const a10g = stats.byPool.a10g;
+    assert.equal(a10g.totalJobs, 3);
+    assert.deepEqual([a10g.jobsByState.SUCCEEDED, a10g.jobsByState.EXPIRED, a10g.jobsByState.CANCELLED, a10g.jobsByState.RUNNING], [1, 1, 1, 0]);
+    assert.equal(a10g.gpuHours, 3);
+    assert.deepEqual(a10g.waitingSeconds, { count: 2, p50: 120, p95: 240 });
+
+    const local = stats.byPool.local;
+    assert.equal(local.totalJobs, 2);
+    assert.deepEqual([local.jobsByState.RUNNING, local.jobsByState.WAITING], [1, 1]);
+    assert.equal(local.gpuHours, 1);
+    assert.deepEqual(local.waitingSeconds, { count: 1, p50: 600, p95: 600 });
+
+    const vision = stats.byProject.vision;
+    assert.equal(vision.totalJobs, 3);
+    assert.equal(vision.gpuHours, 2);
+    assert.deepEqual(vision.waitingSeconds, { count: 2, p50: 120, p95: 600 });
+    const audio = stats.byProject.audio;
+    assert.equal(audio.totalJobs, 2);
+    assert.equal(audio.gpuHours, 2);
+    assert.deepEqual(audio.waitingSeconds, { count: 1, p50: 240, p95: 240 });
+    assert.equal(Object.keys(audio.jobsByState).length, 9, 'every state present in each breakdown');
   });
 });
 
@@ -100,9 +141,29 @@ describe('jobStats', () => {
     assert.equal(admin.projects, null);
   });
 
-  it('counts nothing for a project the caller is not in, without reading', async () => {
+  it("answers another project's figures with a 404, without reading", async () => {
     const calls: Array<{ projects?: string[] }> = [];
-    const stats = await jobStats({ store: storeOf([job('a', 'FAILED', { created: 0 }, 1, 1, 'audio')], calls) as JobStore, now }, { name: 'alice', projects: ['vision'], admin: false }, 'audio');
+    const store = storeOf([job('a', 'FAILED', { created: 0 }, 1, 1, 'audio')], calls) as JobStore;
+    await assert.rejects(jobStats({ store, now }, { name: 'alice', projects: ['vision'], admin: false }, 'audio'), (error: unknown) => error instanceof NotFound && error.kind === 'stats');
+    assert.deepEqual(calls, []);
+  });
+
+  it('narrows to one project: a member to one of theirs, an admin to any', async () => {
+    const jobs = [job('v', 'SUCCEEDED', { created: 0 }), job('s', 'FAILED', { created: 0 }, 1, 1, 'speech'), job('a', 'FAILED', { created: 0 }, 1, 1, 'audio')];
+    const calls: Array<{ projects?: string[] }> = [];
+    const member = await jobStats({ store: storeOf(jobs, calls) as JobStore, now }, { name: 'alice', projects: ['vision', 'speech'], admin: false }, 'speech');
+    assert.deepEqual(member.projects, ['speech']);
+    assert.deepEqual(Object.keys(member.byProject), ['speech']);
+    assert.deepEqual(calls, [{ projects: ['speech'] }]);
+    const admin = await jobStats({ store: storeOf(jobs) as JobStore, now }, { name: 'root', projects: [], admin: true }, 'audio');
+    assert.deepEqual(admin.projects, ['audio']);
+    assert.equal(admin.totalJobs, 1);
+  });
+
+  it('gives a member of no project empty figures, not an error', async () => {
+    const calls: Array<{ projects?: string[] }> = [];
+    const stats = await jobStats({ store: storeOf([job('a', 'FAILED', { created: 0 })], calls) as JobStore, now }, { name: 'nobody', projects: [], admin: false });
+    assert.deepEqual(stats.projects, []);
     assert.equal(stats.totalJobs, 0);
     assert.deepEqual(calls, []);
   });

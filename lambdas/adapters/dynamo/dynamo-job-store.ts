@@ -12,7 +12,6 @@ import { TransactionCanceledException, type CancellationReason } from '@aws-sdk/
 import {
   DeleteCommand,
   GetCommand,
-  PutCommand,
   QueryCommand,
   ScanCommand,
   TransactWriteCommand,
@@ -20,11 +19,15 @@ import {
   type DynamoDBDocumentClient,
   type QueryCommandInput,
 } from '@aws-sdk/lib-dynamodb';
-import { IdempotencyConflict, QuotaExceeded, StaleJob } from '../../core/errors.js';
+import { Conflict, IdempotencyConflict, QuotaExceeded, StaleJob } from '../../core/errors.js';
 import { isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../core/job.js';
-import type { ImageSpec, QuotaResource, TemplateSpec } from '../../core/schemas.js';
-import type { AdmitResult, Catalog, IdempotencyClaim, JobStore, Page, PoolRecord, QuotaRecord, RequeueChange, TerminalChange } from '../../ports/job-store.js';
+import type { QuotaResource } from '../../core/schemas.js';
+import type { AdmitResult, IdempotencyClaim, JobStore, Page, PoolRecord, QuotaRecord, RequeueChange, TerminalChange } from '../../ports/job-store.js';
 import type { TableNames } from './table-names.js';
+import { templateUsableCheck } from './dynamo-catalog.js';
+
+/** Moved to its own module; re-exported for the modules that import it from here. */
+export { DynamoCatalog } from './dynamo-catalog.js';
 
 const INDEX_ATTRIBUTES = ['queuePool', 'queueKey', 'createdKey', 'activePartition'] as const;
 const ACTIVE = 'active';
@@ -62,6 +65,10 @@ export class DynamoJobStore implements JobStore {
         },
       });
     }
+    // No job is stored against a template that a delete is checking for jobs (core/templates.ts).
+    const templateCheck = job.templateId ? items.length : undefined;
+    // The job's createdAt is core's clock, the one the delete's mark was set by.
+    if (job.templateId) items.push(templateUsableCheck(this.tables.catalog, job.templateId, job.createdAt));
     try {
       await this.transact(items);
       return { job, created: true };
@@ -69,6 +76,9 @@ export class DynamoJobStore implements JobStore {
       const reasons = cancellationCodes(error);
       if (!reasons) throw error;
       if (claim && reasons[2] === 'ConditionalCheckFailed') return this.replay(claim);
+      if (templateCheck !== undefined && reasons[templateCheck] === 'ConditionalCheckFailed') {
+        throw new Conflict(`template ${job.template} is being deleted or was deleted meanwhile; the job was not stored`);
+      }
       if (reasons[1] === 'ConditionalCheckFailed') {
         const quota = await this.getQuota(job.project, 'jobs');
         throw new QuotaExceeded(job.project, 'jobs', `project ${job.project} has ${quota?.used ?? '?'} of ${quota?.hardLimit ?? '?'} active jobs; wait for one to end`);
@@ -245,9 +255,11 @@ export class DynamoJobStore implements JobStore {
             TableName: this.tables.jobs,
             Key: { id: job.id },
             UpdateExpression: 'SET #state = :launching, admittedAt = :at, heldGpus = :g REMOVE queuePool, queueKey, queuePosition, stateReason',
-            ConditionExpression: '#state IN (:pending, :waiting)',
+            // The state the caller read: a drain that read PENDING must not admit a job whose own
+            // workflow has meanwhile parked it as WAITING and ended (nobody would drive it).
+            ConditionExpression: '#state = :from AND #state IN (:pending, :waiting)',
             ExpressionAttributeNames: { '#state': 'state' },
-            ExpressionAttributeValues: { ':launching': JobState.LAUNCHING, ':at': admittedAt, ':g': gpus, ':pending': JobState.PENDING, ':waiting': JobState.WAITING },
+            ExpressionAttributeValues: { ':launching': JobState.LAUNCHING, ':at': admittedAt, ':g': gpus, ':from': job.state, ':pending': JobState.PENDING, ':waiting': JobState.WAITING },
           },
         },
         {
@@ -371,7 +383,8 @@ export class DynamoJobStore implements JobStore {
   /**
    * A project row without `hardLimit` is unlimited; with a deployment default it
    * gets that limit the first time the project is seen. Rows that exist keep
-   * their usage (`available` = limit - used); rows with a limit are left alone.
+   * their usage (`available` = limit - used); rows with a limit are left alone,
+   * and so are rows whose limit an admin removed (`limitRemoved`).
    */
   async ensureDefaultQuotas(project: string, defaults: Partial<Record<QuotaResource, number>>): Promise<void> {
     if (this.defaultedProjects.has(project)) return;
@@ -383,7 +396,7 @@ export class DynamoJobStore implements JobStore {
             TableName: this.tables.quotas,
             Key: { project, resource },
             UpdateExpression: 'SET hardLimit = :limit, available = :limit - if_not_exists(used, :zero), used = if_not_exists(used, :zero)',
-            ConditionExpression: 'attribute_not_exists(hardLimit)',
+            ConditionExpression: 'attribute_not_exists(hardLimit) AND attribute_not_exists(limitRemoved)',
             ExpressionAttributeValues: { ':limit': limit, ':zero': 0 },
           }),
         );
@@ -499,6 +512,27 @@ export class DynamoJobStore implements JobStore {
     );
   }
 
+  async setPoolCap(name: string, maxGpus: number): Promise<PoolRecord | undefined> {
+    try {
+      const { Attributes } = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tables.pools,
+          Key: { name },
+          // One write: `available` follows the `used` stored at that instant, so no admission slips between.
+          UpdateExpression: 'SET maxGpus = :m, available = :m - if_not_exists(used, :zero), used = if_not_exists(used, :zero)',
+          ConditionExpression: 'attribute_exists(#name)',
+          ExpressionAttributeNames: { '#name': 'name' },
+          ExpressionAttributeValues: { ':m': maxGpus, ':zero': 0 },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return toPool(Attributes!);
+    } catch (error) {
+      if (isConditionFailure(error)) return undefined;
+      throw error;
+    }
+  }
+
   async getQuota(project: string, resource: QuotaResource): Promise<QuotaRecord | undefined> {
     const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.quotas, Key: { project, resource }, ConsistentRead: true }));
     return Item ? toQuota(Item) : undefined;
@@ -517,14 +551,46 @@ export class DynamoJobStore implements JobStore {
     return items.map(toQuota);
   }
 
-  async putQuota(quota: { project: string; resource: QuotaResource; hardLimit: number }): Promise<void> {
-    const key = { project: quota.project, resource: quota.resource };
-    await this.doc.send(
-      new UpdateCommand({ TableName: this.tables.quotas, Key: key, UpdateExpression: 'SET used = if_not_exists(used, :zero)', ExpressionAttributeValues: { ':zero': 0 } }),
-    );
-    await this.doc.send(
-      new UpdateCommand({ TableName: this.tables.quotas, Key: key, UpdateExpression: 'SET hardLimit = :l, available = :l - used', ExpressionAttributeValues: { ':l': quota.hardLimit } }),
-    );
+  async putQuota(quota: { project: string; resource: QuotaResource; hardLimit: number }, only?: 'new' | 'existing'): Promise<QuotaRecord | undefined> {
+    try {
+      const { Attributes } = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tables.quotas,
+          Key: { project: quota.project, resource: quota.resource },
+          // One write: `available` follows the `used` stored at that instant, so no admission slips between.
+          UpdateExpression: 'SET hardLimit = :l, available = :l - if_not_exists(used, :zero), used = if_not_exists(used, :zero) REMOVE limitRemoved',
+          ...(only ? { ConditionExpression: only === 'new' ? 'attribute_not_exists(hardLimit)' : 'attribute_exists(hardLimit)' } : {}),
+          ExpressionAttributeValues: { ':l': quota.hardLimit, ':zero': 0 },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return toQuota(Attributes!);
+    } catch (error) {
+      if (isConditionFailure(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /**
+   * `available` goes too: without a limit admission ignores it, and a new limit derives it afresh.
+   * `limitRemoved` keeps a deployment default from coming back in the next process.
+   */
+  async removeQuotaLimit(project: string, resource: QuotaResource): Promise<boolean> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tables.quotas,
+          Key: { project, resource },
+          UpdateExpression: 'REMOVE hardLimit, available SET limitRemoved = :true',
+          ConditionExpression: 'attribute_exists(hardLimit)',
+          ExpressionAttributeValues: { ':true': true },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw error;
+    }
   }
 
   /** TransactWriteItems, retried when it only lost a race with another transaction. */
@@ -540,34 +606,6 @@ export class DynamoJobStore implements JobStore {
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** Math.min(attempt, 6)));
       }
     }
-  }
-}
-
-export class DynamoCatalog implements Catalog {
-  constructor(
-    private readonly doc: DynamoDBDocumentClient,
-    private readonly tables: Pick<TableNames, 'catalog'>,
-  ) {}
-
-  async getTemplate(name: string): Promise<TemplateSpec | undefined> {
-    return (await this.get('template', name)) as TemplateSpec | undefined;
-  }
-
-  async getImage(name: string): Promise<ImageSpec | undefined> {
-    return (await this.get('image', name)) as ImageSpec | undefined;
-  }
-
-  async putTemplate(template: TemplateSpec): Promise<void> {
-    await this.doc.send(new PutCommand({ TableName: this.tables.catalog, Item: { kind: 'template', name: template.name, spec: template } }));
-  }
-
-  async putImage(image: ImageSpec): Promise<void> {
-    await this.doc.send(new PutCommand({ TableName: this.tables.catalog, Item: { kind: 'image', name: image.name, spec: image } }));
-  }
-
-  private async get(kind: string, name: string): Promise<unknown> {
-    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.catalog, Key: { kind, name } }));
-    return Item?.spec;
   }
 }
 

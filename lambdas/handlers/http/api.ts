@@ -9,11 +9,13 @@ import type { Deps } from '../../core/deps.js';
 import { awsDeps } from '../aws-deps.js';
 import { authenticate, httpErrorHandler, json, limitBody, matchRoute, parseJsonBody, type ApiContext, type ApiEvent, type ApiResult, type Route } from './middleware.js';
 import { openApiDocument } from './openapi.js';
+import { imageRoutes } from './routes/images.js';
 import { jobRoutes } from './routes/jobs.js';
 import { poolRoutes } from './routes/pools.js';
 import { quotaRoutes } from './routes/quotas.js';
 import { route } from './routes/route.js';
 import { statsRoutes } from './routes/stats.js';
+import { templateRoutes } from './routes/templates.js';
 
 export interface ApiOptions {
   /** The group that makes a caller an admin. @default 'admin' */
@@ -44,6 +46,8 @@ export function apiRoutes(deps: () => Deps, options: ApiOptions = {}): Route[] {
     route({ method: 'GET', path: '/v1/health', summary: 'Health of the control plane and its components', access: 'public', tag: 'service', handle: () => checkHealth(deps(), options.health) }),
 
     ...jobRoutes(deps),
+    ...templateRoutes(deps),
+    ...imageRoutes(deps),
     ...poolRoutes(deps),
     ...quotaRoutes(deps),
     ...statsRoutes(deps),

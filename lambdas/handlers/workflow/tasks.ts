@@ -6,7 +6,7 @@
 import middy from '@middy/core';
 import { z } from 'zod';
 import type { Deps } from '../../core/deps.js';
-import { admitStep, awaitOutcomeStep, checkComputeStep, drainStep, launchStep, releaseStep, requeueStep, startStep, stopStep } from '../../core/lifecycle.js';
+import { admitStep, awaitOutcomeStep, checkComputeStep, drainStep, launchStep, rearmStep, releaseStep, requeueStep, startStep, stopStep } from '../../core/lifecycle.js';
 import { parse } from '../../core/schemas.js';
 import { WorkflowTask } from '../../core/workflow.js';
 import { awsDeps } from '../aws-deps.js';
@@ -20,7 +20,9 @@ export const TaskEvent = z.discriminatedUnion('task', [
   z.object({ task: z.literal(WorkflowTask.requeue), jobId, error: stepError }),
   z.object({ task: z.literal(WorkflowTask.checkCompute), jobId, attempts: z.number().int().min(0) }),
   z.object({ task: z.literal(WorkflowTask.start), jobId }),
-  z.object({ task: z.literal(WorkflowTask.awaitOutcome), jobId, taskToken: z.string().min(1), timeoutSeconds: z.number().optional() }),
+  // expiresAt: what Run was armed for (null: the job has no expiry); absent in executions started before it was passed.
+  z.object({ task: z.literal(WorkflowTask.awaitOutcome), jobId, taskToken: z.string().min(1), timeoutSeconds: z.number().optional(), expiresAt: z.string().nullable().optional() }),
+  z.object({ task: z.literal(WorkflowTask.rearm), jobId }),
   z.object({ task: z.literal(WorkflowTask.stop), jobId, error: stepError }),
   z.object({ task: z.literal(WorkflowTask.release), jobId, error: stepError }),
   z.object({ task: z.literal(WorkflowTask.drain), jobId }),
@@ -41,8 +43,10 @@ export async function runTask(deps: Deps, raw: unknown): Promise<unknown> {
     case 'start':
       return startStep(deps, event.jobId);
     case 'awaitOutcome':
-      await awaitOutcomeStep(deps, event.jobId, event.taskToken);
+      await awaitOutcomeStep(deps, event.jobId, event.taskToken, event.expiresAt);
       return {};
+    case 'rearm':
+      return rearmStep(deps, event.jobId);
     case 'stop':
       await stopStep(deps, event.jobId, event.error);
       return {};

@@ -1,11 +1,12 @@
-/** `/v1/jobs`: submit, list, read, logs, cancel or remove. */
+/** `/v1/jobs`: submit, list, read, change, logs, cancel or remove. */
 import { z } from 'zod';
 import type { Deps } from '../../../core/deps.js';
 import { ValidationError } from '../../../core/errors.js';
 import { publicJob } from '../../../core/job.js';
+import { changeJob } from '../../../core/job-update.js';
 import { deleteJob, getJob, listJobs, submitJob } from '../../../core/jobs.js';
 import { readJobLogs } from '../../../core/logs.js';
-import { JobLogsQuery, ListJobsQuery, SubmitJobInput } from '../../../core/schemas.js';
+import { ChangeJobInput, JobLogsQuery, ListJobsQuery, SubmitJobInput } from '../../../core/schemas.js';
 import { json, noContent, type ApiEvent, type Route } from '../middleware.js';
 import { route } from './route.js';
 
@@ -46,6 +47,17 @@ export function jobRoutes(deps: () => Deps): Route[] {
       access: 'member',
       params: JobParams,
       handle: async ({ identity, params }) => json(200, publicJob(await getJob(deps(), identity, params.id))),
+    }),
+    route({
+      method: 'PATCH',
+      path: '/v1/jobs/{id}',
+      summary: 'Rename a job or change its live timeout',
+      description:
+        "Extends or shortens the live timeout, never past the template's max. A running job's expiresAt becomes startedAt + the new timeout and its timer follows; a new expiresAt already past ends it at once (EXPIRED). A stopping or finished job's timeout cannot change (409); any job may be renamed.",
+      access: 'member',
+      params: JobParams,
+      body: ChangeJobInput,
+      handle: async ({ identity, params, body }) => json(200, publicJob(await changeJob(deps(), identity, params.id, body))),
     }),
     route({
       // `{ jobId, lines: [{ at?, message }] }`, oldest first: see JobLogsView in core/logs.ts.

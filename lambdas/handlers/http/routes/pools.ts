@@ -1,11 +1,34 @@
 /** `/v1/pools`: the GPU pools, their caps and queues. */
+import { z } from 'zod';
 import type { Deps } from '../../../core/deps.js';
-import { listPools } from '../../../core/pools.js';
+import { PageQuery } from '../../../core/pagination.js';
+import { listPools, updatePoolCap } from '../../../core/pools.js';
+import { NAME_PATTERN, PoolCapInput } from '../../../core/schemas.js';
 import { json, type Route } from '../middleware.js';
 import { route } from './route.js';
 
+const PoolParams = z.object({ name: z.string().regex(NAME_PATTERN, 'must be a pool name') });
+
 export function poolRoutes(deps: () => Deps): Route[] {
   return [
-    route({ method: 'GET', path: '/v1/pools', summary: 'GPU pools: cap, GPUs held and free, jobs waiting', access: 'member', handle: async () => json(200, { items: await listPools(deps()) }) }),
+    route({
+      method: 'GET',
+      path: '/v1/pools',
+      summary: 'GPU pools: cap, GPUs held and free, jobs waiting',
+      description: 'Ordered by name.',
+      access: 'member',
+      query: PageQuery,
+      handle: async ({ identity, query }) => json(200, await listPools(deps(), identity, query)),
+    }),
+    route({
+      method: 'PATCH',
+      path: '/v1/pools/{name}',
+      summary: "Change a pool's GPU cap",
+      description: 'GPUs held are kept; a cap below them blocks new admissions only. Raising it admits waiting jobs that now fit before it answers.',
+      access: 'admin',
+      params: PoolParams,
+      body: PoolCapInput,
+      handle: async ({ identity, params, body }) => json(200, await updatePoolCap(deps(), identity, params.name, body.maxGpus)),
+    }),
   ];
 }

@@ -1,32 +1,70 @@
-/** `/v1/quotas`: per-project limits and live usage. */
+/** `/v1/quotas`: per-project limits and live usage; admins write, members read their own. */
 import { z } from 'zod';
 import type { Deps } from '../../../core/deps.js';
-import { getQuota, listQuotas } from '../../../core/quotas.js';
-import { NAME_PATTERN, QUOTA_RESOURCES } from '../../../core/schemas.js';
-import { json, type Route } from '../middleware.js';
+import { PageQuery } from '../../../core/pagination.js';
+import { createQuota, deleteQuota, getQuota, listQuotas, quotaPath, updateQuota } from '../../../core/quotas.js';
+import { NAME_PATTERN, QUOTA_RESOURCES, QuotaLimitInput, QuotaSpec } from '../../../core/schemas.js';
+import { json, noContent, type Route } from '../middleware.js';
 import { route } from './route.js';
 
 export const projectName = z.string().regex(NAME_PATTERN, 'must be a project name');
-export const ProjectQuery = z.strictObject({ project: projectName.optional() });
+export const ProjectQuery = z.strictObject({ project: projectName.optional().describe('Only this project (one of yours, unless you are an admin)') });
+const ListQuotasQuery = PageQuery.extend(ProjectQuery.shape);
 const QuotaParams = z.object({ project: projectName, resource: z.enum(QUOTA_RESOURCES) });
 
 export function quotaRoutes(deps: () => Deps): Route[] {
   return [
     route({
+      method: 'POST',
+      path: '/v1/quotas',
+      summary: 'Give a project a limit for a resource',
+      description: 'The usage counted so far applies at once; a limit below it blocks new admissions only. 409 when the project already has a limit for the resource (change it with PATCH).',
+      access: 'admin',
+      body: QuotaSpec,
+      handle: async ({ identity, body }) => {
+        const quota = await createQuota(deps(), identity, body);
+        return json(201, quota, { location: quotaPath(quota.project, quota.resource) });
+      },
+    }),
+    route({
       method: 'GET',
       path: '/v1/quotas',
-      summary: "List quotas: members see their projects', admins every project's",
+      summary: "List limits with live usage: members see their projects', admins every project's",
+      description: 'Ordered by project, then resource. A resource without a limit is unlimited and not listed.',
       access: 'member',
-      query: ProjectQuery,
-      handle: async ({ identity, query }) => json(200, { items: await listQuotas(deps(), identity, query.project) }),
+      query: ListQuotasQuery,
+      handle: async ({ identity, query }) => json(200, await listQuotas(deps(), identity, query)),
     }),
     route({
       method: 'GET',
       path: '/v1/quotas/{project}/{resource}',
       summary: 'Read one limit and its live usage',
+      description: '404 when the project has no limit for the resource, or is not one of yours.',
       access: 'member',
       params: QuotaParams,
       handle: async ({ identity, params }) => json(200, await getQuota(deps(), identity, params.project, params.resource)),
+    }),
+    route({
+      method: 'PATCH',
+      path: '/v1/quotas/{project}/{resource}',
+      summary: 'Change a limit',
+      description: 'Lowering it below what is used is allowed and only blocks new admissions. Raising it admits waiting jobs that now fit before it answers.',
+      access: 'admin',
+      params: QuotaParams,
+      body: QuotaLimitInput,
+      handle: async ({ identity, params, body }) => json(200, await updateQuota(deps(), identity, params.project, params.resource, body.hardLimit)),
+    }),
+    route({
+      method: 'DELETE',
+      path: '/v1/quotas/{project}/{resource}',
+      summary: 'Remove a limit: the project is unlimited for the resource again',
+      description: 'Usage keeps being counted. Waiting jobs that now fit are admitted before it answers (204).',
+      access: 'admin',
+      params: QuotaParams,
+      handle: async ({ identity, params }) => {
+        await deleteQuota(deps(), identity, params.project, params.resource);
+        return noContent();
+      },
     }),
   ];
 }

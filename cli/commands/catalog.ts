@@ -1,0 +1,231 @@
+/** `flare image add|list|show`, `flare quota create|list|show|update|delete`, `flare pool list|update`. */
+import { pathOf } from '../client.js';
+import { limitOf, numberOf, stringOf, usageOf, type Command } from '../command.js';
+import { UsageError } from '../errors.js';
+import { fields, table } from '../output.js';
+import type { ImageVersionView, ImageView, PoolView, QuotaView } from '../views.js';
+
+const QUOTA_HELP = `RESOURCE is gpus (GPUs held at once), jobs (jobs not yet finished) or
+templates (templates owned). A project without a quota for a resource is
+unlimited for it.`;
+
+const limit = { type: 'string', value: 'N', help: 'list at most N (default: all)' } as const;
+
+export const imageCommands: Command[] = [
+  {
+    name: 'image add',
+    summary: 'Add an image, or a new version of one, to the catalog (admins)',
+    usage: 'NAME --reference REF --digest sha256:HEX',
+    description: 'Versions are only ever appended: jobs run reference@digest, so a moved tag\nchanges nothing. Only catalog images may run.',
+    arity: [1, 1],
+    options: {
+      reference: { type: 'string', value: 'REF', help: 'registry/repository[:tag], without the digest (required)' },
+      digest: { type: 'string', value: 'DIGEST', help: "'sha256:' and 64 hex digits (required)" },
+    },
+    examples: ['flare image add cuda --reference nvidia/cuda:12.4.1-base-ubuntu22.04 --digest sha256:0123...cdef'],
+    async run(ctx, input) {
+      const usage = usageOf(this);
+      const reference = stringOf(input.values, 'reference');
+      const digest = stringOf(input.values, 'digest');
+      const missing = [reference === undefined && '--reference', digest === undefined && '--digest'].filter(Boolean);
+      if (missing.length) throw new UsageError(`missing ${missing.join(' and ')}`, usage);
+      const image = await ctx.api().post<ImageView>('/v1/images', { name: input.positionals[0], reference, digest });
+      if (ctx.json) ctx.printJson(image);
+      else ctx.print(imageView(image));
+      return 0;
+    },
+  },
+  {
+    name: 'image list',
+    summary: 'List the image catalog with each image’s latest version',
+    usage: '[--limit N]',
+    options: { limit },
+    examples: ['flare image list'],
+    async run(ctx, input) {
+      const page = await ctx.api().list<ImageView>('/v1/images', {}, limitOf(input.values, usageOf(this)));
+      if (ctx.json) ctx.printJson(page);
+      else {
+        ctx.print(
+          table(
+            ['NAME', 'VERSION', 'REFERENCE', 'DIGEST', 'VERSIONS'],
+            page.items.map((i) => {
+              const latest = i.versions?.at(-1);
+              return [i.name, latest?.version, latest?.reference, shortDigest(latest), i.versions?.length];
+            }),
+          ),
+        );
+      }
+      return 0;
+    },
+  },
+  {
+    name: 'image show',
+    summary: 'Show an image and every version of it',
+    usage: 'NAME',
+    arity: [1, 1],
+    options: {},
+    examples: ['flare image show cuda'],
+    async run(ctx, input) {
+      const image = await ctx.api().get<ImageView>(pathOf('/v1/images', input.positionals[0]));
+      if (ctx.json) ctx.printJson(image);
+      else ctx.print(imageView(image));
+      return 0;
+    },
+  },
+];
+
+function shortDigest(version: ImageVersionView | undefined): string | undefined {
+  return version?.digest && version.digest.length > 19 ? `${version.digest.slice(0, 19)}…` : version?.digest;
+}
+
+function imageView(image: ImageView): string {
+  const head = fields([
+    ['Name', image.name],
+    ['Created', image.createdAt],
+  ]);
+  const versions = table(
+    ['VERSION', 'REFERENCE', 'DIGEST', 'ADDED', 'BY'],
+    (image.versions ?? []).map((v) => [v.version, v.reference, v.digest, v.addedAt, v.addedBy]),
+  );
+  return `${head}\n\n${versions}`;
+}
+
+const hardLimitOption = { type: 'string', value: 'N', help: 'the limit (a whole number, 0 blocks everything new)' } as const;
+
+export const quotaCommands: Command[] = [
+  {
+    name: 'quota create',
+    summary: "Set a project's limit for a resource (admins)",
+    usage: 'PROJECT RESOURCE --hard-limit N',
+    description: QUOTA_HELP,
+    arity: [2, 2],
+    options: { 'hard-limit': hardLimitOption },
+    examples: ['flare quota create vision gpus --hard-limit 8', 'flare quota create vision jobs --hard-limit 20'],
+    async run(ctx, input) {
+      const hardLimit = requiredLimit(input.values, usageOf(this));
+      const [project, resource] = input.positionals;
+      const quota = await ctx.api().post<QuotaView>('/v1/quotas', { project, resource, hardLimit });
+      printQuotas(ctx, quota);
+      return 0;
+    },
+  },
+  {
+    name: 'quota list',
+    summary: "List quotas and what is in use: your projects' (admins: all)",
+    usage: '[--project P] [--limit N]',
+    description: QUOTA_HELP,
+    options: { project: { type: 'string', value: 'P', help: 'only this project' }, limit },
+    examples: ['flare quota list', 'flare quota list --project vision'],
+    async run(ctx, input) {
+      const page = await ctx.api().list<QuotaView>('/v1/quotas', { project: stringOf(input.values, 'project') }, limitOf(input.values, usageOf(this)));
+      if (ctx.json) ctx.printJson(page);
+      else ctx.print(quotaTable(page.items));
+      return 0;
+    },
+  },
+  {
+    name: 'quota show',
+    summary: 'Show one limit and its live use',
+    usage: 'PROJECT RESOURCE',
+    description: QUOTA_HELP,
+    arity: [2, 2],
+    options: {},
+    examples: ['flare quota show vision gpus'],
+    async run(ctx, input) {
+      const [project, resource] = input.positionals;
+      printQuotas(ctx, await ctx.api().get<QuotaView>(pathOf('/v1/quotas', project, resource)));
+      return 0;
+    },
+  },
+  {
+    name: 'quota update',
+    summary: 'Change a limit (admins); raising it admits waiting jobs at once',
+    usage: 'PROJECT RESOURCE --hard-limit N',
+    description: `${QUOTA_HELP}\n\nA limit below what is in use is allowed: it only blocks new admissions.`,
+    arity: [2, 2],
+    options: { 'hard-limit': hardLimitOption },
+    examples: ['flare quota update vision gpus --hard-limit 16'],
+    async run(ctx, input) {
+      const hardLimit = requiredLimit(input.values, usageOf(this));
+      const [project, resource] = input.positionals;
+      printQuotas(ctx, await ctx.api().patch<QuotaView>(pathOf('/v1/quotas', project, resource), { hardLimit }));
+      return 0;
+    },
+  },
+  {
+    name: 'quota delete',
+    summary: 'Remove a limit (admins): the project becomes unlimited for the resource',
+    usage: 'PROJECT RESOURCE',
+    description: QUOTA_HELP,
+    arity: [2, 2],
+    options: {},
+    examples: ['flare quota delete vision jobs'],
+    async run(ctx, input) {
+      const [project, resource] = input.positionals;
+      const answer = await ctx.api().delete<QuotaView>(pathOf('/v1/quotas', project, resource));
+      if (ctx.json) {
+        if (answer !== undefined) ctx.printJson(answer);
+      } else ctx.print(`removed the ${resource} quota of ${project}`);
+      return 0;
+    },
+  },
+];
+
+function requiredLimit(values: Parameters<typeof stringOf>[0], usage: string): number {
+  const n = numberOf(values, 'hard-limit', usage);
+  if (n === undefined) throw new UsageError('missing --hard-limit N', usage);
+  return n;
+}
+
+function printQuotas(ctx: Parameters<Command['run']>[0], quota: QuotaView): void {
+  if (ctx.json) ctx.printJson(quota);
+  else ctx.print(quotaTable([quota]));
+}
+
+function quotaTable(quotas: QuotaView[]): string {
+  return table(
+    ['PROJECT', 'RESOURCE', 'LIMIT', 'USED'],
+    quotas.map((q) => [q.project, q.resource, q.hardLimit === null ? 'unlimited' : q.hardLimit, q.used]),
+  );
+}
+
+export const poolCommands: Command[] = [
+  {
+    name: 'pool list',
+    summary: 'List GPU pools: cap, GPUs held and free, jobs waiting',
+    usage: '',
+    options: {},
+    examples: ['flare pool list', 'flare pool list --output json'],
+    async run(ctx) {
+      const page = await ctx.api().list<PoolView>('/v1/pools');
+      if (ctx.json) ctx.printJson(page);
+      else ctx.print(poolTable(page.items));
+      return 0;
+    },
+  },
+  {
+    name: 'pool update',
+    summary: "Change a pool's GPU cap (admins); raising it admits waiting jobs at once",
+    usage: 'NAME --max-gpus N',
+    description: 'A cap below what is held is allowed: it only blocks new admissions.',
+    arity: [1, 1],
+    options: { 'max-gpus': { type: 'string', value: 'N', help: 'the most GPUs Flare may hold in the pool at once' } },
+    examples: ['flare pool update a10g --max-gpus 16'],
+    async run(ctx, input) {
+      const usage = usageOf(this);
+      const maxGpus = numberOf(input.values, 'max-gpus', usage);
+      if (maxGpus === undefined) throw new UsageError('missing --max-gpus N', usage);
+      const pool = await ctx.api().patch<PoolView>(pathOf('/v1/pools', input.positionals[0]), { maxGpus });
+      if (ctx.json) ctx.printJson(pool);
+      else ctx.print(poolTable([pool]));
+      return 0;
+    },
+  },
+];
+
+function poolTable(pools: PoolView[]): string {
+  return table(
+    ['NAME', 'INSTANCE TYPE', 'GPUS/INSTANCE', 'MAX GPUS', 'USED', 'FREE', 'WAITING'],
+    pools.map((p) => [p.name, p.instanceType, p.gpusPerInstance, p.maxGpus, p.usedGpus, p.availableGpus, p.waitingJobs]),
+  );
+}

@@ -1,0 +1,110 @@
+/**
+ * The API's objects as the CLI reads them: only the fields it shows, all
+ * optional beyond the identity, since the CLI talks to whatever version of the
+ * API is deployed. (Types only; the API's own schemas live in lambdas/core.)
+ */
+export const TERMINAL_STATES = ['SUCCEEDED', 'FAILED', 'EXPIRED', 'CANCELLED'];
+export const QUEUED_STATES = ['PENDING', 'WAITING'];
+
+export interface JobView {
+  id: string;
+  name?: string;
+  project?: string;
+  owner?: string;
+  template?: string;
+  pool?: string;
+  image?: string;
+  command?: string[];
+  env?: Record<string, string>;
+  gpus?: number;
+  nodeCount?: number;
+  liveTimeoutMinutes?: number;
+  state: string;
+  stateReason?: string;
+  queuePosition?: number;
+  createdAt?: string;
+  admittedAt?: string;
+  startedAt?: string;
+  expiresAt?: string;
+  finishedAt?: string;
+  instanceIds?: string[];
+  exitCode?: number;
+}
+
+export interface LogsView {
+  jobId: string;
+  lines: Array<{ at?: string; message: string }>;
+  nextToken?: string;
+}
+
+export interface TemplateView {
+  id?: string;
+  name: string;
+  project?: string;
+  public?: boolean;
+  pool?: string;
+  gpus?: number;
+  nodeCount?: number;
+  image?: string;
+  imageVersion?: number;
+  command?: string[];
+  env?: Record<string, string>;
+  volumeSizeGb?: number;
+  sshPublicKey?: string;
+  maxLiveTimeoutMinutes?: number;
+  defaultLiveTimeoutMinutes?: number;
+  allowRoot?: boolean;
+  createdAt?: string;
+  updatedAt?: string;
+  createdBy?: string;
+  revision?: number;
+}
+
+export interface ImageVersionView {
+  version?: number;
+  reference: string;
+  digest: string;
+  addedAt?: string;
+  addedBy?: string;
+}
+
+export interface ImageView {
+  name: string;
+  versions?: ImageVersionView[];
+  createdAt?: string;
+}
+
+export interface QuotaView {
+  project: string;
+  resource: string;
+  hardLimit: number | null;
+  used?: number;
+}
+
+export interface PoolView {
+  name: string;
+  instanceType?: string;
+  gpusPerInstance?: number;
+  maxGpus?: number;
+  usedGpus?: number;
+  availableGpus?: number;
+  waitingJobs?: number;
+}
+
+export interface StatsFigures {
+  totalJobs?: number;
+  jobsByState?: Record<string, number>;
+  gpuHours?: number;
+  waitingSeconds?: { count?: number; p50?: number | null; p95?: number | null };
+}
+
+export interface StatsView extends StatsFigures {
+  projects?: string[] | null;
+  truncated?: boolean;
+  byPool?: Record<string, StatsFigures>;
+  byProject?: Record<string, StatsFigures>;
+}
+
+export function isTerminal(state: string): boolean {
+  return TERMINAL_STATES.includes(state);
+}

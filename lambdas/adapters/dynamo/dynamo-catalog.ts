@@ -1,0 +1,337 @@
+/**
+ * Catalog on DynamoDB: templates and images in the catalog table (key `kind`, `name`).
+ *
+ * - `kind='image'`, `name`: one item per image, `{ createdAt, versions: [...] }`. Versions are
+ *   appended with a condition on the current count, so two admins adding at once never
+ *   overwrite each other. DynamoDB caps an item at 400 KB: a version takes about 150-500
+ *   bytes, so an image holds a few thousand at the least (core/images.ts caps it below that).
+ * - `kind='template'`, `name=<id>`: `{ spec, revision, deletingUntil? }`; the template record
+ *   lives in `spec` because the key already uses the attribute `name`.
+ * - `kind='template-name'`, `name=<project|_public>#<name>`: `{ templateId }`, the claim that
+ *   keeps names unique per owner, written in the same transaction as the template.
+ *
+ * `deletingUntil` marks a template a delete is checking (core/templates.ts): updates and new
+ * jobs (JobStore.createJob, through `templateUsableCheck`) are refused while it is live.
+ */
+import { TransactionCanceledException, type CancellationReason } from '@aws-sdk/client-dynamodb';
+import { GetCommand, PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { Conflict, QuotaExceeded } from '../../core/errors.js';
+import type { Catalog, ImageRecord, ImageVersion, TemplateRecord } from '../../ports/job-store.js';
+import type { TableNames } from './table-names.js';
+
+const IMAGE = 'image';
+const TEMPLATE = 'template';
+const TEMPLATE_NAME = 'template-name';
+/** The owner part of a public template's name claim: no project name starts with '_'. */
+const PUBLIC_OWNER = '_public';
+const TRANSACTION_ATTEMPTS = 12;
+
+type Item = Record<string, unknown>;
+type TransactItems = NonNullable<ConstructorParameters<typeof TransactWriteCommand>[0]['TransactItems']>;
+
+/** Not being deleted at `now`: what a template must be for a job to be stored against it. */
+const TEMPLATE_USABLE = 'attribute_exists(#spec) AND (attribute_not_exists(#del) OR #del < :now)';
+const TEMPLATE_NAMES = { '#spec': 'spec', '#del': 'deletingUntil' };
+
+/** The createJob transaction's check that the job's template exists and is not being deleted. */
+export function templateUsableCheck(catalogTable: string, templateId: string, now: string): TransactItems[number] {
+  return {
+    ConditionCheck: {
+      TableName: catalogTable,
+      Key: { kind: TEMPLATE, name: templateId },
+      ConditionExpression: TEMPLATE_USABLE,
+      ExpressionAttributeNames: TEMPLATE_NAMES,
+      ExpressionAttributeValues: { ':now': now },
+    },
+  };
+}
+
+export class DynamoCatalog implements Catalog {
+  constructor(
+    private readonly doc: DynamoDBDocumentClient,
+    private readonly tables: Pick<TableNames, 'catalog' | 'quotas'>,
+  ) {}
+
+  async getImage(name: string): Promise<ImageRecord | undefined> {
+    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.catalog, Key: { kind: IMAGE, name }, ConsistentRead: true }));
+    return Item ? toImage(Item) : undefined;
+  }
+
+  async listImages(): Promise<ImageRecord[]> {
+    return (await this.queryKind(IMAGE)).map(toImage).filter((i): i is ImageRecord => i !== undefined);
+  }
+
+  async appendImageVersion(name: string, version: ImageVersion): Promise<boolean> {
+    try {
+      if (version.version === 1) {
+        await this.doc.send(
+          new PutCommand({
+            TableName: this.tables.catalog,
+            Item: { kind: IMAGE, name, createdAt: version.addedAt, versions: [version] },
+            // An item without versions is an image stored before versions existed: replaced.
+            ConditionExpression: 'attribute_not_exists(#versions)',
+            ExpressionAttributeNames: { '#versions': 'versions' },
+          }),
+        );
+      } else {
+        await this.doc.send(
+          new UpdateCommand({
+            TableName: this.tables.catalog,
+            Key: { kind: IMAGE, name },
+            UpdateExpression: 'SET #versions = list_append(#versions, :v)',
+            ConditionExpression: 'size(#versions) = :count',
+            ExpressionAttributeNames: { '#versions': 'versions' },
+            ExpressionAttributeValues: { ':v': [version], ':count': version.version - 1 },
+          }),
+        );
+      }
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw error;
+    }
+  }
+
+  async getTemplate(id: string): Promise<TemplateRecord | undefined> {
+    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.catalog, Key: { kind: TEMPLATE, name: id }, ConsistentRead: true }));
+    return Item ? toTemplate(Item) : undefined;
+  }
+
+  async findTemplate(project: string | undefined, name: string): Promise<TemplateRecord | undefined> {
+    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.catalog, Key: { kind: TEMPLATE_NAME, name: claimKey(project, name) }, ConsistentRead: true }));
+    return Item ? this.getTemplate(String(Item.templateId)) : undefined;
+  }
+
+  async listTemplates(): Promise<TemplateRecord[]> {
+    return (await this.queryKind(TEMPLATE)).map(toTemplate).filter((t): t is TemplateRecord => t !== undefined);
+  }
+
+  async createTemplate(template: TemplateRecord): Promise<void> {
+    const items: TransactItems = [
+      { Put: { TableName: this.tables.catalog, Item: templateItem(template), ConditionExpression: 'attribute_not_exists(#name)', ExpressionAttributeNames: { '#name': 'name' } } },
+      this.putClaim(template),
+    ];
+    if (template.project) {
+      items.push({
+        Update: {
+          TableName: this.tables.quotas,
+          Key: { project: template.project, resource: 'templates' },
+          UpdateExpression: 'ADD used :one, available :minusOne',
+          ConditionExpression: 'attribute_not_exists(hardLimit) OR available >= :one',
+          ExpressionAttributeValues: { ':one': 1, ':minusOne': -1 },
+        },
+      });
+    }
+    try {
+      await this.transact(items);
+    } catch (error) {
+      const reasons = cancellationCodes(error);
+      if (!reasons) throw error;
+      if (reasons[0] === 'ConditionalCheckFailed') throw new Conflict(`template id ${template.id} is taken; retry`);
+      if (reasons[1] === 'ConditionalCheckFailed') throw nameTaken(template);
+      if (reasons[2] === 'ConditionalCheckFailed') {
+        const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.quotas, Key: { project: template.project, resource: 'templates' }, ConsistentRead: true }));
+        throw new QuotaExceeded(template.project!, 'templates', `project ${template.project} has ${Item?.used ?? '?'} of ${Item?.hardLimit ?? '?'} templates; delete one first`);
+      }
+      throw error;
+    }
+  }
+
+  async updateTemplate(previous: TemplateRecord, next: TemplateRecord, now: string): Promise<void> {
+    const items: TransactItems = [
+      {
+        Put: {
+          TableName: this.tables.catalog,
+          Item: templateItem(next),
+          ConditionExpression: `#rev = :rev AND ${TEMPLATE_USABLE}`,
+          ExpressionAttributeNames: { '#rev': 'revision', ...TEMPLATE_NAMES },
+          ExpressionAttributeValues: { ':rev': previous.revision, ':now': now },
+        },
+      },
+    ];
+    if (next.name !== previous.name) {
+      items.push(
+        {
+          Delete: {
+            TableName: this.tables.catalog,
+            Key: { kind: TEMPLATE_NAME, name: claimKey(previous.project, previous.name) },
+            ConditionExpression: 'templateId = :id',
+            ExpressionAttributeValues: { ':id': previous.id },
+          },
+        },
+        this.putClaim(next),
+      );
+    }
+    try {
+      await this.transact(items);
+    } catch (error) {
+      const reasons = cancellationCodes(error);
+      if (!reasons) throw error;
+      if (reasons[0] === 'ConditionalCheckFailed') throw new Conflict(`template ${previous.name} was changed or is being deleted meanwhile; read it again and retry`);
+      if (reasons[2] === 'ConditionalCheckFailed') throw nameTaken(next);
+      throw error;
+    }
+  }
+
+  async markTemplateDeleting(id: string, until: string, now: string): Promise<TemplateRecord | undefined> {
+    try {
+      const { Attributes } = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tables.catalog,
+          Key: { kind: TEMPLATE, name: id },
+          UpdateExpression: 'SET #del = :until',
+          ConditionExpression: TEMPLATE_USABLE,
+          ExpressionAttributeNames: TEMPLATE_NAMES,
+          ExpressionAttributeValues: { ':until': until, ':now': now },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return toTemplate(Attributes!);
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error;
+    }
+    const current = await this.getTemplate(id);
+    if (current) throw new Conflict(`template ${current.name} is being deleted by another request`);
+    return undefined;
+  }
+
+  async clearTemplateDeleting(id: string, until: string): Promise<void> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tables.catalog,
+          Key: { kind: TEMPLATE, name: id },
+          UpdateExpression: 'REMOVE #del',
+          ConditionExpression: '#del = :until',
+          ExpressionAttributeNames: { '#del': 'deletingUntil' },
+          ExpressionAttributeValues: { ':until': until },
+        }),
+      );
+    } catch (error) {
+      // Our mark expired and another delete took over: it is theirs to clear.
+      if (!isConditionFailure(error)) throw error;
+    }
+  }
+
+  async deleteTemplate(template: TemplateRecord, until: string, now: string): Promise<boolean> {
+    const items: TransactItems = [
+      {
+        Delete: {
+          TableName: this.tables.catalog,
+          Key: { kind: TEMPLATE, name: template.id },
+          ConditionExpression: '#del = :until AND #del > :now',
+          ExpressionAttributeNames: { '#del': 'deletingUntil' },
+          ExpressionAttributeValues: { ':until': until, ':now': now },
+        },
+      },
+      {
+        Delete: {
+          TableName: this.tables.catalog,
+          Key: { kind: TEMPLATE_NAME, name: claimKey(template.project, template.name) },
+          ConditionExpression: 'templateId = :id',
+          ExpressionAttributeValues: { ':id': template.id },
+        },
+      },
+    ];
+    if (template.project) {
+      items.push({
+        Update: {
+          TableName: this.tables.quotas,
+          Key: { project: template.project, resource: 'templates' },
+          UpdateExpression: 'ADD used :minus, available :plus',
+          ExpressionAttributeValues: { ':minus': -1, ':plus': 1 },
+        },
+      });
+    }
+    try {
+      await this.transact(items);
+      return true;
+    } catch (error) {
+      if (cancellationCodes(error)?.[0] === 'ConditionalCheckFailed') return false;
+      throw error;
+    }
+  }
+
+  private putClaim(template: TemplateRecord): TransactItems[number] {
+    return {
+      Put: {
+        TableName: this.tables.catalog,
+        Item: { kind: TEMPLATE_NAME, name: claimKey(template.project, template.name), templateId: template.id },
+        ConditionExpression: 'attribute_not_exists(#name)',
+        ExpressionAttributeNames: { '#name': 'name' },
+      },
+    };
+  }
+
+  /** Every item of one kind: the catalog is read whole for listings (it is small next to the jobs). */
+  private async queryKind(kind: string): Promise<Item[]> {
+    const items: Item[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const { Items = [], LastEvaluatedKey } = await this.doc.send(
+        new QueryCommand({
+          TableName: this.tables.catalog,
+          KeyConditionExpression: '#kind = :k',
+          ExpressionAttributeNames: { '#kind': 'kind' },
+          ExpressionAttributeValues: { ':k': kind },
+          ConsistentRead: true,
+          ExclusiveStartKey: start,
+        }),
+      );
+      items.push(...Items);
+      start = LastEvaluatedKey;
+    } while (start);
+    return items;
+  }
+
+  /** TransactWriteItems, retried when it only lost a race with another transaction. */
+  private async transact(items: TransactItems): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.doc.send(new TransactWriteCommand({ TransactItems: items }));
+        return;
+      } catch (error) {
+        const codes = cancellationCodes(error);
+        const conflictOnly = codes?.some((c) => c === 'TransactionConflict') && !codes.some((c) => c === 'ConditionalCheckFailed');
+        if (!conflictOnly || attempt >= TRANSACTION_ATTEMPTS) throw error;
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** Math.min(attempt, 6)));
+      }
+    }
+  }
+}
+
+function claimKey(project: string | undefined, name: string): string {
+  return `${project ?? PUBLIC_OWNER}#${name}`;
+}
+
+function nameTaken(template: TemplateRecord): Conflict {
+  return new Conflict(`a template named ${template.name} already exists ${template.project ? `in project ${template.project}` : 'among the public templates'}`);
+}
+
+function templateItem(template: TemplateRecord): Item {
+  const { revision, ...spec } = template;
+  return { kind: TEMPLATE, name: template.id, spec, revision };
+}
+
+/** Items without an id are templates stored before templates had ids: not shown. */
+function toTemplate(item: Item): TemplateRecord | undefined {
+  const spec = item.spec as Omit<TemplateRecord, 'revision'> | undefined;
+  if (!spec?.id) return undefined;
+  return { ...spec, revision: Number(item.revision ?? 1) };
+}
+
+function toImage(item: Item): ImageRecord | undefined {
+  if (!Array.isArray(item.versions)) return undefined;
+  return { name: String(item.name), createdAt: String(item.createdAt), versions: item.versions as ImageVersion[] };
+}
+
+function cancellationCodes(error: unknown): (string | undefined)[] | undefined {
+  if (error instanceof TransactionCanceledException || (error as { name?: string })?.name === 'TransactionCanceledException') {
+    return ((error as TransactionCanceledException).CancellationReasons ?? []).map((r: CancellationReason) => r.Code);
+  }
+  return undefined;
+}
+
+function isConditionFailure(error: unknown): boolean {
+  return (error as { name?: string })?.name === 'ConditionalCheckFailedException';
+}

@@ -1,0 +1,44 @@
+/** `/v1/images`: the image catalog; admins add versions, nothing is overwritten or deleted. */
+import { z } from 'zod';
+import type { Deps } from '../../../core/deps.js';
+import { addImage, getImage, listImages } from '../../../core/images.js';
+import { PageQuery } from '../../../core/pagination.js';
+import { ImageSpec } from '../../../core/schemas.js';
+import { json, type Route } from '../middleware.js';
+import { route } from './route.js';
+
+const ImageParams = z.object({ name: z.string().min(1).max(128) });
+
+export function imageRoutes(deps: () => Deps): Route[] {
+  return [
+    route({
+      method: 'POST',
+      path: '/v1/images',
+      summary: 'Add an image, or a version of one',
+      description:
+        'Creates the image or appends a version `{ reference, digest }` (201). The same reference and digest as a version already there changes nothing (200). Versions are never overwritten or removed; jobs run their template\'s pinned version or the latest at submit, by digest.',
+      access: 'admin',
+      body: ImageSpec,
+      handle: async ({ identity, body }) => {
+        const { image, added } = await addImage(deps(), identity, body);
+        return json(added ? 201 : 200, image, { location: `/v1/images/${encodeURIComponent(image.name)}` });
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/v1/images',
+      summary: 'List the catalog, with every version of each image',
+      access: 'member',
+      query: PageQuery,
+      handle: async ({ identity, query }) => json(200, await listImages(deps(), identity, query)),
+    }),
+    route({
+      method: 'GET',
+      path: '/v1/images/{name}',
+      summary: 'Read an image and its versions, oldest first',
+      access: 'member',
+      params: ImageParams,
+      handle: async ({ identity, params }) => json(200, await getImage(deps(), identity, params.name)),
+    }),
+  ];
+}
