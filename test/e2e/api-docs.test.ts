@@ -17,6 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import { apiRoutes } from '../../lambdas/handlers/http/api.js';
 import type { Deps } from '../../lambdas/core/deps.js';
 import { waitFor } from '../support/harness.js';
+import { startLocalPlane } from '../support/local-plane.js';
 
 const DOC = new URL('../../docs/api.md', import.meta.url);
 const CONFIG = new URL('../../docs/api-example.local.json', import.meta.url);
@@ -95,11 +96,7 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'flare-docs-'));
   const config = JSON.parse(await readFile(CONFIG, 'utf8'));
   await writeFile(join(dir, 'flare.local.json'), JSON.stringify({ ...config, port: 0, dataDir: join(dir, 'data'), users: [{ name: 'root', token: ADMIN, admin: true }, { name: 'alice', token: ALICE, projects: ['vision'] }] }));
-  plane = spawn(process.execPath, ['--import', 'tsx', 'bin/flare.ts', 'local', '--config', join(dir, 'flare.local.json')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  plane.stdout!.on('data', (d) => (out += d));
-  plane.stderr!.on('data', () => undefined);
-  url = await waitFor('control plane to listen', async () => /listening on (http:\/\/\S+)/.exec(out)?.[1], 60_000, 100);
+  ({ child: plane, url } = await startLocalPlane(join(dir, 'flare.local.json')));
 });
 
 after(async () => {

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { COMMANDS } from '../../cli/main.js';
 import { waitFor } from '../support/harness.js';
+import { callApi, startLocalPlane } from '../support/local-plane.js';
 
 const ROOT = 'root-token-0123456789abcdefg';
 const ALICE = 'alice-token-0123456789abcdef';
@@ -70,15 +71,7 @@ function start(args: string[], options: RunOptions = {}): { child: ChildProcess;
 const flare = (args: string[], options?: RunOptions) => start(args, options).result;
 
 /** The API directly, to arrange and to check what the CLI did. */
-async function api(method: string, path: string, token = ROOT, body?: unknown) {
-  const res = await fetch(`${url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const api = (method: string, path: string, token = ROOT, body?: unknown) => callApi(url, method, path, token, body);
 
 const untilState = (id: string, states: string[]) =>
   waitFor(`job ${id} in ${states.join('|')}`, async () => {
@@ -126,11 +119,7 @@ before(async () => {
       compute: { driver: 'process' },
     }),
   );
-  plane = spawn(process.execPath, ['--import', 'tsx', 'bin/flare.ts', 'local', '--config', join(dir, 'flare.local.json')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  plane.stdout!.on('data', (d) => (out += d));
-  plane.stderr!.on('data', () => undefined);
-  url = await waitFor('control plane to listen', async () => /listening on (http:\/\/\S+)/.exec(out)?.[1], 60_000, 100);
+  ({ child: plane, url } = await startLocalPlane(join(dir, 'flare.local.json')));
 });
 
 after(async () => {

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { waitFor } from '../support/harness.js';
+import { callApi, startLocalPlane } from '../support/local-plane.js';
 
 const ALICE = 'alice-token-0123456789abcdef';
 const BOB = 'bob-token-0123456789abcdefgh';
@@ -23,23 +24,10 @@ let hooks: Server;
 const posts: Array<{ text: string }> = [];
 
 async function startPlane(configPath: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/flare.ts', 'local', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', () => undefined);
-  const url = await waitFor('control plane to listen', async () => /listening on (http:\/\/\S+)/.exec(out)?.[1], 60_000, 100);
-  return { child, url };
+  return startLocalPlane(configPath);
 }
 
-async function api(method: string, path: string, token?: string, body?: unknown) {
-  const res = await fetch(`${plane!.url}${path}`, {
-    method,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const api = (method: string, path: string, token?: string, body?: unknown) => callApi(plane!.url, method, path, token, body);
 
 const job = async (id: string, token = ALICE) => (await api('GET', `/v1/jobs/${id}`, token)).body;
 const untilState = (id: string, states: string[], timeoutMs = 30_000) =>

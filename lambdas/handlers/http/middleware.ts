@@ -47,8 +47,8 @@ export interface RouteDoc {
   params?: z.ZodType;
   query?: z.ZodType;
   body?: z.ZodType;
-  /** By status code; `schema` describes the JSON body. */
-  responses?: Record<number, { description: string; schema?: z.ZodType }>;
+  /** By status code; `schema` describes the JSON body, `headers` the response headers besides content-type (name: what it says). */
+  responses?: Record<number, { description: string; schema?: z.ZodType; headers?: Record<string, { description: string; required?: boolean }> }>;
 }
 
 export interface Route {
@@ -158,6 +158,11 @@ export function parseJsonBody(): ApiMiddleware {
     before: ({ event, context }) => {
       const api = state(context);
       if (!api.route?.body) return;
+      const type = header(event, 'content-type');
+      // No type at all is taken as JSON; a type that says otherwise (a form, text) is not what we parse.
+      if (type !== undefined && !JSON_MEDIA_TYPE.test(type)) {
+        throw new ValidationError([{ field: 'Content-Type', reason: `must be application/json, not '${type.slice(0, 100)}'` }]);
+      }
       const text = event.body === undefined ? '' : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
       if (text.trim() === '') throw bodyIssue('required: a JSON object');
       let value: unknown;
@@ -170,6 +175,14 @@ export function parseJsonBody(): ApiMiddleware {
       api.body = value;
     },
   };
+}
+
+/** `application/json`, or a `+json` type, with any parameters (`; charset=utf-8`). */
+const JSON_MEDIA_TYPE = /^\s*application\/([\w.+-]+\+)?json\s*(;.*)?$/i;
+
+function header(event: ApiEvent, name: string): string | undefined {
+  const entry = Object.entries(event.headers ?? {}).find(([key]) => key.toLowerCase() === name);
+  return entry?.[1];
 }
 
 function bodyIssue(reason: string): ValidationError {

@@ -1,0 +1,41 @@
+/**
+ * `flare local` as a user runs it, for the end-to-end tests: a child process
+ * started from a config file, its URL read from what it prints, and a small
+ * HTTP client for arranging and checking.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { waitFor } from './harness.js';
+
+export interface LocalPlane {
+  child: ChildProcess;
+  url: string;
+  /** Everything the plane printed on stdout so far. */
+  output(): string;
+}
+
+export async function startLocalPlane(configPath: string, timeoutMs = 60_000): Promise<LocalPlane> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/flare.ts', 'local', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', () => undefined);
+  const url = await waitFor('control plane to listen', async () => /listening on (http:\/\/\S+)/.exec(out)?.[1], timeoutMs, 100);
+  return { child, url, output: () => out };
+}
+
+export interface HttpAnswer {
+  status: number;
+  headers: Headers;
+  // Whatever JSON the API answered: tests read into it freely.
+  body: any;
+}
+
+/** One request; a string body is sent as it is (malformed JSON on purpose), anything else as JSON. */
+export async function callApi(baseUrl: string, method: string, path: string, token?: string, body?: unknown): Promise<HttpAnswer> {
+  const res = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
+}
