@@ -9,15 +9,15 @@
  * of the answer for later examples.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { apiRoutes } from '../../lambdas/handlers/http/api.js';
 import type { Deps } from '../../lambdas/core/deps.js';
 import { waitFor } from '../support/harness.js';
-import { startLocalPlane } from '../support/local-plane.js';
+import { startLocalPlane, stopLocalPlane } from '../support/local-plane.js';
 
 const DOC = new URL('../../docs/api.md', import.meta.url);
 const CONFIG = new URL('../../docs/api-example.local.json', import.meta.url);
@@ -99,12 +99,7 @@ before(async () => {
   ({ child: plane, url } = await startLocalPlane(join(dir, 'flare.local.json')));
 });
 
-after(async () => {
-  plane?.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 500));
-  spawn('pkill', ['-f', dir]).on('error', () => undefined);
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => stopLocalPlane(plane, dir));
 
 describe('docs/api.md', () => {
   it('has an example for every route', async () => {

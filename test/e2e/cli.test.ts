@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { COMMANDS } from '../../cli/main.js';
 import { waitFor } from '../support/harness.js';
-import { callApi, startLocalPlane } from '../support/local-plane.js';
+import { callApi, startLocalPlane, stopLocalPlane } from '../support/local-plane.js';
 
 const ROOT = 'root-token-0123456789abcdefg';
 const ALICE = 'alice-token-0123456789abcdef';
@@ -130,11 +130,7 @@ after(async () => {
     for (const job of active) await api('DELETE', `/v1/jobs/${job.id}`);
     for (const job of active) await untilState(job.id, TERMINAL).catch(() => undefined);
   }
-  if (plane && plane.exitCode === null) {
-    plane.kill('SIGTERM');
-    await new Promise((r) => plane!.once('exit', r));
-  }
-  await rm(dir, { recursive: true, force: true });
+  await stopLocalPlane(plane, dir);
 });
 
 describe('flare job', () => {

@@ -4,14 +4,14 @@
  * killed with SIGKILL and started again.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { waitFor } from '../support/harness.js';
-import { callApi, startLocalPlane } from '../support/local-plane.js';
+import { callApi, startLocalPlane, stopLocalPlane } from '../support/local-plane.js';
 
 const ALICE = 'alice-token-0123456789abcdef';
 const BOB = 'bob-token-0123456789abcdefgh';
@@ -71,12 +71,8 @@ before(async () => {
 });
 
 after(async () => {
-  plane?.child.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 500));
-  // Jobs run detached (like instances); end any left so the run leaves nothing behind.
-  spawn('pkill', ['-f', dir]).on('error', () => undefined);
   hooks.close();
-  await rm(dir, { recursive: true, force: true });
+  await stopLocalPlane(plane?.child, dir);
 });
 
 describe('local control plane over HTTP', () => {

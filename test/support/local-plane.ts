@@ -4,6 +4,7 @@
  * HTTP client for arranging and checking.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rm } from 'node:fs/promises';
 import { waitFor } from './harness.js';
 
 export interface LocalPlane {
@@ -38,4 +39,19 @@ export async function callApi(baseUrl: string, method: string, path: string, tok
   });
   const text = await res.text();
   return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
+}
+
+/**
+ * Stop the plane, end every job process it started under `dir` (jobs run
+ * detached, like instances), and remove `dir`: nothing is left behind.
+ */
+export async function stopLocalPlane(child: ChildProcess | undefined, dir: string): Promise<void> {
+  if (child && child.exitCode === null) {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5_000))]);
+  }
+  await new Promise((resolve) => spawn('pkill', ['-f', dir]).on('exit', resolve).on('error', resolve));
+  // A runner killed a moment ago may still be closing its log file.
+  await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
 }

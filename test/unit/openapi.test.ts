@@ -7,7 +7,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, Context } from 'aws-lambda';
+import { z } from 'zod';
 import type { Deps } from '../../lambdas/core/deps.js';
+import { JOB_STATES } from '../../lambdas/core/job.js';
+import * as views from '../../lambdas/core/views.js';
 import { apiRoutes, createApiHandler } from '../../lambdas/handlers/http/api.js';
 
 type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
@@ -21,9 +24,9 @@ type Operation = {
   security: unknown[];
   parameters?: Array<{ name: string; in: string; required: boolean; schema: Schema }>;
   requestBody?: { content: { 'application/json': { schema: Schema } } };
-  responses: Record<string, { content?: { 'application/json': { schema: Schema } } }>;
+  responses: Record<string, { content?: { 'application/json': { schema: Schema } }; headers?: Record<string, { required: boolean }> }>;
 };
-type Schema = { $ref?: string; properties?: Record<string, Schema>; additionalProperties?: unknown; maximum?: number; maxItems?: number; required?: string[] };
+type Schema = { $ref?: string; type?: string; enum?: string[]; items?: Schema; properties?: Record<string, Schema>; additionalProperties?: unknown; maximum?: number; maxItems?: number; required?: string[] };
 
 const noDeps = (): Deps => {
   throw new Error('the OpenAPI route must not need the store');
@@ -82,6 +85,55 @@ describe('GET /v1/openapi.json', () => {
     assert.ok(list.some((p) => p.name === 'state' && p.in === 'query'));
     const byId = doc.paths['/v1/jobs/{id}'].get.parameters!;
     assert.deepEqual(byId.map((p) => [p.name, p.in, p.required]), [['id', 'path', true]]);
+  });
+
+  it('documents what POST /v1/jobs answers: 202, the Job component and its Location', async () => {
+    const { doc } = await fetchDocument();
+    const accepted = doc.paths['/v1/jobs'].post.responses['202'];
+    assert.deepEqual(accepted.content?.['application/json'].schema, { $ref: '#/components/schemas/Job' });
+    assert.equal(accepted.headers?.Location.required, true);
+    const job = doc.components.schemas.Job;
+    assert.equal(job.additionalProperties, false, 'no field beyond those described');
+    assert.deepEqual(job.properties!.state.enum, JOB_STATES);
+    for (const field of ['id', 'project', 'state', 'createdAt']) assert.ok(job.required?.includes(field), `${field} is always there`);
+    for (const field of ['queuePosition', 'expiresAt', 'exitCode']) assert.ok(job.properties![field] && !job.required?.includes(field), `${field} is described and optional`);
+  });
+
+  it('documents lists as pages of a component, and a 204 without a body', async () => {
+    const { doc } = await fetchDocument();
+    const list = doc.paths['/v1/jobs'].get.responses['200'].content!['application/json'].schema;
+    assert.deepEqual(list.required, ['items']);
+    assert.deepEqual(list.properties!.items.items, { $ref: '#/components/schemas/Job' });
+    assert.equal(list.properties!.nextToken.type, 'string');
+    const removed = doc.paths['/v1/jobs/{id}'].delete.responses;
+    assert.ok(removed['202'].content);
+    assert.equal(removed['204'].content, undefined);
+  });
+
+  it('has every view among its components', async () => {
+    const { doc } = await fetchDocument();
+    const ids = Object.values(views).flatMap((view) => {
+      const id = view instanceof z.ZodType ? (z.globalRegistry.get(view) as { id?: string } | undefined)?.id : undefined;
+      return id ? [id] : [];
+    });
+    assert.deepEqual(
+      ids.sort(),
+      ['Health', 'Image', 'ImageVersion', 'Job', 'JobLogs', 'OpenApiDocument', 'Pool', 'Quota', 'Stats', 'StatsFigures', 'Template', 'V1', 'Versions'],
+    );
+    for (const id of ids) assert.ok(doc.components.schemas[id], `${id} is a component`);
+  });
+
+  it('documents the conflict, impossible and quota answers where routes give them', async () => {
+    const { doc } = await fetchDocument();
+    const statuses = (path: string, method: string) => Object.keys(doc.paths[path][method].responses);
+    for (const status of ['202', '400', '401', '409', '413', '422', '429']) assert.ok(statuses('/v1/jobs', 'post').includes(status), `POST /v1/jobs documents ${status}`);
+    assert.ok(statuses('/v1/templates/{id}', 'delete').includes('409'), 'deleting a template in use');
+    assert.ok(statuses('/v1/templates', 'post').includes('429'), 'the templates quota');
+    assert.ok(!statuses('/v1/pools', 'get').includes('429'), 'a read never answers 429');
+    for (const status of ['409', '422', '429']) {
+      const description = (doc.paths['/v1/jobs'].post.responses[status] as { description?: string }).description;
+      assert.ok(description && description.length > 10, `${status} is described`);
+    }
   });
 
   it('resolves every $ref to a component', async () => {

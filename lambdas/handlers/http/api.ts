@@ -16,6 +16,7 @@ import { quotaRoutes } from './routes/quotas.js';
 import { route } from './routes/route.js';
 import { statsRoutes } from './routes/stats.js';
 import { templateRoutes } from './routes/templates.js';
+import { Health, OpenApiDocument, V1, Versions } from '../../core/views.js';
 
 export interface ApiOptions {
   /** The group that makes a caller an admin. @default 'admin' */
@@ -33,17 +34,26 @@ export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 export function apiRoutes(deps: () => Deps, options: ApiOptions = {}): Route[] {
   let document: ReturnType<typeof openApiDocument> | undefined;
   const routes: Route[] = [
-    route({ method: 'GET', path: '/', summary: 'API versions', access: 'public', tag: 'service', handle: async () => json(200, { versions: [{ id: 'v1', status: 'CURRENT' }] }) }),
-    route({ method: 'GET', path: '/v1', summary: 'The resources of v1', access: 'public', tag: 'service', handle: async () => json(200, describeV1(routes)) }),
+    route({ method: 'GET', path: '/', summary: 'API versions', access: 'public', tag: 'service', responses: { 200: { description: 'The versions served', schema: Versions } }, handle: async () => json(200, { versions: [{ id: 'v1', status: 'CURRENT' }] }) }),
+    route({ method: 'GET', path: '/v1', summary: 'The resources of v1', access: 'public', tag: 'service', responses: { 200: { description: 'v1 and its paths', schema: V1 } }, handle: async () => json(200, describeV1(routes)) }),
     route({
       method: 'GET',
       path: '/v1/openapi.json',
       summary: 'This API as an OpenAPI 3.1 document, generated from the schemas the routes validate with',
       access: 'public',
       tag: 'service',
+      responses: { 200: { description: 'This document', schema: OpenApiDocument } },
       handle: async () => json(200, (document ??= openApiDocument(routes))),
     }),
-    route({ method: 'GET', path: '/v1/health', summary: 'Health of the control plane and its components', access: 'public', tag: 'service', handle: () => checkHealth(deps(), options.health) }),
+    route({
+      method: 'GET',
+      path: '/v1/health',
+      summary: 'Health of the control plane and its components',
+      access: 'public',
+      tag: 'service',
+      responses: { 200: { description: 'Every component is ok', schema: Health }, 503: { description: 'A component is not ok: `components` says which', schema: Health } },
+      handle: () => checkHealth(deps(), options.health),
+    }),
 
     ...jobRoutes(deps),
     ...templateRoutes(deps),

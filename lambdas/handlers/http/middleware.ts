@@ -49,6 +49,8 @@ export interface RouteDoc {
   body?: z.ZodType;
   /** By status code; `schema` describes the JSON body, `headers` the response headers besides content-type (name: what it says). */
   responses?: Record<number, { description: string; schema?: z.ZodType; headers?: Record<string, { description: string; required?: boolean }> }>;
+  /** Error statuses this route answers beyond those every route of its kind can (400, 401, 403, 404, 413): 409, 422, 429. */
+  errors?: readonly (409 | 422 | 429)[];
 }
 
 export interface Route {

@@ -2,7 +2,8 @@
  * `GET /v1/openapi.json`: an OpenAPI 3.1 document built from the routes
  * themselves. Every parameter, query and body schema in it is the zod schema
  * that route validates with (z.toJSONSchema), so the document cannot drift from
- * what the API accepts.
+ * what the API accepts; every response schema is a view of core/views.ts, which
+ * test/integration/response-schemas.test.ts checks real answers against.
  */
 import { z } from 'zod';
 import type { Route, RouteDoc } from './middleware.js';
@@ -72,8 +73,10 @@ function operation(route: Route, doc: RouteDoc, components: Record<string, JsonS
   const parameters = [...parametersOf(doc.params, 'path', components), ...parametersOf(doc.query, 'query', components)];
   const responses: Record<string, unknown> = {};
   for (const [status, response] of Object.entries(doc.responses ?? { 200: { description: 'OK' } })) {
+    const headers = Object.entries(response.headers ?? {}).map(([name, header]) => [name, { description: header.description, required: Boolean(header.required), schema: { type: 'string' } }]);
     responses[status] = {
       description: response.description,
+      ...(headers.length ? { headers: Object.fromEntries(headers) } : {}),
       ...(response.schema ? { content: { 'application/json': { schema: refOrInline(response.schema, components) } } } : {}),
     };
   }
@@ -101,6 +104,7 @@ function errorStatuses(route: Route, doc: RouteDoc): number[] {
   if (doc.access === 'admin' || route.method !== 'GET') statuses.push(403);
   if (doc.params) statuses.push(404);
   if (route.body) statuses.push(413);
+  statuses.push(...(doc.errors ?? []));
   return statuses;
 }
 

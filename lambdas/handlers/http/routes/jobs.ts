@@ -7,6 +7,7 @@ import { changeJob } from '../../../core/job-update.js';
 import { deleteJob, getJob, listJobs, submitJob } from '../../../core/jobs.js';
 import { readJobLogs } from '../../../core/logs.js';
 import { ChangeJobInput, JobLogsQuery, ListJobsQuery, SubmitJobInput } from '../../../core/schemas.js';
+import { Job, JobLogs, page } from '../../../core/views.js';
 import { json, noContent, type ApiEvent, type Route } from '../middleware.js';
 import { route } from './route.js';
 
@@ -19,10 +20,21 @@ export function jobRoutes(deps: () => Deps): Route[] {
     route({
       method: 'POST',
       path: '/v1/jobs',
+      errors: [409, 422, 429],
       summary: 'Submit a job',
       description: 'Stores the job durably (202) and starts its workflow. `Idempotency-Key` makes retries safe: the same key and body return the same job, the same key with another body is a 409.',
       access: 'member',
       body: SubmitJobInput,
+      responses: {
+        202: {
+          description: 'The job, stored durably; its workflow has started',
+          schema: Job,
+          headers: {
+            Location: { description: 'The path of the job', required: true },
+            'Idempotent-Replayed': { description: '`true` when the Idempotency-Key was used before with the same body: the job is the one stored then' },
+          },
+        },
+      },
       handle: async ({ event, identity, body }) => {
         const key = idempotencyKey(event);
         const { job, created } = await submitJob(deps(), identity, body, key);
@@ -35,6 +47,7 @@ export function jobRoutes(deps: () => Deps): Route[] {
       summary: "List jobs of the caller's projects (admins: all), newest first",
       access: 'member',
       query: ListJobsQuery,
+      responses: { 200: { description: 'One page of jobs, newest first', schema: page(Job) } },
       handle: async ({ identity, query }) => {
         const page = await listJobs(deps(), identity, query);
         return json(200, { items: page.items.map(publicJob), nextToken: page.nextToken });
@@ -46,17 +59,20 @@ export function jobRoutes(deps: () => Deps): Route[] {
       summary: 'Read a job, with queuePosition and stateReason while it waits',
       access: 'member',
       params: JobParams,
+      responses: { 200: { description: 'The job', schema: Job } },
       handle: async ({ identity, params }) => json(200, publicJob(await getJob(deps(), identity, params.id))),
     }),
     route({
       method: 'PATCH',
       path: '/v1/jobs/{id}',
+      errors: [409, 422],
       summary: 'Rename a job or change its live timeout',
       description:
         "Extends or shortens the live timeout, never past the template's max. A running job's expiresAt becomes startedAt + the new timeout and its timer follows; a new expiresAt already past ends it at once (EXPIRED). A stopping or finished job's timeout cannot change (409); any job may be renamed.",
       access: 'member',
       params: JobParams,
       body: ChangeJobInput,
+      responses: { 200: { description: 'The job as changed', schema: Job } },
       handle: async ({ identity, params, body }) => json(200, publicJob(await changeJob(deps(), identity, params.id, body))),
     }),
     route({
@@ -67,6 +83,7 @@ export function jobRoutes(deps: () => Deps): Route[] {
       access: 'member',
       params: JobParams,
       query: JobLogsQuery,
+      responses: { 200: { description: 'Lines of output, oldest first, and where they end', schema: JobLogs } },
       handle: async ({ identity, params, query }) => json(200, await readJobLogs(deps(), identity, params.id, query)),
     }),
     route({
@@ -75,6 +92,10 @@ export function jobRoutes(deps: () => Deps): Route[] {
       summary: 'Cancel an active job (202) or remove a finished one (204)',
       access: 'member',
       params: JobParams,
+      responses: {
+        202: { description: 'The job was active: a queued job comes back CANCELLED; an admitted one is being stopped and becomes CANCELLED once its GPUs are released', schema: Job },
+        204: { description: 'The job had finished: it is removed' },
+      },
       handle: async ({ identity, params }) => {
         const result = await deleteJob(deps(), identity, params.id);
         return result.removed ? noContent() : json(202, publicJob(result.job));

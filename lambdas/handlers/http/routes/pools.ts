@@ -4,6 +4,7 @@ import type { Deps } from '../../../core/deps.js';
 import { PageQuery } from '../../../core/pagination.js';
 import { listPools, updatePoolCap } from '../../../core/pools.js';
 import { NAME_PATTERN, PoolCapInput } from '../../../core/schemas.js';
+import { page, Pool } from '../../../core/views.js';
 import { json, type Route } from '../middleware.js';
 import { route } from './route.js';
 
@@ -18,6 +19,7 @@ export function poolRoutes(deps: () => Deps): Route[] {
       description: 'Ordered by name.',
       access: 'member',
       query: PageQuery,
+      responses: { 200: { description: 'One page of pools, by name', schema: page(Pool) } },
       handle: async ({ identity, query }) => json(200, await listPools(deps(), identity, query)),
     }),
     route({
@@ -28,6 +30,7 @@ export function poolRoutes(deps: () => Deps): Route[] {
       access: 'admin',
       params: PoolParams,
       body: PoolCapInput,
+      responses: { 200: { description: 'The pool with its new cap, after waiting jobs that now fit were admitted', schema: Pool } },
       handle: async ({ identity, params, body }) => json(200, await updatePoolCap(deps(), identity, params.name, body.maxGpus)),
     }),
   ];

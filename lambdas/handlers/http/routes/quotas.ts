@@ -4,6 +4,7 @@ import type { Deps } from '../../../core/deps.js';
 import { PageQuery } from '../../../core/pagination.js';
 import { createQuota, deleteQuota, getQuota, listQuotas, quotaPath, updateQuota } from '../../../core/quotas.js';
 import { NAME_PATTERN, QUOTA_RESOURCES, QuotaLimitInput, QuotaSpec } from '../../../core/schemas.js';
+import { page, Quota } from '../../../core/views.js';
 import { json, noContent, type Route } from '../middleware.js';
 import { route } from './route.js';
 
@@ -17,10 +18,12 @@ export function quotaRoutes(deps: () => Deps): Route[] {
     route({
       method: 'POST',
       path: '/v1/quotas',
+      errors: [409],
       summary: 'Give a project a limit for a resource',
       description: 'The usage counted so far applies at once; a limit below it blocks new admissions only. 409 when the project already has a limit for the resource (change it with PATCH).',
       access: 'admin',
       body: QuotaSpec,
+      responses: { 201: { description: 'The limit, with the usage counted so far', schema: Quota, headers: { Location: { description: 'The path of the quota', required: true } } } },
       handle: async ({ identity, body }) => {
         const quota = await createQuota(deps(), identity, body);
         return json(201, quota, { location: quotaPath(quota.project, quota.resource) });
@@ -33,6 +36,7 @@ export function quotaRoutes(deps: () => Deps): Route[] {
       description: 'Ordered by project, then resource. A resource without a limit is unlimited and not listed.',
       access: 'member',
       query: ListQuotasQuery,
+      responses: { 200: { description: 'One page of limits, by project and resource', schema: page(Quota) } },
       handle: async ({ identity, query }) => json(200, await listQuotas(deps(), identity, query)),
     }),
     route({
@@ -42,6 +46,7 @@ export function quotaRoutes(deps: () => Deps): Route[] {
       description: '404 when the project has no limit for the resource, or is not one of yours.',
       access: 'member',
       params: QuotaParams,
+      responses: { 200: { description: 'The limit and its live usage', schema: Quota } },
       handle: async ({ identity, params }) => json(200, await getQuota(deps(), identity, params.project, params.resource)),
     }),
     route({
@@ -52,6 +57,7 @@ export function quotaRoutes(deps: () => Deps): Route[] {
       access: 'admin',
       params: QuotaParams,
       body: QuotaLimitInput,
+      responses: { 200: { description: 'The limit as changed, with usage after waiting jobs that now fit were admitted', schema: Quota } },
       handle: async ({ identity, params, body }) => json(200, await updateQuota(deps(), identity, params.project, params.resource, body.hardLimit)),
     }),
     route({
@@ -61,6 +67,7 @@ export function quotaRoutes(deps: () => Deps): Route[] {
       description: 'Usage keeps being counted. Waiting jobs that now fit are admitted before it answers (204).',
       access: 'admin',
       params: QuotaParams,
+      responses: { 204: { description: 'Removed: the project is unlimited for the resource' } },
       handle: async ({ identity, params }) => {
         await deleteQuota(deps(), identity, params.project, params.resource);
         return noContent();

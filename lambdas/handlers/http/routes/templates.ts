@@ -4,6 +4,7 @@ import type { Deps } from '../../../core/deps.js';
 import { PageQuery } from '../../../core/pagination.js';
 import { NAME_PATTERN, TemplatePatch, TemplateSpec } from '../../../core/schemas.js';
 import { createTemplate, deleteTemplate, getTemplate, listTemplates, updateTemplate } from '../../../core/templates.js';
+import { page, Template } from '../../../core/views.js';
 import { json, noContent, type Route } from '../middleware.js';
 import { route } from './route.js';
 
@@ -20,11 +21,13 @@ export function templateRoutes(deps: () => Deps): Route[] {
     route({
       method: 'POST',
       path: '/v1/templates',
+      errors: [409, 429],
       summary: 'Create a template',
       description:
         "A template of `project` (or of your only project), written by the project's members and counted against its `templates` quota (429 when used up), or a public one (`public: true`, admins only). Names are unique per project and among public templates; the pool and the image must exist.",
       access: 'member',
       body: TemplateSpec,
+      responses: { 201: { description: 'The template, stored', schema: Template, headers: { Location: { description: 'The path of the template, by id', required: true } } } },
       handle: async ({ identity, body }) => {
         const template = await createTemplate(deps(), identity, body);
         return json(201, template, location(template.id));
@@ -36,6 +39,7 @@ export function templateRoutes(deps: () => Deps): Route[] {
       summary: "List templates: your projects' and the public ones (admins: all)",
       access: 'member',
       query: ListTemplatesQuery,
+      responses: { 200: { description: 'One page of templates: public ones first, then by project and name', schema: page(Template) } },
       handle: async ({ identity, query }) => json(200, await listTemplates(deps(), identity, query)),
     }),
     route({
@@ -45,26 +49,31 @@ export function templateRoutes(deps: () => Deps): Route[] {
       access: 'member',
       params: TemplateParams,
       query: TemplateQuery,
+      responses: { 200: { description: 'The template', schema: Template } },
       handle: async ({ identity, params, query }) => json(200, await getTemplate(deps(), identity, params.id, query.project)),
     }),
     route({
       method: 'PATCH',
       path: '/v1/templates/{id}',
+      errors: [409],
       summary: 'Change a template, by id or name',
       description: 'Any field but its owner (project, public); null removes an optional field. The changed template is checked whole, as on create; jobs already submitted keep what they were given.',
       access: 'member',
       params: TemplateParams,
       query: TemplateQuery,
       body: TemplatePatch,
+      responses: { 200: { description: 'The template as changed (revision one higher)', schema: Template } },
       handle: async ({ identity, params, query, body }) => json(200, await updateTemplate(deps(), identity, params.id, body, query.project)),
     }),
     route({
       method: 'DELETE',
       path: '/v1/templates/{id}',
+      errors: [409],
       summary: 'Delete a template, by id or name (409 while active jobs use it)',
       access: 'member',
       params: TemplateParams,
       query: TemplateQuery,
+      responses: { 204: { description: 'Deleted; a project template gives its `templates` quota back' } },
       handle: async ({ identity, params, query }) => {
         await deleteTemplate(deps(), identity, params.id, query.project);
         return noContent();
