@@ -22,6 +22,9 @@ export interface JobView {
   state: string;
   stateReason?: string;
   queuePosition?: number;
+  /** While queued: the latest admission time Flare promises, or null (latestStartReason says why). */
+  latestStartAt?: string | null;
+  latestStartReason?: string;
   createdAt?: string;
   admittedAt?: string;
   startedAt?: string;
@@ -89,6 +92,7 @@ export interface PoolView {
   usedGpus?: number;
   availableGpus?: number;
   waitingJobs?: number;
+  backfill?: boolean;
 }
 
 export interface StatsFigures {

@@ -5,9 +5,13 @@ import { UsageError } from '../errors.js';
 import { fields, table } from '../output.js';
 import type { ImageVersionView, ImageView, PoolView, QuotaView } from '../views.js';
 
-const QUOTA_HELP = `RESOURCE is gpus (GPUs held at once), jobs (jobs not yet finished) or
-templates (templates owned). A project without a quota for a resource is
+const QUOTA_HELP = `RESOURCE is gpus (GPUs held at once), jobs (jobs not yet finished),
+templates (templates owned) or gpuHours (a budget of GPU-hours per day, week
+or month, UTC; give it --period). A project without a quota for a resource is
 unlimited for it.`;
+
+/** A quota as the API shows it; a gpuHours budget adds its period and GPU-hours spent and reserved. */
+type BudgetQuotaView = QuotaView & { period?: string; periodStart?: string; periodEnd?: string; spent?: number; reserved?: number };
 
 const limit = { type: 'string', value: 'N', help: 'list at most N (default: all)' } as const;
 
@@ -96,15 +100,16 @@ export const quotaCommands: Command[] = [
   {
     name: 'quota create',
     summary: "Set a project's limit for a resource (admins)",
-    usage: 'PROJECT RESOURCE --hard-limit N',
-    description: QUOTA_HELP,
+    usage: 'PROJECT RESOURCE --hard-limit N [--period day|week|month]',
+    description: `${QUOTA_HELP}\n\nA gpuHours budget reserves each job's worst case (GPUs x live timeout) when it\nis admitted and gives back what it did not use when it ends; jobs that do not\nfit wait, jobs that never could are refused.`,
     arity: [2, 2],
-    options: { 'hard-limit': hardLimitOption },
-    examples: ['flare quota create vision gpus --hard-limit 8', 'flare quota create vision jobs --hard-limit 20'],
+    options: { 'hard-limit': hardLimitOption, period: { type: 'string', value: 'PERIOD', help: 'gpuHours only (and required there): day, week or month' } },
+    examples: ['flare quota create vision gpus --hard-limit 8', 'flare quota create vision jobs --hard-limit 20', 'flare quota create vision gpuHours --hard-limit 500 --period month'],
     async run(ctx, input) {
       const hardLimit = requiredLimit(input.values, usageOf(this));
       const [project, resource] = input.positionals;
-      const quota = await ctx.api().post<QuotaView>('/v1/quotas', { project, resource, hardLimit });
+      const period = stringOf(input.values, 'period');
+      const quota = await ctx.api().post<QuotaView>('/v1/quotas', { project, resource, hardLimit, ...(period !== undefined ? { period } : {}) });
       printQuotas(ctx, quota);
       return 0;
     },
@@ -130,7 +135,7 @@ export const quotaCommands: Command[] = [
     description: QUOTA_HELP,
     arity: [2, 2],
     options: {},
-    examples: ['flare quota show vision gpus'],
+    examples: ['flare quota show vision gpus', 'flare quota show vision gpuHours'],
     async run(ctx, input) {
       const [project, resource] = input.positionals;
       printQuotas(ctx, await ctx.api().get<QuotaView>(pathOf('/v1/quotas', project, resource)));
@@ -177,15 +182,35 @@ function requiredLimit(values: Parameters<typeof stringOf>[0], usage: string): n
   return n;
 }
 
-function printQuotas(ctx: Parameters<Command['run']>[0], quota: QuotaView): void {
+function printQuotas(ctx: Parameters<Command['run']>[0], quota: BudgetQuotaView): void {
   if (ctx.json) ctx.printJson(quota);
-  else ctx.print(quotaTable([quota]));
+  else if (quota.period !== undefined) {
+    ctx.print(
+      fields([
+        ['Project', quota.project],
+        ['Resource', quota.resource],
+        ['Limit', `${quota.hardLimit} GPU-hours per ${quota.period}`],
+        ['Period', `${quota.periodStart} to ${quota.periodEnd}`],
+        ['Spent', quota.spent],
+        ['Reserved', quota.reserved],
+        ['Left', quota.hardLimit === null ? undefined : Math.max(0, Math.round((quota.hardLimit - (quota.used ?? 0)) * 10_000) / 10_000)],
+      ]),
+    );
+  } else ctx.print(quotaTable([quota]));
 }
 
-function quotaTable(quotas: QuotaView[]): string {
+/** A PERIOD column only when a gpuHours budget is listed: `month: 3.5 spent, 8 reserved`. */
+function quotaTable(quotas: BudgetQuotaView[]): string {
+  const budgets = quotas.some((q) => q.period !== undefined);
   return table(
-    ['PROJECT', 'RESOURCE', 'LIMIT', 'USED'],
-    quotas.map((q) => [q.project, q.resource, q.hardLimit === null ? 'unlimited' : q.hardLimit, q.used]),
+    ['PROJECT', 'RESOURCE', 'LIMIT', 'USED', ...(budgets ? ['PERIOD'] : [])],
+    quotas.map((q) => [
+      q.project,
+      q.resource,
+      q.hardLimit === null ? 'unlimited' : q.hardLimit,
+      q.used,
+      ...(budgets ? [q.period === undefined ? '' : `${q.period}: ${q.spent} spent, ${q.reserved} reserved`] : []),
+    ]),
   );
 }
 
@@ -205,17 +230,24 @@ export const poolCommands: Command[] = [
   },
   {
     name: 'pool update',
-    summary: "Change a pool's GPU cap (admins); raising it admits waiting jobs at once",
-    usage: 'NAME --max-gpus N',
-    description: 'A cap below what is held is allowed: it only blocks new admissions.',
+    summary: "Change a pool's GPU cap or backfill (admins); raising the cap admits waiting jobs at once",
+    usage: 'NAME [--max-gpus N] [--backfill on|off]',
+    description:
+      "A cap below what is held is allowed: it only blocks new admissions.\nWith backfill on, a younger job may start ahead of a blocked head when its live\ntimeout proves it ends before the head's latest start; off (the default) is strict FIFO.",
     arity: [1, 1],
-    options: { 'max-gpus': { type: 'string', value: 'N', help: 'the most GPUs Flare may hold in the pool at once' } },
-    examples: ['flare pool update a10g --max-gpus 16'],
+    options: {
+      'max-gpus': { type: 'string', value: 'N', help: 'the most GPUs Flare may hold in the pool at once' },
+      backfill: { type: 'string', value: 'on|off', help: 'let provably short jobs start ahead of a blocked head (on) or keep strict FIFO (off)' },
+    },
+    examples: ['flare pool update a10g --max-gpus 16', 'flare pool update a10g --backfill on'],
     async run(ctx, input) {
       const usage = usageOf(this);
       const maxGpus = numberOf(input.values, 'max-gpus', usage);
-      if (maxGpus === undefined) throw new UsageError('missing --max-gpus N', usage);
-      const pool = await ctx.api().patch<PoolView>(pathOf('/v1/pools', input.positionals[0]), { maxGpus });
+      const backfillFlag = stringOf(input.values, 'backfill');
+      if (backfillFlag !== undefined && backfillFlag !== 'on' && backfillFlag !== 'off') throw new UsageError(`--backfill takes on or off, not '${backfillFlag}'`, usage);
+      if (maxGpus === undefined && backfillFlag === undefined) throw new UsageError('give --max-gpus N, --backfill on|off or both', usage);
+      const body = { ...(maxGpus !== undefined ? { maxGpus } : {}), ...(backfillFlag !== undefined ? { backfill: backfillFlag === 'on' } : {}) };
+      const pool = await ctx.api().patch<PoolView>(pathOf('/v1/pools', input.positionals[0]), body);
       if (ctx.json) ctx.printJson(pool);
       else ctx.print(poolTable([pool]));
       return 0;
@@ -225,7 +257,7 @@ export const poolCommands: Command[] = [
 
 function poolTable(pools: PoolView[]): string {
   return table(
-    ['NAME', 'INSTANCE TYPE', 'GPUS/INSTANCE', 'MAX GPUS', 'USED', 'FREE', 'WAITING'],
-    pools.map((p) => [p.name, p.instanceType, p.gpusPerInstance, p.maxGpus, p.usedGpus, p.availableGpus, p.waitingJobs]),
+    ['NAME', 'INSTANCE TYPE', 'GPUS/INSTANCE', 'MAX GPUS', 'USED', 'FREE', 'WAITING', 'BACKFILL'],
+    pools.map((p) => [p.name, p.instanceType, p.gpusPerInstance, p.maxGpus, p.usedGpus, p.availableGpus, p.waitingJobs, p.backfill === undefined ? undefined : p.backfill ? 'on' : 'off']),
   );
 }

@@ -81,7 +81,9 @@ export const jobCommands: Command[] = [
     usage: '[--project P] [--state S] [--limit N]',
     description: `REASON says why a job is where it is, like squeue's: for a queued job its
 place in the pool's queue and what it waits for, for a finished one how it
-ended. TIME LEFT is the time to a running job's expiry.`,
+ended. TIME LEFT is the time to a running job's expiry. LATEST START is, for a
+queued job, how long until it is admitted at the latest if no running job is
+extended ('none' when no start can be promised: see flare job show).`,
     options: {
       project: { type: 'string', value: 'P', help: 'only this project' },
       state: { type: 'string', value: 'S', help: `only jobs in this state (${JOB_STATES.join(', ')})` },
@@ -101,8 +103,19 @@ ended. TIME LEFT is the time to a running job's expiry.`,
       const now = ctx.io.now();
       ctx.print(
         table(
-          ['ID', 'NAME', 'PROJECT', 'STATE', 'GPUS', 'POOL', 'AGE', 'TIME LEFT', 'REASON'],
-          page.items.map((job) => [job.id, job.name, job.project, job.state, gpusOf(job), job.pool, job.createdAt ? duration(now.getTime() - Date.parse(job.createdAt)) : undefined, timeLeft(job, now), reasonOf(job)]),
+          ['ID', 'NAME', 'PROJECT', 'STATE', 'GPUS', 'POOL', 'AGE', 'TIME LEFT', 'LATEST START', 'REASON'],
+          page.items.map((job) => [
+            job.id,
+            job.name,
+            job.project,
+            job.state,
+            gpusOf(job),
+            job.pool,
+            job.createdAt ? duration(now.getTime() - Date.parse(job.createdAt)) : undefined,
+            timeLeft(job, now),
+            latestStart(job, now),
+            reasonOf(job),
+          ]),
         ),
       );
       if (page.nextToken) ctx.io.stderr(`(more jobs: raise --limit to see them)\n`);
@@ -233,6 +246,14 @@ function timeLeft(job: JobView, now: Date): string | undefined {
   return duration(Date.parse(job.expiresAt) - now.getTime());
 }
 
+/** A queued job's promise as a time from now: `in 12m00s`, `now` when it is due, `none` when there is none. */
+function latestStart(job: JobView, now: Date): string | undefined {
+  if (!QUEUED_STATES.includes(job.state) || job.latestStartAt === undefined) return undefined;
+  if (job.latestStartAt === null) return 'none';
+  const ms = Date.parse(job.latestStartAt) - now.getTime();
+  return ms > 0 ? `in ${duration(ms)}` : 'now';
+}
+
 function reasonOf(job: JobView): string | undefined {
   if (QUEUED_STATES.includes(job.state) && job.queuePosition !== undefined) return `${queuePlace(job.queuePosition)}${job.stateReason ? `: ${job.stateReason}` : ''}`;
   return job.stateReason;
@@ -248,6 +269,7 @@ function jobFields(job: JobView, now: Date): string {
     ['State', job.state],
     ['Reason', job.stateReason],
     ['Queue', job.queuePosition === undefined ? undefined : queuePlace(job.queuePosition)],
+    ['Latest start', job.latestStartAt === null ? `none: ${job.latestStartReason ?? 'no start can be promised'}` : when(job.latestStartAt, now)],
     ['Pool', job.pool],
     ['GPUs', job.gpus === undefined ? undefined : `${job.gpus} per node x ${job.nodeCount ?? 1} node(s)`],
     ['Image', job.image],

@@ -3,7 +3,7 @@ import type { EventPublisher } from '../ports/events.js';
 import type { JobLogs } from '../ports/job-logs.js';
 import type { Catalog, JobStore } from '../ports/job-store.js';
 import type { Workflows } from '../ports/workflows.js';
-import type { QuotaResource } from './schemas.js';
+import type { CountedQuotaResource } from './schemas.js';
 
 export interface Logger {
   info(message: string, data?: Record<string, unknown>): void;
@@ -14,7 +14,7 @@ export interface Logger {
 /** The deployment's tunables; every field has a default in core (lambdas/core/policy.ts). */
 export interface Policy {
   /** Limits for projects that have no row for a resource; absent: unlimited. */
-  defaultQuotas?: Partial<Record<QuotaResource, number>>;
+  defaultQuotas?: Partial<Record<CountedQuotaResource, number>>;
   /** How many AwaitCompute checks (5 s apart) before the agent is given up on. @default 120 (10 minutes) */
   maxComputeChecks?: number;
   /** First backoff after a launch found no capacity; doubles per attempt. @default 30 */

@@ -21,6 +21,7 @@ export function stateChange(job: Job, previousState: JobState | null, at: string
     previousState,
     state: job.state,
     ...(job.stateReason ? { stateReason: job.stateReason } : {}),
+    ...(job.state === 'WAITING' && job.promisedStartAt ? { latestStartAt: job.promisedStartAt } : {}),
     at,
   };
 }

@@ -13,11 +13,16 @@
  *   When this change lands before Run has stored a token, AwaitOutcome sees the
  *   expiry it was armed for differ from the stored one and rearms itself. A new
  *   expiry already past ends the run at once: EXPIRED.
+ * - Holding GPUs (launching, running): the job's GPU-hour reservation moves with
+ *   its live timeout in the same transaction (core/budgets.ts): more needs room
+ *   in the project's gpuHours budget (QuotaExceeded, 429). Any state: a new worst
+ *   case beyond the budget itself is Unprocessable (422).
  * - Stopping or finished (or an outcome already recorded): a timeout change is
  *   a Conflict. A rename is allowed in every state: it is only a label.
  *
  * No state changes, so no event is published; the change is logged.
  */
+import { changeReservedJob, refuseBeyondBudget } from './budgets.js';
 import type { Deps } from './deps.js';
 import { Conflict, JobNotFound, StaleJob, Unprocessable, ValidationError } from './errors.js';
 import { authorize, type Identity } from './identity.js';
@@ -41,8 +46,12 @@ export async function changeJob(deps: Deps, identity: Identity, id: string, inpu
 
     let changed: Job;
     try {
-      // Conditioned on the state read: a job admitted or started meanwhile is decided again.
-      changed = await deps.store.updateJob(id, [job.state], set);
+      // Conditioned on the state read: a job admitted or started meanwhile is decided again. A job holding
+      // GPUs moves its GPU-hour reservation with its live timeout, in the same write (429 when it does not fit).
+      changed =
+        set.liveTimeoutMinutes !== undefined && job.reservedGpuMs !== undefined
+          ? await changeReservedJob(deps, job, { ...set, liveTimeoutMinutes: set.liveTimeoutMinutes })
+          : await deps.store.updateJob(id, [job.state], set);
     } catch (error) {
       if (error instanceof StaleJob && attempt < MAX_ATTEMPTS) continue;
       throw error;
@@ -67,6 +76,7 @@ async function changesFor(deps: Deps, job: Job, input: ChangeJobInput): Promise<
   }
   const max = await maxLiveTimeoutMinutes(deps, job);
   if (minutes > max) throw new ValidationError([{ field: 'liveTimeoutMinutes', reason: `must be at most ${max} (the max of template ${job.template})` }]);
+  if (minutes > job.liveTimeoutMinutes) await refuseBeyondBudget(deps, job.project, { ...job, liveTimeoutMinutes: minutes });
   if (minutes !== job.liveTimeoutMinutes) set.liveTimeoutMinutes = minutes;
   if (job.state === JobState.RUNNING && job.startedAt) {
     const expiresAt = expiryFor(job.startedAt, minutes);

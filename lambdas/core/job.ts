@@ -81,6 +81,12 @@ export interface Job {
   state: JobState;
   stateReason?: string;
   queuePosition?: number;
+  /** While queued, on reads (core/forecast.ts): the latest time it is admitted, or null when none can be promised. */
+  latestStartAt?: string | null;
+  /** Why latestStartAt is null. */
+  latestStartReason?: string;
+  /** Stored when it started waiting: the latest start promised then, for its WAITING event. */
+  promisedStartAt?: string;
   createdAt: string;
   admittedAt?: string;
   startedAt?: string;
@@ -92,6 +98,8 @@ export interface Job {
   exitCode?: number;
   /** GPUs this job holds against its project and pool; absent once released. */
   heldGpus?: number;
+  /** GPU-milliseconds reserved against the project's gpuHours budget while holding (core/budgets.ts); absent once released. */
+  reservedGpuMs?: number;
   outcome?: Outcome;
   /** Exit codes per instance of a multi-node job, recorded as nodes finish. */
   nodeExits?: Record<string, number>;
@@ -120,8 +128,8 @@ export function totalGpus(job: Pick<Job, 'gpus' | 'nodeCount'>): number {
 }
 
 /** What the API shows: internal bookkeeping stays inside. */
-export function publicJob(job: Job): Omit<Job, 'heldGpus' | 'outcome' | 'taskToken' | 'devices' | 'verdict' | 'nodeExits'> {
-  const { heldGpus: _h, outcome: _o, taskToken: _t, devices: _d, verdict: _v, nodeExits: _n, ...shown } = job;
+export function publicJob(job: Job): Omit<Job, 'heldGpus' | 'reservedGpuMs' | 'outcome' | 'taskToken' | 'devices' | 'verdict' | 'nodeExits' | 'promisedStartAt'> {
+  const { heldGpus: _h, reservedGpuMs: _r, outcome: _o, taskToken: _t, devices: _d, verdict: _v, nodeExits: _n, promisedStartAt: _p, ...shown } = job;
   return shown;
 }
 

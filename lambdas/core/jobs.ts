@@ -3,12 +3,14 @@
  * and shape; every decision is here.
  */
 import { createHash } from 'node:crypto';
+import { refuseBeyondBudget } from './budgets.js';
 import type { Deps } from './deps.js';
 import { JobNotFound, Unprocessable, ValidationError } from './errors.js';
 import { publishChange } from './events.js';
 import { canAccessProject, visibleProjects, type Identity } from './identity.js';
 import { imageReference, versionToRun } from './images.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job } from './job.js';
+import { forecastPool, type Forecast } from './forecast.js';
 import { drainPool } from './queue.js';
 import type { ListJobsQuery, SubmitJobInput } from './schemas.js';
 import { templateForJob } from './templates.js';
@@ -37,6 +39,7 @@ export async function submitJob(deps: Deps, identity: Identity, input: SubmitJob
   const max = template.maxLiveTimeoutMinutes;
   const liveTimeoutMinutes = input.liveTimeoutMinutes ?? Math.min(template.defaultLiveTimeoutMinutes ?? DEFAULT_LIVE_TIMEOUT_MINUTES, max);
   if (liveTimeoutMinutes > max) throw new ValidationError([{ field: 'liveTimeoutMinutes', reason: `must be at most ${max} (template ${template.name})` }]);
+  await refuseBeyondBudget(deps, project, { gpus, nodeCount: template.nodeCount, liveTimeoutMinutes });
 
   const createdAt = deps.now().toISOString();
   const job: Job = {
@@ -70,14 +73,31 @@ export async function submitJob(deps: Deps, identity: Identity, input: SubmitJob
 export async function getJob(deps: Deps, identity: Identity, id: string): Promise<Job> {
   const job = await deps.store.getJob(id);
   if (!job || !canAccessProject(identity, job.project)) throw new JobNotFound(id);
-  if (QUEUED_STATES.includes(job.state)) job.queuePosition = await deps.store.queuePosition(job);
+  if (QUEUED_STATES.includes(job.state)) {
+    // One read of the queue ahead gives both its position and its latest start.
+    const { forecasts, positions } = await forecastPool(deps, job.pool, [job]);
+    job.queuePosition = positions.get(job.id) ?? (await deps.store.queuePosition(job));
+    showForecast(job, forecasts.get(job.id));
+  }
   return job;
 }
 
 export async function listJobs(deps: Deps, identity: Identity, query: ListJobsQuery): Promise<Page<Job>> {
   const projects = visibleProjects(identity, query.project);
   if (projects?.length === 0) return { items: [] };
-  return deps.store.listJobs({ projects, state: query.state }, { limit: query.limit ?? 100, nextToken: query.nextToken });
+  const page = await deps.store.listJobs({ projects, state: query.state }, { limit: query.limit ?? 100, nextToken: query.nextToken });
+  // Latest starts: one forecast per pool with queued jobs on the page, not one per job.
+  const queued = page.items.filter((j) => QUEUED_STATES.includes(j.state));
+  const pools = [...new Set(queued.map((j) => j.pool))];
+  const perPool = await Promise.all(pools.map((pool) => forecastPool(deps, pool, queued)));
+  for (const job of queued) showForecast(job, perPool[pools.indexOf(job.pool)]!.forecasts.get(job.id));
+  return page;
+}
+
+function showForecast(job: Job, forecast: Forecast | undefined): void {
+  if (!forecast) return;
+  job.latestStartAt = forecast.latestStartAt;
+  if (forecast.latestStartAt === null) job.latestStartReason = forecast.reason;
 }
 
 /** DELETE: an active job is cancelled (202), a terminal one removed (204). */

@@ -9,6 +9,10 @@ import { publishChange, publishOperatorEvent } from './events.js';
 import { launchBackoffSeconds, maxComputeChecks } from './policy.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, terminalFor, totalGpus, type Job } from './job.js';
 import { behindReason, drainPool, poolReason } from './queue.js';
+import { forecastPool } from './forecast.js';
+
+/** Queued jobs ahead read, at most, to put a latest start into a WAITING event. */
+export const PROMISE_LOOKAHEAD = 100;
 import { JobNotFound } from './errors.js';
 import type { ContainerSpec } from '../ports/compute.js';
 
@@ -43,8 +47,10 @@ export async function admitStep(deps: Deps, jobId: string): Promise<{ admitted: 
   }
   if (job.state === JobState.PENDING) {
     const reason = drained.reasons.get(jobId) ?? (await waitReason(deps, job, drained.poolBlocked));
+    // The latest start promised now goes into its WAITING event (read only when few jobs are ahead: Admit stays flat in queue depth).
+    const promised = (await forecastPool(deps, job.pool, [job], PROMISE_LOOKAHEAD)).forecasts.get(jobId)?.latestStartAt;
     try {
-      const waiting = await deps.store.updateJob(jobId, [JobState.PENDING], { state: JobState.WAITING, stateReason: reason });
+      const waiting = await deps.store.updateJob(jobId, [JobState.PENDING], { state: JobState.WAITING, stateReason: reason, ...(promised ? { promisedStartAt: promised } : {}) });
       await publishChange(deps, waiting, JobState.PENDING);
     } catch (error) {
       if (!(error instanceof StaleJob)) throw error;

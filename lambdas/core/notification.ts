@@ -118,7 +118,8 @@ export interface SlackMessage {
 export function formatSlack(event: JobStateChange): SlackMessage {
   const e = escapeSlack;
   const headline = `${EMOJI[event.state]} Job ${e(event.name)} is now *${event.state}*`;
-  const reason = event.stateReason ? `\n${e(event.stateReason)}` : '';
+  const promise = latestStartLine(event);
+  const reason = (event.stateReason ? `\n${e(event.stateReason)}` : '') + (promise ? `\n${e(promise)}` : '');
   return {
     text: `${headline} (project ${e(event.project)})${reason}`,
     blocks: [
@@ -140,6 +141,12 @@ export function formatSlack(event: JobStateChange): SlackMessage {
   };
 }
 
+/** A waiting job's promise, when its event carries one: `starts by 2024-05-01T10:32:00.000Z at the latest`. */
+export function latestStartLine(event: Pick<JobStateChange, 'state' | 'latestStartAt'>): string | undefined {
+  if (event.state !== 'WAITING' || !event.latestStartAt) return undefined;
+  return `starts by ${event.latestStartAt} at the latest (if no running job is extended)`;
+}
+
 /** An Adaptive Card in the message envelope Teams incoming webhooks and Workflows accept. */
 export function formatTeams(event: JobStateChange): Record<string, unknown> {
   const t = escapeTeams;
@@ -157,6 +164,7 @@ export function formatTeams(event: JobStateChange): Record<string, unknown> {
           body: [
             { type: 'TextBlock', size: 'Medium', weight: 'Bolder', wrap: true, text: `Job ${t(event.name)} is now ${event.state}`, ...(failed ? { color: 'Attention' } : {}) },
             ...(event.stateReason ? [{ type: 'TextBlock', wrap: true, text: t(event.stateReason) }] : []),
+            ...(latestStartLine(event) ? [{ type: 'TextBlock', wrap: true, text: t(latestStartLine(event)!) }] : []),
             {
               type: 'FactSet',
               facts: [

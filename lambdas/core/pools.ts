@@ -1,14 +1,15 @@
 /**
  * GPU pools as the API shows them (cap, GPUs held and free, jobs waiting) and
- * the one change an admin makes through the API: the cap. Lowering it below
- * what is held is allowed and only blocks new admissions; raising it drains
- * the pool at once.
+ * the changes an admin makes through the API: the cap and backfill. Lowering
+ * the cap below what is held is allowed and only blocks new admissions; raising
+ * it (or turning backfill on) drains the pool at once.
  */
 import type { Deps } from './deps.js';
 import { NotFound } from './errors.js';
 import { authorize, type Identity } from './identity.js';
 import { pageOf, type PageQuery } from './pagination.js';
 import { drainPool } from './queue.js';
+import type { PoolCapInput } from './schemas.js';
 import type { Page, PoolRecord } from '../ports/job-store.js';
 
 export interface PoolView extends PoolRecord {
@@ -22,10 +23,11 @@ export async function listPools(deps: Pick<Deps, 'store'>, identity: Identity, q
   return { ...page, items: await Promise.all(page.items.map((pool) => poolView(deps, pool))) };
 }
 
-/** Set a pool's cap, keeping what is held; then drain it, so a raise admits who waited for it. */
-export async function updatePoolCap(deps: Deps, identity: Identity, name: string, maxGpus: number): Promise<PoolView> {
+/** Set a pool's cap (keeping what is held) and/or backfill; then drain it, so a change admits who waited for it. */
+export async function updatePool(deps: Deps, identity: Identity, name: string, change: PoolCapInput): Promise<PoolView> {
   authorize(identity, 'write', { kind: 'pool' }, name);
-  if (!(await deps.store.setPoolCap(name, maxGpus))) throw new NotFound('pool', name);
+  if (change.backfill !== undefined && !(await deps.store.setPoolBackfill(name, change.backfill))) throw new NotFound('pool', name);
+  if (change.maxGpus !== undefined && !(await deps.store.setPoolCap(name, change.maxGpus))) throw new NotFound('pool', name);
   await drainPool(deps, name);
   const pool = await deps.store.getPool(name);
   if (!pool) throw new NotFound('pool', name);
@@ -42,5 +44,6 @@ async function poolView(deps: Pick<Deps, 'store'>, pool: PoolRecord): Promise<Po
     // A cap lowered below what is held leaves the counter negative; nobody can take a negative GPU.
     availableGpus: Math.max(0, pool.availableGpus),
     waitingJobs: await deps.store.queueLength(pool.name),
+    backfill: pool.backfill,
   };
 }

@@ -3,18 +3,25 @@
  * index oldest-first in small pages and admits with the admission transaction.
  *
  * Policy (DESIGN.md invariant 3):
- * - a job blocked by its own project's quota is skipped, and so are younger jobs of
- *   that project (FIFO within a project), but other projects go on;
+ * - a job blocked by its own project's quota (or GPU-hour budget) is skipped, and so
+ *   are younger jobs of that project (FIFO within a project), but other projects go on;
  * - a job that does not fit the pool stops the drain: younger jobs wait behind it,
- *   so a large job is never starved by a stream of small ones.
+ *   so a large job is never starved by a stream of small ones;
+ * - unless the pool has backfill on: then a younger job may start ahead of that head
+ *   when its own worst case ends before the head's latest start (`backfill` below;
+ *   docs/architecture.md, Guarantees).
  */
+import { budgetWaitReason } from './budgets.js';
 import type { Deps } from './deps.js';
 import { publishChange } from './events.js';
 import { StaleJob } from './errors.js';
+import { forecastBounds, forecastQueue, projectLimits, worstCaseEnd } from './forecast.js';
 import { JobState, totalGpus, type Job } from './job.js';
 import type { PoolRecord } from '../ports/job-store.js';
 
 export const DRAIN_PAGE_SIZE = 10;
+/** How many jobs behind a blocked head backfill looks at, at most: the drain never walks the whole queue. */
+export const BACKFILL_WINDOW = 20;
 
 export interface DrainResult {
   admitted: Job[];
@@ -22,6 +29,8 @@ export interface DrainResult {
   reasons: Map<string, string>;
   /** True when the head of the queue did not fit the pool. */
   poolBlocked: boolean;
+  /** Ids of the admitted jobs that started ahead of a blocked head (backfill). */
+  backfilled: string[];
 }
 
 export function poolReason(pool: Pick<PoolRecord, 'name' | 'availableGpus' | 'maxGpus'>, needs: number): string {
@@ -42,12 +51,13 @@ export function behindReason(pool: string, older: number): string {
  * still PENDING has one running already (it is in its Admit step).
  */
 export async function drainPool(deps: Deps, poolName: string): Promise<DrainResult> {
-  const result: DrainResult = { admitted: [], reasons: new Map(), poolBlocked: false };
+  const result: DrainResult = { admitted: [], reasons: new Map(), poolBlocked: false, backfilled: [] };
   let pool = await deps.store.getPool(poolName);
   if (!pool) return result;
   const blockedProjects = new Map<string, string>();
   const seen = new Map<string, Job>();
   let cursor: string | undefined;
+  let head: BlockedHead | undefined;
   do {
     if (pool.availableGpus <= 0) {
       result.poolBlocked = true;
@@ -55,7 +65,7 @@ export async function drainPool(deps: Deps, poolName: string): Promise<DrainResu
     }
     const page = await deps.store.listQueue(poolName, DRAIN_PAGE_SIZE, cursor);
     cursor = page.next;
-    for (const job of page.items) {
+    for (const [index, job] of page.items.entries()) {
       seen.set(job.id, job);
       const blocked = blockedProjects.get(job.project);
       if (blocked) {
@@ -73,28 +83,24 @@ export async function drainPool(deps: Deps, poolName: string): Promise<DrainResu
       if (needs > pool.availableGpus) {
         result.poolBlocked = true;
         result.reasons.set(job.id, poolReason(pool, needs));
+        // Backfill only behind the oldest queued job: none older was skipped for its project's limits.
+        if (pool.backfill && blockedProjects.size === 0 && pool.availableGpus > 0) head = { job, rest: page.items.slice(index + 1), cursor };
         break;
       }
-      let candidate = job;
-      let outcome = await deps.store.admit(candidate, deps.now().toISOString());
-      if (!outcome.admitted && outcome.blockedBy === 'job' && candidate.state === JobState.PENDING) {
-        // Its own Admit step found no room and moved it to WAITING (its workflow has ended) since we
-        // read it: admit it as it is now, and start its workflow below.
-        const fresh = await deps.store.getJob(candidate.id);
-        if (fresh?.state === JobState.WAITING) {
-          candidate = fresh;
-          outcome = await deps.store.admit(candidate, deps.now().toISOString());
-        }
-      }
+      const { candidate, outcome } = await admitQueued(deps, job);
       if (outcome.admitted) {
         result.admitted.push(outcome.job);
         pool = { ...pool, availableGpus: pool.availableGpus - needs, usedGpus: pool.usedGpus + needs };
-        await publishChange(deps, outcome.job, candidate.state);
-        if (candidate.state === JobState.WAITING) await deps.workflows.start(admittedExecutionName(candidate), { jobId: candidate.id });
+        await announceAdmission(deps, outcome.job, candidate);
       } else if (outcome.blockedBy === 'quota') {
         const quota = await deps.store.getQuota(job.project, 'gpus');
         const limit = quota?.hardLimit ?? 0;
         const reason = quotaReason(job.project, limit - (quota?.used ?? 0), limit, needs);
+        blockedProjects.set(job.project, reason);
+        result.reasons.set(job.id, reason);
+      } else if (outcome.blockedBy === 'budget') {
+        // Like a quota: the project's budget, not the pool, holds it back; other projects go on.
+        const reason = await budgetWaitReason(deps, job);
         blockedProjects.set(job.project, reason);
         result.reasons.set(job.id, reason);
       } else if (outcome.blockedBy === 'pool') {
@@ -107,8 +113,103 @@ export async function drainPool(deps: Deps, poolName: string): Promise<DrainResu
     }
     if (result.poolBlocked) break;
   } while (cursor);
+  if (head) await backfill(deps, pool, head, result, seen);
   await recordReasons(deps, result.reasons, seen);
   return result;
+}
+
+/** Admit a queued job as read; one the drain read as PENDING may have been parked as WAITING meanwhile. */
+async function admitQueued(deps: Deps, job: Job): Promise<{ candidate: Job; outcome: Awaited<ReturnType<Deps['store']['admit']>> }> {
+  let candidate = job;
+  let outcome = await deps.store.admit(candidate, deps.now().toISOString());
+  if (!outcome.admitted && outcome.blockedBy === 'job' && candidate.state === JobState.PENDING) {
+    // Its own Admit step found no room and moved it to WAITING (its workflow has ended) since we
+    // read it: admit it as it is now, and start its workflow (announceAdmission).
+    const fresh = await deps.store.getJob(candidate.id);
+    if (fresh?.state === JobState.WAITING) {
+      candidate = fresh;
+      outcome = await deps.store.admit(candidate, deps.now().toISOString());
+    }
+  }
+  return { candidate, outcome };
+}
+
+/** Publish the admission; a job that was WAITING has no workflow running: start one. */
+async function announceAdmission(deps: Deps, admitted: Job, candidate: Job): Promise<void> {
+  await publishChange(deps, admitted, candidate.state);
+  if (candidate.state === JobState.WAITING) await deps.workflows.start(admittedExecutionName(candidate), { jobId: candidate.id });
+}
+
+/** The oldest queued job, which does not fit the pool, and where the queue goes on behind it. */
+interface BlockedHead {
+  job: Job;
+  /** The rest of the page it was read in. */
+  rest: Job[];
+  /** The page after that one. */
+  cursor?: string;
+}
+
+/**
+ * Backfill (pools with `backfill` on): behind a head that does not fit, admit a
+ * younger job only if it fits now and its worst case (now + launch bound + its
+ * live timeout + stop bound) ends no later than the head's latest start, computed
+ * from the holding jobs (those just admitted included) without it. So the head
+ * and every job behind it start no later than promised: from that time on the
+ * backfilled job holds nothing. A job whose project has an older job still queued
+ * is passed over (taking that project's quota could hold the older one back, and
+ * then others would pass it), and so is one in its launch backoff. At most
+ * BACKFILL_WINDOW jobs behind the head are looked at.
+ */
+async function backfill(deps: Deps, pool: NonNullable<Awaited<ReturnType<Deps['store']['getPool']>>>, head: BlockedHead, result: DrainResult, seen: Map<string, Job>): Promise<void> {
+  const now = deps.now().getTime();
+  const bounds = forecastBounds(deps);
+  const [listed, limits] = await Promise.all([deps.store.listHolding(pool.name), projectLimits(deps, [head.job.project])]);
+  // Jobs admitted by this drain may not be in the index yet.
+  const holding = new Map(listed.map((j) => [j.id, j]));
+  for (const job of result.admitted) holding.set(job.id, job);
+  const forecast = forecastQueue({
+    now,
+    pool,
+    holding: [...holding.values()],
+    queue: [head.job],
+    ...limits,
+    bounds,
+  }).get(head.job.id);
+  if (!forecast?.latestStartAt) return;
+  const guaranteed = Date.parse(forecast.latestStartAt);
+  const waiting = new Set([head.job.project]);
+  let available = pool.availableGpus;
+  let items = head.rest;
+  let cursor = head.cursor;
+  let examined = 0;
+  for (;;) {
+    for (const job of items) {
+      if (available <= 0 || examined++ >= BACKFILL_WINDOW) return;
+      seen.set(job.id, job);
+      const needs = totalGpus(job);
+      const fits =
+        !waiting.has(job.project) && needs <= available && !(job.retryAt && Date.parse(job.retryAt) > now) && worstCaseEnd(job, now, bounds) <= guaranteed;
+      if (!fits) {
+        waiting.add(job.project);
+        continue;
+      }
+      const { candidate, outcome } = await admitQueued(deps, job);
+      if (!outcome.admitted) {
+        if (outcome.blockedBy === 'pool') return;
+        waiting.add(job.project);
+        continue;
+      }
+      available -= needs;
+      result.admitted.push(outcome.job);
+      result.backfilled.push(job.id);
+      deps.log.info('backfilled', { jobId: job.id, pool: pool.name, head: head.job.id, headLatestStartAt: forecast.latestStartAt });
+      await announceAdmission(deps, outcome.job, candidate);
+    }
+    if (!cursor) return;
+    const page = await deps.store.listQueue(pool.name, DRAIN_PAGE_SIZE, cursor);
+    items = page.items;
+    cursor = page.next;
+  }
 }
 
 /** One execution per admission from the queue: a job requeued after no capacity is admitted again under a new name. */

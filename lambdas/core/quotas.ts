@@ -8,7 +8,12 @@
  * allowed and only blocks new admissions; raising or removing one drains every
  * pool at once, so a job that waited for this project's room is admitted in the
  * same request rather than at the next reconciler run.
+ *
+ * `gpuHours` is a budget per period (core/budgets.ts): its view adds the period,
+ * what was spent in it and what holding jobs have reserved, in GPU-hours; `used`
+ * is their sum.
  */
+import { budgetState, gpuHours, type BudgetPeriod } from './budgets.js';
 import type { Deps } from './deps.js';
 import { Conflict, NotFound } from './errors.js';
 import { authorize, visibleProjects, type Identity } from './identity.js';
@@ -22,37 +27,45 @@ export interface QuotaView {
   resource: QuotaResource;
   hardLimit: number;
   used: number;
+  /** gpuHours only: the current period and its GPU-hours spent and reserved (`used` = spent + reserved). */
+  period?: BudgetPeriod;
+  periodStart?: string;
+  periodEnd?: string;
+  spent?: number;
+  reserved?: number;
 }
 
-export async function listQuotas(deps: Pick<Deps, 'store'>, identity: Identity, query: PageQuery & { project?: string }): Promise<Page<QuotaView>> {
+export async function listQuotas(deps: Pick<Deps, 'store' | 'now'>, identity: Identity, query: PageQuery & { project?: string }): Promise<Page<QuotaView>> {
   const projects = visibleProjects(identity, query.project);
   const rows = projects === undefined ? await deps.store.listQuotas() : (await Promise.all(projects.map((p) => deps.store.listQuotas(p)))).flat();
   // A space sorts below every character a project name may hold: project first, then resource.
-  return pageOf(rows.filter(hasLimit).map(quotaView), query, (q) => `${q.project} ${q.resource}`);
+  const now = deps.now();
+  return pageOf(rows.filter(hasLimit).map((row) => quotaView(row, now)), query, (q) => `${q.project} ${q.resource}`);
 }
 
 /** Another project's quota is a 404, like a limit that does not exist. */
-export async function getQuota(deps: Pick<Deps, 'store'>, identity: Identity, project: string, resource: QuotaResource): Promise<QuotaView> {
+export async function getQuota(deps: Pick<Deps, 'store' | 'now'>, identity: Identity, project: string, resource: QuotaResource): Promise<QuotaView> {
   authorize(identity, 'read', { kind: 'quota', project }, quotaId(project, resource));
   const row = await deps.store.getQuota(project, resource);
   if (!row || !hasLimit(row)) throw new NotFound('quota', quotaId(project, resource));
-  return quotaView(row);
+  return quotaView(row, deps.now());
 }
 
-/** A new limit; the project's usage so far counts against it at once. */
-export async function createQuota(deps: Pick<Deps, 'store'>, identity: Identity, spec: QuotaSpec): Promise<QuotaView> {
+/** A new limit; the project's usage so far counts against it at once (for a budget: what holding jobs reserved). */
+export async function createQuota(deps: Pick<Deps, 'store' | 'now'>, identity: Identity, spec: QuotaSpec): Promise<QuotaView> {
   authorize(identity, 'write', { kind: 'quota', project: spec.project }, quotaId(spec.project, spec.resource));
-  const row = await deps.store.putQuota(spec, 'new');
+  const now = deps.now();
+  const row = await deps.store.putQuota(spec, 'new', now);
   if (!row) {
     throw new Conflict(`project ${spec.project} already has a ${spec.resource} limit; change it with PATCH ${quotaPath(spec.project, spec.resource)}`);
   }
-  return quotaView({ ...row, hardLimit: spec.hardLimit });
+  return quotaView({ ...row, hardLimit: spec.hardLimit }, now);
 }
 
 /** Change a limit. Whatever the direction, the queues are drained: a raise admits who waited for it. */
 export async function updateQuota(deps: Deps, identity: Identity, project: string, resource: QuotaResource, hardLimit: number): Promise<QuotaView> {
   authorize(identity, 'write', { kind: 'quota', project }, quotaId(project, resource));
-  const row = await deps.store.putQuota({ project, resource, hardLimit }, 'existing');
+  const row = await deps.store.putQuota({ project, resource, hardLimit }, 'existing', deps.now());
   if (!row) throw new NotFound('quota', quotaId(project, resource));
   await drainAllPools(deps);
   return getQuota(deps, identity, project, resource);
@@ -88,6 +101,18 @@ function quotaId(project: string, resource: QuotaResource): string {
   return `${project}/${resource}`;
 }
 
-function quotaView(row: LimitedQuota): QuotaView {
-  return { project: row.project, resource: row.resource, hardLimit: row.hardLimit, used: row.used };
+function quotaView(row: LimitedQuota, now: Date): QuotaView {
+  if (row.resource !== 'gpuHours') return { project: row.project, resource: row.resource, hardLimit: row.hardLimit, used: row.used };
+  const budget = budgetState(row, now);
+  return {
+    project: row.project,
+    resource: row.resource,
+    hardLimit: row.hardLimit,
+    used: gpuHours(budget.spentGpuMs + budget.reservedGpuMs),
+    period: budget.period,
+    periodStart: budget.periodStart,
+    periodEnd: budget.periodEnd,
+    spent: gpuHours(budget.spentGpuMs),
+    reserved: gpuHours(budget.reservedGpuMs),
+  };
 }

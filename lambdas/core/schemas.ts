@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { ValidationError, type FieldIssue } from './errors.js';
+import { BUDGET_PERIODS } from './budgets.js';
 import { JOB_STATES } from './job.js';
 
 export const NAME_PATTERN = /^[a-z0-9]([a-z0-9._-]{0,62})$/;
@@ -74,33 +75,48 @@ export const JobLogsQuery = z.strictObject({
 }).refine((q) => q.tail === undefined || q.nextToken === undefined, { path: ['tail'], message: 'cannot be combined with nextToken' });
 export type JobLogsQuery = z.infer<typeof JobLogsQuery>;
 
-export const QUOTA_RESOURCES = ['gpus', 'jobs', 'templates'] as const;
+export const QUOTA_RESOURCES = ['gpus', 'jobs', 'templates', 'gpuHours'] as const;
 export type QuotaResource = (typeof QUOTA_RESOURCES)[number];
+/** Resources counted in units (not a budget over a period): the ones a deployment may give defaults for. */
+export type CountedQuotaResource = Exclude<QuotaResource, 'gpuHours'>;
 
 export const PoolSpec = z.strictObject({
   name: name('pool'),
   gpus: positiveGpus,
   instanceType: z.string().min(1).max(64).optional(),
   gpusPerInstance: positiveGpus.optional(),
+  backfill: z.boolean().optional().describe("Let a younger job start ahead of a blocked head when its live timeout proves it ends before the head's latest start (default false: strict FIFO)"),
 });
 /** The largest limit or cap accepted: far beyond any deployment, small enough that arithmetic on it stays exact. */
 export const MAX_LIMIT = 1_000_000;
 const wholeLimit = z.number().int('must be a whole number').min(0, 'must not be negative').max(MAX_LIMIT, `must be at most ${MAX_LIMIT}`);
 const hardLimit = wholeLimit.describe(
-  'The most the project may have at once: GPUs held (gpus), active jobs (jobs) or templates owned (templates). May be below what is in use: that blocks new admissions only.',
+  'The most the project may have at once: GPUs held (gpus), active jobs (jobs) or templates owned (templates); for gpuHours, the GPU-hours it may spend per period. May be below what is in use: that blocks new admissions only.',
 );
-export const QuotaSpec = z.strictObject({
-  project: name('project'),
-  resource: z.enum(QUOTA_RESOURCES).describe('gpus: GPUs held at once; jobs: jobs not yet finished; templates: templates owned'),
-  hardLimit,
-});
+export const QuotaSpec = z
+  .strictObject({
+    project: name('project'),
+    resource: z.enum(QUOTA_RESOURCES).describe('gpus: GPUs held at once; jobs: jobs not yet finished; templates: templates owned; gpuHours: GPU-hours per period (a budget)'),
+    hardLimit,
+    period: z.enum(BUDGET_PERIODS).optional().describe('gpuHours only, and required there: the calendar period (UTC) the budget renews every: day, week (from Monday) or month'),
+  })
+  .superRefine((q, ctx) => {
+    if (q.resource === 'gpuHours' && q.period === undefined) ctx.addIssue({ code: 'custom', path: ['period'], message: 'a gpuHours budget needs a period: day, week or month' });
+    if (q.resource !== 'gpuHours' && q.period !== undefined) ctx.addIssue({ code: 'custom', path: ['period'], message: 'only a gpuHours budget has a period' });
+  });
 /** `PATCH /v1/quotas/{project}/{resource}`. */
 export const QuotaLimitInput = z.strictObject({ hardLimit });
 export type QuotaLimitInput = z.infer<typeof QuotaLimitInput>;
 /** `PATCH /v1/pools/{name}`. */
-export const PoolCapInput = z.strictObject({
-  maxGpus: wholeLimit.describe('The most GPUs Flare may hold in this pool at once. May be below what is held: that blocks new admissions only.'),
-});
+export const PoolCapInput = z
+  .strictObject({
+    maxGpus: wholeLimit.describe('The most GPUs Flare may hold in this pool at once. May be below what is held: that blocks new admissions only.').optional(),
+    backfill: z
+      .boolean()
+      .optional()
+      .describe("true: a younger job may start ahead of a blocked head when its live timeout proves it ends before the head's latest start; false: strict FIFO (the default)"),
+  })
+  .refine((b) => b.maxGpus !== undefined || b.backfill !== undefined, { path: ['maxGpus'], message: 'give maxGpus, backfill or both' });
 export type PoolCapInput = z.infer<typeof PoolCapInput>;
 export const DIGEST_PATTERN = /^sha256:[a-f0-9]{64}$/;
 /** An image reference as docker understands it; never starting with '-', no whitespace. */

@@ -2,8 +2,10 @@
  * `GET /v1/stats`: jobs by state, GPU-hours held, and how long jobs waited to be
  * admitted, overall and broken down by pool and by project. The arithmetic is
  * pure (computeStats); jobStats decides what the caller may see, reads those
- * jobs and hands them over.
+ * jobs and hands them over. GPU-hour budgets come from the budget rows
+ * themselves (core/budgets.ts): the counters admission is conditioned on.
  */
+import { budgetState, gpuHours, type BudgetPeriod } from './budgets.js';
 import type { Deps } from './deps.js';
 import { authorize, visibleProjects, type Identity } from './identity.js';
 import { HOLDING_STATES, JOB_STATES, totalGpus, type Job, type JobState } from './job.js';
@@ -28,11 +30,32 @@ export interface ComputedStats extends StatsFigures {
   byProject: Record<string, StatsFigures>;
 }
 
+/** A project's GPU-hour budget now, in GPU-hours. */
+export interface BudgetFigures {
+  hardLimit: number;
+  period: BudgetPeriod;
+  periodStart: string;
+  periodEnd: string;
+  /** Charged this period to jobs that have ended. */
+  spent: number;
+  /** Reserved by jobs holding GPUs now (their worst case). */
+  reserved: number;
+}
+
+export interface BudgetStats {
+  /** Over the projects below. */
+  spent: number;
+  reserved: number;
+  /** Every project counted that has a gpuHours budget. */
+  byProject: Record<string, BudgetFigures>;
+}
+
 export interface JobStats extends ComputedStats {
   /** The projects counted; null means every project (an admin asking for all). */
   projects: string[] | null;
   /** True when there were more jobs than MAX_STATS_JOBS and only the newest were counted. */
   truncated: boolean;
+  budgets: BudgetStats;
 }
 
 /**
@@ -57,7 +80,25 @@ export async function jobStats(deps: Pick<Deps, 'store' | 'now'>, identity: Iden
       }
     } while (nextToken);
   }
-  return { projects: projects ?? null, ...computeStats(jobs, deps.now()), truncated };
+  return { projects: projects ?? null, ...computeStats(jobs, deps.now()), truncated, budgets: await budgetStats(deps, projects) };
+}
+
+/** The gpuHours budgets of the projects counted (every project's when `projects` is undefined). */
+async function budgetStats(deps: Pick<Deps, 'store' | 'now'>, projects: string[] | undefined): Promise<BudgetStats> {
+  const rows = projects === undefined ? await deps.store.listQuotas() : (await Promise.all(projects.map((p) => deps.store.listQuotas(p)))).flat();
+  const now = deps.now();
+  const byProject: Record<string, BudgetFigures> = {};
+  let spentGpuMs = 0;
+  let reservedGpuMs = 0;
+  for (const row of rows.filter((r) => r.resource === 'gpuHours').sort((a, b) => a.project.localeCompare(b.project))) {
+    if (row.hardLimit === undefined) continue;
+    const budget = budgetState({ ...row, hardLimit: row.hardLimit }, now);
+    spentGpuMs += budget.spentGpuMs;
+    reservedGpuMs += budget.reservedGpuMs;
+    const { hardLimit, period, periodStart, periodEnd } = budget;
+    byProject[row.project] = { hardLimit, period, periodStart, periodEnd, spent: gpuHours(budget.spentGpuMs), reserved: gpuHours(budget.reservedGpuMs) };
+  }
+  return { spent: gpuHours(spentGpuMs), reserved: gpuHours(reservedGpuMs), byProject };
 }
 
 export function computeStats(jobs: readonly Job[], now: Date): ComputedStats {

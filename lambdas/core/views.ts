@@ -12,8 +12,9 @@ import { JOB_STATES } from './job.js';
 import type { JobLogsView } from './logs.js';
 import type { PoolView } from './pools.js';
 import type { QuotaView } from './quotas.js';
+import { BUDGET_PERIODS } from './budgets.js';
 import { QUOTA_RESOURCES } from './schemas.js';
-import type { JobStats } from './stats.js';
+import type { BudgetFigures as BudgetFiguresView, JobStats } from './stats.js';
 import type { ImageRecord, TemplateRecord } from '../ports/job-store.js';
 
 const time = (description: string) => z.iso.datetime().meta({ description: `${description} (ISO 8601 UTC)` });
@@ -61,6 +62,15 @@ export const Job = z
     queuePosition: count(
       'While PENDING or WAITING, on single-job answers (not in lists): how many older jobs wait ahead of it in its pool\'s queue; 0 is the head.',
     ).optional(),
+    latestStartAt: z.iso
+      .datetime()
+      .nullable()
+      .optional()
+      .meta({
+        description:
+          'While PENDING or WAITING, on GET answers: the latest time it is admitted (GPUs taken, launch begins) if no running job is extended, from its pool\'s running jobs\' hard ends and the queue ahead (ISO 8601 UTC). Null when none can be promised: latestStartReason says why. See docs/architecture.md, Guarantees.',
+      }),
+    latestStartReason: z.string().optional().meta({ description: 'Why latestStartAt is null: it can never start under the current cap, or a gpus quota may hold it or a job ahead back.' }),
     createdAt: time('When it was submitted'),
     admittedAt: time('When it was admitted and its GPUs taken').optional(),
     startedAt: time('When its container started').optional(),
@@ -126,9 +136,14 @@ export const Image = z
 export const Quota = z
   .strictObject({
     project: z.string(),
-    resource: z.enum(QUOTA_RESOURCES).meta({ description: 'gpus: GPUs held at once; jobs: jobs not yet finished; templates: templates owned.' }),
-    hardLimit: count('The most the project may have at once. May be below `used`: that blocks new admissions only.'),
-    used: count('What the project has now (live).'),
+    resource: z.enum(QUOTA_RESOURCES).meta({ description: 'gpus: GPUs held at once; jobs: jobs not yet finished; templates: templates owned; gpuHours: GPU-hours per period.' }),
+    hardLimit: count('The most the project may have at once (gpuHours: may spend per period). May be below `used`: that blocks new admissions only.'),
+    used: z.number().min(0).meta({ description: 'What the project has now (live); for gpuHours, spent + reserved GPU-hours this period.' }),
+    period: z.enum(BUDGET_PERIODS).optional().meta({ description: 'gpuHours only: the calendar period (UTC) the budget renews every (day, week from Monday, month).' }),
+    periodStart: time('gpuHours only: when the current period began').optional(),
+    periodEnd: time('gpuHours only: when it ends and spent goes back to 0').optional(),
+    spent: z.number().min(0).optional().meta({ description: 'gpuHours only: GPU-hours charged this period to jobs that have ended (what each held from admission to release, at most its reservation).' }),
+    reserved: z.number().min(0).optional().meta({ description: "gpuHours only: GPU-hours reserved by jobs holding GPUs now (each its worst case: GPUs x live timeout); what a job does not use is given back when it ends." }),
   })
   .meta({ id: 'Quota', description: "A project's limit for a resource, with live usage." });
 
@@ -141,6 +156,7 @@ export const Pool = z
     usedGpus: count('GPUs held now by admitted jobs (LAUNCHING, RUNNING, STOPPING).'),
     availableGpus: count('GPUs free under the cap: maxGpus - usedGpus, never below 0.'),
     waitingJobs: count('Jobs queued (PENDING or WAITING) in this pool.'),
+    backfill: z.boolean().meta({ description: "True: a younger job may start ahead of a blocked head when its live timeout proves it ends before the head's latest start. False (default): strict FIFO." }),
   })
   .meta({ id: 'Pool', description: 'A GPU pool: its cap, the GPUs held and free, its queue.' });
 
@@ -159,6 +175,17 @@ export const StatsFigures = z
   })
   .meta({ id: 'StatsFigures', description: 'Figures for one set of jobs.' });
 
+export const BudgetFigures = z
+  .strictObject({
+    hardLimit: count('GPU-hours the project may spend per period.'),
+    period: z.enum(BUDGET_PERIODS),
+    periodStart: time('When the current period began'),
+    periodEnd: time('When it ends'),
+    spent: z.number().min(0).meta({ description: 'GPU-hours charged this period to jobs that have ended.' }),
+    reserved: z.number().min(0).meta({ description: 'GPU-hours reserved by jobs holding GPUs now (their worst case).' }),
+  })
+  .meta({ description: "A project's GPU-hour budget: the current period, what was spent in it and what is reserved." });
+
 export const Stats = z
   .strictObject({
     projects: z.array(z.string()).nullable().meta({ description: 'The projects counted; null means every project (an admin asking for all).' }),
@@ -166,8 +193,15 @@ export const Stats = z
     byPool: z.record(z.string(), StatsFigures).meta({ description: 'The same figures per pool with jobs, by pool name.' }),
     byProject: z.record(z.string(), StatsFigures).meta({ description: 'The same figures per project with jobs, by project name.' }),
     truncated: z.boolean().meta({ description: 'True when there were more jobs than one answer counts and only the newest were counted.' }),
+    budgets: z
+      .strictObject({
+        spent: z.number().min(0).meta({ description: 'GPU-hours spent this period, summed over the projects below.' }),
+        reserved: z.number().min(0).meta({ description: 'GPU-hours reserved by jobs holding GPUs now, summed over the projects below.' }),
+        byProject: z.record(z.string(), BudgetFigures).meta({ description: 'Every project counted that has a gpuHours budget, by project name.' }),
+      })
+      .meta({ description: 'GPU-hour budgets (quota resource gpuHours), read from the counters admission is conditioned on; not bounded by `truncated`.' }),
   })
-  .meta({ id: 'Stats', description: 'Jobs by state, GPU-hours and waiting times: overall, by pool and by project.' });
+  .meta({ id: 'Stats', description: 'Jobs by state, GPU-hours and waiting times: overall, by pool and by project; GPU-hour budgets spent and reserved.' });
 
 export const JobLogs = z
   .strictObject({
@@ -239,6 +273,8 @@ export type ViewsMatchTheCode = [
   Check<Exactly<z.output<typeof Quota>, QuotaView>>,
   Check<Exactly<z.output<typeof Pool>, PoolView>>,
   Check<Exactly<z.output<typeof Stats>, JobStats>>,
+  Check<Exactly<z.output<typeof Stats>['budgets'], JobStats['budgets']>>,
+  Check<Exactly<z.output<typeof BudgetFigures>, BudgetFiguresView>>,
   Check<Exactly<z.output<typeof StatsFigures>['jobsByState'], JobStats['jobsByState']>>,
   Check<Exactly<z.output<typeof JobLogs>, JobLogsView>>,
   Check<Exactly<z.output<typeof JobLogs>['lines'][number], JobLogsView['lines'][number]>>,

@@ -138,7 +138,8 @@ async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: 
  */
 async function seed(config: LocalConfig, store: DynamoJobStore, catalog: DynamoCatalog): Promise<void> {
   for (const pool of config.pools) {
-    await store.putPool({ name: pool.name, instanceType: pool.instanceType ?? 'local', gpusPerInstance: pool.gpusPerInstance ?? pool.gpus, maxGpus: pool.gpus });
+    // The config is the truth at start: a pool without `backfill` is strict FIFO again.
+    await store.putPool({ name: pool.name, instanceType: pool.instanceType ?? 'local', gpusPerInstance: pool.gpusPerInstance ?? pool.gpus, maxGpus: pool.gpus, backfill: pool.backfill ?? false });
   }
   for (const quota of config.quotas) await store.putQuota(quota);
   const seeding = { store, catalog, now: () => new Date(), newId: newJobId };

@@ -13,6 +13,8 @@ export interface JobStateChange {
   previousState: JobState | null;
   state: JobState;
   stateReason?: string;
+  /** WAITING only: the latest start promised when it began to wait (core/forecast.ts), when one could be given. */
+  latestStartAt?: string;
   at: string;
 }
 

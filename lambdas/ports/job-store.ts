@@ -1,5 +1,6 @@
 import type { Job, JobState, Outcome } from '../core/job.js';
-import type { QuotaResource, TemplateSpec } from '../core/schemas.js';
+import type { BudgetPeriod } from '../core/budgets.js';
+import type { CountedQuotaResource, QuotaResource, TemplateSpec } from '../core/schemas.js';
 
 export interface Page<T> {
   items: T[];
@@ -13,6 +14,8 @@ export interface PoolRecord {
   maxGpus: number;
   usedGpus: number;
   availableGpus: number;
+  /** Younger jobs may start ahead of a blocked head when they provably end before its latest start (core/queue.ts). */
+  backfill: boolean;
 }
 
 export interface QuotaRecord {
@@ -20,7 +23,18 @@ export interface QuotaRecord {
   resource: QuotaResource;
   /** Absent: the project is unlimited for this resource; usage is still counted. */
   hardLimit?: number;
+  /** For gpuHours: GPU-milliseconds spent this period plus those reserved (core/budgets.ts). */
   used: number;
+  /** gpuHours only: the period and the part of `used` reserved by jobs holding GPUs. */
+  budget?: { period?: BudgetPeriod; periodStart?: string; periodEnd?: string; reservedGpuMs: number };
+}
+
+/** What putQuota sets: a limit and, for gpuHours, its period (absent: the stored one is kept). */
+export interface QuotaLimit {
+  project: string;
+  resource: QuotaResource;
+  hardLimit: number;
+  period?: BudgetPeriod;
 }
 
 export interface IdempotencyClaim {
@@ -30,7 +44,7 @@ export interface IdempotencyClaim {
 }
 
 /** Why an admission transaction did not go through. */
-export type AdmitBlock = 'job' | 'quota' | 'pool';
+export type AdmitBlock = 'job' | 'quota' | 'budget' | 'pool';
 export type AdmitResult = { admitted: true; job: Job } | { admitted: false; blockedBy: AdmitBlock };
 
 export interface TerminalChange {
@@ -69,21 +83,30 @@ export interface JobStore {
   recordNodeExit(id: string, instanceId: string, exitCode: number): Promise<Job | undefined>;
   /** Store the workflow's callback token; returns the job as stored afterwards. */
   setTaskToken(id: string, token: string): Promise<Job>;
-  /** The admission transaction: job queued -> LAUNCHING, project gpus, pool gpus; each conditioned.
+  /** The admission transaction: job queued -> LAUNCHING, project gpus, the job's worst case reserved
+   *  against the project's gpuHours budget (core/budgets.ts), pool gpus; each conditioned.
    *  The job must still be in the state the caller read (`job.state`, PENDING or WAITING). */
   admit(job: Job, admittedAt: string): Promise<AdmitResult>;
-  /** Terminal state, GPUs released and `jobs` usage returned, in one transaction conditioned on
-   *  the job still being in `from`; undefined when another writer already finished it. */
+  /** Terminal state, GPUs released, `jobs` usage returned and the unused part of the reservation refunded
+   *  (core/budgets.ts chargedGpuMs), in one transaction conditioned on the job still being in `from` with
+   *  the same `heldGpus` and `reservedGpuMs`; undefined when another writer already finished or changed it. */
   finishJob(job: Job, change: TerminalChange): Promise<Job | undefined>;
-  /** LAUNCHING -> WAITING with its GPUs released and its place in the queue (by age) kept, in one
-   *  transaction conditioned on the job still LAUNCHING with `heldGpus`; undefined when it was not. */
+  /** LAUNCHING -> WAITING with its GPUs released, its whole reservation refunded (it had no GPU) and its place in
+   *  the queue (by age) kept, in one transaction conditioned on the job still LAUNCHING with `heldGpus` and
+   *  `reservedGpuMs`; undefined when it was not. */
   requeueJob(job: Job, change: RequeueChange): Promise<Job | undefined>;
+  /** Set `set` and the job's reservation (`reservedGpuMs`) with the difference added to or taken from the project's
+   *  gpuHours budget, in one transaction conditioned on the job still in `job.state` with `job.reservedGpuMs`;
+   *  a larger reservation is conditioned on the budget's room at `at`. Returns the job as stored afterwards. */
+  changeReservation(job: Job, set: Partial<Job>, reservedGpuMs: number, at: string): Promise<{ changed: true; job: Job } | { changed: false; blockedBy: 'job' | 'budget' }>;
   /** Give the project the deployment's default limits for resources it has no limit for (once per project and process). */
-  ensureDefaultQuotas(project: string, defaults: Partial<Record<QuotaResource, number>>): Promise<void>;
+  ensureDefaultQuotas(project: string, defaults: Partial<Record<CountedQuotaResource, number>>): Promise<void>;
   /** Delete a terminal job; false when it is not there or not terminal. */
   deleteJob(id: string): Promise<boolean>;
   /** Queued jobs of a pool, oldest first, read from the queue index. */
   listQueue(pool: string, limit: number, startAfter?: string): Promise<{ items: Job[]; next?: string }>;
+  /** Jobs of the pool holding GPUs (LAUNCHING, RUNNING, STOPPING), read from an index (eventually consistent). */
+  listHolding(pool: string): Promise<Job[]>;
   /** How many queued jobs of the pool are older than this one. */
   queuePosition(job: Job): Promise<number>;
   /** How many jobs are queued in the pool. */
@@ -93,8 +116,10 @@ export interface JobStore {
 
   getPool(name: string): Promise<PoolRecord | undefined>;
   listPools(): Promise<PoolRecord[]>;
-  /** Create a pool or change its cap, keeping usage. */
-  putPool(pool: { name: string; instanceType: string; gpusPerInstance: number; maxGpus: number }): Promise<void>;
+  /** Create a pool or change its cap, keeping usage; `backfill` absent keeps the stored setting (default off). */
+  putPool(pool: { name: string; instanceType: string; gpusPerInstance: number; maxGpus: number; backfill?: boolean }): Promise<void>;
+  /** Turn backfill on or off for an existing pool; undefined when there is no such pool. */
+  setPoolBackfill(name: string, backfill: boolean): Promise<PoolRecord | undefined>;
   /** Change an existing pool's cap, keeping usage; `availableGpus` is derived from the usage at the
    *  instant of the write (never read-modify-write). Undefined when there is no such pool. */
   setPoolCap(name: string, maxGpus: number): Promise<PoolRecord | undefined>;
@@ -102,8 +127,10 @@ export interface JobStore {
   listQuotas(project?: string): Promise<QuotaRecord[]>;
   /** Set a limit, keeping usage; `available` is derived from the usage at the instant of the write.
    *  `only: 'new'` when the project has no limit for the resource yet, `'existing'` when it has one:
-   *  undefined when that does not hold. Returns the row as stored. */
-  putQuota(quota: { project: string; resource: QuotaResource; hardLimit: number }, only?: 'new' | 'existing'): Promise<QuotaRecord | undefined>;
+   *  undefined when that does not hold. Returns the row as stored.
+   *  A gpuHours budget with a `period` keeps what was spent when the stored period is that period's current one
+   *  at `now` (default: the clock), else starts the current period with nothing spent; reservations always count. */
+  putQuota(quota: QuotaLimit, only?: 'new' | 'existing', now?: Date): Promise<QuotaRecord | undefined>;
   /** Remove a limit: the project is unlimited for the resource again, its usage still counted.
    *  False when there was no limit. */
   removeQuotaLimit(project: string, resource: QuotaResource): Promise<boolean>;

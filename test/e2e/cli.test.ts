@@ -147,7 +147,7 @@ describe('flare job', () => {
     const list = await flare(['job', 'list']);
     assert.equal(list.code, 0, list.stderr);
     const [header, ...rows] = list.stdout.trimEnd().split('\n');
-    assert.match(header, /^ID +NAME +PROJECT +STATE +GPUS +POOL +AGE +TIME LEFT +REASON$/);
+    assert.match(header, /^ID +NAME +PROJECT +STATE +GPUS +POOL +AGE +TIME LEFT +LATEST START +REASON$/);
     const row = rows.find((r) => r.startsWith(id));
     assert.ok(row, list.stdout);
     assert.match(row, new RegExp(`^${id} +crud +vision +RUNNING +1 +local +\\d+s +\\d+m\\d+s`), 'a running job shows its time left');
@@ -224,8 +224,11 @@ describe('flare job', () => {
     // The REASON column: place in the pool's queue and what the job waits for.
     const list = await flare(['job', 'list'], { token: CAROL });
     const rowOf = (id: string) => list.stdout.split('\n').find((r) => r.startsWith(id)) ?? '';
-    assert.match(rowOf(second.id), / WAITING .* #1 in queue: project queue has 0 of 1 GPUs free, needs 1$/);
-    assert.match(rowOf(third.id), / WAITING .* #2 in queue: /);
+    // LATEST START: none can be promised while the project's own quota holds them back (others may pass them).
+    assert.match(rowOf(second.id), / WAITING .* none +#1 in queue: project queue has 0 of 1 GPUs free, needs 1$/);
+    assert.match(rowOf(third.id), / WAITING .* none +#2 in queue: /);
+    const shown = await flare(['job', 'show', second.id], { token: CAROL });
+    assert.match(shown.stdout, /^Latest start: +none: project queue's gpus quota \(0 of 1 free\) has no room/m);
 
     const waiting = start(['job', 'wait', third.id, '--interval', '0.2'], { token: CAROL });
     await waitFor('the first progress line', async () => waiting.stdout().includes('\n'));
@@ -358,13 +361,19 @@ describe('flare template, image, quota, pool, stats, health', () => {
   it('pool list and update', async () => {
     const list = await flare(['pool', 'list']);
     assert.equal(list.code, 0, list.stderr);
-    assert.match(list.stdout, /^NAME +INSTANCE TYPE +GPUS\/INSTANCE +MAX GPUS +USED +FREE +WAITING$/m);
-    assert.match(list.stdout, /^local +local +\d+ +4 +/m);
+    assert.match(list.stdout, /^NAME +INSTANCE TYPE +GPUS\/INSTANCE +MAX GPUS +USED +FREE +WAITING +BACKFILL$/m);
+    assert.match(list.stdout, /^local +local +\d+ +4 +.* off$/m, 'strict FIFO by default');
     const raised = await flare(['pool', 'update', 'local', '--max-gpus', '6'], { token: ROOT });
     assert.equal(raised.code, 0, raised.stderr);
     assert.equal((await api('GET', '/v1/pools')).body.items[0].maxGpus, 6);
     assert.equal((await flare(['pool', 'update', 'local', '--max-gpus', '8'])).code, 4, 'members do not change caps');
     assert.equal((await flare(['pool', 'update', 'local', '--max-gpus', '4'], { token: ROOT })).code, 0);
+    const on = await flare(['pool', 'update', 'local', '--backfill', 'on'], { token: ROOT });
+    assert.equal(on.code, 0, on.stderr);
+    assert.match(on.stdout, /^local +local +\d+ +4 +.* on$/m);
+    assert.equal((await api('GET', '/v1/pools')).body.items[0].backfill, true);
+    assertUsage(await flare(['pool', 'update', 'local', '--backfill', 'maybe'], { token: ROOT }), 'pool update', /--backfill takes on or off/);
+    assert.equal((await flare(['pool', 'update', 'local', '--backfill', 'off'], { token: ROOT })).code, 0);
   });
 
   it('stats and health', async () => {

@@ -14,6 +14,7 @@ import { DynamoJobStore } from '../../lambdas/adapters/dynamo/dynamo-job-store.j
 import { DynamoReconcileStore } from '../../lambdas/adapters/dynamo/dynamo-reconcile-store.js';
 import type { TableNames } from '../../lambdas/adapters/dynamo/table-names.js';
 import { HOLDING_STATES, JobState, type Job } from '../../lambdas/core/job.js';
+import { forecastBounds } from '../../lambdas/core/forecast.js';
 import { drainPool } from '../../lambdas/core/queue.js';
 import { createApiHandler } from '../../lambdas/handlers/http/api.js';
 import { template, waitFor, waitForState, worldPerTest, type World } from '../support/harness.js';
@@ -394,7 +395,7 @@ describe('pools API', () => {
     assert.deepEqual(pages.items.map((p) => p.name), ['a10g', 'h100', 'l4', 'local', 'spare']);
     assert.deepEqual(
       pages.items.find((p) => p.name === 'local'),
-      { name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 4, usedGpus: 1, availableGpus: 3, waitingJobs: 1 },
+      { name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 4, usedGpus: 1, availableGpus: 3, waitingJobs: 1, backfill: false },
     );
     const all = await api(world, 'GET', '/v1/pools', { as: ALICE });
     assert.equal(all.body.items.length, 5);
@@ -426,10 +427,14 @@ describe('pools API', () => {
 
     const lowered = await api(world, 'PATCH', '/v1/pools/local', { as: ROOT, body: { maxGpus: 1 } });
     expectStatus(lowered, 200);
-    assert.deepEqual(lowered.body, { name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 1, usedGpus: 2, availableGpus: 0, waitingJobs: 0 });
+    assert.deepEqual(lowered.body, { name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 1, usedGpus: 2, availableGpus: 0, waitingJobs: 0, backfill: false });
     const c = await submit(world);
     const waiting = await waitForState(world.store, c.id, [JobState.WAITING]);
     assert.equal(waiting.stateReason, 'pool local has 0 of 1 GPUs free, needs 1');
+    // Its latest start: when the second of the two running jobs is released at the latest (docs/architecture.md, Guarantees).
+    const shown = await api(world, 'GET', `/v1/jobs/${c.id}`, { as: ROOT });
+    const ends = await Promise.all([a, b].map(async (j) => Date.parse((await world.store.getJob(j.id))!.expiresAt!)));
+    assert.equal(shown.body.latestStartAt, new Date(Math.max(...ends) + forecastBounds({}).stopMs).toISOString());
     assert.equal((await world.store.getJob(a.id))?.state, JobState.RUNNING);
     assert.equal((await world.store.getJob(b.id))?.state, JobState.RUNNING);
 
@@ -439,8 +444,22 @@ describe('pools API', () => {
 
     const raised = await api(world, 'PATCH', '/v1/pools/local', { as: ROOT, body: { maxGpus: 3 } });
     assert.ok(isHolding(await world.store.getJob(c.id)), 'admitted by the PATCH');
-    assert.deepEqual(raised.body, { name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 3, usedGpus: 3, availableGpus: 0, waitingJobs: 0 });
+    assert.deepEqual(raised.body, { name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 3, usedGpus: 3, availableGpus: 0, waitingJobs: 0, backfill: false });
     await waitForState(world.store, c.id, [JobState.RUNNING]);
+  });
+
+  it('PATCH turns backfill on and off, keeping the cap; a body with neither field is a 400 naming it', async () => {
+    const world = await setup();
+    const on = await api(world, 'PATCH', '/v1/pools/local', { as: ROOT, body: { backfill: true } });
+    expectStatus(on, 200);
+    assert.equal(on.body.backfill, true);
+    assert.equal(on.body.maxGpus, 4);
+    assert.equal((await world.store.getPool('local'))?.backfill, true);
+    const none = await api(world, 'PATCH', '/v1/pools/local', { as: ROOT, body: {} });
+    expectStatus(none, 400);
+    assert.match(JSON.stringify(none.body), /maxGpus/);
+    const off = await api(world, 'PATCH', '/v1/pools/local', { as: ROOT, body: { backfill: false, maxGpus: 2 } });
+    assert.deepEqual([off.body.backfill, off.body.maxGpus], [false, 2]);
   });
 });
 

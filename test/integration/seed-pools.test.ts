@@ -79,8 +79,8 @@ describe('seed-pools custom resource on DynamoDB Local', { timeout: 180_000 }, (
 
     assert.equal(result.PhysicalResourceId, POOLS_PHYSICAL_ID);
     assert.deepEqual(await store.listPools(), [
-      { name: 'a100', instanceType: 'p4d.24xlarge', gpusPerInstance: 8, maxGpus: 16, usedGpus: 0, availableGpus: 16 },
-      { name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 4, usedGpus: 0, availableGpus: 4 },
+      { name: 'a100', instanceType: 'p4d.24xlarge', gpusPerInstance: 8, maxGpus: 16, usedGpus: 0, availableGpus: 16, backfill: false },
+      { name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 4, usedGpus: 0, availableGpus: 4, backfill: false },
     ]);
   });
 
@@ -99,7 +99,7 @@ describe('seed-pools custom resource on DynamoDB Local', { timeout: 180_000 }, (
     );
 
     assert.equal(result.PhysicalResourceId, POOLS_PHYSICAL_ID);
-    assert.deepEqual(await store.getPool('a10g'), { name: 'a10g', instanceType: 'g5.2xlarge', gpusPerInstance: 1, maxGpus: 8, usedGpus: 3, availableGpus: 5 });
+    assert.deepEqual(await store.getPool('a10g'), { name: 'a10g', instanceType: 'g5.2xlarge', gpusPerInstance: 1, maxGpus: 8, usedGpus: 3, availableGpus: 5, backfill: false });
   });
 
   it('Update adds a new pool and leaves a pool it no longer names as it was', async () => {

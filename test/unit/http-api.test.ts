@@ -21,7 +21,7 @@ import {
   Unprocessable,
   ValidationError,
 } from '../../lambdas/core/errors.js';
-import { isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../lambdas/core/job.js';
+import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../lambdas/core/job.js';
 import type { ImageSpec, QuotaResource, TemplateSpec } from '../../lambdas/core/schemas.js';
 import { createApiHandler, type ApiOptions } from '../../lambdas/handlers/http/api.js';
 import type { JobStateChange } from '../../lambdas/ports/events.js';
@@ -86,6 +86,9 @@ class MemoryStore implements JobStore {
   async requeueJob(): Promise<Job | undefined> {
     return assert.fail('the API does not requeue');
   }
+  async changeReservation(): Promise<{ changed: false; blockedBy: 'job' }> {
+    return assert.fail('these jobs hold no reservation');
+  }
   async ensureDefaultQuotas(): Promise<void> {
     return assert.fail('no deployment defaults in these tests');
   }
@@ -139,9 +142,19 @@ class MemoryStore implements JobStore {
   async listPools() {
     return [...this.pools.values()].map(clone);
   }
-  async putPool(pool: { name: string; instanceType: string; gpusPerInstance: number; maxGpus: number }) {
-    const used = this.pools.get(pool.name)?.usedGpus ?? 0;
-    this.pools.set(pool.name, { ...pool, usedGpus: used, availableGpus: pool.maxGpus - used });
+  async putPool(pool: { name: string; instanceType: string; gpusPerInstance: number; maxGpus: number; backfill?: boolean }) {
+    const stored = this.pools.get(pool.name);
+    const used = stored?.usedGpus ?? 0;
+    this.pools.set(pool.name, { ...pool, usedGpus: used, availableGpus: pool.maxGpus - used, backfill: pool.backfill ?? stored?.backfill ?? false });
+  }
+  async setPoolBackfill(name: string, backfill: boolean) {
+    const pool = this.pools.get(name);
+    if (!pool) return undefined;
+    pool.backfill = backfill;
+    return clone(pool);
+  }
+  async listHolding(pool: string) {
+    return [...this.jobs.values()].filter((j) => j.pool === pool && HOLDING_STATES.includes(j.state)).map(clone);
   }
   async getQuota(project: string, resource: QuotaResource) {
     const quota = this.quotas.get(`${project}#${resource}`);
@@ -773,7 +786,7 @@ describe('pools, quotas, stats', () => {
     const response = await call(w, request('GET', '/v1/pools'));
     assert.equal(response.status, 200);
     const local = response.body.items.find((p: { name: string }) => p.name === 'local');
-    assert.deepEqual(local, { name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 4, usedGpus: 0, availableGpus: 4, waitingJobs: 2 });
+    assert.deepEqual(local, { name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 4, usedGpus: 0, availableGpus: 4, waitingJobs: 2, backfill: false });
   });
 
   it('GET /v1/quotas shows a member their projects and an admin all; a counted resource without a limit is not a quota', async () => {

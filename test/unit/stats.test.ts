@@ -115,8 +115,11 @@ describe('percentile', () => {
 });
 
 describe('jobStats', () => {
-  function storeOf(jobs: Job[], calls: Array<{ projects?: string[] }> = []): Pick<JobStore, 'listJobs'> {
+  function storeOf(jobs: Job[], calls: Array<{ projects?: string[] }> = []): Pick<JobStore, 'listJobs' | 'listQuotas'> {
     return {
+      async listQuotas() {
+        return [];
+      },
       async listJobs(filter, page): Promise<Page<Job>> {
         calls.push({ projects: filter.projects });
         const visible = jobs.filter((j) => !filter.projects || filter.projects.includes(j.project));

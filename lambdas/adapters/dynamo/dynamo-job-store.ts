@@ -4,7 +4,8 @@
  * pool, so no interleaving of workers can overshoot a limit or release twice.
  *
  * Index attributes are kept here, derived from `state`, so callers never see them:
- * - `queuePool`/`queueKey` (sparse GSI `queue`) while the job is PENDING or WAITING;
+ * - `queuePool`/`queueKey` (sparse GSI `queue`): the pool's name while the job is PENDING or WAITING,
+ *   `<pool>#holding` while it holds GPUs (LAUNCHING, RUNNING, STOPPING: what a forecast reads);
  * - `project`/`createdKey` (GSI `byProject`) always;
  * - `activePartition` (sparse GSI `active`) while the job is not terminal.
  */
@@ -19,10 +20,11 @@ import {
   type DynamoDBDocumentClient,
   type QueryCommandInput,
 } from '@aws-sdk/lib-dynamodb';
+import { chargedGpuMs, GPU_MS_PER_HOUR, periodBounds, worstCaseGpuMs, type BudgetPeriod } from '../../core/budgets.js';
 import { Conflict, IdempotencyConflict, QuotaExceeded, StaleJob } from '../../core/errors.js';
-import { isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../core/job.js';
-import type { QuotaResource } from '../../core/schemas.js';
-import type { AdmitResult, IdempotencyClaim, JobStore, Page, PoolRecord, QuotaRecord, RequeueChange, TerminalChange } from '../../ports/job-store.js';
+import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../core/job.js';
+import type { CountedQuotaResource, QuotaResource } from '../../core/schemas.js';
+import type { AdmitResult, IdempotencyClaim, JobStore, Page, PoolRecord, QuotaLimit, QuotaRecord, RequeueChange, TerminalChange } from '../../ports/job-store.js';
 import type { TableNames } from './table-names.js';
 import { templateUsableCheck } from './dynamo-catalog.js';
 
@@ -35,6 +37,8 @@ const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 const TRANSACTION_ATTEMPTS = 12;
 
 type Item = Record<string, unknown>;
+/** The admission transaction's items, in this order: the first whose condition failed says why. */
+const ADMIT_ITEMS = ['job', 'quota', 'budget', 'pool'] as const;
 
 export class DynamoJobStore implements JobStore {
   constructor(
@@ -166,7 +170,9 @@ export class DynamoJobStore implements JobStore {
       sets.push(`#${key} = :${key}`);
     }
     if (set.state) {
-      if (!QUEUED_STATES.includes(set.state)) removes.add('queuePool').add('queueKey').add('queuePosition');
+      if (!QUEUED_STATES.includes(set.state)) removes.add('queuePosition');
+      // A holding job stays in the index under its pool's holding partition (set by admit) until it ends.
+      if (!QUEUED_STATES.includes(set.state) && !HOLDING_STATES.includes(set.state)) removes.add('queuePool').add('queueKey');
       if (isTerminal(set.state)) removes.add('activePartition').add('heldGpus').add('taskToken');
     }
     for (const key of removes) names[`#${key}`] = key;
@@ -246,20 +252,25 @@ export class DynamoJobStore implements JobStore {
     return fromItem(Attributes!);
   }
 
-  async admit(job: Job, admittedAt: string): Promise<AdmitResult> {
+  admit(job: Job, admittedAt: string): Promise<AdmitResult> {
+    return this.tryAdmit(job, admittedAt, true);
+  }
+
+  private async tryAdmit(job: Job, admittedAt: string, mayRoll: boolean): Promise<AdmitResult> {
     const gpus = job.gpus * job.nodeCount;
+    const reserve = worstCaseGpuMs(job);
     try {
       await this.transact([
         {
           Update: {
             TableName: this.tables.jobs,
             Key: { id: job.id },
-            UpdateExpression: 'SET #state = :launching, admittedAt = :at, heldGpus = :g REMOVE queuePool, queueKey, queuePosition, stateReason',
+            UpdateExpression: 'SET #state = :launching, admittedAt = :at, heldGpus = :g, reservedGpuMs = :r, queuePool = :holding REMOVE queuePosition, stateReason, promisedStartAt',
             // The state the caller read: a drain that read PENDING must not admit a job whose own
             // workflow has meanwhile parked it as WAITING and ended (nobody would drive it).
             ConditionExpression: '#state = :from AND #state IN (:pending, :waiting)',
             ExpressionAttributeNames: { '#state': 'state' },
-            ExpressionAttributeValues: { ':launching': JobState.LAUNCHING, ':at': admittedAt, ':g': gpus, ':from': job.state, ':pending': JobState.PENDING, ':waiting': JobState.WAITING },
+            ExpressionAttributeValues: { ':launching': JobState.LAUNCHING, ':at': admittedAt, ':g': gpus, ':r': reserve, ':holding': holdingPartition(job.pool), ':from': job.state, ':pending': JobState.PENDING, ':waiting': JobState.WAITING },
           },
         },
         {
@@ -271,6 +282,7 @@ export class DynamoJobStore implements JobStore {
             ExpressionAttributeValues: { ':g': gpus, ':minus': -gpus },
           },
         },
+        this.reserve(job.project, reserve, admittedAt),
         {
           Update: {
             TableName: this.tables.pools,
@@ -284,13 +296,16 @@ export class DynamoJobStore implements JobStore {
     } catch (error) {
       const reasons = cancellationCodes(error);
       if (!reasons) throw error;
-      const blockedBy = (['job', 'quota', 'pool'] as const).find((_, i) => reasons[i] === 'ConditionalCheckFailed');
+      const blockedBy = ADMIT_ITEMS.find((_, i) => reasons[i] === 'ConditionalCheckFailed');
+      // A budget whose period is over is rolled over first: then the admission is decided on the new period.
+      if (blockedBy === 'budget' && mayRoll && (await this.rollBudgetIfOver(job.project, admittedAt))) return this.tryAdmit(job, admittedAt, false);
       if (blockedBy) return { admitted: false, blockedBy };
       throw error;
     }
-    const admitted: Job = { ...job, state: JobState.LAUNCHING, admittedAt, heldGpus: gpus };
+    const admitted: Job = { ...job, state: JobState.LAUNCHING, admittedAt, heldGpus: gpus, reservedGpuMs: reserve };
     delete admitted.stateReason;
     delete admitted.queuePosition;
+    delete admitted.promisedStartAt;
     return { admitted: true, job: admitted };
   }
 
@@ -307,13 +322,19 @@ export class DynamoJobStore implements JobStore {
       condition += ' AND heldGpus = :held';
       values[':held'] = held;
     }
+    const reserved = job.reservedGpuMs;
+    if (reserved !== undefined) {
+      // The reservation as read: a live-timeout change since moved it, and this release must refund that one.
+      condition += ' AND reservedGpuMs = :reserved';
+      values[':reserved'] = reserved;
+    }
     try {
       await this.transact([
         {
           Update: {
             TableName: this.tables.jobs,
             Key: { id: job.id },
-            UpdateExpression: `${set} REMOVE heldGpus, queuePool, queueKey, queuePosition, activePartition, taskToken`,
+            UpdateExpression: `${set} REMOVE heldGpus, reservedGpuMs, queuePool, queueKey, queuePosition, activePartition, taskToken`,
             ConditionExpression: condition,
             ExpressionAttributeNames: { '#state': 'state' },
             ExpressionAttributeValues: values,
@@ -321,6 +342,7 @@ export class DynamoJobStore implements JobStore {
         },
         this.release(this.tables.quotas, { project: job.project, resource: 'jobs' }, 1),
         ...(held > 0 ? this.releaseGpus(job, held) : []),
+        ...(reserved !== undefined ? [this.settleReservation(job.project, reserved, chargedGpuMs(job, change.finishedAt))] : []),
       ]);
     } catch (error) {
       if (cancellationCodes(error)?.[0] === 'ConditionalCheckFailed') return undefined;
@@ -328,6 +350,7 @@ export class DynamoJobStore implements JobStore {
     }
     const finished: Job = { ...job, state: change.state, stateReason: change.stateReason, finishedAt: change.finishedAt, ...(change.exitCode !== undefined ? { exitCode: change.exitCode } : {}) };
     delete finished.heldGpus;
+    delete finished.reservedGpuMs;
     delete finished.taskToken;
     delete finished.queuePosition;
     return finished;
@@ -336,7 +359,8 @@ export class DynamoJobStore implements JobStore {
   async requeueJob(job: Job, change: RequeueChange): Promise<Job | undefined> {
     const held = job.heldGpus ?? 0;
     const queued: Job = { ...job, state: JobState.WAITING, stateReason: change.stateReason, retryAt: change.retryAt, launchAttempt: change.launchAttempt };
-    for (const key of ['heldGpus', 'taskToken', 'instanceIds', 'devices', 'admittedAt', 'outcome', 'verdict', 'nodeExits'] as const) delete queued[key];
+    for (const key of ['heldGpus', 'reservedGpuMs', 'taskToken', 'instanceIds', 'devices', 'admittedAt', 'outcome', 'verdict', 'nodeExits'] as const) delete queued[key];
+    const reserved = job.reservedGpuMs;
     try {
       await this.transact([
         {
@@ -346,8 +370,8 @@ export class DynamoJobStore implements JobStore {
             // Back into the queue index under its original key: its place is decided by age, as before.
             UpdateExpression:
               'SET #state = :waiting, stateReason = :reason, retryAt = :retry, launchAttempt = :attempt, queuePool = :pool, queueKey = :qk ' +
-              'REMOVE heldGpus, taskToken, instanceIds, devices, admittedAt, outcome, verdict, exitedNodes',
-            ConditionExpression: '#state = :launching AND heldGpus = :held AND attribute_not_exists(outcome)',
+              'REMOVE heldGpus, reservedGpuMs, taskToken, instanceIds, devices, admittedAt, outcome, verdict, exitedNodes',
+            ConditionExpression: `#state = :launching AND heldGpus = :held AND attribute_not_exists(outcome)${reserved !== undefined ? ' AND reservedGpuMs = :reserved' : ''}`,
             ExpressionAttributeNames: { '#state': 'state' },
             ExpressionAttributeValues: {
               ':waiting': JobState.WAITING,
@@ -358,16 +382,61 @@ export class DynamoJobStore implements JobStore {
               ':qk': queueKey(job),
               ':launching': JobState.LAUNCHING,
               ':held': held,
+              ...(reserved !== undefined ? { ':reserved': reserved } : {}),
             },
           },
         },
         ...this.releaseGpus(job, held),
+        // No capacity was found: the job had no GPU, so nothing is charged.
+        ...(reserved !== undefined ? [this.settleReservation(job.project, reserved, 0)] : []),
       ]);
     } catch (error) {
       if (cancellationCodes(error)?.[0] === 'ConditionalCheckFailed') return undefined;
       throw error;
     }
     return queued;
+  }
+
+  async changeReservation(job: Job, set: Partial<Job>, reservedGpuMs: number, at: string, mayRoll = true): Promise<{ changed: true; job: Job } | { changed: false; blockedBy: 'job' | 'budget' }> {
+    const names: Record<string, string> = { '#state': 'state' };
+    const values: Record<string, unknown> = { ':cur': job.state, ':before': job.reservedGpuMs, ':reserved': reservedGpuMs };
+    const sets = ['reservedGpuMs = :reserved'];
+    for (const [key, value] of Object.entries(set)) {
+      if (value === undefined || key === 'reservedGpuMs') continue;
+      names[`#${key}`] = key;
+      values[`:${key}`] = value;
+      sets.push(`#${key} = :${key}`);
+    }
+    const more = reservedGpuMs - (job.reservedGpuMs ?? 0);
+    const budget = { project: job.project, resource: 'gpuHours' };
+    try {
+      await this.transact([
+        {
+          Update: {
+            TableName: this.tables.jobs,
+            Key: { id: job.id },
+            UpdateExpression: `SET ${sets.join(', ')}`,
+            ConditionExpression: '#state = :cur AND reservedGpuMs = :before',
+            ExpressionAttributeNames: names,
+            ExpressionAttributeValues: values,
+          },
+        },
+        // More is reserved only where there is room; less is given back whatever the budget's state.
+        more > 0
+          ? this.reserve(job.project, more, at)
+          : { Update: { TableName: this.tables.quotas, Key: budget, UpdateExpression: 'ADD used :d, reserved :d, available :minus', ExpressionAttributeValues: { ':d': more, ':minus': -more } } },
+      ]);
+    } catch (error) {
+      const reasons = cancellationCodes(error);
+      if (reasons?.[0] === 'ConditionalCheckFailed') return { changed: false, blockedBy: 'job' };
+      if (reasons?.[1] !== 'ConditionalCheckFailed') throw error;
+      if (mayRoll && (await this.rollBudgetIfOver(job.project, at))) return this.changeReservation(job, set, reservedGpuMs, at, false);
+      return { changed: false, blockedBy: 'budget' };
+    }
+    // Read back: the caller needs what it did not read (a task token stored since, for one).
+    const changed = await this.getJob(job.id);
+    if (!changed) return { changed: false, blockedBy: 'job' };
+    return { changed: true, job: changed };
   }
 
   private releaseGpus(job: Job, held: number) {
@@ -378,6 +447,66 @@ export class DynamoJobStore implements JobStore {
     return { Update: { TableName: table, Key: key, UpdateExpression: 'ADD used :minus, available :plus', ExpressionAttributeValues: { ':minus': -amount, ':plus': amount } } };
   }
 
+  /**
+   * Reserve GPU-ms against the project's gpuHours budget: with a limit, only while there is room and the
+   * period is not over (the caller rolls it over and tries again); without one, only counted.
+   */
+  private reserve(project: string, amount: number, at: string) {
+    return {
+      Update: {
+        TableName: this.tables.quotas,
+        Key: { project, resource: 'gpuHours' },
+        UpdateExpression: 'ADD used :r, reserved :r, available :minus',
+        ConditionExpression: 'attribute_not_exists(hardLimit) OR (available >= :r AND periodEnd > :at)',
+        ExpressionAttributeValues: { ':r': amount, ':minus': -amount, ':at': at },
+      },
+    };
+  }
+
+  /** A reservation ends: `charged` of it stays spent in `used`, the rest goes back to `available`. */
+  private settleReservation(project: string, reserved: number, charged: number) {
+    return {
+      Update: {
+        TableName: this.tables.quotas,
+        Key: { project, resource: 'gpuHours' },
+        UpdateExpression: 'ADD used :unused, reserved :minus, available :refund',
+        ExpressionAttributeValues: { ':unused': charged - reserved, ':minus': -reserved, ':refund': reserved - charged },
+      },
+    };
+  }
+
+  /**
+   * Roll a budget whose period is over (at `at`) into the current one: nothing spent yet, the reservations
+   * of jobs still holding carried over. Conditioned on the limit and period read, so of concurrent
+   * callers one rolls and the others find it done. True when the period was over: admit again.
+   */
+  private async rollBudgetIfOver(project: string, at: string): Promise<boolean> {
+    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.quotas, Key: { project, resource: 'gpuHours' }, ConsistentRead: true }));
+    if (Item?.hardLimit === undefined || (Item.periodEnd !== undefined && String(Item.periodEnd) > at)) return false;
+    const { periodStart, periodEnd } = periodBounds((Item.period as BudgetPeriod | undefined) ?? 'month', new Date(at));
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tables.quotas,
+          Key: { project, resource: 'gpuHours' },
+          UpdateExpression: 'SET periodStart = :ps, periodEnd = :pe, used = if_not_exists(reserved, :zero), available = :limit - if_not_exists(reserved, :zero)',
+          ConditionExpression: `hardLimit = :seenLimit AND ${Item.periodEnd === undefined ? 'attribute_not_exists(periodEnd)' : 'periodEnd = :seenEnd'}`,
+          ExpressionAttributeValues: {
+            ':ps': periodStart,
+            ':pe': periodEnd,
+            ':zero': 0,
+            ':limit': Number(Item.hardLimit) * GPU_MS_PER_HOUR,
+            ':seenLimit': Item.hardLimit,
+            ...(Item.periodEnd === undefined ? {} : { ':seenEnd': Item.periodEnd }),
+          },
+        }),
+      );
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error;
+    }
+    return true;
+  }
+
   private readonly defaultedProjects = new Set<string>();
 
   /**
@@ -386,9 +515,9 @@ export class DynamoJobStore implements JobStore {
    * their usage (`available` = limit - used); rows with a limit are left alone,
    * and so are rows whose limit an admin removed (`limitRemoved`).
    */
-  async ensureDefaultQuotas(project: string, defaults: Partial<Record<QuotaResource, number>>): Promise<void> {
+  async ensureDefaultQuotas(project: string, defaults: Partial<Record<CountedQuotaResource, number>>): Promise<void> {
     if (this.defaultedProjects.has(project)) return;
-    for (const [resource, limit] of Object.entries(defaults) as [QuotaResource, number | undefined][]) {
+    for (const [resource, limit] of Object.entries(defaults) as [CountedQuotaResource, number | undefined][]) {
       if (limit === undefined) continue;
       try {
         await this.doc.send(
@@ -434,6 +563,25 @@ export class DynamoJobStore implements JobStore {
       }),
     );
     return { items: Items.map(fromItem), next: LastEvaluatedKey ? String(LastEvaluatedKey.queueKey) : undefined };
+  }
+
+  async listHolding(pool: string): Promise<Job[]> {
+    const jobs: Job[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const { Items = [], LastEvaluatedKey } = await this.doc.send(
+        new QueryCommand({
+          TableName: this.tables.jobs,
+          IndexName: 'queue',
+          KeyConditionExpression: 'queuePool = :p',
+          ExpressionAttributeValues: { ':p': holdingPartition(pool) },
+          ExclusiveStartKey: start,
+        }),
+      );
+      jobs.push(...Items.map(fromItem));
+      start = LastEvaluatedKey;
+    } while (start);
+    return jobs;
   }
 
   queuePosition(job: Job): Promise<number> {
@@ -492,13 +640,13 @@ export class DynamoJobStore implements JobStore {
     return Items.map(toPool).sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  async putPool(pool: { name: string; instanceType: string; gpusPerInstance: number; maxGpus: number }): Promise<void> {
+  async putPool(pool: { name: string; instanceType: string; gpusPerInstance: number; maxGpus: number; backfill?: boolean }): Promise<void> {
     await this.doc.send(
       new UpdateCommand({
         TableName: this.tables.pools,
         Key: { name: pool.name },
-        UpdateExpression: 'SET instanceType = :t, gpusPerInstance = :g, used = if_not_exists(used, :zero)',
-        ExpressionAttributeValues: { ':t': pool.instanceType, ':g': pool.gpusPerInstance, ':zero': 0 },
+        UpdateExpression: `SET instanceType = :t, gpusPerInstance = :g, used = if_not_exists(used, :zero)${pool.backfill !== undefined ? ', backfill = :b' : ''}`,
+        ExpressionAttributeValues: { ':t': pool.instanceType, ':g': pool.gpusPerInstance, ':zero': 0, ...(pool.backfill !== undefined ? { ':b': pool.backfill } : {}) },
       }),
     );
     // A second write so `available` is derived from the `used` stored at that instant.
@@ -510,6 +658,26 @@ export class DynamoJobStore implements JobStore {
         ExpressionAttributeValues: { ':m': pool.maxGpus },
       }),
     );
+  }
+
+  async setPoolBackfill(name: string, backfill: boolean): Promise<PoolRecord | undefined> {
+    try {
+      const { Attributes } = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tables.pools,
+          Key: { name },
+          UpdateExpression: 'SET backfill = :b',
+          ConditionExpression: 'attribute_exists(#name)',
+          ExpressionAttributeNames: { '#name': 'name' },
+          ExpressionAttributeValues: { ':b': backfill },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return toPool(Attributes!);
+    } catch (error) {
+      if (isConditionFailure(error)) return undefined;
+      throw error;
+    }
   }
 
   async setPoolCap(name: string, maxGpus: number): Promise<PoolRecord | undefined> {
@@ -551,7 +719,8 @@ export class DynamoJobStore implements JobStore {
     return items.map(toQuota);
   }
 
-  async putQuota(quota: { project: string; resource: QuotaResource; hardLimit: number }, only?: 'new' | 'existing'): Promise<QuotaRecord | undefined> {
+  async putQuota(quota: QuotaLimit, only?: 'new' | 'existing', now = new Date()): Promise<QuotaRecord | undefined> {
+    if (quota.resource === 'gpuHours') return this.putBudget(quota, only, now);
     try {
       const { Attributes } = await this.doc.send(
         new UpdateCommand({
@@ -569,6 +738,60 @@ export class DynamoJobStore implements JobStore {
       if (isConditionFailure(error)) return undefined;
       throw error;
     }
+  }
+
+  /**
+   * A gpuHours budget, in GPU-ms. Without a period (a changed limit) the stored period stays. With one, when
+   * the stored period is that period's current one, what was spent in it is kept (a restart re-seeding the
+   * config, a budget removed and given again); otherwise the current period starts with nothing spent.
+   * Reservations of holding jobs always count. Each write derives `available` from the counters at its instant.
+   */
+  private async putBudget(quota: QuotaLimit, only: 'new' | 'existing' | undefined, now: Date): Promise<QuotaRecord | undefined> {
+    const key = { project: quota.project, resource: quota.resource };
+    const onlyCondition = only === 'new' ? 'attribute_not_exists(hardLimit)' : only === 'existing' ? 'attribute_exists(hardLimit)' : undefined;
+    const common = { ':l': quota.hardLimit, ':limit': quota.hardLimit * GPU_MS_PER_HOUR, ':zero': 0 };
+    const write = async (update: string, condition: string | undefined, values: Record<string, unknown>, names?: Record<string, string>) => {
+      try {
+        const { Attributes } = await this.doc.send(
+          new UpdateCommand({
+            TableName: this.tables.quotas,
+            Key: key,
+            UpdateExpression: update,
+            ...(condition ? { ConditionExpression: condition } : {}),
+            ...(names ? { ExpressionAttributeNames: names } : {}),
+            ExpressionAttributeValues: { ...common, ...values },
+            ReturnValues: 'ALL_NEW',
+          }),
+        );
+        return toQuota(Attributes!);
+      } catch (error) {
+        if (isConditionFailure(error)) return undefined;
+        throw error;
+      }
+    };
+    const keep = 'SET hardLimit = :l, available = :limit - if_not_exists(used, :zero), used = if_not_exists(used, :zero), reserved = if_not_exists(reserved, :zero) REMOVE limitRemoved';
+    if (!quota.period) return write(keep, onlyCondition, {});
+    const { periodStart, periodEnd } = periodBounds(quota.period, now);
+    const current = '#period = :p AND periodStart = :ps';
+    const names = { '#period': 'period' };
+    const values = { ':p': quota.period, ':ps': periodStart };
+    // Two conditional writes, one of which matches the row; a third writer in between makes both miss: try again.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const kept = await write(keep, [onlyCondition, current].filter(Boolean).join(' AND '), values, names);
+      if (kept) return kept;
+      const started = await write(
+        'SET hardLimit = :l, #period = :p, periodStart = :ps, periodEnd = :pe, used = if_not_exists(reserved, :zero), ' +
+          'available = :limit - if_not_exists(reserved, :zero), reserved = if_not_exists(reserved, :zero) REMOVE limitRemoved',
+        [onlyCondition, `NOT (${current})`].filter(Boolean).join(' AND '),
+        { ...values, ':pe': periodEnd },
+        names,
+      );
+      if (started) return started;
+      // Both missed: `only` does not hold (done), or another writer moved the period in between (again).
+      const limited = (await this.getQuota(quota.project, quota.resource))?.hardLimit !== undefined;
+      if (only && limited !== (only === 'existing')) return undefined;
+    }
+    return undefined;
   }
 
   /**
@@ -613,9 +836,15 @@ export function queueKey(job: Pick<Job, 'createdAt' | 'id'>): string {
   return `${job.createdAt}#${job.id}`;
 }
 
+/** The `queue` index partition of a pool's holding jobs; pool names have no '#'. */
+export function holdingPartition(pool: string): string {
+  return `${pool}#holding`;
+}
+
 function toItem(job: Job): Item {
   const item: Item = { ...job, createdKey: queueKey(job) };
   if (QUEUED_STATES.includes(job.state)) Object.assign(item, { queuePool: job.pool, queueKey: queueKey(job) });
+  if (HOLDING_STATES.includes(job.state)) Object.assign(item, { queuePool: holdingPartition(job.pool), queueKey: queueKey(job) });
   if (!isTerminal(job.state)) item.activePartition = ACTIVE;
   return item;
 }
@@ -638,6 +867,7 @@ function toPool(item: Item): PoolRecord {
     maxGpus: Number(item.maxGpus ?? 0),
     usedGpus: Number(item.used ?? 0),
     availableGpus: Number(item.available ?? 0),
+    backfill: item.backfill === true,
   };
 }
 
@@ -647,6 +877,16 @@ function toQuota(item: Item): QuotaRecord {
     resource: item.resource as QuotaResource,
     ...(item.hardLimit !== undefined ? { hardLimit: Number(item.hardLimit) } : {}),
     used: Number(item.used ?? 0),
+    ...(item.resource === 'gpuHours'
+      ? {
+          budget: {
+            ...(item.period !== undefined ? { period: item.period as BudgetPeriod } : {}),
+            ...(item.periodStart !== undefined ? { periodStart: String(item.periodStart) } : {}),
+            ...(item.periodEnd !== undefined ? { periodEnd: String(item.periodEnd) } : {}),
+            reservedGpuMs: Number(item.reserved ?? 0),
+          },
+        }
+      : {}),
   };
 }
 

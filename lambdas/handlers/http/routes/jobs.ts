@@ -65,10 +65,10 @@ export function jobRoutes(deps: () => Deps): Route[] {
     route({
       method: 'PATCH',
       path: '/v1/jobs/{id}',
-      errors: [409, 422],
+      errors: [409, 422, 429],
       summary: 'Rename a job or change its live timeout',
       description:
-        "Extends or shortens the live timeout, never past the template's max. A running job's expiresAt becomes startedAt + the new timeout and its timer follows; a new expiresAt already past ends it at once (EXPIRED). A stopping or finished job's timeout cannot change (409); any job may be renamed.",
+        "Extends or shortens the live timeout, never past the template's max. A running job's expiresAt becomes startedAt + the new timeout and its timer follows; a new expiresAt already past ends it at once (EXPIRED). A stopping or finished job's timeout cannot change (409); any job may be renamed. A job holding GPUs reserves the extra GPU-hours against its project's gpuHours budget (429 when they do not fit now, 422 when the new worst case exceeds the budget itself).",
       access: 'member',
       params: JobParams,
       body: ChangeJobInput,

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import type { Deps } from '../../../core/deps.js';
 import { PageQuery } from '../../../core/pagination.js';
-import { listPools, updatePoolCap } from '../../../core/pools.js';
+import { listPools, updatePool } from '../../../core/pools.js';
 import { NAME_PATTERN, PoolCapInput } from '../../../core/schemas.js';
 import { page, Pool } from '../../../core/views.js';
 import { json, type Route } from '../middleware.js';
@@ -25,13 +25,14 @@ export function poolRoutes(deps: () => Deps): Route[] {
     route({
       method: 'PATCH',
       path: '/v1/pools/{name}',
-      summary: "Change a pool's GPU cap",
-      description: 'GPUs held are kept; a cap below them blocks new admissions only. Raising it admits waiting jobs that now fit before it answers.',
+      summary: "Change a pool's GPU cap or backfill",
+      description:
+        "GPUs held are kept; a cap below them blocks new admissions only. Raising it admits waiting jobs that now fit before it answers. `backfill: true` lets a younger job start ahead of a blocked head when its live timeout proves it ends before the head's latest start; false (the default) is strict FIFO.",
       access: 'admin',
       params: PoolParams,
       body: PoolCapInput,
-      responses: { 200: { description: 'The pool with its new cap, after waiting jobs that now fit were admitted', schema: Pool } },
-      handle: async ({ identity, params, body }) => json(200, await updatePoolCap(deps(), identity, params.name, body.maxGpus)),
+      responses: { 200: { description: 'The pool as changed, after waiting jobs that now fit were admitted', schema: Pool } },
+      handle: async ({ identity, params, body }) => json(200, await updatePool(deps(), identity, params.name, body)),
     }),
   ];
 }

@@ -1,4 +1,4 @@
-/** `/v1/quotas`: per-project limits and live usage; admins write, members read their own. */
+/** `/v1/quotas`: per-project limits and live usage, GPU-hour budgets among them; admins write, members read their own. */
 import { z } from 'zod';
 import type { Deps } from '../../../core/deps.js';
 import { PageQuery } from '../../../core/pagination.js';
@@ -20,7 +20,8 @@ export function quotaRoutes(deps: () => Deps): Route[] {
       path: '/v1/quotas',
       errors: [409],
       summary: 'Give a project a limit for a resource',
-      description: 'The usage counted so far applies at once; a limit below it blocks new admissions only. 409 when the project already has a limit for the resource (change it with PATCH).',
+      description:
+        'The usage counted so far applies at once; a limit below it blocks new admissions only. 409 when the project already has a limit for the resource (change it with PATCH). A gpuHours budget needs a `period` (day, week or month, UTC): admission reserves each job\'s worst case (GPUs x live timeout) against it and the unused part is given back when the job ends.',
       access: 'admin',
       body: QuotaSpec,
       responses: { 201: { description: 'The limit, with the usage counted so far', schema: Quota, headers: { Location: { description: 'The path of the quota', required: true } } } },
@@ -53,7 +54,8 @@ export function quotaRoutes(deps: () => Deps): Route[] {
       method: 'PATCH',
       path: '/v1/quotas/{project}/{resource}',
       summary: 'Change a limit',
-      description: 'Lowering it below what is used is allowed and only blocks new admissions. Raising it admits waiting jobs that now fit before it answers.',
+      description:
+        "Lowering it below what is used is allowed and only blocks new admissions. Raising it admits waiting jobs that now fit before it answers. A gpuHours budget keeps its period and what was spent in it (to change the period, delete the budget and create it again).",
       access: 'admin',
       params: QuotaParams,
       body: QuotaLimitInput,
