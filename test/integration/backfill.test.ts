@@ -8,7 +8,7 @@
  * each job was really admitted.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { Deps, Logger } from '../../lambdas/core/deps.js';
 import { forecastBounds } from '../../lambdas/core/forecast.js';
 import type { Identity } from '../../lambdas/core/identity.js';
@@ -18,7 +18,7 @@ import { updatePool } from '../../lambdas/core/pools.js';
 import { drainPool, type DrainResult } from '../../lambdas/core/queue.js';
 import type { Compute } from '../../lambdas/ports/compute.js';
 import type { JobLogs } from '../../lambdas/ports/job-logs.js';
-import { freshStore, quietLog, RecordingEvents, startDynamo, type Dynamo } from '../support/harness.js';
+import { dynamoPerFile, freshStore, quietLog, RecordingEvents } from '../support/harness.js';
 
 const ROOT: Identity = { name: 'root', projects: [], admin: true };
 const T0 = Date.parse('2025-03-01T00:00:00.000Z');
@@ -92,19 +92,10 @@ interface Run {
 type Event = { at: number; seq: number; kind: 'arrive' | 'started' | 'stopping' | 'released'; id: string };
 
 describe('latest start and backfill against the real drain', { timeout: 600_000 }, () => {
-  let dynamo: Dynamo;
-
-  before(async () => {
-    dynamo = await startDynamo();
-  });
-
-  after(async () => {
-    dynamo?.client.destroy();
-    await dynamo?.local.stop();
-  });
+  const dynamo = dynamoPerFile();
 
   async function world(opts: { cap: number; backfill?: boolean; quotas?: Scenario['quotas'] }) {
-    const ports = await freshStore(dynamo);
+    const ports = await freshStore(dynamo());
     await ports.store.putPool({ name: POOL, instanceType: 'local', gpusPerInstance: 1, maxGpus: opts.cap, ...(opts.backfill !== undefined ? { backfill: opts.backfill } : {}) });
     for (const q of opts.quotas ?? []) await ports.store.putQuota({ project: q.project, resource: 'gpus', hardLimit: q.hardLimit });
     const clock = { now: T0 };

@@ -10,7 +10,7 @@
  * for what it held.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { GetCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { DynamoJobStore } from '../../lambdas/adapters/dynamo/dynamo-job-store.js';
 import type { TableNames } from '../../lambdas/adapters/dynamo/table-names.js';
@@ -20,7 +20,8 @@ import { HOLDING_STATES, JobState, QUEUED_STATES, type Job } from '../../lambdas
 import { deleteJob, submitJob } from '../../lambdas/core/jobs.js';
 import { updateQuota } from '../../lambdas/core/quotas.js';
 import { Quota, Stats } from '../../lambdas/core/views.js';
-import { apiWorld, caller, freshStore, startDynamo, template, waitFor, waitForState, world, type ApiWorld, type Dynamo } from '../support/harness.js';
+import { apiWorld, caller, dynamoPerFile, freshStore, template, waitFor, waitForState, world, type ApiWorld } from '../support/harness.js';
+import { jobSequence } from '../support/jobs.js';
 
 const HOUR = GPU_MS_PER_HOUR;
 const MINUTE = 60_000;
@@ -35,28 +36,7 @@ const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
 const bob: Identity = { name: 'bob', projects: ['audio'], admin: false };
 const root: Identity = { name: 'root', projects: [], admin: true };
 
-let seq = 0;
-function makeJob(overrides: Partial<Job> = {}): Job {
-  seq += 1;
-  const n = String(seq).padStart(5, '0');
-  return {
-    id: `job-${n}`,
-    name: `job ${n}`,
-    project: 'vision',
-    owner: 'alice',
-    template: 'train',
-    pool: 'p',
-    image: 'tools',
-    command: ['true'],
-    env: {},
-    gpus: 1,
-    nodeCount: 1,
-    liveTimeoutMinutes: 60,
-    state: JobState.PENDING,
-    createdAt: new Date(Date.UTC(2031, 0, 1, 0, 0, seq)).toISOString(),
-    ...overrides,
-  };
-}
+const makeJob = jobSequence(new Date(Date.UTC(2031, 0, 1)));
 
 /** The budget row as stored, `available` and `reserved` included (the API shows hours). */
 async function budgetRow(store: DynamoJobStore, project = 'vision') {
@@ -73,18 +53,11 @@ async function budgetRow(store: DynamoJobStore, project = 'vision') {
   };
 }
 
-let dynamo: Dynamo;
-before(async () => {
-  dynamo = await startDynamo();
-});
-after(async () => {
-  dynamo?.client.destroy();
-  await dynamo?.local.stop();
-});
+const dynamo = dynamoPerFile();
 
 describe('GPU-hour budgets in the store (DynamoDB Local)', { timeout: 120_000 }, () => {
   async function storeWithBudget(hardLimit: number, period: 'day' | 'week' | 'month' = 'month', now = T0) {
-    const { store } = await freshStore(dynamo);
+    const { store } = await freshStore(dynamo());
     await store.putPool({ name: 'p', instanceType: 'local', gpusPerInstance: 1, maxGpus: 64 });
     assert.ok(await store.putQuota({ project: 'vision', resource: 'gpuHours', hardLimit, period }, 'new', new Date(now)));
     return store;
@@ -233,7 +206,7 @@ describe('GPU-hour budgets in the store (DynamoDB Local)', { timeout: 120_000 },
   });
 
   it('counts reservations made before a budget exists; a changed limit keeps the period; given again in the same period it keeps what was spent', async () => {
-    const { store } = await freshStore(dynamo);
+    const { store } = await freshStore(dynamo());
     await store.putPool({ name: 'p', instanceType: 'local', gpusPerInstance: 1, maxGpus: 64 });
     const early = await admitted(store, makeJob({ gpus: 2 }));
     assert.deepEqual(await budgetRow(store).then(({ used, reserved, hardLimit }) => ({ used, reserved, hardLimit })), { used: 2 * HOUR, reserved: 2 * HOUR, hardLimit: undefined }, 'counted without a limit');
@@ -278,7 +251,7 @@ describe('GPU-hour budgets through the API', { timeout: 120_000 }, () => {
   }
 
   it('creates a budget with a period (and only a budget), and shows its period, spent and reserved', async () => {
-    const w = await apiWorld(dynamo, { templates: TEMPLATES });
+    const w = await apiWorld(dynamo(), { templates: TEMPLATES });
     const missing = await w.call('POST', '/v1/quotas', ROOT, { body: { project: 'vision', resource: 'gpuHours', hardLimit: 10 } });
     assert.equal(missing.status, 400);
     assert.deepEqual(missing.body.error.details, [{ field: 'period', reason: 'a gpuHours budget needs a period: day, week or month' }]);
@@ -308,7 +281,7 @@ describe('GPU-hour budgets through the API', { timeout: 120_000 }, () => {
   });
 
   it('refuses at submit (422) a job whose worst case exceeds the budget itself, and stores nothing', async () => {
-    const w = await apiWorld(dynamo, { templates: TEMPLATES });
+    const w = await apiWorld(dynamo(), { templates: TEMPLATES });
     await budget(w, 'vision', 2, 'week');
     const refused = await w.call('POST', '/v1/jobs', ALICE, { body: { template: 'wide', liveTimeoutMinutes: 61 } });
     assert.equal(refused.status, 422);
@@ -325,7 +298,7 @@ describe('GPU-hour budgets through the API', { timeout: 120_000 }, () => {
   });
 
   it('extends a running job only when the extra worst case fits (429 otherwise, 422 past the budget) and gives back when shortened', async () => {
-    const w = await apiWorld(dynamo, { templates: TEMPLATES });
+    const w = await apiWorld(dynamo(), { templates: TEMPLATES });
     await budget(w, 'vision', 4);
     const job = await running(w);
     const extended = await w.call('PATCH', `/v1/jobs/${job.id}`, ALICE, { body: { liveTimeoutMinutes: 180 } });
@@ -354,7 +327,7 @@ describe('GPU-hour budgets through the API', { timeout: 120_000 }, () => {
   });
 
   it('GET /v1/stats reports spent and reserved GPU-hours per project, in total for an admin', async () => {
-    const w = await apiWorld(dynamo, { templates: TEMPLATES });
+    const w = await apiWorld(dynamo(), { templates: TEMPLATES });
     await budget(w, 'vision', 10);
     await budget(w, 'audio', 5, 'week');
     await running(w, ALICE, { template: 'wide', liveTimeoutMinutes: 30 });
@@ -378,7 +351,7 @@ describe('GPU-hour budgets through the workflow (real ASL, real processes)', { t
   const TEMPLATES = [template({ name: 'ok', command: ['sh', '-c', 'exit 0'] }), template({ name: 'sleep', command: ['sleep', '30'] }), template({ name: 'audio-sleep', project: 'audio', command: ['sleep', '30'] })];
 
   async function budgetWorld(gpus: number, hardLimit: number) {
-    const w = await world(dynamo, { pools: [{ name: 'local', gpus }], templates: TEMPLATES });
+    const w = await world(dynamo(), { pools: [{ name: 'local', gpus }], templates: TEMPLATES });
     assert.ok(await w.store.putQuota({ project: 'vision', resource: 'gpuHours', hardLimit, period: 'month' }, 'new'));
     return w;
   }

@@ -5,9 +5,9 @@
  * their template's pinned version or the latest one, by digest.
  */
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { beforeEach, describe, it } from 'node:test';
 import { seedImages } from '../../lambdas/core/images.js';
-import { apiWorld, caller, startDynamo, type ApiResponse, type ApiWorld, type Dynamo } from '../support/harness.js';
+import { apiWorld, caller, dynamoPerFile, type ApiResponse, type ApiWorld } from '../support/harness.js';
 
 const ALICE = caller('alice', 'vision');
 const DAVE = caller('dave');
@@ -23,16 +23,10 @@ function expectError(response: ApiResponse, status: number, fields?: string[]): 
 }
 
 describe('images API', () => {
-  let dynamo: Dynamo;
+  const dynamo = dynamoPerFile();
   let w: ApiWorld;
-  before(async () => {
-    dynamo = await startDynamo();
-  });
-  after(async () => {
-    await dynamo.local.stop();
-  });
   beforeEach(async () => {
-    w = await apiWorld(dynamo, { images: [] });
+    w = await apiWorld(dynamo(), { images: [] });
   });
 
   const add = (body: unknown, as = ROOT) => w.call('POST', '/v1/images', as, { body });

@@ -4,47 +4,18 @@
  * idempotent creation, and newest-first listing across pages.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { IdempotencyConflict, QuotaExceeded } from '../../lambdas/core/errors.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
-import { freshStore, startDynamo, type Dynamo } from '../support/harness.js';
+import { jobSequence } from '../support/jobs.js';
+import { dynamoPerFile, freshStore } from '../support/harness.js';
 
-let seq = 0;
-function makeJob(overrides: Partial<Job> = {}): Job {
-  seq += 1;
-  const n = String(seq).padStart(5, '0');
-  return {
-    id: `job-${n}`,
-    name: `job ${n}`,
-    project: 'vision',
-    owner: 'alice',
-    template: 'train',
-    pool: 'p',
-    image: 'tools',
-    command: ['true'],
-    env: {},
-    gpus: 1,
-    nodeCount: 1,
-    liveTimeoutMinutes: 60,
-    state: JobState.PENDING,
-    createdAt: new Date(Date.UTC(2024, 0, 1, 0, 0, seq)).toISOString(),
-    ...overrides,
-  };
-}
+const makeJob = jobSequence(new Date(Date.UTC(2024, 0, 1)));
 
 const POOL = { name: 'p', instanceType: 'local', gpusPerInstance: 1, maxGpus: 16 };
 
 describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
-  let dynamo: Dynamo;
-
-  before(async () => {
-    dynamo = await startDynamo();
-  });
-
-  after(async () => {
-    dynamo?.client.destroy();
-    await dynamo?.local.stop();
-  });
+  const dynamo = dynamoPerFile();
 
   async function createPending(store: Awaited<ReturnType<typeof freshStore>>['store'], count: number): Promise<Job[]> {
     const jobs = Array.from({ length: count }, () => makeJob());
@@ -58,7 +29,7 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
   }
 
   it('200 concurrent admissions fill a 16-GPU pool exactly', async () => {
-    const { store } = await freshStore(dynamo);
+    const { store } = await freshStore(dynamo());
     await store.putPool(POOL);
     const jobs = await createPending(store, 200);
     const at = new Date().toISOString();
@@ -76,7 +47,7 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
   });
 
   it('200 concurrent admissions stop at a project gpu quota of 5', async () => {
-    const { store } = await freshStore(dynamo);
+    const { store } = await freshStore(dynamo());
     await store.putPool(POOL);
     await store.putQuota({ project: 'vision', resource: 'gpus', hardLimit: 5 });
     const jobs = await createPending(store, 200);
@@ -94,7 +65,7 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
   });
 
   it('releases GPUs and the jobs slot exactly once when finished twice concurrently', async () => {
-    const { store } = await freshStore(dynamo);
+    const { store } = await freshStore(dynamo());
     await store.putPool(POOL);
     await store.putQuota({ project: 'vision', resource: 'gpus', hardLimit: 8 });
     const job = makeJob({ gpus: 2 });
@@ -129,7 +100,7 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
   });
 
   it('lists a pool queue oldest first from the index', async () => {
-    const { store } = await freshStore(dynamo);
+    const { store } = await freshStore(dynamo());
     await store.putPool(POOL);
     const base = Date.UTC(2024, 5, 1);
     const at = (minutes: number) => new Date(base + minutes * 60_000).toISOString();
@@ -167,7 +138,7 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
   });
 
   it('createJob honours the idempotency claim and the jobs quota', async () => {
-    const { store } = await freshStore(dynamo);
+    const { store } = await freshStore(dynamo());
     const first = makeJob();
     const claim = { key: 'vision:key-1', bodyHash: 'hash-a' };
     const created = await store.createJob(first, claim);
@@ -184,7 +155,7 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
     await assert.rejects(store.createJob(makeJob(), { key: 'vision:key-1', bodyHash: 'hash-b' }), IdempotencyConflict);
     assert.equal((await store.getQuota('vision', 'jobs'))?.used, 1);
 
-    const { store: limited } = await freshStore(dynamo);
+    const { store: limited } = await freshStore(dynamo());
     await limited.putQuota({ project: 'vision', resource: 'jobs', hardLimit: 1 });
     const one = makeJob();
     await limited.createJob(one);
@@ -200,7 +171,7 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
   });
 
   it('listJobs pages newest first with nextToken', async () => {
-    const { store } = await freshStore(dynamo);
+    const { store } = await freshStore(dynamo());
     const base = Date.UTC(2024, 2, 1);
     const jobs = [0, 1, 2, 3, 4].map((i) => makeJob({ createdAt: new Date(base + i * 1000).toISOString() }));
     for (const job of jobs) await store.createJob(job);

@@ -4,7 +4,7 @@
  * on the second run that sees them (never the first), with operator events.
  */
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 import { instanceId } from '../../lambdas/adapters/local-compute.js';
 import { submitJob, deleteJob } from '../../lambdas/core/jobs.js';
 import type { Identity } from '../../lambdas/core/identity.js';
@@ -12,24 +12,17 @@ import { JobState, type Job } from '../../lambdas/core/job.js';
 import { containerSpec } from '../../lambdas/core/lifecycle.js';
 import { reconcile, ReconcileEvent, type ReconcileOptions } from '../../lambdas/core/reconcile.js';
 import type { DynamoReconcileStore } from '../../lambdas/adapters/dynamo/dynamo-reconcile-store.js';
-import { startDynamo, template, waitFor, waitForState, world, type Dynamo, type World } from '../support/harness.js';
+import { dynamoPerFile, template, waitFor, waitForState, world, type World } from '../support/harness.js';
 import { admittedJob, alive, corrupt, newJob, reconcileStore, runnerPid } from '../support/reconcile-fixtures.js';
 
 const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
 const TEMPLATES = [template({ name: 'sleep', command: ['sleep', '30'] })];
 const OPTIONS: ReconcileOptions = { markTtlSeconds: 600, minMarkAgeSeconds: 0 };
 
-let dynamo: Dynamo;
+const dynamo = dynamoPerFile();
 let w: World | undefined;
 const cleanups: (() => Promise<void>)[] = [];
 
-before(async () => {
-  dynamo = await startDynamo();
-});
-after(async () => {
-  dynamo.client.destroy();
-  await dynamo.local.stop();
-});
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
   await w?.close();
@@ -37,8 +30,8 @@ afterEach(async () => {
 });
 
 async function setup(options: Partial<Parameters<typeof world>[1]> = {}): Promise<{ world: World; store: DynamoReconcileStore }> {
-  w = await world(dynamo, { pools: [{ name: 'local', gpus: 2 }], templates: TEMPLATES, ...options });
-  return { world: w, store: reconcileStore(dynamo, w) };
+  w = await world(dynamo(), { pools: [{ name: 'local', gpus: 2 }], templates: TEMPLATES, ...options });
+  return { world: w, store: reconcileStore(dynamo(), w) };
 }
 
 async function usage(world: World, project = 'vision') {
@@ -161,7 +154,7 @@ describe('reconciler (DynamoDB Local, real ASL, real processes)', { timeout: 120
     const { world, store } = await setup({ quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 4 }] });
     const job = (await submitJob(world.deps, alice, { template: 'sleep' })).job;
     await waitForState(world.store, job.id, [JobState.RUNNING]);
-    await corrupt(dynamo, world, { pool: 'local' }, 2);
+    await corrupt(dynamo(), world, { pool: 'local' }, 2);
     assert.deepEqual(await usage(world), { pool: 3, poolAvailable: -1, project: 1, jobs: 1 });
 
     const first = await reconcile(world.deps, store, OPTIONS);
@@ -189,9 +182,9 @@ describe('reconciler (DynamoDB Local, real ASL, real processes)', { timeout: 120
     const { world, store } = await setup();
     const job = (await submitJob(world.deps, alice, { template: 'sleep' })).job;
     await waitForState(world.store, job.id, [JobState.RUNNING]);
-    await corrupt(dynamo, world, { project: 'vision', resource: 'jobs' }, 5);
+    await corrupt(dynamo(), world, { project: 'vision', resource: 'jobs' }, 5);
     await reconcile(world.deps, store, OPTIONS);
-    await corrupt(dynamo, world, { project: 'vision', resource: 'jobs' }, 1);
+    await corrupt(dynamo(), world, { project: 'vision', resource: 'jobs' }, 1);
 
     const second = await reconcile(world.deps, store, OPTIONS);
 

@@ -6,11 +6,11 @@
  * reaches DynamoDB through its own client.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import { ValidationError } from '../../lambdas/core/errors.js';
 import { handler, POOLS_PHYSICAL_ID, seedPools } from '../../lambdas/handlers/custom-resources/seed-pools.js';
-import { freshStore, quietLog, startDynamo, type Dynamo } from '../support/harness.js';
+import { dynamoPerFile, freshStore, quietLog } from '../support/harness.js';
 
 type Store = Awaited<ReturnType<typeof freshStore>>['store'];
 
@@ -55,21 +55,12 @@ function job(id: string, gpus: number): Job {
 }
 
 describe('seed-pools custom resource on DynamoDB Local', { timeout: 180_000 }, () => {
-  let dynamo: Dynamo;
-
-  before(async () => {
-    dynamo = await startDynamo();
-  });
-
-  after(async () => {
-    dynamo?.client.destroy();
-    await dynamo?.local.stop();
-  });
+  const dynamo = dynamoPerFile();
 
   it('Create puts every configured pool with nothing used, under a stable physical id', async () => {
-    const { store } = await freshStore(dynamo);
+    const { store } = await freshStore(dynamo());
     const result = await seedPools(
-      dynamo.doc,
+      dynamo().doc,
       request('Create', {
         PoolsTable: poolsTable(store),
         Pools: pools({ name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 4 }, { name: 'a100', instanceType: 'p4d.24xlarge', gpusPerInstance: 8, maxGpus: 16 }),
@@ -85,15 +76,15 @@ describe('seed-pools custom resource on DynamoDB Local', { timeout: 180_000 }, (
   });
 
   it('Update changes the cap and instance type but keeps the GPUs running jobs hold, and keeps the physical id', async () => {
-    const { store } = await freshStore(dynamo);
+    const { store } = await freshStore(dynamo());
     const table = poolsTable(store);
-    await seedPools(dynamo.doc, request('Create', { PoolsTable: table, Pools: pools({ name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 4 }) }), quietLog);
+    await seedPools(dynamo().doc, request('Create', { PoolsTable: table, Pools: pools({ name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 4 }) }), quietLog);
     const held = job('job-held', 3);
     await store.createJob(held);
     assert.equal((await store.admit(held, new Date().toISOString())).admitted, true);
 
     const result = await seedPools(
-      dynamo.doc,
+      dynamo().doc,
       request('Update', { PoolsTable: table, Pools: pools({ name: 'a10g', instanceType: 'g5.2xlarge', gpusPerInstance: 1, maxGpus: 8 }) }, POOLS_PHYSICAL_ID),
       quietLog,
     );
@@ -103,11 +94,11 @@ describe('seed-pools custom resource on DynamoDB Local', { timeout: 180_000 }, (
   });
 
   it('Update adds a new pool and leaves a pool it no longer names as it was', async () => {
-    const { store } = await freshStore(dynamo);
+    const { store } = await freshStore(dynamo());
     const table = poolsTable(store);
-    await seedPools(dynamo.doc, request('Create', { PoolsTable: table, Pools: pools({ name: 'old', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 2 }) }), quietLog);
+    await seedPools(dynamo().doc, request('Create', { PoolsTable: table, Pools: pools({ name: 'old', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 2 }) }), quietLog);
 
-    await seedPools(dynamo.doc, request('Update', { PoolsTable: table, Pools: pools({ name: 'l4', instanceType: 'g6.xlarge', gpusPerInstance: 1, maxGpus: 8 }) }, POOLS_PHYSICAL_ID), quietLog);
+    await seedPools(dynamo().doc, request('Update', { PoolsTable: table, Pools: pools({ name: 'l4', instanceType: 'g6.xlarge', gpusPerInstance: 1, maxGpus: 8 }) }, POOLS_PHYSICAL_ID), quietLog);
 
     assert.deepEqual((await store.listPools()).map((p) => [p.name, p.maxGpus, p.availableGpus]), [
       ['l4', 8, 8],
@@ -116,12 +107,12 @@ describe('seed-pools custom resource on DynamoDB Local', { timeout: 180_000 }, (
   });
 
   it('Delete leaves the table as it is and answers with the same physical id, whatever the properties', async () => {
-    const { store } = await freshStore(dynamo);
+    const { store } = await freshStore(dynamo());
     const table = poolsTable(store);
-    await seedPools(dynamo.doc, request('Create', { PoolsTable: table, Pools: pools({ name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 4 }) }), quietLog);
+    await seedPools(dynamo().doc, request('Create', { PoolsTable: table, Pools: pools({ name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 4 }) }), quietLog);
 
     // A rollback after a failed Create deletes with whatever properties were declared, even bad ones.
-    const result = await seedPools(dynamo.doc, request('Delete', { PoolsTable: table, Pools: 'not json' }, POOLS_PHYSICAL_ID), quietLog);
+    const result = await seedPools(dynamo().doc, request('Delete', { PoolsTable: table, Pools: 'not json' }, POOLS_PHYSICAL_ID), quietLog);
 
     assert.equal(result.PhysicalResourceId, POOLS_PHYSICAL_ID);
     assert.equal((await store.getPool('a10g'))?.maxGpus, 4);
@@ -136,8 +127,8 @@ describe('seed-pools custom resource on DynamoDB Local', { timeout: 180_000 }, (
   ];
   for (const [what, properties, message] of invalid) {
     it(`fails on ${what}, naming the field, and writes nothing`, async () => {
-      const { store } = await freshStore(dynamo);
-      await assert.rejects(seedPools(dynamo.doc, request('Create', { PoolsTable: poolsTable(store), ...properties }), quietLog), (error: unknown) => {
+      const { store } = await freshStore(dynamo());
+      await assert.rejects(seedPools(dynamo().doc, request('Create', { PoolsTable: poolsTable(store), ...properties }), quietLog), (error: unknown) => {
         assert.ok(error instanceof ValidationError, String(error));
         assert.match(error.message, message);
         return true;
@@ -147,14 +138,14 @@ describe('seed-pools custom resource on DynamoDB Local', { timeout: 180_000 }, (
   }
 
   it('fails without a table to seed', async () => {
-    await assert.rejects(seedPools(dynamo.doc, request('Create', { Pools: pools({ name: 'a', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 1 }) }), quietLog), /ResourceProperties\.PoolsTable/);
+    await assert.rejects(seedPools(dynamo().doc, request('Create', { Pools: pools({ name: 'a', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 1 }) }), quietLog), /ResourceProperties\.PoolsTable/);
   });
 
   it('the deployed entry seeds through its own DynamoDB client', async () => {
-    const { store } = await freshStore(dynamo);
+    const { store } = await freshStore(dynamo());
     // What the Lambda runtime provides, pointed at DynamoDB Local.
     Object.assign(process.env, {
-      AWS_ENDPOINT_URL_DYNAMODB: dynamo.local.endpoint,
+      AWS_ENDPOINT_URL_DYNAMODB: dynamo().local.endpoint,
       AWS_REGION: 'us-east-1',
       AWS_ACCESS_KEY_ID: 'flarelocal',
       AWS_SECRET_ACCESS_KEY: 'flarelocal',

@@ -5,10 +5,10 @@
  * are refused while active jobs use the template — also when a job races them.
  */
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { beforeEach, describe, it } from 'node:test';
 import { JobState } from '../../lambdas/core/job.js';
 import { seedTemplate } from '../../lambdas/core/templates.js';
-import { apiWorld, caller, IMAGE, startDynamo, template, type ApiResponse, type ApiWorld, type Dynamo } from '../support/harness.js';
+import { apiWorld, caller, dynamoPerFile, IMAGE, template, type ApiResponse, type ApiWorld } from '../support/harness.js';
 
 const ALICE = caller('alice', 'vision');
 const BOB = caller('bob', 'audio');
@@ -25,16 +25,10 @@ function expectError(response: ApiResponse, status: number, fields?: string[]): 
 }
 
 describe('templates API', () => {
-  let dynamo: Dynamo;
+  const dynamo = dynamoPerFile();
   let w: ApiWorld;
-  before(async () => {
-    dynamo = await startDynamo();
-  });
-  after(async () => {
-    await dynamo.local.stop();
-  });
   beforeEach(async () => {
-    w = await apiWorld(dynamo, { pools: [{ name: 'local', gpus: 4 }] });
+    w = await apiWorld(dynamo(), { pools: [{ name: 'local', gpus: 4 }] });
   });
 
   async function create(body: Record<string, unknown>, as = ALICE) {

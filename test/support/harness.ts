@@ -42,6 +42,22 @@ export async function startDynamo(): Promise<Dynamo> {
   return { local, ...makeDynamoClients(local.endpoint) };
 }
 
+/** For a test file (or describe): one DynamoDB Local, started before its tests and stopped after them. */
+export function dynamoPerFile(): () => Dynamo {
+  let dynamo: Dynamo | undefined;
+  before(async () => {
+    dynamo = await startDynamo();
+  });
+  after(async () => {
+    dynamo?.client.destroy();
+    await dynamo?.local.stop();
+  });
+  return () => {
+    if (!dynamo) throw new Error('DynamoDB Local is not started yet: call this inside a test or hook');
+    return dynamo;
+  };
+}
+
 /** New tables under a random prefix: tests in one file never see each other's rows. */
 export async function freshStore(dynamo: Dynamo): Promise<{ store: DynamoJobStore; catalog: DynamoCatalog }> {
   const tables = defaultTableNames(`t${randomBytes(4).toString('hex')}`);

@@ -19,30 +19,14 @@ import {
 } from '../../lambdas/core/budgets.js';
 import { Unprocessable } from '../../lambdas/core/errors.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
+import { jobRecord } from '../support/jobs.js';
 import type { JobStore, QuotaRecord } from '../../lambdas/ports/job-store.js';
 
 const HOUR = GPU_MS_PER_HOUR;
 const MINUTE = 60_000;
 
-function job(overrides: Partial<Job> = {}): Job {
-  return {
-    id: 'j-1',
-    name: 'train',
-    project: 'vision',
-    owner: 'alice',
-    template: 'train',
-    pool: 'local',
-    image: 'tools',
-    command: ['true'],
-    env: {},
-    gpus: 1,
-    nodeCount: 1,
-    liveTimeoutMinutes: 60,
-    state: JobState.RUNNING,
-    createdAt: '2031-03-10T09:00:00.000Z',
-    ...overrides,
-  };
-}
+const job = (overrides: Partial<Job> = {}): Job =>
+  jobRecord({ id: 'j-1', name: 'train', pool: 'local', state: JobState.RUNNING, createdAt: '2031-03-10T09:00:00.000Z', ...overrides });
 
 function row(overrides: Partial<QuotaRecord> & { hardLimit: number }): QuotaRecord & { hardLimit: number } {
   return { project: 'vision', resource: 'gpuHours', used: 0, ...overrides };
