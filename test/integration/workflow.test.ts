@@ -11,6 +11,7 @@ import { deleteJob, getJob, submitJob } from '../../lambdas/core/jobs.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import { drainPool } from '../../lambdas/core/queue.js';
 import { newJobId } from '../../lambdas/adapters/ids.js';
+import { jobRecord } from '../support/jobs.js';
 import { WorkflowState } from '../../lambdas/core/workflow.js';
 import { JOB_LIFECYCLE_ASL } from '../../lambdas/local/asl.js';
 import type { Compute } from '../../lambdas/ports/compute.js';
@@ -213,5 +214,32 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED], 30_000);
     assert.equal(done.state, JobState.SUCCEEDED, 'its workflow was started and ran it');
     assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
+  });
+  it('drains of one pool asked for at once run one pass at a time, and every caller gets a pass that began after it asked', async () => {
+    const world = await setup();
+    for (let i = 0; i < 4; i++) {
+      const job = jobRecord({ id: `queued-${i}`, pool: 'local', command: ['sleep', '30'], createdAt: new Date(Date.now() - 60_000 + i * 1000).toISOString() });
+      await world.store.createJob(job);
+      await world.store.updateJob(job.id, [JobState.PENDING], { state: JobState.WAITING, stateReason: 'waiting' });
+    }
+    let inFlight = 0;
+    let most = 0;
+    const metered = Object.create(world.store, {
+      admit: { value: async (job: Job, at: string) => {
+        most = Math.max(most, ++inFlight);
+        try {
+          return await world.store.admit(job, at);
+        } finally {
+          inFlight -= 1;
+        }
+      } },
+    });
+    const deps = { ...world.deps, store: metered };
+    const results = await Promise.all(Array.from({ length: 10 }, () => drainPool(deps, 'local')));
+    assert.equal(most, 1, 'no two admission transactions of the pool at once');
+    const admitted = new Set(results.flatMap((r) => r.admitted.map((j) => j.id)));
+    assert.deepEqual([...admitted].sort(), ['queued-0', 'queued-1'], 'the two oldest, once each');
+    assert.ok(results.every((r) => r.poolBlocked), 'every caller saw the pool full after its pass');
+    assert.equal((await world.store.getPool('local'))?.usedGpus, 2);
   });
 });
