@@ -65,6 +65,8 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
       [0, 1, 2],
       'each launch after a requeue is a new attempt (new client tokens)',
     );
+    // The event follows the stored state: wait for it before reading the whole list.
+    await waitFor('the SUCCEEDED event of job.id', async () => world.events.statesOf(job.id).includes('SUCCEEDED'));
     assert.deepEqual(world.events.statesOf(job.id), ['PENDING', 'LAUNCHING', 'WAITING', 'LAUNCHING', 'WAITING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'SUCCEEDED']);
     const ids = world.events.events.filter((e) => e.jobId === job.id).map((e) => e.eventId);
     assert.equal(new Set(ids).size, ids.length, 'every transition has its own event id');
@@ -185,6 +187,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     ]);
     const done = await waitForState(world.store, job.id, [JobState.FAILED, JobState.SUCCEEDED]);
     assert.match(done.stateReason ?? '', /^instance lost: instance .* is (terminated|shutting-down)$/);
+    await waitFor('the JobState.FAILED event of job.id', async () => world.events.statesOf(job.id).includes(JobState.FAILED));
     assert.equal(world.events.statesOf(job.id).filter((s) => s === JobState.FAILED).length, 1);
     assert.deepEqual(await usage(world), { pool: 0, project: 0 });
   });

@@ -57,6 +57,8 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.equal(done.state, JobState.SUCCEEDED);
     assert.equal(done.exitCode, 0);
     assert.ok(done.startedAt && done.expiresAt && done.finishedAt && done.admittedAt);
+    // The event follows the stored state: wait for it before reading the whole list.
+    await waitFor('the SUCCEEDED event of job.id', async () => world.events.statesOf(job.id).includes('SUCCEEDED'));
     assert.deepEqual(world.events.statesOf(job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'SUCCEEDED']);
     assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
   });
@@ -92,6 +94,8 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.equal((await getJob(world.deps, alice, second.id)).queuePosition, 0);
     const done = await waitForState(world.store, second.id, [JobState.SUCCEEDED, JobState.FAILED], 20_000);
     assert.equal(done.state, JobState.SUCCEEDED);
+    // The event follows the stored state: wait for it before reading the whole list.
+    await waitFor('the SUCCEEDED event of second.id', async () => world.events.statesOf(second.id).includes('SUCCEEDED'));
     assert.deepEqual(world.events.statesOf(second.id), ['PENDING', 'WAITING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'SUCCEEDED']);
     assert.ok(world.workflows.list().some((e) => e.name === `${second.id}-admitted-0`), 'the drain started a new execution');
   });
@@ -137,6 +141,8 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const done = await waitForState(world.store, job.id, [JobState.FAILED, JobState.SUCCEEDED]);
     assert.equal(done.state, JobState.FAILED);
     assert.match(done.stateReason ?? '', /LaunchFailed: no capacity for g5.xlarge in any subnet/);
+    // The event follows the stored state: wait for it before reading the whole list.
+    await waitFor('the FAILED event of job.id', async () => world.events.statesOf(job.id).includes('FAILED'));
     assert.deepEqual(world.events.statesOf(job.id), ['PENDING', 'LAUNCHING', 'STOPPING', 'FAILED']);
     assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
   });
@@ -189,6 +195,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     await Promise.all([reportOutcome(world.deps, job.id, { kind: 'exited', exitCode: 0 }), reportOutcome(world.deps, job.id, { kind: 'exited', exitCode: 1 })]);
     const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED]);
     await waitFor('workflow to end', async () => world.workflows.running() === 0);
+    await waitFor('the done.state event of job.id', async () => world.events.statesOf(job.id).includes(done.state));
     assert.equal(world.events.statesOf(job.id).filter((s) => s === done.state).length, 1);
     assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
   });
