@@ -10,14 +10,18 @@ import type { Page } from '../ports/job-store.js';
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
 
+/** A whole-number query parameter from 1 to `max` (query strings are text: coerced, then checked). */
+export function wholeNumberParam(max: number) {
+  return z.coerce
+    .number({ error: `must be a whole number from 1 to ${max}` })
+    .int(`must be a whole number from 1 to ${max}`)
+    .min(1, 'must be at least 1')
+    .max(max, `must be at most ${max}`);
+}
+
 /** `limit` and `nextToken`, as every list route takes them. */
 export const PageQuery = z.strictObject({
-  limit: z.coerce
-    .number({ error: `must be a whole number from 1 to ${MAX_PAGE_SIZE}` })
-    .int(`must be a whole number from 1 to ${MAX_PAGE_SIZE}`)
-    .min(1, 'must be at least 1')
-    .max(MAX_PAGE_SIZE, `must be at most ${MAX_PAGE_SIZE}`)
-    .optional(),
+  limit: wholeNumberParam(MAX_PAGE_SIZE).optional(),
   nextToken: z.string().min(1).max(2048).optional(),
 });
 export type PageQuery = z.infer<typeof PageQuery>;

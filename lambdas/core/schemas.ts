@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { ValidationError, type FieldIssue } from './errors.js';
 import { BUDGET_PERIODS } from './budgets.js';
 import { JOB_STATES } from './job.js';
+import { PageQuery, wholeNumberParam } from './pagination.js';
 
 export const NAME_PATTERN = /^[a-z0-9]([a-z0-9._-]{0,62})$/;
 const name = (what: string) =>
@@ -48,22 +49,16 @@ export const ChangeJobInput = z
   .refine((input) => input.name !== undefined || input.liveTimeoutMinutes !== undefined, 'must set name or liveTimeoutMinutes');
 export type ChangeJobInput = z.infer<typeof ChangeJobInput>;
 
-export const ListJobsQuery = z.strictObject({
+export const ListJobsQuery = PageQuery.extend({
   project: name('project').optional(),
   state: z.enum(JOB_STATES).optional(),
-  limit: z.coerce.number().int().min(1).max(1000).optional(),
-  nextToken: z.string().max(2048).optional(),
 });
 export type ListJobsQuery = z.infer<typeof ListJobsQuery>;
 
 /** The most lines `GET /v1/jobs/{id}/logs` returns: CloudWatch's own page limit. */
 export const MAX_LOG_TAIL = 10_000;
 export const JobLogsQuery = z.strictObject({
-  tail: z.coerce
-    .number({ error: `must be a whole number from 1 to ${MAX_LOG_TAIL}` })
-    .int(`must be a whole number from 1 to ${MAX_LOG_TAIL}`)
-    .min(1, 'must be at least 1')
-    .max(MAX_LOG_TAIL, `must be at most ${MAX_LOG_TAIL}`)
+  tail: wholeNumberParam(MAX_LOG_TAIL)
     .optional()
     .describe('The last N lines (default 1000). Not with nextToken.'),
   nextToken: z
