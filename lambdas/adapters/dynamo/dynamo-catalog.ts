@@ -13,21 +13,19 @@
  * `deletingUntil` marks a template a delete is checking (core/templates.ts): updates and new
  * jobs (JobStore.createJob, through `templateUsableCheck`) are refused while it is live.
  */
-import { TransactionCanceledException, type CancellationReason } from '@aws-sdk/client-dynamodb';
-import { GetCommand, PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Conflict, QuotaExceeded } from '../../core/errors.js';
 import type { Catalog, ImageRecord, ImageVersion, TemplateRecord } from '../../ports/job-store.js';
 import type { TableNames } from './table-names.js';
+import { cancellationCodes, isConditionFailure, transactWithRetry, type TransactItems } from './transactions.js';
 
 const IMAGE = 'image';
 const TEMPLATE = 'template';
 const TEMPLATE_NAME = 'template-name';
 /** The owner part of a public template's name claim: no project name starts with '_'. */
 const PUBLIC_OWNER = '_public';
-const TRANSACTION_ATTEMPTS = 12;
 
 type Item = Record<string, unknown>;
-type TransactItems = NonNullable<ConstructorParameters<typeof TransactWriteCommand>[0]['TransactItems']>;
 
 /** Not being deleted at `now`: what a template must be for a job to be stored against it. */
 const TEMPLATE_USABLE = 'attribute_exists(#spec) AND (attribute_not_exists(#del) OR #del < :now)';
@@ -284,19 +282,8 @@ export class DynamoCatalog implements Catalog {
     return items;
   }
 
-  /** TransactWriteItems, retried when it only lost a race with another transaction. */
-  private async transact(items: TransactItems): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.doc.send(new TransactWriteCommand({ TransactItems: items }));
-        return;
-      } catch (error) {
-        const codes = cancellationCodes(error);
-        const conflictOnly = codes?.some((c) => c === 'TransactionConflict') && !codes.some((c) => c === 'ConditionalCheckFailed');
-        if (!conflictOnly || attempt >= TRANSACTION_ATTEMPTS) throw error;
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** Math.min(attempt, 6)));
-      }
-    }
+  private transact(items: TransactItems): Promise<void> {
+    return transactWithRetry(this.doc, items);
   }
 }
 
@@ -325,13 +312,4 @@ function toImage(item: Item): ImageRecord | undefined {
   return { name: String(item.name), createdAt: String(item.createdAt), versions: item.versions as ImageVersion[] };
 }
 
-function cancellationCodes(error: unknown): (string | undefined)[] | undefined {
-  if (error instanceof TransactionCanceledException || (error as { name?: string })?.name === 'TransactionCanceledException') {
-    return ((error as TransactionCanceledException).CancellationReasons ?? []).map((r: CancellationReason) => r.Code);
-  }
-  return undefined;
-}
 
-function isConditionFailure(error: unknown): boolean {
-  return (error as { name?: string })?.name === 'ConditionalCheckFailedException';
-}

@@ -13,6 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import { DeleteCommand, GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { DeliveryLedger } from '../../core/notification.js';
+import { isConditionFailure } from './transactions.js';
 
 export interface DynamoDedupOptions {
   /** How long a `sent` marker is kept. @default 3 days (SQS keeps a message at most 14 days, the DLQ aside; redrives come sooner) */
@@ -102,6 +103,3 @@ export class DynamoDedup implements DeliveryLedger {
   }
 }
 
-function isConditionFailure(error: unknown): boolean {
-  return (error as { name?: string })?.name === 'ConditionalCheckFailedException';
-}

@@ -9,13 +9,11 @@
  * - `project`/`createdKey` (GSI `byProject`) always;
  * - `activePartition` (sparse GSI `active`) while the job is not terminal.
  */
-import { TransactionCanceledException, type CancellationReason } from '@aws-sdk/client-dynamodb';
 import {
   DeleteCommand,
   GetCommand,
   QueryCommand,
   ScanCommand,
-  TransactWriteCommand,
   UpdateCommand,
   type DynamoDBDocumentClient,
   type QueryCommandInput,
@@ -27,6 +25,7 @@ import type { CountedQuotaResource, QuotaResource } from '../../core/schemas.js'
 import type { AdmitResult, IdempotencyClaim, JobStore, Page, PoolRecord, QuotaLimit, QuotaRecord, RequeueChange, TerminalChange } from '../../ports/job-store.js';
 import type { TableNames } from './table-names.js';
 import { templateUsableCheck } from './dynamo-catalog.js';
+import { cancellationCodes, isConditionFailure, transactWithRetry, type TransactItems } from './transactions.js';
 
 /** Moved to its own module; re-exported for the modules that import it from here. */
 export { DynamoCatalog } from './dynamo-catalog.js';
@@ -34,7 +33,6 @@ export { DynamoCatalog } from './dynamo-catalog.js';
 const INDEX_ATTRIBUTES = ['queuePool', 'queueKey', 'createdKey', 'activePartition'] as const;
 const ACTIVE = 'active';
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
-const TRANSACTION_ATTEMPTS = 12;
 
 type Item = Record<string, unknown>;
 /** The admission transaction's items, in this order: the first whose condition failed says why. */
@@ -47,7 +45,7 @@ export class DynamoJobStore implements JobStore {
   ) {}
 
   async createJob(job: Job, claim?: IdempotencyClaim): Promise<{ job: Job; created: boolean }> {
-    const items: NonNullable<ConstructorParameters<typeof TransactWriteCommand>[0]['TransactItems']> = [
+    const items: TransactItems = [
       { Put: { TableName: this.tables.jobs, Item: toItem(job), ConditionExpression: 'attribute_not_exists(id)' } },
       {
         Update: {
@@ -816,19 +814,8 @@ export class DynamoJobStore implements JobStore {
     }
   }
 
-  /** TransactWriteItems, retried when it only lost a race with another transaction. */
-  private async transact(items: NonNullable<ConstructorParameters<typeof TransactWriteCommand>[0]['TransactItems']>): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.doc.send(new TransactWriteCommand({ TransactItems: items }));
-        return;
-      } catch (error) {
-        const codes = cancellationCodes(error);
-        const conflictOnly = codes?.some((c) => c === 'TransactionConflict') && !codes.some((c) => c === 'ConditionalCheckFailed');
-        if (!conflictOnly || attempt >= TRANSACTION_ATTEMPTS) throw error;
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** Math.min(attempt, 6)));
-      }
-    }
+  private transact(items: TransactItems): Promise<void> {
+    return transactWithRetry(this.doc, items);
   }
 }
 
@@ -890,16 +877,7 @@ function toQuota(item: Item): QuotaRecord {
   };
 }
 
-function cancellationCodes(error: unknown): (string | undefined)[] | undefined {
-  if (error instanceof TransactionCanceledException || (error as { name?: string })?.name === 'TransactionCanceledException') {
-    return ((error as TransactionCanceledException).CancellationReasons ?? []).map((r: CancellationReason) => r.Code);
-  }
-  return undefined;
-}
 
-function isConditionFailure(error: unknown): boolean {
-  return (error as { name?: string })?.name === 'ConditionalCheckFailedException';
-}
 
 function encodeCursor(value: string): string {
   return Buffer.from(value, 'utf8').toString('base64url');
