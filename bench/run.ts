@@ -27,7 +27,8 @@ export const USAGE = `usage: npm run bench [-- options]
   --slurm-peer=DIR   the peer's directory (default: ../shared/peers/slurm)
   --in-memory        DynamoDB Local in memory instead of on disk
   --no-docs          do not rewrite docs/benchmarks.md
-  --keep             keep the scratch directory (data, logs, bundles) for inspection`;
+  --keep             keep the scratch directory (data, logs, bundles) for inspection
+  --jobs=N           submits in figures 1 and 2, on each side (default 1000; 30 with --quick)`;
 
 export interface Options {
   quick: boolean;
@@ -38,6 +39,7 @@ export interface Options {
   inMemory: boolean;
   docs: boolean;
   keep: boolean;
+  jobs?: number;
 }
 
 export function parseArgs(argv: readonly string[]): Options | { help: true } | { error: string } {
@@ -61,7 +63,11 @@ export function parseArgs(argv: readonly string[]): Options | { help: true } | {
     else if (flag === '--in-memory') options.inMemory = true;
     else if (flag === '--no-docs') options.docs = false;
     else if (flag === '--keep') options.keep = true;
-    else if (flag === '--slurm-peer' && value) options.slurmPeer = resolve(value);
+    else if (flag === '--jobs' && value !== undefined) {
+      const jobs = Number(value);
+      if (!Number.isInteger(jobs) || jobs < 1 || jobs > 100_000) return { error: `--jobs takes a whole number from 1 to 100000, got '${value}'` };
+      options.jobs = jobs;
+    } else if (flag === '--slurm-peer' && value) options.slurmPeer = resolve(value);
     else if (flag === '--figures' && value) {
       const list = value.split(',').map((x) => Number(x.trim()));
       if (list.some((x) => !Number.isInteger(x) || x < 1 || x > 8)) return { error: `--figures takes numbers from 1 to 8, got '${value}'` };
@@ -100,8 +106,8 @@ async function main(argv: string[]): Promise<number> {
   const loadStart = loadavg()[0];
   const scratch = await mkdtemp(join(tmpdir(), 'flare-bench-'));
   const notes: string[] = [];
-  const flareConfig = { ...flareSettings(options.quick), inMemory: options.inMemory };
-  const slurmConfig = slurmSettings(options.quick);
+  const flareConfig = { ...flareSettings(options.quick), inMemory: options.inMemory, ...(options.jobs ? { submitN: options.jobs } : {}) };
+  const slurmConfig = { ...slurmSettings(options.quick), ...(options.jobs ? { submitN: options.jobs } : {}) };
   say(`${options.quick ? 'quick' : 'full'} run, figures ${[...options.figures].sort().join(',')}, scratch ${scratch}`);
 
   let slurm: SlurmResults | undefined;

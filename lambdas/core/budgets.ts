@@ -124,7 +124,11 @@ export async function budgetWaitReason(deps: Pick<Deps, 'store' | 'now'>, job: J
 
 /** 422 for a job whose worst case exceeds the project's budget itself: it could never be admitted. */
 export async function refuseBeyondBudget(deps: Pick<Deps, 'store' | 'now'>, project: string, job: Pick<Job, 'gpus' | 'nodeCount' | 'liveTimeoutMinutes'>): Promise<void> {
-  const budget = await projectBudget(deps, project);
+  refuseBeyond(await projectBudget(deps, project), project, job);
+}
+
+/** refuseBeyondBudget on a budget already read. */
+export function refuseBeyond(budget: BudgetState | undefined, project: string, job: Pick<Job, 'gpus' | 'nodeCount' | 'liveTimeoutMinutes'>): void {
   const needs = worstCaseGpuMs(job);
   if (!budget || needs <= budget.hardLimit * GPU_MS_PER_HOUR) return;
   throw new Unprocessable(

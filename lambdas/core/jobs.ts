@@ -3,7 +3,7 @@
  * and shape; every decision is here.
  */
 import { createHash } from 'node:crypto';
-import { refuseBeyondBudget } from './budgets.js';
+import { projectBudget, refuseBeyond } from './budgets.js';
 import type { Deps } from './deps.js';
 import { JobNotFound, Unprocessable, ValidationError } from './errors.js';
 import { publishChange } from './events.js';
@@ -21,25 +21,29 @@ export const DEFAULT_LIVE_TIMEOUT_MINUTES = 60;
 export async function submitJob(deps: Deps, identity: Identity, input: SubmitJobInput, idempotencyKey?: string): Promise<{ job: Job; created: boolean }> {
   const { template, project } = await templateForJob(deps, identity, input.template, input.project);
   if (deps.policy?.defaultQuotas) await deps.store.ensureDefaultQuotas(project, deps.policy.defaultQuotas);
-  const image = await deps.catalog.getImage(template.image);
+  // Independent reads, at once: a submit waits for one round trip rather than four.
+  const [image, pool, quota, budget] = await Promise.all([
+    deps.catalog.getImage(template.image),
+    deps.store.getPool(template.pool),
+    deps.store.getQuota(project, 'gpus'),
+    projectBudget(deps, project),
+  ]);
   if (!image) throw new Unprocessable(`template ${template.name} names image '${template.image}', which is not in the catalog`);
   // The template's pinned version, else the latest at submit: the job keeps running what it was given.
   const version = versionToRun(image, template.imageVersion);
   if (!version) throw new Unprocessable(`template ${template.name} pins version ${template.imageVersion} of image ${image.name}, which it does not have`);
-  const pool = await deps.store.getPool(template.pool);
   if (!pool) throw new Unprocessable(`template ${template.name} names pool '${template.pool}', which does not exist`);
 
   const gpus = input.gpus ?? template.gpus;
   const needs = gpus * template.nodeCount;
   if (needs > pool.maxGpus) throw new Unprocessable(`job needs ${needs} GPUs but pool ${pool.name} holds at most ${pool.maxGpus}`);
-  const quota = await deps.store.getQuota(project, 'gpus');
   if (quota?.hardLimit !== undefined && needs > quota.hardLimit) {
     throw new Unprocessable(`job needs ${needs} GPUs but project ${project} may hold at most ${quota.hardLimit}`);
   }
   const max = template.maxLiveTimeoutMinutes;
   const liveTimeoutMinutes = input.liveTimeoutMinutes ?? Math.min(template.defaultLiveTimeoutMinutes ?? DEFAULT_LIVE_TIMEOUT_MINUTES, max);
   if (liveTimeoutMinutes > max) throw new ValidationError([{ field: 'liveTimeoutMinutes', reason: `must be at most ${max} (template ${template.name})` }]);
-  await refuseBeyondBudget(deps, project, { gpus, nodeCount: template.nodeCount, liveTimeoutMinutes });
+  refuseBeyond(budget, project, { gpus, nodeCount: template.nodeCount, liveTimeoutMinutes });
 
   const createdAt = deps.now().toISOString();
   const job: Job = {

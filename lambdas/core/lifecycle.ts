@@ -46,9 +46,10 @@ export async function admitStep(deps: Deps, jobId: string): Promise<{ admitted: 
     if (drained.admitted.some((j) => j.id === jobId)) return { admitted: true };
   }
   if (job.state === JobState.PENDING) {
-    const reason = drained.reasons.get(jobId) ?? (await waitReason(deps, job, drained.poolBlocked));
     // The latest start promised now goes into its WAITING event (read only when few jobs are ahead: Admit stays flat in queue depth).
-    const promised = (await forecastPool(deps, job.pool, [job], PROMISE_LOOKAHEAD)).forecasts.get(jobId)?.latestStartAt;
+    const forecast = await forecastPool(deps, job.pool, [job], PROMISE_LOOKAHEAD);
+    const promised = forecast.forecasts.get(jobId)?.latestStartAt;
+    const reason = drained.reasons.get(jobId) ?? (await waitReason(deps, job, drained.poolBlocked, forecast.positions.get(jobId)));
     try {
       const waiting = await deps.store.updateJob(jobId, [JobState.PENDING], { state: JobState.WAITING, stateReason: reason, ...(promised ? { promisedStartAt: promised } : {}) });
       await publishChange(deps, waiting, JobState.PENDING);
@@ -60,11 +61,16 @@ export async function admitStep(deps: Deps, jobId: string): Promise<{ admitted: 
   return { admitted: false };
 }
 
-/** Why a job the drain did not reach waits: the pool is full at its head, or older jobs come first. */
-async function waitReason(deps: Deps, job: Job, poolBlocked: boolean): Promise<string> {
-  const older = await deps.store.queuePosition(job);
-  const pool = older === 0 && poolBlocked ? await deps.store.getPool(job.pool) : undefined;
-  return pool ? poolReason(pool, totalGpus(job)) : behindReason(job.pool, older);
+/**
+ * Why a job the drain did not reach waits: the pool is full at its head, or
+ * older jobs come first. `position` is the forecast's, absent when more than
+ * PROMISE_LOOKAHEAD jobs are ahead: the queue ahead is not counted (a burst of
+ * N submits would count N²/2 items), GET /v1/jobs/{id} tells the exact place.
+ */
+async function waitReason(deps: Deps, job: Job, poolBlocked: boolean, position: number | undefined): Promise<string> {
+  if (position === undefined) return behindReason(job.pool, PROMISE_LOOKAHEAD, { atLeast: true });
+  const pool = position === 0 && poolBlocked ? await deps.store.getPool(job.pool) : undefined;
+  return pool ? poolReason(pool, totalGpus(job)) : behindReason(job.pool, position);
 }
 
 /** Launch: get compute for the admitted job. */

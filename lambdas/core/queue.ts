@@ -41,8 +41,8 @@ export function quotaReason(project: string, available: number, limit: number, n
   return `project ${project} has ${Math.max(0, available)} of ${limit} GPUs free, needs ${needs}`;
 }
 
-export function behindReason(pool: string, older: number): string {
-  return `behind ${older} older job${older === 1 ? '' : 's'} in pool ${pool}`;
+export function behindReason(pool: string, older: number, { atLeast = false } = {}): string {
+  return `behind ${atLeast ? 'at least ' : ''}${older} older job${older === 1 ? '' : 's'} in pool ${pool}`;
 }
 
 /**

@@ -11,7 +11,7 @@ import { deleteJob, getJob, submitJob } from '../../lambdas/core/jobs.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import { drainPool } from '../../lambdas/core/queue.js';
 import { newJobId } from '../../lambdas/adapters/ids.js';
-import { jobRecord } from '../support/jobs.js';
+import { jobRecord, jobSequence } from '../support/jobs.js';
 import { WorkflowState } from '../../lambdas/core/workflow.js';
 import { JOB_LIFECYCLE_ASL } from '../../lambdas/local/asl.js';
 import type { Compute } from '../../lambdas/ports/compute.js';
@@ -173,6 +173,23 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     await deleteJob(world.deps, alice, small.id);
     await waitForState(world.store, big.id, [JobState.RUNNING, JobState.LAUNCHING]);
     assert.equal((await world.store.getJob(younger.id))?.state, JobState.WAITING);
+  });
+
+  it('a job far back in the queue is told it waits behind at least 100 older jobs, and GET tells its exact place', async () => {
+    const world = await setup();
+    const big = (await submitJob(world.deps, alice, { template: 'big' })).job;
+    await waitForState(world.store, big.id, [JobState.RUNNING]);
+    // 101 older jobs wait (seeded in the store: Admit must not count them one by one).
+    const older = jobSequence(new Date(Date.now() - 3_600_000));
+    for (let i = 0; i < 101; i++) {
+      const queued = older({ pool: 'local', template: 'sleep', state: JobState.PENDING });
+      await world.store.createJob(queued);
+      await world.store.updateJob(queued.id, [JobState.PENDING], { state: JobState.WAITING, stateReason: 'seeded' });
+    }
+    const late = (await submitJob(world.deps, alice, { template: 'sleep' })).job;
+    const waiting = await waitForState(world.store, late.id, [JobState.WAITING]);
+    assert.equal(waiting.stateReason, 'behind at least 100 older jobs in pool local');
+    assert.equal((await getJob(world.deps, alice, late.id)).queuePosition, 101);
   });
 
   it('takes the same number of state transitions for a 1 s and a 3 s job', async () => {

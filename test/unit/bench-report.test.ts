@@ -162,6 +162,10 @@ describe('bench arguments', () => {
     assert.deepEqual([...parsed.figures].sort(), [1, 2]);
     assert.deepEqual(parseArgs(['--figures=9']), { error: "--figures takes numbers from 1 to 8, got '9'" });
     assert.deepEqual(parseArgs(['--fast']), { error: "unknown argument '--fast'" });
+    const sized = parseArgs(['--jobs=200']);
+    assert.ok('figures' in sized);
+    assert.equal(sized.jobs, 200);
+    assert.deepEqual(parseArgs(['--jobs=0']), { error: "--jobs takes a whole number from 1 to 100000, got '0'" });
   });
 
   it('run fewer jobs in quick mode, and the figures the issue names in a full run', () => {
