@@ -9,7 +9,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { build } from 'esbuild';
+import { build, type Metafile } from 'esbuild';
 import type { BundleFigure } from '../lib/results.js';
 import { summarize } from '../lib/stats.js';
 
@@ -20,7 +20,7 @@ export async function runBundles(repoRoot: string, outDir: string, runs: number,
   const figures: BundleFigure[] = [];
   for (const [name, entry] of Object.entries(HANDLER_ENTRIES)) {
     const outfile = join(outDir, name, 'index.mjs');
-    await build({
+    const { metafile } = await build({
       entryPoints: [resolve(repoRoot, entry)],
       outfile,
       bundle: true,
@@ -33,6 +33,7 @@ export async function runBundles(repoRoot: string, outDir: string, runs: number,
       sourcemap: true,
       sourcesContent: false,
       logLevel: 'error',
+      metafile: true,
     });
     const code = readFileSync(outfile);
     const initMs: number[] = [];
@@ -43,10 +44,23 @@ export async function runBundles(repoRoot: string, outDir: string, runs: number,
       processMs.push(measured.processMs);
     }
     const figure: BundleFigure = { name, entry, bytes: statSync(outfile).size, gzipBytes: gzipSync(code).length, initMs: summarize(initMs), processMs: summarize(processMs) };
-    say(`bundle ${name}: ${(figure.bytes / 1024).toFixed(0)} KiB, import p50 ${figure.initMs.p50.toFixed(1)} ms`);
+    say(`bundle ${name}: ${(figure.bytes / 1024).toFixed(0)} KiB, import p50 ${figure.initMs.p50.toFixed(1)} ms; SDK clients ${sdkClients(metafile).join(', ') || 'none'}`);
     figures.push(figure);
   }
   return figures;
+}
+
+/** The @aws-sdk client and lib packages that made it into the bundle, largest first, with their KiB: what tree-shaking left. */
+function sdkClients(metafile: Metafile): string[] {
+  const bytes = new Map<string, number>();
+  for (const output of Object.values(metafile.outputs)) {
+    if (!output.entryPoint) continue;
+    for (const [file, input] of Object.entries(output.inputs)) {
+      const pkg = /node_modules\/@aws-sdk\/((?:client|lib)-[^/]+)\//.exec(file)?.[1];
+      if (pkg && input.bytesInOutput > 0) bytes.set(pkg, (bytes.get(pkg) ?? 0) + input.bytesInOutput);
+    }
+  }
+  return [...bytes].sort((a, b) => b[1] - a[1]).map(([pkg, n]) => `${pkg} ${(n / 1024).toFixed(0)}`);
 }
 
 const IMPORT_AND_TIME = 'const t = performance.now(); await import(process.argv[1]); process.stdout.write(String(performance.now() - t));';

@@ -2,6 +2,13 @@
  * The adapters a Lambda uses on AWS, built once per process from one validated
  * environment. Nothing is created until the first invocation asks for it, so the
  * local runner can import handlers without AWS settings.
+ *
+ * Each handler names the AWS-only ports it calls (`awsDeps({ compute: awsCompute })`);
+ * the factories it does not name are tree-shaken out of its bundle with their SDK
+ * clients (every @aws-sdk package is `sideEffects: false`), so the API carries no
+ * EC2 or SSM client and the workflow functions no CloudWatch Logs client. Keep the
+ * factories plain functions over module-level caches: a top-level call would keep
+ * its client in every bundle.
  */
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -14,15 +21,19 @@ import { z } from 'zod';
 import { consoleLogger } from '../adapters/console-logger.js';
 import { DynamoCatalog, DynamoJobStore } from '../adapters/dynamo/dynamo-job-store.js';
 import { DynamoReconcileStore } from '../adapters/dynamo/dynamo-reconcile-store.js';
-import type { ReconcileStore } from '../ports/reconcile-store.js';
+import type { TableNames } from '../adapters/dynamo/table-names.js';
 import { Ec2SsmCompute } from '../adapters/ec2-ssm-compute.js';
 import { EventBridgePublisher } from '../adapters/eventbridge-publisher.js';
 import { newJobId } from '../adapters/ids.js';
 import { SfnWorkflows } from '../adapters/sfn-workflows.js';
 import { StreamOutbox } from '../adapters/stream-outbox.js';
 import { CloudWatchJobLogs } from '../adapters/cloudwatch-job-logs.js';
-import { computeChecksFor } from '../core/policy.js';
 import type { Deps } from '../core/deps.js';
+import { FlareError } from '../core/errors.js';
+import { computeChecksFor } from '../core/policy.js';
+import type { Compute } from '../ports/compute.js';
+import type { JobLogs } from '../ports/job-logs.js';
+import type { ReconcileStore } from '../ports/reconcile-store.js';
 
 const required = z.string().min(1);
 const count = z.number().int().min(0).optional();
@@ -75,26 +86,30 @@ export function readAwsEnv(env: NodeJS.ProcessEnv = process.env): AwsEnv {
   return result.data;
 }
 
-let deps: Deps | undefined;
+let config: AwsEnv | undefined;
+let doc: DynamoDBDocumentClient | undefined;
 let compute: Ec2SsmCompute | undefined;
+let jobLogs: CloudWatchJobLogs | undefined;
 let reconcileStore: DynamoReconcileStore | undefined;
 
-/** The reconciler's marks and counter repairs, on the same tables and client as the store. */
-export function awsReconcileStore(): ReconcileStore {
-  awsDeps();
-  return reconcileStore!;
+function awsEnv(): AwsEnv {
+  return (config ??= readAwsEnv());
 }
 
-/** The EC2+SSM adapter itself, for handlers that need more than the Compute port (event lookups, the reconciler). */
+function tableNames(env: AwsEnv): TableNames {
+  return { jobs: env.JOBS_TABLE, quotas: env.QUOTAS_TABLE, pools: env.POOLS_TABLE, idempotency: env.IDEMPOTENCY_TABLE, catalog: env.CATALOG_TABLE };
+}
+
+/** One DynamoDB client per process, shared by the store, the catalog and the reconcile store. */
+function documentClient(): DynamoDBDocumentClient {
+  return (doc ??= DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } }));
+}
+
+/** EC2+SSM, for the functions that launch, watch or reap instances; also more than the Compute port (event lookups). */
 export function awsCompute(): Ec2SsmCompute {
-  awsDeps();
-  return compute!;
-}
-
-export function awsDeps(): Deps {
-  if (deps) return deps;
-  const env = readAwsEnv();
-  compute = new Ec2SsmCompute({
+  if (compute) return compute;
+  const env = awsEnv();
+  return (compute = new Ec2SsmCompute({
     ec2: new EC2Client({}),
     ssm: new SSMClient({}),
     launchTemplateId: env.LAUNCH_TEMPLATE_ID,
@@ -104,25 +119,64 @@ export function awsDeps(): Deps {
     ...(env.DEPLOYMENT_NAME ? { deployment: env.DEPLOYMENT_NAME } : {}),
     ...(env.AGENT_TIMEOUT_SECONDS ? { agentTimeoutSeconds: env.AGENT_TIMEOUT_SECONDS } : {}),
     ...(env.ROOT_DEVICE_NAME ? { rootDeviceName: env.ROOT_DEVICE_NAME } : {}),
-  });
-  const bus = new EventBridgePublisher(new EventBridgeClient({}), env.EVENT_BUS_NAME);
-  const doc = DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
-  const tables = { jobs: env.JOBS_TABLE, quotas: env.QUOTAS_TABLE, pools: env.POOLS_TABLE, idempotency: env.IDEMPOTENCY_TABLE, catalog: env.CATALOG_TABLE };
-  reconcileStore = new DynamoReconcileStore(doc, tables);
-  deps = {
-    store: new DynamoJobStore(doc, tables),
-    catalog: new DynamoCatalog(doc, tables),
-    compute,
-    workflows: new SfnWorkflows(new SFNClient({}), env.STATE_MACHINE_ARN),
-    events: env.EVENTS_VIA_STREAM === 'true' ? new StreamOutbox(bus) : bus,
-    logs: new CloudWatchJobLogs(new CloudWatchLogsClient({}), env.LOG_GROUP_NAME),
-    policy: {
-      ...(env.DEFAULT_QUOTAS ? { defaultQuotas: env.DEFAULT_QUOTAS } : {}),
-      ...(env.AGENT_TIMEOUT_SECONDS ? { maxComputeChecks: computeChecksFor(env.AGENT_TIMEOUT_SECONDS) } : {}),
-    },
-    log: consoleLogger({ service: 'flare' }),
-    now: () => new Date(),
-    newId: newJobId,
+  }));
+}
+
+/** Container output from CloudWatch Logs, for the API that serves it. */
+export function awsJobLogs(): JobLogs {
+  return (jobLogs ??= new CloudWatchJobLogs(new CloudWatchLogsClient({}), awsEnv().LOG_GROUP_NAME));
+}
+
+/** The reconciler's marks and counter repairs, on the same tables and client as the store. */
+export function awsReconcileStore(): ReconcileStore {
+  return (reconcileStore ??= new DynamoReconcileStore(documentClient(), tableNames(awsEnv())));
+}
+
+/** The ports only some functions call; the ones a handler leaves out stay out of its bundle. */
+export interface AwsPorts {
+  compute?: () => Compute;
+  logs?: () => JobLogs;
+}
+
+/** A function called a port its handler did not pass to `awsDeps`: a wiring bug, not a transient error. */
+export class PortNotWired extends FlareError {}
+
+/** The handler's Deps: DynamoDB, Step Functions and EventBridge for all, plus the ports it names; built on first call. */
+export function awsDeps(ports: AwsPorts): () => Deps {
+  let deps: Deps | undefined;
+  return () => {
+    if (deps) return deps;
+    const env = awsEnv();
+    const bus = new EventBridgePublisher(new EventBridgeClient({}), env.EVENT_BUS_NAME);
+    const tables = tableNames(env);
+    deps = {
+      store: new DynamoJobStore(documentClient(), tables),
+      catalog: new DynamoCatalog(documentClient(), tables),
+      compute: ports.compute ? ports.compute() : notWired<Compute>('compute'),
+      workflows: new SfnWorkflows(new SFNClient({}), env.STATE_MACHINE_ARN),
+      events: env.EVENTS_VIA_STREAM === 'true' ? new StreamOutbox(bus) : bus,
+      logs: ports.logs ? ports.logs() : notWired<JobLogs>('logs'),
+      policy: {
+        ...(env.DEFAULT_QUOTAS ? { defaultQuotas: env.DEFAULT_QUOTAS } : {}),
+        ...(env.AGENT_TIMEOUT_SECONDS ? { maxComputeChecks: computeChecksFor(env.AGENT_TIMEOUT_SECONDS) } : {}),
+      },
+      log: consoleLogger({ service: 'flare' }),
+      now: () => new Date(),
+      newId: newJobId,
+    };
+    return deps;
   };
-  return deps;
+}
+
+/** Stands in for a port the handler left out: any method call throws PortNotWired naming the port and method. */
+function notWired<T extends object>(port: keyof AwsPorts): T {
+  return new Proxy({} as T, {
+    get(_target, member) {
+      // Not a thenable, and nothing for symbol lookups (inspection, coercion).
+      if (typeof member !== 'string' || member === 'then') return undefined;
+      return () => {
+        throw new PortNotWired(`${port}.${member} called, but this function's handler did not wire ${port} (lambdas/handlers/aws-deps.ts awsDeps)`);
+      };
+    },
+  });
 }

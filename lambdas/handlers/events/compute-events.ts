@@ -88,4 +88,4 @@ export function createComputeEventsHandler(deps: () => Deps, compute: () => Comp
   return middy<unknown, void>().handler((event) => handleComputeEvent(deps(), compute(), event));
 }
 
-export const handler = createComputeEventsHandler(awsDeps, awsCompute);
+export const handler = createComputeEventsHandler(awsDeps({ compute: awsCompute }), awsCompute);

@@ -8,7 +8,7 @@ import middy from '@middy/core';
 import type { Deps } from '../../core/deps.js';
 import { reconcile, type ReconcileOptions, type ReconcileReport } from '../../core/reconcile.js';
 import type { ReconcileStore } from '../../ports/reconcile-store.js';
-import { awsDeps, awsReconcileStore } from '../aws-deps.js';
+import { awsCompute, awsDeps, awsReconcileStore } from '../aws-deps.js';
 
 /**
  * Keyed to the schedule's bounds (1 to 60 minutes, lib/settings.ts): a mark
@@ -22,4 +22,4 @@ export function createReconcilerHandler(deps: () => Deps, store: () => Reconcile
   return middy<unknown, ReconcileReport>().handler(() => reconcile(deps(), store(), options));
 }
 
-export const handler = createReconcilerHandler(awsDeps, awsReconcileStore);
+export const handler = createReconcilerHandler(awsDeps({ compute: awsCompute }), awsReconcileStore);

@@ -6,7 +6,7 @@
 import middy from '@middy/core';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import type { Deps } from '../../core/deps.js';
-import { awsDeps } from '../aws-deps.js';
+import { awsDeps, awsJobLogs } from '../aws-deps.js';
 import { authenticate, httpErrorHandler, json, limitBody, matchRoute, parseJsonBody, type ApiContext, type ApiEvent, type ApiResult, type Route } from './middleware.js';
 import { openApiDocument } from './openapi.js';
 import { imageRoutes } from './routes/images.js';
@@ -82,7 +82,7 @@ export function createApiHandler(deps: () => Deps, options: ApiOptions = {}) {
 
 export type ApiHandler = (event: APIGatewayProxyEventV2WithJWTAuthorizer, context: ApiContext) => Promise<APIGatewayProxyStructuredResultV2>;
 
-export const handler: ApiHandler = createApiHandler(awsDeps, claimsOptionsFromEnv());
+export const handler: ApiHandler = createApiHandler(awsDeps({ logs: awsJobLogs }), claimsOptionsFromEnv());
 
 /** The deployment's claim names (CDK sets them from flare:authGroupsClaim and flare:adminGroup). */
 function claimsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ApiOptions, 'adminGroup' | 'groupsClaim'> {

@@ -9,7 +9,7 @@ import type { Deps } from '../../core/deps.js';
 import { admitStep, awaitOutcomeStep, checkComputeStep, drainStep, launchStep, rearmStep, releaseStep, requeueStep, startStep, stopStep } from '../../core/lifecycle.js';
 import { parse } from '../../core/schemas.js';
 import { WorkflowTask } from '../../core/workflow.js';
-import { awsDeps } from '../aws-deps.js';
+import { awsCompute, awsDeps } from '../aws-deps.js';
 
 const jobId = z.string().min(1).max(128);
 const stepError = z.object({ Error: z.string(), Cause: z.string().optional() }).nullish();
@@ -61,4 +61,4 @@ export function createTasksHandler(deps: () => Deps) {
   return middy<unknown, unknown>().handler((event) => runTask(deps(), event));
 }
 
-export const handler = createTasksHandler(awsDeps);
+export const handler = createTasksHandler(awsDeps({ compute: awsCompute }));
