@@ -1,5 +1,6 @@
 import { ListExecutionsCommand, SendTaskSuccessCommand, StartExecutionCommand, type SFNClient } from '@aws-sdk/client-sfn';
 import { executionJobId } from '../core/reconcile.js';
+import type { WorkflowInput } from '../core/workflow.js';
 import type { Workflows } from '../ports/workflows.js';
 
 /** ListExecutions' largest page. */
@@ -12,7 +13,7 @@ export class SfnWorkflows implements Workflows {
     private readonly stateMachineArn: string,
   ) {}
 
-  async start(name: string, input: { jobId: string }): Promise<void> {
+  async start(name: string, input: WorkflowInput): Promise<void> {
     try {
       await this.sfn.send(new StartExecutionCommand({ stateMachineArn: this.stateMachineArn, name, input: JSON.stringify(input) }));
     } catch (error) {

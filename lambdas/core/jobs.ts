@@ -14,6 +14,7 @@ import { forecastPool, type Forecast } from './forecast.js';
 import { drainPool } from './queue.js';
 import type { ListJobsQuery, SubmitJobInput } from './schemas.js';
 import { templateForJob } from './templates.js';
+import { workflowInput } from './workflow.js';
 import type { Page } from '../ports/job-store.js';
 
 export const DEFAULT_LIVE_TIMEOUT_MINUTES = 60;
@@ -70,7 +71,7 @@ export async function submitJob(deps: Deps, identity: Identity, input: SubmitJob
   const stored = await deps.store.createJob(job, claim);
   if (stored.created) await publishChange(deps, stored.job, null);
   // A replay of a job whose workflow never started (crash between the two) starts it now.
-  if (stored.job.state === JobState.PENDING) await deps.workflows.start(stored.job.id, { jobId: stored.job.id });
+  if (stored.job.state === JobState.PENDING) await deps.workflows.start(stored.job.id, workflowInput(stored.job.id));
   return stored;
 }
 

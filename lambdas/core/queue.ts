@@ -17,6 +17,7 @@ import { publishChange } from './events.js';
 import { StaleJob } from './errors.js';
 import { forecastBounds, forecastQueue, projectLimits, worstCaseEnd } from './forecast.js';
 import { JobState, totalGpus, type Job } from './job.js';
+import { workflowInput } from './workflow.js';
 import type { PoolRecord } from '../ports/job-store.js';
 
 export const DRAIN_PAGE_SIZE = 10;
@@ -188,7 +189,7 @@ async function admitQueued(deps: Deps, job: Job): Promise<{ candidate: Job; outc
 /** Publish the admission; a job that was WAITING has no workflow running: start one. */
 async function announceAdmission(deps: Deps, admitted: Job, candidate: Job): Promise<void> {
   await publishChange(deps, admitted, candidate.state);
-  if (candidate.state === JobState.WAITING) await deps.workflows.start(admittedExecutionName(candidate), { jobId: candidate.id });
+  if (candidate.state === JobState.WAITING) await deps.workflows.start(admittedExecutionName(candidate), workflowInput(candidate.id));
 }
 
 /** The oldest queued job, which does not fit the pool, and where the queue goes on behind it. */

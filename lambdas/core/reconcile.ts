@@ -19,6 +19,7 @@ import type { Deps } from './deps.js';
 import { FlareError } from './errors.js';
 import { publishOperatorEvent } from './events.js';
 import { HOLDING_STATES, isTerminal, JobState, type Job } from './job.js';
+import { workflowInput } from './workflow.js';
 import { drainPool } from './queue.js';
 import type { ManagedInstance } from '../ports/compute.js';
 import type { CounterRef, CounterRow, Mark, MarkKind, ReconcileStore } from '../ports/reconcile-store.js';
@@ -280,7 +281,7 @@ async function reconcileStuckJob(run: Run, listed: Job, mark: Mark | undefined):
     return;
   }
   const execution = `${job.id}-reconcile-${run.now.getTime().toString(36)}`;
-  await deps.workflows.start(execution, { jobId: job.id });
+  await deps.workflows.start(execution, workflowInput(job.id));
   report.stuck.redriven.push(job.id);
   const why = overdue ? `its live timeout passed at ${job.expiresAt}` : 'seen on two runs';
   await publishOperatorEvent(deps, ReconcileEvent.JobRedriven, job.id, `job ${job.id} was ${job.state} with no workflow execution (${why}): started execution ${execution}`);

@@ -3,7 +3,6 @@
  * `task` each one asks the tasks Lambda to run. A test checks the file against these.
  */
 export const WorkflowState = {
-  Init: 'Init',
   Admit: 'Admit',
   Admitted: 'Admitted',
   Queued: 'Queued',
@@ -40,3 +39,13 @@ export const WorkflowTask = {
   drain: 'drain',
 } as const;
 export type WorkflowTask = (typeof WorkflowTask)[keyof typeof WorkflowTask];
+
+/** What an execution starts with: every state after Admit reads `jobId` and `error` (no Pass state sets them: one transition less per execution). */
+export type WorkflowInput = {
+  jobId: string;
+  error: null;
+};
+
+export function workflowInput(jobId: string): WorkflowInput {
+  return { jobId, error: null };
+}

@@ -24,6 +24,7 @@ import { seedImages } from '../core/images.js';
 import { drainPool } from '../core/queue.js';
 import type { LocalConfig } from '../core/schemas.js';
 import { seedTemplate } from '../core/templates.js';
+import { workflowInput } from '../core/workflow.js';
 import { createApiHandler } from '../handlers/http/api.js';
 import { runTask } from '../handlers/workflow/tasks.js';
 import { startDynamoDbLocal, type DynamoDbLocal } from './dynamodb-local.js';
@@ -160,7 +161,7 @@ async function recover(deps: Deps, compute: LocalCompute, workflows: LocalWorkfl
   for (const job of active) {
     if (isTerminal(job.state) || job.state === JobState.WAITING) continue;
     deps.log.info('recovering job', { jobId: job.id, state: job.state });
-    await workflows.start(`${job.id}-recover-${stamp}`, { jobId: job.id });
+    await workflows.start(`${job.id}-recover-${stamp}`, workflowInput(job.id));
   }
   for (const pool of config.pools) await drainPool(deps, pool.name);
 }

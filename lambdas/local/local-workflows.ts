@@ -11,6 +11,7 @@
 import './polyfills.js';
 import { StateMachine } from 'aws-local-stepfunctions';
 import type { Logger } from '../core/deps.js';
+import type { WorkflowInput } from '../core/workflow.js';
 import type { Workflows } from '../ports/workflows.js';
 import { JOB_LIFECYCLE_ASL, loadDefinition } from './asl.js';
 
@@ -58,7 +59,7 @@ export class LocalWorkflows implements Workflows {
     }
   }
 
-  async start(name: string, input: { jobId: string }): Promise<void> {
+  async start(name: string, input: WorkflowInput): Promise<void> {
     if (this.closed) throw new Error('local workflows are closed');
     const existing = this.executions.get(name);
     if (existing && existing.record.status === 'RUNNING') return;

@@ -3,6 +3,7 @@ import { beforeEach, describe, test } from 'node:test';
 import { ListExecutionsCommand, SFNClient, SFNServiceException, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
 import { SfnWorkflows } from '../../lambdas/adapters/sfn-workflows.js';
+import { workflowInput } from '../../lambdas/core/workflow.js';
 
 const sfn = new SFNClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
 const sfnMock = mockClient(sfn);
@@ -58,9 +59,9 @@ describe('SfnWorkflows.start', () => {
     sfnMock.on(StartExecutionCommand).resolvesOnce({ executionArn: 'x', startDate: new Date() }).rejectsOnce(sfnError('ExecutionAlreadyExists'));
     const workflows = new SfnWorkflows(sfn, ARN);
 
-    await workflows.start(`${A}-reconcile-m1n2`, { jobId: A });
-    await workflows.start(`${A}-reconcile-m1n2`, { jobId: A });
+    await workflows.start(`${A}-reconcile-m1n2`, workflowInput(A));
+    await workflows.start(`${A}-reconcile-m1n2`, workflowInput(A));
 
-    assert.deepEqual(sfnMock.commandCalls(StartExecutionCommand)[0].args[0].input, { stateMachineArn: ARN, name: `${A}-reconcile-m1n2`, input: JSON.stringify({ jobId: A }) });
+    assert.deepEqual(sfnMock.commandCalls(StartExecutionCommand)[0].args[0].input, { stateMachineArn: ARN, name: `${A}-reconcile-m1n2`, input: JSON.stringify({ jobId: A, error: null }) });
   });
 });
