@@ -204,7 +204,10 @@ export interface CpuSnapshot {
   planeMs: number;
   /** DynamoDB Local's JVM. */
   dynamoMs: number;
-  /** Children that have ended and were reaped: the job runners and the jobs themselves. */
+  /**
+   * The job processes: the local job supervisor while it lives (its own CPU and its
+   * reaped jobs'), plus this process's reaped children (a supervisor that ended).
+   */
   endedChildrenMs: number;
 }
 
@@ -251,13 +254,14 @@ export function childPids(name: string): number[] {
   }
 }
 
-export function cpuSnapshot(dynamoPids: readonly number[]): CpuSnapshot {
+export function cpuSnapshot(dynamoPids: readonly number[], supervisorPid?: number): CpuSnapshot {
   const main = statTimes(`/proc/${process.pid}/task/${process.pid}/stat`);
   const whole = statTimes(`/proc/${process.pid}/stat`);
+  const supervisor = supervisorPid ? statTimes(`/proc/${supervisorPid}/stat`) : undefined;
   const dynamo = dynamoPids.map((pid) => statTimes(`/proc/${pid}/stat`)).filter((t): t is [number, number, number, number] => !!t);
   return {
     planeMs: main ? main[0] + main[1] : 0,
     dynamoMs: dynamo.reduce((sum, t) => sum + t[0] + t[1], 0),
-    endedChildrenMs: whole ? whole[2] + whole[3] : 0,
+    endedChildrenMs: (whole ? whole[2] + whole[3] : 0) + (supervisor ? supervisor.reduce((a, b) => a + b, 0) : 0),
   };
 }

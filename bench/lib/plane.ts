@@ -6,8 +6,8 @@
  * thread over HTTP.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isTerminal, JobState } from '../../lambdas/core/job.js';
@@ -99,37 +99,46 @@ export async function startBenchPlane(options: BenchPlaneOptions): Promise<Bench
     events,
     stamps: new StampFile(join(options.dir, 'stamps')),
     problems,
-    cpu: () => cpuSnapshot(dynamoPids),
+    cpu: () => cpuSnapshot(dynamoPids, supervisorPid(plane.dataDir)),
     async stop() {
       user.close();
       admin.close();
       await plane.stop();
-      await killLeftoverRunners(plane.dataDir);
+      await stopSupervisor(plane.dataDir);
     },
   };
 }
 
-/**
- * Runners are detached (they outlive the plane, as instances would): end any
- * that is still running, by the pid each recorded, so no job of this run
- * outlives it.
- */
-async function killLeftoverRunners(dataDir: string): Promise<void> {
-  const jobs = join(dataDir, 'jobs');
-  if (!existsSync(jobs)) return;
-  for (const id of await readdir(jobs)) {
-    const dir = join(jobs, id);
-    if (existsSync(join(dir, 'exit.json'))) continue;
-    const pid = Number((await readFile(join(dir, 'pid'), 'utf8').catch(() => '')).split('\n')[0]);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (!cmdline.includes(dir)) continue; // not our runner (the pid was reused)
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      // gone meanwhile
-    }
+/** The local job supervisor's pid (first line of its lock file), when there is one. */
+function supervisorPid(dataDir: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(join(dataDir, 'supervisor.pid'), 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
   }
+}
+
+/**
+ * The job supervisor is detached (its jobs outlive the plane, as instances
+ * would): SIGTERM stops every job it runs, records their exits and ends it, so
+ * no job of this run outlives the run. Waits up to 15 s for it to go.
+ */
+async function stopSupervisor(dataDir: string): Promise<void> {
+  const pid = supervisorPid(dataDir);
+  if (!pid) return;
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  if (!cmdline.includes('local-job-supervisor')) return; // gone, and the pid reused
+  const alive = () => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  process.kill(pid, 'SIGTERM');
+  for (let waited = 0; waited < 15_000 && alive(); waited += 50) await sleep(50);
 }
 
 /** Every job state change, stamped with the wall clock when the bus delivered it. */

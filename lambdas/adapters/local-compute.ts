@@ -1,23 +1,28 @@
 /**
- * The local compute driver: what `flare local` runs a job on. Each job is a
- * runner process (local-job-runner.mjs) in its own session and process group,
- * which runs the job's argv as a child (process mode) or `docker run` (docker
- * mode). Everything about a job lives in `<dataDir>/jobs/<id>/`:
+ * The local compute driver: what `flare local` runs a job on. One supervisor
+ * process per data directory (local-job-supervisor.mjs, in its own session)
+ * runs each job's argv (process mode) or `docker run` (docker mode) in the
+ * job's own session and process group. Everything about a job lives in
+ * `<dataDir>/jobs/<id>/`:
  *
- *   spec.json   what to run (RunnerSpec), written before the runner starts
- *   pid         the runner's pid and the boot it ran in
+ *   spec.json   what to run (RunnerSpec), written before the job is started
+ *   pid         the job's pid (its process group), the boot it ran in, and the
+ *               supervisor (pid, nonce) that runs it
  *   output.log  the job's stdout and stderr
  *   exit.json   ExitRecord, written once, atomically, when the job is over
  *
  * and its working directory is `<dataDir>/scratch/<id>/` (mounted at /scratch
- * in docker mode).
+ * in docker mode). The supervisor's lock is `<dataDir>/supervisor.pid`, its
+ * socket `<dataDir>/supervisor.sock`.
  *
- * Runners are detached, so jobs survive a crash of the control plane as an
- * EC2 instance would; `reattach` picks them up again after a restart.
+ * The supervisor and its jobs are detached, so jobs survive a crash of the
+ * control plane as EC2 instances would; a restarted control plane connects to
+ * the live supervisor, and `reattach` picks the jobs up again.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, watch, type FSWatcher } from 'node:fs';
-import { chmod, mkdir, open, readdir, readFile, rename, stat } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
+import { createConnection, type Socket } from 'node:net';
 import { totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,13 +41,13 @@ export interface LocalPool {
   readonly gpus: number;
 }
 
-/** What the runner writes to exit.json. */
+/** What the supervisor writes to exit.json for a job. */
 export interface ExitRecord {
   /** The job's exit status; 128+n when killed by signal n, 127 when the command was not found. */
   exitCode: number;
   signal: string | null;
   finishedAt: string;
-  /** Why it ended, when not on its own: stopped by the control plane, expired (dead-man switch), never started, runner failure. */
+  /** Why it ended, when not on its own: stopped by the control plane, expired (dead-man switch), never started, failure of the supervisor to run it. */
   reason?: 'stopped' | 'expired' | 'not-started' | 'runner-error';
   error?: string;
 }
@@ -59,7 +64,7 @@ export interface LocalComputeOptions {
    * per job and LocalCompute instance; never for a job ended by `stop()`.
    */
   readonly onExit: (jobId: string, exitCode: number, record: ExitRecord) => void | Promise<void>;
-  /** A runner died without recording an exit (killed, machine rebooted): the local "instance lost". */
+  /** A job's supervisor died without recording its exit (killed, machine rebooted): the local "instance lost". */
   readonly onLost?: (jobId: string, reason: string) => void | Promise<void>;
   /**
    * GPUs found on this machine; pools are mapped onto device indices 0..n-1 in config order.
@@ -69,17 +74,19 @@ export interface LocalComputeOptions {
   readonly hostGpus?: number;
   /** SIGTERM to SIGKILL. @default 10000 */
   readonly stopGraceMs?: number;
-  /** The runner stops a job at expiresAt + this, even with no control plane left. @default 60000 */
+  /** The supervisor stops a job at expiresAt + this, even with no control plane left. @default 60000 */
   readonly deadManGraceMs?: number;
-  /** Fallback check of exit files and runner liveness, beside fs.watch. @default 2000 */
+  /** Fallback check of exit files and supervisor liveness, beside fs.watch. @default 2000 */
   readonly pollMs?: number;
+  /** A supervisor this instance starts exits after this long with no job and no control plane connected. @default 60000 */
+  readonly supervisorIdleMs?: number;
   /** Docker mode: limits and user of the container. @default memory 80% of this machine's, the control plane's own uid:gid */
   readonly docker?: Partial<Omit<DockerRunOptions, 'scratchDir' | 'detach'>>;
   /** @default warnings and errors to stderr */
   readonly log?: Logger;
 }
 
-/** The runner's input, spec.json. The runner is plain JS: keep this flat and JSON. */
+/** A job's spec.json, read by the supervisor (plain JS): keep this flat and JSON. */
 export interface RunnerSpec {
   jobId: string;
   argv: string[];
@@ -92,15 +99,20 @@ export interface RunnerSpec {
   expiresAt: string;
   deadManGraceMs: number;
   stopGraceMs: number;
-  /** Run besides SIGTERM when stopping: the container is outside the runner's process group. */
+  /** Run besides SIGTERM when stopping: the container is outside the job's process group. */
   stopArgv?: string[];
 }
 
 /** The local machine could not do what was asked: stuck process, bad job id or config. */
 export class LocalComputeError extends FlareError {}
 
-const RUNNER = fileURLToPath(new URL('./local-job-runner.mjs', import.meta.url));
+const SUPERVISOR = fileURLToPath(new URL('./local-job-supervisor.mjs', import.meta.url));
 const KILL_WAIT_MS = 5000;
+/** How long a plane tries to reach or start a supervisor before a start fails. */
+const SUPERVISOR_START_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 30_000;
+/** How long one look at the supervisor's liveness is reused (each job check needs it). */
+const LIVENESS_TTL_MS = 100;
 const DOCKER_ENV = ['DOCKER_HOST', 'DOCKER_CONTEXT', 'DOCKER_CONFIG', 'DOCKER_CERT_PATH', 'DOCKER_TLS_VERIFY'];
 
 interface Held {
@@ -110,10 +122,16 @@ interface Held {
 
 interface Watched {
   jobId: string;
-  /** The runner, when this instance spawned it. */
-  runner?: ChildProcess;
   watcher?: FSWatcher;
   checking: boolean;
+  /** A change came while a check ran: that check may have read before it, so check again after. */
+  again?: boolean;
+}
+
+/** Who runs the jobs of a data directory: its pid, and a nonce that a reused pid cannot have. */
+interface SupervisorId {
+  pid: number;
+  nonce: string;
 }
 
 export class LocalCompute implements Compute {
@@ -125,10 +143,10 @@ export class LocalCompute implements Compute {
   private readonly reported = new Set<string>();
   private readonly stopping = new Set<string>();
   private readonly starting = new Map<string, Promise<void>>();
-  /** Jobs whose runner this instance spawned: started, whatever became of the runner. */
+  /** Jobs this instance had the supervisor start: started, whatever became of the supervisor. */
   private readonly started = new Set<string>();
-  /** Those runners while they run (a new one may not have written its pid file yet). */
-  private readonly runners = new Map<string, ChildProcess>();
+  private readonly supervisor: SupervisorLink;
+  private liveness: { at: number; id: Promise<SupervisorId | undefined> } | undefined;
   private readonly stopGraceMs: number;
   private readonly deadManGraceMs: number;
   private readonly pollMs: number;
@@ -158,6 +176,11 @@ export class LocalCompute implements Compute {
         ? dockerEngineAvailable().then((docker) => (docker ? 'docker' : 'process'))
         : Promise.resolve(options.driver);
     this.mapPools(options.pools, this.hostGpus);
+    this.supervisor = new SupervisorLink(this.dataDir, options.supervisorIdleMs ?? 60_000, this.log, () => {
+      // It may have died: look at every job now rather than at the next poll.
+      this.liveness = undefined;
+      this.pollAll();
+    });
   }
 
   /** `docker` or `process`, once `auto` has been resolved. */
@@ -217,8 +240,8 @@ export class LocalCompute implements Compute {
   }
 
   /**
-   * The jobs of this data directory that occupy this machine: a live runner (or,
-   * its runner gone, a live process group or container of the job), or GPU slots
+   * The jobs of this data directory that occupy this machine: a job of the live
+   * supervisor (or, the supervisor gone, a live process group or container of the job), or GPU slots
    * it holds with nothing running (`pending` before the start, `stopped` after
    * the end). Another control plane's data directory is never looked at.
    */
@@ -235,7 +258,6 @@ export class LocalCompute implements Compute {
     for (const jobId of await this.jobDirectories()) {
       if (await this.occupies(jobId)) await add(jobId, 'running');
     }
-    for (const [jobId, runner] of this.runners) if (isRunning(runner)) await add(jobId, 'running');
     if ((await this.driverInUse()) === 'docker') {
       for (const jobId of await this.containerJobIds()) if (existsSync(join(this.jobDir(jobId), 'spec.json'))) await add(jobId, 'running');
     }
@@ -247,7 +269,7 @@ export class LocalCompute implements Compute {
     return [...found.values()];
   }
 
-  /** Stop the runners of these instances and free their slots, as `stop` does; ids already gone are ignored. */
+  /** Stop the jobs of these instances and free their slots, as `stop` does; ids already gone are ignored. */
   async terminate(instanceIds: readonly string[]): Promise<void> {
     const jobIds = instanceIds.map((id) => {
       const jobId = id.startsWith(INSTANCE_PREFIX) ? id.slice(INSTANCE_PREFIX.length) : '';
@@ -255,7 +277,7 @@ export class LocalCompute implements Compute {
       return jobId;
     });
     for (const jobId of jobIds) {
-      this.log.warn('terminating the runner of job', { jobId });
+      this.log.warn('terminating the processes of job', { jobId });
       await this.stopJob(jobId);
     }
   }
@@ -266,7 +288,7 @@ export class LocalCompute implements Compute {
     try {
       await this.starting.get(jobId)?.catch(() => undefined); // a start in flight is stopped too, not raced
       this.unwatch(jobId);
-      await this.killRunner(jobId, dir);
+      await this.stopProcesses(jobId, dir);
       if ((await this.driverInUse()) === 'docker' && existsSync(join(dir, 'spec.json'))) await this.removeContainer(jobId);
       this.held.delete(jobId);
     } finally {
@@ -285,19 +307,19 @@ export class LocalCompute implements Compute {
   }
 
   /**
-   * No exit record, and a live runner or, the runner crashed, its process group
-   * still alive. The exit record is checked first: directories of every job ever
-   * run stay, and a runner with a record is ending its group on its own.
+   * No exit record, and its supervisor alive or, the supervisor crashed, its
+   * process group still alive. The exit record is checked first: directories of
+   * every job ever run stay, and a job with a record has had its group ended.
    */
   private async occupies(jobId: string): Promise<boolean> {
     const dir = this.jobDir(jobId);
     if (existsSync(join(dir, 'exit.json'))) return false;
-    if ((await runnerPid(dir)) !== undefined) return true;
+    if (await this.supervised(dir)) return true;
     const recorded = await recordedPid(dir);
     return recorded !== undefined && (await groupAlive(recorded));
   }
 
-  /** Job ids of Flare's containers (their runner may be gone: the container outlives it). */
+  /** Job ids of Flare's containers (their supervisor may be gone: the container outlives it). */
   private async containerJobIds(): Promise<string[]> {
     const result = await runQuiet('docker', ['ps', '--filter', 'label=flare.job', '--format', '{{.Label "flare.job"}}']);
     if (result.code !== 0) throw new LocalComputeError(`docker ps failed: ${result.stderr.trim()}`);
@@ -307,7 +329,7 @@ export class LocalCompute implements Compute {
   /**
    * Start-up recovery: take the slots of jobs that hold devices and watch the ones
    * that were started. An exit that happened while the control plane was down is
-   * reported through onExit; a runner that died without a record through onLost.
+   * reported through onExit; a job whose supervisor died without a record through onLost.
    * Call before the first launch.
    */
   async reattach(jobs: readonly Job[]): Promise<void> {
@@ -315,27 +337,35 @@ export class LocalCompute implements Compute {
       if (isTerminal(job.state)) continue;
       if (job.devices && !this.held.has(job.id)) this.claim(job.id, job.pool, job.devices);
       const dir = this.jobDir(job.id);
-      // spec.json: start() got as far as launching the runner, which may not have written its pid yet.
+      // spec.json: start() got as far as asking the supervisor, which may not have claimed the pid file yet.
       if (['spec.json', 'pid', 'exit.json'].some((file) => existsSync(join(dir, file)))) this.watch(job.id);
     }
   }
 
   /**
    * Move the dead-man deadline of a running job (its live timeout was changed): the
-   * runner re-reads expiresAt from its spec file. Takes the job or its id.
+   * supervisor re-reads expiresAt from the spec file, told so at once (an earlier
+   * deadline) or when the old one comes (a later one). Takes the job or its id.
    */
   async updateExpiry(job: Job | string, expiresAt: string): Promise<void> {
     const jobId = typeof job === 'string' ? job : job.id;
     if (Number.isNaN(Date.parse(expiresAt))) throw new LocalComputeError(`expiresAt ${expiresAt} is not a date`);
-    const specPath = join(this.jobDir(jobId), 'spec.json');
+    const dir = this.jobDir(jobId);
+    const specPath = join(dir, 'spec.json');
     const spec = JSON.parse(await readFile(specPath, 'utf8')) as RunnerSpec;
     await writeAtomically(specPath, JSON.stringify({ ...spec, expiresAt }));
+    if (!(await this.supervised(dir))) return;
+    await this.supervisor.request({ op: 'expiry', jobId }, false).catch((error: unknown) => {
+      // The file is moved; a later deadline is still seen when the old one comes.
+      this.log.warn('cannot tell the job supervisor about a moved expiry', { jobId, error: String(error) });
+    });
   }
 
-  /** Stop watching; running jobs keep running. */
+  /** Stop watching and let go of the supervisor; running jobs keep running. */
   close(): void {
     this.closed = true;
     for (const id of [...this.watched.keys()]) this.unwatch(id);
+    this.supervisor.close();
   }
 
   // --- slots ---
@@ -374,34 +404,23 @@ export class LocalCompute implements Compute {
     if (!this.held.has(job.id)) this.claim(job.id, job.pool, devices);
 
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    if (this.started.has(job.id) || existsSync(join(dir, 'exit.json')) || (await runnerPid(dir)) !== undefined) {
+    if (this.started.has(job.id) || existsSync(join(dir, 'exit.json')) || (await this.supervised(dir))) {
       this.watch(job.id);
       return;
     }
     if (existsSync(join(dir, 'pid'))) {
-      // It ran, and its runner died without a record: running it again could repeat its effects.
-      throw new LaunchFailed(`job ${job.id} was started before and its runner died without recording an exit`);
+      // It ran, and its supervisor died without a record: running it again could repeat its effects.
+      throw new LaunchFailed(`job ${job.id} was started before and its supervisor died without recording an exit`);
     }
 
     const runnerSpec = await this.runnerSpec(job.id, dir, spec, devices);
     const specPath = join(dir, 'spec.json');
     await writeAtomically(specPath, JSON.stringify(runnerSpec));
-    const runner = spawn(process.execPath, [RUNNER, specPath], {
-      cwd: dir,
-      detached: true, // own session and process group: survives us, and stop() can signal the group
-      stdio: 'ignore',
-      env: baseEnv(),
-    });
-    await new Promise<void>((resolve, reject) => {
-      runner.once('spawn', resolve);
-      runner.once('error', (error) => reject(new LaunchFailed(`cannot start the runner of job ${job.id}: ${error.message}`, { cause: error })));
-    });
-    runner.unref();
+    // The supervisor claims the pid file before it spawns: a job is never run twice.
+    const reply = await this.supervisor.request({ op: 'start', specPath }, true);
     this.started.add(job.id);
-    this.runners.set(job.id, runner);
-    runner.once('exit', () => this.runners.delete(job.id));
-    this.log.info('job started', { jobId: job.id, runnerPid: runner.pid, devices, driver: await this.driverInUse() });
-    this.watch(job.id, runner);
+    this.log.info('job started', { jobId: job.id, pid: reply?.pid, state: reply?.state, devices, driver: await this.driverInUse() });
+    this.watch(job.id);
   }
 
   private async runnerSpec(jobId: string, dir: string, spec: ContainerSpec, devices: number[]): Promise<RunnerSpec> {
@@ -454,26 +473,23 @@ export class LocalCompute implements Compute {
 
   // --- stopping ---
 
-  private async killRunner(jobId: string, dir: string): Promise<void> {
-    const exited = existsSync(join(dir, 'exit.json'));
-    const spawned = this.runners.get(jobId);
-    // A runner spawned here may not have written its pid file yet.
-    const runner = (await runnerPid(dir)) ?? (spawned && isRunning(spawned) ? spawned.pid : undefined);
-    let group: number | undefined;
-    if (runner !== undefined) {
-      group = runner;
-      // The runner passes SIGTERM on to its group once; signalling the group here
-      // as well would give the job two.
-      if (!exited) signal(runner, 'SIGTERM');
-    } else if (!exited) {
-      // No live runner and no record: it crashed, its job may still be running.
-      const recorded = await recordedPid(dir);
-      if (recorded !== undefined && (await groupAlive(recorded))) {
-        group = recorded;
-        signal(-recorded, 'SIGTERM');
-      }
+  /** SIGTERM to the job's process group (by its supervisor, when alive), SIGKILL after stopGraceMs. */
+  private async stopProcesses(jobId: string, dir: string): Promise<void> {
+    const exitPath = join(dir, 'exit.json');
+    let group = await recordedPid(dir); // the job's pid leads its group
+    if (!existsSync(exitPath) && (await this.supervised(dir))) {
+      // The supervisor sends SIGTERM to the group once (and runs `docker stop`), SIGKILL after
+      // the grace, and answers once the end is on record: signalling here too would give the job two.
+      const reply = await this.supervisor.request({ op: 'stop', jobId }, false, this.stopGraceMs + 2 * KILL_WAIT_MS).catch((error: unknown) => {
+        this.log.warn('the job supervisor did not stop the job; signalling it', { jobId, error: String(error) });
+        return undefined;
+      });
+      group ??= reply?.pid;
     }
-    if (group === undefined || (await waitGone(group, this.stopGraceMs))) return;
+    if (group === undefined) return;
+    // No record: its supervisor crashed (or did not answer), the job may still be running.
+    if (!existsSync(exitPath) && (await groupAlive(group))) signal(-group, 'SIGTERM');
+    if (await waitGone(group, this.stopGraceMs)) return;
     this.log.warn('job did not stop after SIGTERM; killing it', { jobId, graceMs: this.stopGraceMs });
     signal(-group, 'SIGKILL');
     if (!(await waitGone(group, KILL_WAIT_MS))) throw new LocalComputeError(`process group ${group} of job ${jobId} survived SIGKILL`);
@@ -488,13 +504,10 @@ export class LocalCompute implements Compute {
 
   // --- exit detection ---
 
-  private watch(jobId: string, runner?: ChildProcess): void {
+  private watch(jobId: string): void {
     if (this.closed || this.reported.has(jobId)) return;
-    const existing = this.watched.get(jobId);
-    if (existing) {
-      existing.runner ??= runner;
-    } else {
-      const entry: Watched = { jobId, runner, checking: false };
+    if (!this.watched.has(jobId)) {
+      const entry: Watched = { jobId, checking: false };
       try {
         entry.watcher = watch(this.jobDir(jobId), { persistent: false }, (_event, file) => {
           if (file === null || file === 'exit.json') void this.check(entry);
@@ -505,10 +518,6 @@ export class LocalCompute implements Compute {
       }
       this.watched.set(jobId, entry);
     }
-    runner?.once('exit', () => {
-      const entry = this.watched.get(jobId);
-      if (entry) void this.check(entry);
-    });
     this.poller ??= setInterval(() => this.pollAll(), this.pollMs).unref();
     void this.check(this.watched.get(jobId)!);
   }
@@ -529,15 +538,19 @@ export class LocalCompute implements Compute {
   }
 
   private async check(entry: Watched): Promise<void> {
-    if (entry.checking || this.watched.get(entry.jobId) !== entry) return;
+    if (this.watched.get(entry.jobId) !== entry) return;
+    if (entry.checking) {
+      entry.again = true;
+      return;
+    }
     entry.checking = true;
+    entry.again = false;
     try {
       const dir = this.jobDir(entry.jobId);
       let record = await readExit(dir);
       if (!record) {
-        if (entry.runner && isRunning(entry.runner)) return;
-        if ((await runnerPid(dir)) !== undefined) return;
-        if (!entry.runner && !existsSync(join(dir, 'pid'))) return; // never started: nothing to wait for
+        if (await this.supervised(dir)) return;
+        if (!existsSync(join(dir, 'pid'))) return; // never started: nothing to wait for
         record = await readExit(dir); // it may have written its record just before it went
       }
       if (this.watched.get(entry.jobId) !== entry || this.stopping.has(entry.jobId)) return;
@@ -547,7 +560,7 @@ export class LocalCompute implements Compute {
         this.log.info('job exited', { jobId: entry.jobId, exitCode: record.exitCode, signal: record.signal, reason: record.reason });
         await this.options.onExit(entry.jobId, record.exitCode, record);
       } else {
-        const reason = 'its runner process ended without recording an exit';
+        const reason = 'its supervisor process ended without recording an exit';
         this.log.warn('job lost', { jobId: entry.jobId, reason });
         await this.options.onLost?.(entry.jobId, reason);
       }
@@ -555,7 +568,22 @@ export class LocalCompute implements Compute {
       this.log.error('handling the end of a job failed', { jobId: entry.jobId, error: String(error) });
     } finally {
       entry.checking = false;
+      // In finally: the early returns above must not skip it.
+      if (entry.again) void this.check(entry);
     }
+  }
+
+  /** True while the supervisor that started this job runs: it records the job's end before it lets go of it. */
+  private async supervised(dir: string): Promise<boolean> {
+    const owner = await jobOwner(dir);
+    if (!owner) return false;
+    const runs = (live: SupervisorId | undefined) => live !== undefined && live.pid === owner.pid && live.nonce === owner.nonce;
+    const recent = this.liveness && Date.now() - this.liveness.at <= LIVENESS_TTL_MS ? this.liveness.id : undefined;
+    if (recent && runs(await recent)) return true;
+    // A "no" is never taken from the cache: a supervisor started a moment ago is not in it.
+    const fresh = liveSupervisor(this.dataDir);
+    this.liveness = { at: Date.now(), id: fresh };
+    return runs(await fresh);
   }
 
   private jobDir(jobId: string): string {
@@ -606,37 +634,62 @@ async function readExit(dir: string): Promise<ExitRecord | undefined> {
   }
 }
 
-/** The pid in the pid file, if it was written in this boot. */
-async function recordedPid(dir: string): Promise<number | undefined> {
+/**
+ * The job's pid file, if written in this boot: `<job pid>\n<boot>\n<supervisor pid>\n<nonce>`.
+ * The job pid is empty while the supervisor has claimed the file and not spawned yet.
+ */
+async function pidFile(dir: string): Promise<string[] | undefined> {
   let text: string;
   try {
     text = await readFile(join(dir, 'pid'), 'utf8');
   } catch {
     return undefined;
   }
-  const [pidText, boot] = text.split('\n');
-  const pid = Number(pidText);
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const lines = text.split('\n');
   const current = await bootId();
-  if (boot && current && boot !== current) return undefined;
-  return pid;
+  if (lines[1] && current && lines[1] !== current) return undefined;
+  return lines;
 }
 
-/** The runner's pid while it runs; a reused pid (another program, another boot) does not count. */
-async function runnerPid(dir: string): Promise<number | undefined> {
-  const pid = await recordedPid(dir);
-  if (pid === undefined) return undefined;
+/** The job's pid (and so its process group), if it was spawned in this boot. */
+async function recordedPid(dir: string): Promise<number | undefined> {
+  const pid = Number((await pidFile(dir))?.[0] || NaN);
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/** The supervisor that claimed the job. */
+async function jobOwner(dir: string): Promise<SupervisorId | undefined> {
+  const lines = await pidFile(dir);
+  const pid = Number(lines?.[2] || NaN);
+  return Number.isInteger(pid) && pid > 0 && lines?.[3] ? { pid, nonce: lines[3] } : undefined;
+}
+
+/** The supervisor that holds the data directory, while it runs; a reused pid (another program, another boot) does not count. */
+async function liveSupervisor(dataDir: string): Promise<SupervisorId | undefined> {
+  let text: string;
   try {
-    process.kill(pid, 0);
+    text = await readFile(join(dataDir, 'supervisor.pid'), 'utf8');
   } catch {
     return undefined;
   }
+  const [pidText, boot, nonce] = text.split('\n');
+  const pid = Number(pidText);
+  if (!Number.isInteger(pid) || pid <= 0 || !nonce) return undefined;
+  const current = await bootId();
+  if (boot && current && boot !== current) return undefined;
   try {
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
-    return cmdline.includes(join(dir, 'spec.json')) ? pid : undefined; // a zombie's is empty
-  } catch {
-    return existsSync('/proc/self') ? undefined : pid; // no procfs (macOS): trust the probe
+    process.kill(pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return undefined;
   }
+  try {
+    // A zombie's is empty. By name, not path: a supervisor started from another checkout still counts.
+    const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    if (!args.some((arg) => arg.endsWith('/local-job-supervisor.mjs')) || !args.includes(dataDir)) return undefined;
+  } catch {
+    if (existsSync('/proc/self')) return undefined; // no procfs (macOS): trust the probe
+  }
+  return { pid, nonce };
 }
 
 let boot: Promise<string> | undefined;
@@ -646,10 +699,6 @@ function bootId(): Promise<string> {
     () => '',
   );
   return boot;
-}
-
-function isRunning(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
 }
 
 /** True while a process of the group runs; zombies hold nothing and do not count. */
@@ -706,4 +755,197 @@ function runQuiet(command: string, args: string[]): Promise<{ code: number; stdo
     child.on('error', (error) => resolve({ code: -1, stdout, stderr: error.message }));
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
+}
+
+type SupervisorReply = { state: 'started' | 'running' | 'ended' | 'stopped' | 'unknown'; pid?: number };
+
+/** The connection went away before the answer came. */
+class ConnectionLost extends LocalComputeError {}
+
+/**
+ * One LocalCompute's connection to the supervisor of its data directory:
+ * started when first needed, one JSON object per line each way, never blocking
+ * the event loop but for the one spawn of a supervisor.
+ */
+class SupervisorLink {
+  private socket: Socket | undefined;
+  private connecting: { spawn: boolean; socket: Promise<Socket | undefined> } | undefined;
+  private readonly pending = new Map<number, { resolve(reply: SupervisorReply): void; reject(error: Error): void; timer: NodeJS.Timeout }>();
+  private nextId = 1;
+  /** Keeps `/proc/self/fd/<n>` valid when the socket path is too long to use as it is. */
+  private dirHandle: FileHandle | undefined;
+
+  constructor(
+    private readonly dataDir: string,
+    private readonly idleMs: number,
+    private readonly log: Logger,
+    private readonly onDisconnect: () => void,
+  ) {}
+
+  /**
+   * Send one request. `spawn`: start a supervisor when none is alive; otherwise
+   * undefined then. A request cut off by a lost connection is sent once more:
+   * every request is idempotent.
+   */
+  async request(body: { op: string } & Record<string, unknown>, spawn: boolean, timeoutMs = REQUEST_TIMEOUT_MS): Promise<SupervisorReply | undefined> {
+    for (let attempt = 0; ; attempt += 1) {
+      const socket = await this.connect(spawn);
+      if (!socket) return undefined;
+      try {
+        return await this.send(socket, body, timeoutMs);
+      } catch (error) {
+        if (!(error instanceof ConnectionLost) || attempt > 0) throw error;
+      }
+    }
+  }
+
+  /** Let go of the connection; a later request connects again. */
+  close(): void {
+    this.socket?.destroy();
+    void this.dirHandle?.close().catch(() => undefined);
+    this.dirHandle = undefined;
+  }
+
+  private async connect(spawn: boolean): Promise<Socket | undefined> {
+    for (;;) {
+      if (this.socket) return this.socket;
+      // Concurrent requests share one attempt; one that may spawn does not settle for one that may not.
+      if (!this.connecting) {
+        const socket = this.establish(spawn).finally(() => (this.connecting = undefined));
+        this.connecting = { spawn, socket };
+      }
+      const { spawn: spawning, socket } = this.connecting;
+      const connected = await socket;
+      if (connected || !spawn || spawning) return connected;
+    }
+  }
+
+  private async establish(spawn: boolean): Promise<Socket | undefined> {
+    const deadline = Date.now() + SUPERVISOR_START_MS;
+    for (let attempt = 0; ; attempt += 1) {
+      const socket = await this.dial();
+      if (socket) return this.adopt(socket);
+      if (!spawn) return undefined;
+      if (Date.now() > deadline) throw new LaunchFailed(`cannot start the job supervisor of ${this.dataDir}; see ${join(this.dataDir, 'supervisor.log')}`);
+      // Not ready: another supervisor holds the data directory, starting up or going away.
+      if (!(await this.startSupervisor())) await sleep(Math.min(25 * 2 ** attempt, 500));
+    }
+  }
+
+  /** A connected socket, or undefined when no supervisor listens. */
+  private async dial(): Promise<Socket | undefined> {
+    const path = await this.socketPath();
+    return new Promise((resolve, reject) => {
+      const socket = createConnection(path);
+      socket.once('connect', () => {
+        socket.removeAllListeners('error');
+        resolve(socket);
+      });
+      socket.once('error', (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT' || error.code === 'ECONNREFUSED') resolve(undefined);
+        else reject(new LocalComputeError(`cannot reach the job supervisor at ${path}: ${error.message}`, { cause: error }));
+      });
+    });
+  }
+
+  /** Same rule as the supervisor's: too long for sun_path, go through a descriptor of the directory (Linux). */
+  private async socketPath(): Promise<string> {
+    const direct = join(this.dataDir, 'supervisor.sock');
+    if (Buffer.byteLength(direct) <= 100) return direct;
+    if (!existsSync('/proc/self/fd')) throw new LocalComputeError(`data directory path too long for a unix socket: ${this.dataDir}`);
+    this.dirHandle ??= await open(this.dataDir, 'r');
+    return `/proc/self/fd/${this.dirHandle.fd}/supervisor.sock`;
+  }
+
+  /** Spawn a supervisor: true once it is ready, false when another one holds the data directory. */
+  private async startSupervisor(): Promise<boolean> {
+    const logPath = join(this.dataDir, 'supervisor.log');
+    const log = await open(logPath, 'a', 0o600);
+    let child: ChildProcess;
+    try {
+      child = spawn(process.execPath, [SUPERVISOR, this.dataDir, String(this.idleMs)], {
+        cwd: this.dataDir,
+        detached: true, // own session: it outlives us, and no terminal signal reaches it
+        stdio: ['ignore', 'pipe', log.fd],
+        env: baseEnv(),
+      });
+    } finally {
+      await log.close();
+    }
+    const ready = await new Promise<boolean>((resolve, reject) => {
+      let out = '';
+      child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+        out += chunk;
+        if (out.includes('ready\n')) resolve(true);
+      });
+      child.once('error', (error) => reject(new LaunchFailed(`cannot start the job supervisor: ${error.message}`, { cause: error })));
+      child.once('exit', (code, signal) => {
+        if (code === 0) resolve(false);
+        else reject(new LaunchFailed(`the job supervisor exited with ${signal ?? code} as it started; see ${logPath}`));
+      });
+    }).finally(() => {
+      child.stdout!.destroy();
+      child.removeAllListeners();
+    });
+    child.unref();
+    if (ready) this.log.info('job supervisor started', { pid: child.pid, dataDir: this.dataDir });
+    return ready;
+  }
+
+  private adopt(socket: Socket): Socket {
+    let buffer = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      buffer += chunk;
+      for (let newline = buffer.indexOf('\n'); newline >= 0; newline = buffer.indexOf('\n')) {
+        this.settle(socket, buffer.slice(0, newline));
+        buffer = buffer.slice(newline + 1);
+      }
+    });
+    socket.on('error', (error) => this.log.warn('the connection to the job supervisor failed', { error: error.message }));
+    socket.on('close', () => {
+      if (this.socket === socket) this.socket = undefined;
+      for (const [id, waiting] of this.pending) {
+        clearTimeout(waiting.timer);
+        waiting.reject(new ConnectionLost('the job supervisor went away before it answered'));
+        this.pending.delete(id);
+      }
+      this.onDisconnect();
+    });
+    socket.unref(); // a plane with nothing to ask may exit; ref'd while an answer is awaited
+    this.socket = socket;
+    return socket;
+  }
+
+  private send(socket: Socket, body: { op: string }, timeoutMs: number): Promise<SupervisorReply> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        if (this.pending.size === 0) socket.unref();
+        reject(new LocalComputeError(`the job supervisor did not answer ${body.op} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      socket.ref();
+      socket.write(`${JSON.stringify({ id, ...body })}\n`);
+    });
+  }
+
+  private settle(socket: Socket, line: string): void {
+    let reply: { id?: number; ok?: boolean; code?: string; error?: string } & SupervisorReply;
+    try {
+      reply = JSON.parse(line);
+    } catch {
+      this.log.warn('the job supervisor sent a line that is not JSON', { line });
+      return;
+    }
+    const waiting = reply.id === undefined ? undefined : this.pending.get(reply.id);
+    if (!waiting) return;
+    this.pending.delete(reply.id!);
+    clearTimeout(waiting.timer);
+    if (this.pending.size === 0) socket.unref();
+    if (reply.ok) waiting.resolve({ state: reply.state, ...(reply.pid !== undefined ? { pid: reply.pid } : {}) });
+    else if (reply.code === 'started-before') waiting.reject(new LaunchFailed(`job supervisor: ${reply.error}`));
+    else waiting.reject(new LocalComputeError(`job supervisor: ${reply.error}`));
+  }
 }

@@ -1,260 +1,264 @@
-// The process that stands in for a job's instance on this machine.
-//
-// LocalCompute spawns it detached (its own session and process group) as
-// `node local-job-runner.mjs <spec.json>` so that a job outlives a crash of the
-// control plane, the way an EC2 instance would. It is plain JavaScript with
-// node:* imports only: it must start without tsx and without the project's
-// dependencies. Everything it needs is in the spec file that LocalCompute
-// wrote (see `RunnerSpec` in local-compute.ts).
+// One job on this machine: what stands in for a job's instance. The job
+// supervisor (local-job-supervisor.mjs) runs one JobRun per job it is asked to
+// start. Plain JavaScript with node:* imports only: the supervisor must start
+// without tsx and without the project's dependencies. Everything a job needs is
+// in the spec file that LocalCompute wrote (see `RunnerSpec` in local-compute.ts).
 //
 // What it guarantees:
-// - the job's argv is exec'd directly, never through a shell;
+// - the job's argv is exec'd directly, never through a shell, in its own session
+//   and process group (the job's pid is the group's id), so a stop reaches the
+//   job's own children too;
 // - stdout and stderr go straight into the job's output file (the child owns
-//   the descriptor, so output survives this process);
-// - SIGTERM is passed on once to the whole process group, so the job's own
-//   children stop too;
+//   the descriptor, so output survives the supervisor);
+// - a stop sends SIGTERM once to the whole group, SIGKILL after the stop grace;
 // - a dead-man switch stops the job at expiresAt + grace even when no control
-//   plane is left to do it; expiresAt is re-read from the spec file, so a
-//   changed live timeout is honoured;
-// - exactly one exit record, written atomically (tmp + rename), and nothing
-//   of the job left running afterwards.
+//   plane is left to do it; expiresAt is re-read from the spec file when the
+//   timer fires and when the control plane says it moved, so a changed live
+//   timeout is honoured;
+// - the job's pid file is claimed (created exclusively) before the job is
+//   spawned, so a job is never run twice, even across supervisors;
+// - exactly one exit record, written atomically (tmp + rename), and nothing of
+//   the job's group left running afterwards.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 
-const TICK_MS = 15_000;
-/** Exit code when the runner itself could not run the job (docker uses the same). */
-const RUNNER_FAILED = 125;
+/** Exit code when the job could not be run at all (docker uses the same). */
+export const RUNNER_FAILED = 125;
+/** Longest delay setTimeout takes; a later deadline is re-armed in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const RECORD_RETRY_MS = 5000;
 
-const specPath = process.argv[2];
-if (!specPath) {
-  process.stderr.write('usage: local-job-runner.mjs <spec.json>\n');
-  process.exit(2);
-}
+/** The job's pid file claimed by another start: it ran (or runs) already. */
+export class StartedBefore extends Error {}
 
-let spec;
-try {
-  spec = JSON.parse(fs.readFileSync(specPath, 'utf8'));
-} catch (error) {
-  // Without a spec there is nowhere to report to but next to the spec itself.
-  writeExit(path.join(path.dirname(specPath), 'exit.json'), { exitCode: RUNNER_FAILED, signal: null, reason: 'runner-error', error: `cannot read ${specPath}: ${message(error)}` });
-  process.exit(1);
-}
-
-let out = -1;
-let child;
-let finished = false;
-let terminating = false;
-let reason;
-let deadManTimer;
-let killTimer;
-
-try {
-  main();
-} catch (error) {
-  note(`runner failed: ${message(error)}`);
-  finish({ exitCode: RUNNER_FAILED, signal: null, reason: 'runner-error', error: message(error) });
-}
-
-function main() {
-  // Handlers first: a stop that arrives while starting up must not be lost.
-  process.on('SIGTERM', () => terminate('SIGTERM received'));
-  process.on('SIGINT', () => terminate('SIGINT received'));
-  process.on('SIGHUP', () => {}); // no terminal to lose; keep running
-
-  if (!claimPidFile()) process.exit(0); // another runner has it
-  // Checked after the claim: a runner writes its record before it goes, so a
-  // runner that found its predecessor gone sees the record here.
-  if (fs.existsSync(spec.exitPath)) process.exit(0); // ran before: never twice
-
-  try {
-    fs.mkdirSync(spec.cwd, { recursive: true, mode: 0o700 });
-    out = fs.openSync(spec.outputPath, 'a', 0o600);
-  } catch (error) {
-    finish({ exitCode: RUNNER_FAILED, signal: null, reason: 'runner-error', error: message(error) });
-    return;
+export class JobRun {
+  /**
+   * @param {string} specPath the job's spec.json
+   * @param {object} spec its content
+   * @param {{ pid: number, nonce: string }} owner the supervisor, recorded in the pid file
+   * @param {() => void} onEnd called once the exit record is written
+   */
+  constructor(specPath, spec, owner, onEnd) {
+    this.specPath = specPath;
+    this.spec = spec;
+    this.owner = owner;
+    this.onEnd = onEnd;
+    this.child = undefined;
+    this.pid = undefined;
+    this.finished = false;
+    this.terminating = false;
+    this.reason = undefined;
+    this.deadManTimer = undefined;
+    this.killTimer = undefined;
+    /** Settles once the exit record is written. */
+    this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
   }
 
-  if (terminating) {
-    finish({ exitCode: 128 + os.constants.signals.SIGTERM, signal: 'SIGTERM', reason });
-    return;
-  }
-
-  try {
-    child = spawn(spec.argv[0], spec.argv.slice(1), {
-      shell: false,
-      cwd: spec.cwd,
-      env: spec.env,
-      stdio: ['ignore', out, out],
+  /**
+   * Claim the pid file and spawn the job. Throws StartedBefore when the job was
+   * claimed before; any other failure ends the job with an exit record.
+   */
+  start() {
+    const { spec } = this;
+    claimPidFile(spec.pidPath, `\n${bootId()}\n${this.owner.pid}\n${this.owner.nonce}\n`);
+    let out = -1;
+    try {
+      fs.mkdirSync(spec.cwd, { recursive: true, mode: 0o700 });
+      out = fs.openSync(spec.outputPath, 'a', 0o600);
+      try {
+        this.child = spawn(spec.argv[0], spec.argv.slice(1), {
+          shell: false,
+          cwd: spec.cwd,
+          env: spec.env,
+          detached: true, // own session and process group: the group is the job
+          stdio: ['ignore', out, out],
+        });
+      } catch (error) {
+        // Synchronous failures: bad arguments, e.g. a NUL byte in argv or env.
+        this.note(`cannot start ${JSON.stringify(spec.argv[0])}: ${message(error)}`);
+        throw error;
+      }
+    } catch (error) {
+      this.finish({ exitCode: RUNNER_FAILED, signal: null, reason: 'runner-error', error: message(error) });
+      return;
+    } finally {
+      if (out >= 0) fs.closeSync(out); // the child has its own copy
+    }
+    const child = this.child;
+    child.on('error', (error) => {
+      if (child.pid !== undefined) return; // a signal that could not be sent; 'exit' still comes
+      const code = error.code === 'ENOENT' ? 127 : error.code === 'EACCES' ? 126 : RUNNER_FAILED;
+      this.note(`cannot start ${JSON.stringify(spec.argv[0])}: ${error.code === 'ENOENT' ? 'command not found' : message(error)}`);
+      this.finish({ exitCode: code, signal: null, reason: 'not-started', error: message(error) });
     });
-  } catch (error) {
-    // Synchronous failures: bad arguments, e.g. a NUL byte in argv or env.
-    note(`cannot start ${JSON.stringify(spec.argv[0])}: ${message(error)}`);
-    finish({ exitCode: RUNNER_FAILED, signal: null, reason: 'runner-error', error: message(error) });
-    return;
+    child.on('exit', (code, signal) => {
+      const exitCode = signal ? 128 + (os.constants.signals[signal] ?? 0) : code ?? RUNNER_FAILED;
+      this.finish({ exitCode, signal: signal ?? null, ...(this.reason ? { reason: this.reason } : {}) });
+    });
+    if (child.pid === undefined) return; // 'error' is on its way
+    this.pid = child.pid;
+    try {
+      writeWhole(spec.pidPath, `${child.pid}\n${bootId()}\n${this.owner.pid}\n${this.owner.nonce}\n`);
+    } catch (error) {
+      // Without its pid on record nobody could stop the job after us: do not let it run.
+      this.note(`cannot record the job's pid: ${message(error)}`);
+      this.reason = 'runner-error';
+      this.signalGroup('SIGKILL');
+      return;
+    }
+    this.armDeadMan();
   }
-  child.on('error', (error) => {
-    if (child.pid !== undefined) return; // a signal that could not be sent; 'exit' still comes
-    const code = error.code === 'ENOENT' ? 127 : error.code === 'EACCES' ? 126 : RUNNER_FAILED;
-    note(`cannot start ${JSON.stringify(spec.argv[0])}: ${error.code === 'ENOENT' ? 'command not found' : message(error)}`);
-    finish({ exitCode: code, signal: null, reason: 'not-started', error: message(error) });
-  });
-  child.on('exit', (code, signal) => {
-    const exitCode = signal ? 128 + (os.constants.signals[signal] ?? 0) : code ?? RUNNER_FAILED;
-    finish({ exitCode, signal: signal ?? null, ...(reason ? { reason } : {}) });
-  });
 
-  armDeadMan();
+  /** expiresAt moved: re-read it now rather than when the old deadline comes. */
+  rearm() {
+    if (this.terminating || this.finished) return;
+    clearTimeout(this.deadManTimer);
+    this.armDeadMan();
+  }
+
+  /** Stop the job: SIGTERM once to its group, SIGKILL after the grace. */
+  terminate(why) {
+    if (this.terminating || this.finished || this.pid === undefined) return;
+    this.terminating = true;
+    this.reason ??= 'stopped';
+    clearTimeout(this.deadManTimer);
+    const { spec } = this;
+    if (spec.stopArgv) {
+      // e.g. `docker stop`: the container is not in the job's process group.
+      let out = -1;
+      try {
+        out = fs.openSync(spec.outputPath, 'a', 0o600);
+        const stopper = spawn(spec.stopArgv[0], spec.stopArgv.slice(1), { shell: false, detached: true, stdio: ['ignore', out, out], env: spec.env });
+        stopper.on('error', (error) => this.note(`${spec.stopArgv[0]}: ${message(error)}`));
+        stopper.unref();
+      } catch (error) {
+        this.note(`${spec.stopArgv[0]}: ${message(error)}`);
+      } finally {
+        if (out >= 0) fs.closeSync(out);
+      }
+    }
+    this.signalGroup('SIGTERM');
+    this.killTimer = setTimeout(() => {
+      this.note(`job did not stop within ${spec.stopGraceMs} ms after ${why}; killing it`);
+      this.signalGroup('SIGKILL');
+    }, spec.stopGraceMs ?? 10_000);
+  }
+
+  armDeadMan() {
+    const current = this.readSpec();
+    const expiresAt = Date.parse(current.expiresAt);
+    if (Number.isNaN(expiresAt)) return;
+    const left = expiresAt + (current.deadManGraceMs ?? 0) - Date.now();
+    if (left <= 0) {
+      this.reason = 'expired';
+      this.note(`live timeout passed (expiresAt ${current.expiresAt}); stopping the job`);
+      this.terminate('live timeout passed');
+      return;
+    }
+    // One timer per job, at its deadline: the spec is read again only then.
+    this.deadManTimer = setTimeout(() => this.armDeadMan(), Math.min(left, MAX_TIMER_MS));
+  }
+
+  /** The spec file as it is now: the control plane may have moved expiresAt. */
+  readSpec() {
+    try {
+      return JSON.parse(fs.readFileSync(this.specPath, 'utf8'));
+    } catch {
+      return this.spec; // mid-rewrite or gone: the copy read at start still holds
+    }
+  }
+
+  finish(record) {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.deadManTimer);
+    clearTimeout(this.killTimer);
+    this.record({ ...record, finishedAt: new Date().toISOString() });
+  }
+
+  record(record) {
+    try {
+      writeExit(this.spec.exitPath, record);
+    } catch (error) {
+      // The job stays ours (and its slots held) until its end is on record.
+      process.stderr.write(`[flare-supervisor] ${new Date().toISOString()} cannot write ${this.spec.exitPath}: ${message(error)}; retrying\n`);
+      setTimeout(() => this.record(record), RECORD_RETRY_MS);
+      return;
+    }
+    // Whatever the job left behind in its group goes with it: its GPUs are
+    // about to be handed to someone else.
+    this.signalGroup('SIGKILL');
+    this.resolveEnded();
+    this.onEnd();
+  }
+
+  signalGroup(signal) {
+    if (this.pid === undefined) return;
+    try {
+      process.kill(-this.pid, signal);
+    } catch {
+      // the group is gone already
+    }
+  }
+
+  note(line) {
+    try {
+      fs.appendFileSync(this.spec.outputPath, `[flare] ${new Date().toISOString()} ${line}\n`, { mode: 0o600 });
+    } catch {
+      // the output file is best effort; the exit record is what counts
+    }
+  }
 }
 
 /**
- * Create the pid file exclusively and whole (written aside, then hard-linked into
- * place: a reader never sees it half written); a stale one (its runner gone) is replaced.
+ * Create `file` exclusively and whole (written aside, then hard-linked into
+ * place: a reader never sees it half written). Throws StartedBefore if it exists.
  */
-function claimPidFile() {
-  const tmp = `${spec.pidPath}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, `${process.pid}\n${bootId()}\n`, { mode: 0o600 });
+function claimPidFile(file, text) {
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, text, { mode: 0o600 });
   try {
-    for (let attempt = 0; attempt < 2; attempt += 1) {
-      try {
-        fs.linkSync(tmp, spec.pidPath);
-        return true;
-      } catch (error) {
-        if (error.code !== 'EEXIST') throw error;
-      }
-      const [pid, boot] = fs.readFileSync(spec.pidPath, 'utf8').split('\n');
-      if (isRunner(Number(pid), boot)) return false;
-      fs.rmSync(spec.pidPath, { force: true });
-    }
-    return false;
+    fs.linkSync(tmp, file);
+  } catch (error) {
+    if (error.code === 'EEXIST') throw new StartedBefore(`${file} exists: the job was started before`);
+    throw error;
   } finally {
     fs.rmSync(tmp, { force: true });
   }
 }
 
-function isRunner(pid, boot) {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  if (boot && bootId() && boot !== bootId()) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    if (error.code !== 'EPERM') return false;
-  }
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(specPath);
-  } catch {
-    return !fs.existsSync('/proc/self'); // no procfs (macOS): trust the signal probe
-  }
+/** Replace `file` atomically; no fsync: it is rewritten at once if the machine goes down. */
+function writeWhole(file, text) {
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, text, { mode: 0o600 });
+  fs.renameSync(tmp, file);
 }
 
-function bootId() {
-  try {
-    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-  } catch {
-    return '';
-  }
-}
-
-function armDeadMan() {
-  const deadline = readDeadline();
-  if (deadline === undefined) return;
-  const left = deadline - Date.now();
-  if (left <= 0) {
-    reason = 'expired';
-    note(`live timeout passed (expiresAt ${readSpec().expiresAt}); stopping the job`);
-    terminate('live timeout passed');
-    return;
-  }
-  deadManTimer = setTimeout(armDeadMan, Math.min(left, TICK_MS));
-}
-
-/** expiresAt + grace from the spec file as it is now: the control plane may have moved it. */
-function readDeadline() {
-  const current = readSpec();
-  const expiresAt = Date.parse(current.expiresAt);
-  if (Number.isNaN(expiresAt)) return undefined;
-  return expiresAt + (current.deadManGraceMs ?? 0);
-}
-
-function readSpec() {
-  try {
-    return JSON.parse(fs.readFileSync(specPath, 'utf8'));
-  } catch {
-    return spec; // mid-rewrite or gone: the copy read at start still holds
-  }
-}
-
-/** Stop the job: SIGTERM once to the group (the job and its children), SIGKILL after the grace. */
-function terminate(why) {
-  if (terminating || finished) return;
-  terminating = true;
-  reason ??= 'stopped';
-  clearTimeout(deadManTimer);
-  if (spec.stopArgv) {
-    // e.g. `docker stop`: the container is not in this process group. Detached,
-    // so the SIGTERM about to reach the group does not cut it short.
-    spawn(spec.stopArgv[0], spec.stopArgv.slice(1), { shell: false, detached: true, stdio: ['ignore', out, out], env: spec.env }).on('error', (error) => note(`${spec.stopArgv[0]}: ${message(error)}`));
-  }
-  signalGroup('SIGTERM'); // reaches this process too; the handler ignores repeats
-  killTimer = setTimeout(() => {
-    note(`job did not stop within ${spec.stopGraceMs} ms after ${why}; killing it`);
-    if (child?.pid !== undefined) {
-      try {
-        process.kill(child.pid, 'SIGKILL');
-      } catch {
-        // already gone; 'exit' is on its way
-      }
-    }
-  }, spec.stopGraceMs ?? 10_000);
-}
-
-function finish(record) {
-  if (finished) return;
-  finished = true;
-  clearTimeout(deadManTimer);
-  clearTimeout(killTimer);
-  writeExit(spec.exitPath, record);
-  if (out >= 0) fs.closeSync(out);
-  // Whatever the job left behind in its group goes with it, this runner included:
-  // the job is over and its GPUs are about to be handed to someone else.
-  signalGroup('SIGKILL');
-  process.exit(0);
-}
-
-function signalGroup(signal) {
-  try {
-    process.kill(-process.pid, signal);
-  } catch {
-    // not a group leader (started by hand): the job alone then
-    if (child?.pid !== undefined) {
-      try {
-        process.kill(child.pid, signal);
-      } catch {
-        // already gone
-      }
-    }
-  }
-}
-
-function writeExit(exitPath, record) {
+export function writeExit(exitPath, record) {
   const tmp = `${exitPath}.${process.pid}.tmp`;
   const fd = fs.openSync(tmp, 'w', 0o600);
-  fs.writeSync(fd, `${JSON.stringify({ ...record, finishedAt: new Date().toISOString() })}\n`);
-  fs.fsyncSync(fd);
-  fs.closeSync(fd);
+  try {
+    fs.writeSync(fd, `${JSON.stringify(record)}\n`);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
   fs.renameSync(tmp, exitPath);
 }
 
-function note(line) {
-  if (out < 0) return;
-  try {
-    fs.writeSync(out, `[flare] ${new Date().toISOString()} ${line}\n`);
-  } catch {
-    // the output file is best effort; the exit record is what counts
+let boot;
+export function bootId() {
+  if (boot === undefined) {
+    try {
+      boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    } catch {
+      boot = '';
+    }
   }
+  return boot;
 }
 
-function message(error) {
+export function message(error) {
   return error instanceof Error ? error.message : String(error);
 }

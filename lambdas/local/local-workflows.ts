@@ -40,7 +40,7 @@ export interface ExecutionRecord {
 export class LocalWorkflows implements Workflows {
   private readonly machine: StateMachine;
   private readonly handlers: Record<string, (input: Json) => Promise<Json>> = {};
-  private readonly waiting = new Map<string, (output: Json) => void>();
+  private readonly waiting = new Map<string, { resolve(output: Json): void; reject(error: Error): void }>();
   private readonly executions = new Map<string, { record: ExecutionRecord; abort: () => void; done: Promise<void> }>();
   private closed = false;
   private waits = 0;
@@ -89,10 +89,10 @@ export class LocalWorkflows implements Workflows {
   }
 
   async sendTaskSuccess(token: string, output: unknown): Promise<void> {
-    const resolve = this.waiting.get(token);
-    if (!resolve) return; // nobody waits on it any more (timed out or already ended)
+    const waiter = this.waiting.get(token);
+    if (!waiter) return; // nobody waits on it any more (timed out or already ended)
     this.waiting.delete(token);
-    resolve((output ?? {}) as Json);
+    waiter.resolve((output ?? {}) as Json);
   }
 
   /** The emulated `.waitForTaskToken`: invoke the handler with the Payload, then wait for the token. */
@@ -100,7 +100,7 @@ export class LocalWorkflows implements Workflows {
     const payload = (input as { Payload?: { taskToken?: string; timeoutSeconds?: number } }).Payload;
     if (!payload?.taskToken) throw new Error('callback task without Payload.taskToken');
     const token = `${payload.taskToken}:${++this.waits}`;
-    const result = new Promise<Json>((resolve) => this.waiting.set(token, resolve));
+    const result = new Promise<Json>((resolve, reject) => this.waiting.set(token, { resolve, reject }));
     // The state's timeout (States.Timeout) wins the race inside the library; forget the token then.
     const forget = setTimeout(() => this.waiting.delete(token), ((payload.timeoutSeconds ?? 0) + 1) * 1000);
     forget.unref();
@@ -150,6 +150,10 @@ export class LocalWorkflows implements Workflows {
     this.closed = true;
     const running = [...this.executions.values()].filter((e) => e.record.status === 'RUNNING');
     for (const e of running) e.abort();
+    // An aborted execution leaves its task waiting, and the library's timer of that
+    // task's TimeoutSeconds with it (it would hold the process for up to the live timeout).
+    for (const waiter of this.waiting.values()) waiter.reject(new Error('local workflows are closed'));
+    this.waiting.clear();
     await Promise.all(running.map((e) => e.done));
   }
 }

@@ -1,6 +1,6 @@
 /**
  * The local compute driver with real processes: every job here is a real
- * runner process and a real child, in a temporary data directory.
+ * process of a real supervisor, in a temporary data directory.
  */
 import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -133,7 +133,29 @@ async function until(condition: () => boolean | Promise<boolean>, ms: number, wh
 }
 
 const output = (h: Harness, id: string) => readFile(h.compute.logPath(id), 'utf8');
+/** The job's pid, which is also its process group's id. */
 const pidOf = async (h: Harness, id: string) => Number((await readFile(join(h.dataDir, 'jobs', id, 'pid'), 'utf8')).split('\n')[0]);
+/** The pid of the data directory's supervisor, from its lock. */
+const supervisorOf = (dataDir: string) => Number(readFileSync(join(dataDir, 'supervisor.pid'), 'utf8').split('\n')[0]);
+/** Supervisor processes of this data directory. */
+function supervisors(dataDir: string): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^[0-9]+$/.test(name))
+    .flatMap((pid) => {
+      try {
+        const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        return args.some((a) => a.endsWith('local-job-supervisor.mjs')) && args.includes(dataDir) ? [Number(pid)] : [];
+      } catch {
+        return [];
+      }
+    });
+}
+/** The session, process group and parent of a process. */
+function ids(pid: number): { ppid: number; pgrp: number; session: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const [, ppid, pgrp, session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { ppid: Number(ppid), pgrp: Number(pgrp), session: Number(session) };
+}
 /** Processes of a group that still run (zombies, which pid 1 may reap late here, hold nothing). */
 function running(pgid: number): number[] {
   return readdirSync('/proc')
@@ -160,6 +182,16 @@ describe('LocalCompute (process mode)', () => {
     assert.equal(bad.exitCode, 3);
     assert.equal(bad.signal, null);
     assert.equal(await output(h, 'bad'), 'to-out\nto-err\n');
+  });
+
+  it('reports an exit as it happens, also one that comes while it is still looking at the job it just started', async () => {
+    // No poll to fall back on: every exit must come from watching the job's directory.
+    const h = await harness({ pollMs: 3_600_000 });
+    for (let i = 0; i < 30; i++) {
+      const started = await run(h.compute, `quick-${i}`, ['true']);
+      assert.equal((await h.exited(`quick-${i}`, 3000)).exitCode, 0);
+      await h.compute.stop(started); // frees its slot, as the control plane does
+    }
   });
 
   it('runs argv without a shell', async () => {
@@ -204,15 +236,14 @@ describe('LocalCompute (process mode)', () => {
   it('stop() ends a running job quickly, frees its slots, and does not report it as an exit', async () => {
     const h = await harness();
     const held = await run(h.compute, 'sleeper', ['sleep', '60']);
-    await until(() => existsSync(join(h.dataDir, 'jobs', 'sleeper', 'pid')), 3000, 'the runner');
-    const runner = await pidOf(h, 'sleeper');
+    const sleeper = await pidOf(h, 'sleeper');
     assert.deepEqual(h.compute.freeDevices('local'), [1]);
 
     const began = Date.now();
     await h.compute.stop(held);
 
     assert.ok(Date.now() - began < 1500, `stop took ${Date.now() - began} ms`);
-    assert.deepEqual(running(runner), [], 'nothing of the job, runner included, is left in its group');
+    assert.deepEqual(running(sleeper), [], 'nothing of the job is left in its group');
     assert.deepEqual(h.compute.freeDevices('local'), [0, 1]);
     await h.compute.stop(held); // again: nothing to do
     await h.compute.stop(job('never-started'));
@@ -224,11 +255,11 @@ describe('LocalCompute (process mode)', () => {
     const h = await harness({ stopGraceMs: 300 });
     const held = await run(h.compute, 'stubborn', ['sh', '-c', 'trap "" TERM; echo ready; sleep 60']);
     await until(async () => existsSync(h.compute.logPath('stubborn')) && (await output(h, 'stubborn')).includes('ready'), 3000, 'the job');
-    const runner = await pidOf(h, 'stubborn');
+    const stubborn = await pidOf(h, 'stubborn');
 
     await h.compute.stop(held);
 
-    assert.deepEqual(running(runner), []);
+    assert.deepEqual(running(stubborn), []);
     assert.deepEqual(h.compute.freeDevices('local'), [0, 1]);
   });
 
@@ -250,7 +281,8 @@ describe('LocalCompute (process mode)', () => {
 
   it('after a restart, re-attaches: takes the slots back and reports exits, also those that happened while down', async () => {
     const h = await harness();
-    const early = await run(h.compute, 'early', ['sh', '-c', 'exit 7']);
+    // Long enough to end after the close below: jobs start in milliseconds now.
+    const early = await run(h.compute, 'early', ['sh', '-c', 'sleep 0.2; exit 7']);
     const late = await run(h.compute, 'late', ['sh', '-c', 'sleep 0.8; exit 5']);
     h.compute.close(); // the control plane is gone; its jobs are not
     await until(() => existsSync(join(h.dataDir, 'jobs', 'early', 'exit.json')), 3000, 'the early exit');
@@ -267,20 +299,25 @@ describe('LocalCompute (process mode)', () => {
     assert.deepEqual(restarted.freeDevices('local'), [0, 1]);
   });
 
-  it('reports a job whose runner was killed as lost, and stop() still cleans up its process group', async () => {
+  it('reports every job of a killed supervisor as lost, stop() still cleans up their process groups, and a new supervisor takes over', async () => {
     const h = await harness();
     const held = await run(h.compute, 'orphan', ['sleep', '60']);
-    await until(() => existsSync(join(h.dataDir, 'jobs', 'orphan', 'pid')), 3000, 'the runner');
-    const runner = await pidOf(h, 'orphan');
-    await until(() => running(runner).length === 2, 3000, 'the job under its runner');
+    const other = await run(h.compute, 'orphan-too', ['sleep', '60']);
+    const jobs = [await pidOf(h, 'orphan'), await pidOf(h, 'orphan-too')];
+    const supervisor = supervisorOf(h.dataDir);
 
-    process.kill(runner, 'SIGKILL');
-    await until(() => h.lost.includes('orphan'), 3000, 'the lost report');
-    assert.equal(running(runner).length, 1, 'the job itself still runs');
+    process.kill(supervisor, 'SIGKILL');
+    await until(() => h.lost.includes('orphan') && h.lost.includes('orphan-too'), 3000, 'the lost reports');
+    for (const pid of jobs) assert.equal(running(pid).length, 1, 'the job itself still runs');
+    await assert.rejects(h.make().start(held, spec(held)), LaunchFailed, 'a lost job is not run again, even by a restarted control plane');
 
     await h.compute.stop(held);
-    assert.deepEqual(running(runner), []);
-    assert.equal(h.exits.has('orphan'), false);
+    await h.compute.stop(other);
+    for (const pid of jobs) assert.deepEqual(running(pid), []);
+    assert.equal(h.exits.size, 0);
+    await run(h.compute, 'after', ['true']);
+    assert.equal((await h.exited('after')).exitCode, 0);
+    assert.notEqual(supervisorOf(h.dataDir), supervisor);
   });
 
   it('the dead-man switch stops a job past expiresAt + grace with no control plane', async () => {
@@ -309,6 +346,17 @@ describe('LocalCompute (process mode)', () => {
     await h.compute.stop(held);
   });
 
+  it('the dead-man switch follows an expiry moved earlier at once', async () => {
+    const h = await harness({ deadManGraceMs: 100, stopGraceMs: 500 });
+    await run(h.compute, 'shortened', ['sleep', '60'], { expiresAt: new Date(Date.now() + 600_000).toISOString() });
+
+    await h.compute.updateExpiry('shortened', new Date(Date.now() + 100).toISOString());
+
+    const record = await h.exited('shortened', 3000);
+    assert.equal(record.reason, 'expired');
+    assert.equal(record.exitCode, 143);
+  });
+
   it('a command that does not exist exits 127 and says so in the output', async () => {
     const h = await harness();
     await run(h.compute, 'missing', ['flare-no-such-command-anywhere', '--help']);
@@ -324,16 +372,107 @@ describe('LocalCompute (process mode)', () => {
   });
 });
 
+describe('LocalCompute: the job supervisor', () => {
+  it('runs each job in its own session and process group, apart from the supervisor, which is apart from the control plane', async () => {
+    const h = await harness();
+    await run(h.compute, 'grouped', ['sleep', '60']);
+    const pid = await pidOf(h, 'grouped');
+    const supervisor = supervisorOf(h.dataDir);
+
+    assert.deepEqual(ids(pid), { ppid: supervisor, pgrp: pid, session: pid });
+    assert.equal(ids(supervisor).session, supervisor, 'the supervisor leads its own session');
+    assert.notEqual(ids(supervisor).session, ids(process.pid).session);
+  });
+
+  it('one supervisor per data directory: concurrent control planes share it, and a restarted one reconnects to it', async () => {
+    const h = await harness({ pools: [{ name: 'local', gpus: 6 }] });
+    const planes = [h.compute, h.make(), h.make()];
+
+    await Promise.all(planes.map((plane, i) => run(plane, `p${i}`, ['sleep', '60'])));
+
+    const supervisor = supervisorOf(h.dataDir);
+    assert.deepEqual(supervisors(h.dataDir), [supervisor]);
+    for (const id of ['p0', 'p1', 'p2']) {
+      const [, , owner] = (await readFile(join(h.dataDir, 'jobs', id, 'pid'), 'utf8')).split('\n');
+      assert.equal(Number(owner), supervisor, `${id} runs under the one supervisor`);
+    }
+    for (const plane of planes) plane.close(); // every control plane gone; the jobs and their supervisor stay
+    const restarted = h.make();
+    const held = await run(restarted, 'p3', ['sh', '-c', 'exit 4']);
+    assert.equal((await h.exited('p3')).exitCode, 4);
+    assert.deepEqual(supervisors(h.dataDir), [supervisor]);
+    await restarted.stop(held);
+  });
+
+  it('exits on its own once it has no job and no control plane, and a later start brings up a new one', async () => {
+    const h = await harness({ supervisorIdleMs: 200 });
+    await run(h.compute, 'brief', ['sleep', '0.3']);
+    const first = supervisorOf(h.dataDir);
+    h.compute.close();
+
+    await until(() => supervisors(h.dataDir).length === 0, 4000, 'the idle supervisor to exit');
+    assert.ok(existsSync(join(h.dataDir, 'jobs', 'brief', 'exit.json')), 'it waited for its job to end');
+    assert.equal(existsSync(join(h.dataDir, 'supervisor.pid')), false);
+    assert.equal(existsSync(join(h.dataDir, 'supervisor.sock')), false);
+
+    const again = h.make();
+    await run(again, 'later', ['true']);
+    assert.equal((await h.exited('later')).exitCode, 0);
+    assert.notEqual(supervisorOf(h.dataDir), first);
+  });
+
+  it('leaves a data directory that is removed, once its jobs have ended', async () => {
+    const h = await harness();
+    await run(h.compute, 'short', ['true']);
+    await h.exited('short');
+    const supervisor = supervisorOf(h.dataDir);
+    h.compute.close();
+
+    await rm(h.dataDir, { recursive: true, force: true });
+
+    await until(() => running(supervisor).length === 0, 4000, 'the supervisor to exit');
+  });
+
+  it('SIGTERM to the supervisor stops its jobs as a stop would, records their ends, and it exits', async () => {
+    const h = await harness();
+    await run(h.compute, 'term-a', ['sleep', '60']);
+    await run(h.compute, 'term-b', ['sleep', '60']);
+    const supervisor = supervisorOf(h.dataDir);
+
+    process.kill(supervisor, 'SIGTERM');
+
+    for (const id of ['term-a', 'term-b']) {
+      const record = await h.exited(id);
+      assert.equal(record.reason, 'stopped');
+      assert.equal(record.exitCode, 143);
+    }
+    await until(() => supervisors(h.dataDir).length === 0, 3000, 'the supervisor to exit');
+    assert.equal(h.lost.length, 0);
+  });
+
+  it('reaches its socket through the directory when the data directory path is too long for one', async () => {
+    const h = await harness();
+    const deep = join(h.dataDir, 'd'.repeat(60), 'e'.repeat(60));
+    await mkdir(deep, { recursive: true });
+    const far = h.make({ dataDir: deep });
+
+    await run(far, 'far', ['sh', '-c', 'exit 6']);
+
+    assert.equal((await h.exited('far')).exitCode, 6);
+    assert.deepEqual(supervisors(deep).length, 1);
+    far.close();
+  });
+});
+
 describe('LocalCompute: what the reconciler sees and ends', () => {
-  it('listManaged lists live runners and held slots of this data directory only, with their job', async () => {
+  it('listManaged lists live jobs and held slots of this data directory only, with their job', async () => {
     const h = await harness({ pools: [{ name: 'local', gpus: 4 }] });
     await run(h.compute, 'busy', ['sleep', '60']);
     await run(h.compute, 'quick', ['true']);
     await h.compute.launch(job('launched'));
-    await until(() => existsSync(join(h.dataDir, 'jobs', 'busy', 'pid')), 3000, 'the runner');
     await h.exited('quick');
     const quick = await pidOf(h, 'quick');
-    await until(() => running(quick).length === 0, 3000, 'the quick runner to be gone');
+    await until(() => running(quick).length === 0, 3000, 'the quick job to be gone');
 
     const managed = await h.compute.listManaged();
 
@@ -347,22 +486,21 @@ describe('LocalCompute: what the reconciler sees and ends', () => {
       ],
     );
     assert.ok(Date.parse(managed.find((m) => m.jobId === 'busy')!.launchedAt!) <= Date.now());
-    // After a restart the detached runner is still found; another data directory sees nothing of it.
+    // After a restart the detached job is still found; another data directory sees nothing of it.
     assert.deepEqual((await h.make().listManaged()).map((m) => m.jobId), ['busy']);
     const other = await harness();
     assert.deepEqual(await other.compute.listManaged(), []);
   });
 
-  it('terminate() stops runners by instance id, frees their slots, reports no exit, and ignores ids already gone', async () => {
+  it('terminate() stops jobs by instance id, frees their slots, reports no exit, and ignores ids already gone', async () => {
     const h = await harness({ stopGraceMs: 300 });
     await run(h.compute, 'orphan-a', ['sleep', '60']);
     await run(h.compute, 'orphan-b', ['sh', '-c', 'trap "" TERM; sleep 60']);
-    await until(() => existsSync(join(h.dataDir, 'jobs', 'orphan-b', 'pid')) && existsSync(join(h.dataDir, 'jobs', 'orphan-a', 'pid')), 3000, 'the runners');
-    const runners = [await pidOf(h, 'orphan-a'), await pidOf(h, 'orphan-b')];
+    const groups = [await pidOf(h, 'orphan-a'), await pidOf(h, 'orphan-b')];
 
     await h.compute.terminate(['local-orphan-a', 'local-orphan-b', 'local-long-gone']);
 
-    for (const runner of runners) assert.deepEqual(running(runner), []);
+    for (const group of groups) assert.deepEqual(running(group), []);
     assert.deepEqual(await h.compute.listManaged(), []);
     await h.compute.terminate(['local-orphan-a']); // again: nothing to do
     await h.compute.terminate([]);
@@ -382,25 +520,24 @@ describe('LocalCompute: what the reconciler sees and ends', () => {
     await assert.rejects(h.compute.terminate(['local-../escape']), LocalComputeError);
   });
 
-  it('lists a job whose runner died while its process group lives on, and terminate() ends the group', async () => {
+  it('lists a job whose supervisor died while its process group lives on, and terminate() ends the group', async () => {
     const h = await harness();
     await run(h.compute, 'headless', ['sleep', '60']);
-    await until(() => existsSync(join(h.dataDir, 'jobs', 'headless', 'pid')), 3000, 'the runner');
-    const runner = await pidOf(h, 'headless');
-    await until(() => running(runner).length === 2, 3000, 'the job under its runner');
+    const group = await pidOf(h, 'headless');
+    const supervisor = supervisorOf(h.dataDir);
     h.compute.close();
-    process.kill(runner, 'SIGKILL');
-    await until(() => running(runner).length === 1, 3000, 'the runner to die');
+    process.kill(supervisor, 'SIGKILL');
+    await until(() => supervisors(h.dataDir).length === 0, 3000, 'the supervisor to die');
 
     const reconciler = h.make();
     assert.deepEqual((await reconciler.listManaged()).map((m) => m.jobId), ['headless']);
     await reconciler.terminate(['local-headless']);
 
-    assert.deepEqual(running(runner), []);
+    assert.deepEqual(running(group), []);
     assert.deepEqual(await reconciler.listManaged(), []);
   });
 
-  it('docker mode: lists containers of this data directory that outlived their runner, and terminate() removes them', async () => {
+  it('docker mode: lists containers of this data directory that outlived their supervisor, and terminate() removes them', async () => {
     const bin = await mkdtemp(join(tmpdir(), 'flare-fake-docker-'));
     const calls = join(bin, 'calls');
     // `docker ps` shows this control plane's job and another one's; every call is recorded.

@@ -1,0 +1,290 @@
+// The one long-lived process per data directory that runs the jobs of
+// `flare local`: `node local-job-supervisor.mjs <dataDir> [idleMs]`.
+//
+// LocalCompute starts it detached (its own session) so that it and its jobs
+// outlive a crash of the control plane, the way EC2 instances would, and talks
+// to it over a unix socket in the data directory; a restarted control plane
+// connects to the live one. Plain JavaScript with node:* imports only: it must
+// start without tsx and without the project's dependencies.
+//
+// - `<dataDir>/supervisor.pid` (pid, boot, nonce) is its lock: created
+//   exclusively, so two supervisors never serve one data directory; a stale one
+//   (its process gone) is taken over. It is watched: if it goes (the data
+//   directory was removed) or names another process, this one stops serving
+//   and exits once its jobs have ended.
+// - `<dataDir>/supervisor.sock` takes one JSON object per line, each answered
+//   by one line with the same `id`: {op: 'start', specPath}, {op: 'stop', jobId}
+//   (answered once the job's end is on record), {op: 'expiry', jobId}. Each
+//   job's guarantees are JobRun's (local-job-runner.mjs).
+// - SIGTERM (or SIGINT) stops every job as a stop would, then exits.
+// - With no job and no connection for idleMs (default 60 s) it exits.
+//
+// When it is ready it writes `ready` on stdout; exit code 0 without that line
+// means another supervisor holds the data directory.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { JobRun, StartedBefore, bootId, message } from './local-job-runner.mjs';
+
+const SOCKET_NAME = 'supervisor.sock';
+/** Room in sockaddr_un.sun_path (108 bytes on Linux, 104 on macOS), NUL included. */
+const MAX_SOCKET_PATH = 100;
+
+const dataDir = process.argv[2] ? path.resolve(process.argv[2]) : undefined;
+if (!dataDir) {
+  process.stderr.write('usage: local-job-supervisor.mjs <dataDir> [idleMs]\n');
+  process.exit(2);
+}
+const idleMs = Number(process.argv[3] ?? 60_000);
+const lockPath = path.join(dataDir, 'supervisor.pid');
+const nonce = crypto.randomBytes(8).toString('hex');
+const lockText = `${process.pid}\n${bootId()}\n${nonce}\n`;
+const owner = { pid: process.pid, nonce };
+
+/** jobId → JobRun, while the job runs. */
+const jobs = new Map();
+const connections = new Set();
+let server;
+let idleTimer;
+/** SIGTERM: no new jobs; exit when the last one has ended. */
+let closing = false;
+/** The lock is no longer ours: serve nobody, exit when the last job has ended. */
+let orphaned = false;
+
+process.on('SIGTERM', () => shutdown('SIGTERM received'));
+process.on('SIGINT', () => shutdown('SIGINT received'));
+process.on('SIGHUP', () => {}); // no terminal to lose; keep running
+process.stdout.on('error', () => {}); // the control plane that started us is gone: nobody to tell
+
+if (!claimLock()) process.exit(0);
+const socketPath = socketAddress();
+fs.rmSync(socketPath, { force: true }); // left by a dead predecessor: the lock is ours
+server = net.createServer(serve);
+server.on('error', (error) => fail(`cannot listen on ${socketPath}: ${message(error)}`));
+// Only this user may connect: whoever can talk to the socket runs commands as us.
+const umask = process.umask(0o077);
+try {
+  server.listen(socketPath, () => {
+    fs.watch(lockPath, { persistent: false }, checkLock).on('error', () => checkLock());
+    checkLock(); // it may have gone before the watch was set
+    if (!orphaned) process.stdout.write('ready\n');
+    idleCheck();
+  });
+} finally {
+  process.umask(umask);
+}
+
+function serve(connection) {
+  if (orphaned) {
+    connection.destroy();
+    return;
+  }
+  connections.add(connection);
+  clearTimeout(idleTimer);
+  connection.setEncoding('utf8');
+  let buffer = '';
+  connection.on('data', (chunk) => {
+    buffer += chunk;
+    let newline;
+    while ((newline = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, newline);
+      buffer = buffer.slice(newline + 1);
+      if (line.trim()) answer(connection, line);
+    }
+  });
+  connection.on('error', () => {}); // the control plane went away; 'close' follows
+  connection.on('close', () => {
+    connections.delete(connection);
+    idleCheck();
+  });
+}
+
+function answer(connection, line) {
+  let request;
+  Promise.resolve()
+    .then(() => {
+      request = JSON.parse(line);
+      return handle(request);
+    })
+    .then(
+      (result) => ({ ok: true, ...result }),
+      (error) => ({ ok: false, code: error instanceof StartedBefore ? 'started-before' : 'failed', error: message(error) }),
+    )
+    .then((reply) => {
+      if (!connection.destroyed) connection.write(`${JSON.stringify({ id: request?.id, ...reply })}\n`);
+    });
+}
+
+function handle(request) {
+  switch (request.op) {
+    case 'start':
+      return start(request.specPath);
+    case 'stop': {
+      const job = jobs.get(request.jobId);
+      if (!job) return { state: 'unknown' }; // ended and recorded, or never ours
+      job.terminate('stop requested');
+      return job.ended.then(() => ({ state: 'stopped', pid: job.pid }));
+    }
+    case 'expiry': {
+      const job = jobs.get(request.jobId);
+      job?.rearm();
+      return { state: job ? 'running' : 'unknown' };
+    }
+    default:
+      throw new Error(`unknown op ${JSON.stringify(request.op)}`);
+  }
+}
+
+function start(specPath) {
+  if (typeof specPath !== 'string' || !path.isAbsolute(specPath)) throw new Error('specPath must be an absolute path');
+  const spec = JSON.parse(fs.readFileSync(specPath, 'utf8'));
+  const running = jobs.get(spec.jobId);
+  if (running) return { state: 'running', pid: running.pid };
+  if (fs.existsSync(spec.exitPath)) return { state: 'ended' };
+  if (closing || orphaned) throw new Error('the job supervisor is shutting down');
+  const job = new JobRun(specPath, spec, owner, () => {
+    jobs.delete(spec.jobId);
+    idleCheck();
+  });
+  jobs.set(spec.jobId, job);
+  clearTimeout(idleTimer);
+  try {
+    job.start();
+  } catch (error) {
+    jobs.delete(spec.jobId);
+    idleCheck();
+    throw error;
+  }
+  return { state: 'started', pid: job.pid };
+}
+
+/**
+ * Take `supervisor.pid` exclusively. A stale one is moved aside and checked
+ * to be the one found stale before it is dropped: a lock taken meanwhile by
+ * another supervisor is put back, never removed.
+ */
+function claimLock() {
+  const tmp = `${lockPath}.${process.pid}.tmp`;
+  const aside = `${lockPath}.${process.pid}.stale`;
+  fs.writeFileSync(tmp, lockText, { mode: 0o600 });
+  try {
+    for (let attempt = 0; attempt < 5; attempt += 1) {
+      try {
+        fs.linkSync(tmp, lockPath);
+        return true;
+      } catch (error) {
+        if (error.code !== 'EEXIST') throw error;
+      }
+      let found;
+      try {
+        found = fs.readFileSync(lockPath, 'utf8');
+      } catch (error) {
+        if (error.code === 'ENOENT') continue;
+        throw error;
+      }
+      if (isLiveSupervisor(found)) return false;
+      try {
+        fs.renameSync(lockPath, aside);
+      } catch (error) {
+        if (error.code === 'ENOENT') continue;
+        throw error;
+      }
+      if (fs.readFileSync(aside, 'utf8') !== found) {
+        try {
+          fs.linkSync(aside, lockPath);
+        } catch (error) {
+          if (error.code !== 'EEXIST') throw error;
+        }
+      }
+      fs.rmSync(aside, { force: true });
+    }
+    return false;
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+function isLiveSupervisor(text) {
+  const [pidText, boot] = text.split('\n');
+  const pid = Number(pidText);
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  if (boot && bootId() && boot !== bootId()) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    if (error.code !== 'EPERM') return false;
+  }
+  try {
+    const args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return args.some((arg) => arg.endsWith('/local-job-supervisor.mjs')) && args.includes(dataDir);
+  } catch {
+    return !fs.existsSync('/proc/self'); // no procfs (macOS): trust the signal probe
+  }
+}
+
+/** Where to listen; a data directory too deep for a socket path is reached through its descriptor (Linux). */
+function socketAddress() {
+  const direct = path.join(dataDir, SOCKET_NAME);
+  if (Buffer.byteLength(direct) <= MAX_SOCKET_PATH) return direct;
+  if (!fs.existsSync('/proc/self/fd')) fail(`data directory path too long for a unix socket: ${dataDir}`);
+  return `/proc/self/fd/${fs.openSync(dataDir, 'r')}/${SOCKET_NAME}`;
+}
+
+function checkLock() {
+  if (orphaned) return;
+  let text;
+  try {
+    text = fs.readFileSync(lockPath, 'utf8');
+  } catch {
+    text = undefined;
+  }
+  if (text === lockText) return;
+  // Removed with the data directory, or replaced: another supervisor may serve it now.
+  orphaned = true;
+  for (const connection of connections) connection.destroy();
+  idleCheck();
+}
+
+function shutdown(why) {
+  if (closing) return;
+  closing = true;
+  for (const job of jobs.values()) job.terminate(why);
+  idleCheck();
+}
+
+function idleCheck() {
+  clearTimeout(idleTimer);
+  if (jobs.size > 0) return;
+  if (closing || orphaned) {
+    exit();
+    return;
+  }
+  if (connections.size > 0) return;
+  idleTimer = setTimeout(() => {
+    if (jobs.size === 0 && connections.size === 0) exit();
+  }, idleMs);
+}
+
+function exit() {
+  if (!orphaned) {
+    // Socket first (close unlinks it), lock last: a successor never loses its socket to us.
+    server?.close();
+    try {
+      if (fs.readFileSync(lockPath, 'utf8') === lockText) fs.rmSync(lockPath, { force: true });
+    } catch {
+      // gone already
+    }
+  }
+  process.exit(0);
+}
+
+function fail(line) {
+  process.stderr.write(`[flare-supervisor] ${new Date().toISOString()} ${line}\n`);
+  try {
+    if (fs.readFileSync(lockPath, 'utf8') === lockText) fs.rmSync(lockPath, { force: true });
+  } catch {
+    // gone already
+  }
+  process.exit(1);
+}

@@ -1,0 +1,75 @@
+/**
+ * The local Step Functions binding on its own, with a one-state ASL: what its
+ * emulated `.waitForTaskToken` leaves behind when the plane closes.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { LocalWorkflows } from '../../lambdas/local/local-workflows.js';
+import { workflowInput } from '../../lambdas/core/workflow.js';
+
+const quiet = { info() {}, warn() {}, error() {} };
+let dir: string;
+let definition: string;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'flare-local-workflows-'));
+  definition = join(dir, 'wait.asl.json');
+  await writeFile(
+    definition,
+    JSON.stringify({
+      StartAt: 'Run',
+      States: {
+        Run: {
+          Type: 'Task',
+          Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken',
+          Parameters: { FunctionName: '${TasksFunctionArn}', Payload: { 'taskToken.$': '$$.Task.Token', timeoutSeconds: 600 } },
+          TimeoutSeconds: 600,
+          End: true,
+        },
+      },
+    }),
+  );
+});
+
+after(() => rm(dir, { recursive: true, force: true }));
+
+const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
+
+test('close() ends the waits of aborted executions, so no task timeout keeps the process alive', async () => {
+  let handed: (token: string) => void;
+  const taskCalled = new Promise<string>((resolve) => (handed = resolve));
+  const workflows = new LocalWorkflows(async (event) => void handed((event as { taskToken: string }).taskToken), quiet, definition);
+  const before = timers();
+
+  await workflows.start('j-0123456789abcdef', workflowInput('j-0123456789abcdef'));
+  const token = await taskCalled;
+  assert.ok(timers() > before, 'the wait arms the task timeout');
+
+  await workflows.close();
+  await new Promise((resolve) => setImmediate(resolve));
+
+  assert.equal(timers(), before);
+  assert.deepEqual(
+    workflows.list().map((e) => e.status),
+    ['ABORTED'],
+  );
+  await workflows.sendTaskSuccess(token, {}); // a late report after close is ignored
+});
+
+test('sendTaskSuccess ends the wait with its output', async () => {
+  let handed: (token: string) => void;
+  const taskCalled = new Promise<string>((resolve) => (handed = resolve));
+  const workflows = new LocalWorkflows(async (event) => void handed((event as { taskToken: string }).taskToken), quiet, definition);
+
+  await workflows.start('j-ghjkmnpqrstvwxyz', workflowInput('j-ghjkmnpqrstvwxyz'));
+  await workflows.sendTaskSuccess(await taskCalled, { exitCode: 0 });
+  await workflows.idle();
+
+  assert.deepEqual(
+    workflows.list().map((e) => [e.status, e.states]),
+    [['SUCCEEDED', ['Run']]],
+  );
+});
