@@ -101,6 +101,7 @@ export class LocalWorkflows implements Workflows {
     if (!payload?.taskToken) throw new Error('callback task without Payload.taskToken');
     const token = `${payload.taskToken}:${++this.waits}`;
     const result = new Promise<Json>((resolve, reject) => this.waiting.set(token, { resolve, reject }));
+    result.catch(() => undefined); // close() may reject it while the handler still runs; it is awaited below
     // The state's timeout (States.Timeout) wins the race inside the library; forget the token then.
     const forget = setTimeout(() => this.waiting.delete(token), ((payload.timeoutSeconds ?? 0) + 1) * 1000);
     forget.unref();
