@@ -128,6 +128,32 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.equal(await world.store.getJob(job.id), undefined);
   });
 
+  it('a job removed between its Release and its Drain (DELETE right after it ended) still lets the next job in', async () => {
+    const world = await setup();
+    const first = (await submitJob(world.deps, alice, { template: 'big' })).job;
+    await waitForState(world.store, first.id, [JobState.RUNNING]);
+    const next = (await submitJob(world.deps, alice, { template: 'big' })).job;
+    await waitForState(world.store, next.id, [JobState.WAITING]);
+    // The owner removes the job the moment it is terminal: before the workflow's Drain reads it.
+    const store = world.deps.store;
+    world.deps.store = new Proxy(store, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (property !== 'finishJob') return typeof value === 'function' ? value.bind(target) : value;
+        return async (...args: Parameters<typeof store.finishJob>) => {
+          const finished = await store.finishJob(...args);
+          if (finished?.id === first.id) assert.deepEqual(await deleteJob(world.deps, alice, first.id), { removed: true });
+          return finished;
+        };
+      },
+    });
+
+    await deleteJob(world.deps, alice, first.id); // cancel: Stop, Release, then its Drain finds no job
+    await waitForState(world.store, next.id, [JobState.RUNNING], 15_000);
+    assert.equal(await world.store.getJob(first.id), undefined);
+    assert.ok(world.workflows.list().some((e) => e.jobId === first.id && e.states.includes('Drain')), "the first job's workflow reached Drain");
+  });
+
   it('a launch failure fails the job with the reason and releases its GPUs', async () => {
     const world = await setup({
       wrapCompute: (real: Compute): Compute =>
