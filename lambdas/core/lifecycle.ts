@@ -73,17 +73,28 @@ async function waitReason(deps: Deps, job: Job, poolBlocked: boolean, position: 
   return pool ? poolReason(pool, totalGpus(job)) : behindReason(job.pool, position);
 }
 
-/** Launch: get compute for the admitted job. */
-export async function launchStep(deps: Deps, jobId: string): Promise<{ attempts: number }> {
+/** Where ComputeReady goes next: StartContainer when ready, else another check after WaitForCompute. */
+export interface ComputeCheck {
+  ready: boolean;
+  attempts: number;
+}
+
+/**
+ * Launch: get compute for the admitted job, and check it once at once: compute
+ * that is ready (the local driver's always is) goes straight to StartContainer,
+ * without an AwaitCompute task and its transition.
+ */
+export async function launchStep(deps: Deps, jobId: string): Promise<ComputeCheck> {
   const job = await load(deps, jobId);
-  if (job.state !== JobState.LAUNCHING) return { attempts: 0 };
+  // Cancelled or lost while queued: go on, and Run ends at once on the recorded outcome.
+  if (job.state !== JobState.LAUNCHING || job.outcome) return { ready: true, attempts: 0 };
   const launched = await deps.compute.launch(job);
-  await deps.store.updateJob(jobId, [JobState.LAUNCHING], { instanceIds: launched.instanceIds, ...(launched.devices ? { devices: launched.devices } : {}) });
-  return { attempts: 0 };
+  const stored = await deps.store.updateJob(jobId, [JobState.LAUNCHING], { instanceIds: launched.instanceIds, ...(launched.devices ? { devices: launched.devices } : {}) });
+  return { ready: await deps.compute.isReady(stored), attempts: 1 };
 }
 
 /** AwaitCompute: one bounded check; the Wait state between checks costs no compute. */
-export async function checkComputeStep(deps: Deps, jobId: string, attempts: number): Promise<{ ready: boolean; attempts: number }> {
+export async function checkComputeStep(deps: Deps, jobId: string, attempts: number): Promise<ComputeCheck> {
   const job = await load(deps, jobId);
   // Cancelled or lost while launching: go on, and Run ends at once on the recorded outcome.
   if (job.state !== JobState.LAUNCHING || job.outcome) return { ready: true, attempts };

@@ -141,14 +141,37 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     assert.deepEqual(await usage(world), { pool: 0, project: 0 });
   });
 
+  it('a job cancelled between its admission and its Launch is never launched', async () => {
+    const launches: string[] = [];
+    const world = await setup({ wrapCompute: (real) => wrap(real, { launch: async (job) => (launches.push(job.id), real.launch(job)) }) });
+    // The cancel lands the moment the job is admitted: after Admit, before Launch reads the job.
+    const publish = world.deps.events.publish.bind(world.deps.events);
+    world.deps.events = Object.assign(Object.create(world.deps.events), {
+      publish: async (event: Parameters<typeof publish>[0]) => {
+        await publish(event);
+        if (event.state === JobState.LAUNCHING) await deleteJob(world.deps, alice, event.jobId);
+      },
+    });
+    const { job } = await submitJob(world.deps, alice, { template: 'sleep' });
+    const done = await waitForState(world.store, job.id, [JobState.CANCELLED, JobState.FAILED, JobState.SUCCEEDED], 15_000);
+    assert.equal(done.state, JobState.CANCELLED);
+    assert.deepEqual(launches, []);
+    assert.equal(done.instanceIds, undefined);
+    assert.deepEqual(await usage(world), { pool: 0, project: 0 });
+  });
+
   it('an agent that never comes online fails the job after the bound, stops its compute and releases', async () => {
     const stopped: string[] = [];
+    const checked: Array<string[] | undefined> = [];
     const world = await setup({
       policy: { maxComputeChecks: 2 },
       wrapCompute: (real) =>
         wrap(real, {
           launch: async () => ({ instanceIds: ['i-0agent'] }),
-          isReady: async () => false,
+          isReady: async (job) => {
+            checked.push(job.instanceIds);
+            return false;
+          },
           stop: async (job) => {
             stopped.push(...(job.instanceIds ?? []));
           },
@@ -158,6 +181,10 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     const done = await waitForState(world.store, job.id, [JobState.FAILED, JobState.SUCCEEDED], 30_000);
     assert.equal(done.state, JobState.FAILED);
     assert.match(done.stateReason ?? '', /ComputeNotReady: the instance agent of job .* was not online after 2 checks/);
+    // Launch checks once with the instance it stored, AwaitCompute once after the wait: two checks in all.
+    assert.deepEqual(checked, [['i-0agent'], ['i-0agent']]);
+    await world.workflows.idle();
+    assert.deepEqual(world.workflows.list().find((e) => e.jobId === job.id)!.states.slice(0, 7), ['Admit', 'Admitted', 'Launch', 'ComputeReady', 'WaitForCompute', 'AwaitCompute', 'Stop']);
     assert.deepEqual(stopped, ['i-0agent']);
     assert.deepEqual(await usage(world), { pool: 0, project: 0 });
   });
