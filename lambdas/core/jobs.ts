@@ -71,7 +71,7 @@ export async function submitJob(deps: Deps, identity: Identity, input: SubmitJob
   const stored = await deps.store.createJob(job, claim);
   if (stored.created) await publishChange(deps, stored.job, null);
   // A replay of a job whose workflow never started (crash between the two) starts it now.
-  if (stored.job.state === JobState.PENDING) await deps.workflows.start(stored.job.id, workflowInput(stored.job.id));
+  if (stored.job.state === JobState.PENDING) await deps.workflows.start(stored.job.id, workflowInput(stored.job));
   return stored;
 }
 
@@ -111,11 +111,8 @@ export async function deleteJob(deps: Deps, identity: Identity, id: string): Pro
     const job = await deps.store.getJob(id);
     if (!job || !canAccessProject(identity, job.project)) throw new JobNotFound(id);
     if (isTerminal(job.state)) {
-      if (!(await deps.store.deleteJob(id))) continue;
-      // The workflow's Drain reads the job to find its pool: a job removed between its
-      // Release and its Drain leaves that drain to us (empty or full, a drain is two reads).
-      await drainPool(deps, job.pool);
-      return { removed: true };
+      if (await deps.store.deleteJob(id)) return { removed: true };
+      continue;
     }
     if (QUEUED_STATES.includes(job.state)) {
       const cancelled = await deps.store.finishJob(job, { state: JobState.CANCELLED, stateReason: `cancelled by ${identity.name}`, finishedAt: deps.now().toISOString() });

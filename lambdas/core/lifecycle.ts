@@ -73,6 +73,11 @@ async function waitReason(deps: Deps, job: Job, poolBlocked: boolean, position: 
   return pool ? poolReason(pool, totalGpus(job)) : behindReason(job.pool, position);
 }
 
+/** Cancelled or lost before its compute was ready: nothing to launch or wait for; Run ends at once on the recorded outcome. */
+function launchOver(job: Job): boolean {
+  return job.state !== JobState.LAUNCHING || !!job.outcome;
+}
+
 /** Where ComputeReady goes next: StartContainer when ready, else another check after WaitForCompute. */
 export interface ComputeCheck {
   ready: boolean;
@@ -86,8 +91,7 @@ export interface ComputeCheck {
  */
 export async function launchStep(deps: Deps, jobId: string): Promise<ComputeCheck> {
   const job = await load(deps, jobId);
-  // Cancelled or lost while queued: go on, and Run ends at once on the recorded outcome.
-  if (job.state !== JobState.LAUNCHING || job.outcome) return { ready: true, attempts: 0 };
+  if (launchOver(job)) return { ready: true, attempts: 0 };
   const launched = await deps.compute.launch(job);
   const stored = await deps.store.updateJob(jobId, [JobState.LAUNCHING], { instanceIds: launched.instanceIds, ...(launched.devices ? { devices: launched.devices } : {}) });
   return { ready: await deps.compute.isReady(stored), attempts: 1 };
@@ -96,8 +100,7 @@ export async function launchStep(deps: Deps, jobId: string): Promise<ComputeChec
 /** AwaitCompute: one bounded check; the Wait state between checks costs no compute. */
 export async function checkComputeStep(deps: Deps, jobId: string, attempts: number): Promise<ComputeCheck> {
   const job = await load(deps, jobId);
-  // Cancelled or lost while launching: go on, and Run ends at once on the recorded outcome.
-  if (job.state !== JobState.LAUNCHING || job.outcome) return { ready: true, attempts };
+  if (launchOver(job)) return { ready: true, attempts };
   if (await deps.compute.isReady(job)) return { ready: true, attempts: attempts + 1 };
   const limit = maxComputeChecks(deps);
   if (attempts + 1 >= limit) {
@@ -254,10 +257,13 @@ export async function requeueStep(deps: Deps, jobId: string, error?: StepError |
   return { requeued: false, backoffSeconds: 0 };
 }
 
-/** Drain: GPUs came back; admit who waits for them. */
-export async function drainStep(deps: Deps, jobId: string): Promise<{ admitted: number }> {
-  const job = await load(deps, jobId);
-  const result = await drainPool(deps, job.pool);
+/**
+ * Drain: GPUs came back; admit who waits for them. The pool comes with the execution, so the
+ * drain does not depend on the job still being there (its owner may remove it once it ended);
+ * executions started before the input carried it name only the job.
+ */
+export async function drainStep(deps: Deps, jobId: string, pool?: string): Promise<{ admitted: number }> {
+  const result = await drainPool(deps, pool ?? (await load(deps, jobId)).pool);
   return { admitted: result.admitted.length };
 }
 

@@ -189,7 +189,7 @@ async function admitQueued(deps: Deps, job: Job): Promise<{ candidate: Job; outc
 /** Publish the admission; a job that was WAITING has no workflow running: start one. */
 async function announceAdmission(deps: Deps, admitted: Job, candidate: Job): Promise<void> {
   await publishChange(deps, admitted, candidate.state);
-  if (candidate.state === JobState.WAITING) await deps.workflows.start(admittedExecutionName(candidate), workflowInput(candidate.id));
+  if (candidate.state === JobState.WAITING) await deps.workflows.start(admittedExecutionName(candidate), workflowInput(candidate));
 }
 
 /** The oldest queued job, which does not fit the pool, and where the queue goes on behind it. */

@@ -281,7 +281,7 @@ async function reconcileStuckJob(run: Run, listed: Job, mark: Mark | undefined):
     return;
   }
   const execution = `${job.id}-reconcile-${run.now.getTime().toString(36)}`;
-  await deps.workflows.start(execution, workflowInput(job.id));
+  await deps.workflows.start(execution, workflowInput(job));
   report.stuck.redriven.push(job.id);
   const why = overdue ? `its live timeout passed at ${job.expiresAt}` : 'seen on two runs';
   await publishOperatorEvent(deps, ReconcileEvent.JobRedriven, job.id, `job ${job.id} was ${job.state} with no workflow execution (${why}): started execution ${execution}`);

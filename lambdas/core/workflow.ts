@@ -40,12 +40,17 @@ export const WorkflowTask = {
 } as const;
 export type WorkflowTask = (typeof WorkflowTask)[keyof typeof WorkflowTask];
 
-/** What an execution starts with: every state after Admit reads `jobId` and `error` (no Pass state sets them: one transition less per execution). */
+/**
+ * What an execution starts with: every state after Admit reads `jobId` and `error` (no Pass
+ * state sets them: one transition less per execution); Drain reads `pool`, so it drains even
+ * when the job was removed right after its Release.
+ */
 export type WorkflowInput = {
   jobId: string;
+  pool: string;
   error: null;
 };
 
-export function workflowInput(jobId: string): WorkflowInput {
-  return { jobId, error: null };
+export function workflowInput(job: { id: string; pool: string }): WorkflowInput {
+  return { jobId: job.id, pool: job.pool, error: null };
 }

@@ -161,7 +161,7 @@ async function recover(deps: Deps, compute: LocalCompute, workflows: LocalWorkfl
   for (const job of active) {
     if (isTerminal(job.state) || job.state === JobState.WAITING) continue;
     deps.log.info('recovering job', { jobId: job.id, state: job.state });
-    await workflows.start(`${job.id}-recover-${stamp}`, workflowInput(job.id));
+    await workflows.start(`${job.id}-recover-${stamp}`, workflowInput(job));
   }
   for (const pool of config.pools) await drainPool(deps, pool.name);
 }

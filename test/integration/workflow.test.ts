@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { LaunchFailed } from '../../lambdas/core/errors.js';
+import { JobNotFound, LaunchFailed } from '../../lambdas/core/errors.js';
+import { runTask } from '../../lambdas/handlers/workflow/tasks.js';
 import type { Identity } from '../../lambdas/core/identity.js';
 import { deleteJob, getJob, submitJob } from '../../lambdas/core/jobs.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
@@ -36,6 +37,15 @@ async function usage(world: World, project = 'vision') {
   const quota = await world.store.getQuota(project, 'gpus');
   const jobs = await world.store.getQuota(project, 'jobs');
   return { pool: pool?.usedGpus, poolAvailable: pool?.availableGpus, project: quota?.used ?? 0, jobs: jobs?.used ?? 0 };
+}
+
+/** A job of `template` WAITING behind a running `big` job that holds the whole pool. */
+async function behindFullPool(world: World, template: string): Promise<{ running: Job; waiting: Job }> {
+  const running = (await submitJob(world.deps, alice, { template: 'big' })).job;
+  await waitForState(world.store, running.id, [JobState.RUNNING]);
+  const waiting = (await submitJob(world.deps, alice, { template })).job;
+  await waitForState(world.store, waiting.id, [JobState.WAITING]);
+  return { running, waiting };
 }
 
 describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', () => {
@@ -102,10 +112,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
 
   it('cancels a waiting job: nothing held, removed from the queue', async () => {
     const world = await setup();
-    const blocker = (await submitJob(world.deps, alice, { template: 'big' })).job;
-    await waitForState(world.store, blocker.id, [JobState.RUNNING]);
-    const queued = (await submitJob(world.deps, alice, { template: 'short' })).job;
-    await waitForState(world.store, queued.id, [JobState.WAITING]);
+    const { waiting: queued } = await behindFullPool(world, 'short');
     const result = await deleteJob(world.deps, alice, queued.id);
     assert.equal(result.removed, false);
     const cancelled = await world.store.getJob(queued.id);
@@ -130,10 +137,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
 
   it('a job removed between its Release and its Drain (DELETE right after it ended) still lets the next job in', async () => {
     const world = await setup();
-    const first = (await submitJob(world.deps, alice, { template: 'big' })).job;
-    await waitForState(world.store, first.id, [JobState.RUNNING]);
-    const next = (await submitJob(world.deps, alice, { template: 'big' })).job;
-    await waitForState(world.store, next.id, [JobState.WAITING]);
+    const { running: first, waiting: next } = await behindFullPool(world, 'big');
     // The owner removes the job the moment it is terminal: before the workflow's Drain reads it.
     const store = world.deps.store;
     world.deps.store = new Proxy(store, {
@@ -148,10 +152,21 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
       },
     });
 
-    await deleteJob(world.deps, alice, first.id); // cancel: Stop, Release, then its Drain finds no job
+    await deleteJob(world.deps, alice, first.id); // cancel: Stop, Release, then Drain, which no longer finds the job
     await waitForState(world.store, next.id, [JobState.RUNNING], 15_000);
     assert.equal(await world.store.getJob(first.id), undefined);
+    // The drain is the first job's own, from the pool its execution was started with: no one else drained.
     assert.ok(world.workflows.list().some((e) => e.jobId === first.id && e.states.includes('Drain')), "the first job's workflow reached Drain");
+    assert.ok(world.workflows.list().some((e) => e.name === `${next.id}-admitted-0`), 'the drain started the next job');
+  });
+
+  it('the drain task drains the pool it is given without reading the job; without one (older executions) it reads the job', async () => {
+    const world = await setup();
+    const { running } = await behindFullPool(world, 'short');
+    const gone = 'j-00000000000000zz';
+    assert.deepEqual(await runTask(world.deps, { task: 'drain', jobId: gone, pool: 'local' }), { admitted: 0 });
+    await assert.rejects(runTask(world.deps, { task: 'drain', jobId: gone }), JobNotFound);
+    assert.deepEqual(await runTask(world.deps, { task: 'drain', jobId: running.id }), { admitted: 0 });
   });
 
   it('a launch failure fails the job with the reason and releases its GPUs', async () => {

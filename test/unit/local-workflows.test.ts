@@ -44,7 +44,7 @@ test('close() ends the waits of aborted executions, so no task timeout keeps the
   const workflows = new LocalWorkflows(async (event) => void handed((event as { taskToken: string }).taskToken), quiet, definition);
   const before = timers();
 
-  await workflows.start('j-0123456789abcdef', workflowInput('j-0123456789abcdef'));
+  await workflows.start('j-0123456789abcdef', workflowInput({ id: 'j-0123456789abcdef', pool: 'local' }));
   const token = await taskCalled;
   assert.ok(timers() > before, 'the wait arms the task timeout');
 
@@ -64,7 +64,7 @@ test('sendTaskSuccess ends the wait with its output', async () => {
   const taskCalled = new Promise<string>((resolve) => (handed = resolve));
   const workflows = new LocalWorkflows(async (event) => void handed((event as { taskToken: string }).taskToken), quiet, definition);
 
-  await workflows.start('j-ghjkmnpqrstvwxyz', workflowInput('j-ghjkmnpqrstvwxyz'));
+  await workflows.start('j-ghjkmnpqrstvwxyz', workflowInput({ id: 'j-ghjkmnpqrstvwxyz', pool: 'local' }));
   await workflows.sendTaskSuccess(await taskCalled, { exitCode: 0 });
   await workflows.idle();
 

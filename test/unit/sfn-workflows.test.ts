@@ -55,13 +55,13 @@ describe('SfnWorkflows.runningJobIds', () => {
 });
 
 describe('SfnWorkflows.start', () => {
-  test('starts an execution named by the caller with the job id as input; an existing one of that name is the same start', async () => {
+  test('starts an execution named by the caller with the job id and pool as input; an existing one of that name is the same start', async () => {
     sfnMock.on(StartExecutionCommand).resolvesOnce({ executionArn: 'x', startDate: new Date() }).rejectsOnce(sfnError('ExecutionAlreadyExists'));
     const workflows = new SfnWorkflows(sfn, ARN);
 
-    await workflows.start(`${A}-reconcile-m1n2`, workflowInput(A));
-    await workflows.start(`${A}-reconcile-m1n2`, workflowInput(A));
+    await workflows.start(`${A}-reconcile-m1n2`, workflowInput({ id: A, pool: 'a100' }));
+    await workflows.start(`${A}-reconcile-m1n2`, workflowInput({ id: A, pool: 'a100' }));
 
-    assert.deepEqual(sfnMock.commandCalls(StartExecutionCommand)[0].args[0].input, { stateMachineArn: ARN, name: `${A}-reconcile-m1n2`, input: JSON.stringify({ jobId: A, error: null }) });
+    assert.deepEqual(sfnMock.commandCalls(StartExecutionCommand)[0].args[0].input, { stateMachineArn: ARN, name: `${A}-reconcile-m1n2`, input: JSON.stringify({ jobId: A, pool: 'a100', error: null }) });
   });
 });

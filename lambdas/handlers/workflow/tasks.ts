@@ -25,7 +25,8 @@ export const TaskEvent = z.discriminatedUnion('task', [
   z.object({ task: z.literal(WorkflowTask.rearm), jobId }),
   z.object({ task: z.literal(WorkflowTask.stop), jobId, error: stepError }),
   z.object({ task: z.literal(WorkflowTask.release), jobId, error: stepError }),
-  z.object({ task: z.literal(WorkflowTask.drain), jobId }),
+  // pool: absent in executions started before the input carried it.
+  z.object({ task: z.literal(WorkflowTask.drain), jobId, pool: z.string().min(1).optional() }),
 ]);
 export type TaskEvent = z.infer<typeof TaskEvent>;
 
@@ -53,7 +54,7 @@ export async function runTask(deps: Deps, raw: unknown): Promise<unknown> {
     case 'release':
       return releaseStep(deps, event.jobId, event.error);
     case 'drain':
-      return drainStep(deps, event.jobId);
+      return drainStep(deps, event.jobId, event.pool);
   }
 }
 
