@@ -33,6 +33,7 @@ import type { Logger } from '../core/deps.js';
 import type { Compute, ContainerSpec, Launched, ManagedInstance } from '../ports/compute.js';
 import { containerName, dockerRunArgs, JOB_ID_PATTERN, scratchPath, type DockerRunOptions } from '../core/container-command.js';
 import { discoverGpus, dockerEngineAvailable } from './gpu-discovery.js';
+import { bootId, directSocketPath, liveSupervisor, LOCK_NAME, SOCKET_NAME } from './local-supervisor-lock.mjs';
 
 export type LocalDriver = 'docker' | 'process';
 
@@ -581,7 +582,7 @@ export class LocalCompute implements Compute {
     const recent = this.liveness && Date.now() - this.liveness.at <= LIVENESS_TTL_MS ? this.liveness.id : undefined;
     if (recent && runs(await recent)) return true;
     // A "no" is never taken from the cache: a supervisor started a moment ago is not in it.
-    const fresh = liveSupervisor(this.dataDir);
+    const fresh = liveSupervisorOf(this.dataDir);
     this.liveness = { at: Date.now(), id: fresh };
     return runs(await fresh);
   }
@@ -646,7 +647,7 @@ async function pidFile(dir: string): Promise<string[] | undefined> {
     return undefined;
   }
   const lines = text.split('\n');
-  const current = await bootId();
+  const current = bootId();
   if (lines[1] && current && lines[1] !== current) return undefined;
   return lines;
 }
@@ -664,41 +665,10 @@ async function jobOwner(dir: string): Promise<SupervisorId | undefined> {
   return Number.isInteger(pid) && pid > 0 && lines?.[3] ? { pid, nonce: lines[3] } : undefined;
 }
 
-/** The supervisor that holds the data directory, while it runs; a reused pid (another program, another boot) does not count. */
-async function liveSupervisor(dataDir: string): Promise<SupervisorId | undefined> {
-  let text: string;
-  try {
-    text = await readFile(join(dataDir, 'supervisor.pid'), 'utf8');
-  } catch {
-    return undefined;
-  }
-  const [pidText, boot, nonce] = text.split('\n');
-  const pid = Number(pidText);
-  if (!Number.isInteger(pid) || pid <= 0 || !nonce) return undefined;
-  const current = await bootId();
-  if (boot && current && boot !== current) return undefined;
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return undefined;
-  }
-  try {
-    // A zombie's is empty. By name, not path: a supervisor started from another checkout still counts.
-    const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
-    if (!args.some((arg) => arg.endsWith('/local-job-supervisor.mjs')) || !args.includes(dataDir)) return undefined;
-  } catch {
-    if (existsSync('/proc/self')) return undefined; // no procfs (macOS): trust the probe
-  }
-  return { pid, nonce };
-}
-
-let boot: Promise<string> | undefined;
-function bootId(): Promise<string> {
-  boot ??= readFile('/proc/sys/kernel/random/boot_id', 'utf8').then(
-    (text) => text.trim(),
-    () => '',
-  );
-  return boot;
+/** The supervisor that holds the data directory, while it runs (its lock read as the supervisor reads it). */
+async function liveSupervisorOf(dataDir: string): Promise<SupervisorId | undefined> {
+  const text = await readFile(join(dataDir, LOCK_NAME), 'utf8').catch(() => undefined);
+  return text === undefined ? undefined : liveSupervisor(text, dataDir);
 }
 
 /** True while a process of the group runs; zombies hold nothing and do not count. */
@@ -850,11 +820,11 @@ class SupervisorLink {
 
   /** Same rule as the supervisor's: too long for sun_path, go through a descriptor of the directory (Linux). */
   private async socketPath(): Promise<string> {
-    const direct = join(this.dataDir, 'supervisor.sock');
-    if (Buffer.byteLength(direct) <= 100) return direct;
+    const direct = directSocketPath(this.dataDir);
+    if (direct) return direct;
     if (!existsSync('/proc/self/fd')) throw new LocalComputeError(`data directory path too long for a unix socket: ${this.dataDir}`);
     this.dirHandle ??= await open(this.dataDir, 'r');
-    return `/proc/self/fd/${this.dirHandle.fd}/supervisor.sock`;
+    return `/proc/self/fd/${this.dirHandle.fd}/${SOCKET_NAME}`;
   }
 
   /** Spawn a supervisor: true once it is ready, false when another one holds the data directory. */

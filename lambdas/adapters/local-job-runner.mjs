@@ -22,6 +22,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
+import { bootId } from './local-supervisor-lock.mjs';
 
 /** Exit code when the job could not be run at all (docker uses the same). */
 export const RUNNER_FAILED = 125;
@@ -245,18 +246,6 @@ export function writeExit(exitPath, record) {
     fs.closeSync(fd);
   }
   fs.renameSync(tmp, exitPath);
-}
-
-let boot;
-export function bootId() {
-  if (boot === undefined) {
-    try {
-      boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-    } catch {
-      boot = '';
-    }
-  }
-  return boot;
 }
 
 export function message(error) {

@@ -25,11 +25,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { JobRun, StartedBefore, bootId, message } from './local-job-runner.mjs';
-
-const SOCKET_NAME = 'supervisor.sock';
-/** Room in sockaddr_un.sun_path (108 bytes on Linux, 104 on macOS), NUL included. */
-const MAX_SOCKET_PATH = 100;
+import { JobRun, StartedBefore, message } from './local-job-runner.mjs';
+import { LOCK_NAME, SOCKET_NAME, bootId, directSocketPath, liveSupervisor } from './local-supervisor-lock.mjs';
 
 const dataDir = process.argv[2] ? path.resolve(process.argv[2]) : undefined;
 if (!dataDir) {
@@ -37,7 +34,7 @@ if (!dataDir) {
   process.exit(2);
 }
 const idleMs = Number(process.argv[3] ?? 60_000);
-const lockPath = path.join(dataDir, 'supervisor.pid');
+const lockPath = path.join(dataDir, LOCK_NAME);
 const nonce = crypto.randomBytes(8).toString('hex');
 const lockText = `${process.pid}\n${bootId()}\n${nonce}\n`;
 const owner = { pid: process.pid, nonce };
@@ -183,7 +180,7 @@ function claimLock() {
         if (error.code === 'ENOENT') continue;
         throw error;
       }
-      if (isLiveSupervisor(found)) return false;
+      if (liveSupervisor(found, dataDir)) return false;
       try {
         fs.renameSync(lockPath, aside);
       } catch (error) {
@@ -205,28 +202,10 @@ function claimLock() {
   }
 }
 
-function isLiveSupervisor(text) {
-  const [pidText, boot] = text.split('\n');
-  const pid = Number(pidText);
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  if (boot && bootId() && boot !== bootId()) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    if (error.code !== 'EPERM') return false;
-  }
-  try {
-    const args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return args.some((arg) => arg.endsWith('/local-job-supervisor.mjs')) && args.includes(dataDir);
-  } catch {
-    return !fs.existsSync('/proc/self'); // no procfs (macOS): trust the signal probe
-  }
-}
-
 /** Where to listen; a data directory too deep for a socket path is reached through its descriptor (Linux). */
 function socketAddress() {
-  const direct = path.join(dataDir, SOCKET_NAME);
-  if (Buffer.byteLength(direct) <= MAX_SOCKET_PATH) return direct;
+  const direct = directSocketPath(dataDir);
+  if (direct) return direct;
   if (!fs.existsSync('/proc/self/fd')) fail(`data directory path too long for a unix socket: ${dataDir}`);
   return `/proc/self/fd/${fs.openSync(dataDir, 'r')}/${SOCKET_NAME}`;
 }

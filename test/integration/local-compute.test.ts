@@ -337,10 +337,11 @@ describe('LocalCompute (process mode)', () => {
 
   it('the dead-man switch honours a moved expiry', async () => {
     const h = await harness({ deadManGraceMs: 100 });
-    const held = await run(h.compute, 'extended', ['sleep', '60'], { expiresAt: new Date(Date.now() + 300).toISOString() });
+    // Room for the start and the move on a loaded machine (a test run beside CI took over 400 ms).
+    const held = await run(h.compute, 'extended', ['sleep', '60'], { expiresAt: new Date(Date.now() + 1500).toISOString() });
 
     await h.compute.updateExpiry('extended', new Date(Date.now() + 60_000).toISOString());
-    await new Promise((r) => setTimeout(r, 1200));
+    await new Promise((r) => setTimeout(r, 2400)); // well past the old deadline + grace
 
     assert.equal(existsSync(join(h.dataDir, 'jobs', 'extended', 'exit.json')), false);
     await h.compute.stop(held);
