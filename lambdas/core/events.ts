@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Deps } from './deps.js';
-import { totalGpus, type Job, type JobState } from './job.js';
+import { JobState, totalGpus, type Job } from './job.js';
 import type { JobStateChange, OperatorEvent } from '../ports/events.js';
 
 /**
@@ -27,12 +27,22 @@ export function stateChange(job: Job, previousState: JobState | null, at: string
 }
 
 /**
- * The event for a stored change from `before` to `after` (a DynamoDB stream
- * record's old and new images), or undefined when the state did not change.
+ * The changes a new job's first write makes. A job stored admitted (submitted to
+ * a pool with room and nobody waiting, core/jobs.ts) was submitted and admitted
+ * at once: it says both, as a job admitted by its Admit step does.
  */
-export function stateChangeBetween(before: Job | undefined, after: Job | undefined, at: string): JobStateChange | undefined {
-  if (!after || before?.state === after.state) return undefined;
-  return stateChange(after, before?.state ?? null, at);
+export function creationChanges(job: Job, at: string): JobStateChange[] {
+  if (job.state !== JobState.LAUNCHING) return [stateChange(job, null, at)];
+  return [stateChange({ ...job, state: JobState.PENDING }, null, at), stateChange(job, JobState.PENDING, at)];
+}
+
+/**
+ * The events for a stored change from `before` to `after` (a DynamoDB stream
+ * record's old and new images): none when the state did not change.
+ */
+export function stateChangesBetween(before: Job | undefined, after: Job | undefined, at: string): JobStateChange[] {
+  if (!after || before?.state === after.state) return [];
+  return before ? [stateChange(after, before.state, at)] : creationChanges(after, at);
 }
 
 /** Publish a job's state change. Publishing never undoes the change it reports. */
@@ -41,6 +51,17 @@ export async function publishChange(deps: Pick<Deps, 'events' | 'log' | 'now'>, 
     await deps.events.publish(stateChange(job, previousState, deps.now().toISOString()));
   } catch (error) {
     deps.log.error('event publish failed', { jobId: job.id, state: job.state, error: String(error) });
+  }
+}
+
+/** Publish what storing a new job changed (creationChanges), in order. */
+export async function publishCreated(deps: Pick<Deps, 'events' | 'log' | 'now'>, job: Job): Promise<void> {
+  for (const change of creationChanges(job, deps.now().toISOString())) {
+    try {
+      await deps.events.publish(change);
+    } catch (error) {
+      deps.log.error('event publish failed', { jobId: job.id, state: change.state, error: String(error) });
+    }
   }
 }
 

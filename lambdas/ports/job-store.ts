@@ -69,8 +69,11 @@ export interface JobStore {
    *  Returns the existing job when the claim was made before with the same body.
    *  With `job.templateId`, the template must exist and not be being deleted (Catalog.markTemplateDeleting),
    *  checked in the same transaction: Conflict otherwise.
-   *  Throws IdempotencyConflict or QuotaExceeded. */
-  createJob(job: Job, claim?: IdempotencyClaim): Promise<{ job: Job; created: boolean }>;
+   *  Throws IdempotencyConflict or QuotaExceeded.
+   *  With `admitAt`, the job is stored admitted if it can be (LAUNCHING at `admitAt`: the admission transaction's
+   *  quota, budget and pool items join this one, each with its condition), else PENDING as without it; the job
+   *  returned says which. The caller decides that no older job of the pool waits (core/jobs.ts). */
+  createJob(job: Job, claim?: IdempotencyClaim, admitAt?: string): Promise<{ job: Job; created: boolean }>;
   getJob(id: string): Promise<Job | undefined>;
   /** `projects` undefined means every project (admins). Newest first. */
   listJobs(filter: { projects?: string[]; state?: JobState }, page: { limit: number; nextToken?: string }): Promise<Page<Job>>;

@@ -138,7 +138,7 @@ describe('flare job', () => {
     const gateFile = join(dir, 'release-crud');
     const created = await flare(['job', 'create', '--template', 'sh', '--name', 'crud', '--', ...gate(gateFile)]);
     assert.equal(created.code, 0, created.stderr);
-    const id = /^submitted job (\S+) \(crud\): PENDING$/m.exec(created.stdout)?.[1];
+    const id = /^submitted job (\S+) \(crud\): (?:PENDING|LAUNCHING)$/m.exec(created.stdout)?.[1];
     assert.ok(id, created.stdout);
     // Everything after `--` is the argv, flags and quotes included, never re-split.
     assert.deepEqual((await api('GET', `/v1/jobs/${id}`)).body.command, gate(gateFile));
@@ -194,7 +194,7 @@ describe('flare job', () => {
   it('create --wait prints progress and exits 0 for SUCCEEDED, 5 for FAILED, 6 for EXPIRED', async () => {
     const ok = await flare(['job', 'create', '--template', 'sh', '--wait', '--interval', '0.2', '--', 'true']);
     assert.equal(ok.code, 0, ok.stderr);
-    assert.match(ok.stdout, /^submitted job \S+ \(sh\): PENDING$/m);
+    assert.match(ok.stdout, /^submitted job \S+ \(sh\): (?:PENDING|LAUNCHING)$/m);
     assert.match(ok.stdout, /^\d\d:\d\d:\d\d SUCCEEDED  exited with code 0$/m);
 
     const failed = await flare(['job', 'create', '--template', 'sh', '--wait', '--interval', '0.2', '--', 'false']);

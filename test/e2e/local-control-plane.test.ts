@@ -95,7 +95,7 @@ describe('local control plane over HTTP', () => {
 
   it('queues on the project quota, drains FIFO, expires, cancels, and hides other projects', async () => {
     const first = (await api('POST', '/v1/jobs', ALICE, { template: 'quick', name: 'first' })).body;
-    assert.equal(first.state, 'PENDING');
+    assert.equal(first.state, 'LAUNCHING', 'an idle pool admits at the submit');
     await untilState(first.id, ['RUNNING']);
     const second = (await api('POST', '/v1/jobs', ALICE, { template: 'sleep', name: 'second', liveTimeoutMinutes: 0.05 })).body;
     const waiting = await untilState(second.id, ['WAITING']);

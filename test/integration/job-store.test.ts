@@ -170,6 +170,57 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
     assert.equal(again.created, true);
   });
 
+  it('createJob with admitAt stores the job admitted in the same transaction: pool, gpus quota and jobs slot taken', async () => {
+    const { store } = await freshStore(dynamo());
+    await store.putPool({ ...POOL, maxGpus: 4 });
+    await store.putQuota({ project: 'vision', resource: 'gpus', hardLimit: 3 });
+    const job = makeJob({ gpus: 2 });
+    const at = job.createdAt;
+    const stored = await store.createJob(job, undefined, at);
+    assert.equal(stored.created, true);
+    assert.equal(stored.job.state, JobState.LAUNCHING);
+    assert.equal(stored.job.admittedAt, at);
+    assert.equal(stored.job.heldGpus, 2);
+    assert.deepEqual(await store.getJob(job.id), stored.job);
+    assert.equal((await store.getPool('p'))?.availableGpus, 2);
+    assert.equal((await store.getQuota('vision', 'gpus'))?.used, 2);
+    assert.equal((await store.getQuota('vision', 'jobs'))?.used, 1);
+    // Not queued, but holding: the forecast sees it, the drain does not.
+    assert.equal(await store.queueLength('p'), 0);
+    assert.deepEqual((await store.listHolding('p')).map((j) => j.id), [job.id]);
+    // It releases like any admitted job.
+    const finished = await store.finishJob(stored.job, { state: JobState.SUCCEEDED, stateReason: 'x', finishedAt: at });
+    assert.ok(finished);
+    assert.equal((await store.getPool('p'))?.availableGpus, 4);
+    assert.equal((await store.getQuota('vision', 'gpus'))?.used, 0);
+    assert.equal((await store.getQuota('vision', 'jobs'))?.used, 0);
+  });
+
+  it('createJob with admitAt stores the job PENDING, and takes nothing, when the pool or the quota has no room', async () => {
+    const { store } = await freshStore(dynamo());
+    await store.putPool({ ...POOL, maxGpus: 2 });
+    await store.putQuota({ project: 'vision', resource: 'gpus', hardLimit: 1 });
+    const at = new Date().toISOString();
+    const overQuota = await store.createJob(makeJob({ gpus: 2 }), undefined, at);
+    assert.equal(overQuota.job.state, JobState.PENDING);
+    assert.equal((await store.getJob(overQuota.job.id))?.state, JobState.PENDING);
+    assert.equal((await store.getQuota('vision', 'gpus'))?.used ?? 0, 0);
+    assert.equal((await store.getPool('p'))?.availableGpus, 2);
+
+    const { store: full } = await freshStore(dynamo());
+    await full.putPool({ ...POOL, maxGpus: 1 });
+    const claim = { key: 'vision:full', bodyHash: 'h' };
+    const [first, second] = await Promise.all([full.createJob(makeJob(), undefined, at), full.createJob(makeJob(), claim, at)]);
+    // One took the GPU; the other is stored queued, with its claim, for its Admit step.
+    assert.deepEqual([first.job.state, second.job.state].sort(), [JobState.LAUNCHING, JobState.PENDING]);
+    assert.equal((await full.getPool('p'))?.availableGpus, 0);
+    assert.equal((await full.getQuota('vision', 'jobs'))?.used, 2);
+    assert.equal(await full.queueLength('p'), 1);
+    const replayed = await full.createJob(makeJob(), claim, at);
+    assert.equal(replayed.created, false);
+    assert.equal(replayed.job.id, second.job.id);
+  });
+
   it('listJobs pages newest first with nextToken', async () => {
     const { store } = await freshStore(dynamo());
     const base = Date.UTC(2024, 2, 1);

@@ -199,10 +199,8 @@ describe('every answer is what its route documents', () => {
 
   const ids: Record<'queued' | 'waiting' | 'running' | 'failed', string> = { queued: '', waiting: '', running: '', failed: '' };
 
-  /** What the workflow would do (none runs here): admit the job and start its container. */
+  /** What the workflow would do (none runs here): start the container of a job admitted at its submit. */
   async function run(id: string) {
-    const admitted = await w.store.admit((await w.store.getJob(id))!, new Date().toISOString());
-    assert.ok(admitted.admitted);
     const startedAt = new Date();
     return w.store.updateJob(id, [JobState.LAUNCHING], {
       state: JobState.RUNNING,
@@ -213,17 +211,22 @@ describe('every answer is what its route documents', () => {
   }
 
   it('jobs: submitted (and replayed), queued, waiting, running, failed with an exit code; read, listed, changed', async () => {
-    const submit = (name: string, headers?: Record<string, string>) => call('POST', '/v1/jobs', ALICE, { body: { template: 'train', name }, headers });
-    const queued = await submit('queued', { 'idempotency-key': 'schemas-1' });
-    assert.equal(queued.status, 202);
-    assert.equal(queued.body.state, JobState.PENDING);
-    const replayed = await submit('queued', { 'idempotency-key': 'schemas-1' });
+    const submit = (name: string, { headers, gpus }: { headers?: Record<string, string>; gpus?: number } = {}) =>
+      call('POST', '/v1/jobs', ALICE, { body: { template: 'train', name, ...(gpus ? { gpus } : {}) }, headers });
+    // The pool has room and nobody waits: admitted at once.
+    const admitted = await submit('running', { headers: { 'idempotency-key': 'schemas-1' } });
+    assert.equal(admitted.status, 202);
+    assert.equal(admitted.body.state, JobState.LAUNCHING);
+    const replayed = await submit('running', { headers: { 'idempotency-key': 'schemas-1' } });
     assert.equal(replayed.status, 202);
     assert.equal(replayed.headers['idempotent-replayed'], 'true');
-    ids.queued = queued.body.id;
-    for (const which of ['waiting', 'running', 'failed'] as const) {
-      const response = await submit(which);
+    ids.running = admitted.body.id;
+    ids.failed = (await submit('failed')).body.id;
+    // vision's gpus quota (3) has 1 left: these need 2 and are stored queued.
+    for (const which of ['queued', 'waiting'] as const) {
+      const response = await submit(which, { gpus: 2 });
       assert.equal(response.status, 202);
+      assert.equal(response.body.state, JobState.PENDING);
       ids[which] = response.body.id;
     }
 

@@ -73,6 +73,40 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
   });
 
+  it('a job submitted to a pool with room and nobody waiting comes back admitted; its Admit step admits nothing again', async () => {
+    const world = await setup();
+    const { job } = await submitJob(world.deps, alice, { template: 'sleep' });
+    assert.equal(job.state, JobState.LAUNCHING);
+    assert.equal(job.admittedAt, job.createdAt);
+    assert.deepEqual(await usage(world), { pool: 1, poolAvailable: 1, project: 1, jobs: 1 });
+    const running = await waitForState(world.store, job.id, [JobState.RUNNING]);
+    assert.equal(running.admittedAt, job.admittedAt);
+    // Events as if its Admit step had admitted it: submitted, then admitted.
+    assert.deepEqual(world.events.statesOf(job.id), ['PENDING', 'LAUNCHING', 'RUNNING']);
+    assert.deepEqual(world.events.events.filter((e) => e.jobId === job.id).slice(0, 2).map((e) => e.previousState), [null, 'PENDING']);
+    assert.deepEqual(world.workflows.list().filter((e) => e.jobId === job.id).map((e) => e.name), [job.id]);
+    // GPUs held once, released once.
+    await deleteJob(world.deps, alice, job.id);
+    await waitForState(world.store, job.id, [JobState.CANCELLED]);
+    await waitFor('the execution to end', async () => world.workflows.list().every((e) => e.status !== 'RUNNING'));
+    assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
+  });
+
+  it('a job submitted while an older one waits in its pool is not admitted at once, even where it would fit (FIFO)', async () => {
+    const world = await setup();
+    const holder = (await submitJob(world.deps, alice, { template: 'sleep' })).job;
+    await waitForState(world.store, holder.id, [JobState.RUNNING]);
+    const head = (await submitJob(world.deps, alice, { template: 'big' })).job;
+    assert.equal(head.state, JobState.PENDING, 'needs 2 GPUs, 1 is free');
+    await waitForState(world.store, head.id, [JobState.WAITING]);
+    // One GPU is free and this job needs one, but the older big job is first in line.
+    const young = (await submitJob(world.deps, bob, { template: 'audio-sleep' })).job;
+    assert.equal(young.state, JobState.PENDING);
+    const waiting = await waitForState(world.store, young.id, [JobState.WAITING]);
+    assert.equal(waiting.stateReason, 'behind 1 older job in pool local');
+    assert.equal((await world.store.getPool('local'))?.availableGpus, 1);
+  });
+
   it('a non-zero exit fails the job with its exit code', async () => {
     const world = await setup();
     const { job } = await submitJob(world.deps, alice, { template: 'fail' });

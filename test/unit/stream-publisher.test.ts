@@ -70,6 +70,21 @@ describe('stream publisher', () => {
     ]);
   });
 
+  it('a job stored admitted (at its submit) is announced as submitted, then admitted; a refused second retries its record', async () => {
+    const insert = structuredClone(fixture('stream-job-lifecycle').Records[0]);
+    const image = insert.dynamodb!.NewImage!;
+    Object.assign(image, { state: { S: 'LAUNCHING' }, admittedAt: { S: '2025-02-03T10:00:00.000Z' }, heldGpus: { N: '1' }, queuePool: { S: 'a10g#holding' } });
+    const event = { Records: [insert] };
+    mock.on(PutEventsCommand).callsFake((input: { Entries: unknown[] }) => accepted(input.Entries.length));
+    assert.deepEqual(await publishJobChanges(deps(), event), { batchItemFailures: [] });
+    const at = '2025-02-03T10:00:00.000Z';
+    assert.deepEqual(sentRequests(), [{ Entries: [entry(expected(j1, null, 'PENDING', at)), entry(expected(j1, 'PENDING', 'LAUNCHING', at))] }]);
+
+    mock.reset();
+    mock.on(PutEventsCommand).resolvesOnce({ FailedEntryCount: 1, Entries: [...accepted(1).Entries, { ErrorCode: 'InternalFailure' }] });
+    assert.deepEqual(await publishJobChanges(deps(), event), { batchItemFailures: [{ itemIdentifier: insert.dynamodb!.SequenceNumber! }] });
+  });
+
   it('publishes nothing for removed jobs or writes that keep the state', async () => {
     const event = fixture('stream-job-lifecycle');
     const quiet = { Records: [event.Records[2], event.Records[4], event.Records[5], event.Records[8]] };

@@ -44,7 +44,22 @@ export class DynamoJobStore implements JobStore {
     private readonly tables: TableNames,
   ) {}
 
-  async createJob(job: Job, claim?: IdempotencyClaim): Promise<{ job: Job; created: boolean }> {
+  async createJob(job: Job, claim?: IdempotencyClaim, admitAt?: string): Promise<{ job: Job; created: boolean }> {
+    if (admitAt === undefined) return this.create(job, claim);
+    const admitted = admittedJob(job, admitAt);
+    const created = await this.create(admitted, claim, this.admissionItems(admitted, admitAt));
+    // No room after all (another admission took it since the caller looked): stored queued, for its Admit step.
+    return created ?? this.create(job, claim);
+  }
+
+  /**
+   * The job, its `jobs` usage, its idempotency claim and the template check in one transaction,
+   * with `admission` (the admission transaction's quota, budget and pool items) when it is stored
+   * admitted. Undefined when one of those admission items said no: nothing was stored.
+   */
+  private async create(job: Job, claim: IdempotencyClaim | undefined): Promise<{ job: Job; created: boolean }>;
+  private async create(job: Job, claim: IdempotencyClaim | undefined, admission: TransactItems): Promise<{ job: Job; created: boolean } | undefined>;
+  private async create(job: Job, claim: IdempotencyClaim | undefined, admission: TransactItems = []): Promise<{ job: Job; created: boolean } | undefined> {
     const items: TransactItems = [
       { Put: { TableName: this.tables.jobs, Item: toItem(job), ConditionExpression: 'attribute_not_exists(id)' } },
       {
@@ -71,6 +86,8 @@ export class DynamoJobStore implements JobStore {
     const templateCheck = job.templateId ? items.length : undefined;
     // The job's createdAt is core's clock, the one the delete's mark was set by.
     if (job.templateId) items.push(templateUsableCheck(this.tables.catalog, job.templateId, job.createdAt));
+    const firstAdmissionItem = items.length;
+    items.push(...admission);
     try {
       await this.transact(items);
       return { job, created: true };
@@ -85,6 +102,7 @@ export class DynamoJobStore implements JobStore {
         const quota = await this.getQuota(job.project, 'jobs');
         throw new QuotaExceeded(job.project, 'jobs', `project ${job.project} has ${quota?.used ?? '?'} of ${quota?.hardLimit ?? '?'} active jobs; wait for one to end`);
       }
+      if (reasons.slice(firstAdmissionItem).includes('ConditionalCheckFailed')) return undefined;
       throw error;
     }
   }
@@ -255,8 +273,7 @@ export class DynamoJobStore implements JobStore {
   }
 
   private async tryAdmit(job: Job, admittedAt: string, mayRoll: boolean): Promise<AdmitResult> {
-    const gpus = job.gpus * job.nodeCount;
-    const reserve = worstCaseGpuMs(job);
+    const admitted = admittedJob(job, admittedAt);
     try {
       await this.transact([
         {
@@ -268,28 +285,19 @@ export class DynamoJobStore implements JobStore {
             // workflow has meanwhile parked it as WAITING and ended (nobody would drive it).
             ConditionExpression: '#state = :from AND #state IN (:pending, :waiting)',
             ExpressionAttributeNames: { '#state': 'state' },
-            ExpressionAttributeValues: { ':launching': JobState.LAUNCHING, ':at': admittedAt, ':g': gpus, ':r': reserve, ':holding': holdingPartition(job.pool), ':from': job.state, ':pending': JobState.PENDING, ':waiting': JobState.WAITING },
+            ExpressionAttributeValues: {
+              ':launching': JobState.LAUNCHING,
+              ':at': admittedAt,
+              ':g': admitted.heldGpus,
+              ':r': admitted.reservedGpuMs,
+              ':holding': holdingPartition(job.pool),
+              ':from': job.state,
+              ':pending': JobState.PENDING,
+              ':waiting': JobState.WAITING,
+            },
           },
         },
-        {
-          Update: {
-            TableName: this.tables.quotas,
-            Key: { project: job.project, resource: 'gpus' },
-            UpdateExpression: 'ADD used :g, available :minus',
-            ConditionExpression: 'attribute_not_exists(hardLimit) OR available >= :g',
-            ExpressionAttributeValues: { ':g': gpus, ':minus': -gpus },
-          },
-        },
-        this.reserve(job.project, reserve, admittedAt),
-        {
-          Update: {
-            TableName: this.tables.pools,
-            Key: { name: job.pool },
-            UpdateExpression: 'ADD used :g, available :minus',
-            ConditionExpression: 'available >= :g',
-            ExpressionAttributeValues: { ':g': gpus, ':minus': -gpus },
-          },
-        },
+        ...this.admissionItems(admitted, admittedAt),
       ]);
     } catch (error) {
       const reasons = cancellationCodes(error);
@@ -300,11 +308,33 @@ export class DynamoJobStore implements JobStore {
       if (blockedBy) return { admitted: false, blockedBy };
       throw error;
     }
-    const admitted: Job = { ...job, state: JobState.LAUNCHING, admittedAt, heldGpus: gpus, reservedGpuMs: reserve };
-    delete admitted.stateReason;
-    delete admitted.queuePosition;
-    delete admitted.promisedStartAt;
     return { admitted: true, job: admitted };
+  }
+
+  /** What admitting `job` takes besides the job itself, each conditioned: project gpus, its worst case against the gpuHours budget, pool gpus (ADMIT_ITEMS' order). */
+  private admissionItems(job: Job & { heldGpus: number; reservedGpuMs: number }, at: string): TransactItems {
+    const gpus = job.heldGpus;
+    return [
+      {
+        Update: {
+          TableName: this.tables.quotas,
+          Key: { project: job.project, resource: 'gpus' },
+          UpdateExpression: 'ADD used :g, available :minus',
+          ConditionExpression: 'attribute_not_exists(hardLimit) OR available >= :g',
+          ExpressionAttributeValues: { ':g': gpus, ':minus': -gpus },
+        },
+      },
+      this.reserve(job.project, job.reservedGpuMs, at),
+      {
+        Update: {
+          TableName: this.tables.pools,
+          Key: { name: job.pool },
+          UpdateExpression: 'ADD used :g, available :minus',
+          ConditionExpression: 'available >= :g',
+          ExpressionAttributeValues: { ':g': gpus, ':minus': -gpus },
+        },
+      },
+    ];
   }
 
   async finishJob(job: Job, change: TerminalChange): Promise<Job | undefined> {
@@ -826,6 +856,12 @@ export function queueKey(job: Pick<Job, 'createdAt' | 'id'>): string {
 /** The `queue` index partition of a pool's holding jobs; pool names have no '#'. */
 export function holdingPartition(pool: string): string {
   return `${pool}#holding`;
+}
+
+/** The job as the admission transaction leaves it: LAUNCHING, holding its GPUs, its worst case reserved. */
+function admittedJob(job: Job, admittedAt: string): Job & { heldGpus: number; reservedGpuMs: number } {
+  const { stateReason: _reason, queuePosition: _position, promisedStartAt: _promised, ...rest } = job;
+  return { ...rest, state: JobState.LAUNCHING, admittedAt, heldGpus: job.gpus * job.nodeCount, reservedGpuMs: worstCaseGpuMs(job) };
 }
 
 function toItem(job: Job): Item {

@@ -19,7 +19,7 @@ import { consoleLogger } from '../../adapters/console-logger.js';
 import { fromItem } from '../../adapters/dynamo/dynamo-job-store.js';
 import { EventBridgePublisher, EventsNotPublished } from '../../adapters/eventbridge-publisher.js';
 import type { Logger } from '../../core/deps.js';
-import { stateChangeBetween } from '../../core/events.js';
+import { stateChangesBetween } from '../../core/events.js';
 import { parse } from '../../core/schemas.js';
 import type { JobStateChange } from '../../ports/events.js';
 
@@ -51,10 +51,8 @@ export interface StreamPublisherDeps {
 
 export async function publishJobChanges(deps: StreamPublisherDeps, raw: unknown): Promise<DynamoDBBatchResponse> {
   const { Records } = parse(JobsStreamEvent, raw, 'event');
-  const pending = Records.flatMap((record) => {
-    const change = changeOf(record, deps.now);
-    return change ? [{ sequenceNumber: record.dynamodb.SequenceNumber, change }] : [];
-  });
+  // A record may say two changes (a job stored admitted: submitted, then admitted); a retry from it says both again.
+  const pending = Records.flatMap((record) => changesOf(record, deps.now).map((change) => ({ sequenceNumber: record.dynamodb.SequenceNumber, change })));
   try {
     await deps.publisher.publishStateChanges(pending.map((p) => p.change));
     return { batchItemFailures: [] };
@@ -72,12 +70,12 @@ export async function publishJobChanges(deps: StreamPublisherDeps, raw: unknown)
   }
 }
 
-/** The state change a record stores, if any: a removed job or a write that kept the state announces nothing. */
-function changeOf(record: JobsStreamEvent['Records'][number], now: () => Date): JobStateChange | undefined {
-  if (record.eventName === 'REMOVE') return undefined;
+/** The state changes a record stores: a removed job or a write that kept the state announces nothing. */
+function changesOf(record: JobsStreamEvent['Records'][number], now: () => Date): JobStateChange[] {
+  if (record.eventName === 'REMOVE') return [];
   const { OldImage, NewImage, ApproximateCreationDateTime } = record.dynamodb;
   const at = ApproximateCreationDateTime === undefined ? now() : new Date(ApproximateCreationDateTime * 1000);
-  return stateChangeBetween(OldImage && jobOf(OldImage), NewImage && jobOf(NewImage), at.toISOString());
+  return stateChangesBetween(OldImage && jobOf(OldImage), NewImage && jobOf(NewImage), at.toISOString());
 }
 
 /** A stream image is the item in DynamoDB JSON; the store's own conversion drops its index attributes. */
