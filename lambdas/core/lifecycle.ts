@@ -28,8 +28,13 @@ async function load(deps: Deps, jobId: string): Promise<Job> {
   return job;
 }
 
-/** Admit: the job joins its pool's queue; the drain admits it when it is its turn. */
-export async function admitStep(deps: Deps, jobId: string): Promise<{ admitted: boolean }> {
+/**
+ * Admit: the job joins its pool's queue; the drain admits it when it is its turn.
+ * `admitted`: the execution was started for a job that already held its GPUs
+ * (workflowInput); Launch reads the job before it acts, so nothing is read here.
+ */
+export async function admitStep(deps: Deps, jobId: string, admitted = false): Promise<{ admitted: boolean }> {
+  if (admitted) return { admitted: true };
   const job = await load(deps, jobId);
   if (HOLDING_STATES.includes(job.state)) return { admitted: true };
   if (isTerminal(job.state)) return { admitted: false };
@@ -263,7 +268,7 @@ export async function requeueStep(deps: Deps, jobId: string, error?: StepError |
  * executions started before the input carried it name only the job.
  */
 export async function drainStep(deps: Deps, jobId: string, pool?: string): Promise<{ admitted: number }> {
-  const result = await drainPool(deps, pool ?? (await load(deps, jobId)).pool);
+  const result = await drainPool(deps, pool ?? (await load(deps, jobId)).pool, { released: true });
   return { admitted: result.admitted.length };
 }
 

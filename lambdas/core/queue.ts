@@ -60,12 +60,21 @@ export function behindReason(pool: string, older: number, { atLeast = false } = 
  * asked. Separate processes (Lambda instances) still race, safely: every
  * admission is a conditional transaction.
  */
-export function drainPool(deps: Deps, poolName: string): Promise<DrainResult> {
+export function drainPool(deps: Deps, poolName: string, options: DrainOptions = {}): Promise<DrainResult> {
   let pools = drainers.get(deps.store);
   if (!pools) drainers.set(deps.store, (pools = new Map()));
   let drainer = pools.get(poolName);
   if (!drainer) pools.set(poolName, (drainer = new PoolDrainer()));
-  return drainer.request(() => drainPoolOnce(deps, poolName));
+  return drainer.request(() => drainPoolOnce(deps, poolName, options));
+}
+
+export interface DrainOptions {
+  /**
+   * GPUs were just given back (a job's Drain step): read the pool and the queue's first page at once,
+   * one round trip less before the next job is admitted. Otherwise the queue is read only when the pool
+   * has room (an Admit step behind a full pool reads no queue). @default false
+   */
+  readonly released?: boolean;
 }
 
 /** Per store (one plane), per pool. */
@@ -102,9 +111,10 @@ function mergeResults(before: DrainResult, after: DrainResult): DrainResult {
   return { ...after, admitted: [...before.admitted, ...after.admitted], backfilled: [...before.backfilled, ...after.backfilled] };
 }
 
-async function drainPoolOnce(deps: Deps, poolName: string): Promise<DrainResult> {
+async function drainPoolOnce(deps: Deps, poolName: string, options: DrainOptions): Promise<DrainResult> {
   const result: DrainResult = { admitted: [], reasons: new Map(), poolBlocked: false, backfilled: [] };
-  let pool = await deps.store.getPool(poolName);
+  const [read, firstPage] = await Promise.all([deps.store.getPool(poolName), options.released ? deps.store.listQueue(poolName, DRAIN_PAGE_SIZE) : undefined]);
+  let pool = read;
   if (!pool) return result;
   const blockedProjects = new Map<string, string>();
   const seen = new Map<string, Job>();
@@ -115,7 +125,7 @@ async function drainPoolOnce(deps: Deps, poolName: string): Promise<DrainResult>
       result.poolBlocked = true;
       break;
     }
-    const page = await deps.store.listQueue(poolName, DRAIN_PAGE_SIZE, cursor);
+    const page = !cursor && firstPage ? firstPage : await deps.store.listQueue(poolName, DRAIN_PAGE_SIZE, cursor);
     cursor = page.next;
     for (const [index, job] of page.items.entries()) {
       seen.set(job.id, job);
@@ -189,7 +199,7 @@ async function admitQueued(deps: Deps, job: Job): Promise<{ candidate: Job; outc
 /** Publish the admission; a job that was WAITING has no workflow running: start one. */
 async function announceAdmission(deps: Deps, admitted: Job, candidate: Job): Promise<void> {
   await publishChange(deps, admitted, candidate.state);
-  if (candidate.state === JobState.WAITING) await deps.workflows.start(admittedExecutionName(candidate), workflowInput(candidate));
+  if (candidate.state === JobState.WAITING) await deps.workflows.start(admittedExecutionName(candidate), workflowInput(admitted));
 }
 
 /** The oldest queued job, which does not fit the pool, and where the queue goes on behind it. */

@@ -203,6 +203,27 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.deepEqual(await runTask(world.deps, { task: 'drain', jobId: running.id }), { admitted: 0 });
   });
 
+  it('executions of admitted jobs start with admitted: true, and their Admit task reads nothing', async () => {
+    const world = await setup();
+    const { running, waiting } = await behindFullPool(world, 'short');
+    // Admitted at its submit, and by a drain: both executions say so.
+    const inputs = new Map<string, unknown>();
+    const start = world.workflows.start.bind(world.workflows);
+    world.workflows.start = async (name, input) => {
+      inputs.set(name, input);
+      return start(name, input);
+    };
+    assert.equal(running.state, JobState.LAUNCHING);
+    await deleteJob(world.deps, alice, running.id);
+    await waitForState(world.store, waiting.id, [JobState.RUNNING], 15_000);
+    assert.deepEqual(inputs.get(`${waiting.id}-admitted-0`), { jobId: waiting.id, pool: 'local', admitted: true, error: null });
+    // An unknown job admitted: nothing is read, so nothing is found missing; without the flag the job is read.
+    const gone = 'j-00000000000000zz';
+    assert.deepEqual(await runTask(world.deps, { task: 'admit', jobId: gone, admitted: true }), { admitted: true });
+    await assert.rejects(runTask(world.deps, { task: 'admit', jobId: gone, admitted: false }), JobNotFound);
+    await assert.rejects(runTask(world.deps, { task: 'admit', jobId: gone }), JobNotFound);
+  });
+
   it('a launch failure fails the job with the reason and releases its GPUs', async () => {
     const world = await setup({
       wrapCompute: (real: Compute): Compute =>

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { LocalWorkflows } from '../../lambdas/local/local-workflows.js';
 import { workflowInput } from '../../lambdas/core/workflow.js';
+import { JobState } from '../../lambdas/core/job.js';
 
 const quiet = { info() {}, warn() {}, error() {} };
 let dir: string;
@@ -44,7 +45,7 @@ test('close() ends the waits of aborted executions, so no task timeout keeps the
   const workflows = new LocalWorkflows(async (event) => void handed((event as { taskToken: string }).taskToken), quiet, definition);
   const before = timers();
 
-  await workflows.start('j-0123456789abcdef', workflowInput({ id: 'j-0123456789abcdef', pool: 'local' }));
+  await workflows.start('j-0123456789abcdef', workflowInput({ id: 'j-0123456789abcdef', pool: 'local', state: JobState.PENDING }));
   const token = await taskCalled;
   assert.ok(timers() > before, 'the wait arms the task timeout');
 
@@ -64,7 +65,7 @@ test('sendTaskSuccess ends the wait with its output', async () => {
   const taskCalled = new Promise<string>((resolve) => (handed = resolve));
   const workflows = new LocalWorkflows(async (event) => void handed((event as { taskToken: string }).taskToken), quiet, definition);
 
-  await workflows.start('j-ghjkmnpqrstvwxyz', workflowInput({ id: 'j-ghjkmnpqrstvwxyz', pool: 'local' }));
+  await workflows.start('j-ghjkmnpqrstvwxyz', workflowInput({ id: 'j-ghjkmnpqrstvwxyz', pool: 'local', state: JobState.PENDING }));
   await workflows.sendTaskSuccess(await taskCalled, { exitCode: 0 });
   await workflows.idle();
 

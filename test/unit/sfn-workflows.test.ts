@@ -3,6 +3,7 @@ import { beforeEach, describe, test } from 'node:test';
 import { ListExecutionsCommand, SFNClient, SFNServiceException, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
 import { SfnWorkflows } from '../../lambdas/adapters/sfn-workflows.js';
+import { JobState } from '../../lambdas/core/job.js';
 import { workflowInput } from '../../lambdas/core/workflow.js';
 
 const sfn = new SFNClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
@@ -59,9 +60,14 @@ describe('SfnWorkflows.start', () => {
     sfnMock.on(StartExecutionCommand).resolvesOnce({ executionArn: 'x', startDate: new Date() }).rejectsOnce(sfnError('ExecutionAlreadyExists'));
     const workflows = new SfnWorkflows(sfn, ARN);
 
-    await workflows.start(`${A}-reconcile-m1n2`, workflowInput({ id: A, pool: 'a100' }));
-    await workflows.start(`${A}-reconcile-m1n2`, workflowInput({ id: A, pool: 'a100' }));
+    await workflows.start(`${A}-reconcile-m1n2`, workflowInput({ id: A, pool: 'a100', state: JobState.RUNNING }));
+    await workflows.start(`${A}-reconcile-m1n2`, workflowInput({ id: A, pool: 'a100', state: JobState.RUNNING }));
 
-    assert.deepEqual(sfnMock.commandCalls(StartExecutionCommand)[0].args[0].input, { stateMachineArn: ARN, name: `${A}-reconcile-m1n2`, input: JSON.stringify({ jobId: A, pool: 'a100', error: null }) });
+    assert.deepEqual(sfnMock.commandCalls(StartExecutionCommand)[0].args[0].input, {
+      stateMachineArn: ARN,
+      name: `${A}-reconcile-m1n2`,
+      input: JSON.stringify({ jobId: A, pool: 'a100', admitted: true, error: null }),
+    });
+    assert.equal(sfnMock.commandCalls(StartExecutionCommand).length, 2);
   });
 });

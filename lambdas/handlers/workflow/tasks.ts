@@ -15,7 +15,8 @@ const jobId = z.string().min(1).max(128);
 const stepError = z.object({ Error: z.string(), Cause: z.string().optional() }).nullish();
 
 export const TaskEvent = z.discriminatedUnion('task', [
-  z.object({ task: z.literal(WorkflowTask.admit), jobId }),
+  // admitted: absent in executions started before the input carried it.
+  z.object({ task: z.literal(WorkflowTask.admit), jobId, admitted: z.boolean().optional() }),
   z.object({ task: z.literal(WorkflowTask.launch), jobId }),
   z.object({ task: z.literal(WorkflowTask.requeue), jobId, error: stepError }),
   z.object({ task: z.literal(WorkflowTask.checkCompute), jobId, attempts: z.number().int().min(0) }),
@@ -34,7 +35,7 @@ export async function runTask(deps: Deps, raw: unknown): Promise<unknown> {
   const event = parse(TaskEvent, raw);
   switch (event.task) {
     case 'admit':
-      return admitStep(deps, event.jobId);
+      return admitStep(deps, event.jobId, event.admitted);
     case 'launch':
       return launchStep(deps, event.jobId);
     case 'requeue':
