@@ -118,7 +118,7 @@ export async function templateForJob(deps: TemplateDeps, identity: Identity, ref
   const template = known
     ? isTemplateId(ref)
       ? await deps.catalog.getTemplate(ref)
-      : ((await deps.catalog.findTemplate(known, ref)) ?? (await deps.catalog.findTemplate(undefined, ref)))
+      : await deps.catalog.findTemplateIn([known, undefined], ref)
     : await findReadable(deps, identity, ref);
   if (!template) {
     throw new ValidationError([{ field: 'template', reason: `no template '${ref}' ${known ? `for project ${known}` : 'in your projects'} or among the public ones` }]);

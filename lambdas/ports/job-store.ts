@@ -181,6 +181,9 @@ export interface Catalog {
   getTemplate(id: string): Promise<TemplateRecord | undefined>;
   /** The template called `name` of `project`, or among the public ones when `project` is undefined. */
   findTemplate(project: string | undefined, name: string): Promise<TemplateRecord | undefined>;
+  /** The template called `name` of the first owner in `projects` (undefined: the public ones) that has one,
+   *  all owners looked up at once. */
+  findTemplateIn(projects: readonly (string | undefined)[], name: string): Promise<TemplateRecord | undefined>;
   listTemplates(): Promise<TemplateRecord[]>;
   /** The template, its name claim and (project templates) one `templates` of the project's quota, in one
    *  transaction. Throws Conflict when the name is taken, QuotaExceeded when the quota is used up. */

@@ -2,10 +2,13 @@
  * `/v1/templates` through the API Lambda on DynamoDB Local: every route, every
  * role (admin, member of the owner project, member of another project, anyone
  * signed in), names unique per owner, the `templates` quota, and deletes that
- * are refused while active jobs use the template — also when a job races them.
+ * are refused while active jobs use the template — also when a job races them;
+ * names resolve in one request, counted at the DynamoDB client.
  */
 import assert from 'node:assert/strict';
-import { beforeEach, describe, it } from 'node:test';
+import { before, beforeEach, describe, it } from 'node:test';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { PutCommand, type BatchGetCommandOutput } from '@aws-sdk/lib-dynamodb';
 import { JobState } from '../../lambdas/core/job.js';
 import { seedTemplate } from '../../lambdas/core/templates.js';
 import { apiWorld, caller, dynamoPerFile, IMAGE, template, type ApiResponse, type ApiWorld } from '../support/harness.js';
@@ -17,6 +20,48 @@ const DAVE = caller('dave');
 const ROOT = caller('root', 'admin');
 
 const TRAIN = { name: 'train', pool: 'local', image: IMAGE.name, command: ['python', 'train.py'], maxLiveTimeoutMinutes: 120 };
+
+type Sent = { operation: string; input: Record<string, any> };
+
+/**
+ * Every request the client sends (operation, marshalled input), and the name claims (`<owner>#<name>`)
+ * that the next BatchGetItem is to leave unprocessed, as DynamoDB does when it throttles. At this step
+ * the document client has marshalled the input and already unmarshalled the output.
+ */
+function watchRequests(client: DynamoDBClient): { sent: Sent[]; defer: Set<string> } {
+  const watch = { sent: [] as Sent[], defer: new Set<string>() };
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const operation = String((context as { commandName?: string }).commandName).replace(/Command$/, '');
+      watch.sent.push({ operation, input: structuredClone(args.input as Record<string, any>) });
+      const result = await next(args);
+      const output = result.output as BatchGetCommandOutput;
+      if (operation === 'BatchGetItem' && watch.defer.size) {
+        for (const [table, items] of Object.entries(output.Responses ?? {})) {
+          const held = items.filter((item) => watch.defer.has(item.name));
+          output.Responses![table] = items.filter((item) => !held.includes(item));
+          if (held.length) output.UnprocessedKeys = { ...output.UnprocessedKeys, [table]: { Keys: held.map(({ kind, name }) => ({ kind, name })), ConsistentRead: true } };
+        }
+        watch.defer.clear();
+      }
+      return result;
+    },
+    { step: 'build', name: 'watchTemplateReads', override: true },
+  );
+  return watch;
+}
+
+/** The reads of name claims and templates among `sent`, each as the keys it asked for; every one consistent. */
+function templateReads(sent: Sent[]): string[][] {
+  const reads = sent.flatMap(({ operation, input }) => {
+    if (operation === 'GetItem') return [{ keys: [input.Key], consistent: input.ConsistentRead }];
+    if (operation === 'BatchGetItem') return Object.values<{ Keys: any[]; ConsistentRead?: boolean }>(input.RequestItems).map((r) => ({ keys: r.Keys, consistent: r.ConsistentRead }));
+    return [];
+  });
+  const ofTemplates = reads.filter((read) => read.keys.some((key) => String(key.kind?.S).startsWith('template')));
+  for (const read of ofTemplates) assert.equal(read.consistent, true, `an inconsistent read of ${JSON.stringify(read.keys)}`);
+  return ofTemplates.map((read) => read.keys.map((key) => key.name.S));
+}
 
 function expectError(response: ApiResponse, status: number, fields?: string[]): void {
   assert.equal(response.status, status, JSON.stringify(response.body));
@@ -318,6 +363,75 @@ describe('templates API', () => {
       assert.deepEqual((await w.call('GET', '/v1/templates/seeded', ALICE)).body.command, ['echo', 'hi']);
       assert.equal((await w.store.getQuota('vision', 'templates'))?.used, 1);
       assert.equal((await w.call('GET', '/v1/templates', ROOT)).body.items.length, 1);
+    });
+  });
+
+  describe('resolving a name', () => {
+    let watch: ReturnType<typeof watchRequests>;
+    before(() => {
+      watch = watchRequests(dynamo().client);
+    });
+    /** The template reads of `act`. */
+    async function readsOf(act: () => Promise<unknown>): Promise<string[][]> {
+      watch.sent.length = 0;
+      await act();
+      return templateReads(watch.sent);
+    }
+
+    it("costs a job one consistent request for its project's claim and the public one, the project's winning", async () => {
+      const shared = await create({ ...TRAIN, name: 'shared', public: true, maxLiveTimeoutMinutes: 30 }, ROOT);
+      const own = await create({ ...TRAIN, name: 'shared', maxLiveTimeoutMinutes: 90 });
+
+      assert.deepEqual(await readsOf(async () => assert.equal((await submit({ template: 'shared' })).templateId, own.id)), [['vision#shared', '_public#shared']]);
+      assert.deepEqual(await readsOf(async () => assert.equal((await submit({ template: 'shared' }, BOB)).templateId, shared.id)), [['audio#shared', '_public#shared']]);
+      assert.deepEqual(await readsOf(async () => expectError(await w.call('POST', '/v1/jobs', ALICE, { body: { template: 'nope' } }), 400, ['template'])), [['vision#nope', '_public#nope']]);
+      assert.deepEqual(await readsOf(async () => assert.equal((await w.call('GET', '/v1/templates/shared', ALICE)).body.id, own.id)), [['vision#shared']]);
+    });
+
+    it("asks again for a claim DynamoDB leaves unprocessed, and the project's still wins over a public one answered first", async () => {
+      await create({ ...TRAIN, name: 'shared', public: true }, ROOT);
+      const own = await create({ ...TRAIN, name: 'shared' });
+      watch.defer.add('vision#shared');
+
+      const reads = await readsOf(async () => assert.equal((await submit({ template: 'shared' })).templateId, own.id));
+
+      assert.deepEqual(reads, [['vision#shared', '_public#shared'], ['vision#shared']]);
+    });
+
+    it('sees every update, rename and delete at once: the claim carries the template as its item has it', async () => {
+      const shared = await create({ ...TRAIN, public: true }, ROOT);
+      const created = await create(TRAIN);
+      const lookup = (name: string) => w.catalog.findTemplateIn(['vision', undefined], name);
+      assert.deepEqual(await lookup('train'), await w.catalog.getTemplate(created.id));
+
+      assert.equal((await w.call('PATCH', '/v1/templates/train', ALICE, { body: { gpus: 2, env: { SEED: '7' } } })).status, 200);
+      const updated = await lookup('train');
+      assert.deepEqual(updated, await w.catalog.getTemplate(created.id));
+      assert.deepEqual({ gpus: updated?.gpus, env: updated?.env, revision: updated?.revision }, { gpus: 2, env: { SEED: '7' }, revision: 2 });
+
+      assert.equal((await w.call('PATCH', '/v1/templates/train', ALICE, { body: { name: 'train-v2' } })).status, 200);
+      assert.equal((await lookup('train'))?.id, shared.id);
+      assert.deepEqual(await lookup('train-v2'), await w.catalog.getTemplate(created.id));
+      assert.equal((await lookup('train-v2'))?.revision, 3);
+
+      assert.equal((await w.call('DELETE', '/v1/templates/train-v2', ALICE)).status, 204);
+      assert.equal(await lookup('train-v2'), undefined);
+      assert.equal((await submit({ template: 'train' })).templateId, shared.id);
+    });
+
+    it('resolves a claim written before claims carried the template by reading the template, and its next change adds the copy', async () => {
+      const created = await create(TRAIN);
+      const legacyClaim = (key: string, templateId: string) => dynamo().doc.send(new PutCommand({ TableName: w.tables.catalog, Item: { kind: 'template-name', name: key, templateId } }));
+      await legacyClaim('vision#train', created.id);
+
+      assert.deepEqual(await readsOf(async () => assert.equal((await submit({ template: 'train' })).templateId, created.id)), [['vision#train', '_public#train'], [created.id]]);
+      assert.equal((await w.call('PATCH', '/v1/templates/train', ALICE, { body: { gpus: 2 } })).status, 200);
+      assert.deepEqual(await readsOf(async () => assert.equal((await w.catalog.findTemplate('vision', 'train'))?.gpus, 2)), [['vision#train']]);
+
+      // Its template deleted between the two reads: as if there were no claim, so the public template of the name is the job's.
+      const ghost = await create({ ...TRAIN, name: 'ghost', public: true }, ROOT);
+      await legacyClaim('vision#ghost', 'tpl-gone');
+      assert.equal((await submit({ template: 'ghost' })).templateId, ghost.id);
     });
   });
 });

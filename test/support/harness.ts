@@ -27,7 +27,7 @@ import { createApiHandler } from '../../lambdas/handlers/http/api.js';
 import { runTask } from '../../lambdas/handlers/workflow/tasks.js';
 import { startDynamoDbLocal, type DynamoDbLocal } from '../../lambdas/local/dynamodb-local.js';
 import { LocalWorkflows } from '../../lambdas/local/local-workflows.js';
-import { createTables, defaultTableNames, makeDynamoClients } from '../../lambdas/local/tables.js';
+import { createTables, defaultTableNames, makeDynamoClients, type TableNames } from '../../lambdas/local/tables.js';
 import type { Compute } from '../../lambdas/ports/compute.js';
 import type { EventPublisher, JobStateChange, OperatorEvent } from '../../lambdas/ports/events.js';
 
@@ -59,10 +59,10 @@ export function dynamoPerFile(): () => Dynamo {
 }
 
 /** New tables under a random prefix: tests in one file never see each other's rows. */
-export async function freshStore(dynamo: Dynamo): Promise<{ store: DynamoJobStore; catalog: DynamoCatalog }> {
+export async function freshStore(dynamo: Dynamo): Promise<{ store: DynamoJobStore; catalog: DynamoCatalog; tables: TableNames }> {
   const tables = defaultTableNames(`t${randomBytes(4).toString('hex')}`);
   await createTables(dynamo.client, tables);
-  return { store: new DynamoJobStore(dynamo.doc, tables), catalog: new DynamoCatalog(dynamo.doc, tables) };
+  return { store: new DynamoJobStore(dynamo.doc, tables), catalog: new DynamoCatalog(dynamo.doc, tables), tables };
 }
 
 export class RecordingEvents implements EventPublisher {
@@ -219,6 +219,8 @@ export interface ApiWorld {
   deps: Deps;
   store: DynamoJobStore;
   catalog: DynamoCatalog;
+  /** The tables under the test's prefix, for items a test writes as older code left them. */
+  tables: TableNames;
   /** Workflow executions started: submitted jobs stay PENDING, i.e. active, as nothing runs them. */
   started: string[];
   call(method: string, path: string, as: Caller, options?: { body?: unknown; query?: Record<string, string> }): Promise<ApiResponse>;
@@ -226,7 +228,7 @@ export interface ApiWorld {
 
 /** The API Lambda over fresh DynamoDB Local tables, with no compute and workflows that only record their starts. */
 export async function apiWorld(dynamo: Dynamo, setup: { pools?: Array<{ name: string; gpus: number }>; images?: ImageSpec[]; templates?: TemplateSpec[] } = {}): Promise<ApiWorld> {
-  const { store, catalog } = await freshStore(dynamo);
+  const { store, catalog, tables } = await freshStore(dynamo);
   for (const pool of setup.pools ?? [{ name: 'local', gpus: 4 }]) await store.putPool({ name: pool.name, instanceType: 'local', gpusPerInstance: pool.gpus, maxGpus: pool.gpus });
   await seedCatalog({ store, catalog }, setup.images ?? [IMAGE], setup.templates ?? []);
   const started: string[] = [];
@@ -247,6 +249,7 @@ export async function apiWorld(dynamo: Dynamo, setup: { pools?: Array<{ name: st
     deps,
     store,
     catalog,
+    tables,
     started,
     async call(method, path, as, options = {}) {
       const event = JSON.parse(fixture) as APIGatewayProxyEventV2WithJWTAuthorizer;

@@ -211,6 +211,13 @@ class MemoryCatalog implements Catalog {
     const found = [...this.templates.values()].find((t) => t.project === project && t.name === name);
     return found && this.getTemplate(found.id);
   }
+  async findTemplateIn(projects: readonly (string | undefined)[], name: string) {
+    for (const project of projects) {
+      const found = await this.findTemplate(project, name);
+      if (found) return found;
+    }
+    return undefined;
+  }
   async listTemplates() {
     return Promise.all([...this.templates.keys()].map(async (id) => (await this.getTemplate(id))!));
   }

@@ -7,13 +7,16 @@
  *   bytes, so an image holds a few thousand at the least (core/images.ts caps it below that).
  * - `kind='template'`, `name=<id>`: `{ spec, revision, deletingUntil? }`; the template record
  *   lives in `spec` because the key already uses the attribute `name`.
- * - `kind='template-name'`, `name=<project|_public>#<name>`: `{ templateId }`, the claim that
- *   keeps names unique per owner, written in the same transaction as the template.
+ * - `kind='template-name'`, `name=<project|_public>#<name>`: `{ templateId, spec, revision }`, the
+ *   claim that keeps names unique per owner, written in the same transaction as every write of the
+ *   template's record: its copy of `spec` and `revision` resolves a name in one read. It holds no
+ *   `deletingUntil`: the job's own transaction checks the template item for that. Claims written
+ *   before the copy have `templateId` only, and are resolved by reading the template as well.
  *
  * `deletingUntil` marks a template a delete is checking (core/templates.ts): updates and new
  * jobs (JobStore.createJob, through `templateUsableCheck`) are refused while it is live.
  */
-import { GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand, type BatchGetCommandOutput, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Conflict, QuotaExceeded } from '../../core/errors.js';
 import type { Catalog, ImageRecord, ImageVersion, TemplateRecord } from '../../ports/job-store.js';
 import type { TableNames } from './table-names.js';
@@ -26,6 +29,9 @@ const TEMPLATE_NAME = 'template-name';
 const PUBLIC_OWNER = '_public';
 
 type Item = Record<string, unknown>;
+
+/** BatchGetItem rounds for keys DynamoDB left unprocessed (throttling) before giving up. */
+const UNPROCESSED_ATTEMPTS = 8;
 
 /** Not being deleted at `now`: what a template must be for a job to be stored against it. */
 const TEMPLATE_USABLE = 'attribute_exists(#spec) AND (attribute_not_exists(#del) OR #del < :now)';
@@ -96,8 +102,24 @@ export class DynamoCatalog implements Catalog {
   }
 
   async findTemplate(project: string | undefined, name: string): Promise<TemplateRecord | undefined> {
-    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.catalog, Key: { kind: TEMPLATE_NAME, name: claimKey(project, name) }, ConsistentRead: true }));
-    return Item ? this.getTemplate(String(Item.templateId)) : undefined;
+    return this.findTemplateIn([project], name);
+  }
+
+  /**
+   * Every owner's claim in one consistent BatchGetItem. Each claim is read atomically with respect to the
+   * transactions that write it, so its copy is the template as some write left it; the two claims may
+   * come from different instants, which is no different from reading them one after the other.
+   */
+  async findTemplateIn(projects: readonly (string | undefined)[], name: string): Promise<TemplateRecord | undefined> {
+    const keys = [...new Set(projects.map((project) => claimKey(project, name)))];
+    const claims = await this.getClaims(keys);
+    for (const key of keys) {
+      const claim = claims.get(key);
+      // A claim without a copy predates it and leads to the template by id; if that is gone meanwhile, it counts as no claim.
+      const template = claim && (claim.spec ? toTemplate(claim) : await this.getTemplate(String(claim.templateId)));
+      if (template) return template;
+    }
+    return undefined;
   }
 
   async listTemplates(): Promise<TemplateRecord[]> {
@@ -107,7 +129,7 @@ export class DynamoCatalog implements Catalog {
   async createTemplate(template: TemplateRecord): Promise<void> {
     const items: TransactItems = [
       { Put: { TableName: this.tables.catalog, Item: templateItem(template), ConditionExpression: 'attribute_not_exists(#name)', ExpressionAttributeNames: { '#name': 'name' } } },
-      this.putClaim(template),
+      this.putClaim(template, 'free'),
     ];
     if (template.project) {
       items.push({
@@ -147,7 +169,9 @@ export class DynamoCatalog implements Catalog {
         },
       },
     ];
-    if (next.name !== previous.name) {
+    if (next.name === previous.name) {
+      items.push(this.putClaim(next, 'ours'));
+    } else {
       items.push(
         {
           Delete: {
@@ -157,7 +181,7 @@ export class DynamoCatalog implements Catalog {
             ExpressionAttributeValues: { ':id': previous.id },
           },
         },
-        this.putClaim(next),
+        this.putClaim(next, 'free'),
       );
     }
     try {
@@ -250,15 +274,28 @@ export class DynamoCatalog implements Catalog {
     }
   }
 
-  private putClaim(template: TemplateRecord): TransactItems[number] {
-    return {
-      Put: {
-        TableName: this.tables.catalog,
-        Item: { kind: TEMPLATE_NAME, name: claimKey(template.project, template.name), templateId: template.id },
-        ConditionExpression: 'attribute_not_exists(#name)',
-        ExpressionAttributeNames: { '#name': 'name' },
-      },
-    };
+  /** The name claim with its copy of the record: a `free` name is taken, a claim already `ours` rewritten. */
+  private putClaim(template: TemplateRecord, claim: 'free' | 'ours'): TransactItems[number] {
+    const Item = { ...recordAttributes(template), kind: TEMPLATE_NAME, name: claimKey(template.project, template.name), templateId: template.id };
+    const condition =
+      claim === 'free'
+        ? { ConditionExpression: 'attribute_not_exists(#name)', ExpressionAttributeNames: { '#name': 'name' } }
+        : { ConditionExpression: 'templateId = :id', ExpressionAttributeValues: { ':id': template.id } };
+    return { Put: { TableName: this.tables.catalog, Item, ...condition } };
+  }
+
+  /** The claims under `keys` (claim keys, no duplicates) that exist, by key; unprocessed keys asked again. */
+  private async getClaims(keys: string[]): Promise<Map<string, Item>> {
+    const claims = new Map<string, Item>();
+    let pending: Item[] | undefined = keys.map((key) => ({ kind: TEMPLATE_NAME, name: key }));
+    for (let attempt = 1; pending?.length; attempt++) {
+      if (attempt > UNPROCESSED_ATTEMPTS) throw new Error(`BatchGetItem on ${this.tables.catalog} left ${pending.length} keys unprocessed`);
+      if (attempt > 1) await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * 2 ** Math.min(attempt, 6)));
+      const { Responses, UnprocessedKeys }: BatchGetCommandOutput = await this.doc.send(new BatchGetCommand({ RequestItems: { [this.tables.catalog]: { Keys: pending, ConsistentRead: true } } }));
+      for (const item of Responses?.[this.tables.catalog] ?? []) claims.set(String(item.name), item);
+      pending = UnprocessedKeys?.[this.tables.catalog]?.Keys;
+    }
+    return claims;
   }
 
   /** Every item of one kind: the catalog is read whole for listings (it is small next to the jobs). */
@@ -296,8 +333,13 @@ function nameTaken(template: TemplateRecord): Conflict {
 }
 
 function templateItem(template: TemplateRecord): Item {
+  return { kind: TEMPLATE, name: template.id, ...recordAttributes(template) };
+}
+
+/** The record as the template item and its claim's copy store it (read back by `toTemplate`). */
+function recordAttributes(template: TemplateRecord): { spec: Omit<TemplateRecord, 'revision'>; revision: number } {
   const { revision, ...spec } = template;
-  return { kind: TEMPLATE, name: template.id, spec, revision };
+  return { spec, revision };
 }
 
 /** Items without an id are templates stored before templates had ids: not shown. */
