@@ -21,6 +21,8 @@ export interface FlareSettings {
   /** Figures 1 and 2: submits per run. */
   submitN: number;
   idleN: number;
+  /** Figure 3: jobs run first on the fresh plane, reported apart. */
+  idleWarmup: number;
   drainSamples: number;
   depths: number[];
   submitsAtDepth: number;
@@ -73,7 +75,7 @@ export async function runFlare(settings: FlareSettings, dir: string, figures: Re
         say(`flare fig 6: a ${settings.longJobSeconds} s job runs while figures 3 (idle) and 5 are measured`);
       });
     }
-    if (figures.has(3)) await attempt('3 (idle)', async () => void (results.idle = await idleFigure(bench, settings.idleN, say)));
+    if (figures.has(3)) await attempt('3 (idle)', async () => void (results.idle = await idleFigure(bench, settings.idleN, settings.idleWarmup, say)));
     if (figures.has(5)) await attempt('5', async () => void (results.expiry = await expiryFigure(bench, settings, longJob ? settings.slots - 1 : settings.slots, say)));
     if (shortJob && longJob) {
       const [short, long] = [shortJob, longJob];
@@ -162,25 +164,41 @@ async function submitFigure(bench: BenchPlane, n: number, clients: number, say: 
   return { run, jobIds, usage, latencies: ok.map((s) => s.ms) };
 }
 
-/** Figure 3, first half: one job at a time, random gaps, on an otherwise idle plane. */
-async function idleFigure(bench: BenchPlane, n: number, say: (line: string) => void): Promise<IdleRun> {
-  say(`flare fig 3: ${n} jobs one at a time on an idle plane`);
-  const admitted: number[] = [];
-  const runningEvent: number[] = [];
-  const starts: number[] = [];
+/**
+ * Figure 3, first half: one job at a time, random gaps, on an otherwise idle plane.
+ * The plane has just started (only figure 6's jobs ran before): its first jobs run
+ * while node and DynamoDB Local's JVM still compile their hot paths, so the first
+ * `warmup` jobs are measured apart and reported as such (Slurm's idle figure runs
+ * after its submit figures, on daemons long warm).
+ */
+async function idleFigure(bench: BenchPlane, n: number, warmup: number, say: (line: string) => void): Promise<IdleRun> {
+  say(`flare fig 3: ${warmup} jobs to warm up, then ${n} jobs one at a time on an idle plane`);
+  const cold = await idleJobs(bench, warmup);
+  const warm = await idleJobs(bench, n);
+  const run: IdleRun = {
+    n,
+    submitToAdmittedMs: summarize(warm.admitted),
+    submitToRunningEventMs: summarize(warm.runningEvent),
+    submitToStartMs: summarize(warm.starts),
+    ...(warmup ? { warmup: { n: warmup, submitToAdmittedMs: summarize(cold.admitted), submitToStartMs: summarize(cold.starts) } } : {}),
+  };
+  say(`  submit -> admitted p50 ${run.submitToAdmittedMs!.p50.toFixed(1)} ms, -> job starts p50 ${run.submitToStartMs.p50.toFixed(1)} ms`);
+  return run;
+}
+
+async function idleJobs(bench: BenchPlane, n: number): Promise<{ admitted: number[]; runningEvent: number[]; starts: number[] }> {
+  const out = { admitted: [] as number[], runningEvent: [] as number[], starts: [] as number[] };
   for (let i = 0; i < n; i++) {
     await sleep(Math.random() * 300);
     const job = await submit(bench, { template: TEMPLATE, command: bench.stamps.startThen(ID, ['true']) });
     await bench.events.whenTerminal(job.id, 30_000);
     const startedAt = await bench.stamps.when(job.id, 'start', 10_000);
-    admitted.push(bench.events.at(job.id, JobState.LAUNCHING)! - job.sentAt);
-    runningEvent.push(bench.events.at(job.id, JobState.RUNNING)! - job.sentAt);
-    starts.push(startedAt - job.sentAt);
+    out.admitted.push(bench.events.at(job.id, JobState.LAUNCHING)! - job.sentAt);
+    out.runningEvent.push(bench.events.at(job.id, JobState.RUNNING)! - job.sentAt);
+    out.starts.push(startedAt - job.sentAt);
     await executionsDone(bench, [job.id], 30_000);
   }
-  const run: IdleRun = { n, submitToAdmittedMs: summarize(admitted), submitToRunningEventMs: summarize(runningEvent), submitToStartMs: summarize(starts) };
-  say(`  submit -> admitted p50 ${run.submitToAdmittedMs!.p50.toFixed(1)} ms, -> job starts p50 ${run.submitToStartMs.p50.toFixed(1)} ms`);
-  return run;
+  return out;
 }
 
 /** Figure 5: jobs that never end on their own, with a fractional live timeout. */

@@ -80,6 +80,9 @@ function idleRows(r: BenchResults): string[][] {
       if (idle.submitToAdmittedMs) rows.push([name, 'idle: submit -> admitted', ...summaryCells(idle.submitToAdmittedMs)]);
       if (idle.submitToRunningEventMs) rows.push([name, 'idle: submit -> RUNNING reported', ...summaryCells(idle.submitToRunningEventMs)]);
       rows.push([name, 'idle: submit -> job starts', ...summaryCells(idle.submitToStartMs)]);
+      const warm = idle.warmup;
+      if (warm?.submitToAdmittedMs) rows.push([name, `idle, the first ${warm.n} jobs after start (warm-up): submit -> admitted`, ...summaryCells(warm.submitToAdmittedMs)]);
+      if (warm) rows.push([name, `idle, the first ${warm.n} jobs after start (warm-up): submit -> job starts`, ...summaryCells(warm.submitToStartMs)]);
     }
     const drain: DrainRun | undefined = side.drain?.[0];
     if (drain) {

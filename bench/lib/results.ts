@@ -33,6 +33,8 @@ export interface IdleRun {
   submitToStartMs: Summary;
   /** Submit sent -> the control plane reports RUNNING (Flare). */
   submitToRunningEventMs?: Summary;
+  /** The jobs run first on a freshly started plane, measured apart (Flare). */
+  warmup?: { n: number; submitToAdmittedMs?: Summary; submitToStartMs: Summary };
 }
 
 /** Figure 3, second half, and figure 4: a slot is freed while `depth` jobs wait. */
