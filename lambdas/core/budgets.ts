@@ -91,8 +91,12 @@ export function budgetState(row: QuotaRecord & { hardLimit: number }, now: Date)
 
 /** The budget of a project at `now`, undefined when it has none. */
 export async function projectBudget(deps: Pick<Deps, 'store' | 'now'>, project: string): Promise<BudgetState | undefined> {
-  const row = await deps.store.getQuota(project, 'gpuHours');
-  return row?.hardLimit === undefined ? undefined : budgetState({ ...row, hardLimit: row.hardLimit }, deps.now());
+  return budgetOf(await deps.store.getQuota(project, 'gpuHours'), deps.now());
+}
+
+/** The budget a project's `gpuHours` row (as read) sets at `now`, undefined when it sets none. */
+export function budgetOf(row: QuotaRecord | undefined, now: Date): BudgetState | undefined {
+  return row?.hardLimit === undefined ? undefined : budgetState({ ...row, hardLimit: row.hardLimit }, now);
 }
 
 /** GPU-ms as GPU-hours for the API: four decimals (0.36 GPU-seconds). */

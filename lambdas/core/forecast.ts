@@ -11,7 +11,7 @@
  * drain lets younger jobs of other projects pass it (DESIGN.md invariant 3), and
  * no start can be promised from what is known now.
  */
-import { gpuHours, projectBudget, worstCaseGpuMs } from './budgets.js';
+import { budgetOf, gpuHours, worstCaseGpuMs } from './budgets.js';
 import type { Deps } from './deps.js';
 import { HOLDING_STATES, JobState, QUEUED_STATES, totalGpus, type Job } from './job.js';
 import { COMPUTE_CHECK_INTERVAL_SECONDS, maxComputeChecks } from './policy.js';
@@ -236,13 +236,13 @@ export async function forecastPool(deps: Pick<Deps, 'store' | 'now' | 'policy'>,
 export async function projectLimits(deps: Pick<Deps, 'store' | 'now'>, projects: readonly string[]): Promise<Pick<ForecastInput, 'quotas' | 'budgets'>> {
   const quotas = new Map<string, QuotaRecord>();
   const budgets = new Map<string, number>();
-  await Promise.all(
-    projects.map(async (project) => {
-      const [quota, budget] = await Promise.all([deps.store.getQuota(project, 'gpus'), projectBudget(deps, project)]);
-      if (quota) quotas.set(project, quota);
-      if (budget) budgets.set(project, budget.availableGpuMs);
-    }),
-  );
+  if (projects.length === 0) return { quotas, budgets };
+  const now = deps.now();
+  for (const [project, rows] of (await deps.store.getLimits(undefined, projects)).quotas) {
+    if (rows.gpus) quotas.set(project, rows.gpus);
+    const budget = budgetOf(rows.gpuHours, now);
+    if (budget) budgets.set(project, budget.availableGpuMs);
+  }
   return { quotas, budgets };
 }
 

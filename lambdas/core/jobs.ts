@@ -3,7 +3,7 @@
  * and shape; every decision is here.
  */
 import { createHash } from 'node:crypto';
-import { projectBudget, refuseBeyond } from './budgets.js';
+import { budgetOf, refuseBeyond } from './budgets.js';
 import type { Deps } from './deps.js';
 import { JobNotFound, Unprocessable, ValidationError } from './errors.js';
 import { publishChange, publishCreated } from './events.js';
@@ -22,13 +22,11 @@ export const DEFAULT_LIVE_TIMEOUT_MINUTES = 60;
 export async function submitJob(deps: Deps, identity: Identity, input: SubmitJobInput, idempotencyKey?: string): Promise<{ job: Job; created: boolean }> {
   const { template, project } = await templateForJob(deps, identity, input.template, input.project);
   if (deps.policy?.defaultQuotas) await deps.store.ensureDefaultQuotas(project, deps.policy.defaultQuotas);
-  // Independent reads, at once: a submit waits for one round trip rather than four.
-  const [image, pool, quota, budget] = await Promise.all([
-    deps.catalog.getImage(template.image),
-    deps.store.getPool(template.pool),
-    deps.store.getQuota(project, 'gpus'),
-    projectBudget(deps, project),
-  ]);
+  // Independent reads, at once: the image, and the pool with the project's quota and budget in one request.
+  const [image, limits] = await Promise.all([deps.catalog.getImage(template.image), deps.store.getLimits(template.pool, [project])]);
+  const { pool } = limits;
+  const { gpus: quota, gpuHours } = limits.quotas.get(project) ?? {};
+  const budget = budgetOf(gpuHours, deps.now());
   if (!image) throw new Unprocessable(`template ${template.name} names image '${template.image}', which is not in the catalog`);
   // The template's pinned version, else the latest at submit: the job keeps running what it was given.
   const version = versionToRun(image, template.imageVersion);

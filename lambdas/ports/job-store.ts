@@ -18,6 +18,11 @@ export interface PoolRecord {
   backfill: boolean;
 }
 
+export interface Limits {
+  pool?: PoolRecord;
+  quotas: Map<string, { gpus?: QuotaRecord; gpuHours?: QuotaRecord }>;
+}
+
 export interface QuotaRecord {
   project: string;
   resource: QuotaResource;
@@ -118,6 +123,9 @@ export interface JobStore {
   listActiveJobs(): Promise<Job[]>;
 
   getPool(name: string): Promise<PoolRecord | undefined>;
+  /** The pool (when named) and each project's `gpus` and `gpuHours` rows, in one consistent read: what an
+   *  admission decision looks at. Projects without a row have an empty entry. */
+  getLimits(pool: string | undefined, projects: readonly string[]): Promise<Limits>;
   listPools(): Promise<PoolRecord[]>;
   /** Create a pool or change its cap, keeping usage; `backfill` absent keeps the stored setting (default off). */
   putPool(pool: { name: string; instanceType: string; gpusPerInstance: number; maxGpus: number; backfill?: boolean }): Promise<void>;

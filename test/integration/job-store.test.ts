@@ -221,6 +221,24 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
     assert.equal(replayed.job.id, second.job.id);
   });
 
+  it('getLimits reads the pool and every project\'s gpus and gpuHours rows at once, past 100 keys too', async () => {
+    const { store } = await freshStore(dynamo());
+    await store.putPool(POOL);
+    await store.putQuota({ project: 'vision', resource: 'gpus', hardLimit: 3 });
+    await store.putQuota({ project: 'vision', resource: 'gpuHours', hardLimit: 10, period: 'week' }, 'new', new Date('2031-03-12T00:00:00.000Z'));
+    const projects = ['vision', 'audio', ...Array.from({ length: 60 }, (_, i) => `p${i}`)];
+    await store.putQuota({ project: 'p59', resource: 'gpus', hardLimit: 7 });
+    const limits = await store.getLimits('p', projects);
+    assert.deepEqual(limits.pool, await store.getPool('p'));
+    assert.equal(limits.quotas.size, projects.length);
+    assert.equal(limits.quotas.get('vision')?.gpus?.hardLimit, 3);
+    assert.deepEqual(limits.quotas.get('vision')?.gpuHours, await store.getQuota('vision', 'gpuHours'));
+    assert.deepEqual(limits.quotas.get('audio'), {});
+    assert.equal(limits.quotas.get('p59')?.gpus?.hardLimit, 7);
+    assert.deepEqual(await store.getLimits('nope', []), { quotas: new Map() });
+    assert.equal((await store.getLimits(undefined, ['vision'])).pool, undefined);
+  });
+
   it('listJobs pages newest first with nextToken', async () => {
     const { store } = await freshStore(dynamo());
     const base = Date.UTC(2024, 2, 1);

@@ -139,6 +139,11 @@ class MemoryStore implements JobStore {
     const pool = this.pools.get(name);
     return pool && clone(pool);
   }
+  async getLimits(pool: string | undefined, projects: readonly string[]) {
+    const quotas = new Map(await Promise.all(projects.map(async (p) => [p, { gpus: await this.getQuota(p, 'gpus'), gpuHours: await this.getQuota(p, 'gpuHours') }] as const)));
+    const read = pool === undefined ? undefined : await this.getPool(pool);
+    return { ...(read ? { pool: read } : {}), quotas };
+  }
   async listPools() {
     return [...this.pools.values()].map(clone);
   }

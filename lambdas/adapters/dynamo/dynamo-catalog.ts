@@ -16,9 +16,10 @@
  * `deletingUntil` marks a template a delete is checking (core/templates.ts): updates and new
  * jobs (JobStore.createJob, through `templateUsableCheck`) are refused while it is live.
  */
-import { BatchGetCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand, type BatchGetCommandOutput, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Conflict, QuotaExceeded } from '../../core/errors.js';
 import type { Catalog, ImageRecord, ImageVersion, TemplateRecord } from '../../ports/job-store.js';
+import { batchGetAll } from './batch-get.js';
 import type { TableNames } from './table-names.js';
 import { cancellationCodes, isConditionFailure, transactWithRetry, type TransactItems } from './transactions.js';
 
@@ -29,9 +30,6 @@ const TEMPLATE_NAME = 'template-name';
 const PUBLIC_OWNER = '_public';
 
 type Item = Record<string, unknown>;
-
-/** BatchGetItem rounds for keys DynamoDB left unprocessed (throttling) before giving up. */
-const UNPROCESSED_ATTEMPTS = 8;
 
 /** Not being deleted at `now`: what a template must be for a job to be stored against it. */
 const TEMPLATE_USABLE = 'attribute_exists(#spec) AND (attribute_not_exists(#del) OR #del < :now)';
@@ -284,18 +282,10 @@ export class DynamoCatalog implements Catalog {
     return { Put: { TableName: this.tables.catalog, Item, ...condition } };
   }
 
-  /** The claims under `keys` (claim keys, no duplicates) that exist, by key; unprocessed keys asked again. */
+  /** The claims under `keys` (claim keys, no duplicates) that exist, by key. */
   private async getClaims(keys: string[]): Promise<Map<string, Item>> {
-    const claims = new Map<string, Item>();
-    let pending: Item[] | undefined = keys.map((key) => ({ kind: TEMPLATE_NAME, name: key }));
-    for (let attempt = 1; pending?.length; attempt++) {
-      if (attempt > UNPROCESSED_ATTEMPTS) throw new Error(`BatchGetItem on ${this.tables.catalog} left ${pending.length} keys unprocessed`);
-      if (attempt > 1) await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * 2 ** Math.min(attempt, 6)));
-      const { Responses, UnprocessedKeys }: BatchGetCommandOutput = await this.doc.send(new BatchGetCommand({ RequestItems: { [this.tables.catalog]: { Keys: pending, ConsistentRead: true } } }));
-      for (const item of Responses?.[this.tables.catalog] ?? []) claims.set(String(item.name), item);
-      pending = UnprocessedKeys?.[this.tables.catalog]?.Keys;
-    }
-    return claims;
+    const found = await batchGetAll(this.doc, { [this.tables.catalog]: keys.map((key) => ({ kind: TEMPLATE_NAME, name: key })) });
+    return new Map((found.get(this.tables.catalog) ?? []).map((item) => [String(item.name), item]));
   }
 
   /** Every item of one kind: the catalog is read whole for listings (it is small next to the jobs). */

@@ -22,9 +22,10 @@ import { chargedGpuMs, GPU_MS_PER_HOUR, periodBounds, worstCaseGpuMs, type Budge
 import { Conflict, IdempotencyConflict, QuotaExceeded, StaleJob } from '../../core/errors.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../core/job.js';
 import type { CountedQuotaResource, QuotaResource } from '../../core/schemas.js';
-import type { AdmitResult, IdempotencyClaim, JobStore, Page, PoolRecord, QuotaLimit, QuotaRecord, RequeueChange, TerminalChange } from '../../ports/job-store.js';
+import type { AdmitResult, IdempotencyClaim, JobStore, Limits, Page, PoolRecord, QuotaLimit, QuotaRecord, RequeueChange, TerminalChange } from '../../ports/job-store.js';
 import type { TableNames } from './table-names.js';
 import { templateUsableCheck } from './dynamo-catalog.js';
+import { batchGetAll } from './batch-get.js';
 import { cancellationCodes, isConditionFailure, transactWithRetry, type TransactItems } from './transactions.js';
 
 /** Moved to its own module; re-exported for the modules that import it from here. */
@@ -661,6 +662,21 @@ export class DynamoJobStore implements JobStore {
   async getPool(name: string): Promise<PoolRecord | undefined> {
     const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.pools, Key: { name }, ConsistentRead: true }));
     return Item ? toPool(Item) : undefined;
+  }
+
+  async getLimits(pool: string | undefined, projects: readonly string[]): Promise<Limits> {
+    const unique = [...new Set(projects)];
+    const found = await batchGetAll(this.doc, {
+      [this.tables.pools]: pool === undefined ? [] : [{ name: pool }],
+      [this.tables.quotas]: unique.flatMap((project) => [{ project, resource: 'gpus' }, { project, resource: 'gpuHours' }]),
+    });
+    const quotas: Limits['quotas'] = new Map(unique.map((project) => [project, {}]));
+    for (const item of found.get(this.tables.quotas) ?? []) {
+      const quota = toQuota(item);
+      quotas.get(quota.project)![quota.resource as 'gpus' | 'gpuHours'] = quota;
+    }
+    const poolItem = found.get(this.tables.pools)?.[0];
+    return { ...(poolItem ? { pool: toPool(poolItem) } : {}), quotas };
   }
 
   async listPools(): Promise<PoolRecord[]> {

@@ -13,20 +13,18 @@
  * makes the repair fail instead of overwriting it.
  */
 import {
-  BatchGetCommand,
   BatchWriteCommand,
   PutCommand,
   ScanCommand,
   UpdateCommand,
-  type BatchGetCommandOutput,
   type BatchWriteCommandOutput,
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
 import type { QuotaResource } from '../../core/schemas.js';
 import type { CounterRow, Mark, MarkKind, ReconcileStore } from '../../ports/reconcile-store.js';
+import { batchGetAll } from './batch-get.js';
 import type { TableNames } from './table-names.js';
 
-const BATCH_GET_MAX = 100;
 const BATCH_WRITE_MAX = 25;
 const UNPROCESSED_ATTEMPTS = 8;
 
@@ -45,22 +43,12 @@ export class DynamoReconcileStore implements ReconcileStore {
   async getMarks(kind: MarkKind, subjects: readonly string[], now: Date): Promise<Map<string, Mark>> {
     const marks = new Map<string, Mark>();
     const nowEpoch = Math.floor(now.getTime() / 1000);
-    const unique = [...new Set(subjects)];
-    for (let i = 0; i < unique.length; i += BATCH_GET_MAX) {
-      let keys: Item[] | undefined = unique.slice(i, i + BATCH_GET_MAX).map((subject) => ({ key: markKey(kind, subject) }));
-      for (let attempt = 1; keys?.length; attempt++) {
-        if (attempt > UNPROCESSED_ATTEMPTS) throw new Error(`BatchGetItem on ${this.tables.idempotency} left ${keys.length} keys unprocessed`);
-        if (attempt > 1) await backoff(attempt);
-        const { Responses, UnprocessedKeys }: BatchGetCommandOutput = await this.doc.send(
-          new BatchGetCommand({ RequestItems: { [this.tables.idempotency]: { Keys: keys, ConsistentRead: true } } }),
-        );
-        for (const item of Responses?.[this.tables.idempotency] ?? []) {
-          const expired = typeof item.expiresAtEpoch === 'number' && item.expiresAtEpoch <= nowEpoch;
-          if (expired || item.kind !== kind || typeof item.subject !== 'string' || typeof item.observed !== 'string' || typeof item.markedAt !== 'string') continue;
-          marks.set(item.subject, { observed: item.observed, markedAt: item.markedAt });
-        }
-        keys = UnprocessedKeys?.[this.tables.idempotency]?.Keys;
-      }
+    const keys = [...new Set(subjects)].map((subject) => ({ key: markKey(kind, subject) }));
+    const found = await batchGetAll(this.doc, { [this.tables.idempotency]: keys });
+    for (const item of found.get(this.tables.idempotency) ?? []) {
+      const expired = typeof item.expiresAtEpoch === 'number' && item.expiresAtEpoch <= nowEpoch;
+      if (expired || item.kind !== kind || typeof item.subject !== 'string' || typeof item.observed !== 'string' || typeof item.markedAt !== 'string') continue;
+      marks.set(item.subject, { observed: item.observed, markedAt: item.markedAt });
     }
     return marks;
   }
