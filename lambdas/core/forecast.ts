@@ -15,7 +15,7 @@ import { budgetOf, gpuHours, worstCaseGpuMs } from './budgets.js';
 import type { Deps } from './deps.js';
 import { HOLDING_STATES, JobState, QUEUED_STATES, totalGpus, type Job } from './job.js';
 import { COMPUTE_CHECK_INTERVAL_SECONDS, maxComputeChecks } from './policy.js';
-import type { PoolRecord, QuotaRecord } from '../ports/job-store.js';
+import type { PoolRecord, QueuedJobSummary, QuotaRecord } from '../ports/job-store.js';
 
 /** TimeoutSeconds of the workflow's steps (statemachines/job-lifecycle.asl.json; test/unit/forecast.test.ts keeps them equal). */
 export const STEP_TIMEOUT_SECONDS = { Launch: 300, StartContainer: 300, Stop: 300, Release: 60, Drain: 120 } as const;
@@ -67,7 +67,7 @@ export interface ForecastInput {
   /** The pool's jobs holding GPUs (LAUNCHING, RUNNING, STOPPING). */
   holding: readonly Job[];
   /** Queued jobs of the pool, oldest first, from the head up to the last job asked about. */
-  queue: readonly Job[];
+  queue: readonly QueuedJobSummary[];
   /** `gpus` quota rows of the projects in `queue`; a project without a row or limit is unlimited. */
   quotas: ReadonlyMap<string, Pick<QuotaRecord, 'hardLimit' | 'used'>>;
   /** GPU-ms left now in the `gpuHours` budgets of the projects in `queue` that have one (core/budgets.ts). */
@@ -187,13 +187,22 @@ export function forecastQueue(input: ForecastInput): Map<string, Forecast> {
   return result;
 }
 
-/** Jobs read per page when the queue ahead of a job is read for its forecast. */
-export const FORECAST_PAGE_SIZE = 100;
+/** Jobs read per page when the queue ahead of a job is read for its forecast (summaries: ~150 bytes each). */
+export const FORECAST_PAGE_SIZE = 200;
 
 export interface PoolForecast {
   forecasts: Map<string, Forecast>;
   /** Queued jobs older than each target (its queue position), by id. */
   positions: Map<string, number>;
+  /** The pool as the forecast took it (absent when there was nothing to forecast). */
+  pool?: PoolRecord;
+}
+
+export interface ForecastOptions {
+  /** Targets with more queued jobs ahead get no forecast (absent from the map); the queue is read no further. @default Infinity */
+  readonly maxAhead?: number;
+  /** The pool as the caller has just read it: not read again. */
+  readonly pool?: PoolRecord;
 }
 
 /**
@@ -202,14 +211,19 @@ export interface PoolForecast {
  * the `gpus` quotas of the projects in it. `maxAhead` caps the read: targets
  * further back get no forecast (absent from the map).
  */
-export async function forecastPool(deps: Pick<Deps, 'store' | 'now' | 'policy'>, poolName: string, targets: readonly Job[], maxAhead = Infinity): Promise<PoolForecast> {
+export async function forecastPool(deps: Pick<Deps, 'store' | 'now' | 'policy'>, poolName: string, targets: readonly Job[], options: ForecastOptions = {}): Promise<PoolForecast> {
   const out: PoolForecast = { forecasts: new Map(), positions: new Map() };
   const queued = targets.filter((j) => QUEUED_STATES.includes(j.state) && j.pool === poolName);
   if (queued.length === 0) return out;
   const key = (j: Pick<Job, 'createdAt' | 'id'>) => `${j.createdAt}#${j.id}`;
   const lastKey = queued.map(key).sort().at(-1)!;
-  const [pool, holding, ahead] = await Promise.all([deps.store.getPool(poolName), deps.store.listHolding(poolName), readQueueUpTo(deps, poolName, lastKey, maxAhead)]);
+  const [pool, holding, ahead] = await Promise.all([
+    options.pool ?? deps.store.getPool(poolName),
+    deps.store.listHolding(poolName),
+    readQueueUpTo(deps, poolName, lastKey, options.maxAhead ?? Infinity),
+  ]);
   if (!pool) return out;
+  out.pool = pool;
   // A target the index does not show yet goes in at its place by age; one it shows is taken as read from it.
   const byId = new Map(ahead.jobs.map((j) => [j.id, j]));
   for (const j of queued) if (!byId.has(j.id) && (ahead.complete || key(j) < ahead.lastKey)) byId.set(j.id, j);
@@ -247,12 +261,12 @@ export async function projectLimits(deps: Pick<Deps, 'store' | 'now'>, projects:
 }
 
 /** The pool's queue from the head through `lastKey`, at most `max` jobs (`complete` false when it stopped short). */
-async function readQueueUpTo(deps: Pick<Deps, 'store'>, pool: string, lastKey: string, max: number): Promise<{ jobs: Job[]; complete: boolean; lastKey: string }> {
-  const jobs: Job[] = [];
+async function readQueueUpTo(deps: Pick<Deps, 'store'>, pool: string, lastKey: string, max: number): Promise<{ jobs: QueuedJobSummary[]; complete: boolean; lastKey: string }> {
+  const jobs: QueuedJobSummary[] = [];
   let cursor: string | undefined;
   let seenKey = '';
   do {
-    const page = await deps.store.listQueue(pool, Math.min(FORECAST_PAGE_SIZE, Math.max(1, max - jobs.length + 1)), cursor);
+    const page = await deps.store.listQueueSummaries(pool, Math.min(FORECAST_PAGE_SIZE, Math.max(1, max - jobs.length + 1)), cursor);
     for (const job of page.items) {
       seenKey = `${job.createdAt}#${job.id}`;
       if (seenKey > lastKey) return { jobs, complete: true, lastKey: seenKey };

@@ -90,7 +90,7 @@ export async function submitJob(deps: Deps, identity: Identity, input: SubmitJob
 async function mayAdmitAtOnce(deps: Deps, pool: PoolRecord, quota: QuotaRecord | undefined, needs: number): Promise<boolean> {
   if (needs > pool.availableGpus) return false;
   if (quota?.hardLimit !== undefined && needs > quota.hardLimit - quota.used) return false;
-  const queued = await deps.store.listQueue(pool.name, 1);
+  const queued = await deps.store.listQueueSummaries(pool.name, 1);
   return queued.items.length === 0;
 }
 

@@ -15,6 +15,7 @@ import { forecastPool } from './forecast.js';
 export const PROMISE_LOOKAHEAD = 100;
 import { JobNotFound } from './errors.js';
 import type { ContainerSpec } from '../ports/compute.js';
+import type { PoolRecord } from '../ports/job-store.js';
 
 /** The error the workflow hands to Stop/Release when a step failed for good. */
 export interface StepError {
@@ -52,9 +53,9 @@ export async function admitStep(deps: Deps, jobId: string, admitted = false): Pr
   }
   if (job.state === JobState.PENDING) {
     // The latest start promised now goes into its WAITING event (read only when few jobs are ahead: Admit stays flat in queue depth).
-    const forecast = await forecastPool(deps, job.pool, [job], PROMISE_LOOKAHEAD);
+    const forecast = await forecastPool(deps, job.pool, [job], { maxAhead: PROMISE_LOOKAHEAD, pool: drained.pool });
     const promised = forecast.forecasts.get(jobId)?.latestStartAt;
-    const reason = drained.reasons.get(jobId) ?? (await waitReason(deps, job, drained.poolBlocked, forecast.positions.get(jobId)));
+    const reason = drained.reasons.get(jobId) ?? waitReason(job, drained.poolBlocked, forecast.positions.get(jobId), forecast.pool);
     try {
       const waiting = await deps.store.updateJob(jobId, [JobState.PENDING], { state: JobState.WAITING, stateReason: reason, ...(promised ? { promisedStartAt: promised } : {}) });
       await publishChange(deps, waiting, JobState.PENDING);
@@ -72,10 +73,9 @@ export async function admitStep(deps: Deps, jobId: string, admitted = false): Pr
  * PROMISE_LOOKAHEAD jobs are ahead: the queue ahead is not counted (a burst of
  * N submits would count N²/2 items), GET /v1/jobs/{id} tells the exact place.
  */
-async function waitReason(deps: Deps, job: Job, poolBlocked: boolean, position: number | undefined): Promise<string> {
+function waitReason(job: Job, poolBlocked: boolean, position: number | undefined, pool: PoolRecord | undefined): string {
   if (position === undefined) return behindReason(job.pool, PROMISE_LOOKAHEAD, { atLeast: true });
-  const pool = position === 0 && poolBlocked ? await deps.store.getPool(job.pool) : undefined;
-  return pool ? poolReason(pool, totalGpus(job)) : behindReason(job.pool, position);
+  return position === 0 && poolBlocked && pool ? poolReason(pool, totalGpus(job)) : behindReason(job.pool, position);
 }
 
 /** Cancelled or lost before its compute was ready: nothing to launch or wait for; Run ends at once on the recorded outcome. */

@@ -32,6 +32,8 @@ export interface DrainResult {
   poolBlocked: boolean;
   /** Ids of the admitted jobs that started ahead of a blocked head (backfill). */
   backfilled: string[];
+  /** The pool as the pass last saw it, its own admissions counted; absent when there is no such pool or the pass backfilled. */
+  pool?: PoolRecord;
 }
 
 export function poolReason(pool: Pick<PoolRecord, 'name' | 'availableGpus' | 'maxGpus'>, needs: number): string {
@@ -177,6 +179,8 @@ async function drainPoolOnce(deps: Deps, poolName: string, options: DrainOptions
   } while (cursor);
   if (head) await backfill(deps, pool, head, result, seen);
   await recordReasons(deps, result.reasons, seen);
+  // Backfill does not keep this view current: then the caller reads the pool itself.
+  if (result.backfilled.length === 0) result.pool = pool;
   return result;
 }
 

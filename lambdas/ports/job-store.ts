@@ -18,6 +18,9 @@ export interface PoolRecord {
   backfill: boolean;
 }
 
+/** What a forecast reads of a queued job (JobStore.listQueueSummaries). */
+export type QueuedJobSummary = Pick<Job, 'id' | 'pool' | 'project' | 'state' | 'createdAt' | 'gpus' | 'nodeCount' | 'liveTimeoutMinutes' | 'retryAt'>;
+
 export interface Limits {
   pool?: PoolRecord;
   quotas: Map<string, { gpus?: QuotaRecord; gpuHours?: QuotaRecord }>;
@@ -113,6 +116,8 @@ export interface JobStore {
   deleteJob(id: string): Promise<boolean>;
   /** Queued jobs of a pool, oldest first, read from the queue index. */
   listQueue(pool: string, limit: number, startAfter?: string): Promise<{ items: Job[]; next?: string }>;
+  /** listQueue with only what a forecast reads of each job: a page of summaries costs a fraction of a page of jobs. */
+  listQueueSummaries(pool: string, limit: number, startAfter?: string): Promise<{ items: QueuedJobSummary[]; next?: string }>;
   /** Jobs of the pool holding GPUs (LAUNCHING, RUNNING, STOPPING), read from an index (eventually consistent). */
   listHolding(pool: string): Promise<Job[]>;
   /** How many queued jobs of the pool are older than this one. */

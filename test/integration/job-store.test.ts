@@ -125,6 +125,13 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
       pages += 1;
     } while (next && pages < 10);
     assert.deepEqual(seen, queued.map((j) => j.id));
+    // Summaries: the same order and pages, only what a forecast reads.
+    const first = await store.listQueueSummaries('p', 3);
+    const rest = await store.listQueueSummaries('p', 3, first.next);
+    assert.deepEqual([...first.items, ...rest.items].map((j) => j.id), seen);
+    assert.equal(rest.next, undefined);
+    const { id, pool, project, state, createdAt, gpus, nodeCount, liveTimeoutMinutes } = queued[0];
+    assert.deepEqual(first.items[0], { id, pool, project, state, createdAt, gpus, nodeCount, liveTimeoutMinutes });
     assert.equal(await store.queuePosition(queued[3]), 3);
     assert.equal(await store.queuePosition(queued[0]), 0);
     assert.equal(await store.queueLength('p'), 5);

@@ -126,6 +126,9 @@ class MemoryStore implements JobStore {
     const items = queue.slice(start, start + limit).map(clone);
     return start + limit < queue.length ? { items, next: items.at(-1)!.id } : { items };
   }
+  listQueueSummaries(pool: string, limit: number, startAfter?: string) {
+    return this.listQueue(pool, limit, startAfter);
+  }
   async queuePosition(job: Job) {
     return this.queue(job.pool).findIndex((j) => j.id === job.id);
   }

@@ -22,7 +22,7 @@ import { chargedGpuMs, GPU_MS_PER_HOUR, periodBounds, worstCaseGpuMs, type Budge
 import { Conflict, IdempotencyConflict, QuotaExceeded, StaleJob } from '../../core/errors.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../core/job.js';
 import type { CountedQuotaResource, QuotaResource } from '../../core/schemas.js';
-import type { AdmitResult, IdempotencyClaim, JobStore, Limits, Page, PoolRecord, QuotaLimit, QuotaRecord, RequeueChange, TerminalChange } from '../../ports/job-store.js';
+import type { AdmitResult, IdempotencyClaim, JobStore, Limits, Page, QueuedJobSummary, PoolRecord, QuotaLimit, QuotaRecord, RequeueChange, TerminalChange } from '../../ports/job-store.js';
 import type { TableNames } from './table-names.js';
 import { templateUsableCheck } from './dynamo-catalog.js';
 import { batchGetAll } from './batch-get.js';
@@ -36,6 +36,8 @@ const ACTIVE = 'active';
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 
 type Item = Record<string, unknown>;
+/** The attributes of a QueuedJobSummary. */
+const SUMMARY_ATTRIBUTES = ['id', 'pool', 'project', 'state', 'createdAt', 'gpus', 'nodeCount', 'liveTimeoutMinutes', 'retryAt'] as const satisfies readonly (keyof QueuedJobSummary)[];
 /** The admission transaction's items, in this order: the first whose condition failed says why. */
 const ADMIT_ITEMS = ['job', 'quota', 'budget', 'pool'] as const;
 
@@ -582,16 +584,29 @@ export class DynamoJobStore implements JobStore {
   }
 
   async listQueue(pool: string, limit: number, startAfter?: string): Promise<{ items: Job[]; next?: string }> {
+    const { items, next } = await this.queryQueue(pool, limit, startAfter);
+    return { items: items.map(fromItem), next };
+  }
+
+  async listQueueSummaries(pool: string, limit: number, startAfter?: string): Promise<{ items: QueuedJobSummary[]; next?: string }> {
+    const { items, next } = await this.queryQueue(pool, limit, startAfter, SUMMARY_ATTRIBUTES);
+    return { items: items as QueuedJobSummary[], next };
+  }
+
+  private async queryQueue(pool: string, limit: number, startAfter?: string, attributes?: readonly string[]): Promise<{ items: Item[]; next?: string }> {
     const { Items = [], LastEvaluatedKey } = await this.doc.send(
       new QueryCommand({
         TableName: this.tables.jobs,
         IndexName: 'queue',
         KeyConditionExpression: startAfter ? 'queuePool = :p AND queueKey > :k' : 'queuePool = :p',
         ExpressionAttributeValues: { ':p': pool, ...(startAfter ? { ':k': startAfter } : {}) },
+        ...(attributes
+          ? { ProjectionExpression: attributes.map((_, i) => `#a${i}`).join(', '), ExpressionAttributeNames: Object.fromEntries(attributes.map((a, i) => [`#a${i}`, a])) }
+          : {}),
         Limit: limit,
       }),
     );
-    return { items: Items.map(fromItem), next: LastEvaluatedKey ? String(LastEvaluatedKey.queueKey) : undefined };
+    return { items: Items, next: LastEvaluatedKey ? String(LastEvaluatedKey.queueKey) : undefined };
   }
 
   async listHolding(pool: string): Promise<Job[]> {
