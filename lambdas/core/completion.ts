@@ -12,6 +12,10 @@ import { reportOutcome } from './jobs.js';
 
 /** A node's container exited. A multi-node job ends at the first failure, or when every node has succeeded. */
 export async function reportNodeExit(deps: Deps, jobId: string, instanceId: string, exitCode: number): Promise<void> {
+  // Most reports end the job: a failure, or the exit of its only node. Recorded on that condition without
+  // reading the job first (one round trip less between a job's end and its release); anything else (another
+  // node still running, a stale report) takes the way below.
+  if (await reportOutcome(deps, jobId, { kind: 'exited', exitCode }, { instanceId, only: exitCode === 0 })) return;
   const job = await runningWith(deps, jobId, instanceId, 'node exit');
   if (!job) return;
   if (exitCode !== 0 || (job.instanceIds?.length ?? 1) <= 1) {

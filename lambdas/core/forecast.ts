@@ -217,11 +217,15 @@ export async function forecastPool(deps: Pick<Deps, 'store' | 'now' | 'policy'>,
   if (queued.length === 0) return out;
   const key = (j: Pick<Job, 'createdAt' | 'id'>) => `${j.createdAt}#${j.id}`;
   const lastKey = queued.map(key).sort().at(-1)!;
-  const [pool, holding, ahead] = await Promise.all([
-    options.pool ?? deps.store.getPool(poolName),
-    deps.store.listHolding(poolName),
-    readQueueUpTo(deps, poolName, lastKey, options.maxAhead ?? Infinity),
-  ]);
+  const maxAhead = options.maxAhead ?? Infinity;
+  // Capped: the queue first, and nothing else when every target is further back than the cap (a deep queue
+  // costs the Admit step one read, not four). Uncapped (GET): everything at once.
+  const queueRead = readQueueUpTo(deps, poolName, lastKey, maxAhead);
+  if (Number.isFinite(maxAhead)) {
+    const ahead = await queueRead;
+    if (!ahead.complete && queued.every((j) => key(j) >= ahead.lastKey)) return out;
+  }
+  const [pool, holding, ahead] = await Promise.all([options.pool ?? deps.store.getPool(poolName), deps.store.listHolding(poolName), queueRead]);
   if (!pool) return out;
   out.pool = pool;
   // A target the index does not show yet goes in at its place by age; one it shows is taken as read from it.

@@ -15,7 +15,7 @@ import { drainPool } from './queue.js';
 import type { ListJobsQuery, SubmitJobInput } from './schemas.js';
 import { templateForJob } from './templates.js';
 import { workflowInput } from './workflow.js';
-import type { Page, PoolRecord, QuotaRecord } from '../ports/job-store.js';
+import type { OutcomeInstance, Page, PoolRecord, QuotaRecord } from '../ports/job-store.js';
 
 export const DEFAULT_LIVE_TIMEOUT_MINUTES = 60;
 
@@ -152,9 +152,10 @@ export async function deleteJob(deps: Deps, identity: Identity, id: string): Pro
  * workflow's wait is ended. Whichever of this and the workflow's AwaitOutcome step
  * runs second sees both the outcome and the token, so the wait always ends.
  */
-export async function reportOutcome(deps: Deps, jobId: string, outcome: NonNullable<Job['outcome']>): Promise<void> {
-  const job = await deps.store.recordOutcome(jobId, outcome);
+export async function reportOutcome(deps: Deps, jobId: string, outcome: NonNullable<Job['outcome']>, on?: OutcomeInstance): Promise<boolean> {
+  const job = await deps.store.recordOutcome(jobId, outcome, on);
   if (job?.taskToken) await deps.workflows.sendTaskSuccess(job.taskToken, { outcome: job.outcome });
+  return job !== undefined;
 }
 
 function hashBody(body: unknown): string {

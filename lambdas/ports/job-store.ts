@@ -21,6 +21,12 @@ export interface PoolRecord {
 /** What a forecast reads of a queued job (JobStore.listQueueSummaries). */
 export type QueuedJobSummary = Pick<Job, 'id' | 'pool' | 'project' | 'state' | 'createdAt' | 'gpus' | 'nodeCount' | 'liveTimeoutMinutes' | 'retryAt'>;
 
+/** recordOutcome's extra condition: the job still holds `instanceId` (and, with `only`, nothing else). */
+export interface OutcomeInstance {
+  instanceId: string;
+  only: boolean;
+}
+
 export interface Limits {
   pool?: PoolRecord;
   quotas: Map<string, { gpus?: QuotaRecord; gpuHours?: QuotaRecord }>;
@@ -89,7 +95,7 @@ export interface JobStore {
   updateJob(id: string, from: readonly JobState[], set: Partial<Job>, remove?: readonly (keyof Job)[]): Promise<Job>;
   /** Record why the job stops, once (first writer wins) and only while it holds compute.
    *  Returns the job as stored afterwards, or undefined when it was not recorded. */
-  recordOutcome(id: string, outcome: Outcome): Promise<Job | undefined>;
+  recordOutcome(id: string, outcome: Outcome, on?: OutcomeInstance): Promise<Job | undefined>;
   /** Record one node's exit code while the job runs and has no outcome; undefined when it was not recorded. */
   recordNodeExit(id: string, instanceId: string, exitCode: number): Promise<Job | undefined>;
   /** Store the workflow's callback token; returns the job as stored afterwards. */

@@ -62,6 +62,7 @@ let w: World;
 let deps: Deps;
 /** The workflow's Run wait, as the handler ends it. */
 let ended: Array<{ token: string; output: unknown }>;
+let jobReads = 0;
 const handler = createComputeEventsHandler(
   () => deps,
   () => compute,
@@ -74,8 +75,20 @@ async function deliver(event: unknown): Promise<void> {
 before(async () => {
   dynamo = await startDynamo();
   w = await world(dynamo, { pools: [{ name: 'local', gpus: 64 }] });
+  const store = w.deps.store;
   deps = {
     ...w.deps,
+    // Counts the handler's reads of jobs (the test's own go through w.store).
+    store: new Proxy(store, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          if (property === 'getJob') jobReads += 1;
+          return value.apply(target, args);
+        };
+      },
+    }),
     workflows: {
       start: async () => undefined,
       sendTaskSuccess: async (token, output) => {
@@ -151,8 +164,10 @@ describe('SSM command status events', () => {
     const job = await runningJob([I1]);
     invocation(job.id, I1, { Status: 'Success', StatusDetails: 'Success', ResponseCode: 0 });
 
+    jobReads = 0;
     await deliver(fixture('aws-ssm-command-invocation-success'));
 
+    assert.equal(jobReads, 0, 'the exit of the only node is recorded on its condition, without reading the job first');
     assert.deepEqual(ssmMock.commandCalls(GetCommandInvocationCommand)[0].args[0].input, { CommandId: COMMAND, InstanceId: I1 });
     const stored = await w.store.getJob(job.id);
     assert.deepEqual(stored?.outcome, { kind: 'exited', exitCode: 0 });

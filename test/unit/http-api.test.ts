@@ -74,9 +74,10 @@ class MemoryStore implements JobStore {
     for (const key of remove) delete job[key];
     return clone(job);
   }
-  async recordOutcome(id: string, outcome: Outcome) {
+  async recordOutcome(id: string, outcome: Outcome, on?: { instanceId: string; only: boolean }) {
     const job = this.jobs.get(id);
     if (!job || job.outcome || ![JobState.LAUNCHING, JobState.RUNNING].includes(job.state as 'RUNNING')) return undefined;
+    if (on && (!job.instanceIds?.includes(on.instanceId) || (on.only && job.instanceIds.length !== 1))) return undefined;
     job.outcome = outcome;
     return clone(job);
   }

@@ -22,7 +22,7 @@ import { chargedGpuMs, GPU_MS_PER_HOUR, periodBounds, worstCaseGpuMs, type Budge
 import { Conflict, IdempotencyConflict, QuotaExceeded, StaleJob } from '../../core/errors.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../core/job.js';
 import type { CountedQuotaResource, QuotaResource } from '../../core/schemas.js';
-import type { AdmitResult, IdempotencyClaim, JobStore, Limits, Page, QueuedJobSummary, PoolRecord, QuotaLimit, QuotaRecord, RequeueChange, TerminalChange } from '../../ports/job-store.js';
+import type { AdmitResult, IdempotencyClaim, JobStore, Limits, OutcomeInstance, Page, QueuedJobSummary, PoolRecord, QuotaLimit, QuotaRecord, RequeueChange, TerminalChange } from '../../ports/job-store.js';
 import type { TableNames } from './table-names.js';
 import { templateUsableCheck } from './dynamo-catalog.js';
 import { batchGetAll } from './batch-get.js';
@@ -216,16 +216,22 @@ export class DynamoJobStore implements JobStore {
     }
   }
 
-  async recordOutcome(id: string, outcome: Outcome): Promise<Job | undefined> {
+  async recordOutcome(id: string, outcome: Outcome, on?: OutcomeInstance): Promise<Job | undefined> {
+    const instance = on ? ` AND contains(instanceIds, :instance)${on.only ? ' AND size(instanceIds) = :one' : ''}` : '';
     try {
       const { Attributes } = await this.doc.send(
         new UpdateCommand({
           TableName: this.tables.jobs,
           Key: { id },
           UpdateExpression: 'SET outcome = :o',
-          ConditionExpression: 'attribute_not_exists(outcome) AND #state IN (:launching, :running)',
+          ConditionExpression: `attribute_not_exists(outcome) AND #state IN (:launching, :running)${instance}`,
           ExpressionAttributeNames: { '#state': 'state' },
-          ExpressionAttributeValues: { ':o': outcome, ':launching': JobState.LAUNCHING, ':running': JobState.RUNNING },
+          ExpressionAttributeValues: {
+            ':o': outcome,
+            ':launching': JobState.LAUNCHING,
+            ':running': JobState.RUNNING,
+            ...(on ? { ':instance': on.instanceId, ...(on.only ? { ':one': 1 } : {}) } : {}),
+          },
           ReturnValues: 'ALL_NEW',
         }),
       );
