@@ -90,6 +90,7 @@ function dynamoKey(command: string, input: Record<string, any>): string {
     });
     return `${op} [${tables.join(', ')}]`;
   }
+  if (input.RequestItems) return `${op} ${Object.keys(input.RequestItems as object).map(shortTable).join('+')}`;
   return `${op} ${shortTable(input.TableName)}${input.IndexName ? `/${input.IndexName}` : ''}`;
 }
 
