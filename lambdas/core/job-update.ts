@@ -90,7 +90,7 @@ async function maxLiveTimeoutMinutes(deps: Deps, job: Job): Promise<number> {
   if (job.maxLiveTimeoutMinutes !== undefined) return job.maxLiveTimeoutMinutes;
   const template = job.templateId
     ? await deps.catalog.getTemplate(job.templateId)
-    : ((await deps.catalog.findTemplate(job.project, job.template)) ?? (await deps.catalog.findTemplate(undefined, job.template)));
+    : await deps.catalog.findTemplateIn([job.project, undefined], job.template);
   if (!template) {
     throw new Unprocessable(`job ${job.id} has no recorded maximum live timeout and its template ${job.template} no longer exists, so its live timeout cannot be changed`);
   }
