@@ -194,6 +194,23 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
     assert.equal(renamed.body.state, JobState.SUCCEEDED);
   });
 
+  it("a job stored before its max was recorded is held to its template's, found by name", async () => {
+    const world = await setup();
+    // As older versions stored it: no maxLiveTimeoutMinutes, no templateId; queued (no workflow drives it here).
+    const { job: current } = await submitJob(world.deps, alice, { template: 'big' });
+    const legacy: Job = { ...current, id: 'j-0000000000000old', state: JobState.PENDING, template: 'sleep', createdAt: new Date().toISOString() };
+    delete legacy.maxLiveTimeoutMinutes;
+    delete legacy.templateId;
+    for (const key of ['admittedAt', 'heldGpus', 'reservedGpuMs'] as const) delete legacy[key];
+    await world.store.createJob(legacy);
+
+    const over = await patch(world, legacy.id, { liveTimeoutMinutes: MAX_MINUTES + 1 });
+    assertStatus(over, 400);
+    assert.match(over.body.error.details[0].reason, new RegExp(`at most ${MAX_MINUTES}\\b`));
+    assertStatus(await patch(world, legacy.id, { liveTimeoutMinutes: MAX_MINUTES }), 200);
+    assert.equal((await world.store.getJob(legacy.id))?.liveTimeoutMinutes, MAX_MINUTES);
+  });
+
   it("over the template's max is a 400 naming liveTimeoutMinutes and the max, and changes nothing; the max itself is accepted", async () => {
     const world = await setup();
     const running = await submitRunning(world, 'sleep', 10);
