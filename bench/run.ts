@@ -28,7 +28,8 @@ export const USAGE = `usage: npm run bench [-- options]
   --in-memory        DynamoDB Local in memory instead of on disk
   --no-docs          do not rewrite docs/benchmarks.md
   --keep             keep the scratch directory (data, logs, bundles) for inspection
-  --jobs=N           submits in figures 1 and 2, on each side (default 1000; 30 with --quick)`;
+  --jobs=N           submits in figures 1 and 2, on each side (default 1000; 30 with --quick)
+  --e2e-runs=N       runs of figure 2 with 4 clients, on each side; the median decides (default 3; 1 with --quick)`;
 
 export interface Options {
   quick: boolean;
@@ -40,6 +41,7 @@ export interface Options {
   docs: boolean;
   keep: boolean;
   jobs?: number;
+  e2eRuns?: number;
 }
 
 export function parseArgs(argv: readonly string[]): Options | { help: true } | { error: string } {
@@ -67,6 +69,10 @@ export function parseArgs(argv: readonly string[]): Options | { help: true } | {
       const jobs = Number(value);
       if (!Number.isInteger(jobs) || jobs < 1 || jobs > 100_000) return { error: `--jobs takes a whole number from 1 to 100000, got '${value}'` };
       options.jobs = jobs;
+    } else if (flag === '--e2e-runs' && value !== undefined) {
+      const runs = Number(value);
+      if (!Number.isInteger(runs) || runs < 1 || runs > 20) return { error: `--e2e-runs takes a whole number from 1 to 20, got '${value}'` };
+      options.e2eRuns = runs;
     } else if (flag === '--slurm-peer' && value) options.slurmPeer = resolve(value);
     else if (flag === '--figures' && value) {
       const list = value.split(',').map((x) => Number(x.trim()));
@@ -79,14 +85,14 @@ export function parseArgs(argv: readonly string[]): Options | { help: true } | {
 
 export function flareSettings(quick: boolean): FlareSettings {
   return quick
-    ? { slots: 4, inMemory: false, submitN: 30, idleN: 5, idleWarmup: 5, drainSamples: 4, depths: [50, 250], submitsAtDepth: 2, expiryRounds: 1, expiryMinutes: 0.05, longJobSeconds: 10 }
-    : { slots: 4, inMemory: false, submitN: 1000, idleN: 100, idleWarmup: 20, drainSamples: 20, depths: [100, 1000, 10_000], submitsAtDepth: 5, expiryRounds: 3, expiryMinutes: 0.05, longJobSeconds: 60 };
+    ? { slots: 4, inMemory: false, submitN: 30, e2eRuns: 1, idleN: 5, idleWarmup: 5, drainSamples: 4, depths: [50, 250], submitsAtDepth: 2, expiryRounds: 1, expiryMinutes: 0.05, longJobSeconds: 10 }
+    : { slots: 4, inMemory: false, submitN: 1000, e2eRuns: 3, idleN: 100, idleWarmup: 20, drainSamples: 20, depths: [100, 1000, 10_000], submitsAtDepth: 5, expiryRounds: 3, expiryMinutes: 0.05, longJobSeconds: 60 };
 }
 
 export function slurmSettings(quick: boolean): SlurmSettings {
   return quick
-    ? { submitN: 30, idleN: 5, drainSamples: 4, drainDepth: 50, expiryJobs: 2, expiryMinutes: 1 }
-    : { submitN: 1000, idleN: 30, drainSamples: 20, drainDepth: 100, expiryJobs: 4, expiryMinutes: 1 };
+    ? { submitN: 30, e2eRuns: 1, idleN: 5, drainSamples: 4, drainDepth: 50, expiryJobs: 2, expiryMinutes: 1 }
+    : { submitN: 1000, e2eRuns: 3, idleN: 30, drainSamples: 20, drainDepth: 100, expiryJobs: 4, expiryMinutes: 1 };
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -106,8 +112,9 @@ async function main(argv: string[]): Promise<number> {
   const loadStart = loadavg()[0];
   const scratch = await mkdtemp(join(tmpdir(), 'flare-bench-'));
   const notes: string[] = [];
-  const flareConfig = { ...flareSettings(options.quick), inMemory: options.inMemory, ...(options.jobs ? { submitN: options.jobs } : {}) };
-  const slurmConfig = { ...slurmSettings(options.quick), ...(options.jobs ? { submitN: options.jobs } : {}) };
+  const overrides = { ...(options.jobs ? { submitN: options.jobs } : {}), ...(options.e2eRuns ? { e2eRuns: options.e2eRuns } : {}) };
+  const flareConfig = { ...flareSettings(options.quick), inMemory: options.inMemory, ...overrides };
+  const slurmConfig = { ...slurmSettings(options.quick), ...overrides };
   say(`${options.quick ? 'quick' : 'full'} run, figures ${[...options.figures].sort().join(',')}, scratch ${scratch}`);
 
   let slurm: SlurmResults | undefined;

@@ -66,7 +66,8 @@ function endToEndRows(r: BenchResults): string[][] {
     for (const run of [side.submit1, side.submit4].filter((x): x is SubmitRun => !!x)) {
       const outcomes = run.outcomes ? Object.entries(run.outcomes).map(([k, v]) => `${k} ${v}`).join(', ') : '';
       const cpu = run.cpuMsPerJob ? `${num(run.cpuMsPerJob.plane, 1)} / ${num(run.cpuMsPerJob.dynamodb, 1)} / ${num(run.cpuMsPerJob.jobs, 1)}` : 'n/a';
-      rows.push([name, String(run.clients), num(run.n, 0), num(run.completed, 0), num(run.completedPerS, 1), `${num(run.firstSubmitToAllDoneS, 1)} s`, cpu, outcomes]);
+      const rate = run.completedPerSRuns ? `${num(run.completedPerS, 1)} (median of ${run.completedPerSRuns.map((x) => num(x, 1)).join(', ')})` : num(run.completedPerS, 1);
+      rows.push([name, String(run.clients), num(run.n, 0), num(run.completed, 0), rate, `${num(run.firstSubmitToAllDoneS, 1)} s`, cpu, outcomes]);
     }
   }
   return rows;

@@ -15,8 +15,10 @@ export interface SubmitRun {
   latencyMs: Summary;
   /** Jobs that reached a terminal state (Slurm: left squeue). */
   completed: number;
-  /** Completed jobs per second, first submit to last completion. */
+  /** Completed jobs per second, first submit to last completion: the median of `completedPerSRuns` when the run was repeated. */
   completedPerS: number;
+  /** Figure 2 with 4 clients is run more than once (full mode: 3 times per side): each run's completed/s, in order. */
+  completedPerSRuns?: number[];
   firstSubmitToAllDoneS: number;
   /** Terminal states and how many jobs ended in each (Flare only). */
   outcomes?: Record<string, number>;

@@ -61,3 +61,8 @@ export function round(x: number): number {
   const f = 10 ** Math.min(digits, 9);
   return Math.round(x * f) / f;
 }
+
+/** A submit figure run again: the first run's details, with completed/s the median of every run's. */
+export function withRepeats<T extends { completedPerS: number }>(first: T, rates: readonly number[]): T & { completedPerSRuns: number[] } {
+  return { ...first, completedPerS: summarize(rates).p50, completedPerSRuns: [...rates] };
+}

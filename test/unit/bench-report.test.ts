@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { costPerJob, US_EAST_1_PRICES } from '../../bench/lib/cost.js';
 import { markdownTable, renderMarkdown, renderSummary } from '../../bench/lib/render.js';
 import type { BenchResults, FlareResults, SlurmResults, SubmitRun } from '../../bench/lib/results.js';
-import { summarize } from '../../bench/lib/stats.js';
+import { summarize, withRepeats } from '../../bench/lib/stats.js';
 import { checkTargets, compareWithSlurm } from '../../bench/lib/verdicts.js';
 import { flareSettings, parseArgs, slurmSettings } from '../../bench/run.js';
 
@@ -143,6 +143,16 @@ describe('docs/benchmarks.md', () => {
     assert.match(md, /us-east-1 list prices as of 2025/);
   });
 
+  it('decides end-to-end on the median of repeated runs, and shows each run', () => {
+    const f = flare({ submit4: withRepeats(submitRun(4, 600, 50), [50, 90, 60]) });
+    const sl = slurm({ submit4: withRepeats(submitRun(4, 400, 70), [70, 65, 40]) });
+    assert.equal(f.submit4?.completedPerS, 60);
+    assert.equal(sl.submit4?.completedPerS, 65);
+    const md = renderMarkdown(results(f, sl));
+    assert.match(md, /\| 2 \| end-to-end throughput above Slurm's \| 60\.0\/s vs Slurm 65\.0\/s \| NOT met \|/);
+    assert.match(md, /\| Flare \| 4 \| 100 \| 100 \| 60\.0 \(median of 50\.0, 90\.0, 60\.0\) \|/);
+  });
+
   it('says why Slurm is missing when it was skipped, and the summary says it too', () => {
     const r = results(flare(), slurm({ status: 'skipped', reason: 'Slurm is not installed' }));
     assert.match(renderMarkdown(r), /No Slurm figures in this run: Slurm is not installed\./);
@@ -166,6 +176,10 @@ describe('bench arguments', () => {
     assert.ok('figures' in sized);
     assert.equal(sized.jobs, 200);
     assert.deepEqual(parseArgs(['--jobs=0']), { error: "--jobs takes a whole number from 1 to 100000, got '0'" });
+    const repeated = parseArgs(['--e2e-runs=5']);
+    assert.ok('figures' in repeated);
+    assert.equal(repeated.e2eRuns, 5);
+    assert.deepEqual(parseArgs(['--e2e-runs=0']), { error: "--e2e-runs takes a whole number from 1 to 20, got '0'" });
   });
 
   it('run fewer jobs in quick mode, and the figures the issue names in a full run', () => {
@@ -176,5 +190,6 @@ describe('bench arguments', () => {
     assert.equal(full.slots, 4);
     assert.ok(quick.submitN < full.submitN && quick.depths.at(-1)! < full.depths.at(-1)!);
     assert.equal(slurmSettings(false).submitN, full.submitN, 'Slurm gets the same workload');
+    assert.deepEqual([full.e2eRuns, slurmSettings(false).e2eRuns, quick.e2eRuns], [3, 3, 1], 'figure 2 is repeated alike on both sides, once in quick mode');
   });
 });
