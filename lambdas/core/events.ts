@@ -47,21 +47,20 @@ export function stateChangesBetween(before: Job | undefined, after: Job | undefi
 
 /** Publish a job's state change. Publishing never undoes the change it reports. */
 export async function publishChange(deps: Pick<Deps, 'events' | 'log' | 'now'>, job: Job, previousState: JobState | null): Promise<void> {
-  try {
-    await deps.events.publish(stateChange(job, previousState, deps.now().toISOString()));
-  } catch (error) {
-    deps.log.error('event publish failed', { jobId: job.id, state: job.state, error: String(error) });
-  }
+  await publishLogged(deps, stateChange(job, previousState, deps.now().toISOString()));
 }
 
 /** Publish what storing a new job changed (creationChanges), in order. */
 export async function publishCreated(deps: Pick<Deps, 'events' | 'log' | 'now'>, job: Job): Promise<void> {
-  for (const change of creationChanges(job, deps.now().toISOString())) {
-    try {
-      await deps.events.publish(change);
-    } catch (error) {
-      deps.log.error('event publish failed', { jobId: job.id, state: change.state, error: String(error) });
-    }
+  for (const change of creationChanges(job, deps.now().toISOString())) await publishLogged(deps, change);
+}
+
+/** A failed publish is logged, not thrown: the change it reports is stored already. */
+async function publishLogged(deps: Pick<Deps, 'events' | 'log'>, change: JobStateChange): Promise<void> {
+  try {
+    await deps.events.publish(change);
+  } catch (error) {
+    deps.log.error('event publish failed', { jobId: change.jobId, state: change.state, error: String(error) });
   }
 }
 

@@ -6,9 +6,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { forecastBounds, forecastQueue, holdingEnd, STEP_TIMEOUT_SECONDS, type ForecastInput } from '../../lambdas/core/forecast.js';
+import { forecastBounds, forecastPool, forecastQueue, holdingEnd, STEP_TIMEOUT_SECONDS, type ForecastInput } from '../../lambdas/core/forecast.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import { latestStartLine } from '../../lambdas/core/notification.js';
+import { jobRecord } from '../support/jobs.js';
 import { stateChange } from '../../lambdas/core/events.js';
 
 const NOW = Date.parse('2025-01-01T00:00:00.000Z');
@@ -170,5 +171,52 @@ describe('the WAITING event and its notification', () => {
     const launching = stateChange({ ...waiting, state: JobState.LAUNCHING }, JobState.WAITING, iso(NOW));
     assert.equal(launching.latestStartAt, undefined);
     assert.equal(latestStartLine(launching), undefined);
+  });
+});
+
+describe('forecastPool: what it reads', () => {
+  const pool = { name: 'p', instanceType: 'local', gpusPerInstance: 1, maxGpus: 2, usedGpus: 2, availableGpus: 0, backfill: false };
+  const queued = Array.from({ length: 5 }, (_, i) => jobRecord({ id: `j-${i}`, createdAt: iso(NOW + i * 1000), state: JobState.WAITING }));
+  /** A store over `queued` (the index shows all five) that counts every call by name. */
+  function countingStore() {
+    const calls: string[] = [];
+    const store = {
+      async listQueueSummaries(_pool: string, limit: number, startAfter?: string) {
+        calls.push('listQueueSummaries');
+        const from = startAfter ? queued.findIndex((j) => `${j.createdAt}#${j.id}` === startAfter) + 1 : 0;
+        const items = queued.slice(from, from + limit);
+        return from + limit < queued.length ? { items, next: `${items.at(-1)!.createdAt}#${items.at(-1)!.id}` } : { items };
+      },
+      async getPool() {
+        calls.push('getPool');
+        return pool;
+      },
+      async listHolding() {
+        calls.push('listHolding');
+        return [];
+      },
+      async getLimits(_pool: string | undefined, projects: readonly string[]) {
+        calls.push('getLimits');
+        return { quotas: new Map(projects.map((p) => [p, {}])) };
+      },
+    };
+    return { calls, deps: { store: store as never, now: () => new Date(NOW), policy: undefined } };
+  }
+
+  it('capped, a job further back than the cap costs one read of the queue and gets no forecast', async () => {
+    const { calls, deps } = countingStore();
+    const out = await forecastPool(deps, 'p', [queued[4]!], { maxAhead: 2 });
+    assert.equal(out.forecasts.size, 0);
+    assert.equal(out.positions.size, 0);
+    assert.deepEqual(calls, ['listQueueSummaries']);
+  });
+
+  it('within the cap it forecasts, and a pool the caller read is not read again', async () => {
+    const { calls, deps } = countingStore();
+    const out = await forecastPool(deps, 'p', [queued[1]!], { maxAhead: 2, pool });
+    assert.equal(out.positions.get('j-1'), 1);
+    assert.ok(out.forecasts.get('j-1'));
+    assert.equal(out.pool, pool);
+    assert.deepEqual([...calls].sort(), ['getLimits', 'listHolding', 'listQueueSummaries']);
   });
 });
