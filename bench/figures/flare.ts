@@ -5,7 +5,6 @@
  * write when they start and when they get SIGTERM).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Deps } from '../../lambdas/core/deps.js';
 import { JobState } from '../../lambdas/core/job.js';
 import { submitJob } from '../../lambdas/core/jobs.js';
 import { US_EAST_1_PRICES, costPerJob, type LambdaUsage } from '../lib/cost.js';
@@ -320,20 +319,13 @@ async function drainFigure(bench: BenchPlane, settings: FlareSettings, depths: n
 }
 
 /**
- * Put `count` jobs in the queue, as the Admit step leaves them when the pool is
- * full: stored by core's own submitJob (the same job the API would store),
- * then moved to WAITING. Through the API, each of them would also run an Admit
- * step whose queue-position count reads every older waiting job; figure 4
- * times a few such submits separately (`submitAtDepth`).
+ * Put `count` jobs in the queue as the API would: stored by core's own
+ * submitJob (WAITING, for the pool is full), without the HTTP round trip;
+ * figure 4 times a few submits through the API separately (`submitAtDepth`).
  */
 async function fillQueue(bench: BenchPlane, body: { template: string; command: string[]; liveTimeoutMinutes: number }, count: number, say: (line: string) => void): Promise<DrainRun['fill']> {
   if (count <= 0) return { how: 'already queued', jobs: 0, perS: Number.NaN };
   say(`  queueing ${count} jobs`);
-  const deps = bench.plane.deps;
-  const seeding: Deps = {
-    ...deps,
-    workflows: { start: async () => {}, sendTaskSuccess: (token, output) => deps.workflows.sendTaskSuccess(token, output), runningJobIds: () => deps.workflows.runningJobIds() },
-  };
   const identity = { name: 'bench', projects: [PROJECT], admin: false };
   const started = performance.now();
   let next = 0;
@@ -341,12 +333,12 @@ async function fillQueue(bench: BenchPlane, body: { template: string; command: s
     Array.from({ length: 8 }, async () => {
       while (next < count) {
         next++;
-        const { job } = await submitJob(seeding, identity, body);
-        await deps.store.updateJob(job.id, [JobState.PENDING], { state: JobState.WAITING, stateReason: 'queued by the benchmark' });
+        const { job } = await submitJob(bench.plane.deps, identity, body);
+        if (job.state !== JobState.WAITING) throw new Error(`job ${job.id} was stored ${job.state}, not WAITING: the pool was not full`);
       }
     }),
   );
-  return { how: "core's submitJob, then WAITING", jobs: count, perS: ratePerSecond(count, performance.now() - started) };
+  return { how: "core's submitJob", jobs: count, perS: ratePerSecond(count, performance.now() - started) };
 }
 
 /** One scenario's usage per job, priced. */

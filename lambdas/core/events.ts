@@ -27,13 +27,15 @@ export function stateChange(job: Job, previousState: JobState | null, at: string
 }
 
 /**
- * The changes a new job's first write makes. A job stored admitted (submitted to
- * a pool with room and nobody waiting, core/jobs.ts) was submitted and admitted
- * at once: it says both, as a job admitted by its Admit step does.
+ * The changes a new job's first write makes. A job is stored as the submit
+ * found it: admitted (room in its pool and nobody waiting, core/jobs.ts) or
+ * WAITING; either way it was submitted first, and says both, as a job moved
+ * on by a workflow step does. Only a job stored PENDING says one.
  */
 export function creationChanges(job: Job, at: string): JobStateChange[] {
-  if (job.state !== JobState.LAUNCHING) return [stateChange(job, null, at)];
-  return [stateChange({ ...job, state: JobState.PENDING }, null, at), stateChange(job, JobState.PENDING, at)];
+  if (job.state === JobState.PENDING) return [stateChange(job, null, at)];
+  const submitted: Job = { ...job, state: JobState.PENDING, stateReason: undefined, promisedStartAt: undefined };
+  return [stateChange(submitted, null, at), stateChange(job, JobState.PENDING, at)];
 }
 
 /**

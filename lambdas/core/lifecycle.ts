@@ -7,15 +7,10 @@ import type { Deps } from './deps.js';
 import { CAPACITY_LIMIT_REACHED, ComputeNotReady, StaleJob } from './errors.js';
 import { publishChange, publishOperatorEvent } from './events.js';
 import { launchBackoffSeconds, maxComputeChecks } from './policy.js';
-import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, terminalFor, totalGpus, type Job } from './job.js';
-import { behindReason, drainPool, poolReason } from './queue.js';
-import { forecastPool } from './forecast.js';
-
-/** Queued jobs ahead read, at most, to put a latest start into a WAITING event. */
-export const PROMISE_LOOKAHEAD = 100;
+import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, terminalFor, type Job } from './job.js';
+import { admitIfDue, drainPool, waitingFields } from './queue.js';
 import { JobNotFound } from './errors.js';
 import type { ContainerSpec } from '../ports/compute.js';
-import type { PoolRecord } from '../ports/job-store.js';
 
 /** The error the workflow hands to Stop/Release when a step failed for good. */
 export interface StepError {
@@ -39,43 +34,19 @@ export async function admitStep(deps: Deps, jobId: string, admitted = false): Pr
   const job = await load(deps, jobId);
   if (HOLDING_STATES.includes(job.state)) return { admitted: true };
   if (isTerminal(job.state)) return { admitted: false };
-  let drained = await drainPool(deps, job.pool);
-  if (drained.admitted.some((j) => j.id === jobId)) return { admitted: true };
-  // The queue index is eventually consistent: a job just stored may not be in it yet.
-  if (!drained.poolBlocked && !drained.reasons.has(jobId) && job.state === JobState.PENDING) {
-    const direct = await deps.store.admit(job, deps.now().toISOString());
-    if (direct.admitted) {
-      await publishChange(deps, direct.job, job.state);
-      return { admitted: true };
-    }
-    drained = await drainPool(deps, job.pool);
-    if (drained.admitted.some((j) => j.id === jobId)) return { admitted: true };
-  }
-  if (job.state === JobState.PENDING) {
-    // The latest start promised now goes into its WAITING event (read only when few jobs are ahead: Admit stays flat in queue depth).
-    const forecast = await forecastPool(deps, job.pool, [job], { maxAhead: PROMISE_LOOKAHEAD, pool: drained.pool });
-    const promised = forecast.forecasts.get(jobId)?.latestStartAt;
-    const reason = drained.reasons.get(jobId) ?? waitReason(job, drained.poolBlocked, forecast.positions.get(jobId), forecast.pool);
-    try {
-      const waiting = await deps.store.updateJob(jobId, [JobState.PENDING], { state: JobState.WAITING, stateReason: reason, ...(promised ? { promisedStartAt: promised } : {}) });
-      await publishChange(deps, waiting, JobState.PENDING);
-    } catch (error) {
-      if (!(error instanceof StaleJob)) throw error;
-      return { admitted: HOLDING_STATES.includes((await load(deps, jobId)).state) };
-    }
+  if (job.state !== JobState.PENDING) return { admitted: (await drainPool(deps, job.pool)).admitted.some((j) => j.id === jobId) };
+  const due = await admitIfDue(deps, job);
+  if (due.admitted) return { admitted: true };
+  const { drained } = due;
+  const fields = await waitingFields(deps, job, { poolBlocked: drained.poolBlocked, pool: drained.pool, reason: drained.reasons.get(jobId) });
+  try {
+    const waiting = await deps.store.updateJob(jobId, [JobState.PENDING], { state: JobState.WAITING, ...fields });
+    await publishChange(deps, waiting, JobState.PENDING);
+  } catch (error) {
+    if (!(error instanceof StaleJob)) throw error;
+    return { admitted: HOLDING_STATES.includes((await load(deps, jobId)).state) };
   }
   return { admitted: false };
-}
-
-/**
- * Why a job the drain did not reach waits: the pool is full at its head, or
- * older jobs come first. `position` is the forecast's, absent when more than
- * PROMISE_LOOKAHEAD jobs are ahead: the queue ahead is not counted (a burst of
- * N submits would count N²/2 items), GET /v1/jobs/{id} tells the exact place.
- */
-function waitReason(job: Job, poolBlocked: boolean, position: number | undefined, pool: PoolRecord | undefined): string {
-  if (position === undefined) return behindReason(job.pool, PROMISE_LOOKAHEAD, { atLeast: true });
-  return position === 0 && poolBlocked && pool ? poolReason(pool, totalGpus(job)) : behindReason(job.pool, position);
 }
 
 /** Cancelled or lost before its compute was ready: nothing to launch or wait for; Run ends at once on the recorded outcome. */

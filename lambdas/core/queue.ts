@@ -15,12 +15,14 @@ import { budgetWaitReason } from './budgets.js';
 import type { Deps } from './deps.js';
 import { publishChange } from './events.js';
 import { StaleJob } from './errors.js';
-import { forecastBounds, forecastQueue, projectLimits, worstCaseEnd } from './forecast.js';
+import { forecastBounds, forecastPool, forecastQueue, projectLimits, worstCaseEnd } from './forecast.js';
 import { JobState, totalGpus, type Job } from './job.js';
 import { workflowInput } from './workflow.js';
 import type { PoolRecord } from '../ports/job-store.js';
 
 export const DRAIN_PAGE_SIZE = 10;
+/** Queued jobs ahead read, at most, to put a latest start into a WAITING event. */
+export const PROMISE_LOOKAHEAD = 100;
 /** How many jobs behind a blocked head backfill looks at, at most: the drain never walks the whole queue. */
 export const BACKFILL_WINDOW = 20;
 
@@ -182,6 +184,49 @@ async function drainPoolOnce(deps: Deps, poolName: string, options: DrainOptions
   // Backfill does not keep this view current: then the caller reads the pool itself.
   if (result.backfilled.length === 0) result.pool = pool;
   return result;
+}
+
+/**
+ * A job just queued (stored WAITING at its submit, or PENDING in its Admit step) goes now if the queue
+ * lets it: a drain pass, and, when the pass neither saw the job (the queue index may not show a job just
+ * stored yet) nor stopped at a full pool, an admission of the job itself, then another pass if that lost.
+ * `admitted` is the job as admitted, undefined when it waits; a job that was WAITING has its workflow
+ * started (announceAdmission), a PENDING one is in its own.
+ */
+export async function admitIfDue(deps: Deps, job: Job): Promise<{ admitted?: Job; drained: DrainResult }> {
+  let drained = await drainPool(deps, job.pool);
+  const admittedBy = (result: DrainResult) => result.admitted.find((j) => j.id === job.id);
+  if (admittedBy(drained) || drained.poolBlocked || drained.reasons.has(job.id)) return { admitted: admittedBy(drained), drained };
+  const direct = await deps.store.admit(job, deps.now().toISOString());
+  if (direct.admitted) {
+    await announceAdmission(deps, direct.job, job);
+    return { admitted: direct.job, drained };
+  }
+  drained = await drainPool(deps, job.pool);
+  return { admitted: admittedBy(drained), drained };
+}
+
+/**
+ * What a job that must wait is stored with: why it waits (`seen.reason`, a limit the caller found, else
+ * the pool at the head or its place in the queue) and the latest start promised now, for its WAITING
+ * event. The queue ahead is read only up to PROMISE_LOOKAHEAD jobs, so this stays flat in queue depth.
+ */
+export async function waitingFields(deps: Deps, job: Job, seen: { poolBlocked: boolean; pool?: PoolRecord; reason?: string }): Promise<Pick<Job, 'stateReason' | 'promisedStartAt'>> {
+  const forecast = await forecastPool(deps, job.pool, [job], { maxAhead: PROMISE_LOOKAHEAD, pool: seen.pool });
+  const promised = forecast.forecasts.get(job.id)?.latestStartAt;
+  const reason = seen.reason ?? waitReason(job, seen.poolBlocked, forecast.positions.get(job.id), forecast.pool);
+  return { stateReason: reason, ...(promised ? { promisedStartAt: promised } : {}) };
+}
+
+/**
+ * Why a job the drain did not reach waits: the pool is full at its head, or
+ * older jobs come first. `position` is the forecast's, absent when more than
+ * PROMISE_LOOKAHEAD jobs are ahead: the queue ahead is not counted (a burst of
+ * N submits would count N²/2 items), GET /v1/jobs/{id} tells the exact place.
+ */
+function waitReason(job: Job, poolBlocked: boolean, position: number | undefined, pool: PoolRecord | undefined): string {
+  if (position === undefined) return behindReason(job.pool, PROMISE_LOOKAHEAD, { atLeast: true });
+  return position === 0 && poolBlocked && pool ? poolReason(pool, totalGpus(job)) : behindReason(job.pool, position);
 }
 
 /** Admit a queued job as read; one the drain read as PENDING may have been parked as WAITING meanwhile. */

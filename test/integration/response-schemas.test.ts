@@ -222,15 +222,16 @@ describe('every answer is what its route documents', () => {
     assert.equal(replayed.headers['idempotent-replayed'], 'true');
     ids.running = admitted.body.id;
     ids.failed = (await submit('failed')).body.id;
-    // vision's gpus quota (3) has 1 left: these need 2 and are stored queued.
+    // vision's gpus quota (3) has 1 left: these need 2 and are stored waiting.
     for (const which of ['queued', 'waiting'] as const) {
       const response = await submit(which, { gpus: 2 });
       assert.equal(response.status, 202);
-      assert.equal(response.body.state, JobState.PENDING);
+      assert.equal(response.body.state, JobState.WAITING);
+      assert.equal(response.body.stateReason, 'project vision has 1 of 3 GPUs free, needs 2');
       ids[which] = response.body.id;
     }
-
-    await w.store.updateJob(ids.waiting, [JobState.PENDING], { state: JobState.WAITING, stateReason: 'behind 1 older job in pool local' });
+    // As a job is stored whose admission at its submit lost its room (its Admit step decides).
+    await w.store.updateJob(ids.queued, [JobState.WAITING], { state: JobState.PENDING }, ['stateReason', 'promisedStartAt']);
     await run(ids.running);
     const failing = await run(ids.failed);
     await w.store.finishJob(failing, { state: JobState.FAILED, stateReason: 'exited with code 3', finishedAt: new Date().toISOString(), exitCode: 3 });

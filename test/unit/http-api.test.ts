@@ -331,6 +331,12 @@ function world(): World {
   return { deps, store, started, published, logged, output, logReads };
 }
 
+/** Every GPU of the pool held (by jobs these tests do not show), so that new jobs wait. */
+function fillPool(store: MemoryStore, name: string): void {
+  const pool = store.pools.get(name)!;
+  Object.assign(pool, { usedGpus: pool.maxGpus, availableGpus: 0 });
+}
+
 // ---------------------------------------------------------------- requests
 
 interface RequestOptions {
@@ -681,6 +687,7 @@ describe('reading jobs', () => {
   }
 
   it('GET /v1/jobs/{id} returns the job with its queue position while queued', async () => {
+    fillPool(w.store, 'local');
     const first = await submit(w);
     const second = await submit(w);
     const response = await call(w, request('GET', `/v1/jobs/${second.id}`));
@@ -797,12 +804,13 @@ describe('DELETE /v1/jobs/{id}', () => {
 
 describe('pools, quotas, stats', () => {
   it('GET /v1/pools shows caps, use and waiting jobs', async () => {
+    fillPool(w.store, 'local');
     await submit(w);
     await submit(w);
     const response = await call(w, request('GET', '/v1/pools'));
     assert.equal(response.status, 200);
     const local = response.body.items.find((p: { name: string }) => p.name === 'local');
-    assert.deepEqual(local, { name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 4, usedGpus: 0, availableGpus: 4, waitingJobs: 2, backfill: false });
+    assert.deepEqual(local, { name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 4, usedGpus: 4, availableGpus: 0, waitingJobs: 2, backfill: false });
   });
 
   it('GET /v1/quotas shows a member their projects and an admin all; a counted resource without a limit is not a quota', async () => {

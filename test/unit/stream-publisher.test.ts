@@ -85,6 +85,19 @@ describe('stream publisher', () => {
     assert.deepEqual(await publishJobChanges(deps(), event), { batchItemFailures: [{ itemIdentifier: insert.dynamodb!.SequenceNumber! }] });
   });
 
+  it('a job stored WAITING (at its submit) is announced as submitted, then waiting with its reason and latest start', async () => {
+    const insert = structuredClone(fixture('stream-job-lifecycle').Records[0]);
+    const reason = 'pool a10g has 0 of 8 GPUs free, needs 1';
+    const promised = '2025-02-03T11:00:00.000Z';
+    Object.assign(insert.dynamodb!.NewImage!, { state: { S: 'WAITING' }, stateReason: { S: reason }, promisedStartAt: { S: promised } });
+    mock.on(PutEventsCommand).callsFake((input: { Entries: unknown[] }) => accepted(input.Entries.length));
+    assert.deepEqual(await publishJobChanges(deps(), { Records: [insert] }), { batchItemFailures: [] });
+    const at = '2025-02-03T10:00:00.000Z';
+    const waiting = stateChange({ ...j1, state: 'WAITING', stateReason: reason, promisedStartAt: promised }, 'PENDING', at);
+    assert.equal(waiting.latestStartAt, promised);
+    assert.deepEqual(sentRequests(), [{ Entries: [entry(expected(j1, null, 'PENDING', at)), entry(waiting)] }]);
+  });
+
   it('publishes nothing for removed jobs or writes that keep the state', async () => {
     const event = fixture('stream-job-lifecycle');
     const quiet = { Records: [event.Records[2], event.Records[4], event.Records[5], event.Records[8]] };
