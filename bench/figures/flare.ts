@@ -8,11 +8,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { JobState } from '../../lambdas/core/job.js';
 import { submitJob } from '../../lambdas/core/jobs.js';
 import { US_EAST_1_PRICES, costPerJob, type LambdaUsage } from '../lib/cost.js';
-import { subtract, type MeterSnapshot } from '../lib/instrument.js';
+import { isRead, subtract, type MeterSnapshot } from '../lib/instrument.js';
 import { runSubmitLoad } from '../lib/load.js';
 import { startBenchPlane, POOL, PROJECT, TEMPLATE, type BenchPlane } from '../lib/plane.js';
 import type { CostFigure, DrainRun, ExpiryRun, FlareResults, IdleRun, SubmitRun, TransitionsJob } from '../lib/results.js';
 import { ratePerSecond, summarize, withRepeats } from '../lib/stats.js';
+import { measureStoreCeiling } from '../lib/store-ceiling.js';
 
 export interface FlareSettings {
   slots: number;
@@ -45,6 +46,11 @@ export async function runFlare(settings: FlareSettings, dir: string, figures: Re
       'submits over HTTP from a worker thread (its own event loop); instants of state changes from the plane\'s event bus; job start and SIGTERM instants written by the jobs themselves (`date +%s%N`)',
     ],
   };
+  if (figures.has(2) && !settings.inMemory) {
+    say('flare: DynamoDB Local alone, on disk: single-item writes and reads per second');
+    results.storeCeiling = await measureStoreCeiling(dir);
+    say(`  ${results.storeCeiling.writesPerS.toFixed(0)} writes/s, ${results.storeCeiling.readsPerS.toFixed(0)} reads/s`);
+  }
   say(`flare: starting the control plane (${settings.slots} slots, DynamoDB Local ${settings.inMemory ? 'in memory' : 'on disk'})`);
   const started = performance.now();
   const bench = await startBenchPlane({ dir, slots: settings.slots, inMemory: settings.inMemory });
@@ -164,9 +170,21 @@ async function submitFigure(bench: BenchPlane, n: number, clients: number, say: 
       dynamodb: (cpu.dynamoMs - cpuBefore.dynamoMs) / n,
       jobs: (cpu.endedChildrenMs - cpuBefore.endedChildrenMs) / n,
     },
+    dynamoCallsPerJob: dynamoCallsPerJob(usage, jobIds.length),
   };
   say(`  ${run.acceptedPerS.toFixed(1)} submits/s, p50 ${run.latencyMs.p50.toFixed(1)} ms, p99 ${run.latencyMs.p99.toFixed(1)} ms; ${run.completedPerS.toFixed(1)} completed/s`);
   return { run, jobIds, usage, latencies: ok.map((s) => s.ms) };
+}
+
+/** DynamoDB calls per job in `usage`: writes (a transaction counts once) and reads. */
+function dynamoCallsPerJob(usage: MeterSnapshot, jobs: number): { writes: number; reads: number } {
+  let writes = 0;
+  let reads = 0;
+  for (const [key, stats] of Object.entries(usage.dynamo)) {
+    if (isRead(key)) reads += stats.calls;
+    else writes += stats.calls;
+  }
+  return { writes: writes / jobs, reads: reads / jobs };
 }
 
 /**

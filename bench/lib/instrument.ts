@@ -34,6 +34,11 @@ export interface MeterSnapshot {
 
 const READS = new Set(['GetItemCommand', 'QueryCommand', 'ScanCommand', 'BatchGetItemCommand', 'TransactGetItemsCommand']);
 
+/** Whether a key of MeterSnapshot.dynamo (`<operation> <table>...`) names a read. */
+export function isRead(key: string): boolean {
+  return READS.has(`${key.split(' ')[0]}Command`);
+}
+
 export class Meter {
   private data: MeterSnapshot = { dynamo: {}, jobsTableWrites: 0, tasks: {}, store: {}, compute: {}, events: 0 };
 

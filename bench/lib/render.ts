@@ -73,6 +73,19 @@ function endToEndRows(r: BenchResults): string[][] {
   return rows;
 }
 
+/** DynamoDB Local's own write rate over the write calls of a figure-2 job: a bound on Flare's completed/s here. */
+function storeCeilingNote(r: BenchResults): string | undefined {
+  const ceiling = r.flare?.storeCeiling;
+  const calls = r.flare?.submit4?.dynamoCallsPerJob;
+  if (!ceiling || !calls) return undefined;
+  return (
+    `DynamoDB Local alone, on disk, on this machine (bench/lib/store-ceiling.ts): ${num(ceiling.writesPerS, 0)} single-item writes/s and ` +
+    `${num(ceiling.readsPerS, 0)} reads/s from ${ceiling.clients} clients; it applies writes one at a time. ` +
+    `A figure-2 job (4 clients) made ${num(calls.writes, 1)} write calls (a transaction counted once) and ${num(calls.reads, 1)} reads, ` +
+    `so DynamoDB Local's writes alone bound Flare at ${num(ceiling.writesPerS / calls.writes, 1)} jobs/s here (transactions cost more than one write), before its reads and the plane's own CPU, which share the two cores.`
+  );
+}
+
 function idleRows(r: BenchResults): string[][] {
   const rows: string[][] = [];
   for (const { name, side } of sides(r)) {
@@ -204,6 +217,8 @@ export function renderMarkdown(r: BenchResults): string {
   out.push('## 2. End-to-end throughput', '');
   out.push('Every job of figure 1 runs `true` through its whole lifecycle on 4 slots; first submit to the last job done.', '');
   out.push(markdownTable(['side', 'clients', 'jobs', 'completed', 'completed/s', 'first submit -> all done', 'CPU ms per job: plane / DynamoDB Local / job processes', 'outcomes'], endToEndRows(r)), '');
+  const ceiling = storeCeilingNote(r);
+  if (ceiling) out.push(ceiling, '');
 
   out.push('## 3. Idle latency and drain latency', '');
   out.push(markdownTable(['side', 'metric', 'n', 'p50 ms', 'p99 ms', 'min ms', 'max ms'], idleRows(r)), '');

@@ -1,6 +1,7 @@
 /** The shape of one run's results: what bench/results/<timestamp>.json holds and docs/benchmarks.md is rendered from. */
 import type { CostBreakdown, PriceTable, UsagePerJob } from './cost.js';
 import type { Summary } from './stats.js';
+import type { StoreCeiling } from './store-ceiling.js';
 
 /** Figure 1 (and, with 4 clients, figure 2): N submits, then every job through its lifecycle. */
 export interface SubmitRun {
@@ -24,6 +25,8 @@ export interface SubmitRun {
   outcomes?: Record<string, number>;
   /** CPU time per job, submit to the end (Flare only): the plane's main thread, DynamoDB Local, the job processes. */
   cpuMsPerJob?: { plane: number; dynamodb: number; jobs: number };
+  /** DynamoDB calls per job, submit to the end (Flare only): writes (a transaction counts once) and reads. */
+  dynamoCallsPerJob?: { writes: number; reads: number };
 }
 
 /** Figure 3, first half: one job at a time on an idle plane. */
@@ -119,6 +122,8 @@ export interface SideResults {
 }
 
 export interface FlareResults extends SideResults {
+  /** DynamoDB Local's own write and read rates on this machine (bench/lib/store-ceiling.ts). */
+  storeCeiling?: StoreCeiling;
   transitions?: TransitionsFigure;
   cost?: CostFigure[];
   prices?: PriceTable;

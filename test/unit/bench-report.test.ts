@@ -153,6 +153,15 @@ describe('docs/benchmarks.md', () => {
     assert.match(md, /\| Flare \| 4 \| 100 \| 100 \| 60\.0 \(median of 50\.0, 90\.0, 60\.0\) \|/);
   });
 
+  it("bounds Flare's end-to-end by DynamoDB Local's own write rate over a job's write calls, when both were measured", () => {
+    const measured = flare({ storeCeiling: { writesPerS: 540, readsPerS: 1600, clients: 4, calls: 2000 }, submit4: { ...submitRun(4, 600, 50), dynamoCallsPerJob: { writes: 12, reads: 9.5 } } });
+    const md = renderMarkdown(results(measured, slurm()));
+    assert.match(md, /540 single-item writes\/s and 1,600 reads\/s from 4 clients/);
+    assert.match(md, /made 12\.0 write calls \(a transaction counted once\) and 9\.5 reads/);
+    assert.match(md, /bound Flare at 45\.0 jobs\/s here/);
+    assert.doesNotMatch(renderMarkdown(results(flare(), slurm())), /single-item writes/, 'nothing is said when it was not measured');
+  });
+
   it('says why Slurm is missing when it was skipped, and the summary says it too', () => {
     const r = results(flare(), slurm({ status: 'skipped', reason: 'Slurm is not installed' }));
     assert.match(renderMarkdown(r), /No Slurm figures in this run: Slurm is not installed\./);
