@@ -85,8 +85,8 @@ export function parseArgs(argv: readonly string[]): Options | { help: true } | {
 
 export function flareSettings(quick: boolean): FlareSettings {
   return quick
-    ? { slots: 4, inMemory: false, submitN: 30, e2eRuns: 1, idleN: 5, idleWarmup: 5, drainSamples: 4, depths: [50, 250], submitsAtDepth: 2, expiryRounds: 1, expiryMinutes: 0.05, longJobSeconds: 10 }
-    : { slots: 4, inMemory: false, submitN: 1000, e2eRuns: 3, idleN: 100, idleWarmup: 20, drainSamples: 60, depths: [100, 1000, 10_000], submitsAtDepth: 5, expiryRounds: 3, expiryMinutes: 0.05, longJobSeconds: 60 };
+    ? { slots: 4, inMemory: false, submitN: 30, e2eRuns: 1, ceilingCalls: 500, idleN: 5, idleWarmup: 5, drainSamples: 4, depths: [50, 250], submitsAtDepth: 2, expiryRounds: 1, expiryMinutes: 0.05, longJobSeconds: 10 }
+    : { slots: 4, inMemory: false, submitN: 1000, e2eRuns: 3, ceilingCalls: 2000, idleN: 100, idleWarmup: 20, drainSamples: 60, depths: [100, 1000, 10_000], submitsAtDepth: 5, expiryRounds: 3, expiryMinutes: 0.05, longJobSeconds: 60 };
 }
 
 export function slurmSettings(quick: boolean): SlurmSettings {

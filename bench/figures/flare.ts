@@ -22,6 +22,8 @@ export interface FlareSettings {
   submitN: number;
   /** Figure 2 with 4 clients: runs, reported as their median and each. */
   e2eRuns: number;
+  /** Figure 2: calls of each kind made against DynamoDB Local alone (bench/lib/store-ceiling.ts). */
+  ceilingCalls: number;
   idleN: number;
   /** Figure 3: jobs run first on the fresh plane, reported apart. */
   idleWarmup: number;
@@ -48,7 +50,7 @@ export async function runFlare(settings: FlareSettings, dir: string, figures: Re
   };
   if (figures.has(2) && !settings.inMemory) {
     say('flare: DynamoDB Local alone, on disk: single-item writes and reads per second');
-    results.storeCeiling = await measureStoreCeiling(dir);
+    results.storeCeiling = await measureStoreCeiling(dir, settings.ceilingCalls);
     say(`  ${results.storeCeiling.writesPerS.toFixed(0)} writes/s, ${results.storeCeiling.readsPerS.toFixed(0)} reads/s`);
   }
   say(`flare: starting the control plane (${settings.slots} slots, DynamoDB Local ${settings.inMemory ? 'in memory' : 'on disk'})`);

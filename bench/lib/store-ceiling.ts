@@ -25,7 +25,7 @@ const TABLE = 'ceiling';
 const ITEMS = 200;
 const CLIENTS = 4;
 
-export async function measureStoreCeiling(dir: string, calls = 2000): Promise<StoreCeiling> {
+export async function measureStoreCeiling(dir: string, calls: number): Promise<StoreCeiling> {
   const dynamo = await startDynamoDbLocal({ dataDir: join(dir, 'ceiling-dynamodb') });
   try {
     const { client, doc } = makeDynamoClients(dynamo.endpoint);
