@@ -148,6 +148,25 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.deepEqual(world.workflows.list().filter((e) => e.jobId === job.id).map((e) => e.name), [`${job.id}-admitted-0`]);
   });
 
+  it('a replayed submit of a job stored WAITING gives the same job, and admits it if GPUs came back without a drain', async () => {
+    const world = await setup();
+    // A cap of 1 on a machine with 2 slots: the job that waits has a slot to run on once the cap is raised.
+    await world.store.setPoolCap('local', 1);
+    const holder = (await submitJob(world.deps, alice, { template: 'sleep' })).job;
+    await waitForState(world.store, holder.id, [JobState.RUNNING]);
+    const first = await submitJob(world.deps, alice, { template: 'sleep' }, 'replay-1');
+    assert.deepEqual([first.created, first.job.state], [true, JobState.WAITING]);
+    const again = await submitJob(world.deps, alice, { template: 'sleep' }, 'replay-1');
+    assert.deepEqual([again.created, again.job.id, again.job.state], [false, first.job.id, JobState.WAITING]);
+    // The cap raised behind the API's back (the API's PATCH would drain): nobody else will admit the job.
+    await world.store.setPoolCap('local', 2);
+    const third = await submitJob(world.deps, alice, { template: 'sleep' }, 'replay-1');
+    assert.deepEqual([third.created, third.job.id, third.job.state], [false, first.job.id, JobState.LAUNCHING]);
+    await waitForState(world.store, first.job.id, [JobState.RUNNING]);
+    assert.deepEqual(world.workflows.list().filter((e) => e.jobId === first.job.id).map((e) => e.name), [`${first.job.id}-admitted-0`]);
+    assert.equal((await world.store.getQuota('vision', 'jobs'))?.used, 2, 'stored once');
+  });
+
   it('a non-zero exit fails the job with its exit code', async () => {
     const world = await setup();
     const { job } = await submitJob(world.deps, alice, { template: 'fail' });
