@@ -191,11 +191,17 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
   it('queues a job the pool cannot hold, then drains it when GPUs come back', async () => {
     const world = await setup();
     const first = (await submitJob(world.deps, alice, { template: 'big', command: ['sleep', '1'] })).job;
-    await waitForState(world.store, first.id, [JobState.RUNNING]);
+    const running = await waitForState(world.store, first.id, [JobState.RUNNING]);
     const second = (await submitJob(world.deps, alice, { template: 'short' })).job;
     const waiting = await waitForState(world.store, second.id, [JobState.WAITING]);
     assert.equal(waiting.stateReason, 'pool local has 0 of 2 GPUs free, needs 1');
-    assert.equal((await getJob(world.deps, alice, second.id)).queuePosition, 0);
+    const shown = await getJob(world.deps, alice, second.id);
+    assert.equal(shown.queuePosition, 0);
+    // The waiting notification carries the latest start promised when the job was stored, as the job does.
+    const event = world.events.events.find((e) => e.jobId === second.id && e.state === JobState.WAITING)!;
+    assert.deepEqual([event.previousState, event.stateReason], [JobState.PENDING, waiting.stateReason]);
+    assert.ok(event.latestStartAt && Date.parse(event.latestStartAt) >= Date.parse(running.expiresAt!), 'no earlier than the running job can end');
+    assert.equal(event.latestStartAt, waiting.promisedStartAt);
     const done = await waitForState(world.store, second.id, [JobState.SUCCEEDED, JobState.FAILED], 20_000);
     assert.equal(done.state, JobState.SUCCEEDED);
     // The event follows the stored state: wait for it before reading the whole list.
