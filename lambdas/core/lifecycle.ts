@@ -34,7 +34,12 @@ export async function admitStep(deps: Deps, jobId: string, admitted = false): Pr
   const job = await load(deps, jobId);
   if (HOLDING_STATES.includes(job.state)) return { admitted: true };
   if (isTerminal(job.state)) return { admitted: false };
-  if (job.state !== JobState.PENDING) return { admitted: (await drainPool(deps, job.pool)).admitted.some((j) => j.id === jobId) };
+  if (job.state !== JobState.PENDING) {
+    // WAITING: a drain that admits it starts an execution of its own for it (announceAdmission); this one
+    // (started by hand) ends here, or two would drive the job.
+    await drainPool(deps, job.pool);
+    return { admitted: false };
+  }
   const due = await admitIfDue(deps, job);
   if (due.admitted) return { admitted: true };
   const { drained } = due;

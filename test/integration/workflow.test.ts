@@ -167,6 +167,22 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.equal((await world.store.getQuota('vision', 'jobs'))?.used, 2, 'stored once');
   });
 
+  it('an execution started by hand for a WAITING job leaves it to the execution its drain starts: one execution drives it', async () => {
+    const world = await setup();
+    await world.store.setPoolCap('local', 1);
+    const holder = (await submitJob(world.deps, alice, { template: 'sleep' })).job;
+    await waitForState(world.store, holder.id, [JobState.RUNNING]);
+    const { job } = await submitJob(world.deps, alice, { template: 'sleep' });
+    assert.equal(job.state, JobState.WAITING);
+    await world.store.setPoolCap('local', 2);
+    await world.workflows.start(`${job.id}-by-hand`, { jobId: job.id, pool: 'local', admitted: false, error: null });
+    await waitForState(world.store, job.id, [JobState.RUNNING]);
+    await waitFor('the execution by hand to end', async () => world.workflows.list().find((e) => e.name === `${job.id}-by-hand`)?.status !== 'RUNNING');
+    const executions = world.workflows.list().filter((e) => e.jobId === job.id);
+    assert.deepEqual(executions.find((e) => e.name === `${job.id}-by-hand`)?.states, ['Admit', 'Admitted', 'Queued']);
+    assert.deepEqual(executions.filter((e) => e.states.includes('Launch')).map((e) => e.name), [`${job.id}-admitted-0`]);
+  });
+
   it('a non-zero exit fails the job with its exit code', async () => {
     const world = await setup();
     const { job } = await submitJob(world.deps, alice, { template: 'fail' });
