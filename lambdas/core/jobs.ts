@@ -119,10 +119,16 @@ async function driveStored(deps: Deps, { job, created }: { job: Job; created: bo
   return job;
 }
 
-/** A WAITING job goes if it is due; only when the pool has room, so that a submit to a full pool does not wait for a drain pass. */
+/**
+ * A WAITING job goes now if it is due. Only when its pool and its project's limits, read again after the
+ * write, have room for it: otherwise whatever gives the room back later (a release, a raised cap or quota)
+ * drains with the job in the table. So a submit to a full pool, or from a project at its quota, runs no
+ * drain pass (which would walk the queue ahead of it) and never waits for one.
+ */
 async function admitWaiting(deps: Deps, job: Job): Promise<Job> {
-  const pool = await deps.store.getPool(job.pool);
-  if (!pool || pool.availableGpus <= 0) return job;
+  const { pool, quotas } = await deps.store.getLimits(job.pool, [job.project]);
+  const { gpus: quota, gpuHours } = quotas.get(job.project) ?? {};
+  if (!pool || totalGpus(job) > pool.availableGpus || limitReason(job, quota, budgetOf(gpuHours, deps.now()))) return job;
   const { admitted, drained } = await admitIfDue(deps, job);
   return admitted ?? { ...job, stateReason: drained.reasons.get(job.id) ?? job.stateReason };
 }

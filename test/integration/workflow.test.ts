@@ -112,9 +112,10 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
   it('a job stored WAITING after GPUs came back since its submit read the pool is admitted by that submit (no lost wake-up)', async () => {
     const world = await setup();
     // The submit reads a full pool; by the time the job is stored, a release has given the GPUs back and its drain has run.
+    let reads = 0;
     const stale = { ...world.deps, store: Object.create(world.store, { getLimits: { value: async (pool: string, projects: string[]) => {
       const limits = await world.store.getLimits(pool, projects);
-      return { ...limits, pool: { ...limits.pool!, usedGpus: 2, availableGpus: 0 } };
+      return reads++ > 0 ? limits : { ...limits, pool: { ...limits.pool!, usedGpus: 2, availableGpus: 0 } };
     } } }) };
     const { job } = await submitJob(stale, alice, { template: 'sleep' });
     assert.equal(job.state, JobState.LAUNCHING);
@@ -127,10 +128,11 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const world = await setup();
     // As on AWS, where a GSI lags its table: the drain's queue read misses the job just stored.
     let hide = '';
+    let reads = 0;
     const lagging = { ...world.deps, store: Object.create(world.store, {
       getLimits: { value: async (pool: string, projects: string[]) => {
         const limits = await world.store.getLimits(pool, projects);
-        return { ...limits, pool: { ...limits.pool!, usedGpus: 2, availableGpus: 0 } };
+        return reads++ > 0 ? limits : { ...limits, pool: { ...limits.pool!, usedGpus: 2, availableGpus: 0 } };
       } },
       createJob: { value: async (...args: Parameters<World['store']['createJob']>) => {
         hide = args[0].id;
@@ -335,6 +337,21 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const c = (await submitJob(world.deps, bob, { template: 'audio-sleep' })).job;
     await waitForState(world.store, c.id, [JobState.RUNNING]);
     assert.equal((await world.store.getJob(b.id))?.state, JobState.WAITING);
+  });
+
+  it("a submit held back by its own project's quota, into a pool with room, runs no drain pass; the release admits the oldest", async () => {
+    const world = await setup({ quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 1 }] });
+    const a = (await submitJob(world.deps, alice, { template: 'sleep' })).job;
+    await waitForState(world.store, a.id, [JobState.RUNNING]);
+    let pages = 0;
+    const counting = { ...world.deps, store: Object.create(world.store, { listQueue: { value: (...args: Parameters<World['store']['listQueue']>) => (pages++, world.store.listQueue(...args)) } }) };
+    const held: Job[] = [];
+    for (let i = 0; i < 3; i++) held.push((await submitJob(counting, alice, { template: 'sleep' })).job);
+    assert.deepEqual(held.map((j) => j.stateReason), Array(3).fill('project vision has 0 of 1 GPUs free, needs 1'));
+    assert.equal(pages, 0, 'no drain read the queue: nothing could be admitted');
+    await deleteJob(world.deps, alice, a.id);
+    await waitForState(world.store, held[0].id, [JobState.RUNNING]);
+    assert.deepEqual([(await world.store.getJob(held[1].id))?.state, (await world.store.getJob(held[2].id))?.state], [JobState.WAITING, JobState.WAITING]);
   });
 
   it('a job that does not fit the pool blocks younger jobs (no starvation)', async () => {
