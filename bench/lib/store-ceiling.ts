@@ -27,8 +27,8 @@ const CLIENTS = 4;
 
 export async function measureStoreCeiling(dir: string, calls: number): Promise<StoreCeiling> {
   const dynamo = await startDynamoDbLocal({ dataDir: join(dir, 'ceiling-dynamodb') });
+  const { client, doc } = makeDynamoClients(dynamo.endpoint);
   try {
-    const { client, doc } = makeDynamoClients(dynamo.endpoint);
     await client.send(
       new CreateTableCommand({
         TableName: TABLE,
@@ -45,9 +45,9 @@ export async function measureStoreCeiling(dir: string, calls: number): Promise<S
     await rate(read, calls / 4);
     const writesPerS = await rate(write, calls);
     const readsPerS = await rate(read, calls);
-    client.destroy();
     return { writesPerS, readsPerS, clients: CLIENTS, calls };
   } finally {
+    client.destroy();
     await dynamo.stop();
   }
 }

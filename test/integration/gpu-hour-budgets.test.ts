@@ -374,7 +374,13 @@ describe('GPU-hour budgets through the workflow (real ASL, real processes)', { t
     try {
       const first = (await submitJob(w.deps, alice, { template: 'sleep' })).job;
       await waitForState(w.store, first.id, [JobState.RUNNING]);
-      const blocked = (await submitJob(w.deps, alice, { template: 'sleep' })).job;
+      // Held by its budget as the submit reads it: stored WAITING with the reason at once (no admission tried,
+      // no execution), and no drain pass runs for it (the pool has room, the budget has none).
+      let pages = 0;
+      const counting = { ...w.deps, store: Object.create(w.store, { listQueue: { value: (...args: Parameters<typeof w.store.listQueue>) => (pages++, w.store.listQueue(...args)) } }) };
+      const blocked = (await submitJob(counting, alice, { template: 'sleep' })).job;
+      assert.deepEqual([blocked.state, blocked.stateReason], [JobState.WAITING, 'project vision has 0 of 1 GPU-hours left this month, needs 1']);
+      assert.equal(pages, 0, 'no drain read the queue');
       const waiting = await waitForState(w.store, blocked.id, [JobState.WAITING]);
       assert.equal(waiting.stateReason, 'project vision has 0 of 1 GPU-hours left this month, needs 1');
 
