@@ -10,29 +10,33 @@ import type { Deps } from './deps.js';
 import { JobState, type Job } from './job.js';
 import { reportOutcome } from './jobs.js';
 
-/** A node's container exited. A multi-node job ends at the first failure, or when every node has succeeded. */
-export async function reportNodeExit(deps: Deps, jobId: string, instanceId: string, exitCode: number): Promise<void> {
+/**
+ * A node's container exited, at `at` (default: now). A multi-node job ends at the first failure, or when
+ * every node has succeeded. `at` decides between the exit's own state and EXPIRED (core/job.ts terminalFor),
+ * so a report that arrives late says when the exit happened, not when it was heard of.
+ */
+export async function reportNodeExit(deps: Deps, jobId: string, instanceId: string, exitCode: number, at = deps.now().toISOString()): Promise<void> {
   // Most reports end the job: a failure, or the exit of its only node. Recorded on that condition without
   // reading the job first (one round trip less between a job's end and its release); anything else (another
   // node still running, a stale report) takes the way below.
-  if (await reportOutcome(deps, jobId, { kind: 'exited', exitCode }, { instanceId, only: exitCode === 0 })) return;
+  if (await reportOutcome(deps, jobId, { kind: 'exited', exitCode, at }, { instanceId, only: exitCode === 0 })) return;
   const job = await runningWith(deps, jobId, instanceId, 'node exit');
   if (!job) return;
   if (exitCode !== 0 || (job.instanceIds?.length ?? 1) <= 1) {
-    await reportOutcome(deps, jobId, { kind: 'exited', exitCode });
+    await reportOutcome(deps, jobId, { kind: 'exited', exitCode, at });
     return;
   }
   const updated = await deps.store.recordNodeExit(jobId, instanceId, exitCode);
   if (!updated) return;
   const pending = (updated.instanceIds ?? []).filter((id) => updated.nodeExits?.[id] === undefined);
-  if (pending.length === 0) await reportOutcome(deps, jobId, { kind: 'exited', exitCode: 0 });
+  if (pending.length === 0) await reportOutcome(deps, jobId, { kind: 'exited', exitCode: 0, at });
 }
 
-/** An instance of the job stopped existing before the job ended. */
-export async function reportInstanceLost(deps: Deps, jobId: string, instanceId: string, reason: string): Promise<void> {
+/** An instance of the job stopped existing before the job ended, at `at` (default: now; as for an exit). */
+export async function reportInstanceLost(deps: Deps, jobId: string, instanceId: string, reason: string, at = deps.now().toISOString()): Promise<void> {
   const job = await runningWith(deps, jobId, instanceId, 'instance lost');
   if (!job) return;
-  await reportOutcome(deps, jobId, { kind: 'lost', reason });
+  await reportOutcome(deps, jobId, { kind: 'lost', reason, at });
 }
 
 /** The job, if it is still launching or running on `instanceId`; otherwise the report is stale. */

@@ -54,11 +54,12 @@ export function statesBefore(to: JobState): JobState[] {
   return JOB_STATES.filter((from) => LEGAL[from].includes(to));
 }
 
-/** Why a job stopped running: recorded once, first writer wins, read by Finalize. */
-export type Outcome =
-  | { kind: 'exited'; exitCode: number }
-  | { kind: 'cancelled'; by: string }
-  | { kind: 'lost'; reason: string };
+/**
+ * Why a job stopped running: recorded once, first writer wins, read by Finalize.
+ * `at` is when it happened (the exit, the cancel, the loss), which may be long
+ * before the control plane learns of it; outcomes recorded before it existed lack it.
+ */
+export type Outcome = ({ kind: 'exited'; exitCode: number } | { kind: 'cancelled'; by: string } | { kind: 'lost'; reason: string }) & { at?: string };
 
 export interface Job {
   id: string;
@@ -133,8 +134,18 @@ export function publicJob(job: Job): Omit<Job, 'heldGpus' | 'reservedGpuMs' | 'o
   return shown;
 }
 
-/** The terminal state and reason that an outcome leads to. */
-export function terminalFor(outcome: Outcome | undefined, expired: boolean, error?: string): Verdict {
+/**
+ * The terminal state and reason a job ends with. Expiry wins: a job still running
+ * at its expiresAt ends EXPIRED whatever its exit code, however late the control
+ * plane learns of it. So the outcome's own time decides, not the time it is read;
+ * `now` stands for the end of a job with no outcome (its timer ran out, or a step failed).
+ */
+export function terminalFor(job: Pick<Job, 'outcome' | 'expiresAt'>, now: Date, error?: string): Verdict {
+  const { outcome } = job;
+  if (ranPastExpiry(job, now)) {
+    const code = outcome?.kind === 'exited' ? outcome.exitCode : undefined;
+    return { state: JobState.EXPIRED, reason: `live timeout reached at ${job.expiresAt}`, ...(code !== undefined ? { exitCode: code } : {}) };
+  }
   if (outcome?.kind === 'cancelled') return { state: JobState.CANCELLED, reason: `cancelled by ${outcome.by}` };
   if (outcome?.kind === 'exited') {
     return outcome.exitCode === 0
@@ -142,6 +153,12 @@ export function terminalFor(outcome: Outcome | undefined, expired: boolean, erro
       : { state: JobState.FAILED, reason: `exited with code ${outcome.exitCode}`, exitCode: outcome.exitCode };
   }
   if (outcome?.kind === 'lost') return { state: JobState.FAILED, reason: `instance lost: ${outcome.reason}` };
-  if (expired) return { state: JobState.EXPIRED, reason: 'live timeout reached' };
   return { state: JobState.FAILED, reason: error ?? 'failed' };
+}
+
+/** The job was still running at its expiresAt: its outcome came then or later, or it has none yet and the time has come. */
+function ranPastExpiry(job: Pick<Job, 'outcome' | 'expiresAt'>, now: Date): boolean {
+  if (!job.expiresAt) return false;
+  const end = job.outcome ? job.outcome.at : now.toISOString();
+  return end !== undefined && Date.parse(end) >= Date.parse(job.expiresAt);
 }

@@ -180,7 +180,7 @@ export async function deleteJob(deps: Deps, identity: Identity, id: string): Pro
       return { removed: false, job: cancelled };
     }
     if (HOLDING_STATES.includes(job.state) && job.state !== JobState.STOPPING) {
-      await reportOutcome(deps, id, { kind: 'cancelled', by: identity.name });
+      await reportOutcome(deps, id, { kind: 'cancelled', by: identity.name, at: deps.now().toISOString() });
     }
     return { removed: false, job: (await deps.store.getJob(id)) ?? job };
   }

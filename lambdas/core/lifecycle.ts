@@ -196,7 +196,7 @@ export async function releaseStep(deps: Deps, jobId: string, error?: StepError |
     if (job.state === JobState.LAUNCHING || job.state === JobState.RUNNING) job = await markStopping(deps, job, error);
     const verdict = QUEUED_STATES.includes(job.state)
       ? { state: JobState.FAILED, reason: `admission failed: ${describe(error)}` }
-      : (job.verdict ?? terminalFor(job.outcome, false, describe(error)));
+      : (job.verdict ?? terminalFor(job, deps.now(), describe(error)));
     const finished = await deps.store.finishJob(job, {
       state: verdict.state,
       stateReason: verdict.reason,
@@ -249,8 +249,7 @@ export async function drainStep(deps: Deps, jobId: string, pool?: string): Promi
 }
 
 async function markStopping(deps: Deps, job: Job, error?: StepError | null): Promise<Job> {
-  const expired = !!job.expiresAt && deps.now().getTime() >= Date.parse(job.expiresAt);
-  const verdict = terminalFor(job.outcome, expired || error?.Error === 'States.Timeout', describe(error));
+  const verdict = terminalFor(job, deps.now(), describe(error));
   try {
     const stopping = await deps.store.updateJob(job.id, [JobState.LAUNCHING, JobState.RUNNING], { state: JobState.STOPPING, stateReason: verdict.reason, verdict });
     await publishChange(deps, stopping, job.state);

@@ -30,20 +30,39 @@ describe('job state transitions', () => {
 });
 
 describe('terminal verdicts', () => {
+  const now = new Date('2026-01-01T00:10:00.000Z');
+  const expiresAt = '2026-01-01T00:05:00.000Z';
+  const before = '2026-01-01T00:04:59.999Z';
+
   it('exit code 0 succeeds, anything else fails with the code', () => {
-    assert.deepEqual(terminalFor({ kind: 'exited', exitCode: 0 }, false), { state: 'SUCCEEDED', reason: 'exited with code 0', exitCode: 0 });
-    assert.deepEqual(terminalFor({ kind: 'exited', exitCode: 3 }, false), { state: 'FAILED', reason: 'exited with code 3', exitCode: 3 });
+    assert.deepEqual(terminalFor({ outcome: { kind: 'exited', exitCode: 0, at: before }, expiresAt }, now), { state: 'SUCCEEDED', reason: 'exited with code 0', exitCode: 0 });
+    assert.deepEqual(terminalFor({ outcome: { kind: 'exited', exitCode: 3, at: before }, expiresAt }, now), { state: 'FAILED', reason: 'exited with code 3', exitCode: 3 });
   });
 
-  it('a recorded outcome wins over the timer; the timer alone expires', () => {
-    assert.equal(terminalFor({ kind: 'exited', exitCode: 0 }, true).state, JobState.SUCCEEDED);
-    assert.equal(terminalFor({ kind: 'cancelled', by: 'alice' }, true).state, JobState.CANCELLED);
-    assert.equal(terminalFor(undefined, true).state, JobState.EXPIRED);
+  it('an outcome before the expiry wins, however late it is read; the timer alone expires', () => {
+    assert.equal(terminalFor({ outcome: { kind: 'exited', exitCode: 0, at: before }, expiresAt }, now).state, JobState.SUCCEEDED);
+    assert.equal(terminalFor({ outcome: { kind: 'cancelled', by: 'alice', at: before }, expiresAt }, now).state, JobState.CANCELLED);
+    assert.deepEqual(terminalFor({ expiresAt }, now), { state: 'EXPIRED', reason: `live timeout reached at ${expiresAt}` });
+    assert.equal(terminalFor({ expiresAt }, new Date(before)).state, JobState.FAILED, 'a step that failed before the expiry fails the job');
+  });
+
+  it('expiry wins: an exit, a cancel or a loss at or after expiresAt ends the job EXPIRED, whatever its code', () => {
+    for (const at of [expiresAt, '2026-01-01T00:05:03.900Z']) {
+      assert.deepEqual(terminalFor({ outcome: { kind: 'exited', exitCode: 0, at }, expiresAt }, now), { state: 'EXPIRED', reason: `live timeout reached at ${expiresAt}`, exitCode: 0 });
+      assert.deepEqual(terminalFor({ outcome: { kind: 'exited', exitCode: 143, at }, expiresAt }, now), { state: 'EXPIRED', reason: `live timeout reached at ${expiresAt}`, exitCode: 143 });
+      assert.equal(terminalFor({ outcome: { kind: 'cancelled', by: 'alice', at }, expiresAt }, now).state, JobState.EXPIRED);
+      assert.equal(terminalFor({ outcome: { kind: 'lost', reason: 'gone', at }, expiresAt }, now).state, JobState.EXPIRED);
+    }
+  });
+
+  it('a job that never started has no expiry; an outcome recorded without its time keeps its own state', () => {
+    assert.equal(terminalFor({ outcome: { kind: 'exited', exitCode: 0, at: now.toISOString() } }, now).state, JobState.SUCCEEDED);
+    assert.equal(terminalFor({ outcome: { kind: 'exited', exitCode: 0 }, expiresAt }, now).state, JobState.SUCCEEDED);
   });
 
   it('a lost instance or a failed step fails with the reason', () => {
-    assert.deepEqual(terminalFor({ kind: 'lost', reason: 'i-1 terminated' }, false), { state: 'FAILED', reason: 'instance lost: i-1 terminated' });
-    assert.deepEqual(terminalFor(undefined, false, 'LaunchFailed: no capacity'), { state: 'FAILED', reason: 'LaunchFailed: no capacity' });
+    assert.deepEqual(terminalFor({ outcome: { kind: 'lost', reason: 'i-1 terminated', at: before }, expiresAt }, now), { state: 'FAILED', reason: 'instance lost: i-1 terminated' });
+    assert.deepEqual(terminalFor({}, now, 'LaunchFailed: no capacity'), { state: 'FAILED', reason: 'LaunchFailed: no capacity' });
   });
 });
 
