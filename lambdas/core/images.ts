@@ -53,7 +53,7 @@ export async function getImage(deps: CatalogDeps, identity: Identity, name: stri
 
 export async function listImages(deps: CatalogDeps, identity: Identity, query: PageQuery): Promise<Page<ImageRecord>> {
   authorize(identity, 'read', { kind: 'image' }, 'catalog');
-  return pageOf(await deps.catalog.listImages(), query, (image) => image.name);
+  return pageOf('images', await deps.catalog.listImages(), query, (image) => image.name);
 }
 
 /** The version a job runs: the one `pinned`, else the latest; undefined when the image has no such version. */

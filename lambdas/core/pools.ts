@@ -18,7 +18,7 @@ export interface PoolView extends PoolRecord {
 
 export async function listPools(deps: Pick<Deps, 'store'>, identity: Identity, query: PageQuery = {}): Promise<Page<PoolView>> {
   authorize(identity, 'read', { kind: 'pool' }, 'pools');
-  const page = pageOf(await deps.store.listPools(), query, (pool) => pool.name);
+  const page = pageOf('pools', await deps.store.listPools(), query, (pool) => pool.name);
   // Queue lengths only for the pools shown.
   return { ...page, items: await Promise.all(page.items.map((pool) => poolView(deps, pool))) };
 }

@@ -40,7 +40,7 @@ export async function listQuotas(deps: Pick<Deps, 'store' | 'now'>, identity: Id
   const rows = projects === undefined ? await deps.store.listQuotas() : (await Promise.all(projects.map((p) => deps.store.listQuotas(p)))).flat();
   // A space sorts below every character a project name may hold: project first, then resource.
   const now = deps.now();
-  return pageOf(rows.filter(hasLimit).map((row) => quotaView(row, now)), query, (q) => `${q.project} ${q.resource}`);
+  return pageOf('quotas', rows.filter(hasLimit).map((row) => quotaView(row, now)), query, (q) => `${q.project} ${q.resource}`);
 }
 
 /** Another project's quota is a 404, like a limit that does not exist. */

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { ValidationError, type FieldIssue } from './errors.js';
 import { BUDGET_PERIODS } from './budgets.js';
 import { JOB_STATES } from './job.js';
-import { PageQuery, wholeNumberParam } from './pagination.js';
+import { PageQuery, pageToken, wholeNumberParam } from './pagination.js';
 
 export const NAME_PATTERN = /^[a-z0-9]([a-z0-9._-]{0,62})$/;
 const name = (what: string) =>
@@ -61,10 +61,7 @@ export const JobLogsQuery = z.strictObject({
   tail: wholeNumberParam(MAX_LOG_TAIL)
     .optional()
     .describe('The last N lines (default 1000). Not with nextToken.'),
-  nextToken: z
-    .string()
-    .min(1)
-    .max(2048)
+  nextToken: pageToken
     .optional()
     .describe("The nextToken of an earlier answer: only the lines written after it, oldest first (follow a job's output by passing each answer's nextToken to the next request)."),
 }).refine((q) => q.tail === undefined || q.nextToken === undefined, { path: ['tail'], message: 'cannot be combined with nextToken' });

@@ -54,7 +54,7 @@ export async function listTemplates(deps: TemplateDeps, identity: Identity, quer
       : []
     : all.filter((t) => allowed(identity, 'read', resourceOf(t)));
   // Public templates first, then by project and name.
-  return pageOf(shown, query, (t) => `${t.project ?? ''}/${t.name}`);
+  return pageOf('templates', shown, query, (t) => `${t.project ?? ''}/${t.name}`);
 }
 
 /** `PATCH`: any field but the owner; the merged template is checked whole, as on create. */

@@ -588,6 +588,57 @@ describe('hostile input', () => {
     });
   });
 
+  describe('page tokens', () => {
+    const token = (value: unknown) => Buffer.from(JSON.stringify(value), 'utf8').toString('base64url');
+    const forged: Array<[string, string]> = [
+      ['2,000 characters of base64', 'A'.repeat(2000)],
+      ['longer than any token (3,000 characters)', 'A'.repeat(3000)],
+      ['not base64 JSON', 'not-a-token'],
+      ['raw base64 of a key, as tokens once were', Buffer.from(`2026-01-01T00:00:00.000Z#j-${'0'.repeat(16)}`).toString('base64url')],
+      ["the pools list's token", token({ list: 'pools', after: 'local' })],
+      ['a jobs token naming a 1,000-byte key', token({ list: 'jobs', after: `2026-01-01T00:00:00.000Z#${'a'.repeat(1000)}` })],
+      ['a jobs token naming a key of another shape', token({ list: 'jobs', after: 'vision and audio' })],
+      ['a JSON array', token(['jobs'])],
+    ];
+    for (const [what, value] of forged) {
+      it(`answers 400 naming nextToken to ${what}, on every list that takes one (never a 500)`, async () => {
+        const held = await submit(ALICE, { template: 'echo' });
+        const q = `nextToken=${encodeURIComponent(value)}`;
+        const lists: Array<[string, string]> = [
+          [ALICE, `/v1/jobs?${q}`],
+          [ALICE, `/v1/jobs?project=vision&${q}`],
+          [ROOT, `/v1/jobs?${q}`],
+          [ROOT, `/v1/jobs?state=SUCCEEDED&${q}`],
+          [ALICE, `/v1/pools?${q}`],
+          [ALICE, `/v1/quotas?${q}`],
+          [ALICE, `/v1/templates?${q}`],
+          [ALICE, `/v1/images?${q}`],
+          [ALICE, `/v1/jobs/${held.id}/logs?${q}`],
+        ];
+        for (const [who, path] of lists) {
+          // The pools token is a good token of /v1/pools: only the others must refuse it.
+          if (what.startsWith("the pools list's") && path.startsWith('/v1/pools')) continue;
+          const response = await send('GET', path, { token: who });
+          expectError(response, 400, ['nextToken']);
+        }
+        await untilEnded(held.id);
+      });
+    }
+
+    it("takes each list's own token back (the next page follows the first)", async () => {
+      const [a, b] = [await submit(ALICE, { template: 'echo' }), await submit(ALICE, { template: 'echo' })];
+      for (const [who, path] of [[ALICE, '/v1/jobs?limit=1'], [ROOT, '/v1/jobs?limit=1'], [ALICE, '/v1/templates?limit=1']]) {
+        const first = await send('GET', path, { token: who });
+        assert.equal(first.status, 200, first.text);
+        assert.equal(typeof first.body.nextToken, 'string', `${path}: more follow`);
+        const second = await send('GET', `${path}&nextToken=${encodeURIComponent(first.body.nextToken)}`, { token: who });
+        assert.equal(second.status, 200, second.text);
+        assert.notEqual(second.body.items[0].id, first.body.items[0].id);
+      }
+      await Promise.all([untilEnded(a.id), untilEnded(b.id)]);
+    });
+  });
+
   describe('idempotency keys', () => {
     it('keeps a key per project: the same key and body from another project is its own job', async () => {
       const key = `shared-key-${randomBytes(4).toString('hex')}`;

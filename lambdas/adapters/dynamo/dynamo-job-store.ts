@@ -19,6 +19,7 @@ import {
   type QueryCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { chargedGpuMs, GPU_MS_PER_HOUR, periodBounds, worstCaseGpuMs, type BudgetPeriod } from '../../core/budgets.js';
+import { decodePageToken, encodePageToken } from '../../core/pagination.js';
 import { Conflict, IdempotencyConflict, QuotaExceeded, StaleJob } from '../../core/errors.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../core/job.js';
 import type { CountedQuotaResource, QuotaResource } from '../../core/schemas.js';
@@ -31,6 +32,9 @@ import { cancellationCodes, isConditionFailure, transactWithRetry, type Transact
 /** Moved to its own module; re-exported for the modules that import it from here. */
 export { DynamoCatalog } from './dynamo-catalog.js';
 
+/** What a jobs page token may name: a `createdKey` (createdAt#id) or, for the scan, an id. */
+const CREATED_KEY = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z#[\x21-\x7e]{1,128}$/;
+const JOB_ID = /^[\x21-\x7e]{1,128}$/;
 const INDEX_ATTRIBUTES = ['queuePool', 'queueKey', 'createdKey', 'activePartition'] as const;
 const ACTIVE = 'active';
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
@@ -125,14 +129,14 @@ export class DynamoJobStore implements JobStore {
   }
 
   async listJobs(filter: { projects?: string[]; state?: JobState }, page: { limit: number; nextToken?: string }): Promise<Page<Job>> {
-    const cursor = page.nextToken ? decodeCursor(page.nextToken) : undefined;
-    if (!filter.projects) return this.scanJobs(filter.state, page.limit, cursor);
+    if (!filter.projects) return this.scanJobs(filter.state, page.limit, page.nextToken && decodePageToken('jobs', page.nextToken, JOB_ID));
+    const cursor = page.nextToken ? decodePageToken('jobs', page.nextToken, CREATED_KEY) : undefined;
     // Newest first across the caller's projects: merge each project's index page.
     const perProject = await Promise.all(filter.projects.map((project) => this.queryProject(project, filter.state, page.limit, cursor)));
     const merged = perProject.flat().sort((a, b) => (String(a.createdKey) < String(b.createdKey) ? 1 : -1));
     const items = merged.slice(0, page.limit);
     const more = merged.length > page.limit;
-    return { items: items.map(fromItem), nextToken: more ? encodeCursor(String(items.at(-1)!.createdKey)) : undefined };
+    return { items: items.map(fromItem), nextToken: more ? encodePageToken('jobs', String(items.at(-1)!.createdKey)) : undefined };
   }
 
   private async queryProject(project: string, state: JobState | undefined, limit: number, before?: string): Promise<Item[]> {
@@ -174,7 +178,7 @@ export class DynamoJobStore implements JobStore {
       items.push(...Items);
       start = LastEvaluatedKey;
     } while (start && items.length < limit);
-    return { items: items.map(fromItem), nextToken: start ? encodeCursor(String(start.id)) : undefined };
+    return { items: items.map(fromItem), nextToken: start ? encodePageToken('jobs', String(start.id)) : undefined };
   }
 
   async updateJob(id: string, from: readonly JobState[], set: Partial<Job>, remove: readonly (keyof Job)[] = []): Promise<Job> {
@@ -950,12 +954,3 @@ function toQuota(item: Item): QuotaRecord {
   };
 }
 
-
-
-function encodeCursor(value: string): string {
-  return Buffer.from(value, 'utf8').toString('base64url');
-}
-
-function decodeCursor(token: string): string {
-  return Buffer.from(token, 'base64url').toString('utf8');
-}
