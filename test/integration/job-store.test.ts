@@ -270,4 +270,37 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
     assert.equal(both.items.length, 6);
     assert.equal(both.nextToken, undefined);
   });
+
+  it('lists every project newest first for an admin (no projects given), page after page, with a state filter too', async () => {
+    const { store } = await freshStore(dynamo());
+    const base = Date.UTC(2024, 4, 1);
+    // Ids in no relation to age, projects interleaved, stored out of order: only the index can order them.
+    const ages = [7, 2, 11, 0, 5, 9, 1, 10, 3, 8, 6, 4];
+    const projects = ['vision', 'audio', 'text'];
+    const jobs = ages.map((age, i) =>
+      makeJob({ id: `j-${(age * 7919 + 13).toString(36)}`, project: projects[i % 3], createdAt: new Date(base + age * 1000).toISOString(), state: age % 3 === 0 ? JobState.SUCCEEDED : JobState.PENDING }),
+    );
+    for (const job of jobs) await store.createJob(job);
+    await store.putQuota({ project: 'idle', resource: 'gpus', hardLimit: 4 }); // a project with no job at all
+    const newestFirst = (list: Job[]) => [...list].sort((a, b) => b.createdAt.localeCompare(a.createdAt)).map((j) => j.id);
+
+    const pages = async (state?: JobState) => {
+      const seen: string[] = [];
+      let nextToken: string | undefined;
+      let count = 0;
+      do {
+        const page = await store.listJobs({ state }, { limit: 5, nextToken });
+        assert.ok(page.items.length <= 5);
+        seen.push(...page.items.map((j) => j.id));
+        nextToken = page.nextToken;
+        count += 1;
+      } while (nextToken && count < 10);
+      return { seen, count };
+    };
+    const all = await pages();
+    assert.deepEqual(all.seen, newestFirst(jobs));
+    assert.equal(all.count, 3);
+    const succeeded = await pages(JobState.SUCCEEDED);
+    assert.deepEqual(succeeded.seen, newestFirst(jobs.filter((j) => j.state === JobState.SUCCEEDED)));
+  });
 });

@@ -19,7 +19,6 @@ import {
   type QueryCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { chargedGpuMs, GPU_MS_PER_HOUR, periodBounds, worstCaseGpuMs, type BudgetPeriod } from '../../core/budgets.js';
-import { decodePageToken, encodePageToken } from '../../core/pagination.js';
 import { Conflict, IdempotencyConflict, QuotaExceeded, StaleJob } from '../../core/errors.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../core/job.js';
 import type { CountedQuotaResource, QuotaResource } from '../../core/schemas.js';
@@ -27,14 +26,12 @@ import type { AdmitResult, IdempotencyClaim, JobStore, Limits, OutcomeInstance, 
 import type { TableNames } from './table-names.js';
 import { templateUsableCheck } from './dynamo-catalog.js';
 import { batchGetAll } from './batch-get.js';
+import { listJobItems } from './job-listing.js';
 import { cancellationCodes, isConditionFailure, transactWithRetry, type TransactItems } from './transactions.js';
 
 /** Moved to its own module; re-exported for the modules that import it from here. */
 export { DynamoCatalog } from './dynamo-catalog.js';
 
-/** What a jobs page token may name: a `createdKey` (createdAt#id) or, for the scan, an id. */
-const CREATED_KEY = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z#[\x21-\x7e]{1,128}$/;
-const JOB_ID = /^[\x21-\x7e]{1,128}$/;
 const INDEX_ATTRIBUTES = ['queuePool', 'queueKey', 'createdKey', 'activePartition'] as const;
 const ACTIVE = 'active';
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
@@ -129,56 +126,8 @@ export class DynamoJobStore implements JobStore {
   }
 
   async listJobs(filter: { projects?: string[]; state?: JobState }, page: { limit: number; nextToken?: string }): Promise<Page<Job>> {
-    if (!filter.projects) return this.scanJobs(filter.state, page.limit, page.nextToken && decodePageToken('jobs', page.nextToken, JOB_ID));
-    const cursor = page.nextToken ? decodePageToken('jobs', page.nextToken, CREATED_KEY) : undefined;
-    // Newest first across the caller's projects: merge each project's index page.
-    const perProject = await Promise.all(filter.projects.map((project) => this.queryProject(project, filter.state, page.limit, cursor)));
-    const merged = perProject.flat().sort((a, b) => (String(a.createdKey) < String(b.createdKey) ? 1 : -1));
-    const items = merged.slice(0, page.limit);
-    const more = merged.length > page.limit;
-    return { items: items.map(fromItem), nextToken: more ? encodePageToken('jobs', String(items.at(-1)!.createdKey)) : undefined };
-  }
-
-  private async queryProject(project: string, state: JobState | undefined, limit: number, before?: string): Promise<Item[]> {
-    const found: Item[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const { Items = [], LastEvaluatedKey } = await this.doc.send(
-        new QueryCommand({
-          TableName: this.tables.jobs,
-          IndexName: 'byProject',
-          KeyConditionExpression: before ? '#project = :p AND createdKey < :c' : '#project = :p',
-          ExpressionAttributeNames: { '#project': 'project', ...(state ? { '#state': 'state' } : {}) },
-          ...(state ? { FilterExpression: '#state = :s' } : {}),
-          ExpressionAttributeValues: { ':p': project, ...(before ? { ':c': before } : {}), ...(state ? { ':s': state } : {}) },
-          ScanIndexForward: false,
-          Limit: limit + 1,
-          ExclusiveStartKey: start,
-        }),
-      );
-      found.push(...Items);
-      start = LastEvaluatedKey;
-    } while (start && found.length <= limit);
-    return found.slice(0, limit + 1);
-  }
-
-  /** Admins list every project: a paginated scan (listing is not on any hot path). */
-  private async scanJobs(state: JobState | undefined, limit: number, cursor?: string): Promise<Page<Job>> {
-    const items: Item[] = [];
-    let start: Record<string, unknown> | undefined = cursor ? { id: cursor } : undefined;
-    do {
-      const { Items = [], LastEvaluatedKey } = await this.doc.send(
-        new ScanCommand({
-          TableName: this.tables.jobs,
-          Limit: limit - items.length,
-          ExclusiveStartKey: start,
-          ...(state ? { FilterExpression: '#state = :s', ExpressionAttributeNames: { '#state': 'state' }, ExpressionAttributeValues: { ':s': state } } : {}),
-        }),
-      );
-      items.push(...Items);
-      start = LastEvaluatedKey;
-    } while (start && items.length < limit);
-    return { items: items.map(fromItem), nextToken: start ? encodePageToken('jobs', String(start.id)) : undefined };
+    const { items, nextToken } = await listJobItems(this.doc, this.tables, filter, page);
+    return { items: items.map(fromItem), nextToken };
   }
 
   async updateJob(id: string, from: readonly JobState[], set: Partial<Job>, remove: readonly (keyof Job)[] = []): Promise<Job> {
