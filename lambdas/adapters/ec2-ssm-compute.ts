@@ -131,6 +131,12 @@ export interface CommandOutcome {
   statusDetails?: string;
   /** The script's exit code, which is the container's; undefined when it never ran (SSM reports -1). */
   exitCode?: number;
+  /**
+   * When the script ended (ExecutionEndDateTime), ISO 8601 UTC: the script ends as soon as
+   * `docker wait` returns, so this is when the container exited, however late the event is
+   * handled. Undefined when SSM gives none (empty before the plugin ran) or an unreadable one.
+   */
+  endedAt?: string;
 }
 
 export class Ec2SsmCompute implements Compute {
@@ -427,6 +433,8 @@ export class Ec2SsmCompute implements Compute {
     if (invocation.StatusDetails) outcome.statusDetails = invocation.StatusDetails;
     // -1: the script never ran or never reported, so there is no container exit code to speak of.
     if (typeof invocation.ResponseCode === 'number' && invocation.ResponseCode >= 0) outcome.exitCode = invocation.ResponseCode;
+    const ended = invocation.ExecutionEndDateTime ? Date.parse(invocation.ExecutionEndDateTime) : Number.NaN;
+    if (Number.isFinite(ended)) outcome.endedAt = new Date(ended).toISOString();
     return outcome;
   }
 

@@ -2,6 +2,8 @@
  * The compute events handler against real job records (DynamoDB Local through
  * the harness) and the real EC2+SSM adapter over aws-sdk-client-mock, fed
  * EventBridge events shaped like the ones AWS sends (test/fixtures/events).
+ * Jobs run in the fixtures' timeline (2030-01-01, expiring at 01:01), so each
+ * report's time (the invocation's end, else the event's) decides the verdict.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -15,6 +17,7 @@ import { newJobId } from '../../lambdas/adapters/ids.js';
 import type { Deps } from '../../lambdas/core/deps.js';
 import { ValidationError } from '../../lambdas/core/errors.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
+import { releaseStep } from '../../lambdas/core/lifecycle.js';
 import { CommandNotSettled, createComputeEventsHandler } from '../../lambdas/handlers/events/compute-events.js';
 import { IMAGE, startDynamo, world, type Dynamo, type World } from '../support/harness.js';
 
@@ -28,12 +31,20 @@ const compute = new Ec2SsmCompute({ ec2, ssm, launchTemplateId: 'lt-0123456789ab
 const I1 = 'i-0abc1234def567890';
 const I2 = 'i-0abc1234def567891';
 const COMMAND = 'e8d3c0e4-71f7-4491-898f-c9b35bee5f3b';
+/** The fixtures' timeline: every job runs from STARTED until EXPIRES. */
+const STARTED = '2030-01-01T00:01:00.000Z';
+const EXPIRES = '2030-01-01T01:01:00.000Z';
+/** The fixtures' own event times, as core stores them. */
+const COMMAND_EVENT_TIME = '2030-01-01T00:41:32.000Z';
+const INSTANCE_EVENT_TIME = '2030-01-01T00:43:48.000Z';
 
 type Fixture =
   | 'aws-ssm-command-invocation-success'
   | 'aws-ssm-command-invocation-failed'
   | 'aws-ssm-command-invocation-timed-out'
+  | 'aws-ssm-command-invocation-success-after-expiry'
   | 'aws-ec2-instance-terminated'
+  | 'aws-ec2-instance-shutting-down-dead-man'
   | 'aws-ec2-instance-stopping'
   | 'aws-ec2-instance-running';
 
@@ -63,6 +74,8 @@ let deps: Deps;
 /** The workflow's Run wait, as the handler ends it. */
 let ended: Array<{ token: string; output: unknown }>;
 let jobReads = 0;
+/** The handler's clock; undefined: the real one (years before the fixtures' timeline). */
+let clock: Date | undefined;
 const handler = createComputeEventsHandler(
   () => deps,
   () => compute,
@@ -78,6 +91,7 @@ before(async () => {
   const store = w.deps.store;
   deps = {
     ...w.deps,
+    now: () => clock ?? new Date(),
     // Counts the handler's reads of jobs (the test's own go through w.store).
     store: new Proxy(store, {
       get(target, property, receiver) {
@@ -108,11 +122,12 @@ beforeEach(() => {
   ec2Mock.reset();
   ssmMock.reset();
   ended = [];
+  clock = undefined;
 });
 
 /** A job admitted and running on `instanceIds`, waiting in Run with token `token-<id>`. */
 async function runningJob(instanceIds: string[]): Promise<Job> {
-  const now = new Date();
+  const now = new Date(STARTED);
   const job: Job = {
     id: newJobId(),
     name: 'train',
@@ -135,12 +150,12 @@ async function runningJob(instanceIds: string[]): Promise<Job> {
     state: JobState.RUNNING,
     instanceIds,
     startedAt: now.toISOString(),
-    expiresAt: new Date(now.getTime() + 3_600_000).toISOString(),
+    expiresAt: EXPIRES,
   });
   return w.store.setTaskToken(job.id, `token-${job.id}`);
 }
 
-function invocation(jobId: string, instanceId: string, result: { Status: string; StatusDetails?: string; ResponseCode: number }) {
+function invocation(jobId: string, instanceId: string, result: { Status: string; StatusDetails?: string; ResponseCode: number; ExecutionEndDateTime?: string }) {
   ssmMock
     .on(GetCommandInvocationCommand, { CommandId: COMMAND, InstanceId: instanceId })
     .resolves({ CommandId: COMMAND, InstanceId: instanceId, Comment: `flare:job=${jobId}`, DocumentName: 'AWS-RunShellScript', ...result } as never);
@@ -170,8 +185,8 @@ describe('SSM command status events', () => {
     assert.equal(jobReads, 0, 'the exit of the only node is recorded on its condition, without reading the job first');
     assert.deepEqual(ssmMock.commandCalls(GetCommandInvocationCommand)[0].args[0].input, { CommandId: COMMAND, InstanceId: I1 });
     const stored = await w.store.getJob(job.id);
-    assert.deepEqual(stored?.outcome, { kind: 'exited', exitCode: 0 });
-    assert.deepEqual(ended, [{ token: `token-${job.id}`, output: { outcome: { kind: 'exited', exitCode: 0 } } }]);
+    assert.deepEqual(stored?.outcome, { kind: 'exited', exitCode: 0, at: COMMAND_EVENT_TIME });
+    assert.deepEqual(ended, [{ token: `token-${job.id}`, output: { outcome: { kind: 'exited', exitCode: 0, at: COMMAND_EVENT_TIME } } }]);
   });
 
   test("a failed command records the container's exit code", async () => {
@@ -180,7 +195,7 @@ describe('SSM command status events', () => {
 
     await deliver(fixture('aws-ssm-command-invocation-failed'));
 
-    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 3 });
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 3, at: COMMAND_EVENT_TIME });
     assert.equal(ended.length, 1);
   });
 
@@ -193,6 +208,7 @@ describe('SSM command status events', () => {
     assert.deepEqual((await w.store.getJob(job.id))?.outcome, {
       kind: 'lost',
       reason: `SSM command ${COMMAND} on ${I1} ended Failed (Undeliverable) without an exit code`,
+      at: COMMAND_EVENT_TIME,
     });
     assert.equal(ended.length, 1);
   });
@@ -209,7 +225,7 @@ describe('SSM command status events', () => {
     assert.deepEqual(ended, []);
 
     await deliver(fixture('aws-ssm-command-invocation-success', { 'instance-id': I2 }));
-    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 0 });
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 0, at: COMMAND_EVENT_TIME });
     assert.equal(ended.length, 1);
   });
 
@@ -219,7 +235,7 @@ describe('SSM command status events', () => {
 
     await deliver(fixture('aws-ssm-command-invocation-failed', { 'instance-id': I2 }));
 
-    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 137 });
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 137, at: COMMAND_EVENT_TIME });
   });
 
   test('a timed-out command is ignored without a lookup: the container runs detached and the live timeout rules', async () => {
@@ -252,7 +268,7 @@ describe('SSM command status events', () => {
     invocation(job.id, I1, { Status: 'Failed', ResponseCode: 2 });
     await deliver(fixture('aws-ssm-command-invocation-failed'));
     await deliver(fixture('aws-ssm-command-invocation-failed'));
-    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 2 });
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 2, at: COMMAND_EVENT_TIME });
     assert.equal(ended.length, 1);
   });
 
@@ -272,7 +288,7 @@ describe('EC2 instance state events', () => {
       await deliver(fixture('aws-ec2-instance-terminated', { state }));
 
       assert.deepEqual(ec2Mock.commandCalls(DescribeInstancesCommand)[0].args[0].input, { InstanceIds: [I1], NextToken: undefined });
-      assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'lost', reason: `instance ${I1} is ${state}` });
+      assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'lost', reason: `instance ${I1} is ${state}`, at: INSTANCE_EVENT_TIME });
       assert.equal(ended.length, 1);
     });
   }
@@ -281,7 +297,7 @@ describe('EC2 instance state events', () => {
     const job = await runningJob([I2, I1]);
     flareInstance(job.id);
     await deliver(fixture('aws-ec2-instance-stopping'));
-    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'lost', reason: `instance ${I1} is stopping` });
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'lost', reason: `instance ${I1} is stopping`, at: INSTANCE_EVENT_TIME });
   });
 
   test('a running instance is ignored without a lookup', async () => {
@@ -316,6 +332,67 @@ describe('EC2 instance state events', () => {
   });
 });
 
+describe('expiry wins: a report carries when the exit or loss happened, not when it is handled', () => {
+  /** The job's end as the workflow's Release decides it, at the handler's clock. */
+  async function verdict(job: Job): Promise<Pick<Job, 'state' | 'stateReason' | 'exitCode'>> {
+    await releaseStep(deps, job.id);
+    const { state, stateReason, exitCode } = (await w.store.getJob(job.id))!;
+    return { state, stateReason, ...(exitCode !== undefined ? { exitCode } : {}) };
+  }
+
+  test('an exit before expiresAt, handled half an hour after it (a retried event), is SUCCEEDED: the invocation end decides, not the event time or the clock', async () => {
+    const job = await runningJob([I1]);
+    invocation(job.id, I1, { Status: 'Success', ResponseCode: 0, ExecutionEndDateTime: '2030-01-01T01:00:59.400Z' });
+    clock = new Date('2030-01-01T01:31:00.000Z');
+
+    // The event itself was emitted just after expiresAt (01:01:01).
+    await deliver(fixture('aws-ssm-command-invocation-success-after-expiry'));
+
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 0, at: '2030-01-01T01:00:59.400Z' });
+    assert.deepEqual(await verdict(job), { state: JobState.SUCCEEDED, stateReason: 'exited with code 0', exitCode: 0 });
+  });
+
+  test('an exit with code 0 after expiresAt (the container outlived its timeout) is EXPIRED, even handled at once', async () => {
+    const job = await runningJob([I1]);
+    invocation(job.id, I1, { Status: 'Success', ResponseCode: 0, ExecutionEndDateTime: '2030-01-01T01:01:00.180Z' });
+
+    await deliver(fixture('aws-ssm-command-invocation-success-after-expiry'));
+
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 0, at: '2030-01-01T01:01:00.180Z' });
+    assert.deepEqual(await verdict(job), { state: JobState.EXPIRED, stateReason: `live timeout reached at ${EXPIRES}`, exitCode: 0 });
+  });
+
+  test("the container stopped by the instance's dead-man switch at expiresAt (143, no end time from SSM) is EXPIRED by the event's time", async () => {
+    const job = await runningJob([I1]);
+    invocation(job.id, I1, { Status: 'Failed', ResponseCode: 143, ExecutionEndDateTime: '' });
+
+    await deliver(fixture('aws-ssm-command-invocation-success-after-expiry', { status: 'Failed' }));
+
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 143, at: '2030-01-01T01:01:01.000Z' });
+    assert.deepEqual(await verdict(job), { state: JobState.EXPIRED, stateReason: `live timeout reached at ${EXPIRES}`, exitCode: 143 });
+  });
+
+  test('an instance its own dead-man switch shut down after expiresAt is EXPIRED, not FAILED "instance lost"', async () => {
+    const job = await runningJob([I1]);
+    flareInstance(job.id);
+
+    await deliver(fixture('aws-ec2-instance-shutting-down-dead-man'));
+
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'lost', reason: `instance ${I1} is shutting-down`, at: '2030-01-01T01:16:02.000Z' });
+    assert.deepEqual(await verdict(job), { state: JobState.EXPIRED, stateReason: `live timeout reached at ${EXPIRES}` });
+  });
+
+  test('an instance lost before expiresAt, handled after it, is still FAILED "instance lost"', async () => {
+    const job = await runningJob([I1]);
+    flareInstance(job.id);
+    clock = new Date('2030-01-01T02:00:00.000Z');
+
+    await deliver(fixture('aws-ec2-instance-terminated'));
+
+    assert.deepEqual(await verdict(job), { state: JobState.FAILED, stateReason: `instance lost: instance ${I1} is terminated` });
+  });
+});
+
 describe('events of another shape', () => {
   for (const [what, event, field] of [
     ['a missing instance id', () => { const e = fixture('aws-ec2-instance-terminated'); delete e.detail!['instance-id']; return e; }, 'detail.instance-id'],
@@ -326,6 +403,8 @@ describe('events of another shape', () => {
     ['an unexpected detail-type', () => ({ ...fixture('aws-ec2-instance-terminated'), 'detail-type': 'EC2 Spot Instance Interruption Warning' }), 'detail-type'],
     ['an SSM detail-type from another source', () => ({ ...fixture('aws-ssm-command-invocation-success'), source: 'flare' }), 'source'],
     ['no detail', () => { const e = fixture('aws-ec2-instance-terminated'); delete e.detail; return e; }, 'detail'],
+    ['a missing event time', () => { const e = fixture('aws-ec2-instance-terminated'); delete e.time; return e; }, 'time'],
+    ['an event time that is not one', () => ({ ...fixture('aws-ssm-command-invocation-success'), time: 'yesterday' }), 'time'],
   ] as const) {
     test(`${what} is thrown as a validation error naming ${field}, and nothing is looked up`, async () => {
       await assert.rejects(deliver(event()), (error: unknown) => {

@@ -735,6 +735,19 @@ describe('Ec2SsmCompute event lookups', () => {
     assert.deepEqual(await compute.commandOutcome('c-2', 'i-1'), { jobId: 'j-abc', status: 'Success', statusDetails: 'Success', exitCode: 0 });
   });
 
+  test("commandOutcome says when the script (so the container) ended, from the invocation's ExecutionEndDateTime; none when SSM gives none", async () => {
+    ssmMock
+      .on(GetCommandInvocationCommand)
+      .resolvesOnce({ Comment: 'flare:job=j-abc', Status: 'Failed', ResponseCode: 143, ExecutionEndDateTime: '2030-01-01T01:01:00.180Z' })
+      .resolvesOnce({ Comment: 'flare:job=j-abc', Status: 'Failed', ResponseCode: 143, ExecutionEndDateTime: '' })
+      .resolvesOnce({ Comment: 'flare:job=j-abc', Status: 'Failed', ResponseCode: 143, ExecutionEndDateTime: 'not a time' });
+    const compute = new Ec2SsmCompute(PROPS);
+
+    assert.deepEqual(await compute.commandOutcome('c-1', 'i-1'), { jobId: 'j-abc', status: 'Failed', exitCode: 143, endedAt: '2030-01-01T01:01:00.180Z' });
+    assert.deepEqual(await compute.commandOutcome('c-1', 'i-1'), { jobId: 'j-abc', status: 'Failed', exitCode: 143 });
+    assert.deepEqual(await compute.commandOutcome('c-1', 'i-1'), { jobId: 'j-abc', status: 'Failed', exitCode: 143 });
+  });
+
   for (const Comment of [undefined, '', 'patching run', 'flare:job=', 'flare:job=J-ABC', 'flare:job=j-abc; rm', 'xflare:job=j-abc']) {
     test(`commandOutcome ignores a command that is not Flare's (comment ${JSON.stringify(Comment)})`, async () => {
       ssmMock.on(GetCommandInvocationCommand).resolves({ Comment, Status: 'Success', ResponseCode: 0 });

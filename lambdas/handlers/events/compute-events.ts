@@ -6,6 +6,10 @@
  * longer concern a running job (our own Stop, an earlier attempt) change
  * nothing there. An event of another shape is thrown, never dropped: it is
  * retried and then lands where the rule sends failures.
+ *
+ * Each report carries when the exit or loss happened, never when this Lambda runs:
+ * core ends a job EXPIRED when that time is at or after its expiresAt (expiry wins),
+ * so a late, retried or duplicated event gives the same verdict as a prompt one.
  */
 import middy from '@middy/core';
 import { z } from 'zod';
@@ -30,10 +34,13 @@ const COMMAND_UNSETTLED = ['Pending', 'InProgress', 'Delayed', 'Cancelling'];
 export const LOST_INSTANCE_STATES = ['shutting-down', 'terminated', 'stopping', 'stopped'] as const;
 
 const instanceId = z.string().regex(/^i-[0-9a-f]{8,17}$/, 'must be an EC2 instance id');
+/** EventBridge's `time`: when the source emitted the event (whole seconds), kept across retries. */
+const eventTime = z.iso.datetime({ error: 'must be an ISO 8601 UTC time such as 2030-01-01T00:00:00Z' });
 
 export const CommandStatusEvent = z.object({
   source: z.literal('aws.ssm'),
   'detail-type': z.literal(COMMAND_STATUS_CHANGE),
+  time: eventTime,
   detail: z.object({
     'command-id': z.string().regex(/^[0-9a-f-]{36}$/, 'must be an SSM command id'),
     'instance-id': instanceId,
@@ -45,6 +52,7 @@ export const CommandStatusEvent = z.object({
 export const InstanceStateEvent = z.object({
   source: z.literal('aws.ec2'),
   'detail-type': z.literal(INSTANCE_STATE_CHANGE),
+  time: eventTime,
   detail: z.object({
     'instance-id': instanceId,
     state: z.enum(['pending', 'running', ...LOST_INSTANCE_STATES]),
@@ -72,16 +80,24 @@ export async function handleComputeEvent(deps: Deps, lookups: ComputeEventLookup
     if (!outcome) return deps.log.info("ignored a command that is not Flare's", { commandId, instanceId });
     if (COMMAND_UNSETTLED.includes(outcome.status)) throw new CommandNotSettled(`command ${commandId} on ${instanceId} is ${outcome.status}, not ${status} yet`);
     if (!COMMAND_ENDED.includes(outcome.status)) return deps.log.info('ignored command status', { commandId, instanceId, status: outcome.status });
-    if (outcome.exitCode !== undefined) return reportNodeExit(deps, outcome.jobId, instanceId, outcome.exitCode);
+    // The script's end is the container's exit (to the millisecond); the event's own time bounds it from above.
+    const at = outcome.endedAt ?? isoTime(event.time);
+    if (outcome.exitCode !== undefined) return reportNodeExit(deps, outcome.jobId, instanceId, outcome.exitCode, at);
     const how = outcome.statusDetails && outcome.statusDetails !== outcome.status ? `${outcome.status} (${outcome.statusDetails})` : outcome.status;
-    return reportInstanceLost(deps, outcome.jobId, instanceId, `SSM command ${commandId} on ${instanceId} ended ${how} without an exit code`);
+    return reportInstanceLost(deps, outcome.jobId, instanceId, `SSM command ${commandId} on ${instanceId} ended ${how} without an exit code`, at);
   }
 
   const { 'instance-id': instanceId, state } = event.detail;
   if (!(LOST_INSTANCE_STATES as readonly string[]).includes(state)) return deps.log.info('ignored instance state', { instanceId, state });
   const jobId = await lookups.jobOfInstance(instanceId);
   if (!jobId) return deps.log.info('ignored an instance that is not Flare\'s', { instanceId, state });
-  return reportInstanceLost(deps, jobId, instanceId, `instance ${instanceId} is ${state}`);
+  // The state change's own time: an instance its dead-man switch powered off after expiresAt ends the job EXPIRED.
+  return reportInstanceLost(deps, jobId, instanceId, `instance ${instanceId} is ${state}`, isoTime(event.time));
+}
+
+/** An event time as core stores times (toISOString), so outcomes from either source read alike. */
+function isoTime(time: string): string {
+  return new Date(time).toISOString();
 }
 
 export function createComputeEventsHandler(deps: () => Deps, compute: () => ComputeEventLookups) {
