@@ -6,8 +6,10 @@
  * `<dataDir>/jobs/<id>/`:
  *
  *   spec.json   what to run (RunnerSpec), written before the job is started
- *   pid         the job's pid (its process group), the boot it ran in, and the
- *               supervisor (pid, nonce) that runs it
+ *   pid         the job's pid (its process group, led by the runner's shim), the
+ *               boot it ran in, and the supervisor (pid, nonce) that runs it
+ *   exit-code   the job's exit code, written by the shim as the job ends, so a
+ *               supervisor that adopts the job after a crash still learns it
  *   output.log  the job's stdout and stderr
  *   exit.json   ExitRecord, written once, atomically, when the job is over
  *
@@ -17,7 +19,10 @@
  *
  * The supervisor and its jobs are detached, so jobs survive a crash of the
  * control plane as EC2 instances would; a restarted control plane connects to
- * the live supervisor, and `reattach` picks the jobs up again.
+ * the live supervisor, and `reattach` picks the jobs up again. A supervisor that
+ * dies is replaced at once, and the new one adopts its jobs (they keep running).
+ * An end that cannot be recorded (the store is down) is reported again, with
+ * backoff, until it is.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, watch, type FSWatcher } from 'node:fs';
@@ -48,8 +53,12 @@ export interface ExitRecord {
   exitCode: number;
   signal: string | null;
   finishedAt: string;
-  /** Why it ended, when not on its own: stopped by the control plane, expired (dead-man switch), never started, failure of the supervisor to run it. */
-  reason?: 'stopped' | 'expired' | 'not-started' | 'runner-error';
+  /**
+   * Why it ended, when not on its own: stopped by the control plane, expired (dead-man switch), never
+   * started, failure of the supervisor to run it, or lost (its processes went while no supervisor
+   * watched them, without an exit code: reported through onLost).
+   */
+  reason?: 'stopped' | 'expired' | 'not-started' | 'runner-error' | 'lost';
   error?: string;
 }
 
@@ -61,22 +70,21 @@ export interface LocalComputeOptions {
   /** `auto`: docker when an engine answers `docker info`, else process. */
   readonly driver: 'auto' | LocalDriver;
   /**
-   * A job's process ended on its own (or by the dead-man switch). Called at most once
-   * per job and LocalCompute instance; never for a job ended by `stop()`.
+   * A job's process ended on its own (or by the dead-man switch). Called until it resolves, with
+   * backoff (the store may be down), then never again for that job and LocalCompute instance;
+   * never for a job ended by `stop()`.
    */
   readonly onExit: (jobId: string, exitCode: number, record: ExitRecord) => void | Promise<void>;
-  /** A job's supervisor died without recording its exit (killed, machine rebooted): the local "instance lost". */
-  readonly onLost?: (jobId: string, reason: string) => void | Promise<void>;
+  /** A job's processes went without an exit code while no supervisor watched them (killed, machine rebooted): the local "instance lost". Retried as onExit is. */
+  readonly onLost?: (jobId: string, reason: string, at?: string) => void | Promise<void>;
   /**
    * GPUs found on this machine; pools are mapped onto device indices 0..n-1 in config order.
    * 0: no GPUs, each pool's slots are plain numbers 0..gpus-1.
    * @default 0 (`create` runs `nvidia-smi -L`)
    */
   readonly hostGpus?: number;
-  /** SIGTERM to SIGKILL. @default 10000 */
+  /** SIGTERM to SIGKILL, for a stop and for the supervisor's own stop at expiresAt. @default 5000 */
   readonly stopGraceMs?: number;
-  /** The supervisor stops a job at expiresAt + this, even with no control plane left. @default 60000 */
-  readonly deadManGraceMs?: number;
   /** Fallback check of exit files and supervisor liveness, beside fs.watch. @default 2000 */
   readonly pollMs?: number;
   /** A supervisor this instance starts exits after this long with no job and no control plane connected. @default 60000 */
@@ -97,8 +105,10 @@ export interface RunnerSpec {
   outputPath: string;
   pidPath: string;
   exitPath: string;
+  /** Where the shim writes the job's exit code. */
+  statusPath: string;
+  /** The supervisor stops the job then (SIGTERM, SIGKILL stopGraceMs later), with or without a control plane. */
   expiresAt: string;
-  deadManGraceMs: number;
   stopGraceMs: number;
   /** Run besides SIGTERM when stopping: the container is outside the job's process group. */
   stopArgv?: string[];
@@ -109,6 +119,11 @@ export class LocalComputeError extends FlareError {}
 
 const SUPERVISOR = fileURLToPath(new URL('./local-job-supervisor.mjs', import.meta.url));
 const KILL_WAIT_MS = 5000;
+/** SIGTERM to SIGKILL: a few seconds, as DESIGN.md's expiry asks (the runner's DEFAULT_STOP_GRACE_MS). */
+const STOP_GRACE_MS = 5000;
+/** Reporting a job's end again after a failure: from this, doubling, up to the max. */
+const REPORT_RETRY_MS = 250;
+const REPORT_RETRY_MAX_MS = 30_000;
 /** How long a plane tries to reach or start a supervisor before a start fails. */
 const SUPERVISOR_START_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -127,6 +142,10 @@ interface Watched {
   checking: boolean;
   /** A change came while a check ran: that check may have read before it, so check again after. */
   again?: boolean;
+  /** Reports of its end that failed so far; the next try waits until retryAt. */
+  failures: number;
+  retryAt?: number;
+  retryTimer?: NodeJS.Timeout;
 }
 
 /** Who runs the jobs of a data directory: its pid, and a nonce that a reused pid cannot have. */
@@ -149,7 +168,6 @@ export class LocalCompute implements Compute {
   private readonly supervisor: SupervisorLink;
   private liveness: { at: number; id: Promise<SupervisorId | undefined> } | undefined;
   private readonly stopGraceMs: number;
-  private readonly deadManGraceMs: number;
   private readonly pollMs: number;
   private readonly log: Logger;
   private readonly driver: Promise<LocalDriver>;
@@ -168,8 +186,7 @@ export class LocalCompute implements Compute {
   constructor(private readonly options: LocalComputeOptions) {
     this.dataDir = resolve(options.dataDir);
     this.hostGpus = options.hostGpus ?? 0;
-    this.stopGraceMs = options.stopGraceMs ?? 10_000;
-    this.deadManGraceMs = options.deadManGraceMs ?? 60_000;
+    this.stopGraceMs = options.stopGraceMs ?? STOP_GRACE_MS;
     this.pollMs = options.pollMs ?? 2000;
     this.log = options.log ?? stderrLogger;
     this.driver =
@@ -410,8 +427,10 @@ export class LocalCompute implements Compute {
       return;
     }
     if (existsSync(join(dir, 'pid'))) {
-      // It ran, and its supervisor died without a record: running it again could repeat its effects.
-      throw new LaunchFailed(`job ${job.id} was started before and its supervisor died without recording an exit`);
+      // It ran, and its supervisor died: never run it again; a new supervisor adopts it or records how it ended.
+      await this.supervisor.request({ op: 'adopt', jobId: job.id }, true);
+      this.watch(job.id);
+      return;
     }
 
     const runnerSpec = await this.runnerSpec(job.id, dir, spec, devices);
@@ -431,8 +450,8 @@ export class LocalCompute implements Compute {
       outputPath: join(dir, 'output.log'),
       pidPath: join(dir, 'pid'),
       exitPath: join(dir, 'exit.json'),
+      statusPath: join(dir, 'exit-code'),
       expiresAt: spec.expiresAt,
-      deadManGraceMs: this.deadManGraceMs,
       stopGraceMs: this.stopGraceMs,
     };
     await mkdir(common.cwd, { recursive: true, mode: 0o700 });
@@ -477,6 +496,12 @@ export class LocalCompute implements Compute {
   /** SIGTERM to the job's process group (by its supervisor, when alive), SIGKILL after stopGraceMs. */
   private async stopProcesses(jobId: string, dir: string): Promise<void> {
     const exitPath = join(dir, 'exit.json');
+    if (!existsSync(exitPath) && existsSync(join(dir, 'pid')) && !(await this.supervised(dir))) {
+      // Its supervisor died: a new one adopts the job, so the stop below goes through it and its end is recorded.
+      await this.supervisor.request({ op: 'adopt', jobId }, true).catch((error: unknown) => {
+        this.log.warn('no job supervisor could adopt the job; signalling it', { jobId, error: String(error) });
+      });
+    }
     let group = await recordedPid(dir); // the job's pid leads its group
     if (!existsSync(exitPath) && (await this.supervised(dir))) {
       // The supervisor sends SIGTERM to the group once (and runs `docker stop`), SIGKILL after
@@ -508,7 +533,7 @@ export class LocalCompute implements Compute {
   private watch(jobId: string): void {
     if (this.closed || this.reported.has(jobId)) return;
     if (!this.watched.has(jobId)) {
-      const entry: Watched = { jobId, checking: false };
+      const entry: Watched = { jobId, checking: false, failures: 0 };
       try {
         entry.watcher = watch(this.jobDir(jobId), { persistent: false }, (_event, file) => {
           if (file === null || file === 'exit.json') void this.check(entry);
@@ -527,6 +552,7 @@ export class LocalCompute implements Compute {
     const entry = this.watched.get(jobId);
     if (!entry) return;
     entry.watcher?.close();
+    clearTimeout(entry.retryTimer);
     this.watched.delete(jobId);
     if (this.watched.size === 0 && this.poller) {
       clearInterval(this.poller);
@@ -544,6 +570,7 @@ export class LocalCompute implements Compute {
       entry.again = true;
       return;
     }
+    if (entry.retryAt !== undefined && Date.now() < entry.retryAt) return; // backing off: its timer checks again
     entry.checking = true;
     entry.again = false;
     try {
@@ -552,26 +579,50 @@ export class LocalCompute implements Compute {
       if (!record) {
         if (await this.supervised(dir)) return;
         if (!existsSync(join(dir, 'pid'))) return; // never started: nothing to wait for
-        record = await readExit(dir); // it may have written its record just before it went
+        // Its supervisor is gone: a new one adopts the job (it runs on), or records how it ended.
+        await this.supervisor.request({ op: 'adopt', jobId: entry.jobId }, true);
+        record = await readExit(dir);
+        if (!record) return; // adopted: its end comes as a record
       }
       if (this.watched.get(entry.jobId) !== entry || this.stopping.has(entry.jobId)) return;
+      await this.report(entry.jobId, record);
+      // Recorded: from here on its end is the workflow's.
+      if (entry.failures > 0) this.log.warn('recorded the end of a job after retrying', { jobId: entry.jobId, attempts: entry.failures + 1 });
       this.unwatch(entry.jobId);
       this.reported.add(entry.jobId);
-      if (record) {
-        this.log.info('job exited', { jobId: entry.jobId, exitCode: record.exitCode, signal: record.signal, reason: record.reason });
-        await this.options.onExit(entry.jobId, record.exitCode, record);
-      } else {
-        const reason = 'its supervisor process ended without recording an exit';
-        this.log.warn('job lost', { jobId: entry.jobId, reason });
-        await this.options.onLost?.(entry.jobId, reason);
-      }
     } catch (error) {
-      this.log.error('handling the end of a job failed', { jobId: entry.jobId, error: String(error) });
+      this.retryLater(entry, error);
     } finally {
       entry.checking = false;
       // In finally: the early returns above must not skip it.
       if (entry.again) void this.check(entry);
     }
+  }
+
+  private async report(jobId: string, record: ExitRecord): Promise<void> {
+    if (record.reason === 'lost') {
+      this.log.warn('job lost', { jobId, reason: record.error });
+      await this.options.onLost?.(jobId, record.error ?? 'its processes ended without an exit code', record.finishedAt);
+      return;
+    }
+    this.log.info('job exited', { jobId, exitCode: record.exitCode, signal: record.signal, reason: record.reason });
+    await this.options.onExit(jobId, record.exitCode, record);
+  }
+
+  /** The end could not be recorded (the store is down, say): again after a backoff; logged on the 1st, 2nd, 4th, 8th... failure. */
+  private retryLater(entry: Watched, error: unknown): void {
+    entry.failures += 1;
+    const delay = Math.min(REPORT_RETRY_MAX_MS, REPORT_RETRY_MS * 2 ** (entry.failures - 1));
+    if ((entry.failures & (entry.failures - 1)) === 0) {
+      this.log.error('recording the end of a job failed; retrying', { jobId: entry.jobId, attempt: entry.failures, retryInMs: delay, error: String(error) });
+    }
+    if (this.watched.get(entry.jobId) !== entry) return;
+    entry.retryAt = Date.now() + delay;
+    clearTimeout(entry.retryTimer);
+    entry.retryTimer = setTimeout(() => {
+      entry.retryAt = undefined;
+      void this.check(entry);
+    }, delay).unref();
   }
 
   /** True while the supervisor that started this job runs: it records the job's end before it lets go of it. */
@@ -727,7 +778,7 @@ function runQuiet(command: string, args: string[]): Promise<{ code: number; stdo
   });
 }
 
-type SupervisorReply = { state: 'started' | 'running' | 'ended' | 'stopped' | 'unknown'; pid?: number };
+type SupervisorReply = { state: 'started' | 'running' | 'adopted' | 'ended' | 'stopped' | 'unknown'; pid?: number };
 
 /** The connection went away before the answer came. */
 class ConnectionLost extends LocalComputeError {}

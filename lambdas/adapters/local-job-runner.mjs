@@ -5,16 +5,21 @@
 // in the spec file that LocalCompute wrote (see `RunnerSpec` in local-compute.ts).
 //
 // What it guarantees:
-// - the job's argv is exec'd directly, never through a shell, in its own session
-//   and process group (the job's pid is the group's id), so a stop reaches the
-//   job's own children too;
+// - the job's argv is run in its own session and process group, under a small
+//   `sh` shim that leads the group and writes the job's exit code to a status
+//   file (SHIM below). The argv is never parsed by that shell: it is passed as
+//   positional parameters, argv[0] resolved to a path first (as execvp would), so
+//   it can name no builtin. The shim is what lets a new supervisor adopt a job
+//   whose supervisor died, and still learn how and when it ended;
 // - stdout and stderr go straight into the job's output file (the child owns
 //   the descriptor, so output survives the supervisor);
 // - a stop sends SIGTERM once to the whole group, SIGKILL after the stop grace;
-// - a dead-man switch stops the job at expiresAt + grace even when no control
-//   plane is left to do it; expiresAt is re-read from the spec file when the
-//   timer fires and when the control plane says it moved, so a changed live
-//   timeout is honoured;
+// - a dead-man switch stops the job at expiresAt (to the millisecond) even when
+//   no control plane or store is left to do it; expiresAt is re-read from the
+//   spec file when the timer fires and when the control plane says it moved, so
+//   a changed live timeout is honoured;
+// - an adopted job (its supervisor died: `adopt`) is watched through its group
+//   and status file, and its expiry enforced the same way;
 // - the job's pid file is claimed (created exclusively) before the job is
 //   spawned, so a job is never run twice, even across supervisors;
 // - exactly one exit record, written atomically (tmp + rename), and nothing of
@@ -22,10 +27,21 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { bootId } from './local-supervisor-lock.mjs';
 
 /** Exit code when the job could not be run at all (docker uses the same). */
 export const RUNNER_FAILED = 125;
+/** SIGTERM to SIGKILL, when the spec says nothing: a few seconds, as DESIGN.md's expiry asks. */
+export const DEFAULT_STOP_GRACE_MS = 5000;
+/**
+ * Leads the job's group and outlives its supervisor: `sh -c SHIM flare-job <status> <argv...>`.
+ * The traps are handlers, not "ignore", so the job gets default signal handling; a trapped
+ * SIGTERM waits until the job returns, so the shim still writes its code.
+ */
+const SHIM = 'status=$1; shift; trap : HUP INT TERM; "$@"; code=$?; echo "$code" > "$status"; exit "$code"';
+/** How often an adopted job (not our child: no exit event) is looked at. */
+const ADOPTED_POLL_MS = 200;
 /** Longest delay setTimeout takes; a later deadline is re-armed in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const RECORD_RETRY_MS = 5000;
@@ -52,6 +68,9 @@ export class JobRun {
     this.reason = undefined;
     this.deadManTimer = undefined;
     this.killTimer = undefined;
+    /** Adopted from a dead supervisor: not our child, watched by `poller`. */
+    this.adopted = false;
+    this.poller = undefined;
     /** Settles once the exit record is written. */
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
   }
@@ -67,8 +86,14 @@ export class JobRun {
     try {
       fs.mkdirSync(spec.cwd, { recursive: true, mode: 0o700 });
       out = fs.openSync(spec.outputPath, 'a', 0o600);
+      const command = resolveCommand(spec.argv[0], spec.env.PATH, spec.cwd);
+      if (typeof command === 'number') {
+        this.note(`cannot start ${JSON.stringify(spec.argv[0])}: ${command === 127 ? 'command not found' : 'permission denied'}`);
+        this.finish({ exitCode: command, signal: null, reason: 'not-started', error: command === 127 ? 'command not found' : 'permission denied' });
+        return;
+      }
       try {
-        this.child = spawn(spec.argv[0], spec.argv.slice(1), {
+        this.child = spawn('/bin/sh', ['-c', SHIM, 'flare-job', statusPath(spec), command, ...spec.argv.slice(1)], {
           shell: false,
           cwd: spec.cwd,
           env: spec.env,
@@ -89,13 +114,13 @@ export class JobRun {
     const child = this.child;
     child.on('error', (error) => {
       if (child.pid !== undefined) return; // a signal that could not be sent; 'exit' still comes
-      const code = error.code === 'ENOENT' ? 127 : error.code === 'EACCES' ? 126 : RUNNER_FAILED;
-      this.note(`cannot start ${JSON.stringify(spec.argv[0])}: ${error.code === 'ENOENT' ? 'command not found' : message(error)}`);
-      this.finish({ exitCode: code, signal: null, reason: 'not-started', error: message(error) });
+      this.note(`cannot start the job's shell: ${message(error)}`);
+      this.finish({ exitCode: RUNNER_FAILED, signal: null, reason: 'runner-error', error: message(error) });
     });
     child.on('exit', (code, signal) => {
+      // The shim passes the job's code on (128+n for a signal); a signal of its own is a SIGKILL of the group.
       const exitCode = signal ? 128 + (os.constants.signals[signal] ?? 0) : code ?? RUNNER_FAILED;
-      this.finish({ exitCode, signal: signal ?? null, ...(this.reason ? { reason: this.reason } : {}) });
+      this.finish({ exitCode, signal: signal ?? signalOf(exitCode), ...(this.reason ? { reason: this.reason } : {}) });
     });
     if (child.pid === undefined) return; // 'error' is on its way
     this.pid = child.pid;
@@ -109,6 +134,46 @@ export class JobRun {
       return;
     }
     this.armDeadMan();
+  }
+
+  /**
+   * Take over a job whose supervisor died: its group `pgid` is not our child, so its end is
+   * seen by looking (the shim's status file, the group gone). The pid file names us from now on.
+   * Returns false, with an exit record written, when nothing of the job runs any more.
+   */
+  adopt(pgid) {
+    const { spec } = this;
+    this.pid = pgid;
+    this.adopted = true;
+    if (this.lookAtAdopted()) return false;
+    try {
+      writeWhole(spec.pidPath, `${pgid}\n${bootId()}\n${this.owner.pid}\n${this.owner.nonce}\n`);
+    } catch (error) {
+      this.note(`cannot record the adopting supervisor: ${message(error)}`);
+    }
+    this.note(`job supervisor restarted: adopted the job's process group ${pgid}`);
+    this.poller = setInterval(() => this.lookAtAdopted(), ADOPTED_POLL_MS);
+    this.armDeadMan();
+    return true;
+  }
+
+  /** True once the adopted job is over (and recorded): its shim wrote its code, or its group is gone. */
+  lookAtAdopted() {
+    if (this.finished) return true;
+    const status = readStatus(statusPath(this.spec));
+    if (status) {
+      this.finish({ exitCode: status.exitCode, signal: signalOf(status.exitCode), ...(this.reason ? { reason: this.reason } : {}) }, status.at);
+      return true;
+    }
+    if (groupAlive(this.pid)) return false;
+    // Gone without a code: killed by us after the grace, or by someone else. Its pgid may be reused now: no signals.
+    this.groupGone = true;
+    this.finish(
+      this.reason
+        ? { exitCode: 137, signal: 'SIGKILL', reason: this.reason }
+        : { exitCode: RUNNER_FAILED, signal: null, reason: 'lost', error: 'its processes ended while no supervisor watched them, without an exit code' },
+    );
+    return true;
   }
 
   /** expiresAt moved: re-read it now rather than when the old deadline comes. */
@@ -141,16 +206,17 @@ export class JobRun {
     }
     this.signalGroup('SIGTERM');
     this.killTimer = setTimeout(() => {
-      this.note(`job did not stop within ${spec.stopGraceMs} ms after ${why}; killing it`);
+      this.note(`job did not stop within ${spec.stopGraceMs ?? DEFAULT_STOP_GRACE_MS} ms after ${why}; killing it`);
       this.signalGroup('SIGKILL');
-    }, spec.stopGraceMs ?? 10_000);
+      if (this.adopted) this.lookAtAdopted();
+    }, spec.stopGraceMs ?? DEFAULT_STOP_GRACE_MS);
   }
 
   armDeadMan() {
     const current = this.readSpec();
     const expiresAt = Date.parse(current.expiresAt);
     if (Number.isNaN(expiresAt)) return;
-    const left = expiresAt + (current.deadManGraceMs ?? 0) - Date.now();
+    const left = expiresAt - Date.now();
     if (left <= 0) {
       this.reason = 'expired';
       this.note(`live timeout passed (expiresAt ${current.expiresAt}); stopping the job`);
@@ -170,12 +236,14 @@ export class JobRun {
     }
   }
 
-  finish(record) {
+  /** `at`: when the job ended, if it was not just now (an adopted job's shim wrote it earlier). */
+  finish(record, at = new Date().toISOString()) {
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.deadManTimer);
     clearTimeout(this.killTimer);
-    this.record({ ...record, finishedAt: new Date().toISOString() });
+    clearInterval(this.poller);
+    this.record({ ...record, finishedAt: at });
   }
 
   record(record) {
@@ -189,7 +257,7 @@ export class JobRun {
     }
     // Whatever the job left behind in its group goes with it: its GPUs are
     // about to be handed to someone else.
-    this.signalGroup('SIGKILL');
+    if (!this.groupGone) this.signalGroup('SIGKILL');
     this.resolveEnded();
     this.onEnd();
   }
@@ -210,6 +278,72 @@ export class JobRun {
       // the output file is best effort; the exit record is what counts
     }
   }
+}
+
+function statusPath(spec) {
+  return spec.statusPath ?? `${spec.pidPath}.status`;
+}
+
+/** The shim's record of the job's exit: its code, and when (the file's mtime). */
+function readStatus(file) {
+  try {
+    const text = fs.readFileSync(file, 'utf8');
+    const exitCode = Number(text.trim());
+    if (!text.endsWith('\n') || !Number.isInteger(exitCode)) return undefined; // being written
+    return { exitCode, at: fs.statSync(file).mtime.toISOString() };
+  } catch {
+    return undefined;
+  }
+}
+
+/** 143 -> 'SIGTERM': the shell's way of telling a death by signal. */
+function signalOf(exitCode) {
+  if (exitCode <= 128) return null;
+  return Object.entries(os.constants.signals).find(([, n]) => n === exitCode - 128)?.[0] ?? null;
+}
+
+/**
+ * argv[0] as execvp would find it, as a path, so the shim's shell runs it and never a
+ * builtin of its own (`eval`, `exit`, `exec`); 127 not found, 126 not executable.
+ */
+function resolveCommand(name, searchPath = '/usr/bin:/bin', cwd) {
+  if (typeof name !== 'string' || name === '') return 127;
+  const candidates = name.includes('/') ? [path.resolve(cwd, name)] : searchPath.split(':').map((dir) => path.resolve(cwd, dir || '.', name));
+  let denied = false;
+  for (const candidate of candidates) {
+    try {
+      if (!fs.statSync(candidate).isFile()) continue;
+      fs.accessSync(candidate, fs.constants.X_OK);
+      return candidate;
+    } catch (error) {
+      if (error.code === 'EACCES') denied = true;
+    }
+  }
+  return denied ? 126 : 127;
+}
+
+/** True while a process of the group runs; zombies (reaped late by some inits) do not count. */
+export function groupAlive(pgid) {
+  try {
+    process.kill(-pgid, 0);
+  } catch (error) {
+    if (error.code !== 'EPERM') return false;
+  }
+  let pids;
+  try {
+    pids = fs.readdirSync('/proc').filter((name) => /^[0-9]+$/.test(name));
+  } catch {
+    return true; // no procfs: the signal probe is all there is
+  }
+  return pids.some((pid) => {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return Number(pgrp) === pgid && state !== 'Z';
+    } catch {
+      return false;
+    }
+  });
 }
 
 /**

@@ -14,8 +14,12 @@
 //   and exits once its jobs have ended.
 // - `<dataDir>/supervisor.sock` takes one JSON object per line, each answered
 //   by one line with the same `id`: {op: 'start', specPath}, {op: 'stop', jobId}
-//   (answered once the job's end is on record), {op: 'expiry', jobId}. Each
-//   job's guarantees are JobRun's (local-job-runner.mjs).
+//   (answered once the job's end is on record), {op: 'expiry', jobId},
+//   {op: 'adopt', jobId}. Each job's guarantees are JobRun's (local-job-runner.mjs).
+// - A supervisor that died (SIGKILL, OOM) leaves its jobs running: the next one
+//   adopts every job of the data directory whose supervisor is gone, when it
+//   starts and when asked (`adopt`). It enforces their expiry and records their
+//   ends; a job whose processes are gone without an exit code is recorded `lost`.
 // - SIGTERM (or SIGINT) stops every job as a stop would, then exits.
 // - With no job and no connection for idleMs (default 60 s) it exits.
 //
@@ -25,7 +29,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { JobRun, StartedBefore, message } from './local-job-runner.mjs';
+import { JobRun, StartedBefore, groupAlive, message, writeExit } from './local-job-runner.mjs';
 import { LOCK_NAME, SOCKET_NAME, bootId, directSocketPath, liveSupervisor } from './local-supervisor-lock.mjs';
 
 const dataDir = process.argv[2] ? path.resolve(process.argv[2]) : undefined;
@@ -65,6 +69,7 @@ try {
   server.listen(socketPath, () => {
     fs.watch(lockPath, { persistent: false }, checkLock).on('error', () => checkLock());
     checkLock(); // it may have gone before the watch was set
+    if (!orphaned) adoptOrphans();
     if (!orphaned) process.stdout.write('ready\n');
     idleCheck();
   });
@@ -128,6 +133,8 @@ function handle(request) {
       job?.rearm();
       return { state: job ? 'running' : 'unknown' };
     }
+    case 'adopt':
+      return adopt(request.jobId);
     default:
       throw new Error(`unknown op ${JSON.stringify(request.op)}`);
   }
@@ -154,6 +161,66 @@ function start(specPath) {
     throw error;
   }
   return { state: 'started', pid: job.pid };
+}
+
+const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+/** Every job of the data directory that a dead supervisor left: adopted, or recorded as over. */
+function adoptOrphans() {
+  let ids;
+  try {
+    ids = fs.readdirSync(path.join(dataDir, 'jobs'));
+  } catch {
+    return;
+  }
+  for (const jobId of ids) {
+    if (!JOB_ID.test(jobId)) continue;
+    try {
+      adopt(jobId);
+    } catch (error) {
+      process.stderr.write(`[flare-supervisor] ${new Date().toISOString()} cannot adopt job ${jobId}: ${message(error)}\n`);
+    }
+  }
+}
+
+/**
+ * A job whose supervisor is gone, taken over: its group still runs (adopted, its expiry
+ * enforced, its end recorded), or it ended unwatched (recorded from its shim's status file,
+ * or as lost). Nothing to do for a job we run, one with a record, or one never started.
+ */
+function adopt(jobId) {
+  if (typeof jobId !== 'string' || !JOB_ID.test(jobId)) throw new Error('jobId must name a job directory');
+  if (jobs.has(jobId)) return { state: 'running', pid: jobs.get(jobId).pid };
+  const dir = path.join(dataDir, 'jobs', jobId);
+  const specPath = path.join(dir, 'spec.json');
+  const pidPath = path.join(dir, 'pid');
+  if (fs.existsSync(path.join(dir, 'exit.json'))) return { state: 'ended' };
+  let lines;
+  try {
+    lines = fs.readFileSync(pidPath, 'utf8').split('\n');
+  } catch {
+    return { state: 'unknown' }; // never started
+  }
+  const [pidText, boot, ownerPid, ownerNonce] = lines;
+  if (Number(ownerPid) === process.pid && ownerNonce === nonce) return { state: 'unknown' }; // ours, and over
+  if (ownerPid && liveSupervisor(`${ownerPid}\n${boot}\n${ownerNonce}\n`, dataDir)) return { state: 'unknown' }; // its supervisor lost the lock but runs it still
+  const spec = JSON.parse(fs.readFileSync(specPath, 'utf8'));
+  const pgid = Number(pidText);
+  if ((boot && bootId() && boot !== bootId()) || !Number.isInteger(pgid) || pgid <= 0) {
+    const why = pgid > 0 ? 'the machine restarted while it ran' : 'its supervisor died as it started the job';
+    writeExit(spec.exitPath, { exitCode: 125, signal: null, reason: 'lost', error: why, finishedAt: new Date().toISOString() });
+    return { state: 'ended' };
+  }
+  if (closing || orphaned) throw new Error('the job supervisor is shutting down');
+  const job = new JobRun(specPath, spec, owner, () => {
+    jobs.delete(jobId);
+    idleCheck();
+  });
+  jobs.set(jobId, job);
+  clearTimeout(idleTimer);
+  // Over already (its shim's code on disk, or nothing left of it): recorded at once by adopt.
+  if (!job.adopt(pgid)) return { state: 'ended' };
+  return { state: 'adopted', pid: pgid };
 }
 
 /**

@@ -299,30 +299,95 @@ describe('LocalCompute (process mode)', () => {
     assert.deepEqual(restarted.freeDevices('local'), [0, 1]);
   });
 
-  it('reports every job of a killed supervisor as lost, stop() still cleans up their process groups, and a new supervisor takes over', async () => {
+  it('a killed supervisor is replaced at once; the new one adopts its running jobs, which run on, and reports their exits', async () => {
     const h = await harness();
-    const held = await run(h.compute, 'orphan', ['sleep', '60']);
-    const other = await run(h.compute, 'orphan-too', ['sleep', '60']);
-    const jobs = [await pidOf(h, 'orphan'), await pidOf(h, 'orphan-too')];
+    const held = await run(h.compute, 'adopted', ['sleep', '60']);
+    await run(h.compute, 'adopted-short', ['sh', '-c', 'sleep 1; exit 3']);
+    const groups = [await pidOf(h, 'adopted'), await pidOf(h, 'adopted-short')];
     const supervisor = supervisorOf(h.dataDir);
 
     process.kill(supervisor, 'SIGKILL');
-    await until(() => h.lost.includes('orphan') && h.lost.includes('orphan-too'), 3000, 'the lost reports');
-    for (const pid of jobs) assert.equal(running(pid).length, 1, 'the job itself still runs');
-    await assert.rejects(h.make().start(held, spec(held)), LaunchFailed, 'a lost job is not run again, even by a restarted control plane');
+    await until(() => supervisors(h.dataDir).length === 1 && supervisorOf(h.dataDir) !== supervisor, 5000, 'a new supervisor');
+
+    for (const group of groups) assert.ok(running(group).length > 0, 'the job still runs');
+    const short = await h.exited('adopted-short', 5000);
+    assert.equal(short.exitCode, 3);
+    assert.deepEqual(h.lost, [], 'no healthy job is lost');
+    const [, , owner] = (await readFile(join(h.dataDir, 'jobs', 'adopted', 'pid'), 'utf8')).split('\n');
+    assert.equal(Number(owner), supervisorOf(h.dataDir), 'the pid file names the adopting supervisor');
+    await assert.doesNotReject(h.make().start(held, spec(held)), 'a restarted control plane does not run it again');
 
     await h.compute.stop(held);
-    await h.compute.stop(other);
-    for (const pid of jobs) assert.deepEqual(running(pid), []);
-    assert.equal(h.exits.size, 0);
-    await run(h.compute, 'after', ['true']);
-    assert.equal((await h.exited('after')).exitCode, 0);
-    assert.notEqual(supervisorOf(h.dataDir), supervisor);
+    assert.deepEqual(running(groups[0]), []);
+    const stopped = JSON.parse(await readFile(join(h.dataDir, 'jobs', 'adopted', 'exit.json'), 'utf8')) as ExitRecord;
+    assert.equal(stopped.reason, 'stopped', 'the adopter stopped it and recorded its end');
+    assert.equal(await output(h, 'adopted').then((o) => o.match(/sleep/g)), null, 'it was not started a second time');
   });
 
-  it('the dead-man switch stops a job past expiresAt + grace with no control plane', async () => {
-    const h = await harness({ deadManGraceMs: 200, stopGraceMs: 500 });
-    await run(h.compute, 'forgotten', ['sleep', '60'], { expiresAt: new Date(Date.now() + 300).toISOString() });
+  it('an adopted job is stopped at its expiresAt by the new supervisor, with no control plane', async () => {
+    const h = await harness({ stopGraceMs: 500 });
+    const expiresAt = new Date(Date.now() + 1500).toISOString();
+    await run(h.compute, 'adopted-expiry', ['sleep', '60'], { expiresAt });
+    const supervisor = supervisorOf(h.dataDir);
+    h.compute.close(); // no control plane to replace the supervisor...
+    process.kill(supervisor, 'SIGKILL');
+    await until(() => supervisors(h.dataDir).length === 0, 3000, 'the supervisor to die');
+
+    const restarted = h.make(); // ...until one comes back, and the job is found running
+    await restarted.reattach([job('adopted-expiry', { state: JobState.RUNNING, devices: [0], expiresAt })]);
+    const record = await h.exited('adopted-expiry', 6000);
+
+    assert.equal(record.reason, 'expired');
+    assert.equal(record.exitCode, 143);
+    assert.ok(Date.parse(record.finishedAt) >= Date.parse(expiresAt), `ended at ${record.finishedAt}, expiry ${expiresAt}`);
+    assert.deepEqual(h.lost, []);
+  });
+
+  it('a job that ended while no supervisor ran is reported with its own code and time; one whose processes vanished is lost', async () => {
+    const h = await harness();
+    const ended = await run(h.compute, 'ended-unwatched', ['sh', '-c', 'sleep 0.5; exit 5']);
+    const vanished = await run(h.compute, 'vanished', ['sleep', '60']);
+    const vanishedGroup = await pidOf(h, 'vanished');
+    const supervisor = supervisorOf(h.dataDir);
+    h.compute.close();
+    process.kill(supervisor, 'SIGKILL');
+    process.kill(-vanishedGroup, 'SIGKILL'); // shim and job gone: no exit code anywhere
+    await until(() => existsSync(join(h.dataDir, 'jobs', 'ended-unwatched', 'exit-code')), 3000, 'the job to end unwatched');
+    const endedAt = (await stat(join(h.dataDir, 'jobs', 'ended-unwatched', 'exit-code'))).mtime.toISOString();
+    await new Promise((r) => setTimeout(r, 300));
+
+    const restarted = h.make();
+    await restarted.reattach([ended, vanished]);
+
+    const record = await h.exited('ended-unwatched');
+    assert.equal(record.exitCode, 5);
+    assert.equal(record.finishedAt, endedAt, 'when it ended, not when it was found');
+    await until(() => h.lost.includes('vanished'), 3000, 'the lost report');
+    assert.deepEqual(h.lost, ['vanished']);
+  });
+
+  it('an exit that cannot be recorded is reported again, with backoff, until it is', async () => {
+    let calls = 0;
+    const recorded: number[] = [];
+    const h = await harness({
+      onExit: (_jobId, exitCode) => {
+        calls += 1;
+        if (calls < 4) throw new Error('the store is down');
+        recorded.push(exitCode);
+      },
+    });
+    await run(h.compute, 'unrecorded', ['sh', '-c', 'exit 9']);
+
+    await until(() => recorded.length > 0, 10_000, 'the exit to be recorded');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(calls, 4, 'reported until it was recorded, then never again');
+    assert.deepEqual(recorded, [9]);
+  });
+
+  it('the dead-man switch stops a job at expiresAt with no control plane', async () => {
+    const h = await harness({ stopGraceMs: 500 });
+    const expiresAt = new Date(Date.now() + 300).toISOString();
+    await run(h.compute, 'forgotten', ['sleep', '60'], { expiresAt });
     h.compute.close();
     const exitPath = join(h.dataDir, 'jobs', 'forgotten', 'exit.json');
 
@@ -331,12 +396,13 @@ describe('LocalCompute (process mode)', () => {
     const record = JSON.parse(await readFile(exitPath, 'utf8')) as ExitRecord;
     assert.equal(record.reason, 'expired');
     assert.equal(record.signal, 'SIGTERM');
+    assert.ok(Date.parse(record.finishedAt) >= Date.parse(expiresAt));
     assert.equal(record.exitCode, 143);
     assert.match(await output(h, 'forgotten'), /live timeout passed/);
   });
 
   it('the dead-man switch honours a moved expiry', async () => {
-    const h = await harness({ deadManGraceMs: 100 });
+    const h = await harness();
     // Room for the start and the move on a loaded machine (a test run beside CI took over 400 ms).
     const held = await run(h.compute, 'extended', ['sleep', '60'], { expiresAt: new Date(Date.now() + 1500).toISOString() });
 
@@ -348,7 +414,7 @@ describe('LocalCompute (process mode)', () => {
   });
 
   it('the dead-man switch follows an expiry moved earlier at once', async () => {
-    const h = await harness({ deadManGraceMs: 100, stopGraceMs: 500 });
+    const h = await harness({ stopGraceMs: 500 });
     await run(h.compute, 'shortened', ['sleep', '60'], { expiresAt: new Date(Date.now() + 600_000).toISOString() });
 
     await h.compute.updateExpiry('shortened', new Date(Date.now() + 100).toISOString());
