@@ -16,7 +16,7 @@
 import { budgetState, gpuHours, type BudgetPeriod } from './budgets.js';
 import type { Deps } from './deps.js';
 import { Conflict, NotFound } from './errors.js';
-import { authorize, visibleProjects, type Identity } from './identity.js';
+import { authorize, requireAdmin, visibleProjects, type Identity } from './identity.js';
 import { pageOf, type PageQuery } from './pagination.js';
 import { drainPool } from './queue.js';
 import type { QuotaResource, QuotaSpec } from './schemas.js';
@@ -51,9 +51,12 @@ export async function getQuota(deps: Pick<Deps, 'store' | 'now'>, identity: Iden
   return quotaView(row, deps.now());
 }
 
-/** A new limit; the project's usage so far counts against it at once (for a budget: what holding jobs reserved). */
+/**
+ * A new limit; the project's usage so far counts against it at once (for a budget: what holding jobs reserved).
+ * Admins only, whatever the project: a member's answer is one 403 that says nothing of whether the project exists.
+ */
 export async function createQuota(deps: Pick<Deps, 'store' | 'now'>, identity: Identity, spec: QuotaSpec): Promise<QuotaView> {
-  authorize(identity, 'write', { kind: 'quota', project: spec.project }, quotaId(spec.project, spec.resource));
+  requireAdmin(identity, 'set quotas');
   const now = deps.now();
   const row = await deps.store.putQuota(spec, 'new', now);
   if (!row) {

@@ -67,6 +67,8 @@ let server: HttpServer;
 let logDir: string;
 let seq = 0;
 const unique = (prefix: string) => `${prefix}-${(seq++).toString(36)}`;
+/** The project of the last `POST /v1/quotas` for a project that does not exist. */
+let ghost = '';
 
 /** The fixed resources: A's and B's job, template and quota rows, a public template, an image, a pool. */
 const fixture = { jobA: '', jobB: '', templateA: '', templateB: '', publicTemplate: '' };
@@ -283,13 +285,25 @@ const ROWS: Row[] = [
   // Quotas: admins write, members read their own projects'.
   {
     route: 'POST /v1/quotas',
-    variant: "for project A (the caller may not even read B's: 404)",
-    expected: [201, 403, 404, 404, 401],
+    variant: 'for project A (admins only: the same 403 to every member, whatever the project)',
+    expected: [201, 403, 403, 403, 401],
     request: async () => {
       await w.store.removeQuotaLimit(A, 'templates');
       return { path: '/v1/quotas', body: { project: A, resource: 'templates', hardLimit: 10 } };
     },
     affected: () => quotaRecord(A, 'templates'),
+  },
+  {
+    route: 'POST /v1/quotas',
+    variant: 'for a project that does not exist (answered as for A: a member learns nothing of which projects exist)',
+    expected: [201, 403, 403, 403, 401],
+    request: async (role) => {
+      // The admin's limit is taken away again before the next caller, so that no list shows the ghost project.
+      if (role !== 'admin') await w.store.removeQuotaLimit(ghost, 'gpus');
+      ghost = unique('ghost');
+      return { path: '/v1/quotas', body: { project: ghost, resource: 'gpus', hardLimit: 2 } };
+    },
+    affected: (r) => quotaRecord((r.body as { project: string }).project, 'gpus'),
   },
   {
     route: 'GET /v1/quotas',
