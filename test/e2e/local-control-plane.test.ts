@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -130,6 +131,30 @@ describe('local control plane over HTTP', () => {
     assert.equal(a.id, b.id);
     assert.equal((await post({ template: 'sleep' })).status, 409);
     await untilState(a.id, ['SUCCEEDED']);
+  });
+
+  it('expiry wins across a crash: the supervisor stops a job at expiresAt with the plane down, and the job ends EXPIRED, not by its exit code', async () => {
+    // Would exit 0 after 6 s; its live timeout is 1.5 s, which passes while the plane is down.
+    const doomed = (await api('POST', '/v1/jobs', ALICE, { template: 'quick', name: 'doomed', command: ['sleep', '6'], liveTimeoutMinutes: 0.025 })).body;
+    const running = await untilState(doomed.id, ['RUNNING']);
+    plane!.child.kill('SIGKILL');
+    await new Promise((r) => plane!.child.once('exit', r));
+    const exitPath = join(dir, 'data', 'jobs', doomed.id, 'exit.json');
+    await waitFor('the supervisor to stop the job', async () => existsSync(exitPath), 10_000, 100);
+    const record = JSON.parse(await readFile(exitPath, 'utf8'));
+    assert.equal(record.reason, 'expired');
+    assert.equal(record.exitCode, 143);
+    const overshoot = Date.parse(record.finishedAt) - Date.parse(running.expiresAt);
+    assert.ok(overshoot >= 0 && overshoot < 1000, `stopped ${overshoot} ms after expiresAt`);
+    await new Promise((r) => setTimeout(r, 6000 - (Date.now() - Date.parse(running.startedAt)))); // past the time it would have exited 0
+
+    plane = await startPlane(join(dir, 'flare.local.json'));
+    const ended = await untilState(doomed.id, ['SUCCEEDED', 'FAILED', 'EXPIRED'], 30_000);
+    assert.equal(ended.state, 'EXPIRED');
+    assert.match(ended.stateReason, /live timeout reached/);
+    await waitFor('the EXPIRED notification', async () => posts.some((p) => p.text.includes('Job doomed is now *EXPIRED*')));
+    const stats = (await api('GET', '/v1/stats?project=vision', ALICE)).body;
+    assert.ok(JSON.stringify(stats).includes('EXPIRED'), JSON.stringify(stats));
   });
 
   it('survives SIGKILL: every job is still there and driven on, nothing held', async () => {
