@@ -388,18 +388,21 @@ export class LocalCompute implements Compute {
 
   // --- slots ---
 
+  /**
+   * Pools split the machine's devices: each pool gets its own indices, in config order, so two pools
+   * never hand out the same GPU (nor, without GPUs, the same CUDA_VISIBLE_DEVICES slot number).
+   */
   private mapPools(pools: readonly LocalPool[], hostGpus: number): void {
     const wanted = pools.reduce((sum, p) => sum + p.gpus, 0);
     if (hostGpus > 0 && wanted > hostGpus) {
-      throw new LocalComputeError(`pools ask for ${wanted} GPUs but this machine has ${hostGpus}: lower pools[].gpus`);
+      const asked = pools.map((p) => `${p.name} (${p.gpus})`).join(', ');
+      throw new LocalComputeError(`pools ${asked} ask for ${wanted} GPUs but this machine has ${hostGpus}: lower pools[].gpus so that they add up to at most ${hostGpus}`);
     }
     let next = 0;
     for (const pool of pools) {
       if (!Number.isInteger(pool.gpus) || pool.gpus < 0) throw new LocalComputeError(`pool ${pool.name}: gpus must be a whole number`);
       if (this.poolDevices.has(pool.name)) throw new LocalComputeError(`pool ${pool.name} is configured twice`);
-      // Real GPUs are handed out once across pools; plain slots are numbered per pool.
-      const first = hostGpus > 0 ? next : 0;
-      this.poolDevices.set(pool.name, Array.from({ length: pool.gpus }, (_, i) => first + i));
+      this.poolDevices.set(pool.name, Array.from({ length: pool.gpus }, (_, i) => next + i));
       next += pool.gpus;
     }
   }

@@ -667,6 +667,18 @@ describe('GPU discovery and pool mapping', () => {
 
     assert.deepEqual((await h.compute.launch(job('on-b', { pool: 'b' }))).devices, [2]);
     assert.deepEqual((await h.compute.launch(job('on-a', { pool: 'a', gpus: 2 }))).devices, [0, 1]);
-    assert.throws(() => h.make({ hostGpus: 2 }), /pools ask for 3 GPUs but this machine has 2/);
+    assert.throws(() => h.make({ hostGpus: 2 }), /pools a \(2\), b \(1\) ask for 3 GPUs but this machine has 2/);
+  });
+
+  it('two pools never hand out the same device, with GPUs or with plain slots', async () => {
+    for (const hostGpus of [0, 4]) {
+      const h = await harness({ pools: [{ name: 'a', gpus: 2 }, { name: 'b', gpus: 2 }], hostGpus });
+      await run(h.compute, 'on-a', ['sh', '-c', 'echo "$CUDA_VISIBLE_DEVICES"'], { pool: 'a' });
+      await run(h.compute, 'on-b', ['sh', '-c', 'echo "$CUDA_VISIBLE_DEVICES"'], { pool: 'b', gpus: 2 });
+      await Promise.all([h.exited('on-a'), h.exited('on-b')]);
+
+      assert.equal(await output(h, 'on-a'), '0\n');
+      assert.equal(await output(h, 'on-b'), '2,3\n', `hostGpus ${hostGpus}`);
+    }
   });
 });
