@@ -94,3 +94,31 @@ export class NoCapacity extends FlareError {
 
 /** The error name of a NoCapacity that only an operator can fix. */
 export const CAPACITY_LIMIT_REACHED = 'CapacityLimitReached';
+
+/** What a 503 asks the client to wait before retrying, in seconds. */
+export const RETRY_AFTER_SECONDS = 5;
+
+/**
+ * A service Flare depends on could not be reached, timed out or is throttling:
+ * the same request may succeed later. The HTTP layer answers 503 with
+ * Retry-After; the workflow's Retry matches the subclasses' names.
+ */
+export class Unavailable extends FlareError {
+  readonly retryAfterSeconds = RETRY_AFTER_SECONDS;
+}
+
+/** DynamoDB (the job store) is unreachable or throttling. The name is spelt out: bundles minify class names. */
+export class StoreUnavailable extends Unavailable {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailable';
+  }
+}
+
+/** Step Functions is unreachable or throttling. */
+export class WorkflowsUnavailable extends Unavailable {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'WorkflowsUnavailable';
+  }
+}

@@ -27,9 +27,10 @@ import { EventBridgePublisher } from '../adapters/eventbridge-publisher.js';
 import { newJobId } from '../adapters/ids.js';
 import { SfnWorkflows } from '../adapters/sfn-workflows.js';
 import { StreamOutbox } from '../adapters/stream-outbox.js';
+import { reportUnavailable } from '../adapters/unavailable.js';
 import { CloudWatchJobLogs } from '../adapters/cloudwatch-job-logs.js';
 import type { Deps } from '../core/deps.js';
-import { FlareError } from '../core/errors.js';
+import { FlareError, StoreUnavailable, WorkflowsUnavailable } from '../core/errors.js';
 import { computeChecksFor } from '../core/policy.js';
 import type { Compute } from '../ports/compute.js';
 import type { JobLogs } from '../ports/job-logs.js';
@@ -100,9 +101,9 @@ function tableNames(env: AwsEnv): TableNames {
   return { jobs: env.JOBS_TABLE, quotas: env.QUOTAS_TABLE, pools: env.POOLS_TABLE, idempotency: env.IDEMPOTENCY_TABLE, catalog: env.CATALOG_TABLE };
 }
 
-/** One DynamoDB client per process, shared by the store, the catalog and the reconcile store. */
+/** One DynamoDB client per process, shared by the store, the catalog and the reconcile store; throttling and outages throw StoreUnavailable. */
 function documentClient(): DynamoDBDocumentClient {
-  return (doc ??= DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } }));
+  return (doc ??= reportUnavailable(DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } }), 'DynamoDB', StoreUnavailable));
 }
 
 /** EC2+SSM, for the functions that launch, watch or reap instances; also more than the Compute port (event lookups). */
@@ -153,7 +154,7 @@ export function awsDeps(ports: AwsPorts): () => Deps {
       store: new DynamoJobStore(documentClient(), tables),
       catalog: new DynamoCatalog(documentClient(), tables),
       compute: ports.compute ? ports.compute() : notWired<Compute>('compute'),
-      workflows: new SfnWorkflows(new SFNClient({}), env.STATE_MACHINE_ARN),
+      workflows: new SfnWorkflows(reportUnavailable(new SFNClient({}), 'Step Functions', WorkflowsUnavailable), env.STATE_MACHINE_ARN),
       events: env.EVENTS_VIA_STREAM === 'true' ? new StreamOutbox(bus) : bus,
       logs: ports.logs ? ports.logs() : notWired<JobLogs>('logs'),
       policy: {

@@ -505,7 +505,7 @@ async function waitUntilAnswering(endpoint: string, gaveUp: () => boolean): Prom
 }
 
 /** Binds 127.0.0.1:0 to learn a free port, then releases it. */
-async function freeLoopbackPort(): Promise<number> {
+export async function freeLoopbackPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();

@@ -16,6 +16,8 @@ import {
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import type { TableNames } from '../adapters/dynamo/table-names.js';
+import { reportUnavailable } from '../adapters/unavailable.js';
+import { StoreUnavailable } from '../core/errors.js';
 
 export type { TableNames };
 
@@ -237,11 +239,11 @@ export function makeDynamoClients(endpoint: string): { client: DynamoDBClient; d
     httpAuthSchemes: [unsignedLocalAuth],
     // A few quick retries cover a busy emulator; transactions that lose a race retry in the job store.
     maxAttempts: 3,
-    // No request timeout: a request to a live emulator completes, and a dead one closes the socket
-    // (connection refused at once). Accepting a connection can take seconds while the JVM is busy
-    // with hundreds of concurrent requests on a 2-core machine.
-    requestHandler: { connectionTimeout: 10_000 },
+    // A dead emulator refuses at once; a hung one must fail the request (503), not hold it. The bounds
+    // leave room for a JVM busy with hundreds of concurrent requests on a 2-core machine, which can
+    // take a second or two to accept a connection or answer.
+    requestHandler: { connectionTimeout: 3_000, requestTimeout: 10_000, throwOnRequestTimeout: true },
   });
-  const doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
+  const doc = reportUnavailable(DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } }), 'DynamoDB', StoreUnavailable);
   return { client, doc };
 }

@@ -136,7 +136,7 @@ describe('every answer is what its route documents', () => {
     });
     try {
       const degraded = await expect(503, 'GET', '/v1/health', ROOT);
-      assert.equal(degraded.components.store, 'unavailable');
+      assert.equal(degraded.components.store.status, 'unavailable');
     } finally {
       w.deps.store = store;
     }

@@ -445,7 +445,14 @@ describe('public routes', () => {
     const response = await call(w, request('GET', '/v1/health', { claims: null }));
     assert.equal(response.status, 503);
     assert.equal(response.body.status, 'degraded');
-    assert.equal(response.body.components.store, 'unavailable');
+    assert.equal(response.body.components.store.status, 'unavailable');
+  });
+
+  it('GET /v1/health answers 503 when the store hangs, without waiting for it', async () => {
+    w.store.listPools = () => new Promise(() => {});
+    const response = await call(w, request('GET', '/v1/health', { claims: null }));
+    assert.equal(response.status, 503);
+    assert.deepEqual(response.body.components.store, { status: 'unavailable', reason: 'no answer within 2000 ms' });
   });
 });
 

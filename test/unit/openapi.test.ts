@@ -136,6 +136,18 @@ describe('GET /v1/openapi.json', () => {
     }
   });
 
+  it('documents 503 with Retry-After on every route that reads the store, and not on the public ones', async () => {
+    const { doc } = await fetchDocument();
+    for (const [path, methods] of Object.entries(doc.paths)) {
+      for (const [method, operation] of Object.entries(methods)) {
+        const unavailable = operation.responses['503'];
+        if (path === '/v1/health') continue; // its own 503: a degraded component
+        if (operation.security.length === 0) assert.equal(unavailable, undefined, `${method} ${path} is public and reads no store`);
+        else assert.equal(unavailable?.headers?.['retry-after']?.required, true, `${method} ${path} documents 503 with Retry-After`);
+      }
+    }
+  });
+
   it('resolves every $ref to a component', async () => {
     const { doc } = await fetchDocument();
     const refs = JSON.stringify(doc).match(/"\$ref":"[^"]+"/g) ?? [];

@@ -6,6 +6,7 @@
 import middy from '@middy/core';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import type { Deps } from '../../core/deps.js';
+import { Unavailable } from '../../core/errors.js';
 import { awsDeps, awsJobLogs } from '../aws-deps.js';
 import { authenticate, httpErrorHandler, json, limitBody, matchRoute, parseJsonBody, type ApiContext, type ApiEvent, type ApiResult, type Route } from './middleware.js';
 import { openApiDocument } from './openapi.js';
@@ -102,15 +103,18 @@ function describeV1(routes: readonly Route[]) {
   return { id: 'v1', status: 'CURRENT', resources: [...byPath.values()] };
 }
 
-/** The store must answer; the caller's components (local runner) are reported as they come. */
+/** How long health waits for the store: a health check must answer even when the store hangs. */
+export const HEALTH_STORE_TIMEOUT_MS = 2_000;
+
+/** The store must answer a real read in time; the caller's components (local runner) are reported as they come. */
 async function checkHealth(deps: Deps, extra?: () => Promise<Record<string, unknown>>): Promise<ApiResult> {
   const components: Record<string, unknown> = {};
   try {
-    await deps.store.listPools();
+    await withTimeout(deps.store.listPools(), HEALTH_STORE_TIMEOUT_MS);
     components.store = 'ok';
   } catch (error) {
     deps.log.error('health: store check failed', { error: String(error) });
-    components.store = 'unavailable';
+    components.store = { status: 'unavailable', reason: storeProblem(error) };
   }
   if (extra) {
     try {
@@ -122,6 +126,24 @@ async function checkHealth(deps: Deps, extra?: () => Promise<Record<string, unkn
   }
   const healthy = Object.values(components).every(isOk);
   return json(healthy ? 200 : 503, { status: healthy ? 'ok' : 'degraded', components });
+}
+
+class HealthTimeout extends Error {}
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new HealthTimeout()), ms);
+  });
+  work.catch(() => {}); // settles after the timeout is answered: nobody waits for it then
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}
+
+/** What the health answer says is wrong with the store: the mapped reason, never a host or a stack. */
+function storeProblem(error: unknown): string {
+  if (error instanceof HealthTimeout) return `no answer within ${HEALTH_STORE_TIMEOUT_MS} ms`;
+  if (error instanceof Unavailable) return error.message;
+  return `unexpected error (${error instanceof Error ? error.name : typeof error}); see the log`;
 }
 
 function isOk(component: unknown): boolean {

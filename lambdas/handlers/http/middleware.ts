@@ -17,6 +17,7 @@ import {
   QuotaExceeded,
   StaleJob,
   Unauthorized,
+  Unavailable,
   Unprocessable,
   ValidationError,
   type FieldIssue,
@@ -209,6 +210,7 @@ export function mapError(error: unknown): Mapped | undefined {
   if (error instanceof PayloadTooLarge) return { status: 413, code: 'payload_too_large' };
   if (error instanceof Unprocessable) return { status: 422, code: 'unprocessable' };
   if (error instanceof QuotaExceeded) return { status: 429, code: 'quota_exceeded' };
+  if (error instanceof Unavailable) return { status: 503, code: 'unavailable', headers: { 'retry-after': String(error.retryAfterSeconds) } };
   return undefined;
 }
 
@@ -224,6 +226,8 @@ export function httpErrorHandler(log: () => Logger): ApiMiddleware {
       const mapped = mapError(error);
       if (mapped) {
         const { status, code, details, headers } = mapped;
+        // Not the caller's fault: the operator reads outages in the API's log.
+        if (status === 503) safeLog(log).warn('answered 503: a service is unavailable', { route: request.event?.routeKey, error: String(error), cause: String((error as Error).cause) });
         request.response = json(status, { error: { code, message: (error as Error).message, ...(details ? { details } : {}) } }, headers);
         return;
       }

@@ -40,6 +40,12 @@ const ERRORS: Record<number, string> = {
   413: 'The request body is too large.',
   422: 'Well-formed but impossible (e.g. more GPUs than the pool can ever hold).',
   429: 'A quota (jobs, templates) is used up.',
+  503: 'The store (DynamoDB) or the workflow engine (Step Functions) cannot be reached or is throttling. Retry after `Retry-After` seconds (a submit with the same `Idempotency-Key`, so it is stored once).',
+};
+
+/** Headers of the error answers that carry any. */
+const ERROR_HEADERS: Record<number, Record<string, unknown>> = {
+  503: { 'retry-after': { description: 'Seconds to wait before retrying.', required: true, schema: { type: 'string' } } },
 };
 
 export function openApiDocument(routes: readonly Route[], info: OpenApiInfo = {}): Record<string, unknown> {
@@ -81,7 +87,7 @@ function operation(route: Route, doc: RouteDoc, components: Record<string, JsonS
     };
   }
   for (const status of errorStatuses(route, doc)) {
-    responses[status] ??= { description: ERRORS[status], content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+    responses[status] ??= { description: ERRORS[status], ...(ERROR_HEADERS[status] ? { headers: ERROR_HEADERS[status] } : {}), content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
   }
   return {
     operationId: operationId(route),
@@ -105,6 +111,8 @@ function errorStatuses(route: Route, doc: RouteDoc): number[] {
   if (doc.params) statuses.push(404);
   if (route.body) statuses.push(413);
   statuses.push(...(doc.errors ?? []));
+  // Every route behind a token reads the store.
+  if (doc.access !== 'public') statuses.push(503);
   return statuses;
 }
 
