@@ -17,9 +17,30 @@ const argvElement = z.string().min(1, 'must not be empty').max(4096).refine((s) 
 export const argv = z.array(argvElement).min(1, 'must have at least one element').max(256);
 
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
-export const envMap = z
+export const MAX_ENV_VARS = 64;
+/** Names that are an object's machinery in JavaScript: refused, never merged into or looked up in an env map. */
+const RESERVED_ENV_NAMES = new Set(['__proto__', 'constructor', 'prototype']);
+const envRecord = z
   .record(z.string().regex(envName, 'environment variable names are letters, digits and _'), z.string().max(4096).refine((s) => !s.includes('\0'), 'must not contain NUL'))
-  .refine((env) => Object.keys(env).length <= 64, 'at most 64 variables');
+  .refine((env) => Object.keys(env).length <= MAX_ENV_VARS, `at most ${MAX_ENV_VARS} variables`);
+/**
+ * Environment variables, name -> value. JSON.parse makes `"__proto__"` an own key, which
+ * zod's record skips without a word (and an own `constructor` makes it no record at all):
+ * such keys are refused by name here, with whatever else is wrong in the rest.
+ */
+export const envMap = z.preprocess((value, ctx) => {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
+  const reserved = Object.keys(value).filter((key) => RESERVED_ENV_NAMES.has(key));
+  if (reserved.length === 0) return value;
+  const rest = Object.fromEntries(Object.entries(value).filter(([key]) => !RESERVED_ENV_NAMES.has(key)));
+  // An issue here ends the parse before the record runs: report the rest's issues too, in one answer.
+  const issues = [
+    ...reserved.map((key) => ({ path: [key], message: 'is reserved: __proto__, constructor and prototype are not environment variable names here' })),
+    ...(envRecord.safeParse(rest).error?.issues ?? []),
+  ];
+  for (const { path, message } of issues) ctx.addIssue({ code: 'custom', path, message, input: value });
+  return rest;
+}, envRecord);
 
 export const positiveGpus = z.number().int('must be a whole number').positive('must be at least 1').max(1024);
 export const liveTimeoutMinutes = z.number().finite('must be a finite number').positive('must be greater than 0').max(60 * 24 * 30, 'must be at most 30 days');

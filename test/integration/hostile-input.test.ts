@@ -306,6 +306,25 @@ describe('hostile input', () => {
       });
     }
 
+    // Raw JSON: in a JS literal `__proto__` would set the prototype, where JSON.parse makes an own key.
+    const reserved: Array<[string, string, string[]]> = [
+      ['`__proto__` naming an object (once dropped without a word)', '{"__proto__":{"A":"x"}}', ['env.__proto__']],
+      ['`__proto__` naming a string', '{"__proto__":"x","GOOD":"y"}', ['env.__proto__']],
+      ['`constructor`', '{"constructor":"x"}', ['env.constructor']],
+      ['`prototype` beside a bad value', '{"prototype":"x","N":2}', ['env.prototype', 'env.N']],
+      ['an object as a value', '{"A":{"B":"c"}}', ['env.A']],
+      ['an array for the map', '["A=x"]', ['env']],
+    ];
+    for (const [what, env, fields] of reserved) {
+      it(`refuses an env with ${what} (400 naming it), on a job, a new template and a template change, storing nothing`, async () => {
+        await refused(() => send('POST', '/v1/jobs', { token: ALICE, raw: `{"template":"echo","env":${env}}` }), 400, fields);
+        await refused(() => send('POST', '/v1/templates', { token: ALICE, raw: `{"name":"envy","project":"vision","pool":"local","image":"tools","command":["true"],"env":${env}}` }), 400, fields);
+        const templates = await send('GET', '/v1/templates?project=vision', { token: ALICE });
+        const echo = templates.body.items.find((t: { name: string }) => t.name === 'echo');
+        await refused(() => send('PATCH', `/v1/templates/${echo.id}`, { token: ALICE, raw: `{"env":${env}}` }), 400, fields);
+      });
+    }
+
     it('refuses control characters in a template name and a job rename', async () => {
       await refused(() => send('POST', '/v1/templates', { token: ALICE, body: { name: 'x\u0000', project: 'vision', pool: 'local', image: 'tools', command: ['true'] } }), 400, ['name']);
       const submitted = await submit(ALICE, { template: 'echo' });
