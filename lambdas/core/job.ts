@@ -144,7 +144,7 @@ export function terminalFor(job: Pick<Job, 'outcome' | 'expiresAt'>, now: Date, 
   const { outcome } = job;
   if (ranPastExpiry(job, now)) {
     const code = outcome?.kind === 'exited' ? outcome.exitCode : undefined;
-    return { state: JobState.EXPIRED, reason: `live timeout reached at ${job.expiresAt}`, ...(code !== undefined ? { exitCode: code } : {}) };
+    return { state: JobState.EXPIRED, reason: 'live timeout reached', ...(code !== undefined ? { exitCode: code } : {}) };
   }
   if (outcome?.kind === 'cancelled') return { state: JobState.CANCELLED, reason: `cancelled by ${outcome.by}` };
   if (outcome?.kind === 'exited') {
