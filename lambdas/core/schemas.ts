@@ -42,8 +42,16 @@ export const envMap = z.preprocess((value, ctx) => {
   return rest;
 }, envRecord);
 
-export const positiveGpus = z.number().int('must be a whole number').positive('must be at least 1').max(1024);
-export const liveTimeoutMinutes = z.number().finite('must be a finite number').positive('must be greater than 0').max(60 * 24 * 30, 'must be at most 30 days');
+/**
+ * Every number Flare reads from JSON: one beyond a double's range (`1e309` parses to
+ * Infinity) is out of range, where zod alone says "expected number, received number".
+ */
+export function jsonNumber() {
+  return z.number({ error: (issue) => (issue.input === Infinity || issue.input === -Infinity ? 'is out of range: must be a finite number' : undefined) });
+}
+
+export const positiveGpus = jsonNumber().int('must be a whole number').positive('must be at least 1').max(1024);
+export const liveTimeoutMinutes = jsonNumber().positive('must be greater than 0').max(60 * 24 * 30, 'must be at most 30 days');
 
 const sshPublicKeyLine = z.string().max(16384).regex(/^(ssh|ecdsa)-[a-z0-9-]+ [A-Za-z0-9+/=]+( [^\n\r]*)?$/, 'must be one OpenSSH public key line');
 
@@ -102,7 +110,7 @@ export const PoolSpec = z.strictObject({
 });
 /** The largest limit or cap accepted: far beyond any deployment, small enough that arithmetic on it stays exact. */
 export const MAX_LIMIT = 1_000_000;
-const wholeLimit = z.number().int('must be a whole number').min(0, 'must not be negative').max(MAX_LIMIT, `must be at most ${MAX_LIMIT}`);
+const wholeLimit = jsonNumber().int('must be a whole number').min(0, 'must not be negative').max(MAX_LIMIT, `must be at most ${MAX_LIMIT}`);
 const hardLimit = wholeLimit.describe(
   'The most the project may have at once: GPUs held (gpus), active jobs (jobs) or templates owned (templates); for gpuHours, the GPU-hours it may spend per period. May be below what is in use: that blocks new admissions only.',
 );
@@ -149,14 +157,13 @@ const templateFields = {
   gpus: positiveGpus.describe('GPUs per node'),
   nodeCount: positiveGpus.describe('Instances per job, each with `gpus` GPUs'),
   image: name('image').describe('An image of the catalog (GET /v1/images)'),
-  imageVersion: z
-    .number()
+  imageVersion: jsonNumber()
     .int('must be a whole number')
     .positive('must be at least 1')
     .describe("Runs this version of the image; absent: each job runs the image's latest version at submit"),
   command: argv.describe('argv, never a shell string'),
   env: envMap,
-  volumeSizeGb: z.number().int().min(8).max(16384).describe('Root volume of each instance (AWS)'),
+  volumeSizeGb: jsonNumber().int('must be a whole number').min(8, 'must be at least 8').max(16384, 'must be at most 16384').describe('Root volume of each instance (AWS)'),
   sshPublicKey: sshPublicKeyLine,
   maxLiveTimeoutMinutes: liveTimeoutMinutes.describe("The longest live timeout a job of this template may have, now or by a later change"),
   defaultLiveTimeoutMinutes: liveTimeoutMinutes.describe('A job\'s live timeout when it names none (at most maxLiveTimeoutMinutes); absent: 60'),
@@ -252,7 +259,7 @@ export type NotifyChannelSpec = z.infer<typeof NotifyChannelSpec>;
 export const LocalConfig = z
   .strictObject({
     host: z.string().min(1).default('127.0.0.1'),
-    port: z.number().int().min(0).max(65535).default(8080),
+    port: jsonNumber().int('must be a whole number').min(0).max(65535).default(8080),
     dataDir: z.string().min(1).default('.flare'),
     users: z.array(UserSpec).default([]),
     pools: z.array(PoolSpec).min(1).default([{ name: 'local', gpus: 1 }]),
@@ -262,7 +269,7 @@ export const LocalConfig = z
     compute: z.strictObject({ driver: z.enum(['auto', 'docker', 'process']).default('auto') }).default({ driver: 'auto' }),
     notifications: z.array(NotificationSpec).default([]),
     /** Seconds between reconciler runs (orphans, stuck jobs, usage drift, drain); the local twin of the scheduled Lambda. */
-    reconcileSeconds: z.number().int().min(5).max(3600).default(60),
+    reconcileSeconds: jsonNumber().int('must be a whole number').min(5).max(3600).default(60),
   })
   .superRefine((config, ctx) => {
     const pools = new Set(config.pools.map((p) => p.name));

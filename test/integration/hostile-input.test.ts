@@ -374,6 +374,32 @@ describe('hostile input', () => {
       });
     }
 
+    it('says a number beyond a double (1e309, -1e309) is out of range, for every numeric field of every body', async () => {
+      const submitted = await submit(ALICE, { template: 'echo' });
+      const templates = await send('GET', '/v1/templates?project=vision', { token: ALICE });
+      const echo = templates.body.items.find((t: { name: string }) => t.name === 'echo');
+      const template = (field: string, value: string) => `{"name":"big","project":"vision","pool":"local","image":"tools","command":["true"],"${field}":${value}}`;
+      const bodies: Array<[string, string, string, string, (value: string) => string]> = [
+        ['POST', '/v1/jobs', ALICE, 'gpus', (v) => `{"template":"echo","gpus":${v}}`],
+        ['POST', '/v1/jobs', ALICE, 'liveTimeoutMinutes', (v) => `{"template":"echo","liveTimeoutMinutes":${v}}`],
+        ['PATCH', `/v1/jobs/${submitted.id}`, ALICE, 'liveTimeoutMinutes', (v) => `{"liveTimeoutMinutes":${v}}`],
+        ...['gpus', 'nodeCount', 'imageVersion', 'volumeSizeGb', 'maxLiveTimeoutMinutes', 'defaultLiveTimeoutMinutes'].map(
+          (field): [string, string, string, string, (value: string) => string] => ['POST', '/v1/templates', ALICE, field, (v) => template(field, v)],
+        ),
+        ['PATCH', `/v1/templates/${echo.id}`, ALICE, 'gpus', (v) => `{"gpus":${v}}`],
+        ['POST', '/v1/quotas', ROOT, 'hardLimit', (v) => `{"project":"vision","resource":"templates","hardLimit":${v}}`],
+        ['PATCH', '/v1/quotas/crowd/jobs', ROOT, 'hardLimit', (v) => `{"hardLimit":${v}}`],
+        ['PATCH', '/v1/pools/local', ROOT, 'maxGpus', (v) => `{"maxGpus":${v}}`],
+      ];
+      for (const [method, path, token, field, body] of bodies) {
+        for (const value of ['1e309', '-1e309']) {
+          const response = await refused(() => send(method, path, { token, raw: body(value) }), 400, [field]);
+          assert.match(response.body.error.details[0].reason, /out of range/, `${method} ${path} ${field}=${value}: ${response.text}`);
+        }
+      }
+      await untilEnded(submitted.id);
+    });
+
     it('refuses more GPUs than the pool can ever hold as well-formed but impossible (422)', async () => {
       await refused(submitRaw('"gpus":3'), 422);
     });
