@@ -157,6 +157,19 @@ describe('local control plane over HTTP', () => {
     assert.ok(JSON.stringify(stats).includes('EXPIRED'), JSON.stringify(stats));
   });
 
+  it('a SIGKILLed job supervisor is replaced, and its running job runs on to its own end', async () => {
+    const job1 = (await api('POST', '/v1/jobs', ALICE, { template: 'quick', command: ['sh', '-c', 'sleep 3; exit 4'] })).body;
+    await untilState(job1.id, ['RUNNING']);
+    const lock = join(dir, 'data', 'supervisor.pid');
+    const first = Number((await readFile(lock, 'utf8')).split('\n')[0]);
+    process.kill(first, 'SIGKILL');
+
+    const ended = await untilState(job1.id, ['SUCCEEDED', 'FAILED', 'EXPIRED'], 30_000);
+    assert.equal(ended.state, 'FAILED');
+    assert.equal(ended.stateReason, 'exited with code 4', 'its own exit, not "instance lost"');
+    assert.notEqual(Number((await readFile(lock, 'utf8')).split('\n')[0]), first, 'a new supervisor serves the data directory');
+  });
+
   it('survives SIGKILL: every job is still there and driven on, nothing held', async () => {
     const running = (await api('POST', '/v1/jobs', ALICE, { template: 'quick', command: ['sleep', '4'] })).body;
     await untilState(running.id, ['RUNNING']);
