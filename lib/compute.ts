@@ -25,6 +25,16 @@ export const RUN_COMMAND_DOCUMENT = 'AWS-RunShellScript';
  */
 export const EXPIRES_AT_FILE = '/var/lib/flare/expires-at';
 export const EXPIRES_AT_TAG = 'flare:expires-at';
+/** The label lambdas/core/container-command.ts gives every job container (`flare.job=<jobId>`): what the dead-man switch stops. */
+export const JOB_CONTAINER_LABEL = 'flare.job';
+/** SIGTERM to SIGKILL when the dead-man switch stops a job (`docker stop --time`); the local supervisor's grace too. */
+export const DEAD_MAN_STOP_GRACE_SECONDS = 5;
+/** How often, at most, the dead-man switch re-reads the deadline: a shortened live timeout is noticed within this. */
+export const DEAD_MAN_POLL_MS = 500;
+/** After asking for a poweroff, how long before asking again (it normally never comes back). */
+const DEAD_MAN_RETRY_MS = 60_000;
+/** The longest grace the switch allows: an instance idles at most this long past its job when the control plane is away. */
+export const MAX_DEAD_MAN_GRACE_MINUTES = 60;
 
 export interface FlareComputeProps {
   readonly vpc: ec2.IVpc;
@@ -38,9 +48,12 @@ export interface FlareComputeProps {
   /** Root device of the AMI; the adapter resizes it per job. @default '/dev/sda1' (Ubuntu) */
   readonly rootDeviceName?: string;
   /**
-   * Grace after the job's deadline (EXPIRES_AT_FILE, else the
-   * `flare:expires-at` tag) before the instance powers itself off (the
-   * dead-man switch for a lost control plane).
+   * Minutes after the job's deadline (EXPIRES_AT_FILE, else the `flare:expires-at`
+   * tag) before the instance powers itself off. The dead-man switch stops the
+   * job's container at the deadline itself; this grace leaves the control plane
+   * time to record the exit, collect the logs and terminate the instance the
+   * normal way, and bounds how long the instance idles when the plane is away.
+   * 0: power off right after the container is stopped. 0 to MAX_DEAD_MAN_GRACE_MINUTES.
    * @default 15
    */
   readonly deadManGraceMinutes?: number;
@@ -67,7 +80,9 @@ export class FlareCompute extends Construct {
       throw new Error(`${this.node.path}: rootVolumeGb must be an integer from 8 to 16384, got ${rootVolumeGb}`);
     }
     const grace = props.deadManGraceMinutes ?? 15;
-    if (!Number.isInteger(grace) || grace < 0) throw new Error(`${this.node.path}: deadManGraceMinutes must be a non-negative integer, got ${grace}`);
+    if (!Number.isInteger(grace) || grace < 0 || grace > MAX_DEAD_MAN_GRACE_MINUTES) {
+      throw new Error(`${this.node.path}: deadManGraceMinutes must be an integer from 0 to ${MAX_DEAD_MAN_GRACE_MINUTES}, got ${grace}`);
+    }
     this.subnetIds = props.subnetIds;
     this.pools = props.pools;
     this.rootDeviceName = props.rootDeviceName ?? '/dev/sda1';
@@ -321,12 +336,16 @@ export class FlareCompute extends Construct {
 }
 
 /**
- * Boot script: power off (and so terminate, per the launch template) once the
- * job's deadline plus a grace has passed. The deadline is EXPIRES_AT_FILE,
- * written when the container starts and rewritten when the live timeout
- * changes; until it exists (or if it cannot be parsed) the instance's
- * `flare:expires-at` tag from launch. Both are re-read every minute. Static
- * text: nothing from a job reaches this shell.
+ * Boot script, the job's live timeout enforced next to it: at the job's deadline
+ * it stops the job's container (`docker stop`: SIGTERM, SIGKILL after
+ * DEAD_MAN_STOP_GRACE_SECONDS), and once the deadline plus `graceMinutes` has
+ * passed it powers the instance off (and so terminates it, per the launch
+ * template). The deadline is EXPIRES_AT_FILE, written when the container starts
+ * and rewritten when the live timeout changes; until it exists (or if it cannot
+ * be parsed) the instance's `flare:expires-at` tag from launch. Millisecond
+ * precision: the file is re-read at least every DEAD_MAN_POLL_MS and the last wait
+ * before the deadline is a fractional `sleep`, so a shortened timeout is honoured
+ * too. Static text: nothing from a job reaches this shell.
  */
 export function deadManSwitchScript(graceMinutes: number): string {
   return [
@@ -337,26 +356,54 @@ export function deadManSwitchScript(graceMinutes: number): string {
     '  token=$(curl -sf -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 300" http://169.254.169.254/latest/api/token) || return 1',
     '  curl -sf -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"',
     '}',
-    '# Seconds since the epoch for an ISO-8601 UTC time (2030-01-01T00:00:00Z, fractions allowed);',
+    '# Milliseconds since the epoch for an ISO-8601 UTC time (2030-01-01T00:00:00.250Z, fractions allowed);',
     '# 0 for anything else, so a stray word that `date -d` would read as "today" never counts.',
-    'epoch() {',
+    'epoch_ms() {',
     '  [[ "$1" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z$ ]] || { echo 0; return; }',
-    '  date -u -d "$1" +%s 2>/dev/null || echo 0',
+    '  local ns',
+    '  ns=$(date -u -d "$1" +%s%N 2>/dev/null) || { echo 0; return; }',
+    '  echo $((ns / 1000000))',
+    '}',
+    'now_ms() { local ns; ns=$(date +%s%N); echo $((ns / 1000000)); }',
+    '# GNU sleep takes fractions: 347 ms is `sleep 0.347`, never rounded to a whole second.',
+    "sleep_ms() { sleep \"$(($1 / 1000)).$(printf '%03d' $(($1 % 1000)))\"; }",
+    '# Every container of the job (the instance runs one job): SIGTERM now, SIGKILL after the grace.',
+    '# Run on every pass past the deadline, so a container still starting then is stopped too.',
+    'stop_job() {',
+    '  local ids',
+    `  ids=$(timeout 10 docker ps --quiet --filter label=${JOB_CONTAINER_LABEL} 2>/dev/null) || return 0`,
+    '  [ -n "$ids" ] || return 0',
+    '  logger -t flare-deadman "job deadline $expires (from the $from) reached; stopping container(s)" $ids',
+    '  # Container ids are hex words: split on purpose. timeout: a hung dockerd must not hold off the poweroff.',
+    `  timeout ${DEAD_MAN_STOP_GRACE_SECONDS + 25} docker stop --time ${DEAD_MAN_STOP_GRACE_SECONDS} $ids > /dev/null`,
     '}',
     'while true; do',
     `  expires=$(head -c 64 ${EXPIRES_AT_FILE} 2>/dev/null | tr -d '[:space:]' || true)`,
     '  from=file',
-    '  deadline=$(epoch "$expires")',
+    '  deadline=$(epoch_ms "$expires")',
     '  if [ "$deadline" -le 0 ]; then',
     `    expires=$(imds tags/instance/${EXPIRES_AT_TAG} || true)`,
     '    from=tag',
-    '    deadline=$(epoch "$expires")',
+    '    deadline=$(epoch_ms "$expires")',
     '  fi',
-    `  if [ "$deadline" -gt 0 ] && [ "$(date +%s)" -ge $((deadline + ${graceMinutes * 60})) ]; then`,
-    '    logger -t flare-deadman "past the job deadline $expires (from the $from); powering off"',
-    '    shutdown -h now',
+    `  wait=${DEAD_MAN_POLL_MS}`,
+    '  if [ "$deadline" -gt 0 ]; then',
+    '    now=$(now_ms)',
+    `    off=$((deadline + ${graceMinutes * 60_000}))`,
+    '    if [ "$now" -lt "$deadline" ]; then',
+    '      [ $((deadline - now)) -lt "$wait" ] && wait=$((deadline - now))',
+    '    else',
+    '      stop_job',
+    '      if [ "$now" -ge "$off" ]; then',
+    '        logger -t flare-deadman "past the job deadline $expires (from the $from) and its grace; powering off"',
+    '        shutdown -h now',
+    `        wait=${DEAD_MAN_RETRY_MS}`,
+    '      elif [ $((off - now)) -lt "$wait" ]; then',
+    '        wait=$((off - now))',
+    '      fi',
+    '    fi',
     '  fi',
-    '  sleep 60',
+    '  sleep_ms "$wait"',
     'done',
   ].join('\n');
 }

@@ -225,8 +225,10 @@ const DOCKER_WAIT_TRIES = 90;
  * waits on the same container and reports the same code.
  *
  * Before the container starts it writes the job's expiry to
- * INSTANCE_DEADLINE_FILE, from where the instance powers itself off if Flare
- * never stops it; deadlineScript rewrites it when the live timeout changes.
+ * INSTANCE_DEADLINE_FILE, where the instance's dead-man switch (lib/compute.ts)
+ * reads it: at the expiry it stops the container by its `flare.job` label, so
+ * `docker wait` returns and the command ends after expiresAt (EXPIRED), and later
+ * powers the instance off; deadlineScript rewrites it when the live timeout changes.
  */
 export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): string {
   const detached = { ...options, detach: true };
@@ -284,7 +286,7 @@ export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): 
 /**
  * The POSIX sh script that moves a running job's deadline on its instances (its
  * live timeout was changed): it rewrites INSTANCE_DEADLINE_FILE, which the
- * dead-man switch re-reads every minute, exactly as instanceScript first wrote it.
+ * dead-man switch re-reads every half second, exactly as instanceScript first wrote it.
  * The only values in it are the job id and the expiry, each checked against a
  * pattern that admits no shell syntax; anything else is refused before a script exists.
  */

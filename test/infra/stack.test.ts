@@ -2,8 +2,8 @@
  * The synthesized FlareStack, checked where it matters: the tables match
  * schema/tables.json, the state machine is the ASL file with the tasks
  * function's ARN filled in, the Lambdas get their environment contract, the
- * launch template and IAM keep instances on a short leash (and the dead-man
- * switch, run here with stubbed commands, powers off on time), the API guards
+ * launch template and IAM keep instances on a short leash (and install the
+ * dead-man switch that dead-man-switch.test.ts runs), the API guards
  * everything but its public routes, completion events, the reconciler, the
  * event outbox and the chat notifier are wired with retries, dead-letter
  * queues and alarms, the pools reach the pools table, bad context fails synth
@@ -14,8 +14,8 @@
  * here because it costs ~15 s per synth and `npm run synth` runs it anyway.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -23,7 +23,7 @@ import { App, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
-import { EXPIRES_AT_FILE } from '../../lib/compute.js';
+import { deadManSwitchScript } from '../../lib/compute.js';
 import { PUBLIC_ROUTES } from '../../lib/http-api.js';
 import { apiRoutes } from '../../lambdas/handlers/http/api.js';
 import { FlareStack, HANDLER_ENTRIES, type FlareStackProps, type HandlerKey } from '../../lib/flare-stack.js';
@@ -402,86 +402,12 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       rmSync(dir, { recursive: true, force: true });
     });
 
-    describe('dead-man switch (the user data script, run with stubbed curl, shutdown, logger and sleep)', () => {
-      let script: string;
-      let work: string;
-
-      before(() => {
-        const userData = resources[logicalId(stack, stack.compute.launchTemplate)].Properties.LaunchTemplateData.UserData['Fn::Base64'];
-        assert.equal(typeof userData, 'string', 'user data is static text');
-        const match = /<<'FLARE_EOF'\n([\s\S]*?)\nFLARE_EOF/.exec(userData);
-        assert.ok(match, 'the user data installs the switch from a quoted heredoc');
-        script = match[1];
-        assert.ok(userData.includes('systemctl enable --now flare-deadman.service'), 'the switch runs as a service');
-        work = mkdtempSync(path.join(tmpdir(), 'flare-deadman-'));
-        const bin = path.join(work, 'bin');
-        mkdirSync(bin);
-        const stub = (name: string, body: string) => {
-          writeFileSync(path.join(bin, name), `#!/bin/bash\n${body}\n`);
-          chmodSync(path.join(bin, name), 0o755);
-        };
-        // IMDS: a token, then the flare:expires-at tag if the case sets one (curl -f fails on a 404 otherwise).
-        stub('curl', 'case "$*" in *api/token*) echo token ;; *tags/instance/flare:expires-at*) [ -n "${STUB_TAG:-}" ] && echo "$STUB_TAG" || exit 22 ;; *) exit 22 ;; esac');
-        stub('logger', 'echo "logger $*" >> "$STUB_LOG"');
-        // The loop's first pass is all a case needs: end the script where it would sleep or power off.
-        stub('shutdown', 'echo "shutdown $*" >> "$STUB_LOG"; kill -TERM $PPID');
-        stub('sleep', 'echo "sleep $*" >> "$STUB_LOG"; kill -TERM $PPID');
-      });
-
-      after(() => rmSync(work, { recursive: true, force: true }));
-
-      /** One pass of the loop: what the script logged and whether it powered off. */
-      function run(file: string | undefined, tag: string | undefined): { log: string; poweredOff: boolean } {
-        const dir = mkdtempSync(path.join(work, 'case-'));
-        const expiresFile = path.join(dir, 'expires-at');
-        if (file !== undefined) writeFileSync(expiresFile, `${file}\n`);
-        assert.ok(script.includes(EXPIRES_AT_FILE));
-        const scriptFile = path.join(dir, 'flare-deadman');
-        writeFileSync(scriptFile, script.split(EXPIRES_AT_FILE).join(expiresFile));
-        const logFile = path.join(dir, 'log');
-        writeFileSync(logFile, '');
-        const result = spawnSync('bash', [scriptFile], {
-          env: { PATH: `${path.join(work, 'bin')}:${process.env.PATH}`, STUB_LOG: logFile, ...(tag !== undefined ? { STUB_TAG: tag } : {}) },
-          timeout: 10_000,
-        });
-        assert.equal(result.error, undefined);
-        const log = readFileSync(logFile, 'utf8');
-        return { log, poweredOff: log.includes('shutdown -h now') };
-      }
-      const minutesFromNow = (m: number) => new Date(Date.now() + m * 60_000).toISOString();
-
-      it('powers off once the deadline in the expiry file plus the 15-minute grace has passed, even if the tag says later', () => {
-        const { log, poweredOff } = run(minutesFromNow(-16), minutesFromNow(120));
-        assert.ok(poweredOff, log);
-        assert.match(log, /from the file/);
-      });
-
-      it('prefers the expiry file: a live-timeout extension there outlives a past tag', () => {
-        const { log, poweredOff } = run(minutesFromNow(60), minutesFromNow(-120));
-        assert.ok(!poweredOff, log);
-        assert.match(log, /sleep 60/);
-      });
-
-      it('falls back to the flare:expires-at tag before the container started (no file yet)', () => {
-        const { log, poweredOff } = run(undefined, minutesFromNow(-16));
-        assert.ok(poweredOff, log);
-        assert.match(log, /from the tag/);
-      });
-
-      it('keeps running within the grace', () => {
-        assert.ok(!run(minutesFromNow(-14), undefined).poweredOff);
-      });
-
-      it('ignores a file that is not an ISO-8601 UTC time (date -d would read "today" as midnight) and uses the tag', () => {
-        assert.ok(!run('today', undefined).poweredOff, 'garbage alone powers nothing off');
-        assert.ok(!run('today', minutesFromNow(30)).poweredOff);
-        assert.ok(run('today', minutesFromNow(-20)).poweredOff);
-      });
-
-      it('does nothing with neither a file nor a tag', () => {
-        const { log, poweredOff } = run(undefined, undefined);
-        assert.ok(!poweredOff, log);
-      });
+    it('user data installs the dead-man switch as a service, with the 15-minute default grace (test/infra/dead-man-switch.test.ts runs it)', () => {
+      const userData: string = resources[logicalId(stack, stack.compute.launchTemplate)].Properties.LaunchTemplateData.UserData['Fn::Base64'];
+      const match = /<<'FLARE_EOF'\n([\s\S]*?)\nFLARE_EOF/.exec(userData);
+      assert.ok(match, 'the user data installs the switch from a quoted heredoc');
+      assert.equal(match[1], deadManSwitchScript(15));
+      assert.ok(userData.includes('systemctl enable --now flare-deadman.service'), 'the switch runs as a service');
     });
 
     it('launches from a template with IMDSv2 only, hop limit 1, encrypted EBS, and terminate on shutdown', () => {
