@@ -32,6 +32,12 @@ export interface HttpServerOptions {
   log?: Logger;
   /** Bodies larger than this are refused with 413 before the handler runs. @default 1 MiB */
   maxBodyBytes?: number;
+  /** A request's headers must arrive within this (else 408, connection closed). @default 10 s */
+  headersTimeoutMs?: number;
+  /** The whole request, body included, must arrive within this (else 408, connection closed). @default 30 s */
+  requestTimeoutMs?: number;
+  /** An idle kept-alive connection is closed after this. @default 5 s */
+  keepAliveTimeoutMs?: number;
 }
 
 export interface HttpServer {
@@ -50,6 +56,11 @@ export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(
 );
 
 const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+// Node's own defaults (60 s for headers, 300 s for a request) let a client hold a
+// connection and a buffer for minutes; an API's requests are small and quick.
+const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 5_000;
 /** API Gateway's integration timeout; the handler's context reports what is left of it. */
 const INTEGRATION_TIMEOUT_MS = 30_000;
 const TEXT_TYPES = /^(text\/|application\/(json|[\w.+-]*\+json|xml|[\w.+-]*\+xml|x-www-form-urlencoded|javascript))/i;
@@ -75,42 +86,54 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     return { digest: sha256(user.token), claims: { sub: user.name, 'cognito:groups': `[${groups.join(' ')}]` }, ...(expiresAt === undefined ? {} : { expiresAt }) };
   });
 
-  const server = createServer((req, res) => {
+  const requestTimeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  // Node checks request timeouts on this interval (30 s by default): well under the timeout itself.
+  const server = createServer({ connectionsCheckingInterval: Math.min(1_000, requestTimeout) }, (req, res) => {
     serve(req, res).catch((error: unknown) => {
       log?.error('local API request failed', { method: req.method, url: req.url, error: describe(error) });
       if (!res.headersSent) sendJson(res, 500, { error: { code: 'internal', message: 'internal error' } });
       else res.destroy();
     });
   });
+  server.headersTimeout = Math.min(options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS, requestTimeout);
+  server.requestTimeout = requestTimeout;
+  server.keepAliveTimeout = options.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS;
+  // `Expect: 100-continue` is answered by `serve` after authentication, not by Node before it.
+  server.on('checkContinue', (req, res) => server.emit('request', req, res));
 
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = Date.now();
     const url = new URL(req.url ?? '/', 'http://localhost');
     const method = (req.method ?? 'GET').toUpperCase();
-
-    const body = await readBody(req, maxBodyBytes);
-    if (body === 'too-large') {
-      sendJson(res, 413, { error: { code: 'payload_too_large', message: `request body is larger than ${maxBodyBytes} bytes` } }, { connection: 'close' });
-      // Stop reading: the client gets its answer, the socket goes once it is written.
-      res.on('finish', () => req.socket.destroySoon());
-      return;
-    }
-
-    const event = toEvent(req, url, method, body);
     // The path as sent, not URL-normalised: `/v1/x/%2e%2e/health` is not the public `/v1/health`.
-    if (!PUBLIC_ROUTES.has(`${method} ${event.rawPath}`)) {
+    const rawPath = rawPathOf(req);
+
+    // The authorizer's part comes first, as on API Gateway: a caller without a valid token gets
+    // its 401 before one byte of its body is read or buffered.
+    let claims: Principal['claims'] | undefined;
+    if (!PUBLIC_ROUTES.has(`${method} ${rawPath}`)) {
       const principal = authenticate(req.headers.authorization, principals);
       const expired = principal?.expiresAt !== undefined && principal.expiresAt <= Date.now();
       if (!principal || expired) {
         // An expired token is told only that: not whose it was, nor when it expired.
         const message = expired ? 'the token has expired' : 'a valid bearer token is required';
         const challenge = expired ? `Bearer error="invalid_token", error_description="${message}"` : 'Bearer';
-        sendJson(res, 401, { error: { code: 'unauthorized', message } }, { 'www-authenticate': challenge });
+        refuse(req, res, 401, { error: { code: 'unauthorized', message } }, { 'www-authenticate': challenge });
         log?.info('http', { method, path: url.pathname, status: 401, ms: Date.now() - started });
         return;
       }
-      event.requestContext.authorizer = { principalId: '', integrationLatency: 0, jwt: { claims: { ...principal.claims }, scopes: [] } };
+      claims = principal.claims;
     }
+    if (req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();
+
+    const body = await readBody(req, maxBodyBytes);
+    if (body === 'too-large') {
+      refuse(req, res, 413, { error: { code: 'payload_too_large', message: `request body is larger than ${maxBodyBytes} bytes` } });
+      return;
+    }
+
+    const event = toEvent(req, url, method, body);
+    if (claims) event.requestContext.authorizer = { principalId: '', integrationLatency: 0, jwt: { claims: { ...claims }, scopes: [] } };
 
     let result: APIGatewayProxyResultV2;
     try {
@@ -143,6 +166,16 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
         server.closeAllConnections();
       }),
   };
+}
+
+/** An answer given without reading the rest of the body: the connection closes once it is written. */
+function refuse(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  sendJson(res, status, body, { ...headers, connection: 'close' });
+  res.on('finish', () => req.socket.destroySoon());
+}
+
+function rawPathOf(req: IncomingMessage): string {
+  return (req.url ?? '/').split('?')[0] || '/';
 }
 
 /** The body, or 'too-large' as soon as it passes the cap (nothing more is buffered). */
@@ -183,7 +216,7 @@ function toEvent(req: IncomingMessage, url: URL, method: string, body: Buffer): 
   const query: Record<string, string> = {};
   for (const [name, value] of url.searchParams) query[name] = name in query ? `${query[name]},${value}` : value;
   const rawQueryString = url.search.replace(/^\?/, '');
-  const rawPath = (req.url ?? '/').split('?')[0] || '/';
+  const rawPath = rawPathOf(req);
   const now = new Date();
   const domainName = (req.headers.host ?? 'localhost').replace(/:\d+$/, '');
   const text = body.length === 0 ? undefined : isText(req.headers['content-type'], body);

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyResultV2, Context } from 'aws-lambda';
 import { startHttpServer, type HttpServer } from '../../lambdas/local/http-server.js';
@@ -206,5 +207,90 @@ describe('local HTTP server', () => {
     const response = await fetch(`${server.url}/v1/jobs`, { headers: bearer(ALICE_TOKEN) });
     assert.equal(response.status, 200);
     assert.deepEqual(await response.json(), { hello: 'world' });
+  });
+});
+
+/**
+ * A client on a raw socket that sends what it is told and then nothing more: what
+ * the server answers (and whether it closes the connection) while the client holds it.
+ */
+function holdOpen(url: string, head: string, body = ''): Promise<{ text: string; socket: Socket; closed: Promise<void> }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => socket.write(head + body));
+    let text = '';
+    const closed = new Promise<void>((done) => socket.once('close', () => done()));
+    socket.on('error', () => undefined); // a reset after the answer is how a refused upload ends
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+      if (/\r\n\r\n/.test(text)) resolve({ text, socket, closed });
+    });
+    socket.once('close', () => resolve({ text, socket, closed }));
+    socket.once('error', reject);
+  });
+}
+
+describe('local HTTP server: authentication before the body, and timeouts', { timeout: 30_000 }, () => {
+  let server: HttpServer;
+  let calls = 0;
+
+  before(async () => {
+    server = await startHttpServer({
+      host: '127.0.0.1',
+      port: 0,
+      users: [{ name: 'alice', token: ALICE_TOKEN, projects: ['vision'] }],
+      handler: async () => {
+        calls += 1;
+        return { statusCode: 200, body: '{}' };
+      },
+      // Short, so that the test does not wait long; nothing here asserts how long anything took.
+      headersTimeoutMs: 500,
+      requestTimeoutMs: 1_000,
+    });
+  });
+  after(() => server.close());
+  beforeEach(() => {
+    calls = 0;
+  });
+
+  const head = (authorization: string, length: number) =>
+    `POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${authorization}\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n`;
+
+  it('answers 401 to a bad token while its 1 MB body has not been sent, and closes the connection', async () => {
+    const { text, closed } = await holdOpen(server.url, head('Bearer not-a-configured-token', 1_000_000), '{"template":"');
+    assert.match(text, /^HTTP\/1\.1 401 /);
+    assert.match(text, /\r\nconnection: close\r\n/i);
+    await closed;
+    assert.equal(calls, 0);
+  });
+
+  it('answers 401, not 413, to a bad token declaring a 10 MB body: nothing is read before authentication', async () => {
+    const { text } = await holdOpen(server.url, head('Bearer not-a-configured-token', 10 * 1024 * 1024));
+    assert.match(text, /^HTTP\/1\.1 401 /);
+    assert.equal(calls, 0);
+  });
+
+  it('asks for the body of `Expect: 100-continue` only after the token is good', async () => {
+    const expect = (authorization: string) => head(authorization, 2).replace('\r\n\r\n', '\r\nExpect: 100-continue\r\n\r\n');
+    const refused = await holdOpen(server.url, expect('Bearer not-a-configured-token'));
+    assert.match(refused.text, /^HTTP\/1\.1 401 /);
+    const accepted = await holdOpen(server.url, expect(`Bearer ${ALICE_TOKEN}`));
+    assert.match(accepted.text, /^HTTP\/1\.1 100 Continue/);
+    accepted.socket.destroy();
+    assert.equal(calls, 0);
+  });
+
+  it('cuts off a signed-in request whose body never finishes, without calling the handler', async () => {
+    const { text, closed } = await holdOpen(server.url, head(`Bearer ${ALICE_TOKEN}`, 100), '{"template":');
+    assert.match(text, /^(HTTP\/1\.1 408 |$)/, 'a 408, or the connection closed');
+    await closed;
+    assert.equal(calls, 0);
+  });
+
+  it('cuts off a request whose headers never finish', async () => {
+    const { text, closed } = await holdOpen(server.url, 'GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ');
+    assert.match(text, /^(HTTP\/1\.1 408 |$)/, 'a 408, or the connection closed');
+    await closed;
+    assert.equal(calls, 0);
   });
 });
