@@ -27,7 +27,7 @@ import { seedTemplate } from '../core/templates.js';
 import { workflowInput } from '../core/workflow.js';
 import { createApiHandler } from '../handlers/http/api.js';
 import { runTask } from '../handlers/workflow/tasks.js';
-import { startDynamoDbLocal, type DynamoDbLocal } from './dynamodb-local.js';
+import { superviseDynamoDbLocal, type SupervisedDynamoDbLocal } from './dynamodb-supervisor.js';
 import { startHttpServer } from './http-server.js';
 import { LocalWorkflows } from './local-workflows.js';
 import { createTables, defaultTableNames, makeDynamoClients } from './tables.js';
@@ -51,6 +51,8 @@ export interface ControlPlane {
   compute: LocalCompute;
   /** The periodic reconciler (orphans, stuck jobs, usage drift, drain). */
   reconciler: ReconcileLoop;
+  /** DynamoDB Local, restarted on the same endpoint whenever it dies. */
+  dynamodb: SupervisedDynamoDbLocal;
   events: LocalEventBus;
   dataDir: string;
   /** The admin token used when no users are configured. */
@@ -66,7 +68,7 @@ export async function startControlPlane(config: LocalConfig, options: ControlPla
   const dataDir = resolve(options.baseDir ?? process.cwd(), config.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
 
-  const dynamo = await startDynamoDbLocal(options.inMemory ? { inMemory: true } : { dataDir: join(dataDir, 'dynamodb') });
+  const dynamo = await superviseDynamoDbLocal({ ...(options.inMemory ? { inMemory: true } : { dataDir: join(dataDir, 'dynamodb') }), log });
   const stack: Array<() => Promise<void> | void> = [() => dynamo.stop()];
   try {
     return await assemble(config, options, log, dataDir, dynamo, stack);
@@ -76,7 +78,7 @@ export async function startControlPlane(config: LocalConfig, options: ControlPla
   }
 }
 
-async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: Logger, dataDir: string, dynamo: DynamoDbLocal, stack: Array<() => Promise<void> | void>): Promise<ControlPlane> {
+async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: Logger, dataDir: string, dynamo: SupervisedDynamoDbLocal, stack: Array<() => Promise<void> | void>): Promise<ControlPlane> {
   const { client, doc } = makeDynamoClients(dynamo.endpoint);
   const tables = defaultTableNames();
   await createTables(client, tables);
@@ -109,9 +111,14 @@ async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: 
   await recover(deps, compute, workflows, config);
   const reconciler = startReconcileLoop(deps, new DynamoReconcileStore(doc, tables), config.reconcileSeconds);
   stack.push(() => reconciler.stop());
+  // Back from a crash: an in-memory emulator lost its tables; then a pass repairs and drains what waited.
+  dynamo.onRestart(async () => {
+    await createTables(client, tables);
+    await reconciler.runNow();
+  });
 
   const handler = createApiHandler(() => deps, {
-    health: async () => ({ dynamodb: 'ok', workflows: { running: workflows.running() }, compute: 'ok' }),
+    health: async () => ({ dynamodb: dynamo.health(), workflows: { running: workflows.running() }, compute: 'ok' }),
   });
   const http = await startHttpServer({ host: config.host, port: config.port, handler, users, log });
   stack.push(() => http.close());
@@ -122,6 +129,7 @@ async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: 
     workflows,
     compute,
     reconciler,
+    dynamodb: dynamo,
     events,
     dataDir,
     ...(config.users.length ? {} : { adminToken: users[0].token }),

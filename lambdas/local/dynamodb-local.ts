@@ -130,9 +130,18 @@ export interface StartDynamoDbLocalOptions {
 export interface DynamoDbLocal {
   endpoint: string;
   port: number;
+  /** The JVM's process id. */
+  pid: number;
   /** Milliseconds from spawning the JVM until the first successful ListTables. */
   startupMs: number;
+  /** Settles when the JVM has exited, whether stop() ended it or not (a supervisor tells which). */
+  exited: Promise<JvmExit>;
   stop(): Promise<void>;
+}
+
+export interface JvmExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
 }
 
 /** `FLARE_DYNAMODB_LOCAL_DIR`, else `<repo>/node_modules/.cache/flare/dynamodb-local-<version>/`. */
@@ -425,7 +434,7 @@ async function launch(p: LaunchParams): Promise<DynamoDbLocal> {
   };
   forEachLine(child.stdout!, onLine);
   forEachLine(child.stderr!, onLine);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+  const exited = new Promise<JvmExit>((resolve) => {
     // 'close', not 'exit': by then stdout and stderr are drained, so the tail holds the JVM's last words.
     child.once('close', (code, signal) => resolve({ code, signal }));
   });
@@ -470,7 +479,7 @@ async function launch(p: LaunchParams): Promise<DynamoDbLocal> {
   // Do not hold the event loop open: a test that forgets stop() still ends, and the exit hook kills the JVM.
   child.unref();
   for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as unknown as { unref?: () => void }).unref?.();
-  return { endpoint, port: p.port, startupMs, stop };
+  return { endpoint, port: p.port, pid: child.pid!, startupMs, exited, stop };
 }
 
 async function waitUntilAnswering(endpoint: string, gaveUp: () => boolean): Promise<void> {
