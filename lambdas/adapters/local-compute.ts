@@ -39,6 +39,7 @@ import type { Compute, ContainerSpec, Launched, ManagedInstance } from '../ports
 import { containerName, dockerRunArgs, JOB_ID_PATTERN, scratchPath, type DockerRunOptions } from '../core/container-command.js';
 import { discoverGpus, dockerEngineAvailable } from './gpu-discovery.js';
 import { bootId, directSocketPath, liveSupervisor, LOCK_NAME, SOCKET_NAME } from './local-supervisor-lock.mjs';
+import { DEFAULT_STOP_GRACE_MS } from './local-job-runner.mjs';
 
 export type LocalDriver = 'docker' | 'process';
 
@@ -119,8 +120,6 @@ export class LocalComputeError extends FlareError {}
 
 const SUPERVISOR = fileURLToPath(new URL('./local-job-supervisor.mjs', import.meta.url));
 const KILL_WAIT_MS = 5000;
-/** SIGTERM to SIGKILL: a few seconds, as DESIGN.md's expiry asks (the runner's DEFAULT_STOP_GRACE_MS). */
-const STOP_GRACE_MS = 5000;
 /** Reporting a job's end again after a failure: from this, doubling, up to the max. */
 const REPORT_RETRY_MS = 250;
 const REPORT_RETRY_MAX_MS = 30_000;
@@ -186,7 +185,7 @@ export class LocalCompute implements Compute {
   constructor(private readonly options: LocalComputeOptions) {
     this.dataDir = resolve(options.dataDir);
     this.hostGpus = options.hostGpus ?? 0;
-    this.stopGraceMs = options.stopGraceMs ?? STOP_GRACE_MS;
+    this.stopGraceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
     this.pollMs = options.pollMs ?? 2000;
     this.log = options.log ?? stderrLogger;
     this.driver =

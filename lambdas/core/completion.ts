@@ -13,23 +13,25 @@ import { reportOutcome } from './jobs.js';
 /**
  * A node's container exited, at `at` (default: now). A multi-node job ends at the first failure, or when
  * every node has succeeded. `at` decides between the exit's own state and EXPIRED (core/job.ts terminalFor),
- * so a report that arrives late says when the exit happened, not when it was heard of.
+ * so a report that arrives late says when the exit happened, not when it was heard of. `expired`: the
+ * job's own dead-man switch stopped it (at an expiresAt that a change racing it may since have moved).
  */
-export async function reportNodeExit(deps: Deps, jobId: string, instanceId: string, exitCode: number, at = deps.now().toISOString()): Promise<void> {
+export async function reportNodeExit(deps: Deps, jobId: string, instanceId: string, exitCode: number, at = deps.now().toISOString(), expired = false): Promise<void> {
+  const exited = { kind: 'exited' as const, exitCode, at, ...(expired ? { expired } : {}) };
   // Most reports end the job: a failure, or the exit of its only node. Recorded on that condition without
   // reading the job first (one round trip less between a job's end and its release); anything else (another
   // node still running, a stale report) takes the way below.
-  if (await reportOutcome(deps, jobId, { kind: 'exited', exitCode, at }, { instanceId, only: exitCode === 0 })) return;
+  if (await reportOutcome(deps, jobId, exited, { instanceId, only: exitCode === 0 })) return;
   const job = await runningWith(deps, jobId, instanceId, 'node exit');
   if (!job) return;
   if (exitCode !== 0 || (job.instanceIds?.length ?? 1) <= 1) {
-    await reportOutcome(deps, jobId, { kind: 'exited', exitCode, at });
+    await reportOutcome(deps, jobId, exited);
     return;
   }
   const updated = await deps.store.recordNodeExit(jobId, instanceId, exitCode);
   if (!updated) return;
   const pending = (updated.instanceIds ?? []).filter((id) => updated.nodeExits?.[id] === undefined);
-  if (pending.length === 0) await reportOutcome(deps, jobId, { kind: 'exited', exitCode: 0, at });
+  if (pending.length === 0) await reportOutcome(deps, jobId, { ...exited, exitCode: 0 });
 }
 
 /** An instance of the job stopped existing before the job ended, at `at` (default: now; as for an exit). */

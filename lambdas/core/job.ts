@@ -59,7 +59,11 @@ export function statesBefore(to: JobState): JobState[] {
  * `at` is when it happened (the exit, the cancel, the loss), which may be long
  * before the control plane learns of it; outcomes recorded before it existed lack it.
  */
-export type Outcome = ({ kind: 'exited'; exitCode: number } | { kind: 'cancelled'; by: string } | { kind: 'lost'; reason: string }) & { at?: string };
+export type Outcome = (
+  | { kind: 'exited'; exitCode: number; /** Stopped by its own dead-man switch at an expiresAt (which a later change may have moved). */ expired?: boolean }
+  | { kind: 'cancelled'; by: string }
+  | { kind: 'lost'; reason: string }
+) & { at?: string };
 
 export interface Job {
   id: string;
@@ -158,6 +162,7 @@ export function terminalFor(job: Pick<Job, 'outcome' | 'expiresAt'>, now: Date, 
 
 /** The job was still running at its expiresAt: its outcome came then or later, or it has none yet and the time has come. */
 function ranPastExpiry(job: Pick<Job, 'outcome' | 'expiresAt'>, now: Date): boolean {
+  if (job.outcome?.kind === 'exited' && job.outcome.expired) return true;
   if (!job.expiresAt) return false;
   const end = job.outcome ? job.outcome.at : now.toISOString();
   return end !== undefined && Date.parse(end) >= Date.parse(job.expiresAt);

@@ -55,6 +55,11 @@ describe('terminal verdicts', () => {
     }
   });
 
+  it('an exit its own dead-man switch caused is EXPIRED even when a change raced it and moved expiresAt later', () => {
+    const moved = { outcome: { kind: 'exited' as const, exitCode: 143, at: before, expired: true }, expiresAt };
+    assert.deepEqual(terminalFor(moved, now), { state: 'EXPIRED', reason: 'live timeout reached', exitCode: 143 });
+  });
+
   it('a job that never started has no expiry; an outcome recorded without its time keeps its own state', () => {
     assert.equal(terminalFor({ outcome: { kind: 'exited', exitCode: 0, at: now.toISOString() } }, now).state, JobState.SUCCEEDED);
     assert.equal(terminalFor({ outcome: { kind: 'exited', exitCode: 0 }, expiresAt }, now).state, JobState.SUCCEEDED);
