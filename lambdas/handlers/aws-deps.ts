@@ -101,9 +101,18 @@ function tableNames(env: AwsEnv): TableNames {
   return { jobs: env.JOBS_TABLE, quotas: env.QUOTAS_TABLE, pools: env.POOLS_TABLE, idempotency: env.IDEMPOTENCY_TABLE, catalog: env.CATALOG_TABLE };
 }
 
+/**
+ * Bounds on one attempt of a DynamoDB or Step Functions call. Both answer in milliseconds; a call
+ * that hangs must fail as Unavailable (503) with its retries well inside the API function's 15 s,
+ * not run into the function's timeout (a 500 from API Gateway).
+ */
+const AWS_REQUEST_HANDLER = { connectionTimeout: 2_000, requestTimeout: 3_000, throwOnRequestTimeout: true };
+
 /** One DynamoDB client per process, shared by the store, the catalog and the reconcile store; throttling and outages throw StoreUnavailable. */
 function documentClient(): DynamoDBDocumentClient {
-  return (doc ??= reportUnavailable(DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } }), 'DynamoDB', StoreUnavailable));
+  if (doc) return doc;
+  const client = new DynamoDBClient({ requestHandler: AWS_REQUEST_HANDLER });
+  return (doc = reportUnavailable(DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } }), 'DynamoDB', StoreUnavailable));
 }
 
 /** EC2+SSM, for the functions that launch, watch or reap instances; also more than the Compute port (event lookups). */
@@ -154,7 +163,7 @@ export function awsDeps(ports: AwsPorts): () => Deps {
       store: new DynamoJobStore(documentClient(), tables),
       catalog: new DynamoCatalog(documentClient(), tables),
       compute: ports.compute ? ports.compute() : notWired<Compute>('compute'),
-      workflows: new SfnWorkflows(reportUnavailable(new SFNClient({}), 'Step Functions', WorkflowsUnavailable), env.STATE_MACHINE_ARN),
+      workflows: new SfnWorkflows(reportUnavailable(new SFNClient({ requestHandler: AWS_REQUEST_HANDLER }), 'Step Functions', WorkflowsUnavailable), env.STATE_MACHINE_ARN),
       events: env.EVENTS_VIA_STREAM === 'true' ? new StreamOutbox(bus) : bus,
       logs: ports.logs ? ports.logs() : notWired<JobLogs>('logs'),
       policy: {
