@@ -21,8 +21,15 @@ export const MAX_ENV_VARS = 64;
 /** Names that are an object's machinery in JavaScript: refused, never merged into or looked up in an env map. */
 const RESERVED_ENV_NAMES = new Set(['__proto__', 'constructor', 'prototype']);
 const envRecord = z
-  .record(z.string().regex(envName, 'environment variable names are letters, digits and _'), z.string().max(4096).refine((s) => !s.includes('\0'), 'must not contain NUL'))
-  .refine((env) => Object.keys(env).length <= MAX_ENV_VARS, `at most ${MAX_ENV_VARS} variables`);
+  .record(
+    z.string().regex(envName, 'environment variable names are letters, digits and _').meta({ not: { enum: [...RESERVED_ENV_NAMES] } }),
+    z.string().max(4096).refine((s) => !s.includes('\0'), 'must not contain NUL'),
+  )
+  .refine((env) => Object.keys(env).length <= MAX_ENV_VARS, `at most ${MAX_ENV_VARS} variables`)
+  .meta({
+    maxProperties: MAX_ENV_VARS,
+    description: `Environment variables: at most ${MAX_ENV_VARS}, named with letters, digits and _ (not starting with a digit; not __proto__, constructor or prototype), each value a string of at most 4096 characters without NUL.`,
+  });
 /**
  * Environment variables, name -> value. JSON.parse makes `"__proto__"` an own key, which
  * zod's record skips without a word (and an own `constructor` makes it no record at all):
@@ -56,13 +63,21 @@ export const liveTimeoutMinutes = jsonNumber().positive('must be greater than 0'
 const sshPublicKeyLine = z.string().max(16384).regex(/^(ssh|ecdsa)-[a-z0-9-]+ [A-Za-z0-9+/=]+( [^\n\r]*)?$/, 'must be one OpenSSH public key line');
 
 export const SubmitJobInput = z.strictObject({
-  template: name('template'),
-  name: z.string().min(1).max(128).refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters').optional(),
-  project: name('project').optional(),
-  command: argv.optional(),
-  gpus: positiveGpus.optional(),
-  liveTimeoutMinutes: liveTimeoutMinutes.optional(),
-  env: envMap.optional(),
+  template: name('template').describe("The template to run: its name (looked up among your projects' templates, then the public ones) or its id"),
+  name: z.string().min(1).max(128).refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters').optional().describe("Default: the template's name"),
+  project: name('project').optional().describe('Needed only when you are a member of several projects; a project you are not a member of is a 403'),
+  command: argv.optional().describe("argv, never a shell string; default: the template's command"),
+  gpus: positiveGpus
+    .optional()
+    .describe(
+      "GPUs per node (default: the template's). gpus × the template's nodeCount must fit the pool's maxGpus and the project's gpus quota, and gpus × nodeCount × liveTimeoutMinutes its gpuHours budget, else 422 (it could never run)",
+    ),
+  liveTimeoutMinutes: liveTimeoutMinutes
+    .optional()
+    .describe(
+      "How long the job may run once started, in minutes (fractions allowed): at most the template's maxLiveTimeoutMinutes, else 400 naming this field. Default: the template's defaultLiveTimeoutMinutes, else 60, never above its max",
+    ),
+  env: envMap.optional().describe(`Environment variables merged over the template's: at most ${MAX_ENV_VARS} here, names of letters, digits and _ (not __proto__, constructor or prototype), string values`),
   sshPublicKey: sshPublicKeyLine.optional(),
 });
 export type SubmitJobInput = z.infer<typeof SubmitJobInput>;
@@ -75,7 +90,8 @@ export const ChangeJobInput = z
       "The job's new live timeout, counted from its start (extend or shorten; at most the template's max). A running job whose new timeout has already passed expires now.",
     ),
   })
-  .refine((input) => input.name !== undefined || input.liveTimeoutMinutes !== undefined, 'must set name or liveTimeoutMinutes');
+  .refine((input) => input.name !== undefined || input.liveTimeoutMinutes !== undefined, 'must set name or liveTimeoutMinutes')
+  .meta({ minProperties: 1 });
 export type ChangeJobInput = z.infer<typeof ChangeJobInput>;
 
 export const ListJobsQuery = PageQuery.extend({
@@ -137,7 +153,8 @@ export const PoolCapInput = z
       .optional()
       .describe("true: a younger job may start ahead of a blocked head when its live timeout proves it ends before the head's latest start; false: strict FIFO (the default)"),
   })
-  .refine((b) => b.maxGpus !== undefined || b.backfill !== undefined, { path: ['maxGpus'], message: 'give maxGpus, backfill or both' });
+  .refine((b) => b.maxGpus !== undefined || b.backfill !== undefined, { path: ['maxGpus'], message: 'give maxGpus, backfill or both' })
+  .meta({ minProperties: 1 });
 export type PoolCapInput = z.infer<typeof PoolCapInput>;
 export const DIGEST_PATTERN = /^sha256:[a-f0-9]{64}$/;
 /** An image reference as docker understands it; never starting with '-', no whitespace. */
@@ -179,7 +196,7 @@ export const TemplateSpec = z
   .strictObject({
     name: templateFields.name,
     project: name('project').optional().describe("The owning project; absent: the caller's only project"),
-    public: z.boolean().optional().describe('A public template (admins write it): anyone signed in may read and run it'),
+    public: z.boolean().optional().describe('A public template (admins write it): anyone signed in may read and run it. Not with project'),
     pool: templateFields.pool,
     gpus: templateFields.gpus.default(1),
     nodeCount: templateFields.nodeCount.default(1),

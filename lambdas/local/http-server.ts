@@ -212,6 +212,9 @@ function toEvent(req: IncomingMessage, url: URL, method: string, body: Buffer): 
     if (value === undefined || name === 'cookie') continue;
     headers[name] = Array.isArray(value) ? value.join(',') : value;
   }
+  // API Gateway tells the integration how it was reached, whatever the client sent; so does this stand-in.
+  headers['x-forwarded-proto'] = 'http';
+  headers['x-forwarded-port'] = String(req.socket.localPort ?? '');
   const cookies = req.headers.cookie?.split(';').map((c) => c.trim()).filter(Boolean);
   const query: Record<string, string> = {};
   for (const [name, value] of url.searchParams) query[name] = name in query ? `${query[name]},${value}` : value;

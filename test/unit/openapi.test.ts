@@ -10,12 +10,16 @@ import type { APIGatewayProxyEventV2WithJWTAuthorizer, Context } from 'aws-lambd
 import { z } from 'zod';
 import type { Deps } from '../../lambdas/core/deps.js';
 import { JOB_STATES } from '../../lambdas/core/job.js';
+import { SubmitJobInput } from '../../lambdas/core/schemas.js';
 import * as views from '../../lambdas/core/views.js';
-import { apiRoutes, createApiHandler } from '../../lambdas/handlers/http/api.js';
+import { apiRoutes, createApiHandler, DEFAULT_MAX_BODY_BYTES } from '../../lambdas/handlers/http/api.js';
+import { startHttpServer } from '../../lambdas/local/http-server.js';
 
 type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
 type Doc = {
   openapi: string;
+  info: { description: string };
+  servers: Array<{ url: string }>;
   paths: Record<string, Record<string, Operation>>;
   components: { schemas: Record<string, Schema>; securitySchemes: Record<string, unknown> };
 };
@@ -23,17 +27,32 @@ type Operation = {
   operationId: string;
   security: unknown[];
   parameters?: Array<{ name: string; in: string; required: boolean; schema: Schema }>;
-  requestBody?: { content: { 'application/json': { schema: Schema } } };
-  responses: Record<string, { content?: { 'application/json': { schema: Schema } }; headers?: Record<string, { required: boolean }> }>;
+  requestBody?: { description?: string; content: { 'application/json': { schema: Schema } } };
+  responses: Record<string, { description?: string; content?: { 'application/json': { schema: Schema } }; headers?: Record<string, { required: boolean }> }>;
 };
-type Schema = { $ref?: string; type?: string; enum?: string[]; items?: Schema; properties?: Record<string, Schema>; additionalProperties?: unknown; maximum?: number; maxItems?: number; required?: string[] };
+type Schema = {
+  $ref?: string;
+  type?: string;
+  enum?: string[];
+  items?: Schema;
+  properties?: Record<string, Schema>;
+  additionalProperties?: unknown;
+  maximum?: number;
+  maxItems?: number;
+  maxProperties?: number;
+  minProperties?: number;
+  propertyNames?: { pattern?: string; not?: { enum?: string[] } };
+  description?: string;
+  required?: string[];
+};
 
 const noDeps = (): Deps => {
   throw new Error('the OpenAPI route must not need the store');
 };
 
-async function fetchDocument(): Promise<{ statusCode: number; doc: Doc }> {
+async function fetchDocument(change: (event: Event) => void = () => undefined): Promise<{ statusCode: number; doc: Doc }> {
   const event: Event = JSON.parse(readFileSync(new URL('../fixtures/http/public-get-root.json', import.meta.url), 'utf8'));
+  change(event);
   event.rawPath = '/v1/openapi.json';
   event.requestContext.http.path = '/v1/openapi.json';
   event.routeKey = 'GET /v1/openapi.json';
@@ -146,6 +165,67 @@ describe('GET /v1/openapi.json', () => {
         else assert.equal(unavailable?.headers?.['retry-after']?.required, true, `${method} ${path} documents 503 with Retry-After`);
       }
     }
+  });
+
+  it('names the server it was reached at: the API Gateway origin (and a stage other than $default), else "/"', async () => {
+    assert.deepEqual((await fetchDocument()).doc.servers, [{ url: 'https://abc123.execute-api.eu-west-1.amazonaws.com' }]);
+    const staged = await fetchDocument((e) => void (e.requestContext.stage = 'prod'));
+    assert.deepEqual(staged.doc.servers, [{ url: 'https://abc123.execute-api.eu-west-1.amazonaws.com/prod' }]);
+    const unknown = await fetchDocument((e) => void delete e.headers['x-forwarded-proto']);
+    assert.deepEqual(unknown.doc.servers, [{ url: '/' }]);
+  });
+
+  it('names the local server\'s own origin when served by it', async () => {
+    const server = await startHttpServer({ host: '127.0.0.1', port: 0, users: [], handler: createApiHandler(noDeps) });
+    try {
+      const doc = (await (await fetch(`${server.url}/v1/openapi.json`)).json()) as Doc;
+      assert.deepEqual(doc.servers, [{ url: server.url }]);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('documents the limits the API enforces: 64 env vars and no reserved names, the body size, cross-field rules', async () => {
+    const { doc } = await fetchDocument();
+    const submit = resolve(doc, doc.paths['/v1/jobs'].post.requestBody!.content['application/json'].schema);
+    const template = resolve(doc, doc.paths['/v1/templates'].post.requestBody!.content['application/json'].schema);
+    for (const env of [submit.properties!.env, template.properties!.env]) {
+      assert.equal(env.maxProperties, 64);
+      assert.deepEqual(env.propertyNames?.not?.enum, ['__proto__', 'constructor', 'prototype']);
+    }
+    assert.match(submit.properties!.gpus.description!, /maxGpus.*422/);
+    assert.match(submit.properties!.liveTimeoutMinutes.description!, /at most the template's maxLiveTimeoutMinutes/);
+    assert.match(template.properties!.defaultLiveTimeoutMinutes.description!, /at most maxLiveTimeoutMinutes/);
+    assert.match(template.properties!.public.description!, /Not with project/);
+    const patchJob = resolve(doc, doc.paths['/v1/jobs/{id}'].patch.requestBody!.content['application/json'].schema);
+    const patchPool = resolve(doc, doc.paths['/v1/pools/{name}'].patch.requestBody!.content['application/json'].schema);
+    assert.equal(patchJob.minProperties, 1, 'name or liveTimeoutMinutes');
+    assert.equal(patchPool.minProperties, 1, 'maxGpus or backfill');
+
+    const size = `${DEFAULT_MAX_BODY_BYTES} bytes`;
+    assert.ok(doc.info.description.includes(size), doc.info.description);
+    for (const [path, methods] of Object.entries(doc.paths)) {
+      for (const [method, operation] of Object.entries(methods)) {
+        if (!operation.requestBody) continue;
+        assert.ok(operation.requestBody.description?.includes(size), `${method} ${path}: the body limit`);
+        assert.ok(operation.responses['413']?.description?.includes(size), `${method} ${path}: its 413`);
+      }
+    }
+  });
+
+  it('enforces the env limit it documents: 64 variables are valid, 65 are a 400 naming env', async () => {
+    const submit = async (count: number) => {
+      const event: Event = JSON.parse(readFileSync(new URL('../fixtures/http/member-submit-job.json', import.meta.url), 'utf8'));
+      event.body = JSON.stringify({ template: 'train', env: Object.fromEntries(Array.from({ length: count }, (_, i) => [`V${i}`, 'x'])) });
+      event.isBase64Encoded = false;
+      const response = await createApiHandler(noDeps)(event, {} as Context);
+      return { status: response.statusCode, body: JSON.parse(response.body ?? '{}') };
+    };
+    const over = await submit(65);
+    assert.equal(over.status, 400);
+    assert.deepEqual(over.body.error.details.map((d: { field: string }) => d.field), ['env']);
+    const env = (count: number) => Object.fromEntries(Array.from({ length: count }, (_, i) => [`V${i}`, 'x']));
+    assert.equal(SubmitJobInput.safeParse({ template: 'train', env: env(64) }).success, true, '64 are valid');
   });
 
   it('resolves every $ref to a component', async () => {

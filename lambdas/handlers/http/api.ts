@@ -9,7 +9,7 @@ import type { Deps } from '../../core/deps.js';
 import { Unavailable } from '../../core/errors.js';
 import { awsDeps, awsJobLogs } from '../aws-deps.js';
 import { authenticate, httpErrorHandler, json, limitBody, matchRoute, parseJsonBody, type ApiContext, type ApiEvent, type ApiResult, type Route } from './middleware.js';
-import { openApiDocument } from './openapi.js';
+import { openApiDocument, serverUrlOf } from './openapi.js';
 import { imageRoutes } from './routes/images.js';
 import { jobRoutes } from './routes/jobs.js';
 import { poolRoutes } from './routes/pools.js';
@@ -44,7 +44,8 @@ export function apiRoutes(deps: () => Deps, options: ApiOptions = {}): Route[] {
       access: 'public',
       tag: 'service',
       responses: { 200: { description: 'This document', schema: OpenApiDocument } },
-      handle: async () => json(200, (document ??= openApiDocument(routes))),
+      // One document per process; only `servers` follows the request, naming the origin it reached.
+      handle: async ({ event }) => json(200, { ...(document ??= openApiDocument(routes, { maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES })), servers: [{ url: serverUrlOf(event) }] }),
     }),
     route({
       method: 'GET',

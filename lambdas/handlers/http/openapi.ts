@@ -11,8 +11,10 @@ import type { Route, RouteDoc } from './middleware.js';
 export interface OpenApiInfo {
   title?: string;
   version?: string;
-  /** Where the API is served; omitted: relative to the document. */
+  /** Where the API is served; omitted: `/`, relative to the document. */
   serverUrl?: string;
+  /** The largest request body the API takes, in bytes (a larger one is a 413). */
+  maxBodyBytes?: number;
 }
 
 type JsonSchema = Record<string, unknown>;
@@ -37,7 +39,7 @@ const ERRORS: Record<number, string> = {
   403: 'Signed in, but this needs an admin (or a member of the owning project).',
   404: "Not found, or it belongs to another project (Flare never confirms another project's resources exist).",
   409: 'Conflict with the current state (e.g. a name already taken, a template in use, a job already finished).',
-  413: 'The request body is too large.',
+  413: 'The request body is larger than the API takes.',
   422: 'Well-formed but impossible (e.g. more GPUs than the pool can ever hold).',
   429: 'A quota (jobs, templates) is used up.',
   503: 'The store (DynamoDB) or the workflow engine (Step Functions) cannot be reached or is throttling. Retry after `Retry-After` seconds (a submit with the same `Idempotency-Key`, so it is stored once).',
@@ -55,17 +57,18 @@ export function openApiDocument(routes: readonly Route[], info: OpenApiInfo = {}
   for (const route of routes) {
     if (!route.doc) continue;
     paths[route.path] ??= {};
-    paths[route.path][route.method.toLowerCase()] = operation(route, route.doc, components);
+    paths[route.path][route.method.toLowerCase()] = operation(route, route.doc, components, info.maxBodyBytes);
   }
+  const bodyLimit = info.maxBodyBytes === undefined ? '' : ` Request bodies are JSON of at most ${sizeOf(info.maxBodyBytes)} (a larger one is a 413).`;
   return {
     openapi: '3.1.0',
     info: {
       title: info.title ?? 'Flare API',
       version: info.version ?? 'v1',
       description:
-        'Flare hands out GPUs for a bounded time. Submit a job from a template; it waits in its pool\'s FIFO queue until its project\'s quota and the pool\'s cap allow it, runs until it exits or its live timeout expires, and gives its GPUs back exactly once. Send `Authorization: Bearer <token>` on every route but the public ones.',
+        `Flare hands out GPUs for a bounded time. Submit a job from a template; it waits in its pool's FIFO queue until its project's quota and the pool's cap allow it, runs until it exits or its live timeout expires, and gives its GPUs back exactly once. Send \`Authorization: Bearer <token>\` on every route but the public ones.${bodyLimit} Lists take \`limit\` (1-1000) and the \`nextToken\` of the page before.`,
     },
-    ...(info.serverUrl ? { servers: [{ url: info.serverUrl }] } : {}),
+    servers: [{ url: info.serverUrl ?? '/' }],
     tags: [...new Set(routes.flatMap((r) => (r.doc ? [r.doc.tag] : [])))].map((name) => ({ name })),
     paths,
     components: {
@@ -75,7 +78,7 @@ export function openApiDocument(routes: readonly Route[], info: OpenApiInfo = {}
   };
 }
 
-function operation(route: Route, doc: RouteDoc, components: Record<string, JsonSchema>): Record<string, unknown> {
+function operation(route: Route, doc: RouteDoc, components: Record<string, JsonSchema>, maxBodyBytes: number | undefined): Record<string, unknown> {
   const parameters = [...parametersOf(doc.params, 'path', components), ...parametersOf(doc.query, 'query', components)];
   const responses: Record<string, unknown> = {};
   for (const [status, response] of Object.entries(doc.responses ?? { 200: { description: 'OK' } })) {
@@ -87,7 +90,8 @@ function operation(route: Route, doc: RouteDoc, components: Record<string, JsonS
     };
   }
   for (const status of errorStatuses(route, doc)) {
-    responses[status] ??= { description: ERRORS[status], ...(ERROR_HEADERS[status] ? { headers: ERROR_HEADERS[status] } : {}), content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+    const description = status === 413 && maxBodyBytes !== undefined ? `The request body is larger than ${sizeOf(maxBodyBytes)}.` : ERRORS[status];
+    responses[status] ??= { description, ...(ERROR_HEADERS[status] ? { headers: ERROR_HEADERS[status] } : {}), content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
   }
   return {
     operationId: operationId(route),
@@ -97,7 +101,15 @@ function operation(route: Route, doc: RouteDoc, components: Record<string, JsonS
     security: doc.access === 'public' ? [] : [{ bearer: [] }],
     'x-flare-access': doc.access,
     ...(parameters.length ? { parameters } : {}),
-    ...(doc.body ? { requestBody: { required: true, content: { 'application/json': { schema: refOrInline(doc.body, components) } } } } : {}),
+    ...(doc.body
+      ? {
+          requestBody: {
+            required: true,
+            ...(maxBodyBytes === undefined ? {} : { description: `JSON of at most ${sizeOf(maxBodyBytes)} (a larger body is a 413)` }),
+            content: { 'application/json': { schema: refOrInline(doc.body, components) } },
+          },
+        }
+      : {}),
     responses,
   };
 }
@@ -161,6 +173,27 @@ function relink(value: unknown): unknown {
     out[key] = key === '$ref' && typeof v === 'string' ? v.replace(/^#\/\$defs\//, '#/components/schemas/') : relink(v);
   }
   return out;
+}
+
+/** `64 KiB (65536 bytes)`. */
+function sizeOf(bytes: number): string {
+  const unit = bytes % (1024 * 1024) === 0 ? `${bytes / (1024 * 1024)} MiB` : bytes % 1024 === 0 ? `${bytes / 1024} KiB` : undefined;
+  return unit ? `${unit} (${bytes} bytes)` : `${bytes} bytes`;
+}
+
+/**
+ * The origin a request reached the API at, as API Gateway tells it (and the local server,
+ * playing it): `x-forwarded-proto` and `-port` over `requestContext.domainName`, with the
+ * stage unless it is `$default`. `/` (relative to the document) when they are not all there.
+ */
+export function serverUrlOf(event: { headers?: Record<string, string | undefined>; requestContext?: { domainName?: string; stage?: string } }): string {
+  const proto = event.headers?.['x-forwarded-proto'];
+  const domain = event.requestContext?.domainName;
+  if ((proto !== 'http' && proto !== 'https') || !domain || !/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})$/.test(domain)) return '/';
+  const port = event.headers?.['x-forwarded-port'];
+  const shownPort = port && /^\d{1,5}$/.test(port) && port !== (proto === 'https' ? '443' : '80') ? `:${port}` : '';
+  const stage = event.requestContext?.stage;
+  return `${proto}://${domain}${shownPort}${stage && stage !== '$default' ? `/${encodeURIComponent(stage)}` : ''}`;
 }
 
 function operationId(route: Route): string {
