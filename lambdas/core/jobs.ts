@@ -180,7 +180,10 @@ export async function deleteJob(deps: Deps, identity: Identity, id: string): Pro
       return { removed: false, job: cancelled };
     }
     if (HOLDING_STATES.includes(job.state) && job.state !== JobState.STOPPING) {
-      await reportOutcome(deps, id, { kind: 'cancelled', by: identity.name, at: deps.now().toISOString() });
+      const recorded = await reportOutcome(deps, id, { kind: 'cancelled', by: identity.name, at: deps.now().toISOString() });
+      // Recorded before, but its wake-up may have been lost (Step Functions refused it: the caller got a 503 and
+      // repeats the cancel). A wait that has already ended ignores it.
+      if (!recorded && job.outcome && job.taskToken) await deps.workflows.sendTaskSuccess(job.taskToken, { outcome: job.outcome });
     }
     return { removed: false, job: (await deps.store.getJob(id)) ?? job };
   }

@@ -20,6 +20,7 @@ import {
   Unauthorized,
   Unprocessable,
   ValidationError,
+  WorkflowsUnavailable,
 } from '../../lambdas/core/errors.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../lambdas/core/job.js';
 import type { ImageSpec, QuotaResource, TemplateSpec } from '../../lambdas/core/schemas.js';
@@ -800,6 +801,28 @@ describe('DELETE /v1/jobs/{id}', () => {
     assert.equal(removed.status, 204);
     assert.equal(removed.body, undefined);
     assertError(await call(w, request('GET', `/v1/jobs/${job.id}`)), 404, 'not_found');
+  });
+
+  it('a cancel answered 503 because Step Functions refused the wake-up sends it again when repeated', async () => {
+    const job = await submit(w);
+    Object.assign(w.store.jobs.get(job.id)!, { state: JobState.RUNNING, taskToken: 'token-1' });
+    const sent: unknown[] = [];
+    let refuse = true;
+    w.deps.workflows.sendTaskSuccess = async (token, output) => {
+      if (refuse) {
+        refuse = false;
+        throw new WorkflowsUnavailable('Step Functions is throttled (ThrottlingException); try again later');
+      }
+      sent.push({ token, output });
+    };
+
+    assertError(await call(w, request('DELETE', `/v1/jobs/${job.id}`)), 503, 'unavailable');
+    const outcome = w.store.jobs.get(job.id)?.outcome;
+    assert.equal(outcome?.kind, 'cancelled', 'the cancel itself was recorded');
+    const again = await call(w, request('DELETE', `/v1/jobs/${job.id}`));
+
+    assert.equal(again.status, 202);
+    assert.deepEqual(sent, [{ token: 'token-1', output: { outcome } }]);
   });
 
   it('is 404 for another project’s job, which stays', async () => {
