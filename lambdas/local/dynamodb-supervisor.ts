@@ -21,6 +21,8 @@ export interface SuperviseDynamoDbLocalOptions extends Omit<StartDynamoDbLocalOp
   maxDelayMs?: number;
   /** Log the first failure of an outage, then every Nth. @default 10 */
   logEvery?: number;
+  /** What starts one JVM. @default startDynamoDbLocal */
+  start?: (options: StartDynamoDbLocalOptions) => Promise<DynamoDbLocal>;
 }
 
 export interface DynamoDbLocalHealth {
@@ -52,16 +54,17 @@ export interface SupervisedDynamoDbLocal {
 const STABLE_MS = 60_000;
 
 export async function superviseDynamoDbLocal(options: SuperviseDynamoDbLocalOptions): Promise<SupervisedDynamoDbLocal> {
-  const { log, output, firstDelayMs = 500, maxDelayMs = 15_000, logEvery = 10, ...start } = options;
-  const launch = (port: number) => startDynamoDbLocal({ ...start, port, ...(output ? { log: output } : {}) });
-  let current: DynamoDbLocal | undefined = await launch(start.port ?? 0);
+  const { log, output, firstDelayMs = 500, maxDelayMs = 15_000, logEvery = 10, start = startDynamoDbLocal, ...jvm } = options;
+  const launch = (port: number) => start({ ...jvm, port, ...(output ? { log: output } : {}) });
+  let current: DynamoDbLocal | undefined = await launch(jvm.port ?? 0);
   const { endpoint, port } = current;
 
   let stopped = false;
   let restarts = 0;
   let upSince = Date.now();
-  let failures = 0; // exits and failed attempts in this outage
-  let outage: { since: Date; lastExit: string; failedAttempts: number; lastError?: string } | undefined;
+  let failures = 0; // exits and failed attempts since a JVM last ran for STABLE_MS
+  // `logged`: its exit was logged, so its end is too (a crash loop logs one outage in ten).
+  let outage: { since: Date; lastExit: string; failedAttempts: number; logged: boolean; lastError?: string } | undefined;
   let timer: NodeJS.Timeout | undefined;
   let attempt: Promise<void> | undefined;
   const listeners: Array<() => Promise<void>> = [];
@@ -80,8 +83,8 @@ export async function superviseDynamoDbLocal(options: SuperviseDynamoDbLocalOpti
       current = undefined;
       if (Date.now() - upSince >= STABLE_MS) failures = 0;
       failures += 1;
-      outage = { since: new Date(), lastExit: describeExit(exit), failedAttempts: 0 };
-      if (noisy()) log.error('DynamoDB Local exited unexpectedly; restarting it', { pid: instance.pid, exit: outage.lastExit, port, failures });
+      outage = { since: new Date(), lastExit: describeExit(exit), failedAttempts: 0, logged: noisy() };
+      if (outage.logged) log.error('DynamoDB Local exited unexpectedly; restarting it', { pid: instance.pid, exit: outage.lastExit, port, failures });
       schedule();
     });
   };
@@ -103,7 +106,7 @@ export async function superviseDynamoDbLocal(options: SuperviseDynamoDbLocalOpti
     current = instance;
     restarts += 1;
     upSince = Date.now();
-    if (noisy()) log.warn('DynamoDB Local restarted', { pid: instance.pid, port, downMs: outage ? Date.now() - outage.since.getTime() : 0, failures, restarts });
+    if (outage?.logged) log.warn('DynamoDB Local restarted', { pid: instance.pid, port, downMs: Date.now() - outage.since.getTime(), failures, restarts });
     outage = undefined;
     watch(instance);
     for (const listener of listeners) {
