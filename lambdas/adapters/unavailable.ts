@@ -10,7 +10,7 @@ import type { Unavailable } from '../core/errors.js';
 /** DynamoDB's and Step Functions' names for "too many requests, slow down". */
 const THROTTLED = new Set(['ThrottlingException', 'ProvisionedThroughputExceededException', 'RequestLimitExceeded', 'TooManyRequestsException']);
 
-/** Their names for a failure on their side that a retry may not meet. */
+/** Their names for a fault on their side, which a later request may not meet. */
 const FAILING = new Set(['InternalServerError', 'InternalFailure', 'ServiceUnavailable', 'ServiceUnavailableException']);
 
 /** The SDK's names for a request that got no answer in time. */
