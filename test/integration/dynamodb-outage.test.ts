@@ -38,7 +38,7 @@ describe('DynamoDB Local killed under the local control plane', () => {
         { name: 'root', token: ROOT, admin: true },
         { name: 'alice', token: ALICE, projects: ['vision'] },
       ],
-      pools: [{ name: 'local', gpus: 2 }],
+      pools: [{ name: 'local', gpus: 3 }],
       images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: `sha256:${'d'.repeat(64)}` }],
       templates: [{ name: 'sleep', project: 'vision', pool: 'local', image: 'tools', command: ['sleep', '120'] }],
       compute: { driver: 'process' },
@@ -66,10 +66,12 @@ describe('DynamoDB Local killed under the local control plane', () => {
   };
 
   it('answers 503 while it is down, restarts it by itself, and applies what waited', async () => {
-    // Arrange: one job that expires during the outage, one that runs on, one queued behind them.
+    // Arrange: one job that expires during the outage, one that exits (code 3) during it, one that runs on, one queued behind them.
     const expiring = await submit({ name: 'expiring', liveTimeoutMinutes: 0.1 });
+    const exiting = await submit({ name: 'exiting', command: ['sh', '-c', 'sleep 3; exit 3'] });
     const running = await submit({ name: 'running' });
     await untilState(expiring, ['RUNNING']);
+    await untilState(exiting, ['RUNNING']);
     await untilState(running, ['RUNNING']);
     const queued = await submit({ name: 'queued' });
     assert.equal(await state(queued), 'WAITING');
@@ -127,6 +129,9 @@ describe('DynamoDB Local killed under the local control plane', () => {
     assert.equal((await api('GET', `/v1/jobs/${running}`)).body.name, 'running', 'nothing was renamed while it was down');
 
     assert.equal(await untilState(expiring, ['EXPIRED', 'FAILED', 'SUCCEEDED', 'CANCELLED'], 120_000), 'EXPIRED');
+    // Its exit could not be written while the store was down: retried until it was, with its own code.
+    assert.equal(await untilState(exiting, ['EXPIRED', 'FAILED', 'SUCCEEDED', 'CANCELLED'], 60_000), 'FAILED');
+    assert.equal((await api('GET', `/v1/jobs/${exiting}`)).body.stateReason, 'exited with code 3');
     assert.equal(await untilState(queued, ['RUNNING']), 'RUNNING', 'the GPUs the expired job gave back went to the queue');
     assert.equal(await state(running), 'RUNNING');
     const report = await plane.reconciler.runNow();
@@ -134,12 +139,12 @@ describe('DynamoDB Local killed under the local control plane', () => {
 
     // Cancels and submits work again; nothing was stored for the submit refused during the outage.
     const after = await submit({ name: 'after' });
-    assert.equal(await state(after), 'WAITING');
+    assert.ok(['LAUNCHING', 'RUNNING'].includes(await state(after)), 'the GPU the failed job gave back is free');
     assert.equal((await api('DELETE', `/v1/jobs/${running}`)).status, 202);
     assert.equal(await untilState(running, ['CANCELLED']), 'CANCELLED');
     assert.equal(await untilState(after, ['RUNNING']), 'RUNNING');
     const names = (await api('GET', '/v1/jobs')).body.items.map((j: { name: string }) => j.name);
-    assert.deepEqual(names.sort(), ['after', 'expiring', 'queued', 'running']);
+    assert.deepEqual(names.sort(), ['after', 'exiting', 'expiring', 'queued', 'running']);
 
     for (const id of [queued, after]) assert.equal((await api('DELETE', `/v1/jobs/${id}`)).status, 202);
     for (const id of [queued, after]) await untilState(id, ['CANCELLED']);
