@@ -42,7 +42,14 @@ export async function changeJob(deps: Deps, identity: Identity, id: string, inpu
     if (!job) throw new JobNotFound(id);
     authorize(identity, 'write', { kind: 'job', project: job.project }, id);
     const set = await changesFor(deps, job, input);
-    if (Object.keys(set).length === 0) return withQueuePosition(deps, job);
+    if (Object.keys(set).length === 0) {
+      // Stored before, but its wake-up may have been lost (Step Functions refused it: the caller got a 503 and
+      // repeats the change); without it the run would hold the old expiry. Rearm with nothing new is harmless.
+      if (input.liveTimeoutMinutes !== undefined && job.state === JobState.RUNNING && job.taskToken) {
+        await deps.workflows.sendTaskSuccess(job.taskToken, { rearm: true });
+      }
+      return withQueuePosition(deps, job);
+    }
 
     let changed: Job;
     try {

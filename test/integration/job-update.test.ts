@@ -11,6 +11,7 @@ import { describe, it } from 'node:test';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import type { Identity } from '../../lambdas/core/identity.js';
 import { deleteJob, submitJob } from '../../lambdas/core/jobs.js';
+import { WorkflowsUnavailable } from '../../lambdas/core/errors.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import { awaitOutcomeStep, expiryFor, rearmStep } from '../../lambdas/core/lifecycle.js';
 import { WorkflowState } from '../../lambdas/core/workflow.js';
@@ -122,6 +123,32 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
     assert.ok(Date.parse(done.finishedAt!) >= Date.parse(expected), 'not stopped before the new expiry');
     assert.ok(Date.parse(done.finishedAt!) < Date.parse(running.expiresAt!), 'stopped before the old expiry');
     assert.deepEqual(await usage(world), { pool: 0, project: 0 });
+  });
+
+  it('a shortening answered 503 because the wake-up was refused takes effect when the client repeats it', async () => {
+    const world = await setup();
+    const running = await submitRunning(world, 'sleep', 20);
+    await waitFor('the run to wait on its token', async () => !!(await world.store.getJob(running.id))?.taskToken);
+    const send = world.deps.workflows.sendTaskSuccess.bind(world.deps.workflows);
+    let refuse = true;
+    world.deps.workflows.sendTaskSuccess = async (token, output) => {
+      if (refuse) {
+        refuse = false;
+        throw new WorkflowsUnavailable('Step Functions is throttled (ThrottlingException); try again later');
+      }
+      return send(token, output);
+    };
+    const minutes = (Date.now() - Date.parse(running.startedAt!) + 2000) / 60_000;
+
+    assertStatus(await patch(world, running.id, { liveTimeoutMinutes: minutes }), 503);
+    const expected = expiryFor(running.startedAt!, minutes);
+    assert.equal((await world.store.getJob(running.id))?.expiresAt, expected, 'the change itself was stored');
+    assertStatus(await patch(world, running.id, { liveTimeoutMinutes: minutes }), 200);
+
+    await waitFor('the runner to carry the new expiry', async () => (await runnerExpiry(world, running.id)) === expected);
+    const done = await waitForState(world.store, running.id, [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED], 20_000);
+    assert.equal(done.state, JobState.EXPIRED);
+    assert.ok(Date.parse(done.finishedAt!) < Date.parse(running.expiresAt!), 'stopped long before the old expiry');
   });
 
   it('shortened into the past, a running job expires at once', async () => {
