@@ -40,6 +40,7 @@ export async function drive(s: DriverSetup): Promise<void> {
   const { profile, plane, admin, member, record } = s;
   const deadline = record.startedAt + profile.deadlineS * 1000;
   const states = new Map<string, string>();
+  const byId = new Map<string, SubmittedJob>();
   const live = { jobs: new Map<string, number[]>() };
   let submitting = true;
   let killsDone = false;
@@ -70,8 +71,11 @@ export async function drive(s: DriverSetup): Promise<void> {
     const ids = [...states].filter(([, st]) => !ended(st) && st !== 'NOT_FOUND').map(([id]) => id);
     void inChunks(ids, 6, async (id) => {
       const answer = await admin.call('GET', `/v1/jobs/${id}`);
-      if (answer?.status === 200) states.set(id, answer.body.state);
-      else if (answer?.status === 404) states.set(id, 'NOT_FOUND');
+      if (answer?.status === 200) {
+        states.set(id, answer.body.state);
+        const job = byId.get(id);
+        if (job && ended(answer.body.state)) job.firstTerminal ??= { ...view(answer.body), readAt: Date.now() };
+      } else if (answer?.status === 404) states.set(id, 'NOT_FOUND');
     }).finally(() => (polling = false));
   }, STATUS_POLL_MS);
 
@@ -102,7 +106,10 @@ export async function drive(s: DriverSetup): Promise<void> {
       while ((Date.now() < due() || active() >= profile.maxActive) && Date.now() < deadline) await sleep(100);
       if (Date.now() >= deadline) break;
       await submit(member, job, s.markerPath, record.runId, deadline);
-      if (job.id) states.set(job.id, states.get(job.id) ?? 'PENDING');
+      if (job.id) {
+        states.set(job.id, states.get(job.id) ?? 'PENDING');
+        byId.set(job.id, job);
+      }
     }
     submitting = false;
     while (Date.now() < deadline && (active() > 0 || !killsDone)) await sleep(250);

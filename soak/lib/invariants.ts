@@ -233,6 +233,12 @@ export function computeVerdict(record: SoakRecord): Verdict {
     return TERMINAL.has(job.final.state) ? [] : [`${job.name} (${job.id}): still ${job.final.state}`];
   });
 
+  const rewritten = all.flatMap(({ job, final }) => {
+    const first = job.firstTerminal;
+    if (!first || (first.state === final.state && first.finishedAt === final.finishedAt && first.exitCode === final.exitCode)) return [];
+    return [`${job.name} (${final.id}) read ${first.state} (finished ${first.finishedAt}) at ${new Date(first.readAt).toISOString()}, at the end ${final.state} (finished ${final.finishedAt})`];
+  });
+
   const states = new Map<string, number>();
   for (const f of all) states.set(f.final.state, (states.get(f.final.state) ?? 0) + 1);
   const completed = all.filter((f) => TERMINAL.has(f.final.state)).length;
@@ -254,6 +260,7 @@ export function computeVerdict(record: SoakRecord): Verdict {
     invariant('http5xx', '5xx answers other than 503', fiveHundreds, fiveHundredCount),
     invariant('leftover', 'leftover processes after the stop', leftover),
     invariant('unfinished', 'jobs lost or not ended', unfinished),
+    invariant('rewritten', 'terminal records changed after they were read', rewritten),
     measurement(
       'expiryOvershoot',
       'expiry overshoot (process end - expiresAt)',

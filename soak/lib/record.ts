@@ -23,6 +23,8 @@ export interface SubmittedJob extends PlannedJob {
   attempts: number;
   /** The job at the end; absent: it could not be read (404 or no answer). */
   final?: JobView;
+  /** The job the first time the soak read it terminal, and when. */
+  firstTerminal?: JobView & { readAt: number };
 }
 
 /** A line a job wrote to the marker file (wall-clock ms). */

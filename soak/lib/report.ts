@@ -66,6 +66,7 @@ export const ROW_MEANINGS: [string, string][] = [
   ['5xx answers other than 503', 'Every HTTP answer the soak got (submits, samples, reads), by route and status. Refused connections while the plane is down are counted apart ("no answer").'],
   ['leftover processes', "After the last job ended and the plane was stopped with SIGTERM: this run's job processes and DynamoDB Local JVMs of its data directory still alive (the job supervisor may linger; it is not counted)."],
   ['jobs lost or not ended', 'A submit never accepted (it is retried with the same Idempotency-Key until the deadline), an accepted job the API no longer knows, or one not terminal by the deadline.'],
+  ['terminal records changed', 'A job the soak read terminal (state, exit code, finishedAt) whose record said otherwise at the end: a terminal write that was answered and then lost, or rewritten.'],
   ['expiry overshoot', 'For jobs that ran into their expiry: process end (its `term` line, else the first sample without it) minus `expiresAt`; p50, p99, max.'],
   ['kills', 'SIGKILLs of the plane\'s node process (not its group), of the DynamoDB Local JVM of the data directory and of the job supervisor (`<dataDir>/supervisor.pid`), at random moments; the plane is restarted after each of its kills, one outage lasting longer than any live timeout.'],
   ['findings', 'What the soak had to do itself: a DynamoDB Local JVM that outlived the plane, a store the plane did not bring back (the soak then restarts the plane), a plane that would not start.'],

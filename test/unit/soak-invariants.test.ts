@@ -191,6 +191,14 @@ describe('soak invariants', () => {
     assert.equal(row(record, 'unfinished').count, 2);
   });
 
+  it('counts a job read terminal whose record changed by the end', () => {
+    const record = cleanRecord();
+    record.jobs[0].firstTerminal = { ...record.jobs[0].final!, readAt: T0 + 2_500 };
+    assert.equal(row(record, 'rewritten').count, 0);
+    record.jobs[0].firstTerminal.finishedAt = iso(1_900);
+    assert.equal(row(record, 'rewritten').count, 1);
+  });
+
   it('sightings: first and last sample with the job, and the first without it after that', () => {
     const seen = sightings([
       { at: 1, jobIds: ['a'] },
