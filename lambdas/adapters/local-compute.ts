@@ -581,6 +581,7 @@ export class LocalCompute implements Compute {
       if (!record) {
         if (await this.supervised(dir)) return;
         if (!existsSync(join(dir, 'pid'))) return; // never started: nothing to wait for
+        if (this.closed) return; // a check in flight when the plane let go: it starts no supervisor
         // Its supervisor is gone: a new one adopts the job (it runs on), or records how it ended.
         await this.supervisor.request({ op: 'adopt', jobId: entry.jobId }, true);
         record = await readExit(dir);

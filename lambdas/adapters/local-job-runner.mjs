@@ -37,9 +37,14 @@ export const DEFAULT_STOP_GRACE_MS = 5000;
 /**
  * Leads the job's group and outlives its supervisor: `sh -c SHIM flare-job <status> <argv...>`.
  * The traps are handlers, not "ignore", so the job gets default signal handling; a trapped
- * SIGTERM waits until the job returns, so the shim still writes its code.
+ * SIGTERM waits until the job returns, so the shim still writes its code. A stop that came
+ * before the job was forked (the signal reached only the shim) ends it without running the job.
  */
-const SHIM = 'status=$1; shift; trap : HUP INT TERM; "$@"; code=$?; echo "$code" > "$status"; exit "$code"';
+const SHIM =
+  'status=$1; shift; stop=; trap "stop=129" HUP; trap "stop=130" INT; trap "stop=143" TERM; ' +
+  'if [ -z "$stop" ]; then "$@"; code=$?; else code=$stop; fi; echo "$code" > "$status"; exit "$code"';
+/** After a stop's SIGTERM, when to look for a job process that was being forked as it was sent. */
+const MISSED_TERM_CHECK_MS = 100;
 /** How often an adopted job (not our child: no exit event) is looked at. */
 const ADOPTED_POLL_MS = 200;
 /** Longest delay setTimeout takes; a later deadline is re-armed in steps. */
@@ -160,12 +165,17 @@ export class JobRun {
   /** True once the adopted job is over (and recorded): its shim wrote its code, or its group is gone. */
   lookAtAdopted() {
     if (this.finished) return true;
+    const alive = groupAlive(this.pid);
+    // Read after the look at the group: a shim that wrote its code and exited in between is not taken for lost.
     const status = readStatus(statusPath(this.spec));
     if (status) {
-      this.finish({ exitCode: status.exitCode, signal: signalOf(status.exitCode), ...(this.reason ? { reason: this.reason } : {}) }, status.at);
+      // Ended after our signal (its status was not there when we sent it): a file's mtime comes from a coarse
+      // clock that can read a few ms before the signal.
+      const at = this.terminatedAt !== undefined && Date.parse(status.at) < this.terminatedAt ? new Date(this.terminatedAt).toISOString() : status.at;
+      this.finish({ exitCode: status.exitCode, signal: signalOf(status.exitCode), ...(this.reason ? { reason: this.reason } : {}) }, at);
       return true;
     }
-    if (groupAlive(this.pid)) return false;
+    if (alive) return false;
     // Gone without a code: killed by us after the grace, or by someone else. Its pgid may be reused now: no signals.
     this.groupGone = true;
     this.finish(
@@ -187,6 +197,7 @@ export class JobRun {
   terminate(why) {
     if (this.terminating || this.finished || this.pid === undefined) return;
     this.terminating = true;
+    this.terminatedAt = Date.now();
     this.reason ??= 'stopped';
     clearTimeout(this.deadManTimer);
     const { spec } = this;
@@ -205,6 +216,16 @@ export class JobRun {
       }
     }
     this.signalGroup('SIGTERM');
+    // A SIGTERM that raced the job's fork reaches only the shim: the job gets it then, once.
+    this.missedTermTimer = setTimeout(() => {
+      const missed = missedTerm(this.pid);
+      if (missed === undefined) return;
+      try {
+        process.kill(missed, 'SIGTERM');
+      } catch {
+        // gone
+      }
+    }, MISSED_TERM_CHECK_MS);
     this.killTimer = setTimeout(() => {
       this.note(`job did not stop within ${spec.stopGraceMs ?? DEFAULT_STOP_GRACE_MS} ms after ${why}; killing it`);
       this.signalGroup('SIGKILL');
@@ -218,6 +239,7 @@ export class JobRun {
     if (Number.isNaN(expiresAt)) return;
     const left = expiresAt - Date.now();
     if (left <= 0) {
+      if (this.adopted && this.lookAtAdopted()) return; // it ended on its own before its expiry, unseen till now
       this.reason = 'expired';
       this.note(`live timeout passed (expiresAt ${current.expiresAt}); stopping the job`);
       this.terminate('live timeout passed');
@@ -242,6 +264,7 @@ export class JobRun {
     this.finished = true;
     clearTimeout(this.deadManTimer);
     clearTimeout(this.killTimer);
+    clearTimeout(this.missedTermTimer);
     clearInterval(this.poller);
     this.record({ ...record, finishedAt: at });
   }
@@ -329,21 +352,47 @@ export function groupAlive(pgid) {
   } catch (error) {
     if (error.code !== 'EPERM') return false;
   }
+  const members = groupMembers(pgid);
+  return members === undefined || members.length > 0; // no procfs: the signal probe is all there is
+}
+
+/** The live (not zombie) processes of group `pgid`, from /proc; undefined without procfs. */
+function groupMembers(pgid) {
   let pids;
   try {
     pids = fs.readdirSync('/proc').filter((name) => /^[0-9]+$/.test(name));
   } catch {
-    return true; // no procfs: the signal probe is all there is
+    return undefined;
   }
-  return pids.some((pid) => {
+  return pids.flatMap((pid) => {
     try {
       const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return Number(pgrp) === pgid && state !== 'Z';
+      const [state, ppid, pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return Number(pgrp) === pgid && state !== 'Z' ? [{ pid: Number(pid), ppid: Number(ppid) }] : [];
     } catch {
-      return false;
+      return [];
     }
   });
+}
+
+const SIGTERM_BIT = 1n << BigInt(os.constants.signals.SIGTERM - 1);
+
+/**
+ * The job process (the shim's child) if it is alive with SIGTERM's default action: it cannot have
+ * received the group's SIGTERM (that action ends it), so the signal came while it was being forked.
+ */
+function missedTerm(shimPid) {
+  for (const { pid, ppid } of groupMembers(shimPid) ?? []) {
+    if (ppid !== shimPid) continue;
+    try {
+      const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+      const mask = (name) => BigInt(`0x${new RegExp(`^${name}:\\s*([0-9a-f]+)`, 'm').exec(status)?.[1] ?? 'ffffffffffffffff'}`);
+      if (((mask('SigBlk') | mask('SigIgn') | mask('SigCgt')) & SIGTERM_BIT) === 0n) return pid;
+    } catch {
+      // it ended while we looked
+    }
+  }
+  return undefined;
 }
 
 /**
