@@ -43,6 +43,8 @@ async function main(): Promise<number> {
   const runId = `soak-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
   const dir = await mkdtemp(join(tmpdir(), 'flare-soak-'));
   const loadStart = loadavg()[0];
+  // The code that ran: HEAD and the tree at the start (others may commit while it runs).
+  const git = gitState(REPO_ROOT);
   say(`${profile.mode} run, ${planned.length} jobs, seed ${seed}, scratch ${dir}`);
   say(`kills planned: ${kills.map((k) => (k.kind === 'plane' ? `plane (down ${k.outageS} s)` : k.kind)).join(', ')}`);
 
@@ -113,7 +115,7 @@ async function main(): Promise<number> {
     startedAt: new Date(record.startedAt).toISOString(),
     finishedAt: new Date(record.endedAt).toISOString(),
     command: `npm run soak${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
-    git: gitState(REPO_ROOT),
+    git,
     machine: describeMachine(loadStart),
     profile,
     ok: verdict.ok,

@@ -73,12 +73,15 @@ export function sightings(samples: readonly ProcSample[]): Map<string, Sighting>
 
 export type Outcome = 'SUCCEEDED' | 'FAILED' | 'EXPIRED';
 
-/** The states a job may end in, given when it started (its own stamp) and when it expired. */
-export function allowedOutcomes(job: Pick<SubmittedJob, 'sleepS' | 'exitCode'>, startAt: number, expiresAt: number): Outcome[] {
+/**
+ * The states a job may end in, from when its process ended (its own `end`
+ * line; without one, its start plus its planned sleep) and when it expired.
+ */
+export function allowedOutcomes(job: Pick<SubmittedJob, 'sleepS' | 'exitCode'>, startAt: number, expiresAt: number, endAt?: number): Outcome[] {
   const byExit: Outcome = job.exitCode === 0 ? 'SUCCEEDED' : 'FAILED';
-  const plannedEnd = startAt + job.sleepS * 1000;
-  if (plannedEnd < expiresAt - OUTCOME_BAND_MS) return [byExit];
-  if (plannedEnd > expiresAt + OUTCOME_BAND_MS) return ['EXPIRED'];
+  const end = endAt ?? startAt + job.sleepS * 1000;
+  if (end < expiresAt - OUTCOME_BAND_MS) return [byExit];
+  if (end > expiresAt + OUTCOME_BAND_MS) return ['EXPIRED'];
   return [byExit, 'EXPIRED'];
 }
 
@@ -120,9 +123,11 @@ function outcomeMismatches(all: JobFacts[]): string[] {
       problems.push(`${planned}: never started, ended ${got}`);
       continue;
     }
-    const allowed = allowedOutcomes(job, f.starts[0], f.expiresAt);
+    const allowed = allowedOutcomes(job, f.starts[0], f.expiresAt, f.end);
     const exitMatches = final.state === 'EXPIRED' || final.exitCode === job.exitCode;
-    if (!allowed.includes(final.state as Outcome) || !exitMatches) problems.push(`${planned}: expected ${allowed.join(' or ')}${allowed.includes('EXPIRED') ? '' : ` (exit ${job.exitCode})`}, got ${got}`);
+    if (allowed.includes(final.state as Outcome) && exitMatches) continue;
+    const when = f.end === undefined ? '' : `, its process exited ${duration(Math.abs(f.expiresAt - f.end))} ${f.end < f.expiresAt ? 'before' : 'after'} expiresAt`;
+    problems.push(`${planned}: expected ${allowed.join(' or ')}${allowed.includes('EXPIRED') ? '' : ` (exit ${job.exitCode})`}, got ${got}${when}`);
   }
   return problems;
 }
