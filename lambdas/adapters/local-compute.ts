@@ -33,7 +33,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FlareError, LaunchFailed } from '../core/errors.js';
-import { isTerminal, totalGpus, type Job } from '../core/job.js';
+import { isTerminal, totalGpus, type Job, type Outcome } from '../core/job.js';
 import type { Logger } from '../core/deps.js';
 import type { Compute, ContainerSpec, Launched, ManagedInstance } from '../ports/compute.js';
 import { containerName, dockerRunArgs, JOB_ID_PATTERN, scratchPath, type DockerRunOptions } from '../core/container-command.js';
@@ -376,6 +376,14 @@ export class LocalCompute implements Compute {
       // The file is moved; a later deadline is still seen when the old one comes.
       this.log.warn('cannot tell the job supervisor about a moved expiry', { jobId, error: String(error) });
     });
+  }
+
+  /** The job's end as its exit record says, before its report is recorded; our own stops are not the job's end. */
+  async endedOn(job: Job): Promise<Outcome | undefined> {
+    const record = await readExit(this.jobDir(job.id));
+    if (!record || record.reason === 'stopped') return undefined;
+    if (record.reason === 'lost') return { kind: 'lost', reason: record.error ?? 'its processes ended without an exit code', at: record.finishedAt };
+    return { kind: 'exited', exitCode: record.exitCode, at: record.finishedAt, ...(record.reason === 'expired' ? { expired: true } : {}) };
   }
 
   /** Stop watching and let go of the supervisor; running jobs keep running. */

@@ -249,7 +249,10 @@ export async function drainStep(deps: Deps, jobId: string, pool?: string): Promi
 }
 
 async function markStopping(deps: Deps, job: Job, error?: StepError | null): Promise<Job> {
-  const verdict = terminalFor(job, deps.now(), describe(error));
+  // No outcome recorded: the job's end may be known to its instances and its report still on its way
+  // (a restart, a store that was down). Decide from that end, not from the clock.
+  const ended = job.outcome ?? (job.state === JobState.RUNNING ? await deps.compute.endedOn?.(job) : undefined);
+  const verdict = terminalFor({ ...job, outcome: ended }, deps.now(), describe(error));
   try {
     const stopping = await deps.store.updateJob(job.id, [JobState.LAUNCHING, JobState.RUNNING], { state: JobState.STOPPING, stateReason: verdict.reason, verdict });
     await publishChange(deps, stopping, job.state);

@@ -1,4 +1,4 @@
-import type { Job } from '../core/job.js';
+import type { Job, Outcome } from '../core/job.js';
 
 /** What a job runs as, resolved from its template and the image catalog. */
 export interface ContainerSpec {
@@ -52,4 +52,10 @@ export interface Compute {
   listManaged(): Promise<ManagedInstance[]>;
   /** Terminate instances by id (orphans); ids that are already gone are ignored. */
   terminate(instanceIds: readonly string[]): Promise<void>;
+  /**
+   * How the job ended, when its instances already know it and its report may still be on its way (the
+   * local driver's exit record, found after a crash or while the store was down): Stop decides from it
+   * rather than from the clock. Undefined while it runs, and where only the report tells (AWS).
+   */
+  endedOn?(job: Job): Promise<Outcome | undefined>;
 }

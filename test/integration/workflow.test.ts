@@ -206,6 +206,25 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
   });
 
+  it('a job that exited before its expiry, whose report could not be recorded in time, ends by its exit, not EXPIRED', async () => {
+    const world = await setup();
+    // Its exit (code 0 after 1 s) cannot be recorded until well after its 2.4 s live timeout (the store "down" for it).
+    const recordOutcome = world.store.recordOutcome.bind(world.store);
+    let refusedUntil = Infinity;
+    world.store.recordOutcome = async (id, outcome, on) => {
+      if (Date.now() < refusedUntil) throw new Error('the store is down');
+      return recordOutcome(id, outcome, on);
+    };
+    const { job } = await submitJob(world.deps, alice, { template: 'sleep', command: ['sleep', '1'], liveTimeoutMinutes: 0.04 });
+    const running = await waitForState(world.store, job.id, [JobState.RUNNING]);
+    refusedUntil = Date.parse(running.expiresAt!) + 3000;
+
+    const done = await waitForState(world.store, job.id, [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED], 20_000);
+
+    assert.equal(done.state, JobState.SUCCEEDED, done.stateReason);
+    assert.ok(Date.parse(done.finishedAt!) >= Date.parse(running.expiresAt!), 'decided after the expiry, by the exit that came before it');
+  });
+
   it('queues a job the pool cannot hold, then drains it when GPUs come back', async () => {
     const world = await setup();
     const first = (await submitJob(world.deps, alice, { template: 'big', command: ['sleep', '1'] })).job;

@@ -200,6 +200,7 @@ export function wrapCompute(real: Compute, overrides: Partial<Compute>): Compute
     stop: (job) => real.stop(job),
     listManaged: () => real.listManaged(),
     terminate: (ids) => real.terminate(ids),
+    ...(real.endedOn ? { endedOn: (job: Job) => real.endedOn!(job) } : {}),
     ...overrides,
   };
 }
