@@ -8,7 +8,7 @@ import { CAPACITY_LIMIT_REACHED, ComputeNotReady, StaleJob } from './errors.js';
 import { publishChange, publishOperatorEvent } from './events.js';
 import { launchBackoffSeconds, maxComputeChecks } from './policy.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, terminalFor, type Job } from './job.js';
-import { admitIfDue, drainPool, waitingFields } from './queue.js';
+import { admitIfDue, drainAfterRelease, drainPool, waitingFields } from './queue.js';
 import { JobNotFound } from './errors.js';
 import type { ContainerSpec } from '../ports/compute.js';
 
@@ -239,13 +239,17 @@ export async function requeueStep(deps: Deps, jobId: string, error?: StepError |
 }
 
 /**
- * Drain: GPUs came back; admit who waits for them. The pool comes with the execution, so the
- * drain does not depend on the job still being there (its owner may remove it once it ended);
- * executions started before the input carried it name only the job.
+ * Drain: GPUs came back; admit who waits for them, in the job's pool and, when its project has limits,
+ * in the pools where those limits held its jobs back. The pool comes with the execution, so the drain
+ * does not depend on the job still being there (its owner may remove it once it ended); executions
+ * started before the input carried it name only the job.
  */
 export async function drainStep(deps: Deps, jobId: string, pool?: string): Promise<{ admitted: number }> {
-  const result = await drainPool(deps, pool ?? (await load(deps, jobId)).pool, { released: true });
-  return { admitted: result.admitted.length };
+  const job = await deps.store.getJob(jobId);
+  const name = pool ?? job?.pool;
+  if (!name) throw new JobNotFound(jobId);
+  const results = await drainAfterRelease(deps, name, job?.project);
+  return { admitted: results.reduce((n, r) => n + r.admitted.length, 0) };
 }
 
 async function markStopping(deps: Deps, job: Job, error?: StepError | null): Promise<Job> {

@@ -187,6 +187,23 @@ async function drainPoolOnce(deps: Deps, poolName: string, options: DrainOptions
 }
 
 /**
+ * GPUs came back from `released` (a job of `project`, or undefined when that job is gone): drain its pool,
+ * then, when the project has a `gpus` quota or a GPU-hour budget, the other pools with room too: its jobs
+ * waiting there were held by that limit, which the release just eased (DESIGN.md invariant 3). A project
+ * without limits holds nobody back in another pool, so then only the one pool is read.
+ */
+export async function drainAfterRelease(deps: Deps, released: string, project: string | undefined): Promise<DrainResult[]> {
+  const results = [await drainPool(deps, released, { released: true })];
+  if (project === undefined) return results;
+  const limits = (await deps.store.getLimits(undefined, [project])).quotas.get(project);
+  if (limits?.gpus?.hardLimit === undefined && limits?.gpuHours?.hardLimit === undefined) return results;
+  for (const pool of await deps.store.listPools()) {
+    if (pool.name !== released && pool.availableGpus > 0) results.push(await drainPool(deps, pool.name));
+  }
+  return results;
+}
+
+/**
  * A job just queued (stored WAITING at its submit, or PENDING in its Admit step) goes now if the queue
  * lets it: a drain pass, and, when the pass neither saw the job (the queue index may not show a job just
  * stored yet) nor stopped at a full pool, an admission of the job itself, then another pass if that lost.

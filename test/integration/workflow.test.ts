@@ -225,6 +225,23 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.ok(Date.parse(done.finishedAt!) >= Date.parse(running.expiresAt!), 'decided after the expiry, by the exit that came before it');
   });
 
+  it('GPUs a project gets back in one pool admit its job held by its quota in another pool at once', async () => {
+    const world = await setup({
+      pools: [{ name: 'local', gpus: 2 }, { name: 'other', gpus: 2 }],
+      quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 1 }],
+      templates: [...TEMPLATES, template({ name: 'elsewhere', pool: 'other', command: ['sleep', '30'] })],
+    });
+    const first = (await submitJob(world.deps, alice, { template: 'short' })).job;
+    await waitForState(world.store, first.id, [JobState.RUNNING]);
+    const held = (await submitJob(world.deps, alice, { template: 'elsewhere' })).job;
+    assert.equal((await world.store.getJob(held.id))?.stateReason, 'project vision has 0 of 1 GPUs free, needs 1');
+
+    await waitForState(world.store, first.id, [JobState.SUCCEEDED], 15_000);
+
+    // No release happens in pool other, and no reconciler runs here: only the first job's Drain can admit it.
+    await waitForState(world.store, held.id, [JobState.RUNNING], 10_000);
+  });
+
   it('queues a job the pool cannot hold, then drains it when GPUs come back', async () => {
     const world = await setup();
     const first = (await submitJob(world.deps, alice, { template: 'big', command: ['sleep', '1'] })).job;
