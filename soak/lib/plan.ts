@@ -49,17 +49,7 @@ export interface PlannedKill {
   outageS?: number;
 }
 
-/** mulberry32: small, fast and good enough to draw a plan from a seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from '../../test/support/random.js';
 
 const between = (random: () => number, [lo, hi]: [number, number]) => lo + (hi - lo) * random();
 const tenths = (x: number) => Math.round(x * 10) / 10;

@@ -19,6 +19,7 @@ import { drainPool, type DrainResult } from '../../lambdas/core/queue.js';
 import type { Compute } from '../../lambdas/ports/compute.js';
 import type { JobLogs } from '../../lambdas/ports/job-logs.js';
 import { dynamoPerFile, freshStore, quietLog, RecordingEvents } from '../support/harness.js';
+import { rng } from '../support/random.js';
 
 const ROOT: Identity = { name: 'root', projects: [], admin: true };
 const T0 = Date.parse('2025-03-01T00:00:00.000Z');
@@ -26,17 +27,6 @@ const MIN = 60_000;
 const bounds = forecastBounds({});
 const POOL = 'p';
 
-/** mulberry32: the same seed gives the same scenario. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Plan {
   id: string;
@@ -57,7 +47,7 @@ interface Scenario {
 }
 
 function scenario(seed: number, opts: { early: boolean; quotas?: boolean }): Scenario {
-  const rnd = random(seed);
+  const rnd = rng(seed);
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(rnd() * xs.length)]!;
   const count = 9 + Math.floor(rnd() * 6);
   let at = T0;
