@@ -6,7 +6,8 @@
  * - a job blocked by its own project's quota (or GPU-hour budget) is skipped, and so
  *   are younger jobs of that project (FIFO within a project), but other projects go on;
  * - a job that does not fit the pool stops the drain: younger jobs wait behind it,
- *   so a large job is never starved by a stream of small ones;
+ *   so a large job is never starved by a stream of small ones; unless its own
+ *   project's quota holds it too: it could not start anyway, and is skipped as above;
  * - unless the pool has backfill on: then a younger job may start ahead of that head
  *   when its own worst case ends before the head's latest start (`backfill` below;
  *   docs/architecture.md, Guarantees).
@@ -147,6 +148,14 @@ async function drainPoolOnce(deps: Deps, poolName: string, options: DrainOptions
       }
       const needs = totalGpus(job);
       if (needs > pool.availableGpus) {
+        // Held by its own project's quota as well: it could not start even with room in the pool, so it is
+        // skipped like any quota-blocked job rather than hold the pool ("the oldest that its quota allows").
+        const held = await quotaHold(deps, job.project, needs);
+        if (held) {
+          blockedProjects.set(job.project, held);
+          result.reasons.set(job.id, held);
+          continue;
+        }
         result.poolBlocked = true;
         result.reasons.set(job.id, poolReason(pool, needs));
         // Backfill only behind the oldest queued job: none older was skipped for its project's limits.
@@ -184,6 +193,13 @@ async function drainPoolOnce(deps: Deps, poolName: string, options: DrainOptions
   // Backfill does not keep this view current: then the caller reads the pool itself.
   if (result.backfilled.length === 0) result.pool = pool;
   return result;
+}
+
+/** Why the project's `gpus` quota cannot take `needs` more GPUs now, or undefined when it can (or has no limit). */
+async function quotaHold(deps: Deps, project: string, needs: number): Promise<string | undefined> {
+  const quota = await deps.store.getQuota(project, 'gpus');
+  if (quota?.hardLimit === undefined || quota.hardLimit - quota.used >= needs) return undefined;
+  return quotaReason(project, quota.hardLimit - quota.used, quota.hardLimit, needs);
 }
 
 /**

@@ -225,6 +225,22 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.ok(Date.parse(done.finishedAt!) >= Date.parse(running.expiresAt!), 'decided after the expiry, by the exit that came before it');
   });
 
+  it('a head that does not fit the pool but is held by its own quota too does not hold the pool: another project goes', async () => {
+    const world = await setup({ pools: [{ name: 'local', gpus: 3 }], quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 2 }] });
+    const v1 = (await submitJob(world.deps, alice, { template: 'sleep' })).job;
+    await waitForState(world.store, v1.id, [JobState.RUNNING]);
+    const a1 = (await submitJob(world.deps, bob, { template: 'audio-sleep' })).job;
+    await waitForState(world.store, a1.id, [JobState.RUNNING]);
+    // Needs 2: the pool has 1 free, and vision's quota 1 (of 2).
+    const v2 = (await submitJob(world.deps, alice, { template: 'big' })).job;
+    assert.equal((await world.store.getJob(v2.id))?.state, JobState.WAITING);
+
+    const a2 = (await submitJob(world.deps, bob, { template: 'audio-sleep' })).job;
+
+    await waitForState(world.store, a2.id, [JobState.LAUNCHING, JobState.RUNNING], 5000);
+    assert.equal((await world.store.getJob(v2.id))?.stateReason, 'project vision has 1 of 2 GPUs free, needs 2');
+  });
+
   it('GPUs a project gets back in one pool admit its job held by its quota in another pool at once', async () => {
     const world = await setup({
       pools: [{ name: 'local', gpus: 2 }, { name: 'other', gpus: 2 }],
