@@ -7,12 +7,12 @@
  *   are younger jobs of that project (FIFO within a project), but other projects go on;
  * - a job that does not fit the pool stops the drain: younger jobs wait behind it,
  *   so a large job is never starved by a stream of small ones; unless its own
- *   project's quota holds it too: it could not start anyway, and is skipped as above;
+ *   project's quota or budget holds it too: it could not start anyway, and is skipped as above;
  * - unless the pool has backfill on: then a younger job may start ahead of that head
  *   when its own worst case ends before the head's latest start (`backfill` below;
  *   docs/architecture.md, Guarantees).
  */
-import { budgetWaitReason } from './budgets.js';
+import { budgetOf, budgetReason, budgetWaitReason, worstCaseGpuMs } from './budgets.js';
 import type { Deps } from './deps.js';
 import { publishChange } from './events.js';
 import { StaleJob } from './errors.js';
@@ -148,9 +148,9 @@ async function drainPoolOnce(deps: Deps, poolName: string, options: DrainOptions
       }
       const needs = totalGpus(job);
       if (needs > pool.availableGpus) {
-        // Held by its own project's quota as well: it could not start even with room in the pool, so it is
-        // skipped like any quota-blocked job rather than hold the pool ("the oldest that its quota allows").
-        const held = await quotaHold(deps, job.project, needs);
+        // Held by its own project's quota or budget as well: it could not start even with room in the pool, so
+        // it is skipped like any quota-blocked job rather than hold the pool ("the oldest that its quota allows").
+        const held = await quotaHold(deps, job, needs);
         if (held) {
           blockedProjects.set(job.project, held);
           result.reasons.set(job.id, held);
@@ -195,11 +195,17 @@ async function drainPoolOnce(deps: Deps, poolName: string, options: DrainOptions
   return result;
 }
 
-/** Why the project's `gpus` quota cannot take `needs` more GPUs now, or undefined when it can (or has no limit). */
-async function quotaHold(deps: Deps, project: string, needs: number): Promise<string | undefined> {
-  const quota = await deps.store.getQuota(project, 'gpus');
-  if (quota?.hardLimit === undefined || quota.hardLimit - quota.used >= needs) return undefined;
-  return quotaReason(project, quota.hardLimit - quota.used, quota.hardLimit, needs);
+/**
+ * Why the project's own limits cannot take `job` now (its `gpus` quota, else its GPU-hour budget), or
+ * undefined when they can or it has none. One read of both rows.
+ */
+async function quotaHold(deps: Deps, job: Job, needs: number): Promise<string | undefined> {
+  const rows = (await deps.store.getLimits(undefined, [job.project])).quotas.get(job.project);
+  const quota = rows?.gpus;
+  if (quota?.hardLimit !== undefined && quota.hardLimit - quota.used < needs) return quotaReason(job.project, quota.hardLimit - quota.used, quota.hardLimit, needs);
+  const budget = budgetOf(rows?.gpuHours, deps.now());
+  if (budget && budget.availableGpuMs < worstCaseGpuMs(job)) return budgetReason(job.project, budget, worstCaseGpuMs(job));
+  return undefined;
 }
 
 /**

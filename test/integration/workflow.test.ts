@@ -241,6 +241,23 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.equal((await world.store.getJob(v2.id))?.stateReason, 'project vision has 1 of 2 GPUs free, needs 2');
   });
 
+  it('a head that does not fit the pool but is held by its own GPU-hour budget too does not hold the pool either', async () => {
+    const world = await setup({ pools: [{ name: 'local', gpus: 3 }] });
+    await world.store.putQuota({ project: 'vision', resource: 'gpuHours', hardLimit: 2.5, period: 'month' }, 'new', new Date());
+    const v1 = (await submitJob(world.deps, alice, { template: 'sleep' })).job; // reserves 1 GPU-hour (60 min)
+    await waitForState(world.store, v1.id, [JobState.RUNNING]);
+    const a1 = (await submitJob(world.deps, bob, { template: 'audio-sleep' })).job;
+    await waitForState(world.store, a1.id, [JobState.RUNNING]);
+    // Needs 2 GPUs and 2 GPU-hours: the pool has 1 GPU free, the budget 1.5 GPU-hours.
+    const v2 = (await submitJob(world.deps, alice, { template: 'big' })).job;
+    assert.equal((await world.store.getJob(v2.id))?.state, JobState.WAITING);
+
+    const a2 = (await submitJob(world.deps, bob, { template: 'audio-sleep' })).job;
+
+    await waitForState(world.store, a2.id, [JobState.LAUNCHING, JobState.RUNNING], 5000);
+    assert.match((await world.store.getJob(v2.id))?.stateReason ?? '', /^project vision has 1\.5 of 2\.5 GPU-hours left this month, needs 2$/);
+  });
+
   it('GPUs a project gets back in one pool admit its job held by its quota in another pool at once', async () => {
     const world = await setup({
       pools: [{ name: 'local', gpus: 2 }, { name: 'other', gpus: 2 }],
