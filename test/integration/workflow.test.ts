@@ -225,37 +225,34 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.ok(Date.parse(done.finishedAt!) >= Date.parse(running.expiresAt!), 'decided after the expiry, by the exit that came before it');
   });
 
+  /**
+   * Pool of 3 with one vision and one audio job running (1 GPU free), then vision's 2-GPU job, which fits
+   * neither the pool nor (as the test set it) vision's own limit, then an audio job: it must go at once.
+   */
+  async function headHeldTwice(world: World): Promise<{ head: Job; next: Job }> {
+    for (const [who, template] of [[alice, 'sleep'], [bob, 'audio-sleep']] as const) {
+      const running = (await submitJob(world.deps, who, { template })).job;
+      await waitForState(world.store, running.id, [JobState.RUNNING]);
+    }
+    const head = (await submitJob(world.deps, alice, { template: 'big' })).job;
+    assert.equal((await world.store.getJob(head.id))?.state, JobState.WAITING);
+    const next = (await submitJob(world.deps, bob, { template: 'audio-sleep' })).job;
+    await waitForState(world.store, next.id, [JobState.LAUNCHING, JobState.RUNNING], 5000);
+    return { head: (await world.store.getJob(head.id))!, next };
+  }
+
   it('a head that does not fit the pool but is held by its own quota too does not hold the pool: another project goes', async () => {
     const world = await setup({ pools: [{ name: 'local', gpus: 3 }], quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 2 }] });
-    const v1 = (await submitJob(world.deps, alice, { template: 'sleep' })).job;
-    await waitForState(world.store, v1.id, [JobState.RUNNING]);
-    const a1 = (await submitJob(world.deps, bob, { template: 'audio-sleep' })).job;
-    await waitForState(world.store, a1.id, [JobState.RUNNING]);
-    // Needs 2: the pool has 1 free, and vision's quota 1 (of 2).
-    const v2 = (await submitJob(world.deps, alice, { template: 'big' })).job;
-    assert.equal((await world.store.getJob(v2.id))?.state, JobState.WAITING);
-
-    const a2 = (await submitJob(world.deps, bob, { template: 'audio-sleep' })).job;
-
-    await waitForState(world.store, a2.id, [JobState.LAUNCHING, JobState.RUNNING], 5000);
-    assert.equal((await world.store.getJob(v2.id))?.stateReason, 'project vision has 1 of 2 GPUs free, needs 2');
+    const { head } = await headHeldTwice(world);
+    assert.equal(head.stateReason, 'project vision has 1 of 2 GPUs free, needs 2');
   });
 
   it('a head that does not fit the pool but is held by its own GPU-hour budget too does not hold the pool either', async () => {
     const world = await setup({ pools: [{ name: 'local', gpus: 3 }] });
+    // The running vision job reserves 1 GPU-hour (60 min): 1.5 left, the head's worst case is 2.
     await world.store.putQuota({ project: 'vision', resource: 'gpuHours', hardLimit: 2.5, period: 'month' }, 'new', new Date());
-    const v1 = (await submitJob(world.deps, alice, { template: 'sleep' })).job; // reserves 1 GPU-hour (60 min)
-    await waitForState(world.store, v1.id, [JobState.RUNNING]);
-    const a1 = (await submitJob(world.deps, bob, { template: 'audio-sleep' })).job;
-    await waitForState(world.store, a1.id, [JobState.RUNNING]);
-    // Needs 2 GPUs and 2 GPU-hours: the pool has 1 GPU free, the budget 1.5 GPU-hours.
-    const v2 = (await submitJob(world.deps, alice, { template: 'big' })).job;
-    assert.equal((await world.store.getJob(v2.id))?.state, JobState.WAITING);
-
-    const a2 = (await submitJob(world.deps, bob, { template: 'audio-sleep' })).job;
-
-    await waitForState(world.store, a2.id, [JobState.LAUNCHING, JobState.RUNNING], 5000);
-    assert.match((await world.store.getJob(v2.id))?.stateReason ?? '', /^project vision has 1\.5 of 2\.5 GPU-hours left this month, needs 2$/);
+    const { head } = await headHeldTwice(world);
+    assert.equal(head.stateReason, 'project vision has 1.5 of 2.5 GPU-hours left this month, needs 2');
   });
 
   it('GPUs a project gets back in one pool admit its job held by its quota in another pool at once', async () => {
