@@ -273,6 +273,14 @@ export class JobRun {
     try {
       writeExit(this.spec.exitPath, record);
     } catch (error) {
+      // Its directory was removed (with the data directory): nobody is left to read a record, and retrying
+      // would keep this supervisor alive for ever.
+      if (error.code === 'ENOENT' && !fs.existsSync(path.dirname(this.spec.exitPath))) {
+        this.signalGroup('SIGKILL');
+        this.resolveEnded();
+        this.onEnd();
+        return;
+      }
       // The job stays ours (and its slots held) until its end is on record.
       process.stderr.write(`[flare-supervisor] ${new Date().toISOString()} cannot write ${this.spec.exitPath}: ${message(error)}; retrying\n`);
       setTimeout(() => this.record(record), RECORD_RETRY_MS);

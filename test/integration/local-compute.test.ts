@@ -500,6 +500,17 @@ describe('LocalCompute: the job supervisor', () => {
     await until(() => running(supervisor).length === 0, 4000, 'the supervisor to exit');
   });
 
+  it('leaves a data directory removed while a job still ran, once that job has ended (its end has nowhere to go)', async () => {
+    const h = await harness();
+    await run(h.compute, 'outlived', ['sleep', '0.5']);
+    const supervisor = supervisorOf(h.dataDir);
+    h.compute.close();
+
+    await rm(h.dataDir, { recursive: true, force: true });
+
+    await until(() => running(supervisor).length === 0, 8000, 'the supervisor to exit');
+  });
+
   it('SIGTERM to the supervisor stops its jobs as a stop would, records their ends, and it exits', async () => {
     const h = await harness();
     await run(h.compute, 'term-a', ['sleep', '60']);
