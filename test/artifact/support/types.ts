@@ -19,6 +19,13 @@ export interface RecordedCall {
    * without `Action` and `Version`.
    */
   params: Record<string, unknown>;
+  /**
+   * The ARNs of the resources the request names, as the fake resolves them
+   * (instance ids to instance ARNs, a document name to its ARN, a bus name to its
+   * ARN...). The IAM check owns the full authorization model and may add more
+   * (RunInstances also authorizes its subnet, volume and network interface).
+   */
+  resources: string[];
   /** The access key id the request was signed with: the harness gives each function its role's logical id. */
   principal: string;
   /** The region of the SigV4 credential scope. */
