@@ -19,8 +19,12 @@ import { FlareFunction } from './lambda-defaults.js';
 
 export const COMMAND_STATUS_DETAIL_TYPE = 'EC2 Command Invocation Status-change Notification';
 export const INSTANCE_STATE_DETAIL_TYPE = 'EC2 Instance State-change Notification';
-/** Run Command invocation statuses that are final (SSM's own terms). */
-export const FINAL_COMMAND_STATUSES = ['Success', 'Failed', 'TimedOut', 'Cancelled'] as const;
+/**
+ * Run Command invocation statuses that are final: SSM's Status values, and the StatusDetails names its
+ * documentation lists among final invocation states, should an event carry one. A command never delivered
+ * (TimedOut with DeliveryTimedOut, Failed with Undeliverable) or cancelled fails its job at once.
+ */
+export const FINAL_COMMAND_STATUSES = ['Success', 'Failed', 'TimedOut', 'Cancelled', 'DeliveryTimedOut', 'ExecutionTimedOut', 'Undeliverable', 'Terminated'] as const;
 /** Instance states from which a job's node will not come back. */
 export const LEAVING_INSTANCE_STATES = ['shutting-down', 'terminated', 'stopping', 'stopped'] as const;
 

@@ -93,6 +93,8 @@ export const DEFAULT_INSTANCE_SCRATCH_DIR = '/var/lib/flare/scratch';
 export const DEFAULT_AGENT_TIMEOUT_SECONDS = 600;
 export const DEFAULT_ROOT_DEVICE_NAME = '/dev/sda1';
 export const DEFAULT_MASTER_PORT = 29500;
+/** SendCommand's smallest TimeoutSeconds (its delivery timeout). */
+export const SSM_MIN_DELIVERY_TIMEOUT_SECONDS = 30;
 /** A deadline rewrite is a mkdir and a rename: a minute is plenty. */
 export const DEADLINE_COMMAND_TIMEOUT_SECONDS = 60;
 /** Instances per job; each gets its own SendCommand, and 50 is also what one SendCommand may target. */
@@ -300,6 +302,9 @@ export class Ec2SsmCompute implements Compute {
         DocumentName: this.document,
         InstanceIds: [instanceId],
         Comment: comment,
+        // How long SSM keeps trying to deliver it (default an hour): the agent was just seen online, so a command
+        // still undelivered after the agent's own bound ends DeliveryTimedOut and fails the job (compute events).
+        TimeoutSeconds: Math.max(SSM_MIN_DELIVERY_TIMEOUT_SECONDS, this.agentTimeoutSeconds),
         Parameters: {
           commands: [script],
           // The container is detached, so this bounds only how long the command reports on it; the maximum

@@ -1,7 +1,8 @@
 /**
  * How a running job's end is reported from outside the workflow: a node's
  * container exited (SSM command status on AWS, the local runner's exit record
- * here) or an instance went away (EC2 state change, a vanished local runner).
+ * here), an instance went away (EC2 state change, a vanished local runner), or
+ * the command that starts and watches the container was never delivered (SSM).
  * Each report is recorded once and ends the workflow's Run wait; reports about
  * instances the job no longer holds (our own Stop, an earlier attempt) change
  * nothing.
@@ -36,9 +37,16 @@ export async function reportNodeExit(deps: Deps, jobId: string, instanceId: stri
 
 /** An instance of the job stopped existing before the job ended, at `at` (default: now; as for an exit). */
 export async function reportInstanceLost(deps: Deps, jobId: string, instanceId: string, reason: string, at = deps.now().toISOString()): Promise<void> {
-  const job = await runningWith(deps, jobId, instanceId, 'instance lost');
-  if (!job) return;
-  await reportOutcome(deps, jobId, { kind: 'lost', reason, at });
+  if (await runningWith(deps, jobId, instanceId, 'instance lost')) await reportOutcome(deps, jobId, { kind: 'lost', reason, at });
+}
+
+/**
+ * The container command on `instanceId` ended without the container's exit code (SSM never delivered it, or
+ * it was cancelled), at `at` (as for an exit): nothing will report the job's end, so it fails with `reason`.
+ * A job already cancelled or expired has its outcome, so this changes nothing there.
+ */
+export async function reportCommandFailed(deps: Deps, jobId: string, instanceId: string, reason: string, at = deps.now().toISOString()): Promise<void> {
+  if (await runningWith(deps, jobId, instanceId, 'command failure')) await reportOutcome(deps, jobId, { kind: 'failed', reason, at });
 }
 
 /** The job, if it is still launching or running on `instanceId`; otherwise the report is stale. */

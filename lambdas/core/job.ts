@@ -63,6 +63,8 @@ export type Outcome = (
   | { kind: 'exited'; exitCode: number; /** Stopped by its own dead-man switch at an expiresAt (which a later change may have moved). */ expired?: boolean }
   | { kind: 'cancelled'; by: string }
   | { kind: 'lost'; reason: string }
+  /** Its container command ended without the container's exit (never delivered, cancelled): FAILED with this reason. */
+  | { kind: 'failed'; reason: string }
 ) & { at?: string };
 
 export interface Job {
@@ -157,6 +159,7 @@ export function terminalFor(job: Pick<Job, 'outcome' | 'expiresAt'>, now: Date, 
       : { state: JobState.FAILED, reason: `exited with code ${outcome.exitCode}`, exitCode: outcome.exitCode };
   }
   if (outcome?.kind === 'lost') return { state: JobState.FAILED, reason: `instance lost: ${outcome.reason}` };
+  if (outcome?.kind === 'failed') return { state: JobState.FAILED, reason: outcome.reason };
   return { state: JobState.FAILED, reason: error ?? 'failed' };
 }
 

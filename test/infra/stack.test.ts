@@ -506,7 +506,8 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
         EventPattern: {
           source: ['aws.ssm'],
           'detail-type': ['EC2 Command Invocation Status-change Notification'],
-          detail: { 'document-name': ['AWS-RunShellScript'], status: ['Success', 'Failed', 'TimedOut', 'Cancelled'] },
+          // Delivery failures and cancels too: they fail the job at once instead of at its live timeout.
+          detail: { 'document-name': ['AWS-RunShellScript'], status: ['Success', 'Failed', 'TimedOut', 'Cancelled', 'DeliveryTimedOut', 'ExecutionTimedOut', 'Undeliverable', 'Terminated'] },
         },
         Targets: [target()],
       });

@@ -1,18 +1,25 @@
 /**
  * The lifecycle paths that exist because compute is EC2: no capacity (requeue
  * with backoff), an agent that never comes online, completion reported by an
- * event (SSM command status), an instance lost (EC2 state change), multi-node
+ * event (SSM command status), a command SSM never delivered, an instance lost (EC2 state change), multi-node
  * exits. The real ASL runs in aws-local-stepfunctions over DynamoDB Local; the
  * compute is the local driver with the failure injected, or a stand-in for the
  * EC2 adapter when several instances are needed.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { EC2Client } from '@aws-sdk/client-ec2';
+import { GetCommandInvocationCommand, SSMClient } from '@aws-sdk/client-ssm';
+import type { Context } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import { Ec2SsmCompute } from '../../lambdas/adapters/ec2-ssm-compute.js';
 import { reportInstanceLost, reportNodeExit } from '../../lambdas/core/completion.js';
 import { NoCapacity } from '../../lambdas/core/errors.js';
 import type { Identity } from '../../lambdas/core/identity.js';
 import { deleteJob, getJob, submitJob } from '../../lambdas/core/jobs.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
+import { createComputeEventsHandler } from '../../lambdas/handlers/events/compute-events.js';
 import type { Compute, Launched } from '../../lambdas/ports/compute.js';
 import { template, waitFor, waitForState, worldPerTest, wrapCompute, type World } from '../support/harness.js';
 
@@ -216,6 +223,41 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     assert.match(done.stateReason ?? '', /^instance lost: instance .* is (terminated|shutting-down)$/);
     await waitFor('the JobState.FAILED event of job.id', async () => world.events.statesOf(job.id).includes(JobState.FAILED));
     assert.equal(world.events.statesOf(job.id).filter((s) => s === JobState.FAILED).length, 1);
+    assert.deepEqual(await usage(world), { pool: 0, project: 0 });
+  });
+
+  it('a container command SSM never delivered (an EventBridge event into compute-events) fails the job at once with the reason and releases once', async () => {
+    const instance = 'i-0abc1234def567890';
+    const stopped: string[] = [];
+    const world = await setup({
+      wrapCompute: (real) =>
+        wrap(real, {
+          launch: async () => ({ instanceIds: [instance] }),
+          isReady: async () => true,
+          start: async () => undefined,
+          stop: async (job) => void stopped.push(...(job.instanceIds ?? [])),
+        }),
+    });
+    const { job } = await submitJob(world.deps, alice, { template: 'sleep' });
+    await waitForState(world.store, job.id, [JobState.RUNNING]);
+    const ssm = new SSMClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+    mockClient(ssm)
+      .on(GetCommandInvocationCommand)
+      .resolves({ Comment: `flare:job=${job.id}`, Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut', ResponseCode: -1, ExecutionEndDateTime: '' });
+    const lookups = new Ec2SsmCompute({ ec2: new EC2Client({ region: 'eu-west-1' }), ssm, launchTemplateId: 'lt-1', subnetIds: ['subnet-a'], pools: {} });
+    const event = JSON.parse(readFileSync(new URL('../fixtures/events/aws-ssm-command-invocation-delivery-timed-out.json', import.meta.url), 'utf8'));
+    // Delivered now: the fixture's own time is years ahead, which would read as after expiresAt.
+    const handle = createComputeEventsHandler(() => world.deps, () => lookups);
+    await handle({ ...event, time: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }, {} as Context);
+    await handle({ ...event, time: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }, {} as Context);
+
+    const done = await waitForState(world.store, job.id, [JobState.FAILED, JobState.SUCCEEDED, JobState.EXPIRED]);
+    assert.equal(done.state, JobState.FAILED);
+    assert.equal(done.stateReason, 'container command not delivered: SSM DeliveryTimedOut');
+    assert.ok(Date.parse(done.finishedAt!) < Date.parse(done.expiresAt!), 'failed long before its live timeout');
+    await waitFor('the FAILED event', async () => world.events.statesOf(job.id).includes(JobState.FAILED));
+    assert.equal(world.events.statesOf(job.id).filter((s) => s === JobState.FAILED).length, 1);
+    assert.deepEqual(stopped, [instance]);
     assert.deepEqual(await usage(world), { pool: 0, project: 0 });
   });
 

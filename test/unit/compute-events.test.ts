@@ -17,6 +17,7 @@ import { newJobId } from '../../lambdas/adapters/ids.js';
 import type { Deps } from '../../lambdas/core/deps.js';
 import { ValidationError } from '../../lambdas/core/errors.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
+import { reportOutcome } from '../../lambdas/core/jobs.js';
 import { releaseStep } from '../../lambdas/core/lifecycle.js';
 import { CommandNotSettled, createComputeEventsHandler } from '../../lambdas/handlers/events/compute-events.js';
 import { IMAGE, startDynamo, world, type Dynamo, type World } from '../support/harness.js';
@@ -37,11 +38,14 @@ const EXPIRES = '2030-01-01T01:01:00.000Z';
 /** The fixtures' own event times, as core stores them. */
 const COMMAND_EVENT_TIME = '2030-01-01T00:41:32.000Z';
 const INSTANCE_EVENT_TIME = '2030-01-01T00:43:48.000Z';
+const DELIVERY_TIMEOUT_EVENT_TIME = '2030-01-01T00:11:31.000Z';
 
 type Fixture =
   | 'aws-ssm-command-invocation-success'
   | 'aws-ssm-command-invocation-failed'
   | 'aws-ssm-command-invocation-timed-out'
+  | 'aws-ssm-command-invocation-delivery-timed-out'
+  | 'aws-ssm-command-invocation-cancelled'
   | 'aws-ssm-command-invocation-success-after-expiry'
   | 'aws-ec2-instance-terminated'
   | 'aws-ec2-instance-shutting-down-dead-man'
@@ -167,6 +171,13 @@ function flareInstance(jobId: string, instanceId = I1) {
   });
 }
 
+/** The job's end as the workflow's Release decides it, at the handler's clock. */
+async function verdict(job: Job): Promise<Pick<Job, 'state' | 'stateReason' | 'exitCode'>> {
+  await releaseStep(deps, job.id);
+  const { state, stateReason, exitCode } = (await w.store.getJob(job.id))!;
+  return { state, stateReason, ...(exitCode !== undefined ? { exitCode } : {}) };
+}
+
 async function assertUnchanged(job: Job, act: () => Promise<void>): Promise<void> {
   const before = await w.store.getJob(job.id);
   await act();
@@ -199,18 +210,56 @@ describe('SSM command status events', () => {
     assert.equal(ended.length, 1);
   });
 
-  test('a failed command that never ran (ResponseCode -1) is a lost instance, with the command status as reason', async () => {
+  test('a failed command that never ran (ResponseCode -1, Undeliverable) fails the job at once: not delivered', async () => {
     const job = await runningJob([I1]);
     invocation(job.id, I1, { Status: 'Failed', StatusDetails: 'Undeliverable', ResponseCode: -1 });
 
     await deliver(fixture('aws-ssm-command-invocation-failed'));
 
-    assert.deepEqual((await w.store.getJob(job.id))?.outcome, {
-      kind: 'lost',
-      reason: `SSM command ${COMMAND} on ${I1} ended Failed (Undeliverable) without an exit code`,
-      at: COMMAND_EVENT_TIME,
-    });
+    const reason = 'container command not delivered: SSM Undeliverable';
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'failed', reason, at: COMMAND_EVENT_TIME });
     assert.equal(ended.length, 1);
+    assert.deepEqual(await verdict(job), { state: JobState.FAILED, stateReason: reason });
+  });
+
+  test('a command SSM never delivered (TimedOut, DeliveryTimedOut) fails the job at once with the reason', async () => {
+    const job = await runningJob([I1]);
+    invocation(job.id, I1, { Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut', ResponseCode: -1, ExecutionEndDateTime: '' });
+
+    await deliver(fixture('aws-ssm-command-invocation-delivery-timed-out'));
+
+    const reason = 'container command not delivered: SSM DeliveryTimedOut';
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'failed', reason, at: DELIVERY_TIMEOUT_EVENT_TIME });
+    assert.deepEqual(ended, [{ token: `token-${job.id}`, output: { outcome: { kind: 'failed', reason, at: DELIVERY_TIMEOUT_EVENT_TIME } } }]);
+    assert.deepEqual(await verdict(job), { state: JobState.FAILED, stateReason: reason });
+  });
+
+  test('a cancelled command fails the job at once: nothing would report its exit', async () => {
+    const job = await runningJob([I1]);
+    invocation(job.id, I1, { Status: 'Cancelled', StatusDetails: 'Cancelled', ResponseCode: -1 });
+
+    await deliver(fixture('aws-ssm-command-invocation-cancelled'));
+
+    assert.deepEqual(await verdict(job), { state: JobState.FAILED, stateReason: 'container command ended without an exit code: SSM Cancelled' });
+  });
+
+  test('a command cancelled after Flare cancelled the job leaves it CANCELLED', async () => {
+    const job = await runningJob([I1]);
+    await reportOutcome(deps, job.id, { kind: 'cancelled', by: 'alice', at: '2030-01-01T00:40:00.000Z' });
+    ended = [];
+    invocation(job.id, I1, { Status: 'Cancelled', StatusDetails: 'Cancelled', ResponseCode: -1 });
+
+    await assertUnchanged(job, () => deliver(fixture('aws-ssm-command-invocation-cancelled')));
+    assert.deepEqual(await verdict(job), { state: JobState.CANCELLED, stateReason: 'cancelled by alice' });
+  });
+
+  test('a command cancelled at or after expiresAt (the instance stopped at its expiry) ends the job EXPIRED, not FAILED', async () => {
+    const job = await runningJob([I1]);
+    invocation(job.id, I1, { Status: 'Cancelled', StatusDetails: 'Cancelled', ResponseCode: -1 });
+
+    await deliver(fixture('aws-ssm-command-invocation-success-after-expiry', { status: 'Cancelled' }));
+
+    assert.deepEqual(await verdict(job), { state: JobState.EXPIRED, stateReason: 'live timeout reached' });
   });
 
   test('multi-node: one node succeeding is recorded; the job ends when the last one has', async () => {
@@ -238,9 +287,15 @@ describe('SSM command status events', () => {
     assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 137, at: COMMAND_EVENT_TIME });
   });
 
-  test('a timed-out command is ignored without a lookup: the container runs detached and the live timeout rules', async () => {
+  test("a command past SSM's execution bound (TimedOut, ExecutionTimedOut) is ignored: the container runs on detached and the live timeout rules", async () => {
     const job = await runningJob([I1]);
+    invocation(job.id, I1, { Status: 'TimedOut', StatusDetails: 'ExecutionTimedOut', ResponseCode: -1 });
     await assertUnchanged(job, () => deliver(fixture('aws-ssm-command-invocation-timed-out')));
+  });
+
+  test('a status that is not final is ignored without a lookup', async () => {
+    const job = await runningJob([I1]);
+    await assertUnchanged(job, () => deliver(fixture('aws-ssm-command-invocation-timed-out', { status: 'InProgress' })));
     assert.equal(ssmMock.commandCalls(GetCommandInvocationCommand).length, 0);
   });
 
@@ -333,13 +388,6 @@ describe('EC2 instance state events', () => {
 });
 
 describe('expiry wins: a report carries when the exit or loss happened, not when it is handled', () => {
-  /** The job's end as the workflow's Release decides it, at the handler's clock. */
-  async function verdict(job: Job): Promise<Pick<Job, 'state' | 'stateReason' | 'exitCode'>> {
-    await releaseStep(deps, job.id);
-    const { state, stateReason, exitCode } = (await w.store.getJob(job.id))!;
-    return { state, stateReason, ...(exitCode !== undefined ? { exitCode } : {}) };
-  }
-
   test('an exit before expiresAt, handled half an hour after it (a retried event), is SUCCEEDED: the invocation end decides, not the event time or the clock', async () => {
     const job = await runningJob([I1]);
     invocation(job.id, I1, { Status: 'Success', ResponseCode: 0, ExecutionEndDateTime: '2030-01-01T01:00:59.400Z' });

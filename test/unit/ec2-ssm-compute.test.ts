@@ -339,6 +339,8 @@ describe('Ec2SsmCompute.start', () => {
     DocumentName: 'AWS-RunShellScript',
     InstanceIds: [instanceId],
     Comment: 'flare:job=job-7',
+    // Delivery bounded by the agent's timeout (600 s by default), not SSM's hour: a command never delivered fails the job soon.
+    TimeoutSeconds: 600,
     Parameters: { commands: [script], executionTimeout: ['172800'] },
   });
 

@@ -1,7 +1,7 @@
 /**
  * The compute events Lambda: EventBridge hands it SSM command status changes
- * (a node's container exited) and EC2 instance state changes (an instance went
- * away). Thin: validate the event, find the job it concerns, report it to core,
+ * (a node's container exited, or its command was never delivered or was
+ * cancelled) and EC2 instance state changes (an instance went away). Thin: validate the event, find the job it concerns, report it to core,
  * which records it once and ends the workflow's Run wait. Reports that no
  * longer concern a running job (our own Stop, an earlier attempt) change
  * nothing there. An event of another shape is thrown, never dropped: it is
@@ -13,8 +13,8 @@
  */
 import middy from '@middy/core';
 import { z } from 'zod';
-import type { Ec2SsmCompute } from '../../adapters/ec2-ssm-compute.js';
-import { reportInstanceLost, reportNodeExit } from '../../core/completion.js';
+import type { CommandOutcome, Ec2SsmCompute } from '../../adapters/ec2-ssm-compute.js';
+import { reportCommandFailed, reportInstanceLost, reportNodeExit } from '../../core/completion.js';
 import type { Deps } from '../../core/deps.js';
 import { FlareError } from '../../core/errors.js';
 import { parse } from '../../core/schemas.js';
@@ -28,6 +28,14 @@ export const INSTANCE_STATE_CHANGE = 'EC2 Instance State-change Notification';
 
 /** The invocation is over: the script exited (with the container's code) or never could run. */
 const COMMAND_ENDED = ['Success', 'Failed'];
+/**
+ * The invocation ended without the script's own exit: SSM's final Status values TimedOut and Cancelled,
+ * and the StatusDetails names its documentation lists among final invocation states, taken alike should
+ * an event carry one. lib/compute-events.ts forwards all of these.
+ */
+export const COMMAND_ABORTED = ['TimedOut', 'Cancelled', 'DeliveryTimedOut', 'ExecutionTimedOut', 'Undeliverable', 'Terminated'];
+/** StatusDetails of an invocation the instance's agent never received: the container never started. */
+const NOT_DELIVERED = ['DeliveryTimedOut', 'Undeliverable', 'Terminated'];
 /** SSM has not settled the invocation the event announced; asking again later will see it. */
 const COMMAND_UNSETTLED = ['Pending', 'InProgress', 'Delayed', 'Cancelling'];
 /** The instance is gone or going; a stopped GPU instance runs nothing, and Flare never restarts one. */
@@ -71,20 +79,21 @@ export async function handleComputeEvent(deps: Deps, lookups: ComputeEventLookup
   const event = parse(ComputeEvent, raw);
   if (event['detail-type'] === COMMAND_STATUS_CHANGE) {
     const { 'command-id': commandId, 'instance-id': instanceId, status } = event.detail;
-    if (!COMMAND_ENDED.includes(status)) {
-      // The container runs detached: a timed-out or cancelled command says nothing about it; the live timeout rules.
-      deps.log.info('ignored command status', { commandId, instanceId, status });
-      return;
-    }
+    if (!COMMAND_ENDED.includes(status) && !COMMAND_ABORTED.includes(status)) return deps.log.info('ignored command status', { commandId, instanceId, status });
     const outcome = await lookups.commandOutcome(commandId, instanceId);
     if (!outcome) return deps.log.info("ignored a command that is not Flare's", { commandId, instanceId });
     if (COMMAND_UNSETTLED.includes(outcome.status)) throw new CommandNotSettled(`command ${commandId} on ${instanceId} is ${outcome.status}, not ${status} yet`);
-    if (!COMMAND_ENDED.includes(outcome.status)) return deps.log.info('ignored command status', { commandId, instanceId, status: outcome.status });
+    const details = outcome.statusDetails?.replace(/\s+/g, '');
+    // Past SSM's 48 h execution bound the script stops reporting, but the container runs on detached: the live timeout rules.
+    const runsOn = outcome.status === 'TimedOut' && details !== 'DeliveryTimedOut';
+    if (runsOn || (!COMMAND_ENDED.includes(outcome.status) && !COMMAND_ABORTED.includes(outcome.status))) {
+      return deps.log.info('ignored command status', { commandId, instanceId, status: outcome.status, details });
+    }
     // The script's end is the container's exit (to the millisecond); the event's own time bounds it from above.
     const at = outcome.endedAt ?? isoTime(event.time);
-    if (outcome.exitCode !== undefined) return reportNodeExit(deps, outcome.jobId, instanceId, outcome.exitCode, at);
-    const how = outcome.statusDetails && outcome.statusDetails !== outcome.status ? `${outcome.status} (${outcome.statusDetails})` : outcome.status;
-    return reportInstanceLost(deps, outcome.jobId, instanceId, `SSM command ${commandId} on ${instanceId} ended ${how} without an exit code`, at);
+    if (COMMAND_ENDED.includes(outcome.status) && outcome.exitCode !== undefined) return reportNodeExit(deps, outcome.jobId, instanceId, outcome.exitCode, at);
+    // Nothing will report this node's exit: fail the job now rather than at its live timeout (a Flare cancel or expiry recorded first wins).
+    return reportCommandFailed(deps, outcome.jobId, instanceId, commandFailure(outcome.status, details), at);
   }
 
   const { 'instance-id': instanceId, state } = event.detail;
@@ -93,6 +102,12 @@ export async function handleComputeEvent(deps: Deps, lookups: ComputeEventLookup
   if (!jobId) return deps.log.info('ignored an instance that is not Flare\'s', { instanceId, state });
   // The state change's own time: an instance its dead-man switch powered off after expiresAt ends the job EXPIRED.
   return reportInstanceLost(deps, jobId, instanceId, `instance ${instanceId} is ${state}`, isoTime(event.time));
+}
+
+/** The job's reason when its container command ended without an exit code. */
+function commandFailure(status: CommandOutcome['status'], details: string | undefined): string {
+  if (details && NOT_DELIVERED.includes(details)) return `container command not delivered: SSM ${details}`;
+  return `container command ended without an exit code: SSM ${status}${details && details !== status ? ` (${details})` : ''}`;
 }
 
 /** An event time as core stores times (toISOString), so outcomes from either source read alike. */
