@@ -20,11 +20,24 @@ const CALLBACK_SUFFIX = '.waitForTaskToken';
 
 type Json = Parameters<StateMachine['run']>[0];
 type EventLogs = ReturnType<StateMachine['run']>['eventLogs'];
-type TaskRunner = (event: unknown) => Promise<unknown>;
+type RunOverrides = NonNullable<NonNullable<Parameters<StateMachine['run']>[1]>['overrides']>;
+export type TaskRunner = (event: unknown) => Promise<unknown>;
 
 interface TaskState {
   Type: string;
   Resource?: string;
+  Parameters?: { FunctionName?: string };
+}
+
+/**
+ * A definition already filled in (the artifact tests take a synthesized
+ * template's DefinitionString), with a runner per Lambda function ARN for the
+ * Task states naming that function, and the library's wait and retry overrides.
+ */
+export interface WorkflowDefinition {
+  definition: Record<string, unknown>;
+  runners: Record<string, TaskRunner>;
+  overrides?: Pick<RunOverrides, 'waitTimeOverrides' | 'retryIntervalOverrides'>;
 }
 
 export interface ExecutionRecord {
@@ -45,17 +58,22 @@ export class LocalWorkflows implements Workflows {
   private closed = false;
   private waits = 0;
 
+  private readonly overrides: WorkflowDefinition['overrides'];
+
   constructor(
-    private readonly runTask: TaskRunner,
+    runTask: TaskRunner,
     private readonly log: Logger,
-    definitionPath = JOB_LIFECYCLE_ASL,
+    source: string | WorkflowDefinition = JOB_LIFECYCLE_ASL,
   ) {
-    const definition = loadDefinition(definitionPath, { TasksFunctionArn: LOCAL_TASKS_ARN });
+    const definition = typeof source === 'string' ? loadDefinition(source, { TasksFunctionArn: LOCAL_TASKS_ARN }) : source.definition;
+    this.overrides = typeof source === 'string' ? undefined : source.overrides;
     this.machine = new StateMachine(definition as never);
     const states = definition.States as Record<string, TaskState>;
     for (const [name, state] of Object.entries(states)) {
       if (state.Type !== 'Task') continue;
-      this.handlers[name] = state.Resource?.endsWith(CALLBACK_SUFFIX) ? (input) => this.callback(input) : async (input) => (await this.runTask(input)) as Json;
+      const callback = state.Resource?.endsWith(CALLBACK_SUFFIX) ?? false;
+      const run = typeof source === 'string' ? runTask : runnerFor(name, callback ? state.Parameters?.FunctionName : state.Resource, source.runners);
+      this.handlers[name] = callback ? (input) => this.callback(input, run) : async (input) => (await run(input)) as Json;
     }
   }
 
@@ -66,7 +84,7 @@ export class LocalWorkflows implements Workflows {
     if (existing) return; // a finished execution of that name: the start already happened
     const record: ExecutionRecord = { name, jobId: input.jobId, status: 'RUNNING', transitions: 0, states: [] };
     const execution = this.machine.run(input as Json, {
-      overrides: { taskResourceLocalHandlers: this.handlers },
+      overrides: { ...this.overrides, taskResourceLocalHandlers: this.handlers },
       context: {
         Execution: { Id: `local:${name}`, Name: name, Input: input, StartTime: new Date().toISOString(), RoleArn: 'local' },
         StateMachine: { Id: 'local:job-lifecycle', Name: 'job-lifecycle' },
@@ -96,7 +114,7 @@ export class LocalWorkflows implements Workflows {
   }
 
   /** The emulated `.waitForTaskToken`: invoke the handler with the Payload, then wait for the token. */
-  private async callback(input: Json): Promise<Json> {
+  private async callback(input: Json, runTask: TaskRunner): Promise<Json> {
     const payload = (input as { Payload?: { taskToken?: string; timeoutSeconds?: number } }).Payload;
     if (!payload?.taskToken) throw new Error('callback task without Payload.taskToken');
     const token = `${payload.taskToken}:${++this.waits}`;
@@ -106,7 +124,7 @@ export class LocalWorkflows implements Workflows {
     const forget = setTimeout(() => this.waiting.delete(token), ((payload.timeoutSeconds ?? 0) + 1) * 1000);
     forget.unref();
     try {
-      await this.runTask({ ...payload, taskToken: token });
+      await runTask({ ...payload, taskToken: token });
     } catch (error) {
       this.waiting.delete(token);
       clearTimeout(forget);
@@ -157,4 +175,10 @@ export class LocalWorkflows implements Workflows {
     this.waiting.clear();
     await Promise.all(running.map((e) => e.done));
   }
+}
+
+function runnerFor(state: string, functionArn: string | undefined, runners: Record<string, TaskRunner>): TaskRunner {
+  const run = functionArn === undefined ? undefined : runners[functionArn];
+  if (!run) throw new Error(`Task state ${state} names ${functionArn ?? 'no function'}, which has no runner`);
+  return run;
 }

@@ -1,0 +1,12 @@
+/** What the artifact tests deploy: the stack name and the CDK context (lib/README.md). */
+export const STACK_NAME = 'FlareStack';
+
+/** The chat channel's webhook secret; the AWS fake holds its value. */
+export const WEBHOOK_SECRET_NAME = 'flare/ops-webhook';
+export const CHANNEL_ID = 'ops';
+/** The states the channel's rule lets through: a RUNNING event must not reach the webhook. */
+export const CHANNEL_STATES = ['SUCCEEDED', 'FAILED', 'EXPIRED', 'CANCELLED'];
+
+export const ARTIFACT_CONTEXT: Record<string, unknown> = {
+  'flare:notifications': [{ id: CHANNEL_ID, type: 'slack', secretName: WEBHOOK_SECRET_NAME, states: CHANNEL_STATES }],
+};

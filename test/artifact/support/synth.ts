@@ -1,0 +1,91 @@
+/**
+ * The synthesized app, once per change of what goes into it: the out dir is
+ * cached under node_modules/.cache/flare-artifact/<hash of lib/, lambdas/,
+ * statemachines/, schema/, package-lock.json and the synth script>, and a lock
+ * directory keeps parallel test files from synthesizing the same hash twice.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { STACK_NAME } from './synth-context.js';
+
+const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+const CACHE = join(REPO, 'node_modules', '.cache', 'flare-artifact');
+const INPUTS = ['lib', 'lambdas', 'statemachines', 'schema', 'package-lock.json', 'test/artifact/support/synth-app.ts', 'test/artifact/support/synth-context.ts'];
+/** A lock older than this is taken to be left by a killed run. */
+const STALE_LOCK_MS = 5 * 60_000;
+const KEEP = 3;
+
+export interface CfnResource {
+  Type: string;
+  Properties?: Record<string, any>;
+  DependsOn?: string | string[];
+}
+export interface CfnTemplate {
+  Resources: Record<string, CfnResource>;
+  Parameters?: Record<string, { Type: string; Default?: string }>;
+  Outputs?: Record<string, { Value: unknown }>;
+}
+
+export interface SynthesizedApp {
+  outdir: string;
+  template: CfnTemplate;
+}
+
+export function synthesizedApp(): SynthesizedApp {
+  const outdir = join(CACHE, inputsHash());
+  if (!existsSync(join(outdir, 'manifest.json'))) synthesizeLocked(outdir);
+  const template = JSON.parse(readFileSync(join(outdir, `${STACK_NAME}.template.json`), 'utf8')) as CfnTemplate;
+  return { outdir, template };
+}
+
+function inputsHash(): string {
+  const hash = createHash('sha256');
+  for (const file of INPUTS.flatMap((p) => files(join(REPO, p))).sort()) {
+    hash.update(relative(REPO, file)).update('\0').update(readFileSync(file)).update('\0');
+  }
+  return hash.digest('hex').slice(0, 24);
+}
+
+function files(path: string): string[] {
+  if (!statSync(path).isDirectory()) return [path];
+  return readdirSync(path, { withFileTypes: true }).flatMap((e) => (e.name === 'node_modules' ? [] : files(join(path, e.name))));
+}
+
+function synthesizeLocked(outdir: string): void {
+  mkdirSync(CACHE, { recursive: true });
+  const lock = `${outdir}.lock`;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      if (existsSync(join(outdir, 'manifest.json'))) return;
+      if (Date.now() - statSync(lock).mtimeMs > STALE_LOCK_MS) rmSync(lock, { recursive: true, force: true });
+      else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 250);
+    }
+  }
+  try {
+    if (existsSync(join(outdir, 'manifest.json'))) return;
+    const staging = `${outdir}.tmp-${process.pid}`;
+    rmSync(staging, { recursive: true, force: true });
+    execFileSync(process.execPath, ['--import', 'tsx', join(REPO, 'test/artifact/support/synth-app.ts'), staging], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
+    writeFileSync(join(staging, 'synthesized-at'), new Date().toISOString());
+    renameSync(staging, outdir);
+    prune(outdir);
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+/** Keeps the newest few out dirs: every change to lambdas/ makes a new one. */
+function prune(current: string): void {
+  const dirs = readdirSync(CACHE)
+    .filter((name) => /^[0-9a-f]{24}$/.test(name) && join(CACHE, name) !== current)
+    .map((name) => ({ path: join(CACHE, name), at: statSync(join(CACHE, name)).mtimeMs }))
+    .sort((a, b) => b.at - a.at);
+  for (const old of dirs.slice(KEEP - 1)) rmSync(old.path, { recursive: true, force: true });
+}
