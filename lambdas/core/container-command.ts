@@ -11,12 +11,15 @@
  * - `instanceScript` carries that argv as base64 of JSON in a quoted
  *   heredoc; a fixed Python program decodes it and execs docker with it.
  *   The only other values in the script are validated job ids, paths,
- *   numbers from operator config and the job's expiry, checked to be an
- *   ISO 8601 UTC timestamp.
+ *   numbers from operator config, the job's expiry, checked to be an
+ *   ISO 8601 UTC timestamp, and for an image in Amazon ECR its registry host
+ *   and region, which only a pattern of letters, digits, '.' and '-' yields
+ *   (core/ecr.ts).
  * - `deadlineScript` (a live timeout changed) carries only a validated job
  *   id and such a timestamp.
  */
 import type { ContainerSpec } from '../ports/compute.js';
+import { SHELL_SAFE_HOST, ecrImage, type EcrImage } from './ecr.js';
 import { ValidationError, type FieldIssue } from './errors.js';
 import { DIGEST_PATTERN, IMAGE_REFERENCE_PATTERN } from './schemas.js';
 
@@ -268,6 +271,7 @@ export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): 
     `exec 9> ${INSTANCE_STATE_DIR}/${jobId}.lock`,
     'flock 9',
     `if ! docker container inspect ${name} > /dev/null 2>&1; then`,
+    ...ecrLoginLines(ecrImage(spec.image)),
     `  python3 -c '${EXEC_ARGV_PROGRAM}' ${argvFile}`,
     'fi',
     'flock -u 9',
@@ -316,6 +320,20 @@ function deadlineLines(jobId: string, expiresAt: string): string[] {
 function deadlineIssues(expiresAt: unknown): FieldIssue[] {
   if (typeof expiresAt === 'string' && UTC_TIMESTAMP_PATTERN.test(expiresAt) && Number.isFinite(Date.parse(expiresAt))) return [];
   return [{ field: 'expiresAt', reason: "must be an ISO 8601 UTC timestamp such as '2030-01-01T00:00:00.000Z'" }];
+}
+
+/**
+ * A private ECR image needs docker logged in to its registry before the pull (the instance role may read
+ * it); other registries need nothing. A failed login exits 125, as a failed `docker run` would, saying why.
+ */
+function ecrLoginLines(ecr: EcrImage | undefined): string[] {
+  if (!ecr) return [];
+  const { registry, region } = ecr;
+  if (!SHELL_SAFE_HOST.test(registry) || !SHELL_SAFE_HOST.test(region)) throw new ValidationError([{ field: 'image', reason: 'has an ECR registry that is not a plain host name' }]);
+  return [
+    `  if ! password=$(aws ecr get-login-password --region ${region}); then echo "flare: no ECR login for ${registry} (aws ecr get-login-password failed)" >&2; exit 125; fi`,
+    `  if ! printf '%s' "$password" | docker login --username AWS --password-stdin ${registry} > /dev/null; then echo "flare: docker login to ${registry} failed" >&2; exit 125; fi`,
+  ];
 }
 
 function dirname(path: string): string {
