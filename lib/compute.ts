@@ -70,6 +70,8 @@ export class FlareCompute extends Construct {
   public readonly subnetIds: readonly string[];
   public readonly pools: readonly PoolSetting[];
   public readonly rootDeviceName: string;
+  /** The GPU AMI id the launch template starts, resolved from `gpuAmiParameter` at deploy time. */
+  public readonly imageId: string;
 
   constructor(scope: Construct, id: string, props: FlareComputeProps) {
     super(scope, id);
@@ -134,8 +136,11 @@ export class FlareCompute extends Construct {
     const userData = ec2.UserData.forLinux();
     userData.addCommands(...metadataGuard(), ...deadManSwitch(grace));
 
+    const machineImage = ec2.MachineImage.fromSsmParameter(props.gpuAmiParameter, { os: ec2.OperatingSystemType.LINUX });
+    // The same deploy-time value the launch template gets: the adapter reads its root snapshot (volumeSizeGb's floor).
+    this.imageId = machineImage.getImage(this).imageId;
     this.launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
-      machineImage: ec2.MachineImage.fromSsmParameter(props.gpuAmiParameter, { os: ec2.OperatingSystemType.LINUX }),
+      machineImage,
       userData,
       role: this.instanceRole,
       securityGroup: this.securityGroup,
@@ -169,7 +174,10 @@ export class FlareCompute extends Construct {
   /** The environment variables the EC2+SSM adapter reads. */
   public environment(): Record<string, string> {
     const pools = Object.fromEntries(
-      this.pools.map((p) => [p.name, { instanceTypes: [p.instanceType, ...p.fallbackInstanceTypes], ...(p.containerMemory ? { memory: p.containerMemory } : {}) }]),
+      this.pools.map((p) => [
+        p.name,
+        { instanceTypes: [p.instanceType, ...p.fallbackInstanceTypes], gpusPerInstance: p.gpusPerInstance, ...(p.containerMemory ? { memory: p.containerMemory } : {}) },
+      ]),
     );
     return {
       LAUNCH_TEMPLATE_ID: this.launchTemplate.launchTemplateId as string,
@@ -177,6 +185,7 @@ export class FlareCompute extends Construct {
       POOLS: JSON.stringify(pools),
       LOG_GROUP_NAME: this.jobLogGroup.logGroupName,
       ROOT_DEVICE_NAME: this.rootDeviceName,
+      GPU_IMAGE_ID: this.imageId,
       DEPLOYMENT_NAME: Stack.of(this).stackName,
     };
   }
@@ -254,7 +263,7 @@ export class FlareCompute extends Construct {
       }),
       new iam.PolicyStatement({
         sid: 'ReadInstanceAndCommandState',
-        actions: ['ssm:DescribeInstanceInformation', 'ssm:ListCommands', 'ssm:ListCommandInvocations', 'ssm:GetCommandInvocation', 'ec2:DescribeInstances'],
+        actions: ['ssm:DescribeInstanceInformation', 'ssm:ListCommands', 'ssm:ListCommandInvocations', 'ssm:GetCommandInvocation', 'ec2:DescribeInstances', 'ec2:DescribeImages'],
         resources: ['*'],
       }),
     ];
@@ -263,7 +272,7 @@ export class FlareCompute extends Construct {
     const acknowledge = (finding: string, reason: string) => Validations.of(policy).acknowledge({ id: `AwsSolutions-IAM5[${finding}]`, reason });
     acknowledge(
       'Resource::*',
-      'ssm:DescribeInstanceInformation, ssm:ListCommands, ssm:ListCommandInvocations, ssm:GetCommandInvocation and ec2:DescribeInstances support no resource-level permissions; all are read-only.',
+      'ssm:DescribeInstanceInformation, ssm:ListCommands, ssm:ListCommandInvocations, ssm:GetCommandInvocation, ec2:DescribeInstances and ec2:DescribeImages support no resource-level permissions; all are read-only.',
     );
     acknowledge(
       'Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*',

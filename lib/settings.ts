@@ -5,6 +5,7 @@
  * Every key is documented in lib/README.md.
  */
 import type { Construct } from 'constructs';
+import { gpusOfInstanceType } from './instance-gpus.js';
 
 /** The AWS Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04), x86_64. */
 export const DEFAULT_GPU_AMI_PARAMETER = '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id';
@@ -211,6 +212,13 @@ function readPool(key: string, item: unknown): PoolSetting {
   });
   if (new Set(types).size !== types.length) throw new InvalidSetting(`${key}.fallbackInstanceTypes`, 'repeats an instance type');
   const perInstance = positiveInteger(`${key}.gpusPerInstance`, gpusPerInstance);
+  // Every instance of the pool is charged perInstance GPUs, whichever type it is: a type with more or fewer breaks the accounting.
+  types.forEach((t, i) => {
+    const gpus = gpusOfInstanceType(t as string);
+    if (gpus === undefined || gpus === perInstance) return;
+    const field = i === 0 ? `${key}.instanceType` : `${key}.fallbackInstanceTypes[${i - 1}]`;
+    throw new InvalidSetting(field, `${show(t)} has ${gpus} GPU${gpus === 1 ? '' : 's'} per instance, but the pool's gpusPerInstance is ${perInstance}: every instance type of a pool must have gpusPerInstance GPUs`);
+  });
   const max = positiveInteger(`${key}.maxGpus`, maxGpus);
   if (max < perInstance) throw new InvalidSetting(`${key}.maxGpus`, `must be at least gpusPerInstance (${perInstance}), or no instance could ever start`);
   if (containerMemory !== undefined && (typeof containerMemory !== 'string' || !DOCKER_MEMORY.test(containerMemory))) {

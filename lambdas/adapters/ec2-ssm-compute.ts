@@ -39,15 +39,19 @@ import {
   type SSMClient,
 } from '@aws-sdk/client-ssm';
 import { JOB_ID_PATTERN, SSM_MAX_EXECUTION_TIMEOUT_SECONDS, assertJobId, deadlineScript, instanceScript, type DockerRunOptions } from '../core/container-command.js';
+import { gpusIssue } from '../core/accounting.js';
 import { FlareError, LaunchFailed, NoCapacity, ValidationError, type FieldIssue } from '../core/errors.js';
 import type { Job } from '../core/job.js';
 import type { Compute, ContainerSpec, Launched, ManagedInstance } from '../ports/compute.js';
+import { Ec2RootImage } from './ec2-root-image.js';
 
 export interface Ec2Pool {
   /** The pool's instance type first, then fallbacks with the same GPUs per instance. */
   instanceTypes: string[];
   /** Container memory limit on this pool's instances; overrides `dockerOptions.memory`. */
   memory?: string;
+  /** GPUs of each of its instances: a job whose `gpus` per node differs is refused at launch (core/accounting.ts). @default not checked */
+  gpusPerInstance?: number;
 }
 
 /** Container options the deployment sets; `detach` is always on for instances. */
@@ -75,6 +79,8 @@ export interface Ec2SsmComputeProps {
   readonly agentTimeoutSeconds?: number;
   /** Root device of the launch template's AMI, resized when a job asks for `volumeSizeGb`. @default '/dev/sda1' */
   readonly rootDeviceName?: string;
+  /** The launch template's AMI: a job's `volumeSizeGb` below its root snapshot fails at launch (DescribeImages, once per process). @default not checked */
+  readonly imageId?: string;
   /** torchrun rendezvous port on the first instance of a multi-node job (`MASTER_PORT`). @default 29500 */
   readonly masterPort?: number;
   /** Clock for the launch deadline tag. @default () => new Date() */
@@ -149,6 +155,7 @@ export class Ec2SsmCompute implements Compute {
   private readonly rootDeviceName: string;
   private readonly masterPort: number;
   private readonly now: () => Date;
+  private readonly rootImage?: Ec2RootImage;
 
   constructor(private readonly props: Ec2SsmComputeProps) {
     this.ec2 = props.ec2;
@@ -158,6 +165,7 @@ export class Ec2SsmCompute implements Compute {
     this.rootDeviceName = props.rootDeviceName ?? DEFAULT_ROOT_DEVICE_NAME;
     this.masterPort = props.masterPort ?? DEFAULT_MASTER_PORT;
     this.now = props.now ?? (() => new Date());
+    if (props.imageId) this.rootImage = new Ec2RootImage(props.ec2, props.imageId);
     const issues: FieldIssue[] = [];
     if (!props.launchTemplateId) issues.push({ field: 'launchTemplateId', reason: 'is required' });
     if (props.subnetIds.length === 0) issues.push({ field: 'subnetIds', reason: 'needs at least one subnet' });
@@ -183,6 +191,10 @@ export class Ec2SsmCompute implements Compute {
     if (job.volumeSizeGb !== undefined && (!Number.isInteger(job.volumeSizeGb) || job.volumeSizeGb < 1)) {
       throw new LaunchFailed(`job ${job.id} asks for a ${job.volumeSizeGb} GB root volume, not a whole number of GB`);
     }
+    // Admitted before a deploy changed the pool's instances: it would be charged for other GPUs than it runs on.
+    const wholeInstances = pool.gpusPerInstance === undefined ? undefined : gpusIssue({ name: job.pool, instanceType: pool.instanceTypes[0], gpusPerInstance: pool.gpusPerInstance }, job.gpus);
+    if (wholeInstances) throw new LaunchFailed(`job ${job.id} cannot launch: gpus ${wholeInstances.reason}`);
+    if (job.volumeSizeGb !== undefined) await this.rootImage?.check(job.id, job.volumeSizeGb, this.rootDeviceName);
 
     // A previous call may have launched from a fallback attempt whose token this call would not reach first.
     const existing = await this.liveInstanceIds(job.id);

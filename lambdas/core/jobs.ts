@@ -3,6 +3,7 @@
  * and shape; every decision is here.
  */
 import { createHash } from 'node:crypto';
+import { gpusIssue } from './accounting.js';
 import { budgetOf, budgetReason, refuseBeyond, worstCaseGpuMs, type BudgetState } from './budgets.js';
 import type { Deps } from './deps.js';
 import { JobNotFound, Unprocessable, ValidationError } from './errors.js';
@@ -36,6 +37,9 @@ export async function submitJob(deps: Deps, identity: Identity, input: SubmitJob
   const gpus = input.gpus ?? template.gpus;
   const needs = gpus * template.nodeCount;
   if (needs > pool.maxGpus) throw new Unprocessable(`job needs ${needs} GPUs but pool ${pool.name} holds at most ${pool.maxGpus}`);
+  // A job is charged exactly the GPUs it runs on: on instances, whole ones.
+  const wholeInstances = gpusIssue(pool, gpus, input.gpus === undefined ? `template ${template.name}` : undefined);
+  if (wholeInstances) throw new ValidationError([wholeInstances]);
   if (quota?.hardLimit !== undefined && needs > quota.hardLimit) {
     throw new Unprocessable(`job needs ${needs} GPUs but project ${project} may hold at most ${quota.hardLimit}`);
   }

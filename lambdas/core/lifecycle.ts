@@ -3,6 +3,7 @@
  * statemachines/job-lifecycle.asl.json. Each is idempotent: the workflow retries
  * them, and start-up recovery runs a job's workflow again from the top.
  */
+import { nodeDevices } from './accounting.js';
 import type { Deps } from './deps.js';
 import { CAPACITY_LIMIT_REACHED, ComputeNotReady, StaleJob } from './errors.js';
 import { publishChange, publishOperatorEvent } from './events.js';
@@ -134,7 +135,7 @@ function runTimer(deps: Deps, job: Job): RunTimer {
 }
 
 export function containerSpec(job: Job, expiresAt: string): ContainerSpec {
-  return { jobId: job.id, image: job.image, command: job.command, env: job.env, gpus: job.gpus, devices: job.devices, expiresAt, ...(job.allowRoot ? { allowRoot: true } : {}) };
+  return { jobId: job.id, image: job.image, command: job.command, env: job.env, gpus: job.gpus, devices: nodeDevices(job), expiresAt, ...(job.allowRoot ? { allowRoot: true } : {}) };
 }
 
 /**

@@ -70,7 +70,7 @@ export const SubmitJobInput = z.strictObject({
   gpus: positiveGpus
     .optional()
     .describe(
-      "GPUs per node (default: the template's). gpus × the template's nodeCount must fit the pool's maxGpus and the project's gpus quota, and gpus × nodeCount × liveTimeoutMinutes its gpuHours budget, else 422 (it could never run)",
+      "GPUs per node (default: the template's). In a pool that runs on instances (instanceType other than `local`) it must be the pool's gpusPerInstance: each node is one whole instance, never shared; else 400 naming this field. gpus × the template's nodeCount must fit the pool's maxGpus and the project's gpus quota, and gpus × nodeCount × liveTimeoutMinutes its gpuHours budget, else 422 (it could never run)",
     ),
   liveTimeoutMinutes: liveTimeoutMinutes
     .optional()
@@ -164,6 +164,11 @@ export const ImageSpec = z.strictObject({
   reference: z.string().regex(IMAGE_REFERENCE_PATTERN, 'must be a registry/repository[:tag] reference').describe('registry/repository[:tag], without the digest'),
   digest: z.string().regex(DIGEST_PATTERN, "must be 'sha256:' and 64 hex digits").describe('The content digest; jobs run `reference@digest`, so a moved tag changes nothing'),
 });
+/**
+ * The smallest root volume a template may ask for, in GB: the root snapshot of the default GPU
+ * AMI (lib/settings.ts DEFAULT_GPU_AMI_PARAMETER). EC2 refuses a volume smaller than its snapshot.
+ */
+export const MIN_VOLUME_SIZE_GB = 75;
 /** Template ids are this prefix and a generated suffix; no template name starts with it, so a path's `{id}` is never both. */
 export const TEMPLATE_ID_PREFIX = 'tpl-';
 const templateName = name('template').refine((s) => !s.startsWith(TEMPLATE_ID_PREFIX), `must not start with '${TEMPLATE_ID_PREFIX}', which marks template ids`);
@@ -171,7 +176,7 @@ const templateName = name('template').refine((s) => !s.startsWith(TEMPLATE_ID_PR
 const templateFields = {
   name: templateName,
   pool: name('pool').describe('The GPU pool its jobs run in (GET /v1/pools)'),
-  gpus: positiveGpus.describe('GPUs per node'),
+  gpus: positiveGpus.describe("GPUs per node. In a pool that runs on instances (instanceType other than `local`) it must be the pool's gpusPerInstance, else 400: each node is one whole instance, never shared"),
   nodeCount: positiveGpus.describe('Instances per job, each with `gpus` GPUs'),
   image: name('image').describe('An image of the catalog (GET /v1/images)'),
   imageVersion: jsonNumber()
@@ -180,7 +185,13 @@ const templateFields = {
     .describe("Runs this version of the image; absent: each job runs the image's latest version at submit"),
   command: argv.describe('argv, never a shell string'),
   env: envMap,
-  volumeSizeGb: jsonNumber().int('must be a whole number').min(8, 'must be at least 8').max(16384, 'must be at most 16384').describe('Root volume of each instance (AWS)'),
+  volumeSizeGb: jsonNumber()
+    .int('must be a whole number')
+    .min(MIN_VOLUME_SIZE_GB, `must be at least ${MIN_VOLUME_SIZE_GB}: the root snapshot of the default GPU AMI, which a root volume cannot be smaller than`)
+    .max(16384, 'must be at most 16384')
+    .describe(
+      `Root volume of each instance (AWS), in GB: at least ${MIN_VOLUME_SIZE_GB}, the root snapshot of the default GPU AMI (Deep Learning Base OSS Nvidia Driver GPU AMI, Ubuntu 22.04). A deployment's AMI with a larger snapshot fails a job of a smaller volume at launch, with the reason`,
+    ),
   sshPublicKey: sshPublicKeyLine,
   maxLiveTimeoutMinutes: liveTimeoutMinutes.describe("The longest live timeout a job of this template may have, now or by a later change"),
   defaultLiveTimeoutMinutes: liveTimeoutMinutes.describe('A job\'s live timeout when it names none (at most maxLiveTimeoutMinutes); absent: 60'),

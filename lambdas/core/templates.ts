@@ -10,6 +10,7 @@
  * refused (400 naming `project`) rather than guessing.
  */
 import { isDeepStrictEqual } from 'node:util';
+import { gpusIssue } from './accounting.js';
 import type { Deps } from './deps.js';
 import { Conflict, NotFound, ValidationError, type FieldIssue } from './errors.js';
 import { allowed, authorize, canAccessProject, chooseProject, type Identity, type Resource } from './identity.js';
@@ -171,11 +172,15 @@ async function findReadable(deps: TemplateDeps, identity: Identity, ref: string,
   return matches[0] ?? (await deps.catalog.findTemplate(undefined, ref));
 }
 
-/** The pool and the image (and the pinned version) a template names must exist. */
+/** The pool and the image (and the pinned version) a template names must exist, and its jobs must fit the pool's instances. */
 async function checkReferences(deps: Pick<TemplateDeps, 'catalog' | 'store'>, spec: TemplateSpec): Promise<void> {
   const [pool, image] = await Promise.all([deps.store.getPool(spec.pool), deps.catalog.getImage(spec.image)]);
   const issues: FieldIssue[] = [];
   if (!pool) issues.push({ field: 'pool', reason: `no pool '${spec.pool}'` });
+  else {
+    const wholeInstances = gpusIssue(pool, spec.gpus);
+    if (wholeInstances) issues.push(wholeInstances);
+  }
   if (!image) issues.push({ field: 'image', reason: `no image '${spec.image}' in the catalog` });
   else if (spec.imageVersion !== undefined && !versionToRun(image, spec.imageVersion)) {
     issues.push({ field: 'imageVersion', reason: `image ${image.name} has versions 1 to ${image.versions.length}` });

@@ -50,7 +50,9 @@ export const AwsEnv = z.object({
   SUBNET_IDS: required.transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean)),
   POOLS: required.transform((s, ctx) => {
     try {
-      return z.record(z.string(), z.object({ instanceTypes: z.array(z.string()).min(1), memory: z.string().optional() })).parse(JSON.parse(s));
+      return z
+        .record(z.string(), z.object({ instanceTypes: z.array(z.string()).min(1), memory: z.string().optional(), gpusPerInstance: z.number().int().positive().optional() }))
+        .parse(JSON.parse(s));
     } catch (error) {
       ctx.addIssue({ code: 'custom', message: `POOLS must be JSON {"<pool>":{"instanceTypes":[...]}}: ${String(error)}` });
       return z.NEVER;
@@ -73,6 +75,8 @@ export const AwsEnv = z.object({
     }),
   AGENT_TIMEOUT_SECONDS: z.coerce.number().int().min(5).max(3600).optional(),
   ROOT_DEVICE_NAME: z.string().regex(/^\/dev\/[a-z0-9]+$/).optional(),
+  /** The launch template's AMI: its root snapshot is the floor of a job's volumeSizeGb. */
+  GPU_IMAGE_ID: z.string().min(1).optional(),
   /** 'true': the jobs table's stream publishes job events (StreamOutbox). */
   EVENTS_VIA_STREAM: z.enum(['true', 'false']).optional(),
 });
@@ -129,6 +133,7 @@ export function awsCompute(): Ec2SsmCompute {
     ...(env.DEPLOYMENT_NAME ? { deployment: env.DEPLOYMENT_NAME } : {}),
     ...(env.AGENT_TIMEOUT_SECONDS ? { agentTimeoutSeconds: env.AGENT_TIMEOUT_SECONDS } : {}),
     ...(env.ROOT_DEVICE_NAME ? { rootDeviceName: env.ROOT_DEVICE_NAME } : {}),
+    ...(env.GPU_IMAGE_ID ? { imageId: env.GPU_IMAGE_ID } : {}),
   }));
 }
 

@@ -50,6 +50,7 @@ const ENV_CONTRACT = [
   'ROOT_DEVICE_NAME',
   'EVENTS_VIA_STREAM',
   'DEPLOYMENT_NAME',
+  'GPU_IMAGE_ID',
 ];
 const SCHEMA = JSON.parse(readFileSync(path.join(REPO_ROOT, 'schema', 'tables.json'), 'utf8')) as Record<string, any>;
 
@@ -179,7 +180,7 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
         assert.deepEqual(env.EVENT_BUS_NAME, { Ref: logicalId(stack, stack.events.bus) });
         assert.deepEqual(env.LAUNCH_TEMPLATE_ID, { Ref: logicalId(stack, stack.compute.launchTemplate) });
         assert.deepEqual(env.LOG_GROUP_NAME, { Ref: logicalId(stack, stack.compute.jobLogGroup) });
-        assert.deepEqual(JSON.parse(env.POOLS), { a10g: { instanceTypes: ['g5.xlarge'], memory: '14g' } });
+        assert.deepEqual(JSON.parse(env.POOLS), { a10g: { instanceTypes: ['g5.xlarge'], gpusPerInstance: 1, memory: '14g' } });
         // Defaults: no deployment-wide quota, a 10-minute agent bound, Ubuntu's root device, events from the stream.
         assert.equal(env.DEFAULT_QUOTAS, '{}');
         assert.equal(env.AGENT_TIMEOUT_SECONDS, '600');
@@ -790,8 +791,8 @@ describe('FlareStack with an existing VPC, an OIDC issuer and custom pools', () 
   it('hands the pools to the Lambdas as POOLS', () => {
     const env = resources[logicalId(stack, stack.api.function)].Properties.Environment.Variables;
     assert.deepEqual(JSON.parse(env.POOLS), {
-      a100: { instanceTypes: ['p4d.24xlarge'], memory: '1000g' },
-      l4: { instanceTypes: ['g6.xlarge', 'g6.2xlarge'] },
+      a100: { instanceTypes: ['p4d.24xlarge'], gpusPerInstance: 8, memory: '1000g' },
+      l4: { instanceTypes: ['g6.xlarge', 'g6.2xlarge'], gpusPerInstance: 1 },
     });
   });
 

@@ -328,7 +328,8 @@ function world(): World {
   store.quotas.set('vision#jobs', { project: 'vision', resource: 'jobs', used: 0 }); // counted, unlimited
   void catalog.putImage({ name: 'cuda', reference: 'nvidia/cuda:12.4.1-base-ubuntu22.04', digest: `sha256:${'a'.repeat(64)}` });
   void catalog.putTemplate({ name: 'train', project: 'vision', pool: 'local', gpus: 1, nodeCount: 1, image: 'cuda', command: ['nvidia-smi'], env: {}, maxLiveTimeoutMinutes: 120 });
-  void catalog.putTemplate({ name: 'speech', project: 'audio', pool: 'a10g', gpus: 2, nodeCount: 1, image: 'cuda', command: ['nvidia-smi'], env: {}, maxLiveTimeoutMinutes: 60 });
+  // Whole g5.xlarge instances of 1 GPU each (core/accounting.ts): 2 GPUs are 2 nodes.
+  void catalog.putTemplate({ name: 'speech', project: 'audio', pool: 'a10g', gpus: 1, nodeCount: 2, image: 'cuda', command: ['nvidia-smi'], env: {}, maxLiveTimeoutMinutes: 60 });
   return { deps, store, started, published, logged, output, logReads };
 }
 
