@@ -153,6 +153,21 @@ describe('assertCallsAllowed', () => {
     await assertDenied([runInstances(ids.api, FLARE_TAGS)], new RegExp(`${ids.api} may not ec2:RunInstances on ${EC2}:instance/\\*`), /iam:PassRole/);
   });
 
+  it("lets the API role read the job log group (group actions on `NAME:*`, stream actions on the stream) and not another group", async () => {
+    const group = physicalName(template, logicalIdOf('AWS::Logs::LogGroup', 'ComputeJobLogs'));
+    await assertCallsAllowed(template, [
+      call(ids.api, 'logs', 'FilterLogEvents', { logGroupName: group, logStreamNames: ['job-1'] }),
+      call(ids.api, 'logs', 'GetLogEvents', { logGroupName: group, logStreamName: 'job-1/i-0aaaaaaaaaaaaaaa1' }),
+    ]);
+    await assertDenied([call(ids.api, 'logs', 'GetLogEvents', { logGroupName: 'other', logStreamName: 's' })], /logs:GetLogEvents on arn:aws:logs:us-east-1:123456789012:log-group:other:log-stream:s/);
+  });
+
+  it("lets the tasks role put events on the stack's bus, not on the default bus", async () => {
+    const put = (bus: string) => call(ids.tasks, 'events', 'PutEvents', { Entries: [{ EventBusName: bus, Source: 'flare', DetailType: 'Job State Change', Detail: '{}' }] });
+    await assertCallsAllowed(template, [put(physicalName(template, ids.bus))]);
+    await assertDenied([put('default')], /events:PutEvents on arn:aws:events:us-east-1:123456789012:event-bus\/default/);
+  });
+
   it('checks each item of a transaction: the reconciler may write its tables, not a table it is not granted', async () => {
     const put = (table: string) => ({ Put: { TableName: table, Item: { id: { S: 'x' } } } });
     await assertCallsAllowed(template, [call(ids.reconciler, 'dynamodb', 'TransactWriteItems', { TransactItems: [put(ids.jobs), { Update: { TableName: ids.quotas } }] })]);

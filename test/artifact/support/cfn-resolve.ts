@@ -12,23 +12,22 @@
 import { createHash } from 'node:crypto';
 import { ARTIFACT_ACCOUNT, ARTIFACT_PARTITION, ARTIFACT_REGION } from './types.js';
 
+/** The parts of a template the resolver reads (no index signatures, so any template interface fits). */
 export interface CfnResource {
   Type: string;
   Properties?: Record<string, any>;
-  [key: string]: unknown;
 }
 export interface CfnTemplate {
   Resources: Record<string, CfnResource>;
   Parameters?: Record<string, { Type: string; Default?: unknown }>;
   Mappings?: Record<string, Record<string, Record<string, unknown>>>;
   Conditions?: Record<string, unknown>;
-  [key: string]: unknown;
 }
 
 /** The stack name `AWS::StackName` resolves to (bin/app.ts names the stack this). */
 export const ARTIFACT_STACK_NAME = 'FlareStack';
-/** What an `AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>` parameter (the GPU AMI) resolves to. */
-export const ARTIFACT_IMAGE_ID = 'ami-0a1b2c3d4e5f67890';
+/** What an `AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>` parameter (the GPU AMI) resolves to: the image the EC2 fake describes. */
+export const ARTIFACT_IMAGE_ID = 'ami-0f1a2e3d4c5b6a798';
 /** The creation label of every DynamoDB stream ARN (AWS uses the stream's creation time). */
 export const ARTIFACT_STREAM_LABEL = '2026-01-01T00:00:00.000';
 /** Secrets Manager appends six random characters to a secret's name in its ARN; ours are fixed. */
@@ -190,6 +189,12 @@ export function refOf(template: CfnTemplate, logicalId: string): string {
       return shortId(logicalId);
     case 'AWS::EC2::EIP':
       return '198.51.100.1';
+    case 'AWS::Events::Rule': {
+      // A rule on a custom bus is `bus|rule`.
+      const bus = resource.Properties?.EventBusName;
+      const busName = bus === undefined ? 'default' : String(resolveValue(template, bus)).split('/').pop();
+      return busName === 'default' ? physicalName(template, logicalId) : `${busName}|${physicalName(template, logicalId)}`;
+    }
     default:
       // Tables, functions, buses, rules, log groups, roles, profiles, parameters: their name.
       return physicalName(template, logicalId);

@@ -255,9 +255,10 @@ function states(template: CfnTemplate, call: RecordedCall): AuthRequest[] {
 
 function secretsManager(call: RecordedCall, tagsOf: TagLookup): AuthRequest[] {
   const id = String(call.params.SecretId ?? '');
-  // A full ARN ends in `-` and six characters; a name or partial ARN is resolved by the fake, or by our fixed suffix.
-  const full = /:secret:.+-[A-Za-z0-9]{6}$/.test(id) ? id : call.resources.find((r) => r.includes(':secret:'));
-  const resource = full ?? secretArn(id.replace(/^arn:[^:]*:secretsmanager:[^:]*:[^:]*:secret:/, ''));
+  // IAM sees the full ARN (name, `-`, six characters): the caller's if it gave one, else the one the fake
+  // resolved the name or partial ARN to, else (a secret the fake does not hold) our fixed suffix.
+  const full = (arn: string) => /^arn:.*:secret:.+-[A-Za-z0-9]{6}$/.test(arn);
+  const resource = (full(id) ? id : call.resources.find(full)) ?? secretArn(id.replace(/^arn:[^:]*:secretsmanager:[^:]*:[^:]*:secret:/, ''));
   return [{ action: `secretsmanager:${call.action}`, resource, context: resourceTagContext('secretsmanager', tagsOf(resource)) }];
 }
 
