@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ARTIFACT_REGION } from './types.js';
-import type { CfnTemplate } from './synth.js';
+import type { CfnTemplate } from './cfn-resolve.js';
 
 /** CloudFormation value → the value the deployed stack has (cfn-resolve.ts). */
 export type Resolver = (value: unknown) => unknown;

@@ -8,11 +8,12 @@
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { FlareStack } from '../../../lib/flare-stack.js';
-import { ARTIFACT_CONTEXT, STACK_NAME } from './synth-context.js';
+import { ARTIFACT_STACK_NAME } from './cfn-resolve.js';
+import { ARTIFACT_CONTEXT } from './synth-context.js';
 
 const outdir = process.argv[2];
 if (!outdir) throw new Error('usage: synth-app.ts <outdir>');
 const app = new App({ outdir, context: ARTIFACT_CONTEXT });
-new FlareStack(app, STACK_NAME);
+new FlareStack(app, ARTIFACT_STACK_NAME);
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));
 app.synth();

@@ -1,5 +1,4 @@
-/** What the artifact tests deploy: the stack name and the CDK context (lib/README.md). */
-export const STACK_NAME = 'FlareStack';
+/** What the artifact tests deploy: the CDK context (lib/README.md); the stack is cfn-resolve's ARTIFACT_STACK_NAME. */
 
 /** The chat channel's webhook secret; the AWS fake holds its value. */
 export const WEBHOOK_SECRET_NAME = 'flare/ops-webhook';

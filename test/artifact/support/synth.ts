@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { STACK_NAME } from './synth-context.js';
+import { ARTIFACT_STACK_NAME, type CfnTemplate } from './cfn-resolve.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const CACHE = join(REPO, 'node_modules', '.cache', 'flare-artifact');
@@ -18,26 +18,16 @@ const INPUTS = ['lib', 'lambdas', 'statemachines', 'schema', 'package-lock.json'
 const STALE_LOCK_MS = 5 * 60_000;
 const KEEP = 3;
 
-export interface CfnResource {
-  Type: string;
-  Properties?: Record<string, any>;
-  DependsOn?: string | string[];
-}
-export interface CfnTemplate {
-  Resources: Record<string, CfnResource>;
-  Parameters?: Record<string, { Type: string; Default?: string }>;
-  Outputs?: Record<string, { Value: unknown }>;
-}
-
 export interface SynthesizedApp {
   outdir: string;
   template: CfnTemplate;
 }
 
+/** FLARE_ARTIFACT_OUT names an out dir to use as it is (e.g. `cdk synth -o`), for debugging the harness. */
 export function synthesizedApp(): SynthesizedApp {
-  const outdir = join(CACHE, inputsHash());
+  const outdir = process.env.FLARE_ARTIFACT_OUT ?? join(CACHE, inputsHash());
   if (!existsSync(join(outdir, 'manifest.json'))) synthesizeLocked(outdir);
-  const template = JSON.parse(readFileSync(join(outdir, `${STACK_NAME}.template.json`), 'utf8')) as CfnTemplate;
+  const template = JSON.parse(readFileSync(join(outdir, `${ARTIFACT_STACK_NAME}.template.json`), 'utf8')) as CfnTemplate;
   return { outdir, template };
 }
 

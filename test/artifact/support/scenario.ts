@@ -1,0 +1,82 @@
+/**
+ * What every artifact scenario does through the deployed API and the fake:
+ * a catalog set up by an admin, jobs submitted and watched by a member, the
+ * EC2 and SSM requests a job caused, and the pool's GPUs read back.
+ */
+import assert from 'node:assert/strict';
+import type { RecordedCall } from './types.js';
+import type { Artifact } from './artifact.js';
+import type { Caller } from './http-api.js';
+
+export const admin: Caller = { sub: 'root', groups: ['admin'] };
+export const alice: Caller = { sub: 'alice', groups: ['vision'] };
+export const IMAGE = { name: 'cuda', reference: 'nvidia/cuda:12.4.1-base-ubuntu22.04', digest: `sha256:${'a'.repeat(64)}` };
+export const POOL = 'a10g';
+
+export interface JobView {
+  id: string;
+  state: string;
+  stateReason?: string;
+  [key: string]: unknown;
+}
+
+/** An admin registers the image and a template of project vision, as on a fresh deployment. */
+export async function setUpCatalog(a: Artifact, templates: Array<{ name: string; command: string[]; [k: string]: unknown }>): Promise<void> {
+  const image = await a.http.request('POST', '/v1/images', { caller: admin, body: IMAGE });
+  assert.ok([201, 409].includes(image.status), `POST /v1/images: ${image.status} ${JSON.stringify(image.body)} ${image.error?.errorMessage ?? ''}`);
+  for (const t of templates) {
+    const created = await a.http.request('POST', '/v1/templates', { caller: admin, body: { project: 'vision', pool: POOL, image: IMAGE.name, ...t } });
+    assert.ok([201, 409].includes(created.status), `POST /v1/templates: ${created.status} ${JSON.stringify(created.body)} ${created.error?.errorMessage ?? ''}`);
+  }
+}
+
+export async function submit(a: Artifact, body: Record<string, unknown>, caller = alice): Promise<JobView> {
+  const response = await a.http.request('POST', '/v1/jobs', { caller, body });
+  assert.equal(response.status, 202, `POST /v1/jobs: ${response.status} ${JSON.stringify(response.body)} ${response.error?.errorMessage ?? ''}`);
+  return response.body as JobView;
+}
+
+export async function getJob(a: Artifact, id: string, caller = alice): Promise<JobView> {
+  const response = await a.http.request('GET', `/v1/jobs/${id}`, { caller });
+  assert.equal(response.status, 200, `GET /v1/jobs/${id}: ${response.status} ${JSON.stringify(response.body)}`);
+  return response.body as JobView;
+}
+
+/** Polls the API until the job is in one of `states` (the harness's pollers run meanwhile). */
+export async function waitForState(a: Artifact, id: string, states: string[], timeoutMs = 60_000): Promise<JobView> {
+  const deadline = Date.now() + timeoutMs;
+  let job = await getJob(a, id);
+  while (!states.includes(job.state)) {
+    if (Date.now() > deadline) throw new Error(`job ${id} is ${job.state} (${job.stateReason ?? ''}), not ${states.join('|')} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+    job = await getJob(a, id);
+  }
+  return job;
+}
+
+export async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The pool as an admin reads it. */
+export async function pool(a: Artifact, name = POOL): Promise<{ usedGpus: number; maxGpus: number; [k: string]: unknown }> {
+  const response = await a.http.request('GET', '/v1/pools', { caller: admin });
+  assert.equal(response.status, 200);
+  const found = (response.body.pools ?? response.body.items ?? response.body).find((p: { name: string }) => p.name === name);
+  assert.ok(found, `pool ${name} is listed`);
+  return found;
+}
+
+/** EC2 and SSM calls since `from`, of one action, that concern the job (its id in the request). */
+export function callsFor(a: Artifact, from: number, action: string, jobId?: string): RecordedCall[] {
+  return a.fake
+    .calls({ action })
+    .slice(0)
+    .filter((c) => a.fake.calls().indexOf(c) >= from && (jobId === undefined || JSON.stringify(c.params).includes(jobId)));
+}
