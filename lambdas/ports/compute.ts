@@ -8,7 +8,7 @@ export interface ContainerSpec {
   command: string[];
   env: Record<string, string>;
   gpus: number;
-  /** Host GPU indices given to this job (local driver), or undefined for "all on the instance". */
+  /** The GPU indices the container is given (core/accounting.ts nodeDevices): its first `gpus` on an instance, the host slots locally. */
   devices?: number[];
   expiresAt: string;
   /** The template allows the image's own user (root); otherwise the container runs as an unprivileged uid. */
