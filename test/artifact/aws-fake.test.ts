@@ -145,7 +145,16 @@ describe('EC2', () => {
 
   test('a vanished instance is InvalidInstanceID.NotFound for every call naming it', async () => {
     const [id] = await launched('job-c');
+    const seen: string[] = [];
+    fake.onInstanceStateChange = (instance) => seen.push(`${instance.instanceId}:${instance.state}`);
     fake.vanish(id);
+    fake.onInstanceStateChange = undefined;
+    assert.deepEqual(seen, [`${id}:terminated`], 'EC2 announces the end of an instance before it forgets it');
+    assert.equal(fake.instance(id), undefined);
+    assert.deepEqual(
+      fake.instances({ vanished: true }).filter((i) => i.instanceId === id).map((i) => i.state),
+      ['terminated'],
+    );
     const described = await rejection(clients.ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] })));
     assert.equal(described.name, 'InvalidInstanceID.NotFound');
     assert.match(described.message, new RegExp(id));

@@ -108,8 +108,8 @@ export class Ec2Model {
     return this.live.get(instanceId);
   }
 
-  instances(): FakeInstance[] {
-    return [...this.live.values()];
+  instances(includeVanished: boolean): FakeInstance[] {
+    return [...(includeVanished ? this.everLaunched : this.live).values()];
   }
 
   tagsOf(instanceId: string): Record<string, string> | undefined {

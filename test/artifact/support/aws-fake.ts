@@ -11,8 +11,9 @@
  * (aws-fake-services.ts); Step Functions' API is delegated to `onStates`. An
  * action nothing models is answered with an error naming it, never a hang.
  */
-import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { dynamoResources, forwardToDynamo } from './aws-fake-dynamodb.js';
 import { Ec2Model, type Ec2Options, type FakeInstance, type InstanceStateName } from './aws-fake-ec2.js';
 import { EventsModel, LogsModel, SecretsModel, statesResources, type LogLineInput, type PutEvent, type StatesHandler } from './aws-fake-services.js';
 import { SsmModel, type InvocationOutcome, type SentCommand } from './aws-fake-ssm.js';
@@ -29,7 +30,7 @@ import {
   sendUnroutable,
   signerOf,
 } from './aws-fake-wire.js';
-import { ARTIFACT_ACCOUNT, ARTIFACT_PARTITION, type AwsService, type RecordedCall, type TagLookup } from './types.js';
+import { type AwsService, type RecordedCall, type TagLookup } from './types.js';
 
 export { AwsError } from './aws-fake-wire.js';
 export type { FakeInstance, InstanceStateName } from './aws-fake-ec2.js';
@@ -99,6 +100,8 @@ export class AwsFake {
   onStates?: StatesHandler;
   /** The state machine ARN a task token belongs to, for the resources of SendTask* calls. */
   taskTokenArn?: (token: string) => string | undefined;
+  /** Called with a copy of an instance each time it enters a state (launch, terminate, setInstanceState, vanish), for EC2's state change events. */
+  onInstanceStateChange?: (instance: FakeInstance) => void;
 
   private readonly server: Server;
   private readonly ec2: Ec2Model;
@@ -113,6 +116,11 @@ export class AwsFake {
   constructor(private readonly options: AwsFakeOptions = {}) {
     this.ec2 = new Ec2Model(options);
     this.ssm = new SsmModel(this.ec2, options.autoAgent ?? false);
+    const followedBySsm = this.ec2.onStateChange;
+    this.ec2.onStateChange = (instance) => {
+      followedBySsm(instance);
+      this.onInstanceStateChange?.({ ...instance, tags: { ...instance.tags } });
+    };
     this.server = createServer((req, res) => {
       this.serve(req, res).catch((error: unknown) => {
         if (!res.headersSent) sendUnroutable(res, `aws-fake failed on this request: ${String(error)}`);
@@ -182,8 +190,9 @@ export class AwsFake {
   set autoRun(value: boolean) {
     this.ec2.autoRun = value;
   }
-  instances(): FakeInstance[] {
-    return this.ec2.instances();
+  /** The instances EC2 knows (terminated ones included, as EC2 lists them for a while); `vanished: true` adds those it forgot. */
+  instances(options: { vanished?: boolean } = {}): FakeInstance[] {
+    return this.ec2.instances(options.vanished ?? false);
   }
   instance(instanceId: string): FakeInstance | undefined {
     return this.ec2.instance(instanceId);
@@ -260,7 +269,7 @@ export class AwsFake {
       fault.hits++;
       error = new AwsError(fault.code, fault.message ?? `injected by aws-fake: ${fault.code}`, fault.status);
     }
-    if (!error && service === 'dynamodb') return this.proxy(req, res, body, call);
+    if (!error && service === 'dynamodb') return forwardToDynamo(this.options.dynamodbUpstream, req, res, body, call);
 
     let answer: unknown;
     if (!error) {
@@ -338,43 +347,6 @@ export class AwsFake {
         throw new Error('DynamoDB is proxied, never answered');
     }
   }
-
-  /** Forwards the request unchanged to DynamoDB Local and streams its answer back, noting the error code it answered with. */
-  private proxy(req: IncomingMessage, res: ServerResponse, body: Buffer, call: RecordedCall): Promise<void> {
-    const upstream = this.options.dynamodbUpstream;
-    if (!upstream) {
-      call.error = 'AwsFakeNotConfigured';
-      sendJsonError(res, 'dynamodb', new AwsError(call.error, `aws-fake: dynamodb:${call.action} was called but no DynamoDB upstream was given (startAwsFake({ dynamodbUpstream }))`));
-      return Promise.resolve();
-    }
-    const target = new URL(upstream);
-    return new Promise((resolve) => {
-      const forward = request({ hostname: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-        const status = answer.statusCode ?? 500;
-        res.writeHead(status, answer.headers);
-        const chunks: Buffer[] = [];
-        answer.on('data', (chunk: Buffer) => {
-          if (status >= 300) chunks.push(chunk);
-          res.write(chunk);
-        });
-        answer.on('end', () => {
-          res.end();
-          if (status >= 300) call.error = dynamoErrorCode(Buffer.concat(chunks).toString('utf8'), status);
-          resolve();
-        });
-        answer.on('error', () => {
-          res.destroy();
-          resolve();
-        });
-      });
-      forward.on('error', (error) => {
-        call.error = 'InternalServerError';
-        sendJsonError(res, 'dynamodb', new AwsError(call.error, `aws-fake: DynamoDB upstream ${upstream} failed: ${error.message}`));
-        resolve();
-      });
-      forward.end(body);
-    });
-  }
 }
 
 /**
@@ -391,30 +363,3 @@ function asAwsError(thrown: unknown, call: RecordedCall): AwsError {
   }
   return new AwsError('AwsFakeHandlerError', `aws-fake: answering ${call.service}:${call.action} threw ${error.stack ?? error.message}`);
 }
-
-function dynamoErrorCode(body: string, status: number): string {
-  try {
-    const type = (JSON.parse(body) as { __type?: string }).__type;
-    if (type) return type.slice(type.lastIndexOf('#') + 1);
-  } catch {
-    // Not JSON: only the status is known.
-  }
-  return `HTTP${status}`;
-}
-
-/** The table (or index) ARNs a DynamoDB request names: TableName, batch RequestItems, transaction items. */
-function dynamoResources(params: Record<string, unknown>, region: string): string[] {
-  const arns = new Set<string>();
-  const table = (name: unknown, index?: unknown) => {
-    if (typeof name !== 'string') return;
-    const base = `arn:${ARTIFACT_PARTITION}:dynamodb:${region}:${ARTIFACT_ACCOUNT}:table/${name}`;
-    arns.add(typeof index === 'string' ? `${base}/index/${index}` : base);
-  };
-  table(params.TableName, params.IndexName);
-  if (params.RequestItems && typeof params.RequestItems === 'object') for (const name of Object.keys(params.RequestItems)) table(name);
-  for (const item of (Array.isArray(params.TransactItems) ? params.TransactItems : []) as Array<Record<string, { TableName?: unknown }>>) {
-    for (const operation of Object.values(item)) table(operation?.TableName);
-  }
-  return arns.size > 0 ? [...arns] : ['*'];
-}
-
