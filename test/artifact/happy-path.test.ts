@@ -3,34 +3,101 @@
  * template's state machine launches one instance through the bundled tasks
  * function, starts the container with one SSM command, the command's Success
  * event reaches the bundled compute-events function through the template's
- * rule, and the job ends SUCCEEDED with its GPU given back once.
+ * rule, and the job ends SUCCEEDED with its GPU given back once. The stream
+ * publisher's events reach the chat webhook through the template's rule, queue
+ * and notifier, filtered by the channel's states.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { artifactPerFile } from './support/artifact.js';
 import { assertCallsAllowed } from './support/iam-check.js';
-import { callsFor, pool, setUpCatalog, submit, waitFor, waitForState } from './support/scenario.js';
+import {
+  IMAGE,
+  callsSince,
+  dockerArgv,
+  expectedRunInstances,
+  pool,
+  publishedStates,
+  setUpCatalog,
+  submit,
+  tasksEnvironment,
+  waitFor,
+  waitForState,
+  withoutDeadline,
+} from './support/scenario.js';
 
 const deployed = artifactPerFile();
 
-describe('artifact: happy path', () => {
-  it('runs a job to SUCCEEDED: one RunInstances, one SendCommand, one TerminateInstances, the GPU released once', async () => {
+describe('artifact: a job that runs and exits 0', () => {
+  it('is SUCCEEDED after exactly one RunInstances, one SendCommand and one TerminateInstances, its GPU released once', async () => {
     const a = deployed();
     await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
-    const from = a.fake.calls().length;
+    const from = a.mark().calls;
     const job = await submit(a, { template: 'train' });
     const running = await waitForState(a, job.id, ['RUNNING', 'FAILED']);
     assert.equal(running.state, 'RUNNING', running.stateReason);
-    const [command] = await waitFor('the container command', () => a.fake.commands().filter((c) => c.comment?.includes(job.id)));
-    const [instanceId] = command.instanceIds;
+    assert.equal((await pool(a)).usedGpus, 1, 'the running job holds its GPU');
+
+    const [run] = callsSince(a, from, 'RunInstances', job.id);
+    const { params, deadline } = withoutDeadline(run);
+    assert.deepEqual(params, expectedRunInstances(a, job, 0, 0));
+    assert.ok(Date.parse(deadline) > Date.now(), `the launch deadline tag ${deadline} is in the future`);
+
+    const [sent] = callsSince(a, from, 'SendCommand', job.id);
+    const [instanceId] = sent.params.InstanceIds as string[];
+    const t = tasksEnvironment(a);
+    assert.deepEqual({ ...sent.params, Parameters: undefined }, {
+      DocumentName: 'AWS-RunShellScript',
+      InstanceIds: [instanceId],
+      Comment: `flare:job=${job.id}`,
+      TimeoutSeconds: t.agentTimeoutSeconds,
+      CloudWatchOutputConfig: { CloudWatchLogGroupName: t.logGroup, CloudWatchOutputEnabled: true },
+      Parameters: undefined,
+    });
+    const argv = dockerArgv((sent.params.Parameters as { commands: string[] }).commands[0]);
+    assert.deepEqual(argv.slice(argv.indexOf('--') + 1), [`${IMAGE.reference}@${IMAGE.digest}`, 'python', 'train.py']);
+    assert.ok(argv.includes('--gpus="device=0"'), `the container gets exactly the one GPU charged: ${argv.join(' ')}`);
+
+    const [command] = a.fake.commands().filter((c) => c.comment === `flare:job=${job.id}`);
     await a.compute.finishCommand(command.commandId, instanceId, { status: 'Success', responseCode: 0 });
     const done = await waitForState(a, job.id, ['SUCCEEDED', 'FAILED', 'EXPIRED']);
     assert.equal(done.state, 'SUCCEEDED', done.stateReason);
     await a.settle();
 
-    assert.equal(callsFor(a, from, 'RunInstances', job.id).length, 1);
-    assert.equal(callsFor(a, from, 'TerminateInstances').length, 1);
+    assert.equal(callsSince(a, from, 'RunInstances').length, 1);
+    assert.equal(callsSince(a, from, 'SendCommand').length, 1);
+    assert.deepEqual(
+      callsSince(a, from, 'TerminateInstances').map((c) => c.params),
+      [{ InstanceId: [instanceId] }],
+    );
+    // Released once: a second release would take the counter below zero or publish a second terminal event.
     assert.equal((await pool(a)).usedGpus, 0);
+    assert.deepEqual(publishedStates(a, job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'SUCCEEDED']);
+    await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
+  });
+
+  it('posts the terminal state to the chat webhook once; the RUNNING change the channel does not ask for is not posted', async () => {
+    const a = deployed();
+    await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
+    const mark = a.mark();
+    const job = await submit(a, { template: 'train', name: 'sweep <!channel>' });
+    await waitForState(a, job.id, ['RUNNING']);
+    await a.settle();
+    assert.equal(a.webhook.posts.length, mark.posts, 'no post while the job runs');
+
+    const [command] = await waitFor('the container command', () => a.fake.commands().filter((c) => c.comment === `flare:job=${job.id}`));
+    await a.compute.finishCommand(command.commandId, command.instanceIds[0], { status: 'Failed', responseCode: 3 });
+    const done = await waitForState(a, job.id, ['FAILED', 'SUCCEEDED']);
+    assert.equal(done.state, 'FAILED');
+    await a.settle();
+
+    const posts = a.webhook.posts.slice(mark.posts);
+    assert.equal(posts.length, 1, JSON.stringify(posts));
+    assert.match(posts[0].body.text, /is now \*FAILED\* \(project vision\)/);
+    assert.match(posts[0].body.text, /code 3/);
+    assert.doesNotMatch(JSON.stringify(posts[0].body), /<!channel>/, 'user text is escaped: no @channel ping');
+    // The queue took every message: none left, none dead-lettered.
+    for (const queue of a.queues.values()) assert.deepEqual([queue.messages.length, queue.deadLettered.length], [0, 0]);
     await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
   });
 });

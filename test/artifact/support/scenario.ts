@@ -23,10 +23,10 @@ export interface JobView {
 /** An admin registers the image and a template of project vision, as on a fresh deployment. */
 export async function setUpCatalog(a: Artifact, templates: Array<{ name: string; command: string[]; [k: string]: unknown }>): Promise<void> {
   const image = await a.http.request('POST', '/v1/images', { caller: admin, body: IMAGE });
-  assert.ok([201, 409].includes(image.status), `POST /v1/images: ${image.status} ${JSON.stringify(image.body)} ${image.error?.errorMessage ?? ''}`);
+  assert.ok([200, 201, 409].includes(image.status), `POST /v1/images: ${image.status} ${JSON.stringify(image.body)} ${image.error?.errorMessage ?? ''}`);
   for (const t of templates) {
     const created = await a.http.request('POST', '/v1/templates', { caller: admin, body: { project: 'vision', pool: POOL, image: IMAGE.name, ...t } });
-    assert.ok([201, 409].includes(created.status), `POST /v1/templates: ${created.status} ${JSON.stringify(created.body)} ${created.error?.errorMessage ?? ''}`);
+    assert.ok([200, 201, 409].includes(created.status), `POST /v1/templates: ${created.status} ${JSON.stringify(created.body)} ${created.error?.errorMessage ?? ''}`);
   }
 }
 
@@ -73,10 +73,75 @@ export async function pool(a: Artifact, name = POOL): Promise<{ usedGpus: number
   return found;
 }
 
-/** EC2 and SSM calls since `from`, of one action, that concern the job (its id in the request). */
-export function callsFor(a: Artifact, from: number, action: string, jobId?: string): RecordedCall[] {
+/** The calls of one action since `from` (a `mark()`), those naming `needle` (a job or instance id) when given. */
+export function callsSince(a: Artifact, from: number, action: string, needle?: string): RecordedCall[] {
   return a.fake
-    .calls({ action })
-    .slice(0)
-    .filter((c) => a.fake.calls().indexOf(c) >= from && (jobId === undefined || JSON.stringify(c.params).includes(jobId)));
+    .calls()
+    .slice(from)
+    .filter((c) => c.action === action && (needle === undefined || JSON.stringify(c.params).includes(needle)));
+}
+
+/** The Job State Change events the stream publisher put for a job, in order. */
+export function publishedStates(a: Artifact, jobId: string): string[] {
+  return a.fake
+    .events({ source: 'flare', detailType: 'Job State Change' })
+    .map((e) => (typeof e.Detail === 'string' ? JSON.parse(e.Detail) : e.Detail) as { jobId: string; state: string })
+    .filter((d) => d.jobId === jobId)
+    .map((d) => d.state);
+}
+
+/** The docker argv a container command carries (base64 in the script, so no shell parses job text). */
+export function dockerArgv(script: string): string[] {
+  const block = /<<'FLARE_ARGV_BASE64'\n([\s\S]*?)\nFLARE_ARGV_BASE64/.exec(script);
+  assert.ok(block, 'the container script carries its argv as a base64 block');
+  return JSON.parse(Buffer.from(block[1].replace(/\s+/g, ''), 'base64').toString('utf8')) as string[];
+}
+
+/** The tasks function's view of the deployment: subnets, launch template, pools, as the template set them. */
+export function tasksEnvironment(a: Artifact): { subnets: string[]; launchTemplateId: string; deployment: string; logGroup: string; agentTimeoutSeconds: number } {
+  const env = a.fns.tasks.spec.environment;
+  return {
+    subnets: env.SUBNET_IDS.split(','),
+    launchTemplateId: env.LAUNCH_TEMPLATE_ID,
+    deployment: env.DEPLOYMENT_NAME,
+    logGroup: env.LOG_GROUP_NAME,
+    agentTimeoutSeconds: Number(env.AGENT_TIMEOUT_SECONDS),
+  };
+}
+
+/** RunInstances as Ec2SsmCompute sends it for a one-node job, its launch-deadline tag aside (checked on its own). */
+export function expectedRunInstances(a: Artifact, job: JobView, attempt: number, subnetIndex: number): Record<string, unknown> {
+  const t = tasksEnvironment(a);
+  const tags = [
+    { Key: 'Name', Value: `flare-${job.id}` },
+    { Key: 'managed-by', Value: 'flare' },
+    { Key: 'flare:deployment', Value: t.deployment },
+    { Key: 'flare:job', Value: job.id },
+    { Key: 'flare:project', Value: 'vision' },
+    { Key: 'flare:pool', Value: POOL },
+    { Key: 'flare:attempt', Value: String(attempt) },
+  ];
+  return {
+    MaxCount: '1',
+    MinCount: '1',
+    InstanceType: 'g5.xlarge',
+    SubnetId: t.subnets[subnetIndex],
+    TagSpecification: [
+      { ResourceType: 'instance', Tag: tags },
+      { ResourceType: 'volume', Tag: tags },
+    ],
+    LaunchTemplate: { LaunchTemplateId: t.launchTemplateId },
+    ClientToken: `${job.id}.${attempt}.${subnetIndex}`,
+  };
+}
+
+/** A recorded RunInstances without its `flare:expires-at` tags, and that tag's value. */
+export function withoutDeadline(call: RecordedCall): { params: Record<string, unknown>; deadline: string } {
+  const params = structuredClone(call.params) as { TagSpecification: Array<{ Tag: Array<{ Key: string; Value: string }> }> };
+  let deadline = '';
+  for (const spec of params.TagSpecification) {
+    deadline = spec.Tag.find((t) => t.Key === 'flare:expires-at')?.Value ?? deadline;
+    spec.Tag = spec.Tag.filter((t) => t.Key !== 'flare:expires-at');
+  }
+  return { params, deadline };
 }

@@ -62,7 +62,12 @@ function synthesizeLocked(outdir: string): void {
     if (existsSync(join(outdir, 'manifest.json'))) return;
     const staging = `${outdir}.tmp-${process.pid}`;
     rmSync(staging, { recursive: true, force: true });
-    execFileSync(process.execPath, ['--import', 'tsx', join(REPO, 'test/artifact/support/synth-app.ts'), staging], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      execFileSync(process.execPath, ['--import', 'tsx', join(REPO, 'test/artifact/support/synth-app.ts'), staging], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (error) {
+      rmSync(staging, { recursive: true, force: true });
+      throw error;
+    }
     writeFileSync(join(staging, 'synthesized-at'), new Date().toISOString());
     renameSync(staging, outdir);
     prune(outdir);
