@@ -43,8 +43,10 @@ export interface FlareComputeProps {
   readonly pools: readonly PoolSetting[];
   /** SSM parameter holding the GPU AMI id, resolved at deploy time. */
   readonly gpuAmiParameter: string;
-  /** Root volume size; RunInstances may ask for more per template. @default 100 */
+  /** Root volume size; RunInstances may ask for more per template. @default 100, or minVolumeSizeGb when larger */
   readonly rootVolumeGb?: number;
+  /** The GPU AMI's root snapshot in GB: no root volume may be smaller (the API's floor for volumeSizeGb). @default 75 */
+  readonly minVolumeSizeGb?: number;
   /** Root device of the AMI; the adapter resizes it per job. @default '/dev/sda1' (Ubuntu) */
   readonly rootDeviceName?: string;
   /**
@@ -72,14 +74,16 @@ export class FlareCompute extends Construct {
   public readonly rootDeviceName: string;
   /** The GPU AMI id the launch template starts, resolved from `gpuAmiParameter` at deploy time. */
   public readonly imageId: string;
+  public readonly minVolumeSizeGb: number;
 
   constructor(scope: Construct, id: string, props: FlareComputeProps) {
     super(scope, id);
     if (props.subnetIds.length === 0) throw new Error(`${this.node.path}: subnetIds must name at least one subnet`);
     if (props.pools.length === 0) throw new Error(`${this.node.path}: pools must name at least one pool`);
-    const rootVolumeGb = props.rootVolumeGb ?? 100;
-    if (!Number.isInteger(rootVolumeGb) || rootVolumeGb < 8 || rootVolumeGb > 16384) {
-      throw new Error(`${this.node.path}: rootVolumeGb must be an integer from 8 to 16384, got ${rootVolumeGb}`);
+    this.minVolumeSizeGb = props.minVolumeSizeGb ?? 75;
+    const rootVolumeGb = props.rootVolumeGb ?? Math.max(100, this.minVolumeSizeGb);
+    if (!Number.isInteger(rootVolumeGb) || rootVolumeGb < this.minVolumeSizeGb || rootVolumeGb > 16384) {
+      throw new Error(`${this.node.path}: rootVolumeGb must be an integer from minVolumeSizeGb (${this.minVolumeSizeGb}, the AMI's root snapshot) to 16384, got ${rootVolumeGb}`);
     }
     const grace = props.deadManGraceMinutes ?? 15;
     if (!Number.isInteger(grace) || grace < 0 || grace > MAX_DEAD_MAN_GRACE_MINUTES) {
@@ -186,6 +190,7 @@ export class FlareCompute extends Construct {
       LOG_GROUP_NAME: this.jobLogGroup.logGroupName,
       ROOT_DEVICE_NAME: this.rootDeviceName,
       GPU_IMAGE_ID: this.imageId,
+      MIN_VOLUME_SIZE_GB: String(this.minVolumeSizeGb),
       DEPLOYMENT_NAME: Stack.of(this).stackName,
     };
   }

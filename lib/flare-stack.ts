@@ -77,6 +77,7 @@ export class FlareStack extends Stack {
       subnetIds: this.network.subnetIds,
       pools: this.settings.pools,
       gpuAmiParameter: this.settings.gpuAmiParameter,
+      minVolumeSizeGb: this.settings.minVolumeSizeGb,
     });
 
     this.alarms = new FlareAlarms(this, 'Alarms', { email: this.settings.alarmEmail });

@@ -60,6 +60,8 @@ export interface NotificationChannelSetting {
 }
 
 export const DEFAULT_GROUPS_CLAIM = 'cognito:groups';
+/** The default GPU AMI's root snapshot in GB; lambdas/core/schemas.ts MIN_VOLUME_SIZE_GB is the same floor for templates. */
+export const DEFAULT_MIN_VOLUME_SIZE_GB = 75;
 export const DEFAULT_ADMIN_GROUP = 'admin';
 export const DEFAULT_RECONCILE_PERIOD_MINUTES = 5;
 export const DEFAULT_AGENT_TIMEOUT_MINUTES = 10;
@@ -71,6 +73,8 @@ export interface FlareSettings {
   readonly vpcEndpoints: boolean;
   readonly pools: readonly PoolSetting[];
   readonly gpuAmiParameter: string;
+  /** The GPU AMI's root snapshot in GB: the least root volume of an instance, a template's volumeSizeGb included. */
+  readonly minVolumeSizeGb: number;
   /** External OIDC issuer; undefined: the stack creates a Cognito user pool. */
   readonly auth?: AuthSetting;
   /** The JWT claim listing the caller's groups (projects and the admin group). */
@@ -94,6 +98,7 @@ export const CONTEXT_KEYS = [
   'flare:vpcEndpoints',
   'flare:pools',
   'flare:gpuAmiParameter',
+  'flare:minVolumeSizeGb',
   'flare:authIssuer',
   'flare:authAudience',
   'flare:authGroupsClaim',
@@ -156,6 +161,7 @@ export function readSettings(scope: Construct): FlareSettings {
     vpcEndpoints,
     pools: readPools(get('flare:pools')),
     gpuAmiParameter: readAmiParameter(get('flare:gpuAmiParameter')),
+    minVolumeSizeGb: readMinVolumeSize(get('flare:minVolumeSizeGb')),
     auth,
     groupsClaim: readGroupsClaim(get('flare:authGroupsClaim'), auth),
     adminGroup: readAdminGroup(get('flare:adminGroup')),
@@ -238,6 +244,16 @@ function readAmiParameter(raw: unknown): string {
   if (raw === undefined) return DEFAULT_GPU_AMI_PARAMETER;
   if (typeof raw !== 'string' || !SSM_PARAMETER.test(raw)) throw new InvalidSetting('flare:gpuAmiParameter', `must be an SSM parameter name starting with '/', got ${show(raw)}`);
   return raw;
+}
+
+/** Never below the default AMI's snapshot: the API's own floor for volumeSizeGb. */
+function readMinVolumeSize(raw: unknown): number {
+  if (raw === undefined) return DEFAULT_MIN_VOLUME_SIZE_GB;
+  const value = typeof raw === 'string' && /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : raw;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < DEFAULT_MIN_VOLUME_SIZE_GB || value > 16384) {
+    throw new InvalidSetting('flare:minVolumeSizeGb', `must be the GPU AMI's root snapshot size, a whole number of GB from ${DEFAULT_MIN_VOLUME_SIZE_GB} to 16384, got ${show(raw)}`);
+  }
+  return value;
 }
 
 function readAuth(issuer: unknown, audienceRaw: unknown): AuthSetting | undefined {

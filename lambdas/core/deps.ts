@@ -21,6 +21,8 @@ export interface Policy {
   launchBackoffSeconds?: number;
   /** @default 900 */
   maxLaunchBackoffSeconds?: number;
+  /** The root snapshot of the deployment's GPU AMI in GB: the least a template's volumeSizeGb may be. @default MIN_VOLUME_SIZE_GB (75), never less */
+  minVolumeSizeGb?: number;
 }
 
 /** The ports core works through; a handler or the local runner picks the adapters. */

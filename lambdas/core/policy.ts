@@ -1,5 +1,6 @@
 /** Defaults for the deployment's tunables (Deps.policy), and the arithmetic on them. */
 import type { Deps } from './deps.js';
+import { MIN_VOLUME_SIZE_GB } from './schemas.js';
 
 /** AwaitCompute checks every WaitForCompute (5 s): 120 checks are 10 minutes. */
 export const DEFAULT_MAX_COMPUTE_CHECKS = 120;
@@ -14,6 +15,11 @@ export function maxComputeChecks(deps: Pick<Deps, 'policy'>): number {
 /** Checks that fit in an agent timeout, at least one. */
 export function computeChecksFor(agentTimeoutSeconds: number): number {
   return Math.max(1, Math.ceil(agentTimeoutSeconds / COMPUTE_CHECK_INTERVAL_SECONDS));
+}
+
+/** The least root volume a template may ask for here: the deployment's AMI snapshot, never below the default AMI's. */
+export function minVolumeSizeGb(deps: Pick<Deps, 'policy'>): number {
+  return Math.max(MIN_VOLUME_SIZE_GB, deps.policy?.minVolumeSizeGb ?? MIN_VOLUME_SIZE_GB);
 }
 
 /** Exponential backoff for the n-th launch that found no capacity (n >= 1), capped. */

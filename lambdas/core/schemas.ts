@@ -190,7 +190,7 @@ const templateFields = {
     .min(MIN_VOLUME_SIZE_GB, `must be at least ${MIN_VOLUME_SIZE_GB}: the root snapshot of the default GPU AMI, which a root volume cannot be smaller than`)
     .max(16384, 'must be at most 16384')
     .describe(
-      `Root volume of each instance (AWS), in GB: at least ${MIN_VOLUME_SIZE_GB}, the root snapshot of the default GPU AMI (Deep Learning Base OSS Nvidia Driver GPU AMI, Ubuntu 22.04). A deployment's AMI with a larger snapshot fails a job of a smaller volume at launch, with the reason`,
+      `Root volume of each instance (AWS), in GB: at least ${MIN_VOLUME_SIZE_GB}, the root snapshot of the default GPU AMI (Deep Learning Base OSS Nvidia Driver GPU AMI, Ubuntu 22.04). A deployment whose AMI has a larger snapshot refuses less than it too (400), and fails a job of a smaller volume at launch, with the reason`,
     ),
   sshPublicKey: sshPublicKeyLine,
   maxLiveTimeoutMinutes: liveTimeoutMinutes.describe("The longest live timeout a job of this template may have, now or by a later change"),

@@ -16,6 +16,7 @@ import { Conflict, NotFound, ValidationError, type FieldIssue } from './errors.j
 import { allowed, authorize, canAccessProject, chooseProject, type Identity, type Resource } from './identity.js';
 import { versionToRun } from './images.js';
 import { pageOf, type PageQuery } from './pagination.js';
+import { minVolumeSizeGb } from './policy.js';
 import { parse, TEMPLATE_ID_PREFIX, TemplateSpec, type TemplatePatch } from './schemas.js';
 import type { Page, TemplateRecord } from '../ports/job-store.js';
 
@@ -172,8 +173,11 @@ async function findReadable(deps: TemplateDeps, identity: Identity, ref: string,
   return matches[0] ?? (await deps.catalog.findTemplate(undefined, ref));
 }
 
-/** The pool and the image (and the pinned version) a template names must exist, and its jobs must fit the pool's instances. */
-async function checkReferences(deps: Pick<TemplateDeps, 'catalog' | 'store'>, spec: TemplateSpec): Promise<void> {
+/**
+ * The pool and the image (and the pinned version) a template names must exist, its jobs must fit the
+ * pool's instances, and its root volume the deployment's AMI.
+ */
+async function checkReferences(deps: Pick<TemplateDeps, 'catalog' | 'store'> & Partial<Pick<TemplateDeps, 'policy'>>, spec: TemplateSpec): Promise<void> {
   const [pool, image] = await Promise.all([deps.store.getPool(spec.pool), deps.catalog.getImage(spec.image)]);
   const issues: FieldIssue[] = [];
   if (!pool) issues.push({ field: 'pool', reason: `no pool '${spec.pool}'` });
@@ -184,6 +188,10 @@ async function checkReferences(deps: Pick<TemplateDeps, 'catalog' | 'store'>, sp
   if (!image) issues.push({ field: 'image', reason: `no image '${spec.image}' in the catalog` });
   else if (spec.imageVersion !== undefined && !versionToRun(image, spec.imageVersion)) {
     issues.push({ field: 'imageVersion', reason: `image ${image.name} has versions 1 to ${image.versions.length}` });
+  }
+  const minVolume = minVolumeSizeGb(deps);
+  if (spec.volumeSizeGb !== undefined && spec.volumeSizeGb < minVolume) {
+    issues.push({ field: 'volumeSizeGb', reason: `must be at least ${minVolume}: the root snapshot of this deployment's GPU AMI, which a root volume cannot be smaller than` });
   }
   if (issues.length) throw new ValidationError(issues);
 }

@@ -77,6 +77,8 @@ export const AwsEnv = z.object({
   ROOT_DEVICE_NAME: z.string().regex(/^\/dev\/[a-z0-9]+$/).optional(),
   /** The launch template's AMI: its root snapshot is the floor of a job's volumeSizeGb. */
   GPU_IMAGE_ID: z.string().min(1).optional(),
+  /** The AMI's root snapshot in GB: the API's floor for a template's volumeSizeGb. */
+  MIN_VOLUME_SIZE_GB: z.coerce.number().int().min(1).optional(),
   /** 'true': the jobs table's stream publishes job events (StreamOutbox). */
   EVENTS_VIA_STREAM: z.enum(['true', 'false']).optional(),
 });
@@ -173,6 +175,7 @@ export function awsDeps(ports: AwsPorts): () => Deps {
       logs: ports.logs ? ports.logs() : notWired<JobLogs>('logs'),
       policy: {
         ...(env.DEFAULT_QUOTAS ? { defaultQuotas: env.DEFAULT_QUOTAS } : {}),
+        ...(env.MIN_VOLUME_SIZE_GB ? { minVolumeSizeGb: env.MIN_VOLUME_SIZE_GB } : {}),
         ...(env.AGENT_TIMEOUT_SECONDS ? { maxComputeChecks: computeChecksFor(env.AGENT_TIMEOUT_SECONDS) } : {}),
       },
       log: consoleLogger({ service: 'flare' }),

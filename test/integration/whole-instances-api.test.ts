@@ -95,4 +95,13 @@ describe('whole instances through the API', () => {
     refused(await w.call('PATCH', '/v1/templates/train', ALICE, { body: { volumeSizeGb: 50 } }), 'volumeSizeGb', /^must be at least 75/);
     assert.equal((await templates())[0].volumeSizeGb, 75);
   });
+
+  it("refuses a root volume below a deployment's larger AMI snapshot (MIN_VOLUME_SIZE_GB), naming volumeSizeGb", async () => {
+    w.deps.policy = { minVolumeSizeGb: 120 };
+    refused(await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, volumeSizeGb: 100 } }), 'volumeSizeGb', /^must be at least 120: the root snapshot of this deployment's GPU AMI/);
+    assert.deepEqual(await templates(), []);
+    await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, volumeSizeGb: 120 } });
+    refused(await w.call('PATCH', '/v1/templates/train', ALICE, { body: { volumeSizeGb: 119 } }), 'volumeSizeGb', /^must be at least 120/);
+    assert.equal((await templates())[0].volumeSizeGb, 120);
+  });
 });
