@@ -1,0 +1,86 @@
+/**
+ * How a job fails on the deployed artifact, each ending with the reason, no
+ * instance left behind and its GPU released once: EC2 refuses the launch
+ * outright, SSM never delivers the container command, EC2 takes the instance
+ * away under a running job.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { artifactPerFile } from './support/artifact.js';
+import { assertCallsAllowed } from './support/iam-check.js';
+import { callsSince, pool, publishedStates, setUpCatalog, submit, waitFor, waitForState, type JobView } from './support/scenario.js';
+import type { Artifact } from './support/artifact.js';
+
+const deployed = artifactPerFile();
+
+async function runningJob(a: Artifact): Promise<{ job: JobView; instanceId: string; commandId: string }> {
+  await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
+  const job = await submit(a, { template: 'train' });
+  const running = await waitForState(a, job.id, ['RUNNING', 'FAILED']);
+  assert.equal(running.state, 'RUNNING', running.stateReason);
+  const [command] = await waitFor('the container command', () => a.fake.commands().filter((c) => c.comment === `flare:job=${job.id}`));
+  return { job, instanceId: command.instanceIds[0], commandId: command.commandId };
+}
+
+describe('artifact: failures', () => {
+  it('a launch EC2 refuses (not capacity) is retried by the state machine, then FAILED with the reason, the GPU released', async () => {
+    const a = deployed();
+    await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
+    const refused = a.fake.inject({ service: 'ec2', action: 'RunInstances', code: 'InvalidParameterValue', message: 'Value (flare-instance-profile) for parameter iamInstanceProfile.name is invalid.' });
+    const from = a.mark().calls;
+    const job = await submit(a, { template: 'train' });
+    const failed = await waitForState(a, job.id, ['FAILED', 'WAITING', 'RUNNING']);
+    refused.remove();
+    assert.equal(failed.state, 'FAILED');
+    assert.match(failed.stateReason ?? '', /for parameter iamInstanceProfile\.name is invalid/);
+    await a.settle();
+
+    // Launch's Retry on States.ALL: 1 + 4 attempts, each the same request (the same client token: EC2 would launch once).
+    const launches = callsSince(a, from, 'RunInstances', job.id);
+    assert.equal(launches.length, 5);
+    assert.equal(new Set(launches.map((c) => c.params.ClientToken)).size, 1);
+    assert.equal(callsSince(a, from, 'SendCommand', job.id).length, 0);
+    assert.equal(callsSince(a, from, 'TerminateInstances').length, 0, 'nothing was launched, nothing to terminate');
+    assert.equal((await pool(a)).usedGpus, 0);
+    assert.deepEqual(publishedStates(a, job.id), ['PENDING', 'LAUNCHING', 'STOPPING', 'FAILED']);
+    await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
+  });
+
+  it('a container command SSM never delivers fails the job at once with the reason, the instance terminated', async () => {
+    const a = deployed();
+    const { job, instanceId, commandId } = await runningJob(a);
+    const from = a.mark().calls;
+    const [delivery] = await a.compute.finishCommand(commandId, instanceId, { status: 'TimedOut', statusDetails: 'DeliveryTimedOut', responseCode: -1 });
+    assert.deepEqual(delivery.attempts?.map((o) => o.ok), [true], 'compute-events took the event');
+    const failed = await waitForState(a, job.id, ['FAILED', 'EXPIRED', 'SUCCEEDED'], 20_000);
+    assert.equal(failed.state, 'FAILED');
+    assert.equal(failed.stateReason, 'container command not delivered: SSM DeliveryTimedOut');
+    await a.settle();
+    assert.deepEqual(callsSince(a, from, 'GetCommandInvocation').map((c) => c.params), [{ CommandId: commandId, InstanceId: instanceId }]);
+    assert.deepEqual(callsSince(a, from, 'TerminateInstances').map((c) => c.params), [{ InstanceId: [instanceId] }]);
+    assert.equal((await pool(a)).usedGpus, 0);
+    assert.deepEqual(publishedStates(a, job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'FAILED']);
+    await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
+  });
+
+  it('an instance EC2 terminates under a running job: its state-change events end the job FAILED, instance lost', async () => {
+    const a = deployed();
+    const { job, instanceId } = await runningJob(a);
+    const from = a.mark();
+    a.fake.setInstanceState(instanceId, 'terminated');
+    const failed = await waitForState(a, job.id, ['FAILED', 'EXPIRED', 'SUCCEEDED'], 20_000);
+    assert.equal(failed.state, 'FAILED');
+    assert.equal(failed.stateReason, `instance lost: instance ${instanceId} is terminated`);
+    await a.settle();
+    const deliveries = a.router.deliveries.slice(from.deliveries).filter((d) => (d.event.detail as { 'instance-id'?: string })['instance-id'] === instanceId);
+    assert.ok(deliveries.length > 0 && deliveries.every((d) => d.attempts?.every((o) => o.ok)), 'the rule delivered the state change and compute-events took it');
+    // Stop terminates the job's instances whatever EC2 says of them: idempotent, answered without error.
+    assert.deepEqual(
+      callsSince(a, from.calls, 'TerminateInstances').map((c) => [c.params, c.error]),
+      [[{ InstanceId: [instanceId] }, undefined]],
+    );
+    assert.equal((await pool(a)).usedGpus, 0);
+    assert.deepEqual(publishedStates(a, job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'FAILED']);
+    await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
+  });
+});
