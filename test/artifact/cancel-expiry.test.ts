@@ -1,0 +1,61 @@
+/**
+ * A running job's two other ends on the deployed artifact: the owner cancels
+ * it over the API (the API function ends the state machine's wait with the
+ * task token), or its live timeout passes (the Run state's own timer). Both
+ * terminate the instance once and give the GPU back once.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { artifactPerFile, type Artifact } from './support/artifact.js';
+import { assertCallsAllowed } from './support/iam-check.js';
+import { alice, callsSince, pool, publishedStates, setUpCatalog, submit, waitFor, waitForState, type JobView } from './support/scenario.js';
+
+const deployed = artifactPerFile();
+
+async function runningJob(a: Artifact, body: Record<string, unknown>): Promise<{ job: JobView; instanceId: string }> {
+  await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
+  const job = await submit(a, body);
+  const running = await waitForState(a, job.id, ['RUNNING', 'FAILED']);
+  assert.equal(running.state, 'RUNNING', running.stateReason);
+  const [command] = await waitFor('the container command', () => a.fake.commands().filter((c) => c.comment === `flare:job=${job.id}`));
+  return { job: running, instanceId: command.instanceIds[0] };
+}
+
+describe('artifact: cancel and expiry', () => {
+  it('DELETE on a running job: 202, then CANCELLED by its owner, the instance terminated, the GPU released', async () => {
+    const a = deployed();
+    const { job, instanceId } = await runningJob(a, { template: 'train' });
+    const from = a.mark().calls;
+    const cancel = await a.http.request('DELETE', `/v1/jobs/${job.id}`, { caller: alice });
+    assert.equal(cancel.status, 202, JSON.stringify(cancel.body));
+    const done = await waitForState(a, job.id, ['CANCELLED', 'FAILED', 'SUCCEEDED']);
+    assert.equal(done.state, 'CANCELLED');
+    assert.equal(done.stateReason, 'cancelled by alice');
+    await a.settle();
+    // The API's role ended the wait with the token the tasks function stored.
+    const [success] = callsSince(a, from, 'SendTaskSuccess');
+    assert.equal(success.principal, a.fns.api.spec.roleLogicalId);
+    assert.match(JSON.parse(String(success.params.output)).outcome?.kind ?? '', /^cancelled$/);
+    assert.deepEqual(callsSince(a, from, 'TerminateInstances').map((c) => c.params), [{ InstanceId: [instanceId] }]);
+    assert.equal((await pool(a)).usedGpus, 0);
+    assert.deepEqual(publishedStates(a, job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'CANCELLED']);
+    await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
+  });
+
+  it('a live timeout that passes: EXPIRED by the Run state timer, the instance terminated, the GPU released', async () => {
+    const a = deployed();
+    // 0.05 minutes: 3 s of run time.
+    const { job, instanceId } = await runningJob(a, { template: 'train', liveTimeoutMinutes: 0.05 });
+    const from = a.mark().calls;
+    const done = await waitForState(a, job.id, ['EXPIRED', 'FAILED', 'SUCCEEDED'], 30_000);
+    assert.equal(done.state, 'EXPIRED');
+    assert.equal(done.stateReason, 'live timeout reached');
+    assert.ok(Date.parse(String(done.finishedAt)) >= Date.parse(String(job.expiresAt)), `finished ${String(done.finishedAt)}, not before its expiry ${String(job.expiresAt)}`);
+    await a.settle();
+    assert.deepEqual(callsSince(a, from, 'TerminateInstances').map((c) => c.params), [{ InstanceId: [instanceId] }]);
+    assert.equal((await pool(a)).usedGpus, 0);
+    assert.deepEqual(publishedStates(a, job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'EXPIRED']);
+    assert.ok(a.workflow.workflows.list().find((e) => e.name === job.id)?.states.includes('Rearm'), 'the timer went through Rearm, which found the expiry passed');
+    await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
+  });
+});
