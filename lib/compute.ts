@@ -12,6 +12,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { grantEcrPull } from './ecr-pull.js';
 import type { PoolSetting } from './settings.js';
 
 export const MANAGED_BY_TAG = { key: 'managed-by', value: 'flare' } as const;
@@ -61,6 +62,8 @@ export interface FlareComputeProps {
   readonly deadManGraceMinutes?: number;
   /** @default logs.RetentionDays.ONE_MONTH */
   readonly logRetention?: logs.RetentionDays;
+  /** ECR repositories (names or ARNs) instances may pull private images from; [] for none. @default every repository of the account in the stack's region */
+  readonly ecrRepositories?: readonly string[];
 }
 
 export class FlareCompute extends Construct {
@@ -72,6 +75,8 @@ export class FlareCompute extends Construct {
   public readonly subnetIds: readonly string[];
   public readonly pools: readonly PoolSetting[];
   public readonly rootDeviceName: string;
+  /** The ECR repositories the instances may pull from (flare:ecrRepositories), as ARNs. */
+  public readonly ecrRepositoryArns: readonly string[];
   /** The GPU AMI id the launch template starts, resolved from `gpuAmiParameter` at deploy time. */
   public readonly imageId: string;
   public readonly minVolumeSizeGb: number;
@@ -101,7 +106,7 @@ export class FlareCompute extends Construct {
 
     this.instanceRole = new iam.Role(this, 'InstanceRole', {
       assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
-      description: 'Flare GPU job instances: SSM agent and the job log group, nothing else',
+      description: 'Flare GPU job instances: SSM agent, the job log group and ECR pulls, nothing else',
       managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('AmazonSSMManagedInstanceCore')],
     });
     // The awslogs driver and the SSM agent's command output write one stream per job.
@@ -118,6 +123,8 @@ export class FlareCompute extends Construct {
         resources: [Stack.of(this).formatArn({ service: 'logs', resource: 'log-group', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
       }),
     );
+    // Private images in the catalog: the instance logs docker in to ECR before it pulls one.
+    this.ecrRepositoryArns = grantEcrPull(this.instanceRole, props.ecrRepositories);
     Validations.of(this.instanceRole).acknowledge({
       id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]',
       reason: 'The SSM agent on job instances needs exactly AmazonSSMManagedInstanceCore (Run Command is how Flare starts containers); AWS maintains it as the agent changes.',
@@ -192,6 +199,8 @@ export class FlareCompute extends Construct {
       GPU_IMAGE_ID: this.imageId,
       MIN_VOLUME_SIZE_GB: String(this.minVolumeSizeGb),
       DEPLOYMENT_NAME: Stack.of(this).stackName,
+      // POST /v1/images refuses an ECR image outside them: every job of it would fail at its pull.
+      ECR_REPOSITORIES: Stack.of(this).toJsonString(this.ecrRepositoryArns),
     };
   }
 

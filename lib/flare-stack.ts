@@ -78,6 +78,7 @@ export class FlareStack extends Stack {
       pools: this.settings.pools,
       gpuAmiParameter: this.settings.gpuAmiParameter,
       minVolumeSizeGb: this.settings.minVolumeSizeGb,
+      ecrRepositories: this.settings.ecrRepositories,
     });
 
     this.alarms = new FlareAlarms(this, 'Alarms', { email: this.settings.alarmEmail });

@@ -90,6 +90,8 @@ export interface FlareSettings {
   readonly agentTimeoutMinutes: number;
   /** Subscribed to the alarm topic when set. */
   readonly alarmEmail?: string;
+  /** ECR repositories (names or ARNs, `*` wildcards) job instances may pull from; undefined: every repository of the account in the stack's region. */
+  readonly ecrRepositories?: readonly string[];
 }
 
 export const CONTEXT_KEYS = [
@@ -108,6 +110,7 @@ export const CONTEXT_KEYS = [
   'flare:reconcilePeriodMinutes',
   'flare:agentTimeoutMinutes',
   'flare:alarmEmail',
+  'flare:ecrRepositories',
 ] as const;
 type ContextKey = (typeof CONTEXT_KEYS)[number];
 
@@ -144,6 +147,7 @@ const CHANNEL_KEYS = new Set(['id', 'type', 'secretName', 'projects', 'states'])
 
 /** Reads and validates every `flare:*` context key. */
 export function readSettings(scope: Construct): FlareSettings {
+  if (network && vpcEndpoints) throw new InvalidSetting('flare:vpcEndpoints', 'only applies to the VPC the stack creates; with flare:vpcId, add endpoints to that VPC yourself');
   const context = scope.node.getAllContext();
   const unknown = Object.keys(context).filter((k) => k.startsWith('flare:') && !(CONTEXT_KEYS as readonly string[]).includes(k));
   if (unknown.length > 0) {
@@ -153,7 +157,6 @@ export function readSettings(scope: Construct): FlareSettings {
 
   const network = readNetwork(get('flare:vpcId'), get('flare:subnetIds'));
   const vpcEndpoints = readBoolean('flare:vpcEndpoints', get('flare:vpcEndpoints'), false);
-  if (network && vpcEndpoints) throw new InvalidSetting('flare:vpcEndpoints', 'only applies to the VPC the stack creates; with flare:vpcId, add endpoints to that VPC yourself');
   const auth = readAuth(get('flare:authIssuer'), get('flare:authAudience'));
   const alarmEmail = readAlarmEmail(get('flare:alarmEmail'));
   return {
@@ -170,6 +173,7 @@ export function readSettings(scope: Construct): FlareSettings {
     reconcilePeriodMinutes: integerInRange('flare:reconcilePeriodMinutes', get('flare:reconcilePeriodMinutes'), 1, 60, DEFAULT_RECONCILE_PERIOD_MINUTES),
     agentTimeoutMinutes: integerInRange('flare:agentTimeoutMinutes', get('flare:agentTimeoutMinutes'), 1, 60, DEFAULT_AGENT_TIMEOUT_MINUTES),
     ...(alarmEmail !== undefined ? { alarmEmail } : {}),
+    ...readEcrRepositories(get('flare:ecrRepositories')),
   };
 }
 
@@ -341,6 +345,24 @@ function nonEmptyUniqueList(key: string, raw: unknown, valid: (s: string) => boo
   });
   if (new Set(raw).size !== raw.length) throw new InvalidSetting(key, 'lists a value twice');
   return raw as string[];
+}
+
+/** An ECR repository name (ECR's own rule), or one ending in `*` to name a prefix. */
+const ECR_REPOSITORY = /^(?:(?:[a-z0-9]+(?:[._-][a-z0-9]+)*\/)*[a-z0-9]+(?:[._-][a-z0-9]+)*|(?:[a-z0-9]+(?:[._-][a-z0-9]+)*\/)*[a-z0-9._-]*\*)$/;
+const ECR_REPOSITORY_ARN = /^arn:aws(?:-cn|-us-gov|-iso[a-z-]*)?:ecr:[a-z]{2}(?:-[a-z]+)+-\d{1,2}:\d{12}:repository\/(?<name>.+)$/;
+
+function readEcrRepositories(raw: unknown): { ecrRepositories?: readonly string[] } {
+  const key = 'flare:ecrRepositories';
+  if (raw === undefined) return {};
+  const list = stringList(key, raw);
+  list.forEach((r, i) => {
+    const name = ECR_REPOSITORY_ARN.exec(r)?.groups?.name ?? (r.startsWith('arn:') ? undefined : r);
+    if (name === undefined || name.length > 256 || !ECR_REPOSITORY.test(name)) {
+      throw new InvalidSetting(`${key}[${i}]`, `must be an ECR repository name (team/trainer, or team/* for a prefix) or its ARN (arn:aws:ecr:<region>:<account>:repository/<name>), got ${show(r)}`);
+    }
+  });
+  if (new Set(list).size !== list.length) throw new InvalidSetting(key, 'lists a repository twice');
+  return { ecrRepositories: list };
 }
 
 function readAlarmEmail(raw: unknown): string | undefined {

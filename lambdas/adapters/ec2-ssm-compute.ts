@@ -60,7 +60,7 @@ export type Ec2DockerOptions = Partial<Omit<DockerRunOptions, 'detach' | 'allowU
 export interface Ec2SsmComputeProps {
   readonly ec2: EC2Client;
   readonly ssm: SSMClient;
-  /** Launch template with the GPU AMI (docker, NVIDIA container toolkit, SSM agent, python3), instance profile and security groups; no network interfaces, since the subnet is chosen here. */
+  /** Launch template with the GPU AMI (docker, NVIDIA container toolkit, SSM agent, python3, the AWS CLI for private ECR images), instance profile and security groups; no network interfaces, since the subnet is chosen here. */
   readonly launchTemplateId: string;
   /** Tried in order when a subnet has no capacity or addresses. */
   readonly subnetIds: string[];

@@ -21,6 +21,8 @@ export interface Policy {
   launchBackoffSeconds?: number;
   /** @default 900 */
   maxLaunchBackoffSeconds?: number;
+  /** ECR repository ARNs (IAM wildcards) job instances may pull from: an ECR image outside them is refused at POST /v1/images. @default not checked */
+  ecrRepositories?: string[];
   /** The root snapshot of the deployment's GPU AMI in GB: the least a template's volumeSizeGb may be. @default MIN_VOLUME_SIZE_GB (75), never less */
   minVolumeSizeGb?: number;
 }

@@ -35,3 +35,28 @@ export function ecrImage(reference: string): EcrImage | undefined {
     .replace(/:[^/]*$/, '');
   return { registry, account: groups.account, region: groups.region, repository };
 }
+
+/** The repository's ARN, as IAM names it (the partition follows from the host and region). */
+export function ecrRepositoryArn(image: EcrImage): string {
+  const partition = image.registry.endsWith('.amazonaws.com.cn') ? 'aws-cn' : image.region.startsWith('us-gov-') ? 'aws-us-gov' : 'aws';
+  return `arn:${partition}:ecr:${image.region}:${image.account}:repository/${image.repository}`;
+}
+
+/**
+ * Why the job instances could not pull `reference`, or undefined when they can (or it is not in ECR):
+ * `allowed` are the repository ARNs the instance role may read (flare:ecrRepositories), with IAM's
+ * `*` and `?` wildcards. A reference nobody could pull is refused when it is added, not at each job's start.
+ */
+export function ecrPullIssue(reference: string, allowed: readonly string[]): string | undefined {
+  const image = ecrImage(reference);
+  if (!image) return undefined;
+  const arn = ecrRepositoryArn(image);
+  if (allowed.some((pattern) => iamPattern(pattern).test(arn))) return undefined;
+  const scope = allowed.length === 0 ? 'none' : allowed.join(', ');
+  return `is in Amazon ECR (${arn}), which the job instances may not pull from; flare:ecrRepositories allows ${scope}`;
+}
+
+function iamPattern(pattern: string): RegExp {
+  const escaped = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${escaped}$`);
+}

@@ -4,6 +4,7 @@
  * job's `image` (`reference@digest`) always names what the catalog said at submit.
  */
 import type { Deps } from './deps.js';
+import { ecrPullIssue } from './ecr.js';
 import { Conflict, NotFound, Unprocessable } from './errors.js';
 import { authorize, requireAdmin, type Identity } from './identity.js';
 import { pageOf, type PageQuery } from './pagination.js';
@@ -21,11 +22,14 @@ export const MAX_IMAGE_VERSIONS = 700;
 /** Appends lost to concurrent appends before giving up (each loss means another version landed). */
 const APPEND_ATTEMPTS = 10;
 
-type CatalogDeps = Pick<Deps, 'catalog' | 'now'>;
+type CatalogDeps = Pick<Deps, 'catalog' | 'now' | 'policy'>;
 
 /** `POST /v1/images`: a new image or a new version of one; the same reference and digest again changes nothing. */
 export async function addImage(deps: CatalogDeps, identity: Identity, spec: ImageSpec): Promise<{ image: ImageRecord; added: boolean }> {
   requireAdmin(identity, 'add images to the catalog');
+  // A private ECR image the instance role may not read would fail every job at its pull.
+  const unpullable = deps.policy?.ecrRepositories && ecrPullIssue(spec.reference, deps.policy.ecrRepositories);
+  if (unpullable) throw new Unprocessable(`reference ${unpullable}`);
   return appendVersion(deps, spec, identity.name, (versions) => versions.some((v) => sameImage(v, spec)));
 }
 

@@ -74,6 +74,19 @@ export const AwsEnv = z.object({
       }
     }),
   AGENT_TIMEOUT_SECONDS: z.coerce.number().int().min(5).max(3600).optional(),
+  /** JSON array of the ECR repository ARNs the instance role may pull from (flare:ecrRepositories). */
+  ECR_REPOSITORIES: z
+    .string()
+    .optional()
+    .transform((s, ctx) => {
+      if (!s) return undefined;
+      try {
+        return z.array(z.string().startsWith('arn:')).parse(JSON.parse(s));
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: `ECR_REPOSITORIES must be a JSON array of ECR repository ARNs: ${String(error)}` });
+        return z.NEVER;
+      }
+    }),
   ROOT_DEVICE_NAME: z.string().regex(/^\/dev\/[a-z0-9]+$/).optional(),
   /** The launch template's AMI: its root snapshot is the floor of a job's volumeSizeGb. */
   GPU_IMAGE_ID: z.string().min(1).optional(),
@@ -177,6 +190,7 @@ export function awsDeps(ports: AwsPorts): () => Deps {
         ...(env.DEFAULT_QUOTAS ? { defaultQuotas: env.DEFAULT_QUOTAS } : {}),
         ...(env.MIN_VOLUME_SIZE_GB ? { minVolumeSizeGb: env.MIN_VOLUME_SIZE_GB } : {}),
         ...(env.AGENT_TIMEOUT_SECONDS ? { maxComputeChecks: computeChecksFor(env.AGENT_TIMEOUT_SECONDS) } : {}),
+        ...(env.ECR_REPOSITORIES ? { ecrRepositories: env.ECR_REPOSITORIES } : {}),
       },
       log: consoleLogger({ service: 'flare' }),
       now: () => new Date(),

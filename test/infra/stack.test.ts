@@ -377,14 +377,15 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       assert.ok(Object.values(parameters).some((p) => p.Default === DEFAULT_GPU_AMI_PARAMETER && String(p.Type).includes('AWS::EC2::Image::Id')));
     });
 
-    it('gives instances SSM core and their log group only', () => {
+    it('gives instances SSM core, their log group and ECR pulls only', () => {
       const role = resources[logicalId(stack, stack.compute.instanceRole)].Properties;
       assert.equal(role.ManagedPolicyArns.length, 1);
       assert.match(JSON.stringify(role.ManagedPolicyArns[0]), /:iam::aws:policy\/AmazonSSMManagedInstanceCore/);
       const own = statements(resources).filter(({ policy }) => JSON.stringify(resources[policy].Properties.Roles).includes(logicalId(stack, stack.compute.instanceRole)));
       const writes = own.filter(({ statement }) => actionsOf(statement).some((a) => a === 'logs:PutLogEvents'));
       assert.deepEqual(writes.map(({ statement }) => statement.Resource), [{ 'Fn::GetAtt': [logicalId(stack, stack.compute.jobLogGroup), 'Arn'] }]);
-      assert.ok(own.every(({ statement }) => actionsOf(statement).every((a) => a.startsWith('logs:'))), 'nothing but logs besides SSM core');
+      // The ECR statements themselves: test/infra/ecr-pull.test.ts.
+      assert.ok(own.every(({ statement }) => actionsOf(statement).every((a) => a.startsWith('logs:') || a.startsWith('ecr:'))), 'nothing but logs and ECR pulls besides SSM core');
     });
 
     it('lets the tasks function create only managed-by=flare instances from the Flare template', () => {

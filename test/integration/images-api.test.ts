@@ -44,6 +44,26 @@ describe('images API', () => {
     assert.deepEqual((await w.call('GET', '/v1/images', ALICE)).body, { items: [created.body] });
   });
 
+  it('refuses (422) an ECR image the job instances may not pull, saying why, and stores nothing; one in their scope is added', async () => {
+    w.deps.policy = { ecrRepositories: ['arn:aws:ecr:eu-west-1:123456789012:repository/team/*'] };
+    const ecr = (repository: string, host = '123456789012.dkr.ecr.eu-west-1.amazonaws.com') => ({ name: 'trainer', reference: `${host}/${repository}:v1`, digest: digest('c') });
+    for (const [image, arn] of [
+      [ecr('vision/trainer'), 'arn:aws:ecr:eu-west-1:123456789012:repository/vision/trainer'],
+      [ecr('team/trainer', '210987654321.dkr.ecr.eu-west-1.amazonaws.com'), 'arn:aws:ecr:eu-west-1:210987654321:repository/team/trainer'],
+      [ecr('team/trainer', '123456789012.dkr.ecr.us-east-1.amazonaws.com'), 'arn:aws:ecr:us-east-1:123456789012:repository/team/trainer'],
+    ] as const) {
+      const refused = await add(image);
+      expectError(refused, 422);
+      assert.equal(
+        refused.body.error.message,
+        `reference is in Amazon ECR (${arn}), which the job instances may not pull from; flare:ecrRepositories allows arn:aws:ecr:eu-west-1:123456789012:repository/team/*`,
+      );
+    }
+    expectError(await w.call('GET', '/v1/images/trainer', ROOT), 404);
+    assert.equal((await add(ecr('team/trainer'))).status, 201);
+    assert.equal((await add(CUDA)).status, 201, 'other registries need no ECR read');
+  });
+
   it('refuses members (403) and stores nothing', async () => {
     expectError(await add(CUDA, ALICE), 403);
     expectError(await w.call('GET', '/v1/images/cuda', ROOT), 404);

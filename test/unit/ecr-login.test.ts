@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { INSTANCE_DEADLINE_FILE, INSTANCE_STATE_DIR, instanceScript, type DockerRunOptions } from '../../lambdas/core/container-command.js';
-import { ecrImage } from '../../lambdas/core/ecr.js';
+import { ecrImage, ecrPullIssue } from '../../lambdas/core/ecr.js';
 import type { ContainerSpec } from '../../lambdas/ports/compute.js';
 
 const DIGEST = `sha256:${'0123456789abcdef'.repeat(4)}`;
@@ -52,6 +52,29 @@ describe('ecrImage', () => {
     ]) {
       assert.equal(ecrImage(reference), undefined, reference);
     }
+  });
+});
+
+describe('ecrPullIssue', () => {
+  const scope = ['arn:aws:ecr:eu-west-1:123456789012:repository/team/*', 'arn:aws-cn:ecr:cn-north-1:210987654321:repository/bas?'];
+
+  test('an ECR image inside the instance role\'s repositories, or any other registry, may be added', () => {
+    for (const reference of [`${ECR_REGISTRY}/team/trainer:v3`, '210987654321.dkr.ecr.cn-north-1.amazonaws.com.cn/base', HUB_IMAGE, 'public.ecr.aws/pytorch/pytorch:2.5.1']) {
+      assert.equal(ecrPullIssue(reference, scope), undefined, reference);
+    }
+    assert.equal(ecrPullIssue(`${ECR_REGISTRY}/anything/at/all`, ['arn:aws:ecr:eu-west-1:123456789012:repository/*']), undefined);
+  });
+
+  test('an ECR image of another repository, account, region or partition is refused with its ARN', () => {
+    for (const [reference, arn] of [
+      [`${ECR_REGISTRY}/teams/trainer:v3`, 'arn:aws:ecr:eu-west-1:123456789012:repository/teams/trainer'],
+      ['123456789012.dkr.ecr.eu-west-2.amazonaws.com/team/trainer', 'arn:aws:ecr:eu-west-2:123456789012:repository/team/trainer'],
+      ['210987654321.dkr.ecr.cn-north-1.amazonaws.com.cn/bases', 'arn:aws-cn:ecr:cn-north-1:210987654321:repository/bases'],
+      ['123456789012.dkr.ecr.us-gov-west-1.amazonaws.com/team/x', 'arn:aws-us-gov:ecr:us-gov-west-1:123456789012:repository/team/x'],
+    ]) {
+      assert.match(ecrPullIssue(reference, scope) ?? '', new RegExp(`^is in Amazon ECR \\(${arn.replace(/[.*?/]/g, '\\$&')}\\), which the job instances may not pull from`), reference);
+    }
+    assert.match(ecrPullIssue(ECR_IMAGE, []) ?? '', /flare:ecrRepositories allows none$/);
   });
 });
 

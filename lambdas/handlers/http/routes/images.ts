@@ -18,7 +18,7 @@ export function imageRoutes(deps: () => Deps): Route[] {
       errors: [422],
       summary: 'Add an image, or a version of one',
       description:
-        'Creates the image or appends a version `{ reference, digest }` (201). The same reference and digest as a version already there changes nothing (200). Versions are never overwritten or removed; jobs run their template\'s pinned version or the latest at submit, by digest.',
+        'Creates the image or appends a version `{ reference, digest }` (201). The same reference and digest as a version already there changes nothing (200). Versions are never overwritten or removed; jobs run their template\'s pinned version or the latest at submit, by digest. On AWS a private Amazon ECR reference outside the repositories the job instances may pull from (flare:ecrRepositories) is refused (422).',
       access: 'admin',
       body: ImageSpec,
       responses: {
