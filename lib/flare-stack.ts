@@ -80,6 +80,8 @@ export class FlareStack extends Stack {
       minVolumeSizeGb: this.settings.minVolumeSizeGb,
       ecrRepositories: this.settings.ecrRepositories,
     });
+    // Private DNS sends the SSM agent to the endpoints (when there are any): let the instances in.
+    this.network.allowEndpointAccessFrom(this.compute.securityGroup);
 
     this.alarms = new FlareAlarms(this, 'Alarms', { email: this.settings.alarmEmail });
     const entry = (key: HandlerKey) => props.handlerEntries?.[key] ?? HANDLER_ENTRIES[key];

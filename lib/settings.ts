@@ -69,7 +69,7 @@ export const DEFAULT_AGENT_TIMEOUT_MINUTES = 10;
 export interface FlareSettings {
   /** Existing VPC and private subnets; undefined: the stack creates a VPC. */
   readonly network?: NetworkSetting;
-  /** Interface endpoints (SSM, EC2 messages, Logs) in the VPC the stack creates. */
+  /** Interface endpoints (SSM, SSM messages, EC2 messages, Logs) in the job subnets, created or given. */
   readonly vpcEndpoints: boolean;
   readonly pools: readonly PoolSetting[];
   readonly gpuAmiParameter: string;
@@ -147,7 +147,6 @@ const CHANNEL_KEYS = new Set(['id', 'type', 'secretName', 'projects', 'states'])
 
 /** Reads and validates every `flare:*` context key. */
 export function readSettings(scope: Construct): FlareSettings {
-  if (network && vpcEndpoints) throw new InvalidSetting('flare:vpcEndpoints', 'only applies to the VPC the stack creates; with flare:vpcId, add endpoints to that VPC yourself');
   const context = scope.node.getAllContext();
   const unknown = Object.keys(context).filter((k) => k.startsWith('flare:') && !(CONTEXT_KEYS as readonly string[]).includes(k));
   if (unknown.length > 0) {

@@ -30,7 +30,7 @@ import { FlareStack } from '../../lib/flare-stack.js';
 import type { FlareFunction } from '../../lib/lambda-defaults.js';
 import { REPO_ROOT } from '../../lib/lambda-defaults.js';
 import { DEFAULT_GPU_AMI_PARAMETER } from '../../lib/settings.js';
-import { ASL_PATH, removeStandIns, standIns } from '../support/cdk-stand-ins.js';
+import { ASL_PATH, logicalId, removeStandIns, standIns, synthApp } from '../support/cdk-synth.js';
 
 /** What api, tasks, compute-events and the reconciler all get. */
 const ENV_CONTRACT = [
@@ -57,21 +57,13 @@ const SCHEMA = JSON.parse(readFileSync(path.join(REPO_ROOT, 'schema', 'tables.js
 type Resources = Record<string, { Type: string; Properties?: any; DependsOn?: string | string[]; DeletionPolicy?: string }>;
 
 function synth(context: Record<string, unknown> = {}, bundle = false): { app: App; stack: FlareStack; template: Template } {
-  const app = new App({
-    builtinCloudFormationValidation: false,
-    context: bundle ? context : { 'aws:cdk:bundling-stacks': [], ...context },
-  });
-  const stack = new FlareStack(app, 'FlareStack', standIns());
-  // As in bin/app.ts: an unacknowledged finding makes synth throw.
-  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  const { app, stacks: [stack] } = synthApp(context, { bundle });
   return { app, stack, template: Template.fromStack(stack) };
 }
 
 function construct(context: Record<string, unknown>): () => FlareStack {
   return () => new FlareStack(new App({ context: { 'aws:cdk:bundling-stacks': [], ...context } }), 'FlareStack', standIns());
 }
-
-const logicalId = (stack: FlareStack, c: IConstruct) => stack.getLogicalId(c.node.defaultChild as never);
 
 /** Every policy statement in the template, with the policy's logical id. */
 function statements(resources: Resources): { policy: string; statement: any }[] {
@@ -482,8 +474,8 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
     });
   });
 
-  it('publishes to an EventBridge bus named flare', () => {
-    template.hasResourceProperties('AWS::Events::EventBus', { Name: 'flare' });
+  it('publishes to an EventBridge bus named after the stack (synth-matrix.test.ts deploys two side by side)', () => {
+    template.hasResourceProperties('AWS::Events::EventBus', { Name: 'FlareStack-events' });
   });
 
   it('creates a VPC whose job subnets are private, with a flow log', () => {
@@ -981,7 +973,7 @@ describe('FlareStack context validation', () => {
     ['an issuer without an audience', { 'flare:authIssuer': 'https://login.example.com' }, /^context flare:authAudience: required/],
     ['a plain-http issuer', { 'flare:authIssuer': 'http://login.example.com', 'flare:authAudience': 'flare' }, /^context flare:authIssuer: must be the issuer's https:\/\/ URL/],
     ['a misspelt key', { 'flare:pool': [] }, /^context flare:pool: unknown key/],
-    ['endpoints for a VPC the stack does not own', { 'flare:vpcId': 'vpc-0123456789abcdef0', 'flare:subnetIds': 'subnet-0123456789abcdef0', 'flare:vpcEndpoints': true }, /^context flare:vpcEndpoints:/],
+    ['endpoints that are not a boolean', { 'flare:vpcEndpoints': 'yes' }, /^context flare:vpcEndpoints: must be true or false/],
     ['a negative default quota', { 'flare:defaultQuotas': { gpus: -1 } }, /^context flare:defaultQuotas\.gpus: must be a non-negative integer/],
     ['a fractional default quota', { 'flare:defaultQuotas': '{"jobs": 2.5}' }, /^context flare:defaultQuotas\.jobs: must be a non-negative integer/],
     ['a default quota for an unknown resource', { 'flare:defaultQuotas': { cpus: 4 } }, /^context flare:defaultQuotas\.cpus: unknown resource/],
