@@ -13,9 +13,9 @@ import type { Artifact } from './support/artifact.js';
 
 const deployed = artifactPerFile();
 
-async function runningJob(a: Artifact): Promise<{ job: JobView; instanceId: string; commandId: string }> {
+async function runningJob(a: Artifact, body: Record<string, unknown> = { template: 'train' }): Promise<{ job: JobView; instanceId: string; commandId: string }> {
   await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
-  const job = await submit(a, { template: 'train' });
+  const job = await submit(a, body);
   const running = await waitForState(a, job.id, ['RUNNING', 'FAILED']);
   assert.equal(running.state, 'RUNNING', running.stateReason);
   const [command] = await waitFor('the container command', () => a.fake.commands().filter((c) => c.comment === `flare:job=${job.id}`));
@@ -81,6 +81,25 @@ describe('artifact: failures', () => {
     );
     assert.equal((await pool(a)).usedGpus, 0);
     assert.deepEqual(publishedStates(a, job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'FAILED']);
+    await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
+  });
+
+  it('an instance EC2 has forgotten: its late event cannot be tied to the job (ignored), the job ends by its live timeout, the unknown id taken as terminated', async () => {
+    const a = deployed();
+    const { job, instanceId } = await runningJob(a, { template: 'train', liveTimeoutMinutes: 0.05 });
+    const from = a.mark().calls;
+    a.fake.vanish(instanceId);
+    const [late] = await a.compute.instanceState(instanceId, 'terminated');
+    assert.deepEqual(late.attempts?.map((o) => o.ok), [true], 'compute-events takes the event and ignores it');
+    assert.deepEqual(callsSince(a, from, 'DescribeInstances', instanceId).map((c) => c.error), ['InvalidInstanceID.NotFound']);
+    assert.equal((await waitForState(a, job.id, ['RUNNING', 'FAILED', 'EXPIRED'])).state, 'RUNNING', 'nothing ties the event to the job');
+
+    const done = await waitForState(a, job.id, ['EXPIRED', 'FAILED', 'SUCCEEDED'], 30_000);
+    assert.equal(done.state, 'EXPIRED');
+    await a.settle();
+    assert.deepEqual(callsSince(a, from, 'TerminateInstances').map((c) => [c.params, c.error]), [[{ InstanceId: [instanceId] }, 'InvalidInstanceID.NotFound']]);
+    assert.equal((await pool(a)).usedGpus, 0);
+    assert.deepEqual(publishedStates(a, job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'EXPIRED']);
     await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
   });
 });

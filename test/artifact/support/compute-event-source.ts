@@ -27,14 +27,16 @@ export class ComputeEventSource {
     for (const instance of this.fake.instances()) {
       if (this.seen.get(instance.instanceId) === instance.state) continue;
       this.seen.set(instance.instanceId, instance.state);
-      const template = fixture('aws-ec2-instance-terminated.json');
-      await this.router.put(
-        'default',
-        busEvent({ Source: template.source, DetailType: template['detail-type'], Detail: { 'instance-id': instance.instanceId, state: instance.state }, Resources: [instanceArn(instance.instanceId)] }),
-      );
+      await this.instanceState(instance.instanceId, instance.state);
       moved += 1;
     }
     return moved;
+  }
+
+  /** EC2's state-change event for one instance (also a late one, for an instance EC2 has forgotten since). */
+  instanceState(instanceId: string, state: string): Promise<Delivery[]> {
+    const template = fixture('aws-ec2-instance-terminated.json');
+    return this.router.put('default', busEvent({ Source: template.source, DetailType: template['detail-type'], Detail: { 'instance-id': instanceId, state }, Resources: [instanceArn(instanceId)] }));
   }
 
   /** The agent reports how the command ended on one instance; SSM announces it on the default bus. */
