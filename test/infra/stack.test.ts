@@ -30,7 +30,7 @@ import { FlareStack } from '../../lib/flare-stack.js';
 import type { FlareFunction } from '../../lib/lambda-defaults.js';
 import { REPO_ROOT } from '../../lib/lambda-defaults.js';
 import { DEFAULT_GPU_AMI_PARAMETER } from '../../lib/settings.js';
-import { ASL_PATH, logicalId, removeStandIns, standIns, synthApp } from '../support/cdk-synth.js';
+import { ASL_PATH, logicalId, removeStandIns, render, standIns, synthApp } from '../support/cdk-synth.js';
 
 /** What api, tasks, compute-events and the reconciler all get. */
 const ENV_CONTRACT = [
@@ -94,16 +94,6 @@ function grantsOf(stack: FlareStack, resources: Resources, fn: FlareFunction): M
 
 /** What every Flare function's role has whatever it does: its own logs and X-Ray. */
 const BASELINE_ACTIONS = ['logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTraceSegments', 'xray:PutTelemetryRecords'];
-
-/** A CloudFormation string value with intrinsics rendered as `<LogicalId>` / `<LogicalId.Attr>` / `<AWS::Pseudo>`. */
-function render(value: unknown): string {
-  if (typeof value === 'string') return value;
-  const v = value as Record<string, any>;
-  if (v.Ref) return `<${v.Ref}>`;
-  if (v['Fn::GetAtt']) return `<${v['Fn::GetAtt'].join('.')}>`;
-  if (v['Fn::Join']) return (v['Fn::Join'][1] as unknown[]).map(render).join(v['Fn::Join'][0]);
-  throw new Error(`cannot render ${JSON.stringify(value)}`);
-}
 
 after(removeStandIns);
 

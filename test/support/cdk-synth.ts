@@ -89,3 +89,13 @@ export function synthApp(context: Record<string, unknown> = {}, options: SynthOp
 
 /** The logical id of an L2 construct's resource in its stack. */
 export const logicalId = (stack: FlareStack, c: IConstruct): string => stack.getLogicalId(c.node.defaultChild as never);
+
+/** A CloudFormation string value with intrinsics rendered as `<LogicalId>` / `<LogicalId.Attr>` / `<AWS::Pseudo>`. */
+export function render(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const v = value as Record<string, any>;
+  if (v.Ref) return `<${v.Ref}>`;
+  if (v['Fn::GetAtt']) return `<${v['Fn::GetAtt'].join('.')}>`;
+  if (v['Fn::Join']) return (v['Fn::Join'][1] as unknown[]).map(render).join(v['Fn::Join'][0]);
+  throw new Error(`cannot render ${JSON.stringify(value)}`);
+}
