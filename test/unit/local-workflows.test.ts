@@ -74,3 +74,38 @@ test('sendTaskSuccess ends the wait with its output', async () => {
     [['SUCCEEDED', ['Run']]],
   );
 });
+
+test('a filled-in definition runs each Task on the runner of the function it names, callback waits included', async () => {
+  const [first, second] = ['arn:aws:lambda:us-east-1:123456789012:function:first', 'arn:aws:lambda:us-east-1:123456789012:function:second'];
+  const calls: string[] = [];
+  let handed: (token: string) => void;
+  const waiting = new Promise<string>((resolve) => (handed = resolve));
+  const workflows = new LocalWorkflows(
+    async () => assert.fail('a definition with runners never uses the default runner'),
+    quiet,
+    {
+      definition: {
+        StartAt: 'Plain',
+        States: {
+          Plain: { Type: 'Task', Resource: first, Next: 'Wait' },
+          Wait: { Type: 'Task', Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken', Parameters: { FunctionName: second, Payload: { 'taskToken.$': '$$.Task.Token' } }, End: true },
+        },
+      },
+      runners: {
+        [first]: async () => void calls.push('first'),
+        [second]: async (event) => {
+          calls.push('second');
+          handed((event as { taskToken: string }).taskToken);
+        },
+      },
+    },
+  );
+  await workflows.start('j-abcdefghjkmnpqrs', workflowInput({ id: 'j-abcdefghjkmnpqrs', pool: 'local', state: JobState.PENDING }));
+  await workflows.sendTaskSuccess(await waiting, {});
+  await workflows.idle();
+  assert.deepEqual(calls, ['first', 'second']);
+  assert.deepEqual(workflows.list().map((e) => e.status), ['SUCCEEDED']);
+
+  const unbound = { StartAt: 'Plain', States: { Plain: { Type: 'Task', Resource: 'arn:aws:lambda:us-east-1:123456789012:function:other', End: true } } };
+  assert.throws(() => new LocalWorkflows(async () => undefined, quiet, { definition: unbound, runners: {} }), /Task state Plain names arn:aws:lambda:us-east-1:123456789012:function:other, which has no runner/);
+});
