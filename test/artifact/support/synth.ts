@@ -69,7 +69,9 @@ function synthesizeLocked(outdir: string): void {
       throw error;
     }
     writeFileSync(join(staging, 'synthesized-at'), new Date().toISOString());
-    renameSync(staging, outdir);
+    // A run that took our lock for stale may have finished first: its out dir is as good as ours.
+    if (existsSync(outdir)) rmSync(staging, { recursive: true, force: true });
+    else renameSync(staging, outdir);
     prune(outdir);
   } finally {
     rmSync(lock, { recursive: true, force: true });
