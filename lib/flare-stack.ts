@@ -125,7 +125,7 @@ export class FlareStack extends Stack {
       this.tables.grantData(fn.role);
       this.events.grantPublish(fn.role);
       this.workflow.grantStartExecution(fn.role);
-      this.workflow.grantTaskResponse(fn.role);
+      this.workflow.grantTaskSuccess(fn.role);
     }
     this.compute.grantManageInstances(this.tasks.role);
     this.compute.grantReadJobLogs(this.api.role);

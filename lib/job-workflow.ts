@@ -95,16 +95,11 @@ export class JobWorkflow extends Construct {
     return iam.Grant.addToPrincipal({ grantee, actions: ['states:StartExecution'], resourceArns: [this.stateMachineArn] });
   }
 
-  /** `states:SendTaskSuccess` / `SendTaskFailure` for this machine's task tokens (cancel, completion). */
-  public grantTaskResponse(grantee: iam.IGrantable): iam.Grant {
-    return iam.Grant.addToPrincipal({
-      grantee,
-      actions: ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'],
-      resourceArns: [this.stateMachineArn],
-    });
-  }
-
-  /** `states:SendTaskSuccess` only: ending a job's wait with the outcome the event reported. */
+  /**
+   * `states:SendTaskSuccess` only, for this machine's task tokens: every wake-up
+   * (an outcome, a cancel, a changed live timeout) is a success carrying what
+   * happened; nothing sends a failure or a heartbeat.
+   */
   public grantTaskSuccess(grantee: iam.IGrantable): iam.Grant {
     return iam.Grant.addToPrincipal({ grantee, actions: ['states:SendTaskSuccess'], resourceArns: [this.stateMachineArn] });
   }

@@ -226,11 +226,13 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       for (const fn of [stack.api, stack.tasks]) {
         const mine = statements(resources).filter(({ policy }) => JSON.stringify(resources[policy].Properties.Roles).includes(logicalId(stack, fn.role)));
         const grants = (action: string) => mine.filter(({ statement }) => actionsOf(statement).includes(action)).map(({ statement }) => JSON.stringify(statement.Resource));
-        for (const action of ['states:StartExecution', 'states:SendTaskSuccess', 'states:SendTaskFailure']) {
+        for (const action of ['states:StartExecution', 'states:SendTaskSuccess']) {
           const resourcesFor = grants(action);
           assert.equal(resourcesFor.length, 1, `${fn.node.id}: ${action}`);
           assert.match(resourcesFor[0], /:stateMachine:FlareStack-job-lifecycle/);
         }
+        // Least privilege: no code path fails a task or sends a heartbeat.
+        for (const action of ['states:SendTaskFailure', 'states:SendTaskHeartbeat']) assert.deepEqual(grants(action), [], `${fn.node.id}: ${action}`);
         assert.deepEqual(grants('events:PutEvents'), [JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.events.bus), 'Arn'] })]);
       }
     });
