@@ -5,7 +5,8 @@
  * event reaches the bundled compute-events function through the template's
  * rule, and the job ends SUCCEEDED with its GPU given back once. The stream
  * publisher's events reach the chat webhook through the template's rule, queue
- * and notifier, filtered by the channel's states.
+ * and notifier, filtered by the channel's states. The scheduled reconciler,
+ * its bundle and its role, runs on what is left and repairs nothing.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -98,6 +99,20 @@ describe('artifact: a job that runs and exits 0', () => {
     assert.doesNotMatch(JSON.stringify(posts[0].body), /<!channel>/, 'user text is escaped: no @channel ping');
     // The queue took every message: none left, none dead-lettered.
     for (const queue of a.queues.values()) assert.deepEqual([queue.messages.length, queue.deadLettered.length], [0, 0]);
+    await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
+  });
+
+  it('the scheduled reconciler, run twice after every job ended, finds nothing to repair', async () => {
+    const a = deployed();
+    const from = a.mark().calls;
+    const runs = [...(await a.router.tick()), ...(await a.router.tick())];
+    assert.ok(runs.length >= 2, 'the schedule rule targets the reconciler');
+    for (const run of runs) assert.deepEqual(run.attempts?.map((o) => (o.ok ? 'ok' : `${o.error.errorType}: ${o.error.errorMessage}`)), ['ok']);
+    await a.settle();
+    assert.deepEqual(callsSince(a, from, 'TerminateInstances'), []);
+    assert.deepEqual(callsSince(a, from, 'StartExecution'), []);
+    assert.deepEqual(a.fake.events({ detailType: 'Flare Operator Event' }), [], 'no repair reported');
+    assert.ok(callsSince(a, from, 'ListExecutions').length > 0, 'it looked for running executions');
     await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
   });
 });

@@ -153,7 +153,10 @@ export class StreamSource {
 interface Rule {
   id: string;
   bus: string;
-  pattern: Record<string, unknown>;
+  /** Absent for a schedule rule. */
+  pattern?: Record<string, unknown>;
+  schedule?: string;
+  arn: string;
   targets: Array<{ id: string; arnOf: string; transformer?: { InputPathsMap?: Record<string, string>; InputTemplate: string }; input?: string }>;
 }
 
@@ -168,13 +171,15 @@ export class EventRouter {
     private readonly queues: Map<string, SqsSource>,
   ) {
     this.rules = Object.entries(template.Resources)
-      .filter(([, r]) => r.Type === 'AWS::Events::Rule' && r.Properties?.EventPattern && r.Properties.State !== 'DISABLED')
+      .filter(([, r]) => r.Type === 'AWS::Events::Rule' && r.Properties?.State !== 'DISABLED')
       .map(([id, r]) => {
         const p = r.Properties!;
         return {
           id,
           bus: p.EventBusName ? busName(String(resolveValue(template, p.EventBusName))) : 'default',
-          pattern: resolveValue(template, p.EventPattern) as Record<string, unknown>,
+          pattern: p.EventPattern ? (resolveValue(template, p.EventPattern) as Record<string, unknown>) : undefined,
+          schedule: p.ScheduleExpression ? String(p.ScheduleExpression) : undefined,
+          arn: arnOf(template, id),
           targets: (p.Targets as any[]).map((t) => ({ id: String(t.Id), arnOf: String(t.Arn['Fn::GetAtt']?.[0] ?? ''), transformer: t.InputTransformer, input: t.Input })),
         };
       });
@@ -182,8 +187,22 @@ export class EventRouter {
 
   /** Delivers an event put on `bus` (a name or an ARN) to every rule it matches. */
   async put(bus: string, event: BusEvent): Promise<Delivery[]> {
+    const rules = this.rules.filter((r) => r.pattern && r.bus === busName(bus) && matchesPattern(r.pattern, event));
+    return this.deliver(rules, event);
+  }
+
+  /** The schedule rules' time has come: EventBridge's Scheduled Event to each of their targets. */
+  async tick(): Promise<Delivery[]> {
     const deliveries: Delivery[] = [];
-    for (const rule of this.rules.filter((r) => r.bus === busName(bus) && matchesPattern(r.pattern, event))) {
+    for (const rule of this.rules.filter((r) => r.schedule)) {
+      deliveries.push(...(await this.deliver([rule], busEvent({ Source: 'aws.events', DetailType: 'Scheduled Event', Detail: {}, Resources: [rule.arn] }))));
+    }
+    return deliveries;
+  }
+
+  private async deliver(rules: Rule[], event: BusEvent): Promise<Delivery[]> {
+    const deliveries: Delivery[] = [];
+    for (const rule of rules) {
       for (const target of rule.targets) {
         const body = target.transformer ? transformInput(target.transformer, event) : (target.input ?? JSON.stringify(event));
         const delivery: Delivery = { rule: rule.id, target: target.arnOf, event };
