@@ -222,6 +222,8 @@ export class FlareCompute extends Construct {
     const launchTemplateArn = ec2Arn('launch-template', this.launchTemplate.launchTemplateId as string);
     const instances = ec2Arn('instance', '*');
     const tagged = this.ownTags('aws:ResourceTag');
+    // A request may override the template's type and image: allow only the pools' types and the deployed AMI.
+    const instanceTypes = [...new Set(this.pools.flatMap((p) => [p.instanceType, ...p.fallbackInstanceTypes]))];
 
     const statements = [
       new iam.PolicyStatement({
@@ -229,7 +231,7 @@ export class FlareCompute extends Construct {
         actions: ['ec2:RunInstances'],
         resources: [instances],
         conditions: {
-          StringEquals: this.ownTags('aws:RequestTag'),
+          StringEquals: { ...this.ownTags('aws:RequestTag'), 'ec2:InstanceType': instanceTypes },
           ArnEquals: { 'ec2:LaunchTemplate': launchTemplateArn },
         },
       }),
@@ -242,7 +244,7 @@ export class FlareCompute extends Construct {
           ec2Arn('security-group', this.securityGroup.securityGroupId),
           ec2Arn('network-interface', '*'),
           ec2Arn('volume', '*'),
-          stack.formatArn({ service: 'ec2', account: '', resource: 'image', resourceName: '*' }),
+          stack.formatArn({ service: 'ec2', account: '', resource: 'image', resourceName: this.imageId }),
         ],
         conditions: { ArnEquals: { 'ec2:LaunchTemplate': launchTemplateArn } },
       }),
@@ -299,10 +301,6 @@ export class FlareCompute extends Construct {
     acknowledge(
       'Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:volume/*',
       'RunInstances creates the root volume; the statement requires the Flare launch template (ec2:LaunchTemplate) or ec2:CreateAction=RunInstances.',
-    );
-    acknowledge(
-      'Resource::arn:<AWS::Partition>:ec2:<AWS::Region>::image/*',
-      'The GPU AMI id is resolved from an SSM parameter at deploy time and changes as AWS publishes new AMIs; launches must still use the Flare launch template (ec2:LaunchTemplate).',
     );
     return policy;
   }

@@ -132,6 +132,15 @@ describe('assertCallsAllowed', () => {
     await assertDenied([runInstances(ids.tasks, FLARE_TAGS, refOf(template, ids.publicSubnet))], new RegExp(`ec2:RunInstances on ${EC2}:subnet/${refOf(template, ids.publicSubnet)}`));
   });
 
+  it("lets the tasks role launch only the pools' instance types and the deployed AMI, even though a request may override the template's", async () => {
+    const launch = (override: Record<string, unknown>) => {
+      const request = runInstances(ids.tasks, FLARE_TAGS);
+      return { ...request, params: { ...request.params, ...override } };
+    };
+    await assertDenied([launch({ InstanceType: 'p5.48xlarge' })], new RegExp(`${ids.tasks} may not ec2:RunInstances on ${EC2}:instance/\\*`));
+    await assertDenied([launch({ ImageId: 'ami-00000000000000bad' })], /ec2:RunInstances on arn:aws:ec2:us-east-1::image\/ami-00000000000000bad/);
+  });
+
   it('lets the tasks role terminate an instance this deployment tagged, not an untagged one or another deployment’s', async () => {
     await assertCallsAllowed(template, [call(ids.tasks, 'ec2', 'TerminateInstances', { InstanceId: ['i-0aaaaaaaaaaaaaaa1'] })], tagsOf);
     await assertDenied(
