@@ -34,3 +34,17 @@ export function jobSequence(from: Date): (overrides?: Partial<Job>) => Job {
     return jobRecord({ id: `job-${n}`, name: `job ${n}`, createdAt: new Date(from.getTime() + seq * 1000).toISOString(), ...overrides });
   };
 }
+
+/** A job admitted to pool a10g, as the compute adapters see it at launch; `overrides` win. */
+export function launchingJob(overrides: Partial<Job> = {}): Job {
+  return jobRecord({
+    id: 'job-7',
+    name: 'train',
+    pool: 'a10g',
+    image: `nvidia/cuda:12.4.1@sha256:${'a'.repeat(64)}`,
+    command: ['nvidia-smi'],
+    state: JobState.LAUNCHING,
+    createdAt: '2030-01-01T00:00:00.000Z',
+    ...overrides,
+  });
+}

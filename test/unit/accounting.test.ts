@@ -11,29 +11,12 @@ import type { Job } from '../../lambdas/core/job.js';
 import { containerSpec } from '../../lambdas/core/lifecycle.js';
 import { parse, TemplateSpec } from '../../lambdas/core/schemas.js';
 import { ValidationError } from '../../lambdas/core/errors.js';
+import { launchingJob } from '../support/jobs.js';
 
 const A100 = { name: 'a100', instanceType: 'p4d.24xlarge', gpusPerInstance: 8 };
 const LOCAL = { name: 'local', instanceType: 'local', gpusPerInstance: 2 };
 
-function job(overrides: Partial<Job> = {}): Job {
-  return {
-    id: 'job-7',
-    name: 'train',
-    project: 'vision',
-    owner: 'alice',
-    template: 'train',
-    pool: 'a100',
-    image: `nvidia/cuda:12.4.1@sha256:${'a'.repeat(64)}`,
-    command: ['nvidia-smi'],
-    env: {},
-    gpus: 8,
-    nodeCount: 2,
-    liveTimeoutMinutes: 60,
-    state: 'LAUNCHING',
-    createdAt: '2030-01-01T00:00:00.000Z',
-    ...overrides,
-  };
-}
+const job = (overrides: Partial<Job> = {}): Job => launchingJob({ pool: 'a100', gpus: 8, nodeCount: 2, ...overrides });
 
 describe('gpusIssue', () => {
   test('a pool on instances takes exactly gpusPerInstance GPUs per node, whatever the nodeCount', () => {

@@ -6,8 +6,8 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { Ec2SsmCompute, PartialLaunchView, clientToken, vcpuQuotaName, type Ec2SsmComputeProps } from '../../lambdas/adapters/ec2-ssm-compute.js';
 import { deadlineScript, instanceScript, type DockerRunOptions } from '../../lambdas/core/container-command.js';
 import { LaunchFailed, NoCapacity, ValidationError } from '../../lambdas/core/errors.js';
-import type { Job } from '../../lambdas/core/job.js';
 import type { ContainerSpec } from '../../lambdas/ports/compute.js';
+import { launchingJob } from '../support/jobs.js';
 
 const ec2 = new EC2Client({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
 const ssm = new SSMClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
@@ -23,25 +23,7 @@ const PROPS: Ec2SsmComputeProps = {
   now: () => new Date('2030-01-01T00:00:00.000Z'),
 };
 
-function job(overrides: Partial<Job> = {}): Job {
-  return {
-    id: 'job-7',
-    name: 'train',
-    project: 'vision',
-    owner: 'alice',
-    template: 'train',
-    pool: 'a10g',
-    image: `nvidia/cuda:12.4.1@sha256:${'a'.repeat(64)}`,
-    command: ['nvidia-smi'],
-    env: {},
-    gpus: 1,
-    nodeCount: 1,
-    liveTimeoutMinutes: 60,
-    state: 'LAUNCHING',
-    createdAt: '2030-01-01T00:00:00.000Z',
-    ...overrides,
-  };
-}
+const job = launchingJob;
 
 function spec(overrides: Partial<ContainerSpec> = {}): ContainerSpec {
   return { jobId: 'job-7', image: `nvidia/cuda:12.4.1@sha256:${'a'.repeat(64)}`, command: ['python', 'train.py', '$(id)'], env: { EPOCHS: '3' }, gpus: 1, expiresAt: '2030-01-01T01:00:00.000Z', ...overrides };

@@ -14,6 +14,7 @@ import { Ec2SsmCompute, type Ec2SsmComputeProps } from '../../lambdas/adapters/e
 import { LaunchFailed } from '../../lambdas/core/errors.js';
 import type { Job } from '../../lambdas/core/job.js';
 import { containerSpec } from '../../lambdas/core/lifecycle.js';
+import { launchingJob } from '../support/jobs.js';
 
 const ec2 = new EC2Client({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
 const ssm = new SSMClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
@@ -31,25 +32,7 @@ const PROPS: Ec2SsmComputeProps = {
   now: () => new Date('2030-01-01T00:00:00.000Z'),
 };
 
-function job(overrides: Partial<Job> = {}): Job {
-  return {
-    id: 'job-7',
-    name: 'train',
-    project: 'vision',
-    owner: 'alice',
-    template: 'train',
-    pool: 'a100',
-    image: `nvidia/cuda:12.4.1@sha256:${'a'.repeat(64)}`,
-    command: ['python', 'train.py'],
-    env: {},
-    gpus: 8,
-    nodeCount: 1,
-    liveTimeoutMinutes: 60,
-    state: 'LAUNCHING',
-    createdAt: '2030-01-01T00:00:00.000Z',
-    ...overrides,
-  };
-}
+const job = (overrides: Partial<Job> = {}): Job => launchingJob({ pool: 'a100', command: ['python', 'train.py'], gpus: 8, ...overrides });
 
 /** The Deep Learning Base AMI as DescribeImages shows it: a 75 GB root snapshot on /dev/sda1. */
 const DLAMI = {
