@@ -16,6 +16,7 @@ import { startAwsFake, type AwsFake, type AwsFakeOptions } from './aws-fake.js';
 import { resolveValue, type CfnTemplate } from './cfn-resolve.js';
 import { busEvent, EventRouter, StreamSource, mappingOf, sqsSources, type SqsSource } from './event-sources.js';
 import { HttpApiGateway } from './http-api.js';
+import { reportUnusedGrants } from './least-privilege.js';
 import { functionSpecs, LambdaFunction } from './lambdas.js';
 import { ComputeEventSource } from './compute-event-source.js';
 import { synthesizedApp } from './synth.js';
@@ -46,6 +47,7 @@ export class Artifact {
 
   constructor(
     readonly template: CfnTemplate,
+    readonly outdir: string,
     readonly fake: AwsFake,
     readonly dynamo: { local: DynamoDbLocal; client: DynamoDBClient },
     readonly all: LambdaFunction[],
@@ -139,7 +141,7 @@ export async function deployArtifact(options: AwsFakeOptions = {}): Promise<Arti
   const mapping = mappingOf(template, jobsTable.logicalId, 'StreamArn')!;
   const stream = new StreamSource(new StreamReader(local.endpoint, jobsTable.localStreamArn!), fns.streamPublisher, mapping, jobsTable.streamArn!);
   const compute = new ComputeEventSource(fake, router);
-  const artifact = new Artifact(template, fake, { local, client }, all, fns, new HttpApiGateway(template, fns.api), workflow, router, queues, stream, compute, webhook);
+  const artifact = new Artifact(template, outdir, fake, { local, client }, all, fns, new HttpApiGateway(template, fns.api), workflow, router, queues, stream, compute, webhook);
   try {
     await seedPools(template, fns.seedPools);
   } catch (error) {
@@ -157,6 +159,7 @@ export function artifactPerFile(options: AwsFakeOptions = {}): () => Artifact {
     artifact = await deployArtifact(options);
   });
   after(async () => {
+    if (artifact) console.log(await reportUnusedGrants(artifact));
     await artifact?.close();
   });
   return () => {
