@@ -133,7 +133,7 @@ export class LambdaFunction {
         resolve({ ok: false, error: { errorType: 'Sandbox.Timedout', errorMessage: `Task timed out after ${this.spec.timeoutSeconds.toFixed(2)} seconds`, trace: [] } });
       }, this.spec.timeoutSeconds * 1000);
       this.pending.set(worker, { resolve, timer });
-      worker.postMessage({ id: ++this.next, event, context: { traceId: `Root=1-${Date.now().toString(16)}-${randomUUID().replaceAll('-', '').slice(0, 24)}`, fields: this.contextFields(requestId) } });
+      worker.postMessage({ id: ++this.next, event, context: { traceId: `Root=1-${Math.floor(Date.now() / 1000).toString(16)}-${randomUUID().replaceAll('-', '').slice(0, 24)}`, fields: this.contextFields(requestId) } });
     });
     if (this.all.has(worker) && !this.pending.has(worker)) this.idle.push(worker);
     this.invocations.push({ event, outcome });

@@ -47,11 +47,16 @@ export async function waitForState(a: Artifact, id: string, states: string[], ti
   const deadline = Date.now() + timeoutMs;
   let job = await getJob(a, id);
   while (!states.includes(job.state)) {
-    if (Date.now() > deadline) throw new Error(`job ${id} is ${job.state} (${job.stateReason ?? ''}), not ${states.join('|')} after ${timeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`job ${id} is ${job.state} (${job.stateReason ?? ''}), not ${states.join('|')} after ${timeoutMs} ms; errors the functions logged:\n${errorLogs(a).join('\n')}`);
     await new Promise((r) => setTimeout(r, 100));
     job = await getJob(a, id);
   }
   return job;
+}
+
+/** The last error lines every function logged: what a failed wait shows. */
+export function errorLogs(a: Artifact, last = 10): string[] {
+  return a.all.flatMap((fn) => fn.logs.filter((line) => /"level":"(error|warn)"|Error/.test(line)).map((line) => `[${fn.spec.logicalId}] ${line}`)).slice(-last);
 }
 
 export async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
