@@ -1,4 +1,4 @@
-/** What the artifact tests deploy: the CDK context (lib/README.md); the stack is cfn-resolve's ARTIFACT_STACK_NAME. */
+/** The CDK context the artifact tests synthesize bin/app.ts with (lib/README.md), on top of cdk.json's. */
 
 /** The chat channel's webhook secret; the AWS fake holds its value. */
 export const WEBHOOK_SECRET_NAME = 'flare/ops-webhook';

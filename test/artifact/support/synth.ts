@@ -1,8 +1,11 @@
 /**
- * The synthesized app, once per change of what goes into it: the out dir is
- * cached under node_modules/.cache/flare-artifact/<hash of lib/, lambdas/,
- * statemachines/, schema/, package-lock.json and the synth script>, and a lock
- * directory keeps parallel test files from synthesizing the same hash twice.
+ * The synthesized app, as `cdk synth` makes it: bin/app.ts run with the CLI's
+ * CDK_OUTDIR and CDK_CONTEXT_JSON (cdk.json's context plus the artifact tests'),
+ * cdk-nag and esbuild bundling included. Once per change of what goes into it:
+ * the out dir is cached under node_modules/.cache/flare-artifact/<hash of bin/,
+ * lib/, lambdas/, statemachines/, schema/, package-lock.json, cdk.json and the
+ * context>, and a lock directory keeps parallel test files from synthesizing
+ * the same hash twice.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -10,10 +13,11 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ARTIFACT_STACK_NAME, type CfnTemplate } from './cfn-resolve.js';
+import { ARTIFACT_CONTEXT } from './synth-context.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const CACHE = join(REPO, 'node_modules', '.cache', 'flare-artifact');
-const INPUTS = ['lib', 'lambdas', 'statemachines', 'schema', 'package-lock.json', 'test/artifact/support/synth-app.ts', 'test/artifact/support/synth-context.ts'];
+const INPUTS = ['bin/app.ts', 'lib', 'lambdas', 'statemachines', 'schema', 'package-lock.json', 'cdk.json', 'test/artifact/support/synth-context.ts'];
 /** A lock older than this is taken to be left by a killed run. */
 const STALE_LOCK_MS = 5 * 60_000;
 const KEEP = 3;
@@ -63,7 +67,12 @@ function synthesizeLocked(outdir: string): void {
     const staging = `${outdir}.tmp-${process.pid}`;
     rmSync(staging, { recursive: true, force: true });
     try {
-      execFileSync(process.execPath, ['--import', 'tsx', join(REPO, 'test/artifact/support/synth-app.ts'), staging], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
+      const context = { ...(JSON.parse(readFileSync(join(REPO, 'cdk.json'), 'utf8')) as { context?: object }).context, ...ARTIFACT_CONTEXT };
+      execFileSync(process.execPath, ['--import', 'tsx', join(REPO, 'bin/app.ts')], {
+        cwd: REPO,
+        env: { ...process.env, CDK_OUTDIR: staging, CDK_CONTEXT_JSON: JSON.stringify(context) },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
     } catch (error) {
       rmSync(staging, { recursive: true, force: true });
       throw error;
