@@ -138,7 +138,7 @@ export class FlareStack extends Stack {
     this.workflow.grantTaskSuccess(this.computeEvents.handler.role);
     this.compute.grantObserveInstances(this.computeEvents.handler.role, { commandResults: true }, 'ComputeEventsObservePolicy');
 
-    // Nothing leaks: orphans, stuck jobs, usage counters, the queue.
+    // Nothing leaks: orphans, lost instances, stuck jobs, usage counters, the queue.
     this.reconciler = new Reconciler(this, 'Reconciler', {
       entry: entry('reconciler'),
       environment,
@@ -150,6 +150,8 @@ export class FlareStack extends Stack {
     this.events.grantPublish(reconcilerRole);
     this.workflow.grantStartExecution(reconcilerRole);
     this.workflow.grantListExecutions(reconcilerRole);
+    // A job whose instances are lost is reported as compute-events does: its Run wait ends by its task token.
+    this.workflow.grantTaskSuccess(reconcilerRole);
     this.compute.grantObserveInstances(reconcilerRole, {}, 'ReconcilerObservePolicy');
     this.compute.grantTerminateManagedInstances(reconcilerRole, 'ReconcilerTerminatePolicy');
 

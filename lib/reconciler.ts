@@ -1,8 +1,9 @@
 /**
  * The reconciler: a function run on a fixed schedule that repairs what lost
- * events and crashes leave behind (orphan instances, stuck jobs, drifted
- * usage counters, a queue nobody drained). It runs again in one period, so a
- * failed run is not retried; two failed runs in a row raise an alarm.
+ * events and crashes leave behind (orphan instances, jobs whose instances are
+ * lost, stuck jobs, drifted usage counters, a queue nobody drained). It runs
+ * again in one period, so a failed run is not retried; two failed runs in a
+ * row raise an alarm.
  */
 import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -38,7 +39,7 @@ export class Reconciler extends Construct {
 
     this.handler = new FlareFunction(this, 'Handler', {
       entry: props.entry,
-      description: 'Flare reconciler: orphan instances, stuck jobs, usage counters, queue drain',
+      description: 'Flare reconciler: orphan and lost instances, stuck jobs, usage counters, queue drain',
       environment: props.environment,
       // Never longer than one period, so runs do not overlap.
       timeout: Duration.seconds(Math.min(period * 60, 300)),

@@ -3,7 +3,9 @@
  * paths left behind and puts it right.
  *
  * 1. Orphan instances — managed instances whose job is terminal, unknown, or
- *    that carry no job tag — are terminated.
+ *    that carry no job tag — are terminated; and lost instances — a running
+ *    job's instances that the same listing no longer has live — are reported
+ *    lost, so the job ends now rather than at its live timeout (reconcile-lost.ts).
  * 2. Stuck jobs — not terminal, not WAITING, with no workflow execution — get a
  *    fresh execution; every step is idempotent, so it picks up where the last stopped.
  * 3. Usage counters (project `gpus` and `jobs`, pool GPUs) that differ from what
@@ -21,6 +23,7 @@ import { publishOperatorEvent } from './events.js';
 import { HOLDING_STATES, isTerminal, JobState, type Job } from './job.js';
 import { workflowInput } from './workflow.js';
 import { drainPool } from './queue.js';
+import { LostEvent, reconcileLostInstances } from './reconcile-lost.js';
 import type { ManagedInstance } from '../ports/compute.js';
 import type { CounterRef, CounterRow, Mark, MarkKind, ReconcileStore } from '../ports/reconcile-store.js';
 
@@ -34,6 +37,7 @@ export const ReconcileEvent = {
   JobRedriven: 'job-redriven',
   UsageDrift: 'usage-drift',
   UsageRepaired: 'usage-repaired',
+  ...LostEvent,
 } as const;
 export type ReconcileEvent = (typeof ReconcileEvent)[keyof typeof ReconcileEvent];
 
@@ -61,6 +65,8 @@ export interface ReconcileReport {
   startedAt: string;
   /** Instance ids. */
   orphans: { marked: string[]; terminated: string[] };
+  /** Job ids: instances missing (marked), reported lost (reported). */
+  lost: { marked: string[]; reported: string[] };
   /** Job ids. */
   stuck: { marked: string[]; redriven: string[] };
   usage: { marked: string[]; repaired: UsageRepair[] };
@@ -90,12 +96,13 @@ export function counterSubject(ref: CounterRef): string {
   return ref.kind === 'pool' ? `pool/${ref.pool}` : `quota/${ref.project}/${ref.resource}`;
 }
 
-/** Run once: orphans, stuck jobs, usage counters, drains. Throws ReconcileFailed (after running every part) if a part failed. */
+/** Run once: orphans and lost instances, stuck jobs, usage counters, drains. Throws ReconcileFailed (after running every part) if a part failed. */
 export async function reconcile(deps: Deps, store: ReconcileStore, options: ReconcileOptions = {}): Promise<ReconcileReport> {
   const now = deps.now();
   const report: ReconcileReport = {
     startedAt: now.toISOString(),
     orphans: { marked: [], terminated: [] },
+    lost: { marked: [], reported: [] },
     stuck: { marked: [], redriven: [] },
     usage: { marked: [], repaired: [] },
     drained: [],
@@ -119,6 +126,8 @@ export async function reconcile(deps: Deps, store: ReconcileStore, options: Reco
         deps.log.error('reconcile step failed', { step: what, error: String(error) });
       }
     },
+    decide: (mark, observed) => decide(run, mark, observed),
+    putMark: (kind, subject, observed) => putMark(run, kind, subject, observed),
   };
 
   // Counters first, jobs after: an admission the counters include has then had
@@ -133,7 +142,16 @@ export async function reconcile(deps: Deps, store: ReconcileStore, options: Reco
   });
   if (active) {
     const jobs = active;
-    await run.attempt('orphan instances', () => reconcileOrphans(run, jobs));
+    // One listing for both parts; when it fails the orphan part reports it, and the lost part has nothing to go on.
+    let instances: ManagedInstance[] | undefined;
+    await run.attempt('orphan instances', async () => {
+      instances = await deps.compute.listManaged();
+      await reconcileOrphans(run, jobs, instances);
+    });
+    if (instances) {
+      const listed = instances;
+      await run.attempt('lost instances', () => reconcileLostInstances(run, jobs, listed));
+    }
     await run.attempt('stuck jobs', () => reconcileStuckJobs(run, jobs));
     if (counters) {
       const rows = counters;
@@ -142,10 +160,10 @@ export async function reconcile(deps: Deps, store: ReconcileStore, options: Reco
   }
   await run.attempt('drain', () => drainAll(run));
 
-  const { orphans, stuck, usage } = report;
-  const acted = [orphans.marked, orphans.terminated, stuck.marked, stuck.redriven, usage.marked, usage.repaired].some((list) => list.length > 0);
+  const { orphans, lost, stuck, usage } = report;
+  const acted = [orphans.marked, orphans.terminated, lost.marked, lost.reported, stuck.marked, stuck.redriven, usage.marked, usage.repaired].some((list) => list.length > 0);
   const admitted = report.drained.reduce((n, d) => n + d.admitted.length, 0);
-  if (acted || admitted || errors.length) deps.log.info('reconciled', { orphans, stuck, usage, admitted, errors: report.errors });
+  if (acted || admitted || errors.length) deps.log.info('reconciled', { orphans, lost, stuck, usage, admitted, errors: report.errors });
   if (errors.length) throw new ReconcileFailed(report, errors);
   return report;
 }
@@ -158,6 +176,8 @@ interface Run {
   minAgeMs: number;
   report: ReconcileReport;
   attempt(what: string, work: () => Promise<void>): Promise<void>;
+  decide(mark: Mark | undefined, observed: string): Decision;
+  putMark(kind: MarkKind, subject: string, observed: string): Promise<void>;
 }
 
 type Decision = 'act' | 'wait' | 'mark';
@@ -188,9 +208,8 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, work: (item: T
 
 // --- 1. orphan instances ---
 
-async function reconcileOrphans(run: Run, active: readonly Job[]): Promise<void> {
+async function reconcileOrphans(run: Run, active: readonly Job[], instances: readonly ManagedInstance[]): Promise<void> {
   const { deps, store, report } = run;
-  const instances = await deps.compute.listManaged();
   if (!instances.length) return;
   const live = new Map(active.filter((j) => !isTerminal(j.state)).map((j) => [j.id, j]));
   const looked = new Map<string, Promise<Job | undefined>>();

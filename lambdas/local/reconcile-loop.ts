@@ -56,6 +56,8 @@ function summary(report: ReconcileReport) {
   return {
     orphansMarked: report.orphans.marked.length,
     orphansTerminated: report.orphans.terminated.length,
+    lostMarked: report.lost.marked.length,
+    lostReported: report.lost.reported.length,
     stuckMarked: report.stuck.marked.length,
     redriven: report.stuck.redriven.length,
     usageMarked: report.usage.marked.length,

@@ -1,7 +1,7 @@
 import type { QuotaResource } from '../core/schemas.js';
 
-/** What a mark is about: an orphan instance, a stuck job, a drifted usage counter. */
-export type MarkKind = 'orphan' | 'stuck' | 'usage';
+/** What a mark is about: an orphan instance, a job whose instances are missing, a stuck job, a drifted usage counter. */
+export type MarkKind = 'orphan' | 'lost' | 'stuck' | 'usage';
 
 /**
  * One run's observation of a problem. The reconciler acts only when a later run

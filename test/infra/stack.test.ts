@@ -555,7 +555,7 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       assert.equal(resources[logicalId(stack, stack.reconciler.handler.function)].Properties.Timeout, 300);
     });
 
-    it('may terminate only managed-by=flare instances, list and start executions of this machine, publish on the bus', () => {
+    it('may terminate only managed-by=flare instances, list and start executions of this machine and end their waits, publish on the bus', () => {
       template.hasResourceProperties('AWS::IAM::Policy', {
         Roles: [{ Ref: logicalId(stack, stack.reconciler.handler.role) }],
         PolicyDocument: {
@@ -569,13 +569,14 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
         },
       });
       const grants = grantsOf(stack, resources, stack.reconciler.handler);
-      for (const action of ['states:ListExecutions', 'states:StartExecution']) {
+      // SendTaskSuccess: a job whose instances are lost is reported as compute-events does, ending its Run wait.
+      for (const action of ['states:ListExecutions', 'states:StartExecution', 'states:SendTaskSuccess']) {
         assert.equal(grants.get(action)?.length, 1, action);
         assert.match(grants.get(action)![0], /:stateMachine:FlareStack-job-lifecycle/);
       }
       assert.deepEqual(grants.get('events:PutEvents'), [JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.events.bus), 'Arn'] })]);
       assert.deepEqual(grants.get('ec2:DescribeInstances'), ['"*"']);
-      for (const action of ['ec2:RunInstances', 'ec2:CreateTags', 'ssm:SendCommand', 'iam:PassRole', 'states:SendTaskSuccess']) assert.equal(grants.get(action), undefined, action);
+      for (const action of ['ec2:RunInstances', 'ec2:CreateTags', 'ssm:SendCommand', 'iam:PassRole', 'states:SendTaskFailure']) assert.equal(grants.get(action), undefined, action);
     });
 
     it('raises an alarm on the alarm topic when two runs in a row fail', () => {

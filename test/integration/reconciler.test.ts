@@ -1,6 +1,6 @@
 /**
  * The reconciler over DynamoDB Local, the real ASL and real processes: orphan
- * runners, stuck jobs, drifted usage counters and lost drains, each repaired
+ * runners, lost runners, stuck jobs, drifted usage counters and lost drains, each repaired
  * on the second run that sees them (never the first), with operator events.
  */
 import assert from 'node:assert/strict';
@@ -10,6 +10,7 @@ import { submitJob, deleteJob } from '../../lambdas/core/jobs.js';
 import type { Identity } from '../../lambdas/core/identity.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import { containerSpec } from '../../lambdas/core/lifecycle.js';
+import { workflowInput } from '../../lambdas/core/workflow.js';
 import { reconcile, ReconcileEvent, type ReconcileOptions } from '../../lambdas/core/reconcile.js';
 import type { DynamoReconcileStore } from '../../lambdas/adapters/dynamo/dynamo-reconcile-store.js';
 import { dynamoPerFile, template, waitFor, waitForState, world, type World } from '../support/harness.js';
@@ -48,6 +49,17 @@ async function startRunner(world: World, job: Job, command: string[]): Promise<n
   await world.compute.start(held, containerSpec(held, new Date(Date.now() + 600_000).toISOString()));
   cleanups.push(() => world.compute.stop(held));
   return waitFor(`runner of ${job.id}`, () => runnerPid(world, job.id), 5000);
+}
+
+/** An admitted job marked RUNNING on its local instance id, as StartContainer leaves it, with no runner started. */
+async function startedWithoutRunner(world: World, job: Job): Promise<void> {
+  const startedAt = new Date();
+  await world.store.updateJob(job.id, [JobState.LAUNCHING], {
+    state: JobState.RUNNING,
+    startedAt: startedAt.toISOString(),
+    expiresAt: new Date(startedAt.getTime() + 600_000).toISOString(),
+    instanceIds: [instanceId(job.id)],
+  });
 }
 
 function operatorEvents(world: World, kind: string) {
@@ -101,17 +113,46 @@ describe('reconciler (DynamoDB Local, real ASL, real processes)', { timeout: 120
     assert.deepEqual(third.orphans, { marked: [], terminated: [] });
   });
 
+  it('reports a running job whose runner is gone lost on the second run: its workflow ends it FAILED and releases its GPU once; a job whose runner lives is untouched', async () => {
+    const { world, store } = await setup();
+    const live = (await submitJob(world.deps, alice, { template: 'sleep' })).job;
+    await waitForState(world.store, live.id, [JobState.RUNNING]);
+    const livePid = await waitFor('live runner', () => runnerPid(world, live.id), 5000);
+    // RUNNING on a runner this machine has no trace of (gone with no exit record), its workflow waiting on it.
+    const gone = await admittedJob(world);
+    await startedWithoutRunner(world, gone);
+    await world.workflows.start(gone.id, workflowInput({ ...gone, state: JobState.RUNNING }));
+    await waitFor('the workflow to wait on the job', async () => (await world.store.getJob(gone.id))?.taskToken, 10_000);
+    assert.deepEqual(await usage(world), { pool: 2, poolAvailable: 0, project: 2, jobs: 2 });
+
+    const first = await reconcile(world.deps, store, OPTIONS);
+
+    assert.deepEqual(first.lost, { marked: [gone.id], reported: [] });
+    assert.equal((await world.store.getJob(gone.id))?.state, JobState.RUNNING, 'nothing is reported on one observation');
+    assert.match(operatorEvents(world, ReconcileEvent.InstanceMissing)[0]?.reason ?? '', new RegExp(`instance ${instanceId(gone.id)} no longer exists`));
+
+    const second = await reconcile(world.deps, store, OPTIONS);
+
+    assert.deepEqual(second.lost, { marked: [], reported: [gone.id] });
+    const ended = await waitForState(world.store, gone.id, [JobState.FAILED, JobState.EXPIRED, JobState.SUCCEEDED]);
+    assert.equal(ended.state, JobState.FAILED);
+    assert.equal(ended.stateReason, `instance lost: instance ${instanceId(gone.id)} no longer exists`);
+    assert.equal(operatorEvents(world, ReconcileEvent.JobLost).length, 1);
+    assert.deepEqual(second.stuck.redriven, [], 'its own workflow ended it');
+    await waitFor('the workflow to finish', async () => world.workflows.list().find((e) => e.name === gone.id && e.status !== 'RUNNING'), 10_000);
+    // The live job kept its runner through both runs; only the lost job's GPU came back, once.
+    assert.ok(alive(livePid), 'the live job runner survives');
+    assert.equal((await world.store.getJob(live.id))?.state, JobState.RUNNING);
+    assert.deepEqual(await usage(world), { pool: 1, poolAvailable: 1, project: 1, jobs: 1 });
+    const third = await reconcile(world.deps, store, OPTIONS);
+    assert.deepEqual(third.lost, { marked: [], reported: [] });
+  });
+
   it('re-drives jobs stuck in LAUNCHING and RUNNING with no execution on the second run, and they finish with their GPUs released', async () => {
     const { world, store } = await setup();
     const launching = await admittedJob(world);
     const running = await admittedJob(world);
-    const startedAt = new Date();
-    await world.store.updateJob(running.id, [JobState.LAUNCHING], {
-      state: JobState.RUNNING,
-      startedAt: startedAt.toISOString(),
-      expiresAt: new Date(startedAt.getTime() + 600_000).toISOString(),
-      instanceIds: [instanceId(running.id)],
-    });
+    await startedWithoutRunner(world, running);
     // Its process exited while no workflow was waiting for it.
     assert.ok(await world.store.recordOutcome(running.id, { kind: 'exited', exitCode: 0 }));
     assert.deepEqual(await usage(world), { pool: 2, poolAvailable: 0, project: 2, jobs: 2 });

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Deps } from '../../lambdas/core/deps.js';
-import { JobState, type Job } from '../../lambdas/core/job.js';
+import { JobState, terminalFor, type Job, type Outcome } from '../../lambdas/core/job.js';
 import { counterSubject, executionJobId, reconcile, ReconcileFailed, type ReconcileOptions } from '../../lambdas/core/reconcile.js';
 import type { ManagedInstance } from '../../lambdas/ports/compute.js';
 import type { OperatorEvent } from '../../lambdas/ports/events.js';
@@ -75,10 +75,15 @@ interface Fakes {
   events: OperatorEvent[];
   clock: { now: number };
   failCompute?: boolean;
+  /** Outcomes recorded through core/completion.ts, and the task tokens answered. */
+  outcomes: { jobId: string; outcome: Outcome }[];
+  taskSuccesses: { token: string; output: unknown }[];
+  /** What Compute.endedOn answers (the local driver's exit record); absent: the method is absent, as on AWS. */
+  endedOn?: Map<string, Outcome>;
 }
 
 function fakes(jobs: Job[] = []): Fakes {
-  return { indexed: jobs, stored: new Map(jobs.map((j) => [j.id, j])), instances: [], running: new Set(), started: [], terminated: [], events: [], clock: { now: Date.parse('2030-01-01T01:00:00Z') } };
+  return { indexed: jobs, stored: new Map(jobs.map((j) => [j.id, j])), instances: [], running: new Set(), started: [], terminated: [], events: [], clock: { now: f0() }, outcomes: [], taskSuccesses: [] };
 }
 
 function deps(f: Fakes): Deps {
@@ -87,6 +92,14 @@ function deps(f: Fakes): Deps {
       listActiveJobs: async () => f.indexed.map((j) => ({ ...j })),
       getJob: async (id: string) => f.stored.get(id),
       listPools: async () => [],
+      recordOutcome: async (id: string, outcome: Outcome) => {
+        const stored = f.stored.get(id);
+        if (!stored || stored.outcome) return undefined;
+        const updated = { ...stored, outcome };
+        f.stored.set(id, updated);
+        f.outcomes.push({ jobId: id, outcome });
+        return updated;
+      },
     },
     compute: {
       listManaged: async () => {
@@ -94,10 +107,12 @@ function deps(f: Fakes): Deps {
         return f.instances;
       },
       terminate: async (ids: readonly string[]) => void f.terminated.push(...ids),
+      ...(f.endedOn ? { endedOn: async (j: Job) => f.endedOn!.get(j.id) } : {}),
     },
     workflows: {
       runningJobIds: async () => new Set(f.running),
       start: async (name: string) => void f.started.push(name),
+      sendTaskSuccess: async (token: string, output: unknown) => void f.taskSuccesses.push({ token, output }),
     },
     events: { publish: async () => {}, publishOperatorEvent: async (e: OperatorEvent) => void f.events.push(e) },
     log: { info() {}, warn() {}, error() {} },
@@ -106,6 +121,8 @@ function deps(f: Fakes): Deps {
 }
 
 const OPTIONS: ReconcileOptions = { markTtlSeconds: 600, minMarkAgeSeconds: 60 };
+/** The fakes' clock at the start. */
+const f0 = () => Date.parse('2030-01-01T01:00:00Z');
 const later = (f: Fakes, seconds = 300) => void (f.clock.now += seconds * 1000);
 
 describe('executionJobId', () => {
@@ -168,6 +185,112 @@ describe('reconcile: orphan instances', () => {
     assert.deepEqual(retried.orphans, { marked: [], terminated: [] });
     assert.deepEqual(afterExpiry.orphans, { marked: ['i-1'], terminated: [] });
     assert.deepEqual(confirmed.orphans, { marked: [], terminated: ['i-1'] });
+  });
+});
+
+describe('reconcile: lost instances', () => {
+  /** A job that started long ago on `instanceIds`, its Run wait armed with a task token. */
+  const runningOn = (id: string, instanceIds: string[], overrides: Partial<Job> = {}) =>
+    job(id, JobState.RUNNING, { instanceIds, startedAt: '2030-01-01T00:00:30.000Z', expiresAt: '2030-01-03T00:00:00.000Z', taskToken: `token-${id}`, ...overrides });
+
+  test('a running job whose instance is no longer listed is marked on one run and reported lost on the next, its wait ended; a job whose instance is listed is untouched', async () => {
+    const f = fakes([runningOn(J1, ['i-gone']), runningOn(J2, ['i-live']), runningOn(J3, ['i-down'])]);
+    f.running = new Set([J1, J2, J3]);
+    f.instances = [
+      { instanceId: 'i-live', jobId: J2, state: 'running' },
+      { instanceId: 'i-down', jobId: J3, state: 'terminated' },
+    ];
+    const store = new MemoryReconcileStore();
+    const firstSeen = new Date(f.clock.now).toISOString();
+
+    const first = await reconcile(deps(f), store, OPTIONS);
+
+    assert.deepEqual(first.lost, { marked: [J1, J3], reported: [] });
+    assert.deepEqual(f.outcomes, [], 'nothing is reported on one observation');
+    assert.equal(f.taskSuccesses.length, 0);
+    assert.match(f.events.find((e) => e.kind === 'instance-missing' && e.subject === J1)!.reason, /job j-1+ is RUNNING but instance i-gone no longer exists; it is reported lost if the next run finds it so still/);
+
+    later(f);
+    const second = await reconcile(deps(f), store, OPTIONS);
+
+    assert.deepEqual(second.lost, { marked: [], reported: [J1, J3] });
+    // The loss is dated at its first sighting: that is what expiry is weighed against.
+    assert.deepEqual(f.outcomes, [
+      { jobId: J1, outcome: { kind: 'lost', reason: 'instance i-gone no longer exists', at: firstSeen } },
+      { jobId: J3, outcome: { kind: 'lost', reason: 'instance i-down is terminated', at: firstSeen } },
+    ]);
+    assert.deepEqual(f.taskSuccesses.map((t) => t.token), [`token-${J1}`, `token-${J3}`]);
+    assert.equal(terminalFor(f.stored.get(J1)!, new Date(f.clock.now)).reason, 'instance lost: instance i-gone no longer exists');
+    assert.match(f.events.find((e) => e.kind === 'job-lost' && e.subject === J1)!.reason, /seen on two runs, first at 2030-01-01T01:00:00.000Z/);
+    assert.equal(f.stored.get(J2)!.outcome, undefined, 'the job whose instance is listed runs on');
+    assert.ok(!f.events.some((e) => e.subject === J2));
+    assert.deepEqual(f.terminated, [], 'the job\'s own Stop terminates its instances, not the reconciler');
+    assert.equal(store.marks.size, 0);
+
+    later(f);
+    const third = await reconcile(deps(f), store, OPTIONS);
+    assert.deepEqual(third.lost, { marked: [], reported: [] }, 'a job with an outcome is not looked at again');
+  });
+
+  test('a loss first seen at or after expiresAt ends the job EXPIRED; one seen before it, FAILED even when confirmed after it', async () => {
+    const expiresSoon = '2030-01-01T01:02:00.000Z';
+    const f = fakes([runningOn(J1, ['i-gone'], { expiresAt: expiresSoon }), runningOn(J2, ['i-gone-2'], { expiresAt: '2030-01-01T01:00:00.000Z' })]);
+    f.running = new Set([J1, J2]);
+    const store = new MemoryReconcileStore();
+
+    await reconcile(deps(f), store, OPTIONS);
+    later(f);
+    await reconcile(deps(f), store, OPTIONS);
+
+    assert.equal(terminalFor(f.stored.get(J1)!, new Date(f.clock.now)).state, JobState.FAILED, 'missing before its expiry');
+    assert.equal(terminalFor(f.stored.get(J2)!, new Date(f.clock.now)).state, JobState.EXPIRED, 'missing from its expiry on');
+  });
+
+  test('a job launched less than a mark\'s age ago, or LAUNCHING while its workflow still waits for the agent, is not marked', async () => {
+    const f = fakes([
+      runningOn(J1, ['i-young'], { startedAt: new Date(f0() - 10_000).toISOString() }),
+      job(J2, JobState.LAUNCHING, { instanceIds: ['i-booting'], admittedAt: new Date(f0() - 300_000).toISOString() }),
+      job(J3, JobState.LAUNCHING, { instanceIds: ['i-never-booted'], admittedAt: new Date(f0() - 900_000).toISOString() }),
+    ]);
+    f.running = new Set([J1, J2, J3]);
+    const store = new MemoryReconcileStore();
+
+    const report = await reconcile(deps(f), store, OPTIONS);
+
+    // J3: LAUNCHING past the agent bound (120 checks, 5 s apart) with its instance gone.
+    assert.deepEqual(report.lost, { marked: [J3], reported: [] });
+    assert.ok(!f.events.some((e) => e.subject === J1 || e.subject === J2));
+  });
+
+  test('an instance listed again on the second run (the listing lagged) clears the mark: nothing is reported', async () => {
+    const f = fakes([runningOn(J1, ['i-late'])]);
+    f.running = new Set([J1]);
+    const store = new MemoryReconcileStore();
+
+    const first = await reconcile(deps(f), store, OPTIONS);
+    f.instances = [{ instanceId: 'i-late', jobId: J1, state: 'running' }];
+    later(f);
+    const second = await reconcile(deps(f), store, OPTIONS);
+
+    assert.deepEqual(first.lost.marked, [J1]);
+    assert.deepEqual(second.lost, { marked: [], reported: [] });
+    assert.deepEqual(f.outcomes, []);
+    assert.equal(store.marks.size, 0);
+  });
+
+  test('a mark younger than minMarkAgeSeconds waits; a job whose end the compute already knows (its report on the way) is left to that report', async () => {
+    const f = fakes([runningOn(J1, ['i-gone']), runningOn(J2, ['local-j2'])]);
+    f.running = new Set([J1, J2]);
+    f.endedOn = new Map([[J2, { kind: 'exited', exitCode: 0, at: '2030-01-01T00:59:00.000Z' }]]);
+    const store = new MemoryReconcileStore();
+
+    const first = await reconcile(deps(f), store, OPTIONS);
+    later(f, 10);
+    const retried = await reconcile(deps(f), store, OPTIONS);
+
+    assert.deepEqual(first.lost, { marked: [J1], reported: [] });
+    assert.deepEqual(retried.lost, { marked: [], reported: [] });
+    assert.deepEqual(f.outcomes, []);
   });
 });
 

@@ -14,7 +14,7 @@
 import middy from '@middy/core';
 import { z } from 'zod';
 import type { CommandOutcome, Ec2SsmCompute } from '../../adapters/ec2-ssm-compute.js';
-import { reportCommandFailed, reportInstanceLost, reportNodeExit } from '../../core/completion.js';
+import { LOST_INSTANCE_STATES, reportCommandFailed, reportInstanceLost, reportNodeExit } from '../../core/completion.js';
 import type { Deps } from '../../core/deps.js';
 import { FlareError } from '../../core/errors.js';
 import { parse } from '../../core/schemas.js';
@@ -38,8 +38,6 @@ export const COMMAND_ABORTED = ['TimedOut', 'Cancelled', 'DeliveryTimedOut', 'Ex
 const NOT_DELIVERED = ['DeliveryTimedOut', 'Undeliverable', 'Terminated'];
 /** SSM has not settled the invocation the event announced; asking again later will see it. */
 const COMMAND_UNSETTLED = ['Pending', 'InProgress', 'Delayed', 'Cancelling'];
-/** The instance is gone or going; a stopped GPU instance runs nothing, and Flare never restarts one. */
-export const LOST_INSTANCE_STATES = ['shutting-down', 'terminated', 'stopping', 'stopped'] as const;
 
 const instanceId = z.string().regex(/^i-[0-9a-f]{8,17}$/, 'must be an EC2 instance id');
 /** EventBridge's `time`: when the source emitted the event (whole seconds), kept across retries. */
