@@ -2,10 +2,12 @@
  * How a job fails on the deployed artifact, each ending with the reason, no
  * instance left behind and its GPU released once: EC2 refuses the launch
  * outright, SSM never delivers the container command, EC2 takes the instance
- * away under a running job.
+ * away under a running job (with its events, and without: the reconciler).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import type { ReconcileReport } from '../../lambdas/core/reconcile.js';
 import { artifactPerFile } from './support/artifact.js';
 import { assertCallsAllowed } from './support/iam-check.js';
 import { callsSince, pool, publishedStates, setUpCatalog, submit, waitFor, waitForState, type JobView } from './support/scenario.js';
@@ -20,6 +22,33 @@ async function runningJob(a: Artifact, body: Record<string, unknown> = { templat
   assert.equal(running.state, 'RUNNING', running.stateReason);
   const [command] = await waitFor('the container command', () => a.fake.commands().filter((c) => c.comment === `flare:job=${job.id}`));
   return { job, instanceId: command.instanceIds[0], commandId: command.commandId };
+}
+
+/** One scheduled run of the deployed reconciler (the schedule rule's event to its target): its report. */
+async function reconcilerRun(a: Artifact): Promise<ReconcileReport> {
+  const [run, ...others] = await a.router.tick();
+  assert.equal(others.length, 0, 'one schedule rule');
+  const [attempt] = run.attempts ?? [];
+  assert.ok(attempt?.ok, `the reconciler failed: ${attempt && !attempt.ok ? `${attempt.error.errorType}: ${attempt.error.errorMessage}` : 'not invoked'}`);
+  return attempt.result as ReconcileReport;
+}
+
+/** Move ISO time attributes of one item back by `ms`, in the table the functions know as `tableVariable`. */
+async function backdate(a: Artifact, key: Record<string, string>, attributes: string[], ms: number, tableVariable = 'JOBS_TABLE'): Promise<void> {
+  const TableName = a.fns.tasks.spec.environment[tableVariable];
+  const Key = Object.fromEntries(Object.entries(key).map(([k, v]) => [k, { S: v }]));
+  const { Item } = await a.dynamo.client.send(new GetItemCommand({ TableName, Key, ConsistentRead: true }));
+  assert.ok(Item, `${TableName} has ${JSON.stringify(key)}`);
+  const moved = attributes.map((name) => [name, new Date(Date.parse(Item[name].S!) - ms).toISOString()]);
+  await a.dynamo.client.send(
+    new UpdateItemCommand({
+      TableName,
+      Key,
+      UpdateExpression: `SET ${moved.map((_, i) => `#a${i} = :v${i}`).join(', ')}`,
+      ExpressionAttributeNames: Object.fromEntries(moved.map(([name], i) => [`#a${i}`, name])),
+      ExpressionAttributeValues: Object.fromEntries(moved.map(([, value], i) => [`:v${i}`, { S: value }])),
+    }),
+  );
 }
 
 describe('artifact: failures', () => {
@@ -84,9 +113,9 @@ describe('artifact: failures', () => {
     await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
   });
 
-  it('an instance EC2 has forgotten: its late event cannot be tied to the job (ignored), the job ends by its live timeout, the unknown id taken as terminated', async () => {
+  it('an instance EC2 has forgotten: its late event cannot be tied to the job (ignored); the scheduled reconciler finds the job\'s instance missing on two runs and it ends FAILED, instance lost, long before its live timeout', async () => {
     const a = deployed();
-    const { job, instanceId } = await runningJob(a, { template: 'train', liveTimeoutMinutes: 0.05 });
+    const { job, instanceId } = await runningJob(a);
     const from = a.mark().calls;
     a.fake.vanish(instanceId);
     const [late] = await a.compute.instanceState(instanceId, 'terminated');
@@ -94,12 +123,30 @@ describe('artifact: failures', () => {
     assert.deepEqual(callsSince(a, from, 'DescribeInstances', instanceId).map((c) => c.error), ['InvalidInstanceID.NotFound']);
     assert.equal((await waitForState(a, job.id, ['RUNNING', 'FAILED', 'EXPIRED'])).state, 'RUNNING', 'nothing ties the event to the job');
 
-    const done = await waitForState(a, job.id, ['EXPIRED', 'FAILED', 'SUCCEEDED'], 30_000);
-    assert.equal(done.state, 'EXPIRED');
+    // The deployed reconciler marks nothing younger than 30 s and confirms no mark younger than that: move
+    // the job's start and then the mark back, as the minutes between scheduled runs would.
+    await backdate(a, { id: job.id }, ['startedAt', 'expiresAt'], 10 * 60_000);
+    const first = await reconcilerRun(a);
+    assert.deepEqual(first.lost, { marked: [job.id], reported: [] });
+    assert.equal((await waitForState(a, job.id, ['RUNNING', 'FAILED', 'EXPIRED'])).state, 'RUNNING', 'nothing is reported on one observation');
+    await backdate(a, { key: `#reconcile#lost#${job.id}` }, ['markedAt'], 5 * 60_000, 'IDEMPOTENCY_TABLE');
+    const second = await reconcilerRun(a);
+    assert.deepEqual(second.lost, { marked: [], reported: [job.id] });
+
+    const done = await waitForState(a, job.id, ['FAILED', 'EXPIRED', 'SUCCEEDED'], 20_000);
+    assert.equal(done.state, 'FAILED');
+    assert.equal(done.stateReason, `instance lost: instance ${instanceId} no longer exists`);
+    assert.ok(Date.parse(String(done.expiresAt)) - Date.parse(String(done.finishedAt)) > 30 * 60_000, `ended at ${done.finishedAt}, its live timeout at ${done.expiresAt}`);
     await a.settle();
+    // Stop terminates the job's instances whatever EC2 says of them; the reconciler terminates nothing itself.
     assert.deepEqual(callsSince(a, from, 'TerminateInstances').map((c) => [c.params, c.error]), [[{ InstanceId: [instanceId] }, 'InvalidInstanceID.NotFound']]);
     assert.equal((await pool(a)).usedGpus, 0);
-    assert.deepEqual(publishedStates(a, job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'EXPIRED']);
+    assert.deepEqual(publishedStates(a, job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'FAILED']);
+    const operator = a.fake.events({ detailType: 'Flare Operator Event' }).map((e) => (typeof e.Detail === 'string' ? JSON.parse(e.Detail) : e.Detail) as { kind: string; subject: string });
+    assert.deepEqual(operator.filter((e) => e.subject === job.id).map((e) => e.kind), ['instance-missing', 'job-lost']);
+    // Released once: a third run finds the counters right and the job done.
+    const third = await reconcilerRun(a);
+    assert.deepEqual([third.lost, third.usage], [{ marked: [], reported: [] }, { marked: [], repaired: [] }]);
     await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
   });
 });
