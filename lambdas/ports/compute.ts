@@ -20,7 +20,10 @@ export interface ManagedInstance {
   instanceId: string;
   /** The `flare:job` tag; undefined when the tag is missing. */
   jobId?: string;
-  /** EC2 state name (`pending`, `running`, ...) or `running` for a local runner. */
+  /**
+   * EC2 state name (`pending`, `running`, ...). A local runner is `running` while its process lives, `pending`
+   * before its start and `stopped` once its process ended: the reconciler reads the latter as lost (core/completion.ts).
+   */
   state: string;
   launchedAt?: string;
 }
