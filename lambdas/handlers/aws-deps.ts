@@ -23,6 +23,7 @@ import { DynamoCatalog, DynamoJobStore } from '../adapters/dynamo/dynamo-job-sto
 import { DynamoReconcileStore } from '../adapters/dynamo/dynamo-reconcile-store.js';
 import type { TableNames } from '../adapters/dynamo/table-names.js';
 import { Ec2SsmCompute } from '../adapters/ec2-ssm-compute.js';
+import { CapacityFailsFast } from '../adapters/ec2-retry.js';
 import { EventBridgePublisher } from '../adapters/eventbridge-publisher.js';
 import { newJobId } from '../adapters/ids.js';
 import { SfnWorkflows } from '../adapters/sfn-workflows.js';
@@ -139,7 +140,7 @@ export function awsCompute(): Ec2SsmCompute {
   if (compute) return compute;
   const env = awsEnv();
   return (compute = new Ec2SsmCompute({
-    ec2: new EC2Client({}),
+    ec2: new EC2Client({ retryStrategy: new CapacityFailsFast() }),
     ssm: new SSMClient({}),
     launchTemplateId: env.LAUNCH_TEMPLATE_ID,
     subnetIds: env.SUBNET_IDS,
