@@ -44,6 +44,39 @@ export const FLARE_BUNDLING = {
   logLevel: LogLevel.WARNING,
 } as const satisfies BundlingOptions;
 
+/**
+ * FLARE_BUNDLING as plain esbuild options, for what bundles a handler outside
+ * CDK the way the stack does (the bundle figure in bench/, the error-name test).
+ */
+export function esbuildOptions(): EsbuildOptions {
+  return {
+    bundle: true,
+    platform: 'node',
+    format: FLARE_BUNDLING.format === OutputFormat.ESM ? 'esm' : 'cjs',
+    target: FLARE_BUNDLING.target,
+    mainFields: [...FLARE_BUNDLING.mainFields],
+    banner: { js: FLARE_BUNDLING.banner },
+    minify: FLARE_BUNDLING.minify,
+    keepNames: FLARE_BUNDLING.keepNames,
+    sourcemap: FLARE_BUNDLING.sourceMap,
+    sourcesContent: FLARE_BUNDLING.sourcesContent,
+  };
+}
+
+/** The part of esbuild's BuildOptions that esbuildOptions() sets (lib/ does not depend on esbuild's types). */
+export interface EsbuildOptions {
+  bundle: boolean;
+  platform: 'node';
+  format: 'esm' | 'cjs';
+  target: string;
+  mainFields: string[];
+  banner: { js: string };
+  minify: boolean;
+  keepNames: boolean;
+  sourcemap: boolean;
+  sourcesContent: boolean;
+}
+
 export interface FlareFunctionProps {
   /** The handler's entry file, relative to the repository root or absolute. */
   readonly entry: string;

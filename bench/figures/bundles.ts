@@ -16,22 +16,14 @@ import { summarize } from '../lib/stats.js';
 export async function runBundles(repoRoot: string, outDir: string, runs: number, say: (line: string) => void): Promise<BundleFigure[]> {
   // The stack's own list and banner: the figure follows whatever the stack deploys.
   const { HANDLER_ENTRIES } = await import('../../lib/flare-stack.js');
-  const { ESM_REQUIRE_BANNER } = await import('../../lib/lambda-defaults.js');
+  const { esbuildOptions } = await import('../../lib/lambda-defaults.js');
   const figures: BundleFigure[] = [];
   for (const [name, entry] of Object.entries(HANDLER_ENTRIES)) {
     const outfile = join(outDir, name, 'index.mjs');
     const { metafile } = await build({
       entryPoints: [resolve(repoRoot, entry)],
       outfile,
-      bundle: true,
-      platform: 'node',
-      target: 'node22',
-      format: 'esm',
-      mainFields: ['module', 'main'],
-      banner: { js: ESM_REQUIRE_BANNER },
-      minify: true,
-      sourcemap: true,
-      sourcesContent: false,
+      ...esbuildOptions(),
       logLevel: 'error',
       metafile: true,
     });

@@ -15,7 +15,7 @@ import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import * as dynamodb from '@aws-sdk/client-dynamodb';
 import { build } from 'esbuild';
-import { FLARE_BUNDLING, REPO_ROOT } from '../../lib/lambda-defaults.js';
+import { esbuildOptions, REPO_ROOT } from '../../lib/lambda-defaults.js';
 
 /** Every name a Retry or Catch of the lifecycle workflow matches, but the service's own. */
 function routedNames(): Set<string> {
@@ -55,15 +55,9 @@ describe('error names in the bundles', () => {
     const result = await build({
       entryPoints: [join(REPO_ROOT, 'lambdas/core/errors.ts')],
       outfile,
-      bundle: true,
-      platform: 'node',
+      ...esbuildOptions(),
+      sourcemap: false,
       write: false,
-      format: FLARE_BUNDLING.format,
-      target: FLARE_BUNDLING.target,
-      mainFields: [...FLARE_BUNDLING.mainFields],
-      banner: { js: FLARE_BUNDLING.banner },
-      minify: FLARE_BUNDLING.minify,
-      keepNames: FLARE_BUNDLING.keepNames,
       logLevel: 'silent',
     });
     writeFileSync(outfile, result.outputFiles[0]!.contents);
