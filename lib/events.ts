@@ -1,6 +1,6 @@
 /**
  * The EventBridge bus every job state change is published to (source
- * `flare`, detail-type `Job State Change`; see DESIGN.md), named after the
+ * `flare`, detail-type `Job State Change`; see docs/concepts.md), named after the
  * stack (`<stack name>-events`). Rules for the chat notifier subscribe here.
  */
 import { Stack } from 'aws-cdk-lib';

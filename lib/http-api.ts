@@ -131,7 +131,7 @@ export class FlareHttpApi extends Construct {
       const [route] = this.api.addRoutes({ path, methods: [apigwv2.HttpMethod.GET], integration });
       Validations.of(route).acknowledge({
         id: 'AwsSolutions-APIG4',
-        reason: `GET ${path} is public by design (DESIGN.md: version discovery, health and the OpenAPI document need no token); it returns no job, project or user data.`,
+        reason: `GET ${path} is public by design (docs/api.md: version discovery, health and the OpenAPI document need no token); it returns no job, project or user data.`,
       });
     }
     this.api.addRoutes({ path: PROTECTED_ROUTE, methods: [apigwv2.HttpMethod.ANY], integration, authorizer });

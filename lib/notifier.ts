@@ -22,7 +22,7 @@ import { DeadLetterQueue } from './dead-letter-queue.js';
 import { FlareFunction } from './lambda-defaults.js';
 import type { NotificationChannelSetting } from './settings.js';
 
-/** DESIGN.md's event contract on the Flare bus. */
+/** docs/concepts.md's event contract on the Flare bus. */
 export const FLARE_EVENT_SOURCE = 'flare';
 export const JOB_STATE_CHANGE = 'Job State Change';
 

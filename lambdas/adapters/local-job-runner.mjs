@@ -32,7 +32,7 @@ import { bootId } from './local-supervisor-lock.mjs';
 
 /** Exit code when the job could not be run at all (docker uses the same). */
 export const RUNNER_FAILED = 125;
-/** SIGTERM to SIGKILL, when the spec says nothing: a few seconds, as DESIGN.md's expiry asks. */
+/** SIGTERM to SIGKILL, when the spec says nothing: a few seconds, as docs/concepts.md's expiry asks. */
 export const DEFAULT_STOP_GRACE_MS = 5000;
 /**
  * Leads the job's group and outlives its supervisor: `sh -c SHIM flare-job <status> <argv...>`.

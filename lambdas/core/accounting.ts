@@ -1,5 +1,5 @@
 /**
- * What a job is given, charged and counted (DESIGN.md, "Pool"): exactly the GPUs it
+ * What a job is given, charged and counted (docs/concepts.md, "Pool"): exactly the GPUs it
  * runs on. The one place that decides how a job's `gpus` (per node) relates to its
  * pool's instances and to the devices its container sees.
  *

@@ -8,7 +8,7 @@
  * taking its worst case: the launch bound, its whole live timeout, the stop
  * bound. It gives a promise only where the drain is pure FIFO for the jobs up to
  * the one asked about: where a `gpus` quota could hold one of them back, the
- * drain lets younger jobs of other projects pass it (DESIGN.md invariant 3), and
+ * drain lets younger jobs of other projects pass it (invariant 3 of docs/concepts.md), and
  * no start can be promised from what is known now.
  */
 import { budgetOf, gpuHours, worstCaseGpuMs } from './budgets.js';

@@ -1,5 +1,5 @@
 /**
- * The reconciler (DESIGN.md invariants 4 and 5): one run finds what the event
+ * The reconciler (invariants 4 and 5 of docs/concepts.md): one run finds what the event
  * paths left behind and puts it right.
  *
  * 1. Orphan instances — managed instances whose job is terminal, unknown, or

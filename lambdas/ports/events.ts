@@ -1,6 +1,6 @@
 import type { JobState } from '../core/job.js';
 
-/** DESIGN.md's `Job State Change` event (source `flare`). */
+/** docs/concepts.md's `Job State Change` event (source `flare`). */
 export interface JobStateChange {
   /** Stable for one transition however often it is delivered: consumers deduplicate on it. */
   eventId: string;

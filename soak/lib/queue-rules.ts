@@ -1,7 +1,7 @@
 /**
  * The queue's rules checked on the jobs' own timestamps (createdAt,
  * admittedAt, finishedAt as the API gave them at the end): FIFO per pool
- * (DESIGN.md invariant 3; these pools have no backfill) and no job left
+ * (invariant 3 of docs/concepts.md; these pools have no backfill) and no job left
  * waiting while it was due. Pure.
  */
 import type { SubmittedJob } from './record.js';
@@ -46,7 +46,7 @@ function heldAt(spans: readonly Span[], t: number): { pools: Map<string, number>
 }
 
 /**
- * DESIGN.md invariant 3 (no backfill here): job B admitted before an older job
+ * invariant 3 of docs/concepts.md (no backfill here): job B admitted before an older job
  * A of the same pool is a violation when A had been submitted before B's
  * admission and A was held by nothing but the queue: same project (FIFO
  * within a project), or A's project had room for A's GPUs then. A job that

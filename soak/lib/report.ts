@@ -55,7 +55,7 @@ export const ROW_MEANINGS: [string, string][] = [
   ['leaked GPUs and quota units', 'Once every job is terminal: the sum of every pool\'s `usedGpus` and every project\'s `used` (gpus, jobs) still counted. Must be 0.'],
   [
     'FIFO violations',
-    `DESIGN.md invariant 3, pools without backfill: a job admitted before an older job of its pool that had been submitted (over ${FIFO_TOLERANCE_MS} ms before) and was held by nothing but the queue — same project, or its project had room for it ${FIFO_TOLERANCE_MS} ms before and at that admission (from \`admittedAt\`/\`finishedAt\` of all jobs). A job that does not fit the pool blocks younger ones, so the pool's room is not asked.`,
+    `invariant 3 of [concepts.md](concepts.md), pools without backfill: a job admitted before an older job of its pool that had been submitted (over ${FIFO_TOLERANCE_MS} ms before) and was held by nothing but the queue — same project, or its project had room for it ${FIFO_TOLERANCE_MS} ms before and at that admission (from \`admittedAt\`/\`finishedAt\` of all jobs). A job that does not fit the pool blocks younger ones, so the pool's room is not asked.`,
   ],
   [
     'stalled waits',

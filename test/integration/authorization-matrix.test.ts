@@ -116,7 +116,7 @@ function listCheck(ids: (item: any) => string, wanted: () => Record<Exclude<Role
 /*
  * THE TABLE. Each row: route, expected statuses for
  *                     [admin, member A, member B, no project, no token]
- * Written by hand from DESIGN.md's API table and the access table of
+ * Written by hand from docs/api.md's tables and the access table of
  * lambdas/core/identity.ts; not derived from the routes' metadata.
  */
 const ROWS: Row[] = [

@@ -382,7 +382,7 @@ describe('changing limits under running and waiting jobs', () => {
 });
 
 describe('pools API', () => {
-  it('GET: any member sees every pool as DESIGN.md shows it, paginated by name', async () => {
+  it('GET: any member sees every pool as docs/api.md shows it, paginated by name', async () => {
     const world = await setup({ pools: [{ name: 'local', gpus: 4 }, { name: 'spare', gpus: 2 }, { name: 'a10g', gpus: 8 }, { name: 'h100', gpus: 16 }, { name: 'l4', gpus: 1 }] });
     await limit(world, 'vision', 'gpus', 1);
     const a = await submit(world);

@@ -1,5 +1,5 @@
 /**
- * Whole-instance accounting through the API Lambda on DynamoDB Local (DESIGN.md "Pool"):
+ * Whole-instance accounting through the API Lambda on DynamoDB Local (docs/concepts.md "Pool"):
  * a pool that runs on instances refuses, with a 400 naming `gpus` and the pool's
  * gpusPerInstance, every template or job that would run on part of an instance — at
  * template create and change, at submit, and after a deploy changed the pool — and

@@ -1,5 +1,5 @@
 /**
- * Whole-instance accounting (core/accounting.ts, DESIGN.md "Pool"): a pool on instances
+ * Whole-instance accounting (core/accounting.ts, docs/concepts.md "Pool"): a pool on instances
  * takes jobs of exactly gpusPerInstance GPUs per node, a local pool any number, and a
  * node's container is given exactly the devices its job is charged for, by index.
  */

@@ -4,7 +4,7 @@ import { InvalidTransition } from '../../lambdas/core/errors.js';
 import { assertTransition, canTransition, isTerminal, JOB_STATES, JobState, publicJob, statesBefore, terminalFor, type Job } from '../../lambdas/core/job.js';
 
 describe('job state transitions', () => {
-  it('follows the lifecycle of DESIGN.md', () => {
+  it('follows the lifecycle of docs/concepts.md', () => {
     const path = [JobState.PENDING, JobState.WAITING, JobState.LAUNCHING, JobState.RUNNING, JobState.STOPPING, JobState.SUCCEEDED];
     for (let i = 1; i < path.length; i++) assert.ok(canTransition(path[i - 1], path[i]), `${path[i - 1]} -> ${path[i]}`);
     assert.ok(canTransition(JobState.PENDING, JobState.LAUNCHING), 'admitted at once without waiting');

@@ -1,6 +1,6 @@
 /**
  * Both runtimes stop an expired job the same way: SIGTERM, then SIGKILL after
- * one grace of a few seconds (DESIGN.md, "Expiry wins").
+ * one grace of a few seconds (docs/concepts.md, "Expiry wins").
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';

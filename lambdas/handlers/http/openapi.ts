@@ -19,7 +19,7 @@ export interface OpenApiInfo {
 
 type JsonSchema = Record<string, unknown>;
 
-/** The error shape of DESIGN.md, for every non-2xx answer. */
+/** The error shape of docs/api.md, for every non-2xx answer. */
 export const ErrorBody = z
   .object({
     error: z.object({
