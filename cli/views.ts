@@ -1,10 +1,15 @@
 /**
  * The API's objects as the CLI reads them: only the fields it shows, all
  * optional beyond the identity, since the CLI talks to whatever version of the
- * API is deployed. (Types only; the API's own schemas live in lambdas/core.)
+ * API is deployed. (Types, and the job states from contract/; the API's own
+ * schemas live in lambdas/core.)
  */
-export const TERMINAL_STATES = ['SUCCEEDED', 'FAILED', 'EXPIRED', 'CANCELLED'];
-export const QUEUED_STATES = ['PENDING', 'WAITING'];
+import { JOB_STATES as STATES, QUEUED_STATES as QUEUED, TERMINAL_STATES as TERMINAL } from '../contract/vocabulary.js';
+
+// As plain strings: a job's state is whatever the deployed API sends.
+export const JOB_STATES: readonly string[] = STATES;
+export const TERMINAL_STATES: readonly string[] = TERMINAL;
+export const QUEUED_STATES: readonly string[] = QUEUED;
 
 export interface JobView {
   id: string;

@@ -5,9 +5,8 @@ import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { duration, fields, minutes, oneLine, table, when } from '../output.js';
 import { OUTCOME_EXIT_CODES, printLogs, queuePlace, WAIT_EXIT_CODES, waitForJob } from '../progress.js';
-import { isTerminal, QUEUED_STATES, type JobView } from '../views.js';
+import { isTerminal, JOB_STATES, QUEUED_STATES, type JobView } from '../views.js';
 
-const JOB_STATES = ['PENDING', 'WAITING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'SUCCEEDED', 'FAILED', 'EXPIRED', 'CANCELLED'];
 /** Queued jobs of a listing whose queue position is looked up one by one, at most. */
 const MAX_POSITION_LOOKUPS = 100;
 

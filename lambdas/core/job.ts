@@ -2,25 +2,15 @@
  * The job's life, as data: states, which moves between them are legal, and the
  * job record itself. Everything else asks this module before changing a state.
  */
+import { JOB_STATES, QUEUED_STATES, TERMINAL_STATES, type JobStateName } from '../../contract/vocabulary.js';
 import { InvalidTransition } from './errors.js';
 
-export const JobState = {
-  PENDING: 'PENDING',
-  WAITING: 'WAITING',
-  LAUNCHING: 'LAUNCHING',
-  RUNNING: 'RUNNING',
-  STOPPING: 'STOPPING',
-  SUCCEEDED: 'SUCCEEDED',
-  FAILED: 'FAILED',
-  EXPIRED: 'EXPIRED',
-  CANCELLED: 'CANCELLED',
-} as const;
-export type JobState = (typeof JobState)[keyof typeof JobState];
+export type JobState = JobStateName;
+/** `JobState.RUNNING` and so on: the shared states by name. */
+export const JobState = Object.fromEntries(JOB_STATES.map((s) => [s, s])) as { readonly [S in JobState]: S };
 
-export const JOB_STATES = Object.values(JobState);
-export const TERMINAL_STATES: readonly JobState[] = [JobState.SUCCEEDED, JobState.FAILED, JobState.EXPIRED, JobState.CANCELLED];
-/** Queued: stored, not admitted, holding nothing. */
-export const QUEUED_STATES: readonly JobState[] = [JobState.PENDING, JobState.WAITING];
+export { JOB_STATES, QUEUED_STATES, TERMINAL_STATES };
+
 /** Admitted: GPUs are held from LAUNCHING until the job leaves STOPPING. */
 export const HOLDING_STATES: readonly JobState[] = [JobState.LAUNCHING, JobState.RUNNING, JobState.STOPPING];
 

@@ -3,14 +3,14 @@
  * inferred from them so the check and the type cannot drift apart.
  */
 import { z } from 'zod';
+import { MIN_VOLUME_SIZE_GB, NAME_PATTERN, NAME_RULE } from '../../contract/vocabulary.js';
 import { ValidationError, type FieldIssue } from './errors.js';
 import { BUDGET_PERIODS } from './budgets.js';
 import { JOB_STATES } from './job.js';
 import { PageQuery, pageToken, wholeNumberParam } from './pagination.js';
 
-export const NAME_PATTERN = /^[a-z0-9]([a-z0-9._-]{0,62})$/;
-const name = (what: string) =>
-  z.string().regex(NAME_PATTERN, `${what} must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit`);
+export { MIN_VOLUME_SIZE_GB, NAME_PATTERN };
+const name = (what: string) => z.string().regex(NAME_PATTERN, `${what} must be ${NAME_RULE}`);
 
 /** An argv element: no NUL (it cannot cross exec), bounded. */
 const argvElement = z.string().min(1, 'must not be empty').max(4096).refine((s) => !s.includes('\0'), 'must not contain NUL');
@@ -164,11 +164,6 @@ export const ImageSpec = z.strictObject({
   reference: z.string().regex(IMAGE_REFERENCE_PATTERN, 'must be a registry/repository[:tag] reference').describe('registry/repository[:tag], without the digest'),
   digest: z.string().regex(DIGEST_PATTERN, "must be 'sha256:' and 64 hex digits").describe('The content digest; jobs run `reference@digest`, so a moved tag changes nothing'),
 });
-/**
- * The smallest root volume a template may ask for, in GB: the root snapshot of the default GPU
- * AMI (lib/settings.ts DEFAULT_GPU_AMI_PARAMETER). EC2 refuses a volume smaller than its snapshot.
- */
-export const MIN_VOLUME_SIZE_GB = 75;
 /** Template ids are this prefix and a generated suffix; no template name starts with it, so a path's `{id}` is never both. */
 export const TEMPLATE_ID_PREFIX = 'tpl-';
 const templateName = name('template').refine((s) => !s.startsWith(TEMPLATE_ID_PREFIX), `must not start with '${TEMPLATE_ID_PREFIX}', which marks template ids`);
