@@ -16,12 +16,12 @@
  * `deletingUntil` marks a template a delete is checking (core/templates.ts): updates and new
  * jobs (JobStore.createJob, through `templateUsableCheck`) are refused while it is live.
  */
-import { GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Conflict, QuotaExceeded } from '../../core/errors.js';
 import type { Catalog, ImageRecord, ImageVersion, TemplateRecord } from '../../ports/job-store.js';
 import { batchGetAll } from './batch-get.js';
 import type { TableNames } from './table-names.js';
-import { cancellationCodes, isConditionFailure, transactWithRetry, type TransactItems } from './transactions.js';
+import { cancellationCodes, conditionalWrite, transactWithRetry, type TransactItems } from './transactions.js';
 
 const IMAGE = 'image';
 const TEMPLATE = 'template';
@@ -64,34 +64,30 @@ export class DynamoCatalog implements Catalog {
   }
 
   async appendImageVersion(name: string, version: ImageVersion): Promise<boolean> {
-    try {
-      if (version.version === 1) {
-        await this.doc.send(
-          new PutCommand({
-            TableName: this.tables.catalog,
-            Item: { kind: IMAGE, name, createdAt: version.addedAt, versions: [version] },
-            // An item without versions is an image stored before versions existed: replaced.
-            ConditionExpression: 'attribute_not_exists(#versions)',
-            ExpressionAttributeNames: { '#versions': 'versions' },
-          }),
-        );
-      } else {
-        await this.doc.send(
-          new UpdateCommand({
-            TableName: this.tables.catalog,
-            Key: { kind: IMAGE, name },
-            UpdateExpression: 'SET #versions = list_append(#versions, :v)',
-            ConditionExpression: 'size(#versions) = :count',
-            ExpressionAttributeNames: { '#versions': 'versions' },
-            ExpressionAttributeValues: { ':v': [version], ':count': version.version - 1 },
-          }),
-        );
-      }
-      return true;
-    } catch (error) {
-      if (isConditionFailure(error)) return false;
-      throw error;
-    }
+    const appended = await conditionalWrite(
+      this.doc,
+      version.version === 1
+        ? {
+            Put: {
+              TableName: this.tables.catalog,
+              Item: { kind: IMAGE, name, createdAt: version.addedAt, versions: [version] },
+              // An item without versions is an image stored before versions existed: replaced.
+              ConditionExpression: 'attribute_not_exists(#versions)',
+              ExpressionAttributeNames: { '#versions': 'versions' },
+            },
+          }
+        : {
+            Update: {
+              TableName: this.tables.catalog,
+              Key: { kind: IMAGE, name },
+              UpdateExpression: 'SET #versions = list_append(#versions, :v)',
+              ConditionExpression: 'size(#versions) = :count',
+              ExpressionAttributeNames: { '#versions': 'versions' },
+              ExpressionAttributeValues: { ':v': [version], ':count': version.version - 1 },
+            },
+          },
+    );
+    return appended !== undefined;
   }
 
   async getTemplate(id: string): Promise<TemplateRecord | undefined> {
@@ -194,43 +190,35 @@ export class DynamoCatalog implements Catalog {
   }
 
   async markTemplateDeleting(id: string, until: string, now: string): Promise<TemplateRecord | undefined> {
-    try {
-      const { Attributes } = await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tables.catalog,
-          Key: { kind: TEMPLATE, name: id },
-          UpdateExpression: 'SET #del = :until',
-          ConditionExpression: TEMPLATE_USABLE,
-          ExpressionAttributeNames: TEMPLATE_NAMES,
-          ExpressionAttributeValues: { ':until': until, ':now': now },
-          ReturnValues: 'ALL_NEW',
-        }),
-      );
-      return toTemplate(Attributes!);
-    } catch (error) {
-      if (!isConditionFailure(error)) throw error;
-    }
+    const marked = await conditionalWrite(this.doc, {
+      Update: {
+        TableName: this.tables.catalog,
+        Key: { kind: TEMPLATE, name: id },
+        UpdateExpression: 'SET #del = :until',
+        ConditionExpression: TEMPLATE_USABLE,
+        ExpressionAttributeNames: TEMPLATE_NAMES,
+        ExpressionAttributeValues: { ':until': until, ':now': now },
+        ReturnValues: 'ALL_NEW',
+      },
+    });
+    if (marked) return toTemplate(marked);
     const current = await this.getTemplate(id);
     if (current) throw new Conflict(`template ${current.name} is being deleted by another request`);
     return undefined;
   }
 
   async clearTemplateDeleting(id: string, until: string): Promise<void> {
-    try {
-      await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tables.catalog,
-          Key: { kind: TEMPLATE, name: id },
-          UpdateExpression: 'REMOVE #del',
-          ConditionExpression: '#del = :until',
-          ExpressionAttributeNames: { '#del': 'deletingUntil' },
-          ExpressionAttributeValues: { ':until': until },
-        }),
-      );
-    } catch (error) {
-      // Our mark expired and another delete took over: it is theirs to clear.
-      if (!isConditionFailure(error)) throw error;
-    }
+    // A condition that fails means our mark expired and another delete took over: it is theirs to clear.
+    await conditionalWrite(this.doc, {
+      Update: {
+        TableName: this.tables.catalog,
+        Key: { kind: TEMPLATE, name: id },
+        UpdateExpression: 'REMOVE #del',
+        ConditionExpression: '#del = :until',
+        ExpressionAttributeNames: { '#del': 'deletingUntil' },
+        ExpressionAttributeValues: { ':until': until },
+      },
+    });
   }
 
   async deleteTemplate(template: TemplateRecord, until: string, now: string): Promise<boolean> {

@@ -11,9 +11,9 @@
  * `sent` marker kept for `ttlSeconds`.
  */
 import { randomUUID } from 'node:crypto';
-import { DeleteCommand, GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { DeliveryLedger } from '../../core/notification.js';
-import { isConditionFailure } from './transactions.js';
+import { conditionalWrite } from './transactions.js';
 
 export interface DynamoDedupOptions {
   /** How long a `sent` marker is kept. @default 3 days (SQS keeps a message at most 14 days, the DLQ aside; redrives come sooner) */
@@ -47,20 +47,18 @@ export class DynamoDedup implements DeliveryLedger {
   async claim(key: string): Promise<'claimed' | 'sent' | 'busy'> {
     const now = this.epoch();
     const holder = randomUUID();
-    try {
-      await this.doc.send(
-        new PutCommand({
-          TableName: this.tableName,
-          Item: { key, status: CLAIMED, holder, leaseUntil: now + this.leaseSeconds, expiresAtEpoch: now + this.ttlSeconds },
-          ConditionExpression: 'attribute_not_exists(#key) OR (#status = :claimed AND leaseUntil < :now)',
-          ExpressionAttributeNames: { '#key': 'key', '#status': 'status' },
-          ExpressionAttributeValues: { ':claimed': CLAIMED, ':now': now },
-        }),
-      );
+    const claimed = await conditionalWrite(this.doc, {
+      Put: {
+        TableName: this.tableName,
+        Item: { key, status: CLAIMED, holder, leaseUntil: now + this.leaseSeconds, expiresAtEpoch: now + this.ttlSeconds },
+        ConditionExpression: 'attribute_not_exists(#key) OR (#status = :claimed AND leaseUntil < :now)',
+        ExpressionAttributeNames: { '#key': 'key', '#status': 'status' },
+        ExpressionAttributeValues: { ':claimed': CLAIMED, ':now': now },
+      },
+    });
+    if (claimed) {
       this.held.set(key, holder);
       return 'claimed';
-    } catch (error) {
-      if (!isConditionFailure(error)) throw error;
     }
     const { Item } = await this.doc.send(new GetCommand({ TableName: this.tableName, Key: { key }, ConsistentRead: true }));
     // Gone again in between: its holder released it after a failed post; this copy comes back later.
@@ -82,20 +80,16 @@ export class DynamoDedup implements DeliveryLedger {
     const holder = this.held.get(key);
     if (!holder) return;
     this.held.delete(key);
-    try {
-      await this.doc.send(
-        new DeleteCommand({
-          TableName: this.tableName,
-          Key: { key },
-          ConditionExpression: '#status = :claimed AND holder = :holder',
-          ExpressionAttributeNames: { '#status': 'status' },
-          ExpressionAttributeValues: { ':claimed': CLAIMED, ':holder': holder },
-        }),
-      );
-    } catch (error) {
-      // Lapsed and taken over, or sent by another copy: not ours to give up.
-      if (!isConditionFailure(error)) throw error;
-    }
+    // A condition that fails means it lapsed and was taken over, or was sent by another copy: not ours to give up.
+    await conditionalWrite(this.doc, {
+      Delete: {
+        TableName: this.tableName,
+        Key: { key },
+        ConditionExpression: '#status = :claimed AND holder = :holder',
+        ExpressionAttributeNames: { '#status': 'status' },
+        ExpressionAttributeValues: { ':claimed': CLAIMED, ':holder': holder },
+      },
+    });
   }
 
   private epoch(): number {

@@ -10,7 +10,6 @@
  * - `activePartition` (sparse GSI `active`) while the job is not terminal.
  */
 import {
-  DeleteCommand,
   GetCommand,
   QueryCommand,
   ScanCommand,
@@ -27,7 +26,7 @@ import type { TableNames } from './table-names.js';
 import { templateUsableCheck } from './dynamo-catalog.js';
 import { batchGetAll } from './batch-get.js';
 import { listJobItems } from './job-listing.js';
-import { cancellationCodes, isConditionFailure, transactWithRetry, type TransactItems } from './transactions.js';
+import { cancellationCodes, conditionalWrite, transactWithRetry, type TransactItems } from './transactions.js';
 
 /** Moved to its own module; re-exported for the modules that import it from here. */
 export { DynamoCatalog } from './dynamo-catalog.js';
@@ -150,9 +149,10 @@ export class DynamoJobStore implements JobStore {
     for (const key of removes) names[`#${key}`] = key;
     const condition = from.map((_, i) => `:from${i}`);
     from.forEach((state, i) => (values[`:from${i}`] = state));
-    try {
-      const { Attributes } = await this.doc.send(
-        new UpdateCommand({
+    const updated = await conditionalWrite(
+      this.doc,
+      {
+        Update: {
           TableName: this.tables.jobs,
           Key: { id },
           UpdateExpression: [sets.length ? `SET ${sets.join(', ')}` : '', removes.size ? `REMOVE ${[...removes].map((k) => `#${k}`).join(', ')}` : ''].join(' ').trim(),
@@ -160,60 +160,48 @@ export class DynamoJobStore implements JobStore {
           ExpressionAttributeNames: names,
           ExpressionAttributeValues: values,
           ReturnValues: 'ALL_NEW',
-        }),
-      );
-      return fromItem(Attributes!);
-    } catch (error) {
-      if (isConditionFailure(error)) throw new StaleJob(id);
-      throw error;
-    }
+        },
+      },
+      () => new StaleJob(id),
+    );
+    return fromItem(updated);
   }
 
   async recordOutcome(id: string, outcome: Outcome, on?: OutcomeInstance): Promise<Job | undefined> {
     const instance = on ? ` AND contains(instanceIds, :instance)${on.only ? ' AND size(instanceIds) = :one' : ''}` : '';
-    try {
-      const { Attributes } = await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tables.jobs,
-          Key: { id },
-          UpdateExpression: 'SET outcome = :o',
-          ConditionExpression: `attribute_not_exists(outcome) AND #state IN (:launching, :running)${instance}`,
-          ExpressionAttributeNames: { '#state': 'state' },
-          ExpressionAttributeValues: {
-            ':o': outcome,
-            ':launching': JobState.LAUNCHING,
-            ':running': JobState.RUNNING,
-            ...(on ? { ':instance': on.instanceId, ...(on.only ? { ':one': 1 } : {}) } : {}),
-          },
-          ReturnValues: 'ALL_NEW',
-        }),
-      );
-      return fromItem(Attributes!);
-    } catch (error) {
-      if (isConditionFailure(error)) return undefined;
-      throw error;
-    }
+    const recorded = await conditionalWrite(this.doc, {
+      Update: {
+        TableName: this.tables.jobs,
+        Key: { id },
+        UpdateExpression: 'SET outcome = :o',
+        ConditionExpression: `attribute_not_exists(outcome) AND #state IN (:launching, :running)${instance}`,
+        ExpressionAttributeNames: { '#state': 'state' },
+        ExpressionAttributeValues: {
+          ':o': outcome,
+          ':launching': JobState.LAUNCHING,
+          ':running': JobState.RUNNING,
+          ...(on ? { ':instance': on.instanceId, ...(on.only ? { ':one': 1 } : {}) } : {}),
+        },
+        ReturnValues: 'ALL_NEW',
+      },
+    });
+    return recorded && fromItem(recorded);
   }
 
   /** A string set (`<instanceId>=<code>`): ADD creates it on the first exit, so no read is needed first. */
   async recordNodeExit(id: string, instanceId: string, exitCode: number): Promise<Job | undefined> {
-    try {
-      const { Attributes } = await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tables.jobs,
-          Key: { id },
-          UpdateExpression: 'ADD exitedNodes :e',
-          ConditionExpression: 'attribute_not_exists(outcome) AND #state IN (:launching, :running)',
-          ExpressionAttributeNames: { '#state': 'state' },
-          ExpressionAttributeValues: { ':e': new Set([`${instanceId}=${exitCode}`]), ':launching': JobState.LAUNCHING, ':running': JobState.RUNNING },
-          ReturnValues: 'ALL_NEW',
-        }),
-      );
-      return fromItem(Attributes!);
-    } catch (error) {
-      if (isConditionFailure(error)) return undefined;
-      throw error;
-    }
+    const recorded = await conditionalWrite(this.doc, {
+      Update: {
+        TableName: this.tables.jobs,
+        Key: { id },
+        UpdateExpression: 'ADD exitedNodes :e',
+        ConditionExpression: 'attribute_not_exists(outcome) AND #state IN (:launching, :running)',
+        ExpressionAttributeNames: { '#state': 'state' },
+        ExpressionAttributeValues: { ':e': new Set([`${instanceId}=${exitCode}`]), ':launching': JobState.LAUNCHING, ':running': JobState.RUNNING },
+        ReturnValues: 'ALL_NEW',
+      },
+    });
+    return recorded && fromItem(recorded);
   }
 
   async setTaskToken(id: string, token: string): Promise<Job> {
@@ -474,26 +462,23 @@ export class DynamoJobStore implements JobStore {
     const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.quotas, Key: { project, resource: 'gpuHours' }, ConsistentRead: true }));
     if (Item?.hardLimit === undefined || (Item.periodEnd !== undefined && String(Item.periodEnd) > at)) return false;
     const { periodStart, periodEnd } = periodBounds((Item.period as BudgetPeriod | undefined) ?? 'month', new Date(at));
-    try {
-      await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tables.quotas,
-          Key: { project, resource: 'gpuHours' },
-          UpdateExpression: 'SET periodStart = :ps, periodEnd = :pe, used = if_not_exists(reserved, :zero), available = :limit - if_not_exists(reserved, :zero)',
-          ConditionExpression: `hardLimit = :seenLimit AND ${Item.periodEnd === undefined ? 'attribute_not_exists(periodEnd)' : 'periodEnd = :seenEnd'}`,
-          ExpressionAttributeValues: {
-            ':ps': periodStart,
-            ':pe': periodEnd,
-            ':zero': 0,
-            ':limit': Number(Item.hardLimit) * GPU_MS_PER_HOUR,
-            ':seenLimit': Item.hardLimit,
-            ...(Item.periodEnd === undefined ? {} : { ':seenEnd': Item.periodEnd }),
-          },
-        }),
-      );
-    } catch (error) {
-      if (!isConditionFailure(error)) throw error;
-    }
+    // A condition that fails means another caller rolled it first.
+    await conditionalWrite(this.doc, {
+      Update: {
+        TableName: this.tables.quotas,
+        Key: { project, resource: 'gpuHours' },
+        UpdateExpression: 'SET periodStart = :ps, periodEnd = :pe, used = if_not_exists(reserved, :zero), available = :limit - if_not_exists(reserved, :zero)',
+        ConditionExpression: `hardLimit = :seenLimit AND ${Item.periodEnd === undefined ? 'attribute_not_exists(periodEnd)' : 'periodEnd = :seenEnd'}`,
+        ExpressionAttributeValues: {
+          ':ps': periodStart,
+          ':pe': periodEnd,
+          ':zero': 0,
+          ':limit': Number(Item.hardLimit) * GPU_MS_PER_HOUR,
+          ':seenLimit': Item.hardLimit,
+          ...(Item.periodEnd === undefined ? {} : { ':seenEnd': Item.periodEnd }),
+        },
+      },
+    });
     return true;
   }
 
@@ -509,37 +494,24 @@ export class DynamoJobStore implements JobStore {
     if (this.defaultedProjects.has(project)) return;
     for (const [resource, limit] of Object.entries(defaults) as [CountedQuotaResource, number | undefined][]) {
       if (limit === undefined) continue;
-      try {
-        await this.doc.send(
-          new UpdateCommand({
-            TableName: this.tables.quotas,
-            Key: { project, resource },
-            UpdateExpression: 'SET hardLimit = :limit, available = :limit - if_not_exists(used, :zero), used = if_not_exists(used, :zero)',
-            ConditionExpression: 'attribute_not_exists(hardLimit) AND attribute_not_exists(limitRemoved)',
-            ExpressionAttributeValues: { ':limit': limit, ':zero': 0 },
-          }),
-        );
-      } catch (error) {
-        if (!isConditionFailure(error)) throw error;
-      }
+      await conditionalWrite(this.doc, {
+        Update: {
+          TableName: this.tables.quotas,
+          Key: { project, resource },
+          UpdateExpression: 'SET hardLimit = :limit, available = :limit - if_not_exists(used, :zero), used = if_not_exists(used, :zero)',
+          ConditionExpression: 'attribute_not_exists(hardLimit) AND attribute_not_exists(limitRemoved)',
+          ExpressionAttributeValues: { ':limit': limit, ':zero': 0 },
+        },
+      });
     }
     this.defaultedProjects.add(project);
   }
 
   async deleteJob(id: string): Promise<boolean> {
-    try {
-      await this.doc.send(
-        new DeleteCommand({
-          TableName: this.tables.jobs,
-          Key: { id },
-          ConditionExpression: 'attribute_exists(id) AND attribute_not_exists(activePartition)',
-        }),
-      );
-      return true;
-    } catch (error) {
-      if (isConditionFailure(error)) return false;
-      throw error;
-    }
+    const deleted = await conditionalWrite(this.doc, {
+      Delete: { TableName: this.tables.jobs, Key: { id }, ConditionExpression: 'attribute_exists(id) AND attribute_not_exists(activePartition)' },
+    });
+    return deleted !== undefined;
   }
 
   async listQueue(pool: string, limit: number, startAfter?: string): Promise<{ items: Job[]; next?: string }> {
@@ -679,44 +651,28 @@ export class DynamoJobStore implements JobStore {
   }
 
   async setPoolBackfill(name: string, backfill: boolean): Promise<PoolRecord | undefined> {
-    try {
-      const { Attributes } = await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tables.pools,
-          Key: { name },
-          UpdateExpression: 'SET backfill = :b',
-          ConditionExpression: 'attribute_exists(#name)',
-          ExpressionAttributeNames: { '#name': 'name' },
-          ExpressionAttributeValues: { ':b': backfill },
-          ReturnValues: 'ALL_NEW',
-        }),
-      );
-      return toPool(Attributes!);
-    } catch (error) {
-      if (isConditionFailure(error)) return undefined;
-      throw error;
-    }
+    return this.updatePool(name, 'SET backfill = :b', { ':b': backfill });
   }
 
   async setPoolCap(name: string, maxGpus: number): Promise<PoolRecord | undefined> {
-    try {
-      const { Attributes } = await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tables.pools,
-          Key: { name },
-          // One write: `available` follows the `used` stored at that instant, so no admission slips between.
-          UpdateExpression: 'SET maxGpus = :m, available = :m - if_not_exists(used, :zero), used = if_not_exists(used, :zero)',
-          ConditionExpression: 'attribute_exists(#name)',
-          ExpressionAttributeNames: { '#name': 'name' },
-          ExpressionAttributeValues: { ':m': maxGpus, ':zero': 0 },
-          ReturnValues: 'ALL_NEW',
-        }),
-      );
-      return toPool(Attributes!);
-    } catch (error) {
-      if (isConditionFailure(error)) return undefined;
-      throw error;
-    }
+    // One write: `available` follows the `used` stored at that instant, so no admission slips between.
+    return this.updatePool(name, 'SET maxGpus = :m, available = :m - if_not_exists(used, :zero), used = if_not_exists(used, :zero)', { ':m': maxGpus, ':zero': 0 });
+  }
+
+  /** An update of a pool that exists: the pool as it left it, undefined when there is no such pool. */
+  private async updatePool(name: string, update: string, values: Record<string, unknown>): Promise<PoolRecord | undefined> {
+    const updated = await conditionalWrite(this.doc, {
+      Update: {
+        TableName: this.tables.pools,
+        Key: { name },
+        UpdateExpression: update,
+        ConditionExpression: 'attribute_exists(#name)',
+        ExpressionAttributeNames: { '#name': 'name' },
+        ExpressionAttributeValues: values,
+        ReturnValues: 'ALL_NEW',
+      },
+    });
+    return updated && toPool(updated);
   }
 
   async getQuota(project: string, resource: QuotaResource): Promise<QuotaRecord | undefined> {
@@ -739,23 +695,18 @@ export class DynamoJobStore implements JobStore {
 
   async putQuota(quota: QuotaLimit, only?: 'new' | 'existing', now = new Date()): Promise<QuotaRecord | undefined> {
     if (quota.resource === 'gpuHours') return this.putBudget(quota, only, now);
-    try {
-      const { Attributes } = await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tables.quotas,
-          Key: { project: quota.project, resource: quota.resource },
-          // One write: `available` follows the `used` stored at that instant, so no admission slips between.
-          UpdateExpression: 'SET hardLimit = :l, available = :l - if_not_exists(used, :zero), used = if_not_exists(used, :zero) REMOVE limitRemoved',
-          ...(only ? { ConditionExpression: only === 'new' ? 'attribute_not_exists(hardLimit)' : 'attribute_exists(hardLimit)' } : {}),
-          ExpressionAttributeValues: { ':l': quota.hardLimit, ':zero': 0 },
-          ReturnValues: 'ALL_NEW',
-        }),
-      );
-      return toQuota(Attributes!);
-    } catch (error) {
-      if (isConditionFailure(error)) return undefined;
-      throw error;
-    }
+    const written = await conditionalWrite(this.doc, {
+      Update: {
+        TableName: this.tables.quotas,
+        Key: { project: quota.project, resource: quota.resource },
+        // One write: `available` follows the `used` stored at that instant, so no admission slips between.
+        UpdateExpression: 'SET hardLimit = :l, available = :l - if_not_exists(used, :zero), used = if_not_exists(used, :zero) REMOVE limitRemoved',
+        ...(only ? { ConditionExpression: only === 'new' ? 'attribute_not_exists(hardLimit)' : 'attribute_exists(hardLimit)' } : {}),
+        ExpressionAttributeValues: { ':l': quota.hardLimit, ':zero': 0 },
+        ReturnValues: 'ALL_NEW',
+      },
+    });
+    return written && toQuota(written);
   }
 
   /**
@@ -769,23 +720,18 @@ export class DynamoJobStore implements JobStore {
     const onlyCondition = only === 'new' ? 'attribute_not_exists(hardLimit)' : only === 'existing' ? 'attribute_exists(hardLimit)' : undefined;
     const common = { ':l': quota.hardLimit, ':limit': quota.hardLimit * GPU_MS_PER_HOUR, ':zero': 0 };
     const write = async (update: string, condition: string | undefined, values: Record<string, unknown>, names?: Record<string, string>) => {
-      try {
-        const { Attributes } = await this.doc.send(
-          new UpdateCommand({
-            TableName: this.tables.quotas,
-            Key: key,
-            UpdateExpression: update,
-            ...(condition ? { ConditionExpression: condition } : {}),
-            ...(names ? { ExpressionAttributeNames: names } : {}),
-            ExpressionAttributeValues: { ...common, ...values },
-            ReturnValues: 'ALL_NEW',
-          }),
-        );
-        return toQuota(Attributes!);
-      } catch (error) {
-        if (isConditionFailure(error)) return undefined;
-        throw error;
-      }
+      const written = await conditionalWrite(this.doc, {
+        Update: {
+          TableName: this.tables.quotas,
+          Key: key,
+          UpdateExpression: update,
+          ...(condition ? { ConditionExpression: condition } : {}),
+          ...(names ? { ExpressionAttributeNames: names } : {}),
+          ExpressionAttributeValues: { ...common, ...values },
+          ReturnValues: 'ALL_NEW',
+        },
+      });
+      return written && toQuota(written);
     };
     const keep = 'SET hardLimit = :l, available = :limit - if_not_exists(used, :zero), used = if_not_exists(used, :zero), reserved = if_not_exists(reserved, :zero) REMOVE limitRemoved';
     if (!quota.period) return write(keep, onlyCondition, {});
@@ -817,21 +763,16 @@ export class DynamoJobStore implements JobStore {
    * `limitRemoved` keeps a deployment default from coming back in the next process.
    */
   async removeQuotaLimit(project: string, resource: QuotaResource): Promise<boolean> {
-    try {
-      await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tables.quotas,
-          Key: { project, resource },
-          UpdateExpression: 'REMOVE hardLimit, available SET limitRemoved = :true',
-          ConditionExpression: 'attribute_exists(hardLimit)',
-          ExpressionAttributeValues: { ':true': true },
-        }),
-      );
-      return true;
-    } catch (error) {
-      if (isConditionFailure(error)) return false;
-      throw error;
-    }
+    const removed = await conditionalWrite(this.doc, {
+      Update: {
+        TableName: this.tables.quotas,
+        Key: { project, resource },
+        UpdateExpression: 'REMOVE hardLimit, available SET limitRemoved = :true',
+        ConditionExpression: 'attribute_exists(hardLimit)',
+        ExpressionAttributeValues: { ':true': true },
+      },
+    });
+    return removed !== undefined;
   }
 
   private transact(items: TransactItems): Promise<void> {

@@ -16,7 +16,6 @@ import {
   BatchWriteCommand,
   PutCommand,
   ScanCommand,
-  UpdateCommand,
   type BatchWriteCommandOutput,
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
@@ -24,6 +23,7 @@ import type { QuotaResource } from '../../core/schemas.js';
 import type { CounterRow, Mark, MarkKind, ReconcileStore } from '../../ports/reconcile-store.js';
 import { batchGetAll } from './batch-get.js';
 import type { TableNames } from './table-names.js';
+import { conditionalWrite } from './transactions.js';
 
 const BATCH_WRITE_MAX = 25;
 const UNPROCESSED_ATTEMPTS = 8;
@@ -113,22 +113,10 @@ export class DynamoReconcileStore implements ReconcileStore {
       update += ', #available = :available';
       values[':available'] = read.limit - used;
     }
-    try {
-      await this.doc.send(
-        new UpdateCommand({
-          TableName: table,
-          Key: key,
-          UpdateExpression: update,
-          ConditionExpression: conditions.join(' AND '),
-          ExpressionAttributeNames: names,
-          ExpressionAttributeValues: values,
-        }),
-      );
-      return true;
-    } catch (error) {
-      if ((error as { name?: string })?.name === 'ConditionalCheckFailedException') return false;
-      throw error;
-    }
+    const repaired = await conditionalWrite(this.doc, {
+      Update: { TableName: table, Key: key, UpdateExpression: update, ConditionExpression: conditions.join(' AND '), ExpressionAttributeNames: names, ExpressionAttributeValues: values },
+    });
+    return repaired !== undefined;
   }
 
   private async scan(table: string): Promise<Item[]> {

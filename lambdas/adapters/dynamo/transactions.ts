@@ -1,6 +1,17 @@
 /** What every DynamoDB adapter needs about writes that can lose: transactions retried on conflict, and reading why a write was refused. */
 import { type CancellationReason, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
-import { TransactWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import {
+  DeleteCommand,
+  PutCommand,
+  TransactWriteCommand,
+  UpdateCommand,
+  type DeleteCommandInput,
+  type DynamoDBDocumentClient,
+  type PutCommandInput,
+  type UpdateCommandInput,
+} from '@aws-sdk/lib-dynamodb';
+
+type Item = Record<string, unknown>;
 
 export type TransactItems = NonNullable<ConstructorParameters<typeof TransactWriteCommand>[0]['TransactItems']>;
 
@@ -30,6 +41,28 @@ export function cancellationCodes(error: unknown): (string | undefined)[] | unde
   return undefined;
 }
 
-export function isConditionFailure(error: unknown): boolean {
-  return (error as { name?: string })?.name === 'ConditionalCheckFailedException';
+/** One write of a single item, shaped as a transaction's item is. */
+export type ConditionalWrite = { Update: UpdateCommandInput } | { Put: PutCommandInput } | { Delete: DeleteCommandInput };
+
+/**
+ * A conditional write. Resolves to the item as the write left it (its `Attributes`: empty unless it asked for
+ * `ReturnValues`), or, when its condition did not hold, to undefined, or throws `onConflict()` when given.
+ * Any other error is thrown as it came.
+ */
+export async function conditionalWrite(doc: DynamoDBDocumentClient, write: ConditionalWrite, onConflict: () => Error): Promise<Item>;
+export async function conditionalWrite(doc: DynamoDBDocumentClient, write: ConditionalWrite): Promise<Item | undefined>;
+export async function conditionalWrite(doc: DynamoDBDocumentClient, write: ConditionalWrite, onConflict?: () => Error): Promise<Item | undefined> {
+  try {
+    const { Attributes } =
+      'Update' in write
+        ? await doc.send(new UpdateCommand(write.Update))
+        : 'Put' in write
+          ? await doc.send(new PutCommand(write.Put))
+          : await doc.send(new DeleteCommand(write.Delete));
+    return Attributes ?? {};
+  } catch (error) {
+    if ((error as { name?: string })?.name !== 'ConditionalCheckFailedException') throw error;
+    if (onConflict) throw onConflict();
+    return undefined;
+  }
 }
