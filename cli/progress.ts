@@ -111,7 +111,10 @@ export async function printLogs(ctx: Context, client: ApiClient, id: string, opt
     else writeLines(ctx, first, options.timestamps);
     return;
   }
-  const emit = (read: LogsView) => (ctx.json ? read.lines.forEach((line) => ctx.print(JSON.stringify(line))) : writeLines(ctx, read, options.timestamps));
+  const emit = (read: LogsView) => {
+    if (ctx.json) for (const line of read.lines) ctx.print(JSON.stringify(line));
+    else writeLines(ctx, read, options.timestamps);
+  };
   emit(first);
   let cursor = first.nextToken;
   if (cursor === undefined) throw new CliError(`the API at ${client.baseUrl} cannot follow output (its logs answer has no nextToken)`);

@@ -5,7 +5,7 @@
  * lib/ never imports lambdas/.
  */
 import { CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
-import { Construct } from 'constructs';
+import type { Construct } from 'constructs';
 import { FlareAlarms } from './alarms.js';
 import { ComputeEvents } from './compute-events.js';
 import { FlareCompute } from './compute.js';
@@ -96,8 +96,6 @@ export class FlareStack extends Stack {
       STATE_MACHINE_ARN: stateMachineArn,
       DEFAULT_QUOTAS: JSON.stringify(this.settings.defaultQuotas),
       AGENT_TIMEOUT_SECONDS: String(this.settings.agentTimeoutMinutes * 60),
-      // Job State Change events leave through the jobs table stream (JobEventStream), not from these functions.
-      EVENTS_VIA_STREAM: 'true',
     };
 
     this.tasks = new FlareFunction(this, 'Tasks', {

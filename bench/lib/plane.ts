@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isTerminal, JobState } from '../../lambdas/core/job.js';
+import { isTerminal, type JobState } from '../../lambdas/core/job.js';
 import { LocalConfig, parse } from '../../lambdas/core/schemas.js';
 import type { Logger } from '../../lambdas/core/deps.js';
 import type { JobStateChange } from '../../lambdas/ports/events.js';

@@ -27,9 +27,9 @@ export function spread(s: Summary | undefined): string {
 }
 
 export function markdownTable(header: string[], rows: string[][]): string {
-  const escape = (cell: string) => cell.replace(/\|/g, '\\|').replace(/\n/g, ' ');
-  const lines = [`| ${header.map(escape).join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`];
-  for (const row of rows) lines.push(`| ${row.map(escape).join(' | ')} |`);
+  const escapeCell = (cell: string) => cell.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+  const lines = [`| ${header.map(escapeCell).join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`];
+  for (const row of rows) lines.push(`| ${row.map(escapeCell).join(' | ')} |`);
   return lines.join('\n');
 }
 

@@ -19,7 +19,7 @@ const COMPARED: { figure: string; metric: string; unit: string; better: 'higher'
 ];
 
 export function compareWithSlurm(flare: FlareResults, slurm: SlurmResults | undefined): Comparison[] {
-  if (!slurm || slurm.status !== 'ok') return [];
+  if (slurm?.status !== 'ok') return [];
   const rows: Comparison[] = [];
   for (const c of COMPARED) {
     const f = c.pick(flare);

@@ -29,7 +29,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { JobRun, StartedBefore, groupAlive, message, writeExit } from './local-job-runner.mjs';
+import { JobRun, StartedBefore, message, writeExit } from './local-job-runner.mjs';
 import { LOCK_NAME, SOCKET_NAME, bootId, directSocketPath, liveSupervisor } from './local-supervisor-lock.mjs';
 
 const dataDir = process.argv[2] ? path.resolve(process.argv[2]) : undefined;

@@ -11,7 +11,7 @@ import type { HookServer } from './hooks.js';
 import type { SoakProfile } from './options.js';
 import { jobArgv, parseStamps, templateName, type PlannedKill } from './plan.js';
 import type { SoakPlane } from './plane.js';
-import { JobProcesses, RUN_ENV } from './procs.js';
+import { type JobProcesses, RUN_ENV } from './procs.js';
 import type { JobView, PoolSample, QuotaSample, SoakRecord, Stamp, SubmittedJob } from './record.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -21,7 +21,10 @@ import { esbuildOptions, REPO_ROOT } from '../../lib/lambda-defaults.js';
 function routedNames(): Set<string> {
   const names = new Set<string>();
   const visit = (value: unknown): void => {
-    if (Array.isArray(value)) return value.forEach(visit);
+    if (Array.isArray(value)) {
+      value.forEach(visit);
+      return;
+    }
     if (!value || typeof value !== 'object') return;
     for (const [key, inner] of Object.entries(value)) {
       if (key === 'ErrorEquals') for (const name of inner as string[]) names.add(name);

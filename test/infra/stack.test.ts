@@ -48,7 +48,6 @@ const ENV_CONTRACT = [
   'DEFAULT_QUOTAS',
   'AGENT_TIMEOUT_SECONDS',
   'ROOT_DEVICE_NAME',
-  'EVENTS_VIA_STREAM',
   'DEPLOYMENT_NAME',
   'GPU_IMAGE_ID',
 ];
@@ -163,11 +162,10 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
         assert.deepEqual(env.LAUNCH_TEMPLATE_ID, { Ref: logicalId(stack, stack.compute.launchTemplate) });
         assert.deepEqual(env.LOG_GROUP_NAME, { Ref: logicalId(stack, stack.compute.jobLogGroup) });
         assert.deepEqual(JSON.parse(env.POOLS), { a10g: { instanceTypes: ['g5.xlarge'], gpusPerInstance: 1, memory: '14g' } });
-        // Defaults: no deployment-wide quota, a 10-minute agent bound, Ubuntu's root device, events from the stream.
+        // Defaults: no deployment-wide quota, a 10-minute agent bound, Ubuntu's root device.
         assert.equal(env.DEFAULT_QUOTAS, '{}');
         assert.equal(env.AGENT_TIMEOUT_SECONDS, '600');
         assert.equal(env.ROOT_DEVICE_NAME, '/dev/sda1');
-        assert.equal(env.EVENTS_VIA_STREAM, 'true');
         // The created VPC's private subnets, comma-separated.
         const subnets = env.SUBNET_IDS['Fn::Join'];
         assert.equal(subnets[0], ',');
@@ -280,8 +278,9 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
     it('leaves no dependency cycle between the machine, the functions and their policies', () => {
       const edges = new Map<string, Set<string>>();
       const refs = (value: unknown, out: Set<string>) => {
-        if (Array.isArray(value)) value.forEach((v) => refs(v, out));
-        else if (value && typeof value === 'object') {
+        if (Array.isArray(value)) {
+          for (const v of value) refs(v, out);
+        } else if (value && typeof value === 'object') {
           for (const [k, v] of Object.entries(value)) {
             if (k === 'Ref' && typeof v === 'string' && v in resources) out.add(v);
             else if (k === 'Fn::GetAtt') out.add((v as string[])[0]);

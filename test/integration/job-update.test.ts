@@ -268,7 +268,7 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
     const unknown = await patch(world, running.id, { liveTimeoutMinutes: 20, privileged: true });
     assertStatus(unknown, 400);
     assert.deepEqual(fieldsOf(unknown), ['privileged']);
-    for (const liveTimeoutMinutes of [0, -1, '5', null, 1e309 /* JSON: null */]) {
+    for (const liveTimeoutMinutes of [0, -1, '5', null, Infinity /* JSON: null */]) {
       const bad = await patch(world, running.id, { liveTimeoutMinutes });
       assertStatus(bad, 400);
       assert.deepEqual(fieldsOf(bad), ['liveTimeoutMinutes']);

@@ -88,7 +88,7 @@ function job(id: string, overrides: Partial<Job> = {}): Job {
     owner: 'alice',
     template: 'train',
     pool: 'local',
-    image: 'nvidia/cuda@sha256:' + 'a'.repeat(64),
+    image: `nvidia/cuda@sha256:${'a'.repeat(64)}`,
     command: ['true'],
     env: {},
     gpus: 1,

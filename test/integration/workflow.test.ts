@@ -485,7 +485,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     // As if the job's own workflow found no room, set WAITING and ended: nobody drives it but a drain.
     const job: Job = {
       id: newJobId(), name: 'parked', project: 'vision', owner: 'alice', template: 'ok', pool: 'local',
-      image: 'docker.io/library/busybox:1.36@sha256:' + 'a'.repeat(64), command: ['sh', '-c', 'exit 0'], env: {},
+      image: `docker.io/library/busybox:1.36@sha256:${'a'.repeat(64)}`, command: ['sh', '-c', 'exit 0'], env: {},
       gpus: 1, nodeCount: 1, liveTimeoutMinutes: 5, state: JobState.PENDING, createdAt: new Date().toISOString(),
     };
     await world.store.createJob(job);

@@ -56,7 +56,9 @@ const OPTIONS: DockerRunOptions = { memory: '30g' };
 
 function nastySpec(): ContainerSpec {
   const env: Record<string, string> = {};
-  PAYLOADS.forEach((p, i) => (env[`EVIL_${i}`] = p));
+  PAYLOADS.forEach((p, i) => {
+    env[`EVIL_${i}`] = p;
+  });
   return spec({ command: [...PAYLOADS], env });
 }
 

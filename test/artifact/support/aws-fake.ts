@@ -30,7 +30,7 @@ import {
   sendUnroutable,
   signerOf,
 } from './aws-fake-wire.js';
-import { type AwsService, type RecordedCall, type TagLookup } from './types.js';
+import type { AwsService, RecordedCall, TagLookup } from './types.js';
 
 export { AwsError } from './aws-fake-wire.js';
 export type { FakeInstance, InstanceStateName } from './aws-fake-ec2.js';

@@ -55,7 +55,7 @@ export function artifactWorkflow(template: CfnTemplate, functions: readonly Lamb
   );
 
   const machineName = stateMachineArn.split(':').pop()!;
-  const executionArn = (name: string) => stateMachineArn.replace(':stateMachine:', ':execution:') + `:${name}`;
+  const executionArn = (name: string) => `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`;
   const inputs = new Map<string, string>();
   const startDates = new Map<string, number>();
   const started: ArtifactWorkflow['started'] = [];
