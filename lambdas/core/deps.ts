@@ -11,6 +11,15 @@ export interface Logger {
   error(message: string, data?: Record<string, unknown>): void;
 }
 
+/**
+ * Operational figures (CloudWatch EMF on AWS; see core/metrics.ts for the names). `dimensions` split a
+ * figure by a small, fixed set of values (a launch failure's error name), never by job or project.
+ */
+export interface Metrics {
+  count(name: string, value?: number, dimensions?: Record<string, string>): void;
+  milliseconds(name: string, value: number): void;
+}
+
 /** The deployment's tunables; every field has a default in core (lambdas/core/policy.ts). */
 export interface Policy {
   /** Limits for projects that have no row for a resource; absent: unlimited. */
@@ -37,6 +46,8 @@ export interface Deps {
   /** Container output: CloudWatch Logs on AWS, the job's log file locally. */
   logs: JobLogs;
   log: Logger;
+  /** Absent: nothing is measured (core/metrics.ts metricsOf). */
+  metrics?: Metrics;
   policy?: Policy;
   now(): Date;
   newId(): string;

@@ -10,6 +10,7 @@ import { publishChange, publishOperatorEvent } from './events.js';
 import { launchBackoffSeconds, maxComputeChecks } from './policy.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, terminalFor, type Job } from './job.js';
 import { admitIfDue, drainAfterRelease, drainPool, waitingFields } from './queue.js';
+import { jobEnded, launchFailed } from './metrics.js';
 import { JobNotFound } from './errors.js';
 import type { ContainerSpec } from '../ports/compute.js';
 
@@ -205,6 +206,7 @@ export async function releaseStep(deps: Deps, jobId: string, error?: StepError |
       ...(verdict.exitCode !== undefined ? { exitCode: verdict.exitCode } : {}),
     });
     if (finished) {
+      jobEnded(deps, finished, error);
       await publishChange(deps, finished, job.state);
       break;
     }
@@ -230,6 +232,7 @@ export async function requeueStep(deps: Deps, jobId: string, error?: StepError |
     const cause = describeCause(error) ?? 'no capacity';
     const requeued = await deps.store.requeueJob(job, { stateReason: `${cause}; next launch attempt after ${retryAt}`, retryAt, launchAttempt });
     if (requeued) {
+      launchFailed(deps, error);
       await publishChange(deps, requeued, JobState.LAUNCHING);
       if (error?.Error === CAPACITY_LIMIT_REACHED) await publishOperatorEvent(deps, 'capacity-limit', `pool/${job.pool}`, cause);
       return { requeued: true, backoffSeconds };

@@ -18,6 +18,7 @@ import { publishChange } from './events.js';
 import { StaleJob } from './errors.js';
 import { forecastBounds, forecastPool, forecastQueue, projectLimits, worstCaseEnd } from './forecast.js';
 import { JobState, totalGpus, type Job } from './job.js';
+import { METRIC, timed } from './metrics.js';
 import { workflowInput } from './workflow.js';
 import type { PoolRecord } from '../ports/job-store.js';
 
@@ -70,7 +71,7 @@ export function drainPool(deps: Deps, poolName: string, options: DrainOptions = 
   if (!pools) drainers.set(deps.store, (pools = new Map()));
   let drainer = pools.get(poolName);
   if (!drainer) pools.set(poolName, (drainer = new PoolDrainer()));
-  return drainer.request(() => drainPoolOnce(deps, poolName, options));
+  return drainer.request(() => timed(deps, METRIC.drainLatency, () => drainPoolOnce(deps, poolName, options)));
 }
 
 export interface DrainOptions {

@@ -18,8 +18,8 @@ import { SFNClient } from '@aws-sdk/client-sfn';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
-import { consoleLogger } from '../adapters/console-logger.js';
 import { DynamoCatalog, DynamoJobStore } from '../adapters/dynamo/dynamo-job-store.js';
+import { countTransactionConflicts } from '../adapters/dynamo/conflict-metrics.js';
 import { DynamoReconcileStore } from '../adapters/dynamo/dynamo-reconcile-store.js';
 import type { TableNames } from '../adapters/dynamo/table-names.js';
 import { Ec2SsmCompute } from '../adapters/ec2-ssm-compute.js';
@@ -32,10 +32,12 @@ import { reportUnavailable } from '../adapters/unavailable.js';
 import { CloudWatchJobLogs } from '../adapters/cloudwatch-job-logs.js';
 import type { Deps } from '../core/deps.js';
 import { FlareError, StoreUnavailable, WorkflowsUnavailable } from '../core/errors.js';
+import { meteredStore } from '../core/metrics.js';
 import { computeChecksFor } from '../core/policy.js';
 import type { Compute } from '../ports/compute.js';
 import type { JobLogs } from '../ports/job-logs.js';
 import type { ReconcileStore } from '../ports/reconcile-store.js';
+import { awsLogger, awsMetrics } from './aws-observability.js';
 
 const required = z.string().min(1);
 const count = z.number().int().min(0).optional();
@@ -131,7 +133,7 @@ const AWS_REQUEST_HANDLER = { connectionTimeout: 2_000, requestTimeout: 3_000, t
 /** One DynamoDB client per process, shared by the store, the catalog and the reconcile store; throttling and outages throw StoreUnavailable. */
 function documentClient(): DynamoDBDocumentClient {
   if (doc) return doc;
-  const client = new DynamoDBClient({ requestHandler: AWS_REQUEST_HANDLER });
+  const client = countTransactionConflicts(new DynamoDBClient({ requestHandler: AWS_REQUEST_HANDLER }), awsMetrics());
   return (doc = reportUnavailable(DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } }), 'DynamoDB', StoreUnavailable));
 }
 
@@ -181,7 +183,7 @@ export function awsDeps(ports: AwsPorts): () => Deps {
     const bus = new EventBridgePublisher(new EventBridgeClient({}), env.EVENT_BUS_NAME);
     const tables = tableNames(env);
     deps = {
-      store: new DynamoJobStore(documentClient(), tables),
+      store: meteredStore(new DynamoJobStore(documentClient(), tables), awsMetrics()),
       catalog: new DynamoCatalog(documentClient(), tables),
       compute: ports.compute ? ports.compute() : notWired<Compute>('compute'),
       workflows: new SfnWorkflows(reportUnavailable(new SFNClient({ requestHandler: AWS_REQUEST_HANDLER }), 'Step Functions', WorkflowsUnavailable), env.STATE_MACHINE_ARN),
@@ -193,7 +195,8 @@ export function awsDeps(ports: AwsPorts): () => Deps {
         ...(env.AGENT_TIMEOUT_SECONDS ? { maxComputeChecks: computeChecksFor(env.AGENT_TIMEOUT_SECONDS) } : {}),
         ...(env.ECR_REPOSITORIES ? { ecrRepositories: env.ECR_REPOSITORIES } : {}),
       },
-      log: consoleLogger({ service: 'flare' }),
+      log: awsLogger(),
+      metrics: awsMetrics(),
       now: () => new Date(),
       newId: newJobId,
     };

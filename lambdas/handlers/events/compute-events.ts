@@ -19,6 +19,7 @@ import type { Deps } from '../../core/deps.js';
 import { FlareError } from '../../core/errors.js';
 import { parse } from '../../core/schemas.js';
 import { awsCompute, awsDeps } from '../aws-deps.js';
+import { observed } from '../aws-observability.js';
 
 /** What this handler asks of the compute adapter. */
 export type ComputeEventLookups = Pick<Ec2SsmCompute, 'commandOutcome' | 'jobOfInstance'>;
@@ -117,4 +118,4 @@ export function createComputeEventsHandler(deps: () => Deps, compute: () => Comp
   return middy<unknown, void>().handler((event) => handleComputeEvent(deps(), compute(), event));
 }
 
-export const handler = createComputeEventsHandler(awsDeps({ compute: awsCompute }), awsCompute);
+export const handler = observed(createComputeEventsHandler(awsDeps({ compute: awsCompute }), awsCompute), { metrics: true });

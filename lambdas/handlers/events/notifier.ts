@@ -16,7 +16,6 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { z } from 'zod';
-import { consoleLogger } from '../../adapters/console-logger.js';
 import { DynamoDedup } from '../../adapters/dynamo/dynamo-dedup.js';
 import { SecretsWebhooks } from '../../adapters/secrets-webhooks.js';
 import { WebhookPoster } from '../../adapters/webhook-notifier.js';
@@ -26,6 +25,7 @@ import { JOB_STATES } from '../../core/job.js';
 import { deliveryKey, notifyChannel, type DeliveryLedger } from '../../core/notification.js';
 import { NotifyChannelSpec, parse } from '../../core/schemas.js';
 import { EVENT_SOURCE, JOB_STATE_CHANGE, type JobStateChange } from '../../ports/events.js';
+import { awsLogger, observed } from '../aws-observability.js';
 
 export const NotifierEnv = z.object({
   NOTIFY_CHANNELS: z.string().transform((text, ctx) => {
@@ -140,7 +140,7 @@ let deps: NotifierDeps | undefined;
 export function notifierDeps(env: NodeJS.ProcessEnv = process.env): NotifierDeps {
   if (deps) return deps;
   const config = parse(NotifierEnv, env, 'environment');
-  const log = consoleLogger({ service: 'flare-notifier' });
+  const log = awsLogger(NOTIFIER_SERVICE);
   const doc = DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
   deps = {
     channels: config.NOTIFY_CHANNELS,
@@ -157,4 +157,6 @@ export function createNotifierHandler(deps: () => NotifierDeps) {
   return middy<SQSEvent, SQSBatchResponse>().handler((event) => notifyRecords(deps(), event.Records));
 }
 
-export const handler = createNotifierHandler(notifierDeps);
+const NOTIFIER_SERVICE = 'flare-notifier';
+
+export const handler = observed(createNotifierHandler(notifierDeps), { service: NOTIFIER_SERVICE });

@@ -9,6 +9,7 @@ import type { Deps } from '../../core/deps.js';
 import { reconcile, type ReconcileOptions, type ReconcileReport } from '../../core/reconcile.js';
 import type { ReconcileStore } from '../../ports/reconcile-store.js';
 import { awsCompute, awsDeps, awsReconcileStore } from '../aws-deps.js';
+import { observed } from '../aws-observability.js';
 
 /**
  * Keyed to the schedule's bounds (1 to 60 minutes, lib/settings.ts): a mark
@@ -22,4 +23,4 @@ export function createReconcilerHandler(deps: () => Deps, store: () => Reconcile
   return middy<unknown, ReconcileReport>().handler(() => reconcile(deps(), store(), options));
 }
 
-export const handler = createReconcilerHandler(awsDeps({ compute: awsCompute }), awsReconcileStore);
+export const handler = observed(createReconcilerHandler(awsDeps({ compute: awsCompute }), awsReconcileStore), { metrics: true });

@@ -15,13 +15,13 @@ import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import middy from '@middy/core';
 import type { DynamoDBBatchResponse } from 'aws-lambda';
 import { z } from 'zod';
-import { consoleLogger } from '../../adapters/console-logger.js';
 import { fromItem } from '../../adapters/dynamo/dynamo-job-store.js';
 import { EventBridgePublisher, EventsNotPublished } from '../../adapters/eventbridge-publisher.js';
 import type { Logger } from '../../core/deps.js';
 import { stateChangesBetween } from '../../core/events.js';
 import { parse } from '../../core/schemas.js';
 import type { JobStateChange } from '../../ports/events.js';
+import { awsLogger, observed } from '../aws-observability.js';
 
 export const StreamPublisherEnv = z.object({ EVENT_BUS_NAME: z.string().min(1) });
 
@@ -89,7 +89,7 @@ let deps: StreamPublisherDeps | undefined;
 export function streamPublisherDeps(env: NodeJS.ProcessEnv = process.env): StreamPublisherDeps {
   if (deps) return deps;
   const { EVENT_BUS_NAME } = parse(StreamPublisherEnv, env, 'environment');
-  deps = { publisher: new EventBridgePublisher(new EventBridgeClient({}), EVENT_BUS_NAME), log: consoleLogger({ service: 'flare-stream-publisher' }), now: () => new Date() };
+  deps = { publisher: new EventBridgePublisher(new EventBridgeClient({}), EVENT_BUS_NAME), log: awsLogger(STREAM_PUBLISHER_SERVICE), now: () => new Date() };
   return deps;
 }
 
@@ -97,4 +97,6 @@ export function createStreamPublisherHandler(deps: () => StreamPublisherDeps) {
   return middy<unknown, DynamoDBBatchResponse>().handler((event) => publishJobChanges(deps(), event));
 }
 
-export const handler = createStreamPublisherHandler(streamPublisherDeps);
+const STREAM_PUBLISHER_SERVICE = 'flare-stream-publisher';
+
+export const handler = observed(createStreamPublisherHandler(streamPublisherDeps), { service: STREAM_PUBLISHER_SERVICE });

@@ -8,6 +8,7 @@ import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructured
 import type { Deps } from '../../core/deps.js';
 import { Unavailable } from '../../core/errors.js';
 import { awsDeps, awsJobLogs } from '../aws-deps.js';
+import { observed } from '../aws-observability.js';
 import { authenticate, httpErrorHandler, json, limitBody, matchRoute, parseJsonBody, type ApiContext, type ApiEvent, type ApiResult, type Route } from './middleware.js';
 import { openApiDocument, serverUrlOf } from './openapi.js';
 import { imageRoutes } from './routes/images.js';
@@ -84,7 +85,12 @@ export function createApiHandler(deps: () => Deps, options: ApiOptions = {}) {
 
 export type ApiHandler = (event: APIGatewayProxyEventV2WithJWTAuthorizer, context: ApiContext) => Promise<APIGatewayProxyStructuredResultV2>;
 
-export const handler: ApiHandler = createApiHandler(awsDeps({ logs: awsJobLogs }), claimsOptionsFromEnv());
+export const handler: ApiHandler = observed(createApiHandler(awsDeps({ logs: awsJobLogs }), claimsOptionsFromEnv()), { metrics: true, correlationId: jobIdOfPath });
+
+/** The job a request names in its path (`/v1/jobs/{id}...`). */
+export function jobIdOfPath(event: Pick<ApiEvent, 'rawPath'>): string | undefined {
+  return /^\/v1\/jobs\/([^/]+)/.exec(event.rawPath ?? '')?.[1];
+}
 
 /** The deployment's claim names (CDK sets them from flare:authGroupsClaim and flare:adminGroup). */
 function claimsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ApiOptions, 'adminGroup' | 'groupsClaim'> {

@@ -10,6 +10,7 @@ import { admitStep, awaitOutcomeStep, checkComputeStep, drainStep, launchStep, r
 import { parse } from '../../core/schemas.js';
 import { WorkflowTask } from '../../core/workflow.js';
 import { awsCompute, awsDeps } from '../aws-deps.js';
+import { jobIdOfTask, observed } from '../aws-observability.js';
 
 const jobId = z.string().min(1).max(128);
 const stepError = z.object({ Error: z.string(), Cause: z.string().optional() }).nullish();
@@ -63,4 +64,4 @@ export function createTasksHandler(deps: () => Deps) {
   return middy<unknown, unknown>().handler((event) => runTask(deps(), event));
 }
 
-export const handler = createTasksHandler(awsDeps({ compute: awsCompute }));
+export const handler = observed(createTasksHandler(awsDeps({ compute: awsCompute })), { metrics: true, correlationId: jobIdOfTask });
