@@ -20,6 +20,7 @@ import { GetCommand, QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/
 import { Conflict, QuotaExceeded } from '../../core/errors.js';
 import type { Catalog, ImageRecord, ImageVersion, TemplateRecord } from '../../ports/job-store.js';
 import { batchGetAll } from './batch-get.js';
+import { release, takeQuota } from './counter-items.js';
 import type { TableNames } from './table-names.js';
 import { cancellationCodes, conditionalWrite, transactWithRetry, type TransactItems } from './transactions.js';
 
@@ -125,17 +126,7 @@ export class DynamoCatalog implements Catalog {
       { Put: { TableName: this.tables.catalog, Item: templateItem(template), ConditionExpression: 'attribute_not_exists(#name)', ExpressionAttributeNames: { '#name': 'name' } } },
       this.putClaim(template, 'free'),
     ];
-    if (template.project) {
-      items.push({
-        Update: {
-          TableName: this.tables.quotas,
-          Key: { project: template.project, resource: 'templates' },
-          UpdateExpression: 'ADD used :one, available :minusOne',
-          ConditionExpression: 'attribute_not_exists(hardLimit) OR available >= :one',
-          ExpressionAttributeValues: { ':one': 1, ':minusOne': -1 },
-        },
-      });
-    }
+    if (template.project) items.push(takeQuota(this.tables.quotas, template.project, 'templates', 1));
     try {
       await this.transact(items);
     } catch (error) {
@@ -241,16 +232,7 @@ export class DynamoCatalog implements Catalog {
         },
       },
     ];
-    if (template.project) {
-      items.push({
-        Update: {
-          TableName: this.tables.quotas,
-          Key: { project: template.project, resource: 'templates' },
-          UpdateExpression: 'ADD used :minus, available :plus',
-          ExpressionAttributeValues: { ':minus': -1, ':plus': 1 },
-        },
-      });
-    }
+    if (template.project) items.push(release(this.tables.quotas, { project: template.project, resource: 'templates' }, 1));
     try {
       await this.transact(items);
       return true;

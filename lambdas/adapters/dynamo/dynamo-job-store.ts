@@ -2,50 +2,38 @@
  * JobStore on DynamoDB. Every job change is a conditional write; admission and
  * release are single transactions across the job, the project's quota and the
  * pool, so no interleaving of workers can overshoot a limit or release twice.
- *
- * Index attributes are kept here, derived from `state`, so callers never see them:
- * - `queuePool`/`queueKey` (sparse GSI `queue`): the pool's name while the job is PENDING or WAITING,
- *   `<pool>#holding` while it holds GPUs (LAUNCHING, RUNNING, STOPPING: what a forecast reads);
- * - `project`/`createdKey` (GSI `byProject`) always;
- * - `activePartition` (sparse GSI `active`) while the job is not terminal.
+ * How a job is stored (its index attributes) is items.ts'; the queue's reads are
+ * DynamoQueue's, the pools', quotas' and budgets' DynamoLimits'.
  */
-import {
-  GetCommand,
-  QueryCommand,
-  ScanCommand,
-  UpdateCommand,
-  type DynamoDBDocumentClient,
-  type QueryCommandInput,
-} from '@aws-sdk/lib-dynamodb';
-import { chargedGpuMs, GPU_MS_PER_HOUR, periodBounds, worstCaseGpuMs, type BudgetPeriod } from '../../core/budgets.js';
+import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { chargedGpuMs, worstCaseGpuMs } from '../../core/budgets.js';
 import { Conflict, IdempotencyConflict, QuotaExceeded, StaleJob } from '../../core/errors.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../core/job.js';
-import type { CountedQuotaResource, QuotaResource } from '../../core/schemas.js';
-import type { AdmitResult, IdempotencyClaim, JobStore, Limits, OutcomeInstance, Page, QueuedJobSummary, PoolRecord, QuotaLimit, QuotaRecord, RequeueChange, TerminalChange } from '../../ports/job-store.js';
-import type { TableNames } from './table-names.js';
+import type { AdmitResult, IdempotencyClaim, JobStore, OutcomeInstance, Page, RequeueChange, TerminalChange } from '../../ports/job-store.js';
+import { release, reserve, settleReservation, takePoolGpus, takeQuota } from './counter-items.js';
 import { templateUsableCheck } from './dynamo-catalog.js';
-import { batchGetAll } from './batch-get.js';
+import { DynamoLimits } from './dynamo-limits.js';
+import { DynamoQueue } from './dynamo-queue.js';
+import { fromItem, holdingPartition, queueKey, toItem } from './items.js';
 import { listJobItems } from './job-listing.js';
+import type { TableNames } from './table-names.js';
 import { cancellationCodes, conditionalWrite, transactWithRetry, type TransactItems } from './transactions.js';
 
-/** Moved to its own module; re-exported for the modules that import it from here. */
-export { DynamoCatalog } from './dynamo-catalog.js';
-
-const INDEX_ATTRIBUTES = ['queuePool', 'queueKey', 'createdKey', 'activePartition'] as const;
-const ACTIVE = 'active';
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
-
-type Item = Record<string, unknown>;
-/** The attributes of a QueuedJobSummary. */
-const SUMMARY_ATTRIBUTES = ['id', 'pool', 'project', 'state', 'createdAt', 'gpus', 'nodeCount', 'liveTimeoutMinutes', 'retryAt'] as const satisfies readonly (keyof QueuedJobSummary)[];
 /** The admission transaction's items, in this order: the first whose condition failed says why. */
 const ADMIT_ITEMS = ['job', 'quota', 'budget', 'pool'] as const;
 
 export class DynamoJobStore implements JobStore {
+  private readonly queue: DynamoQueue;
+  private readonly limits: DynamoLimits;
+
   constructor(
     private readonly doc: DynamoDBDocumentClient,
     private readonly tables: TableNames,
-  ) {}
+  ) {
+    this.queue = new DynamoQueue(doc, tables);
+    this.limits = new DynamoLimits(doc, tables);
+  }
 
   async createJob(job: Job, claim?: IdempotencyClaim, admitAt?: string): Promise<{ job: Job; created: boolean }> {
     if (admitAt === undefined) return this.create(job, claim);
@@ -65,15 +53,7 @@ export class DynamoJobStore implements JobStore {
   private async create(job: Job, claim: IdempotencyClaim | undefined, admission: TransactItems = []): Promise<{ job: Job; created: boolean } | undefined> {
     const items: TransactItems = [
       { Put: { TableName: this.tables.jobs, Item: toItem(job), ConditionExpression: 'attribute_not_exists(id)' } },
-      {
-        Update: {
-          TableName: this.tables.quotas,
-          Key: { project: job.project, resource: 'jobs' },
-          UpdateExpression: 'ADD used :one, available :minusOne',
-          ConditionExpression: 'attribute_not_exists(hardLimit) OR available >= :one',
-          ExpressionAttributeValues: { ':one': 1, ':minusOne': -1 },
-        },
-      },
+      takeQuota(this.tables.quotas, job.project, 'jobs', 1),
     ];
     if (claim) {
       items.push({
@@ -102,7 +82,7 @@ export class DynamoJobStore implements JobStore {
         throw new Conflict(`template ${job.template} is being deleted or was deleted meanwhile; the job was not stored`);
       }
       if (reasons[1] === 'ConditionalCheckFailed') {
-        const quota = await this.getQuota(job.project, 'jobs');
+        const quota = await this.limits.getQuota(job.project, 'jobs');
         throw new QuotaExceeded(job.project, 'jobs', `project ${job.project} has ${quota?.used ?? '?'} of ${quota?.hardLimit ?? '?'} active jobs; wait for one to end`);
       }
       if (reasons.slice(firstAdmissionItem).includes('ConditionalCheckFailed')) return undefined;
@@ -254,7 +234,7 @@ export class DynamoJobStore implements JobStore {
       if (!reasons) throw error;
       const blockedBy = ADMIT_ITEMS.find((_, i) => reasons[i] === 'ConditionalCheckFailed');
       // A budget whose period is over is rolled over first: then the admission is decided on the new period.
-      if (blockedBy === 'budget' && mayRoll && (await this.rollBudgetIfOver(job.project, admittedAt))) return this.tryAdmit(job, admittedAt, false);
+      if (blockedBy === 'budget' && mayRoll && (await this.limits.rollBudgetIfOver(job.project, admittedAt))) return this.tryAdmit(job, admittedAt, false);
       if (blockedBy) return { admitted: false, blockedBy };
       throw error;
     }
@@ -263,27 +243,10 @@ export class DynamoJobStore implements JobStore {
 
   /** What admitting `job` takes besides the job itself, each conditioned: project gpus, its worst case against the gpuHours budget, pool gpus (ADMIT_ITEMS' order). */
   private admissionItems(job: Job & { heldGpus: number; reservedGpuMs: number }, at: string): TransactItems {
-    const gpus = job.heldGpus;
     return [
-      {
-        Update: {
-          TableName: this.tables.quotas,
-          Key: { project: job.project, resource: 'gpus' },
-          UpdateExpression: 'ADD used :g, available :minus',
-          ConditionExpression: 'attribute_not_exists(hardLimit) OR available >= :g',
-          ExpressionAttributeValues: { ':g': gpus, ':minus': -gpus },
-        },
-      },
-      this.reserve(job.project, job.reservedGpuMs, at),
-      {
-        Update: {
-          TableName: this.tables.pools,
-          Key: { name: job.pool },
-          UpdateExpression: 'ADD used :g, available :minus',
-          ConditionExpression: 'available >= :g',
-          ExpressionAttributeValues: { ':g': gpus, ':minus': -gpus },
-        },
-      },
+      takeQuota(this.tables.quotas, job.project, 'gpus', job.heldGpus),
+      reserve(this.tables.quotas, job.project, job.reservedGpuMs, at),
+      takePoolGpus(this.tables.pools, job.pool, job.heldGpus),
     ];
   }
 
@@ -318,9 +281,9 @@ export class DynamoJobStore implements JobStore {
             ExpressionAttributeValues: values,
           },
         },
-        this.release(this.tables.quotas, { project: job.project, resource: 'jobs' }, 1),
+        release(this.tables.quotas, { project: job.project, resource: 'jobs' }, 1),
         ...(held > 0 ? this.releaseGpus(job, held) : []),
-        ...(reserved !== undefined ? [this.settleReservation(job.project, reserved, chargedGpuMs(job, change.finishedAt))] : []),
+        ...(reserved !== undefined ? [settleReservation(this.tables.quotas, job.project, reserved, chargedGpuMs(job, change.finishedAt))] : []),
       ]);
     } catch (error) {
       if (cancellationCodes(error)?.[0] === 'ConditionalCheckFailed') return undefined;
@@ -366,7 +329,7 @@ export class DynamoJobStore implements JobStore {
         },
         ...this.releaseGpus(job, held),
         // No capacity was found: the job had no GPU, so nothing is charged.
-        ...(reserved !== undefined ? [this.settleReservation(job.project, reserved, 0)] : []),
+        ...(reserved !== undefined ? [settleReservation(this.tables.quotas, job.project, reserved, 0)] : []),
       ]);
     } catch (error) {
       if (cancellationCodes(error)?.[0] === 'ConditionalCheckFailed') return undefined;
@@ -386,7 +349,6 @@ export class DynamoJobStore implements JobStore {
       sets.push(`#${key} = :${key}`);
     }
     const more = reservedGpuMs - (job.reservedGpuMs ?? 0);
-    const budget = { project: job.project, resource: 'gpuHours' };
     try {
       await this.transact([
         {
@@ -400,111 +362,19 @@ export class DynamoJobStore implements JobStore {
           },
         },
         // More is reserved only where there is room; less is given back whatever the budget's state.
-        more > 0
-          ? this.reserve(job.project, more, at)
-          : { Update: { TableName: this.tables.quotas, Key: budget, UpdateExpression: 'ADD used :d, reserved :d, available :minus', ExpressionAttributeValues: { ':d': more, ':minus': -more } } },
+        more > 0 ? reserve(this.tables.quotas, job.project, more, at) : settleReservation(this.tables.quotas, job.project, -more, 0),
       ]);
     } catch (error) {
       const reasons = cancellationCodes(error);
       if (reasons?.[0] === 'ConditionalCheckFailed') return { changed: false, blockedBy: 'job' };
       if (reasons?.[1] !== 'ConditionalCheckFailed') throw error;
-      if (mayRoll && (await this.rollBudgetIfOver(job.project, at))) return this.changeReservation(job, set, reservedGpuMs, at, false);
+      if (mayRoll && (await this.limits.rollBudgetIfOver(job.project, at))) return this.changeReservation(job, set, reservedGpuMs, at, false);
       return { changed: false, blockedBy: 'budget' };
     }
     // Read back: the caller needs what it did not read (a task token stored since, for one).
     const changed = await this.getJob(job.id);
     if (!changed) return { changed: false, blockedBy: 'job' };
     return { changed: true, job: changed };
-  }
-
-  private releaseGpus(job: Job, held: number) {
-    return [this.release(this.tables.quotas, { project: job.project, resource: 'gpus' }, held), this.release(this.tables.pools, { name: job.pool }, held)];
-  }
-
-  private release(table: string, key: Record<string, string>, amount: number) {
-    return { Update: { TableName: table, Key: key, UpdateExpression: 'ADD used :minus, available :plus', ExpressionAttributeValues: { ':minus': -amount, ':plus': amount } } };
-  }
-
-  /**
-   * Reserve GPU-ms against the project's gpuHours budget: with a limit, only while there is room and the
-   * period is not over (the caller rolls it over and tries again); without one, only counted.
-   */
-  private reserve(project: string, amount: number, at: string) {
-    return {
-      Update: {
-        TableName: this.tables.quotas,
-        Key: { project, resource: 'gpuHours' },
-        UpdateExpression: 'ADD used :r, reserved :r, available :minus',
-        ConditionExpression: 'attribute_not_exists(hardLimit) OR (available >= :r AND periodEnd > :at)',
-        ExpressionAttributeValues: { ':r': amount, ':minus': -amount, ':at': at },
-      },
-    };
-  }
-
-  /** A reservation ends: `charged` of it stays spent in `used`, the rest goes back to `available`. */
-  private settleReservation(project: string, reserved: number, charged: number) {
-    return {
-      Update: {
-        TableName: this.tables.quotas,
-        Key: { project, resource: 'gpuHours' },
-        UpdateExpression: 'ADD used :unused, reserved :minus, available :refund',
-        ExpressionAttributeValues: { ':unused': charged - reserved, ':minus': -reserved, ':refund': reserved - charged },
-      },
-    };
-  }
-
-  /**
-   * Roll a budget whose period is over (at `at`) into the current one: nothing spent yet, the reservations
-   * of jobs still holding carried over. Conditioned on the limit and period read, so of concurrent
-   * callers one rolls and the others find it done. True when the period was over: admit again.
-   */
-  private async rollBudgetIfOver(project: string, at: string): Promise<boolean> {
-    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.quotas, Key: { project, resource: 'gpuHours' }, ConsistentRead: true }));
-    if (Item?.hardLimit === undefined || (Item.periodEnd !== undefined && String(Item.periodEnd) > at)) return false;
-    const { periodStart, periodEnd } = periodBounds((Item.period as BudgetPeriod | undefined) ?? 'month', new Date(at));
-    // A condition that fails means another caller rolled it first.
-    await conditionalWrite(this.doc, {
-      Update: {
-        TableName: this.tables.quotas,
-        Key: { project, resource: 'gpuHours' },
-        UpdateExpression: 'SET periodStart = :ps, periodEnd = :pe, used = if_not_exists(reserved, :zero), available = :limit - if_not_exists(reserved, :zero)',
-        ConditionExpression: `hardLimit = :seenLimit AND ${Item.periodEnd === undefined ? 'attribute_not_exists(periodEnd)' : 'periodEnd = :seenEnd'}`,
-        ExpressionAttributeValues: {
-          ':ps': periodStart,
-          ':pe': periodEnd,
-          ':zero': 0,
-          ':limit': Number(Item.hardLimit) * GPU_MS_PER_HOUR,
-          ':seenLimit': Item.hardLimit,
-          ...(Item.periodEnd === undefined ? {} : { ':seenEnd': Item.periodEnd }),
-        },
-      },
-    });
-    return true;
-  }
-
-  private readonly defaultedProjects = new Set<string>();
-
-  /**
-   * A project row without `hardLimit` is unlimited; with a deployment default it
-   * gets that limit the first time the project is seen. Rows that exist keep
-   * their usage (`available` = limit - used); rows with a limit are left alone,
-   * and so are rows whose limit an admin removed (`limitRemoved`).
-   */
-  async ensureDefaultQuotas(project: string, defaults: Partial<Record<CountedQuotaResource, number>>): Promise<void> {
-    if (this.defaultedProjects.has(project)) return;
-    for (const [resource, limit] of Object.entries(defaults) as [CountedQuotaResource, number | undefined][]) {
-      if (limit === undefined) continue;
-      await conditionalWrite(this.doc, {
-        Update: {
-          TableName: this.tables.quotas,
-          Key: { project, resource },
-          UpdateExpression: 'SET hardLimit = :limit, available = :limit - if_not_exists(used, :zero), used = if_not_exists(used, :zero)',
-          ConditionExpression: 'attribute_not_exists(hardLimit) AND attribute_not_exists(limitRemoved)',
-          ExpressionAttributeValues: { ':limit': limit, ':zero': 0 },
-        },
-      });
-    }
-    this.defaultedProjects.add(project);
   }
 
   async deleteJob(id: string): Promise<boolean> {
@@ -514,279 +384,32 @@ export class DynamoJobStore implements JobStore {
     return deleted !== undefined;
   }
 
-  async listQueue(pool: string, limit: number, startAfter?: string): Promise<{ items: Job[]; next?: string }> {
-    const { items, next } = await this.queryQueue(pool, limit, startAfter);
-    return { items: items.map(fromItem), next };
+  private releaseGpus(job: Job, held: number): TransactItems {
+    return [release(this.tables.quotas, { project: job.project, resource: 'gpus' }, held), release(this.tables.pools, { name: job.pool }, held)];
   }
 
-  async listQueueSummaries(pool: string, limit: number, startAfter?: string): Promise<{ items: QueuedJobSummary[]; next?: string }> {
-    const { items, next } = await this.queryQueue(pool, limit, startAfter, SUMMARY_ATTRIBUTES);
-    return { items: items as QueuedJobSummary[], next };
-  }
+  listQueue: JobStore['listQueue'] = (...a) => this.queue.listQueue(...a);
+  listQueueSummaries: JobStore['listQueueSummaries'] = (...a) => this.queue.listQueueSummaries(...a);
+  listHolding: JobStore['listHolding'] = (...a) => this.queue.listHolding(...a);
+  queuePosition: JobStore['queuePosition'] = (...a) => this.queue.queuePosition(...a);
+  queueLength: JobStore['queueLength'] = (...a) => this.queue.queueLength(...a);
+  listActiveJobs: JobStore['listActiveJobs'] = () => this.queue.listActiveJobs();
 
-  private async queryQueue(pool: string, limit: number, startAfter?: string, attributes?: readonly string[]): Promise<{ items: Item[]; next?: string }> {
-    const { Items = [], LastEvaluatedKey } = await this.doc.send(
-      new QueryCommand({
-        TableName: this.tables.jobs,
-        IndexName: 'queue',
-        KeyConditionExpression: startAfter ? 'queuePool = :p AND queueKey > :k' : 'queuePool = :p',
-        ExpressionAttributeValues: { ':p': pool, ...(startAfter ? { ':k': startAfter } : {}) },
-        ...(attributes
-          ? { ProjectionExpression: attributes.map((_, i) => `#a${i}`).join(', '), ExpressionAttributeNames: Object.fromEntries(attributes.map((a, i) => [`#a${i}`, a])) }
-          : {}),
-        Limit: limit,
-      }),
-    );
-    return { items: Items, next: LastEvaluatedKey ? String(LastEvaluatedKey.queueKey) : undefined };
-  }
-
-  async listHolding(pool: string): Promise<Job[]> {
-    const jobs: Job[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const { Items = [], LastEvaluatedKey } = await this.doc.send(
-        new QueryCommand({
-          TableName: this.tables.jobs,
-          IndexName: 'queue',
-          KeyConditionExpression: 'queuePool = :p',
-          ExpressionAttributeValues: { ':p': holdingPartition(pool) },
-          ExclusiveStartKey: start,
-        }),
-      );
-      jobs.push(...Items.map(fromItem));
-      start = LastEvaluatedKey;
-    } while (start);
-    return jobs;
-  }
-
-  queuePosition(job: Job): Promise<number> {
-    return this.countQueue(job.pool, queueKey(job));
-  }
-
-  queueLength(pool: string): Promise<number> {
-    return this.countQueue(pool);
-  }
-
-  private async countQueue(pool: string, before?: string): Promise<number> {
-    let count = 0;
-    let start: Record<string, unknown> | undefined;
-    do {
-      const result = await this.doc.send(
-        new QueryCommand({
-          TableName: this.tables.jobs,
-          IndexName: 'queue',
-          KeyConditionExpression: before ? 'queuePool = :p AND queueKey < :k' : 'queuePool = :p',
-          ExpressionAttributeValues: { ':p': pool, ...(before ? { ':k': before } : {}) },
-          Select: 'COUNT',
-          ExclusiveStartKey: start,
-        }),
-      );
-      count += result.Count ?? 0;
-      start = result.LastEvaluatedKey;
-    } while (start);
-    return count;
-  }
-
-  async listActiveJobs(): Promise<Job[]> {
-    const jobs: Job[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const input: QueryCommandInput = {
-        TableName: this.tables.jobs,
-        IndexName: 'active',
-        KeyConditionExpression: 'activePartition = :a',
-        ExpressionAttributeValues: { ':a': ACTIVE },
-        ExclusiveStartKey: start,
-      };
-      const { Items = [], LastEvaluatedKey } = await this.doc.send(new QueryCommand(input));
-      jobs.push(...Items.map(fromItem));
-      start = LastEvaluatedKey;
-    } while (start);
-    return jobs;
-  }
-
-  async getPool(name: string): Promise<PoolRecord | undefined> {
-    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.pools, Key: { name }, ConsistentRead: true }));
-    return Item ? toPool(Item) : undefined;
-  }
-
-  async getLimits(pool: string | undefined, projects: readonly string[]): Promise<Limits> {
-    const unique = [...new Set(projects)];
-    const found = await batchGetAll(this.doc, {
-      [this.tables.pools]: pool === undefined ? [] : [{ name: pool }],
-      [this.tables.quotas]: unique.flatMap((project) => [{ project, resource: 'gpus' }, { project, resource: 'gpuHours' }]),
-    });
-    const quotas: Limits['quotas'] = new Map(unique.map((project) => [project, {}]));
-    for (const item of found.get(this.tables.quotas) ?? []) {
-      const quota = toQuota(item);
-      quotas.get(quota.project)![quota.resource as 'gpus' | 'gpuHours'] = quota;
-    }
-    const poolItem = found.get(this.tables.pools)?.[0];
-    return { ...(poolItem ? { pool: toPool(poolItem) } : {}), quotas };
-  }
-
-  async listPools(): Promise<PoolRecord[]> {
-    const { Items = [] } = await this.doc.send(new ScanCommand({ TableName: this.tables.pools, ConsistentRead: true }));
-    return Items.map(toPool).sort((a, b) => a.name.localeCompare(b.name));
-  }
-
-  async putPool(pool: { name: string; instanceType: string; gpusPerInstance: number; maxGpus: number; backfill?: boolean }): Promise<void> {
-    await this.doc.send(
-      new UpdateCommand({
-        TableName: this.tables.pools,
-        Key: { name: pool.name },
-        UpdateExpression: `SET instanceType = :t, gpusPerInstance = :g, used = if_not_exists(used, :zero)${pool.backfill !== undefined ? ', backfill = :b' : ''}`,
-        ExpressionAttributeValues: { ':t': pool.instanceType, ':g': pool.gpusPerInstance, ':zero': 0, ...(pool.backfill !== undefined ? { ':b': pool.backfill } : {}) },
-      }),
-    );
-    // A second write so `available` is derived from the `used` stored at that instant.
-    await this.doc.send(
-      new UpdateCommand({
-        TableName: this.tables.pools,
-        Key: { name: pool.name },
-        UpdateExpression: 'SET maxGpus = :m, available = :m - used',
-        ExpressionAttributeValues: { ':m': pool.maxGpus },
-      }),
-    );
-  }
-
-  async setPoolBackfill(name: string, backfill: boolean): Promise<PoolRecord | undefined> {
-    return this.updatePool(name, 'SET backfill = :b', { ':b': backfill });
-  }
-
-  async setPoolCap(name: string, maxGpus: number): Promise<PoolRecord | undefined> {
-    // One write: `available` follows the `used` stored at that instant, so no admission slips between.
-    return this.updatePool(name, 'SET maxGpus = :m, available = :m - if_not_exists(used, :zero), used = if_not_exists(used, :zero)', { ':m': maxGpus, ':zero': 0 });
-  }
-
-  /** An update of a pool that exists: the pool as it left it, undefined when there is no such pool. */
-  private async updatePool(name: string, update: string, values: Record<string, unknown>): Promise<PoolRecord | undefined> {
-    const updated = await conditionalWrite(this.doc, {
-      Update: {
-        TableName: this.tables.pools,
-        Key: { name },
-        UpdateExpression: update,
-        ConditionExpression: 'attribute_exists(#name)',
-        ExpressionAttributeNames: { '#name': 'name' },
-        ExpressionAttributeValues: values,
-        ReturnValues: 'ALL_NEW',
-      },
-    });
-    return updated && toPool(updated);
-  }
-
-  async getQuota(project: string, resource: QuotaResource): Promise<QuotaRecord | undefined> {
-    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.quotas, Key: { project, resource }, ConsistentRead: true }));
-    return Item ? toQuota(Item) : undefined;
-  }
-
-  async listQuotas(project?: string): Promise<QuotaRecord[]> {
-    const items: Item[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const result = project
-        ? await this.doc.send(new QueryCommand({ TableName: this.tables.quotas, KeyConditionExpression: '#project = :p', ExpressionAttributeNames: { '#project': 'project' }, ExpressionAttributeValues: { ':p': project }, ExclusiveStartKey: start }))
-        : await this.doc.send(new ScanCommand({ TableName: this.tables.quotas, ExclusiveStartKey: start }));
-      items.push(...(result.Items ?? []));
-      start = result.LastEvaluatedKey;
-    } while (start);
-    return items.map(toQuota);
-  }
-
-  async putQuota(quota: QuotaLimit, only?: 'new' | 'existing', now = new Date()): Promise<QuotaRecord | undefined> {
-    if (quota.resource === 'gpuHours') return this.putBudget(quota, only, now);
-    const written = await conditionalWrite(this.doc, {
-      Update: {
-        TableName: this.tables.quotas,
-        Key: { project: quota.project, resource: quota.resource },
-        // One write: `available` follows the `used` stored at that instant, so no admission slips between.
-        UpdateExpression: 'SET hardLimit = :l, available = :l - if_not_exists(used, :zero), used = if_not_exists(used, :zero) REMOVE limitRemoved',
-        ...(only ? { ConditionExpression: only === 'new' ? 'attribute_not_exists(hardLimit)' : 'attribute_exists(hardLimit)' } : {}),
-        ExpressionAttributeValues: { ':l': quota.hardLimit, ':zero': 0 },
-        ReturnValues: 'ALL_NEW',
-      },
-    });
-    return written && toQuota(written);
-  }
-
-  /**
-   * A gpuHours budget, in GPU-ms. Without a period (a changed limit) the stored period stays. With one, when
-   * the stored period is that period's current one, what was spent in it is kept (a restart re-seeding the
-   * config, a budget removed and given again); otherwise the current period starts with nothing spent.
-   * Reservations of holding jobs always count. Each write derives `available` from the counters at its instant.
-   */
-  private async putBudget(quota: QuotaLimit, only: 'new' | 'existing' | undefined, now: Date): Promise<QuotaRecord | undefined> {
-    const key = { project: quota.project, resource: quota.resource };
-    const onlyCondition = only === 'new' ? 'attribute_not_exists(hardLimit)' : only === 'existing' ? 'attribute_exists(hardLimit)' : undefined;
-    const common = { ':l': quota.hardLimit, ':limit': quota.hardLimit * GPU_MS_PER_HOUR, ':zero': 0 };
-    const write = async (update: string, condition: string | undefined, values: Record<string, unknown>, names?: Record<string, string>) => {
-      const written = await conditionalWrite(this.doc, {
-        Update: {
-          TableName: this.tables.quotas,
-          Key: key,
-          UpdateExpression: update,
-          ...(condition ? { ConditionExpression: condition } : {}),
-          ...(names ? { ExpressionAttributeNames: names } : {}),
-          ExpressionAttributeValues: { ...common, ...values },
-          ReturnValues: 'ALL_NEW',
-        },
-      });
-      return written && toQuota(written);
-    };
-    const keep = 'SET hardLimit = :l, available = :limit - if_not_exists(used, :zero), used = if_not_exists(used, :zero), reserved = if_not_exists(reserved, :zero) REMOVE limitRemoved';
-    if (!quota.period) return write(keep, onlyCondition, {});
-    const { periodStart, periodEnd } = periodBounds(quota.period, now);
-    const current = '#period = :p AND periodStart = :ps';
-    const names = { '#period': 'period' };
-    const values = { ':p': quota.period, ':ps': periodStart };
-    // Two conditional writes, one of which matches the row; a third writer in between makes both miss: try again.
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const kept = await write(keep, [onlyCondition, current].filter(Boolean).join(' AND '), values, names);
-      if (kept) return kept;
-      const started = await write(
-        'SET hardLimit = :l, #period = :p, periodStart = :ps, periodEnd = :pe, used = if_not_exists(reserved, :zero), ' +
-          'available = :limit - if_not_exists(reserved, :zero), reserved = if_not_exists(reserved, :zero) REMOVE limitRemoved',
-        [onlyCondition, `NOT (${current})`].filter(Boolean).join(' AND '),
-        { ...values, ':pe': periodEnd },
-        names,
-      );
-      if (started) return started;
-      // Both missed: `only` does not hold (done), or another writer moved the period in between (again).
-      const limited = (await this.getQuota(quota.project, quota.resource))?.hardLimit !== undefined;
-      if (only && limited !== (only === 'existing')) return undefined;
-    }
-    return undefined;
-  }
-
-  /**
-   * `available` goes too: without a limit admission ignores it, and a new limit derives it afresh.
-   * `limitRemoved` keeps a deployment default from coming back in the next process.
-   */
-  async removeQuotaLimit(project: string, resource: QuotaResource): Promise<boolean> {
-    const removed = await conditionalWrite(this.doc, {
-      Update: {
-        TableName: this.tables.quotas,
-        Key: { project, resource },
-        UpdateExpression: 'REMOVE hardLimit, available SET limitRemoved = :true',
-        ConditionExpression: 'attribute_exists(hardLimit)',
-        ExpressionAttributeValues: { ':true': true },
-      },
-    });
-    return removed !== undefined;
-  }
+  getPool: JobStore['getPool'] = (...a) => this.limits.getPool(...a);
+  getLimits: JobStore['getLimits'] = (...a) => this.limits.getLimits(...a);
+  listPools: JobStore['listPools'] = () => this.limits.listPools();
+  putPool: JobStore['putPool'] = (...a) => this.limits.putPool(...a);
+  setPoolBackfill: JobStore['setPoolBackfill'] = (...a) => this.limits.setPoolBackfill(...a);
+  setPoolCap: JobStore['setPoolCap'] = (...a) => this.limits.setPoolCap(...a);
+  getQuota: JobStore['getQuota'] = (...a) => this.limits.getQuota(...a);
+  listQuotas: JobStore['listQuotas'] = (...a) => this.limits.listQuotas(...a);
+  putQuota: JobStore['putQuota'] = (...a) => this.limits.putQuota(...a);
+  removeQuotaLimit: JobStore['removeQuotaLimit'] = (...a) => this.limits.removeQuotaLimit(...a);
+  ensureDefaultQuotas: JobStore['ensureDefaultQuotas'] = (...a) => this.limits.ensureDefaultQuotas(...a);
 
   private transact(items: TransactItems): Promise<void> {
     return transactWithRetry(this.doc, items);
   }
-}
-
-export function queueKey(job: Pick<Job, 'createdAt' | 'id'>): string {
-  return `${job.createdAt}#${job.id}`;
-}
-
-/** The `queue` index partition of a pool's holding jobs; pool names have no '#'. */
-export function holdingPartition(pool: string): string {
-  return `${pool}#holding`;
 }
 
 /** The job as the admission transaction leaves it: LAUNCHING, holding its GPUs, its worst case reserved. */
@@ -794,53 +417,3 @@ function admittedJob(job: Job, admittedAt: string): Job & { heldGpus: number; re
   const { stateReason: _reason, queuePosition: _position, promisedStartAt: _promised, ...rest } = job;
   return { ...rest, state: JobState.LAUNCHING, admittedAt, heldGpus: job.gpus * job.nodeCount, reservedGpuMs: worstCaseGpuMs(job) };
 }
-
-function toItem(job: Job): Item {
-  const item: Item = { ...job, createdKey: queueKey(job) };
-  if (QUEUED_STATES.includes(job.state)) Object.assign(item, { queuePool: job.pool, queueKey: queueKey(job) });
-  if (HOLDING_STATES.includes(job.state)) Object.assign(item, { queuePool: holdingPartition(job.pool), queueKey: queueKey(job) });
-  if (!isTerminal(job.state)) item.activePartition = ACTIVE;
-  return item;
-}
-
-export function fromItem(item: Item): Job {
-  const job = { ...item };
-  for (const key of INDEX_ATTRIBUTES) delete job[key];
-  if (job.exitedNodes instanceof Set) {
-    job.nodeExits = Object.fromEntries([...(job.exitedNodes as Set<string>)].map((e) => [e.slice(0, e.lastIndexOf('=')), Number(e.slice(e.lastIndexOf('=') + 1))]));
-  }
-  delete job.exitedNodes;
-  return job as unknown as Job;
-}
-
-function toPool(item: Item): PoolRecord {
-  return {
-    name: String(item.name),
-    instanceType: String(item.instanceType ?? 'local'),
-    gpusPerInstance: Number(item.gpusPerInstance ?? 1),
-    maxGpus: Number(item.maxGpus ?? 0),
-    usedGpus: Number(item.used ?? 0),
-    availableGpus: Number(item.available ?? 0),
-    backfill: item.backfill === true,
-  };
-}
-
-function toQuota(item: Item): QuotaRecord {
-  return {
-    project: String(item.project),
-    resource: item.resource as QuotaResource,
-    ...(item.hardLimit !== undefined ? { hardLimit: Number(item.hardLimit) } : {}),
-    used: Number(item.used ?? 0),
-    ...(item.resource === 'gpuHours'
-      ? {
-          budget: {
-            ...(item.period !== undefined ? { period: item.period as BudgetPeriod } : {}),
-            ...(item.periodStart !== undefined ? { periodStart: String(item.periodStart) } : {}),
-            ...(item.periodEnd !== undefined ? { periodEnd: String(item.periodEnd) } : {}),
-            reservedGpuMs: Number(item.reserved ?? 0),
-          },
-        }
-      : {}),
-  };
-}
-

@@ -15,7 +15,7 @@ import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import middy from '@middy/core';
 import type { DynamoDBBatchResponse } from 'aws-lambda';
 import { z } from 'zod';
-import { fromItem } from '../../adapters/dynamo/dynamo-job-store.js';
+import { fromItem } from '../../adapters/dynamo/items.js';
 import { EventBridgePublisher, EventsNotPublished } from '../../adapters/eventbridge-publisher.js';
 import type { Logger } from '../../core/deps.js';
 import { stateChangesBetween } from '../../core/events.js';
