@@ -34,55 +34,11 @@ const PORT_ATTEMPTS = 3;
 const STDERR_TAIL_LINES = 40;
 
 /**
- * DynamoDB Local has no host option: its Jetty server binds every interface.
- * This launcher builds the server exactly as DynamoDB Local's own
- * `ServerRunner` does, pins the connector to loopback before it binds, and
- * exits when its stdin closes, so the JVM cannot outlive the Node process
- * that started it, however that process ends. It is compiled once per source
- * version with the runtime's own `jdk.compiler` module (Java 11+); running it
- * in source-file mode instead would cost ~4 s on every start.
+ * The loopback launcher's source (what it does is said in the file). It is compiled once per source
+ * version with the runtime's own `jdk.compiler` module (Java 11+); running it in source-file mode
+ * instead would cost ~4 s on every start.
  */
-const LAUNCHER_SOURCE = `// Written by Flare (lambdas/local/dynamodb-local.ts).
-import com.amazonaws.services.dynamodbv2.local.main.ServerRunner;
-import com.amazonaws.services.dynamodbv2.local.server.DynamoDBProxyServer;
-import java.lang.reflect.Field;
-import org.eclipse.jetty.server.Connector;
-import org.eclipse.jetty.server.Server;
-import org.eclipse.jetty.server.ServerConnector;
-
-public class FlareLoopbackRunner {
-  public static void main(String[] args) {
-    Thread watchdog = new Thread(() -> {
-      try {
-        while (System.in.read() != -1) {
-          // Nothing is ever sent; EOF means the parent is gone.
-        }
-      } catch (Exception e) {
-        // A broken pipe means the same.
-      }
-      System.exit(0);
-    }, "flare-parent-watchdog");
-    watchdog.setDaemon(true);
-    watchdog.start();
-    String host = System.getProperty("flare.bindHost", "127.0.0.1");
-    try {
-      DynamoDBProxyServer proxy = ServerRunner.createServerFromCommandLineArgs(args);
-      Field field = DynamoDBProxyServer.class.getDeclaredField("server");
-      field.setAccessible(true);
-      Server server = (Server) field.get(proxy);
-      for (Connector connector : server.getConnectors()) {
-        ((ServerConnector) connector).setHost(host);
-      }
-      proxy.start();
-      System.out.println("flare: DynamoDB Local listening on " + host);
-    } catch (Throwable e) {
-      System.err.println("flare: DynamoDB Local failed to start: " + e);
-      e.printStackTrace();
-      System.exit(2);
-    }
-  }
-}
-`;
+const LAUNCHER_SOURCE_FILE = fileURLToPath(new URL(`./${LAUNCHER_CLASS}.java`, import.meta.url));
 
 export class JavaNotFoundError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -260,13 +216,14 @@ async function moveIntoPlace(staged: string, dir: string, parent: string): Promi
  * temp-dir-then-rename scheme as the emulator itself.
  */
 async function ensureLauncher(emulator: string, java: string): Promise<string> {
-  const hash = createHash('sha256').update(LAUNCHER_SOURCE).digest('hex').slice(0, 12);
+  const launcherSource = await readFile(LAUNCHER_SOURCE_FILE, 'utf8');
+  const hash = createHash('sha256').update(launcherSource).digest('hex').slice(0, 12);
   const classes = join(emulator, `flare-launcher-${hash}`);
   if (await exists(join(classes, `${LAUNCHER_CLASS}.class`))) return classes;
   const work = await mkdtemp(join(emulator, `.flare-launcher-${hash}.tmp-${process.pid}-`));
   try {
     const source = join(work, `${LAUNCHER_CLASS}.java`);
-    await writeFile(source, LAUNCHER_SOURCE);
+    await writeFile(source, launcherSource);
     const javac = ['-m', 'jdk.compiler/com.sun.tools.javac.Main', '-proc:none', '-nowarn', '--release', '11'];
     try {
       await run(java, [...javac, '-cp', join(emulator, 'DynamoDBLocal.jar'), '-d', work, source]);
