@@ -6,7 +6,17 @@
  */
 
 /** Every state a job can be in, in the order of its life. */
-export const JOB_STATES = ['PENDING', 'WAITING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'SUCCEEDED', 'FAILED', 'EXPIRED', 'CANCELLED'] as const;
+export const JOB_STATES = [
+  'PENDING',
+  'WAITING',
+  'LAUNCHING',
+  'RUNNING',
+  'STOPPING',
+  'SUCCEEDED',
+  'FAILED',
+  'EXPIRED',
+  'CANCELLED',
+] as const;
 export type JobStateName = (typeof JOB_STATES)[number];
 
 /** Finished: the job never changes again. */

@@ -7,6 +7,7 @@
 import { CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import { FlareAlarms } from './alarms.js';
+import { FLARE_METRICS_NAMESPACE, FlareDashboard } from './dashboard.js';
 import { ComputeEvents } from './compute-events.js';
 import { FlareCompute } from './compute.js';
 import { FlareEvents } from './events.js';
@@ -57,6 +58,7 @@ export class FlareStack extends Stack {
   public readonly workflow: JobWorkflow;
   public readonly httpApi: FlareHttpApi;
   public readonly alarms: FlareAlarms;
+  public readonly dashboard: FlareDashboard;
   public readonly computeEvents: ComputeEvents;
   public readonly reconciler: Reconciler;
   public readonly jobEvents: JobEventStream;
@@ -96,6 +98,7 @@ export class FlareStack extends Stack {
       STATE_MACHINE_ARN: stateMachineArn,
       DEFAULT_QUOTAS: JSON.stringify(this.settings.defaultQuotas),
       AGENT_TIMEOUT_SECONDS: String(this.settings.agentTimeoutMinutes * 60),
+      POWERTOOLS_METRICS_NAMESPACE: FLARE_METRICS_NAMESPACE,
     };
 
     this.tasks = new FlareFunction(this, 'Tasks', {
@@ -167,6 +170,9 @@ export class FlareStack extends Stack {
     }
 
     this.poolSeed = new PoolSeed(this, 'PoolSeed', { entry: entry('seedPools'), table: this.tables.pools, pools: this.settings.pools });
+
+    // Last: every alarm has been added by now.
+    this.dashboard = new FlareDashboard(this, 'Dashboard', { alarms: this.alarms.alarms });
 
     new CfnOutput(this, 'StateMachineArn', { value: stateMachineArn });
     new CfnOutput(this, 'EventBusName', { value: this.events.bus.eventBusName });

@@ -2,138 +2,46 @@
  * The deployment's settings, read once from CDK context (`cdk.json`,
  * `cdk.context.json` or `-c key=value`) and checked before any resource is
  * built, so a bad value fails `cdk synth` with a message naming its key.
- * Every key is documented in lib/README.md.
+ * One zod schema per group of keys, each turning its keys into its part of
+ * FlareSettings. Every key is documented in lib/README.md.
  */
 import type { Construct } from 'constructs';
+import { z } from 'zod';
+import { JOB_STATES, MIN_VOLUME_SIZE_GB, NAME_PATTERN, NAME_RULE } from '../contract/vocabulary.js';
 import { gpusOfInstanceType } from './instance-gpus.js';
+import {
+  both,
+  closedObject,
+  count,
+  fromJson,
+  InvalidSetting,
+  list,
+  parseContext,
+  requiredTogether,
+  show,
+  text,
+  unique,
+  uniqueBy,
+  wholeNumber,
+} from './settings-schema.js';
+
+export { InvalidSetting };
 
 /** The AWS Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04), x86_64. */
-export const DEFAULT_GPU_AMI_PARAMETER = '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id';
-
-export interface PoolSetting {
-  readonly name: string;
-  readonly instanceType: string;
-  readonly fallbackInstanceTypes: readonly string[];
-  readonly gpusPerInstance: number;
-  readonly maxGpus: number;
-  /** docker `--memory` for job containers on this pool's instances, e.g. '14g'. */
-  readonly containerMemory?: string;
-}
-
-export const DEFAULT_POOLS: readonly PoolSetting[] = [
-  // g5.xlarge has 16 GiB; leave 2 GiB to the OS, the SSM agent and docker.
-  { name: 'a10g', instanceType: 'g5.xlarge', fallbackInstanceTypes: [], gpusPerInstance: 1, maxGpus: 4, containerMemory: '14g' },
-];
-
-export interface NetworkSetting {
-  readonly vpcId: string;
-  readonly subnetIds: readonly string[];
-}
-
-export interface AuthSetting {
-  readonly issuer: string;
-  readonly audience: readonly string[];
-}
-
-/** Deployment-wide hard limits for projects with no quota row of their own. */
-export interface DefaultQuotas {
-  readonly gpus?: number;
-  readonly jobs?: number;
-  readonly templates?: number;
-}
-
-/** Flare's job states (DESIGN.md); the ones a notification channel may filter on. */
-export const JOB_STATES = ['PENDING', 'WAITING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'SUCCEEDED', 'FAILED', 'EXPIRED', 'CANCELLED'] as const;
-export type JobStateName = (typeof JOB_STATES)[number];
-
-/** One chat channel: a webhook URL kept in Secrets Manager, routed by project and state. */
-export interface NotificationChannelSetting {
-  /** Stable id: names the channel's rule and goes into every message as `channel`. */
-  readonly id: string;
-  readonly type: 'slack' | 'teams';
-  /** Secrets Manager secret (by name) whose value is the webhook URL. */
-  readonly secretName: string;
-  /** Only these projects; absent: every project. */
-  readonly projects?: readonly string[];
-  /** Only these states; absent: every state change. */
-  readonly states?: readonly JobStateName[];
-}
-
+export const DEFAULT_GPU_AMI_PARAMETER =
+  '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id';
 export const DEFAULT_GROUPS_CLAIM = 'cognito:groups';
-/** The default GPU AMI's root snapshot in GB; lambdas/core/schemas.ts MIN_VOLUME_SIZE_GB is the same floor for templates. */
-export const DEFAULT_MIN_VOLUME_SIZE_GB = 75;
+/** The default GPU AMI's root snapshot in GB, the API's floor for a template's volumeSizeGb too. */
+export const DEFAULT_MIN_VOLUME_SIZE_GB = MIN_VOLUME_SIZE_GB;
 export const DEFAULT_ADMIN_GROUP = 'admin';
 export const DEFAULT_RECONCILE_PERIOD_MINUTES = 5;
 export const DEFAULT_AGENT_TIMEOUT_MINUTES = 10;
 
-export interface FlareSettings {
-  /** Existing VPC and private subnets; undefined: the stack creates a VPC. */
-  readonly network?: NetworkSetting;
-  /** Interface endpoints (SSM, SSM messages, EC2 messages, Logs) in the job subnets, created or given. */
-  readonly vpcEndpoints: boolean;
-  readonly pools: readonly PoolSetting[];
-  readonly gpuAmiParameter: string;
-  /** The GPU AMI's root snapshot in GB: the least root volume of an instance, a template's volumeSizeGb included. */
-  readonly minVolumeSizeGb: number;
-  /** External OIDC issuer; undefined: the stack creates a Cognito user pool. */
-  readonly auth?: AuthSetting;
-  /** The JWT claim listing the caller's groups (projects and the admin group). */
-  readonly groupsClaim: string;
-  /** The group whose members are Flare admins (created in the Cognito pool when the stack makes one). */
-  readonly adminGroup: string;
-  /** Limits for projects without their own quota row; an absent resource is unlimited. */
-  readonly defaultQuotas: DefaultQuotas;
-  /** Chat channels; empty: no notifier is deployed. */
-  readonly notifications: readonly NotificationChannelSetting[];
-  readonly reconcilePeriodMinutes: number;
-  /** How long a launched instance may take to come online in SSM before the job fails. */
-  readonly agentTimeoutMinutes: number;
-  /** Subscribed to the alarm topic when set. */
-  readonly alarmEmail?: string;
-  /** ECR repositories (names or ARNs, `*` wildcards) job instances may pull from; undefined: every repository of the account in the stack's region. */
-  readonly ecrRepositories?: readonly string[];
-}
-
-export const CONTEXT_KEYS = [
-  'flare:vpcId',
-  'flare:subnetIds',
-  'flare:vpcEndpoints',
-  'flare:pools',
-  'flare:gpuAmiParameter',
-  'flare:minVolumeSizeGb',
-  'flare:authIssuer',
-  'flare:authAudience',
-  'flare:authGroupsClaim',
-  'flare:adminGroup',
-  'flare:defaultQuotas',
-  'flare:notifications',
-  'flare:reconcilePeriodMinutes',
-  'flare:agentTimeoutMinutes',
-  'flare:alarmEmail',
-  'flare:ecrRepositories',
-] as const;
-type ContextKey = (typeof CONTEXT_KEYS)[number];
-
-/** Thrown for a bad or missing setting; the message starts with the key. */
-export class InvalidSetting extends Error {
-  constructor(
-    readonly key: string,
-    reason: string,
-  ) {
-    super(`context ${key}: ${reason}`);
-    this.name = 'InvalidSetting';
-  }
-}
-
-const POOL_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
-const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/;
 const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;
 const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
+const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/;
 const SSM_PARAMETER = /^\/[A-Za-z0-9_.\-/]{1,2047}$/;
-const POOL_KEYS = new Set(['name', 'instanceType', 'fallbackInstanceTypes', 'gpusPerInstance', 'maxGpus', 'containerMemory']);
 const DOCKER_MEMORY = /^[1-9][0-9]{0,6}[bkmg]$/;
-/** Project names as the API accepts them (DESIGN.md; lambdas/core/schemas.ts NAME_PATTERN). */
-const PROJECT_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const CHANNEL_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** Secrets Manager's own rule for names. */
 const SECRET_NAME = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
@@ -142,270 +50,283 @@ const CLAIM_NAME = /^[\x21-\x7e]{1,256}$/;
 /** Cognito group names allow more, but this one also travels in env vars, logs and URLs. */
 const GROUP_NAME = /^[A-Za-z0-9_.@+=,:-]{1,128}$/;
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
-const QUOTA_KEYS = ['gpus', 'jobs', 'templates'] as const;
-const CHANNEL_KEYS = new Set(['id', 'type', 'secretName', 'projects', 'states']);
+/** An ECR repository name (ECR's own rule), or one ending in `*` to name a prefix. */
+const ECR_REPOSITORY =
+  /^(?:(?:[a-z0-9]+(?:[._-][a-z0-9]+)*\/)*[a-z0-9]+(?:[._-][a-z0-9]+)*|(?:[a-z0-9]+(?:[._-][a-z0-9]+)*\/)*[a-z0-9._-]*\*)$/;
+const ECR_REPOSITORY_ARN =
+  /^arn:aws(?:-cn|-us-gov|-iso[a-z-]*)?:ecr:[a-z]{2}(?:-[a-z]+)+-\d{1,2}:\d{12}:repository\/(?<name>.+)$/;
+
+// flare:vpcId, flare:subnetIds, flare:vpcEndpoints
+const Network = z
+  .object({
+    'flare:vpcId': text(VPC_ID, (got) => `must be a VPC id like vpc-0123456789abcdef0, got ${got}`).optional(),
+    'flare:subnetIds': list(text(SUBNET_ID, (got) => `must be a subnet id like subnet-0123456789abcdef0, got ${got}`))
+      .refine((ids) => ids.length > 0, 'must name at least one private subnet')
+      .refine(unique, 'lists a subnet twice')
+      .optional(),
+    'flare:vpcEndpoints': z
+      .preprocess(
+        (v) => (v === 'true' ? true : v === 'false' ? false : v),
+        z.boolean({ error: (issue) => `must be true or false, got ${show(issue.input)}` }),
+      )
+      .default(false),
+  })
+  .superRefine(requiredTogether('flare:vpcId', 'flare:subnetIds'))
+  .transform((c) => ({
+    /** Existing VPC and private subnets; undefined: the stack creates a VPC. */
+    network: both(c['flare:vpcId'], c['flare:subnetIds'], (vpcId, subnetIds) => ({ vpcId, subnetIds })),
+    /** Interface endpoints (SSM, SSM messages, EC2 messages, Logs) in the job subnets, created or given. */
+    vpcEndpoints: c['flare:vpcEndpoints'],
+  }));
+export type NetworkSetting = NonNullable<z.output<typeof Network>['network']>;
+
+const instanceType = text(INSTANCE_TYPE, (got) => `must be an EC2 instance type like g5.xlarge, got ${got}`);
+const gpuCount = count(1, (got) => `must be a positive integer, got ${got}`);
+const poolFields = {
+  name: text(NAME_PATTERN, () => `must be ${NAME_RULE}`),
+  instanceType,
+  fallbackInstanceTypes: z.array(instanceType, { error: 'must be an array of instance types' }).default([]),
+  gpusPerInstance: gpuCount,
+  maxGpus: gpuCount,
+  /** docker `--memory` for job containers on this pool's instances, e.g. '14g'. */
+  containerMemory: text(
+    DOCKER_MEMORY,
+    (got) => `must be a docker --memory value like 14g or 60000m, got ${got}`,
+  ).optional(),
+};
+const Pool = closedObject(poolFields, (known) => `unknown field; a pool has ${known}`).superRefine((pool, ctx) => {
+  const types = [pool.instanceType, ...pool.fallbackInstanceTypes];
+  const field = (i: number) => (i === 0 ? ['instanceType'] : ['fallbackInstanceTypes', i - 1]);
+  if (!unique(types)) {
+    return ctx.addIssue({ code: 'custom', path: ['fallbackInstanceTypes'], message: 'repeats an instance type' });
+  }
+  // Every instance of the pool is charged gpusPerInstance GPUs, whichever its type:
+  // a type with more or fewer breaks the accounting.
+  const mismatch = types.findIndex((t) => (gpusOfInstanceType(t) ?? pool.gpusPerInstance) !== pool.gpusPerInstance);
+  if (mismatch >= 0) {
+    const gpus = gpusOfInstanceType(types[mismatch]);
+    const message = `${show(types[mismatch])} has ${gpus} GPU${gpus === 1 ? '' : 's'} per instance, but the pool's gpusPerInstance is ${pool.gpusPerInstance}: every instance type of a pool must have gpusPerInstance GPUs`;
+    return ctx.addIssue({ code: 'custom', path: field(mismatch), message });
+  }
+  if (pool.maxGpus < pool.gpusPerInstance) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['maxGpus'],
+      message: `must be at least gpusPerInstance (${pool.gpusPerInstance}), or no instance could ever start`,
+    });
+  }
+});
+export type PoolSetting = z.output<typeof Pool>;
+
+export const DEFAULT_POOLS: readonly PoolSetting[] = [
+  // g5.xlarge has 16 GiB; leave 2 GiB to the OS, the SSM agent and docker.
+  {
+    name: 'a10g',
+    instanceType: 'g5.xlarge',
+    fallbackInstanceTypes: [],
+    gpusPerInstance: 1,
+    maxGpus: 4,
+    containerMemory: '14g',
+  },
+];
+
+// flare:pools, flare:gpuAmiParameter, flare:minVolumeSizeGb
+const Compute = z
+  .object({
+    'flare:pools': fromJson(
+      z
+        .array(Pool, {
+          error:
+            'must be a non-empty array of { name, instanceType, fallbackInstanceTypes?, gpusPerInstance, maxGpus, containerMemory? }',
+        })
+        .min(
+          1,
+          'must be a non-empty array of { name, instanceType, fallbackInstanceTypes?, gpusPerInstance, maxGpus, containerMemory? }',
+        )
+        .superRefine(
+          uniqueBy(
+            (p) => p.name,
+            'name',
+            (name) => `pool '${name}' is defined twice`,
+          ),
+        ),
+    ).optional(),
+    'flare:gpuAmiParameter': text(
+      SSM_PARAMETER,
+      (got) => `must be an SSM parameter name starting with '/', got ${got}`,
+    ).default(DEFAULT_GPU_AMI_PARAMETER),
+    // Never below the default AMI's snapshot: the API's own floor for volumeSizeGb.
+    'flare:minVolumeSizeGb': wholeNumber(
+      MIN_VOLUME_SIZE_GB,
+      16384,
+      (got) =>
+        `must be the GPU AMI's root snapshot size, a whole number of GB from ${MIN_VOLUME_SIZE_GB} to 16384, got ${got}`,
+    ).default(MIN_VOLUME_SIZE_GB),
+  })
+  .transform((c) => ({
+    pools: c['flare:pools'] ?? DEFAULT_POOLS,
+    gpuAmiParameter: c['flare:gpuAmiParameter'],
+    /** The GPU AMI's root snapshot in GB: the least root volume of an instance, a template's volumeSizeGb included. */
+    minVolumeSizeGb: c['flare:minVolumeSizeGb'],
+  }));
+
+// flare:authIssuer, flare:authAudience, flare:authGroupsClaim, flare:adminGroup
+const Auth = z
+  .object({
+    'flare:authIssuer': text(
+      isHttpsUrl,
+      (got) => `must be the issuer's https:// URL (the token's iss claim), got ${got}`,
+    ).optional(),
+    'flare:authAudience': list(
+      z.string({ error: (issue) => `must be a list of audiences (strings), got ${show(issue.input)}` }),
+    )
+      .refine((a) => a.length > 0 && a.every((s) => s.length > 0), 'must name at least one non-empty audience')
+      .optional(),
+    'flare:authGroupsClaim': text(
+      CLAIM_NAME,
+      (got) => `must be a JWT claim name (printable, no spaces), got ${got}`,
+    ).default(DEFAULT_GROUPS_CLAIM),
+    'flare:adminGroup': text(
+      GROUP_NAME,
+      (got) => `must be a group name of 1-128 letters, digits or _ . @ + = , : -, got ${got}`,
+    ).default(DEFAULT_ADMIN_GROUP),
+  })
+  .superRefine(requiredTogether('flare:authIssuer', 'flare:authAudience'))
+  .superRefine((c, ctx) => {
+    // The pool the stack creates only ever puts groups in cognito:groups.
+    if (c['flare:authIssuer'] === undefined && c['flare:authGroupsClaim'] !== DEFAULT_GROUPS_CLAIM) {
+      const message = `the Cognito user pool this stack creates puts groups in '${DEFAULT_GROUPS_CLAIM}'; another claim needs flare:authIssuer`;
+      ctx.addIssue({ code: 'custom', path: ['flare:authGroupsClaim'], message });
+    }
+  })
+  .transform((c) => ({
+    /** External OIDC issuer; undefined: the stack creates a Cognito user pool. */
+    auth: both(c['flare:authIssuer'], c['flare:authAudience'], (issuer, audience) => ({ issuer, audience })),
+    /** The JWT claim listing the caller's groups (projects and the admin group). */
+    groupsClaim: c['flare:authGroupsClaim'],
+    /** The group whose members are Flare admins (created in the Cognito pool when the stack makes one). */
+    adminGroup: c['flare:adminGroup'],
+  }));
+export type AuthSetting = NonNullable<z.output<typeof Auth>['auth']>;
+
+// flare:defaultQuotas: hard limits for projects with no quota row of their own; an absent resource is unlimited.
+const quota = count(0, (got) => `must be a non-negative integer, got ${got}`).optional();
+const quotaFields = { gpus: quota, jobs: quota, templates: quota };
+const DefaultQuotas = closedObject(
+  quotaFields,
+  (known) => `unknown resource; quotas are ${known}`,
+  'must be an object like { "gpus": 8, "jobs": 20, "templates": 50 }',
+);
+export type DefaultQuotas = z.output<typeof DefaultQuotas>;
+
+/** A channel's projects or states: absent matches everything, so an empty list is a mistake. */
+const filter = <T extends z.ZodType<string>>(item: T) =>
+  z
+    .array(item, { error: 'must be a non-empty array; leave it out to match everything' })
+    .min(1, 'must be a non-empty array; leave it out to match everything')
+    .refine(unique, 'lists a value twice');
+const channelFields = {
+  /** Stable id: names the channel's rule and goes into every message as `channel`. */
+  id: text(
+    CHANNEL_ID,
+    (got) => `must be 1-63 lowercase letters, digits or '-', starting with a letter or digit, got ${got}`,
+  ),
+  type: z.enum(['slack', 'teams'], { error: (issue) => `must be 'slack' or 'teams', got ${show(issue.input)}` }),
+  /** Secrets Manager secret (by name) whose value is the webhook URL. */
+  secretName: text(
+    SECRET_NAME,
+    (got) => `must be the name (not the ARN) of a Secrets Manager secret holding the webhook URL, got ${got}`,
+  ),
+  /** Only these projects; absent: every project. */
+  projects: filter(text(NAME_PATTERN, (got) => `must be a project name (${NAME_RULE}), got ${got}`)).optional(),
+  /** Only these states; absent: every state change. */
+  states: filter(
+    z.enum(JOB_STATES, { error: (issue) => `must be a job state (${JOB_STATES.join(' ')}), got ${show(issue.input)}` }),
+  ).optional(),
+};
+/** One chat channel: a webhook URL kept in Secrets Manager, routed by project and state. */
+const Channel = closedObject(channelFields, (known) => `unknown field; a channel has ${known}`);
+export type NotificationChannelSetting = z.output<typeof Channel>;
+
+const Limits = z
+  .object({
+    'flare:defaultQuotas': fromJson(DefaultQuotas).default({}),
+    'flare:notifications': fromJson(
+      z.array(Channel, { error: 'must be an array of { id, type, secretName, projects?, states? }' }).superRefine(
+        uniqueBy(
+          (c) => c.id,
+          'id',
+          (id) => `channel '${id}' is defined twice`,
+        ),
+      ),
+    ).default([]),
+  })
+  .transform((c) => ({
+    defaultQuotas: c['flare:defaultQuotas'],
+    /** Chat channels; empty: no notifier is deployed. */
+    notifications: c['flare:notifications'],
+  }));
+
+// flare:reconcilePeriodMinutes, flare:agentTimeoutMinutes, flare:alarmEmail, flare:ecrRepositories
+const minutes = (fallback: number) =>
+  wholeNumber(1, 60, (got) => `must be a whole number of minutes from 1 to 60, got ${got}`).default(fallback);
+const Operations = z
+  .object({
+    'flare:reconcilePeriodMinutes': minutes(DEFAULT_RECONCILE_PERIOD_MINUTES),
+    'flare:agentTimeoutMinutes': minutes(DEFAULT_AGENT_TIMEOUT_MINUTES),
+    'flare:alarmEmail': text(
+      (s) => s.length <= 254 && EMAIL.test(s),
+      (got) => `must be an email address, got ${got}`,
+    ).optional(),
+    'flare:ecrRepositories': list(
+      text(
+        isEcrRepository,
+        (got) =>
+          `must be an ECR repository name (team/trainer, or team/* for a prefix) or its ARN (arn:aws:ecr:<region>:<account>:repository/<name>), got ${got}`,
+      ),
+    )
+      .refine(unique, 'lists a repository twice')
+      .optional(),
+  })
+  .transform((c) => ({
+    reconcilePeriodMinutes: c['flare:reconcilePeriodMinutes'],
+    /** How long a launched instance may take to come online in SSM before the job fails. */
+    agentTimeoutMinutes: c['flare:agentTimeoutMinutes'],
+    /** Subscribed to the alarm topic when set. */
+    ...(c['flare:alarmEmail'] !== undefined ? { alarmEmail: c['flare:alarmEmail'] } : {}),
+    /** ECR repositories (names or ARNs, `*` wildcards) job instances may pull from; absent: every repository of the account in the stack's region. */
+    ...(c['flare:ecrRepositories'] !== undefined ? { ecrRepositories: c['flare:ecrRepositories'] } : {}),
+  }));
+
+export type FlareSettings = Readonly<
+  z.output<typeof Network> &
+    z.output<typeof Compute> &
+    z.output<typeof Auth> &
+    z.output<typeof Limits> &
+    z.output<typeof Operations>
+>;
+
+/** Every key some group reads; any other `flare:*` key is a mistake. */
+export const CONTEXT_KEYS = [Network, Compute, Auth, Limits, Operations].flatMap((group) =>
+  Object.keys(group.in.shape),
+);
 
 /** Reads and validates every `flare:*` context key. */
 export function readSettings(scope: Construct): FlareSettings {
-  const context = scope.node.getAllContext();
-  const unknown = Object.keys(context).filter((k) => k.startsWith('flare:') && !(CONTEXT_KEYS as readonly string[]).includes(k));
-  if (unknown.length > 0) {
-    throw new InvalidSetting(unknown[0], `unknown key; the known keys are ${CONTEXT_KEYS.join(', ')}`);
-  }
-  const get = (key: ContextKey): unknown => scope.node.tryGetContext(key);
-
-  const network = readNetwork(get('flare:vpcId'), get('flare:subnetIds'));
-  const vpcEndpoints = readBoolean('flare:vpcEndpoints', get('flare:vpcEndpoints'), false);
-  const auth = readAuth(get('flare:authIssuer'), get('flare:authAudience'));
-  const alarmEmail = readAlarmEmail(get('flare:alarmEmail'));
+  const context = Object.fromEntries(
+    Object.entries(scope.node.getAllContext()).filter(([key]) => key.startsWith('flare:')),
+  );
+  const known = new Set(CONTEXT_KEYS);
+  const unknown = Object.keys(context).find((key) => !known.has(key));
+  if (unknown !== undefined)
+    throw new InvalidSetting(unknown, `unknown key; the known keys are ${CONTEXT_KEYS.join(', ')}`);
   return {
-    network,
-    vpcEndpoints,
-    pools: readPools(get('flare:pools')),
-    gpuAmiParameter: readAmiParameter(get('flare:gpuAmiParameter')),
-    minVolumeSizeGb: readMinVolumeSize(get('flare:minVolumeSizeGb')),
-    auth,
-    groupsClaim: readGroupsClaim(get('flare:authGroupsClaim'), auth),
-    adminGroup: readAdminGroup(get('flare:adminGroup')),
-    defaultQuotas: readDefaultQuotas(get('flare:defaultQuotas')),
-    notifications: readNotifications(get('flare:notifications')),
-    reconcilePeriodMinutes: integerInRange('flare:reconcilePeriodMinutes', get('flare:reconcilePeriodMinutes'), 1, 60, DEFAULT_RECONCILE_PERIOD_MINUTES),
-    agentTimeoutMinutes: integerInRange('flare:agentTimeoutMinutes', get('flare:agentTimeoutMinutes'), 1, 60, DEFAULT_AGENT_TIMEOUT_MINUTES),
-    ...(alarmEmail !== undefined ? { alarmEmail } : {}),
-    ...readEcrRepositories(get('flare:ecrRepositories')),
+    ...parseContext(Network, context),
+    ...parseContext(Compute, context),
+    ...parseContext(Auth, context),
+    ...parseContext(Limits, context),
+    ...parseContext(Operations, context),
   };
-}
-
-function readNetwork(vpcId: unknown, subnetIdsRaw: unknown): NetworkSetting | undefined {
-  if (vpcId === undefined && subnetIdsRaw === undefined) return undefined;
-  if (vpcId === undefined) throw new InvalidSetting('flare:vpcId', 'required when flare:subnetIds is set');
-  if (subnetIdsRaw === undefined) throw new InvalidSetting('flare:subnetIds', 'required when flare:vpcId is set');
-  if (typeof vpcId !== 'string' || !VPC_ID.test(vpcId)) throw new InvalidSetting('flare:vpcId', `must be a VPC id like vpc-0123456789abcdef0, got ${show(vpcId)}`);
-  const subnetIds = stringList('flare:subnetIds', subnetIdsRaw);
-  if (subnetIds.length === 0) throw new InvalidSetting('flare:subnetIds', 'must name at least one private subnet');
-  subnetIds.forEach((id, i) => {
-    if (!SUBNET_ID.test(id)) throw new InvalidSetting(`flare:subnetIds[${i}]`, `must be a subnet id like subnet-0123456789abcdef0, got ${show(id)}`);
-  });
-  if (new Set(subnetIds).size !== subnetIds.length) throw new InvalidSetting('flare:subnetIds', 'lists a subnet twice');
-  return { vpcId, subnetIds };
-}
-
-function readPools(raw: unknown): readonly PoolSetting[] {
-  const key = 'flare:pools';
-  if (raw === undefined) return DEFAULT_POOLS;
-  const value = typeof raw === 'string' ? parseJson(key, raw) : raw;
-  if (!Array.isArray(value) || value.length === 0) throw new InvalidSetting(key, 'must be a non-empty array of { name, instanceType, fallbackInstanceTypes?, gpusPerInstance, maxGpus, containerMemory? }');
-  const pools = value.map((item: unknown, i) => readPool(`${key}[${i}]`, item));
-  const seen = new Set<string>();
-  pools.forEach((p, i) => {
-    if (seen.has(p.name)) throw new InvalidSetting(`${key}[${i}].name`, `pool '${p.name}' is defined twice`);
-    seen.add(p.name);
-  });
-  return pools;
-}
-
-function readPool(key: string, item: unknown): PoolSetting {
-  if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new InvalidSetting(key, 'must be an object');
-  const pool = item as Record<string, unknown>;
-  const extra = Object.keys(pool).find((k) => !POOL_KEYS.has(k));
-  if (extra !== undefined) throw new InvalidSetting(`${key}.${extra}`, `unknown field; a pool has ${[...POOL_KEYS].join(', ')}`);
-  const { name, instanceType, fallbackInstanceTypes = [], gpusPerInstance, maxGpus, containerMemory } = pool;
-  if (typeof name !== 'string' || !POOL_NAME.test(name)) {
-    throw new InvalidSetting(`${key}.name`, "must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit");
-  }
-  if (!Array.isArray(fallbackInstanceTypes)) throw new InvalidSetting(`${key}.fallbackInstanceTypes`, 'must be an array of instance types');
-  const types: unknown[] = [instanceType, ...fallbackInstanceTypes];
-  types.forEach((t, i) => {
-    const field = i === 0 ? `${key}.instanceType` : `${key}.fallbackInstanceTypes[${i - 1}]`;
-    if (typeof t !== 'string' || !INSTANCE_TYPE.test(t)) throw new InvalidSetting(field, `must be an EC2 instance type like g5.xlarge, got ${show(t)}`);
-  });
-  if (new Set(types).size !== types.length) throw new InvalidSetting(`${key}.fallbackInstanceTypes`, 'repeats an instance type');
-  const perInstance = positiveInteger(`${key}.gpusPerInstance`, gpusPerInstance);
-  // Every instance of the pool is charged perInstance GPUs, whichever type it is: a type with more or fewer breaks the accounting.
-  types.forEach((t, i) => {
-    const gpus = gpusOfInstanceType(t as string);
-    if (gpus === undefined || gpus === perInstance) return;
-    const field = i === 0 ? `${key}.instanceType` : `${key}.fallbackInstanceTypes[${i - 1}]`;
-    throw new InvalidSetting(field, `${show(t)} has ${gpus} GPU${gpus === 1 ? '' : 's'} per instance, but the pool's gpusPerInstance is ${perInstance}: every instance type of a pool must have gpusPerInstance GPUs`);
-  });
-  const max = positiveInteger(`${key}.maxGpus`, maxGpus);
-  if (max < perInstance) throw new InvalidSetting(`${key}.maxGpus`, `must be at least gpusPerInstance (${perInstance}), or no instance could ever start`);
-  if (containerMemory !== undefined && (typeof containerMemory !== 'string' || !DOCKER_MEMORY.test(containerMemory))) {
-    throw new InvalidSetting(`${key}.containerMemory`, `must be a docker --memory value like 14g or 60000m, got ${show(containerMemory)}`);
-  }
-  return {
-    name,
-    instanceType: types[0] as string,
-    fallbackInstanceTypes: types.slice(1) as string[],
-    gpusPerInstance: perInstance,
-    maxGpus: max,
-    ...(containerMemory !== undefined ? { containerMemory } : {}),
-  };
-}
-
-function readAmiParameter(raw: unknown): string {
-  if (raw === undefined) return DEFAULT_GPU_AMI_PARAMETER;
-  if (typeof raw !== 'string' || !SSM_PARAMETER.test(raw)) throw new InvalidSetting('flare:gpuAmiParameter', `must be an SSM parameter name starting with '/', got ${show(raw)}`);
-  return raw;
-}
-
-/** Never below the default AMI's snapshot: the API's own floor for volumeSizeGb. */
-function readMinVolumeSize(raw: unknown): number {
-  if (raw === undefined) return DEFAULT_MIN_VOLUME_SIZE_GB;
-  const value = typeof raw === 'string' && /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : raw;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < DEFAULT_MIN_VOLUME_SIZE_GB || value > 16384) {
-    throw new InvalidSetting('flare:minVolumeSizeGb', `must be the GPU AMI's root snapshot size, a whole number of GB from ${DEFAULT_MIN_VOLUME_SIZE_GB} to 16384, got ${show(raw)}`);
-  }
-  return value;
-}
-
-function readAuth(issuer: unknown, audienceRaw: unknown): AuthSetting | undefined {
-  if (issuer === undefined && audienceRaw === undefined) return undefined;
-  if (issuer === undefined) throw new InvalidSetting('flare:authIssuer', 'required when flare:authAudience is set');
-  if (audienceRaw === undefined) throw new InvalidSetting('flare:authAudience', 'required when flare:authIssuer is set');
-  if (typeof issuer !== 'string' || !isHttpsUrl(issuer)) throw new InvalidSetting('flare:authIssuer', `must be the issuer's https:// URL (the token's iss claim), got ${show(issuer)}`);
-  const audience = stringList('flare:authAudience', audienceRaw);
-  if (audience.length === 0 || audience.some((a) => a.length === 0)) throw new InvalidSetting('flare:authAudience', 'must name at least one non-empty audience');
-  return { issuer, audience };
-}
-
-function readGroupsClaim(raw: unknown, auth: AuthSetting | undefined): string {
-  const key = 'flare:authGroupsClaim';
-  if (raw === undefined) return DEFAULT_GROUPS_CLAIM;
-  if (typeof raw !== 'string' || !CLAIM_NAME.test(raw)) throw new InvalidSetting(key, `must be a JWT claim name (printable, no spaces), got ${show(raw)}`);
-  // The pool the stack creates only ever puts groups in cognito:groups.
-  if (!auth && raw !== DEFAULT_GROUPS_CLAIM) {
-    throw new InvalidSetting(key, `the Cognito user pool this stack creates puts groups in '${DEFAULT_GROUPS_CLAIM}'; another claim needs flare:authIssuer`);
-  }
-  return raw;
-}
-
-function readAdminGroup(raw: unknown): string {
-  if (raw === undefined) return DEFAULT_ADMIN_GROUP;
-  if (typeof raw !== 'string' || !GROUP_NAME.test(raw)) {
-    throw new InvalidSetting('flare:adminGroup', `must be a group name of 1-128 letters, digits or _ . @ + = , : -, got ${show(raw)}`);
-  }
-  return raw;
-}
-
-function readDefaultQuotas(raw: unknown): DefaultQuotas {
-  const key = 'flare:defaultQuotas';
-  if (raw === undefined) return {};
-  const value = typeof raw === 'string' ? parseJson(key, raw) : raw;
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidSetting(key, 'must be an object like { "gpus": 8, "jobs": 20, "templates": 50 }');
-  const quotas: Record<string, number> = {};
-  for (const [resource, limit] of Object.entries(value)) {
-    if (!(QUOTA_KEYS as readonly string[]).includes(resource)) throw new InvalidSetting(`${key}.${resource}`, `unknown resource; quotas are ${QUOTA_KEYS.join(', ')}`);
-    if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 0) throw new InvalidSetting(`${key}.${resource}`, `must be a non-negative integer, got ${show(limit)}`);
-    quotas[resource] = limit;
-  }
-  return quotas;
-}
-
-function readNotifications(raw: unknown): readonly NotificationChannelSetting[] {
-  const key = 'flare:notifications';
-  if (raw === undefined) return [];
-  const value = typeof raw === 'string' ? parseJson(key, raw) : raw;
-  if (!Array.isArray(value)) throw new InvalidSetting(key, 'must be an array of { id, type, secretName, projects?, states? }');
-  const channels = value.map((item: unknown, i) => readChannel(`${key}[${i}]`, item));
-  const seen = new Set<string>();
-  channels.forEach((c, i) => {
-    if (seen.has(c.id)) throw new InvalidSetting(`${key}[${i}].id`, `channel '${c.id}' is defined twice`);
-    seen.add(c.id);
-  });
-  return channels;
-}
-
-function readChannel(key: string, item: unknown): NotificationChannelSetting {
-  if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new InvalidSetting(key, 'must be an object');
-  const channel = item as Record<string, unknown>;
-  const extra = Object.keys(channel).find((k) => !CHANNEL_KEYS.has(k));
-  if (extra !== undefined) throw new InvalidSetting(`${key}.${extra}`, `unknown field; a channel has ${[...CHANNEL_KEYS].join(', ')}`);
-  const { id, type, secretName, projects, states } = channel;
-  if (typeof id !== 'string' || !CHANNEL_ID.test(id)) throw new InvalidSetting(`${key}.id`, `must be 1-63 lowercase letters, digits or '-', starting with a letter or digit, got ${show(id)}`);
-  if (type !== 'slack' && type !== 'teams') throw new InvalidSetting(`${key}.type`, `must be 'slack' or 'teams', got ${show(type)}`);
-  if (typeof secretName !== 'string' || !SECRET_NAME.test(secretName)) {
-    throw new InvalidSetting(`${key}.secretName`, `must be the name (not the ARN) of a Secrets Manager secret holding the webhook URL, got ${show(secretName)}`);
-  }
-  const result: { -readonly [K in keyof NotificationChannelSetting]: NotificationChannelSetting[K] } = { id, type, secretName };
-  if (projects !== undefined) {
-    result.projects = nonEmptyUniqueList(`${key}.projects`, projects, (p) => PROJECT_NAME.test(p), 'a project name (1-63 lowercase letters, digits, . _ -)');
-  }
-  if (states !== undefined) {
-    result.states = nonEmptyUniqueList(`${key}.states`, states, (s) => (JOB_STATES as readonly string[]).includes(s), `a job state (${JOB_STATES.join(' ')})`) as JobStateName[];
-  }
-  return result;
-}
-
-function nonEmptyUniqueList(key: string, raw: unknown, valid: (s: string) => boolean, what: string): string[] {
-  if (!Array.isArray(raw) || raw.length === 0) throw new InvalidSetting(key, `must be a non-empty array; leave it out to match everything`);
-  raw.forEach((v, i) => {
-    if (typeof v !== 'string' || !valid(v)) throw new InvalidSetting(`${key}[${i}]`, `must be ${what}, got ${show(v)}`);
-  });
-  if (new Set(raw).size !== raw.length) throw new InvalidSetting(key, 'lists a value twice');
-  return raw as string[];
-}
-
-/** An ECR repository name (ECR's own rule), or one ending in `*` to name a prefix. */
-const ECR_REPOSITORY = /^(?:(?:[a-z0-9]+(?:[._-][a-z0-9]+)*\/)*[a-z0-9]+(?:[._-][a-z0-9]+)*|(?:[a-z0-9]+(?:[._-][a-z0-9]+)*\/)*[a-z0-9._-]*\*)$/;
-const ECR_REPOSITORY_ARN = /^arn:aws(?:-cn|-us-gov|-iso[a-z-]*)?:ecr:[a-z]{2}(?:-[a-z]+)+-\d{1,2}:\d{12}:repository\/(?<name>.+)$/;
-
-function readEcrRepositories(raw: unknown): { ecrRepositories?: readonly string[] } {
-  const key = 'flare:ecrRepositories';
-  if (raw === undefined) return {};
-  const list = stringList(key, raw);
-  list.forEach((r, i) => {
-    const name = ECR_REPOSITORY_ARN.exec(r)?.groups?.name ?? (r.startsWith('arn:') ? undefined : r);
-    if (name === undefined || name.length > 256 || !ECR_REPOSITORY.test(name)) {
-      throw new InvalidSetting(`${key}[${i}]`, `must be an ECR repository name (team/trainer, or team/* for a prefix) or its ARN (arn:aws:ecr:<region>:<account>:repository/<name>), got ${show(r)}`);
-    }
-  });
-  if (new Set(list).size !== list.length) throw new InvalidSetting(key, 'lists a repository twice');
-  return { ecrRepositories: list };
-}
-
-function readAlarmEmail(raw: unknown): string | undefined {
-  if (raw === undefined) return undefined;
-  if (typeof raw !== 'string' || raw.length > 254 || !EMAIL.test(raw)) throw new InvalidSetting('flare:alarmEmail', `must be an email address, got ${show(raw)}`);
-  return raw;
-}
-
-/** An integer from `min` to `max`; `-c key=5` gives the string '5', which is accepted too. */
-function integerInRange(key: string, raw: unknown, min: number, max: number, fallback: number): number {
-  if (raw === undefined) return fallback;
-  const value = typeof raw === 'string' && /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : raw;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidSetting(key, `must be a whole number of minutes from ${min} to ${max}, got ${show(raw)}`);
-  }
-  return value;
-}
-
-function readBoolean(key: string, raw: unknown, fallback: boolean): boolean {
-  if (raw === undefined) return fallback;
-  if (raw === true || raw === 'true') return true;
-  if (raw === false || raw === 'false') return false;
-  throw new InvalidSetting(key, `must be true or false, got ${show(raw)}`);
-}
-
-/** An array, a JSON array string or a comma-separated string (what `-c key=a,b` gives). */
-function stringList(key: string, raw: unknown): string[] {
-  let value = raw;
-  if (typeof raw === 'string') value = raw.trim().startsWith('[') ? parseJson(key, raw) : raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
-  if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) throw new InvalidSetting(key, 'must be a list of strings (an array or comma-separated)');
-  return value as string[];
-}
-
-function positiveInteger(key: string, raw: unknown): number {
-  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 1) throw new InvalidSetting(key, `must be a positive integer, got ${show(raw)}`);
-  return raw;
-}
-
-function parseJson(key: string, raw: string): unknown {
-  try {
-    return JSON.parse(raw);
-  } catch (cause) {
-    throw new InvalidSetting(key, `is not valid JSON (${(cause as Error).message})`);
-  }
 }
 
 function isHttpsUrl(s: string): boolean {
@@ -416,6 +337,7 @@ function isHttpsUrl(s: string): boolean {
   }
 }
 
-function show(v: unknown): string {
-  return v === undefined ? 'nothing' : JSON.stringify(v);
+function isEcrRepository(r: string): boolean {
+  const name = ECR_REPOSITORY_ARN.exec(r)?.groups?.name ?? (r.startsWith('arn:') ? undefined : r);
+  return name !== undefined && name.length <= 256 && ECR_REPOSITORY.test(name);
 }
