@@ -2,8 +2,8 @@
  * The deployment's settings, read once from CDK context (`cdk.json`,
  * `cdk.context.json` or `-c key=value`) and checked before any resource is
  * built, so a bad value fails `cdk synth` with a message naming its key.
- * One zod schema per group of keys, each turning its keys into its part of
- * FlareSettings. Every key is documented in lib/README.md.
+ * One zod schema per group of keys (network, compute, auth, quotas,
+ * notifications, operations), each turning its keys into its part of FlareSettings. Every key is documented in lib/README.md.
  */
 import type { Construct } from 'constructs';
 import { z } from 'zod';
@@ -31,8 +31,6 @@ export { InvalidSetting };
 export const DEFAULT_GPU_AMI_PARAMETER =
   '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id';
 export const DEFAULT_GROUPS_CLAIM = 'cognito:groups';
-/** The default GPU AMI's root snapshot in GB, the API's floor for a template's volumeSizeGb too. */
-export const DEFAULT_MIN_VOLUME_SIZE_GB = MIN_VOLUME_SIZE_GB;
 export const DEFAULT_ADMIN_GROUP = 'admin';
 export const DEFAULT_RECONCILE_PERIOD_MINUTES = 5;
 export const DEFAULT_AGENT_TIMEOUT_MINUTES = 10;
@@ -131,18 +129,14 @@ export const DEFAULT_POOLS: readonly PoolSetting[] = [
 ];
 
 // flare:pools, flare:gpuAmiParameter, flare:minVolumeSizeGb
+const POOLS_WANTED =
+  'must be a non-empty array of { name, instanceType, fallbackInstanceTypes?, gpusPerInstance, maxGpus, containerMemory? }';
 const Compute = z
   .object({
     'flare:pools': fromJson(
       z
-        .array(Pool, {
-          error:
-            'must be a non-empty array of { name, instanceType, fallbackInstanceTypes?, gpusPerInstance, maxGpus, containerMemory? }',
-        })
-        .min(
-          1,
-          'must be a non-empty array of { name, instanceType, fallbackInstanceTypes?, gpusPerInstance, maxGpus, containerMemory? }',
-        )
+        .array(Pool, { error: POOLS_WANTED })
+        .min(1, POOLS_WANTED)
         .superRefine(
           uniqueBy(
             (p) => p.name,
@@ -248,9 +242,12 @@ const channelFields = {
 const Channel = closedObject(channelFields, (known) => `unknown field; a channel has ${known}`);
 export type NotificationChannelSetting = z.output<typeof Channel>;
 
-const Limits = z
+const Quotas = z
+  .object({ 'flare:defaultQuotas': fromJson(DefaultQuotas).default({}) })
+  .transform((c) => ({ defaultQuotas: c['flare:defaultQuotas'] }));
+
+const Notifications = z
   .object({
-    'flare:defaultQuotas': fromJson(DefaultQuotas).default({}),
     'flare:notifications': fromJson(
       z.array(Channel, { error: 'must be an array of { id, type, secretName, projects?, states? }' }).superRefine(
         uniqueBy(
@@ -262,7 +259,6 @@ const Limits = z
     ).default([]),
   })
   .transform((c) => ({
-    defaultQuotas: c['flare:defaultQuotas'],
     /** Chat channels; empty: no notifier is deployed. */
     notifications: c['flare:notifications'],
   }));
@@ -302,12 +298,13 @@ export type FlareSettings = Readonly<
   z.output<typeof Network> &
     z.output<typeof Compute> &
     z.output<typeof Auth> &
-    z.output<typeof Limits> &
+    z.output<typeof Quotas> &
+    z.output<typeof Notifications> &
     z.output<typeof Operations>
 >;
 
 /** Every key some group reads; any other `flare:*` key is a mistake. */
-export const CONTEXT_KEYS = [Network, Compute, Auth, Limits, Operations].flatMap((group) =>
+export const CONTEXT_KEYS = [Network, Compute, Auth, Quotas, Notifications, Operations].flatMap((group) =>
   Object.keys(group.in.shape),
 );
 
@@ -318,13 +315,15 @@ export function readSettings(scope: Construct): FlareSettings {
   );
   const known = new Set(CONTEXT_KEYS);
   const unknown = Object.keys(context).find((key) => !known.has(key));
-  if (unknown !== undefined)
+  if (unknown !== undefined) {
     throw new InvalidSetting(unknown, `unknown key; the known keys are ${CONTEXT_KEYS.join(', ')}`);
+  }
   return {
     ...parseContext(Network, context),
     ...parseContext(Compute, context),
     ...parseContext(Auth, context),
-    ...parseContext(Limits, context),
+    ...parseContext(Quotas, context),
+    ...parseContext(Notifications, context),
     ...parseContext(Operations, context),
   };
 }
