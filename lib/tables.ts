@@ -24,6 +24,7 @@ export interface TableSchema {
     Projection: { ProjectionType: 'ALL' | 'KEYS_ONLY' | 'INCLUDE'; NonKeyAttributes?: string[] };
   }[];
   readonly TimeToLiveAttribute?: string;
+  readonly StreamSpecification?: { StreamEnabled: boolean; StreamViewType: 'NEW_IMAGE' | 'OLD_IMAGE' | 'NEW_AND_OLD_IMAGES' | 'KEYS_ONLY' };
 }
 
 /** What a Lambda may do to Flare's items; transactions authorize per item action. */
@@ -52,10 +53,9 @@ export interface FlareTablesProps {
   readonly retain?: readonly TableKey[];
   /**
    * Tables with a DynamoDB stream, and what it carries. The jobs stream is
-   * the outbox for `Job State Change` events (./job-event-stream.ts). Kept
-   * here rather than in schema/tables.json: DynamoDB Local and the local
-   * runner have no use for it.
-   * @default { jobs: NEW_AND_OLD_IMAGES }
+   * the outbox for `Job State Change` events (./job-event-stream.ts), on AWS
+   * and locally alike, so it is declared in schema/tables.json.
+   * @default each table's StreamSpecification in schema/tables.json
    */
   readonly streams?: Partial<Record<TableKey, dynamodb.StreamViewType>>;
 }
@@ -75,7 +75,7 @@ export class FlareTables extends Construct {
     const schemaPath = props.schemaPath ?? path.join(REPO_ROOT, 'schema', 'tables.json');
     const schemas = readSchemas(schemaPath);
     const retain = new Set<TableKey>(props.retain ?? ['jobs', 'quotas', 'catalog']);
-    const streams = props.streams ?? { jobs: dynamodb.StreamViewType.NEW_AND_OLD_IMAGES };
+    const streams = props.streams ?? schemaStreams(schemas);
 
     const tables = {} as Record<TableKey, dynamodb.Table>;
     const indexNames = {} as Record<TableKey, string[]>;
@@ -157,6 +157,11 @@ function buildTable(scope: Construct, key: TableKey, schema: TableSchema, remova
     });
   }
   return table;
+}
+
+function schemaStreams(schemas: Record<TableKey, TableSchema>): Partial<Record<TableKey, dynamodb.StreamViewType>> {
+  const enabled = TABLE_KEYS.filter((key) => schemas[key].StreamSpecification?.StreamEnabled);
+  return Object.fromEntries(enabled.map((key) => [key, schemas[key].StreamSpecification!.StreamViewType as dynamodb.StreamViewType]));
 }
 
 function readSchemas(file: string): Record<TableKey, TableSchema> {

@@ -1,6 +1,7 @@
 /**
- * The local stand-in for the EventBridge bus: fans each job state change and
- * each operator event out to in-process subscribers (the webhooks, the log).
+ * The local stand-in for the EventBridge bus: fans each job state change (from
+ * the jobs table's stream, lambdas/local/jobs-stream.ts) and each operator
+ * event out to in-process subscribers (the webhooks, the log).
  * Publishing only hands the event over; what subscribers do with it (a slow
  * webhook) never holds up the control plane, and one subscriber's failure
  * touches no other.
@@ -33,6 +34,11 @@ export class LocalEventBus implements EventPublisher {
   /** Resolves once every subscriber has been called; their work goes on in the background. */
   async publish(event: JobStateChange): Promise<void> {
     this.fanOut(this.subscribers, event, { jobId: event.jobId, state: event.state });
+  }
+
+  /** The stream publisher's call (handlers/events/stream-publisher.ts): each change in order, as EventBridge takes them. */
+  async publishStateChanges(events: readonly JobStateChange[]): Promise<void> {
+    for (const event of events) await this.publish(event);
   }
 
   /** Like publish, for operator events; core has already logged the event itself. */

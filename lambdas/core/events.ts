@@ -47,25 +47,6 @@ export function stateChangesBetween(before: Job | undefined, after: Job | undefi
   return before ? [stateChange(after, before.state, at)] : creationChanges(after, at);
 }
 
-/** Publish a job's state change. Publishing never undoes the change it reports. */
-export async function publishChange(deps: Pick<Deps, 'events' | 'log' | 'now'>, job: Job, previousState: JobState | null): Promise<void> {
-  await publishLogged(deps, stateChange(job, previousState, deps.now().toISOString()));
-}
-
-/** Publish what storing a new job changed (creationChanges), in order. */
-export async function publishCreated(deps: Pick<Deps, 'events' | 'log' | 'now'>, job: Job): Promise<void> {
-  for (const change of creationChanges(job, deps.now().toISOString())) await publishLogged(deps, change);
-}
-
-/** A failed publish is logged, not thrown: the change it reports is stored already. */
-async function publishLogged(deps: Pick<Deps, 'events' | 'log'>, change: JobStateChange): Promise<void> {
-  try {
-    await deps.events.publish(change);
-  } catch (error) {
-    deps.log.error('event publish failed', { jobId: change.jobId, state: change.state, error: String(error) });
-  }
-}
-
 /** Publish a repair or an operator problem; logged as well, so it is seen even when publishing fails. */
 export async function publishOperatorEvent(deps: Pick<Deps, 'events' | 'log' | 'now'>, kind: string, subject: string, reason: string): Promise<void> {
   const at = deps.now().toISOString();

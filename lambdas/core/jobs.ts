@@ -7,7 +7,6 @@ import { gpusIssue } from './accounting.js';
 import { budgetOf, budgetReason, refuseBeyond, worstCaseGpuMs, type BudgetState } from './budgets.js';
 import type { Deps } from './deps.js';
 import { JobNotFound, Unprocessable, ValidationError } from './errors.js';
-import { publishChange, publishCreated } from './events.js';
 import { canAccessProject, visibleProjects, type Identity } from './identity.js';
 import { imageReference, versionToRun } from './images.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, totalGpus, type Job } from './job.js';
@@ -75,7 +74,6 @@ export async function submitJob(deps: Deps, identity: Identity, input: SubmitJob
     !held && needs <= pool.availableGpus && (await nobodyQueued(deps, pool.name))
       ? await deps.store.createJob(job, claim, createdAt)
       : await deps.store.createJob(await queuedJob(deps, job, pool, held), claim);
-  if (stored.created) await publishCreated(deps, stored.job);
   return { job: await driveStored(deps, stored), created: stored.created };
 }
 
@@ -179,7 +177,6 @@ export async function deleteJob(deps: Deps, identity: Identity, id: string): Pro
     if (QUEUED_STATES.includes(job.state)) {
       const cancelled = await deps.store.finishJob(job, { state: JobState.CANCELLED, stateReason: `cancelled by ${identity.name}`, finishedAt: deps.now().toISOString() });
       if (!cancelled) continue; // admitted meanwhile: cancel it as a holding job
-      await publishChange(deps, cancelled, job.state);
       await drainPool(deps, job.pool); // it may have been the head that blocked others
       return { removed: false, job: cancelled };
     }

@@ -6,7 +6,7 @@
 import { nodeDevices } from './accounting.js';
 import type { Deps } from './deps.js';
 import { CAPACITY_LIMIT_REACHED, ComputeNotReady, StaleJob } from './errors.js';
-import { publishChange, publishOperatorEvent } from './events.js';
+import { publishOperatorEvent } from './events.js';
 import { launchBackoffSeconds, maxComputeChecks } from './policy.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, terminalFor, type Job } from './job.js';
 import { admitIfDue, drainAfterRelease, drainPool, waitingFields } from './queue.js';
@@ -47,8 +47,7 @@ export async function admitStep(deps: Deps, jobId: string, admitted = false): Pr
   const { drained } = due;
   const fields = await waitingFields(deps, job, { poolBlocked: drained.poolBlocked, pool: drained.pool, reason: drained.reasons.get(jobId) });
   try {
-    const waiting = await deps.store.updateJob(jobId, [JobState.PENDING], { state: JobState.WAITING, ...fields });
-    await publishChange(deps, waiting, JobState.PENDING);
+    await deps.store.updateJob(jobId, [JobState.PENDING], { state: JobState.WAITING, ...fields });
   } catch (error) {
     if (!(error instanceof StaleJob)) throw error;
     return { admitted: HOLDING_STATES.includes((await load(deps, jobId)).state) };
@@ -122,7 +121,6 @@ export async function startStep(deps: Deps, jobId: string): Promise<RunTimer> {
     await deps.compute.start(job, containerSpec(job, expiresAt));
     try {
       job = await deps.store.updateJob(jobId, [JobState.LAUNCHING], { state: JobState.RUNNING, startedAt: startedAt.toISOString(), expiresAt });
-      await publishChange(deps, job, JobState.LAUNCHING);
     } catch (error) {
       if (!(error instanceof StaleJob)) throw error;
       job = await load(deps, jobId);
@@ -207,7 +205,6 @@ export async function releaseStep(deps: Deps, jobId: string, error?: StepError |
     });
     if (finished) {
       jobEnded(deps, finished, error);
-      await publishChange(deps, finished, job.state);
       break;
     }
     job = await load(deps, jobId);
@@ -233,7 +230,6 @@ export async function requeueStep(deps: Deps, jobId: string, error?: StepError |
     const requeued = await deps.store.requeueJob(job, { stateReason: `${cause}; next launch attempt after ${retryAt}`, retryAt, launchAttempt });
     if (requeued) {
       launchFailed(deps, error);
-      await publishChange(deps, requeued, JobState.LAUNCHING);
       if (error?.Error === CAPACITY_LIMIT_REACHED) await publishOperatorEvent(deps, 'capacity-limit', `pool/${job.pool}`, cause);
       return { requeued: true, backoffSeconds };
     }
@@ -262,9 +258,7 @@ async function markStopping(deps: Deps, job: Job, error?: StepError | null): Pro
   const ended = job.outcome ?? (job.state === JobState.RUNNING ? await deps.compute.endedOn?.(job) : undefined);
   const verdict = terminalFor({ ...job, outcome: ended }, deps.now(), describe(error));
   try {
-    const stopping = await deps.store.updateJob(job.id, [JobState.LAUNCHING, JobState.RUNNING], { state: JobState.STOPPING, stateReason: verdict.reason, verdict });
-    await publishChange(deps, stopping, job.state);
-    return stopping;
+    return await deps.store.updateJob(job.id, [JobState.LAUNCHING, JobState.RUNNING], { state: JobState.STOPPING, stateReason: verdict.reason, verdict });
   } catch (e) {
     if (!(e instanceof StaleJob)) throw e;
     return load(deps, job.id);

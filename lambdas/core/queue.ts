@@ -14,7 +14,6 @@
  */
 import { budgetOf, budgetReason, budgetWaitReason, worstCaseGpuMs } from './budgets.js';
 import type { Deps } from './deps.js';
-import { publishChange } from './events.js';
 import { StaleJob } from './errors.js';
 import { forecastBounds, forecastPool, forecastQueue, projectLimits, worstCaseEnd } from './forecast.js';
 import { JobState, totalGpus, type Job } from './job.js';
@@ -285,9 +284,8 @@ async function admitQueued(deps: Deps, job: Job): Promise<{ candidate: Job; outc
   return { candidate, outcome };
 }
 
-/** Publish the admission; a job that was WAITING has no workflow running: start one. */
+/** A job admitted from WAITING has no workflow running: start one. (Its event comes from the jobs table's stream.) */
 async function announceAdmission(deps: Deps, admitted: Job, candidate: Job): Promise<void> {
-  await publishChange(deps, admitted, candidate.state);
   if (candidate.state === JobState.WAITING) await deps.workflows.start(admittedExecutionName(candidate), workflowInput(admitted));
 }
 

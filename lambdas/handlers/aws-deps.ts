@@ -28,7 +28,6 @@ import { CapacityFailsFast } from '../adapters/ec2-retry.js';
 import { EventBridgePublisher } from '../adapters/eventbridge-publisher.js';
 import { newJobId } from '../adapters/ids.js';
 import { SfnWorkflows } from '../adapters/sfn-workflows.js';
-import { StreamOutbox } from '../adapters/stream-outbox.js';
 import { reportUnavailable } from '../adapters/unavailable.js';
 import { CloudWatchJobLogs } from '../adapters/cloudwatch-job-logs.js';
 import type { Deps } from '../core/deps.js';
@@ -96,8 +95,6 @@ export const AwsEnv = z.object({
   GPU_IMAGE_ID: z.string().min(1).optional(),
   /** The AMI's root snapshot in GB: the API's floor for a template's volumeSizeGb. */
   MIN_VOLUME_SIZE_GB: z.coerce.number().int().min(1).optional(),
-  /** 'true': the jobs table's stream publishes job events (StreamOutbox). */
-  EVENTS_VIA_STREAM: z.enum(['true', 'false']).optional(),
 });
 export type AwsEnv = z.infer<typeof AwsEnv>;
 
@@ -181,14 +178,14 @@ export function awsDeps(ports: AwsPorts): () => Deps {
   return () => {
     if (deps) return deps;
     const env = awsEnv();
-    const bus = new EventBridgePublisher(new EventBridgeClient({}), env.EVENT_BUS_NAME);
     const tables = tableNames(env);
     deps = {
       store: meteredStore(new DynamoJobStore(documentClient(), tables), awsMetrics()),
       catalog: new DynamoCatalog(documentClient(), tables),
       compute: ports.compute ? ports.compute() : notWired<Compute>('compute'),
       workflows: new SfnWorkflows(reportUnavailable(new SFNClient({ requestHandler: AWS_REQUEST_HANDLER }), 'Step Functions', WorkflowsUnavailable), env.STATE_MACHINE_ARN),
-      events: env.EVENTS_VIA_STREAM === 'true' ? new StreamOutbox(bus) : bus,
+      // Job State Change events leave through the jobs table's stream (stream-publisher); only operator events are put here.
+      events: new EventBridgePublisher(new EventBridgeClient({}), env.EVENT_BUS_NAME),
       logs: ports.logs ? ports.logs() : notWired<JobLogs>('logs'),
       policy: {
         ...(env.DEFAULT_QUOTAS ? { defaultQuotas: env.DEFAULT_QUOTAS } : {}),

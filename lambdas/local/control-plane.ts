@@ -30,7 +30,8 @@ import { runTask } from '../handlers/workflow/tasks.js';
 import { superviseDynamoDbLocal, type SupervisedDynamoDbLocal } from './dynamodb-supervisor.js';
 import { startHttpServer } from './http-server.js';
 import { LocalWorkflows } from './local-workflows.js';
-import { createTables, defaultTableNames, makeDynamoClients } from './tables.js';
+import { fileCheckpoints, memoryCheckpoints, startJobEvents, type StreamPoller } from './jobs-stream.js';
+import { createTables, defaultTableNames, makeDynamoClients, makeStreamsClient } from './tables.js';
 
 export interface ControlPlaneOptions {
   /** Keep DynamoDB in memory (tests); otherwise data lives in `<dataDir>/dynamodb`. */
@@ -42,6 +43,8 @@ export interface ControlPlaneOptions {
   announce?: (line: string) => void;
   /** Local driver tuning for tests. */
   compute?: { stopGraceMs?: number; pollMs?: number };
+  /** How often the jobs stream is read for new state changes. @default 100 */
+  eventPollMs?: number;
 }
 
 export interface ControlPlane {
@@ -54,6 +57,8 @@ export interface ControlPlane {
   /** DynamoDB Local, restarted on the same endpoint whenever it dies. */
   dynamodb: SupervisedDynamoDbLocal;
   events: LocalEventBus;
+  /** Reads the jobs table's stream into `events`; `drained()` waits until every stored change is published. */
+  jobEvents: StreamPoller;
   dataDir: string;
   /** The admin token used when no users are configured. */
   adminToken?: string;
@@ -92,6 +97,14 @@ async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: 
   const notifier = new WebhookNotifier(config.notifications, log);
   events.subscribe((event) => notifier.notify(event));
   events.subscribe((event) => log.info('job state change', { ...event }));
+  // State changes reach the bus only from the table's stream, by the publisher AWS runs: one event path.
+  const streams = makeStreamsClient(dynamo.endpoint);
+  const checkpoints = options.inMemory ? memoryCheckpoints() : fileCheckpoints(join(dataDir, 'jobs-stream-checkpoint.json'));
+  const jobEvents = startJobEvents({ dynamodb: client, streams, tableName: tables.jobs, publisher: events, checkpoints, log, pollMs: options.eventPollMs });
+  stack.push(async () => {
+    await jobEvents.stop();
+    streams.destroy();
+  });
 
   // Deps and the adapters that call back into core refer to each other; `deps` is set below, before anything runs.
   let deps!: Deps;
@@ -131,6 +144,7 @@ async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: 
     reconciler,
     dynamodb: dynamo,
     events,
+    jobEvents,
     dataDir,
     ...(config.users.length ? {} : { adminToken: users[0].token }),
     async stop() {

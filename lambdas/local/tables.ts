@@ -10,9 +10,11 @@ import {
   DynamoDBClient,
   ResourceInUseException,
   type DynamoDBClientConfig,
+  UpdateTableCommand,
   UpdateTimeToLiveCommand,
   type TableDescription,
 } from '@aws-sdk/client-dynamodb';
+import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import type { TableNames } from '../adapters/dynamo/table-names.js';
@@ -52,6 +54,10 @@ const TableSpec = z
       )
       .optional(),
     TimeToLiveAttribute: z.string().min(1).optional(),
+    StreamSpecification: z
+      .object({ StreamEnabled: z.literal(true), StreamViewType: z.enum(['NEW_IMAGE', 'OLD_IMAGE', 'NEW_AND_OLD_IMAGES', 'KEYS_ONLY']) })
+      .strict()
+      .optional(),
   })
   .strict();
 export type TableSpec = z.infer<typeof TableSpec>;
@@ -122,6 +128,7 @@ export async function createTables(client: DynamoDBClient, names: TableNames): P
       (created ? result.created : result.existing).push(tableName);
       const table = await waitUntilActive(client, tableName);
       if (!created) assertSameShape(tableName, spec, table);
+      if (!created) await enableStream(client, tableName, spec, table);
       if (spec.TimeToLiveAttribute !== undefined) {
         result.ttl[tableName] = await enableTimeToLive(client, tableName, spec.TimeToLiveAttribute);
       }
@@ -139,6 +146,7 @@ async function createTable(client: DynamoDBClient, tableName: string, spec: Tabl
         KeySchema: spec.KeySchema,
         AttributeDefinitions: spec.AttributeDefinitions,
         GlobalSecondaryIndexes: spec.GlobalSecondaryIndexes,
+        StreamSpecification: spec.StreamSpecification,
       }),
     );
     return true;
@@ -175,6 +183,16 @@ function assertSameShape(tableName: string, spec: TableSpec, table: TableDescrip
       `indexes ${indexes(table.GlobalSecondaryIndexes)}, expected ${indexes(spec.GlobalSecondaryIndexes)}`,
     );
   }
+}
+
+/** A table made before the schema gave it a stream gets one; a stream of another view type is a mismatch. */
+async function enableStream(client: DynamoDBClient, tableName: string, spec: TableSpec, table: TableDescription): Promise<void> {
+  const wanted = spec.StreamSpecification;
+  const current = table.StreamSpecification?.StreamEnabled ? table.StreamSpecification.StreamViewType : undefined;
+  if (!wanted || current === wanted.StreamViewType) return;
+  if (current) throw new TableSchemaMismatch(tableName, `stream ${current}, expected ${wanted.StreamViewType}`);
+  await client.send(new UpdateTableCommand({ TableName: tableName, StreamSpecification: wanted }));
+  await waitUntilActive(client, tableName);
 }
 
 async function enableTimeToLive(
@@ -246,4 +264,16 @@ export function makeDynamoClients(endpoint: string): { client: DynamoDBClient; d
   });
   const doc = reportUnavailable(DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } }), 'DynamoDB', StoreUnavailable);
   return { client, doc };
+}
+
+/** A DynamoDB Streams client for the same local endpoint, configured as makeDynamoClients' client is. */
+export function makeStreamsClient(endpoint: string): DynamoDBStreamsClient {
+  return new DynamoDBStreamsClient({
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: LOCAL_KEY_ID, secretAccessKey: LOCAL_KEY_ID },
+    httpAuthSchemes: [unsignedLocalAuth],
+    maxAttempts: 3,
+    requestHandler: { connectionTimeout: 3_000, requestTimeout: 10_000, throwOnRequestTimeout: true },
+  });
 }

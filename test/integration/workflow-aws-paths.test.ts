@@ -151,12 +151,13 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
   it('a job cancelled between its admission and its Launch is never launched', async () => {
     const launches: string[] = [];
     const world = await setup({ wrapCompute: (real) => wrap(real, { launch: async (job) => (launches.push(job.id), real.launch(job)) }) });
-    // The cancel lands the moment the job is admitted: after Admit, before Launch reads the job.
-    const publish = world.deps.events.publish.bind(world.deps.events);
-    world.deps.events = Object.assign(Object.create(world.deps.events), {
-      publish: async (event: Parameters<typeof publish>[0]) => {
-        await publish(event);
-        if (event.state === JobState.LAUNCHING) await deleteJob(world.deps, alice, event.jobId);
+    // The cancel lands the moment the job is stored admitted: before its workflow starts, before Launch reads the job.
+    const createJob = world.store.createJob.bind(world.store);
+    world.deps.store = Object.assign(Object.create(world.store), {
+      createJob: async (...args: Parameters<typeof createJob>) => {
+        const stored = await createJob(...args);
+        if (stored.job.state === JobState.LAUNCHING) await deleteJob(world.deps, alice, stored.job.id);
+        return stored;
       },
     });
     const { job } = await submitJob(world.deps, alice, { template: 'sleep' });

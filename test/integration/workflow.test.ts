@@ -82,6 +82,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const running = await waitForState(world.store, job.id, [JobState.RUNNING]);
     assert.equal(running.admittedAt, job.admittedAt);
     // Events as if its Admit step had admitted it: submitted, then admitted.
+    await world.jobEvents.drained();
     assert.deepEqual(world.events.statesOf(job.id), ['PENDING', 'LAUNCHING', 'RUNNING']);
     assert.deepEqual(world.events.events.filter((e) => e.jobId === job.id).slice(0, 2).map((e) => e.previousState), [null, 'PENDING']);
     assert.deepEqual(world.workflows.list().filter((e) => e.jobId === job.id).map((e) => e.name), [job.id]);
@@ -120,6 +121,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const { job } = await submitJob(stale, alice, { template: 'sleep' });
     assert.equal(job.state, JobState.LAUNCHING);
     await waitForState(world.store, job.id, [JobState.RUNNING]);
+    await world.jobEvents.drained();
     assert.deepEqual(world.events.statesOf(job.id).slice(0, 3), ['PENDING', 'WAITING', 'LAUNCHING']);
     assert.deepEqual(world.workflows.list().filter((e) => e.jobId === job.id).map((e) => e.name), [`${job.id}-admitted-0`]);
   });
@@ -282,6 +284,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const shown = await getJob(world.deps, alice, second.id);
     assert.equal(shown.queuePosition, 0);
     // The waiting notification carries the latest start promised when the job was stored, as the job does.
+    await world.jobEvents.drained();
     const event = world.events.events.find((e) => e.jobId === second.id && e.state === JobState.WAITING)!;
     assert.deepEqual([event.previousState, event.stateReason], [JobState.PENDING, waiting.stateReason]);
     assert.ok(event.latestStartAt && Date.parse(event.latestStartAt) >= Date.parse(running.expiresAt!), 'no earlier than the running job can end');

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoCatalog } from '../../lambdas/adapters/dynamo/dynamo-catalog.js';
 import { DynamoJobStore } from '../../lambdas/adapters/dynamo/dynamo-job-store.js';
@@ -27,7 +28,8 @@ import { createApiHandler } from '../../lambdas/handlers/http/api.js';
 import { runTask } from '../../lambdas/handlers/workflow/tasks.js';
 import { startDynamoDbLocal, type DynamoDbLocal } from '../../lambdas/local/dynamodb-local.js';
 import { LocalWorkflows } from '../../lambdas/local/local-workflows.js';
-import { createTables, defaultTableNames, makeDynamoClients, type TableNames } from '../../lambdas/local/tables.js';
+import { memoryCheckpoints, startJobEvents, type StreamPoller } from '../../lambdas/local/jobs-stream.js';
+import { createTables, defaultTableNames, makeDynamoClients, makeStreamsClient, type TableNames } from '../../lambdas/local/tables.js';
 import type { Compute } from '../../lambdas/ports/compute.js';
 import type { EventPublisher, JobStateChange, OperatorEvent } from '../../lambdas/ports/events.js';
 
@@ -35,11 +37,12 @@ export interface Dynamo {
   local: DynamoDbLocal;
   client: DynamoDBClient;
   doc: DynamoDBDocumentClient;
+  streams: DynamoDBStreamsClient;
 }
 
 export async function startDynamo(): Promise<Dynamo> {
   const local = await startDynamoDbLocal({ inMemory: true });
-  return { local, ...makeDynamoClients(local.endpoint) };
+  return { local, ...makeDynamoClients(local.endpoint), streams: makeStreamsClient(local.endpoint) };
 }
 
 /** For a test file (or describe): one DynamoDB Local, started before its tests and stopped after them. */
@@ -50,6 +53,7 @@ export function dynamoPerFile(): () => Dynamo {
   });
   after(async () => {
     dynamo?.client.destroy();
+    dynamo?.streams.destroy();
     await dynamo?.local.stop();
   });
   return () => {
@@ -73,6 +77,10 @@ export class RecordingEvents implements EventPublisher {
   }
   async publishOperatorEvent(event: OperatorEvent): Promise<void> {
     this.operatorEvents.push(event);
+  }
+  /** The stream publisher's call, as the local bus takes it. */
+  async publishStateChanges(events: readonly JobStateChange[]): Promise<void> {
+    for (const event of events) await this.publish(event);
   }
   statesOf(jobId: string): string[] {
     return this.events.filter((e) => e.jobId === jobId).map((e) => e.state);
@@ -100,19 +108,23 @@ export interface World {
   catalog: DynamoCatalog;
   workflows: LocalWorkflows;
   compute: LocalCompute;
+  /** State changes, from the jobs table's stream as the local plane gets them. */
   events: RecordingEvents;
+  /** The stream reader feeding `events`: `drained()` before asserting on what a step just stored. */
+  jobEvents: StreamPoller;
   dataDir: string;
   close(): Promise<void>;
 }
 
 /** A complete local control plane minus HTTP: what the workflow tests drive. */
 export async function world(dynamo: Dynamo, setup: { pools: Array<{ name: string; gpus: number }>; quotas?: Array<{ project: string; resource: 'gpus' | 'jobs'; hardLimit: number }>; templates?: TemplateSpec[]; wrapCompute?: (c: Compute) => Compute; policy?: Policy }): Promise<World> {
-  const { store, catalog } = await freshStore(dynamo);
+  const { store, catalog, tables } = await freshStore(dynamo);
   for (const pool of setup.pools) await store.putPool({ name: pool.name, instanceType: 'local', gpusPerInstance: pool.gpus, maxGpus: pool.gpus });
   for (const quota of setup.quotas ?? []) await store.putQuota(quota);
   await seedCatalog({ store, catalog }, [IMAGE], setup.templates ?? []);
   const dataDir = await mkdtemp(join(tmpdir(), 'flare-test-'));
   const events = new RecordingEvents();
+  const jobEvents = startJobEvents({ dynamodb: dynamo.client, streams: dynamo.streams, tableName: tables.jobs, publisher: events, checkpoints: memoryCheckpoints(), log: quietLog });
   let deps!: Deps;
   const compute = await LocalCompute.create({
     dataDir,
@@ -133,9 +145,11 @@ export async function world(dynamo: Dynamo, setup: { pools: Array<{ name: string
     workflows,
     compute,
     events,
+    jobEvents,
     dataDir,
     async close() {
       await workflows.close();
+      await jobEvents.stop();
       for (const job of await store.listActiveJobs()) await compute.stop(job).catch(() => undefined);
       compute.close();
       await rm(dataDir, { recursive: true, force: true });

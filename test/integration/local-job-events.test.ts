@@ -1,0 +1,100 @@
+/**
+ * One event path: the local control plane's `Job State Change` events come
+ * from DynamoDB Local's stream of the jobs table, through the stream publisher
+ * AWS runs, onto the local bus. Every state change is published once per
+ * change, and a plane restarted mid-job resumes from its checkpoint: what was
+ * stored while no reader ran is published after the restart, and what was
+ * published before it is not published again.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, before, describe, it } from 'node:test';
+import type { Identity } from '../../lambdas/core/identity.js';
+import { submitJob } from '../../lambdas/core/jobs.js';
+import { JobState } from '../../lambdas/core/job.js';
+import { LocalConfig, parse } from '../../lambdas/core/schemas.js';
+import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../lambdas/local/control-plane.js';
+import type { JobStateChange } from '../../lambdas/ports/events.js';
+import { quietLog, waitFor, waitForState } from '../support/harness.js';
+
+const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
+const LIFE = [JobState.PENDING, JobState.LAUNCHING, JobState.RUNNING, JobState.STOPPING, JobState.SUCCEEDED];
+
+describe('local job events from the jobs table stream', () => {
+  let dir: string;
+  const planes: ControlPlane[] = [];
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'flare-job-events-'));
+  });
+  afterEach(async () => {
+    for (const plane of planes.splice(0)) await plane.stop();
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
+  });
+
+  const config = (dataDir: string) =>
+    parse(LocalConfig, {
+      port: 0,
+      dataDir,
+      users: [{ name: 'root', token: 'root-token-0123456789abcdefg', admin: true }],
+      pools: [{ name: 'local', gpus: 1 }],
+      images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: `sha256:${'e'.repeat(64)}` }],
+      templates: [{ name: 'short', project: 'vision', pool: 'local', image: 'tools', command: ['sh', '-c', 'sleep 2'] }],
+      compute: { driver: 'process' },
+    });
+  const start = async (dataDir: string, options: ControlPlaneOptions = {}) => {
+    const plane = await startControlPlane(config(dataDir), { log: quietLog, compute: { pollMs: 100, stopGraceMs: 1000 }, ...options });
+    planes.push(plane);
+    const seen: JobStateChange[] = [];
+    plane.events.subscribe((event) => void seen.push(event));
+    return { plane, seen };
+  };
+  const statesOf = (events: JobStateChange[], jobId: string) => events.filter((e) => e.jobId === jobId).map((e) => e.state);
+
+  it('publishes every state change of a job once, in order, from the stream', async () => {
+    const { plane, seen } = await start(join(dir, 'once'), { inMemory: true });
+    const { job } = await submitJob(plane.deps, alice, { template: 'short' });
+    await waitForState(plane.deps.store, job.id, [JobState.SUCCEEDED]);
+    await plane.jobEvents.drained();
+    assert.deepEqual(statesOf(seen, job.id), LIFE);
+    const mine = seen.filter((e) => e.jobId === job.id);
+    assert.deepEqual(mine.map((e) => e.previousState), [null, ...LIFE.slice(0, -1)]);
+    assert.equal(new Set(mine.map((e) => e.eventId)).size, LIFE.length, 'one event id per change');
+  });
+
+  it('resumes from its checkpoint after a restart mid-job: nothing lost, nothing published twice', async () => {
+    const dataDir = join(dir, 'restart');
+    const first = await start(dataDir);
+    const { job } = await submitJob(first.plane.deps, alice, { template: 'short' });
+    await waitFor('the RUNNING event', async () => statesOf(first.seen, job.id).includes(JobState.RUNNING));
+    await first.plane.stop();
+    planes.length = 0;
+
+    const second = await start(dataDir);
+    await waitForState(second.plane.deps.store, job.id, [JobState.SUCCEEDED]);
+    await second.plane.jobEvents.drained();
+    assert.deepEqual(statesOf(first.seen, job.id), LIFE.slice(0, 3));
+    assert.deepEqual(statesOf(second.seen, job.id), LIFE.slice(3), 'the restarted plane starts after the last change published');
+  });
+
+  it('publishes after a restart the changes stored while no reader ran', async () => {
+    const dataDir = join(dir, 'unread');
+    // A reader that reads once at start and then not for the rest of the test: the job's changes stay unpublished.
+    const first = await start(dataDir, { eventPollMs: 3_600_000 });
+    await first.plane.jobEvents.drained();
+    const { job } = await submitJob(first.plane.deps, alice, { template: 'short' });
+    await waitForState(first.plane.deps.store, job.id, [JobState.RUNNING]);
+    await first.plane.stop();
+    planes.length = 0;
+    assert.deepEqual(statesOf(first.seen, job.id), []);
+
+    const second = await start(dataDir);
+    await waitForState(second.plane.deps.store, job.id, [JobState.SUCCEEDED]);
+    await second.plane.jobEvents.drained();
+    assert.deepEqual(statesOf(second.seen, job.id), LIFE);
+  });
+});
