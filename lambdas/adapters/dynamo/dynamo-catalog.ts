@@ -16,11 +16,12 @@
  * `deletingUntil` marks a template a delete is checking (core/templates.ts): updates and new
  * jobs (JobStore.createJob, through `templateUsableCheck`) are refused while it is live.
  */
-import { GetCommand, QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Conflict, QuotaExceeded } from '../../core/errors.js';
 import type { Catalog, ImageRecord, ImageVersion, TemplateRecord } from '../../ports/job-store.js';
 import { batchGetAll } from './batch-get.js';
 import { release, takeQuota } from './counter-items.js';
+import { readAll } from './paging.js';
 import type { TableNames } from './table-names.js';
 import { cancellationCodes, conditionalWrite, transactWithRetry, type TransactItems } from './transactions.js';
 
@@ -260,23 +261,15 @@ export class DynamoCatalog implements Catalog {
 
   /** Every item of one kind: the catalog is read whole for listings (it is small next to the jobs). */
   private async queryKind(kind: string): Promise<Item[]> {
-    const items: Item[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const { Items = [], LastEvaluatedKey } = await this.doc.send(
-        new QueryCommand({
-          TableName: this.tables.catalog,
-          KeyConditionExpression: '#kind = :k',
-          ExpressionAttributeNames: { '#kind': 'kind' },
-          ExpressionAttributeValues: { ':k': kind },
-          ConsistentRead: true,
-          ExclusiveStartKey: start,
-        }),
-      );
-      items.push(...Items);
-      start = LastEvaluatedKey;
-    } while (start);
-    return items;
+    return readAll(this.doc, {
+      Query: {
+        TableName: this.tables.catalog,
+        KeyConditionExpression: '#kind = :k',
+        ExpressionAttributeNames: { '#kind': 'kind' },
+        ExpressionAttributeValues: { ':k': kind },
+        ConsistentRead: true,
+      },
+    });
   }
 
   private transact(items: TransactItems): Promise<void> {

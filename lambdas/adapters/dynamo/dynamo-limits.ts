@@ -3,12 +3,13 @@
  * admission takes from. Each write derives `available` from the `used` stored at its instant, so no
  * admission slips between a read and a write.
  */
-import { GetCommand, QueryCommand, ScanCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, ScanCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { GPU_MS_PER_HOUR, periodBounds, type BudgetPeriod } from '../../core/budgets.js';
 import type { CountedQuotaResource, QuotaResource } from '../../core/schemas.js';
 import type { Limits, PoolRecord, QuotaLimit, QuotaRecord } from '../../ports/job-store.js';
 import { batchGetAll } from './batch-get.js';
-import { toPool, toQuota, type Item } from './items.js';
+import { toPool, toQuota } from './items.js';
+import { readAll } from './paging.js';
 import type { TableNames } from './table-names.js';
 import { conditionalWrite } from './transactions.js';
 
@@ -94,15 +95,12 @@ export class DynamoLimits {
   }
 
   async listQuotas(project?: string): Promise<QuotaRecord[]> {
-    const items: Item[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const result = project
-        ? await this.doc.send(new QueryCommand({ TableName: this.tables.quotas, KeyConditionExpression: '#project = :p', ExpressionAttributeNames: { '#project': 'project' }, ExpressionAttributeValues: { ':p': project }, ExclusiveStartKey: start }))
-        : await this.doc.send(new ScanCommand({ TableName: this.tables.quotas, ExclusiveStartKey: start }));
-      items.push(...(result.Items ?? []));
-      start = result.LastEvaluatedKey;
-    } while (start);
+    const items = await readAll(
+      this.doc,
+      project
+        ? { Query: { TableName: this.tables.quotas, KeyConditionExpression: '#project = :p', ExpressionAttributeNames: { '#project': 'project' }, ExpressionAttributeValues: { ':p': project } } }
+        : { Scan: { TableName: this.tables.quotas } },
+    );
     return items.map(toQuota);
   }
 

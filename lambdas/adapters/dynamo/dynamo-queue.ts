@@ -2,10 +2,11 @@
  * The jobs table's queue reads: a pool's queue in order (the sparse `queue` index), the jobs holding a
  * pool's GPUs (its `<pool>#holding` partition), and every job not yet ended (the `active` index).
  */
-import { QueryCommand, type DynamoDBDocumentClient, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import { QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Job } from '../../core/job.js';
 import type { QueuedJobSummary } from '../../ports/job-store.js';
 import { ACTIVE, fromItem, holdingPartition, queueKey, type Item } from './items.js';
+import { pages, readAll } from './paging.js';
 import type { TableNames } from './table-names.js';
 
 /** The attributes of a QueuedJobSummary. */
@@ -44,22 +45,10 @@ export class DynamoQueue {
   }
 
   async listHolding(pool: string): Promise<Job[]> {
-    const jobs: Job[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const { Items = [], LastEvaluatedKey } = await this.doc.send(
-        new QueryCommand({
-          TableName: this.tables.jobs,
-          IndexName: 'queue',
-          KeyConditionExpression: 'queuePool = :p',
-          ExpressionAttributeValues: { ':p': holdingPartition(pool) },
-          ExclusiveStartKey: start,
-        }),
-      );
-      jobs.push(...Items.map(fromItem));
-      start = LastEvaluatedKey;
-    } while (start);
-    return jobs;
+    const items = await readAll(this.doc, {
+      Query: { TableName: this.tables.jobs, IndexName: 'queue', KeyConditionExpression: 'queuePool = :p', ExpressionAttributeValues: { ':p': holdingPartition(pool) } },
+    });
+    return items.map(fromItem);
   }
 
   queuePosition(job: Job): Promise<number> {
@@ -72,39 +61,23 @@ export class DynamoQueue {
 
   private async countQueue(pool: string, before?: string): Promise<number> {
     let count = 0;
-    let start: Record<string, unknown> | undefined;
-    do {
-      const result = await this.doc.send(
-        new QueryCommand({
-          TableName: this.tables.jobs,
-          IndexName: 'queue',
-          KeyConditionExpression: before ? 'queuePool = :p AND queueKey < :k' : 'queuePool = :p',
-          ExpressionAttributeValues: { ':p': pool, ...(before ? { ':k': before } : {}) },
-          Select: 'COUNT',
-          ExclusiveStartKey: start,
-        }),
-      );
-      count += result.Count ?? 0;
-      start = result.LastEvaluatedKey;
-    } while (start);
+    const counted = pages(this.doc, {
+      Query: {
+        TableName: this.tables.jobs,
+        IndexName: 'queue',
+        KeyConditionExpression: before ? 'queuePool = :p AND queueKey < :k' : 'queuePool = :p',
+        ExpressionAttributeValues: { ':p': pool, ...(before ? { ':k': before } : {}) },
+        Select: 'COUNT',
+      },
+    });
+    for await (const page of counted) count += page.Count ?? 0;
     return count;
   }
 
   async listActiveJobs(): Promise<Job[]> {
-    const jobs: Job[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const input: QueryCommandInput = {
-        TableName: this.tables.jobs,
-        IndexName: 'active',
-        KeyConditionExpression: 'activePartition = :a',
-        ExpressionAttributeValues: { ':a': ACTIVE },
-        ExclusiveStartKey: start,
-      };
-      const { Items = [], LastEvaluatedKey } = await this.doc.send(new QueryCommand(input));
-      jobs.push(...Items.map(fromItem));
-      start = LastEvaluatedKey;
-    } while (start);
-    return jobs;
+    const items = await readAll(this.doc, {
+      Query: { TableName: this.tables.jobs, IndexName: 'active', KeyConditionExpression: 'activePartition = :a', ExpressionAttributeValues: { ':a': ACTIVE } },
+    });
+    return items.map(fromItem);
   }
 }

@@ -15,7 +15,6 @@
 import {
   BatchWriteCommand,
   PutCommand,
-  ScanCommand,
   type BatchWriteCommandOutput,
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
@@ -24,6 +23,7 @@ import type { CounterRow, Mark, MarkKind, ReconcileStore } from '../../ports/rec
 import { batchGetAll } from './batch-get.js';
 import type { TableNames } from './table-names.js';
 import { conditionalWrite } from './transactions.js';
+import { readAll } from './paging.js';
 
 const BATCH_WRITE_MAX = 25;
 const UNPROCESSED_ATTEMPTS = 8;
@@ -119,15 +119,8 @@ export class DynamoReconcileStore implements ReconcileStore {
     return repaired !== undefined;
   }
 
-  private async scan(table: string): Promise<Item[]> {
-    const items: Item[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const { Items = [], LastEvaluatedKey } = await this.doc.send(new ScanCommand({ TableName: table, ConsistentRead: true, ExclusiveStartKey: start }));
-      items.push(...Items);
-      start = LastEvaluatedKey;
-    } while (start);
-    return items;
+  private scan(table: string): Promise<Item[]> {
+    return readAll(this.doc, { Scan: { TableName: table, ConsistentRead: true } });
   }
 }
 

@@ -10,9 +10,10 @@
  * that row in the very transaction that stores the job, and no row is ever
  * deleted, so no project with a job is missed.
  */
-import { QueryCommand, ScanCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { JobState } from '../../core/job.js';
 import { decodePageToken, encodePageToken } from '../../core/pagination.js';
+import { readAll } from './paging.js';
 import type { TableNames } from './table-names.js';
 
 type Item = Record<string, unknown>;
@@ -100,21 +101,14 @@ class Partition {
 
 /** Every project that ever stored a job: its `jobs` usage row (the quotas table is one row per project and resource). */
 async function projectsWithJobs(doc: DynamoDBDocumentClient, tables: TableNames): Promise<string[]> {
-  const projects: string[] = [];
-  let start: Key | undefined;
-  do {
-    const { Items = [], LastEvaluatedKey } = await doc.send(
-      new ScanCommand({
-        TableName: tables.quotas,
-        FilterExpression: '#resource = :jobs',
-        ProjectionExpression: '#project',
-        ExpressionAttributeNames: { '#resource': 'resource', '#project': 'project' },
-        ExpressionAttributeValues: { ':jobs': 'jobs' },
-        ExclusiveStartKey: start,
-      }),
-    );
-    projects.push(...Items.map((item) => String(item.project)));
-    start = LastEvaluatedKey;
-  } while (start);
-  return projects;
+  const rows = await readAll(doc, {
+    Scan: {
+      TableName: tables.quotas,
+      FilterExpression: '#resource = :jobs',
+      ProjectionExpression: '#project',
+      ExpressionAttributeNames: { '#resource': 'resource', '#project': 'project' },
+      ExpressionAttributeValues: { ':jobs': 'jobs' },
+    },
+  });
+  return rows.map((item) => String(item.project));
 }
