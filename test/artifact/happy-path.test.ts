@@ -75,6 +75,14 @@ describe('artifact: a job that runs and exits 0', () => {
     assert.equal((await pool(a)).usedGpus, 0);
     assert.deepEqual(publishedStates(a, job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'SUCCEEDED']);
     await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
+
+    // Powertools inside the bundles: log lines carry the Lambda context, and the admission (in the
+    // API's submit) and the drain after the release (tasks) are written as EMF.
+    const lines = (fn: { logs: string[] }) => fn.logs.flatMap((l) => (l.startsWith('{') ? [JSON.parse(l)] : []));
+    const emf = (fn: { logs: string[] }, name: string) => lines(fn).filter((l) => l._aws?.CloudWatchMetrics?.[0]?.Namespace === 'Flare' && l[name] !== undefined);
+    assert.ok(a.all.flatMap(lines).some((l) => l.function_request_id && typeof l.cold_start === 'boolean'), 'no log line with the Lambda context');
+    assert.equal(emf(a.fns.api, 'Admissions').length, 1, 'the submit admitted the job once');
+    assert.ok(emf(a.fns.tasks, 'DrainLatencyMs').length > 0, 'the release drained the pool');
   });
 
   it('posts the terminal state to the chat webhook once; the RUNNING change the channel does not ask for is not posted', async () => {

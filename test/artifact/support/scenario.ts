@@ -56,7 +56,7 @@ export async function waitForState(a: Artifact, id: string, states: string[], ti
 
 /** The last error lines every function logged: what a failed wait shows. */
 export function errorLogs(a: Artifact, last = 10): string[] {
-  return a.all.flatMap((fn) => fn.logs.filter((line) => /"level":"(error|warn)"|Error/.test(line)).map((line) => `[${fn.spec.logicalId}] ${line}`)).slice(-last);
+  return a.all.flatMap((fn) => fn.logs.filter((line) => /"level":"(error|warn|ERROR|WARN)"|Error/.test(line)).map((line) => `[${fn.spec.logicalId}] ${line}`)).slice(-last);
 }
 
 export async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
