@@ -361,7 +361,8 @@ export class DynamoJobStore implements JobStore {
             ExpressionAttributeValues: values,
           },
         },
-        // More is reserved only where there is room; less is given back whatever the budget's state.
+        // More is reserved only where there is room; less is given back whatever the budget's state
+        // (settled as a reservation of the difference with nothing charged).
         more > 0 ? reserve(this.tables.quotas, job.project, more, at) : settleReservation(this.tables.quotas, job.project, -more, 0),
       ]);
     } catch (error) {
@@ -388,6 +389,7 @@ export class DynamoJobStore implements JobStore {
     return [release(this.tables.quotas, { project: job.project, resource: 'gpus' }, held), release(this.tables.pools, { name: job.pool }, held)];
   }
 
+  // The queue's reads and the pools', quotas' and budgets' admin live in their own classes; the port is still one.
   listQueue: JobStore['listQueue'] = (...a) => this.queue.listQueue(...a);
   listQueueSummaries: JobStore['listQueueSummaries'] = (...a) => this.queue.listQueueSummaries(...a);
   listHolding: JobStore['listHolding'] = (...a) => this.queue.listHolding(...a);
