@@ -1,27 +1,16 @@
 /**
  * One CloudWatch dashboard, `<stack name>-flare`: the figures the functions write as
- * EMF (lambdas/core/metrics.ts names them; docs/operations.md says what each means)
+ * EMF (contract/metrics.ts names them; docs/operations.md says what each means)
  * beside the state of every alarm, so the first page an on-call engineer opens shows
  * both whether jobs flow and what is already ringing.
  */
 import { Duration, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { Construct } from 'constructs';
+import { METRIC, METRICS_NAMESPACE, METRICS_SERVICE } from '../contract/metrics.js';
 
-/** The namespace the functions write to (POWERTOOLS_METRICS_NAMESPACE; the adapter's default too). */
-export const FLARE_METRICS_NAMESPACE = 'Flare';
-/** The `service` dimension of the figures: the service of the functions that share Deps (lambdas/handlers/aws-observability.ts). */
-export const FLARE_METRICS_SERVICE = 'flare';
-
-/** The metric names, as core writes them. */
-export const FLARE_METRICS = {
-  admissions: 'Admissions',
-  queueWait: 'QueueWaitMs',
-  drainLatency: 'DrainLatencyMs',
-  transactionConflicts: 'TransactionConflicts',
-  expiries: 'Expiries',
-  launchFailures: 'LaunchFailures',
-} as const;
+/** The namespace the functions write to (they get it as POWERTOOLS_METRICS_NAMESPACE). */
+export const FLARE_METRICS_NAMESPACE = METRICS_NAMESPACE;
 
 export interface FlareDashboardProps {
   /** Shown beside the figures, with their state. @default none */
@@ -46,32 +35,59 @@ export class FlareDashboard extends Construct {
     const deployment = props.deployment ?? stack.stackName;
     const period = props.period ?? Duration.minutes(1);
     const metric = (metricName: string, statistic: string, label: string) =>
-      new cloudwatch.Metric({ namespace, metricName, statistic, label, period, dimensionsMap: { service: FLARE_METRICS_SERVICE, deployment } });
+      new cloudwatch.Metric({
+        namespace,
+        metricName,
+        statistic,
+        label,
+        period,
+        dimensionsMap: { service: METRICS_SERVICE, deployment },
+      });
     // One line per reason, whatever reasons appear: EMF writes LaunchFailures with a `reason` dimension.
     const byReason = new cloudwatch.MathExpression({
-      expression: `SEARCH('{${namespace},deployment,reason,service} MetricName="${FLARE_METRICS.launchFailures}" deployment="${deployment}"', 'Sum', ${period.toSeconds()})`,
+      expression: `SEARCH('{${namespace},deployment,reason,service} MetricName="${METRIC.launchFailures}" deployment="${deployment}"', 'Sum', ${period.toSeconds()})`,
       label: 'launch failures',
       period,
     });
     const graph = (title: string, left: cloudwatch.IMetric[], unit?: string) =>
-      new cloudwatch.GraphWidget({ title, left, width: 8, height: 6, ...(unit ? { leftYAxis: { label: unit, showUnits: false, min: 0 } } : {}) });
+      new cloudwatch.GraphWidget({
+        title,
+        left,
+        width: 8,
+        height: 6,
+        ...(unit ? { leftYAxis: { label: unit, showUnits: false, min: 0 } } : {}),
+      });
 
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
       dashboardName: props.dashboardName ?? `${stack.stackName}-flare`,
       defaultInterval: Duration.hours(3),
     });
     this.dashboard.addWidgets(
-      graph('Admissions (jobs given their GPUs)', [metric(FLARE_METRICS.admissions, 'Sum', 'admissions')]),
-      graph('Queue wait: submit to admission', [metric(FLARE_METRICS.queueWait, 'p50', 'p50'), metric(FLARE_METRICS.queueWait, 'p99', 'p99'), metric(FLARE_METRICS.queueWait, 'Maximum', 'max')], 'ms'),
-      graph('Drain latency (one pass of one pool)', [metric(FLARE_METRICS.drainLatency, 'p50', 'p50'), metric(FLARE_METRICS.drainLatency, 'p99', 'p99')], 'ms'),
+      graph('Admissions (jobs given their GPUs)', [metric(METRIC.admissions, 'Sum', 'admissions')]),
+      graph(
+        'Queue wait: submit to admission',
+        [
+          metric(METRIC.queueWait, 'p50', 'p50'),
+          metric(METRIC.queueWait, 'p99', 'p99'),
+          metric(METRIC.queueWait, 'Maximum', 'max'),
+        ],
+        'ms',
+      ),
+      graph(
+        'Drain latency (one pass of one pool)',
+        [metric(METRIC.drainLatency, 'p50', 'p50'), metric(METRIC.drainLatency, 'p99', 'p99')],
+        'ms',
+      ),
     );
     this.dashboard.addWidgets(
-      graph('DynamoDB transaction conflicts (retried)', [metric(FLARE_METRICS.transactionConflicts, 'Sum', 'conflicts')]),
-      graph('Expiries (live timeout ran out)', [metric(FLARE_METRICS.expiries, 'Sum', 'expiries')]),
+      graph('DynamoDB transaction conflicts (retried)', [metric(METRIC.transactionConflicts, 'Sum', 'conflicts')]),
+      graph('Expiries (live timeout ran out)', [metric(METRIC.expiries, 'Sum', 'expiries')]),
       graph('Launch failures by reason', [byReason]),
     );
     if (props.alarms?.length) {
-      this.dashboard.addWidgets(new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: [...props.alarms], width: 24, height: 4 }));
+      this.dashboard.addWidgets(
+        new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: [...props.alarms], width: 24, height: 4 }),
+      );
     }
   }
 }

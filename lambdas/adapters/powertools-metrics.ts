@@ -5,21 +5,28 @@
  * at once, in a line of its own (EMF gives every metric of a line the same dimensions).
  */
 import { Metrics as PowertoolsMetrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { METRICS_NAMESPACE } from '../../contract/metrics.js';
 import type { Metrics } from '../core/deps.js';
 
 export { PowertoolsMetrics };
 
-/** The namespace when the stack sets none (POWERTOOLS_METRICS_NAMESPACE); lib/dashboard.ts reads the same. */
-export const DEFAULT_METRICS_NAMESPACE = 'Flare';
-
 /** `deployment`: the stack's name, a dimension of every figure so that two stacks in one account stay apart. */
-export function powertoolsMetrics(options: { serviceName: string; deployment?: string; namespace?: string }): PowertoolsMetrics {
+export function powertoolsMetrics(options: {
+  serviceName: string;
+  deployment?: string;
+  namespace?: string;
+}): PowertoolsMetrics {
   return new PowertoolsMetrics({
-    namespace: options.namespace ?? process.env.POWERTOOLS_METRICS_NAMESPACE ?? DEFAULT_METRICS_NAMESPACE,
+    namespace: options.namespace ?? process.env.POWERTOOLS_METRICS_NAMESPACE ?? METRICS_NAMESPACE,
     serviceName: options.serviceName,
     ...(options.deployment ? { defaultDimensions: { deployment: options.deployment } } : {}),
     // Most invocations measure nothing (a GET, a check): that is not worth a warning line each.
-    logger: { debug: () => {}, info: (...a: unknown[]) => console.info(...a), warn: quietOnEmpty, error: (...a: unknown[]) => console.error(...a) },
+    logger: {
+      debug: () => {},
+      info: (...a: unknown[]) => console.info(...a),
+      warn: quietOnEmpty,
+      error: (...a: unknown[]) => console.error(...a),
+    },
   });
 }
 

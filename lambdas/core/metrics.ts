@@ -1,26 +1,14 @@
 /**
- * The operational figures core reports, by name: what an on-call engineer reads on the
- * dashboard (lib/dashboard.ts names the same metrics; docs/operations.md says what each means).
+ * The operational figures core reports (named in contract/metrics.ts): what an on-call engineer
+ * reads on the dashboard (lib/dashboard.ts; docs/operations.md says what each means).
  * Core only says what happened; the Metrics port (core/deps.ts) decides where it goes.
  */
+import { METRIC } from '../../contract/metrics.js';
 import type { Deps, Metrics } from './deps.js';
 import { JobState, type Job } from './job.js';
 import type { JobStore } from '../ports/job-store.js';
 
-export const METRIC = {
-  /** A job took its GPUs (stored admitted at submit, or admitted from the queue). */
-  admissions: 'Admissions',
-  /** From a job's submit to its admission, per admitted job. */
-  queueWait: 'QueueWaitMs',
-  /** One drain pass of one pool, start to end. */
-  drainLatency: 'DrainLatencyMs',
-  /** A DynamoDB transaction lost to another one touching the same items (and was retried). */
-  transactionConflicts: 'TransactionConflicts',
-  /** A job ended EXPIRED: its live timeout ran out. */
-  expiries: 'Expiries',
-  /** A launch did not give a job its compute (requeued for no capacity, or failed before it ran), by `reason`. */
-  launchFailures: 'LaunchFailures',
-} as const;
+export { METRIC };
 
 const NO_METRICS: Metrics = { count: () => {}, milliseconds: () => {} };
 
@@ -45,7 +33,8 @@ export async function timed<T>(deps: Pick<Deps, 'metrics'>, name: string, run: (
 export function meteredStore<S extends Pick<JobStore, 'admit' | 'createJob'>>(store: S, metrics: Metrics): S {
   const admitted = (job: Job) => {
     metrics.count(METRIC.admissions);
-    if (job.admittedAt) metrics.milliseconds(METRIC.queueWait, Math.max(0, Date.parse(job.admittedAt) - Date.parse(job.createdAt)));
+    if (job.admittedAt)
+      metrics.milliseconds(METRIC.queueWait, Math.max(0, Date.parse(job.admittedAt) - Date.parse(job.createdAt)));
   };
   const overrides: Pick<JobStore, 'admit' | 'createJob'> = {
     async admit(job, admittedAt) {

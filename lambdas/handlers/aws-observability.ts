@@ -11,10 +11,11 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { loggerPort, powertoolsLogger, type PowertoolsLogger } from '../adapters/powertools-logger.js';
 import { metricsPort, powertoolsMetrics, type PowertoolsMetrics } from '../adapters/powertools-metrics.js';
+import { METRICS_SERVICE } from '../../contract/metrics.js';
 import type { Logger, Metrics } from '../core/deps.js';
 
 /** The service of the functions that share Deps (API, tasks, compute events, reconciler). */
-export const FLARE_SERVICE = 'flare';
+export const FLARE_SERVICE = METRICS_SERVICE;
 
 const loggers = new Map<string, PowertoolsLogger>();
 let metrics: PowertoolsMetrics | undefined;
@@ -48,7 +49,9 @@ export interface ObservedOptions<E> {
 
 export function observed<E, R>(handler: (event: E, context: Context) => Promise<R>, options: ObservedOptions<E> = {}) {
   const logger = loggerFor(options.service ?? FLARE_SERVICE);
-  const wrapped = middy<E, R>((event: E, context: Context) => handler(event, context)).use(injectLambdaContext(logger, { resetKeys: true }));
+  const wrapped = middy<E, R>((event: E, context: Context) => handler(event, context)).use(
+    injectLambdaContext(logger, { resetKeys: true }),
+  );
   const correlate = options.correlationId;
   if (correlate) {
     wrapped.use({

@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { FLARE_METRICS, FLARE_METRICS_NAMESPACE } from '../../lib/dashboard.js';
+import { FLARE_METRICS_NAMESPACE } from '../../lib/dashboard.js';
 import type { FlareStack } from '../../lib/flare-stack.js';
-import { METRIC } from '../../lambdas/core/metrics.js';
+import { METRIC } from '../../contract/metrics.js';
 import { logicalId, removeStandIns, synthApp } from '../support/cdk-synth.js';
 
 /** A Fn::Join body as text, every token written as its JSON (a Ref, a GetAtt). */
@@ -32,18 +32,29 @@ describe('FlareDashboard in FlareStack', () => {
   after(removeStandIns);
 
   it('is named after the stack and graphs every figure core writes, in its namespace', () => {
-    template.hasResourceProperties('AWS::CloudWatch::Dashboard', { DashboardName: 'FlareStack-flare', DashboardBody: Match.anyValue() });
-    // lib/ cannot import lambdas/: the two lists are kept the same, and this says when they are not.
-    assert.deepEqual(FLARE_METRICS, METRIC);
-    for (const name of Object.values(METRIC)) assert.ok(body.includes(`"${name}"`) || body.includes(`MetricName=\\"${name}\\"`), `dashboard lacks ${name}`);
-    assert.ok(body.includes(`["${FLARE_METRICS_NAMESPACE}","${METRIC.admissions}","deployment","FlareStack","service","flare"`), 'Admissions is not graphed by service and deployment');
-    assert.match(body, /SEARCH\('\{Flare,deployment,reason,service\} MetricName=\\"LaunchFailures\\" deployment=\\"FlareStack\\"'/);
+    template.hasResourceProperties('AWS::CloudWatch::Dashboard', {
+      DashboardName: 'FlareStack-flare',
+      DashboardBody: Match.anyValue(),
+    });
+    for (const name of Object.values(METRIC))
+      assert.ok(body.includes(`"${name}"`) || body.includes(`MetricName=\\"${name}\\"`), `dashboard lacks ${name}`);
+    assert.ok(
+      body.includes(`["${FLARE_METRICS_NAMESPACE}","${METRIC.admissions}","deployment","FlareStack","service","flare"`),
+      'Admissions is not graphed by service and deployment',
+    );
+    assert.match(
+      body,
+      /SEARCH\('\{Flare,deployment,reason,service\} MetricName=\\"LaunchFailures\\" deployment=\\"FlareStack\\"'/,
+    );
   });
 
   it('shows the state of every alarm of the stack', () => {
     assert.ok(stack.alarms.alarms.length > 0);
     for (const alarm of stack.alarms.alarms) {
-      assert.ok(body.includes(JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, alarm), 'Arn'] })), `dashboard lacks alarm ${alarm.node.path}`);
+      assert.ok(
+        body.includes(JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, alarm), 'Arn'] })),
+        `dashboard lacks alarm ${alarm.node.path}`,
+      );
     }
   });
 

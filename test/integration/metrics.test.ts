@@ -15,8 +15,15 @@ import { METRIC, meteredStore } from '../../lambdas/core/metrics.js';
 import { template, waitForState, worldPerTest, wrapCompute, type World } from '../support/harness.js';
 
 const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
-const TEMPLATES = [template({ name: 'short', command: ['sleep', '1'], gpus: 2 }), template({ name: 'sleep', command: ['sleep', '30'] })];
-const setup = worldPerTest({ pools: [{ name: 'local', gpus: 2 }], templates: TEMPLATES, policy: { launchBackoffSeconds: 1, maxLaunchBackoffSeconds: 2 } });
+const TEMPLATES = [
+  template({ name: 'short', command: ['sleep', '1'], gpus: 2 }),
+  template({ name: 'sleep', command: ['sleep', '30'] }),
+];
+const setup = worldPerTest({
+  pools: [{ name: 'local', gpus: 2 }],
+  templates: TEMPLATES,
+  policy: { launchBackoffSeconds: 1, maxLaunchBackoffSeconds: 2 },
+});
 
 interface Recorded {
   name: string;
@@ -73,7 +80,9 @@ describe('metrics core reports (real ASL, DynamoDB Local)', () => {
     const recorded = measure(world);
     const { job } = await submitJob(world.deps, alice, { template: 'short' });
     await waitForState(world.store, job.id, [JobState.SUCCEEDED], 30_000);
-    assert.deepEqual(named(recorded, METRIC.launchFailures), [{ name: METRIC.launchFailures, value: 1, dimensions: { reason: 'NoCapacity' } }]);
+    assert.deepEqual(named(recorded, METRIC.launchFailures), [
+      { name: METRIC.launchFailures, value: 1, dimensions: { reason: 'NoCapacity' } },
+    ]);
     assert.equal(named(recorded, METRIC.admissions).length, 2, 'admitted at submit, and again after the backoff');
   });
 

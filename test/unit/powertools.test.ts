@@ -101,8 +101,13 @@ describe('the AWS entry point: Powertools logs and metrics', () => {
     assert.equal(directives(buffered).Namespace, 'Flare');
     assert.deepEqual(directives(buffered).Dimensions, [['service', 'deployment']]);
     assert.deepEqual(
-      directives(buffered).Metrics.map((m: { Name: string; Unit: string }) => [m.Name, m.Unit]).sort(),
-      [[METRIC.admissions, 'Count'], [METRIC.queueWait, 'Milliseconds']],
+      directives(buffered)
+        .Metrics.map((m: { Name: string; Unit: string }) => [m.Name, m.Unit])
+        .sort(),
+      [
+        [METRIC.admissions, 'Count'],
+        [METRIC.queueWait, 'Milliseconds'],
+      ],
     );
     assert.equal(buffered.service, 'flare');
     assert.equal(buffered.deployment, 'FlareTest');
@@ -121,7 +126,10 @@ describe('the AWS entry point: Powertools logs and metrics', () => {
   });
 
   it('an invocation that measured nothing writes no metrics line and no warning', () => {
-    assert.deepEqual(second.filter((l) => l._aws), []);
+    assert.deepEqual(
+      second.filter((l) => l._aws),
+      [],
+    );
     assert.equal(second.filter((l) => l.level === 'WARN').length, 0);
   });
 });

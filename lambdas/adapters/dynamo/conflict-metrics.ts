@@ -8,7 +8,10 @@ import type { Metrics } from '../../core/deps.js';
 import { METRIC } from '../../core/metrics.js';
 import { cancellationCodes } from './transactions.js';
 
-export function countTransactionConflicts<C extends Pick<DynamoDBClient, 'middlewareStack'>>(client: C, metrics: Metrics): C {
+export function countTransactionConflicts<C extends Pick<DynamoDBClient, 'middlewareStack'>>(
+  client: C,
+  metrics: Metrics,
+): C {
   client.middlewareStack.add(
     (next) => async (args) => {
       try {
