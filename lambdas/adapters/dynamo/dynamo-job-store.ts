@@ -128,7 +128,7 @@ export class DynamoJobStore implements JobStore {
     }
     for (const key of removes) names[`#${key}`] = key;
     const condition = from.map((_, i) => `:from${i}`);
-    from.forEach((state, i) => (values[`:from${i}`] = state));
+    for (const [i, state] of from.entries()) values[`:from${i}`] = state;
     const updated = await conditionalWrite(
       this.doc,
       {
