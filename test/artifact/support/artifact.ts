@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before } from 'node:test';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { startDynamoDbLocal, type DynamoDbLocal } from '../../../lambdas/local/dynamodb-local.js';
-import { makeDynamoClients } from '../../../lambdas/local/tables.js';
+import { makeDynamoClients, makeStreamsClient } from '../../../lambdas/local/tables.js';
 import { startAwsFake, type AwsFake, type AwsFakeOptions } from './aws-fake.js';
 import { resolveValue, type CfnTemplate } from './cfn-resolve.js';
 import { busEvent, EventRouter, StreamSource, mappingOf, sqsSources, type SqsSource } from './event-sources.js';
@@ -21,7 +21,8 @@ import { functionSpecs, LambdaFunction } from './lambdas.js';
 import { ComputeEventSource } from './compute-event-source.js';
 import { synthesizedApp } from './synth.js';
 import { WEBHOOK_SECRET_NAME } from './synth-context.js';
-import { createTemplateTables, StreamReader } from './tables.js';
+import { StreamReader } from '../../../lambdas/local/jobs-stream.js';
+import { createTemplateTables } from './tables.js';
 import { artifactWorkflow, type ArtifactWorkflow } from './workflow.js';
 
 /** The functions by what they do, found from the template's wiring (not from their names). */
@@ -139,7 +140,7 @@ export async function deployArtifact(options: AwsFakeOptions = {}): Promise<Arti
   const router = new EventRouter(template, byId, queues);
   const [jobsTable] = Object.values(tables).filter((t) => t.streamArn && mappingOf(template, t.logicalId, 'StreamArn'));
   const mapping = mappingOf(template, jobsTable.logicalId, 'StreamArn')!;
-  const stream = new StreamSource(new StreamReader(local.endpoint, jobsTable.localStreamArn!), fns.streamPublisher, mapping, jobsTable.streamArn!);
+  const stream = new StreamSource(new StreamReader(makeStreamsClient(local.endpoint), jobsTable.localStreamArn!), fns.streamPublisher, mapping, jobsTable.streamArn!);
   const compute = new ComputeEventSource(fake, router);
   const artifact = new Artifact(template, outdir, fake, { local, client }, all, fns, new HttpApiGateway(template, fns.api), workflow, router, queues, stream, compute, webhook);
   try {

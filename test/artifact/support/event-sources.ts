@@ -10,7 +10,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import { arnOf, resolveValue, type CfnTemplate } from './cfn-resolve.js';
 import { matchesPattern, transformInput } from './event-pattern.js';
 import type { Invocation, LambdaFunction } from './lambdas.js';
-import type { StreamReader, StreamRecord } from './tables.js';
+import type { DynamoDBRecord } from 'aws-lambda';
+import type { StreamReader } from '../../../lambdas/local/jobs-stream.js';
 import { ARTIFACT_ACCOUNT, ARTIFACT_REGION } from './types.js';
 
 /** An event as EventBridge delivers it to a target. */
@@ -111,10 +112,10 @@ function failedIds(result: unknown): Set<string> {
 
 /** The stream event source mapping: filter, batches in order, retry from the first failed record. */
 export class StreamSource {
-  private pending: StreamRecord[] = [];
+  private pending: DynamoDBRecord[] = [];
   private failures = 0;
   /** Records given up after MaximumRetryAttempts (the mapping's on-failure destination). */
-  readonly deadLettered: StreamRecord[] = [];
+  readonly deadLettered: DynamoDBRecord[] = [];
 
   constructor(
     private readonly reader: StreamReader,
@@ -132,8 +133,8 @@ export class StreamSource {
     while (this.pending.length > 0) {
       const batch = this.pending.slice(0, Number(this.mapping.BatchSize ?? 100));
       const outcome = await this.fn.invoke({ Records: batch });
-      const failed = outcome.ok ? [...failedIds(outcome.result)] : [batch[0].dynamodb.SequenceNumber];
-      const from = failed.length === 0 ? batch.length : Math.min(...failed.map((id) => batch.findIndex((r) => r.dynamodb.SequenceNumber === id)).filter((i) => i >= 0));
+      const failed = outcome.ok ? [...failedIds(outcome.result)] : [batch[0].dynamodb!.SequenceNumber!];
+      const from = failed.length === 0 ? batch.length : Math.min(...failed.map((id) => batch.findIndex((r) => r.dynamodb?.SequenceNumber === id)).filter((i) => i >= 0));
       delivered += from;
       this.pending.splice(0, from);
       if (from === batch.length) {
