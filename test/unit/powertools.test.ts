@@ -12,6 +12,7 @@ process.env.AWS_LAMBDA_INITIALIZATION_TYPE = 'on-demand';
 process.env.DEPLOYMENT_NAME = 'FlareTest';
 delete process.env.POWERTOOLS_METRICS_NAMESPACE;
 const { awsLogger, awsMetrics, jobIdOfTask, observed } = await import('../../lambdas/handlers/aws-observability.js');
+const { jobIdOfPath } = await import('../../lambdas/handlers/http/api.js');
 
 const context = (requestId: string): Context =>
   ({
@@ -131,5 +132,12 @@ describe('the AWS entry point: Powertools logs and metrics', () => {
       [],
     );
     assert.equal(second.filter((l) => l.level === 'WARN').length, 0);
+  });
+
+  it('the API correlates the requests that name a job in their path', () => {
+    assert.equal(jobIdOfPath({ rawPath: '/v1/jobs/j-0123456789abcdef' }), 'j-0123456789abcdef');
+    assert.equal(jobIdOfPath({ rawPath: '/v1/jobs/j-0123456789abcdef/logs' }), 'j-0123456789abcdef');
+    assert.equal(jobIdOfPath({ rawPath: '/v1/jobs' }), undefined);
+    assert.equal(jobIdOfPath({ rawPath: '/v1/templates/train' }), undefined);
   });
 });
