@@ -152,6 +152,9 @@ export function arnOf(template: CfnTemplate, logicalId: string): string {
       return `arn:${P}:ec2:${R}:${A}:vpc/${generatedId('vpc', logicalId)}`;
     case 'AWS::Cognito::UserPool':
       return `arn:${P}:cognito-idp:${R}:${A}:userpool/${userPoolId(logicalId)}`;
+    // The dashboard's alarm-status widget names every alarm by ARN.
+    case 'AWS::CloudWatch::Alarm':
+      return `arn:${P}:cloudwatch:${R}:${A}:alarm:${name}`;
     default:
       throw new Error(`cfn-resolve: no ARN rule for ${resource.Type} (${logicalId})`);
   }
