@@ -75,6 +75,8 @@ interface ShardPosition {
 export class StreamReader {
   private readonly shards = new Map<string, ShardPosition>();
   private describedAt = 0;
+  /** A shard was read to its end: its children may be new. */
+  private resharded = false;
   private readonly shardIds = new WeakMap<DynamoDBRecord, string>();
   /** Reads served from a shard's start after DynamoDB Local refused an iterator as trimmed. */
   trimmedRereads = 0;
@@ -95,7 +97,7 @@ export class StreamReader {
 
   /** Records written since the last read, in the Lambda event's shape. */
   async read(limit = 1000): Promise<DynamoDBRecord[]> {
-    if (Date.now() - this.describedAt >= this.describeEveryMs || [...this.shards.values()].some((p) => p.done)) await this.describe();
+    if (this.resharded || Date.now() - this.describedAt >= this.describeEveryMs) await this.describe();
     const records: DynamoDBRecord[] = [];
     for (const [shardId, position] of this.shards) {
       const parent = position.parent && this.shards.get(position.parent);
@@ -133,6 +135,7 @@ export class StreamReader {
       else this.shards.set(shard.ShardId!, { parent, done: false });
     }
     this.describedAt = Date.now();
+    this.resharded = false;
   }
 
   private async readShard(shardId: string, position: ShardPosition, limit: number): Promise<_Record[]> {
@@ -145,7 +148,7 @@ export class StreamReader {
         records.push(...fresh);
         if (fresh.length) position.last = fresh.at(-1)!.dynamodb!.SequenceNumber;
         position.iterator = page.NextShardIterator;
-        if (!position.iterator) position.done = true;
+        if (!position.iterator) position.done = this.resharded = true;
         if (!page.Records?.length) break;
       }
     } catch (error) {
@@ -212,6 +215,8 @@ export class StreamPoller {
   private running: Promise<number> | undefined;
   private stopped = false;
   private lastPassFailed = false;
+  /** Passes failed in a row: the next waits longer, and only the first of a streak is logged. */
+  private failures = 0;
 
   constructor(private readonly options: StreamPollerOptions) {}
 
@@ -219,7 +224,8 @@ export class StreamPoller {
     this.stopped = false;
     const tick = async () => {
       await this.poll();
-      if (!this.stopped) this.timer = setTimeout(tick, this.options.pollMs ?? 100);
+      const pollMs = this.options.pollMs ?? 100;
+      if (!this.stopped) this.timer = setTimeout(tick, this.failures ? Math.min(pollMs * 2 ** this.failures, 5_000) : pollMs);
     };
     this.timer = setTimeout(tick, 0);
   }
@@ -255,11 +261,12 @@ export class StreamPoller {
       this.pending.push(...(await reader.read()));
       const delivered = await this.deliver(reader);
       this.lastPassFailed = this.pending.length > 0;
+      this.failures = 0;
       return delivered;
     } catch (error) {
       this.lastPassFailed = true;
       // DynamoDB Local restarting (a new table, a new stream) or busy: start over from the checkpoint.
-      this.options.log.warn('jobs stream read failed; retrying', { error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+      if (this.failures++ === 0) this.options.log.warn('jobs stream read failed; retrying', { error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
       this.reader = undefined;
       this.pending = [];
       return 0;
