@@ -2,13 +2,16 @@
  * The local reader of the jobs table's stream (lambdas/local/jobs-stream.ts)
  * against DynamoDB Local's real stream: a record the handler reports failed is
  * delivered again with those after it, the checkpoint never moves past an
- * undelivered record, and a new poller resumes after the checkpoint.
+ * undelivered record, and a new poller resumes after the checkpoint. A jobs
+ * table made before the schema gave it a stream gets one at start.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { CreateTableCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { DynamoDBRecord } from 'aws-lambda';
 import { memoryCheckpoints, StreamPoller, type StreamHandler } from '../../lambdas/local/jobs-stream.js';
+import { createTables, defaultTableNames, loadTableSpecs } from '../../lambdas/local/tables.js';
 import { dynamoPerFile, freshStore, quietLog } from '../support/harness.js';
 
 describe('jobs stream poller', () => {
@@ -40,6 +43,16 @@ describe('jobs stream poller', () => {
     assert.deepEqual(seen.map(ids), [['a', 'b', 'c'], ['b', 'c']]);
     const [shard, last] = Object.entries((await checkpoints.load())!.shards)[0];
     assert.ok(BigInt(last) > BigInt(afterFailure!.shards[shard]), 'the checkpoint moved past b and c once they were delivered');
+  });
+
+  it('gives an existing jobs table without a stream the stream of the schema', async () => {
+    const tables = defaultTableNames('old');
+    const { StreamSpecification: _stream, TimeToLiveAttribute: _ttl, ...spec } = loadTableSpecs().jobs;
+    await dynamo().client.send(new CreateTableCommand({ TableName: tables.jobs, BillingMode: 'PAY_PER_REQUEST', ...spec }));
+    await createTables(dynamo().client, tables);
+    const { Table } = await dynamo().client.send(new DescribeTableCommand({ TableName: tables.jobs }));
+    assert.deepEqual(Table?.StreamSpecification, { StreamEnabled: true, StreamViewType: 'NEW_AND_OLD_IMAGES' });
+    assert.ok(Table?.LatestStreamArn);
   });
 
   it('a new poller resumes after the checkpoint; a handler that throws fails the whole batch', async () => {
