@@ -102,7 +102,9 @@ export class StreamReader {
     for (const [shardId, position] of this.shards) {
       const parent = position.parent && this.shards.get(position.parent);
       if (position.done || (parent && !parent.done)) continue;
-      for (const record of (await this.readShard(shardId, position, limit)).map(lambdaRecord)) {
+      const read = await this.readShard(shardId, position, limit);
+      const readAt = Date.now();
+      for (const record of read.map((r) => lambdaRecord(r, readAt))) {
         this.shardIds.set(record, shardId);
         records.push(record);
       }
@@ -177,13 +179,24 @@ function after(sequenceNumber: string | undefined, last: string | undefined): bo
   return sequenceNumber !== undefined && (last === undefined || BigInt(sequenceNumber) > BigInt(last));
 }
 
-/** The SDK's record as Lambda delivers it: the creation time in seconds since the epoch. */
-function lambdaRecord(record: _Record): DynamoDBRecord {
+/** The SDK's record as Lambda delivers it: the creation time in whole seconds since the epoch. */
+function lambdaRecord(record: _Record, readAt: number): DynamoDBRecord {
   const { ApproximateCreationDateTime: created, ...rest } = record.dynamodb ?? {};
   return {
     ...(record as DynamoDBRecord),
-    dynamodb: { ...(rest as DynamoDBRecord['dynamodb']), ...(created ? { ApproximateCreationDateTime: created.getTime() / 1000 } : {}) },
+    dynamodb: { ...(rest as DynamoDBRecord['dynamodb']), ...(created ? { ApproximateCreationDateTime: toSecond(created, readAt) } : {}) },
   };
+}
+
+/**
+ * DynamoDB Local dates a record to the minute, AWS to the second. A record read
+ * within its minute was written at most a poll before the read: that second is
+ * the closer one. A record read later (after a restart) keeps the minute.
+ */
+function toSecond(created: Date, readAt: number): number {
+  const minute = Math.floor(created.getTime() / 1000);
+  const read = Math.floor(readAt / 1000);
+  return read >= minute && read < minute + 60 ? read : minute;
 }
 
 export type StreamHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse | void>;

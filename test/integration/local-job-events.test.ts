@@ -57,10 +57,13 @@ describe('local job events from the jobs table stream', () => {
 
   it('publishes every state change of a job once, in order, from the stream', async () => {
     const { plane, seen } = await start(join(dir, 'once'), { inMemory: true });
+    const submitted = Date.now();
     const { job } = await submitJob(plane.deps, alice, { template: 'short' });
     await waitForState(plane.deps.store, job.id, [JobState.SUCCEEDED]);
     await plane.jobEvents.drained();
     assert.deepEqual(statesOf(seen, job.id), LIFE);
+    // Dated to the second of the change, as AWS dates stream records (DynamoDB Local dates them to the minute).
+    for (const e of seen.filter((e) => e.jobId === job.id)) assert.ok(Date.parse(e.at) >= Math.floor(submitted / 1000) * 1000 && Date.parse(e.at) <= Date.now(), `${e.state} at ${e.at}`);
     const mine = seen.filter((e) => e.jobId === job.id);
     assert.deepEqual(mine.map((e) => e.previousState), [null, ...LIFE.slice(0, -1)]);
     assert.equal(new Set(mine.map((e) => e.eventId)).size, LIFE.length, 'one event id per change');
