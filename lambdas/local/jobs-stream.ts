@@ -97,7 +97,9 @@ export class StreamReader {
 
   /** Records written since the last read, in the Lambda event's shape. */
   async read(limit = 1000): Promise<DynamoDBRecord[]> {
-    if (this.resharded || Date.now() - this.describedAt >= this.describeEveryMs) await this.describe();
+    // A new stream has no shard until its first write, and a closed shard's children appear after it.
+    const open = [...this.shards.values()].some((p) => !p.done);
+    if (!open || this.resharded || Date.now() - this.describedAt >= this.describeEveryMs) await this.describe();
     const records: DynamoDBRecord[] = [];
     for (const [shardId, position] of this.shards) {
       const parent = position.parent && this.shards.get(position.parent);
@@ -142,25 +144,30 @@ export class StreamReader {
 
   private async readShard(shardId: string, position: ShardPosition, limit: number): Promise<_Record[]> {
     const records: _Record[] = [];
-    try {
-      position.iterator ??= await this.iterator(shardId, position.last);
-      while (position.iterator) {
-        const page = await this.client.send(new GetRecordsCommand({ ShardIterator: position.iterator, Limit: limit }));
-        const fresh = (page.Records ?? []).filter((r) => after(r.dynamodb?.SequenceNumber, position.last));
-        records.push(...fresh);
-        if (fresh.length) position.last = fresh.at(-1)!.dynamodb!.SequenceNumber;
-        position.iterator = page.NextShardIterator;
-        if (!position.iterator) position.done = this.resharded = true;
-        if (!page.Records?.length) break;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        position.iterator ??= await this.iterator(shardId, position.last);
+        while (position.iterator) {
+          const page = await this.client.send(new GetRecordsCommand({ ShardIterator: position.iterator, Limit: limit }));
+          const fresh = (page.Records ?? []).filter((r) => after(r.dynamodb?.SequenceNumber, position.last));
+          records.push(...fresh);
+          if (fresh.length) position.last = fresh.at(-1)!.dynamodb!.SequenceNumber;
+          position.iterator = page.NextShardIterator;
+          if (!position.iterator) position.done = this.resharded = true;
+          if (!page.Records?.length) break;
+        }
+        return records;
+      } catch (error) {
+        if (!(error instanceof TrimmedDataAccessException || error instanceof ExpiredIteratorException) || attempt === 3) throw error;
+        // Read on at once (a read that stopped here would look caught up): a trimmed shard from its
+        // start, `last` skipping what was read; an expired iterator anew after `last`.
+        position.iterator = undefined;
+        if (error instanceof TrimmedDataAccessException) {
+          this.trimmedRereads += 1;
+          position.iterator = await this.iterator(shardId, undefined);
+        }
       }
-    } catch (error) {
-      if (!(error instanceof TrimmedDataAccessException || error instanceof ExpiredIteratorException)) throw error;
-      if (error instanceof TrimmedDataAccessException) this.trimmedRereads += 1;
-      // Read again from the shard's start on the next read; `last` skips what was read.
-      position.iterator = undefined;
-      if (error instanceof TrimmedDataAccessException) position.iterator = await this.iterator(shardId, undefined);
     }
-    return records;
   }
 
   private async iterator(shardId: string, last: string | undefined): Promise<string | undefined> {
