@@ -56,7 +56,9 @@ export function parseArgs(argv: readonly string[]): Options | { help: true } | {
     keep: false,
   };
   for (const arg of argv) {
-    const [flag, value] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const [flag, value] = arg.includes('=')
+      ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)]
+      : [arg, undefined];
     if (flag === '--help' || flag === '-h') return { help: true };
     else if (flag === '--quick') options.quick = true;
     else if (flag === '--no-slurm') options.figures.delete(8);
@@ -67,16 +69,19 @@ export function parseArgs(argv: readonly string[]): Options | { help: true } | {
     else if (flag === '--keep') options.keep = true;
     else if (flag === '--jobs' && value !== undefined) {
       const jobs = Number(value);
-      if (!Number.isInteger(jobs) || jobs < 1 || jobs > 100_000) return { error: `--jobs takes a whole number from 1 to 100000, got '${value}'` };
+      if (!Number.isInteger(jobs) || jobs < 1 || jobs > 100_000)
+        return { error: `--jobs takes a whole number from 1 to 100000, got '${value}'` };
       options.jobs = jobs;
     } else if (flag === '--e2e-runs' && value !== undefined) {
       const runs = Number(value);
-      if (!Number.isInteger(runs) || runs < 1 || runs > 20) return { error: `--e2e-runs takes a whole number from 1 to 20, got '${value}'` };
+      if (!Number.isInteger(runs) || runs < 1 || runs > 20)
+        return { error: `--e2e-runs takes a whole number from 1 to 20, got '${value}'` };
       options.e2eRuns = runs;
     } else if (flag === '--slurm-peer' && value) options.slurmPeer = resolve(value);
     else if (flag === '--figures' && value) {
       const list = value.split(',').map((x) => Number(x.trim()));
-      if (list.some((x) => !Number.isInteger(x) || x < 1 || x > 8)) return { error: `--figures takes numbers from 1 to 8, got '${value}'` };
+      if (list.some((x) => !Number.isInteger(x) || x < 1 || x > 8))
+        return { error: `--figures takes numbers from 1 to 8, got '${value}'` };
       options.figures = new Set(list);
     } else return { error: `unknown argument '${arg}'` };
   }
@@ -85,8 +90,36 @@ export function parseArgs(argv: readonly string[]): Options | { help: true } | {
 
 export function flareSettings(quick: boolean): FlareSettings {
   return quick
-    ? { slots: 4, inMemory: false, submitN: 30, e2eRuns: 1, ceilingCalls: 500, idleN: 5, idleWarmup: 5, drainSamples: 4, depths: [50, 250], submitsAtDepth: 2, expiryRounds: 1, expiryMinutes: 0.05, longJobSeconds: 10 }
-    : { slots: 4, inMemory: false, submitN: 1000, e2eRuns: 3, ceilingCalls: 2000, idleN: 100, idleWarmup: 20, drainSamples: 60, depths: [100, 1000, 10_000], submitsAtDepth: 5, expiryRounds: 3, expiryMinutes: 0.05, longJobSeconds: 60 };
+    ? {
+        slots: 4,
+        inMemory: false,
+        submitN: 30,
+        e2eRuns: 1,
+        ceilingCalls: 500,
+        idleN: 5,
+        idleWarmup: 5,
+        drainSamples: 4,
+        depths: [50, 250],
+        submitsAtDepth: 2,
+        expiryRounds: 1,
+        expiryMinutes: 0.05,
+        longJobSeconds: 10,
+      }
+    : {
+        slots: 4,
+        inMemory: false,
+        submitN: 1000,
+        e2eRuns: 3,
+        ceilingCalls: 2000,
+        idleN: 100,
+        idleWarmup: 20,
+        drainSamples: 60,
+        depths: [100, 1000, 10_000],
+        submitsAtDepth: 5,
+        expiryRounds: 3,
+        expiryMinutes: 0.05,
+        longJobSeconds: 60,
+      };
 }
 
 export function slurmSettings(quick: boolean): SlurmSettings {
@@ -106,13 +139,17 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const options = parsed;
-  const say = (line: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${line}\n`);
+  const say = (line: string) =>
+    process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${line}\n`);
   const t0 = performance.now();
   const startedAt = new Date();
   const loadStart = loadavg()[0];
   const scratch = await mkdtemp(join(tmpdir(), 'flare-bench-'));
   const notes: string[] = [];
-  const overrides = { ...(options.jobs ? { submitN: options.jobs } : {}), ...(options.e2eRuns ? { e2eRuns: options.e2eRuns } : {}) };
+  const overrides = {
+    ...(options.jobs ? { submitN: options.jobs } : {}),
+    ...(options.e2eRuns ? { e2eRuns: options.e2eRuns } : {}),
+  };
   const flareConfig = { ...flareSettings(options.quick), inMemory: options.inMemory, ...overrides };
   const slurmConfig = { ...slurmSettings(options.quick), ...overrides };
   say(`${options.quick ? 'quick' : 'full'} run, figures ${[...options.figures].sort().join(',')}, scratch ${scratch}`);
@@ -125,7 +162,13 @@ async function main(argv: string[]): Promise<number> {
     if (options.figures.has(8)) {
       // The README's state directory: munged (user munge) must reach its files, which a 0700 scratch directory forbids.
       const stateDir = process.env.SLURM_PEER_DIR ?? '/tmp/flare-slurm-peer';
-      const started = await SlurmPeer.start({ peerDir: options.slurmPeer, stateDir, workDir: join(scratch, 'slurm'), install: options.install, say });
+      const started = await SlurmPeer.start({
+        peerDir: options.slurmPeer,
+        stateDir,
+        workDir: join(scratch, 'slurm'),
+        install: options.install,
+        say,
+      });
       if (typeof started === 'string') {
         say(`slurm: SKIPPED: ${started}`);
         slurm = { status: 'skipped', reason: started, setup: [] };
@@ -159,7 +202,9 @@ async function main(argv: string[]): Promise<number> {
 
   const machine = describeMachine(loadStart);
   if (machine.loadStart > machine.cores / 2) {
-    notes.push(`The machine was busy when the run started (1-minute load ${machine.loadStart.toFixed(2)} on ${machine.cores} cores): other work shared the CPUs, so latencies are pessimistic.`);
+    notes.push(
+      `The machine was busy when the run started (1-minute load ${machine.loadStart.toFixed(2)} on ${machine.cores} cores): other work shared the CPUs, so latencies are pessimistic.`,
+    );
   }
   if (slurm && slurm.status !== 'ok') notes.push(`Slurm ${slurm.status}: ${slurm.reason}`);
   for (const failure of flare.failures ?? []) notes.push(`Flare ${failure}`);
@@ -189,7 +234,9 @@ async function main(argv: string[]): Promise<number> {
   await mkdir(join(REPO_ROOT, 'bench', 'results'), { recursive: true });
   await writeFile(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
   if (options.docs) await writeFile(join(REPO_ROOT, 'docs', 'benchmarks.md'), renderMarkdown(results));
-  process.stdout.write(`${renderSummary(results)}\n\nresults: ${jsonPath}${options.docs ? '\ndocs:    docs/benchmarks.md' : ''}\n`);
+  process.stdout.write(
+    `${renderSummary(results)}\n\nresults: ${jsonPath}${options.docs ? '\ndocs:    docs/benchmarks.md' : ''}\n`,
+  );
   return flare.failures?.length ? 1 : 0;
 }
 
@@ -197,7 +244,9 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (error: unknown) => {
-      process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      process.stderr.write(
+        `bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
       process.exit(1);
     },
   );

@@ -35,7 +35,8 @@ async function loadConfig(path: string | undefined): Promise<{ config: LocalConf
   try {
     return { config: parse(LocalConfig, raw), baseDir: dirname(resolve(file)) };
   } catch (error) {
-    if (error instanceof ValidationError) fail(`config ${file} is invalid:\n${error.details.map((d) => `  ${d.field}: ${d.reason}`).join('\n')}`);
+    if (error instanceof ValidationError)
+      fail(`config ${file} is invalid:\n${error.details.map((d) => `  ${d.field}: ${d.reason}`).join('\n')}`);
     throw error;
   }
 }
@@ -58,7 +59,9 @@ async function local(args: string[]): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    process.stdout.write(`flare: ${signal}, stopping (running jobs keep running and are re-attached on the next start)\n`);
+    process.stdout.write(
+      `flare: ${signal}, stopping (running jobs keep running and are re-attached on the next start)\n`,
+    );
     await plane.stop();
     process.exit(0);
   };

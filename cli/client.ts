@@ -49,7 +49,8 @@ export class ApiClient {
     do {
       const pageLimit = limit === undefined ? undefined : Math.min(MAX_PAGE, limit - items.length);
       const page = await this.get<Page<T>>(path, { ...query, limit: pageLimit, nextToken });
-      if (!page || !Array.isArray(page.items)) throw new CliError(`unexpected answer from ${this.baseUrl}${path}: no items`);
+      if (!page || !Array.isArray(page.items))
+        throw new CliError(`unexpected answer from ${this.baseUrl}${path}: no items`);
       items.push(...page.items);
       nextToken = page.nextToken ?? undefined;
       if (nextToken !== undefined) {
@@ -57,11 +58,18 @@ export class ApiClient {
         seen.add(nextToken);
       }
     } while (nextToken !== undefined && (limit === undefined || items.length < limit));
-    return { items: limit === undefined ? items : items.slice(0, limit), ...(nextToken !== undefined ? { nextToken } : {}) };
+    return {
+      items: limit === undefined ? items : items.slice(0, limit),
+      ...(nextToken !== undefined ? { nextToken } : {}),
+    };
   }
 
   /** `accept`: error statuses whose body is the answer (health's 503). */
-  async send<T>(method: string, path: string, options: { query?: Query; body?: unknown; headers?: Record<string, string>; accept?: number[] } = {}): Promise<T> {
+  async send<T>(
+    method: string,
+    path: string,
+    options: { query?: Query; body?: unknown; headers?: Record<string, string>; accept?: number[] } = {},
+  ): Promise<T> {
     const url = `${this.baseUrl}${path}${queryString(options.query)}`;
     const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
@@ -75,7 +83,12 @@ export class ApiClient {
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (error) {
-      throw new CliError(`cannot reach the API at ${this.baseUrl}: ${networkReason(error, this.timeoutMs)}`, ExitCode.API, [], { cause: error, retryable: true });
+      throw new CliError(
+        `cannot reach the API at ${this.baseUrl}: ${networkReason(error, this.timeoutMs)}`,
+        ExitCode.API,
+        [],
+        { cause: error, retryable: true },
+      );
     }
     const text = await response.text().catch(() => '');
     let body: unknown;
@@ -83,10 +96,17 @@ export class ApiClient {
       try {
         body = JSON.parse(text);
       } catch {
-        if (response.ok) throw new CliError(`unexpected answer from ${method} ${url}: not JSON (HTTP ${response.status})`, ExitCode.API, [], { retryable: true });
+        if (response.ok)
+          throw new CliError(
+            `unexpected answer from ${method} ${url}: not JSON (HTTP ${response.status})`,
+            ExitCode.API,
+            [],
+            { retryable: true },
+          );
       }
     }
-    if (!response.ok && !(options.accept?.includes(response.status) && body !== undefined)) throw toApiError(response.status, response.statusText, body);
+    if (!response.ok && !(options.accept?.includes(response.status) && body !== undefined))
+      throw toApiError(response.status, response.statusText, body);
     return body as T;
   }
 }
@@ -106,9 +126,14 @@ function queryString(query: Query | undefined): string {
 function toApiError(status: number, statusText: string, body: unknown): ApiError {
   const error = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)?.error;
   const code = typeof error?.code === 'string' ? error.code : `http_${status}`;
-  const message = typeof error?.message === 'string' && error.message ? error.message : `HTTP ${status}${statusText ? ` ${statusText}` : ''}`;
+  const message =
+    typeof error?.message === 'string' && error.message
+      ? error.message
+      : `HTTP ${status}${statusText ? ` ${statusText}` : ''}`;
   const details = Array.isArray(error?.details)
-    ? error.details.filter((d): d is { field: string; reason: string } => typeof d?.field === 'string' && typeof d?.reason === 'string')
+    ? error.details.filter(
+        (d): d is { field: string; reason: string } => typeof d?.field === 'string' && typeof d?.reason === 'string',
+      )
     : [];
   return new ApiError(status, code, message, details);
 }

@@ -82,7 +82,12 @@ export function parseInput(command: Command, argv: string[]): Input {
   const options = { ...GLOBAL_OPTIONS, ...command.options };
   const config: ParseArgsConfig = {
     args: argv,
-    options: Object.fromEntries(Object.entries(options).map(([name, o]) => [name, { type: o.type, ...(o.multiple ? { multiple: true } : {}), ...(o.short ? { short: o.short } : {}) }])),
+    options: Object.fromEntries(
+      Object.entries(options).map(([name, o]) => [
+        name,
+        { type: o.type, ...(o.multiple ? { multiple: true } : {}), ...(o.short ? { short: o.short } : {}) },
+      ]),
+    ),
     allowPositionals: true,
     strict: true,
     tokens: true,
@@ -104,10 +109,15 @@ export function parseInput(command: Command, argv: string[]): Input {
     positionals = positionals.slice(0, positionals.length - trailing.length);
   }
   const [min, max] = command.arity ?? [0, 0];
-  if (positionals.length < min) throw new UsageError(`missing argument: ${command.usage.split(' ').slice(positionals.length, min).join(' ')}`, usageOf(command));
+  if (positionals.length < min)
+    throw new UsageError(
+      `missing argument: ${command.usage.split(' ').slice(positionals.length, min).join(' ')}`,
+      usageOf(command),
+    );
   if (positionals.length > max) throw new UsageError(`unexpected argument '${positionals[max]}'`, usageOf(command));
   const output = values.output;
-  if (output !== undefined && output !== 'table' && output !== 'json') throw new UsageError(`--output must be 'table' or 'json', got '${output}'`, usageOf(command));
+  if (output !== undefined && output !== 'table' && output !== 'json')
+    throw new UsageError(`--output must be 'table' or 'json', got '${output}'`, usageOf(command));
   return { values, positionals, ...(trailing ? { trailing } : {}) };
 }
 
@@ -122,7 +132,9 @@ function describeParseError(error: Error & { code?: string }): string {
       return `unknown option '${quoted ?? error.message}'`;
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
       // "Option '--name <value>' argument missing" or "... argument is ambiguous".
-      return quoted ? `option ${quoted.replace(' <value>', '')} needs a value${/ambiguous/.test(error.message) ? ` (use ${quoted.replace(' <value>', '')}=VALUE for a value starting with '-')` : ''}` : error.message;
+      return quoted
+        ? `option ${quoted.replace(' <value>', '')} needs a value${/ambiguous/.test(error.message) ? ` (use ${quoted.replace(' <value>', '')}=VALUE for a value starting with '-')` : ''}`
+        : error.message;
     default:
       return error.message;
   }
@@ -156,14 +168,19 @@ export function numberOf(values: Values, name: string, usage: string): number | 
 /** `--limit N`: a whole number of at least 1. */
 export function limitOf(values: Values, usage: string): number | undefined {
   const n = numberOf(values, 'limit', usage);
-  if (n !== undefined && (!Number.isInteger(n) || n < 1)) throw new UsageError(`--limit must be a whole number of at least 1, got '${stringOf(values, 'limit')}'`, usage);
+  if (n !== undefined && (!Number.isInteger(n) || n < 1))
+    throw new UsageError(`--limit must be a whole number of at least 1, got '${stringOf(values, 'limit')}'`, usage);
   return n;
 }
 
 /** Seconds between polls, as milliseconds. */
 export function intervalOf(values: Values, usage: string): number {
   const seconds = numberOf(values, 'interval', usage) ?? 1;
-  if (!(seconds > 0) || seconds > 3600) throw new UsageError(`--interval must be more than 0 and at most 3600 seconds, got '${stringOf(values, 'interval')}'`, usage);
+  if (!(seconds > 0) || seconds > 3600)
+    throw new UsageError(
+      `--interval must be more than 0 and at most 3600 seconds, got '${stringOf(values, 'interval')}'`,
+      usage,
+    );
   return seconds * 1000;
 }
 
@@ -186,9 +203,11 @@ export function envOf(values: Values, usage: string): Record<string, string> | u
  */
 export function commandOf(input: Input, usage: string): string[] | undefined {
   const json = stringOf(input.values, 'command');
-  if (json !== undefined && input.trailing !== undefined) throw new UsageError("give the command either after '--' or with --command, not both", usage);
+  if (json !== undefined && input.trailing !== undefined)
+    throw new UsageError("give the command either after '--' or with --command, not both", usage);
   if (input.trailing !== undefined) {
-    if (!input.trailing.length) throw new UsageError("nothing after '--': put the command's words there, e.g. -- python train.py", usage);
+    if (!input.trailing.length)
+      throw new UsageError("nothing after '--': put the command's words there, e.g. -- python train.py", usage);
     return input.trailing;
   }
   if (json === undefined) return undefined;
@@ -199,7 +218,10 @@ export function commandOf(input: Input, usage: string): string[] | undefined {
     parsed = undefined;
   }
   if (!Array.isArray(parsed) || !parsed.every((w) => typeof w === 'string')) {
-    throw new UsageError(`--command takes a JSON array of strings, e.g. --command '["python","train.py"]'; or put the words after '--'`, usage);
+    throw new UsageError(
+      `--command takes a JSON array of strings, e.g. --command '["python","train.py"]'; or put the words after '--'`,
+      usage,
+    );
   }
   return parsed;
 }
@@ -220,7 +242,8 @@ export function jsonFileOf(values: Values, usage: string): Record<string, unknow
   } catch (error) {
     throw new UsageError(`${path} is not JSON: ${(error as Error).message}`, usage);
   }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new UsageError(`${path} must hold a JSON object`, usage);
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new UsageError(`${path} must hold a JSON object`, usage);
   return parsed as Record<string, unknown>;
 }
 

@@ -47,7 +47,8 @@ function checkUrl(raw: string): string {
   } catch {
     throw new CliError(`the API URL '${raw}' is not a URL (expected e.g. http://127.0.0.1:8080)`, ExitCode.USAGE);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CliError(`the API URL '${raw}' must start with http:// or https://`, ExitCode.USAGE);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new CliError(`the API URL '${raw}' must start with http:// or https://`, ExitCode.USAGE);
   return raw.replace(/\/+$/, '');
 }
 
@@ -66,17 +67,28 @@ function readProfile(path: string, named: boolean): { apiUrl?: string; token?: s
   } catch (error) {
     throw new CliError(`the profile ${path} is not JSON: ${(error as Error).message}`, ExitCode.USAGE);
   }
-  if (!profile || typeof profile !== 'object' || Array.isArray(profile)) throw new CliError(`the profile ${path} must hold a JSON object like {"apiUrl": "...", "token": "..."}`, ExitCode.USAGE);
+  if (!profile || typeof profile !== 'object' || Array.isArray(profile))
+    throw new CliError(
+      `the profile ${path} must hold a JSON object like {"apiUrl": "...", "token": "..."}`,
+      ExitCode.USAGE,
+    );
   const entries = profile as Record<string, unknown>;
   const problems = [
-    ...Object.keys(entries).filter((k) => !PROFILE_KEYS.includes(k)).map((k) => `${k}: unknown key (expected ${PROFILE_KEYS.join(', ')})`),
-    ...PROFILE_KEYS.filter((k) => entries[k] !== undefined && (typeof entries[k] !== 'string' || entries[k] === '')).map((k) => `${k}: must be a non-empty string`),
+    ...Object.keys(entries)
+      .filter((k) => !PROFILE_KEYS.includes(k))
+      .map((k) => `${k}: unknown key (expected ${PROFILE_KEYS.join(', ')})`),
+    ...PROFILE_KEYS.filter(
+      (k) => entries[k] !== undefined && (typeof entries[k] !== 'string' || entries[k] === ''),
+    ).map((k) => `${k}: must be a non-empty string`),
   ];
   if (problems.length) throw new CliError(`the profile ${path} is invalid`, ExitCode.USAGE, problems);
   if (entries.token !== undefined && process.platform !== 'win32') {
     const mode = statSync(path).mode & 0o777;
     if (mode & 0o077) {
-      throw new CliError(`the profile ${path} holds a token but group or others may read or write it (mode ${mode.toString(8).padStart(3, '0')}); run: chmod 600 ${path}`, ExitCode.USAGE);
+      throw new CliError(
+        `the profile ${path} holds a token but group or others may read or write it (mode ${mode.toString(8).padStart(3, '0')}); run: chmod 600 ${path}`,
+        ExitCode.USAGE,
+      );
     }
   }
   return entries as { apiUrl?: string; token?: string };

@@ -25,11 +25,22 @@ export class Context {
   /** The API client; `auth: false` for the routes anyone may call (health). */
   api(options: { auth?: boolean } = {}): ApiClient {
     const { apiUrl, token, profilePath } = resolveConnection(
-      { api: typeof this.values.api === 'string' ? this.values.api : undefined, token: typeof this.values.token === 'string' ? this.values.token : undefined },
+      {
+        api: typeof this.values.api === 'string' ? this.values.api : undefined,
+        token: typeof this.values.token === 'string' ? this.values.token : undefined,
+      },
       this.io.env,
     );
-    if (!apiUrl) throw new CliError(`no API URL: pass --api URL, set FLARE_API_URL, or put "apiUrl" in ${profilePath}`, ExitCode.USAGE);
-    if (options.auth !== false && !token) throw new CliError(`no API token: pass --token TOKEN, set FLARE_TOKEN, or put "token" in ${profilePath} (mode 600)`, ExitCode.USAGE);
+    if (!apiUrl)
+      throw new CliError(
+        `no API URL: pass --api URL, set FLARE_API_URL, or put "apiUrl" in ${profilePath}`,
+        ExitCode.USAGE,
+      );
+    if (options.auth !== false && !token)
+      throw new CliError(
+        `no API token: pass --token TOKEN, set FLARE_TOKEN, or put "token" in ${profilePath} (mode 600)`,
+        ExitCode.USAGE,
+      );
     return new ApiClient(apiUrl, options.auth === false ? undefined : token);
   }
 

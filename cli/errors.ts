@@ -40,7 +40,10 @@ export class CliError extends Error {
 
 /** Bad command line: shown with the command's usage, exit code 2. */
 export class UsageError extends CliError {
-  constructor(message: string, readonly usage?: string) {
+  constructor(
+    message: string,
+    readonly usage?: string,
+  ) {
     super(message, ExitCode.USAGE);
   }
 }
@@ -53,9 +56,14 @@ export class ApiError extends CliError {
     message: string,
     readonly fields: ReadonlyArray<{ field: string; reason: string }>,
   ) {
-    super(describe(status, code, message, fields), exitCodeFor(status), [...fields.map((d) => `${d.field}: ${d.reason}`), ...hint(status)], {
-      retryable: status >= 500 || status === 429,
-    });
+    super(
+      describe(status, code, message, fields),
+      exitCodeFor(status),
+      [...fields.map((d) => `${d.field}: ${d.reason}`), ...hint(status)],
+      {
+        retryable: status >= 500 || status === 429,
+      },
+    );
   }
 }
 
@@ -66,8 +74,14 @@ function exitCodeFor(status: number): number {
 }
 
 /** A validation message only repeats its details: say what happened instead. */
-function describe(status: number, code: string, message: string, fields: ReadonlyArray<{ field: string; reason: string }>): string {
-  if (fields.length && message === fields.map((d) => `${d.field}: ${d.reason}`).join('; ')) return `the API refused the request (${status} ${code}):`;
+function describe(
+  status: number,
+  code: string,
+  message: string,
+  fields: ReadonlyArray<{ field: string; reason: string }>,
+): string {
+  if (fields.length && message === fields.map((d) => `${d.field}: ${d.reason}`).join('; '))
+    return `the API refused the request (${status} ${code}):`;
   return message;
 }
 

@@ -11,7 +11,14 @@ import { jobCommands } from './commands/jobs.js';
 import { serviceCommands } from './commands/service.js';
 import { templateCommands } from './commands/templates.js';
 
-export const COMMANDS: Command[] = [...jobCommands, ...templateCommands, ...imageCommands, ...quotaCommands, ...poolCommands, ...serviceCommands];
+export const COMMANDS: Command[] = [
+  ...jobCommands,
+  ...templateCommands,
+  ...imageCommands,
+  ...quotaCommands,
+  ...poolCommands,
+  ...serviceCommands,
+];
 
 const GROUPS: Record<string, string> = {
   job: 'GPU jobs: submit, list, follow, change, cancel',
@@ -21,7 +28,10 @@ const GROUPS: Record<string, string> = {
   pool: 'GPU pools and their caps',
 };
 
-const LOCAL_LINE = ['local', 'Run the whole control plane on this machine (what `npm start` runs); see flare local --help'] as const;
+const LOCAL_LINE = [
+  'local',
+  'Run the whole control plane on this machine (what `npm start` runs); see flare local --help',
+] as const;
 
 export function topHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length), LOCAL_LINE[0].length);
@@ -41,7 +51,7 @@ export function topHelp(): string {
     '  the profile: $FLARE_CONFIG or ~/.config/flare/config.json, {"apiUrl": "...", "token": "..."};',
     '  one holding a token must be private to you (chmod 600)',
     '',
-    'output: tables by default; --output json prints the API\'s JSON.',
+    "output: tables by default; --output json prints the API's JSON.",
     '',
     'exit codes:',
     '  0 ok   1 API or server error, API unreachable   2 usage error (also: no API URL or token)',
@@ -149,7 +159,8 @@ function report(error: unknown, io: Io): number {
   }
   // A bug in the CLI itself: say so in one line; FLARE_DEBUG=1 shows where.
   const e = error as Error;
-  io.stderr(`flare: internal error: ${e?.message ?? String(error)}${io.env.FLARE_DEBUG ? `\n${e?.stack}` : ' (FLARE_DEBUG=1 shows the stack)'}\n`);
+  io.stderr(
+    `flare: internal error: ${e?.message ?? String(error)}${io.env.FLARE_DEBUG ? `\n${e?.stack}` : ' (FLARE_DEBUG=1 shows the stack)'}\n`,
+  );
   return ExitCode.API;
 }
-

@@ -10,14 +10,20 @@ export function cell(value: unknown): string {
 
 /** Text from the API on one line, control characters shown escaped. */
 export function oneLine(text: string): string {
-  return text.replace(CONTROL, (c) => (c === '\n' ? '\\n' : c === '\t' ? ' ' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+  return text.replace(CONTROL, (c) =>
+    c === '\n' ? '\\n' : c === '\t' ? ' ' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
 }
 
 /** Columns aligned by padding, two spaces apart; the header alone when there are no rows. */
 export function table(headers: readonly string[], rows: ReadonlyArray<readonly unknown[]>): string {
   const cells = rows.map((row) => headers.map((_, i) => cell(row[i])));
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i].length)));
-  const line = (r: readonly string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const line = (r: readonly string[]) =>
+    r
+      .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
   return [line(headers), ...cells.map(line)].join('\n');
 }
 
@@ -44,7 +50,12 @@ export function minutes(value: number | undefined): string | undefined {
   if (value === undefined) return undefined;
   let s = Math.round(value * 60);
   const parts: string[] = [];
-  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
+  for (const [unit, size] of [
+    ['d', 86_400],
+    ['h', 3600],
+    ['m', 60],
+    ['s', 1],
+  ] as const) {
     if (s >= size) parts.push(`${Math.floor(s / size)}${unit}`);
     s %= size;
   }

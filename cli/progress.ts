@@ -41,7 +41,10 @@ export class JobProgress {
     let line: string | undefined;
     if (!previous || previous.state !== job.state) {
       line = stateLine(job, now);
-    } else if (QUEUED_STATES.includes(job.state) && (previous.queuePosition !== job.queuePosition || previous.stateReason !== job.stateReason)) {
+    } else if (
+      QUEUED_STATES.includes(job.state) &&
+      (previous.queuePosition !== job.queuePosition || previous.stateReason !== job.stateReason)
+    ) {
       line = stateLine(job, now);
     } else if (job.expiresAt && previous.expiresAt !== job.expiresAt) {
       line = `${job.state}  live timeout changed: ${expiry(job, now)}`;
@@ -88,7 +91,13 @@ function expiryMark(job: JobView, now: Date): string | undefined {
 }
 
 /** Poll until the job is terminal, printing its progress through `emit`. */
-export async function waitForJob(ctx: Context, client: ApiClient, id: string, intervalMs: number, emit: (line: string) => void): Promise<JobView> {
+export async function waitForJob(
+  ctx: Context,
+  client: ApiClient,
+  id: string,
+  intervalMs: number,
+  emit: (line: string) => void,
+): Promise<JobView> {
   const progress = new JobProgress();
   const poll = retrying(ctx, intervalMs);
   for (;;) {
@@ -103,7 +112,12 @@ export async function waitForJob(ctx: Context, client: ApiClient, id: string, in
  * Print a job's output: the last `tail` lines (the API's default without it),
  * then, following, what comes next until the job is terminal and nothing is left.
  */
-export async function printLogs(ctx: Context, client: ApiClient, id: string, options: { tail?: number; follow: boolean; intervalMs: number; timestamps: boolean }): Promise<void> {
+export async function printLogs(
+  ctx: Context,
+  client: ApiClient,
+  id: string,
+  options: { tail?: number; follow: boolean; intervalMs: number; timestamps: boolean },
+): Promise<void> {
   const logsPath = pathOf('/v1/jobs', id, 'logs');
   const first = await client.get<LogsView>(logsPath, { tail: options.tail });
   if (!options.follow) {
@@ -117,7 +131,8 @@ export async function printLogs(ctx: Context, client: ApiClient, id: string, opt
   };
   emit(first);
   let cursor = first.nextToken;
-  if (cursor === undefined) throw new CliError(`the API at ${client.baseUrl} cannot follow output (its logs answer has no nextToken)`);
+  if (cursor === undefined)
+    throw new CliError(`the API at ${client.baseUrl} cannot follow output (its logs answer has no nextToken)`);
   const poll = retrying(ctx, options.intervalMs);
   for (;;) {
     // The state first: once it is terminal, the output read after it is complete.

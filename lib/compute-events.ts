@@ -24,7 +24,16 @@ export const INSTANCE_STATE_DETAIL_TYPE = 'EC2 Instance State-change Notificatio
  * documentation lists among final invocation states, should an event carry one. A command never delivered
  * (TimedOut with DeliveryTimedOut, Failed with Undeliverable) or cancelled fails its job at once.
  */
-export const FINAL_COMMAND_STATUSES = ['Success', 'Failed', 'TimedOut', 'Cancelled', 'DeliveryTimedOut', 'ExecutionTimedOut', 'Undeliverable', 'Terminated'] as const;
+export const FINAL_COMMAND_STATUSES = [
+  'Success',
+  'Failed',
+  'TimedOut',
+  'Cancelled',
+  'DeliveryTimedOut',
+  'ExecutionTimedOut',
+  'Undeliverable',
+  'Terminated',
+] as const;
 /** Instance states from which a job's node will not come back. */
 export const LEAVING_INSTANCE_STATES = ['shutting-down', 'terminated', 'stopping', 'stopped'] as const;
 
@@ -57,11 +66,14 @@ export class ComputeEvents extends Construct {
     const maxEventAge = props.maxEventAge ?? Duration.hours(2);
     // The tighter of EventBridge's (1 min - 24 h) and Lambda's (1 min - 6 h) bounds.
     if (maxEventAge.toSeconds() < 60 || maxEventAge.toSeconds() > 6 * 3600) {
-      throw new Error(`${this.node.path}: maxEventAge must be from 1 minute to 6 hours, got ${maxEventAge.toHumanString()}`);
+      throw new Error(
+        `${this.node.path}: maxEventAge must be from 1 minute to 6 hours, got ${maxEventAge.toHumanString()}`,
+      );
     }
 
     this.deadLetters = new DeadLetterQueue(this, 'DeadLetters', {
-      description: 'compute events (SSM command completions, EC2 state changes) that EventBridge could not deliver or the compute-events function failed on.',
+      description:
+        'compute events (SSM command completions, EC2 state changes) that EventBridge could not deliver or the compute-events function failed on.',
       alarms: props.alarms,
     });
     this.handler = new FlareFunction(this, 'Handler', {

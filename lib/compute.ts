@@ -88,16 +88,23 @@ export class FlareCompute extends Construct {
     this.minVolumeSizeGb = props.minVolumeSizeGb ?? 75;
     const rootVolumeGb = props.rootVolumeGb ?? Math.max(100, this.minVolumeSizeGb);
     if (!Number.isInteger(rootVolumeGb) || rootVolumeGb < this.minVolumeSizeGb || rootVolumeGb > 16384) {
-      throw new Error(`${this.node.path}: rootVolumeGb must be an integer from minVolumeSizeGb (${this.minVolumeSizeGb}, the AMI's root snapshot) to 16384, got ${rootVolumeGb}`);
+      throw new Error(
+        `${this.node.path}: rootVolumeGb must be an integer from minVolumeSizeGb (${this.minVolumeSizeGb}, the AMI's root snapshot) to 16384, got ${rootVolumeGb}`,
+      );
     }
     const grace = props.deadManGraceMinutes ?? 15;
     if (!Number.isInteger(grace) || grace < 0 || grace > MAX_DEAD_MAN_GRACE_MINUTES) {
-      throw new Error(`${this.node.path}: deadManGraceMinutes must be an integer from 0 to ${MAX_DEAD_MAN_GRACE_MINUTES}, got ${grace}`);
+      throw new Error(
+        `${this.node.path}: deadManGraceMinutes must be an integer from 0 to ${MAX_DEAD_MAN_GRACE_MINUTES}, got ${grace}`,
+      );
     }
     this.subnetIds = props.subnetIds;
     this.pools = props.pools;
     this.rootDeviceName = props.rootDeviceName ?? '/dev/sda1';
-    if (!/^\/dev\/[a-z0-9]+$/.test(this.rootDeviceName)) throw new Error(`${this.node.path}: rootDeviceName must be a device like /dev/sda1, got '${this.rootDeviceName}'`);
+    if (!/^\/dev\/[a-z0-9]+$/.test(this.rootDeviceName))
+      throw new Error(
+        `${this.node.path}: rootDeviceName must be a device like /dev/sda1, got '${this.rootDeviceName}'`,
+      );
 
     this.jobLogGroup = new logs.LogGroup(this, 'JobLogs', {
       retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
@@ -120,18 +127,27 @@ export class FlareCompute extends Construct {
     this.instanceRole.addToPolicy(
       new iam.PolicyStatement({
         actions: ['logs:DescribeLogGroups'],
-        resources: [Stack.of(this).formatArn({ service: 'logs', resource: 'log-group', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
+        resources: [
+          Stack.of(this).formatArn({
+            service: 'logs',
+            resource: 'log-group',
+            resourceName: '*',
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          }),
+        ],
       }),
     );
     // Private images in the catalog: the instance logs docker in to ECR before it pulls one.
     this.ecrRepositoryArns = grantEcrPull(this.instanceRole, props.ecrRepositories);
     Validations.of(this.instanceRole).acknowledge({
       id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]',
-      reason: 'The SSM agent on job instances needs exactly AmazonSSMManagedInstanceCore (Run Command is how Flare starts containers); AWS maintains it as the agent changes.',
+      reason:
+        'The SSM agent on job instances needs exactly AmazonSSMManagedInstanceCore (Run Command is how Flare starts containers); AWS maintains it as the agent changes.',
     });
     Validations.of(this.instanceRole).acknowledge({
       id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:*]',
-      reason: 'logs:DescribeLogGroups (read-only) authorizes on the account, not on a group; the SSM agent calls it before shipping command output. Writes are limited to the job log group.',
+      reason:
+        'logs:DescribeLogGroups (read-only) authorizes on the account, not on a group; the SSM agent calls it before shipping command output. Writes are limited to the job log group.',
     });
 
     this.securityGroup = new ec2.SecurityGroup(this, 'InstanceSecurityGroup', {
@@ -142,12 +158,18 @@ export class FlareCompute extends Construct {
     // The nodes of a multi-node job rendezvous and run NCCL/Gloo on ports they
     // pick at run time, so members of this group accept anything from each
     // other, and nothing from anywhere else.
-    this.securityGroup.addIngressRule(this.securityGroup, ec2.Port.allTraffic(), 'Nodes of a multi-node job (torch distributed, NCCL) talk to each other');
+    this.securityGroup.addIngressRule(
+      this.securityGroup,
+      ec2.Port.allTraffic(),
+      'Nodes of a multi-node job (torch distributed, NCCL) talk to each other',
+    );
 
     const userData = ec2.UserData.forLinux();
     userData.addCommands(...metadataGuard(), ...deadManSwitch(grace));
 
-    const machineImage = ec2.MachineImage.fromSsmParameter(props.gpuAmiParameter, { os: ec2.OperatingSystemType.LINUX });
+    const machineImage = ec2.MachineImage.fromSsmParameter(props.gpuAmiParameter, {
+      os: ec2.OperatingSystemType.LINUX,
+    });
     // The same deploy-time value the launch template gets: the adapter reads its root snapshot (volumeSizeGb's floor).
     this.imageId = machineImage.getImage(this).imageId;
     this.launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
@@ -187,7 +209,11 @@ export class FlareCompute extends Construct {
     const pools = Object.fromEntries(
       this.pools.map((p) => [
         p.name,
-        { instanceTypes: [p.instanceType, ...p.fallbackInstanceTypes], gpusPerInstance: p.gpusPerInstance, ...(p.containerMemory ? { memory: p.containerMemory } : {}) },
+        {
+          instanceTypes: [p.instanceType, ...p.fallbackInstanceTypes],
+          gpusPerInstance: p.gpusPerInstance,
+          ...(p.containerMemory ? { memory: p.containerMemory } : {}),
+        },
       ]),
     );
     return {
@@ -206,7 +232,10 @@ export class FlareCompute extends Construct {
 
   /** The tags that make an instance this deployment's, as IAM condition entries on `prefix` (aws:RequestTag or aws:ResourceTag). */
   private ownTags(prefix: 'aws:RequestTag' | 'aws:ResourceTag'): Record<string, string> {
-    return { [`${prefix}/${MANAGED_BY_TAG.key}`]: MANAGED_BY_TAG.value, [`${prefix}/${DEPLOYMENT_TAG_KEY}`]: Stack.of(this).stackName };
+    return {
+      [`${prefix}/${MANAGED_BY_TAG.key}`]: MANAGED_BY_TAG.value,
+      [`${prefix}/${DEPLOYMENT_TAG_KEY}`]: Stack.of(this).stackName,
+    };
   }
 
   /**
@@ -218,7 +247,8 @@ export class FlareCompute extends Construct {
    */
   public grantManageInstances(role: iam.IRole, id = 'ManageInstancesPolicy'): iam.Policy {
     const stack = Stack.of(this);
-    const ec2Arn = (resource: string, resourceName: string) => stack.formatArn({ service: 'ec2', resource, resourceName });
+    const ec2Arn = (resource: string, resourceName: string) =>
+      stack.formatArn({ service: 'ec2', resource, resourceName });
     const launchTemplateArn = ec2Arn('launch-template', this.launchTemplate.launchTemplateId as string);
     const instances = ec2Arn('instance', '*');
     const tagged = this.ownTags('aws:ResourceTag');
@@ -269,7 +299,9 @@ export class FlareCompute extends Construct {
       new iam.PolicyStatement({
         sid: 'CommandWithRunShellScriptOnly',
         actions: ['ssm:SendCommand'],
-        resources: [stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: RUN_COMMAND_DOCUMENT })],
+        resources: [
+          stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: RUN_COMMAND_DOCUMENT }),
+        ],
       }),
       new iam.PolicyStatement({
         sid: 'PassTheInstanceRoleToEc2',
@@ -279,13 +311,21 @@ export class FlareCompute extends Construct {
       }),
       new iam.PolicyStatement({
         sid: 'ReadInstanceAndCommandState',
-        actions: ['ssm:DescribeInstanceInformation', 'ssm:ListCommands', 'ssm:ListCommandInvocations', 'ssm:GetCommandInvocation', 'ec2:DescribeInstances', 'ec2:DescribeImages'],
+        actions: [
+          'ssm:DescribeInstanceInformation',
+          'ssm:ListCommands',
+          'ssm:ListCommandInvocations',
+          'ssm:GetCommandInvocation',
+          'ec2:DescribeInstances',
+          'ec2:DescribeImages',
+        ],
         resources: ['*'],
       }),
     ];
     const policy = new iam.Policy(this, id, { statements, roles: [role] });
 
-    const acknowledge = (finding: string, reason: string) => Validations.of(policy).acknowledge({ id: `AwsSolutions-IAM5[${finding}]`, reason });
+    const acknowledge = (finding: string, reason: string) =>
+      Validations.of(policy).acknowledge({ id: `AwsSolutions-IAM5[${finding}]`, reason });
     acknowledge(
       'Resource::*',
       'ssm:DescribeInstanceInformation, ssm:ListCommands, ssm:ListCommandInvocations, ssm:GetCommandInvocation, ec2:DescribeInstances and ec2:DescribeImages support no resource-level permissions; all are read-only.',
@@ -312,7 +352,11 @@ export class FlareCompute extends Construct {
    * command back to its job. Neither action supports resource-level
    * permissions, so the policy names `*` and is acknowledged as such.
    */
-  public grantObserveInstances(role: iam.IRole, options: { readonly commandResults?: boolean } = {}, id = 'ObserveInstancesPolicy'): iam.Policy {
+  public grantObserveInstances(
+    role: iam.IRole,
+    options: { readonly commandResults?: boolean } = {},
+    id = 'ObserveInstancesPolicy',
+  ): iam.Policy {
     const actions = ['ec2:DescribeInstances', ...(options.commandResults ? ['ssm:GetCommandInvocation'] : [])];
     const policy = new iam.Policy(this, id, {
       statements: [new iam.PolicyStatement({ sid: 'ReadInstanceState', actions, resources: ['*'] })],
@@ -341,7 +385,8 @@ export class FlareCompute extends Construct {
     });
     Validations.of(policy).acknowledge({
       id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]',
-      reason: 'Orphans are found at run time, so no instance id is known here; the statement is conditioned on the managed-by=flare resource tag.',
+      reason:
+        'Orphans are found at run time, so no instance id is known here; the statement is conditioned on the managed-by=flare resource tag.',
     });
     return policy;
   }
@@ -387,7 +432,7 @@ export function deadManSwitchScript(graceMinutes: number): string {
     '}',
     'now_ms() { local ns; ns=$(date +%s%N); echo $((ns / 1000000)); }',
     '# GNU sleep takes fractions: 347 ms is `sleep 0.347`, never rounded to a whole second.',
-    "sleep_ms() { sleep \"$(($1 / 1000)).$(printf '%03d' $(($1 % 1000)))\"; }",
+    'sleep_ms() { sleep "$(($1 / 1000)).$(printf \'%03d\' $(($1 % 1000)))"; }',
     '# Every container of the job (the instance runs one job): SIGTERM now, SIGKILL after the grace.',
     '# Run on every pass past the deadline, so a container still starting then is stopped too.',
     'stop_job() {',

@@ -41,7 +41,10 @@ export class DeadLetterQueue extends Construct {
     this.alarm = props.alarms.add(
       new cloudwatch.Alarm(this, 'NotEmpty', {
         alarmDescription: `Flare: ${props.description} See "Dead-letter queues" in docs/operations.md.`,
-        metric: this.queue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM }),
+        metric: this.queue.metricApproximateNumberOfMessagesVisible({
+          period: Duration.minutes(1),
+          statistic: cloudwatch.Stats.MAXIMUM,
+        }),
         threshold: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         evaluationPeriods: 1,

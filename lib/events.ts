@@ -24,7 +24,9 @@ export class FlareEvents extends Construct {
     super(scope, id);
     const busName = props.busName ?? `${Stack.of(this).stackName}-events`;
     if (!/^[A-Za-z0-9._-]{1,256}$/.test(busName) || busName === 'default') {
-      throw new Error(`${this.node.path}: busName must be 1-256 letters, digits, '.', '_' or '-' and not 'default', got '${busName}'`);
+      throw new Error(
+        `${this.node.path}: busName must be 1-256 letters, digits, '.', '_' or '-' and not 'default', got '${busName}'`,
+      );
     }
     this.bus = new events.EventBus(this, 'Bus', { eventBusName: busName, description: 'Flare job state changes' });
   }

@@ -73,7 +73,10 @@ export class FlareStack extends Stack {
 
     this.tables = new FlareTables(this, 'Tables', { schemaPath: props.tableSchemaPath });
     this.events = new FlareEvents(this, 'Events');
-    this.network = new FlareNetwork(this, 'Network', { existing: this.settings.network, interfaceEndpoints: this.settings.vpcEndpoints });
+    this.network = new FlareNetwork(this, 'Network', {
+      existing: this.settings.network,
+      interfaceEndpoints: this.settings.vpcEndpoints,
+    });
     this.compute = new FlareCompute(this, 'Compute', {
       vpc: this.network.vpc,
       subnetIds: this.network.subnetIds,
@@ -112,7 +115,11 @@ export class FlareStack extends Stack {
     this.api = new FlareFunction(this, 'Api', {
       entry: entry('api'),
       description: 'Flare HTTP API router (v1)',
-      environment: { ...environment, AUTH_GROUPS_CLAIM: this.settings.groupsClaim, AUTH_ADMIN_GROUP: this.settings.adminGroup },
+      environment: {
+        ...environment,
+        AUTH_GROUPS_CLAIM: this.settings.groupsClaim,
+        AUTH_ADMIN_GROUP: this.settings.adminGroup,
+      },
       timeout: Duration.seconds(15),
     });
 
@@ -131,13 +138,25 @@ export class FlareStack extends Stack {
     this.compute.grantManageInstances(this.tasks.role);
     this.compute.grantReadJobLogs(this.api.role);
 
-    this.httpApi = new FlareHttpApi(this, 'Http', { handler: this.api.function, auth: this.settings.auth, adminGroup: this.settings.adminGroup });
+    this.httpApi = new FlareHttpApi(this, 'Http', {
+      handler: this.api.function,
+      auth: this.settings.auth,
+      adminGroup: this.settings.adminGroup,
+    });
 
     // Completion: SSM command and EC2 state events end a job's wait.
-    this.computeEvents = new ComputeEvents(this, 'ComputeEvents', { entry: entry('computeEvents'), environment, alarms: this.alarms });
+    this.computeEvents = new ComputeEvents(this, 'ComputeEvents', {
+      entry: entry('computeEvents'),
+      environment,
+      alarms: this.alarms,
+    });
     this.tables.grantData(this.computeEvents.handler.role);
     this.workflow.grantTaskSuccess(this.computeEvents.handler.role);
-    this.compute.grantObserveInstances(this.computeEvents.handler.role, { commandResults: true }, 'ComputeEventsObservePolicy');
+    this.compute.grantObserveInstances(
+      this.computeEvents.handler.role,
+      { commandResults: true },
+      'ComputeEventsObservePolicy',
+    );
 
     // Nothing leaks: orphans, lost instances, stuck jobs, usage counters, the queue.
     this.reconciler = new Reconciler(this, 'Reconciler', {
@@ -157,7 +176,12 @@ export class FlareStack extends Stack {
     this.compute.grantTerminateManagedInstances(reconcilerRole, 'ReconcilerTerminatePolicy');
 
     // The at-least-once outbox for Job State Change events.
-    this.jobEvents = new JobEventStream(this, 'JobEvents', { entry: entry('streamPublisher'), table: this.tables.jobs, bus: this.events.bus, alarms: this.alarms });
+    this.jobEvents = new JobEventStream(this, 'JobEvents', {
+      entry: entry('streamPublisher'),
+      table: this.tables.jobs,
+      bus: this.events.bus,
+      alarms: this.alarms,
+    });
 
     if (this.settings.notifications.length > 0) {
       this.notifier = new ChatNotifier(this, 'Notifier', {
@@ -169,7 +193,11 @@ export class FlareStack extends Stack {
       });
     }
 
-    this.poolSeed = new PoolSeed(this, 'PoolSeed', { entry: entry('seedPools'), table: this.tables.pools, pools: this.settings.pools });
+    this.poolSeed = new PoolSeed(this, 'PoolSeed', {
+      entry: entry('seedPools'),
+      table: this.tables.pools,
+      pools: this.settings.pools,
+    });
 
     // Last: every alarm has been added by now.
     this.dashboard = new FlareDashboard(this, 'Dashboard', { alarms: this.alarms.alarms });

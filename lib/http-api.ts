@@ -53,10 +53,13 @@ export class FlareHttpApi extends Construct {
     const rateLimit = props.rateLimit ?? 50;
     const burstLimit = props.burstLimit ?? 100;
     if (!(rateLimit > 0) || !Number.isInteger(burstLimit) || burstLimit < 1) {
-      throw new Error(`${this.node.path}: rateLimit must be > 0 and burstLimit a positive integer, got ${rateLimit} / ${burstLimit}`);
+      throw new Error(
+        `${this.node.path}: rateLimit must be > 0 and burstLimit a positive integer, got ${rateLimit} / ${burstLimit}`,
+      );
     }
     this.adminGroup = props.adminGroup ?? ADMIN_GROUP;
-    if (!/^[A-Za-z0-9_.@+=,:-]{1,128}$/.test(this.adminGroup)) throw new Error(`${this.node.path}: adminGroup must be a Cognito group name, got '${this.adminGroup}'`);
+    if (!/^[A-Za-z0-9_.@+=,:-]{1,128}$/.test(this.adminGroup))
+      throw new Error(`${this.node.path}: adminGroup must be a Cognito group name, got '${this.adminGroup}'`);
 
     let authorizer: apigwv2.IHttpRouteAuthorizer;
     if (props.auth) {
@@ -65,7 +68,13 @@ export class FlareHttpApi extends Construct {
       this.userPool = new cognito.UserPool(this, 'Users', {
         selfSignUpEnabled: false,
         signInAliases: { username: true, email: true },
-        passwordPolicy: { minLength: 12, requireDigits: true, requireLowercase: true, requireUppercase: true, requireSymbols: true },
+        passwordPolicy: {
+          minLength: 12,
+          requireDigits: true,
+          requireLowercase: true,
+          requireUppercase: true,
+          requireSymbols: true,
+        },
         mfa: cognito.Mfa.REQUIRED,
         mfaSecondFactor: { otp: true, sms: false },
         accountRecovery: cognito.AccountRecovery.EMAIL_ONLY,
@@ -126,7 +135,9 @@ export class FlareHttpApi extends Construct {
       },
     });
 
-    const integration = new HttpLambdaIntegration('Router', props.handler, { payloadFormatVersion: apigwv2.PayloadFormatVersion.VERSION_2_0 });
+    const integration = new HttpLambdaIntegration('Router', props.handler, {
+      payloadFormatVersion: apigwv2.PayloadFormatVersion.VERSION_2_0,
+    });
     for (const path of PUBLIC_ROUTES) {
       const [route] = this.api.addRoutes({ path, methods: [apigwv2.HttpMethod.GET], integration });
       Validations.of(route).acknowledge({

@@ -6,7 +6,16 @@
  * job is charged gpusPerInstance GPUs per instance whatever type it lands on. A type
  * not listed here cannot be checked; lib/README.md says so.
  */
-const ONE_TO_EIGHT = { xlarge: 1, '2xlarge': 1, '4xlarge': 1, '8xlarge': 1, '16xlarge': 1, '12xlarge': 4, '24xlarge': 4, '48xlarge': 8 };
+const ONE_TO_EIGHT = {
+  xlarge: 1,
+  '2xlarge': 1,
+  '4xlarge': 1,
+  '8xlarge': 1,
+  '16xlarge': 1,
+  '12xlarge': 4,
+  '24xlarge': 4,
+  '48xlarge': 8,
+};
 
 const GPUS_BY_FAMILY: Readonly<Record<string, Readonly<Record<string, number>>>> = {
   g4dn: { xlarge: 1, '2xlarge': 1, '4xlarge': 1, '8xlarge': 1, '16xlarge': 1, '12xlarge': 4, metal: 8 },

@@ -38,7 +38,8 @@ export class JobEventStream extends Construct {
 
   constructor(scope: Construct, id: string, props: JobEventStreamProps) {
     super(scope, id);
-    if (!props.table.tableStreamArn) throw new Error(`${this.node.path}: the table has no stream; give it one with NEW_AND_OLD_IMAGES`);
+    if (!props.table.tableStreamArn)
+      throw new Error(`${this.node.path}: the table has no stream; give it one with NEW_AND_OLD_IMAGES`);
     const retryAttempts = props.retryAttempts ?? 10;
     if (!Number.isInteger(retryAttempts) || retryAttempts < 0 || retryAttempts > 10000) {
       throw new Error(`${this.node.path}: retryAttempts must be an integer from 0 to 10000, got ${retryAttempts}`);
@@ -49,7 +50,8 @@ export class JobEventStream extends Construct {
     }
 
     this.deadLetters = new DeadLetterQueue(this, 'DeadLetters', {
-      description: 'jobs-table stream batches whose Job State Change events could not be published after every retry (the message names the shard and sequence numbers).',
+      description:
+        'jobs-table stream batches whose Job State Change events could not be published after every retry (the message names the shard and sequence numbers).',
       alarms: props.alarms,
     });
     this.handler = new FlareFunction(this, 'Handler', {

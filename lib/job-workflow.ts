@@ -55,7 +55,9 @@ export class JobWorkflow extends Construct {
     const stack = Stack.of(this);
     this.stateMachineName = props.stateMachineName ?? `${stack.stackName}-job-lifecycle`;
     if (!/^[A-Za-z0-9_-]{1,80}$/.test(this.stateMachineName)) {
-      throw new Error(`${this.node.path}: stateMachineName must be 1-80 letters, digits, '_' or '-', got '${this.stateMachineName}'`);
+      throw new Error(
+        `${this.node.path}: stateMachineName must be 1-80 letters, digits, '_' or '-', got '${this.stateMachineName}'`,
+      );
     }
     const definitionPath = props.definitionPath ?? path.join(REPO_ROOT, 'statemachines', 'job-lifecycle.asl.json');
     const definition = readDefinition(definitionPath);
@@ -92,7 +94,11 @@ export class JobWorkflow extends Construct {
 
   /** `states:StartExecution` on this machine (the API submits, drain admits). */
   public grantStartExecution(grantee: iam.IGrantable): iam.Grant {
-    return iam.Grant.addToPrincipal({ grantee, actions: ['states:StartExecution'], resourceArns: [this.stateMachineArn] });
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['states:StartExecution'],
+      resourceArns: [this.stateMachineArn],
+    });
   }
 
   /**
@@ -101,12 +107,20 @@ export class JobWorkflow extends Construct {
    * happened; nothing sends a failure or a heartbeat.
    */
   public grantTaskSuccess(grantee: iam.IGrantable): iam.Grant {
-    return iam.Grant.addToPrincipal({ grantee, actions: ['states:SendTaskSuccess'], resourceArns: [this.stateMachineArn] });
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['states:SendTaskSuccess'],
+      resourceArns: [this.stateMachineArn],
+    });
   }
 
   /** `states:ListExecutions` on this machine (the reconciler looks for jobs with no live workflow). */
   public grantListExecutions(grantee: iam.IGrantable): iam.Grant {
-    return iam.Grant.addToPrincipal({ grantee, actions: ['states:ListExecutions'], resourceArns: [this.stateMachineArn] });
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['states:ListExecutions'],
+      resourceArns: [this.stateMachineArn],
+    });
   }
 
   public environment(): Record<string, string> {
@@ -130,7 +144,9 @@ export function readDefinition(file: string): string {
   const placeholders = new Set([...text.matchAll(/\$\{([^}]*)\}/g)].map((m) => m[1]));
   const unknown = [...placeholders].filter((p) => !(WORKFLOW_SUBSTITUTIONS as readonly string[]).includes(p));
   if (unknown.length > 0) {
-    throw new Error(`${file} uses \${${unknown.join('}, ${')}}; the stack substitutes only \${${WORKFLOW_SUBSTITUTIONS.join('}, ${')}}`);
+    throw new Error(
+      `${file} uses \${${unknown.join('}, ${')}}; the stack substitutes only \${${WORKFLOW_SUBSTITUTIONS.join('}, ${')}}`,
+    );
   }
   return text;
 }

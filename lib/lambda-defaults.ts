@@ -24,7 +24,8 @@ export const FLARE_RUNTIME = lambda.Runtime.NODEJS_24_X;
  * esbuild's ESM output has no `require`; CommonJS dependencies bundled into
  * it (parts of the AWS SDK, middy plugins) still call it, so give them one.
  */
-export const ESM_REQUIRE_BANNER = "import { createRequire as flareCreateRequire } from 'node:module'; const require = flareCreateRequire(import.meta.url);";
+export const ESM_REQUIRE_BANNER =
+  "import { createRequire as flareCreateRequire } from 'node:module'; const require = flareCreateRequire(import.meta.url);";
 
 /** How every handler is bundled; test/infra/error-names.test.ts bundles with the same options. */
 export const FLARE_BUNDLING = {
@@ -142,7 +143,8 @@ export class FlareFunction extends Construct {
     // Tracing adds xray:PutTraceSegments/PutTelemetryRecords on '*' to this role.
     Validations.of(this.role).acknowledge({
       id: 'AwsSolutions-IAM5[Resource::*]',
-      reason: 'X-Ray PutTraceSegments and PutTelemetryRecords support no resource-level permissions; CDK adds them for active tracing.',
+      reason:
+        'X-Ray PutTraceSegments and PutTelemetryRecords support no resource-level permissions; CDK adds them for active tracing.',
     });
   }
 }

@@ -61,7 +61,8 @@ export class FlareNetwork extends Construct {
 
   constructor(scope: Construct, id: string, props: FlareNetworkProps = {}) {
     super(scope, id);
-    if (props.existingVpc && !props.existing) throw new Error(`${this.node.path}: existingVpc needs existing (the subnet ids)`);
+    if (props.existingVpc && !props.existing)
+      throw new Error(`${this.node.path}: existingVpc needs existing (the subnet ids)`);
     if (props.existing) {
       // Only the id is needed (for the security groups); the subnets are named explicitly.
       this.vpc =
@@ -80,7 +81,8 @@ export class FlareNetwork extends Construct {
     if (props.interfaceEndpoints) {
       this.endpointSecurityGroup = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', {
         vpc: this.vpc,
-        description: 'Flare interface endpoints (SSM, SSM messages, EC2 messages, Logs): HTTPS from Flare instances only',
+        description:
+          'Flare interface endpoints (SSM, SSM messages, EC2 messages, Logs): HTTPS from Flare instances only',
         allowAllOutbound: false,
       });
       for (const [name, service] of Object.entries(INTERFACE_ENDPOINT_SERVICES)) {
@@ -102,7 +104,11 @@ export class FlareNetwork extends Construct {
 
   /** Lets `peer` (the instances' security group) reach the interface endpoints over HTTPS; nothing else may. No-op without endpoints. */
   public allowEndpointAccessFrom(peer: ec2.IConnectable): void {
-    this.endpointSecurityGroup?.connections.allowFrom(peer, ec2.Port.tcp(443), 'Flare instances reach SSM, SSM messages, EC2 messages and Logs');
+    this.endpointSecurityGroup?.connections.allowFrom(
+      peer,
+      ec2.Port.tcp(443),
+      'Flare instances reach SSM, SSM messages, EC2 messages and Logs',
+    );
   }
 
   private createVpc(props: FlareNetworkProps): ec2.Vpc {
@@ -123,7 +129,10 @@ export class FlareNetwork extends Construct {
         DynamoDB: { service: ec2.GatewayVpcEndpointAwsService.DYNAMODB },
       },
       flowLogs: {
-        rejected: { destination: ec2.FlowLogDestination.toCloudWatchLogs(flowLogs), trafficType: ec2.FlowLogTrafficType.REJECT },
+        rejected: {
+          destination: ec2.FlowLogDestination.toCloudWatchLogs(flowLogs),
+          trafficType: ec2.FlowLogTrafficType.REJECT,
+        },
       },
     });
   }
@@ -142,10 +151,16 @@ export class FlareNetwork extends Construct {
       'Job instances there need a NAT gateway, or the SSM, SSM messages, EC2 messages and CloudWatch Logs interface endpoints (flare:vpcEndpoints=true creates them); ' +
       'without either the SSM agent never comes online and every job fails after flare:agentTimeoutMinutes (docs/operations.md, "Egress").';
     if (none.length > 0) {
-      Annotations.of(this).addWarningV2(EGRESS_WARNINGS.none, `Subnets ${none.join(', ')} are isolated: no route to a NAT or internet gateway. ${needs}`);
+      Annotations.of(this).addWarningV2(
+        EGRESS_WARNINGS.none,
+        `Subnets ${none.join(', ')} are isolated: no route to a NAT or internet gateway. ${needs}`,
+      );
     }
     if (unknown.length > 0) {
-      Annotations.of(this).addWarningV2(EGRESS_WARNINGS.unchecked, `Cannot check the egress of subnets ${unknown.join(', ')}: CDK does not see their route tables. ${needs}`);
+      Annotations.of(this).addWarningV2(
+        EGRESS_WARNINGS.unchecked,
+        `Cannot check the egress of subnets ${unknown.join(', ')}: CDK does not see their route tables. ${needs}`,
+      );
     }
   }
 }

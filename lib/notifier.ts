@@ -56,9 +56,11 @@ export class ChatNotifier extends Construct {
 
   constructor(scope: Construct, id: string, props: ChatNotifierProps) {
     super(scope, id);
-    if (props.channels.length === 0) throw new Error(`${this.node.path}: channels must name at least one channel (deploy no notifier otherwise)`);
+    if (props.channels.length === 0)
+      throw new Error(`${this.node.path}: channels must name at least one channel (deploy no notifier otherwise)`);
     const ids = props.channels.map((c) => c.id);
-    if (new Set(ids).size !== ids.length) throw new Error(`${this.node.path}: channel ids must be unique, got ${ids.join(', ')}`);
+    if (new Set(ids).size !== ids.length)
+      throw new Error(`${this.node.path}: channel ids must be unique, got ${ids.join(', ')}`);
     const maxReceiveCount = props.maxReceiveCount ?? 5;
     if (!Number.isInteger(maxReceiveCount) || maxReceiveCount < 1 || maxReceiveCount > 1000) {
       throw new Error(`${this.node.path}: maxReceiveCount must be an integer from 1 to 1000, got ${maxReceiveCount}`);
@@ -114,7 +116,10 @@ export class ChatNotifier extends Construct {
       }),
     );
     props.idempotencyTable.grantReadWriteData(this.handler.role);
-    this.grantReadWebhooks(this.handler.role, props.channels.map((c) => c.secretName));
+    this.grantReadWebhooks(
+      this.handler.role,
+      props.channels.map((c) => c.secretName),
+    );
 
     const rules: Record<string, events.Rule> = {};
     for (const channel of props.channels) {
@@ -150,7 +155,12 @@ export class ChatNotifier extends Construct {
   private grantReadWebhooks(grantee: iam.IGrantable, secretNames: readonly string[]): iam.Grant {
     const stack = Stack.of(this);
     const arns = [...new Set(secretNames)].map((name) =>
-      stack.formatArn({ service: 'secretsmanager', resource: 'secret', resourceName: `${name}-??????`, arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
+      stack.formatArn({
+        service: 'secretsmanager',
+        resource: 'secret',
+        resourceName: `${name}-??????`,
+        arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+      }),
     );
     return iam.Grant.addToPrincipal({ grantee, actions: ['secretsmanager:GetSecretValue'], resourceArns: arns });
   }

@@ -64,7 +64,14 @@ export class PoolSeed extends Construct {
       // CloudFormation hands custom resources strings only: the pools travel as JSON.
       properties: {
         PoolsTable: props.table.tableName,
-        Pools: JSON.stringify(props.pools.map((p) => ({ name: p.name, instanceType: p.instanceType, gpusPerInstance: p.gpusPerInstance, maxGpus: p.maxGpus }))),
+        Pools: JSON.stringify(
+          props.pools.map((p) => ({
+            name: p.name,
+            instanceType: p.instanceType,
+            gpusPerInstance: p.gpusPerInstance,
+            maxGpus: p.maxGpus,
+          })),
+        ),
       },
     });
 
@@ -72,7 +79,8 @@ export class PoolSeed extends Construct {
     const seedArn = Stack.of(this).resolve(this.handler.function.functionArn) as { 'Fn::GetAtt': [string, string] };
     Validations.of(frameworkRole).acknowledge({
       id: `AwsSolutions-IAM5[Resource::<${seedArn['Fn::GetAtt'][0]}.Arn>:*]`,
-      reason: 'The CDK provider framework grants lambda:InvokeFunction on the seeding function and its versions (ARN:*); it invokes nothing else.',
+      reason:
+        'The CDK provider framework grants lambda:InvokeFunction on the seeding function and its versions (ARN:*); it invokes nothing else.',
     });
   }
 }

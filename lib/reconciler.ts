@@ -46,18 +46,30 @@ export class Reconciler extends Construct {
       memorySize: 1024,
     });
     // The next scheduled run repeats the work; a retry would only overlap it.
-    this.handler.function.configureAsyncInvoke({ retryAttempts: 0, maxEventAge: Duration.seconds(Math.max(60, period * 60)) });
+    this.handler.function.configureAsyncInvoke({
+      retryAttempts: 0,
+      maxEventAge: Duration.seconds(Math.max(60, period * 60)),
+    });
 
     this.schedule = new events.Rule(this, 'Schedule', {
       description: `Flare: run the reconciler every ${period} minute(s)`,
       schedule: events.Schedule.rate(Duration.minutes(period)),
-      targets: [new targets.LambdaFunction(this.handler.function, { retryAttempts: 2, maxEventAge: Duration.seconds(Math.max(60, period * 60)) })],
+      targets: [
+        new targets.LambdaFunction(this.handler.function, {
+          retryAttempts: 2,
+          maxEventAge: Duration.seconds(Math.max(60, period * 60)),
+        }),
+      ],
     });
 
     this.errorsAlarm = props.alarms.add(
       new cloudwatch.Alarm(this, 'Failing', {
-        alarmDescription: 'Flare: the reconciler failed in two consecutive periods; orphan instances and stuck jobs are not being repaired. Read its log group (docs/operations.md).',
-        metric: this.handler.function.metricErrors({ period: Duration.minutes(period), statistic: cloudwatch.Stats.SUM }),
+        alarmDescription:
+          'Flare: the reconciler failed in two consecutive periods; orphan instances and stuck jobs are not being repaired. Read its log group (docs/operations.md).',
+        metric: this.handler.function.metricErrors({
+          period: Duration.minutes(period),
+          statistic: cloudwatch.Stats.SUM,
+        }),
         threshold: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         evaluationPeriods: 2,

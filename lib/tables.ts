@@ -24,7 +24,10 @@ export interface TableSchema {
     Projection: { ProjectionType: 'ALL' | 'KEYS_ONLY' | 'INCLUDE'; NonKeyAttributes?: string[] };
   }[];
   readonly TimeToLiveAttribute?: string;
-  readonly StreamSpecification?: { StreamEnabled: boolean; StreamViewType: 'NEW_IMAGE' | 'OLD_IMAGE' | 'NEW_AND_OLD_IMAGES' | 'KEYS_ONLY' };
+  readonly StreamSpecification?: {
+    StreamEnabled: boolean;
+    StreamViewType: 'NEW_IMAGE' | 'OLD_IMAGE' | 'NEW_AND_OLD_IMAGES' | 'KEYS_ONLY';
+  };
 }
 
 /** What a Lambda may do to Flare's items; transactions authorize per item action. */
@@ -81,12 +84,24 @@ export class FlareTables extends Construct {
     const indexNames = {} as Record<TableKey, string[]>;
     for (const key of TABLE_KEYS) {
       const schema = schemas[key];
-      tables[key] = buildTable(this, key, schema, retain.has(key) ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY, streams[key]);
+      tables[key] = buildTable(
+        this,
+        key,
+        schema,
+        retain.has(key) ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
+        streams[key],
+      );
       indexNames[key] = (schema.GlobalSecondaryIndexes ?? []).map((g) => g.IndexName);
     }
     this.byKey = tables;
     this.indexNames = indexNames;
-    ({ jobs: this.jobs, quotas: this.quotas, pools: this.pools, idempotency: this.idempotency, catalog: this.catalog } = tables);
+    ({
+      jobs: this.jobs,
+      quotas: this.quotas,
+      pools: this.pools,
+      idempotency: this.idempotency,
+      catalog: this.catalog,
+    } = tables);
   }
 
   /** The environment variables the Lambdas read the table names from. */
@@ -113,10 +128,17 @@ export class FlareTables extends Construct {
   }
 }
 
-function buildTable(scope: Construct, key: TableKey, schema: TableSchema, removalPolicy: RemovalPolicy, stream?: dynamodb.StreamViewType): dynamodb.Table {
+function buildTable(
+  scope: Construct,
+  key: TableKey,
+  schema: TableSchema,
+  removalPolicy: RemovalPolicy,
+  stream?: dynamodb.StreamViewType,
+): dynamodb.Table {
   const attribute = (name: string, where: string): dynamodb.Attribute => {
     const def = schema.AttributeDefinitions.find((a) => a.AttributeName === name);
-    if (!def) throw new Error(`schema/tables.json ${key}: ${where} uses '${name}', which AttributeDefinitions does not define`);
+    if (!def)
+      throw new Error(`schema/tables.json ${key}: ${where} uses '${name}', which AttributeDefinitions does not define`);
     return { name, type: attributeType(def.AttributeType, `${key}.AttributeDefinitions.${name}`) };
   };
   const keys = (keySchema: TableSchema['KeySchema'], where: string) => {
@@ -132,9 +154,14 @@ function buildTable(scope: Construct, key: TableKey, schema: TableSchema, remova
   };
 
   // Key attributes only: DynamoDB refuses definitions that no key uses.
-  const used = new Set([...schema.KeySchema, ...(schema.GlobalSecondaryIndexes ?? []).flatMap((g) => g.KeySchema)].map((k) => k.AttributeName));
+  const used = new Set(
+    [...schema.KeySchema, ...(schema.GlobalSecondaryIndexes ?? []).flatMap((g) => g.KeySchema)].map(
+      (k) => k.AttributeName,
+    ),
+  );
   const unused = schema.AttributeDefinitions.filter((a) => !used.has(a.AttributeName)).map((a) => a.AttributeName);
-  if (unused.length > 0) throw new Error(`schema/tables.json ${key}: AttributeDefinitions ${unused.join(', ')} are not used by any key`);
+  if (unused.length > 0)
+    throw new Error(`schema/tables.json ${key}: AttributeDefinitions ${unused.join(', ')} are not used by any key`);
 
   const table = new dynamodb.Table(scope, pascal(key), {
     ...keys(schema.KeySchema, 'KeySchema'),
@@ -152,7 +179,11 @@ function buildTable(scope: Construct, key: TableKey, schema: TableSchema, remova
       indexName: gsi.IndexName,
       ...keys(gsi.KeySchema, `GlobalSecondaryIndexes.${gsi.IndexName}`),
       projectionType:
-        projection === 'ALL' ? dynamodb.ProjectionType.ALL : projection === 'KEYS_ONLY' ? dynamodb.ProjectionType.KEYS_ONLY : dynamodb.ProjectionType.INCLUDE,
+        projection === 'ALL'
+          ? dynamodb.ProjectionType.ALL
+          : projection === 'KEYS_ONLY'
+            ? dynamodb.ProjectionType.KEYS_ONLY
+            : dynamodb.ProjectionType.INCLUDE,
       nonKeyAttributes: gsi.Projection.NonKeyAttributes,
     });
   }
@@ -161,7 +192,9 @@ function buildTable(scope: Construct, key: TableKey, schema: TableSchema, remova
 
 function schemaStreams(schemas: Record<TableKey, TableSchema>): Partial<Record<TableKey, dynamodb.StreamViewType>> {
   const enabled = TABLE_KEYS.filter((key) => schemas[key].StreamSpecification?.StreamEnabled);
-  return Object.fromEntries(enabled.map((key) => [key, schemas[key].StreamSpecification!.StreamViewType as dynamodb.StreamViewType]));
+  return Object.fromEntries(
+    enabled.map((key) => [key, schemas[key].StreamSpecification!.StreamViewType as dynamodb.StreamViewType]),
+  );
 }
 
 function readSchemas(file: string): Record<TableKey, TableSchema> {
@@ -174,7 +207,8 @@ function readSchemas(file: string): Record<TableKey, TableSchema> {
   if (typeof parsed !== 'object' || parsed === null) throw new Error(`${file}: must be a JSON object`);
   const doc = parsed as Record<string, unknown>;
   const extra = Object.keys(doc).filter((k) => k !== '$comment' && !(TABLE_KEYS as readonly string[]).includes(k));
-  if (extra.length > 0) throw new Error(`${file}: unknown table(s) ${extra.join(', ')}; the stack knows ${TABLE_KEYS.join(', ')}`);
+  if (extra.length > 0)
+    throw new Error(`${file}: unknown table(s) ${extra.join(', ')}; the stack knows ${TABLE_KEYS.join(', ')}`);
   for (const key of TABLE_KEYS) {
     const t = doc[key] as Partial<TableSchema> | undefined;
     if (!t || !Array.isArray(t.KeySchema) || !Array.isArray(t.AttributeDefinitions)) {

@@ -69,15 +69,24 @@ async function main(): Promise<number> {
     findings: [],
     leftover: { jobPids: [], jvmPids: [] },
   };
-  const tokens = { adminToken: `soak-admin-${randomBytes(12).toString('hex')}`, memberToken: `soak-member-${randomBytes(12).toString('hex')}` };
-  const plane = await SoakPlane.create({ dir, port: await freePort(), hookUrl: hooks.url, ...tokens }, record.findings, record.outages);
+  const tokens = {
+    adminToken: `soak-admin-${randomBytes(12).toString('hex')}`,
+    memberToken: `soak-member-${randomBytes(12).toString('hex')}`,
+  };
+  const plane = await SoakPlane.create(
+    { dir, port: await freePort(), hookUrl: hooks.url, ...tokens },
+    record.findings,
+    record.outages,
+  );
   const procs = new JobProcesses(runId);
   // Ctrl-C: the jobs run detached from this process, so they are ended here, not left to their timeouts.
   process.once('SIGINT', () => {
     say('interrupted: stopping the plane, the supervisor and the jobs');
     plane.close();
     void cleanUp(plane.dataDir, procs)
-      .then(() => (parsed.keep ? undefined : rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 })))
+      .then(() =>
+        parsed.keep ? undefined : rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 }),
+      )
       .finally(() => process.exit(130));
   });
   try {
@@ -132,7 +141,14 @@ async function main(): Promise<number> {
     await writeFile(join(REPO_ROOT, 'docs', 'reliability.md'), renderDocs(results));
     say('docs/reliability.md rewritten');
   }
-  say(verdict.ok ? 'every invariant held' : `BROKEN: ${verdict.rows.filter((r) => r.ok === false).map((r) => r.label).join(', ')}`);
+  say(
+    verdict.ok
+      ? 'every invariant held'
+      : `BROKEN: ${verdict.rows
+          .filter((r) => r.ok === false)
+          .map((r) => r.label)
+          .join(', ')}`,
+  );
   return verdict.ok ? 0 : 1;
 }
 

@@ -13,7 +13,12 @@ import { build, type Metafile } from 'esbuild';
 import type { BundleFigure } from '../lib/results.js';
 import { summarize } from '../lib/stats.js';
 
-export async function runBundles(repoRoot: string, outDir: string, runs: number, say: (line: string) => void): Promise<BundleFigure[]> {
+export async function runBundles(
+  repoRoot: string,
+  outDir: string,
+  runs: number,
+  say: (line: string) => void,
+): Promise<BundleFigure[]> {
   // The stack's own list and banner: the figure follows whatever the stack deploys.
   const { HANDLER_ENTRIES } = await import('../../lib/flare-stack.js');
   const { esbuildOptions } = await import('../../lib/lambda-defaults.js');
@@ -35,8 +40,17 @@ export async function runBundles(repoRoot: string, outDir: string, runs: number,
       initMs.push(measured.importMs);
       processMs.push(measured.processMs);
     }
-    const figure: BundleFigure = { name, entry, bytes: statSync(outfile).size, gzipBytes: gzipSync(code).length, initMs: summarize(initMs), processMs: summarize(processMs) };
-    say(`bundle ${name}: ${(figure.bytes / 1024).toFixed(0)} KiB, import p50 ${figure.initMs.p50.toFixed(1)} ms; SDK clients ${sdkClients(metafile).join(', ') || 'none'}`);
+    const figure: BundleFigure = {
+      name,
+      entry,
+      bytes: statSync(outfile).size,
+      gzipBytes: gzipSync(code).length,
+      initMs: summarize(initMs),
+      processMs: summarize(processMs),
+    };
+    say(
+      `bundle ${name}: ${(figure.bytes / 1024).toFixed(0)} KiB, import p50 ${figure.initMs.p50.toFixed(1)} ms; SDK clients ${sdkClients(metafile).join(', ') || 'none'}`,
+    );
     figures.push(figure);
   }
   return figures;
@@ -55,7 +69,8 @@ function sdkClients(metafile: Metafile): string[] {
   return [...bytes].sort((a, b) => b[1] - a[1]).map(([pkg, n]) => `${pkg} ${(n / 1024).toFixed(0)}`);
 }
 
-const IMPORT_AND_TIME = 'const t = performance.now(); await import(process.argv[1]); process.stdout.write(String(performance.now() - t));';
+const IMPORT_AND_TIME =
+  'const t = performance.now(); await import(process.argv[1]); process.stdout.write(String(performance.now() - t));';
 
 /** A new node process, as Lambda's runtime starts one: import the bundle, report how long that took. */
 function coldImport(file: string): Promise<{ importMs: number; processMs: number }> {
@@ -74,7 +89,8 @@ function coldImport(file: string): Promise<{ importMs: number; processMs: number
     child.on('close', (code) => {
       const processMs = performance.now() - started;
       const importMs = Number(out.trim());
-      if (code !== 0 || !Number.isFinite(importMs)) reject(new Error(`importing ${file} failed (exit ${code}): ${err.trim().slice(0, 500)}`));
+      if (code !== 0 || !Number.isFinite(importMs))
+        reject(new Error(`importing ${file} failed (exit ${code}): ${err.trim().slice(0, 500)}`));
       else resolvePromise({ importMs, processMs });
     });
   });

@@ -11,7 +11,15 @@ import { US_EAST_1_PRICES, costPerJob, type LambdaUsage } from '../lib/cost.js';
 import { isRead, subtract, type MeterSnapshot } from '../lib/instrument.js';
 import { runSubmitLoad } from '../lib/load.js';
 import { startBenchPlane, POOL, PROJECT, TEMPLATE, type BenchPlane } from '../lib/plane.js';
-import type { CostFigure, DrainRun, ExpiryRun, FlareResults, IdleRun, SubmitRun, TransitionsJob } from '../lib/results.js';
+import type {
+  CostFigure,
+  DrainRun,
+  ExpiryRun,
+  FlareResults,
+  IdleRun,
+  SubmitRun,
+  TransitionsJob,
+} from '../lib/results.js';
 import { ratePerSecond, summarize, withRepeats } from '../lib/stats.js';
 import { measureStoreCeiling } from '../lib/store-ceiling.js';
 
@@ -40,23 +48,34 @@ const LAMBDA_MEMORY_MB = 512;
 const LONG_LIVE_TIMEOUT_MINUTES = 120;
 const ID = 'FLARE_JOB_ID';
 
-export async function runFlare(settings: FlareSettings, dir: string, figures: ReadonlySet<number>, say: (line: string) => void): Promise<FlareResults> {
+export async function runFlare(
+  settings: FlareSettings,
+  dir: string,
+  figures: ReadonlySet<number>,
+  say: (line: string) => void,
+): Promise<FlareResults> {
   const results: FlareResults = {
     setup: [
       `\`flare local\`'s control plane (lambdas/local/control-plane.ts) started in the harness's process from a config it writes: process driver, one pool of ${settings.slots} slots, reconciler every hour (not per-job work)`,
       `DynamoDB Local ${settings.inMemory ? 'in memory (--in-memory)' : 'on disk, in the data directory (as `flare local` runs it)'}`,
-      'submits over HTTP from a worker thread (its own event loop); instants of state changes from the plane\'s event bus; job start and SIGTERM instants written by the jobs themselves (`date +%s%N`)',
+      "submits over HTTP from a worker thread (its own event loop); instants of state changes from the plane's event bus; job start and SIGTERM instants written by the jobs themselves (`date +%s%N`)",
     ],
   };
   if (figures.has(2) && !settings.inMemory) {
     say('flare: DynamoDB Local alone, on disk: single-item writes and reads per second');
     results.storeCeiling = await measureStoreCeiling(dir, settings.ceilingCalls);
-    say(`  ${results.storeCeiling.writesPerS.toFixed(0)} writes/s, ${results.storeCeiling.readsPerS.toFixed(0)} reads/s`);
+    say(
+      `  ${results.storeCeiling.writesPerS.toFixed(0)} writes/s, ${results.storeCeiling.readsPerS.toFixed(0)} reads/s`,
+    );
   }
-  say(`flare: starting the control plane (${settings.slots} slots, DynamoDB Local ${settings.inMemory ? 'in memory' : 'on disk'})`);
+  say(
+    `flare: starting the control plane (${settings.slots} slots, DynamoDB Local ${settings.inMemory ? 'in memory' : 'on disk'})`,
+  );
   const started = performance.now();
   const bench = await startBenchPlane({ dir, slots: settings.slots, inMemory: settings.inMemory });
-  results.setup.push(`plane start-up (DynamoDB Local, tables, seeding): ${(performance.now() - started).toFixed(0)} ms`);
+  results.setup.push(
+    `plane start-up (DynamoDB Local, tables, seeding): ${(performance.now() - started).toFixed(0)} ms`,
+  );
   // A figure that fails is reported and the others still run: one broken figure should not cost the whole run.
   const attempt = async (figure: string, body: () => Promise<void>) => {
     try {
@@ -79,13 +98,31 @@ export async function runFlare(settings: FlareSettings, dir: string, figures: Re
         shortJob = answer.id;
         await bench.events.whenTerminal(answer.id, 30_000);
         await executionsDone(bench, [answer.id], 30_000);
-        cost.push(costFigure('one job on an idle plane (1 s)', [answer.id], subtract(bench.meter.snapshot(), before), bench, [answer.ms]));
+        cost.push(
+          costFigure('one job on an idle plane (1 s)', [answer.id], subtract(bench.meter.snapshot(), before), bench, [
+            answer.ms,
+          ]),
+        );
         longJob = (await submit(bench, { template: TEMPLATE, command: ['sleep', String(settings.longJobSeconds)] })).id;
         say(`flare fig 6: a ${settings.longJobSeconds} s job runs while figures 3 (idle) and 5 are measured`);
       });
     }
-    if (figures.has(3)) await attempt('3 (idle)', async () => void (results.idle = await idleFigure(bench, settings.idleN, settings.idleWarmup, say)));
-    if (figures.has(5)) await attempt('5', async () => void (results.expiry = await expiryFigure(bench, settings, longJob ? settings.slots - 1 : settings.slots, say)));
+    if (figures.has(3))
+      await attempt(
+        '3 (idle)',
+        async () => void (results.idle = await idleFigure(bench, settings.idleN, settings.idleWarmup, say)),
+      );
+    if (figures.has(5))
+      await attempt(
+        '5',
+        async () =>
+          void (results.expiry = await expiryFigure(
+            bench,
+            settings,
+            longJob ? settings.slots - 1 : settings.slots,
+            say,
+          )),
+      );
     if (shortJob && longJob) {
       const [short, long] = [shortJob, longJob];
       await attempt('6 (transitions)', async () => {
@@ -96,17 +133,30 @@ export async function runFlare(settings: FlareSettings, dir: string, figures: Re
       });
     }
     if (figures.has(1) || figures.has(2)) {
-      await attempt('1 (1 client)', async () => void (results.submit1 = (await submitFigure(bench, settings.submitN, 1, say)).run));
+      await attempt(
+        '1 (1 client)',
+        async () => void (results.submit1 = (await submitFigure(bench, settings.submitN, 1, say)).run),
+      );
       await attempt('1+2 (4 clients)', async () => {
         const batch = await submitFigure(bench, settings.submitN, 4, say);
         results.submit4 = batch.run;
         if (figures.has(6)) {
-          cost.push(costFigure(`a batch of ${batch.run.n} submitted at once (figure 2; most jobs wait)`, batch.jobIds, batch.usage, bench, batch.latencies));
-          if (results.transitions) results.transitions.batch = summarize(batch.jobIds.map((id) => transitionsOf(bench, id, 0).transitions));
+          cost.push(
+            costFigure(
+              `a batch of ${batch.run.n} submitted at once (figure 2; most jobs wait)`,
+              batch.jobIds,
+              batch.usage,
+              bench,
+              batch.latencies,
+            ),
+          );
+          if (results.transitions)
+            results.transitions.batch = summarize(batch.jobIds.map((id) => transitionsOf(bench, id, 0).transitions));
         }
         // End-to-end moves by ~10% from run to run: the verdict takes the median of several.
         const rates = [batch.run.completedPerS];
-        for (let i = 1; i < settings.e2eRuns; i++) rates.push((await submitFigure(bench, settings.submitN, 4, say)).run.completedPerS);
+        for (let i = 1; i < settings.e2eRuns; i++)
+          rates.push((await submitFigure(bench, settings.submitN, 4, say)).run.completedPerS);
         if (rates.length > 1) results.submit4 = withRepeats(batch.run, rates);
       });
     }
@@ -118,14 +168,20 @@ export async function runFlare(settings: FlareSettings, dir: string, figures: Re
       results.cost = cost;
       results.prices = US_EAST_1_PRICES;
     }
-    if (bench.problems.length) results.setup.push(`the plane logged ${bench.problems.length} warnings/errors, first: ${bench.problems[0].slice(0, 300)}`);
+    if (bench.problems.length)
+      results.setup.push(
+        `the plane logged ${bench.problems.length} warnings/errors, first: ${bench.problems[0].slice(0, 300)}`,
+      );
     return results;
   } finally {
     await bench.stop();
   }
 }
 
-async function submit(bench: BenchPlane, body: Record<string, unknown>): Promise<{ id: string; ms: number; sentAt: number }> {
+async function submit(
+  bench: BenchPlane,
+  body: Record<string, unknown>,
+): Promise<{ id: string; ms: number; sentAt: number }> {
   const sentAt = Date.now();
   const answer = await bench.user.call('POST', '/v1/jobs', body);
   if (answer.status !== 202) throw new Error(`submit answered ${answer.status}: ${JSON.stringify(answer.body)}`);
@@ -144,10 +200,18 @@ async function executionsDone(bench: BenchPlane, jobIds: readonly string[], time
 
 /** Figures 1 and 2: `n` submits from `clients` closed loops, then every job through its lifecycle. */
 async function submitFigure(bench: BenchPlane, n: number, clients: number, say: (line: string) => void) {
-  say(`flare fig 1${clients === 4 ? '+2' : ''}: ${n} submits from ${clients} client${clients === 1 ? '' : 's'}, then all ${n} jobs to the end`);
+  say(
+    `flare fig 1${clients === 4 ? '+2' : ''}: ${n} submits from ${clients} client${clients === 1 ? '' : 's'}, then all ${n} jobs to the end`,
+  );
   const before = bench.meter.snapshot();
   const cpuBefore = bench.cpu();
-  const load = await runSubmitLoad({ url: bench.url, token: bench.userToken, body: { template: TEMPLATE }, n, clients });
+  const load = await runSubmitLoad({
+    url: bench.url,
+    token: bench.userToken,
+    body: { template: TEMPLATE },
+    n,
+    clients,
+  });
   const ok = load.samples.filter((s) => s.jobId);
   const jobIds = ok.map((s) => s.jobId!);
   const lastEnd = await bench.events.whenAllTerminal(jobIds, 120_000 + n * 2_000);
@@ -174,7 +238,9 @@ async function submitFigure(bench: BenchPlane, n: number, clients: number, say: 
     },
     dynamoCallsPerJob: dynamoCallsPerJob(usage, jobIds.length),
   };
-  say(`  ${run.acceptedPerS.toFixed(1)} submits/s, p50 ${run.latencyMs.p50.toFixed(1)} ms, p99 ${run.latencyMs.p99.toFixed(1)} ms; ${run.completedPerS.toFixed(1)} completed/s`);
+  say(
+    `  ${run.acceptedPerS.toFixed(1)} submits/s, p50 ${run.latencyMs.p50.toFixed(1)} ms, p99 ${run.latencyMs.p99.toFixed(1)} ms; ${run.completedPerS.toFixed(1)} completed/s`,
+  );
   return { run, jobIds, usage, latencies: ok.map((s) => s.ms) };
 }
 
@@ -205,13 +271,20 @@ async function idleFigure(bench: BenchPlane, n: number, warmup: number, say: (li
     submitToAdmittedMs: summarize(warm.admitted),
     submitToRunningEventMs: summarize(warm.runningEvent),
     submitToStartMs: summarize(warm.starts),
-    ...(warmup ? { warmup: { n: warmup, submitToAdmittedMs: summarize(cold.admitted), submitToStartMs: summarize(cold.starts) } } : {}),
+    ...(warmup
+      ? { warmup: { n: warmup, submitToAdmittedMs: summarize(cold.admitted), submitToStartMs: summarize(cold.starts) } }
+      : {}),
   };
-  say(`  submit -> admitted p50 ${run.submitToAdmittedMs!.p50.toFixed(1)} ms, -> job starts p50 ${run.submitToStartMs.p50.toFixed(1)} ms`);
+  say(
+    `  submit -> admitted p50 ${run.submitToAdmittedMs!.p50.toFixed(1)} ms, -> job starts p50 ${run.submitToStartMs.p50.toFixed(1)} ms`,
+  );
   return run;
 }
 
-async function idleJobs(bench: BenchPlane, n: number): Promise<{ admitted: number[]; runningEvent: number[]; starts: number[] }> {
+async function idleJobs(
+  bench: BenchPlane,
+  n: number,
+): Promise<{ admitted: number[]; runningEvent: number[]; starts: number[] }> {
   const out = { admitted: [] as number[], runningEvent: [] as number[], starts: [] as number[] };
   for (let i = 0; i < n; i++) {
     await sleep(Math.random() * 300);
@@ -227,25 +300,46 @@ async function idleJobs(bench: BenchPlane, n: number): Promise<{ admitted: numbe
 }
 
 /** Figure 5: jobs that never end on their own, with a fractional live timeout. */
-async function expiryFigure(bench: BenchPlane, settings: FlareSettings, perRound: number, say: (line: string) => void): Promise<ExpiryRun> {
+async function expiryFigure(
+  bench: BenchPlane,
+  settings: FlareSettings,
+  perRound: number,
+  say: (line: string) => void,
+): Promise<ExpiryRun> {
   say(`flare fig 5: ${settings.expiryRounds} x ${perRound} jobs with a ${settings.expiryMinutes * 60} s live timeout`);
   const termLate: number[] = [];
   const releasedLate: number[] = [];
   for (let round = 0; round < settings.expiryRounds; round++) {
     const jobs = await Promise.all(
-      Array.from({ length: perRound }, () => submit(bench, { template: TEMPLATE, command: bench.stamps.sleepRecordingTerm(ID, 3600), liveTimeoutMinutes: settings.expiryMinutes })),
+      Array.from({ length: perRound }, () =>
+        submit(bench, {
+          template: TEMPLATE,
+          command: bench.stamps.sleepRecordingTerm(ID, 3600),
+          liveTimeoutMinutes: settings.expiryMinutes,
+        }),
+      ),
     );
     for (const job of jobs) {
       const end = await bench.events.whenTerminal(job.id, 60_000 + settings.expiryMinutes * 60_000);
       const stored = await bench.plane.deps.store.getJob(job.id);
-      if (end.state !== JobState.EXPIRED || !stored?.expiresAt) throw new Error(`job ${job.id} ended ${end.state}, not EXPIRED`);
+      if (end.state !== JobState.EXPIRED || !stored?.expiresAt)
+        throw new Error(`job ${job.id} ended ${end.state}, not EXPIRED`);
       const deadline = Date.parse(stored.expiresAt);
       termLate.push((await bench.stamps.when(job.id, 'term', 10_000)) - deadline);
       releasedLate.push(end.at - deadline);
     }
-    await executionsDone(bench, jobs.map((j) => j.id), 30_000);
+    await executionsDone(
+      bench,
+      jobs.map((j) => j.id),
+      30_000,
+    );
   }
-  const run: ExpiryRun = { n: termLate.length, limitSeconds: settings.expiryMinutes * 60, termLateMs: summarize(termLate), releasedLateMs: summarize(releasedLate) };
+  const run: ExpiryRun = {
+    n: termLate.length,
+    limitSeconds: settings.expiryMinutes * 60,
+    termLateMs: summarize(termLate),
+    releasedLateMs: summarize(releasedLate),
+  };
   say(`  SIGTERM p50 ${run.termLateMs.p50.toFixed(0)} ms, max ${run.termLateMs.max.toFixed(0)} ms after expiresAt`);
   return run;
 }
@@ -272,8 +366,17 @@ function transitionsOf(bench: BenchPlane, jobId: string, runSeconds: number): Tr
  * jobs waiting; one running job is cancelled at a time and the next is timed
  * from the release of the GPUs to its own first instruction.
  */
-async function drainFigure(bench: BenchPlane, settings: FlareSettings, depths: number[], say: (line: string) => void): Promise<DrainRun[]> {
-  const longJob = { template: TEMPLATE, command: bench.stamps.startThen(ID, ['sleep', '3600']), liveTimeoutMinutes: LONG_LIVE_TIMEOUT_MINUTES };
+async function drainFigure(
+  bench: BenchPlane,
+  settings: FlareSettings,
+  depths: number[],
+  say: (line: string) => void,
+): Promise<DrainRun[]> {
+  const longJob = {
+    template: TEMPLATE,
+    command: bench.stamps.startThen(ID, ['sleep', '3600']),
+    liveTimeoutMinutes: LONG_LIVE_TIMEOUT_MINUTES,
+  };
   say(`flare fig 3/4: ${settings.slots} long jobs hold every slot`);
   const holders: string[] = [];
   for (let i = 0; i < settings.slots; i++) holders.push((await submit(bench, longJob)).id);
@@ -304,7 +407,8 @@ async function drainFigure(bench: BenchPlane, settings: FlareSettings, depths: n
         const victim = holders.shift()!;
         const cancelAt = Date.now();
         const answer = await bench.user.call('DELETE', `/v1/jobs/${victim}`);
-        if (answer.status !== 202) throw new Error(`cancel of ${victim} answered ${answer.status}: ${JSON.stringify(answer.body)}`);
+        if (answer.status !== 202)
+          throw new Error(`cancel of ${victim} answered ${answer.status}: ${JSON.stringify(answer.body)}`);
         const released = await bench.events.whenTerminal(victim, 60_000);
         const next = await bench.events.next(JobState.LAUNCHING, released.at, seen, 60_000);
         seen.add(next.jobId);
@@ -324,9 +428,13 @@ async function drainFigure(bench: BenchPlane, settings: FlareSettings, depths: n
         releasedToStartMs: summarize(releasedToStart),
         cancelToStartMs: summarize(cancelToStart),
         fill,
-        ...(submitMs.length ? { submitAtDepth: { submitMs: summarize(submitMs), submitToWaitingMs: summarize(toWaiting) } } : {}),
+        ...(submitMs.length
+          ? { submitAtDepth: { submitMs: summarize(submitMs), submitToWaitingMs: summarize(toWaiting) } }
+          : {}),
       };
-      say(`  released -> next job starts p50 ${run.releasedToStartMs!.p50.toFixed(1)} ms, p99 ${run.releasedToStartMs!.p99.toFixed(1)} ms`);
+      say(
+        `  released -> next job starts p50 ${run.releasedToStartMs!.p50.toFixed(1)} ms, p99 ${run.releasedToStartMs!.p99.toFixed(1)} ms`,
+      );
       runs.push(run);
     }
   } finally {
@@ -343,7 +451,12 @@ async function drainFigure(bench: BenchPlane, settings: FlareSettings, depths: n
  * submitJob (WAITING, for the pool is full), without the HTTP round trip;
  * figure 4 times a few submits through the API separately (`submitAtDepth`).
  */
-async function fillQueue(bench: BenchPlane, body: { template: string; command: string[]; liveTimeoutMinutes: number }, count: number, say: (line: string) => void): Promise<DrainRun['fill']> {
+async function fillQueue(
+  bench: BenchPlane,
+  body: { template: string; command: string[]; liveTimeoutMinutes: number },
+  count: number,
+  say: (line: string) => void,
+): Promise<DrainRun['fill']> {
   if (count <= 0) return { how: 'already queued', jobs: 0, perS: Number.NaN };
   say(`  queueing ${count} jobs`);
   const identity = { name: 'bench', projects: [PROJECT], admin: false };
@@ -354,7 +467,8 @@ async function fillQueue(bench: BenchPlane, body: { template: string; command: s
       while (next < count) {
         next++;
         const { job } = await submitJob(bench.plane.deps, identity, body);
-        if (job.state !== JobState.WAITING) throw new Error(`job ${job.id} was stored ${job.state}, not WAITING: the pool was not full`);
+        if (job.state !== JobState.WAITING)
+          throw new Error(`job ${job.id} was stored ${job.state}, not WAITING: the pool was not full`);
       }
     }),
   );
@@ -362,11 +476,20 @@ async function fillQueue(bench: BenchPlane, body: { template: string; command: s
 }
 
 /** One scenario's usage per job, priced. */
-function costFigure(scenario: string, jobIds: readonly string[], usage: MeterSnapshot, bench: BenchPlane, apiLatencies: number[]): CostFigure {
+function costFigure(
+  scenario: string,
+  jobIds: readonly string[],
+  usage: MeterSnapshot,
+  bench: BenchPlane,
+  apiLatencies: number[],
+): CostFigure {
   const jobs = jobIds.length;
   const per = (x: number) => x / jobs;
   const ids = new Set(jobIds);
-  const transitions = bench.plane.workflows.list().filter((e) => ids.has(e.jobId)).reduce((sum, e) => sum + e.transitions, 0);
+  const transitions = bench.plane.workflows
+    .list()
+    .filter((e) => ids.has(e.jobId))
+    .reduce((sum, e) => sum + e.transitions, 0);
   const taskCalls = Object.values(usage.tasks).reduce((sum, t) => sum + t.calls, 0);
   const taskMs = Object.values(usage.tasks).reduce((sum, t) => sum + t.ms, 0);
   const taskMean = taskCalls ? taskMs / taskCalls : 0;
@@ -375,8 +498,21 @@ function costFigure(scenario: string, jobIds: readonly string[], usage: MeterSna
   const started = usage.compute.start ?? 0;
   const stops = usage.compute.stop ?? 0;
   const lambdas: LambdaUsage[] = [
-    { name: 'api', invocations: per(apiLatencies.length), meanDurationMs: apiMean, memoryMb: LAMBDA_MEMORY_MB, measured: true, note: 'POST /v1/jobs only (no polling); duration is the HTTP round trip on loopback, an upper bound of the handler time' },
-    { name: 'tasks', invocations: per(taskCalls), meanDurationMs: taskMean, memoryMb: LAMBDA_MEMORY_MB, measured: true },
+    {
+      name: 'api',
+      invocations: per(apiLatencies.length),
+      meanDurationMs: apiMean,
+      memoryMb: LAMBDA_MEMORY_MB,
+      measured: true,
+      note: 'POST /v1/jobs only (no polling); duration is the HTTP round trip on loopback, an upper bound of the handler time',
+    },
+    {
+      name: 'tasks',
+      invocations: per(taskCalls),
+      meanDurationMs: taskMean,
+      memoryMb: LAMBDA_MEMORY_MB,
+      measured: true,
+    },
     {
       name: 'computeEvents',
       invocations: per(started + 2 * stops),
@@ -410,7 +546,12 @@ function costFigure(scenario: string, jobIds: readonly string[], usage: MeterSna
     usage: perJob,
     breakdown: costPerJob(perJob, US_EAST_1_PRICES),
     dynamoCalls: dynamo
-      .map(([operation, s]) => ({ operation, perJob: per(s.calls), failedPerJob: per(s.failed), meanMs: s.ms / s.calls }))
+      .map(([operation, s]) => ({
+        operation,
+        perJob: per(s.calls),
+        failedPerJob: per(s.failed),
+        meanMs: s.ms / s.calls,
+      }))
       .sort((a, b) => b.perJob - a.perJob),
     tasks: Object.entries(usage.tasks)
       .map(([task, s]) => ({ task, perJob: per(s.calls), meanMs: s.ms / s.calls }))

@@ -56,35 +56,59 @@ export class SlurmPeer {
   }
 
   /** Install (root, apt) when missing, start the cluster; a string says why it cannot be run. */
-  static async start(options: { peerDir: string; stateDir: string; workDir: string; install: boolean; say: (line: string) => void }): Promise<SlurmPeer | string> {
+  static async start(options: {
+    peerDir: string;
+    stateDir: string;
+    workDir: string;
+    install: boolean;
+    say: (line: string) => void;
+  }): Promise<SlurmPeer | string> {
     const { peerDir, say } = options;
     if (!existsSync(join(peerDir, 'cluster.sh'))) return `no Slurm peer at ${peerDir} (cluster.sh missing)`;
     if (!(await hasSlurm())) {
-      if (!options.install) return 'Slurm is not installed (sbatch, slurmctld, slurmd or munged missing) and --no-install was given';
+      if (!options.install)
+        return 'Slurm is not installed (sbatch, slurmctld, slurmd or munged missing) and --no-install was given';
       if (process.getuid?.() !== 0) return 'Slurm is not installed and installing it needs root';
       say(`slurm: not installed; apt-get install -y --no-install-recommends ${PACKAGES.join(' ')}`);
-      const installed = await run('apt-get', ['install', '-y', '--no-install-recommends', ...PACKAGES], { timeoutMs: 300_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-      if (installed.code !== 0 || !(await hasSlurm())) return `Slurm could not be installed: ${lastLine(installed.stderr || installed.stdout)}`;
+      const installed = await run('apt-get', ['install', '-y', '--no-install-recommends', ...PACKAGES], {
+        timeoutMs: 300_000,
+        env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+      });
+      if (installed.code !== 0 || !(await hasSlurm()))
+        return `Slurm could not be installed: ${lastLine(installed.stderr || installed.stdout)}`;
     }
     if (process.getuid?.() !== 0) return 'the Slurm peer needs root (munged runs as the munge user, slurmd as root)';
     await mkdir(options.workDir, { recursive: true });
     say('slurm: starting the single-node cluster with the README tuning lines');
     const env = { ...process.env, SLURM_PEER_DIR: options.stateDir };
-    const started = await runScript(join(peerDir, 'cluster.sh'), ['start', ...TUNING], { timeoutMs: 120_000, env, logFile: join(options.workDir, 'cluster-start.log') });
+    const started = await runScript(join(peerDir, 'cluster.sh'), ['start', ...TUNING], {
+      timeoutMs: 120_000,
+      env,
+      logFile: join(options.workDir, 'cluster-start.log'),
+    });
     const state = /node state: ([A-Za-z+]+)/.exec(started.stdout)?.[1];
     if (started.code !== 0 || state !== 'idle') {
-      await runScript(join(peerDir, 'cluster.sh'), ['stopall'], { timeoutMs: 60_000, env, logFile: join(options.workDir, 'cluster-stop.log') });
+      await runScript(join(peerDir, 'cluster.sh'), ['stopall'], {
+        timeoutMs: 60_000,
+        env,
+        logFile: join(options.workDir, 'cluster-stop.log'),
+      });
       return `the Slurm cluster did not start (node state ${state ?? 'unknown'}): ${lastLine(started.stderr || started.stdout)}`;
     }
     say(`slurm: ${started.stdout.trim().split('\n').join('; ')}`);
-    const version = (await run('sinfo', ['--version'], { timeoutMs: 10_000, env: { ...env, SLURM_CONF: join(options.stateDir, 'etc', 'slurm.conf') } })).stdout.trim();
+    const version = (
+      await run('sinfo', ['--version'], {
+        timeoutMs: 10_000,
+        env: { ...env, SLURM_CONF: join(options.stateDir, 'etc', 'slurm.conf') },
+      })
+    ).stdout.trim();
     return new SlurmPeer(peerDir, options.stateDir, options.workDir, say, version);
   }
 
   setup(): string[] {
     return [
       `${this.version || 'Slurm'} from Debian packages, one node, 4 GPUs (GRES files linked to /dev/null), started by ${join(this.peerDir, 'cluster.sh')} with ${TUNING.map((t) => `\`${t}\``).join(' and ')}; slurm.conf as cluster.sh writes it (select/cons_tres, no accounting)`,
-      'every job asks for `--gres=gpu:1`, so at most 4 run at once as on Flare (the peer\'s bench.py asks for no GPU: up to 16 jobs at once on its 16 CPUs)',
+      "every job asks for `--gres=gpu:1`, so at most 4 run at once as on Flare (the peer's bench.py asks for no GPU: up to 16 jobs at once on its 16 CPUs)",
       'a submit is one `sbatch --parsable` process, timed from spawn to exit; completion is the job leaving squeue, polled every 100 ms',
     ];
   }
@@ -98,7 +122,10 @@ export class SlurmPeer {
     const script = this.stamps.termScript(ID, shellQuote(this.stamps.path), '3600');
     for (let i = 0; i < settings.expiryJobs; i++) {
       // No GPU: these sleep through figures 1-3, which need all 4.
-      const job = await this.sbatch(['-J', 'flare-bench-expiry', `--time=${settings.expiryMinutes}`, '--wrap', script], false);
+      const job = await this.sbatch(
+        ['-J', 'flare-bench-expiry', `--time=${settings.expiryMinutes}`, '--wrap', script],
+        false,
+      );
       if (!job.id) throw new Error(`sbatch of an expiry job failed: ${job.error}`);
       this.expiryIds.push(job.id);
     }
@@ -126,18 +153,27 @@ export class SlurmPeer {
       const left = gone.get(id);
       if (left !== undefined) goneLate.push(left - (start + limitMs));
     }
-    const run: ExpiryRun = { n: termLate.length, limitSeconds: settings.expiryMinutes * 60, termLateMs: summarize(termLate), goneLateMs: summarize(goneLate) };
+    const run: ExpiryRun = {
+      n: termLate.length,
+      limitSeconds: settings.expiryMinutes * 60,
+      termLateMs: summarize(termLate),
+      goneLateMs: summarize(goneLate),
+    };
     this.say(`slurm fig 5: SIGTERM p50 ${run.termLateMs.p50.toFixed(0)} ms after the time limit`);
     return run;
   }
 
-  async measure(settings: SlurmSettings, figures: ReadonlySet<number>): Promise<Pick<SlurmResults, 'submit1' | 'submit4' | 'idle' | 'drain'>> {
+  async measure(
+    settings: SlurmSettings,
+    figures: ReadonlySet<number>,
+  ): Promise<Pick<SlurmResults, 'submit1' | 'submit4' | 'idle' | 'drain'>> {
     const out: Pick<SlurmResults, 'submit1' | 'submit4' | 'idle' | 'drain'> = {};
     if (figures.has(1) || figures.has(2)) {
       out.submit1 = await this.submitFigure(settings.submitN, 1);
       const first = await this.submitFigure(settings.submitN, 4);
       const rates = [first.completedPerS];
-      for (let i = 1; i < settings.e2eRuns; i++) rates.push((await this.submitFigure(settings.submitN, 4)).completedPerS);
+      for (let i = 1; i < settings.e2eRuns; i++)
+        rates.push((await this.submitFigure(settings.submitN, 4)).completedPerS);
       out.submit4 = rates.length > 1 ? withRepeats(first, rates) : first;
     }
     if (figures.has(3)) {
@@ -148,13 +184,23 @@ export class SlurmPeer {
   }
 
   async stop(): Promise<void> {
-    await run('scancel', ['--user', process.env.USER ?? 'root'], { timeoutMs: 30_000, env: this.env }).catch(() => undefined);
-    const stopped = await runScript(join(this.peerDir, 'cluster.sh'), ['stopall'], { timeoutMs: 60_000, env: this.env, logFile: join(this.workDir, 'cluster-stop.log') });
-    this.say(`slurm: cluster stopped${stopped.code === 0 ? '' : ` (cluster.sh stopall exited ${stopped.code}: ${lastLine(stopped.stderr)})`}`);
+    await run('scancel', ['--user', process.env.USER ?? 'root'], { timeoutMs: 30_000, env: this.env }).catch(
+      () => undefined,
+    );
+    const stopped = await runScript(join(this.peerDir, 'cluster.sh'), ['stopall'], {
+      timeoutMs: 60_000,
+      env: this.env,
+      logFile: join(this.workDir, 'cluster-stop.log'),
+    });
+    this.say(
+      `slurm: cluster stopped${stopped.code === 0 ? '' : ` (cluster.sh stopall exited ${stopped.code}: ${lastLine(stopped.stderr)})`}`,
+    );
   }
 
   private async submitFigure(n: number, clients: number): Promise<SubmitRun> {
-    this.say(`slurm fig 1${clients === 4 ? '+2' : ''}: ${n} sbatch from ${clients} client${clients === 1 ? '' : 's'}, then all to the end`);
+    this.say(
+      `slurm fig 1${clients === 4 ? '+2' : ''}: ${n} sbatch from ${clients} client${clients === 1 ? '' : 's'}, then all to the end`,
+    );
     const name = `flare-bench-tp${clients}`;
     const samples: { id?: string; ms: number; error?: string }[] = [];
     let next = 0;
@@ -184,7 +230,9 @@ export class SlurmPeer {
       completedPerS: ratePerSecond(ok.length, doneAt - firstSentAt),
       firstSubmitToAllDoneS: (doneAt - firstSentAt) / 1000,
     };
-    this.say(`  ${result.acceptedPerS.toFixed(1)} submits/s, p50 ${result.latencyMs.p50.toFixed(1)} ms; ${result.completedPerS.toFixed(1)} completed/s`);
+    this.say(
+      `  ${result.acceptedPerS.toFixed(1)} submits/s, p50 ${result.latencyMs.p50.toFixed(1)} ms; ${result.completedPerS.toFixed(1)} completed/s`,
+    );
     return result;
   }
 
@@ -242,7 +290,11 @@ export class SlurmPeer {
     return result;
   }
 
-  private async nextStart(seen: ReadonlySet<string>, after: number, timeoutMs: number): Promise<{ id: string; at: number }> {
+  private async nextStart(
+    seen: ReadonlySet<string>,
+    after: number,
+    timeoutMs: number,
+  ): Promise<{ id: string; at: number }> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       for (const [id, at] of await this.stamps.read('start')) if (!seen.has(id) && at >= after) return { id, at };
@@ -251,19 +303,32 @@ export class SlurmPeer {
     }
   }
 
-  private async sbatch(args: string[], gpu = true): Promise<{ id?: string; ms: number; sentAt: number; error?: string }> {
+  private async sbatch(
+    args: string[],
+    gpu = true,
+  ): Promise<{ id?: string; ms: number; sentAt: number; error?: string }> {
     const sentAt = Date.now();
     const started = performance.now();
-    const result = await run('sbatch', ['--parsable', '-o', '/dev/null', '-e', '/dev/null', ...(gpu ? ['--gres=gpu:1'] : []), ...args], { timeoutMs: 60_000, env: this.env });
+    const result = await run(
+      'sbatch',
+      ['--parsable', '-o', '/dev/null', '-e', '/dev/null', ...(gpu ? ['--gres=gpu:1'] : []), ...args],
+      { timeoutMs: 60_000, env: this.env },
+    );
     const ms = performance.now() - started;
     if (result.code !== 0) return { ms, sentAt, error: lastLine(result.stderr) };
     return { id: result.stdout.trim().split(';')[0], ms, sentAt };
   }
 
   private async queued(name: string): Promise<string[]> {
-    const result = await run('squeue', ['-h', '-n', name, '-t', 'PD,R,CG,CF', '-o', '%i'], { timeoutMs: 30_000, env: this.env });
+    const result = await run('squeue', ['-h', '-n', name, '-t', 'PD,R,CG,CF', '-o', '%i'], {
+      timeoutMs: 30_000,
+      env: this.env,
+    });
     if (result.code !== 0) throw new Error(`squeue failed: ${result.stderr}`);
-    return result.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+    return result.stdout
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
   }
 
   /** Polls squeue until no job of that name is pending, running or completing; the wall time it saw that. */
@@ -278,7 +343,14 @@ export class SlurmPeer {
 }
 
 async function hasSlurm(): Promise<boolean> {
-  const found = await run('sh', ['-c', 'command -v sbatch && command -v squeue && command -v slurmctld && command -v slurmd && (command -v munged || test -x /usr/sbin/munged)'], { timeoutMs: 10_000 });
+  const found = await run(
+    'sh',
+    [
+      '-c',
+      'command -v sbatch && command -v squeue && command -v slurmctld && command -v slurmd && (command -v munged || test -x /usr/sbin/munged)',
+    ],
+    { timeoutMs: 10_000 },
+  );
   return found.code === 0;
 }
 
@@ -287,7 +359,11 @@ function lastLine(text: string): string {
 }
 
 /** cluster.sh starts daemons that inherit its stdout: run it with its output in a file and wait for its exit, not for the pipes to close. */
-async function runScript(script: string, args: string[], options: { timeoutMs: number; env: NodeJS.ProcessEnv; logFile: string }): Promise<Run> {
+async function runScript(
+  script: string,
+  args: string[],
+  options: { timeoutMs: number; env: NodeJS.ProcessEnv; logFile: string },
+): Promise<Run> {
   const out = await open(options.logFile, 'w');
   try {
     const code = await new Promise<number>((resolve) => {
@@ -320,7 +396,11 @@ function run(command: string, args: string[], options: { timeoutMs: number; env?
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code: code ?? (signal ? 128 : -1), stdout, stderr: signal === 'SIGKILL' && code === null ? `${stderr}\ntimed out after ${options.timeoutMs} ms` : stderr });
+      resolve({
+        code: code ?? (signal ? 128 : -1),
+        stdout,
+        stderr: signal === 'SIGKILL' && code === null ? `${stderr}\ntimed out after ${options.timeoutMs} ms` : stderr,
+      });
     });
   });
 }

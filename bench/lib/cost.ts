@@ -76,7 +76,13 @@ export function gbSeconds(lambda: Pick<LambdaUsage, 'invocations' | 'meanDuratio
 }
 
 export function costPerJob(usage: UsagePerJob, prices: PriceTable): CostBreakdown {
-  const line = (item: string, quantity: number, unit: string, unitPriceUsd: number): CostLine => ({ item, quantity, unit, unitPriceUsd, usd: quantity * unitPriceUsd });
+  const line = (item: string, quantity: number, unit: string, unitPriceUsd: number): CostLine => ({
+    item,
+    quantity,
+    unit,
+    unitPriceUsd,
+    usd: quantity * unitPriceUsd,
+  });
   const requests = usage.lambdas.reduce((sum, l) => sum + l.invocations, 0);
   const gbs = usage.lambdas.reduce((sum, l) => sum + gbSeconds(l), 0);
   const lines = [

@@ -32,7 +32,13 @@ export interface MeterSnapshot {
   events: number;
 }
 
-const READS = new Set(['GetItemCommand', 'QueryCommand', 'ScanCommand', 'BatchGetItemCommand', 'TransactGetItemsCommand']);
+const READS = new Set([
+  'GetItemCommand',
+  'QueryCommand',
+  'ScanCommand',
+  'BatchGetItemCommand',
+  'TransactGetItemsCommand',
+]);
 
 /** Whether a key of MeterSnapshot.dynamo (`<operation> <table>...`) names a read. */
 export function isRead(key: string): boolean {
@@ -48,7 +54,13 @@ export class Meter {
     return structuredClone(this.data);
   }
 
-  recordDynamo(command: string, input: Record<string, any>, ms: number, output: Record<string, any> | undefined, error: unknown): void {
+  recordDynamo(
+    command: string,
+    input: Record<string, any>,
+    ms: number,
+    output: Record<string, any> | undefined,
+    error: unknown,
+  ): void {
     const key = dynamoKey(command, input);
     const stats = (this.data.dynamo[key] ??= { calls: 0, ms: 0, readUnits: 0, writeUnits: 0, failed: 0 });
     stats.calls += 1;
@@ -95,7 +107,10 @@ function dynamoKey(command: string, input: Record<string, any>): string {
     });
     return `${op} [${tables.join(', ')}]`;
   }
-  if (input.RequestItems) return `${op} ${Object.keys(input.RequestItems as object).map(shortTable).join('+')}`;
+  if (input.RequestItems)
+    return `${op} ${Object.keys(input.RequestItems as object)
+      .map(shortTable)
+      .join('+')}`;
   return `${op} ${shortTable(input.TableName)}${input.IndexName ? `/${input.IndexName}` : ''}`;
 }
 
@@ -106,7 +121,9 @@ function shortTable(name: unknown): string {
 function jobsWrites(command: string, input: Record<string, any>, jobsTable: string): number {
   if ((command === 'PutItemCommand' || command === 'UpdateItemCommand') && input.TableName === jobsTable) return 1;
   if (command === 'TransactWriteItemsCommand') {
-    return (input.TransactItems as Record<string, any>[]).filter((item) => (item.Put ?? item.Update)?.TableName === jobsTable).length;
+    return (input.TransactItems as Record<string, any>[]).filter(
+      (item) => (item.Put ?? item.Update)?.TableName === jobsTable,
+    ).length;
   }
   return 0;
 }
@@ -117,13 +134,19 @@ export function subtract(after: MeterSnapshot, before: MeterSnapshot): MeterSnap
     for (const [key, value] of Object.entries(a)) {
       const prev = b[key];
       const base = prev as unknown as Record<string, number> | undefined;
-      const diff = Object.fromEntries(Object.entries(value).map(([k, v]) => [k, (v as number) - (base?.[k] ?? 0)])) as unknown as T;
+      const diff = Object.fromEntries(
+        Object.entries(value).map(([k, v]) => [k, (v as number) - (base?.[k] ?? 0)]),
+      ) as unknown as T;
       if (diff.calls > 0) out[key] = diff;
     }
     return out;
   };
   const minusCounts = (a: Record<string, number>, b: Record<string, number>) =>
-    Object.fromEntries(Object.entries(a).map(([k, v]) => [k, v - (b[k] ?? 0)]).filter(([, v]) => (v as number) > 0));
+    Object.fromEntries(
+      Object.entries(a)
+        .map(([k, v]) => [k, v - (b[k] ?? 0)])
+        .filter(([, v]) => (v as number) > 0),
+    );
   return {
     dynamo: minusStats(after.dynamo, before.dynamo),
     jobsTableWrites: after.jobsTableWrites - before.jobsTableWrites,
@@ -156,7 +179,13 @@ export function meterDynamoDb(meter: Meter): void {
         const started = performance.now();
         try {
           const result = await next(args);
-          current?.recordDynamo(command, input, performance.now() - started, result.output as Record<string, any>, undefined);
+          current?.recordDynamo(
+            command,
+            input,
+            performance.now() - started,
+            result.output as Record<string, any>,
+            undefined,
+          );
           return result;
         } catch (error) {
           current?.recordDynamo(command, input, performance.now() - started, undefined, error);
@@ -264,7 +293,9 @@ export function cpuSnapshot(dynamoPids: readonly number[], supervisorPid?: numbe
   const main = statTimes(`/proc/${process.pid}/task/${process.pid}/stat`);
   const whole = statTimes(`/proc/${process.pid}/stat`);
   const supervisor = supervisorPid ? statTimes(`/proc/${supervisorPid}/stat`) : undefined;
-  const dynamo = dynamoPids.map((pid) => statTimes(`/proc/${pid}/stat`)).filter((t): t is [number, number, number, number] => !!t);
+  const dynamo = dynamoPids
+    .map((pid) => statTimes(`/proc/${pid}/stat`))
+    .filter((t): t is [number, number, number, number] => !!t);
   return {
     planeMs: main ? main[0] + main[1] : 0,
     dynamoMs: dynamo.reduce((sum, t) => sum + t[0] + t[1], 0),

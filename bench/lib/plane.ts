@@ -61,7 +61,17 @@ export async function startBenchPlane(options: BenchPlaneOptions): Promise<Bench
     ],
     pools: [{ name: POOL, gpus: options.slots }],
     images: [{ name: 'busybox', reference: 'docker.io/library/busybox:1.36', digest: `sha256:${'0'.repeat(64)}` }],
-    templates: [{ name: TEMPLATE, project: PROJECT, pool: POOL, gpus: 1, image: 'busybox', command: ['true'], maxLiveTimeoutMinutes: 1440 }],
+    templates: [
+      {
+        name: TEMPLATE,
+        project: PROJECT,
+        pool: POOL,
+        gpus: 1,
+        image: 'busybox',
+        command: ['true'],
+        maxLiveTimeoutMinutes: 1440,
+      },
+    ],
     compute: { driver: 'process' },
     // The reconciler is a periodic sweep, not per-job work: keep it out of the figures.
     reconcileSeconds: 3600,
@@ -214,7 +224,12 @@ export class EventRecorder {
   }
 
   /** The first `state` event at or after `after` (wall ms), of a job not in `except`. */
-  next(state: JobState, after: number, except: ReadonlySet<string>, timeoutMs: number): Promise<{ jobId: string; at: number }> {
+  next(
+    state: JobState,
+    after: number,
+    except: ReadonlySet<string>,
+    timeoutMs: number,
+  ): Promise<{ jobId: string; at: number }> {
     return this.until(
       `a job to enter ${state}`,
       () => this.log.find((e) => e.state === state && e.at >= after && !except.has(e.jobId)),
@@ -283,7 +298,8 @@ export class StampFile {
     for (;;) {
       const at = (await this.read(what)).get(jobId);
       if (at !== undefined) return at;
-      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for job ${jobId} to record ${what}`);
+      if (Date.now() > deadline)
+        throw new Error(`timed out after ${timeoutMs} ms waiting for job ${jobId} to record ${what}`);
       await sleep(2);
     }
   }
@@ -292,4 +308,3 @@ export class StampFile {
 export function shellQuote(text: string): string {
   return `'${text.replace(/'/g, `'\\''`)}'`;
 }
-

@@ -36,7 +36,11 @@ export function markdownTable(header: string[], rows: string[][]): string {
 /** A plain-text table with aligned columns, for the terminal. */
 export function textTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (c ?? '').padEnd(widths[i])).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (c ?? '').padEnd(widths[i]))
+      .join('  ')
+      .trimEnd();
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
@@ -54,7 +58,16 @@ function submitRows(r: BenchResults): string[][] {
   const rows: string[][] = [];
   for (const { name, side } of sides(r)) {
     for (const run of [side.submit1, side.submit4].filter((x): x is SubmitRun => !!x)) {
-      rows.push([name, String(run.clients), num(run.n, 0), num(run.acceptedPerS, 1), num(run.latencyMs.p50, 1), num(run.latencyMs.p99, 1), `${num(run.latencyMs.min, 1)}–${num(run.latencyMs.max, 1)}`, String(run.errors)]);
+      rows.push([
+        name,
+        String(run.clients),
+        num(run.n, 0),
+        num(run.acceptedPerS, 1),
+        num(run.latencyMs.p50, 1),
+        num(run.latencyMs.p99, 1),
+        `${num(run.latencyMs.min, 1)}–${num(run.latencyMs.max, 1)}`,
+        String(run.errors),
+      ]);
     }
   }
   return rows;
@@ -64,10 +77,27 @@ function endToEndRows(r: BenchResults): string[][] {
   const rows: string[][] = [];
   for (const { name, side } of sides(r)) {
     for (const run of [side.submit1, side.submit4].filter((x): x is SubmitRun => !!x)) {
-      const outcomes = run.outcomes ? Object.entries(run.outcomes).map(([k, v]) => `${k} ${v}`).join(', ') : '';
-      const cpu = run.cpuMsPerJob ? `${num(run.cpuMsPerJob.plane, 1)} / ${num(run.cpuMsPerJob.dynamodb, 1)} / ${num(run.cpuMsPerJob.jobs, 1)}` : 'n/a';
-      const rate = run.completedPerSRuns ? `${num(run.completedPerS, 1)} (median of ${run.completedPerSRuns.map((x) => num(x, 1)).join(', ')})` : num(run.completedPerS, 1);
-      rows.push([name, String(run.clients), num(run.n, 0), num(run.completed, 0), rate, `${num(run.firstSubmitToAllDoneS, 1)} s`, cpu, outcomes]);
+      const outcomes = run.outcomes
+        ? Object.entries(run.outcomes)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')
+        : '';
+      const cpu = run.cpuMsPerJob
+        ? `${num(run.cpuMsPerJob.plane, 1)} / ${num(run.cpuMsPerJob.dynamodb, 1)} / ${num(run.cpuMsPerJob.jobs, 1)}`
+        : 'n/a';
+      const rate = run.completedPerSRuns
+        ? `${num(run.completedPerS, 1)} (median of ${run.completedPerSRuns.map((x) => num(x, 1)).join(', ')})`
+        : num(run.completedPerS, 1);
+      rows.push([
+        name,
+        String(run.clients),
+        num(run.n, 0),
+        num(run.completed, 0),
+        rate,
+        `${num(run.firstSubmitToAllDoneS, 1)} s`,
+        cpu,
+        outcomes,
+      ]);
     }
   }
   return rows;
@@ -91,18 +121,44 @@ function idleRows(r: BenchResults): string[][] {
   for (const { name, side } of sides(r)) {
     const idle: IdleRun | undefined = side.idle;
     if (idle) {
-      if (idle.submitToAdmittedMs) rows.push([name, 'idle: submit -> admitted', ...summaryCells(idle.submitToAdmittedMs)]);
-      if (idle.submitToRunningEventMs) rows.push([name, 'idle: submit -> RUNNING reported', ...summaryCells(idle.submitToRunningEventMs)]);
+      if (idle.submitToAdmittedMs)
+        rows.push([name, 'idle: submit -> admitted', ...summaryCells(idle.submitToAdmittedMs)]);
+      if (idle.submitToRunningEventMs)
+        rows.push([name, 'idle: submit -> RUNNING reported', ...summaryCells(idle.submitToRunningEventMs)]);
       rows.push([name, 'idle: submit -> job starts', ...summaryCells(idle.submitToStartMs)]);
       const warm = idle.warmup;
-      if (warm?.submitToAdmittedMs) rows.push([name, `idle, the first ${warm.n} jobs after start (warm-up): submit -> admitted`, ...summaryCells(warm.submitToAdmittedMs)]);
-      if (warm) rows.push([name, `idle, the first ${warm.n} jobs after start (warm-up): submit -> job starts`, ...summaryCells(warm.submitToStartMs)]);
+      if (warm?.submitToAdmittedMs)
+        rows.push([
+          name,
+          `idle, the first ${warm.n} jobs after start (warm-up): submit -> admitted`,
+          ...summaryCells(warm.submitToAdmittedMs),
+        ]);
+      if (warm)
+        rows.push([
+          name,
+          `idle, the first ${warm.n} jobs after start (warm-up): submit -> job starts`,
+          ...summaryCells(warm.submitToStartMs),
+        ]);
     }
     const drain: DrainRun | undefined = side.drain?.[0];
     if (drain) {
-      if (drain.releasedToAdmittedMs) rows.push([name, `drain (${drain.depth} waiting): GPU released -> next admitted`, ...summaryCells(drain.releasedToAdmittedMs)]);
-      if (drain.releasedToStartMs) rows.push([name, `drain (${drain.depth} waiting): GPU released -> next job starts`, ...summaryCells(drain.releasedToStartMs)]);
-      rows.push([name, `drain (${drain.depth} waiting): cancel -> next job starts`, ...summaryCells(drain.cancelToStartMs)]);
+      if (drain.releasedToAdmittedMs)
+        rows.push([
+          name,
+          `drain (${drain.depth} waiting): GPU released -> next admitted`,
+          ...summaryCells(drain.releasedToAdmittedMs),
+        ]);
+      if (drain.releasedToStartMs)
+        rows.push([
+          name,
+          `drain (${drain.depth} waiting): GPU released -> next job starts`,
+          ...summaryCells(drain.releasedToStartMs),
+        ]);
+      rows.push([
+        name,
+        `drain (${drain.depth} waiting): cancel -> next job starts`,
+        ...summaryCells(drain.cancelToStartMs),
+      ]);
     }
   }
   return rows;
@@ -123,7 +179,9 @@ function depthRows(r: BenchResults): string[][] {
         spread(d.releasedToAdmittedMs),
         spread(d.releasedToStartMs),
         spread(d.cancelToStartMs),
-        d.submitAtDepth ? `${num(d.submitAtDepth.submitMs.p50, 1)} / ${num(d.submitAtDepth.submitToWaitingMs.p50, 1)}` : 'n/a',
+        d.submitAtDepth
+          ? `${num(d.submitAtDepth.submitMs.p50, 1)} / ${num(d.submitAtDepth.submitToWaitingMs.p50, 1)}`
+          : 'n/a',
         d.fill ? `${d.fill.how}, ${num(d.fill.perS, 0)}/s` : '',
       ]);
     }
@@ -136,7 +194,11 @@ function expiryRows(r: BenchResults): string[][] {
   for (const { name, side } of sides(r)) {
     const e: ExpiryRun | undefined = side.expiry;
     if (!e) continue;
-    const after = e.releasedLateMs ? `GPUs released: ${spread(e.releasedLateMs)}` : e.goneLateMs ? `left the queue: ${spread(e.goneLateMs)}` : '';
+    const after = e.releasedLateMs
+      ? `GPUs released: ${spread(e.releasedLateMs)}`
+      : e.goneLateMs
+        ? `left the queue: ${spread(e.goneLateMs)}`
+        : '';
     rows.push([name, `${num(e.limitSeconds, 1)} s`, String(e.n), spread(e.termLateMs), after]);
   }
   return rows;
@@ -144,7 +206,9 @@ function expiryRows(r: BenchResults): string[][] {
 
 function costSection(c: CostFigure): string {
   const u = c.usage;
-  const lambdas = u.lambdas.map((l) => `${l.name} ${num(l.invocations, 2)} × ${num(l.meanDurationMs, 1)} ms${l.measured ? '' : ' (assumed)'}`).join('; ');
+  const lambdas = u.lambdas
+    .map((l) => `${l.name} ${num(l.invocations, 2)} × ${num(l.meanDurationMs, 1)} ms${l.measured ? '' : ' (assumed)'}`)
+    .join('; ');
   const lines = [
     `**${c.scenario}** (${c.jobs} job${c.jobs === 1 ? '' : 's'}): ${usd(c.breakdown.totalUsd)} per job.`,
     '',
@@ -158,10 +222,22 @@ function costSection(c: CostFigure): string {
   const notes = u.lambdas.filter((l) => l.note).map((l) => `${l.name}: ${l.note}`);
   if (notes.length) lines.push('', ...notes.map((n) => `- ${n}`));
   if (c.tasks.length) {
-    lines.push('', markdownTable(['workflow task', 'per job', 'mean ms'], c.tasks.map((t) => [t.task, num(t.perJob, 2), num(t.meanMs, 1)])));
+    lines.push(
+      '',
+      markdownTable(
+        ['workflow task', 'per job', 'mean ms'],
+        c.tasks.map((t) => [t.task, num(t.perJob, 2), num(t.meanMs, 1)]),
+      ),
+    );
   }
   if (c.dynamoCalls.length) {
-    lines.push('', markdownTable(['DynamoDB call', 'per job', 'of which failed', 'mean ms'], c.dynamoCalls.map((d) => [d.operation, num(d.perJob, 2), num(d.failedPerJob, 2), num(d.meanMs, 1)])));
+    lines.push(
+      '',
+      markdownTable(
+        ['DynamoDB call', 'per job', 'of which failed', 'mean ms'],
+        c.dynamoCalls.map((d) => [d.operation, num(d.perJob, 2), num(d.failedPerJob, 2), num(d.meanMs, 1)]),
+      ),
+    );
   }
   return lines.join('\n');
 }
@@ -170,7 +246,10 @@ export function renderMarkdown(r: BenchResults): string {
   const m = r.machine;
   const out: string[] = [];
   out.push('# Benchmarks', '');
-  out.push('<!-- Generated by `npm run bench` (bench/run.ts) from one run; change bench/lib/render.ts, not this file. -->', '');
+  out.push(
+    '<!-- Generated by `npm run bench` (bench/run.ts) from one run; change bench/lib/render.ts, not this file. -->',
+    '',
+  );
   out.push(
     "Flare's local control plane and, as the peer, a single-node Slurm with 4 fake GPUs, measured in one run on one machine. " +
       'How each figure is measured, and what it leaves out: [bench/README.md](../bench/README.md). ' +
@@ -182,7 +261,10 @@ export function renderMarkdown(r: BenchResults): string {
       ['run', ''],
       [
         ['date', r.startedAt],
-        ['mode', r.mode === 'quick' ? 'quick (`npm run bench -- --quick`: fewer jobs and samples)' : 'full (`npm run bench`)'],
+        [
+          'mode',
+          r.mode === 'quick' ? 'quick (`npm run bench -- --quick`: fewer jobs and samples)' : 'full (`npm run bench`)',
+        ],
         ['command', `\`${r.command}\``],
         ['commit', `${r.git.commit}${r.git.dirty ? ' (with uncommitted changes)' : ''}`],
         ['duration', `${num(r.durationS, 0)} s`],
@@ -196,14 +278,27 @@ export function renderMarkdown(r: BenchResults): string {
   );
 
   out.push('## Targets', '');
-  out.push(markdownTable(['figure', 'target', 'measured', 'verdict'], r.targets.map((t) => [t.figure, t.target, t.measured, metLabel(t.met)])), '');
+  out.push(
+    markdownTable(
+      ['figure', 'target', 'measured', 'verdict'],
+      r.targets.map((t) => [t.figure, t.target, t.measured, metLabel(t.met)]),
+    ),
+    '',
+  );
 
   out.push('## Flare / Slurm', '');
   if (r.comparisons.length) {
     out.push(
       markdownTable(
         ['figure', 'metric', 'Flare', 'Slurm', 'Flare / Slurm', 'better is'],
-        r.comparisons.map((c) => [c.figure, c.metric, `${num(c.flare, 1)} ${c.unit}`, `${num(c.slurm, 1)} ${c.unit}`, num(c.ratio, 2), c.better]),
+        r.comparisons.map((c) => [
+          c.figure,
+          c.metric,
+          `${num(c.flare, 1)} ${c.unit}`,
+          `${num(c.slurm, 1)} ${c.unit}`,
+          num(c.ratio, 2),
+          c.better,
+        ]),
       ),
       '',
     );
@@ -212,11 +307,35 @@ export function renderMarkdown(r: BenchResults): string {
   }
 
   out.push('## 1. Submit throughput and latency', '');
-  out.push(markdownTable(['side', 'clients', 'submits', 'accepted/s', 'p50 ms', 'p99 ms', 'min–max ms', 'errors'], submitRows(r)), '');
+  out.push(
+    markdownTable(
+      ['side', 'clients', 'submits', 'accepted/s', 'p50 ms', 'p99 ms', 'min–max ms', 'errors'],
+      submitRows(r),
+    ),
+    '',
+  );
 
   out.push('## 2. End-to-end throughput', '');
-  out.push('Every job of figure 1 runs `true` through its whole lifecycle on 4 slots; first submit to the last job done.', '');
-  out.push(markdownTable(['side', 'clients', 'jobs', 'completed', 'completed/s', 'first submit -> all done', 'CPU ms per job: plane / DynamoDB Local / job processes', 'outcomes'], endToEndRows(r)), '');
+  out.push(
+    'Every job of figure 1 runs `true` through its whole lifecycle on 4 slots; first submit to the last job done.',
+    '',
+  );
+  out.push(
+    markdownTable(
+      [
+        'side',
+        'clients',
+        'jobs',
+        'completed',
+        'completed/s',
+        'first submit -> all done',
+        'CPU ms per job: plane / DynamoDB Local / job processes',
+        'outcomes',
+      ],
+      endToEndRows(r),
+    ),
+    '',
+  );
   const ceiling = storeCeilingNote(r);
   if (ceiling) out.push(ceiling, '');
 
@@ -226,15 +345,30 @@ export function renderMarkdown(r: BenchResults): string {
   out.push('## 4. Drain latency against queue depth', '');
   out.push(
     markdownTable(
-      ['side', 'waiting', 'n', 'released -> admitted', 'released -> job starts', 'cancel -> job starts', 'submit at depth: answer / WAITING p50', 'queue filled by'],
+      [
+        'side',
+        'waiting',
+        'n',
+        'released -> admitted',
+        'released -> job starts',
+        'cancel -> job starts',
+        'submit at depth: answer / WAITING p50',
+        'queue filled by',
+      ],
       depthRows(r),
     ),
     '',
   );
 
   out.push('## 5. Expiry precision', '');
-  out.push('How late after its deadline a job receives SIGTERM (it records the instant itself), and when its resources are free again.', '');
-  out.push(markdownTable(['side', 'limit', 'n', 'deadline -> SIGTERM', 'deadline -> resources free'], expiryRows(r)), '');
+  out.push(
+    'How late after its deadline a job receives SIGTERM (it records the instant itself), and when its resources are free again.',
+    '',
+  );
+  out.push(
+    markdownTable(['side', 'limit', 'n', 'deadline -> SIGTERM', 'deadline -> resources free'], expiryRows(r)),
+    '',
+  );
 
   out.push('## 6. State transitions and cost per job', '');
   const t = r.flare.transitions;
@@ -242,11 +376,20 @@ export function renderMarkdown(r: BenchResults): string {
     out.push(
       markdownTable(
         ['job', 'final state', 'executions', 'transitions', 'states entered'],
-        t.jobs.map((j) => [`${j.runSeconds} s`, j.state, String(j.executions), String(j.transitions), j.states.join(' → ')]),
+        t.jobs.map((j) => [
+          `${j.runSeconds} s`,
+          j.state,
+          String(j.executions),
+          String(j.transitions),
+          j.states.join(' → '),
+        ]),
       ),
       '',
     );
-    out.push(`Equal for both run times: ${t.equal ? 'yes' : 'NO'}.${t.batch ? ` Over the figure-2 batch: ${num(t.batch.min, 0)}–${num(t.batch.max, 0)} per job, mean ${num(t.batch.mean, 1)} (a job that waited has a second execution).` : ''}`, '');
+    out.push(
+      `Equal for both run times: ${t.equal ? 'yes' : 'NO'}.${t.batch ? ` Over the figure-2 batch: ${num(t.batch.min, 0)}–${num(t.batch.max, 0)} per job, mean ${num(t.batch.mean, 1)} (a job that waited has a second execution).` : ''}`,
+      '',
+    );
   }
   for (const c of r.flare.cost ?? []) out.push(costSection(c), '');
   if (r.flare.prices) {
@@ -262,11 +405,22 @@ export function renderMarkdown(r: BenchResults): string {
 
   out.push('## 7. Lambda bundles', '');
   if (r.bundles?.length) {
-    out.push('Each entry of `HANDLER_ENTRIES` (lib/flare-stack.ts) bundled as the stack bundles it (esbuild, ESM, minified, AWS SDK included); init is a fresh `node` importing the bundle.', '');
+    out.push(
+      'Each entry of `HANDLER_ENTRIES` (lib/flare-stack.ts) bundled as the stack bundles it (esbuild, ESM, minified, AWS SDK included); init is a fresh `node` importing the bundle.',
+      '',
+    );
     out.push(
       markdownTable(
         ['function', 'entry', 'bundle', 'gzip', 'import ms p50', 'min–max', 'whole process ms p50'],
-        r.bundles.map((b) => [b.name, `\`${b.entry}\``, bytes(b.bytes), bytes(b.gzipBytes), num(b.initMs.p50, 1), `${num(b.initMs.min, 1)}–${num(b.initMs.max, 1)}`, num(b.processMs.p50, 1)]),
+        r.bundles.map((b) => [
+          b.name,
+          `\`${b.entry}\``,
+          bytes(b.bytes),
+          bytes(b.gzipBytes),
+          num(b.initMs.p50, 1),
+          `${num(b.initMs.min, 1)}–${num(b.initMs.max, 1)}`,
+          num(b.processMs.p50, 1),
+        ]),
       ),
       '',
     );
@@ -290,11 +444,18 @@ export function renderSummary(r: BenchResults): string {
   const rows: string[][] = [];
   const slurm = r.slurm?.status === 'ok' ? r.slurm : undefined;
   const byMetric = new Map(r.comparisons.map((c) => [`${c.figure}|${c.metric}`, c]));
-  const add = (figure: string, metric: string, flare: string, slurmValue = '', ratioValue = '') => rows.push([figure, metric, flare, slurmValue, ratioValue]);
+  const add = (figure: string, metric: string, flare: string, slurmValue = '', ratioValue = '') =>
+    rows.push([figure, metric, flare, slurmValue, ratioValue]);
   const cmp = (figure: string, metric: string, flare: number | undefined, unit: string) => {
     if (flare === undefined) return;
     const c = byMetric.get(`${figure}|${metric}`);
-    add(figure, metric, `${num(flare, 1)} ${unit}`, c ? `${num(c.slurm, 1)} ${unit}` : slurm ? 'n/a' : '', c ? num(c.ratio, 2) : '');
+    add(
+      figure,
+      metric,
+      `${num(flare, 1)} ${unit}`,
+      c ? `${num(c.slurm, 1)} ${unit}` : slurm ? 'n/a' : '',
+      c ? num(c.ratio, 2) : '',
+    );
   };
   const f = r.flare;
   cmp('1', 'submits accepted, 1 client', f.submit1?.acceptedPerS, '/s');
@@ -302,21 +463,38 @@ export function renderSummary(r: BenchResults): string {
   cmp('1', 'submit latency p50, 1 client', f.submit1?.latencyMs.p50, 'ms');
   cmp('1', 'submit latency p99, 4 clients', f.submit4?.latencyMs.p99, 'ms');
   cmp('2', 'tiny jobs completed, submit to all done', f.submit4?.completedPerS, '/s');
-  if (f.idle?.submitToAdmittedMs) add('3', 'idle submit -> admitted p50/p99', `${num(f.idle.submitToAdmittedMs.p50, 1)} / ${num(f.idle.submitToAdmittedMs.p99, 1)} ms`);
+  if (f.idle?.submitToAdmittedMs)
+    add(
+      '3',
+      'idle submit -> admitted p50/p99',
+      `${num(f.idle.submitToAdmittedMs.p50, 1)} / ${num(f.idle.submitToAdmittedMs.p99, 1)} ms`,
+    );
   cmp('3', 'idle submit -> job starts, p50', f.idle?.submitToStartMs.p50, 'ms');
   cmp('3', 'idle submit -> job starts, p99', f.idle?.submitToStartMs.p99, 'ms');
   const drain = f.drain?.[0]?.releasedToStartMs;
   if (drain) add('3', 'GPU released -> next job starts p50/p99', `${num(drain.p50, 1)} / ${num(drain.p99, 1)} ms`);
   cmp('3', 'cancel -> next job starts, p50', f.drain?.[0]?.cancelToStartMs.p50, 'ms');
   cmp('3', 'cancel -> next job starts, p99', f.drain?.[0]?.cancelToStartMs.p99, 'ms');
-  for (const d of f.drain ?? []) add('4', `drain p50/p99 with ${num(d.depth, 0)} waiting`, `${num(d.releasedToStartMs?.p50, 1)} / ${num(d.releasedToStartMs?.p99, 1)} ms`);
+  for (const d of f.drain ?? [])
+    add(
+      '4',
+      `drain p50/p99 with ${num(d.depth, 0)} waiting`,
+      `${num(d.releasedToStartMs?.p50, 1)} / ${num(d.releasedToStartMs?.p99, 1)} ms`,
+    );
   cmp('5', 'deadline -> SIGTERM, p50', f.expiry?.termLateMs.p50, 'ms');
   cmp('5', 'deadline -> SIGTERM, max', f.expiry?.termLateMs.max, 'ms');
   for (const j of f.transitions?.jobs ?? []) add('6', `transitions, ${j.runSeconds} s job`, String(j.transitions));
   for (const c of f.cost ?? []) add('6', `cost per job: ${c.scenario}`, usd(c.breakdown.totalUsd));
   for (const b of r.bundles ?? []) add('7', `bundle ${b.name}`, `${bytes(b.bytes)}, init ${num(b.initMs.p50, 1)} ms`);
 
-  const parts = [textTable(['fig', 'metric', 'Flare', 'Slurm', 'Flare/Slurm'], rows), '', textTable(['fig', 'target', 'measured', 'verdict'], r.targets.map((t) => [t.figure, t.target, t.measured, metLabel(t.met)]))];
+  const parts = [
+    textTable(['fig', 'metric', 'Flare', 'Slurm', 'Flare/Slurm'], rows),
+    '',
+    textTable(
+      ['fig', 'target', 'measured', 'verdict'],
+      r.targets.map((t) => [t.figure, t.target, t.measured, metLabel(t.met)]),
+    ),
+  ];
   if (r.slurm && r.slurm.status !== 'ok') parts.push('', `Slurm ${r.slurm.status}: ${r.slurm.reason}`);
   return parts.join('\n');
 }

@@ -28,7 +28,16 @@ export function percentile(samples: readonly number[], p: number): number {
 
 export function summarize(samples: readonly number[]): Summary {
   const finite = samples.filter((x) => Number.isFinite(x));
-  if (finite.length === 0) return { n: 0, min: Number.NaN, p50: Number.NaN, p90: Number.NaN, p99: Number.NaN, max: Number.NaN, mean: Number.NaN };
+  if (finite.length === 0)
+    return {
+      n: 0,
+      min: Number.NaN,
+      p50: Number.NaN,
+      p90: Number.NaN,
+      p99: Number.NaN,
+      max: Number.NaN,
+      mean: Number.NaN,
+    };
   let min = Infinity;
   let max = -Infinity;
   let sum = 0;
@@ -37,7 +46,15 @@ export function summarize(samples: readonly number[]): Summary {
     if (x > max) max = x;
     sum += x;
   }
-  return { n: finite.length, min, p50: percentile(finite, 50), p90: percentile(finite, 90), p99: percentile(finite, 99), max, mean: sum / finite.length };
+  return {
+    n: finite.length,
+    min,
+    p50: percentile(finite, 50),
+    p90: percentile(finite, 90),
+    p99: percentile(finite, 99),
+    max,
+    mean: sum / finite.length,
+  };
 }
 
 /** Events per second over a window in milliseconds; NaN for an empty or backwards window. */
@@ -63,6 +80,9 @@ export function round(x: number): number {
 }
 
 /** A submit figure run again: the first run's details, with completed/s the median of every run's. */
-export function withRepeats<T extends { completedPerS: number }>(first: T, rates: readonly number[]): T & { completedPerSRuns: number[] } {
+export function withRepeats<T extends { completedPerS: number }>(
+  first: T,
+  rates: readonly number[],
+): T & { completedPerSRuns: number[] } {
   return { ...first, completedPerS: summarize(rates).p50, completedPerSRuns: [...rates] };
 }

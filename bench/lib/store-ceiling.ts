@@ -37,9 +37,19 @@ export async function measureStoreCeiling(dir: string, calls: number): Promise<S
         AttributeDefinitions: [{ AttributeName: 'id', AttributeType: 'S' }],
       }),
     );
-    for (let i = 0; i < ITEMS; i++) await doc.send(new PutCommand({ TableName: TABLE, Item: { id: `item-${i}`, body: 'x'.repeat(500), n: 0 } }));
-    const write = (i: number) => doc.send(new UpdateCommand({ TableName: TABLE, Key: { id: `item-${i % ITEMS}` }, UpdateExpression: 'ADD n :one', ExpressionAttributeValues: { ':one': 1 } }));
-    const read = (i: number) => doc.send(new GetCommand({ TableName: TABLE, Key: { id: `item-${i % ITEMS}` }, ConsistentRead: true }));
+    for (let i = 0; i < ITEMS; i++)
+      await doc.send(new PutCommand({ TableName: TABLE, Item: { id: `item-${i}`, body: 'x'.repeat(500), n: 0 } }));
+    const write = (i: number) =>
+      doc.send(
+        new UpdateCommand({
+          TableName: TABLE,
+          Key: { id: `item-${i % ITEMS}` },
+          UpdateExpression: 'ADD n :one',
+          ExpressionAttributeValues: { ':one': 1 },
+        }),
+      );
+    const read = (i: number) =>
+      doc.send(new GetCommand({ TableName: TABLE, Key: { id: `item-${i % ITEMS}` }, ConsistentRead: true }));
     // The JVM compiles its hot paths first: a warm-up round of each is not counted.
     await rate(write, calls / 4);
     await rate(read, calls / 4);

@@ -46,7 +46,12 @@ async function run(load: SubmitLoad): Promise<SubmitLoadResult> {
         try {
           const answer = await client.call('POST', '/v1/jobs', body);
           const ok = answer.status === 202;
-          samples.push({ sentAt, ms: answer.ms, status: answer.status, ...(ok ? { jobId: String(answer.body?.id) } : { error: JSON.stringify(answer.body).slice(0, 300) }) });
+          samples.push({
+            sentAt,
+            ms: answer.ms,
+            status: answer.status,
+            ...(ok ? { jobId: String(answer.body?.id) } : { error: JSON.stringify(answer.body).slice(0, 300) }),
+          });
         } catch (error) {
           samples.push({ sentAt, ms: Number.NaN, status: 0, error: String(error) });
         }

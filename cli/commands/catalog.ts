@@ -11,7 +11,13 @@ or month, UTC; give it --period). A project without a quota for a resource is
 unlimited for it.`;
 
 /** A quota as the API shows it; a gpuHours budget adds its period and GPU-hours spent and reserved. */
-type BudgetQuotaView = QuotaView & { period?: string; periodStart?: string; periodEnd?: string; spent?: number; reserved?: number };
+type BudgetQuotaView = QuotaView & {
+  period?: string;
+  periodStart?: string;
+  periodEnd?: string;
+  spent?: number;
+  reserved?: number;
+};
 
 const limit = { type: 'string', value: 'N', help: 'list at most N (default: all)' } as const;
 
@@ -20,7 +26,8 @@ export const imageCommands: Command[] = [
     name: 'image add',
     summary: 'Add an image, or a new version of one, to the catalog (admins)',
     usage: 'NAME --reference REF --digest sha256:HEX',
-    description: 'Versions are only ever appended: jobs run reference@digest, so a moved tag\nchanges nothing. Only catalog images may run.',
+    description:
+      'Versions are only ever appended: jobs run reference@digest, so a moved tag\nchanges nothing. Only catalog images may run.',
     arity: [1, 1],
     options: {
       reference: { type: 'string', value: 'REF', help: 'registry/repository[:tag], without the digest (required)' },
@@ -94,7 +101,11 @@ function imageView(image: ImageView): string {
   return `${head}\n\n${versions}`;
 }
 
-const hardLimitOption = { type: 'string', value: 'N', help: 'the limit (a whole number, 0 blocks everything new)' } as const;
+const hardLimitOption = {
+  type: 'string',
+  value: 'N',
+  help: 'the limit (a whole number, 0 blocks everything new)',
+} as const;
 
 export const quotaCommands: Command[] = [
   {
@@ -103,13 +114,22 @@ export const quotaCommands: Command[] = [
     usage: 'PROJECT RESOURCE --hard-limit N [--period day|week|month]',
     description: `${QUOTA_HELP}\n\nA gpuHours budget reserves each job's worst case (GPUs x live timeout) when it\nis admitted and gives back what it did not use when it ends; jobs that do not\nfit wait, jobs that never could are refused.`,
     arity: [2, 2],
-    options: { 'hard-limit': hardLimitOption, period: { type: 'string', value: 'PERIOD', help: 'gpuHours only (and required there): day, week or month' } },
-    examples: ['flare quota create vision gpus --hard-limit 8', 'flare quota create vision jobs --hard-limit 20', 'flare quota create vision gpuHours --hard-limit 500 --period month'],
+    options: {
+      'hard-limit': hardLimitOption,
+      period: { type: 'string', value: 'PERIOD', help: 'gpuHours only (and required there): day, week or month' },
+    },
+    examples: [
+      'flare quota create vision gpus --hard-limit 8',
+      'flare quota create vision jobs --hard-limit 20',
+      'flare quota create vision gpuHours --hard-limit 500 --period month',
+    ],
     async run(ctx, input) {
       const hardLimit = requiredLimit(input.values, usageOf(this));
       const [project, resource] = input.positionals;
       const period = stringOf(input.values, 'period');
-      const quota = await ctx.api().post<QuotaView>('/v1/quotas', { project, resource, hardLimit, ...(period !== undefined ? { period } : {}) });
+      const quota = await ctx
+        .api()
+        .post<QuotaView>('/v1/quotas', { project, resource, hardLimit, ...(period !== undefined ? { period } : {}) });
       printQuotas(ctx, quota);
       return 0;
     },
@@ -122,7 +142,13 @@ export const quotaCommands: Command[] = [
     options: { project: { type: 'string', value: 'P', help: 'only this project' }, limit },
     examples: ['flare quota list', 'flare quota list --project vision'],
     async run(ctx, input) {
-      const page = await ctx.api().list<QuotaView>('/v1/quotas', { project: stringOf(input.values, 'project') }, limitOf(input.values, usageOf(this)));
+      const page = await ctx
+        .api()
+        .list<QuotaView>(
+          '/v1/quotas',
+          { project: stringOf(input.values, 'project') },
+          limitOf(input.values, usageOf(this)),
+        );
       if (ctx.json) ctx.printJson(page);
       else ctx.print(quotaTable(page.items));
       return 0;
@@ -193,7 +219,12 @@ function printQuotas(ctx: Parameters<Command['run']>[0], quota: BudgetQuotaView)
         ['Period', `${quota.periodStart} to ${quota.periodEnd}`],
         ['Spent', quota.spent],
         ['Reserved', quota.reserved],
-        ['Left', quota.hardLimit === null ? undefined : Math.max(0, Math.round((quota.hardLimit - (quota.used ?? 0)) * 10_000) / 10_000)],
+        [
+          'Left',
+          quota.hardLimit === null
+            ? undefined
+            : Math.max(0, Math.round((quota.hardLimit - (quota.used ?? 0)) * 10_000) / 10_000),
+        ],
       ]),
     );
   } else ctx.print(quotaTable([quota]));
@@ -237,16 +268,25 @@ export const poolCommands: Command[] = [
     arity: [1, 1],
     options: {
       'max-gpus': { type: 'string', value: 'N', help: 'the most GPUs Flare may hold in the pool at once' },
-      backfill: { type: 'string', value: 'on|off', help: 'let provably short jobs start ahead of a blocked head (on) or keep strict FIFO (off)' },
+      backfill: {
+        type: 'string',
+        value: 'on|off',
+        help: 'let provably short jobs start ahead of a blocked head (on) or keep strict FIFO (off)',
+      },
     },
     examples: ['flare pool update a10g --max-gpus 16', 'flare pool update a10g --backfill on'],
     async run(ctx, input) {
       const usage = usageOf(this);
       const maxGpus = numberOf(input.values, 'max-gpus', usage);
       const backfillFlag = stringOf(input.values, 'backfill');
-      if (backfillFlag !== undefined && backfillFlag !== 'on' && backfillFlag !== 'off') throw new UsageError(`--backfill takes on or off, not '${backfillFlag}'`, usage);
-      if (maxGpus === undefined && backfillFlag === undefined) throw new UsageError('give --max-gpus N, --backfill on|off or both', usage);
-      const body = { ...(maxGpus !== undefined ? { maxGpus } : {}), ...(backfillFlag !== undefined ? { backfill: backfillFlag === 'on' } : {}) };
+      if (backfillFlag !== undefined && backfillFlag !== 'on' && backfillFlag !== 'off')
+        throw new UsageError(`--backfill takes on or off, not '${backfillFlag}'`, usage);
+      if (maxGpus === undefined && backfillFlag === undefined)
+        throw new UsageError('give --max-gpus N, --backfill on|off or both', usage);
+      const body = {
+        ...(maxGpus !== undefined ? { maxGpus } : {}),
+        ...(backfillFlag !== undefined ? { backfill: backfillFlag === 'on' } : {}),
+      };
       const pool = await ctx.api().patch<PoolView>(pathOf('/v1/pools', input.positionals[0]), body);
       if (ctx.json) ctx.printJson(pool);
       else ctx.print(poolTable([pool]));
@@ -258,6 +298,15 @@ export const poolCommands: Command[] = [
 function poolTable(pools: PoolView[]): string {
   return table(
     ['NAME', 'INSTANCE TYPE', 'GPUS/INSTANCE', 'MAX GPUS', 'USED', 'FREE', 'WAITING', 'BACKFILL'],
-    pools.map((p) => [p.name, p.instanceType, p.gpusPerInstance, p.maxGpus, p.usedGpus, p.availableGpus, p.waitingJobs, p.backfill === undefined ? undefined : p.backfill ? 'on' : 'off']),
+    pools.map((p) => [
+      p.name,
+      p.instanceType,
+      p.gpusPerInstance,
+      p.maxGpus,
+      p.usedGpus,
+      p.availableGpus,
+      p.waitingJobs,
+      p.backfill === undefined ? undefined : p.backfill ? 'on' : 'off',
+    ]),
   );
 }

@@ -1,6 +1,18 @@
 /** `flare job create|list|show|update|delete|logs|wait`. */
 import { pathOf, type ApiClient } from '../client.js';
-import { commandOf, defined, envOf, flagOf, intervalOf, limitOf, numberOf, sshKeyOf, stringOf, usageOf, type Command } from '../command.js';
+import {
+  commandOf,
+  defined,
+  envOf,
+  flagOf,
+  intervalOf,
+  limitOf,
+  numberOf,
+  sshKeyOf,
+  stringOf,
+  usageOf,
+  type Command,
+} from '../command.js';
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { duration, fields, minutes, oneLine, table, when } from '../output.js';
@@ -28,11 +40,23 @@ export const jobCommands: Command[] = [
       name: { type: 'string', value: 'N', help: "the job's name (default: the template's)" },
       project: { type: 'string', value: 'P', help: 'the project to run in (needed when you are in several)' },
       command: { type: 'string', value: 'JSON', help: 'the argv as a JSON array, e.g. \'["python","train.py"]\'' },
-      gpus: { type: 'string', value: 'N', help: 'GPUs per node (default: the template\'s)' },
-      'live-timeout': { type: 'string', value: 'MIN', help: "minutes the job may run, fractions allowed (default: the template's, else 60)" },
+      gpus: { type: 'string', value: 'N', help: "GPUs per node (default: the template's)" },
+      'live-timeout': {
+        type: 'string',
+        value: 'MIN',
+        help: "minutes the job may run, fractions allowed (default: the template's, else 60)",
+      },
       env: { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'an environment variable for the container' },
-      'ssh-public-key-file': { type: 'string', value: 'FILE', help: 'an OpenSSH public key to install on the instance' },
-      'idempotency-key': { type: 'string', value: 'KEY', help: 'retrying with the same key and flags returns the same job' },
+      'ssh-public-key-file': {
+        type: 'string',
+        value: 'FILE',
+        help: 'an OpenSSH public key to install on the instance',
+      },
+      'idempotency-key': {
+        type: 'string',
+        value: 'KEY',
+        help: 'retrying with the same key and flags returns the same job',
+      },
       wait: { type: 'boolean', help: 'wait for the job to end, printing its progress' },
       interval,
     },
@@ -76,7 +100,7 @@ export const jobCommands: Command[] = [
   },
   {
     name: 'job list',
-    summary: "List jobs of your projects (admins: all), newest first",
+    summary: 'List jobs of your projects (admins: all), newest first',
     usage: '[--project P] [--state S] [--limit N]',
     description: `REASON says why a job is where it is, like squeue's: for a queued job its
 place in the pool's queue and what it waits for, for a finished one how it
@@ -88,12 +112,20 @@ extended ('none' when no start can be promised: see flare job show).`,
       state: { type: 'string', value: 'S', help: `only jobs in this state (${JOB_STATES.join(', ')})` },
       limit,
     },
-    examples: ['flare job list', 'flare job list --state WAITING --project vision', 'flare job list --limit 20 --output json'],
+    examples: [
+      'flare job list',
+      'flare job list --state WAITING --project vision',
+      'flare job list --limit 20 --output json',
+    ],
     async run(ctx, input) {
       const usage = usageOf(this);
       const state = stringOf(input.values, 'state')?.toUpperCase();
       const client = ctx.api();
-      const page = await client.list<JobView>('/v1/jobs', { project: stringOf(input.values, 'project'), state }, limitOf(input.values, usage));
+      const page = await client.list<JobView>(
+        '/v1/jobs',
+        { project: stringOf(input.values, 'project'), state },
+        limitOf(input.values, usage),
+      );
       if (ctx.json) {
         ctx.printJson(page);
         return 0;
@@ -139,16 +171,23 @@ extended ('none' when no start can be promised: see flare job show).`,
     name: 'job update',
     summary: "Rename a job or change its live timeout (extend or shorten a running job's expiry)",
     usage: 'ID [--name N] [--live-timeout MIN]',
-    description: "The live timeout counts from the job's start and may not exceed its template's\nmaximum; a running job whose new timeout has already passed expires now.",
+    description:
+      "The live timeout counts from the job's start and may not exceed its template's\nmaximum; a running job whose new timeout has already passed expires now.",
     arity: [1, 1],
     options: {
       name: { type: 'string', value: 'N', help: 'the new name' },
       'live-timeout': { type: 'string', value: 'MIN', help: 'the new live timeout in minutes, counted from the start' },
     },
-    examples: ['flare job update j-20250203-abc123 --live-timeout 120', 'flare job update j-20250203-abc123 --name final-run'],
+    examples: [
+      'flare job update j-20250203-abc123 --live-timeout 120',
+      'flare job update j-20250203-abc123 --name final-run',
+    ],
     async run(ctx, input) {
       const usage = usageOf(this);
-      const body = defined({ name: stringOf(input.values, 'name'), liveTimeoutMinutes: numberOf(input.values, 'live-timeout', usage) });
+      const body = defined({
+        name: stringOf(input.values, 'name'),
+        liveTimeoutMinutes: numberOf(input.values, 'live-timeout', usage),
+      });
       if (!Object.keys(body).length) throw new UsageError('nothing to change: give --name or --live-timeout', usage);
       const job = await ctx.api().patch<JobView>(pathOf('/v1/jobs', input.positionals[0]), body);
       if (ctx.json) ctx.printJson(job);
@@ -168,7 +207,12 @@ extended ('none' when no start can be promised: see flare job show).`,
       const job = await ctx.api().delete<JobView>(pathOf('/v1/jobs', id));
       if (ctx.json) {
         if (job) ctx.printJson(job);
-      } else ctx.print(job ? `cancelling job ${id}: ${job.state}${job.stateReason ? ` (${job.stateReason})` : ''}` : `removed job ${id}`);
+      } else
+        ctx.print(
+          job
+            ? `cancelling job ${id}: ${job.state}${job.stateReason ? ` (${job.stateReason})` : ''}`
+            : `removed job ${id}`,
+        );
       return 0;
     },
   },
@@ -184,7 +228,10 @@ answer, with --follow one JSON object per line ({"at"?, "message"}).`,
     options: {
       tail: { type: 'string', value: 'N', help: 'start with the last N lines (default 1000, at most 10000)' },
       follow: { type: 'boolean', short: 'f', help: 'keep printing new output until the job has ended' },
-      timestamps: { type: 'boolean', help: 'prefix each line with when it was written, where the API records it (AWS)' },
+      timestamps: {
+        type: 'boolean',
+        help: 'prefix each line with when it was written, where the API records it (AWS)',
+      },
       interval,
     },
     examples: ['flare job logs j-20250203-abc123 --tail 50', 'flare job logs j-20250203-abc123 --follow'],
@@ -192,7 +239,12 @@ answer, with --follow one JSON object per line ({"at"?, "message"}).`,
       const usage = usageOf(this);
       const tail = numberOf(input.values, 'tail', usage);
       const intervalMs = intervalOf(input.values, usage);
-      await printLogs(ctx, ctx.api(), input.positionals[0], { tail, follow: flagOf(input.values, 'follow'), intervalMs, timestamps: flagOf(input.values, 'timestamps') });
+      await printLogs(ctx, ctx.api(), input.positionals[0], {
+        tail,
+        follow: flagOf(input.values, 'follow'),
+        intervalMs,
+        timestamps: flagOf(input.values, 'timestamps'),
+      });
       return 0;
     },
   },
@@ -200,7 +252,8 @@ answer, with --follow one JSON object per line ({"at"?, "message"}).`,
     name: 'job wait',
     summary: 'Wait for a job to end, printing its progress; exit with its outcome',
     usage: 'ID [--interval SECONDS]',
-    description: 'Prints one line per change: state and reason, queue position while it waits,\ntime left while it runs. With --output json, progress goes to stderr and the\nfinal job to stdout.',
+    description:
+      'Prints one line per change: state and reason, queue position while it waits,\ntime left while it runs. With --output json, progress goes to stderr and the\nfinal job to stdout.',
     arity: [1, 1],
     options: { interval },
     examples: ['flare job wait j-20250203-abc123', 'flare job wait j-20250203-abc123 --interval 5 && echo done'],
@@ -220,13 +273,16 @@ function finish(ctx: Context, job: JobView): number {
 
 /** The listing carries no queue position: ask for it, job by job, for the queued ones. */
 async function addQueuePositions(client: ApiClient, jobs: JobView[]): Promise<void> {
-  const queued = jobs.filter((j) => QUEUED_STATES.includes(j.state) && j.queuePosition === undefined).slice(0, MAX_POSITION_LOOKUPS);
+  const queued = jobs
+    .filter((j) => QUEUED_STATES.includes(j.state) && j.queuePosition === undefined)
+    .slice(0, MAX_POSITION_LOOKUPS);
   for (let i = 0; i < queued.length; i += 8) {
     await Promise.all(
       queued.slice(i, i + 8).map(async (job) => {
         try {
           const fresh = await client.get<JobView>(pathOf('/v1/jobs', job.id));
-          if (fresh.state === job.state) Object.assign(job, { queuePosition: fresh.queuePosition, stateReason: fresh.stateReason });
+          if (fresh.state === job.state)
+            Object.assign(job, { queuePosition: fresh.queuePosition, stateReason: fresh.stateReason });
         } catch {
           // Gone or admitted meanwhile: the listing shows what it had.
         }
@@ -254,7 +310,8 @@ function latestStart(job: JobView, now: Date): string | undefined {
 }
 
 function reasonOf(job: JobView): string | undefined {
-  if (QUEUED_STATES.includes(job.state) && job.queuePosition !== undefined) return `${queuePlace(job.queuePosition)}${job.stateReason ? `: ${job.stateReason}` : ''}`;
+  if (QUEUED_STATES.includes(job.state) && job.queuePosition !== undefined)
+    return `${queuePlace(job.queuePosition)}${job.stateReason ? `: ${job.stateReason}` : ''}`;
   return job.stateReason;
 }
 
@@ -268,7 +325,12 @@ function jobFields(job: JobView, now: Date): string {
     ['State', job.state],
     ['Reason', job.stateReason],
     ['Queue', job.queuePosition === undefined ? undefined : queuePlace(job.queuePosition)],
-    ['Latest start', job.latestStartAt === null ? `none: ${job.latestStartReason ?? 'no start can be promised'}` : when(job.latestStartAt, now)],
+    [
+      'Latest start',
+      job.latestStartAt === null
+        ? `none: ${job.latestStartReason ?? 'no start can be promised'}`
+        : when(job.latestStartAt, now),
+    ],
     ['Pool', job.pool],
     ['GPUs', job.gpus === undefined ? undefined : `${job.gpus} per node x ${job.nodeCount ?? 1} node(s)`],
     ['Image', job.image],

@@ -24,9 +24,32 @@ export const serviceCommands: Command[] = [
       const rows: unknown[][] = [figureRow('all', stats)];
       for (const [name, f] of Object.entries(stats.byPool ?? {})) rows.push(figureRow(`pool ${name}`, f));
       for (const [name, f] of Object.entries(stats.byProject ?? {})) rows.push(figureRow(`project ${name}`, f));
-      ctx.print(table(['SCOPE', 'JOBS', 'ACTIVE', 'SUCCEEDED', 'FAILED', 'EXPIRED', 'CANCELLED', 'GPU-HOURS', 'WAIT P50', 'WAIT P95'], rows));
-      const scope = stats.projects === null || stats.projects === undefined ? 'every project' : stats.projects.length ? `projects ${stats.projects.join(', ')}` : 'no projects';
-      ctx.print(`\n(${scope}${stats.truncated ? '; only the newest jobs were counted' : ''}; waits in seconds from submission to admission)`);
+      ctx.print(
+        table(
+          [
+            'SCOPE',
+            'JOBS',
+            'ACTIVE',
+            'SUCCEEDED',
+            'FAILED',
+            'EXPIRED',
+            'CANCELLED',
+            'GPU-HOURS',
+            'WAIT P50',
+            'WAIT P95',
+          ],
+          rows,
+        ),
+      );
+      const scope =
+        stats.projects === null || stats.projects === undefined
+          ? 'every project'
+          : stats.projects.length
+            ? `projects ${stats.projects.join(', ')}`
+            : 'no projects';
+      ctx.print(
+        `\n(${scope}${stats.truncated ? '; only the newest jobs were counted' : ''}; waits in seconds from submission to admission)`,
+      );
       return 0;
     },
   },
@@ -40,9 +63,17 @@ export const serviceCommands: Command[] = [
     async run(ctx) {
       const client = ctx.api({ auth: false });
       // 503 carries the same body as 200: which components are not ok.
-      const health = await client.send<{ status?: string; components?: Record<string, unknown> }>('GET', '/v1/health', { accept: [503] });
+      const health = await client.send<{ status?: string; components?: Record<string, unknown> }>('GET', '/v1/health', {
+        accept: [503],
+      });
       if (ctx.json) ctx.printJson(health);
-      else ctx.print(fields([['Status', health.status], ...Object.entries(health.components ?? {}).map(([k, v]) => [`  ${k}`, v] as const)]));
+      else
+        ctx.print(
+          fields([
+            ['Status', health.status],
+            ...Object.entries(health.components ?? {}).map(([k, v]) => [`  ${k}`, v] as const),
+          ]),
+        );
       return health.status === 'ok' ? ExitCode.OK : ExitCode.API;
     },
   },
@@ -51,5 +82,16 @@ export const serviceCommands: Command[] = [
 function figureRow(scope: string, f: StatsFigures): unknown[] {
   const by = f.jobsByState ?? {};
   const active = ACTIVE.reduce((sum, s) => sum + (by[s] ?? 0), 0);
-  return [scope, f.totalJobs, active, by.SUCCEEDED ?? 0, by.FAILED ?? 0, by.EXPIRED ?? 0, by.CANCELLED ?? 0, f.gpuHours, f.waitingSeconds?.p50, f.waitingSeconds?.p95];
+  return [
+    scope,
+    f.totalJobs,
+    active,
+    by.SUCCEEDED ?? 0,
+    by.FAILED ?? 0,
+    by.EXPIRED ?? 0,
+    by.CANCELLED ?? 0,
+    f.gpuHours,
+    f.waitingSeconds?.p50,
+    f.waitingSeconds?.p95,
+  ];
 }

@@ -1,6 +1,20 @@
 /** `flare template create|list|show|update|delete`. */
 import { pathOf } from '../client.js';
-import { commandOf, defined, envOf, flagOf, jsonFileOf, limitOf, numberOf, sshKeyOf, stringOf, usageOf, type Command, type Input, type OptionSpec } from '../command.js';
+import {
+  commandOf,
+  defined,
+  envOf,
+  flagOf,
+  jsonFileOf,
+  limitOf,
+  numberOf,
+  sshKeyOf,
+  stringOf,
+  usageOf,
+  type Command,
+  type Input,
+  type OptionSpec,
+} from '../command.js';
 import { UsageError } from '../errors.js';
 import { fields, minutes, table } from '../output.js';
 import type { TemplateView } from '../views.js';
@@ -18,15 +32,31 @@ const fieldOptions: Record<string, OptionSpec> = {
   gpus: { type: 'string', value: 'N', help: 'GPUs per node (default 1)' },
   nodes: { type: 'string', value: 'N', help: 'instances per job (default 1)' },
   image: { type: 'string', value: 'IMAGE', help: 'an image of the catalog (flare image list)' },
-  'image-version': { type: 'string', value: 'N', help: "pin this version of the image (default: the latest at each submit)" },
+  'image-version': {
+    type: 'string',
+    value: 'N',
+    help: 'pin this version of the image (default: the latest at each submit)',
+  },
   command: { type: 'string', value: 'JSON', help: 'the argv as a JSON array (or put it after --)' },
   env: { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'an environment variable for its jobs' },
-  'max-live-timeout': { type: 'string', value: 'MIN', help: 'the longest live timeout its jobs may have, in minutes (default 1440)' },
-  'default-live-timeout': { type: 'string', value: 'MIN', help: 'the live timeout of a job that names none (default 60)' },
+  'max-live-timeout': {
+    type: 'string',
+    value: 'MIN',
+    help: 'the longest live timeout its jobs may have, in minutes (default 1440)',
+  },
+  'default-live-timeout': {
+    type: 'string',
+    value: 'MIN',
+    help: 'the live timeout of a job that names none (default 60)',
+  },
   'volume-size': { type: 'string', value: 'GB', help: 'root volume of each instance (AWS)' },
   'ssh-public-key-file': { type: 'string', value: 'FILE', help: 'an OpenSSH public key to install on its instances' },
   'allow-root': { type: 'boolean', help: "run as the image's own user instead of an unprivileged uid (single node)" },
-  file: { type: 'string', value: 'FILE', help: "the template as JSON (the API's fields; '-' reads stdin); flags override it" },
+  file: {
+    type: 'string',
+    value: 'FILE',
+    help: "the template as JSON (the API's fields; '-' reads stdin); flags override it",
+  },
 };
 
 /** The body from --file with the flags given laid over it. */
@@ -75,10 +105,17 @@ the flags given override its fields.`,
       const usage = usageOf(this);
       const body: Record<string, unknown> = {
         ...templateBody(input, usage),
-        ...defined({ project: stringOf(input.values, 'project'), public: flagOf(input.values, 'public') ? true : undefined }),
+        ...defined({
+          project: stringOf(input.values, 'project'),
+          public: flagOf(input.values, 'public') ? true : undefined,
+        }),
       };
       const missing = (['name', 'pool', 'image', 'command'] as const).filter((k) => body[k] === undefined);
-      if (missing.length) throw new UsageError(`missing ${missing.map((k) => (k === 'command' ? "the command (after '--' or --command)" : `--${k}`)).join(', ')}`, usage);
+      if (missing.length)
+        throw new UsageError(
+          `missing ${missing.map((k) => (k === 'command' ? "the command (after '--' or --command)" : `--${k}`)).join(', ')}`,
+          usage,
+        );
       const template = await ctx.api().post<TemplateView>('/v1/templates', body);
       if (ctx.json) ctx.printJson(template);
       else ctx.print(templateFields(template));
@@ -89,16 +126,34 @@ the flags given override its fields.`,
     name: 'template list',
     summary: "List templates: your projects' and the public ones (admins: all)",
     usage: '[--project P] [--limit N]',
-    options: { project: { type: 'string', value: 'P', help: "only this project's templates" }, limit: { type: 'string', value: 'N', help: 'list at most N (default: all)' } },
+    options: {
+      project: { type: 'string', value: 'P', help: "only this project's templates" },
+      limit: { type: 'string', value: 'N', help: 'list at most N (default: all)' },
+    },
     examples: ['flare template list', 'flare template list --project vision --output json'],
     async run(ctx, input) {
-      const page = await ctx.api().list<TemplateView>('/v1/templates', { project: stringOf(input.values, 'project') }, limitOf(input.values, usageOf(this)));
+      const page = await ctx
+        .api()
+        .list<TemplateView>(
+          '/v1/templates',
+          { project: stringOf(input.values, 'project') },
+          limitOf(input.values, usageOf(this)),
+        );
       if (ctx.json) ctx.printJson(page);
       else {
         ctx.print(
           table(
             ['ID', 'NAME', 'PROJECT', 'POOL', 'GPUS', 'IMAGE', 'MAX TIMEOUT', 'COMMAND'],
-            page.items.map((t) => [t.id, t.name, ownerOf(t), t.pool, gpusOf(t), imageOf(t), minutes(t.maxLiveTimeoutMinutes), t.command]),
+            page.items.map((t) => [
+              t.id,
+              t.name,
+              ownerOf(t),
+              t.pool,
+              gpusOf(t),
+              imageOf(t),
+              minutes(t.maxLiveTimeoutMinutes),
+              t.command,
+            ]),
           ),
         );
       }
@@ -112,9 +167,17 @@ the flags given override its fields.`,
     description: REF_HELP,
     arity: [1, 1],
     options: { project },
-    examples: ['flare template show train', 'flare template show train --project vision', 'flare template show tpl-4kq9x2'],
+    examples: [
+      'flare template show train',
+      'flare template show train --project vision',
+      'flare template show tpl-4kq9x2',
+    ],
     async run(ctx, input) {
-      const template = await ctx.api().get<TemplateView>(pathOf('/v1/templates', input.positionals[0]), { project: stringOf(input.values, 'project') });
+      const template = await ctx
+        .api()
+        .get<TemplateView>(pathOf('/v1/templates', input.positionals[0]), {
+          project: stringOf(input.values, 'project'),
+        });
       if (ctx.json) ctx.printJson(template);
       else ctx.print(templateFields(template));
       return 0;
@@ -128,12 +191,21 @@ the flags given override its fields.`,
     arity: [1, 1],
     trailing: true,
     options: { ...fieldOptions, project },
-    examples: ['flare template update train --max-live-timeout 720', 'flare template update train -- python train.py --epochs 5', 'flare template update tpl-4kq9x2 --file changes.json'],
+    examples: [
+      'flare template update train --max-live-timeout 720',
+      'flare template update train -- python train.py --epochs 5',
+      'flare template update tpl-4kq9x2 --file changes.json',
+    ],
     async run(ctx, input) {
       const usage = usageOf(this);
       const body = templateBody(input, usage);
-      if (!Object.keys(body).length) throw new UsageError('nothing to change: give the fields as flags or with --file', usage);
-      const template = await ctx.api().patch<TemplateView>(pathOf('/v1/templates', input.positionals[0]), body, { project: stringOf(input.values, 'project') });
+      if (!Object.keys(body).length)
+        throw new UsageError('nothing to change: give the fields as flags or with --file', usage);
+      const template = await ctx
+        .api()
+        .patch<TemplateView>(pathOf('/v1/templates', input.positionals[0]), body, {
+          project: stringOf(input.values, 'project'),
+        });
       if (ctx.json) ctx.printJson(template);
       else ctx.print(templateFields(template));
       return 0;
@@ -149,7 +221,9 @@ the flags given override its fields.`,
     examples: ['flare template delete train --project vision'],
     async run(ctx, input) {
       const ref = input.positionals[0];
-      const answer = await ctx.api().delete<unknown>(pathOf('/v1/templates', ref), { project: stringOf(input.values, 'project') });
+      const answer = await ctx
+        .api()
+        .delete<unknown>(pathOf('/v1/templates', ref), { project: stringOf(input.values, 'project') });
       if (ctx.json) {
         if (answer !== undefined) ctx.printJson(answer);
       } else ctx.print(`deleted template ${ref}`);

@@ -1,4 +1,9 @@
-import { GetLogEventsCommand, type CloudWatchLogsClient, type GetLogEventsCommandInput, type OutputLogEvent } from '@aws-sdk/client-cloudwatch-logs';
+import {
+  GetLogEventsCommand,
+  type CloudWatchLogsClient,
+  type GetLogEventsCommandInput,
+  type OutputLogEvent,
+} from '@aws-sdk/client-cloudwatch-logs';
 import { FlareError, ValidationError } from '../core/errors.js';
 import type { Job } from '../core/job.js';
 import type { JobLogs, LogLine, LogsRead, ReadLogsOptions } from '../ports/job-logs.js';
@@ -54,14 +59,20 @@ export class CloudWatchJobLogs implements JobLogs {
     this.maxBytes = options.maxBytes ?? 4 * 1024 * 1024;
     this.maxRequests = options.maxRequests ?? 50;
     this.maxLines = options.maxLines ?? PAGE_LIMIT;
-    if (!(this.maxBytes > 0)) throw new RangeError(`CloudWatchJobLogs: maxBytes must be positive, got ${options.maxBytes}`);
-    if (!Number.isInteger(this.maxRequests) || this.maxRequests < 1) throw new RangeError(`CloudWatchJobLogs: maxRequests must be a whole number >= 1, got ${options.maxRequests}`);
-    if (!Number.isInteger(this.maxLines) || this.maxLines < 1) throw new RangeError(`CloudWatchJobLogs: maxLines must be a whole number >= 1, got ${options.maxLines}`);
+    if (!(this.maxBytes > 0))
+      throw new RangeError(`CloudWatchJobLogs: maxBytes must be positive, got ${options.maxBytes}`);
+    if (!Number.isInteger(this.maxRequests) || this.maxRequests < 1)
+      throw new RangeError(`CloudWatchJobLogs: maxRequests must be a whole number >= 1, got ${options.maxRequests}`);
+    if (!Number.isInteger(this.maxLines) || this.maxLines < 1)
+      throw new RangeError(`CloudWatchJobLogs: maxLines must be a whole number >= 1, got ${options.maxLines}`);
   }
 
   async read(job: Job, options: ReadLogsOptions): Promise<LogsRead> {
-    if (!this.logGroupName) throw new JobLogsUnavailable('container output is not collected: the deployment sets no LOG_GROUP_NAME');
-    return options.after === undefined ? this.readTail(this.logGroupName, job, options.tail) : this.readAfter(this.logGroupName, job, options.after);
+    if (!this.logGroupName)
+      throw new JobLogsUnavailable('container output is not collected: the deployment sets no LOG_GROUP_NAME');
+    return options.after === undefined
+      ? this.readTail(this.logGroupName, job, options.tail)
+      : this.readAfter(this.logGroupName, job, options.after);
   }
 
   private async readTail(logGroupName: string, job: Job, tail: number | undefined): Promise<LogsRead> {

@@ -18,10 +18,14 @@ export class CapacityFailsFast extends StandardRetryStrategy {
     super(maxAttempts);
   }
 
-  override async refreshRetryTokenForRetry(token: StandardRetryToken, errorInfo: RetryErrorInfo): Promise<StandardRetryToken> {
+  override async refreshRetryTokenForRetry(
+    token: StandardRetryToken,
+    errorInfo: RetryErrorInfo,
+  ): Promise<StandardRetryToken> {
     const name = (errorInfo.error as { name?: string } | undefined)?.name;
     // Thrown here, the SDK gives up and throws the EC2 error itself to the caller.
-    if (name && CAPACITY_ERROR_CODES.includes(name)) throw new Error(`${name}: not retried, the launch tries the next subnet or type`);
+    if (name && CAPACITY_ERROR_CODES.includes(name))
+      throw new Error(`${name}: not retried, the launch tries the next subnet or type`);
     return super.refreshRetryTokenForRetry(token, errorInfo);
   }
 }

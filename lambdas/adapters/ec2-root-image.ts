@@ -55,14 +55,20 @@ export class Ec2RootImage {
       ({ Images: images } = await this.ec2.send(new DescribeImagesCommand({ ImageIds: [this.imageId] })));
     } catch (error) {
       const code = (error as { name?: unknown }).name;
-      if (typeof code === 'string' && MISSING_IMAGE_CODES.includes(code)) throw new LaunchFailed(`image ${this.imageId} of the launch template does not exist (${code})`, { cause: error });
+      if (typeof code === 'string' && MISSING_IMAGE_CODES.includes(code))
+        throw new LaunchFailed(`image ${this.imageId} of the launch template does not exist (${code})`, {
+          cause: error,
+        });
       throw error;
     }
     const image = images?.find((i) => i.ImageId === this.imageId);
     if (!image) throw new LaunchFailed(`image ${this.imageId} of the launch template does not exist`);
     const deviceName = image.RootDeviceName;
     const size = image.BlockDeviceMappings?.find((m) => m.DeviceName === deviceName)?.Ebs?.VolumeSize;
-    if (!deviceName || size === undefined) throw new LaunchFailed(`image ${this.imageId} has no EBS root snapshot, so volumeSizeGb cannot size its root volume`);
+    if (!deviceName || size === undefined)
+      throw new LaunchFailed(
+        `image ${this.imageId} has no EBS root snapshot, so volumeSizeGb cannot size its root volume`,
+      );
     return { deviceName, snapshotGb: size };
   }
 }

@@ -38,7 +38,14 @@ import {
   type SendCommandCommandInput,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
-import { JOB_ID_PATTERN, SSM_MAX_EXECUTION_TIMEOUT_SECONDS, assertJobId, deadlineScript, instanceScript, type DockerRunOptions } from '../core/container-command.js';
+import {
+  JOB_ID_PATTERN,
+  SSM_MAX_EXECUTION_TIMEOUT_SECONDS,
+  assertJobId,
+  deadlineScript,
+  instanceScript,
+  type DockerRunOptions,
+} from '../core/container-command.js';
 import { gpusIssue } from '../core/accounting.js';
 import { FlareError, LaunchFailed, NoCapacity, ValidationError, type FieldIssue } from '../core/errors.js';
 import type { Job } from '../core/job.js';
@@ -117,7 +124,13 @@ export const DEPLOYMENT_TAG_KEY = 'flare:deployment';
  * Anything else (throttling, permissions, a bad template) is thrown as is:
  * the workflow retries what is transient and fails the rest.
  */
-export const CAPACITY_ERROR_CODES: readonly string[] = ['InsufficientInstanceCapacity', 'InsufficientCapacity', 'Unsupported', 'InsufficientFreeAddressesInSubnet', 'VcpuLimitExceeded'];
+export const CAPACITY_ERROR_CODES: readonly string[] = [
+  'InsufficientInstanceCapacity',
+  'InsufficientCapacity',
+  'Unsupported',
+  'InsufficientFreeAddressesInSubnet',
+  'VcpuLimitExceeded',
+];
 /** The account's regional vCPU quota: no subnet helps, only an operator raising the quota. */
 const VCPU_LIMIT_CODE = 'VcpuLimitExceeded';
 
@@ -170,12 +183,17 @@ export class Ec2SsmCompute implements Compute {
     if (!props.launchTemplateId) issues.push({ field: 'launchTemplateId', reason: 'is required' });
     if (props.subnetIds.length === 0) issues.push({ field: 'subnetIds', reason: 'needs at least one subnet' });
     for (const [name, pool] of Object.entries(props.pools)) {
-      if (pool.instanceTypes.length === 0) issues.push({ field: `pools.${name}.instanceTypes`, reason: 'needs at least one instance type' });
-      if (!pool.memory && !props.dockerOptions?.memory) issues.push({ field: `pools.${name}.memory`, reason: 'is required when dockerOptions.memory is not set' });
+      if (pool.instanceTypes.length === 0)
+        issues.push({ field: `pools.${name}.instanceTypes`, reason: 'needs at least one instance type' });
+      if (!pool.memory && !props.dockerOptions?.memory)
+        issues.push({ field: `pools.${name}.memory`, reason: 'is required when dockerOptions.memory is not set' });
     }
-    if (!Number.isInteger(this.agentTimeoutSeconds) || this.agentTimeoutSeconds < 1) issues.push({ field: 'agentTimeoutSeconds', reason: 'must be a whole number of seconds, 1 or more' });
-    if (!ROOT_DEVICE_PATTERN.test(this.rootDeviceName)) issues.push({ field: 'rootDeviceName', reason: "must be a device path such as '/dev/sda1' or '/dev/xvda'" });
-    if (!Number.isInteger(this.masterPort) || this.masterPort < 1 || this.masterPort > 65535) issues.push({ field: 'masterPort', reason: 'must be a TCP port, 1 to 65535' });
+    if (!Number.isInteger(this.agentTimeoutSeconds) || this.agentTimeoutSeconds < 1)
+      issues.push({ field: 'agentTimeoutSeconds', reason: 'must be a whole number of seconds, 1 or more' });
+    if (!ROOT_DEVICE_PATTERN.test(this.rootDeviceName))
+      issues.push({ field: 'rootDeviceName', reason: "must be a device path such as '/dev/sda1' or '/dev/xvda'" });
+    if (!Number.isInteger(this.masterPort) || this.masterPort < 1 || this.masterPort > 65535)
+      issues.push({ field: 'masterPort', reason: 'must be a TCP port, 1 to 65535' });
     if (issues.length > 0) throw new ValidationError(issues);
   }
 
@@ -187,12 +205,19 @@ export class Ec2SsmCompute implements Compute {
       throw new LaunchFailed(`a job runs on 1 to ${MAX_NODES_PER_JOB} instances, not ${job.nodeCount}`);
     }
     const launchAttempt = job.launchAttempt ?? 0;
-    if (!Number.isInteger(launchAttempt) || launchAttempt < 0) throw new LaunchFailed(`job ${job.id} has launch attempt ${launchAttempt}, not a whole number`);
+    if (!Number.isInteger(launchAttempt) || launchAttempt < 0)
+      throw new LaunchFailed(`job ${job.id} has launch attempt ${launchAttempt}, not a whole number`);
     if (job.volumeSizeGb !== undefined && (!Number.isInteger(job.volumeSizeGb) || job.volumeSizeGb < 1)) {
       throw new LaunchFailed(`job ${job.id} asks for a ${job.volumeSizeGb} GB root volume, not a whole number of GB`);
     }
     // Admitted before a deploy changed the pool's instances: it would be charged for other GPUs than it runs on.
-    const wholeInstances = pool.gpusPerInstance === undefined ? undefined : gpusIssue({ name: job.pool, instanceType: pool.instanceTypes[0], gpusPerInstance: pool.gpusPerInstance }, job.gpus);
+    const wholeInstances =
+      pool.gpusPerInstance === undefined
+        ? undefined
+        : gpusIssue(
+            { name: job.pool, instanceType: pool.instanceTypes[0], gpusPerInstance: pool.gpusPerInstance },
+            job.gpus,
+          );
     if (wholeInstances) throw new LaunchFailed(`job ${job.id} cannot launch: gpus ${wholeInstances.reason}`);
     if (job.volumeSizeGb !== undefined) await this.rootImage?.check(job.id, job.volumeSizeGb, this.rootDeviceName);
 
@@ -203,7 +228,8 @@ export class Ec2SsmCompute implements Compute {
       // Never run a job on more machines than it holds GPUs for; stop() terminates every tagged instance.
       throw new LaunchFailed(`EC2 shows ${existing.length} instances for job ${job.id}, which needs ${job.nodeCount}`);
     }
-    if (existing.length > 0) throw new PartialLaunchView(`EC2 shows ${existing.length} of job ${job.id}'s ${job.nodeCount} instances`);
+    if (existing.length > 0)
+      throw new PartialLaunchView(`EC2 shows ${existing.length} of job ${job.id}'s ${job.nodeCount} instances`);
 
     const tags = jobTags(job, this.launchDeadline(job), this.props.deployment);
     const failures: string[] = [];
@@ -215,7 +241,11 @@ export class Ec2SsmCompute implements Compute {
         const index = typeIndex * this.props.subnetIds.length + subnetIndex;
         let output: RunInstancesCommandOutput;
         try {
-          output = await this.ec2.send(new RunInstancesCommand(this.runInstancesInput(job, instanceType, subnetId, tags, clientToken(job.id, launchAttempt, index))));
+          output = await this.ec2.send(
+            new RunInstancesCommand(
+              this.runInstancesInput(job, instanceType, subnetId, tags, clientToken(job.id, launchAttempt, index)),
+            ),
+          );
         } catch (error) {
           const code = errorCode(error);
           if (!code || !CAPACITY_ERROR_CODES.includes(code)) throw error;
@@ -249,7 +279,13 @@ export class Ec2SsmCompute implements Compute {
     return new Date(from + this.agentTimeoutSeconds * 1000 + Math.ceil(job.liveTimeoutMinutes * 60_000)).toISOString();
   }
 
-  private runInstancesInput(job: Job, instanceType: string, subnetId: string, tags: Tag[], token: string): RunInstancesCommandInput {
+  private runInstancesInput(
+    job: Job,
+    instanceType: string,
+    subnetId: string,
+    tags: Tag[],
+    token: string,
+  ): RunInstancesCommandInput {
     const input: RunInstancesCommandInput = {
       LaunchTemplate: { LaunchTemplateId: this.props.launchTemplateId },
       InstanceType: instanceType as RunInstancesCommandInput['InstanceType'],
@@ -264,7 +300,10 @@ export class Ec2SsmCompute implements Compute {
     };
     if (job.volumeSizeGb !== undefined) {
       input.BlockDeviceMappings = [
-        { DeviceName: this.rootDeviceName, Ebs: { VolumeSize: job.volumeSizeGb, VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } },
+        {
+          DeviceName: this.rootDeviceName,
+          Ebs: { VolumeSize: job.volumeSizeGb, VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true },
+        },
       ];
     }
     return input;
@@ -276,7 +315,11 @@ export class Ec2SsmCompute implements Compute {
     let nextToken: string | undefined;
     do {
       const page = await this.ssm.send(
-        new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: instanceIds }], MaxResults: 50, NextToken: nextToken }),
+        new DescribeInstanceInformationCommand({
+          Filters: [{ Key: 'InstanceIds', Values: instanceIds }],
+          MaxResults: 50,
+          NextToken: nextToken,
+        }),
       );
       for (const info of page.InstanceInformationList ?? []) {
         if (info.InstanceId && info.PingStatus === 'Online') online.add(info.InstanceId);
@@ -292,8 +335,10 @@ export class Ec2SsmCompute implements Compute {
    */
   async start(job: Job, spec: ContainerSpec): Promise<void> {
     const instanceIds = requireInstances(job);
-    if (spec.jobId !== job.id) throw new ValidationError([{ field: 'spec.jobId', reason: `is ${spec.jobId}, expected ${job.id}` }]);
-    if (instanceIds.length !== job.nodeCount) throw new LaunchFailed(`job ${job.id} has ${instanceIds.length} instances for ${job.nodeCount} nodes`);
+    if (spec.jobId !== job.id)
+      throw new ValidationError([{ field: 'spec.jobId', reason: `is ${spec.jobId}, expected ${job.id}` }]);
+    if (instanceIds.length !== job.nodeCount)
+      throw new LaunchFailed(`job ${job.id} has ${instanceIds.length} instances for ${job.nodeCount} nodes`);
     const comment = commandComment(job.id);
     const options = this.dockerOptions(job);
 
@@ -306,7 +351,8 @@ export class Ec2SsmCompute implements Compute {
     const masterAddr = job.nodeCount > 1 ? await this.privateIp(instanceIds[0]) : undefined;
     // Build every script before sending any, so a bad spec sends nothing.
     const scripts = unsent.map((rank) => {
-      const env = masterAddr === undefined ? spec.env : { ...spec.env, ...this.torchrunEnv(rank, job.nodeCount, masterAddr) };
+      const env =
+        masterAddr === undefined ? spec.env : { ...spec.env, ...this.torchrunEnv(rank, job.nodeCount, masterAddr) };
       return { instanceId: instanceIds[rank], script: instanceScript({ ...spec, env }, options) };
     });
     for (const { instanceId, script } of scripts) {
@@ -326,7 +372,10 @@ export class Ec2SsmCompute implements Compute {
         },
       };
       if (this.props.logGroupName) {
-        input.CloudWatchOutputConfig = { CloudWatchLogGroupName: this.props.logGroupName, CloudWatchOutputEnabled: true };
+        input.CloudWatchOutputConfig = {
+          CloudWatchLogGroupName: this.props.logGroupName,
+          CloudWatchOutputEnabled: true,
+        };
       }
       await this.ssm.send(new SendCommandCommand(input));
     }
@@ -353,11 +402,18 @@ export class Ec2SsmCompute implements Compute {
 
   /** What torchrun reads to join the job's nodes; set after the job's env, so these win. */
   private torchrunEnv(rank: number, worldSize: number, masterAddr: string): Record<string, string> {
-    return { NODE_RANK: String(rank), WORLD_SIZE: String(worldSize), MASTER_ADDR: masterAddr, MASTER_PORT: String(this.masterPort) };
+    return {
+      NODE_RANK: String(rank),
+      WORLD_SIZE: String(worldSize),
+      MASTER_ADDR: masterAddr,
+      MASTER_PORT: String(this.masterPort),
+    };
   }
 
   private async privateIp(instanceId: string): Promise<string> {
-    const ip = (await this.describe({ InstanceIds: [instanceId] })).find((i) => i.InstanceId === instanceId)?.PrivateIpAddress;
+    const ip = (await this.describe({ InstanceIds: [instanceId] })).find(
+      (i) => i.InstanceId === instanceId,
+    )?.PrivateIpAddress;
     if (!ip) throw new LaunchFailed(`instance ${instanceId} has no private IP address for the other nodes to reach`);
     return ip;
   }
@@ -382,7 +438,12 @@ export class Ec2SsmCompute implements Compute {
     let nextToken: string | undefined;
     do {
       const page = await this.ssm.send(
-        new ListCommandsCommand({ InstanceId: instanceId, Filters: [{ key: 'DocumentName', value: this.document }], MaxResults: 50, NextToken: nextToken }),
+        new ListCommandsCommand({
+          InstanceId: instanceId,
+          Filters: [{ key: 'DocumentName', value: this.document }],
+          MaxResults: 50,
+          NextToken: nextToken,
+        }),
       );
       if ((page.Commands ?? []).some((c) => c.Comment === comment)) return true;
       nextToken = page.NextToken || undefined;
@@ -399,7 +460,8 @@ export class Ec2SsmCompute implements Compute {
 
   async terminate(instanceIds: readonly string[]): Promise<void> {
     const ids = [...new Set(instanceIds)];
-    for (let i = 0; i < ids.length; i += TERMINATE_BATCH_SIZE) await this.terminateBatch(ids.slice(i, i + TERMINATE_BATCH_SIZE));
+    for (let i = 0; i < ids.length; i += TERMINATE_BATCH_SIZE)
+      await this.terminateBatch(ids.slice(i, i + TERMINATE_BATCH_SIZE));
   }
 
   private async terminateBatch(instanceIds: string[]): Promise<void> {
@@ -443,13 +505,16 @@ export class Ec2SsmCompute implements Compute {
    * undefined when the command is not Flare's (another tool's Run Command on the account).
    */
   async commandOutcome(commandId: string, instanceId: string): Promise<CommandOutcome | undefined> {
-    const invocation = await this.ssm.send(new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }));
+    const invocation = await this.ssm.send(
+      new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }),
+    );
     const jobId = jobOfComment(invocation.Comment);
     if (!jobId) return undefined;
     const outcome: CommandOutcome = { jobId, status: invocation.Status ?? 'Unknown' };
     if (invocation.StatusDetails) outcome.statusDetails = invocation.StatusDetails;
     // -1: the script never ran or never reported, so there is no container exit code to speak of.
-    if (typeof invocation.ResponseCode === 'number' && invocation.ResponseCode >= 0) outcome.exitCode = invocation.ResponseCode;
+    if (typeof invocation.ResponseCode === 'number' && invocation.ResponseCode >= 0)
+      outcome.exitCode = invocation.ResponseCode;
     const ended = invocation.ExecutionEndDateTime ? Date.parse(invocation.ExecutionEndDateTime) : Number.NaN;
     if (Number.isFinite(ended)) outcome.endedAt = new Date(ended).toISOString();
     return outcome;
@@ -478,7 +543,10 @@ export class Ec2SsmCompute implements Compute {
         { Name: 'instance-state-name', Values: LIVE_INSTANCE_STATES },
       ],
     });
-    return instances.map((i) => i.InstanceId).filter((id): id is string => !!id).sort();
+    return instances
+      .map((i) => i.InstanceId)
+      .filter((id): id is string => !!id)
+      .sort();
   }
 
   /** DescribeInstances, every page. */
@@ -545,14 +613,26 @@ export function jobOfComment(comment: string | undefined): string | undefined {
 /** The EC2 vCPU service quota an instance type counts against (Service Quotas, On-Demand). */
 export function vcpuQuotaName(instanceType: string): string {
   const family = /^[a-z]+/.exec(instanceType)?.[0] ?? '';
-  const byFamily: Record<string, string> = { g: 'G and VT', vt: 'G and VT', p: 'P', inf: 'Inf', trn: 'Trn', dl: 'DL', f: 'F', x: 'X', u: 'High Memory', hpc: 'HPC' };
+  const byFamily: Record<string, string> = {
+    g: 'G and VT',
+    vt: 'G and VT',
+    p: 'P',
+    inf: 'Inf',
+    trn: 'Trn',
+    dl: 'DL',
+    f: 'F',
+    x: 'X',
+    u: 'High Memory',
+    hpc: 'HPC',
+  };
   return `Running On-Demand ${byFamily[family] ?? 'Standard (A, C, D, H, I, M, R, T, Z)'} instances`;
 }
 
 function vcpuQuotaAdvice(instanceTypes: string[]): string {
   const families = [...new Set(instanceTypes.map((t) => t.split('.')[0]))];
   const quotas = [...new Set(instanceTypes.map(vcpuQuotaName))].map((q) => `"${q}"`);
-  const what = families.length === 1 ? `the ${families[0]} instance family` : `the ${families.join(', ')} instance families`;
+  const what =
+    families.length === 1 ? `the ${families[0]} instance family` : `the ${families.join(', ')} instance families`;
   return `the account's vCPU service quota for ${what} must be raised (Service Quotas, Amazon EC2: ${quotas.join(', ')})`;
 }
 

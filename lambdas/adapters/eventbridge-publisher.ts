@@ -6,7 +6,14 @@
  */
 import { PutEventsCommand, type EventBridgeClient, type PutEventsRequestEntry } from '@aws-sdk/client-eventbridge';
 import { FlareError } from '../core/errors.js';
-import { EVENT_SOURCE, JOB_STATE_CHANGE, OPERATOR_EVENT, type EventPublisher, type JobStateChange, type OperatorEvent } from '../ports/events.js';
+import {
+  EVENT_SOURCE,
+  JOB_STATE_CHANGE,
+  OPERATOR_EVENT,
+  type EventPublisher,
+  type JobStateChange,
+  type OperatorEvent,
+} from '../ports/events.js';
 
 /** PutEvents' limit on entries per request. */
 export const MAX_ENTRIES_PER_PUT = 10;
@@ -47,7 +54,13 @@ export class EventBridgePublisher implements EventPublisher {
   }
 
   private entry(detailType: string, detail: JobStateChange | OperatorEvent, at: string): PutEventsRequestEntry {
-    return { EventBusName: this.busName, Source: EVENT_SOURCE, DetailType: detailType, Detail: JSON.stringify(detail), Time: new Date(at) };
+    return {
+      EventBusName: this.busName,
+      Source: EVENT_SOURCE,
+      DetailType: detailType,
+      Detail: JSON.stringify(detail),
+      Time: new Date(at),
+    };
   }
 
   private async put(entries: readonly PutEventsRequestEntry[]): Promise<void> {
@@ -57,13 +70,22 @@ export class EventBridgePublisher implements EventPublisher {
       try {
         result = await this.events.send(new PutEventsCommand({ Entries: batch }));
       } catch (error) {
-        throw new EventsNotPublished(start, entries.length, error instanceof Error ? `${error.name}: ${error.message}` : String(error), { cause: error });
+        throw new EventsNotPublished(
+          start,
+          entries.length,
+          error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+          { cause: error },
+        );
       }
       if (!result.FailedEntryCount) continue;
       // Result entries line up with request entries; failed ones carry an ErrorCode.
       const index = result.Entries?.findIndex((e) => e.ErrorCode) ?? -1;
       const failed = index >= 0 ? result.Entries![index] : undefined;
-      throw new EventsNotPublished(start + Math.max(index, 0), entries.length, `${failed?.ErrorCode ?? 'unknown error'}: ${failed?.ErrorMessage ?? `${result.FailedEntryCount} entries failed`}`);
+      throw new EventsNotPublished(
+        start + Math.max(index, 0),
+        entries.length,
+        `${failed?.ErrorCode ?? 'unknown error'}: ${failed?.ErrorMessage ?? `${result.FailedEntryCount} entries failed`}`,
+      );
     }
   }
 }

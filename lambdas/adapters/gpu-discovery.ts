@@ -21,7 +21,11 @@ export async function discoverGpus(options: ProbeOptions = {}): Promise<number> 
 
 /** True when a Docker engine answers `docker info` (a CLI without a daemon does not). */
 export async function dockerEngineAvailable(options: ProbeOptions = {}): Promise<boolean> {
-  const result = await run(options.command ?? 'docker', ['info', '--format', '{{.ServerVersion}}'], options.timeoutMs ?? 3000);
+  const result = await run(
+    options.command ?? 'docker',
+    ['info', '--format', '{{.ServerVersion}}'],
+    options.timeoutMs ?? 3000,
+  );
   return result.ok && result.stdout.trim() !== '';
 }
 

@@ -34,7 +34,13 @@ import { LaunchFailed } from '../core/errors.js';
 import { isTerminal, totalGpus, type Job, type Outcome } from '../core/job.js';
 import type { Logger } from '../core/deps.js';
 import type { Compute, ContainerSpec, Launched, ManagedInstance } from '../ports/compute.js';
-import { containerName, dockerRunArgs, JOB_ID_PATTERN, scratchPath, type DockerRunOptions } from '../core/container-command.js';
+import {
+  containerName,
+  dockerRunArgs,
+  JOB_ID_PATTERN,
+  scratchPath,
+  type DockerRunOptions,
+} from '../core/container-command.js';
 import { discoverGpus, dockerEngineAvailable } from './gpu-discovery.js';
 import { bootId, liveSupervisor, LOCK_NAME } from './local-supervisor-lock.mjs';
 import { DEFAULT_STOP_GRACE_MS } from './local-job-runner.mjs';
@@ -116,7 +122,6 @@ export interface RunnerSpec {
   stopArgv?: string[];
 }
 
-
 const KILL_WAIT_MS = 5000;
 /** Reporting a job's end again after a failure: from this, doubling, up to the max. */
 const REPORT_RETRY_MS = 250;
@@ -172,7 +177,9 @@ export class LocalCompute implements Compute {
   static async create(options: LocalComputeOptions): Promise<LocalCompute> {
     const [hostGpus, driver] = await Promise.all([
       options.hostGpus ?? discoverGpus(),
-      options.driver === 'auto' ? dockerEngineAvailable().then((docker): LocalDriver => (docker ? 'docker' : 'process')) : options.driver,
+      options.driver === 'auto'
+        ? dockerEngineAvailable().then((docker): LocalDriver => (docker ? 'docker' : 'process'))
+        : options.driver,
     ]);
     return new LocalCompute({ ...options, hostGpus, driver });
   }
@@ -226,7 +233,9 @@ export class LocalCompute implements Compute {
     const need = totalGpus(job);
     const free = this.freeDevices(job.pool);
     if (free.length < need) {
-      throw new LaunchFailed(`pool ${job.pool} has ${free.length} of ${all.length} GPU slots free on this machine, job ${job.id} needs ${need}`);
+      throw new LaunchFailed(
+        `pool ${job.pool} has ${free.length} of ${all.length} GPU slots free on this machine, job ${job.id} needs ${need}`,
+      );
     }
     const devices = free.slice(0, need);
     this.held.set(job.id, { pool: job.pool, devices });
@@ -271,7 +280,8 @@ export class LocalCompute implements Compute {
       if (await this.occupies(jobId)) await add(jobId, 'running');
     }
     if ((await this.driverInUse()) === 'docker') {
-      for (const jobId of await this.containerJobIds()) if (existsSync(join(this.jobDir(jobId), 'spec.json'))) await add(jobId, 'running');
+      for (const jobId of await this.containerJobIds())
+        if (existsSync(join(this.jobDir(jobId), 'spec.json'))) await add(jobId, 'running');
     }
     // Slots held with nothing running: launched and not started yet, or ended and not stopped yet.
     for (const jobId of this.held.keys()) {
@@ -285,7 +295,8 @@ export class LocalCompute implements Compute {
   async terminate(instanceIds: readonly string[]): Promise<void> {
     const jobIds = instanceIds.map((id) => {
       const jobId = id.startsWith(INSTANCE_PREFIX) ? id.slice(INSTANCE_PREFIX.length) : '';
-      if (!JOB_ID_PATTERN.test(jobId)) throw new LocalComputeError(`${JSON.stringify(id)} is not a local instance id (${INSTANCE_PREFIX}<job id>)`);
+      if (!JOB_ID_PATTERN.test(jobId))
+        throw new LocalComputeError(`${JSON.stringify(id)} is not a local instance id (${INSTANCE_PREFIX}<job id>)`);
       return jobId;
     });
     for (const jobId of jobIds) {
@@ -301,7 +312,8 @@ export class LocalCompute implements Compute {
       await this.starting.get(jobId)?.catch(() => undefined); // a start in flight is stopped too, not raced
       this.unwatch(jobId);
       await this.stopProcesses(jobId, dir);
-      if ((await this.driverInUse()) === 'docker' && existsSync(join(dir, 'spec.json'))) await this.removeContainer(jobId);
+      if ((await this.driverInUse()) === 'docker' && existsSync(join(dir, 'spec.json')))
+        await this.removeContainer(jobId);
       this.held.delete(jobId);
     } finally {
       this.stopping.delete(jobId);
@@ -333,9 +345,18 @@ export class LocalCompute implements Compute {
 
   /** Job ids of Flare's containers (their supervisor may be gone: the container outlives it). */
   private async containerJobIds(): Promise<string[]> {
-    const result = await runQuiet('docker', ['ps', '--filter', 'label=flare.job', '--format', '{{.Label "flare.job"}}']);
+    const result = await runQuiet('docker', [
+      'ps',
+      '--filter',
+      'label=flare.job',
+      '--format',
+      '{{.Label "flare.job"}}',
+    ]);
     if (result.code !== 0) throw new LocalComputeError(`docker ps failed: ${result.stderr.trim()}`);
-    return result.stdout.split('\n').map((line) => line.trim()).filter((jobId) => JOB_ID_PATTERN.test(jobId));
+    return result.stdout
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((jobId) => JOB_ID_PATTERN.test(jobId));
   }
 
   /**
@@ -377,8 +398,18 @@ export class LocalCompute implements Compute {
   async endedOn(job: Job): Promise<Outcome | undefined> {
     const record = await readExit(this.jobDir(job.id));
     if (!record || record.reason === 'stopped') return undefined;
-    if (record.reason === 'lost') return { kind: 'lost', reason: record.error ?? 'its processes ended without an exit code', at: record.finishedAt };
-    return { kind: 'exited', exitCode: record.exitCode, at: record.finishedAt, ...(record.reason === 'expired' ? { expired: true } : {}) };
+    if (record.reason === 'lost')
+      return {
+        kind: 'lost',
+        reason: record.error ?? 'its processes ended without an exit code',
+        at: record.finishedAt,
+      };
+    return {
+      kind: 'exited',
+      exitCode: record.exitCode,
+      at: record.finishedAt,
+      ...(record.reason === 'expired' ? { expired: true } : {}),
+    };
   }
 
   /** Stop watching and let go of the supervisor; running jobs keep running. */
@@ -398,13 +429,19 @@ export class LocalCompute implements Compute {
     const wanted = pools.reduce((sum, p) => sum + p.gpus, 0);
     if (hostGpus > 0 && wanted > hostGpus) {
       const asked = pools.map((p) => `${p.name} (${p.gpus})`).join(', ');
-      throw new LocalComputeError(`pools ${asked} ask for ${wanted} GPUs but this machine has ${hostGpus}: lower pools[].gpus so that they add up to at most ${hostGpus}`);
+      throw new LocalComputeError(
+        `pools ${asked} ask for ${wanted} GPUs but this machine has ${hostGpus}: lower pools[].gpus so that they add up to at most ${hostGpus}`,
+      );
     }
     let next = 0;
     for (const pool of pools) {
-      if (!Number.isInteger(pool.gpus) || pool.gpus < 0) throw new LocalComputeError(`pool ${pool.name}: gpus must be a whole number`);
+      if (!Number.isInteger(pool.gpus) || pool.gpus < 0)
+        throw new LocalComputeError(`pool ${pool.name}: gpus must be a whole number`);
       if (this.poolDevices.has(pool.name)) throw new LocalComputeError(`pool ${pool.name} is configured twice`);
-      this.poolDevices.set(pool.name, Array.from({ length: pool.gpus }, (_, i) => next + i));
+      this.poolDevices.set(
+        pool.name,
+        Array.from({ length: pool.gpus }, (_, i) => next + i),
+      );
       next += pool.gpus;
     }
   }
@@ -421,7 +458,8 @@ export class LocalCompute implements Compute {
 
   private async startOnce(job: Job, spec: ContainerSpec): Promise<void> {
     const dir = this.jobDir(job.id);
-    if (Number.isNaN(Date.parse(spec.expiresAt))) throw new LocalComputeError(`job ${job.id}: expiresAt ${spec.expiresAt} is not a date`);
+    if (Number.isNaN(Date.parse(spec.expiresAt)))
+      throw new LocalComputeError(`job ${job.id}: expiresAt ${spec.expiresAt} is not a date`);
     const devices = spec.devices ?? this.held.get(job.id)?.devices ?? job.devices;
     if (!devices) throw new LocalComputeError(`job ${job.id} holds no GPU slots on this machine: launch it first`);
     if (!this.held.has(job.id)) this.claim(job.id, job.pool, devices);
@@ -444,7 +482,13 @@ export class LocalCompute implements Compute {
     // The supervisor claims the pid file before it spawns: a job is never run twice.
     const reply = await this.supervisor.request({ op: 'start', specPath }, true);
     this.started.add(job.id);
-    this.log.info('job started', { jobId: job.id, pid: reply?.pid, state: reply?.state, devices, driver: await this.driverInUse() });
+    this.log.info('job started', {
+      jobId: job.id,
+      pid: reply?.pid,
+      state: reply?.state,
+      devices,
+      driver: await this.driverInUse(),
+    });
     this.watch(job.id);
   }
 
@@ -511,10 +555,12 @@ export class LocalCompute implements Compute {
     if (!existsSync(exitPath) && (await this.supervised(dir))) {
       // The supervisor sends SIGTERM to the group once (and runs `docker stop`), SIGKILL after
       // the grace, and answers once the end is on record: signalling here too would give the job two.
-      const reply = await this.supervisor.request({ op: 'stop', jobId }, false, this.stopGraceMs + 2 * KILL_WAIT_MS).catch((error: unknown) => {
-        this.log.warn('the job supervisor did not stop the job; signalling it', { jobId, error: String(error) });
-        return undefined;
-      });
+      const reply = await this.supervisor
+        .request({ op: 'stop', jobId }, false, this.stopGraceMs + 2 * KILL_WAIT_MS)
+        .catch((error: unknown) => {
+          this.log.warn('the job supervisor did not stop the job; signalling it', { jobId, error: String(error) });
+          return undefined;
+        });
       group ??= reply?.pid;
     }
     if (group === undefined) return;
@@ -523,7 +569,8 @@ export class LocalCompute implements Compute {
     if (await waitGone(group, this.stopGraceMs)) return;
     this.log.warn('job did not stop after SIGTERM; killing it', { jobId, graceMs: this.stopGraceMs });
     signal(-group, 'SIGKILL');
-    if (!(await waitGone(group, KILL_WAIT_MS))) throw new LocalComputeError(`process group ${group} of job ${jobId} survived SIGKILL`);
+    if (!(await waitGone(group, KILL_WAIT_MS)))
+      throw new LocalComputeError(`process group ${group} of job ${jobId} survived SIGKILL`);
   }
 
   private async removeContainer(jobId: string): Promise<void> {
@@ -543,7 +590,9 @@ export class LocalCompute implements Compute {
         entry.watcher = watch(this.jobDir(jobId), { persistent: false }, (_event, file) => {
           if (file === null || file === 'exit.json') void this.check(entry);
         });
-        entry.watcher.on('error', (error) => this.log.warn('watching a job directory failed; polling it', { jobId, error: String(error) }));
+        entry.watcher.on('error', (error) =>
+          this.log.warn('watching a job directory failed; polling it', { jobId, error: String(error) }),
+        );
       } catch (error) {
         this.log.warn('cannot watch a job directory; polling it', { jobId, error: String(error) });
       }
@@ -593,7 +642,8 @@ export class LocalCompute implements Compute {
       if (this.watched.get(entry.jobId) !== entry || this.stopping.has(entry.jobId)) return;
       await this.report(entry.jobId, record);
       // Recorded: from here on its end is the workflow's.
-      if (entry.failures > 0) this.log.warn('recorded the end of a job after retrying', { jobId: entry.jobId, attempts: entry.failures + 1 });
+      if (entry.failures > 0)
+        this.log.warn('recorded the end of a job after retrying', { jobId: entry.jobId, attempts: entry.failures + 1 });
       this.unwatch(entry.jobId);
       this.reported.add(entry.jobId);
     } catch (error) {
@@ -620,7 +670,12 @@ export class LocalCompute implements Compute {
     entry.failures += 1;
     const delay = Math.min(REPORT_RETRY_MAX_MS, REPORT_RETRY_MS * 2 ** (entry.failures - 1));
     if ((entry.failures & (entry.failures - 1)) === 0) {
-      this.log.error('recording the end of a job failed; retrying', { jobId: entry.jobId, attempt: entry.failures, retryInMs: delay, error: String(error) });
+      this.log.error('recording the end of a job failed; retrying', {
+        jobId: entry.jobId,
+        attempt: entry.failures,
+        retryInMs: delay,
+        error: String(error),
+      });
     }
     if (this.watched.get(entry.jobId) !== entry) return;
     entry.retryAt = Date.now() + delay;
@@ -635,7 +690,8 @@ export class LocalCompute implements Compute {
   private async supervised(dir: string): Promise<boolean> {
     const owner = await jobOwner(dir);
     if (!owner) return false;
-    const runs = (live: SupervisorId | undefined) => live !== undefined && live.pid === owner.pid && live.nonce === owner.nonce;
+    const runs = (live: SupervisorId | undefined) =>
+      live !== undefined && live.pid === owner.pid && live.nonce === owner.nonce;
     const recent = this.liveness && Date.now() - this.liveness.at <= LIVENESS_TTL_MS ? this.liveness.id : undefined;
     if (recent && runs(await recent)) return true;
     // A "no" is never taken from the cache: a supervisor started a moment ago is not in it.
@@ -645,7 +701,8 @@ export class LocalCompute implements Compute {
   }
 
   private jobDir(jobId: string): string {
-    if (!JOB_ID_PATTERN.test(jobId)) throw new LocalComputeError(`job id ${JSON.stringify(jobId)} cannot name a directory`);
+    if (!JOB_ID_PATTERN.test(jobId))
+      throw new LocalComputeError(`job id ${JSON.stringify(jobId)} cannot name a directory`);
     return join(this.dataDir, 'jobs', jobId);
   }
 }
@@ -765,7 +822,10 @@ function signal(target: number, name: NodeJS.Signals): void {
 
 function runQuiet(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...baseEnv(), ...pick(process.env, DOCKER_ENV) } });
+    const child = spawn(command, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...baseEnv(), ...pick(process.env, DOCKER_ENV) },
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

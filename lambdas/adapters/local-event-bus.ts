@@ -51,7 +51,11 @@ export class LocalEventBus implements EventPublisher {
     while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
   }
 
-  private fanOut<E>(subscribers: ReadonlySet<(event: E) => void | Promise<void>>, event: E, about: Record<string, unknown>): void {
+  private fanOut<E>(
+    subscribers: ReadonlySet<(event: E) => void | Promise<void>>,
+    event: E,
+    about: Record<string, unknown>,
+  ): void {
     for (const subscriber of subscribers) {
       // Each gets its own copy: one subscriber cannot change what the next one sees.
       const copy = structuredClone(event);
@@ -63,7 +67,11 @@ export class LocalEventBus implements EventPublisher {
       }
       const tracked = work.then(
         () => undefined,
-        (error: unknown) => this.log.error('event subscriber failed', { ...about, error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) }),
+        (error: unknown) =>
+          this.log.error('event subscriber failed', {
+            ...about,
+            error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+          }),
       );
       this.inFlight.add(tracked);
       void tracked.finally(() => this.inFlight.delete(tracked));

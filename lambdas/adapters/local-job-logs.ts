@@ -43,8 +43,13 @@ export class LocalJobLogs implements JobLogs {
     this.chunkBytes = options.chunkBytes ?? 64 * 1024;
     this.maxBytes = options.maxBytes ?? 4 * 1024 * 1024;
     this.maxLines = options.maxLines ?? 10_000;
-    for (const [name, value] of [['chunkBytes', this.chunkBytes], ['maxBytes', this.maxBytes], ['maxLines', this.maxLines]] as const) {
-      if (!Number.isInteger(value) || value < 1) throw new RangeError(`LocalJobLogs: ${name} must be a whole number >= 1, got ${value}`);
+    for (const [name, value] of [
+      ['chunkBytes', this.chunkBytes],
+      ['maxBytes', this.maxBytes],
+      ['maxLines', this.maxLines],
+    ] as const) {
+      if (!Number.isInteger(value) || value < 1)
+        throw new RangeError(`LocalJobLogs: ${name} must be a whole number >= 1, got ${value}`);
     }
   }
 
@@ -79,7 +84,12 @@ export class LocalJobLogs implements JobLogs {
    * writing it, unless it alone is longer than maxBytes (an endless progress
    * bar): that one is passed on in pieces, never splitting a character.
    */
-  private async readAfter(file: FileHandle, offset: number, size: number, ended: boolean): Promise<{ bytes: Buffer; end: number }> {
+  private async readAfter(
+    file: FileHandle,
+    offset: number,
+    size: number,
+    ended: boolean,
+  ): Promise<{ bytes: Buffer; end: number }> {
     const raw = await readAt(file, offset, Math.min(size - offset, this.maxBytes));
     // A cursor handed out by a tail read may fall inside a character being written.
     const read = dropPartialCharacter(raw);
@@ -96,7 +106,8 @@ export class LocalJobLogs implements JobLogs {
     if (newlines === this.maxLines) length = lastNewline + 1;
     else if (!(reachedEnd && ended)) {
       if (lastNewline >= 0) length = lastNewline + 1;
-      else if (raw.length < this.maxBytes) length = 0; // a line still growing: wait for its end
+      else if (raw.length < this.maxBytes)
+        length = 0; // a line still growing: wait for its end
       else length = wholeCharacters(read);
     }
     return { bytes: read.subarray(0, length), end: start + length };
@@ -159,7 +170,8 @@ function badCursor(): ValidationError {
 /** How many bytes hold whole characters: a cut may land inside a UTF-8 sequence at the end. */
 function wholeCharacters(bytes: Buffer): number {
   let continuation = 0;
-  while (continuation < 3 && continuation < bytes.length && (bytes[bytes.length - 1 - continuation] & 0xc0) === 0x80) continuation++;
+  while (continuation < 3 && continuation < bytes.length && (bytes[bytes.length - 1 - continuation] & 0xc0) === 0x80)
+    continuation++;
   const lead = bytes.length - 1 - continuation;
   if (lead <= 0) return bytes.length; // no whole character to keep: pass the bytes on rather than stall
   const first = bytes[lead];

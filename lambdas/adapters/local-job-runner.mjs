@@ -93,8 +93,15 @@ export class JobRun {
       out = fs.openSync(spec.outputPath, 'a', 0o600);
       const command = resolveCommand(spec.argv[0], spec.env.PATH, spec.cwd);
       if (typeof command === 'number') {
-        this.note(`cannot start ${JSON.stringify(spec.argv[0])}: ${command === 127 ? 'command not found' : 'permission denied'}`);
-        this.finish({ exitCode: command, signal: null, reason: 'not-started', error: command === 127 ? 'command not found' : 'permission denied' });
+        this.note(
+          `cannot start ${JSON.stringify(spec.argv[0])}: ${command === 127 ? 'command not found' : 'permission denied'}`,
+        );
+        this.finish({
+          exitCode: command,
+          signal: null,
+          reason: 'not-started',
+          error: command === 127 ? 'command not found' : 'permission denied',
+        });
         return;
       }
       try {
@@ -124,7 +131,7 @@ export class JobRun {
     });
     child.on('exit', (code, signal) => {
       // The shim passes the job's code on (128+n for a signal); a signal of its own is a SIGKILL of the group.
-      const exitCode = signal ? 128 + (os.constants.signals[signal] ?? 0) : code ?? RUNNER_FAILED;
+      const exitCode = signal ? 128 + (os.constants.signals[signal] ?? 0) : (code ?? RUNNER_FAILED);
       this.finish({ exitCode, signal: signal ?? signalOf(exitCode), ...(this.reason ? { reason: this.reason } : {}) });
     });
     if (child.pid === undefined) return; // 'error' is on its way
@@ -171,8 +178,18 @@ export class JobRun {
     if (status) {
       // Ended after our signal (its status was not there when we sent it): a file's mtime comes from a coarse
       // clock that can read a few ms before the signal.
-      const at = this.terminatedAt !== undefined && Date.parse(status.at) < this.terminatedAt ? new Date(this.terminatedAt).toISOString() : status.at;
-      this.finish({ exitCode: status.exitCode, signal: signalOf(status.exitCode), ...(this.reason ? { reason: this.reason } : {}) }, at);
+      const at =
+        this.terminatedAt !== undefined && Date.parse(status.at) < this.terminatedAt
+          ? new Date(this.terminatedAt).toISOString()
+          : status.at;
+      this.finish(
+        {
+          exitCode: status.exitCode,
+          signal: signalOf(status.exitCode),
+          ...(this.reason ? { reason: this.reason } : {}),
+        },
+        at,
+      );
       return true;
     }
     if (alive) return false;
@@ -181,7 +198,12 @@ export class JobRun {
     this.finish(
       this.reason
         ? { exitCode: 137, signal: 'SIGKILL', reason: this.reason }
-        : { exitCode: RUNNER_FAILED, signal: null, reason: 'lost', error: 'its processes ended while no supervisor watched them, without an exit code' },
+        : {
+            exitCode: RUNNER_FAILED,
+            signal: null,
+            reason: 'lost',
+            error: 'its processes ended while no supervisor watched them, without an exit code',
+          },
     );
     return true;
   }
@@ -206,7 +228,12 @@ export class JobRun {
       let out = -1;
       try {
         out = fs.openSync(spec.outputPath, 'a', 0o600);
-        const stopper = spawn(spec.stopArgv[0], spec.stopArgv.slice(1), { shell: false, detached: true, stdio: ['ignore', out, out], env: spec.env });
+        const stopper = spawn(spec.stopArgv[0], spec.stopArgv.slice(1), {
+          shell: false,
+          detached: true,
+          stdio: ['ignore', out, out],
+          env: spec.env,
+        });
         stopper.on('error', (error) => this.note(`${spec.stopArgv[0]}: ${message(error)}`));
         stopper.unref();
       } catch (error) {
@@ -282,7 +309,9 @@ export class JobRun {
         return;
       }
       // The job stays ours (and its slots held) until its end is on record.
-      process.stderr.write(`[flare-supervisor] ${new Date().toISOString()} cannot write ${this.spec.exitPath}: ${message(error)}; retrying\n`);
+      process.stderr.write(
+        `[flare-supervisor] ${new Date().toISOString()} cannot write ${this.spec.exitPath}: ${message(error)}; retrying\n`,
+      );
       setTimeout(() => this.record(record), RECORD_RETRY_MS);
       return;
     }
@@ -339,7 +368,9 @@ function signalOf(exitCode) {
  */
 function resolveCommand(name, searchPath = '/usr/bin:/bin', cwd) {
   if (typeof name !== 'string' || name === '') return 127;
-  const candidates = name.includes('/') ? [path.resolve(cwd, name)] : searchPath.split(':').map((dir) => path.resolve(cwd, dir || '.', name));
+  const candidates = name.includes('/')
+    ? [path.resolve(cwd, name)]
+    : searchPath.split(':').map((dir) => path.resolve(cwd, dir || '.', name));
   let denied = false;
   for (const candidate of candidates) {
     try {
@@ -394,7 +425,8 @@ function missedTerm(shimPid) {
     if (ppid !== shimPid) continue;
     try {
       const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-      const mask = (name) => BigInt(`0x${new RegExp(`^${name}:\\s*([0-9a-f]+)`, 'm').exec(status)?.[1] ?? 'ffffffffffffffff'}`);
+      const mask = (name) =>
+        BigInt(`0x${new RegExp(`^${name}:\\s*([0-9a-f]+)`, 'm').exec(status)?.[1] ?? 'ffffffffffffffff'}`);
       if (((mask('SigBlk') | mask('SigIgn') | mask('SigCgt')) & SIGTERM_BIT) === 0n) return pid;
     } catch {
       // it ended while we looked

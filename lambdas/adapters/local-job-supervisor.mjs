@@ -111,7 +111,11 @@ function answer(connection, line) {
     })
     .then(
       (result) => ({ ok: true, ...result }),
-      (error) => ({ ok: false, code: error instanceof StartedBefore ? 'started-before' : 'failed', error: message(error) }),
+      (error) => ({
+        ok: false,
+        code: error instanceof StartedBefore ? 'started-before' : 'failed',
+        error: message(error),
+      }),
     )
     .then((reply) => {
       if (!connection.destroyed) connection.write(`${JSON.stringify({ id: request?.id, ...reply })}\n`);
@@ -178,7 +182,9 @@ function adoptOrphans() {
     try {
       adopt(jobId);
     } catch (error) {
-      process.stderr.write(`[flare-supervisor] ${new Date().toISOString()} cannot adopt job ${jobId}: ${message(error)}\n`);
+      process.stderr.write(
+        `[flare-supervisor] ${new Date().toISOString()} cannot adopt job ${jobId}: ${message(error)}\n`,
+      );
     }
   }
 }
@@ -208,7 +214,13 @@ function adopt(jobId) {
   const pgid = Number(pidText);
   if ((boot && bootId() && boot !== bootId()) || !Number.isInteger(pgid) || pgid <= 0) {
     const why = pgid > 0 ? 'the machine restarted while it ran' : 'its supervisor died as it started the job';
-    writeExit(spec.exitPath, { exitCode: 125, signal: null, reason: 'lost', error: why, finishedAt: new Date().toISOString() });
+    writeExit(spec.exitPath, {
+      exitCode: 125,
+      signal: null,
+      reason: 'lost',
+      error: why,
+      finishedAt: new Date().toISOString(),
+    });
     return { state: 'ended' };
   }
   if (closing || orphaned) throw new Error('the job supervisor is shutting down');

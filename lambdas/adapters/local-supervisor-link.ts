@@ -32,7 +32,10 @@ export function pick(env: NodeJS.ProcessEnv, names: readonly string[]): Record<s
   return Object.fromEntries(names.flatMap((n) => (env[n] !== undefined ? [[n, env[n]!]] : [])));
 }
 
-export type SupervisorReply = { state: 'started' | 'running' | 'adopted' | 'ended' | 'stopped' | 'unknown'; pid?: number };
+export type SupervisorReply = {
+  state: 'started' | 'running' | 'adopted' | 'ended' | 'stopped' | 'unknown';
+  pid?: number;
+};
 
 /** The connection went away before the answer came. */
 class ConnectionLost extends LocalComputeError {}
@@ -45,7 +48,10 @@ class ConnectionLost extends LocalComputeError {}
 export class SupervisorLink {
   private socket: Socket | undefined;
   private connecting: { spawn: boolean; socket: Promise<Socket | undefined> } | undefined;
-  private readonly pending = new Map<number, { resolve(reply: SupervisorReply): void; reject(error: Error): void; timer: NodeJS.Timeout }>();
+  private readonly pending = new Map<
+    number,
+    { resolve(reply: SupervisorReply): void; reject(error: Error): void; timer: NodeJS.Timeout }
+  >();
   private nextId = 1;
   /** Keeps `/proc/self/fd/<n>` valid when the socket path is too long to use as it is. */
   private dirHandle: FileHandle | undefined;
@@ -62,7 +68,11 @@ export class SupervisorLink {
    * undefined then. A request cut off by a lost connection is sent once more:
    * every request is idempotent.
    */
-  async request(body: { op: string } & Record<string, unknown>, spawn: boolean, timeoutMs = REQUEST_TIMEOUT_MS): Promise<SupervisorReply | undefined> {
+  async request(
+    body: { op: string } & Record<string, unknown>,
+    spawn: boolean,
+    timeoutMs = REQUEST_TIMEOUT_MS,
+  ): Promise<SupervisorReply | undefined> {
     for (let attempt = 0; ; attempt += 1) {
       const socket = await this.connect(spawn);
       if (!socket) return undefined;
@@ -101,7 +111,10 @@ export class SupervisorLink {
       const socket = await this.dial();
       if (socket) return this.adopt(socket);
       if (!spawn) return undefined;
-      if (Date.now() > deadline) throw new LaunchFailed(`cannot start the job supervisor of ${this.dataDir}; see ${join(this.dataDir, 'supervisor.log')}`);
+      if (Date.now() > deadline)
+        throw new LaunchFailed(
+          `cannot start the job supervisor of ${this.dataDir}; see ${join(this.dataDir, 'supervisor.log')}`,
+        );
       // Not ready: another supervisor holds the data directory, starting up or going away.
       if (!(await this.startSupervisor())) await sleep(Math.min(25 * 2 ** attempt, 500));
     }
@@ -118,7 +131,10 @@ export class SupervisorLink {
       });
       socket.once('error', (error: NodeJS.ErrnoException) => {
         if (error.code === 'ENOENT' || error.code === 'ECONNREFUSED') resolve(undefined);
-        else reject(new LocalComputeError(`cannot reach the job supervisor at ${path}: ${error.message}`, { cause: error }));
+        else
+          reject(
+            new LocalComputeError(`cannot reach the job supervisor at ${path}: ${error.message}`, { cause: error }),
+          );
       });
     });
   }
@@ -127,7 +143,8 @@ export class SupervisorLink {
   private async socketPath(): Promise<string> {
     const direct = directSocketPath(this.dataDir);
     if (direct) return direct;
-    if (!existsSync('/proc/self/fd')) throw new LocalComputeError(`data directory path too long for a unix socket: ${this.dataDir}`);
+    if (!existsSync('/proc/self/fd'))
+      throw new LocalComputeError(`data directory path too long for a unix socket: ${this.dataDir}`);
     this.dirHandle ??= await open(this.dataDir, 'r');
     return `/proc/self/fd/${this.dirHandle.fd}/${SOCKET_NAME}`;
   }
@@ -153,7 +170,9 @@ export class SupervisorLink {
         out += chunk;
         if (out.includes('ready\n')) resolve(true);
       });
-      child.once('error', (error) => reject(new LaunchFailed(`cannot start the job supervisor: ${error.message}`, { cause: error })));
+      child.once('error', (error) =>
+        reject(new LaunchFailed(`cannot start the job supervisor: ${error.message}`, { cause: error })),
+      );
       child.once('exit', (code, signal) => {
         if (code === 0) resolve(false);
         else reject(new LaunchFailed(`the job supervisor exited with ${signal ?? code} as it started; see ${logPath}`));
@@ -177,7 +196,9 @@ export class SupervisorLink {
         buffer = buffer.slice(newline + 1);
       }
     });
-    socket.on('error', (error) => this.log.warn('the connection to the job supervisor failed', { error: error.message }));
+    socket.on('error', (error) =>
+      this.log.warn('the connection to the job supervisor failed', { error: error.message }),
+    );
     socket.on('close', () => {
       if (this.socket === socket) this.socket = undefined;
       for (const [id, waiting] of this.pending) {

@@ -42,7 +42,8 @@ export function liveSupervisor(lockText, dataDir) {
   try {
     // A zombie's is empty.
     const args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    if (!args.some((arg) => arg.endsWith('/local-job-supervisor.mjs')) || !args.includes(path.resolve(dataDir))) return undefined;
+    if (!args.some((arg) => arg.endsWith('/local-job-supervisor.mjs')) || !args.includes(path.resolve(dataDir)))
+      return undefined;
   } catch {
     if (fs.existsSync('/proc/self')) return undefined; // no procfs (macOS): trust the signal probe
   }

@@ -1,4 +1,9 @@
-import { ListExecutionsCommand, SendTaskSuccessCommand, StartExecutionCommand, type SFNClient } from '@aws-sdk/client-sfn';
+import {
+  ListExecutionsCommand,
+  SendTaskSuccessCommand,
+  StartExecutionCommand,
+  type SFNClient,
+} from '@aws-sdk/client-sfn';
 import { executionJobId } from '../core/reconcile.js';
 import type { WorkflowInput } from '../core/workflow.js';
 import type { Workflows } from '../ports/workflows.js';
@@ -15,7 +20,9 @@ export class SfnWorkflows implements Workflows {
 
   async start(name: string, input: WorkflowInput): Promise<void> {
     try {
-      await this.sfn.send(new StartExecutionCommand({ stateMachineArn: this.stateMachineArn, name, input: JSON.stringify(input) }));
+      await this.sfn.send(
+        new StartExecutionCommand({ stateMachineArn: this.stateMachineArn, name, input: JSON.stringify(input) }),
+      );
     } catch (error) {
       // Same name and input while it runs is accepted by Step Functions; a finished
       // execution of that name means this start already happened.
@@ -39,7 +46,12 @@ export class SfnWorkflows implements Workflows {
     let nextToken: string | undefined;
     do {
       const page = await this.sfn.send(
-        new ListExecutionsCommand({ stateMachineArn: this.stateMachineArn, statusFilter: 'RUNNING', maxResults: LIST_PAGE_SIZE, ...(nextToken ? { nextToken } : {}) }),
+        new ListExecutionsCommand({
+          stateMachineArn: this.stateMachineArn,
+          statusFilter: 'RUNNING',
+          maxResults: LIST_PAGE_SIZE,
+          ...(nextToken ? { nextToken } : {}),
+        }),
       );
       for (const execution of page.executions ?? []) {
         const jobId = executionJobId(execution.name);

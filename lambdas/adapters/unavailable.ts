@@ -8,16 +8,34 @@
 import type { Unavailable } from '../core/errors.js';
 
 /** DynamoDB's and Step Functions' names for "too many requests, slow down". */
-const THROTTLED = new Set(['ThrottlingException', 'ProvisionedThroughputExceededException', 'RequestLimitExceeded', 'TooManyRequestsException']);
+const THROTTLED = new Set([
+  'ThrottlingException',
+  'ProvisionedThroughputExceededException',
+  'RequestLimitExceeded',
+  'TooManyRequestsException',
+]);
 
 /** Their names for a fault on their side, which a later request may not meet. */
-const FAILING = new Set(['InternalServerError', 'InternalFailure', 'ServiceUnavailable', 'ServiceUnavailableException']);
+const FAILING = new Set([
+  'InternalServerError',
+  'InternalFailure',
+  'ServiceUnavailable',
+  'ServiceUnavailableException',
+]);
 
 /** The SDK's names for a request that got no answer in time. */
 const TIMED_OUT = new Set(['TimeoutError', 'RequestTimeout', 'RequestTimeoutException']);
 
 /** Node's socket errors: nobody listening, connection dropped, no route. */
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+]);
 
 /** A transaction item's cancellation code when DynamoDB throttled it. */
 const THROTTLED_ITEM = new Set(['ThrottlingError', 'ProvisionedThroughputExceeded']);
@@ -45,7 +63,8 @@ export function unavailableReason(error: unknown): string | undefined {
   if (name === 'TransactionCanceledException' && CancellationReasons) {
     const codes = CancellationReasons.map((r) => r.Code ?? 'None');
     // A condition that said no decides the answer; throttled items alone mean "try again".
-    if (codes.some((c) => THROTTLED_ITEM.has(c)) && codes.every((c) => c === 'None' || THROTTLED_ITEM.has(c))) return 'throttled (TransactionCanceledException: ThrottlingError)';
+    if (codes.some((c) => THROTTLED_ITEM.has(c)) && codes.every((c) => c === 'None' || THROTTLED_ITEM.has(c)))
+      return 'throttled (TransactionCanceledException: ThrottlingError)';
   }
   if ($metadata?.httpStatusCode === 503) return `failing (HTTP 503${typeof name === 'string' ? ` ${name}` : ''})`;
   return undefined;

@@ -5,7 +5,13 @@
  */
 import type { Logger } from '../core/deps.js';
 import { FlareError } from '../core/errors.js';
-import { formatNotification, notifyChannel, type ChatType, type DeliveryLedger, type NotificationChannel } from '../core/notification.js';
+import {
+  formatNotification,
+  notifyChannel,
+  type ChatType,
+  type DeliveryLedger,
+  type NotificationChannel,
+} from '../core/notification.js';
 import type { NotificationSpec } from '../core/schemas.js';
 import type { JobStateChange } from '../ports/events.js';
 
@@ -32,14 +38,24 @@ export interface WebhookTarget {
 
 /** One webhook post failed for good (after its retries); names the host only. */
 export class WebhookPostFailed extends FlareError {
-  constructor(readonly host: string, readonly detail: Record<string, unknown>) {
-    super(`webhook post to ${host} failed: ${Object.entries(detail).map(([k, v]) => `${k} ${String(v)}`).join(', ')}`);
+  constructor(
+    readonly host: string,
+    readonly detail: Record<string, unknown>,
+  ) {
+    super(
+      `webhook post to ${host} failed: ${Object.entries(detail)
+        .map(([k, v]) => `${k} ${String(v)}`)
+        .join(', ')}`,
+    );
   }
 }
 
 /** Some deliveries failed after their retries (each was logged with its host). */
 export class WebhookDeliveryFailed extends FlareError {
-  constructor(readonly failed: number, readonly attempted: number) {
+  constructor(
+    readonly failed: number,
+    readonly attempted: number,
+  ) {
     super(`${failed} of ${attempted} webhook deliveries failed`);
   }
 }
@@ -89,7 +105,11 @@ export class WebhookPoster {
       });
       await response.body?.cancel().catch(() => undefined); // free the connection; the text is not needed
       if (response.ok) return { ok: true };
-      return { ok: false, transient: response.status >= 500 || response.status === 429, detail: { status: response.status } };
+      return {
+        ok: false,
+        transient: response.status >= 500 || response.status === 429,
+        detail: { status: response.status },
+      };
     } catch (error) {
       return { ok: false, transient: true, detail: { error: describe(error) } };
     }
@@ -120,7 +140,11 @@ export class WebhookNotifier {
 
   /** Deliver to every matching webhook; throws WebhookDeliveryFailed when any failed for good. */
   async notify(event: JobStateChange): Promise<void> {
-    const deps = { ledger: this.ledger, log: this.log, post: (channel: LocalChannel, e: JobStateChange) => this.poster.post(channel, e) };
+    const deps = {
+      ledger: this.ledger,
+      log: this.log,
+      post: (channel: LocalChannel, e: JobStateChange) => this.poster.post(channel, e),
+    };
     const results = await Promise.allSettled(this.channels.map((channel) => notifyChannel(deps, channel, event)));
     // A delivery in flight elsewhere is that delivery's business; only posts made here count.
     const attempted = results.filter((r) => r.status === 'rejected' || r.value === 'posted').length;

@@ -43,7 +43,11 @@ export function periodBounds(period: BudgetPeriod, at: Date): { periodStart: str
   const [y, m, d] = [at.getUTCFullYear(), at.getUTCMonth(), at.getUTCDate()];
   const monday = d - ((at.getUTCDay() + 6) % 7);
   const [start, end] =
-    period === 'day' ? [Date.UTC(y, m, d), Date.UTC(y, m, d + 1)] : period === 'week' ? [Date.UTC(y, m, monday), Date.UTC(y, m, monday + 7)] : [Date.UTC(y, m, 1), Date.UTC(y, m + 1, 1)];
+    period === 'day'
+      ? [Date.UTC(y, m, d), Date.UTC(y, m, d + 1)]
+      : period === 'week'
+        ? [Date.UTC(y, m, monday), Date.UTC(y, m, monday + 7)]
+        : [Date.UTC(y, m, 1), Date.UTC(y, m + 1, 1)];
   return { periodStart: new Date(start).toISOString(), periodEnd: new Date(end).toISOString() };
 }
 
@@ -59,7 +63,10 @@ function heldGpuMs(job: Pick<Job, 'gpus' | 'nodeCount' | 'admittedAt'>, at: stri
 }
 
 /** What a release at `releasedAt` charges: the GPU-ms held since admission, at most the reservation. */
-export function chargedGpuMs(job: Pick<Job, 'gpus' | 'nodeCount' | 'admittedAt' | 'reservedGpuMs'>, releasedAt: string): number {
+export function chargedGpuMs(
+  job: Pick<Job, 'gpus' | 'nodeCount' | 'admittedAt' | 'reservedGpuMs'>,
+  releasedAt: string,
+): number {
   return Math.min(job.reservedGpuMs ?? 0, heldGpuMs(job, releasedAt));
 }
 
@@ -84,13 +91,25 @@ export function budgetState(row: QuotaRecord & { hardLimit: number }, now: Date)
   const reservedGpuMs = row.budget?.reservedGpuMs ?? 0;
   const period = row.budget?.period ?? 'month';
   const over = !row.budget?.periodEnd || row.budget.periodEnd <= now.toISOString();
-  const bounds = over ? periodBounds(period, now) : { periodStart: row.budget!.periodStart!, periodEnd: row.budget!.periodEnd! };
+  const bounds = over
+    ? periodBounds(period, now)
+    : { periodStart: row.budget!.periodStart!, periodEnd: row.budget!.periodEnd! };
   const spentGpuMs = over ? 0 : Math.max(0, row.used - reservedGpuMs);
-  return { hardLimit: row.hardLimit, period, ...bounds, spentGpuMs, reservedGpuMs, availableGpuMs: row.hardLimit * GPU_MS_PER_HOUR - spentGpuMs - reservedGpuMs };
+  return {
+    hardLimit: row.hardLimit,
+    period,
+    ...bounds,
+    spentGpuMs,
+    reservedGpuMs,
+    availableGpuMs: row.hardLimit * GPU_MS_PER_HOUR - spentGpuMs - reservedGpuMs,
+  };
 }
 
 /** The budget of a project at `now`, undefined when it has none. */
-export async function projectBudget(deps: Pick<Deps, 'store' | 'now'>, project: string): Promise<BudgetState | undefined> {
+export async function projectBudget(
+  deps: Pick<Deps, 'store' | 'now'>,
+  project: string,
+): Promise<BudgetState | undefined> {
   return budgetOf(await deps.store.getQuota(project, 'gpuHours'), deps.now());
 }
 
@@ -127,12 +146,20 @@ export async function budgetWaitReason(deps: Pick<Deps, 'store' | 'now'>, job: J
 }
 
 /** 422 for a job whose worst case exceeds the project's budget itself: it could never be admitted. */
-export async function refuseBeyondBudget(deps: Pick<Deps, 'store' | 'now'>, project: string, job: Pick<Job, 'gpus' | 'nodeCount' | 'liveTimeoutMinutes'>): Promise<void> {
+export async function refuseBeyondBudget(
+  deps: Pick<Deps, 'store' | 'now'>,
+  project: string,
+  job: Pick<Job, 'gpus' | 'nodeCount' | 'liveTimeoutMinutes'>,
+): Promise<void> {
   refuseBeyond(await projectBudget(deps, project), project, job);
 }
 
 /** refuseBeyondBudget on a budget already read. */
-export function refuseBeyond(budget: BudgetState | undefined, project: string, job: Pick<Job, 'gpus' | 'nodeCount' | 'liveTimeoutMinutes'>): void {
+export function refuseBeyond(
+  budget: BudgetState | undefined,
+  project: string,
+  job: Pick<Job, 'gpus' | 'nodeCount' | 'liveTimeoutMinutes'>,
+): void {
   const needs = worstCaseGpuMs(job);
   if (!budget || needs <= budget.hardLimit * GPU_MS_PER_HOUR) return;
   throw new Unprocessable(
@@ -145,7 +172,11 @@ export function refuseBeyond(budget: BudgetState | undefined, project: string, j
  * Throws StaleJob when the job changed since it was read (the caller reads again)
  * and QuotaExceeded (429) when the budget has no room for the extra worst case.
  */
-export async function changeReservedJob(deps: Pick<Deps, 'store' | 'now'>, job: Job, set: Partial<Job> & { liveTimeoutMinutes: number }): Promise<Job> {
+export async function changeReservedJob(
+  deps: Pick<Deps, 'store' | 'now'>,
+  job: Job,
+  set: Partial<Job> & { liveTimeoutMinutes: number },
+): Promise<Job> {
   const at = deps.now().toISOString();
   const reservedGpuMs = reservationAfterChange(job, set.liveTimeoutMinutes, at);
   const result = await deps.store.changeReservation(job, set, reservedGpuMs, at);
@@ -153,6 +184,12 @@ export async function changeReservedJob(deps: Pick<Deps, 'store' | 'now'>, job: 
   if (result.blockedBy === 'job') throw new StaleJob(job.id);
   const budget = await projectBudget(deps, job.project);
   const extra = reservedGpuMs - (job.reservedGpuMs ?? 0);
-  const left = budget ? budgetReason(job.project, budget, extra).replace(/, needs [^,]+$/, '') : `project ${job.project}'s GPU-hour budget has no room`;
-  throw new QuotaExceeded(job.project, 'gpuHours', `${left}; a live timeout of ${set.liveTimeoutMinutes} minutes for job ${job.id} needs ${showHours(extra, 'up')} more`);
+  const left = budget
+    ? budgetReason(job.project, budget, extra).replace(/, needs [^,]+$/, '')
+    : `project ${job.project}'s GPU-hour budget has no room`;
+  throw new QuotaExceeded(
+    job.project,
+    'gpuHours',
+    `${left}; a live timeout of ${set.liveTimeoutMinutes} minutes for job ${job.id} needs ${showHours(extra, 'up')} more`,
+  );
 }

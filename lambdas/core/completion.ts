@@ -20,7 +20,14 @@ export const LOST_INSTANCE_STATES = ['shutting-down', 'terminated', 'stopping', 
  * so a report that arrives late says when the exit happened, not when it was heard of. `expired`: the
  * job's own dead-man switch stopped it (at an expiresAt that a change racing it may since have moved).
  */
-export async function reportNodeExit(deps: Deps, jobId: string, instanceId: string, exitCode: number, at = deps.now().toISOString(), expired = false): Promise<void> {
+export async function reportNodeExit(
+  deps: Deps,
+  jobId: string,
+  instanceId: string,
+  exitCode: number,
+  at = deps.now().toISOString(),
+  expired = false,
+): Promise<void> {
   const exited = { kind: 'exited' as const, exitCode, at, ...(expired ? { expired } : {}) };
   // Most reports end the job: a failure, or the exit of its only node. Recorded on that condition without
   // reading the job first (one round trip less between a job's end and its release); anything else (another
@@ -39,8 +46,15 @@ export async function reportNodeExit(deps: Deps, jobId: string, instanceId: stri
 }
 
 /** An instance of the job stopped existing before the job ended, at `at` (default: now; as for an exit). */
-export async function reportInstanceLost(deps: Deps, jobId: string, instanceId: string, reason: string, at = deps.now().toISOString()): Promise<void> {
-  if (await runningWith(deps, jobId, instanceId, 'instance lost')) await reportOutcome(deps, jobId, { kind: 'lost', reason, at });
+export async function reportInstanceLost(
+  deps: Deps,
+  jobId: string,
+  instanceId: string,
+  reason: string,
+  at = deps.now().toISOString(),
+): Promise<void> {
+  if (await runningWith(deps, jobId, instanceId, 'instance lost'))
+    await reportOutcome(deps, jobId, { kind: 'lost', reason, at });
 }
 
 /**
@@ -48,8 +62,15 @@ export async function reportInstanceLost(deps: Deps, jobId: string, instanceId: 
  * it was cancelled), at `at` (as for an exit): nothing will report the job's end, so it fails with `reason`.
  * A job already cancelled or expired has its outcome, so this changes nothing there.
  */
-export async function reportCommandFailed(deps: Deps, jobId: string, instanceId: string, reason: string, at = deps.now().toISOString()): Promise<void> {
-  if (await runningWith(deps, jobId, instanceId, 'command failure')) await reportOutcome(deps, jobId, { kind: 'failed', reason, at });
+export async function reportCommandFailed(
+  deps: Deps,
+  jobId: string,
+  instanceId: string,
+  reason: string,
+  at = deps.now().toISOString(),
+): Promise<void> {
+  if (await runningWith(deps, jobId, instanceId, 'command failure'))
+    await reportOutcome(deps, jobId, { kind: 'failed', reason, at });
 }
 
 /** The job, if it is still launching or running on `instanceId`; otherwise the report is stale. */

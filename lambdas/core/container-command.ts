@@ -60,7 +60,9 @@ export const SCRATCH_MOUNT = '/scratch';
 
 /** Job ids become container names, file names, tag values and EC2 client tokens (64 chars with a suffix). */
 export const JOB_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,59}$/;
-const PINNED_IMAGE_PATTERN = new RegExp(`^${IMAGE_REFERENCE_PATTERN.source.slice(1, -1)}@${DIGEST_PATTERN.source.slice(1, -1)}$`);
+const PINNED_IMAGE_PATTERN = new RegExp(
+  `^${IMAGE_REFERENCE_PATTERN.source.slice(1, -1)}@${DIGEST_PATTERN.source.slice(1, -1)}$`,
+);
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const SIZE_PATTERN = /^[1-9][0-9]{0,14}[bkmg]?$/;
 const USER_PATTERN = /^[0-9]{1,10}(:[0-9]{1,10})?$/;
@@ -75,7 +77,10 @@ const MAX_PIDS_LIMIT = 4_194_304;
  * it was not given.
  */
 function isReservedEnvName(name: string): boolean {
-  return name.startsWith('FLARE_') || ['NVIDIA_VISIBLE_DEVICES', 'NVIDIA_MIG_CONFIG_DEVICES', 'NVIDIA_MIG_MONITOR_DEVICES'].includes(name);
+  return (
+    name.startsWith('FLARE_') ||
+    ['NVIDIA_VISIBLE_DEVICES', 'NVIDIA_MIG_CONFIG_DEVICES', 'NVIDIA_MIG_MONITOR_DEVICES'].includes(name)
+  );
 }
 
 /** Lone UTF-16 surrogates cannot be encoded for exec; with the `u` flag a valid pair is one code point and does not match. */
@@ -87,7 +92,10 @@ function textProblem(value: string): string | undefined {
   return undefined;
 }
 
-const JOB_ID_ISSUE: FieldIssue = { field: 'jobId', reason: 'must be 1-60 lowercase letters, digits or -, starting with a letter or digit' };
+const JOB_ID_ISSUE: FieldIssue = {
+  field: 'jobId',
+  reason: 'must be 1-60 lowercase letters, digits or -, starting with a letter or digit',
+};
 
 export function assertJobId(jobId: string): void {
   if (typeof jobId !== 'string' || !JOB_ID_PATTERN.test(jobId)) throw new ValidationError([{ ...JOB_ID_ISSUE }]);
@@ -104,9 +112,19 @@ export function dockerRunArgs(spec: ContainerSpec, options: DockerRunOptions): s
   if (issues.length > 0) throw new ValidationError(issues);
 
   const { jobId } = spec;
-  const args = ['run', options.detach ? '--detach' : '--rm', `--name=${containerName(jobId)}`, `--label=flare.job=${jobId}`, '--init'];
+  const args = [
+    'run',
+    options.detach ? '--detach' : '--rm',
+    `--name=${containerName(jobId)}`,
+    `--label=flare.job=${jobId}`,
+    '--init',
+  ];
   args.push('--cap-drop=ALL', '--security-opt=no-new-privileges');
-  args.push(`--pids-limit=${options.pidsLimit ?? DEFAULT_PIDS_LIMIT}`, `--memory=${options.memory}`, `--shm-size=${options.shmSize ?? DEFAULT_SHM_SIZE}`);
+  args.push(
+    `--pids-limit=${options.pidsLimit ?? DEFAULT_PIDS_LIMIT}`,
+    `--memory=${options.memory}`,
+    `--shm-size=${options.shmSize ?? DEFAULT_SHM_SIZE}`,
+  );
   if (!options.allowRoot) args.push(`--user=${options.user ?? DEFAULT_USER}`);
   if (options.hostNetwork) args.push('--network=host');
 
@@ -120,9 +138,11 @@ export function dockerRunArgs(spec: ContainerSpec, options: DockerRunOptions): s
   if (options.scratchDir && !('HOME' in spec.env)) args.push(`--env=HOME=${SCRATCH_MOUNT}`);
   for (const name of Object.keys(spec.env).sort()) args.push(`--env=${name}=${spec.env[name]}`);
 
-  if (options.scratchDir) args.push(`--mount=type=bind,src=${scratchPath(options.scratchDir, jobId)},dst=${SCRATCH_MOUNT}`);
+  if (options.scratchDir)
+    args.push(`--mount=type=bind,src=${scratchPath(options.scratchDir, jobId)},dst=${SCRATCH_MOUNT}`);
   if (options.logDriver) args.push(`--log-driver=${options.logDriver}`);
-  for (const key of Object.keys(options.logOptions ?? {}).sort()) args.push(`--log-opt=${key}=${options.logOptions![key]}`);
+  for (const key of Object.keys(options.logOptions ?? {}).sort())
+    args.push(`--log-opt=${key}=${options.logOptions![key]}`);
 
   args.push('--', spec.image, ...spec.command);
   return args;
@@ -140,11 +160,17 @@ function validate(spec: ContainerSpec, options: DockerRunOptions): FieldIssue[] 
   const issues: FieldIssue[] = [];
   const bad = (field: string, reason: string) => issues.push({ field, reason });
 
-  if (typeof spec.jobId !== 'string' || !JOB_ID_PATTERN.test(spec.jobId)) bad('jobId', 'must be 1-60 lowercase letters, digits or -, starting with a letter or digit');
+  if (typeof spec.jobId !== 'string' || !JOB_ID_PATTERN.test(spec.jobId))
+    bad('jobId', 'must be 1-60 lowercase letters, digits or -, starting with a letter or digit');
 
   const image = typeof spec.image === 'string' ? spec.image : '';
   if (!PINNED_IMAGE_PATTERN.test(image) && !(options.allowUnpinnedImage && IMAGE_REFERENCE_PATTERN.test(image))) {
-    bad('image', options.allowUnpinnedImage ? 'must be a lowercase registry/repository[:tag] reference, optionally @sha256:<64 hex>' : 'must be a lowercase registry/repository[:tag] reference pinned by @sha256:<64 hex>');
+    bad(
+      'image',
+      options.allowUnpinnedImage
+        ? 'must be a lowercase registry/repository[:tag] reference, optionally @sha256:<64 hex>'
+        : 'must be a lowercase registry/repository[:tag] reference pinned by @sha256:<64 hex>',
+    );
   }
 
   if (!Array.isArray(spec.command)) bad('command', 'must be an array of strings');
@@ -165,16 +191,25 @@ function validate(spec: ContainerSpec, options: DockerRunOptions): FieldIssue[] 
   if (!Number.isInteger(spec.gpus) || spec.gpus < 0) bad('gpus', 'must be a whole number, 0 or more');
   if (spec.devices !== undefined) {
     const devices = spec.devices;
-    if (!Array.isArray(devices) || !devices.every((d) => Number.isInteger(d) && d >= 0) || new Set(devices).size !== devices.length) {
+    if (
+      !Array.isArray(devices) ||
+      !devices.every((d) => Number.isInteger(d) && d >= 0) ||
+      new Set(devices).size !== devices.length
+    ) {
       bad('devices', 'must be distinct GPU indices');
     } else if (devices.length !== spec.gpus) {
       bad('devices', `must name exactly ${spec.gpus} GPUs`);
     }
   }
 
-  if (typeof options.memory !== 'string' || !SIZE_PATTERN.test(options.memory)) bad('options.memory', "must be a size such as '512m' or '30g'");
-  if (options.shmSize !== undefined && !SIZE_PATTERN.test(options.shmSize)) bad('options.shmSize', "must be a size such as '64m' or '2g'");
-  if (options.pidsLimit !== undefined && (!Number.isInteger(options.pidsLimit) || options.pidsLimit < 1 || options.pidsLimit > MAX_PIDS_LIMIT)) {
+  if (typeof options.memory !== 'string' || !SIZE_PATTERN.test(options.memory))
+    bad('options.memory', "must be a size such as '512m' or '30g'");
+  if (options.shmSize !== undefined && !SIZE_PATTERN.test(options.shmSize))
+    bad('options.shmSize', "must be a size such as '64m' or '2g'");
+  if (
+    options.pidsLimit !== undefined &&
+    (!Number.isInteger(options.pidsLimit) || options.pidsLimit < 1 || options.pidsLimit > MAX_PIDS_LIMIT)
+  ) {
     bad('options.pidsLimit', `must be a whole number from 1 to ${MAX_PIDS_LIMIT}`);
   }
   if (!options.allowRoot) {
@@ -182,11 +217,19 @@ function validate(spec: ContainerSpec, options: DockerRunOptions): FieldIssue[] 
     if (!USER_PATTERN.test(user)) bad('options.user', "must be numeric 'uid' or 'uid:gid'");
     else if (/^0+(:|$)/.test(user)) bad('options.user', 'uid 0 needs allowRoot');
   }
-  if (options.hostNetwork && options.allowRoot) bad('options.hostNetwork', 'needs a non-root user: on the host network only a uid rule keeps the job from the instance metadata service');
+  if (options.hostNetwork && options.allowRoot)
+    bad(
+      'options.hostNetwork',
+      'needs a non-root user: on the host network only a uid rule keeps the job from the instance metadata service',
+    );
   if (options.scratchDir !== undefined && !HOST_PATH_PATTERN.test(options.scratchDir.replace(/\/+$/, ''))) {
-    bad('options.scratchDir', "must be an absolute path of letters, digits, '.', '_', '-' without '.' or '..' segments");
+    bad(
+      'options.scratchDir',
+      "must be an absolute path of letters, digits, '.', '_', '-' without '.' or '..' segments",
+    );
   }
-  if (options.logDriver !== undefined && !LOG_NAME_PATTERN.test(options.logDriver)) bad('options.logDriver', 'must be a log driver name');
+  if (options.logDriver !== undefined && !LOG_NAME_PATTERN.test(options.logDriver))
+    bad('options.logDriver', 'must be a log driver name');
   for (const [key, value] of Object.entries(options.logOptions ?? {})) {
     if (!LOG_NAME_PATTERN.test(key)) bad(`options.logOptions.${key}`, 'must be a log option name');
     const problem = typeof value === 'string' ? textProblem(value) : 'must be a string';
@@ -282,7 +325,12 @@ export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): 
   );
   const script = lines.join('\n');
   if (Buffer.byteLength(script, 'utf8') > MAX_INSTANCE_SCRIPT_BYTES) {
-    throw new ValidationError([{ field: 'command', reason: `command and env are too large to send to the instance (limit ${MAX_INSTANCE_SCRIPT_BYTES} bytes once encoded)` }]);
+    throw new ValidationError([
+      {
+        field: 'command',
+        reason: `command and env are too large to send to the instance (limit ${MAX_INSTANCE_SCRIPT_BYTES} bytes once encoded)`,
+      },
+    ]);
   }
   return script;
 }
@@ -295,7 +343,10 @@ export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): 
  * pattern that admits no shell syntax; anything else is refused before a script exists.
  */
 export function deadlineScript(jobId: string, expiresAt: string): string {
-  const issues = [...(typeof jobId === 'string' && JOB_ID_PATTERN.test(jobId) ? [] : [{ ...JOB_ID_ISSUE }]), ...deadlineIssues(expiresAt)];
+  const issues = [
+    ...(typeof jobId === 'string' && JOB_ID_PATTERN.test(jobId) ? [] : [{ ...JOB_ID_ISSUE }]),
+    ...deadlineIssues(expiresAt),
+  ];
   if (issues.length > 0) throw new ValidationError(issues);
   return [
     '#!/bin/sh',
@@ -318,7 +369,8 @@ function deadlineLines(jobId: string, expiresAt: string): string[] {
 }
 
 function deadlineIssues(expiresAt: unknown): FieldIssue[] {
-  if (typeof expiresAt === 'string' && UTC_TIMESTAMP_PATTERN.test(expiresAt) && Number.isFinite(Date.parse(expiresAt))) return [];
+  if (typeof expiresAt === 'string' && UTC_TIMESTAMP_PATTERN.test(expiresAt) && Number.isFinite(Date.parse(expiresAt)))
+    return [];
   return [{ field: 'expiresAt', reason: "must be an ISO 8601 UTC timestamp such as '2030-01-01T00:00:00.000Z'" }];
 }
 
@@ -329,7 +381,8 @@ function deadlineIssues(expiresAt: unknown): FieldIssue[] {
 function ecrLoginLines(ecr: EcrImage | undefined): string[] {
   if (!ecr) return [];
   const { registry, region } = ecr;
-  if (!SHELL_SAFE_HOST.test(registry) || !SHELL_SAFE_HOST.test(region)) throw new ValidationError([{ field: 'image', reason: 'has an ECR registry that is not a plain host name' }]);
+  if (!SHELL_SAFE_HOST.test(registry) || !SHELL_SAFE_HOST.test(region))
+    throw new ValidationError([{ field: 'image', reason: 'has an ECR registry that is not a plain host name' }]);
   return [
     `  if ! password=$(aws ecr get-login-password --region ${region}); then echo "flare: no ECR login for ${registry} (aws ecr get-login-password failed)" >&2; exit 125; fi`,
     `  if ! printf '%s' "$password" | docker login --username AWS --password-stdin ${registry} > /dev/null; then echo "flare: docker login to ${registry} failed" >&2; exit 125; fi`,

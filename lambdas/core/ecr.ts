@@ -9,7 +9,8 @@
  * `<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`. Whatever it matches is letters,
  * digits, '.' and '-' only, so the registry and region may stand in a shell line as they are.
  */
-const ECR_REGISTRY = /^(?<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?<region>[a-z]{2}(?:-[a-z]+)+-\d{1,2})\.amazonaws\.com(?:\.cn)?$/;
+const ECR_REGISTRY =
+  /^(?<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?<region>[a-z]{2}(?:-[a-z]+)+-\d{1,2})\.amazonaws\.com(?:\.cn)?$/;
 /** What the script may interpolate; checked again where the script is built. */
 export const SHELL_SAFE_HOST = /^[a-z0-9.-]+$/;
 
@@ -38,7 +39,11 @@ export function ecrImage(reference: string): EcrImage | undefined {
 
 /** The repository's ARN, as IAM names it (the partition follows from the host and region). */
 export function ecrRepositoryArn(image: EcrImage): string {
-  const partition = image.registry.endsWith('.amazonaws.com.cn') ? 'aws-cn' : image.region.startsWith('us-gov-') ? 'aws-us-gov' : 'aws';
+  const partition = image.registry.endsWith('.amazonaws.com.cn')
+    ? 'aws-cn'
+    : image.region.startsWith('us-gov-')
+      ? 'aws-us-gov'
+      : 'aws';
   return `arn:${partition}:ecr:${image.region}:${image.account}:repository/${image.repository}`;
 }
 
@@ -57,6 +62,9 @@ export function ecrPullIssue(reference: string, allowed: readonly string[]): str
 }
 
 function iamPattern(pattern: string): RegExp {
-  const escaped = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const escaped = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${escaped}$`);
 }

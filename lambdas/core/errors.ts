@@ -30,7 +30,10 @@ export class Unauthorized extends FlareError {}
 export class Forbidden extends FlareError {}
 
 export class NotFound extends FlareError {
-  constructor(readonly kind: string, readonly id: string) {
+  constructor(
+    readonly kind: string,
+    readonly id: string,
+  ) {
     super(`${kind} ${id} not found`);
   }
 }
@@ -49,13 +52,21 @@ export class IdempotencyConflict extends Conflict {}
 export class Unprocessable extends FlareError {}
 
 export class QuotaExceeded extends FlareError {
-  constructor(readonly project: string, readonly resource: string, message: string) {
+  constructor(
+    readonly project: string,
+    readonly resource: string,
+    message: string,
+  ) {
     super(message);
   }
 }
 
 export class InvalidTransition extends FlareError {
-  constructor(readonly jobId: string, readonly from: string, readonly to: string) {
+  constructor(
+    readonly jobId: string,
+    readonly from: string,
+    readonly to: string,
+  ) {
     super(`job ${jobId} cannot go from ${from} to ${to}`);
   }
 }

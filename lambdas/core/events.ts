@@ -48,7 +48,12 @@ export function stateChangesBetween(before: Job | undefined, after: Job | undefi
 }
 
 /** Publish a repair or an operator problem; logged as well, so it is seen even when publishing fails. */
-export async function publishOperatorEvent(deps: Pick<Deps, 'events' | 'log' | 'now'>, kind: string, subject: string, reason: string): Promise<void> {
+export async function publishOperatorEvent(
+  deps: Pick<Deps, 'events' | 'log' | 'now'>,
+  kind: string,
+  subject: string,
+  reason: string,
+): Promise<void> {
   const at = deps.now().toISOString();
   const event: OperatorEvent = { eventId: digest(`${kind}|${subject}|${at}`), kind, subject, reason, at };
   deps.log.warn('operator event', { ...event });

@@ -52,7 +52,9 @@ export function holdingEnd(job: Job, now: number, bounds: ForecastBounds): numbe
   const liveMs = job.liveTimeoutMinutes * 60_000;
   const admitted = job.admittedAt ? Date.parse(job.admittedAt) : now;
   // A timeout changed and not yet rearmed counts with its larger value.
-  const expiry = job.startedAt ? Math.max(job.expiresAt ? Date.parse(job.expiresAt) : 0, Date.parse(job.startedAt) + liveMs) : undefined;
+  const expiry = job.startedAt
+    ? Math.max(job.expiresAt ? Date.parse(job.expiresAt) : 0, Date.parse(job.startedAt) + liveMs)
+    : undefined;
   let end: number;
   if (job.state === JobState.LAUNCHING) end = admitted + bounds.launchMs + liveMs + bounds.stopMs;
   else if (expiry !== undefined) end = expiry + bounds.stopMs;
@@ -211,7 +213,12 @@ export interface ForecastOptions {
  * the `gpus` quotas of the projects in it. `maxAhead` caps the read: targets
  * further back get no forecast (absent from the map).
  */
-export async function forecastPool(deps: Pick<Deps, 'store' | 'now' | 'policy'>, poolName: string, targets: readonly Job[], options: ForecastOptions = {}): Promise<PoolForecast> {
+export async function forecastPool(
+  deps: Pick<Deps, 'store' | 'now' | 'policy'>,
+  poolName: string,
+  targets: readonly Job[],
+  options: ForecastOptions = {},
+): Promise<PoolForecast> {
   const out: PoolForecast = { forecasts: new Map(), positions: new Map() };
   const queued = targets.filter((j) => QUEUED_STATES.includes(j.state) && j.pool === poolName);
   if (queued.length === 0) return out;
@@ -225,13 +232,19 @@ export async function forecastPool(deps: Pick<Deps, 'store' | 'now' | 'policy'>,
     const ahead = await queueRead;
     if (!ahead.complete && queued.every((j) => key(j) >= ahead.lastKey)) return out;
   }
-  const [pool, holding, ahead] = await Promise.all([options.pool ?? deps.store.getPool(poolName), deps.store.listHolding(poolName), queueRead]);
+  const [pool, holding, ahead] = await Promise.all([
+    options.pool ?? deps.store.getPool(poolName),
+    deps.store.listHolding(poolName),
+    queueRead,
+  ]);
   if (!pool) return out;
   out.pool = pool;
   // A target the index does not show yet goes in at its place by age; one it shows is taken as read from it.
   const byId = new Map(ahead.jobs.map((j) => [j.id, j]));
   for (const j of queued) if (!byId.has(j.id) && (ahead.complete || key(j) < ahead.lastKey)) byId.set(j.id, j);
-  const queue = [...byId.values()].filter((j) => QUEUED_STATES.includes(j.state)).sort((a, b) => (key(a) < key(b) ? -1 : 1));
+  const queue = [...byId.values()]
+    .filter((j) => QUEUED_STATES.includes(j.state))
+    .sort((a, b) => (key(a) < key(b) ? -1 : 1));
   const limits = await projectLimits(deps, [...new Set(queue.map((j) => j.project))]);
   const all = forecastQueue({
     now: deps.now().getTime(),
@@ -251,7 +264,10 @@ export async function forecastPool(deps: Pick<Deps, 'store' | 'now' | 'policy'>,
 }
 
 /** The `gpus` quotas and `gpuHours` budgets (GPU-ms left now) of `projects`, as a forecast takes them. */
-export async function projectLimits(deps: Pick<Deps, 'store' | 'now'>, projects: readonly string[]): Promise<Pick<ForecastInput, 'quotas' | 'budgets'>> {
+export async function projectLimits(
+  deps: Pick<Deps, 'store' | 'now'>,
+  projects: readonly string[],
+): Promise<Pick<ForecastInput, 'quotas' | 'budgets'>> {
   const quotas = new Map<string, QuotaRecord>();
   const budgets = new Map<string, number>();
   if (projects.length === 0) return { quotas, budgets };
@@ -265,12 +281,21 @@ export async function projectLimits(deps: Pick<Deps, 'store' | 'now'>, projects:
 }
 
 /** The pool's queue from the head through `lastKey`, at most `max` jobs (`complete` false when it stopped short). */
-async function readQueueUpTo(deps: Pick<Deps, 'store'>, pool: string, lastKey: string, max: number): Promise<{ jobs: QueuedJobSummary[]; complete: boolean; lastKey: string }> {
+async function readQueueUpTo(
+  deps: Pick<Deps, 'store'>,
+  pool: string,
+  lastKey: string,
+  max: number,
+): Promise<{ jobs: QueuedJobSummary[]; complete: boolean; lastKey: string }> {
   const jobs: QueuedJobSummary[] = [];
   let cursor: string | undefined;
   let seenKey = '';
   do {
-    const page = await deps.store.listQueueSummaries(pool, Math.min(FORECAST_PAGE_SIZE, Math.max(1, max - jobs.length + 1)), cursor);
+    const page = await deps.store.listQueueSummaries(
+      pool,
+      Math.min(FORECAST_PAGE_SIZE, Math.max(1, max - jobs.length + 1)),
+      cursor,
+    );
     for (const job of page.items) {
       seenKey = `${job.createdAt}#${job.id}`;
       if (seenKey > lastKey) return { jobs, complete: true, lastKey: seenKey };

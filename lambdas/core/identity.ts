@@ -95,5 +95,12 @@ export function chooseProject(identity: Identity, requested: string | undefined,
   }
   if (fallback && canAccessProject(identity, fallback)) return fallback;
   if (identity.projects.length === 1) return identity.projects[0];
-  throw new ValidationError([{ field: 'project', reason: identity.projects.length ? `required: you are a member of ${identity.projects.join(', ')}` : 'required: you are not a member of any project' }]);
+  throw new ValidationError([
+    {
+      field: 'project',
+      reason: identity.projects.length
+        ? `required: you are a member of ${identity.projects.join(', ')}`
+        : 'required: you are not a member of any project',
+    },
+  ]);
 }

@@ -25,7 +25,11 @@ const APPEND_ATTEMPTS = 10;
 type CatalogDeps = Pick<Deps, 'catalog' | 'now' | 'policy'>;
 
 /** `POST /v1/images`: a new image or a new version of one; the same reference and digest again changes nothing. */
-export async function addImage(deps: CatalogDeps, identity: Identity, spec: ImageSpec): Promise<{ image: ImageRecord; added: boolean }> {
+export async function addImage(
+  deps: CatalogDeps,
+  identity: Identity,
+  spec: ImageSpec,
+): Promise<{ image: ImageRecord; added: boolean }> {
   requireAdmin(identity, 'add images to the catalog');
   // A private ECR image the instance role may not read would fail every job at its pull.
   const unpullable = deps.policy?.ecrRepositories && ecrPullIssue(spec.reference, deps.policy.ecrRepositories);
@@ -44,7 +48,11 @@ export async function seedImages(deps: CatalogDeps, specs: readonly ImageSpec[])
   const last = new Map(specs.map((spec) => [spec.name, spec]));
   for (const spec of specs) {
     const latest = last.get(spec.name) === spec;
-    await appendVersion(deps, spec, 'config', (versions) => (latest ? versions.length > 0 && sameImage(versions[versions.length - 1], spec) : versions.some((v) => sameImage(v, spec))));
+    await appendVersion(deps, spec, 'config', (versions) =>
+      latest
+        ? versions.length > 0 && sameImage(versions[versions.length - 1], spec)
+        : versions.some((v) => sameImage(v, spec)),
+    );
   }
 }
 
@@ -62,7 +70,9 @@ export async function listImages(deps: CatalogDeps, identity: Identity, query: P
 
 /** The version a job runs: the one `pinned`, else the latest; undefined when the image has no such version. */
 export function versionToRun(image: ImageRecord, pinned?: number): ImageVersion | undefined {
-  return pinned === undefined ? image.versions[image.versions.length - 1] : image.versions.find((v) => v.version === pinned);
+  return pinned === undefined
+    ? image.versions[image.versions.length - 1]
+    : image.versions.find((v) => v.version === pinned);
 }
 
 /** What docker pulls: the tag for people, the digest for what actually runs. */
@@ -70,19 +80,36 @@ export function imageReference(version: Pick<ImageVersion, 'reference' | 'digest
   return `${version.reference}@${version.digest}`;
 }
 
-async function appendVersion(deps: CatalogDeps, spec: ImageSpec, addedBy: string, present: (versions: ImageVersion[]) => boolean): Promise<{ image: ImageRecord; added: boolean }> {
+async function appendVersion(
+  deps: CatalogDeps,
+  spec: ImageSpec,
+  addedBy: string,
+  present: (versions: ImageVersion[]) => boolean,
+): Promise<{ image: ImageRecord; added: boolean }> {
   for (let attempt = 1; ; attempt++) {
     const image = await deps.catalog.getImage(spec.name);
     const versions = image?.versions ?? [];
     if (image && present(versions)) return { image, added: false };
     if (versions.length >= MAX_IMAGE_VERSIONS) {
-      throw new Unprocessable(`image ${spec.name} has ${versions.length} versions, the most one image keeps; add this one under a new name`);
+      throw new Unprocessable(
+        `image ${spec.name} has ${versions.length} versions, the most one image keeps; add this one under a new name`,
+      );
     }
-    const version: ImageVersion = { version: versions.length + 1, reference: spec.reference, digest: spec.digest, addedAt: deps.now().toISOString(), addedBy };
+    const version: ImageVersion = {
+      version: versions.length + 1,
+      reference: spec.reference,
+      digest: spec.digest,
+      addedAt: deps.now().toISOString(),
+      addedBy,
+    };
     if (await deps.catalog.appendImageVersion(spec.name, version)) {
-      return { image: { name: spec.name, createdAt: image?.createdAt ?? version.addedAt, versions: [...versions, version] }, added: true };
+      return {
+        image: { name: spec.name, createdAt: image?.createdAt ?? version.addedAt, versions: [...versions, version] },
+        added: true,
+      };
     }
-    if (attempt >= APPEND_ATTEMPTS) throw new Conflict(`image ${spec.name} kept changing while a version was added; retry`);
+    if (attempt >= APPEND_ATTEMPTS)
+      throw new Conflict(`image ${spec.name} kept changing while a version was added; retry`);
   }
 }
 

@@ -31,7 +31,12 @@ import { expiryFor } from './lifecycle.js';
 import type { ChangeJobInput } from './schemas.js';
 
 /** States whose live timeout may still change. */
-export const TIMEOUT_CHANGEABLE_STATES: readonly JobState[] = [JobState.PENDING, JobState.WAITING, JobState.LAUNCHING, JobState.RUNNING];
+export const TIMEOUT_CHANGEABLE_STATES: readonly JobState[] = [
+  JobState.PENDING,
+  JobState.WAITING,
+  JobState.LAUNCHING,
+  JobState.RUNNING,
+];
 
 /** Conditional writes lost to other writers before giving up with the StaleJob (409). */
 const MAX_ATTEMPTS = 5;
@@ -82,8 +87,12 @@ async function changesFor(deps: Deps, job: Job, input: ChangeJobInput): Promise<
     throw new Conflict(`job ${job.id} is ${now}: its live timeout can no longer change`);
   }
   const max = await maxLiveTimeoutMinutes(deps, job);
-  if (minutes > max) throw new ValidationError([{ field: 'liveTimeoutMinutes', reason: `must be at most ${max} (the max of template ${job.template})` }]);
-  if (minutes > job.liveTimeoutMinutes) await refuseBeyondBudget(deps, job.project, { ...job, liveTimeoutMinutes: minutes });
+  if (minutes > max)
+    throw new ValidationError([
+      { field: 'liveTimeoutMinutes', reason: `must be at most ${max} (the max of template ${job.template})` },
+    ]);
+  if (minutes > job.liveTimeoutMinutes)
+    await refuseBeyondBudget(deps, job.project, { ...job, liveTimeoutMinutes: minutes });
   if (minutes !== job.liveTimeoutMinutes) set.liveTimeoutMinutes = minutes;
   if (job.state === JobState.RUNNING && job.startedAt) {
     const expiresAt = expiryFor(job.startedAt, minutes);
@@ -99,7 +108,9 @@ async function maxLiveTimeoutMinutes(deps: Deps, job: Job): Promise<number> {
     ? await deps.catalog.getTemplate(job.templateId)
     : await deps.catalog.findTemplateIn([job.project, undefined], job.template);
   if (!template) {
-    throw new Unprocessable(`job ${job.id} has no recorded maximum live timeout and its template ${job.template} no longer exists, so its live timeout cannot be changed`);
+    throw new Unprocessable(
+      `job ${job.id} has no recorded maximum live timeout and its template ${job.template} no longer exists, so its live timeout cannot be changed`,
+    );
   }
   return template.maxLiveTimeoutMinutes;
 }

@@ -50,7 +50,11 @@ export function statesBefore(to: JobState): JobState[] {
  * before the control plane learns of it; outcomes recorded before it existed lack it.
  */
 export type Outcome = (
-  | { kind: 'exited'; exitCode: number; /** Stopped by its own dead-man switch at an expiresAt (which a later change may have moved). */ expired?: boolean }
+  | {
+      kind: 'exited';
+      exitCode: number /** Stopped by its own dead-man switch at an expiresAt (which a later change may have moved). */;
+      expired?: boolean;
+    }
   | { kind: 'cancelled'; by: string }
   | { kind: 'lost'; reason: string }
   /** Its container command ended without the container's exit (never delivered, cancelled): FAILED with this reason. */
@@ -125,8 +129,23 @@ export function totalGpus(job: Pick<Job, 'gpus' | 'nodeCount'>): number {
 }
 
 /** What the API shows: internal bookkeeping stays inside. */
-export function publicJob(job: Job): Omit<Job, 'heldGpus' | 'reservedGpuMs' | 'outcome' | 'taskToken' | 'devices' | 'verdict' | 'nodeExits' | 'promisedStartAt'> {
-  const { heldGpus: _h, reservedGpuMs: _r, outcome: _o, taskToken: _t, devices: _d, verdict: _v, nodeExits: _n, promisedStartAt: _p, ...shown } = job;
+export function publicJob(
+  job: Job,
+): Omit<
+  Job,
+  'heldGpus' | 'reservedGpuMs' | 'outcome' | 'taskToken' | 'devices' | 'verdict' | 'nodeExits' | 'promisedStartAt'
+> {
+  const {
+    heldGpus: _h,
+    reservedGpuMs: _r,
+    outcome: _o,
+    taskToken: _t,
+    devices: _d,
+    verdict: _v,
+    nodeExits: _n,
+    promisedStartAt: _p,
+    ...shown
+  } = job;
   return shown;
 }
 
@@ -140,7 +159,11 @@ export function terminalFor(job: Pick<Job, 'outcome' | 'expiresAt'>, now: Date, 
   const { outcome } = job;
   if (ranPastExpiry(job, now)) {
     const code = outcome?.kind === 'exited' ? outcome.exitCode : undefined;
-    return { state: JobState.EXPIRED, reason: 'live timeout reached', ...(code !== undefined ? { exitCode: code } : {}) };
+    return {
+      state: JobState.EXPIRED,
+      reason: 'live timeout reached',
+      ...(code !== undefined ? { exitCode: code } : {}),
+    };
   }
   if (outcome?.kind === 'cancelled') return { state: JobState.CANCELLED, reason: `cancelled by ${outcome.by}` };
   if (outcome?.kind === 'exited') {

@@ -19,23 +19,36 @@ import type { OutcomeInstance, Page, PoolRecord, QuotaRecord } from '../ports/jo
 
 export const DEFAULT_LIVE_TIMEOUT_MINUTES = 60;
 
-export async function submitJob(deps: Deps, identity: Identity, input: SubmitJobInput, idempotencyKey?: string): Promise<{ job: Job; created: boolean }> {
+export async function submitJob(
+  deps: Deps,
+  identity: Identity,
+  input: SubmitJobInput,
+  idempotencyKey?: string,
+): Promise<{ job: Job; created: boolean }> {
   const { template, project } = await templateForJob(deps, identity, input.template, input.project);
   if (deps.policy?.defaultQuotas) await deps.store.ensureDefaultQuotas(project, deps.policy.defaultQuotas);
   // Independent reads, at once: the image, and the pool with the project's quota and budget in one request.
-  const [image, limits] = await Promise.all([deps.catalog.getImage(template.image), deps.store.getLimits(template.pool, [project])]);
+  const [image, limits] = await Promise.all([
+    deps.catalog.getImage(template.image),
+    deps.store.getLimits(template.pool, [project]),
+  ]);
   const { pool } = limits;
   const { gpus: quota, gpuHours } = limits.quotas.get(project) ?? {};
   const budget = budgetOf(gpuHours, deps.now());
-  if (!image) throw new Unprocessable(`template ${template.name} names image '${template.image}', which is not in the catalog`);
+  if (!image)
+    throw new Unprocessable(`template ${template.name} names image '${template.image}', which is not in the catalog`);
   // The template's pinned version, else the latest at submit: the job keeps running what it was given.
   const version = versionToRun(image, template.imageVersion);
-  if (!version) throw new Unprocessable(`template ${template.name} pins version ${template.imageVersion} of image ${image.name}, which it does not have`);
+  if (!version)
+    throw new Unprocessable(
+      `template ${template.name} pins version ${template.imageVersion} of image ${image.name}, which it does not have`,
+    );
   if (!pool) throw new Unprocessable(`template ${template.name} names pool '${template.pool}', which does not exist`);
 
   const gpus = input.gpus ?? template.gpus;
   const needs = gpus * template.nodeCount;
-  if (needs > pool.maxGpus) throw new Unprocessable(`job needs ${needs} GPUs but pool ${pool.name} holds at most ${pool.maxGpus}`);
+  if (needs > pool.maxGpus)
+    throw new Unprocessable(`job needs ${needs} GPUs but pool ${pool.name} holds at most ${pool.maxGpus}`);
   // A job is charged exactly the GPUs it runs on: on instances, whole ones.
   const wholeInstances = gpusIssue(pool, gpus, input.gpus === undefined ? `template ${template.name}` : undefined);
   if (wholeInstances) throw new ValidationError([wholeInstances]);
@@ -43,8 +56,12 @@ export async function submitJob(deps: Deps, identity: Identity, input: SubmitJob
     throw new Unprocessable(`job needs ${needs} GPUs but project ${project} may hold at most ${quota.hardLimit}`);
   }
   const max = template.maxLiveTimeoutMinutes;
-  const liveTimeoutMinutes = input.liveTimeoutMinutes ?? Math.min(template.defaultLiveTimeoutMinutes ?? DEFAULT_LIVE_TIMEOUT_MINUTES, max);
-  if (liveTimeoutMinutes > max) throw new ValidationError([{ field: 'liveTimeoutMinutes', reason: `must be at most ${max} (template ${template.name})` }]);
+  const liveTimeoutMinutes =
+    input.liveTimeoutMinutes ?? Math.min(template.defaultLiveTimeoutMinutes ?? DEFAULT_LIVE_TIMEOUT_MINUTES, max);
+  if (liveTimeoutMinutes > max)
+    throw new ValidationError([
+      { field: 'liveTimeoutMinutes', reason: `must be at most ${max} (template ${template.name})` },
+    ]);
   refuseBeyond(budget, project, { gpus, nodeCount: template.nodeCount, liveTimeoutMinutes });
 
   const createdAt = deps.now().toISOString();
@@ -68,7 +85,9 @@ export async function submitJob(deps: Deps, identity: Identity, input: SubmitJob
     ...(template.volumeSizeGb !== undefined ? { volumeSizeGb: template.volumeSizeGb } : {}),
     ...(template.allowRoot ? { allowRoot: true } : {}),
   };
-  const claim = idempotencyKey ? { key: `${project}#${idempotencyKey}`, bodyHash: hashBody({ ...input, project }) } : undefined;
+  const claim = idempotencyKey
+    ? { key: `${project}#${idempotencyKey}`, bodyHash: hashBody({ ...input, project }) }
+    : undefined;
   const held = limitReason(job, quota, budget);
   const stored =
     !held && needs <= pool.availableGpus && (await nobodyQueued(deps, pool.name))
@@ -83,8 +102,10 @@ export async function submitJob(deps: Deps, identity: Identity, input: SubmitJob
  */
 function limitReason(job: Job, quota: QuotaRecord | undefined, budget: BudgetState | undefined): string | undefined {
   const needs = totalGpus(job);
-  if (quota?.hardLimit !== undefined && needs > quota.hardLimit - quota.used) return quotaReason(job.project, quota.hardLimit - quota.used, quota.hardLimit, needs);
-  if (budget && worstCaseGpuMs(job) > budget.availableGpuMs) return budgetReason(job.project, budget, worstCaseGpuMs(job));
+  if (quota?.hardLimit !== undefined && needs > quota.hardLimit - quota.used)
+    return quotaReason(job.project, quota.hardLimit - quota.used, quota.hardLimit, needs);
+  if (budget && worstCaseGpuMs(job) > budget.availableGpuMs)
+    return budgetReason(job.project, budget, worstCaseGpuMs(job));
   return undefined;
 }
 
@@ -104,7 +125,10 @@ async function nobodyQueued(deps: Deps, pool: string): Promise<boolean> {
  */
 async function queuedJob(deps: Deps, job: Job, pool: PoolRecord, reason: string | undefined): Promise<Job> {
   const waiting = { ...job, state: JobState.WAITING };
-  return { ...waiting, ...(await waitingFields(deps, waiting, { poolBlocked: totalGpus(job) > pool.availableGpus, pool, reason })) };
+  return {
+    ...waiting,
+    ...(await waitingFields(deps, waiting, { poolBlocked: totalGpus(job) > pool.availableGpus, pool, reason })),
+  };
 }
 
 /**
@@ -117,7 +141,8 @@ async function queuedJob(deps: Deps, job: Job, pool: PoolRecord, reason: string 
  */
 async function driveStored(deps: Deps, { job, created }: { job: Job; created: boolean }): Promise<Job> {
   if (job.state === JobState.WAITING) return admitWaiting(deps, job);
-  if (job.state === JobState.PENDING || (created && job.state === JobState.LAUNCHING)) await deps.workflows.start(job.id, workflowInput(job));
+  if (job.state === JobState.PENDING || (created && job.state === JobState.LAUNCHING))
+    await deps.workflows.start(job.id, workflowInput(job));
   return job;
 }
 
@@ -130,7 +155,8 @@ async function driveStored(deps: Deps, { job, created }: { job: Job; created: bo
 async function admitWaiting(deps: Deps, job: Job): Promise<Job> {
   const { pool, quotas } = await deps.store.getLimits(job.pool, [job.project]);
   const { gpus: quota, gpuHours } = quotas.get(job.project) ?? {};
-  if (!pool || totalGpus(job) > pool.availableGpus || limitReason(job, quota, budgetOf(gpuHours, deps.now()))) return job;
+  if (!pool || totalGpus(job) > pool.availableGpus || limitReason(job, quota, budgetOf(gpuHours, deps.now())))
+    return job;
   const { admitted, drained } = await admitIfDue(deps, job);
   return admitted ?? { ...job, stateReason: drained.reasons.get(job.id) ?? job.stateReason };
 }
@@ -150,7 +176,10 @@ export async function getJob(deps: Deps, identity: Identity, id: string): Promis
 export async function listJobs(deps: Deps, identity: Identity, query: ListJobsQuery): Promise<Page<Job>> {
   const projects = visibleProjects(identity, query.project);
   if (projects?.length === 0) return { items: [] };
-  const page = await deps.store.listJobs({ projects, state: query.state }, { limit: query.limit ?? 100, nextToken: query.nextToken });
+  const page = await deps.store.listJobs(
+    { projects, state: query.state },
+    { limit: query.limit ?? 100, nextToken: query.nextToken },
+  );
   // Latest starts: one forecast per pool with queued jobs on the page, not one per job.
   const queued = page.items.filter((j) => QUEUED_STATES.includes(j.state));
   const pools = [...new Set(queued.map((j) => j.pool))];
@@ -166,7 +195,11 @@ function showForecast(job: Job, forecast: Forecast | undefined): void {
 }
 
 /** DELETE: an active job is cancelled (202), a terminal one removed (204). */
-export async function deleteJob(deps: Deps, identity: Identity, id: string): Promise<{ removed: true } | { removed: false; job: Job }> {
+export async function deleteJob(
+  deps: Deps,
+  identity: Identity,
+  id: string,
+): Promise<{ removed: true } | { removed: false; job: Job }> {
   for (;;) {
     const job = await deps.store.getJob(id);
     if (!job || !canAccessProject(identity, job.project)) throw new JobNotFound(id);
@@ -175,16 +208,25 @@ export async function deleteJob(deps: Deps, identity: Identity, id: string): Pro
       continue;
     }
     if (QUEUED_STATES.includes(job.state)) {
-      const cancelled = await deps.store.finishJob(job, { state: JobState.CANCELLED, stateReason: `cancelled by ${identity.name}`, finishedAt: deps.now().toISOString() });
+      const cancelled = await deps.store.finishJob(job, {
+        state: JobState.CANCELLED,
+        stateReason: `cancelled by ${identity.name}`,
+        finishedAt: deps.now().toISOString(),
+      });
       if (!cancelled) continue; // admitted meanwhile: cancel it as a holding job
       await drainPool(deps, job.pool); // it may have been the head that blocked others
       return { removed: false, job: cancelled };
     }
     if (HOLDING_STATES.includes(job.state) && job.state !== JobState.STOPPING) {
-      const recorded = await reportOutcome(deps, id, { kind: 'cancelled', by: identity.name, at: deps.now().toISOString() });
+      const recorded = await reportOutcome(deps, id, {
+        kind: 'cancelled',
+        by: identity.name,
+        at: deps.now().toISOString(),
+      });
       // Recorded before, but its wake-up may have been lost (Step Functions refused it: the caller got a 503 and
       // repeats the cancel). A wait that has already ended ignores it.
-      if (!recorded && job.outcome && job.taskToken) await deps.workflows.sendTaskSuccess(job.taskToken, { outcome: job.outcome });
+      if (!recorded && job.outcome && job.taskToken)
+        await deps.workflows.sendTaskSuccess(job.taskToken, { outcome: job.outcome });
     }
     return { removed: false, job: (await deps.store.getJob(id)) ?? job };
   }
@@ -195,7 +237,12 @@ export async function deleteJob(deps: Deps, identity: Identity, id: string): Pro
  * workflow's wait is ended. Whichever of this and the workflow's AwaitOutcome step
  * runs second sees both the outcome and the token, so the wait always ends.
  */
-export async function reportOutcome(deps: Deps, jobId: string, outcome: NonNullable<Job['outcome']>, on?: OutcomeInstance): Promise<boolean> {
+export async function reportOutcome(
+  deps: Deps,
+  jobId: string,
+  outcome: NonNullable<Job['outcome']>,
+  on?: OutcomeInstance,
+): Promise<boolean> {
   const job = await deps.store.recordOutcome(jobId, outcome, on);
   if (job?.taskToken) await deps.workflows.sendTaskSuccess(job.taskToken, { outcome: job.outcome });
   return job !== undefined;
@@ -208,9 +255,10 @@ function hashBody(body: unknown): string {
 function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : 1));
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : 1));
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
   }
   return JSON.stringify(value);
 }
-

@@ -45,7 +45,11 @@ export async function admitStep(deps: Deps, jobId: string, admitted = false): Pr
   const due = await admitIfDue(deps, job);
   if (due.admitted) return { admitted: true };
   const { drained } = due;
-  const fields = await waitingFields(deps, job, { poolBlocked: drained.poolBlocked, pool: drained.pool, reason: drained.reasons.get(jobId) });
+  const fields = await waitingFields(deps, job, {
+    poolBlocked: drained.poolBlocked,
+    pool: drained.pool,
+    reason: drained.reasons.get(jobId),
+  });
   try {
     await deps.store.updateJob(jobId, [JobState.PENDING], { state: JobState.WAITING, ...fields });
   } catch (error) {
@@ -75,7 +79,10 @@ export async function launchStep(deps: Deps, jobId: string): Promise<ComputeChec
   const job = await load(deps, jobId);
   if (launchOver(job)) return { ready: true, attempts: 0 };
   const launched = await deps.compute.launch(job);
-  const stored = await deps.store.updateJob(jobId, [JobState.LAUNCHING], { instanceIds: launched.instanceIds, ...(launched.devices ? { devices: launched.devices } : {}) });
+  const stored = await deps.store.updateJob(jobId, [JobState.LAUNCHING], {
+    instanceIds: launched.instanceIds,
+    ...(launched.devices ? { devices: launched.devices } : {}),
+  });
   return { ready: await deps.compute.isReady(stored), attempts: 1 };
 }
 
@@ -86,7 +93,9 @@ export async function checkComputeStep(deps: Deps, jobId: string, attempts: numb
   if (await deps.compute.isReady(job)) return { ready: true, attempts: attempts + 1 };
   const limit = maxComputeChecks(deps);
   if (attempts + 1 >= limit) {
-    throw new ComputeNotReady(`the instance agent of job ${jobId} was not online after ${attempts + 1} checks (${Math.round(((attempts + 1) * 5) / 60)} min)`);
+    throw new ComputeNotReady(
+      `the instance agent of job ${jobId} was not online after ${attempts + 1} checks (${Math.round(((attempts + 1) * 5) / 60)} min)`,
+    );
   }
   return { ready: false, attempts: attempts + 1 };
 }
@@ -120,7 +129,11 @@ export async function startStep(deps: Deps, jobId: string): Promise<RunTimer> {
     const expiresAt = expiryFor(startedAt, job.liveTimeoutMinutes);
     await deps.compute.start(job, containerSpec(job, expiresAt));
     try {
-      job = await deps.store.updateJob(jobId, [JobState.LAUNCHING], { state: JobState.RUNNING, startedAt: startedAt.toISOString(), expiresAt });
+      job = await deps.store.updateJob(jobId, [JobState.LAUNCHING], {
+        state: JobState.RUNNING,
+        startedAt: startedAt.toISOString(),
+        expiresAt,
+      });
     } catch (error) {
       if (!(error instanceof StaleJob)) throw error;
       job = await load(deps, jobId);
@@ -134,7 +147,16 @@ function runTimer(deps: Deps, job: Job): RunTimer {
 }
 
 export function containerSpec(job: Job, expiresAt: string): ContainerSpec {
-  return { jobId: job.id, image: job.image, command: job.command, env: job.env, gpus: job.gpus, devices: nodeDevices(job), expiresAt, ...(job.allowRoot ? { allowRoot: true } : {}) };
+  return {
+    jobId: job.id,
+    image: job.image,
+    command: job.command,
+    env: job.env,
+    gpus: job.gpus,
+    devices: nodeDevices(job),
+    expiresAt,
+    ...(job.allowRoot ? { allowRoot: true } : {}),
+  };
 }
 
 /**
@@ -143,7 +165,12 @@ export function containerSpec(job: Job, expiresAt: string): ContainerSpec {
  * the live timeout changed in between (its PATCH found no token, or the previous
  * one), nobody else will end this wait, so it ends itself with `{ rearm: true }`.
  */
-export async function awaitOutcomeStep(deps: Deps, jobId: string, taskToken: string, armedFor?: string | null): Promise<void> {
+export async function awaitOutcomeStep(
+  deps: Deps,
+  jobId: string,
+  taskToken: string,
+  armedFor?: string | null,
+): Promise<void> {
   const job = await deps.store.setTaskToken(jobId, taskToken);
   if (job.outcome || !isRunning(deps, job)) {
     await deps.workflows.sendTaskSuccess(taskToken, { outcome: job.outcome ?? null });
@@ -165,7 +192,9 @@ export async function rearmStep(deps: Deps, jobId: string): Promise<RunTimer & {
   let job = await load(deps, jobId);
   if (job.state === JobState.RUNNING && !job.outcome && job.startedAt && !expiryCurrent(job)) {
     try {
-      job = await deps.store.updateJob(jobId, [JobState.RUNNING], { expiresAt: expiryFor(job.startedAt, job.liveTimeoutMinutes) });
+      job = await deps.store.updateJob(jobId, [JobState.RUNNING], {
+        expiresAt: expiryFor(job.startedAt, job.liveTimeoutMinutes),
+      });
     } catch (error) {
       if (!(error instanceof StaleJob)) throw error;
       job = await load(deps, jobId);
@@ -218,7 +247,11 @@ export async function releaseStep(deps: Deps, jobId: string, error?: StepError |
  * out the backoff and drains the pool. A job cancelled or lost meanwhile is
  * not requeued: it goes on to Stop.
  */
-export async function requeueStep(deps: Deps, jobId: string, error?: StepError | null): Promise<{ requeued: boolean; backoffSeconds: number }> {
+export async function requeueStep(
+  deps: Deps,
+  jobId: string,
+  error?: StepError | null,
+): Promise<{ requeued: boolean; backoffSeconds: number }> {
   let job = await load(deps, jobId);
   for (let attempt = 0; attempt < 5; attempt++) {
     if (job.state !== JobState.LAUNCHING || job.outcome) return { requeued: false, backoffSeconds: 0 };
@@ -227,10 +260,15 @@ export async function requeueStep(deps: Deps, jobId: string, error?: StepError |
     const backoffSeconds = launchBackoffSeconds(deps, launchAttempt);
     const retryAt = new Date(deps.now().getTime() + backoffSeconds * 1000).toISOString();
     const cause = describeCause(error) ?? 'no capacity';
-    const requeued = await deps.store.requeueJob(job, { stateReason: `${cause}; next launch attempt after ${retryAt}`, retryAt, launchAttempt });
+    const requeued = await deps.store.requeueJob(job, {
+      stateReason: `${cause}; next launch attempt after ${retryAt}`,
+      retryAt,
+      launchAttempt,
+    });
     if (requeued) {
       launchFailed(deps, error);
-      if (error?.Error === CAPACITY_LIMIT_REACHED) await publishOperatorEvent(deps, 'capacity-limit', `pool/${job.pool}`, cause);
+      if (error?.Error === CAPACITY_LIMIT_REACHED)
+        await publishOperatorEvent(deps, 'capacity-limit', `pool/${job.pool}`, cause);
       return { requeued: true, backoffSeconds };
     }
     job = await load(deps, jobId);
@@ -258,7 +296,11 @@ async function markStopping(deps: Deps, job: Job, error?: StepError | null): Pro
   const ended = job.outcome ?? (job.state === JobState.RUNNING ? await deps.compute.endedOn?.(job) : undefined);
   const verdict = terminalFor({ ...job, outcome: ended }, deps.now(), describe(error));
   try {
-    return await deps.store.updateJob(job.id, [JobState.LAUNCHING, JobState.RUNNING], { state: JobState.STOPPING, stateReason: verdict.reason, verdict });
+    return await deps.store.updateJob(job.id, [JobState.LAUNCHING, JobState.RUNNING], {
+      state: JobState.STOPPING,
+      stateReason: verdict.reason,
+      verdict,
+    });
   } catch (e) {
     if (!(e instanceof StaleJob)) throw e;
     return load(deps, job.id);

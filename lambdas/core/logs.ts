@@ -35,14 +35,20 @@ export interface JobLogsView {
   nextToken?: string;
 }
 
-export async function readJobLogs(deps: Deps, identity: Identity, id: string, query: JobLogsQuery): Promise<JobLogsView> {
+export async function readJobLogs(
+  deps: Deps,
+  identity: Identity,
+  id: string,
+  query: JobLogsQuery,
+): Promise<JobLogsView> {
   const job = await deps.store.getJob(id);
   // Same rule as getJob: another project's job does not exist for the caller.
   if (!job || !canAccessProject(identity, job.project)) throw new JobNotFound(id);
   // Read after the job state: a job seen terminal here has written its last byte.
   const ended = isTerminal(job.state);
-  const read = query.nextToken === undefined
-    ? await deps.logs.read(job, { tail: query.tail ?? DEFAULT_LOG_TAIL, ended })
-    : await deps.logs.read(job, { after: query.nextToken, ended });
+  const read =
+    query.nextToken === undefined
+      ? await deps.logs.read(job, { tail: query.tail ?? DEFAULT_LOG_TAIL, ended })
+      : await deps.logs.read(job, { after: query.nextToken, ended });
   return { jobId: job.id, lines: read.lines, ...(read.nextToken === undefined ? {} : { nextToken: read.nextToken }) };
 }

@@ -66,7 +66,11 @@ export function deliveryKey(channelId: string, event: Pick<JobStateChange, 'even
  * Posts `event` to `channel` if the channel's route takes it and nobody has
  * posted it there yet. A failed post throws, leaving the delivery unclaimed.
  */
-export async function notifyChannel<C extends NotificationChannel>(deps: NotifyDeps<C>, channel: C, event: JobStateChange): Promise<NotifyOutcome> {
+export async function notifyChannel<C extends NotificationChannel>(
+  deps: NotifyDeps<C>,
+  channel: C,
+  event: JobStateChange,
+): Promise<NotifyOutcome> {
   if (!matchesRoute(channel, event)) return 'not-routed';
   const key = deliveryKey(channel.id, event);
   const claim = await deps.ledger.claim(key);
@@ -75,9 +79,15 @@ export async function notifyChannel<C extends NotificationChannel>(deps: NotifyD
   try {
     await deps.post(channel, event);
   } catch (error) {
-    await deps.ledger.release(key).catch((releaseError: unknown) =>
-      deps.log.warn('delivery claim not released; it lapses on its own', { channel: channel.id, eventId: event.eventId, error: String(releaseError) }),
-    );
+    await deps.ledger
+      .release(key)
+      .catch((releaseError: unknown) =>
+        deps.log.warn('delivery claim not released; it lapses on its own', {
+          channel: channel.id,
+          eventId: event.eventId,
+          error: String(releaseError),
+        }),
+      );
     throw error;
   }
   await deps.ledger.markSent(key);
@@ -135,7 +145,12 @@ export function formatSlack(event: JobStateChange): SlackMessage {
       },
       {
         type: 'context',
-        elements: [{ type: 'mrkdwn', text: `job ${e(event.jobId)} · ${event.previousState ?? 'new'} → ${event.state} · ${e(event.at)}` }],
+        elements: [
+          {
+            type: 'mrkdwn',
+            text: `job ${e(event.jobId)} · ${event.previousState ?? 'new'} → ${event.state} · ${e(event.at)}`,
+          },
+        ],
       },
     ],
   };
@@ -162,7 +177,14 @@ export function formatTeams(event: JobStateChange): Record<string, unknown> {
           type: 'AdaptiveCard',
           version: '1.4',
           body: [
-            { type: 'TextBlock', size: 'Medium', weight: 'Bolder', wrap: true, text: `Job ${t(event.name)} is now ${event.state}`, ...(failed ? { color: 'Attention' } : {}) },
+            {
+              type: 'TextBlock',
+              size: 'Medium',
+              weight: 'Bolder',
+              wrap: true,
+              text: `Job ${t(event.name)} is now ${event.state}`,
+              ...(failed ? { color: 'Attention' } : {}),
+            },
             ...(event.stateReason ? [{ type: 'TextBlock', wrap: true, text: t(event.stateReason) }] : []),
             ...(latestStartLine(event) ? [{ type: 'TextBlock', wrap: true, text: t(latestStartLine(event)!) }] : []),
             {

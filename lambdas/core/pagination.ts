@@ -36,8 +36,12 @@ export const pageToken = z
 
 /** `limit` and `nextToken`, as every list route takes them. */
 export const PageQuery = z.strictObject({
-  limit: wholeNumberParam(MAX_PAGE_SIZE).optional().describe(`Items per page, 1-${MAX_PAGE_SIZE} (default ${DEFAULT_PAGE_SIZE})`),
-  nextToken: pageToken.optional().describe('The nextToken of the previous page of this same list (a token of another list, or altered, is a 400)'),
+  limit: wholeNumberParam(MAX_PAGE_SIZE)
+    .optional()
+    .describe(`Items per page, 1-${MAX_PAGE_SIZE} (default ${DEFAULT_PAGE_SIZE})`),
+  nextToken: pageToken
+    .optional()
+    .describe('The nextToken of the previous page of this same list (a token of another list, or altered, is a 400)'),
 });
 export type PageQuery = z.infer<typeof PageQuery>;
 
@@ -48,7 +52,9 @@ export function pageOf<T>(list: PagedList, items: readonly T[], query: PageQuery
   const after = query.nextToken === undefined ? undefined : decodePageToken(list, query.nextToken);
   const rest = after === undefined ? sorted : sorted.filter((item) => compare(key(item), after) > 0);
   const shown = rest.slice(0, limit);
-  return rest.length > limit ? { items: shown, nextToken: encodePageToken(list, key(shown[shown.length - 1])) } : { items: shown };
+  return rest.length > limit
+    ? { items: shown, nextToken: encodePageToken(list, key(shown[shown.length - 1])) }
+    : { items: shown };
 }
 
 function compare(a: string, b: string): number {
@@ -70,7 +76,14 @@ export function decodePageToken(list: PagedList, token: string, keyPattern?: Reg
       const parsed: unknown = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
       if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
         const { list: named, after } = parsed as { list?: unknown; after?: unknown };
-        if (named === list && typeof after === 'string' && after.length > 0 && after.length <= MAX_KEY_LENGTH && (!keyPattern || keyPattern.test(after))) return after;
+        if (
+          named === list &&
+          typeof after === 'string' &&
+          after.length > 0 &&
+          after.length <= MAX_KEY_LENGTH &&
+          (!keyPattern || keyPattern.test(after))
+        )
+          return after;
       }
     } catch {
       // not JSON: refused below

@@ -16,7 +16,11 @@ export interface PoolView extends PoolRecord {
   waitingJobs: number;
 }
 
-export async function listPools(deps: Pick<Deps, 'store'>, identity: Identity, query: PageQuery = {}): Promise<Page<PoolView>> {
+export async function listPools(
+  deps: Pick<Deps, 'store'>,
+  identity: Identity,
+  query: PageQuery = {},
+): Promise<Page<PoolView>> {
   authorize(identity, 'read', { kind: 'pool' }, 'pools');
   const page = pageOf('pools', await deps.store.listPools(), query, (pool) => pool.name);
   // Queue lengths only for the pools shown.
@@ -24,10 +28,17 @@ export async function listPools(deps: Pick<Deps, 'store'>, identity: Identity, q
 }
 
 /** Set a pool's cap (keeping what is held) and/or backfill; then drain it, so a change admits who waited for it. */
-export async function updatePool(deps: Deps, identity: Identity, name: string, change: PoolCapInput): Promise<PoolView> {
+export async function updatePool(
+  deps: Deps,
+  identity: Identity,
+  name: string,
+  change: PoolCapInput,
+): Promise<PoolView> {
   authorize(identity, 'write', { kind: 'pool' }, name);
-  if (change.backfill !== undefined && !(await deps.store.setPoolBackfill(name, change.backfill))) throw new NotFound('pool', name);
-  if (change.maxGpus !== undefined && !(await deps.store.setPoolCap(name, change.maxGpus))) throw new NotFound('pool', name);
+  if (change.backfill !== undefined && !(await deps.store.setPoolBackfill(name, change.backfill)))
+    throw new NotFound('pool', name);
+  if (change.maxGpus !== undefined && !(await deps.store.setPoolCap(name, change.maxGpus)))
+    throw new NotFound('pool', name);
   await drainPool(deps, name);
   const pool = await deps.store.getPool(name);
   if (!pool) throw new NotFound('pool', name);

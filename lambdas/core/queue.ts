@@ -97,7 +97,9 @@ class PoolDrainer {
       return this.start(pass);
     });
     // What the running pass admitted counts too: a caller looks for its job among the admitted.
-    return Promise.all([current.catch(() => undefined), this.next]).then(([before, after]) => (before ? mergeResults(before, after) : after));
+    return Promise.all([current.catch(() => undefined), this.next]).then(([before, after]) =>
+      before ? mergeResults(before, after) : after,
+    );
   }
 
   private start(pass: () => Promise<DrainResult>): Promise<DrainResult> {
@@ -113,12 +115,19 @@ class PoolDrainer {
 function ignore(): void {}
 
 function mergeResults(before: DrainResult, after: DrainResult): DrainResult {
-  return { ...after, admitted: [...before.admitted, ...after.admitted], backfilled: [...before.backfilled, ...after.backfilled] };
+  return {
+    ...after,
+    admitted: [...before.admitted, ...after.admitted],
+    backfilled: [...before.backfilled, ...after.backfilled],
+  };
 }
 
 async function drainPoolOnce(deps: Deps, poolName: string, options: DrainOptions): Promise<DrainResult> {
   const result: DrainResult = { admitted: [], reasons: new Map(), poolBlocked: false, backfilled: [] };
-  const [read, firstPage] = await Promise.all([deps.store.getPool(poolName), options.released ? deps.store.listQueue(poolName, DRAIN_PAGE_SIZE) : undefined]);
+  const [read, firstPage] = await Promise.all([
+    deps.store.getPool(poolName),
+    options.released ? deps.store.listQueue(poolName, DRAIN_PAGE_SIZE) : undefined,
+  ]);
   let pool = read;
   if (!pool) return result;
   const blockedProjects = new Map<string, string>();
@@ -159,7 +168,8 @@ async function drainPoolOnce(deps: Deps, poolName: string, options: DrainOptions
         result.poolBlocked = true;
         result.reasons.set(job.id, poolReason(pool, needs));
         // Backfill only behind the oldest queued job: none older was skipped for its project's limits.
-        if (pool.backfill && blockedProjects.size === 0 && pool.availableGpus > 0) head = { job, rest: page.items.slice(index + 1), cursor };
+        if (pool.backfill && blockedProjects.size === 0 && pool.availableGpus > 0)
+          head = { job, rest: page.items.slice(index + 1), cursor };
         break;
       }
       const { candidate, outcome } = await admitQueued(deps, job);
@@ -202,9 +212,11 @@ async function drainPoolOnce(deps: Deps, poolName: string, options: DrainOptions
 async function quotaHold(deps: Deps, job: Job, needs: number): Promise<string | undefined> {
   const rows = (await deps.store.getLimits(undefined, [job.project])).quotas.get(job.project);
   const quota = rows?.gpus;
-  if (quota?.hardLimit !== undefined && quota.hardLimit - quota.used < needs) return quotaReason(job.project, quota.hardLimit - quota.used, quota.hardLimit, needs);
+  if (quota?.hardLimit !== undefined && quota.hardLimit - quota.used < needs)
+    return quotaReason(job.project, quota.hardLimit - quota.used, quota.hardLimit, needs);
   const budget = budgetOf(rows?.gpuHours, deps.now());
-  if (budget && budget.availableGpuMs < worstCaseGpuMs(job)) return budgetReason(job.project, budget, worstCaseGpuMs(job));
+  if (budget && budget.availableGpuMs < worstCaseGpuMs(job))
+    return budgetReason(job.project, budget, worstCaseGpuMs(job));
   return undefined;
 }
 
@@ -214,7 +226,11 @@ async function quotaHold(deps: Deps, job: Job, needs: number): Promise<string | 
  * waiting there were held by that limit, which the release just eased (DESIGN.md invariant 3). A project
  * without limits holds nobody back in another pool, so then only the one pool is read.
  */
-export async function drainAfterRelease(deps: Deps, released: string, project: string | undefined): Promise<DrainResult[]> {
+export async function drainAfterRelease(
+  deps: Deps,
+  released: string,
+  project: string | undefined,
+): Promise<DrainResult[]> {
   const results = [await drainPool(deps, released, { released: true })];
   if (project === undefined) return results;
   const limits = (await deps.store.getLimits(undefined, [project])).quotas.get(project);
@@ -235,7 +251,8 @@ export async function drainAfterRelease(deps: Deps, released: string, project: s
 export async function admitIfDue(deps: Deps, job: Job): Promise<{ admitted?: Job; drained: DrainResult }> {
   let drained = await drainPool(deps, job.pool);
   const admittedBy = (result: DrainResult) => result.admitted.find((j) => j.id === job.id);
-  if (admittedBy(drained) || drained.poolBlocked || drained.reasons.has(job.id)) return { admitted: admittedBy(drained), drained };
+  if (admittedBy(drained) || drained.poolBlocked || drained.reasons.has(job.id))
+    return { admitted: admittedBy(drained), drained };
   const direct = await deps.store.admit(job, deps.now().toISOString());
   if (direct.admitted) {
     await announceAdmission(deps, direct.job, job);
@@ -250,7 +267,11 @@ export async function admitIfDue(deps: Deps, job: Job): Promise<{ admitted?: Job
  * the pool at the head or its place in the queue) and the latest start promised now, for its WAITING
  * event. The queue ahead is read only up to PROMISE_LOOKAHEAD jobs, so this stays flat in queue depth.
  */
-export async function waitingFields(deps: Deps, job: Job, seen: { poolBlocked: boolean; pool?: PoolRecord; reason?: string }): Promise<Pick<Job, 'stateReason' | 'promisedStartAt'>> {
+export async function waitingFields(
+  deps: Deps,
+  job: Job,
+  seen: { poolBlocked: boolean; pool?: PoolRecord; reason?: string },
+): Promise<Pick<Job, 'stateReason' | 'promisedStartAt'>> {
   const forecast = await forecastPool(deps, job.pool, [job], { maxAhead: PROMISE_LOOKAHEAD, pool: seen.pool });
   const promised = forecast.forecasts.get(job.id)?.latestStartAt;
   const reason = seen.reason ?? waitReason(job, seen.poolBlocked, forecast.positions.get(job.id), forecast.pool);
@@ -263,13 +284,21 @@ export async function waitingFields(deps: Deps, job: Job, seen: { poolBlocked: b
  * PROMISE_LOOKAHEAD jobs are ahead: the queue ahead is not counted (a burst of
  * N submits would count N²/2 items), GET /v1/jobs/{id} tells the exact place.
  */
-function waitReason(job: Job, poolBlocked: boolean, position: number | undefined, pool: PoolRecord | undefined): string {
+function waitReason(
+  job: Job,
+  poolBlocked: boolean,
+  position: number | undefined,
+  pool: PoolRecord | undefined,
+): string {
   if (position === undefined) return behindReason(job.pool, PROMISE_LOOKAHEAD, { atLeast: true });
   return position === 0 && poolBlocked && pool ? poolReason(pool, totalGpus(job)) : behindReason(job.pool, position);
 }
 
 /** Admit a queued job as read; one the drain read as PENDING may have been parked as WAITING meanwhile. */
-async function admitQueued(deps: Deps, job: Job): Promise<{ candidate: Job; outcome: Awaited<ReturnType<Deps['store']['admit']>> }> {
+async function admitQueued(
+  deps: Deps,
+  job: Job,
+): Promise<{ candidate: Job; outcome: Awaited<ReturnType<Deps['store']['admit']>> }> {
   let candidate = job;
   let outcome = await deps.store.admit(candidate, deps.now().toISOString());
   if (!outcome.admitted && outcome.blockedBy === 'job' && candidate.state === JobState.PENDING) {
@@ -286,7 +315,8 @@ async function admitQueued(deps: Deps, job: Job): Promise<{ candidate: Job; outc
 
 /** A job admitted from WAITING has no workflow running: start one. (Its event comes from the jobs table's stream.) */
 async function announceAdmission(deps: Deps, admitted: Job, candidate: Job): Promise<void> {
-  if (candidate.state === JobState.WAITING) await deps.workflows.start(admittedExecutionName(candidate), workflowInput(admitted));
+  if (candidate.state === JobState.WAITING)
+    await deps.workflows.start(admittedExecutionName(candidate), workflowInput(admitted));
 }
 
 /** The oldest queued job, which does not fit the pool, and where the queue goes on behind it. */
@@ -309,10 +339,19 @@ interface BlockedHead {
  * then others would pass it), and so is one in its launch backoff. At most
  * BACKFILL_WINDOW jobs behind the head are looked at.
  */
-async function backfill(deps: Deps, pool: NonNullable<Awaited<ReturnType<Deps['store']['getPool']>>>, head: BlockedHead, result: DrainResult, seen: Map<string, Job>): Promise<void> {
+async function backfill(
+  deps: Deps,
+  pool: NonNullable<Awaited<ReturnType<Deps['store']['getPool']>>>,
+  head: BlockedHead,
+  result: DrainResult,
+  seen: Map<string, Job>,
+): Promise<void> {
   const now = deps.now().getTime();
   const bounds = forecastBounds(deps);
-  const [listed, limits] = await Promise.all([deps.store.listHolding(pool.name), projectLimits(deps, [head.job.project])]);
+  const [listed, limits] = await Promise.all([
+    deps.store.listHolding(pool.name),
+    projectLimits(deps, [head.job.project]),
+  ]);
   // Jobs admitted by this drain may not be in the index yet.
   const holding = new Map(listed.map((j) => [j.id, j]));
   for (const job of result.admitted) holding.set(job.id, job);
@@ -337,7 +376,10 @@ async function backfill(deps: Deps, pool: NonNullable<Awaited<ReturnType<Deps['s
       seen.set(job.id, job);
       const needs = totalGpus(job);
       const fits =
-        !waiting.has(job.project) && needs <= available && !(job.retryAt && Date.parse(job.retryAt) > now) && worstCaseEnd(job, now, bounds) <= guaranteed;
+        !waiting.has(job.project) &&
+        needs <= available &&
+        !(job.retryAt && Date.parse(job.retryAt) > now) &&
+        worstCaseEnd(job, now, bounds) <= guaranteed;
       if (!fits) {
         waiting.add(job.project);
         continue;
@@ -351,7 +393,12 @@ async function backfill(deps: Deps, pool: NonNullable<Awaited<ReturnType<Deps['s
       available -= needs;
       result.admitted.push(outcome.job);
       result.backfilled.push(job.id);
-      deps.log.info('backfilled', { jobId: job.id, pool: pool.name, head: head.job.id, headLatestStartAt: forecast.latestStartAt });
+      deps.log.info('backfilled', {
+        jobId: job.id,
+        pool: pool.name,
+        head: head.job.id,
+        headLatestStartAt: forecast.latestStartAt,
+      });
       await announceAdmission(deps, outcome.job, candidate);
     }
     if (!cursor) return;

@@ -35,16 +35,33 @@ export interface QuotaView {
   reserved?: number;
 }
 
-export async function listQuotas(deps: Pick<Deps, 'store' | 'now'>, identity: Identity, query: PageQuery & { project?: string }): Promise<Page<QuotaView>> {
+export async function listQuotas(
+  deps: Pick<Deps, 'store' | 'now'>,
+  identity: Identity,
+  query: PageQuery & { project?: string },
+): Promise<Page<QuotaView>> {
   const projects = visibleProjects(identity, query.project);
-  const rows = projects === undefined ? await deps.store.listQuotas() : (await Promise.all(projects.map((p) => deps.store.listQuotas(p)))).flat();
+  const rows =
+    projects === undefined
+      ? await deps.store.listQuotas()
+      : (await Promise.all(projects.map((p) => deps.store.listQuotas(p)))).flat();
   // A space sorts below every character a project name may hold: project first, then resource.
   const now = deps.now();
-  return pageOf('quotas', rows.filter(hasLimit).map((row) => quotaView(row, now)), query, (q) => `${q.project} ${q.resource}`);
+  return pageOf(
+    'quotas',
+    rows.filter(hasLimit).map((row) => quotaView(row, now)),
+    query,
+    (q) => `${q.project} ${q.resource}`,
+  );
 }
 
 /** Another project's quota is a 404, like a limit that does not exist. */
-export async function getQuota(deps: Pick<Deps, 'store' | 'now'>, identity: Identity, project: string, resource: QuotaResource): Promise<QuotaView> {
+export async function getQuota(
+  deps: Pick<Deps, 'store' | 'now'>,
+  identity: Identity,
+  project: string,
+  resource: QuotaResource,
+): Promise<QuotaView> {
   authorize(identity, 'read', { kind: 'quota', project }, quotaId(project, resource));
   const row = await deps.store.getQuota(project, resource);
   if (!row || !hasLimit(row)) throw new NotFound('quota', quotaId(project, resource));
@@ -55,18 +72,30 @@ export async function getQuota(deps: Pick<Deps, 'store' | 'now'>, identity: Iden
  * A new limit; the project's usage so far counts against it at once (for a budget: what holding jobs reserved).
  * Admins only, whatever the project: a member's answer is one 403 that says nothing of whether the project exists.
  */
-export async function createQuota(deps: Pick<Deps, 'store' | 'now'>, identity: Identity, spec: QuotaSpec): Promise<QuotaView> {
+export async function createQuota(
+  deps: Pick<Deps, 'store' | 'now'>,
+  identity: Identity,
+  spec: QuotaSpec,
+): Promise<QuotaView> {
   requireAdmin(identity, 'set quotas');
   const now = deps.now();
   const row = await deps.store.putQuota(spec, 'new', now);
   if (!row) {
-    throw new Conflict(`project ${spec.project} already has a ${spec.resource} limit; change it with PATCH ${quotaPath(spec.project, spec.resource)}`);
+    throw new Conflict(
+      `project ${spec.project} already has a ${spec.resource} limit; change it with PATCH ${quotaPath(spec.project, spec.resource)}`,
+    );
   }
   return quotaView({ ...row, hardLimit: spec.hardLimit }, now);
 }
 
 /** Change a limit. Whatever the direction, the queues are drained: a raise admits who waited for it. */
-export async function updateQuota(deps: Deps, identity: Identity, project: string, resource: QuotaResource, hardLimit: number): Promise<QuotaView> {
+export async function updateQuota(
+  deps: Deps,
+  identity: Identity,
+  project: string,
+  resource: QuotaResource,
+  hardLimit: number,
+): Promise<QuotaView> {
   authorize(identity, 'write', { kind: 'quota', project }, quotaId(project, resource));
   const row = await deps.store.putQuota({ project, resource, hardLimit }, 'existing', deps.now());
   if (!row) throw new NotFound('quota', quotaId(project, resource));
@@ -75,7 +104,12 @@ export async function updateQuota(deps: Deps, identity: Identity, project: strin
 }
 
 /** Remove a limit: the project is unlimited for the resource again; usage keeps being counted. */
-export async function deleteQuota(deps: Deps, identity: Identity, project: string, resource: QuotaResource): Promise<void> {
+export async function deleteQuota(
+  deps: Deps,
+  identity: Identity,
+  project: string,
+  resource: QuotaResource,
+): Promise<void> {
   authorize(identity, 'write', { kind: 'quota', project }, quotaId(project, resource));
   if (!(await deps.store.removeQuotaLimit(project, resource))) throw new NotFound('quota', quotaId(project, resource));
   await drainAllPools(deps);
@@ -105,7 +139,8 @@ function quotaId(project: string, resource: QuotaResource): string {
 }
 
 function quotaView(row: LimitedQuota, now: Date): QuotaView {
-  if (row.resource !== 'gpuHours') return { project: row.project, resource: row.resource, hardLimit: row.hardLimit, used: row.used };
+  if (row.resource !== 'gpuHours')
+    return { project: row.project, resource: row.resource, hardLimit: row.hardLimit, used: row.used };
   const budget = budgetState(row, now);
   return {
     project: row.project,

@@ -45,17 +45,32 @@ interface Missing {
 }
 
 /** `instances`: the same listing the orphan part used in this run. */
-export async function reconcileLostInstances(run: LostRun, active: readonly Job[], instances: readonly ManagedInstance[]): Promise<void> {
+export async function reconcileLostInstances(
+  run: LostRun,
+  active: readonly Job[],
+  instances: readonly ManagedInstance[],
+): Promise<void> {
   const listed = new Map(instances.map((i) => [i.instanceId, i]));
   const watched = active.filter((j) => watchable(run, j));
   if (!watched.length) return;
-  const marks = await run.store.getMarks('lost', watched.map((j) => j.id), run.now);
+  const marks = await run.store.getMarks(
+    'lost',
+    watched.map((j) => j.id),
+    run.now,
+  );
   for (const listedJob of watched) {
-    await run.attempt(`lost instance of job ${listedJob.id}`, () => reconcileLostJob(run, listedJob.id, listed, marks.get(listedJob.id)));
+    await run.attempt(`lost instance of job ${listedJob.id}`, () =>
+      reconcileLostJob(run, listedJob.id, listed, marks.get(listedJob.id)),
+    );
   }
 }
 
-async function reconcileLostJob(run: LostRun, jobId: string, listed: Map<string, ManagedInstance>, mark: Mark | undefined): Promise<void> {
+async function reconcileLostJob(
+  run: LostRun,
+  jobId: string,
+  listed: Map<string, ManagedInstance>,
+  mark: Mark | undefined,
+): Promise<void> {
   const { deps, store, report } = run;
   // The index may be behind: decide on the job as stored now.
   const job = await deps.store.getJob(jobId);
@@ -72,13 +87,23 @@ async function reconcileLostJob(run: LostRun, jobId: string, listed: Map<string,
   if (decision === 'mark') {
     await run.putMark('lost', jobId, observed);
     report.lost.marked.push(jobId);
-    await publishOperatorEvent(deps, LostEvent.InstanceMissing, jobId, `job ${jobId} is ${job.state} but ${seen}; it is reported lost if the next run finds it so still`);
+    await publishOperatorEvent(
+      deps,
+      LostEvent.InstanceMissing,
+      jobId,
+      `job ${jobId} is ${job.state} but ${seen}; it is reported lost if the next run finds it so still`,
+    );
     return;
   }
   // The first sighting is when the loss was known for certain: expiry wins only if that was at or after expiresAt.
   await reportInstanceLost(deps, jobId, missing[0].instanceId, describe(missing[0]), mark!.markedAt);
   report.lost.reported.push(jobId);
-  await publishOperatorEvent(deps, LostEvent.JobLost, jobId, `job ${jobId} was ${job.state} but ${seen} (seen on two runs, first at ${mark!.markedAt}): reported its instance lost`);
+  await publishOperatorEvent(
+    deps,
+    LostEvent.JobLost,
+    jobId,
+    `job ${jobId} was ${job.state} but ${seen} (seen on two runs, first at ${mark!.markedAt}): reported its instance lost`,
+  );
   await store.clearMarks('lost', [jobId]);
 }
 
@@ -89,9 +114,17 @@ async function reconcileLostJob(run: LostRun, jobId: string, listed: Map<string,
  */
 function watchable(run: LostRun, job: Job): boolean {
   if (!job.instanceIds?.length || job.outcome) return false;
-  const since = job.state === JobState.RUNNING ? (job.startedAt ?? job.admittedAt) : job.state === JobState.LAUNCHING ? job.admittedAt : undefined;
+  const since =
+    job.state === JobState.RUNNING
+      ? (job.startedAt ?? job.admittedAt)
+      : job.state === JobState.LAUNCHING
+        ? job.admittedAt
+        : undefined;
   if (!since) return false;
-  const grace = job.state === JobState.LAUNCHING ? Math.max(run.minAgeMs, maxComputeChecks(run.deps) * COMPUTE_CHECK_INTERVAL_SECONDS * 1000) : run.minAgeMs;
+  const grace =
+    job.state === JobState.LAUNCHING
+      ? Math.max(run.minAgeMs, maxComputeChecks(run.deps) * COMPUTE_CHECK_INTERVAL_SECONDS * 1000)
+      : run.minAgeMs;
   return run.now.getTime() - Date.parse(since) >= grace;
 }
 
@@ -99,10 +132,14 @@ function missingInstances(job: Job, listed: Map<string, ManagedInstance>): Missi
   return (job.instanceIds ?? []).flatMap((instanceId): Missing[] => {
     const instance = listed.get(instanceId);
     if (!instance) return [{ instanceId }];
-    return (LOST_INSTANCE_STATES as readonly string[]).includes(instance.state) ? [{ instanceId, state: instance.state }] : [];
+    return (LOST_INSTANCE_STATES as readonly string[]).includes(instance.state)
+      ? [{ instanceId, state: instance.state }]
+      : [];
   });
 }
 
 function describe(missing: Missing): string {
-  return missing.state ? `instance ${missing.instanceId} is ${missing.state}` : `instance ${missing.instanceId} no longer exists`;
+  return missing.state
+    ? `instance ${missing.instanceId} is ${missing.state}`
+    : `instance ${missing.instanceId} no longer exists`;
 }

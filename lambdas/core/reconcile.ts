@@ -81,7 +81,9 @@ export class ReconcileFailed extends FlareError {
     readonly report: ReconcileReport,
     errors: unknown[],
   ) {
-    super(`reconcile failed: ${report.errors.join('; ')}`, { cause: errors.length === 1 ? errors[0] : new AggregateError(errors) });
+    super(`reconcile failed: ${report.errors.join('; ')}`, {
+      cause: errors.length === 1 ? errors[0] : new AggregateError(errors),
+    });
   }
 }
 
@@ -97,7 +99,11 @@ export function counterSubject(ref: CounterRef): string {
 }
 
 /** Run once: orphans and lost instances, stuck jobs, usage counters, drains. Throws ReconcileFailed (after running every part) if a part failed. */
-export async function reconcile(deps: Deps, store: ReconcileStore, options: ReconcileOptions = {}): Promise<ReconcileReport> {
+export async function reconcile(
+  deps: Deps,
+  store: ReconcileStore,
+  options: ReconcileOptions = {},
+): Promise<ReconcileReport> {
   const now = deps.now();
   const report: ReconcileReport = {
     startedAt: now.toISOString(),
@@ -161,9 +167,19 @@ export async function reconcile(deps: Deps, store: ReconcileStore, options: Reco
   await run.attempt('drain', () => drainAll(run));
 
   const { orphans, lost, stuck, usage } = report;
-  const acted = [orphans.marked, orphans.terminated, lost.marked, lost.reported, stuck.marked, stuck.redriven, usage.marked, usage.repaired].some((list) => list.length > 0);
+  const acted = [
+    orphans.marked,
+    orphans.terminated,
+    lost.marked,
+    lost.reported,
+    stuck.marked,
+    stuck.redriven,
+    usage.marked,
+    usage.repaired,
+  ].some((list) => list.length > 0);
   const admitted = report.drained.reduce((n, d) => n + d.admitted.length, 0);
-  if (acted || admitted || errors.length) deps.log.info('reconciled', { orphans, lost, stuck, usage, admitted, errors: report.errors });
+  if (acted || admitted || errors.length)
+    deps.log.info('reconciled', { orphans, lost, stuck, usage, admitted, errors: report.errors });
   if (errors.length) throw new ReconcileFailed(report, errors);
   return report;
 }
@@ -189,7 +205,12 @@ function decide(run: Run, mark: Mark | undefined, observed: string): Decision {
 }
 
 async function putMark(run: Run, kind: MarkKind, subject: string, observed: string): Promise<void> {
-  await run.store.putMark(kind, subject, { observed, markedAt: run.now.toISOString() }, new Date(run.now.getTime() + run.ttlMs));
+  await run.store.putMark(
+    kind,
+    subject,
+    { observed, markedAt: run.now.toISOString() },
+    new Date(run.now.getTime() + run.ttlMs),
+  );
 }
 
 /** `work` over `items`, at most `limit` at a time, results in order. */
@@ -208,7 +229,11 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, work: (item: T
 
 // --- 1. orphan instances ---
 
-async function reconcileOrphans(run: Run, active: readonly Job[], instances: readonly ManagedInstance[]): Promise<void> {
+async function reconcileOrphans(
+  run: Run,
+  active: readonly Job[],
+  instances: readonly ManagedInstance[],
+): Promise<void> {
   const { deps, store, report } = run;
   if (!instances.length) return;
   const live = new Map(active.filter((j) => !isTerminal(j.state)).map((j) => [j.id, j]));
@@ -219,7 +244,11 @@ async function reconcileOrphans(run: Run, active: readonly Job[], instances: rea
     if (reason) orphans.push({ instance, reason });
   }
 
-  const marks = await store.getMarks('orphan', instances.map((i) => i.instanceId), run.now);
+  const marks = await store.getMarks(
+    'orphan',
+    instances.map((i) => i.instanceId),
+    run.now,
+  );
   const orphanIds = new Set(orphans.map((o) => o.instance.instanceId));
   // An instance of a live job is never touched; a mark it carries from a misreading goes.
   const cleared = [...marks.keys()].filter((id) => !orphanIds.has(id));
@@ -235,7 +264,12 @@ async function reconcileOrphans(run: Run, active: readonly Job[], instances: rea
     await run.attempt(`mark orphan ${id}`, async () => {
       await putMark(run, 'orphan', id, observed);
       report.orphans.marked.push(id);
-      await publishOperatorEvent(deps, ReconcileEvent.OrphanMarked, id, `${orphan.reason}; it is terminated if the next run finds it orphaned still`);
+      await publishOperatorEvent(
+        deps,
+        ReconcileEvent.OrphanMarked,
+        id,
+        `${orphan.reason}; it is terminated if the next run finds it orphaned still`,
+      );
     });
   }
   if (!confirmed.length) return;
@@ -243,7 +277,12 @@ async function reconcileOrphans(run: Run, active: readonly Job[], instances: rea
   await deps.compute.terminate(ids);
   for (const orphan of confirmed) {
     report.orphans.terminated.push(orphan.instance.instanceId);
-    await publishOperatorEvent(deps, ReconcileEvent.OrphanTerminated, orphan.instance.instanceId, `${orphan.reason}; seen on two runs, terminated`);
+    await publishOperatorEvent(
+      deps,
+      ReconcileEvent.OrphanTerminated,
+      orphan.instance.instanceId,
+      `${orphan.reason}; seen on two runs, terminated`,
+    );
   }
   await store.clearMarks('orphan', ids);
 }
@@ -255,14 +294,20 @@ async function reconcileOrphans(run: Run, active: readonly Job[], instances: rea
  * Any non-terminal job keeps its instances: a LAUNCHING job has them before
  * it records their ids.
  */
-async function orphanReason(run: Run, instance: ManagedInstance, live: Map<string, Job>, looked: Map<string, Promise<Job | undefined>>): Promise<string | undefined> {
+async function orphanReason(
+  run: Run,
+  instance: ManagedInstance,
+  live: Map<string, Job>,
+  looked: Map<string, Promise<Job | undefined>>,
+): Promise<string | undefined> {
   const { jobId, instanceId } = instance;
   if (!jobId) return `instance ${instanceId} is managed by Flare but has no flare:job tag`;
   if (live.has(jobId)) return undefined;
   if (!looked.has(jobId)) looked.set(jobId, run.deps.store.getJob(jobId));
   const job = await looked.get(jobId)!;
   if (!job) return `instance ${instanceId} belongs to job ${jobId}, which does not exist`;
-  if (isTerminal(job.state)) return `instance ${instanceId} belongs to job ${jobId}, which is ${job.state}${job.finishedAt ? ` since ${job.finishedAt}` : ''}`;
+  if (isTerminal(job.state))
+    return `instance ${instanceId} belongs to job ${jobId}, which is ${job.state}${job.finishedAt ? ` since ${job.finishedAt}` : ''}`;
   return undefined;
 }
 
@@ -273,7 +318,11 @@ async function reconcileStuckJobs(run: Run, active: readonly Job[]): Promise<voi
   const running = await deps.workflows.runningJobIds();
   const candidates = active.filter((j) => !isTerminal(j.state) && j.state !== JobState.WAITING && !running.has(j.id));
   if (!candidates.length) return;
-  const marks = await store.getMarks('stuck', candidates.map((j) => j.id), run.now);
+  const marks = await store.getMarks(
+    'stuck',
+    candidates.map((j) => j.id),
+    run.now,
+  );
   for (const listed of candidates) {
     await run.attempt(`stuck job ${listed.id}`, () => reconcileStuckJob(run, listed, marks.get(listed.id)));
   }
@@ -296,14 +345,24 @@ async function reconcileStuckJob(run: Run, listed: Job, mark: Mark | undefined):
   if (decision === 'mark') {
     await putMark(run, 'stuck', job.id, observed);
     report.stuck.marked.push(job.id);
-    await publishOperatorEvent(deps, ReconcileEvent.JobStuck, job.id, `job ${job.id} is ${job.state} and no workflow execution runs for it; it is re-driven if the next run finds it so still`);
+    await publishOperatorEvent(
+      deps,
+      ReconcileEvent.JobStuck,
+      job.id,
+      `job ${job.id} is ${job.state} and no workflow execution runs for it; it is re-driven if the next run finds it so still`,
+    );
     return;
   }
   const execution = `${job.id}-reconcile-${run.now.getTime().toString(36)}`;
   await deps.workflows.start(execution, workflowInput(job));
   report.stuck.redriven.push(job.id);
   const why = overdue ? `its live timeout passed at ${job.expiresAt}` : 'seen on two runs';
-  await publishOperatorEvent(deps, ReconcileEvent.JobRedriven, job.id, `job ${job.id} was ${job.state} with no workflow execution (${why}): started execution ${execution}`);
+  await publishOperatorEvent(
+    deps,
+    ReconcileEvent.JobRedriven,
+    job.id,
+    `job ${job.id} was ${job.state} with no workflow execution (${why}): started execution ${execution}`,
+  );
   if (mark) await store.clearMarks('stuck', [job.id]);
 }
 
@@ -337,22 +396,33 @@ async function reconcileUsage(run: Run, stored: readonly CounterRow[], active: r
   const held = recount(active);
   const rows = new Map<string, CounterRow>();
   for (const row of stored) {
-    if (row.ref.kind === 'pool' || row.ref.resource === 'gpus' || row.ref.resource === 'jobs') rows.set(counterSubject(row.ref), row);
+    if (row.ref.kind === 'pool' || row.ref.resource === 'gpus' || row.ref.resource === 'jobs')
+      rows.set(counterSubject(row.ref), row);
   }
   // A project whose row is gone (removed by hand) while it has live jobs: counted again from nothing.
   for (const job of active) {
     for (const resource of ['jobs', 'gpus'] as const) {
       const subject = counterSubject({ kind: 'quota', project: job.project, resource });
-      if (!rows.has(subject) && held.get(subject)) rows.set(subject, { ref: { kind: 'quota', project: job.project, resource } });
+      if (!rows.has(subject) && held.get(subject))
+        rows.set(subject, { ref: { kind: 'quota', project: job.project, resource } });
     }
   }
   const marks = await run.store.getMarks('usage', [...rows.keys()], run.now);
   for (const [subject, row] of rows) {
-    await run.attempt(`usage ${subject}`, () => reconcileCounter(run, subject, row, held.get(subject) ?? 0, marks.get(subject), active));
+    await run.attempt(`usage ${subject}`, () =>
+      reconcileCounter(run, subject, row, held.get(subject) ?? 0, marks.get(subject), active),
+    );
   }
 }
 
-async function reconcileCounter(run: Run, subject: string, row: CounterRow, should: number, mark: Mark | undefined, active: readonly Job[]): Promise<void> {
+async function reconcileCounter(
+  run: Run,
+  subject: string,
+  row: CounterRow,
+  should: number,
+  mark: Mark | undefined,
+  active: readonly Job[],
+): Promise<void> {
   const { deps, store, report } = run;
   const used = row.used ?? 0;
   const drifted = used !== should || (row.limit !== undefined && row.available !== row.limit - should);
@@ -367,7 +437,12 @@ async function reconcileCounter(run: Run, subject: string, row: CounterRow, shou
   if (decision === 'mark') {
     await putMark(run, 'usage', subject, observed);
     report.usage.marked.push(subject);
-    await publishOperatorEvent(deps, ReconcileEvent.UsageDrift, subject, `${seen}; repaired if the next run sees the same`);
+    await publishOperatorEvent(
+      deps,
+      ReconcileEvent.UsageDrift,
+      subject,
+      `${seen}; repaired if the next run sees the same`,
+    );
     return;
   }
   await store.clearMarks('usage', [subject]);
@@ -380,7 +455,11 @@ async function reconcileCounter(run: Run, subject: string, row: CounterRow, shou
   );
   const recounted = recount(fresh.filter((j): j is Job => !!j)).get(subject) ?? 0;
   if (recounted !== should) {
-    deps.log.info('usage drift not confirmed by consistent reads', { counter: subject, indexed: should, consistent: recounted });
+    deps.log.info('usage drift not confirmed by consistent reads', {
+      counter: subject,
+      indexed: should,
+      consistent: recounted,
+    });
     return;
   }
   // Conditioned on the values read: an admission or release since then makes it a no-op.

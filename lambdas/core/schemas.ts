@@ -13,7 +13,11 @@ export { MIN_VOLUME_SIZE_GB, NAME_PATTERN };
 const name = (what: string) => z.string().regex(NAME_PATTERN, `${what} must be ${NAME_RULE}`);
 
 /** An argv element: no NUL (it cannot cross exec), bounded. */
-const argvElement = z.string().min(1, 'must not be empty').max(4096).refine((s) => !s.includes('\0'), 'must not contain NUL');
+const argvElement = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(4096)
+  .refine((s) => !s.includes('\0'), 'must not contain NUL');
 export const argv = z.array(argvElement).min(1, 'must have at least one element').max(256);
 
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -22,8 +26,14 @@ export const MAX_ENV_VARS = 64;
 const RESERVED_ENV_NAMES = new Set(['__proto__', 'constructor', 'prototype']);
 const envRecord = z
   .record(
-    z.string().regex(envName, 'environment variable names are letters, digits and _').meta({ not: { enum: [...RESERVED_ENV_NAMES] } }),
-    z.string().max(4096).refine((s) => !s.includes('\0'), 'must not contain NUL'),
+    z
+      .string()
+      .regex(envName, 'environment variable names are letters, digits and _')
+      .meta({ not: { enum: [...RESERVED_ENV_NAMES] } }),
+    z
+      .string()
+      .max(4096)
+      .refine((s) => !s.includes('\0'), 'must not contain NUL'),
   )
   .refine((env) => Object.keys(env).length <= MAX_ENV_VARS, `at most ${MAX_ENV_VARS} variables`)
   .meta({
@@ -42,7 +52,10 @@ export const envMap = z.preprocess((value, ctx) => {
   const rest = Object.fromEntries(Object.entries(value).filter(([key]) => !RESERVED_ENV_NAMES.has(key)));
   // An issue here ends the parse before the record runs: report the rest's issues too, in one answer.
   const issues = [
-    ...reserved.map((key) => ({ path: [key], message: 'is reserved: __proto__, constructor and prototype are not environment variable names here' })),
+    ...reserved.map((key) => ({
+      path: [key],
+      message: 'is reserved: __proto__, constructor and prototype are not environment variable names here',
+    })),
     ...(envRecord.safeParse(rest).error?.issues ?? []),
   ];
   for (const { path, message } of issues) ctx.addIssue({ code: 'custom', path, message, input: value });
@@ -54,18 +67,36 @@ export const envMap = z.preprocess((value, ctx) => {
  * Infinity) is out of range, where zod alone says "expected number, received number".
  */
 export function jsonNumber() {
-  return z.number({ error: (issue) => (issue.input === Infinity || issue.input === -Infinity ? 'is out of range: must be a finite number' : undefined) });
+  return z.number({
+    error: (issue) =>
+      issue.input === Infinity || issue.input === -Infinity ? 'is out of range: must be a finite number' : undefined,
+  });
 }
 
 export const positiveGpus = jsonNumber().int('must be a whole number').positive('must be at least 1').max(1024);
-export const liveTimeoutMinutes = jsonNumber().positive('must be greater than 0').max(60 * 24 * 30, 'must be at most 30 days');
+export const liveTimeoutMinutes = jsonNumber()
+  .positive('must be greater than 0')
+  .max(60 * 24 * 30, 'must be at most 30 days');
 
-const sshPublicKeyLine = z.string().max(16384).regex(/^(ssh|ecdsa)-[a-z0-9-]+ [A-Za-z0-9+/=]+( [^\n\r]*)?$/, 'must be one OpenSSH public key line');
+const sshPublicKeyLine = z
+  .string()
+  .max(16384)
+  .regex(/^(ssh|ecdsa)-[a-z0-9-]+ [A-Za-z0-9+/=]+( [^\n\r]*)?$/, 'must be one OpenSSH public key line');
 
 export const SubmitJobInput = z.strictObject({
-  template: name('template').describe("The template to run: its name (looked up among your projects' templates, then the public ones) or its id"),
-  name: z.string().min(1).max(128).refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters').optional().describe("Default: the template's name"),
-  project: name('project').optional().describe('Needed only when you are a member of several projects; a project you are not a member of is a 403'),
+  template: name('template').describe(
+    "The template to run: its name (looked up among your projects' templates, then the public ones) or its id",
+  ),
+  name: z
+    .string()
+    .min(1)
+    .max(128)
+    .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters')
+    .optional()
+    .describe("Default: the template's name"),
+  project: name('project')
+    .optional()
+    .describe('Needed only when you are a member of several projects; a project you are not a member of is a 403'),
   command: argv.optional().describe("argv, never a shell string; default: the template's command"),
   gpus: positiveGpus
     .optional()
@@ -77,7 +108,11 @@ export const SubmitJobInput = z.strictObject({
     .describe(
       "How long the job may run once started, in minutes (fractions allowed): at most the template's maxLiveTimeoutMinutes, else 400 naming this field. Default: the template's defaultLiveTimeoutMinutes, else 60, never above its max",
     ),
-  env: envMap.optional().describe(`Environment variables merged over the template's: at most ${MAX_ENV_VARS} here, names of letters, digits and _ (not __proto__, constructor or prototype), string values`),
+  env: envMap
+    .optional()
+    .describe(
+      `Environment variables merged over the template's: at most ${MAX_ENV_VARS} here, names of letters, digits and _ (not __proto__, constructor or prototype), string values`,
+    ),
   sshPublicKey: sshPublicKeyLine.optional(),
 });
 export type SubmitJobInput = z.infer<typeof SubmitJobInput>;
@@ -90,7 +125,10 @@ export const ChangeJobInput = z
       "The job's new live timeout, counted from its start (extend or shorten; at most the template's max). A running job whose new timeout has already passed expires now.",
     ),
   })
-  .refine((input) => input.name !== undefined || input.liveTimeoutMinutes !== undefined, 'must set name or liveTimeoutMinutes')
+  .refine(
+    (input) => input.name !== undefined || input.liveTimeoutMinutes !== undefined,
+    'must set name or liveTimeoutMinutes',
+  )
   .meta({ minProperties: 1 });
 export type ChangeJobInput = z.infer<typeof ChangeJobInput>;
 
@@ -102,14 +140,19 @@ export type ListJobsQuery = z.infer<typeof ListJobsQuery>;
 
 /** The most lines `GET /v1/jobs/{id}/logs` returns: CloudWatch's own page limit. */
 export const MAX_LOG_TAIL = 10_000;
-export const JobLogsQuery = z.strictObject({
-  tail: wholeNumberParam(MAX_LOG_TAIL)
-    .optional()
-    .describe('The last N lines (default 1000). Not with nextToken.'),
-  nextToken: pageToken
-    .optional()
-    .describe("The nextToken of an earlier answer: only the lines written after it, oldest first (follow a job's output by passing each answer's nextToken to the next request)."),
-}).refine((q) => q.tail === undefined || q.nextToken === undefined, { path: ['tail'], message: 'cannot be combined with nextToken' });
+export const JobLogsQuery = z
+  .strictObject({
+    tail: wholeNumberParam(MAX_LOG_TAIL).optional().describe('The last N lines (default 1000). Not with nextToken.'),
+    nextToken: pageToken
+      .optional()
+      .describe(
+        "The nextToken of an earlier answer: only the lines written after it, oldest first (follow a job's output by passing each answer's nextToken to the next request).",
+      ),
+  })
+  .refine((q) => q.tail === undefined || q.nextToken === undefined, {
+    path: ['tail'],
+    message: 'cannot be combined with nextToken',
+  });
 export type JobLogsQuery = z.infer<typeof JobLogsQuery>;
 
 export const QUOTA_RESOURCES = ['gpus', 'jobs', 'templates', 'gpuHours'] as const;
@@ -122,24 +165,47 @@ export const PoolSpec = z.strictObject({
   gpus: positiveGpus,
   instanceType: z.string().min(1).max(64).optional(),
   gpusPerInstance: positiveGpus.optional(),
-  backfill: z.boolean().optional().describe("Let a younger job start ahead of a blocked head when its live timeout proves it ends before the head's latest start (default false: strict FIFO)"),
+  backfill: z
+    .boolean()
+    .optional()
+    .describe(
+      "Let a younger job start ahead of a blocked head when its live timeout proves it ends before the head's latest start (default false: strict FIFO)",
+    ),
 });
 /** The largest limit or cap accepted: far beyond any deployment, small enough that arithmetic on it stays exact. */
 export const MAX_LIMIT = 1_000_000;
-const wholeLimit = jsonNumber().int('must be a whole number').min(0, 'must not be negative').max(MAX_LIMIT, `must be at most ${MAX_LIMIT}`);
+const wholeLimit = jsonNumber()
+  .int('must be a whole number')
+  .min(0, 'must not be negative')
+  .max(MAX_LIMIT, `must be at most ${MAX_LIMIT}`);
 const hardLimit = wholeLimit.describe(
   'The most the project may have at once: GPUs held (gpus), active jobs (jobs) or templates owned (templates); for gpuHours, the GPU-hours it may spend per period. May be below what is in use: that blocks new admissions only.',
 );
 export const QuotaSpec = z
   .strictObject({
     project: name('project'),
-    resource: z.enum(QUOTA_RESOURCES).describe('gpus: GPUs held at once; jobs: jobs not yet finished; templates: templates owned; gpuHours: GPU-hours per period (a budget)'),
+    resource: z
+      .enum(QUOTA_RESOURCES)
+      .describe(
+        'gpus: GPUs held at once; jobs: jobs not yet finished; templates: templates owned; gpuHours: GPU-hours per period (a budget)',
+      ),
     hardLimit,
-    period: z.enum(BUDGET_PERIODS).optional().describe('gpuHours only, and required there: the calendar period (UTC) the budget renews every: day, week (from Monday) or month'),
+    period: z
+      .enum(BUDGET_PERIODS)
+      .optional()
+      .describe(
+        'gpuHours only, and required there: the calendar period (UTC) the budget renews every: day, week (from Monday) or month',
+      ),
   })
   .superRefine((q, ctx) => {
-    if (q.resource === 'gpuHours' && q.period === undefined) ctx.addIssue({ code: 'custom', path: ['period'], message: 'a gpuHours budget needs a period: day, week or month' });
-    if (q.resource !== 'gpuHours' && q.period !== undefined) ctx.addIssue({ code: 'custom', path: ['period'], message: 'only a gpuHours budget has a period' });
+    if (q.resource === 'gpuHours' && q.period === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['period'],
+        message: 'a gpuHours budget needs a period: day, week or month',
+      });
+    if (q.resource !== 'gpuHours' && q.period !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['period'], message: 'only a gpuHours budget has a period' });
   });
 /** `PATCH /v1/quotas/{project}/{resource}`. */
 export const QuotaLimitInput = z.strictObject({ hardLimit });
@@ -147,13 +213,22 @@ export type QuotaLimitInput = z.infer<typeof QuotaLimitInput>;
 /** `PATCH /v1/pools/{name}`. */
 export const PoolCapInput = z
   .strictObject({
-    maxGpus: wholeLimit.describe('The most GPUs Flare may hold in this pool at once. May be below what is held: that blocks new admissions only.').optional(),
+    maxGpus: wholeLimit
+      .describe(
+        'The most GPUs Flare may hold in this pool at once. May be below what is held: that blocks new admissions only.',
+      )
+      .optional(),
     backfill: z
       .boolean()
       .optional()
-      .describe("true: a younger job may start ahead of a blocked head when its live timeout proves it ends before the head's latest start; false: strict FIFO (the default)"),
+      .describe(
+        "true: a younger job may start ahead of a blocked head when its live timeout proves it ends before the head's latest start; false: strict FIFO (the default)",
+      ),
   })
-  .refine((b) => b.maxGpus !== undefined || b.backfill !== undefined, { path: ['maxGpus'], message: 'give maxGpus, backfill or both' })
+  .refine((b) => b.maxGpus !== undefined || b.backfill !== undefined, {
+    path: ['maxGpus'],
+    message: 'give maxGpus, backfill or both',
+  })
   .meta({ minProperties: 1 });
 export type PoolCapInput = z.infer<typeof PoolCapInput>;
 export const DIGEST_PATTERN = /^sha256:[a-f0-9]{64}$/;
@@ -161,17 +236,28 @@ export const DIGEST_PATTERN = /^sha256:[a-f0-9]{64}$/;
 export const IMAGE_REFERENCE_PATTERN = /^[a-z0-9][a-z0-9._\-/:]{0,254}$/;
 export const ImageSpec = z.strictObject({
   name: name('image'),
-  reference: z.string().regex(IMAGE_REFERENCE_PATTERN, 'must be a registry/repository[:tag] reference').describe('registry/repository[:tag], without the digest'),
-  digest: z.string().regex(DIGEST_PATTERN, "must be 'sha256:' and 64 hex digits").describe('The content digest; jobs run `reference@digest`, so a moved tag changes nothing'),
+  reference: z
+    .string()
+    .regex(IMAGE_REFERENCE_PATTERN, 'must be a registry/repository[:tag] reference')
+    .describe('registry/repository[:tag], without the digest'),
+  digest: z
+    .string()
+    .regex(DIGEST_PATTERN, "must be 'sha256:' and 64 hex digits")
+    .describe('The content digest; jobs run `reference@digest`, so a moved tag changes nothing'),
 });
 /** Template ids are this prefix and a generated suffix; no template name starts with it, so a path's `{id}` is never both. */
 export const TEMPLATE_ID_PREFIX = 'tpl-';
-const templateName = name('template').refine((s) => !s.startsWith(TEMPLATE_ID_PREFIX), `must not start with '${TEMPLATE_ID_PREFIX}', which marks template ids`);
+const templateName = name('template').refine(
+  (s) => !s.startsWith(TEMPLATE_ID_PREFIX),
+  `must not start with '${TEMPLATE_ID_PREFIX}', which marks template ids`,
+);
 /** Every template field but its owner, as checked on create and on change (PATCH). */
 const templateFields = {
   name: templateName,
   pool: name('pool').describe('The GPU pool its jobs run in (GET /v1/pools)'),
-  gpus: positiveGpus.describe("GPUs per node. In a pool that runs on instances (instanceType other than `local`) it must be the pool's gpusPerInstance, else 400: each node is one whole instance, never shared"),
+  gpus: positiveGpus.describe(
+    "GPUs per node. In a pool that runs on instances (instanceType other than `local`) it must be the pool's gpusPerInstance, else 400: each node is one whole instance, never shared",
+  ),
   nodeCount: positiveGpus.describe('Instances per job, each with `gpus` GPUs'),
   image: name('image').describe('An image of the catalog (GET /v1/images)'),
   imageVersion: jsonNumber()
@@ -182,14 +268,21 @@ const templateFields = {
   env: envMap,
   volumeSizeGb: jsonNumber()
     .int('must be a whole number')
-    .min(MIN_VOLUME_SIZE_GB, `must be at least ${MIN_VOLUME_SIZE_GB}: the root snapshot of the default GPU AMI, which a root volume cannot be smaller than`)
+    .min(
+      MIN_VOLUME_SIZE_GB,
+      `must be at least ${MIN_VOLUME_SIZE_GB}: the root snapshot of the default GPU AMI, which a root volume cannot be smaller than`,
+    )
     .max(16384, 'must be at most 16384')
     .describe(
       `Root volume of each instance (AWS), in GB: at least ${MIN_VOLUME_SIZE_GB}, the root snapshot of the default GPU AMI (Deep Learning Base OSS Nvidia Driver GPU AMI, Ubuntu 22.04). A deployment whose AMI has a larger snapshot refuses less than it too (400), and fails a job of a smaller volume at launch, with the reason`,
     ),
   sshPublicKey: sshPublicKeyLine,
-  maxLiveTimeoutMinutes: liveTimeoutMinutes.describe("The longest live timeout a job of this template may have, now or by a later change"),
-  defaultLiveTimeoutMinutes: liveTimeoutMinutes.describe('A job\'s live timeout when it names none (at most maxLiveTimeoutMinutes); absent: 60'),
+  maxLiveTimeoutMinutes: liveTimeoutMinutes.describe(
+    'The longest live timeout a job of this template may have, now or by a later change',
+  ),
+  defaultLiveTimeoutMinutes: liveTimeoutMinutes.describe(
+    "A job's live timeout when it names none (at most maxLiveTimeoutMinutes); absent: 60",
+  ),
   /**
    * Run as the image's own user (often root, still with every capability dropped and
    * no new privileges) instead of an unprivileged uid. Single-node only: multi-node
@@ -202,7 +295,10 @@ export const TemplateSpec = z
   .strictObject({
     name: templateFields.name,
     project: name('project').optional().describe("The owning project; absent: the caller's only project"),
-    public: z.boolean().optional().describe('A public template (admins write it): anyone signed in may read and run it. Not with project'),
+    public: z
+      .boolean()
+      .optional()
+      .describe('A public template (admins write it): anyone signed in may read and run it. Not with project'),
     pool: templateFields.pool,
     gpus: templateFields.gpus.default(1),
     nodeCount: templateFields.nodeCount.default(1),
@@ -236,13 +332,36 @@ export const TemplatePatch = z.strictObject({
 export type TemplatePatch = z.infer<typeof TemplatePatch>;
 
 /** What a whole template must satisfy, checked again on every change. */
-function templateRules(t: { allowRoot?: boolean; nodeCount: number; project?: string; public?: boolean; maxLiveTimeoutMinutes: number; defaultLiveTimeoutMinutes?: number }, ctx: z.RefinementCtx): void {
+function templateRules(
+  t: {
+    allowRoot?: boolean;
+    nodeCount: number;
+    project?: string;
+    public?: boolean;
+    maxLiveTimeoutMinutes: number;
+    defaultLiveTimeoutMinutes?: number;
+  },
+  ctx: z.RefinementCtx,
+): void {
   if (t.allowRoot && t.nodeCount > 1) {
-    ctx.addIssue({ code: 'custom', path: ['allowRoot'], message: 'multi-node jobs share the host network and must run as a non-root user' });
+    ctx.addIssue({
+      code: 'custom',
+      path: ['allowRoot'],
+      message: 'multi-node jobs share the host network and must run as a non-root user',
+    });
   }
-  if (t.public && t.project) ctx.addIssue({ code: 'custom', path: ['public'], message: 'a template belongs to a project or is public, not both' });
+  if (t.public && t.project)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['public'],
+      message: 'a template belongs to a project or is public, not both',
+    });
   if (t.defaultLiveTimeoutMinutes !== undefined && t.defaultLiveTimeoutMinutes > t.maxLiveTimeoutMinutes) {
-    ctx.addIssue({ code: 'custom', path: ['defaultLiveTimeoutMinutes'], message: `must be at most maxLiveTimeoutMinutes (${t.maxLiveTimeoutMinutes})` });
+    ctx.addIssue({
+      code: 'custom',
+      path: ['defaultLiveTimeoutMinutes'],
+      message: `must be at most maxLiveTimeoutMinutes (${t.maxLiveTimeoutMinutes})`,
+    });
   }
 }
 export type PoolSpec = z.infer<typeof PoolSpec>;
@@ -253,10 +372,17 @@ export type TemplateSpec = z.infer<typeof TemplateSpec>;
 export const UserSpec = z.strictObject({
   name: name('user'),
   // What a client can send in `Authorization: Bearer <token>`: any other token could never be presented.
-  token: z.string().min(16, 'must be at least 16 characters').max(4096).regex(/^[\x21-\x7e]+$/, 'must be visible ASCII characters, no spaces'),
+  token: z
+    .string()
+    .min(16, 'must be at least 16 characters')
+    .max(4096)
+    .regex(/^[\x21-\x7e]+$/, 'must be visible ASCII characters, no spaces'),
   admin: z.boolean().default(false),
   projects: z.array(name('project')).default([]),
-  expiresAt: z.iso.datetime({ error: 'must be an ISO 8601 UTC time such as 2030-01-31T00:00:00Z' }).optional().describe('From then on the token is refused (401), like an expired JWT'),
+  expiresAt: z.iso
+    .datetime({ error: 'must be an ISO 8601 UTC time such as 2030-01-31T00:00:00Z' })
+    .optional()
+    .describe('From then on the token is refused (401), like an expired JWT'),
 });
 /** Which events a chat channel hears: every filter given must match (core/notification.ts). */
 const notificationRoute = {
@@ -274,7 +400,12 @@ export type NotificationSpec = z.infer<typeof NotificationSpec>;
 export const NotifyChannelSpec = z.strictObject({
   id: name('channel id'),
   type: z.enum(['slack', 'teams']),
-  secretArn: z.string().regex(/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/, 'must be a Secrets Manager secret ARN'),
+  secretArn: z
+    .string()
+    .regex(
+      /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/,
+      'must be a Secrets Manager secret ARN',
+    ),
   ...notificationRoute,
 });
 export type NotifyChannelSpec = z.infer<typeof NotifyChannelSpec>;
@@ -285,11 +416,16 @@ export const LocalConfig = z
     port: jsonNumber().int('must be a whole number').min(0).max(65535).default(8080),
     dataDir: z.string().min(1).default('.flare'),
     users: z.array(UserSpec).default([]),
-    pools: z.array(PoolSpec).min(1).default([{ name: 'local', gpus: 1 }]),
+    pools: z
+      .array(PoolSpec)
+      .min(1)
+      .default([{ name: 'local', gpus: 1 }]),
     quotas: z.array(QuotaSpec).default([]),
     images: z.array(ImageSpec).default([]),
     templates: z.array(TemplateSpec).default([]),
-    compute: z.strictObject({ driver: z.enum(['auto', 'docker', 'process']).default('auto') }).default({ driver: 'auto' }),
+    compute: z
+      .strictObject({ driver: z.enum(['auto', 'docker', 'process']).default('auto') })
+      .default({ driver: 'auto' }),
     notifications: z.array(NotificationSpec).default([]),
     /** Seconds between reconciler runs (orphans, stuck jobs, usage drift, drain); the local twin of the scheduled Lambda. */
     reconcileSeconds: jsonNumber().int('must be a whole number').min(5).max(3600).default(60),
@@ -297,14 +433,30 @@ export const LocalConfig = z
   .superRefine((config, ctx) => {
     const pools = new Set(config.pools.map((p) => p.name));
     const images = new Set(config.images.map((i) => i.name));
-    unique(config.pools.map((p) => p.name), 'pools', ctx);
+    unique(
+      config.pools.map((p) => p.name),
+      'pools',
+      ctx,
+    );
     // Names are unique per owner: a project's templates, or the public ones.
-    unique(config.templates.map((t) => `${t.public ? '' : t.project}/${t.name}`), 'templates', ctx);
-    unique(config.users.map((u) => u.token), 'users', ctx, 'token');
+    unique(
+      config.templates.map((t) => `${t.public ? '' : t.project}/${t.name}`),
+      'templates',
+      ctx,
+    );
+    unique(
+      config.users.map((u) => u.token),
+      'users',
+      ctx,
+      'token',
+    );
     config.templates.forEach((t, i) => {
-      if (!pools.has(t.pool)) ctx.addIssue({ code: 'custom', path: ['templates', i, 'pool'], message: `unknown pool '${t.pool}'` });
-      if (!images.has(t.image)) ctx.addIssue({ code: 'custom', path: ['templates', i, 'image'], message: `unknown image '${t.image}'` });
-      if (!t.project && !t.public) ctx.addIssue({ code: 'custom', path: ['templates', i], message: "needs 'project' or 'public': true" });
+      if (!pools.has(t.pool))
+        ctx.addIssue({ code: 'custom', path: ['templates', i, 'pool'], message: `unknown pool '${t.pool}'` });
+      if (!images.has(t.image))
+        ctx.addIssue({ code: 'custom', path: ['templates', i, 'image'], message: `unknown image '${t.image}'` });
+      if (!t.project && !t.public)
+        ctx.addIssue({ code: 'custom', path: ['templates', i], message: "needs 'project' or 'public': true" });
     });
   });
 export type LocalConfig = z.infer<typeof LocalConfig>;

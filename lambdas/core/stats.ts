@@ -62,7 +62,11 @@ export interface JobStats extends ComputedStats {
  * An admin sees every project, a member their own; `project` narrows to one,
  * and another project's figures are a 404 like everything else of it.
  */
-export async function jobStats(deps: Pick<Deps, 'store' | 'now'>, identity: Identity, project?: string): Promise<JobStats> {
+export async function jobStats(
+  deps: Pick<Deps, 'store' | 'now'>,
+  identity: Identity,
+  project?: string,
+): Promise<JobStats> {
   if (project !== undefined) authorize(identity, 'read', { kind: 'stats', project }, project);
   const projects = visibleProjects(identity, project);
   const jobs: Job[] = [];
@@ -80,12 +84,20 @@ export async function jobStats(deps: Pick<Deps, 'store' | 'now'>, identity: Iden
       }
     } while (nextToken);
   }
-  return { projects: projects ?? null, ...computeStats(jobs, deps.now()), truncated, budgets: await budgetStats(deps, projects) };
+  return {
+    projects: projects ?? null,
+    ...computeStats(jobs, deps.now()),
+    truncated,
+    budgets: await budgetStats(deps, projects),
+  };
 }
 
 /** The gpuHours budgets of the projects counted (every project's when `projects` is undefined). */
 async function budgetStats(deps: Pick<Deps, 'store' | 'now'>, projects: string[] | undefined): Promise<BudgetStats> {
-  const rows = projects === undefined ? await deps.store.listQuotas() : (await Promise.all(projects.map((p) => deps.store.listQuotas(p)))).flat();
+  const rows =
+    projects === undefined
+      ? await deps.store.listQuotas()
+      : (await Promise.all(projects.map((p) => deps.store.listQuotas(p)))).flat();
   const now = deps.now();
   const byProject: Record<string, BudgetFigures> = {};
   let spentGpuMs = 0;
@@ -96,13 +108,24 @@ async function budgetStats(deps: Pick<Deps, 'store' | 'now'>, projects: string[]
     spentGpuMs += budget.spentGpuMs;
     reservedGpuMs += budget.reservedGpuMs;
     const { hardLimit, period, periodStart, periodEnd } = budget;
-    byProject[row.project] = { hardLimit, period, periodStart, periodEnd, spent: gpuHours(budget.spentGpuMs), reserved: gpuHours(budget.reservedGpuMs) };
+    byProject[row.project] = {
+      hardLimit,
+      period,
+      periodStart,
+      periodEnd,
+      spent: gpuHours(budget.spentGpuMs),
+      reserved: gpuHours(budget.reservedGpuMs),
+    };
   }
   return { spent: gpuHours(spentGpuMs), reserved: gpuHours(reservedGpuMs), byProject };
 }
 
 export function computeStats(jobs: readonly Job[], now: Date): ComputedStats {
-  return { ...figures(jobs, now), byPool: figuresBy(jobs, (job) => job.pool, now), byProject: figuresBy(jobs, (job) => job.project, now) };
+  return {
+    ...figures(jobs, now),
+    byPool: figuresBy(jobs, (job) => job.pool, now),
+    byProject: figuresBy(jobs, (job) => job.project, now),
+  };
 }
 
 function figuresBy(jobs: readonly Job[], key: (job: Job) => string, now: Date): Record<string, StatsFigures> {
@@ -124,7 +147,11 @@ function figures(jobs: readonly Job[], now: Date): StatsFigures {
     if (!job.admittedAt) continue;
     const admitted = Date.parse(job.admittedAt);
     waits.push(Math.max(0, admitted - Date.parse(job.createdAt)) / 1000);
-    const end = job.finishedAt ? Date.parse(job.finishedAt) : HOLDING_STATES.includes(job.state) ? now.getTime() : admitted;
+    const end = job.finishedAt
+      ? Date.parse(job.finishedAt)
+      : HOLDING_STATES.includes(job.state)
+        ? now.getTime()
+        : admitted;
     gpuMs += Math.max(0, end - admitted) * totalGpus(job);
   }
   waits.sort((a, b) => a - b);

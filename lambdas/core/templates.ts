@@ -32,23 +32,44 @@ type TemplateDeps = Pick<Deps, 'catalog' | 'store' | 'now' | 'newId' | 'policy'>
 export type ListTemplatesQuery = PageQuery & { project?: string };
 
 /** `POST /v1/templates`: a template of `spec.project` (or the caller's only project), or a public one (admins). */
-export async function createTemplate(deps: TemplateDeps, identity: Identity, spec: TemplateSpec): Promise<TemplateRecord> {
+export async function createTemplate(
+  deps: TemplateDeps,
+  identity: Identity,
+  spec: TemplateSpec,
+): Promise<TemplateRecord> {
   const owner = spec.public ? {} : { project: chooseProject(identity, spec.project) };
   authorize(identity, 'write', resourceOf({ ...spec, ...owner }), spec.name);
   await checkReferences(deps, spec);
-  if (owner.project && deps.policy?.defaultQuotas) await deps.store.ensureDefaultQuotas(owner.project, deps.policy.defaultQuotas);
+  if (owner.project && deps.policy?.defaultQuotas)
+    await deps.store.ensureDefaultQuotas(owner.project, deps.policy.defaultQuotas);
   const at = deps.now().toISOString();
-  const template: TemplateRecord = { ...ownedSpec(spec, owner.project), id: newTemplateId(deps), createdAt: at, updatedAt: at, createdBy: identity.name, revision: 1 };
+  const template: TemplateRecord = {
+    ...ownedSpec(spec, owner.project),
+    id: newTemplateId(deps),
+    createdAt: at,
+    updatedAt: at,
+    createdBy: identity.name,
+    revision: 1,
+  };
   await deps.catalog.createTemplate(template);
   return template;
 }
 
-export async function getTemplate(deps: TemplateDeps, identity: Identity, ref: string, project?: string): Promise<TemplateRecord> {
+export async function getTemplate(
+  deps: TemplateDeps,
+  identity: Identity,
+  ref: string,
+  project?: string,
+): Promise<TemplateRecord> {
   return resolveTemplate(deps, identity, ref, project);
 }
 
 /** Members see their projects' templates and the public ones, admins all; `project` keeps that project's only. */
-export async function listTemplates(deps: TemplateDeps, identity: Identity, query: ListTemplatesQuery): Promise<Page<TemplateRecord>> {
+export async function listTemplates(
+  deps: TemplateDeps,
+  identity: Identity,
+  query: ListTemplatesQuery,
+): Promise<Page<TemplateRecord>> {
   const all = await deps.catalog.listTemplates();
   const shown = query.project
     ? canAccessProject(identity, query.project)
@@ -60,7 +81,13 @@ export async function listTemplates(deps: TemplateDeps, identity: Identity, quer
 }
 
 /** `PATCH`: any field but the owner; the merged template is checked whole, as on create. */
-export async function updateTemplate(deps: TemplateDeps, identity: Identity, ref: string, patch: TemplatePatch, project?: string): Promise<TemplateRecord> {
+export async function updateTemplate(
+  deps: TemplateDeps,
+  identity: Identity,
+  ref: string,
+  patch: TemplatePatch,
+  project?: string,
+): Promise<TemplateRecord> {
   const current = await resolveTemplate(deps, identity, ref, project);
   authorize(identity, 'write', resourceOf(current), ref);
   const merged: Record<string, unknown> = { ...specOf(current) };
@@ -71,7 +98,14 @@ export async function updateTemplate(deps: TemplateDeps, identity: Identity, ref
   const spec = parse(TemplateSpec, merged);
   await checkReferences(deps, spec);
   const at = deps.now().toISOString();
-  const next: TemplateRecord = { ...ownedSpec(spec, current.project), id: current.id, createdAt: current.createdAt, createdBy: current.createdBy, updatedAt: at, revision: current.revision + 1 };
+  const next: TemplateRecord = {
+    ...ownedSpec(spec, current.project),
+    id: current.id,
+    createdAt: current.createdAt,
+    createdBy: current.createdBy,
+    updatedAt: at,
+    revision: current.revision + 1,
+  };
   await deps.catalog.updateTemplate(current, next, at);
   return next;
 }
@@ -83,7 +117,12 @@ export async function updateTemplate(deps: TemplateDeps, identity: Identity, ref
  * transaction); only then are active jobs looked for. Then either the template,
  * its name and its quota use go in one transaction, or the mark is cleared.
  */
-export async function deleteTemplate(deps: TemplateDeps, identity: Identity, ref: string, project?: string): Promise<void> {
+export async function deleteTemplate(
+  deps: TemplateDeps,
+  identity: Identity,
+  ref: string,
+  project?: string,
+): Promise<void> {
   const found = await resolveTemplate(deps, identity, ref, project);
   authorize(identity, 'write', resourceOf(found), ref);
   const now = deps.now();
@@ -93,7 +132,10 @@ export async function deleteTemplate(deps: TemplateDeps, identity: Identity, ref
   let deleted = false;
   try {
     const users = (await deps.store.listActiveJobs()).filter((job) => job.templateId === marked.id).length;
-    if (users > 0) throw new Conflict(`template ${marked.name} is used by ${users} active job${users === 1 ? '' : 's'}; cancel them or wait for them to end`);
+    if (users > 0)
+      throw new Conflict(
+        `template ${marked.name} is used by ${users} active job${users === 1 ? '' : 's'}; cancel them or wait for them to end`,
+      );
     deleted = await deps.catalog.deleteTemplate(marked, until, deps.now().toISOString());
     if (!deleted) throw new Conflict(`deleting template ${marked.name} took too long; retry`);
   } finally {
@@ -102,7 +144,12 @@ export async function deleteTemplate(deps: TemplateDeps, identity: Identity, ref
 }
 
 /** A route's `{id}`: the template, if the caller may read it (another project's is a 404). */
-export async function resolveTemplate(deps: TemplateDeps, identity: Identity, ref: string, project?: string): Promise<TemplateRecord> {
+export async function resolveTemplate(
+  deps: TemplateDeps,
+  identity: Identity,
+  ref: string,
+  project?: string,
+): Promise<TemplateRecord> {
   const found = await findReadable(deps, identity, ref, project);
   if (!found) throw new NotFound('template', ref);
   return found;
@@ -115,19 +162,35 @@ export async function resolveTemplate(deps: TemplateDeps, identity: Identity, re
  * routes. The template must be the project's or public; anything else is a 400
  * naming `template`.
  */
-export async function templateForJob(deps: TemplateDeps, identity: Identity, ref: string, requested?: string): Promise<{ template: TemplateRecord; project: string }> {
-  const known = requested ? chooseProject(identity, requested) : identity.projects.length === 1 ? chooseProject(identity, undefined) : undefined;
+export async function templateForJob(
+  deps: TemplateDeps,
+  identity: Identity,
+  ref: string,
+  requested?: string,
+): Promise<{ template: TemplateRecord; project: string }> {
+  const known = requested
+    ? chooseProject(identity, requested)
+    : identity.projects.length === 1
+      ? chooseProject(identity, undefined)
+      : undefined;
   const template = known
     ? isTemplateId(ref)
       ? await deps.catalog.getTemplate(ref)
       : await deps.catalog.findTemplateIn([known, undefined], ref)
     : await findReadable(deps, identity, ref);
   if (!template) {
-    throw new ValidationError([{ field: 'template', reason: `no template '${ref}' ${known ? `for project ${known}` : 'in your projects'} or among the public ones` }]);
+    throw new ValidationError([
+      {
+        field: 'template',
+        reason: `no template '${ref}' ${known ? `for project ${known}` : 'in your projects'} or among the public ones`,
+      },
+    ]);
   }
   const project = known ?? chooseProject(identity, undefined, template.project);
   if (!(template.public || template.project === project)) {
-    throw new ValidationError([{ field: 'template', reason: `no template '${ref}' for project ${project} or among the public ones` }]);
+    throw new ValidationError([
+      { field: 'template', reason: `no template '${ref}' for project ${project} or among the public ones` },
+    ]);
   }
   return { template, project };
 }
@@ -137,24 +200,44 @@ export async function templateForJob(deps: TemplateDeps, identity: Identity, ref
  * name is changed in place (its id kept), otherwise it is created.
  */
 export async function seedTemplate(deps: Omit<TemplateDeps, 'policy'>, spec: TemplateSpec): Promise<TemplateRecord> {
-  if (!spec.public && !spec.project) throw new ValidationError([{ field: 'project', reason: "required, or 'public': true" }]);
+  if (!spec.public && !spec.project)
+    throw new ValidationError([{ field: 'project', reason: "required, or 'public': true" }]);
   await checkReferences(deps, spec);
   const project = spec.public ? undefined : spec.project;
   const existing = await deps.catalog.findTemplate(project, spec.name);
   const at = deps.now().toISOString();
   if (!existing) {
-    const template: TemplateRecord = { ...ownedSpec(spec, project), id: newTemplateId(deps), createdAt: at, updatedAt: at, createdBy: 'config', revision: 1 };
+    const template: TemplateRecord = {
+      ...ownedSpec(spec, project),
+      id: newTemplateId(deps),
+      createdAt: at,
+      updatedAt: at,
+      createdBy: 'config',
+      revision: 1,
+    };
     await deps.catalog.createTemplate(template);
     return template;
   }
   const wanted = ownedSpec(spec, project);
   if (isDeepStrictEqual(specOf(existing), wanted)) return existing;
-  const next: TemplateRecord = { ...wanted, id: existing.id, createdAt: existing.createdAt, createdBy: existing.createdBy, updatedAt: at, revision: existing.revision + 1 };
+  const next: TemplateRecord = {
+    ...wanted,
+    id: existing.id,
+    createdAt: existing.createdAt,
+    createdBy: existing.createdBy,
+    updatedAt: at,
+    revision: existing.revision + 1,
+  };
   await deps.catalog.updateTemplate(existing, next, at);
   return next;
 }
 
-async function findReadable(deps: TemplateDeps, identity: Identity, ref: string, project?: string): Promise<TemplateRecord | undefined> {
+async function findReadable(
+  deps: TemplateDeps,
+  identity: Identity,
+  ref: string,
+  project?: string,
+): Promise<TemplateRecord | undefined> {
   if (isTemplateId(ref)) {
     const template = await deps.catalog.getTemplate(ref);
     return template && allowed(identity, 'read', resourceOf(template)) ? template : undefined;
@@ -167,8 +250,13 @@ async function findReadable(deps: TemplateDeps, identity: Identity, ref: string,
       : await Promise.all(identity.projects.map((p) => deps.catalog.findTemplate(p, ref)));
   const matches = owned.filter((t): t is TemplateRecord => t !== undefined);
   if (matches.length > 1) {
-    const projects = matches.map((t) => t.project).sort().join(', ');
-    throw new ValidationError([{ field: 'project', reason: `required: projects ${projects} each have a template '${ref}'` }]);
+    const projects = matches
+      .map((t) => t.project)
+      .sort()
+      .join(', ');
+    throw new ValidationError([
+      { field: 'project', reason: `required: projects ${projects} each have a template '${ref}'` },
+    ]);
   }
   return matches[0] ?? (await deps.catalog.findTemplate(undefined, ref));
 }
@@ -177,7 +265,10 @@ async function findReadable(deps: TemplateDeps, identity: Identity, ref: string,
  * The pool and the image (and the pinned version) a template names must exist, its jobs must fit the
  * pool's instances, and its root volume the deployment's AMI.
  */
-async function checkReferences(deps: Pick<TemplateDeps, 'catalog' | 'store'> & Partial<Pick<TemplateDeps, 'policy'>>, spec: TemplateSpec): Promise<void> {
+async function checkReferences(
+  deps: Pick<TemplateDeps, 'catalog' | 'store'> & Partial<Pick<TemplateDeps, 'policy'>>,
+  spec: TemplateSpec,
+): Promise<void> {
   const [pool, image] = await Promise.all([deps.store.getPool(spec.pool), deps.catalog.getImage(spec.image)]);
   const issues: FieldIssue[] = [];
   if (!pool) issues.push({ field: 'pool', reason: `no pool '${spec.pool}'` });
@@ -191,7 +282,10 @@ async function checkReferences(deps: Pick<TemplateDeps, 'catalog' | 'store'> & P
   }
   const minVolume = minVolumeSizeGb(deps);
   if (spec.volumeSizeGb !== undefined && spec.volumeSizeGb < minVolume) {
-    issues.push({ field: 'volumeSizeGb', reason: `must be at least ${minVolume}: the root snapshot of this deployment's GPU AMI, which a root volume cannot be smaller than` });
+    issues.push({
+      field: 'volumeSizeGb',
+      reason: `must be at least ${minVolume}: the root snapshot of this deployment's GPU AMI, which a root volume cannot be smaller than`,
+    });
   }
   if (issues.length) throw new ValidationError(issues);
 }

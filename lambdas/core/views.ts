@@ -30,25 +30,47 @@ export function page<T extends z.ZodType>(item: T) {
     nextToken: z
       .string()
       .optional()
-      .meta({ description: 'Present when more items follow: pass it as `nextToken` (with the same filters) for the next page.' }),
+      .meta({
+        description:
+          'Present when more items follow: pass it as `nextToken` (with the same filters) for the next page.',
+      }),
   });
 }
 
 export const Job = z
   .strictObject({
     id: z.string().meta({ description: 'Assigned by Flare; never changes.' }),
-    name: z.string().meta({ description: "The name given at submit (or later with PATCH); the template's name when none was given." }),
+    name: z
+      .string()
+      .meta({
+        description: "The name given at submit (or later with PATCH); the template's name when none was given.",
+      }),
     project: z.string(),
     owner: z.string().meta({ description: 'Who submitted it.' }),
     template: z.string().meta({ description: "The template's name when the job was submitted." }),
-    templateId: z.string().optional().meta({ description: "The template's id (tpl-...). Absent on jobs stored before templates had ids." }),
+    templateId: z
+      .string()
+      .optional()
+      .meta({ description: "The template's id (tpl-...). Absent on jobs stored before templates had ids." }),
     pool: z.string().meta({ description: 'The GPU pool it runs in (from the template).' }),
-    image: z.string().meta({ description: 'What it runs, pinned by digest: `reference@sha256:...`, the catalog version chosen at submit.' }),
+    image: z
+      .string()
+      .meta({
+        description: 'What it runs, pinned by digest: `reference@sha256:...`, the catalog version chosen at submit.',
+      }),
     command: z.array(z.string()).meta({ description: 'argv, never run through a shell.' }),
-    env: z.record(z.string(), z.string()).meta({ description: "The template's environment with the job's own on top." }),
+    env: z
+      .record(z.string(), z.string())
+      .meta({ description: "The template's environment with the job's own on top." }),
     gpus: z.number().int().positive().meta({ description: 'GPUs per node.' }),
     nodeCount: z.number().int().positive().meta({ description: 'Instances, each with `gpus` GPUs.' }),
-    liveTimeoutMinutes: z.number().positive().meta({ description: 'How long it may run once started (may be fractional): `expiresAt = startedAt + liveTimeoutMinutes`.' }),
+    liveTimeoutMinutes: z
+      .number()
+      .positive()
+      .meta({
+        description:
+          'How long it may run once started (may be fractional): `expiresAt = startedAt + liveTimeoutMinutes`.',
+      }),
     maxLiveTimeoutMinutes: z
       .number()
       .positive()
@@ -60,28 +82,43 @@ export const Job = z
       .optional()
       .meta({ description: 'Why it is in this state: what a WAITING job waits for, why a job failed or ended.' }),
     queuePosition: count(
-      'While PENDING or WAITING, on single-job answers (not in lists): how many older jobs wait ahead of it in its pool\'s queue; 0 is the head.',
+      "While PENDING or WAITING, on single-job answers (not in lists): how many older jobs wait ahead of it in its pool's queue; 0 is the head.",
     ).optional(),
-    latestStartAt: z.iso
-      .datetime()
-      .nullable()
+    latestStartAt: z.iso.datetime().nullable().optional().meta({
+      description:
+        "While PENDING or WAITING, on GET answers: the latest time it is admitted (GPUs taken, launch begins) if no running job is extended, from its pool's running jobs' hard ends and the queue ahead (ISO 8601 UTC). Null when none can be promised: latestStartReason says why. See docs/architecture.md, Guarantees.",
+    }),
+    latestStartReason: z
+      .string()
       .optional()
       .meta({
         description:
-          'While PENDING or WAITING, on GET answers: the latest time it is admitted (GPUs taken, launch begins) if no running job is extended, from its pool\'s running jobs\' hard ends and the queue ahead (ISO 8601 UTC). Null when none can be promised: latestStartReason says why. See docs/architecture.md, Guarantees.',
+          'Why latestStartAt is null: it can never start under the current cap, or a gpus quota may hold it or a job ahead back.',
       }),
-    latestStartReason: z.string().optional().meta({ description: 'Why latestStartAt is null: it can never start under the current cap, or a gpus quota may hold it or a job ahead back.' }),
     createdAt: time('When it was submitted'),
     admittedAt: time('When it was admitted and its GPUs taken').optional(),
     startedAt: time('When its container started').optional(),
     expiresAt: time('When its live timeout ends the run; set while it runs').optional(),
     finishedAt: time('When it reached its terminal state').optional(),
-    instanceIds: z.array(z.string()).optional().meta({ description: 'The instances it runs on (EC2 instance ids on AWS).' }),
+    instanceIds: z
+      .array(z.string())
+      .optional()
+      .meta({ description: 'The instances it runs on (EC2 instance ids on AWS).' }),
     exitCode: z.number().int().optional().meta({ description: "The container's exit code, once it exited." }),
-    launchAttempt: count('Launches tried that found no capacity; the job then waits at its place in the queue until retryAt.').optional(),
+    launchAttempt: count(
+      'Launches tried that found no capacity; the job then waits at its place in the queue until retryAt.',
+    ).optional(),
     retryAt: time('After no capacity was found: the next launch attempt is not before this time').optional(),
-    volumeSizeGb: z.number().int().positive().optional().meta({ description: 'Root volume of each instance (AWS), from the template.' }),
-    allowRoot: z.boolean().optional().meta({ description: "True when the template lets the container run as the image's own user." }),
+    volumeSizeGb: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .meta({ description: 'Root volume of each instance (AWS), from the template.' }),
+    allowRoot: z
+      .boolean()
+      .optional()
+      .meta({ description: "True when the template lets the container run as the image's own user." }),
   })
   .meta({ id: 'Job', description: 'A GPU job and where it is in its life.' });
 
@@ -90,7 +127,10 @@ export const Template = z
     id: z.string().meta({ description: 'tpl-...: assigned by Flare, never changes; routes take it or the name.' }),
     name: z.string(),
     project: z.string().optional().meta({ description: 'The owning project; absent on a public template.' }),
-    public: z.boolean().optional().meta({ description: 'Present (true) on a public template: anyone signed in may read and run it.' }),
+    public: z
+      .boolean()
+      .optional()
+      .meta({ description: 'Present (true) on a public template: anyone signed in may read and run it.' }),
     pool: z.string().meta({ description: 'The GPU pool its jobs run in.' }),
     gpus: z.number().int().positive().meta({ description: 'GPUs per node.' }),
     nodeCount: z.number().int().positive().meta({ description: 'Instances per job.' }),
@@ -100,14 +140,26 @@ export const Template = z
       .int()
       .positive()
       .optional()
-      .meta({ description: "The pinned version of the image; absent: each job runs the image's latest version at submit." }),
+      .meta({
+        description: "The pinned version of the image; absent: each job runs the image's latest version at submit.",
+      }),
     command: z.array(z.string()).meta({ description: 'argv, never run through a shell.' }),
     env: z.record(z.string(), z.string()),
     volumeSizeGb: z.number().int().positive().optional().meta({ description: 'Root volume of each instance (AWS).' }),
     sshPublicKey: z.string().optional(),
-    maxLiveTimeoutMinutes: z.number().positive().meta({ description: 'The longest live timeout a job of this template may have.' }),
-    defaultLiveTimeoutMinutes: z.number().positive().optional().meta({ description: 'A job\'s live timeout when it names none; absent: 60 (at most the max).' }),
-    allowRoot: z.boolean().optional().meta({ description: "Its jobs run as the image's own user instead of an unprivileged uid." }),
+    maxLiveTimeoutMinutes: z
+      .number()
+      .positive()
+      .meta({ description: 'The longest live timeout a job of this template may have.' }),
+    defaultLiveTimeoutMinutes: z
+      .number()
+      .positive()
+      .optional()
+      .meta({ description: "A job's live timeout when it names none; absent: 60 (at most the max)." }),
+    allowRoot: z
+      .boolean()
+      .optional()
+      .meta({ description: "Its jobs run as the image's own user instead of an unprivileged uid." }),
     createdAt: time('When it was created'),
     updatedAt: time('When it last changed'),
     createdBy: z.string().meta({ description: 'Who created it (`config` for templates of the local config).' }),
@@ -136,14 +188,43 @@ export const Image = z
 export const Quota = z
   .strictObject({
     project: z.string(),
-    resource: z.enum(QUOTA_RESOURCES).meta({ description: 'gpus: GPUs held at once; jobs: jobs not yet finished; templates: templates owned; gpuHours: GPU-hours per period.' }),
-    hardLimit: count('The most the project may have at once (gpuHours: may spend per period). May be below `used`: that blocks new admissions only.'),
-    used: z.number().min(0).meta({ description: 'What the project has now (live); for gpuHours, spent + reserved GPU-hours this period.' }),
-    period: z.enum(BUDGET_PERIODS).optional().meta({ description: 'gpuHours only: the calendar period (UTC) the budget renews every (day, week from Monday, month).' }),
+    resource: z
+      .enum(QUOTA_RESOURCES)
+      .meta({
+        description:
+          'gpus: GPUs held at once; jobs: jobs not yet finished; templates: templates owned; gpuHours: GPU-hours per period.',
+      }),
+    hardLimit: count(
+      'The most the project may have at once (gpuHours: may spend per period). May be below `used`: that blocks new admissions only.',
+    ),
+    used: z
+      .number()
+      .min(0)
+      .meta({ description: 'What the project has now (live); for gpuHours, spent + reserved GPU-hours this period.' }),
+    period: z
+      .enum(BUDGET_PERIODS)
+      .optional()
+      .meta({
+        description: 'gpuHours only: the calendar period (UTC) the budget renews every (day, week from Monday, month).',
+      }),
     periodStart: time('gpuHours only: when the current period began').optional(),
     periodEnd: time('gpuHours only: when it ends and spent goes back to 0').optional(),
-    spent: z.number().min(0).optional().meta({ description: 'gpuHours only: GPU-hours charged this period to jobs that have ended (what each held from admission to release, at most its reservation).' }),
-    reserved: z.number().min(0).optional().meta({ description: "gpuHours only: GPU-hours reserved by jobs holding GPUs now (each its worst case: GPUs x live timeout); what a job does not use is given back when it ends." }),
+    spent: z
+      .number()
+      .min(0)
+      .optional()
+      .meta({
+        description:
+          'gpuHours only: GPU-hours charged this period to jobs that have ended (what each held from admission to release, at most its reservation).',
+      }),
+    reserved: z
+      .number()
+      .min(0)
+      .optional()
+      .meta({
+        description:
+          'gpuHours only: GPU-hours reserved by jobs holding GPUs now (each its worst case: GPUs x live timeout); what a job does not use is given back when it ends.',
+      }),
   })
   .meta({ id: 'Quota', description: "A project's limit for a resource, with live usage." });
 
@@ -156,19 +237,36 @@ export const Pool = z
     usedGpus: count('GPUs held now by admitted jobs (LAUNCHING, RUNNING, STOPPING).'),
     availableGpus: count('GPUs free under the cap: maxGpus - usedGpus, never below 0.'),
     waitingJobs: count('Jobs queued (PENDING or WAITING) in this pool.'),
-    backfill: z.boolean().meta({ description: "True: a younger job may start ahead of a blocked head when its live timeout proves it ends before the head's latest start. False (default): strict FIFO." }),
+    backfill: z
+      .boolean()
+      .meta({
+        description:
+          "True: a younger job may start ahead of a blocked head when its live timeout proves it ends before the head's latest start. False (default): strict FIFO.",
+      }),
   })
   .meta({ id: 'Pool', description: 'A GPU pool: its cap, the GPUs held and free, its queue.' });
 
 export const StatsFigures = z
   .strictObject({
     totalJobs: count(),
-    jobsByState: z.strictObject(Object.fromEntries(JOB_STATES.map((state) => [state, count()])) as Record<(typeof JOB_STATES)[number], ReturnType<typeof count>>),
-    gpuHours: z.number().min(0).meta({ description: 'GPU-hours held (from admission to release), counting jobs still holding GPUs up to now.' }),
+    jobsByState: z.strictObject(
+      Object.fromEntries(JOB_STATES.map((state) => [state, count()])) as Record<
+        (typeof JOB_STATES)[number],
+        ReturnType<typeof count>
+      >,
+    ),
+    gpuHours: z
+      .number()
+      .min(0)
+      .meta({ description: 'GPU-hours held (from admission to release), counting jobs still holding GPUs up to now.' }),
     waitingSeconds: z
       .strictObject({
         count: count('Jobs admitted, over which the percentiles run.'),
-        p50: z.number().min(0).nullable().meta({ description: 'Median seconds from submission to admission; null when no job was admitted.' }),
+        p50: z
+          .number()
+          .min(0)
+          .nullable()
+          .meta({ description: 'Median seconds from submission to admission; null when no job was admitted.' }),
         p95: z.number().min(0).nullable().meta({ description: '95th percentile; null when no job was admitted.' }),
       })
       .meta({ description: 'Time from submission to admission, over the jobs admitted.' }),
@@ -182,26 +280,50 @@ export const BudgetFigures = z
     periodStart: time('When the current period began'),
     periodEnd: time('When it ends'),
     spent: z.number().min(0).meta({ description: 'GPU-hours charged this period to jobs that have ended.' }),
-    reserved: z.number().min(0).meta({ description: 'GPU-hours reserved by jobs holding GPUs now (their worst case).' }),
+    reserved: z
+      .number()
+      .min(0)
+      .meta({ description: 'GPU-hours reserved by jobs holding GPUs now (their worst case).' }),
   })
   .meta({ description: "A project's GPU-hour budget: the current period, what was spent in it and what is reserved." });
 
 export const Stats = z
   .strictObject({
-    projects: z.array(z.string()).nullable().meta({ description: 'The projects counted; null means every project (an admin asking for all).' }),
+    projects: z
+      .array(z.string())
+      .nullable()
+      .meta({ description: 'The projects counted; null means every project (an admin asking for all).' }),
     ...StatsFigures.shape,
-    byPool: z.record(z.string(), StatsFigures).meta({ description: 'The same figures per pool with jobs, by pool name.' }),
-    byProject: z.record(z.string(), StatsFigures).meta({ description: 'The same figures per project with jobs, by project name.' }),
-    truncated: z.boolean().meta({ description: 'True when there were more jobs than one answer counts and only the newest were counted.' }),
+    byPool: z
+      .record(z.string(), StatsFigures)
+      .meta({ description: 'The same figures per pool with jobs, by pool name.' }),
+    byProject: z
+      .record(z.string(), StatsFigures)
+      .meta({ description: 'The same figures per project with jobs, by project name.' }),
+    truncated: z
+      .boolean()
+      .meta({ description: 'True when there were more jobs than one answer counts and only the newest were counted.' }),
     budgets: z
       .strictObject({
         spent: z.number().min(0).meta({ description: 'GPU-hours spent this period, summed over the projects below.' }),
-        reserved: z.number().min(0).meta({ description: 'GPU-hours reserved by jobs holding GPUs now, summed over the projects below.' }),
-        byProject: z.record(z.string(), BudgetFigures).meta({ description: 'Every project counted that has a gpuHours budget, by project name.' }),
+        reserved: z
+          .number()
+          .min(0)
+          .meta({ description: 'GPU-hours reserved by jobs holding GPUs now, summed over the projects below.' }),
+        byProject: z
+          .record(z.string(), BudgetFigures)
+          .meta({ description: 'Every project counted that has a gpuHours budget, by project name.' }),
       })
-      .meta({ description: 'GPU-hour budgets (quota resource gpuHours), read from the counters admission is conditioned on; not bounded by `truncated`.' }),
+      .meta({
+        description:
+          'GPU-hour budgets (quota resource gpuHours), read from the counters admission is conditioned on; not bounded by `truncated`.',
+      }),
   })
-  .meta({ id: 'Stats', description: 'Jobs by state, GPU-hours and waiting times: overall, by pool and by project; GPU-hour budgets spent and reserved.' });
+  .meta({
+    id: 'Stats',
+    description:
+      'Jobs by state, GPU-hours and waiting times: overall, by pool and by project; GPU-hour budgets spent and reserved.',
+  });
 
 export const JobLogs = z
   .strictObject({
@@ -209,7 +331,9 @@ export const JobLogs = z
     lines: z
       .array(
         z.strictObject({
-          at: time('When the line was written, where the source records it (CloudWatch Logs does, a local log file does not)').optional(),
+          at: time(
+            'When the line was written, where the source records it (CloudWatch Logs does, a local log file does not)',
+          ).optional(),
           message: z.string(),
         }),
       )
@@ -217,7 +341,10 @@ export const JobLogs = z
     nextToken: z
       .string()
       .optional()
-      .meta({ description: 'Where these lines end: ask again with it for only the lines written since (follow a job this way).' }),
+      .meta({
+        description:
+          'Where these lines end: ask again with it for only the lines written since (follow a job this way).',
+      }),
   })
   .meta({ id: 'JobLogs', description: "A job's container output." });
 
@@ -226,14 +353,23 @@ export const Health = z
     status: z.enum(['ok', 'degraded']),
     components: z
       .record(z.string(), z.union([z.string(), z.record(z.string(), z.unknown())]))
-      .meta({ description: "By component: 'ok', a word for what is wrong (e.g. 'unavailable'), or an object of details (unhealthy when its `status` is there and not 'ok')." }),
+      .meta({
+        description:
+          "By component: 'ok', a word for what is wrong (e.g. 'unavailable'), or an object of details (unhealthy when its `status` is there and not 'ok').",
+      }),
   })
   .meta({ id: 'Health', description: 'The control plane and its components: 200 when all are ok, else 503.' });
 
-const VersionStatus = z.enum(['CURRENT', 'SUPPORTED', 'DEPRECATED']).meta({ description: 'CURRENT: the version to use.' });
+const VersionStatus = z
+  .enum(['CURRENT', 'SUPPORTED', 'DEPRECATED'])
+  .meta({ description: 'CURRENT: the version to use.' });
 
 export const Versions = z
-  .strictObject({ versions: z.array(z.strictObject({ id: z.string().meta({ description: 'The path prefix, e.g. v1.' }), status: VersionStatus })) })
+  .strictObject({
+    versions: z.array(
+      z.strictObject({ id: z.string().meta({ description: 'The path prefix, e.g. v1.' }), status: VersionStatus }),
+    ),
+  })
   .meta({ id: 'Versions', description: 'The API versions served.' });
 
 export const V1 = z
@@ -264,7 +400,15 @@ export const OpenApiDocument = z
 
 // Each view has exactly the fields of the type the code returns, with the same types:
 // a field added to or dropped from either side fails `tsc`.
-type Exactly<A, B> = [A] extends [B] ? ([B] extends [A] ? ([keyof A] extends [keyof B] ? ([keyof B] extends [keyof A] ? true : false) : false) : false) : false;
+type Exactly<A, B> = [A] extends [B]
+  ? [B] extends [A]
+    ? [keyof A] extends [keyof B]
+      ? [keyof B] extends [keyof A]
+        ? true
+        : false
+      : false
+    : false
+  : false;
 type Check<T extends true> = T;
 export type ViewsMatchTheCode = [
   Check<Exactly<z.output<typeof Job>, ReturnType<typeof publicJob>>>,

@@ -50,20 +50,38 @@ export const AwsEnv = z.object({
   EVENT_BUS_NAME: required,
   STATE_MACHINE_ARN: required,
   LAUNCH_TEMPLATE_ID: required,
-  SUBNET_IDS: required.transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean)),
+  SUBNET_IDS: required.transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  ),
   POOLS: required.transform((s, ctx) => {
     try {
       return z
-        .record(z.string(), z.object({ instanceTypes: z.array(z.string()).min(1), memory: z.string().optional(), gpusPerInstance: z.number().int().positive().optional() }))
+        .record(
+          z.string(),
+          z.object({
+            instanceTypes: z.array(z.string()).min(1),
+            memory: z.string().optional(),
+            gpusPerInstance: z.number().int().positive().optional(),
+          }),
+        )
         .parse(JSON.parse(s));
     } catch (error) {
-      ctx.addIssue({ code: 'custom', message: `POOLS must be JSON {"<pool>":{"instanceTypes":[...]}}: ${String(error)}` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `POOLS must be JSON {"<pool>":{"instanceTypes":[...]}}: ${String(error)}`,
+      });
       return z.NEVER;
     }
   }),
   LOG_GROUP_NAME: required,
   /** The stack name: tagged on instances so the reconciler only sees its own deployment's. */
-  DEPLOYMENT_NAME: z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/).optional(),
+  DEPLOYMENT_NAME: z
+    .string()
+    .regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/)
+    .optional(),
   DEFAULT_QUOTAS: z
     .string()
     .optional()
@@ -72,7 +90,10 @@ export const AwsEnv = z.object({
       try {
         return z.object({ gpus: count, jobs: count, templates: count }).strict().parse(JSON.parse(s));
       } catch (error) {
-        ctx.addIssue({ code: 'custom', message: `DEFAULT_QUOTAS must be JSON {"gpus"?:n,"jobs"?:n,"templates"?:n}: ${String(error)}` });
+        ctx.addIssue({
+          code: 'custom',
+          message: `DEFAULT_QUOTAS must be JSON {"gpus"?:n,"jobs"?:n,"templates"?:n}: ${String(error)}`,
+        });
         return z.NEVER;
       }
     }),
@@ -86,11 +107,17 @@ export const AwsEnv = z.object({
       try {
         return z.array(z.string().startsWith('arn:')).parse(JSON.parse(s));
       } catch (error) {
-        ctx.addIssue({ code: 'custom', message: `ECR_REPOSITORIES must be a JSON array of ECR repository ARNs: ${String(error)}` });
+        ctx.addIssue({
+          code: 'custom',
+          message: `ECR_REPOSITORIES must be a JSON array of ECR repository ARNs: ${String(error)}`,
+        });
         return z.NEVER;
       }
     }),
-  ROOT_DEVICE_NAME: z.string().regex(/^\/dev\/[a-z0-9]+$/).optional(),
+  ROOT_DEVICE_NAME: z
+    .string()
+    .regex(/^\/dev\/[a-z0-9]+$/)
+    .optional(),
   /** The launch template's AMI: its root snapshot is the floor of a job's volumeSizeGb. */
   GPU_IMAGE_ID: z.string().min(1).optional(),
   /** The AMI's root snapshot in GB: the API's floor for a template's volumeSizeGb. */
@@ -118,7 +145,13 @@ function awsEnv(): AwsEnv {
 }
 
 function tableNames(env: AwsEnv): TableNames {
-  return { jobs: env.JOBS_TABLE, quotas: env.QUOTAS_TABLE, pools: env.POOLS_TABLE, idempotency: env.IDEMPOTENCY_TABLE, catalog: env.CATALOG_TABLE };
+  return {
+    jobs: env.JOBS_TABLE,
+    quotas: env.QUOTAS_TABLE,
+    pools: env.POOLS_TABLE,
+    idempotency: env.IDEMPOTENCY_TABLE,
+    catalog: env.CATALOG_TABLE,
+  };
 }
 
 /**
@@ -132,7 +165,11 @@ const AWS_REQUEST_HANDLER = { connectionTimeout: 2_000, requestTimeout: 3_000, t
 function documentClient(): DynamoDBDocumentClient {
   if (doc) return doc;
   const client = countTransactionConflicts(new DynamoDBClient({ requestHandler: AWS_REQUEST_HANDLER }), awsMetrics());
-  return (doc = reportUnavailable(DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } }), 'DynamoDB', StoreUnavailable));
+  return (doc = reportUnavailable(
+    DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } }),
+    'DynamoDB',
+    StoreUnavailable,
+  ));
 }
 
 /** EC2+SSM, for the functions that launch, watch or reap instances; also more than the Compute port (event lookups). */
@@ -183,7 +220,14 @@ export function awsDeps(ports: AwsPorts): () => Deps {
       store: meteredStore(new DynamoJobStore(documentClient(), tables), awsMetrics()),
       catalog: new DynamoCatalog(documentClient(), tables),
       compute: ports.compute ? ports.compute() : notWired<Compute>('compute'),
-      workflows: new SfnWorkflows(reportUnavailable(new SFNClient({ requestHandler: AWS_REQUEST_HANDLER }), 'Step Functions', WorkflowsUnavailable), env.STATE_MACHINE_ARN),
+      workflows: new SfnWorkflows(
+        reportUnavailable(
+          new SFNClient({ requestHandler: AWS_REQUEST_HANDLER }),
+          'Step Functions',
+          WorkflowsUnavailable,
+        ),
+        env.STATE_MACHINE_ARN,
+      ),
       // Job State Change events leave through the jobs table's stream (stream-publisher); only operator events are put here.
       events: new EventBridgePublisher(new EventBridgeClient({}), env.EVENT_BUS_NAME),
       logs: ports.logs ? ports.logs() : notWired<JobLogs>('logs'),
@@ -209,7 +253,9 @@ function notWired<T extends object>(port: keyof AwsPorts): T {
       // Not a thenable, and nothing for symbol lookups (inspection, coercion).
       if (typeof member !== 'string' || member === 'then') return undefined;
       return () => {
-        throw new PortNotWired(`${port}.${member} called, but this function's handler did not wire ${port} (lambdas/handlers/aws-deps.ts awsDeps)`);
+        throw new PortNotWired(
+          `${port}.${member} called, but this function's handler did not wire ${port} (lambdas/handlers/aws-deps.ts awsDeps)`,
+        );
       };
     },
   });

@@ -73,7 +73,10 @@ export async function startControlPlane(config: LocalConfig, options: ControlPla
   const dataDir = resolve(options.baseDir ?? process.cwd(), config.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
 
-  const dynamo = await superviseDynamoDbLocal({ ...(options.inMemory ? { inMemory: true } : { dataDir: join(dataDir, 'dynamodb') }), log });
+  const dynamo = await superviseDynamoDbLocal({
+    ...(options.inMemory ? { inMemory: true } : { dataDir: join(dataDir, 'dynamodb') }),
+    log,
+  });
   const stack: Array<() => Promise<void> | void> = [() => dynamo.stop()];
   try {
     return await assemble(config, options, log, dataDir, dynamo, stack);
@@ -83,7 +86,14 @@ export async function startControlPlane(config: LocalConfig, options: ControlPla
   }
 }
 
-async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: Logger, dataDir: string, dynamo: SupervisedDynamoDbLocal, stack: Array<() => Promise<void> | void>): Promise<ControlPlane> {
+async function assemble(
+  config: LocalConfig,
+  options: ControlPlaneOptions,
+  log: Logger,
+  dataDir: string,
+  dynamo: SupervisedDynamoDbLocal,
+  stack: Array<() => Promise<void> | void>,
+): Promise<ControlPlane> {
   const { client, doc } = makeDynamoClients(dynamo.endpoint);
   const tables = defaultTableNames();
   await createTables(client, tables);
@@ -91,7 +101,9 @@ async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: 
   const catalog = new DynamoCatalog(doc, tables);
   await seed(config, store, catalog);
 
-  const users = config.users.length ? config.users : [{ name: 'admin', token: await adminToken(dataDir, options.announce), admin: true, projects: [] }];
+  const users = config.users.length
+    ? config.users
+    : [{ name: 'admin', token: await adminToken(dataDir, options.announce), admin: true, projects: [] }];
 
   const events = new LocalEventBus(log);
   const notifier = new WebhookNotifier(config.notifications, log);
@@ -99,8 +111,18 @@ async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: 
   events.subscribe((event) => log.info('job state change', { ...event }));
   // State changes reach the bus only from the table's stream, by the publisher AWS runs: one event path.
   const streams = makeStreamsClient(dynamo.endpoint);
-  const checkpoints = options.inMemory ? memoryCheckpoints() : fileCheckpoints(join(dataDir, 'jobs-stream-checkpoint.json'));
-  const jobEvents = startJobEvents({ dynamodb: client, streams, tableName: tables.jobs, publisher: events, checkpoints, log, pollMs: options.eventPollMs });
+  const checkpoints = options.inMemory
+    ? memoryCheckpoints()
+    : fileCheckpoints(join(dataDir, 'jobs-stream-checkpoint.json'));
+  const jobEvents = startJobEvents({
+    dynamodb: client,
+    streams,
+    tableName: tables.jobs,
+    publisher: events,
+    checkpoints,
+    log,
+    pollMs: options.eventPollMs,
+  });
   stack.push(async () => {
     await jobEvents.stop();
     streams.destroy();
@@ -119,7 +141,17 @@ async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: 
   stack.push(() => compute.close());
   const workflows = new LocalWorkflows((event) => runTask(deps, event), log);
   stack.push(() => workflows.close());
-  deps = { store, catalog, compute, workflows, events, logs: new LocalJobLogs((id) => compute.logPath(id)), log, now: () => new Date(), newId: newJobId };
+  deps = {
+    store,
+    catalog,
+    compute,
+    workflows,
+    events,
+    logs: new LocalJobLogs((id) => compute.logPath(id)),
+    log,
+    now: () => new Date(),
+    newId: newJobId,
+  };
 
   await recover(deps, compute, workflows, config);
   const reconciler = startReconcileLoop(deps, new DynamoReconcileStore(doc, tables), config.reconcileSeconds);
@@ -162,7 +194,13 @@ async function assemble(config: LocalConfig, options: ControlPlaneOptions, log: 
 async function seed(config: LocalConfig, store: DynamoJobStore, catalog: DynamoCatalog): Promise<void> {
   for (const pool of config.pools) {
     // The config is the truth at start: a pool without `backfill` is strict FIFO again.
-    await store.putPool({ name: pool.name, instanceType: pool.instanceType ?? 'local', gpusPerInstance: pool.gpusPerInstance ?? pool.gpus, maxGpus: pool.gpus, backfill: pool.backfill ?? false });
+    await store.putPool({
+      name: pool.name,
+      instanceType: pool.instanceType ?? 'local',
+      gpusPerInstance: pool.gpusPerInstance ?? pool.gpus,
+      maxGpus: pool.gpus,
+      backfill: pool.backfill ?? false,
+    });
   }
   for (const quota of config.quotas) await store.putQuota(quota);
   const seeding = { store, catalog, now: () => new Date(), newId: newJobId };
@@ -176,7 +214,12 @@ async function seed(config: LocalConfig, store: DynamoJobStore, catalog: DynamoC
  * fresh workflow execution, whose idempotent steps pick up where the last one
  * stopped; then each pool's queue is drained.
  */
-async function recover(deps: Deps, compute: LocalCompute, workflows: LocalWorkflows, config: LocalConfig): Promise<void> {
+async function recover(
+  deps: Deps,
+  compute: LocalCompute,
+  workflows: LocalWorkflows,
+  config: LocalConfig,
+): Promise<void> {
   const active = await deps.store.listActiveJobs();
   await compute.reattach(active);
   const stamp = Date.now().toString(36);
@@ -189,7 +232,10 @@ async function recover(deps: Deps, compute: LocalCompute, workflows: LocalWorkfl
 }
 
 /** With no users configured: one random admin token, printed once, kept 0600 in the data directory. */
-async function adminToken(dataDir: string, announce: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<string> {
+async function adminToken(
+  dataDir: string,
+  announce: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
+): Promise<string> {
   const file = join(dataDir, ADMIN_TOKEN_FILE);
   try {
     return (await readFile(file, 'utf8')).trim();

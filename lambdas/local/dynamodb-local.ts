@@ -228,13 +228,17 @@ async function ensureLauncher(emulator: string, java: string): Promise<string> {
     try {
       await run(java, [...javac, '-cp', join(emulator, 'DynamoDBLocal.jar'), '-d', work, source]);
     } catch (error) {
-      throw new DynamoDbLocalInstallError(`could not compile the DynamoDB Local launcher with ${java}`, { cause: error });
+      throw new DynamoDbLocalInstallError(`could not compile the DynamoDB Local launcher with ${java}`, {
+        cause: error,
+      });
     }
     await chmod(work, 0o755); // mkdtemp makes it private; the rest of the cache is world-readable
     try {
       await rename(work, classes);
     } catch (error) {
-      if (!(isErrno(error, 'ENOTEMPTY', 'EEXIST', 'EPERM') && (await exists(join(classes, `${LAUNCHER_CLASS}.class`))))) {
+      if (
+        !(isErrno(error, 'ENOTEMPTY', 'EEXIST', 'EPERM') && (await exists(join(classes, `${LAUNCHER_CLASS}.class`))))
+      ) {
         throw new DynamoDbLocalInstallError(`could not move the DynamoDB Local launcher into ${classes}`, {
           cause: error,
         });
@@ -264,9 +268,13 @@ async function packTarball(destination: string): Promise<string> {
     npmCli !== undefined && /npm-cli\.c?js$/.test(npmCli) ? [process.execPath, [npmCli]] : ['npm', []];
   let stdout: string;
   try {
-    stdout = await run(command, [...prefix, 'pack', spec, '--pack-destination', destination, '--json', '--ignore-scripts'], {
-      cwd: destination,
-    });
+    stdout = await run(
+      command,
+      [...prefix, 'pack', spec, '--pack-destination', destination, '--json', '--ignore-scripts'],
+      {
+        cwd: destination,
+      },
+    );
   } catch (error) {
     throw new DynamoDbLocalInstallError(`npm pack ${spec} failed; is the npm registry reachable?`, { cause: error });
   }
@@ -368,13 +376,18 @@ async function launch(p: LaunchParams): Promise<DynamoDbLocal> {
   const serverArgs = ['-sharedDb', '-disableTelemetry', '-port', String(p.port), ...storage];
   // C1-only JIT and the serial collector cut start-up from ~3 s to ~2 s on two CPUs; a local
   // emulator for one machine never needs the peak throughput C2 would buy later.
-  const jvmOptions = ['-XX:TieredStopAtLevel=1', '-XX:+UseSerialGC', `-Djava.library.path=${join(p.emulator, 'DynamoDBLocal_lib')}`];
+  const jvmOptions = [
+    '-XX:TieredStopAtLevel=1',
+    '-XX:+UseSerialGC',
+    `-Djava.library.path=${join(p.emulator, 'DynamoDBLocal_lib')}`,
+  ];
   const jar = join(p.emulator, 'DynamoDBLocal.jar');
   const args =
     p.launcher === undefined
       ? [...jvmOptions, '-jar', jar, ...serverArgs]
       : [...jvmOptions, '-cp', [jar, p.launcher].join(delimiter), LAUNCHER_CLASS, ...serverArgs];
-  if (p.launcher === undefined) p.log('flare: FLARE_DYNAMODB_LOCAL_BIND_ALL=1: DynamoDB Local listens on all interfaces');
+  if (p.launcher === undefined)
+    p.log('flare: FLARE_DYNAMODB_LOCAL_BIND_ALL=1: DynamoDB Local listens on all interfaces');
 
   const startedAt = performance.now();
   const child = spawn(p.java, args, {
@@ -435,7 +448,8 @@ async function launch(p: LaunchParams): Promise<DynamoDbLocal> {
   p.log(`flare: DynamoDB Local ready at ${endpoint} in ${startupMs} ms`);
   // Do not hold the event loop open: a test that forgets stop() still ends, and the exit hook kills the JVM.
   child.unref();
-  for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as unknown as { unref?: () => void }).unref?.();
+  for (const stream of [child.stdin, child.stdout, child.stderr])
+    (stream as unknown as { unref?: () => void }).unref?.();
   return { endpoint, port: p.port, pid: child.pid!, startupMs, exited, stop };
 }
 

@@ -8,7 +8,12 @@
  * empty, and the plane's restart hook creates the tables again.
  */
 import type { Logger } from '../core/deps.js';
-import { startDynamoDbLocal, type DynamoDbLocal, type JvmExit, type StartDynamoDbLocalOptions } from './dynamodb-local.js';
+import {
+  startDynamoDbLocal,
+  type DynamoDbLocal,
+  type JvmExit,
+  type StartDynamoDbLocalOptions,
+} from './dynamodb-local.js';
 
 export interface SuperviseDynamoDbLocalOptions extends Omit<StartDynamoDbLocalOptions, 'log'> {
   /** Restarts and failures (one line each, bounded as above). */
@@ -54,7 +59,15 @@ export interface SupervisedDynamoDbLocal {
 const STABLE_MS = 60_000;
 
 export async function superviseDynamoDbLocal(options: SuperviseDynamoDbLocalOptions): Promise<SupervisedDynamoDbLocal> {
-  const { log, output, firstDelayMs = 500, maxDelayMs = 15_000, logEvery = 10, start = startDynamoDbLocal, ...jvm } = options;
+  const {
+    log,
+    output,
+    firstDelayMs = 500,
+    maxDelayMs = 15_000,
+    logEvery = 10,
+    start = startDynamoDbLocal,
+    ...jvm
+  } = options;
   const launch = (port: number) => start({ ...jvm, port, ...(output ? { log: output } : {}) });
   let current: DynamoDbLocal | undefined = await launch(jvm.port ?? 0);
   const { endpoint, port } = current;
@@ -64,7 +77,9 @@ export async function superviseDynamoDbLocal(options: SuperviseDynamoDbLocalOpti
   let upSince = Date.now();
   let failures = 0; // exits and failed attempts since a JVM last ran for STABLE_MS
   // `logged`: its exit was logged, so its end is too (a crash loop logs one outage in ten).
-  let outage: { since: Date; lastExit: string; failedAttempts: number; logged: boolean; lastError?: string } | undefined;
+  let outage:
+    | { since: Date; lastExit: string; failedAttempts: number; logged: boolean; lastError?: string }
+    | undefined;
   let timer: NodeJS.Timeout | undefined;
   let attempt: Promise<void> | undefined;
   const listeners: Array<() => Promise<void>> = [];
@@ -84,7 +99,13 @@ export async function superviseDynamoDbLocal(options: SuperviseDynamoDbLocalOpti
       if (Date.now() - upSince >= STABLE_MS) failures = 0;
       failures += 1;
       outage = { since: new Date(), lastExit: describeExit(exit), failedAttempts: 0, logged: noisy() };
-      if (outage.logged) log.error('DynamoDB Local exited unexpectedly; restarting it', { pid: instance.pid, exit: outage.lastExit, port, failures });
+      if (outage.logged)
+        log.error('DynamoDB Local exited unexpectedly; restarting it', {
+          pid: instance.pid,
+          exit: outage.lastExit,
+          port,
+          failures,
+        });
       schedule();
     });
   };
@@ -98,7 +119,8 @@ export async function superviseDynamoDbLocal(options: SuperviseDynamoDbLocalOpti
       failures += 1;
       const lastError = String(error).split('\n')[0].slice(0, 300);
       if (outage) Object.assign(outage, { failedAttempts: outage.failedAttempts + 1, lastError });
-      if (noisy()) log.error('DynamoDB Local could not be restarted; trying again', { port, failures, error: lastError });
+      if (noisy())
+        log.error('DynamoDB Local could not be restarted; trying again', { port, failures, error: lastError });
       if (!stopped) schedule();
       return;
     }
@@ -106,7 +128,14 @@ export async function superviseDynamoDbLocal(options: SuperviseDynamoDbLocalOpti
     current = instance;
     restarts += 1;
     upSince = Date.now();
-    if (outage?.logged) log.warn('DynamoDB Local restarted', { pid: instance.pid, port, downMs: Date.now() - outage.since.getTime(), failures, restarts });
+    if (outage?.logged)
+      log.warn('DynamoDB Local restarted', {
+        pid: instance.pid,
+        port,
+        downMs: Date.now() - outage.since.getTime(),
+        failures,
+        restarts,
+      });
     outage = undefined;
     watch(instance);
     for (const listener of listeners) {
@@ -126,7 +155,18 @@ export async function superviseDynamoDbLocal(options: SuperviseDynamoDbLocalOpti
     health: () =>
       current
         ? { status: 'ok', pid: current.pid, restarts }
-        : { status: 'restarting', restarts, ...(outage ? { downSince: outage.since.toISOString(), lastExit: outage.lastExit, failedAttempts: outage.failedAttempts } : {}), ...(outage?.lastError ? { lastError: outage.lastError } : {}) },
+        : {
+            status: 'restarting',
+            restarts,
+            ...(outage
+              ? {
+                  downSince: outage.since.toISOString(),
+                  lastExit: outage.lastExit,
+                  failedAttempts: outage.failedAttempts,
+                }
+              : {}),
+            ...(outage?.lastError ? { lastError: outage.lastError } : {}),
+          },
     onRestart: (listener) => void listeners.push(listener),
     async stop() {
       stopped = true;

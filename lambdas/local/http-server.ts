@@ -10,7 +10,10 @@ import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyResultV2, 
 import type { Logger } from '../core/deps.js';
 import { apiRoutes } from '../handlers/http/api.js';
 
-export type ApiGatewayHandler = (event: APIGatewayProxyEventV2WithJWTAuthorizer, context: Context) => Promise<APIGatewayProxyResultV2>;
+export type ApiGatewayHandler = (
+  event: APIGatewayProxyEventV2WithJWTAuthorizer,
+  context: Context,
+) => Promise<APIGatewayProxyResultV2>;
 
 export interface LocalUser {
   name: string;
@@ -82,8 +85,13 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   const principals: Principal[] = options.users.map((user) => {
     const groups = [...(user.projects ?? []), ...(user.admin ? [adminGroup] : [])];
     const expiresAt = user.expiresAt === undefined ? undefined : Date.parse(user.expiresAt);
-    if (Number.isNaN(expiresAt)) throw new Error(`user ${user.name}: expiresAt '${user.expiresAt}' is not an ISO 8601 time`);
-    return { digest: sha256(user.token), claims: { sub: user.name, 'cognito:groups': `[${groups.join(' ')}]` }, ...(expiresAt === undefined ? {} : { expiresAt }) };
+    if (Number.isNaN(expiresAt))
+      throw new Error(`user ${user.name}: expiresAt '${user.expiresAt}' is not an ISO 8601 time`);
+    return {
+      digest: sha256(user.token),
+      claims: { sub: user.name, 'cognito:groups': `[${groups.join(' ')}]` },
+      ...(expiresAt === undefined ? {} : { expiresAt }),
+    };
   });
 
   const requestTimeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
@@ -128,19 +136,31 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
 
     const body = await readBody(req, maxBodyBytes);
     if (body === 'too-large') {
-      refuse(req, res, 413, { error: { code: 'payload_too_large', message: `request body is larger than ${maxBodyBytes} bytes` } });
+      refuse(req, res, 413, {
+        error: { code: 'payload_too_large', message: `request body is larger than ${maxBodyBytes} bytes` },
+      });
       return;
     }
 
     const event = toEvent(req, url, method, body);
-    if (claims) event.requestContext.authorizer = { principalId: '', integrationLatency: 0, jwt: { claims: { ...claims }, scopes: [] } };
+    if (claims)
+      event.requestContext.authorizer = {
+        principalId: '',
+        integrationLatency: 0,
+        jwt: { claims: { ...claims }, scopes: [] },
+      };
 
     let result: APIGatewayProxyResultV2;
     try {
       result = await options.handler(event, lambdaContext(event.requestContext.requestId, started));
     } catch (error) {
       // API Gateway answers a failed integration with a 500; so do we, without the details.
-      log?.error('API handler threw', { method, path: url.pathname, requestId: event.requestContext.requestId, error: describe(error) });
+      log?.error('API handler threw', {
+        method,
+        path: url.pathname,
+        requestId: event.requestContext.requestId,
+        error: describe(error),
+      });
       sendJson(res, 500, { error: { code: 'internal', message: 'internal error' } });
       return;
     }
@@ -169,7 +189,13 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
 }
 
 /** An answer given without reading the rest of the body: the connection closes once it is written. */
-function refuse(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+function refuse(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   sendJson(res, status, body, { ...headers, connection: 'close' });
   res.on('finish', () => req.socket.destroySoon());
 }
@@ -206,7 +232,12 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer | 'too
 }
 
 /** A payload-2.0 event as API Gateway builds it for the `$default` route. */
-function toEvent(req: IncomingMessage, url: URL, method: string, body: Buffer): APIGatewayProxyEventV2WithJWTAuthorizer {
+function toEvent(
+  req: IncomingMessage,
+  url: URL,
+  method: string,
+  body: Buffer,
+): APIGatewayProxyEventV2WithJWTAuthorizer {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(req.headers)) {
     if (value === undefined || name === 'cookie') continue;
@@ -215,7 +246,10 @@ function toEvent(req: IncomingMessage, url: URL, method: string, body: Buffer): 
   // API Gateway tells the integration how it was reached, whatever the client sent; so does this stand-in.
   headers['x-forwarded-proto'] = 'http';
   headers['x-forwarded-port'] = String(req.socket.localPort ?? '');
-  const cookies = req.headers.cookie?.split(';').map((c) => c.trim()).filter(Boolean);
+  const cookies = req.headers.cookie
+    ?.split(';')
+    .map((c) => c.trim())
+    .filter(Boolean);
   const query: Record<string, string> = {};
   for (const [name, value] of url.searchParams) query[name] = name in query ? `${query[name]},${value}` : value;
   const rawQueryString = url.search.replace(/^\?/, '');
@@ -291,7 +325,8 @@ function writeResult(res: ServerResponse, result: APIGatewayProxyResultV2): numb
   const headers: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(result.headers ?? {})) headers[name.toLowerCase()] = String(value);
   if (result.cookies?.length) headers['set-cookie'] = result.cookies;
-  const body = result.body === undefined ? Buffer.alloc(0) : Buffer.from(result.body, result.isBase64Encoded ? 'base64' : 'utf8');
+  const body =
+    result.body === undefined ? Buffer.alloc(0) : Buffer.from(result.body, result.isBase64Encoded ? 'base64' : 'utf8');
   sendRaw(res, result.statusCode, headers, body);
   return result.statusCode;
 }

@@ -125,7 +125,9 @@ export class StreamReader {
     const listed: Shard[] = [];
     let start: string | undefined;
     do {
-      const { StreamDescription: d } = await this.client.send(new DescribeStreamCommand({ StreamArn: this.streamArn, ExclusiveStartShardId: start }));
+      const { StreamDescription: d } = await this.client.send(
+        new DescribeStreamCommand({ StreamArn: this.streamArn, ExclusiveStartShardId: start }),
+      );
       listed.push(...(d?.Shards ?? []));
       start = d?.LastEvaluatedShardId;
     } while (start);
@@ -148,7 +150,9 @@ export class StreamReader {
       try {
         position.iterator ??= await this.iterator(shardId, position.last);
         while (position.iterator) {
-          const page = await this.client.send(new GetRecordsCommand({ ShardIterator: position.iterator, Limit: limit }));
+          const page = await this.client.send(
+            new GetRecordsCommand({ ShardIterator: position.iterator, Limit: limit }),
+          );
           const fresh = (page.Records ?? []).filter((r) => after(r.dynamodb?.SequenceNumber, position.last));
           records.push(...fresh);
           if (fresh.length) position.last = fresh.at(-1)!.dynamodb!.SequenceNumber;
@@ -158,7 +162,11 @@ export class StreamReader {
         }
         return records;
       } catch (error) {
-        if (!(error instanceof TrimmedDataAccessException || error instanceof ExpiredIteratorException) || attempt === 3) throw error;
+        if (
+          !(error instanceof TrimmedDataAccessException || error instanceof ExpiredIteratorException) ||
+          attempt === 3
+        )
+          throw error;
         // Read on at once (a read that stopped here would look caught up): a trimmed shard from its
         // start, `last` skipping what was read; an expired iterator anew after `last`.
         position.iterator = undefined;
@@ -171,9 +179,13 @@ export class StreamReader {
   }
 
   private async iterator(shardId: string, last: string | undefined): Promise<string | undefined> {
-    const at = last ? { ShardIteratorType: 'AFTER_SEQUENCE_NUMBER' as const, SequenceNumber: last } : { ShardIteratorType: 'TRIM_HORIZON' as const };
+    const at = last
+      ? { ShardIteratorType: 'AFTER_SEQUENCE_NUMBER' as const, SequenceNumber: last }
+      : { ShardIteratorType: 'TRIM_HORIZON' as const };
     try {
-      return (await this.client.send(new GetShardIteratorCommand({ StreamArn: this.streamArn, ShardId: shardId, ...at }))).ShardIterator;
+      return (
+        await this.client.send(new GetShardIteratorCommand({ StreamArn: this.streamArn, ShardId: shardId, ...at }))
+      ).ShardIterator;
     } catch (error) {
       if (!(error instanceof TrimmedDataAccessException) || !last) throw error;
       this.trimmedRereads += 1;
@@ -191,7 +203,10 @@ function lambdaRecord(record: _Record, readAt: number): DynamoDBRecord {
   const { ApproximateCreationDateTime: created, ...rest } = record.dynamodb ?? {};
   return {
     ...(record as DynamoDBRecord),
-    dynamodb: { ...(rest as DynamoDBRecord['dynamodb']), ...(created ? { ApproximateCreationDateTime: toSecond(created, readAt) } : {}) },
+    dynamodb: {
+      ...(rest as DynamoDBRecord['dynamodb']),
+      ...(created ? { ApproximateCreationDateTime: toSecond(created, readAt) } : {}),
+    },
   };
 }
 
@@ -245,7 +260,8 @@ export class StreamPoller {
     const tick = async () => {
       await this.poll();
       const pollMs = this.options.pollMs ?? 100;
-      if (!this.stopped) this.timer = setTimeout(tick, this.failures ? Math.min(pollMs * 2 ** this.failures, 5_000) : pollMs);
+      if (!this.stopped)
+        this.timer = setTimeout(tick, this.failures ? Math.min(pollMs * 2 ** this.failures, 5_000) : pollMs);
     };
     this.timer = setTimeout(tick, 0);
   }
@@ -270,8 +286,12 @@ export class StreamPoller {
       await this.running;
       const delivered = await this.poll();
       if (delivered === 0 && this.pending.length === 0 && !this.lastPassFailed) return;
-      if (Date.now() > deadline) throw new Error(`the jobs stream is not drained after ${timeoutMs} ms (${this.pending.length} records pending)`);
-      if (this.lastPassFailed || this.pending.length > 0) await new Promise((resolve) => setTimeout(resolve, this.options.pollMs ?? 100));
+      if (Date.now() > deadline)
+        throw new Error(
+          `the jobs stream is not drained after ${timeoutMs} ms (${this.pending.length} records pending)`,
+        );
+      if (this.lastPassFailed || this.pending.length > 0)
+        await new Promise((resolve) => setTimeout(resolve, this.options.pollMs ?? 100));
     }
   }
 
@@ -286,7 +306,10 @@ export class StreamPoller {
     } catch (error) {
       this.lastPassFailed = true;
       // DynamoDB Local restarting (a new table, a new stream) or busy: start over from the checkpoint.
-      if (this.failures++ === 0) this.options.log.warn('jobs stream read failed; retrying', { error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+      if (this.failures++ === 0)
+        this.options.log.warn('jobs stream read failed; retrying', {
+          error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+        });
       this.reader = undefined;
       this.pending = [];
       return 0;
@@ -307,8 +330,15 @@ export class StreamPoller {
     while (this.pending.length > 0) {
       const batch = this.pending.slice(0, this.options.batchSize ?? 100);
       const failed = await this.invoke(batch);
-      const done = failed === undefined ? batch.length : Math.max(0, batch.findIndex((r) => r.dynamodb?.SequenceNumber === failed));
-      for (const record of batch.slice(0, done)) this.delivered[reader.shardOf(record)] = record.dynamodb!.SequenceNumber!;
+      const done =
+        failed === undefined
+          ? batch.length
+          : Math.max(
+              0,
+              batch.findIndex((r) => r.dynamodb?.SequenceNumber === failed),
+            );
+      for (const record of batch.slice(0, done))
+        this.delivered[reader.shardOf(record)] = record.dynamodb!.SequenceNumber!;
       this.pending.splice(0, done);
       count += done;
       if (done > 0) await this.options.checkpoints.save({ streamArn: reader.streamArn, shards: { ...this.delivered } });
@@ -323,7 +353,9 @@ export class StreamPoller {
       const response = await this.options.handler({ Records: batch });
       return response?.batchItemFailures[0]?.itemIdentifier;
     } catch (error) {
-      this.options.log.error('jobs stream handler failed; the batch is retried', { error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+      this.options.log.error('jobs stream handler failed; the batch is retried', {
+        error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+      });
       return batch[0].dynamodb!.SequenceNumber;
     }
   }

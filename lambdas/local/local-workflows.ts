@@ -65,15 +65,21 @@ export class LocalWorkflows implements Workflows {
     private readonly log: Logger,
     source: string | WorkflowDefinition = JOB_LIFECYCLE_ASL,
   ) {
-    const definition = typeof source === 'string' ? loadDefinition(source, { TasksFunctionArn: LOCAL_TASKS_ARN }) : source.definition;
+    const definition =
+      typeof source === 'string' ? loadDefinition(source, { TasksFunctionArn: LOCAL_TASKS_ARN }) : source.definition;
     this.overrides = typeof source === 'string' ? undefined : source.overrides;
     this.machine = new StateMachine(definition as never);
     const states = definition.States as Record<string, TaskState>;
     for (const [name, state] of Object.entries(states)) {
       if (state.Type !== 'Task') continue;
       const callback = state.Resource?.endsWith(CALLBACK_SUFFIX) ?? false;
-      const run = typeof source === 'string' ? runTask : runnerFor(name, callback ? state.Parameters?.FunctionName : state.Resource, source.runners);
-      this.handlers[name] = callback ? (input) => this.callback(input, run) : async (input) => (await run(input)) as Json;
+      const run =
+        typeof source === 'string'
+          ? runTask
+          : runnerFor(name, callback ? state.Parameters?.FunctionName : state.Resource, source.runners);
+      this.handlers[name] = callback
+        ? (input) => this.callback(input, run)
+        : async (input) => (await run(input)) as Json;
     }
   }
 
@@ -86,7 +92,13 @@ export class LocalWorkflows implements Workflows {
     const execution = this.machine.run(input as Json, {
       overrides: { ...this.overrides, taskResourceLocalHandlers: this.handlers },
       context: {
-        Execution: { Id: `local:${name}`, Name: name, Input: input, StartTime: new Date().toISOString(), RoleArn: 'local' },
+        Execution: {
+          Id: `local:${name}`,
+          Name: name,
+          Input: input,
+          StartTime: new Date().toISOString(),
+          RoleArn: 'local',
+        },
         StateMachine: { Id: 'local:job-lifecycle', Name: 'job-lifecycle' },
         Task: { Token: `local-token:${name}` },
       } as never,
@@ -99,7 +111,8 @@ export class LocalWorkflows implements Workflows {
       } catch (error) {
         record.status = this.closed ? 'ABORTED' : 'FAILED';
         record.error = String((error as Error)?.message ?? error);
-        if (!this.closed) this.log.error('workflow execution failed', { execution: name, jobId: input.jobId, error: record.error });
+        if (!this.closed)
+          this.log.error('workflow execution failed', { execution: name, jobId: input.jobId, error: record.error });
       }
       await counting.catch(() => undefined);
     })();
@@ -148,7 +161,9 @@ export class LocalWorkflows implements Workflows {
   }
 
   async runningJobIds(): Promise<Set<string>> {
-    return new Set([...this.executions.values()].filter((e) => e.record.status === 'RUNNING').map((e) => e.record.jobId));
+    return new Set(
+      [...this.executions.values()].filter((e) => e.record.status === 'RUNNING').map((e) => e.record.jobId),
+    );
   }
 
   running(): number {

@@ -15,7 +15,10 @@ export interface ReconcileLoop {
 
 export function startReconcileLoop(deps: Deps, store: ReconcileStore, periodSeconds: number): ReconcileLoop {
   // A mark outlives a few periods; a second sighting must come at least half a period after the first.
-  const options = { markTtlSeconds: Math.max(3600, periodSeconds * 4), minMarkAgeSeconds: Math.floor(periodSeconds / 2) };
+  const options = {
+    markTtlSeconds: Math.max(3600, periodSeconds * 4),
+    minMarkAgeSeconds: Math.floor(periodSeconds / 2),
+  };
   let running: Promise<ReconcileReport | undefined> = Promise.resolve(undefined);
   let stopped = false;
 

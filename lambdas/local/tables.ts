@@ -55,7 +55,10 @@ const TableSpec = z
       .optional(),
     TimeToLiveAttribute: z.string().min(1).optional(),
     StreamSpecification: z
-      .object({ StreamEnabled: z.literal(true), StreamViewType: z.enum(['NEW_IMAGE', 'OLD_IMAGE', 'NEW_AND_OLD_IMAGES', 'KEYS_ONLY']) })
+      .object({
+        StreamEnabled: z.literal(true),
+        StreamViewType: z.enum(['NEW_IMAGE', 'OLD_IMAGE', 'NEW_AND_OLD_IMAGES', 'KEYS_ONLY']),
+      })
       .strict()
       .optional(),
   })
@@ -77,7 +80,10 @@ const SCHEMA_URL = new URL('../../schema/tables.json', import.meta.url);
 const ACTIVE_TIMEOUT_MS = 60_000;
 
 export class TableSchemaMismatch extends Error {
-  constructor(readonly table: string, detail: string) {
+  constructor(
+    readonly table: string,
+    detail: string,
+  ) {
     super(`table ${table} exists with a different shape than schema/tables.json: ${detail}`);
     this.name = 'TableSchemaMismatch';
   }
@@ -175,8 +181,9 @@ function assertSameShape(tableName: string, spec: TableSpec, table: TableDescrip
   if (keys(table.KeySchema) !== keys(spec.KeySchema)) {
     throw new TableSchemaMismatch(tableName, `key ${keys(table.KeySchema)}, expected ${keys(spec.KeySchema)}`);
   }
-  const indexes = (list: { IndexName?: string; KeySchema?: { AttributeName?: string; KeyType?: string }[] }[] | undefined) =>
-    JSON.stringify((list ?? []).map((i) => `${i.IndexName}=${keys(i.KeySchema)}`).sort());
+  const indexes = (
+    list: { IndexName?: string; KeySchema?: { AttributeName?: string; KeyType?: string }[] }[] | undefined,
+  ) => JSON.stringify((list ?? []).map((i) => `${i.IndexName}=${keys(i.KeySchema)}`).sort());
   if (indexes(table.GlobalSecondaryIndexes) !== indexes(spec.GlobalSecondaryIndexes)) {
     throw new TableSchemaMismatch(
       tableName,
@@ -186,7 +193,12 @@ function assertSameShape(tableName: string, spec: TableSpec, table: TableDescrip
 }
 
 /** A table made before the schema gave it a stream gets one; a stream of another view type is a mismatch. */
-async function enableStream(client: DynamoDBClient, tableName: string, spec: TableSpec, table: TableDescription): Promise<void> {
+async function enableStream(
+  client: DynamoDBClient,
+  tableName: string,
+  spec: TableSpec,
+  table: TableDescription,
+): Promise<void> {
   const wanted = spec.StreamSpecification;
   const current = table.StreamSpecification?.StreamEnabled ? table.StreamSpecification.StreamViewType : undefined;
   if (!wanted || current === wanted.StreamViewType) return;
@@ -201,7 +213,9 @@ async function enableTimeToLive(
   attribute: string,
 ): Promise<'enabled' | 'unsupported'> {
   try {
-    const { TimeToLiveDescription: current } = await client.send(new DescribeTimeToLiveCommand({ TableName: tableName }));
+    const { TimeToLiveDescription: current } = await client.send(
+      new DescribeTimeToLiveCommand({ TableName: tableName }),
+    );
     if (current?.TimeToLiveStatus === 'ENABLED' || current?.TimeToLiveStatus === 'ENABLING') {
       if (current.AttributeName !== attribute) {
         throw new TableSchemaMismatch(tableName, `TTL on ${current.AttributeName}, expected ${attribute}`);
@@ -235,11 +249,14 @@ type HttpAuthScheme = NonNullable<DynamoDBClientConfig['httpAuthSchemes']>[numbe
  */
 const unsignedLocalAuth: HttpAuthScheme = {
   schemeId: 'aws.auth#sigv4',
-  identityProvider: () => async () => ({ accessKeyId: LOCAL_KEY_ID, secretAccessKey: LOCAL_KEY_ID, expiration: new Date(8.64e15) }),
+  identityProvider: () => async () => ({
+    accessKeyId: LOCAL_KEY_ID,
+    secretAccessKey: LOCAL_KEY_ID,
+    expiration: new Date(8.64e15),
+  }),
   signer: {
     sign: async (request) => {
-      request.headers.authorization =
-        `AWS4-HMAC-SHA256 Credential=${LOCAL_KEY_ID}/20000101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0`;
+      request.headers.authorization = `AWS4-HMAC-SHA256 Credential=${LOCAL_KEY_ID}/20000101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0`;
       return request;
     },
   },
@@ -262,7 +279,11 @@ export function makeDynamoClients(endpoint: string): { client: DynamoDBClient; d
     // take a second or two to accept a connection or answer.
     requestHandler: { connectionTimeout: 3_000, requestTimeout: 10_000, throwOnRequestTimeout: true },
   });
-  const doc = reportUnavailable(DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } }), 'DynamoDB', StoreUnavailable);
+  const doc = reportUnavailable(
+    DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } }),
+    'DynamoDB',
+    StoreUnavailable,
+  );
   return { client, doc };
 }
 

@@ -19,7 +19,10 @@ export interface PoolRecord {
 }
 
 /** What a forecast reads of a queued job (JobStore.listQueueSummaries). */
-export type QueuedJobSummary = Pick<Job, 'id' | 'pool' | 'project' | 'state' | 'createdAt' | 'gpus' | 'nodeCount' | 'liveTimeoutMinutes' | 'retryAt'>;
+export type QueuedJobSummary = Pick<
+  Job,
+  'id' | 'pool' | 'project' | 'state' | 'createdAt' | 'gpus' | 'nodeCount' | 'liveTimeoutMinutes' | 'retryAt'
+>;
 
 /** recordOutcome's extra condition: the job still holds `instanceId` (and, with `only`, nothing else). */
 export interface OutcomeInstance {
@@ -90,7 +93,10 @@ export interface JobStore {
   createJob(job: Job, claim?: IdempotencyClaim, admitAt?: string): Promise<{ job: Job; created: boolean }>;
   getJob(id: string): Promise<Job | undefined>;
   /** `projects` undefined means every project (admins). Newest first. */
-  listJobs(filter: { projects?: string[]; state?: JobState }, page: { limit: number; nextToken?: string }): Promise<Page<Job>>;
+  listJobs(
+    filter: { projects?: string[]; state?: JobState },
+    page: { limit: number; nextToken?: string },
+  ): Promise<Page<Job>>;
   /** Set fields when the job is in one of `from`; throws StaleJob otherwise. */
   updateJob(id: string, from: readonly JobState[], set: Partial<Job>, remove?: readonly (keyof Job)[]): Promise<Job>;
   /** Record why the job stops, once (first writer wins) and only while it holds compute.
@@ -115,7 +121,12 @@ export interface JobStore {
   /** Set `set` and the job's reservation (`reservedGpuMs`) with the difference added to or taken from the project's
    *  gpuHours budget, in one transaction conditioned on the job still in `job.state` with `job.reservedGpuMs`;
    *  a larger reservation is conditioned on the budget's room at `at`. Returns the job as stored afterwards. */
-  changeReservation(job: Job, set: Partial<Job>, reservedGpuMs: number, at: string): Promise<{ changed: true; job: Job } | { changed: false; blockedBy: 'job' | 'budget' }>;
+  changeReservation(
+    job: Job,
+    set: Partial<Job>,
+    reservedGpuMs: number,
+    at: string,
+  ): Promise<{ changed: true; job: Job } | { changed: false; blockedBy: 'job' | 'budget' }>;
   /** Give the project the deployment's default limits for resources it has no limit for (once per project and process). */
   ensureDefaultQuotas(project: string, defaults: Partial<Record<CountedQuotaResource, number>>): Promise<void>;
   /** Delete a terminal job; false when it is not there or not terminal. */
@@ -123,7 +134,11 @@ export interface JobStore {
   /** Queued jobs of a pool, oldest first, read from the queue index. */
   listQueue(pool: string, limit: number, startAfter?: string): Promise<{ items: Job[]; next?: string }>;
   /** listQueue with only what a forecast reads of each job: a page of summaries costs a fraction of a page of jobs. */
-  listQueueSummaries(pool: string, limit: number, startAfter?: string): Promise<{ items: QueuedJobSummary[]; next?: string }>;
+  listQueueSummaries(
+    pool: string,
+    limit: number,
+    startAfter?: string,
+  ): Promise<{ items: QueuedJobSummary[]; next?: string }>;
   /** Jobs of the pool holding GPUs (LAUNCHING, RUNNING, STOPPING), read from an index (eventually consistent). */
   listHolding(pool: string): Promise<Job[]>;
   /** How many queued jobs of the pool are older than this one. */
@@ -139,7 +154,13 @@ export interface JobStore {
   getLimits(pool: string | undefined, projects: readonly string[]): Promise<Limits>;
   listPools(): Promise<PoolRecord[]>;
   /** Create a pool or change its cap, keeping usage; `backfill` absent keeps the stored setting (default off). */
-  putPool(pool: { name: string; instanceType: string; gpusPerInstance: number; maxGpus: number; backfill?: boolean }): Promise<void>;
+  putPool(pool: {
+    name: string;
+    instanceType: string;
+    gpusPerInstance: number;
+    maxGpus: number;
+    backfill?: boolean;
+  }): Promise<void>;
   /** Turn backfill on or off for an existing pool; undefined when there is no such pool. */
   setPoolBackfill(name: string, backfill: boolean): Promise<PoolRecord | undefined>;
   /** Change an existing pool's cap, keeping usage; `availableGpus` is derived from the usage at the

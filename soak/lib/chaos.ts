@@ -38,10 +38,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 async function waitFor(ctx: ChaosContext, atS: number): Promise<boolean> {
   const idleSince = Date.now();
-  while (Date.now() < ctx.runStart + atS * 1000 + ctx.plane.pausedMs() && (ctx.busy() || Date.now() < idleSince + 2_000)) {
+  while (
+    Date.now() < ctx.runStart + atS * 1000 + ctx.plane.pausedMs() &&
+    (ctx.busy() || Date.now() < idleSince + 2_000)
+  ) {
     if (ctx.finished()) return false;
     if (!ctx.plane.down && !ctx.plane.running()) {
-      ctx.findings.push(`the plane exited by itself at ${new Date().toISOString()}: restarted (see ${ctx.plane.logPath})`);
+      ctx.findings.push(
+        `the plane exited by itself at ${new Date().toISOString()}: restarted (see ${ctx.plane.logPath})`,
+      );
       ctx.plane.markDown();
       await ctx.plane.reapJvms('after the plane exited by itself');
       await ctx.plane.start();
@@ -79,7 +84,9 @@ async function killDynamoDb(ctx: ChaosContext, record: KillRecord): Promise<void
     }
     await sleep(500);
   }
-  ctx.findings.push(`the store did not answer within ${ctx.storeRecoveryS} s of a DynamoDB Local SIGKILL: the soak restarted the plane`);
+  ctx.findings.push(
+    `the store did not answer within ${ctx.storeRecoveryS} s of a DynamoDB Local SIGKILL: the soak restarted the plane`,
+  );
   ctx.plane.outages.push({ from: record.at, to: Date.now(), why: 'DynamoDB Local down' });
   await ctx.plane.kill();
   await ctx.plane.start();

@@ -27,12 +27,21 @@ export class SoakClient {
   ) {}
 
   /** One request; undefined when no answer came (refused, reset, timed out). */
-  async call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer | undefined> {
+  async call(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<Answer | undefined> {
     const route = routeOf(method, path);
     try {
       const res = await fetch(`${this.baseUrl}${path}`, {
         method,
-        headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...headers,
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(15_000),
       });

@@ -97,7 +97,9 @@ export async function drive(s: DriverSetup): Promise<void> {
 
   const progress = setInterval(() => {
     const done = [...states.values()].filter((st) => ended(st)).length;
-    s.progress(`${Math.round((Date.now() - record.startedAt) / 1000)} s: ${record.jobs.filter((j) => j.id).length} submitted, ${done} ended, ${live.jobs.size} running, kills ${record.kills.length}/${s.kills.length}${plane.down ? ', plane down' : ''}`);
+    s.progress(
+      `${Math.round((Date.now() - record.startedAt) / 1000)} s: ${record.jobs.filter((j) => j.id).length} submitted, ${done} ended, ${live.jobs.size} running, kills ${record.kills.length}/${s.kills.length}${plane.down ? ', plane down' : ''}`,
+    );
   }, 10_000);
 
   try {
@@ -113,7 +115,10 @@ export async function drive(s: DriverSetup): Promise<void> {
     }
     submitting = false;
     while (Date.now() < deadline && (active() > 0 || !killsDone)) await sleep(250);
-    if (Date.now() >= deadline) record.findings.push(`the deadline (${profile.deadlineS} s) passed with ${active()} jobs active and ${record.kills.length} of ${s.kills.length} kills done`);
+    if (Date.now() >= deadline)
+      record.findings.push(
+        `the deadline (${profile.deadlineS} s) passed with ${active()} jobs active and ${record.kills.length} of ${s.kills.length} kills done`,
+      );
   } finally {
     submitting = false;
     finished = true;
@@ -129,14 +134,18 @@ export async function drive(s: DriverSetup): Promise<void> {
     await plane.start();
   }
   await sleep(2_000);
-  await inChunks(record.jobs.filter((j) => j.id), 8, async (job) => {
-    for (let attempt = 0; attempt < 3 && !job.final; attempt++) {
-      const answer = await admin.call('GET', `/v1/jobs/${job.id}`);
-      if (answer?.status === 200) job.final = view(answer.body);
-      else if (answer?.status === 404) break;
-      else await sleep(1_000);
-    }
-  });
+  await inChunks(
+    record.jobs.filter((j) => j.id),
+    8,
+    async (job) => {
+      for (let attempt = 0; attempt < 3 && !job.final; attempt++) {
+        const answer = await admin.call('GET', `/v1/jobs/${job.id}`);
+        if (answer?.status === 200) job.final = view(answer.body);
+        else if (answer?.status === 404) break;
+        else await sleep(1_000);
+      }
+    },
+  );
   const final = await samplePoolsAndQuotas(admin);
   record.finalPools = final.pools;
   record.finalQuotas = final.quotas;
@@ -147,7 +156,13 @@ export async function drive(s: DriverSetup): Promise<void> {
 }
 
 /** Submits with the same Idempotency-Key until accepted, refused with a 4xx, or past the deadline. */
-async function submit(member: SoakClient, job: SubmittedJob, markerPath: string, runId: string, deadline: number): Promise<void> {
+async function submit(
+  member: SoakClient,
+  job: SubmittedJob,
+  markerPath: string,
+  runId: string,
+  deadline: number,
+): Promise<void> {
   const body = {
     template: templateName(job.project, job.pool),
     project: job.project,
@@ -174,11 +189,26 @@ async function submit(member: SoakClient, job: SubmittedJob, markerPath: string,
 }
 
 async function samplePoolsAndQuotas(admin: SoakClient): Promise<{ pools: PoolSample[]; quotas: QuotaSample[] }> {
-  const [pools, quotas] = await Promise.all([admin.call('GET', '/v1/pools?limit=1000'), admin.call('GET', '/v1/quotas?limit=1000')]);
+  const [pools, quotas] = await Promise.all([
+    admin.call('GET', '/v1/pools?limit=1000'),
+    admin.call('GET', '/v1/quotas?limit=1000'),
+  ]);
   const at = Date.now();
   return {
-    pools: pools?.status === 200 ? pools.body.items.map((p: PoolSample) => ({ at, name: p.name, usedGpus: p.usedGpus, maxGpus: p.maxGpus })) : [],
-    quotas: quotas?.status === 200 ? quotas.body.items.map((q: QuotaSample) => ({ at, project: q.project, resource: q.resource, used: q.used, hardLimit: q.hardLimit })) : [],
+    pools:
+      pools?.status === 200
+        ? pools.body.items.map((p: PoolSample) => ({ at, name: p.name, usedGpus: p.usedGpus, maxGpus: p.maxGpus }))
+        : [],
+    quotas:
+      quotas?.status === 200
+        ? quotas.body.items.map((q: QuotaSample) => ({
+            at,
+            project: q.project,
+            resource: q.resource,
+            used: q.used,
+            hardLimit: q.hardLimit,
+          }))
+        : [],
   };
 }
 

@@ -6,11 +6,13 @@ import type { Notice } from './record.js';
 const CONTEXT = /^job (\S+) · (\S+) → (\S+) · /;
 
 export function parseSlackNotice(body: unknown, at: number): Notice | undefined {
-  const blocks = (body as { blocks?: Array<{ type?: string; elements?: Array<{ text?: string }> }> } | undefined)?.blocks ?? [];
+  const blocks =
+    (body as { blocks?: Array<{ type?: string; elements?: Array<{ text?: string }> }> } | undefined)?.blocks ?? [];
   for (const block of blocks) {
     if (block.type !== 'context') continue;
     const match = CONTEXT.exec(block.elements?.[0]?.text ?? '');
-    if (match) return { at, jobId: match[1], previousState: match[2] === 'new' ? undefined : match[2], state: match[3] };
+    if (match)
+      return { at, jobId: match[1], previousState: match[2] === 'new' ? undefined : match[2], state: match[3] };
   }
   return undefined;
 }

@@ -77,7 +77,12 @@ export type Outcome = 'SUCCEEDED' | 'FAILED' | 'EXPIRED';
  * The states a job may end in, from when its process ended (its own `end`
  * line; without one, its start plus its planned sleep) and when it expired.
  */
-export function allowedOutcomes(job: Pick<SubmittedJob, 'sleepS' | 'exitCode'>, startAt: number, expiresAt: number, endAt?: number): Outcome[] {
+export function allowedOutcomes(
+  job: Pick<SubmittedJob, 'sleepS' | 'exitCode'>,
+  startAt: number,
+  expiresAt: number,
+  endAt?: number,
+): Outcome[] {
   const byExit: Outcome = job.exitCode === 0 ? 'SUCCEEDED' : 'FAILED';
   const end = endAt ?? startAt + job.sleepS * 1000;
   if (end < expiresAt - OUTCOME_BAND_MS) return [byExit];
@@ -108,7 +113,16 @@ function facts(record: SoakRecord): JobFacts[] {
     const own = stamps.get(job.id) ?? { starts: [] };
     const starts = [...own.starts].sort((a, b) => a - b);
     const expiresAt = ms(job.final.expiresAt) ?? (ms(job.final.startedAt) ?? starts[0]) + job.timeoutS * 1000;
-    return [{ job, final: job.final, starts, term: own.term, end: own.end, expiresAt: Number.isFinite(expiresAt) ? expiresAt : undefined }];
+    return [
+      {
+        job,
+        final: job.final,
+        starts,
+        term: own.term,
+        end: own.end,
+        expiresAt: Number.isFinite(expiresAt) ? expiresAt : undefined,
+      },
+    ];
   });
 }
 
@@ -126,8 +140,13 @@ function outcomeMismatches(all: JobFacts[]): string[] {
     const allowed = allowedOutcomes(job, f.starts[0], f.expiresAt, f.end);
     const exitMatches = final.state === 'EXPIRED' || final.exitCode === job.exitCode;
     if (allowed.includes(final.state as Outcome) && exitMatches) continue;
-    const when = f.end === undefined ? '' : `, its process exited ${duration(Math.abs(f.expiresAt - f.end))} ${f.end < f.expiresAt ? 'before' : 'after'} expiresAt`;
-    problems.push(`${planned}: expected ${allowed.join(' or ')}${allowed.includes('EXPIRED') ? '' : ` (exit ${job.exitCode})`}, got ${got}${when}`);
+    const when =
+      f.end === undefined
+        ? ''
+        : `, its process exited ${duration(Math.abs(f.expiresAt - f.end))} ${f.end < f.expiresAt ? 'before' : 'after'} expiresAt`;
+    problems.push(
+      `${planned}: expected ${allowed.join(' or ')}${allowed.includes('EXPIRED') ? '' : ` (exit ${job.exitCode})`}, got ${got}${when}`,
+    );
   }
   return problems;
 }
@@ -146,9 +165,14 @@ function processEnd(f: JobFacts, seen: Sighting | undefined): number | undefined
 function overshoot(record: SoakRecord, byId: Map<string, SubmittedJob>): string[] {
   const problems: string[] = [];
   const quota = new Map(record.quotas.map((q) => [q.project, q.gpus]));
-  for (const s of record.poolSamples) if (s.usedGpus > s.maxGpus) problems.push(`API: pool ${s.name} used ${s.usedGpus} of ${s.maxGpus} at ${new Date(s.at).toISOString()}`);
+  for (const s of record.poolSamples)
+    if (s.usedGpus > s.maxGpus)
+      problems.push(`API: pool ${s.name} used ${s.usedGpus} of ${s.maxGpus} at ${new Date(s.at).toISOString()}`);
   for (const s of record.quotaSamples) {
-    if (s.resource === 'gpus' && s.hardLimit !== undefined && s.used > s.hardLimit) problems.push(`API: project ${s.project} held ${s.used} of ${s.hardLimit} GPUs at ${new Date(s.at).toISOString()}`);
+    if (s.resource === 'gpus' && s.hardLimit !== undefined && s.used > s.hardLimit)
+      problems.push(
+        `API: project ${s.project} held ${s.used} of ${s.hardLimit} GPUs at ${new Date(s.at).toISOString()}`,
+      );
   }
   const cap = new Map(record.pools.map((p) => [p.name, p.gpus]));
   for (const sample of record.procSamples) {
@@ -161,8 +185,12 @@ function overshoot(record: SoakRecord, byId: Map<string, SubmittedJob>): string[
       byProject.set(job.project, (byProject.get(job.project) ?? 0) + job.gpus);
     }
     const at = new Date(sample.at).toISOString();
-    for (const [pool, used] of byPool) if (used > (cap.get(pool) ?? Infinity)) problems.push(`processes: pool ${pool} ran jobs of ${used} GPUs (cap ${cap.get(pool)}) at ${at}`);
-    for (const [project, used] of byProject) if (used > (quota.get(project) ?? Infinity)) problems.push(`processes: project ${project} ran jobs of ${used} GPUs (quota ${quota.get(project)}) at ${at}`);
+    for (const [pool, used] of byPool)
+      if (used > (cap.get(pool) ?? Infinity))
+        problems.push(`processes: pool ${pool} ran jobs of ${used} GPUs (cap ${cap.get(pool)}) at ${at}`);
+    for (const [project, used] of byProject)
+      if (used > (quota.get(project) ?? Infinity))
+        problems.push(`processes: project ${project} ran jobs of ${used} GPUs (quota ${quota.get(project)}) at ${at}`);
   }
   return problems;
 }
@@ -178,11 +206,14 @@ function notificationProblems(record: SoakRecord, all: JobFacts[]): { missing: s
   for (const f of all) {
     if (!TERMINAL.has(f.final.state)) continue;
     const states = byJob.get(f.final.id) ?? [];
-    if (!states.includes(f.final.state)) missing.push(`${f.job.name} (${f.final.id}) ended ${f.final.state}, notified: ${states.join(', ') || 'nothing'}`);
-    if (states.length > 1) duplicate.push(`${f.job.name} (${f.final.id}) notified ${states.length} times: ${states.join(', ')}`);
+    if (!states.includes(f.final.state))
+      missing.push(`${f.job.name} (${f.final.id}) ended ${f.final.state}, notified: ${states.join(', ') || 'nothing'}`);
+    if (states.length > 1)
+      duplicate.push(`${f.job.name} (${f.final.id}) notified ${states.length} times: ${states.join(', ')}`);
   }
   const known = new Set(all.map((f) => f.final.id));
-  for (const [id, states] of byJob) if (!known.has(id)) duplicate.push(`a notification for ${id}, not a job of this run: ${states.join(', ')}`);
+  for (const [id, states] of byJob)
+    if (!known.has(id)) duplicate.push(`a notification for ${id}, not a job of this run: ${states.join(', ')}`);
   return { missing, duplicate };
 }
 
@@ -191,14 +222,19 @@ export function computeVerdict(record: SoakRecord): Verdict {
   const byId = new Map(record.jobs.filter((j) => j.id).map((j) => [j.id!, j]));
   const seen = sightings(record.procSamples);
 
-  const twice = all.filter((f) => f.starts.length > 1).map((f) => `${f.job.name} (${f.final.id}) started ${f.starts.length} times`);
+  const twice = all
+    .filter((f) => f.starts.length > 1)
+    .map((f) => `${f.job.name} (${f.final.id}) started ${f.starts.length} times`);
 
   const pastExpiry: string[] = [];
   const overshootMs: number[] = [];
   for (const f of all) {
     if (f.expiresAt === undefined) continue;
     const alive = lastAlive(f, seen.get(f.final.id));
-    if (alive !== undefined && alive > f.expiresAt + EXPIRY_GRACE_MS) pastExpiry.push(`${f.job.name} (${f.final.id}, ${f.final.state}) alive ${duration(alive - f.expiresAt)} past expiresAt`);
+    if (alive !== undefined && alive > f.expiresAt + EXPIRY_GRACE_MS)
+      pastExpiry.push(
+        `${f.job.name} (${f.final.id}, ${f.final.state}) alive ${duration(alive - f.expiresAt)} past expiresAt`,
+      );
     const end = processEnd(f, seen.get(f.final.id));
     const plannedEnd = f.starts[0] === undefined ? undefined : f.starts[0] + f.job.sleepS * 1000;
     if (end !== undefined && plannedEnd !== undefined && plannedEnd > f.expiresAt) overshootMs.push(end - f.expiresAt);
@@ -206,7 +242,8 @@ export function computeVerdict(record: SoakRecord): Verdict {
 
   const leaked: string[] = [];
   let leakedCount = 0;
-  for (const p of record.finalPools) if (p.usedGpus !== 0) (leakedCount += p.usedGpus), leaked.push(`pool ${p.name} usedGpus ${p.usedGpus}`);
+  for (const p of record.finalPools)
+    if (p.usedGpus !== 0) (leakedCount += p.usedGpus), leaked.push(`pool ${p.name} usedGpus ${p.usedGpus}`);
   for (const q of record.finalQuotas) {
     if (q.resource === 'gpuHours' || q.used === 0) continue;
     leakedCount += q.used;
@@ -230,18 +267,28 @@ export function computeVerdict(record: SoakRecord): Verdict {
     }
   }
 
-  const leftover = [...record.leftover.jobPids.map((p) => `job process ${p}`), ...record.leftover.jvmPids.map((p) => `DynamoDB Local JVM ${p}`)];
+  const leftover = [
+    ...record.leftover.jobPids.map((p) => `job process ${p}`),
+    ...record.leftover.jvmPids.map((p) => `DynamoDB Local JVM ${p}`),
+  ];
 
   const unfinished = record.jobs.flatMap((job) => {
-    if (!job.id) return [`${job.name}: never accepted (${job.attempts} attempts${job.submitError ? `, ${job.submitError}` : ''})`];
+    if (!job.id)
+      return [`${job.name}: never accepted (${job.attempts} attempts${job.submitError ? `, ${job.submitError}` : ''})`];
     if (!job.final) return [`${job.name} (${job.id}): accepted, then not found`];
     return TERMINAL.has(job.final.state) ? [] : [`${job.name} (${job.id}): still ${job.final.state}`];
   });
 
   const rewritten = all.flatMap(({ job, final }) => {
     const first = job.firstTerminal;
-    if (!first || (first.state === final.state && first.finishedAt === final.finishedAt && first.exitCode === final.exitCode)) return [];
-    return [`${job.name} (${final.id}) read ${first.state} (finished ${first.finishedAt}) at ${new Date(first.readAt).toISOString()}, at the end ${final.state} (finished ${final.finishedAt})`];
+    if (
+      !first ||
+      (first.state === final.state && first.finishedAt === final.finishedAt && first.exitCode === final.exitCode)
+    )
+      return [];
+    return [
+      `${job.name} (${final.id}) read ${first.state} (finished ${first.finishedAt}) at ${new Date(first.readAt).toISOString()}, at the end ${final.state} (finished ${final.finishedAt})`,
+    ];
   });
 
   const states = new Map<string, number>();
@@ -259,7 +306,11 @@ export function computeVerdict(record: SoakRecord): Verdict {
     invariant('overshoot', 'GPU overshoot (samples over a cap or quota)', overshoot(record, byId)),
     invariant('leaked', 'leaked GPUs and quota units at the end', leaked, leakedCount),
     invariant('fifo', 'FIFO violations', fifoViolations(record.jobs, quotas)),
-    invariant('stalled', `stalled waits (due for over ${STALL_MS / 1000} s, plane up)`, stalledWaits(record.jobs, record.pools, quotas, record.outages)),
+    invariant(
+      'stalled',
+      `stalled waits (due for over ${STALL_MS / 1000} s, plane up)`,
+      stalledWaits(record.jobs, record.pools, quotas, record.outages),
+    ),
     invariant('missingNotifications', 'missing notifications', notices.missing),
     invariant('duplicateNotifications', 'duplicate notifications', notices.duplicate),
     invariant('http5xx', '5xx answers other than 503', fiveHundreds, fiveHundredCount),
@@ -269,9 +320,13 @@ export function computeVerdict(record: SoakRecord): Verdict {
     measurement(
       'expiryOvershoot',
       'expiry overshoot (process end - expiresAt)',
-      expiry.n ? `p50 ${duration(expiry.p50)}, p99 ${duration(expiry.p99)}, max ${duration(expiry.max)} (${expiry.n} jobs)` : 'no job ran into its expiry',
+      expiry.n
+        ? `p50 ${duration(expiry.p50)}, p99 ${duration(expiry.p99)}, max ${duration(expiry.max)} (${expiry.n} jobs)`
+        : 'no job ran into its expiry',
     ),
-    measurement('completed', 'jobs completed', `${completed} of ${record.jobs.length}`, [[...states].map(([s, n]) => `${s} ${n}`).join(', ')]),
+    measurement('completed', 'jobs completed', `${completed} of ${record.jobs.length}`, [
+      [...states].map(([s, n]) => `${s} ${n}`).join(', '),
+    ]),
     measurement('wall', 'wall time', secs(record.endedAt - record.startedAt)),
     measurement(
       'kills',
@@ -280,7 +335,13 @@ export function computeVerdict(record: SoakRecord): Verdict {
       recovered.length ? [`store back after a DynamoDB Local kill: ${recovered.join(', ')}`] : [],
     ),
     measurement('http', 'HTTP answers', `${answers} (503: ${unavailable}; no answer: ${noAnswer})`),
-    measurement('findings', 'findings (the soak had to step in)', String(record.findings.length), record.findings.slice(0, MAX_DETAIL), record.findings.length),
+    measurement(
+      'findings',
+      'findings (the soak had to step in)',
+      String(record.findings.length),
+      record.findings.slice(0, MAX_DETAIL),
+      record.findings.length,
+    ),
   ];
   return { rows, ok: rows.every((r) => r.ok !== false), expiryOvershootMs: expiry };
 }

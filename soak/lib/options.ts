@@ -84,7 +84,10 @@ export function profileFor(mode: 'quick' | 'full', jobs?: number): SoakProfile {
   };
 }
 
-export function parseArgs(argv: readonly string[], randomSeed: () => number = () => Math.floor(Math.random() * 2 ** 31)): SoakOptions | { help: true } | { error: string } {
+export function parseArgs(
+  argv: readonly string[],
+  randomSeed: () => number = () => Math.floor(Math.random() * 2 ** 31),
+): SoakOptions | { help: true } | { error: string } {
   let quick = false;
   let jobs: number | undefined;
   let seed: number | undefined;
@@ -99,14 +102,17 @@ export function parseArgs(argv: readonly string[], randomSeed: () => number = ()
     else if (value === undefined && flag === '--keep') keep = true;
     else if (flag === '--jobs') {
       const n = Number(value);
-      if (value === undefined || value === '' || !Number.isInteger(n) || n < 1 || n > 5000) return { error: `--jobs takes a whole number from 1 to 5000, got '${value ?? ''}'` };
+      if (value === undefined || value === '' || !Number.isInteger(n) || n < 1 || n > 5000)
+        return { error: `--jobs takes a whole number from 1 to 5000, got '${value ?? ''}'` };
       jobs = n;
     } else if (flag === '--seed') {
       const n = Number(value);
-      if (value === undefined || value === '' || !Number.isInteger(n) || n < 0 || n >= 2 ** 31) return { error: `--seed takes a whole number from 0 to ${2 ** 31 - 1}, got '${value ?? ''}'` };
+      if (value === undefined || value === '' || !Number.isInteger(n) || n < 0 || n >= 2 ** 31)
+        return { error: `--seed takes a whole number from 0 to ${2 ** 31 - 1}, got '${value ?? ''}'` };
       seed = n;
     } else return { error: `unknown argument '${arg}'` };
   }
-  if (writeDocs && quick) return { error: '--write-docs takes a full run: docs/reliability.md carries the full run\'s table (drop --quick)' };
+  if (writeDocs && quick)
+    return { error: "--write-docs takes a full run: docs/reliability.md carries the full run's table (drop --quick)" };
   return { profile: profileFor(quick ? 'quick' : 'full', jobs), seed: seed ?? randomSeed(), writeDocs, keep };
 }

@@ -73,9 +73,21 @@ export function planJobs(profile: SoakProfile, random: () => number): PlannedJob
       const gpus = random() < profile.twoGpuShare ? 2 : 1;
       const timeoutS = tenths(between(random, profile.timeoutS));
       const overrun = random() < profile.overrunShare;
-      const sleepS = overrun ? tenths(timeoutS + between(random, profile.overrunS)) : tenths(between(random, [0.2, Math.max(0.3, timeoutS - 1.5)]));
+      const sleepS = overrun
+        ? tenths(timeoutS + between(random, profile.overrunS))
+        : tenths(between(random, [0.2, Math.max(0.3, timeoutS - 1.5)]));
       const exitCode = !overrun && random() < profile.failShare ? pick(random, FAIL_CODES) : 0;
-      jobs.push({ index, name: `soak-${index}`, project, pool, gpus, timeoutS, sleepS, exitCode, submitAtS: tenths(Math.min(at, profile.windowS)) });
+      jobs.push({
+        index,
+        name: `soak-${index}`,
+        project,
+        pool,
+        gpus,
+        timeoutS,
+        sleepS,
+        exitCode,
+        submitAtS: tenths(Math.min(at, profile.windowS)),
+      });
     }
     at += between(random, [0.5, 1.5]) * (profile.windowS / bursts);
   }

@@ -41,7 +41,15 @@ export function planeConfig(setup: PlaneSetup): Record<string, unknown> {
     quotas: PROJECTS.map((p) => ({ project: p.name, resource: 'gpus', hardLimit: p.gpus })),
     images: [{ name: 'busybox', reference: 'docker.io/library/busybox:1.36', digest: `sha256:${'0'.repeat(64)}` }],
     templates: PROJECTS.flatMap((project) =>
-      POOLS.map((pool) => ({ name: templateName(project.name, pool.name), project: project.name, pool: pool.name, gpus: 1, image: 'busybox', command: ['true'], maxLiveTimeoutMinutes: 60 })),
+      POOLS.map((pool) => ({
+        name: templateName(project.name, pool.name),
+        project: project.name,
+        pool: pool.name,
+        gpus: 1,
+        image: 'busybox',
+        command: ['true'],
+        maxLiveTimeoutMinutes: 60,
+      })),
     ),
     compute: { driver: 'process' },
     notifications: [{ type: 'slack', url: setup.hookUrl, states: TERMINAL_STATES }],
@@ -81,7 +89,11 @@ export class SoakPlane {
     this.log = createWriteStream(join(setup.dir, 'plane.log'), { flags: 'a' });
   }
 
-  static async create(setup: PlaneSetup, findings: string[], outages: { from: number; to: number; why: string }[]): Promise<SoakPlane> {
+  static async create(
+    setup: PlaneSetup,
+    findings: string[],
+    outages: { from: number; to: number; why: string }[],
+  ): Promise<SoakPlane> {
     const plane = new SoakPlane(setup, findings, outages);
     await writeFile(plane.configPath, `${JSON.stringify(planeConfig(setup), null, 2)}\n`);
     return plane;
@@ -113,10 +125,14 @@ export class SoakPlane {
       try {
         this.current = await startLocalPlane(this.configPath, START_TIMEOUT_MS);
         const child = this.current.child;
-        this.log.write(`--- soak: plane started (pid ${child.pid}) at ${new Date().toISOString()}\n${this.current.output()}`);
+        this.log.write(
+          `--- soak: plane started (pid ${child.pid}) at ${new Date().toISOString()}\n${this.current.output()}`,
+        );
         child.stdout!.on('data', (d: Buffer) => this.log.write(d));
         child.stderr!.on('data', (d: Buffer) => this.log.write(d));
-        child.once('exit', (code, signal) => this.log.write(`--- soak: plane exited (code ${code}, signal ${signal}) at ${new Date().toISOString()}\n`));
+        child.once('exit', (code, signal) =>
+          this.log.write(`--- soak: plane exited (code ${code}, signal ${signal}) at ${new Date().toISOString()}\n`),
+        );
         this.down = false;
         if (this.downSince !== undefined) {
           this.downTotalMs += Date.now() - this.downSince;
@@ -128,7 +144,9 @@ export class SoakPlane {
         const strays = pidsNaming(this.configPath);
         for (const pid of strays) kill(pid, 'SIGKILL');
         await gone(strays, 5_000);
-        this.findings.push(`the plane did not start (attempt ${attempt}): ${(error as Error).message}; see ${this.logPath}`);
+        this.findings.push(
+          `the plane did not start (attempt ${attempt}): ${(error as Error).message}; see ${this.logPath}`,
+        );
         if (attempt >= 3) throw error;
         await new Promise((r) => setTimeout(r, 3_000));
       }
@@ -160,7 +178,9 @@ export class SoakPlane {
       left = dynamoDbPids(this.dataDir);
     }
     if (!left.length) return;
-    this.findings.push(`DynamoDB Local (pid ${left.join(', ')}) was still running ${JVM_GRACE_MS / 1000} s ${when}: killed by the soak before the restart`);
+    this.findings.push(
+      `DynamoDB Local (pid ${left.join(', ')}) was still running ${JVM_GRACE_MS / 1000} s ${when}: killed by the soak before the restart`,
+    );
     for (const pid of left) kill(pid, 'SIGKILL');
     await gone(left, 5_000);
   }

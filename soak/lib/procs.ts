@@ -68,7 +68,8 @@ export class JobProcesses {
       if (entry.jobId === undefined && entry.reads < ENV_READS) {
         entry.reads++;
         const env = (read(`/proc/${pid}/environ`) ?? '').split('\0');
-        if (env.includes(this.marker)) entry.jobId = env.find((v) => v.startsWith('FLARE_JOB_ID='))?.slice('FLARE_JOB_ID='.length);
+        if (env.includes(this.marker))
+          entry.jobId = env.find((v) => v.startsWith('FLARE_JOB_ID='))?.slice('FLARE_JOB_ID='.length);
       }
       if (entry.jobId === undefined || s.state === 'Z') continue;
       found.set(entry.jobId, [...(found.get(entry.jobId) ?? []), pid]);
@@ -89,7 +90,11 @@ export function dynamoDbPids(dataDir: string): number[] {
   const store = join(dataDir, 'dynamodb');
   return pids().filter((pid) => {
     const args = cmdline(pid);
-    return args.some((a) => a.endsWith('java') || a.includes('/java')) && args.some((a) => a === store || a.startsWith(`${store}/`)) && alive(pid);
+    return (
+      args.some((a) => a.endsWith('java') || a.includes('/java')) &&
+      args.some((a) => a === store || a.startsWith(`${store}/`)) &&
+      alive(pid)
+    );
   });
 }
 

@@ -52,7 +52,11 @@ function heldAt(spans: readonly Span[], t: number): { pools: Map<string, number>
  * within a project), or A's project had room for A's GPUs then. A job that
  * did not fit the pool blocks younger ones, so the pool's room is not asked.
  */
-export function fifoViolations(jobs: readonly SubmittedJob[], quotas: ReadonlyMap<string, number>, toleranceMs = FIFO_TOLERANCE_MS): string[] {
+export function fifoViolations(
+  jobs: readonly SubmittedJob[],
+  quotas: ReadonlyMap<string, number>,
+  toleranceMs = FIFO_TOLERANCE_MS,
+): string[] {
   const admitted = admittedSpans(jobs);
   const held = (project: string, t: number) => heldAt(admitted, t).projects.get(project) ?? 0;
   const problems: string[] = [];
@@ -62,7 +66,13 @@ export function fifoViolations(jobs: readonly SubmittedJob[], quotas: ReadonlyMa
       if (a.created > b.admittedAt - toleranceMs) return false;
       if (a.job.project === b.job.project) return true;
       // Only the oldest waiting job of its project in the pool is asked: the ones behind it wait with it (FIFO within a project).
-      const behindOwn = admitted.some((o) => o.job.project === a.job.project && o.job.pool === a.job.pool && o.created < a.created && o.admittedAt > b.admittedAt);
+      const behindOwn = admitted.some(
+        (o) =>
+          o.job.project === a.job.project &&
+          o.job.pool === a.job.pool &&
+          o.created < a.created &&
+          o.admittedAt > b.admittedAt,
+      );
       if (behindOwn) return false;
       const limit = quotas.get(a.job.project) ?? Infinity;
       return [b.admittedAt - toleranceMs, b.admittedAt].every((t) => held(a.job.project, t) + a.job.gpus <= limit);
@@ -105,12 +115,21 @@ export function stalledWaits(
         !down(t) &&
         (held.pools.get(a.job.pool) ?? 0) + a.job.gpus <= (cap.get(a.job.pool) ?? Infinity) &&
         room(a) &&
-        !spans.some((o) => o !== a && o.job.pool === a.job.pool && o.created < a.created && o.admittedAt > t && (o.job.project === a.job.project || room(o)));
+        !spans.some(
+          (o) =>
+            o !== a &&
+            o.job.pool === a.job.pool &&
+            o.created < a.created &&
+            o.admittedAt > t &&
+            (o.job.project === a.job.project || room(o)),
+        );
       run = due ? run + STEP_MS : 0;
       if (run > worst) (worst = run), (worstEnd = t);
     }
     if (worst > stallMs) {
-      problems.push(`${a.job.name} (${a.job.project}, ${a.job.gpus} GPUs, pool ${a.job.pool}) was due for ${(worst / 1000).toFixed(1)} s until ${new Date(worstEnd).toISOString()}, admitted ${new Date(a.admittedAt).toISOString()}`);
+      problems.push(
+        `${a.job.name} (${a.job.project}, ${a.job.gpus} GPUs, pool ${a.job.pool}) was due for ${(worst / 1000).toFixed(1)} s until ${new Date(worstEnd).toISOString()}, admitted ${new Date(a.admittedAt).toISOString()}`,
+      );
     }
   }
   return problems;

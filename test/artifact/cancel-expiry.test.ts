@@ -8,7 +8,17 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { artifactPerFile, type Artifact } from './support/artifact.js';
 import { assertCallsAllowed } from './support/iam-check.js';
-import { alice, callsSince, pool, publishedStates, setUpCatalog, submit, waitFor, waitForState, type JobView } from './support/scenario.js';
+import {
+  alice,
+  callsSince,
+  pool,
+  publishedStates,
+  setUpCatalog,
+  submit,
+  waitFor,
+  waitForState,
+  type JobView,
+} from './support/scenario.js';
 
 const deployed = artifactPerFile();
 
@@ -17,7 +27,9 @@ async function runningJob(a: Artifact, body: Record<string, unknown>): Promise<{
   const job = await submit(a, body);
   const running = await waitForState(a, job.id, ['RUNNING', 'FAILED']);
   assert.equal(running.state, 'RUNNING', running.stateReason);
-  const [command] = await waitFor('the container command', () => a.fake.commands().filter((c) => c.comment === `flare:job=${job.id}`));
+  const [command] = await waitFor('the container command', () =>
+    a.fake.commands().filter((c) => c.comment === `flare:job=${job.id}`),
+  );
   return { job: running, instanceId: command.instanceIds[0] };
 }
 
@@ -36,7 +48,10 @@ describe('artifact: cancel and expiry', () => {
     const [success] = callsSince(a, from, 'SendTaskSuccess');
     assert.equal(success.principal, a.fns.api.spec.roleLogicalId);
     assert.match(JSON.parse(String(success.params.output)).outcome?.kind ?? '', /^cancelled$/);
-    assert.deepEqual(callsSince(a, from, 'TerminateInstances').map((c) => c.params), [{ InstanceId: [instanceId] }]);
+    assert.deepEqual(
+      callsSince(a, from, 'TerminateInstances').map((c) => c.params),
+      [{ InstanceId: [instanceId] }],
+    );
     assert.equal((await pool(a)).usedGpus, 0);
     assert.deepEqual(publishedStates(a, job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'CANCELLED']);
     await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
@@ -50,12 +65,24 @@ describe('artifact: cancel and expiry', () => {
     const done = await waitForState(a, job.id, ['EXPIRED', 'FAILED', 'SUCCEEDED'], 30_000);
     assert.equal(done.state, 'EXPIRED');
     assert.equal(done.stateReason, 'live timeout reached');
-    assert.ok(Date.parse(String(done.finishedAt)) >= Date.parse(String(job.expiresAt)), `finished ${String(done.finishedAt)}, not before its expiry ${String(job.expiresAt)}`);
+    assert.ok(
+      Date.parse(String(done.finishedAt)) >= Date.parse(String(job.expiresAt)),
+      `finished ${String(done.finishedAt)}, not before its expiry ${String(job.expiresAt)}`,
+    );
     await a.settle();
-    assert.deepEqual(callsSince(a, from, 'TerminateInstances').map((c) => c.params), [{ InstanceId: [instanceId] }]);
+    assert.deepEqual(
+      callsSince(a, from, 'TerminateInstances').map((c) => c.params),
+      [{ InstanceId: [instanceId] }],
+    );
     assert.equal((await pool(a)).usedGpus, 0);
     assert.deepEqual(publishedStates(a, job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'EXPIRED']);
-    assert.ok(a.workflow.workflows.list().find((e) => e.name === job.id)?.states.includes('Rearm'), 'the timer went through Rearm, which found the expiry passed');
+    assert.ok(
+      a.workflow.workflows
+        .list()
+        .find((e) => e.name === job.id)
+        ?.states.includes('Rearm'),
+      'the timer went through Rearm, which found the expiry passed',
+    );
     await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
   });
 });

@@ -9,17 +9,31 @@ import { describe, it } from 'node:test';
 import { artifactPerFile } from './support/artifact.js';
 import { assertCallsAllowed } from './support/iam-check.js';
 import { backdate, reconcilerRun } from './support/reconciler.js';
-import { callsSince, pool, publishedStates, setUpCatalog, submit, waitFor, waitForState, type JobView } from './support/scenario.js';
+import {
+  callsSince,
+  pool,
+  publishedStates,
+  setUpCatalog,
+  submit,
+  waitFor,
+  waitForState,
+  type JobView,
+} from './support/scenario.js';
 import type { Artifact } from './support/artifact.js';
 
 const deployed = artifactPerFile();
 
-async function runningJob(a: Artifact, body: Record<string, unknown> = { template: 'train' }): Promise<{ job: JobView; instanceId: string; commandId: string }> {
+async function runningJob(
+  a: Artifact,
+  body: Record<string, unknown> = { template: 'train' },
+): Promise<{ job: JobView; instanceId: string; commandId: string }> {
   await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
   const job = await submit(a, body);
   const running = await waitForState(a, job.id, ['RUNNING', 'FAILED']);
   assert.equal(running.state, 'RUNNING', running.stateReason);
-  const [command] = await waitFor('the container command', () => a.fake.commands().filter((c) => c.comment === `flare:job=${job.id}`));
+  const [command] = await waitFor('the container command', () =>
+    a.fake.commands().filter((c) => c.comment === `flare:job=${job.id}`),
+  );
   return { job, instanceId: command.instanceIds[0], commandId: command.commandId };
 }
 
@@ -27,7 +41,12 @@ describe('artifact: failures', () => {
   it('a launch EC2 refuses (not capacity) is retried by the state machine, then FAILED with the reason, the GPU released', async () => {
     const a = deployed();
     await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
-    const refused = a.fake.inject({ service: 'ec2', action: 'RunInstances', code: 'InvalidParameterValue', message: 'Value (flare-instance-profile) for parameter iamInstanceProfile.name is invalid.' });
+    const refused = a.fake.inject({
+      service: 'ec2',
+      action: 'RunInstances',
+      code: 'InvalidParameterValue',
+      message: 'Value (flare-instance-profile) for parameter iamInstanceProfile.name is invalid.',
+    });
     const from = a.mark().calls;
     const job = await submit(a, { template: 'train' });
     const failed = await waitForState(a, job.id, ['FAILED', 'WAITING', 'RUNNING']);
@@ -51,14 +70,28 @@ describe('artifact: failures', () => {
     const a = deployed();
     const { job, instanceId, commandId } = await runningJob(a);
     const from = a.mark().calls;
-    const [delivery] = await a.compute.finishCommand(commandId, instanceId, { status: 'TimedOut', statusDetails: 'DeliveryTimedOut', responseCode: -1 });
-    assert.deepEqual(delivery.attempts?.map((o) => o.ok), [true], 'compute-events took the event');
+    const [delivery] = await a.compute.finishCommand(commandId, instanceId, {
+      status: 'TimedOut',
+      statusDetails: 'DeliveryTimedOut',
+      responseCode: -1,
+    });
+    assert.deepEqual(
+      delivery.attempts?.map((o) => o.ok),
+      [true],
+      'compute-events took the event',
+    );
     const failed = await waitForState(a, job.id, ['FAILED', 'EXPIRED', 'SUCCEEDED'], 20_000);
     assert.equal(failed.state, 'FAILED');
     assert.equal(failed.stateReason, 'container command not delivered: SSM DeliveryTimedOut');
     await a.settle();
-    assert.deepEqual(callsSince(a, from, 'GetCommandInvocation').map((c) => c.params), [{ CommandId: commandId, InstanceId: instanceId }]);
-    assert.deepEqual(callsSince(a, from, 'TerminateInstances').map((c) => c.params), [{ InstanceId: [instanceId] }]);
+    assert.deepEqual(
+      callsSince(a, from, 'GetCommandInvocation').map((c) => c.params),
+      [{ CommandId: commandId, InstanceId: instanceId }],
+    );
+    assert.deepEqual(
+      callsSince(a, from, 'TerminateInstances').map((c) => c.params),
+      [{ InstanceId: [instanceId] }],
+    );
     assert.equal((await pool(a)).usedGpus, 0);
     assert.deepEqual(publishedStates(a, job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'FAILED']);
     await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
@@ -73,8 +106,13 @@ describe('artifact: failures', () => {
     assert.equal(failed.state, 'FAILED');
     assert.equal(failed.stateReason, `instance lost: instance ${instanceId} is terminated`);
     await a.settle();
-    const deliveries = a.router.deliveries.slice(from.deliveries).filter((d) => (d.event.detail as { 'instance-id'?: string })['instance-id'] === instanceId);
-    assert.ok(deliveries.length > 0 && deliveries.every((d) => d.attempts?.every((o) => o.ok)), 'the rule delivered the state change and compute-events took it');
+    const deliveries = a.router.deliveries
+      .slice(from.deliveries)
+      .filter((d) => (d.event.detail as { 'instance-id'?: string })['instance-id'] === instanceId);
+    assert.ok(
+      deliveries.length > 0 && deliveries.every((d) => d.attempts?.every((o) => o.ok)),
+      'the rule delivered the state change and compute-events took it',
+    );
     // Stop terminates the job's instances whatever EC2 says of them: idempotent, answered without error.
     assert.deepEqual(
       callsSince(a, from.calls, 'TerminateInstances').map((c) => [c.params, c.error]),
@@ -85,22 +123,37 @@ describe('artifact: failures', () => {
     await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
   });
 
-  it('an instance EC2 has forgotten: its late event cannot be tied to the job (ignored); the scheduled reconciler finds the job\'s instance missing on two runs and it ends FAILED, instance lost, long before its live timeout', async () => {
+  it("an instance EC2 has forgotten: its late event cannot be tied to the job (ignored); the scheduled reconciler finds the job's instance missing on two runs and it ends FAILED, instance lost, long before its live timeout", async () => {
     const a = deployed();
     const { job, instanceId } = await runningJob(a);
     const from = a.mark().calls;
     a.fake.vanish(instanceId);
     const [late] = await a.compute.instanceState(instanceId, 'terminated');
-    assert.deepEqual(late.attempts?.map((o) => o.ok), [true], 'compute-events takes the event and ignores it');
-    assert.deepEqual(callsSince(a, from, 'DescribeInstances', instanceId).map((c) => c.error), ['InvalidInstanceID.NotFound']);
-    assert.equal((await waitForState(a, job.id, ['RUNNING', 'FAILED', 'EXPIRED'])).state, 'RUNNING', 'nothing ties the event to the job');
+    assert.deepEqual(
+      late.attempts?.map((o) => o.ok),
+      [true],
+      'compute-events takes the event and ignores it',
+    );
+    assert.deepEqual(
+      callsSince(a, from, 'DescribeInstances', instanceId).map((c) => c.error),
+      ['InvalidInstanceID.NotFound'],
+    );
+    assert.equal(
+      (await waitForState(a, job.id, ['RUNNING', 'FAILED', 'EXPIRED'])).state,
+      'RUNNING',
+      'nothing ties the event to the job',
+    );
 
     // The deployed reconciler marks nothing younger than 30 s and confirms no mark younger than that: move
     // the job's start and then the mark back, as the minutes between scheduled runs would.
     await backdate(a, { id: job.id }, ['startedAt', 'expiresAt'], 10 * 60_000);
     const first = await reconcilerRun(a);
     assert.deepEqual(first.lost, { marked: [job.id], reported: [] });
-    assert.equal((await waitForState(a, job.id, ['RUNNING', 'FAILED', 'EXPIRED'])).state, 'RUNNING', 'nothing is reported on one observation');
+    assert.equal(
+      (await waitForState(a, job.id, ['RUNNING', 'FAILED', 'EXPIRED'])).state,
+      'RUNNING',
+      'nothing is reported on one observation',
+    );
     await backdate(a, { key: `#reconcile#lost#${job.id}` }, ['markedAt'], 5 * 60_000, 'IDEMPOTENCY_TABLE');
     const second = await reconcilerRun(a);
     assert.deepEqual(second.lost, { marked: [], reported: [job.id] });
@@ -108,17 +161,36 @@ describe('artifact: failures', () => {
     const done = await waitForState(a, job.id, ['FAILED', 'EXPIRED', 'SUCCEEDED'], 20_000);
     assert.equal(done.state, 'FAILED');
     assert.equal(done.stateReason, `instance lost: instance ${instanceId} no longer exists`);
-    assert.ok(Date.parse(String(done.expiresAt)) - Date.parse(String(done.finishedAt)) > 30 * 60_000, `ended at ${done.finishedAt}, its live timeout at ${done.expiresAt}`);
+    assert.ok(
+      Date.parse(String(done.expiresAt)) - Date.parse(String(done.finishedAt)) > 30 * 60_000,
+      `ended at ${done.finishedAt}, its live timeout at ${done.expiresAt}`,
+    );
     await a.settle();
     // Stop terminates the job's instances whatever EC2 says of them; the reconciler terminates nothing itself.
-    assert.deepEqual(callsSince(a, from, 'TerminateInstances').map((c) => [c.params, c.error]), [[{ InstanceId: [instanceId] }, 'InvalidInstanceID.NotFound']]);
+    assert.deepEqual(
+      callsSince(a, from, 'TerminateInstances').map((c) => [c.params, c.error]),
+      [[{ InstanceId: [instanceId] }, 'InvalidInstanceID.NotFound']],
+    );
     assert.equal((await pool(a)).usedGpus, 0);
     assert.deepEqual(publishedStates(a, job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'FAILED']);
-    const operator = a.fake.events({ detailType: 'Flare Operator Event' }).map((e) => (typeof e.Detail === 'string' ? JSON.parse(e.Detail) : e.Detail) as { kind: string; subject: string });
-    assert.deepEqual(operator.filter((e) => e.subject === job.id).map((e) => e.kind), ['instance-missing', 'job-lost']);
+    const operator = a.fake
+      .events({ detailType: 'Flare Operator Event' })
+      .map(
+        (e) => (typeof e.Detail === 'string' ? JSON.parse(e.Detail) : e.Detail) as { kind: string; subject: string },
+      );
+    assert.deepEqual(
+      operator.filter((e) => e.subject === job.id).map((e) => e.kind),
+      ['instance-missing', 'job-lost'],
+    );
     // Released once: a third run finds the counters right and the job done.
     const third = await reconcilerRun(a);
-    assert.deepEqual([third.lost, third.usage], [{ marked: [], reported: [] }, { marked: [], repaired: [] }]);
+    assert.deepEqual(
+      [third.lost, third.usage],
+      [
+        { marked: [], reported: [] },
+        { marked: [], repaired: [] },
+      ],
+    );
     await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
   });
 });

@@ -47,14 +47,17 @@ describe('artifact: a job that runs and exits 0', () => {
     const [sent] = callsSince(a, from, 'SendCommand', job.id);
     const [instanceId] = sent.params.InstanceIds as string[];
     const t = tasksEnvironment(a);
-    assert.deepEqual({ ...sent.params, Parameters: undefined }, {
-      DocumentName: 'AWS-RunShellScript',
-      InstanceIds: [instanceId],
-      Comment: `flare:job=${job.id}`,
-      TimeoutSeconds: t.agentTimeoutSeconds,
-      CloudWatchOutputConfig: { CloudWatchLogGroupName: t.logGroup, CloudWatchOutputEnabled: true },
-      Parameters: undefined,
-    });
+    assert.deepEqual(
+      { ...sent.params, Parameters: undefined },
+      {
+        DocumentName: 'AWS-RunShellScript',
+        InstanceIds: [instanceId],
+        Comment: `flare:job=${job.id}`,
+        TimeoutSeconds: t.agentTimeoutSeconds,
+        CloudWatchOutputConfig: { CloudWatchLogGroupName: t.logGroup, CloudWatchOutputEnabled: true },
+        Parameters: undefined,
+      },
+    );
     const argv = dockerArgv((sent.params.Parameters as { commands: string[] }).commands[0]);
     assert.deepEqual(argv.slice(argv.indexOf('--') + 1), [`${IMAGE.reference}@${IMAGE.digest}`, 'python', 'train.py']);
     assert.ok(argv.includes('--gpus="device=0"'), `the container gets exactly the one GPU charged: ${argv.join(' ')}`);
@@ -79,8 +82,12 @@ describe('artifact: a job that runs and exits 0', () => {
     // Powertools inside the bundles: log lines carry the Lambda context, and the admission (in the
     // API's submit) and the drain after the release (tasks) are written as EMF.
     const lines = (fn: { logs: string[] }) => fn.logs.flatMap((l) => (l.startsWith('{') ? [JSON.parse(l)] : []));
-    const emf = (fn: { logs: string[] }, name: string) => lines(fn).filter((l) => l._aws?.CloudWatchMetrics?.[0]?.Namespace === 'Flare' && l[name] !== undefined);
-    assert.ok(a.all.flatMap(lines).some((l) => l.function_request_id && typeof l.cold_start === 'boolean'), 'no log line with the Lambda context');
+    const emf = (fn: { logs: string[] }, name: string) =>
+      lines(fn).filter((l) => l._aws?.CloudWatchMetrics?.[0]?.Namespace === 'Flare' && l[name] !== undefined);
+    assert.ok(
+      a.all.flatMap(lines).some((l) => l.function_request_id && typeof l.cold_start === 'boolean'),
+      'no log line with the Lambda context',
+    );
     assert.equal(emf(a.fns.api, 'Admissions').length, 1, 'the submit admitted the job once');
     assert.ok(emf(a.fns.tasks, 'DrainLatencyMs').length > 0, 'the release drained the pool');
   });
@@ -94,7 +101,9 @@ describe('artifact: a job that runs and exits 0', () => {
     await a.settle();
     assert.equal(a.webhook.posts.length, mark.posts, 'no post while the job runs');
 
-    const [command] = await waitFor('the container command', () => a.fake.commands().filter((c) => c.comment === `flare:job=${job.id}`));
+    const [command] = await waitFor('the container command', () =>
+      a.fake.commands().filter((c) => c.comment === `flare:job=${job.id}`),
+    );
     await a.compute.finishCommand(command.commandId, command.instanceIds[0], { status: 'Failed', responseCode: 3 });
     const done = await waitForState(a, job.id, ['FAILED', 'SUCCEEDED']);
     assert.equal(done.state, 'FAILED');
@@ -115,7 +124,11 @@ describe('artifact: a job that runs and exits 0', () => {
     const from = a.mark().calls;
     const runs = [...(await a.router.tick()), ...(await a.router.tick())];
     assert.ok(runs.length >= 2, 'the schedule rule targets the reconciler');
-    for (const run of runs) assert.deepEqual(run.attempts?.map((o) => (o.ok ? 'ok' : `${o.error.errorType}: ${o.error.errorMessage}`)), ['ok']);
+    for (const run of runs)
+      assert.deepEqual(
+        run.attempts?.map((o) => (o.ok ? 'ok' : `${o.error.errorType}: ${o.error.errorMessage}`)),
+        ['ok'],
+      );
     await a.settle();
     assert.deepEqual(callsSince(a, from, 'TerminateInstances'), []);
     assert.deepEqual(callsSince(a, from, 'StartExecution'), []);

@@ -16,7 +16,13 @@ import { FlareStack, HANDLER_ENTRIES, type HandlerKey } from '../../lib/flare-st
 import { REPO_ROOT } from '../../lib/lambda-defaults.js';
 import { arnOf, physicalName, refOf, resolveValue, secretArn, type CfnTemplate } from './support/cfn-resolve.js';
 import { assertCallsAllowed, formatUnusedGrants, unusedGrants } from './support/iam-check.js';
-import { ARTIFACT_ACCOUNT, ARTIFACT_REGION, type AwsService, type RecordedCall, type TagLookup } from './support/types.js';
+import {
+  ARTIFACT_ACCOUNT,
+  ARTIFACT_REGION,
+  type AwsService,
+  type RecordedCall,
+  type TagLookup,
+} from './support/types.js';
 
 const NOTIFICATIONS = [
   { id: 'ops', type: 'slack', secretName: 'flare/webhooks/ops' },
@@ -31,7 +37,9 @@ let template: CfnTemplate;
 const ids: Record<string, string> = {};
 
 function logicalIdOf(type: string, prefix: string): string {
-  const found = Object.keys(template.Resources).filter((id) => template.Resources[id].Type === type && id.startsWith(prefix));
+  const found = Object.keys(template.Resources).filter(
+    (id) => template.Resources[id].Type === type && id.startsWith(prefix),
+  );
   assert.equal(found.length, 1, `one ${type} whose logical id starts with ${prefix}, found ${found.join(', ')}`);
   return found[0];
 }
@@ -69,12 +77,22 @@ before(() => {
 
 after(() => rmSync(scratch, { recursive: true, force: true }));
 
-function call(principal: string, service: AwsService, action: string, params: Record<string, unknown>, resources: string[] = []): RecordedCall {
+function call(
+  principal: string,
+  service: AwsService,
+  action: string,
+  params: Record<string, unknown>,
+  resources: string[] = [],
+): RecordedCall {
   return { service, action, params, resources, principal, region: ARTIFACT_REGION, at: 0 };
 }
 
 /** A RunInstances as the EC2 fake records it: query-protocol wire names, numbered members as arrays. */
-function runInstances(principal: string, tags: Record<string, string>, subnet = refOf(template, ids.subnet)): RecordedCall {
+function runInstances(
+  principal: string,
+  tags: Record<string, string>,
+  subnet = refOf(template, ids.subnet),
+): RecordedCall {
   const tagList = Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
   return call(principal, 'ec2', 'RunInstances', {
     LaunchTemplate: { LaunchTemplateId: refOf(template, ids.launchTemplate) },
@@ -108,15 +126,30 @@ async function assertDenied(calls: RecordedCall[], ...expected: RegExp[]): Promi
 describe('cfn-resolve: one rule for names and ARNs', () => {
   it("resolves a function's environment to the names and ARNs its role's policies grant", () => {
     const env = resolveValue(template, template.Resources[ids.tasksFunction].Properties?.Environment).Variables;
-    assert.equal(env.STATE_MACHINE_ARN, `arn:aws:states:${ARTIFACT_REGION}:${ARTIFACT_ACCOUNT}:stateMachine:FlareStack-job-lifecycle`);
-    assert.equal(env.STATE_MACHINE_ARN, arnOf(template, ids.stateMachine), 'the state machine is named by its StateMachineName');
+    assert.equal(
+      env.STATE_MACHINE_ARN,
+      `arn:aws:states:${ARTIFACT_REGION}:${ARTIFACT_ACCOUNT}:stateMachine:FlareStack-job-lifecycle`,
+    );
+    assert.equal(
+      env.STATE_MACHINE_ARN,
+      arnOf(template, ids.stateMachine),
+      'the state machine is named by its StateMachineName',
+    );
     assert.equal(env.JOBS_TABLE, ids.jobs, 'a table without TableName is named by its logical id');
     assert.equal(env.EVENT_BUS_NAME, physicalName(template, ids.bus));
     assert.equal(env.EVENT_BUS_NAME, template.Resources[ids.bus].Properties?.Name);
     assert.match(env.LAUNCH_TEMPLATE_ID, /^lt-[0-9a-f]{17}$/);
-    assert.deepEqual(env.SUBNET_IDS.split(','), [refOf(template, ids.subnet), refOf(template, logicalIdOf('AWS::EC2::Subnet', 'NetworkVpcjobsSubnet2'))]);
+    assert.deepEqual(env.SUBNET_IDS.split(','), [
+      refOf(template, ids.subnet),
+      refOf(template, logicalIdOf('AWS::EC2::Subnet', 'NetworkVpcjobsSubnet2')),
+    ]);
     const policies = JSON.stringify(resolveValue(template, template.Resources));
-    for (const granted of [env.STATE_MACHINE_ARN, arnOf(template, ids.jobs), `launch-template/${env.LAUNCH_TEMPLATE_ID}`, `subnet/${refOf(template, ids.subnet)}`]) {
+    for (const granted of [
+      env.STATE_MACHINE_ARN,
+      arnOf(template, ids.jobs),
+      `launch-template/${env.LAUNCH_TEMPLATE_ID}`,
+      `subnet/${refOf(template, ids.subnet)}`,
+    ]) {
       assert.ok(policies.includes(granted), `${granted} appears in the resolved template`);
     }
   });
@@ -127,9 +160,15 @@ describe('assertCallsAllowed', () => {
     await assertCallsAllowed(template, [runInstances(ids.tasks, FLARE_TAGS)], tagsOf);
     // Without flare:deployment the instance statement's request-tag condition fails.
     const { 'flare:deployment': _, ...untagged } = FLARE_TAGS;
-    await assertDenied([runInstances(ids.tasks, untagged)], new RegExp(`${ids.tasks} may not ec2:RunInstances on ${EC2}:instance/\\*`));
+    await assertDenied(
+      [runInstances(ids.tasks, untagged)],
+      new RegExp(`${ids.tasks} may not ec2:RunInstances on ${EC2}:instance/\\*`),
+    );
     // A subnet outside the jobs subnets is not in the grant.
-    await assertDenied([runInstances(ids.tasks, FLARE_TAGS, refOf(template, ids.publicSubnet))], new RegExp(`ec2:RunInstances on ${EC2}:subnet/${refOf(template, ids.publicSubnet)}`));
+    await assertDenied(
+      [runInstances(ids.tasks, FLARE_TAGS, refOf(template, ids.publicSubnet))],
+      new RegExp(`ec2:RunInstances on ${EC2}:subnet/${refOf(template, ids.publicSubnet)}`),
+    );
   });
 
   it("lets the tasks role launch only the pools' instance types and the deployed AMI, even though a request may override the template's", async () => {
@@ -137,76 +176,156 @@ describe('assertCallsAllowed', () => {
       const request = runInstances(ids.tasks, FLARE_TAGS);
       return { ...request, params: { ...request.params, ...override } };
     };
-    await assertDenied([launch({ InstanceType: 'p5.48xlarge' })], new RegExp(`${ids.tasks} may not ec2:RunInstances on ${EC2}:instance/\\*`));
-    await assertDenied([launch({ ImageId: 'ami-00000000000000bad' })], /ec2:RunInstances on arn:aws:ec2:us-east-1::image\/ami-00000000000000bad/);
+    await assertDenied(
+      [launch({ InstanceType: 'p5.48xlarge' })],
+      new RegExp(`${ids.tasks} may not ec2:RunInstances on ${EC2}:instance/\\*`),
+    );
+    await assertDenied(
+      [launch({ ImageId: 'ami-00000000000000bad' })],
+      /ec2:RunInstances on arn:aws:ec2:us-east-1::image\/ami-00000000000000bad/,
+    );
   });
 
   it('lets the tasks role terminate an instance this deployment tagged, not an untagged one or another deployment’s', async () => {
-    await assertCallsAllowed(template, [call(ids.tasks, 'ec2', 'TerminateInstances', { InstanceId: ['i-0aaaaaaaaaaaaaaa1'] })], tagsOf);
+    await assertCallsAllowed(
+      template,
+      [call(ids.tasks, 'ec2', 'TerminateInstances', { InstanceId: ['i-0aaaaaaaaaaaaaaa1'] })],
+      tagsOf,
+    );
     await assertDenied(
-      [call(ids.tasks, 'ec2', 'TerminateInstances', { InstanceId: ['i-0aaaaaaaaaaaaaaa1', 'i-0aaaaaaaaaaaaaaa2', 'i-0aaaaaaaaaaaaaaa3'] })],
-      new RegExp(`${ids.tasks} may not ec2:TerminateInstances on ${EC2}:instance/i-0aaaaaaaaaaaaaaa2 .*needed by ec2:TerminateInstances`),
+      [
+        call(ids.tasks, 'ec2', 'TerminateInstances', {
+          InstanceId: ['i-0aaaaaaaaaaaaaaa1', 'i-0aaaaaaaaaaaaaaa2', 'i-0aaaaaaaaaaaaaaa3'],
+        }),
+      ],
+      new RegExp(
+        `${ids.tasks} may not ec2:TerminateInstances on ${EC2}:instance/i-0aaaaaaaaaaaaaaa2 .*needed by ec2:TerminateInstances`,
+      ),
       /instance\/i-0aaaaaaaaaaaaaaa3/,
     );
   });
 
   it('lets the tasks role send AWS-RunShellScript to tagged instances only, and no other document', async () => {
-    const send = (document: string, instance: string) => call(ids.tasks, 'ssm', 'SendCommand', { DocumentName: document, InstanceIds: [instance], Parameters: { commands: ['true'] } });
+    const send = (document: string, instance: string) =>
+      call(ids.tasks, 'ssm', 'SendCommand', {
+        DocumentName: document,
+        InstanceIds: [instance],
+        Parameters: { commands: ['true'] },
+      });
     await assertCallsAllowed(template, [send('AWS-RunShellScript', 'i-0aaaaaaaaaaaaaaa1')], tagsOf);
-    await assertDenied([send('AWS-RunShellScript', 'i-0aaaaaaaaaaaaaaa2')], /ssm:SendCommand on arn:aws:ec2:.*:instance\/i-0aaaaaaaaaaaaaaa2/);
-    await assertDenied([send('AWS-RunPowerShellScript', 'i-0aaaaaaaaaaaaaaa1')], /ssm:SendCommand on arn:aws:ssm:us-east-1::document\/AWS-RunPowerShellScript/);
+    await assertDenied(
+      [send('AWS-RunShellScript', 'i-0aaaaaaaaaaaaaaa2')],
+      /ssm:SendCommand on arn:aws:ec2:.*:instance\/i-0aaaaaaaaaaaaaaa2/,
+    );
+    await assertDenied(
+      [send('AWS-RunPowerShellScript', 'i-0aaaaaaaaaaaaaaa1')],
+      /ssm:SendCommand on arn:aws:ssm:us-east-1::document\/AWS-RunPowerShellScript/,
+    );
   });
 
   it('lets the API role query the jobs table but not launch instances', async () => {
-    await assertCallsAllowed(template, [call(ids.api, 'dynamodb', 'Query', { TableName: ids.jobs, IndexName: 'byProject' })], tagsOf);
-    await assertDenied([runInstances(ids.api, FLARE_TAGS)], new RegExp(`${ids.api} may not ec2:RunInstances on ${EC2}:instance/\\*`), /iam:PassRole/);
+    await assertCallsAllowed(
+      template,
+      [call(ids.api, 'dynamodb', 'Query', { TableName: ids.jobs, IndexName: 'byProject' })],
+      tagsOf,
+    );
+    await assertDenied(
+      [runInstances(ids.api, FLARE_TAGS)],
+      new RegExp(`${ids.api} may not ec2:RunInstances on ${EC2}:instance/\\*`),
+      /iam:PassRole/,
+    );
   });
 
-  it("lets the API role read the job log group (group actions on `NAME:*`, stream actions on the stream) and not another group", async () => {
+  it('lets the API role read the job log group (group actions on `NAME:*`, stream actions on the stream) and not another group', async () => {
     const group = physicalName(template, logicalIdOf('AWS::Logs::LogGroup', 'ComputeJobLogs'));
     await assertCallsAllowed(template, [
       call(ids.api, 'logs', 'FilterLogEvents', { logGroupName: group, logStreamNames: ['job-1'] }),
       call(ids.api, 'logs', 'GetLogEvents', { logGroupName: group, logStreamName: 'job-1/i-0aaaaaaaaaaaaaaa1' }),
     ]);
-    await assertDenied([call(ids.api, 'logs', 'GetLogEvents', { logGroupName: 'other', logStreamName: 's' })], /logs:GetLogEvents on arn:aws:logs:us-east-1:123456789012:log-group:other:log-stream:s/);
+    await assertDenied(
+      [call(ids.api, 'logs', 'GetLogEvents', { logGroupName: 'other', logStreamName: 's' })],
+      /logs:GetLogEvents on arn:aws:logs:us-east-1:123456789012:log-group:other:log-stream:s/,
+    );
   });
 
   it("lets the tasks role put events on the stack's bus, not on the default bus", async () => {
-    const put = (bus: string) => call(ids.tasks, 'events', 'PutEvents', { Entries: [{ EventBusName: bus, Source: 'flare', DetailType: 'Job State Change', Detail: '{}' }] });
+    const put = (bus: string) =>
+      call(ids.tasks, 'events', 'PutEvents', {
+        Entries: [{ EventBusName: bus, Source: 'flare', DetailType: 'Job State Change', Detail: '{}' }],
+      });
     await assertCallsAllowed(template, [put(physicalName(template, ids.bus))]);
-    await assertDenied([put('default')], /events:PutEvents on arn:aws:events:us-east-1:123456789012:event-bus\/default/);
+    await assertDenied(
+      [put('default')],
+      /events:PutEvents on arn:aws:events:us-east-1:123456789012:event-bus\/default/,
+    );
   });
 
   it('checks each item of a transaction: the reconciler may write its tables, not a table it is not granted', async () => {
     const put = (table: string) => ({ Put: { TableName: table, Item: { id: { S: 'x' } } } });
-    await assertCallsAllowed(template, [call(ids.reconciler, 'dynamodb', 'TransactWriteItems', { TransactItems: [put(ids.jobs), { Update: { TableName: ids.quotas } }] })]);
+    await assertCallsAllowed(template, [
+      call(ids.reconciler, 'dynamodb', 'TransactWriteItems', {
+        TransactItems: [put(ids.jobs), { Update: { TableName: ids.quotas } }],
+      }),
+    ]);
     await assertDenied(
-      [call(ids.reconciler, 'dynamodb', 'TransactWriteItems', { TransactItems: [put(ids.jobs), put('SomeoneElsesTable')] })],
-      new RegExp(`${ids.reconciler} may not dynamodb:PutItem on arn:aws:dynamodb:us-east-1:123456789012:table/SomeoneElsesTable .*needed by dynamodb:TransactWriteItems`),
+      [
+        call(ids.reconciler, 'dynamodb', 'TransactWriteItems', {
+          TransactItems: [put(ids.jobs), put('SomeoneElsesTable')],
+        }),
+      ],
+      new RegExp(
+        `${ids.reconciler} may not dynamodb:PutItem on arn:aws:dynamodb:us-east-1:123456789012:table/SomeoneElsesTable .*needed by dynamodb:TransactWriteItems`,
+      ),
     );
-    await assertDenied([call(ids.notifier, 'dynamodb', 'PutItem', { TableName: ids.jobs })], new RegExp(`${ids.notifier} may not dynamodb:PutItem on .*table/${ids.jobs}`));
+    await assertDenied(
+      [call(ids.notifier, 'dynamodb', 'PutItem', { TableName: ids.jobs })],
+      new RegExp(`${ids.notifier} may not dynamodb:PutItem on .*table/${ids.jobs}`),
+    );
   });
 
   it('lets the compute-events role answer a task token of its state machine, not of another', async () => {
-    const success = (machine: string) => call(ids.computeEvents, 'states', 'SendTaskSuccess', { taskToken: 't', output: '{}' }, [machine]);
+    const success = (machine: string) =>
+      call(ids.computeEvents, 'states', 'SendTaskSuccess', { taskToken: 't', output: '{}' }, [machine]);
     await assertCallsAllowed(template, [success(arnOf(template, ids.stateMachine))]);
-    await assertDenied([success(`arn:aws:states:${ARTIFACT_REGION}:${ARTIFACT_ACCOUNT}:stateMachine:other`)], /states:SendTaskSuccess on .*stateMachine:other/);
+    await assertDenied(
+      [success(`arn:aws:states:${ARTIFACT_REGION}:${ARTIFACT_ACCOUNT}:stateMachine:other`)],
+      /states:SendTaskSuccess on .*stateMachine:other/,
+    );
   });
 
   it("lets the notifier read its channels' webhook secrets and no other secret", async () => {
     // NOTIFY_CHANNELS names each secret by a partial ARN; Secrets Manager authorizes the full one.
-    const channels = JSON.parse(resolveValue(template, template.Resources[logicalIdOf('AWS::Lambda::Function', 'NotifierHandler')].Properties?.Environment).Variables.NOTIFY_CHANNELS);
+    const channels = JSON.parse(
+      resolveValue(
+        template,
+        template.Resources[logicalIdOf('AWS::Lambda::Function', 'NotifierHandler')].Properties?.Environment,
+      ).Variables.NOTIFY_CHANNELS,
+    );
     const read = (secretId: string, resolved = secretArn(secretId.split(':secret:').pop()!)) =>
       call(ids.notifier, 'secretsmanager', 'GetSecretValue', { SecretId: secretId }, [resolved]);
-    await assertCallsAllowed(template, channels.map((c: { secretArn: string }) => read(c.secretArn)));
-    await assertDenied([read('flare/webhooks/other')], new RegExp(`${ids.notifier} may not secretsmanager:GetSecretValue on ${secretArn('flare/webhooks/other')}`));
+    await assertCallsAllowed(
+      template,
+      channels.map((c: { secretArn: string }) => read(c.secretArn)),
+    );
+    await assertDenied(
+      [read('flare/webhooks/other')],
+      new RegExp(`${ids.notifier} may not secretsmanager:GetSecretValue on ${secretArn('flare/webhooks/other')}`),
+    );
     // The grant's `-??????` matches the six-character suffix only, not a longer name sharing the prefix.
     await assertDenied([read('flare/webhooks/ops-extra')], /secret:flare\/webhooks\/ops-extra-/);
   });
 
   it('refuses to evaluate a role with an AWS managed policy, and a caller that is no role of the template', async () => {
-    await assert.rejects(assertCallsAllowed(template, [call(ids.instanceRole, 'logs', 'PutLogEvents', { logGroupName: 'x', logStreamName: 'y' })]), /AmazonSSMManagedInstanceCore/);
-    await assertDenied([call('SomebodyElse', 'ec2', 'DescribeInstances', {})], /signed by SomebodyElse, which is no IAM role/);
+    await assert.rejects(
+      assertCallsAllowed(template, [
+        call(ids.instanceRole, 'logs', 'PutLogEvents', { logGroupName: 'x', logStreamName: 'y' }),
+      ]),
+      /AmazonSSMManagedInstanceCore/,
+    );
+    await assertDenied(
+      [call('SomebodyElse', 'ec2', 'DescribeInstances', {})],
+      /signed by SomebodyElse, which is no IAM role/,
+    );
   });
 });
 
@@ -216,14 +335,24 @@ describe('unusedGrants (least-privilege report)', () => {
     const unused = await unusedGrants(template, calls, tagsOf);
     t.diagnostic(`least privilege (two tasks calls only):\n${formatUnusedGrants(unused)}`);
     const tasks = new Map(unused.filter((u) => u.role === ids.tasks).map((u) => [u.action, u.resources]));
-    assert.ok(tasks.has('ec2:TerminateInstances') && tasks.has('ssm:SendCommand'), `unused by tasks: ${[...tasks.keys()].join(', ')}`);
+    assert.ok(
+      tasks.has('ec2:TerminateInstances') && tasks.has('ssm:SendCommand'),
+      `unused by tasks: ${[...tasks.keys()].join(', ')}`,
+    );
     for (const used of ['iam:PassRole', 'ec2:DescribeInstances']) assert.ok(!tasks.has(used), `${used} was used`);
     // Used on one subnet and not the other: only the other is listed.
     const subnet2 = refOf(template, logicalIdOf('AWS::EC2::Subnet', 'NetworkVpcjobsSubnet2'));
     assert.deepEqual(tasks.get('ec2:RunInstances'), [`${EC2}:subnet/${subnet2}`]);
-    assert.deepEqual(tasks.get('ec2:CreateTags'), [`${EC2}:network-interface/*`], 'instance and volume tags were created at launch');
+    assert.deepEqual(
+      tasks.get('ec2:CreateTags'),
+      [`${EC2}:network-interface/*`],
+      'instance and volume tags were created at launch',
+    );
     // The Lambda service's own grants (logging, tracing) are not the handler's to use.
     assert.ok(!unused.some((u) => u.action.startsWith('xray:') || u.action === 'logs:PutLogEvents'));
-    assert.ok(unused.some((u) => u.role === ids.api && u.action === 'dynamodb:PutItem'), 'a role with no calls lists its grants');
+    assert.ok(
+      unused.some((u) => u.role === ids.api && u.action === 'dynamodb:PutItem'),
+      'a role with no calls lists its grants',
+    );
   });
 });

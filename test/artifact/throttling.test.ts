@@ -19,17 +19,45 @@ describe('artifact: throttling', () => {
     const a = deployed();
     await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
     const faults = [
-      a.fake.inject({ service: 'dynamodb', action: 'TransactWriteItems', code: 'ThrottlingException', message: 'Rate of requests exceeds the allowed throughput.', times: 1 }),
-      a.fake.inject({ service: 'states', action: 'StartExecution', code: 'ThrottlingException', message: 'Rate exceeded', times: 1 }),
-      a.fake.inject({ service: 'ec2', action: 'RunInstances', code: 'RequestLimitExceeded', message: 'Request limit exceeded.', times: 2 }),
-      a.fake.inject({ service: 'ssm', action: 'SendCommand', code: 'ThrottlingException', message: 'Rate exceeded', times: 1 }),
+      a.fake.inject({
+        service: 'dynamodb',
+        action: 'TransactWriteItems',
+        code: 'ThrottlingException',
+        message: 'Rate of requests exceeds the allowed throughput.',
+        times: 1,
+      }),
+      a.fake.inject({
+        service: 'states',
+        action: 'StartExecution',
+        code: 'ThrottlingException',
+        message: 'Rate exceeded',
+        times: 1,
+      }),
+      a.fake.inject({
+        service: 'ec2',
+        action: 'RunInstances',
+        code: 'RequestLimitExceeded',
+        message: 'Request limit exceeded.',
+        times: 2,
+      }),
+      a.fake.inject({
+        service: 'ssm',
+        action: 'SendCommand',
+        code: 'ThrottlingException',
+        message: 'Rate exceeded',
+        times: 1,
+      }),
     ];
     const from = a.mark().calls;
 
     const job = await submit(a, { template: 'train' });
     const running = await waitForState(a, job.id, ['RUNNING', 'FAILED', 'WAITING']);
     assert.equal(running.state, 'RUNNING', running.stateReason);
-    assert.deepEqual(faults.map((f) => f.hits), [1, 1, 2, 1], 'every fault was met');
+    assert.deepEqual(
+      faults.map((f) => f.hits),
+      [1, 1, 2, 1],
+      'every fault was met',
+    );
 
     // The retried RunInstances carried the same client token: EC2 made one instance.
     const launches = callsSince(a, from, 'RunInstances', job.id);
@@ -38,7 +66,10 @@ describe('artifact: throttling', () => {
     const commands = a.fake.commands().filter((c) => c.comment === `flare:job=${job.id}`);
     assert.equal(commands.length, 1, 'one container command');
 
-    await a.compute.finishCommand(commands[0].commandId, commands[0].instanceIds[0], { status: 'Success', responseCode: 0 });
+    await a.compute.finishCommand(commands[0].commandId, commands[0].instanceIds[0], {
+      status: 'Success',
+      responseCode: 0,
+    });
     assert.equal((await waitForState(a, job.id, ['SUCCEEDED', 'FAILED'])).state, 'SUCCEEDED');
     await a.settle();
     assert.equal((await pool(a)).usedGpus, 0);
@@ -49,13 +80,21 @@ describe('artifact: throttling', () => {
     const a = deployed();
     await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
     const before = await a.http.request('GET', '/v1/jobs', { caller: admin });
-    const throttled = a.fake.inject({ service: 'dynamodb', action: 'TransactWriteItems', code: 'ThrottlingException', message: 'Rate of requests exceeds the allowed throughput.' });
+    const throttled = a.fake.inject({
+      service: 'dynamodb',
+      action: 'TransactWriteItems',
+      code: 'ThrottlingException',
+      message: 'Rate of requests exceeds the allowed throughput.',
+    });
 
     const response = await a.http.request('POST', '/v1/jobs', { caller: alice, body: { template: 'train' } });
     throttled.remove();
     assert.equal(response.status, 503, JSON.stringify(response.body));
     assert.equal(response.body.error.code, 'unavailable');
-    assert.ok(Number(response.headers['retry-after'] ?? response.headers['Retry-After']) > 0, 'Retry-After says when to come back');
+    assert.ok(
+      Number(response.headers['retry-after'] ?? response.headers['Retry-After']) > 0,
+      'Retry-After says when to come back',
+    );
     assert.ok(throttled.hits >= 2, 'the SDK retried before giving up');
 
     const after = await a.http.request('GET', '/v1/jobs', { caller: admin });
@@ -70,9 +109,18 @@ describe('artifact: throttling', () => {
   it('Step Functions that keeps throttling at submit: the admitted job is kept, and the reconciler starts it', async () => {
     const a = deployed();
     await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
-    const throttled = a.fake.inject({ service: 'states', action: 'StartExecution', code: 'ThrottlingException', message: 'Rate exceeded' });
+    const throttled = a.fake.inject({
+      service: 'states',
+      action: 'StartExecution',
+      code: 'ThrottlingException',
+      message: 'Rate exceeded',
+    });
     const from = a.mark().calls;
-    const response = await a.http.request('POST', '/v1/jobs', { caller: alice, body: { template: 'train', name: 'kept' }, headers: { 'idempotency-key': 'kept-1' } });
+    const response = await a.http.request('POST', '/v1/jobs', {
+      caller: alice,
+      body: { template: 'train', name: 'kept' },
+      headers: { 'idempotency-key': 'kept-1' },
+    });
     throttled.remove();
     assert.equal(response.status, 503, `the client is told to retry: ${JSON.stringify(response.body)}`);
 
@@ -81,7 +129,11 @@ describe('artifact: throttling', () => {
     const kept = listed.body.items.find((j: { name: string }) => j.name === 'kept');
     assert.ok(kept, 'the admitted job is kept');
     // A retry with the same key answers with that job, not a second one.
-    const retried = await a.http.request('POST', '/v1/jobs', { caller: alice, body: { template: 'train', name: 'kept' }, headers: { 'idempotency-key': 'kept-1' } });
+    const retried = await a.http.request('POST', '/v1/jobs', {
+      caller: alice,
+      body: { template: 'train', name: 'kept' },
+      headers: { 'idempotency-key': 'kept-1' },
+    });
     assert.equal(retried.status, 202, JSON.stringify(retried.body));
     assert.equal(retried.body.id, kept.id);
 
@@ -91,7 +143,10 @@ describe('artifact: throttling', () => {
     assert.deepEqual((await reconcilerRun(a)).stuck.redriven, [kept.id]);
     const running = await waitForState(a, kept.id, ['RUNNING', 'FAILED']);
     assert.equal(running.state, 'RUNNING', running.stateReason);
-    assert.ok(callsSince(a, from, 'StartExecution').some((c) => String(c.params.name).startsWith(kept.id) && !c.error), 'a workflow started');
+    assert.ok(
+      callsSince(a, from, 'StartExecution').some((c) => String(c.params.name).startsWith(kept.id) && !c.error),
+      'a workflow started',
+    );
     assert.equal(a.fake.instances().filter((i) => i.tags['flare:job'] === kept.id).length, 1);
 
     const [command] = a.fake.commands().filter((c) => c.comment === `flare:job=${kept.id}`);

@@ -44,7 +44,10 @@ export function parseExamples(markdown: string): Example[] {
       const head = /^# → (\d{3})[^\n]*/.exec(body);
       last = undefined;
       if (!head) continue;
-      const captures = [...head[0].matchAll(/\$([A-Z_]+) is (\.[A-Za-z0-9_.[\]]+)/g)].map((m) => ({ name: m[1], path: m[2] }));
+      const captures = [...head[0].matchAll(/\$([A-Z_]+) is (\.[A-Za-z0-9_.[\]]+)/g)].map((m) => ({
+        name: m[1],
+        path: m[2],
+      }));
       last = { line, script: body, status: Number(head[1]), captures };
       examples.push(last);
     } else if (last && markdown.slice(lastEnd, match.index).trim() === '') {
@@ -75,14 +78,21 @@ function assertShape(actual: unknown, expected: unknown, where: string): void {
     return;
   }
   if (expected && typeof expected === 'object') {
-    assert.ok(actual && typeof actual === 'object' && !Array.isArray(actual), `${where}: expected an object, got ${JSON.stringify(actual)}`);
+    assert.ok(
+      actual && typeof actual === 'object' && !Array.isArray(actual),
+      `${where}: expected an object, got ${JSON.stringify(actual)}`,
+    );
     for (const [key, value] of Object.entries(expected)) {
-      assert.ok(key in (actual as object), `${where}.${key} is documented but missing from ${JSON.stringify(actual).slice(0, 300)}`);
+      assert.ok(
+        key in (actual as object),
+        `${where}.${key} is documented but missing from ${JSON.stringify(actual).slice(0, 300)}`,
+      );
       assertShape((actual as Record<string, unknown>)[key], value, `${where}.${key}`);
     }
     return;
   }
-  if (where.endsWith('.error.code') || where.endsWith('.state') || where.endsWith('.status')) assert.equal(actual, expected, where);
+  if (where.endsWith('.error.code') || where.endsWith('.state') || where.endsWith('.status'))
+    assert.equal(actual, expected, where);
 }
 
 const ADMIN = 'docs-admin-token-0123456789';
@@ -95,7 +105,18 @@ let url: string;
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'flare-docs-'));
   const config = JSON.parse(await readFile(CONFIG, 'utf8'));
-  await writeFile(join(dir, 'flare.local.json'), JSON.stringify({ ...config, port: 0, dataDir: join(dir, 'data'), users: [{ name: 'root', token: ADMIN, admin: true }, { name: 'alice', token: ALICE, projects: ['vision'] }] }));
+  await writeFile(
+    join(dir, 'flare.local.json'),
+    JSON.stringify({
+      ...config,
+      port: 0,
+      dataDir: join(dir, 'data'),
+      users: [
+        { name: 'root', token: ADMIN, admin: true },
+        { name: 'alice', token: ALICE, projects: ['vision'] },
+      ],
+    }),
+  );
   ({ child: plane, url } = await startLocalPlane(join(dir, 'flare.local.json')));
 });
 
@@ -113,7 +134,11 @@ describe('docs/api.md', () => {
       const method = route.method === 'GET' ? '(?:-X GET )?' : `-X ${route.method} `;
       const pattern = new RegExp(`curl [^\\n]*${method}"\\$FLARE_API_URL${path === '/' ? '/?' : path}(?:\\?[^"]*)?"`);
       assert.ok(
-        scripts.some((s) => pattern.test(s.replace(/\\\n\s*/g, ' ')) && (route.method !== 'GET' || !/-X (POST|PATCH|DELETE|PUT)/.test(s))),
+        scripts.some(
+          (s) =>
+            pattern.test(s.replace(/\\\n\s*/g, ' ')) &&
+            (route.method !== 'GET' || !/-X (POST|PATCH|DELETE|PUT)/.test(s)),
+        ),
         `no runnable example for ${route.method} ${route.path}`,
       );
     }
@@ -121,7 +146,12 @@ describe('docs/api.md', () => {
 
   it('runs every example against the local control plane and gets what it shows', { timeout: 240_000 }, async () => {
     const markdown = await readFile(DOC, 'utf8');
-    const env: Record<string, string> = { ...(process.env as Record<string, string>), FLARE_API_URL: url, FLARE_TOKEN: ALICE, ADMIN_TOKEN: ADMIN };
+    const env: Record<string, string> = {
+      ...(process.env as Record<string, string>),
+      FLARE_API_URL: url,
+      FLARE_TOKEN: ALICE,
+      ADMIN_TOKEN: ADMIN,
+    };
     const examples = parseExamples(markdown);
     assert.ok(examples.length > 20, 'the document has its examples');
     for (const example of examples) {
@@ -156,7 +186,10 @@ describe('docs/api.md', () => {
       if (example.expected !== undefined) assertShape(body, example.expected, where);
       for (const capture of example.captures) {
         const value = pick(body, capture.path);
-        assert.ok(typeof value === 'string' || typeof value === 'number', `${where}: ${capture.path} to keep as $${capture.name}`);
+        assert.ok(
+          typeof value === 'string' || typeof value === 'number',
+          `${where}: ${capture.path} to keep as $${capture.name}`,
+        );
         env[capture.name] = String(value);
       }
     }

@@ -46,7 +46,9 @@ interface RunOptions {
 }
 
 function cliEnv(options: RunOptions): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLARE_')));
+  const env: NodeJS.ProcessEnv = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('FLARE_')),
+  );
   env.HOME = home;
   const token = options.token === undefined ? ALICE : options.token;
   const apiUrl = options.apiUrl === undefined ? url : options.apiUrl;
@@ -55,8 +57,14 @@ function cliEnv(options: RunOptions): NodeJS.ProcessEnv {
   return { ...env, ...options.env };
 }
 
-function start(args: string[], options: RunOptions = {}): { child: ChildProcess; result: Promise<Run>; stdout: () => string } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/flare.ts', ...args], { env: cliEnv(options), stdio: ['ignore', 'pipe', 'pipe'] });
+function start(
+  args: string[],
+  options: RunOptions = {},
+): { child: ChildProcess; result: Promise<Run>; stdout: () => string } {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/flare.ts', ...args], {
+    env: cliEnv(options),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));
@@ -74,10 +82,15 @@ const flare = (args: string[], options?: RunOptions) => start(args, options).res
 const api = (method: string, path: string, token = ROOT, body?: unknown) => callApi(url, method, path, token, body);
 
 const untilState = (id: string, states: string[]) =>
-  waitFor(`job ${id} in ${states.join('|')}`, async () => {
-    const { body } = await api('GET', `/v1/jobs/${id}`);
-    return states.includes(body?.state) ? body : undefined;
-  }, 60_000, 100);
+  waitFor(
+    `job ${id} in ${states.join('|')}`,
+    async () => {
+      const { body } = await api('GET', `/v1/jobs/${id}`);
+      return states.includes(body?.state) ? body : undefined;
+    },
+    60_000,
+    100,
+  );
 
 /** Submit through the CLI with --output json and return the job. */
 async function submit(args: string[], options?: RunOptions): Promise<{ id: string; state: string; name: string }> {
@@ -100,7 +113,13 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'flare-cli-'));
   home = join(dir, 'home');
   await mkdir(home);
-  const template = (name: string, project: string, command: string[]) => ({ name, project, pool: 'local', image: 'tools', command });
+  const template = (name: string, project: string, command: string[]) => ({
+    name,
+    project,
+    pool: 'local',
+    image: 'tools',
+    command,
+  });
   await writeFile(
     join(dir, 'flare.local.json'),
     JSON.stringify({
@@ -150,10 +169,18 @@ describe('flare job', () => {
     assert.match(header, /^ID +NAME +PROJECT +STATE +GPUS +POOL +AGE +TIME LEFT +LATEST START +REASON$/);
     const row = rows.find((r) => r.startsWith(id));
     assert.ok(row, list.stdout);
-    assert.match(row, new RegExp(`^${id} +crud +vision +RUNNING +1 +local +\\d+s +\\d+m\\d+s`), 'a running job shows its time left');
+    assert.match(
+      row,
+      new RegExp(`^${id} +crud +vision +RUNNING +1 +local +\\d+s +\\d+m\\d+s`),
+      'a running job shows its time left',
+    );
     const listed = JSON.parse((await flare(['job', 'list', '--output', 'json'])).stdout);
     assert.ok(listed.items.some((j: { id: string }) => j.id === id));
-    assert.equal((await flare(['job', 'list', '--state', 'SUCCEEDED', '--output', 'json'])).stdout.includes(id), false, '--state filters');
+    assert.equal(
+      (await flare(['job', 'list', '--state', 'SUCCEEDED', '--output', 'json'])).stdout.includes(id),
+      false,
+      '--state filters',
+    );
 
     const show = await flare(['job', 'show', id]);
     assert.equal(show.code, 0, show.stderr);
@@ -186,8 +213,16 @@ describe('flare job', () => {
   it('create --command takes a JSON array, and refuses anything else with a usage error', async () => {
     const job = await submit(['--template', 'sh', '--command', '["sh","-c","exit 0"]']);
     assert.deepEqual((await api('GET', `/v1/jobs/${job.id}`)).body.command, ['sh', '-c', 'exit 0']);
-    assertUsage(await flare(['job', 'create', '--template', 'sh', '--command', 'python train.py']), 'job create', /--command takes a JSON array of strings/);
-    assertUsage(await flare(['job', 'create', '--template', 'sh', '--command', '["a"]', '--', 'b']), 'job create', /either after '--' or with --command/);
+    assertUsage(
+      await flare(['job', 'create', '--template', 'sh', '--command', 'python train.py']),
+      'job create',
+      /--command takes a JSON array of strings/,
+    );
+    assertUsage(
+      await flare(['job', 'create', '--template', 'sh', '--command', '["a"]', '--', 'b']),
+      'job create',
+      /either after '--' or with --command/,
+    );
     await untilState(job.id, TERMINAL);
   });
 
@@ -201,13 +236,42 @@ describe('flare job', () => {
     assert.equal(failed.code, 5, failed.stdout + failed.stderr);
     assert.match(failed.stdout, /^\d\d:\d\d:\d\d FAILED  exited with code 1$/m);
 
-    const expired = await flare(['job', 'create', '--template', 'sh', '--live-timeout', '0.05', '--wait', '--interval', '0.2', '--', 'sleep', '30']);
+    const expired = await flare([
+      'job',
+      'create',
+      '--template',
+      'sh',
+      '--live-timeout',
+      '0.05',
+      '--wait',
+      '--interval',
+      '0.2',
+      '--',
+      'sleep',
+      '30',
+    ]);
     assert.equal(expired.code, 6, expired.stdout + expired.stderr);
-    assert.match(expired.stdout, /^\d\d:\d\d:\d\d RUNNING  expires \d\d:\d\d:\d\d \(\d+s left\)$/m, 'time to expiry while it runs');
+    assert.match(
+      expired.stdout,
+      /^\d\d:\d\d:\d\d RUNNING  expires \d\d:\d\d:\d\d \(\d+s left\)$/m,
+      'time to expiry while it runs',
+    );
     assert.match(expired.stdout, /^\d\d:\d\d:\d\d EXPIRED  live timeout reached$/m);
 
     // With --output json, stdout is the final job alone; progress goes to stderr.
-    const json = await flare(['job', 'create', '--template', 'sh', '--wait', '--interval', '0.2', '-o', 'json', '--', 'true']);
+    const json = await flare([
+      'job',
+      'create',
+      '--template',
+      'sh',
+      '--wait',
+      '--interval',
+      '0.2',
+      '-o',
+      'json',
+      '--',
+      'true',
+    ]);
     assert.equal(json.code, 0, json.stderr);
     assert.equal(JSON.parse(json.stdout).state, 'SUCCEEDED');
     assert.match(json.stderr, /SUCCEEDED/);
@@ -256,7 +320,11 @@ describe('flare job', () => {
     assert.equal(all.stdout, 'one\ntwo\nthree\nfour\n');
     assert.equal((await flare(['job', 'logs', job.id, '--tail', '2'])).stdout, 'three\nfour\n');
     const json = JSON.parse((await flare(['job', 'logs', job.id, '--tail', '1', '-o', 'json'])).stdout);
-    assert.deepEqual(json, { jobId: job.id, lines: [{ message: 'four' }], nextToken: String('one\ntwo\nthree\nfour'.length) });
+    assert.deepEqual(json, {
+      jobId: job.id,
+      lines: [{ message: 'four' }],
+      nextToken: String('one\ntwo\nthree\nfour'.length),
+    });
     // Many jobs by now: --limit stops early and hands back where it stopped.
     const one = JSON.parse((await flare(['job', 'list', '--limit', '1', '-o', 'json'])).stdout);
     assert.equal(one.items.length, 1);
@@ -278,45 +346,117 @@ describe('flare job', () => {
     await writeFile(go, '');
     const run = await follow.result;
     assert.equal(run.code, 0, run.stderr);
-    assert.equal(run.stdout, 'line 1\nline 2\nhalf line\nno newline\n', 'every line once, a line written in two parts whole');
+    assert.equal(
+      run.stdout,
+      'line 1\nline 2\nhalf line\nno newline\n',
+      'every line once, a line written in two parts whole',
+    );
   });
 });
 
 describe('flare template, image, quota, pool, stats, health', () => {
   it('template create (flags and --file), list, show, update, delete', async () => {
-    const created = await flare(
-      ['template', 'create', '--name', 'train', '--project', 'vision', '--pool', 'local', '--image', 'tools', '--gpus', '2', '--max-live-timeout', '90', '--env', 'EPOCHS=3', '--', 'python', 'train.py', '--lr', '0.1'],
-    );
+    const created = await flare([
+      'template',
+      'create',
+      '--name',
+      'train',
+      '--project',
+      'vision',
+      '--pool',
+      'local',
+      '--image',
+      'tools',
+      '--gpus',
+      '2',
+      '--max-live-timeout',
+      '90',
+      '--env',
+      'EPOCHS=3',
+      '--',
+      'python',
+      'train.py',
+      '--lr',
+      '0.1',
+    ]);
     assert.equal(created.code, 0, created.stderr);
     assert.match(created.stdout, /^Name: +train$/m);
     assert.match(created.stdout, /^Max live timeout: +1h30m$/m);
     const stored = (await api('GET', '/v1/templates/train?project=vision')).body;
-    assert.deepEqual([stored.command, stored.gpus, stored.env, stored.maxLiveTimeoutMinutes], [['python', 'train.py', '--lr', '0.1'], 2, { EPOCHS: '3' }, 90]);
+    assert.deepEqual(
+      [stored.command, stored.gpus, stored.env, stored.maxLiveTimeoutMinutes],
+      [['python', 'train.py', '--lr', '0.1'], 2, { EPOCHS: '3' }, 90],
+    );
 
     const spec = join(dir, 'spec.json');
-    await writeFile(spec, JSON.stringify({ name: 'from-file', project: 'vision', pool: 'local', image: 'tools', command: ['nvidia-smi'], gpus: 1 }));
+    await writeFile(
+      spec,
+      JSON.stringify({
+        name: 'from-file',
+        project: 'vision',
+        pool: 'local',
+        image: 'tools',
+        command: ['nvidia-smi'],
+        gpus: 1,
+      }),
+    );
     const fromFile = await flare(['template', 'create', '--file', spec, '--gpus', '3', '-o', 'json']);
     assert.equal(fromFile.code, 0, fromFile.stderr);
-    assert.deepEqual([JSON.parse(fromFile.stdout).name, JSON.parse(fromFile.stdout).gpus], ['from-file', 3], 'flags override the file');
-    assertUsage(await flare(['template', 'create', '--name', 'x', '--pool', 'local']), 'template create', /missing --image, the command/);
+    assert.deepEqual(
+      [JSON.parse(fromFile.stdout).name, JSON.parse(fromFile.stdout).gpus],
+      ['from-file', 3],
+      'flags override the file',
+    );
+    assertUsage(
+      await flare(['template', 'create', '--name', 'x', '--pool', 'local']),
+      'template create',
+      /missing --image, the command/,
+    );
 
     const list = await flare(['template', 'list']);
     assert.equal(list.code, 0, list.stderr);
     assert.match(list.stdout, /^ID +NAME +PROJECT +POOL +GPUS +IMAGE +MAX TIMEOUT +COMMAND$/m);
-    assert.match(list.stdout, /^tpl-\S+ +train +vision +local +2 +tools +1h30m +\["python","train.py","--lr","0.1"\]$/m);
-    assert.deepEqual(JSON.parse((await flare(['template', 'list', '-o', 'json'])).stdout).items.map((t: { name: string }) => t.name).sort(), ['from-file', 'sh', 'train']);
+    assert.match(
+      list.stdout,
+      /^tpl-\S+ +train +vision +local +2 +tools +1h30m +\["python","train.py","--lr","0.1"\]$/m,
+    );
+    assert.deepEqual(
+      JSON.parse((await flare(['template', 'list', '-o', 'json'])).stdout)
+        .items.map((t: { name: string }) => t.name)
+        .sort(),
+      ['from-file', 'sh', 'train'],
+    );
 
     const show = await flare(['template', 'show', 'train']);
     assert.match(show.stdout, new RegExp(`^ID: +${stored.id}$`, 'm'));
-    const updated = await flare(['template', 'update', 'train', '--project', 'vision', '--max-live-timeout', '120', '--', 'python', 'train.py']);
+    const updated = await flare([
+      'template',
+      'update',
+      'train',
+      '--project',
+      'vision',
+      '--max-live-timeout',
+      '120',
+      '--',
+      'python',
+      'train.py',
+    ]);
     assert.equal(updated.code, 0, updated.stderr);
     const changed = (await api('GET', `/v1/templates/${stored.id}`)).body;
-    assert.deepEqual([changed.maxLiveTimeoutMinutes, changed.command, changed.gpus], [120, ['python', 'train.py'], 2], 'only the fields given change');
+    assert.deepEqual(
+      [changed.maxLiveTimeoutMinutes, changed.command, changed.gpus],
+      [120, ['python', 'train.py'], 2],
+      'only the fields given change',
+    );
 
     const refused = await flare(['template', 'update', 'train', '--gpus', '0']);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /^ {2}gpus: /m);
-    assert.equal((await flare(['template', 'show', 'train'], { token: BOB })).code, 3, "another project's template does not exist for bob");
+    assert.equal(
+      (await flare(['template', 'show', 'train'], { token: BOB })).code,
+      3,
+      "another project's template does not exist for bob",
+    );
 
     const deleted = await flare(['template', 'delete', 'from-file', '--project', 'vision']);
     assert.equal(deleted.code, 0, deleted.stderr);
@@ -325,7 +465,10 @@ describe('flare template, image, quota, pool, stats, health', () => {
 
   it('image add, list, show; members read, only admins add', async () => {
     const digest = `sha256:${'c'.repeat(64)}`;
-    const added = await flare(['image', 'add', 'tools', '--reference', 'docker.io/library/busybox:1.37', '--digest', digest], { token: ROOT });
+    const added = await flare(
+      ['image', 'add', 'tools', '--reference', 'docker.io/library/busybox:1.37', '--digest', digest],
+      { token: ROOT },
+    );
     assert.equal(added.code, 0, added.stderr);
     const show = await flare(['image', 'show', 'tools']);
     assert.equal(show.code, 0, show.stderr);
@@ -334,7 +477,15 @@ describe('flare template, image, quota, pool, stats, health', () => {
     const list = await flare(['image', 'list']);
     assert.match(list.stdout, /^tools +2 +docker.io\/library\/busybox:1.37 +sha256:c{12}… +2$/m);
     assert.equal(JSON.parse((await flare(['image', 'show', 'tools', '-o', 'json'])).stdout).versions.length, 2);
-    const member = await flare(['image', 'add', 'mine', '--reference', 'docker.io/library/alpine:3', '--digest', digest]);
+    const member = await flare([
+      'image',
+      'add',
+      'mine',
+      '--reference',
+      'docker.io/library/alpine:3',
+      '--digest',
+      digest,
+    ]);
     assert.equal(member.code, 4, member.stderr);
     assertUsage(await flare(['image', 'add', 'x', '--reference', 'r']), 'image add', /missing --digest/);
     assert.equal((await flare(['image', 'show', 'nope'])).code, 3);
@@ -351,11 +502,19 @@ describe('flare template, image, quota, pool, stats, health', () => {
     assert.match(list.stdout, /^PROJECT +RESOURCE +LIMIT +USED$/m);
     assert.match(list.stdout, /^vision +jobs +7 +\d+$/m);
     assert.equal(JSON.parse((await flare(['quota', 'show', 'vision', 'jobs', '-o', 'json'])).stdout).hardLimit, 7);
-    assert.equal((await flare(['quota', 'update', 'vision', 'jobs', '--hard-limit', '9'])).code, 4, 'members do not write quotas');
+    assert.equal(
+      (await flare(['quota', 'update', 'vision', 'jobs', '--hard-limit', '9'])).code,
+      4,
+      'members do not write quotas',
+    );
     const deleted = await flare(['quota', 'delete', 'vision', 'jobs'], { token: ROOT });
     assert.equal(deleted.code, 0, deleted.stderr);
     assert.equal((await flare(['quota', 'show', 'vision', 'jobs'])).code, 3);
-    assertUsage(await flare(['quota', 'create', 'vision'], { token: ROOT }), 'quota create', /missing argument: RESOURCE/);
+    assertUsage(
+      await flare(['quota', 'create', 'vision'], { token: ROOT }),
+      'quota create',
+      /missing argument: RESOURCE/,
+    );
   });
 
   it('pool list and update', async () => {
@@ -372,19 +531,30 @@ describe('flare template, image, quota, pool, stats, health', () => {
     assert.equal(on.code, 0, on.stderr);
     assert.match(on.stdout, /^local +local +\d+ +4 +.* on$/m);
     assert.equal((await api('GET', '/v1/pools')).body.items[0].backfill, true);
-    assertUsage(await flare(['pool', 'update', 'local', '--backfill', 'maybe'], { token: ROOT }), 'pool update', /--backfill takes on or off/);
+    assertUsage(
+      await flare(['pool', 'update', 'local', '--backfill', 'maybe'], { token: ROOT }),
+      'pool update',
+      /--backfill takes on or off/,
+    );
     assert.equal((await flare(['pool', 'update', 'local', '--backfill', 'off'], { token: ROOT })).code, 0);
   });
 
   it('stats and health', async () => {
     const stats = await flare(['stats']);
     assert.equal(stats.code, 0, stats.stderr);
-    assert.match(stats.stdout, /^SCOPE +JOBS +ACTIVE +SUCCEEDED +FAILED +EXPIRED +CANCELLED +GPU-HOURS +WAIT P50 +WAIT P95$/m);
+    assert.match(
+      stats.stdout,
+      /^SCOPE +JOBS +ACTIVE +SUCCEEDED +FAILED +EXPIRED +CANCELLED +GPU-HOURS +WAIT P50 +WAIT P95$/m,
+    );
     assert.match(stats.stdout, /^all +\d+ /m);
     assert.match(stats.stdout, /^project vision +\d+ /m);
     const json = JSON.parse((await flare(['stats', '--project', 'vision', '-o', 'json'])).stdout);
     assert.ok(json.totalJobs > 0);
-    assert.equal((await flare(['stats', '--project', 'audio'])).code, 3, "another project's stats do not exist for alice");
+    assert.equal(
+      (await flare(['stats', '--project', 'audio'])).code,
+      3,
+      "another project's stats do not exist for alice",
+    );
 
     const health = await flare(['health'], { token: null });
     assert.equal(health.code, 0, health.stderr);
@@ -399,10 +569,18 @@ describe('errors, connection and help', () => {
     assertUsage(await flare(['job', 'show', 'a', 'b']), 'job show', /unexpected argument 'b'/);
     assertUsage(await flare(['job', 'create']), 'job create', /missing --template T/);
     assertUsage(await flare(['job', 'create', '--template']), 'job create', /option --template needs a value/);
-    assertUsage(await flare(['job', 'create', '--template', 'sh', '--gpus', 'two']), 'job create', /--gpus must be a number, got 'two'/);
+    assertUsage(
+      await flare(['job', 'create', '--template', 'sh', '--gpus', 'two']),
+      'job create',
+      /--gpus must be a number, got 'two'/,
+    );
     assertUsage(await flare(['job', 'wait', 'x', '--interval', '0']), 'job wait', /--interval must be more than 0/);
     assertUsage(await flare(['job', 'list', '--output', 'yaml']), 'job list', /--output must be 'table' or 'json'/);
-    assertUsage(await flare(['job', 'list', '--limit', '0']), 'job list', /--limit must be a whole number of at least 1/);
+    assertUsage(
+      await flare(['job', 'list', '--limit', '0']),
+      'job list',
+      /--limit must be a whole number of at least 1/,
+    );
     assertUsage(await flare(['nope']), '<command>', /unknown command 'nope'/);
     assertUsage(await flare(['job', 'nope']), 'job', /unknown command 'job nope'/);
     const bare = await flare([]);
@@ -414,7 +592,11 @@ describe('errors, connection and help', () => {
     const missing = await flare(['job', 'show', 'j-does-not-exist']);
     assert.deepEqual([missing.code, missing.stderr], [3, 'flare: job j-does-not-exist not found\n']);
     const other = await submit(['--template', 'sh'], { token: ALICE });
-    assert.equal((await flare(['job', 'show', other.id], { token: BOB })).code, 3, "another project's job is not found");
+    assert.equal(
+      (await flare(['job', 'show', other.id], { token: BOB })).code,
+      3,
+      "another project's job is not found",
+    );
 
     const badToken = await flare(['job', 'list'], { token: 'wrong-token-0123456789' });
     assert.equal(badToken.code, 4);
@@ -440,7 +622,10 @@ describe('errors, connection and help', () => {
     const noUrl = await flare(['job', 'list'], { apiUrl: null });
     assert.equal(noUrl.code, 2);
     assert.match(noUrl.stderr, /^flare: no API URL: pass --api URL, set FLARE_API_URL/);
-    const flags = await flare(['--api', url, 'job', 'list', '--token', ALICE], { token: 'wrong-token-0123456789', apiUrl: 'http://127.0.0.1:9' });
+    const flags = await flare(['--api', url, 'job', 'list', '--token', ALICE], {
+      token: 'wrong-token-0123456789',
+      apiUrl: 'http://127.0.0.1:9',
+    });
     assert.equal(flags.code, 0, flags.stderr);
     assert.equal((await flare(['job', 'list'], { apiUrl: 'ftp://example.com' })).code, 2);
   });
@@ -459,7 +644,11 @@ describe('errors, connection and help', () => {
 
     // The default place: ~/.config/flare/config.json.
     await mkdir(join(home, '.config', 'flare'), { recursive: true });
-    await writeFile(join(home, '.config', 'flare', 'config.json'), JSON.stringify({ apiUrl: url, token: ALICE, apiURL: 'typo' }), { mode: 0o600 });
+    await writeFile(
+      join(home, '.config', 'flare', 'config.json'),
+      JSON.stringify({ apiUrl: url, token: ALICE, apiURL: 'typo' }),
+      { mode: 0o600 },
+    );
     const typo = await flare(['job', 'list'], { token: null, apiUrl: null });
     assert.equal(typo.code, 2);
     assert.match(typo.stderr, /^ {2}apiURL: unknown key/m);
@@ -469,7 +658,8 @@ describe('errors, connection and help', () => {
   it('--help for every command and group, each with an example; flare --help lists them all', async () => {
     const top = await flare(['--help'], { token: null, apiUrl: null });
     assert.equal(top.code, 0);
-    for (const command of COMMANDS) assert.match(top.stdout, new RegExp(`^ {2}${command.name} +\\S`, 'm'), command.name);
+    for (const command of COMMANDS)
+      assert.match(top.stdout, new RegExp(`^ {2}${command.name} +\\S`, 'm'), command.name);
     assert.match(top.stdout, /^ {2}local +/m);
     assert.match(top.stdout, /5 FAILED, 6 EXPIRED, 7 CANCELLED/);
 
@@ -477,13 +667,23 @@ describe('errors, connection and help', () => {
     const names = [...COMMANDS.map((c) => c.name), ...groups, 'local'];
     const runs = new Map<string, Run>();
     for (let i = 0; i < names.length; i += 4) {
-      await Promise.all(names.slice(i, i + 4).map(async (name) => runs.set(name, await flare([...name.split(' '), '--help'], { token: null, apiUrl: null }))));
+      await Promise.all(
+        names
+          .slice(i, i + 4)
+          .map(async (name) =>
+            runs.set(name, await flare([...name.split(' '), '--help'], { token: null, apiUrl: null })),
+          ),
+      );
     }
     for (const name of names) {
       const run = runs.get(name)!;
       assert.equal(run.code, 0, `${name}: ${run.stderr}`);
       assert.match(run.stdout, new RegExp(`^usage: flare ${name}\\b`), name);
-      assert.match(run.stdout, new RegExp(`^example[s]?:\\n {2}flare ${name === 'local' ? 'local' : name.split(' ')[0]}\\b`, 'm'), `${name} has an example`);
+      assert.match(
+        run.stdout,
+        new RegExp(`^example[s]?:\\n {2}flare ${name === 'local' ? 'local' : name.split(' ')[0]}\\b`, 'm'),
+        `${name} has an example`,
+      );
     }
     assert.match(runs.get('job wait')!.stdout, /^ {2}5 {2}the job FAILED/m, 'wait documents its exit codes');
     assert.match(runs.get('job create')!.stdout, /everything after '--' is the command/);

@@ -28,14 +28,20 @@ async function startPlane(configPath: string): Promise<{ child: ChildProcess; ur
   return startLocalPlane(configPath);
 }
 
-const api = (method: string, path: string, token?: string, body?: unknown) => callApi(plane!.url, method, path, token, body);
+const api = (method: string, path: string, token?: string, body?: unknown) =>
+  callApi(plane!.url, method, path, token, body);
 
 const job = async (id: string, token = ALICE) => (await api('GET', `/v1/jobs/${id}`, token)).body;
 const untilState = (id: string, states: string[], timeoutMs = 30_000) =>
-  waitFor(`job ${id} in ${states.join('|')}`, async () => {
-    const j = await job(id, ROOT);
-    return states.includes(j?.state) ? j : undefined;
-  }, timeoutMs, 100);
+  waitFor(
+    `job ${id} in ${states.join('|')}`,
+    async () => {
+      const j = await job(id, ROOT);
+      return states.includes(j?.state) ? j : undefined;
+    },
+    timeoutMs,
+    100,
+  );
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'flare-e2e-'));
@@ -49,7 +55,14 @@ before(async () => {
   });
   await new Promise<void>((r) => hooks.listen(0, '127.0.0.1', r));
   const hookPort = (hooks.address() as { port: number }).port;
-  const sleeper = (name: string, project: string, command: string[], gpus = 1) => ({ name, project, pool: 'local', gpus, image: 'tools', command });
+  const sleeper = (name: string, project: string, command: string[], gpus = 1) => ({
+    name,
+    project,
+    pool: 'local',
+    gpus,
+    image: 'tools',
+    command,
+  });
   await writeFile(
     join(dir, 'flare.local.json'),
     JSON.stringify({
@@ -63,7 +76,11 @@ before(async () => {
       pools: [{ name: 'local', gpus: 2 }],
       quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 1 }],
       images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
-      templates: [sleeper('sleep', 'vision', ['sleep', '30']), sleeper('quick', 'vision', ['sleep', '2']), sleeper('audio', 'audio', ['sleep', '30'])],
+      templates: [
+        sleeper('sleep', 'vision', ['sleep', '30']),
+        sleeper('quick', 'vision', ['sleep', '2']),
+        sleeper('audio', 'audio', ['sleep', '30']),
+      ],
       compute: { driver: 'process' },
       notifications: [{ type: 'slack', url: `http://127.0.0.1:${hookPort}/hook`, projects: ['vision'] }],
     }),
@@ -98,7 +115,9 @@ describe('local control plane over HTTP', () => {
     const first = (await api('POST', '/v1/jobs', ALICE, { template: 'quick', name: 'first' })).body;
     assert.equal(first.state, 'LAUNCHING', 'an idle pool admits at the submit');
     await untilState(first.id, ['RUNNING']);
-    const second = (await api('POST', '/v1/jobs', ALICE, { template: 'sleep', name: 'second', liveTimeoutMinutes: 0.05 })).body;
+    const second = (
+      await api('POST', '/v1/jobs', ALICE, { template: 'sleep', name: 'second', liveTimeoutMinutes: 0.05 })
+    ).body;
     const waiting = await untilState(second.id, ['WAITING']);
     assert.equal(waiting.stateReason, 'project vision has 0 of 1 GPUs free, needs 1');
     assert.equal(waiting.queuePosition, 0);
@@ -116,7 +135,10 @@ describe('local control plane over HTTP', () => {
     assert.equal((await api('DELETE', `/v1/jobs/${other.id}`, BOB)).status, 204);
     assert.equal((await api('GET', `/v1/jobs/${other.id}`, BOB)).status, 404);
     const pools = (await api('GET', '/v1/pools', ALICE)).body.items;
-    assert.deepEqual(pools.map((p: { name: string; usedGpus: number }) => [p.name, p.usedGpus]), [['local', 0]]);
+    assert.deepEqual(
+      pools.map((p: { name: string; usedGpus: number }) => [p.name, p.usedGpus]),
+      [['local', 0]],
+    );
     // Slack-format posts for vision's jobs only.
     await waitFor('webhook posts', async () => posts.some((p) => p.text.includes('Job second is now *EXPIRED*')));
     assert.ok(!posts.some((p) => p.text.includes('project audio')), 'audio is not routed to the vision webhook');
@@ -124,10 +146,15 @@ describe('local control plane over HTTP', () => {
   });
 
   it('returns the same job for a reused Idempotency-Key, 409 for another body', async () => {
-    const headers = (key: string) => ({ authorization: `Bearer ${ALICE}`, 'content-type': 'application/json', 'idempotency-key': key });
-    const post = (body: unknown) => fetch(`${plane!.url}/v1/jobs`, { method: 'POST', headers: headers('k-1'), body: JSON.stringify(body) });
-    const a = (await (await post({ template: "quick" })).json()) as { id: string };
-    const b = (await (await post({ template: "quick" })).json()) as { id: string };
+    const headers = (key: string) => ({
+      authorization: `Bearer ${ALICE}`,
+      'content-type': 'application/json',
+      'idempotency-key': key,
+    });
+    const post = (body: unknown) =>
+      fetch(`${plane!.url}/v1/jobs`, { method: 'POST', headers: headers('k-1'), body: JSON.stringify(body) });
+    const a = (await (await post({ template: 'quick' })).json()) as { id: string };
+    const b = (await (await post({ template: 'quick' })).json()) as { id: string };
     assert.equal(a.id, b.id);
     assert.equal((await post({ template: 'sleep' })).status, 409);
     await untilState(a.id, ['SUCCEEDED']);
@@ -135,7 +162,14 @@ describe('local control plane over HTTP', () => {
 
   it('expiry wins across a crash: the supervisor stops a job at expiresAt with the plane down, and the job ends EXPIRED, not by its exit code', async () => {
     // Would exit 0 after 6 s; its live timeout is 1.5 s, which passes while the plane is down.
-    const doomed = (await api('POST', '/v1/jobs', ALICE, { template: 'quick', name: 'doomed', command: ['sleep', '6'], liveTimeoutMinutes: 0.025 })).body;
+    const doomed = (
+      await api('POST', '/v1/jobs', ALICE, {
+        template: 'quick',
+        name: 'doomed',
+        command: ['sleep', '6'],
+        liveTimeoutMinutes: 0.025,
+      })
+    ).body;
     const running = await untilState(doomed.id, ['RUNNING']);
     plane!.child.kill('SIGKILL');
     await new Promise((r) => plane!.child.once('exit', r));
@@ -152,13 +186,16 @@ describe('local control plane over HTTP', () => {
     const ended = await untilState(doomed.id, ['SUCCEEDED', 'FAILED', 'EXPIRED'], 30_000);
     assert.equal(ended.state, 'EXPIRED');
     assert.match(ended.stateReason, /live timeout reached/);
-    await waitFor('the EXPIRED notification', async () => posts.some((p) => p.text.includes('Job doomed is now *EXPIRED*')));
+    await waitFor('the EXPIRED notification', async () =>
+      posts.some((p) => p.text.includes('Job doomed is now *EXPIRED*')),
+    );
     const stats = (await api('GET', '/v1/stats?project=vision', ALICE)).body;
     assert.ok(JSON.stringify(stats).includes('EXPIRED'), JSON.stringify(stats));
   });
 
   it('a SIGKILLed job supervisor is replaced, and its running job runs on to its own end', async () => {
-    const job1 = (await api('POST', '/v1/jobs', ALICE, { template: 'quick', command: ['sh', '-c', 'sleep 3; exit 4'] })).body;
+    const job1 = (await api('POST', '/v1/jobs', ALICE, { template: 'quick', command: ['sh', '-c', 'sleep 3; exit 4'] }))
+      .body;
     await untilState(job1.id, ['RUNNING']);
     const lock = join(dir, 'data', 'supervisor.pid');
     const first = Number((await readFile(lock, 'utf8')).split('\n')[0]);
@@ -167,7 +204,11 @@ describe('local control plane over HTTP', () => {
     const ended = await untilState(job1.id, ['SUCCEEDED', 'FAILED', 'EXPIRED'], 30_000);
     assert.equal(ended.state, 'FAILED');
     assert.equal(ended.stateReason, 'exited with code 4', 'its own exit, not "instance lost"');
-    assert.notEqual(Number((await readFile(lock, 'utf8')).split('\n')[0]), first, 'a new supervisor serves the data directory');
+    assert.notEqual(
+      Number((await readFile(lock, 'utf8')).split('\n')[0]),
+      first,
+      'a new supervisor serves the data directory',
+    );
   });
 
   it('survives SIGKILL: every job is still there and driven on, nothing held', async () => {

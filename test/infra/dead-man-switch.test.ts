@@ -16,7 +16,14 @@ import { after, before, describe, it } from 'node:test';
 import { App, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Template } from 'aws-cdk-lib/assertions';
-import { DEAD_MAN_STOP_GRACE_SECONDS, EXPIRES_AT_FILE, FlareCompute, JOB_CONTAINER_LABEL, MAX_DEAD_MAN_GRACE_MINUTES, type FlareComputeProps } from '../../lib/compute.js';
+import {
+  DEAD_MAN_STOP_GRACE_SECONDS,
+  EXPIRES_AT_FILE,
+  FlareCompute,
+  JOB_CONTAINER_LABEL,
+  MAX_DEAD_MAN_GRACE_MINUTES,
+  type FlareComputeProps,
+} from '../../lib/compute.js';
 import { DEFAULT_POOLS } from '../../lib/settings.js';
 import { dockerRunArgs } from '../../lambdas/core/container-command.js';
 
@@ -26,7 +33,13 @@ const CONTAINER = 'c0ffee0123ab';
 function computeStack(props: Partial<FlareComputeProps> = {}): { stack: Stack; compute: FlareCompute } {
   const stack = new Stack(new App(), 'Compute');
   const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 1, natGateways: 0 });
-  const compute = new FlareCompute(stack, 'Compute', { vpc, subnetIds: ['subnet-0a1b2c3d4e5f60001'], pools: DEFAULT_POOLS, gpuAmiParameter: '/flare/test/ami', ...props });
+  const compute = new FlareCompute(stack, 'Compute', {
+    vpc,
+    subnetIds: ['subnet-0a1b2c3d4e5f60001'],
+    pools: DEFAULT_POOLS,
+    gpuAmiParameter: '/flare/test/ami',
+    ...props,
+  });
   return { stack, compute };
 }
 
@@ -34,7 +47,9 @@ function computeStack(props: Partial<FlareComputeProps> = {}): { stack: Stack; c
 function switchScript(props: Partial<FlareComputeProps> = {}): string {
   const { stack, compute } = computeStack(props);
   const template = Template.fromStack(stack).toJSON() as { Resources: Record<string, { Properties: any }> };
-  const userData = template.Resources[stack.getLogicalId(compute.launchTemplate.node.defaultChild as never)].Properties.LaunchTemplateData.UserData['Fn::Base64'];
+  const userData =
+    template.Resources[stack.getLogicalId(compute.launchTemplate.node.defaultChild as never)].Properties
+      .LaunchTemplateData.UserData['Fn::Base64'];
   assert.equal(typeof userData, 'string', 'user data is static text');
   assert.ok(userData.includes('systemctl enable --now flare-deadman.service'), 'the switch runs as a service');
   const match = /<<'FLARE_EOF'\n([\s\S]*?)\nFLARE_EOF/.exec(userData);
@@ -57,19 +72,31 @@ before(() => {
     chmodSync(path.join(bin, name), 0o755);
   };
   // IMDS: a token, then the flare:expires-at tag if the case sets one (curl -f fails on a 404 otherwise).
-  stub('curl', 'case "$*" in *api/token*) echo token ;; *tags/instance/flare:expires-at*) [ -n "${STUB_TAG:-}" ] && echo "$STUB_TAG" || exit 22 ;; *) exit 22 ;; esac');
+  stub(
+    'curl',
+    'case "$*" in *api/token*) echo token ;; *tags/instance/flare:expires-at*) [ -n "${STUB_TAG:-}" ] && echo "$STUB_TAG" || exit 22 ;; *) exit 22 ;; esac',
+  );
   stub('logger', 'echo "logger $*" >> "$STUB_LOG"');
   // Only the job's label finds the container; every call is recorded with its time in nanoseconds.
-  stub('docker', `echo "$(date +%s%N) docker $*" >> "$STUB_LOG"; case "$*" in "ps --quiet --filter label=${JOB_CONTAINER_LABEL}") echo ${CONTAINER} ;; esac`);
+  stub(
+    'docker',
+    `echo "$(date +%s%N) docker $*" >> "$STUB_LOG"; case "$*" in "ps --quiet --filter label=${JOB_CONTAINER_LABEL}") echo ${CONTAINER} ;; esac`,
+  );
   stub('shutdown', 'echo "$(date +%s%N) shutdown $*" >> "$STUB_LOG"; kill -TERM $PPID');
   // One-pass cases end where the script would sleep; timed cases sleep for real.
-  stub('sleep', `echo "sleep $*" >> "$STUB_LOG"; if [ -n "\${STUB_REAL_SLEEP:-}" ]; then exec ${realSleep} "$@"; fi; kill -TERM $PPID`);
+  stub(
+    'sleep',
+    `echo "sleep $*" >> "$STUB_LOG"; if [ -n "\${STUB_REAL_SLEEP:-}" ]; then exec ${realSleep} "$@"; fi; kill -TERM $PPID`,
+  );
 });
 
 after(() => rmSync(work, { recursive: true, force: true }));
 
 /** A case's files: the script pointed at its own expiry file, and the stubs' log. */
-function prepare(script: string, file: string | undefined): { dir: string; scriptFile: string; expiresFile: string; logFile: string } {
+function prepare(
+  script: string,
+  file: string | undefined,
+): { dir: string; scriptFile: string; expiresFile: string; logFile: string } {
   const dir = mkdtempSync(path.join(work, 'case-'));
   const expiresFile = path.join(dir, 'expires-at');
   if (file !== undefined) writeFileSync(expiresFile, `${file}\n`);
@@ -93,9 +120,15 @@ describe('dead-man switch: one pass of its loop (stubbed sleep)', () => {
   });
 
   /** One pass of the loop: what the script logged, whether it stopped the container and powered off. */
-  function run(file: string | undefined, tag: string | undefined): { log: string; stopped: boolean; poweredOff: boolean } {
+  function run(
+    file: string | undefined,
+    tag: string | undefined,
+  ): { log: string; stopped: boolean; poweredOff: boolean } {
     const { logFile, scriptFile } = prepare(script, file);
-    const result = spawnSync('bash', [scriptFile], { env: env(logFile, tag !== undefined ? { STUB_TAG: tag } : {}), timeout: 10_000 });
+    const result = spawnSync('bash', [scriptFile], {
+      env: env(logFile, tag !== undefined ? { STUB_TAG: tag } : {}),
+      timeout: 10_000,
+    });
     assert.equal(result.error, undefined);
     const log = readFileSync(logFile, 'utf8');
     return { log, stopped: log.includes(STOP_LINE), poweredOff: log.includes('shutdown -h now') };
@@ -139,7 +172,17 @@ describe('dead-man switch: one pass of its loop (stubbed sleep)', () => {
   });
 
   it('stops containers by the label every job container gets', () => {
-    const args = dockerRunArgs({ jobId: 'job-7', image: `docker.io/library/busybox:1.36@sha256:${'a'.repeat(64)}`, command: ['true'], env: {}, gpus: 0, expiresAt: '2030-01-01T00:00:00.000Z' }, { memory: '1g' });
+    const args = dockerRunArgs(
+      {
+        jobId: 'job-7',
+        image: `docker.io/library/busybox:1.36@sha256:${'a'.repeat(64)}`,
+        command: ['true'],
+        env: {},
+        gpus: 0,
+        expiresAt: '2030-01-01T00:00:00.000Z',
+      },
+      { memory: '1g' },
+    );
     assert.ok(args.includes(`--label=${JOB_CONTAINER_LABEL}=job-7`), args.join(' '));
   });
 });
@@ -156,7 +199,10 @@ describe('dead-man switch at the expiry itself (real sleep, grace 0)', () => {
   }
 
   /** Runs the switch until it powers off; `rewrite` may change the expiry file once it has slept. */
-  async function runUntilPoweroff(file: string, rewrite?: (expiresFile: string) => void): Promise<{ log: string; stopNs: bigint; shutdownNs: bigint }> {
+  async function runUntilPoweroff(
+    file: string,
+    rewrite?: (expiresFile: string) => void,
+  ): Promise<{ log: string; stopNs: bigint; shutdownNs: bigint }> {
     const { logFile, scriptFile, expiresFile } = prepare(script, file);
     const child = spawn('bash', [scriptFile], { env: env(logFile, { STUB_REAL_SLEEP: '1' }), stdio: 'ignore' });
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -182,7 +228,10 @@ describe('dead-man switch at the expiry itself (real sleep, grace 0)', () => {
     const { log, stopNs, shutdownNs } = result;
     const expiresNs = BigInt(expiresAt) * 1_000_000n;
     assert.ok(stopNs >= expiresNs, `docker stop came ${Number(expiresNs - stopNs) / 1e6} ms before expiresAt:\n${log}`);
-    assert.ok(stopNs < expiresNs + 1_000_000_000n, `docker stop came ${Number(stopNs - expiresNs) / 1e6} ms after expiresAt:\n${log}`);
+    assert.ok(
+      stopNs < expiresNs + 1_000_000_000n,
+      `docker stop came ${Number(stopNs - expiresNs) / 1e6} ms after expiresAt:\n${log}`,
+    );
     assert.ok(shutdownNs >= stopNs, `poweroff after the stop:\n${log}`);
     // The last wait before the expiry is a fraction of a second, not a rounded whole one.
     assert.match(log, /^sleep 0\.(?!000)\d{3}$/m, log);
@@ -207,7 +256,10 @@ describe('dead-man switch at the expiry itself (real sleep, grace 0)', () => {
 describe('deadManGraceMinutes', () => {
   for (const grace of [-1, 1.5, MAX_DEAD_MAN_GRACE_MINUTES + 1, Number.NaN]) {
     it(`refuses ${grace}, naming the setting and its range`, () => {
-      assert.throws(() => computeStack({ deadManGraceMinutes: grace }), new RegExp(`deadManGraceMinutes must be an integer from 0 to ${MAX_DEAD_MAN_GRACE_MINUTES}, got ${grace}`));
+      assert.throws(
+        () => computeStack({ deadManGraceMinutes: grace }),
+        new RegExp(`deadManGraceMinutes must be an integer from 0 to ${MAX_DEAD_MAN_GRACE_MINUTES}, got ${grace}`),
+      );
     });
   }
 });

@@ -20,24 +20,54 @@ import { DEFAULT_POOLS, InvalidSetting, readSettings } from '../../lib/settings.
 import { COMMAND_ABORTED } from '../../lambdas/handlers/events/compute-events.js';
 
 const PULL_ACTIONS = ['ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchCheckLayerAvailability'];
-const repositoryArn = (name: string) => ({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ecr:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, `:repository/${name}`]] });
+const repositoryArn = (name: string) => ({
+  'Fn::Join': [
+    '',
+    [
+      'arn:',
+      { Ref: 'AWS::Partition' },
+      ':ecr:',
+      { Ref: 'AWS::Region' },
+      ':',
+      { Ref: 'AWS::AccountId' },
+      `:repository/${name}`,
+    ],
+  ],
+});
 
 function compute(ecrRepositories?: readonly string[]): { app: App; stack: Stack; role: string; template: Template } {
   const app = new App();
   const stack = new Stack(app, 'Compute');
   const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 1, natGateways: 0 });
-  const flare = new FlareCompute(stack, 'Compute', { vpc, subnetIds: ['subnet-0a1b2c3d4e5f60001'], pools: DEFAULT_POOLS, gpuAmiParameter: '/flare/test/ami', ecrRepositories });
-  return { app, stack, role: stack.getLogicalId(flare.instanceRole.node.defaultChild as never), template: Template.fromStack(stack) };
+  const flare = new FlareCompute(stack, 'Compute', {
+    vpc,
+    subnetIds: ['subnet-0a1b2c3d4e5f60001'],
+    pools: DEFAULT_POOLS,
+    gpuAmiParameter: '/flare/test/ami',
+    ecrRepositories,
+  });
+  return {
+    app,
+    stack,
+    role: stack.getLogicalId(flare.instanceRole.node.defaultChild as never),
+    template: Template.fromStack(stack),
+  };
 }
 
 /** The instance role's own statements (its default policy). */
 function roleStatements(template: Template, role: string): any[] {
-  return Object.values(template.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: role }] } })).flatMap((p: any) => p.Properties.PolicyDocument.Statement);
+  return Object.values(template.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: role }] } })).flatMap(
+    (p: any) => p.Properties.PolicyDocument.Statement,
+  );
 }
 
 /** A template value as CloudFormation would make it in account 123456789012, eu-west-1. */
 function resolve(value: any): string {
-  const pseudo: Record<string, string> = { 'AWS::Partition': 'aws', 'AWS::Region': 'eu-west-1', 'AWS::AccountId': '123456789012' };
+  const pseudo: Record<string, string> = {
+    'AWS::Partition': 'aws',
+    'AWS::Region': 'eu-west-1',
+    'AWS::AccountId': '123456789012',
+  };
   if (typeof value === 'string') return value;
   if (value?.Ref && pseudo[value.Ref]) return pseudo[value.Ref];
   if (value?.['Fn::Join']) return value['Fn::Join'][1].map(resolve).join(value['Fn::Join'][0]);
@@ -47,7 +77,11 @@ function resolve(value: any): string {
 /** cdk-nag findings on the compute construct (the bare VPC around it is not Flare's). */
 function nagFindings(app: App): string[] {
   const report = new AwsSolutionsChecks().validateScope(app);
-  return report.violations.flatMap((v) => v.violatingResources.filter((r) => (r.constructPath ?? '').startsWith('Compute/Compute/')).map((r) => `${v.ruleName}: ${r.constructPath}`));
+  return report.violations.flatMap((v) =>
+    v.violatingResources
+      .filter((r) => (r.constructPath ?? '').startsWith('Compute/Compute/'))
+      .map((r) => `${v.ruleName}: ${r.constructPath}`),
+  );
 }
 
 describe('the instance role reads ECR', () => {
@@ -73,7 +107,14 @@ describe('the instance role reads ECR', () => {
     template.hasResourceProperties('AWS::IAM::Policy', {
       Roles: [{ Ref: role }],
       PolicyDocument: {
-        Statement: Match.arrayWith([{ Sid: 'EcrPullFromListedRepositories', Effect: 'Allow', Action: PULL_ACTIONS, Resource: [repositoryArn('team/trainer'), repositoryArn('vision/*'), other] }]),
+        Statement: Match.arrayWith([
+          {
+            Sid: 'EcrPullFromListedRepositories',
+            Effect: 'Allow',
+            Action: PULL_ACTIONS,
+            Resource: [repositoryArn('team/trainer'), repositoryArn('vision/*'), other],
+          },
+        ]),
       },
     });
     assert.deepEqual(nagFindings(app), []);
@@ -81,12 +122,17 @@ describe('the instance role reads ECR', () => {
 
   it('not at all with an empty list', () => {
     const { app, role, template } = compute([]);
-    assert.deepEqual(roleStatements(template, role).filter((s) => JSON.stringify(s.Action).includes('ecr:')), []);
+    assert.deepEqual(
+      roleStatements(template, role).filter((s) => JSON.stringify(s.Action).includes('ecr:')),
+      [],
+    );
     assert.deepEqual(nagFindings(app), []);
   });
 
   it('as the stack is told: flare:ecrRepositories reaches the instance role', () => {
-    const app = new App({ context: { 'aws:cdk:bundling-stacks': [], 'flare:ecrRepositories': 'team/trainer,team/eval' } });
+    const app = new App({
+      context: { 'aws:cdk:bundling-stacks': [], 'flare:ecrRepositories': 'team/trainer,team/eval' },
+    });
     const stack = new FlareStack(app, 'FlareStack');
     const role = stack.getLogicalId(stack.compute.instanceRole.node.defaultChild as never);
     const template = Template.fromStack(stack);
@@ -102,13 +148,16 @@ describe('the instance role reads ECR', () => {
 });
 
 describe('flare:ecrRepositories', () => {
-  const read = (value: unknown) => readSettings(new App({ context: { 'flare:ecrRepositories': value } })).ecrRepositories;
+  const read = (value: unknown) =>
+    readSettings(new App({ context: { 'flare:ecrRepositories': value } })).ecrRepositories;
 
   it('takes names, prefixes and ARNs, as an array, JSON or comma-separated; absent means the default', () => {
     assert.equal(readSettings(new App()).ecrRepositories, undefined);
     assert.deepEqual(read(['team/trainer', 'team/*', '*']), ['team/trainer', 'team/*', '*']);
     assert.deepEqual(read('a-b.c_d, x/y'), ['a-b.c_d', 'x/y']);
-    assert.deepEqual(read('["arn:aws-cn:ecr:cn-north-1:210987654321:repository/base"]'), ['arn:aws-cn:ecr:cn-north-1:210987654321:repository/base']);
+    assert.deepEqual(read('["arn:aws-cn:ecr:cn-north-1:210987654321:repository/base"]'), [
+      'arn:aws-cn:ecr:cn-north-1:210987654321:repository/base',
+    ]);
     assert.deepEqual(read([]), []);
   });
 
@@ -121,12 +170,18 @@ describe('flare:ecrRepositories', () => {
     ['a number', 5, 'flare:ecrRepositories'],
   ] as const) {
     it(`refuses ${what}, naming the key`, () => {
-      assert.throws(() => read(value), (error: unknown) => error instanceof InvalidSetting && error.key === key);
+      assert.throws(
+        () => read(value),
+        (error: unknown) => error instanceof InvalidSetting && error.key === key,
+      );
     });
   }
 });
 
 it('the SSM command rule forwards every status compute-events acts on', () => {
   const forwarded: readonly string[] = FINAL_COMMAND_STATUSES;
-  assert.deepEqual([...COMMAND_ABORTED, 'Success', 'Failed'].filter((s) => !forwarded.includes(s)), []);
+  assert.deepEqual(
+    [...COMMAND_ABORTED, 'Success', 'Failed'].filter((s) => !forwarded.includes(s)),
+    [],
+  );
 });

@@ -68,7 +68,10 @@ describe('error names in the bundles', () => {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  const classes = () => Object.entries(bundled).filter((entry): entry is [string, ErrorClass] => typeof entry[1] === 'function' && entry[1].prototype instanceof Error);
+  const classes = () =>
+    Object.entries(bundled).filter(
+      (entry): entry is [string, ErrorClass] => typeof entry[1] === 'function' && entry[1].prototype instanceof Error,
+    );
 
   it('a thrown error from the bundle is named for its class', () => {
     const found = classes();
@@ -88,7 +91,14 @@ describe('error names in the bundles', () => {
     const sdk = new Set(Object.keys(dynamodb).filter((name) => name.endsWith('Exception')));
     const unmatched = [...routedNames()].filter((name) => !thrown.has(name) && !sdk.has(name));
     assert.deepEqual(unmatched, [], `the ASL routes on names no bundled error carries: ${unmatched.join(', ')}`);
-    for (const name of ['NoCapacity', 'CapacityLimitReached', 'LaunchFailed', 'ComputeNotReady', 'JobNotFound', 'StoreUnavailable']) {
+    for (const name of [
+      'NoCapacity',
+      'CapacityLimitReached',
+      'LaunchFailed',
+      'ComputeNotReady',
+      'JobNotFound',
+      'StoreUnavailable',
+    ]) {
       assert.ok(routedNames().has(name), `the workflow no longer routes on ${name}: update this test with the ASL`);
     }
   });

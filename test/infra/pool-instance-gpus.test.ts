@@ -23,19 +23,47 @@ describe('pools and the GPUs of their instance types', () => {
 
   it('refuses a fallback type with other GPUs than gpusPerInstance, naming it', () => {
     assert.throws(
-      () => settingsOf([{ name: 'a10g', instanceType: 'g5.xlarge', fallbackInstanceTypes: ['g5.2xlarge', 'g5.12xlarge'], gpusPerInstance: 1, maxGpus: 8 }]),
-      { name: 'InvalidSetting', message: /^context flare:pools\[0\]\.fallbackInstanceTypes\[1\]: "g5\.12xlarge" has 4 GPUs per instance, but the pool's gpusPerInstance is 1/ },
+      () =>
+        settingsOf([
+          {
+            name: 'a10g',
+            instanceType: 'g5.xlarge',
+            fallbackInstanceTypes: ['g5.2xlarge', 'g5.12xlarge'],
+            gpusPerInstance: 1,
+            maxGpus: 8,
+          },
+        ]),
+      {
+        name: 'InvalidSetting',
+        message:
+          /^context flare:pools\[0\]\.fallbackInstanceTypes\[1\]: "g5\.12xlarge" has 4 GPUs per instance, but the pool's gpusPerInstance is 1/,
+      },
     );
   });
 
   it('refuses an instance type whose GPUs are not gpusPerInstance', () => {
-    assert.throws(() => settingsOf([{ name: 'a100', instanceType: 'p4d.24xlarge', gpusPerInstance: 1, maxGpus: 8 }]), { name: 'InvalidSetting', message: /^context flare:pools\[0\]\.instanceType: "p4d\.24xlarge" has 8 GPUs/ });
+    assert.throws(() => settingsOf([{ name: 'a100', instanceType: 'p4d.24xlarge', gpusPerInstance: 1, maxGpus: 8 }]), {
+      name: 'InvalidSetting',
+      message: /^context flare:pools\[0\]\.instanceType: "p4d\.24xlarge" has 8 GPUs/,
+    });
   });
 
   it('accepts types that match, and types the table does not know', () => {
     const [a10g, a100, other] = settingsOf([
-      { name: 'a10g', instanceType: 'g5.xlarge', fallbackInstanceTypes: ['g5.2xlarge', 'g6.xlarge'], gpusPerInstance: 1, maxGpus: 8 },
-      { name: 'a100', instanceType: 'p4d.24xlarge', fallbackInstanceTypes: ['p4de.24xlarge'], gpusPerInstance: 8, maxGpus: 16 },
+      {
+        name: 'a10g',
+        instanceType: 'g5.xlarge',
+        fallbackInstanceTypes: ['g5.2xlarge', 'g6.xlarge'],
+        gpusPerInstance: 1,
+        maxGpus: 8,
+      },
+      {
+        name: 'a100',
+        instanceType: 'p4d.24xlarge',
+        fallbackInstanceTypes: ['p4de.24xlarge'],
+        gpusPerInstance: 8,
+        maxGpus: 16,
+      },
       { name: 'new', instanceType: 'g7e.2xlarge', gpusPerInstance: 1, maxGpus: 4 },
     ]).pools;
     assert.deepEqual(a10g.fallbackInstanceTypes, ['g5.2xlarge', 'g6.xlarge']);

@@ -53,22 +53,34 @@ const ENV_CONTRACT = [
 ];
 const SCHEMA = JSON.parse(readFileSync(path.join(REPO_ROOT, 'schema', 'tables.json'), 'utf8')) as Record<string, any>;
 
-type Resources = Record<string, { Type: string; Properties?: any; DependsOn?: string | string[]; DeletionPolicy?: string }>;
+type Resources = Record<
+  string,
+  { Type: string; Properties?: any; DependsOn?: string | string[]; DeletionPolicy?: string }
+>;
 
-function synth(context: Record<string, unknown> = {}, bundle = false): { app: App; stack: FlareStack; template: Template } {
-  const { app, stacks: [stack] } = synthApp(context, { bundle });
+function synth(
+  context: Record<string, unknown> = {},
+  bundle = false,
+): { app: App; stack: FlareStack; template: Template } {
+  const {
+    app,
+    stacks: [stack],
+  } = synthApp(context, { bundle });
   return { app, stack, template: Template.fromStack(stack) };
 }
 
 function construct(context: Record<string, unknown>): () => FlareStack {
-  return () => new FlareStack(new App({ context: { 'aws:cdk:bundling-stacks': [], ...context } }), 'FlareStack', standIns());
+  return () =>
+    new FlareStack(new App({ context: { 'aws:cdk:bundling-stacks': [], ...context } }), 'FlareStack', standIns());
 }
 
 /** Every policy statement in the template, with the policy's logical id. */
 function statements(resources: Resources): { policy: string; statement: any }[] {
   return Object.entries(resources)
     .filter(([, r]) => r.Type === 'AWS::IAM::Policy')
-    .flatMap(([id, r]) => (r.Properties.PolicyDocument.Statement as any[]).map((statement) => ({ policy: id, statement })));
+    .flatMap(([id, r]) =>
+      (r.Properties.PolicyDocument.Statement as any[]).map((statement) => ({ policy: id, statement })),
+    );
 }
 const actionsOf = (statement: any): string[] => [statement.Action].flat();
 
@@ -92,7 +104,12 @@ function grantsOf(stack: FlareStack, resources: Resources, fn: FlareFunction): M
 }
 
 /** What every Flare function's role has whatever it does: its own logs and X-Ray. */
-const BASELINE_ACTIONS = ['logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTraceSegments', 'xray:PutTelemetryRecords'];
+const BASELINE_ACTIONS = [
+  'logs:CreateLogStream',
+  'logs:PutLogEvents',
+  'xray:PutTraceSegments',
+  'xray:PutTelemetryRecords',
+];
 
 after(removeStandIns);
 
@@ -112,11 +129,19 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
         const schema = SCHEMA[key];
         template.hasResourceProperties('AWS::DynamoDB::Table', {
           KeySchema: schema.KeySchema,
-          AttributeDefinitions: Match.arrayEquals(schema.AttributeDefinitions.map((a: unknown) => Match.objectEquals(a as Record<string, unknown>))),
+          AttributeDefinitions: Match.arrayEquals(
+            schema.AttributeDefinitions.map((a: unknown) => Match.objectEquals(a as Record<string, unknown>)),
+          ),
           GlobalSecondaryIndexes: schema.GlobalSecondaryIndexes
-            ? Match.arrayEquals(schema.GlobalSecondaryIndexes.map((g: any) => Match.objectLike({ IndexName: g.IndexName, KeySchema: g.KeySchema, Projection: g.Projection })))
+            ? Match.arrayEquals(
+                schema.GlobalSecondaryIndexes.map((g: any) =>
+                  Match.objectLike({ IndexName: g.IndexName, KeySchema: g.KeySchema, Projection: g.Projection }),
+                ),
+              )
             : Match.absent(),
-          TimeToLiveSpecification: schema.TimeToLiveAttribute ? { AttributeName: schema.TimeToLiveAttribute, Enabled: true } : Match.absent(),
+          TimeToLiveSpecification: schema.TimeToLiveAttribute
+            ? { AttributeName: schema.TimeToLiveAttribute, Enabled: true }
+            : Match.absent(),
           BillingMode: 'PAY_PER_REQUEST',
           PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
           SSESpecification: { SSEEnabled: true },
@@ -161,7 +186,9 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
         assert.deepEqual(env.EVENT_BUS_NAME, { Ref: logicalId(stack, stack.events.bus) });
         assert.deepEqual(env.LAUNCH_TEMPLATE_ID, { Ref: logicalId(stack, stack.compute.launchTemplate) });
         assert.deepEqual(env.LOG_GROUP_NAME, { Ref: logicalId(stack, stack.compute.jobLogGroup) });
-        assert.deepEqual(JSON.parse(env.POOLS), { a10g: { instanceTypes: ['g5.xlarge'], gpusPerInstance: 1, memory: '14g' } });
+        assert.deepEqual(JSON.parse(env.POOLS), {
+          a10g: { instanceTypes: ['g5.xlarge'], gpusPerInstance: 1, memory: '14g' },
+        });
         // Defaults: no deployment-wide quota, a 10-minute agent bound, Ubuntu's root device.
         assert.equal(env.DEFAULT_QUOTAS, '{}');
         assert.equal(env.AGENT_TIMEOUT_SECONDS, '600');
@@ -200,38 +227,57 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       const code = resources[logicalId(stack, stack.tasks.function)].Properties.Code;
       assert.ok(code.S3Key, 'tasks function has a bundled asset');
       const assets = readFileSync(path.join(app.outdir, 'FlareStack.assets.json'), 'utf8');
-      const asset = Object.values(JSON.parse(assets).files as Record<string, any>).find((f) => code.S3Key === f.destinations[Object.keys(f.destinations)[0]].objectKey);
+      const asset = Object.values(JSON.parse(assets).files as Record<string, any>).find(
+        (f) => code.S3Key === f.destinations[Object.keys(f.destinations)[0]].objectKey,
+      );
       assert.ok(asset, 'the asset of the tasks function is in the manifest');
       const bundle = readFileSync(path.join(app.outdir, asset.source.path, 'index.mjs'), 'utf8');
-      assert.ok(bundle.startsWith("import { createRequire as flareCreateRequire } from 'node:module';"), 'the banner opens the bundle');
+      assert.ok(
+        bundle.startsWith("import { createRequire as flareCreateRequire } from 'node:module';"),
+        'the banner opens the bundle',
+      );
     });
 
     it('let the state machine, and only it, reach the tasks function', () => {
       const role = resources[logicalId(stack, stack.workflow.stateMachine)].Properties.RoleArn['Fn::GetAtt'][0];
       const tasks = logicalId(stack, stack.tasks.function);
-      const invokes = statements(resources).filter(({ statement }) => actionsOf(statement).includes('lambda:InvokeFunction'));
+      const invokes = statements(resources).filter(({ statement }) =>
+        actionsOf(statement).includes('lambda:InvokeFunction'),
+      );
       const ofTasks = invokes.filter(({ statement }) => JSON.stringify(statement.Resource).includes(tasks));
-      assert.deepEqual(ofTasks.map(({ statement }) => statement.Resource), [{ 'Fn::GetAtt': [tasks, 'Arn'] }]);
+      assert.deepEqual(
+        ofTasks.map(({ statement }) => statement.Resource),
+        [{ 'Fn::GetAtt': [tasks, 'Arn'] }],
+      );
       assert.deepEqual(resources[ofTasks[0].policy].Properties.Roles, [{ Ref: role }]);
       // The only other invoker is the custom resource framework, of the pool seeding function alone.
       const seed = logicalId(stack, stack.poolSeed.handler.function);
       for (const { statement } of invokes.filter((i) => !ofTasks.includes(i))) {
-        for (const resource of [statement.Resource].flat()) assert.match(render(resource), new RegExp(`^<${seed}\\.Arn>(:\\*)?$`));
+        for (const resource of [statement.Resource].flat())
+          assert.match(render(resource), new RegExp(`^<${seed}\\.Arn>(:\\*)?$`));
       }
     });
 
     it('let both handlers start executions, answer task tokens and publish events, on this machine and bus only', () => {
       for (const fn of [stack.api, stack.tasks]) {
-        const mine = statements(resources).filter(({ policy }) => JSON.stringify(resources[policy].Properties.Roles).includes(logicalId(stack, fn.role)));
-        const grants = (action: string) => mine.filter(({ statement }) => actionsOf(statement).includes(action)).map(({ statement }) => JSON.stringify(statement.Resource));
+        const mine = statements(resources).filter(({ policy }) =>
+          JSON.stringify(resources[policy].Properties.Roles).includes(logicalId(stack, fn.role)),
+        );
+        const grants = (action: string) =>
+          mine
+            .filter(({ statement }) => actionsOf(statement).includes(action))
+            .map(({ statement }) => JSON.stringify(statement.Resource));
         for (const action of ['states:StartExecution', 'states:SendTaskSuccess']) {
           const resourcesFor = grants(action);
           assert.equal(resourcesFor.length, 1, `${fn.node.id}: ${action}`);
           assert.match(resourcesFor[0], /:stateMachine:FlareStack-job-lifecycle/);
         }
         // Least privilege: no code path fails a task or sends a heartbeat.
-        for (const action of ['states:SendTaskFailure', 'states:SendTaskHeartbeat']) assert.deepEqual(grants(action), [], `${fn.node.id}: ${action}`);
-        assert.deepEqual(grants('events:PutEvents'), [JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.events.bus), 'Arn'] })]);
+        for (const action of ['states:SendTaskFailure', 'states:SendTaskHeartbeat'])
+          assert.deepEqual(grants(action), [], `${fn.node.id}: ${action}`);
+        assert.deepEqual(grants('events:PutEvents'), [
+          JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.events.bus), 'Arn'] }),
+        ]);
       }
     });
   });
@@ -241,10 +287,14 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       const props = resources[logicalId(stack, stack.workflow.stateMachine)].Properties;
       const asl = readFileSync(ASL_PATH, 'utf8');
       assert.equal(props.DefinitionString, asl, 'deployed inline from the file, not as an S3 asset');
-      assert.deepEqual(props.DefinitionSubstitutions, { TasksFunctionArn: { 'Fn::GetAtt': [logicalId(stack, stack.tasks.function), 'Arn'] } });
+      assert.deepEqual(props.DefinitionSubstitutions, {
+        TasksFunctionArn: { 'Fn::GetAtt': [logicalId(stack, stack.tasks.function), 'Arn'] },
+      });
 
       // What CloudFormation will do: replace each ${Key} with its substitution.
-      const deployed = props.DefinitionString.replace(/\$\{([^}]*)\}/g, (whole: string, key: string) => (key in props.DefinitionSubstitutions ? '<TASKS_FUNCTION_ARN>' : whole));
+      const deployed = props.DefinitionString.replace(/\$\{([^}]*)\}/g, (whole: string, key: string) =>
+        key in props.DefinitionSubstitutions ? '<TASKS_FUNCTION_ARN>' : whole,
+      );
       assert.ok(!deployed.includes('${'), 'a placeholder is left unsubstituted');
       const definition = JSON.parse(deployed);
       const tasks: any[] = [];
@@ -259,8 +309,14 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       walk(definition.States);
       assert.ok(tasks.length > 0);
       for (const task of tasks) {
-        const target = task.Resource.startsWith('arn:aws:states:::lambda:invoke') ? task.Parameters?.FunctionName : task.Resource;
-        assert.equal(target, '<TASKS_FUNCTION_ARN>', `task ${JSON.stringify(task).slice(0, 80)} targets the tasks function`);
+        const target = task.Resource.startsWith('arn:aws:states:::lambda:invoke')
+          ? task.Parameters?.FunctionName
+          : task.Resource;
+        assert.equal(
+          target,
+          '<TASKS_FUNCTION_ARN>',
+          `task ${JSON.stringify(task).slice(0, 80)} targets the tasks function`,
+        );
       }
     });
 
@@ -270,7 +326,13 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
         TracingConfiguration: { Enabled: true },
         LoggingConfiguration: Match.objectLike({
           Level: 'ALL',
-          Destinations: [{ CloudWatchLogsLogGroup: { LogGroupArn: { 'Fn::GetAtt': [logicalId(stack, stack.workflow.logGroup), 'Arn'] } } }],
+          Destinations: [
+            {
+              CloudWatchLogsLogGroup: {
+                LogGroupArn: { 'Fn::GetAtt': [logicalId(stack, stack.workflow.logGroup), 'Arn'] },
+              },
+            },
+          ],
         }),
       });
     });
@@ -313,13 +375,20 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
         SourceSecurityGroupId: { 'Fn::GetAtt': [group, 'GroupId'] },
         IpProtocol: '-1',
       });
-      const ingress = Object.values(resources).filter((r) => r.Type === 'AWS::EC2::SecurityGroupIngress' && JSON.stringify(r.Properties.GroupId).includes(group));
+      const ingress = Object.values(resources).filter(
+        (r) => r.Type === 'AWS::EC2::SecurityGroupIngress' && JSON.stringify(r.Properties.GroupId).includes(group),
+      );
       assert.equal(ingress.length, 1, 'one ingress rule: the group itself');
-      assert.equal(resources[group].Properties.SecurityGroupIngress, undefined, 'no inline ingress (no CIDR, no other group)');
+      assert.equal(
+        resources[group].Properties.SecurityGroupIngress,
+        undefined,
+        'no inline ingress (no CIDR, no other group)',
+      );
     });
 
     it('user data lets only root reach the instance metadata service (multi-node jobs share the host network as non-root)', () => {
-      const userData: string = resources[logicalId(stack, stack.compute.launchTemplate)].Properties.LaunchTemplateData.UserData['Fn::Base64'];
+      const userData: string =
+        resources[logicalId(stack, stack.compute.launchTemplate)].Properties.LaunchTemplateData.UserData['Fn::Base64'];
       const line = userData.split('\n').find((l) => l.includes('/etc/systemd/system/flare-imds-guard.service'));
       assert.ok(line, 'the user data writes the guard unit');
       const dir = mkdtempSync(path.join(tmpdir(), 'flare-imds-'));
@@ -330,12 +399,16 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       assert.match(unit, /^Type=oneshot$/m);
       assert.ok(unit.includes('iptables -C OUTPUT -d 169.254.169.254/32 -m owner ! --uid-owner 0 -j REJECT'), unit);
       assert.ok(unit.includes('iptables -I OUTPUT -d 169.254.169.254/32 -m owner ! --uid-owner 0 -j REJECT'), unit);
-      assert.ok(userData.includes('systemctl enable --now flare-imds-guard.service'), 'enabled, so it is back after a reboot');
+      assert.ok(
+        userData.includes('systemctl enable --now flare-imds-guard.service'),
+        'enabled, so it is back after a reboot',
+      );
       rmSync(dir, { recursive: true, force: true });
     });
 
     it('user data installs the dead-man switch as a service, with the 15-minute default grace (test/infra/dead-man-switch.test.ts runs it)', () => {
-      const userData: string = resources[logicalId(stack, stack.compute.launchTemplate)].Properties.LaunchTemplateData.UserData['Fn::Base64'];
+      const userData: string =
+        resources[logicalId(stack, stack.compute.launchTemplate)].Properties.LaunchTemplateData.UserData['Fn::Base64'];
       const match = /<<'FLARE_EOF'\n([\s\S]*?)\nFLARE_EOF/.exec(userData);
       assert.ok(match, 'the user data installs the switch from a quoted heredoc');
       assert.equal(match[1], deadManSwitchScript(15));
@@ -357,22 +430,39 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
 
     it('resolves the GPU AMI from the Deep Learning Base AMI parameter', () => {
       const parameters = template.toJSON().Parameters as Record<string, any>;
-      assert.ok(Object.values(parameters).some((p) => p.Default === DEFAULT_GPU_AMI_PARAMETER && String(p.Type).includes('AWS::EC2::Image::Id')));
+      assert.ok(
+        Object.values(parameters).some(
+          (p) => p.Default === DEFAULT_GPU_AMI_PARAMETER && String(p.Type).includes('AWS::EC2::Image::Id'),
+        ),
+      );
     });
 
     it('gives instances SSM core, their log group and ECR pulls only', () => {
       const role = resources[logicalId(stack, stack.compute.instanceRole)].Properties;
       assert.equal(role.ManagedPolicyArns.length, 1);
       assert.match(JSON.stringify(role.ManagedPolicyArns[0]), /:iam::aws:policy\/AmazonSSMManagedInstanceCore/);
-      const own = statements(resources).filter(({ policy }) => JSON.stringify(resources[policy].Properties.Roles).includes(logicalId(stack, stack.compute.instanceRole)));
+      const own = statements(resources).filter(({ policy }) =>
+        JSON.stringify(resources[policy].Properties.Roles).includes(logicalId(stack, stack.compute.instanceRole)),
+      );
       const writes = own.filter(({ statement }) => actionsOf(statement).some((a) => a === 'logs:PutLogEvents'));
-      assert.deepEqual(writes.map(({ statement }) => statement.Resource), [{ 'Fn::GetAtt': [logicalId(stack, stack.compute.jobLogGroup), 'Arn'] }]);
+      assert.deepEqual(
+        writes.map(({ statement }) => statement.Resource),
+        [{ 'Fn::GetAtt': [logicalId(stack, stack.compute.jobLogGroup), 'Arn'] }],
+      );
       // The ECR statements themselves: test/infra/ecr-pull.test.ts.
-      assert.ok(own.every(({ statement }) => actionsOf(statement).every((a) => a.startsWith('logs:') || a.startsWith('ecr:'))), 'nothing but logs and ECR pulls besides SSM core');
+      assert.ok(
+        own.every(({ statement }) => actionsOf(statement).every((a) => a.startsWith('logs:') || a.startsWith('ecr:'))),
+        'nothing but logs and ECR pulls besides SSM core',
+      );
     });
 
     it('lets the tasks function create only managed-by=flare instances from the Flare template', () => {
-      const launchTemplateArn = Match.objectLike({ 'Fn::Join': ['', Match.arrayWith([':launch-template/', { Ref: logicalId(stack, stack.compute.launchTemplate) }])] });
+      const launchTemplateArn = Match.objectLike({
+        'Fn::Join': [
+          '',
+          Match.arrayWith([':launch-template/', { Ref: logicalId(stack, stack.compute.launchTemplate) }]),
+        ],
+      });
       template.hasResourceProperties('AWS::IAM::Policy', {
         Roles: [{ Ref: logicalId(stack, stack.tasks.role) }],
         PolicyDocument: {
@@ -380,12 +470,40 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
             Match.objectLike({
               Action: 'ec2:RunInstances',
               Resource: Match.objectLike({ 'Fn::Join': ['', Match.arrayWith([':instance/*'])] }),
-              Condition: { StringEquals: { 'aws:RequestTag/managed-by': 'flare', 'aws:RequestTag/flare:deployment': stack.stackName }, ArnEquals: { 'ec2:LaunchTemplate': launchTemplateArn } },
+              Condition: {
+                StringEquals: {
+                  'aws:RequestTag/managed-by': 'flare',
+                  'aws:RequestTag/flare:deployment': stack.stackName,
+                },
+                ArnEquals: { 'ec2:LaunchTemplate': launchTemplateArn },
+              },
             }),
-            Match.objectLike({ Action: 'ec2:RunInstances', Condition: { ArnEquals: { 'ec2:LaunchTemplate': launchTemplateArn } } }),
-            Match.objectLike({ Action: 'ec2:CreateTags', Condition: { StringEquals: { 'ec2:CreateAction': 'RunInstances' } } }),
-            Match.objectLike({ Action: 'ec2:TerminateInstances', Condition: { StringEquals: { 'aws:ResourceTag/managed-by': 'flare', 'aws:ResourceTag/flare:deployment': stack.stackName } } }),
-            Match.objectLike({ Action: 'ssm:SendCommand', Condition: { StringEquals: { 'aws:ResourceTag/managed-by': 'flare', 'aws:ResourceTag/flare:deployment': stack.stackName } } }),
+            Match.objectLike({
+              Action: 'ec2:RunInstances',
+              Condition: { ArnEquals: { 'ec2:LaunchTemplate': launchTemplateArn } },
+            }),
+            Match.objectLike({
+              Action: 'ec2:CreateTags',
+              Condition: { StringEquals: { 'ec2:CreateAction': 'RunInstances' } },
+            }),
+            Match.objectLike({
+              Action: 'ec2:TerminateInstances',
+              Condition: {
+                StringEquals: {
+                  'aws:ResourceTag/managed-by': 'flare',
+                  'aws:ResourceTag/flare:deployment': stack.stackName,
+                },
+              },
+            }),
+            Match.objectLike({
+              Action: 'ssm:SendCommand',
+              Condition: {
+                StringEquals: {
+                  'aws:ResourceTag/managed-by': 'flare',
+                  'aws:ResourceTag/flare:deployment': stack.stackName,
+                },
+              },
+            }),
             Match.objectLike({
               Action: 'ssm:SendCommand',
               Resource: Match.objectLike({ 'Fn::Join': ['', Match.arrayWith(['::document/AWS-RunShellScript'])] }),
@@ -406,7 +524,9 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
         'ec2:CreateTags': (s) => s.Condition?.StringEquals?.['ec2:CreateAction'] === 'RunInstances',
         'ec2:TerminateInstances': (s) => s.Condition?.StringEquals?.['aws:ResourceTag/managed-by'] === 'flare',
         'iam:PassRole': (s) => s.Condition?.StringEquals?.['iam:PassedToService'] === 'ec2.amazonaws.com',
-        'ssm:SendCommand': (s) => s.Condition?.StringEquals?.['aws:ResourceTag/managed-by'] === 'flare' || /document\/AWS-RunShellScript/.test(JSON.stringify(s.Resource)),
+        'ssm:SendCommand': (s) =>
+          s.Condition?.StringEquals?.['aws:ResourceTag/managed-by'] === 'flare' ||
+          /document\/AWS-RunShellScript/.test(JSON.stringify(s.Resource)),
       };
       const found = new Set<string>();
       for (const { policy, statement } of statements(resources)) {
@@ -414,12 +534,18 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
           assert.ok(!action.includes('*'), `${policy} grants wildcard action ${action}`);
           if (!(action in guarded)) continue;
           found.add(action);
-          assert.ok(guarded[action](statement), `${policy}: ${action} without its condition: ${JSON.stringify(statement)}`);
+          assert.ok(
+            guarded[action](statement),
+            `${policy}: ${action} without its condition: ${JSON.stringify(statement)}`,
+          );
           assert.notEqual(statement.Resource, '*', `${policy}: ${action} on *`);
         }
       }
       assert.deepEqual([...found].sort(), Object.keys(guarded).sort());
-      const instanceRunStatement = statements(resources).find(({ statement }) => actionsOf(statement).includes('ec2:RunInstances') && /:instance\/\*/.test(JSON.stringify(statement.Resource)));
+      const instanceRunStatement = statements(resources).find(
+        ({ statement }) =>
+          actionsOf(statement).includes('ec2:RunInstances') && /:instance\/\*/.test(JSON.stringify(statement.Resource)),
+      );
       assert.equal(instanceRunStatement?.statement.Condition.StringEquals['aws:RequestTag/managed-by'], 'flare');
     });
   });
@@ -431,20 +557,40 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       const [authorizerId, authorizer] = authorizers[0];
       assert.equal(authorizer.Properties.AuthorizerType, 'JWT');
       assert.match(JSON.stringify(authorizer.Properties.JwtConfiguration.Issuer), /https:\/\/cognito-idp\./);
-      assert.deepEqual(authorizer.Properties.JwtConfiguration.Audience, [{ Ref: logicalId(stack, stack.httpApi.userPoolClient!) }]);
+      assert.deepEqual(authorizer.Properties.JwtConfiguration.Audience, [
+        { Ref: logicalId(stack, stack.httpApi.userPoolClient!) },
+      ]);
 
-      template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'ANY /v1/{proxy+}', AuthorizationType: 'JWT', AuthorizerId: { Ref: authorizerId } });
+      template.hasResourceProperties('AWS::ApiGatewayV2::Route', {
+        RouteKey: 'ANY /v1/{proxy+}',
+        AuthorizationType: 'JWT',
+        AuthorizerId: { Ref: authorizerId },
+      });
       const servedPublicly = apiRoutes(() => {
         throw new Error('unused');
       })
         .filter((r) => r.public)
         .map((r) => `GET ${r.path}`);
-      assert.deepEqual([...PUBLIC_ROUTES].map((p) => `GET ${p}`).sort(), servedPublicly.sort(), "the stack's public routes are the API's public routes");
+      assert.deepEqual(
+        [...PUBLIC_ROUTES].map((p) => `GET ${p}`).sort(),
+        servedPublicly.sort(),
+        "the stack's public routes are the API's public routes",
+      );
       for (const key of ['GET /', 'GET /v1', 'GET /v1/health', 'GET /v1/openapi.json']) {
-        template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: key, AuthorizationType: 'NONE', AuthorizerId: Match.absent() });
+        template.hasResourceProperties('AWS::ApiGatewayV2::Route', {
+          RouteKey: key,
+          AuthorizationType: 'NONE',
+          AuthorizerId: Match.absent(),
+        });
       }
       const routes = Object.values(resources).filter((r) => r.Type === 'AWS::ApiGatewayV2::Route');
-      assert.deepEqual(routes.map((r) => r.Properties.RouteKey).sort(), ['ANY /v1/{proxy+}', 'GET /', 'GET /v1', 'GET /v1/health', 'GET /v1/openapi.json']);
+      assert.deepEqual(routes.map((r) => r.Properties.RouteKey).sort(), [
+        'ANY /v1/{proxy+}',
+        'GET /',
+        'GET /v1',
+        'GET /v1/health',
+        'GET /v1/openapi.json',
+      ]);
     });
 
     it('creates an admin group in the user pool, with MFA required and no self sign-up', () => {
@@ -459,7 +605,10 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
         StageName: '$default',
         AutoDeploy: true,
-        AccessLogSettings: { DestinationArn: { 'Fn::GetAtt': [logicalId(stack, stack.httpApi.accessLogs), 'Arn'] }, Format: Match.stringLikeRegexp('\\$context\\.requestId') },
+        AccessLogSettings: {
+          DestinationArn: { 'Fn::GetAtt': [logicalId(stack, stack.httpApi.accessLogs), 'Arn'] },
+          Format: Match.stringLikeRegexp('\\$context\\.requestId'),
+        },
         DefaultRouteSettings: { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
       });
     });
@@ -473,7 +622,10 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
     template.resourceCountIs('AWS::EC2::VPC', 1);
     template.hasResourceProperties('AWS::EC2::FlowLog', { TrafficType: 'REJECT' });
     const subnets = Object.values(resources).filter((r) => r.Type === 'AWS::EC2::Subnet');
-    assert.ok(subnets.every((s) => s.Properties.MapPublicIpOnLaunch === false), 'no subnet maps public IPs');
+    assert.ok(
+      subnets.every((s) => s.Properties.MapPublicIpOnLaunch === false),
+      'no subnet maps public IPs',
+    );
   });
 
   describe('completion events (default bus)', () => {
@@ -492,7 +644,19 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
           source: ['aws.ssm'],
           'detail-type': ['EC2 Command Invocation Status-change Notification'],
           // Delivery failures and cancels too: they fail the job at once instead of at its live timeout.
-          detail: { 'document-name': ['AWS-RunShellScript'], status: ['Success', 'Failed', 'TimedOut', 'Cancelled', 'DeliveryTimedOut', 'ExecutionTimedOut', 'Undeliverable', 'Terminated'] },
+          detail: {
+            'document-name': ['AWS-RunShellScript'],
+            status: [
+              'Success',
+              'Failed',
+              'TimedOut',
+              'Cancelled',
+              'DeliveryTimedOut',
+              'ExecutionTimedOut',
+              'Undeliverable',
+              'Terminated',
+            ],
+          },
         },
         Targets: [target()],
       });
@@ -535,9 +699,17 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
         'sqs:GetQueueUrl',
         ...[...grants.keys()].filter((a) => a.startsWith('dynamodb:')),
       ]);
-      assert.deepEqual([...grants.keys()].filter((a) => !allowed.has(a)), []);
+      assert.deepEqual(
+        [...grants.keys()].filter((a) => !allowed.has(a)),
+        [],
+      );
       assert.deepEqual(grants.get('sqs:SendMessage'), [JSON.stringify(dlqArn())]);
-      for (const [action, on] of grants) if (action.startsWith('dynamodb:')) assert.ok(on.every((r) => r.includes('Tables')), `${action} on ${on}`);
+      for (const [action, on] of grants)
+        if (action.startsWith('dynamodb:'))
+          assert.ok(
+            on.every((r) => r.includes('Tables')),
+            `${action} on ${on}`,
+          );
     });
   });
 
@@ -545,12 +717,17 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
     it('runs every 5 minutes by default', () => {
       template.hasResourceProperties('AWS::Events::Rule', {
         ScheduleExpression: 'rate(5 minutes)',
-        Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [logicalId(stack, stack.reconciler.handler.function), 'Arn'] } })],
+        Targets: [
+          Match.objectLike({ Arn: { 'Fn::GetAtt': [logicalId(stack, stack.reconciler.handler.function), 'Arn'] } }),
+        ],
       });
     });
 
     it('does not retry a failed run (the next one repeats it) and never runs longer than a period', () => {
-      template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', { FunctionName: { Ref: logicalId(stack, stack.reconciler.handler.function) }, MaximumRetryAttempts: 0 });
+      template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+        FunctionName: { Ref: logicalId(stack, stack.reconciler.handler.function) },
+        MaximumRetryAttempts: 0,
+      });
       assert.equal(resources[logicalId(stack, stack.reconciler.handler.function)].Properties.Timeout, 300);
     });
 
@@ -562,7 +739,12 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
             Match.objectLike({
               Action: 'ec2:TerminateInstances',
               Resource: Match.objectLike({ 'Fn::Join': ['', Match.arrayWith([':instance/*'])] }),
-              Condition: { StringEquals: { 'aws:ResourceTag/managed-by': 'flare', 'aws:ResourceTag/flare:deployment': stack.stackName } },
+              Condition: {
+                StringEquals: {
+                  'aws:ResourceTag/managed-by': 'flare',
+                  'aws:ResourceTag/flare:deployment': stack.stackName,
+                },
+              },
             }),
           ],
         },
@@ -573,9 +755,18 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
         assert.equal(grants.get(action)?.length, 1, action);
         assert.match(grants.get(action)![0], /:stateMachine:FlareStack-job-lifecycle/);
       }
-      assert.deepEqual(grants.get('events:PutEvents'), [JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.events.bus), 'Arn'] })]);
+      assert.deepEqual(grants.get('events:PutEvents'), [
+        JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.events.bus), 'Arn'] }),
+      ]);
       assert.deepEqual(grants.get('ec2:DescribeInstances'), ['"*"']);
-      for (const action of ['ec2:RunInstances', 'ec2:CreateTags', 'ssm:SendCommand', 'iam:PassRole', 'states:SendTaskFailure']) assert.equal(grants.get(action), undefined, action);
+      for (const action of [
+        'ec2:RunInstances',
+        'ec2:CreateTags',
+        'ssm:SendCommand',
+        'iam:PassRole',
+        'states:SendTaskFailure',
+      ])
+        assert.equal(grants.get(action), undefined, action);
     });
 
     it('raises an alarm on the alarm topic when two runs in a row fail', () => {
@@ -610,19 +801,39 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
         MaximumRetryAttempts: 10,
         ParallelizationFactor: 1,
         StartingPosition: 'TRIM_HORIZON',
-        DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [logicalId(stack, stack.jobEvents.deadLetters.queue), 'Arn'] } } },
+        DestinationConfig: {
+          OnFailure: { Destination: { 'Fn::GetAtt': [logicalId(stack, stack.jobEvents.deadLetters.queue), 'Arn'] } },
+        },
         FilterCriteria: { Filters: [{ Pattern: JSON.stringify({ eventName: ['INSERT', 'MODIFY'] }) }] },
       });
     });
 
     it('lets the stream publisher put events on the flare bus and nowhere else, and touch no table item', () => {
       const grants = grantsOf(stack, resources, stack.jobEvents.handler);
-      assert.deepEqual(grants.get('events:PutEvents'), [JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.events.bus), 'Arn'] })]);
+      assert.deepEqual(grants.get('events:PutEvents'), [
+        JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.events.bus), 'Arn'] }),
+      ]);
       const stream = JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.tables.jobs), 'StreamArn'] });
-      for (const action of ['dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:DescribeStream']) assert.deepEqual(grants.get(action), [stream], action);
-      const allowed = new Set([...BASELINE_ACTIONS, 'events:PutEvents', 'dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:DescribeStream', 'dynamodb:ListStreams', 'sqs:SendMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl']);
-      assert.deepEqual([...grants.keys()].filter((a) => !allowed.has(a)), []);
-      assert.deepEqual(grants.get('sqs:SendMessage'), [JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.jobEvents.deadLetters.queue), 'Arn'] })]);
+      for (const action of ['dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:DescribeStream'])
+        assert.deepEqual(grants.get(action), [stream], action);
+      const allowed = new Set([
+        ...BASELINE_ACTIONS,
+        'events:PutEvents',
+        'dynamodb:GetRecords',
+        'dynamodb:GetShardIterator',
+        'dynamodb:DescribeStream',
+        'dynamodb:ListStreams',
+        'sqs:SendMessage',
+        'sqs:GetQueueAttributes',
+        'sqs:GetQueueUrl',
+      ]);
+      assert.deepEqual(
+        [...grants.keys()].filter((a) => !allowed.has(a)),
+        [],
+      );
+      assert.deepEqual(grants.get('sqs:SendMessage'), [
+        JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.jobEvents.deadLetters.queue), 'Arn'] }),
+      ]);
     });
 
     it('gives the stream publisher EVENT_BUS_NAME and nothing else', () => {
@@ -634,7 +845,9 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
 
   it('deploys no notifier and no rule on the flare bus when no chat channel is configured', () => {
     assert.equal(stack.notifier, undefined);
-    const onFlareBus = Object.values(resources).filter((r) => r.Type === 'AWS::Events::Rule' && r.Properties.EventBusName !== undefined);
+    const onFlareBus = Object.values(resources).filter(
+      (r) => r.Type === 'AWS::Events::Rule' && r.Properties.EventBusName !== undefined,
+    );
     assert.deepEqual(onFlareBus, []);
     const functions = Object.values(resources).filter((r) => r.Type === 'AWS::Lambda::Function');
     assert.ok(!functions.some((f) => f.Properties.Environment?.Variables?.NOTIFY_CHANNELS !== undefined));
@@ -648,7 +861,15 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
         assert.equal(queue.Properties.SqsManagedSseEnabled, true, id);
         template.hasResourceProperties('AWS::SQS::QueuePolicy', {
           Queues: [{ Ref: id }],
-          PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Action: 'sqs:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+          PolicyDocument: {
+            Statement: Match.arrayWith([
+              Match.objectLike({
+                Effect: 'Deny',
+                Action: 'sqs:*',
+                Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+              }),
+            ]),
+          },
         });
       }
     });
@@ -680,11 +901,26 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: { 'Fn::GetAtt': [key, 'Arn'] } });
       template.hasResourceProperties('AWS::KMS::Key', {
         EnableKeyRotation: true,
-        KeyPolicy: { Statement: Match.arrayWith([Match.objectLike({ Principal: { Service: 'cloudwatch.amazonaws.com' }, Action: ['kms:Decrypt', 'kms:GenerateDataKey*'] })]) },
+        KeyPolicy: {
+          Statement: Match.arrayWith([
+            Match.objectLike({
+              Principal: { Service: 'cloudwatch.amazonaws.com' },
+              Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+            }),
+          ]),
+        },
       });
       template.hasResourceProperties('AWS::SNS::TopicPolicy', {
         Topics: [{ Ref: logicalId(stack, stack.alarms.topic) }],
-        PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Action: 'sns:Publish', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({
+              Effect: 'Deny',
+              Action: 'sns:Publish',
+              Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+            }),
+          ]),
+        },
       });
       template.resourceCountIs('AWS::SNS::Subscription', 0);
     });
@@ -694,23 +930,35 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
     it('carries the configured pools and the pools table to the seeding function through the provider framework', () => {
       const [resource] = Object.values(resources).filter((r) => r.Type === 'Custom::FlarePools');
       assert.ok(resource, 'a Custom::FlarePools resource');
-      assert.deepEqual(JSON.parse(resource.Properties.Pools), [{ name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 4 }]);
+      assert.deepEqual(JSON.parse(resource.Properties.Pools), [
+        { name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 4 },
+      ]);
       assert.deepEqual(resource.Properties.PoolsTable, { Ref: logicalId(stack, stack.tables.pools) });
       const token = resource.Properties.ServiceToken['Fn::GetAtt'][0];
-      assert.equal(resources[token].Properties.Environment.Variables.USER_ON_EVENT_FUNCTION_ARN['Fn::GetAtt'][0], logicalId(stack, stack.poolSeed.handler.function));
+      assert.equal(
+        resources[token].Properties.Environment.Variables.USER_ON_EVENT_FUNCTION_ARN['Fn::GetAtt'][0],
+        logicalId(stack, stack.poolSeed.handler.function),
+      );
     });
 
     it('lets the seeding function update items of the pools table and nothing else', () => {
       const grants = grantsOf(stack, resources, stack.poolSeed.handler);
-      assert.deepEqual(grants.get('dynamodb:UpdateItem'), [JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.tables.pools), 'Arn'] })]);
-      assert.deepEqual([...grants.keys()].filter((a) => !BASELINE_ACTIONS.includes(a)), ['dynamodb:UpdateItem']);
+      assert.deepEqual(grants.get('dynamodb:UpdateItem'), [
+        JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, stack.tables.pools), 'Arn'] }),
+      ]);
+      assert.deepEqual(
+        [...grants.keys()].filter((a) => !BASELINE_ACTIONS.includes(a)),
+        ['dynamodb:UpdateItem'],
+      );
     });
   });
 
   describe('cdk-nag AwsSolutions', () => {
     it('reports no unacknowledged finding', () => {
       const report = new AwsSolutionsChecks().validateScope(app);
-      const findings = report.violations.map((v) => `${v.severity} ${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`);
+      const findings = report.violations.map(
+        (v) => `${v.severity} ${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`,
+      );
       assert.deepEqual(findings, []);
     });
 
@@ -718,7 +966,8 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       const acknowledgements: [string, string][] = [];
       const walk = (c: IConstruct) => {
         for (const entry of c.node.metadata) {
-          if (entry.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY) acknowledgements.push(...Object.entries(entry.data as Record<string, string>));
+          if (entry.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY)
+            acknowledgements.push(...Object.entries(entry.data as Record<string, string>));
         }
         c.node.children.forEach(walk);
       };
@@ -731,7 +980,13 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       }
       // A new kind of suppression is a decision: add it here and to lib/README.md.
       const rules = new Set(nag.map(([id]) => id.replace(/^.*(AwsSolutions-[A-Z]+\d+).*$/, '$1')));
-      assert.deepEqual([...rules].sort(), ['AwsSolutions-APIG4', 'AwsSolutions-COG8', 'AwsSolutions-IAM4', 'AwsSolutions-IAM5', 'AwsSolutions-SQS3']);
+      assert.deepEqual([...rules].sort(), [
+        'AwsSolutions-APIG4',
+        'AwsSolutions-COG8',
+        'AwsSolutions-IAM4',
+        'AwsSolutions-IAM5',
+        'AwsSolutions-SQS3',
+      ]);
     });
   });
 });
@@ -753,7 +1008,13 @@ describe('FlareStack with an existing VPC, an OIDC issuer and custom pools', () 
       'flare:gpuAmiParameter': '/my/gpu/ami',
       'flare:pools': JSON.stringify([
         { name: 'a100', instanceType: 'p4d.24xlarge', gpusPerInstance: 8, maxGpus: 16, containerMemory: '1000g' },
-        { name: 'l4', instanceType: 'g6.xlarge', fallbackInstanceTypes: ['g6.2xlarge'], gpusPerInstance: 1, maxGpus: 8 },
+        {
+          name: 'l4',
+          instanceType: 'g6.xlarge',
+          fallbackInstanceTypes: ['g6.2xlarge'],
+          gpusPerInstance: 1,
+          maxGpus: 8,
+        },
       ]),
     }));
     resources = template.toJSON().Resources;
@@ -767,7 +1028,12 @@ describe('FlareStack with an existing VPC, an OIDC issuer and custom pools', () 
     template.hasResourceProperties('AWS::IAM::Policy', {
       PolicyDocument: {
         Statement: Match.arrayWith([
-          Match.objectLike({ Action: 'ec2:RunInstances', Resource: Match.arrayWith([Match.objectLike({ 'Fn::Join': ['', Match.arrayWith([':subnet/subnet-0123456789abcdef1'])] })]) }),
+          Match.objectLike({
+            Action: 'ec2:RunInstances',
+            Resource: Match.arrayWith([
+              Match.objectLike({ 'Fn::Join': ['', Match.arrayWith([':subnet/subnet-0123456789abcdef1'])] }),
+            ]),
+          }),
         ]),
       },
     });
@@ -786,7 +1052,7 @@ describe('FlareStack with an existing VPC, an OIDC issuer and custom pools', () 
     assert.ok(Object.values(parameters).some((p) => p.Default === '/my/gpu/ami'));
   });
 
-  it('tells the API the issuer\'s groups claim and admin group', () => {
+  it("tells the API the issuer's groups claim and admin group", () => {
     const env = resources[logicalId(stack, stack.api.function)].Properties.Environment.Variables;
     assert.equal(env.AUTH_GROUPS_CLAIM, 'groups');
     assert.equal(env.AUTH_ADMIN_GROUP, 'flare-admins');
@@ -806,14 +1072,26 @@ describe('FlareStack with an existing VPC, an OIDC issuer and custom pools', () 
       AuthorizerType: 'JWT',
       JwtConfiguration: { Issuer: issuer, Audience: ['flare-cli'] },
     });
-    template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'ANY /v1/{proxy+}', AuthorizationType: 'JWT' });
-    template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'GET /v1/health', AuthorizationType: 'NONE' });
+    template.hasResourceProperties('AWS::ApiGatewayV2::Route', {
+      RouteKey: 'ANY /v1/{proxy+}',
+      AuthorizationType: 'JWT',
+    });
+    template.hasResourceProperties('AWS::ApiGatewayV2::Route', {
+      RouteKey: 'GET /v1/health',
+      AuthorizationType: 'NONE',
+    });
   });
 });
 
 describe('FlareStack with chat channels, an alarm email and tuned settings', () => {
   const channels = [
-    { id: 'vision-slack', type: 'slack', secretName: 'flare/vision-slack', projects: ['vision'], states: ['SUCCEEDED', 'FAILED', 'EXPIRED'] },
+    {
+      id: 'vision-slack',
+      type: 'slack',
+      secretName: 'flare/vision-slack',
+      projects: ['vision'],
+      states: ['SUCCEEDED', 'FAILED', 'EXPIRED'],
+    },
     { id: 'ops-teams', type: 'teams', secretName: 'flare/ops-teams' },
   ];
   let app: App;
@@ -848,24 +1126,39 @@ describe('FlareStack with chat channels, an alarm email and tuned settings', () 
   it('creates the configured admin group in the Cognito pool and tells the API its name', () => {
     template.hasResourceProperties('AWS::Cognito::UserPoolGroup', { GroupName: 'flare-admins' });
     template.resourceCountIs('AWS::Cognito::UserPoolGroup', 1);
-    assert.equal(resources[logicalId(stack, stack.api.function)].Properties.Environment.Variables.AUTH_ADMIN_GROUP, 'flare-admins');
+    assert.equal(
+      resources[logicalId(stack, stack.api.function)].Properties.Environment.Variables.AUTH_ADMIN_GROUP,
+      'flare-admins',
+    );
   });
 
   it('runs the reconciler at the configured period, within it, and alarms per period', () => {
     template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 minute)' });
     assert.equal(resources[logicalId(stack, stack.reconciler.handler.function)].Properties.Timeout, 60);
-    template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'Errors', Period: 60, EvaluationPeriods: 2 });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'Errors',
+      Period: 60,
+      EvaluationPeriods: 2,
+    });
   });
 
   it('subscribes the alarm email to the alarm topic', () => {
-    template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'gpu-ops@example.com', TopicArn: { Ref: logicalId(stack, stack.alarms.topic) } });
+    template.hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: 'gpu-ops@example.com',
+      TopicArn: { Ref: logicalId(stack, stack.alarms.topic) },
+    });
   });
 
   it('routes each channel with one rule on the flare bus, by project and state when the channel says so', () => {
     const bus = { Ref: logicalId(stack, stack.events.bus) };
     template.hasResourceProperties('AWS::Events::Rule', {
       EventBusName: bus,
-      EventPattern: { source: ['flare'], 'detail-type': ['Job State Change'], detail: { project: ['vision'], state: ['SUCCEEDED', 'FAILED', 'EXPIRED'] } },
+      EventPattern: {
+        source: ['flare'],
+        'detail-type': ['Job State Change'],
+        detail: { project: ['vision'], state: ['SUCCEEDED', 'FAILED', 'EXPIRED'] },
+      },
     });
     template.hasResourceProperties('AWS::Events::Rule', {
       EventBusName: bus,
@@ -880,20 +1173,30 @@ describe('FlareStack with chat channels, an alarm email and tuned settings', () 
       const rule = resources[logicalId(stack, notifier.rules[id])].Properties;
       const [target] = rule.Targets;
       assert.deepEqual(target.Arn, { 'Fn::GetAtt': [logicalId(stack, notifier.queue), 'Arn'] });
-      assert.deepEqual(target.DeadLetterConfig, { Arn: { 'Fn::GetAtt': [logicalId(stack, notifier.undeliverable.queue), 'Arn'] } });
+      assert.deepEqual(target.DeadLetterConfig, {
+        Arn: { 'Fn::GetAtt': [logicalId(stack, notifier.undeliverable.queue), 'Arn'] },
+      });
       assert.equal(target.RetryPolicy.MaximumRetryAttempts, 8);
       // What EventBridge will send: the template with the whole event in place of <f1>.
       const { InputPathsMap, InputTemplate } = target.InputTransformer;
       const [[placeholder, jsonPath]] = Object.entries(InputPathsMap as Record<string, string>);
       assert.equal(jsonPath, '$');
-      const message = JSON.parse(InputTemplate.replace(`<${placeholder}>`, JSON.stringify({ 'detail-type': 'Job State Change', detail: { jobId: 'j1' } })));
+      const message = JSON.parse(
+        InputTemplate.replace(
+          `<${placeholder}>`,
+          JSON.stringify({ 'detail-type': 'Job State Change', detail: { jobId: 'j1' } }),
+        ),
+      );
       assert.deepEqual(message, { channel: id, event: { 'detail-type': 'Job State Change', detail: { jobId: 'j1' } } });
     }
   });
 
   it('moves a message to the dead-letter queue after 5 receives, and alarms on it', () => {
     template.hasResourceProperties('AWS::SQS::Queue', {
-      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [logicalId(stack, notifier.deadLetters.queue), 'Arn'] }, maxReceiveCount: 5 },
+      RedrivePolicy: {
+        deadLetterTargetArn: { 'Fn::GetAtt': [logicalId(stack, notifier.deadLetters.queue), 'Arn'] },
+        maxReceiveCount: 5,
+      },
       SqsManagedSseEnabled: true,
       VisibilityTimeout: 360,
     });
@@ -918,9 +1221,16 @@ describe('FlareStack with chat channels, an alarm email and tuned settings', () 
     const env = resources[logicalId(stack, notifier.handler.function)].Properties.Environment.Variables;
     assert.deepEqual(Object.keys(env).sort(), ['IDEMPOTENCY_TABLE', 'NODE_OPTIONS', 'NOTIFY_CHANNELS']);
     assert.deepEqual(env.IDEMPOTENCY_TABLE, { Ref: logicalId(stack, stack.tables.idempotency) });
-    const secretArn = (name: string) => `arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${name}`;
+    const secretArn = (name: string) =>
+      `arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${name}`;
     assert.deepEqual(JSON.parse(render(env.NOTIFY_CHANNELS)), [
-      { id: 'vision-slack', type: 'slack', secretArn: secretArn('flare/vision-slack'), projects: ['vision'], states: ['SUCCEEDED', 'FAILED', 'EXPIRED'] },
+      {
+        id: 'vision-slack',
+        type: 'slack',
+        secretArn: secretArn('flare/vision-slack'),
+        projects: ['vision'],
+        states: ['SUCCEEDED', 'FAILED', 'EXPIRED'],
+      },
       { id: 'ops-teams', type: 'teams', secretArn: secretArn('flare/ops-teams') },
     ]);
   });
@@ -934,11 +1244,24 @@ describe('FlareStack with chat channels, an alarm email and tuned settings', () 
     ]);
     const tables = [...grants].filter(([a]) => a.startsWith('dynamodb:')).flatMap(([, on]) => on);
     assert.ok(tables.length > 0);
-    for (const on of tables) assert.ok(on.includes(logicalId(stack, stack.tables.idempotency)) || on.includes('AWS::NoValue'), `dynamodb on ${on}`);
+    for (const on of tables)
+      assert.ok(
+        on.includes(logicalId(stack, stack.tables.idempotency)) || on.includes('AWS::NoValue'),
+        `dynamodb on ${on}`,
+      );
     for (const key of ['jobs', 'quotas', 'pools', 'catalog'] as const) {
-      assert.ok(!JSON.stringify(statementsOf(stack, resources, notifier.handler)).includes(logicalId(stack, stack.tables[key])), `notifier reaches ${key}`);
+      assert.ok(
+        !JSON.stringify(statementsOf(stack, resources, notifier.handler)).includes(logicalId(stack, stack.tables[key])),
+        `notifier reaches ${key}`,
+      );
     }
-    for (const action of ['events:PutEvents', 'states:StartExecution', 'ec2:DescribeInstances', 'secretsmanager:ListSecrets']) assert.equal(grants.get(action), undefined, action);
+    for (const action of [
+      'events:PutEvents',
+      'states:StartExecution',
+      'ec2:DescribeInstances',
+      'secretsmanager:ListSecrets',
+    ])
+      assert.equal(grants.get(action), undefined, action);
     const queue = JSON.stringify({ 'Fn::GetAtt': [logicalId(stack, notifier.queue), 'Arn'] });
     assert.deepEqual(grants.get('sqs:ReceiveMessage'), [queue]);
     assert.deepEqual(grants.get('sqs:DeleteMessage'), [queue]);
@@ -946,7 +1269,10 @@ describe('FlareStack with chat channels, an alarm email and tuned settings', () 
 
   it('reports no unacknowledged cdk-nag finding', () => {
     const report = new AwsSolutionsChecks().validateScope(app);
-    assert.deepEqual(report.violations.map((v) => `${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`), []);
+    assert.deepEqual(
+      report.violations.map((v) => `${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`),
+      [],
+    );
   });
 });
 
@@ -954,40 +1280,184 @@ describe('FlareStack context validation', () => {
   const cases: [string, Record<string, unknown>, RegExp][] = [
     ['a VPC without subnets', { 'flare:vpcId': 'vpc-0123456789abcdef0' }, /^context flare:subnetIds: required/],
     ['subnets without a VPC', { 'flare:subnetIds': 'subnet-0123456789abcdef0' }, /^context flare:vpcId: required/],
-    ['a malformed subnet id', { 'flare:vpcId': 'vpc-0123456789abcdef0', 'flare:subnetIds': ['subnet-0123456789abcdef0', 'sn-1'] }, /^context flare:subnetIds\[1\]:/],
+    [
+      'a malformed subnet id',
+      { 'flare:vpcId': 'vpc-0123456789abcdef0', 'flare:subnetIds': ['subnet-0123456789abcdef0', 'sn-1'] },
+      /^context flare:subnetIds\[1\]:/,
+    ],
     ['pools that are not JSON', { 'flare:pools': '[{name:' }, /^context flare:pools: is not valid JSON/],
-    ['a pool with fractional GPUs', { 'flare:pools': [{ name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1.5, maxGpus: 4 }] }, /^context flare:pools\[0\]\.gpusPerInstance: must be a positive integer/],
-    ['a pool capped below one instance', { 'flare:pools': [{ name: 'a100', instanceType: 'p4d.24xlarge', gpusPerInstance: 8, maxGpus: 4 }] }, /^context flare:pools\[0\]\.maxGpus:/],
-    ['a pool with an unknown field', { 'flare:pools': [{ name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 4, gpus: 4 }] }, /^context flare:pools\[0\]\.gpus: unknown field/],
-    ['a bad fallback instance type', { 'flare:pools': [{ name: 'a10g', instanceType: 'g5.xlarge', fallbackInstanceTypes: ['g5 2xlarge'], gpusPerInstance: 1, maxGpus: 4 }] }, /^context flare:pools\[0\]\.fallbackInstanceTypes\[0\]:/],
-    ['two pools with one name', { 'flare:pools': [{ name: 'a', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 1 }, { name: 'a', instanceType: 'g6.xlarge', gpusPerInstance: 1, maxGpus: 1 }] }, /^context flare:pools\[1\]\.name: pool 'a' is defined twice/],
+    [
+      'a pool with fractional GPUs',
+      { 'flare:pools': [{ name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1.5, maxGpus: 4 }] },
+      /^context flare:pools\[0\]\.gpusPerInstance: must be a positive integer/,
+    ],
+    [
+      'a pool capped below one instance',
+      { 'flare:pools': [{ name: 'a100', instanceType: 'p4d.24xlarge', gpusPerInstance: 8, maxGpus: 4 }] },
+      /^context flare:pools\[0\]\.maxGpus:/,
+    ],
+    [
+      'a pool with an unknown field',
+      { 'flare:pools': [{ name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 4, gpus: 4 }] },
+      /^context flare:pools\[0\]\.gpus: unknown field/,
+    ],
+    [
+      'a bad fallback instance type',
+      {
+        'flare:pools': [
+          {
+            name: 'a10g',
+            instanceType: 'g5.xlarge',
+            fallbackInstanceTypes: ['g5 2xlarge'],
+            gpusPerInstance: 1,
+            maxGpus: 4,
+          },
+        ],
+      },
+      /^context flare:pools\[0\]\.fallbackInstanceTypes\[0\]:/,
+    ],
+    [
+      'two pools with one name',
+      {
+        'flare:pools': [
+          { name: 'a', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 1 },
+          { name: 'a', instanceType: 'g6.xlarge', gpusPerInstance: 1, maxGpus: 1 },
+        ],
+      },
+      /^context flare:pools\[1\]\.name: pool 'a' is defined twice/,
+    ],
     ['an AMI parameter that is not a path', { 'flare:gpuAmiParameter': 'ami-0123' }, /^context flare:gpuAmiParameter:/],
-    ['an issuer without an audience', { 'flare:authIssuer': 'https://login.example.com' }, /^context flare:authAudience: required/],
-    ['a plain-http issuer', { 'flare:authIssuer': 'http://login.example.com', 'flare:authAudience': 'flare' }, /^context flare:authIssuer: must be the issuer's https:\/\/ URL/],
+    [
+      'an issuer without an audience',
+      { 'flare:authIssuer': 'https://login.example.com' },
+      /^context flare:authAudience: required/,
+    ],
+    [
+      'a plain-http issuer',
+      { 'flare:authIssuer': 'http://login.example.com', 'flare:authAudience': 'flare' },
+      /^context flare:authIssuer: must be the issuer's https:\/\/ URL/,
+    ],
     ['a misspelt key', { 'flare:pool': [] }, /^context flare:pool: unknown key/],
-    ['endpoints that are not a boolean', { 'flare:vpcEndpoints': 'yes' }, /^context flare:vpcEndpoints: must be true or false/],
-    ['a negative default quota', { 'flare:defaultQuotas': { gpus: -1 } }, /^context flare:defaultQuotas\.gpus: must be a non-negative integer/],
-    ['a fractional default quota', { 'flare:defaultQuotas': '{"jobs": 2.5}' }, /^context flare:defaultQuotas\.jobs: must be a non-negative integer/],
-    ['a default quota for an unknown resource', { 'flare:defaultQuotas': { cpus: 4 } }, /^context flare:defaultQuotas\.cpus: unknown resource/],
-    ['default quotas that are not an object', { 'flare:defaultQuotas': [8] }, /^context flare:defaultQuotas: must be an object/],
-    ['a groups claim with a space', { 'flare:authGroupsClaim': 'my groups' }, /^context flare:authGroupsClaim: must be a JWT claim name/],
-    ['another groups claim with the stack-made Cognito pool', { 'flare:authGroupsClaim': 'groups' }, /^context flare:authGroupsClaim: the Cognito user pool this stack creates puts groups in 'cognito:groups'/],
-    ['an admin group with a space', { 'flare:adminGroup': 'flare admins' }, /^context flare:adminGroup: must be a group name/],
-    ['notifications that are not a list', { 'flare:notifications': { id: 'a' } }, /^context flare:notifications: must be an array/],
-    ['a channel of an unknown type', { 'flare:notifications': [{ id: 'a', type: 'discord', secretName: 'flare/a' }] }, /^context flare:notifications\[0\]\.type: must be 'slack' or 'teams'/],
-    ['a channel naming its secret by ARN', { 'flare:notifications': [{ id: 'a', type: 'slack', secretName: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:flare/a-AbCdEf' }] }, /^context flare:notifications\[0\]\.secretName: must be the name \(not the ARN\)/],
-    ['a channel without a secret', { 'flare:notifications': [{ id: 'a', type: 'slack' }] }, /^context flare:notifications\[0\]\.secretName:/],
-    ['a channel filtering on a state Flare does not have', { 'flare:notifications': [{ id: 'a', type: 'slack', secretName: 'flare/a', states: ['FAILED', 'DONE'] }] }, /^context flare:notifications\[0\]\.states\[1\]: must be a job state \(PENDING WAITING LAUNCHING RUNNING STOPPING SUCCEEDED FAILED EXPIRED CANCELLED\)/],
-    ['a channel with an empty project list', { 'flare:notifications': [{ id: 'a', type: 'teams', secretName: 'flare/a', projects: [] }] }, /^context flare:notifications\[0\]\.projects: must be a non-empty array/],
-    ['a channel with an unknown field', { 'flare:notifications': [{ id: 'a', type: 'slack', secretName: 'flare/a', url: 'https://hooks.slack.com/x' }] }, /^context flare:notifications\[0\]\.url: unknown field/],
-    ['two channels with one id', { 'flare:notifications': [{ id: 'a', type: 'slack', secretName: 'flare/a' }, { id: 'a', type: 'teams', secretName: 'flare/b' }] }, /^context flare:notifications\[1\]\.id: channel 'a' is defined twice/],
-    ['notifications that are not JSON', { 'flare:notifications': '[{id:' }, /^context flare:notifications: is not valid JSON/],
-    ['a reconcile period of 0', { 'flare:reconcilePeriodMinutes': 0 }, /^context flare:reconcilePeriodMinutes: must be a whole number of minutes from 1 to 60/],
-    ['a reconcile period over an hour', { 'flare:reconcilePeriodMinutes': '61' }, /^context flare:reconcilePeriodMinutes: must be a whole number of minutes from 1 to 60/],
-    ['a reconcile period with a unit', { 'flare:reconcilePeriodMinutes': '5m' }, /^context flare:reconcilePeriodMinutes:/],
-    ['a fractional agent timeout', { 'flare:agentTimeoutMinutes': 2.5 }, /^context flare:agentTimeoutMinutes: must be a whole number of minutes from 1 to 60/],
+    [
+      'endpoints that are not a boolean',
+      { 'flare:vpcEndpoints': 'yes' },
+      /^context flare:vpcEndpoints: must be true or false/,
+    ],
+    [
+      'a negative default quota',
+      { 'flare:defaultQuotas': { gpus: -1 } },
+      /^context flare:defaultQuotas\.gpus: must be a non-negative integer/,
+    ],
+    [
+      'a fractional default quota',
+      { 'flare:defaultQuotas': '{"jobs": 2.5}' },
+      /^context flare:defaultQuotas\.jobs: must be a non-negative integer/,
+    ],
+    [
+      'a default quota for an unknown resource',
+      { 'flare:defaultQuotas': { cpus: 4 } },
+      /^context flare:defaultQuotas\.cpus: unknown resource/,
+    ],
+    [
+      'default quotas that are not an object',
+      { 'flare:defaultQuotas': [8] },
+      /^context flare:defaultQuotas: must be an object/,
+    ],
+    [
+      'a groups claim with a space',
+      { 'flare:authGroupsClaim': 'my groups' },
+      /^context flare:authGroupsClaim: must be a JWT claim name/,
+    ],
+    [
+      'another groups claim with the stack-made Cognito pool',
+      { 'flare:authGroupsClaim': 'groups' },
+      /^context flare:authGroupsClaim: the Cognito user pool this stack creates puts groups in 'cognito:groups'/,
+    ],
+    [
+      'an admin group with a space',
+      { 'flare:adminGroup': 'flare admins' },
+      /^context flare:adminGroup: must be a group name/,
+    ],
+    [
+      'notifications that are not a list',
+      { 'flare:notifications': { id: 'a' } },
+      /^context flare:notifications: must be an array/,
+    ],
+    [
+      'a channel of an unknown type',
+      { 'flare:notifications': [{ id: 'a', type: 'discord', secretName: 'flare/a' }] },
+      /^context flare:notifications\[0\]\.type: must be 'slack' or 'teams'/,
+    ],
+    [
+      'a channel naming its secret by ARN',
+      {
+        'flare:notifications': [
+          { id: 'a', type: 'slack', secretName: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:flare/a-AbCdEf' },
+        ],
+      },
+      /^context flare:notifications\[0\]\.secretName: must be the name \(not the ARN\)/,
+    ],
+    [
+      'a channel without a secret',
+      { 'flare:notifications': [{ id: 'a', type: 'slack' }] },
+      /^context flare:notifications\[0\]\.secretName:/,
+    ],
+    [
+      'a channel filtering on a state Flare does not have',
+      { 'flare:notifications': [{ id: 'a', type: 'slack', secretName: 'flare/a', states: ['FAILED', 'DONE'] }] },
+      /^context flare:notifications\[0\]\.states\[1\]: must be a job state \(PENDING WAITING LAUNCHING RUNNING STOPPING SUCCEEDED FAILED EXPIRED CANCELLED\)/,
+    ],
+    [
+      'a channel with an empty project list',
+      { 'flare:notifications': [{ id: 'a', type: 'teams', secretName: 'flare/a', projects: [] }] },
+      /^context flare:notifications\[0\]\.projects: must be a non-empty array/,
+    ],
+    [
+      'a channel with an unknown field',
+      { 'flare:notifications': [{ id: 'a', type: 'slack', secretName: 'flare/a', url: 'https://hooks.slack.com/x' }] },
+      /^context flare:notifications\[0\]\.url: unknown field/,
+    ],
+    [
+      'two channels with one id',
+      {
+        'flare:notifications': [
+          { id: 'a', type: 'slack', secretName: 'flare/a' },
+          { id: 'a', type: 'teams', secretName: 'flare/b' },
+        ],
+      },
+      /^context flare:notifications\[1\]\.id: channel 'a' is defined twice/,
+    ],
+    [
+      'notifications that are not JSON',
+      { 'flare:notifications': '[{id:' },
+      /^context flare:notifications: is not valid JSON/,
+    ],
+    [
+      'a reconcile period of 0',
+      { 'flare:reconcilePeriodMinutes': 0 },
+      /^context flare:reconcilePeriodMinutes: must be a whole number of minutes from 1 to 60/,
+    ],
+    [
+      'a reconcile period over an hour',
+      { 'flare:reconcilePeriodMinutes': '61' },
+      /^context flare:reconcilePeriodMinutes: must be a whole number of minutes from 1 to 60/,
+    ],
+    [
+      'a reconcile period with a unit',
+      { 'flare:reconcilePeriodMinutes': '5m' },
+      /^context flare:reconcilePeriodMinutes:/,
+    ],
+    [
+      'a fractional agent timeout',
+      { 'flare:agentTimeoutMinutes': 2.5 },
+      /^context flare:agentTimeoutMinutes: must be a whole number of minutes from 1 to 60/,
+    ],
     ['an agent timeout over an hour', { 'flare:agentTimeoutMinutes': 90 }, /^context flare:agentTimeoutMinutes:/],
-    ['an alarm email without a domain', { 'flare:alarmEmail': 'gpu-ops' }, /^context flare:alarmEmail: must be an email address/],
+    [
+      'an alarm email without a domain',
+      { 'flare:alarmEmail': 'gpu-ops' },
+      /^context flare:alarmEmail: must be an email address/,
+    ],
   ];
   for (const [what, context, message] of cases) {
     it(`fails synth on ${what}, naming the key`, () => {

@@ -32,15 +32,21 @@ interface Synth {
 }
 
 function synth(context: Record<string, unknown>): Synth {
-  const { app, stacks: [stack] } = synthApp(context);
+  const {
+    app,
+    stacks: [stack],
+  } = synthApp(context);
   const template = Template.fromStack(stack);
   return { app, stack, template, resources: template.toJSON().Resources };
 }
 
-const env = (s: Synth, fn: FlareFunction): Record<string, any> => s.resources[logicalId(s.stack, fn.function)].Properties.Environment.Variables;
+const env = (s: Synth, fn: FlareFunction): Record<string, any> =>
+  s.resources[logicalId(s.stack, fn.function)].Properties.Environment.Variables;
 const ofType = (s: Synth, type: string) => Object.entries(s.resources).filter(([, r]) => r.Type === type);
 const ref = (s: Synth, c: Parameters<typeof logicalId>[1]) => ({ Ref: logicalId(s.stack, c) });
-const getAtt = (s: Synth, c: Parameters<typeof logicalId>[1], attr: string) => ({ 'Fn::GetAtt': [logicalId(s.stack, c), attr] });
+const getAtt = (s: Synth, c: Parameters<typeof logicalId>[1], attr: string) => ({
+  'Fn::GetAtt': [logicalId(s.stack, c), attr],
+});
 
 const VPC_ID = 'vpc-0a1b2c3d4e5f60718';
 const SUBNET_IDS = ['subnet-0a1b2c3d4e5f60001', 'subnet-0a1b2c3d4e5f60002'];
@@ -71,21 +77,37 @@ const OPTIONS: readonly Option[] = [
     keys: ['flare:vpcEndpoints'],
     context: { 'flare:vpcEndpoints': true },
     check: (s) => {
-      const endpoints = ofType(s, 'AWS::EC2::VPCEndpoint').filter(([, r]) => r.Properties.VpcEndpointType === 'Interface');
-      const services = endpoints.map(([, r]) => render(r.Properties.ServiceName).replace(/^.*<AWS::Region>\./, '')).sort();
+      const endpoints = ofType(s, 'AWS::EC2::VPCEndpoint').filter(
+        ([, r]) => r.Properties.VpcEndpointType === 'Interface',
+      );
+      const services = endpoints
+        .map(([, r]) => render(r.Properties.ServiceName).replace(/^.*<AWS::Region>\./, ''))
+        .sort();
       assert.deepEqual(services, ['ec2messages', 'logs', 'ssm', 'ssmmessages']);
       const group = s.stack.network.endpointSecurityGroup;
       assert.ok(group, 'an endpoint security group');
       for (const [id, endpoint] of endpoints) {
-        assert.deepEqual(endpoint.Properties.SubnetIds, s.stack.resolve(s.stack.network.subnetIds), `${id} sits in the job subnets`);
+        assert.deepEqual(
+          endpoint.Properties.SubnetIds,
+          s.stack.resolve(s.stack.network.subnetIds),
+          `${id} sits in the job subnets`,
+        );
         assert.deepEqual(endpoint.Properties.SecurityGroupIds, [getAtt(s, group, 'GroupId')], id);
         assert.equal(endpoint.Properties.PrivateDnsEnabled, true, id);
       }
       // HTTPS from the instances' group, nothing from any CIDR.
       assert.equal(s.resources[logicalId(s.stack, group)].Properties.SecurityGroupIngress, undefined);
-      const ingress = ofType(s, 'AWS::EC2::SecurityGroupIngress').filter(([, r]) => JSON.stringify(r.Properties.GroupId) === JSON.stringify(getAtt(s, group, 'GroupId')));
+      const ingress = ofType(s, 'AWS::EC2::SecurityGroupIngress').filter(
+        ([, r]) => JSON.stringify(r.Properties.GroupId) === JSON.stringify(getAtt(s, group, 'GroupId')),
+      );
       assert.deepEqual(
-        ingress.map(([, r]) => [r.Properties.IpProtocol, r.Properties.FromPort, r.Properties.ToPort, r.Properties.SourceSecurityGroupId, r.Properties.CidrIp]),
+        ingress.map(([, r]) => [
+          r.Properties.IpProtocol,
+          r.Properties.FromPort,
+          r.Properties.ToPort,
+          r.Properties.SourceSecurityGroupId,
+          r.Properties.CidrIp,
+        ]),
         [['tcp', 443, 443, getAtt(s, s.stack.compute.securityGroup, 'GroupId'), undefined]],
       );
     },
@@ -114,9 +136,23 @@ const OPTIONS: readonly Option[] = [
   {
     what: 'fallback instance types',
     keys: ['flare:pools'],
-    context: { 'flare:pools': [{ name: 'l4', instanceType: 'g6.xlarge', fallbackInstanceTypes: ['g6.2xlarge', 'gr6.4xlarge'], gpusPerInstance: 1, maxGpus: 4 }] },
+    context: {
+      'flare:pools': [
+        {
+          name: 'l4',
+          instanceType: 'g6.xlarge',
+          fallbackInstanceTypes: ['g6.2xlarge', 'gr6.4xlarge'],
+          gpusPerInstance: 1,
+          maxGpus: 4,
+        },
+      ],
+    },
     check: (s) => {
-      assert.deepEqual(JSON.parse(env(s, s.stack.tasks).POOLS).l4?.instanceTypes, ['g6.xlarge', 'g6.2xlarge', 'gr6.4xlarge']);
+      assert.deepEqual(JSON.parse(env(s, s.stack.tasks).POOLS).l4?.instanceTypes, [
+        'g6.xlarge',
+        'g6.2xlarge',
+        'gr6.4xlarge',
+      ]);
     },
   },
   {
@@ -124,8 +160,13 @@ const OPTIONS: readonly Option[] = [
     keys: ['flare:gpuAmiParameter'],
     context: { 'flare:gpuAmiParameter': '/flare/test/gpu-ami' },
     check: (s) => {
-      const parameters = Object.values(s.template.toJSON().Parameters as Record<string, { Type: string; Default?: string }>);
-      assert.ok(parameters.some((p) => p.Type.includes('AWS::EC2::Image::Id') && p.Default === '/flare/test/gpu-ami'), JSON.stringify(parameters));
+      const parameters = Object.values(
+        s.template.toJSON().Parameters as Record<string, { Type: string; Default?: string }>,
+      );
+      assert.ok(
+        parameters.some((p) => p.Type.includes('AWS::EC2::Image::Id') && p.Default === '/flare/test/gpu-ami'),
+        JSON.stringify(parameters),
+      );
     },
   },
   {
@@ -145,7 +186,10 @@ const OPTIONS: readonly Option[] = [
     context: { 'flare:authIssuer': ISSUER, 'flare:authAudience': ['flare-cli'] },
     check: (s) => {
       s.template.resourceCountIs('AWS::Cognito::UserPool', 0);
-      s.template.hasResourceProperties('AWS::ApiGatewayV2::Authorizer', { AuthorizerType: 'JWT', JwtConfiguration: { Issuer: ISSUER, Audience: ['flare-cli'] } });
+      s.template.hasResourceProperties('AWS::ApiGatewayV2::Authorizer', {
+        AuthorizerType: 'JWT',
+        JwtConfiguration: { Issuer: ISSUER, Audience: ['flare-cli'] },
+      });
     },
   },
   {
@@ -161,7 +205,8 @@ const OPTIONS: readonly Option[] = [
     check: (s) => {
       assert.equal(env(s, s.stack.api).AUTH_ADMIN_GROUP, 'gpu-admins');
       // The stack's own Cognito pool gets the group; with an external issuer there is none.
-      if (s.stack.httpApi.userPool) s.template.hasResourceProperties('AWS::Cognito::UserPoolGroup', { GroupName: 'gpu-admins' });
+      if (s.stack.httpApi.userPool)
+        s.template.hasResourceProperties('AWS::Cognito::UserPoolGroup', { GroupName: 'gpu-admins' });
     },
   },
   {
@@ -169,19 +214,38 @@ const OPTIONS: readonly Option[] = [
     keys: ['flare:defaultQuotas'],
     context: { 'flare:defaultQuotas': { gpus: 8, jobs: 20, templates: 50 } },
     check: (s) => {
-      for (const fn of [s.stack.api, s.stack.tasks, s.stack.reconciler.handler]) assert.deepEqual(JSON.parse(env(s, fn).DEFAULT_QUOTAS), { gpus: 8, jobs: 20, templates: 50 });
+      for (const fn of [s.stack.api, s.stack.tasks, s.stack.reconciler.handler])
+        assert.deepEqual(JSON.parse(env(s, fn).DEFAULT_QUOTAS), { gpus: 8, jobs: 20, templates: 50 });
     },
   },
   {
     what: 'a Slack channel',
     keys: ['flare:notifications'],
-    context: { 'flare:notifications': [{ id: 'vision-slack', type: 'slack', secretName: 'flare/webhooks/vision-slack', projects: ['vision'], states: ['RUNNING', 'FAILED'] }] },
-    check: (s) => checkChannel(s, 'vision-slack', 'slack', 'flare/webhooks/vision-slack', { project: ['vision'], state: ['RUNNING', 'FAILED'] }),
+    context: {
+      'flare:notifications': [
+        {
+          id: 'vision-slack',
+          type: 'slack',
+          secretName: 'flare/webhooks/vision-slack',
+          projects: ['vision'],
+          states: ['RUNNING', 'FAILED'],
+        },
+      ],
+    },
+    check: (s) =>
+      checkChannel(s, 'vision-slack', 'slack', 'flare/webhooks/vision-slack', {
+        project: ['vision'],
+        state: ['RUNNING', 'FAILED'],
+      }),
   },
   {
     what: 'a Teams channel',
     keys: ['flare:notifications'],
-    context: { 'flare:notifications': [{ id: 'ops-teams', type: 'teams', secretName: 'flare/webhooks/ops-teams', states: ['FAILED'] }] },
+    context: {
+      'flare:notifications': [
+        { id: 'ops-teams', type: 'teams', secretName: 'flare/webhooks/ops-teams', states: ['FAILED'] },
+      ],
+    },
     check: (s) => checkChannel(s, 'ops-teams', 'teams', 'flare/webhooks/ops-teams', { state: ['FAILED'] }),
   },
   {
@@ -189,8 +253,15 @@ const OPTIONS: readonly Option[] = [
     keys: ['flare:reconcilePeriodMinutes'],
     context: { 'flare:reconcilePeriodMinutes': 3 },
     check: (s) => {
-      assert.equal(s.resources[logicalId(s.stack, s.stack.reconciler.schedule)].Properties.ScheduleExpression, 'rate(3 minutes)');
-      assert.equal(s.resources[logicalId(s.stack, s.stack.reconciler.handler.function)].Properties.Timeout, 3 * 60, 'a run never outlasts its period');
+      assert.equal(
+        s.resources[logicalId(s.stack, s.stack.reconciler.schedule)].Properties.ScheduleExpression,
+        'rate(3 minutes)',
+      );
+      assert.equal(
+        s.resources[logicalId(s.stack, s.stack.reconciler.handler.function)].Properties.Timeout,
+        3 * 60,
+        'a run never outlasts its period',
+      );
     },
   },
   {
@@ -205,7 +276,12 @@ const OPTIONS: readonly Option[] = [
     what: 'an alarm email',
     keys: ['flare:alarmEmail'],
     context: { 'flare:alarmEmail': 'gpu-ops@example.com' },
-    check: (s) => s.template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'gpu-ops@example.com', TopicArn: ref(s, s.stack.alarms.topic) }),
+    check: (s) =>
+      s.template.hasResourceProperties('AWS::SNS::Subscription', {
+        Protocol: 'email',
+        Endpoint: 'gpu-ops@example.com',
+        TopicArn: ref(s, s.stack.alarms.topic),
+      }),
   },
   {
     what: 'ECR repositories',
@@ -215,7 +291,10 @@ const OPTIONS: readonly Option[] = [
       const pulls = ofType(s, 'AWS::IAM::Policy')
         .flatMap(([, r]) => r.Properties.PolicyDocument.Statement as any[])
         .filter((st) => [st.Action].flat().includes('ecr:BatchGetImage'));
-      assert.deepEqual(pulls.flatMap((st) => [st.Resource].flat().map(render)), ['arn:<AWS::Partition>:ecr:<AWS::Region>:<AWS::AccountId>:repository/team/trainer']);
+      assert.deepEqual(
+        pulls.flatMap((st) => [st.Resource].flat().map(render)),
+        ['arn:<AWS::Partition>:ecr:<AWS::Region>:<AWS::AccountId>:repository/team/trainer'],
+      );
     },
   },
 ];
@@ -227,7 +306,11 @@ function checkChannel(s: Synth, id: string, type: string, secretName: string, de
   const rule = s.resources[logicalId(s.stack, notifier.rules[id])].Properties;
   assert.deepEqual(rule.EventBusName, ref(s, s.stack.events.bus));
   assert.deepEqual(rule.EventPattern, { source: ['flare'], 'detail-type': ['Job State Change'], detail });
-  const channels = JSON.parse(render(env(s, notifier.handler).NOTIFY_CHANNELS)) as { id: string; type: string; secretArn: string }[];
+  const channels = JSON.parse(render(env(s, notifier.handler).NOTIFY_CHANNELS)) as {
+    id: string;
+    type: string;
+    secretArn: string;
+  }[];
   const channel = channels.find((c) => c.id === id);
   assert.equal(channel?.type, type);
   assert.ok(channel.secretArn.endsWith(`:secret:${secretName}`), channel.secretArn);
@@ -240,7 +323,10 @@ function allTogether(): Record<string, unknown> {
   const context: Record<string, unknown> = {};
   for (const { context: c } of OPTIONS) {
     for (const [key, value] of Object.entries(c)) {
-      context[key] = Array.isArray(value) && Array.isArray(context[key]) && key !== 'flare:authAudience' ? [...(context[key] as unknown[]), ...value] : value;
+      context[key] =
+        Array.isArray(value) && Array.isArray(context[key]) && key !== 'flare:authAudience'
+          ? [...(context[key] as unknown[]), ...value]
+          : value;
     }
   }
   return context;
@@ -257,9 +343,15 @@ describe('synth matrix: every documented context key', () => {
   it('covers every key docs/operations.md documents, and no other', () => {
     const doc = readFileSync(path.join(REPO_ROOT, 'docs', 'operations.md'), 'utf8');
     const table = doc.split('\n').filter((line) => line.startsWith('| `flare:'));
-    const documented = new Set(table.flatMap((line) => [...line.split('|')[1].matchAll(/`(flare:[A-Za-z]+)`/g)].map((m) => m[1])));
+    const documented = new Set(
+      table.flatMap((line) => [...line.split('|')[1].matchAll(/`(flare:[A-Za-z]+)`/g)].map((m) => m[1])),
+    );
     const covered = new Set(OPTIONS.flatMap((o) => o.keys));
-    assert.deepEqual([...documented].sort(), [...CONTEXT_KEYS].sort(), 'docs/operations.md documents every key settings.ts reads');
+    assert.deepEqual(
+      [...documented].sort(),
+      [...CONTEXT_KEYS].sort(),
+      'docs/operations.md documents every key settings.ts reads',
+    );
     assert.deepEqual([...covered].sort(), [...documented].sort());
   });
 
@@ -281,18 +373,25 @@ describe('synth matrix: every documented context key', () => {
 
 describe('two stacks in one account and region', () => {
   it('each has its own bus, and its functions, rules and outputs use that one', () => {
-    const { stacks } = synthApp({ 'flare:notifications': [{ id: 'ops-teams', type: 'teams', secretName: 'flare/webhooks/ops-teams' }] }, { stackIds: ['FlareBlue', 'FlareGreen'] });
+    const { stacks } = synthApp(
+      { 'flare:notifications': [{ id: 'ops-teams', type: 'teams', secretName: 'flare/webhooks/ops-teams' }] },
+      { stackIds: ['FlareBlue', 'FlareGreen'] },
+    );
     const names = stacks.map((stack) => {
       const template = Template.fromStack(stack);
       const resources = template.toJSON().Resources as Resources;
       const bus = { Ref: stack.getLogicalId(stack.events.bus.node.defaultChild as never) };
-      const [[, busResource], ...others] = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::Events::EventBus');
+      const [[, busResource], ...others] = Object.entries(resources).filter(
+        ([, r]) => r.Type === 'AWS::Events::EventBus',
+      );
       assert.equal(others.length, 0);
       for (const [id, fn] of Object.entries(resources).filter(([, r]) => r.Type === 'AWS::Lambda::Function')) {
         const name = fn.Properties.Environment?.Variables?.EVENT_BUS_NAME;
         if (name !== undefined) assert.deepEqual(name, bus, id);
       }
-      const rules = Object.values(resources).filter((r) => r.Type === 'AWS::Events::Rule' && r.Properties.EventBusName !== undefined);
+      const rules = Object.values(resources).filter(
+        (r) => r.Type === 'AWS::Events::Rule' && r.Properties.EventBusName !== undefined,
+      );
       assert.equal(rules.length, 1);
       assert.deepEqual(rules[0].Properties.EventBusName, bus);
       assert.deepEqual(template.toJSON().Outputs.EventBusName.Value, bus);
@@ -310,11 +409,15 @@ describe('two stacks in one account and region', () => {
 
 describe('egress of the job subnets', () => {
   const existing = { 'flare:vpcId': VPC_ID, 'flare:subnetIds': SUBNET_IDS };
-  const egressWarnings = (stack: Stack) => Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('NAT gateway'));
+  const egressWarnings = (stack: Stack) =>
+    Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('NAT gateway'));
 
   it('warns once, naming the subnets, that it cannot check subnets given by id without endpoints', () => {
     const { stack } = synth(existing);
-    Annotations.fromStack(stack).hasWarning('/FlareStack/Network', Match.stringLikeRegexp(`Cannot check the egress of subnets ${SUBNET_IDS.join(', ')}:`));
+    Annotations.fromStack(stack).hasWarning(
+      '/FlareStack/Network',
+      Match.stringLikeRegexp(`Cannot check the egress of subnets ${SUBNET_IDS.join(', ')}:`),
+    );
     assert.equal(egressWarnings(stack).length, 1);
   });
 
@@ -333,9 +436,17 @@ describe('egress of the job subnets', () => {
       isolatedSubnetIds: ['subnet-0a1b2c3d4e5f600aa'],
       privateSubnetIds: ['subnet-0a1b2c3d4e5f600bb'],
     });
-    new FlareNetwork(stack, 'Network', { existing: { vpcId: VPC_ID, subnetIds: ['subnet-0a1b2c3d4e5f600aa', 'subnet-0a1b2c3d4e5f600bb'] }, existingVpc: vpc });
+    new FlareNetwork(stack, 'Network', {
+      existing: { vpcId: VPC_ID, subnetIds: ['subnet-0a1b2c3d4e5f600aa', 'subnet-0a1b2c3d4e5f600bb'] },
+      existingVpc: vpc,
+    });
     const warnings = egressWarnings(stack);
     assert.equal(warnings.length, 1);
-    assert.match(String(warnings[0].entry.data), new RegExp(`^Subnets subnet-0a1b2c3d4e5f600aa are isolated: no route to a NAT or internet gateway\\..*\\[ack: ${EGRESS_WARNINGS.none}\\]$`));
+    assert.match(
+      String(warnings[0].entry.data),
+      new RegExp(
+        `^Subnets subnet-0a1b2c3d4e5f600aa are isolated: no route to a NAT or internet gateway\\..*\\[ack: ${EGRESS_WARNINGS.none}\\]$`,
+      ),
+    );
   });
 });

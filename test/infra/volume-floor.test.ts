@@ -14,8 +14,17 @@ import { DEFAULT_GPU_AMI_PARAMETER, DEFAULT_POOLS, readSettings } from '../../li
 
 function compute(props: { minVolumeSizeGb?: number; rootVolumeGb?: number } = {}) {
   const stack = new Stack(new App(), 'VolumeFloor', { env: { account: '123456789012', region: 'eu-west-1' } });
-  const vpc = new ec2.Vpc(stack, 'Vpc', { natGateways: 0, subnetConfiguration: [{ name: 'jobs', subnetType: ec2.SubnetType.PRIVATE_ISOLATED }] });
-  const flare = new FlareCompute(stack, 'Compute', { vpc, subnetIds: vpc.isolatedSubnets.map((s) => s.subnetId), pools: DEFAULT_POOLS, gpuAmiParameter: DEFAULT_GPU_AMI_PARAMETER, ...props });
+  const vpc = new ec2.Vpc(stack, 'Vpc', {
+    natGateways: 0,
+    subnetConfiguration: [{ name: 'jobs', subnetType: ec2.SubnetType.PRIVATE_ISOLATED }],
+  });
+  const flare = new FlareCompute(stack, 'Compute', {
+    vpc,
+    subnetIds: vpc.isolatedSubnets.map((s) => s.subnetId),
+    pools: DEFAULT_POOLS,
+    gpuAmiParameter: DEFAULT_GPU_AMI_PARAMETER,
+    ...props,
+  });
   return { flare, template: Template.fromStack(stack) };
 }
 
@@ -35,7 +44,10 @@ describe('the root volume floor', () => {
 
   it('refuses a floor below the default AMI snapshot or not a whole number, naming the key', () => {
     for (const bad of [50, 100.5, 'big']) {
-      assert.throws(() => readSettings(new App({ context: { 'flare:minVolumeSizeGb': bad } })), { name: 'InvalidSetting', message: /^context flare:minVolumeSizeGb: must be the GPU AMI's root snapshot size/ });
+      assert.throws(() => readSettings(new App({ context: { 'flare:minVolumeSizeGb': bad } })), {
+        name: 'InvalidSetting',
+        message: /^context flare:minVolumeSizeGb: must be the GPU AMI's root snapshot size/,
+      });
     }
   });
 
@@ -50,6 +62,9 @@ describe('the root volume floor', () => {
   });
 
   it('refuses a launch template root volume below the floor', () => {
-    assert.throws(() => compute({ minVolumeSizeGb: 150, rootVolumeGb: 100 }), /rootVolumeGb must be an integer from minVolumeSizeGb \(150, the AMI's root snapshot\)/);
+    assert.throws(
+      () => compute({ minVolumeSizeGb: 150, rootVolumeGb: 100 }),
+      /rootVolumeGb must be an integer from minVolumeSizeGb \(150, the AMI's root snapshot\)/,
+    );
   });
 });

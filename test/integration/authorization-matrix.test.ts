@@ -77,7 +77,11 @@ async function call(role: Role, method: string, path: string, body?: unknown): P
   const headers: Record<string, string> = {};
   if (role !== 'anonymous') headers.authorization = `Bearer ${TOKENS[role]}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
-  const response = await fetch(`${server.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const response = await fetch(`${server.url}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   const text = await response.text();
   return { status: response.status, body: text ? JSON.parse(text) : undefined };
 }
@@ -89,8 +93,11 @@ async function ok<T = any>(role: Role, method: string, path: string, body?: unkn
 }
 
 const newJobOfA = async () => (await ok('memberA', 'POST', '/v1/jobs', { template: 'a-train' })).id as string;
-const newTemplateOfA = async () => (await ok('memberA', 'POST', '/v1/templates', { ...TEMPLATE_BODY, name: unique('a-tmp') })).id as string;
-const newPublicTemplate = async () => (await ok('admin', 'POST', '/v1/templates', { ...TEMPLATE_BODY, name: unique('pub-tmp'), public: true })).id as string;
+const newTemplateOfA = async () =>
+  (await ok('memberA', 'POST', '/v1/templates', { ...TEMPLATE_BODY, name: unique('a-tmp') })).id as string;
+const newPublicTemplate = async () =>
+  (await ok('admin', 'POST', '/v1/templates', { ...TEMPLATE_BODY, name: unique('pub-tmp'), public: true }))
+    .id as string;
 
 const jobRecord = (id: string) => w.store.getJob(id);
 const templateRecord = (id: string) => w.catalog.getTemplate(id);
@@ -98,11 +105,19 @@ const quotaRecord = (project: string, resource: 'gpus' | 'jobs' | 'templates') =
 
 /** Only these projects' items in a list (a public template has none). */
 function onlyProjects(items: Array<{ project?: string }>, projects: string[]): void {
-  for (const item of items) if (item.project !== undefined) assert.ok(projects.includes(item.project), `a list shows an item of project ${item.project}: ${JSON.stringify(item)}`);
+  for (const item of items)
+    if (item.project !== undefined)
+      assert.ok(
+        projects.includes(item.project),
+        `a list shows an item of project ${item.project}: ${JSON.stringify(item)}`,
+      );
 }
 
 /** `wanted` is read when the check runs, once the fixture's ids are known. */
-function listCheck(ids: (item: any) => string, wanted: () => Record<Exclude<Role, 'anonymous'>, { has: string[]; hasNot: string[]; projects: string[] }>) {
+function listCheck(
+  ids: (item: any) => string,
+  wanted: () => Record<Exclude<Role, 'anonymous'>, { has: string[]; hasNot: string[]; projects: string[] }>,
+) {
   return (role: Role, body: any) => {
     assert.ok(Array.isArray(body.items), JSON.stringify(body));
     const want = wanted()[role as Exclude<Role, 'anonymous'>];
@@ -129,17 +144,25 @@ const ROWS: Row[] = [
   // Jobs: members of the job's project; admins everything.
   {
     route: 'POST /v1/jobs',
-    variant: "naming project A in the body (a project the token does not name is a 403: the project's name is no secret)",
+    variant:
+      "naming project A in the body (a project the token does not name is a 403: the project's name is no secret)",
     expected: [202, 202, 403, 403, 401],
     request: () => ({ path: '/v1/jobs', body: { template: 'a-train', project: A, name: unique('named-a') } }),
-    affected: async (r) => (await w.store.listJobs({ projects: undefined }, { limit: 1000 })).items.filter((j) => j.name === (r.body as { name: string }).name),
+    affected: async (r) =>
+      (await w.store.listJobs({ projects: undefined }, { limit: 1000 })).items.filter(
+        (j) => j.name === (r.body as { name: string }).name,
+      ),
   },
   {
     route: 'POST /v1/jobs',
-    variant: "by A's template id, no project: to B and to nobody it is no template at all (400 naming template, as for one that does not exist)",
+    variant:
+      "by A's template id, no project: to B and to nobody it is no template at all (400 naming template, as for one that does not exist)",
     expected: [202, 202, 400, 400, 401],
     request: () => ({ path: '/v1/jobs', body: { template: fixture.templateA, name: unique('by-id') } }),
-    affected: async (r) => (await w.store.listJobs({ projects: undefined }, { limit: 1000 })).items.filter((j) => j.name === (r.body as { name: string }).name),
+    affected: async (r) =>
+      (await w.store.listJobs({ projects: undefined }, { limit: 1000 })).items.filter(
+        (j) => j.name === (r.body as { name: string }).name,
+      ),
     check: (role, body) => assert.equal(body.project, A, `${role}'s job belongs to the template's project`),
   },
   {
@@ -147,33 +170,48 @@ const ROWS: Row[] = [
     variant: 'of the public template, no project: runs in the caller’s only project; without one, 400 naming project',
     expected: [400, 202, 202, 400, 401],
     request: () => ({ path: '/v1/jobs', body: { template: 'shared', name: unique('public') } }),
-    affected: async (r) => (await w.store.listJobs({ projects: undefined }, { limit: 1000 })).items.filter((j) => j.name === (r.body as { name: string }).name),
+    affected: async (r) =>
+      (await w.store.listJobs({ projects: undefined }, { limit: 1000 })).items.filter(
+        (j) => j.name === (r.body as { name: string }).name,
+      ),
     check: (role, body) => assert.equal(body.project, role === 'memberA' ? A : B),
   },
   {
     route: 'GET /v1/jobs',
     expected: [200, 200, 200, 200, 401],
     request: () => ({ path: '/v1/jobs' }),
-    check: listCheck((j) => j.id, () => ({
-      admin: { has: [fixture.jobA, fixture.jobB], hasNot: [], projects: [A, B] },
-      memberA: { has: [fixture.jobA], hasNot: [fixture.jobB], projects: [A] },
-      memberB: { has: [fixture.jobB], hasNot: [fixture.jobA], projects: [B] },
-      noProject: { has: [], hasNot: [fixture.jobA, fixture.jobB], projects: [] },
-    })),
+    check: listCheck(
+      (j) => j.id,
+      () => ({
+        admin: { has: [fixture.jobA, fixture.jobB], hasNot: [], projects: [A, B] },
+        memberA: { has: [fixture.jobA], hasNot: [fixture.jobB], projects: [A] },
+        memberB: { has: [fixture.jobB], hasNot: [fixture.jobA], projects: [B] },
+        noProject: { has: [], hasNot: [fixture.jobA, fixture.jobB], projects: [] },
+      }),
+    ),
   },
   {
     route: 'GET /v1/jobs',
     variant: '?project=A: an empty list for those outside A',
     expected: [200, 200, 200, 200, 401],
     request: () => ({ path: `/v1/jobs?project=${A}` }),
-    check: listCheck((j) => j.id, () => ({
-      admin: { has: [fixture.jobA], hasNot: [fixture.jobB], projects: [A] },
-      memberA: { has: [fixture.jobA], hasNot: [fixture.jobB], projects: [A] },
-      memberB: { has: [], hasNot: [fixture.jobA], projects: [] },
-      noProject: { has: [], hasNot: [fixture.jobA], projects: [] },
-    })),
+    check: listCheck(
+      (j) => j.id,
+      () => ({
+        admin: { has: [fixture.jobA], hasNot: [fixture.jobB], projects: [A] },
+        memberA: { has: [fixture.jobA], hasNot: [fixture.jobB], projects: [A] },
+        memberB: { has: [], hasNot: [fixture.jobA], projects: [] },
+        noProject: { has: [], hasNot: [fixture.jobA], projects: [] },
+      }),
+    ),
   },
-  { route: 'GET /v1/jobs/{id}', ownedByA: true, expected: [200, 200, 404, 404, 401], request: () => ({ path: `/v1/jobs/${fixture.jobA}` }), check: (_, body) => assert.equal(body.id, fixture.jobA) },
+  {
+    route: 'GET /v1/jobs/{id}',
+    ownedByA: true,
+    expected: [200, 200, 404, 404, 401],
+    request: () => ({ path: `/v1/jobs/${fixture.jobA}` }),
+    check: (_, body) => assert.equal(body.id, fixture.jobA),
+  },
   {
     route: 'PATCH /v1/jobs/{id}',
     ownedByA: true,
@@ -205,42 +243,73 @@ const ROWS: Row[] = [
     variant: 'of project A',
     expected: [201, 201, 403, 403, 401],
     request: () => ({ path: '/v1/templates', body: { ...TEMPLATE_BODY, name: unique('new-a'), project: A } }),
-    affected: async (r) => (await w.catalog.listTemplates()).filter((t) => t.name === (r.body as { name: string }).name),
+    affected: async (r) =>
+      (await w.catalog.listTemplates()).filter((t) => t.name === (r.body as { name: string }).name),
   },
   {
     route: 'POST /v1/templates',
     variant: 'public',
     expected: [201, 403, 403, 403, 401],
     request: () => ({ path: '/v1/templates', body: { ...TEMPLATE_BODY, name: unique('new-pub'), public: true } }),
-    affected: async (r) => (await w.catalog.listTemplates()).filter((t) => t.name === (r.body as { name: string }).name),
+    affected: async (r) =>
+      (await w.catalog.listTemplates()).filter((t) => t.name === (r.body as { name: string }).name),
   },
   {
     route: 'GET /v1/templates',
     expected: [200, 200, 200, 200, 401],
     request: () => ({ path: '/v1/templates?limit=1000' }),
-    check: listCheck((t) => t.id, () => ({
-      admin: { has: [fixture.templateA, fixture.templateB, fixture.publicTemplate], hasNot: [], projects: [A, B] },
-      memberA: { has: [fixture.templateA, fixture.publicTemplate], hasNot: [fixture.templateB], projects: [A] },
-      memberB: { has: [fixture.templateB, fixture.publicTemplate], hasNot: [fixture.templateA], projects: [B] },
-      noProject: { has: [fixture.publicTemplate], hasNot: [fixture.templateA, fixture.templateB], projects: [] },
-    })),
+    check: listCheck(
+      (t) => t.id,
+      () => ({
+        admin: { has: [fixture.templateA, fixture.templateB, fixture.publicTemplate], hasNot: [], projects: [A, B] },
+        memberA: { has: [fixture.templateA, fixture.publicTemplate], hasNot: [fixture.templateB], projects: [A] },
+        memberB: { has: [fixture.templateB, fixture.publicTemplate], hasNot: [fixture.templateA], projects: [B] },
+        noProject: { has: [fixture.publicTemplate], hasNot: [fixture.templateA, fixture.templateB], projects: [] },
+      }),
+    ),
   },
   {
     route: 'GET /v1/templates',
     variant: '?project=A',
     expected: [200, 200, 200, 200, 401],
     request: () => ({ path: `/v1/templates?project=${A}&limit=1000` }),
-    check: listCheck((t) => t.id, () => ({
-      admin: { has: [fixture.templateA], hasNot: [fixture.templateB], projects: [A] },
-      memberA: { has: [fixture.templateA], hasNot: [fixture.templateB], projects: [A] },
-      memberB: { has: [], hasNot: [fixture.templateA], projects: [] },
-      noProject: { has: [], hasNot: [fixture.templateA], projects: [] },
-    })),
+    check: listCheck(
+      (t) => t.id,
+      () => ({
+        admin: { has: [fixture.templateA], hasNot: [fixture.templateB], projects: [A] },
+        memberA: { has: [fixture.templateA], hasNot: [fixture.templateB], projects: [A] },
+        memberB: { has: [], hasNot: [fixture.templateA], projects: [] },
+        noProject: { has: [], hasNot: [fixture.templateA], projects: [] },
+      }),
+    ),
   },
-  { route: 'GET /v1/templates/{id}', variant: "A's, by id", ownedByA: true, expected: [200, 200, 404, 404, 401], request: () => ({ path: `/v1/templates/${fixture.templateA}` }) },
-  { route: 'GET /v1/templates/{id}', variant: "A's, by name", ownedByA: true, expected: [200, 200, 404, 404, 401], request: () => ({ path: '/v1/templates/a-train' }) },
-  { route: 'GET /v1/templates/{id}', variant: "A's, by name with ?project=A", ownedByA: true, expected: [200, 200, 404, 404, 401], request: () => ({ path: `/v1/templates/a-train?project=${A}` }) },
-  { route: 'GET /v1/templates/{id}', variant: 'public', expected: [200, 200, 200, 200, 401], request: () => ({ path: `/v1/templates/${fixture.publicTemplate}` }) },
+  {
+    route: 'GET /v1/templates/{id}',
+    variant: "A's, by id",
+    ownedByA: true,
+    expected: [200, 200, 404, 404, 401],
+    request: () => ({ path: `/v1/templates/${fixture.templateA}` }),
+  },
+  {
+    route: 'GET /v1/templates/{id}',
+    variant: "A's, by name",
+    ownedByA: true,
+    expected: [200, 200, 404, 404, 401],
+    request: () => ({ path: '/v1/templates/a-train' }),
+  },
+  {
+    route: 'GET /v1/templates/{id}',
+    variant: "A's, by name with ?project=A",
+    ownedByA: true,
+    expected: [200, 200, 404, 404, 401],
+    request: () => ({ path: `/v1/templates/a-train?project=${A}` }),
+  },
+  {
+    route: 'GET /v1/templates/{id}',
+    variant: 'public',
+    expected: [200, 200, 200, 200, 401],
+    request: () => ({ path: `/v1/templates/${fixture.publicTemplate}` }),
+  },
   {
     route: 'PATCH /v1/templates/{id}',
     variant: "A's",
@@ -276,11 +345,23 @@ const ROWS: Row[] = [
   {
     route: 'POST /v1/images',
     expected: [201, 403, 403, 403, 401],
-    request: () => ({ path: '/v1/images', body: { name: unique('img'), reference: 'docker.io/library/alpine:3.20', digest: DIGEST } }),
+    request: () => ({
+      path: '/v1/images',
+      body: { name: unique('img'), reference: 'docker.io/library/alpine:3.20', digest: DIGEST },
+    }),
     affected: (r) => w.catalog.getImage((r.body as { name: string }).name),
   },
-  { route: 'GET /v1/images', expected: [200, 200, 200, 200, 401], request: () => ({ path: '/v1/images' }), check: (_, body) => assert.ok(body.items.some((i: { name: string }) => i.name === IMAGE.name)) },
-  { route: 'GET /v1/images/{name}', expected: [200, 200, 200, 200, 401], request: () => ({ path: `/v1/images/${IMAGE.name}` }) },
+  {
+    route: 'GET /v1/images',
+    expected: [200, 200, 200, 200, 401],
+    request: () => ({ path: '/v1/images' }),
+    check: (_, body) => assert.ok(body.items.some((i: { name: string }) => i.name === IMAGE.name)),
+  },
+  {
+    route: 'GET /v1/images/{name}',
+    expected: [200, 200, 200, 200, 401],
+    request: () => ({ path: `/v1/images/${IMAGE.name}` }),
+  },
 
   // Quotas: admins write, members read their own projects'.
   {
@@ -309,26 +390,38 @@ const ROWS: Row[] = [
     route: 'GET /v1/quotas',
     expected: [200, 200, 200, 200, 401],
     request: () => ({ path: '/v1/quotas' }),
-    check: listCheck((q) => `${q.project}/${q.resource}`, () => ({
-      admin: { has: [`${A}/gpus`, `${A}/jobs`, `${B}/gpus`], hasNot: [], projects: [A, B] },
-      memberA: { has: [`${A}/gpus`, `${A}/jobs`], hasNot: [`${B}/gpus`], projects: [A] },
-      memberB: { has: [`${B}/gpus`], hasNot: [`${A}/gpus`, `${A}/jobs`], projects: [B] },
-      noProject: { has: [], hasNot: [`${A}/gpus`, `${B}/gpus`], projects: [] },
-    })),
+    check: listCheck(
+      (q) => `${q.project}/${q.resource}`,
+      () => ({
+        admin: { has: [`${A}/gpus`, `${A}/jobs`, `${B}/gpus`], hasNot: [], projects: [A, B] },
+        memberA: { has: [`${A}/gpus`, `${A}/jobs`], hasNot: [`${B}/gpus`], projects: [A] },
+        memberB: { has: [`${B}/gpus`], hasNot: [`${A}/gpus`, `${A}/jobs`], projects: [B] },
+        noProject: { has: [], hasNot: [`${A}/gpus`, `${B}/gpus`], projects: [] },
+      }),
+    ),
   },
   {
     route: 'GET /v1/quotas',
     variant: '?project=A',
     expected: [200, 200, 200, 200, 401],
     request: () => ({ path: `/v1/quotas?project=${A}` }),
-    check: listCheck((q) => `${q.project}/${q.resource}`, () => ({
-      admin: { has: [`${A}/gpus`], hasNot: [`${B}/gpus`], projects: [A] },
-      memberA: { has: [`${A}/gpus`], hasNot: [`${B}/gpus`], projects: [A] },
-      memberB: { has: [], hasNot: [`${A}/gpus`], projects: [] },
-      noProject: { has: [], hasNot: [`${A}/gpus`], projects: [] },
-    })),
+    check: listCheck(
+      (q) => `${q.project}/${q.resource}`,
+      () => ({
+        admin: { has: [`${A}/gpus`], hasNot: [`${B}/gpus`], projects: [A] },
+        memberA: { has: [`${A}/gpus`], hasNot: [`${B}/gpus`], projects: [A] },
+        memberB: { has: [], hasNot: [`${A}/gpus`], projects: [] },
+        noProject: { has: [], hasNot: [`${A}/gpus`], projects: [] },
+      }),
+    ),
   },
-  { route: 'GET /v1/quotas/{project}/{resource}', ownedByA: true, expected: [200, 200, 404, 404, 401], request: () => ({ path: `/v1/quotas/${A}/gpus` }), check: (_, body) => assert.equal(body.hardLimit, 8) },
+  {
+    route: 'GET /v1/quotas/{project}/{resource}',
+    ownedByA: true,
+    expected: [200, 200, 404, 404, 401],
+    request: () => ({ path: `/v1/quotas/${A}/gpus` }),
+    check: (_, body) => assert.equal(body.hardLimit, 8),
+  },
   {
     route: 'PATCH /v1/quotas/{project}/{resource}',
     ownedByA: true,
@@ -348,7 +441,16 @@ const ROWS: Row[] = [
   },
 
   // Pools: anyone signed in reads, admins change caps.
-  { route: 'GET /v1/pools', expected: [200, 200, 200, 200, 401], request: () => ({ path: '/v1/pools' }), check: (_, body) => assert.deepEqual(body.items.map((p: { name: string }) => p.name), ['local']) },
+  {
+    route: 'GET /v1/pools',
+    expected: [200, 200, 200, 200, 401],
+    request: () => ({ path: '/v1/pools' }),
+    check: (_, body) =>
+      assert.deepEqual(
+        body.items.map((p: { name: string }) => p.name),
+        ['local'],
+      ),
+  },
   {
     route: 'PATCH /v1/pools/{name}',
     expected: [200, 403, 403, 403, 401],
@@ -378,14 +480,23 @@ const ROWS: Row[] = [
   },
 ];
 
-const CODES: Record<number, string> = { 400: 'validation_error', 401: 'unauthorized', 403: 'forbidden', 404: 'not_found' };
+const CODES: Record<number, string> = {
+  400: 'validation_error',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+};
 
 describe('authorization matrix: every route, every role', () => {
   before(async () => {
     dynamo = await startDynamo();
     w = await apiWorld(dynamo, {
       pools: [{ name: 'local', gpus: 4 }],
-      templates: [template({ name: 'a-train', project: A }), template({ name: 'b-train', project: B }), template({ name: 'shared', project: undefined, public: true })],
+      templates: [
+        template({ name: 'a-train', project: A }),
+        template({ name: 'b-train', project: B }),
+        template({ name: 'shared', project: undefined, public: true }),
+      ],
     });
     logDir = await mkdtemp(join(tmpdir(), 'flare-authz-'));
     // No job runs here: its output file does not exist, which reads as no lines.
@@ -421,11 +532,19 @@ describe('authorization matrix: every route, every role', () => {
       throw new Error('listing routes needs no deps');
     }).map((r) => `${r.method} ${r.path}`);
     const covered = new Set(ROWS.map((r) => r.route));
-    assert.deepEqual(served.filter((r) => !covered.has(r)), [], 'routes without a row in the authorization matrix');
-    assert.deepEqual([...covered].filter((r) => !served.includes(r)), [], 'rows for routes the API does not serve');
+    assert.deepEqual(
+      served.filter((r) => !covered.has(r)),
+      [],
+      'routes without a row in the authorization matrix',
+    );
+    assert.deepEqual(
+      [...covered].filter((r) => !served.includes(r)),
+      [],
+      'rows for routes the API does not serve',
+    );
   });
 
-  it("answers 404 (never 403) to B and to nobody for every existing resource of project A addressed by path", () => {
+  it('answers 404 (never 403) to B and to nobody for every existing resource of project A addressed by path', () => {
     for (const row of ROWS.filter((r) => r.ownedByA)) {
       assert.deepEqual([row.expected[2], row.expected[3]], [404, 404], `${row.route} ${row.variant ?? ''}`);
     }
@@ -444,9 +563,12 @@ describe('authorization matrix: every route, every role', () => {
         const where = `${method} ${request.path} as ${role}`;
         if (response.status >= 400) {
           const error = response.body?.error;
-          if (typeof error?.code !== 'string' || typeof error?.message !== 'string') problems.push(`${where}: not the error shape: ${JSON.stringify(response.body)}`);
-          else if (CODES[response.status] && error.code !== CODES[response.status]) problems.push(`${where}: code ${error.code} for ${response.status}`);
-          else if (response.status === 400 && !error.details?.length) problems.push(`${where}: a 400 that names no field`);
+          if (typeof error?.code !== 'string' || typeof error?.message !== 'string')
+            problems.push(`${where}: not the error shape: ${JSON.stringify(response.body)}`);
+          else if (CODES[response.status] && error.code !== CODES[response.status])
+            problems.push(`${where}: code ${error.code} for ${response.status}`);
+          else if (response.status === 400 && !error.details?.length)
+            problems.push(`${where}: a 400 that names no field`);
           if (row.affected) {
             try {
               assert.deepEqual(await row.affected(request), before);

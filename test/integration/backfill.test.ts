@@ -27,7 +27,6 @@ const MIN = 60_000;
 const bounds = forecastBounds({});
 const POOL = 'p';
 
-
 interface Plan {
   id: string;
   arriveAt: number;
@@ -86,8 +85,15 @@ describe('latest start and backfill against the real drain', { timeout: 600_000 
 
   async function world(opts: { cap: number; backfill?: boolean; quotas?: Scenario['quotas'] }) {
     const ports = await freshStore(dynamo());
-    await ports.store.putPool({ name: POOL, instanceType: 'local', gpusPerInstance: 1, maxGpus: opts.cap, ...(opts.backfill !== undefined ? { backfill: opts.backfill } : {}) });
-    for (const q of opts.quotas ?? []) await ports.store.putQuota({ project: q.project, resource: 'gpus', hardLimit: q.hardLimit });
+    await ports.store.putPool({
+      name: POOL,
+      instanceType: 'local',
+      gpusPerInstance: 1,
+      maxGpus: opts.cap,
+      ...(opts.backfill !== undefined ? { backfill: opts.backfill } : {}),
+    });
+    for (const q of opts.quotas ?? [])
+      await ports.store.putQuota({ project: q.project, resource: 'gpus', hardLimit: q.hardLimit });
     const clock = { now: T0 };
     const backfills: Run['backfills'] = [];
     const log: Logger = {
@@ -167,14 +173,25 @@ describe('latest start and backfill against the real drain', { timeout: 600_000 
         afterDrain(await drainPool(deps, POOL));
       } else if (event.kind === 'started') {
         const expiresAt = clock.now + plan.liveTimeoutMinutes * MIN;
-        await deps.store.updateJob(plan.id, [JobState.LAUNCHING], { state: JobState.RUNNING, startedAt: new Date(clock.now).toISOString(), expiresAt: new Date(expiresAt).toISOString() });
+        await deps.store.updateJob(plan.id, [JobState.LAUNCHING], {
+          state: JobState.RUNNING,
+          startedAt: new Date(clock.now).toISOString(),
+          expiresAt: new Date(expiresAt).toISOString(),
+        });
         schedule(clock.now + plan.liveTimeoutMinutes * MIN * plan.run, 'stopping', plan.id);
       } else if (event.kind === 'stopping') {
-        await deps.store.updateJob(plan.id, [JobState.RUNNING], { state: JobState.STOPPING, stateReason: 'live timeout reached' });
+        await deps.store.updateJob(plan.id, [JobState.RUNNING], {
+          state: JobState.STOPPING,
+          stateReason: 'live timeout reached',
+        });
         schedule(clock.now + bounds.stopMs * plan.stop, 'released', plan.id);
       } else {
         const job = (await deps.store.getJob(plan.id))!;
-        const finished = await deps.store.finishJob(job, { state: JobState.EXPIRED, stateReason: 'live timeout reached', finishedAt: new Date(clock.now).toISOString() });
+        const finished = await deps.store.finishJob(job, {
+          state: JobState.EXPIRED,
+          stateReason: 'live timeout reached',
+          finishedAt: new Date(clock.now).toISOString(),
+        });
         assert.ok(finished, `${plan.id} released once`);
         afterDrain(await drainPool(deps, POOL));
       }
@@ -206,19 +223,24 @@ describe('latest start and backfill against the real drain', { timeout: 600_000 
 
   it('strict FIFO, every phase taking its whole bound: every job is admitted no later than any latest start promised for it', async () => {
     let given = 0;
-    for (let seed = 1; seed <= 6; seed++) given += assertPromisesHeld(await play(scenario(seed, { early: false }), false), `seed ${seed}`).given;
+    for (let seed = 1; seed <= 6; seed++)
+      given += assertPromisesHeld(await play(scenario(seed, { early: false }), false), `seed ${seed}`).given;
     assert.ok(given > 100, `promises were given (${given})`);
   });
 
   it('strict FIFO with jobs ending early: the promises still hold (they only bring starts forward)', async () => {
-    for (let seed = 11; seed <= 15; seed++) assertPromisesHeld(await play(scenario(seed, { early: true }), false), `seed ${seed}`);
+    for (let seed = 11; seed <= 15; seed++)
+      assertPromisesHeld(await play(scenario(seed, { early: true }), false), `seed ${seed}`);
   });
 
   it('with a gpus quota that binds: the promises given hold, and jobs a quota may hold back get none', async () => {
     let none = 0;
     let given = 0;
     for (let seed = 21; seed <= 25; seed++) {
-      const counts = assertPromisesHeld(await play(scenario(seed, { early: seed % 2 === 0, quotas: true }), false), `seed ${seed}`);
+      const counts = assertPromisesHeld(
+        await play(scenario(seed, { early: seed % 2 === 0, quotas: true }), false),
+        `seed ${seed}`,
+      );
       none += counts.none;
       given += counts.given;
     }
@@ -240,29 +262,52 @@ describe('latest start and backfill against the real drain', { timeout: 600_000 
           withBackfill.admittedAt.get(head)! <= strict.admittedAt.get(head)!,
           `seed ${seed}: ${jobId} passed ${head}, which was then admitted at ${new Date(withBackfill.admittedAt.get(head)!).toISOString()} instead of ${new Date(strict.admittedAt.get(head)!).toISOString()}`,
         );
-        assert.ok(withBackfill.admittedAt.get(jobId)! < strict.admittedAt.get(jobId)!, `seed ${seed}: backfilled ${jobId} started sooner than under strict FIFO`);
+        assert.ok(
+          withBackfill.admittedAt.get(jobId)! < strict.admittedAt.get(jobId)!,
+          `seed ${seed}: backfilled ${jobId} started sooner than under strict FIFO`,
+        );
       }
     }
     assert.ok(backfilled >= 3, `the scenarios exercised backfill (${backfilled} backfills)`);
   });
 
   it('backfill with jobs ending early: every promise holds', async () => {
-    for (let seed = 41; seed <= 45; seed++) assertPromisesHeld(await play(scenario(seed, { early: true }), true), `seed ${seed}`);
+    for (let seed = 41; seed <= 45; seed++)
+      assertPromisesHeld(await play(scenario(seed, { early: true }), true), `seed ${seed}`);
   });
 
   describe('one blocked head', () => {
     /** Cap 4: a 2-GPU job runs for 2 more hours; the head needs 4; behind it wait 1-GPU jobs: short, long, and one of the head's project. */
     async function blockedHead(backfill?: boolean) {
       const w = await world({ cap: 4, ...(backfill !== undefined ? { backfill } : {}) });
-      const mk = (id: string, over: Partial<Job>): Job => ({ ...jobOf({ id, arriveAt: T0, project: 'vision', gpus: 1, liveTimeoutMinutes: 10, launch: 1, run: 1, stop: 1 }), ...over });
+      const mk = (id: string, over: Partial<Job>): Job => ({
+        ...jobOf({ id, arriveAt: T0, project: 'vision', gpus: 1, liveTimeoutMinutes: 10, launch: 1, run: 1, stop: 1 }),
+        ...over,
+      });
       const runningJob = mk('a-running', { gpus: 2, project: 'nlp' });
       await w.deps.store.createJob(runningJob);
       assert.equal((await drainPool(w.deps, POOL)).admitted.length, 1);
-      await w.deps.store.updateJob(runningJob.id, [JobState.LAUNCHING], { state: JobState.RUNNING, startedAt: new Date(T0).toISOString(), expiresAt: new Date(T0 + 120 * MIN).toISOString() });
+      await w.deps.store.updateJob(runningJob.id, [JobState.LAUNCHING], {
+        state: JobState.RUNNING,
+        startedAt: new Date(T0).toISOString(),
+        expiresAt: new Date(T0 + 120 * MIN).toISOString(),
+      });
       const head = mk('b-head', { gpus: 4, createdAt: new Date(T0 + 1).toISOString() });
-      const short = mk('c-short', { project: 'speech', liveTimeoutMinutes: 30, createdAt: new Date(T0 + 2).toISOString() });
-      const long = mk('d-long', { project: 'speech', liveTimeoutMinutes: 180, createdAt: new Date(T0 + 3).toISOString() });
-      const sameProject = mk('e-same-project', { project: 'vision', liveTimeoutMinutes: 5, createdAt: new Date(T0 + 4).toISOString() });
+      const short = mk('c-short', {
+        project: 'speech',
+        liveTimeoutMinutes: 30,
+        createdAt: new Date(T0 + 2).toISOString(),
+      });
+      const long = mk('d-long', {
+        project: 'speech',
+        liveTimeoutMinutes: 180,
+        createdAt: new Date(T0 + 3).toISOString(),
+      });
+      const sameProject = mk('e-same-project', {
+        project: 'vision',
+        liveTimeoutMinutes: 5,
+        createdAt: new Date(T0 + 4).toISOString(),
+      });
       for (const j of [head, short, long, sameProject]) await w.deps.store.createJob(j);
       return { ...w, head, short, long, sameProject };
     }
@@ -278,13 +323,23 @@ describe('latest start and backfill against the real drain', { timeout: 600_000 
     it("backfill admits the job that ends before the head's latest start, and not one that would not or whose project waits in the head", async () => {
       const w = await blockedHead();
       const promised = (await getJob(w.deps, ROOT, w.head.id)).latestStartAt;
-      assert.equal(promised, new Date(T0 + 120 * MIN + bounds.stopMs).toISOString(), "the head's latest start: the running job's expiry + the stop bound");
+      assert.equal(
+        promised,
+        new Date(T0 + 120 * MIN + bounds.stopMs).toISOString(),
+        "the head's latest start: the running job's expiry + the stop bound",
+      );
       // Turning backfill on drains the pool at once.
       const pool = await updatePool(w.deps, ROOT, POOL, { backfill: true });
       assert.equal(pool.backfill, true);
-      const states = async (...jobs: Job[]) => Promise.all(jobs.map(async (j) => (await w.deps.store.getJob(j.id))?.state));
+      const states = async (...jobs: Job[]) =>
+        Promise.all(jobs.map(async (j) => (await w.deps.store.getJob(j.id))?.state));
       // 30 min job: 20 min launch + 30 + 8 min stop = 58 min <= 128 min; 180 min job: not; vision waits in the head.
-      assert.deepEqual(await states(w.head, w.short, w.long, w.sameProject), [JobState.WAITING, JobState.LAUNCHING, JobState.WAITING, JobState.WAITING]);
+      assert.deepEqual(await states(w.head, w.short, w.long, w.sameProject), [
+        JobState.WAITING,
+        JobState.LAUNCHING,
+        JobState.WAITING,
+        JobState.WAITING,
+      ]);
       assert.deepEqual(w.backfills, [{ jobId: w.short.id, head: w.head.id }]);
       assert.equal((await getJob(w.deps, ROOT, w.head.id)).latestStartAt, promised, "the head's promise did not move");
       // The long job is behind the head: its promise is after the head's worst case.

@@ -31,18 +31,47 @@ describe('DynamoDB adapter helpers', { timeout: 90_000 }, () => {
 
     assert.deepEqual(await conditionalWrite(doc, bump(1)), { name: 'l4', used: 2 });
     assert.equal(await conditionalWrite(doc, bump(1)), undefined, 'the condition no longer holds');
-    await assert.rejects(conditionalWrite(doc, bump(1), () => new StaleJob('j-1')), StaleJob);
-    assert.deepEqual((await doc.send(new GetCommand({ TableName: tables.pools, Key }))).Item, { name: 'l4', used: 2 }, 'the failed writes changed nothing');
+    await assert.rejects(
+      conditionalWrite(doc, bump(1), () => new StaleJob('j-1')),
+      StaleJob,
+    );
+    assert.deepEqual(
+      (await doc.send(new GetCommand({ TableName: tables.pools, Key }))).Item,
+      { name: 'l4', used: 2 },
+      'the failed writes changed nothing',
+    );
 
-    const put = { Put: { TableName: tables.pools, Item: { name: 'h100' }, ConditionExpression: 'attribute_not_exists(#name)', ExpressionAttributeNames: { '#name': 'name' } } };
-    assert.deepEqual(await conditionalWrite(doc, put), {}, 'no ReturnValues: an empty item, which still says it was written');
+    const put = {
+      Put: {
+        TableName: tables.pools,
+        Item: { name: 'h100' },
+        ConditionExpression: 'attribute_not_exists(#name)',
+        ExpressionAttributeNames: { '#name': 'name' },
+      },
+    };
+    assert.deepEqual(
+      await conditionalWrite(doc, put),
+      {},
+      'no ReturnValues: an empty item, which still says it was written',
+    );
     assert.equal(await conditionalWrite(doc, put), undefined);
-    const remove = { Delete: { TableName: tables.pools, Key: { name: 'h100' }, ConditionExpression: 'attribute_exists(#name)', ExpressionAttributeNames: { '#name': 'name' } } };
+    const remove = {
+      Delete: {
+        TableName: tables.pools,
+        Key: { name: 'h100' },
+        ConditionExpression: 'attribute_exists(#name)',
+        ExpressionAttributeNames: { '#name': 'name' },
+      },
+    };
     assert.deepEqual(await conditionalWrite(doc, remove), {});
     assert.equal(await conditionalWrite(doc, remove), undefined);
 
     await assert.rejects(
-      conditionalWrite(doc, { Put: { TableName: `${tables.pools}-missing`, Item: { name: 'x' } } }, () => new StaleJob('j-1')),
+      conditionalWrite(
+        doc,
+        { Put: { TableName: `${tables.pools}-missing`, Item: { name: 'x' } } },
+        () => new StaleJob('j-1'),
+      ),
       (error: Error) => error.name === 'ResourceNotFoundException',
       'an error other than a failed condition comes through as it is',
     );
@@ -52,9 +81,18 @@ describe('DynamoDB adapter helpers', { timeout: 90_000 }, () => {
     const { doc } = dynamo();
     const { tables } = await freshStore(dynamo());
     const resources = ['gpus', 'gpuHours', 'jobs', 'templates', 'z-other'];
-    for (const resource of resources) await doc.send(new PutCommand({ TableName: tables.quotas, Item: { project: 'vision', resource, used: 0 } }));
+    for (const resource of resources)
+      await doc.send(new PutCommand({ TableName: tables.quotas, Item: { project: 'vision', resource, used: 0 } }));
     await doc.send(new PutCommand({ TableName: tables.quotas, Item: { project: 'audio', resource: 'gpus', used: 0 } }));
-    const query = { Query: { TableName: tables.quotas, KeyConditionExpression: '#project = :p', ExpressionAttributeNames: { '#project': 'project' }, ExpressionAttributeValues: { ':p': 'vision' }, Limit: 2 } };
+    const query = {
+      Query: {
+        TableName: tables.quotas,
+        KeyConditionExpression: '#project = :p',
+        ExpressionAttributeNames: { '#project': 'project' },
+        ExpressionAttributeValues: { ':p': 'vision' },
+        Limit: 2,
+      },
+    };
 
     let read = 0;
     for await (const _page of pages(doc, query)) read++;

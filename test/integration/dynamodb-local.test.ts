@@ -11,7 +11,14 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
-import { GetCommand, PutCommand, QueryCommand, ScanCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import {
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  ScanCommand,
+  TransactWriteCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
 import {
   checkJava,
   DYNAMODB_LOCAL_PACKAGE_INTEGRITY,
@@ -51,7 +58,9 @@ describe('DynamoDB Local, in memory', { timeout: 90_000 }, () => {
 
   it('commits a conditional transaction, and cancels all of one whose condition fails, with reasons', async () => {
     const { doc } = clients;
-    await doc.send(new PutCommand({ TableName: tables.quotas, Item: { project: 'vision', resource: 'gpus', limit: 4, used: 0 } }));
+    await doc.send(
+      new PutCommand({ TableName: tables.quotas, Item: { project: 'vision', resource: 'gpus', limit: 4, used: 0 } }),
+    );
     await doc.send(new PutCommand({ TableName: tables.pools, Item: { name: 'a10g', cap: 8, used: 0 } }));
     // Condition expressions cannot do arithmetic, so the caller passes limit - n as :max.
     const admit = (jobId: string, gpus: number) =>
@@ -100,7 +109,9 @@ describe('DynamoDB Local, in memory', { timeout: 90_000 }, () => {
     assert.equal(failure.CancellationReasons?.[2]?.Item?.used?.N, '3');
     const job2 = await doc.send(new GetCommand({ TableName: tables.jobs, Key: { id: 'job-2' } }));
     const pool = await doc.send(new GetCommand({ TableName: tables.pools, Key: { name: 'a10g' } }));
-    const quota = await doc.send(new GetCommand({ TableName: tables.quotas, Key: { project: 'vision', resource: 'gpus' } }));
+    const quota = await doc.send(
+      new GetCommand({ TableName: tables.quotas, Key: { project: 'vision', resource: 'gpus' } }),
+    );
     assert.equal(job2.Item, undefined);
     assert.equal(pool.Item?.used, 3);
     assert.equal(quota.Item?.used, 3);

@@ -52,13 +52,19 @@ describe('DynamoDB Local killed under the local control plane', () => {
     await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
   });
 
-  const api = (method: string, path: string, body?: unknown, token = ALICE) => callApi(plane.url, method, path, token, body);
+  const api = (method: string, path: string, body?: unknown, token = ALICE) =>
+    callApi(plane.url, method, path, token, body);
   const state = async (id: string) => (await api('GET', `/v1/jobs/${id}`, undefined, ROOT)).body?.state;
   const untilState = (id: string, states: string[], timeoutMs = 60_000) =>
-    waitFor(`job ${id} in ${states.join('|')}`, async () => {
-      const now = await state(id);
-      return states.includes(now) && (now as string);
-    }, timeoutMs, 200);
+    waitFor(
+      `job ${id} in ${states.join('|')}`,
+      async () => {
+        const now = await state(id);
+        return states.includes(now) && (now as string);
+      },
+      timeoutMs,
+      200,
+    );
   const submit = async (body: Record<string, unknown>) => {
     const response = await api('POST', '/v1/jobs', { template: 'sleep', ...body });
     assert.equal(response.status, 202, JSON.stringify(response.body));
@@ -108,31 +114,57 @@ describe('DynamoDB Local killed under the local control plane', () => {
       }
 
       const failedRun = await plane.reconciler.runNow();
-      assert.ok(failedRun && failedRun.errors.length > 0, 'the reconcile loop ran, and failed, while the store was down');
+      assert.ok(
+        failedRun && failedRun.errors.length > 0,
+        'the reconcile loop ran, and failed, while the store was down',
+      );
 
       // Keep it down until the expiry has passed and a restart attempt has failed on the taken port.
-      await waitFor('the expiry to pass during the outage', async () => Date.now() > Date.parse(expiresAt) + 1_000, 30_000, 200);
-      await waitFor('a failed restart attempt', async () => (await api('GET', '/v1/health')).body.components.dynamodb.failedAttempts >= 1, 60_000, 200);
+      await waitFor(
+        'the expiry to pass during the outage',
+        async () => Date.now() > Date.parse(expiresAt) + 1_000,
+        30_000,
+        200,
+      );
+      await waitFor(
+        'a failed restart attempt',
+        async () => (await api('GET', '/v1/health')).body.components.dynamodb.failedAttempts >= 1,
+        60_000,
+        200,
+      );
     } finally {
       await release(standIn);
     }
 
     // Assert: back by itself, on the same endpoint, with the data written before the kill.
-    const back = await waitFor('DynamoDB Local to be restarted', async () => {
-      const answer = await api('GET', '/v1/health');
-      return answer.status === 200 && answer;
-    }, 90_000, 250);
+    const back = await waitFor(
+      'DynamoDB Local to be restarted',
+      async () => {
+        const answer = await api('GET', '/v1/health');
+        return answer.status === 200 && answer;
+      },
+      90_000,
+      250,
+    );
     assert.equal(back.body.components.store, 'ok');
     assert.equal(back.body.components.dynamodb.status, 'ok');
     assert.equal(back.body.components.dynamodb.restarts, 1);
     assert.notEqual(plane.dynamodb.pid(), pid);
-    assert.equal((await api('GET', `/v1/jobs/${running}`)).body.name, 'running', 'nothing was renamed while it was down');
+    assert.equal(
+      (await api('GET', `/v1/jobs/${running}`)).body.name,
+      'running',
+      'nothing was renamed while it was down',
+    );
 
     assert.equal(await untilState(expiring, ['EXPIRED', 'FAILED', 'SUCCEEDED', 'CANCELLED'], 120_000), 'EXPIRED');
     // Its exit could not be written while the store was down: retried until it was, with its own code.
     assert.equal(await untilState(exiting, ['EXPIRED', 'FAILED', 'SUCCEEDED', 'CANCELLED'], 60_000), 'FAILED');
     assert.equal((await api('GET', `/v1/jobs/${exiting}`)).body.stateReason, 'exited with code 3');
-    assert.equal(await untilState(queued, ['RUNNING']), 'RUNNING', 'the GPUs the expired job gave back went to the queue');
+    assert.equal(
+      await untilState(queued, ['RUNNING']),
+      'RUNNING',
+      'the GPUs the expired job gave back went to the queue',
+    );
     assert.equal(await state(running), 'RUNNING');
     const report = await plane.reconciler.runNow();
     assert.deepEqual(report?.errors, [], 'the reconcile loop succeeds again');
@@ -149,7 +181,10 @@ describe('DynamoDB Local killed under the local control plane', () => {
     for (const id of [queued, after]) assert.equal((await api('DELETE', `/v1/jobs/${id}`)).status, 202);
     for (const id of [queued, after]) await untilState(id, ['CANCELLED']);
     const pools = (await api('GET', '/v1/pools')).body.items;
-    assert.deepEqual(pools.map((p: { name: string; usedGpus: number }) => [p.name, p.usedGpus]), [['local', 0]]);
+    assert.deepEqual(
+      pools.map((p: { name: string; usedGpus: number }) => [p.name, p.usedGpus]),
+      [['local', 0]],
+    );
   });
 });
 
@@ -166,11 +201,16 @@ async function holdPort(port: number): Promise<StandIn> {
     socket.on('close', () => sockets.delete(socket));
     socket.destroy();
   });
-  await waitFor(`port ${port} to be free`, () =>
-    new Promise<boolean>((resolve) => {
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => resolve(true));
-    }), 10_000, 10);
+  await waitFor(
+    `port ${port} to be free`,
+    () =>
+      new Promise<boolean>((resolve) => {
+        server.once('error', () => resolve(false));
+        server.listen(port, '127.0.0.1', () => resolve(true));
+      }),
+    10_000,
+    10,
+  );
   return { server, sockets };
 }
 

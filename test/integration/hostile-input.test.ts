@@ -125,7 +125,16 @@ function expectError(response: Response, status: number, fields?: string[]): voi
   const error = response.body?.error;
   assert.equal(typeof error?.code, 'string', `error shape: ${context}`);
   assert.equal(typeof error?.message, 'string', `error shape: ${context}`);
-  const codes: Record<number, string> = { 400: 'validation_error', 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 409: 'conflict', 413: 'payload_too_large', 422: 'unprocessable', 429: 'quota_exceeded' };
+  const codes: Record<number, string> = {
+    400: 'validation_error',
+    401: 'unauthorized',
+    403: 'forbidden',
+    404: 'not_found',
+    409: 'conflict',
+    413: 'payload_too_large',
+    422: 'unprocessable',
+    429: 'quota_exceeded',
+  };
   if (codes[status]) assert.equal(error.code, codes[status], context);
   if (fields) {
     assert.ok(Array.isArray(error.details), `details: ${context}`);
@@ -161,7 +170,13 @@ async function submit(token: string, body: unknown, headers?: Record<string, str
 }
 
 const job = async (id: string): Promise<Job> => (await plane.deps.store.getJob(id))!;
-const untilEnded = (id: string) => waitFor(`job ${id} to end`, async () => ((j) => (j && isTerminal(j.state) ? j : undefined))(await plane.deps.store.getJob(id)), 60_000, 100);
+const untilEnded = (id: string) =>
+  waitFor(
+    `job ${id} to end`,
+    async () => ((j) => (j && isTerminal(j.state) ? j : undefined))(await plane.deps.store.getJob(id)),
+    60_000,
+    100,
+  );
 const cancel = async (id: string) => {
   await send('DELETE', `/v1/jobs/${id}`, { token: ROOT });
   return untilEnded(id);
@@ -186,7 +201,15 @@ describe('hostile input', () => {
     await new Promise<void>((r) => hooks.listen(0, '127.0.0.1', r));
     const hook = `http://127.0.0.1:${(hooks.address() as { port: number }).port}`;
     dataDir = await mkdtemp(join(tmpdir(), 'flare-hostile-'));
-    const tmpl = (name: string, project: string, command: string[], pool = 'local') => ({ name, project, pool, gpus: 1, image: 'tools', command, maxLiveTimeoutMinutes: MAX_TIMEOUT });
+    const tmpl = (name: string, project: string, command: string[], pool = 'local') => ({
+      name,
+      project,
+      pool,
+      gpus: 1,
+      image: 'tools',
+      command,
+      maxLiveTimeoutMinutes: MAX_TIMEOUT,
+    });
     const config = parse(LocalConfig, {
       port: 0,
       dataDir,
@@ -196,9 +219,17 @@ describe('hostile input', () => {
         { name: 'bob', token: BOB, projects: ['audio'] },
         { name: 'carl', token: CARL, projects: ['crowd'] },
         { name: 'eve', token: EVE, projects: ['vision'], expiresAt: new Date(Date.now() - 60_000).toISOString() },
-        { name: 'frank', token: FRANK, projects: ['vision'], expiresAt: new Date(Date.now() + 365 * 86_400_000).toISOString() },
+        {
+          name: 'frank',
+          token: FRANK,
+          projects: ['vision'],
+          expiresAt: new Date(Date.now() + 365 * 86_400_000).toISOString(),
+        },
       ],
-      pools: [{ name: 'local', gpus: 2 }, { name: 'crowdpool', gpus: 1 }],
+      pools: [
+        { name: 'local', gpus: 2 },
+        { name: 'crowdpool', gpus: 1 },
+      ],
       quotas: [{ project: 'crowd', resource: 'jobs', hardLimit: FLOOD_LIMIT }],
       images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
       templates: [
@@ -214,7 +245,11 @@ describe('hostile input', () => {
         { type: 'teams', url: `${hook}/teams`, projects: ['vision'] },
       ],
     });
-    plane = await startControlPlane(config, { inMemory: true, log: quietLog, compute: { pollMs: 100, stopGraceMs: 1000 } });
+    plane = await startControlPlane(config, {
+      inMemory: true,
+      log: quietLog,
+      compute: { pollMs: 100, stopGraceMs: 1000 },
+    });
   });
 
   after(async () => {
@@ -231,10 +266,27 @@ describe('hostile input', () => {
   describe('command: argv only, stored verbatim, never interpreted', () => {
     it('keeps shell metacharacters and newlines as argv elements: stored as sent, and `; touch` creates no file', async () => {
       const file = marker();
-      const command = ['echo', `; touch ${file}`, `$(touch ${file})`, `\`touch ${file}\``, `| touch ${file}`, `&& touch ${file}`, 'two\nlines', '$HOME', '*', "'single'", '"double"', '\\'];
+      const command = [
+        'echo',
+        `; touch ${file}`,
+        `$(touch ${file})`,
+        `\`touch ${file}\``,
+        `| touch ${file}`,
+        `&& touch ${file}`,
+        'two\nlines',
+        '$HOME',
+        '*',
+        "'single'",
+        '"double"',
+        '\\',
+      ];
       const submitted = await submit(ALICE, { template: 'echo', command });
       assert.deepEqual(submitted.command, command, 'the answer carries the command as sent');
-      assert.deepEqual((await job(submitted.id)).command, command, 'the stored command is the input, element for element');
+      assert.deepEqual(
+        (await job(submitted.id)).command,
+        command,
+        'the stored command is the input, element for element',
+      );
 
       assert.equal((await untilEnded(submitted.id)).state, 'SUCCEEDED');
       // echo printed its arguments as they are: no expansion, no globbing, no second command.
@@ -276,15 +328,29 @@ describe('hostile input', () => {
     ];
     for (const [what, command, fields] of notArgv) {
       it(`refuses a job command that is ${what} (400 naming it), storing nothing`, async () => {
-        await refused(() => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', command } }), 400, fields);
+        await refused(
+          () => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', command } }),
+          400,
+          fields,
+        );
       });
     }
 
     it('refuses a template command that is a string or an object, storing nothing', async () => {
       const base = { name: 'shelly', project: 'vision', pool: 'local', image: 'tools' };
-      await refused(() => send('POST', '/v1/templates', { token: ALICE, body: { ...base, command: 'sh -c "id"' } }), 400, ['command']);
-      await refused(() => send('POST', '/v1/templates', { token: ALICE, body: { ...base, command: { 0: 'id' } } }), 400, ['command']);
-      await refused(() => send('PATCH', '/v1/templates/echo', { token: ALICE, body: { command: 'id' } }), 400, ['command']);
+      await refused(
+        () => send('POST', '/v1/templates', { token: ALICE, body: { ...base, command: 'sh -c "id"' } }),
+        400,
+        ['command'],
+      );
+      await refused(
+        () => send('POST', '/v1/templates', { token: ALICE, body: { ...base, command: { 0: 'id' } } }),
+        400,
+        ['command'],
+      );
+      await refused(() => send('PATCH', '/v1/templates/echo', { token: ALICE, body: { command: 'id' } }), 400, [
+        'command',
+      ]);
     });
   });
 
@@ -302,7 +368,11 @@ describe('hostile input', () => {
     ];
     for (const [what, extra, fields] of cases) {
       it(`refuses ${what} (400 naming it), storing nothing`, async () => {
-        await refused(() => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', ...extra } }), 400, fields);
+        await refused(
+          () => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', ...extra } }),
+          400,
+          fields,
+        );
       });
     }
 
@@ -317,24 +387,69 @@ describe('hostile input', () => {
     ];
     for (const [what, env, fields] of reserved) {
       it(`refuses an env with ${what} (400 naming it), on a job, a new template and a template change, storing nothing`, async () => {
-        await refused(() => send('POST', '/v1/jobs', { token: ALICE, raw: `{"template":"echo","env":${env}}` }), 400, fields);
-        await refused(() => send('POST', '/v1/templates', { token: ALICE, raw: `{"name":"envy","project":"vision","pool":"local","image":"tools","command":["true"],"env":${env}}` }), 400, fields);
+        await refused(
+          () => send('POST', '/v1/jobs', { token: ALICE, raw: `{"template":"echo","env":${env}}` }),
+          400,
+          fields,
+        );
+        await refused(
+          () =>
+            send('POST', '/v1/templates', {
+              token: ALICE,
+              raw: `{"name":"envy","project":"vision","pool":"local","image":"tools","command":["true"],"env":${env}}`,
+            }),
+          400,
+          fields,
+        );
         const templates = await send('GET', '/v1/templates?project=vision', { token: ALICE });
         const echo = templates.body.items.find((t: { name: string }) => t.name === 'echo');
-        await refused(() => send('PATCH', `/v1/templates/${echo.id}`, { token: ALICE, raw: `{"env":${env}}` }), 400, fields);
+        await refused(
+          () => send('PATCH', `/v1/templates/${echo.id}`, { token: ALICE, raw: `{"env":${env}}` }),
+          400,
+          fields,
+        );
       });
     }
 
     it('refuses control characters in a template name and a job rename', async () => {
-      await refused(() => send('POST', '/v1/templates', { token: ALICE, body: { name: 'x\u0000', project: 'vision', pool: 'local', image: 'tools', command: ['true'] } }), 400, ['name']);
+      await refused(
+        () =>
+          send('POST', '/v1/templates', {
+            token: ALICE,
+            body: { name: 'x\u0000', project: 'vision', pool: 'local', image: 'tools', command: ['true'] },
+          }),
+        400,
+        ['name'],
+      );
       const submitted = await submit(ALICE, { template: 'echo' });
-      await refused(() => send('PATCH', `/v1/jobs/${submitted.id}`, { token: ALICE, body: { name: 'a\u0007b' } }), 400, ['name']);
+      await refused(
+        () => send('PATCH', `/v1/jobs/${submitted.id}`, { token: ALICE, body: { name: 'a\u0007b' } }),
+        400,
+        ['name'],
+      );
     });
   });
 
   describe('image references', () => {
-    const add = (body: Record<string, unknown>) => () => send('POST', '/v1/images', { token: ROOT, body: { name: 'evil', reference: 'docker.io/library/busybox:1.36', digest: DIGEST, ...body } });
-    const references = ['-v', '--privileged', '-x/y:1', '--network=host', 'busybox latest', ' busybox', 'busybox\n', 'busybox\tx', 'busybox\u0000', `busybox@${DIGEST}`, 'Busybox', ''];
+    const add = (body: Record<string, unknown>) => () =>
+      send('POST', '/v1/images', {
+        token: ROOT,
+        body: { name: 'evil', reference: 'docker.io/library/busybox:1.36', digest: DIGEST, ...body },
+      });
+    const references = [
+      '-v',
+      '--privileged',
+      '-x/y:1',
+      '--network=host',
+      'busybox latest',
+      ' busybox',
+      'busybox\n',
+      'busybox\tx',
+      'busybox\u0000',
+      `busybox@${DIGEST}`,
+      'Busybox',
+      '',
+    ];
     for (const reference of references) {
       it(`refuses to add the reference ${JSON.stringify(reference)} (400 naming it), storing nothing`, async () => {
         await refused(add({ reference }), 400, ['reference']);
@@ -349,25 +464,54 @@ describe('hostile input', () => {
       ['a digest that is not a string', 7],
     ] as const) {
       it(`refuses an image with ${what} (400 naming digest)`, async () => {
-        await refused(() => send('POST', '/v1/images', { token: ROOT, body: { name: 'evil', reference: 'docker.io/library/busybox:1.36', ...(digest === undefined ? {} : { digest }) } }), 400, ['digest']);
+        await refused(
+          () =>
+            send('POST', '/v1/images', {
+              token: ROOT,
+              body: {
+                name: 'evil',
+                reference: 'docker.io/library/busybox:1.36',
+                ...(digest === undefined ? {} : { digest }),
+              },
+            }),
+          400,
+          ['digest'],
+        );
       });
     }
 
     it('lets a template name catalog images only: a raw reference, a leading dash or whitespace is a 400 naming image', async () => {
       const base = { name: 'imaged', project: 'vision', pool: 'local', command: ['true'] };
-      for (const image of ['-tools', '--privileged', 'tools latest', 'tools\n', 'docker.io/library/busybox:1.36', `tools@${DIGEST}`, 'nope']) {
+      for (const image of [
+        '-tools',
+        '--privileged',
+        'tools latest',
+        'tools\n',
+        'docker.io/library/busybox:1.36',
+        `tools@${DIGEST}`,
+        'nope',
+      ]) {
         await refused(() => send('POST', '/v1/templates', { token: ALICE, body: { ...base, image } }), 400, ['image']);
       }
       await refused(() => send('PATCH', '/v1/templates/echo', { token: ALICE, body: { image: '-v' } }), 400, ['image']);
     });
 
     it('does not let a job name an image at all', async () => {
-      await refused(() => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', image: 'docker.io/library/alpine:latest' } }), 400, ['image']);
+      await refused(
+        () =>
+          send('POST', '/v1/jobs', {
+            token: ALICE,
+            body: { template: 'echo', image: 'docker.io/library/alpine:latest' },
+          }),
+        400,
+        ['image'],
+      );
     });
   });
 
   describe('numbers', () => {
-    const submitRaw = (fragment: string) => () => send('POST', '/v1/jobs', { token: ALICE, raw: `{"template":"echo",${fragment}}` });
+    const submitRaw = (fragment: string) => () =>
+      send('POST', '/v1/jobs', { token: ALICE, raw: `{"template":"echo",${fragment}}` });
     for (const value of ['0', '-1', '1.5', '"2"', '1e309', '-1e309', 'null', 'true', '1025', '[1]']) {
       it(`refuses gpus ${value} (400 naming gpus), storing nothing`, async () => {
         await refused(submitRaw(`"gpus":${value}`), 400, ['gpus']);
@@ -378,23 +522,45 @@ describe('hostile input', () => {
       const submitted = await submit(ALICE, { template: 'echo' });
       const templates = await send('GET', '/v1/templates?project=vision', { token: ALICE });
       const echo = templates.body.items.find((t: { name: string }) => t.name === 'echo');
-      const template = (field: string, value: string) => `{"name":"big","project":"vision","pool":"local","image":"tools","command":["true"],"${field}":${value}}`;
+      const template = (field: string, value: string) =>
+        `{"name":"big","project":"vision","pool":"local","image":"tools","command":["true"],"${field}":${value}}`;
       const bodies: Array<[string, string, string, string, (value: string) => string]> = [
         ['POST', '/v1/jobs', ALICE, 'gpus', (v) => `{"template":"echo","gpus":${v}}`],
         ['POST', '/v1/jobs', ALICE, 'liveTimeoutMinutes', (v) => `{"template":"echo","liveTimeoutMinutes":${v}}`],
         ['PATCH', `/v1/jobs/${submitted.id}`, ALICE, 'liveTimeoutMinutes', (v) => `{"liveTimeoutMinutes":${v}}`],
-        ...['gpus', 'nodeCount', 'imageVersion', 'volumeSizeGb', 'maxLiveTimeoutMinutes', 'defaultLiveTimeoutMinutes'].map(
-          (field): [string, string, string, string, (value: string) => string] => ['POST', '/v1/templates', ALICE, field, (v) => template(field, v)],
-        ),
+        ...[
+          'gpus',
+          'nodeCount',
+          'imageVersion',
+          'volumeSizeGb',
+          'maxLiveTimeoutMinutes',
+          'defaultLiveTimeoutMinutes',
+        ].map((field): [string, string, string, string, (value: string) => string] => [
+          'POST',
+          '/v1/templates',
+          ALICE,
+          field,
+          (v) => template(field, v),
+        ]),
         ['PATCH', `/v1/templates/${echo.id}`, ALICE, 'gpus', (v) => `{"gpus":${v}}`],
-        ['POST', '/v1/quotas', ROOT, 'hardLimit', (v) => `{"project":"vision","resource":"templates","hardLimit":${v}}`],
+        [
+          'POST',
+          '/v1/quotas',
+          ROOT,
+          'hardLimit',
+          (v) => `{"project":"vision","resource":"templates","hardLimit":${v}}`,
+        ],
         ['PATCH', '/v1/quotas/crowd/jobs', ROOT, 'hardLimit', (v) => `{"hardLimit":${v}}`],
         ['PATCH', '/v1/pools/local', ROOT, 'maxGpus', (v) => `{"maxGpus":${v}}`],
       ];
       for (const [method, path, token, field, body] of bodies) {
         for (const value of ['1e309', '-1e309']) {
           const response = await refused(() => send(method, path, { token, raw: body(value) }), 400, [field]);
-          assert.match(response.body.error.details[0].reason, /out of range/, `${method} ${path} ${field}=${value}: ${response.text}`);
+          assert.match(
+            response.body.error.details[0].reason,
+            /out of range/,
+            `${method} ${path} ${field}=${value}: ${response.text}`,
+          );
         }
       }
       await untilEnded(submitted.id);
@@ -406,11 +572,30 @@ describe('hostile input', () => {
 
     it('refuses template GPU counts of 0, 1.5 and 1e309', async () => {
       for (const gpus of ['0', '1.5', '1e309']) {
-        await refused(() => send('POST', '/v1/templates', { token: ALICE, raw: `{"name":"g","project":"vision","pool":"local","image":"tools","command":["true"],"gpus":${gpus}}` }), 400, ['gpus']);
+        await refused(
+          () =>
+            send('POST', '/v1/templates', {
+              token: ALICE,
+              raw: `{"name":"g","project":"vision","pool":"local","image":"tools","command":["true"],"gpus":${gpus}}`,
+            }),
+          400,
+          ['gpus'],
+        );
       }
     });
 
-    for (const value of ['0', '-1', '-0.5', '"NaN"', 'null', '"60"', '1e309', '-1e309', String(MAX_TIMEOUT + 1), String(MAX_TIMEOUT + 0.001)]) {
+    for (const value of [
+      '0',
+      '-1',
+      '-0.5',
+      '"NaN"',
+      'null',
+      '"60"',
+      '1e309',
+      '-1e309',
+      String(MAX_TIMEOUT + 1),
+      String(MAX_TIMEOUT + 0.001),
+    ]) {
       it(`refuses liveTimeoutMinutes ${value} (400 naming it), storing nothing`, async () => {
         await refused(submitRaw(`"liveTimeoutMinutes":${value}`), 400, ['liveTimeoutMinutes']);
       });
@@ -424,13 +609,20 @@ describe('hostile input', () => {
       await Promise.all([untilEnded(atMax.id), untilEnded(fraction.id)]);
     });
 
-    it("refuses the same bad timeouts on PATCH of an active job, and takes the max", async () => {
+    it('refuses the same bad timeouts on PATCH of an active job, and takes the max', async () => {
       const held = await submit(ALICE, { template: 'hold', liveTimeoutMinutes: 10 });
       try {
         for (const value of ['0', '-1', '"NaN"', 'null', '1e309', String(MAX_TIMEOUT + 1)]) {
-          await refused(() => send('PATCH', `/v1/jobs/${held.id}`, { token: ALICE, raw: `{"liveTimeoutMinutes":${value}}` }), 400, ['liveTimeoutMinutes']);
+          await refused(
+            () => send('PATCH', `/v1/jobs/${held.id}`, { token: ALICE, raw: `{"liveTimeoutMinutes":${value}}` }),
+            400,
+            ['liveTimeoutMinutes'],
+          );
         }
-        const changed = await send('PATCH', `/v1/jobs/${held.id}`, { token: ALICE, body: { liveTimeoutMinutes: MAX_TIMEOUT } });
+        const changed = await send('PATCH', `/v1/jobs/${held.id}`, {
+          token: ALICE,
+          body: { liveTimeoutMinutes: MAX_TIMEOUT },
+        });
         assert.equal(changed.status, 200, changed.text);
         assert.equal((await job(held.id)).liveTimeoutMinutes, MAX_TIMEOUT);
       } finally {
@@ -440,27 +632,55 @@ describe('hostile input', () => {
   });
 
   describe('unknown fields', () => {
-    const smuggled = { privileged: true, volumes: ['/:/host'], network: 'host', devices: ['/dev/mem'], capAdd: ['SYS_ADMIN'] };
+    const smuggled = {
+      privileged: true,
+      volumes: ['/:/host'],
+      network: 'host',
+      devices: ['/dev/mem'],
+      capAdd: ['SYS_ADMIN'],
+    };
     const names = Object.keys(smuggled);
 
     it('refuses a job with privileged, volumes, network, devices or capAdd, naming each', async () => {
-      await refused(() => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', ...smuggled } }), 400, names);
+      await refused(
+        () => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', ...smuggled } }),
+        400,
+        names,
+      );
     });
 
     it('refuses them on a template, on a template change and on a job change', async () => {
       const template = { name: 'smuggler', project: 'vision', pool: 'local', image: 'tools', command: ['true'] };
-      await refused(() => send('POST', '/v1/templates', { token: ALICE, body: { ...template, ...smuggled } }), 400, names);
+      await refused(
+        () => send('POST', '/v1/templates', { token: ALICE, body: { ...template, ...smuggled } }),
+        400,
+        names,
+      );
       await refused(() => send('PATCH', '/v1/templates/echo', { token: ALICE, body: smuggled }), 400, names);
       const submitted = await submit(ALICE, { template: 'echo' });
-      await refused(() => send('PATCH', `/v1/jobs/${submitted.id}`, { token: ALICE, body: { name: 'ok', ...smuggled } }), 400, names);
+      await refused(
+        () => send('PATCH', `/v1/jobs/${submitted.id}`, { token: ALICE, body: { name: 'ok', ...smuggled } }),
+        400,
+        names,
+      );
     });
   });
 
   describe('tenancy', () => {
     it('refuses a body project the token does not name (403), for jobs and templates, storing nothing', async () => {
-      await refused(() => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', project: 'audio' } }), 403);
+      await refused(
+        () => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', project: 'audio' } }),
+        403,
+      );
       await refused(() => send('POST', '/v1/jobs', { token: BOB, body: { template: 'echo', project: 'vision' } }), 403);
-      await refused(() => send('POST', '/v1/templates', { token: ALICE, body: { name: 'intruder', project: 'audio', pool: 'local', image: 'tools', command: ['true'] } }), 403);
+      await refused(
+        () =>
+          send('POST', '/v1/templates', {
+            token: ALICE,
+            body: { name: 'intruder', project: 'audio', pool: 'local', image: 'tools', command: ['true'] },
+          }),
+        403,
+      );
     });
 
     it("answers 404 for another project's job by id to GET, PATCH, DELETE and logs, and leaves it alone", async () => {
@@ -519,7 +739,9 @@ describe('hostile input', () => {
       it(`answers 401 (never a 500) to ${what}`, async () => {
         const head = Buffer.concat([
           Buffer.from(`GET /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n`),
-          header === undefined ? Buffer.alloc(0) : Buffer.concat([Buffer.from('Authorization: '), Buffer.from(header), Buffer.from('\r\n')]),
+          header === undefined
+            ? Buffer.alloc(0)
+            : Buffer.concat([Buffer.from('Authorization: '), Buffer.from(header), Buffer.from('\r\n')]),
           Buffer.from('\r\n'),
         ]);
         expectError(await sendRaw(head), 401);
@@ -532,26 +754,73 @@ describe('hostile input', () => {
     });
 
     it('refuses a control character in the header before anything runs (never a 500)', async () => {
-      const response = await sendRaw(Buffer.from(`GET /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer ${ALICE}\u0001\r\n\r\n`));
+      const response = await sendRaw(
+        Buffer.from(
+          `GET /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer ${ALICE}\u0001\r\n\r\n`,
+        ),
+      );
       assert.ok([400, 401].includes(response.status), `status ${response.status}`);
     });
   });
 
   describe('bodies', () => {
     it('answers 413 to a 2 MB body (the local gateway) and to a 100 KB one (the API Lambda), storing nothing', async () => {
-      await refused(() => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', name: 'x'.repeat(2 * 1024 * 1024) } }), 413);
-      await refused(() => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', env: { BIG: 'x'.repeat(100 * 1024) } } }), 413);
+      await refused(
+        () => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', name: 'x'.repeat(2 * 1024 * 1024) } }),
+        413,
+      );
+      await refused(
+        () =>
+          send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', env: { BIG: 'x'.repeat(100 * 1024) } } }),
+        413,
+      );
     });
 
     it('refuses deeply nested JSON with a 400 naming the field', async () => {
       // As deep as fits under the API's 64 KiB body limit.
       const depth = 10_000;
-      await refused(() => send('POST', '/v1/jobs', { token: ALICE, raw: `{"template":"echo","command":${'['.repeat(3 * depth)}${']'.repeat(3 * depth)}}` }), 400, ['command.0']);
-      await refused(() => send('POST', '/v1/jobs', { token: ALICE, raw: `{"template":"echo","env":${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}}` }), 400, ['env.a']);
-      await refused(() => send('POST', '/v1/jobs', { token: ALICE, raw: `{"template":"echo","x":${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}}` }), 400, ['x']);
+      await refused(
+        () =>
+          send('POST', '/v1/jobs', {
+            token: ALICE,
+            raw: `{"template":"echo","command":${'['.repeat(3 * depth)}${']'.repeat(3 * depth)}}`,
+          }),
+        400,
+        ['command.0'],
+      );
+      await refused(
+        () =>
+          send('POST', '/v1/jobs', {
+            token: ALICE,
+            raw: `{"template":"echo","env":${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}}`,
+          }),
+        400,
+        ['env.a'],
+      );
+      await refused(
+        () =>
+          send('POST', '/v1/jobs', {
+            token: ALICE,
+            raw: `{"template":"echo","x":${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}}`,
+          }),
+        400,
+        ['x'],
+      );
     });
 
-    for (const raw of ['[]', '["echo"]', '[{"template":"echo"}]', '"echo"', '42', 'null', 'true', '{', '{"template":"echo"} {}', '', '   ']) {
+    for (const raw of [
+      '[]',
+      '["echo"]',
+      '[{"template":"echo"}]',
+      '"echo"',
+      '42',
+      'null',
+      'true',
+      '{',
+      '{"template":"echo"} {}',
+      '',
+      '   ',
+    ]) {
       it(`refuses the body ${JSON.stringify(raw)} (400 naming the body), storing nothing`, async () => {
         await refused(() => send('POST', '/v1/jobs', { token: ALICE, raw }), 400, ['(body)']);
       });
@@ -559,7 +828,10 @@ describe('hostile input', () => {
 
     for (const [contentType, raw] of [
       ['application/x-www-form-urlencoded', 'template=echo&command=id'],
-      ['multipart/form-data; boundary=x', '--x\r\nContent-Disposition: form-data; name="template"\r\n\r\necho\r\n--x--\r\n'],
+      [
+        'multipart/form-data; boundary=x',
+        '--x\r\nContent-Disposition: form-data; name="template"\r\n\r\necho\r\n--x--\r\n',
+      ],
       ['application/octet-stream', Buffer.from([0xff, 0xfe, 0x00, 0x7b])],
       ['text/plain', 'template: echo'],
     ] as const) {
@@ -572,24 +844,47 @@ describe('hostile input', () => {
     // that slipped past CORS. Nothing may come of it.
     for (const contentType of ['text/plain', 'application/x-www-form-urlencoded', 'application/octet-stream']) {
       it(`refuses a JSON job sent as ${contentType} (400), storing nothing`, async () => {
-        const response = await send('POST', '/v1/jobs', { token: ALICE, raw: JSON.stringify({ template: 'echo', name: `as ${contentType}` }), contentType });
+        const response = await send('POST', '/v1/jobs', {
+          token: ALICE,
+          raw: JSON.stringify({ template: 'echo', name: `as ${contentType}` }),
+          contentType,
+        });
         if (response.status === 202) await untilEnded(response.body.id);
         assert.notEqual(response.status, 202, `a JSON body sent as ${contentType} was accepted and stored`);
         expectError(response, 400);
-        assert.deepEqual(response.body.error.details.map((d: { field: string }) => d.field), ['Content-Type']);
+        assert.deepEqual(
+          response.body.error.details.map((d: { field: string }) => d.field),
+          ['Content-Type'],
+        );
       });
     }
   });
 
   describe('paths', () => {
-    for (const path of ['/v1/jobs/%zz', '/v1/jobs/%', '/v1/jobs/%E0%A4%A', '/v1/jobs/%C0%AF', '/v1/jobs/%zz/logs', '/v1/templates/%zz', '/v1/images/%ff', '/v1/quotas/%zz/gpus']) {
+    for (const path of [
+      '/v1/jobs/%zz',
+      '/v1/jobs/%',
+      '/v1/jobs/%E0%A4%A',
+      '/v1/jobs/%C0%AF',
+      '/v1/jobs/%zz/logs',
+      '/v1/templates/%zz',
+      '/v1/images/%ff',
+      '/v1/quotas/%zz/gpus',
+    ]) {
       it(`answers 404 to invalid percent-encoding: ${path}`, async () => {
         expectError(await send('GET', path, { token: ALICE }), 404);
       });
     }
 
     it('answers 400 or 404 to a NUL or a control character in an id (never a 500)', async () => {
-      for (const path of ['/v1/jobs/%00', '/v1/jobs/a%00b/logs', '/v1/templates/%00', '/v1/images/%00', '/v1/jobs/%0A', '/v1/templates/%1B']) {
+      for (const path of [
+        '/v1/jobs/%00',
+        '/v1/jobs/a%00b/logs',
+        '/v1/templates/%00',
+        '/v1/images/%00',
+        '/v1/jobs/%0A',
+        '/v1/templates/%1B',
+      ]) {
         const response = await send('GET', path, { token: ALICE });
         assert.ok([400, 404].includes(response.status), `${path}: ${response.status} ${response.text}`);
         expectError(response, response.status);
@@ -612,7 +907,10 @@ describe('hostile input', () => {
           ['GET', '/v1/images/..%2Ftools', 404],
           ['GET', '/v1/quotas/..%2Fcrowd/jobs', 400],
         ] as const) {
-          const response = await refused(() => send(method, path, { token: ALICE, ...(method === 'PATCH' ? { body: { name: 'x' } } : {}) }), status);
+          const response = await refused(
+            () => send(method, path, { token: ALICE, ...(method === 'PATCH' ? { body: { name: 'x' } } : {}) }),
+            status,
+          );
           assert.doesNotMatch(response.text, /root:/, 'no file was read');
         }
         assert.ok(!isTerminal((await job(held.id)).state));
@@ -639,9 +937,15 @@ describe('hostile input', () => {
       ['2,000 characters of base64', 'A'.repeat(2000)],
       ['longer than any token (3,000 characters)', 'A'.repeat(3000)],
       ['not base64 JSON', 'not-a-token'],
-      ['raw base64 of a key, as tokens once were', Buffer.from(`2026-01-01T00:00:00.000Z#j-${'0'.repeat(16)}`).toString('base64url')],
+      [
+        'raw base64 of a key, as tokens once were',
+        Buffer.from(`2026-01-01T00:00:00.000Z#j-${'0'.repeat(16)}`).toString('base64url'),
+      ],
       ["the pools list's token", token({ list: 'pools', after: 'local' })],
-      ['a jobs token naming a 1,000-byte key', token({ list: 'jobs', after: `2026-01-01T00:00:00.000Z#${'a'.repeat(1000)}` })],
+      [
+        'a jobs token naming a 1,000-byte key',
+        token({ list: 'jobs', after: `2026-01-01T00:00:00.000Z#${'a'.repeat(1000)}` }),
+      ],
       ['a jobs token naming a key of another shape', token({ list: 'jobs', after: 'vision and audio' })],
       ['a JSON array', token(['jobs'])],
     ];
@@ -672,11 +976,17 @@ describe('hostile input', () => {
 
     it("takes each list's own token back (the next page follows the first)", async () => {
       const [a, b] = [await submit(ALICE, { template: 'echo' }), await submit(ALICE, { template: 'echo' })];
-      for (const [who, path] of [[ALICE, '/v1/jobs?limit=1'], [ROOT, '/v1/jobs?limit=1'], [ALICE, '/v1/templates?limit=1']]) {
+      for (const [who, path] of [
+        [ALICE, '/v1/jobs?limit=1'],
+        [ROOT, '/v1/jobs?limit=1'],
+        [ALICE, '/v1/templates?limit=1'],
+      ]) {
         const first = await send('GET', path, { token: who });
         assert.equal(first.status, 200, first.text);
         assert.equal(typeof first.body.nextToken, 'string', `${path}: more follow`);
-        const second = await send('GET', `${path}&nextToken=${encodeURIComponent(first.body.nextToken)}`, { token: who });
+        const second = await send('GET', `${path}&nextToken=${encodeURIComponent(first.body.nextToken)}`, {
+          token: who,
+        });
         assert.equal(second.status, 200, second.text);
         assert.notEqual(second.body.items[0].id, first.body.items[0].id);
       }
@@ -701,7 +1011,16 @@ describe('hostile input', () => {
     it('refuses a malformed key (400 naming it), storing nothing', async () => {
       for (const key of ['a b', 'x'.repeat(129), 'ключ']) {
         const header = Buffer.from(key, 'utf8').toString('latin1');
-        await refused(() => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo' }, headers: { 'idempotency-key': header } }), 400, ['Idempotency-Key']);
+        await refused(
+          () =>
+            send('POST', '/v1/jobs', {
+              token: ALICE,
+              body: { template: 'echo' },
+              headers: { 'idempotency-key': header },
+            }),
+          400,
+          ['Idempotency-Key'],
+        );
       }
     });
   });
@@ -713,39 +1032,73 @@ describe('hostile input', () => {
       assert.equal((await job(submitted.id)).name, name);
       await untilEnded(submitted.id);
       const mine = (p: { body: any }) => JSON.stringify(p.body).includes(submitted.id);
-      const slack = await waitFor('Slack posts', async () => ((found) => found.length >= 2 && found)(posts.filter((p) => p.path === '/slack' && mine(p))));
-      const teams = await waitFor('Teams posts', async () => ((found) => found.length >= 2 && found)(posts.filter((p) => p.path === '/teams' && mine(p))));
+      const slack = await waitFor('Slack posts', async () =>
+        ((found) => found.length >= 2 && found)(posts.filter((p) => p.path === '/slack' && mine(p))),
+      );
+      const teams = await waitFor('Teams posts', async () =>
+        ((found) => found.length >= 2 && found)(posts.filter((p) => p.path === '/teams' && mine(p))),
+      );
 
       const texts = (value: unknown): string[] =>
-        typeof value === 'string' ? [value] : Array.isArray(value) ? value.flatMap(texts) : value && typeof value === 'object' ? Object.values(value).flatMap(texts) : [];
+        typeof value === 'string'
+          ? [value]
+          : Array.isArray(value)
+            ? value.flatMap(texts)
+            : value && typeof value === 'object'
+              ? Object.values(value).flatMap(texts)
+              : [];
       // What each renders as a mention or a link: Slack's <…> syntax and bare @here (Mattermost); Teams' Markdown links and autolinks.
-      const live = { '/slack': ['<!channel>', '<@U123>', '<https://evil|click>', '@here'], '/teams': ['<!channel>', '<https://evil|click>', '[click](https://evil)'] };
+      const live = {
+        '/slack': ['<!channel>', '<@U123>', '<https://evil|click>', '@here'],
+        '/teams': ['<!channel>', '<https://evil|click>', '[click](https://evil)'],
+      };
       for (const post of [...slack, ...teams]) {
         for (const text of texts(post.body)) {
           for (const syntax of live[post.path as keyof typeof live]) {
-            assert.ok(!text.includes(syntax), `${post.path} posted ${JSON.stringify(syntax)} unescaped: ${JSON.stringify(text)}`);
+            assert.ok(
+              !text.includes(syntax),
+              `${post.path} posted ${JSON.stringify(syntax)} unescaped: ${JSON.stringify(text)}`,
+            );
           }
         }
       }
-      assert.ok(slack.some((p) => p.body.text.includes('&lt;!channel&gt; &lt;@\u200bU123&gt; &lt;https://evil|click&gt;')), JSON.stringify(slack[0].body.text));
-      assert.ok(teams.some((p) => texts(p.body).some((t) => t.includes('\\<!channel\\>'))), JSON.stringify(teams[0].body));
+      assert.ok(
+        slack.some((p) => p.body.text.includes('&lt;!channel&gt; &lt;@\u200bU123&gt; &lt;https://evil|click&gt;')),
+        JSON.stringify(slack[0].body.text),
+      );
+      assert.ok(
+        teams.some((p) => texts(p.body).some((t) => t.includes('\\<!channel\\>'))),
+        JSON.stringify(teams[0].body),
+      );
     });
   });
 
   describe('a flood of submits', () => {
     it(`answers 429 to one project past its jobs quota only: ${FLOOD_LIMIT} stored, another project still gets 202`, async () => {
-      const flood = Array.from({ length: 12 }, (_, i) => send('POST', '/v1/jobs', { token: CARL, body: { template: 'crowd', name: `flood-${i}` } }));
+      const flood = Array.from({ length: 12 }, (_, i) =>
+        send('POST', '/v1/jobs', { token: CARL, body: { template: 'crowd', name: `flood-${i}` } }),
+      );
       const other = send('POST', '/v1/jobs', { token: BOB, body: { template: 'echo', name: 'during-the-flood' } });
       const responses = await Promise.all(flood);
       const bob = await other;
       const crowdJobs = await plane.deps.store.listJobs({ projects: ['crowd'] }, { limit: 1000 });
       try {
         const statuses = responses.map((r) => r.status).sort();
-        assert.deepEqual(statuses, [...Array(FLOOD_LIMIT).fill(202), ...Array(12 - FLOOD_LIMIT).fill(429)], responses.map((r) => r.text).join('\n'));
+        assert.deepEqual(
+          statuses,
+          [...Array(FLOOD_LIMIT).fill(202), ...Array(12 - FLOOD_LIMIT).fill(429)],
+          responses.map((r) => r.text).join('\n'),
+        );
         for (const r of responses.filter((r) => r.status === 429)) expectError(r, 429);
         assert.equal(bob.status, 202, bob.text);
         assert.equal(crowdJobs.items.length, FLOOD_LIMIT, 'stored jobs of the flooding project == its limit');
-        assert.deepEqual(crowdJobs.items.map((j) => j.id).sort(), responses.filter((r) => r.status === 202).map((r) => r.body.id).sort());
+        assert.deepEqual(
+          crowdJobs.items.map((j) => j.id).sort(),
+          responses
+            .filter((r) => r.status === 202)
+            .map((r) => r.body.id)
+            .sort(),
+        );
       } finally {
         await Promise.all(crowdJobs.items.map((j) => cancel(j.id)));
         if (bob.status === 202) await untilEnded(bob.body.id);

@@ -32,7 +32,11 @@ describe('local HTTP server', () => {
         seen.push({ event: structuredClone(event), context });
         return respond(event);
       },
-      log: { info: () => undefined, warn: () => undefined, error: (message, data) => void logged.push({ message, data }) },
+      log: {
+        info: () => undefined,
+        warn: () => undefined,
+        error: (message, data) => void logged.push({ message, data }),
+      },
     });
   });
   after(() => server.close());
@@ -52,7 +56,13 @@ describe('local HTTP server', () => {
   it('builds a payload-2.0 event with the caller’s claims as the JWT authorizer would', async () => {
     const response = await fetch(`${server.url}/v1/jobs?project=vision&state=RUNNING&state=WAITING&q=a%20b`, {
       method: 'POST',
-      headers: { ...bearer(ALICE_TOKEN), 'content-type': 'application/json', 'X-Custom-Header': 'Yes', cookie: 'a=1; b=2', 'user-agent': 'flare-test/1' },
+      headers: {
+        ...bearer(ALICE_TOKEN),
+        'content-type': 'application/json',
+        'X-Custom-Header': 'Yes',
+        cookie: 'a=1; b=2',
+        'user-agent': 'flare-test/1',
+      },
       body: '{"template":"train"}',
     });
     assert.equal(response.status, 200);
@@ -73,7 +83,13 @@ describe('local HTTP server', () => {
     assert.equal(event.isBase64Encoded, false);
 
     const rc = event.requestContext;
-    assert.deepEqual(rc.http, { method: 'POST', path: '/v1/jobs', protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'flare-test/1' });
+    assert.deepEqual(rc.http, {
+      method: 'POST',
+      path: '/v1/jobs',
+      protocol: 'HTTP/1.1',
+      sourceIp: '127.0.0.1',
+      userAgent: 'flare-test/1',
+    });
     assert.equal(rc.stage, '$default');
     assert.equal(rc.routeKey, '$default');
     assert.equal(rc.domainName, '127.0.0.1');
@@ -92,7 +108,11 @@ describe('local HTTP server', () => {
 
   it('base64-encodes a binary body', async () => {
     const bytes = Buffer.from([0, 1, 2, 250, 255]);
-    await fetch(`${server.url}/v1/jobs`, { method: 'POST', headers: { ...bearer(ALICE_TOKEN), 'content-type': 'application/octet-stream' }, body: bytes });
+    await fetch(`${server.url}/v1/jobs`, {
+      method: 'POST',
+      headers: { ...bearer(ALICE_TOKEN), 'content-type': 'application/octet-stream' },
+      body: bytes,
+    });
     assert.equal(seen[0].event.isBase64Encoded, true);
     assert.deepEqual(Buffer.from(seen[0].event.body!, 'base64'), bytes);
   });
@@ -151,10 +171,14 @@ describe('local HTTP server', () => {
 
   it('answers 413 for a 2 MB chunked body (no Content-Length) once it passes the cap', async () => {
     const status = await new Promise<number>((resolve, reject) => {
-      const req = httpRequest(`${server.url}/v1/jobs`, { method: 'POST', headers: { ...bearer(ALICE_TOKEN), 'content-type': 'application/json' } }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
+      const req = httpRequest(
+        `${server.url}/v1/jobs`,
+        { method: 'POST', headers: { ...bearer(ALICE_TOKEN), 'content-type': 'application/json' } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
       req.on('error', reject);
       const chunk = Buffer.alloc(64 * 1024, 'x');
       let sent = 0;
@@ -187,7 +211,13 @@ describe('local HTTP server', () => {
   });
 
   it('writes the status, headers, cookies and body the handler returns, decoding base64', async () => {
-    respond = async () => ({ statusCode: 202, headers: { 'content-type': 'application/json', 'Idempotent-Replayed': 'true' }, cookies: ['s=1; HttpOnly'], body: Buffer.from('{"id":"j-1"}').toString('base64'), isBase64Encoded: true });
+    respond = async () => ({
+      statusCode: 202,
+      headers: { 'content-type': 'application/json', 'Idempotent-Replayed': 'true' },
+      cookies: ['s=1; HttpOnly'],
+      body: Buffer.from('{"id":"j-1"}').toString('base64'),
+      isBase64Encoded: true,
+    });
     const response = await fetch(`${server.url}/v1/jobs`, { headers: bearer(ALICE_TOKEN) });
     assert.equal(response.status, 202);
     assert.equal(response.headers.get('idempotent-replayed'), 'true');
@@ -214,7 +244,11 @@ describe('local HTTP server', () => {
  * A client on a raw socket that sends what it is told and then nothing more: what
  * the server answers (and whether it closes the connection) while the client holds it.
  */
-function holdOpen(url: string, head: string, body = ''): Promise<{ text: string; socket: Socket; closed: Promise<void> }> {
+function holdOpen(
+  url: string,
+  head: string,
+  body = '',
+): Promise<{ text: string; socket: Socket; closed: Promise<void> }> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const socket = connect(Number(port), hostname, () => socket.write(head + body));
@@ -257,7 +291,11 @@ describe('local HTTP server: authentication before the body, and timeouts', { ti
     `POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${authorization}\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n`;
 
   it('answers 401 to a bad token while its 1 MB body has not been sent, and closes the connection', async () => {
-    const { text, closed } = await holdOpen(server.url, head('Bearer not-a-configured-token', 1_000_000), '{"template":"');
+    const { text, closed } = await holdOpen(
+      server.url,
+      head('Bearer not-a-configured-token', 1_000_000),
+      '{"template":"',
+    );
     assert.match(text, /^HTTP\/1\.1 401 /);
     assert.match(text, /\r\nconnection: close\r\n/i);
     await closed;
@@ -271,7 +309,8 @@ describe('local HTTP server: authentication before the body, and timeouts', { ti
   });
 
   it('asks for the body of `Expect: 100-continue` only after the token is good', async () => {
-    const expect = (authorization: string) => head(authorization, 2).replace('\r\n\r\n', '\r\nExpect: 100-continue\r\n\r\n');
+    const expect = (authorization: string) =>
+      head(authorization, 2).replace('\r\n\r\n', '\r\nExpect: 100-continue\r\n\r\n');
     const refused = await holdOpen(server.url, expect('Bearer not-a-configured-token'));
     assert.match(refused.text, /^HTTP\/1\.1 401 /);
     const accepted = await holdOpen(server.url, expect(`Bearer ${ALICE_TOKEN}`));

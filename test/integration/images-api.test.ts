@@ -38,19 +38,33 @@ describe('images API', () => {
     assert.equal(created.body.name, 'cuda');
     assert.equal(created.body.versions.length, 1);
     const [v1] = created.body.versions;
-    assert.deepEqual({ version: v1.version, reference: v1.reference, digest: v1.digest, addedBy: v1.addedBy }, { version: 1, reference: CUDA.reference, digest: CUDA.digest, addedBy: 'root' });
+    assert.deepEqual(
+      { version: v1.version, reference: v1.reference, digest: v1.digest, addedBy: v1.addedBy },
+      { version: 1, reference: CUDA.reference, digest: CUDA.digest, addedBy: 'root' },
+    );
     assert.ok(!Number.isNaN(Date.parse(v1.addedAt)));
-    for (const who of [ALICE, DAVE, ROOT]) assert.deepEqual((await w.call('GET', '/v1/images/cuda', who)).body, created.body);
+    for (const who of [ALICE, DAVE, ROOT])
+      assert.deepEqual((await w.call('GET', '/v1/images/cuda', who)).body, created.body);
     assert.deepEqual((await w.call('GET', '/v1/images', ALICE)).body, { items: [created.body] });
   });
 
   it('refuses (422) an ECR image the job instances may not pull, saying why, and stores nothing; one in their scope is added', async () => {
     w.deps.policy = { ecrRepositories: ['arn:aws:ecr:eu-west-1:123456789012:repository/team/*'] };
-    const ecr = (repository: string, host = '123456789012.dkr.ecr.eu-west-1.amazonaws.com') => ({ name: 'trainer', reference: `${host}/${repository}:v1`, digest: digest('c') });
+    const ecr = (repository: string, host = '123456789012.dkr.ecr.eu-west-1.amazonaws.com') => ({
+      name: 'trainer',
+      reference: `${host}/${repository}:v1`,
+      digest: digest('c'),
+    });
     for (const [image, arn] of [
       [ecr('vision/trainer'), 'arn:aws:ecr:eu-west-1:123456789012:repository/vision/trainer'],
-      [ecr('team/trainer', '210987654321.dkr.ecr.eu-west-1.amazonaws.com'), 'arn:aws:ecr:eu-west-1:210987654321:repository/team/trainer'],
-      [ecr('team/trainer', '123456789012.dkr.ecr.us-east-1.amazonaws.com'), 'arn:aws:ecr:us-east-1:123456789012:repository/team/trainer'],
+      [
+        ecr('team/trainer', '210987654321.dkr.ecr.eu-west-1.amazonaws.com'),
+        'arn:aws:ecr:eu-west-1:210987654321:repository/team/trainer',
+      ],
+      [
+        ecr('team/trainer', '123456789012.dkr.ecr.us-east-1.amazonaws.com'),
+        'arn:aws:ecr:us-east-1:123456789012:repository/team/trainer',
+      ],
     ] as const) {
       const refused = await add(image);
       expectError(refused, 422);
@@ -74,7 +88,13 @@ describe('images API', () => {
     const second = await add({ ...CUDA, digest: digest('b') });
     assert.equal(second.status, 201);
     assert.deepEqual(second.body.versions[0], first.versions[0]);
-    assert.deepEqual(second.body.versions.map((v: { version: number; digest: string }) => [v.version, v.digest]), [[1, digest('a')], [2, digest('b')]]);
+    assert.deepEqual(
+      second.body.versions.map((v: { version: number; digest: string }) => [v.version, v.digest]),
+      [
+        [1, digest('a')],
+        [2, digest('b')],
+      ],
+    );
     const retag = await add({ ...CUDA, reference: 'nvidia/cuda:latest' });
     assert.equal(retag.status, 201, 'the same digest under another reference is a new version');
 
@@ -86,17 +106,29 @@ describe('images API', () => {
 
   it('keeps every version when admins add at once', async () => {
     const responses = await Promise.all(['1', '2', '3', '4', '5'].map((c) => add({ ...CUDA, digest: digest(c) })));
-    assert.deepEqual(responses.map((r) => r.status), [201, 201, 201, 201, 201]);
+    assert.deepEqual(
+      responses.map((r) => r.status),
+      [201, 201, 201, 201, 201],
+    );
     const image = (await w.call('GET', '/v1/images/cuda', ALICE)).body;
-    assert.deepEqual(image.versions.map((v: { version: number }) => v.version), [1, 2, 3, 4, 5]);
-    assert.deepEqual(image.versions.map((v: { digest: string }) => v.digest).sort(), ['1', '2', '3', '4', '5'].map(digest));
+    assert.deepEqual(
+      image.versions.map((v: { version: number }) => v.version),
+      [1, 2, 3, 4, 5],
+    );
+    assert.deepEqual(
+      image.versions.map((v: { digest: string }) => v.digest).sort(),
+      ['1', '2', '3', '4', '5'].map(digest),
+    );
   });
 
   it('refuses a reference without a sha256 digest, and references that start with - or carry whitespace (400), storing nothing', async () => {
     expectError(await add({ name: 'cuda', reference: CUDA.reference }), 400, ['digest']);
     expectError(await add({ ...CUDA, digest: 'md5:0123' }), 400, ['digest']);
     expectError(await add({ ...CUDA, digest: 'sha256:abc' }), 400, ['digest']);
-    expectError(await add({ ...CUDA, reference: `${CUDA.reference}@${CUDA.digest}`, digest: undefined }), 400, ['digest', 'reference']);
+    expectError(await add({ ...CUDA, reference: `${CUDA.reference}@${CUDA.digest}`, digest: undefined }), 400, [
+      'digest',
+      'reference',
+    ]);
     expectError(await add({ ...CUDA, reference: '--privileged' }), 400, ['reference']);
     expectError(await add({ ...CUDA, reference: 'nvidia/cuda:12 --privileged' }), 400, ['reference']);
     expectError(await add({ ...CUDA, reference: 'nvidia/cuda\n:12' }), 400, ['reference']);
@@ -116,7 +148,9 @@ describe('images API', () => {
     let nextToken: string | undefined;
     let pages = 0;
     do {
-      const page = await w.call('GET', '/v1/images', ALICE, { query: { limit: '2', ...(nextToken ? { nextToken } : {}) } });
+      const page = await w.call('GET', '/v1/images', ALICE, {
+        query: { limit: '2', ...(nextToken ? { nextToken } : {}) },
+      });
       assert.equal(page.status, 200, JSON.stringify(page.body));
       seen.push(...page.body.items.map((i: { name: string }) => i.name));
       nextToken = page.body.nextToken;
@@ -137,9 +171,20 @@ describe('images API', () => {
 
     it("run the image's latest version at submit, or the version their template pins, by digest", async () => {
       await add(CUDA);
-      assert.equal((await w.call('POST', '/v1/templates', ALICE, { body: { ...TEMPLATE, name: 'latest' } })).status, 201);
-      assert.equal((await w.call('POST', '/v1/templates', ALICE, { body: { ...TEMPLATE, name: 'pinned', imageVersion: 1 } })).status, 201);
-      expectError(await w.call('POST', '/v1/templates', ALICE, { body: { ...TEMPLATE, name: 'future', imageVersion: 2 } }), 400, ['imageVersion']);
+      assert.equal(
+        (await w.call('POST', '/v1/templates', ALICE, { body: { ...TEMPLATE, name: 'latest' } })).status,
+        201,
+      );
+      assert.equal(
+        (await w.call('POST', '/v1/templates', ALICE, { body: { ...TEMPLATE, name: 'pinned', imageVersion: 1 } }))
+          .status,
+        201,
+      );
+      expectError(
+        await w.call('POST', '/v1/templates', ALICE, { body: { ...TEMPLATE, name: 'future', imageVersion: 2 } }),
+        400,
+        ['imageVersion'],
+      );
 
       const before = await submit('latest');
       assert.equal(before.image, `${CUDA.reference}@${digest('a')}`);
@@ -147,7 +192,11 @@ describe('images API', () => {
 
       assert.equal((await submit('latest')).image, `nvidia/cuda:12.5.0-base-ubuntu22.04@${digest('b')}`);
       assert.equal((await submit('pinned')).image, `${CUDA.reference}@${digest('a')}`);
-      assert.equal((await w.store.getJob(before.id))?.image, `${CUDA.reference}@${digest('a')}`, 'a stored job keeps what it was given');
+      assert.equal(
+        (await w.store.getJob(before.id))?.image,
+        `${CUDA.reference}@${digest('a')}`,
+        'a stored job keeps what it was given',
+      );
 
       const repinned = await w.call('PATCH', '/v1/templates/pinned', ALICE, { body: { imageVersion: 2 } });
       assert.equal(repinned.status, 200, JSON.stringify(repinned.body));
@@ -175,8 +224,14 @@ describe('images API', () => {
       assert.deepEqual(await versions(), [digest('a'), digest('b'), digest('a')]);
 
       // Two entries of one image: both are versions, the last the latest; a restart adds nothing.
-      await seedImages(seeding, [{ ...CUDA, digest: digest('b') }, { ...CUDA, digest: digest('c') }]);
-      await seedImages(seeding, [{ ...CUDA, digest: digest('b') }, { ...CUDA, digest: digest('c') }]);
+      await seedImages(seeding, [
+        { ...CUDA, digest: digest('b') },
+        { ...CUDA, digest: digest('c') },
+      ]);
+      await seedImages(seeding, [
+        { ...CUDA, digest: digest('b') },
+        { ...CUDA, digest: digest('c') },
+      ]);
       assert.deepEqual(await versions(), [digest('a'), digest('b'), digest('a'), digest('c')]);
       assert.equal((await w.catalog.getImage('cuda'))!.versions.at(-1)!.addedBy, 'config');
     });

@@ -30,11 +30,18 @@ describe('LocalJobLogs on real files', () => {
 
   const pathOf = (id: string) => join(dir, `${id}.log`);
   const logs = (options?: ConstructorParameters<typeof LocalJobLogs>[1]) => new LocalJobLogs(pathOf, options);
-  const tailOf = async (id: string, tail: number | undefined, options?: ConstructorParameters<typeof LocalJobLogs>[1]) =>
-    (await logs(options).read(job(id), tail === undefined ? {} : { tail })).lines.map((l) => l.message);
+  const tailOf = async (
+    id: string,
+    tail: number | undefined,
+    options?: ConstructorParameters<typeof LocalJobLogs>[1],
+  ) => (await logs(options).read(job(id), tail === undefined ? {} : { tail })).lines.map((l) => l.message);
 
   it('a job without a log file yet has no lines', async () => {
-    assert.deepEqual(await logs().read(job('never-ran'), { tail: 10 }), { lines: [], nextToken: '0' }, 'a follower starts at offset 0');
+    assert.deepEqual(
+      await logs().read(job('never-ran'), { tail: 10 }),
+      { lines: [], nextToken: '0' },
+      'a follower starts at offset 0',
+    );
   });
 
   it('an empty log file has no lines', async () => {
@@ -71,8 +78,16 @@ describe('LocalJobLogs on real files', () => {
     for (const chunkBytes of [1, 3, 16, 1000, 64 * 1024]) {
       for (const tail of [1, 2, 7, 64, 199, 200, 201]) {
         const expected = all.slice(-tail);
-        assert.deepEqual(await tailOf('many', tail, { chunkBytes }), expected, `chunkBytes ${chunkBytes}, tail ${tail}`);
-        assert.deepEqual(await tailOf('many-open', tail, { chunkBytes }), expected, `no final newline, chunkBytes ${chunkBytes}, tail ${tail}`);
+        assert.deepEqual(
+          await tailOf('many', tail, { chunkBytes }),
+          expected,
+          `chunkBytes ${chunkBytes}, tail ${tail}`,
+        );
+        assert.deepEqual(
+          await tailOf('many-open', tail, { chunkBytes }),
+          expected,
+          `no final newline, chunkBytes ${chunkBytes}, tail ${tail}`,
+        );
       }
     }
   });
@@ -111,7 +126,11 @@ describe('LocalJobLogs on real files', () => {
   });
 
   describe('following with the cursor', () => {
-    const read = (id: string, options: Parameters<LocalJobLogs['read']>[1], bounds?: ConstructorParameters<typeof LocalJobLogs>[1]) => logs(bounds).read(job(id), options);
+    const read = (
+      id: string,
+      options: Parameters<LocalJobLogs['read']>[1],
+      bounds?: ConstructorParameters<typeof LocalJobLogs>[1],
+    ) => logs(bounds).read(job(id), options);
     const texts = (r: { lines: Array<{ message: string }> }) => r.lines.map((l) => l.message);
 
     it('a tail read hands out the byte offset of the end of the file; a read after it returns only what was appended', async () => {
@@ -120,11 +139,19 @@ describe('LocalJobLogs on real files', () => {
       const first = await read('growing', { tail: 1 });
       assert.deepEqual(first, { lines: [{ message: 'two' }], nextToken: '8' });
 
-      assert.deepEqual(await read('growing', { after: '8' }), { lines: [], nextToken: '8' }, 'nothing new: no lines, the same cursor');
+      assert.deepEqual(
+        await read('growing', { after: '8' }),
+        { lines: [], nextToken: '8' },
+        'nothing new: no lines, the same cursor',
+      );
       await appendFile(path, 'three\nfour\n');
       const next = await read('growing', { after: first.nextToken });
       assert.deepEqual(next, { lines: [{ message: 'three' }, { message: 'four' }], nextToken: '19' });
-      assert.deepEqual(texts(await read('growing', { after: '0' })), ['one', 'two', 'three', 'four'], 'offset 0 is the whole output');
+      assert.deepEqual(
+        texts(await read('growing', { after: '0' })),
+        ['one', 'two', 'three', 'four'],
+        'offset 0 is the whole output',
+      );
     });
 
     it('holds back a line without its newline while the job runs, and returns it once it ends', async () => {
@@ -133,8 +160,15 @@ describe('LocalJobLogs on real files', () => {
       const running = await read('progress', { after: '0' });
       assert.deepEqual(running, { lines: [{ message: 'done 1' }], nextToken: '7' });
       await appendFile(path, ' 100%\nepoch 3');
-      assert.deepEqual(await read('progress', { after: '7' }), { lines: [{ message: 'epoch 2: 50% 100%' }], nextToken: '25' }, 'the line comes whole, never split');
-      assert.deepEqual(await read('progress', { after: '25', ended: true }), { lines: [{ message: 'epoch 3' }], nextToken: '32' });
+      assert.deepEqual(
+        await read('progress', { after: '7' }),
+        { lines: [{ message: 'epoch 2: 50% 100%' }], nextToken: '25' },
+        'the line comes whole, never split',
+      );
+      assert.deepEqual(await read('progress', { after: '25', ended: true }), {
+        lines: [{ message: 'epoch 3' }],
+        nextToken: '32',
+      });
       assert.deepEqual(await read('progress', { after: '32', ended: true }), { lines: [], nextToken: '32' });
     });
 
@@ -143,7 +177,10 @@ describe('LocalJobLogs on real files', () => {
       assert.deepEqual(none, { lines: [], nextToken: '0' });
       assert.deepEqual(await read('not-yet', { after: '0' }), { lines: [], nextToken: '0' });
       await writeFile(pathOf('not-yet'), 'hello\n');
-      assert.deepEqual(await read('not-yet', { after: none.nextToken }), { lines: [{ message: 'hello' }], nextToken: '6' });
+      assert.deepEqual(await read('not-yet', { after: none.nextToken }), {
+        lines: [{ message: 'hello' }],
+        nextToken: '6',
+      });
     });
 
     it('returns at most maxLines and maxBytes per read; following the cursor reads everything exactly once', async () => {
@@ -169,7 +206,11 @@ describe('LocalJobLogs on real files', () => {
       assert.deepEqual(first, { lines: [{ message: 'éé' }], nextToken: '4' });
       const second = await read('endless', { after: '4' }, { maxBytes: 5 });
       assert.deepEqual(second, { lines: [{ message: 'éé' }], nextToken: '8' });
-      assert.deepEqual(await read('endless', { after: '8' }, { maxBytes: 5 }), { lines: [], nextToken: '8' }, 'the rest fits: it waits for its newline');
+      assert.deepEqual(
+        await read('endless', { after: '8' }, { maxBytes: 5 }),
+        { lines: [], nextToken: '8' },
+        'the rest fits: it waits for its newline',
+      );
     });
 
     it('refuses a cursor it did not hand out, naming nextToken', async () => {
@@ -177,7 +218,10 @@ describe('LocalJobLogs on real files', () => {
       for (const after of ['5', '-1', '1.5', 'abc', '01', '99999999999999999']) {
         await assert.rejects(read('short', { after }), (error: unknown) => {
           assert.ok(error instanceof ValidationError, after);
-          assert.deepEqual(error.details.map((d) => d.field), ['nextToken']);
+          assert.deepEqual(
+            error.details.map((d) => d.field),
+            ['nextToken'],
+          );
           return true;
         });
       }
@@ -213,7 +257,11 @@ describe('GET /v1/jobs/{id}/logs on the local control plane', () => {
           project: 'vision',
           pool: 'local',
           image: 'tools',
-          command: ['sh', '-c', 'for i in 1 2 3 4 5; do echo "line $i"; done; echo "on stderr" >&2; printf "no newline"'],
+          command: [
+            'sh',
+            '-c',
+            'for i in 1 2 3 4 5; do echo "line $i"; done; echo "on stderr" >&2; printf "no newline"',
+          ],
         },
         { name: 'silent', project: 'vision', pool: 'local', image: 'tools', command: ['sleep', '30'] },
         {
@@ -221,12 +269,20 @@ describe('GET /v1/jobs/{id}/logs on the local control plane', () => {
           project: 'vision',
           pool: 'local',
           image: 'tools',
-          command: ['sh', '-c', 'for i in 1 2 3 4; do echo "tick $i"; sleep 0.4; done; printf "partial "; sleep 0.5; echo "then whole"; printf "last without newline"'],
+          command: [
+            'sh',
+            '-c',
+            'for i in 1 2 3 4; do echo "tick $i"; sleep 0.4; done; printf "partial "; sleep 0.5; echo "then whole"; printf "last without newline"',
+          ],
         },
       ],
       compute: { driver: 'process' },
     });
-    plane = await startControlPlane(config, { inMemory: true, log: quietLog, compute: { pollMs: 100, stopGraceMs: 1000 } });
+    plane = await startControlPlane(config, {
+      inMemory: true,
+      log: quietLog,
+      compute: { pollMs: 100, stopGraceMs: 1000 },
+    });
     wired = plane.deps.logs;
   });
 
@@ -238,7 +294,10 @@ describe('GET /v1/jobs/{id}/logs on the local control plane', () => {
   async function api(method: string, path: string, token: string, body?: unknown) {
     const res = await fetch(`${plane.url}${path}`, {
       method,
-      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();
@@ -246,13 +305,21 @@ describe('GET /v1/jobs/{id}/logs on the local control plane', () => {
   }
 
   const untilState = (id: string, states: string[]) =>
-    waitFor(`job ${id} in ${states.join('|')}`, async () => {
-      const { body } = await api('GET', `/v1/jobs/${id}`, ROOT);
-      return states.includes(body?.state) ? body : undefined;
-    }, 60_000, 100);
+    waitFor(
+      `job ${id} in ${states.join('|')}`,
+      async () => {
+        const { body } = await api('GET', `/v1/jobs/${id}`, ROOT);
+        return states.includes(body?.state) ? body : undefined;
+      },
+      60_000,
+      100,
+    );
 
   it('reads job output from the job’s log file (LocalJobLogs is wired into the control plane)', () => {
-    assert.ok(wired instanceof LocalJobLogs, 'startControlPlane sets deps.logs to a LocalJobLogs over LocalCompute.logPath');
+    assert.ok(
+      wired instanceof LocalJobLogs,
+      'startControlPlane sets deps.logs to a LocalJobLogs over LocalCompute.logPath',
+    );
   });
 
   it('returns the output a finished job wrote, stdout and stderr, last line without newline included', async () => {
@@ -264,10 +331,17 @@ describe('GET /v1/jobs/{id}/logs on the local control plane', () => {
     const tail = await api('GET', `/v1/jobs/${id}/logs?tail=3`, ALICE);
     assert.equal(tail.status, 200, JSON.stringify(tail.body));
     const size = String(Buffer.byteLength('line 1\nline 2\nline 3\nline 4\nline 5\non stderr\nno newline'));
-    assert.deepEqual(tail.body, { jobId: id, lines: [{ message: 'line 5' }, { message: 'on stderr' }, { message: 'no newline' }], nextToken: size });
+    assert.deepEqual(tail.body, {
+      jobId: id,
+      lines: [{ message: 'line 5' }, { message: 'on stderr' }, { message: 'no newline' }],
+      nextToken: size,
+    });
 
     const all = await api('GET', `/v1/jobs/${id}/logs`, ALICE);
-    assert.deepEqual(all.body.lines.map((l: { message: string }) => l.message), ['line 1', 'line 2', 'line 3', 'line 4', 'line 5', 'on stderr', 'no newline']);
+    assert.deepEqual(
+      all.body.lines.map((l: { message: string }) => l.message),
+      ['line 1', 'line 2', 'line 3', 'line 4', 'line 5', 'on stderr', 'no newline'],
+    );
 
     // Visibility as for the job itself: another project's member gets 404, an admin reads it.
     const bob = await api('GET', `/v1/jobs/${id}/logs`, BOB);
@@ -277,19 +351,33 @@ describe('GET /v1/jobs/{id}/logs on the local control plane', () => {
 
     const bad = await api('GET', `/v1/jobs/${id}/logs?tail=0`, ALICE);
     assert.equal(bad.status, 400);
-    assert.deepEqual(bad.body.error.details.map((d: { field: string }) => d.field), ['tail']);
+    assert.deepEqual(
+      bad.body.error.details.map((d: { field: string }) => d.field),
+      ['tail'],
+    );
 
     // The cursor: from 0 the whole output of the ended job, at its end nothing more.
     const from0 = await api('GET', `/v1/jobs/${id}/logs?nextToken=0`, ALICE);
     assert.deepEqual(from0.body, { ...all.body, nextToken: size });
-    assert.deepEqual((await api('GET', `/v1/jobs/${id}/logs?nextToken=${size}`, ALICE)).body, { jobId: id, lines: [], nextToken: size });
+    assert.deepEqual((await api('GET', `/v1/jobs/${id}/logs?nextToken=${size}`, ALICE)).body, {
+      jobId: id,
+      lines: [],
+      nextToken: size,
+    });
     const both = await api('GET', `/v1/jobs/${id}/logs?tail=5&nextToken=0`, ALICE);
     assert.equal(both.status, 400);
     assert.deepEqual(both.body.error.details, [{ field: 'tail', reason: 'cannot be combined with nextToken' }]);
     const foreign = await api('GET', `/v1/jobs/${id}/logs?nextToken=99999`, ALICE);
     assert.equal(foreign.status, 400);
-    assert.deepEqual(foreign.body.error.details.map((d: { field: string }) => d.field), ['nextToken']);
-    assert.equal((await api('GET', `/v1/jobs/${id}/logs?nextToken=0`, BOB)).status, 404, 'the cursor reveals nothing of another project');
+    assert.deepEqual(
+      foreign.body.error.details.map((d: { field: string }) => d.field),
+      ['nextToken'],
+    );
+    assert.equal(
+      (await api('GET', `/v1/jobs/${id}/logs?nextToken=0`, BOB)).status,
+      404,
+      'the cursor reveals nothing of another project',
+    );
   });
 
   it('follows a running job: each answer holds only the lines written since the last one, every line exactly once', async () => {

@@ -23,7 +23,11 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
     return jobs;
   }
 
-  async function countState(store: Awaited<ReturnType<typeof freshStore>>['store'], jobs: Job[], state: JobState): Promise<number> {
+  async function countState(
+    store: Awaited<ReturnType<typeof freshStore>>['store'],
+    jobs: Job[],
+    state: JobState,
+  ): Promise<number> {
     const stored = await Promise.all(jobs.map((j) => store.getJob(j.id)));
     return stored.filter((j) => j?.state === state).length;
   }
@@ -56,7 +60,10 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
     assert.equal(results.filter((r) => r.admitted).length, 5);
     const blocked = results.filter((r): r is { admitted: false; blockedBy: 'job' | 'quota' | 'pool' } => !r.admitted);
     assert.equal(blocked.length, 195);
-    assert.ok(blocked.every((r) => r.blockedBy === 'quota'), `blockedBy: ${[...new Set(blocked.map((r) => r.blockedBy))].join(',')}`);
+    assert.ok(
+      blocked.every((r) => r.blockedBy === 'quota'),
+      `blockedBy: ${[...new Set(blocked.map((r) => r.blockedBy))].join(',')}`,
+    );
     const pool = await store.getPool('p');
     assert.equal(pool?.usedGpus, 5);
     assert.equal(pool?.availableGpus, 11);
@@ -95,7 +102,10 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
     assert.equal(stored?.heldGpus, undefined);
     assert.deepEqual(await store.listActiveJobs(), []);
     // A third, late finish is also a no-op.
-    assert.equal(await store.finishJob(result.job, { state: JobState.FAILED, stateReason: 'late', finishedAt }), undefined);
+    assert.equal(
+      await store.finishJob(result.job, { state: JobState.FAILED, stateReason: 'late', finishedAt }),
+      undefined,
+    );
     assert.equal((await store.getPool('p'))?.usedGpus, 0);
   });
 
@@ -105,7 +115,9 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
     const base = Date.UTC(2024, 5, 1);
     const at = (minutes: number) => new Date(base + minutes * 60_000).toISOString();
     // Created out of order so the index, not insertion order, decides.
-    const queued = [0, 1, 2, 3, 4].map((i) => makeJob({ createdAt: at(i * 10), state: i % 2 ? JobState.WAITING : JobState.PENDING }));
+    const queued = [0, 1, 2, 3, 4].map((i) =>
+      makeJob({ createdAt: at(i * 10), state: i % 2 ? JobState.WAITING : JobState.PENDING }),
+    );
     const other = makeJob({ pool: 'other', createdAt: at(1) });
     const done = makeJob({ createdAt: at(2), state: JobState.SUCCEEDED, finishedAt: at(3) });
     for (const job of [queued[3], other, queued[0], done, queued[4], queued[1], queued[2]]) await store.createJob(job);
@@ -124,11 +136,17 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
       next = page.next;
       pages += 1;
     } while (next && pages < 10);
-    assert.deepEqual(seen, queued.map((j) => j.id));
+    assert.deepEqual(
+      seen,
+      queued.map((j) => j.id),
+    );
     // Summaries: the same order and pages, only what a forecast reads.
     const first = await store.listQueueSummaries('p', 3);
     const rest = await store.listQueueSummaries('p', 3, first.next);
-    assert.deepEqual([...first.items, ...rest.items].map((j) => j.id), seen);
+    assert.deepEqual(
+      [...first.items, ...rest.items].map((j) => j.id),
+      seen,
+    );
     assert.equal(rest.next, undefined);
     const { id, pool, project, state, createdAt, gpus, nodeCount, liveTimeoutMinutes } = queued[0];
     assert.deepEqual(first.items[0], { id, pool, project, state, createdAt, gpus, nodeCount, liveTimeoutMinutes });
@@ -171,7 +189,11 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
     assert.equal(await limited.getJob(two.id), undefined);
     assert.equal((await limited.getQuota('vision', 'jobs'))?.used, 1);
     // The claim was not stored either: the same key can be used once a slot frees up.
-    const finished = await limited.finishJob(one, { state: JobState.CANCELLED, stateReason: 'x', finishedAt: new Date().toISOString() });
+    const finished = await limited.finishJob(one, {
+      state: JobState.CANCELLED,
+      stateReason: 'x',
+      finishedAt: new Date().toISOString(),
+    });
     assert.ok(finished);
     const again = await limited.createJob(two, { key: 'vision:key-2', bodyHash: 'h' });
     assert.equal(again.created, true);
@@ -194,7 +216,10 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
     assert.equal((await store.getQuota('vision', 'jobs'))?.used, 1);
     // Not queued, but holding: the forecast sees it, the drain does not.
     assert.equal(await store.queueLength('p'), 0);
-    assert.deepEqual((await store.listHolding('p')).map((j) => j.id), [job.id]);
+    assert.deepEqual(
+      (await store.listHolding('p')).map((j) => j.id),
+      [job.id],
+    );
     // It releases like any admitted job.
     const finished = await store.finishJob(stored.job, { state: JobState.SUCCEEDED, stateReason: 'x', finishedAt: at });
     assert.ok(finished);
@@ -217,7 +242,10 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
     const { store: full } = await freshStore(dynamo());
     await full.putPool({ ...POOL, maxGpus: 1 });
     const claim = { key: 'vision:full', bodyHash: 'h' };
-    const [first, second] = await Promise.all([full.createJob(makeJob(), undefined, at), full.createJob(makeJob(), claim, at)]);
+    const [first, second] = await Promise.all([
+      full.createJob(makeJob(), undefined, at),
+      full.createJob(makeJob(), claim, at),
+    ]);
     // One took the GPU; the other is stored queued, with its claim, for its Admit step.
     assert.deepEqual([first.job.state, second.job.state].sort(), [JobState.LAUNCHING, JobState.PENDING]);
     assert.equal((await full.getPool('p'))?.availableGpus, 0);
@@ -228,11 +256,15 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
     assert.equal(replayed.job.id, second.job.id);
   });
 
-  it('getLimits reads the pool and every project\'s gpus and gpuHours rows at once, past 100 keys too', async () => {
+  it("getLimits reads the pool and every project's gpus and gpuHours rows at once, past 100 keys too", async () => {
     const { store } = await freshStore(dynamo());
     await store.putPool(POOL);
     await store.putQuota({ project: 'vision', resource: 'gpus', hardLimit: 3 });
-    await store.putQuota({ project: 'vision', resource: 'gpuHours', hardLimit: 10, period: 'week' }, 'new', new Date('2031-03-12T00:00:00.000Z'));
+    await store.putQuota(
+      { project: 'vision', resource: 'gpuHours', hardLimit: 10, period: 'week' },
+      'new',
+      new Date('2031-03-12T00:00:00.000Z'),
+    );
     const projects = ['vision', 'audio', ...Array.from({ length: 60 }, (_, i) => `p${i}`)];
     await store.putQuota({ project: 'p59', resource: 'gpus', hardLimit: 7 });
     const limits = await store.getLimits('p', projects);
@@ -263,7 +295,10 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
       nextToken = page.nextToken;
       pages += 1;
     } while (nextToken && pages < 10);
-    assert.deepEqual(seen, [...jobs].reverse().map((j) => j.id));
+    assert.deepEqual(
+      seen,
+      [...jobs].reverse().map((j) => j.id),
+    );
     assert.equal(pages, 3);
 
     const both = await store.listJobs({ projects: ['vision', 'audio'] }, { limit: 10 });
@@ -278,11 +313,17 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
     const ages = [7, 2, 11, 0, 5, 9, 1, 10, 3, 8, 6, 4];
     const projects = ['vision', 'audio', 'text'];
     const jobs = ages.map((age, i) =>
-      makeJob({ id: `j-${(age * 7919 + 13).toString(36)}`, project: projects[i % 3], createdAt: new Date(base + age * 1000).toISOString(), state: age % 3 === 0 ? JobState.SUCCEEDED : JobState.PENDING }),
+      makeJob({
+        id: `j-${(age * 7919 + 13).toString(36)}`,
+        project: projects[i % 3],
+        createdAt: new Date(base + age * 1000).toISOString(),
+        state: age % 3 === 0 ? JobState.SUCCEEDED : JobState.PENDING,
+      }),
     );
     for (const job of jobs) await store.createJob(job);
     await store.putQuota({ project: 'idle', resource: 'gpus', hardLimit: 4 }); // a project with no job at all
-    const newestFirst = (list: Job[]) => [...list].sort((a, b) => b.createdAt.localeCompare(a.createdAt)).map((j) => j.id);
+    const newestFirst = (list: Job[]) =>
+      [...list].sort((a, b) => b.createdAt.localeCompare(a.createdAt)).map((j) => j.id);
 
     const pages = async (state?: JobState) => {
       const seen: string[] = [];

@@ -36,14 +36,22 @@ const TEMPLATES = [
 
 const setup = worldPerTest({ pools: [{ name: 'local', gpus: 2 }], templates: TEMPLATES });
 
-const FIXTURE = JSON.parse(await readFile(new URL('../fixtures/http/member-list-jobs.json', import.meta.url), 'utf8')) as Event;
+const FIXTURE = JSON.parse(
+  await readFile(new URL('../fixtures/http/member-list-jobs.json', import.meta.url), 'utf8'),
+) as Event;
 
 interface Response {
   status: number;
   body: any;
 }
 
-async function call(world: World, method: string, path: string, body?: unknown, claims: Claims = ALICE): Promise<Response> {
+async function call(
+  world: World,
+  method: string,
+  path: string,
+  body?: unknown,
+  claims: Claims = ALICE,
+): Promise<Response> {
   const event = structuredClone(FIXTURE);
   event.rawPath = path;
   event.requestContext.http.method = method;
@@ -60,26 +68,37 @@ async function call(world: World, method: string, path: string, body?: unknown, 
   return { status: result.statusCode!, body: result.body ? JSON.parse(result.body) : undefined };
 }
 
-const patch = (world: World, id: string, body: unknown, claims?: Claims) => call(world, 'PATCH', `/v1/jobs/${id}`, body, claims);
+const patch = (world: World, id: string, body: unknown, claims?: Claims) =>
+  call(world, 'PATCH', `/v1/jobs/${id}`, body, claims);
 
 function assertStatus(response: Response, status: number): void {
   assert.equal(response.status, status, JSON.stringify(response.body));
 }
 
-const fieldsOf = (response: Response): string[] => response.body.error.details.map((d: { field: string }) => d.field).sort();
+const fieldsOf = (response: Response): string[] =>
+  response.body.error.details.map((d: { field: string }) => d.field).sort();
 
 async function submitRunning(world: World, templateName: string, liveTimeoutMinutes?: number): Promise<Job> {
-  const { job } = await submitJob(world.deps, alice, { template: templateName, ...(liveTimeoutMinutes !== undefined ? { liveTimeoutMinutes } : {}) });
+  const { job } = await submitJob(world.deps, alice, {
+    template: templateName,
+    ...(liveTimeoutMinutes !== undefined ? { liveTimeoutMinutes } : {}),
+  });
   return waitForState(world.store, job.id, [JobState.RUNNING]);
 }
 
 /** The expiry the local runner's own dead-man switch enforces. */
 async function runnerExpiry(world: World, jobId: string): Promise<string | undefined> {
-  const spec = JSON.parse(await readFile(join(world.dataDir, 'jobs', jobId, 'spec.json'), 'utf8')) as { expiresAt?: string };
+  const spec = JSON.parse(await readFile(join(world.dataDir, 'jobs', jobId, 'spec.json'), 'utf8')) as {
+    expiresAt?: string;
+  };
   return spec.expiresAt;
 }
 
-const statesOf = (world: World, jobId: string): string[] => world.workflows.list().filter((e) => e.jobId === jobId).flatMap((e) => e.states);
+const statesOf = (world: World, jobId: string): string[] =>
+  world.workflows
+    .list()
+    .filter((e) => e.jobId === jobId)
+    .flatMap((e) => e.states);
 const REARM_LOOP = [WorkflowState.RunEnded, WorkflowState.Rearm, WorkflowState.Rearmed, WorkflowState.Run];
 
 describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and processes)', () => {
@@ -97,15 +116,30 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
     assert.equal(response.body.state, JobState.RUNNING);
     assert.equal(response.body.taskToken, undefined, 'bookkeeping stays inside');
     assert.equal((await call(world, 'GET', `/v1/jobs/${running.id}`)).body.expiresAt, expected);
-    await waitFor('the runner to carry the new expiry', async () => (await runnerExpiry(world, running.id)) === expected);
+    await waitFor(
+      'the runner to carry the new expiry',
+      async () => (await runnerExpiry(world, running.id)) === expected,
+    );
 
-    const done = await waitForState(world.store, running.id, [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED], 30_000);
+    const done = await waitForState(
+      world.store,
+      running.id,
+      [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED],
+      30_000,
+    );
     assert.equal(done.state, JobState.EXPIRED);
     assert.equal(done.stateReason, 'live timeout reached');
-    assert.ok(Date.parse(done.finishedAt!) >= Date.parse(expected), `finished ${done.finishedAt}, not before the new expiry ${expected} (first expiry ${firstExpiry})`);
+    assert.ok(
+      Date.parse(done.finishedAt!) >= Date.parse(expected),
+      `finished ${done.finishedAt}, not before the new expiry ${expected} (first expiry ${firstExpiry})`,
+    );
     // The event follows the stored state: wait for it before reading the whole list.
     await waitFor('the EXPIRED event', async () => world.events.statesOf(running.id).includes('EXPIRED'));
-    assert.deepEqual(world.events.statesOf(running.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'EXPIRED'], 'a timeout change publishes no state change');
+    assert.deepEqual(
+      world.events.statesOf(running.id),
+      ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'EXPIRED'],
+      'a timeout change publishes no state change',
+    );
   });
 
   it('shortens a running job: it expires at the new time, long before the old one', async () => {
@@ -118,7 +152,12 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
     assertStatus(response, 200);
     const expected = expiryFor(running.startedAt!, minutes);
     assert.equal(response.body.expiresAt, expected);
-    const done = await waitForState(world.store, running.id, [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED], 20_000);
+    const done = await waitForState(
+      world.store,
+      running.id,
+      [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED],
+      20_000,
+    );
     assert.equal(done.state, JobState.EXPIRED);
     assert.ok(Date.parse(done.finishedAt!) >= Date.parse(expected), 'not stopped before the new expiry');
     assert.ok(Date.parse(done.finishedAt!) < Date.parse(running.expiresAt!), 'stopped before the old expiry');
@@ -145,8 +184,16 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
     assert.equal((await world.store.getJob(running.id))?.expiresAt, expected, 'the change itself was stored');
     assertStatus(await patch(world, running.id, { liveTimeoutMinutes: minutes }), 200);
 
-    await waitFor('the runner to carry the new expiry', async () => (await runnerExpiry(world, running.id)) === expected);
-    const done = await waitForState(world.store, running.id, [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED], 20_000);
+    await waitFor(
+      'the runner to carry the new expiry',
+      async () => (await runnerExpiry(world, running.id)) === expected,
+    );
+    const done = await waitForState(
+      world.store,
+      running.id,
+      [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED],
+      20_000,
+    );
     assert.equal(done.state, JobState.EXPIRED);
     assert.ok(Date.parse(done.finishedAt!) < Date.parse(running.expiresAt!), 'stopped long before the old expiry');
   });
@@ -160,7 +207,12 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
 
     assertStatus(response, 200);
     assert.ok(Date.parse(response.body.expiresAt) < Date.now(), 'the new expiry has passed');
-    const done = await waitForState(world.store, running.id, [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED], 15_000);
+    const done = await waitForState(
+      world.store,
+      running.id,
+      [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED],
+      15_000,
+    );
     assert.equal(done.state, JobState.EXPIRED);
     assert.equal(done.stateReason, 'live timeout reached');
     assert.deepEqual(await usage(world), { pool: 0, project: 0 });
@@ -182,7 +234,12 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
     await deleteJob(world.deps, alice, blocker.id);
     const running = await waitForState(world.store, job.id, [JobState.RUNNING], 20_000);
     assert.equal(running.expiresAt, expiryFor(running.startedAt!, 0.05));
-    const done = await waitForState(world.store, job.id, [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED], 20_000);
+    const done = await waitForState(
+      world.store,
+      job.id,
+      [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED],
+      20_000,
+    );
     assert.equal(done.state, JobState.EXPIRED);
   });
 
@@ -225,7 +282,13 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
     const world = await setup();
     // As older versions stored it: no maxLiveTimeoutMinutes, no templateId; queued (no workflow drives it here).
     const { job: current } = await submitJob(world.deps, alice, { template: 'big' });
-    const legacy: Job = { ...current, id: 'j-0000000000000old', state: JobState.PENDING, template: 'sleep', createdAt: new Date().toISOString() };
+    const legacy: Job = {
+      ...current,
+      id: 'j-0000000000000old',
+      state: JobState.PENDING,
+      template: 'sleep',
+      createdAt: new Date().toISOString(),
+    };
     delete legacy.maxLiveTimeoutMinutes;
     delete legacy.templateId;
     for (const key of ['admittedAt', 'heldGpus', 'reservedGpuMs'] as const) delete legacy[key];
@@ -305,7 +368,11 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
 
     assertStatus(response, 409);
     assert.match(response.body.error.message, /SUCCEEDED/);
-    assert.equal((await world.store.getJob(job.id))?.name, job.name, 'a refused request changes nothing, the rename included');
+    assert.equal(
+      (await world.store.getJob(job.id))?.name,
+      job.name,
+      'a refused request changes nothing, the rename included',
+    );
   });
 
   it("a stopping job's live timeout cannot change: 409", async () => {
@@ -329,7 +396,12 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
     letStop();
     assertStatus(response, 409);
     assert.match(response.body.error.message, /stopping/);
-    const done = await waitForState(world.store, running.id, [JobState.CANCELLED, JobState.FAILED, JobState.EXPIRED, JobState.SUCCEEDED], 15_000);
+    const done = await waitForState(
+      world.store,
+      running.id,
+      [JobState.CANCELLED, JobState.FAILED, JobState.EXPIRED, JobState.SUCCEEDED],
+      15_000,
+    );
     assert.equal(done.state, JobState.CANCELLED);
     assert.equal(done.liveTimeoutMinutes, 10);
   });
@@ -356,14 +428,25 @@ describe('the timer follows a change that raced the Run wait (AwaitOutcome, Rear
       createdAt: startedAt,
     };
     await world.store.createJob(job);
-    return world.store.updateJob(job.id, [JobState.PENDING], { state: JobState.RUNNING, startedAt, expiresAt: expiryFor(startedAt, 10), instanceIds: ['local-x'], ...overrides });
+    return world.store.updateJob(job.id, [JobState.PENDING], {
+      state: JobState.RUNNING,
+      startedAt,
+      expiresAt: expiryFor(startedAt, 10),
+      instanceIds: ['local-x'],
+      ...overrides,
+    });
   }
 
   function recording(world: World) {
     const sent: Array<{ token: string; output: unknown }> = [];
     const moved: Array<{ jobId: string; expiresAt: string }> = [];
-    const workflows: Workflows = { ...world.deps.workflows, sendTaskSuccess: async (token, output) => void sent.push({ token, output }) };
-    const compute = wrapCompute(world.deps.compute, { updateExpiry: async (job, expiresAt) => void moved.push({ jobId: job.id, expiresAt }) });
+    const workflows: Workflows = {
+      ...world.deps.workflows,
+      sendTaskSuccess: async (token, output) => void sent.push({ token, output }),
+    };
+    const compute = wrapCompute(world.deps.compute, {
+      updateExpiry: async (job, expiresAt) => void moved.push({ jobId: job.id, expiresAt }),
+    });
     return { deps: { ...world.deps, workflows, compute }, sent, moved };
   }
 
@@ -407,7 +490,11 @@ describe('the timer follows a change that raced the Run wait (AwaitOutcome, Rear
 
   it('Rearm ends the run when the time is up or the job no longer runs, moving no deadline', async () => {
     const world = await setup();
-    const expired = await runningJob(world, { liveTimeoutMinutes: 0.001, expiresAt: expiryFor(new Date(Date.now() - 1000), 0.001), startedAt: new Date(Date.now() - 1000).toISOString() });
+    const expired = await runningJob(world, {
+      liveTimeoutMinutes: 0.001,
+      expiresAt: expiryFor(new Date(Date.now() - 1000), 0.001),
+      startedAt: new Date(Date.now() - 1000).toISOString(),
+    });
     const cancelled = await runningJob(world);
     await world.store.recordOutcome(cancelled.id, { kind: 'cancelled', by: 'alice' });
     const { deps, moved } = recording(world);

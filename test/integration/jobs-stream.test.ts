@@ -20,8 +20,17 @@ describe('jobs stream poller', () => {
   const ids = (records: DynamoDBRecord[]) => records.map((r) => r.dynamodb?.NewImage?.id?.S);
   const setup = async (handler: StreamHandler, checkpoints = memoryCheckpoints()) => {
     const { tables } = await freshStore(dynamo());
-    const poller = (h = handler) => new StreamPoller({ dynamodb: dynamo().client, streams: dynamo().streams, tableName: tables.jobs, handler: h, checkpoints, log: quietLog });
-    const put = (id: string) => dynamo().doc.send(new PutCommand({ TableName: tables.jobs, Item: { id, state: 'PENDING' } }));
+    const poller = (h = handler) =>
+      new StreamPoller({
+        dynamodb: dynamo().client,
+        streams: dynamo().streams,
+        tableName: tables.jobs,
+        handler: h,
+        checkpoints,
+        log: quietLog,
+      });
+    const put = (id: string) =>
+      dynamo().doc.send(new PutCommand({ TableName: tables.jobs, Item: { id, state: 'PENDING' } }));
     return { poller, put, checkpoints };
   };
 
@@ -40,15 +49,23 @@ describe('jobs stream poller', () => {
     const afterFailure = await checkpoints.load();
     assert.equal(Object.values(afterFailure!.shards).length, 1);
     assert.equal(await reader.poll(), 2);
-    assert.deepEqual(seen.map(ids), [['a', 'b', 'c'], ['b', 'c']]);
+    assert.deepEqual(seen.map(ids), [
+      ['a', 'b', 'c'],
+      ['b', 'c'],
+    ]);
     const [shard, last] = Object.entries((await checkpoints.load())!.shards)[0];
-    assert.ok(BigInt(last) > BigInt(afterFailure!.shards[shard]), 'the checkpoint moved past b and c once they were delivered');
+    assert.ok(
+      BigInt(last) > BigInt(afterFailure!.shards[shard]),
+      'the checkpoint moved past b and c once they were delivered',
+    );
   });
 
   it('gives an existing jobs table without a stream the stream of the schema', async () => {
     const tables = defaultTableNames('old');
     const { StreamSpecification: _stream, TimeToLiveAttribute: _ttl, ...spec } = loadTableSpecs().jobs;
-    await dynamo().client.send(new CreateTableCommand({ TableName: tables.jobs, BillingMode: 'PAY_PER_REQUEST', ...spec }));
+    await dynamo().client.send(
+      new CreateTableCommand({ TableName: tables.jobs, BillingMode: 'PAY_PER_REQUEST', ...spec }),
+    );
     await createTables(dynamo().client, tables);
     const { Table } = await dynamo().client.send(new DescribeTableCommand({ TableName: tables.jobs }));
     assert.deepEqual(Table?.StreamSpecification, { StreamEnabled: true, StreamViewType: 'NEW_AND_OLD_IMAGES' });

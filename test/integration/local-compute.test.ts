@@ -12,7 +12,12 @@ import { LaunchFailed } from '../../lambdas/core/errors.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import type { ContainerSpec } from '../../lambdas/ports/compute.js';
 import { discoverGpus } from '../../lambdas/adapters/gpu-discovery.js';
-import { LocalCompute, LocalComputeError, type ExitRecord, type LocalComputeOptions } from '../../lambdas/adapters/local-compute.js';
+import {
+  LocalCompute,
+  LocalComputeError,
+  type ExitRecord,
+  type LocalComputeOptions,
+} from '../../lambdas/adapters/local-compute.js';
 
 /** Set DEBUG_LOCAL=1 to see the driver's log. */
 const quiet = process.env.DEBUG_LOCAL
@@ -101,7 +106,12 @@ function job(id: string, overrides: Partial<Job> = {}): Job {
 }
 
 /** Launch and start `command` as job `id`; returns the job as the store would hold it. */
-async function run(compute: LocalCompute, id: string, command: string[], overrides: Partial<Job> & { expiresAt?: string } = {}): Promise<Job> {
+async function run(
+  compute: LocalCompute,
+  id: string,
+  command: string[],
+  overrides: Partial<Job> & { expiresAt?: string } = {},
+): Promise<Job> {
   const launched = await compute.launch(job(id, overrides));
   const held = job(id, { ...overrides, command, instanceIds: launched.instanceIds, devices: launched.devices });
   await compute.start(held, spec(held, overrides.expiresAt));
@@ -134,7 +144,8 @@ async function until(condition: () => boolean | Promise<boolean>, ms: number, wh
 
 const output = (h: Harness, id: string) => readFile(h.compute.logPath(id), 'utf8');
 /** The job's pid, which is also its process group's id. */
-const pidOf = async (h: Harness, id: string) => Number((await readFile(join(h.dataDir, 'jobs', id, 'pid'), 'utf8')).split('\n')[0]);
+const pidOf = async (h: Harness, id: string) =>
+  Number((await readFile(join(h.dataDir, 'jobs', id, 'pid'), 'utf8')).split('\n')[0]);
 /** The pid of the data directory's supervisor, from its lock. */
 const supervisorOf = (dataDir: string) => Number(readFileSync(join(dataDir, 'supervisor.pid'), 'utf8').split('\n')[0]);
 /** Supervisor processes of this data directory. */
@@ -207,7 +218,11 @@ describe('LocalCompute (process mode)', () => {
     const h = await harness();
     process.env.FLARE_TEST_SECRET = 'must-not-leak';
     cleanups.push(() => void delete process.env.FLARE_TEST_SECRET);
-    const show = ['sh', '-c', 'sleep 0.3; echo "$CUDA_VISIBLE_DEVICES|$FLARE_JOB_ID|$MODEL|${FLARE_TEST_SECRET:-unset}"'];
+    const show = [
+      'sh',
+      '-c',
+      'sleep 0.3; echo "$CUDA_VISIBLE_DEVICES|$FLARE_JOB_ID|$MODEL|${FLARE_TEST_SECRET:-unset}"',
+    ];
 
     await run(h.compute, 'first', show, { env: { MODEL: 'resnet' } });
     await run(h.compute, 'second', show, { env: { MODEL: 'vit', CUDA_VISIBLE_DEVICES: '0,1' } });
@@ -254,7 +269,11 @@ describe('LocalCompute (process mode)', () => {
   it('stop() kills a job that ignores SIGTERM after the grace period', async () => {
     const h = await harness({ stopGraceMs: 300 });
     const held = await run(h.compute, 'stubborn', ['sh', '-c', 'trap "" TERM; echo ready; sleep 60']);
-    await until(async () => existsSync(h.compute.logPath('stubborn')) && (await output(h, 'stubborn')).includes('ready'), 3000, 'the job');
+    await until(
+      async () => existsSync(h.compute.logPath('stubborn')) && (await output(h, 'stubborn')).includes('ready'),
+      3000,
+      'the job',
+    );
     const stubborn = await pidOf(h, 'stubborn');
 
     await h.compute.stop(held);
@@ -307,7 +326,11 @@ describe('LocalCompute (process mode)', () => {
     const supervisor = supervisorOf(h.dataDir);
 
     process.kill(supervisor, 'SIGKILL');
-    await until(() => supervisors(h.dataDir).length === 1 && supervisorOf(h.dataDir) !== supervisor, 5000, 'a new supervisor');
+    await until(
+      () => supervisors(h.dataDir).length === 1 && supervisorOf(h.dataDir) !== supervisor,
+      5000,
+      'a new supervisor',
+    );
 
     for (const group of groups) assert.ok(running(group).length > 0, 'the job still runs');
     const short = await h.exited('adopted-short', 5000);
@@ -339,7 +362,10 @@ describe('LocalCompute (process mode)', () => {
 
     assert.equal(record.reason, 'expired');
     assert.equal(record.exitCode, 143);
-    assert.ok(Date.parse(record.finishedAt) >= Date.parse(expiresAt), `ended at ${record.finishedAt}, expiry ${expiresAt}`);
+    assert.ok(
+      Date.parse(record.finishedAt) >= Date.parse(expiresAt),
+      `ended at ${record.finishedAt}, expiry ${expiresAt}`,
+    );
     assert.deepEqual(h.lost, []);
   });
 
@@ -352,7 +378,11 @@ describe('LocalCompute (process mode)', () => {
     h.compute.close();
     process.kill(supervisor, 'SIGKILL');
     process.kill(-vanishedGroup, 'SIGKILL'); // shim and job gone: no exit code anywhere
-    await until(() => existsSync(join(h.dataDir, 'jobs', 'ended-unwatched', 'exit-code')), 3000, 'the job to end unwatched');
+    await until(
+      () => existsSync(join(h.dataDir, 'jobs', 'ended-unwatched', 'exit-code')),
+      3000,
+      'the job to end unwatched',
+    );
     const endedAt = (await stat(join(h.dataDir, 'jobs', 'ended-unwatched', 'exit-code'))).mtime.toISOString();
     await new Promise((r) => setTimeout(r, 300));
 
@@ -404,7 +434,9 @@ describe('LocalCompute (process mode)', () => {
   it('the dead-man switch honours a moved expiry', async () => {
     const h = await harness();
     // Room for the start and the move on a loaded machine (a test run beside CI took over 400 ms).
-    const held = await run(h.compute, 'extended', ['sleep', '60'], { expiresAt: new Date(Date.now() + 1500).toISOString() });
+    const held = await run(h.compute, 'extended', ['sleep', '60'], {
+      expiresAt: new Date(Date.now() + 1500).toISOString(),
+    });
 
     await h.compute.updateExpiry('extended', new Date(Date.now() + 60_000).toISOString());
     await new Promise((r) => setTimeout(r, 2400)); // well past the old deadline + grace
@@ -555,7 +587,9 @@ describe('LocalCompute: what the reconciler sees and ends', () => {
     const managed = await h.compute.listManaged();
 
     assert.deepEqual(
-      managed.map(({ instanceId, jobId, state }) => ({ instanceId, jobId, state })).sort((a, b) => a.instanceId.localeCompare(b.instanceId)),
+      managed
+        .map(({ instanceId, jobId, state }) => ({ instanceId, jobId, state }))
+        .sort((a, b) => a.instanceId.localeCompare(b.instanceId)),
       [
         { instanceId: 'local-busy', jobId: 'busy', state: 'running' },
         { instanceId: 'local-launched', jobId: 'launched', state: 'pending' },
@@ -565,7 +599,10 @@ describe('LocalCompute: what the reconciler sees and ends', () => {
     );
     assert.ok(Date.parse(managed.find((m) => m.jobId === 'busy')!.launchedAt!) <= Date.now());
     // After a restart the detached job is still found; another data directory sees nothing of it.
-    assert.deepEqual((await h.make().listManaged()).map((m) => m.jobId), ['busy']);
+    assert.deepEqual(
+      (await h.make().listManaged()).map((m) => m.jobId),
+      ['busy'],
+    );
     const other = await harness();
     assert.deepEqual(await other.compute.listManaged(), []);
   });
@@ -608,7 +645,10 @@ describe('LocalCompute: what the reconciler sees and ends', () => {
     await until(() => supervisors(h.dataDir).length === 0, 3000, 'the supervisor to die');
 
     const reconciler = h.make();
-    assert.deepEqual((await reconciler.listManaged()).map((m) => m.jobId), ['headless']);
+    assert.deepEqual(
+      (await reconciler.listManaged()).map((m) => m.jobId),
+      ['headless'],
+    );
     await reconciler.terminate(['local-headless']);
 
     assert.deepEqual(running(group), []);
@@ -619,7 +659,10 @@ describe('LocalCompute: what the reconciler sees and ends', () => {
     const bin = await mkdtemp(join(tmpdir(), 'flare-fake-docker-'));
     const calls = join(bin, 'calls');
     // `docker ps` shows this control plane's job and another one's; every call is recorded.
-    await writeFile(join(bin, 'docker'), `#!/bin/sh\necho "$*" >> ${calls}\nif [ "$1" = ps ]; then printf 'boxed\\nnot-ours\\n'; fi\nexit 0\n`);
+    await writeFile(
+      join(bin, 'docker'),
+      `#!/bin/sh\necho "$*" >> ${calls}\nif [ "$1" = ps ]; then printf 'boxed\\nnot-ours\\n'; fi\nexit 0\n`,
+    );
     await chmod(join(bin, 'docker'), 0o755);
     const path = process.env.PATH;
     process.env.PATH = `${bin}:${path}`;
@@ -631,11 +674,21 @@ describe('LocalCompute: what the reconciler sees and ends', () => {
     await mkdir(join(h.dataDir, 'jobs', 'boxed'), { recursive: true });
     await writeFile(join(h.dataDir, 'jobs', 'boxed', 'spec.json'), '{}');
 
-    assert.deepEqual(await h.compute.listManaged(), [{ instanceId: 'local-boxed', jobId: 'boxed', state: 'running', launchedAt: (await stat(join(h.dataDir, 'jobs', 'boxed', 'spec.json'))).mtime.toISOString() }]);
+    assert.deepEqual(await h.compute.listManaged(), [
+      {
+        instanceId: 'local-boxed',
+        jobId: 'boxed',
+        state: 'running',
+        launchedAt: (await stat(join(h.dataDir, 'jobs', 'boxed', 'spec.json'))).mtime.toISOString(),
+      },
+    ]);
     await h.compute.terminate(['local-boxed']);
 
     const recorded = (await readFile(calls, 'utf8')).trim().split('\n');
-    assert.deepEqual(recorded, ['ps --filter label=flare.job --format {{.Label "flare.job"}}', 'rm --force flare-boxed']);
+    assert.deepEqual(recorded, [
+      'ps --filter label=flare.job --format {{.Label "flare.job"}}',
+      'rm --force flare-boxed',
+    ]);
   });
 });
 
@@ -649,10 +702,21 @@ describe('LocalCompute (docker mode)', () => {
     const scratch = join(h.dataDir, 'scratch');
     assert.deepEqual(runnerSpec.argv.slice(0, 3), ['docker', 'run', '--rm']);
     const user = process.getuid!() === 0 ? '65534:65534' : `${process.getuid!()}:${process.getgid!()}`;
-    for (const arg of ['--name=flare-boxed', '--cap-drop=ALL', '--memory=2g', `--user=${user}`, '--env=MODEL=vit', '--env=NVIDIA_VISIBLE_DEVICES=void', `--mount=type=bind,src=${scratch}/boxed,dst=/scratch`]) {
+    for (const arg of [
+      '--name=flare-boxed',
+      '--cap-drop=ALL',
+      '--memory=2g',
+      `--user=${user}`,
+      '--env=MODEL=vit',
+      '--env=NVIDIA_VISIBLE_DEVICES=void',
+      `--mount=type=bind,src=${scratch}/boxed,dst=/scratch`,
+    ]) {
       assert.ok(runnerSpec.argv.includes(arg), `${arg} in ${runnerSpec.argv.join(' ')}`);
     }
-    assert.ok(!runnerSpec.argv.some((a: string) => a.startsWith('--gpus')), 'plain slots are not GPUs docker could give');
+    assert.ok(
+      !runnerSpec.argv.some((a: string) => a.startsWith('--gpus')),
+      'plain slots are not GPUs docker could give',
+    );
     assert.deepEqual(runnerSpec.argv.slice(-5), ['--', job('boxed').image, 'python', 'train.py', '$(id)']);
     assert.equal(runnerSpec.env.MODEL, undefined);
     assert.deepEqual(runnerSpec.stopArgv, ['docker', 'stop', '--time', '2', 'flare-boxed']);
@@ -666,7 +730,10 @@ describe('GPU discovery and pool mapping', () => {
     const dir = await mkdtemp(join(tmpdir(), 'flare-nvidia-smi-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const fake = join(dir, 'nvidia-smi');
-    await writeFile(fake, '#!/bin/sh\necho "GPU 0: NVIDIA A10G (UUID: GPU-1)"\necho "GPU 1: NVIDIA A10G (UUID: GPU-2)"\n');
+    await writeFile(
+      fake,
+      '#!/bin/sh\necho "GPU 0: NVIDIA A10G (UUID: GPU-1)"\necho "GPU 1: NVIDIA A10G (UUID: GPU-2)"\n',
+    );
     await chmod(fake, 0o755);
 
     assert.equal(await discoverGpus({ command: fake }), 2);
@@ -674,7 +741,13 @@ describe('GPU discovery and pool mapping', () => {
   });
 
   it('maps pools onto real GPUs in config order, and refuses more than the machine has', async () => {
-    const h = await harness({ pools: [{ name: 'a', gpus: 2 }, { name: 'b', gpus: 1 }], hostGpus: 3 });
+    const h = await harness({
+      pools: [
+        { name: 'a', gpus: 2 },
+        { name: 'b', gpus: 1 },
+      ],
+      hostGpus: 3,
+    });
 
     assert.deepEqual((await h.compute.launch(job('on-b', { pool: 'b' }))).devices, [2]);
     assert.deepEqual((await h.compute.launch(job('on-a', { pool: 'a', gpus: 2 }))).devices, [0, 1]);
@@ -683,7 +756,13 @@ describe('GPU discovery and pool mapping', () => {
 
   it('two pools never hand out the same device, with GPUs or with plain slots', async () => {
     for (const hostGpus of [0, 4]) {
-      const h = await harness({ pools: [{ name: 'a', gpus: 2 }, { name: 'b', gpus: 2 }], hostGpus });
+      const h = await harness({
+        pools: [
+          { name: 'a', gpus: 2 },
+          { name: 'b', gpus: 2 },
+        ],
+        hostGpus,
+      });
       await run(h.compute, 'on-a', ['sh', '-c', 'echo "$CUDA_VISIBLE_DEVICES"'], { pool: 'a' });
       await run(h.compute, 'on-b', ['sh', '-c', 'echo "$CUDA_VISIBLE_DEVICES"'], { pool: 'b', gpus: 2 });
       await Promise.all([h.exited('on-a'), h.exited('on-b')]);

@@ -44,17 +44,24 @@ describe('local job events from the jobs table stream', () => {
       users: [{ name: 'root', token: 'root-token-0123456789abcdefg', admin: true }],
       pools: [{ name: 'local', gpus: 1 }],
       images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: `sha256:${'e'.repeat(64)}` }],
-      templates: [{ name: 'short', project: 'vision', pool: 'local', image: 'tools', command: ['sh', '-c', 'sleep 2'] }],
+      templates: [
+        { name: 'short', project: 'vision', pool: 'local', image: 'tools', command: ['sh', '-c', 'sleep 2'] },
+      ],
       compute: { driver: 'process' },
     });
   const start = async (dataDir: string, options: ControlPlaneOptions = {}) => {
-    const plane = await startControlPlane(config(dataDir), { log: quietLog, compute: { pollMs: 100, stopGraceMs: 1000 }, ...options });
+    const plane = await startControlPlane(config(dataDir), {
+      log: quietLog,
+      compute: { pollMs: 100, stopGraceMs: 1000 },
+      ...options,
+    });
     planes.push(plane);
     const seen: JobStateChange[] = [];
     plane.events.subscribe((event) => void seen.push(event));
     return { plane, seen };
   };
-  const statesOf = (events: JobStateChange[], jobId: string) => events.filter((e) => e.jobId === jobId).map((e) => e.state);
+  const statesOf = (events: JobStateChange[], jobId: string) =>
+    events.filter((e) => e.jobId === jobId).map((e) => e.state);
 
   it('publishes every state change of a job once, in order, from the stream', async () => {
     const { plane, seen } = await start(join(dir, 'once'), { inMemory: true });
@@ -64,9 +71,16 @@ describe('local job events from the jobs table stream', () => {
     await plane.jobEvents.drained();
     assert.deepEqual(statesOf(seen, job.id), LIFE);
     // Dated to the second of the change, as AWS dates stream records (DynamoDB Local dates them to the minute).
-    for (const e of seen.filter((e) => e.jobId === job.id)) assert.ok(Date.parse(e.at) >= Math.floor(submitted / 1000) * 1000 && Date.parse(e.at) <= Date.now(), `${e.state} at ${e.at}`);
+    for (const e of seen.filter((e) => e.jobId === job.id))
+      assert.ok(
+        Date.parse(e.at) >= Math.floor(submitted / 1000) * 1000 && Date.parse(e.at) <= Date.now(),
+        `${e.state} at ${e.at}`,
+      );
     const mine = seen.filter((e) => e.jobId === job.id);
-    assert.deepEqual(mine.map((e) => e.previousState), [null, ...LIFE.slice(0, -1)]);
+    assert.deepEqual(
+      mine.map((e) => e.previousState),
+      [null, ...LIFE.slice(0, -1)],
+    );
     assert.equal(new Set(mine.map((e) => e.eventId)).size, LIFE.length, 'one event id per change');
   });
 
@@ -82,7 +96,11 @@ describe('local job events from the jobs table stream', () => {
     await waitForState(second.plane.deps.store, job.id, [JobState.SUCCEEDED]);
     await second.plane.jobEvents.drained();
     assert.deepEqual(statesOf(first.seen, job.id), LIFE.slice(0, 3));
-    assert.deepEqual(statesOf(second.seen, job.id), LIFE.slice(3), 'the restarted plane starts after the last change published');
+    assert.deepEqual(
+      statesOf(second.seen, job.id),
+      LIFE.slice(3),
+      'the restarted plane starts after the last change published',
+    );
   });
 
   it('goes on reading after DynamoDB Local is killed mid-job and restarted by the plane', async () => {

@@ -21,8 +21,18 @@ describe('the local reconcile loop', () => {
 
   before(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'flare-reconcile-loop-'));
-    const config = parse(LocalConfig, { port: 0, dataDir, pools: [{ name: 'local', gpus: 2 }], reconcileSeconds: 5, compute: { driver: 'process' } });
-    plane = await startControlPlane(config, { inMemory: true, log: quietLog, compute: { pollMs: 100, stopGraceMs: 1000 } });
+    const config = parse(LocalConfig, {
+      port: 0,
+      dataDir,
+      pools: [{ name: 'local', gpus: 2 }],
+      reconcileSeconds: 5,
+      compute: { driver: 'process' },
+    });
+    plane = await startControlPlane(config, {
+      inMemory: true,
+      log: quietLog,
+      compute: { pollMs: 100, stopGraceMs: 1000 },
+    });
     plane.events.subscribeOperatorEvents((event) => void operatorEvents.push(event));
   });
 
@@ -32,15 +42,30 @@ describe('the local reconcile loop', () => {
   });
 
   it('repairs a pool counter that drifted, on the second sighting, by itself', async () => {
-    const store = plane.deps.store as unknown as { doc: { send(c: unknown): Promise<unknown> }; tables: { pools: string } };
-    await store.doc.send(new UpdateCommand({ TableName: store.tables.pools, Key: { name: 'local' }, UpdateExpression: 'ADD used :two, available :minus', ExpressionAttributeValues: { ':two': 2, ':minus': -2 } }));
+    const store = plane.deps.store as unknown as {
+      doc: { send(c: unknown): Promise<unknown> };
+      tables: { pools: string };
+    };
+    await store.doc.send(
+      new UpdateCommand({
+        TableName: store.tables.pools,
+        Key: { name: 'local' },
+        UpdateExpression: 'ADD used :two, available :minus',
+        ExpressionAttributeValues: { ':two': 2, ':minus': -2 },
+      }),
+    );
     assert.equal((await plane.deps.store.getPool('local'))?.availableGpus, 0);
 
     // Two scheduled runs (5 s apart) are needed: one to see the drift, one to confirm and repair it.
-    const pool = await waitFor('the pool counter to be repaired', async () => {
-      const p = await plane.deps.store.getPool('local');
-      return p?.usedGpus === 0 ? p : undefined;
-    }, 30_000, 250);
+    const pool = await waitFor(
+      'the pool counter to be repaired',
+      async () => {
+        const p = await plane.deps.store.getPool('local');
+        return p?.usedGpus === 0 ? p : undefined;
+      },
+      30_000,
+      250,
+    );
     assert.equal(pool.availableGpus, 2);
     const repaired = operatorEvents.find((e) => e.kind === 'usage-repaired');
     assert.ok(repaired, `a usage-repaired operator event (got ${operatorEvents.map((e) => e.kind).join(', ')})`);

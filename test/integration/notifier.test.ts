@@ -9,7 +9,11 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { GetSecretValueCommand, ResourceNotFoundException, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import {
+  GetSecretValueCommand,
+  ResourceNotFoundException,
+  SecretsManagerClient,
+} from '@aws-sdk/client-secrets-manager';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -43,7 +47,10 @@ class Receiver {
       req.on('end', () => {
         this.received.push({ path: req.url ?? '', body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
         const status = this.script.shift() ?? 200;
-        setTimeout(() => res.writeHead(status, { 'content-type': 'text/plain' }).end(status === 200 ? 'ok' : 'nope'), this.delayMs);
+        setTimeout(
+          () => res.writeHead(status, { 'content-type': 'text/plain' }).end(status === 200 ? 'ok' : 'nope'),
+          this.delayMs,
+        );
       });
     });
     await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
@@ -62,7 +69,8 @@ class Receiver {
   }
 }
 
-const fixture = (name: string): SQSEvent => JSON.parse(readFileSync(new URL(`../fixtures/events/${name}.json`, import.meta.url), 'utf8'));
+const fixture = (name: string): SQSEvent =>
+  JSON.parse(readFileSync(new URL(`../fixtures/events/${name}.json`, import.meta.url), 'utf8'));
 
 /** The fixture's message with another channel, message id or detail. */
 function message(over: { messageId: string; channel?: string; detail?: Partial<JobStateChange> }): SQSRecord {
@@ -71,7 +79,10 @@ function message(over: { messageId: string; channel?: string; detail?: Partial<J
   return {
     ...base,
     messageId: over.messageId,
-    body: JSON.stringify({ channel: over.channel ?? body.channel, event: { ...body.event, detail: { ...body.event.detail, ...over.detail } } }),
+    body: JSON.stringify({
+      channel: over.channel ?? body.channel,
+      event: { ...body.event, detail: { ...body.event.detail, ...over.detail } },
+    }),
   };
 }
 
@@ -87,7 +98,10 @@ describe('notifier Lambda', () => {
   let dynamo: Dynamo;
   const slack = new Receiver();
   const teams = new Receiver();
-  const secrets = new SecretsManagerClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+  const secrets = new SecretsManagerClient({
+    region: 'eu-west-1',
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+  });
   const secretsMock = mockClient(secrets);
 
   before(async () => {
@@ -106,10 +120,22 @@ describe('notifier Lambda', () => {
   const slackUrl = () => `${slack.url}/services/T000/B000/${SLACK_TOKEN}`;
 
   /** A notifier with fresh tables, the given secrets, and every log line kept. */
-  async function notifier(options: { channels?: NotifyChannelSpec[]; secretValues?: Record<string, string>; timeoutMs?: number; clock?: { now: number } } = {}) {
-    const secretValues = options.secretValues ?? { [ARN.ml]: slackUrl(), [ARN.audio]: JSON.stringify({ url: `${teams.url}/webhookb2/teams-secret` }) };
+  async function notifier(
+    options: {
+      channels?: NotifyChannelSpec[];
+      secretValues?: Record<string, string>;
+      timeoutMs?: number;
+      clock?: { now: number };
+    } = {},
+  ) {
+    const secretValues = options.secretValues ?? {
+      [ARN.ml]: slackUrl(),
+      [ARN.audio]: JSON.stringify({ url: `${teams.url}/webhookb2/teams-secret` }),
+    };
     for (const [arn, value] of Object.entries(secretValues)) {
-      secretsMock.on(GetSecretValueCommand, { SecretId: arn }).resolves({ ARN: arn, Name: arn.split(':').at(-1), SecretString: value, VersionId: 'v1' });
+      secretsMock
+        .on(GetSecretValueCommand, { SecretId: arn })
+        .resolves({ ARN: arn, Name: arn.split(':').at(-1), SecretString: value, VersionId: 'v1' });
     }
     const tables = defaultTableNames(`n${randomBytes(4).toString('hex')}`);
     await createTables(dynamo.client, tables);
@@ -131,7 +157,15 @@ describe('notifier Lambda', () => {
       lines,
       invoke: (records: SQSRecord[]) => handler({ Records: records }, {} as Context),
       ledgerItem: async (channel: string, eventId: string) =>
-        (await dynamo.doc.send(new GetCommand({ TableName: tables.idempotency, Key: { key: `notify|${channel}|${eventId}` }, ConsistentRead: true }))).Item,
+        (
+          await dynamo.doc.send(
+            new GetCommand({
+              TableName: tables.idempotency,
+              Key: { key: `notify|${channel}|${eventId}` },
+              ConsistentRead: true,
+            }),
+          )
+        ).Item,
       ledger: deps.ledger as DynamoDedup,
       tables,
     };
@@ -142,7 +176,10 @@ describe('notifier Lambda', () => {
     const before = Math.floor(Date.now() / 1000);
     const result = await invoke(fixture('notifier-job-failed').Records);
     assert.deepEqual(result, { batchItemFailures: [] });
-    assert.deepEqual(secretsMock.commandCalls(GetSecretValueCommand).map((c) => c.args[0].input), [{ SecretId: ARN.ml }]);
+    assert.deepEqual(
+      secretsMock.commandCalls(GetSecretValueCommand).map((c) => c.args[0].input),
+      [{ SecretId: ARN.ml }],
+    );
     assert.equal(slack.received.length, 1);
     const [post] = slack.received;
     assert.equal(post.path, `/services/T000/B000/${SLACK_TOKEN}`);
@@ -165,18 +202,29 @@ describe('notifier Lambda', () => {
   it('reads a secret once for two messages, and again after five minutes (rotation)', async () => {
     const clock = { now: Date.parse('2025-02-03T10:00:00Z') };
     const { invoke } = await notifier({ clock });
-    await invoke([message({ messageId: 'm-1', detail: { eventId: 'e-1', jobId: 'j-1' } }), message({ messageId: 'm-2', detail: { eventId: 'e-2', jobId: 'j-2' } })]);
+    await invoke([
+      message({ messageId: 'm-1', detail: { eventId: 'e-1', jobId: 'j-1' } }),
+      message({ messageId: 'm-2', detail: { eventId: 'e-2', jobId: 'j-2' } }),
+    ]);
     assert.equal(secretsMock.commandCalls(GetSecretValueCommand).length, 1);
     assert.equal(slack.received.length, 2);
 
     // Rotated to a new URL: not seen while cached, seen after the cache time.
-    secretsMock.on(GetSecretValueCommand, { SecretId: ARN.ml }).resolves({ ARN: ARN.ml, SecretString: JSON.stringify({ url: `${slack.url}/rotated/${SLACK_TOKEN}` }) });
+    secretsMock
+      .on(GetSecretValueCommand, { SecretId: ARN.ml })
+      .resolves({ ARN: ARN.ml, SecretString: JSON.stringify({ url: `${slack.url}/rotated/${SLACK_TOKEN}` }) });
     clock.now += WEBHOOK_URL_CACHE_MS - 1000;
     await invoke([message({ messageId: 'm-3', detail: { eventId: 'e-3' } })]);
     clock.now += 2000;
     await invoke([message({ messageId: 'm-4', detail: { eventId: 'e-4' } })]);
-    assert.deepEqual(secretsMock.commandCalls(GetSecretValueCommand).map((c) => c.args[0].input), [{ SecretId: ARN.ml }, { SecretId: ARN.ml }]);
-    assert.deepEqual(slack.received.map((r) => r.path.split('/')[1]), ['services', 'services', 'services', 'rotated']);
+    assert.deepEqual(
+      secretsMock.commandCalls(GetSecretValueCommand).map((c) => c.args[0].input),
+      [{ SecretId: ARN.ml }, { SecretId: ARN.ml }],
+    );
+    assert.deepEqual(
+      slack.received.map((r) => r.path.split('/')[1]),
+      ['services', 'services', 'services', 'rotated'],
+    );
   });
 
   it('reports a message whose webhook answered 500 or 404 as failed, leaves it unsent, and posts it when SQS redelivers it', async () => {
@@ -199,7 +247,9 @@ describe('notifier Lambda', () => {
   it('reports a message whose webhook timed out as failed', async () => {
     const { invoke, ledgerItem } = await notifier({ timeoutMs: 100 });
     slack.delayMs = 500;
-    assert.deepEqual(await invoke([message({ messageId: 'm-slow', detail: { eventId: 'e-slow' } })]), { batchItemFailures: [{ itemIdentifier: 'm-slow' }] });
+    assert.deepEqual(await invoke([message({ messageId: 'm-slow', detail: { eventId: 'e-slow' } })]), {
+      batchItemFailures: [{ itemIdentifier: 'm-slow' }],
+    });
     assert.equal(await ledgerItem('ml-alerts', 'e-slow'), undefined);
   });
 
@@ -207,9 +257,16 @@ describe('notifier Lambda', () => {
     const { invoke, ledgerItem } = await notifier();
     const result = await invoke([
       message({ messageId: 'm-other-project', detail: { eventId: 'e-a', project: 'audio' } }),
-      message({ messageId: 'm-other-state', detail: { eventId: 'e-b', state: 'SUCCEEDED', previousState: 'STOPPING' } }),
+      message({
+        messageId: 'm-other-state',
+        detail: { eventId: 'e-b', state: 'SUCCEEDED', previousState: 'STOPPING' },
+      }),
       message({ messageId: 'm-expired', detail: { eventId: 'e-c', state: 'EXPIRED' } }),
-      message({ messageId: 'm-teams', channel: 'audio', detail: { eventId: 'e-d', project: 'audio', state: 'RUNNING', previousState: 'LAUNCHING' } }),
+      message({
+        messageId: 'm-teams',
+        channel: 'audio',
+        detail: { eventId: 'e-d', project: 'audio', state: 'RUNNING', previousState: 'LAUNCHING' },
+      }),
     ]);
     assert.deepEqual(result, { batchItemFailures: [] });
     assert.equal(slack.received.length, 1);
@@ -231,7 +288,9 @@ describe('notifier Lambda', () => {
 
     const live = new DynamoDedup(dynamo.doc, tables.idempotency);
     assert.equal(await live.claim('notify|ml-alerts|e-busy'), 'claimed');
-    assert.deepEqual(await invoke([message({ messageId: 'm-busy', detail: { eventId: 'e-busy' } })]), { batchItemFailures: [{ itemIdentifier: 'm-busy' }] });
+    assert.deepEqual(await invoke([message({ messageId: 'm-busy', detail: { eventId: 'e-busy' } })]), {
+      batchItemFailures: [{ itemIdentifier: 'm-busy' }],
+    });
     assert.equal(slack.received.length, 1, 'not posted while another holds it');
     assert.equal(await ledger.claim('notify|ml-alerts|e-held'), 'sent');
   });
@@ -244,8 +303,16 @@ describe('notifier Lambda', () => {
     const notJson = { ...message({ messageId: 'm-garbage' }), body: 'hello' };
     const wrongSource = message({ messageId: 'm-wrong' });
     wrongSource.body = wrongSource.body.replace('"source":"flare"', '"source":"aws.ec2"');
-    const result = await invoke([message({ messageId: 'm-unknown', channel: 'nowhere' }), notJson, wrongSource, message({ messageId: 'm-broken', channel: 'broken' })]);
-    assert.deepEqual(result.batchItemFailures.map((f) => f.itemIdentifier), ['m-unknown', 'm-garbage', 'm-wrong', 'm-broken']);
+    const result = await invoke([
+      message({ messageId: 'm-unknown', channel: 'nowhere' }),
+      notJson,
+      wrongSource,
+      message({ messageId: 'm-broken', channel: 'broken' }),
+    ]);
+    assert.deepEqual(
+      result.batchItemFailures.map((f) => f.itemIdentifier),
+      ['m-unknown', 'm-garbage', 'm-wrong', 'm-broken'],
+    );
     assert.equal(slack.received.length, 0);
   });
 
@@ -271,13 +338,29 @@ describe('notifier Lambda', () => {
     const closed = new Receiver();
     await closed.start();
     await closed.stop();
-    secretsMock.on(GetSecretValueCommand, { SecretId: ARN.ml }).resolves({ SecretString: `${closed.url}/services/T000/B000/${SLACK_TOKEN}` });
-    secretsMock.on(GetSecretValueCommand, { SecretId: ARN.broken }).rejects(new ResourceNotFoundException({ $metadata: {}, message: "Secrets Manager can't find the specified secret." }));
+    secretsMock
+      .on(GetSecretValueCommand, { SecretId: ARN.ml })
+      .resolves({ SecretString: `${closed.url}/services/T000/B000/${SLACK_TOKEN}` });
+    secretsMock
+      .on(GetSecretValueCommand, { SecretId: ARN.broken })
+      .rejects(
+        new ResourceNotFoundException({ $metadata: {}, message: "Secrets Manager can't find the specified secret." }),
+      );
     clock.now += WEBHOOK_URL_CACHE_MS + 1;
-    await invoke([message({ messageId: 'm-5', detail: { eventId: 'e-5' } }), message({ messageId: 'm-6', channel: 'broken', detail: { eventId: 'e-6' } })]);
+    await invoke([
+      message({ messageId: 'm-5', detail: { eventId: 'e-5' } }),
+      message({ messageId: 'm-6', channel: 'broken', detail: { eventId: 'e-6' } }),
+    ]);
 
     const all = lines.join('\n');
-    for (const seen of ['"status":503', '"error":"timeout"', '"outcome":"posted"', 'WebhookSecretInvalid', '"error":"ECONNREFUSED"', 'ResourceNotFoundException']) {
+    for (const seen of [
+      '"status":503',
+      '"error":"timeout"',
+      '"outcome":"posted"',
+      'WebhookSecretInvalid',
+      '"error":"ECONNREFUSED"',
+      'ResourceNotFoundException',
+    ]) {
       assert.ok(all.includes(seen), `the log tells of ${seen}:\n${all}`);
     }
     for (const line of lines) {
@@ -287,13 +370,26 @@ describe('notifier Lambda', () => {
   });
 
   it('reads its configuration once from the environment, failing fast with the variable named', () => {
-    assert.throws(() => notifierDeps({}), (error: Error) => /NOTIFY_CHANNELS/.test(error.message) && /IDEMPOTENCY_TABLE/.test(error.message));
-    assert.throws(() => notifierDeps({ NOTIFY_CHANNELS: 'slack', IDEMPOTENCY_TABLE: 't' }), /NOTIFY_CHANNELS: must be a JSON array of channels/);
+    assert.throws(
+      () => notifierDeps({}),
+      (error: Error) => /NOTIFY_CHANNELS/.test(error.message) && /IDEMPOTENCY_TABLE/.test(error.message),
+    );
+    assert.throws(
+      () => notifierDeps({ NOTIFY_CHANNELS: 'slack', IDEMPOTENCY_TABLE: 't' }),
+      /NOTIFY_CHANNELS: must be a JSON array of channels/,
+    );
     const twice = JSON.stringify([
       { id: 'a', type: 'slack', secretArn: ARN.ml },
       { id: 'a', type: 'teams', secretArn: ARN.audio },
     ]);
     assert.throws(() => notifierDeps({ NOTIFY_CHANNELS: twice, IDEMPOTENCY_TABLE: 't' }), /channel ids must be unique/);
-    assert.throws(() => notifierDeps({ NOTIFY_CHANNELS: JSON.stringify([{ id: 'a', type: 'email', secretArn: ARN.ml }]), IDEMPOTENCY_TABLE: 't' }), /NOTIFY_CHANNELS\.0\.type/);
+    assert.throws(
+      () =>
+        notifierDeps({
+          NOTIFY_CHANNELS: JSON.stringify([{ id: 'a', type: 'email', secretArn: ARN.ml }]),
+          IDEMPOTENCY_TABLE: 't',
+        }),
+      /NOTIFY_CHANNELS\.0\.type/,
+    );
   });
 });

@@ -26,11 +26,22 @@ const ROOT: Claims = { sub: 'root', 'cognito:groups': ['admin'] };
 const ALICE: Claims = { sub: 'alice', 'cognito:groups': ['vision'] };
 const BOB: Claims = { sub: 'bob', 'cognito:groups': ['audio'] };
 
-const TEMPLATES = [template({ name: 'sleep', command: ['sleep', '30'] }), template({ name: 'audio-sleep', project: 'audio', pool: 'spare', command: ['sleep', '30'] })];
+const TEMPLATES = [
+  template({ name: 'sleep', command: ['sleep', '30'] }),
+  template({ name: 'audio-sleep', project: 'audio', pool: 'spare', command: ['sleep', '30'] }),
+];
 
-const setup = worldPerTest({ pools: [{ name: 'local', gpus: 4 }, { name: 'spare', gpus: 2 }], templates: TEMPLATES });
+const setup = worldPerTest({
+  pools: [
+    { name: 'local', gpus: 4 },
+    { name: 'spare', gpus: 2 },
+  ],
+  templates: TEMPLATES,
+});
 
-const BASE_EVENT: Event = JSON.parse(readFileSync(new URL('../fixtures/http/member-list-jobs.json', import.meta.url), 'utf8'));
+const BASE_EVENT: Event = JSON.parse(
+  readFileSync(new URL('../fixtures/http/member-list-jobs.json', import.meta.url), 'utf8'),
+);
 
 interface Response {
   status: number;
@@ -38,7 +49,12 @@ interface Response {
   body: any;
 }
 
-async function api(world: World, method: string, path: string, options: { as?: Claims; body?: unknown; rawBody?: string; query?: Record<string, string> } = {}): Promise<Response> {
+async function api(
+  world: World,
+  method: string,
+  path: string,
+  options: { as?: Claims; body?: unknown; rawBody?: string; query?: Record<string, string> } = {},
+): Promise<Response> {
   const event = structuredClone(BASE_EVENT);
   event.rawPath = path;
   event.requestContext.http.method = method;
@@ -53,7 +69,9 @@ async function api(world: World, method: string, path: string, options: { as?: C
   }
   const handler = createApiHandler(() => world.deps);
   const result = (await handler(event, {} as Context)) as APIGatewayProxyStructuredResultV2;
-  const headers = Object.fromEntries(Object.entries(result.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]));
+  const headers = Object.fromEntries(
+    Object.entries(result.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]),
+  );
   return { status: result.statusCode!, headers, body: result.body ? JSON.parse(result.body) : undefined };
 }
 
@@ -62,7 +80,8 @@ function expectStatus(response: Response, status: number, code?: string): void {
   if (code) assert.equal(response.body.error.code, code);
 }
 
-const fieldsOf = (response: Response): string[] => response.body.error.details.map((d: { field: string }) => d.field).sort();
+const fieldsOf = (response: Response): string[] =>
+  response.body.error.details.map((d: { field: string }) => d.field).sort();
 
 async function submit(world: World, as: Claims = ALICE, templateName = 'sleep'): Promise<Job> {
   const response = await api(world, 'POST', '/v1/jobs', { as, body: { template: templateName } });
@@ -70,7 +89,12 @@ async function submit(world: World, as: Claims = ALICE, templateName = 'sleep'):
   return response.body;
 }
 
-async function limit(world: World, project: string, resource: 'gpus' | 'jobs' | 'templates', hardLimit: number): Promise<void> {
+async function limit(
+  world: World,
+  project: string,
+  resource: 'gpus' | 'jobs' | 'templates',
+  hardLimit: number,
+): Promise<void> {
   expectStatus(await api(world, 'POST', '/v1/quotas', { as: ROOT, body: { project, resource, hardLimit } }), 201);
 }
 
@@ -78,7 +102,11 @@ async function limit(world: World, project: string, resource: 'gpus' | 'jobs' | 
 async function counter(world: World, project?: string): Promise<{ used: number; available: number; limit: number }> {
   const { doc, tables } = storeInternals(world);
   const rows = await new DynamoReconcileStore(doc, tables).listCounters();
-  const row = rows.find((r) => (project ? r.ref.kind === 'quota' && r.ref.project === project && r.ref.resource === 'gpus' : r.ref.kind === 'pool' && r.ref.pool === 'local'));
+  const row = rows.find((r) =>
+    project
+      ? r.ref.kind === 'quota' && r.ref.project === project && r.ref.resource === 'gpus'
+      : r.ref.kind === 'pool' && r.ref.pool === 'local',
+  );
   assert.ok(row, `counter ${project ?? 'pool local'}`);
   return { used: row.used ?? 0, available: row.available ?? 0, limit: row.limit ?? Number.NaN };
 }
@@ -91,12 +119,20 @@ function storeInternals(world: World): { doc: DynamoDBDocumentClient; tables: Ta
 const isHolding = (job: Job | undefined) => job !== undefined && HOLDING_STATES.includes(job.state);
 
 /** Every page of a list, following nextToken. */
-async function allPages(world: World, path: string, as: Claims, pageSize: number): Promise<{ items: any[]; pages: number }> {
+async function allPages(
+  world: World,
+  path: string,
+  as: Claims,
+  pageSize: number,
+): Promise<{ items: any[]; pages: number }> {
   const items: any[] = [];
   let pages = 0;
   let nextToken: string | undefined;
   do {
-    const response = await api(world, 'GET', path, { as, query: { limit: String(pageSize), ...(nextToken ? { nextToken } : {}) } });
+    const response = await api(world, 'GET', path, {
+      as,
+      query: { limit: String(pageSize), ...(nextToken ? { nextToken } : {}) },
+    });
     expectStatus(response, 200);
     assert.ok(response.body.items.length <= pageSize);
     items.push(...response.body.items);
@@ -112,13 +148,19 @@ describe('quotas API', () => {
     const running = await submit(world);
     await waitForState(world.store, running.id, [JobState.RUNNING]);
 
-    const created = await api(world, 'POST', '/v1/quotas', { as: ROOT, body: { project: 'vision', resource: 'gpus', hardLimit: 3 } });
+    const created = await api(world, 'POST', '/v1/quotas', {
+      as: ROOT,
+      body: { project: 'vision', resource: 'gpus', hardLimit: 3 },
+    });
     expectStatus(created, 201);
     assert.deepEqual(created.body, { project: 'vision', resource: 'gpus', hardLimit: 3, used: 1 });
     assert.equal(created.headers.location, '/v1/quotas/vision/gpus');
     assert.deepEqual((await api(world, 'GET', created.headers.location, { as: ROOT })).body, created.body);
 
-    const again = await api(world, 'POST', '/v1/quotas', { as: ROOT, body: { project: 'vision', resource: 'gpus', hardLimit: 9 } });
+    const again = await api(world, 'POST', '/v1/quotas', {
+      as: ROOT,
+      body: { project: 'vision', resource: 'gpus', hardLimit: 9 },
+    });
     expectStatus(again, 409, 'conflict');
     assert.match(again.body.error.message, /already has a gpus limit/);
     assert.equal((await world.store.getQuota('vision', 'gpus'))?.hardLimit, 3, 'the first limit stands');
@@ -127,33 +169,63 @@ describe('quotas API', () => {
   it('POST: a member may not create one, and gets the same 403 for their project, another and one that does not exist; nothing is stored', async () => {
     const world = await setup();
     for (const project of ['vision', 'audio', 'nowhere']) {
-      expectStatus(await api(world, 'POST', '/v1/quotas', { as: ALICE, body: { project, resource: 'gpus', hardLimit: 100 } }), 403, 'forbidden');
+      expectStatus(
+        await api(world, 'POST', '/v1/quotas', { as: ALICE, body: { project, resource: 'gpus', hardLimit: 100 } }),
+        403,
+        'forbidden',
+      );
       assert.equal(await world.store.getQuota(project, 'gpus'), undefined);
     }
   });
 
   it('POST: bad input is a 400 naming every bad field, and nothing is stored', async () => {
     const world = await setup();
-    const bad = await api(world, 'POST', '/v1/quotas', { as: ROOT, body: { project: 'Vision!', resource: 'disks', hardLimit: -1, privileged: true } });
+    const bad = await api(world, 'POST', '/v1/quotas', {
+      as: ROOT,
+      body: { project: 'Vision!', resource: 'disks', hardLimit: -1, privileged: true },
+    });
     expectStatus(bad, 400, 'validation_error');
     assert.deepEqual(fieldsOf(bad), ['hardLimit', 'privileged', 'project', 'resource']);
     for (const hardLimit of [1.5, '2', null, 1e12]) {
-      const response = await api(world, 'POST', '/v1/quotas', { as: ROOT, body: { project: 'vision', resource: 'gpus', hardLimit } });
+      const response = await api(world, 'POST', '/v1/quotas', {
+        as: ROOT,
+        body: { project: 'vision', resource: 'gpus', hardLimit },
+      });
       expectStatus(response, 400, 'validation_error');
       assert.deepEqual(fieldsOf(response), ['hardLimit'], `hardLimit ${hardLimit}`);
     }
-    assert.deepEqual((await world.store.listQuotas()).filter((q) => q.hardLimit !== undefined), []);
+    assert.deepEqual(
+      (await world.store.listQuotas()).filter((q) => q.hardLimit !== undefined),
+      [],
+    );
     // Zero is a limit: nothing of that resource at all.
-    expectStatus(await api(world, 'POST', '/v1/quotas', { as: ROOT, body: { project: 'vision', resource: 'jobs', hardLimit: 0 } }), 201);
-    expectStatus(await api(world, 'POST', '/v1/jobs', { as: ALICE, body: { template: 'sleep' } }), 429, 'quota_exceeded');
+    expectStatus(
+      await api(world, 'POST', '/v1/quotas', { as: ROOT, body: { project: 'vision', resource: 'jobs', hardLimit: 0 } }),
+      201,
+    );
+    expectStatus(
+      await api(world, 'POST', '/v1/jobs', { as: ALICE, body: { template: 'sleep' } }),
+      429,
+      'quota_exceeded',
+    );
   });
 
   it('GET one: members of the project and admins; another project or no limit is a 404', async () => {
     const world = await setup();
     await limit(world, 'vision', 'gpus', 2);
     await limit(world, 'audio', 'jobs', 5);
-    assert.deepEqual((await api(world, 'GET', '/v1/quotas/vision/gpus', { as: ALICE })).body, { project: 'vision', resource: 'gpus', hardLimit: 2, used: 0 });
-    assert.deepEqual((await api(world, 'GET', '/v1/quotas/audio/jobs', { as: ROOT })).body, { project: 'audio', resource: 'jobs', hardLimit: 5, used: 0 });
+    assert.deepEqual((await api(world, 'GET', '/v1/quotas/vision/gpus', { as: ALICE })).body, {
+      project: 'vision',
+      resource: 'gpus',
+      hardLimit: 2,
+      used: 0,
+    });
+    assert.deepEqual((await api(world, 'GET', '/v1/quotas/audio/jobs', { as: ROOT })).body, {
+      project: 'audio',
+      resource: 'jobs',
+      hardLimit: 5,
+      used: 0,
+    });
     expectStatus(await api(world, 'GET', '/v1/quotas/audio/jobs', { as: ALICE }), 404, 'not_found');
     expectStatus(await api(world, 'GET', '/v1/quotas/vision/gpus', { as: BOB }), 404, 'not_found');
     expectStatus(await api(world, 'GET', '/v1/quotas/vision/templates', { as: ALICE }), 404, 'not_found');
@@ -169,22 +241,35 @@ describe('quotas API', () => {
   it('GET list: members see their projects, admins all (or ?project=), paginated without repeats', async () => {
     const world = await setup();
     const projects = ['audio', 'p-1', 'p.2', 'p3', 'vision'];
-    for (const project of projects) for (const resource of ['gpus', 'jobs', 'templates'] as const) await limit(world, project, resource, 7);
+    for (const project of projects)
+      for (const resource of ['gpus', 'jobs', 'templates'] as const) await limit(world, project, resource, 7);
     await submit(world); // a vision job: `jobs` used is live in the list
 
     const everything = await allPages(world, '/v1/quotas', ROOT, 4);
     assert.equal(everything.pages, 4);
     const keys = everything.items.map((q) => `${q.project}/${q.resource}`);
     assert.equal(new Set(keys).size, keys.length, 'no repeats');
-    assert.deepEqual(keys, projects.flatMap((p) => ['gpus', 'jobs', 'templates'].map((r) => `${p}/${r}`)));
+    assert.deepEqual(
+      keys,
+      projects.flatMap((p) => ['gpus', 'jobs', 'templates'].map((r) => `${p}/${r}`)),
+    );
     assert.equal(everything.items.find((q) => q.project === 'vision' && q.resource === 'jobs').used, 1);
 
     const alice = await api(world, 'GET', '/v1/quotas', { as: ALICE });
-    assert.deepEqual(alice.body.items.map((q: { project: string; resource: string }) => `${q.project}/${q.resource}`), ['vision/gpus', 'vision/jobs', 'vision/templates']);
+    assert.deepEqual(
+      alice.body.items.map((q: { project: string; resource: string }) => `${q.project}/${q.resource}`),
+      ['vision/gpus', 'vision/jobs', 'vision/templates'],
+    );
     assert.equal(alice.body.nextToken, undefined);
-    assert.deepEqual((await api(world, 'GET', '/v1/quotas', { as: ALICE, query: { project: 'audio' } })).body.items, []);
+    assert.deepEqual(
+      (await api(world, 'GET', '/v1/quotas', { as: ALICE, query: { project: 'audio' } })).body.items,
+      [],
+    );
     const p3 = await api(world, 'GET', '/v1/quotas', { as: ROOT, query: { project: 'p3' } });
-    assert.deepEqual(p3.body.items.map((q: { project: string }) => q.project), ['p3', 'p3', 'p3']);
+    assert.deepEqual(
+      p3.body.items.map((q: { project: string }) => q.project),
+      ['p3', 'p3', 'p3'],
+    );
 
     expectStatus(await api(world, 'GET', '/v1/quotas', { as: ROOT, query: { limit: '0' } }), 400, 'validation_error');
     const token = await api(world, 'GET', '/v1/quotas', { as: ROOT, query: { nextToken: 'not-a-token' } });
@@ -195,14 +280,33 @@ describe('quotas API', () => {
   it('PATCH: admins only (own project 403, another 404), 404 without a limit, bad input 400', async () => {
     const world = await setup();
     await limit(world, 'vision', 'gpus', 2);
-    expectStatus(await api(world, 'PATCH', '/v1/quotas/vision/gpus', { as: ALICE, body: { hardLimit: 50 } }), 403, 'forbidden');
-    expectStatus(await api(world, 'PATCH', '/v1/quotas/vision/gpus', { as: BOB, body: { hardLimit: 50 } }), 404, 'not_found');
+    expectStatus(
+      await api(world, 'PATCH', '/v1/quotas/vision/gpus', { as: ALICE, body: { hardLimit: 50 } }),
+      403,
+      'forbidden',
+    );
+    expectStatus(
+      await api(world, 'PATCH', '/v1/quotas/vision/gpus', { as: BOB, body: { hardLimit: 50 } }),
+      404,
+      'not_found',
+    );
     assert.equal((await world.store.getQuota('vision', 'gpus'))?.hardLimit, 2);
 
-    expectStatus(await api(world, 'PATCH', '/v1/quotas/audio/gpus', { as: ROOT, body: { hardLimit: 4 } }), 404, 'not_found');
-    assert.equal((await world.store.getQuota('audio', 'gpus'))?.hardLimit, undefined, 'a PATCH does not create a limit');
+    expectStatus(
+      await api(world, 'PATCH', '/v1/quotas/audio/gpus', { as: ROOT, body: { hardLimit: 4 } }),
+      404,
+      'not_found',
+    );
+    assert.equal(
+      (await world.store.getQuota('audio', 'gpus'))?.hardLimit,
+      undefined,
+      'a PATCH does not create a limit',
+    );
 
-    const bad = await api(world, 'PATCH', '/v1/quotas/vision/gpus', { as: ROOT, body: { hardLimit: -2, project: 'audio' } });
+    const bad = await api(world, 'PATCH', '/v1/quotas/vision/gpus', {
+      as: ROOT,
+      body: { hardLimit: -2, project: 'audio' },
+    });
     expectStatus(bad, 400, 'validation_error');
     assert.deepEqual(fieldsOf(bad), ['hardLimit', 'project']);
 
@@ -215,7 +319,11 @@ describe('quotas API', () => {
     const world = await setup();
     await limit(world, 'vision', 'jobs', 1);
     await submit(world);
-    expectStatus(await api(world, 'POST', '/v1/jobs', { as: ALICE, body: { template: 'sleep' } }), 429, 'quota_exceeded');
+    expectStatus(
+      await api(world, 'POST', '/v1/jobs', { as: ALICE, body: { template: 'sleep' } }),
+      429,
+      'quota_exceeded',
+    );
 
     expectStatus(await api(world, 'DELETE', '/v1/quotas/vision/jobs', { as: ALICE }), 403, 'forbidden');
     expectStatus(await api(world, 'DELETE', '/v1/quotas/vision/jobs', { as: BOB }), 404, 'not_found');
@@ -231,14 +339,25 @@ describe('quotas API', () => {
     await submit(world);
     assert.deepEqual(await world.store.getQuota('vision', 'jobs'), { project: 'vision', resource: 'jobs', used: 3 });
     // A new limit counts that usage at once.
-    const again = await api(world, 'POST', '/v1/quotas', { as: ROOT, body: { project: 'vision', resource: 'jobs', hardLimit: 2 } });
+    const again = await api(world, 'POST', '/v1/quotas', {
+      as: ROOT,
+      body: { project: 'vision', resource: 'jobs', hardLimit: 2 },
+    });
     assert.deepEqual(again.body, { project: 'vision', resource: 'jobs', hardLimit: 2, used: 3 });
-    expectStatus(await api(world, 'POST', '/v1/jobs', { as: ALICE, body: { template: 'sleep' } }), 429, 'quota_exceeded');
+    expectStatus(
+      await api(world, 'POST', '/v1/jobs', { as: ALICE, body: { template: 'sleep' } }),
+      429,
+      'quota_exceeded',
+    );
   });
-  it("DELETE: a deployment default does not come back for the project (a new process would otherwise apply it)", async () => {
+  it('DELETE: a deployment default does not come back for the project (a new process would otherwise apply it)', async () => {
     const world = await setup({ policy: { defaultQuotas: { gpus: 1 } } });
     await submit(world);
-    assert.equal((await api(world, 'GET', '/v1/quotas/vision/gpus', { as: ALICE })).body.hardLimit, 1, 'the default applied');
+    assert.equal(
+      (await api(world, 'GET', '/v1/quotas/vision/gpus', { as: ALICE })).body.hardLimit,
+      1,
+      'the default applied',
+    );
     expectStatus(await api(world, 'DELETE', '/v1/quotas/vision/gpus', { as: ROOT }), 204);
 
     const { doc, tables } = storeInternals(world);
@@ -246,7 +365,11 @@ describe('quotas API', () => {
     await nextProcess.ensureDefaultQuotas('vision', { gpus: 1 });
     await nextProcess.ensureDefaultQuotas('audio', { gpus: 1 });
     assert.equal((await nextProcess.getQuota('vision', 'gpus'))?.hardLimit, undefined, 'vision stays unlimited');
-    assert.equal((await nextProcess.getQuota('audio', 'gpus'))?.hardLimit, 1, 'a project never limited still gets the default');
+    assert.equal(
+      (await nextProcess.getQuota('audio', 'gpus'))?.hardLimit,
+      1,
+      'a project never limited still gets the default',
+    );
     // An admin may limit it again, and remove that again.
     await limit(world, 'vision', 'gpus', 4);
     expectStatus(await api(world, 'DELETE', '/v1/quotas/vision/gpus', { as: ROOT }), 204);
@@ -276,14 +399,21 @@ describe('changing limits under running and waiting jobs', () => {
     // 2 held under a limit of 2: still no room.
     await api(world, 'PATCH', '/v1/quotas/vision/gpus', { as: ROOT, body: { hardLimit: 2 } });
     assert.equal((await world.store.getJob(c.id))?.state, JobState.WAITING);
-    assert.equal((await world.store.getJob(c.id))?.stateReason, 'project vision has 0 of 2 GPUs free, needs 1', 'the drain refreshed the reason');
+    assert.equal(
+      (await world.store.getJob(c.id))?.stateReason,
+      'project vision has 0 of 2 GPUs free, needs 1',
+      'the drain refreshed the reason',
+    );
 
     const raised = await api(world, 'PATCH', '/v1/quotas/vision/gpus', { as: ROOT, body: { hardLimit: 3 } });
     expectStatus(raised, 200);
     // Not waited for: the PATCH itself admitted it.
     assert.ok(isHolding(await world.store.getJob(c.id)), 'admitted by the PATCH');
     assert.deepEqual(raised.body, { project: 'vision', resource: 'gpus', hardLimit: 3, used: 3 });
-    assert.ok(world.workflows.list().some((e) => e.name === `${c.id}-admitted-0`), 'its workflow was started');
+    assert.ok(
+      world.workflows.list().some((e) => e.name === `${c.id}-admitted-0`),
+      'its workflow was started',
+    );
     await waitForState(world.store, c.id, [JobState.RUNNING]);
   });
 
@@ -313,7 +443,12 @@ describe('changing limits under running and waiting jobs', () => {
   });
 
   it('20 concurrent submits, drains and cancels while the limit moves: every admission fits the limit in force, the counters never drift', async () => {
-    const world = await setup({ pools: [{ name: 'local', gpus: 20 }, { name: 'spare', gpus: 2 }] });
+    const world = await setup({
+      pools: [
+        { name: 'local', gpus: 20 },
+        { name: 'spare', gpus: 2 },
+      ],
+    });
     await limit(world, 'vision', 'gpus', 3);
     // Admission takes room only while `available >= needs`, and `available` must stay `hardLimit - used`
     // through every change (a transaction moves both together): then nothing is ever admitted beyond the
@@ -322,7 +457,11 @@ describe('changing limits under running and waiting jobs', () => {
     const changeTo = async (hardLimit: number) => {
       expectStatus(await api(world, 'PATCH', '/v1/quotas/vision/gpus', { as: ROOT, body: { hardLimit } }), 200);
       const quota = await counter(world, 'vision');
-      assert.equal(quota.available + quota.used, hardLimit, `quota counter after the change to ${hardLimit}: ${JSON.stringify(quota)}`);
+      assert.equal(
+        quota.available + quota.used,
+        hardLimit,
+        `quota counter after the change to ${hardLimit}: ${JSON.stringify(quota)}`,
+      );
       const pool = await counter(world);
       assert.equal(pool.available + pool.used, 20, `pool counter: ${JSON.stringify(pool)}`);
     };
@@ -341,7 +480,11 @@ describe('changing limits under running and waiting jobs', () => {
     const cancelled = new Set<string>();
     try {
       for (let k = 0; k < 8; k++) {
-        const victim = await waitFor('a running job', async () => (await Promise.all(jobs.map((j) => world.store.getJob(j.id)))).find((j) => j?.state === JobState.RUNNING && !cancelled.has(j.id)));
+        const victim = await waitFor('a running job', async () =>
+          (await Promise.all(jobs.map((j) => world.store.getJob(j.id)))).find(
+            (j) => j?.state === JobState.RUNNING && !cancelled.has(j.id),
+          ),
+        );
         cancelled.add(victim.id);
         expectStatus(await api(world, 'DELETE', `/v1/jobs/${victim.id}`), 202);
         await waitForState(world.store, victim.id, [JobState.CANCELLED]);
@@ -352,7 +495,10 @@ describe('changing limits under running and waiting jobs', () => {
     const changes = await changer;
     await drainer;
     assert.ok(changes >= limits.length);
-    assert.ok((await counter(world, 'vision')).used <= Math.max(...limits), 'never more held than the largest limit so far');
+    assert.ok(
+      (await counter(world, 'vision')).used <= Math.max(...limits),
+      'never more held than the largest limit so far',
+    );
 
     // The last limit is the largest, so every slot it grants must end up taken, and no more.
     await changeTo(6);
@@ -371,19 +517,33 @@ describe('changing limits under running and waiting jobs', () => {
 
     const holding = final.filter(isHolding);
     assert.equal(holding.length, 6, 'exactly the final limit is held');
-    assert.equal(holding.reduce((sum, j) => sum + (j.heldGpus ?? 0), 0), 6);
+    assert.equal(
+      holding.reduce((sum, j) => sum + (j.heldGpus ?? 0), 0),
+      6,
+    );
     assert.equal(final.filter((j) => j.state === JobState.WAITING).length, 6);
     assert.deepEqual(await counter(world, 'vision'), { used: 6, available: 0, limit: 6 });
     assert.deepEqual(await counter(world), { used: 6, available: 14, limit: 20 });
     // And the next one waits: there is no room the counter forgot about.
     const next = await submit(world);
-    assert.equal((await waitForState(world.store, next.id, [JobState.WAITING, JobState.LAUNCHING, JobState.RUNNING])).state, JobState.WAITING);
+    assert.equal(
+      (await waitForState(world.store, next.id, [JobState.WAITING, JobState.LAUNCHING, JobState.RUNNING])).state,
+      JobState.WAITING,
+    );
   });
 });
 
 describe('pools API', () => {
   it('GET: any member sees every pool as docs/api.md shows it, paginated by name', async () => {
-    const world = await setup({ pools: [{ name: 'local', gpus: 4 }, { name: 'spare', gpus: 2 }, { name: 'a10g', gpus: 8 }, { name: 'h100', gpus: 16 }, { name: 'l4', gpus: 1 }] });
+    const world = await setup({
+      pools: [
+        { name: 'local', gpus: 4 },
+        { name: 'spare', gpus: 2 },
+        { name: 'a10g', gpus: 8 },
+        { name: 'h100', gpus: 16 },
+        { name: 'l4', gpus: 1 },
+      ],
+    });
     await limit(world, 'vision', 'gpus', 1);
     const a = await submit(world);
     await waitForState(world.store, a.id, [JobState.RUNNING]);
@@ -392,10 +552,22 @@ describe('pools API', () => {
 
     const pages = await allPages(world, '/v1/pools', BOB, 2);
     assert.equal(pages.pages, 3);
-    assert.deepEqual(pages.items.map((p) => p.name), ['a10g', 'h100', 'l4', 'local', 'spare']);
+    assert.deepEqual(
+      pages.items.map((p) => p.name),
+      ['a10g', 'h100', 'l4', 'local', 'spare'],
+    );
     assert.deepEqual(
       pages.items.find((p) => p.name === 'local'),
-      { name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 4, usedGpus: 1, availableGpus: 3, waitingJobs: 1, backfill: false },
+      {
+        name: 'local',
+        instanceType: 'local',
+        gpusPerInstance: 4,
+        maxGpus: 4,
+        usedGpus: 1,
+        availableGpus: 3,
+        waitingJobs: 1,
+        backfill: false,
+      },
     );
     const all = await api(world, 'GET', '/v1/pools', { as: ALICE });
     assert.equal(all.body.items.length, 5);
@@ -413,7 +585,10 @@ describe('pools API', () => {
       expectStatus(bad, 400, 'validation_error');
       assert.deepEqual(fieldsOf(bad), ['maxGpus'], `maxGpus ${maxGpus}`);
     }
-    const unknown = await api(world, 'PATCH', '/v1/pools/local', { as: ROOT, body: { maxGpus: 2, instanceType: 'p5.48xlarge' } });
+    const unknown = await api(world, 'PATCH', '/v1/pools/local', {
+      as: ROOT,
+      body: { maxGpus: 2, instanceType: 'p5.48xlarge' },
+    });
     assert.deepEqual(fieldsOf(unknown), ['instanceType']);
     assert.equal((await world.store.getPool('local'))?.maxGpus, 4);
   });
@@ -427,7 +602,16 @@ describe('pools API', () => {
 
     const lowered = await api(world, 'PATCH', '/v1/pools/local', { as: ROOT, body: { maxGpus: 1 } });
     expectStatus(lowered, 200);
-    assert.deepEqual(lowered.body, { name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 1, usedGpus: 2, availableGpus: 0, waitingJobs: 0, backfill: false });
+    assert.deepEqual(lowered.body, {
+      name: 'local',
+      instanceType: 'local',
+      gpusPerInstance: 4,
+      maxGpus: 1,
+      usedGpus: 2,
+      availableGpus: 0,
+      waitingJobs: 0,
+      backfill: false,
+    });
     const c = await submit(world);
     const waiting = await waitForState(world.store, c.id, [JobState.WAITING]);
     assert.equal(waiting.stateReason, 'pool local has 0 of 1 GPUs free, needs 1');
@@ -439,12 +623,24 @@ describe('pools API', () => {
     assert.equal((await world.store.getJob(b.id))?.state, JobState.RUNNING);
 
     // 2 held under a cap of 2: still no room.
-    assert.equal((await api(world, 'PATCH', '/v1/pools/local', { as: ROOT, body: { maxGpus: 2 } })).body.waitingJobs, 1);
+    assert.equal(
+      (await api(world, 'PATCH', '/v1/pools/local', { as: ROOT, body: { maxGpus: 2 } })).body.waitingJobs,
+      1,
+    );
     assert.equal((await world.store.getJob(c.id))?.state, JobState.WAITING);
 
     const raised = await api(world, 'PATCH', '/v1/pools/local', { as: ROOT, body: { maxGpus: 3 } });
     assert.ok(isHolding(await world.store.getJob(c.id)), 'admitted by the PATCH');
-    assert.deepEqual(raised.body, { name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 3, usedGpus: 3, availableGpus: 0, waitingJobs: 0, backfill: false });
+    assert.deepEqual(raised.body, {
+      name: 'local',
+      instanceType: 'local',
+      gpusPerInstance: 4,
+      maxGpus: 3,
+      usedGpus: 3,
+      availableGpus: 0,
+      waitingJobs: 0,
+      backfill: false,
+    });
     await waitForState(world.store, c.id, [JobState.RUNNING]);
   });
 

@@ -30,7 +30,9 @@ afterEach(async () => {
   w = undefined;
 });
 
-async function setup(options: Partial<Parameters<typeof world>[1]> = {}): Promise<{ world: World; store: DynamoReconcileStore }> {
+async function setup(
+  options: Partial<Parameters<typeof world>[1]> = {},
+): Promise<{ world: World; store: DynamoReconcileStore }> {
   w = await world(dynamo(), { pools: [{ name: 'local', gpus: 2 }], templates: TEMPLATES, ...options });
   return { world: w, store: reconcileStore(dynamo(), w) };
 }
@@ -76,7 +78,13 @@ describe('reconciler (DynamoDB Local, real ASL, real processes)', { timeout: 120
     // A job that ended while its runner kept going.
     const ended = await admittedJob(world);
     const endedPid = await startRunner(world, ended, ['sleep', '60']);
-    assert.ok(await world.store.finishJob(ended, { state: JobState.FAILED, stateReason: 'workflow lost the instance', finishedAt: new Date().toISOString() }));
+    assert.ok(
+      await world.store.finishJob(ended, {
+        state: JobState.FAILED,
+        stateReason: 'workflow lost the instance',
+        finishedAt: new Date().toISOString(),
+      }),
+    );
     // A runner of a job the store never heard of.
     const stranger = newJob();
     const strangerPid = await startRunner(world, stranger, ['sleep', '60']);
@@ -90,7 +98,10 @@ describe('reconciler (DynamoDB Local, real ASL, real processes)', { timeout: 120
     assert.deepEqual(first.orphans.terminated, []);
     assert.ok(alive(endedPid) && alive(strangerPid), 'nothing is terminated on the first sighting');
     const marked = operatorEvents(world, ReconcileEvent.OrphanMarked);
-    assert.match(marked.find((e) => e.subject === instanceId(ended.id))?.reason ?? '', new RegExp(`job ${ended.id}, which is FAILED`));
+    assert.match(
+      marked.find((e) => e.subject === instanceId(ended.id))?.reason ?? '',
+      new RegExp(`job ${ended.id}, which is FAILED`),
+    );
     assert.match(marked.find((e) => e.subject === instanceId(stranger.id))?.reason ?? '', /which does not exist/);
 
     const second = await reconcile(world.deps, store, OPTIONS);
@@ -122,14 +133,25 @@ describe('reconciler (DynamoDB Local, real ASL, real processes)', { timeout: 120
     const gone = await admittedJob(world);
     await startedWithoutRunner(world, gone);
     await world.workflows.start(gone.id, workflowInput({ ...gone, state: JobState.RUNNING }));
-    await waitFor('the workflow to wait on the job', async () => (await world.store.getJob(gone.id))?.taskToken, 10_000);
+    await waitFor(
+      'the workflow to wait on the job',
+      async () => (await world.store.getJob(gone.id))?.taskToken,
+      10_000,
+    );
     assert.deepEqual(await usage(world), { pool: 2, poolAvailable: 0, project: 2, jobs: 2 });
 
     const first = await reconcile(world.deps, store, OPTIONS);
 
     assert.deepEqual(first.lost, { marked: [gone.id], reported: [] });
-    assert.equal((await world.store.getJob(gone.id))?.state, JobState.RUNNING, 'nothing is reported on one observation');
-    assert.match(operatorEvents(world, ReconcileEvent.InstanceMissing)[0]?.reason ?? '', new RegExp(`instance ${instanceId(gone.id)} no longer exists`));
+    assert.equal(
+      (await world.store.getJob(gone.id))?.state,
+      JobState.RUNNING,
+      'nothing is reported on one observation',
+    );
+    assert.match(
+      operatorEvents(world, ReconcileEvent.InstanceMissing)[0]?.reason ?? '',
+      new RegExp(`instance ${instanceId(gone.id)} no longer exists`),
+    );
 
     const second = await reconcile(world.deps, store, OPTIONS);
 
@@ -139,7 +161,11 @@ describe('reconciler (DynamoDB Local, real ASL, real processes)', { timeout: 120
     assert.equal(ended.stateReason, `instance lost: instance ${instanceId(gone.id)} no longer exists`);
     assert.equal(operatorEvents(world, ReconcileEvent.JobLost).length, 1);
     assert.deepEqual(second.stuck.redriven, [], 'its own workflow ended it');
-    await waitFor('the workflow to finish', async () => world.workflows.list().find((e) => e.name === gone.id && e.status !== 'RUNNING'), 10_000);
+    await waitFor(
+      'the workflow to finish',
+      async () => world.workflows.list().find((e) => e.name === gone.id && e.status !== 'RUNNING'),
+      10_000,
+    );
     // The live job kept its runner through both runs; only the lost job's GPU came back, once.
     assert.ok(alive(livePid), 'the live job runner survives');
     assert.equal((await world.store.getJob(live.id))?.state, JobState.RUNNING);
@@ -168,13 +194,23 @@ describe('reconciler (DynamoDB Local, real ASL, real processes)', { timeout: 120
     const second = await reconcile(world.deps, store, OPTIONS);
 
     assert.deepEqual(second.stuck.redriven.sort(), [launching.id, running.id].sort());
-    const done = await Promise.all([launching.id, running.id].map((id) => waitForState(world.store, id, [JobState.SUCCEEDED, JobState.FAILED, JobState.EXPIRED])));
-    assert.deepEqual(done.map((j) => j.state), [JobState.SUCCEEDED, JobState.SUCCEEDED]);
+    const done = await Promise.all(
+      [launching.id, running.id].map((id) =>
+        waitForState(world.store, id, [JobState.SUCCEEDED, JobState.FAILED, JobState.EXPIRED]),
+      ),
+    );
+    assert.deepEqual(
+      done.map((j) => j.state),
+      [JobState.SUCCEEDED, JobState.SUCCEEDED],
+    );
     await world.workflows.idle();
     assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
     const redriven = operatorEvents(world, ReconcileEvent.JobRedriven);
     assert.equal(redriven.length, 2);
-    assert.match(redriven.find((e) => e.subject === launching.id)?.reason ?? '', /was LAUNCHING with no workflow execution \(seen on two runs\): started execution j-[0-9a-z]{16}-reconcile-/);
+    assert.match(
+      redriven.find((e) => e.subject === launching.id)?.reason ?? '',
+      /was LAUNCHING with no workflow execution \(seen on two runs\): started execution j-[0-9a-z]{16}-reconcile-/,
+    );
     assert.ok(world.workflows.list().every((e) => /-reconcile-/.test(e.name)));
   });
 
@@ -182,7 +218,11 @@ describe('reconciler (DynamoDB Local, real ASL, real processes)', { timeout: 120
     const { world, store } = await setup();
     const job = await admittedJob(world);
     await reconcile(world.deps, store, OPTIONS);
-    await world.store.updateJob(job.id, [JobState.LAUNCHING], { state: JobState.RUNNING, startedAt: new Date().toISOString(), expiresAt: new Date(Date.now() + 600_000).toISOString() });
+    await world.store.updateJob(job.id, [JobState.LAUNCHING], {
+      state: JobState.RUNNING,
+      startedAt: new Date().toISOString(),
+      expiresAt: new Date(Date.now() + 600_000).toISOString(),
+    });
 
     const second = await reconcile(world.deps, store, OPTIONS);
 
@@ -209,7 +249,10 @@ describe('reconciler (DynamoDB Local, real ASL, real processes)', { timeout: 120
     assert.deepEqual(await usage(world), { pool: 1, poolAvailable: 1, project: 1, jobs: 1 });
     const [repaired] = operatorEvents(world, ReconcileEvent.UsageRepaired);
     assert.equal(repaired?.subject, 'pool/local');
-    assert.equal(repaired?.reason, 'pool local GPUs: used 3, available -1 of 2, while live jobs hold 1; seen on two runs, set used 1, available 1');
+    assert.equal(
+      repaired?.reason,
+      'pool local GPUs: used 3, available -1 of 2, while live jobs hold 1; seen on two runs, set used 1, available 1',
+    );
 
     await deleteJob(world.deps, alice, job.id);
     await waitForState(world.store, job.id, [JobState.CANCELLED]);
@@ -244,12 +287,15 @@ describe('reconciler (DynamoDB Local, real ASL, real processes)', { timeout: 120
   it('admits a WAITING job behind free GPUs (a lost drain) and it runs to the end', async () => {
     const { world, store } = await setup();
     const { job } = await world.store.createJob(newJob());
-    await world.store.updateJob(job.id, [JobState.PENDING], { state: JobState.WAITING, stateReason: 'pool local has 0 of 2 GPUs free, needs 1' });
+    await world.store.updateJob(job.id, [JobState.PENDING], {
+      state: JobState.WAITING,
+      stateReason: 'pool local has 0 of 2 GPUs free, needs 1',
+    });
 
     const report = await reconcile(world.deps, store, OPTIONS);
 
     assert.deepEqual(report.drained, [{ pool: 'local', admitted: [job.id] }]);
-    assert.deepEqual(report.stuck.marked, [], 'a WAITING job is the drain\'s, not a stuck job');
+    assert.deepEqual(report.stuck.marked, [], "a WAITING job is the drain's, not a stuck job");
     const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED]);
     assert.equal(done.state, JobState.SUCCEEDED);
     await world.workflows.idle();
@@ -275,9 +321,24 @@ describe('DynamoReconcileStore (DynamoDB Local)', { timeout: 60_000 }, () => {
   it('keeps marks until they expire or are cleared; an expired mark not yet deleted by TTL reads as absent', async () => {
     const { store } = await setup();
     const now = new Date();
-    await store.putMark('orphan', 'local-a', { observed: 'j-a', markedAt: now.toISOString() }, new Date(now.getTime() + 60_000));
-    await store.putMark('orphan', 'local-b', { observed: 'j-b', markedAt: now.toISOString() }, new Date(now.getTime() - 1000));
-    await store.putMark('stuck', 'local-a', { observed: 'other kind', markedAt: now.toISOString() }, new Date(now.getTime() + 60_000));
+    await store.putMark(
+      'orphan',
+      'local-a',
+      { observed: 'j-a', markedAt: now.toISOString() },
+      new Date(now.getTime() + 60_000),
+    );
+    await store.putMark(
+      'orphan',
+      'local-b',
+      { observed: 'j-b', markedAt: now.toISOString() },
+      new Date(now.getTime() - 1000),
+    );
+    await store.putMark(
+      'stuck',
+      'local-a',
+      { observed: 'other kind', markedAt: now.toISOString() },
+      new Date(now.getTime() + 60_000),
+    );
 
     const marks = await store.getMarks('orphan', ['local-a', 'local-b', 'local-c'], now);
 
@@ -291,7 +352,8 @@ describe('DynamoReconcileStore (DynamoDB Local)', { timeout: 60_000 }, () => {
     const { store } = await setup();
     const now = new Date();
     const subjects = Array.from({ length: 130 }, (_, i) => `s${i}`);
-    for (const s of subjects) await store.putMark('usage', s, { observed: s, markedAt: now.toISOString() }, new Date(now.getTime() + 60_000));
+    for (const s of subjects)
+      await store.putMark('usage', s, { observed: s, markedAt: now.toISOString() }, new Date(now.getTime() + 60_000));
 
     assert.equal((await store.getMarks('usage', subjects, now)).size, 130);
     await store.clearMarks('usage', subjects);

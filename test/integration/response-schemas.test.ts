@@ -22,7 +22,17 @@ import { Job } from '../../lambdas/core/views.js';
 import { apiRoutes, createApiHandler } from '../../lambdas/handlers/http/api.js';
 import type { Route } from '../../lambdas/handlers/http/middleware.js';
 import type { JobStore } from '../../lambdas/ports/job-store.js';
-import { apiWorld, caller, IMAGE, startDynamo, template, type ApiResponse, type ApiWorld, type Caller, type Dynamo } from '../support/harness.js';
+import {
+  apiWorld,
+  caller,
+  IMAGE,
+  startDynamo,
+  template,
+  type ApiResponse,
+  type ApiWorld,
+  type Caller,
+  type Dynamo,
+} from '../support/harness.js';
 
 type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
 
@@ -44,7 +54,10 @@ describe('every answer is what its route documents', () => {
 
   before(async () => {
     dynamo = await startDynamo();
-    w = await apiWorld(dynamo, { pools: [{ name: 'local', gpus: 4 }], templates: [template({ name: 'train', command: ['python', 'train.py'], maxLiveTimeoutMinutes: 120 })] });
+    w = await apiWorld(dynamo, {
+      pools: [{ name: 'local', gpus: 4 }],
+      templates: [template({ name: 'train', command: ['python', 'train.py'], maxLiveTimeoutMinutes: 120 })],
+    });
     logDir = await mkdtemp(join(tmpdir(), 'flare-response-schemas-'));
     w.deps.logs = new LocalJobLogs((id) => join(logDir, `${id}.log`));
     handler = createApiHandler(() => w.deps);
@@ -60,14 +73,23 @@ describe('every answer is what its route documents', () => {
     const segments = path.split('/').filter(Boolean);
     const found = routes.find((r) => {
       const pattern = r.path.split('/').filter(Boolean);
-      return r.method === method && pattern.length === segments.length && pattern.every((p, i) => p.startsWith('{') || p === segments[i]);
+      return (
+        r.method === method &&
+        pattern.length === segments.length &&
+        pattern.every((p, i) => p.startsWith('{') || p === segments[i])
+      );
     });
     assert.ok(found, `no route for ${method} ${path}`);
     return found;
   }
 
   /** Ask the API; an answer with a documented status must match that documentation exactly. */
-  async function call(method: string, path: string, as: Caller, options: { body?: unknown; query?: Record<string, string>; headers?: Record<string, string> } = {}): Promise<ApiResponse> {
+  async function call(
+    method: string,
+    path: string,
+    as: Caller,
+    options: { body?: unknown; query?: Record<string, string>; headers?: Record<string, string> } = {},
+  ): Promise<ApiResponse> {
     const event = JSON.parse(FIXTURE) as Event;
     const query = options.query ?? {};
     Object.assign(event, { rawPath: path, rawQueryString: new URLSearchParams(query).toString() });
@@ -82,29 +104,52 @@ describe('every answer is what its route documents', () => {
       event.headers['content-type'] = 'application/json';
     }
     const result = (await handler(event, {} as Context)) as APIGatewayProxyStructuredResultV2;
-    const headers = Object.fromEntries(Object.entries(result.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]));
-    const response: ApiResponse = { status: result.statusCode!, headers, body: result.body ? JSON.parse(result.body) : undefined };
+    const headers = Object.fromEntries(
+      Object.entries(result.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]),
+    );
+    const response: ApiResponse = {
+      status: result.statusCode!,
+      headers,
+      body: result.body ? JSON.parse(result.body) : undefined,
+    };
 
     const route = routeFor(method, path);
     const documented = route.doc?.responses?.[response.status];
-    if (response.status < 300) assert.ok(documented, `${method} ${route.path} answered ${response.status}, which it does not document: ${result.body}`);
+    if (response.status < 300)
+      assert.ok(
+        documented,
+        `${method} ${route.path} answered ${response.status}, which it does not document: ${result.body}`,
+      );
     if (!documented) return response;
     const where = `${method} ${route.path} ${response.status}`;
     if (documented.schema) {
       const parsed = documented.schema.safeParse(response.body);
-      assert.ok(parsed.success, `${where} does not match its documented schema:\n${parsed.success ? '' : z.prettifyError(parsed.error)}\nanswer: ${result.body}`);
+      assert.ok(
+        parsed.success,
+        `${where} does not match its documented schema:\n${parsed.success ? '' : z.prettifyError(parsed.error)}\nanswer: ${result.body}`,
+      );
     } else {
       assert.equal(result.body ?? '', '', `${where} documents no body but has one`);
     }
-    const documentedHeaders = Object.entries(documented.headers ?? {}).map(([name, h]) => [name.toLowerCase(), h] as const);
-    for (const [name, header] of documentedHeaders) if (header.required) assert.ok(name in headers, `${where} lacks its documented header ${name}`);
+    const documentedHeaders = Object.entries(documented.headers ?? {}).map(
+      ([name, h]) => [name.toLowerCase(), h] as const,
+    );
+    for (const [name, header] of documentedHeaders)
+      if (header.required) assert.ok(name in headers, `${where} lacks its documented header ${name}`);
     const known = new Set(['content-type', ...documentedHeaders.map(([name]) => name)]);
-    for (const name of Object.keys(headers)) assert.ok(known.has(name), `${where} sends the undocumented header ${name}`);
+    for (const name of Object.keys(headers))
+      assert.ok(known.has(name), `${where} sends the undocumented header ${name}`);
     checked.add(where);
     return response;
   }
 
-  async function expect(status: number, method: string, path: string, as: Caller, options?: Parameters<typeof call>[3]): Promise<any> {
+  async function expect(
+    status: number,
+    method: string,
+    path: string,
+    as: Caller,
+    options?: Parameters<typeof call>[3],
+  ): Promise<any> {
     const response = await call(method, path, as, options);
     assert.equal(response.status, status, `${method} ${path}: ${JSON.stringify(response.body)}`);
     return response.body;
@@ -112,7 +157,9 @@ describe('every answer is what its route documents', () => {
 
   it('every route documents a success, and every success with a body has its schema', () => {
     for (const route of routes) {
-      const successes = Object.entries(route.doc?.responses ?? {}).filter(([status]) => Number(status) >= 200 && Number(status) < 300);
+      const successes = Object.entries(route.doc?.responses ?? {}).filter(
+        ([status]) => Number(status) >= 200 && Number(status) < 300,
+      );
       assert.ok(successes.length > 0, `${route.method} ${route.path} documents no 2xx response`);
       for (const [status, response] of successes) {
         if (status === '204') assert.equal(response.schema, undefined, `${route.method} ${route.path} 204 has no body`);
@@ -147,7 +194,10 @@ describe('every answer is what its route documents', () => {
     await expect(201, 'POST', '/v1/images', ROOT, { body: cuda });
     await expect(200, 'POST', '/v1/images', ROOT, { body: cuda });
     const two = await expect(201, 'POST', '/v1/images', ROOT, { body: { ...cuda, digest: DIGEST('c') } });
-    assert.deepEqual(two.versions.map((v: { version: number }) => v.version), [1, 2]);
+    assert.deepEqual(
+      two.versions.map((v: { version: number }) => v.version),
+      [1, 2],
+    );
     assert.equal((await expect(200, 'GET', '/v1/images/cuda', ALICE)).versions.length, 2);
     const first = await expect(200, 'GET', '/v1/images', ALICE, { query: { limit: '1' } });
     assert.equal(first.items.length, 1);
@@ -157,7 +207,9 @@ describe('every answer is what its route documents', () => {
   });
 
   it('templates: with no optional field, with every one, public; read, listed, changed, deleted', async () => {
-    const minimal = await expect(201, 'POST', '/v1/templates', ALICE, { body: { name: 'minimal', pool: 'local', image: 'cuda', command: ['true'] } });
+    const minimal = await expect(201, 'POST', '/v1/templates', ALICE, {
+      body: { name: 'minimal', pool: 'local', image: 'cuda', command: ['true'] },
+    });
     assert.equal(minimal.volumeSizeGb, undefined);
     const full = await expect(201, 'POST', '/v1/templates', ALICE, {
       body: {
@@ -178,10 +230,19 @@ describe('every answer is what its route documents', () => {
       },
     });
     assert.equal(full.sshPublicKey, SSH_KEY);
-    assert.equal((await expect(201, 'POST', '/v1/templates', ROOT, { body: { name: 'hello', public: true, pool: 'local', image: IMAGE.name, command: ['echo', 'hi'] } })).public, true);
+    assert.equal(
+      (
+        await expect(201, 'POST', '/v1/templates', ROOT, {
+          body: { name: 'hello', public: true, pool: 'local', image: IMAGE.name, command: ['echo', 'hi'] },
+        })
+      ).public,
+      true,
+    );
     assert.equal((await expect(200, 'GET', '/v1/templates/full', ALICE)).id, full.id);
     assert.ok((await expect(200, 'GET', '/v1/templates', ALICE)).items.length >= 4);
-    const changed = await expect(200, 'PATCH', `/v1/templates/${full.id}`, ALICE, { body: { volumeSizeGb: null, imageVersion: 2, env: { EPOCHS: '5' } } });
+    const changed = await expect(200, 'PATCH', `/v1/templates/${full.id}`, ALICE, {
+      body: { volumeSizeGb: null, imageVersion: 2, env: { EPOCHS: '5' } },
+    });
     assert.equal(changed.volumeSizeGb, undefined);
     assert.equal(changed.revision, 2);
     await expect(204, 'DELETE', '/v1/templates/minimal', ALICE);
@@ -197,7 +258,12 @@ describe('every answer is what its route documents', () => {
     assert.equal((await expect(200, 'PATCH', '/v1/pools/local', ROOT, { body: { maxGpus: 6 } })).maxGpus, 6);
   });
 
-  const ids: Record<'queued' | 'waiting' | 'running' | 'failed', string> = { queued: '', waiting: '', running: '', failed: '' };
+  const ids: Record<'queued' | 'waiting' | 'running' | 'failed', string> = {
+    queued: '',
+    waiting: '',
+    running: '',
+    failed: '',
+  };
 
   /** What the workflow would do (none runs here): start the container of a job admitted at its submit. */
   async function run(id: string) {
@@ -231,15 +297,26 @@ describe('every answer is what its route documents', () => {
       ids[which] = response.body.id;
     }
     // As a job is stored whose admission at its submit lost its room (its Admit step decides).
-    await w.store.updateJob(ids.queued, [JobState.WAITING], { state: JobState.PENDING }, ['stateReason', 'promisedStartAt']);
+    await w.store.updateJob(ids.queued, [JobState.WAITING], { state: JobState.PENDING }, [
+      'stateReason',
+      'promisedStartAt',
+    ]);
     await run(ids.running);
     const failing = await run(ids.failed);
-    await w.store.finishJob(failing, { state: JobState.FAILED, stateReason: 'exited with code 3', finishedAt: new Date().toISOString(), exitCode: 3 });
+    await w.store.finishJob(failing, {
+      state: JobState.FAILED,
+      stateReason: 'exited with code 3',
+      finishedAt: new Date().toISOString(),
+      exitCode: 3,
+    });
 
     const pending = await expect(200, 'GET', `/v1/jobs/${ids.queued}`, ALICE);
     assert.equal(pending.queuePosition, 0);
     const waiting = await expect(200, 'GET', `/v1/jobs/${ids.waiting}`, ALICE);
-    assert.deepEqual([waiting.state, waiting.queuePosition, typeof waiting.stateReason], [JobState.WAITING, 1, 'string']);
+    assert.deepEqual(
+      [waiting.state, waiting.queuePosition, typeof waiting.stateReason],
+      [JobState.WAITING, 1, 'string'],
+    );
     const running = await expect(200, 'GET', `/v1/jobs/${ids.running}`, ALICE);
     assert.equal(running.state, JobState.RUNNING);
     assert.ok(running.expiresAt && running.startedAt && running.admittedAt && running.instanceIds);
@@ -247,20 +324,31 @@ describe('every answer is what its route documents', () => {
     assert.deepEqual([failed.state, failed.exitCode, typeof failed.finishedAt], [JobState.FAILED, 3, 'string']);
 
     const list = await expect(200, 'GET', '/v1/jobs', ALICE);
-    assert.deepEqual(new Set(list.items.map((j: { state: string }) => j.state)), new Set([JobState.PENDING, JobState.WAITING, JobState.RUNNING, JobState.FAILED]));
+    assert.deepEqual(
+      new Set(list.items.map((j: { state: string }) => j.state)),
+      new Set([JobState.PENDING, JobState.WAITING, JobState.RUNNING, JobState.FAILED]),
+    );
     assert.ok((await expect(200, 'GET', '/v1/jobs', ALICE, { query: { limit: '1' } })).nextToken);
 
     const extended = await expect(200, 'PATCH', `/v1/jobs/${ids.running}`, ALICE, { body: { liveTimeoutMinutes: 90 } });
     assert.equal(Date.parse(extended.expiresAt) - Date.parse(extended.startedAt), 90 * 60_000);
-    assert.equal((await expect(200, 'PATCH', `/v1/jobs/${ids.queued}`, ALICE, { body: { name: 'renamed' } })).name, 'renamed');
+    assert.equal(
+      (await expect(200, 'PATCH', `/v1/jobs/${ids.queued}`, ALICE, { body: { name: 'renamed' } })).name,
+      'renamed',
+    );
   });
 
   it('logs: the tail, and what came after it', async () => {
     await writeFile(join(logDir, `${ids.failed}.log`), 'epoch 1\nepoch 2\nTraceback: boom\n');
     const tail = await expect(200, 'GET', `/v1/jobs/${ids.failed}/logs`, ALICE, { query: { tail: '2' } });
-    assert.deepEqual(tail.lines.map((l: { message: string }) => l.message), ['epoch 2', 'Traceback: boom']);
+    assert.deepEqual(
+      tail.lines.map((l: { message: string }) => l.message),
+      ['epoch 2', 'Traceback: boom'],
+    );
     assert.ok(tail.nextToken);
-    const next = await expect(200, 'GET', `/v1/jobs/${ids.failed}/logs`, ALICE, { query: { nextToken: tail.nextToken } });
+    const next = await expect(200, 'GET', `/v1/jobs/${ids.failed}/logs`, ALICE, {
+      query: { nextToken: tail.nextToken },
+    });
     assert.deepEqual(next.lines, []);
   });
 
@@ -270,7 +358,9 @@ describe('every answer is what its route documents', () => {
     assert.equal(all.byPool.local.totalJobs, 4);
     assert.equal(all.byProject.vision.waitingSeconds.count, 2);
     assert.equal(typeof all.waitingSeconds.p50, 'number');
-    assert.deepEqual((await expect(200, 'GET', '/v1/stats', ALICE, { query: { project: 'vision' } })).projects, ['vision']);
+    assert.deepEqual((await expect(200, 'GET', '/v1/stats', ALICE, { query: { project: 'vision' } })).projects, [
+      'vision',
+    ]);
   });
 
   it('deleting: an active job is cancelled (202), a finished one removed (204); a quota removed (204)', async () => {
@@ -292,7 +382,12 @@ describe('every answer is what its route documents', () => {
   });
 
   it('every documented response was given and checked', () => {
-    const documented = routes.flatMap((r) => Object.keys(r.doc?.responses ?? {}).map((status) => `${r.method} ${r.path} ${status}`));
-    assert.deepEqual(documented.filter((d) => !checked.has(d)), []);
+    const documented = routes.flatMap((r) =>
+      Object.keys(r.doc?.responses ?? {}).map((status) => `${r.method} ${r.path} ${status}`),
+    );
+    assert.deepEqual(
+      documented.filter((d) => !checked.has(d)),
+      [],
+    );
   });
 });

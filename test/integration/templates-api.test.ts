@@ -11,7 +11,15 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { PutCommand, type BatchGetCommandOutput } from '@aws-sdk/lib-dynamodb';
 import { JobState } from '../../lambdas/core/job.js';
 import { seedTemplate } from '../../lambdas/core/templates.js';
-import { apiWorld, caller, dynamoPerFile, IMAGE, template, type ApiResponse, type ApiWorld } from '../support/harness.js';
+import {
+  apiWorld,
+  caller,
+  dynamoPerFile,
+  IMAGE,
+  template,
+  type ApiResponse,
+  type ApiWorld,
+} from '../support/harness.js';
 
 const ALICE = caller('alice', 'vision');
 const BOB = caller('bob', 'audio');
@@ -19,7 +27,13 @@ const CAROL = caller('carol', 'vision', 'audio');
 const DAVE = caller('dave');
 const ROOT = caller('root', 'admin');
 
-const TRAIN = { name: 'train', pool: 'local', image: IMAGE.name, command: ['python', 'train.py'], maxLiveTimeoutMinutes: 120 };
+const TRAIN = {
+  name: 'train',
+  pool: 'local',
+  image: IMAGE.name,
+  command: ['python', 'train.py'],
+  maxLiveTimeoutMinutes: 120,
+};
 
 type Sent = { operation: string; input: Record<string, any> };
 
@@ -40,7 +54,11 @@ function watchRequests(client: DynamoDBClient): { sent: Sent[]; defer: Set<strin
         for (const [table, items] of Object.entries(output.Responses ?? {})) {
           const held = items.filter((item) => watch.defer.has(item.name));
           output.Responses![table] = items.filter((item) => !held.includes(item));
-          if (held.length) output.UnprocessedKeys = { ...output.UnprocessedKeys, [table]: { Keys: held.map(({ kind, name }) => ({ kind, name })), ConsistentRead: true } };
+          if (held.length)
+            output.UnprocessedKeys = {
+              ...output.UnprocessedKeys,
+              [table]: { Keys: held.map(({ kind, name }) => ({ kind, name })), ConsistentRead: true },
+            };
         }
         watch.defer.clear();
       }
@@ -55,11 +73,16 @@ function watchRequests(client: DynamoDBClient): { sent: Sent[]; defer: Set<strin
 function templateReads(sent: Sent[]): string[][] {
   const reads = sent.flatMap(({ operation, input }) => {
     if (operation === 'GetItem') return [{ keys: [input.Key], consistent: input.ConsistentRead }];
-    if (operation === 'BatchGetItem') return Object.values<{ Keys: any[]; ConsistentRead?: boolean }>(input.RequestItems).map((r) => ({ keys: r.Keys, consistent: r.ConsistentRead }));
+    if (operation === 'BatchGetItem')
+      return Object.values<{ Keys: any[]; ConsistentRead?: boolean }>(input.RequestItems).map((r) => ({
+        keys: r.Keys,
+        consistent: r.ConsistentRead,
+      }));
     return [];
   });
   const ofTemplates = reads.filter((read) => read.keys.some((key) => String(key.kind?.S).startsWith('template')));
-  for (const read of ofTemplates) assert.equal(read.consistent, true, `an inconsistent read of ${JSON.stringify(read.keys)}`);
+  for (const read of ofTemplates)
+    assert.equal(read.consistent, true, `an inconsistent read of ${JSON.stringify(read.keys)}`);
   return ofTemplates.map((read) => read.keys.map((key) => key.name.S));
 }
 
@@ -91,7 +114,13 @@ describe('templates API', () => {
   /** What the workflow does when a job ends (no workflow runs here): its terminal state, its GPUs released. */
   async function end(jobId: string) {
     const job = (await w.store.getJob(jobId))!;
-    assert.ok(await w.store.finishJob(job, { state: JobState.SUCCEEDED, stateReason: 'exited with code 0', finishedAt: new Date().toISOString() }));
+    assert.ok(
+      await w.store.finishJob(job, {
+        state: JobState.SUCCEEDED,
+        stateReason: 'exited with code 0',
+        finishedAt: new Date().toISOString(),
+      }),
+    );
   }
 
   describe('create and read', () => {
@@ -105,7 +134,10 @@ describe('templates API', () => {
       assert.equal(created.public, undefined);
       assert.equal(created.createdBy, 'alice');
       assert.equal(created.createdAt, created.updatedAt);
-      assert.deepEqual({ gpus: created.gpus, nodeCount: created.nodeCount, env: created.env }, { gpus: 1, nodeCount: 1, env: {} });
+      assert.deepEqual(
+        { gpus: created.gpus, nodeCount: created.nodeCount, env: created.env },
+        { gpus: 1, nodeCount: 1, env: {} },
+      );
 
       assert.deepEqual((await w.call('GET', `/v1/templates/${created.id}`, ALICE)).body, created);
       assert.deepEqual((await w.call('GET', '/v1/templates/train', ALICE)).body, created);
@@ -116,18 +148,49 @@ describe('templates API', () => {
       expectError(await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, project: 'audio' } }), 403);
       expectError(await w.call('POST', '/v1/templates', CAROL, { body: TRAIN }), 400, ['project']);
       expectError(await w.call('POST', '/v1/templates', ROOT, { body: TRAIN }), 400, ['project']);
-      assert.deepEqual((await w.call('GET', '/v1/templates', ROOT)).body.items.map((t: { project: string }) => t.project), ['audio']);
+      assert.deepEqual(
+        (await w.call('GET', '/v1/templates', ROOT)).body.items.map((t: { project: string }) => t.project),
+        ['audio'],
+      );
     });
 
     it('refuses a pool or image that does not exist, a version the image lacks, and a bad template, storing nothing', async () => {
-      expectError(await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, pool: 'h100', image: 'nope' } }), 400, ['image', 'pool']);
-      expectError(await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, imageVersion: 2 } }), 400, ['imageVersion']);
-      expectError(await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, nodeCount: 2, allowRoot: true } }), 400, ['allowRoot']);
+      expectError(
+        await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, pool: 'h100', image: 'nope' } }),
+        400,
+        ['image', 'pool'],
+      );
+      expectError(await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, imageVersion: 2 } }), 400, [
+        'imageVersion',
+      ]);
+      expectError(
+        await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, nodeCount: 2, allowRoot: true } }),
+        400,
+        ['allowRoot'],
+      );
       expectError(await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, name: 'tpl-x' } }), 400, ['name']);
-      expectError(await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, defaultLiveTimeoutMinutes: 121 } }), 400, ['defaultLiveTimeoutMinutes']);
-      expectError(await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, command: 'rm -rf /', privileged: true } }), 400, ['command', 'privileged']);
-      expectError(await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, sshPublicKey: 'ssh-ed25519 AAAA\nrm -rf /' } }), 400, ['sshPublicKey']);
-      expectError(await w.call('POST', '/v1/templates', ROOT, { body: { ...TRAIN, project: 'vision', public: true } }), 400, ['public']);
+      expectError(
+        await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, defaultLiveTimeoutMinutes: 121 } }),
+        400,
+        ['defaultLiveTimeoutMinutes'],
+      );
+      expectError(
+        await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, command: 'rm -rf /', privileged: true } }),
+        400,
+        ['command', 'privileged'],
+      );
+      expectError(
+        await w.call('POST', '/v1/templates', ALICE, {
+          body: { ...TRAIN, sshPublicKey: 'ssh-ed25519 AAAA\nrm -rf /' },
+        }),
+        400,
+        ['sshPublicKey'],
+      );
+      expectError(
+        await w.call('POST', '/v1/templates', ROOT, { body: { ...TRAIN, project: 'vision', public: true } }),
+        400,
+        ['public'],
+      );
       assert.deepEqual((await w.call('GET', '/v1/templates', ROOT)).body.items, []);
     });
   });
@@ -153,7 +216,10 @@ describe('templates API', () => {
         assert.equal((await w.call('GET', `/v1/templates/${shared.id}`, who)).status, 200);
         assert.equal((await w.call('GET', '/v1/templates/shared', who)).status, 200);
       }
-      expectError(await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, name: 'mine', public: true } }), 403);
+      expectError(
+        await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, name: 'mine', public: true } }),
+        403,
+      );
       expectError(await w.call('PATCH', '/v1/templates/shared', ALICE, { body: { gpus: 2 } }), 403);
       expectError(await w.call('DELETE', `/v1/templates/${shared.id}`, BOB), 403);
       assert.equal((await w.call('PATCH', '/v1/templates/shared', ROOT, { body: { gpus: 2 } })).body.gpus, 2);
@@ -166,7 +232,10 @@ describe('templates API', () => {
       assert.equal(byMember.status, 200, JSON.stringify(byMember.body));
       const byAdmin = await w.call('PATCH', '/v1/templates/train', ROOT, { body: { env: { SEED: '1' } } });
       assert.equal(byAdmin.status, 200, JSON.stringify(byAdmin.body));
-      assert.deepEqual({ gpus: byAdmin.body.gpus, env: byAdmin.body.env, revision: byAdmin.body.revision }, { gpus: 2, env: { SEED: '1' }, revision: 3 });
+      assert.deepEqual(
+        { gpus: byAdmin.body.gpus, env: byAdmin.body.env, revision: byAdmin.body.revision },
+        { gpus: 2, env: { SEED: '1' }, revision: 3 },
+      );
       assert.equal((await w.call('DELETE', '/v1/templates/train', ROOT)).status, 204);
       expectError(await w.call('GET', `/v1/templates/${created.id}`, ALICE), 404);
     });
@@ -175,7 +244,8 @@ describe('templates API', () => {
       await create({ ...TRAIN, name: 'a' }, ALICE);
       await create({ ...TRAIN, name: 'b' }, BOB);
       await create({ ...TRAIN, name: 'p', public: true }, ROOT);
-      const names = async (as: typeof ALICE, query?: Record<string, string>) => (await w.call('GET', '/v1/templates', as, { query })).body.items.map((t: { name: string }) => t.name);
+      const names = async (as: typeof ALICE, query?: Record<string, string>) =>
+        (await w.call('GET', '/v1/templates', as, { query })).body.items.map((t: { name: string }) => t.name);
       assert.deepEqual(await names(ALICE), ['p', 'a']);
       assert.deepEqual(await names(BOB), ['p', 'b']);
       assert.deepEqual(await names(DAVE), ['p']);
@@ -204,8 +274,14 @@ describe('templates API', () => {
       assert.equal((await w.call('GET', '/v1/templates/shared', CAROL)).body.id, shared.id);
       expectError(await w.call('GET', '/v1/templates/train', CAROL), 400, ['project']);
       expectError(await w.call('GET', '/v1/templates/train', ROOT), 400, ['project']);
-      assert.equal((await w.call('GET', '/v1/templates/train', CAROL, { query: { project: 'audio' } })).body.id, audio.id);
-      assert.equal((await w.call('DELETE', '/v1/templates/train', CAROL, { query: { project: 'vision' } })).status, 204);
+      assert.equal(
+        (await w.call('GET', '/v1/templates/train', CAROL, { query: { project: 'audio' } })).body.id,
+        audio.id,
+      );
+      assert.equal(
+        (await w.call('DELETE', '/v1/templates/train', CAROL, { query: { project: 'vision' } })).status,
+        204,
+      );
       assert.equal((await w.call('GET', '/v1/templates/train', CAROL)).body.id, audio.id);
     });
 
@@ -226,10 +302,22 @@ describe('templates API', () => {
     it('re-checks the merged template whole, keeps the owner fixed, and removes optional fields given null', async () => {
       await create({ ...TRAIN, allowRoot: true, volumeSizeGb: 100 });
       expectError(await w.call('PATCH', '/v1/templates/train', ALICE, { body: { nodeCount: 2 } }), 400, ['allowRoot']);
-      expectError(await w.call('PATCH', '/v1/templates/train', ALICE, { body: { project: 'audio', public: true } }), 400, ['project', 'public']);
+      expectError(
+        await w.call('PATCH', '/v1/templates/train', ALICE, { body: { project: 'audio', public: true } }),
+        400,
+        ['project', 'public'],
+      );
       expectError(await w.call('PATCH', '/v1/templates/train', ALICE, { body: { pool: 'h100' } }), 400, ['pool']);
-      expectError(await w.call('PATCH', '/v1/templates/train', ALICE, { body: { maxLiveTimeoutMinutes: 30, defaultLiveTimeoutMinutes: 45 } }), 400, ['defaultLiveTimeoutMinutes']);
-      const changed = await w.call('PATCH', '/v1/templates/train', ALICE, { body: { nodeCount: 2, allowRoot: null, volumeSizeGb: null } });
+      expectError(
+        await w.call('PATCH', '/v1/templates/train', ALICE, {
+          body: { maxLiveTimeoutMinutes: 30, defaultLiveTimeoutMinutes: 45 },
+        }),
+        400,
+        ['defaultLiveTimeoutMinutes'],
+      );
+      const changed = await w.call('PATCH', '/v1/templates/train', ALICE, {
+        body: { nodeCount: 2, allowRoot: null, volumeSizeGb: null },
+      });
       assert.equal(changed.status, 200, JSON.stringify(changed.body));
       assert.equal(changed.body.nodeCount, 2);
       assert.equal('allowRoot' in changed.body, false);
@@ -298,7 +386,11 @@ describe('templates API', () => {
     it('lets a new delete take over a mark whose holder ran out of time (a delete that crashed midway)', async () => {
       const created = await create(TRAIN);
       const then = new Date(Date.now() - 10 * 60_000);
-      await w.catalog.markTemplateDeleting(created.id, new Date(then.getTime() + 60_000).toISOString(), then.toISOString());
+      await w.catalog.markTemplateDeleting(
+        created.id,
+        new Date(then.getTime() + 60_000).toISOString(),
+        then.toISOString(),
+      );
       await end((await submit({ template: 'train' })).id);
       assert.equal((await w.call('DELETE', '/v1/templates/train', ALICE)).status, 204);
     });
@@ -311,9 +403,15 @@ describe('templates API', () => {
       const theirs = await create({ ...TRAIN, name: 'speech' }, BOB);
 
       const mine = await submit({ template: 'shared' });
-      assert.deepEqual({ templateId: mine.templateId, max: mine.maxLiveTimeoutMinutes, project: mine.project }, { templateId: own.id, max: 90, project: 'vision' });
+      assert.deepEqual(
+        { templateId: mine.templateId, max: mine.maxLiveTimeoutMinutes, project: mine.project },
+        { templateId: own.id, max: 90, project: 'vision' },
+      );
       const viaPublic = await submit({ template: 'shared' }, BOB);
-      assert.deepEqual({ templateId: viaPublic.templateId, max: viaPublic.maxLiveTimeoutMinutes }, { templateId: shared.id, max: 30 });
+      assert.deepEqual(
+        { templateId: viaPublic.templateId, max: viaPublic.maxLiveTimeoutMinutes },
+        { templateId: shared.id, max: 30 },
+      );
       assert.equal((await submit({ template: shared.id })).templateId, shared.id);
 
       expectError(await w.call('POST', '/v1/jobs', ALICE, { body: { template: theirs.id } }), 400, ['template']);
@@ -327,7 +425,9 @@ describe('templates API', () => {
       assert.equal((await submit({ template: 'train' }, CAROL)).project, 'vision');
       expectError(await w.call('POST', '/v1/jobs', CAROL, { body: { template: 'shared' } }), 400, ['project']);
       assert.equal((await submit({ template: 'shared', project: 'audio' }, CAROL)).project, 'audio');
-      expectError(await w.call('POST', '/v1/jobs', CAROL, { body: { template: 'train', project: 'audio' } }), 400, ['template']);
+      expectError(await w.call('POST', '/v1/jobs', CAROL, { body: { template: 'train', project: 'audio' } }), 400, [
+        'template',
+      ]);
     });
   });
 
@@ -339,7 +439,9 @@ describe('templates API', () => {
       let nextToken: string | undefined;
       let pages = 0;
       do {
-        const page = await w.call('GET', '/v1/templates', ALICE, { query: { limit: '2', ...(nextToken ? { nextToken } : {}) } });
+        const page = await w.call('GET', '/v1/templates', ALICE, {
+          query: { limit: '2', ...(nextToken ? { nextToken } : {}) },
+        });
         assert.equal(page.status, 200, JSON.stringify(page.body));
         assert.ok(page.body.items.length <= 2);
         seen.push(...page.body.items.map((t: { name: string }) => t.name));
@@ -354,7 +456,12 @@ describe('templates API', () => {
 
   describe('config seeding', () => {
     it('is idempotent across restarts: the same owner and name is changed in place, keeping its id', async () => {
-      const seeding = { store: w.store, catalog: w.catalog, now: () => new Date(), newId: () => `j-${Math.random().toString(36).slice(2, 10)}` };
+      const seeding = {
+        store: w.store,
+        catalog: w.catalog,
+        now: () => new Date(),
+        newId: () => `j-${Math.random().toString(36).slice(2, 10)}`,
+      };
       const first = await seedTemplate(seeding, template({ name: 'seeded' }));
       const again = await seedTemplate(seeding, template({ name: 'seeded' }));
       assert.deepEqual(again, first);
@@ -382,10 +489,24 @@ describe('templates API', () => {
       const shared = await create({ ...TRAIN, name: 'shared', public: true, maxLiveTimeoutMinutes: 30 }, ROOT);
       const own = await create({ ...TRAIN, name: 'shared', maxLiveTimeoutMinutes: 90 });
 
-      assert.deepEqual(await readsOf(async () => assert.equal((await submit({ template: 'shared' })).templateId, own.id)), [['vision#shared', '_public#shared']]);
-      assert.deepEqual(await readsOf(async () => assert.equal((await submit({ template: 'shared' }, BOB)).templateId, shared.id)), [['audio#shared', '_public#shared']]);
-      assert.deepEqual(await readsOf(async () => expectError(await w.call('POST', '/v1/jobs', ALICE, { body: { template: 'nope' } }), 400, ['template'])), [['vision#nope', '_public#nope']]);
-      assert.deepEqual(await readsOf(async () => assert.equal((await w.call('GET', '/v1/templates/shared', ALICE)).body.id, own.id)), [['vision#shared']]);
+      assert.deepEqual(
+        await readsOf(async () => assert.equal((await submit({ template: 'shared' })).templateId, own.id)),
+        [['vision#shared', '_public#shared']],
+      );
+      assert.deepEqual(
+        await readsOf(async () => assert.equal((await submit({ template: 'shared' }, BOB)).templateId, shared.id)),
+        [['audio#shared', '_public#shared']],
+      );
+      assert.deepEqual(
+        await readsOf(async () =>
+          expectError(await w.call('POST', '/v1/jobs', ALICE, { body: { template: 'nope' } }), 400, ['template']),
+        ),
+        [['vision#nope', '_public#nope']],
+      );
+      assert.deepEqual(
+        await readsOf(async () => assert.equal((await w.call('GET', '/v1/templates/shared', ALICE)).body.id, own.id)),
+        [['vision#shared']],
+      );
     });
 
     it("asks again for a claim DynamoDB leaves unprocessed, and the project's still wins over a public one answered first", async () => {
@@ -404,10 +525,16 @@ describe('templates API', () => {
       const lookup = (name: string) => w.catalog.findTemplateIn(['vision', undefined], name);
       assert.deepEqual(await lookup('train'), await w.catalog.getTemplate(created.id));
 
-      assert.equal((await w.call('PATCH', '/v1/templates/train', ALICE, { body: { gpus: 2, env: { SEED: '7' } } })).status, 200);
+      assert.equal(
+        (await w.call('PATCH', '/v1/templates/train', ALICE, { body: { gpus: 2, env: { SEED: '7' } } })).status,
+        200,
+      );
       const updated = await lookup('train');
       assert.deepEqual(updated, await w.catalog.getTemplate(created.id));
-      assert.deepEqual({ gpus: updated?.gpus, env: updated?.env, revision: updated?.revision }, { gpus: 2, env: { SEED: '7' }, revision: 2 });
+      assert.deepEqual(
+        { gpus: updated?.gpus, env: updated?.env, revision: updated?.revision },
+        { gpus: 2, env: { SEED: '7' }, revision: 2 },
+      );
 
       assert.equal((await w.call('PATCH', '/v1/templates/train', ALICE, { body: { name: 'train-v2' } })).status, 200);
       assert.equal((await lookup('train'))?.id, shared.id);
@@ -421,12 +548,21 @@ describe('templates API', () => {
 
     it('resolves a claim written before claims carried the template by reading the template, and its next change adds the copy', async () => {
       const created = await create(TRAIN);
-      const legacyClaim = (key: string, templateId: string) => dynamo().doc.send(new PutCommand({ TableName: w.tables.catalog, Item: { kind: 'template-name', name: key, templateId } }));
+      const legacyClaim = (key: string, templateId: string) =>
+        dynamo().doc.send(
+          new PutCommand({ TableName: w.tables.catalog, Item: { kind: 'template-name', name: key, templateId } }),
+        );
       await legacyClaim('vision#train', created.id);
 
-      assert.deepEqual(await readsOf(async () => assert.equal((await submit({ template: 'train' })).templateId, created.id)), [['vision#train', '_public#train'], [created.id]]);
+      assert.deepEqual(
+        await readsOf(async () => assert.equal((await submit({ template: 'train' })).templateId, created.id)),
+        [['vision#train', '_public#train'], [created.id]],
+      );
       assert.equal((await w.call('PATCH', '/v1/templates/train', ALICE, { body: { gpus: 2 } })).status, 200);
-      assert.deepEqual(await readsOf(async () => assert.equal((await w.catalog.findTemplate('vision', 'train'))?.gpus, 2)), [['vision#train']]);
+      assert.deepEqual(
+        await readsOf(async () => assert.equal((await w.catalog.findTemplate('vision', 'train'))?.gpus, 2)),
+        [['vision#train']],
+      );
 
       // Its template deleted between the two reads: as if there were no claim, so the public template of the name is the job's.
       const ghost = await create({ ...TRAIN, name: 'ghost', public: true }, ROOT);

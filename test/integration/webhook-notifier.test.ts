@@ -31,9 +31,16 @@ class Receiver {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        this.received.push({ path: req.url ?? '', contentType: req.headers['content-type'], body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
+        this.received.push({
+          path: req.url ?? '',
+          contentType: req.headers['content-type'],
+          body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
+        });
         const status = this.script.shift() ?? 200;
-        setTimeout(() => res.writeHead(status, { 'content-type': 'text/plain' }).end(status === 200 ? 'ok' : 'nope'), this.delayMs);
+        setTimeout(
+          () => res.writeHead(status, { 'content-type': 'text/plain' }).end(status === 200 ? 'ok' : 'nope'),
+          this.delayMs,
+        );
       });
     });
     await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
@@ -82,11 +89,17 @@ describe('WebhookNotifier', () => {
     receiver.delayMs = 0;
   });
 
-  const slack = (path: string, over: Partial<NotificationSpec> = {}): NotificationSpec => ({ type: 'slack', url: `${receiver.url}${path}`, ...over });
+  const slack = (path: string, over: Partial<NotificationSpec> = {}): NotificationSpec => ({
+    type: 'slack',
+    url: `${receiver.url}${path}`,
+    ...over,
+  });
 
   it('posts a Slack message as JSON to the webhook URL', async () => {
     const { log } = recordingLog();
-    await new WebhookNotifier([slack('/hooks/T000/B000/secret')], log, FAST).notify(change({ state: 'SUCCEEDED', stateReason: 'exited with code 0' }));
+    await new WebhookNotifier([slack('/hooks/T000/B000/secret')], log, FAST).notify(
+      change({ state: 'SUCCEEDED', stateReason: 'exited with code 0' }),
+    );
     assert.equal(receiver.received.length, 1);
     const [got] = receiver.received;
     assert.equal(got.path, '/hooks/T000/B000/secret');
@@ -117,7 +130,10 @@ describe('WebhookNotifier', () => {
   it('gives up after 3 retries, logs once as an error and throws', async () => {
     receiver.script = [500, 500, 500, 500, 500];
     const { log, entries } = recordingLog();
-    await assert.rejects(new WebhookNotifier([slack('/hooks/secret')], log, FAST).notify(change()), WebhookDeliveryFailed);
+    await assert.rejects(
+      new WebhookNotifier([slack('/hooks/secret')], log, FAST).notify(change()),
+      WebhookDeliveryFailed,
+    );
     assert.equal(receiver.received.length, 4);
     const errors = entries.filter((e) => e.level === 'error');
     assert.equal(errors.length, 1);
@@ -138,7 +154,10 @@ describe('WebhookNotifier', () => {
     const url = `${closed.url}/hooks/secret`;
     await closed.stop();
     const { log, entries } = recordingLog();
-    await assert.rejects(new WebhookNotifier([{ type: 'slack', url }], log, FAST).notify(change()), WebhookDeliveryFailed);
+    await assert.rejects(
+      new WebhookNotifier([{ type: 'slack', url }], log, FAST).notify(change()),
+      WebhookDeliveryFailed,
+    );
     const failures = entries.filter((e) => e.level !== 'info');
     assert.equal(failures.length, 4);
     assert.equal(failures[0].data?.error, 'ECONNREFUSED');
@@ -148,7 +167,10 @@ describe('WebhookNotifier', () => {
   it('times out a receiver that does not answer, and retries', async () => {
     receiver.delayMs = 300;
     const { log, entries } = recordingLog();
-    await assert.rejects(new WebhookNotifier([slack('/slow')], log, { backoffMs: 1, timeoutMs: 50, retries: 1 }).notify(change()), WebhookDeliveryFailed);
+    await assert.rejects(
+      new WebhookNotifier([slack('/slow')], log, { backoffMs: 1, timeoutMs: 50, retries: 1 }).notify(change()),
+      WebhookDeliveryFailed,
+    );
     assert.equal(entries.find((e) => e.level === 'warn')?.data?.error, 'timeout');
     assert.equal(receiver.received.length, 2);
   });
@@ -156,14 +178,20 @@ describe('WebhookNotifier', () => {
   it('routes by project and by state', async () => {
     const { log } = recordingLog();
     const notifier = new WebhookNotifier(
-      [slack('/vision', { projects: ['vision'] }), slack('/failures', { states: ['FAILED', 'EXPIRED'] }), slack('/audio-done', { projects: ['audio'], states: ['SUCCEEDED'] }), slack('/all')],
+      [
+        slack('/vision', { projects: ['vision'] }),
+        slack('/failures', { states: ['FAILED', 'EXPIRED'] }),
+        slack('/audio-done', { projects: ['audio'], states: ['SUCCEEDED'] }),
+        slack('/all'),
+      ],
       log,
       FAST,
     );
     await notifier.notify(change({ jobId: 'j-1', project: 'vision', state: 'FAILED' }));
     await notifier.notify(change({ jobId: 'j-2', project: 'audio', state: 'SUCCEEDED' }));
     await notifier.notify(change({ jobId: 'j-3', project: 'audio', state: 'RUNNING' }));
-    const byPath = (path: string) => receiver.received.filter((r) => r.path === path).map((r) => r.body.blocks[2].elements[0].text.split(' ')[1]);
+    const byPath = (path: string) =>
+      receiver.received.filter((r) => r.path === path).map((r) => r.body.blocks[2].elements[0].text.split(' ')[1]);
     assert.deepEqual(byPath('/vision'), ['j-1']);
     assert.deepEqual(byPath('/failures'), ['j-1']);
     assert.deepEqual(byPath('/audio-done'), ['j-2']);

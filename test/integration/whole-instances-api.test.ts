@@ -12,12 +12,22 @@ import { apiWorld, caller, dynamoPerFile, IMAGE, type ApiResponse, type ApiWorld
 
 const ALICE = caller('alice', 'vision');
 const A100 = { name: 'a100', instanceType: 'p4d.24xlarge', gpusPerInstance: 8, maxGpus: 16 };
-const TRAIN = { name: 'train', pool: 'a100', image: IMAGE.name, command: ['python', 'train.py'], gpus: 8, nodeCount: 2 };
+const TRAIN = {
+  name: 'train',
+  pool: 'a100',
+  image: IMAGE.name,
+  command: ['python', 'train.py'],
+  gpus: 8,
+  nodeCount: 2,
+};
 
 function refused(response: ApiResponse, field: string, reason: RegExp): void {
   assert.equal(response.status, 400, JSON.stringify(response.body));
   assert.equal(response.body.error.code, 'validation_error');
-  assert.deepEqual(response.body.error.details.map((d: { field: string }) => d.field), [field]);
+  assert.deepEqual(
+    response.body.error.details.map((d: { field: string }) => d.field),
+    [field],
+  );
   assert.match(response.body.error.details[0].reason, reason);
 }
 
@@ -32,9 +42,17 @@ describe('whole instances through the API', () => {
   const templates = async () => (await w.call('GET', '/v1/templates', ALICE)).body.items;
   const jobs = async () => (await w.call('GET', '/v1/jobs', ALICE)).body.items;
 
-  it('refuses a template of part of an instance, naming gpus and the pool\'s gpusPerInstance, and stores nothing', async () => {
-    refused(await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, gpus: 1 } }), 'gpus', /^must be 8 \(not 1\): pool a100 .*gpusPerInstance 8/);
-    refused(await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, gpus: 16, nodeCount: 1 } }), 'gpus', /gpusPerInstance 8/);
+  it("refuses a template of part of an instance, naming gpus and the pool's gpusPerInstance, and stores nothing", async () => {
+    refused(
+      await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, gpus: 1 } }),
+      'gpus',
+      /^must be 8 \(not 1\): pool a100 .*gpusPerInstance 8/,
+    );
+    refused(
+      await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, gpus: 16, nodeCount: 1 } }),
+      'gpus',
+      /gpusPerInstance 8/,
+    );
     assert.deepEqual(await templates(), []);
 
     const created = await w.call('POST', '/v1/templates', ALICE, { body: TRAIN });
@@ -46,7 +64,11 @@ describe('whole instances through the API', () => {
     await w.store.putPool({ name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 8 });
 
     refused(await w.call('PATCH', '/v1/templates/train', ALICE, { body: { gpus: 4 } }), 'gpus', /^must be 8 \(not 4\)/);
-    refused(await w.call('PATCH', '/v1/templates/train', ALICE, { body: { pool: 'a10g' } }), 'gpus', /^must be 1 \(not 8\): pool a10g/);
+    refused(
+      await w.call('PATCH', '/v1/templates/train', ALICE, { body: { pool: 'a10g' } }),
+      'gpus',
+      /^must be 1 \(not 8\): pool a10g/,
+    );
     const [kept] = await templates();
     assert.equal(kept.revision, 1);
     assert.equal(kept.pool, 'a100');
@@ -55,10 +77,14 @@ describe('whole instances through the API', () => {
     assert.equal(moved.status, 200, JSON.stringify(moved.body));
   });
 
-  it('refuses a submit whose gpus is not gpusPerInstance, and stores no job; the template\'s own runs on whole instances', async () => {
+  it("refuses a submit whose gpus is not gpusPerInstance, and stores no job; the template's own runs on whole instances", async () => {
     await w.call('POST', '/v1/templates', ALICE, { body: TRAIN });
 
-    refused(await w.call('POST', '/v1/jobs', ALICE, { body: { template: 'train', gpus: 1 } }), 'gpus', /^must be 8 \(not 1\): pool a100/);
+    refused(
+      await w.call('POST', '/v1/jobs', ALICE, { body: { template: 'train', gpus: 1 } }),
+      'gpus',
+      /^must be 8 \(not 1\): pool a100/,
+    );
     assert.deepEqual(await jobs(), []);
     assert.deepEqual(w.started, []);
 
@@ -72,14 +98,20 @@ describe('whole instances through the API', () => {
     await w.call('POST', '/v1/templates', ALICE, { body: TRAIN });
     await w.store.putPool({ ...A100, instanceType: 'g6e.12xlarge', gpusPerInstance: 4 });
 
-    refused(await w.call('POST', '/v1/jobs', ALICE, { body: { template: 'train' } }), 'gpus', /^must be 4 \(template train gives 8\): pool a100 .*g6e\.12xlarge/);
+    refused(
+      await w.call('POST', '/v1/jobs', ALICE, { body: { template: 'train' } }),
+      'gpus',
+      /^must be 4 \(template train gives 8\): pool a100 .*g6e\.12xlarge/,
+    );
     assert.deepEqual(await jobs(), []);
     const fixed = await w.call('POST', '/v1/jobs', ALICE, { body: { template: 'train', gpus: 4 } });
     assert.equal(fixed.status, 202, JSON.stringify(fixed.body));
   });
 
   it('a local pool is not instances: a job of 1 GPU runs on a 2-GPU local pool', async () => {
-    const created = await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, name: 'small', pool: 'local', gpus: 1, nodeCount: 1 } });
+    const created = await w.call('POST', '/v1/templates', ALICE, {
+      body: { ...TRAIN, name: 'small', pool: 'local', gpus: 1, nodeCount: 1 },
+    });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const submitted = await w.call('POST', '/v1/jobs', ALICE, { body: { template: 'small' } });
     assert.equal(submitted.status, 202, JSON.stringify(submitted.body));
@@ -89,19 +121,35 @@ describe('whole instances through the API', () => {
   });
 
   it('refuses a root volume below the default AMI snapshot, naming volumeSizeGb, on create and on change', async () => {
-    refused(await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, volumeSizeGb: 8 } }), 'volumeSizeGb', /^must be at least 75/);
+    refused(
+      await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, volumeSizeGb: 8 } }),
+      'volumeSizeGb',
+      /^must be at least 75/,
+    );
     assert.deepEqual(await templates(), []);
     await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, volumeSizeGb: 75 } });
-    refused(await w.call('PATCH', '/v1/templates/train', ALICE, { body: { volumeSizeGb: 50 } }), 'volumeSizeGb', /^must be at least 75/);
+    refused(
+      await w.call('PATCH', '/v1/templates/train', ALICE, { body: { volumeSizeGb: 50 } }),
+      'volumeSizeGb',
+      /^must be at least 75/,
+    );
     assert.equal((await templates())[0].volumeSizeGb, 75);
   });
 
   it("refuses a root volume below a deployment's larger AMI snapshot (MIN_VOLUME_SIZE_GB), naming volumeSizeGb", async () => {
     w.deps.policy = { minVolumeSizeGb: 120 };
-    refused(await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, volumeSizeGb: 100 } }), 'volumeSizeGb', /^must be at least 120: the root snapshot of this deployment's GPU AMI/);
+    refused(
+      await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, volumeSizeGb: 100 } }),
+      'volumeSizeGb',
+      /^must be at least 120: the root snapshot of this deployment's GPU AMI/,
+    );
     assert.deepEqual(await templates(), []);
     await w.call('POST', '/v1/templates', ALICE, { body: { ...TRAIN, volumeSizeGb: 120 } });
-    refused(await w.call('PATCH', '/v1/templates/train', ALICE, { body: { volumeSizeGb: 119 } }), 'volumeSizeGb', /^must be at least 120/);
+    refused(
+      await w.call('PATCH', '/v1/templates/train', ALICE, { body: { volumeSizeGb: 119 } }),
+      'volumeSizeGb',
+      /^must be at least 120/,
+    );
     assert.equal((await templates())[0].volumeSizeGb, 120);
   });
 });

@@ -33,7 +33,11 @@ const TEMPLATES = [
   template({ name: 'pair', command: ['sleep', '30'], nodeCount: 2 }),
 ];
 
-const setup = worldPerTest({ pools: [{ name: 'local', gpus: 2 }], templates: TEMPLATES, policy: { launchBackoffSeconds: 1, maxLaunchBackoffSeconds: 2 } });
+const setup = worldPerTest({
+  pools: [{ name: 'local', gpus: 2 }],
+  templates: TEMPLATES,
+  policy: { launchBackoffSeconds: 1, maxLaunchBackoffSeconds: 2 },
+});
 const wrap = wrapCompute;
 
 async function usage(world: World, project = 'vision') {
@@ -51,14 +55,18 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
         wrap(real, {
           launch: async (job): Promise<Launched> => {
             launches.push(job);
-            if (refusals-- > 0) throw new NoCapacity('no capacity for pool local (g5.xlarge in subnet-a: InsufficientInstanceCapacity)');
+            if (refusals-- > 0)
+              throw new NoCapacity('no capacity for pool local (g5.xlarge in subnet-a: InsufficientInstanceCapacity)');
             return real.launch(job);
           },
         }),
     });
     const { job } = await submitJob(world.deps, alice, { template: 'ok' });
     const waiting = await waitForState(world.store, job.id, [JobState.WAITING]);
-    assert.match(waiting.stateReason ?? '', /^no capacity for pool local \(g5\.xlarge in subnet-a: InsufficientInstanceCapacity\); next launch attempt after \d{4}-/);
+    assert.match(
+      waiting.stateReason ?? '',
+      /^no capacity for pool local \(g5\.xlarge in subnet-a: InsufficientInstanceCapacity\); next launch attempt after \d{4}-/,
+    );
     assert.ok(waiting.retryAt, 'retryAt is set');
     assert.equal(waiting.launchAttempt, 1);
     assert.equal(waiting.heldGpus, undefined);
@@ -74,7 +82,17 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     );
     // The event follows the stored state: wait for it before reading the whole list.
     await waitFor('the SUCCEEDED event of job.id', async () => world.events.statesOf(job.id).includes('SUCCEEDED'));
-    assert.deepEqual(world.events.statesOf(job.id), ['PENDING', 'LAUNCHING', 'WAITING', 'LAUNCHING', 'WAITING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'SUCCEEDED']);
+    assert.deepEqual(world.events.statesOf(job.id), [
+      'PENDING',
+      'LAUNCHING',
+      'WAITING',
+      'LAUNCHING',
+      'WAITING',
+      'LAUNCHING',
+      'RUNNING',
+      'STOPPING',
+      'SUCCEEDED',
+    ]);
     const ids = world.events.events.filter((e) => e.jobId === job.id).map((e) => e.eventId);
     assert.equal(new Set(ids).size, ids.length, 'every transition has its own event id');
     assert.deepEqual(await usage(world), { pool: 0, project: 0 });
@@ -102,7 +120,10 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     const headRunning = await waitForState(world.store, head.id, [JobState.RUNNING], 20_000);
     // The drain that admits the head admits the younger job as well, after it.
     const youngerRunning = await waitForState(world.store, younger.id, [JobState.RUNNING], 20_000);
-    assert.ok(headRunning.admittedAt! <= youngerRunning.admittedAt!, `head admitted ${headRunning.admittedAt}, younger ${youngerRunning.admittedAt}`);
+    assert.ok(
+      headRunning.admittedAt! <= youngerRunning.admittedAt!,
+      `head admitted ${headRunning.admittedAt}, younger ${youngerRunning.admittedAt}`,
+    );
   });
 
   it('an account vCPU limit is requeued too, and raised as an operator event', async () => {
@@ -111,7 +132,8 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
       wrapCompute: (real) =>
         wrap(real, {
           launch: async (job) => {
-            if (refusals-- > 0) throw new NoCapacity('g5.xlarge in subnet-a: VcpuLimitExceeded; raise the vCPU service quota', true);
+            if (refusals-- > 0)
+              throw new NoCapacity('g5.xlarge in subnet-a: VcpuLimitExceeded; raise the vCPU service quota', true);
             return real.launch(job);
           },
         }),
@@ -150,7 +172,9 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
 
   it('a job cancelled between its admission and its Launch is never launched', async () => {
     const launches: string[] = [];
-    const world = await setup({ wrapCompute: (real) => wrap(real, { launch: async (job) => (launches.push(job.id), real.launch(job)) }) });
+    const world = await setup({
+      wrapCompute: (real) => wrap(real, { launch: async (job) => (launches.push(job.id), real.launch(job)) }),
+    });
     // The cancel lands the moment the job is stored admitted: before its workflow starts, before Launch reads the job.
     const createJob = world.store.createJob.bind(world.store);
     world.deps.store = Object.assign(Object.create(world.store), {
@@ -161,7 +185,12 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
       },
     });
     const { job } = await submitJob(world.deps, alice, { template: 'sleep' });
-    const done = await waitForState(world.store, job.id, [JobState.CANCELLED, JobState.FAILED, JobState.SUCCEEDED], 15_000);
+    const done = await waitForState(
+      world.store,
+      job.id,
+      [JobState.CANCELLED, JobState.FAILED, JobState.SUCCEEDED],
+      15_000,
+    );
     assert.equal(done.state, JobState.CANCELLED);
     assert.deepEqual(launches, []);
     assert.equal(done.instanceIds, undefined);
@@ -192,7 +221,13 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     // Launch checks once with the instance it stored, AwaitCompute once after the wait: two checks in all.
     assert.deepEqual(checked, [['i-0agent'], ['i-0agent']]);
     await world.workflows.idle();
-    assert.deepEqual(world.workflows.list().find((e) => e.jobId === job.id)!.states.slice(0, 7), ['Admit', 'Admitted', 'Launch', 'ComputeReady', 'WaitForCompute', 'AwaitCompute', 'Stop']);
+    assert.deepEqual(
+      world.workflows
+        .list()
+        .find((e) => e.jobId === job.id)!
+        .states.slice(0, 7),
+      ['Admit', 'Admitted', 'Launch', 'ComputeReady', 'WaitForCompute', 'AwaitCompute', 'Stop'],
+    );
     assert.deepEqual(stopped, ['i-0agent']);
     assert.deepEqual(await usage(world), { pool: 0, project: 0 });
   });
@@ -222,7 +257,9 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     ]);
     const done = await waitForState(world.store, job.id, [JobState.FAILED, JobState.SUCCEEDED]);
     assert.match(done.stateReason ?? '', /^instance lost: instance .* is (terminated|shutting-down)$/);
-    await waitFor('the JobState.FAILED event of job.id', async () => world.events.statesOf(job.id).includes(JobState.FAILED));
+    await waitFor('the JobState.FAILED event of job.id', async () =>
+      world.events.statesOf(job.id).includes(JobState.FAILED),
+    );
     assert.equal(world.events.statesOf(job.id).filter((s) => s === JobState.FAILED).length, 1);
     assert.deepEqual(await usage(world), { pool: 0, project: 0 });
   });
@@ -244,11 +281,31 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     const ssm = new SSMClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
     mockClient(ssm)
       .on(GetCommandInvocationCommand)
-      .resolves({ Comment: `flare:job=${job.id}`, Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut', ResponseCode: -1, ExecutionEndDateTime: '' });
-    const lookups = new Ec2SsmCompute({ ec2: new EC2Client({ region: 'eu-west-1' }), ssm, launchTemplateId: 'lt-1', subnetIds: ['subnet-a'], pools: {} });
-    const event = JSON.parse(readFileSync(new URL('../fixtures/events/aws-ssm-command-invocation-delivery-timed-out.json', import.meta.url), 'utf8'));
+      .resolves({
+        Comment: `flare:job=${job.id}`,
+        Status: 'TimedOut',
+        StatusDetails: 'DeliveryTimedOut',
+        ResponseCode: -1,
+        ExecutionEndDateTime: '',
+      });
+    const lookups = new Ec2SsmCompute({
+      ec2: new EC2Client({ region: 'eu-west-1' }),
+      ssm,
+      launchTemplateId: 'lt-1',
+      subnetIds: ['subnet-a'],
+      pools: {},
+    });
+    const event = JSON.parse(
+      readFileSync(
+        new URL('../fixtures/events/aws-ssm-command-invocation-delivery-timed-out.json', import.meta.url),
+        'utf8',
+      ),
+    );
     // Delivered now: the fixture's own time is years ahead, which would read as after expiresAt.
-    const handle = createComputeEventsHandler(() => world.deps, () => lookups);
+    const handle = createComputeEventsHandler(
+      () => world.deps,
+      () => lookups,
+    );
     await handle({ ...event, time: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }, {} as Context);
     await handle({ ...event, time: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }, {} as Context);
 
@@ -340,7 +397,12 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     const world = await setup({ policy: { defaultQuotas: { gpus: 1, jobs: 5 } } });
     const a = (await submitJob(world.deps, alice, { template: 'sleep' })).job;
     await waitForState(world.store, a.id, [JobState.RUNNING]);
-    assert.deepEqual(await world.store.getQuota('vision', 'gpus'), { project: 'vision', resource: 'gpus', hardLimit: 1, used: 1 });
+    assert.deepEqual(await world.store.getQuota('vision', 'gpus'), {
+      project: 'vision',
+      resource: 'gpus',
+      hardLimit: 1,
+      used: 1,
+    });
     const b = (await submitJob(world.deps, alice, { template: 'sleep' })).job;
     const waiting = await waitForState(world.store, b.id, [JobState.WAITING]);
     assert.equal(waiting.stateReason, 'project vision has 0 of 1 GPUs free, needs 1');

@@ -13,7 +13,10 @@ import type { JobStore } from '../../lambdas/ports/job-store.js';
 import { template, waitForState, worldPerTest } from '../support/harness.js';
 
 const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
-const setup = worldPerTest({ pools: [{ name: 'local', gpus: 1 }], templates: [template({ name: 'short', command: ['sleep', '1'] })] });
+const setup = worldPerTest({
+  pools: [{ name: 'local', gpus: 1 }],
+  templates: [template({ name: 'short', command: ['sleep', '1'] })],
+});
 
 describe('the lifecycle workflow with a store that is briefly unavailable', () => {
   it('Run retries a StoreUnavailable on registering its wait: the job runs and succeeds', async () => {
@@ -24,7 +27,8 @@ describe('the lifecycle workflow with a store that is briefly unavailable', () =
     world.deps.store = Object.create(store, {
       setTaskToken: {
         value: async (...args: Parameters<JobStore['setTaskToken']>) => {
-          if (refused++ === 0) throw new StoreUnavailable('DynamoDB is throttled (ThrottlingException); try again later');
+          if (refused++ === 0)
+            throw new StoreUnavailable('DynamoDB is throttled (ThrottlingException); try again later');
           return store.setTaskToken(...args);
         },
       },

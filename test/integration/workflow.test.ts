@@ -50,7 +50,12 @@ async function behindFullPool(world: World, template: string): Promise<{ running
 
 describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', () => {
   it('the ASL defines exactly the states core names', () => {
-    const asl = JSON.parse(readFileSync(JOB_LIFECYCLE_ASL, 'utf8')) as { States: Record<string, { Type: string; Retry?: unknown[]; Catch?: unknown[]; TimeoutSeconds?: number; TimeoutSecondsPath?: string }> };
+    const asl = JSON.parse(readFileSync(JOB_LIFECYCLE_ASL, 'utf8')) as {
+      States: Record<
+        string,
+        { Type: string; Retry?: unknown[]; Catch?: unknown[]; TimeoutSeconds?: number; TimeoutSecondsPath?: string }
+      >;
+    };
     assert.deepEqual(Object.keys(asl.States).sort(), Object.values(WorkflowState).sort());
     for (const [name, state] of Object.entries(asl.States)) {
       if (state.Type !== 'Task') continue;
@@ -84,8 +89,20 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     // Events as if its Admit step had admitted it: submitted, then admitted.
     await world.jobEvents.drained();
     assert.deepEqual(world.events.statesOf(job.id), ['PENDING', 'LAUNCHING', 'RUNNING']);
-    assert.deepEqual(world.events.events.filter((e) => e.jobId === job.id).slice(0, 2).map((e) => e.previousState), [null, 'PENDING']);
-    assert.deepEqual(world.workflows.list().filter((e) => e.jobId === job.id).map((e) => e.name), [job.id]);
+    assert.deepEqual(
+      world.events.events
+        .filter((e) => e.jobId === job.id)
+        .slice(0, 2)
+        .map((e) => e.previousState),
+      [null, 'PENDING'],
+    );
+    assert.deepEqual(
+      world.workflows
+        .list()
+        .filter((e) => e.jobId === job.id)
+        .map((e) => e.name),
+      [job.id],
+    );
     // GPUs held once, released once.
     await deleteJob(world.deps, alice, job.id);
     await waitForState(world.store, job.id, [JobState.CANCELLED]);
@@ -107,23 +124,39 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.equal((await world.store.getJob(young.id))?.stateReason, 'behind 1 older job in pool local');
     assert.equal((await world.store.getPool('local'))?.availableGpus, 1);
     // Stored WAITING at the submit: no execution until a drain admits them.
-    assert.deepEqual(world.workflows.list().filter((e) => e.jobId === head.id || e.jobId === young.id), []);
+    assert.deepEqual(
+      world.workflows.list().filter((e) => e.jobId === head.id || e.jobId === young.id),
+      [],
+    );
   });
 
   it('a job stored WAITING after GPUs came back since its submit read the pool is admitted by that submit (no lost wake-up)', async () => {
     const world = await setup();
     // The submit reads a full pool; by the time the job is stored, a release has given the GPUs back and its drain has run.
     let reads = 0;
-    const stale = { ...world.deps, store: Object.create(world.store, { getLimits: { value: async (pool: string, projects: string[]) => {
-      const limits = await world.store.getLimits(pool, projects);
-      return reads++ > 0 ? limits : { ...limits, pool: { ...limits.pool!, usedGpus: 2, availableGpus: 0 } };
-    } } }) };
+    const stale = {
+      ...world.deps,
+      store: Object.create(world.store, {
+        getLimits: {
+          value: async (pool: string, projects: string[]) => {
+            const limits = await world.store.getLimits(pool, projects);
+            return reads++ > 0 ? limits : { ...limits, pool: { ...limits.pool!, usedGpus: 2, availableGpus: 0 } };
+          },
+        },
+      }),
+    };
     const { job } = await submitJob(stale, alice, { template: 'sleep' });
     assert.equal(job.state, JobState.LAUNCHING);
     await waitForState(world.store, job.id, [JobState.RUNNING]);
     await world.jobEvents.drained();
     assert.deepEqual(world.events.statesOf(job.id).slice(0, 3), ['PENDING', 'WAITING', 'LAUNCHING']);
-    assert.deepEqual(world.workflows.list().filter((e) => e.jobId === job.id).map((e) => e.name), [`${job.id}-admitted-0`]);
+    assert.deepEqual(
+      world.workflows
+        .list()
+        .filter((e) => e.jobId === job.id)
+        .map((e) => e.name),
+      [`${job.id}-admitted-0`],
+    );
   });
 
   it('a job stored WAITING that the queue index does not show yet is admitted by its submit when nothing blocks it', async () => {
@@ -131,25 +164,40 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     // As on AWS, where a GSI lags its table: the drain's queue read misses the job just stored.
     let hide = '';
     let reads = 0;
-    const lagging = { ...world.deps, store: Object.create(world.store, {
-      getLimits: { value: async (pool: string, projects: string[]) => {
-        const limits = await world.store.getLimits(pool, projects);
-        return reads++ > 0 ? limits : { ...limits, pool: { ...limits.pool!, usedGpus: 2, availableGpus: 0 } };
-      } },
-      createJob: { value: async (...args: Parameters<World['store']['createJob']>) => {
-        hide = args[0].id;
-        return world.store.createJob(...args);
-      } },
-      listQueue: { value: async (...args: Parameters<World['store']['listQueue']>) => {
-        const page = await world.store.listQueue(...args);
-        return { ...page, items: page.items.filter((j) => j.id !== hide) };
-      } },
-    }) };
+    const lagging = {
+      ...world.deps,
+      store: Object.create(world.store, {
+        getLimits: {
+          value: async (pool: string, projects: string[]) => {
+            const limits = await world.store.getLimits(pool, projects);
+            return reads++ > 0 ? limits : { ...limits, pool: { ...limits.pool!, usedGpus: 2, availableGpus: 0 } };
+          },
+        },
+        createJob: {
+          value: async (...args: Parameters<World['store']['createJob']>) => {
+            hide = args[0].id;
+            return world.store.createJob(...args);
+          },
+        },
+        listQueue: {
+          value: async (...args: Parameters<World['store']['listQueue']>) => {
+            const page = await world.store.listQueue(...args);
+            return { ...page, items: page.items.filter((j) => j.id !== hide) };
+          },
+        },
+      }),
+    };
     const { job } = await submitJob(lagging, alice, { template: 'sleep' });
     assert.equal(job.state, JobState.LAUNCHING);
     assert.equal((await world.store.getPool('local'))?.availableGpus, 1, 'admitted once');
     await waitForState(world.store, job.id, [JobState.RUNNING]);
-    assert.deepEqual(world.workflows.list().filter((e) => e.jobId === job.id).map((e) => e.name), [`${job.id}-admitted-0`]);
+    assert.deepEqual(
+      world.workflows
+        .list()
+        .filter((e) => e.jobId === job.id)
+        .map((e) => e.name),
+      [`${job.id}-admitted-0`],
+    );
   });
 
   it('a replayed submit of a job stored WAITING gives the same job, and admits it if GPUs came back without a drain', async () => {
@@ -167,7 +215,13 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const third = await submitJob(world.deps, alice, { template: 'sleep' }, 'replay-1');
     assert.deepEqual([third.created, third.job.id, third.job.state], [false, first.job.id, JobState.LAUNCHING]);
     await waitForState(world.store, first.job.id, [JobState.RUNNING]);
-    assert.deepEqual(world.workflows.list().filter((e) => e.jobId === first.job.id).map((e) => e.name), [`${first.job.id}-admitted-0`]);
+    assert.deepEqual(
+      world.workflows
+        .list()
+        .filter((e) => e.jobId === first.job.id)
+        .map((e) => e.name),
+      [`${first.job.id}-admitted-0`],
+    );
     assert.equal((await world.store.getQuota('vision', 'jobs'))?.used, 2, 'stored once');
   });
 
@@ -181,10 +235,16 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     await world.store.setPoolCap('local', 2);
     await world.workflows.start(`${job.id}-by-hand`, { jobId: job.id, pool: 'local', admitted: false, error: null });
     await waitForState(world.store, job.id, [JobState.RUNNING]);
-    await waitFor('the execution by hand to end', async () => world.workflows.list().find((e) => e.name === `${job.id}-by-hand`)?.status !== 'RUNNING');
+    await waitFor(
+      'the execution by hand to end',
+      async () => world.workflows.list().find((e) => e.name === `${job.id}-by-hand`)?.status !== 'RUNNING',
+    );
     const executions = world.workflows.list().filter((e) => e.jobId === job.id);
     assert.deepEqual(executions.find((e) => e.name === `${job.id}-by-hand`)?.states, ['Admit', 'Admitted', 'Queued']);
-    assert.deepEqual(executions.filter((e) => e.states.includes('Launch')).map((e) => e.name), [`${job.id}-admitted-0`]);
+    assert.deepEqual(
+      executions.filter((e) => e.states.includes('Launch')).map((e) => e.name),
+      [`${job.id}-admitted-0`],
+    );
   });
 
   it('a non-zero exit fails the job with its exit code', async () => {
@@ -201,7 +261,12 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const world = await setup();
     const { job } = await submitJob(world.deps, alice, { template: 'sleep', liveTimeoutMinutes: 0.03 });
     const running = await waitForState(world.store, job.id, [JobState.RUNNING]);
-    const done = await waitForState(world.store, job.id, [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED], 15_000);
+    const done = await waitForState(
+      world.store,
+      job.id,
+      [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED],
+      15_000,
+    );
     assert.equal(done.state, JobState.EXPIRED);
     assert.equal(done.stateReason, 'live timeout reached');
     assert.ok(Date.parse(done.finishedAt!) >= Date.parse(running.expiresAt!), 'not stopped before expiresAt');
@@ -217,14 +282,26 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
       if (Date.now() < refusedUntil) throw new Error('the store is down');
       return recordOutcome(id, outcome, on);
     };
-    const { job } = await submitJob(world.deps, alice, { template: 'sleep', command: ['sleep', '1'], liveTimeoutMinutes: 0.04 });
+    const { job } = await submitJob(world.deps, alice, {
+      template: 'sleep',
+      command: ['sleep', '1'],
+      liveTimeoutMinutes: 0.04,
+    });
     const running = await waitForState(world.store, job.id, [JobState.RUNNING]);
     refusedUntil = Date.parse(running.expiresAt!) + 3000;
 
-    const done = await waitForState(world.store, job.id, [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED], 20_000);
+    const done = await waitForState(
+      world.store,
+      job.id,
+      [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED],
+      20_000,
+    );
 
     assert.equal(done.state, JobState.SUCCEEDED, done.stateReason);
-    assert.ok(Date.parse(done.finishedAt!) >= Date.parse(running.expiresAt!), 'decided after the expiry, by the exit that came before it');
+    assert.ok(
+      Date.parse(done.finishedAt!) >= Date.parse(running.expiresAt!),
+      'decided after the expiry, by the exit that came before it',
+    );
   });
 
   /**
@@ -232,7 +309,10 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
    * neither the pool nor (as the test set it) vision's own limit, then an audio job: it must go at once.
    */
   async function headHeldTwice(world: World): Promise<{ head: Job; next: Job }> {
-    for (const [who, template] of [[alice, 'sleep'], [bob, 'audio-sleep']] as const) {
+    for (const [who, template] of [
+      [alice, 'sleep'],
+      [bob, 'audio-sleep'],
+    ] as const) {
       const running = (await submitJob(world.deps, who, { template })).job;
       await waitForState(world.store, running.id, [JobState.RUNNING]);
     }
@@ -244,7 +324,10 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
   }
 
   it('a head that does not fit the pool but is held by its own quota too does not hold the pool: another project goes', async () => {
-    const world = await setup({ pools: [{ name: 'local', gpus: 3 }], quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 2 }] });
+    const world = await setup({
+      pools: [{ name: 'local', gpus: 3 }],
+      quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 2 }],
+    });
     const { head } = await headHeldTwice(world);
     assert.equal(head.stateReason, 'project vision has 1 of 2 GPUs free, needs 2');
   });
@@ -252,14 +335,21 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
   it('a head that does not fit the pool but is held by its own GPU-hour budget too does not hold the pool either', async () => {
     const world = await setup({ pools: [{ name: 'local', gpus: 3 }] });
     // The running vision job reserves 1 GPU-hour (60 min): 1.5 left, the head's worst case is 2.
-    await world.store.putQuota({ project: 'vision', resource: 'gpuHours', hardLimit: 2.5, period: 'month' }, 'new', new Date());
+    await world.store.putQuota(
+      { project: 'vision', resource: 'gpuHours', hardLimit: 2.5, period: 'month' },
+      'new',
+      new Date(),
+    );
     const { head } = await headHeldTwice(world);
     assert.equal(head.stateReason, 'project vision has 1.5 of 2.5 GPU-hours left this month, needs 2');
   });
 
   it('GPUs a project gets back in one pool admit its job held by its quota in another pool at once', async () => {
     const world = await setup({
-      pools: [{ name: 'local', gpus: 2 }, { name: 'other', gpus: 2 }],
+      pools: [
+        { name: 'local', gpus: 2 },
+        { name: 'other', gpus: 2 },
+      ],
       quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 1 }],
       templates: [...TEMPLATES, template({ name: 'elsewhere', pool: 'other', command: ['sleep', '30'] })],
     });
@@ -287,14 +377,29 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     await world.jobEvents.drained();
     const event = world.events.events.find((e) => e.jobId === second.id && e.state === JobState.WAITING)!;
     assert.deepEqual([event.previousState, event.stateReason], [JobState.PENDING, waiting.stateReason]);
-    assert.ok(event.latestStartAt && Date.parse(event.latestStartAt) >= Date.parse(running.expiresAt!), 'no earlier than the running job can end');
+    assert.ok(
+      event.latestStartAt && Date.parse(event.latestStartAt) >= Date.parse(running.expiresAt!),
+      'no earlier than the running job can end',
+    );
     assert.equal(event.latestStartAt, waiting.promisedStartAt);
     const done = await waitForState(world.store, second.id, [JobState.SUCCEEDED, JobState.FAILED], 20_000);
     assert.equal(done.state, JobState.SUCCEEDED);
     // The event follows the stored state: wait for it before reading the whole list.
-    await waitFor('the SUCCEEDED event of second.id', async () => world.events.statesOf(second.id).includes('SUCCEEDED'));
-    assert.deepEqual(world.events.statesOf(second.id), ['PENDING', 'WAITING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'SUCCEEDED']);
-    assert.ok(world.workflows.list().some((e) => e.name === `${second.id}-admitted-0`), 'the drain started a new execution');
+    await waitFor('the SUCCEEDED event of second.id', async () =>
+      world.events.statesOf(second.id).includes('SUCCEEDED'),
+    );
+    assert.deepEqual(world.events.statesOf(second.id), [
+      'PENDING',
+      'WAITING',
+      'LAUNCHING',
+      'RUNNING',
+      'STOPPING',
+      'SUCCEEDED',
+    ]);
+    assert.ok(
+      world.workflows.list().some((e) => e.name === `${second.id}-admitted-0`),
+      'the drain started a new execution',
+    );
   });
 
   it('cancels a waiting job: nothing held, removed from the queue', async () => {
@@ -314,7 +419,12 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const { job } = await submitJob(world.deps, alice, { template: 'sleep' });
     await waitForState(world.store, job.id, [JobState.RUNNING]);
     await deleteJob(world.deps, alice, job.id);
-    const done = await waitForState(world.store, job.id, [JobState.CANCELLED, JobState.FAILED, JobState.SUCCEEDED, JobState.EXPIRED], 15_000);
+    const done = await waitForState(
+      world.store,
+      job.id,
+      [JobState.CANCELLED, JobState.FAILED, JobState.SUCCEEDED, JobState.EXPIRED],
+      15_000,
+    );
     assert.equal(done.state, JobState.CANCELLED);
     assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
     // A terminal job is removed by a second DELETE.
@@ -333,7 +443,8 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
         if (property !== 'finishJob') return typeof value === 'function' ? value.bind(target) : value;
         return async (...args: Parameters<typeof store.finishJob>) => {
           const finished = await store.finishJob(...args);
-          if (finished?.id === first.id) assert.deepEqual(await deleteJob(world.deps, alice, first.id), { removed: true });
+          if (finished?.id === first.id)
+            assert.deepEqual(await deleteJob(world.deps, alice, first.id), { removed: true });
           return finished;
         };
       },
@@ -343,8 +454,14 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     await waitForState(world.store, next.id, [JobState.RUNNING], 15_000);
     assert.equal(await world.store.getJob(first.id), undefined);
     // The drain is the first job's own, from the pool its execution was started with: no one else drained.
-    assert.ok(world.workflows.list().some((e) => e.jobId === first.id && e.states.includes('Drain')), "the first job's workflow reached Drain");
-    assert.ok(world.workflows.list().some((e) => e.name === `${next.id}-admitted-0`), 'the drain started the next job');
+    assert.ok(
+      world.workflows.list().some((e) => e.jobId === first.id && e.states.includes('Drain')),
+      "the first job's workflow reached Drain",
+    );
+    assert.ok(
+      world.workflows.list().some((e) => e.name === `${next.id}-admitted-0`),
+      'the drain started the next job',
+    );
   });
 
   it('the drain task drains the pool it is given without reading the job; without one (older executions) it reads the job', async () => {
@@ -369,7 +486,12 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.equal(running.state, JobState.LAUNCHING);
     await deleteJob(world.deps, alice, running.id);
     await waitForState(world.store, waiting.id, [JobState.RUNNING], 15_000);
-    assert.deepEqual(inputs.get(`${waiting.id}-admitted-0`), { jobId: waiting.id, pool: 'local', admitted: true, error: null });
+    assert.deepEqual(inputs.get(`${waiting.id}-admitted-0`), {
+      jobId: waiting.id,
+      pool: 'local',
+      admitted: true,
+      error: null,
+    });
     // An unknown job admitted: nothing is read, so nothing is found missing; without the flag the job is read.
     const gone = 'j-00000000000000zz';
     assert.deepEqual(await runTask(world.deps, { task: 'admit', jobId: gone, admitted: true }), { admitted: true });
@@ -413,14 +535,27 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const a = (await submitJob(world.deps, alice, { template: 'sleep' })).job;
     await waitForState(world.store, a.id, [JobState.RUNNING]);
     let pages = 0;
-    const counting = { ...world.deps, store: Object.create(world.store, { listQueue: { value: (...args: Parameters<World['store']['listQueue']>) => (pages++, world.store.listQueue(...args)) } }) };
+    const counting = {
+      ...world.deps,
+      store: Object.create(world.store, {
+        listQueue: {
+          value: (...args: Parameters<World['store']['listQueue']>) => (pages++, world.store.listQueue(...args)),
+        },
+      }),
+    };
     const held: Job[] = [];
     for (let i = 0; i < 3; i++) held.push((await submitJob(counting, alice, { template: 'sleep' })).job);
-    assert.deepEqual(held.map((j) => j.stateReason), Array(3).fill('project vision has 0 of 1 GPUs free, needs 1'));
+    assert.deepEqual(
+      held.map((j) => j.stateReason),
+      Array(3).fill('project vision has 0 of 1 GPUs free, needs 1'),
+    );
     assert.equal(pages, 0, 'no drain read the queue: nothing could be admitted');
     await deleteJob(world.deps, alice, a.id);
     await waitForState(world.store, held[0].id, [JobState.RUNNING]);
-    assert.deepEqual([(await world.store.getJob(held[1].id))?.state, (await world.store.getJob(held[2].id))?.state], [JobState.WAITING, JobState.WAITING]);
+    assert.deepEqual(
+      [(await world.store.getJob(held[1].id))?.state, (await world.store.getJob(held[2].id))?.state],
+      [JobState.WAITING, JobState.WAITING],
+    );
   });
 
   it('a job that does not fit the pool blocks younger jobs (no starvation)', async () => {
@@ -467,7 +602,18 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.equal(transitions(one.id), transitions(three.id));
     // Every state entered is billed: no Pass or Succeed state on the way of a job that starts at once.
     // Launch checks the compute once itself: ready at once (the local driver), no AwaitCompute.
-    assert.deepEqual(world.workflows.list().find((e) => e.jobId === one.id)!.states, ['Admit', 'Admitted', 'Launch', 'ComputeReady', 'StartContainer', 'Run', 'RunEnded', 'Stop', 'Release', 'Drain']);
+    assert.deepEqual(world.workflows.list().find((e) => e.jobId === one.id)!.states, [
+      'Admit',
+      'Admitted',
+      'Launch',
+      'ComputeReady',
+      'StartContainer',
+      'Run',
+      'RunEnded',
+      'Stop',
+      'Release',
+      'Drain',
+    ]);
     assert.equal(transitions(one.id), 10);
   });
 
@@ -476,7 +622,10 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const { job } = await submitJob(world.deps, alice, { template: 'sleep' });
     await waitForState(world.store, job.id, [JobState.RUNNING]);
     const { reportOutcome } = await import('../../lambdas/core/jobs.js');
-    await Promise.all([reportOutcome(world.deps, job.id, { kind: 'exited', exitCode: 0 }), reportOutcome(world.deps, job.id, { kind: 'exited', exitCode: 1 })]);
+    await Promise.all([
+      reportOutcome(world.deps, job.id, { kind: 'exited', exitCode: 0 }),
+      reportOutcome(world.deps, job.id, { kind: 'exited', exitCode: 1 }),
+    ]);
     const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED]);
     await waitFor('workflow to end', async () => world.workflows.running() === 0);
     await waitFor('the done.state event of job.id', async () => world.events.statesOf(job.id).includes(done.state));
@@ -487,21 +636,40 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const world = await setup();
     // As if the job's own workflow found no room, set WAITING and ended: nobody drives it but a drain.
     const job: Job = {
-      id: newJobId(), name: 'parked', project: 'vision', owner: 'alice', template: 'ok', pool: 'local',
-      image: `docker.io/library/busybox:1.36@sha256:${'a'.repeat(64)}`, command: ['sh', '-c', 'exit 0'], env: {},
-      gpus: 1, nodeCount: 1, liveTimeoutMinutes: 5, state: JobState.PENDING, createdAt: new Date().toISOString(),
+      id: newJobId(),
+      name: 'parked',
+      project: 'vision',
+      owner: 'alice',
+      template: 'ok',
+      pool: 'local',
+      image: `docker.io/library/busybox:1.36@sha256:${'a'.repeat(64)}`,
+      command: ['sh', '-c', 'exit 0'],
+      env: {},
+      gpus: 1,
+      nodeCount: 1,
+      liveTimeoutMinutes: 5,
+      state: JobState.PENDING,
+      createdAt: new Date().toISOString(),
     };
     await world.store.createJob(job);
-    await world.store.updateJob(job.id, [JobState.PENDING], { state: JobState.WAITING, stateReason: 'behind 0 older jobs in pool local' });
+    await world.store.updateJob(job.id, [JobState.PENDING], {
+      state: JobState.WAITING,
+      stateReason: 'behind 0 older jobs in pool local',
+    });
     // The drain's read of the queue is older than that write.
     const staleStore = Object.create(world.store, {
-      listQueue: { value: async (pool: string, limit: number, after?: string) => {
-        const page = await world.store.listQueue(pool, limit, after);
-        return { ...page, items: page.items.map((j) => (j.id === job.id ? { ...j, state: JobState.PENDING } : j)) };
-      } },
+      listQueue: {
+        value: async (pool: string, limit: number, after?: string) => {
+          const page = await world.store.listQueue(pool, limit, after);
+          return { ...page, items: page.items.map((j) => (j.id === job.id ? { ...j, state: JobState.PENDING } : j)) };
+        },
+      },
     });
     const drained = await drainPool({ ...world.deps, store: staleStore }, 'local');
-    assert.deepEqual(drained.admitted.map((j) => j.id), [job.id]);
+    assert.deepEqual(
+      drained.admitted.map((j) => j.id),
+      [job.id],
+    );
     const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED], 30_000);
     assert.equal(done.state, JobState.SUCCEEDED, 'its workflow was started and ran it');
     assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
@@ -509,28 +677,38 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
   it('drains of one pool asked for at once run one pass at a time, and every caller gets a pass that began after it asked', async () => {
     const world = await setup();
     for (let i = 0; i < 4; i++) {
-      const job = jobRecord({ id: `queued-${i}`, pool: 'local', command: ['sleep', '30'], createdAt: new Date(Date.now() - 60_000 + i * 1000).toISOString() });
+      const job = jobRecord({
+        id: `queued-${i}`,
+        pool: 'local',
+        command: ['sleep', '30'],
+        createdAt: new Date(Date.now() - 60_000 + i * 1000).toISOString(),
+      });
       await world.store.createJob(job);
       await world.store.updateJob(job.id, [JobState.PENDING], { state: JobState.WAITING, stateReason: 'waiting' });
     }
     let inFlight = 0;
     let most = 0;
     const metered = Object.create(world.store, {
-      admit: { value: async (job: Job, at: string) => {
-        most = Math.max(most, ++inFlight);
-        try {
-          return await world.store.admit(job, at);
-        } finally {
-          inFlight -= 1;
-        }
-      } },
+      admit: {
+        value: async (job: Job, at: string) => {
+          most = Math.max(most, ++inFlight);
+          try {
+            return await world.store.admit(job, at);
+          } finally {
+            inFlight -= 1;
+          }
+        },
+      },
     });
     const deps = { ...world.deps, store: metered };
     const results = await Promise.all(Array.from({ length: 10 }, () => drainPool(deps, 'local')));
     assert.equal(most, 1, 'no two admission transactions of the pool at once');
     const admitted = new Set(results.flatMap((r) => r.admitted.map((j) => j.id)));
     assert.deepEqual([...admitted].sort(), ['queued-0', 'queued-1'], 'the two oldest, once each');
-    assert.ok(results.every((r) => r.poolBlocked), 'every caller saw the pool full after its pass');
+    assert.ok(
+      results.every((r) => r.poolBlocked),
+      'every caller saw the pool full after its pass',
+    );
     assert.equal((await world.store.getPool('local'))?.usedGpus, 2);
   });
 });

@@ -24,7 +24,9 @@ export const ALWAYS_STAND_IN: readonly HandlerKey[] = ['computeEvents', 'reconci
 let scratch: string | undefined;
 
 export function standIns(): FlareStackProps {
-  const props: { handlerEntries: { [K in HandlerKey]?: string }; workflowDefinitionPath?: string } = { handlerEntries: {} };
+  const props: { handlerEntries: { [K in HandlerKey]?: string }; workflowDefinitionPath?: string } = {
+    handlerEntries: {},
+  };
   const dir = () => {
     if (!scratch) {
       mkdirSync(path.join(REPO_ROOT, '.cache'), { recursive: true });
@@ -45,7 +47,12 @@ export function standIns(): FlareStackProps {
       JSON.stringify({
         StartAt: 'Admit',
         States: {
-          Admit: { Type: 'Task', Resource: '${TasksFunctionArn}', Parameters: { task: 'admit', 'jobId.$': '$.jobId' }, Next: 'Run' },
+          Admit: {
+            Type: 'Task',
+            Resource: '${TasksFunctionArn}',
+            Parameters: { task: 'admit', 'jobId.$': '$.jobId' },
+            Next: 'Run',
+          },
           Run: {
             Type: 'Task',
             Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken',
@@ -77,7 +84,10 @@ export interface SynthOptions {
  * An app with FlareStacks and cdk-nag registered as bin/app.ts does. CloudFormation's
  * built-in schema validation is off: it costs ~15 s per synth and `npm run synth` runs it.
  */
-export function synthApp(context: Record<string, unknown> = {}, options: SynthOptions = {}): { app: App; stacks: FlareStack[] } {
+export function synthApp(
+  context: Record<string, unknown> = {},
+  options: SynthOptions = {},
+): { app: App; stacks: FlareStack[] } {
   const app = new App({
     builtinCloudFormationValidation: false,
     context: options.bundle ? context : { 'aws:cdk:bundling-stacks': [], ...context },

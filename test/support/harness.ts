@@ -29,7 +29,13 @@ import { runTask } from '../../lambdas/handlers/workflow/tasks.js';
 import { startDynamoDbLocal, type DynamoDbLocal } from '../../lambdas/local/dynamodb-local.js';
 import { LocalWorkflows } from '../../lambdas/local/local-workflows.js';
 import { memoryCheckpoints, startJobEvents, type StreamPoller } from '../../lambdas/local/jobs-stream.js';
-import { createTables, defaultTableNames, makeDynamoClients, makeStreamsClient, type TableNames } from '../../lambdas/local/tables.js';
+import {
+  createTables,
+  defaultTableNames,
+  makeDynamoClients,
+  makeStreamsClient,
+  type TableNames,
+} from '../../lambdas/local/tables.js';
 import type { Compute } from '../../lambdas/ports/compute.js';
 import type { EventPublisher, JobStateChange, OperatorEvent } from '../../lambdas/ports/events.js';
 
@@ -63,7 +69,9 @@ export function dynamoPerFile(): () => Dynamo {
 }
 
 /** New tables under a random prefix: tests in one file never see each other's rows. */
-export async function freshStore(dynamo: Dynamo): Promise<{ store: DynamoJobStore; catalog: DynamoCatalog; tables: TableNames }> {
+export async function freshStore(
+  dynamo: Dynamo,
+): Promise<{ store: DynamoJobStore; catalog: DynamoCatalog; tables: TableNames }> {
   const tables = defaultTableNames(`t${randomBytes(4).toString('hex')}`);
   await createTables(dynamo.client, tables);
   return { store: new DynamoJobStore(dynamo.doc, tables), catalog: new DynamoCatalog(dynamo.doc, tables), tables };
@@ -89,14 +97,22 @@ export class RecordingEvents implements EventPublisher {
 
 export const quietLog: Logger = { info() {}, warn() {}, error() {} };
 
-export const IMAGE: ImageSpec = { name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: `sha256:${'a'.repeat(64)}` };
+export const IMAGE: ImageSpec = {
+  name: 'tools',
+  reference: 'docker.io/library/busybox:1.36',
+  digest: `sha256:${'a'.repeat(64)}`,
+};
 
 export function template(overrides: Partial<TemplateSpec> & { name: string }): TemplateSpec {
   return parse(TemplateSpec, { project: 'vision', pool: 'local', image: IMAGE.name, command: ['true'], ...overrides });
 }
 
 /** Images and templates as the local config seeds them (core/images.ts, core/templates.ts). */
-export async function seedCatalog(ports: { store: DynamoJobStore; catalog: DynamoCatalog }, images: ImageSpec[], templates: TemplateSpec[] = []): Promise<void> {
+export async function seedCatalog(
+  ports: { store: DynamoJobStore; catalog: DynamoCatalog },
+  images: ImageSpec[],
+  templates: TemplateSpec[] = [],
+): Promise<void> {
   const seeding = { ...ports, now: () => new Date(), newId: newJobId };
   await seedImages(seeding, images);
   for (const t of templates) await seedTemplate(seeding, t);
@@ -117,14 +133,31 @@ export interface World {
 }
 
 /** A complete local control plane minus HTTP: what the workflow tests drive. */
-export async function world(dynamo: Dynamo, setup: { pools: Array<{ name: string; gpus: number }>; quotas?: Array<{ project: string; resource: 'gpus' | 'jobs'; hardLimit: number }>; templates?: TemplateSpec[]; wrapCompute?: (c: Compute) => Compute; policy?: Policy }): Promise<World> {
+export async function world(
+  dynamo: Dynamo,
+  setup: {
+    pools: Array<{ name: string; gpus: number }>;
+    quotas?: Array<{ project: string; resource: 'gpus' | 'jobs'; hardLimit: number }>;
+    templates?: TemplateSpec[];
+    wrapCompute?: (c: Compute) => Compute;
+    policy?: Policy;
+  },
+): Promise<World> {
   const { store, catalog, tables } = await freshStore(dynamo);
-  for (const pool of setup.pools) await store.putPool({ name: pool.name, instanceType: 'local', gpusPerInstance: pool.gpus, maxGpus: pool.gpus });
+  for (const pool of setup.pools)
+    await store.putPool({ name: pool.name, instanceType: 'local', gpusPerInstance: pool.gpus, maxGpus: pool.gpus });
   for (const quota of setup.quotas ?? []) await store.putQuota(quota);
   await seedCatalog({ store, catalog }, [IMAGE], setup.templates ?? []);
   const dataDir = await mkdtemp(join(tmpdir(), 'flare-test-'));
   const events = new RecordingEvents();
-  const jobEvents = startJobEvents({ dynamodb: dynamo.client, streams: dynamo.streams, tableName: tables.jobs, publisher: events, checkpoints: memoryCheckpoints(), log: quietLog });
+  const jobEvents = startJobEvents({
+    dynamodb: dynamo.client,
+    streams: dynamo.streams,
+    tableName: tables.jobs,
+    publisher: events,
+    checkpoints: memoryCheckpoints(),
+    log: quietLog,
+  });
   let deps!: Deps;
   const compute = await LocalCompute.create({
     dataDir,
@@ -137,7 +170,18 @@ export async function world(dynamo: Dynamo, setup: { pools: Array<{ name: string
     ...localCompletion(() => deps),
   });
   const workflows = new LocalWorkflows((event) => runTask(deps, event), quietLog);
-  deps = { store, catalog, compute: setup.wrapCompute ? setup.wrapCompute(compute) : compute, workflows, events, logs: new LocalJobLogs((id) => compute.logPath(id)), log: quietLog, now: () => new Date(), newId: newJobId, ...(setup.policy ? { policy: setup.policy } : {}) };
+  deps = {
+    store,
+    catalog,
+    compute: setup.wrapCompute ? setup.wrapCompute(compute) : compute,
+    workflows,
+    events,
+    logs: new LocalJobLogs((id) => compute.logPath(id)),
+    log: quietLog,
+    now: () => new Date(),
+    newId: newJobId,
+    ...(setup.policy ? { policy: setup.policy } : {}),
+  };
   return {
     deps,
     store,
@@ -157,7 +201,12 @@ export async function world(dynamo: Dynamo, setup: { pools: Array<{ name: string
   };
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000, intervalMs = 50): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false>,
+  timeoutMs = 20_000,
+  intervalMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -172,11 +221,20 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   }
 }
 
-export async function waitForState(store: { getJob(id: string): Promise<Job | undefined> }, id: string, states: string[], timeoutMs?: number): Promise<Job> {
-  return waitFor(`job ${id} to reach ${states.join('|')}`, async () => {
-    const job = await store.getJob(id);
-    return job && states.includes(job.state) ? job : undefined;
-  }, timeoutMs);
+export async function waitForState(
+  store: { getJob(id: string): Promise<Job | undefined> },
+  id: string,
+  states: string[],
+  timeoutMs?: number,
+): Promise<Job> {
+  return waitFor(
+    `job ${id} to reach ${states.join('|')}`,
+    async () => {
+      const job = await store.getJob(id);
+      return job && states.includes(job.state) ? job : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 export type WorldSetup = Parameters<typeof world>[1];
@@ -238,20 +296,32 @@ export interface ApiWorld {
   tables: TableNames;
   /** Workflow executions started: submitted jobs stay PENDING, i.e. active, as nothing runs them. */
   started: string[];
-  call(method: string, path: string, as: Caller, options?: { body?: unknown; query?: Record<string, string> }): Promise<ApiResponse>;
+  call(
+    method: string,
+    path: string,
+    as: Caller,
+    options?: { body?: unknown; query?: Record<string, string> },
+  ): Promise<ApiResponse>;
 }
 
 /** The API Lambda over fresh DynamoDB Local tables, with no compute and workflows that only record their starts. */
-export async function apiWorld(dynamo: Dynamo, setup: { pools?: Array<{ name: string; gpus: number }>; images?: ImageSpec[]; templates?: TemplateSpec[] } = {}): Promise<ApiWorld> {
+export async function apiWorld(
+  dynamo: Dynamo,
+  setup: { pools?: Array<{ name: string; gpus: number }>; images?: ImageSpec[]; templates?: TemplateSpec[] } = {},
+): Promise<ApiWorld> {
   const { store, catalog, tables } = await freshStore(dynamo);
-  for (const pool of setup.pools ?? [{ name: 'local', gpus: 4 }]) await store.putPool({ name: pool.name, instanceType: 'local', gpusPerInstance: pool.gpus, maxGpus: pool.gpus });
+  for (const pool of setup.pools ?? [{ name: 'local', gpus: 4 }])
+    await store.putPool({ name: pool.name, instanceType: 'local', gpusPerInstance: pool.gpus, maxGpus: pool.gpus });
   await seedCatalog({ store, catalog }, setup.images ?? [IMAGE], setup.templates ?? []);
   const started: string[] = [];
   const deps: Deps = {
     store,
     catalog,
     compute: unused<Compute>('compute'),
-    workflows: unused<Deps['workflows']>('workflows', { start: async (name: string) => void started.push(name), sendTaskSuccess: async () => undefined }),
+    workflows: unused<Deps['workflows']>('workflows', {
+      start: async (name: string) => void started.push(name),
+      sendTaskSuccess: async () => undefined,
+    }),
     events: new RecordingEvents(),
     logs: unused<Deps['logs']>('logs'),
     log: quietLog,
@@ -281,7 +351,9 @@ export async function apiWorld(dynamo: Dynamo, setup: { pools?: Array<{ name: st
         event.headers['content-type'] = 'application/json';
       }
       const result = (await handler(event, {} as Context)) as APIGatewayProxyStructuredResultV2;
-      const headers = Object.fromEntries(Object.entries(result.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]));
+      const headers = Object.fromEntries(
+        Object.entries(result.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]),
+      );
       return { status: result.statusCode!, headers, body: result.body ? JSON.parse(result.body) : undefined };
     },
   };

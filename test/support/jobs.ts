@@ -31,7 +31,12 @@ export function jobSequence(from: Date): (overrides?: Partial<Job>) => Job {
   return (overrides = {}) => {
     seq += 1;
     const n = String(seq).padStart(5, '0');
-    return jobRecord({ id: `job-${n}`, name: `job ${n}`, createdAt: new Date(from.getTime() + seq * 1000).toISOString(), ...overrides });
+    return jobRecord({
+      id: `job-${n}`,
+      name: `job ${n}`,
+      createdAt: new Date(from.getTime() + seq * 1000).toISOString(),
+      ...overrides,
+    });
   };
 }
 

@@ -15,11 +15,18 @@ export interface LocalPlane {
 }
 
 export async function startLocalPlane(configPath: string, timeoutMs = 60_000): Promise<LocalPlane> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/flare.ts', 'local', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/flare.ts', 'local', '--config', configPath], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', () => undefined);
-  const url = await waitFor('control plane to listen', async () => /listening on (http:\/\/\S+)/.exec(out)?.[1], timeoutMs, 100);
+  const url = await waitFor(
+    'control plane to listen',
+    async () => /listening on (http:\/\/\S+)/.exec(out)?.[1],
+    timeoutMs,
+    100,
+  );
   return { child, url, output: () => out };
 }
 
@@ -31,10 +38,19 @@ export interface HttpAnswer {
 }
 
 /** One request; a string body is sent as it is (malformed JSON on purpose), anything else as JSON. */
-export async function callApi(baseUrl: string, method: string, path: string, token?: string, body?: unknown): Promise<HttpAnswer> {
+export async function callApi(
+  baseUrl: string,
+  method: string,
+  path: string,
+  token?: string,
+  body?: unknown,
+): Promise<HttpAnswer> {
   const res = await fetch(`${baseUrl}${path}`, {
     method,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   });
   const text = await res.text();

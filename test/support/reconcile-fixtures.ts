@@ -51,10 +51,25 @@ export async function admittedJob(world: World, overrides: Partial<Job> = {}): P
 }
 
 /** ADD to a counter row by hand, as a bug or a lost release would. */
-export async function corrupt(dynamo: Dynamo, world: World, row: { pool: string } | { project: string; resource: string }, by: number): Promise<void> {
+export async function corrupt(
+  dynamo: Dynamo,
+  world: World,
+  row: { pool: string } | { project: string; resource: string },
+  by: number,
+): Promise<void> {
   const tables = tablesOf(world);
-  const [TableName, Key] = 'pool' in row ? [tables.pools, { name: row.pool }] : [tables.quotas, { project: row.project, resource: row.resource }];
-  await dynamo.doc.send(new UpdateCommand({ TableName, Key, UpdateExpression: 'ADD used :n, available :minus', ExpressionAttributeValues: { ':n': by, ':minus': -by } }));
+  const [TableName, Key] =
+    'pool' in row
+      ? [tables.pools, { name: row.pool }]
+      : [tables.quotas, { project: row.project, resource: row.resource }];
+  await dynamo.doc.send(
+    new UpdateCommand({
+      TableName,
+      Key,
+      UpdateExpression: 'ADD used :n, available :minus',
+      ExpressionAttributeValues: { ':n': by, ':minus': -by },
+    }),
+  );
 }
 
 /** The runner's pid, once its pid file is there. */

@@ -25,7 +25,10 @@ describe('gpusIssue', () => {
     for (const gpus of [1, 4, 7, 9, 16]) {
       const issue = gpusIssue(A100, gpus);
       assert.equal(issue?.field, 'gpus', `gpus ${gpus}`);
-      assert.match(issue!.reason, /^must be 8 \(not \d+\): pool a100 runs each node on a whole p4d\.24xlarge instance with gpusPerInstance 8/);
+      assert.match(
+        issue!.reason,
+        /^must be 8 \(not \d+\): pool a100 runs each node on a whole p4d\.24xlarge instance with gpusPerInstance 8/,
+      );
     }
   });
 
@@ -68,7 +71,9 @@ describe('volumeSizeGb', () => {
     for (const volumeSizeGb of [8, 74]) {
       assert.throws(
         () => parse(TemplateSpec, { ...spec, volumeSizeGb }),
-        (error: unknown) => error instanceof ValidationError && error.details.some((d) => d.field === 'volumeSizeGb' && /at least 75/.test(d.reason)),
+        (error: unknown) =>
+          error instanceof ValidationError &&
+          error.details.some((d) => d.field === 'volumeSizeGb' && /at least 75/.test(d.reason)),
       );
     }
     assert.equal(parse(TemplateSpec, { ...spec, volumeSizeGb: 75 }).volumeSizeGb, 75);

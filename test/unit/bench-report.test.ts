@@ -16,23 +16,60 @@ import { flareSettings, parseArgs, slurmSettings } from '../../bench/run.js';
 const s = (...xs: number[]) => summarize(xs);
 
 function submitRun(clients: number, acceptedPerS: number, completedPerS: number): SubmitRun {
-  return { clients, n: 100, accepted: 100, errors: 0, acceptedPerS, latencyMs: s(2, 4, 8), completed: 100, completedPerS, firstSubmitToAllDoneS: 100 / completedPerS };
+  return {
+    clients,
+    n: 100,
+    accepted: 100,
+    errors: 0,
+    acceptedPerS,
+    latencyMs: s(2, 4, 8),
+    completed: 100,
+    completedPerS,
+    firstSubmitToAllDoneS: 100 / completedPerS,
+  };
 }
 
 function flare(overrides: Partial<FlareResults> = {}): FlareResults {
-  const usage = { transitions: 13, lambdas: [], dynamoWriteUnits: 100, dynamoReadUnits: 20, eventBridgeEvents: 5, apiRequests: 1 };
+  const usage = {
+    transitions: 13,
+    lambdas: [],
+    dynamoWriteUnits: 100,
+    dynamoReadUnits: 20,
+    eventBridgeEvents: 5,
+    apiRequests: 1,
+  };
   return {
     setup: ['process driver, 4 slots'],
     submit1: submitRun(1, 300, 40),
     submit4: submitRun(4, 600, 50),
     idle: { n: 3, submitToAdmittedMs: s(10, 20, 30), submitToStartMs: s(100, 120, 140) },
     drain: [
-      { depth: 100, n: 3, releasedToAdmittedMs: s(5, 6, 7), releasedToStartMs: s(50, 60, 70), cancelToStartMs: s(80, 90, 100) },
-      { depth: 10_000, n: 3, releasedToAdmittedMs: s(5, 6, 7), releasedToStartMs: s(55, 65, 75), cancelToStartMs: s(80, 90, 100) },
+      {
+        depth: 100,
+        n: 3,
+        releasedToAdmittedMs: s(5, 6, 7),
+        releasedToStartMs: s(50, 60, 70),
+        cancelToStartMs: s(80, 90, 100),
+      },
+      {
+        depth: 10_000,
+        n: 3,
+        releasedToAdmittedMs: s(5, 6, 7),
+        releasedToStartMs: s(55, 65, 75),
+        cancelToStartMs: s(80, 90, 100),
+      },
     ],
     expiry: { n: 3, limitSeconds: 3, termLateMs: s(100, 200, 300), releasedLateMs: s(150, 250, 350) },
-    transitions: { jobs: [{ runSeconds: 1, jobId: 'a', state: 'SUCCEEDED', transitions: 13, executions: 1, states: ['Init'] }, { runSeconds: 60, jobId: 'b', state: 'SUCCEEDED', transitions: 13, executions: 1, states: ['Init'] }], equal: true },
-    cost: [{ scenario: 'idle', jobs: 1, usage, breakdown: costPerJob(usage, US_EAST_1_PRICES), dynamoCalls: [], tasks: [] }],
+    transitions: {
+      jobs: [
+        { runSeconds: 1, jobId: 'a', state: 'SUCCEEDED', transitions: 13, executions: 1, states: ['Init'] },
+        { runSeconds: 60, jobId: 'b', state: 'SUCCEEDED', transitions: 13, executions: 1, states: ['Init'] },
+      ],
+      equal: true,
+    },
+    cost: [
+      { scenario: 'idle', jobs: 1, usage, breakdown: costPerJob(usage, US_EAST_1_PRICES), dynamoCalls: [], tasks: [] },
+    ],
     prices: US_EAST_1_PRICES,
     ...overrides,
   };
@@ -61,7 +98,16 @@ function results(f: FlareResults, sl?: SlurmResults): BenchResults {
     durationS: 120,
     command: 'npm run bench -- --quick',
     git: { commit: 'abcdef123456', dirty: true },
-    machine: { cpu: 'Test CPU', cores: 2, memoryGb: 8, os: 'Test OS', kernel: '1.0', node: 'v20.0.0', loadStart: 0.1, loadEnd: 0.5 },
+    machine: {
+      cpu: 'Test CPU',
+      cores: 2,
+      memoryGb: 8,
+      os: 'Test OS',
+      kernel: '1.0',
+      node: 'v20.0.0',
+      loadStart: 0.1,
+      loadEnd: 0.5,
+    },
     flare: f,
     ...(sl ? { slurm: sl } : {}),
     comparisons: compareWithSlurm(f, sl),
@@ -96,7 +142,13 @@ describe('targets', () => {
           { depth: 10_000, n: 2, releasedToStartMs: s(200, 300), cancelToStartMs: s(1, 2) },
         ],
         expiry: { n: 2, limitSeconds: 3, termLateMs: s(100, 1001) },
-        transitions: { jobs: [{ runSeconds: 1, jobId: 'a', state: 'SUCCEEDED', transitions: 13, executions: 1, states: [] }, { runSeconds: 60, jobId: 'b', state: 'SUCCEEDED', transitions: 15, executions: 1, states: [] }], equal: false },
+        transitions: {
+          jobs: [
+            { runSeconds: 1, jobId: 'a', state: 'SUCCEEDED', transitions: 13, executions: 1, states: [] },
+            { runSeconds: 60, jobId: 'b', state: 'SUCCEEDED', transitions: 15, executions: 1, states: [] },
+          ],
+          equal: false,
+        },
       }),
       slurm(),
     );
@@ -109,7 +161,10 @@ describe('targets', () => {
   });
 
   it('are undecided, not passed, when a figure or the peer is missing', () => {
-    const r = results(flare({ submit1: undefined, submit4: undefined, drain: undefined }), slurm({ status: 'skipped', reason: 'no Slurm here' }));
+    const r = results(
+      flare({ submit1: undefined, submit4: undefined, drain: undefined }),
+      slurm({ status: 'skipped', reason: 'no Slurm here' }),
+    );
     assert.equal(verdict(r, '>= 500 submits/s'), null);
     assert.equal(verdict(r, 'drain flat'), null);
     assert.equal(verdict(r, "end-to-end throughput above Slurm's"), null);
@@ -135,7 +190,15 @@ describe('Flare/Slurm comparisons', () => {
 describe('docs/benchmarks.md', () => {
   it('names the machine, the date, the commit, each figure and every target with its verdict', () => {
     const md = renderMarkdown(results(flare(), slurm()));
-    for (const text of ['Test CPU, 2 cores', 'Test OS', 'v20.0.0', '2030-01-01T00:00:00.000Z', 'abcdef123456 (with uncommitted changes)', 'quick']) assert.ok(md.includes(text), `missing ${text}`);
+    for (const text of [
+      'Test CPU, 2 cores',
+      'Test OS',
+      'v20.0.0',
+      '2030-01-01T00:00:00.000Z',
+      'abcdef123456 (with uncommitted changes)',
+      'quick',
+    ])
+      assert.ok(md.includes(text), `missing ${text}`);
     for (const n of [1, 2, 3, 4, 5, 6, 7]) assert.match(md, new RegExp(`^## ${n}\\. `, 'm'));
     assert.match(md, /\| 2 \| end-to-end throughput above Slurm's \| 50\.0\/s vs Slurm 70\.0\/s \| NOT met \|/);
     assert.match(md, /\| 1 \| >= 500 submits\/s \| .* \| met \|/);
@@ -154,12 +217,19 @@ describe('docs/benchmarks.md', () => {
   });
 
   it("bounds Flare's end-to-end by DynamoDB Local's own write rate over a job's write calls, when both were measured", () => {
-    const measured = flare({ storeCeiling: { writesPerS: 540, readsPerS: 1600, clients: 4, calls: 2000 }, submit4: { ...submitRun(4, 600, 50), dynamoCallsPerJob: { writes: 12, reads: 9.5 } } });
+    const measured = flare({
+      storeCeiling: { writesPerS: 540, readsPerS: 1600, clients: 4, calls: 2000 },
+      submit4: { ...submitRun(4, 600, 50), dynamoCallsPerJob: { writes: 12, reads: 9.5 } },
+    });
     const md = renderMarkdown(results(measured, slurm()));
     assert.match(md, /540 single-item writes\/s and 1,600 reads\/s from 4 clients/);
     assert.match(md, /made 12\.0 write calls \(a transaction counted once\) and 9\.5 reads/);
     assert.match(md, /bound Flare at 45\.0 jobs\/s here/);
-    assert.doesNotMatch(renderMarkdown(results(flare(), slurm())), /single-item writes/, 'nothing is said when it was not measured');
+    assert.doesNotMatch(
+      renderMarkdown(results(flare(), slurm())),
+      /single-item writes/,
+      'nothing is said when it was not measured',
+    );
   });
 
   it('says why Slurm is missing when it was skipped, and the summary says it too', () => {
@@ -199,6 +269,10 @@ describe('bench arguments', () => {
     assert.equal(full.slots, 4);
     assert.ok(quick.submitN < full.submitN && quick.depths.at(-1)! < full.depths.at(-1)!);
     assert.equal(slurmSettings(false).submitN, full.submitN, 'Slurm gets the same workload');
-    assert.deepEqual([full.e2eRuns, slurmSettings(false).e2eRuns, quick.e2eRuns], [3, 3, 1], 'figure 2 is repeated alike on both sides, once in quick mode');
+    assert.deepEqual(
+      [full.e2eRuns, slurmSettings(false).e2eRuns, quick.e2eRuns],
+      [3, 3, 1],
+      'figure 2 is repeated alike on both sides, once in quick mode',
+    );
   });
 });

@@ -34,7 +34,10 @@ describe('percentile', () => {
 describe('summarize', () => {
   it('gives count, extremes, median, tail and mean, ignoring samples that are not numbers', () => {
     const s = summarize([3, 1, 2, Number.NaN, 4]);
-    assert.deepEqual({ n: s.n, min: s.min, max: s.max, p50: s.p50, mean: s.mean }, { n: 4, min: 1, max: 4, p50: 2.5, mean: 2.5 });
+    assert.deepEqual(
+      { n: s.n, min: s.min, max: s.max, p50: s.p50, mean: s.mean },
+      { n: 4, min: 1, max: 4, p50: 2.5, mean: 2.5 },
+    );
     assert.ok(s.p99 > s.p90 && s.p90 > s.p50);
   });
 
@@ -98,7 +101,8 @@ describe('cost per job', () => {
     assert.ok(Math.abs(line('Lambda duration').quantity - (8 * 0.02 + 0.005)) < 1e-12);
     assert.ok(Math.abs(line('DynamoDB writes').usd - 0.0001) < 1e-15);
     assert.ok(Math.abs(line('DynamoDB reads').usd - 0.000002) < 1e-15);
-    const expected = 13 * 0.000025 + 9 * 0.0000002 + (8 * 0.02 + 0.005) * 0.00001 + 0.0001 + 0.000002 + 0.000005 + 0.000001;
+    const expected =
+      13 * 0.000025 + 9 * 0.0000002 + (8 * 0.02 + 0.005) * 0.00001 + 0.0001 + 0.000002 + 0.000005 + 0.000001;
     assert.ok(Math.abs(cost.totalUsd - expected) < 1e-12, `${cost.totalUsd} != ${expected}`);
   });
 

@@ -26,7 +26,14 @@ const HOUR = GPU_MS_PER_HOUR;
 const MINUTE = 60_000;
 
 const job = (overrides: Partial<Job> = {}): Job =>
-  jobRecord({ id: 'j-1', name: 'train', pool: 'local', state: JobState.RUNNING, createdAt: '2031-03-10T09:00:00.000Z', ...overrides });
+  jobRecord({
+    id: 'j-1',
+    name: 'train',
+    pool: 'local',
+    state: JobState.RUNNING,
+    createdAt: '2031-03-10T09:00:00.000Z',
+    ...overrides,
+  });
 
 function row(overrides: Partial<QuotaRecord> & { hardLimit: number }): QuotaRecord & { hardLimit: number } {
   return { project: 'vision', resource: 'gpuHours', used: 0, ...overrides };
@@ -34,8 +41,14 @@ function row(overrides: Partial<QuotaRecord> & { hardLimit: number }): QuotaReco
 
 describe('periodBounds', () => {
   it('cuts days at 00:00 UTC, the boundary itself belonging to the new day', () => {
-    assert.deepEqual(periodBounds('day', new Date('2031-03-10T23:59:59.999Z')), { periodStart: '2031-03-10T00:00:00.000Z', periodEnd: '2031-03-11T00:00:00.000Z' });
-    assert.deepEqual(periodBounds('day', new Date('2031-03-11T00:00:00.000Z')), { periodStart: '2031-03-11T00:00:00.000Z', periodEnd: '2031-03-12T00:00:00.000Z' });
+    assert.deepEqual(periodBounds('day', new Date('2031-03-10T23:59:59.999Z')), {
+      periodStart: '2031-03-10T00:00:00.000Z',
+      periodEnd: '2031-03-11T00:00:00.000Z',
+    });
+    assert.deepEqual(periodBounds('day', new Date('2031-03-11T00:00:00.000Z')), {
+      periodStart: '2031-03-11T00:00:00.000Z',
+      periodEnd: '2031-03-12T00:00:00.000Z',
+    });
   });
 
   it('starts weeks on Monday, also for a Sunday and across a month end', () => {
@@ -43,12 +56,21 @@ describe('periodBounds', () => {
     const week = { periodStart: '2031-03-10T00:00:00.000Z', periodEnd: '2031-03-17T00:00:00.000Z' };
     assert.deepEqual(periodBounds('week', new Date('2031-03-10T00:00:00.000Z')), week);
     assert.deepEqual(periodBounds('week', new Date('2031-03-16T23:59:59.999Z')), week);
-    assert.deepEqual(periodBounds('week', new Date('2031-04-02T12:00:00.000Z')), { periodStart: '2031-03-31T00:00:00.000Z', periodEnd: '2031-04-07T00:00:00.000Z' });
+    assert.deepEqual(periodBounds('week', new Date('2031-04-02T12:00:00.000Z')), {
+      periodStart: '2031-03-31T00:00:00.000Z',
+      periodEnd: '2031-04-07T00:00:00.000Z',
+    });
   });
 
   it('runs months from the 1st, February and December included', () => {
-    assert.deepEqual(periodBounds('month', new Date('2032-02-29T18:00:00.000Z')), { periodStart: '2032-02-01T00:00:00.000Z', periodEnd: '2032-03-01T00:00:00.000Z' });
-    assert.deepEqual(periodBounds('month', new Date('2031-12-31T23:59:59.999Z')), { periodStart: '2031-12-01T00:00:00.000Z', periodEnd: '2032-01-01T00:00:00.000Z' });
+    assert.deepEqual(periodBounds('month', new Date('2032-02-29T18:00:00.000Z')), {
+      periodStart: '2032-02-01T00:00:00.000Z',
+      periodEnd: '2032-03-01T00:00:00.000Z',
+    });
+    assert.deepEqual(periodBounds('month', new Date('2031-12-31T23:59:59.999Z')), {
+      periodStart: '2031-12-01T00:00:00.000Z',
+      periodEnd: '2032-01-01T00:00:00.000Z',
+    });
   });
 });
 
@@ -64,7 +86,11 @@ describe('reservations and charges (GPU-milliseconds)', () => {
     assert.equal(chargedGpuMs(admitted, '2031-03-10T10:15:00.000Z'), 2 * 15 * MINUTE);
     assert.equal(chargedGpuMs(admitted, '2031-03-10T13:00:00.000Z'), 2 * HOUR, 'capped at the reservation');
     assert.equal(chargedGpuMs(admitted, '2031-03-10T09:59:00.000Z'), 0, 'a clock behind the admission charges nothing');
-    assert.equal(chargedGpuMs(job({ reservedGpuMs: HOUR }), '2031-03-10T10:00:00.000Z'), 0, 'never admitted: nothing held');
+    assert.equal(
+      chargedGpuMs(job({ reservedGpuMs: HOUR }), '2031-03-10T10:00:00.000Z'),
+      0,
+      'never admitted: nothing held',
+    );
   });
 
   it('moves a reservation with the live timeout, never below what was already held', () => {
@@ -87,7 +113,16 @@ describe('budgetState', () => {
 
   it('splits used into spent and reserved within the current period', () => {
     const state = budgetState(
-      row({ hardLimit: 10, used: 3 * HOUR, budget: { period: 'month', periodStart: '2031-03-01T00:00:00.000Z', periodEnd: '2031-04-01T00:00:00.000Z', reservedGpuMs: 2 * HOUR } }),
+      row({
+        hardLimit: 10,
+        used: 3 * HOUR,
+        budget: {
+          period: 'month',
+          periodStart: '2031-03-01T00:00:00.000Z',
+          periodEnd: '2031-04-01T00:00:00.000Z',
+          reservedGpuMs: 2 * HOUR,
+        },
+      }),
       now,
     );
     assert.deepEqual(state, {
@@ -103,7 +138,16 @@ describe('budgetState', () => {
 
   it('reads a period that is over as the current one, nothing spent, reservations carried', () => {
     const state = budgetState(
-      row({ hardLimit: 10, used: 9 * HOUR, budget: { period: 'week', periodStart: '2031-03-03T00:00:00.000Z', periodEnd: '2031-03-10T00:00:00.000Z', reservedGpuMs: 2 * HOUR } }),
+      row({
+        hardLimit: 10,
+        used: 9 * HOUR,
+        budget: {
+          period: 'week',
+          periodStart: '2031-03-03T00:00:00.000Z',
+          periodEnd: '2031-03-10T00:00:00.000Z',
+          reservedGpuMs: 2 * HOUR,
+        },
+      }),
       now,
     );
     assert.equal(state.periodStart, '2031-03-17T00:00:00.000Z');
@@ -114,7 +158,19 @@ describe('budgetState', () => {
   });
 
   it('goes negative when the limit was lowered below what is used', () => {
-    const state = budgetState(row({ hardLimit: 1, used: 3 * HOUR, budget: { period: 'day', periodStart: '2031-03-20T00:00:00.000Z', periodEnd: '2031-03-21T00:00:00.000Z', reservedGpuMs: 0 } }), now);
+    const state = budgetState(
+      row({
+        hardLimit: 1,
+        used: 3 * HOUR,
+        budget: {
+          period: 'day',
+          periodStart: '2031-03-20T00:00:00.000Z',
+          periodEnd: '2031-03-21T00:00:00.000Z',
+          reservedGpuMs: 0,
+        },
+      }),
+      now,
+    );
     assert.equal(state.availableGpuMs, -2 * HOUR);
     assert.match(budgetReason('vision', state, HOUR), /^project vision has 0 of 1 GPU-hours left today, needs 1$/);
   });
@@ -123,24 +179,55 @@ describe('budgetState', () => {
 describe('budgetReason', () => {
   it('says what is left this period and what the job needs, never rounding towards fitting', () => {
     const state = budgetState(
-      row({ hardLimit: 100, used: 96.5 * HOUR, budget: { period: 'month', periodStart: '2031-03-01T00:00:00.000Z', periodEnd: '2031-04-01T00:00:00.000Z', reservedGpuMs: 0 } }),
+      row({
+        hardLimit: 100,
+        used: 96.5 * HOUR,
+        budget: {
+          period: 'month',
+          periodStart: '2031-03-01T00:00:00.000Z',
+          periodEnd: '2031-04-01T00:00:00.000Z',
+          reservedGpuMs: 0,
+        },
+      }),
       new Date('2031-03-20T00:00:00.000Z'),
     );
-    assert.equal(budgetReason('vision', state, 8 * HOUR), 'project vision has 3.5 of 100 GPU-hours left this month, needs 8');
+    assert.equal(
+      budgetReason('vision', state, 8 * HOUR),
+      'project vision has 3.5 of 100 GPU-hours left this month, needs 8',
+    );
     const tight = { ...state, availableGpuMs: 0.0019 * HOUR };
-    assert.equal(budgetReason('vision', tight, 0.0011 * HOUR), 'project vision has 0.001 of 100 GPU-hours left this month, needs 0.002');
+    assert.equal(
+      budgetReason('vision', tight, 0.0011 * HOUR),
+      'project vision has 0.001 of 100 GPU-hours left this month, needs 0.002',
+    );
   });
 });
 
 describe('refuseBeyondBudget', () => {
   const at = new Date('2031-03-20T00:00:00.000Z');
-  const storeWith = (quota: QuotaRecord | undefined) => ({ store: { getQuota: async () => quota } as unknown as JobStore, now: () => at });
-  const budget = row({ hardLimit: 4, used: 3 * HOUR, budget: { period: 'week', periodStart: '2031-03-17T00:00:00.000Z', periodEnd: '2031-03-24T00:00:00.000Z', reservedGpuMs: 3 * HOUR } });
+  const storeWith = (quota: QuotaRecord | undefined) => ({
+    store: { getQuota: async () => quota } as unknown as JobStore,
+    now: () => at,
+  });
+  const budget = row({
+    hardLimit: 4,
+    used: 3 * HOUR,
+    budget: {
+      period: 'week',
+      periodStart: '2031-03-17T00:00:00.000Z',
+      periodEnd: '2031-03-24T00:00:00.000Z',
+      reservedGpuMs: 3 * HOUR,
+    },
+  });
 
   it('refuses (422) a worst case beyond the limit itself, naming both', async () => {
     await assert.rejects(
       refuseBeyondBudget(storeWith(budget), 'vision', { gpus: 2, nodeCount: 1, liveTimeoutMinutes: 121 }),
-      (error: unknown) => error instanceof Unprocessable && /needs up to 4\.034 GPU-hours \(2 GPUs for 121 minutes\) but project vision's budget is 4 GPU-hours per week/.test(error.message),
+      (error: unknown) =>
+        error instanceof Unprocessable &&
+        /needs up to 4\.034 GPU-hours \(2 GPUs for 121 minutes\) but project vision's budget is 4 GPU-hours per week/.test(
+          error.message,
+        ),
     );
   });
 
@@ -150,6 +237,10 @@ describe('refuseBeyondBudget', () => {
 
   it('lets everything through without a budget, or with its limit removed', async () => {
     await refuseBeyondBudget(storeWith(undefined), 'vision', { gpus: 1024, nodeCount: 8, liveTimeoutMinutes: 43_200 });
-    await refuseBeyondBudget(storeWith({ project: 'vision', resource: 'gpuHours', used: 0 }), 'vision', { gpus: 1024, nodeCount: 8, liveTimeoutMinutes: 43_200 });
+    await refuseBeyondBudget(storeWith({ project: 'vision', resource: 'gpuHours', used: 0 }), 'vision', {
+      gpus: 1024,
+      nodeCount: 8,
+      liveTimeoutMinutes: 43_200,
+    });
   });
 });

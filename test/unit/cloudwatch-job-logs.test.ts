@@ -6,13 +6,23 @@
  */
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
-import { CloudWatchLogsClient, CloudWatchLogsServiceException, GetLogEventsCommand, ResourceNotFoundException, type GetLogEventsCommandOutput, type OutputLogEvent } from '@aws-sdk/client-cloudwatch-logs';
+import {
+  CloudWatchLogsClient,
+  CloudWatchLogsServiceException,
+  GetLogEventsCommand,
+  ResourceNotFoundException,
+  type GetLogEventsCommandOutput,
+  type OutputLogEvent,
+} from '@aws-sdk/client-cloudwatch-logs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { CloudWatchJobLogs, JobLogsUnavailable, STREAM_HEAD } from '../../lambdas/adapters/cloudwatch-job-logs.js';
 import { ValidationError } from '../../lambdas/core/errors.js';
 import type { Job } from '../../lambdas/core/job.js';
 
-const client = new CloudWatchLogsClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+const client = new CloudWatchLogsClient({
+  region: 'eu-west-1',
+  credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+});
 const logsMock = mockClient(client);
 
 const GROUP = '/flare/jobs';
@@ -22,7 +32,11 @@ const job = { id: 'job-7', project: 'vision' } as Job;
 
 /** Events n..m-1, one second apart, message `line n`. */
 function events(from: number, to: number): OutputLogEvent[] {
-  return Array.from({ length: to - from }, (_, i) => ({ timestamp: T0 + (from + i) * 1000, message: `line ${from + i}`, ingestionTime: T0 + (from + i) * 1000 + 5 }));
+  return Array.from({ length: to - from }, (_, i) => ({
+    timestamp: T0 + (from + i) * 1000,
+    message: `line ${from + i}`,
+    ingestionTime: T0 + (from + i) * 1000 + 5,
+  }));
 }
 
 function page(items: OutputLogEvent[], backward: string, forward = 'f/end'): Partial<GetLogEventsCommandOutput> {
@@ -78,17 +92,27 @@ describe('CloudWatchJobLogs', () => {
 
     const { lines } = await new CloudWatchJobLogs(client, GROUP).read(job, { tail: 1000 });
 
-    assert.deepEqual(requests().map((r) => [r.limit, r.nextToken]), [
-      [1000, undefined],
-      [998, 'b/1'],
-      [998, 'b/2'],
-      [996, 'b/3'],
-    ]);
+    assert.deepEqual(
+      requests().map((r) => [r.limit, r.nextToken]),
+      [
+        [1000, undefined],
+        [998, 'b/1'],
+        [998, 'b/2'],
+        [996, 'b/3'],
+      ],
+    );
     assert.deepEqual(messages(lines), ['line 0', 'line 1', 'line 2', 'line 3']);
   });
 
   test('a stream that does not exist yet is no lines', async () => {
-    logsMock.on(GetLogEventsCommand).rejects(new ResourceNotFoundException({ message: 'The specified log stream does not exist.', $metadata: { httpStatusCode: 400 } }));
+    logsMock
+      .on(GetLogEventsCommand)
+      .rejects(
+        new ResourceNotFoundException({
+          message: 'The specified log stream does not exist.',
+          $metadata: { httpStatusCode: 400 },
+        }),
+      );
 
     const { lines } = await new CloudWatchJobLogs(client, GROUP).read(job, { tail: 10 });
 
@@ -104,7 +128,12 @@ describe('CloudWatchJobLogs', () => {
   });
 
   test('other errors reach the caller', async () => {
-    const denied = new CloudWatchLogsServiceException({ name: 'AccessDeniedException', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: 'not authorized to perform: logs:GetLogEvents' });
+    const denied = new CloudWatchLogsServiceException({
+      name: 'AccessDeniedException',
+      $fault: 'client',
+      $metadata: { httpStatusCode: 400 },
+      message: 'not authorized to perform: logs:GetLogEvents',
+    });
     logsMock.on(GetLogEventsCommand).rejects(denied);
     await assert.rejects(new CloudWatchJobLogs(client, GROUP).read(job, { tail: 10 }), (error) => error === denied);
   });
@@ -115,7 +144,11 @@ describe('CloudWatchJobLogs', () => {
   });
 
   test('without a tail, reads the whole stream backwards with the service’s own page size', async () => {
-    logsMock.on(GetLogEventsCommand).resolvesOnce(page(events(1, 3), 'b/1')).resolvesOnce(page(events(0, 1), 'b/2')).resolvesOnce(page([], 'b/2'));
+    logsMock
+      .on(GetLogEventsCommand)
+      .resolvesOnce(page(events(1, 3), 'b/1'))
+      .resolvesOnce(page(events(0, 1), 'b/2'))
+      .resolvesOnce(page([], 'b/2'));
     const { lines } = await new CloudWatchJobLogs(client, GROUP).read(job, {});
     assert.deepEqual(requests(), [
       { logGroupName: GROUP, logStreamName: 'job-7', startFromHead: false },
@@ -135,12 +168,23 @@ describe('CloudWatchJobLogs', () => {
 
     const { lines } = await new CloudWatchJobLogs(client, GROUP, { maxBytes: 350 }).read(job, { tail: 10 });
 
-    assert.deepEqual(lines.map((l) => l.message.replace(/\.+$/, '')), ['7', '8', '9']);
+    assert.deepEqual(
+      lines.map((l) => l.message.replace(/\.+$/, '')),
+      ['7', '8', '9'],
+    );
     assert.equal(requests().length, 2);
   });
 
   test('returns one line even when it alone is larger than maxBytes', async () => {
-    logsMock.on(GetLogEventsCommand).resolves(page([{ timestamp: T0, message: 'x'.repeat(500) }, { timestamp: T0, message: 'y'.repeat(500) }], 'b/1'));
+    logsMock.on(GetLogEventsCommand).resolves(
+      page(
+        [
+          { timestamp: T0, message: 'x'.repeat(500) },
+          { timestamp: T0, message: 'y'.repeat(500) },
+        ],
+        'b/1',
+      ),
+    );
     const { lines } = await new CloudWatchJobLogs(client, GROUP, { maxBytes: 100 }).read(job, { tail: 2 });
     assert.deepEqual(messages(lines), ['y'.repeat(500)]);
   });
@@ -161,7 +205,13 @@ describe('CloudWatchJobLogs', () => {
 });
 
 describe('CloudWatchJobLogs: the follow cursor', () => {
-  const forward = (nextToken?: string, limit = 10_000) => ({ logGroupName: GROUP, logStreamName: 'job-7', startFromHead: true, limit, ...(nextToken ? { nextToken } : {}) });
+  const forward = (nextToken?: string, limit = 10_000) => ({
+    logGroupName: GROUP,
+    logStreamName: 'job-7',
+    startFromHead: true,
+    limit,
+    ...(nextToken ? { nextToken } : {}),
+  });
 
   test('a tail read hands out the forward token of the newest page, even when it reads older pages too', async () => {
     logsMock
@@ -183,7 +233,11 @@ describe('CloudWatchJobLogs: the follow cursor', () => {
 
     const read = await new CloudWatchJobLogs(client, GROUP).read(job, { after: 'f/1' });
 
-    assert.deepEqual(requests(), [forward('f/1'), forward('f/2', 9998), forward('f/3', 9997)], 'each asks only for what maxLines leaves');
+    assert.deepEqual(
+      requests(),
+      [forward('f/1'), forward('f/2', 9998), forward('f/3', 9997)],
+      'each asks only for what maxLines leaves',
+    );
     assert.deepEqual(read.lines, [
       { at: '2030-01-01T00:00:10.000Z', message: 'line 10' },
       { at: '2030-01-01T00:00:11.000Z', message: 'line 11' },
@@ -200,13 +254,26 @@ describe('CloudWatchJobLogs: the follow cursor', () => {
   });
 
   test('a stream that does not exist yet: a tail read hands out the head cursor, and a read after it starts at the head of the stream', async () => {
-    logsMock.on(GetLogEventsCommand).rejects(new ResourceNotFoundException({ message: 'The specified log stream does not exist.', $metadata: { httpStatusCode: 400 } }));
+    logsMock
+      .on(GetLogEventsCommand)
+      .rejects(
+        new ResourceNotFoundException({
+          message: 'The specified log stream does not exist.',
+          $metadata: { httpStatusCode: 400 },
+        }),
+      );
     const none = await new CloudWatchJobLogs(client, GROUP).read(job, { tail: 10 });
     assert.deepEqual(none, { lines: [], nextToken: STREAM_HEAD });
-    assert.deepEqual(await new CloudWatchJobLogs(client, GROUP).read(job, { after: STREAM_HEAD }), { lines: [], nextToken: STREAM_HEAD });
+    assert.deepEqual(await new CloudWatchJobLogs(client, GROUP).read(job, { after: STREAM_HEAD }), {
+      lines: [],
+      nextToken: STREAM_HEAD,
+    });
 
     logsMock.reset();
-    logsMock.on(GetLogEventsCommand).resolvesOnce(page(events(0, 2), 'b/0', 'f/1')).resolvesOnce(page([], 'b/0', 'f/1'));
+    logsMock
+      .on(GetLogEventsCommand)
+      .resolvesOnce(page(events(0, 2), 'b/0', 'f/1'))
+      .resolvesOnce(page([], 'b/0', 'f/1'));
     const first = await new CloudWatchJobLogs(client, GROUP).read(job, { after: STREAM_HEAD });
     assert.deepEqual(requests(), [forward(undefined), forward('f/1', 9998)], 'from the head: no token');
     assert.deepEqual(first.nextToken, 'f/1');
@@ -214,29 +281,53 @@ describe('CloudWatchJobLogs: the follow cursor', () => {
   });
 
   test('asks for no more than maxLines, and no further page once one more might not fit in maxBytes', async () => {
-    logsMock.on(GetLogEventsCommand).resolvesOnce(page(events(0, 3), 'b', 'f/2')).resolvesOnce(page(events(3, 5), 'b', 'f/3')).rejects(new Error('no third page expected'));
+    logsMock
+      .on(GetLogEventsCommand)
+      .resolvesOnce(page(events(0, 3), 'b', 'f/2'))
+      .resolvesOnce(page(events(3, 5), 'b', 'f/3'))
+      .rejects(new Error('no third page expected'));
     const capped = await new CloudWatchJobLogs(client, GROUP, { maxLines: 5 }).read(job, { after: 'f/1' });
     assert.deepEqual(requests(), [forward('f/1', 5), forward('f/2', 2)]);
     assert.deepEqual(capped.nextToken, 'f/3');
     assert.equal(capped.lines.length, 5);
 
     logsMock.reset();
-    logsMock.on(GetLogEventsCommand).resolvesOnce(page([], 'b', 'f/2')).resolvesOnce(page(events(0, 1), 'b', 'f/3')).rejects(new Error('no third page expected'));
+    logsMock
+      .on(GetLogEventsCommand)
+      .resolvesOnce(page([], 'b', 'f/2'))
+      .resolvesOnce(page(events(0, 1), 'b', 'f/3'))
+      .rejects(new Error('no third page expected'));
     const small = await new CloudWatchJobLogs(client, GROUP, { maxBytes: 1024 * 1024 }).read(job, { after: 'f/1' });
     assert.equal(requests().length, 2, 'an empty page is passed; after lines, a 1 MB page more would not fit');
     assert.deepEqual(small, { lines: [{ at: '2030-01-01T00:00:00.000Z', message: 'line 0' }], nextToken: 'f/3' });
   });
 
   test('a cursor the service refuses is a ValidationError naming nextToken; other errors reach the caller', async () => {
-    const invalid = new CloudWatchLogsServiceException({ name: 'InvalidParameterException', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: 'The specified nextToken is invalid.' });
+    const invalid = new CloudWatchLogsServiceException({
+      name: 'InvalidParameterException',
+      $fault: 'client',
+      $metadata: { httpStatusCode: 400 },
+      message: 'The specified nextToken is invalid.',
+    });
     logsMock.on(GetLogEventsCommand).rejects(invalid);
     await assert.rejects(new CloudWatchJobLogs(client, GROUP).read(job, { after: 'not-a-token' }), (error: unknown) => {
       assert.ok(error instanceof ValidationError);
-      assert.deepEqual(error.details.map((d) => d.field), ['nextToken']);
+      assert.deepEqual(
+        error.details.map((d) => d.field),
+        ['nextToken'],
+      );
       return true;
     });
-    const throttled = new CloudWatchLogsServiceException({ name: 'ThrottlingException', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: 'Rate exceeded' });
+    const throttled = new CloudWatchLogsServiceException({
+      name: 'ThrottlingException',
+      $fault: 'client',
+      $metadata: { httpStatusCode: 400 },
+      message: 'Rate exceeded',
+    });
     logsMock.on(GetLogEventsCommand).rejects(throttled);
-    await assert.rejects(new CloudWatchJobLogs(client, GROUP).read(job, { after: 'f/1' }), (error) => error === throttled);
+    await assert.rejects(
+      new CloudWatchJobLogs(client, GROUP).read(job, { after: 'f/1' }),
+      (error) => error === throttled,
+    );
   });
 });

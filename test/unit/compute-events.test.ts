@@ -26,7 +26,13 @@ const ec2 = new EC2Client({ region: 'eu-west-1', credentials: { accessKeyId: 'te
 const ssm = new SSMClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
 const ec2Mock = mockClient(ec2);
 const ssmMock = mockClient(ssm);
-const compute = new Ec2SsmCompute({ ec2, ssm, launchTemplateId: 'lt-0123456789abcdef0', subnetIds: ['subnet-a'], pools: { local: { instanceTypes: ['g5.xlarge'], memory: '14g' } } });
+const compute = new Ec2SsmCompute({
+  ec2,
+  ssm,
+  launchTemplateId: 'lt-0123456789abcdef0',
+  subnetIds: ['subnet-a'],
+  pools: { local: { instanceTypes: ['g5.xlarge'], memory: '14g' } },
+});
 
 /** The instance and command the fixtures name. */
 const I1 = 'i-0abc1234def567890';
@@ -69,7 +75,12 @@ function fixture(name: Fixture, detail: Record<string, string> = {}): FixtureEve
 }
 
 function ec2Error(code: string): EC2ServiceException {
-  return new EC2ServiceException({ name: code, $fault: 'client', $metadata: { httpStatusCode: 400 }, message: `${code} (mocked)` });
+  return new EC2ServiceException({
+    name: code,
+    $fault: 'client',
+    $metadata: { httpStatusCode: 400 },
+    message: `${code} (mocked)`,
+  });
 }
 
 let dynamo: Dynamo;
@@ -159,15 +170,38 @@ async function runningJob(instanceIds: string[]): Promise<Job> {
   return w.store.setTaskToken(job.id, `token-${job.id}`);
 }
 
-function invocation(jobId: string, instanceId: string, result: { Status: string; StatusDetails?: string; ResponseCode: number; ExecutionEndDateTime?: string }) {
+function invocation(
+  jobId: string,
+  instanceId: string,
+  result: { Status: string; StatusDetails?: string; ResponseCode: number; ExecutionEndDateTime?: string },
+) {
   ssmMock
     .on(GetCommandInvocationCommand, { CommandId: COMMAND, InstanceId: instanceId })
-    .resolves({ CommandId: COMMAND, InstanceId: instanceId, Comment: `flare:job=${jobId}`, DocumentName: 'AWS-RunShellScript', ...result } as never);
+    .resolves({
+      CommandId: COMMAND,
+      InstanceId: instanceId,
+      Comment: `flare:job=${jobId}`,
+      DocumentName: 'AWS-RunShellScript',
+      ...result,
+    } as never);
 }
 
 function flareInstance(jobId: string, instanceId = I1) {
   ec2Mock.on(DescribeInstancesCommand, { InstanceIds: [instanceId] }).resolves({
-    Reservations: [{ Instances: [{ InstanceId: instanceId, State: { Name: 'terminated' }, Tags: [{ Key: 'managed-by', Value: 'flare' }, { Key: 'flare:job', Value: jobId }] }] }],
+    Reservations: [
+      {
+        Instances: [
+          {
+            InstanceId: instanceId,
+            State: { Name: 'terminated' },
+            Tags: [
+              { Key: 'managed-by', Value: 'flare' },
+              { Key: 'flare:job', Value: jobId },
+            ],
+          },
+        ],
+      },
+    ],
   });
 }
 
@@ -194,10 +228,15 @@ describe('SSM command status events', () => {
     await deliver(fixture('aws-ssm-command-invocation-success'));
 
     assert.equal(jobReads, 0, 'the exit of the only node is recorded on its condition, without reading the job first');
-    assert.deepEqual(ssmMock.commandCalls(GetCommandInvocationCommand)[0].args[0].input, { CommandId: COMMAND, InstanceId: I1 });
+    assert.deepEqual(ssmMock.commandCalls(GetCommandInvocationCommand)[0].args[0].input, {
+      CommandId: COMMAND,
+      InstanceId: I1,
+    });
     const stored = await w.store.getJob(job.id);
     assert.deepEqual(stored?.outcome, { kind: 'exited', exitCode: 0, at: COMMAND_EVENT_TIME });
-    assert.deepEqual(ended, [{ token: `token-${job.id}`, output: { outcome: { kind: 'exited', exitCode: 0, at: COMMAND_EVENT_TIME } } }]);
+    assert.deepEqual(ended, [
+      { token: `token-${job.id}`, output: { outcome: { kind: 'exited', exitCode: 0, at: COMMAND_EVENT_TIME } } },
+    ]);
   });
 
   test("a failed command records the container's exit code", async () => {
@@ -224,13 +263,24 @@ describe('SSM command status events', () => {
 
   test('a command SSM never delivered (TimedOut, DeliveryTimedOut) fails the job at once with the reason', async () => {
     const job = await runningJob([I1]);
-    invocation(job.id, I1, { Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut', ResponseCode: -1, ExecutionEndDateTime: '' });
+    invocation(job.id, I1, {
+      Status: 'TimedOut',
+      StatusDetails: 'DeliveryTimedOut',
+      ResponseCode: -1,
+      ExecutionEndDateTime: '',
+    });
 
     await deliver(fixture('aws-ssm-command-invocation-delivery-timed-out'));
 
     const reason = 'container command not delivered: SSM DeliveryTimedOut';
-    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'failed', reason, at: DELIVERY_TIMEOUT_EVENT_TIME });
-    assert.deepEqual(ended, [{ token: `token-${job.id}`, output: { outcome: { kind: 'failed', reason, at: DELIVERY_TIMEOUT_EVENT_TIME } } }]);
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, {
+      kind: 'failed',
+      reason,
+      at: DELIVERY_TIMEOUT_EVENT_TIME,
+    });
+    assert.deepEqual(ended, [
+      { token: `token-${job.id}`, output: { outcome: { kind: 'failed', reason, at: DELIVERY_TIMEOUT_EVENT_TIME } } },
+    ]);
     assert.deepEqual(await verdict(job), { state: JobState.FAILED, stateReason: reason });
   });
 
@@ -240,7 +290,10 @@ describe('SSM command status events', () => {
 
     await deliver(fixture('aws-ssm-command-invocation-cancelled'));
 
-    assert.deepEqual(await verdict(job), { state: JobState.FAILED, stateReason: 'container command ended without an exit code: SSM Cancelled' });
+    assert.deepEqual(await verdict(job), {
+      state: JobState.FAILED,
+      stateReason: 'container command ended without an exit code: SSM Cancelled',
+    });
   });
 
   test('a command cancelled after Flare cancelled the job leaves it CANCELLED', async () => {
@@ -284,7 +337,11 @@ describe('SSM command status events', () => {
 
     await deliver(fixture('aws-ssm-command-invocation-failed', { 'instance-id': I2 }));
 
-    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 137, at: COMMAND_EVENT_TIME });
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, {
+      kind: 'exited',
+      exitCode: 137,
+      at: COMMAND_EVENT_TIME,
+    });
   });
 
   test("a command past SSM's execution bound (TimedOut, ExecutionTimedOut) is ignored: the container runs on detached and the live timeout rules", async () => {
@@ -295,13 +352,17 @@ describe('SSM command status events', () => {
 
   test('a status that is not final is ignored without a lookup', async () => {
     const job = await runningJob([I1]);
-    await assertUnchanged(job, () => deliver(fixture('aws-ssm-command-invocation-timed-out', { status: 'InProgress' })));
+    await assertUnchanged(job, () =>
+      deliver(fixture('aws-ssm-command-invocation-timed-out', { status: 'InProgress' })),
+    );
     assert.equal(ssmMock.commandCalls(GetCommandInvocationCommand).length, 0);
   });
 
   test("a command that is not Flare's changes nothing", async () => {
     const job = await runningJob([I1]);
-    ssmMock.on(GetCommandInvocationCommand).resolves({ CommandId: COMMAND, InstanceId: I1, Comment: 'patch baseline', Status: 'Success', ResponseCode: 0 });
+    ssmMock
+      .on(GetCommandInvocationCommand)
+      .resolves({ CommandId: COMMAND, InstanceId: I1, Comment: 'patch baseline', Status: 'Success', ResponseCode: 0 });
     await assertUnchanged(job, () => deliver(fixture('aws-ssm-command-invocation-success')));
   });
 
@@ -330,7 +391,9 @@ describe('SSM command status events', () => {
   test('an invocation SSM still shows running is thrown, so the event is retried, and changes nothing', async () => {
     const job = await runningJob([I1]);
     invocation(job.id, I1, { Status: 'InProgress', ResponseCode: -1 });
-    await assertUnchanged(job, () => assert.rejects(deliver(fixture('aws-ssm-command-invocation-success')), CommandNotSettled));
+    await assertUnchanged(job, () =>
+      assert.rejects(deliver(fixture('aws-ssm-command-invocation-success')), CommandNotSettled),
+    );
   });
 });
 
@@ -342,8 +405,15 @@ describe('EC2 instance state events', () => {
 
       await deliver(fixture('aws-ec2-instance-terminated', { state }));
 
-      assert.deepEqual(ec2Mock.commandCalls(DescribeInstancesCommand)[0].args[0].input, { InstanceIds: [I1], NextToken: undefined });
-      assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'lost', reason: `instance ${I1} is ${state}`, at: INSTANCE_EVENT_TIME });
+      assert.deepEqual(ec2Mock.commandCalls(DescribeInstancesCommand)[0].args[0].input, {
+        InstanceIds: [I1],
+        NextToken: undefined,
+      });
+      assert.deepEqual((await w.store.getJob(job.id))?.outcome, {
+        kind: 'lost',
+        reason: `instance ${I1} is ${state}`,
+        at: INSTANCE_EVENT_TIME,
+      });
       assert.equal(ended.length, 1);
     });
   }
@@ -352,7 +422,11 @@ describe('EC2 instance state events', () => {
     const job = await runningJob([I2, I1]);
     flareInstance(job.id);
     await deliver(fixture('aws-ec2-instance-stopping'));
-    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'lost', reason: `instance ${I1} is stopping`, at: INSTANCE_EVENT_TIME });
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, {
+      kind: 'lost',
+      reason: `instance ${I1} is stopping`,
+      at: INSTANCE_EVENT_TIME,
+    });
   });
 
   test('a running instance is ignored without a lookup', async () => {
@@ -361,7 +435,7 @@ describe('EC2 instance state events', () => {
     assert.equal(ec2Mock.commandCalls(DescribeInstancesCommand).length, 0);
   });
 
-  test('the termination of a job already stopping (Flare\'s own Stop) changes nothing', async () => {
+  test("the termination of a job already stopping (Flare's own Stop) changes nothing", async () => {
     const job = await runningJob([I1]);
     await w.store.updateJob(job.id, [JobState.RUNNING], { state: JobState.STOPPING });
     flareInstance(job.id);
@@ -374,11 +448,13 @@ describe('EC2 instance state events', () => {
     await assertUnchanged(job, () => deliver(fixture('aws-ec2-instance-terminated')));
   });
 
-  test("an instance Flare did not launch, or EC2 no longer knows, changes nothing", async () => {
+  test('an instance Flare did not launch, or EC2 no longer knows, changes nothing', async () => {
     const job = await runningJob([I1]);
     ec2Mock
       .on(DescribeInstancesCommand)
-      .resolvesOnce({ Reservations: [{ Instances: [{ InstanceId: I1, Tags: [{ Key: 'flare:job', Value: job.id }] }] }] })
+      .resolvesOnce({
+        Reservations: [{ Instances: [{ InstanceId: I1, Tags: [{ Key: 'flare:job', Value: job.id }] }] }],
+      })
       .rejectsOnce(ec2Error('InvalidInstanceID.NotFound'));
     await assertUnchanged(job, async () => {
       await deliver(fixture('aws-ec2-instance-terminated'));
@@ -396,7 +472,11 @@ describe('expiry wins: a report carries when the exit or loss happened, not when
     // The event itself was emitted just after expiresAt (01:01:01).
     await deliver(fixture('aws-ssm-command-invocation-success-after-expiry'));
 
-    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 0, at: '2030-01-01T01:00:59.400Z' });
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, {
+      kind: 'exited',
+      exitCode: 0,
+      at: '2030-01-01T01:00:59.400Z',
+    });
     assert.deepEqual(await verdict(job), { state: JobState.SUCCEEDED, stateReason: 'exited with code 0', exitCode: 0 });
   });
 
@@ -406,7 +486,11 @@ describe('expiry wins: a report carries when the exit or loss happened, not when
 
     await deliver(fixture('aws-ssm-command-invocation-success-after-expiry'));
 
-    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 0, at: '2030-01-01T01:01:00.180Z' });
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, {
+      kind: 'exited',
+      exitCode: 0,
+      at: '2030-01-01T01:01:00.180Z',
+    });
     assert.deepEqual(await verdict(job), { state: JobState.EXPIRED, stateReason: 'live timeout reached', exitCode: 0 });
   });
 
@@ -416,8 +500,16 @@ describe('expiry wins: a report carries when the exit or loss happened, not when
 
     await deliver(fixture('aws-ssm-command-invocation-success-after-expiry', { status: 'Failed' }));
 
-    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'exited', exitCode: 143, at: '2030-01-01T01:01:01.000Z' });
-    assert.deepEqual(await verdict(job), { state: JobState.EXPIRED, stateReason: 'live timeout reached', exitCode: 143 });
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, {
+      kind: 'exited',
+      exitCode: 143,
+      at: '2030-01-01T01:01:01.000Z',
+    });
+    assert.deepEqual(await verdict(job), {
+      state: JobState.EXPIRED,
+      stateReason: 'live timeout reached',
+      exitCode: 143,
+    });
   });
 
   test('an instance its own dead-man switch shut down after expiresAt is EXPIRED, not FAILED "instance lost"', async () => {
@@ -426,7 +518,11 @@ describe('expiry wins: a report carries when the exit or loss happened, not when
 
     await deliver(fixture('aws-ec2-instance-shutting-down-dead-man'));
 
-    assert.deepEqual((await w.store.getJob(job.id))?.outcome, { kind: 'lost', reason: `instance ${I1} is shutting-down`, at: '2030-01-01T01:16:02.000Z' });
+    assert.deepEqual((await w.store.getJob(job.id))?.outcome, {
+      kind: 'lost',
+      reason: `instance ${I1} is shutting-down`,
+      at: '2030-01-01T01:16:02.000Z',
+    });
     assert.deepEqual(await verdict(job), { state: JobState.EXPIRED, stateReason: 'live timeout reached' });
   });
 
@@ -437,27 +533,85 @@ describe('expiry wins: a report carries when the exit or loss happened, not when
 
     await deliver(fixture('aws-ec2-instance-terminated'));
 
-    assert.deepEqual(await verdict(job), { state: JobState.FAILED, stateReason: `instance lost: instance ${I1} is terminated` });
+    assert.deepEqual(await verdict(job), {
+      state: JobState.FAILED,
+      stateReason: `instance lost: instance ${I1} is terminated`,
+    });
   });
 });
 
 describe('events of another shape', () => {
   for (const [what, event, field] of [
-    ['a missing instance id', () => { const e = fixture('aws-ec2-instance-terminated'); delete e.detail!['instance-id']; return e; }, 'detail.instance-id'],
+    [
+      'a missing instance id',
+      () => {
+        const e = fixture('aws-ec2-instance-terminated');
+        delete e.detail!['instance-id'];
+        return e;
+      },
+      'detail.instance-id',
+    ],
     ['an unknown instance state', () => fixture('aws-ec2-instance-terminated', { state: 'exploded' }), 'detail.state'],
-    ['an instance id that is not one', () => fixture('aws-ec2-instance-terminated', { 'instance-id': 'i-../../etc' }), 'detail.instance-id'],
-    ['a command id that is not one', () => fixture('aws-ssm-command-invocation-success', { 'command-id': '$(id)' }), 'detail.command-id'],
-    ['a missing command status', () => { const e = fixture('aws-ssm-command-invocation-success'); delete e.detail!.status; return e; }, 'detail.status'],
-    ['an unexpected detail-type', () => ({ ...fixture('aws-ec2-instance-terminated'), 'detail-type': 'EC2 Spot Instance Interruption Warning' }), 'detail-type'],
-    ['an SSM detail-type from another source', () => ({ ...fixture('aws-ssm-command-invocation-success'), source: 'flare' }), 'source'],
-    ['no detail', () => { const e = fixture('aws-ec2-instance-terminated'); delete e.detail; return e; }, 'detail'],
-    ['a missing event time', () => { const e = fixture('aws-ec2-instance-terminated'); delete e.time; return e; }, 'time'],
-    ['an event time that is not one', () => ({ ...fixture('aws-ssm-command-invocation-success'), time: 'yesterday' }), 'time'],
+    [
+      'an instance id that is not one',
+      () => fixture('aws-ec2-instance-terminated', { 'instance-id': 'i-../../etc' }),
+      'detail.instance-id',
+    ],
+    [
+      'a command id that is not one',
+      () => fixture('aws-ssm-command-invocation-success', { 'command-id': '$(id)' }),
+      'detail.command-id',
+    ],
+    [
+      'a missing command status',
+      () => {
+        const e = fixture('aws-ssm-command-invocation-success');
+        delete e.detail!.status;
+        return e;
+      },
+      'detail.status',
+    ],
+    [
+      'an unexpected detail-type',
+      () => ({ ...fixture('aws-ec2-instance-terminated'), 'detail-type': 'EC2 Spot Instance Interruption Warning' }),
+      'detail-type',
+    ],
+    [
+      'an SSM detail-type from another source',
+      () => ({ ...fixture('aws-ssm-command-invocation-success'), source: 'flare' }),
+      'source',
+    ],
+    [
+      'no detail',
+      () => {
+        const e = fixture('aws-ec2-instance-terminated');
+        delete e.detail;
+        return e;
+      },
+      'detail',
+    ],
+    [
+      'a missing event time',
+      () => {
+        const e = fixture('aws-ec2-instance-terminated');
+        delete e.time;
+        return e;
+      },
+      'time',
+    ],
+    [
+      'an event time that is not one',
+      () => ({ ...fixture('aws-ssm-command-invocation-success'), time: 'yesterday' }),
+      'time',
+    ],
   ] as const) {
     test(`${what} is thrown as a validation error naming ${field}, and nothing is looked up`, async () => {
       await assert.rejects(deliver(event()), (error: unknown) => {
         assert.ok(error instanceof ValidationError, String(error));
-        assert.ok(error.details.some((d) => d.field === field), JSON.stringify(error.details));
+        assert.ok(
+          error.details.some((d) => d.field === field),
+          JSON.stringify(error.details),
+        );
         return true;
       });
       assert.equal(ec2Mock.calls().length + ssmMock.calls().length, 0);

@@ -28,7 +28,7 @@ const PAYLOADS = [
   '`id`',
   'a && touch /tmp/owned',
   'x | nc evil 1',
-  "it's \"quoted\" \\ back",
+  'it\'s "quoted" \\ back',
   'line1\nline2\r\nline3',
   '--privileged',
   '--volume=/:/host',
@@ -50,7 +50,15 @@ const PAYLOADS = [
 ];
 
 function spec(overrides: Partial<ContainerSpec> = {}): ContainerSpec {
-  return { jobId: 'job-1', image: IMAGE, command: ['python', 'train.py'], env: {}, gpus: 1, expiresAt: '2030-01-01T00:00:00.000Z', ...overrides };
+  return {
+    jobId: 'job-1',
+    image: IMAGE,
+    command: ['python', 'train.py'],
+    env: {},
+    gpus: 1,
+    expiresAt: '2030-01-01T00:00:00.000Z',
+    ...overrides,
+  };
 }
 const OPTIONS: DockerRunOptions = { memory: '30g' };
 
@@ -66,13 +74,17 @@ function assertValidation(fn: () => unknown, field: string | RegExp): void {
   assert.throws(fn, (error: unknown) => {
     assert.ok(error instanceof ValidationError, `expected ValidationError, got ${String(error)}`);
     const fields = error.details.map((d) => d.field);
-    assert.ok(fields.some((f) => (typeof field === 'string' ? f === field : field.test(f))), `no issue for ${field} in ${JSON.stringify(error.details)}`);
+    assert.ok(
+      fields.some((f) => (typeof field === 'string' ? f === field : field.test(f))),
+      `no issue for ${field} in ${JSON.stringify(error.details)}`,
+    );
     return true;
   });
 }
 
 /** Options docker may see before the image: anything else (privileged, host namespaces, volumes, devices, cap-add) is a bug. */
-const ALLOWED_OPTION = /^--(rm|detach|init|name=flare-[a-z0-9-]+|label=flare\.job=[a-z0-9-]+|cap-drop=ALL|security-opt=no-new-privileges|pids-limit=\d+|memory=\w+|shm-size=\w+|user=\d+(:\d+)?|gpus=(all|"device=[\d,]+")|env=[A-Za-z_][A-Za-z0-9_]*=[\s\S]*|mount=type=bind,src=[\w./-]+,dst=\/scratch|log-driver=[\w.-]+|log-opt=[\w.-]+=[\s\S]*)$/;
+const ALLOWED_OPTION =
+  /^--(rm|detach|init|name=flare-[a-z0-9-]+|label=flare\.job=[a-z0-9-]+|cap-drop=ALL|security-opt=no-new-privileges|pids-limit=\d+|memory=\w+|shm-size=\w+|user=\d+(:\d+)?|gpus=(all|"device=[\d,]+")|env=[A-Za-z_][A-Za-z0-9_]*=[\s\S]*|mount=type=bind,src=[\w./-]+,dst=\/scratch|log-driver=[\w.-]+|log-opt=[\w.-]+=[\s\S]*)$/;
 
 function splitAtImage(argv: string[]): { options: string[]; image: string; command: string[] } {
   const dash = argv.indexOf('--');
@@ -88,7 +100,10 @@ function decodeScript(script: string): string[] {
 
 describe('dockerRunArgs', () => {
   test('builds the hardened command line, options as single --flag=value elements, the command verbatim after the image', () => {
-    const argv = dockerRunArgs(spec({ env: { EPOCHS: '3', A_PATH: '/data' } }), { memory: '30g', scratchDir: '/var/lib/flare/scratch' });
+    const argv = dockerRunArgs(spec({ env: { EPOCHS: '3', A_PATH: '/data' } }), {
+      memory: '30g',
+      scratchDir: '/var/lib/flare/scratch',
+    });
 
     assert.deepEqual(argv, [
       'run',
@@ -135,10 +150,19 @@ describe('dockerRunArgs', () => {
   });
 
   test('allowRoot drops --user; log driver and options come from the deployment', () => {
-    const argv = dockerRunArgs(spec(), { ...OPTIONS, allowRoot: true, logDriver: 'awslogs', logOptions: { 'awslogs-stream': 'job-1', 'awslogs-group': '/flare/jobs' } });
+    const argv = dockerRunArgs(spec(), {
+      ...OPTIONS,
+      allowRoot: true,
+      logDriver: 'awslogs',
+      logOptions: { 'awslogs-stream': 'job-1', 'awslogs-group': '/flare/jobs' },
+    });
     assert.ok(!argv.some((a) => a.startsWith('--user')));
     const { options } = splitAtImage(argv);
-    assert.deepEqual(options.slice(-3), ['--log-driver=awslogs', '--log-opt=awslogs-group=/flare/jobs', '--log-opt=awslogs-stream=job-1']);
+    assert.deepEqual(options.slice(-3), [
+      '--log-driver=awslogs',
+      '--log-opt=awslogs-group=/flare/jobs',
+      '--log-opt=awslogs-stream=job-1',
+    ]);
   });
 
   test('passes every hostile string through as exactly one element after the image, never before it', () => {
@@ -153,7 +177,19 @@ describe('dockerRunArgs', () => {
       assert.ok(options.includes(`--env=EVIL_${i}=${payload}`), `env EVIL_${i} is one element`);
       if (payload.length > 0) assert.ok(!options.includes(payload), `${JSON.stringify(payload)} is not an option`);
     });
-    for (const flag of ['--privileged', '--network=host', '--net=host', '--pid=host', '--ipc=host', '--userns=host', '--uts=host', '-v', '--volume', '--device', '--cap-add']) {
+    for (const flag of [
+      '--privileged',
+      '--network=host',
+      '--net=host',
+      '--pid=host',
+      '--ipc=host',
+      '--userns=host',
+      '--uts=host',
+      '-v',
+      '--volume',
+      '--device',
+      '--cap-add',
+    ]) {
       assert.ok(!options.some((o) => o === flag || o.startsWith(`${flag}=`)), `${flag} is never an option`);
     }
   });
@@ -180,14 +216,31 @@ describe('dockerRunArgs', () => {
   });
 
   test('accepts an undigested reference only when allowed, and still never a flag', () => {
-    assert.ok(dockerRunArgs(spec({ image: 'nvidia/cuda:12.4.1-base-ubuntu22.04' }), { ...OPTIONS, allowUnpinnedImage: true }).includes('nvidia/cuda:12.4.1-base-ubuntu22.04'));
+    assert.ok(
+      dockerRunArgs(spec({ image: 'nvidia/cuda:12.4.1-base-ubuntu22.04' }), {
+        ...OPTIONS,
+        allowUnpinnedImage: true,
+      }).includes('nvidia/cuda:12.4.1-base-ubuntu22.04'),
+    );
     for (const image of ['--privileged', '-v', '/abs', 'a b']) {
       assertValidation(() => dockerRunArgs(spec({ image }), { ...OPTIONS, allowUnpinnedImage: true }), 'image');
     }
   });
 
   test('refuses bad and reserved environment names', () => {
-    for (const name of ['1ABC', 'A-B', 'A B', 'A=B', '', '--privileged', 'A\nB', 'FLARE_JOB_ID', 'FLARE_ANYTHING', 'NVIDIA_VISIBLE_DEVICES', 'NVIDIA_MIG_MONITOR_DEVICES']) {
+    for (const name of [
+      '1ABC',
+      'A-B',
+      'A B',
+      'A=B',
+      '',
+      '--privileged',
+      'A\nB',
+      'FLARE_JOB_ID',
+      'FLARE_ANYTHING',
+      'NVIDIA_VISIBLE_DEVICES',
+      'NVIDIA_MIG_MONITOR_DEVICES',
+    ]) {
       assertValidation(() => dockerRunArgs(spec({ env: { [name]: 'x' } }), OPTIONS), `env.${name}`);
     }
   });
@@ -223,7 +276,10 @@ describe('dockerRunArgs', () => {
     assertValidation(() => dockerRunArgs(spec(), { memory: '--privileged' }), 'options.memory');
     assertValidation(() => dockerRunArgs(spec(), { ...OPTIONS, pidsLimit: 0 }), 'options.pidsLimit');
     assertValidation(() => dockerRunArgs(spec(), { ...OPTIONS, logDriver: '--privileged' }), 'options.logDriver');
-    assertValidation(() => dockerRunArgs(spec(), { ...OPTIONS, hostNetwork: true, allowRoot: true }), 'options.hostNetwork');
+    assertValidation(
+      () => dockerRunArgs(spec(), { ...OPTIONS, hostNetwork: true, allowRoot: true }),
+      'options.hostNetwork',
+    );
   });
 
   test('host networking (multi-node) is one option, only with the non-root user, and adds nothing else', () => {
@@ -243,13 +299,39 @@ describe('instanceScript', () => {
 
   test('decodes back to exactly the detached argv', () => {
     const nasty = nastySpec();
-    assert.deepEqual(decodeScript(instanceScript(nasty, scriptOptions)), dockerRunArgs(nasty, { ...scriptOptions, detach: true }));
+    assert.deepEqual(
+      decodeScript(instanceScript(nasty, scriptOptions)),
+      dockerRunArgs(nasty, { ...scriptOptions, detach: true }),
+    );
   });
 
   test('contains no job-supplied text at all, not even fragments', () => {
     const nasty = nastySpec();
     const script = instanceScript(nasty, scriptOptions);
-    const fragments = ['rm -rf', '$(id)', '`id`', '&&', '| nc', 'touch', 'privileged', '/:/host', 'network=host', 'SYS_ADMIN', '/dev/mem', '${HOME}', '{{', 'ssm:secret', 'line1', 'quoted', 'exec sh', '🚀', 'EVIL_', 'train.py', 'pytorch', DIGEST.slice(7, 30)];
+    const fragments = [
+      'rm -rf',
+      '$(id)',
+      '`id`',
+      '&&',
+      '| nc',
+      'touch',
+      'privileged',
+      '/:/host',
+      'network=host',
+      'SYS_ADMIN',
+      '/dev/mem',
+      '${HOME}',
+      '{{',
+      'ssm:secret',
+      'line1',
+      'quoted',
+      'exec sh',
+      '🚀',
+      'EVIL_',
+      'train.py',
+      'pytorch',
+      DIGEST.slice(7, 30),
+    ];
     for (const text of [...PAYLOADS.filter((p) => p.trim().length > 2 && p !== 'FLARE_ARGV_BASE64'), ...fragments]) {
       assert.ok(!script.includes(text), `script contains ${JSON.stringify(text)}`);
     }
@@ -298,7 +380,9 @@ describe('instanceScript', () => {
   test('names every bad field at once, the expiry among them', () => {
     assert.throws(
       () => instanceScript(spec({ image: '--privileged', expiresAt: 'soon' }), scriptOptions),
-      (error: unknown) => error instanceof ValidationError && ['image', 'expiresAt'].every((f) => error.details.some((d) => d.field === f)),
+      (error: unknown) =>
+        error instanceof ValidationError &&
+        ['image', 'expiresAt'].every((f) => error.details.some((d) => d.field === f)),
     );
   });
 
@@ -314,8 +398,12 @@ describe('instanceScript', () => {
   });
 
   for (const shell of ['sh', 'dash', 'bash']) {
-    const available = spawnSync('sh', ['-c', `command -v ${shell}`]).status === 0 && spawnSync('sh', ['-c', 'command -v python3 && command -v flock && command -v base64']).status === 0;
-    test(`run by ${shell} with a fake docker, execs exactly the argv once and exits with the container's code`, { skip: !available && `${shell}, python3, flock or base64 missing` }, () => {
+    const available =
+      spawnSync('sh', ['-c', `command -v ${shell}`]).status === 0 &&
+      spawnSync('sh', ['-c', 'command -v python3 && command -v flock && command -v base64']).status === 0;
+    test(`run by ${shell} with a fake docker, execs exactly the argv once and exits with the container's code`, {
+      skip: !available && `${shell}, python3, flock or base64 missing`,
+    }, () => {
       const sandbox = fs.mkdtempSync(path.join(os.tmpdir(), 'flare-script-'));
       try {
         const bin = path.join(sandbox, 'bin');
@@ -323,7 +411,11 @@ describe('instanceScript', () => {
         fs.writeFileSync(path.join(bin, 'docker'), FAKE_DOCKER, { mode: 0o755 });
         const uid = process.getuid?.() ?? 1000;
         const gid = process.getgid?.() ?? 1000;
-        const options: DockerRunOptions = { memory: '30g', scratchDir: path.join(sandbox, 'scratch'), user: uid === 0 ? '65534:65534' : `${uid}:${gid}` };
+        const options: DockerRunOptions = {
+          memory: '30g',
+          scratchDir: path.join(sandbox, 'scratch'),
+          user: uid === 0 ? '65534:65534' : `${uid}:${gid}`,
+        };
         const canary = path.join(sandbox, 'owned');
         const nasty = nastySpec();
         nasty.command.push(`$(touch ${canary})`, `\`touch ${canary}\``, `; touch ${canary}`);
@@ -335,7 +427,13 @@ describe('instanceScript', () => {
           .replaceAll(path.dirname(INSTANCE_DEADLINE_FILE), path.dirname(deadlineFile));
         const scriptPath = path.join(sandbox, '_script.sh');
         fs.writeFileSync(scriptPath, script, { mode: 0o700 });
-        const env = { PATH: `${bin}:${process.env.PATH}`, FAKE_DOCKER_DIR: sandbox, FAKE_EXIT_CODE: '42', FAKE_DEADLINE_FILE: deadlineFile, HOME: sandbox };
+        const env = {
+          PATH: `${bin}:${process.env.PATH}`,
+          FAKE_DOCKER_DIR: sandbox,
+          FAKE_EXIT_CODE: '42',
+          FAKE_DEADLINE_FILE: deadlineFile,
+          HOME: sandbox,
+        };
 
         const first = spawnSync(shell, [scriptPath], { env, encoding: 'utf8' });
         assert.equal(first.status, 42, first.stderr);
@@ -349,7 +447,11 @@ describe('instanceScript', () => {
         assert.ok(!fs.existsSync(canary), 'no payload was executed');
         assert.ok(fs.statSync(path.join(sandbox, 'scratch', 'job-1')).isDirectory(), 'scratch directory created');
         assert.match(first.stdout, /container flare-job-1 exited with code 42/);
-        assert.equal(fs.readFileSync(path.join(sandbox, 'deadline-at-run'), 'utf8'), `${nasty.expiresAt}\n`, 'the deadline file was in place when docker run started');
+        assert.equal(
+          fs.readFileSync(path.join(sandbox, 'deadline-at-run'), 'utf8'),
+          `${nasty.expiresAt}\n`,
+          'the deadline file was in place when docker run started',
+        );
         assert.equal(fs.readFileSync(deadlineFile, 'utf8'), `${nasty.expiresAt}\n`);
         assert.deepEqual(fs.readdirSync(path.dirname(deadlineFile)), ['expires-at'], 'no temporary file left behind');
         // `date -d` is how the dead-man switch reads it.
@@ -370,7 +472,7 @@ describe('deadlineScript', () => {
       deadlineScript('job-1', EXPIRY),
       [
         '#!/bin/sh',
-        "# Flare job job-1: its live timeout changed; move the deadline the dead-man switch enforces.",
+        '# Flare job job-1: its live timeout changed; move the deadline the dead-man switch enforces.',
         '# Generated by deadlineScript(); the job id and the expiry are checked patterns, nothing else is variable.',
         'set -eu',
         'umask 077',
@@ -381,16 +483,32 @@ describe('deadlineScript', () => {
       ].join('\n'),
     );
     const started = instanceScript(spec({ expiresAt: EXPIRY }), { memory: '30g' }).split('\n');
-    for (const line of deadlineScript('job-1', EXPIRY).split('\n').slice(5, 8)) assert.ok(started.includes(line), `the start script has ${line}`);
+    for (const line of deadlineScript('job-1', EXPIRY).split('\n').slice(5, 8))
+      assert.ok(started.includes(line), `the start script has ${line}`);
   });
 
   test('varies only by the job id and the expiry', () => {
     const other = deadlineScript('job-22', '2031-01-01T00:00:00Z');
-    assert.equal(other.replaceAll('job-22', 'job-1').replaceAll('2031-01-01T00:00:00Z', EXPIRY), deadlineScript('job-1', EXPIRY));
+    assert.equal(
+      other.replaceAll('job-22', 'job-1').replaceAll('2031-01-01T00:00:00Z', EXPIRY),
+      deadlineScript('job-1', EXPIRY),
+    );
   });
 
   test('refuses hostile job ids and expiries, naming each, so nothing reaches a shell through them', () => {
-    for (const jobId of ['', 'Job-1', '-rf', 'job-1;reboot', 'job-1 x', '$(reboot)', '`reboot`', '../../etc/passwd', 'job\n1', 'a'.repeat(61), 7 as unknown as string]) {
+    for (const jobId of [
+      '',
+      'Job-1',
+      '-rf',
+      'job-1;reboot',
+      'job-1 x',
+      '$(reboot)',
+      '`reboot`',
+      '../../etc/passwd',
+      'job\n1',
+      'a'.repeat(61),
+      7 as unknown as string,
+    ]) {
       assertValidation(() => deadlineScript(jobId, EXPIRY), 'jobId');
     }
     for (const expiresAt of [
@@ -410,20 +528,28 @@ describe('deadlineScript', () => {
     }
     assert.throws(
       () => deadlineScript('$(id)', 'soon'),
-      (error: unknown) => error instanceof ValidationError && ['jobId', 'expiresAt'].every((f) => error.details.some((d) => d.field === f)),
+      (error: unknown) =>
+        error instanceof ValidationError &&
+        ['jobId', 'expiresAt'].every((f) => error.details.some((d) => d.field === f)),
     );
   });
 
   for (const shell of ['sh', 'dash', 'bash']) {
     const available = spawnSync('sh', ['-c', `command -v ${shell}`]).status === 0;
-    test(`run by ${shell}, replaces the deadline the dead-man switch reads and leaves no temporary file`, { skip: !available && `${shell} missing` }, () => {
+    test(`run by ${shell}, replaces the deadline the dead-man switch reads and leaves no temporary file`, {
+      skip: !available && `${shell} missing`,
+    }, () => {
       const sandbox = fs.mkdtempSync(path.join(os.tmpdir(), 'flare-deadline-'));
       try {
         const deadlineFile = path.join(sandbox, 'lib', 'expires-at');
         fs.mkdirSync(path.dirname(deadlineFile));
         fs.writeFileSync(deadlineFile, '2030-01-01T00:00:00.000Z\n');
         const scriptPath = path.join(sandbox, '_deadline.sh');
-        fs.writeFileSync(scriptPath, deadlineScript('job-1', EXPIRY).replaceAll(path.dirname(INSTANCE_DEADLINE_FILE), path.dirname(deadlineFile)), { mode: 0o700 });
+        fs.writeFileSync(
+          scriptPath,
+          deadlineScript('job-1', EXPIRY).replaceAll(path.dirname(INSTANCE_DEADLINE_FILE), path.dirname(deadlineFile)),
+          { mode: 0o700 },
+        );
 
         const run = spawnSync(shell, [scriptPath], { encoding: 'utf8' });
 
@@ -471,7 +597,9 @@ sys.exit("fake docker: unexpected " + " ".join(args))
 describe('dockerRunArgs read by the real docker CLI', () => {
   const hasDocker = spawnSync('docker', ['--version']).status === 0;
 
-  test('creates exactly the hardened container: command and env verbatim, no privilege, no host access', { skip: !hasDocker && 'docker CLI not installed' }, async () => {
+  test('creates exactly the hardened container: command and env verbatim, no privilege, no host access', {
+    skip: !hasDocker && 'docker CLI not installed',
+  }, async () => {
     const sandbox = fs.mkdtempSync(path.join(os.tmpdir(), 'flare-docker-'));
     try {
       const nasty = nastySpec();
@@ -486,7 +614,14 @@ describe('dockerRunArgs read by the real docker CLI', () => {
       assert.equal(body.Entrypoint, null);
       assert.equal(body.User, '65534:65534');
       assert.deepEqual(body.Labels, { 'flare.job': 'job-1' });
-      const expectedEnv = ['NVIDIA_VISIBLE_DEVICES=0,1', 'FLARE_JOB_ID=job-1', 'HOME=/scratch', ...Object.keys(nasty.env).sort().map((k) => `${k}=${nasty.env[k]}`)];
+      const expectedEnv = [
+        'NVIDIA_VISIBLE_DEVICES=0,1',
+        'FLARE_JOB_ID=job-1',
+        'HOME=/scratch',
+        ...Object.keys(nasty.env)
+          .sort()
+          .map((k) => `${k}=${nasty.env[k]}`),
+      ];
       // The CLI gathers env into a map, so order is not kept; each entry must arrive whole and unchanged.
       assert.deepEqual([...body.Env].sort(), expectedEnv.sort());
 
@@ -506,7 +641,9 @@ describe('dockerRunArgs read by the real docker CLI', () => {
       assert.equal(host.Binds, null);
       assert.deepEqual(host.Devices, []);
       assert.deepEqual(host.Mounts, [{ Type: 'bind', Source: '/var/lib/flare/scratch/job-1', Target: '/scratch' }]);
-      assert.deepEqual(host.DeviceRequests, [{ Driver: '', Count: 0, DeviceIDs: ['0', '1'], Capabilities: [['gpu']], Options: {} }]);
+      assert.deepEqual(host.DeviceRequests, [
+        { Driver: '', Count: 0, DeviceIDs: ['0', '1'], Capabilities: [['gpu']], Options: {} },
+      ]);
       assert.equal(host.Init, true);
       assert.equal(host.AutoRemove, true);
     } finally {
@@ -528,7 +665,8 @@ async function captureCreate(sandbox: string, argv: string[]): Promise<{ url: st
         res.end('OK');
         return;
       }
-      if (req.method === 'POST' && /\/containers\/create/.test(req.url ?? '')) captured = { url: req.url!, body: JSON.parse(raw) };
+      if (req.method === 'POST' && /\/containers\/create/.test(req.url ?? ''))
+        captured = { url: req.url!, body: JSON.parse(raw) };
       res.writeHead(400, { 'Content-Type': 'application/json' });
       res.end('{"message":"refused by the test daemon"}');
     });
@@ -537,7 +675,12 @@ async function captureCreate(sandbox: string, argv: string[]): Promise<{ url: st
   try {
     const code = await new Promise<number | null>((resolve, reject) => {
       const child = spawn('docker', argv, {
-        env: { PATH: process.env.PATH, HOME: sandbox, DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: path.join(sandbox, 'config') },
+        env: {
+          PATH: process.env.PATH,
+          HOME: sandbox,
+          DOCKER_HOST: `unix://${socket}`,
+          DOCKER_CONFIG: path.join(sandbox, 'config'),
+        },
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       child.on('error', reject);

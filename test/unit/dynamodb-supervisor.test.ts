@@ -5,7 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DynamoDbLocalStartError, type DynamoDbLocal, type JvmExit, type StartDynamoDbLocalOptions } from '../../lambdas/local/dynamodb-local.js';
+import {
+  DynamoDbLocalStartError,
+  type DynamoDbLocal,
+  type JvmExit,
+  type StartDynamoDbLocalOptions,
+} from '../../lambdas/local/dynamodb-local.js';
 import { superviseDynamoDbLocal } from '../../lambdas/local/dynamodb-supervisor.js';
 import { waitFor } from '../support/harness.js';
 
@@ -21,12 +26,22 @@ class Jvms {
     this.starts.push(options);
     if (this.failing > 0) {
       this.failing -= 1;
-      throw new DynamoDbLocalStartError('DynamoDB Local exited before it was ready (code 2, signal null):\njava.net.BindException: Address already in use');
+      throw new DynamoDbLocalStartError(
+        'DynamoDB Local exited before it was ready (code 2, signal null):\njava.net.BindException: Address already in use',
+      );
     }
     let exit!: (e: JvmExit) => void;
     const exited = new Promise<JvmExit>((resolve) => (exit = resolve));
     const port = options.port || PORT;
-    this.last = { endpoint: `http://127.0.0.1:${port}`, port, pid: 1000 + this.starts.length, startupMs: 1, exited, stop: async () => exit({ code: 143, signal: null }), kill: () => exit({ code: null, signal: 'SIGKILL' }) };
+    this.last = {
+      endpoint: `http://127.0.0.1:${port}`,
+      port,
+      pid: 1000 + this.starts.length,
+      startupMs: 1,
+      exited,
+      stop: async () => exit({ code: 143, signal: null }),
+      kill: () => exit({ code: null, signal: 'SIGKILL' }),
+    };
     return this.last;
   };
 }
@@ -34,7 +49,11 @@ class Jvms {
 function recordingLog() {
   const lines: Array<{ level: string; message: string }> = [];
   const at = (level: string) => (message: string) => void lines.push({ level, message });
-  return { lines, log: { info: at('info'), warn: at('warn'), error: at('error') }, count: (message: string) => lines.filter((l) => l.message.startsWith(message)).length };
+  return {
+    lines,
+    log: { info: at('info'), warn: at('warn'), error: at('error') },
+    count: (message: string) => lines.filter((l) => l.message.startsWith(message)).length,
+  };
 }
 
 describe('superviseDynamoDbLocal', () => {
@@ -50,7 +69,14 @@ describe('superviseDynamoDbLocal', () => {
     jvms.last!.kill();
     await waitFor('the restart', async () => db.health().restarts === 1);
 
-    assert.deepEqual(jvms.starts.map((s) => [s.port, s.dataDir]), [[0, '/data/dynamodb'], [PORT, '/data/dynamodb']], 'first a free port, then that same one');
+    assert.deepEqual(
+      jvms.starts.map((s) => [s.port, s.dataDir]),
+      [
+        [0, '/data/dynamodb'],
+        [PORT, '/data/dynamodb'],
+      ],
+      'first a free port, then that same one',
+    );
     assert.equal(db.endpoint, `http://127.0.0.1:${PORT}`);
     assert.notEqual(db.pid(), first);
     await waitFor('the listener', async () => restarted === 1);
@@ -86,7 +112,12 @@ describe('superviseDynamoDbLocal', () => {
 
   it('a JVM ended by stop() is not started again', async () => {
     const jvms = new Jvms();
-    const db = await superviseDynamoDbLocal({ inMemory: true, log: recordingLog().log, start: jvms.start, firstDelayMs: 1 });
+    const db = await superviseDynamoDbLocal({
+      inMemory: true,
+      log: recordingLog().log,
+      start: jvms.start,
+      firstDelayMs: 1,
+    });
 
     await db.stop();
     await new Promise((resolve) => setTimeout(resolve, 50));

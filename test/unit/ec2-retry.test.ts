@@ -28,21 +28,42 @@ describe('EC2 retries (CapacityFailsFast)', () => {
   });
 
   const launch = (token: string) =>
-    ec2.send(new RunInstancesCommand({ MinCount: 1, MaxCount: 1, InstanceType: 'g5.xlarge', LaunchTemplate: { LaunchTemplateId: 'lt-0123456789abcdef0' }, ClientToken: token }));
+    ec2.send(
+      new RunInstancesCommand({
+        MinCount: 1,
+        MaxCount: 1,
+        InstanceType: 'g5.xlarge',
+        LaunchTemplate: { LaunchTemplateId: 'lt-0123456789abcdef0' },
+        ClientToken: token,
+      }),
+    );
 
   it('sends a RunInstances that met no capacity once, and throws the EC2 error itself', async () => {
-    const fault = fake.inject({ service: 'ec2', action: 'RunInstances', code: 'InsufficientInstanceCapacity', message: 'We currently do not have sufficient g5.xlarge capacity.' });
+    const fault = fake.inject({
+      service: 'ec2',
+      action: 'RunInstances',
+      code: 'InsufficientInstanceCapacity',
+      message: 'We currently do not have sufficient g5.xlarge capacity.',
+    });
     await assert.rejects(launch('job-1.0.0'), (error: Error) => error.name === 'InsufficientInstanceCapacity');
     fault.remove();
     assert.equal(fault.hits, 1, 'not resent to the subnet that just refused it');
   });
 
   it('still retries throttling, with the same client token, until it goes through', async () => {
-    const fault = fake.inject({ service: 'ec2', action: 'RunInstances', code: 'RequestLimitExceeded', message: 'Request limit exceeded.', times: EC2_MAX_ATTEMPTS - 1 });
+    const fault = fake.inject({
+      service: 'ec2',
+      action: 'RunInstances',
+      code: 'RequestLimitExceeded',
+      message: 'Request limit exceeded.',
+      times: EC2_MAX_ATTEMPTS - 1,
+    });
     const launched = await launch('job-2.0.0');
     assert.equal(launched.Instances?.length, 1);
     assert.equal(fault.hits, EC2_MAX_ATTEMPTS - 1);
-    const sent = fake.calls({ service: 'ec2', action: 'RunInstances' }).filter((c) => c.params.ClientToken === 'job-2.0.0');
+    const sent = fake
+      .calls({ service: 'ec2', action: 'RunInstances' })
+      .filter((c) => c.params.ClientToken === 'job-2.0.0');
     assert.equal(sent.length, EC2_MAX_ATTEMPTS);
   });
 });

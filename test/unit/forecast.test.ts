@@ -6,7 +6,14 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { forecastBounds, forecastPool, forecastQueue, holdingEnd, STEP_TIMEOUT_SECONDS, type ForecastInput } from '../../lambdas/core/forecast.js';
+import {
+  forecastBounds,
+  forecastPool,
+  forecastQueue,
+  holdingEnd,
+  STEP_TIMEOUT_SECONDS,
+  type ForecastInput,
+} from '../../lambdas/core/forecast.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import { latestStartLine } from '../../lambdas/core/notification.js';
 import { jobRecord } from '../support/jobs.js';
@@ -42,20 +49,42 @@ function job(overrides: Partial<Job>): Job {
 function run(input: Partial<ForecastInput> & Pick<ForecastInput, 'queue'>): Array<string | null> {
   const holding = input.holding ?? [];
   const used = holding.reduce((sum, j) => sum + (j.heldGpus ?? j.gpus * j.nodeCount), 0);
-  const forecasts = forecastQueue({ now: NOW, pool: { name: 'a10g', maxGpus: 4, usedGpus: used }, holding, quotas: new Map(), bounds, ...input });
+  const forecasts = forecastQueue({
+    now: NOW,
+    pool: { name: 'a10g', maxGpus: 4, usedGpus: used },
+    holding,
+    quotas: new Map(),
+    bounds,
+    ...input,
+  });
   return input.queue.map((j) => forecasts.get(j.id)!.latestStartAt);
 }
 
 const running = (minutesLeft: number, gpus = 4) =>
-  job({ state: JobState.RUNNING, gpus, heldGpus: gpus, admittedAt: iso(NOW - 30 * MIN), startedAt: iso(NOW - 29 * MIN), expiresAt: iso(NOW + minutesLeft * MIN), liveTimeoutMinutes: 29 + minutesLeft });
+  job({
+    state: JobState.RUNNING,
+    gpus,
+    heldGpus: gpus,
+    admittedAt: iso(NOW - 30 * MIN),
+    startedAt: iso(NOW - 29 * MIN),
+    expiresAt: iso(NOW + minutesLeft * MIN),
+    liveTimeoutMinutes: 29 + minutesLeft,
+  });
 
 describe('the bounds', () => {
   it('are the step timeouts of the lifecycle ASL: launch = Launch + agent checks x 5 s + StartContainer; stop = Stop + Release + Drain', () => {
-    const asl = JSON.parse(readFileSync(new URL('../../statemachines/job-lifecycle.asl.json', import.meta.url), 'utf8')) as { States: Record<string, { TimeoutSeconds?: number }> };
-    for (const [state, seconds] of Object.entries(STEP_TIMEOUT_SECONDS)) assert.equal(asl.States[state]?.TimeoutSeconds, seconds, state);
+    const asl = JSON.parse(
+      readFileSync(new URL('../../statemachines/job-lifecycle.asl.json', import.meta.url), 'utf8'),
+    ) as { States: Record<string, { TimeoutSeconds?: number }> };
+    for (const [state, seconds] of Object.entries(STEP_TIMEOUT_SECONDS))
+      assert.equal(asl.States[state]?.TimeoutSeconds, seconds, state);
     assert.equal(bounds.launchMs, (300 + 120 * 5 + 300) * 1000);
     assert.equal(bounds.stopMs, (300 + 60 + 120) * 1000);
-    assert.equal(forecastBounds({ policy: { maxComputeChecks: 12 } }).launchMs, (300 + 60 + 300) * 1000, 'a shorter agent timeout shortens the launch bound');
+    assert.equal(
+      forecastBounds({ policy: { maxComputeChecks: 12 } }).launchMs,
+      (300 + 60 + 300) * 1000,
+      'a shorter agent timeout shortens the launch bound',
+    );
   });
 });
 
@@ -75,7 +104,14 @@ describe('when a holding job gives its GPUs back at the latest', () => {
   });
 
   it('STOPPING past its bound: one more stop bound from now', () => {
-    const j = job({ state: JobState.STOPPING, admittedAt: iso(NOW - 90 * MIN), startedAt: iso(NOW - 80 * MIN), expiresAt: iso(NOW - 20 * MIN), liveTimeoutMinutes: 60, heldGpus: 1 });
+    const j = job({
+      state: JobState.STOPPING,
+      admittedAt: iso(NOW - 90 * MIN),
+      startedAt: iso(NOW - 80 * MIN),
+      expiresAt: iso(NOW - 20 * MIN),
+      liveTimeoutMinutes: 60,
+      heldGpus: 1,
+    });
     assert.equal(holdingEnd(j, NOW, bounds), NOW + bounds.stopMs);
   });
 
@@ -104,7 +140,11 @@ describe('latest starts in a pool', () => {
     const freed = NOW + 10 * MIN + bounds.stopMs;
     const bigEnds = freed + bounds.launchMs + 30 * MIN + bounds.stopMs;
     const smallEnds = bigEnds + bounds.launchMs + 5 * MIN + bounds.stopMs;
-    assert.deepEqual(run({ holding: [running(10, 1)], queue: [big, small, next] }), [iso(freed), iso(bigEnds), iso(smallEnds)]);
+    assert.deepEqual(run({ holding: [running(10, 1)], queue: [big, small, next] }), [
+      iso(freed),
+      iso(bigEnds),
+      iso(smallEnds),
+    ]);
   });
 
   it('a requeued job counts from its retryAt', () => {
@@ -117,20 +157,46 @@ describe('latest starts in a pool', () => {
     const pool = { name: 'a10g', maxGpus: 4, usedGpus: 3 };
     const two = job({ gpus: 2 });
     const three = job({ gpus: 3 });
-    const forecasts = forecastQueue({ now: NOW, pool, holding: [running(10, 1)], queue: [two], quotas: new Map(), bounds });
-    assert.equal(forecasts.get(two.id)!.latestStartAt, iso(NOW + 10 * MIN + bounds.stopMs), 'it waits for the one holding job it knows of, on the room left');
-    assert.deepEqual(forecastQueue({ now: NOW, pool, holding: [running(10, 1)], queue: [three], quotas: new Map(), bounds }).get(three.id), {
-      latestStartAt: null,
-      reason: 'needs 3 GPUs; pool a10g can count on 2 of its 4 (2 held by jobs not yet seen)',
+    const forecasts = forecastQueue({
+      now: NOW,
+      pool,
+      holding: [running(10, 1)],
+      queue: [two],
+      quotas: new Map(),
+      bounds,
     });
+    assert.equal(
+      forecasts.get(two.id)!.latestStartAt,
+      iso(NOW + 10 * MIN + bounds.stopMs),
+      'it waits for the one holding job it knows of, on the room left',
+    );
+    assert.deepEqual(
+      forecastQueue({ now: NOW, pool, holding: [running(10, 1)], queue: [three], quotas: new Map(), bounds }).get(
+        three.id,
+      ),
+      {
+        latestStartAt: null,
+        reason: 'needs 3 GPUs; pool a10g can count on 2 of its 4 (2 held by jobs not yet seen)',
+      },
+    );
   });
 });
 
 describe('no promise', () => {
   it('for a job that needs more than the cap, and for every job behind it (it blocks the pool)', () => {
     const huge = job({ gpus: 5 });
-    const forecasts = forecastQueue({ now: NOW, pool: { name: 'a10g', maxGpus: 4, usedGpus: 0 }, holding: [], queue: [huge, job({})], quotas: new Map(), bounds });
-    assert.deepEqual(forecasts.get(huge.id), { latestStartAt: null, reason: 'needs 5 GPUs but pool a10g holds at most 4' });
+    const forecasts = forecastQueue({
+      now: NOW,
+      pool: { name: 'a10g', maxGpus: 4, usedGpus: 0 },
+      holding: [],
+      queue: [huge, job({})],
+      quotas: new Map(),
+      bounds,
+    });
+    assert.deepEqual(forecasts.get(huge.id), {
+      latestStartAt: null,
+      reason: 'needs 5 GPUs but pool a10g holds at most 4',
+    });
     const behind = [...forecasts.values()][1]!;
     assert.equal(behind.latestStartAt, null);
     assert.match((behind as { reason: string }).reason, new RegExp(`job ${huge.id} ahead of it can never start`));
@@ -145,15 +211,28 @@ describe('no promise', () => {
     assert.equal(a, iso(NOW), 'the first fits the quota');
     assert.equal(b, null, 'the second would exceed it');
     assert.equal(c, null, 'the job behind depends on when the second starts');
-    const forecasts = forecastQueue({ now: NOW, pool: { name: 'a10g', maxGpus: 4, usedGpus: 0 }, holding: [], queue: [first, second], quotas, bounds });
-    assert.match((forecasts.get(second.id) as { reason: string }).reason, /project vision's gpus quota \(1 of 2 free\) has no room for all its queued jobs up to this one \(2 GPUs\)/);
+    const forecasts = forecastQueue({
+      now: NOW,
+      pool: { name: 'a10g', maxGpus: 4, usedGpus: 0 },
+      holding: [],
+      queue: [first, second],
+      quotas,
+      bounds,
+    });
+    assert.match(
+      (forecasts.get(second.id) as { reason: string }).reason,
+      /project vision's gpus quota \(1 of 2 free\) has no room for all its queued jobs up to this one \(2 GPUs\)/,
+    );
   });
 
   it("when a project's GPU-hour budget cannot cover the worst case of its queued jobs", () => {
     const a = job({ gpus: 2, liveTimeoutMinutes: 30 }); // 1 GPU-hour
     const b = job({ gpus: 2, liveTimeoutMinutes: 30 });
     assert.deepEqual(run({ queue: [a, b], budgets: new Map([['vision', 1.5 * 3_600_000]]) }), [iso(NOW), null]);
-    assert.deepEqual(run({ queue: [a, b], budgets: new Map([['vision', 2 * 3_600_000]]) }).map((x) => x !== null), [true, true]);
+    assert.deepEqual(
+      run({ queue: [a, b], budgets: new Map([['vision', 2 * 3_600_000]]) }).map((x) => x !== null),
+      [true, true],
+    );
   });
 
   it('an unlimited project (no quota row, or no hardLimit) never binds', () => {
@@ -167,7 +246,10 @@ describe('the WAITING event and its notification', () => {
     const waiting = job({ state: JobState.WAITING, promisedStartAt: iso(NOW + 5 * MIN) });
     const event = stateChange(waiting, JobState.PENDING, iso(NOW));
     assert.equal(event.latestStartAt, iso(NOW + 5 * MIN));
-    assert.equal(latestStartLine(event), `starts by ${iso(NOW + 5 * MIN)} at the latest (if no running job is extended)`);
+    assert.equal(
+      latestStartLine(event),
+      `starts by ${iso(NOW + 5 * MIN)} at the latest (if no running job is extended)`,
+    );
     const launching = stateChange({ ...waiting, state: JobState.LAUNCHING }, JobState.WAITING, iso(NOW));
     assert.equal(launching.latestStartAt, undefined);
     assert.equal(latestStartLine(launching), undefined);
@@ -175,8 +257,18 @@ describe('the WAITING event and its notification', () => {
 });
 
 describe('forecastPool: what it reads', () => {
-  const pool = { name: 'p', instanceType: 'local', gpusPerInstance: 1, maxGpus: 2, usedGpus: 2, availableGpus: 0, backfill: false };
-  const queued = Array.from({ length: 5 }, (_, i) => jobRecord({ id: `j-${i}`, createdAt: iso(NOW + i * 1000), state: JobState.WAITING }));
+  const pool = {
+    name: 'p',
+    instanceType: 'local',
+    gpusPerInstance: 1,
+    maxGpus: 2,
+    usedGpus: 2,
+    availableGpus: 0,
+    backfill: false,
+  };
+  const queued = Array.from({ length: 5 }, (_, i) =>
+    jobRecord({ id: `j-${i}`, createdAt: iso(NOW + i * 1000), state: JobState.WAITING }),
+  );
   /** A store over `queued` (the index shows all five) that counts every call by name. */
   function countingStore() {
     const calls: string[] = [];
@@ -185,7 +277,9 @@ describe('forecastPool: what it reads', () => {
         calls.push('listQueueSummaries');
         const from = startAfter ? queued.findIndex((j) => `${j.createdAt}#${j.id}` === startAfter) + 1 : 0;
         const items = queued.slice(from, from + limit);
-        return from + limit < queued.length ? { items, next: `${items.at(-1)!.createdAt}#${items.at(-1)!.id}` } : { items };
+        return from + limit < queued.length
+          ? { items, next: `${items.at(-1)!.createdAt}#${items.at(-1)!.id}` }
+          : { items };
       },
       async getPool() {
         calls.push('getPool');

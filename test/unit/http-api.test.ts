@@ -26,12 +26,25 @@ import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job, type Out
 import type { ImageSpec, QuotaResource, TemplateSpec } from '../../lambdas/core/schemas.js';
 import { createApiHandler, type ApiOptions } from '../../lambdas/handlers/http/api.js';
 import type { LogLine } from '../../lambdas/ports/job-logs.js';
-import type { AdmitResult, Catalog, IdempotencyClaim, ImageRecord, ImageVersion, JobStore, Page, PoolRecord, QuotaRecord, TemplateRecord, TerminalChange } from '../../lambdas/ports/job-store.js';
+import type {
+  AdmitResult,
+  Catalog,
+  IdempotencyClaim,
+  ImageRecord,
+  ImageVersion,
+  JobStore,
+  Page,
+  PoolRecord,
+  QuotaRecord,
+  TemplateRecord,
+  TerminalChange,
+} from '../../lambdas/ports/job-store.js';
 
 type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
 type Claims = Event['requestContext']['authorizer']['jwt']['claims'];
 
-const fixture = (name: string): Event => JSON.parse(readFileSync(new URL(`../fixtures/http/${name}.json`, import.meta.url), 'utf8'));
+const fixture = (name: string): Event =>
+  JSON.parse(readFileSync(new URL(`../fixtures/http/${name}.json`, import.meta.url), 'utf8'));
 const clone = <T>(value: T): T => structuredClone(value);
 
 // ---------------------------------------------------------------- fakes
@@ -45,11 +58,17 @@ class MemoryStore implements JobStore {
   async createJob(job: Job, claim?: IdempotencyClaim) {
     if (claim) {
       const previous = this.claims.get(claim.key);
-      if (previous && previous.bodyHash !== claim.bodyHash) throw new IdempotencyConflict(`Idempotency-Key was used with another body`);
+      if (previous && previous.bodyHash !== claim.bodyHash)
+        throw new IdempotencyConflict(`Idempotency-Key was used with another body`);
       if (previous) return { job: clone(this.jobs.get(previous.jobId)!), created: false };
     }
     const jobs = this.quotas.get(`${job.project}#jobs`);
-    if (jobs?.hardLimit !== undefined && jobs.used >= jobs.hardLimit) throw new QuotaExceeded(job.project, 'jobs', `project ${job.project} has ${jobs.used} of ${jobs.hardLimit} active jobs`);
+    if (jobs?.hardLimit !== undefined && jobs.used >= jobs.hardLimit)
+      throw new QuotaExceeded(
+        job.project,
+        'jobs',
+        `project ${job.project} has ${jobs.used} of ${jobs.hardLimit} active jobs`,
+      );
     if (jobs) jobs.used += 1;
     this.jobs.set(job.id, clone(job));
     if (claim) this.claims.set(claim.key, { bodyHash: claim.bodyHash, jobId: job.id });
@@ -59,9 +78,14 @@ class MemoryStore implements JobStore {
     const job = this.jobs.get(id);
     return job && clone(job);
   }
-  async listJobs(filter: { projects?: string[]; state?: JobState }, page: { limit: number; nextToken?: string }): Promise<Page<Job>> {
+  async listJobs(
+    filter: { projects?: string[]; state?: JobState },
+    page: { limit: number; nextToken?: string },
+  ): Promise<Page<Job>> {
     const all = [...this.jobs.values()]
-      .filter((j) => (!filter.projects || filter.projects.includes(j.project)) && (!filter.state || j.state === filter.state))
+      .filter(
+        (j) => (!filter.projects || filter.projects.includes(j.project)) && (!filter.state || j.state === filter.state),
+      )
       .sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.id.localeCompare(a.id));
     const start = page.nextToken ? Number(page.nextToken) : 0;
     const items = all.slice(start, start + page.limit).map(clone);
@@ -76,8 +100,10 @@ class MemoryStore implements JobStore {
   }
   async recordOutcome(id: string, outcome: Outcome, on?: { instanceId: string; only: boolean }) {
     const job = this.jobs.get(id);
-    if (!job || job.outcome || ![JobState.LAUNCHING, JobState.RUNNING].includes(job.state as 'RUNNING')) return undefined;
-    if (on && (!job.instanceIds?.includes(on.instanceId) || (on.only && job.instanceIds.length !== 1))) return undefined;
+    if (!job || job.outcome || ![JobState.LAUNCHING, JobState.RUNNING].includes(job.state as 'RUNNING'))
+      return undefined;
+    if (on && (!job.instanceIds?.includes(on.instanceId) || (on.only && job.instanceIds.length !== 1)))
+      return undefined;
     job.outcome = outcome;
     return clone(job);
   }
@@ -102,7 +128,13 @@ class MemoryStore implements JobStore {
     if (pool.availableGpus < needs) return { admitted: false, blockedBy: 'pool' };
     pool.availableGpus -= needs;
     pool.usedGpus += needs;
-    return { admitted: true, job: await this.updateJob(job.id, QUEUED_STATES, { state: JobState.LAUNCHING, admittedAt, heldGpus: needs }, ['queuePosition', 'stateReason']) };
+    return {
+      admitted: true,
+      job: await this.updateJob(job.id, QUEUED_STATES, { state: JobState.LAUNCHING, admittedAt, heldGpus: needs }, [
+        'queuePosition',
+        'stateReason',
+      ]),
+    };
   }
   async finishJob(job: Job, change: TerminalChange) {
     const stored = this.jobs.get(job.id);
@@ -119,7 +151,9 @@ class MemoryStore implements JobStore {
     return this.jobs.delete(id);
   }
   private queue(pool: string) {
-    return [...this.jobs.values()].filter((j) => j.pool === pool && QUEUED_STATES.includes(j.state)).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    return [...this.jobs.values()]
+      .filter((j) => j.pool === pool && QUEUED_STATES.includes(j.state))
+      .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
   async listQueue(pool: string, limit: number, startAfter?: string) {
     const queue = this.queue(pool);
@@ -144,17 +178,35 @@ class MemoryStore implements JobStore {
     return pool && clone(pool);
   }
   async getLimits(pool: string | undefined, projects: readonly string[]) {
-    const quotas = new Map(await Promise.all(projects.map(async (p) => [p, { gpus: await this.getQuota(p, 'gpus'), gpuHours: await this.getQuota(p, 'gpuHours') }] as const)));
+    const quotas = new Map(
+      await Promise.all(
+        projects.map(
+          async (p) =>
+            [p, { gpus: await this.getQuota(p, 'gpus'), gpuHours: await this.getQuota(p, 'gpuHours') }] as const,
+        ),
+      ),
+    );
     const read = pool === undefined ? undefined : await this.getPool(pool);
     return { ...(read ? { pool: read } : {}), quotas };
   }
   async listPools() {
     return [...this.pools.values()].map(clone);
   }
-  async putPool(pool: { name: string; instanceType: string; gpusPerInstance: number; maxGpus: number; backfill?: boolean }) {
+  async putPool(pool: {
+    name: string;
+    instanceType: string;
+    gpusPerInstance: number;
+    maxGpus: number;
+    backfill?: boolean;
+  }) {
     const stored = this.pools.get(pool.name);
     const used = stored?.usedGpus ?? 0;
-    this.pools.set(pool.name, { ...pool, usedGpus: used, availableGpus: pool.maxGpus - used, backfill: pool.backfill ?? stored?.backfill ?? false });
+    this.pools.set(pool.name, {
+      ...pool,
+      usedGpus: used,
+      availableGpus: pool.maxGpus - used,
+      backfill: pool.backfill ?? stored?.backfill ?? false,
+    });
   }
   async setPoolBackfill(name: string, backfill: boolean) {
     const pool = this.pools.get(name);
@@ -174,7 +226,8 @@ class MemoryStore implements JobStore {
   }
   async putQuota(quota: { project: string; resource: QuotaResource; hardLimit: number }, only?: 'new' | 'existing') {
     const row = this.quotas.get(`${quota.project}#${quota.resource}`);
-    if ((only === 'new' && row?.hardLimit !== undefined) || (only === 'existing' && row?.hardLimit === undefined)) return undefined;
+    if ((only === 'new' && row?.hardLimit !== undefined) || (only === 'existing' && row?.hardLimit === undefined))
+      return undefined;
     this.quotas.set(`${quota.project}#${quota.resource}`, { ...quota, used: row?.used ?? 0 });
     return this.getQuota(quota.project, quota.resource);
   }
@@ -231,12 +284,14 @@ class MemoryCatalog implements Catalog {
     return Promise.all([...this.templates.keys()].map(async (id) => (await this.getTemplate(id))!));
   }
   async createTemplate(template: TemplateRecord) {
-    if (await this.findTemplate(template.project, template.name)) throw new Conflict(`a template named ${template.name} already exists`);
+    if (await this.findTemplate(template.project, template.name))
+      throw new Conflict(`a template named ${template.name} already exists`);
     this.templates.set(template.id, clone(template));
   }
   async updateTemplate(previous: TemplateRecord, next: TemplateRecord) {
     const current = this.templates.get(previous.id);
-    if (!current || current.revision !== previous.revision || current.deletingUntil) throw new Conflict(`template ${previous.name} changed meanwhile`);
+    if (!current || current.revision !== previous.revision || current.deletingUntil)
+      throw new Conflict(`template ${previous.name} changed meanwhile`);
     const holder = await this.findTemplate(next.project, next.name);
     if (holder && holder.id !== next.id) throw new Conflict(`a template named ${next.name} already exists`);
     this.templates.set(next.id, clone(next));
@@ -257,11 +312,24 @@ class MemoryCatalog implements Catalog {
   /** Seeding for the tests below: a version of an image, a template with a fixed id. */
   async putImage(image: ImageSpec) {
     const version = (this.images.get(image.name)?.versions.length ?? 0) + 1;
-    await this.appendImageVersion(image.name, { version, reference: image.reference, digest: image.digest, addedAt: '2025-02-01T00:00:00.000Z', addedBy: 'root' });
+    await this.appendImageVersion(image.name, {
+      version,
+      reference: image.reference,
+      digest: image.digest,
+      addedAt: '2025-02-01T00:00:00.000Z',
+      addedBy: 'root',
+    });
   }
   async putTemplate(template: TemplateSpec) {
     const id = `tpl-${template.name}`;
-    this.templates.set(id, { ...template, id, createdAt: '2025-02-01T00:00:00.000Z', updatedAt: '2025-02-01T00:00:00.000Z', createdBy: 'root', revision: 1 });
+    this.templates.set(id, {
+      ...template,
+      id,
+      createdAt: '2025-02-01T00:00:00.000Z',
+      updatedAt: '2025-02-01T00:00:00.000Z',
+      createdBy: 'root',
+      revision: 1,
+    });
   }
 }
 
@@ -306,7 +374,10 @@ function world(): World {
       sendTaskSuccess: async () => undefined,
       runningJobIds: () => assert.fail('the API does not reconcile'),
     },
-    events: { publish: async () => assert.fail('job state changes leave through the jobs table stream, not the API'), publishOperatorEvent: async () => assert.fail('the API raises no operator events') },
+    events: {
+      publish: async () => assert.fail('job state changes leave through the jobs table stream, not the API'),
+      publishOperatorEvent: async () => assert.fail('the API raises no operator events'),
+    },
     logs: {
       read: async (job, options) => {
         logReads.push({ jobId: job.id, tail: options.tail });
@@ -323,10 +394,34 @@ function world(): World {
   void store.putQuota({ project: 'vision', resource: 'gpus', hardLimit: 2 });
   void store.putQuota({ project: 'audio', resource: 'gpus', hardLimit: 4 });
   store.quotas.set('vision#jobs', { project: 'vision', resource: 'jobs', used: 0 }); // counted, unlimited
-  void catalog.putImage({ name: 'cuda', reference: 'nvidia/cuda:12.4.1-base-ubuntu22.04', digest: `sha256:${'a'.repeat(64)}` });
-  void catalog.putTemplate({ name: 'train', project: 'vision', pool: 'local', gpus: 1, nodeCount: 1, image: 'cuda', command: ['nvidia-smi'], env: {}, maxLiveTimeoutMinutes: 120 });
+  void catalog.putImage({
+    name: 'cuda',
+    reference: 'nvidia/cuda:12.4.1-base-ubuntu22.04',
+    digest: `sha256:${'a'.repeat(64)}`,
+  });
+  void catalog.putTemplate({
+    name: 'train',
+    project: 'vision',
+    pool: 'local',
+    gpus: 1,
+    nodeCount: 1,
+    image: 'cuda',
+    command: ['nvidia-smi'],
+    env: {},
+    maxLiveTimeoutMinutes: 120,
+  });
   // Whole g5.xlarge instances of 1 GPU each (core/accounting.ts): 2 GPUs are 2 nodes.
-  void catalog.putTemplate({ name: 'speech', project: 'audio', pool: 'a10g', gpus: 1, nodeCount: 2, image: 'cuda', command: ['nvidia-smi'], env: {}, maxLiveTimeoutMinutes: 60 });
+  void catalog.putTemplate({
+    name: 'speech',
+    project: 'audio',
+    pool: 'a10g',
+    gpus: 1,
+    nodeCount: 2,
+    image: 'cuda',
+    command: ['nvidia-smi'],
+    env: {},
+    maxLiveTimeoutMinutes: 60,
+  });
   return { deps, store, started, logged, output, logReads };
 }
 
@@ -382,12 +477,19 @@ interface Response {
 async function call(w: World, event: Event, options: ApiOptions = {}): Promise<Response> {
   const handler = createApiHandler(() => w.deps, options);
   const result = (await handler(event, {} as Context)) as APIGatewayProxyStructuredResultV2;
-  const headers = Object.fromEntries(Object.entries(result.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]));
+  const headers = Object.fromEntries(
+    Object.entries(result.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]),
+  );
   if (result.statusCode !== 204) assert.equal(headers['content-type'], 'application/json');
   return { status: result.statusCode!, headers, body: result.body ? JSON.parse(result.body) : undefined };
 }
 
-async function submit(w: World, body: unknown = { template: 'train' }, claims: Claims = ALICE, headers: Record<string, string> = {}) {
+async function submit(
+  w: World,
+  body: unknown = { template: 'train' },
+  claims: Claims = ALICE,
+  headers: Record<string, string> = {},
+) {
   const response = await call(w, request('POST', '/v1/jobs', { body, claims, headers }));
   assert.equal(response.status, 202, JSON.stringify(response.body));
   return response.body;
@@ -405,7 +507,8 @@ function assertError(response: Response, status: number, code: string) {
   assert.equal(typeof response.body.error.message, 'string');
 }
 
-const fieldsOf = (response: Response): string[] => response.body.error.details.map((d: { field: string }) => d.field).sort();
+const fieldsOf = (response: Response): string[] =>
+  response.body.error.details.map((d: { field: string }) => d.field).sort();
 
 // ---------------------------------------------------------------- tests
 
@@ -431,9 +534,14 @@ describe('public routes', () => {
   });
 
   it('GET /v1/health checks the store and reports the runtime components', async () => {
-    const response = await call(w, request('GET', '/v1/health', { claims: null }), { health: async () => ({ workflows: { status: 'ok', running: 2 } }) });
+    const response = await call(w, request('GET', '/v1/health', { claims: null }), {
+      health: async () => ({ workflows: { status: 'ok', running: 2 } }),
+    });
     assert.equal(response.status, 200);
-    assert.deepEqual(response.body, { status: 'ok', components: { store: 'ok', workflows: { status: 'ok', running: 2 } } });
+    assert.deepEqual(response.body, {
+      status: 'ok',
+      components: { store: 'ok', workflows: { status: 'ok', running: 2 } },
+    });
   });
 
   it('GET /v1/health is 503 when the store does not answer', async () => {
@@ -468,28 +576,43 @@ describe('authentication', () => {
   ];
   for (const [method, path] of protectedRoutes) {
     it(`${method} ${path} without claims is 401`, async () => {
-      const response = await call(w, request(method, path, { claims: null, ...(method === 'POST' ? { body: { template: 'train' } } : {}) }));
+      const response = await call(
+        w,
+        request(method, path, { claims: null, ...(method === 'POST' ? { body: { template: 'train' } } : {}) }),
+      );
       assertError(response, 401, 'unauthorized');
       assertNothingStored(w);
     });
   }
 
   it('claims without a subject are 401', async () => {
-    assertError(await call(w, request('GET', '/v1/jobs', { claims: { 'cognito:groups': '[vision]' } })), 401, 'unauthorized');
+    assertError(
+      await call(w, request('GET', '/v1/jobs', { claims: { 'cognito:groups': '[vision]' } })),
+      401,
+      'unauthorized',
+    );
   });
 
   it('takes groups from a configured claim, as an array or as API Gateway flattens it', async () => {
     await submit(w, { template: 'speech' }, BOB);
-    const asArray = await call(w, request('GET', '/v1/jobs', { claims: { sub: 'carol', groups: ['audio'] } }), { groupsClaim: 'groups' });
-    const asString = await call(w, request('GET', '/v1/jobs', { claims: { sub: 'carol', groups: '[audio other]' } }), { groupsClaim: 'groups' });
+    const asArray = await call(w, request('GET', '/v1/jobs', { claims: { sub: 'carol', groups: ['audio'] } }), {
+      groupsClaim: 'groups',
+    });
+    const asString = await call(w, request('GET', '/v1/jobs', { claims: { sub: 'carol', groups: '[audio other]' } }), {
+      groupsClaim: 'groups',
+    });
     assert.equal(asArray.body.items.length, 1);
     assert.equal(asString.body.items.length, 1);
   });
 
   it('makes a caller admin by the configured admin group only', async () => {
     await submit(w, { template: 'speech' }, BOB);
-    const ops = await call(w, request('GET', '/v1/jobs', { claims: { sub: 'op', 'cognito:groups': '[ops]' } }), { adminGroup: 'ops' });
-    const notAdmin = await call(w, request('GET', '/v1/jobs', { claims: { sub: 'op', 'cognito:groups': '[admin]' } }), { adminGroup: 'ops' });
+    const ops = await call(w, request('GET', '/v1/jobs', { claims: { sub: 'op', 'cognito:groups': '[ops]' } }), {
+      adminGroup: 'ops',
+    });
+    const notAdmin = await call(w, request('GET', '/v1/jobs', { claims: { sub: 'op', 'cognito:groups': '[admin]' } }), {
+      adminGroup: 'ops',
+    });
     assert.equal(ops.body.items.length, 1);
     assert.equal(notAdmin.body.items.length, 0);
   });
@@ -565,7 +688,10 @@ describe('POST /v1/jobs', () => {
 
   for (const key of ['', 'has space', 'x'.repeat(129), 'ключ', 'tab\there']) {
     it(`refuses Idempotency-Key ${JSON.stringify(key.length > 20 ? `${key.slice(0, 8)}…(${key.length})` : key)}`, async () => {
-      const response = await call(w, request('POST', '/v1/jobs', { body: { template: 'train' }, headers: { 'idempotency-key': key } }));
+      const response = await call(
+        w,
+        request('POST', '/v1/jobs', { body: { template: 'train' }, headers: { 'idempotency-key': key } }),
+      );
       assertError(response, 400, 'validation_error');
       assert.deepEqual(fieldsOf(response), ['Idempotency-Key']);
       assertNothingStored(w);
@@ -584,8 +710,16 @@ describe('POST /v1/jobs', () => {
     ['liveTimeoutMinutes -1', { template: 'train', liveTimeoutMinutes: -1 }, ['liveTimeoutMinutes']],
     ['a command string', { template: 'train', command: 'nvidia-smi' }, ['command']],
     ['an env value of the wrong type', { template: 'train', env: { SEED: 1 } }, ['env.SEED']],
-    ['several bad fields at once', { gpus: 0, liveTimeoutMinutes: -1, privileged: true }, ['gpus', 'liveTimeoutMinutes', 'privileged', 'template']],
-    ['liveTimeoutMinutes past the template maximum', { template: 'train', liveTimeoutMinutes: 121 }, ['liveTimeoutMinutes']],
+    [
+      'several bad fields at once',
+      { gpus: 0, liveTimeoutMinutes: -1, privileged: true },
+      ['gpus', 'liveTimeoutMinutes', 'privileged', 'template'],
+    ],
+    [
+      'liveTimeoutMinutes past the template maximum',
+      { template: 'train', liveTimeoutMinutes: 121 },
+      ['liveTimeoutMinutes'],
+    ],
     ['a template of another project', { template: 'speech' }, ['template']],
   ];
   for (const [what, body, fields] of bad) {
@@ -617,7 +751,10 @@ describe('POST /v1/jobs', () => {
   }
 
   it('is 413 for a body over the limit, and stores nothing', async () => {
-    const response = await call(w, request('POST', '/v1/jobs', { body: { template: 'train', name: 'x'.repeat(64 * 1024) } }));
+    const response = await call(
+      w,
+      request('POST', '/v1/jobs', { body: { template: 'train', name: 'x'.repeat(64 * 1024) } }),
+    );
     assertError(response, 413, 'payload_too_large');
     assertNothingStored(w);
   });
@@ -627,17 +764,32 @@ describe('POST /v1/jobs', () => {
     const size = Buffer.byteLength(JSON.stringify(body));
     const encodedSize = Buffer.from(JSON.stringify(body)).toString('base64').length;
     const limit = Math.floor((size + encodedSize) / 2); // between the decoded and the encoded size
-    assert.equal((await call(w, request('POST', '/v1/jobs', { body, base64: true }), { maxBodyBytes: limit })).status, 202);
-    assertError(await call(w, request('POST', '/v1/jobs', { body, base64: true }), { maxBodyBytes: size - 1 }), 413, 'payload_too_large');
+    assert.equal(
+      (await call(w, request('POST', '/v1/jobs', { body, base64: true }), { maxBodyBytes: limit })).status,
+      202,
+    );
+    assertError(
+      await call(w, request('POST', '/v1/jobs', { body, base64: true }), { maxBodyBytes: size - 1 }),
+      413,
+      'payload_too_large',
+    );
   });
 
   it('is 403 for a project the caller is not a member of', async () => {
-    assertError(await call(w, request('POST', '/v1/jobs', { body: { template: 'speech', project: 'audio' } })), 403, 'forbidden');
+    assertError(
+      await call(w, request('POST', '/v1/jobs', { body: { template: 'speech', project: 'audio' } })),
+      403,
+      'forbidden',
+    );
     assertNothingStored(w);
   });
 
   it('is 422 for more GPUs than the pool can ever hold', async () => {
-    assertError(await call(w, request('POST', '/v1/jobs', { body: { template: 'speech', gpus: 9 }, claims: BOB })), 422, 'unprocessable');
+    assertError(
+      await call(w, request('POST', '/v1/jobs', { body: { template: 'speech', gpus: 9 }, claims: BOB })),
+      422,
+      'unprocessable',
+    );
     assertNothingStored(w);
   });
 
@@ -656,10 +808,16 @@ describe('reading jobs', () => {
     await submit(w, { template: 'speech' }, BOB);
     const page1 = await call(w, request('GET', '/v1/jobs', { query: { limit: '1' } }));
     assert.equal(page1.status, 200);
-    assert.deepEqual(page1.body.items.map((j: Job) => j.id), [b.id]);
+    assert.deepEqual(
+      page1.body.items.map((j: Job) => j.id),
+      [b.id],
+    );
     assert.ok(page1.body.nextToken);
     const page2 = await call(w, request('GET', '/v1/jobs', { query: { limit: '1', nextToken: page1.body.nextToken } }));
-    assert.deepEqual(page2.body.items.map((j: Job) => j.id), [a.id]);
+    assert.deepEqual(
+      page2.body.items.map((j: Job) => j.id),
+      [a.id],
+    );
     assert.equal(page2.body.nextToken, undefined);
   });
 
@@ -681,7 +839,13 @@ describe('reading jobs', () => {
     assert.deepEqual(response.body.items.map((j: Job) => j.project).sort(), ['audio', 'vision']);
   });
 
-  for (const [query, field] of [[{ state: 'BOGUS' }, 'state'], [{ limit: '0' }, 'limit'], [{ limit: 'ten' }, 'limit'], [{ owner: 'alice' }, 'owner'], [{ project: 'Not A Project' }, 'project']] as const) {
+  for (const [query, field] of [
+    [{ state: 'BOGUS' }, 'state'],
+    [{ limit: '0' }, 'limit'],
+    [{ limit: 'ten' }, 'limit'],
+    [{ owner: 'alice' }, 'owner'],
+    [{ project: 'Not A Project' }, 'project'],
+  ] as const) {
     it(`GET /v1/jobs is 400 naming ${field} for ${JSON.stringify(query)}`, async () => {
       const response = await call(w, request('GET', '/v1/jobs', { query }));
       assertError(response, 400, 'validation_error');
@@ -709,7 +873,11 @@ describe('reading jobs', () => {
 });
 
 describe('GET /v1/jobs/{id}/logs', () => {
-  const printed = (n: number): LogLine[] => Array.from({ length: n }, (_, i) => ({ at: new Date(Date.UTC(2025, 1, 3, 10, 0, i)).toISOString(), message: `step ${i}` }));
+  const printed = (n: number): LogLine[] =>
+    Array.from({ length: n }, (_, i) => ({
+      at: new Date(Date.UTC(2025, 1, 3, 10, 0, i)).toISOString(),
+      message: `step ${i}`,
+    }));
 
   it('returns { jobId, lines } oldest first, the last 1000 lines unless told otherwise', async () => {
     const job = await submit(w);
@@ -749,7 +917,11 @@ describe('GET /v1/jobs/{id}/logs', () => {
     assert.doesNotMatch(JSON.stringify(hidden.body), /secret/);
     const missing = await call(w, request('GET', '/v1/jobs/j-nope/logs'));
     assertError(missing, 404, 'not_found');
-    assert.equal(hidden.body.error.message, `job ${theirs.id} not found`, 'the same answer as for a job that does not exist');
+    assert.equal(
+      hidden.body.error.message,
+      `job ${theirs.id} not found`,
+      'the same answer as for a job that does not exist',
+    );
     assert.deepEqual(w.logReads, []);
     const admin = await call(w, request('GET', `/v1/jobs/${theirs.id}/logs`, { claims: ROOT }));
     assert.deepEqual(admin.body, { jobId: theirs.id, lines: [{ message: 'secret' }] });
@@ -834,16 +1006,31 @@ describe('pools, quotas, stats', () => {
     const response = await call(w, request('GET', '/v1/pools'));
     assert.equal(response.status, 200);
     const local = response.body.items.find((p: { name: string }) => p.name === 'local');
-    assert.deepEqual(local, { name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 4, usedGpus: 4, availableGpus: 0, waitingJobs: 2, backfill: false });
+    assert.deepEqual(local, {
+      name: 'local',
+      instanceType: 'local',
+      gpusPerInstance: 4,
+      maxGpus: 4,
+      usedGpus: 4,
+      availableGpus: 0,
+      waitingJobs: 2,
+      backfill: false,
+    });
   });
 
   it('GET /v1/quotas shows a member their projects and an admin all; a counted resource without a limit is not a quota', async () => {
     const member = await call(w, request('GET', '/v1/quotas'));
     assert.deepEqual(member.body.items, [{ project: 'vision', resource: 'gpus', hardLimit: 2, used: 0 }]);
     const admin = await call(w, request('GET', '/v1/quotas', { claims: ROOT }));
-    assert.deepEqual(admin.body.items.map((q: { project: string }) => q.project), ['audio', 'vision']);
+    assert.deepEqual(
+      admin.body.items.map((q: { project: string }) => q.project),
+      ['audio', 'vision'],
+    );
     const filtered = await call(w, request('GET', '/v1/quotas', { claims: ROOT, query: { project: 'audio' } }));
-    assert.deepEqual(filtered.body.items.map((q: { project: string }) => q.project), ['audio']);
+    assert.deepEqual(
+      filtered.body.items.map((q: { project: string }) => q.project),
+      ['audio'],
+    );
   });
 
   it('GET /v1/quotas/{project}/{resource} is the row, 404 when not visible or absent, 400 for an unknown resource', async () => {
@@ -903,10 +1090,16 @@ describe('error mapping', () => {
 
   it('ValidationError carries every field in details', async () => {
     w.store.listPools = async () => {
-      throw new ValidationError([{ field: 'a', reason: 'one' }, { field: 'b', reason: 'two' }]);
+      throw new ValidationError([
+        { field: 'a', reason: 'one' },
+        { field: 'b', reason: 'two' },
+      ]);
     };
     const response = await call(w, request('GET', '/v1/pools'));
-    assert.deepEqual(response.body.error.details, [{ field: 'a', reason: 'one' }, { field: 'b', reason: 'two' }]);
+    assert.deepEqual(response.body.error.details, [
+      { field: 'a', reason: 'one' },
+      { field: 'b', reason: 'two' },
+    ]);
   });
 
   it('anything else is a generic 500, logged, with no stack or message leaked', async () => {

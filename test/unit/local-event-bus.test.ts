@@ -4,11 +4,26 @@ import { LocalEventBus } from '../../lambdas/adapters/local-event-bus.js';
 import type { Logger } from '../../lambdas/core/deps.js';
 import type { JobStateChange, OperatorEvent } from '../../lambdas/ports/events.js';
 
-const event: JobStateChange = { eventId: 'e-1', jobId: 'j-1', name: 'train', project: 'vision', owner: 'alice', pool: 'local', gpus: 1, previousState: null, state: 'PENDING', at: '2025-02-03T10:00:00.000Z' };
+const event: JobStateChange = {
+  eventId: 'e-1',
+  jobId: 'j-1',
+  name: 'train',
+  project: 'vision',
+  owner: 'alice',
+  pool: 'local',
+  gpus: 1,
+  previousState: null,
+  state: 'PENDING',
+  at: '2025-02-03T10:00:00.000Z',
+};
 
 function recordingLog() {
   const errors: Array<{ message: string; data?: Record<string, unknown> }> = [];
-  const log: Logger = { info: () => undefined, warn: () => undefined, error: (message, data) => void errors.push({ message, data }) };
+  const log: Logger = {
+    info: () => undefined,
+    warn: () => undefined,
+    error: (message, data) => void errors.push({ message, data }),
+  };
   return { log, errors };
 }
 
@@ -76,7 +91,13 @@ describe('LocalEventBus', () => {
 
   it('delivers operator events to their own subscribers only', async () => {
     const bus = new LocalEventBus(recordingLog().log);
-    const operator: OperatorEvent = { eventId: 'o-1', kind: 'orphan-terminated', subject: 'i-0abc', reason: 'no live job', at: '2025-02-03T10:00:00.000Z' };
+    const operator: OperatorEvent = {
+      eventId: 'o-1',
+      kind: 'orphan-terminated',
+      subject: 'i-0abc',
+      reason: 'no live job',
+      at: '2025-02-03T10:00:00.000Z',
+    };
     const changes: JobStateChange[] = [];
     const operatorEvents: OperatorEvent[] = [];
     bus.subscribe((e) => void changes.push(e));
@@ -93,8 +114,16 @@ describe('LocalEventBus', () => {
     bus.subscribeOperatorEvents(async () => {
       throw new Error('pager down');
     });
-    await bus.publishOperatorEvent({ eventId: 'o-2', kind: 'vcpu-limit', subject: 'a10g', reason: 'account limit reached', at: '2025-02-03T10:00:00.000Z' });
+    await bus.publishOperatorEvent({
+      eventId: 'o-2',
+      kind: 'vcpu-limit',
+      subject: 'a10g',
+      reason: 'account limit reached',
+      at: '2025-02-03T10:00:00.000Z',
+    });
     await bus.idle();
-    assert.deepEqual(errors, [{ message: 'event subscriber failed', data: { kind: 'vcpu-limit', subject: 'a10g', error: 'Error: pager down' } }]);
+    assert.deepEqual(errors, [
+      { message: 'event subscriber failed', data: { kind: 'vcpu-limit', subject: 'a10g', error: 'Error: pager down' } },
+    ]);
   });
 });

@@ -26,7 +26,10 @@ before(async () => {
         Run: {
           Type: 'Task',
           Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken',
-          Parameters: { FunctionName: '${TasksFunctionArn}', Payload: { 'taskToken.$': '$$.Task.Token', timeoutSeconds: 600 } },
+          Parameters: {
+            FunctionName: '${TasksFunctionArn}',
+            Payload: { 'taskToken.$': '$$.Task.Token', timeoutSeconds: 600 },
+          },
           TimeoutSeconds: 600,
           End: true,
         },
@@ -42,10 +45,17 @@ const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 
 test('close() ends the waits of aborted executions, so no task timeout keeps the process alive', async () => {
   let handed: (token: string) => void;
   const taskCalled = new Promise<string>((resolve) => (handed = resolve));
-  const workflows = new LocalWorkflows(async (event) => void handed((event as { taskToken: string }).taskToken), quiet, definition);
+  const workflows = new LocalWorkflows(
+    async (event) => void handed((event as { taskToken: string }).taskToken),
+    quiet,
+    definition,
+  );
   const before = timers();
 
-  await workflows.start('j-0123456789abcdef', workflowInput({ id: 'j-0123456789abcdef', pool: 'local', state: JobState.PENDING }));
+  await workflows.start(
+    'j-0123456789abcdef',
+    workflowInput({ id: 'j-0123456789abcdef', pool: 'local', state: JobState.PENDING }),
+  );
   const token = await taskCalled;
   assert.ok(timers() > before, 'the wait arms the task timeout');
 
@@ -63,9 +73,16 @@ test('close() ends the waits of aborted executions, so no task timeout keeps the
 test('sendTaskSuccess ends the wait with its output', async () => {
   let handed: (token: string) => void;
   const taskCalled = new Promise<string>((resolve) => (handed = resolve));
-  const workflows = new LocalWorkflows(async (event) => void handed((event as { taskToken: string }).taskToken), quiet, definition);
+  const workflows = new LocalWorkflows(
+    async (event) => void handed((event as { taskToken: string }).taskToken),
+    quiet,
+    definition,
+  );
 
-  await workflows.start('j-ghjkmnpqrstvwxyz', workflowInput({ id: 'j-ghjkmnpqrstvwxyz', pool: 'local', state: JobState.PENDING }));
+  await workflows.start(
+    'j-ghjkmnpqrstvwxyz',
+    workflowInput({ id: 'j-ghjkmnpqrstvwxyz', pool: 'local', state: JobState.PENDING }),
+  );
   await workflows.sendTaskSuccess(await taskCalled, { exitCode: 0 });
   await workflows.idle();
 
@@ -76,7 +93,10 @@ test('sendTaskSuccess ends the wait with its output', async () => {
 });
 
 test('a filled-in definition runs each Task on the runner of the function it names, callback waits included', async () => {
-  const [first, second] = ['arn:aws:lambda:us-east-1:123456789012:function:first', 'arn:aws:lambda:us-east-1:123456789012:function:second'];
+  const [first, second] = [
+    'arn:aws:lambda:us-east-1:123456789012:function:first',
+    'arn:aws:lambda:us-east-1:123456789012:function:second',
+  ];
   const calls: string[] = [];
   let handed: (token: string) => void;
   const waiting = new Promise<string>((resolve) => (handed = resolve));
@@ -88,7 +108,12 @@ test('a filled-in definition runs each Task on the runner of the function it nam
         StartAt: 'Plain',
         States: {
           Plain: { Type: 'Task', Resource: first, Next: 'Wait' },
-          Wait: { Type: 'Task', Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken', Parameters: { FunctionName: second, Payload: { 'taskToken.$': '$$.Task.Token' } }, End: true },
+          Wait: {
+            Type: 'Task',
+            Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken',
+            Parameters: { FunctionName: second, Payload: { 'taskToken.$': '$$.Task.Token' } },
+            End: true,
+          },
         },
       },
       runners: {
@@ -100,12 +125,24 @@ test('a filled-in definition runs each Task on the runner of the function it nam
       },
     },
   );
-  await workflows.start('j-abcdefghjkmnpqrs', workflowInput({ id: 'j-abcdefghjkmnpqrs', pool: 'local', state: JobState.PENDING }));
+  await workflows.start(
+    'j-abcdefghjkmnpqrs',
+    workflowInput({ id: 'j-abcdefghjkmnpqrs', pool: 'local', state: JobState.PENDING }),
+  );
   await workflows.sendTaskSuccess(await waiting, {});
   await workflows.idle();
   assert.deepEqual(calls, ['first', 'second']);
-  assert.deepEqual(workflows.list().map((e) => e.status), ['SUCCEEDED']);
+  assert.deepEqual(
+    workflows.list().map((e) => e.status),
+    ['SUCCEEDED'],
+  );
 
-  const unbound = { StartAt: 'Plain', States: { Plain: { Type: 'Task', Resource: 'arn:aws:lambda:us-east-1:123456789012:function:other', End: true } } };
-  assert.throws(() => new LocalWorkflows(async () => undefined, quiet, { definition: unbound, runners: {} }), /Task state Plain names arn:aws:lambda:us-east-1:123456789012:function:other, which has no runner/);
+  const unbound = {
+    StartAt: 'Plain',
+    States: { Plain: { Type: 'Task', Resource: 'arn:aws:lambda:us-east-1:123456789012:function:other', End: true } },
+  };
+  assert.throws(
+    () => new LocalWorkflows(async () => undefined, quiet, { definition: unbound, runners: {} }),
+    /Task state Plain names arn:aws:lambda:us-east-1:123456789012:function:other, which has no runner/,
+  );
 });

@@ -2,7 +2,16 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Logger } from '../../lambdas/core/deps.js';
 import { ValidationError } from '../../lambdas/core/errors.js';
-import { escapeSlack, formatNotification, formatSlack, formatTeams, matchesRoute, notifyChannel, type DeliveryLedger, type NotificationChannel } from '../../lambdas/core/notification.js';
+import {
+  escapeSlack,
+  formatNotification,
+  formatSlack,
+  formatTeams,
+  matchesRoute,
+  notifyChannel,
+  type DeliveryLedger,
+  type NotificationChannel,
+} from '../../lambdas/core/notification.js';
 import { LocalConfig, NotifyChannelSpec, parse } from '../../lambdas/core/schemas.js';
 import type { JobStateChange } from '../../lambdas/ports/events.js';
 
@@ -23,7 +32,11 @@ const event = (over: Partial<JobStateChange> = {}): JobStateChange => ({
 /** Every mrkdwn string in a Slack message: the fallback text and each block's text. */
 function slackTexts(message: ReturnType<typeof formatSlack>): string[] {
   const texts = [message.text];
-  for (const block of message.blocks as Array<{ text?: { text: string }; fields?: Array<{ text: string }>; elements?: Array<{ text: string }> }>) {
+  for (const block of message.blocks as Array<{
+    text?: { text: string };
+    fields?: Array<{ text: string }>;
+    elements?: Array<{ text: string }>;
+  }>) {
     if (block.text) texts.push(block.text.text);
     for (const f of block.fields ?? []) texts.push(f.text);
     for (const e of block.elements ?? []) texts.push(e.text);
@@ -33,16 +46,32 @@ function slackTexts(message: ReturnType<typeof formatSlack>): string[] {
 
 describe('Slack formatting', () => {
   it('names the job, its new state, reason, project, owner and pool', () => {
-    const message = formatSlack(event({ state: 'WAITING', previousState: 'PENDING', stateReason: 'pool a10g has 1 of 8 GPUs free, needs 2' }));
+    const message = formatSlack(
+      event({ state: 'WAITING', previousState: 'PENDING', stateReason: 'pool a10g has 1 of 8 GPUs free, needs 2' }),
+    );
     const all = slackTexts(message).join('\n');
-    for (const part of ['train resnet', '*WAITING*', 'pool a10g has 1 of 8 GPUs free, needs 2', 'vision', 'alice', 'a10g', 'j-0001', 'PENDING → WAITING']) {
+    for (const part of [
+      'train resnet',
+      '*WAITING*',
+      'pool a10g has 1 of 8 GPUs free, needs 2',
+      'vision',
+      'alice',
+      'a10g',
+      'j-0001',
+      'PENDING → WAITING',
+    ]) {
       assert.ok(all.includes(part), `missing ${part}`);
     }
   });
 
   it('cannot mention a channel or a user, or smuggle a link, through user text', () => {
     const message = formatSlack(
-      event({ name: '<!channel> deploy', owner: '<@U123>', project: 'vision', stateReason: 'see <http://evil.example|docs> & <!here>' }),
+      event({
+        name: '<!channel> deploy',
+        owner: '<@U123>',
+        project: 'vision',
+        stateReason: 'see <http://evil.example|docs> & <!here>',
+      }),
     );
     for (const text of slackTexts(message)) {
       assert.doesNotMatch(text, /<!channel>|<!here>|<@U123>|<http:/);
@@ -60,9 +89,17 @@ describe('Slack formatting', () => {
 
 describe('Teams formatting', () => {
   it('is an Adaptive Card with the job’s facts, markdown in user text escaped', () => {
-    const card = formatTeams(event({ name: '[click](http://evil.example) **now**', state: 'FAILED', stateReason: 'exited with code 3' })) as {
+    const card = formatTeams(
+      event({ name: '[click](http://evil.example) **now**', state: 'FAILED', stateReason: 'exited with code 3' }),
+    ) as {
       type: string;
-      attachments: Array<{ contentType: string; content: { type: string; body: Array<{ type: string; text?: string; facts?: Array<{ title: string; value: string }> }> } }>;
+      attachments: Array<{
+        contentType: string;
+        content: {
+          type: string;
+          body: Array<{ type: string; text?: string; facts?: Array<{ title: string; value: string }> }>;
+        };
+      }>;
     };
     assert.equal(card.type, 'message');
     const { contentType, content } = card.attachments[0];
@@ -136,11 +173,22 @@ describe('notifyChannel', () => {
   it('posts a routed event once, however often it arrives', async () => {
     const ledger = new FakeLedger();
     const posted: string[] = [];
-    const deps = { ledger, log: quiet, post: async (c: NotificationChannel, e: JobStateChange) => void posted.push(`${c.id} ${e.eventId}`) };
+    const deps = {
+      ledger,
+      log: quiet,
+      post: async (c: NotificationChannel, e: JobStateChange) => void posted.push(`${c.id} ${e.eventId}`),
+    };
     assert.equal(await notifyChannel(deps, channel, event({ state: 'FAILED' })), 'posted');
-    assert.equal(await notifyChannel(deps, channel, event({ state: 'FAILED', at: '2025-02-03T10:00:07.000Z' })), 'already-sent');
+    assert.equal(
+      await notifyChannel(deps, channel, event({ state: 'FAILED', at: '2025-02-03T10:00:07.000Z' })),
+      'already-sent',
+    );
     assert.deepEqual(posted, ['ml-alerts e-0001']);
-    assert.deepEqual(ledger.calls, ['claim notify|ml-alerts|e-0001', 'sent notify|ml-alerts|e-0001', 'claim notify|ml-alerts|e-0001']);
+    assert.deepEqual(ledger.calls, [
+      'claim notify|ml-alerts|e-0001',
+      'sent notify|ml-alerts|e-0001',
+      'claim notify|ml-alerts|e-0001',
+    ]);
   });
 
   it('does not touch the ledger for an event its route does not take', async () => {
@@ -178,18 +226,40 @@ describe('notifyChannel', () => {
 
 describe('notification routes in configuration', () => {
   it('the local config takes a states filter and refuses an unknown state', () => {
-    const config = parse(LocalConfig, { notifications: [{ type: 'teams', url: 'https://example.webhook.office.com/x', projects: ['vision'], states: ['FAILED', 'EXPIRED'] }] });
+    const config = parse(LocalConfig, {
+      notifications: [
+        {
+          type: 'teams',
+          url: 'https://example.webhook.office.com/x',
+          projects: ['vision'],
+          states: ['FAILED', 'EXPIRED'],
+        },
+      ],
+    });
     assert.deepEqual(config.notifications[0].states, ['FAILED', 'EXPIRED']);
     assert.throws(
-      () => parse(LocalConfig, { notifications: [{ type: 'slack', url: 'https://hooks.example/x', states: ['DONE'] }] }),
-      (error: unknown) => error instanceof ValidationError && error.details.some((d) => d.field === 'notifications.0.states.0'),
+      () =>
+        parse(LocalConfig, { notifications: [{ type: 'slack', url: 'https://hooks.example/x', states: ['DONE'] }] }),
+      (error: unknown) =>
+        error instanceof ValidationError && error.details.some((d) => d.field === 'notifications.0.states.0'),
     );
   });
 
   it('an AWS channel names its secret by ARN, never by URL', () => {
     const arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:flare/slack-ml-AbCdEf';
-    assert.deepEqual(parse(NotifyChannelSpec, { id: 'ml', type: 'slack', secretArn: arn, states: ['FAILED'] }), { id: 'ml', type: 'slack', secretArn: arn, states: ['FAILED'] });
-    assert.throws(() => parse(NotifyChannelSpec, { id: 'ml', type: 'slack', secretArn: 'https://hooks.slack.com/services/T/B/x' }), /secretArn/);
-    assert.throws(() => parse(NotifyChannelSpec, { id: 'ml', type: 'slack', secretArn: arn, url: 'https://hooks.slack.com/x' }), /url: unknown field/);
+    assert.deepEqual(parse(NotifyChannelSpec, { id: 'ml', type: 'slack', secretArn: arn, states: ['FAILED'] }), {
+      id: 'ml',
+      type: 'slack',
+      secretArn: arn,
+      states: ['FAILED'],
+    });
+    assert.throws(
+      () => parse(NotifyChannelSpec, { id: 'ml', type: 'slack', secretArn: 'https://hooks.slack.com/services/T/B/x' }),
+      /secretArn/,
+    );
+    assert.throws(
+      () => parse(NotifyChannelSpec, { id: 'ml', type: 'slack', secretArn: arn, url: 'https://hooks.slack.com/x' }),
+      /url: unknown field/,
+    );
   });
 });

@@ -28,7 +28,14 @@ type Operation = {
   security: unknown[];
   parameters?: Array<{ name: string; in: string; required: boolean; schema: Schema }>;
   requestBody?: { description?: string; content: { 'application/json': { schema: Schema } } };
-  responses: Record<string, { description?: string; content?: { 'application/json': { schema: Schema } }; headers?: Record<string, { required: boolean }> }>;
+  responses: Record<
+    string,
+    {
+      description?: string;
+      content?: { 'application/json': { schema: Schema } };
+      headers?: Record<string, { required: boolean }>;
+    }
+  >;
 };
 type Schema = {
   $ref?: string;
@@ -50,8 +57,12 @@ const noDeps = (): Deps => {
   throw new Error('the OpenAPI route must not need the store');
 };
 
-async function fetchDocument(change: (event: Event) => void = () => undefined): Promise<{ statusCode: number; doc: Doc }> {
-  const event: Event = JSON.parse(readFileSync(new URL('../fixtures/http/public-get-root.json', import.meta.url), 'utf8'));
+async function fetchDocument(
+  change: (event: Event) => void = () => undefined,
+): Promise<{ statusCode: number; doc: Doc }> {
+  const event: Event = JSON.parse(
+    readFileSync(new URL('../fixtures/http/public-get-root.json', import.meta.url), 'utf8'),
+  );
   change(event);
   event.rawPath = '/v1/openapi.json';
   event.requestContext.http.path = '/v1/openapi.json';
@@ -78,7 +89,11 @@ describe('GET /v1/openapi.json', () => {
     for (const route of routes) {
       const operation = doc.paths[route.path]?.[route.method.toLowerCase()];
       assert.ok(operation, `${route.method} ${route.path} is missing from the document`);
-      assert.deepEqual(operation.security.length === 0, Boolean(route.public), `${route.method} ${route.path}: security`);
+      assert.deepEqual(
+        operation.security.length === 0,
+        Boolean(route.public),
+        `${route.method} ${route.path}: security`,
+      );
       if (!route.public) assert.ok(operation.responses['401'], `${route.method} ${route.path} documents 401`);
     }
     const operations = Object.values(doc.paths).flatMap((p) => Object.values(p));
@@ -89,7 +104,16 @@ describe('GET /v1/openapi.json', () => {
   it('gives POST /v1/jobs the submit schema itself: its fields, and nothing else allowed', async () => {
     const { doc } = await fetchDocument();
     const body = resolve(doc, doc.paths['/v1/jobs'].post.requestBody!.content['application/json'].schema);
-    assert.deepEqual(Object.keys(body.properties!).sort(), ['command', 'env', 'gpus', 'liveTimeoutMinutes', 'name', 'project', 'sshPublicKey', 'template']);
+    assert.deepEqual(Object.keys(body.properties!).sort(), [
+      'command',
+      'env',
+      'gpus',
+      'liveTimeoutMinutes',
+      'name',
+      'project',
+      'sshPublicKey',
+      'template',
+    ]);
     assert.deepEqual(body.required, ['template']);
     assert.equal(body.additionalProperties, false);
     assert.equal(body.properties!.command.maxItems, 256, 'the argv bound the API enforces');
@@ -103,7 +127,10 @@ describe('GET /v1/openapi.json', () => {
     assert.equal(limit?.schema.maximum, 1000);
     assert.ok(list.some((p) => p.name === 'state' && p.in === 'query'));
     const byId = doc.paths['/v1/jobs/{id}'].get.parameters!;
-    assert.deepEqual(byId.map((p) => [p.name, p.in, p.required]), [['id', 'path', true]]);
+    assert.deepEqual(
+      byId.map((p) => [p.name, p.in, p.required]),
+      [['id', 'path', true]],
+    );
   });
 
   it('documents what POST /v1/jobs answers: 202, the Job component and its Location', async () => {
@@ -114,8 +141,10 @@ describe('GET /v1/openapi.json', () => {
     const job = doc.components.schemas.Job;
     assert.equal(job.additionalProperties, false, 'no field beyond those described');
     assert.deepEqual(job.properties!.state.enum, JOB_STATES);
-    for (const field of ['id', 'project', 'state', 'createdAt']) assert.ok(job.required?.includes(field), `${field} is always there`);
-    for (const field of ['queuePosition', 'expiresAt', 'exitCode']) assert.ok(job.properties![field] && !job.required?.includes(field), `${field} is described and optional`);
+    for (const field of ['id', 'project', 'state', 'createdAt'])
+      assert.ok(job.required?.includes(field), `${field} is always there`);
+    for (const field of ['queuePosition', 'expiresAt', 'exitCode'])
+      assert.ok(job.properties![field] && !job.required?.includes(field), `${field} is described and optional`);
   });
 
   it('documents lists as pages of a component, and a 204 without a body', async () => {
@@ -132,20 +161,33 @@ describe('GET /v1/openapi.json', () => {
   it('has every view among its components', async () => {
     const { doc } = await fetchDocument();
     const ids = Object.values(views).flatMap((view) => {
-      const id = view instanceof z.ZodType ? (z.globalRegistry.get(view) as { id?: string } | undefined)?.id : undefined;
+      const id =
+        view instanceof z.ZodType ? (z.globalRegistry.get(view) as { id?: string } | undefined)?.id : undefined;
       return id ? [id] : [];
     });
-    assert.deepEqual(
-      ids.sort(),
-      ['Health', 'Image', 'ImageVersion', 'Job', 'JobLogs', 'OpenApiDocument', 'Pool', 'Quota', 'Stats', 'StatsFigures', 'Template', 'V1', 'Versions'],
-    );
+    assert.deepEqual(ids.sort(), [
+      'Health',
+      'Image',
+      'ImageVersion',
+      'Job',
+      'JobLogs',
+      'OpenApiDocument',
+      'Pool',
+      'Quota',
+      'Stats',
+      'StatsFigures',
+      'Template',
+      'V1',
+      'Versions',
+    ]);
     for (const id of ids) assert.ok(doc.components.schemas[id], `${id} is a component`);
   });
 
   it('documents the conflict, impossible and quota answers where routes give them', async () => {
     const { doc } = await fetchDocument();
     const statuses = (path: string, method: string) => Object.keys(doc.paths[path][method].responses);
-    for (const status of ['202', '400', '401', '409', '413', '422', '429']) assert.ok(statuses('/v1/jobs', 'post').includes(status), `POST /v1/jobs documents ${status}`);
+    for (const status of ['202', '400', '401', '409', '413', '422', '429'])
+      assert.ok(statuses('/v1/jobs', 'post').includes(status), `POST /v1/jobs documents ${status}`);
     assert.ok(statuses('/v1/templates/{id}', 'delete').includes('409'), 'deleting a template in use');
     assert.ok(statuses('/v1/templates', 'post').includes('429'), 'the templates quota');
     assert.ok(!statuses('/v1/pools', 'get').includes('429'), 'a read never answers 429');
@@ -161,21 +203,29 @@ describe('GET /v1/openapi.json', () => {
       for (const [method, operation] of Object.entries(methods)) {
         const unavailable = operation.responses['503'];
         if (path === '/v1/health') continue; // its own 503: a degraded component
-        if (operation.security.length === 0) assert.equal(unavailable, undefined, `${method} ${path} is public and reads no store`);
-        else assert.equal(unavailable?.headers?.['retry-after']?.required, true, `${method} ${path} documents 503 with Retry-After`);
+        if (operation.security.length === 0)
+          assert.equal(unavailable, undefined, `${method} ${path} is public and reads no store`);
+        else
+          assert.equal(
+            unavailable?.headers?.['retry-after']?.required,
+            true,
+            `${method} ${path} documents 503 with Retry-After`,
+          );
       }
     }
   });
 
   it('names the server it was reached at: the API Gateway origin (and a stage other than $default), else "/"', async () => {
-    assert.deepEqual((await fetchDocument()).doc.servers, [{ url: 'https://abc123.execute-api.eu-west-1.amazonaws.com' }]);
+    assert.deepEqual((await fetchDocument()).doc.servers, [
+      { url: 'https://abc123.execute-api.eu-west-1.amazonaws.com' },
+    ]);
     const staged = await fetchDocument((e) => void (e.requestContext.stage = 'prod'));
     assert.deepEqual(staged.doc.servers, [{ url: 'https://abc123.execute-api.eu-west-1.amazonaws.com/prod' }]);
     const unknown = await fetchDocument((e) => void delete e.headers['x-forwarded-proto']);
     assert.deepEqual(unknown.doc.servers, [{ url: '/' }]);
   });
 
-  it('names the local server\'s own origin when served by it', async () => {
+  it("names the local server's own origin when served by it", async () => {
     const server = await startHttpServer({ host: '127.0.0.1', port: 0, users: [], handler: createApiHandler(noDeps) });
     try {
       const doc = (await (await fetch(`${server.url}/v1/openapi.json`)).json()) as Doc;
@@ -215,15 +265,23 @@ describe('GET /v1/openapi.json', () => {
 
   it('enforces the env limit it documents: 64 variables are valid, 65 are a 400 naming env', async () => {
     const submit = async (count: number) => {
-      const event: Event = JSON.parse(readFileSync(new URL('../fixtures/http/member-submit-job.json', import.meta.url), 'utf8'));
-      event.body = JSON.stringify({ template: 'train', env: Object.fromEntries(Array.from({ length: count }, (_, i) => [`V${i}`, 'x'])) });
+      const event: Event = JSON.parse(
+        readFileSync(new URL('../fixtures/http/member-submit-job.json', import.meta.url), 'utf8'),
+      );
+      event.body = JSON.stringify({
+        template: 'train',
+        env: Object.fromEntries(Array.from({ length: count }, (_, i) => [`V${i}`, 'x'])),
+      });
       event.isBase64Encoded = false;
       const response = await createApiHandler(noDeps)(event, {} as Context);
       return { status: response.statusCode, body: JSON.parse(response.body ?? '{}') };
     };
     const over = await submit(65);
     assert.equal(over.status, 400);
-    assert.deepEqual(over.body.error.details.map((d: { field: string }) => d.field), ['env']);
+    assert.deepEqual(
+      over.body.error.details.map((d: { field: string }) => d.field),
+      ['env'],
+    );
     const env = (count: number) => Object.fromEntries(Array.from({ length: count }, (_, i) => [`V${i}`, 'x']));
     assert.equal(SubmitJobInput.safeParse({ template: 'train', env: env(64) }).success, true, '64 are valid');
   });

@@ -6,7 +6,13 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Deps } from '../../lambdas/core/deps.js';
 import { JobState, terminalFor, type Job, type Outcome } from '../../lambdas/core/job.js';
-import { counterSubject, executionJobId, reconcile, ReconcileFailed, type ReconcileOptions } from '../../lambdas/core/reconcile.js';
+import {
+  counterSubject,
+  executionJobId,
+  reconcile,
+  ReconcileFailed,
+  type ReconcileOptions,
+} from '../../lambdas/core/reconcile.js';
 import type { ManagedInstance } from '../../lambdas/ports/compute.js';
 import type { OperatorEvent } from '../../lambdas/ports/events.js';
 import type { CounterRow, Mark, MarkKind, ReconcileStore } from '../../lambdas/ports/reconcile-store.js';
@@ -58,7 +64,9 @@ function job(id: string, state: Job['state'], overrides: Partial<Job> = {}): Job
     liveTimeoutMinutes: 60,
     state,
     createdAt: '2030-01-01T00:00:00.000Z',
-    ...(['LAUNCHING', 'RUNNING', 'STOPPING'].includes(state) ? { heldGpus: 1, admittedAt: '2030-01-01T00:00:01.000Z' } : {}),
+    ...(['LAUNCHING', 'RUNNING', 'STOPPING'].includes(state)
+      ? { heldGpus: 1, admittedAt: '2030-01-01T00:00:01.000Z' }
+      : {}),
     ...overrides,
   };
 }
@@ -83,7 +91,18 @@ interface Fakes {
 }
 
 function fakes(jobs: Job[] = []): Fakes {
-  return { indexed: jobs, stored: new Map(jobs.map((j) => [j.id, j])), instances: [], running: new Set(), started: [], terminated: [], events: [], clock: { now: f0() }, outcomes: [], taskSuccesses: [] };
+  return {
+    indexed: jobs,
+    stored: new Map(jobs.map((j) => [j.id, j])),
+    instances: [],
+    running: new Set(),
+    started: [],
+    terminated: [],
+    events: [],
+    clock: { now: f0() },
+    outcomes: [],
+    taskSuccesses: [],
+  };
 }
 
 function deps(f: Fakes): Deps {
@@ -128,8 +147,18 @@ const later = (f: Fakes, seconds = 300) => void (f.clock.now += seconds * 1000);
 describe('executionJobId', () => {
   test('reads the leading job id of every execution name Flare uses, and nothing else', () => {
     assert.equal(executionJobId(J1), J1);
-    for (const suffix of ['admitted', 'admitted-3', 'recover-lx3k2', 'reconcile-m1n2']) assert.equal(executionJobId(`${J1}-${suffix}`), J1);
-    for (const other of ['j-111111111111111', 'j-1111111111111111x', 'j-111111111111111i', 'job-7', 'manual', '', undefined]) assert.equal(executionJobId(other), undefined, String(other));
+    for (const suffix of ['admitted', 'admitted-3', 'recover-lx3k2', 'reconcile-m1n2'])
+      assert.equal(executionJobId(`${J1}-${suffix}`), J1);
+    for (const other of [
+      'j-111111111111111',
+      'j-1111111111111111x',
+      'j-111111111111111i',
+      'job-7',
+      'manual',
+      '',
+      undefined,
+    ])
+      assert.equal(executionJobId(other), undefined, String(other));
   });
 });
 
@@ -160,7 +189,12 @@ describe('reconcile: orphan instances', () => {
     f.stored.set(J1, job(J1, JobState.RUNNING));
     f.instances = [{ instanceId: 'i-1', jobId: J1, state: 'running' }];
     const store = new MemoryReconcileStore();
-    await store.putMark('orphan', 'i-1', { observed: J1, markedAt: new Date(f.clock.now - 600_000).toISOString() }, new Date(f.clock.now + 60_000));
+    await store.putMark(
+      'orphan',
+      'i-1',
+      { observed: J1, markedAt: new Date(f.clock.now - 600_000).toISOString() },
+      new Date(f.clock.now + 60_000),
+    );
 
     const report = await reconcile(deps(f), store, OPTIONS);
 
@@ -191,7 +225,13 @@ describe('reconcile: orphan instances', () => {
 describe('reconcile: lost instances', () => {
   /** A job that started long ago on `instanceIds`, its Run wait armed with a task token. */
   const runningOn = (id: string, instanceIds: string[], overrides: Partial<Job> = {}) =>
-    job(id, JobState.RUNNING, { instanceIds, startedAt: '2030-01-01T00:00:30.000Z', expiresAt: '2030-01-03T00:00:00.000Z', taskToken: `token-${id}`, ...overrides });
+    job(id, JobState.RUNNING, {
+      instanceIds,
+      startedAt: '2030-01-01T00:00:30.000Z',
+      expiresAt: '2030-01-03T00:00:00.000Z',
+      taskToken: `token-${id}`,
+      ...overrides,
+    });
 
   test('a running job whose instance is no longer listed is marked on one run and reported lost on the next, its wait ended; a job whose instance is listed is untouched', async () => {
     const f = fakes([runningOn(J1, ['i-gone']), runningOn(J2, ['i-live']), runningOn(J3, ['i-down'])]);
@@ -208,7 +248,10 @@ describe('reconcile: lost instances', () => {
     assert.deepEqual(first.lost, { marked: [J1, J3], reported: [] });
     assert.deepEqual(f.outcomes, [], 'nothing is reported on one observation');
     assert.equal(f.taskSuccesses.length, 0);
-    assert.match(f.events.find((e) => e.kind === 'instance-missing' && e.subject === J1)!.reason, /job j-1+ is RUNNING but instance i-gone no longer exists; it is reported lost if the next run finds it so still/);
+    assert.match(
+      f.events.find((e) => e.kind === 'instance-missing' && e.subject === J1)!.reason,
+      /job j-1+ is RUNNING but instance i-gone no longer exists; it is reported lost if the next run finds it so still/,
+    );
 
     later(f);
     const second = await reconcile(deps(f), store, OPTIONS);
@@ -219,12 +262,21 @@ describe('reconcile: lost instances', () => {
       { jobId: J1, outcome: { kind: 'lost', reason: 'instance i-gone no longer exists', at: firstSeen } },
       { jobId: J3, outcome: { kind: 'lost', reason: 'instance i-down is terminated', at: firstSeen } },
     ]);
-    assert.deepEqual(f.taskSuccesses.map((t) => t.token), [`token-${J1}`, `token-${J3}`]);
-    assert.equal(terminalFor(f.stored.get(J1)!, new Date(f.clock.now)).reason, 'instance lost: instance i-gone no longer exists');
-    assert.match(f.events.find((e) => e.kind === 'job-lost' && e.subject === J1)!.reason, /seen on two runs, first at 2030-01-01T01:00:00.000Z/);
+    assert.deepEqual(
+      f.taskSuccesses.map((t) => t.token),
+      [`token-${J1}`, `token-${J3}`],
+    );
+    assert.equal(
+      terminalFor(f.stored.get(J1)!, new Date(f.clock.now)).reason,
+      'instance lost: instance i-gone no longer exists',
+    );
+    assert.match(
+      f.events.find((e) => e.kind === 'job-lost' && e.subject === J1)!.reason,
+      /seen on two runs, first at 2030-01-01T01:00:00.000Z/,
+    );
     assert.equal(f.stored.get(J2)!.outcome, undefined, 'the job whose instance is listed runs on');
     assert.ok(!f.events.some((e) => e.subject === J2));
-    assert.deepEqual(f.terminated, [], 'the job\'s own Stop terminates its instances, not the reconciler');
+    assert.deepEqual(f.terminated, [], "the job's own Stop terminates its instances, not the reconciler");
     assert.equal(store.marks.size, 0);
 
     later(f);
@@ -234,7 +286,10 @@ describe('reconcile: lost instances', () => {
 
   test('a loss first seen at or after expiresAt ends the job EXPIRED; one seen before it, FAILED even when confirmed after it', async () => {
     const expiresSoon = '2030-01-01T01:02:00.000Z';
-    const f = fakes([runningOn(J1, ['i-gone'], { expiresAt: expiresSoon }), runningOn(J2, ['i-gone-2'], { expiresAt: '2030-01-01T01:00:00.000Z' })]);
+    const f = fakes([
+      runningOn(J1, ['i-gone'], { expiresAt: expiresSoon }),
+      runningOn(J2, ['i-gone-2'], { expiresAt: '2030-01-01T01:00:00.000Z' }),
+    ]);
     f.running = new Set([J1, J2]);
     const store = new MemoryReconcileStore();
 
@@ -242,15 +297,26 @@ describe('reconcile: lost instances', () => {
     later(f);
     await reconcile(deps(f), store, OPTIONS);
 
-    assert.equal(terminalFor(f.stored.get(J1)!, new Date(f.clock.now)).state, JobState.FAILED, 'missing before its expiry');
-    assert.equal(terminalFor(f.stored.get(J2)!, new Date(f.clock.now)).state, JobState.EXPIRED, 'missing from its expiry on');
+    assert.equal(
+      terminalFor(f.stored.get(J1)!, new Date(f.clock.now)).state,
+      JobState.FAILED,
+      'missing before its expiry',
+    );
+    assert.equal(
+      terminalFor(f.stored.get(J2)!, new Date(f.clock.now)).state,
+      JobState.EXPIRED,
+      'missing from its expiry on',
+    );
   });
 
-  test('a job launched less than a mark\'s age ago, or LAUNCHING while its workflow still waits for the agent, is not marked', async () => {
+  test("a job launched less than a mark's age ago, or LAUNCHING while its workflow still waits for the agent, is not marked", async () => {
     const f = fakes([
       runningOn(J1, ['i-young'], { startedAt: new Date(f0() - 10_000).toISOString() }),
       job(J2, JobState.LAUNCHING, { instanceIds: ['i-booting'], admittedAt: new Date(f0() - 300_000).toISOString() }),
-      job(J3, JobState.LAUNCHING, { instanceIds: ['i-never-booted'], admittedAt: new Date(f0() - 900_000).toISOString() }),
+      job(J3, JobState.LAUNCHING, {
+        instanceIds: ['i-never-booted'],
+        admittedAt: new Date(f0() - 900_000).toISOString(),
+      }),
     ]);
     f.running = new Set([J1, J2, J3]);
     const store = new MemoryReconcileStore();
@@ -296,7 +362,11 @@ describe('reconcile: lost instances', () => {
 
 describe('reconcile: stuck jobs', () => {
   test('WAITING jobs and jobs with an execution are left alone; a stuck one is re-driven on the second run with a reconcile execution', async () => {
-    const f = fakes([job(J1, JobState.WAITING), job(J2, JobState.RUNNING, { expiresAt: '2030-01-02T00:00:00Z' }), job(J3, JobState.STOPPING)]);
+    const f = fakes([
+      job(J1, JobState.WAITING),
+      job(J2, JobState.RUNNING, { expiresAt: '2030-01-02T00:00:00Z' }),
+      job(J3, JobState.STOPPING),
+    ]);
     f.running = new Set([J2]);
     const store = new MemoryReconcileStore();
 
@@ -316,7 +386,10 @@ describe('reconcile: stuck jobs', () => {
     const report = await reconcile(deps(f), new MemoryReconcileStore(), OPTIONS);
 
     assert.deepEqual(report.stuck, { marked: [], redriven: [] });
-    assert.deepEqual(f.events.filter((e) => e.kind.startsWith('job-')), []);
+    assert.deepEqual(
+      f.events.filter((e) => e.kind.startsWith('job-')),
+      [],
+    );
   });
 
   test('a RUNNING job past its live timeout with no execution is re-driven at once, so no instance outlives it by more than a period', async () => {
@@ -330,7 +403,12 @@ describe('reconcile: stuck jobs', () => {
 });
 
 describe('reconcile: usage counters', () => {
-  const poolRow = (used: number, available: number): CounterRow => ({ ref: { kind: 'pool', pool: 'p' }, used, available, limit: 4 });
+  const poolRow = (used: number, available: number): CounterRow => ({
+    ref: { kind: 'pool', pool: 'p' },
+    used,
+    available,
+    limit: 4,
+  });
   /** vision's rows, right for `gpus` held and `jobs` active. */
   const visionRows = (gpus: number, jobs: number): CounterRow[] => [
     { ref: { kind: 'quota', project: 'vision', resource: 'gpus' }, used: gpus },
@@ -338,7 +416,11 @@ describe('reconcile: usage counters', () => {
   ];
 
   test('recounts project gpus and jobs and pool GPUs from live jobs: queued jobs hold no GPUs but count as jobs', async () => {
-    const f = fakes([job(J1, JobState.RUNNING, { heldGpus: 2 }), job(J2, JobState.WAITING), job(J3, JobState.STOPPING)]);
+    const f = fakes([
+      job(J1, JobState.RUNNING, { heldGpus: 2 }),
+      job(J2, JobState.WAITING),
+      job(J3, JobState.STOPPING),
+    ]);
     f.running = new Set([J1, J3]);
     const store = new MemoryReconcileStore();
     store.counters = [
@@ -407,10 +489,13 @@ describe('reconcile: usage counters', () => {
     const second = await reconcile(deps(f), store, OPTIONS);
 
     assert.deepEqual(second.usage.repaired.map((r) => r.counter).sort(), ['quota/audio/gpus', 'quota/audio/jobs']);
-    assert.deepEqual(store.repairs.map((r) => r.read.ref).sort((a, b) => counterSubject(a).localeCompare(counterSubject(b))), [
-      { kind: 'quota', project: 'audio', resource: 'gpus' },
-      { kind: 'quota', project: 'audio', resource: 'jobs' },
-    ]);
+    assert.deepEqual(
+      store.repairs.map((r) => r.read.ref).sort((a, b) => counterSubject(a).localeCompare(counterSubject(b))),
+      [
+        { kind: 'quota', project: 'audio', resource: 'gpus' },
+        { kind: 'quota', project: 'audio', resource: 'jobs' },
+      ],
+    );
   });
 });
 

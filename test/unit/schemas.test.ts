@@ -16,29 +16,62 @@ function fields(fn: () => unknown): string[] {
 describe('SubmitJobInput', () => {
   it('accepts a minimal and a full job', () => {
     assert.deepEqual(parse(SubmitJobInput, { template: 'train' }), { template: 'train' });
-    const full = { template: 'train', name: 'run 1', project: 'vision', command: ['python', 'train.py', '--lr', '0.1'], gpus: 2, liveTimeoutMinutes: 0.05, env: { SEED: '1' } };
+    const full = {
+      template: 'train',
+      name: 'run 1',
+      project: 'vision',
+      command: ['python', 'train.py', '--lr', '0.1'],
+      gpus: 2,
+      liveTimeoutMinutes: 0.05,
+      env: { SEED: '1' },
+    };
     assert.deepEqual(parse(SubmitJobInput, full), full);
   });
 
   it('names every bad field at once', () => {
-    assert.deepEqual(fields(() => parse(SubmitJobInput, { template: 'train', gpus: 1.5, liveTimeoutMinutes: 0, privileged: true })).sort(), ['gpus', 'liveTimeoutMinutes', 'privileged'].sort());
+    assert.deepEqual(
+      fields(() =>
+        parse(SubmitJobInput, { template: 'train', gpus: 1.5, liveTimeoutMinutes: 0, privileged: true }),
+      ).sort(),
+      ['gpus', 'liveTimeoutMinutes', 'privileged'].sort(),
+    );
   });
 
   for (const gpus of [0, -1, 1.5, '2', Number.POSITIVE_INFINITY]) {
-    it(`refuses gpus ${String(gpus)}`, () => assert.deepEqual(fields(() => parse(SubmitJobInput, { template: 't', gpus })), ['gpus']));
+    it(`refuses gpus ${String(gpus)}`, () =>
+      assert.deepEqual(
+        fields(() => parse(SubmitJobInput, { template: 't', gpus })),
+        ['gpus'],
+      ));
   }
   for (const liveTimeoutMinutes of [0, -5, Number.NaN, '10']) {
-    it(`refuses liveTimeoutMinutes ${String(liveTimeoutMinutes)}`, () => assert.deepEqual(fields(() => parse(SubmitJobInput, { template: 't', liveTimeoutMinutes })), ['liveTimeoutMinutes']));
+    it(`refuses liveTimeoutMinutes ${String(liveTimeoutMinutes)}`, () =>
+      assert.deepEqual(
+        fields(() => parse(SubmitJobInput, { template: 't', liveTimeoutMinutes })),
+        ['liveTimeoutMinutes'],
+      ));
   }
 
   it('refuses a command that is not an argv array, or carries NUL', () => {
-    assert.deepEqual(fields(() => parse(SubmitJobInput, { template: 't', command: 'rm -rf /' })), ['command']);
-    assert.deepEqual(fields(() => parse(SubmitJobInput, { template: 't', command: ['a\0b'] })), ['command.0']);
-    assert.deepEqual(fields(() => parse(SubmitJobInput, { template: 't', command: [] })), ['command']);
+    assert.deepEqual(
+      fields(() => parse(SubmitJobInput, { template: 't', command: 'rm -rf /' })),
+      ['command'],
+    );
+    assert.deepEqual(
+      fields(() => parse(SubmitJobInput, { template: 't', command: ['a\0b'] })),
+      ['command.0'],
+    );
+    assert.deepEqual(
+      fields(() => parse(SubmitJobInput, { template: 't', command: [] })),
+      ['command'],
+    );
   });
 
   it('refuses unknown fields by name', () => {
-    assert.deepEqual(fields(() => parse(SubmitJobInput, { template: 't', volumes: ['/:/host'], network: 'host' })).sort(), ['network', 'volumes']);
+    assert.deepEqual(
+      fields(() => parse(SubmitJobInput, { template: 't', volumes: ['/:/host'], network: 'host' })).sort(),
+      ['network', 'volumes'],
+    );
   });
 });
 
@@ -51,7 +84,10 @@ describe('LocalConfig', () => {
   });
 
   it('refuses unknown keys and dangling references, naming them', () => {
-    assert.deepEqual(fields(() => parse(LocalConfig, { colour: 'blue' })), ['colour']);
+    assert.deepEqual(
+      fields(() => parse(LocalConfig, { colour: 'blue' })),
+      ['colour'],
+    );
     const found = fields(() =>
       parse(LocalConfig, {
         pools: [{ name: 'local', gpus: 2 }],
@@ -69,9 +105,15 @@ describe('TemplateSpec.allowRoot', () => {
     assert.equal(parse(TemplateSpec, { ...base, allowRoot: true }).allowRoot, true);
   });
   it('is refused for multi-node templates, which share the host network', () => {
-    assert.deepEqual(fields(() => parse(TemplateSpec, { ...base, nodeCount: 2, allowRoot: true })), ['allowRoot']);
+    assert.deepEqual(
+      fields(() => parse(TemplateSpec, { ...base, nodeCount: 2, allowRoot: true })),
+      ['allowRoot'],
+    );
   });
   it('must be a boolean', () => {
-    assert.deepEqual(fields(() => parse(TemplateSpec, { ...base, allowRoot: 'yes' })), ['allowRoot']);
+    assert.deepEqual(
+      fields(() => parse(TemplateSpec, { ...base, allowRoot: 'yes' })),
+      ['allowRoot'],
+    );
   });
 });

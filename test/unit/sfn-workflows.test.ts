@@ -14,11 +14,22 @@ const B = 'j-ghjkmnpqrstvwxyz';
 const C = 'j-00000000000000zz';
 
 function execution(name: string) {
-  return { executionArn: `${ARN.replace(':stateMachine:', ':execution:')}:${name}`, stateMachineArn: ARN, name, status: 'RUNNING' as const, startDate: new Date('2030-01-01T00:00:00Z') };
+  return {
+    executionArn: `${ARN.replace(':stateMachine:', ':execution:')}:${name}`,
+    stateMachineArn: ARN,
+    name,
+    status: 'RUNNING' as const,
+    startDate: new Date('2030-01-01T00:00:00Z'),
+  };
 }
 
 function sfnError(name: string): SFNServiceException {
-  return new SFNServiceException({ name, $fault: 'client', $metadata: { httpStatusCode: 400 }, message: `${name} (mocked)` });
+  return new SFNServiceException({
+    name,
+    $fault: 'client',
+    $metadata: { httpStatusCode: 400 },
+    message: `${name} (mocked)`,
+  });
 }
 
 beforeEach(() => sfnMock.reset());
@@ -29,7 +40,9 @@ describe('SfnWorkflows.runningJobIds', () => {
       .on(ListExecutionsCommand, { stateMachineArn: ARN, statusFilter: 'RUNNING', maxResults: 1000 })
       .resolves({ executions: [execution(A), execution(`${B}-admitted-2`)], nextToken: 'page-2' })
       .on(ListExecutionsCommand, { nextToken: 'page-2' })
-      .resolves({ executions: [execution(`${C}-recover-lx3k2`), execution(`${A}-reconcile-m1n2`), execution('hand-started-test')] });
+      .resolves({
+        executions: [execution(`${C}-recover-lx3k2`), execution(`${A}-reconcile-m1n2`), execution('hand-started-test')],
+      });
 
     const running = await new SfnWorkflows(sfn, ARN).runningJobIds();
 
@@ -49,7 +62,11 @@ describe('SfnWorkflows.runningJobIds', () => {
   });
 
   test('a failed page fails the query: a partial list would make running jobs look stuck', async () => {
-    sfnMock.on(ListExecutionsCommand, { nextToken: undefined }).resolves({ executions: [execution(A)], nextToken: 'page-2' }).on(ListExecutionsCommand, { nextToken: 'page-2' }).rejects(sfnError('ThrottlingException'));
+    sfnMock
+      .on(ListExecutionsCommand, { nextToken: undefined })
+      .resolves({ executions: [execution(A)], nextToken: 'page-2' })
+      .on(ListExecutionsCommand, { nextToken: 'page-2' })
+      .rejects(sfnError('ThrottlingException'));
 
     await assert.rejects(new SfnWorkflows(sfn, ARN).runningJobIds(), { name: 'ThrottlingException' });
   });
@@ -57,7 +74,10 @@ describe('SfnWorkflows.runningJobIds', () => {
 
 describe('SfnWorkflows.start', () => {
   test('starts an execution named by the caller with the job id and pool as input; an existing one of that name is the same start', async () => {
-    sfnMock.on(StartExecutionCommand).resolvesOnce({ executionArn: 'x', startDate: new Date() }).rejectsOnce(sfnError('ExecutionAlreadyExists'));
+    sfnMock
+      .on(StartExecutionCommand)
+      .resolvesOnce({ executionArn: 'x', startDate: new Date() })
+      .rejectsOnce(sfnError('ExecutionAlreadyExists'));
     const workflows = new SfnWorkflows(sfn, ARN);
 
     await workflows.start(`${A}-reconcile-m1n2`, workflowInput({ id: A, pool: 'a100', state: JobState.RUNNING }));

@@ -25,7 +25,11 @@ const QUOTAS = [
 ];
 const QUOTA_MAP = new Map(QUOTAS.map((q) => [q.project, q.gpus]));
 
-function job(over: Partial<SubmittedJob> & { name: string }, times: { created: number; admitted?: number; started?: number; finished?: number; timeoutS?: number }, state = 'SUCCEEDED'): SubmittedJob {
+function job(
+  over: Partial<SubmittedJob> & { name: string },
+  times: { created: number; admitted?: number; started?: number; finished?: number; timeoutS?: number },
+  state = 'SUCCEEDED',
+): SubmittedJob {
   const timeoutS = over.timeoutS ?? times.timeoutS ?? 5;
   const id = `j-${over.name}`;
   return {
@@ -56,9 +60,14 @@ function job(over: Partial<SubmittedJob> & { name: string }, times: { created: n
 /** Two jobs that kept every rule: one ended in time, one ran into its expiry and was stopped 10 ms after it. */
 function cleanRecord(): SoakRecord {
   const ok = job({ name: 'ok', sleepS: 2, timeoutS: 5 }, { created: 0, admitted: 0, started: 50, finished: 2_100 });
-  const late = job({ name: 'late', sleepS: 8, timeoutS: 3, pool: 'beta', project: 'audio' }, { created: 10, admitted: 10, started: 90, finished: 3_200 }, 'EXPIRED');
+  const late = job(
+    { name: 'late', sleepS: 8, timeoutS: 3, pool: 'beta', project: 'audio' },
+    { created: 10, admitted: 10, started: 90, finished: 3_200 },
+    'EXPIRED',
+  );
   const samples = [];
-  for (let t = 100; t <= 3_400; t += 200) samples.push({ at: T0 + t, jobIds: [...(t <= 2_000 ? ['j-ok'] : []), ...(t <= 3_000 ? ['j-late'] : [])] });
+  for (let t = 100; t <= 3_400; t += 200)
+    samples.push({ at: T0 + t, jobIds: [...(t <= 2_000 ? ['j-ok'] : []), ...(t <= 3_000 ? ['j-late'] : [])] });
   return {
     runId: 'soak-test',
     startedAt: T0,
@@ -101,7 +110,8 @@ const row = (record: SoakRecord, key: string) => {
 describe('soak invariants', () => {
   it('a run that kept every rule has every invariant at 0 and passes', () => {
     const verdict = computeVerdict(cleanRecord());
-    for (const r of verdict.rows.filter((x) => x.ok !== null)) assert.equal(r.count, 0, `${r.label}: ${r.detail.join('; ')}`);
+    for (const r of verdict.rows.filter((x) => x.ok !== null))
+      assert.equal(r.count, 0, `${r.label}: ${r.detail.join('; ')}`);
     assert.equal(verdict.ok, true);
     assert.equal(verdict.expiryOvershootMs.n, 1);
     assert.ok(Math.abs(verdict.expiryOvershootMs.p50 - 10) < 1);
@@ -119,7 +129,10 @@ describe('soak invariants', () => {
   it('counts a job recorded EXPIRED that exited in time, one FAILED with another exit code, one that never started', () => {
     const record = cleanRecord();
     record.jobs[0].final!.state = 'EXPIRED';
-    assert.match(row(record, 'outcomes').detail[0], /expected SUCCEEDED \(exit 0\), got EXPIRED \(exit 0\), its process exited 2990 ms before expiresAt$/);
+    assert.match(
+      row(record, 'outcomes').detail[0],
+      /expected SUCCEEDED \(exit 0\), got EXPIRED \(exit 0\), its process exited 2990 ms before expiresAt$/,
+    );
     record.jobs[0].final = { ...record.jobs[0].final!, state: 'FAILED', exitCode: 143 };
     record.jobs[0].exitCode = 3;
     assert.equal(row(record, 'outcomes').count, 1);
@@ -154,13 +167,19 @@ describe('soak invariants', () => {
     assert.equal(row(procs, 'overshoot').count, 0);
     procs.jobs.push(job({ name: 'y' }, { created: 0, admitted: 0, started: 50, finished: 900 }));
     procs.procSamples.push({ at: T0 + 400, jobIds: ['j-ok', 'j-x', 'j-y'] }); // vision: 4 of 3
-    assert.deepEqual(row(procs, 'overshoot').detail.map((d) => d.split(' at ')[0]), ['processes: project vision ran jobs of 4 GPUs (quota 3)']);
+    assert.deepEqual(
+      row(procs, 'overshoot').detail.map((d) => d.split(' at ')[0]),
+      ['processes: project vision ran jobs of 4 GPUs (quota 3)'],
+    );
   });
 
   it('counts GPUs and quota units still held at the end', () => {
     const record = cleanRecord();
     record.finalPools[0].usedGpus = 2;
-    record.finalQuotas.push({ at: T0, project: 'audio', resource: 'jobs', used: 1 }, { at: T0, project: 'audio', resource: 'gpuHours', used: 7 });
+    record.finalQuotas.push(
+      { at: T0, project: 'audio', resource: 'jobs', used: 1 },
+      { at: T0, project: 'audio', resource: 'gpuHours', used: 7 },
+    );
     assert.equal(row(record, 'leaked').count, 3);
   });
 
@@ -188,7 +207,13 @@ describe('soak invariants', () => {
     const record = cleanRecord();
     record.leftover = { jobPids: [101, 102], jvmPids: [103] };
     assert.equal(row(record, 'leftover').count, 3);
-    record.jobs.push({ ...record.jobs[0], name: 'never', id: undefined, final: undefined, submitError: 'not accepted before the deadline' });
+    record.jobs.push({
+      ...record.jobs[0],
+      name: 'never',
+      id: undefined,
+      final: undefined,
+      submitError: 'not accepted before the deadline',
+    });
     record.jobs.push(job({ name: 'stuck' }, { created: 0, admitted: 0, started: 50 }, 'RUNNING'));
     assert.equal(row(record, 'unfinished').count, 2);
   });
@@ -218,7 +243,14 @@ describe('soak queue rules', () => {
   const older = (audioHeld: number) => [
     job({ name: 'a', project: 'audio' }, { created: 0, admitted: 3_000, finished: 4_000 }),
     job({ name: 'b', project: 'vision' }, { created: 100, admitted: 1_000, finished: 2_000 }),
-    ...(audioHeld ? [job({ name: 'h', project: 'audio', gpus: audioHeld, pool: 'beta' }, { created: -5_000, admitted: -5_000, finished: 2_900 })] : []),
+    ...(audioHeld
+      ? [
+          job(
+            { name: 'h', project: 'audio', gpus: audioHeld, pool: 'beta' },
+            { created: -5_000, admitted: -5_000, finished: 2_900 },
+          ),
+        ]
+      : []),
   ];
 
   it('FIFO: a younger job admitted while an older one whose project had room waited', () => {
@@ -238,7 +270,10 @@ describe('soak queue rules', () => {
   });
 
   it('FIFO: within a project, younger never goes first', () => {
-    const jobs = [job({ name: 'a', gpus: 2 }, { created: 0, admitted: 3_000, finished: 4_000 }), job({ name: 'b' }, { created: 100, admitted: 1_000, finished: 2_000 })];
+    const jobs = [
+      job({ name: 'a', gpus: 2 }, { created: 0, admitted: 3_000, finished: 4_000 }),
+      job({ name: 'b' }, { created: 100, admitted: 1_000, finished: 2_000 }),
+    ];
     assert.equal(fifoViolations(jobs, QUOTA_MAP).length, 1);
   });
 
@@ -251,12 +286,18 @@ describe('soak queue rules', () => {
   it('stalls: not while its project is at its quota or its pool is full', () => {
     const quota = [
       job({ name: 'w', project: 'audio', pool: 'beta' }, { created: 0, admitted: 8_000, finished: 9_000 }),
-      job({ name: 'h', project: 'audio', pool: 'alpha', gpus: 2 }, { created: -1_000, admitted: -1_000, finished: 7_900 }),
+      job(
+        { name: 'h', project: 'audio', pool: 'alpha', gpus: 2 },
+        { created: -1_000, admitted: -1_000, finished: 7_900 },
+      ),
     ];
     assert.equal(stalledWaits(quota, POOLS, QUOTA_MAP, []).length, 0);
     const pool = [
       job({ name: 'w', project: 'audio', pool: 'beta' }, { created: 0, admitted: 8_000, finished: 9_000 }),
-      job({ name: 'h', project: 'vision', pool: 'beta', gpus: 3 }, { created: -1_000, admitted: -1_000, finished: 7_900 }),
+      job(
+        { name: 'h', project: 'vision', pool: 'beta', gpus: 3 },
+        { created: -1_000, admitted: -1_000, finished: 7_900 },
+      ),
     ];
     assert.equal(stalledWaits(pool, POOLS, QUOTA_MAP, []).length, 0);
   });
@@ -278,12 +319,19 @@ describe('soak recorders', () => {
       at: iso(0),
     };
     const body = JSON.parse(JSON.stringify(formatSlack(event)));
-    assert.deepEqual(parseSlackNotice(body, 5), { at: 5, jobId: 'j-0123456789abcdef', previousState: 'STOPPING', state: 'EXPIRED' });
+    assert.deepEqual(parseSlackNotice(body, 5), {
+      at: 5,
+      jobId: 'j-0123456789abcdef',
+      previousState: 'STOPPING',
+      state: 'EXPIRED',
+    });
     assert.equal(parseSlackNotice({ text: 'hello' }, 5), undefined);
   });
 
   it('parses marker lines into wall-clock ms and skips anything else', () => {
-    const stamps = parseStamps('j-a start 1893456000123456789\nj-a term 1893456001000000000\ngarbage\nj-b end notanumber\n');
+    const stamps = parseStamps(
+      'j-a start 1893456000123456789\nj-a term 1893456001000000000\ngarbage\nj-b end notanumber\n',
+    );
     assert.deepEqual(stamps, [
       { jobId: 'j-a', kind: 'start', at: 1893456000123.456 },
       { jobId: 'j-a', kind: 'term', at: 1893456001000 },

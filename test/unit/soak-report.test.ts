@@ -15,7 +15,10 @@ describe('soak arguments', () => {
     assert.equal(full.seed, 7);
     const quick = parseArgs(['--quick', '--seed=42', '--keep'], () => 7);
     assert.ok('profile' in quick);
-    assert.deepEqual([quick.profile.mode, quick.profile.jobs, quick.profile.longOutageS, quick.seed, quick.keep], ['quick', 40, 30, 42, true]);
+    assert.deepEqual(
+      [quick.profile.mode, quick.profile.jobs, quick.profile.longOutageS, quick.seed, quick.keep],
+      ['quick', 40, 30, 42, true],
+    );
     const jobs = parseArgs(['--quick', '--jobs=12']);
     assert.ok('profile' in jobs && jobs.profile.jobs === 12);
   });
@@ -54,7 +57,10 @@ describe('soak plan', () => {
     const count = (kind: string) => kills.filter((k) => k.kind === kind).length;
     assert.deepEqual([count('plane'), count('dynamodb'), count('supervisor')], [4, 2, 2]);
     assert.equal(kills.filter((k) => k.outageS === profile.longOutageS).length, 1);
-    assert.deepEqual(kills.map((k) => k.atS), [...kills.map((k) => k.atS)].sort((x, y) => x - y));
+    assert.deepEqual(
+      kills.map((k) => k.atS),
+      [...kills.map((k) => k.atS)].sort((x, y) => x - y),
+    );
   });
 
   it("the job's argv carries its values as arguments, never inside the script", () => {
@@ -66,7 +72,13 @@ describe('soak plan', () => {
 
 const rows: Row[] = [
   { key: 'outcomes', label: 'outcome mismatches', count: 0, ok: true, detail: [] },
-  { key: 'runTwice', label: 'jobs run twice', count: 2, ok: false, detail: ['soak-3 (j-1) started 2 times', 'soak-9 (j-2) started 2 times'] },
+  {
+    key: 'runTwice',
+    label: 'jobs run twice',
+    count: 2,
+    ok: false,
+    detail: ['soak-3 (j-1) started 2 times', 'soak-9 (j-2) started 2 times'],
+  },
   { key: 'wall', label: 'wall time', count: 0, ok: null, value: '612.0 s', detail: [] },
 ];
 
@@ -89,7 +101,16 @@ describe('soak report', () => {
       finishedAt: '2030-01-01T00:12:00.000Z',
       command: 'npm run soak -- --write-docs',
       git: { commit: 'abc123def456', dirty: false },
-      machine: { cpu: 'Test CPU', cores: 2, memoryGb: 23.4, os: 'Linux', kernel: '6.1', node: 'v20.19.0', loadStart: 1, loadEnd: 2 },
+      machine: {
+        cpu: 'Test CPU',
+        cores: 2,
+        memoryGb: 23.4,
+        os: 'Linux',
+        kernel: '6.1',
+        node: 'v20.19.0',
+        loadStart: 1,
+        loadEnd: 2,
+      },
       profile: profileFor('full'),
       ok: false,
       rows,

@@ -8,7 +8,15 @@ import type { JobStore, Page } from '../../lambdas/ports/job-store.js';
 const T0 = Date.parse('2025-02-03T10:00:00.000Z');
 const at = (minutes: number) => new Date(T0 + minutes * 60_000).toISOString();
 
-function job(id: string, state: JobState, times: { created: number; admitted?: number; finished?: number }, gpus = 1, nodeCount = 1, project = 'vision', pool = 'local'): Job {
+function job(
+  id: string,
+  state: JobState,
+  times: { created: number; admitted?: number; finished?: number },
+  gpus = 1,
+  nodeCount = 1,
+  project = 'vision',
+  pool = 'local',
+): Job {
   return {
     id,
     name: id,
@@ -31,7 +39,14 @@ function job(id: string, state: JobState, times: { created: number; admitted?: n
 
 describe('computeStats', () => {
   it('counts jobs by state, every state present', () => {
-    const stats = computeStats([job('a', 'RUNNING', { created: 0, admitted: 1 }), job('b', 'WAITING', { created: 0 }), job('c', 'WAITING', { created: 0 })], new Date(at(10)));
+    const stats = computeStats(
+      [
+        job('a', 'RUNNING', { created: 0, admitted: 1 }),
+        job('b', 'WAITING', { created: 0 }),
+        job('c', 'WAITING', { created: 0 }),
+      ],
+      new Date(at(10)),
+    );
     assert.equal(stats.totalJobs, 3);
     assert.equal(stats.jobsByState.WAITING, 2);
     assert.equal(stats.jobsByState.RUNNING, 1);
@@ -53,7 +68,9 @@ describe('computeStats', () => {
   });
 
   it('takes waiting times from submission to admission, over admitted jobs only', () => {
-    const jobs = Array.from({ length: 20 }, (_, i) => job(`j${i}`, 'SUCCEEDED', { created: 0, admitted: i + 1, finished: 30 }));
+    const jobs = Array.from({ length: 20 }, (_, i) =>
+      job(`j${i}`, 'SUCCEEDED', { created: 0, admitted: i + 1, finished: 30 }),
+    );
     jobs.push(job('queued', 'WAITING', { created: 0 }));
     const stats = computeStats(jobs, new Date(at(60)));
     assert.deepEqual(stats.waitingSeconds, { count: 20, p50: 10 * 60, p95: 19 * 60 });
@@ -83,7 +100,10 @@ describe('computeStats', () => {
 
     const a10g = stats.byPool.a10g;
     assert.equal(a10g.totalJobs, 3);
-    assert.deepEqual([a10g.jobsByState.SUCCEEDED, a10g.jobsByState.EXPIRED, a10g.jobsByState.CANCELLED, a10g.jobsByState.RUNNING], [1, 1, 1, 0]);
+    assert.deepEqual(
+      [a10g.jobsByState.SUCCEEDED, a10g.jobsByState.EXPIRED, a10g.jobsByState.CANCELLED, a10g.jobsByState.RUNNING],
+      [1, 1, 1, 0],
+    );
     assert.equal(a10g.gpuHours, 3);
     assert.deepEqual(a10g.waitingSeconds, { count: 2, p50: 120, p95: 240 });
 
@@ -132,14 +152,23 @@ describe('jobStats', () => {
   const now = () => new Date(at(0));
 
   it('counts a member’s own projects, an admin every project, across pages', async () => {
-    const jobs = [...Array.from({ length: 1500 }, (_, i) => job(`v${i}`, 'SUCCEEDED', { created: 0 })), job('a', 'FAILED', { created: 0 }, 1, 1, 'audio')];
+    const jobs = [
+      ...Array.from({ length: 1500 }, (_, i) => job(`v${i}`, 'SUCCEEDED', { created: 0 })),
+      job('a', 'FAILED', { created: 0 }, 1, 1, 'audio'),
+    ];
     const calls: Array<{ projects?: string[] }> = [];
-    const member = await jobStats({ store: storeOf(jobs, calls) as JobStore, now }, { name: 'alice', projects: ['vision'], admin: false });
+    const member = await jobStats(
+      { store: storeOf(jobs, calls) as JobStore, now },
+      { name: 'alice', projects: ['vision'], admin: false },
+    );
     assert.equal(member.totalJobs, 1500);
     assert.deepEqual(member.projects, ['vision']);
     assert.equal(member.truncated, false);
     assert.deepEqual(calls[0].projects, ['vision']);
-    const admin = await jobStats({ store: storeOf(jobs) as JobStore, now }, { name: 'root', projects: [], admin: true });
+    const admin = await jobStats(
+      { store: storeOf(jobs) as JobStore, now },
+      { name: 'root', projects: [], admin: true },
+    );
     assert.equal(admin.totalJobs, 1501);
     assert.equal(admin.projects, null);
   });
@@ -147,25 +176,43 @@ describe('jobStats', () => {
   it("answers another project's figures with a 404, without reading", async () => {
     const calls: Array<{ projects?: string[] }> = [];
     const store = storeOf([job('a', 'FAILED', { created: 0 }, 1, 1, 'audio')], calls) as JobStore;
-    await assert.rejects(jobStats({ store, now }, { name: 'alice', projects: ['vision'], admin: false }, 'audio'), (error: unknown) => error instanceof NotFound && error.kind === 'stats');
+    await assert.rejects(
+      jobStats({ store, now }, { name: 'alice', projects: ['vision'], admin: false }, 'audio'),
+      (error: unknown) => error instanceof NotFound && error.kind === 'stats',
+    );
     assert.deepEqual(calls, []);
   });
 
   it('narrows to one project: a member to one of theirs, an admin to any', async () => {
-    const jobs = [job('v', 'SUCCEEDED', { created: 0 }), job('s', 'FAILED', { created: 0 }, 1, 1, 'speech'), job('a', 'FAILED', { created: 0 }, 1, 1, 'audio')];
+    const jobs = [
+      job('v', 'SUCCEEDED', { created: 0 }),
+      job('s', 'FAILED', { created: 0 }, 1, 1, 'speech'),
+      job('a', 'FAILED', { created: 0 }, 1, 1, 'audio'),
+    ];
     const calls: Array<{ projects?: string[] }> = [];
-    const member = await jobStats({ store: storeOf(jobs, calls) as JobStore, now }, { name: 'alice', projects: ['vision', 'speech'], admin: false }, 'speech');
+    const member = await jobStats(
+      { store: storeOf(jobs, calls) as JobStore, now },
+      { name: 'alice', projects: ['vision', 'speech'], admin: false },
+      'speech',
+    );
     assert.deepEqual(member.projects, ['speech']);
     assert.deepEqual(Object.keys(member.byProject), ['speech']);
     assert.deepEqual(calls, [{ projects: ['speech'] }]);
-    const admin = await jobStats({ store: storeOf(jobs) as JobStore, now }, { name: 'root', projects: [], admin: true }, 'audio');
+    const admin = await jobStats(
+      { store: storeOf(jobs) as JobStore, now },
+      { name: 'root', projects: [], admin: true },
+      'audio',
+    );
     assert.deepEqual(admin.projects, ['audio']);
     assert.equal(admin.totalJobs, 1);
   });
 
   it('gives a member of no project empty figures, not an error', async () => {
     const calls: Array<{ projects?: string[] }> = [];
-    const stats = await jobStats({ store: storeOf([job('a', 'FAILED', { created: 0 })], calls) as JobStore, now }, { name: 'nobody', projects: [], admin: false });
+    const stats = await jobStats(
+      { store: storeOf([job('a', 'FAILED', { created: 0 })], calls) as JobStore, now },
+      { name: 'nobody', projects: [], admin: false },
+    );
     assert.deepEqual(stats.projects, []);
     assert.equal(stats.totalJobs, 0);
     assert.deepEqual(calls, []);
@@ -173,7 +220,10 @@ describe('jobStats', () => {
 
   it('stops at MAX_STATS_JOBS and says so', async () => {
     const jobs = Array.from({ length: MAX_STATS_JOBS + 5 }, (_, i) => job(`v${i}`, 'SUCCEEDED', { created: 0 }));
-    const stats = await jobStats({ store: storeOf(jobs) as JobStore, now }, { name: 'root', projects: [], admin: true });
+    const stats = await jobStats(
+      { store: storeOf(jobs) as JobStore, now },
+      { name: 'root', projects: [], admin: true },
+    );
     assert.equal(stats.totalJobs, MAX_STATS_JOBS);
     assert.equal(stats.truncated, true);
   });

@@ -37,19 +37,47 @@ type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
 
 const $metadata = { httpStatusCode: 400 };
 const dynamoErrors = {
-  ThrottlingException: () => new ThrottlingException({ message: 'Rate of requests exceeds the allowed throughput.', $metadata }),
-  ProvisionedThroughputExceededException: () => new ProvisionedThroughputExceededException({ message: 'exceeded', $metadata }),
-  RequestLimitExceeded: () => new RequestLimitExceeded({ message: 'Throughput exceeds the current throughput limit for your account.', $metadata }),
-  InternalServerError: () => new InternalServerError({ message: 'Internal server error', $metadata: { httpStatusCode: 500 } }),
-  ServiceUnavailable: () => new DynamoDBServiceException({ name: 'ServiceUnavailable', $fault: 'server', $metadata: { httpStatusCode: 503 }, message: 'Service unavailable' }),
-  ECONNREFUSED: () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8000'), { code: 'ECONNREFUSED', $metadata: {} }),
+  ThrottlingException: () =>
+    new ThrottlingException({ message: 'Rate of requests exceeds the allowed throughput.', $metadata }),
+  ProvisionedThroughputExceededException: () =>
+    new ProvisionedThroughputExceededException({ message: 'exceeded', $metadata }),
+  RequestLimitExceeded: () =>
+    new RequestLimitExceeded({
+      message: 'Throughput exceeds the current throughput limit for your account.',
+      $metadata,
+    }),
+  InternalServerError: () =>
+    new InternalServerError({ message: 'Internal server error', $metadata: { httpStatusCode: 500 } }),
+  ServiceUnavailable: () =>
+    new DynamoDBServiceException({
+      name: 'ServiceUnavailable',
+      $fault: 'server',
+      $metadata: { httpStatusCode: 503 },
+      message: 'Service unavailable',
+    }),
+  ECONNREFUSED: () =>
+    Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8000'), { code: 'ECONNREFUSED', $metadata: {} }),
   ECONNRESET: () => Object.assign(new Error('socket hang up'), { code: 'ECONNRESET', $metadata: {} }),
-  TimeoutError: () => Object.assign(new Error('a request has exceeded the configured 10000 ms requestTimeout'), { name: 'TimeoutError', code: 'ETIMEDOUT' }),
+  TimeoutError: () =>
+    Object.assign(new Error('a request has exceeded the configured 10000 ms requestTimeout'), {
+      name: 'TimeoutError',
+      code: 'ETIMEDOUT',
+    }),
   'TransactionCanceledException (ThrottlingError)': () =>
-    new TransactionCanceledException({ message: 'Transaction cancelled', $metadata, CancellationReasons: [{ Code: 'None' }, { Code: 'ThrottlingError' }] }),
+    new TransactionCanceledException({
+      message: 'Transaction cancelled',
+      $metadata,
+      CancellationReasons: [{ Code: 'None' }, { Code: 'ThrottlingError' }],
+    }),
 };
 
-const sfnError = (name: string, status = 400) => new SFNServiceException({ name, $fault: status >= 500 ? 'server' : 'client', $metadata: { httpStatusCode: status }, message: `${name} (mocked)` });
+const sfnError = (name: string, status = 400) =>
+  new SFNServiceException({
+    name,
+    $fault: status >= 500 ? 'server' : 'client',
+    $metadata: { httpStatusCode: status },
+    message: `${name} (mocked)`,
+  });
 
 function event(method: string, path: string): Event {
   const e: Event = JSON.parse(readFileSync(new URL('../fixtures/http/member-list-jobs.json', import.meta.url), 'utf8'));
@@ -62,13 +90,29 @@ function event(method: string, path: string): Event {
 }
 
 /** The API over the local runner's own DynamoDB clients (makeDynamoClients), with the Document client's `send` mocked. */
-async function call(method: string, path: string): Promise<{ status: number; headers: Record<string, string>; body: any }> {
+async function call(
+  method: string,
+  path: string,
+): Promise<{ status: number; headers: Record<string, string>; body: any }> {
   const { doc } = makeDynamoClients('http://127.0.0.1:9');
   const tables = defaultTableNames();
   const quiet = { info() {}, warn() {}, error() {} };
-  const deps = { store: new DynamoJobStore(doc, tables), catalog: new DynamoCatalog(doc, tables), log: quiet, now: () => new Date(), newId: () => 'j-0000000000000001' } as unknown as Deps;
-  const result = (await createApiHandler(() => deps)(event(method, path), {} as Context)) as APIGatewayProxyStructuredResultV2;
-  return { status: result.statusCode!, headers: (result.headers ?? {}) as Record<string, string>, body: JSON.parse(String(result.body)) };
+  const deps = {
+    store: new DynamoJobStore(doc, tables),
+    catalog: new DynamoCatalog(doc, tables),
+    log: quiet,
+    now: () => new Date(),
+    newId: () => 'j-0000000000000001',
+  } as unknown as Deps;
+  const result = (await createApiHandler(() => deps)(
+    event(method, path),
+    {} as Context,
+  )) as APIGatewayProxyStructuredResultV2;
+  return {
+    status: result.statusCode!,
+    headers: (result.headers ?? {}) as Record<string, string>,
+    body: JSON.parse(String(result.body)),
+  };
 }
 
 const documentMock = mockClient(DynamoDBDocumentClient);
@@ -83,7 +127,11 @@ describe('a store that is throttling or unreachable', () => {
     it(`${name}: store routes answer 503 unavailable with Retry-After`, async () => {
       documentMock.onAnyCommand().rejects(make());
 
-      for (const [method, path] of [['GET', '/v1/pools'], ['GET', '/v1/jobs/j-0123456789abcdef'], ['GET', '/v1/jobs']]) {
+      for (const [method, path] of [
+        ['GET', '/v1/pools'],
+        ['GET', '/v1/jobs/j-0123456789abcdef'],
+        ['GET', '/v1/jobs'],
+      ]) {
         const response = await call(method, path);
         assert.equal(response.status, 503, `${method} ${path}: ${JSON.stringify(response.body)}`);
         assert.equal(response.body.error.code, 'unavailable');
@@ -100,14 +148,31 @@ describe('a store that is throttling or unreachable', () => {
 
     assert.equal(response.status, 503);
     assert.equal(response.body.status, 'degraded');
-    assert.deepEqual(response.body.components.store, { status: 'unavailable', reason: 'DynamoDB is throttled (ThrottlingException); try again later' });
+    assert.deepEqual(response.body.components.store, {
+      status: 'unavailable',
+      reason: 'DynamoDB is throttled (ThrottlingException); try again later',
+    });
   });
 
   it('other store errors are not mistaken for an outage: a 500, as before', async () => {
     for (const error of [
-      new DynamoDBServiceException({ name: 'ValidationException', $fault: 'client', $metadata, message: 'One or more parameter values were invalid' }),
-      new DynamoDBServiceException({ name: 'ResourceNotFoundException', $fault: 'client', $metadata, message: 'Requested resource not found' }),
-      new TransactionCanceledException({ message: 'Transaction cancelled', $metadata, CancellationReasons: [{ Code: 'ConditionalCheckFailed' }, { Code: 'ThrottlingError' }] }),
+      new DynamoDBServiceException({
+        name: 'ValidationException',
+        $fault: 'client',
+        $metadata,
+        message: 'One or more parameter values were invalid',
+      }),
+      new DynamoDBServiceException({
+        name: 'ResourceNotFoundException',
+        $fault: 'client',
+        $metadata,
+        message: 'Requested resource not found',
+      }),
+      new TransactionCanceledException({
+        message: 'Transaction cancelled',
+        $metadata,
+        CancellationReasons: [{ Code: 'ConditionalCheckFailed' }, { Code: 'ThrottlingError' }],
+      }),
     ]) {
       documentMock.onAnyCommand().rejects(error);
       assert.equal((await call('GET', '/v1/pools')).status, 500, error.name);
@@ -118,9 +183,16 @@ describe('a store that is throttling or unreachable', () => {
   it('keeps the SDK error as the cause, and a command that succeeds is untouched', async () => {
     const { doc } = makeDynamoClients('http://127.0.0.1:9');
     const throttled = dynamoErrors.ThrottlingException();
-    documentMock.on(GetCommand, { Key: { id: 'a' } }).rejects(throttled).on(GetCommand, { Key: { id: 'b' } }).resolves({ Item: { id: 'b' } });
+    documentMock
+      .on(GetCommand, { Key: { id: 'a' } })
+      .rejects(throttled)
+      .on(GetCommand, { Key: { id: 'b' } })
+      .resolves({ Item: { id: 'b' } });
 
-    const error = await doc.send(new GetCommand({ TableName: 't', Key: { id: 'a' } })).then(() => undefined, (e: unknown) => e);
+    const error = await doc.send(new GetCommand({ TableName: 't', Key: { id: 'a' } })).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     assert.ok(error instanceof StoreUnavailable);
     assert.equal(error.name, 'StoreUnavailable', 'the name the ASL Retry matches');
     assert.equal(error.cause, throttled);
@@ -129,16 +201,34 @@ describe('a store that is throttling or unreachable', () => {
 });
 
 describe('Step Functions throttling or failing', () => {
-  const sfn = reportUnavailable(new SFNClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } }), 'Step Functions', WorkflowsUnavailable);
+  const sfn = reportUnavailable(
+    new SFNClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } }),
+    'Step Functions',
+    WorkflowsUnavailable,
+  );
   const workflows = new SfnWorkflows(sfn, 'arn:aws:states:eu-west-1:123456789012:stateMachine:flare-job-lifecycle');
   const input = workflowInput({ id: 'j-0123456789abcdef', pool: 'a10g', state: JobState.PENDING });
 
-  for (const [name, status] of [['ThrottlingException', 400], ['ServiceUnavailable', 503], ['InternalServerError', 500]] as const) {
+  for (const [name, status] of [
+    ['ThrottlingException', 400],
+    ['ServiceUnavailable', 503],
+    ['InternalServerError', 500],
+  ] as const) {
     it(`${name} on StartExecution and SendTaskSuccess is WorkflowsUnavailable, a 503 with Retry-After`, async () => {
-      sfnMock.on(StartExecutionCommand).rejects(sfnError(name, status)).on(SendTaskSuccessCommand).rejects(sfnError(name, status));
+      sfnMock
+        .on(StartExecutionCommand)
+        .rejects(sfnError(name, status))
+        .on(SendTaskSuccessCommand)
+        .rejects(sfnError(name, status));
 
-      for (const attempt of [() => workflows.start('j-0123456789abcdef', input), () => workflows.sendTaskSuccess('token', {})]) {
-        const error = await attempt().then(() => undefined, (e: unknown) => e);
+      for (const attempt of [
+        () => workflows.start('j-0123456789abcdef', input),
+        () => workflows.sendTaskSuccess('token', {}),
+      ]) {
+        const error = await attempt().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
         assert.ok(error instanceof WorkflowsUnavailable, String(error));
         assert.equal(error.name, 'WorkflowsUnavailable');
         assert.deepEqual(mapError(error), { status: 503, code: 'unavailable', headers: { 'retry-after': '5' } });
@@ -147,12 +237,19 @@ describe('Step Functions throttling or failing', () => {
   }
 
   it('what the adapter already handles passes through: a start that already happened, a wait that already ended', async () => {
-    sfnMock.on(StartExecutionCommand).rejects(sfnError('ExecutionAlreadyExists')).on(SendTaskSuccessCommand).rejects(sfnError('TaskTimedOut'));
+    sfnMock
+      .on(StartExecutionCommand)
+      .rejects(sfnError('ExecutionAlreadyExists'))
+      .on(SendTaskSuccessCommand)
+      .rejects(sfnError('TaskTimedOut'));
 
     await workflows.start('j-0123456789abcdef', input);
     await workflows.sendTaskSuccess('token', {});
     sfnMock.on(StartExecutionCommand).rejects(sfnError('StateMachineDoesNotExist'));
-    const error = await workflows.start('j-0123456789abcdef', input).then(() => undefined, (e: unknown) => e);
+    const error = await workflows.start('j-0123456789abcdef', input).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     assert.ok(!(error instanceof Unavailable), 'a missing state machine is a deployment bug, not an outage');
   });
 });
@@ -162,7 +259,10 @@ describe('a store nobody listens for (last: it restores the real client)', () =>
     documentMock.restore(); // the real send, over a real socket
     const port = await freeLoopbackPort(); // free, so nobody listens on it
     const { doc, client } = makeDynamoClients(`http://127.0.0.1:${port}`);
-    const error = await doc.send(new GetCommand({ TableName: 't', Key: { id: 'a' } })).then(() => undefined, (e: unknown) => e);
+    const error = await doc.send(new GetCommand({ TableName: 't', Key: { id: 'a' } })).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     client.destroy();
     assert.ok(error instanceof StoreUnavailable, String(error));
     assert.equal(error.message, 'DynamoDB is unreachable (ECONNREFUSED); try again later');

@@ -35,7 +35,14 @@ export function takePoolGpus(pools: string, pool: string, gpus: number): Transac
 
 /** Gives `amount` back to the counter row under `key` of `table`. */
 export function release(table: string, key: Record<string, string>, amount: number): TransactItem {
-  return { Update: { TableName: table, Key: key, UpdateExpression: 'ADD used :minus, available :plus', ExpressionAttributeValues: { ':minus': -amount, ':plus': amount } } };
+  return {
+    Update: {
+      TableName: table,
+      Key: key,
+      UpdateExpression: 'ADD used :minus, available :plus',
+      ExpressionAttributeValues: { ':minus': -amount, ':plus': amount },
+    },
+  };
 }
 
 /**

@@ -57,7 +57,9 @@ export class DynamoCatalog implements Catalog {
   ) {}
 
   async getImage(name: string): Promise<ImageRecord | undefined> {
-    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.catalog, Key: { kind: IMAGE, name }, ConsistentRead: true }));
+    const { Item } = await this.doc.send(
+      new GetCommand({ TableName: this.tables.catalog, Key: { kind: IMAGE, name }, ConsistentRead: true }),
+    );
     return Item ? toImage(Item) : undefined;
   }
 
@@ -93,7 +95,9 @@ export class DynamoCatalog implements Catalog {
   }
 
   async getTemplate(id: string): Promise<TemplateRecord | undefined> {
-    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.catalog, Key: { kind: TEMPLATE, name: id }, ConsistentRead: true }));
+    const { Item } = await this.doc.send(
+      new GetCommand({ TableName: this.tables.catalog, Key: { kind: TEMPLATE, name: id }, ConsistentRead: true }),
+    );
     return Item ? toTemplate(Item) : undefined;
   }
 
@@ -124,7 +128,14 @@ export class DynamoCatalog implements Catalog {
 
   async createTemplate(template: TemplateRecord): Promise<void> {
     const items: TransactItems = [
-      { Put: { TableName: this.tables.catalog, Item: templateItem(template), ConditionExpression: 'attribute_not_exists(#name)', ExpressionAttributeNames: { '#name': 'name' } } },
+      {
+        Put: {
+          TableName: this.tables.catalog,
+          Item: templateItem(template),
+          ConditionExpression: 'attribute_not_exists(#name)',
+          ExpressionAttributeNames: { '#name': 'name' },
+        },
+      },
       this.putClaim(template, 'free'),
     ];
     if (template.project) items.push(takeQuota(this.tables.quotas, template.project, 'templates', 1));
@@ -136,8 +147,18 @@ export class DynamoCatalog implements Catalog {
       if (reasons[0] === 'ConditionalCheckFailed') throw new Conflict(`template id ${template.id} is taken; retry`);
       if (reasons[1] === 'ConditionalCheckFailed') throw nameTaken(template);
       if (reasons[2] === 'ConditionalCheckFailed') {
-        const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.quotas, Key: { project: template.project, resource: 'templates' }, ConsistentRead: true }));
-        throw new QuotaExceeded(template.project!, 'templates', `project ${template.project} has ${Item?.used ?? '?'} of ${Item?.hardLimit ?? '?'} templates; delete one first`);
+        const { Item } = await this.doc.send(
+          new GetCommand({
+            TableName: this.tables.quotas,
+            Key: { project: template.project, resource: 'templates' },
+            ConsistentRead: true,
+          }),
+        );
+        throw new QuotaExceeded(
+          template.project!,
+          'templates',
+          `project ${template.project} has ${Item?.used ?? '?'} of ${Item?.hardLimit ?? '?'} templates; delete one first`,
+        );
       }
       throw error;
     }
@@ -175,7 +196,10 @@ export class DynamoCatalog implements Catalog {
     } catch (error) {
       const reasons = cancellationCodes(error);
       if (!reasons) throw error;
-      if (reasons[0] === 'ConditionalCheckFailed') throw new Conflict(`template ${previous.name} was changed or is being deleted meanwhile; read it again and retry`);
+      if (reasons[0] === 'ConditionalCheckFailed')
+        throw new Conflict(
+          `template ${previous.name} was changed or is being deleted meanwhile; read it again and retry`,
+        );
       if (reasons[2] === 'ConditionalCheckFailed') throw nameTaken(next);
       throw error;
     }
@@ -233,7 +257,8 @@ export class DynamoCatalog implements Catalog {
         },
       },
     ];
-    if (template.project) items.push(release(this.tables.quotas, { project: template.project, resource: 'templates' }, 1));
+    if (template.project)
+      items.push(release(this.tables.quotas, { project: template.project, resource: 'templates' }, 1));
     try {
       await this.transact(items);
       return true;
@@ -245,7 +270,12 @@ export class DynamoCatalog implements Catalog {
 
   /** The name claim with its copy of the record: a `free` name is taken, a claim already `ours` rewritten. */
   private putClaim(template: TemplateRecord, claim: 'free' | 'ours'): TransactItems[number] {
-    const Item = { ...recordAttributes(template), kind: TEMPLATE_NAME, name: claimKey(template.project, template.name), templateId: template.id };
+    const Item = {
+      ...recordAttributes(template),
+      kind: TEMPLATE_NAME,
+      name: claimKey(template.project, template.name),
+      templateId: template.id,
+    };
     const condition =
       claim === 'free'
         ? { ConditionExpression: 'attribute_not_exists(#name)', ExpressionAttributeNames: { '#name': 'name' } }
@@ -255,7 +285,9 @@ export class DynamoCatalog implements Catalog {
 
   /** The claims under `keys` (claim keys, no duplicates) that exist, by key. */
   private async getClaims(keys: string[]): Promise<Map<string, Item>> {
-    const found = await batchGetAll(this.doc, { [this.tables.catalog]: keys.map((key) => ({ kind: TEMPLATE_NAME, name: key })) });
+    const found = await batchGetAll(this.doc, {
+      [this.tables.catalog]: keys.map((key) => ({ kind: TEMPLATE_NAME, name: key })),
+    });
     return new Map((found.get(this.tables.catalog) ?? []).map((item) => [String(item.name), item]));
   }
 
@@ -282,7 +314,9 @@ function claimKey(project: string | undefined, name: string): string {
 }
 
 function nameTaken(template: TemplateRecord): Conflict {
-  return new Conflict(`a template named ${template.name} already exists ${template.project ? `in project ${template.project}` : 'among the public templates'}`);
+  return new Conflict(
+    `a template named ${template.name} already exists ${template.project ? `in project ${template.project}` : 'among the public templates'}`,
+  );
 }
 
 function templateItem(template: TemplateRecord): Item {
@@ -306,5 +340,3 @@ function toImage(item: Item): ImageRecord | undefined {
   if (!Array.isArray(item.versions)) return undefined;
   return { name: String(item.name), createdAt: String(item.createdAt), versions: item.versions as ImageVersion[] };
 }
-
-

@@ -50,7 +50,13 @@ export class DynamoDedup implements DeliveryLedger {
     const claimed = await conditionalWrite(this.doc, {
       Put: {
         TableName: this.tableName,
-        Item: { key, status: CLAIMED, holder, leaseUntil: now + this.leaseSeconds, expiresAtEpoch: now + this.ttlSeconds },
+        Item: {
+          key,
+          status: CLAIMED,
+          holder,
+          leaseUntil: now + this.leaseSeconds,
+          expiresAtEpoch: now + this.ttlSeconds,
+        },
         ConditionExpression: 'attribute_not_exists(#key) OR (#status = :claimed AND leaseUntil < :now)',
         ExpressionAttributeNames: { '#key': 'key', '#status': 'status' },
         ExpressionAttributeValues: { ':claimed': CLAIMED, ':now': now },
@@ -60,7 +66,9 @@ export class DynamoDedup implements DeliveryLedger {
       this.held.set(key, holder);
       return 'claimed';
     }
-    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tableName, Key: { key }, ConsistentRead: true }));
+    const { Item } = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: { key }, ConsistentRead: true }),
+    );
     // Gone again in between: its holder released it after a failed post; this copy comes back later.
     return Item?.status === SENT ? 'sent' : 'busy';
   }
@@ -96,4 +104,3 @@ export class DynamoDedup implements DeliveryLedger {
     return Math.floor(this.now().getTime() / 1000);
   }
 }
-

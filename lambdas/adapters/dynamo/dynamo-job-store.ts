@@ -9,7 +9,15 @@ import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk
 import { chargedGpuMs, worstCaseGpuMs } from '../../core/budgets.js';
 import { Conflict, IdempotencyConflict, QuotaExceeded, StaleJob } from '../../core/errors.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../core/job.js';
-import type { AdmitResult, IdempotencyClaim, JobStore, OutcomeInstance, Page, RequeueChange, TerminalChange } from '../../ports/job-store.js';
+import type {
+  AdmitResult,
+  IdempotencyClaim,
+  JobStore,
+  OutcomeInstance,
+  Page,
+  RequeueChange,
+  TerminalChange,
+} from '../../ports/job-store.js';
 import { release, reserve, settleReservation, takePoolGpus, takeQuota } from './counter-items.js';
 import { templateUsableCheck } from './dynamo-catalog.js';
 import { DynamoLimits } from './dynamo-limits.js';
@@ -49,8 +57,16 @@ export class DynamoJobStore implements JobStore {
    * admitted. Undefined when one of those admission items said no: nothing was stored.
    */
   private async create(job: Job, claim: IdempotencyClaim | undefined): Promise<{ job: Job; created: boolean }>;
-  private async create(job: Job, claim: IdempotencyClaim | undefined, admission: TransactItems): Promise<{ job: Job; created: boolean } | undefined>;
-  private async create(job: Job, claim: IdempotencyClaim | undefined, admission: TransactItems = []): Promise<{ job: Job; created: boolean } | undefined> {
+  private async create(
+    job: Job,
+    claim: IdempotencyClaim | undefined,
+    admission: TransactItems,
+  ): Promise<{ job: Job; created: boolean } | undefined>;
+  private async create(
+    job: Job,
+    claim: IdempotencyClaim | undefined,
+    admission: TransactItems = [],
+  ): Promise<{ job: Job; created: boolean } | undefined> {
     const items: TransactItems = [
       { Put: { TableName: this.tables.jobs, Item: toItem(job), ConditionExpression: 'attribute_not_exists(id)' } },
       takeQuota(this.tables.quotas, job.project, 'jobs', 1),
@@ -59,7 +75,12 @@ export class DynamoJobStore implements JobStore {
       items.push({
         Put: {
           TableName: this.tables.idempotency,
-          Item: { key: claim.key, bodyHash: claim.bodyHash, jobId: job.id, expiresAtEpoch: Math.floor(Date.now() / 1000) + IDEMPOTENCY_TTL_SECONDS },
+          Item: {
+            key: claim.key,
+            bodyHash: claim.bodyHash,
+            jobId: job.id,
+            expiresAtEpoch: Math.floor(Date.now() / 1000) + IDEMPOTENCY_TTL_SECONDS,
+          },
           ConditionExpression: 'attribute_not_exists(#key)',
           ExpressionAttributeNames: { '#key': 'key' },
         },
@@ -79,11 +100,17 @@ export class DynamoJobStore implements JobStore {
       if (!reasons) throw error;
       if (claim && reasons[2] === 'ConditionalCheckFailed') return this.replay(claim);
       if (templateCheck !== undefined && reasons[templateCheck] === 'ConditionalCheckFailed') {
-        throw new Conflict(`template ${job.template} is being deleted or was deleted meanwhile; the job was not stored`);
+        throw new Conflict(
+          `template ${job.template} is being deleted or was deleted meanwhile; the job was not stored`,
+        );
       }
       if (reasons[1] === 'ConditionalCheckFailed') {
         const quota = await this.limits.getQuota(job.project, 'jobs');
-        throw new QuotaExceeded(job.project, 'jobs', `project ${job.project} has ${quota?.used ?? '?'} of ${quota?.hardLimit ?? '?'} active jobs; wait for one to end`);
+        throw new QuotaExceeded(
+          job.project,
+          'jobs',
+          `project ${job.project} has ${quota?.used ?? '?'} of ${quota?.hardLimit ?? '?'} active jobs; wait for one to end`,
+        );
       }
       if (reasons.slice(firstAdmissionItem).includes('ConditionalCheckFailed')) return undefined;
       throw error;
@@ -91,25 +118,38 @@ export class DynamoJobStore implements JobStore {
   }
 
   private async replay(claim: IdempotencyClaim): Promise<{ job: Job; created: boolean }> {
-    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.idempotency, Key: { key: claim.key }, ConsistentRead: true }));
+    const { Item } = await this.doc.send(
+      new GetCommand({ TableName: this.tables.idempotency, Key: { key: claim.key }, ConsistentRead: true }),
+    );
     if (!Item) throw new IdempotencyConflict('Idempotency-Key is being used by a request in flight; retry');
-    if (Item.bodyHash !== claim.bodyHash) throw new IdempotencyConflict('Idempotency-Key was already used with a different request body');
+    if (Item.bodyHash !== claim.bodyHash)
+      throw new IdempotencyConflict('Idempotency-Key was already used with a different request body');
     const job = await this.getJob(String(Item.jobId));
     if (!job) throw new IdempotencyConflict('Idempotency-Key names a job that was removed');
     return { job, created: false };
   }
 
   async getJob(id: string): Promise<Job | undefined> {
-    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.jobs, Key: { id }, ConsistentRead: true }));
+    const { Item } = await this.doc.send(
+      new GetCommand({ TableName: this.tables.jobs, Key: { id }, ConsistentRead: true }),
+    );
     return Item ? fromItem(Item) : undefined;
   }
 
-  async listJobs(filter: { projects?: string[]; state?: JobState }, page: { limit: number; nextToken?: string }): Promise<Page<Job>> {
+  async listJobs(
+    filter: { projects?: string[]; state?: JobState },
+    page: { limit: number; nextToken?: string },
+  ): Promise<Page<Job>> {
     const { items, nextToken } = await listJobItems(this.doc, this.tables, filter, page);
     return { items: items.map(fromItem), nextToken };
   }
 
-  async updateJob(id: string, from: readonly JobState[], set: Partial<Job>, remove: readonly (keyof Job)[] = []): Promise<Job> {
+  async updateJob(
+    id: string,
+    from: readonly JobState[],
+    set: Partial<Job>,
+    remove: readonly (keyof Job)[] = [],
+  ): Promise<Job> {
     const names: Record<string, string> = { '#state': 'state' };
     const values: Record<string, unknown> = {};
     const sets: string[] = [];
@@ -123,7 +163,8 @@ export class DynamoJobStore implements JobStore {
     if (set.state) {
       if (!QUEUED_STATES.includes(set.state)) removes.add('queuePosition');
       // A holding job stays in the index under its pool's holding partition (set by admit) until it ends.
-      if (!QUEUED_STATES.includes(set.state) && !HOLDING_STATES.includes(set.state)) removes.add('queuePool').add('queueKey');
+      if (!QUEUED_STATES.includes(set.state) && !HOLDING_STATES.includes(set.state))
+        removes.add('queuePool').add('queueKey');
       if (isTerminal(set.state)) removes.add('activePartition').add('heldGpus').add('taskToken');
     }
     for (const key of removes) names[`#${key}`] = key;
@@ -135,7 +176,12 @@ export class DynamoJobStore implements JobStore {
         Update: {
           TableName: this.tables.jobs,
           Key: { id },
-          UpdateExpression: [sets.length ? `SET ${sets.join(', ')}` : '', removes.size ? `REMOVE ${[...removes].map((k) => `#${k}`).join(', ')}` : ''].join(' ').trim(),
+          UpdateExpression: [
+            sets.length ? `SET ${sets.join(', ')}` : '',
+            removes.size ? `REMOVE ${[...removes].map((k) => `#${k}`).join(', ')}` : '',
+          ]
+            .join(' ')
+            .trim(),
           ConditionExpression: `#state IN (${condition.join(', ')})`,
           ExpressionAttributeNames: names,
           ExpressionAttributeValues: values,
@@ -177,7 +223,11 @@ export class DynamoJobStore implements JobStore {
         UpdateExpression: 'ADD exitedNodes :e',
         ConditionExpression: 'attribute_not_exists(outcome) AND #state IN (:launching, :running)',
         ExpressionAttributeNames: { '#state': 'state' },
-        ExpressionAttributeValues: { ':e': new Set([`${instanceId}=${exitCode}`]), ':launching': JobState.LAUNCHING, ':running': JobState.RUNNING },
+        ExpressionAttributeValues: {
+          ':e': new Set([`${instanceId}=${exitCode}`]),
+          ':launching': JobState.LAUNCHING,
+          ':running': JobState.RUNNING,
+        },
         ReturnValues: 'ALL_NEW',
       },
     });
@@ -210,7 +260,8 @@ export class DynamoJobStore implements JobStore {
           Update: {
             TableName: this.tables.jobs,
             Key: { id: job.id },
-            UpdateExpression: 'SET #state = :launching, admittedAt = :at, heldGpus = :g, reservedGpuMs = :r, queuePool = :holding REMOVE queuePosition, stateReason, promisedStartAt',
+            UpdateExpression:
+              'SET #state = :launching, admittedAt = :at, heldGpus = :g, reservedGpuMs = :r, queuePool = :holding REMOVE queuePosition, stateReason, promisedStartAt',
             // The state the caller read: a drain that read PENDING must not admit a job whose own
             // workflow has meanwhile parked it as WAITING and ended (nobody would drive it).
             ConditionExpression: '#state = :from AND #state IN (:pending, :waiting)',
@@ -234,7 +285,8 @@ export class DynamoJobStore implements JobStore {
       if (!reasons) throw error;
       const blockedBy = ADMIT_ITEMS.find((_, i) => reasons[i] === 'ConditionalCheckFailed');
       // A budget whose period is over is rolled over first: then the admission is decided on the new period.
-      if (blockedBy === 'budget' && mayRoll && (await this.limits.rollBudgetIfOver(job.project, admittedAt))) return this.tryAdmit(job, admittedAt, false);
+      if (blockedBy === 'budget' && mayRoll && (await this.limits.rollBudgetIfOver(job.project, admittedAt)))
+        return this.tryAdmit(job, admittedAt, false);
       if (blockedBy) return { admitted: false, blockedBy };
       throw error;
     }
@@ -252,7 +304,12 @@ export class DynamoJobStore implements JobStore {
 
   async finishJob(job: Job, change: TerminalChange): Promise<Job | undefined> {
     const held = job.heldGpus ?? 0;
-    const values: Record<string, unknown> = { ':state': change.state, ':reason': change.stateReason, ':at': change.finishedAt, ':cur': job.state };
+    const values: Record<string, unknown> = {
+      ':state': change.state,
+      ':reason': change.stateReason,
+      ':at': change.finishedAt,
+      ':cur': job.state,
+    };
     let set = 'SET #state = :state, stateReason = :reason, finishedAt = :at';
     if (change.exitCode !== undefined) {
       set += ', exitCode = :exit';
@@ -283,13 +340,21 @@ export class DynamoJobStore implements JobStore {
         },
         release(this.tables.quotas, { project: job.project, resource: 'jobs' }, 1),
         ...(held > 0 ? this.releaseGpus(job, held) : []),
-        ...(reserved !== undefined ? [settleReservation(this.tables.quotas, job.project, reserved, chargedGpuMs(job, change.finishedAt))] : []),
+        ...(reserved !== undefined
+          ? [settleReservation(this.tables.quotas, job.project, reserved, chargedGpuMs(job, change.finishedAt))]
+          : []),
       ]);
     } catch (error) {
       if (cancellationCodes(error)?.[0] === 'ConditionalCheckFailed') return undefined;
       throw error;
     }
-    const finished: Job = { ...job, state: change.state, stateReason: change.stateReason, finishedAt: change.finishedAt, ...(change.exitCode !== undefined ? { exitCode: change.exitCode } : {}) };
+    const finished: Job = {
+      ...job,
+      state: change.state,
+      stateReason: change.stateReason,
+      finishedAt: change.finishedAt,
+      ...(change.exitCode !== undefined ? { exitCode: change.exitCode } : {}),
+    };
     delete finished.heldGpus;
     delete finished.reservedGpuMs;
     delete finished.taskToken;
@@ -299,8 +364,25 @@ export class DynamoJobStore implements JobStore {
 
   async requeueJob(job: Job, change: RequeueChange): Promise<Job | undefined> {
     const held = job.heldGpus ?? 0;
-    const queued: Job = { ...job, state: JobState.WAITING, stateReason: change.stateReason, retryAt: change.retryAt, launchAttempt: change.launchAttempt };
-    for (const key of ['heldGpus', 'reservedGpuMs', 'taskToken', 'instanceIds', 'devices', 'admittedAt', 'outcome', 'verdict', 'nodeExits'] as const) delete queued[key];
+    const queued: Job = {
+      ...job,
+      state: JobState.WAITING,
+      stateReason: change.stateReason,
+      retryAt: change.retryAt,
+      launchAttempt: change.launchAttempt,
+    };
+    for (const key of [
+      'heldGpus',
+      'reservedGpuMs',
+      'taskToken',
+      'instanceIds',
+      'devices',
+      'admittedAt',
+      'outcome',
+      'verdict',
+      'nodeExits',
+    ] as const)
+      delete queued[key];
     const reserved = job.reservedGpuMs;
     try {
       await this.transact([
@@ -338,9 +420,19 @@ export class DynamoJobStore implements JobStore {
     return queued;
   }
 
-  async changeReservation(job: Job, set: Partial<Job>, reservedGpuMs: number, at: string, mayRoll = true): Promise<{ changed: true; job: Job } | { changed: false; blockedBy: 'job' | 'budget' }> {
+  async changeReservation(
+    job: Job,
+    set: Partial<Job>,
+    reservedGpuMs: number,
+    at: string,
+    mayRoll = true,
+  ): Promise<{ changed: true; job: Job } | { changed: false; blockedBy: 'job' | 'budget' }> {
     const names: Record<string, string> = { '#state': 'state' };
-    const values: Record<string, unknown> = { ':cur': job.state, ':before': job.reservedGpuMs, ':reserved': reservedGpuMs };
+    const values: Record<string, unknown> = {
+      ':cur': job.state,
+      ':before': job.reservedGpuMs,
+      ':reserved': reservedGpuMs,
+    };
     const sets = ['reservedGpuMs = :reserved'];
     for (const [key, value] of Object.entries(set)) {
       if (value === undefined || key === 'reservedGpuMs') continue;
@@ -363,13 +455,16 @@ export class DynamoJobStore implements JobStore {
         },
         // More is reserved only where there is room; less is given back whatever the budget's state
         // (settled as a reservation of the difference with nothing charged).
-        more > 0 ? reserve(this.tables.quotas, job.project, more, at) : settleReservation(this.tables.quotas, job.project, -more, 0),
+        more > 0
+          ? reserve(this.tables.quotas, job.project, more, at)
+          : settleReservation(this.tables.quotas, job.project, -more, 0),
       ]);
     } catch (error) {
       const reasons = cancellationCodes(error);
       if (reasons?.[0] === 'ConditionalCheckFailed') return { changed: false, blockedBy: 'job' };
       if (reasons?.[1] !== 'ConditionalCheckFailed') throw error;
-      if (mayRoll && (await this.limits.rollBudgetIfOver(job.project, at))) return this.changeReservation(job, set, reservedGpuMs, at, false);
+      if (mayRoll && (await this.limits.rollBudgetIfOver(job.project, at)))
+        return this.changeReservation(job, set, reservedGpuMs, at, false);
       return { changed: false, blockedBy: 'budget' };
     }
     // Read back: the caller needs what it did not read (a task token stored since, for one).
@@ -380,13 +475,20 @@ export class DynamoJobStore implements JobStore {
 
   async deleteJob(id: string): Promise<boolean> {
     const deleted = await conditionalWrite(this.doc, {
-      Delete: { TableName: this.tables.jobs, Key: { id }, ConditionExpression: 'attribute_exists(id) AND attribute_not_exists(activePartition)' },
+      Delete: {
+        TableName: this.tables.jobs,
+        Key: { id },
+        ConditionExpression: 'attribute_exists(id) AND attribute_not_exists(activePartition)',
+      },
     });
     return deleted !== undefined;
   }
 
   private releaseGpus(job: Job, held: number): TransactItems {
-    return [release(this.tables.quotas, { project: job.project, resource: 'gpus' }, held), release(this.tables.pools, { name: job.pool }, held)];
+    return [
+      release(this.tables.quotas, { project: job.project, resource: 'gpus' }, held),
+      release(this.tables.pools, { name: job.pool }, held),
+    ];
   }
 
   // The queue's reads and the pools', quotas' and budgets' admin live in their own classes; the port is still one.
@@ -417,5 +519,11 @@ export class DynamoJobStore implements JobStore {
 /** The job as the admission transaction leaves it: LAUNCHING, holding its GPUs, its worst case reserved. */
 function admittedJob(job: Job, admittedAt: string): Job & { heldGpus: number; reservedGpuMs: number } {
   const { stateReason: _reason, queuePosition: _position, promisedStartAt: _promised, ...rest } = job;
-  return { ...rest, state: JobState.LAUNCHING, admittedAt, heldGpus: job.gpus * job.nodeCount, reservedGpuMs: worstCaseGpuMs(job) };
+  return {
+    ...rest,
+    state: JobState.LAUNCHING,
+    admittedAt,
+    heldGpus: job.gpus * job.nodeCount,
+    reservedGpuMs: worstCaseGpuMs(job),
+  };
 }

@@ -20,7 +20,9 @@ export class DynamoLimits {
   ) {}
 
   async getPool(name: string): Promise<PoolRecord | undefined> {
-    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.pools, Key: { name }, ConsistentRead: true }));
+    const { Item } = await this.doc.send(
+      new GetCommand({ TableName: this.tables.pools, Key: { name }, ConsistentRead: true }),
+    );
     return Item ? toPool(Item) : undefined;
   }
 
@@ -28,7 +30,10 @@ export class DynamoLimits {
     const unique = [...new Set(projects)];
     const found = await batchGetAll(this.doc, {
       [this.tables.pools]: pool === undefined ? [] : [{ name: pool }],
-      [this.tables.quotas]: unique.flatMap((project) => [{ project, resource: 'gpus' }, { project, resource: 'gpuHours' }]),
+      [this.tables.quotas]: unique.flatMap((project) => [
+        { project, resource: 'gpus' },
+        { project, resource: 'gpuHours' },
+      ]),
     });
     const quotas: Limits['quotas'] = new Map(unique.map((project) => [project, {}]));
     for (const item of found.get(this.tables.quotas) ?? []) {
@@ -44,13 +49,24 @@ export class DynamoLimits {
     return Items.map(toPool).sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  async putPool(pool: { name: string; instanceType: string; gpusPerInstance: number; maxGpus: number; backfill?: boolean }): Promise<void> {
+  async putPool(pool: {
+    name: string;
+    instanceType: string;
+    gpusPerInstance: number;
+    maxGpus: number;
+    backfill?: boolean;
+  }): Promise<void> {
     await this.doc.send(
       new UpdateCommand({
         TableName: this.tables.pools,
         Key: { name: pool.name },
         UpdateExpression: `SET instanceType = :t, gpusPerInstance = :g, used = if_not_exists(used, :zero)${pool.backfill !== undefined ? ', backfill = :b' : ''}`,
-        ExpressionAttributeValues: { ':t': pool.instanceType, ':g': pool.gpusPerInstance, ':zero': 0, ...(pool.backfill !== undefined ? { ':b': pool.backfill } : {}) },
+        ExpressionAttributeValues: {
+          ':t': pool.instanceType,
+          ':g': pool.gpusPerInstance,
+          ':zero': 0,
+          ...(pool.backfill !== undefined ? { ':b': pool.backfill } : {}),
+        },
       }),
     );
     // A second write so `available` is derived from the `used` stored at that instant.
@@ -70,11 +86,19 @@ export class DynamoLimits {
 
   async setPoolCap(name: string, maxGpus: number): Promise<PoolRecord | undefined> {
     // One write: `available` follows the `used` stored at that instant, so no admission slips between.
-    return this.updatePool(name, 'SET maxGpus = :m, available = :m - if_not_exists(used, :zero), used = if_not_exists(used, :zero)', { ':m': maxGpus, ':zero': 0 });
+    return this.updatePool(
+      name,
+      'SET maxGpus = :m, available = :m - if_not_exists(used, :zero), used = if_not_exists(used, :zero)',
+      { ':m': maxGpus, ':zero': 0 },
+    );
   }
 
   /** An update of a pool that exists: the pool as it left it, undefined when there is no such pool. */
-  private async updatePool(name: string, update: string, values: Record<string, unknown>): Promise<PoolRecord | undefined> {
+  private async updatePool(
+    name: string,
+    update: string,
+    values: Record<string, unknown>,
+  ): Promise<PoolRecord | undefined> {
     const updated = await conditionalWrite(this.doc, {
       Update: {
         TableName: this.tables.pools,
@@ -90,7 +114,9 @@ export class DynamoLimits {
   }
 
   async getQuota(project: string, resource: QuotaResource): Promise<QuotaRecord | undefined> {
-    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.quotas, Key: { project, resource }, ConsistentRead: true }));
+    const { Item } = await this.doc.send(
+      new GetCommand({ TableName: this.tables.quotas, Key: { project, resource }, ConsistentRead: true }),
+    );
     return Item ? toQuota(Item) : undefined;
   }
 
@@ -98,7 +124,14 @@ export class DynamoLimits {
     const items = await readAll(
       this.doc,
       project
-        ? { Query: { TableName: this.tables.quotas, KeyConditionExpression: '#project = :p', ExpressionAttributeNames: { '#project': 'project' }, ExpressionAttributeValues: { ':p': project } } }
+        ? {
+            Query: {
+              TableName: this.tables.quotas,
+              KeyConditionExpression: '#project = :p',
+              ExpressionAttributeNames: { '#project': 'project' },
+              ExpressionAttributeValues: { ':p': project },
+            },
+          }
         : { Scan: { TableName: this.tables.quotas } },
     );
     return items.map(toQuota);
@@ -111,8 +144,11 @@ export class DynamoLimits {
         TableName: this.tables.quotas,
         Key: { project: quota.project, resource: quota.resource },
         // One write: `available` follows the `used` stored at that instant, so no admission slips between.
-        UpdateExpression: 'SET hardLimit = :l, available = :l - if_not_exists(used, :zero), used = if_not_exists(used, :zero) REMOVE limitRemoved',
-        ...(only ? { ConditionExpression: only === 'new' ? 'attribute_not_exists(hardLimit)' : 'attribute_exists(hardLimit)' } : {}),
+        UpdateExpression:
+          'SET hardLimit = :l, available = :l - if_not_exists(used, :zero), used = if_not_exists(used, :zero) REMOVE limitRemoved',
+        ...(only
+          ? { ConditionExpression: only === 'new' ? 'attribute_not_exists(hardLimit)' : 'attribute_exists(hardLimit)' }
+          : {}),
         ExpressionAttributeValues: { ':l': quota.hardLimit, ':zero': 0 },
         ReturnValues: 'ALL_NEW',
       },
@@ -126,11 +162,25 @@ export class DynamoLimits {
    * config, a budget removed and given again); otherwise the current period starts with nothing spent.
    * Reservations of holding jobs always count. Each write derives `available` from the counters at its instant.
    */
-  private async putBudget(quota: QuotaLimit, only: 'new' | 'existing' | undefined, now: Date): Promise<QuotaRecord | undefined> {
+  private async putBudget(
+    quota: QuotaLimit,
+    only: 'new' | 'existing' | undefined,
+    now: Date,
+  ): Promise<QuotaRecord | undefined> {
     const key = { project: quota.project, resource: quota.resource };
-    const onlyCondition = only === 'new' ? 'attribute_not_exists(hardLimit)' : only === 'existing' ? 'attribute_exists(hardLimit)' : undefined;
+    const onlyCondition =
+      only === 'new'
+        ? 'attribute_not_exists(hardLimit)'
+        : only === 'existing'
+          ? 'attribute_exists(hardLimit)'
+          : undefined;
     const common = { ':l': quota.hardLimit, ':limit': quota.hardLimit * GPU_MS_PER_HOUR, ':zero': 0 };
-    const write = async (update: string, condition: string | undefined, values: Record<string, unknown>, names?: Record<string, string>) => {
+    const write = async (
+      update: string,
+      condition: string | undefined,
+      values: Record<string, unknown>,
+      names?: Record<string, string>,
+    ) => {
       const written = await conditionalWrite(this.doc, {
         Update: {
           TableName: this.tables.quotas,
@@ -144,7 +194,8 @@ export class DynamoLimits {
       });
       return written && toQuota(written);
     };
-    const keep = 'SET hardLimit = :l, available = :limit - if_not_exists(used, :zero), used = if_not_exists(used, :zero), reserved = if_not_exists(reserved, :zero) REMOVE limitRemoved';
+    const keep =
+      'SET hardLimit = :l, available = :limit - if_not_exists(used, :zero), used = if_not_exists(used, :zero), reserved = if_not_exists(reserved, :zero) REMOVE limitRemoved';
     if (!quota.period) return write(keep, onlyCondition, {});
     const { periodStart, periodEnd } = periodBounds(quota.period, now);
     const current = '#period = :p AND periodStart = :ps';
@@ -192,7 +243,9 @@ export class DynamoLimits {
    * callers one rolls and the others find it done. True when the period was over: admit again.
    */
   async rollBudgetIfOver(project: string, at: string): Promise<boolean> {
-    const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.quotas, Key: { project, resource: 'gpuHours' }, ConsistentRead: true }));
+    const { Item } = await this.doc.send(
+      new GetCommand({ TableName: this.tables.quotas, Key: { project, resource: 'gpuHours' }, ConsistentRead: true }),
+    );
     if (Item?.hardLimit === undefined || (Item.periodEnd !== undefined && String(Item.periodEnd) > at)) return false;
     const { periodStart, periodEnd } = periodBounds((Item.period as BudgetPeriod | undefined) ?? 'month', new Date(at));
     // A condition that fails means another caller rolled it first.
@@ -200,7 +253,8 @@ export class DynamoLimits {
       Update: {
         TableName: this.tables.quotas,
         Key: { project, resource: 'gpuHours' },
-        UpdateExpression: 'SET periodStart = :ps, periodEnd = :pe, used = if_not_exists(reserved, :zero), available = :limit - if_not_exists(reserved, :zero)',
+        UpdateExpression:
+          'SET periodStart = :ps, periodEnd = :pe, used = if_not_exists(reserved, :zero), available = :limit - if_not_exists(reserved, :zero)',
         ConditionExpression: `hardLimit = :seenLimit AND ${Item.periodEnd === undefined ? 'attribute_not_exists(periodEnd)' : 'periodEnd = :seenEnd'}`,
         ExpressionAttributeValues: {
           ':ps': periodStart,
@@ -231,7 +285,8 @@ export class DynamoLimits {
         Update: {
           TableName: this.tables.quotas,
           Key: { project, resource },
-          UpdateExpression: 'SET hardLimit = :limit, available = :limit - if_not_exists(used, :zero), used = if_not_exists(used, :zero)',
+          UpdateExpression:
+            'SET hardLimit = :limit, available = :limit - if_not_exists(used, :zero), used = if_not_exists(used, :zero)',
           ConditionExpression: 'attribute_not_exists(hardLimit) AND attribute_not_exists(limitRemoved)',
           ExpressionAttributeValues: { ':limit': limit, ':zero': 0 },
         },

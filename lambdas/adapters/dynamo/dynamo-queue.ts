@@ -10,7 +10,17 @@ import { pages, readAll } from './paging.js';
 import type { TableNames } from './table-names.js';
 
 /** The attributes of a QueuedJobSummary. */
-const SUMMARY_ATTRIBUTES = ['id', 'pool', 'project', 'state', 'createdAt', 'gpus', 'nodeCount', 'liveTimeoutMinutes', 'retryAt'] as const satisfies readonly (keyof QueuedJobSummary)[];
+const SUMMARY_ATTRIBUTES = [
+  'id',
+  'pool',
+  'project',
+  'state',
+  'createdAt',
+  'gpus',
+  'nodeCount',
+  'liveTimeoutMinutes',
+  'retryAt',
+] as const satisfies readonly (keyof QueuedJobSummary)[];
 
 export class DynamoQueue {
   constructor(
@@ -23,12 +33,21 @@ export class DynamoQueue {
     return { items: items.map(fromItem), next };
   }
 
-  async listQueueSummaries(pool: string, limit: number, startAfter?: string): Promise<{ items: QueuedJobSummary[]; next?: string }> {
+  async listQueueSummaries(
+    pool: string,
+    limit: number,
+    startAfter?: string,
+  ): Promise<{ items: QueuedJobSummary[]; next?: string }> {
     const { items, next } = await this.queryQueue(pool, limit, startAfter, SUMMARY_ATTRIBUTES);
     return { items: items as QueuedJobSummary[], next };
   }
 
-  private async queryQueue(pool: string, limit: number, startAfter?: string, attributes?: readonly string[]): Promise<{ items: Item[]; next?: string }> {
+  private async queryQueue(
+    pool: string,
+    limit: number,
+    startAfter?: string,
+    attributes?: readonly string[],
+  ): Promise<{ items: Item[]; next?: string }> {
     const { Items = [], LastEvaluatedKey } = await this.doc.send(
       new QueryCommand({
         TableName: this.tables.jobs,
@@ -36,7 +55,10 @@ export class DynamoQueue {
         KeyConditionExpression: startAfter ? 'queuePool = :p AND queueKey > :k' : 'queuePool = :p',
         ExpressionAttributeValues: { ':p': pool, ...(startAfter ? { ':k': startAfter } : {}) },
         ...(attributes
-          ? { ProjectionExpression: attributes.map((_, i) => `#a${i}`).join(', '), ExpressionAttributeNames: Object.fromEntries(attributes.map((a, i) => [`#a${i}`, a])) }
+          ? {
+              ProjectionExpression: attributes.map((_, i) => `#a${i}`).join(', '),
+              ExpressionAttributeNames: Object.fromEntries(attributes.map((a, i) => [`#a${i}`, a])),
+            }
           : {}),
         Limit: limit,
       }),
@@ -46,7 +68,12 @@ export class DynamoQueue {
 
   async listHolding(pool: string): Promise<Job[]> {
     const items = await readAll(this.doc, {
-      Query: { TableName: this.tables.jobs, IndexName: 'queue', KeyConditionExpression: 'queuePool = :p', ExpressionAttributeValues: { ':p': holdingPartition(pool) } },
+      Query: {
+        TableName: this.tables.jobs,
+        IndexName: 'queue',
+        KeyConditionExpression: 'queuePool = :p',
+        ExpressionAttributeValues: { ':p': holdingPartition(pool) },
+      },
     });
     return items.map(fromItem);
   }
@@ -76,7 +103,12 @@ export class DynamoQueue {
 
   async listActiveJobs(): Promise<Job[]> {
     const items = await readAll(this.doc, {
-      Query: { TableName: this.tables.jobs, IndexName: 'active', KeyConditionExpression: 'activePartition = :a', ExpressionAttributeValues: { ':a': ACTIVE } },
+      Query: {
+        TableName: this.tables.jobs,
+        IndexName: 'active',
+        KeyConditionExpression: 'activePartition = :a',
+        ExpressionAttributeValues: { ':a': ACTIVE },
+      },
     });
     return items.map(fromItem);
   }

@@ -47,7 +47,14 @@ export class DynamoReconcileStore implements ReconcileStore {
     const found = await batchGetAll(this.doc, { [this.tables.idempotency]: keys });
     for (const item of found.get(this.tables.idempotency) ?? []) {
       const expired = typeof item.expiresAtEpoch === 'number' && item.expiresAtEpoch <= nowEpoch;
-      if (expired || item.kind !== kind || typeof item.subject !== 'string' || typeof item.observed !== 'string' || typeof item.markedAt !== 'string') continue;
+      if (
+        expired ||
+        item.kind !== kind ||
+        typeof item.subject !== 'string' ||
+        typeof item.observed !== 'string' ||
+        typeof item.markedAt !== 'string'
+      )
+        continue;
       marks.set(item.subject, { observed: item.observed, markedAt: item.markedAt });
     }
     return marks;
@@ -57,7 +64,14 @@ export class DynamoReconcileStore implements ReconcileStore {
     await this.doc.send(
       new PutCommand({
         TableName: this.tables.idempotency,
-        Item: { key: markKey(kind, subject), kind, subject, observed: mark.observed, markedAt: mark.markedAt, expiresAtEpoch: Math.ceil(expiresAt.getTime() / 1000) },
+        Item: {
+          key: markKey(kind, subject),
+          kind,
+          subject,
+          observed: mark.observed,
+          markedAt: mark.markedAt,
+          expiresAtEpoch: Math.ceil(expiresAt.getTime() / 1000),
+        },
       }),
     );
   }
@@ -66,11 +80,16 @@ export class DynamoReconcileStore implements ReconcileStore {
     const unique = [...new Set(subjects)];
     for (let i = 0; i < unique.length; i += BATCH_WRITE_MAX) {
       type Requests = NonNullable<ConstructorParameters<typeof BatchWriteCommand>[0]['RequestItems']>[string];
-      let requests: Requests | undefined = unique.slice(i, i + BATCH_WRITE_MAX).map((subject) => ({ DeleteRequest: { Key: { key: markKey(kind, subject) } } }));
+      let requests: Requests | undefined = unique
+        .slice(i, i + BATCH_WRITE_MAX)
+        .map((subject) => ({ DeleteRequest: { Key: { key: markKey(kind, subject) } } }));
       for (let attempt = 1; requests?.length; attempt++) {
-        if (attempt > UNPROCESSED_ATTEMPTS) throw new Error(`BatchWriteItem on ${this.tables.idempotency} left ${requests.length} deletes unprocessed`);
+        if (attempt > UNPROCESSED_ATTEMPTS)
+          throw new Error(`BatchWriteItem on ${this.tables.idempotency} left ${requests.length} deletes unprocessed`);
         if (attempt > 1) await backoff(attempt);
-        const { UnprocessedItems }: BatchWriteCommandOutput = await this.doc.send(new BatchWriteCommand({ RequestItems: { [this.tables.idempotency]: requests } }));
+        const { UnprocessedItems }: BatchWriteCommandOutput = await this.doc.send(
+          new BatchWriteCommand({ RequestItems: { [this.tables.idempotency]: requests } }),
+        );
         requests = UnprocessedItems?.[this.tables.idempotency];
       }
     }
@@ -80,11 +99,15 @@ export class DynamoReconcileStore implements ReconcileStore {
     const quotas = await this.scan(this.tables.quotas);
     const pools = await this.scan(this.tables.pools);
     return [
-      ...quotas.map((item): CounterRow => ({
-        ref: { kind: 'quota', project: String(item.project), resource: item.resource as QuotaResource },
-        ...numbers(item, 'hardLimit'),
-      })),
-      ...pools.map((item): CounterRow => ({ ref: { kind: 'pool', pool: String(item.name) }, ...numbers(item, 'maxGpus') })),
+      ...quotas.map(
+        (item): CounterRow => ({
+          ref: { kind: 'quota', project: String(item.project), resource: item.resource as QuotaResource },
+          ...numbers(item, 'hardLimit'),
+        }),
+      ),
+      ...pools.map(
+        (item): CounterRow => ({ ref: { kind: 'pool', pool: String(item.name) }, ...numbers(item, 'maxGpus') }),
+      ),
     ];
   }
 
@@ -114,7 +137,14 @@ export class DynamoReconcileStore implements ReconcileStore {
       values[':available'] = read.limit - used;
     }
     const repaired = await conditionalWrite(this.doc, {
-      Update: { TableName: table, Key: key, UpdateExpression: update, ConditionExpression: conditions.join(' AND '), ExpressionAttributeNames: names, ExpressionAttributeValues: values },
+      Update: {
+        TableName: table,
+        Key: key,
+        UpdateExpression: update,
+        ConditionExpression: conditions.join(' AND '),
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: values,
+      },
     });
     return repaired !== undefined;
   }
@@ -129,7 +159,11 @@ function numbers(item: Item, limitAttribute: string): Pick<CounterRow, 'used' | 
   const used = number(item.used);
   const available = number(item.available);
   const limit = number(item[limitAttribute]);
-  return { ...(used !== undefined ? { used } : {}), ...(available !== undefined ? { available } : {}), ...(limit !== undefined ? { limit } : {}) };
+  return {
+    ...(used !== undefined ? { used } : {}),
+    ...(available !== undefined ? { available } : {}),
+    ...(limit !== undefined ? { limit } : {}),
+  };
 }
 
 function backoff(attempt: number): Promise<void> {

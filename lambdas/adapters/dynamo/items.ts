@@ -29,7 +29,8 @@ export function holdingPartition(pool: string): string {
 export function toItem(job: Job): Item {
   const item: Item = { ...job, createdKey: queueKey(job) };
   if (QUEUED_STATES.includes(job.state)) Object.assign(item, { queuePool: job.pool, queueKey: queueKey(job) });
-  if (HOLDING_STATES.includes(job.state)) Object.assign(item, { queuePool: holdingPartition(job.pool), queueKey: queueKey(job) });
+  if (HOLDING_STATES.includes(job.state))
+    Object.assign(item, { queuePool: holdingPartition(job.pool), queueKey: queueKey(job) });
   if (!isTerminal(job.state)) item.activePartition = ACTIVE;
   return item;
 }
@@ -38,7 +39,12 @@ export function fromItem(item: Item): Job {
   const job = { ...item };
   for (const key of INDEX_ATTRIBUTES) delete job[key];
   if (job.exitedNodes instanceof Set) {
-    job.nodeExits = Object.fromEntries([...(job.exitedNodes as Set<string>)].map((e) => [e.slice(0, e.lastIndexOf('=')), Number(e.slice(e.lastIndexOf('=') + 1))]));
+    job.nodeExits = Object.fromEntries(
+      [...(job.exitedNodes as Set<string>)].map((e) => [
+        e.slice(0, e.lastIndexOf('=')),
+        Number(e.slice(e.lastIndexOf('=') + 1)),
+      ]),
+    );
   }
   delete job.exitedNodes;
   return job as unknown as Job;
@@ -74,4 +80,3 @@ export function toQuota(item: Item): QuotaRecord {
       : {}),
   };
 }
-

@@ -34,11 +34,16 @@ export async function listJobItems(
   const before = page.nextToken === undefined ? undefined : decodePageToken('jobs', page.nextToken, CREATED_KEY);
   const projects = filter.projects ?? (await projectsWithJobs(doc, tables));
   // Each partition reads about its share of the page at a time (more on demand), not a whole page.
-  const read = Math.min(page.limit + 1, Math.max(MIN_READ, Math.ceil((2 * (page.limit + 1)) / Math.max(projects.length, 1))));
+  const read = Math.min(
+    page.limit + 1,
+    Math.max(MIN_READ, Math.ceil((2 * (page.limit + 1)) / Math.max(projects.length, 1))),
+  );
   const partitions = projects.map((project) => new Partition(doc, tables.jobs, project, filter.state, before, read));
   const taken = await newestFirst(partitions, page.limit + 1);
   const items = taken.slice(0, page.limit);
-  return taken.length > page.limit ? { items, nextToken: encodePageToken('jobs', String(items.at(-1)!.createdKey)) } : { items };
+  return taken.length > page.limit
+    ? { items, nextToken: encodePageToken('jobs', String(items.at(-1)!.createdKey)) }
+    : { items };
 }
 
 /** The `count` newest items across `partitions`, newest first. */
@@ -81,7 +86,11 @@ class Partition {
           KeyConditionExpression: this.before ? '#project = :p AND createdKey < :c' : '#project = :p',
           ExpressionAttributeNames: { '#project': 'project', ...(this.state ? { '#state': 'state' } : {}) },
           ...(this.state ? { FilterExpression: '#state = :s' } : {}),
-          ExpressionAttributeValues: { ':p': this.project, ...(this.before ? { ':c': this.before } : {}), ...(this.state ? { ':s': this.state } : {}) },
+          ExpressionAttributeValues: {
+            ':p': this.project,
+            ...(this.before ? { ':c': this.before } : {}),
+            ...(this.state ? { ':s': this.state } : {}),
+          },
           ScanIndexForward: false,
           Limit: this.limit,
           ExclusiveStartKey: this.start,

@@ -15,7 +15,10 @@ type Item = Record<string, unknown>;
 export type Read = { Query: QueryCommandInput } | { Scan: ScanCommandInput };
 
 /** Every page of `read`, in order. */
-export async function* pages(doc: DynamoDBDocumentClient, read: Read): AsyncGenerator<QueryCommandOutput | ScanCommandOutput> {
+export async function* pages(
+  doc: DynamoDBDocumentClient,
+  read: Read,
+): AsyncGenerator<QueryCommandOutput | ScanCommandOutput> {
   let start: Item | undefined;
   do {
     const page =

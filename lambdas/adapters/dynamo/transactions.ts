@@ -26,7 +26,8 @@ export async function transactWithRetry(doc: DynamoDBDocumentClient, items: Tran
       return;
     } catch (error) {
       const codes = cancellationCodes(error);
-      const conflictOnly = codes?.some((c) => c === 'TransactionConflict') && !codes.some((c) => c === 'ConditionalCheckFailed');
+      const conflictOnly =
+        codes?.some((c) => c === 'TransactionConflict') && !codes.some((c) => c === 'ConditionalCheckFailed');
       if (!conflictOnly || attempt >= TRANSACTION_ATTEMPTS) throw error;
       await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** Math.min(attempt, 6)));
     }
@@ -35,23 +36,37 @@ export async function transactWithRetry(doc: DynamoDBDocumentClient, items: Tran
 
 /** Each item's cancellation code, in item order, when `error` is a cancelled transaction. */
 export function cancellationCodes(error: unknown): (string | undefined)[] | undefined {
-  if (error instanceof TransactionCanceledException || (error as { name?: string })?.name === 'TransactionCanceledException') {
+  if (
+    error instanceof TransactionCanceledException ||
+    (error as { name?: string })?.name === 'TransactionCanceledException'
+  ) {
     return ((error as TransactionCanceledException).CancellationReasons ?? []).map((r: CancellationReason) => r.Code);
   }
   return undefined;
 }
 
 /** One write of a single item, shaped as a transaction's item is. */
-export type ConditionalWrite = { Update: UpdateCommandInput } | { Put: PutCommandInput } | { Delete: DeleteCommandInput };
+export type ConditionalWrite =
+  | { Update: UpdateCommandInput }
+  | { Put: PutCommandInput }
+  | { Delete: DeleteCommandInput };
 
 /**
  * A conditional write. Resolves to the item as the write left it (its `Attributes`: empty unless it asked for
  * `ReturnValues`), or, when its condition did not hold, to undefined, or throws `onConflict()` when given.
  * Any other error is thrown as it came.
  */
-export async function conditionalWrite(doc: DynamoDBDocumentClient, write: ConditionalWrite, onConflict: () => Error): Promise<Item>;
+export async function conditionalWrite(
+  doc: DynamoDBDocumentClient,
+  write: ConditionalWrite,
+  onConflict: () => Error,
+): Promise<Item>;
 export async function conditionalWrite(doc: DynamoDBDocumentClient, write: ConditionalWrite): Promise<Item | undefined>;
-export async function conditionalWrite(doc: DynamoDBDocumentClient, write: ConditionalWrite, onConflict?: () => Error): Promise<Item | undefined> {
+export async function conditionalWrite(
+  doc: DynamoDBDocumentClient,
+  write: ConditionalWrite,
+  onConflict?: () => Error,
+): Promise<Item | undefined> {
   try {
     const { Attributes } =
       'Update' in write

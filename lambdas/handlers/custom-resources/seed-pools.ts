@@ -28,7 +28,10 @@ const Pool = z
     gpusPerInstance: z.number().int().positive(),
     maxGpus: z.number().int().positive(),
   })
-  .refine((p) => p.maxGpus >= p.gpusPerInstance, { message: 'maxGpus must be at least gpusPerInstance', path: ['maxGpus'] });
+  .refine((p) => p.maxGpus >= p.gpusPerInstance, {
+    message: 'maxGpus must be at least gpusPerInstance',
+    path: ['maxGpus'],
+  });
 
 const PoolsJson = z.string().transform((text, ctx) => {
   try {
@@ -54,7 +57,11 @@ export type SeedPoolsProperties = z.infer<typeof SeedPoolsProperties>;
 /** The Provider framework's onEvent request: CloudFormation's, minus the response URL it handles itself. */
 export const SeedPoolsEvent = z.discriminatedUnion('RequestType', [
   z.object({ RequestType: z.literal('Create'), ResourceProperties: z.unknown() }),
-  z.object({ RequestType: z.literal('Update'), PhysicalResourceId: z.string().min(1), ResourceProperties: z.unknown() }),
+  z.object({
+    RequestType: z.literal('Update'),
+    PhysicalResourceId: z.string().min(1),
+    ResourceProperties: z.unknown(),
+  }),
   z.object({ RequestType: z.literal('Delete'), PhysicalResourceId: z.string().min(1) }),
 ]);
 
@@ -94,6 +101,8 @@ export function createSeedPoolsHandler(doc: () => DynamoDBDocumentClient, logger
 }
 
 export const handler = createSeedPoolsHandler(() => {
-  documentClient ??= DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
+  documentClient ??= DynamoDBDocumentClient.from(new DynamoDBClient({}), {
+    marshallOptions: { removeUndefinedValues: true },
+  });
   return documentClient;
 });

@@ -14,7 +14,12 @@
 import middy from '@middy/core';
 import { z } from 'zod';
 import type { CommandOutcome, Ec2SsmCompute } from '../../adapters/ec2-ssm-compute.js';
-import { LOST_INSTANCE_STATES, reportCommandFailed, reportInstanceLost, reportNodeExit } from '../../core/completion.js';
+import {
+  LOST_INSTANCE_STATES,
+  reportCommandFailed,
+  reportInstanceLost,
+  reportNodeExit,
+} from '../../core/completion.js';
 import type { Deps } from '../../core/deps.js';
 import { FlareError } from '../../core/errors.js';
 import { parse } from '../../core/schemas.js';
@@ -34,7 +39,14 @@ const COMMAND_ENDED = ['Success', 'Failed'];
  * and the StatusDetails names its documentation lists among final invocation states, taken alike should
  * an event carry one. lib/compute-events.ts forwards all of these.
  */
-export const COMMAND_ABORTED = ['TimedOut', 'Cancelled', 'DeliveryTimedOut', 'ExecutionTimedOut', 'Undeliverable', 'Terminated'];
+export const COMMAND_ABORTED = [
+  'TimedOut',
+  'Cancelled',
+  'DeliveryTimedOut',
+  'ExecutionTimedOut',
+  'Undeliverable',
+  'Terminated',
+];
 /** StatusDetails of an invocation the instance's agent never received: the container never started. */
 const NOT_DELIVERED = ['DeliveryTimedOut', 'Undeliverable', 'Terminated'];
 /** SSM has not settled the invocation the event announced; asking again later will see it. */
@@ -78,10 +90,12 @@ export async function handleComputeEvent(deps: Deps, lookups: ComputeEventLookup
   const event = parse(ComputeEvent, raw);
   if (event['detail-type'] === COMMAND_STATUS_CHANGE) {
     const { 'command-id': commandId, 'instance-id': instanceId, status } = event.detail;
-    if (!COMMAND_ENDED.includes(status) && !COMMAND_ABORTED.includes(status)) return deps.log.info('ignored command status', { commandId, instanceId, status });
+    if (!COMMAND_ENDED.includes(status) && !COMMAND_ABORTED.includes(status))
+      return deps.log.info('ignored command status', { commandId, instanceId, status });
     const outcome = await lookups.commandOutcome(commandId, instanceId);
     if (!outcome) return deps.log.info("ignored a command that is not Flare's", { commandId, instanceId });
-    if (COMMAND_UNSETTLED.includes(outcome.status)) throw new CommandNotSettled(`command ${commandId} on ${instanceId} is ${outcome.status}, not ${status} yet`);
+    if (COMMAND_UNSETTLED.includes(outcome.status))
+      throw new CommandNotSettled(`command ${commandId} on ${instanceId} is ${outcome.status}, not ${status} yet`);
     const details = outcome.statusDetails?.replace(/\s+/g, '');
     // Past SSM's 48 h execution bound the script stops reporting, but the container runs on detached: the live timeout rules.
     const runsOn = outcome.status === 'TimedOut' && details !== 'DeliveryTimedOut';
@@ -90,15 +104,17 @@ export async function handleComputeEvent(deps: Deps, lookups: ComputeEventLookup
     }
     // The script's end is the container's exit (to the millisecond); the event's own time bounds it from above.
     const at = outcome.endedAt ?? isoTime(event.time);
-    if (COMMAND_ENDED.includes(outcome.status) && outcome.exitCode !== undefined) return reportNodeExit(deps, outcome.jobId, instanceId, outcome.exitCode, at);
+    if (COMMAND_ENDED.includes(outcome.status) && outcome.exitCode !== undefined)
+      return reportNodeExit(deps, outcome.jobId, instanceId, outcome.exitCode, at);
     // Nothing will report this node's exit: fail the job now rather than at its live timeout (a Flare cancel or expiry recorded first wins).
     return reportCommandFailed(deps, outcome.jobId, instanceId, commandFailure(outcome.status, details), at);
   }
 
   const { 'instance-id': instanceId, state } = event.detail;
-  if (!(LOST_INSTANCE_STATES as readonly string[]).includes(state)) return deps.log.info('ignored instance state', { instanceId, state });
+  if (!(LOST_INSTANCE_STATES as readonly string[]).includes(state))
+    return deps.log.info('ignored instance state', { instanceId, state });
   const jobId = await lookups.jobOfInstance(instanceId);
-  if (!jobId) return deps.log.info('ignored an instance that is not Flare\'s', { instanceId, state });
+  if (!jobId) return deps.log.info("ignored an instance that is not Flare's", { instanceId, state });
   // The state change's own time: an instance its dead-man switch powered off after expiresAt ends the job EXPIRED.
   return reportInstanceLost(deps, jobId, instanceId, `instance ${instanceId} is ${state}`, isoTime(event.time));
 }
@@ -118,4 +134,6 @@ export function createComputeEventsHandler(deps: () => Deps, compute: () => Comp
   return middy<unknown, void>().handler((event) => handleComputeEvent(deps(), compute(), event));
 }
 
-export const handler = observed(createComputeEventsHandler(awsDeps({ compute: awsCompute }), awsCompute), { metrics: true });
+export const handler = observed(createComputeEventsHandler(awsDeps({ compute: awsCompute }), awsCompute), {
+  metrics: true,
+});

@@ -28,16 +28,24 @@ import { EVENT_SOURCE, JOB_STATE_CHANGE, type JobStateChange } from '../../ports
 import { awsLogger, observed } from '../aws-observability.js';
 
 export const NotifierEnv = z.object({
-  NOTIFY_CHANNELS: z.string().transform((text, ctx) => {
-    try {
-      return JSON.parse(text) as unknown;
-    } catch {
-      ctx.addIssue({ code: 'custom', message: 'must be a JSON array of channels' });
-      return z.NEVER;
-    }
-  }).pipe(
-    z.array(NotifyChannelSpec).refine((channels) => new Set(channels.map((c) => c.id)).size === channels.length, 'channel ids must be unique'),
-  ),
+  NOTIFY_CHANNELS: z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'must be a JSON array of channels' });
+        return z.NEVER;
+      }
+    })
+    .pipe(
+      z
+        .array(NotifyChannelSpec)
+        .refine(
+          (channels) => new Set(channels.map((c) => c.id)).size === channels.length,
+          'channel ids must be unique',
+        ),
+    ),
   IDEMPOTENCY_TABLE: z.string().min(1),
 });
 export type NotifierEnv = z.infer<typeof NotifierEnv>;
@@ -95,7 +103,11 @@ export async function notifyRecords(deps: NotifierDeps, records: readonly SQSRec
     }),
   );
   const order = records.map((r) => r.messageId);
-  return { batchItemFailures: failed.sort((a, b) => order.indexOf(a) - order.indexOf(b)).map((itemIdentifier) => ({ itemIdentifier })) };
+  return {
+    batchItemFailures: failed
+      .sort((a, b) => order.indexOf(a) - order.indexOf(b))
+      .map((itemIdentifier) => ({ itemIdentifier })),
+  };
 }
 
 /** True when the message is done with (posted, already sent, or not for this channel). */
@@ -104,10 +116,16 @@ async function notifyRecord(deps: NotifierDeps, record: SQSRecord): Promise<bool
   try {
     const message = parse(NotifyMessage, parseJson(record.body), 'body');
     const event = message.event.detail;
-    Object.assign(context, { channel: message.channel, jobId: event.jobId, state: event.state, eventId: event.eventId });
+    Object.assign(context, {
+      channel: message.channel,
+      jobId: event.jobId,
+      state: event.state,
+      eventId: event.eventId,
+    });
     const channel = deps.channels.find((c) => c.id === message.channel);
     if (!channel) throw new UnknownChannel(message.channel);
-    const post = async (c: NotifyChannelSpec, e: JobStateChange) => deps.poster.post({ type: c.type, url: await deps.webhooks.urlFor(c.secretArn) }, e);
+    const post = async (c: NotifyChannelSpec, e: JobStateChange) =>
+      deps.poster.post({ type: c.type, url: await deps.webhooks.urlFor(c.secretArn) }, e);
     const outcome = await notifyChannel({ ledger: deps.ledger, post, log: deps.log }, channel, event);
     if (outcome === 'in-flight') {
       deps.log.warn('notification in flight elsewhere; retried later', context);
@@ -116,7 +134,10 @@ async function notifyRecord(deps: NotifierDeps, record: SQSRecord): Promise<bool
     deps.log.info('notification', { ...context, outcome });
     return true;
   } catch (error) {
-    deps.log.error('notification failed; SQS retries it', { ...context, error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+    deps.log.error('notification failed; SQS retries it', {
+      ...context,
+      error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+    });
     return false;
   }
 }

@@ -18,9 +18,15 @@ import { observed } from '../aws-observability.js';
  */
 export const RECONCILER_OPTIONS: ReconcileOptions = { markTtlSeconds: 4 * 3600, minMarkAgeSeconds: 30 };
 
-export function createReconcilerHandler(deps: () => Deps, store: () => ReconcileStore, options: ReconcileOptions = RECONCILER_OPTIONS) {
+export function createReconcilerHandler(
+  deps: () => Deps,
+  store: () => ReconcileStore,
+  options: ReconcileOptions = RECONCILER_OPTIONS,
+) {
   // The scheduled event carries nothing the run needs.
   return middy<unknown, ReconcileReport>().handler(() => reconcile(deps(), store(), options));
 }
 
-export const handler = observed(createReconcilerHandler(awsDeps({ compute: awsCompute }), awsReconcileStore), { metrics: true });
+export const handler = observed(createReconcilerHandler(awsDeps({ compute: awsCompute }), awsReconcileStore), {
+  metrics: true,
+});

@@ -52,7 +52,9 @@ export interface StreamPublisherDeps {
 export async function publishJobChanges(deps: StreamPublisherDeps, raw: unknown): Promise<DynamoDBBatchResponse> {
   const { Records } = parse(JobsStreamEvent, raw, 'event');
   // A record may say two changes (a job stored admitted: submitted, then admitted); a retry from it says both again.
-  const pending = Records.flatMap((record) => changesOf(record, deps.now).map((change) => ({ sequenceNumber: record.dynamodb.SequenceNumber, change })));
+  const pending = Records.flatMap((record) =>
+    changesOf(record, deps.now).map((change) => ({ sequenceNumber: record.dynamodb.SequenceNumber, change })),
+  );
   try {
     await deps.publisher.publishStateChanges(pending.map((p) => p.change));
     return { batchItemFailures: [] };
@@ -89,7 +91,11 @@ let deps: StreamPublisherDeps | undefined;
 export function streamPublisherDeps(env: NodeJS.ProcessEnv = process.env): StreamPublisherDeps {
   if (deps) return deps;
   const { EVENT_BUS_NAME } = parse(StreamPublisherEnv, env, 'environment');
-  deps = { publisher: new EventBridgePublisher(new EventBridgeClient({}), EVENT_BUS_NAME), log: awsLogger(STREAM_PUBLISHER_SERVICE), now: () => new Date() };
+  deps = {
+    publisher: new EventBridgePublisher(new EventBridgeClient({}), EVENT_BUS_NAME),
+    log: awsLogger(STREAM_PUBLISHER_SERVICE),
+    now: () => new Date(),
+  };
   return deps;
 }
 
@@ -99,4 +105,6 @@ export function createStreamPublisherHandler(deps: () => StreamPublisherDeps) {
 
 const STREAM_PUBLISHER_SERVICE = 'flare-stream-publisher';
 
-export const handler = observed(createStreamPublisherHandler(streamPublisherDeps), { service: STREAM_PUBLISHER_SERVICE });
+export const handler = observed(createStreamPublisherHandler(streamPublisherDeps), {
+  service: STREAM_PUBLISHER_SERVICE,
+});

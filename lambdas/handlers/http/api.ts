@@ -9,7 +9,18 @@ import type { Deps } from '../../core/deps.js';
 import { Unavailable } from '../../core/errors.js';
 import { awsDeps, awsJobLogs } from '../aws-deps.js';
 import { observed } from '../aws-observability.js';
-import { authenticate, httpErrorHandler, json, limitBody, matchRoute, parseJsonBody, type ApiContext, type ApiEvent, type ApiResult, type Route } from './middleware.js';
+import {
+  authenticate,
+  httpErrorHandler,
+  json,
+  limitBody,
+  matchRoute,
+  parseJsonBody,
+  type ApiContext,
+  type ApiEvent,
+  type ApiResult,
+  type Route,
+} from './middleware.js';
 import { openApiDocument, serverUrlOf } from './openapi.js';
 import { imageRoutes } from './routes/images.js';
 import { jobRoutes } from './routes/jobs.js';
@@ -36,8 +47,24 @@ export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 export function apiRoutes(deps: () => Deps, options: ApiOptions = {}): Route[] {
   let document: ReturnType<typeof openApiDocument> | undefined;
   const routes: Route[] = [
-    route({ method: 'GET', path: '/', summary: 'API versions', access: 'public', tag: 'service', responses: { 200: { description: 'The versions served', schema: Versions } }, handle: async () => json(200, { versions: [{ id: 'v1', status: 'CURRENT' }] }) }),
-    route({ method: 'GET', path: '/v1', summary: 'The resources of v1', access: 'public', tag: 'service', responses: { 200: { description: 'v1 and its paths', schema: V1 } }, handle: async () => json(200, describeV1(routes)) }),
+    route({
+      method: 'GET',
+      path: '/',
+      summary: 'API versions',
+      access: 'public',
+      tag: 'service',
+      responses: { 200: { description: 'The versions served', schema: Versions } },
+      handle: async () => json(200, { versions: [{ id: 'v1', status: 'CURRENT' }] }),
+    }),
+    route({
+      method: 'GET',
+      path: '/v1',
+      summary: 'The resources of v1',
+      access: 'public',
+      tag: 'service',
+      responses: { 200: { description: 'v1 and its paths', schema: V1 } },
+      handle: async () => json(200, describeV1(routes)),
+    }),
     route({
       method: 'GET',
       path: '/v1/openapi.json',
@@ -46,7 +73,11 @@ export function apiRoutes(deps: () => Deps, options: ApiOptions = {}): Route[] {
       tag: 'service',
       responses: { 200: { description: 'This document', schema: OpenApiDocument } },
       // One document per process; only `servers` follows the request, naming the origin it reached.
-      handle: async ({ event }) => json(200, { ...(document ??= openApiDocument(routes, { maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES })), servers: [{ url: serverUrlOf(event) }] }),
+      handle: async ({ event }) =>
+        json(200, {
+          ...(document ??= openApiDocument(routes, { maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES })),
+          servers: [{ url: serverUrlOf(event) }],
+        }),
     }),
     route({
       method: 'GET',
@@ -54,7 +85,10 @@ export function apiRoutes(deps: () => Deps, options: ApiOptions = {}): Route[] {
       summary: 'Health of the control plane and its components',
       access: 'public',
       tag: 'service',
-      responses: { 200: { description: 'Every component is ok', schema: Health }, 503: { description: 'A component is not ok: `components` says which', schema: Health } },
+      responses: {
+        200: { description: 'Every component is ok', schema: Health },
+        503: { description: 'A component is not ok: `components` says which', schema: Health },
+      },
       handle: () => checkHealth(deps(), options.health),
     }),
 
@@ -83,9 +117,15 @@ export function createApiHandler(deps: () => Deps, options: ApiOptions = {}) {
     });
 }
 
-export type ApiHandler = (event: APIGatewayProxyEventV2WithJWTAuthorizer, context: ApiContext) => Promise<APIGatewayProxyStructuredResultV2>;
+export type ApiHandler = (
+  event: APIGatewayProxyEventV2WithJWTAuthorizer,
+  context: ApiContext,
+) => Promise<APIGatewayProxyStructuredResultV2>;
 
-export const handler: ApiHandler = observed(createApiHandler(awsDeps({ logs: awsJobLogs }), claimsOptionsFromEnv()), { metrics: true, correlationId: jobIdOfPath });
+export const handler: ApiHandler = observed(createApiHandler(awsDeps({ logs: awsJobLogs }), claimsOptionsFromEnv()), {
+  metrics: true,
+  correlationId: jobIdOfPath,
+});
 
 /** The job a request names in its path (`/v1/jobs/{id}...`). */
 export function jobIdOfPath(event: Pick<ApiEvent, 'rawPath'>): string | undefined {
@@ -155,6 +195,7 @@ function storeProblem(error: unknown): string {
 
 function isOk(component: unknown): boolean {
   if (typeof component === 'string') return component === 'ok';
-  if (component && typeof component === 'object' && 'status' in component) return (component as { status: unknown }).status === 'ok';
+  if (component && typeof component === 'object' && 'status' in component)
+    return (component as { status: unknown }).status === 'ok';
   return true;
 }

@@ -17,9 +17,13 @@ export interface ClaimsOptions {
 type Claims = APIGatewayProxyEventV2WithJWTAuthorizer['requestContext']['authorizer']['jwt']['claims'];
 
 /** The identity in the event's JWT claims, or undefined when there are none (a public route). */
-export function identityFromEvent(event: APIGatewayProxyEventV2WithJWTAuthorizer, options: ClaimsOptions = {}): Identity | undefined {
+export function identityFromEvent(
+  event: APIGatewayProxyEventV2WithJWTAuthorizer,
+  options: ClaimsOptions = {},
+): Identity | undefined {
   // Public routes have no authorizer: the context has no `authorizer` at all.
-  const claims = (event.requestContext as Partial<APIGatewayProxyEventV2WithJWTAuthorizer['requestContext']>).authorizer?.jwt?.claims;
+  const claims = (event.requestContext as Partial<APIGatewayProxyEventV2WithJWTAuthorizer['requestContext']>).authorizer
+    ?.jwt?.claims;
   return claims ? identityFromClaims(claims, options) : undefined;
 }
 

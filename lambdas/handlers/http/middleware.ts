@@ -49,7 +49,10 @@ export interface RouteDoc {
   query?: z.ZodType;
   body?: z.ZodType;
   /** By status code; `schema` describes the JSON body, `headers` the response headers besides content-type (name: what it says). */
-  responses?: Record<number, { description: string; schema?: z.ZodType; headers?: Record<string, { description: string; required?: boolean }> }>;
+  responses?: Record<
+    number,
+    { description: string; schema?: z.ZodType; headers?: Record<string, { description: string; required?: boolean }> }
+  >;
   /** Error statuses this route answers beyond those every route of its kind can (400, 401, 403, 404, 413): 409, 422, 429. */
   errors?: readonly (409 | 422 | 429)[];
 }
@@ -80,7 +83,11 @@ type ApiMiddleware = MiddlewareObj<ApiEvent, ApiResult, Error, ApiContext>;
 export const ANONYMOUS: Identity = Object.freeze({ name: 'anonymous', projects: [], admin: false }) as Identity;
 
 export class MethodNotAllowed extends FlareError {
-  constructor(readonly method: string, readonly path: string, readonly allow: string[]) {
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    readonly allow: string[],
+  ) {
     super(`${method} is not allowed on ${path}; use ${allow.join(', ')}`);
   }
 }
@@ -106,7 +113,9 @@ export function limitBody(maxBytes: number): ApiMiddleware {
     name: 'limitBody',
     before: ({ event }) => {
       if (!event.body) return;
-      const bytes = event.isBase64Encoded ? Buffer.byteLength(event.body, 'base64') : Buffer.byteLength(event.body, 'utf8');
+      const bytes = event.isBase64Encoded
+        ? Buffer.byteLength(event.body, 'base64')
+        : Buffer.byteLength(event.body, 'utf8');
       if (bytes > maxBytes) throw new PayloadTooLarge(maxBytes);
     },
   };
@@ -164,9 +173,16 @@ export function parseJsonBody(): ApiMiddleware {
       const type = header(event, 'content-type');
       // No type at all is taken as JSON; a type that says otherwise (a form, text) is not what we parse.
       if (type !== undefined && !JSON_MEDIA_TYPE.test(type)) {
-        throw new ValidationError([{ field: 'Content-Type', reason: `must be application/json, not '${type.slice(0, 100)}'` }]);
+        throw new ValidationError([
+          { field: 'Content-Type', reason: `must be application/json, not '${type.slice(0, 100)}'` },
+        ]);
       }
-      const text = event.body === undefined ? '' : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+      const text =
+        event.body === undefined
+          ? ''
+          : event.isBase64Encoded
+            ? Buffer.from(event.body, 'base64').toString('utf8')
+            : event.body;
       if (text.trim() === '') throw bodyIssue('required: a JSON object');
       let value: unknown;
       try {
@@ -202,15 +218,19 @@ interface Mapped {
 /** The only place a domain error becomes an HTTP status. */
 export function mapError(error: unknown): Mapped | undefined {
   if (error instanceof ValidationError) return { status: 400, code: 'validation_error', details: error.details };
-  if (error instanceof Unauthorized) return { status: 401, code: 'unauthorized', headers: { 'www-authenticate': 'Bearer' } };
+  if (error instanceof Unauthorized)
+    return { status: 401, code: 'unauthorized', headers: { 'www-authenticate': 'Bearer' } };
   if (error instanceof Forbidden) return { status: 403, code: 'forbidden' };
   if (error instanceof NotFound) return { status: 404, code: 'not_found' };
-  if (error instanceof MethodNotAllowed) return { status: 405, code: 'method_not_allowed', headers: { allow: error.allow.join(', ') } };
-  if (error instanceof Conflict || error instanceof InvalidTransition || error instanceof StaleJob) return { status: 409, code: 'conflict' };
+  if (error instanceof MethodNotAllowed)
+    return { status: 405, code: 'method_not_allowed', headers: { allow: error.allow.join(', ') } };
+  if (error instanceof Conflict || error instanceof InvalidTransition || error instanceof StaleJob)
+    return { status: 409, code: 'conflict' };
   if (error instanceof PayloadTooLarge) return { status: 413, code: 'payload_too_large' };
   if (error instanceof Unprocessable) return { status: 422, code: 'unprocessable' };
   if (error instanceof QuotaExceeded) return { status: 429, code: 'quota_exceeded' };
-  if (error instanceof Unavailable) return { status: 503, code: 'unavailable', headers: { 'retry-after': String(error.retryAfterSeconds) } };
+  if (error instanceof Unavailable)
+    return { status: 503, code: 'unavailable', headers: { 'retry-after': String(error.retryAfterSeconds) } };
   return undefined;
 }
 
@@ -227,8 +247,17 @@ export function httpErrorHandler(log: () => Logger): ApiMiddleware {
       if (mapped) {
         const { status, code, details, headers } = mapped;
         // Not the caller's fault: the operator reads outages in the API's log.
-        if (status === 503) safeLog(log).warn('answered 503: a service is unavailable', { route: request.event?.routeKey, error: String(error), cause: String((error as Error).cause) });
-        request.response = json(status, { error: { code, message: (error as Error).message, ...(details ? { details } : {}) } }, headers);
+        if (status === 503)
+          safeLog(log).warn('answered 503: a service is unavailable', {
+            route: request.event?.routeKey,
+            error: String(error),
+            cause: String((error as Error).cause),
+          });
+        request.response = json(
+          status,
+          { error: { code, message: (error as Error).message, ...(details ? { details } : {}) } },
+          headers,
+        );
         return;
       }
       const requestId = request.event?.requestContext?.requestId;
@@ -236,9 +265,12 @@ export function httpErrorHandler(log: () => Logger): ApiMiddleware {
         requestId,
         route: request.event?.routeKey,
         path: request.event?.rawPath,
-        error: error instanceof Error ? { name: error.name, message: error.message, stack: error.stack } : String(error),
+        error:
+          error instanceof Error ? { name: error.name, message: error.message, stack: error.stack } : String(error),
       });
-      request.response = json(500, { error: { code: 'internal', message: `internal error${requestId ? ` (request ${requestId})` : ''}` } });
+      request.response = json(500, {
+        error: { code: 'internal', message: `internal error${requestId ? ` (request ${requestId})` : ''}` },
+      });
     },
   };
 }
@@ -248,7 +280,8 @@ function safeLog(log: () => Logger): Logger {
     return log();
   } catch {
     // The deps themselves failed to build (e.g. missing configuration): stderr still works.
-    const write = (level: string) => (message: string, data?: Record<string, unknown>) => process.stderr.write(`${JSON.stringify({ level, message, ...data })}\n`);
+    const write = (level: string) => (message: string, data?: Record<string, unknown>) =>
+      process.stderr.write(`${JSON.stringify({ level, message, ...data })}\n`);
     return { info: write('info'), warn: write('warn'), error: write('error') };
   }
 }
@@ -257,7 +290,8 @@ function safeLog(log: () => Logger): Logger {
 function routePath(event: ApiEvent): string {
   let path = event.rawPath || event.requestContext.http.path || '/';
   const stage = event.requestContext.stage;
-  if (stage && stage !== '$default' && (path === `/${stage}` || path.startsWith(`/${stage}/`))) path = path.slice(stage.length + 1) || '/';
+  if (stage && stage !== '$default' && (path === `/${stage}` || path.startsWith(`/${stage}/`)))
+    path = path.slice(stage.length + 1) || '/';
   return path.length > 1 ? path.replace(/\/+$/, '') || '/' : path;
 }
 

@@ -23,10 +23,17 @@ type JsonSchema = Record<string, unknown>;
 export const ErrorBody = z
   .object({
     error: z.object({
-      code: z.string().meta({ description: 'Stable machine-readable code, e.g. validation_error, not_found, quota_exceeded.' }),
+      code: z
+        .string()
+        .meta({ description: 'Stable machine-readable code, e.g. validation_error, not_found, quota_exceeded.' }),
       message: z.string(),
       details: z
-        .array(z.object({ field: z.string().meta({ description: 'The input field, dotted for nested ones.' }), reason: z.string() }))
+        .array(
+          z.object({
+            field: z.string().meta({ description: 'The input field, dotted for nested ones.' }),
+            reason: z.string(),
+          }),
+        )
         .optional()
         .meta({ description: 'Every bad field (400 only).' }),
     }),
@@ -47,7 +54,9 @@ const ERRORS: Record<number, string> = {
 
 /** Headers of the error answers that carry any. */
 const ERROR_HEADERS: Record<number, Record<string, unknown>> = {
-  503: { 'retry-after': { description: 'Seconds to wait before retrying.', required: true, schema: { type: 'string' } } },
+  503: {
+    'retry-after': { description: 'Seconds to wait before retrying.', required: true, schema: { type: 'string' } },
+  },
 };
 
 export function openApiDocument(routes: readonly Route[], info: OpenApiInfo = {}): Record<string, unknown> {
@@ -59,39 +68,64 @@ export function openApiDocument(routes: readonly Route[], info: OpenApiInfo = {}
     paths[route.path] ??= {};
     paths[route.path][route.method.toLowerCase()] = operation(route, route.doc, components, info.maxBodyBytes);
   }
-  const bodyLimit = info.maxBodyBytes === undefined ? '' : ` Request bodies are JSON of at most ${sizeOf(info.maxBodyBytes)} (a larger one is a 413).`;
+  const bodyLimit =
+    info.maxBodyBytes === undefined
+      ? ''
+      : ` Request bodies are JSON of at most ${sizeOf(info.maxBodyBytes)} (a larger one is a 413).`;
   return {
     openapi: '3.1.0',
     info: {
       title: info.title ?? 'Flare API',
       version: info.version ?? 'v1',
-      description:
-        `Flare hands out GPUs for a bounded time. Submit a job from a template; it waits in its pool's FIFO queue until its project's quota and the pool's cap allow it, runs until it exits or its live timeout expires, and gives its GPUs back exactly once. Send \`Authorization: Bearer <token>\` on every route but the public ones.${bodyLimit} Lists take \`limit\` (1-1000) and the \`nextToken\` of the page before.`,
+      description: `Flare hands out GPUs for a bounded time. Submit a job from a template; it waits in its pool's FIFO queue until its project's quota and the pool's cap allow it, runs until it exits or its live timeout expires, and gives its GPUs back exactly once. Send \`Authorization: Bearer <token>\` on every route but the public ones.${bodyLimit} Lists take \`limit\` (1-1000) and the \`nextToken\` of the page before.`,
     },
     servers: [{ url: info.serverUrl ?? '/' }],
     tags: [...new Set(routes.flatMap((r) => (r.doc ? [r.doc.tag] : [])))].map((name) => ({ name })),
     paths,
     components: {
       schemas: components,
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A local token from the config, or a JWT from the deployment\'s issuer (Cognito or OIDC).' } },
+      securitySchemes: {
+        bearer: {
+          type: 'http',
+          scheme: 'bearer',
+          description: "A local token from the config, or a JWT from the deployment's issuer (Cognito or OIDC).",
+        },
+      },
     },
   };
 }
 
-function operation(route: Route, doc: RouteDoc, components: Record<string, JsonSchema>, maxBodyBytes: number | undefined): Record<string, unknown> {
+function operation(
+  route: Route,
+  doc: RouteDoc,
+  components: Record<string, JsonSchema>,
+  maxBodyBytes: number | undefined,
+): Record<string, unknown> {
   const parameters = [...parametersOf(doc.params, 'path', components), ...parametersOf(doc.query, 'query', components)];
   const responses: Record<string, unknown> = {};
   for (const [status, response] of Object.entries(doc.responses ?? { 200: { description: 'OK' } })) {
-    const headers = Object.entries(response.headers ?? {}).map(([name, header]) => [name, { description: header.description, required: Boolean(header.required), schema: { type: 'string' } }]);
+    const headers = Object.entries(response.headers ?? {}).map(([name, header]) => [
+      name,
+      { description: header.description, required: Boolean(header.required), schema: { type: 'string' } },
+    ]);
     responses[status] = {
       description: response.description,
       ...(headers.length ? { headers: Object.fromEntries(headers) } : {}),
-      ...(response.schema ? { content: { 'application/json': { schema: refOrInline(response.schema, components) } } } : {}),
+      ...(response.schema
+        ? { content: { 'application/json': { schema: refOrInline(response.schema, components) } } }
+        : {}),
     };
   }
   for (const status of errorStatuses(route, doc)) {
-    const description = status === 413 && maxBodyBytes !== undefined ? `The request body is larger than ${sizeOf(maxBodyBytes)}.` : ERRORS[status];
-    responses[status] ??= { description, ...(ERROR_HEADERS[status] ? { headers: ERROR_HEADERS[status] } : {}), content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+    const description =
+      status === 413 && maxBodyBytes !== undefined
+        ? `The request body is larger than ${sizeOf(maxBodyBytes)}.`
+        : ERRORS[status];
+    responses[status] ??= {
+      description,
+      ...(ERROR_HEADERS[status] ? { headers: ERROR_HEADERS[status] } : {}),
+      content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+    };
   }
   return {
     operationId: operationId(route),
@@ -105,7 +139,9 @@ function operation(route: Route, doc: RouteDoc, components: Record<string, JsonS
       ? {
           requestBody: {
             required: true,
-            ...(maxBodyBytes === undefined ? {} : { description: `JSON of at most ${sizeOf(maxBodyBytes)} (a larger body is a 413)` }),
+            ...(maxBodyBytes === undefined
+              ? {}
+              : { description: `JSON of at most ${sizeOf(maxBodyBytes)} (a larger body is a 413)` }),
             content: { 'application/json': { schema: refOrInline(doc.body, components) } },
           },
         }
@@ -128,7 +164,11 @@ function errorStatuses(route: Route, doc: RouteDoc): number[] {
   return statuses;
 }
 
-function parametersOf(schema: z.ZodType | undefined, where: 'path' | 'query', components: Record<string, JsonSchema>): unknown[] {
+function parametersOf(
+  schema: z.ZodType | undefined,
+  where: 'path' | 'query',
+  components: Record<string, JsonSchema>,
+): unknown[] {
   if (!schema) return [];
   const json = schemaOf(schema, components);
   const properties = (json.properties ?? {}) as Record<string, JsonSchema>;
@@ -155,7 +195,11 @@ function refOrInline(schema: z.ZodType, components: Record<string, JsonSchema>):
 }
 
 function schemaOf(schema: z.ZodType, components?: Record<string, JsonSchema>): JsonSchema {
-  const { $schema: _, $defs, ...json } = relink(z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' })) as JsonSchema;
+  const {
+    $schema: _,
+    $defs,
+    ...json
+  } = relink(z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' })) as JsonSchema;
   for (const [id, def] of Object.entries(($defs ?? {}) as Record<string, JsonSchema>)) {
     if (!components) throw new Error(`schema ${id} is nested where no components can hold it`);
     components[id] ??= def;
@@ -177,7 +221,12 @@ function relink(value: unknown): unknown {
 
 /** `64 KiB (65536 bytes)`. */
 function sizeOf(bytes: number): string {
-  const unit = bytes % (1024 * 1024) === 0 ? `${bytes / (1024 * 1024)} MiB` : bytes % 1024 === 0 ? `${bytes / 1024} KiB` : undefined;
+  const unit =
+    bytes % (1024 * 1024) === 0
+      ? `${bytes / (1024 * 1024)} MiB`
+      : bytes % 1024 === 0
+        ? `${bytes / 1024} KiB`
+        : undefined;
   return unit ? `${unit} (${bytes} bytes)` : `${bytes} bytes`;
 }
 
@@ -186,10 +235,14 @@ function sizeOf(bytes: number): string {
  * playing it): `x-forwarded-proto` and `-port` over `requestContext.domainName`, with the
  * stage unless it is `$default`. `/` (relative to the document) when they are not all there.
  */
-export function serverUrlOf(event: { headers?: Record<string, string | undefined>; requestContext?: { domainName?: string; stage?: string } }): string {
+export function serverUrlOf(event: {
+  headers?: Record<string, string | undefined>;
+  requestContext?: { domainName?: string; stage?: string };
+}): string {
   const proto = event.headers?.['x-forwarded-proto'];
   const domain = event.requestContext?.domainName;
-  if ((proto !== 'http' && proto !== 'https') || !domain || !/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})$/.test(domain)) return '/';
+  if ((proto !== 'http' && proto !== 'https') || !domain || !/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})$/.test(domain))
+    return '/';
   const port = event.headers?.['x-forwarded-port'];
   const shownPort = port && /^\d{1,5}$/.test(port) && port !== (proto === 'https' ? '443' : '80') ? `:${port}` : '';
   const stage = event.requestContext?.stage;
@@ -203,5 +256,8 @@ function operationId(route: Route): string {
     .split('/')
     .filter((s) => s && s !== 'v1')
     .map((s) => (s.startsWith('{') ? `by-${s.slice(1, -1)}` : s));
-  return [route.method.toLowerCase(), ...words].join('-').replace(/[^a-zA-Z0-9]+(.)/g, (_, c: string) => c.toUpperCase()) || route.method.toLowerCase();
+  return (
+    [route.method.toLowerCase(), ...words].join('-').replace(/[^a-zA-Z0-9]+(.)/g, (_, c: string) => c.toUpperCase()) ||
+    route.method.toLowerCase()
+  );
 }

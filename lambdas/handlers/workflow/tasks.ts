@@ -6,7 +6,18 @@
 import middy from '@middy/core';
 import { z } from 'zod';
 import type { Deps } from '../../core/deps.js';
-import { admitStep, awaitOutcomeStep, checkComputeStep, drainStep, launchStep, rearmStep, releaseStep, requeueStep, startStep, stopStep } from '../../core/lifecycle.js';
+import {
+  admitStep,
+  awaitOutcomeStep,
+  checkComputeStep,
+  drainStep,
+  launchStep,
+  rearmStep,
+  releaseStep,
+  requeueStep,
+  startStep,
+  stopStep,
+} from '../../core/lifecycle.js';
 import { parse } from '../../core/schemas.js';
 import { WorkflowTask } from '../../core/workflow.js';
 import { awsCompute, awsDeps } from '../aws-deps.js';
@@ -23,7 +34,13 @@ export const TaskEvent = z.discriminatedUnion('task', [
   z.object({ task: z.literal(WorkflowTask.checkCompute), jobId, attempts: z.number().int().min(0) }),
   z.object({ task: z.literal(WorkflowTask.start), jobId }),
   // expiresAt: what Run was armed for (null: the job has no expiry); absent in executions started before it was passed.
-  z.object({ task: z.literal(WorkflowTask.awaitOutcome), jobId, taskToken: z.string().min(1), timeoutSeconds: z.number().optional(), expiresAt: z.string().nullable().optional() }),
+  z.object({
+    task: z.literal(WorkflowTask.awaitOutcome),
+    jobId,
+    taskToken: z.string().min(1),
+    timeoutSeconds: z.number().optional(),
+    expiresAt: z.string().nullable().optional(),
+  }),
   z.object({ task: z.literal(WorkflowTask.rearm), jobId }),
   z.object({ task: z.literal(WorkflowTask.stop), jobId, error: stepError }),
   z.object({ task: z.literal(WorkflowTask.release), jobId, error: stepError }),
@@ -64,4 +81,7 @@ export function createTasksHandler(deps: () => Deps) {
   return middy<unknown, unknown>().handler((event) => runTask(deps(), event));
 }
 
-export const handler = observed(createTasksHandler(awsDeps({ compute: awsCompute })), { metrics: true, correlationId: jobIdOfTask });
+export const handler = observed(createTasksHandler(awsDeps({ compute: awsCompute })), {
+  metrics: true,
+  correlationId: jobIdOfTask,
+});

@@ -103,7 +103,11 @@ export class Artifact {
 
   /** Where a test's own calls, deliveries and posts start: read them with `since(mark)`. */
   mark() {
-    return { calls: this.fake.calls().length, deliveries: this.router.deliveries.length, posts: this.webhook.posts.length };
+    return {
+      calls: this.fake.calls().length,
+      deliveries: this.router.deliveries.length,
+      posts: this.webhook.posts.length,
+    };
   }
 
   async close(): Promise<void> {
@@ -125,7 +129,9 @@ export async function deployArtifact(options: AwsFakeOptions = {}): Promise<Arti
   const { client } = makeDynamoClients(local.endpoint);
   const tables = await createTemplateTables(client, template);
   const fake = await startAwsFake({ autoRun: true, autoAgent: true, ...options, dynamodbUpstream: local.endpoint });
-  const all = functionSpecs(template, outdir, (v) => resolveValue(template, v), fake.endpoints()).map((spec) => new LambdaFunction(spec));
+  const all = functionSpecs(template, outdir, (v) => resolveValue(template, v), fake.endpoints()).map(
+    (spec) => new LambdaFunction(spec),
+  );
   const byId = new Map(all.map((fn) => [fn.spec.logicalId, fn]));
   const fns = wiring(template, all);
 
@@ -140,9 +146,28 @@ export async function deployArtifact(options: AwsFakeOptions = {}): Promise<Arti
   const router = new EventRouter(template, byId, queues);
   const [jobsTable] = Object.values(tables).filter((t) => t.streamArn && mappingOf(template, t.logicalId, 'StreamArn'));
   const mapping = mappingOf(template, jobsTable.logicalId, 'StreamArn')!;
-  const stream = new StreamSource(new StreamReader(makeStreamsClient(local.endpoint), jobsTable.localStreamArn!), fns.streamPublisher, mapping, jobsTable.streamArn!);
+  const stream = new StreamSource(
+    new StreamReader(makeStreamsClient(local.endpoint), jobsTable.localStreamArn!),
+    fns.streamPublisher,
+    mapping,
+    jobsTable.streamArn!,
+  );
   const compute = new ComputeEventSource(fake, router);
-  const artifact = new Artifact(template, outdir, fake, { local, client }, all, fns, new HttpApiGateway(template, fns.api), workflow, router, queues, stream, compute, webhook);
+  const artifact = new Artifact(
+    template,
+    outdir,
+    fake,
+    { local, client },
+    all,
+    fns,
+    new HttpApiGateway(template, fns.api),
+    workflow,
+    router,
+    queues,
+    stream,
+    compute,
+    webhook,
+  );
   try {
     await seedPools(template, fns.seedPools);
   } catch (error) {
@@ -179,9 +204,14 @@ function wiring(template: CfnTemplate, all: LambdaFunction[]): ArtifactFunctions
   const getAttOf = (v: any) => v?.['Fn::GetAtt']?.[0];
   const integration = resources.find(([, r]) => r.Type === 'AWS::ApiGatewayV2::Integration')?.[1];
   const machine = resources.find(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine')?.[1];
-  const computeRule = resources.find(([, r]) => r.Type === 'AWS::Events::Rule' && r.Properties?.EventPattern?.source?.includes('aws.ssm'))?.[1];
-  const mappings = resources.filter(([, r]) => r.Type === 'AWS::Lambda::EventSourceMapping').map(([, r]) => r.Properties!);
-  const fromMapping = (attribute: string) => mappings.find((m) => m.EventSourceArn?.['Fn::GetAtt']?.[1] === attribute)?.FunctionName?.Ref;
+  const computeRule = resources.find(
+    ([, r]) => r.Type === 'AWS::Events::Rule' && r.Properties?.EventPattern?.source?.includes('aws.ssm'),
+  )?.[1];
+  const mappings = resources
+    .filter(([, r]) => r.Type === 'AWS::Lambda::EventSourceMapping')
+    .map(([, r]) => r.Properties!);
+  const fromMapping = (attribute: string) =>
+    mappings.find((m) => m.EventSourceArn?.['Fn::GetAtt']?.[1] === attribute)?.FunctionName?.Ref;
   const provider = resources.find(([, r]) => r.Type === 'Custom::FlarePools')?.[1];
   const onEvent = byId(getAttOf(provider?.Properties?.ServiceToken), 'the pools custom resource provider');
   const userArn = onEvent.spec.environment.USER_ON_EVENT_FUNCTION_ARN;
@@ -208,7 +238,8 @@ async function seedPools(template: CfnTemplate, fn: LambdaFunction): Promise<voi
     ResourceType: resource.Type,
     ResourceProperties: resolveValue(template, resource.Properties),
   });
-  if (!outcome.ok) throw new Error(`seeding the pools failed: ${outcome.error.errorType}: ${outcome.error.errorMessage}`);
+  if (!outcome.ok)
+    throw new Error(`seeding the pools failed: ${outcome.error.errorType}: ${outcome.error.errorMessage}`);
 }
 
 async function startWebhook(): Promise<{ server: Server; url: string; posts: WebhookPost[] }> {
@@ -223,5 +254,9 @@ async function startWebhook(): Promise<{ server: Server; url: string; posts: Web
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/services/T000/B000/artifact`, posts };
+  return {
+    server,
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/services/T000/B000/artifact`,
+    posts,
+  };
 }

@@ -10,7 +10,14 @@ import { ARTIFACT_ACCOUNT, ARTIFACT_PARTITION } from './types.js';
 
 export type InstanceStateName = 'pending' | 'running' | 'shutting-down' | 'terminated' | 'stopping' | 'stopped';
 
-const STATE_CODE: Record<InstanceStateName, number> = { pending: 0, running: 16, 'shutting-down': 32, terminated: 48, stopping: 64, stopped: 80 };
+const STATE_CODE: Record<InstanceStateName, number> = {
+  pending: 0,
+  running: 16,
+  'shutting-down': 32,
+  terminated: 48,
+  stopping: 64,
+  stopped: 80,
+};
 
 export interface FakeInstance {
   instanceId: string;
@@ -83,7 +90,9 @@ export class Ec2Model {
       const template = params.LaunchTemplate as Params | undefined;
       return [
         ec2Arn(region, 'instance/*'),
-        ...(typeof template?.LaunchTemplateId === 'string' ? [ec2Arn(region, `launch-template/${template.LaunchTemplateId}`)] : []),
+        ...(typeof template?.LaunchTemplateId === 'string'
+          ? [ec2Arn(region, `launch-template/${template.LaunchTemplateId}`)]
+          : []),
         ...(typeof params.SubnetId === 'string' ? [ec2Arn(region, `subnet/${params.SubnetId}`)] : []),
       ];
     }
@@ -100,7 +109,10 @@ export class Ec2Model {
       case 'TerminateInstances':
         return this.terminateInstances(params, region);
       default:
-        throw new AwsError('InvalidAction', `The action ${action} is not valid for this web service. (aws-fake models no ec2:${action})`);
+        throw new AwsError(
+          'InvalidAction',
+          `The action ${action} is not valid for this web service. (aws-fake models no ec2:${action})`,
+        );
     }
   }
 
@@ -138,24 +150,35 @@ export class Ec2Model {
 
   private require(instanceId: string): FakeInstance {
     const instance = this.live.get(instanceId);
-    if (!instance) throw new Error(`aws-fake: no instance ${instanceId} (known: ${[...this.live.keys()].join(', ') || 'none'})`);
+    if (!instance)
+      throw new Error(`aws-fake: no instance ${instanceId} (known: ${[...this.live.keys()].join(', ') || 'none'})`);
     return instance;
   }
 
   private runInstances(params: Params, region: string): Record<string, XmlValue> {
     const minCount = count(params, 'MinCount');
     const maxCount = count(params, 'MaxCount');
-    if (minCount > maxCount) throw new AwsError('InvalidParameterValue', `MinCount (${minCount}) must be less than or equal to MaxCount (${maxCount})`);
+    if (minCount > maxCount)
+      throw new AwsError(
+        'InvalidParameterValue',
+        `MinCount (${minCount}) must be less than or equal to MaxCount (${maxCount})`,
+      );
     const instanceType = params.InstanceType;
     if (typeof instanceType !== 'string') {
-      throw new AwsError('MissingParameter', 'The request must contain the parameter InstanceType (aws-fake models no launch template contents)');
+      throw new AwsError(
+        'MissingParameter',
+        'The request must contain the parameter InstanceType (aws-fake models no launch template contents)',
+      );
     }
     const token = typeof params.ClientToken === 'string' ? params.ClientToken : undefined;
     const request = canonical(params);
     if (token) {
       const earlier = this.tokens.get(token);
       if (earlier && earlier.request !== request) {
-        throw new AwsError('IdempotentParameterMismatch', 'Arguments on this idempotent request are inconsistent with arguments used in previous request(s).');
+        throw new AwsError(
+          'IdempotentParameterMismatch',
+          'Arguments on this idempotent request are inconsistent with arguments used in previous request(s).',
+        );
       }
       if (earlier) return this.reservation(earlier.instanceIds.map((id) => this.everLaunched.get(id)!));
     }
@@ -165,7 +188,8 @@ export class Ec2Model {
     const tags: Record<string, string> = {};
     for (const spec of (Array.isArray(params.TagSpecification) ? params.TagSpecification : []) as Params[]) {
       if (spec.ResourceType !== 'instance') continue;
-      for (const tag of (Array.isArray(spec.Tag) ? spec.Tag : []) as Params[]) tags[String(tag.Key)] = String(tag.Value ?? '');
+      for (const tag of (Array.isArray(spec.Tag) ? spec.Tag : []) as Params[])
+        tags[String(tag.Key)] = String(tag.Value ?? '');
     }
     const reservationId = `r-${randomBytes(9).toString('hex').slice(0, 17)}`;
     const launchTime = new Date(Math.floor(Date.now() / 1000) * 1000);
@@ -205,13 +229,21 @@ export class Ec2Model {
     for (const mapping of mappings) {
       const size = Number((mapping.Ebs as Params | undefined)?.VolumeSize);
       if (mapping.DeviceName === rootDevice && Number.isFinite(size) && size < snapshotGb) {
-        throw new AwsError('InvalidBlockDeviceMapping', `Volume of size ${size}GB is smaller than snapshot '${ROOT_SNAPSHOT_ID}', expect size >= ${snapshotGb}GB`);
+        throw new AwsError(
+          'InvalidBlockDeviceMapping',
+          `Volume of size ${size}GB is smaller than snapshot '${ROOT_SNAPSHOT_ID}', expect size >= ${snapshotGb}GB`,
+        );
       }
     }
   }
 
   private reservation(instances: FakeInstance[]): Record<string, XmlValue> {
-    return { reservationId: instances[0]?.reservationId, ownerId: ARTIFACT_ACCOUNT, groupSet: [], instancesSet: instances.map(instanceXml) };
+    return {
+      reservationId: instances[0]?.reservationId,
+      ownerId: ARTIFACT_ACCOUNT,
+      groupSet: [],
+      instancesSet: instances.map(instanceXml),
+    };
   }
 
   private describeInstances(params: Params, region: string): Record<string, XmlValue> {
@@ -229,11 +261,14 @@ export class Ec2Model {
     }
     const maxResults = params.MaxResults === undefined ? undefined : Number(params.MaxResults);
     const from = typeof params.NextToken === 'string' ? Number(params.NextToken) : 0;
-    if (!Number.isInteger(from) || from < 0) throw new AwsError('InvalidParameterValue', `Invalid value '${String(params.NextToken)}' for nextToken`);
+    if (!Number.isInteger(from) || from < 0)
+      throw new AwsError('InvalidParameterValue', `Invalid value '${String(params.NextToken)}' for nextToken`);
     const page = maxResults === undefined ? selected.slice(from) : selected.slice(from, from + maxResults);
-    const next = maxResults !== undefined && from + maxResults < selected.length ? String(from + maxResults) : undefined;
+    const next =
+      maxResults !== undefined && from + maxResults < selected.length ? String(from + maxResults) : undefined;
     const byReservation = new Map<string, FakeInstance[]>();
-    for (const instance of page) byReservation.set(instance.reservationId, [...(byReservation.get(instance.reservationId) ?? []), instance]);
+    for (const instance of page)
+      byReservation.set(instance.reservationId, [...(byReservation.get(instance.reservationId) ?? []), instance]);
     return { reservationSet: [...byReservation.values()].map((group) => this.reservation(group)), nextToken: next };
   }
 
@@ -256,8 +291,10 @@ export class Ec2Model {
     const malformed = ids.find((id) => !INSTANCE_ID.test(id));
     if (malformed) throw new AwsError('InvalidInstanceID.Malformed', `Invalid id: "${malformed}"`);
     const unknown = ids.filter((id) => this.live.get(id)?.region !== region);
-    if (unknown.length === 1) throw new AwsError('InvalidInstanceID.NotFound', `The instance ID '${unknown[0]}' does not exist`);
-    if (unknown.length > 1) throw new AwsError('InvalidInstanceID.NotFound', `The instance IDs '${unknown.join(', ')}' do not exist`);
+    if (unknown.length === 1)
+      throw new AwsError('InvalidInstanceID.NotFound', `The instance ID '${unknown[0]}' does not exist`);
+    if (unknown.length > 1)
+      throw new AwsError('InvalidInstanceID.NotFound', `The instance IDs '${unknown.join(', ')}' do not exist`);
   }
 }
 
@@ -291,7 +328,10 @@ function filterMatcher(name: string, values: string[]): (instance: FakeInstance)
 
 /** EC2 filter values take `*` and `?` wildcards. */
 function globPattern(value: string): RegExp {
-  const body = value.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const body = value
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${body}$`);
 }
 
@@ -314,7 +354,10 @@ function instanceXml(instance: FakeInstance): XmlValue {
     architecture: 'x86_64',
     rootDeviceType: 'ebs',
     rootDeviceName: '/dev/sda1',
-    tagSet: Object.keys(instance.tags).length > 0 ? Object.entries(instance.tags).map(([key, value]) => ({ key, value })) : undefined,
+    tagSet:
+      Object.keys(instance.tags).length > 0
+        ? Object.entries(instance.tags).map(([key, value]) => ({ key, value }))
+        : undefined,
   };
 }
 
@@ -323,9 +366,14 @@ function stateXml(state: InstanceStateName): XmlValue {
 }
 
 function count(params: Params, name: string): number {
-  if (params[name] === undefined) throw new AwsError('MissingParameter', `The request must contain the parameter ${name}`);
+  if (params[name] === undefined)
+    throw new AwsError('MissingParameter', `The request must contain the parameter ${name}`);
   const value = Number(params[name]);
-  if (!Number.isInteger(value) || value < 1) throw new AwsError('InvalidParameterValue', `Value (${String(params[name])}) for parameter ${name} is invalid. Must be a positive integer`);
+  if (!Number.isInteger(value) || value < 1)
+    throw new AwsError(
+      'InvalidParameterValue',
+      `Value (${String(params[name])}) for parameter ${name} is invalid. Must be a positive integer`,
+    );
   return value;
 }
 
@@ -338,7 +386,10 @@ export function strings(value: unknown): string[] {
 function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
   if (value && typeof value === 'object') {
-    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical((value as Params)[k])}`).join(',')}}`;
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((value as Params)[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(value);
 }

@@ -11,7 +11,8 @@ import { ARTIFACT_ACCOUNT, ARTIFACT_PARTITION, ARTIFACT_REGION } from './types.j
 
 type Params = Record<string, unknown>;
 
-const arn = (service: string, region: string, resource: string, account = ARTIFACT_ACCOUNT) => `arn:${ARTIFACT_PARTITION}:${service}:${region}:${account}:${resource}`;
+const arn = (service: string, region: string, resource: string, account = ARTIFACT_ACCOUNT) =>
+  `arn:${ARTIFACT_PARTITION}:${service}:${region}:${account}:${resource}`;
 
 /** An event as EventBridge took it, Detail parsed. */
 export interface PutEvent {
@@ -35,7 +36,9 @@ export class EventsModel {
 
   resources(params: Params, region: string): string[] {
     const entries = (Array.isArray(params.Entries) ? params.Entries : []) as Params[];
-    const buses = new Set(entries.map((e) => busArn(typeof e.EventBusName === 'string' ? e.EventBusName : 'default', region)));
+    const buses = new Set(
+      entries.map((e) => busArn(typeof e.EventBusName === 'string' ? e.EventBusName : 'default', region)),
+    );
     return buses.size > 0 ? [...buses] : ['*'];
   }
 
@@ -43,11 +46,18 @@ export class EventsModel {
     if (action !== 'PutEvents') throw new AwsError('UnknownOperationException', `aws-fake models no events:${action}`);
     const entries = params.Entries;
     if (!Array.isArray(entries) || entries.length < 1 || entries.length > MAX_PUT_ENTRIES) {
-      throw new AwsError('ValidationException', `1 validation error detected: Value at 'entries' failed to satisfy constraint: Member must have length between 1 and ${MAX_PUT_ENTRIES}`);
+      throw new AwsError(
+        'ValidationException',
+        `1 validation error detected: Value at 'entries' failed to satisfy constraint: Member must have length between 1 and ${MAX_PUT_ENTRIES}`,
+      );
     }
     const results = (entries as Params[]).map((entry) => {
       for (const field of ['Source', 'DetailType', 'Detail'] as const) {
-        if (typeof entry[field] !== 'string' || entry[field] === '') return { ErrorCode: 'InvalidArgument', ErrorMessage: `Parameter ${field} is not valid. Reason: ${field} is a required argument.` };
+        if (typeof entry[field] !== 'string' || entry[field] === '')
+          return {
+            ErrorCode: 'InvalidArgument',
+            ErrorMessage: `Parameter ${field} is not valid. Reason: ${field} is a required argument.`,
+          };
       }
       let detail: unknown;
       try {
@@ -55,7 +65,8 @@ export class EventsModel {
       } catch {
         return { ErrorCode: 'MalformedDetail', ErrorMessage: 'Detail is malformed.' };
       }
-      if (!detail || typeof detail !== 'object' || Array.isArray(detail)) return { ErrorCode: 'MalformedDetail', ErrorMessage: 'Detail is malformed.' };
+      if (!detail || typeof detail !== 'object' || Array.isArray(detail))
+        return { ErrorCode: 'MalformedDetail', ErrorMessage: 'Detail is malformed.' };
       const event: PutEvent = {
         EventId: randomUUID(),
         EventBusName: typeof entry.EventBusName === 'string' ? entry.EventBusName : 'default',
@@ -95,7 +106,9 @@ export class SecretsModel {
   putSecret(nameOrArn: string, value: string): void {
     const match = SECRET_ARN.exec(nameOrArn);
     const name = match ? match[1] : nameOrArn;
-    const secretArn = match ? nameOrArn : arn('secretsmanager', ARTIFACT_REGION, `secret:${name}-${randomBytes(3).toString('hex')}`);
+    const secretArn = match
+      ? nameOrArn
+      : arn('secretsmanager', ARTIFACT_REGION, `secret:${name}-${randomBytes(3).toString('hex')}`);
     const existing = this.secrets.findIndex((s) => s.arn === secretArn || s.name === name);
     if (existing >= 0) this.secrets.splice(existing, 1);
     this.secrets.push({ arn: secretArn, name, value, createdAt: new Date() });
@@ -109,17 +122,30 @@ export class SecretsModel {
   }
 
   handle(action: string, params: Params): unknown {
-    if (action !== 'GetSecretValue') throw new AwsError('UnknownOperationException', `aws-fake models no secretsmanager:${action}`);
+    if (action !== 'GetSecretValue')
+      throw new AwsError('UnknownOperationException', `aws-fake models no secretsmanager:${action}`);
     const secret = this.find(String(params.SecretId ?? ''));
     if (!secret || (params.VersionStage !== undefined && params.VersionStage !== 'AWSCURRENT')) {
       throw new AwsError('ResourceNotFoundException', "Secrets Manager can't find the specified secret.");
     }
-    return { ARN: secret.arn, Name: secret.name, VersionId: randomUUID(), SecretString: secret.value, VersionStages: ['AWSCURRENT'], CreatedDate: secret.createdAt };
+    return {
+      ARN: secret.arn,
+      Name: secret.name,
+      VersionId: randomUUID(),
+      SecretString: secret.value,
+      VersionStages: ['AWSCURRENT'],
+      CreatedDate: secret.createdAt,
+    };
   }
 
   /** By full ARN, by name, or by partial ARN (without the random suffix), as Secrets Manager resolves a SecretId. */
   private find(id: string): Secret | undefined {
-    return this.secrets.find((s) => s.arn === id || s.name === id || (id.startsWith('arn:') && s.arn.startsWith(`${id}-`) && s.arn.length === id.length + 7));
+    return this.secrets.find(
+      (s) =>
+        s.arn === id ||
+        s.name === id ||
+        (id.startsWith('arn:') && s.arn.startsWith(`${id}-`) && s.arn.length === id.length + 7),
+    );
   }
 }
 
@@ -163,7 +189,8 @@ export class LogsModel {
   resources(action: string, params: Params, region: string): string[] {
     const group = groupName(params);
     if (!group) return ['*'];
-    if (action === 'GetLogEvents' && typeof params.logStreamName === 'string') return [arn('logs', region, `log-group:${group}:log-stream:${params.logStreamName}`)];
+    if (action === 'GetLogEvents' && typeof params.logStreamName === 'string')
+      return [arn('logs', region, `log-group:${group}:log-stream:${params.logStreamName}`)];
     return [arn('logs', region, `log-group:${group}:*`)];
   }
 
@@ -188,7 +215,8 @@ export class LogsModel {
     let at = forward ? 0 : events.length;
     if (params.nextToken !== undefined) {
       const token = TOKEN.exec(String(params.nextToken));
-      if (!token || Number(token[2]) > events.length) throw new AwsError('InvalidParameterException', 'The specified nextToken is invalid.');
+      if (!token || Number(token[2]) > events.length)
+        throw new AwsError('InvalidParameterException', 'The specified nextToken is invalid.');
       forward = token[1] === 'f';
       at = Number(token[2]);
     }
@@ -196,14 +224,19 @@ export class LogsModel {
     let start = at;
     let end = at;
     let bytes = 0;
-    const fits = (event: LogEvent) => end - start < limit && bytes + Buffer.byteLength(event.message) + EVENT_OVERHEAD_BYTES <= PAGE_BYTES;
+    const fits = (event: LogEvent) =>
+      end - start < limit && bytes + Buffer.byteLength(event.message) + EVENT_OVERHEAD_BYTES <= PAGE_BYTES;
     if (forward) {
-      while (end < events.length && fits(events[end])) bytes += Buffer.byteLength(events[end++].message) + EVENT_OVERHEAD_BYTES;
+      while (end < events.length && fits(events[end]))
+        bytes += Buffer.byteLength(events[end++].message) + EVENT_OVERHEAD_BYTES;
     } else {
-      while (start > 0 && fits(events[start - 1])) bytes += Buffer.byteLength(events[--start].message) + EVENT_OVERHEAD_BYTES;
+      while (start > 0 && fits(events[start - 1]))
+        bytes += Buffer.byteLength(events[--start].message) + EVENT_OVERHEAD_BYTES;
     }
     return {
-      events: events.slice(start, end).map(({ timestamp, message, ingestionTime }) => ({ timestamp, message, ingestionTime })),
+      events: events
+        .slice(start, end)
+        .map(({ timestamp, message, ingestionTime }) => ({ timestamp, message, ingestionTime })),
       nextForwardToken: logToken('f', end),
       nextBackwardToken: logToken('b', start),
     };
@@ -217,13 +250,22 @@ export class LogsModel {
     const window = inWindow(params);
     const all = names
       .filter((name) => name.startsWith(prefix))
-      .flatMap((name) => (streams.get(name) ?? []).filter((e) => window(e) && matches(e.message)).map((e) => ({ logStreamName: name, ...e })))
+      .flatMap((name) =>
+        (streams.get(name) ?? [])
+          .filter((e) => window(e) && matches(e.message))
+          .map((e) => ({ logStreamName: name, ...e })),
+      )
       .sort((a, b) => a.timestamp - b.timestamp);
     const limit = typeof params.limit === 'number' ? params.limit : PAGE_EVENTS;
     const from = params.nextToken === undefined ? 0 : Number(params.nextToken);
-    if (!Number.isInteger(from) || from < 0) throw new AwsError('InvalidParameterException', 'The specified nextToken is invalid.');
+    if (!Number.isInteger(from) || from < 0)
+      throw new AwsError('InvalidParameterException', 'The specified nextToken is invalid.');
     const next = from + limit < all.length ? String(from + limit) : undefined;
-    return { events: all.slice(from, from + limit), searchedLogStreams: names.map((logStreamName) => ({ logStreamName, searchedCompletely: true })), ...(next ? { nextToken: next } : {}) };
+    return {
+      events: all.slice(from, from + limit),
+      searchedLogStreams: names.map((logStreamName) => ({ logStreamName, searchedCompletely: true })),
+      ...(next ? { nextToken: next } : {}),
+    };
   }
 }
 
@@ -231,7 +273,9 @@ function groupName(params: Params): string | undefined {
   if (typeof params.logGroupName === 'string') return params.logGroupName;
   if (typeof params.logGroupIdentifier !== 'string') return undefined;
   // An identifier is the name or the group's ARN.
-  return /^arn:[^:]+:logs:[^:]+:[^:]+:log-group:([^:]+)/.exec(params.logGroupIdentifier)?.[1] ?? params.logGroupIdentifier;
+  return (
+    /^arn:[^:]+:logs:[^:]+:[^:]+:log-group:([^:]+)/.exec(params.logGroupIdentifier)?.[1] ?? params.logGroupIdentifier
+  );
 }
 
 function inWindow(params: Params): (event: LogEvent) => boolean {
@@ -247,18 +291,27 @@ function logToken(direction: 'f' | 'b', position: number): string {
 
 /** Term patterns only (every term, or quoted phrase, must occur); JSON and space-delimited patterns are not modelled. */
 function termMatcher(pattern: string): (message: string) => boolean {
-  if (/^\s*[{[]/.test(pattern)) throw new AwsError('InvalidParameterException', `aws-fake models only term filter patterns, not ${pattern}`);
+  if (/^\s*[{[]/.test(pattern))
+    throw new AwsError('InvalidParameterException', `aws-fake models only term filter patterns, not ${pattern}`);
   const terms = [...pattern.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]);
   return (message) => terms.every((term) => message.includes(term));
 }
 
 /** What the harness answers for Step Functions' API; throw an Error whose `name` is the AWS code to answer with an error. */
-export type StatesHandler = (action: string, params: Params, call: { principal: string; region: string }) => Promise<unknown>;
+export type StatesHandler = (
+  action: string,
+  params: Params,
+  call: { principal: string; region: string },
+) => Promise<unknown>;
 
 /** The resources a Step Functions call names; a task token resolves through the harness's lookup. */
-export function statesResources(params: Params, taskTokenArn: ((token: string) => string | undefined) | undefined): string[] {
+export function statesResources(
+  params: Params,
+  taskTokenArn: ((token: string) => string | undefined) | undefined,
+): string[] {
   const arns: string[] = [];
-  for (const key of ['stateMachineArn', 'executionArn'] as const) if (typeof params[key] === 'string') arns.push(params[key]);
+  for (const key of ['stateMachineArn', 'executionArn'] as const)
+    if (typeof params[key] === 'string') arns.push(params[key]);
   if (typeof params.taskToken === 'string') {
     const owner = taskTokenArn?.(params.taskToken);
     if (owner) arns.push(owner);

@@ -65,9 +65,13 @@ export class SsmModel {
   }
 
   resources(action: string, params: Params, region: string): string[] {
-    const instanceIds = [...strings(params.InstanceIds), ...(typeof params.InstanceId === 'string' ? [params.InstanceId] : [])];
+    const instanceIds = [
+      ...strings(params.InstanceIds),
+      ...(typeof params.InstanceId === 'string' ? [params.InstanceId] : []),
+    ];
     const arns = instanceIds.map((id) => instanceArn(region, id));
-    if (action === 'SendCommand' && typeof params.DocumentName === 'string') arns.unshift(documentArn(region, params.DocumentName));
+    if (action === 'SendCommand' && typeof params.DocumentName === 'string')
+      arns.unshift(documentArn(region, params.DocumentName));
     return arns.length > 0 ? arns : ['*'];
   }
 
@@ -130,29 +134,60 @@ export class SsmModel {
 
   private describeInstanceInformation(params: Params, region: string): unknown {
     let ids = [...this.online].filter((id) => this.ec2.instance(id)?.region === region);
-    const filters = [...(Array.isArray(params.Filters) ? params.Filters : []), ...(Array.isArray(params.InstanceInformationFilterList) ? params.InstanceInformationFilterList : [])] as Params[];
+    const filters = [
+      ...(Array.isArray(params.Filters) ? params.Filters : []),
+      ...(Array.isArray(params.InstanceInformationFilterList) ? params.InstanceInformationFilterList : []),
+    ] as Params[];
     for (const filter of filters) {
       const key = String(filter.Key ?? filter.key);
       const values = strings(filter.Values ?? filter.valueSet);
       if (key === 'InstanceIds' || key === 'InstanceId') ids = ids.filter((id) => values.includes(id));
       else if (key === 'PingStatus') ids = ids.filter((id) => values.includes(this.pingStatus(id) ?? ''));
-      else throw new AwsError('InvalidInstanceInformationFilterValue', `aws-fake models no DescribeInstanceInformation filter ${key}`);
+      else
+        throw new AwsError(
+          'InvalidInstanceInformationFilterValue',
+          `aws-fake models no DescribeInstanceInformation filter ${key}`,
+        );
     }
     const list = ids.flatMap((id) => {
       const status = this.pingStatus(id);
       const instance = this.ec2.instance(id);
       if (!status || !instance) return [];
-      return [{ InstanceId: id, PingStatus: status, LastPingDateTime: new Date(), AgentVersion: '3.3.0.0', IsLatestVersion: true, PlatformType: 'Linux', PlatformName: 'Ubuntu', ResourceType: 'EC2Instance', IPAddress: instance.privateIpAddress, ComputerName: `ip-${instance.privateIpAddress.replace(/\./g, '-')}` }];
+      return [
+        {
+          InstanceId: id,
+          PingStatus: status,
+          LastPingDateTime: new Date(),
+          AgentVersion: '3.3.0.0',
+          IsLatestVersion: true,
+          PlatformType: 'Linux',
+          PlatformName: 'Ubuntu',
+          ResourceType: 'EC2Instance',
+          IPAddress: instance.privateIpAddress,
+          ComputerName: `ip-${instance.privateIpAddress.replace(/\./g, '-')}`,
+        },
+      ];
     });
     return paged(list, params, 'InstanceInformationList', 50);
   }
 
   private sendCommand(params: Params, region: string): SentCommand {
-    if (typeof params.DocumentName !== 'string') throw new AwsError('ValidationException', '1 validation error detected: Value null at \'documentName\' failed to satisfy constraint: Member must not be null');
+    if (typeof params.DocumentName !== 'string')
+      throw new AwsError(
+        'ValidationException',
+        "1 validation error detected: Value null at 'documentName' failed to satisfy constraint: Member must not be null",
+      );
     const instanceIds = strings(params.InstanceIds);
-    if (instanceIds.length === 0) throw new AwsError('ValidationException', 'aws-fake models SendCommand by InstanceIds only (no Targets)');
-    const unmanaged = instanceIds.filter((id) => this.pingStatus(id) !== 'Online' || this.ec2.instance(id)?.region !== region);
-    if (unmanaged.length > 0) throw new AwsError('InvalidInstanceId', `Instances [[${unmanaged.join(', ')}]] not in a valid state for account ${ARTIFACT_ACCOUNT}`);
+    if (instanceIds.length === 0)
+      throw new AwsError('ValidationException', 'aws-fake models SendCommand by InstanceIds only (no Targets)');
+    const unmanaged = instanceIds.filter(
+      (id) => this.pingStatus(id) !== 'Online' || this.ec2.instance(id)?.region !== region,
+    );
+    if (unmanaged.length > 0)
+      throw new AwsError(
+        'InvalidInstanceId',
+        `Instances [[${unmanaged.join(', ')}]] not in a valid state for account ${ARTIFACT_ACCOUNT}`,
+      );
     const command: SentCommand = {
       commandId: randomUUID(),
       region,
@@ -165,12 +200,24 @@ export class SsmModel {
     };
     this.sent.push(command);
     for (const id of instanceIds) {
-      this.invocations.set(invocationKey(command.commandId, id), { status: 'InProgress', statusDetails: 'InProgress', responseCode: -1, startedAt: new Date(), stdout: '', stderr: '' });
+      this.invocations.set(invocationKey(command.commandId, id), {
+        status: 'InProgress',
+        statusDetails: 'InProgress',
+        responseCode: -1,
+        startedAt: new Date(),
+        stdout: '',
+        stderr: '',
+      });
     }
     return command;
   }
 
-  private commandStatus(command: SentCommand): { Status: string; StatusDetails: string; CompletedCount: number; ErrorCount: number } {
+  private commandStatus(command: SentCommand): {
+    Status: string;
+    StatusDetails: string;
+    CompletedCount: number;
+    ErrorCount: number;
+  } {
     const all = command.instanceIds.map((id) => this.invocations.get(invocationKey(command.commandId, id))!);
     const completed = all.filter((i) => SETTLED.includes(i.status));
     const errors = completed.filter((i) => i.status !== 'Success');
@@ -203,14 +250,21 @@ export class SsmModel {
       commands = commands.filter((c) => c.commandId === params.CommandId);
       if (commands.length === 0) throw new AwsError('InvalidCommandId', `no command ${params.CommandId}`);
     }
-    if (typeof params.InstanceId === 'string') commands = commands.filter((c) => c.instanceIds.includes(params.InstanceId as string));
+    if (typeof params.InstanceId === 'string')
+      commands = commands.filter((c) => c.instanceIds.includes(params.InstanceId as string));
     for (const filter of (Array.isArray(params.Filters) ? params.Filters : []) as Params[]) {
       if (filter.key === 'DocumentName') commands = commands.filter((c) => c.documentName === filter.value);
-      else if (filter.key === 'Status') commands = commands.filter((c) => this.commandStatus(c).Status === filter.value);
+      else if (filter.key === 'Status')
+        commands = commands.filter((c) => this.commandStatus(c).Status === filter.value);
       else throw new AwsError('InvalidFilterKey', `aws-fake models no ListCommands filter ${String(filter.key)}`);
     }
     // Newest first, as SSM lists them.
-    return paged([...commands].reverse().map((c) => this.commandJson(c)), params, 'Commands', 50);
+    return paged(
+      [...commands].reverse().map((c) => this.commandJson(c)),
+      params,
+      'Commands',
+      50,
+    );
   }
 
   private getCommandInvocation(params: Params): unknown {
@@ -219,7 +273,8 @@ export class SsmModel {
     const command = this.sent.find((c) => c.commandId === commandId);
     if (!command) throw new AwsError('InvalidCommandId', `no command ${commandId}`);
     const invocation = this.invocations.get(invocationKey(commandId, instanceId));
-    if (!invocation) throw new AwsError('InvocationDoesNotExist', `command ${commandId} has no invocation on ${instanceId}`);
+    if (!invocation)
+      throw new AwsError('InvocationDoesNotExist', `command ${commandId} has no invocation on ${instanceId}`);
     return {
       CommandId: commandId,
       InstanceId: instanceId,
@@ -229,7 +284,10 @@ export class SsmModel {
       PluginName: typeof params.PluginName === 'string' ? params.PluginName : 'aws:runShellScript',
       ResponseCode: invocation.responseCode,
       ExecutionStartDateTime: invocation.startedAt?.toISOString() ?? '',
-      ExecutionElapsedTime: invocation.endedAt && invocation.startedAt ? elapsed(invocation.endedAt.getTime() - invocation.startedAt.getTime()) : '',
+      ExecutionElapsedTime:
+        invocation.endedAt && invocation.startedAt
+          ? elapsed(invocation.endedAt.getTime() - invocation.startedAt.getTime())
+          : '',
       ExecutionEndDateTime: invocation.endedAt?.toISOString() ?? '',
       Status: invocation.status,
       StatusDetails: invocation.statusDetails,
@@ -237,7 +295,10 @@ export class SsmModel {
       StandardOutputUrl: '',
       StandardErrorContent: invocation.stderr,
       StandardErrorUrl: '',
-      CloudWatchOutputConfig: command.request.CloudWatchOutputConfig ?? { CloudWatchLogGroupName: '', CloudWatchOutputEnabled: false },
+      CloudWatchOutputConfig: command.request.CloudWatchOutputConfig ?? {
+        CloudWatchLogGroupName: '',
+        CloudWatchOutputEnabled: false,
+      },
     };
   }
 
@@ -258,7 +319,17 @@ export class SsmModel {
               RequestedDateTime: c.requestedAt,
               Status: invocation.status,
               StatusDetails: invocation.statusDetails,
-              CommandPlugins: params.Details ? [{ Name: 'aws:runShellScript', Status: invocation.status, StatusDetails: invocation.statusDetails, ResponseCode: invocation.responseCode, Output: invocation.stdout }] : [],
+              CommandPlugins: params.Details
+                ? [
+                    {
+                      Name: 'aws:runShellScript',
+                      Status: invocation.status,
+                      StatusDetails: invocation.statusDetails,
+                      ResponseCode: invocation.responseCode,
+                      Output: invocation.stdout,
+                    },
+                  ]
+                : [],
             };
           }),
       );
@@ -278,10 +349,16 @@ function elapsed(ms: number): string {
 
 /** A JSON list answered page by page: NextToken is the offset of the next page. */
 export function paged(items: unknown[], params: Params, member: string, defaultMax: number): Record<string, unknown> {
-  const max = typeof params.MaxResults === 'number' ? params.MaxResults : typeof params.maxResults === 'number' ? params.maxResults : defaultMax;
+  const max =
+    typeof params.MaxResults === 'number'
+      ? params.MaxResults
+      : typeof params.maxResults === 'number'
+        ? params.maxResults
+        : defaultMax;
   const token = params.NextToken ?? params.nextToken;
   const from = token === undefined ? 0 : Number(token);
-  if (!Number.isInteger(from) || from < 0) throw new AwsError('InvalidNextToken', `The specified token is not valid: ${String(token)}`);
+  if (!Number.isInteger(from) || from < 0)
+    throw new AwsError('InvalidNextToken', `The specified token is not valid: ${String(token)}`);
   const next = from + max < items.length ? String(from + max) : undefined;
   return { [member]: items.slice(from, from + max), ...(next ? { NextToken: next } : {}) };
 }

@@ -124,21 +124,36 @@ export function xmlElement(name: string, value: XmlValue): string {
   if (Array.isArray(value)) return `<${name}>${value.map((item) => xmlElement('item', item)).join('')}</${name}>`;
   if (value instanceof Date) return `<${name}>${value.toISOString()}</${name}>`;
   if (typeof value === 'object') {
-    return `<${name}>${Object.entries(value).map(([child, v]) => xmlElement(child, v)).join('')}</${name}>`;
+    return `<${name}>${Object.entries(value)
+      .map(([child, v]) => xmlElement(child, v))
+      .join('')}</${name}>`;
   }
   return `<${name}>${escapeXml(String(value))}</${name}>`;
 }
 
 function escapeXml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c] ?? c);
+  return text.replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c] ?? c,
+  );
 }
 
 const EC2_NAMESPACE = 'http://ec2.amazonaws.com/doc/2016-11-15/';
 
 export function sendEc2Result(res: ServerResponse, action: string, members: Record<string, XmlValue>): void {
   const requestId = randomUUID();
-  const inner = xmlElement('requestId', requestId) + Object.entries(members).map(([name, v]) => xmlElement(name, v)).join('');
-  send(res, 200, 'text/xml;charset=UTF-8', `<?xml version="1.0" encoding="UTF-8"?>\n<${action}Response xmlns="${EC2_NAMESPACE}">${inner}</${action}Response>`, requestId);
+  const inner =
+    xmlElement('requestId', requestId) +
+    Object.entries(members)
+      .map(([name, v]) => xmlElement(name, v))
+      .join('');
+  send(
+    res,
+    200,
+    'text/xml;charset=UTF-8',
+    `<?xml version="1.0" encoding="UTF-8"?>\n<${action}Response xmlns="${EC2_NAMESPACE}">${inner}</${action}Response>`,
+    requestId,
+  );
 }
 
 export function sendEc2Error(res: ServerResponse, error: AwsError): void {
@@ -152,13 +167,25 @@ export function sendEc2Error(res: ServerResponse, error: AwsError): void {
 }
 
 export function sendJson(res: ServerResponse, service: Exclude<AwsService, 'ec2'>, body: unknown): void {
-  send(res, 200, `application/x-amz-json-${JSON_VERSION[service]}`, JSON.stringify(epochSeconds(body ?? {})), randomUUID());
+  send(
+    res,
+    200,
+    `application/x-amz-json-${JSON_VERSION[service]}`,
+    JSON.stringify(epochSeconds(body ?? {})),
+    randomUUID(),
+  );
 }
 
 export function sendJsonError(res: ServerResponse, service: Exclude<AwsService, 'ec2'>, error: AwsError): void {
   const requestId = randomUUID();
   res.setHeader('x-amzn-ErrorType', error.code);
-  send(res, error.status, `application/x-amz-json-${JSON_VERSION[service]}`, JSON.stringify({ __type: error.code, message: error.message }), requestId);
+  send(
+    res,
+    error.status,
+    `application/x-amz-json-${JSON_VERSION[service]}`,
+    JSON.stringify({ __type: error.code, message: error.message }),
+    requestId,
+  );
 }
 
 /** A request the fake cannot even attribute to a service: plain JSON, the SDK shows the message. */
@@ -167,7 +194,11 @@ export function sendUnroutable(res: ServerResponse, message: string): void {
 }
 
 function send(res: ServerResponse, status: number, contentType: string, body: string, requestId: string): void {
-  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body), 'x-amzn-RequestId': requestId });
+  res.writeHead(status, {
+    'content-type': contentType,
+    'content-length': Buffer.byteLength(body),
+    'x-amzn-RequestId': requestId,
+  });
   res.end(body);
 }
 
@@ -175,6 +206,7 @@ function send(res: ServerResponse, status: number, contentType: string, body: st
 function epochSeconds(value: unknown): unknown {
   if (value instanceof Date) return value.getTime() / 1000;
   if (Array.isArray(value)) return value.map(epochSeconds);
-  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, epochSeconds(v)]));
+  if (value && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, epochSeconds(v)]));
   return value;
 }

@@ -15,7 +15,15 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { dynamoResources, forwardToDynamo } from './aws-fake-dynamodb.js';
 import { Ec2Model, type Ec2Options, type FakeInstance, type InstanceStateName } from './aws-fake-ec2.js';
-import { EventsModel, LogsModel, SecretsModel, statesResources, type LogLineInput, type PutEvent, type StatesHandler } from './aws-fake-services.js';
+import {
+  EventsModel,
+  LogsModel,
+  SecretsModel,
+  statesResources,
+  type LogLineInput,
+  type PutEvent,
+  type StatesHandler,
+} from './aws-fake-services.js';
 import { SsmModel, type InvocationOutcome, type SentCommand } from './aws-fake-ssm.js';
 import {
   AwsError,
@@ -152,7 +160,8 @@ export class AwsFake {
         (filter.service === undefined || c.service === filter.service) &&
         (filter.action === undefined || c.action === filter.action) &&
         (filter.principal === undefined || c.principal === filter.principal) &&
-        (filter.error === undefined || (typeof filter.error === 'string' ? c.error === filter.error : filter.error === (c.error !== undefined))),
+        (filter.error === undefined ||
+          (typeof filter.error === 'string' ? c.error === filter.error : filter.error === (c.error !== undefined))),
     );
   }
 
@@ -255,15 +264,32 @@ export class AwsFake {
     const target = String(req.headers['x-amz-target'] ?? '');
     const service = SERVICES.find((s) => s === signer?.service);
     if (!signer || !service) {
-      sendUnroutable(res, `aws-fake: cannot tell the service of ${req.method} ${req.url} (credential scope service ${signer?.service ?? 'missing: the request is not SigV4-signed'}, X-Amz-Target ${target || 'none'})`);
+      sendUnroutable(
+        res,
+        `aws-fake: cannot tell the service of ${req.method} ${req.url} (credential scope service ${signer?.service ?? 'missing: the request is not SigV4-signed'}, X-Amz-Target ${target || 'none'})`,
+      );
       return;
     }
     const parsed = this.parse(service, target, body);
     const params = parsed.params;
-    const call: RecordedCall = { service, action: parsed.action, params, resources: this.resourcesOf(service, parsed.action, params, signer.region), principal: signer.accessKeyId, region: signer.region, at: Date.now() };
+    const call: RecordedCall = {
+      service,
+      action: parsed.action,
+      params,
+      resources: this.resourcesOf(service, parsed.action, params, signer.region),
+      principal: signer.accessKeyId,
+      region: signer.region,
+      at: Date.now(),
+    };
     this.recorded.push(call);
 
-    const fault = this.faults.find((f) => f.service === service && f.action === call.action && (f.times === undefined || f.hits < f.times) && (!f.when || f.when(params)));
+    const fault = this.faults.find(
+      (f) =>
+        f.service === service &&
+        f.action === call.action &&
+        (f.times === undefined || f.hits < f.times) &&
+        (!f.when || f.when(params)),
+    );
     let error: AwsError | undefined = parsed.error;
     if (!error && fault) {
       fault.hits++;
@@ -290,15 +316,30 @@ export class AwsFake {
   }
 
   /** The action and params as the contract records them; a request that does not parse becomes the error AWS would give. */
-  private parse(service: AwsService, target: string, body: Buffer): { action: string; params: Record<string, unknown>; error?: AwsError } {
+  private parse(
+    service: AwsService,
+    target: string,
+    body: Buffer,
+  ): { action: string; params: Record<string, unknown>; error?: AwsError } {
     if (service === 'ec2') {
       const form = new URLSearchParams(body.toString('utf8'));
       const action = form.get('Action') ?? '';
-      return { action, params: decodeQuery(form), ...(action ? {} : { error: new AwsError('MissingAction', 'The request must contain the parameter Action') }) };
+      return {
+        action,
+        params: decodeQuery(form),
+        ...(action ? {} : { error: new AwsError('MissingAction', 'The request must contain the parameter Action') }),
+      };
     }
     const [prefix, action = ''] = target.split('.');
     if (prefix !== TARGET_PREFIX[service]) {
-      return { action: target || '(no X-Amz-Target)', params: {}, error: new AwsError('UnknownOperationException', `aws-fake: X-Amz-Target ${target || 'missing'} is not a ${service} operation`) };
+      return {
+        action: target || '(no X-Amz-Target)',
+        params: {},
+        error: new AwsError(
+          'UnknownOperationException',
+          `aws-fake: X-Amz-Target ${target || 'missing'} is not a ${service} operation`,
+        ),
+      };
     }
     try {
       const params = body.length > 0 ? (JSON.parse(body.toString('utf8')) as Record<string, unknown>) : {};
@@ -335,7 +376,11 @@ export class AwsFake {
       case 'ssm':
         return this.ssm.handle(action, params, region);
       case 'states':
-        if (!this.onStates) throw new AwsError('AwsFakeNotConfigured', `aws-fake: states:${action} was called but no Step Functions handler is set (fake.onStates)`);
+        if (!this.onStates)
+          throw new AwsError(
+            'AwsFakeNotConfigured',
+            `aws-fake: states:${action} was called but no Step Functions handler is set (fake.onStates)`,
+          );
         return this.onStates(action, params, { principal: call.principal, region });
       case 'events':
         return this.eventsModel.handle(action, params, call);
@@ -358,8 +403,14 @@ function asAwsError(thrown: unknown, call: RecordedCall): AwsError {
   if (thrown instanceof AwsError) return thrown;
   const error = thrown instanceof Error ? thrown : new Error(String(thrown));
   const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-  if (/^[A-Z][A-Za-z0-9.]*$/.test(error.name) && !['Error', 'TypeError', 'RangeError', 'ReferenceError', 'SyntaxError', 'AssertionError'].includes(error.name)) {
+  if (
+    /^[A-Z][A-Za-z0-9.]*$/.test(error.name) &&
+    !['Error', 'TypeError', 'RangeError', 'ReferenceError', 'SyntaxError', 'AssertionError'].includes(error.name)
+  ) {
     return new AwsError(error.name, error.message, status);
   }
-  return new AwsError('AwsFakeHandlerError', `aws-fake: answering ${call.service}:${call.action} threw ${error.stack ?? error.message}`);
+  return new AwsError(
+    'AwsFakeHandlerError',
+    `aws-fake: answering ${call.service}:${call.action} threw ${error.stack ?? error.message}`,
+  );
 }

@@ -38,7 +38,8 @@ const R = ARTIFACT_REGION;
 const A = ARTIFACT_ACCOUNT;
 
 /** The full ARN AWS gives the secret named `name` (what IAM authorizes GetSecretValue against). */
-export const secretArn = (name: string): string => `arn:${P}:secretsmanager:${R}:${A}:secret:${name}-${ARTIFACT_SECRET_SUFFIX}`;
+export const secretArn = (name: string): string =>
+  `arn:${P}:secretsmanager:${R}:${A}:secret:${name}-${ARTIFACT_SECRET_SUFFIX}`;
 
 /** The property that names a resource of each type, when the template sets it. */
 const NAME_PROPERTY: Record<string, string> = {
@@ -196,7 +197,9 @@ export function refOf(template: CfnTemplate, logicalId: string): string {
       // A rule on a custom bus is `bus|rule`.
       const bus = resource.Properties?.EventBusName;
       const busName = bus === undefined ? 'default' : String(resolveValue(template, bus)).split('/').pop();
-      return busName === 'default' ? physicalName(template, logicalId) : `${busName}|${physicalName(template, logicalId)}`;
+      return busName === 'default'
+        ? physicalName(template, logicalId)
+        : `${busName}|${physicalName(template, logicalId)}`;
     }
     default:
       // Tables, functions, buses, rules, log groups, roles, profiles, parameters: their name.

@@ -10,7 +10,12 @@ import type { AwsFake, InvocationOutcome } from './aws-fake.js';
 import { busEvent, type Delivery, type EventRouter } from './event-sources.js';
 import { ARTIFACT_ACCOUNT, ARTIFACT_REGION } from './types.js';
 
-const fixture = (name: string) => JSON.parse(readFileSync(new URL(`../../fixtures/events/${name}`, import.meta.url), 'utf8')) as { source: string; 'detail-type': string; detail: Record<string, unknown> };
+const fixture = (name: string) =>
+  JSON.parse(readFileSync(new URL(`../../fixtures/events/${name}`, import.meta.url), 'utf8')) as {
+    source: string;
+    'detail-type': string;
+    detail: Record<string, unknown>;
+  };
 const instanceArn = (id: string) => `arn:aws:ec2:${ARTIFACT_REGION}:${ARTIFACT_ACCOUNT}:instance/${id}`;
 
 export class ComputeEventSource {
@@ -36,7 +41,15 @@ export class ComputeEventSource {
   /** EC2's state-change event for one instance (also a late one, for an instance EC2 has forgotten since). */
   instanceState(instanceId: string, state: string): Promise<Delivery[]> {
     const template = fixture('aws-ec2-instance-terminated.json');
-    return this.router.put('default', busEvent({ Source: template.source, DetailType: template['detail-type'], Detail: { 'instance-id': instanceId, state }, Resources: [instanceArn(instanceId)] }));
+    return this.router.put(
+      'default',
+      busEvent({
+        Source: template.source,
+        DetailType: template['detail-type'],
+        Detail: { 'instance-id': instanceId, state },
+        Resources: [instanceArn(instanceId)],
+      }),
+    );
   }
 
   /** The agent reports how the command ended on one instance; SSM announces it on the default bus. */
@@ -50,7 +63,14 @@ export class ComputeEventSource {
       busEvent({
         Source: template.source,
         DetailType: template['detail-type'],
-        Detail: { ...template.detail, 'command-id': commandId, 'document-name': command.documentName, 'instance-id': instanceId, 'requested-date-time': command.requestedAt.toISOString(), status: outcome.status },
+        Detail: {
+          ...template.detail,
+          'command-id': commandId,
+          'document-name': command.documentName,
+          'instance-id': instanceId,
+          'requested-date-time': command.requestedAt.toISOString(),
+          status: outcome.status,
+        },
         Resources: [instanceArn(instanceId)],
         Time: outcome.endedAt ?? new Date(),
       }),

@@ -27,7 +27,13 @@ export interface BusEvent {
   detail: unknown;
 }
 
-export function busEvent(entry: { Source: string; DetailType: string; Detail: unknown; Resources?: string[]; Time?: Date | string }): BusEvent {
+export function busEvent(entry: {
+  Source: string;
+  DetailType: string;
+  Detail: unknown;
+  Resources?: string[];
+  Time?: Date | string;
+}): BusEvent {
   return {
     version: '0',
     id: randomUUID(),
@@ -85,7 +91,8 @@ export class SqsSource {
       for (const m of slice) m.receiveCount += 1;
       const outcome = await this.fn.invoke({ Records: slice.map((m) => this.record(m)) });
       const failed = outcome.ok ? failedIds(outcome.result) : new Set(slice.map((m) => m.messageId));
-      for (const m of slice.filter((m) => failed.has(m.messageId))) (m.receiveCount >= this.maxReceiveCount ? this.deadLettered : this.messages).push(m);
+      for (const m of slice.filter((m) => failed.has(m.messageId)))
+        (m.receiveCount >= this.maxReceiveCount ? this.deadLettered : this.messages).push(m);
     }
     return batch.length;
   }
@@ -95,7 +102,12 @@ export class SqsSource {
       messageId: m.messageId,
       receiptHandle: Buffer.from(`${m.messageId}:${m.receiveCount}`).toString('base64'),
       body: m.body,
-      attributes: { ApproximateReceiveCount: String(m.receiveCount), SentTimestamp: String(m.sentAt), SenderId: 'AROAEVENTBRIDGE', ApproximateFirstReceiveTimestamp: String(m.sentAt) },
+      attributes: {
+        ApproximateReceiveCount: String(m.receiveCount),
+        SentTimestamp: String(m.sentAt),
+        SenderId: 'AROAEVENTBRIDGE',
+        ApproximateFirstReceiveTimestamp: String(m.sentAt),
+      },
       messageAttributes: {},
       md5OfBody: createHash('md5').update(m.body).digest('hex'),
       eventSource: 'aws:sqs',
@@ -106,7 +118,8 @@ export class SqsSource {
 }
 
 function failedIds(result: unknown): Set<string> {
-  const failures = (result as { batchItemFailures?: Array<{ itemIdentifier: string }> } | null)?.batchItemFailures ?? [];
+  const failures =
+    (result as { batchItemFailures?: Array<{ itemIdentifier: string }> } | null)?.batchItemFailures ?? [];
   return new Set(failures.map((f) => f.itemIdentifier));
 }
 
@@ -125,8 +138,14 @@ export class StreamSource {
   ) {}
 
   async poll(): Promise<number> {
-    const filters = ((this.mapping.FilterCriteria?.Filters ?? []) as Array<{ Pattern: string }>).map((f) => JSON.parse(f.Pattern) as Record<string, unknown>);
-    const fresh = (await this.reader.read()).map((r) => ({ ...r, awsRegion: ARTIFACT_REGION, eventSourceARN: this.streamArn }));
+    const filters = ((this.mapping.FilterCriteria?.Filters ?? []) as Array<{ Pattern: string }>).map(
+      (f) => JSON.parse(f.Pattern) as Record<string, unknown>,
+    );
+    const fresh = (await this.reader.read()).map((r) => ({
+      ...r,
+      awsRegion: ARTIFACT_REGION,
+      eventSourceARN: this.streamArn,
+    }));
     // Lambda drops records no filter matches before batching.
     this.pending.push(...fresh.filter((r) => filters.length === 0 || filters.some((f) => matchesPattern(f, r))));
     let delivered = 0;
@@ -134,7 +153,12 @@ export class StreamSource {
       const batch = this.pending.slice(0, Number(this.mapping.BatchSize ?? 100));
       const outcome = await this.fn.invoke({ Records: batch });
       const failed = outcome.ok ? [...failedIds(outcome.result)] : [batch[0].dynamodb!.SequenceNumber!];
-      const from = failed.length === 0 ? batch.length : Math.min(...failed.map((id) => batch.findIndex((r) => r.dynamodb?.SequenceNumber === id)).filter((i) => i >= 0));
+      const from =
+        failed.length === 0
+          ? batch.length
+          : Math.min(
+              ...failed.map((id) => batch.findIndex((r) => r.dynamodb?.SequenceNumber === id)).filter((i) => i >= 0),
+            );
       delivered += from;
       this.pending.splice(0, from);
       if (from === batch.length) {
@@ -158,7 +182,12 @@ interface Rule {
   pattern?: Record<string, unknown>;
   schedule?: string;
   arn: string;
-  targets: Array<{ id: string; arnOf: string; transformer?: { InputPathsMap?: Record<string, string>; InputTemplate: string }; input?: string }>;
+  targets: Array<{
+    id: string;
+    arnOf: string;
+    transformer?: { InputPathsMap?: Record<string, string>; InputTemplate: string };
+    input?: string;
+  }>;
 }
 
 /** The template's event rules by bus, and the targets behind them. */
@@ -181,7 +210,12 @@ export class EventRouter {
           pattern: p.EventPattern ? (resolveValue(template, p.EventPattern) as Record<string, unknown>) : undefined,
           schedule: p.ScheduleExpression ? String(p.ScheduleExpression) : undefined,
           arn: arnOf(template, id),
-          targets: (p.Targets as any[]).map((t) => ({ id: String(t.Id), arnOf: String(t.Arn['Fn::GetAtt']?.[0] ?? ''), transformer: t.InputTransformer, input: t.Input })),
+          targets: (p.Targets as any[]).map((t) => ({
+            id: String(t.Id),
+            arnOf: String(t.Arn['Fn::GetAtt']?.[0] ?? ''),
+            transformer: t.InputTransformer,
+            input: t.Input,
+          })),
         };
       });
   }
@@ -196,7 +230,12 @@ export class EventRouter {
   async tick(): Promise<Delivery[]> {
     const deliveries: Delivery[] = [];
     for (const rule of this.rules.filter((r) => r.schedule)) {
-      deliveries.push(...(await this.deliver([rule], busEvent({ Source: 'aws.events', DetailType: 'Scheduled Event', Detail: {}, Resources: [rule.arn] }))));
+      deliveries.push(
+        ...(await this.deliver(
+          [rule],
+          busEvent({ Source: 'aws.events', DetailType: 'Scheduled Event', Detail: {}, Resources: [rule.arn] }),
+        )),
+      );
     }
     return deliveries;
   }
@@ -205,7 +244,9 @@ export class EventRouter {
     const deliveries: Delivery[] = [];
     for (const rule of rules) {
       for (const target of rule.targets) {
-        const body = target.transformer ? transformInput(target.transformer, event) : (target.input ?? JSON.stringify(event));
+        const body = target.transformer
+          ? transformInput(target.transformer, event)
+          : (target.input ?? JSON.stringify(event));
         const delivery: Delivery = { rule: rule.id, target: target.arnOf, event };
         const fn = this.functions.get(target.arnOf);
         const queue = this.queues.get(target.arnOf);
@@ -250,8 +291,12 @@ export function sqsSources(template: CfnTemplate, functions: Map<string, LambdaF
 /** The event source mapping reading `Fn::GetAtt [sourceId, attribute]`. */
 export function mappingOf(template: CfnTemplate, sourceId: string, attribute: string): Record<string, any> | undefined {
   const found = Object.values(template.Resources).filter(
-    (r) => r.Type === 'AWS::Lambda::EventSourceMapping' && r.Properties?.EventSourceArn?.['Fn::GetAtt']?.[0] === sourceId && r.Properties.EventSourceArn['Fn::GetAtt'][1] === attribute,
+    (r) =>
+      r.Type === 'AWS::Lambda::EventSourceMapping' &&
+      r.Properties?.EventSourceArn?.['Fn::GetAtt']?.[0] === sourceId &&
+      r.Properties.EventSourceArn['Fn::GetAtt'][1] === attribute,
   );
-  if (found.length > 1) throw new Error(`${sourceId} feeds ${found.length} event source mappings; the harness expects at most one`);
+  if (found.length > 1)
+    throw new Error(`${sourceId} feeds ${found.length} event source mappings; the harness expects at most one`);
   return found[0]?.Properties;
 }

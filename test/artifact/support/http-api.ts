@@ -51,16 +51,28 @@ export class HttpApiGateway {
     this.groupsClaim = claim;
   }
 
-  async request(method: string, pathAndQuery: string, options: { caller?: Caller; body?: unknown; headers?: Record<string, string> } = {}): Promise<ApiResponse> {
+  async request(
+    method: string,
+    pathAndQuery: string,
+    options: { caller?: Caller; body?: unknown; headers?: Record<string, string> } = {},
+  ): Promise<ApiResponse> {
     const [path, query = ''] = pathAndQuery.split('?');
     const route = this.route(method, path);
     if (!route) return { status: 404, headers: {}, body: { message: 'Not Found' } };
     if (route.jwt && !options.caller) return { status: 401, headers: {}, body: { message: 'Unauthorized' } };
     const event = this.event(method, path, query, route, options);
     const outcome = await this.fn.invoke(event);
-    if (!outcome.ok) return { status: 500, headers: {}, body: { message: 'Internal Server Error' }, error: outcome.error };
-    const result = outcome.result as { statusCode?: number; headers?: Record<string, string>; body?: string; isBase64Encoded?: boolean };
-    const text = result.isBase64Encoded ? Buffer.from(result.body ?? '', 'base64').toString('utf8') : (result.body ?? '');
+    if (!outcome.ok)
+      return { status: 500, headers: {}, body: { message: 'Internal Server Error' }, error: outcome.error };
+    const result = outcome.result as {
+      statusCode?: number;
+      headers?: Record<string, string>;
+      body?: string;
+      isBase64Encoded?: boolean;
+    };
+    const text = result.isBase64Encoded
+      ? Buffer.from(result.body ?? '', 'base64').toString('utf8')
+      : (result.body ?? '');
     const headers = result.headers ?? {};
     const json = /json/.test(headers['content-type'] ?? headers['Content-Type'] ?? '');
     return { status: result.statusCode ?? 200, headers, body: json && text ? JSON.parse(text) : text };
@@ -71,11 +83,19 @@ export class HttpApiGateway {
     const fits = (r: Route) => r.method === 'ANY' || r.method === method;
     return (
       this.routes.find((r) => fits(r) && r.path === path) ??
-      this.routes.find((r) => fits(r) && r.path.endsWith('/{proxy+}') && path.startsWith(r.path.slice(0, -'{proxy+}'.length)))
+      this.routes.find(
+        (r) => fits(r) && r.path.endsWith('/{proxy+}') && path.startsWith(r.path.slice(0, -'{proxy+}'.length)),
+      )
     );
   }
 
-  private event(method: string, path: string, query: string, route: Route, options: { caller?: Caller; body?: unknown; headers?: Record<string, string> }): APIGatewayProxyEventV2WithJWTAuthorizer {
+  private event(
+    method: string,
+    path: string,
+    query: string,
+    route: Route,
+    options: { caller?: Caller; body?: unknown; headers?: Record<string, string> },
+  ): APIGatewayProxyEventV2WithJWTAuthorizer {
     const event = JSON.parse(readFileSync(FIXTURE, 'utf8')) as APIGatewayProxyEventV2WithJWTAuthorizer;
     const body = options.body === undefined ? undefined : JSON.stringify(options.body);
     const now = new Date();
@@ -84,8 +104,11 @@ export class HttpApiGateway {
     event.rawPath = path;
     event.rawQueryString = query;
     const params = new URLSearchParams(query);
-    (event as { queryStringParameters?: Record<string, string> }).queryStringParameters = query ? Object.fromEntries(params) : undefined;
-    if (route.path.endsWith('{proxy+}')) event.pathParameters = { proxy: path.slice(route.path.length - '{proxy+}'.length) };
+    (event as { queryStringParameters?: Record<string, string> }).queryStringParameters = query
+      ? Object.fromEntries(params)
+      : undefined;
+    if (route.path.endsWith('{proxy+}'))
+      event.pathParameters = { proxy: path.slice(route.path.length - '{proxy+}'.length) };
     else delete event.pathParameters;
     event.headers = { ...event.headers, ...options.headers, 'content-length': String(Buffer.byteLength(body ?? '')) };
     if (body === undefined) delete event.headers['content-type'];
@@ -99,7 +122,11 @@ export class HttpApiGateway {
       http: { ...event.requestContext.http, method, path },
     };
     if (options.caller) {
-      event.requestContext.authorizer.jwt.claims = { ...event.requestContext.authorizer.jwt.claims, sub: options.caller.sub, [this.groupsClaim]: `[${options.caller.groups.join(' ')}]` };
+      event.requestContext.authorizer.jwt.claims = {
+        ...event.requestContext.authorizer.jwt.claims,
+        sub: options.caller.sub,
+        [this.groupsClaim]: `[${options.caller.groups.join(' ')}]`,
+      };
     } else {
       delete (event.requestContext as { authorizer?: unknown }).authorizer;
     }

@@ -4,7 +4,13 @@
  * role that made it; and the reverse, the grants no call used (least privilege).
  */
 import { AssertionError } from 'node:assert';
-import { isWildcardOnlyAction, runSimulation, runUnsafeSimulation, type EvaluationResult, type Simulation } from '@cloud-copilot/iam-simulate';
+import {
+  isWildcardOnlyAction,
+  runSimulation,
+  runUnsafeSimulation,
+  type EvaluationResult,
+  type Simulation,
+} from '@cloud-copilot/iam-simulate';
 import { arnOf, refOf, resolveValue, type CfnTemplate } from './cfn-resolve.js';
 import { authRequestsFor, type AuthRequest } from './iam-requests.js';
 import { ARTIFACT_ACCOUNT, type RecordedCall, type TagLookup } from './types.js';
@@ -31,14 +37,18 @@ export function rolePolicies(template: CfnTemplate): Map<string, RolePolicies> {
   const resources = template.Resources;
   const managed = new Map<string, NamedPolicy>();
   for (const [id, r] of Object.entries(resources)) {
-    if (r.Type === 'AWS::IAM::ManagedPolicy') managed.set(arnOf(template, id), { name: id, policy: resolveValue(template, r.Properties?.PolicyDocument) });
+    if (r.Type === 'AWS::IAM::ManagedPolicy')
+      managed.set(arnOf(template, id), { name: id, policy: resolveValue(template, r.Properties?.PolicyDocument) });
   }
   const roles = new Map<string, RolePolicies>();
   for (const [id, r] of Object.entries(resources)) {
     if (r.Type !== 'AWS::IAM::Role') continue;
     const props = r.Properties ?? {};
     const entry: RolePolicies = { role: id, roleArn: arnOf(template, id), identityPolicies: [], unevaluable: [] };
-    for (const inline of (resolveValue(template, props.Policies) ?? []) as { PolicyName: string; PolicyDocument: any }[]) {
+    for (const inline of (resolveValue(template, props.Policies) ?? []) as {
+      PolicyName: string;
+      PolicyDocument: any;
+    }[]) {
       entry.identityPolicies.push({ name: `${id}/${inline.PolicyName}`, policy: inline.PolicyDocument });
     }
     for (const arn of (resolveValue(template, props.ManagedPolicyArns) ?? []) as string[]) {
@@ -59,7 +69,9 @@ export function rolePolicies(template: CfnTemplate): Map<string, RolePolicies> {
   for (const [id, r] of Object.entries(resources)) {
     if (r.Type !== 'AWS::IAM::Policy' && r.Type !== 'AWS::IAM::ManagedPolicy') continue;
     const policy: NamedPolicy =
-      r.Type === 'AWS::IAM::ManagedPolicy' ? managed.get(arnOf(template, id))! : { name: id, policy: resolveValue(template, r.Properties?.PolicyDocument) };
+      r.Type === 'AWS::IAM::ManagedPolicy'
+        ? managed.get(arnOf(template, id))!
+        : { name: id, policy: resolveValue(template, r.Properties?.PolicyDocument) };
     for (const name of (resolveValue(template, r.Properties?.Roles) ?? []) as string[]) {
       const role = roles.get(byName.get(name) ?? '');
       if (role && !role.identityPolicies.includes(policy)) role.identityPolicies.push(policy);
@@ -72,14 +84,24 @@ export function rolePolicies(template: CfnTemplate): Map<string, RolePolicies> {
 async function wildcardOnlyActions(calls: RecordedCall[]): Promise<Set<string>> {
   const actions = [...new Set(calls.map((c) => `${c.service}:${c.action}`))];
   // An API that is no IAM action (TransactWriteItems authorizes per item) is not wildcard-only.
-  const flags = await Promise.all(actions.map((a) => isWildcardOnlyAction(a.split(':')[0], a.split(':')[1]).catch(() => false)));
+  const flags = await Promise.all(
+    actions.map((a) => isWildcardOnlyAction(a.split(':')[0], a.split(':')[1]).catch(() => false)),
+  );
   return new Set(actions.filter((_, i) => flags[i]));
 }
 
 /** The call's authorizations; a call that maps to none is a gap in the model, never a pass. */
-function requestsOf(template: CfnTemplate, call: RecordedCall, tagsOf: TagLookup, wildcardOnly: Set<string>): AuthRequest[] {
+function requestsOf(
+  template: CfnTemplate,
+  call: RecordedCall,
+  tagsOf: TagLookup,
+  wildcardOnly: Set<string>,
+): AuthRequest[] {
   const requests = authRequestsFor(template, call, tagsOf, (a) => wildcardOnly.has(a));
-  if (requests.length === 0) throw new Error(`iam-check: ${call.service}:${call.action} maps to no authorization (params ${JSON.stringify(call.params)})`);
+  if (requests.length === 0)
+    throw new Error(
+      `iam-check: ${call.service}:${call.action} maps to no authorization (params ${JSON.stringify(call.params)})`,
+    );
   return requests;
 }
 
@@ -99,16 +121,23 @@ async function evaluate(role: RolePolicies, request: AuthRequest): Promise<Evalu
   if (request.referenceDiffers) return runUnsafeSimulation(simulation, {});
   const result = await runSimulation(simulation, {});
   if (result.resultType === 'error') {
-    throw new Error(`iam-check: iam-simulate cannot evaluate ${request.action} on ${request.resource} (${role.role}): ${result.errors.message} ${JSON.stringify(result.errors)}`);
+    throw new Error(
+      `iam-check: iam-simulate cannot evaluate ${request.action} on ${request.resource} (${role.role}): ${result.errors.message} ${JSON.stringify(result.errors)}`,
+    );
   }
   return result.overallResult;
 }
 
 function roleOf(roles: Map<string, RolePolicies>, call: RecordedCall): RolePolicies {
   const role = roles.get(call.principal);
-  if (!role) throw new AssertionError({ message: `${call.service}:${call.action} was signed by ${call.principal}, which is no IAM role of the template` });
+  if (!role)
+    throw new AssertionError({
+      message: `${call.service}:${call.action} was signed by ${call.principal}, which is no IAM role of the template`,
+    });
   if (role.unevaluable.length > 0) {
-    throw new Error(`iam-check: role ${role.role} has managed policies the template does not define (${role.unevaluable.join(', ')}); its calls cannot be evaluated`);
+    throw new Error(
+      `iam-check: role ${role.role} has managed policies the template does not define (${role.unevaluable.join(', ')}); its calls cannot be evaluated`,
+    );
   }
   return role;
 }
@@ -118,7 +147,11 @@ function roleOf(roles: Map<string, RolePolicies>, call: RecordedCall): RolePolic
  * or explicitly): role, IAM action, ARN, and the recorded call it came from.
  * `tagsOf` gives the tags of the resources the calls name (resource-tag conditions).
  */
-export async function assertCallsAllowed(template: CfnTemplate, calls: RecordedCall[], tagsOf: TagLookup = () => undefined): Promise<void> {
+export async function assertCallsAllowed(
+  template: CfnTemplate,
+  calls: RecordedCall[],
+  tagsOf: TagLookup = () => undefined,
+): Promise<void> {
   const roles = rolePolicies(template);
   const wildcardOnly = await wildcardOnlyActions(calls);
   const denials: string[] = [];
@@ -128,10 +161,13 @@ export async function assertCallsAllowed(template: CfnTemplate, calls: RecordedC
       const result = await evaluate(role, request);
       if (result === 'Allowed') continue;
       const context = Object.keys(request.context).length > 0 ? ` with ${JSON.stringify(request.context)}` : '';
-      denials.push(`${role.role} may not ${request.action} on ${request.resource} (${result}${context}), needed by ${call.service}:${call.action}`);
+      denials.push(
+        `${role.role} may not ${request.action} on ${request.resource} (${result}${context}), needed by ${call.service}:${call.action}`,
+      );
     }
   }
-  if (denials.length > 0) throw new AssertionError({ message: `IAM denies ${denials.length} request(s):\n  ${denials.join('\n  ')}` });
+  if (denials.length > 0)
+    throw new AssertionError({ message: `IAM denies ${denials.length} request(s):\n  ${denials.join('\n  ')}` });
 }
 
 /**
@@ -160,7 +196,13 @@ export interface UnusedGrant {
 }
 
 const glob = (pattern: string, flags = '') =>
-  new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, flags);
+  new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+    flags,
+  );
 
 /** The roles that run Lambda handlers: the ones the harness signs calls with. */
 function functionRoles(template: CfnTemplate): string[] {
@@ -185,7 +227,11 @@ export async function unusedGrants(
   const all = rolePolicies(template);
   const wildcardOnly = await wildcardOnlyActions(calls);
   const used = new Map<string, AuthRequest[]>();
-  for (const call of calls) used.set(call.principal, [...(used.get(call.principal) ?? []), ...requestsOf(template, call, tagsOf, wildcardOnly)]);
+  for (const call of calls)
+    used.set(call.principal, [
+      ...(used.get(call.principal) ?? []),
+      ...requestsOf(template, call, tagsOf, wildcardOnly),
+    ]);
   const unused: UnusedGrant[] = [];
   for (const role of [...new Set(roles)].sort()) {
     const requests = used.get(role) ?? [];
@@ -218,8 +264,10 @@ export function formatUnusedGrants(unused: UnusedGrant[]): string {
     const key = `${u.role}\0${u.resources.join(', ')}`;
     lines.set(key, [...(lines.get(key) ?? []), u.action]);
   }
-  return [...lines].map(([key, actions]) => {
-    const [role, resources] = key.split('\0');
-    return `${role}: ${actions.join(', ')} on ${resources}`;
-  }).join('\n');
+  return [...lines]
+    .map(([key, actions]) => {
+      const [role, resources] = key.split('\0');
+      return `${role}: ${actions.join(', ')} on ${resources}`;
+    })
+    .join('\n');
 }

@@ -64,7 +64,9 @@ const ec2Arn = (region: string, resource: string) => `arn:${P}:ec2:${region}:${A
 /** The template resource of a type whose Ref (or name) is `id`, if the stack created it. */
 function byRef(template: CfnTemplate, type: string, id: string): string | undefined {
   return Object.keys(template.Resources).find(
-    (logicalId) => template.Resources[logicalId].Type === type && (refOf(template, logicalId) === id || physicalName(template, logicalId) === id),
+    (logicalId) =>
+      template.Resources[logicalId].Type === type &&
+      (refOf(template, logicalId) === id || physicalName(template, logicalId) === id),
   );
 }
 
@@ -87,8 +89,11 @@ function runInstances(template: CfnTemplate, call: RecordedCall): AuthRequest[] 
   const ltParam = (p.LaunchTemplate ?? {}) as Params;
   const ltId = ltParam.LaunchTemplateId ?? ltParam.LaunchTemplateName;
   const ltLogical = ltId ? byRef(template, 'AWS::EC2::LaunchTemplate', String(ltId)) : undefined;
-  if (ltId && !ltLogical) throw new Error(`iam-check: RunInstances names launch template ${ltId}, which the template does not create`);
-  const data: Params = ltLogical ? (resolveValue(template, template.Resources[ltLogical].Properties?.LaunchTemplateData) ?? {}) : {};
+  if (ltId && !ltLogical)
+    throw new Error(`iam-check: RunInstances names launch template ${ltId}, which the template does not create`);
+  const data: Params = ltLogical
+    ? (resolveValue(template, template.Resources[ltLogical].Properties?.LaunchTemplateData) ?? {})
+    : {};
   const ltArn = ltLogical ? ec2Arn(region, `launch-template/${refOf(template, ltLogical)}`) : undefined;
   const base: Record<string, string> = ltArn ? { 'ec2:LaunchTemplate': ltArn } : {};
 
@@ -96,19 +101,31 @@ function runInstances(template: CfnTemplate, call: RecordedCall): AuthRequest[] 
   const taggedTypes = [...new Set(specs.map((s) => String(s.ResourceType)))];
   const imageId = p.ImageId ?? data.ImageId;
   const subnetId = p.SubnetId ?? list(p, 'NetworkInterface', 'NetworkInterfaces')[0]?.SubnetId;
-  if (!imageId || !subnetId) throw new Error(`iam-check: RunInstances without an image or subnet (${JSON.stringify(p)})`);
+  if (!imageId || !subnetId)
+    throw new Error(`iam-check: RunInstances without an image or subnet (${JSON.stringify(p)})`);
   const subnetArn = ec2Arn(region, `subnet/${subnetId}`);
   const subnetLogical = byRef(template, 'AWS::EC2::Subnet', String(subnetId));
   const vpcId = subnetLogical ? resolveValue(template, template.Resources[subnetLogical].Properties?.VpcId) : undefined;
   const vpc: Record<string, string> = vpcId ? { 'ec2:Vpc': ec2Arn(region, `vpc/${vpcId}`) } : {};
   const groups = [...list(p, 'SecurityGroupId', 'SecurityGroupIds'), ...list(data, 'SecurityGroupIds')];
   const profile = p.IamInstanceProfile ?? data.IamInstanceProfile;
-  const profileArn = profile?.Arn ?? (profile?.Name ? `arn:${P}:iam::${A}:instance-profile/${profile.Name}` : undefined);
+  const profileArn =
+    profile?.Arn ?? (profile?.Name ? `arn:${P}:iam::${A}:instance-profile/${profile.Name}` : undefined);
   const instanceType = p.InstanceType ?? data.InstanceType;
-  const volumeSize = list(p, 'BlockDeviceMapping', 'BlockDeviceMappings')[0]?.Ebs?.VolumeSize ?? list(data, 'BlockDeviceMappings')[0]?.Ebs?.VolumeSize;
+  const volumeSize =
+    list(p, 'BlockDeviceMapping', 'BlockDeviceMappings')[0]?.Ebs?.VolumeSize ??
+    list(data, 'BlockDeviceMappings')[0]?.Ebs?.VolumeSize;
 
-  const tagged = (type: string) => requestTagContext({ ...tagsFrom(list(data, 'TagSpecifications'), type), ...tagsFrom(list(p, 'TagSpecification', 'TagSpecifications'), type) });
-  const run = (resource: string, context: Record<string, string | string[]> = {}): AuthRequest => ({ action: 'ec2:RunInstances', resource, context: { ...base, ...context } });
+  const tagged = (type: string) =>
+    requestTagContext({
+      ...tagsFrom(list(data, 'TagSpecifications'), type),
+      ...tagsFrom(list(p, 'TagSpecification', 'TagSpecifications'), type),
+    });
+  const run = (resource: string, context: Record<string, string | string[]> = {}): AuthRequest => ({
+    action: 'ec2:RunInstances',
+    resource,
+    context: { ...base, ...context },
+  });
   const requests: AuthRequest[] = [
     run(ec2Arn(region, 'instance/*'), {
       ...tagged('instance'),
@@ -118,7 +135,10 @@ function runInstances(template: CfnTemplate, call: RecordedCall): AuthRequest[] 
     run(`arn:${P}:ec2:${region}::image/${imageId}`),
     run(subnetArn, vpc),
     run(ec2Arn(region, 'network-interface/*'), { ...tagged('network-interface'), 'ec2:Subnet': subnetArn, ...vpc }),
-    run(ec2Arn(region, 'volume/*'), { ...tagged('volume'), ...(volumeSize !== undefined ? { 'ec2:VolumeSize': String(volumeSize) } : {}) }),
+    run(ec2Arn(region, 'volume/*'), {
+      ...tagged('volume'),
+      ...(volumeSize !== undefined ? { 'ec2:VolumeSize': String(volumeSize) } : {}),
+    }),
     ...groups.map((g) => run(ec2Arn(region, `security-group/${g}`), vpc)),
     ...(ltArn ? [run(ltArn)] : []),
     ...taggedTypes.map((type) => ({
@@ -127,7 +147,12 @@ function runInstances(template: CfnTemplate, call: RecordedCall): AuthRequest[] 
       context: { 'ec2:CreateAction': 'RunInstances', ...tagged(type) },
     })),
   ];
-  if (profileArn) requests.push({ action: 'iam:PassRole', resource: profileRole(template, profileArn), context: { 'iam:PassedToService': 'ec2.amazonaws.com' } });
+  if (profileArn)
+    requests.push({
+      action: 'iam:PassRole',
+      resource: profileRole(template, profileArn),
+      context: { 'iam:PassedToService': 'ec2.amazonaws.com' },
+    });
   return requests;
 }
 
@@ -145,7 +170,9 @@ function profileRole(template: CfnTemplate, profileArn: string): string {
 /** The account-less ARN AWS gives the documents it owns (AWS-RunShellScript). */
 function documentArn(region: string, name: string): string {
   if (name.startsWith('arn:')) return name;
-  return name.startsWith('AWS-') || name.startsWith('Amazon') ? `arn:${P}:ssm:${region}::document/${name}` : `arn:${P}:ssm:${region}:${A}:document/${name}`;
+  return name.startsWith('AWS-') || name.startsWith('Amazon')
+    ? `arn:${P}:ssm:${region}::document/${name}`
+    : `arn:${P}:ssm:${region}:${A}:document/${name}`;
 }
 
 /** SendCommand authorizes its document and each target instance (with the instance's tags). */
@@ -159,24 +186,42 @@ function sendCommand(call: RecordedCall, tagsOf: TagLookup): AuthRequest[] {
       resource: document,
       context: {},
       // The reference's document ARN always has an account; AWS's own documents have none.
-      ...(document.includes('::document/') ? { referenceDiffers: 'AWS-owned SSM documents have no account in their ARN' } : {}),
+      ...(document.includes('::document/')
+        ? { referenceDiffers: 'AWS-owned SSM documents have no account in their ARN' }
+        : {}),
     },
   ];
   for (const id of list(p, 'InstanceIds')) {
     const arn = ec2Arn(call.region, `instance/${id}`);
     requests.push({ action: 'ssm:SendCommand', resource: arn, context: resourceTagContext('ssm', tagsOf(arn)) });
   }
-  if (p.ServiceRoleArn) requests.push({ action: 'iam:PassRole', resource: String(p.ServiceRoleArn), context: { 'iam:PassedToService': 'ssm.amazonaws.com' } });
+  if (p.ServiceRoleArn)
+    requests.push({
+      action: 'iam:PassRole',
+      resource: String(p.ServiceRoleArn),
+      context: { 'iam:PassedToService': 'ssm.amazonaws.com' },
+    });
   return requests;
 }
 
-const TABLE_ITEM_ACTIONS: Record<string, string> = { Put: 'PutItem', Update: 'UpdateItem', Delete: 'DeleteItem', ConditionCheck: 'ConditionCheckItem', Get: 'GetItem' };
+const TABLE_ITEM_ACTIONS: Record<string, string> = {
+  Put: 'PutItem',
+  Update: 'UpdateItem',
+  Delete: 'DeleteItem',
+  ConditionCheck: 'ConditionCheckItem',
+  Get: 'GetItem',
+};
 
 /** DynamoDB: per table (an index is its own resource); a transaction authorizes each item's own action. */
 function dynamodb(call: RecordedCall): AuthRequest[] {
   const p: Params = call.params;
-  const table = (name: string) => (name.startsWith('arn:') ? name : `arn:${P}:dynamodb:${call.region}:${A}:table/${name}`);
-  const req = (action: string, resource: string): AuthRequest => ({ action: `dynamodb:${action}`, resource, context: {} });
+  const table = (name: string) =>
+    name.startsWith('arn:') ? name : `arn:${P}:dynamodb:${call.region}:${A}:table/${name}`;
+  const req = (action: string, resource: string): AuthRequest => ({
+    action: `dynamodb:${action}`,
+    resource,
+    context: {},
+  });
   switch (call.action) {
     case 'TransactWriteItems':
     case 'TransactGetItems':
@@ -193,7 +238,8 @@ function dynamodb(call: RecordedCall): AuthRequest[] {
     case 'ListTables':
       return [req(call.action, '*')];
     default:
-      if (typeof p.TableName !== 'string') throw new Error(`iam-check: dynamodb:${call.action} without a TableName is not modelled`);
+      if (typeof p.TableName !== 'string')
+        throw new Error(`iam-check: dynamodb:${call.action} without a TableName is not modelled`);
       return [req(call.action, table(p.TableName))];
   }
 }
@@ -205,7 +251,10 @@ function putEvents(call: RecordedCall): AuthRequest[] {
     return {
       action: 'events:PutEvents',
       resource: bus.startsWith('arn:') ? bus : `arn:${P}:events:${call.region}:${A}:event-bus/${bus}`,
-      context: { ...(entry.Source ? { 'events:source': String(entry.Source) } : {}), ...(entry.DetailType ? { 'events:detail-type': String(entry.DetailType) } : {}) },
+      context: {
+        ...(entry.Source ? { 'events:source': String(entry.Source) } : {}),
+        ...(entry.DetailType ? { 'events:detail-type': String(entry.DetailType) } : {}),
+      },
     };
   });
 }
@@ -217,7 +266,9 @@ function putEvents(call: RecordedCall): AuthRequest[] {
  */
 function logs(call: RecordedCall): AuthRequest[] {
   const p: Params = call.params;
-  const groupName = String(p.logGroupIdentifier ?? p.logGroupName ?? '').replace(/^arn:[^:]*:logs:[^:]*:[^:]*:log-group:/, '').replace(/:\*$/, '');
+  const groupName = String(p.logGroupIdentifier ?? p.logGroupName ?? '')
+    .replace(/^arn:[^:]*:logs:[^:]*:[^:]*:log-group:/, '')
+    .replace(/:\*$/, '');
   const group = `arn:${P}:logs:${call.region}:${A}:log-group:${groupName}`;
   const action = `logs:${call.action}`;
   if (!groupName) return call.resources.map((resource) => ({ action, resource, context: {} }));
@@ -230,8 +281,11 @@ function logs(call: RecordedCall): AuthRequest[] {
  * name a task token, and AWS authorizes them on the state machine that issued it.
  */
 function theStateMachine(template: CfnTemplate): string {
-  const machines = Object.keys(template.Resources).filter((id) => template.Resources[id].Type === 'AWS::StepFunctions::StateMachine');
-  if (machines.length !== 1) throw new Error(`iam-check: a task response names no state machine and the template has ${machines.length}`);
+  const machines = Object.keys(template.Resources).filter(
+    (id) => template.Resources[id].Type === 'AWS::StepFunctions::StateMachine',
+  );
+  if (machines.length !== 1)
+    throw new Error(`iam-check: a task response names no state machine and the template has ${machines.length}`);
   return arnOf(template, machines[0]);
 }
 
@@ -258,8 +312,16 @@ function secretsManager(call: RecordedCall, tagsOf: TagLookup): AuthRequest[] {
   // IAM sees the full ARN (name, `-`, six characters): the caller's if it gave one, else the one the fake
   // resolved the name or partial ARN to, else (a secret the fake does not hold) our fixed suffix.
   const full = (arn: string) => /^arn:.*:secret:.+-[A-Za-z0-9]{6}$/.test(arn);
-  const resource = (full(id) ? id : call.resources.find(full)) ?? secretArn(id.replace(/^arn:[^:]*:secretsmanager:[^:]*:[^:]*:secret:/, ''));
-  return [{ action: `secretsmanager:${call.action}`, resource, context: resourceTagContext('secretsmanager', tagsOf(resource)) }];
+  const resource =
+    (full(id) ? id : call.resources.find(full)) ??
+    secretArn(id.replace(/^arn:[^:]*:secretsmanager:[^:]*:[^:]*:secret:/, ''));
+  return [
+    {
+      action: `secretsmanager:${call.action}`,
+      resource,
+      context: resourceTagContext('secretsmanager', tagsOf(resource)),
+    },
+  ];
 }
 
 /** Every authorization AWS makes for this call. `wildcardOnly` says which actions take no resource. */
@@ -270,7 +332,10 @@ export function authRequestsFor(
   wildcardOnly: (action: string) => boolean,
 ): AuthRequest[] {
   const action = `${call.service}:${call.action}`;
-  if (wildcardOnly(action) && !['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'].includes(action)) {
+  if (
+    wildcardOnly(action) &&
+    !['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'].includes(action)
+  ) {
     return [{ action, resource: '*', context: {} }];
   }
   switch (call.service) {
@@ -298,5 +363,9 @@ export function authRequestsFor(
   // Anything else: the ARNs the fake resolved, with their tags.
   const resources = call.resources.filter((r) => r !== '*');
   if (resources.length === 0) throw new Error(`iam-check: ${action} names no resource and is not modelled here`);
-  return resources.map((resource) => ({ action, resource, context: resourceTagContext(call.service, tagsOf(resource)) }));
+  return resources.map((resource) => ({
+    action,
+    resource,
+    context: resourceTagContext(call.service, tagsOf(resource)),
+  }));
 }

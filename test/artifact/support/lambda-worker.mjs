@@ -59,7 +59,8 @@ function invoke(fn, event, ctx) {
 }
 
 function report(error) {
-  if (error instanceof Error) return { errorType: error.name, errorMessage: error.message, trace: String(error.stack ?? '').split('\n') };
+  if (error instanceof Error)
+    return { errorType: error.name, errorMessage: error.message, trace: String(error.stack ?? '').split('\n') };
   return { errorType: typeof error, errorMessage: String(error), trace: [] };
 }
 

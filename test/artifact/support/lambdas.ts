@@ -42,8 +42,15 @@ export interface FunctionSpec {
 const WORKER = new URL('./lambda-worker.mjs', import.meta.url);
 
 /** Every AWS::Lambda::Function in the template, with its asset directory. */
-export function functionSpecs(template: CfnTemplate, outdir: string, resolve: Resolver, endpoints: Record<string, string>): FunctionSpec[] {
-  const manifest = JSON.parse(readFileSync(join(outdir, `${stackNameOf(outdir)}.assets.json`), 'utf8')) as { files: Record<string, { source: { path: string; packaging?: string } }> };
+export function functionSpecs(
+  template: CfnTemplate,
+  outdir: string,
+  resolve: Resolver,
+  endpoints: Record<string, string>,
+): FunctionSpec[] {
+  const manifest = JSON.parse(readFileSync(join(outdir, `${stackNameOf(outdir)}.assets.json`), 'utf8')) as {
+    files: Record<string, { source: { path: string; packaging?: string } }>;
+  };
   return Object.entries(template.Resources)
     .filter(([, r]) => r.Type === 'AWS::Lambda::Function')
     .map(([logicalId, r]) => {
@@ -54,8 +61,15 @@ export function functionSpecs(template: CfnTemplate, outdir: string, resolve: Re
       const roleRef = p.Role?.['Fn::GetAtt'];
       if (!Array.isArray(roleRef)) throw new Error(`${logicalId}: Role is not a GetAtt of a role in this template`);
       const functionName = String(resolve({ Ref: logicalId }));
-      const logGroupName = p.LoggingConfig?.LogGroup ? String(resolve(p.LoggingConfig.LogGroup)) : `/aws/lambda/${functionName}`;
-      const environment = Object.fromEntries(Object.entries((p.Environment?.Variables ?? {}) as Record<string, unknown>).map(([k, v]) => [k, String(resolve(v))]));
+      const logGroupName = p.LoggingConfig?.LogGroup
+        ? String(resolve(p.LoggingConfig.LogGroup))
+        : `/aws/lambda/${functionName}`;
+      const environment = Object.fromEntries(
+        Object.entries((p.Environment?.Variables ?? {}) as Record<string, unknown>).map(([k, v]) => [
+          k,
+          String(resolve(v)),
+        ]),
+      );
       const spec = {
         logicalId,
         functionName,
@@ -73,14 +87,20 @@ export function functionSpecs(template: CfnTemplate, outdir: string, resolve: Re
 }
 
 function stackNameOf(outdir: string): string {
-  const manifest = JSON.parse(readFileSync(join(outdir, 'manifest.json'), 'utf8')) as { artifacts: Record<string, { type: string }> };
+  const manifest = JSON.parse(readFileSync(join(outdir, 'manifest.json'), 'utf8')) as {
+    artifacts: Record<string, { type: string }>;
+  };
   const stacks = Object.entries(manifest.artifacts).filter(([, a]) => a.type === 'aws:cloudformation:stack');
   if (stacks.length !== 1) throw new Error(`expected one stack in ${outdir}, found ${stacks.length}`);
   return stacks[0][0];
 }
 
 /** The variables the Lambda service sets in every execution environment (reserved names). */
-function lambdaEnvironment(spec: Omit<FunctionSpec, 'lambdaEnvironment'>, runtime: string, endpoints: Record<string, string>): Record<string, string> {
+function lambdaEnvironment(
+  spec: Omit<FunctionSpec, 'lambdaEnvironment'>,
+  runtime: string,
+  endpoints: Record<string, string>,
+): Record<string, string> {
   return {
     AWS_REGION: ARTIFACT_REGION,
     AWS_DEFAULT_REGION: ARTIFACT_REGION,
@@ -130,10 +150,24 @@ export class LambdaFunction {
       // Lambda's own timeout: the environment is discarded, as the runtime is killed.
       const timer = setTimeout(() => {
         this.discard(worker);
-        resolve({ ok: false, error: { errorType: 'Sandbox.Timedout', errorMessage: `Task timed out after ${this.spec.timeoutSeconds.toFixed(2)} seconds`, trace: [] } });
+        resolve({
+          ok: false,
+          error: {
+            errorType: 'Sandbox.Timedout',
+            errorMessage: `Task timed out after ${this.spec.timeoutSeconds.toFixed(2)} seconds`,
+            trace: [],
+          },
+        });
       }, this.spec.timeoutSeconds * 1000);
       this.pending.set(worker, { resolve, timer });
-      worker.postMessage({ id: ++this.next, event, context: { traceId: `Root=1-${Math.floor(Date.now() / 1000).toString(16)}-${randomUUID().replaceAll('-', '').slice(0, 24)}`, fields: this.contextFields(requestId) } });
+      worker.postMessage({
+        id: ++this.next,
+        event,
+        context: {
+          traceId: `Root=1-${Math.floor(Date.now() / 1000).toString(16)}-${randomUUID().replaceAll('-', '').slice(0, 24)}`,
+          fields: this.contextFields(requestId),
+        },
+      });
     });
     if (this.all.has(worker) && !this.pending.has(worker)) this.idle.push(worker);
     this.invocations.push({ event, outcome });
@@ -164,7 +198,12 @@ export class LambdaFunction {
   }
 
   private spawn(): Worker {
-    const worker = new Worker(WORKER, { env: { ...this.spec.environment, ...this.spec.lambdaEnvironment }, execArgv: [], stdout: true, stderr: true });
+    const worker = new Worker(WORKER, {
+      env: { ...this.spec.environment, ...this.spec.lambdaEnvironment },
+      execArgv: [],
+      stdout: true,
+      stderr: true,
+    });
     this.all.add(worker);
     for (const stream of [worker.stdout, worker.stderr]) {
       stream.setEncoding('utf8');

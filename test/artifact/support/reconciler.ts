@@ -14,12 +14,21 @@ export async function reconcilerRun(a: Artifact): Promise<ReconcileReport> {
   const [run, ...others] = await a.router.tick();
   assert.equal(others.length, 0, 'one schedule rule');
   const [attempt] = run.attempts ?? [];
-  assert.ok(attempt?.ok, `the reconciler failed: ${attempt && !attempt.ok ? `${attempt.error.errorType}: ${attempt.error.errorMessage}` : 'not invoked'}`);
+  assert.ok(
+    attempt?.ok,
+    `the reconciler failed: ${attempt && !attempt.ok ? `${attempt.error.errorType}: ${attempt.error.errorMessage}` : 'not invoked'}`,
+  );
   return attempt.result as ReconcileReport;
 }
 
 /** Move ISO time attributes of one item back by `ms`, in the table the functions know as `tableVariable`. */
-export async function backdate(a: Artifact, key: Record<string, string>, attributes: string[], ms: number, tableVariable = 'JOBS_TABLE'): Promise<void> {
+export async function backdate(
+  a: Artifact,
+  key: Record<string, string>,
+  attributes: string[],
+  ms: number,
+  tableVariable = 'JOBS_TABLE',
+): Promise<void> {
   const TableName = a.fns.tasks.spec.environment[tableVariable];
   const Key = Object.fromEntries(Object.entries(key).map(([k, v]) => [k, { S: v }]));
   const { Item } = await a.dynamo.client.send(new GetItemCommand({ TableName, Key, ConsistentRead: true }));

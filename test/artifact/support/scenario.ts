@@ -10,7 +10,11 @@ import type { Caller } from './http-api.js';
 
 export const admin: Caller = { sub: 'root', groups: ['admin'] };
 export const alice: Caller = { sub: 'alice', groups: ['vision'] };
-export const IMAGE = { name: 'cuda', reference: 'nvidia/cuda:12.4.1-base-ubuntu22.04', digest: `sha256:${'a'.repeat(64)}` };
+export const IMAGE = {
+  name: 'cuda',
+  reference: 'nvidia/cuda:12.4.1-base-ubuntu22.04',
+  digest: `sha256:${'a'.repeat(64)}`,
+};
 export const POOL = 'a10g';
 
 export interface JobView {
@@ -21,18 +25,34 @@ export interface JobView {
 }
 
 /** An admin registers the image and a template of project vision, as on a fresh deployment. */
-export async function setUpCatalog(a: Artifact, templates: Array<{ name: string; command: string[]; [k: string]: unknown }>): Promise<void> {
+export async function setUpCatalog(
+  a: Artifact,
+  templates: Array<{ name: string; command: string[]; [k: string]: unknown }>,
+): Promise<void> {
   const image = await a.http.request('POST', '/v1/images', { caller: admin, body: IMAGE });
-  assert.ok([200, 201, 409].includes(image.status), `POST /v1/images: ${image.status} ${JSON.stringify(image.body)} ${image.error?.errorMessage ?? ''}`);
+  assert.ok(
+    [200, 201, 409].includes(image.status),
+    `POST /v1/images: ${image.status} ${JSON.stringify(image.body)} ${image.error?.errorMessage ?? ''}`,
+  );
   for (const t of templates) {
-    const created = await a.http.request('POST', '/v1/templates', { caller: admin, body: { project: 'vision', pool: POOL, image: IMAGE.name, ...t } });
-    assert.ok([200, 201, 409].includes(created.status), `POST /v1/templates: ${created.status} ${JSON.stringify(created.body)} ${created.error?.errorMessage ?? ''}`);
+    const created = await a.http.request('POST', '/v1/templates', {
+      caller: admin,
+      body: { project: 'vision', pool: POOL, image: IMAGE.name, ...t },
+    });
+    assert.ok(
+      [200, 201, 409].includes(created.status),
+      `POST /v1/templates: ${created.status} ${JSON.stringify(created.body)} ${created.error?.errorMessage ?? ''}`,
+    );
   }
 }
 
 export async function submit(a: Artifact, body: Record<string, unknown>, caller = alice): Promise<JobView> {
   const response = await a.http.request('POST', '/v1/jobs', { caller, body });
-  assert.equal(response.status, 202, `POST /v1/jobs: ${response.status} ${JSON.stringify(response.body)} ${response.error?.errorMessage ?? ''}`);
+  assert.equal(
+    response.status,
+    202,
+    `POST /v1/jobs: ${response.status} ${JSON.stringify(response.body)} ${response.error?.errorMessage ?? ''}`,
+  );
   return response.body as JobView;
 }
 
@@ -47,7 +67,10 @@ export async function waitForState(a: Artifact, id: string, states: string[], ti
   const deadline = Date.now() + timeoutMs;
   let job = await getJob(a, id);
   while (!states.includes(job.state)) {
-    if (Date.now() > deadline) throw new Error(`job ${id} is ${job.state} (${job.stateReason ?? ''}), not ${states.join('|')} after ${timeoutMs} ms; errors the functions logged:\n${errorLogs(a).join('\n')}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `job ${id} is ${job.state} (${job.stateReason ?? ''}), not ${states.join('|')} after ${timeoutMs} ms; errors the functions logged:\n${errorLogs(a).join('\n')}`,
+      );
     await new Promise((r) => setTimeout(r, 100));
     job = await getJob(a, id);
   }
@@ -56,10 +79,20 @@ export async function waitForState(a: Artifact, id: string, states: string[], ti
 
 /** The last error lines every function logged: what a failed wait shows. */
 export function errorLogs(a: Artifact, last = 10): string[] {
-  return a.all.flatMap((fn) => fn.logs.filter((line) => /"level":"(error|warn|ERROR|WARN)"|Error/.test(line)).map((line) => `[${fn.spec.logicalId}] ${line}`)).slice(-last);
+  return a.all
+    .flatMap((fn) =>
+      fn.logs
+        .filter((line) => /"level":"(error|warn|ERROR|WARN)"|Error/.test(line))
+        .map((line) => `[${fn.spec.logicalId}] ${line}`),
+    )
+    .slice(-last);
 }
 
-export async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -70,10 +103,15 @@ export async function waitFor<T>(what: string, probe: () => T | undefined | Prom
 }
 
 /** The pool as an admin reads it. */
-export async function pool(a: Artifact, name = POOL): Promise<{ usedGpus: number; maxGpus: number; [k: string]: unknown }> {
+export async function pool(
+  a: Artifact,
+  name = POOL,
+): Promise<{ usedGpus: number; maxGpus: number; [k: string]: unknown }> {
   const response = await a.http.request('GET', '/v1/pools', { caller: admin });
   assert.equal(response.status, 200);
-  const found = (response.body.pools ?? response.body.items ?? response.body).find((p: { name: string }) => p.name === name);
+  const found = (response.body.pools ?? response.body.items ?? response.body).find(
+    (p: { name: string }) => p.name === name,
+  );
   assert.ok(found, `pool ${name} is listed`);
   return found;
 }
@@ -103,7 +141,13 @@ export function dockerArgv(script: string): string[] {
 }
 
 /** The tasks function's view of the deployment: subnets, launch template, pools, as the template set them. */
-export function tasksEnvironment(a: Artifact): { subnets: string[]; launchTemplateId: string; deployment: string; logGroup: string; agentTimeoutSeconds: number } {
+export function tasksEnvironment(a: Artifact): {
+  subnets: string[];
+  launchTemplateId: string;
+  deployment: string;
+  logGroup: string;
+  agentTimeoutSeconds: number;
+} {
   const env = a.fns.tasks.spec.environment;
   return {
     subnets: env.SUBNET_IDS.split(','),
@@ -115,7 +159,12 @@ export function tasksEnvironment(a: Artifact): { subnets: string[]; launchTempla
 }
 
 /** RunInstances as Ec2SsmCompute sends it for a one-node job, its launch-deadline tag aside (checked on its own). */
-export function expectedRunInstances(a: Artifact, job: JobView, attempt: number, subnetIndex: number): Record<string, unknown> {
+export function expectedRunInstances(
+  a: Artifact,
+  job: JobView,
+  attempt: number,
+  subnetIndex: number,
+): Record<string, unknown> {
   const t = tasksEnvironment(a);
   const tags = [
     { Key: 'Name', Value: `flare-${job.id}` },
@@ -142,7 +191,9 @@ export function expectedRunInstances(a: Artifact, job: JobView, attempt: number,
 
 /** A recorded RunInstances without its `flare:expires-at` tags, and that tag's value. */
 export function withoutDeadline(call: RecordedCall): { params: Record<string, unknown>; deadline: string } {
-  const params = structuredClone(call.params) as { TagSpecification: Array<{ Tag: Array<{ Key: string; Value: string }> }> };
+  const params = structuredClone(call.params) as {
+    TagSpecification: Array<{ Tag: Array<{ Key: string; Value: string }> }>;
+  };
   let deadline = '';
   for (const spec of params.TagSpecification) {
     deadline = spec.Tag.find((t) => t.Key === 'flare:expires-at')?.Value ?? deadline;

@@ -17,7 +17,16 @@ import { ARTIFACT_CONTEXT } from './synth-context.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const CACHE = join(REPO, 'node_modules', '.cache', 'flare-artifact');
-const INPUTS = ['bin/app.ts', 'lib', 'lambdas', 'statemachines', 'schema', 'package-lock.json', 'cdk.json', 'test/artifact/support/synth-context.ts'];
+const INPUTS = [
+  'bin/app.ts',
+  'lib',
+  'lambdas',
+  'statemachines',
+  'schema',
+  'package-lock.json',
+  'cdk.json',
+  'test/artifact/support/synth-context.ts',
+];
 /** A lock older than this is taken to be left by a killed run. */
 const STALE_LOCK_MS = 5 * 60_000;
 const KEEP = 3;
@@ -31,7 +40,9 @@ export interface SynthesizedApp {
 export function synthesizedApp(): SynthesizedApp {
   const outdir = process.env.FLARE_ARTIFACT_OUT ?? join(CACHE, inputsHash());
   if (!existsSync(join(outdir, 'manifest.json'))) synthesizeLocked(outdir);
-  const template = JSON.parse(readFileSync(join(outdir, `${ARTIFACT_STACK_NAME}.template.json`), 'utf8')) as CfnTemplate;
+  const template = JSON.parse(
+    readFileSync(join(outdir, `${ARTIFACT_STACK_NAME}.template.json`), 'utf8'),
+  ) as CfnTemplate;
   return { outdir, template };
 }
 
@@ -45,7 +56,9 @@ function inputsHash(): string {
 
 function files(path: string): string[] {
   if (!statSync(path).isDirectory()) return [path];
-  return readdirSync(path, { withFileTypes: true }).flatMap((e) => (e.name === 'node_modules' ? [] : files(join(path, e.name))));
+  return readdirSync(path, { withFileTypes: true }).flatMap((e) =>
+    e.name === 'node_modules' ? [] : files(join(path, e.name)),
+  );
 }
 
 function synthesizeLocked(outdir: string): void {
@@ -67,7 +80,10 @@ function synthesizeLocked(outdir: string): void {
     const staging = `${outdir}.tmp-${process.pid}`;
     rmSync(staging, { recursive: true, force: true });
     try {
-      const context = { ...(JSON.parse(readFileSync(join(REPO, 'cdk.json'), 'utf8')) as { context?: object }).context, ...ARTIFACT_CONTEXT };
+      const context = {
+        ...(JSON.parse(readFileSync(join(REPO, 'cdk.json'), 'utf8')) as { context?: object }).context,
+        ...ARTIFACT_CONTEXT,
+      };
       execFileSync(process.execPath, ['--import', 'tsx', join(REPO, 'bin/app.ts')], {
         cwd: REPO,
         env: { ...process.env, CDK_OUTDIR: staging, CDK_CONTEXT_JSON: JSON.stringify(context) },

@@ -35,12 +35,21 @@ export function artifactWorkflow(template: CfnTemplate, functions: readonly Lamb
   if (machines.length !== 1) throw new Error(`expected one state machine in the template, found ${machines.length}`);
   const [logicalId, machine] = machines[0];
   const p = machine.Properties ?? {};
-  const substitutions = Object.fromEntries(Object.entries((p.DefinitionSubstitutions ?? {}) as Record<string, unknown>).map(([k, v]) => [k, String(resolveValue(template, v))]));
-  const definition = JSON.parse(substitute(String(resolveValue(template, p.DefinitionString)), substitutions)) as Record<string, unknown>;
+  const substitutions = Object.fromEntries(
+    Object.entries((p.DefinitionSubstitutions ?? {}) as Record<string, unknown>).map(([k, v]) => [
+      k,
+      String(resolveValue(template, v)),
+    ]),
+  );
+  const definition = JSON.parse(
+    substitute(String(resolveValue(template, p.DefinitionString)), substitutions),
+  ) as Record<string, unknown>;
   const stateMachineArn = refOf(template, logicalId);
   if (stateMachineArn !== getAtt(template, logicalId, 'Arn')) throw new Error(`${logicalId}: Ref and Arn disagree`);
 
-  const runners: Record<string, TaskRunner> = Object.fromEntries(functions.map((fn) => [fn.spec.arn, (event: unknown) => fn.invokeOrThrow(event)]));
+  const runners: Record<string, TaskRunner> = Object.fromEntries(
+    functions.map((fn) => [fn.spec.arn, (event: unknown) => fn.invokeOrThrow(event)]),
+  );
   const retryIntervalOverrides = Object.fromEntries(
     Object.entries(definition.States as Record<string, { Retry?: unknown[] }>)
       .filter(([, s]) => s.Retry)
@@ -63,19 +72,27 @@ export function artifactWorkflow(template: CfnTemplate, functions: readonly Lamb
   const record = (name: string) => workflows.list().find((e) => e.name === name);
   const view = (name: string) => {
     const e = record(name)!;
-    return { executionArn: executionArn(name), stateMachineArn, name, status: e.status, startDate: startDates.get(name) };
+    return {
+      executionArn: executionArn(name),
+      stateMachineArn,
+      name,
+      status: e.status,
+      startDate: startDates.get(name),
+    };
   };
 
   const onStates: StatesHandler = async (action, params) => {
     const machineParam = params.stateMachineArn;
-    if (machineParam !== undefined && machineParam !== stateMachineArn) throw aws('StateMachineDoesNotExist', `State Machine Does Not Exist: '${String(machineParam)}'`);
+    if (machineParam !== undefined && machineParam !== stateMachineArn)
+      throw aws('StateMachineDoesNotExist', `State Machine Does Not Exist: '${String(machineParam)}'`);
     switch (action) {
       case 'StartExecution': {
         const name = String(params.name);
         const input = String(params.input ?? '{}');
         const existing = record(name);
         // Step Functions: the same name and input while it runs is the same execution; anything else is refused.
-        if (existing && (existing.status !== 'RUNNING' || inputs.get(name) !== input)) throw aws('ExecutionAlreadyExists', `Execution Already Exists: '${executionArn(name)}'`);
+        if (existing && (existing.status !== 'RUNNING' || inputs.get(name) !== input))
+          throw aws('ExecutionAlreadyExists', `Execution Already Exists: '${executionArn(name)}'`);
         if (!existing) {
           inputs.set(name, input);
           startDates.set(name, Date.now() / 1000);
@@ -97,12 +114,22 @@ export function artifactWorkflow(template: CfnTemplate, functions: readonly Lamb
       }
       case 'DescribeExecution': {
         const name = String(params.executionArn).split(':').pop()!;
-        if (!record(name) || String(params.executionArn) !== executionArn(name)) throw aws('ExecutionDoesNotExist', `Execution Does Not Exist: '${String(params.executionArn)}'`);
+        if (!record(name) || String(params.executionArn) !== executionArn(name))
+          throw aws('ExecutionDoesNotExist', `Execution Does Not Exist: '${String(params.executionArn)}'`);
         return { ...view(name), input: inputs.get(name) };
       }
       default:
-        throw aws('UnknownOperationException', `the artifact harness does not model states:${action} (machine ${machineName})`);
+        throw aws(
+          'UnknownOperationException',
+          `the artifact harness does not model states:${action} (machine ${machineName})`,
+        );
     }
   };
-  return { workflows, stateMachineArn, onStates, taskTokenArn: (token) => (token.startsWith('local-token:') ? stateMachineArn : undefined), started };
+  return {
+    workflows,
+    stateMachineArn,
+    onStates,
+    taskTokenArn: (token) => (token.startsWith('local-token:') ? stateMachineArn : undefined),
+    started,
+  };
 }

@@ -18,12 +18,20 @@ export function imageRoutes(deps: () => Deps): Route[] {
       errors: [422],
       summary: 'Add an image, or a version of one',
       description:
-        'Creates the image or appends a version `{ reference, digest }` (201). The same reference and digest as a version already there changes nothing (200). Versions are never overwritten or removed; jobs run their template\'s pinned version or the latest at submit, by digest. On AWS a private Amazon ECR reference outside the repositories the job instances may pull from (flare:ecrRepositories) is refused (422).',
+        "Creates the image or appends a version `{ reference, digest }` (201). The same reference and digest as a version already there changes nothing (200). Versions are never overwritten or removed; jobs run their template's pinned version or the latest at submit, by digest. On AWS a private Amazon ECR reference outside the repositories the job instances may pull from (flare:ecrRepositories) is refused (422).",
       access: 'admin',
       body: ImageSpec,
       responses: {
-        201: { description: 'The image with the version added (last)', schema: Image, headers: { Location: { description: 'The path of the image', required: true } } },
-        200: { description: 'The image already had this reference and digest: nothing changed', schema: Image, headers: { Location: { description: 'The path of the image', required: true } } },
+        201: {
+          description: 'The image with the version added (last)',
+          schema: Image,
+          headers: { Location: { description: 'The path of the image', required: true } },
+        },
+        200: {
+          description: 'The image already had this reference and digest: nothing changed',
+          schema: Image,
+          headers: { Location: { description: 'The path of the image', required: true } },
+        },
       },
       handle: async ({ identity, body }) => {
         const { image, added } = await addImage(deps(), identity, body);

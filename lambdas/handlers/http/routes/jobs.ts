@@ -22,7 +22,8 @@ export function jobRoutes(deps: () => Deps): Route[] {
       path: '/v1/jobs',
       errors: [409, 422, 429],
       summary: 'Submit a job',
-      description: 'Stores the job durably (202) and starts its workflow. `Idempotency-Key` makes retries safe: the same key and body return the same job, the same key with another body is a 409.',
+      description:
+        'Stores the job durably (202) and starts its workflow. `Idempotency-Key` makes retries safe: the same key and body return the same job, the same key with another body is a 409.',
       access: 'member',
       body: SubmitJobInput,
       responses: {
@@ -31,14 +32,20 @@ export function jobRoutes(deps: () => Deps): Route[] {
           schema: Job,
           headers: {
             Location: { description: 'The path of the job', required: true },
-            'Idempotent-Replayed': { description: '`true` when the Idempotency-Key was used before with the same body: the job is the one stored then' },
+            'Idempotent-Replayed': {
+              description:
+                '`true` when the Idempotency-Key was used before with the same body: the job is the one stored then',
+            },
           },
         },
       },
       handle: async ({ event, identity, body }) => {
         const key = idempotencyKey(event);
         const { job, created } = await submitJob(deps(), identity, body, key);
-        return json(202, publicJob(job), { location: `/v1/jobs/${encodeURIComponent(job.id)}`, ...(created ? {} : { 'idempotent-replayed': 'true' }) });
+        return json(202, publicJob(job), {
+          location: `/v1/jobs/${encodeURIComponent(job.id)}`,
+          ...(created ? {} : { 'idempotent-replayed': 'true' }),
+        });
       },
     }),
     route({
@@ -73,7 +80,8 @@ export function jobRoutes(deps: () => Deps): Route[] {
       params: JobParams,
       body: ChangeJobInput,
       responses: { 200: { description: 'The job as changed', schema: Job } },
-      handle: async ({ identity, params, body }) => json(200, publicJob(await changeJob(deps(), identity, params.id, body))),
+      handle: async ({ identity, params, body }) =>
+        json(200, publicJob(await changeJob(deps(), identity, params.id, body))),
     }),
     route({
       // `{ jobId, lines: [{ at?, message }] }`, oldest first: see JobLogsView in core/logs.ts.
@@ -93,7 +101,11 @@ export function jobRoutes(deps: () => Deps): Route[] {
       access: 'member',
       params: JobParams,
       responses: {
-        202: { description: 'The job was active: a queued job comes back CANCELLED; an admitted one is being stopped and becomes CANCELLED once its GPUs are released', schema: Job },
+        202: {
+          description:
+            'The job was active: a queued job comes back CANCELLED; an admitted one is being stopped and becomes CANCELLED once its GPUs are released',
+          schema: Job,
+        },
         204: { description: 'The job had finished: it is removed' },
       },
       handle: async ({ identity, params }) => {

@@ -31,7 +31,9 @@ export function poolRoutes(deps: () => Deps): Route[] {
       access: 'admin',
       params: PoolParams,
       body: PoolCapInput,
-      responses: { 200: { description: 'The pool as changed, after waiting jobs that now fit were admitted', schema: Pool } },
+      responses: {
+        200: { description: 'The pool as changed, after waiting jobs that now fit were admitted', schema: Pool },
+      },
       handle: async ({ identity, params, body }) => json(200, await updatePool(deps(), identity, params.name, body)),
     }),
   ];

@@ -9,7 +9,9 @@ import { json, noContent, type Route } from '../middleware.js';
 import { route } from './route.js';
 
 export const projectName = z.string().regex(NAME_PATTERN, 'must be a project name');
-export const ProjectQuery = z.strictObject({ project: projectName.optional().describe('Only this project (one of yours, unless you are an admin)') });
+export const ProjectQuery = z.strictObject({
+  project: projectName.optional().describe('Only this project (one of yours, unless you are an admin)'),
+});
 const ListQuotasQuery = PageQuery.extend(ProjectQuery.shape);
 const QuotaParams = z.object({ project: projectName, resource: z.enum(QUOTA_RESOURCES) });
 
@@ -21,10 +23,16 @@ export function quotaRoutes(deps: () => Deps): Route[] {
       errors: [409],
       summary: 'Give a project a limit for a resource',
       description:
-        'The usage counted so far applies at once; a limit below it blocks new admissions only. 409 when the project already has a limit for the resource (change it with PATCH). A gpuHours budget needs a `period` (day, week or month, UTC): admission reserves each job\'s worst case (GPUs x live timeout) against it and the unused part is given back when the job ends.',
+        "The usage counted so far applies at once; a limit below it blocks new admissions only. 409 when the project already has a limit for the resource (change it with PATCH). A gpuHours budget needs a `period` (day, week or month, UTC): admission reserves each job's worst case (GPUs x live timeout) against it and the unused part is given back when the job ends.",
       access: 'admin',
       body: QuotaSpec,
-      responses: { 201: { description: 'The limit, with the usage counted so far', schema: Quota, headers: { Location: { description: 'The path of the quota', required: true } } } },
+      responses: {
+        201: {
+          description: 'The limit, with the usage counted so far',
+          schema: Quota,
+          headers: { Location: { description: 'The path of the quota', required: true } },
+        },
+      },
       handle: async ({ identity, body }) => {
         const quota = await createQuota(deps(), identity, body);
         return json(201, quota, { location: quotaPath(quota.project, quota.resource) });
@@ -48,19 +56,26 @@ export function quotaRoutes(deps: () => Deps): Route[] {
       access: 'member',
       params: QuotaParams,
       responses: { 200: { description: 'The limit and its live usage', schema: Quota } },
-      handle: async ({ identity, params }) => json(200, await getQuota(deps(), identity, params.project, params.resource)),
+      handle: async ({ identity, params }) =>
+        json(200, await getQuota(deps(), identity, params.project, params.resource)),
     }),
     route({
       method: 'PATCH',
       path: '/v1/quotas/{project}/{resource}',
       summary: 'Change a limit',
       description:
-        "Lowering it below what is used is allowed and only blocks new admissions. Raising it admits waiting jobs that now fit before it answers. A gpuHours budget keeps its period and what was spent in it (to change the period, delete the budget and create it again).",
+        'Lowering it below what is used is allowed and only blocks new admissions. Raising it admits waiting jobs that now fit before it answers. A gpuHours budget keeps its period and what was spent in it (to change the period, delete the budget and create it again).',
       access: 'admin',
       params: QuotaParams,
       body: QuotaLimitInput,
-      responses: { 200: { description: 'The limit as changed, with usage after waiting jobs that now fit were admitted', schema: Quota } },
-      handle: async ({ identity, params, body }) => json(200, await updateQuota(deps(), identity, params.project, params.resource, body.hardLimit)),
+      responses: {
+        200: {
+          description: 'The limit as changed, with usage after waiting jobs that now fit were admitted',
+          schema: Quota,
+        },
+      },
+      handle: async ({ identity, params, body }) =>
+        json(200, await updateQuota(deps(), identity, params.project, params.resource, body.hardLimit)),
     }),
     route({
       method: 'DELETE',

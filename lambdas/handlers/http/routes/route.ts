@@ -16,7 +16,8 @@ const NoParams = z.object({});
 
 type Schema = z.ZodType;
 
-export interface RouteSpec<P extends Schema, Q extends Schema, B extends Schema | undefined> extends Omit<RouteDoc, 'params' | 'query' | 'body' | 'tag'> {
+export interface RouteSpec<P extends Schema, Q extends Schema, B extends Schema | undefined>
+  extends Omit<RouteDoc, 'params' | 'query' | 'body' | 'tag'> {
   method: string;
   path: string;
   /** @default the first path segment after /v1 */
@@ -34,7 +35,11 @@ export interface RouteSpec<P extends Schema, Q extends Schema, B extends Schema 
   }): Promise<ApiResult>;
 }
 
-export function route<P extends Schema = typeof NoParams, Q extends Schema = typeof NoQuery, B extends Schema | undefined = undefined>(spec: RouteSpec<P, Q, B>): Route {
+export function route<
+  P extends Schema = typeof NoParams,
+  Q extends Schema = typeof NoQuery,
+  B extends Schema | undefined = undefined,
+>(spec: RouteSpec<P, Q, B>): Route {
   const { method, path, handle, params, query, body, tag, ...doc } = spec;
   const paramsSchema = (params ?? NoParams) as P;
   const querySchema = (query ?? NoQuery) as Q;
@@ -50,7 +55,13 @@ export function route<P extends Schema = typeof NoParams, Q extends Schema = typ
       const q = check(querySchema, event.queryStringParameters ?? {}, issues);
       const b = body === undefined ? undefined : check(body, rawBody, issues);
       if (issues.length) throw new ValidationError(issues);
-      return handle({ event, identity, params: p as z.infer<P>, query: q as z.infer<Q>, body: b as B extends Schema ? z.infer<B> : undefined });
+      return handle({
+        event,
+        identity,
+        params: p as z.infer<P>,
+        query: q as z.infer<Q>,
+        body: b as B extends Schema ? z.infer<B> : undefined,
+      });
     },
   };
 }

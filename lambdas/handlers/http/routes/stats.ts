@@ -12,7 +12,8 @@ export function statsRoutes(deps: () => Deps): Route[] {
       method: 'GET',
       path: '/v1/stats',
       summary: 'Jobs by state, GPU-hours held, waiting time p50/p95; overall, by pool and by project',
-      description: "Admins see every project, members their own; `project` narrows to one (another project's is a 404). GPU-hours count jobs still holding GPUs up to now; waiting time runs from submission to admission, over admitted jobs.",
+      description:
+        "Admins see every project, members their own; `project` narrows to one (another project's is a 404). GPU-hours count jobs still holding GPUs up to now; waiting time runs from submission to admission, over admitted jobs.",
       access: 'member',
       query: ProjectQuery,
       responses: { 200: { description: 'The figures for the projects counted', schema: Stats } },
