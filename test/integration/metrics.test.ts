@@ -91,7 +91,14 @@ describe('metrics core reports (real ASL, DynamoDB Local)', () => {
     const recorded = measure(world);
     const { job } = await submitJob(world.deps, alice, { template: 'sleep', liveTimeoutMinutes: 0.03 });
     await waitForState(world.store, job.id, [JobState.EXPIRED], 15_000);
+    // Release counts the expiry just after the write that made the job EXPIRED: wait for it, bounded.
+    await settled(() => named(recorded, METRIC.expiries).length > 0, 5_000);
     assert.equal(named(recorded, METRIC.expiries).length, 1);
     assert.deepEqual(named(recorded, METRIC.launchFailures), []);
   });
 });
+
+async function settled(done: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+}
