@@ -173,11 +173,9 @@ the flags given override its fields.`,
       'flare template show tpl-4kq9x2',
     ],
     async run(ctx, input) {
-      const template = await ctx
-        .api()
-        .get<TemplateView>(pathOf('/v1/templates', input.positionals[0]), {
-          project: stringOf(input.values, 'project'),
-        });
+      const template = await ctx.api().get<TemplateView>(pathOf('/v1/templates', input.positionals[0]), {
+        project: stringOf(input.values, 'project'),
+      });
       if (ctx.json) ctx.printJson(template);
       else ctx.print(templateFields(template));
       return 0;
@@ -201,11 +199,9 @@ the flags given override its fields.`,
       const body = templateBody(input, usage);
       if (!Object.keys(body).length)
         throw new UsageError('nothing to change: give the fields as flags or with --file', usage);
-      const template = await ctx
-        .api()
-        .patch<TemplateView>(pathOf('/v1/templates', input.positionals[0]), body, {
-          project: stringOf(input.values, 'project'),
-        });
+      const template = await ctx.api().patch<TemplateView>(pathOf('/v1/templates', input.positionals[0]), body, {
+        project: stringOf(input.values, 'project'),
+      });
       if (ctx.json) ctx.printJson(template);
       else ctx.print(templateFields(template));
       return 0;

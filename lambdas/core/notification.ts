@@ -79,15 +79,13 @@ export async function notifyChannel<C extends NotificationChannel>(
   try {
     await deps.post(channel, event);
   } catch (error) {
-    await deps.ledger
-      .release(key)
-      .catch((releaseError: unknown) =>
-        deps.log.warn('delivery claim not released; it lapses on its own', {
-          channel: channel.id,
-          eventId: event.eventId,
-          error: String(releaseError),
-        }),
-      );
+    await deps.ledger.release(key).catch((releaseError: unknown) =>
+      deps.log.warn('delivery claim not released; it lapses on its own', {
+        channel: channel.id,
+        eventId: event.eventId,
+        error: String(releaseError),
+      }),
+    );
     throw error;
   }
   await deps.ledger.markSent(key);

@@ -27,24 +27,18 @@ const count = (description?: string) => {
 export function page<T extends z.ZodType>(item: T) {
   return z.strictObject({
     items: z.array(item),
-    nextToken: z
-      .string()
-      .optional()
-      .meta({
-        description:
-          'Present when more items follow: pass it as `nextToken` (with the same filters) for the next page.',
-      }),
+    nextToken: z.string().optional().meta({
+      description: 'Present when more items follow: pass it as `nextToken` (with the same filters) for the next page.',
+    }),
   });
 }
 
 export const Job = z
   .strictObject({
     id: z.string().meta({ description: 'Assigned by Flare; never changes.' }),
-    name: z
-      .string()
-      .meta({
-        description: "The name given at submit (or later with PATCH); the template's name when none was given.",
-      }),
+    name: z.string().meta({
+      description: "The name given at submit (or later with PATCH); the template's name when none was given.",
+    }),
     project: z.string(),
     owner: z.string().meta({ description: 'Who submitted it.' }),
     template: z.string().meta({ description: "The template's name when the job was submitted." }),
@@ -53,24 +47,19 @@ export const Job = z
       .optional()
       .meta({ description: "The template's id (tpl-...). Absent on jobs stored before templates had ids." }),
     pool: z.string().meta({ description: 'The GPU pool it runs in (from the template).' }),
-    image: z
-      .string()
-      .meta({
-        description: 'What it runs, pinned by digest: `reference@sha256:...`, the catalog version chosen at submit.',
-      }),
+    image: z.string().meta({
+      description: 'What it runs, pinned by digest: `reference@sha256:...`, the catalog version chosen at submit.',
+    }),
     command: z.array(z.string()).meta({ description: 'argv, never run through a shell.' }),
     env: z
       .record(z.string(), z.string())
       .meta({ description: "The template's environment with the job's own on top." }),
     gpus: z.number().int().positive().meta({ description: 'GPUs per node.' }),
     nodeCount: z.number().int().positive().meta({ description: 'Instances, each with `gpus` GPUs.' }),
-    liveTimeoutMinutes: z
-      .number()
-      .positive()
-      .meta({
-        description:
-          'How long it may run once started (may be fractional): `expiresAt = startedAt + liveTimeoutMinutes`.',
-      }),
+    liveTimeoutMinutes: z.number().positive().meta({
+      description:
+        'How long it may run once started (may be fractional): `expiresAt = startedAt + liveTimeoutMinutes`.',
+    }),
     maxLiveTimeoutMinutes: z
       .number()
       .positive()
@@ -88,13 +77,10 @@ export const Job = z
       description:
         "While PENDING or WAITING, on GET answers: the latest time it is admitted (GPUs taken, launch begins) if no running job is extended, from its pool's running jobs' hard ends and the queue ahead (ISO 8601 UTC). Null when none can be promised: latestStartReason says why. See docs/architecture.md, Guarantees.",
     }),
-    latestStartReason: z
-      .string()
-      .optional()
-      .meta({
-        description:
-          'Why latestStartAt is null: it can never start under the current cap, or a gpus quota may hold it or a job ahead back.',
-      }),
+    latestStartReason: z.string().optional().meta({
+      description:
+        'Why latestStartAt is null: it can never start under the current cap, or a gpus quota may hold it or a job ahead back.',
+    }),
     createdAt: time('When it was submitted'),
     admittedAt: time('When it was admitted and its GPUs taken').optional(),
     startedAt: time('When its container started').optional(),
@@ -135,14 +121,9 @@ export const Template = z
     gpus: z.number().int().positive().meta({ description: 'GPUs per node.' }),
     nodeCount: z.number().int().positive().meta({ description: 'Instances per job.' }),
     image: z.string().meta({ description: 'A catalog image name.' }),
-    imageVersion: z
-      .number()
-      .int()
-      .positive()
-      .optional()
-      .meta({
-        description: "The pinned version of the image; absent: each job runs the image's latest version at submit.",
-      }),
+    imageVersion: z.number().int().positive().optional().meta({
+      description: "The pinned version of the image; absent: each job runs the image's latest version at submit.",
+    }),
     command: z.array(z.string()).meta({ description: 'argv, never run through a shell.' }),
     env: z.record(z.string(), z.string()),
     volumeSizeGb: z.number().int().positive().optional().meta({ description: 'Root volume of each instance (AWS).' }),
@@ -188,12 +169,10 @@ export const Image = z
 export const Quota = z
   .strictObject({
     project: z.string(),
-    resource: z
-      .enum(QUOTA_RESOURCES)
-      .meta({
-        description:
-          'gpus: GPUs held at once; jobs: jobs not yet finished; templates: templates owned; gpuHours: GPU-hours per period.',
-      }),
+    resource: z.enum(QUOTA_RESOURCES).meta({
+      description:
+        'gpus: GPUs held at once; jobs: jobs not yet finished; templates: templates owned; gpuHours: GPU-hours per period.',
+    }),
     hardLimit: count(
       'The most the project may have at once (gpuHours: may spend per period). May be below `used`: that blocks new admissions only.',
     ),
@@ -201,30 +180,19 @@ export const Quota = z
       .number()
       .min(0)
       .meta({ description: 'What the project has now (live); for gpuHours, spent + reserved GPU-hours this period.' }),
-    period: z
-      .enum(BUDGET_PERIODS)
-      .optional()
-      .meta({
-        description: 'gpuHours only: the calendar period (UTC) the budget renews every (day, week from Monday, month).',
-      }),
+    period: z.enum(BUDGET_PERIODS).optional().meta({
+      description: 'gpuHours only: the calendar period (UTC) the budget renews every (day, week from Monday, month).',
+    }),
     periodStart: time('gpuHours only: when the current period began').optional(),
     periodEnd: time('gpuHours only: when it ends and spent goes back to 0').optional(),
-    spent: z
-      .number()
-      .min(0)
-      .optional()
-      .meta({
-        description:
-          'gpuHours only: GPU-hours charged this period to jobs that have ended (what each held from admission to release, at most its reservation).',
-      }),
-    reserved: z
-      .number()
-      .min(0)
-      .optional()
-      .meta({
-        description:
-          'gpuHours only: GPU-hours reserved by jobs holding GPUs now (each its worst case: GPUs x live timeout); what a job does not use is given back when it ends.',
-      }),
+    spent: z.number().min(0).optional().meta({
+      description:
+        'gpuHours only: GPU-hours charged this period to jobs that have ended (what each held from admission to release, at most its reservation).',
+    }),
+    reserved: z.number().min(0).optional().meta({
+      description:
+        'gpuHours only: GPU-hours reserved by jobs holding GPUs now (each its worst case: GPUs x live timeout); what a job does not use is given back when it ends.',
+    }),
   })
   .meta({ id: 'Quota', description: "A project's limit for a resource, with live usage." });
 
@@ -237,12 +205,10 @@ export const Pool = z
     usedGpus: count('GPUs held now by admitted jobs (LAUNCHING, RUNNING, STOPPING).'),
     availableGpus: count('GPUs free under the cap: maxGpus - usedGpus, never below 0.'),
     waitingJobs: count('Jobs queued (PENDING or WAITING) in this pool.'),
-    backfill: z
-      .boolean()
-      .meta({
-        description:
-          "True: a younger job may start ahead of a blocked head when its live timeout proves it ends before the head's latest start. False (default): strict FIFO.",
-      }),
+    backfill: z.boolean().meta({
+      description:
+        "True: a younger job may start ahead of a blocked head when its live timeout proves it ends before the head's latest start. False (default): strict FIFO.",
+    }),
   })
   .meta({ id: 'Pool', description: 'A GPU pool: its cap, the GPUs held and free, its queue.' });
 
@@ -338,25 +304,19 @@ export const JobLogs = z
         }),
       )
       .meta({ description: 'Oldest first. Empty when the job has written nothing (yet).' }),
-    nextToken: z
-      .string()
-      .optional()
-      .meta({
-        description:
-          'Where these lines end: ask again with it for only the lines written since (follow a job this way).',
-      }),
+    nextToken: z.string().optional().meta({
+      description: 'Where these lines end: ask again with it for only the lines written since (follow a job this way).',
+    }),
   })
   .meta({ id: 'JobLogs', description: "A job's container output." });
 
 export const Health = z
   .strictObject({
     status: z.enum(['ok', 'degraded']),
-    components: z
-      .record(z.string(), z.union([z.string(), z.record(z.string(), z.unknown())]))
-      .meta({
-        description:
-          "By component: 'ok', a word for what is wrong (e.g. 'unavailable'), or an object of details (unhealthy when its `status` is there and not 'ok').",
-      }),
+    components: z.record(z.string(), z.union([z.string(), z.record(z.string(), z.unknown())])).meta({
+      description:
+        "By component: 'ok', a word for what is wrong (e.g. 'unavailable'), or an object of details (unhealthy when its `status` is there and not 'ok').",
+    }),
   })
   .meta({ id: 'Health', description: 'The control plane and its components: 200 when all are ok, else 503.' });
 

@@ -105,14 +105,12 @@ describe('CloudWatchJobLogs', () => {
   });
 
   test('a stream that does not exist yet is no lines', async () => {
-    logsMock
-      .on(GetLogEventsCommand)
-      .rejects(
-        new ResourceNotFoundException({
-          message: 'The specified log stream does not exist.',
-          $metadata: { httpStatusCode: 400 },
-        }),
-      );
+    logsMock.on(GetLogEventsCommand).rejects(
+      new ResourceNotFoundException({
+        message: 'The specified log stream does not exist.',
+        $metadata: { httpStatusCode: 400 },
+      }),
+    );
 
     const { lines } = await new CloudWatchJobLogs(client, GROUP).read(job, { tail: 10 });
 
@@ -254,14 +252,12 @@ describe('CloudWatchJobLogs: the follow cursor', () => {
   });
 
   test('a stream that does not exist yet: a tail read hands out the head cursor, and a read after it starts at the head of the stream', async () => {
-    logsMock
-      .on(GetLogEventsCommand)
-      .rejects(
-        new ResourceNotFoundException({
-          message: 'The specified log stream does not exist.',
-          $metadata: { httpStatusCode: 400 },
-        }),
-      );
+    logsMock.on(GetLogEventsCommand).rejects(
+      new ResourceNotFoundException({
+        message: 'The specified log stream does not exist.',
+        $metadata: { httpStatusCode: 400 },
+      }),
+    );
     const none = await new CloudWatchJobLogs(client, GROUP).read(job, { tail: 10 });
     assert.deepEqual(none, { lines: [], nextToken: STREAM_HEAD });
     assert.deepEqual(await new CloudWatchJobLogs(client, GROUP).read(job, { after: STREAM_HEAD }), {

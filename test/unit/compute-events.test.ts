@@ -175,15 +175,13 @@ function invocation(
   instanceId: string,
   result: { Status: string; StatusDetails?: string; ResponseCode: number; ExecutionEndDateTime?: string },
 ) {
-  ssmMock
-    .on(GetCommandInvocationCommand, { CommandId: COMMAND, InstanceId: instanceId })
-    .resolves({
-      CommandId: COMMAND,
-      InstanceId: instanceId,
-      Comment: `flare:job=${jobId}`,
-      DocumentName: 'AWS-RunShellScript',
-      ...result,
-    } as never);
+  ssmMock.on(GetCommandInvocationCommand, { CommandId: COMMAND, InstanceId: instanceId }).resolves({
+    CommandId: COMMAND,
+    InstanceId: instanceId,
+    Comment: `flare:job=${jobId}`,
+    DocumentName: 'AWS-RunShellScript',
+    ...result,
+  } as never);
 }
 
 function flareInstance(jobId: string, instanceId = I1) {

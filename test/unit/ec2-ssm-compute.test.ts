@@ -914,16 +914,14 @@ describe('Ec2SsmCompute event lookups', () => {
   }
 
   test('commandOutcome reads Flare command invocations back to their job and exit code', async () => {
-    ssmMock
-      .on(GetCommandInvocationCommand)
-      .resolves({
-        CommandId: 'c-1',
-        InstanceId: 'i-1',
-        Comment: 'flare:job=j-abc',
-        Status: 'Failed',
-        StatusDetails: 'Failed',
-        ResponseCode: 42,
-      });
+    ssmMock.on(GetCommandInvocationCommand).resolves({
+      CommandId: 'c-1',
+      InstanceId: 'i-1',
+      Comment: 'flare:job=j-abc',
+      Status: 'Failed',
+      StatusDetails: 'Failed',
+      ResponseCode: 42,
+    });
 
     const outcome = await new Ec2SsmCompute(PROPS).commandOutcome('c-1', 'i-1');
 

@@ -199,12 +199,10 @@ describe('stream publisher', () => {
   });
 
   it('retries from the refused change, not from a quiet record before it', async () => {
-    mock
-      .on(PutEventsCommand)
-      .resolvesOnce({
-        FailedEntryCount: 1,
-        Entries: [...accepted(2).Entries, { ErrorCode: 'InternalFailure' }, ...accepted(2).Entries],
-      });
+    mock.on(PutEventsCommand).resolvesOnce({
+      FailedEntryCount: 1,
+      Entries: [...accepted(2).Entries, { ErrorCode: 'InternalFailure' }, ...accepted(2).Entries],
+    });
     const event = fixture('stream-job-lifecycle');
     // Record 2 (WAITING -> WAITING) publishes nothing; record 3 (-> LAUNCHING) is the third change.
     assert.deepEqual(await publishJobChanges(deps(), event), {
