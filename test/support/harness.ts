@@ -196,7 +196,8 @@ export async function world(
       await jobEvents.stop();
       for (const job of await store.listActiveJobs()) await compute.stop(job).catch(() => undefined);
       compute.close();
-      await rm(dataDir, { recursive: true, force: true });
+      // A job stopped just above may still write its exit record while the directory goes: retry ENOTEMPTY.
+      await rm(dataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
     },
   };
 }
