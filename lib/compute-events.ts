@@ -12,6 +12,8 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
 import { Construct } from 'constructs';
+// The statuses and states forwarded are those the handler acts on: one list, in contract/.
+import { FINAL_COMMAND_STATUSES, LOST_INSTANCE_STATES } from '../contract/compute-events.js';
 import type { FlareAlarms } from './alarms.js';
 import { RUN_COMMAND_DOCUMENT } from './compute.js';
 import { DeadLetterQueue } from './dead-letter-queue.js';
@@ -19,24 +21,6 @@ import { FlareFunction } from './lambda-defaults.js';
 
 export const COMMAND_STATUS_DETAIL_TYPE = 'EC2 Command Invocation Status-change Notification';
 export const INSTANCE_STATE_DETAIL_TYPE = 'EC2 Instance State-change Notification';
-/**
- * Run Command invocation statuses that are final: SSM's Status values, and the StatusDetails names its
- * documentation lists among final invocation states, should an event carry one. A command never delivered
- * (TimedOut with DeliveryTimedOut, Failed with Undeliverable) or cancelled fails its job at once.
- */
-export const FINAL_COMMAND_STATUSES = [
-  'Success',
-  'Failed',
-  'TimedOut',
-  'Cancelled',
-  'DeliveryTimedOut',
-  'ExecutionTimedOut',
-  'Undeliverable',
-  'Terminated',
-] as const;
-/** Instance states from which a job's node will not come back. */
-export const LEAVING_INSTANCE_STATES = ['shutting-down', 'terminated', 'stopping', 'stopped'] as const;
-
 export interface ComputeEventsProps {
   /** The handler's entry file. */
   readonly entry: string;
@@ -108,7 +92,7 @@ export class ComputeEvents extends Construct {
       eventPattern: {
         source: ['aws.ec2'],
         detailType: [INSTANCE_STATE_DETAIL_TYPE],
-        detail: { state: [...LEAVING_INSTANCE_STATES] },
+        detail: { state: [...LOST_INSTANCE_STATES] },
       },
       targets: [target],
     });

@@ -11,9 +11,6 @@ import type { Deps } from './deps.js';
 import { JobState, type Job } from './job.js';
 import { reportOutcome } from './jobs.js';
 
-/** Instance states that end a job's run: gone or going; a stopped GPU instance runs nothing, and Flare never restarts one. */
-export const LOST_INSTANCE_STATES = ['shutting-down', 'terminated', 'stopping', 'stopped'] as const;
-
 /**
  * A node's container exited, at `at` (default: now). A multi-node job ends at the first failure, or when
  * every node has succeeded. `at` decides between the exit's own state and EXPIRED (core/job.ts terminalFor),

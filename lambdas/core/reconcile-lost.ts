@@ -13,7 +13,8 @@
  * sighting as the time of the loss (expiry wins when that is at or after expiresAt).
  */
 import type { Deps } from './deps.js';
-import { LOST_INSTANCE_STATES, reportInstanceLost } from './completion.js';
+import { LOST_INSTANCE_STATES } from '../../contract/compute-events.js';
+import { reportInstanceLost } from './completion.js';
 import { publishOperatorEvent } from './events.js';
 import { JobState, type Job } from './job.js';
 import { COMPUTE_CHECK_INTERVAL_SECONDS, maxComputeChecks } from './policy.js';

@@ -14,10 +14,9 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { FlareCompute } from '../../lib/compute.js';
-import { FINAL_COMMAND_STATUSES } from '../../lib/compute-events.js';
 import { FlareStack } from '../../lib/flare-stack.js';
 import { DEFAULT_POOLS, InvalidSetting, readSettings } from '../../lib/settings.js';
-import { COMMAND_ABORTED } from '../../lambdas/handlers/events/compute-events.js';
+import { COMMAND_ABORTED, FINAL_COMMAND_STATUSES } from '../../contract/compute-events.js';
 
 const PULL_ACTIONS = ['ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchCheckLayerAvailability'];
 const repositoryArn = (name: string) => ({

@@ -14,12 +14,8 @@
 import middy from '@middy/core';
 import { z } from 'zod';
 import type { CommandOutcome, Ec2SsmCompute } from '../../adapters/ec2-ssm-compute.js';
-import {
-  LOST_INSTANCE_STATES,
-  reportCommandFailed,
-  reportInstanceLost,
-  reportNodeExit,
-} from '../../core/completion.js';
+import { COMMAND_ABORTED, COMMAND_ENDED, LOST_INSTANCE_STATES } from '../../../contract/compute-events.js';
+import { reportCommandFailed, reportInstanceLost, reportNodeExit } from '../../core/completion.js';
 import type { Deps } from '../../core/deps.js';
 import { FlareError } from '../../core/errors.js';
 import { parse } from '../../core/schemas.js';
@@ -32,21 +28,6 @@ export type ComputeEventLookups = Pick<Ec2SsmCompute, 'commandOutcome' | 'jobOfI
 export const COMMAND_STATUS_CHANGE = 'EC2 Command Invocation Status-change Notification';
 export const INSTANCE_STATE_CHANGE = 'EC2 Instance State-change Notification';
 
-/** The invocation is over: the script exited (with the container's code) or never could run. */
-const COMMAND_ENDED = ['Success', 'Failed'];
-/**
- * The invocation ended without the script's own exit: SSM's final Status values TimedOut and Cancelled,
- * and the StatusDetails names its documentation lists among final invocation states, taken alike should
- * an event carry one. lib/compute-events.ts forwards all of these.
- */
-export const COMMAND_ABORTED = [
-  'TimedOut',
-  'Cancelled',
-  'DeliveryTimedOut',
-  'ExecutionTimedOut',
-  'Undeliverable',
-  'Terminated',
-];
 /** StatusDetails of an invocation the instance's agent never received: the container never started. */
 const NOT_DELIVERED = ['DeliveryTimedOut', 'Undeliverable', 'Terminated'];
 /** SSM has not settled the invocation the event announced; asking again later will see it. */
@@ -90,7 +71,10 @@ export async function handleComputeEvent(deps: Deps, lookups: ComputeEventLookup
   const event = parse(ComputeEvent, raw);
   if (event['detail-type'] === COMMAND_STATUS_CHANGE) {
     const { 'command-id': commandId, 'instance-id': instanceId, status } = event.detail;
-    if (!COMMAND_ENDED.includes(status) && !COMMAND_ABORTED.includes(status))
+    if (
+      !(COMMAND_ENDED as readonly string[]).includes(status) &&
+      !(COMMAND_ABORTED as readonly string[]).includes(status)
+    )
       return deps.log.info('ignored command status', { commandId, instanceId, status });
     const outcome = await lookups.commandOutcome(commandId, instanceId);
     if (!outcome) return deps.log.info("ignored a command that is not Flare's", { commandId, instanceId });
@@ -99,12 +83,16 @@ export async function handleComputeEvent(deps: Deps, lookups: ComputeEventLookup
     const details = outcome.statusDetails?.replace(/\s+/g, '');
     // Past SSM's 48 h execution bound the script stops reporting, but the container runs on detached: the live timeout rules.
     const runsOn = outcome.status === 'TimedOut' && details !== 'DeliveryTimedOut';
-    if (runsOn || (!COMMAND_ENDED.includes(outcome.status) && !COMMAND_ABORTED.includes(outcome.status))) {
+    if (
+      runsOn ||
+      (!(COMMAND_ENDED as readonly string[]).includes(outcome.status) &&
+        !(COMMAND_ABORTED as readonly string[]).includes(outcome.status))
+    ) {
       return deps.log.info('ignored command status', { commandId, instanceId, status: outcome.status, details });
     }
     // The script's end is the container's exit (to the millisecond); the event's own time bounds it from above.
     const at = outcome.endedAt ?? isoTime(event.time);
-    if (COMMAND_ENDED.includes(outcome.status) && outcome.exitCode !== undefined)
+    if ((COMMAND_ENDED as readonly string[]).includes(outcome.status) && outcome.exitCode !== undefined)
       return reportNodeExit(deps, outcome.jobId, instanceId, outcome.exitCode, at);
     // Nothing will report this node's exit: fail the job now rather than at its live timeout (a Flare cancel or expiry recorded first wins).
     return reportCommandFailed(deps, outcome.jobId, instanceId, commandFailure(outcome.status, details), at);
