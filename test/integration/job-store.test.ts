@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { IdempotencyConflict, QuotaExceeded } from '../../lambdas/core/errors.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
+import { DynamoLimits } from '../../lambdas/adapters/dynamo/dynamo-limits.js';
 import { jobSequence } from '../support/jobs.js';
 import { dynamoPerFile, freshStore } from '../support/harness.js';
 
@@ -343,5 +344,20 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
     assert.equal(all.count, 3);
     const succeeded = await pages(JobState.SUCCEEDED);
     assert.deepEqual(succeeded.seen, newestFirst(jobs.filter((j) => j.state === JobState.SUCCEEDED)));
+  });
+
+  it('listPools reads every page of the pools Scan', async () => {
+    const { doc } = dynamo();
+    const { store, tables } = await freshStore(dynamo());
+    const names = ['a100', 'h100', 'l4', 'l40s', 't4', 'v100', 'a10g'];
+    for (const name of names) await store.putPool({ ...POOL, name, maxGpus: 2 });
+
+    // Two pools a page: seven take four pages, as a table past DynamoDB's 1 MB page would take two.
+    const pools = await new DynamoLimits(doc, tables, 2).listPools();
+
+    assert.deepEqual(
+      pools.map((p) => p.name),
+      [...names].sort((a, b) => a.localeCompare(b)),
+    );
   });
 });

@@ -3,7 +3,7 @@
  * admission takes from. Each write derives `available` from the `used` stored at its instant, so no
  * admission slips between a read and a write.
  */
-import { GetCommand, ScanCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { GPU_MS_PER_HOUR, periodBounds, type BudgetPeriod } from '../../core/budgets.js';
 import type { CountedQuotaResource, QuotaResource } from '../../core/schemas.js';
 import type { Limits, PoolRecord, QuotaLimit, QuotaRecord } from '../../ports/job-store.js';
@@ -17,6 +17,8 @@ export class DynamoLimits {
   constructor(
     private readonly doc: DynamoDBDocumentClient,
     private readonly tables: Pick<TableNames, 'pools' | 'quotas'>,
+    /** Items per Scan page; unset, DynamoDB's 1 MB page. Tests set it small to make a table span pages. */
+    private readonly pageLimit?: number,
   ) {}
 
   async getPool(name: string): Promise<PoolRecord | undefined> {
@@ -45,8 +47,10 @@ export class DynamoLimits {
   }
 
   async listPools(): Promise<PoolRecord[]> {
-    const { Items = [] } = await this.doc.send(new ScanCommand({ TableName: this.tables.pools, ConsistentRead: true }));
-    return Items.map(toPool).sort((a, b) => a.name.localeCompare(b.name));
+    const items = await readAll(this.doc, {
+      Scan: { TableName: this.tables.pools, ConsistentRead: true, Limit: this.pageLimit },
+    });
+    return items.map(toPool).sort((a, b) => a.name.localeCompare(b.name));
   }
 
   async putPool(pool: {
