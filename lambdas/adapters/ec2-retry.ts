@@ -8,7 +8,7 @@
  */
 import { StandardRetryStrategy } from '@smithy/core/retry';
 import type { RetryErrorInfo, StandardRetryToken } from '@smithy/types';
-import { CAPACITY_ERROR_CODES } from './ec2-ssm-compute.js';
+import { CAPACITY_ERROR_CODES } from './ec2-launch.js';
 
 /** The SDK's default number of attempts. */
 export const EC2_MAX_ATTEMPTS = 3;

@@ -16,13 +16,8 @@ import {
   SendCommandCommand,
 } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
-import {
-  Ec2SsmCompute,
-  PartialLaunchView,
-  clientToken,
-  vcpuQuotaName,
-  type Ec2SsmComputeProps,
-} from '../../lambdas/adapters/ec2-ssm-compute.js';
+import { PartialLaunchView, clientToken, vcpuQuotaName } from '../../lambdas/adapters/ec2-launch.js';
+import { Ec2SsmCompute, type Ec2SsmComputeProps } from '../../lambdas/adapters/ec2-ssm-compute.js';
 import { deadlineScript, instanceScript, type DockerRunOptions } from '../../lambdas/core/container-command.js';
 import { LaunchFailed, NoCapacity, ValidationError } from '../../lambdas/core/errors.js';
 import type { ContainerSpec } from '../../lambdas/ports/compute.js';

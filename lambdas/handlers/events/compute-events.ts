@@ -13,7 +13,8 @@
  */
 import middy from '@middy/core';
 import { z } from 'zod';
-import type { CommandOutcome, Ec2SsmCompute } from '../../adapters/ec2-ssm-compute.js';
+import type { Ec2SsmCompute } from '../../adapters/ec2-ssm-compute.js';
+import type { CommandOutcome } from '../../adapters/ssm-commands.js';
 import { COMMAND_ABORTED, COMMAND_ENDED, LOST_INSTANCE_STATES } from '../../../contract/compute-events.js';
 import { reportCommandFailed, reportInstanceLost, reportNodeExit } from '../../core/completion.js';
 import type { Deps } from '../../core/deps.js';
