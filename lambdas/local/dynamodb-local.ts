@@ -1,76 +1,21 @@
 /**
  * DynamoDB Local (AWS's Java emulator) for the local control plane and the
- * integration tests.
- *
- * The emulator is not a dependency: it ships inside the npm package
- * `amplify-dynamodb-simulator`, whose own dependency tree is huge, so we fetch
- * that one tarball lazily with `npm pack` (npm's registry, proxy and cache
- * settings apply, so it works wherever `npm ci` works), check it against the
- * integrity pinned below, and keep only `package/emulator/`. See
- * docs/dynamodb-local.md.
+ * integration tests: one JVM, bound to 127.0.0.1 by Flare's launcher, started
+ * on a free port and stopped with the process. The emulator comes from the
+ * cache of dynamodb-local-install.ts; see docs/dynamodb-local.md.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { basename, delimiter, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
+import { delimiter, join } from 'node:path';
+import { DynamoDbLocalStartError, JavaNotFoundError, PortTakenError } from './dynamodb-local-errors.js';
+import { LAUNCHER_CLASS, ensureDynamoDbLocal, ensureLauncher } from './dynamodb-local-install.js';
+import { waitUntilAnswering } from './dynamodb-local-ready.js';
+import { checkJava } from './java-runtime.js';
 
-export const DYNAMODB_LOCAL_PACKAGE = 'amplify-dynamodb-simulator';
-export const DYNAMODB_LOCAL_PACKAGE_VERSION = '2.9.30';
-/** `npm view amplify-dynamodb-simulator@2.9.30 dist.integrity`. It carries DynamoDB Local 1.25.1. */
-export const DYNAMODB_LOCAL_PACKAGE_INTEGRITY =
-  'sha512-xTeeRLvzEfqyd5lh3bH4c0kHvSHHmmhD5ZDsHFKAQ5g2Zl6JqlFdutaQhCLHzxEp6Ry1o7TB6niIoXuQAnSewQ==';
-
-const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const COMPLETE_MARKER = '.flare-complete.json';
-const LAUNCHER_CLASS = 'FlareLoopbackRunner';
-const READY_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 5_000;
 const PORT_ATTEMPTS = 3;
 const STDERR_TAIL_LINES = 40;
-
-/**
- * The loopback launcher's source (what it does is said in the file). It is compiled once per source
- * version with the runtime's own `jdk.compiler` module (Java 11+); running it in source-file mode
- * instead would cost ~4 s on every start.
- */
-const LAUNCHER_SOURCE_FILE = fileURLToPath(new URL(`./${LAUNCHER_CLASS}.java`, import.meta.url));
-
-export class JavaNotFoundError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'JavaNotFoundError';
-  }
-}
-
-export class DynamoDbLocalIntegrityError extends Error {
-  constructor(
-    readonly file: string,
-    readonly expected: string,
-    readonly actual: string,
-  ) {
-    super(`integrity mismatch for ${file}: expected ${expected}, got ${actual}; refusing to use it`);
-    this.name = 'DynamoDbLocalIntegrityError';
-  }
-}
-
-export class DynamoDbLocalInstallError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'DynamoDbLocalInstallError';
-  }
-}
-
-export class DynamoDbLocalStartError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'DynamoDbLocalStartError';
-  }
-}
 
 export interface StartDynamoDbLocalOptions {
   /** Directory for the database file; created if missing. Ignored when `inMemory`. */
@@ -98,227 +43,6 @@ export interface DynamoDbLocal {
 export interface JvmExit {
   code: number | null;
   signal: NodeJS.Signals | null;
-}
-
-/** `FLARE_DYNAMODB_LOCAL_DIR`, else `<repo>/node_modules/.cache/flare/dynamodb-local-<version>/`. */
-export function dynamoDbLocalDir(): string {
-  const override = process.env.FLARE_DYNAMODB_LOCAL_DIR;
-  if (override !== undefined && override !== '') return override;
-  return join(REPO_ROOT, 'node_modules', '.cache', 'flare', `dynamodb-local-${DYNAMODB_LOCAL_PACKAGE_VERSION}`);
-}
-
-/**
- * Checks `file` against a Subresource Integrity string (`sha512-<base64>`, as
- * npm writes it). Throws DynamoDbLocalIntegrityError on mismatch.
- */
-export async function verifyIntegrity(file: string, expected: string): Promise<void> {
-  const match = /^(sha512|sha384|sha256)-([A-Za-z0-9+/]+={0,2})$/.exec(expected.trim());
-  if (match === null) throw new TypeError(`not a supported integrity string: ${expected}`);
-  const algorithm = match[1];
-  const hash = createHash(algorithm);
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  const actual = `${algorithm}-${hash.digest('base64')}`;
-  if (actual !== expected.trim()) throw new DynamoDbLocalIntegrityError(file, expected, actual);
-}
-
-interface CompleteMarker {
-  package: string;
-  version: string;
-  integrity: string;
-  installedAt: string;
-}
-
-/**
- * Makes sure the emulator is in the cache and returns its directory (the one
- * holding DynamoDBLocal.jar and DynamoDBLocal_lib/). Safe when several
- * processes call it at once: each extracts into its own temporary directory
- * beside the cache and renames it into place; the loser of the rename race
- * discards its copy and uses the winner's.
- */
-export async function ensureDynamoDbLocal(options: { dir?: string } = {}): Promise<string> {
-  const dir = options.dir ?? dynamoDbLocalDir();
-  if (!(await isInstalled(dir))) await install(dir);
-  return dir;
-}
-
-async function isInstalled(dir: string): Promise<boolean> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, COMPLETE_MARKER), 'utf8');
-  } catch (error) {
-    if (isErrno(error, 'ENOENT')) return false;
-    throw error;
-  }
-  const marker = JSON.parse(text) as CompleteMarker;
-  if (marker.integrity !== DYNAMODB_LOCAL_PACKAGE_INTEGRITY) {
-    throw new DynamoDbLocalInstallError(
-      `${dir} holds ${marker.package}@${marker.version} (${marker.integrity}), not the pinned ` +
-        `${DYNAMODB_LOCAL_PACKAGE}@${DYNAMODB_LOCAL_PACKAGE_VERSION}; delete it or point FLARE_DYNAMODB_LOCAL_DIR elsewhere`,
-    );
-  }
-  return true;
-}
-
-async function install(dir: string): Promise<void> {
-  const parent = dirname(dir);
-  await mkdir(parent, { recursive: true });
-  // Beside the destination, so the final rename stays on one file system.
-  const work = await mkdtemp(join(parent, `.${basename(dir)}.tmp-${process.pid}-`));
-  try {
-    const tarball = await packTarball(work);
-    await verifyIntegrity(tarball, DYNAMODB_LOCAL_PACKAGE_INTEGRITY);
-    await run('tar', ['-xzf', tarball, '--no-same-owner', '-C', work, 'package/emulator']);
-    const staged = join(work, 'package', 'emulator');
-    await stat(join(staged, 'DynamoDBLocal.jar'));
-    const marker: CompleteMarker = {
-      package: DYNAMODB_LOCAL_PACKAGE,
-      version: DYNAMODB_LOCAL_PACKAGE_VERSION,
-      integrity: DYNAMODB_LOCAL_PACKAGE_INTEGRITY,
-      installedAt: new Date().toISOString(),
-    };
-    await writeFile(join(staged, COMPLETE_MARKER), `${JSON.stringify(marker, null, 2)}\n`);
-    await moveIntoPlace(staged, dir, parent);
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
-}
-
-async function moveIntoPlace(staged: string, dir: string, parent: string): Promise<void> {
-  try {
-    await rename(staged, dir);
-    return;
-  } catch (error) {
-    if (!isErrno(error, 'ENOTEMPTY', 'EEXIST', 'EPERM')) throw error;
-  }
-  // Someone got there first. Their directory is complete if it has the marker,
-  // because the marker is written before the rename.
-  if (await isInstalled(dir)) return;
-  // A directory without the marker was not made by this code (or predates it):
-  // set it aside atomically, then retry once.
-  const aside = join(parent, `.${basename(dir)}.stale-${process.pid}-${randomBytes(4).toString('hex')}`);
-  try {
-    await rename(dir, aside);
-  } catch (error) {
-    if (!isErrno(error, 'ENOENT')) throw error;
-  }
-  await rm(aside, { recursive: true, force: true });
-  try {
-    await rename(staged, dir);
-  } catch (error) {
-    if (isErrno(error, 'ENOTEMPTY', 'EEXIST', 'EPERM') && (await isInstalled(dir))) return;
-    throw new DynamoDbLocalInstallError(`could not move DynamoDB Local into ${dir}`, { cause: error });
-  }
-}
-
-/**
- * Compiles the loopback launcher into `<emulator>/flare-launcher-<hash>/`
- * unless that is already there, and returns that class directory. Same
- * temp-dir-then-rename scheme as the emulator itself.
- */
-async function ensureLauncher(emulator: string, java: string): Promise<string> {
-  const launcherSource = await readFile(LAUNCHER_SOURCE_FILE, 'utf8');
-  const hash = createHash('sha256').update(launcherSource).digest('hex').slice(0, 12);
-  const classes = join(emulator, `flare-launcher-${hash}`);
-  if (await exists(join(classes, `${LAUNCHER_CLASS}.class`))) return classes;
-  const work = await mkdtemp(join(emulator, `.flare-launcher-${hash}.tmp-${process.pid}-`));
-  try {
-    const source = join(work, `${LAUNCHER_CLASS}.java`);
-    await writeFile(source, launcherSource);
-    const javac = ['-m', 'jdk.compiler/com.sun.tools.javac.Main', '-proc:none', '-nowarn', '--release', '11'];
-    try {
-      await run(java, [...javac, '-cp', join(emulator, 'DynamoDBLocal.jar'), '-d', work, source]);
-    } catch (error) {
-      throw new DynamoDbLocalInstallError(`could not compile the DynamoDB Local launcher with ${java}`, {
-        cause: error,
-      });
-    }
-    await chmod(work, 0o755); // mkdtemp makes it private; the rest of the cache is world-readable
-    try {
-      await rename(work, classes);
-    } catch (error) {
-      if (
-        !(isErrno(error, 'ENOTEMPTY', 'EEXIST', 'EPERM') && (await exists(join(classes, `${LAUNCHER_CLASS}.class`))))
-      ) {
-        throw new DynamoDbLocalInstallError(`could not move the DynamoDB Local launcher into ${classes}`, {
-          cause: error,
-        });
-      }
-    }
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
-  return classes;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (error) {
-    if (isErrno(error, 'ENOENT')) return false;
-    throw error;
-  }
-}
-
-async function packTarball(destination: string): Promise<string> {
-  const spec = `${DYNAMODB_LOCAL_PACKAGE}@${DYNAMODB_LOCAL_PACKAGE_VERSION}`;
-  // Under `npm run`/`npm test`, use the very npm that is running; else the one on PATH.
-  const npmCli = process.env.npm_execpath;
-  const [command, prefix] =
-    npmCli !== undefined && /npm-cli\.c?js$/.test(npmCli) ? [process.execPath, [npmCli]] : ['npm', []];
-  let stdout: string;
-  try {
-    stdout = await run(
-      command,
-      [...prefix, 'pack', spec, '--pack-destination', destination, '--json', '--ignore-scripts'],
-      {
-        cwd: destination,
-      },
-    );
-  } catch (error) {
-    throw new DynamoDbLocalInstallError(`npm pack ${spec} failed; is the npm registry reachable?`, { cause: error });
-  }
-  const packed = JSON.parse(stdout) as Array<{ filename: string }>;
-  const filename = packed[0]?.filename;
-  if (filename === undefined) throw new DynamoDbLocalInstallError(`npm pack ${spec} reported no file: ${stdout}`);
-  return join(destination, filename);
-}
-
-/** Where the JVM comes from: `$JAVA_HOME/bin/java` when JAVA_HOME is set, else `java` on PATH. */
-export function javaCommand(): string {
-  const home = process.env.JAVA_HOME;
-  return home !== undefined && home !== '' ? join(home, 'bin', 'java') : 'java';
-}
-
-export interface JavaRuntime {
-  command: string;
-  /** First line of `java -version`. */
-  version: string;
-  /** Whether it can compile Flare's launcher: Java 11+ with the jdk.compiler module. */
-  canCompile: boolean;
-}
-
-/** Runs `java -version`; throws JavaNotFoundError, with install instructions, when there is no usable Java. */
-export async function checkJava(command: string = javaCommand()): Promise<JavaRuntime> {
-  let output: string;
-  try {
-    output = await run(command, ['-version'], { stderrToStdout: true });
-  } catch (error) {
-    throw new JavaNotFoundError(
-      `DynamoDB Local needs a Java runtime (11 or later), and \`${command} -version\` failed. ` +
-        'Install one (Debian/Ubuntu: `apt-get install -y default-jre-headless`; macOS: `brew install openjdk`), ' +
-        'or set JAVA_HOME to an existing Java installation.',
-      { cause: error },
-    );
-  }
-  const version = output.split('\n')[0]?.trim() ?? '';
-  let modules = '';
-  try {
-    modules = await run(command, ['--list-modules']);
-  } catch {
-    // Java 8 has no --list-modules; it could not compile the launcher for Java 11 either.
-  }
-  return { command, version, canCompile: /^jdk\.compiler@/m.test(modules) };
 }
 
 /**
@@ -357,8 +81,6 @@ export async function startDynamoDbLocal(options: StartDynamoDbLocalOptions = {}
     }
   }
 }
-
-class PortTakenError extends DynamoDbLocalStartError {}
 
 interface LaunchParams {
   java: string;
@@ -453,37 +175,6 @@ async function launch(p: LaunchParams): Promise<DynamoDbLocal> {
   return { endpoint, port: p.port, pid: child.pid!, startupMs, exited, stop };
 }
 
-async function waitUntilAnswering(endpoint: string, gaveUp: () => boolean): Promise<void> {
-  const client = new DynamoDBClient({
-    endpoint,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-    maxAttempts: 1,
-    // A JVM still warming up may accept and then sit on a request; give up on it and ask again.
-    requestHandler: { connectionTimeout: 1_000, requestTimeout: 5_000, throwOnRequestTimeout: true },
-  });
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  let lastError: unknown;
-  try {
-    while (Date.now() < deadline && !gaveUp()) {
-      try {
-        await client.send(new ListTablesCommand({ Limit: 1 }));
-        return;
-      } catch (error) {
-        lastError = error;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-    }
-  } finally {
-    client.destroy();
-  }
-  // The JVM has exited: the early-exit promise reports why, so this one must not settle first.
-  if (gaveUp()) return new Promise<never>(() => {});
-  throw new DynamoDbLocalStartError(`DynamoDB Local did not answer at ${endpoint} within ${READY_TIMEOUT_MS} ms`, {
-    cause: lastError,
-  });
-}
-
 /** Binds 127.0.0.1:0 to learn a free port, then releases it. */
 export async function freeLoopbackPort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -537,28 +228,4 @@ function forEachLine(stream: NodeJS.ReadableStream, onLine: (line: string) => vo
     if (buffered !== '') onLine(buffered);
     buffered = '';
   });
-}
-
-/** Runs a command to completion and returns its stdout; rejects with its stderr on a non-zero exit. */
-function run(
-  command: string,
-  args: string[],
-  options: { cwd?: string; stderrToStdout?: boolean } = {},
-): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: options.cwd ?? tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      if (code === 0) resolve(options.stderrToStdout ? stderr + stdout : stdout);
-      else reject(new Error(`${command} ${args.join(' ')} exited with ${code ?? signal}: ${stderr.trim()}`));
-    });
-  });
-}
-
-function isErrno(error: unknown, ...codes: string[]): boolean {
-  return error instanceof Error && codes.includes((error as NodeJS.ErrnoException).code ?? '');
 }

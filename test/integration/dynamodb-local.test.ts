@@ -19,16 +19,14 @@ import {
   TransactWriteCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
+import { startDynamoDbLocal, type DynamoDbLocal } from '../../lambdas/local/dynamodb-local.js';
+import { DynamoDbLocalIntegrityError, JavaNotFoundError } from '../../lambdas/local/dynamodb-local-errors.js';
 import {
-  checkJava,
   DYNAMODB_LOCAL_PACKAGE_INTEGRITY,
-  DynamoDbLocalIntegrityError,
   ensureDynamoDbLocal,
-  JavaNotFoundError,
-  startDynamoDbLocal,
   verifyIntegrity,
-  type DynamoDbLocal,
-} from '../../lambdas/local/dynamodb-local.js';
+} from '../../lambdas/local/dynamodb-local-install.js';
+import { checkJava } from '../../lambdas/local/java-runtime.js';
 import { createTables, defaultTableNames, makeDynamoClients } from '../../lambdas/local/tables.js';
 
 const tables = defaultTableNames('test');

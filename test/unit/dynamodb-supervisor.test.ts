@@ -5,12 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  DynamoDbLocalStartError,
-  type DynamoDbLocal,
-  type JvmExit,
-  type StartDynamoDbLocalOptions,
-} from '../../lambdas/local/dynamodb-local.js';
+import type { DynamoDbLocal, JvmExit, StartDynamoDbLocalOptions } from '../../lambdas/local/dynamodb-local.js';
+import { DynamoDbLocalStartError } from '../../lambdas/local/dynamodb-local-errors.js';
 import { superviseDynamoDbLocal } from '../../lambdas/local/dynamodb-supervisor.js';
 import { waitFor } from '../support/harness.js';
 
