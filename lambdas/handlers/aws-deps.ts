@@ -1,24 +1,27 @@
 /**
- * The adapters a Lambda uses on AWS, built once per process from one validated
- * environment. Nothing is created until the first invocation asks for it, so the
- * local runner can import handlers without AWS settings.
+ * The clients and adapters every Lambda uses on AWS, built once per process from
+ * its validated environment (aws-env.ts). Nothing is created until the first
+ * invocation asks for it, so the local runner can import handlers without AWS
+ * settings.
  *
- * Each handler names the AWS-only ports it calls (`awsDeps({ compute: awsCompute })`);
- * the factories it does not name are tree-shaken out of its bundle with their SDK
- * clients (every @aws-sdk package is `sideEffects: false`), so the API carries no
- * EC2 or SSM client and the workflow functions no CloudWatch Logs client. Keep the
- * factories plain functions over module-level caches: a top-level call would keep
- * its client in every bundle.
+ * Each handler names what it calls (`awsDeps({ compute: awsCompute })`,
+ * `awsNotifierDeps`); the factories it does not name are tree-shaken out of its
+ * bundle with their SDK clients (the @aws-sdk clients are `sideEffects: false`),
+ * so the API carries no EC2 or SSM client and the workflow functions no CloudWatch
+ * Logs client. Keep the factories plain functions over module-level caches: a
+ * top-level call would keep its client in every bundle. @aws-sdk/lib-dynamodb is
+ * not `sideEffects: false`, so whatever imports this module carries the DynamoDB
+ * client: the stream publisher, which uses none, gets its deps from aws-events.ts.
  */
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EC2Client } from '@aws-sdk/client-ec2';
-import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SSMClient } from '@aws-sdk/client-ssm';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
 import { DynamoCatalog } from '../adapters/dynamo/dynamo-catalog.js';
+import { DynamoDedup } from '../adapters/dynamo/dynamo-dedup.js';
 import { DynamoJobStore } from '../adapters/dynamo/dynamo-job-store.js';
 import { countTransactionConflicts } from '../adapters/dynamo/conflict-metrics.js';
 import { DynamoReconcileStore } from '../adapters/dynamo/dynamo-reconcile-store.js';
@@ -28,120 +31,31 @@ import { CapacityFailsFast } from '../adapters/ec2-retry.js';
 import { EventBridgePublisher } from '../adapters/eventbridge-publisher.js';
 import { newJobId } from '../adapters/ids.js';
 import { SfnWorkflows } from '../adapters/sfn-workflows.js';
+import { SecretsWebhooks } from '../adapters/secrets-webhooks.js';
 import { reportUnavailable } from '../adapters/unavailable.js';
+import { WebhookPoster } from '../adapters/webhook-notifier.js';
 import { CloudWatchJobLogs } from '../adapters/cloudwatch-job-logs.js';
 import type { Deps } from '../core/deps.js';
 import { FlareError, StoreUnavailable, WorkflowsUnavailable } from '../core/errors.js';
-import { meteredStore } from '../core/metrics.js';
 import { computeChecksFor } from '../core/policy.js';
 import type { Compute } from '../ports/compute.js';
 import type { JobLogs } from '../ports/job-logs.js';
 import type { ReconcileStore } from '../ports/reconcile-store.js';
-import { awsLogger, awsMetrics } from './aws-observability.js';
-
-const required = z.string().min(1);
-const count = z.number().int().min(0).optional();
-export const AwsEnv = z.object({
-  JOBS_TABLE: required,
-  QUOTAS_TABLE: required,
-  POOLS_TABLE: required,
-  IDEMPOTENCY_TABLE: required,
-  CATALOG_TABLE: required,
-  EVENT_BUS_NAME: required,
-  STATE_MACHINE_ARN: required,
-  LAUNCH_TEMPLATE_ID: required,
-  SUBNET_IDS: required.transform((s) =>
-    s
-      .split(',')
-      .map((x) => x.trim())
-      .filter(Boolean),
-  ),
-  POOLS: required.transform((s, ctx) => {
-    try {
-      return z
-        .record(
-          z.string(),
-          z.object({
-            instanceTypes: z.array(z.string()).min(1),
-            memory: z.string().optional(),
-            gpusPerInstance: z.number().int().positive().optional(),
-          }),
-        )
-        .parse(JSON.parse(s));
-    } catch (error) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `POOLS must be JSON {"<pool>":{"instanceTypes":[...]}}: ${String(error)}`,
-      });
-      return z.NEVER;
-    }
-  }),
-  LOG_GROUP_NAME: required,
-  /** The stack name: tagged on instances so the reconciler only sees its own deployment's. */
-  DEPLOYMENT_NAME: z
-    .string()
-    .regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/)
-    .optional(),
-  DEFAULT_QUOTAS: z
-    .string()
-    .optional()
-    .transform((s, ctx) => {
-      if (!s) return undefined;
-      try {
-        return z.object({ gpus: count, jobs: count, templates: count }).strict().parse(JSON.parse(s));
-      } catch (error) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `DEFAULT_QUOTAS must be JSON {"gpus"?:n,"jobs"?:n,"templates"?:n}: ${String(error)}`,
-        });
-        return z.NEVER;
-      }
-    }),
-  AGENT_TIMEOUT_SECONDS: z.coerce.number().int().min(5).max(3600).optional(),
-  /** JSON array of the ECR repository ARNs the instance role may pull from (flare:ecrRepositories). */
-  ECR_REPOSITORIES: z
-    .string()
-    .optional()
-    .transform((s, ctx) => {
-      if (!s) return undefined;
-      try {
-        return z.array(z.string().startsWith('arn:')).parse(JSON.parse(s));
-      } catch (error) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `ECR_REPOSITORIES must be a JSON array of ECR repository ARNs: ${String(error)}`,
-        });
-        return z.NEVER;
-      }
-    }),
-  ROOT_DEVICE_NAME: z
-    .string()
-    .regex(/^\/dev\/[a-z0-9]+$/)
-    .optional(),
-  /** The launch template's AMI: its root snapshot is the floor of a job's volumeSizeGb. */
-  GPU_IMAGE_ID: z.string().min(1).optional(),
-  /** The AMI's root snapshot in GB: the API's floor for a template's volumeSizeGb. */
-  MIN_VOLUME_SIZE_GB: z.coerce.number().int().min(1).optional(),
-});
-export type AwsEnv = z.infer<typeof AwsEnv>;
-
-export function readAwsEnv(env: NodeJS.ProcessEnv = process.env): AwsEnv {
-  const result = AwsEnv.safeParse(env);
-  if (!result.success) {
-    const names = result.error.issues.map((i) => `${i.path.join('.')} (${i.message})`).join(', ');
-    throw new Error(`Flare Lambda misconfigured: environment variable ${names}`);
-  }
-  return result.data;
-}
+import { ApiClaimsEnv, AwsEnv, NotifierEnv, readEnv } from './aws-env.js';
+import { eventBridgeClient } from './aws-events.js';
+import { awsLogger, awsMetrics, NOTIFIER_SERVICE } from './aws-observability.js';
+import type { NotifierDeps } from './events/notifier.js';
+import type { ApiOptions } from './http/api.js';
 
 let config: AwsEnv | undefined;
 let doc: DynamoDBDocumentClient | undefined;
+let notifier: NotifierDeps | undefined;
 let compute: Ec2SsmCompute | undefined;
 let jobLogs: CloudWatchJobLogs | undefined;
 let reconcileStore: DynamoReconcileStore | undefined;
 
 function awsEnv(): AwsEnv {
-  return (config ??= readAwsEnv());
+  return (config ??= readEnv(AwsEnv));
 }
 
 function tableNames(env: AwsEnv): TableNames {
@@ -161,8 +75,8 @@ function tableNames(env: AwsEnv): TableNames {
  */
 const AWS_REQUEST_HANDLER = { connectionTimeout: 2_000, requestTimeout: 3_000, throwOnRequestTimeout: true };
 
-/** One DynamoDB client per process, shared by the store, the catalog and the reconcile store; throttling and outages throw StoreUnavailable. */
-function documentClient(): DynamoDBDocumentClient {
+/** One DynamoDB client per process, shared by every adapter on a table; throttling and outages throw StoreUnavailable. */
+export function awsDocumentClient(): DynamoDBDocumentClient {
   if (doc) return doc;
   const client = countTransactionConflicts(new DynamoDBClient({ requestHandler: AWS_REQUEST_HANDLER }), awsMetrics());
   return (doc = reportUnavailable(
@@ -197,7 +111,31 @@ export function awsJobLogs(): JobLogs {
 
 /** The reconciler's marks and counter repairs, on the same tables and client as the store. */
 export function awsReconcileStore(): ReconcileStore {
-  return (reconcileStore ??= new DynamoReconcileStore(documentClient(), tableNames(awsEnv())));
+  return (reconcileStore ??= new DynamoReconcileStore(awsDocumentClient(), tableNames(awsEnv())));
+}
+
+/** The chat notifier's: channels, the delivery ledger in the idempotency table, webhook URLs from Secrets Manager. */
+export function awsNotifierDeps(env: NodeJS.ProcessEnv = process.env): NotifierDeps {
+  if (notifier) return notifier;
+  const config = readEnv(NotifierEnv, env);
+  const log = awsLogger(NOTIFIER_SERVICE);
+  return (notifier = {
+    channels: config.NOTIFY_CHANNELS,
+    ledger: new DynamoDedup(awsDocumentClient(), config.IDEMPOTENCY_TABLE),
+    webhooks: new SecretsWebhooks(new SecretsManagerClient({})),
+    // SQS is the retry loop (visibility timeout, then the DLQ); one quick retry covers a blip.
+    poster: new WebhookPoster(log, { timeoutMs: 5000, retries: 1, backoffMs: 200 }),
+    log,
+  });
+}
+
+/** The API's claim names; read when the API's module loads (both optional, so the local runner can import it). */
+export function awsApiOptions(env: NodeJS.ProcessEnv = process.env): Pick<ApiOptions, 'adminGroup' | 'groupsClaim'> {
+  const { AUTH_ADMIN_GROUP, AUTH_GROUPS_CLAIM } = readEnv(ApiClaimsEnv, env);
+  return {
+    ...(AUTH_ADMIN_GROUP ? { adminGroup: AUTH_ADMIN_GROUP } : {}),
+    ...(AUTH_GROUPS_CLAIM ? { groupsClaim: AUTH_GROUPS_CLAIM } : {}),
+  };
 }
 
 /** The ports only some functions call; the ones a handler leaves out stay out of its bundle. */
@@ -217,8 +155,8 @@ export function awsDeps(ports: AwsPorts): () => Deps {
     const env = awsEnv();
     const tables = tableNames(env);
     deps = {
-      store: meteredStore(new DynamoJobStore(documentClient(), tables), awsMetrics()),
-      catalog: new DynamoCatalog(documentClient(), tables),
+      store: new DynamoJobStore(awsDocumentClient(), tables),
+      catalog: new DynamoCatalog(awsDocumentClient(), tables),
       compute: ports.compute ? ports.compute() : notWired<Compute>('compute'),
       workflows: new SfnWorkflows(
         reportUnavailable(
@@ -229,7 +167,7 @@ export function awsDeps(ports: AwsPorts): () => Deps {
         env.STATE_MACHINE_ARN,
       ),
       // Job State Change events leave through the jobs table's stream (stream-publisher); only operator events are put here.
-      events: new EventBridgePublisher(new EventBridgeClient({}), env.EVENT_BUS_NAME),
+      events: new EventBridgePublisher(eventBridgeClient(), env.EVENT_BUS_NAME),
       logs: ports.logs ? ports.logs() : notWired<JobLogs>('logs'),
       policy: {
         ...(env.DEFAULT_QUOTAS ? { defaultQuotas: env.DEFAULT_QUOTAS } : {}),

@@ -16,6 +16,10 @@ import type { Logger, Metrics } from '../core/deps.js';
 
 /** The service of the functions that share Deps (API, tasks, compute events, reconciler). */
 export const FLARE_SERVICE = METRICS_SERVICE;
+/** The functions with deps of their own, each logging as its own service. */
+export const NOTIFIER_SERVICE = 'flare-notifier';
+export const STREAM_PUBLISHER_SERVICE = 'flare-stream-publisher';
+export const SEED_POOLS_SERVICE = 'flare-seed-pools';
 
 const loggers = new Map<string, PowertoolsLogger>();
 let metrics: PowertoolsMetrics | undefined;

@@ -22,7 +22,8 @@ import { DynamoDedup } from '../../lambdas/adapters/dynamo/dynamo-dedup.js';
 import { SecretsWebhooks, WEBHOOK_URL_CACHE_MS } from '../../lambdas/adapters/secrets-webhooks.js';
 import { WebhookPoster } from '../../lambdas/adapters/webhook-notifier.js';
 import type { NotifyChannelSpec } from '../../lambdas/core/schemas.js';
-import { createNotifierHandler, notifierDeps, type NotifierDeps } from '../../lambdas/handlers/events/notifier.js';
+import { awsNotifierDeps } from '../../lambdas/handlers/aws-deps.js';
+import { createNotifierHandler, type NotifierDeps } from '../../lambdas/handlers/events/notifier.js';
 import { createTables, defaultTableNames } from '../../lambdas/local/tables.js';
 import type { JobStateChange } from '../../lambdas/ports/events.js';
 import { startDynamo, type Dynamo } from '../support/harness.js';
@@ -371,21 +372,24 @@ describe('notifier Lambda', () => {
 
   it('reads its configuration once from the environment, failing fast with the variable named', () => {
     assert.throws(
-      () => notifierDeps({}),
+      () => awsNotifierDeps({}),
       (error: Error) => /NOTIFY_CHANNELS/.test(error.message) && /IDEMPOTENCY_TABLE/.test(error.message),
     );
     assert.throws(
-      () => notifierDeps({ NOTIFY_CHANNELS: 'slack', IDEMPOTENCY_TABLE: 't' }),
+      () => awsNotifierDeps({ NOTIFY_CHANNELS: 'slack', IDEMPOTENCY_TABLE: 't' }),
       /NOTIFY_CHANNELS: must be a JSON array of channels/,
     );
     const twice = JSON.stringify([
       { id: 'a', type: 'slack', secretArn: ARN.ml },
       { id: 'a', type: 'teams', secretArn: ARN.audio },
     ]);
-    assert.throws(() => notifierDeps({ NOTIFY_CHANNELS: twice, IDEMPOTENCY_TABLE: 't' }), /channel ids must be unique/);
+    assert.throws(
+      () => awsNotifierDeps({ NOTIFY_CHANNELS: twice, IDEMPOTENCY_TABLE: 't' }),
+      /channel ids must be unique/,
+    );
     assert.throws(
       () =>
-        notifierDeps({
+        awsNotifierDeps({
           NOTIFY_CHANNELS: JSON.stringify([{ id: 'a', type: 'email', secretArn: ARN.ml }]),
           IDEMPOTENCY_TABLE: 't',
         }),

@@ -16,9 +16,9 @@ import type { Job, JobState } from '../../lambdas/core/job.js';
 import {
   createStreamPublisherHandler,
   publishJobChanges,
-  streamPublisherDeps,
   type StreamPublisherDeps,
 } from '../../lambdas/handlers/events/stream-publisher.js';
+import { awsStreamPublisherDeps } from '../../lambdas/handlers/aws-events.js';
 import type { JobStateChange } from '../../lambdas/ports/events.js';
 
 const fixture = (name: string): DynamoDBStreamEvent =>
@@ -219,7 +219,7 @@ describe('stream publisher', () => {
   });
 
   it('fails fast, naming EVENT_BUS_NAME, when it is not set', () => {
-    assert.throws(() => streamPublisherDeps({}), /EVENT_BUS_NAME/);
-    assert.throws(() => streamPublisherDeps({ EVENT_BUS_NAME: '' }), /EVENT_BUS_NAME/);
+    assert.throws(() => awsStreamPublisherDeps({}), /EVENT_BUS_NAME/);
+    assert.throws(() => awsStreamPublisherDeps({ EVENT_BUS_NAME: '' }), /EVENT_BUS_NAME/);
   });
 });

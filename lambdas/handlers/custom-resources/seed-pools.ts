@@ -10,14 +10,14 @@
  * arrive as JSON in `Pools`; the table is named in `PoolsTable`, which makes
  * a replaced table an Update that seeds the new one.
  */
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import middy from '@middy/core';
 import { z } from 'zod';
-import { consoleLogger } from '../../adapters/console-logger.js';
 import { DynamoJobStore } from '../../adapters/dynamo/dynamo-job-store.js';
 import type { Logger } from '../../core/deps.js';
 import { NAME_PATTERN, parse } from '../../core/schemas.js';
+import { awsDocumentClient } from '../aws-deps.js';
+import { awsLogger, SEED_POOLS_SERVICE } from '../aws-observability.js';
 
 export const POOLS_PHYSICAL_ID = 'flare-pools';
 
@@ -93,16 +93,8 @@ export async function seedPools(doc: DynamoDBDocumentClient, raw: unknown, log: 
   };
 }
 
-let documentClient: DynamoDBDocumentClient | undefined;
-const log = consoleLogger({ service: 'flare-seed-pools' });
-
-export function createSeedPoolsHandler(doc: () => DynamoDBDocumentClient, logger: Logger = log) {
-  return middy<unknown, SeedPoolsResult>().handler((event) => seedPools(doc(), event, logger));
+export function createSeedPoolsHandler(doc: () => DynamoDBDocumentClient, log: () => Logger) {
+  return middy<unknown, SeedPoolsResult>().handler((event) => seedPools(doc(), event, log()));
 }
 
-export const handler = createSeedPoolsHandler(() => {
-  documentClient ??= DynamoDBDocumentClient.from(new DynamoDBClient({}), {
-    marshallOptions: { removeUndefinedValues: true },
-  });
-  return documentClient;
-});
+export const handler = createSeedPoolsHandler(awsDocumentClient, () => awsLogger(SEED_POOLS_SERVICE));

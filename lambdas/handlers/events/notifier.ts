@@ -10,45 +10,18 @@
  * so SQS delivers it again; one that is already sent, or that the channel's
  * route does not take, is done.
  */
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { z } from 'zod';
-import { DynamoDedup } from '../../adapters/dynamo/dynamo-dedup.js';
-import { SecretsWebhooks } from '../../adapters/secrets-webhooks.js';
-import { WebhookPoster } from '../../adapters/webhook-notifier.js';
+import type { WebhookPoster } from '../../adapters/webhook-notifier.js';
 import type { Logger } from '../../core/deps.js';
 import { FlareError } from '../../core/errors.js';
 import { JOB_STATES } from '../../core/job.js';
 import { deliveryKey, notifyChannel, type DeliveryLedger } from '../../core/notification.js';
-import { NotifyChannelSpec, parse } from '../../core/schemas.js';
+import { type NotifyChannelSpec, parse } from '../../core/schemas.js';
 import { EVENT_SOURCE, JOB_STATE_CHANGE, type JobStateChange } from '../../ports/events.js';
-import { awsLogger, observed } from '../aws-observability.js';
-
-export const NotifierEnv = z.object({
-  NOTIFY_CHANNELS: z
-    .string()
-    .transform((text, ctx) => {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'must be a JSON array of channels' });
-        return z.NEVER;
-      }
-    })
-    .pipe(
-      z
-        .array(NotifyChannelSpec)
-        .refine(
-          (channels) => new Set(channels.map((c) => c.id)).size === channels.length,
-          'channel ids must be unique',
-        ),
-    ),
-  IDEMPOTENCY_TABLE: z.string().min(1),
-});
-export type NotifierEnv = z.infer<typeof NotifierEnv>;
+import { awsNotifierDeps } from '../aws-deps.js';
+import { NOTIFIER_SERVICE, observed } from '../aws-observability.js';
 
 const JobStateChangeDetail = z.object({
   eventId: z.string().min(1),
@@ -155,29 +128,8 @@ function parseJson(text: string): unknown {
   }
 }
 
-let deps: NotifierDeps | undefined;
-
-/** Built once per process from the validated environment, on the first invocation. */
-export function notifierDeps(env: NodeJS.ProcessEnv = process.env): NotifierDeps {
-  if (deps) return deps;
-  const config = parse(NotifierEnv, env, 'environment');
-  const log = awsLogger(NOTIFIER_SERVICE);
-  const doc = DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
-  deps = {
-    channels: config.NOTIFY_CHANNELS,
-    ledger: new DynamoDedup(doc, config.IDEMPOTENCY_TABLE),
-    webhooks: new SecretsWebhooks(new SecretsManagerClient({})),
-    // SQS is the retry loop (visibility timeout, then the DLQ); one quick retry covers a blip.
-    poster: new WebhookPoster(log, { timeoutMs: 5000, retries: 1, backoffMs: 200 }),
-    log,
-  };
-  return deps;
-}
-
 export function createNotifierHandler(deps: () => NotifierDeps) {
   return middy<SQSEvent, SQSBatchResponse>().handler((event) => notifyRecords(deps(), event.Records));
 }
 
-const NOTIFIER_SERVICE = 'flare-notifier';
-
-export const handler = observed(createNotifierHandler(notifierDeps), { service: NOTIFIER_SERVICE });
+export const handler = observed(createNotifierHandler(awsNotifierDeps), { service: NOTIFIER_SERVICE });

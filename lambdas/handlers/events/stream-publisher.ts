@@ -9,21 +9,19 @@
  * retries from there (records after it may be published twice: consumers
  * deduplicate on `eventId`).
  */
-import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import middy from '@middy/core';
 import type { DynamoDBBatchResponse } from 'aws-lambda';
 import { z } from 'zod';
 import { fromItem } from '../../adapters/dynamo/items.js';
-import { EventBridgePublisher, EventsNotPublished } from '../../adapters/eventbridge-publisher.js';
+import { type EventBridgePublisher, EventsNotPublished } from '../../adapters/eventbridge-publisher.js';
 import type { Logger } from '../../core/deps.js';
 import { stateChangesBetween } from '../../core/events.js';
 import { parse } from '../../core/schemas.js';
 import type { JobStateChange } from '../../ports/events.js';
-import { awsLogger, observed } from '../aws-observability.js';
-
-export const StreamPublisherEnv = z.object({ EVENT_BUS_NAME: z.string().min(1) });
+import { awsStreamPublisherDeps } from '../aws-events.js';
+import { observed, STREAM_PUBLISHER_SERVICE } from '../aws-observability.js';
 
 const Image = z.record(z.string(), z.unknown());
 /** The parts of a DynamoDB stream event this Lambda reads. */
@@ -85,26 +83,10 @@ function jobOf(image: Record<string, unknown>) {
   return fromItem(unmarshall(image as Record<string, AttributeValue>));
 }
 
-let deps: StreamPublisherDeps | undefined;
-
-/** Built once per process from the validated environment, on the first invocation. */
-export function streamPublisherDeps(env: NodeJS.ProcessEnv = process.env): StreamPublisherDeps {
-  if (deps) return deps;
-  const { EVENT_BUS_NAME } = parse(StreamPublisherEnv, env, 'environment');
-  deps = {
-    publisher: new EventBridgePublisher(new EventBridgeClient({}), EVENT_BUS_NAME),
-    log: awsLogger(STREAM_PUBLISHER_SERVICE),
-    now: () => new Date(),
-  };
-  return deps;
-}
-
 export function createStreamPublisherHandler(deps: () => StreamPublisherDeps) {
   return middy<unknown, DynamoDBBatchResponse>().handler((event) => publishJobChanges(deps(), event));
 }
 
-const STREAM_PUBLISHER_SERVICE = 'flare-stream-publisher';
-
-export const handler = observed(createStreamPublisherHandler(streamPublisherDeps), {
+export const handler = observed(createStreamPublisherHandler(awsStreamPublisherDeps), {
   service: STREAM_PUBLISHER_SERVICE,
 });

@@ -7,7 +7,7 @@ import middy from '@middy/core';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import type { Deps } from '../../core/deps.js';
 import { Unavailable } from '../../core/errors.js';
-import { awsDeps, awsJobLogs } from '../aws-deps.js';
+import { awsApiOptions, awsDeps, awsJobLogs } from '../aws-deps.js';
 import { observed } from '../aws-observability.js';
 import {
   authenticate,
@@ -122,7 +122,7 @@ export type ApiHandler = (
   context: ApiContext,
 ) => Promise<APIGatewayProxyStructuredResultV2>;
 
-export const handler: ApiHandler = observed(createApiHandler(awsDeps({ logs: awsJobLogs }), claimsOptionsFromEnv()), {
+export const handler: ApiHandler = observed(createApiHandler(awsDeps({ logs: awsJobLogs }), awsApiOptions()), {
   metrics: true,
   correlationId: jobIdOfPath,
 });
@@ -130,14 +130,6 @@ export const handler: ApiHandler = observed(createApiHandler(awsDeps({ logs: aws
 /** The job a request names in its path (`/v1/jobs/{id}...`). */
 export function jobIdOfPath(event: Pick<ApiEvent, 'rawPath'>): string | undefined {
   return /^\/v1\/jobs\/([^/]+)/.exec(event.rawPath ?? '')?.[1];
-}
-
-/** The deployment's claim names (CDK sets them from flare:authGroupsClaim and flare:adminGroup). */
-function claimsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ApiOptions, 'adminGroup' | 'groupsClaim'> {
-  return {
-    ...(env.AUTH_ADMIN_GROUP ? { adminGroup: env.AUTH_ADMIN_GROUP } : {}),
-    ...(env.AUTH_GROUPS_CLAIM ? { groupsClaim: env.AUTH_GROUPS_CLAIM } : {}),
-  };
 }
 
 function describeV1(routes: readonly Route[]) {
