@@ -141,6 +141,8 @@ interface Watched {
   checking: boolean;
   /** A change came while a check ran: that check may have read before it, so check again after. */
   again?: boolean;
+  /** Its end as the supervisor told it, when its exit record could not be written. */
+  told?: ExitRecord;
   /** Reports of its end that failed so far; the next try waits until retryAt. */
   failures: number;
   retryAt?: number;
@@ -195,10 +197,13 @@ export class LocalCompute implements Compute {
         ? dockerEngineAvailable().then((docker) => (docker ? 'docker' : 'process'))
         : Promise.resolve(options.driver);
     this.mapPools(options.pools, this.hostGpus);
-    this.supervisor = new SupervisorLink(this.dataDir, options.supervisorIdleMs ?? 60_000, this.log, () => {
-      // It may have died: look at every job now rather than at the next poll.
-      this.liveness = undefined;
-      this.pollAll();
+    this.supervisor = new SupervisorLink(this.dataDir, options.supervisorIdleMs ?? 60_000, this.log, {
+      onDisconnect: () => {
+        // It may have died: look at every job now rather than at the next poll.
+        this.liveness = undefined;
+        this.pollAll();
+      },
+      onEnded: (jobId, record) => this.told(jobId, record as ExitRecord),
     });
   }
 
@@ -396,7 +401,7 @@ export class LocalCompute implements Compute {
 
   /** The job's end as its exit record says, before its report is recorded; our own stops are not the job's end. */
   async endedOn(job: Job): Promise<Outcome | undefined> {
-    const record = await readExit(this.jobDir(job.id));
+    const record = this.watched.get(job.id)?.told ?? (await readExit(this.jobDir(job.id)));
     if (!record || record.reason === 'stopped') return undefined;
     if (record.reason === 'lost')
       return {
@@ -629,9 +634,12 @@ export class LocalCompute implements Compute {
     entry.again = false;
     try {
       const dir = this.jobDir(entry.jobId);
-      let record = await readExit(dir);
+      let record = entry.told ?? (await readExit(dir));
       if (!record) {
-        if (await this.supervised(dir)) return;
+        if (await this.supervised(dir)) {
+          if (!this.closed) await this.supervisor.listen(); // a plane restarted since the job began hears of its end
+          return;
+        }
         if (!existsSync(join(dir, 'pid'))) return; // never started: nothing to wait for
         if (this.closed) return; // a check in flight when the plane let go: it starts no supervisor
         // Its supervisor is gone: a new one adopts the job (it runs on), or records how it ended.
@@ -653,6 +661,17 @@ export class LocalCompute implements Compute {
       // In finally: the early returns above must not skip it.
       if (entry.again) void this.check(entry);
     }
+  }
+
+  /** The supervisor could not write the job's exit record and told us its end instead: report it now. */
+  private told(jobId: string, record: ExitRecord): void {
+    const entry = this.watched.get(jobId);
+    if (!entry || entry.told) return;
+    this.log.warn('the job supervisor could not record the end of a job; reporting what it told', { jobId });
+    entry.told = record;
+    entry.retryAt = undefined;
+    clearTimeout(entry.retryTimer);
+    void this.check(entry);
   }
 
   private async report(jobId: string, record: ExitRecord): Promise<void> {
@@ -735,7 +754,8 @@ async function readExit(dir: string): Promise<ExitRecord | undefined> {
   try {
     return JSON.parse(await readFile(join(dir, 'exit.json'), 'utf8')) as ExitRecord;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    // A directory in its place is no record either (the supervisor cannot write one there).
+    if (['ENOENT', 'EISDIR'].includes((error as NodeJS.ErrnoException).code ?? '')) return undefined;
     throw error;
   }
 }

@@ -22,8 +22,10 @@
 //   and status file, and its expiry enforced the same way;
 // - the job's pid file is claimed (created exclusively) before the job is
 //   spawned, so a job is never run twice, even across supervisors;
-// - exactly one exit record, written atomically (tmp + rename), and nothing of
-//   the job's group left running afterwards.
+// - nothing of the job's group left running once it has ended, and at most one
+//   exit record, written atomically (tmp + rename); a record that cannot be
+//   written is retried RECORD_ATTEMPTS times, then the job is over anyway
+//   (`onEnd` says so, and the supervisor hands the record to connected planes).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -49,7 +51,9 @@ const MISSED_TERM_CHECK_MS = 100;
 const ADOPTED_POLL_MS = 200;
 /** Longest delay setTimeout takes; a later deadline is re-armed in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-const RECORD_RETRY_MS = 5000;
+/** Tries of a failing exit record (full disk, permissions, its directory gone), RECORD_RETRY_MS apart. */
+export const RECORD_ATTEMPTS = 5;
+export const RECORD_RETRY_MS = 1000;
 
 /** The job's pid file claimed by another start: it ran (or runs) already. */
 export class StartedBefore extends Error {}
@@ -59,13 +63,15 @@ export class JobRun {
    * @param {string} specPath the job's spec.json
    * @param {object} spec its content
    * @param {{ pid: number, nonce: string }} owner the supervisor, recorded in the pid file
-   * @param {() => void} onEnd called once the exit record is written
+   * @param {{ onEnd(record: object, written: boolean): void, log(line: string): void }} hooks onEnd: called
+   *   once the job is over, its exit record written or given up on; log: the supervisor's log
    */
-  constructor(specPath, spec, owner, onEnd) {
+  constructor(specPath, spec, owner, hooks) {
     this.specPath = specPath;
     this.spec = spec;
     this.owner = owner;
-    this.onEnd = onEnd;
+    this.onEnd = hooks.onEnd;
+    this.log = hooks.log;
     this.child = undefined;
     this.pid = undefined;
     this.finished = false;
@@ -76,7 +82,7 @@ export class JobRun {
     /** Adopted from a dead supervisor: not our child, watched by `poller`. */
     this.adopted = false;
     this.poller = undefined;
-    /** Settles once the exit record is written. */
+    /** Settles once the job is over: its exit record written, or given up on. */
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
   }
 
@@ -293,33 +299,36 @@ export class JobRun {
     clearTimeout(this.killTimer);
     clearTimeout(this.missedTermTimer);
     clearInterval(this.poller);
-    this.record({ ...record, finishedAt: at });
+    // Whatever the job left behind in its group goes with it, before its end is told: its GPUs are about
+    // to be handed to someone else.
+    if (!this.groupGone) this.signalGroup('SIGKILL');
+    this.record({ ...record, finishedAt: at }, 1);
   }
 
-  record(record) {
+  /** Write the exit record; a failure is retried a few times, never for ever (the job would never leave us). */
+  record(record, attempt) {
+    const { exitPath } = this.spec;
     try {
-      writeExit(this.spec.exitPath, record);
+      writeExit(exitPath, record);
     } catch (error) {
-      // Its directory was removed (with the data directory): nobody is left to read a record, and retrying
-      // would keep this supervisor alive for ever.
-      if (error.code === 'ENOENT' && !fs.existsSync(path.dirname(this.spec.exitPath))) {
-        this.signalGroup('SIGKILL');
-        this.resolveEnded();
-        this.onEnd();
+      // Removed with the data directory: nothing to wait for.
+      const gone = error.code === 'ENOENT' && !fs.existsSync(path.dirname(exitPath));
+      if (attempt < RECORD_ATTEMPTS && !gone) {
+        this.log(`cannot write ${exitPath} (attempt ${attempt} of ${RECORD_ATTEMPTS}): ${message(error)}; retrying`);
+        setTimeout(() => this.record(record, attempt + 1), RECORD_RETRY_MS);
         return;
       }
-      // The job stays ours (and its slots held) until its end is on record.
-      process.stderr.write(
-        `[flare-supervisor] ${new Date().toISOString()} cannot write ${this.spec.exitPath}: ${message(error)}; retrying\n`,
+      this.log(
+        `cannot write ${exitPath} (attempt ${attempt}): ${message(error)}; giving up: ` +
+          `job ${this.spec.jobId} ended with ${record.exitCode}${record.reason ? ` (${record.reason})` : ''}, ` +
+          'told to connected control planes only',
       );
-      setTimeout(() => this.record(record), RECORD_RETRY_MS);
+      this.resolveEnded();
+      this.onEnd(record, false);
       return;
     }
-    // Whatever the job left behind in its group goes with it: its GPUs are
-    // about to be handed to someone else.
-    if (!this.groupGone) this.signalGroup('SIGKILL');
     this.resolveEnded();
-    this.onEnd();
+    this.onEnd(record, true);
   }
 
   signalGroup(signal) {
@@ -463,12 +472,17 @@ export function writeExit(exitPath, record) {
   const tmp = `${exitPath}.${process.pid}.tmp`;
   const fd = fs.openSync(tmp, 'w', 0o600);
   try {
-    fs.writeSync(fd, `${JSON.stringify(record)}\n`);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
+    try {
+      fs.writeSync(fd, `${JSON.stringify(record)}\n`);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, exitPath);
+  } catch (error) {
+    fs.rmSync(tmp, { force: true }); // a half-written record is no record
+    throw error;
   }
-  fs.renameSync(tmp, exitPath);
 }
 
 export function message(error) {

@@ -10,18 +10,25 @@
 // - `<dataDir>/supervisor.pid` (pid, boot, nonce) is its lock: created
 //   exclusively, so two supervisors never serve one data directory; a stale one
 //   (its process gone) is taken over. It is watched: if it goes (the data
-//   directory was removed) or names another process, this one stops serving
-//   and exits once its jobs have ended.
+//   directory was removed) or names another process, this one serves nobody
+//   any more: it stops its jobs (as SIGTERM does) and exits.
 // - `<dataDir>/supervisor.sock` takes one JSON object per line, each answered
 //   by one line with the same `id`: {op: 'start', specPath}, {op: 'stop', jobId}
-//   (answered once the job's end is on record), {op: 'expiry', jobId},
-//   {op: 'adopt', jobId}. Each job's guarantees are JobRun's (local-job-runner.mjs).
+//   (answered once the job is over), {op: 'expiry', jobId}, {op: 'adopt', jobId}.
+//   Each job's guarantees are JobRun's (local-job-runner.mjs).
+// - A job is over once its processes are gone, whether or not its exit record
+//   could be written (RECORD_ATTEMPTS tries). A record that could not be is
+//   logged and sent, unasked, to every connected plane, and to each one that
+//   connects later: {event: 'ended', jobId, record}.
 // - A supervisor that died (SIGKILL, OOM) leaves its jobs running: the next one
 //   adopts every job of the data directory whose supervisor is gone, when it
 //   starts and when asked (`adopt`). It enforces their expiry and records their
 //   ends; a job whose processes are gone without an exit code is recorded `lost`.
-// - SIGTERM (or SIGINT) stops every job as a stop would, then exits.
+// - SIGTERM (or SIGINT) stops every job as a stop would, then exits; within
+//   the longest stop grace and the record's tries (SHUTDOWN_MARGIN_MS), whatever
+//   its jobs do: what is left of them then is SIGKILLed.
 // - With no job and no connection for idleMs (default 60 s) it exits.
+// - It logs to `<dataDir>/supervisor.log`, or to stderr when that cannot be written.
 //
 // When it is ready it writes `ready` on stdout; exit code 0 without that line
 // means another supervisor holds the data directory.
@@ -29,7 +36,15 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { JobRun, StartedBefore, message, writeExit } from './local-job-runner.mjs';
+import {
+  DEFAULT_STOP_GRACE_MS,
+  JobRun,
+  RECORD_ATTEMPTS,
+  RECORD_RETRY_MS,
+  StartedBefore,
+  message,
+  writeExit,
+} from './local-job-runner.mjs';
 import { LOCK_NAME, SOCKET_NAME, bootId, directSocketPath, liveSupervisor } from './local-supervisor-lock.mjs';
 
 const dataDir = process.argv[2] ? path.resolve(process.argv[2]) : undefined;
@@ -42,15 +57,20 @@ const lockPath = path.join(dataDir, LOCK_NAME);
 const nonce = crypto.randomBytes(8).toString('hex');
 const lockText = `${process.pid}\n${bootId()}\n${nonce}\n`;
 const owner = { pid: process.pid, nonce };
+const logPath = path.join(dataDir, 'supervisor.log');
+/** Past the longest stop grace: time for the SIGKILL, the exit records' tries, and a loaded machine. */
+const SHUTDOWN_MARGIN_MS = RECORD_ATTEMPTS * RECORD_RETRY_MS + 5000;
 
 /** jobId → JobRun, while the job runs. */
 const jobs = new Map();
+/** jobId → its exit record, for jobs over whose record could not be written: told to every plane. */
+const unrecorded = new Map();
 const connections = new Set();
 let server;
 let idleTimer;
-/** SIGTERM: no new jobs; exit when the last one has ended. */
+/** SIGTERM, or the lock lost: no new jobs; exit when the last one has ended. */
 let closing = false;
-/** The lock is no longer ours: serve nobody, exit when the last job has ended. */
+/** The lock is no longer ours: serve nobody; never touch the lock or the socket again. */
 let orphaned = false;
 
 process.on('SIGTERM', () => shutdown('SIGTERM received'));
@@ -84,6 +104,7 @@ function serve(connection) {
   }
   connections.add(connection);
   clearTimeout(idleTimer);
+  for (const [jobId, record] of unrecorded) tell(connection, { event: 'ended', jobId, record });
   connection.setEncoding('utf8');
   let buffer = '';
   connection.on('data', (chunk) => {
@@ -117,9 +138,38 @@ function answer(connection, line) {
         error: message(error),
       }),
     )
-    .then((reply) => {
-      if (!connection.destroyed) connection.write(`${JSON.stringify({ id: request?.id, ...reply })}\n`);
-    });
+    .then((reply) => tell(connection, { id: request?.id, ...reply }));
+}
+
+function tell(connection, message) {
+  if (!connection.destroyed) connection.write(`${JSON.stringify(message)}\n`);
+}
+
+/** JobRun's onEnd: the job is over, its record written or not. */
+function ended(jobId, record, written) {
+  jobs.delete(jobId);
+  if (!written) {
+    unrecorded.set(jobId, record);
+    for (const connection of connections) tell(connection, { event: 'ended', jobId, record });
+  }
+  idleCheck();
+}
+
+/**
+ * Log to supervisor.log (created by the plane that starts us); to stderr when it cannot be written
+ * (removed with the data directory, say). Never created here: that would race a removal of the directory.
+ */
+function log(line) {
+  const text = `[flare-supervisor] ${new Date().toISOString()} ${line}\n`;
+  let fd;
+  try {
+    fd = fs.openSync(logPath, fs.constants.O_WRONLY | fs.constants.O_APPEND);
+    fs.writeSync(fd, text);
+  } catch {
+    process.stderr.write(text);
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
 }
 
 function handle(request) {
@@ -149,11 +199,11 @@ function start(specPath) {
   const spec = JSON.parse(fs.readFileSync(specPath, 'utf8'));
   const running = jobs.get(spec.jobId);
   if (running) return { state: 'running', pid: running.pid };
-  if (fs.existsSync(spec.exitPath)) return { state: 'ended' };
+  if (unrecorded.has(spec.jobId) || fs.existsSync(spec.exitPath)) return { state: 'ended' };
   if (closing || orphaned) throw new Error('the job supervisor is shutting down');
-  const job = new JobRun(specPath, spec, owner, () => {
-    jobs.delete(spec.jobId);
-    idleCheck();
+  const job = new JobRun(specPath, spec, owner, {
+    onEnd: (record, written) => ended(spec.jobId, record, written),
+    log,
   });
   jobs.set(spec.jobId, job);
   clearTimeout(idleTimer);
@@ -182,9 +232,7 @@ function adoptOrphans() {
     try {
       adopt(jobId);
     } catch (error) {
-      process.stderr.write(
-        `[flare-supervisor] ${new Date().toISOString()} cannot adopt job ${jobId}: ${message(error)}\n`,
-      );
+      log(`cannot adopt job ${jobId}: ${message(error)}`);
     }
   }
 }
@@ -197,6 +245,7 @@ function adoptOrphans() {
 function adopt(jobId) {
   if (typeof jobId !== 'string' || !JOB_ID.test(jobId)) throw new Error('jobId must name a job directory');
   if (jobs.has(jobId)) return { state: 'running', pid: jobs.get(jobId).pid };
+  if (unrecorded.has(jobId)) return { state: 'ended' };
   const dir = path.join(dataDir, 'jobs', jobId);
   const specPath = path.join(dir, 'spec.json');
   const pidPath = path.join(dir, 'pid');
@@ -214,19 +263,19 @@ function adopt(jobId) {
   const pgid = Number(pidText);
   if ((boot && bootId() && boot !== bootId()) || !Number.isInteger(pgid) || pgid <= 0) {
     const why = pgid > 0 ? 'the machine restarted while it ran' : 'its supervisor died as it started the job';
-    writeExit(spec.exitPath, {
-      exitCode: 125,
-      signal: null,
-      reason: 'lost',
-      error: why,
-      finishedAt: new Date().toISOString(),
-    });
+    const record = { exitCode: 125, signal: null, reason: 'lost', error: why, finishedAt: new Date().toISOString() };
+    try {
+      writeExit(spec.exitPath, record);
+    } catch (error) {
+      log(`cannot write ${spec.exitPath}: ${message(error)}; job ${jobId} was lost, told to connected planes only`);
+      ended(jobId, record, false);
+    }
     return { state: 'ended' };
   }
   if (closing || orphaned) throw new Error('the job supervisor is shutting down');
-  const job = new JobRun(specPath, spec, owner, () => {
-    jobs.delete(jobId);
-    idleCheck();
+  const job = new JobRun(specPath, spec, owner, {
+    onEnd: (record, written) => ended(jobId, record, written),
+    log,
   });
   jobs.set(jobId, job);
   clearTimeout(idleTimer);
@@ -298,17 +347,35 @@ function checkLock() {
     text = undefined;
   }
   if (text === lockText) return;
-  // Removed with the data directory, or replaced: another supervisor may serve it now.
+  // Removed with the data directory, or replaced: another supervisor may serve it now, and none can
+  // reach us to stop, adopt or hear of our jobs.
   orphaned = true;
   for (const connection of connections) connection.destroy();
-  idleCheck();
+  log(
+    `${lockPath} is ${text === undefined ? 'gone' : "another supervisor's"}: stopping ${jobs.size} job(s) and exiting`,
+  );
+  shutdown('its supervisor lost its lock');
 }
 
 function shutdown(why) {
   if (closing) return;
   closing = true;
-  for (const job of jobs.values()) job.terminate(why);
+  let grace = 0;
+  for (const job of jobs.values()) {
+    grace = Math.max(grace, job.spec.stopGraceMs ?? DEFAULT_STOP_GRACE_MS);
+    job.terminate(why);
+  }
+  // Bounded whatever a job or its record does: what is left then is killed, and we go.
+  if (jobs.size > 0) setTimeout(forceExit, grace + SHUTDOWN_MARGIN_MS);
   idleCheck();
+}
+
+function forceExit() {
+  for (const [jobId, job] of jobs) {
+    log(`job ${jobId} is not over ${SHUTDOWN_MARGIN_MS} ms after its stop grace; killing its processes`);
+    job.signalGroup('SIGKILL');
+  }
+  exit();
 }
 
 function idleCheck() {
@@ -338,7 +405,7 @@ function exit() {
 }
 
 function fail(line) {
-  process.stderr.write(`[flare-supervisor] ${new Date().toISOString()} ${line}\n`);
+  log(line);
   try {
     if (fs.readFileSync(lockPath, 'utf8') === lockText) fs.rmSync(lockPath, { force: true });
   } catch {

@@ -37,6 +37,14 @@ export type SupervisorReply = {
   pid?: number;
 };
 
+/** What the supervisor tells unasked: a job is over and its exit record could not be written. */
+export interface SupervisorEvents {
+  /** The connection went away (the supervisor may have died). */
+  onDisconnect(): void;
+  /** `record` is the job's ExitRecord, as exit.json would hold it. */
+  onEnded(jobId: string, record: unknown): void;
+}
+
 /** The connection went away before the answer came. */
 class ConnectionLost extends LocalComputeError {}
 
@@ -60,7 +68,7 @@ export class SupervisorLink {
     private readonly dataDir: string,
     private readonly idleMs: number,
     private readonly log: Logger,
-    private readonly onDisconnect: () => void,
+    private readonly events: SupervisorEvents,
   ) {}
 
   /**
@@ -82,6 +90,11 @@ export class SupervisorLink {
         if (!(error instanceof ConnectionLost) || attempt > 0) throw error;
       }
     }
+  }
+
+  /** Be connected to the live supervisor, if one is (none is started): it tells what it cannot record. */
+  async listen(): Promise<void> {
+    await this.connect(false);
   }
 
   /** Let go of the connection; a later request connects again. */
@@ -206,7 +219,7 @@ export class SupervisorLink {
         waiting.reject(new ConnectionLost('the job supervisor went away before it answered'));
         this.pending.delete(id);
       }
-      this.onDisconnect();
+      this.events.onDisconnect();
     });
     socket.unref(); // a plane with nothing to ask may exit; ref'd while an answer is awaited
     this.socket = socket;
@@ -233,6 +246,11 @@ export class SupervisorLink {
       reply = JSON.parse(line);
     } catch {
       this.log.warn('the job supervisor sent a line that is not JSON', { line });
+      return;
+    }
+    const told = reply as { event?: string; jobId?: unknown; record?: unknown };
+    if (told.event === 'ended' && typeof told.jobId === 'string') {
+      this.events.onEnded(told.jobId, told.record);
       return;
     }
     const waiting = reply.id === undefined ? undefined : this.pending.get(reply.id);

@@ -4,184 +4,30 @@
  */
 import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { LaunchFailed } from '../../lambdas/core/errors.js';
-import { JobState, type Job } from '../../lambdas/core/job.js';
-import type { ContainerSpec } from '../../lambdas/ports/compute.js';
+import { JobState } from '../../lambdas/core/job.js';
 import { discoverGpus } from '../../lambdas/adapters/gpu-discovery.js';
+import { LocalComputeError, type ExitRecord } from '../../lambdas/adapters/local-compute.js';
 import {
-  LocalCompute,
-  LocalComputeError,
-  type ExitRecord,
-  type LocalComputeOptions,
-} from '../../lambdas/adapters/local-compute.js';
+  cleanups,
+  harness,
+  job,
+  output,
+  pidOf,
+  run,
+  runCleanups,
+  running,
+  spec,
+  supervisorOf,
+  supervisors,
+  until,
+} from '../support/local-compute.js';
 
-/** Set DEBUG_LOCAL=1 to see the driver's log. */
-const quiet = process.env.DEBUG_LOCAL
-  ? { info: console.log, warn: console.log, error: console.log }
-  : { info() {}, warn() {}, error() {} };
-const cleanups: (() => Promise<void> | void)[] = [];
-
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-interface Harness {
-  dataDir: string;
-  compute: LocalCompute;
-  exits: Map<string, ExitRecord[]>;
-  lost: string[];
-  exited(jobId: string, ms?: number): Promise<ExitRecord>;
-  make(options?: Partial<LocalComputeOptions>): LocalCompute;
-}
-
-async function harness(options: Partial<LocalComputeOptions> = {}): Promise<Harness> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'flare-local-compute-'));
-  const exits = new Map<string, ExitRecord[]>();
-  const lost: string[] = [];
-  const waiters = new Map<string, (record: ExitRecord) => void>();
-  const computes: LocalCompute[] = [];
-  const make = (more: Partial<LocalComputeOptions> = {}) => {
-    const compute = new LocalCompute({
-      dataDir,
-      pools: [{ name: 'local', gpus: 2 }],
-      driver: 'process',
-      pollMs: 200,
-      stopGraceMs: 2000,
-      log: quiet,
-      onExit: (jobId, _exitCode, record) => {
-        exits.set(jobId, [...(exits.get(jobId) ?? []), record]);
-        waiters.get(jobId)?.(record);
-      },
-      onLost: (jobId) => void lost.push(jobId),
-      ...options,
-      ...more,
-    });
-    computes.push(compute);
-    return compute;
-  };
-  cleanups.push(async () => {
-    // Jobs a test left running must not outlive it.
-    const jobs = existsSync(join(dataDir, 'jobs')) ? readdirSync(join(dataDir, 'jobs')) : [];
-    for (const compute of computes) compute.close();
-    const reaper = make({ driver: 'process' }); // signals only: no docker engine needed to clean up
-    for (const id of jobs) await reaper.stop(job(id));
-    reaper.close();
-    await rm(dataDir, { recursive: true, force: true });
-  });
-  const exited = (jobId: string, ms = 5000) =>
-    within(
-      new Promise<ExitRecord>((resolve) => {
-        const seen = exits.get(jobId)?.[0];
-        if (seen) resolve(seen);
-        else waiters.set(jobId, resolve);
-      }),
-      ms,
-      `exit of ${jobId}`,
-    );
-  return { dataDir, compute: make(), exits, lost, exited, make };
-}
-
-function job(id: string, overrides: Partial<Job> = {}): Job {
-  return {
-    id,
-    name: id,
-    project: 'vision',
-    owner: 'alice',
-    template: 'train',
-    pool: 'local',
-    image: `nvidia/cuda@sha256:${'a'.repeat(64)}`,
-    command: ['true'],
-    env: {},
-    gpus: 1,
-    nodeCount: 1,
-    liveTimeoutMinutes: 1,
-    state: JobState.LAUNCHING,
-    createdAt: new Date().toISOString(),
-    ...overrides,
-  };
-}
-
-/** Launch and start `command` as job `id`; returns the job as the store would hold it. */
-async function run(
-  compute: LocalCompute,
-  id: string,
-  command: string[],
-  overrides: Partial<Job> & { expiresAt?: string } = {},
-): Promise<Job> {
-  const launched = await compute.launch(job(id, overrides));
-  const held = job(id, { ...overrides, command, instanceIds: launched.instanceIds, devices: launched.devices });
-  await compute.start(held, spec(held, overrides.expiresAt));
-  return held;
-}
-
-function spec(j: Job, expiresAt = new Date(Date.now() + 60_000).toISOString()): ContainerSpec {
-  return { jobId: j.id, image: j.image, command: j.command, env: j.env, gpus: j.gpus, devices: j.devices, expiresAt };
-}
-
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function until(condition: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-const output = (h: Harness, id: string) => readFile(h.compute.logPath(id), 'utf8');
-/** The job's pid, which is also its process group's id. */
-const pidOf = async (h: Harness, id: string) =>
-  Number((await readFile(join(h.dataDir, 'jobs', id, 'pid'), 'utf8')).split('\n')[0]);
-/** The pid of the data directory's supervisor, from its lock. */
-const supervisorOf = (dataDir: string) => Number(readFileSync(join(dataDir, 'supervisor.pid'), 'utf8').split('\n')[0]);
-/** Supervisor processes of this data directory. */
-function supervisors(dataDir: string): number[] {
-  return readdirSync('/proc')
-    .filter((name) => /^[0-9]+$/.test(name))
-    .flatMap((pid) => {
-      try {
-        const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-        return args.some((a) => a.endsWith('local-job-supervisor.mjs')) && args.includes(dataDir) ? [Number(pid)] : [];
-      } catch {
-        return [];
-      }
-    });
-}
-/** The session, process group and parent of a process. */
-function ids(pid: number): { ppid: number; pgrp: number; session: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const [, ppid, pgrp, session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { ppid: Number(ppid), pgrp: Number(pgrp), session: Number(session) };
-}
-/** Processes of a group that still run (zombies, which pid 1 may reap late here, hold nothing). */
-function running(pgid: number): number[] {
-  return readdirSync('/proc')
-    .filter((name) => /^[0-9]+$/.test(name))
-    .flatMap((pid) => {
-      try {
-        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-        const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        return Number(pgrp) === pgid && state !== 'Z' ? [Number(pid)] : [];
-      } catch {
-        return [];
-      }
-    });
-}
-
+afterEach(runCleanups);
 describe('LocalCompute (process mode)', () => {
   it('reports exit codes, zero and non-zero, and keeps stdout and stderr', async () => {
     const h = await harness();
@@ -468,109 +314,6 @@ describe('LocalCompute (process mode)', () => {
   it('refuses job ids that cannot name a directory', async () => {
     const h = await harness();
     await assert.rejects(h.compute.launch(job('../escape')), LocalComputeError);
-  });
-});
-
-describe('LocalCompute: the job supervisor', () => {
-  it('runs each job in its own session and process group, apart from the supervisor, which is apart from the control plane', async () => {
-    const h = await harness();
-    await run(h.compute, 'grouped', ['sleep', '60']);
-    const pid = await pidOf(h, 'grouped');
-    const supervisor = supervisorOf(h.dataDir);
-
-    assert.deepEqual(ids(pid), { ppid: supervisor, pgrp: pid, session: pid });
-    assert.equal(ids(supervisor).session, supervisor, 'the supervisor leads its own session');
-    assert.notEqual(ids(supervisor).session, ids(process.pid).session);
-  });
-
-  it('one supervisor per data directory: concurrent control planes share it, and a restarted one reconnects to it', async () => {
-    const h = await harness({ pools: [{ name: 'local', gpus: 6 }] });
-    const planes = [h.compute, h.make(), h.make()];
-
-    await Promise.all(planes.map((plane, i) => run(plane, `p${i}`, ['sleep', '60'])));
-
-    const supervisor = supervisorOf(h.dataDir);
-    assert.deepEqual(supervisors(h.dataDir), [supervisor]);
-    for (const id of ['p0', 'p1', 'p2']) {
-      const [, , owner] = (await readFile(join(h.dataDir, 'jobs', id, 'pid'), 'utf8')).split('\n');
-      assert.equal(Number(owner), supervisor, `${id} runs under the one supervisor`);
-    }
-    for (const plane of planes) plane.close(); // every control plane gone; the jobs and their supervisor stay
-    const restarted = h.make();
-    const held = await run(restarted, 'p3', ['sh', '-c', 'exit 4']);
-    assert.equal((await h.exited('p3')).exitCode, 4);
-    assert.deepEqual(supervisors(h.dataDir), [supervisor]);
-    await restarted.stop(held);
-  });
-
-  it('exits on its own once it has no job and no control plane, and a later start brings up a new one', async () => {
-    const h = await harness({ supervisorIdleMs: 200 });
-    await run(h.compute, 'brief', ['sleep', '0.3']);
-    const first = supervisorOf(h.dataDir);
-    h.compute.close();
-
-    await until(() => supervisors(h.dataDir).length === 0, 4000, 'the idle supervisor to exit');
-    assert.ok(existsSync(join(h.dataDir, 'jobs', 'brief', 'exit.json')), 'it waited for its job to end');
-    assert.equal(existsSync(join(h.dataDir, 'supervisor.pid')), false);
-    assert.equal(existsSync(join(h.dataDir, 'supervisor.sock')), false);
-
-    const again = h.make();
-    await run(again, 'later', ['true']);
-    assert.equal((await h.exited('later')).exitCode, 0);
-    assert.notEqual(supervisorOf(h.dataDir), first);
-  });
-
-  it('leaves a data directory that is removed, once its jobs have ended', async () => {
-    const h = await harness();
-    await run(h.compute, 'short', ['true']);
-    await h.exited('short');
-    const supervisor = supervisorOf(h.dataDir);
-    h.compute.close();
-
-    await rm(h.dataDir, { recursive: true, force: true });
-
-    await until(() => running(supervisor).length === 0, 4000, 'the supervisor to exit');
-  });
-
-  it('leaves a data directory removed while a job still ran, once that job has ended (its end has nowhere to go)', async () => {
-    const h = await harness();
-    await run(h.compute, 'outlived', ['sleep', '0.5']);
-    const supervisor = supervisorOf(h.dataDir);
-    h.compute.close();
-
-    await rm(h.dataDir, { recursive: true, force: true });
-
-    await until(() => running(supervisor).length === 0, 8000, 'the supervisor to exit');
-  });
-
-  it('SIGTERM to the supervisor stops its jobs as a stop would, records their ends, and it exits', async () => {
-    const h = await harness();
-    await run(h.compute, 'term-a', ['sleep', '60']);
-    await run(h.compute, 'term-b', ['sleep', '60']);
-    const supervisor = supervisorOf(h.dataDir);
-
-    process.kill(supervisor, 'SIGTERM');
-
-    for (const id of ['term-a', 'term-b']) {
-      const record = await h.exited(id);
-      assert.equal(record.reason, 'stopped');
-      assert.equal(record.exitCode, 143);
-    }
-    await until(() => supervisors(h.dataDir).length === 0, 3000, 'the supervisor to exit');
-    assert.equal(h.lost.length, 0);
-  });
-
-  it('reaches its socket through the directory when the data directory path is too long for one', async () => {
-    const h = await harness();
-    const deep = join(h.dataDir, 'd'.repeat(60), 'e'.repeat(60));
-    await mkdir(deep, { recursive: true });
-    const far = h.make({ dataDir: deep });
-
-    await run(far, 'far', ['sh', '-c', 'exit 6']);
-
-    assert.equal((await h.exited('far')).exitCode, 6);
-    assert.deepEqual(supervisors(deep).length, 1);
-    far.close();
   });
 });
 
