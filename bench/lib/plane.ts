@@ -16,6 +16,7 @@ import type { Logger } from '../../lambdas/core/deps.js';
 import type { JobStateChange } from '../../lambdas/ports/events.js';
 import { startControlPlane, type ControlPlane } from '../../lambdas/local/control-plane.js';
 import { defaultTableNames } from '../../lambdas/local/tables.js';
+import { isSupervisorCommand } from '../../lambdas/adapters/local-supervisor/lock.mjs';
 import { ApiClient } from './http.js';
 import { childPids, cpuSnapshot, Meter, meterDynamoDb, meterPlane, type CpuSnapshot } from './instrument.js';
 
@@ -138,7 +139,7 @@ async function stopSupervisor(dataDir: string): Promise<void> {
   const pid = supervisorPid(dataDir);
   if (!pid) return;
   const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  if (!cmdline.includes('local-job-supervisor')) return; // gone, and the pid reused
+  if (!isSupervisorCommand(cmdline.split('\0'), dataDir)) return; // gone, and the pid reused
   const alive = () => {
     try {
       process.kill(pid, 0);

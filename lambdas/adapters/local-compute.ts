@@ -1,6 +1,6 @@
 /**
  * The local compute driver: what `flare local` runs a job on. One supervisor
- * process per data directory (local-job-supervisor.mjs, in its own session)
+ * process per data directory (local-supervisor/supervisor.mjs, in its own session)
  * runs each job's argv (process mode) or `docker run` (docker mode) in the
  * job's own session and process group. Everything about a job lives in
  * `<dataDir>/jobs/<id>/`:
@@ -42,11 +42,11 @@ import {
   type DockerRunOptions,
 } from '../core/container-command.js';
 import { discoverGpus, dockerEngineAvailable } from './gpu-discovery.js';
-import { bootId, liveSupervisor, LOCK_NAME } from './local-supervisor-lock.mjs';
-import { DEFAULT_STOP_GRACE_MS } from './local-job-runner.mjs';
-import { baseEnv, LocalComputeError, pick, SupervisorLink } from './local-supervisor-link.js';
+import { bootId, liveSupervisor, LOCK_NAME } from './local-supervisor/lock.mjs';
+import { DEFAULT_STOP_GRACE_MS } from './local-supervisor/job-run.mjs';
+import { baseEnv, LocalComputeError, pick, SupervisorLink } from './local-supervisor/link.js';
 
-export { LocalComputeError } from './local-supervisor-link.js';
+export { LocalComputeError } from './local-supervisor/link.js';
 
 export type LocalDriver = 'docker' | 'process';
 

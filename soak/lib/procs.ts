@@ -5,6 +5,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isSupervisorCommand } from '../../lambdas/adapters/local-supervisor/lock.mjs';
 
 export const RUN_ENV = 'FLARE_SOAK_RUN';
 
@@ -103,7 +104,7 @@ export function supervisorPid(dataDir: string): number | undefined {
   const pid = Number((read(join(dataDir, 'supervisor.pid')) ?? '').split('\n')[0]);
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   const args = cmdline(pid);
-  return args.some((a) => a.endsWith('local-job-supervisor.mjs')) && alive(pid) ? pid : undefined;
+  return isSupervisorCommand(args, dataDir) && alive(pid) ? pid : undefined;
 }
 
 /** Processes whose command line names `text` (a config path, say). */

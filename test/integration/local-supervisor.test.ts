@@ -27,7 +27,7 @@ import {
 
 afterEach(runCleanups);
 
-const SUPERVISOR = fileURLToPath(new URL('../../lambdas/adapters/local-job-supervisor.mjs', import.meta.url));
+const SUPERVISOR = fileURLToPath(new URL('../../lambdas/adapters/local-supervisor/supervisor.mjs', import.meta.url));
 /** Generous: the machine may be loaded; what matters is that it ends, not how fast. */
 const GONE_MS = 30_000;
 

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import type { ContainerSpec } from '../../lambdas/ports/compute.js';
+import { isSupervisorCommand } from '../../lambdas/adapters/local-supervisor/lock.mjs';
 import { LocalCompute, type ExitRecord, type LocalComputeOptions } from '../../lambdas/adapters/local-compute.js';
 
 /** Set DEBUG_LOCAL=1 to see the driver's log. */
@@ -150,7 +151,7 @@ export function supervisors(dataDir: string): number[] {
     .flatMap((pid) => {
       try {
         const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-        return args.some((a) => a.endsWith('local-job-supervisor.mjs')) && args.includes(dataDir) ? [Number(pid)] : [];
+        return isSupervisorCommand(args, dataDir) ? [Number(pid)] : [];
       } catch {
         return [];
       }

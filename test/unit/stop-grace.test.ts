@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEAD_MAN_STOP_GRACE_SECONDS } from '../../lib/compute.js';
-import { DEFAULT_STOP_GRACE_MS } from '../../lambdas/adapters/local-job-runner.mjs';
+import { DEFAULT_STOP_GRACE_MS } from '../../lambdas/adapters/local-supervisor/job-run.mjs';
 
 describe('stop grace', () => {
   it('is the same few seconds for the local supervisor and the instance dead-man switch', () => {

@@ -1,8 +1,8 @@
 // One job on this machine: what stands in for a job's instance. The job
-// supervisor (local-job-supervisor.mjs) runs one JobRun per job it is asked to
+// supervisor (supervisor.mjs) runs one JobRun per job it is asked to
 // start. Plain JavaScript with node:* imports only: the supervisor must start
 // without tsx and without the project's dependencies. Everything a job needs is
-// in the spec file that LocalCompute wrote (see `RunnerSpec` in local-compute.ts).
+// in the spec file that LocalCompute wrote (see `RunnerSpec` in ../local-compute.ts).
 //
 // What it guarantees:
 // - the job's argv is run in its own session and process group, under a small
@@ -30,7 +30,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { bootId } from './local-supervisor-lock.mjs';
+import { bootId } from './lock.mjs';
 
 /** Exit code when the job could not be run at all (docker uses the same). */
 export const RUNNER_FAILED = 125;

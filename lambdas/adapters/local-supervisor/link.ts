@@ -1,6 +1,6 @@
 /**
  * One LocalCompute's connection to the job supervisor of its data directory
- * (local-job-supervisor.mjs): started when first needed, one JSON object per
+ * (supervisor.mjs): started when first needed, one JSON object per
  * line each way over `<dataDir>/supervisor.sock`, never blocking the event
  * loop but for the one spawn of a supervisor.
  */
@@ -11,14 +11,14 @@ import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FlareError, LaunchFailed } from '../core/errors.js';
-import type { Logger } from '../core/deps.js';
-import { directSocketPath, SOCKET_NAME } from './local-supervisor-lock.mjs';
+import { FlareError, LaunchFailed } from '../../core/errors.js';
+import type { Logger } from '../../core/deps.js';
+import { directSocketPath, SOCKET_NAME } from './lock.mjs';
 
 /** The local machine could not do what was asked: stuck process, bad job id or config. */
 export class LocalComputeError extends FlareError {}
 
-const SUPERVISOR = fileURLToPath(new URL('./local-job-supervisor.mjs', import.meta.url));
+const SUPERVISOR = fileURLToPath(new URL('./supervisor.mjs', import.meta.url));
 /** How long a plane tries to reach or start a supervisor before a start fails. */
 const SUPERVISOR_START_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 30_000;

@@ -1,5 +1,5 @@
 // The one long-lived process per data directory that runs the jobs of
-// `flare local`: `node local-job-supervisor.mjs <dataDir> [idleMs]`.
+// `flare local`: `node supervisor.mjs <dataDir> [idleMs]`.
 //
 // LocalCompute starts it detached (its own session) so that it and its jobs
 // outlive a crash of the control plane, the way EC2 instances would, and talks
@@ -15,7 +15,7 @@
 // - `<dataDir>/supervisor.sock` takes one JSON object per line, each answered
 //   by one line with the same `id`: {op: 'start', specPath}, {op: 'stop', jobId}
 //   (answered once the job is over), {op: 'expiry', jobId}, {op: 'adopt', jobId}.
-//   Each job's guarantees are JobRun's (local-job-runner.mjs).
+//   Each job's guarantees are JobRun's (job-run.mjs).
 // - A job is over once its processes are gone, whether or not its exit record
 //   could be written (RECORD_ATTEMPTS tries). A record that could not be is
 //   logged and sent, unasked, to every connected plane, and to each one that
@@ -44,12 +44,12 @@ import {
   StartedBefore,
   message,
   writeExit,
-} from './local-job-runner.mjs';
-import { LOCK_NAME, SOCKET_NAME, bootId, directSocketPath, liveSupervisor } from './local-supervisor-lock.mjs';
+} from './job-run.mjs';
+import { LOCK_NAME, SOCKET_NAME, bootId, directSocketPath, liveSupervisor } from './lock.mjs';
 
 const dataDir = process.argv[2] ? path.resolve(process.argv[2]) : undefined;
 if (!dataDir) {
-  process.stderr.write('usage: local-job-supervisor.mjs <dataDir> [idleMs]\n');
+  process.stderr.write('usage: supervisor.mjs <dataDir> [idleMs]\n');
   process.exit(2);
 }
 const idleMs = Number(process.argv[3] ?? 60_000);

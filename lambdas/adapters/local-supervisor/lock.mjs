@@ -8,6 +8,8 @@ import path from 'node:path';
 /** `<pid>\n<boot id>\n<nonce>\n`, created exclusively by the supervisor that serves the directory. */
 export const LOCK_NAME = 'supervisor.pid';
 export const SOCKET_NAME = 'supervisor.sock';
+/** What a supervisor's command line ends with; the second, its name before it moved here (one may still run). */
+const SCRIPTS = ['/local-supervisor/supervisor.mjs', '/local-job-supervisor.mjs'];
 /** Room in sockaddr_un.sun_path (108 bytes on Linux, 104 on macOS), NUL included. */
 const MAX_SOCKET_PATH = 100;
 
@@ -26,7 +28,7 @@ export function bootId() {
 
 /**
  * The supervisor a lock file's text names, while it runs: its pid alive in this
- * boot and running local-job-supervisor.mjs for this data directory (a reused pid
+ * boot and running supervisor.mjs for this data directory (a reused pid
  * does not count). By name, not path: one started from another checkout counts.
  */
 export function liveSupervisor(lockText, dataDir) {
@@ -42,12 +44,16 @@ export function liveSupervisor(lockText, dataDir) {
   try {
     // A zombie's is empty.
     const args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    if (!args.some((arg) => arg.endsWith('/local-job-supervisor.mjs')) || !args.includes(path.resolve(dataDir)))
-      return undefined;
+    if (!isSupervisorCommand(args, dataDir)) return undefined;
   } catch {
     if (fs.existsSync('/proc/self')) return undefined; // no procfs (macOS): trust the signal probe
   }
   return { pid, nonce };
+}
+
+/** True when a command line (`/proc/<pid>/cmdline` split at NULs) is a job supervisor of `dataDir`. */
+export function isSupervisorCommand(args, dataDir) {
+  return args.some((arg) => SCRIPTS.some((script) => arg.endsWith(script))) && args.includes(path.resolve(dataDir));
 }
 
 /**
