@@ -4,12 +4,13 @@
  * throw), with stand-in handlers and, when it is missing, a stand-in
  * workflow, so a synth checks the infrastructure whatever state the handlers
  * other people write are in (`npm run synth` bundles the real ones). Used by
- * test/infra/stack.test.ts and test/infra/synth-matrix.test.ts; call
- * `removeStandIns()` in an `after` hook.
+ * the test/infra/stack-*.test.ts files and test/infra/synth-matrix.test.ts;
+ * call `removeStandIns()` in an `after` hook.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { App, Validations } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { FlareStack, HANDLER_ENTRIES, type FlareStackProps, type HandlerKey } from '../../lib/flare-stack.js';
@@ -95,6 +96,36 @@ export function synthApp(
   const stacks = (options.stackIds ?? ['FlareStack']).map((id) => new FlareStack(app, id, standIns()));
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   return { app, stacks };
+}
+
+/** A template's resources by logical id, as the tests read them. */
+export type Resources = Record<
+  string,
+  { Type: string; Properties?: any; DependsOn?: string | string[]; DeletionPolicy?: string }
+>;
+
+export interface SynthesizedStack {
+  app: App;
+  stack: FlareStack;
+  template: Template;
+  resources: Resources;
+}
+
+/**
+ * One FlareStack synthesized as synthApp does, with its template and resources. A test file
+ * calls it once per context in a `before` hook: node:test gives each file its own process,
+ * so nothing is shared between files, and each synth costs a second (several with `bundle`).
+ */
+export function synthStack(
+  context: Record<string, unknown> = {},
+  options: { bundle?: boolean } = {},
+): SynthesizedStack {
+  const {
+    app,
+    stacks: [stack],
+  } = synthApp(context, options);
+  const template = Template.fromStack(stack);
+  return { app, stack, template, resources: template.toJSON().Resources };
 }
 
 /** The logical id of an L2 construct's resource in its stack. */
