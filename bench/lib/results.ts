@@ -32,8 +32,13 @@ export interface SubmitRun {
 /** Figure 3, first half: one job at a time on an idle plane. */
 export interface IdleRun {
   n: number;
-  /** Submit sent -> job admitted (Flare: LAUNCHING). */
+  /**
+   * The job's stored createdAt -> its stored admittedAt, read over the API (Flare). A job its own
+   * submit admits is stored with admittedAt = createdAt, in one transaction: 0 unless it waited.
+   */
   submitToAdmittedMs?: Summary;
+  /** Stored admittedAt -> the LAUNCHING event on the bus (Flare): the submit's write, then the jobs-table stream. */
+  admittedToEventMs?: Summary;
   /** Submit sent -> the job's own first instruction (a timestamp it writes). */
   submitToStartMs: Summary;
   /** Submit sent -> the control plane reports RUNNING (Flare). */
