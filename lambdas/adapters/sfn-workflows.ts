@@ -4,7 +4,7 @@ import {
   StartExecutionCommand,
   type SFNClient,
 } from '@aws-sdk/client-sfn';
-import { executionJobId } from '../core/reconcile.js';
+import { executionJobId } from '../core/admission.js';
 import type { WorkflowInput } from '../core/workflow.js';
 import type { Workflows } from '../ports/workflows.js';
 

@@ -108,6 +108,9 @@ export interface Job {
   launchAttempt?: number;
   /** Requeued after no capacity: the drain does not admit it before this time. */
   retryAt?: string;
+  /** Which run of the job its workflow execution drives (core/admission.ts executionName): set to 1 by its
+   *  first admission, bumped by each later admission and each re-drive, so every execution has a new name. */
+  workflowRun?: number;
   /** Root volume size for each instance (from the template). */
   volumeSizeGb?: number;
   /** The template lets the container run as the image's own user (see TemplateSpec.allowRoot). */
@@ -133,7 +136,15 @@ export function publicJob(
   job: Job,
 ): Omit<
   Job,
-  'heldGpus' | 'reservedGpuMs' | 'outcome' | 'taskToken' | 'devices' | 'verdict' | 'nodeExits' | 'promisedStartAt'
+  | 'heldGpus'
+  | 'reservedGpuMs'
+  | 'outcome'
+  | 'taskToken'
+  | 'devices'
+  | 'verdict'
+  | 'nodeExits'
+  | 'promisedStartAt'
+  | 'workflowRun'
 > {
   const {
     heldGpus: _h,
@@ -144,6 +155,7 @@ export function publicJob(
     verdict: _v,
     nodeExits: _n,
     promisedStartAt: _p,
+    workflowRun: _w,
     ...shown
   } = job;
   return shown;

@@ -4,18 +4,17 @@
  */
 import { createHash } from 'node:crypto';
 import { gpusIssue } from './accounting.js';
-import { budgetOf, budgetReason, refuseBeyond, worstCaseGpuMs, type BudgetState } from './budgets.js';
+import { admitNewJob, drainPool } from './admission.js';
+import { budgetOf, refuseBeyond } from './budgets.js';
 import type { Deps } from './deps.js';
 import { JobNotFound, Unprocessable, ValidationError } from './errors.js';
 import { canAccessProject, visibleProjects, type Identity } from './identity.js';
 import { imageReference, versionToRun } from './images.js';
-import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, totalGpus, type Job } from './job.js';
+import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job } from './job.js';
 import { forecastPool, type Forecast } from './forecast.js';
-import { admitIfDue, drainPool, quotaReason, waitingFields } from './queue.js';
 import type { ListJobsQuery, SubmitJobInput } from './schemas.js';
 import { templateForJob } from './templates.js';
-import { workflowInput } from './workflow.js';
-import type { OutcomeInstance, Page, PoolRecord, QuotaRecord } from '../ports/job-store.js';
+import type { OutcomeInstance, Page } from '../ports/job-store.js';
 
 export const DEFAULT_LIVE_TIMEOUT_MINUTES = 60;
 
@@ -88,77 +87,7 @@ export async function submitJob(
   const claim = idempotencyKey
     ? { key: `${project}#${idempotencyKey}`, bodyHash: hashBody({ ...input, project }) }
     : undefined;
-  const held = limitReason(job, quota, budget);
-  const stored =
-    !held && needs <= pool.availableGpus && (await nobodyQueued(deps, pool.name))
-      ? await deps.store.createJob(job, claim, createdAt)
-      : await deps.store.createJob(await queuedJob(deps, job, pool, held), claim);
-  return { job: await driveStored(deps, stored), created: stored.created };
-}
-
-/**
- * Why the project's own limits hold a new job back as read (its `gpus` quota, then its GPU-hour budget),
- * undefined when they have room for it. The admission's transaction checks them again.
- */
-function limitReason(job: Job, quota: QuotaRecord | undefined, budget: BudgetState | undefined): string | undefined {
-  const needs = totalGpus(job);
-  if (quota?.hardLimit !== undefined && needs > quota.hardLimit - quota.used)
-    return quotaReason(job.project, quota.hardLimit - quota.used, quota.hardLimit, needs);
-  if (budget && worstCaseGpuMs(job) > budget.availableGpuMs)
-    return budgetReason(job.project, budget, worstCaseGpuMs(job));
-  return undefined;
-}
-
-/**
- * Whether nobody waits in the pool, so that a new job with room may be stored admitted (FIFO: behind a job
- * queued there, of any project, it queues). Read from the same index, as consistent as it, that the drain
- * admits from. Storing it admitted saves a drain and a transaction: the submit's answer is the admitted job.
- */
-async function nobodyQueued(deps: Deps, pool: string): Promise<boolean> {
-  return (await deps.store.listQueueSummaries(pool, 1)).items.length === 0;
-}
-
-/**
- * A job that must wait is stored WAITING at once, with its reason and latest start, and no workflow: the
- * drain that admits it starts one. That saves a queued job an execution, its Admit step and the write
- * from PENDING to WAITING.
- */
-async function queuedJob(deps: Deps, job: Job, pool: PoolRecord, reason: string | undefined): Promise<Job> {
-  const waiting = { ...job, state: JobState.WAITING };
-  return {
-    ...waiting,
-    ...(await waitingFields(deps, waiting, { poolBlocked: totalGpus(job) > pool.availableGpus, pool, reason })),
-  };
-}
-
-/**
- * Set a stored job going. Created admitted: its workflow starts. WAITING: admitted now if the queue lets it,
- * for a drain may have run between the reads above and the job's write and not seen it (a replay does this
- * again, harmlessly). PENDING (stored queued after an admission at submit lost its room, or a replay of a job
- * whose workflow never started): its workflow starts, and its Admit step decides. A replay of a job stored
- * admitted is re-driven by start-up recovery or the reconciler instead: after a restart its execution may
- * run under another name, and two would drive it.
- */
-async function driveStored(deps: Deps, { job, created }: { job: Job; created: boolean }): Promise<Job> {
-  if (job.state === JobState.WAITING) return admitWaiting(deps, job);
-  if (job.state === JobState.PENDING || (created && job.state === JobState.LAUNCHING))
-    await deps.workflows.start(job.id, workflowInput(job));
-  return job;
-}
-
-/**
- * A WAITING job goes now if it is due. Only when its pool and its project's limits, read again after the
- * write, have room for it: otherwise whatever gives the room back later (a release, a raised cap or quota)
- * drains with the job in the table. So a submit to a full pool, or from a project at its quota, runs no
- * drain pass (which would walk the queue ahead of it) and never waits for one.
- */
-async function admitWaiting(deps: Deps, job: Job): Promise<Job> {
-  const { pool, quotas } = await deps.store.getLimits(job.pool, [job.project]);
-  const { gpus: quota, gpuHours } = quotas.get(job.project) ?? {};
-  if (!pool || totalGpus(job) > pool.availableGpus || limitReason(job, quota, budgetOf(gpuHours, deps.now())))
-    return job;
-  const { admitted, drained } = await admitIfDue(deps, job);
-  return admitted ?? { ...job, stateReason: drained.reasons.get(job.id) ?? job.stateReason };
+  return admitNewJob(deps, job, { pool, quota, budget }, claim);
 }
 
 export async function getJob(deps: Deps, identity: Identity, id: string): Promise<Job> {

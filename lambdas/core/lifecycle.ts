@@ -1,15 +1,16 @@
 /**
  * The workflow's steps, one function per Task state of
- * statemachines/job-lifecycle.asl.json. Each is idempotent: the workflow retries
- * them, and start-up recovery runs a job's workflow again from the top.
+ * statemachines/job-lifecycle.asl.json. An execution starts only for a job that
+ * holds its GPUs (core/admission.ts). Each step is idempotent: the workflow retries
+ * them, and a re-drive runs a job's workflow again from the top.
  */
 import { nodeDevices } from './accounting.js';
 import type { Deps } from './deps.js';
 import { CAPACITY_LIMIT_REACHED, ComputeNotReady, StaleJob } from './errors.js';
 import { publishOperatorEvent } from './events.js';
 import { launchBackoffSeconds, maxComputeChecks } from './policy.js';
-import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, terminalFor, type Job } from './job.js';
-import { admitIfDue, drainAfterRelease, drainPool, waitingFields } from './queue.js';
+import { isTerminal, JobState, QUEUED_STATES, terminalFor, type Job } from './job.js';
+import { drainAfterRelease } from './admission.js';
 import { jobEnded, launchFailed } from './metrics.js';
 import { JobNotFound } from './errors.js';
 import type { ContainerSpec } from '../ports/compute.js';
@@ -24,39 +25,6 @@ async function load(deps: Deps, jobId: string): Promise<Job> {
   const job = await deps.store.getJob(jobId);
   if (!job) throw new JobNotFound(jobId);
   return job;
-}
-
-/**
- * Admit: the job joins its pool's queue; the drain admits it when it is its turn.
- * `admitted`: the execution was started for a job that already held its GPUs
- * (workflowInput); Launch reads the job before it acts, so nothing is read here.
- */
-export async function admitStep(deps: Deps, jobId: string, admitted = false): Promise<{ admitted: boolean }> {
-  if (admitted) return { admitted: true };
-  const job = await load(deps, jobId);
-  if (HOLDING_STATES.includes(job.state)) return { admitted: true };
-  if (isTerminal(job.state)) return { admitted: false };
-  if (job.state !== JobState.PENDING) {
-    // WAITING: a drain that admits it starts an execution of its own for it (announceAdmission); this one
-    // (started by hand) ends here, or two would drive the job.
-    await drainPool(deps, job.pool);
-    return { admitted: false };
-  }
-  const due = await admitIfDue(deps, job);
-  if (due.admitted) return { admitted: true };
-  const { drained } = due;
-  const fields = await waitingFields(deps, job, {
-    poolBlocked: drained.poolBlocked,
-    pool: drained.pool,
-    reason: drained.reasons.get(jobId),
-  });
-  try {
-    await deps.store.updateJob(jobId, [JobState.PENDING], { state: JobState.WAITING, ...fields });
-  } catch (error) {
-    if (!(error instanceof StaleJob)) throw error;
-    return { admitted: HOLDING_STATES.includes((await load(deps, jobId)).state) };
-  }
-  return { admitted: false };
 }
 
 /** Cancelled or lost before its compute was ready: nothing to launch or wait for; Run ends at once on the recorded outcome. */
@@ -221,11 +189,10 @@ export async function stopStep(deps: Deps, jobId: string, error?: StepError | nu
 /** Release: terminal state and GPUs back, in one transaction, exactly once. */
 export async function releaseStep(deps: Deps, jobId: string, error?: StepError | null): Promise<{ pool: string }> {
   let job = await load(deps, jobId);
-  for (let attempt = 0; attempt < 5 && !isTerminal(job.state); attempt++) {
+  // Queued: it holds nothing (requeued, or an execution started for a job not admitted), and the drain admits it.
+  for (let attempt = 0; attempt < 5 && !isTerminal(job.state) && !QUEUED_STATES.includes(job.state); attempt++) {
     if (job.state === JobState.LAUNCHING || job.state === JobState.RUNNING) job = await markStopping(deps, job, error);
-    const verdict = QUEUED_STATES.includes(job.state)
-      ? { state: JobState.FAILED, reason: `admission failed: ${describe(error)}` }
-      : (job.verdict ?? terminalFor(job, deps.now(), describe(error)));
+    const verdict = job.verdict ?? terminalFor(job, deps.now(), describe(error));
     const finished = await deps.store.finishJob(job, {
       state: verdict.state,
       stateReason: verdict.reason,

@@ -6,7 +6,6 @@
 import { METRIC } from '../../contract/metrics.js';
 import type { Deps, Metrics } from './deps.js';
 import { JobState, type Job } from './job.js';
-import type { JobStore } from '../ports/job-store.js';
 
 export { METRIC };
 
@@ -26,35 +25,11 @@ export async function timed<T>(deps: Pick<Deps, 'metrics'>, name: string, run: (
   }
 }
 
-/**
- * The store, reporting every admission it commits. Every admission path (submit, drain, Admit step,
- * reconciler) ends in `admit` or an admitted `createJob`, so counting here counts each once.
- */
-export function meteredStore<S extends Pick<JobStore, 'admit' | 'createJob'>>(store: S, metrics: Metrics): S {
-  const admitted = (job: Job) => {
-    metrics.count(METRIC.admissions);
-    if (job.admittedAt)
-      metrics.milliseconds(METRIC.queueWait, Math.max(0, Date.parse(job.admittedAt) - Date.parse(job.createdAt)));
-  };
-  const overrides: Pick<JobStore, 'admit' | 'createJob'> = {
-    async admit(job, admittedAt) {
-      const result = await store.admit(job, admittedAt);
-      if (result.admitted) admitted(result.job);
-      return result;
-    },
-    async createJob(job, claim, admitAt) {
-      const result = await store.createJob(job, claim, admitAt);
-      if (result.created && result.job.state === JobState.LAUNCHING) admitted(result.job);
-      return result;
-    },
-  };
-  return new Proxy(store, {
-    get(target, member) {
-      if (member === 'admit' || member === 'createJob') return overrides[member];
-      const value = Reflect.get(target, member, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
+/** An admission committed (core/admission.ts, the one place that admits): counted, with how long the job waited. */
+export function admitted(deps: Pick<Deps, 'metrics'>, job: Job): void {
+  metricsOf(deps).count(METRIC.admissions);
+  if (job.admittedAt)
+    metricsOf(deps).milliseconds(METRIC.queueWait, Math.max(0, Date.parse(job.admittedAt) - Date.parse(job.createdAt)));
 }
 
 /** A launch gave `job` no compute: the workflow's error name is the reason (NoCapacity when it has none). */

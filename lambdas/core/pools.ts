@@ -8,7 +8,7 @@ import type { Deps } from './deps.js';
 import { NotFound } from './errors.js';
 import { authorize, type Identity } from './identity.js';
 import { pageOf, type PageQuery } from './pagination.js';
-import { drainPool } from './queue.js';
+import { drainPool } from './admission.js';
 import type { PoolCapInput } from './schemas.js';
 import type { Page, PoolRecord } from '../ports/job-store.js';
 

@@ -18,7 +18,7 @@ import type { Deps } from './deps.js';
 import { Conflict, NotFound } from './errors.js';
 import { authorize, requireAdmin, visibleProjects, type Identity } from './identity.js';
 import { pageOf, type PageQuery } from './pagination.js';
-import { drainPool } from './queue.js';
+import { drainPool } from './admission.js';
 import type { QuotaResource, QuotaSpec } from './schemas.js';
 import type { Page, QuotaRecord } from '../ports/job-store.js';
 

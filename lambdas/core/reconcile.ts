@@ -21,8 +21,7 @@ import type { Deps } from './deps.js';
 import { FlareError } from './errors.js';
 import { publishOperatorEvent } from './events.js';
 import { HOLDING_STATES, isTerminal, JobState, type Job } from './job.js';
-import { workflowInput } from './workflow.js';
-import { drainPool } from './queue.js';
+import { drainPool, redriveJob } from './admission.js';
 import { LostEvent, reconcileLostInstances } from './reconcile-lost.js';
 import type { ManagedInstance } from '../ports/compute.js';
 import type { CounterRef, CounterRow, Mark, MarkKind, ReconcileStore } from '../ports/reconcile-store.js';
@@ -85,13 +84,6 @@ export class ReconcileFailed extends FlareError {
       cause: errors.length === 1 ? errors[0] : new AggregateError(errors),
     });
   }
-}
-
-const EXECUTION_JOB_ID = /^(j-[0-9a-hjkmnp-tv-z]{16})(?:-|$)/;
-
-/** The job an execution runs for: names are `<jobId>`, `<jobId>-admitted[-n]`, `<jobId>-recover-<stamp>`, `<jobId>-reconcile-<stamp>`. */
-export function executionJobId(name: string | undefined): string | undefined {
-  return name ? EXECUTION_JOB_ID.exec(name)?.[1] : undefined;
 }
 
 export function counterSubject(ref: CounterRef): string {
@@ -353,8 +345,9 @@ async function reconcileStuckJob(run: Run, listed: Job, mark: Mark | undefined):
     );
     return;
   }
-  const execution = `${job.id}-reconcile-${run.now.getTime().toString(36)}`;
-  await deps.workflows.start(execution, workflowInput(job));
+  const execution = await redriveJob(deps, job);
+  if (mark) await store.clearMarks('stuck', [job.id]);
+  if (!execution) return; // it moved on since it was read
   report.stuck.redriven.push(job.id);
   const why = overdue ? `its live timeout passed at ${job.expiresAt}` : 'seen on two runs';
   await publishOperatorEvent(
@@ -363,7 +356,6 @@ async function reconcileStuckJob(run: Run, listed: Job, mark: Mark | undefined):
     job.id,
     `job ${job.id} was ${job.state} with no workflow execution (${why}): started execution ${execution}`,
   );
-  if (mark) await store.clearMarks('stuck', [job.id]);
 }
 
 // --- 3. usage counters ---

@@ -21,10 +21,9 @@ import type { Deps, Logger } from '../core/deps.js';
 import { localCompletion } from './completion.js';
 import { isTerminal, JobState } from '../core/job.js';
 import { seedImages } from '../core/images.js';
-import { drainPool } from '../core/queue.js';
+import { drainPool, redriveJob } from '../core/admission.js';
 import type { LocalConfig } from '../core/schemas.js';
 import { seedTemplate } from '../core/templates.js';
-import { workflowInput } from '../core/workflow.js';
 import { createApiHandler } from '../handlers/http/api.js';
 import { runTask } from '../handlers/workflow/tasks.js';
 import { superviseDynamoDbLocal, type SupervisedDynamoDbLocal } from './dynamodb-supervisor.js';
@@ -153,7 +152,7 @@ async function assemble(
     newId: newJobId,
   };
 
-  await recover(deps, compute, workflows, config);
+  await recover(deps, compute, config);
   const reconciler = startReconcileLoop(deps, new DynamoReconcileStore(doc, tables), config.reconcileSeconds);
   stack.push(() => reconciler.stop());
   // Back from a crash: an in-memory emulator lost its tables; then a pass repairs and drains what waited.
@@ -208,25 +207,12 @@ async function seed(config: LocalConfig, store: DynamoJobStore, catalog: DynamoC
   for (const template of config.templates) await seedTemplate(seeding, template);
 }
 
-/**
- * Start-up recovery (DESIGN.md invariant 5): every job that is not terminal is
- * driven on. Running processes are re-attached; each held or pending job gets a
- * fresh workflow execution, whose idempotent steps pick up where the last one
- * stopped; then each pool's queue is drained.
- */
-async function recover(
-  deps: Deps,
-  compute: LocalCompute,
-  workflows: LocalWorkflows,
-  config: LocalConfig,
-): Promise<void> {
+async function recover(deps: Deps, compute: LocalCompute, config: LocalConfig): Promise<void> {
   const active = await deps.store.listActiveJobs();
   await compute.reattach(active);
-  const stamp = Date.now().toString(36);
   for (const job of active) {
     if (isTerminal(job.state) || job.state === JobState.WAITING) continue;
-    deps.log.info('recovering job', { jobId: job.id, state: job.state });
-    await workflows.start(`${job.id}-recover-${stamp}`, workflowInput(job));
+    await redriveJob(deps, job);
   }
   for (const pool of config.pools) await drainPool(deps, pool.name);
 }

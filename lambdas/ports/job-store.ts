@@ -86,11 +86,16 @@ export interface JobStore {
    *  Returns the existing job when the claim was made before with the same body.
    *  With `job.templateId`, the template must exist and not be being deleted (Catalog.markTemplateDeleting),
    *  checked in the same transaction: Conflict otherwise.
-   *  Throws IdempotencyConflict or QuotaExceeded.
-   *  With `admitAt`, the job is stored admitted if it can be (LAUNCHING at `admitAt`: the admission transaction's
-   *  quota, budget and pool items join this one, each with its condition), else PENDING as without it; the job
-   *  returned says which. The caller decides that no older job of the pool waits (core/jobs.ts). */
-  createJob(job: Job, claim?: IdempotencyClaim, admitAt?: string): Promise<{ job: Job; created: boolean }>;
+   *  Throws IdempotencyConflict or QuotaExceeded. */
+  createJob(job: Job, claim?: IdempotencyClaim): Promise<{ job: Job; created: boolean }>;
+  /** createJob, storing the job admitted (LAUNCHING at `admittedAt`, on its first workflow run): the admission
+   *  transaction's quota, budget and pool items join the same transaction, each with its condition. Undefined when
+   *  one of them said no: nothing was stored. The caller decides that no older job of the pool waits. */
+  createAdmitted(
+    job: Job,
+    admittedAt: string,
+    claim?: IdempotencyClaim,
+  ): Promise<{ job: Job; created: boolean } | undefined>;
   getJob(id: string): Promise<Job | undefined>;
   /** `projects` undefined means every project (admins). Newest first. */
   listJobs(

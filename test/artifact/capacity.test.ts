@@ -88,7 +88,7 @@ describe('artifact: no capacity', () => {
     ]);
     assert.deepEqual(
       a.workflow.started.filter((s) => s.name.startsWith(job.id)).map((s) => s.name),
-      [job.id, `${job.id}-admitted-1`],
+      [`${job.id}-1`, `${job.id}-2`],
       'the drain after the backoff admits it under a new execution name',
     );
     await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);

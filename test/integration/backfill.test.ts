@@ -15,7 +15,7 @@ import type { Identity } from '../../lambdas/core/identity.js';
 import { JobState, QUEUED_STATES, type Job } from '../../lambdas/core/job.js';
 import { getJob, listJobs } from '../../lambdas/core/jobs.js';
 import { updatePool } from '../../lambdas/core/pools.js';
-import { drainPool, type DrainResult } from '../../lambdas/core/queue.js';
+import { drainPool, type DrainResult } from '../../lambdas/core/admission.js';
 import type { Compute } from '../../lambdas/ports/compute.js';
 import type { JobLogs } from '../../lambdas/ports/job-logs.js';
 import { dynamoPerFile, freshStore, quietLog, RecordingEvents } from '../support/harness.js';

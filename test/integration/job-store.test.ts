@@ -82,6 +82,7 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
     const result = await store.admit(job, new Date().toISOString());
     assert.ok(result.admitted);
     assert.equal((await store.getPool('p'))?.usedGpus, 2);
+    assert.equal((await store.getJob(job.id))?.workflowRun, 1, 'each admission is the next workflow run');
     const finishedAt = new Date().toISOString();
     const outcomes = await Promise.all([
       store.finishJob(result.job, { state: JobState.SUCCEEDED, stateReason: 'x', finishedAt }),
@@ -200,16 +201,18 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
     assert.equal(again.created, true);
   });
 
-  it('createJob with admitAt stores the job admitted in the same transaction: pool, gpus quota and jobs slot taken', async () => {
+  it('createAdmitted stores the job admitted in the same transaction, on its first run: pool, gpus quota and jobs slot taken', async () => {
     const { store } = await freshStore(dynamo());
     await store.putPool({ ...POOL, maxGpus: 4 });
     await store.putQuota({ project: 'vision', resource: 'gpus', hardLimit: 3 });
     const job = makeJob({ gpus: 2 });
     const at = job.createdAt;
-    const stored = await store.createJob(job, undefined, at);
+    const stored = await store.createAdmitted(job, at);
+    assert.ok(stored);
     assert.equal(stored.created, true);
     assert.equal(stored.job.state, JobState.LAUNCHING);
     assert.equal(stored.job.admittedAt, at);
+    assert.equal(stored.job.workflowRun, 1);
     assert.equal(stored.job.heldGpus, 2);
     assert.deepEqual(await store.getJob(job.id), stored.job);
     assert.equal((await store.getPool('p'))?.availableGpus, 2);
@@ -229,32 +232,35 @@ describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
     assert.equal((await store.getQuota('vision', 'jobs'))?.used, 0);
   });
 
-  it('createJob with admitAt stores the job PENDING, and takes nothing, when the pool or the quota has no room', async () => {
+  it('createAdmitted stores nothing and takes nothing when the pool or the quota has no room; a claim made replays', async () => {
     const { store } = await freshStore(dynamo());
     await store.putPool({ ...POOL, maxGpus: 2 });
     await store.putQuota({ project: 'vision', resource: 'gpus', hardLimit: 1 });
     const at = new Date().toISOString();
-    const overQuota = await store.createJob(makeJob({ gpus: 2 }), undefined, at);
-    assert.equal(overQuota.job.state, JobState.PENDING);
-    assert.equal((await store.getJob(overQuota.job.id))?.state, JobState.PENDING);
+    const overQuota = makeJob({ gpus: 2 });
+    assert.equal(await store.createAdmitted(overQuota, at), undefined);
+    assert.equal(await store.getJob(overQuota.id), undefined);
     assert.equal((await store.getQuota('vision', 'gpus'))?.used ?? 0, 0);
+    assert.equal((await store.getQuota('vision', 'jobs'))?.used ?? 0, 0);
     assert.equal((await store.getPool('p'))?.availableGpus, 2);
 
     const { store: full } = await freshStore(dynamo());
     await full.putPool({ ...POOL, maxGpus: 1 });
     const claim = { key: 'vision:full', bodyHash: 'h' };
     const [first, second] = await Promise.all([
-      full.createJob(makeJob(), undefined, at),
-      full.createJob(makeJob(), claim, at),
+      full.createAdmitted(makeJob(), at),
+      full.createAdmitted(makeJob(), at, claim),
     ]);
-    // One took the GPU; the other is stored queued, with its claim, for its Admit step.
-    assert.deepEqual([first.job.state, second.job.state].sort(), [JobState.LAUNCHING, JobState.PENDING]);
+    // One took the GPU; the other stored nothing, its claim included.
+    assert.equal([first, second].filter((r) => r?.job.state === JobState.LAUNCHING).length, 1);
+    assert.equal([first, second].filter((r) => r === undefined).length, 1);
     assert.equal((await full.getPool('p'))?.availableGpus, 0);
-    assert.equal((await full.getQuota('vision', 'jobs'))?.used, 2);
-    assert.equal(await full.queueLength('p'), 1);
-    const replayed = await full.createJob(makeJob(), claim, at);
-    assert.equal(replayed.created, false);
-    assert.equal(replayed.job.id, second.job.id);
+    assert.equal((await full.getQuota('vision', 'jobs'))?.used, 1);
+    if (second) {
+      const replayed = await full.createAdmitted(makeJob(), at, claim);
+      assert.equal(replayed?.created, false);
+      assert.equal(replayed?.job.id, second.job.id);
+    }
   });
 
   it("getLimits reads the pool and every project's gpus and gpuHours rows at once, past 100 keys too", async () => {

@@ -11,7 +11,7 @@ import { NoCapacity } from '../../lambdas/core/errors.js';
 import type { Identity } from '../../lambdas/core/identity.js';
 import { JobState } from '../../lambdas/core/job.js';
 import { submitJob } from '../../lambdas/core/jobs.js';
-import { METRIC, meteredStore } from '../../lambdas/core/metrics.js';
+import { METRIC } from '../../lambdas/core/metrics.js';
 import { template, waitForState, worldPerTest, wrapCompute, type World } from '../support/harness.js';
 
 const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
@@ -39,7 +39,6 @@ function measure(world: World): Recorded[] {
     milliseconds: (name, value) => void recorded.push({ name, value }),
   };
   world.deps.metrics = metrics;
-  world.deps.store = meteredStore(world.deps.store, metrics);
   return recorded;
 }
 

@@ -15,7 +15,7 @@ import { DynamoReconcileStore } from '../../lambdas/adapters/dynamo/dynamo-recon
 import type { TableNames } from '../../lambdas/adapters/dynamo/table-names.js';
 import { HOLDING_STATES, JobState, type Job } from '../../lambdas/core/job.js';
 import { forecastBounds } from '../../lambdas/core/forecast.js';
-import { drainPool } from '../../lambdas/core/queue.js';
+import { drainPool } from '../../lambdas/core/admission.js';
 import { createApiHandler } from '../../lambdas/handlers/http/api.js';
 import { template, waitFor, waitForState, worldPerTest, type World } from '../support/harness.js';
 
@@ -411,7 +411,7 @@ describe('changing limits under running and waiting jobs', () => {
     assert.ok(isHolding(await world.store.getJob(c.id)), 'admitted by the PATCH');
     assert.deepEqual(raised.body, { project: 'vision', resource: 'gpus', hardLimit: 3, used: 3 });
     assert.ok(
-      world.workflows.list().some((e) => e.name === `${c.id}-admitted-0`),
+      world.workflows.list().some((e) => e.name === `${c.id}-1`),
       'its workflow was started',
     );
     await waitForState(world.store, c.id, [JobState.RUNNING]);

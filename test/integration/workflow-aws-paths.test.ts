@@ -176,11 +176,11 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
       wrapCompute: (real) => wrap(real, { launch: async (job) => (launches.push(job.id), real.launch(job)) }),
     });
     // The cancel lands the moment the job is stored admitted: before its workflow starts, before Launch reads the job.
-    const createJob = world.store.createJob.bind(world.store);
+    const createAdmitted = world.store.createAdmitted.bind(world.store);
     world.deps.store = Object.assign(Object.create(world.store), {
-      createJob: async (...args: Parameters<typeof createJob>) => {
-        const stored = await createJob(...args);
-        if (stored.job.state === JobState.LAUNCHING) await deleteJob(world.deps, alice, stored.job.id);
+      createAdmitted: async (...args: Parameters<typeof createAdmitted>) => {
+        const stored = await createAdmitted(...args);
+        if (stored?.job.state === JobState.LAUNCHING) await deleteJob(world.deps, alice, stored.job.id);
         return stored;
       },
     });
@@ -225,8 +225,8 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
       world.workflows
         .list()
         .find((e) => e.jobId === job.id)!
-        .states.slice(0, 7),
-      ['Admit', 'Admitted', 'Launch', 'ComputeReady', 'WaitForCompute', 'AwaitCompute', 'Stop'],
+        .states.slice(0, 5),
+      ['Launch', 'ComputeReady', 'WaitForCompute', 'AwaitCompute', 'Stop'],
     );
     assert.deepEqual(stopped, ['i-0agent']);
     assert.deepEqual(await usage(world), { pool: 0, project: 0 });

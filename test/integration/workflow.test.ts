@@ -10,10 +10,10 @@ import { runTask } from '../../lambdas/handlers/workflow/tasks.js';
 import type { Identity } from '../../lambdas/core/identity.js';
 import { deleteJob, getJob, submitJob } from '../../lambdas/core/jobs.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
-import { drainPool } from '../../lambdas/core/queue.js';
+import { drainPool, redriveJob } from '../../lambdas/core/admission.js';
 import { newJobId } from '../../lambdas/adapters/ids.js';
 import { jobRecord, jobSequence } from '../support/jobs.js';
-import { WorkflowState } from '../../lambdas/core/workflow.js';
+import { WorkflowState, workflowInput } from '../../lambdas/core/workflow.js';
 import { JOB_LIFECYCLE_ASL } from '../../lambdas/local/asl.js';
 import type { Compute } from '../../lambdas/ports/compute.js';
 import { template, waitFor, waitForState, worldPerTest, wrapCompute, type World } from '../support/harness.js';
@@ -78,7 +78,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
   });
 
-  it('a job submitted to a pool with room and nobody waiting comes back admitted; its Admit step admits nothing again', async () => {
+  it('a job submitted to a pool with room and nobody waiting comes back admitted; its run 1 starts at Launch', async () => {
     const world = await setup();
     const { job } = await submitJob(world.deps, alice, { template: 'sleep' });
     assert.equal(job.state, JobState.LAUNCHING);
@@ -100,8 +100,8 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
       world.workflows
         .list()
         .filter((e) => e.jobId === job.id)
-        .map((e) => e.name),
-      [job.id],
+        .map((e) => [e.name, e.states[0]]),
+      [[`${job.id}-1`, 'Launch']],
     );
     // GPUs held once, released once.
     await deleteJob(world.deps, alice, job.id);
@@ -155,7 +155,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
         .list()
         .filter((e) => e.jobId === job.id)
         .map((e) => e.name),
-      [`${job.id}-admitted-0`],
+      [`${job.id}-1`],
     );
   });
 
@@ -196,7 +196,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
         .list()
         .filter((e) => e.jobId === job.id)
         .map((e) => e.name),
-      [`${job.id}-admitted-0`],
+      [`${job.id}-1`],
     );
   });
 
@@ -220,12 +220,12 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
         .list()
         .filter((e) => e.jobId === first.job.id)
         .map((e) => e.name),
-      [`${first.job.id}-admitted-0`],
+      [`${first.job.id}-1`],
     );
     assert.equal((await world.store.getQuota('vision', 'jobs'))?.used, 2, 'stored once');
   });
 
-  it('an execution started by hand for a WAITING job leaves it to the execution its drain starts: one execution drives it', async () => {
+  it('an execution started by hand for a WAITING job neither launches nor fails it; its Drain admits it, and run 1 drives it', async () => {
     const world = await setup();
     await world.store.setPoolCap('local', 1);
     const holder = (await submitJob(world.deps, alice, { template: 'sleep' })).job;
@@ -233,18 +233,21 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const { job } = await submitJob(world.deps, alice, { template: 'sleep' });
     assert.equal(job.state, JobState.WAITING);
     await world.store.setPoolCap('local', 2);
-    await world.workflows.start(`${job.id}-by-hand`, { jobId: job.id, pool: 'local', admitted: false, error: null });
+    await world.workflows.start(`${job.id}-by-hand`, workflowInput(job));
     await waitForState(world.store, job.id, [JobState.RUNNING]);
     await waitFor(
       'the execution by hand to end',
       async () => world.workflows.list().find((e) => e.name === `${job.id}-by-hand`)?.status !== 'RUNNING',
     );
     const executions = world.workflows.list().filter((e) => e.jobId === job.id);
-    assert.deepEqual(executions.find((e) => e.name === `${job.id}-by-hand`)?.states, ['Admit', 'Admitted', 'Queued']);
+    assert.equal(executions.find((e) => e.name === `${job.id}-by-hand`)?.status, 'SUCCEEDED');
     assert.deepEqual(
-      executions.filter((e) => e.states.includes('Launch')).map((e) => e.name),
-      [`${job.id}-admitted-0`],
+      executions
+        .filter((e) => e.states.includes('StartContainer') && e.name !== `${job.id}-by-hand`)
+        .map((e) => e.name),
+      [`${job.id}-1`],
     );
+    assert.equal((await world.store.getJob(job.id))?.state, JobState.RUNNING, 'not failed by the execution by hand');
   });
 
   it('a non-zero exit fails the job with its exit code', async () => {
@@ -397,7 +400,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
       'SUCCEEDED',
     ]);
     assert.ok(
-      world.workflows.list().some((e) => e.name === `${second.id}-admitted-0`),
+      world.workflows.list().some((e) => e.name === `${second.id}-1`),
       'the drain started a new execution',
     );
   });
@@ -459,7 +462,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
       "the first job's workflow reached Drain",
     );
     assert.ok(
-      world.workflows.list().some((e) => e.name === `${next.id}-admitted-0`),
+      world.workflows.list().some((e) => e.name === `${next.id}-1`),
       'the drain started the next job',
     );
   });
@@ -473,10 +476,9 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.deepEqual(await runTask(world.deps, { task: 'drain', jobId: running.id }), { admitted: 0 });
   });
 
-  it('executions of admitted jobs start with admitted: true, and their Admit task reads nothing', async () => {
+  it('every execution is a run of a job holding its GPUs, named <jobId>-<run>, with the job id and pool as input', async () => {
     const world = await setup();
     const { running, waiting } = await behindFullPool(world, 'short');
-    // Admitted at its submit, and by a drain: both executions say so.
     const inputs = new Map<string, unknown>();
     const start = world.workflows.start.bind(world.workflows);
     world.workflows.start = async (name, input) => {
@@ -486,17 +488,19 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.equal(running.state, JobState.LAUNCHING);
     await deleteJob(world.deps, alice, running.id);
     await waitForState(world.store, waiting.id, [JobState.RUNNING], 15_000);
-    assert.deepEqual(inputs.get(`${waiting.id}-admitted-0`), {
-      jobId: waiting.id,
-      pool: 'local',
+    assert.deepEqual([...inputs], [[`${waiting.id}-1`, { jobId: waiting.id, pool: 'local', error: null }]]);
+    assert.equal((await world.store.getJob(waiting.id))?.workflowRun, 1);
+  });
+
+  it('executions of the definition before this one, in their Admit state: a holding job goes on, a queued one is drained', async () => {
+    const world = await setup();
+    const { running, waiting } = await behindFullPool(world, 'short');
+    assert.deepEqual(await runTask(world.deps, { task: 'admit', jobId: running.id, admitted: true }), {
       admitted: true,
-      error: null,
     });
-    // An unknown job admitted: nothing is read, so nothing is found missing; without the flag the job is read.
-    const gone = 'j-00000000000000zz';
-    assert.deepEqual(await runTask(world.deps, { task: 'admit', jobId: gone, admitted: true }), { admitted: true });
-    await assert.rejects(runTask(world.deps, { task: 'admit', jobId: gone, admitted: false }), JobNotFound);
-    await assert.rejects(runTask(world.deps, { task: 'admit', jobId: gone }), JobNotFound);
+    assert.deepEqual(await runTask(world.deps, { task: 'admit', jobId: waiting.id }), { admitted: false });
+    assert.equal((await world.store.getJob(waiting.id))?.state, JobState.WAITING);
+    await assert.rejects(runTask(world.deps, { task: 'admit', jobId: 'j-00000000000000zz' }), JobNotFound);
   });
 
   it('a launch failure fails the job with the reason and releases its GPUs', async () => {
@@ -603,8 +607,6 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     // Every state entered is billed: no Pass or Succeed state on the way of a job that starts at once.
     // Launch checks the compute once itself: ready at once (the local driver), no AwaitCompute.
     assert.deepEqual(world.workflows.list().find((e) => e.jobId === one.id)!.states, [
-      'Admit',
-      'Admitted',
       'Launch',
       'ComputeReady',
       'StartContainer',
@@ -614,7 +616,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
       'Release',
       'Drain',
     ]);
-    assert.equal(transitions(one.id), 10);
+    assert.equal(transitions(one.id), 8);
   });
 
   it('an exit reported twice finishes and releases once', async () => {
@@ -632,12 +634,11 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.equal(world.events.statesOf(job.id).filter((s) => s === done.state).length, 1);
     assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
   });
-  it('a drain that read a job as PENDING still drives it when its Admit step parked it as WAITING meanwhile', async () => {
+  it('a job an earlier version stored PENDING, with no execution, is re-driven: parked WAITING, then drained and run', async () => {
     const world = await setup();
-    // As if the job's own workflow found no room, set WAITING and ended: nobody drives it but a drain.
     const job: Job = {
       id: newJobId(),
-      name: 'parked',
+      name: 'legacy',
       project: 'vision',
       owner: 'alice',
       template: 'ok',
@@ -652,28 +653,18 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
       createdAt: new Date().toISOString(),
     };
     await world.store.createJob(job);
-    await world.store.updateJob(job.id, [JobState.PENDING], {
-      state: JobState.WAITING,
-      stateReason: 'behind 0 older jobs in pool local',
-    });
-    // The drain's read of the queue is older than that write.
-    const staleStore = Object.create(world.store, {
-      listQueue: {
-        value: async (pool: string, limit: number, after?: string) => {
-          const page = await world.store.listQueue(pool, limit, after);
-          return { ...page, items: page.items.map((j) => (j.id === job.id ? { ...j, state: JobState.PENDING } : j)) };
-        },
-      },
-    });
-    const drained = await drainPool({ ...world.deps, store: staleStore }, 'local');
+    assert.equal(await redriveJob(world.deps, job), undefined, 'a queued job gets no execution of its own');
+    assert.equal((await world.store.getJob(job.id))?.state, JobState.WAITING);
+    const drained = await drainPool(world.deps, 'local');
     assert.deepEqual(
       drained.admitted.map((j) => j.id),
       [job.id],
     );
     const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED], 30_000);
-    assert.equal(done.state, JobState.SUCCEEDED, 'its workflow was started and ran it');
+    assert.equal(done.state, JobState.SUCCEEDED, 'its run was started and ran it');
     assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
   });
+
   it('drains of one pool asked for at once run one pass at a time, and every caller gets a pass that began after it asked', async () => {
     const world = await setup();
     for (let i = 0; i < 4; i++) {

@@ -74,6 +74,20 @@ class MemoryStore implements JobStore {
     if (claim) this.claims.set(claim.key, { bodyHash: claim.bodyHash, jobId: job.id });
     return { job: clone(job), created: true };
   }
+  async createAdmitted(job: Job, admittedAt: string, claim?: IdempotencyClaim) {
+    const pool = this.pools.get(job.pool)!;
+    const needs = job.gpus * job.nodeCount;
+    if (pool.availableGpus < needs) return undefined;
+    const stored = await this.createJob(
+      { ...job, state: JobState.LAUNCHING, admittedAt, heldGpus: needs, workflowRun: 1 },
+      claim,
+    );
+    if (stored.created) {
+      pool.availableGpus -= needs;
+      pool.usedGpus += needs;
+    }
+    return stored;
+  }
   async getJob(id: string) {
     const job = this.jobs.get(id);
     return job && clone(job);
@@ -645,11 +659,11 @@ describe('routing', () => {
 });
 
 describe('POST /v1/jobs', () => {
-  it('stores the job, starts its workflow, publishes PENDING and answers 202 with the job', async () => {
+  it('stores the job admitted, starts its first run and answers 202 with the job', async () => {
     const response = await call(w, fixture('member-submit-job'));
     assert.equal(response.status, 202);
     const job = response.body;
-    assert.equal(job.state, 'PENDING');
+    assert.equal(job.state, 'LAUNCHING');
     assert.equal(job.project, 'vision');
     assert.equal(job.owner, 'alice');
     assert.equal(job.template, 'train');
@@ -659,8 +673,8 @@ describe('POST /v1/jobs', () => {
     assert.ok(!('heldGpus' in job) && !('taskToken' in job), 'internal fields stay inside');
     assert.equal(response.headers.location, `/v1/jobs/${job.id}`);
     assert.equal(response.headers['idempotent-replayed'], undefined);
-    assert.deepEqual(w.store.jobs.get(job.id)?.state, 'PENDING');
-    assert.deepEqual(w.started, [job.id]);
+    assert.deepEqual(w.store.jobs.get(job.id)?.state, 'LAUNCHING');
+    assert.deepEqual(w.started, [`${job.id}-1`]);
   });
 
   it('reads a base64-encoded body', async () => {
@@ -826,8 +840,8 @@ describe('reading jobs', () => {
     const running = await call(w, fixture('member-list-jobs'));
     assert.equal(running.status, 200);
     assert.deepEqual(running.body.items, []);
-    const pending = await call(w, request('GET', '/v1/jobs', { query: { project: 'vision', state: 'PENDING' } }));
-    assert.equal(pending.body.items.length, 1);
+    const launching = await call(w, request('GET', '/v1/jobs', { query: { project: 'vision', state: 'LAUNCHING' } }));
+    assert.equal(launching.body.items.length, 1);
     const other = await call(w, request('GET', '/v1/jobs', { query: { project: 'audio' } }));
     assert.deepEqual(other.body.items, []);
   });
@@ -953,7 +967,9 @@ describe('GET /v1/jobs/{id}/logs', () => {
 
 describe('DELETE /v1/jobs/{id}', () => {
   it('cancels a queued job with 202 and the job', async () => {
+    fillPool(w.store, 'local');
     const job = await submit(w);
+    assert.equal(job.state, 'WAITING');
     const response = await call(w, request('DELETE', `/v1/jobs/${job.id}`));
     assert.equal(response.status, 202);
     assert.equal(response.body.state, 'CANCELLED');
@@ -961,6 +977,7 @@ describe('DELETE /v1/jobs/{id}', () => {
   });
 
   it('removes a terminal job with 204, after which it is 404', async () => {
+    fillPool(w.store, 'local');
     const job = await submit(w);
     await call(w, request('DELETE', `/v1/jobs/${job.id}`));
     const removed = await call(w, request('DELETE', `/v1/jobs/${job.id}`));
@@ -994,7 +1011,8 @@ describe('DELETE /v1/jobs/{id}', () => {
   it('is 404 for another project’s job, which stays', async () => {
     const theirs = await submit(w, { template: 'speech' }, BOB);
     assertError(await call(w, request('DELETE', `/v1/jobs/${theirs.id}`)), 404, 'not_found');
-    assert.equal(w.store.jobs.get(theirs.id)?.state, 'PENDING');
+    assert.equal(w.store.jobs.get(theirs.id)?.state, 'LAUNCHING');
+    assert.equal(w.store.jobs.get(theirs.id)?.outcome, undefined);
   });
 });
 
@@ -1045,6 +1063,8 @@ describe('pools, quotas, stats', () => {
   });
 
   it('GET /v1/stats counts the caller’s jobs by state; an admin sees all', async () => {
+    fillPool(w.store, 'local');
+    fillPool(w.store, 'a10g');
     await submit(w);
     const theirs = await submit(w, { template: 'speech' }, BOB);
     await call(w, request('DELETE', `/v1/jobs/${theirs.id}`, { claims: BOB }));
@@ -1052,7 +1072,7 @@ describe('pools, quotas, stats', () => {
     assert.equal(member.status, 200);
     assert.deepEqual(member.body.projects, ['vision']);
     assert.equal(member.body.totalJobs, 1);
-    assert.equal(member.body.jobsByState.PENDING, 1);
+    assert.equal(member.body.jobsByState.WAITING, 1);
     assert.equal(member.body.jobsByState.CANCELLED, 0);
     const admin = await call(w, request('GET', '/v1/stats', { claims: ROOT }));
     assert.equal(admin.body.projects, null);

@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { LocalWorkflows } from '../../lambdas/local/local-workflows.js';
 import { workflowInput } from '../../lambdas/core/workflow.js';
-import { JobState } from '../../lambdas/core/job.js';
 
 const quiet = { info() {}, warn() {}, error() {} };
 let dir: string;
@@ -52,10 +51,7 @@ test('close() ends the waits of aborted executions, so no task timeout keeps the
   );
   const before = timers();
 
-  await workflows.start(
-    'j-0123456789abcdef',
-    workflowInput({ id: 'j-0123456789abcdef', pool: 'local', state: JobState.PENDING }),
-  );
+  await workflows.start('j-0123456789abcdef', workflowInput({ id: 'j-0123456789abcdef', pool: 'local' }));
   const token = await taskCalled;
   assert.ok(timers() > before, 'the wait arms the task timeout');
 
@@ -79,10 +75,7 @@ test('sendTaskSuccess ends the wait with its output', async () => {
     definition,
   );
 
-  await workflows.start(
-    'j-ghjkmnpqrstvwxyz',
-    workflowInput({ id: 'j-ghjkmnpqrstvwxyz', pool: 'local', state: JobState.PENDING }),
-  );
+  await workflows.start('j-ghjkmnpqrstvwxyz', workflowInput({ id: 'j-ghjkmnpqrstvwxyz', pool: 'local' }));
   await workflows.sendTaskSuccess(await taskCalled, { exitCode: 0 });
   await workflows.idle();
 
@@ -125,10 +118,7 @@ test('a filled-in definition runs each Task on the runner of the function it nam
       },
     },
   );
-  await workflows.start(
-    'j-abcdefghjkmnpqrs',
-    workflowInput({ id: 'j-abcdefghjkmnpqrs', pool: 'local', state: JobState.PENDING }),
-  );
+  await workflows.start('j-abcdefghjkmnpqrs', workflowInput({ id: 'j-abcdefghjkmnpqrs', pool: 'local' }));
   await workflows.sendTaskSuccess(await waiting, {});
   await workflows.idle();
   assert.deepEqual(calls, ['first', 'second']);

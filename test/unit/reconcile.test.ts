@@ -5,14 +5,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Deps } from '../../lambdas/core/deps.js';
+import { StaleJob } from '../../lambdas/core/errors.js';
 import { JobState, terminalFor, type Job, type Outcome } from '../../lambdas/core/job.js';
-import {
-  counterSubject,
-  executionJobId,
-  reconcile,
-  ReconcileFailed,
-  type ReconcileOptions,
-} from '../../lambdas/core/reconcile.js';
+import { counterSubject, reconcile, ReconcileFailed, type ReconcileOptions } from '../../lambdas/core/reconcile.js';
+import { executionJobId, executionName } from '../../lambdas/core/admission.js';
 import type { ManagedInstance } from '../../lambdas/ports/compute.js';
 import type { OperatorEvent } from '../../lambdas/ports/events.js';
 import type { CounterRow, Mark, MarkKind, ReconcileStore } from '../../lambdas/ports/reconcile-store.js';
@@ -111,6 +107,13 @@ function deps(f: Fakes): Deps {
       listActiveJobs: async () => f.indexed.map((j) => ({ ...j })),
       getJob: async (id: string) => f.stored.get(id),
       listPools: async () => [],
+      updateJob: async (id: string, from: readonly JobState[], set: Partial<Job>) => {
+        const stored = f.stored.get(id);
+        if (!stored || !from.includes(stored.state)) throw new StaleJob(id);
+        const updated = { ...stored, ...set };
+        f.stored.set(id, updated);
+        return updated;
+      },
       recordOutcome: async (id: string, outcome: Outcome) => {
         const stored = f.stored.get(id);
         if (!stored || stored.outcome) return undefined;
@@ -145,7 +148,10 @@ const f0 = () => Date.parse('2030-01-01T01:00:00Z');
 const later = (f: Fakes, seconds = 300) => void (f.clock.now += seconds * 1000);
 
 describe('executionJobId', () => {
-  test('reads the leading job id of every execution name Flare uses, and nothing else', () => {
+  test('reads the job id of every execution name Flare gives, and of names earlier versions gave, and nothing else', () => {
+    for (const workflowRun of [undefined, 1, 2, 17])
+      assert.equal(executionJobId(executionName({ id: J1, workflowRun })), J1);
+    assert.equal(executionName({ id: J1, workflowRun: 3 }), `${J1}-3`);
     assert.equal(executionJobId(J1), J1);
     for (const suffix of ['admitted', 'admitted-3', 'recover-lx3k2', 'reconcile-m1n2'])
       assert.equal(executionJobId(`${J1}-${suffix}`), J1);
@@ -361,7 +367,7 @@ describe('reconcile: lost instances', () => {
 });
 
 describe('reconcile: stuck jobs', () => {
-  test('WAITING jobs and jobs with an execution are left alone; a stuck one is re-driven on the second run with a reconcile execution', async () => {
+  test('WAITING jobs and jobs with an execution are left alone; a stuck one is re-driven on the second run, as its next run', async () => {
     const f = fakes([
       job(J1, JobState.WAITING),
       job(J2, JobState.RUNNING, { expiresAt: '2030-01-02T00:00:00Z' }),
@@ -376,7 +382,8 @@ describe('reconcile: stuck jobs', () => {
 
     assert.deepEqual(first.stuck, { marked: [J3], redriven: [] });
     assert.deepEqual(second.stuck, { marked: [], redriven: [J3] });
-    assert.deepEqual(f.started, [`${J3}-reconcile-${f.clock.now.toString(36)}`]);
+    assert.deepEqual(f.started, [`${J3}-1`], 'run 1: the fake job has no run recorded');
+    assert.equal(f.stored.get(J3)?.workflowRun, 1);
   });
 
   test('a job the index still lists as stuck but that has ended since is not marked', async () => {
@@ -399,6 +406,7 @@ describe('reconcile: stuck jobs', () => {
 
     assert.deepEqual(report.stuck, { marked: [], redriven: [J1] });
     assert.match(f.events[0].reason, /its live timeout passed at 2030-01-01T00:30:00Z/);
+    assert.deepEqual(f.started, [`${J1}-1`]);
   });
 });
 

@@ -3,7 +3,6 @@ import { beforeEach, describe, test } from 'node:test';
 import { ListExecutionsCommand, SFNClient, SFNServiceException, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
 import { SfnWorkflows } from '../../lambdas/adapters/sfn-workflows.js';
-import { JobState } from '../../lambdas/core/job.js';
 import { workflowInput } from '../../lambdas/core/workflow.js';
 
 const sfn = new SFNClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
@@ -41,7 +40,7 @@ describe('SfnWorkflows.runningJobIds', () => {
       .resolves({ executions: [execution(A), execution(`${B}-admitted-2`)], nextToken: 'page-2' })
       .on(ListExecutionsCommand, { nextToken: 'page-2' })
       .resolves({
-        executions: [execution(`${C}-recover-lx3k2`), execution(`${A}-reconcile-m1n2`), execution('hand-started-test')],
+        executions: [execution(`${C}-recover-lx3k2`), execution(`${A}-2`), execution('hand-started-test')],
       });
 
     const running = await new SfnWorkflows(sfn, ARN).runningJobIds();
@@ -80,13 +79,13 @@ describe('SfnWorkflows.start', () => {
       .rejectsOnce(sfnError('ExecutionAlreadyExists'));
     const workflows = new SfnWorkflows(sfn, ARN);
 
-    await workflows.start(`${A}-reconcile-m1n2`, workflowInput({ id: A, pool: 'a100', state: JobState.RUNNING }));
-    await workflows.start(`${A}-reconcile-m1n2`, workflowInput({ id: A, pool: 'a100', state: JobState.RUNNING }));
+    await workflows.start(`${A}-2`, workflowInput({ id: A, pool: 'a100' }));
+    await workflows.start(`${A}-2`, workflowInput({ id: A, pool: 'a100' }));
 
     assert.deepEqual(sfnMock.commandCalls(StartExecutionCommand)[0].args[0].input, {
       stateMachineArn: ARN,
-      name: `${A}-reconcile-m1n2`,
-      input: JSON.stringify({ jobId: A, pool: 'a100', admitted: true, error: null }),
+      name: `${A}-2`,
+      input: JSON.stringify({ jobId: A, pool: 'a100', error: null }),
     });
     assert.equal(sfnMock.commandCalls(StartExecutionCommand).length, 2);
   });

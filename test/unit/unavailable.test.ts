@@ -27,7 +27,6 @@ import { reportUnavailable, unavailableReason } from '../../lambdas/adapters/una
 import type { Deps } from '../../lambdas/core/deps.js';
 import { StoreUnavailable, Unavailable, WorkflowsUnavailable } from '../../lambdas/core/errors.js';
 import { workflowInput } from '../../lambdas/core/workflow.js';
-import { JobState } from '../../lambdas/core/job.js';
 import { createApiHandler } from '../../lambdas/handlers/http/api.js';
 import { mapError } from '../../lambdas/handlers/http/middleware.js';
 import { freeLoopbackPort } from '../../lambdas/local/dynamodb-local.js';
@@ -207,7 +206,7 @@ describe('Step Functions throttling or failing', () => {
     WorkflowsUnavailable,
   );
   const workflows = new SfnWorkflows(sfn, 'arn:aws:states:eu-west-1:123456789012:stateMachine:flare-job-lifecycle');
-  const input = workflowInput({ id: 'j-0123456789abcdef', pool: 'a10g', state: JobState.PENDING });
+  const input = workflowInput({ id: 'j-0123456789abcdef', pool: 'a10g' });
 
   for (const [name, status] of [
     ['ThrottlingException', 400],

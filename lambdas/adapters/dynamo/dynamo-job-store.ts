@@ -43,12 +43,17 @@ export class DynamoJobStore implements JobStore {
     this.limits = new DynamoLimits(doc, tables);
   }
 
-  async createJob(job: Job, claim?: IdempotencyClaim, admitAt?: string): Promise<{ job: Job; created: boolean }> {
-    if (admitAt === undefined) return this.create(job, claim);
-    const admitted = admittedJob(job, admitAt);
-    const created = await this.create(admitted, claim, this.admissionItems(admitted, admitAt));
-    // No room after all (another admission took it since the caller looked): stored queued, for its Admit step.
-    return created ?? this.create(job, claim);
+  async createJob(job: Job, claim?: IdempotencyClaim): Promise<{ job: Job; created: boolean }> {
+    return this.create(job, claim);
+  }
+
+  async createAdmitted(
+    job: Job,
+    admittedAt: string,
+    claim?: IdempotencyClaim,
+  ): Promise<{ job: Job; created: boolean } | undefined> {
+    const admitted = admittedJob(job, admittedAt);
+    return this.create(admitted, claim, this.admissionItems(admitted, admittedAt));
   }
 
   /**
@@ -261,7 +266,7 @@ export class DynamoJobStore implements JobStore {
             TableName: this.tables.jobs,
             Key: { id: job.id },
             UpdateExpression:
-              'SET #state = :launching, admittedAt = :at, heldGpus = :g, reservedGpuMs = :r, queuePool = :holding REMOVE queuePosition, stateReason, promisedStartAt',
+              'SET #state = :launching, admittedAt = :at, heldGpus = :g, reservedGpuMs = :r, queuePool = :holding, workflowRun = :run REMOVE queuePosition, stateReason, promisedStartAt',
             // The state the caller read: a drain that read PENDING must not admit a job whose own
             // workflow has meanwhile parked it as WAITING and ended (nobody would drive it).
             ConditionExpression: '#state = :from AND #state IN (:pending, :waiting)',
@@ -272,6 +277,7 @@ export class DynamoJobStore implements JobStore {
               ':g': admitted.heldGpus,
               ':r': admitted.reservedGpuMs,
               ':holding': holdingPartition(job.pool),
+              ':run': admitted.workflowRun,
               ':from': job.state,
               ':pending': JobState.PENDING,
               ':waiting': JobState.WAITING,
@@ -517,12 +523,14 @@ export class DynamoJobStore implements JobStore {
 }
 
 /** The job as the admission transaction leaves it: LAUNCHING, holding its GPUs, its worst case reserved. */
+/** The job as one admission leaves it: holding, and on its next workflow run (core/admission.ts). */
 function admittedJob(job: Job, admittedAt: string): Job & { heldGpus: number; reservedGpuMs: number } {
   const { stateReason: _reason, queuePosition: _position, promisedStartAt: _promised, ...rest } = job;
   return {
     ...rest,
     state: JobState.LAUNCHING,
     admittedAt,
+    workflowRun: (job.workflowRun ?? 0) + 1,
     heldGpus: job.gpus * job.nodeCount,
     reservedGpuMs: worstCaseGpuMs(job),
   };

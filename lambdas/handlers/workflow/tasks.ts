@@ -6,8 +6,8 @@
 import middy from '@middy/core';
 import { z } from 'zod';
 import type { Deps } from '../../core/deps.js';
+import { admitOfEarlierDefinition } from '../../core/admission.js';
 import {
-  admitStep,
   awaitOutcomeStep,
   checkComputeStep,
   drainStep,
@@ -27,8 +27,8 @@ const jobId = z.string().min(1).max(128);
 const stepError = z.object({ Error: z.string(), Cause: z.string().optional() }).nullish();
 
 export const TaskEvent = z.discriminatedUnion('task', [
-  // admitted: absent in executions started before the input carried it.
-  z.object({ task: z.literal(WorkflowTask.admit), jobId, admitted: z.boolean().optional() }),
+  // Only executions started by the definition before this one, which began with an Admit state.
+  z.object({ task: z.literal('admit'), jobId, admitted: z.boolean().optional() }),
   z.object({ task: z.literal(WorkflowTask.launch), jobId }),
   z.object({ task: z.literal(WorkflowTask.requeue), jobId, error: stepError }),
   z.object({ task: z.literal(WorkflowTask.checkCompute), jobId, attempts: z.number().int().min(0) }),
@@ -53,7 +53,7 @@ export async function runTask(deps: Deps, raw: unknown): Promise<unknown> {
   const event = parse(TaskEvent, raw);
   switch (event.task) {
     case 'admit':
-      return admitStep(deps, event.jobId, event.admitted);
+      return admitOfEarlierDefinition(deps, event.jobId);
     case 'launch':
       return launchStep(deps, event.jobId);
     case 'requeue':

@@ -1,0 +1,416 @@
+/**
+ * Admission: who gets GPUs, when, in what order. Every path that admits comes here: a submit
+ * (admitNewJob), a release, a raised quota or pool cap and the reconciler (drainPool, drainAfterRelease),
+ * and a job no execution drives any more (redriveJob).
+ *
+ * An admission is one DynamoDB transaction (JobStore.admit; createAdmitted for a job admitted as it is
+ * stored) with a condition on each of the job, the project's quota and budget, and the pool (invariant 1).
+ * After it, and only after it, the job's workflow starts: run n of the job is execution `<jobId>-<n>`.
+ *
+ * Queue policy (invariant 3 of docs/concepts.md), applied by the drain, which walks the queue index
+ * oldest-first in small pages:
+ * - a job blocked by its own project's quota (or GPU-hour budget) is skipped, and so are younger jobs of
+ *   that project (FIFO within a project), but other projects go on;
+ * - a job that does not fit the pool stops the drain: younger jobs wait behind it, so a large job is never
+ *   starved by a stream of small ones; unless its own project's limits hold it too (it could not start
+ *   anyway, and is skipped as above), or the pool has backfill on (backfill.ts).
+ */
+import { backfill, type BlockedHead } from './backfill.js';
+import { budgetOf, budgetReason, budgetWaitReason, worstCaseGpuMs, type BudgetState } from './budgets.js';
+import type { Deps } from './deps.js';
+import { JobNotFound, StaleJob } from './errors.js';
+import { HOLDING_STATES, JobState, QUEUED_STATES, totalGpus, type Job } from './job.js';
+import { admitted as countAdmission, METRIC, timed } from './metrics.js';
+import { DRAIN_PAGE_SIZE, poolReason, quotaReason, waitingFields } from './queue.js';
+import { workflowInput } from './workflow.js';
+import type { AdmitResult, IdempotencyClaim, PoolRecord, QuotaRecord } from '../ports/job-store.js';
+
+/** The execution that drives run `workflowRun` of a job: one scheme for every start, so a start made twice is one. */
+export function executionName(job: Pick<Job, 'id' | 'workflowRun'>): string {
+  return `${job.id}-${job.workflowRun ?? 1}`;
+}
+
+/** The job an execution drives: every name starts with its job's id (j- and 16 base32 characters). */
+export function executionJobId(name: string | undefined): string | undefined {
+  return name ? /^(j-[0-9a-hjkmnp-tv-z]{16})(?:-|$)/.exec(name)?.[1] : undefined;
+}
+
+async function startRun(deps: Deps, job: Job): Promise<void> {
+  await deps.workflows.start(executionName(job), workflowInput(job));
+}
+
+/** What a submit read before storing the job: its pool and its project's `gpus` quota and GPU-hour budget. */
+export interface SubmitLimits {
+  pool: PoolRecord;
+  quota?: QuotaRecord;
+  budget?: BudgetState;
+}
+
+/**
+ * Store a new job and set it going. With room (as read) and nobody queued in its pool, it is stored admitted
+ * in the same transaction, and its run starts: the submit's answer is the admitted job. Otherwise it is stored
+ * WAITING, with its reason and latest start and no execution, and gets one bounded chance (admitJustQueued).
+ * A replay (same idempotency claim) returns the job as stored, and makes sure an admitted job's run started:
+ * the first attempt may have failed after its write.
+ */
+export async function admitNewJob(
+  deps: Deps,
+  job: Job,
+  seen: SubmitLimits,
+  claim?: IdempotencyClaim,
+): Promise<{ job: Job; created: boolean }> {
+  const held = limitReason(job, seen.quota, seen.budget);
+  if (!held && totalGpus(job) <= seen.pool.availableGpus && (await nobodyQueued(deps, job.pool))) {
+    const stored = await deps.store.createAdmitted(job, job.createdAt, claim);
+    if (stored) return settle(deps, stored);
+    // Another admission took the room since it was read: the job queues.
+  }
+  const queued: Job = { ...job, state: JobState.WAITING };
+  const fields = await waitingFields(deps, queued, {
+    poolBlocked: totalGpus(job) > seen.pool.availableGpus,
+    pool: seen.pool,
+    reason: held,
+  });
+  return settle(deps, await deps.store.createJob({ ...queued, ...fields }, claim));
+}
+
+async function settle(
+  deps: Deps,
+  { job, created }: { job: Job; created: boolean },
+): Promise<{ job: Job; created: boolean }> {
+  if (job.state === JobState.LAUNCHING) {
+    if (created) countAdmission(deps, job);
+    await startRun(deps, job);
+    return { job, created };
+  }
+  if (job.state !== JobState.WAITING) return { job, created };
+  return { job: await admitJustQueued(deps, job), created };
+}
+
+/**
+ * Why the project's own limits hold a job back as read (its `gpus` quota, then its GPU-hour budget),
+ * undefined when they have room for it. The admission's transaction checks them again.
+ */
+function limitReason(job: Job, quota: QuotaRecord | undefined, budget: BudgetState | undefined): string | undefined {
+  const needs = totalGpus(job);
+  if (quota?.hardLimit !== undefined && needs > quota.hardLimit - quota.used)
+    return quotaReason(job.project, quota.hardLimit - quota.used, quota.hardLimit, needs);
+  if (budget && worstCaseGpuMs(job) > budget.availableGpuMs)
+    return budgetReason(job.project, budget, worstCaseGpuMs(job));
+  return undefined;
+}
+
+/** Whether nobody waits in the pool, read from the index the drain admits from: behind a queued job of any project, a new one queues. */
+async function nobodyQueued(deps: Deps, pool: string): Promise<boolean> {
+  return (await deps.store.listQueueSummaries(pool, 1)).items.length === 0;
+}
+
+/**
+ * A job just stored WAITING goes now if FIFO lets it. A drain running meanwhile may have read the queue before
+ * the job was in it, so when its pool and its project's limits, read again after the write, have room for it,
+ * one pass over the first page of the queue admits the jobs ahead of it that fit, oldest first, and then it.
+ * Bounded, whatever the queue's depth: one page, no backfill, no other pool, nothing younger than the job.
+ * Without room nothing is read: whatever gives room back later drains with the job in the table.
+ */
+async function admitJustQueued(deps: Deps, job: Job): Promise<Job> {
+  const { pool, quotas } = await deps.store.getLimits(job.pool, [job.project]);
+  const { gpus: quota, gpuHours } = quotas.get(job.project) ?? {};
+  if (!pool || totalGpus(job) > pool.availableGpus || limitReason(job, quota, budgetOf(gpuHours, deps.now())))
+    return job;
+  const pass = await drainOnce(deps, job.pool, { until: job.id });
+  const admitted = pass.admitted.find((j) => j.id === job.id);
+  if (admitted) return admitted;
+  // The pass read the whole queue, with room to the end, and the job was not in it: the queue index does not
+  // show it yet (on AWS a GSI lags its table). It is the youngest: admitted now, as the pass would have.
+  if (pass.complete && !pass.reasons.has(job.id)) {
+    const direct = await admitQueued(deps, job);
+    if (direct.admitted) return direct.job;
+  }
+  return { ...job, stateReason: pass.reasons.get(job.id) ?? job.stateReason };
+}
+
+/** Admit a queued job as read, counted, and start its run. */
+async function admitQueued(deps: Deps, job: Job): Promise<AdmitResult> {
+  const outcome = await deps.store.admit(job, deps.now().toISOString());
+  if (outcome.admitted) {
+    countAdmission(deps, outcome.job);
+    await startRun(deps, outcome.job);
+  }
+  return outcome;
+}
+
+/**
+ * A job that no execution drives (start-up recovery, the reconciler) goes on: one that holds GPUs on its next
+ * run, whose idempotent steps pick up where the last stopped; a queued one is the drain's. Returns the
+ * execution started, if any.
+ */
+export async function redriveJob(deps: Deps, job: Job): Promise<string | undefined> {
+  if (job.state === JobState.PENDING) {
+    // Stored by an earlier version, whose workflow admitted from PENDING: from now on the drain's.
+    await updateUnlessStale(deps, job.id, [JobState.PENDING], { state: JobState.WAITING });
+    return undefined;
+  }
+  if (!HOLDING_STATES.includes(job.state)) return undefined;
+  const next = await updateUnlessStale(deps, job.id, [job.state], { workflowRun: (job.workflowRun ?? 0) + 1 });
+  if (!next) return undefined; // it moved on meanwhile: something drives it
+  await startRun(deps, next);
+  return executionName(next);
+}
+
+/**
+ * The Admit state of the workflow's definition before this one, for its executions still running when this
+ * version was deployed: a job holding GPUs goes on to Launch; a queued one is the drain's, and that
+ * execution ends (Queued).
+ */
+export async function admitOfEarlierDefinition(deps: Deps, jobId: string): Promise<{ admitted: boolean }> {
+  const job = await deps.store.getJob(jobId);
+  if (!job) throw new JobNotFound(jobId);
+  if (HOLDING_STATES.includes(job.state)) return { admitted: true };
+  await redriveJob(deps, job);
+  if (QUEUED_STATES.includes(job.state)) await drainPool(deps, job.pool);
+  return { admitted: false };
+}
+
+async function updateUnlessStale(
+  deps: Deps,
+  id: string,
+  from: readonly JobState[],
+  set: Partial<Job>,
+): Promise<Job | undefined> {
+  try {
+    return await deps.store.updateJob(id, from, set);
+  } catch (error) {
+    if (error instanceof StaleJob) return undefined;
+    throw error;
+  }
+}
+
+// --- the drain ---
+
+export interface DrainResult {
+  admitted: Job[];
+  /** Why each job examined and left queued is waiting. */
+  reasons: Map<string, string>;
+  /** True when the head of the queue did not fit the pool. */
+  poolBlocked: boolean;
+  /** Ids of the admitted jobs that started ahead of a blocked head (backfill). */
+  backfilled: string[];
+  /** The pool as the pass last saw it, its own admissions counted; absent when there is no such pool or the pass backfilled. */
+  pool?: PoolRecord;
+  /** The pass read the queue to its end and the pool still had room there. */
+  complete: boolean;
+}
+
+export interface DrainOptions {
+  /**
+   * GPUs were just given back (a job's Drain step): read the pool and the queue's first page at once,
+   * one round trip less before the next job is admitted. Otherwise the queue is read only when the pool
+   * has room. @default false
+   */
+  readonly released?: boolean;
+}
+
+/**
+ * Admit queued jobs of `poolName` in FIFO order while they fit, and start their runs.
+ *
+ * Drains of one pool in one process do not run at once: concurrent passes fight over the same head job and
+ * pool row, and each lost transaction costs retries. A drain asked for while one runs is served by the next
+ * pass, which starts after the running one ends and is shared by everyone who asked meanwhile, so every
+ * caller still gets a full pass that began after it asked. Separate processes (Lambda instances) still race,
+ * safely: every admission is a conditional transaction.
+ */
+export function drainPool(deps: Deps, poolName: string, options: DrainOptions = {}): Promise<DrainResult> {
+  let pools = drainers.get(deps.store);
+  if (!pools) drainers.set(deps.store, (pools = new Map()));
+  let drainer = pools.get(poolName);
+  if (!drainer) pools.set(poolName, (drainer = new PoolDrainer()));
+  return drainer.request(() => timed(deps, METRIC.drainLatency, () => drainOnce(deps, poolName, options)));
+}
+
+/**
+ * GPUs came back from `released` (a job of `project`, or undefined when that job is gone): drain its pool,
+ * then, when the project has a `gpus` quota or a GPU-hour budget, the other pools with room too: its jobs
+ * waiting there were held by that limit, which the release just eased. A project without limits holds
+ * nobody back in another pool, so then only the one pool is read.
+ */
+export async function drainAfterRelease(
+  deps: Deps,
+  released: string,
+  project: string | undefined,
+): Promise<DrainResult[]> {
+  const results = [await drainPool(deps, released, { released: true })];
+  if (project === undefined) return results;
+  const limits = (await deps.store.getLimits(undefined, [project])).quotas.get(project);
+  if (limits?.gpus?.hardLimit === undefined && limits?.gpuHours?.hardLimit === undefined) return results;
+  for (const pool of await deps.store.listPools()) {
+    if (pool.name !== released && pool.availableGpus > 0) results.push(await drainPool(deps, pool.name));
+  }
+  return results;
+}
+
+/** Per store (one plane), per pool. */
+const drainers = new WeakMap<object, Map<string, PoolDrainer>>();
+
+class PoolDrainer {
+  private running?: Promise<DrainResult>;
+  private next?: Promise<DrainResult>;
+
+  request(pass: () => Promise<DrainResult>): Promise<DrainResult> {
+    const current = this.running;
+    if (!current) return this.start(pass);
+    this.next ??= current.then(ignore, ignore).then(() => {
+      this.next = undefined;
+      return this.start(pass);
+    });
+    // What the running pass admitted counts too: a caller looks for its job among the admitted.
+    return Promise.all([current.catch(() => undefined), this.next]).then(([before, after]) =>
+      before ? mergeResults(before, after) : after,
+    );
+  }
+
+  private start(pass: () => Promise<DrainResult>): Promise<DrainResult> {
+    const run = pass();
+    this.running = run;
+    run.then(ignore, ignore).then(() => {
+      if (this.running === run) this.running = undefined;
+    });
+    return run;
+  }
+}
+
+function ignore(): void {}
+
+function mergeResults(before: DrainResult, after: DrainResult): DrainResult {
+  return {
+    ...after,
+    admitted: [...before.admitted, ...after.admitted],
+    backfilled: [...before.backfilled, ...after.backfilled],
+  };
+}
+
+/** One pass. `until`: a submit's bounded pass, which reads one page, stops at that job and never backfills. */
+async function drainOnce(
+  deps: Deps,
+  poolName: string,
+  options: DrainOptions & { until?: string },
+): Promise<DrainResult> {
+  const result: DrainResult = {
+    admitted: [],
+    reasons: new Map(),
+    poolBlocked: false,
+    backfilled: [],
+    complete: false,
+  };
+  const [read, firstPage] = await Promise.all([
+    deps.store.getPool(poolName),
+    options.released ? deps.store.listQueue(poolName, DRAIN_PAGE_SIZE) : undefined,
+  ]);
+  let pool = read;
+  if (!pool) return result;
+  const blockedProjects = new Map<string, string>();
+  const seen = new Map<string, Job>();
+  let cursor: string | undefined;
+  let head: BlockedHead | undefined;
+  walk: do {
+    if (pool.availableGpus <= 0) {
+      result.poolBlocked = true;
+      break;
+    }
+    const page = !cursor && firstPage ? firstPage : await deps.store.listQueue(poolName, DRAIN_PAGE_SIZE, cursor);
+    cursor = page.next;
+    for (const [index, job] of page.items.entries()) {
+      seen.set(job.id, job);
+      const blocked = blockedProjects.get(job.project);
+      if (blocked) {
+        result.reasons.set(job.id, blocked);
+        if (job.id === options.until) break walk;
+        continue;
+      }
+      // Requeued after no capacity: it keeps the head until its backoff is over, so younger jobs do not
+      // take the pool meanwhile (they would find no capacity either), and its reason says why it waits.
+      if (job.retryAt && Date.parse(job.retryAt) > deps.now().getTime()) {
+        result.poolBlocked = true;
+        if (job.stateReason) result.reasons.set(job.id, job.stateReason);
+        break;
+      }
+      const needs = totalGpus(job);
+      if (needs > pool.availableGpus) {
+        // Held by its own project's limits as well: it could not start even with room in the pool, so it is
+        // skipped like any quota-blocked job rather than hold the pool ("the oldest that its quota allows").
+        const held = await quotaHold(deps, job, needs);
+        if (held) {
+          blockedProjects.set(job.project, held);
+          result.reasons.set(job.id, held);
+          if (job.id === options.until) break walk;
+          continue;
+        }
+        result.poolBlocked = true;
+        result.reasons.set(job.id, poolReason(pool, needs));
+        // Backfill only behind the oldest queued job: none older was skipped for its project's limits.
+        if (pool.backfill && !options.until && blockedProjects.size === 0 && pool.availableGpus > 0)
+          head = { job, rest: page.items.slice(index + 1), cursor };
+        break;
+      }
+      const outcome = await admitQueued(deps, job);
+      if (outcome.admitted) {
+        result.admitted.push(outcome.job);
+        pool = { ...pool, availableGpus: pool.availableGpus - needs, usedGpus: pool.usedGpus + needs };
+      } else if (outcome.blockedBy === 'quota' || outcome.blockedBy === 'budget') {
+        // The project's own limits, not the pool, hold it back: other projects go on.
+        const reason =
+          outcome.blockedBy === 'quota' ? await quotaWaitReason(deps, job) : await budgetWaitReason(deps, job);
+        blockedProjects.set(job.project, reason);
+        result.reasons.set(job.id, reason);
+      } else if (outcome.blockedBy === 'pool') {
+        // Another drain took GPUs since we read the pool: re-read and stop here.
+        pool = (await deps.store.getPool(poolName)) ?? pool;
+        result.poolBlocked = true;
+        result.reasons.set(job.id, poolReason(pool, needs));
+        break;
+      }
+      if (job.id === options.until) break walk;
+    }
+    if (result.poolBlocked) break;
+    if (!cursor) result.complete = true;
+  } while (cursor && !options.until);
+  if (head) {
+    const backfilled = await backfill(deps, pool, head, result.admitted, seen, (job) => admitQueued(deps, job));
+    result.admitted.push(...backfilled);
+    result.backfilled.push(...backfilled.map((j) => j.id));
+  }
+  await recordReasons(deps, result.reasons, seen);
+  // Backfill does not keep this view current: then the caller reads the pool itself.
+  if (result.backfilled.length === 0) result.pool = pool;
+  return result;
+}
+
+async function quotaWaitReason(deps: Deps, job: Job): Promise<string> {
+  const quota = await deps.store.getQuota(job.project, 'gpus');
+  const limit = quota?.hardLimit ?? 0;
+  return quotaReason(job.project, limit - (quota?.used ?? 0), limit, totalGpus(job));
+}
+
+/**
+ * Why the project's own limits cannot take `job` now (its `gpus` quota, else its GPU-hour budget), or
+ * undefined when they can or it has none. One read of both rows.
+ */
+async function quotaHold(deps: Deps, job: Job, needs: number): Promise<string | undefined> {
+  const rows = (await deps.store.getLimits(undefined, [job.project])).quotas.get(job.project);
+  const quota = rows?.gpus;
+  if (quota?.hardLimit !== undefined && quota.hardLimit - quota.used < needs)
+    return quotaReason(job.project, quota.hardLimit - quota.used, quota.hardLimit, needs);
+  const budget = budgetOf(rows?.gpuHours, deps.now());
+  if (budget && budget.availableGpuMs < worstCaseGpuMs(job))
+    return budgetReason(job.project, budget, worstCaseGpuMs(job));
+  return undefined;
+}
+
+/** Keep WAITING jobs' reasons current. */
+async function recordReasons(deps: Deps, reasons: Map<string, string>, seen: Map<string, Job>): Promise<void> {
+  for (const [id, reason] of reasons) {
+    const job = seen.get(id);
+    if (job?.state !== JobState.WAITING || job.stateReason === reason) continue;
+    // Admitted or cancelled meanwhile: its reason no longer matters.
+    await updateUnlessStale(deps, id, [JobState.WAITING], { stateReason: reason });
+  }
+}
