@@ -60,6 +60,8 @@ const owner = { pid: process.pid, nonce };
 const logPath = path.join(dataDir, 'supervisor.log');
 /** Past the longest stop grace: time for the SIGKILL, the exit records' tries, and a loaded machine. */
 const SHUTDOWN_MARGIN_MS = RECORD_ATTEMPTS * RECORD_RETRY_MS + 5000;
+/** A look at the lock beside fs.watch, which may miss its removal (some file systems send no event). */
+const LOCK_CHECK_MS = 5000;
 
 /** jobId → JobRun, while the job runs. */
 const jobs = new Map();
@@ -88,6 +90,7 @@ const umask = process.umask(0o077);
 try {
   server.listen(socketPath, () => {
     fs.watch(lockPath, { persistent: false }, checkLock).on('error', () => checkLock());
+    setInterval(checkLock, LOCK_CHECK_MS).unref();
     checkLock(); // it may have gone before the watch was set
     if (!orphaned) adoptOrphans();
     if (!orphaned) process.stdout.write('ready\n');
