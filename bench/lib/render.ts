@@ -119,39 +119,33 @@ function storeCeilingNote(r: BenchResults): string | undefined {
 function idleRows(r: BenchResults): string[][] {
   const rows: string[][] = [];
   for (const { name, side } of sides(r)) {
+    const measured: [string, Summary | undefined][] = [];
     const idle: IdleRun | undefined = side.idle;
     if (idle) {
       const early = `idle, the first ${idle.warmup?.n} jobs after start (warm-up)`;
-      const measured: [string, Summary | undefined][] = [
-        ['idle: submit -> admitted (stored createdAt -> admittedAt)', idle.submitToAdmittedMs],
-        ['idle: admitted -> LAUNCHING event (the write, then the jobs-table stream)', idle.admittedToEventMs],
-        ['idle: submit -> RUNNING reported', idle.submitToRunningEventMs],
+      const waited = idle.answeredWaiting ? `; ${idle.answeredWaiting} answered WAITING` : '';
+      measured.push(
+        [
+          `idle: submit -> admitted (POST sent -> answer LAUNCHING, or -> stored admittedAt when answered WAITING${waited})`,
+          idle.submitToAdmittedMs,
+        ],
+        ['idle: stored admittedAt -> LAUNCHING event (stream delay: the write, then the poll)', idle.admittedToEventMs],
+        ['idle: submit -> RUNNING event (through the jobs-table stream)', idle.submitToRunningEventMs],
         ['idle: submit -> job starts', idle.submitToStartMs],
-        [`${early}: submit -> admitted (stored)`, idle.warmup?.submitToAdmittedMs],
+        [`${early}: submit -> admitted`, idle.warmup?.submitToAdmittedMs],
         [`${early}: submit -> job starts`, idle.warmup?.submitToStartMs],
-      ];
-      for (const [metric, summary] of measured) if (summary) rows.push([name, metric, ...summaryCells(summary)]);
+      );
     }
     const drain: DrainRun | undefined = side.drain?.[0];
     if (drain) {
-      if (drain.releasedToAdmittedMs)
-        rows.push([
-          name,
-          `drain (${drain.depth} waiting): GPU released -> next admitted`,
-          ...summaryCells(drain.releasedToAdmittedMs),
-        ]);
-      if (drain.releasedToStartMs)
-        rows.push([
-          name,
-          `drain (${drain.depth} waiting): GPU released -> next job starts`,
-          ...summaryCells(drain.releasedToStartMs),
-        ]);
-      rows.push([
-        name,
-        `drain (${drain.depth} waiting): cancel -> next job starts`,
-        ...summaryCells(drain.cancelToStartMs),
-      ]);
+      const at = `drain (${drain.depth} waiting)`;
+      measured.push(
+        [`${at}: GPU released -> next admitted (stored finishedAt -> admittedAt)`, drain.releasedToAdmittedMs],
+        [`${at}: GPU released -> next job starts (stored finishedAt -> its start stamp)`, drain.releasedToStartMs],
+        [`${at}: cancel -> next job starts`, drain.cancelToStartMs],
+      );
     }
+    for (const [metric, summary] of measured) if (summary) rows.push([name, metric, ...summaryCells(summary)]);
   }
   return rows;
 }
@@ -172,7 +166,7 @@ function depthRows(r: BenchResults): string[][] {
         spread(d.releasedToStartMs),
         spread(d.cancelToStartMs),
         d.submitAtDepth
-          ? `${num(d.submitAtDepth.submitMs.p50, 1)} / ${num(d.submitAtDepth.submitToWaitingMs.p50, 1)}`
+          ? `${num(d.submitAtDepth.submitMs.p50, 1)} / ${num(d.submitAtDepth.submitToWaitingEventMs.p50, 1)}`
           : 'n/a',
         d.fill ? `${d.fill.how}, ${num(d.fill.perS, 0)}/s` : '',
       ]);
@@ -332,6 +326,11 @@ export function renderMarkdown(r: BenchResults): string {
   if (ceiling) out.push(ceiling, '');
 
   out.push('## 3. Idle latency and drain latency', '');
+  out.push(
+    "Times are the jobs' stored timestamps (read over the API), the instants the jobs write when they start, and the client's own send and answer times; " +
+      'a row timed by an event says so: events reach the bus through the jobs-table stream, polled every ~100 ms.',
+    '',
+  );
   out.push(markdownTable(['side', 'metric', 'n', 'p50 ms', 'p99 ms', 'min ms', 'max ms'], idleRows(r)), '');
 
   out.push('## 4. Drain latency against queue depth', '');
@@ -344,7 +343,7 @@ export function renderMarkdown(r: BenchResults): string {
         'released -> admitted',
         'released -> job starts',
         'cancel -> job starts',
-        'submit at depth: answer / WAITING p50',
+        'submit at depth: answer / WAITING event p50',
         'queue filled by',
       ],
       depthRows(r),
@@ -379,7 +378,7 @@ export function renderMarkdown(r: BenchResults): string {
       '',
     );
     out.push(
-      `Equal for both run times: ${t.equal ? 'yes' : 'NO'}.${t.batch ? ` Over the figure-2 batch: ${num(t.batch.min, 0)}–${num(t.batch.max, 0)} per job, mean ${num(t.batch.mean, 1)} (a job that waited has a second execution).` : ''}`,
+      `Equal for both run times: ${t.equal ? 'yes' : 'NO'}.${t.batch ? ` Over the figure-2 batch: ${num(t.batch.min, 0)}–${num(t.batch.max, 0)} per job, mean ${num(t.batch.mean, 1)} (a job that waits has no execution until it is admitted, then one, as a job admitted at once).` : ''}`,
       '',
     );
   }

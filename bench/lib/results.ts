@@ -33,15 +33,18 @@ export interface SubmitRun {
 export interface IdleRun {
   n: number;
   /**
-   * The job's stored createdAt -> its stored admittedAt, read over the API (Flare). A job its own
-   * submit admits is stored with admittedAt = createdAt, in one transaction: 0 unless it waited.
+   * What a researcher waits for the admission (Flare): POST sent -> its answer, when the answer says
+   * LAUNCHING (admitted in the submit's own write); POST sent -> the stored admittedAt, read over the
+   * API, for a job answered WAITING.
    */
   submitToAdmittedMs?: Summary;
-  /** Stored admittedAt -> the LAUNCHING event on the bus (Flare): the submit's write, then the jobs-table stream. */
+  /** Of the `n` jobs, how many the submit answered WAITING (Flare). */
+  answeredWaiting?: number;
+  /** Stored admittedAt -> the LAUNCHING event reaches the bus (Flare): the write, then the jobs-table stream's poll. */
   admittedToEventMs?: Summary;
   /** Submit sent -> the job's own first instruction (a timestamp it writes). */
   submitToStartMs: Summary;
-  /** Submit sent -> the control plane reports RUNNING (Flare). */
+  /** Submit sent -> the RUNNING event reaches the bus (Flare; through the jobs-table stream). */
   submitToRunningEventMs?: Summary;
   /** The jobs run first on a freshly started plane, measured apart (Flare). */
   warmup?: { n: number; submitToAdmittedMs?: Summary; submitToStartMs: Summary };
@@ -52,16 +55,16 @@ export interface DrainRun {
   /** Waiting jobs when the first slot was freed. */
   depth: number;
   n: number;
-  /** GPUs released (the release transaction) -> the next job admitted (Flare). */
+  /** GPUs released (the cancelled job's stored finishedAt, set in the release transaction) -> the next job's stored admittedAt (Flare). */
   releasedToAdmittedMs?: Summary;
-  /** GPUs released -> the next job's own first instruction (Flare; the issue's "drain latency"). */
+  /** The cancelled job's stored finishedAt -> the next job's own first instruction (Flare; the issue's "drain latency"). */
   releasedToStartMs?: Summary;
   /** Cancel requested -> the next job's own first instruction (both: Slurm shows no release instant). */
   cancelToStartMs: Summary;
   /** How the queue was filled, and how fast (jobs per second). */
   fill?: { how: string; jobs: number; perS: number };
-  /** Flare: one submit into a queue this deep, sent -> answer and sent -> WAITING. */
-  submitAtDepth?: { submitMs: Summary; submitToWaitingMs: Summary };
+  /** Flare: one submit into a queue this deep (answered WAITING), sent -> answer and sent -> the WAITING event reaches the bus. */
+  submitAtDepth?: { submitMs: Summary; submitToWaitingEventMs: Summary };
 }
 
 /** Figure 5: how late after its deadline a job is stopped. */
@@ -71,7 +74,7 @@ export interface ExpiryRun {
   limitSeconds: number;
   /** Deadline -> the job receives SIGTERM (it records the instant itself). */
   termLateMs: Summary;
-  /** Deadline -> GPUs released and the job EXPIRED (Flare). */
+  /** Deadline -> GPUs released and the job EXPIRED: stored expiresAt -> stored finishedAt (Flare). */
   releasedLateMs?: Summary;
   /** Deadline -> the job is gone from the queue (Slurm, polled every 100 ms). */
   goneLateMs?: Summary;
@@ -90,7 +93,7 @@ export interface TransitionsJob {
 export interface TransitionsFigure {
   jobs: TransitionsJob[];
   equal: boolean;
-  /** Per job over the figure-2 batch (most of those jobs waited, so they had two executions). */
+  /** Per job over the figure-2 batch (most of those jobs waited; a job has one execution, waited or not). */
   batch?: Summary;
 }
 

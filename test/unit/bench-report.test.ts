@@ -238,6 +238,21 @@ describe('docs/benchmarks.md', () => {
     assert.match(renderSummary(r), /Slurm skipped: Slurm is not installed/);
   });
 
+  it('says where each figure-3 time comes from, and how many idle submits were answered WAITING', () => {
+    const idle = { n: 3, answeredWaiting: 2, submitToAdmittedMs: s(10, 20, 30), submitToStartMs: s(100, 120, 140) };
+    const r = results(flare({ idle }), slurm());
+    const md = renderMarkdown(r);
+    assert.match(
+      md,
+      /\| Flare \| idle: submit -> admitted \(POST sent -> answer LAUNCHING, or -> stored admittedAt when answered WAITING; 2 answered WAITING\) \| 3 \| 20\.0 \|/,
+    );
+    assert.match(
+      md,
+      /\| Flare \| drain \(100 waiting\): GPU released -> next job starts \(stored finishedAt -> its start stamp\) \| 3 \| 60\.0 \|/,
+    );
+    assert.match(md, /\| 3 \| submit -> admitted p99 <= 50 ms \| p99 29\.8 ms \(2 of 3 answered WAITING\) \| met \|/);
+  });
+
   it('escapes pipes inside table cells', () => {
     assert.equal(markdownTable(['a'], [['x | y']]).split('\n')[2], '| x \\| y |');
   });
