@@ -14,7 +14,7 @@ import { workflowInput } from '../../lambdas/core/workflow.js';
 import { reconcile, ReconcileEvent, type ReconcileOptions } from '../../lambdas/core/reconcile.js';
 import type { DynamoReconcileStore } from '../../lambdas/adapters/dynamo/dynamo-reconcile-store.js';
 import { dynamoPerFile, template, waitFor, waitForState, world, type World } from '../support/harness.js';
-import { admittedJob, alive, corrupt, newJob, reconcileStore, runnerPid } from '../support/reconcile-fixtures.js';
+import { admittedJob, alive, corrupt, newJob, runnerPid } from '../support/reconcile-fixtures.js';
 
 const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
 const TEMPLATES = [template({ name: 'sleep', command: ['sleep', '30'] })];
@@ -34,7 +34,7 @@ async function setup(
   options: Partial<Parameters<typeof world>[1]> = {},
 ): Promise<{ world: World; store: DynamoReconcileStore }> {
   w = await world(dynamo(), { pools: [{ name: 'local', gpus: 2 }], templates: TEMPLATES, ...options });
-  return { world: w, store: reconcileStore(dynamo(), w) };
+  return { world: w, store: w.reconcileStore };
 }
 
 async function usage(world: World, project = 'vision') {

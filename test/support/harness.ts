@@ -13,22 +13,21 @@ import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructured
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { DynamoCatalog } from '../../lambdas/adapters/dynamo/dynamo-catalog.js';
-import { DynamoJobStore } from '../../lambdas/adapters/dynamo/dynamo-job-store.js';
+import type { DynamoCatalog } from '../../lambdas/adapters/dynamo/dynamo-catalog.js';
+import type { DynamoJobStore } from '../../lambdas/adapters/dynamo/dynamo-job-store.js';
+import type { DynamoReconcileStore } from '../../lambdas/adapters/dynamo/dynamo-reconcile-store.js';
 import { newJobId } from '../../lambdas/adapters/ids.js';
-import { LocalCompute } from '../../lambdas/adapters/local-compute.js';
-import { LocalJobLogs } from '../../lambdas/adapters/local-job-logs.js';
+import type { LocalCompute } from '../../lambdas/adapters/local-compute.js';
 import type { Deps, Logger, Policy } from '../../lambdas/core/deps.js';
 import { seedImages } from '../../lambdas/core/images.js';
 import { seedTemplate } from '../../lambdas/core/templates.js';
-import { localCompletion } from '../../lambdas/local/completion.js';
 import type { Job } from '../../lambdas/core/job.js';
 import { parse, TemplateSpec, type ImageSpec } from '../../lambdas/core/schemas.js';
 import { createApiHandler } from '../../lambdas/handlers/http/api.js';
-import { runTask } from '../../lambdas/handlers/workflow/tasks.js';
 import { startDynamoDbLocal, type DynamoDbLocal } from '../../lambdas/local/dynamodb-local.js';
-import { LocalWorkflows } from '../../lambdas/local/local-workflows.js';
-import { memoryCheckpoints, startJobEvents, type StreamPoller } from '../../lambdas/local/jobs-stream.js';
+import type { LocalWorkflows } from '../../lambdas/local/local-workflows.js';
+import { memoryCheckpoints, type StreamPoller } from '../../lambdas/local/jobs-stream.js';
+import { localDeps, localStores, startLocalRuntime, type LocalStores } from '../../lambdas/local/local-deps.js';
 import {
   createTables,
   defaultTableNames,
@@ -69,12 +68,15 @@ export function dynamoPerFile(): () => Dynamo {
 }
 
 /** New tables under a random prefix: tests in one file never see each other's rows. */
-export async function freshStore(
-  dynamo: Dynamo,
-): Promise<{ store: DynamoJobStore; catalog: DynamoCatalog; tables: TableNames }> {
+export async function freshStore(dynamo: Dynamo): Promise<LocalStores & { tables: TableNames }> {
+  const tables = await freshTables(dynamo);
+  return { ...localStores(dynamo.doc, tables), tables };
+}
+
+async function freshTables(dynamo: Dynamo): Promise<TableNames> {
   const tables = defaultTableNames(`t${randomBytes(4).toString('hex')}`);
   await createTables(dynamo.client, tables);
-  return { store: new DynamoJobStore(dynamo.doc, tables), catalog: new DynamoCatalog(dynamo.doc, tables), tables };
+  return tables;
 }
 
 export class RecordingEvents implements EventPublisher {
@@ -122,6 +124,9 @@ export interface World {
   deps: Deps;
   store: DynamoJobStore;
   catalog: DynamoCatalog;
+  reconcileStore: DynamoReconcileStore;
+  /** The tables under the test's prefix. */
+  tables: TableNames;
   workflows: LocalWorkflows;
   compute: LocalCompute;
   /** State changes, from the jobs table's stream as the local plane gets them. */
@@ -143,49 +148,29 @@ export async function world(
     policy?: Policy;
   },
 ): Promise<World> {
-  const { store, catalog, tables } = await freshStore(dynamo);
+  const tables = await freshTables(dynamo);
+  const dataDir = await mkdtemp(join(tmpdir(), 'flare-test-'));
+  const events = new RecordingEvents();
+  const { deps, store, catalog, reconcileStore, compute, workflows, jobEvents } = await startLocalRuntime({
+    dynamo,
+    tables,
+    events,
+    checkpoints: memoryCheckpoints(),
+    compute: { dataDir, pools: setup.pools, driver: 'process', hostGpus: 0, stopGraceMs: 2000, pollMs: 200 },
+    wrapCompute: setup.wrapCompute,
+    log: quietLog,
+    policy: setup.policy,
+  });
   for (const pool of setup.pools)
     await store.putPool({ name: pool.name, instanceType: 'local', gpusPerInstance: pool.gpus, maxGpus: pool.gpus });
   for (const quota of setup.quotas ?? []) await store.putQuota(quota);
   await seedCatalog({ store, catalog }, [IMAGE], setup.templates ?? []);
-  const dataDir = await mkdtemp(join(tmpdir(), 'flare-test-'));
-  const events = new RecordingEvents();
-  const jobEvents = startJobEvents({
-    dynamodb: dynamo.client,
-    streams: dynamo.streams,
-    tableName: tables.jobs,
-    publisher: events,
-    checkpoints: memoryCheckpoints(),
-    log: quietLog,
-  });
-  let deps!: Deps;
-  const compute = await LocalCompute.create({
-    dataDir,
-    pools: setup.pools,
-    driver: 'process',
-    hostGpus: 0,
-    stopGraceMs: 2000,
-    pollMs: 200,
-    log: quietLog,
-    ...localCompletion(() => deps),
-  });
-  const workflows = new LocalWorkflows((event) => runTask(deps, event), quietLog);
-  deps = {
-    store,
-    catalog,
-    compute: setup.wrapCompute ? setup.wrapCompute(compute) : compute,
-    workflows,
-    events,
-    logs: new LocalJobLogs((id) => compute.logPath(id)),
-    log: quietLog,
-    now: () => new Date(),
-    newId: newJobId,
-    ...(setup.policy ? { policy: setup.policy } : {}),
-  };
   return {
     deps,
     store,
     catalog,
+    reconcileStore,
+    tables,
     workflows,
     compute,
     events,
@@ -310,14 +295,13 @@ export async function apiWorld(
   dynamo: Dynamo,
   setup: { pools?: Array<{ name: string; gpus: number }>; images?: ImageSpec[]; templates?: TemplateSpec[] } = {},
 ): Promise<ApiWorld> {
-  const { store, catalog, tables } = await freshStore(dynamo);
+  const { tables, ...stores } = await freshStore(dynamo);
+  const { store, catalog } = stores;
   for (const pool of setup.pools ?? [{ name: 'local', gpus: 4 }])
     await store.putPool({ name: pool.name, instanceType: 'local', gpusPerInstance: pool.gpus, maxGpus: pool.gpus });
   await seedCatalog({ store, catalog }, setup.images ?? [IMAGE], setup.templates ?? []);
   const started: string[] = [];
-  const deps: Deps = {
-    store,
-    catalog,
+  const deps = localDeps(stores, {
     compute: unused<Compute>('compute'),
     workflows: unused<Deps['workflows']>('workflows', {
       start: async (name: string) => void started.push(name),
@@ -326,9 +310,7 @@ export async function apiWorld(
     events: new RecordingEvents(),
     logs: unused<Deps['logs']>('logs'),
     log: quietLog,
-    now: () => new Date(),
-    newId: newJobId,
-  };
+  });
   const handler = createApiHandler(() => deps);
   const fixture = readFileSync(new URL('../fixtures/http/member-list-jobs.json', import.meta.url), 'utf8');
   return {

@@ -1,26 +1,14 @@
 /**
- * What the reconciler tests need beside test/support/harness.ts: the
- * reconcile store on the world's own tables, jobs put straight into the store
+ * What the reconciler tests need beside test/support/harness.ts: jobs put straight into the store
  * (as a crash would leave them), and process liveness.
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { DynamoReconcileStore } from '../../lambdas/adapters/dynamo/dynamo-reconcile-store.js';
-import type { TableNames } from '../../lambdas/adapters/dynamo/table-names.js';
 import { newJobId } from '../../lambdas/adapters/ids.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import { IMAGE, type Dynamo, type World } from './harness.js';
-
-/** The world's table names. World does not carry them, and its DynamoJobStore keeps them private. */
-export function tablesOf(world: World): TableNames {
-  return (world.store as unknown as { tables: TableNames }).tables;
-}
-
-export function reconcileStore(dynamo: Dynamo, world: World): DynamoReconcileStore {
-  return new DynamoReconcileStore(dynamo.doc, tablesOf(world));
-}
 
 export function newJob(overrides: Partial<Job> = {}): Job {
   return {
@@ -57,7 +45,7 @@ export async function corrupt(
   row: { pool: string } | { project: string; resource: string },
   by: number,
 ): Promise<void> {
-  const tables = tablesOf(world);
+  const { tables } = world;
   const [TableName, Key] =
     'pool' in row
       ? [tables.pools, { name: row.pool }]
