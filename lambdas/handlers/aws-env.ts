@@ -25,9 +25,34 @@ export function readEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv =
   throw new LambdaMisconfigured(`Flare Lambda misconfigured: environment variable ${issues.join('; ')}`);
 }
 
-/** The API, tasks, compute events and the reconciler: the functions that share Deps. */
 const required = z.string().min(1);
 const count = z.number().int().min(0).optional();
+
+/** A variable holding JSON that `schema` takes; what is wrong inside is named by its path (POOLS.a10g.instanceTypes). */
+function jsonVariable<S extends z.ZodType>(schema: S, shape: string) {
+  return z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: `must be ${shape}` });
+        return z.NEVER;
+      }
+    })
+    .pipe(schema);
+}
+
+/** The same for a variable the stack may leave unset or empty. */
+function optionalJsonVariable<S extends z.ZodType>(schema: S, shape: string) {
+  return z
+    .string()
+    .optional()
+    .transform((text) => text || undefined)
+    .pipe(jsonVariable(schema, shape).optional());
+}
+
+/** The API, tasks, compute events and the reconciler: the functions that share Deps. */
 export const AwsEnv = z.object({
   JOBS_TABLE: required,
   QUOTAS_TABLE: required,
@@ -43,64 +68,30 @@ export const AwsEnv = z.object({
       .map((x) => x.trim())
       .filter(Boolean),
   ),
-  POOLS: required.transform((s, ctx) => {
-    try {
-      return z
-        .record(
-          z.string(),
-          z.object({
-            instanceTypes: z.array(z.string()).min(1),
-            memory: z.string().optional(),
-            gpusPerInstance: z.number().int().positive().optional(),
-          }),
-        )
-        .parse(JSON.parse(s));
-    } catch (error) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `POOLS must be JSON {"<pool>":{"instanceTypes":[...]}}: ${String(error)}`,
-      });
-      return z.NEVER;
-    }
-  }),
+  POOLS: jsonVariable(
+    z.record(
+      z.string(),
+      z.object({
+        instanceTypes: z.array(z.string()).min(1),
+        memory: z.string().optional(),
+        gpusPerInstance: z.number().int().positive().optional(),
+      }),
+    ),
+    'JSON {"<pool>":{"instanceTypes":[...]}}',
+  ),
   LOG_GROUP_NAME: required,
   /** The stack name: tagged on instances so the reconciler only sees its own deployment's. */
   DEPLOYMENT_NAME: z
     .string()
     .regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/)
     .optional(),
-  DEFAULT_QUOTAS: z
-    .string()
-    .optional()
-    .transform((s, ctx) => {
-      if (!s) return undefined;
-      try {
-        return z.object({ gpus: count, jobs: count, templates: count }).strict().parse(JSON.parse(s));
-      } catch (error) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `DEFAULT_QUOTAS must be JSON {"gpus"?:n,"jobs"?:n,"templates"?:n}: ${String(error)}`,
-        });
-        return z.NEVER;
-      }
-    }),
+  DEFAULT_QUOTAS: optionalJsonVariable(
+    z.object({ gpus: count, jobs: count, templates: count }).strict(),
+    'JSON {"gpus"?:n,"jobs"?:n,"templates"?:n}',
+  ),
   AGENT_TIMEOUT_SECONDS: z.coerce.number().int().min(5).max(3600).optional(),
   /** JSON array of the ECR repository ARNs the instance role may pull from (flare:ecrRepositories). */
-  ECR_REPOSITORIES: z
-    .string()
-    .optional()
-    .transform((s, ctx) => {
-      if (!s) return undefined;
-      try {
-        return z.array(z.string().startsWith('arn:')).parse(JSON.parse(s));
-      } catch (error) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `ECR_REPOSITORIES must be a JSON array of ECR repository ARNs: ${String(error)}`,
-        });
-        return z.NEVER;
-      }
-    }),
+  ECR_REPOSITORIES: optionalJsonVariable(z.array(z.string().startsWith('arn:')), 'a JSON array of ECR repository ARNs'),
   ROOT_DEVICE_NAME: z
     .string()
     .regex(/^\/dev\/[a-z0-9]+$/)
@@ -114,24 +105,12 @@ export type AwsEnv = z.infer<typeof AwsEnv>;
 
 /** The chat notifier (lib/notifier.ts). */
 export const NotifierEnv = z.object({
-  NOTIFY_CHANNELS: z
-    .string()
-    .transform((text, ctx) => {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'must be a JSON array of channels' });
-        return z.NEVER;
-      }
-    })
-    .pipe(
-      z
-        .array(NotifyChannelSpec)
-        .refine(
-          (channels) => new Set(channels.map((c) => c.id)).size === channels.length,
-          'channel ids must be unique',
-        ),
-    ),
+  NOTIFY_CHANNELS: jsonVariable(
+    z
+      .array(NotifyChannelSpec)
+      .refine((channels) => new Set(channels.map((c) => c.id)).size === channels.length, 'channel ids must be unique'),
+    'a JSON array of channels',
+  ),
   IDEMPOTENCY_TABLE: required,
 });
 export type NotifierEnv = z.infer<typeof NotifierEnv>;

@@ -35,7 +35,12 @@ describe('readEnv', () => {
   });
 
   it('names a malformed variable with the reason', () => {
-    assert.throws(() => readEnv(AwsEnv, { ...COMPLETE, POOLS: '{"a10g":{}}' }), /POOLS: POOLS must be JSON/);
+    assert.throws(() => readEnv(AwsEnv, { ...COMPLETE, POOLS: '{"a10g":' }), /POOLS: must be JSON \{"<pool>"/);
+    assert.throws(() => readEnv(AwsEnv, { ...COMPLETE, POOLS: '{"a10g":{}}' }), /POOLS\.a10g\.instanceTypes: /);
+    assert.throws(
+      () => readEnv(AwsEnv, { ...COMPLETE, DEFAULT_QUOTAS: '{"cpus":1}' }),
+      /DEFAULT_QUOTAS\.cpus: unknown field/,
+    );
     assert.throws(() => readEnv(AwsEnv, { ...COMPLETE, AGENT_TIMEOUT_SECONDS: '1' }), /AGENT_TIMEOUT_SECONDS: /);
   });
 
@@ -43,6 +48,11 @@ describe('readEnv', () => {
     const env = readEnv(AwsEnv, COMPLETE);
     assert.deepEqual(env.SUBNET_IDS, ['subnet-a', 'subnet-b']);
     assert.deepEqual(env.POOLS, { a10g: { instanceTypes: ['g5.xlarge'] } });
+    assert.equal(env.DEFAULT_QUOTAS, undefined);
+    assert.deepEqual(
+      readEnv(AwsEnv, { ...COMPLETE, DEFAULT_QUOTAS: '', ECR_REPOSITORIES: '["arn:aws:ecr:*"]' }).ECR_REPOSITORIES,
+      ['arn:aws:ecr:*'],
+    );
   });
 });
 
