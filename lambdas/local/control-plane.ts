@@ -8,28 +8,22 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { consoleLogger } from '../adapters/console-logger.js';
-import { DynamoCatalog } from '../adapters/dynamo/dynamo-catalog.js';
-import { DynamoJobStore } from '../adapters/dynamo/dynamo-job-store.js';
-import { newJobId } from '../adapters/ids.js';
-import { LocalCompute } from '../adapters/local-compute.js';
+import type { LocalCompute } from '../adapters/local-compute.js';
 import { LocalEventBus } from '../adapters/local-event-bus.js';
-import { LocalJobLogs } from '../adapters/local-job-logs.js';
-import { DynamoReconcileStore } from '../adapters/dynamo/dynamo-reconcile-store.js';
 import { startReconcileLoop, type ReconcileLoop } from './reconcile-loop.js';
 import { WebhookNotifier } from '../adapters/webhook-notifier.js';
 import type { Deps, Logger } from '../core/deps.js';
-import { localCompletion } from './completion.js';
 import { isTerminal, JobState } from '../core/job.js';
 import { seedImages } from '../core/images.js';
 import { drainPool, redriveJob } from '../core/admission.js';
 import type { LocalConfig } from '../core/schemas.js';
 import { seedTemplate } from '../core/templates.js';
 import { createApiHandler } from '../handlers/http/api.js';
-import { runTask } from '../handlers/workflow/tasks.js';
 import { superviseDynamoDbLocal, type SupervisedDynamoDbLocal } from './dynamodb-supervisor.js';
 import { startHttpServer } from './http-server.js';
-import { LocalWorkflows } from './local-workflows.js';
-import { fileCheckpoints, memoryCheckpoints, startJobEvents, type StreamPoller } from './jobs-stream.js';
+import type { LocalWorkflows } from './local-workflows.js';
+import { startLocalRuntime } from './local-deps.js';
+import { fileCheckpoints, memoryCheckpoints, type StreamPoller } from './jobs-stream.js';
 import { createTables, defaultTableNames, makeDynamoClients, makeStreamsClient } from './tables.js';
 
 export interface ControlPlaneOptions {
@@ -96,9 +90,6 @@ async function assemble(
   const { client, doc } = makeDynamoClients(dynamo.endpoint);
   const tables = defaultTableNames();
   await createTables(client, tables);
-  const store = new DynamoJobStore(doc, tables);
-  const catalog = new DynamoCatalog(doc, tables);
-  await seed(config, store, catalog);
 
   const users = config.users.length
     ? config.users
@@ -108,52 +99,30 @@ async function assemble(
   const notifier = new WebhookNotifier(config.notifications, log);
   events.subscribe((event) => notifier.notify(event));
   events.subscribe((event) => log.info('job state change', { ...event }));
-  // State changes reach the bus only from the table's stream, by the publisher AWS runs: one event path.
   const streams = makeStreamsClient(dynamo.endpoint);
-  const checkpoints = options.inMemory
-    ? memoryCheckpoints()
-    : fileCheckpoints(join(dataDir, 'jobs-stream-checkpoint.json'));
-  const jobEvents = startJobEvents({
-    dynamodb: client,
-    streams,
-    tableName: tables.jobs,
-    publisher: events,
-    checkpoints,
+  const runtime = await startLocalRuntime({
+    dynamo: { client, doc, streams },
+    tables,
+    events,
+    checkpoints: options.inMemory ? memoryCheckpoints() : fileCheckpoints(join(dataDir, 'jobs-stream-checkpoint.json')),
+    eventPollMs: options.eventPollMs,
+    compute: { dataDir, pools: config.pools, driver: config.compute.driver, ...options.compute },
     log,
-    pollMs: options.eventPollMs,
+  }).catch((error: unknown) => {
+    streams.destroy();
+    throw error;
   });
+  const { deps, compute, workflows, jobEvents } = runtime;
   stack.push(async () => {
     await jobEvents.stop();
     streams.destroy();
   });
-
-  // Deps and the adapters that call back into core refer to each other; `deps` is set below, before anything runs.
-  let deps!: Deps;
-  const compute = await LocalCompute.create({
-    dataDir,
-    pools: config.pools,
-    driver: config.compute.driver,
-    ...localCompletion(() => deps),
-    log,
-    ...options.compute,
-  });
   stack.push(() => compute.close());
-  const workflows = new LocalWorkflows((event) => runTask(deps, event), log);
   stack.push(() => workflows.close());
-  deps = {
-    store,
-    catalog,
-    compute,
-    workflows,
-    events,
-    logs: new LocalJobLogs((id) => compute.logPath(id)),
-    log,
-    now: () => new Date(),
-    newId: newJobId,
-  };
+  await seed(config, deps);
 
   await recover(deps, compute, config);
-  const reconciler = startReconcileLoop(deps, new DynamoReconcileStore(doc, tables), config.reconcileSeconds);
+  const reconciler = startReconcileLoop(deps, runtime.reconcileStore, config.reconcileSeconds);
   stack.push(() => reconciler.stop());
   // Back from a crash: an in-memory emulator lost its tables; then a pass repairs and drains what waited.
   dynamo.onRestart(async () => {
@@ -190,10 +159,10 @@ async function assemble(
  * Idempotent across restarts: an image gets a new version only when the config's
  * differs, a template of the same owner and name is changed in place (same id).
  */
-async function seed(config: LocalConfig, store: DynamoJobStore, catalog: DynamoCatalog): Promise<void> {
+async function seed(config: LocalConfig, deps: Deps): Promise<void> {
   for (const pool of config.pools) {
     // The config is the truth at start: a pool without `backfill` is strict FIFO again.
-    await store.putPool({
+    await deps.store.putPool({
       name: pool.name,
       instanceType: pool.instanceType ?? 'local',
       gpusPerInstance: pool.gpusPerInstance ?? pool.gpus,
@@ -201,17 +170,23 @@ async function seed(config: LocalConfig, store: DynamoJobStore, catalog: DynamoC
       backfill: pool.backfill ?? false,
     });
   }
-  for (const quota of config.quotas) await store.putQuota(quota);
-  const seeding = { store, catalog, now: () => new Date(), newId: newJobId };
-  await seedImages(seeding, config.images);
-  for (const template of config.templates) await seedTemplate(seeding, template);
+  for (const quota of config.quotas) await deps.store.putQuota(quota);
+  await seedImages(deps, config.images);
+  for (const template of config.templates) await seedTemplate(deps, template);
 }
 
+/**
+ * Start-up recovery (invariant 5 of docs/concepts.md): every job that is not terminal is
+ * driven on. Running processes are re-attached; each job holding GPUs is re-driven on its
+ * next workflow run, whose idempotent steps pick up where the last one stopped; then each
+ * pool's queue is drained.
+ */
 async function recover(deps: Deps, compute: LocalCompute, config: LocalConfig): Promise<void> {
   const active = await deps.store.listActiveJobs();
   await compute.reattach(active);
   for (const job of active) {
     if (isTerminal(job.state) || job.state === JobState.WAITING) continue;
+    deps.log.info('recovering job', { jobId: job.id, state: job.state });
     await redriveJob(deps, job);
   }
   for (const pool of config.pools) await drainPool(deps, pool.name);
