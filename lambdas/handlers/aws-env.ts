@@ -52,6 +52,12 @@ function optionalJsonVariable<S extends z.ZodType>(schema: S, shape: string) {
     .pipe(jsonVariable(schema, shape).optional());
 }
 
+/** The stack name: tagged on instances so the reconciler only sees its own deployment's, and a metrics dimension. */
+const deploymentName = z
+  .string()
+  .regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/)
+  .optional();
+
 /** The API, tasks, compute events and the reconciler: the functions that share Deps. */
 export const AwsEnv = z.object({
   JOBS_TABLE: required,
@@ -80,11 +86,7 @@ export const AwsEnv = z.object({
     'JSON {"<pool>":{"instanceTypes":[...]}}',
   ),
   LOG_GROUP_NAME: required,
-  /** The stack name: tagged on instances so the reconciler only sees its own deployment's. */
-  DEPLOYMENT_NAME: z
-    .string()
-    .regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/)
-    .optional(),
+  DEPLOYMENT_NAME: deploymentName,
   DEFAULT_QUOTAS: optionalJsonVariable(
     z.object({ gpus: count, jobs: count, templates: count }).strict(),
     'JSON {"gpus"?:n,"jobs"?:n,"templates"?:n}',
@@ -123,3 +125,6 @@ export const ApiClaimsEnv = z.object({
   AUTH_ADMIN_GROUP: z.string().optional(),
   AUTH_GROUPS_CLAIM: z.string().optional(),
 });
+
+/** What every function's logs and metrics read (aws-observability.ts). */
+export const ObservabilityEnv = z.object({ DEPLOYMENT_NAME: deploymentName });

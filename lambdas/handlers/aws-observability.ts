@@ -13,6 +13,7 @@ import { loggerPort, powertoolsLogger, type PowertoolsLogger } from '../adapters
 import { metricsPort, powertoolsMetrics, type PowertoolsMetrics } from '../adapters/powertools-metrics.js';
 import { METRICS_SERVICE } from '../../contract/metrics.js';
 import type { Logger, Metrics } from '../core/deps.js';
+import { ObservabilityEnv, readEnv } from './aws-env.js';
 
 /** The service of the functions that share Deps (API, tasks, compute events, reconciler). */
 export const FLARE_SERVICE = METRICS_SERVICE;
@@ -31,7 +32,8 @@ function loggerFor(service: string): PowertoolsLogger {
 }
 
 function metricsInstance(): PowertoolsMetrics {
-  return (metrics ??= powertoolsMetrics({ serviceName: FLARE_SERVICE, deployment: process.env.DEPLOYMENT_NAME }));
+  metrics ??= powertoolsMetrics({ serviceName: FLARE_SERVICE, deployment: readEnv(ObservabilityEnv).DEPLOYMENT_NAME });
+  return metrics;
 }
 
 export function awsLogger(service = FLARE_SERVICE): Logger {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { awsApiOptions } from '../../lambdas/handlers/aws-deps.js';
-import { AwsEnv, LambdaMisconfigured, readEnv } from '../../lambdas/handlers/aws-env.js';
+import { AwsEnv, LambdaMisconfigured, ObservabilityEnv, readEnv } from '../../lambdas/handlers/aws-env.js';
 
 const COMPLETE = {
   JOBS_TABLE: 'jobs',
@@ -42,6 +42,7 @@ describe('readEnv', () => {
       /DEFAULT_QUOTAS\.cpus: unknown field/,
     );
     assert.throws(() => readEnv(AwsEnv, { ...COMPLETE, AGENT_TIMEOUT_SECONDS: '1' }), /AGENT_TIMEOUT_SECONDS: /);
+    assert.throws(() => readEnv(ObservabilityEnv, { DEPLOYMENT_NAME: 'two words' }), /DEPLOYMENT_NAME: /);
   });
 
   it('gives the parsed values of a complete environment', () => {
