@@ -28,7 +28,7 @@ export async function expiryFigure(
     );
     for (const job of jobs) {
       const end = await bench.events.whenTerminal(job.id, 60_000 + settings.expiryMinutes * 60_000);
-      const stored = await bench.plane.deps.store.getJob(job.id);
+      const stored = await bench.plane.deps.jobs.getJob(job.id);
       if (end.state !== JobState.EXPIRED || !stored?.expiresAt || !stored.finishedAt)
         throw new Error(`job ${job.id} ended ${end.state}, not EXPIRED with expiresAt and finishedAt`);
       const deadline = Date.parse(stored.expiresAt);

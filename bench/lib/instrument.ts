@@ -215,7 +215,9 @@ export function meterPlane(plane: ControlPlane, meter: Meter): void {
     }
   };
   // Core reaches its ports through this one Deps object (handlers, workflow tasks, completion reports).
-  plane.deps.store = countingProxy(plane.deps.store, (method) => meter.count('store', method));
+  plane.deps.jobs = countingProxy(plane.deps.jobs, (method) => meter.count('store', method));
+  plane.deps.queue = countingProxy(plane.deps.queue, (method) => meter.count('store', method));
+  plane.deps.limits = countingProxy(plane.deps.limits, (method) => meter.count('store', method));
   plane.deps.compute = countingProxy(plane.deps.compute, (method) => meter.count('compute', method));
   plane.events.subscribe(() => meter.recordEvent());
 }

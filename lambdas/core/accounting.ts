@@ -12,7 +12,7 @@
  */
 import type { FieldIssue } from './errors.js';
 import type { Job } from './job.js';
-import type { PoolRecord } from '../ports/job-store.js';
+import type { PoolRecord } from '../ports/limits.js';
 
 /** The instance type of a pool that is a share of one machine's GPUs (the local plane's pools). */
 export const LOCAL_INSTANCE_TYPE = 'local';

@@ -21,9 +21,11 @@ import type { Deps } from './deps.js';
 import { JobNotFound, StaleJob } from './errors.js';
 import { HOLDING_STATES, JobState, QUEUED_STATES, totalGpus, type Job } from './job.js';
 import { admitted as countAdmission, METRIC, timed } from './metrics.js';
-import { DRAIN_PAGE_SIZE, poolReason, quotaReason, waitingFields } from './queue.js';
+import { behindReason, DRAIN_PAGE_SIZE, poolReason, quotaReason, waitingFields } from './queue.js';
 import { workflowInput } from './workflow.js';
-import type { AdmitResult, IdempotencyClaim, PoolRecord, QuotaRecord } from '../ports/job-store.js';
+import type { IdempotencyClaim } from '../ports/jobs.js';
+import type { PoolRecord, QuotaRecord } from '../ports/limits.js';
+import type { AdmitResult } from '../ports/queue.js';
 
 /** The execution that drives run `workflowRun` of a job: one scheme for every start, so a start made twice is one. */
 export function executionName(job: Pick<Job, 'id' | 'workflowRun'>): string {
@@ -61,7 +63,7 @@ export async function admitNewJob(
 ): Promise<{ job: Job; created: boolean }> {
   const held = limitReason(job, seen.quota, seen.budget);
   if (!held && totalGpus(job) <= seen.pool.availableGpus && (await nobodyQueued(deps, job.pool))) {
-    const stored = await deps.store.createAdmitted(job, job.createdAt, claim);
+    const stored = await deps.jobs.createAdmitted(job, job.createdAt, claim);
     if (stored) return settle(deps, stored);
     // Another admission took the room since it was read: the job queues.
   }
@@ -71,7 +73,7 @@ export async function admitNewJob(
     pool: seen.pool,
     reason: held,
   });
-  return settle(deps, await deps.store.createJob({ ...queued, ...fields }, claim));
+  return settle(deps, await deps.jobs.createJob({ ...queued, ...fields }, claim));
 }
 
 async function settle(
@@ -102,7 +104,7 @@ function limitReason(job: Job, quota: QuotaRecord | undefined, budget: BudgetSta
 
 /** Whether nobody waits in the pool, read from the index the drain admits from: behind a queued job of any project, a new one queues. */
 async function nobodyQueued(deps: Deps, pool: string): Promise<boolean> {
-  return (await deps.store.listQueueSummaries(pool, 1)).items.length === 0;
+  return (await deps.queue.listQueueSummaries(pool, 1)).items.length === 0;
 }
 
 /**
@@ -113,10 +115,17 @@ async function nobodyQueued(deps: Deps, pool: string): Promise<boolean> {
  * Without room nothing is read: whatever gives room back later drains with the job in the table.
  */
 async function admitJustQueued(deps: Deps, job: Job): Promise<Job> {
-  const { pool, quotas } = await deps.store.getLimits(job.pool, [job.project]);
+  const { pool, quotas } = await deps.limits.getLimits(job.pool, [job.project]);
   const { gpus: quota, gpuHours } = quotas.get(job.project) ?? {};
-  if (!pool || totalGpus(job) > pool.availableGpus || limitReason(job, quota, budgetOf(gpuHours, deps.now())))
-    return job;
+  if (!pool) return job;
+  const held = limitReason(job, quota, budgetOf(gpuHours, deps.now()));
+  if (held || totalGpus(job) > pool.availableGpus) {
+    // Stored with what the submit read; the limits read now may say more (another submit took the room meanwhile).
+    const reason =
+      held ?? (job.stateReason === behindReason(job.pool, 0) ? poolReason(pool, totalGpus(job)) : job.stateReason);
+    if (!reason || reason === job.stateReason) return job;
+    return (await updateUnlessStale(deps, job.id, [JobState.WAITING], { stateReason: reason })) ?? job;
+  }
   const pass = await drainOnce(deps, job.pool, { until: job.id });
   const admitted = pass.admitted.find((j) => j.id === job.id);
   if (admitted) return admitted;
@@ -131,7 +140,7 @@ async function admitJustQueued(deps: Deps, job: Job): Promise<Job> {
 
 /** Admit a queued job as read, counted, and start its run. */
 async function admitQueued(deps: Deps, job: Job): Promise<AdmitResult> {
-  const outcome = await deps.store.admit(job, deps.now().toISOString());
+  const outcome = await deps.queue.admit(job, deps.now().toISOString());
   if (outcome.admitted) {
     countAdmission(deps, outcome.job);
     await startRun(deps, outcome.job);
@@ -163,7 +172,7 @@ export async function redriveJob(deps: Deps, job: Job): Promise<string | undefin
  * execution ends (Queued).
  */
 export async function admitOfEarlierDefinition(deps: Deps, jobId: string): Promise<{ admitted: boolean }> {
-  const job = await deps.store.getJob(jobId);
+  const job = await deps.jobs.getJob(jobId);
   if (!job) throw new JobNotFound(jobId);
   if (HOLDING_STATES.includes(job.state)) return { admitted: true };
   await redriveJob(deps, job);
@@ -178,7 +187,7 @@ async function updateUnlessStale(
   set: Partial<Job>,
 ): Promise<Job | undefined> {
   try {
-    return await deps.store.updateJob(id, from, set);
+    return await deps.jobs.updateJob(id, from, set);
   } catch (error) {
     if (error instanceof StaleJob) return undefined;
     throw error;
@@ -220,8 +229,8 @@ export interface DrainOptions {
  * safely: every admission is a conditional transaction.
  */
 export function drainPool(deps: Deps, poolName: string, options: DrainOptions = {}): Promise<DrainResult> {
-  let pools = drainers.get(deps.store);
-  if (!pools) drainers.set(deps.store, (pools = new Map()));
+  let pools = drainers.get(deps.queue);
+  if (!pools) drainers.set(deps.queue, (pools = new Map()));
   let drainer = pools.get(poolName);
   if (!drainer) pools.set(poolName, (drainer = new PoolDrainer()));
   return drainer.request(() => timed(deps, METRIC.drainLatency, () => drainOnce(deps, poolName, options)));
@@ -240,9 +249,9 @@ export async function drainAfterRelease(
 ): Promise<DrainResult[]> {
   const results = [await drainPool(deps, released, { released: true })];
   if (project === undefined) return results;
-  const limits = (await deps.store.getLimits(undefined, [project])).quotas.get(project);
+  const limits = (await deps.limits.getLimits(undefined, [project])).quotas.get(project);
   if (limits?.gpus?.hardLimit === undefined && limits?.gpuHours?.hardLimit === undefined) return results;
-  for (const pool of await deps.store.listPools()) {
+  for (const pool of await deps.limits.listPools()) {
     if (pool.name !== released && pool.availableGpus > 0) results.push(await drainPool(deps, pool.name));
   }
   return results;
@@ -302,8 +311,8 @@ async function drainOnce(
     complete: false,
   };
   const [read, firstPage] = await Promise.all([
-    deps.store.getPool(poolName),
-    options.released ? deps.store.listQueue(poolName, DRAIN_PAGE_SIZE) : undefined,
+    deps.limits.getPool(poolName),
+    options.released ? deps.queue.listQueue(poolName, DRAIN_PAGE_SIZE) : undefined,
   ]);
   let pool = read;
   if (!pool) return result;
@@ -316,7 +325,7 @@ async function drainOnce(
       result.poolBlocked = true;
       break;
     }
-    const page = !cursor && firstPage ? firstPage : await deps.store.listQueue(poolName, DRAIN_PAGE_SIZE, cursor);
+    const page = !cursor && firstPage ? firstPage : await deps.queue.listQueue(poolName, DRAIN_PAGE_SIZE, cursor);
     cursor = page.next;
     for (const [index, job] of page.items.entries()) {
       seen.set(job.id, job);
@@ -363,7 +372,7 @@ async function drainOnce(
         result.reasons.set(job.id, reason);
       } else if (outcome.blockedBy === 'pool') {
         // Another drain took GPUs since we read the pool: re-read and stop here.
-        pool = (await deps.store.getPool(poolName)) ?? pool;
+        pool = (await deps.limits.getPool(poolName)) ?? pool;
         result.poolBlocked = true;
         result.reasons.set(job.id, poolReason(pool, needs));
         break;
@@ -385,7 +394,7 @@ async function drainOnce(
 }
 
 async function quotaWaitReason(deps: Deps, job: Job): Promise<string> {
-  const quota = await deps.store.getQuota(job.project, 'gpus');
+  const quota = await deps.limits.getQuota(job.project, 'gpus');
   const limit = quota?.hardLimit ?? 0;
   return quotaReason(job.project, limit - (quota?.used ?? 0), limit, totalGpus(job));
 }
@@ -395,7 +404,7 @@ async function quotaWaitReason(deps: Deps, job: Job): Promise<string> {
  * undefined when they can or it has none. One read of both rows.
  */
 async function quotaHold(deps: Deps, job: Job, needs: number): Promise<string | undefined> {
-  const rows = (await deps.store.getLimits(undefined, [job.project])).quotas.get(job.project);
+  const rows = (await deps.limits.getLimits(undefined, [job.project])).quotas.get(job.project);
   const quota = rows?.gpus;
   if (quota?.hardLimit !== undefined && quota.hardLimit - quota.used < needs)
     return quotaReason(job.project, quota.hardLimit - quota.used, quota.hardLimit, needs);

@@ -11,7 +11,8 @@ import type { Deps } from './deps.js';
 import { forecastBounds, forecastQueue, projectLimits, worstCaseEnd } from './forecast.js';
 import { totalGpus, type Job } from './job.js';
 import { DRAIN_PAGE_SIZE } from './queue.js';
-import type { AdmitResult, PoolRecord } from '../ports/job-store.js';
+import type { PoolRecord } from '../ports/limits.js';
+import type { AdmitResult } from '../ports/queue.js';
 
 /** How many jobs behind a blocked head backfill looks at, at most: the drain never walks the whole queue. */
 export const BACKFILL_WINDOW = 20;
@@ -41,7 +42,7 @@ export async function backfill(
   const now = deps.now().getTime();
   const bounds = forecastBounds(deps);
   const [listed, limits] = await Promise.all([
-    deps.store.listHolding(pool.name),
+    deps.queue.listHolding(pool.name),
     projectLimits(deps, [head.job.project]),
   ]);
   const holding = new Map(listed.map((j) => [j.id, j]));
@@ -92,7 +93,7 @@ export async function backfill(
       });
     }
     if (!cursor) return backfilled;
-    const page = await deps.store.listQueue(pool.name, DRAIN_PAGE_SIZE, cursor);
+    const page = await deps.queue.listQueue(pool.name, DRAIN_PAGE_SIZE, cursor);
     items = page.items;
     cursor = page.next;
   }

@@ -31,7 +31,7 @@
 import type { Deps } from './deps.js';
 import { QuotaExceeded, StaleJob, Unprocessable } from './errors.js';
 import { totalGpus, type Job } from './job.js';
-import type { QuotaRecord } from '../ports/job-store.js';
+import type { QuotaRecord } from '../ports/limits.js';
 
 export const BUDGET_PERIODS = ['day', 'week', 'month'] as const;
 export type BudgetPeriod = (typeof BUDGET_PERIODS)[number];
@@ -107,10 +107,10 @@ export function budgetState(row: QuotaRecord & { hardLimit: number }, now: Date)
 
 /** The budget of a project at `now`, undefined when it has none. */
 export async function projectBudget(
-  deps: Pick<Deps, 'store' | 'now'>,
+  deps: Pick<Deps, 'limits' | 'now'>,
   project: string,
 ): Promise<BudgetState | undefined> {
-  return budgetOf(await deps.store.getQuota(project, 'gpuHours'), deps.now());
+  return budgetOf(await deps.limits.getQuota(project, 'gpuHours'), deps.now());
 }
 
 /** The budget a project's `gpuHours` row (as read) sets at `now`, undefined when it sets none. */
@@ -137,7 +137,7 @@ export function budgetReason(project: string, budget: BudgetState, needsGpuMs: n
 }
 
 /** Why the drain left a job that the budget refused waiting. */
-export async function budgetWaitReason(deps: Pick<Deps, 'store' | 'now'>, job: Job): Promise<string> {
+export async function budgetWaitReason(deps: Pick<Deps, 'limits' | 'now'>, job: Job): Promise<string> {
   const budget = await projectBudget(deps, job.project);
   const needs = worstCaseGpuMs(job);
   // The limit went away since the admission read it: the next drain admits the job.
@@ -147,7 +147,7 @@ export async function budgetWaitReason(deps: Pick<Deps, 'store' | 'now'>, job: J
 
 /** 422 for a job whose worst case exceeds the project's budget itself: it could never be admitted. */
 export async function refuseBeyondBudget(
-  deps: Pick<Deps, 'store' | 'now'>,
+  deps: Pick<Deps, 'limits' | 'now'>,
   project: string,
   job: Pick<Job, 'gpus' | 'nodeCount' | 'liveTimeoutMinutes'>,
 ): Promise<void> {
@@ -173,13 +173,13 @@ export function refuseBeyond(
  * and QuotaExceeded (429) when the budget has no room for the extra worst case.
  */
 export async function changeReservedJob(
-  deps: Pick<Deps, 'store' | 'now'>,
+  deps: Pick<Deps, 'jobs' | 'limits' | 'now'>,
   job: Job,
   set: Partial<Job> & { liveTimeoutMinutes: number },
 ): Promise<Job> {
   const at = deps.now().toISOString();
   const reservedGpuMs = reservationAfterChange(job, set.liveTimeoutMinutes, at);
-  const result = await deps.store.changeReservation(job, set, reservedGpuMs, at);
+  const result = await deps.jobs.changeReservation(job, set, reservedGpuMs, at);
   if (result.changed) return result.job;
   if (result.blockedBy === 'job') throw new StaleJob(job.id);
   const budget = await projectBudget(deps, job.project);

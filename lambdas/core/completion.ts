@@ -36,7 +36,7 @@ export async function reportNodeExit(
     await reportOutcome(deps, jobId, exited);
     return;
   }
-  const updated = await deps.store.recordNodeExit(jobId, instanceId, exitCode);
+  const updated = await deps.jobs.recordNodeExit(jobId, instanceId, exitCode);
   if (!updated) return;
   const pending = (updated.instanceIds ?? []).filter((id) => updated.nodeExits?.[id] === undefined);
   if (pending.length === 0) await reportOutcome(deps, jobId, { ...exited, exitCode: 0 });
@@ -72,7 +72,7 @@ export async function reportCommandFailed(
 
 /** The job, if it is still launching or running on `instanceId`; otherwise the report is stale. */
 async function runningWith(deps: Deps, jobId: string, instanceId: string, what: string): Promise<Job | undefined> {
-  const job = await deps.store.getJob(jobId);
+  const job = await deps.jobs.getJob(jobId);
   const live = job && (job.state === JobState.LAUNCHING || job.state === JobState.RUNNING) && !job.outcome;
   if (!live || !job.instanceIds?.includes(instanceId)) {
     deps.log.info(`ignored ${what} report`, { jobId, instanceId, state: job?.state ?? 'unknown' });

@@ -1,7 +1,10 @@
 import type { Compute } from '../ports/compute.js';
 import type { EventPublisher } from '../ports/events.js';
 import type { JobLogs } from '../ports/job-logs.js';
-import type { Catalog, JobStore } from '../ports/job-store.js';
+import type { Catalog } from '../ports/catalog.js';
+import type { JobRecords } from '../ports/jobs.js';
+import type { LimitStore } from '../ports/limits.js';
+import type { JobQueue } from '../ports/queue.js';
 import type { Workflows } from '../ports/workflows.js';
 import type { CountedQuotaResource } from './schemas.js';
 
@@ -38,7 +41,9 @@ export interface Policy {
 
 /** The ports core works through; a handler or the local runner picks the adapters. */
 export interface Deps {
-  store: JobStore;
+  jobs: JobRecords;
+  queue: JobQueue;
+  limits: LimitStore;
   catalog: Catalog;
   compute: Compute;
   workflows: Workflows;

@@ -15,7 +15,8 @@ import { budgetOf, gpuHours, worstCaseGpuMs } from './budgets.js';
 import type { Deps } from './deps.js';
 import { HOLDING_STATES, JobState, QUEUED_STATES, totalGpus, type Job } from './job.js';
 import { COMPUTE_CHECK_INTERVAL_SECONDS, maxComputeChecks } from './policy.js';
-import type { PoolRecord, QueuedJobSummary, QuotaRecord } from '../ports/job-store.js';
+import type { PoolRecord, QuotaRecord } from '../ports/limits.js';
+import type { QueuedJobSummary } from '../ports/queue.js';
 
 /** TimeoutSeconds of the workflow's steps (statemachines/job-lifecycle.asl.json; test/unit/forecast.test.ts keeps them equal). */
 export const STEP_TIMEOUT_SECONDS = { Launch: 300, StartContainer: 300, Stop: 300, Release: 60, Drain: 120 } as const;
@@ -214,7 +215,7 @@ export interface ForecastOptions {
  * further back get no forecast (absent from the map).
  */
 export async function forecastPool(
-  deps: Pick<Deps, 'store' | 'now' | 'policy'>,
+  deps: Pick<Deps, 'limits' | 'queue' | 'now' | 'policy'>,
   poolName: string,
   targets: readonly Job[],
   options: ForecastOptions = {},
@@ -233,8 +234,8 @@ export async function forecastPool(
     if (!ahead.complete && queued.every((j) => key(j) >= ahead.lastKey)) return out;
   }
   const [pool, holding, ahead] = await Promise.all([
-    options.pool ?? deps.store.getPool(poolName),
-    deps.store.listHolding(poolName),
+    options.pool ?? deps.limits.getPool(poolName),
+    deps.queue.listHolding(poolName),
     queueRead,
   ]);
   if (!pool) return out;
@@ -265,14 +266,14 @@ export async function forecastPool(
 
 /** The `gpus` quotas and `gpuHours` budgets (GPU-ms left now) of `projects`, as a forecast takes them. */
 export async function projectLimits(
-  deps: Pick<Deps, 'store' | 'now'>,
+  deps: Pick<Deps, 'limits' | 'now'>,
   projects: readonly string[],
 ): Promise<Pick<ForecastInput, 'quotas' | 'budgets'>> {
   const quotas = new Map<string, QuotaRecord>();
   const budgets = new Map<string, number>();
   if (projects.length === 0) return { quotas, budgets };
   const now = deps.now();
-  for (const [project, rows] of (await deps.store.getLimits(undefined, projects)).quotas) {
+  for (const [project, rows] of (await deps.limits.getLimits(undefined, projects)).quotas) {
     if (rows.gpus) quotas.set(project, rows.gpus);
     const budget = budgetOf(rows.gpuHours, now);
     if (budget) budgets.set(project, budget.availableGpuMs);
@@ -282,7 +283,7 @@ export async function projectLimits(
 
 /** The pool's queue from the head through `lastKey`, at most `max` jobs (`complete` false when it stopped short). */
 async function readQueueUpTo(
-  deps: Pick<Deps, 'store'>,
+  deps: Pick<Deps, 'queue'>,
   pool: string,
   lastKey: string,
   max: number,
@@ -291,7 +292,7 @@ async function readQueueUpTo(
   let cursor: string | undefined;
   let seenKey = '';
   do {
-    const page = await deps.store.listQueueSummaries(
+    const page = await deps.queue.listQueueSummaries(
       pool,
       Math.min(FORECAST_PAGE_SIZE, Math.max(1, max - jobs.length + 1)),
       cursor,

@@ -9,7 +9,8 @@ import { Conflict, NotFound, Unprocessable } from './errors.js';
 import { authorize, requireAdmin, type Identity } from './identity.js';
 import { pageOf, type PageQuery } from './pagination.js';
 import type { ImageSpec } from './schemas.js';
-import type { ImageRecord, ImageVersion, Page } from '../ports/job-store.js';
+import type { ImageRecord, ImageVersion } from '../ports/catalog.js';
+import type { Page } from '../ports/jobs.js';
 
 /**
  * The most versions one image keeps. An image is one DynamoDB item, and an item is

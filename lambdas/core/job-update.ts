@@ -43,7 +43,7 @@ const MAX_ATTEMPTS = 5;
 
 export async function changeJob(deps: Deps, identity: Identity, id: string, input: ChangeJobInput): Promise<Job> {
   for (let attempt = 1; ; attempt++) {
-    const job = await deps.store.getJob(id);
+    const job = await deps.jobs.getJob(id);
     if (!job) throw new JobNotFound(id);
     authorize(identity, 'write', { kind: 'job', project: job.project }, id);
     const set = await changesFor(deps, job, input);
@@ -63,7 +63,7 @@ export async function changeJob(deps: Deps, identity: Identity, id: string, inpu
       changed =
         set.liveTimeoutMinutes !== undefined && job.reservedGpuMs !== undefined
           ? await changeReservedJob(deps, job, { ...set, liveTimeoutMinutes: set.liveTimeoutMinutes })
-          : await deps.store.updateJob(id, [job.state], set);
+          : await deps.jobs.updateJob(id, [job.state], set);
     } catch (error) {
       if (error instanceof StaleJob && attempt < MAX_ATTEMPTS) continue;
       throw error;
@@ -116,6 +116,6 @@ async function maxLiveTimeoutMinutes(deps: Deps, job: Job): Promise<number> {
 }
 
 async function withQueuePosition(deps: Deps, job: Job): Promise<Job> {
-  if (QUEUED_STATES.includes(job.state)) job.queuePosition = await deps.store.queuePosition(job);
+  if (QUEUED_STATES.includes(job.state)) job.queuePosition = await deps.queue.queuePosition(job);
   return job;
 }

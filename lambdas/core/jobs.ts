@@ -14,7 +14,7 @@ import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job } from '.
 import { forecastPool, type Forecast } from './forecast.js';
 import type { ListJobsQuery, SubmitJobInput } from './schemas.js';
 import { templateForJob } from './templates.js';
-import type { OutcomeInstance, Page } from '../ports/job-store.js';
+import type { OutcomeInstance, Page } from '../ports/jobs.js';
 
 export const DEFAULT_LIVE_TIMEOUT_MINUTES = 60;
 
@@ -25,11 +25,11 @@ export async function submitJob(
   idempotencyKey?: string,
 ): Promise<{ job: Job; created: boolean }> {
   const { template, project } = await templateForJob(deps, identity, input.template, input.project);
-  if (deps.policy?.defaultQuotas) await deps.store.ensureDefaultQuotas(project, deps.policy.defaultQuotas);
+  if (deps.policy?.defaultQuotas) await deps.limits.ensureDefaultQuotas(project, deps.policy.defaultQuotas);
   // Independent reads, at once: the image, and the pool with the project's quota and budget in one request.
   const [image, limits] = await Promise.all([
     deps.catalog.getImage(template.image),
-    deps.store.getLimits(template.pool, [project]),
+    deps.limits.getLimits(template.pool, [project]),
   ]);
   const { pool } = limits;
   const { gpus: quota, gpuHours } = limits.quotas.get(project) ?? {};
@@ -91,12 +91,12 @@ export async function submitJob(
 }
 
 export async function getJob(deps: Deps, identity: Identity, id: string): Promise<Job> {
-  const job = await deps.store.getJob(id);
+  const job = await deps.jobs.getJob(id);
   if (!job || !canAccessProject(identity, job.project)) throw new JobNotFound(id);
   if (QUEUED_STATES.includes(job.state)) {
     // One read of the queue ahead gives both its position and its latest start.
     const { forecasts, positions } = await forecastPool(deps, job.pool, [job]);
-    job.queuePosition = positions.get(job.id) ?? (await deps.store.queuePosition(job));
+    job.queuePosition = positions.get(job.id) ?? (await deps.queue.queuePosition(job));
     showForecast(job, forecasts.get(job.id));
   }
   return job;
@@ -105,7 +105,7 @@ export async function getJob(deps: Deps, identity: Identity, id: string): Promis
 export async function listJobs(deps: Deps, identity: Identity, query: ListJobsQuery): Promise<Page<Job>> {
   const projects = visibleProjects(identity, query.project);
   if (projects?.length === 0) return { items: [] };
-  const page = await deps.store.listJobs(
+  const page = await deps.jobs.listJobs(
     { projects, state: query.state },
     { limit: query.limit ?? 100, nextToken: query.nextToken },
   );
@@ -130,14 +130,14 @@ export async function deleteJob(
   id: string,
 ): Promise<{ removed: true } | { removed: false; job: Job }> {
   for (;;) {
-    const job = await deps.store.getJob(id);
+    const job = await deps.jobs.getJob(id);
     if (!job || !canAccessProject(identity, job.project)) throw new JobNotFound(id);
     if (isTerminal(job.state)) {
-      if (await deps.store.deleteJob(id)) return { removed: true };
+      if (await deps.jobs.deleteJob(id)) return { removed: true };
       continue;
     }
     if (QUEUED_STATES.includes(job.state)) {
-      const cancelled = await deps.store.finishJob(job, {
+      const cancelled = await deps.jobs.finishJob(job, {
         state: JobState.CANCELLED,
         stateReason: `cancelled by ${identity.name}`,
         finishedAt: deps.now().toISOString(),
@@ -157,7 +157,7 @@ export async function deleteJob(
       if (!recorded && job.outcome && job.taskToken)
         await deps.workflows.sendTaskSuccess(job.taskToken, { outcome: job.outcome });
     }
-    return { removed: false, job: (await deps.store.getJob(id)) ?? job };
+    return { removed: false, job: (await deps.jobs.getJob(id)) ?? job };
   }
 }
 
@@ -172,7 +172,7 @@ export async function reportOutcome(
   outcome: NonNullable<Job['outcome']>,
   on?: OutcomeInstance,
 ): Promise<boolean> {
-  const job = await deps.store.recordOutcome(jobId, outcome, on);
+  const job = await deps.jobs.recordOutcome(jobId, outcome, on);
   if (job?.taskToken) await deps.workflows.sendTaskSuccess(job.taskToken, { outcome: job.outcome });
   return job !== undefined;
 }

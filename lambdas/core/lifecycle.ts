@@ -22,7 +22,7 @@ export interface StepError {
 }
 
 async function load(deps: Deps, jobId: string): Promise<Job> {
-  const job = await deps.store.getJob(jobId);
+  const job = await deps.jobs.getJob(jobId);
   if (!job) throw new JobNotFound(jobId);
   return job;
 }
@@ -47,7 +47,7 @@ export async function launchStep(deps: Deps, jobId: string): Promise<ComputeChec
   const job = await load(deps, jobId);
   if (launchOver(job)) return { ready: true, attempts: 0 };
   const launched = await deps.compute.launch(job);
-  const stored = await deps.store.updateJob(jobId, [JobState.LAUNCHING], {
+  const stored = await deps.jobs.updateJob(jobId, [JobState.LAUNCHING], {
     instanceIds: launched.instanceIds,
     ...(launched.devices ? { devices: launched.devices } : {}),
   });
@@ -97,7 +97,7 @@ export async function startStep(deps: Deps, jobId: string): Promise<RunTimer> {
     const expiresAt = expiryFor(startedAt, job.liveTimeoutMinutes);
     await deps.compute.start(job, containerSpec(job, expiresAt));
     try {
-      job = await deps.store.updateJob(jobId, [JobState.LAUNCHING], {
+      job = await deps.jobs.updateJob(jobId, [JobState.LAUNCHING], {
         state: JobState.RUNNING,
         startedAt: startedAt.toISOString(),
         expiresAt,
@@ -139,7 +139,7 @@ export async function awaitOutcomeStep(
   taskToken: string,
   armedFor?: string | null,
 ): Promise<void> {
-  const job = await deps.store.setTaskToken(jobId, taskToken);
+  const job = await deps.jobs.setTaskToken(jobId, taskToken);
   if (job.outcome || !isRunning(deps, job)) {
     await deps.workflows.sendTaskSuccess(taskToken, { outcome: job.outcome ?? null });
     return;
@@ -160,7 +160,7 @@ export async function rearmStep(deps: Deps, jobId: string): Promise<RunTimer & {
   let job = await load(deps, jobId);
   if (job.state === JobState.RUNNING && !job.outcome && job.startedAt && !expiryCurrent(job)) {
     try {
-      job = await deps.store.updateJob(jobId, [JobState.RUNNING], {
+      job = await deps.jobs.updateJob(jobId, [JobState.RUNNING], {
         expiresAt: expiryFor(job.startedAt, job.liveTimeoutMinutes),
       });
     } catch (error) {
@@ -193,7 +193,7 @@ export async function releaseStep(deps: Deps, jobId: string, error?: StepError |
   for (let attempt = 0; attempt < 5 && !isTerminal(job.state) && !QUEUED_STATES.includes(job.state); attempt++) {
     if (job.state === JobState.LAUNCHING || job.state === JobState.RUNNING) job = await markStopping(deps, job, error);
     const verdict = job.verdict ?? terminalFor(job, deps.now(), describe(error));
-    const finished = await deps.store.finishJob(job, {
+    const finished = await deps.jobs.finishJob(job, {
       state: verdict.state,
       stateReason: verdict.reason,
       finishedAt: deps.now().toISOString(),
@@ -227,7 +227,7 @@ export async function requeueStep(
     const backoffSeconds = launchBackoffSeconds(deps, launchAttempt);
     const retryAt = new Date(deps.now().getTime() + backoffSeconds * 1000).toISOString();
     const cause = describeCause(error) ?? 'no capacity';
-    const requeued = await deps.store.requeueJob(job, {
+    const requeued = await deps.jobs.requeueJob(job, {
       stateReason: `${cause}; next launch attempt after ${retryAt}`,
       retryAt,
       launchAttempt,
@@ -250,7 +250,7 @@ export async function requeueStep(
  * started before the input carried it name only the job.
  */
 export async function drainStep(deps: Deps, jobId: string, pool?: string): Promise<{ admitted: number }> {
-  const job = await deps.store.getJob(jobId);
+  const job = await deps.jobs.getJob(jobId);
   const name = pool ?? job?.pool;
   if (!name) throw new JobNotFound(jobId);
   const results = await drainAfterRelease(deps, name, job?.project);
@@ -263,7 +263,7 @@ async function markStopping(deps: Deps, job: Job, error?: StepError | null): Pro
   const ended = job.outcome ?? (job.state === JobState.RUNNING ? await deps.compute.endedOn?.(job) : undefined);
   const verdict = terminalFor({ ...job, outcome: ended }, deps.now(), describe(error));
   try {
-    return await deps.store.updateJob(job.id, [JobState.LAUNCHING, JobState.RUNNING], {
+    return await deps.jobs.updateJob(job.id, [JobState.LAUNCHING, JobState.RUNNING], {
       state: JobState.STOPPING,
       stateReason: verdict.reason,
       verdict,

@@ -41,7 +41,7 @@ export async function readJobLogs(
   id: string,
   query: JobLogsQuery,
 ): Promise<JobLogsView> {
-  const job = await deps.store.getJob(id);
+  const job = await deps.jobs.getJob(id);
   // Same rule as getJob: another project's job does not exist for the caller.
   if (!job || !canAccessProject(identity, job.project)) throw new JobNotFound(id);
   // Read after the job state: a job seen terminal here has written its last byte.

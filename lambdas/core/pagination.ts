@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { ValidationError } from './errors.js';
-import type { Page } from '../ports/job-store.js';
+import type { Page } from '../ports/jobs.js';
 
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;

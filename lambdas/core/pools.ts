@@ -10,19 +10,20 @@ import { authorize, type Identity } from './identity.js';
 import { pageOf, type PageQuery } from './pagination.js';
 import { drainPool } from './admission.js';
 import type { PoolCapInput } from './schemas.js';
-import type { Page, PoolRecord } from '../ports/job-store.js';
+import type { Page } from '../ports/jobs.js';
+import type { PoolRecord } from '../ports/limits.js';
 
 export interface PoolView extends PoolRecord {
   waitingJobs: number;
 }
 
 export async function listPools(
-  deps: Pick<Deps, 'store'>,
+  deps: Pick<Deps, 'limits' | 'queue'>,
   identity: Identity,
   query: PageQuery = {},
 ): Promise<Page<PoolView>> {
   authorize(identity, 'read', { kind: 'pool' }, 'pools');
-  const page = pageOf('pools', await deps.store.listPools(), query, (pool) => pool.name);
+  const page = pageOf('pools', await deps.limits.listPools(), query, (pool) => pool.name);
   // Queue lengths only for the pools shown.
   return { ...page, items: await Promise.all(page.items.map((pool) => poolView(deps, pool))) };
 }
@@ -35,17 +36,17 @@ export async function updatePool(
   change: PoolCapInput,
 ): Promise<PoolView> {
   authorize(identity, 'write', { kind: 'pool' }, name);
-  if (change.backfill !== undefined && !(await deps.store.setPoolBackfill(name, change.backfill)))
+  if (change.backfill !== undefined && !(await deps.limits.setPoolBackfill(name, change.backfill)))
     throw new NotFound('pool', name);
-  if (change.maxGpus !== undefined && !(await deps.store.setPoolCap(name, change.maxGpus)))
+  if (change.maxGpus !== undefined && !(await deps.limits.setPoolCap(name, change.maxGpus)))
     throw new NotFound('pool', name);
   await drainPool(deps, name);
-  const pool = await deps.store.getPool(name);
+  const pool = await deps.limits.getPool(name);
   if (!pool) throw new NotFound('pool', name);
   return poolView(deps, pool);
 }
 
-async function poolView(deps: Pick<Deps, 'store'>, pool: PoolRecord): Promise<PoolView> {
+async function poolView(deps: Pick<Deps, 'queue'>, pool: PoolRecord): Promise<PoolView> {
   return {
     name: pool.name,
     instanceType: pool.instanceType,
@@ -54,7 +55,7 @@ async function poolView(deps: Pick<Deps, 'store'>, pool: PoolRecord): Promise<Po
     usedGpus: pool.usedGpus,
     // A cap lowered below what is held leaves the counter negative; nobody can take a negative GPU.
     availableGpus: Math.max(0, pool.availableGpus),
-    waitingJobs: await deps.store.queueLength(pool.name),
+    waitingJobs: await deps.queue.queueLength(pool.name),
     backfill: pool.backfill,
   };
 }

@@ -5,7 +5,7 @@
 import type { Deps } from './deps.js';
 import { forecastPool } from './forecast.js';
 import { totalGpus, type Job } from './job.js';
-import type { PoolRecord } from '../ports/job-store.js';
+import type { PoolRecord } from '../ports/limits.js';
 
 /** Queued jobs the drain reads at a time. */
 export const DRAIN_PAGE_SIZE = 10;

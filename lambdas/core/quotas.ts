@@ -20,7 +20,8 @@ import { authorize, requireAdmin, visibleProjects, type Identity } from './ident
 import { pageOf, type PageQuery } from './pagination.js';
 import { drainPool } from './admission.js';
 import type { QuotaResource, QuotaSpec } from './schemas.js';
-import type { Page, QuotaRecord } from '../ports/job-store.js';
+import type { Page } from '../ports/jobs.js';
+import type { QuotaRecord } from '../ports/limits.js';
 
 export interface QuotaView {
   project: string;
@@ -36,15 +37,15 @@ export interface QuotaView {
 }
 
 export async function listQuotas(
-  deps: Pick<Deps, 'store' | 'now'>,
+  deps: Pick<Deps, 'limits' | 'now'>,
   identity: Identity,
   query: PageQuery & { project?: string },
 ): Promise<Page<QuotaView>> {
   const projects = visibleProjects(identity, query.project);
   const rows =
     projects === undefined
-      ? await deps.store.listQuotas()
-      : (await Promise.all(projects.map((p) => deps.store.listQuotas(p)))).flat();
+      ? await deps.limits.listQuotas()
+      : (await Promise.all(projects.map((p) => deps.limits.listQuotas(p)))).flat();
   // A space sorts below every character a project name may hold: project first, then resource.
   const now = deps.now();
   return pageOf(
@@ -57,13 +58,13 @@ export async function listQuotas(
 
 /** Another project's quota is a 404, like a limit that does not exist. */
 export async function getQuota(
-  deps: Pick<Deps, 'store' | 'now'>,
+  deps: Pick<Deps, 'limits' | 'now'>,
   identity: Identity,
   project: string,
   resource: QuotaResource,
 ): Promise<QuotaView> {
   authorize(identity, 'read', { kind: 'quota', project }, quotaId(project, resource));
-  const row = await deps.store.getQuota(project, resource);
+  const row = await deps.limits.getQuota(project, resource);
   if (!row || !hasLimit(row)) throw new NotFound('quota', quotaId(project, resource));
   return quotaView(row, deps.now());
 }
@@ -73,13 +74,13 @@ export async function getQuota(
  * Admins only, whatever the project: a member's answer is one 403 that says nothing of whether the project exists.
  */
 export async function createQuota(
-  deps: Pick<Deps, 'store' | 'now'>,
+  deps: Pick<Deps, 'limits' | 'now'>,
   identity: Identity,
   spec: QuotaSpec,
 ): Promise<QuotaView> {
   requireAdmin(identity, 'set quotas');
   const now = deps.now();
-  const row = await deps.store.putQuota(spec, 'new', now);
+  const row = await deps.limits.putQuota(spec, 'new', now);
   if (!row) {
     throw new Conflict(
       `project ${spec.project} already has a ${spec.resource} limit; change it with PATCH ${quotaPath(spec.project, spec.resource)}`,
@@ -97,7 +98,7 @@ export async function updateQuota(
   hardLimit: number,
 ): Promise<QuotaView> {
   authorize(identity, 'write', { kind: 'quota', project }, quotaId(project, resource));
-  const row = await deps.store.putQuota({ project, resource, hardLimit }, 'existing', deps.now());
+  const row = await deps.limits.putQuota({ project, resource, hardLimit }, 'existing', deps.now());
   if (!row) throw new NotFound('quota', quotaId(project, resource));
   await drainAllPools(deps);
   return getQuota(deps, identity, project, resource);
@@ -111,7 +112,7 @@ export async function deleteQuota(
   resource: QuotaResource,
 ): Promise<void> {
   authorize(identity, 'write', { kind: 'quota', project }, quotaId(project, resource));
-  if (!(await deps.store.removeQuotaLimit(project, resource))) throw new NotFound('quota', quotaId(project, resource));
+  if (!(await deps.limits.removeQuotaLimit(project, resource))) throw new NotFound('quota', quotaId(project, resource));
   await drainAllPools(deps);
 }
 
@@ -125,7 +126,7 @@ export function quotaPath(project: string, resource: QuotaResource): string {
  * reconciler drains too.
  */
 async function drainAllPools(deps: Deps): Promise<void> {
-  for (const pool of await deps.store.listPools()) await drainPool(deps, pool.name);
+  for (const pool of await deps.limits.listPools()) await drainPool(deps, pool.name);
 }
 
 type LimitedQuota = QuotaRecord & { hardLimit: number };

@@ -74,7 +74,7 @@ async function reconcileLostJob(
 ): Promise<void> {
   const { deps, store, report } = run;
   // The index may be behind: decide on the job as stored now.
-  const job = await deps.store.getJob(jobId);
+  const job = await deps.jobs.getJob(jobId);
   const missing = job && watchable(run, job) ? missingInstances(job, listed) : [];
   // The compute already knows how the job ended (the local driver's exit record): its own report is on the way.
   if (!job || !missing.length || (await deps.compute.endedOn?.(job))) {

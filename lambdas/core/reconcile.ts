@@ -136,7 +136,7 @@ export async function reconcile(
     counters = await store.listCounters();
   });
   await run.attempt('list active jobs', async () => {
-    active = await deps.store.listActiveJobs();
+    active = await deps.queue.listActiveJobs();
   });
   if (active) {
     const jobs = active;
@@ -295,7 +295,7 @@ async function orphanReason(
   const { jobId, instanceId } = instance;
   if (!jobId) return `instance ${instanceId} is managed by Flare but has no flare:job tag`;
   if (live.has(jobId)) return undefined;
-  if (!looked.has(jobId)) looked.set(jobId, run.deps.store.getJob(jobId));
+  if (!looked.has(jobId)) looked.set(jobId, run.deps.jobs.getJob(jobId));
   const job = await looked.get(jobId)!;
   if (!job) return `instance ${instanceId} belongs to job ${jobId}, which does not exist`;
   if (isTerminal(job.state))
@@ -323,7 +323,7 @@ async function reconcileStuckJobs(run: Run, active: readonly Job[]): Promise<voi
 async function reconcileStuckJob(run: Run, listed: Job, mark: Mark | undefined): Promise<void> {
   const { deps, store, report } = run;
   // The index may be behind: decide on the job as stored now.
-  const job = await deps.store.getJob(listed.id);
+  const job = await deps.jobs.getJob(listed.id);
   if (!job || isTerminal(job.state) || job.state === JobState.WAITING) {
     if (mark) await store.clearMarks('stuck', [listed.id]);
     return;
@@ -443,7 +443,7 @@ async function reconcileCounter(
   const fresh = await mapLimit(
     active.filter((j) => inScope(row.ref, j)),
     CONSISTENT_READS_AT_ONCE,
-    (j) => deps.store.getJob(j.id),
+    (j) => deps.jobs.getJob(j.id),
   );
   const recounted = recount(fresh.filter((j): j is Job => !!j)).get(subject) ?? 0;
   if (recounted !== should) {
@@ -467,7 +467,7 @@ async function reconcileCounter(
 // --- 4. drains ---
 
 async function drainAll(run: Run): Promise<void> {
-  for (const pool of await run.deps.store.listPools()) {
+  for (const pool of await run.deps.limits.listPools()) {
     await run.attempt(`drain pool ${pool.name}`, async () => {
       const result = await drainPool(run.deps, pool.name);
       run.report.drained.push({ pool: pool.name, admitted: result.admitted.map((j) => j.id) });

@@ -63,7 +63,7 @@ export interface JobStats extends ComputedStats {
  * and another project's figures are a 404 like everything else of it.
  */
 export async function jobStats(
-  deps: Pick<Deps, 'store' | 'now'>,
+  deps: Pick<Deps, 'jobs' | 'limits' | 'now'>,
   identity: Identity,
   project?: string,
 ): Promise<JobStats> {
@@ -74,7 +74,7 @@ export async function jobStats(
   if (projects?.length !== 0) {
     let nextToken: string | undefined;
     do {
-      const page = await deps.store.listJobs({ projects }, { limit: PAGE_SIZE, nextToken });
+      const page = await deps.jobs.listJobs({ projects }, { limit: PAGE_SIZE, nextToken });
       jobs.push(...page.items);
       nextToken = page.nextToken;
       if (jobs.length >= MAX_STATS_JOBS) {
@@ -93,11 +93,11 @@ export async function jobStats(
 }
 
 /** The gpuHours budgets of the projects counted (every project's when `projects` is undefined). */
-async function budgetStats(deps: Pick<Deps, 'store' | 'now'>, projects: string[] | undefined): Promise<BudgetStats> {
+async function budgetStats(deps: Pick<Deps, 'limits' | 'now'>, projects: string[] | undefined): Promise<BudgetStats> {
   const rows =
     projects === undefined
-      ? await deps.store.listQuotas()
-      : (await Promise.all(projects.map((p) => deps.store.listQuotas(p)))).flat();
+      ? await deps.limits.listQuotas()
+      : (await Promise.all(projects.map((p) => deps.limits.listQuotas(p)))).flat();
   const now = deps.now();
   const byProject: Record<string, BudgetFigures> = {};
   let spentGpuMs = 0;

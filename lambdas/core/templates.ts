@@ -18,7 +18,8 @@ import { versionToRun } from './images.js';
 import { pageOf, type PageQuery } from './pagination.js';
 import { minVolumeSizeGb } from './policy.js';
 import { parse, TEMPLATE_ID_PREFIX, TemplateSpec, type TemplatePatch } from './schemas.js';
-import type { Page, TemplateRecord } from '../ports/job-store.js';
+import type { TemplateRecord } from '../ports/catalog.js';
+import type { Page } from '../ports/jobs.js';
 
 /**
  * How long a delete's mark holds while it looks for active jobs. Far longer than
@@ -27,7 +28,7 @@ import type { Page, TemplateRecord } from '../ports/job-store.js';
  */
 const DELETE_MARK_MS = 5 * 60_000;
 
-type TemplateDeps = Pick<Deps, 'catalog' | 'store' | 'now' | 'newId' | 'policy'>;
+type TemplateDeps = Pick<Deps, 'catalog' | 'queue' | 'limits' | 'now' | 'newId' | 'policy'>;
 
 export type ListTemplatesQuery = PageQuery & { project?: string };
 
@@ -41,7 +42,7 @@ export async function createTemplate(
   authorize(identity, 'write', resourceOf({ ...spec, ...owner }), spec.name);
   await checkReferences(deps, spec);
   if (owner.project && deps.policy?.defaultQuotas)
-    await deps.store.ensureDefaultQuotas(owner.project, deps.policy.defaultQuotas);
+    await deps.limits.ensureDefaultQuotas(owner.project, deps.policy.defaultQuotas);
   const at = deps.now().toISOString();
   const template: TemplateRecord = {
     ...ownedSpec(spec, owner.project),
@@ -131,7 +132,7 @@ export async function deleteTemplate(
   if (!marked) throw new NotFound('template', ref);
   let deleted = false;
   try {
-    const users = (await deps.store.listActiveJobs()).filter((job) => job.templateId === marked.id).length;
+    const users = (await deps.queue.listActiveJobs()).filter((job) => job.templateId === marked.id).length;
     if (users > 0)
       throw new Conflict(
         `template ${marked.name} is used by ${users} active job${users === 1 ? '' : 's'}; cancel them or wait for them to end`,
@@ -266,10 +267,10 @@ async function findReadable(
  * pool's instances, and its root volume the deployment's AMI.
  */
 async function checkReferences(
-  deps: Pick<TemplateDeps, 'catalog' | 'store'> & Partial<Pick<TemplateDeps, 'policy'>>,
+  deps: Pick<TemplateDeps, 'catalog' | 'limits'> & Partial<Pick<TemplateDeps, 'policy'>>,
   spec: TemplateSpec,
 ): Promise<void> {
-  const [pool, image] = await Promise.all([deps.store.getPool(spec.pool), deps.catalog.getImage(spec.image)]);
+  const [pool, image] = await Promise.all([deps.limits.getPool(spec.pool), deps.catalog.getImage(spec.image)]);
   const issues: FieldIssue[] = [];
   if (!pool) issues.push({ field: 'pool', reason: `no pool '${spec.pool}'` });
   else {

@@ -15,7 +15,7 @@ import type { QuotaView } from './quotas.js';
 import { BUDGET_PERIODS } from './budgets.js';
 import { QUOTA_RESOURCES } from './schemas.js';
 import type { BudgetFigures as BudgetFiguresView, JobStats } from './stats.js';
-import type { ImageRecord, TemplateRecord } from '../ports/job-store.js';
+import type { ImageRecord, TemplateRecord } from '../ports/catalog.js';
 
 const time = (description: string) => z.iso.datetime().meta({ description: `${description} (ISO 8601 UTC)` });
 const count = (description?: string) => {

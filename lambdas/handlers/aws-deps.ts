@@ -22,7 +22,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoCatalog } from '../adapters/dynamo/dynamo-catalog.js';
 import { DynamoDedup } from '../adapters/dynamo/dynamo-dedup.js';
-import { DynamoJobStore } from '../adapters/dynamo/dynamo-job-store.js';
+import { dynamoStores } from '../adapters/dynamo/dynamo-stores.js';
 import { countTransactionConflicts } from '../adapters/dynamo/conflict-metrics.js';
 import { DynamoReconcileStore } from '../adapters/dynamo/dynamo-reconcile-store.js';
 import type { TableNames } from '../adapters/dynamo/table-names.js';
@@ -155,7 +155,7 @@ export function awsDeps(ports: AwsPorts): () => Deps {
     const env = awsEnv();
     const tables = tableNames(env);
     deps = {
-      store: new DynamoJobStore(awsDocumentClient(), tables),
+      ...dynamoStores(awsDocumentClient(), tables),
       catalog: new DynamoCatalog(awsDocumentClient(), tables),
       compute: ports.compute ? ports.compute() : notWired<Compute>('compute'),
       workflows: new SfnWorkflows(

@@ -162,7 +162,7 @@ async function assemble(
 async function seed(config: LocalConfig, deps: Deps): Promise<void> {
   for (const pool of config.pools) {
     // The config is the truth at start: a pool without `backfill` is strict FIFO again.
-    await deps.store.putPool({
+    await deps.limits.putPool({
       name: pool.name,
       instanceType: pool.instanceType ?? 'local',
       gpusPerInstance: pool.gpusPerInstance ?? pool.gpus,
@@ -170,7 +170,7 @@ async function seed(config: LocalConfig, deps: Deps): Promise<void> {
       backfill: pool.backfill ?? false,
     });
   }
-  for (const quota of config.quotas) await deps.store.putQuota(quota);
+  for (const quota of config.quotas) await deps.limits.putQuota(quota);
   await seedImages(deps, config.images);
   for (const template of config.templates) await seedTemplate(deps, template);
 }
@@ -182,7 +182,7 @@ async function seed(config: LocalConfig, deps: Deps): Promise<void> {
  * pool's queue is drained.
  */
 async function recover(deps: Deps, compute: LocalCompute, config: LocalConfig): Promise<void> {
-  const active = await deps.store.listActiveJobs();
+  const active = await deps.queue.listActiveJobs();
   await compute.reattach(active);
   for (const job of active) {
     if (isTerminal(job.state) || job.state === JobState.WAITING) continue;

@@ -11,8 +11,8 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoCatalog } from '../adapters/dynamo/dynamo-catalog.js';
-import { DynamoJobStore } from '../adapters/dynamo/dynamo-job-store.js';
 import { DynamoReconcileStore } from '../adapters/dynamo/dynamo-reconcile-store.js';
+import { dynamoStores, type DynamoStores } from '../adapters/dynamo/dynamo-stores.js';
 import type { TableNames } from '../adapters/dynamo/table-names.js';
 import { newJobId } from '../adapters/ids.js';
 import { LocalCompute, type LocalComputeOptions } from '../adapters/local-compute.js';
@@ -26,15 +26,14 @@ import { type Checkpoints, startJobEvents, type JobEventsOptions, type StreamPol
 import { LocalWorkflows } from './local-workflows.js';
 
 /** The adapters on one set of tables: what Deps, seeding and the reconciler read and write. */
-export interface LocalStores {
-  store: DynamoJobStore;
+export interface LocalStores extends DynamoStores {
   catalog: DynamoCatalog;
   reconcileStore: DynamoReconcileStore;
 }
 
 export function localStores(doc: DynamoDBDocumentClient, tables: TableNames): LocalStores {
   return {
-    store: new DynamoJobStore(doc, tables),
+    ...dynamoStores(doc, tables),
     catalog: new DynamoCatalog(doc, tables),
     reconcileStore: new DynamoReconcileStore(doc, tables),
   };
@@ -51,7 +50,9 @@ export type LocalPorts = Pick<Deps, 'compute' | 'workflows' | 'events' | 'logs' 
 export function localDeps(stores: LocalStores, ports: LocalPorts): Deps {
   const { policy, now, ...rest } = ports;
   return {
-    store: stores.store,
+    jobs: stores.jobs,
+    queue: stores.queue,
+    limits: stores.limits,
     catalog: stores.catalog,
     ...rest,
     ...(policy ? { policy } : {}),

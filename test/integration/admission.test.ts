@@ -42,15 +42,15 @@ async function missedByADrain(world: World, count: number, createdFrom: number):
 /** Every store.admit the submit makes, counted. */
 function countingAdmissions(world: World): { deps: World['deps']; admissions: () => number } {
   let admissions = 0;
-  const store = Object.create(world.store, {
+  const queue = Object.create(world.deps.queue, {
     admit: {
-      value: async (...args: Parameters<World['store']['admit']>) => {
+      value: async (...args: Parameters<World['deps']['queue']['admit']>) => {
         admissions += 1;
-        return world.store.admit(...args);
+        return world.deps.queue.admit(...args);
       },
     },
   });
-  return { deps: { ...world.deps, store }, admissions: () => admissions };
+  return { deps: { ...world.deps, queue }, admissions: () => admissions };
 }
 
 const states = async (world: World, jobs: Job[]) =>

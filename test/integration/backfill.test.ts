@@ -166,28 +166,28 @@ describe('latest start and backfill against the real drain', { timeout: 600_000 
       const plan = plans.get(event.id)!;
       if (event.kind === 'arrive') {
         run.promises.set(plan.id, []);
-        await deps.store.createJob(jobOf(plan));
+        await deps.jobs.createJob(jobOf(plan));
         // What a user reads right after submitting, before its Admit step drains.
         const read = await getJob(deps, ROOT, plan.id);
         run.promises.get(plan.id)!.push({ at: clock.now, latestStartAt: read.latestStartAt ?? null });
         afterDrain(await drainPool(deps, POOL));
       } else if (event.kind === 'started') {
         const expiresAt = clock.now + plan.liveTimeoutMinutes * MIN;
-        await deps.store.updateJob(plan.id, [JobState.LAUNCHING], {
+        await deps.jobs.updateJob(plan.id, [JobState.LAUNCHING], {
           state: JobState.RUNNING,
           startedAt: new Date(clock.now).toISOString(),
           expiresAt: new Date(expiresAt).toISOString(),
         });
         schedule(clock.now + plan.liveTimeoutMinutes * MIN * plan.run, 'stopping', plan.id);
       } else if (event.kind === 'stopping') {
-        await deps.store.updateJob(plan.id, [JobState.RUNNING], {
+        await deps.jobs.updateJob(plan.id, [JobState.RUNNING], {
           state: JobState.STOPPING,
           stateReason: 'live timeout reached',
         });
         schedule(clock.now + bounds.stopMs * plan.stop, 'released', plan.id);
       } else {
-        const job = (await deps.store.getJob(plan.id))!;
-        const finished = await deps.store.finishJob(job, {
+        const job = (await deps.jobs.getJob(plan.id))!;
+        const finished = await deps.jobs.finishJob(job, {
           state: JobState.EXPIRED,
           stateReason: 'live timeout reached',
           finishedAt: new Date(clock.now).toISOString(),
@@ -285,9 +285,9 @@ describe('latest start and backfill against the real drain', { timeout: 600_000 
         ...over,
       });
       const runningJob = mk('a-running', { gpus: 2, project: 'nlp' });
-      await w.deps.store.createJob(runningJob);
+      await w.deps.jobs.createJob(runningJob);
       assert.equal((await drainPool(w.deps, POOL)).admitted.length, 1);
-      await w.deps.store.updateJob(runningJob.id, [JobState.LAUNCHING], {
+      await w.deps.jobs.updateJob(runningJob.id, [JobState.LAUNCHING], {
         state: JobState.RUNNING,
         startedAt: new Date(T0).toISOString(),
         expiresAt: new Date(T0 + 120 * MIN).toISOString(),
@@ -308,7 +308,7 @@ describe('latest start and backfill against the real drain', { timeout: 600_000 
         liveTimeoutMinutes: 5,
         createdAt: new Date(T0 + 4).toISOString(),
       });
-      for (const j of [head, short, long, sameProject]) await w.deps.store.createJob(j);
+      for (const j of [head, short, long, sameProject]) await w.deps.jobs.createJob(j);
       return { ...w, head, short, long, sameProject };
     }
 
@@ -316,8 +316,8 @@ describe('latest start and backfill against the real drain', { timeout: 600_000 
       const w = await blockedHead();
       const drained = await drainPool(w.deps, POOL);
       assert.deepEqual(drained.admitted, []);
-      assert.equal((await w.deps.store.getPool(POOL))?.backfill, false);
-      assert.equal((await w.deps.store.getJob(w.short.id))?.state, JobState.WAITING);
+      assert.equal((await w.deps.limits.getPool(POOL))?.backfill, false);
+      assert.equal((await w.deps.jobs.getJob(w.short.id))?.state, JobState.WAITING);
     });
 
     it("backfill admits the job that ends before the head's latest start, and not one that would not or whose project waits in the head", async () => {
@@ -332,7 +332,7 @@ describe('latest start and backfill against the real drain', { timeout: 600_000 
       const pool = await updatePool(w.deps, ROOT, POOL, { backfill: true });
       assert.equal(pool.backfill, true);
       const states = async (...jobs: Job[]) =>
-        Promise.all(jobs.map(async (j) => (await w.deps.store.getJob(j.id))?.state));
+        Promise.all(jobs.map(async (j) => (await w.deps.jobs.getJob(j.id))?.state));
       // 30 min job: 20 min launch + 30 + 8 min stop = 58 min <= 128 min; 180 min job: not; vision waits in the head.
       assert.deepEqual(await states(w.head, w.short, w.long, w.sameProject), [
         JobState.WAITING,

@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { GetCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import type { DynamoJobStore } from '../../lambdas/adapters/dynamo/dynamo-job-store.js';
+import type { StoreView } from '../support/stores.js';
 import type { TableNames } from '../../lambdas/adapters/dynamo/table-names.js';
 import { GPU_MS_PER_HOUR } from '../../lambdas/core/budgets.js';
 import type { Identity } from '../../lambdas/core/identity.js';
@@ -49,7 +49,7 @@ const root: Identity = { name: 'root', projects: [], admin: true };
 const makeJob = jobSequence(new Date(Date.UTC(2031, 0, 1)));
 
 /** The budget row as stored, `available` and `reserved` included (the API shows hours). */
-async function budgetRow(store: DynamoJobStore, project = 'vision') {
+async function budgetRow(store: StoreView, project = 'vision') {
   const { doc, tables } = store as unknown as { doc: DynamoDBDocumentClient; tables: TableNames };
   const { Item } = await doc.send(
     new GetCommand({ TableName: tables.quotas, Key: { project, resource: 'gpuHours' }, ConsistentRead: true }),
@@ -77,7 +77,7 @@ describe('GPU-hour budgets in the store (DynamoDB Local)', { timeout: 120_000 },
     return store;
   }
 
-  async function admitted(store: DynamoJobStore, job: Job, when = T0): Promise<Job> {
+  async function admitted(store: StoreView, job: Job, when = T0): Promise<Job> {
     await store.createJob(job);
     const result = await store.admit(job, when);
     assert.ok(result.admitted, `admitted: ${JSON.stringify(result)}`);

@@ -145,7 +145,7 @@ function expectError(response: Response, status: number, fields?: string[]): voi
 
 /** What a refused request must not change: every job (id, name, timeout), template (id, revision) and image version. */
 async function stored(): Promise<unknown> {
-  const { store, catalog } = plane.deps;
+  const { jobs: store, catalog } = plane.deps;
   const jobs = await store.listJobs({ projects: undefined }, { limit: 1000 });
   return {
     jobs: jobs.items.map((j) => [j.id, j.name, j.liveTimeoutMinutes, j.state === 'CANCELLED']).sort(),
@@ -169,11 +169,11 @@ async function submit(token: string, body: unknown, headers?: Record<string, str
   return response.body;
 }
 
-const job = async (id: string): Promise<Job> => (await plane.deps.store.getJob(id))!;
+const job = async (id: string): Promise<Job> => (await plane.deps.jobs.getJob(id))!;
 const untilEnded = (id: string) =>
   waitFor(
     `job ${id} to end`,
-    async () => ((j) => (j && isTerminal(j.state) ? j : undefined))(await plane.deps.store.getJob(id)),
+    async () => ((j) => (j && isTerminal(j.state) ? j : undefined))(await plane.deps.jobs.getJob(id)),
     60_000,
     100,
   );
@@ -254,7 +254,7 @@ describe('hostile input', () => {
 
   after(async () => {
     if (plane) {
-      for (const active of await plane.deps.store.listActiveJobs()) await cancel(active.id).catch(() => undefined);
+      for (const active of await plane.deps.queue.listActiveJobs()) await cancel(active.id).catch(() => undefined);
       await plane.stop();
     }
     hooks?.closeAllConnections();
@@ -1081,7 +1081,7 @@ describe('hostile input', () => {
       const other = send('POST', '/v1/jobs', { token: BOB, body: { template: 'echo', name: 'during-the-flood' } });
       const responses = await Promise.all(flood);
       const bob = await other;
-      const crowdJobs = await plane.deps.store.listJobs({ projects: ['crowd'] }, { limit: 1000 });
+      const crowdJobs = await plane.deps.jobs.listJobs({ projects: ['crowd'] }, { limit: 1000 });
       try {
         const statuses = responses.map((r) => r.status).sort();
         assert.deepEqual(

@@ -1,5 +1,5 @@
 /**
- * DynamoJobStore on real DynamoDB Local: admission never overshoots a pool or
+ * The DynamoDB stores (DynamoJobs, DynamoQueue, DynamoLimits) on real DynamoDB Local: admission never overshoots a pool or
  * quota under concurrency, release happens once, the queue index is FIFO,
  * idempotent creation, and newest-first listing across pages.
  */
@@ -15,7 +15,7 @@ const makeJob = jobSequence(new Date(Date.UTC(2024, 0, 1)));
 
 const POOL = { name: 'p', instanceType: 'local', gpusPerInstance: 1, maxGpus: 16 };
 
-describe('DynamoJobStore on DynamoDB Local', { timeout: 180_000 }, () => {
+describe('DynamoDB stores on DynamoDB Local', { timeout: 180_000 }, () => {
   const dynamo = dynamoPerFile();
 
   async function createPending(store: Awaited<ReturnType<typeof freshStore>>['store'], count: number): Promise<Job[]> {

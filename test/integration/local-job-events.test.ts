@@ -67,7 +67,7 @@ describe('local job events from the jobs table stream', () => {
     const { plane, seen } = await start(join(dir, 'once'), { inMemory: true });
     const submitted = Date.now();
     const { job } = await submitJob(plane.deps, alice, { template: 'short' });
-    await waitForState(plane.deps.store, job.id, [JobState.SUCCEEDED]);
+    await waitForState(plane.deps.jobs, job.id, [JobState.SUCCEEDED]);
     await plane.jobEvents.drained();
     assert.deepEqual(statesOf(seen, job.id), LIFE);
     // Dated to the second of the change, as AWS dates stream records (DynamoDB Local dates them to the minute).
@@ -93,7 +93,7 @@ describe('local job events from the jobs table stream', () => {
     planes.length = 0;
 
     const second = await start(dataDir);
-    await waitForState(second.plane.deps.store, job.id, [JobState.SUCCEEDED]);
+    await waitForState(second.plane.deps.jobs, job.id, [JobState.SUCCEEDED]);
     await second.plane.jobEvents.drained();
     assert.deepEqual(statesOf(first.seen, job.id), LIFE.slice(0, 3));
     assert.deepEqual(
@@ -108,7 +108,7 @@ describe('local job events from the jobs table stream', () => {
     const { job } = await submitJob(plane.deps, alice, { template: 'short' });
     await waitFor('the RUNNING event', async () => statesOf(seen, job.id).includes(JobState.RUNNING));
     process.kill(plane.dynamodb.pid()!, 'SIGKILL');
-    await waitForState(plane.deps.store, job.id, [JobState.SUCCEEDED], 60_000);
+    await waitForState(plane.deps.jobs, job.id, [JobState.SUCCEEDED], 60_000);
     await plane.jobEvents.drained(60_000);
     // At least once: a repeat carries the same eventId and is dropped as the notifier drops it.
     const once = [...new Map(seen.filter((e) => e.jobId === job.id).map((e) => [e.eventId, e.state])).values()];
@@ -121,13 +121,13 @@ describe('local job events from the jobs table stream', () => {
     const first = await start(dataDir, { eventPollMs: 3_600_000 });
     await first.plane.jobEvents.drained();
     const { job } = await submitJob(first.plane.deps, alice, { template: 'short' });
-    await waitForState(first.plane.deps.store, job.id, [JobState.RUNNING]);
+    await waitForState(first.plane.deps.jobs, job.id, [JobState.RUNNING]);
     await first.plane.stop();
     planes.length = 0;
     assert.deepEqual(statesOf(first.seen, job.id), []);
 
     const second = await start(dataDir);
-    await waitForState(second.plane.deps.store, job.id, [JobState.SUCCEEDED]);
+    await waitForState(second.plane.deps.jobs, job.id, [JobState.SUCCEEDED]);
     await second.plane.jobEvents.drained();
     assert.deepEqual(statesOf(second.seen, job.id), LIFE);
   });

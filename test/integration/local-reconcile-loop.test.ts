@@ -42,7 +42,7 @@ describe('the local reconcile loop', () => {
   });
 
   it('repairs a pool counter that drifted, on the second sighting, by itself', async () => {
-    const store = plane.deps.store as unknown as {
+    const store = plane.deps.limits as unknown as {
       doc: { send(c: unknown): Promise<unknown> };
       tables: { pools: string };
     };
@@ -54,13 +54,13 @@ describe('the local reconcile loop', () => {
         ExpressionAttributeValues: { ':two': 2, ':minus': -2 },
       }),
     );
-    assert.equal((await plane.deps.store.getPool('local'))?.availableGpus, 0);
+    assert.equal((await plane.deps.limits.getPool('local'))?.availableGpus, 0);
 
     // Two scheduled runs (5 s apart) are needed: one to see the drift, one to confirm and repair it.
     const pool = await waitFor(
       'the pool counter to be repaired',
       async () => {
-        const p = await plane.deps.store.getPool('local');
+        const p = await plane.deps.limits.getPool('local');
         return p?.usedGpus === 0 ? p : undefined;
       },
       30_000,

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
-import { DynamoJobStore } from '../../lambdas/adapters/dynamo/dynamo-job-store.js';
+import { DynamoLimits } from '../../lambdas/adapters/dynamo/dynamo-limits.js';
 import { DynamoReconcileStore } from '../../lambdas/adapters/dynamo/dynamo-reconcile-store.js';
 import type { TableNames } from '../../lambdas/adapters/dynamo/table-names.js';
 import { HOLDING_STATES, JobState, type Job } from '../../lambdas/core/job.js';
@@ -361,7 +361,7 @@ describe('quotas API', () => {
     expectStatus(await api(world, 'DELETE', '/v1/quotas/vision/gpus', { as: ROOT }), 204);
 
     const { doc, tables } = storeInternals(world);
-    const nextProcess = new DynamoJobStore(doc, tables);
+    const nextProcess = new DynamoLimits(doc, tables);
     await nextProcess.ensureDefaultQuotas('vision', { gpus: 1 });
     await nextProcess.ensureDefaultQuotas('audio', { gpus: 1 });
     assert.equal((await nextProcess.getQuota('vision', 'gpus'))?.hardLimit, undefined, 'vision stays unlimited');
@@ -373,7 +373,7 @@ describe('quotas API', () => {
     // An admin may limit it again, and remove that again.
     await limit(world, 'vision', 'gpus', 4);
     expectStatus(await api(world, 'DELETE', '/v1/quotas/vision/gpus', { as: ROOT }), 204);
-    await new DynamoJobStore(doc, tables).ensureDefaultQuotas('vision', { gpus: 1 });
+    await new DynamoLimits(doc, tables).ensureDefaultQuotas('vision', { gpus: 1 });
     assert.equal((await world.store.getQuota('vision', 'gpus'))?.hardLimit, undefined);
   });
 });

@@ -21,7 +21,7 @@ import { JobState, TERMINAL_STATES } from '../../lambdas/core/job.js';
 import { Job } from '../../lambdas/core/views.js';
 import { apiRoutes, createApiHandler } from '../../lambdas/handlers/http/api.js';
 import type { Route } from '../../lambdas/handlers/http/middleware.js';
-import type { JobStore } from '../../lambdas/ports/job-store.js';
+import type { LimitStore } from '../../lambdas/ports/limits.js';
 import {
   apiWorld,
   caller,
@@ -175,8 +175,8 @@ describe('every answer is what its route documents', () => {
     assert.equal((await expect(200, 'GET', '/v1/openapi.json', ROOT)).openapi, '3.1.0');
     assert.equal((await expect(200, 'GET', '/v1/health', ROOT)).status, 'ok');
 
-    const store = w.deps.store;
-    w.deps.store = Object.assign(Object.create(store) as JobStore, {
+    const limits = w.deps.limits;
+    w.deps.limits = Object.assign(Object.create(limits) as LimitStore, {
       listPools: async () => {
         throw new Error('DynamoDB is down');
       },
@@ -185,7 +185,7 @@ describe('every answer is what its route documents', () => {
       const degraded = await expect(503, 'GET', '/v1/health', ROOT);
       assert.equal(degraded.components.store.status, 'unavailable');
     } finally {
-      w.deps.store = store;
+      w.deps.limits = limits;
     }
   });
 

@@ -14,7 +14,7 @@ import { dynamoPerFile, freshStore, quietLog } from '../support/harness.js';
 
 type Store = Awaited<ReturnType<typeof freshStore>>['store'];
 
-/** The table a fresh store writes pools to (DynamoJobStore keeps its names private). */
+/** The table a fresh store writes pools to (the stores keep their names private). */
 const poolsTable = (store: Store) => (store as unknown as { tables: { pools: string } }).tables.pools;
 
 /** A request as the CDK Provider framework hands it to the onEvent handler. */

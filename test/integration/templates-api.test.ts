@@ -457,7 +457,8 @@ describe('templates API', () => {
   describe('config seeding', () => {
     it('is idempotent across restarts: the same owner and name is changed in place, keeping its id', async () => {
       const seeding = {
-        store: w.store,
+        queue: w.deps.queue,
+        limits: w.deps.limits,
         catalog: w.catalog,
         now: () => new Date(),
         newId: () => `j-${Math.random().toString(36).slice(2, 10)}`,

@@ -176,8 +176,8 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
       wrapCompute: (real) => wrap(real, { launch: async (job) => (launches.push(job.id), real.launch(job)) }),
     });
     // The cancel lands the moment the job is stored admitted: before its workflow starts, before Launch reads the job.
-    const createAdmitted = world.store.createAdmitted.bind(world.store);
-    world.deps.store = Object.assign(Object.create(world.store), {
+    const createAdmitted = world.deps.jobs.createAdmitted.bind(world.deps.jobs);
+    world.deps.jobs = Object.assign(Object.create(world.deps.jobs), {
       createAdmitted: async (...args: Parameters<typeof createAdmitted>) => {
         const stored = await createAdmitted(...args);
         if (stored?.job.state === JobState.LAUNCHING) await deleteJob(world.deps, alice, stored.job.id);

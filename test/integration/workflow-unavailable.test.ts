@@ -9,7 +9,7 @@ import { StoreUnavailable } from '../../lambdas/core/errors.js';
 import type { Identity } from '../../lambdas/core/identity.js';
 import { JobState } from '../../lambdas/core/job.js';
 import { submitJob } from '../../lambdas/core/jobs.js';
-import type { JobStore } from '../../lambdas/ports/job-store.js';
+import type { JobRecords } from '../../lambdas/ports/jobs.js';
 import { template, waitForState, worldPerTest } from '../support/harness.js';
 
 const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
@@ -21,24 +21,24 @@ const setup = worldPerTest({
 describe('the lifecycle workflow with a store that is briefly unavailable', () => {
   it('Run retries a StoreUnavailable on registering its wait: the job runs and succeeds', async () => {
     const world = await setup();
-    const store = world.store;
+    const store = world.deps.jobs;
     let refused = 0;
     // The tasks see world.deps: its store refuses the first registration of Run's wait, as a throttled DynamoDB would.
-    world.deps.store = Object.create(store, {
+    world.deps.jobs = Object.create(store, {
       setTaskToken: {
-        value: async (...args: Parameters<JobStore['setTaskToken']>) => {
+        value: async (...args: Parameters<JobRecords['setTaskToken']>) => {
           if (refused++ === 0)
             throw new StoreUnavailable('DynamoDB is throttled (ThrottlingException); try again later');
           return store.setTaskToken(...args);
         },
       },
-    }) as JobStore;
+    }) as JobRecords;
 
     const { job } = await submitJob(world.deps, alice, { template: 'short' });
     const done = await waitForState(store, job.id, [JobState.SUCCEEDED, JobState.FAILED, JobState.EXPIRED], 60_000);
 
     assert.equal(done.state, JobState.SUCCEEDED, done.stateReason);
     assert.equal(refused, 2, 'refused once, registered on the retry');
-    assert.equal((await store.getPool('local'))?.usedGpus, 0);
+    assert.equal((await world.store.getPool('local'))?.usedGpus, 0);
   });
 });

@@ -136,7 +136,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     let reads = 0;
     const stale = {
       ...world.deps,
-      store: Object.create(world.store, {
+      limits: Object.create(world.deps.limits, {
         getLimits: {
           value: async (pool: string, projects: string[]) => {
             const limits = await world.store.getLimits(pool, projects);
@@ -166,19 +166,23 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     let reads = 0;
     const lagging = {
       ...world.deps,
-      store: Object.create(world.store, {
+      limits: Object.create(world.deps.limits, {
         getLimits: {
           value: async (pool: string, projects: string[]) => {
             const limits = await world.store.getLimits(pool, projects);
             return reads++ > 0 ? limits : { ...limits, pool: { ...limits.pool!, usedGpus: 2, availableGpus: 0 } };
           },
         },
+      }),
+      jobs: Object.create(world.deps.jobs, {
         createJob: {
           value: async (...args: Parameters<World['store']['createJob']>) => {
             hide = args[0].id;
             return world.store.createJob(...args);
           },
         },
+      }),
+      queue: Object.create(world.deps.queue, {
         listQueue: {
           value: async (...args: Parameters<World['store']['listQueue']>) => {
             const page = await world.store.listQueue(...args);
@@ -279,9 +283,9 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
   it('a job that exited before its expiry, whose report could not be recorded in time, ends by its exit, not EXPIRED', async () => {
     const world = await setup();
     // Its exit (code 0 after 1 s) cannot be recorded until well after its 2.4 s live timeout (the store "down" for it).
-    const recordOutcome = world.store.recordOutcome.bind(world.store);
+    const recordOutcome = world.deps.jobs.recordOutcome.bind(world.deps.jobs);
     let refusedUntil = Infinity;
-    world.store.recordOutcome = async (id, outcome, on) => {
+    world.deps.jobs.recordOutcome = async (id, outcome, on) => {
       if (Date.now() < refusedUntil) throw new Error('the store is down');
       return recordOutcome(id, outcome, on);
     };
@@ -439,8 +443,8 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const world = await setup();
     const { running: first, waiting: next } = await behindFullPool(world, 'big');
     // The owner removes the job the moment it is terminal: before the workflow's Drain reads it.
-    const store = world.deps.store;
-    world.deps.store = new Proxy(store, {
+    const store = world.deps.jobs;
+    world.deps.jobs = new Proxy(store, {
       get(target, property, receiver) {
         const value = Reflect.get(target, property, receiver);
         if (property !== 'finishJob') return typeof value === 'function' ? value.bind(target) : value;
@@ -541,7 +545,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     let pages = 0;
     const counting = {
       ...world.deps,
-      store: Object.create(world.store, {
+      queue: Object.create(world.deps.queue, {
         listQueue: {
           value: (...args: Parameters<World['store']['listQueue']>) => (pages++, world.store.listQueue(...args)),
         },
@@ -679,7 +683,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     }
     let inFlight = 0;
     let most = 0;
-    const metered = Object.create(world.store, {
+    const metered = Object.create(world.deps.queue, {
       admit: {
         value: async (job: Job, at: string) => {
           most = Math.max(most, ++inFlight);
@@ -691,7 +695,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
         },
       },
     });
-    const deps = { ...world.deps, store: metered };
+    const deps = { ...world.deps, queue: metered };
     const results = await Promise.all(Array.from({ length: 10 }, () => drainPool(deps, 'local')));
     assert.equal(most, 1, 'no two admission transactions of the pool at once');
     const admitted = new Set(results.flatMap((r) => r.admitted.map((j) => j.id)));

@@ -14,7 +14,6 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { DynamoCatalog } from '../../lambdas/adapters/dynamo/dynamo-catalog.js';
-import type { DynamoJobStore } from '../../lambdas/adapters/dynamo/dynamo-job-store.js';
 import type { DynamoReconcileStore } from '../../lambdas/adapters/dynamo/dynamo-reconcile-store.js';
 import { newJobId } from '../../lambdas/adapters/ids.js';
 import type { LocalCompute } from '../../lambdas/adapters/local-compute.js';
@@ -28,6 +27,7 @@ import { startDynamoDbLocal, type DynamoDbLocal } from '../../lambdas/local/dyna
 import type { LocalWorkflows } from '../../lambdas/local/local-workflows.js';
 import { memoryCheckpoints, type StreamPoller } from '../../lambdas/local/jobs-stream.js';
 import { localDeps, localStores, startLocalRuntime, type LocalStores } from '../../lambdas/local/local-deps.js';
+import { storeView, type StoreView } from './stores.js';
 import {
   createTables,
   defaultTableNames,
@@ -68,9 +68,10 @@ export function dynamoPerFile(): () => Dynamo {
 }
 
 /** New tables under a random prefix: tests in one file never see each other's rows. */
-export async function freshStore(dynamo: Dynamo): Promise<LocalStores & { tables: TableNames }> {
+export async function freshStore(dynamo: Dynamo): Promise<LocalStores & { store: StoreView; tables: TableNames }> {
   const tables = await freshTables(dynamo);
-  return { ...localStores(dynamo.doc, tables), tables };
+  const stores = localStores(dynamo.doc, tables);
+  return { ...stores, store: storeView(stores), tables };
 }
 
 async function freshTables(dynamo: Dynamo): Promise<TableNames> {
@@ -111,7 +112,7 @@ export function template(overrides: Partial<TemplateSpec> & { name: string }): T
 
 /** Images and templates as the local config seeds them (core/images.ts, core/templates.ts). */
 export async function seedCatalog(
-  ports: { store: DynamoJobStore; catalog: DynamoCatalog },
+  ports: Pick<LocalStores, 'queue' | 'limits' | 'catalog'>,
   images: ImageSpec[],
   templates: TemplateSpec[] = [],
 ): Promise<void> {
@@ -122,7 +123,8 @@ export async function seedCatalog(
 
 export interface World {
   deps: Deps;
-  store: DynamoJobStore;
+  /** The jobs, queue and limits stores as one object, to arrange and read state (core gets them apart, in deps). */
+  store: StoreView;
   catalog: DynamoCatalog;
   reconcileStore: DynamoReconcileStore;
   /** The tables under the test's prefix. */
@@ -151,7 +153,7 @@ export async function world(
   const tables = await freshTables(dynamo);
   const dataDir = await mkdtemp(join(tmpdir(), 'flare-test-'));
   const events = new RecordingEvents();
-  const { deps, store, catalog, reconcileStore, compute, workflows, jobEvents } = await startLocalRuntime({
+  const runtime = await startLocalRuntime({
     dynamo,
     tables,
     events,
@@ -161,10 +163,12 @@ export async function world(
     log: quietLog,
     policy: setup.policy,
   });
+  const { deps, catalog, reconcileStore, compute, workflows, jobEvents } = runtime;
+  const store = storeView(runtime);
   for (const pool of setup.pools)
     await store.putPool({ name: pool.name, instanceType: 'local', gpusPerInstance: pool.gpus, maxGpus: pool.gpus });
   for (const quota of setup.quotas ?? []) await store.putQuota(quota);
-  await seedCatalog({ store, catalog }, [IMAGE], setup.templates ?? []);
+  await seedCatalog(runtime, [IMAGE], setup.templates ?? []);
   return {
     deps,
     store,
@@ -276,7 +280,7 @@ export interface ApiResponse {
 
 export interface ApiWorld {
   deps: Deps;
-  store: DynamoJobStore;
+  store: StoreView;
   catalog: DynamoCatalog;
   /** The tables under the test's prefix, for items a test writes as older code left them. */
   tables: TableNames;
@@ -295,11 +299,11 @@ export async function apiWorld(
   dynamo: Dynamo,
   setup: { pools?: Array<{ name: string; gpus: number }>; images?: ImageSpec[]; templates?: TemplateSpec[] } = {},
 ): Promise<ApiWorld> {
-  const { tables, ...stores } = await freshStore(dynamo);
-  const { store, catalog } = stores;
+  const { tables, store, ...stores } = await freshStore(dynamo);
+  const { catalog } = stores;
   for (const pool of setup.pools ?? [{ name: 'local', gpus: 4 }])
     await store.putPool({ name: pool.name, instanceType: 'local', gpusPerInstance: pool.gpus, maxGpus: pool.gpus });
-  await seedCatalog({ store, catalog }, setup.images ?? [IMAGE], setup.templates ?? []);
+  await seedCatalog(stores, setup.images ?? [IMAGE], setup.templates ?? []);
   const started: string[] = [];
   const deps = localDeps(stores, {
     compute: unused<Compute>('compute'),

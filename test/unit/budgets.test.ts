@@ -20,7 +20,8 @@ import {
 import { Unprocessable } from '../../lambdas/core/errors.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import { jobRecord } from '../support/jobs.js';
-import type { JobStore, QuotaRecord } from '../../lambdas/ports/job-store.js';
+import type { LimitStore } from '../../lambdas/ports/limits.js';
+import type { QuotaRecord } from '../../lambdas/ports/limits.js';
 
 const HOUR = GPU_MS_PER_HOUR;
 const MINUTE = 60_000;
@@ -206,7 +207,7 @@ describe('budgetReason', () => {
 describe('refuseBeyondBudget', () => {
   const at = new Date('2031-03-20T00:00:00.000Z');
   const storeWith = (quota: QuotaRecord | undefined) => ({
-    store: { getQuota: async () => quota } as unknown as JobStore,
+    limits: { getQuota: async () => quota } as unknown as LimitStore,
     now: () => at,
   });
   const budget = row({

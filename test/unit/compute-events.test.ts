@@ -103,12 +103,12 @@ async function deliver(event: unknown): Promise<void> {
 before(async () => {
   dynamo = await startDynamo();
   w = await world(dynamo, { pools: [{ name: 'local', gpus: 64 }] });
-  const store = w.deps.store;
+  const store = w.deps.jobs;
   deps = {
     ...w.deps,
     now: () => clock ?? new Date(),
     // Counts the handler's reads of jobs (the test's own go through w.store).
-    store: new Proxy(store, {
+    jobs: new Proxy(store, {
       get(target, property, receiver) {
         const value = Reflect.get(target, property, receiver);
         if (typeof value !== 'function') return value;

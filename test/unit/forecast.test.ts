@@ -294,7 +294,10 @@ describe('forecastPool: what it reads', () => {
         return { quotas: new Map(projects.map((p) => [p, {}])) };
       },
     };
-    return { calls, deps: { store: store as never, now: () => new Date(NOW), policy: undefined } };
+    return {
+      calls,
+      deps: { queue: store as never, limits: store as never, now: () => new Date(NOW), policy: undefined },
+    };
   }
 
   it('capped, a job further back than the cap costs one read of the queue and gets no forecast', async () => {

@@ -26,19 +26,10 @@ import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job, type Out
 import type { ImageSpec, QuotaResource, TemplateSpec } from '../../lambdas/core/schemas.js';
 import { createApiHandler, type ApiOptions } from '../../lambdas/handlers/http/api.js';
 import type { LogLine } from '../../lambdas/ports/job-logs.js';
-import type {
-  AdmitResult,
-  Catalog,
-  IdempotencyClaim,
-  ImageRecord,
-  ImageVersion,
-  JobStore,
-  Page,
-  PoolRecord,
-  QuotaRecord,
-  TemplateRecord,
-  TerminalChange,
-} from '../../lambdas/ports/job-store.js';
+import type { Catalog, ImageRecord, ImageVersion, TemplateRecord } from '../../lambdas/ports/catalog.js';
+import type { IdempotencyClaim, JobRecords, Page, TerminalChange } from '../../lambdas/ports/jobs.js';
+import type { LimitStore, PoolRecord, QuotaRecord } from '../../lambdas/ports/limits.js';
+import type { AdmitResult, JobQueue } from '../../lambdas/ports/queue.js';
 
 type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
 type Claims = Event['requestContext']['authorizer']['jwt']['claims'];
@@ -49,7 +40,7 @@ const clone = <T>(value: T): T => structuredClone(value);
 
 // ---------------------------------------------------------------- fakes
 
-class MemoryStore implements JobStore {
+class MemoryStore implements JobRecords, JobQueue, LimitStore {
   jobs = new Map<string, Job>();
   claims = new Map<string, { bodyHash: string; jobId: string }>();
   pools = new Map<string, PoolRecord>();
@@ -372,7 +363,9 @@ function world(): World {
   let seq = 0;
   let clock = Date.parse('2025-02-03T10:00:00.000Z');
   const deps: Deps = {
-    store,
+    jobs: store,
+    queue: store,
+    limits: store,
     catalog,
     compute: {
       launch: () => assert.fail('the API does not launch'),

@@ -103,10 +103,10 @@ function fakes(jobs: Job[] = []): Fakes {
 
 function deps(f: Fakes): Deps {
   return {
-    store: {
-      listActiveJobs: async () => f.indexed.map((j) => ({ ...j })),
+    queue: { listActiveJobs: async () => f.indexed.map((j) => ({ ...j })) },
+    limits: { listPools: async () => [] },
+    jobs: {
       getJob: async (id: string) => f.stored.get(id),
-      listPools: async () => [],
       updateJob: async (id: string, from: readonly JobState[], set: Partial<Job>) => {
         const stored = f.stored.get(id);
         if (!stored || !from.includes(stored.state)) throw new StaleJob(id);

@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import { NotFound } from '../../lambdas/core/errors.js';
 import type { Job, JobState } from '../../lambdas/core/job.js';
 import { computeStats, jobStats, MAX_STATS_JOBS, percentile } from '../../lambdas/core/stats.js';
-import type { JobStore, Page } from '../../lambdas/ports/job-store.js';
+import type { JobRecords, Page } from '../../lambdas/ports/jobs.js';
+import type { LimitStore } from '../../lambdas/ports/limits.js';
 
 const T0 = Date.parse('2025-02-03T10:00:00.000Z');
 const at = (minutes: number) => new Date(T0 + minutes * 60_000).toISOString();
@@ -135,19 +136,16 @@ describe('percentile', () => {
 });
 
 describe('jobStats', () => {
-  function storeOf(jobs: Job[], calls: Array<{ projects?: string[] }> = []): Pick<JobStore, 'listJobs' | 'listQuotas'> {
-    return {
-      async listQuotas() {
-        return [];
-      },
-      async listJobs(filter, page): Promise<Page<Job>> {
-        calls.push({ projects: filter.projects });
-        const visible = jobs.filter((j) => !filter.projects || filter.projects.includes(j.project));
-        const start = Number(page.nextToken ?? 0);
-        const items = visible.slice(start, start + page.limit);
-        return start + page.limit < visible.length ? { items, nextToken: String(start + page.limit) } : { items };
-      },
+  /** The two reads jobStats makes: the jobs, page by page, and the projects' budgets. */
+  function storesOf(jobs: Job[], calls: Array<{ projects?: string[] }> = []): { jobs: JobRecords; limits: LimitStore } {
+    const listJobs: JobRecords['listJobs'] = async (filter, page): Promise<Page<Job>> => {
+      calls.push({ projects: filter.projects });
+      const visible = jobs.filter((j) => !filter.projects || filter.projects.includes(j.project));
+      const start = Number(page.nextToken ?? 0);
+      const items = visible.slice(start, start + page.limit);
+      return start + page.limit < visible.length ? { items, nextToken: String(start + page.limit) } : { items };
     };
+    return { jobs: { listJobs } as JobRecords, limits: { listQuotas: async () => [] } as unknown as LimitStore };
   }
   const now = () => new Date(at(0));
 
@@ -158,26 +156,23 @@ describe('jobStats', () => {
     ];
     const calls: Array<{ projects?: string[] }> = [];
     const member = await jobStats(
-      { store: storeOf(jobs, calls) as JobStore, now },
+      { ...storesOf(jobs, calls), now },
       { name: 'alice', projects: ['vision'], admin: false },
     );
     assert.equal(member.totalJobs, 1500);
     assert.deepEqual(member.projects, ['vision']);
     assert.equal(member.truncated, false);
     assert.deepEqual(calls[0].projects, ['vision']);
-    const admin = await jobStats(
-      { store: storeOf(jobs) as JobStore, now },
-      { name: 'root', projects: [], admin: true },
-    );
+    const admin = await jobStats({ ...storesOf(jobs), now }, { name: 'root', projects: [], admin: true });
     assert.equal(admin.totalJobs, 1501);
     assert.equal(admin.projects, null);
   });
 
   it("answers another project's figures with a 404, without reading", async () => {
     const calls: Array<{ projects?: string[] }> = [];
-    const store = storeOf([job('a', 'FAILED', { created: 0 }, 1, 1, 'audio')], calls) as JobStore;
+    const stores = storesOf([job('a', 'FAILED', { created: 0 }, 1, 1, 'audio')], calls);
     await assert.rejects(
-      jobStats({ store, now }, { name: 'alice', projects: ['vision'], admin: false }, 'audio'),
+      jobStats({ ...stores, now }, { name: 'alice', projects: ['vision'], admin: false }, 'audio'),
       (error: unknown) => error instanceof NotFound && error.kind === 'stats',
     );
     assert.deepEqual(calls, []);
@@ -191,18 +186,14 @@ describe('jobStats', () => {
     ];
     const calls: Array<{ projects?: string[] }> = [];
     const member = await jobStats(
-      { store: storeOf(jobs, calls) as JobStore, now },
+      { ...storesOf(jobs, calls), now },
       { name: 'alice', projects: ['vision', 'speech'], admin: false },
       'speech',
     );
     assert.deepEqual(member.projects, ['speech']);
     assert.deepEqual(Object.keys(member.byProject), ['speech']);
     assert.deepEqual(calls, [{ projects: ['speech'] }]);
-    const admin = await jobStats(
-      { store: storeOf(jobs) as JobStore, now },
-      { name: 'root', projects: [], admin: true },
-      'audio',
-    );
+    const admin = await jobStats({ ...storesOf(jobs), now }, { name: 'root', projects: [], admin: true }, 'audio');
     assert.deepEqual(admin.projects, ['audio']);
     assert.equal(admin.totalJobs, 1);
   });
@@ -210,7 +201,7 @@ describe('jobStats', () => {
   it('gives a member of no project empty figures, not an error', async () => {
     const calls: Array<{ projects?: string[] }> = [];
     const stats = await jobStats(
-      { store: storeOf([job('a', 'FAILED', { created: 0 })], calls) as JobStore, now },
+      { ...storesOf([job('a', 'FAILED', { created: 0 })], calls), now },
       { name: 'nobody', projects: [], admin: false },
     );
     assert.deepEqual(stats.projects, []);
@@ -220,10 +211,7 @@ describe('jobStats', () => {
 
   it('stops at MAX_STATS_JOBS and says so', async () => {
     const jobs = Array.from({ length: MAX_STATS_JOBS + 5 }, (_, i) => job(`v${i}`, 'SUCCEEDED', { created: 0 }));
-    const stats = await jobStats(
-      { store: storeOf(jobs) as JobStore, now },
-      { name: 'root', projects: [], admin: true },
-    );
+    const stats = await jobStats({ ...storesOf(jobs), now }, { name: 'root', projects: [], admin: true });
     assert.equal(stats.totalJobs, MAX_STATS_JOBS);
     assert.equal(stats.truncated, true);
   });

@@ -21,7 +21,7 @@ import { SendTaskSuccessCommand, SFNClient, SFNServiceException, StartExecutionC
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { DynamoCatalog } from '../../lambdas/adapters/dynamo/dynamo-catalog.js';
-import { DynamoJobStore } from '../../lambdas/adapters/dynamo/dynamo-job-store.js';
+import { dynamoStores } from '../../lambdas/adapters/dynamo/dynamo-stores.js';
 import { SfnWorkflows } from '../../lambdas/adapters/sfn-workflows.js';
 import { reportUnavailable, unavailableReason } from '../../lambdas/adapters/unavailable.js';
 import type { Deps } from '../../lambdas/core/deps.js';
@@ -97,7 +97,7 @@ async function call(
   const tables = defaultTableNames();
   const quiet = { info() {}, warn() {}, error() {} };
   const deps = {
-    store: new DynamoJobStore(doc, tables),
+    ...dynamoStores(doc, tables),
     catalog: new DynamoCatalog(doc, tables),
     log: quiet,
     now: () => new Date(),

@@ -18,7 +18,7 @@
  */
 import { GetCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Conflict, QuotaExceeded } from '../../core/errors.js';
-import type { Catalog, ImageRecord, ImageVersion, TemplateRecord } from '../../ports/job-store.js';
+import type { Catalog, ImageRecord, ImageVersion, TemplateRecord } from '../../ports/catalog.js';
 import { batchGetAll } from './batch-get.js';
 import { release, takeQuota } from './counter-items.js';
 import { readAll } from './paging.js';

@@ -6,7 +6,7 @@
 import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { GPU_MS_PER_HOUR, periodBounds, type BudgetPeriod } from '../../core/budgets.js';
 import type { CountedQuotaResource, QuotaResource } from '../../core/schemas.js';
-import type { Limits, PoolRecord, QuotaLimit, QuotaRecord } from '../../ports/job-store.js';
+import type { Limits, PoolRecord, QuotaLimit, QuotaRecord } from '../../ports/limits.js';
 import { batchGetAll } from './batch-get.js';
 import { toPool, toQuota } from './items.js';
 import { readAll } from './paging.js';

@@ -1,13 +1,17 @@
 /**
- * The jobs table's queue reads: a pool's queue in order (the sparse `queue` index), the jobs holding a
- * pool's GPUs (its `<pool>#holding` partition), and every job not yet ended (the `active` index).
+ * JobQueue on DynamoDB: the admission transaction, and the jobs table's queue reads: a pool's queue in
+ * order (the sparse `queue` index), the jobs holding a pool's GPUs (its `<pool>#holding` partition), and
+ * every job not yet ended (the `active` index).
  */
 import { QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import type { Job } from '../../core/job.js';
-import type { QueuedJobSummary } from '../../ports/job-store.js';
+import { JobState, type Job } from '../../core/job.js';
+import type { AdmitResult, JobQueue, QueuedJobSummary } from '../../ports/queue.js';
+import { ADMIT_ITEMS, admissionItems, admittedJob } from './admission-items.js';
+import type { DynamoLimits } from './dynamo-limits.js';
 import { ACTIVE, fromItem, holdingPartition, queueKey, type Item } from './items.js';
 import { pages, readAll } from './paging.js';
 import type { TableNames } from './table-names.js';
+import { cancellationCodes, transactWithRetry } from './transactions.js';
 
 /** The attributes of a QueuedJobSummary. */
 const SUMMARY_ATTRIBUTES = [
@@ -22,11 +26,58 @@ const SUMMARY_ATTRIBUTES = [
   'retryAt',
 ] as const satisfies readonly (keyof QueuedJobSummary)[];
 
-export class DynamoQueue {
+export class DynamoQueue implements JobQueue {
+  /** `limits` rolls a GPU-hour budget whose period is over before an admission is refused for it. */
   constructor(
     private readonly doc: DynamoDBDocumentClient,
-    private readonly tables: Pick<TableNames, 'jobs'>,
+    private readonly tables: Pick<TableNames, 'jobs' | 'quotas' | 'pools'>,
+    private readonly limits: Pick<DynamoLimits, 'rollBudgetIfOver'>,
   ) {}
+
+  admit(job: Job, admittedAt: string): Promise<AdmitResult> {
+    return this.tryAdmit(job, admittedAt, true);
+  }
+
+  private async tryAdmit(job: Job, admittedAt: string, mayRoll: boolean): Promise<AdmitResult> {
+    const admitted = admittedJob(job, admittedAt);
+    try {
+      await transactWithRetry(this.doc, [
+        {
+          Update: {
+            TableName: this.tables.jobs,
+            Key: { id: job.id },
+            UpdateExpression:
+              'SET #state = :launching, admittedAt = :at, heldGpus = :g, reservedGpuMs = :r, queuePool = :holding, workflowRun = :run REMOVE queuePosition, stateReason, promisedStartAt',
+            // The state the caller read: a job cancelled, admitted or changed since is left alone.
+            ConditionExpression: '#state = :from AND #state IN (:pending, :waiting)',
+            ExpressionAttributeNames: { '#state': 'state' },
+            ExpressionAttributeValues: {
+              ':launching': JobState.LAUNCHING,
+              ':at': admittedAt,
+              ':g': admitted.heldGpus,
+              ':r': admitted.reservedGpuMs,
+              ':holding': holdingPartition(job.pool),
+              ':run': admitted.workflowRun,
+              ':from': job.state,
+              ':pending': JobState.PENDING,
+              ':waiting': JobState.WAITING,
+            },
+          },
+        },
+        ...admissionItems(this.tables, admitted, admittedAt),
+      ]);
+    } catch (error) {
+      const reasons = cancellationCodes(error);
+      if (!reasons) throw error;
+      const blockedBy = ADMIT_ITEMS.find((_, i) => reasons[i] === 'ConditionalCheckFailed');
+      // A budget whose period is over is rolled over first: then the admission is decided on the new period.
+      if (blockedBy === 'budget' && mayRoll && (await this.limits.rollBudgetIfOver(job.project, admittedAt)))
+        return this.tryAdmit(job, admittedAt, false);
+      if (blockedBy) return { admitted: false, blockedBy };
+      throw error;
+    }
+    return { admitted: true, job: admitted };
+  }
 
   async listQueue(pool: string, limit: number, startAfter?: string): Promise<{ items: Job[]; next?: string }> {
     const { items, next } = await this.queryQueue(pool, limit, startAfter);

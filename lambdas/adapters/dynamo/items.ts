@@ -9,7 +9,7 @@
 import type { BudgetPeriod } from '../../core/budgets.js';
 import { HOLDING_STATES, isTerminal, QUEUED_STATES, type Job } from '../../core/job.js';
 import type { QuotaResource } from '../../core/schemas.js';
-import type { PoolRecord, QuotaRecord } from '../../ports/job-store.js';
+import type { PoolRecord, QuotaRecord } from '../../ports/limits.js';
 
 export type Item = Record<string, unknown>;
 

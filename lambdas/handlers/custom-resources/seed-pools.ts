@@ -13,7 +13,7 @@
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import middy from '@middy/core';
 import { z } from 'zod';
-import { DynamoJobStore } from '../../adapters/dynamo/dynamo-job-store.js';
+import { DynamoLimits } from '../../adapters/dynamo/dynamo-limits.js';
 import type { Logger } from '../../core/deps.js';
 import { NAME_PATTERN, parse } from '../../core/schemas.js';
 import { awsDocumentClient } from '../aws-deps.js';
@@ -71,7 +71,7 @@ export interface SeedPoolsResult {
 }
 
 /**
- * Create/Update: upsert each pool (DynamoJobStore.putPool keeps `used` and
+ * Create/Update: upsert each pool (DynamoLimits.putPool keeps `used` and
  * derives `available` from it). Delete: nothing. A bad request throws, which
  * the framework reports to CloudFormation as FAILED with the message.
  */
@@ -83,8 +83,8 @@ export async function seedPools(doc: DynamoDBDocumentClient, raw: unknown, log: 
   }
   const { PoolsTable, Pools } = parse(SeedPoolsProperties, event.ResourceProperties, 'ResourceProperties');
   // Only the pools table is named: this function's role may update nothing else.
-  const store = new DynamoJobStore(doc, { jobs: '', quotas: '', idempotency: '', catalog: '', pools: PoolsTable });
-  for (const pool of Pools) await store.putPool(pool);
+  const limits = new DynamoLimits(doc, { quotas: '', pools: PoolsTable });
+  for (const pool of Pools) await limits.putPool(pool);
   const names = Pools.map((p) => p.name).join(',');
   log.info('pools seeded', { requestType: event.RequestType, table: PoolsTable, pools: names });
   return {

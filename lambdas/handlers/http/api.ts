@@ -149,7 +149,7 @@ export const HEALTH_STORE_TIMEOUT_MS = 2_000;
 async function checkHealth(deps: Deps, extra?: () => Promise<Record<string, unknown>>): Promise<ApiResult> {
   const components: Record<string, unknown> = {};
   try {
-    await withTimeout(deps.store.listPools(), HEALTH_STORE_TIMEOUT_MS);
+    await withTimeout(deps.limits.listPools(), HEALTH_STORE_TIMEOUT_MS);
     components.store = 'ok';
   } catch (error) {
     deps.log.error('health: store check failed', { error: String(error) });

@@ -1,47 +1,40 @@
 /**
- * JobStore on DynamoDB. Every job change is a conditional write; admission and
- * release are single transactions across the job, the project's quota and the
- * pool, so no interleaving of workers can overshoot a limit or release twice.
- * How a job is stored (its index attributes) is items.ts'; the queue's reads are
- * DynamoQueue's, the pools', quotas' and budgets' DynamoLimits'.
+ * JobRecords on DynamoDB. Every job change is a conditional write; a job stored admitted and its
+ * release are single transactions across the job, the project's quota and the pool, so no
+ * interleaving of workers can overshoot a limit or release twice. How a job is stored (its index
+ * attributes) is items.ts'; the queue and the admission are DynamoQueue's, the pools', quotas' and
+ * budgets' DynamoLimits'.
  */
 import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { chargedGpuMs, worstCaseGpuMs } from '../../core/budgets.js';
+import { chargedGpuMs } from '../../core/budgets.js';
 import { Conflict, IdempotencyConflict, QuotaExceeded, StaleJob } from '../../core/errors.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../core/job.js';
 import type {
-  AdmitResult,
   IdempotencyClaim,
-  JobStore,
+  JobRecords,
   OutcomeInstance,
   Page,
   RequeueChange,
   TerminalChange,
-} from '../../ports/job-store.js';
-import { release, reserve, settleReservation, takePoolGpus, takeQuota } from './counter-items.js';
+} from '../../ports/jobs.js';
+import { release, reserve, settleReservation, takeQuota } from './counter-items.js';
 import { templateUsableCheck } from './dynamo-catalog.js';
-import { DynamoLimits } from './dynamo-limits.js';
-import { DynamoQueue } from './dynamo-queue.js';
-import { fromItem, holdingPartition, queueKey, toItem } from './items.js';
+import { admissionItems, admittedJob } from './admission-items.js';
+import type { DynamoLimits } from './dynamo-limits.js';
+import { fromItem, queueKey, toItem } from './items.js';
 import { listJobItems } from './job-listing.js';
 import type { TableNames } from './table-names.js';
 import { cancellationCodes, conditionalWrite, transactWithRetry, type TransactItems } from './transactions.js';
 
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
-/** The admission transaction's items, in this order: the first whose condition failed says why. */
-const ADMIT_ITEMS = ['job', 'quota', 'budget', 'pool'] as const;
 
-export class DynamoJobStore implements JobStore {
-  private readonly queue: DynamoQueue;
-  private readonly limits: DynamoLimits;
-
+export class DynamoJobs implements JobRecords {
+  /** `limits` names the jobs quota a refused create hit, and rolls a GPU-hour budget whose period is over. */
   constructor(
     private readonly doc: DynamoDBDocumentClient,
     private readonly tables: TableNames,
-  ) {
-    this.queue = new DynamoQueue(doc, tables);
-    this.limits = new DynamoLimits(doc, tables);
-  }
+    private readonly limits: Pick<DynamoLimits, 'getQuota' | 'rollBudgetIfOver'>,
+  ) {}
 
   async createJob(job: Job, claim?: IdempotencyClaim): Promise<{ job: Job; created: boolean }> {
     return this.create(job, claim);
@@ -53,7 +46,7 @@ export class DynamoJobStore implements JobStore {
     claim?: IdempotencyClaim,
   ): Promise<{ job: Job; created: boolean } | undefined> {
     const admitted = admittedJob(job, admittedAt);
-    return this.create(admitted, claim, this.admissionItems(admitted, admittedAt));
+    return this.create(admitted, claim, admissionItems(this.tables, admitted, admittedAt));
   }
 
   /**
@@ -253,61 +246,6 @@ export class DynamoJobStore implements JobStore {
     return fromItem(Attributes!);
   }
 
-  admit(job: Job, admittedAt: string): Promise<AdmitResult> {
-    return this.tryAdmit(job, admittedAt, true);
-  }
-
-  private async tryAdmit(job: Job, admittedAt: string, mayRoll: boolean): Promise<AdmitResult> {
-    const admitted = admittedJob(job, admittedAt);
-    try {
-      await this.transact([
-        {
-          Update: {
-            TableName: this.tables.jobs,
-            Key: { id: job.id },
-            UpdateExpression:
-              'SET #state = :launching, admittedAt = :at, heldGpus = :g, reservedGpuMs = :r, queuePool = :holding, workflowRun = :run REMOVE queuePosition, stateReason, promisedStartAt',
-            // The state the caller read: a drain that read PENDING must not admit a job whose own
-            // workflow has meanwhile parked it as WAITING and ended (nobody would drive it).
-            ConditionExpression: '#state = :from AND #state IN (:pending, :waiting)',
-            ExpressionAttributeNames: { '#state': 'state' },
-            ExpressionAttributeValues: {
-              ':launching': JobState.LAUNCHING,
-              ':at': admittedAt,
-              ':g': admitted.heldGpus,
-              ':r': admitted.reservedGpuMs,
-              ':holding': holdingPartition(job.pool),
-              ':run': admitted.workflowRun,
-              ':from': job.state,
-              ':pending': JobState.PENDING,
-              ':waiting': JobState.WAITING,
-            },
-          },
-        },
-        ...this.admissionItems(admitted, admittedAt),
-      ]);
-    } catch (error) {
-      const reasons = cancellationCodes(error);
-      if (!reasons) throw error;
-      const blockedBy = ADMIT_ITEMS.find((_, i) => reasons[i] === 'ConditionalCheckFailed');
-      // A budget whose period is over is rolled over first: then the admission is decided on the new period.
-      if (blockedBy === 'budget' && mayRoll && (await this.limits.rollBudgetIfOver(job.project, admittedAt)))
-        return this.tryAdmit(job, admittedAt, false);
-      if (blockedBy) return { admitted: false, blockedBy };
-      throw error;
-    }
-    return { admitted: true, job: admitted };
-  }
-
-  /** What admitting `job` takes besides the job itself, each conditioned: project gpus, its worst case against the gpuHours budget, pool gpus (ADMIT_ITEMS' order). */
-  private admissionItems(job: Job & { heldGpus: number; reservedGpuMs: number }, at: string): TransactItems {
-    return [
-      takeQuota(this.tables.quotas, job.project, 'gpus', job.heldGpus),
-      reserve(this.tables.quotas, job.project, job.reservedGpuMs, at),
-      takePoolGpus(this.tables.pools, job.pool, job.heldGpus),
-    ];
-  }
-
   async finishJob(job: Job, change: TerminalChange): Promise<Job | undefined> {
     const held = job.heldGpus ?? 0;
     const values: Record<string, unknown> = {
@@ -497,41 +435,7 @@ export class DynamoJobStore implements JobStore {
     ];
   }
 
-  // The queue's reads and the pools', quotas' and budgets' admin live in their own classes; the port is still one.
-  listQueue: JobStore['listQueue'] = (...a) => this.queue.listQueue(...a);
-  listQueueSummaries: JobStore['listQueueSummaries'] = (...a) => this.queue.listQueueSummaries(...a);
-  listHolding: JobStore['listHolding'] = (...a) => this.queue.listHolding(...a);
-  queuePosition: JobStore['queuePosition'] = (...a) => this.queue.queuePosition(...a);
-  queueLength: JobStore['queueLength'] = (...a) => this.queue.queueLength(...a);
-  listActiveJobs: JobStore['listActiveJobs'] = () => this.queue.listActiveJobs();
-
-  getPool: JobStore['getPool'] = (...a) => this.limits.getPool(...a);
-  getLimits: JobStore['getLimits'] = (...a) => this.limits.getLimits(...a);
-  listPools: JobStore['listPools'] = () => this.limits.listPools();
-  putPool: JobStore['putPool'] = (...a) => this.limits.putPool(...a);
-  setPoolBackfill: JobStore['setPoolBackfill'] = (...a) => this.limits.setPoolBackfill(...a);
-  setPoolCap: JobStore['setPoolCap'] = (...a) => this.limits.setPoolCap(...a);
-  getQuota: JobStore['getQuota'] = (...a) => this.limits.getQuota(...a);
-  listQuotas: JobStore['listQuotas'] = (...a) => this.limits.listQuotas(...a);
-  putQuota: JobStore['putQuota'] = (...a) => this.limits.putQuota(...a);
-  removeQuotaLimit: JobStore['removeQuotaLimit'] = (...a) => this.limits.removeQuotaLimit(...a);
-  ensureDefaultQuotas: JobStore['ensureDefaultQuotas'] = (...a) => this.limits.ensureDefaultQuotas(...a);
-
   private transact(items: TransactItems): Promise<void> {
     return transactWithRetry(this.doc, items);
   }
-}
-
-/** The job as the admission transaction leaves it: LAUNCHING, holding its GPUs, its worst case reserved. */
-/** The job as one admission leaves it: holding, and on its next workflow run (core/admission.ts). */
-function admittedJob(job: Job, admittedAt: string): Job & { heldGpus: number; reservedGpuMs: number } {
-  const { stateReason: _reason, queuePosition: _position, promisedStartAt: _promised, ...rest } = job;
-  return {
-    ...rest,
-    state: JobState.LAUNCHING,
-    admittedAt,
-    workflowRun: (job.workflowRun ?? 0) + 1,
-    heldGpus: job.gpus * job.nodeCount,
-    reservedGpuMs: worstCaseGpuMs(job),
-  };
 }
