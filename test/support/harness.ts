@@ -27,6 +27,7 @@ import { startDynamoDbLocal, type DynamoDbLocal } from '../../lambdas/local/dyna
 import type { LocalWorkflows } from '../../lambdas/local/local-workflows.js';
 import { memoryCheckpoints, type StreamPoller } from '../../lambdas/local/jobs-stream.js';
 import { localDeps, localStores, startLocalRuntime, type LocalStores } from '../../lambdas/local/local-deps.js';
+import { partialPort } from './fakes.js';
 import { storeView, type StoreView } from './stores.js';
 import {
   createTables,
@@ -306,13 +307,13 @@ export async function apiWorld(
   await seedCatalog(stores, setup.images ?? [IMAGE], setup.templates ?? []);
   const started: string[] = [];
   const deps = localDeps(stores, {
-    compute: unused<Compute>('compute'),
-    workflows: unused<Deps['workflows']>('workflows', {
+    compute: partialPort<Compute>('compute'),
+    workflows: partialPort<Deps['workflows']>('workflows', {
       start: async (name: string) => void started.push(name),
       sendTaskSuccess: async () => undefined,
     }),
     events: new RecordingEvents(),
-    logs: unused<Deps['logs']>('logs'),
+    logs: partialPort<Deps['logs']>('logs'),
     log: quietLog,
   });
   const handler = createApiHandler(() => deps);
@@ -344,16 +345,4 @@ export async function apiWorld(
       return { status: result.statusCode!, headers, body: result.body ? JSON.parse(result.body) : undefined };
     },
   };
-}
-
-/** A port the API tests must not reach: any method but those given throws, naming itself. */
-function unused<T extends object>(port: string, given: Record<string, unknown> = {}): T {
-  return new Proxy(given, {
-    get: (target, method) =>
-      method in target
-        ? target[method as string]
-        : () => {
-            throw new Error(`the API tests do not use ${port}.${String(method)}`);
-          },
-  }) as T;
 }

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { beforeEach, describe, it } from 'node:test';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
-import type { Deps, Logger } from '../../lambdas/core/deps.js';
+import type { Deps } from '../../lambdas/core/deps.js';
 import {
   Conflict,
   Forbidden,
@@ -16,20 +16,21 @@ import {
   JobNotFound,
   PayloadTooLarge,
   QuotaExceeded,
-  StaleJob,
   Unauthorized,
   Unprocessable,
   ValidationError,
   WorkflowsUnavailable,
 } from '../../lambdas/core/errors.js';
-import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job, type Outcome } from '../../lambdas/core/job.js';
-import type { ImageSpec, QuotaResource, TemplateSpec } from '../../lambdas/core/schemas.js';
+import { JobState, type Job } from '../../lambdas/core/job.js';
+import type { ImageSpec, TemplateSpec } from '../../lambdas/core/schemas.js';
 import { createApiHandler, type ApiOptions } from '../../lambdas/handlers/http/api.js';
-import type { LogLine } from '../../lambdas/ports/job-logs.js';
 import type { Catalog, ImageRecord, ImageVersion, TemplateRecord } from '../../lambdas/ports/catalog.js';
-import type { IdempotencyClaim, JobRecords, Page, TerminalChange } from '../../lambdas/ports/jobs.js';
-import type { LimitStore, PoolRecord, QuotaRecord } from '../../lambdas/ports/limits.js';
-import type { AdmitResult, JobQueue } from '../../lambdas/ports/queue.js';
+import type { Compute } from '../../lambdas/ports/compute.js';
+import type { EventPublisher } from '../../lambdas/ports/events.js';
+import type { LogLine } from '../../lambdas/ports/job-logs.js';
+import type { Workflows } from '../../lambdas/ports/workflows.js';
+import { partialPort, recordingLog, type LogEntry } from '../support/fakes.js';
+import { MemoryTables, memoryJobs, memoryLimits, memoryQueue } from '../support/memory-stores.js';
 
 type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
 type Claims = Event['requestContext']['authorizer']['jwt']['claims'];
@@ -39,216 +40,6 @@ const fixture = (name: string): Event =>
 const clone = <T>(value: T): T => structuredClone(value);
 
 // ---------------------------------------------------------------- fakes
-
-class MemoryStore implements JobRecords, JobQueue, LimitStore {
-  jobs = new Map<string, Job>();
-  claims = new Map<string, { bodyHash: string; jobId: string }>();
-  pools = new Map<string, PoolRecord>();
-  quotas = new Map<string, QuotaRecord>();
-
-  async createJob(job: Job, claim?: IdempotencyClaim) {
-    if (claim) {
-      const previous = this.claims.get(claim.key);
-      if (previous && previous.bodyHash !== claim.bodyHash)
-        throw new IdempotencyConflict(`Idempotency-Key was used with another body`);
-      if (previous) return { job: clone(this.jobs.get(previous.jobId)!), created: false };
-    }
-    const jobs = this.quotas.get(`${job.project}#jobs`);
-    if (jobs?.hardLimit !== undefined && jobs.used >= jobs.hardLimit)
-      throw new QuotaExceeded(
-        job.project,
-        'jobs',
-        `project ${job.project} has ${jobs.used} of ${jobs.hardLimit} active jobs`,
-      );
-    if (jobs) jobs.used += 1;
-    this.jobs.set(job.id, clone(job));
-    if (claim) this.claims.set(claim.key, { bodyHash: claim.bodyHash, jobId: job.id });
-    return { job: clone(job), created: true };
-  }
-  async createAdmitted(job: Job, admittedAt: string, claim?: IdempotencyClaim) {
-    const pool = this.pools.get(job.pool)!;
-    const needs = job.gpus * job.nodeCount;
-    if (pool.availableGpus < needs) return undefined;
-    const stored = await this.createJob(
-      { ...job, state: JobState.LAUNCHING, admittedAt, heldGpus: needs, workflowRun: 1 },
-      claim,
-    );
-    if (stored.created) {
-      pool.availableGpus -= needs;
-      pool.usedGpus += needs;
-    }
-    return stored;
-  }
-  async getJob(id: string) {
-    const job = this.jobs.get(id);
-    return job && clone(job);
-  }
-  async listJobs(
-    filter: { projects?: string[]; state?: JobState },
-    page: { limit: number; nextToken?: string },
-  ): Promise<Page<Job>> {
-    const all = [...this.jobs.values()]
-      .filter(
-        (j) => (!filter.projects || filter.projects.includes(j.project)) && (!filter.state || j.state === filter.state),
-      )
-      .sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.id.localeCompare(a.id));
-    const start = page.nextToken ? Number(page.nextToken) : 0;
-    const items = all.slice(start, start + page.limit).map(clone);
-    return start + page.limit < all.length ? { items, nextToken: String(start + page.limit) } : { items };
-  }
-  async updateJob(id: string, from: readonly JobState[], set: Partial<Job>, remove: readonly (keyof Job)[] = []) {
-    const job = this.jobs.get(id);
-    if (!job || !from.includes(job.state)) throw new StaleJob(id);
-    Object.assign(job, set);
-    for (const key of remove) delete job[key];
-    return clone(job);
-  }
-  async recordOutcome(id: string, outcome: Outcome, on?: { instanceId: string; only: boolean }) {
-    const job = this.jobs.get(id);
-    if (!job || job.outcome || ![JobState.LAUNCHING, JobState.RUNNING].includes(job.state as 'RUNNING'))
-      return undefined;
-    if (on && (!job.instanceIds?.includes(on.instanceId) || (on.only && job.instanceIds.length !== 1)))
-      return undefined;
-    job.outcome = outcome;
-    return clone(job);
-  }
-  async recordNodeExit(): Promise<Job | undefined> {
-    return assert.fail('the API does not record node exits');
-  }
-  async requeueJob(): Promise<Job | undefined> {
-    return assert.fail('the API does not requeue');
-  }
-  async changeReservation(): Promise<{ changed: false; blockedBy: 'job' }> {
-    return assert.fail('these jobs hold no reservation');
-  }
-  async ensureDefaultQuotas(): Promise<void> {
-    return assert.fail('no deployment defaults in these tests');
-  }
-  async setTaskToken(id: string, token: string) {
-    return this.updateJob(id, [JobState.RUNNING], { taskToken: token });
-  }
-  async admit(job: Job, admittedAt: string): Promise<AdmitResult> {
-    const pool = this.pools.get(job.pool)!;
-    const needs = job.gpus * job.nodeCount;
-    if (pool.availableGpus < needs) return { admitted: false, blockedBy: 'pool' };
-    pool.availableGpus -= needs;
-    pool.usedGpus += needs;
-    return {
-      admitted: true,
-      job: await this.updateJob(job.id, QUEUED_STATES, { state: JobState.LAUNCHING, admittedAt, heldGpus: needs }, [
-        'queuePosition',
-        'stateReason',
-      ]),
-    };
-  }
-  async finishJob(job: Job, change: TerminalChange) {
-    const stored = this.jobs.get(job.id);
-    if (!stored || stored.state !== job.state) return undefined;
-    Object.assign(stored, change);
-    delete stored.heldGpus;
-    const jobs = this.quotas.get(`${job.project}#jobs`);
-    if (jobs) jobs.used -= 1;
-    return clone(stored);
-  }
-  async deleteJob(id: string) {
-    const job = this.jobs.get(id);
-    if (!job || !isTerminal(job.state)) return false;
-    return this.jobs.delete(id);
-  }
-  private queue(pool: string) {
-    return [...this.jobs.values()]
-      .filter((j) => j.pool === pool && QUEUED_STATES.includes(j.state))
-      .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
-  }
-  async listQueue(pool: string, limit: number, startAfter?: string) {
-    const queue = this.queue(pool);
-    const start = startAfter ? queue.findIndex((j) => j.id === startAfter) + 1 : 0;
-    const items = queue.slice(start, start + limit).map(clone);
-    return start + limit < queue.length ? { items, next: items.at(-1)!.id } : { items };
-  }
-  listQueueSummaries(pool: string, limit: number, startAfter?: string) {
-    return this.listQueue(pool, limit, startAfter);
-  }
-  async queuePosition(job: Job) {
-    return this.queue(job.pool).findIndex((j) => j.id === job.id);
-  }
-  async queueLength(pool: string) {
-    return this.queue(pool).length;
-  }
-  async listActiveJobs() {
-    return [...this.jobs.values()].filter((j) => !isTerminal(j.state)).map(clone);
-  }
-  async getPool(name: string) {
-    const pool = this.pools.get(name);
-    return pool && clone(pool);
-  }
-  async getLimits(pool: string | undefined, projects: readonly string[]) {
-    const quotas = new Map(
-      await Promise.all(
-        projects.map(
-          async (p) =>
-            [p, { gpus: await this.getQuota(p, 'gpus'), gpuHours: await this.getQuota(p, 'gpuHours') }] as const,
-        ),
-      ),
-    );
-    const read = pool === undefined ? undefined : await this.getPool(pool);
-    return { ...(read ? { pool: read } : {}), quotas };
-  }
-  async listPools() {
-    return [...this.pools.values()].map(clone);
-  }
-  async putPool(pool: {
-    name: string;
-    instanceType: string;
-    gpusPerInstance: number;
-    maxGpus: number;
-    backfill?: boolean;
-  }) {
-    const stored = this.pools.get(pool.name);
-    const used = stored?.usedGpus ?? 0;
-    this.pools.set(pool.name, {
-      ...pool,
-      usedGpus: used,
-      availableGpus: pool.maxGpus - used,
-      backfill: pool.backfill ?? stored?.backfill ?? false,
-    });
-  }
-  async setPoolBackfill(name: string, backfill: boolean) {
-    const pool = this.pools.get(name);
-    if (!pool) return undefined;
-    pool.backfill = backfill;
-    return clone(pool);
-  }
-  async listHolding(pool: string) {
-    return [...this.jobs.values()].filter((j) => j.pool === pool && HOLDING_STATES.includes(j.state)).map(clone);
-  }
-  async getQuota(project: string, resource: QuotaResource) {
-    const quota = this.quotas.get(`${project}#${resource}`);
-    return quota && clone(quota);
-  }
-  async listQuotas(project?: string) {
-    return [...this.quotas.values()].filter((q) => !project || q.project === project).map(clone);
-  }
-  async putQuota(quota: { project: string; resource: QuotaResource; hardLimit: number }, only?: 'new' | 'existing') {
-    const row = this.quotas.get(`${quota.project}#${quota.resource}`);
-    if ((only === 'new' && row?.hardLimit !== undefined) || (only === 'existing' && row?.hardLimit === undefined))
-      return undefined;
-    this.quotas.set(`${quota.project}#${quota.resource}`, { ...quota, used: row?.used ?? 0 });
-    return this.getQuota(quota.project, quota.resource);
-  }
-  async removeQuotaLimit(project: string, resource: QuotaResource) {
-    const row = this.quotas.get(`${project}#${resource}`);
-    if (row?.hardLimit === undefined) return false;
-    delete row.hardLimit;
-    return true;
-  }
-  async setPoolCap(name: string, maxGpus: number) {
-    const pool = this.pools.get(name);
-    if (!pool) return undefined;
-    Object.assign(pool, { maxGpus, availableGpus: maxGpus - pool.usedGpus });
-    return clone(pool);
-  }
-}
 
 /** The catalog's conditions in maps: names unique per owner, versions appended in order, revisions. */
 class MemoryCatalog implements Catalog {
@@ -340,51 +131,36 @@ class MemoryCatalog implements Catalog {
 
 interface World {
   deps: Deps;
-  store: MemoryStore;
+  /** The rows behind deps.jobs, deps.queue and deps.limits. */
+  tables: MemoryTables;
   started: string[];
-  logged: Array<{ level: string; message: string; data?: Record<string, unknown> }>;
+  logged: LogEntry[];
   /** What each job has printed, and the reads the API asked the JobLogs port for. */
   output: Map<string, LogLine[]>;
   logReads: Array<{ jobId: string; tail?: number }>;
 }
 
 function world(): World {
-  const store = new MemoryStore();
+  const tables = new MemoryTables();
   const catalog = new MemoryCatalog();
   const started: string[] = [];
-  const logged: World['logged'] = [];
+  const { log, entries: logged } = recordingLog();
   const output: World['output'] = new Map();
   const logReads: World['logReads'] = [];
-  const log: Logger = {
-    info: (message, data) => logged.push({ level: 'info', message, data }),
-    warn: (message, data) => logged.push({ level: 'warn', message, data }),
-    error: (message, data) => logged.push({ level: 'error', message, data }),
-  };
   let seq = 0;
   let clock = Date.parse('2025-02-03T10:00:00.000Z');
   const deps: Deps = {
-    jobs: store,
-    queue: store,
-    limits: store,
+    jobs: memoryJobs(tables),
+    queue: memoryQueue(tables),
+    limits: memoryLimits(tables),
     catalog,
-    compute: {
-      launch: () => assert.fail('the API does not launch'),
-      isReady: () => assert.fail('the API does not launch'),
-      start: () => assert.fail('the API does not launch'),
-      updateExpiry: () => assert.fail('the workflow moves the deadline (Rearm), not the API'),
-      stop: () => assert.fail('the API does not launch'),
-      listManaged: () => assert.fail('the API does not reconcile'),
-      terminate: () => assert.fail('the API does not reconcile'),
-    },
-    workflows: {
+    // The API launches nothing, reconciles nothing and raises no events (state changes leave through the jobs stream).
+    compute: partialPort<Compute>('compute'),
+    workflows: partialPort<Workflows>('workflows', {
       start: async (name) => void started.push(name),
       sendTaskSuccess: async () => undefined,
-      runningJobIds: () => assert.fail('the API does not reconcile'),
-    },
-    events: {
-      publish: async () => assert.fail('job state changes leave through the jobs table stream, not the API'),
-      publishOperatorEvent: async () => assert.fail('the API raises no operator events'),
-    },
+    }),
+    events: partialPort<EventPublisher>('events'),
     logs: {
       read: async (job, options) => {
         logReads.push({ jobId: job.id, tail: options.tail });
@@ -396,11 +172,11 @@ function world(): World {
     now: () => new Date((clock += 1000)),
     newId: () => `j-${String(++seq).padStart(4, '0')}`,
   };
-  void store.putPool({ name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 4 });
-  void store.putPool({ name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 8 });
-  void store.putQuota({ project: 'vision', resource: 'gpus', hardLimit: 2 });
-  void store.putQuota({ project: 'audio', resource: 'gpus', hardLimit: 4 });
-  store.quotas.set('vision#jobs', { project: 'vision', resource: 'jobs', used: 0 }); // counted, unlimited
+  tables.putPool({ name: 'local', instanceType: 'local', gpusPerInstance: 4, maxGpus: 4 });
+  tables.putPool({ name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 8 });
+  tables.putQuota('vision', 'gpus', 2);
+  tables.putQuota('audio', 'gpus', 4);
+  tables.putQuota('vision', 'jobs'); // counted, unlimited
   void catalog.putImage({
     name: 'cuda',
     reference: 'nvidia/cuda:12.4.1-base-ubuntu22.04',
@@ -429,12 +205,12 @@ function world(): World {
     env: {},
     maxLiveTimeoutMinutes: 60,
   });
-  return { deps, store, started, logged, output, logReads };
+  return { deps, tables, started, logged, output, logReads };
 }
 
 /** Every GPU of the pool held (by jobs these tests do not show), so that new jobs wait. */
-function fillPool(store: MemoryStore, name: string): void {
-  const pool = store.pools.get(name)!;
+function fillPool(tables: MemoryTables, name: string): void {
+  const pool = tables.pools.get(name)!;
   Object.assign(pool, { usedGpus: pool.maxGpus, availableGpus: 0 });
 }
 
@@ -503,8 +279,8 @@ async function submit(
 }
 
 function assertNothingStored(w: World) {
-  assert.equal(w.store.jobs.size, 0, 'no job stored');
-  assert.equal(w.store.claims.size, 0, 'no idempotency claim stored');
+  assert.equal(w.tables.jobs.size, 0, 'no job stored');
+  assert.equal(w.tables.claims.size, 0, 'no idempotency claim stored');
   assert.deepEqual(w.started, [], 'no workflow started');
 }
 
@@ -552,7 +328,7 @@ describe('public routes', () => {
   });
 
   it('GET /v1/health is 503 when the store does not answer', async () => {
-    w.store.listPools = async () => {
+    w.deps.limits.listPools = async () => {
       throw new Error('connect ECONNREFUSED');
     };
     const response = await call(w, request('GET', '/v1/health', { claims: null }));
@@ -562,7 +338,7 @@ describe('public routes', () => {
   });
 
   it('GET /v1/health answers 503 when the store hangs, without waiting for it', async () => {
-    w.store.listPools = () => new Promise(() => {});
+    w.deps.limits.listPools = () => new Promise(() => {});
     const response = await call(w, request('GET', '/v1/health', { claims: null }));
     assert.equal(response.status, 503);
     assert.deepEqual(response.body.components.store, { status: 'unavailable', reason: 'no answer within 2000 ms' });
@@ -666,7 +442,7 @@ describe('POST /v1/jobs', () => {
     assert.ok(!('heldGpus' in job) && !('taskToken' in job), 'internal fields stay inside');
     assert.equal(response.headers.location, `/v1/jobs/${job.id}`);
     assert.equal(response.headers['idempotent-replayed'], undefined);
-    assert.deepEqual(w.store.jobs.get(job.id)?.state, 'LAUNCHING');
+    assert.deepEqual(w.tables.jobs.get(job.id)?.state, 'LAUNCHING');
     assert.deepEqual(w.started, [`${job.id}-1`]);
   });
 
@@ -682,7 +458,7 @@ describe('POST /v1/jobs', () => {
     assert.equal(again.status, 202);
     assert.equal(again.headers['idempotent-replayed'], 'true');
     assert.equal(again.body.id, first.body.id);
-    assert.equal(w.store.jobs.size, 1);
+    assert.equal(w.tables.jobs.size, 1);
   });
 
   it('is 409 when the Idempotency-Key comes back with another body', async () => {
@@ -690,7 +466,7 @@ describe('POST /v1/jobs', () => {
     const event = fixture('member-submit-job');
     event.body = JSON.stringify({ template: 'train', gpus: 2 });
     assertError(await call(w, event), 409, 'conflict');
-    assert.equal(w.store.jobs.size, 1);
+    assert.equal(w.tables.jobs.size, 1);
   });
 
   for (const key of ['', 'has space', 'x'.repeat(129), 'ключ', 'tab\there']) {
@@ -801,10 +577,10 @@ describe('POST /v1/jobs', () => {
   });
 
   it('is 429 when the project has used its jobs quota', async () => {
-    await w.store.putQuota({ project: 'vision', resource: 'jobs', hardLimit: 1 });
+    w.tables.putQuota('vision', 'jobs', 1);
     await submit(w);
     assertError(await call(w, request('POST', '/v1/jobs', { body: { template: 'train' } })), 429, 'quota_exceeded');
-    assert.equal(w.store.jobs.size, 1);
+    assert.equal(w.tables.jobs.size, 1);
   });
 });
 
@@ -861,7 +637,7 @@ describe('reading jobs', () => {
   }
 
   it('GET /v1/jobs/{id} returns the job with its queue position while queued', async () => {
-    fillPool(w.store, 'local');
+    fillPool(w.tables, 'local');
     const first = await submit(w);
     const second = await submit(w);
     const response = await call(w, request('GET', `/v1/jobs/${second.id}`));
@@ -960,7 +736,7 @@ describe('GET /v1/jobs/{id}/logs', () => {
 
 describe('DELETE /v1/jobs/{id}', () => {
   it('cancels a queued job with 202 and the job', async () => {
-    fillPool(w.store, 'local');
+    fillPool(w.tables, 'local');
     const job = await submit(w);
     assert.equal(job.state, 'WAITING');
     const response = await call(w, request('DELETE', `/v1/jobs/${job.id}`));
@@ -970,7 +746,7 @@ describe('DELETE /v1/jobs/{id}', () => {
   });
 
   it('removes a terminal job with 204, after which it is 404', async () => {
-    fillPool(w.store, 'local');
+    fillPool(w.tables, 'local');
     const job = await submit(w);
     await call(w, request('DELETE', `/v1/jobs/${job.id}`));
     const removed = await call(w, request('DELETE', `/v1/jobs/${job.id}`));
@@ -981,7 +757,7 @@ describe('DELETE /v1/jobs/{id}', () => {
 
   it('a cancel answered 503 because Step Functions refused the wake-up sends it again when repeated', async () => {
     const job = await submit(w);
-    Object.assign(w.store.jobs.get(job.id)!, { state: JobState.RUNNING, taskToken: 'token-1' });
+    Object.assign(w.tables.jobs.get(job.id)!, { state: JobState.RUNNING, taskToken: 'token-1' });
     const sent: unknown[] = [];
     let refuse = true;
     w.deps.workflows.sendTaskSuccess = async (token, output) => {
@@ -993,7 +769,7 @@ describe('DELETE /v1/jobs/{id}', () => {
     };
 
     assertError(await call(w, request('DELETE', `/v1/jobs/${job.id}`)), 503, 'unavailable');
-    const outcome = w.store.jobs.get(job.id)?.outcome;
+    const outcome = w.tables.jobs.get(job.id)?.outcome;
     assert.equal(outcome?.kind, 'cancelled', 'the cancel itself was recorded');
     const again = await call(w, request('DELETE', `/v1/jobs/${job.id}`));
 
@@ -1004,14 +780,14 @@ describe('DELETE /v1/jobs/{id}', () => {
   it('is 404 for another project’s job, which stays', async () => {
     const theirs = await submit(w, { template: 'speech' }, BOB);
     assertError(await call(w, request('DELETE', `/v1/jobs/${theirs.id}`)), 404, 'not_found');
-    assert.equal(w.store.jobs.get(theirs.id)?.state, 'LAUNCHING');
-    assert.equal(w.store.jobs.get(theirs.id)?.outcome, undefined);
+    assert.equal(w.tables.jobs.get(theirs.id)?.state, 'LAUNCHING');
+    assert.equal(w.tables.jobs.get(theirs.id)?.outcome, undefined);
   });
 });
 
 describe('pools, quotas, stats', () => {
   it('GET /v1/pools shows caps, use and waiting jobs', async () => {
-    fillPool(w.store, 'local');
+    fillPool(w.tables, 'local');
     await submit(w);
     await submit(w);
     const response = await call(w, request('GET', '/v1/pools'));
@@ -1056,8 +832,8 @@ describe('pools, quotas, stats', () => {
   });
 
   it('GET /v1/stats counts the caller’s jobs by state; an admin sees all', async () => {
-    fillPool(w.store, 'local');
-    fillPool(w.store, 'a10g');
+    fillPool(w.tables, 'local');
+    fillPool(w.tables, 'a10g');
     await submit(w);
     const theirs = await submit(w, { template: 'speech' }, BOB);
     await call(w, request('DELETE', `/v1/jobs/${theirs.id}`, { claims: BOB }));
@@ -1092,7 +868,7 @@ describe('error mapping', () => {
   for (const [name, make, status, code] of cases) {
     it(`${name} is ${status} ${code} with its message`, async () => {
       const error = make();
-      w.store.listPools = async () => {
+      w.deps.limits.listPools = async () => {
         throw error;
       };
       const response = await call(w, request('GET', '/v1/pools'));
@@ -1102,7 +878,7 @@ describe('error mapping', () => {
   }
 
   it('ValidationError carries every field in details', async () => {
-    w.store.listPools = async () => {
+    w.deps.limits.listPools = async () => {
       throw new ValidationError([
         { field: 'a', reason: 'one' },
         { field: 'b', reason: 'two' },
@@ -1116,7 +892,7 @@ describe('error mapping', () => {
   });
 
   it('anything else is a generic 500, logged, with no stack or message leaked', async () => {
-    w.store.listPools = async () => {
+    w.deps.limits.listPools = async () => {
       throw new Error('secret table arn:aws:dynamodb:eu-west-1:123456789012:table/jobs');
     };
     const response = await call(w, request('GET', '/v1/pools'));
