@@ -8,9 +8,9 @@ import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { LocalEventBus } from '../../lambdas/adapters/local-event-bus.js';
 import { WebhookDeliveryFailed, WebhookNotifier } from '../../lambdas/adapters/webhook-notifier.js';
-import type { Logger } from '../../lambdas/core/deps.js';
 import type { NotificationSpec } from '../../lambdas/core/schemas.js';
 import type { JobStateChange } from '../../lambdas/ports/events.js';
+import { recordingLog } from '../support/fakes.js';
 
 interface Received {
   path: string;
@@ -50,16 +50,6 @@ class Receiver {
     this.server.closeAllConnections();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
-}
-
-function recordingLog() {
-  const entries: Array<{ level: string; message: string; data?: Record<string, unknown> }> = [];
-  const log: Logger = {
-    info: (message, data) => void entries.push({ level: 'info', message, data }),
-    warn: (message, data) => void entries.push({ level: 'warn', message, data }),
-    error: (message, data) => void entries.push({ level: 'error', message, data }),
-  };
-  return { log, entries };
 }
 
 /** One id per transition, as core gives them: the same job, state and previous state is the same event. */

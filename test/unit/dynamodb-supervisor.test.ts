@@ -9,6 +9,7 @@ import type { DynamoDbLocal, JvmExit, StartDynamoDbLocalOptions } from '../../la
 import { DynamoDbLocalStartError } from '../../lambdas/local/dynamodb-local-errors.js';
 import { superviseDynamoDbLocal } from '../../lambdas/local/dynamodb-supervisor.js';
 import { waitFor } from '../support/harness.js';
+import { recordingLog } from '../support/fakes.js';
 
 const PORT = 8123;
 
@@ -39,16 +40,6 @@ class Jvms {
       kill: () => exit({ code: null, signal: 'SIGKILL' }),
     };
     return this.last;
-  };
-}
-
-function recordingLog() {
-  const lines: Array<{ level: string; message: string }> = [];
-  const at = (level: string) => (message: string) => void lines.push({ level, message });
-  return {
-    lines,
-    log: { info: at('info'), warn: at('warn'), error: at('error') },
-    count: (message: string) => lines.filter((l) => l.message.startsWith(message)).length,
   };
 }
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { LocalEventBus } from '../../lambdas/adapters/local-event-bus.js';
-import type { Logger } from '../../lambdas/core/deps.js';
 import type { JobStateChange, OperatorEvent } from '../../lambdas/ports/events.js';
+import { recordingLog } from '../support/fakes.js';
 
 const event: JobStateChange = {
   eventId: 'e-1',
@@ -17,16 +17,6 @@ const event: JobStateChange = {
   at: '2025-02-03T10:00:00.000Z',
 };
 
-function recordingLog() {
-  const errors: Array<{ message: string; data?: Record<string, unknown> }> = [];
-  const log: Logger = {
-    info: () => undefined,
-    warn: () => undefined,
-    error: (message, data) => void errors.push({ message, data }),
-  };
-  return { log, errors };
-}
-
 describe('LocalEventBus', () => {
   it('calls every subscriber with the event', async () => {
     const bus = new LocalEventBus(recordingLog().log);
@@ -40,7 +30,7 @@ describe('LocalEventBus', () => {
   });
 
   it('isolates a subscriber that throws or rejects, and logs it', async () => {
-    const { log, errors } = recordingLog();
+    const { log, entries: errors } = recordingLog();
     const bus = new LocalEventBus(log);
     const got: string[] = [];
     bus.subscribe(() => {
@@ -109,7 +99,7 @@ describe('LocalEventBus', () => {
   });
 
   it('isolates and logs a failing operator subscriber', async () => {
-    const { log, errors } = recordingLog();
+    const { log, entries: errors } = recordingLog();
     const bus = new LocalEventBus(log);
     bus.subscribeOperatorEvents(async () => {
       throw new Error('pager down');
@@ -123,7 +113,11 @@ describe('LocalEventBus', () => {
     });
     await bus.idle();
     assert.deepEqual(errors, [
-      { message: 'event subscriber failed', data: { kind: 'vcpu-limit', subject: 'a10g', error: 'Error: pager down' } },
+      {
+        level: 'error',
+        message: 'event subscriber failed',
+        data: { kind: 'vcpu-limit', subject: 'a10g', error: 'Error: pager down' },
+      },
     ]);
   });
 });

@@ -20,6 +20,7 @@ import {
 } from '../../lambdas/handlers/events/stream-publisher.js';
 import { awsStreamPublisherDeps } from '../../lambdas/handlers/aws-events.js';
 import type { JobStateChange } from '../../lambdas/ports/events.js';
+import { recordingLog } from '../support/fakes.js';
 
 const fixture = (name: string): DynamoDBStreamEvent =>
   JSON.parse(readFileSync(new URL(`../fixtures/events/${name}.json`, import.meta.url), 'utf8'));
@@ -31,16 +32,6 @@ const client = new EventBridgeClient({
 });
 const mock = mockClient(client);
 const BUS = 'flare-bus';
-
-function recordingLog() {
-  const entries: Array<{ level: string; message: string; data?: Record<string, unknown> }> = [];
-  const log: Logger = {
-    info: (message, data) => void entries.push({ level: 'info', message, data }),
-    warn: (message, data) => void entries.push({ level: 'warn', message, data }),
-    error: (message, data) => void entries.push({ level: 'error', message, data }),
-  };
-  return { log, entries };
-}
 
 function deps(log: Logger = recordingLog().log): StreamPublisherDeps {
   return { publisher: new EventBridgePublisher(client, BUS), log, now: () => new Date('2099-01-01T00:00:00.000Z') };
