@@ -38,6 +38,9 @@ export interface ControlPlaneOptions {
   compute?: { stopGraceMs?: number; pollMs?: number };
   /** How often the jobs stream is read for new state changes. @default 100 */
   eventPollMs?: number;
+  /** Subscribed to the plane's bus before the jobs stream is first read, so it hears every change, those
+   *  stored while the plane was down included (they are published during start-up). */
+  onEvent?: Parameters<LocalEventBus['subscribe']>[0];
 }
 
 export interface ControlPlane {
@@ -99,6 +102,7 @@ async function assemble(
   const notifier = new WebhookNotifier(config.notifications, log);
   events.subscribe((event) => notifier.notify(event));
   events.subscribe((event) => log.info('job state change', { ...event }));
+  if (options.onEvent) events.subscribe(options.onEvent);
   const streams = makeStreamsClient(dynamo.endpoint);
   const runtime = await startLocalRuntime({
     dynamo: { client, doc, streams },

@@ -79,7 +79,7 @@ describe('artifact: cancel and expiry', () => {
     assert.ok(
       a.workflow.workflows
         .list()
-        .find((e) => e.name === job.id)
+        .find((e) => e.name === `${job.id}-1`)
         ?.states.includes('Rearm'),
       'the timer went through Rearm, which found the expiry passed',
     );

@@ -106,52 +106,70 @@ describe('artifact: throttling', () => {
     assert.equal((await pool(a)).usedGpus, 0);
   });
 
-  it('Step Functions that keeps throttling at submit: the admitted job is kept, and the reconciler starts it', async () => {
+  it('Step Functions that keeps throttling at submit: the admitted job is kept; a retry with its key, or else the reconciler, starts it', async () => {
     const a = deployed();
     await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
-    const throttled = a.fake.inject({
-      service: 'states',
-      action: 'StartExecution',
-      code: 'ThrottlingException',
-      message: 'Rate exceeded',
-    });
-    const from = a.mark().calls;
-    const response = await a.http.request('POST', '/v1/jobs', {
-      caller: alice,
-      body: { template: 'train', name: 'kept' },
-      headers: { 'idempotency-key': 'kept-1' },
-    });
-    throttled.remove();
-    assert.equal(response.status, 503, `the client is told to retry: ${JSON.stringify(response.body)}`);
+    const submitThrottled = async (name: string) => {
+      const throttled = a.fake.inject({
+        service: 'states',
+        action: 'StartExecution',
+        code: 'ThrottlingException',
+        message: 'Rate exceeded',
+      });
+      const response = await a.http.request('POST', '/v1/jobs', {
+        caller: alice,
+        body: { template: 'train', name },
+        headers: { 'idempotency-key': name },
+      });
+      throttled.remove();
+      assert.equal(response.status, 503, `the client is told to retry: ${JSON.stringify(response.body)}`);
+      // The job was stored admitted before the start failed: listed, holding its GPU, with no workflow.
+      const listed = await a.http.request('GET', '/v1/jobs', { caller: alice });
+      const kept = listed.body.items.find((j: { name: string }) => j.name === name);
+      assert.ok(kept, 'the admitted job is kept');
+      return kept as { id: string };
+    };
+    const runToEnd = async (id: string) => {
+      const running = await waitForState(a, id, ['RUNNING', 'FAILED']);
+      assert.equal(running.state, 'RUNNING', running.stateReason);
+      assert.equal(a.fake.instances().filter((i) => i.tags['flare:job'] === id).length, 1);
+      const [command] = a.fake.commands().filter((c) => c.comment === `flare:job=${id}`);
+      await a.compute.finishCommand(command.commandId, command.instanceIds[0], { status: 'Success', responseCode: 0 });
+      assert.equal((await waitForState(a, id, ['SUCCEEDED', 'FAILED'])).state, 'SUCCEEDED');
+    };
 
-    // The job was stored admitted before the start failed: listed, holding its GPU, with no workflow.
-    const listed = await a.http.request('GET', '/v1/jobs', { caller: alice });
-    const kept = listed.body.items.find((j: { name: string }) => j.name === 'kept');
-    assert.ok(kept, 'the admitted job is kept');
-    // A retry with the same key answers with that job, not a second one.
+    // The client retries with the same key: the same job, and the start the first attempt could not make.
+    let from = a.mark().calls;
+    const retriedJob = await submitThrottled('retried');
     const retried = await a.http.request('POST', '/v1/jobs', {
       caller: alice,
-      body: { template: 'train', name: 'kept' },
-      headers: { 'idempotency-key': 'kept-1' },
+      body: { template: 'train', name: 'retried' },
+      headers: { 'idempotency-key': 'retried' },
     });
     assert.equal(retried.status, 202, JSON.stringify(retried.body));
-    assert.equal(retried.body.id, kept.id);
+    assert.equal(retried.body.id, retriedJob.id);
+    await runToEnd(retriedJob.id);
+    assert.deepEqual(
+      callsSince(a, from, 'StartExecution')
+        .filter((c) => !c.error)
+        .map((c) => c.params.name),
+      [`${retriedJob.id}-1`],
+      'its run 1, started once',
+    );
 
-    // Two reconciler runs (it acts on a second observation, 30 s or more after the first) start its workflow.
+    // The client gives up: two reconciler runs (it acts on a second observation) re-drive it as its run 2.
+    from = a.mark().calls;
+    const kept = await submitThrottled('kept');
     assert.deepEqual((await reconcilerRun(a)).stuck.marked, [kept.id]);
     await backdate(a, { key: `#reconcile#stuck#${kept.id}` }, ['markedAt'], 5 * 60_000, 'IDEMPOTENCY_TABLE');
     assert.deepEqual((await reconcilerRun(a)).stuck.redriven, [kept.id]);
-    const running = await waitForState(a, kept.id, ['RUNNING', 'FAILED']);
-    assert.equal(running.state, 'RUNNING', running.stateReason);
-    assert.ok(
-      callsSince(a, from, 'StartExecution').some((c) => String(c.params.name).startsWith(kept.id) && !c.error),
-      'a workflow started',
+    await runToEnd(kept.id);
+    assert.deepEqual(
+      callsSince(a, from, 'StartExecution')
+        .filter((c) => !c.error)
+        .map((c) => c.params.name),
+      [`${kept.id}-2`],
     );
-    assert.equal(a.fake.instances().filter((i) => i.tags['flare:job'] === kept.id).length, 1);
-
-    const [command] = a.fake.commands().filter((c) => c.comment === `flare:job=${kept.id}`);
-    await a.compute.finishCommand(command.commandId, command.instanceIds[0], { status: 'Success', responseCode: 0 });
-    assert.equal((await waitForState(a, kept.id, ['SUCCEEDED', 'FAILED'])).state, 'SUCCEEDED');
     await a.settle();
     assert.equal((await pool(a)).usedGpus, 0);
     await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);

@@ -50,14 +50,15 @@ describe('local job events from the jobs table stream', () => {
       compute: { driver: 'process' },
     });
   const start = async (dataDir: string, options: ControlPlaneOptions = {}) => {
+    // Subscribed before the plane starts: what it publishes during start-up (changes stored while it was down) counts.
+    const seen: JobStateChange[] = [];
     const plane = await startControlPlane(config(dataDir), {
       log: quietLog,
       compute: { pollMs: 100, stopGraceMs: 1000 },
+      onEvent: (event) => void seen.push(event),
       ...options,
     });
     planes.push(plane);
-    const seen: JobStateChange[] = [];
-    plane.events.subscribe((event) => void seen.push(event));
     return { plane, seen };
   };
   const statesOf = (events: JobStateChange[], jobId: string) =>
