@@ -18,6 +18,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { CloudWatchJobLogs, JobLogsUnavailable, STREAM_HEAD } from '../../lambdas/adapters/cloudwatch-job-logs.js';
 import { ValidationError } from '../../lambdas/core/errors.js';
 import type { Job } from '../../lambdas/core/job.js';
+import { awsError } from '../support/aws-errors.js';
 
 const client = new CloudWatchLogsClient({
   region: 'eu-west-1',
@@ -126,10 +127,7 @@ describe('CloudWatchJobLogs', () => {
   });
 
   test('other errors reach the caller', async () => {
-    const denied = new CloudWatchLogsServiceException({
-      name: 'AccessDeniedException',
-      $fault: 'client',
-      $metadata: { httpStatusCode: 400 },
+    const denied = awsError(CloudWatchLogsServiceException, 'AccessDeniedException', {
       message: 'not authorized to perform: logs:GetLogEvents',
     });
     logsMock.on(GetLogEventsCommand).rejects(denied);
@@ -299,10 +297,7 @@ describe('CloudWatchJobLogs: the follow cursor', () => {
   });
 
   test('a cursor the service refuses is a ValidationError naming nextToken; other errors reach the caller', async () => {
-    const invalid = new CloudWatchLogsServiceException({
-      name: 'InvalidParameterException',
-      $fault: 'client',
-      $metadata: { httpStatusCode: 400 },
+    const invalid = awsError(CloudWatchLogsServiceException, 'InvalidParameterException', {
       message: 'The specified nextToken is invalid.',
     });
     logsMock.on(GetLogEventsCommand).rejects(invalid);
@@ -314,12 +309,7 @@ describe('CloudWatchJobLogs: the follow cursor', () => {
       );
       return true;
     });
-    const throttled = new CloudWatchLogsServiceException({
-      name: 'ThrottlingException',
-      $fault: 'client',
-      $metadata: { httpStatusCode: 400 },
-      message: 'Rate exceeded',
-    });
+    const throttled = awsError(CloudWatchLogsServiceException, 'ThrottlingException', { message: 'Rate exceeded' });
     logsMock.on(GetLogEventsCommand).rejects(throttled);
     await assert.rejects(
       new CloudWatchJobLogs(client, GROUP).read(job, { after: 'f/1' }),

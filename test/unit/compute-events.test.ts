@@ -21,6 +21,7 @@ import { reportOutcome } from '../../lambdas/core/jobs.js';
 import { releaseStep } from '../../lambdas/core/lifecycle.js';
 import { CommandNotSettled, createComputeEventsHandler } from '../../lambdas/handlers/events/compute-events.js';
 import { IMAGE, startDynamo, world, type Dynamo, type World } from '../support/harness.js';
+import { awsError } from '../support/aws-errors.js';
 
 const ec2 = new EC2Client({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
 const ssm = new SSMClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
@@ -72,15 +73,6 @@ function fixture(name: Fixture, detail: Record<string, string> = {}): FixtureEve
   event.detail = { ...event.detail, ...detail };
   if (detail['instance-id']) event.resources = [`arn:aws:ec2:eu-west-1:123456789012:instance/${detail['instance-id']}`];
   return event;
-}
-
-function ec2Error(code: string): EC2ServiceException {
-  return new EC2ServiceException({
-    name: code,
-    $fault: 'client',
-    $metadata: { httpStatusCode: 400 },
-    message: `${code} (mocked)`,
-  });
 }
 
 let dynamo: Dynamo;
@@ -453,7 +445,7 @@ describe('EC2 instance state events', () => {
       .resolvesOnce({
         Reservations: [{ Instances: [{ InstanceId: I1, Tags: [{ Key: 'flare:job', Value: job.id }] }] }],
       })
-      .rejectsOnce(ec2Error('InvalidInstanceID.NotFound'));
+      .rejectsOnce(awsError(EC2ServiceException, 'InvalidInstanceID.NotFound'));
     await assertUnchanged(job, async () => {
       await deliver(fixture('aws-ec2-instance-terminated'));
       await deliver(fixture('aws-ec2-instance-terminated'));

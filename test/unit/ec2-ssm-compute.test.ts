@@ -22,6 +22,7 @@ import { deadlineScript, instanceScript, type DockerRunOptions } from '../../lam
 import { LaunchFailed, NoCapacity, ValidationError } from '../../lambdas/core/errors.js';
 import type { ContainerSpec } from '../../lambdas/ports/compute.js';
 import { launchingJob } from '../support/jobs.js';
+import { awsError } from '../support/aws-errors.js';
 
 const ec2 = new EC2Client({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
 const ssm = new SSMClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
@@ -49,15 +50,6 @@ function spec(overrides: Partial<ContainerSpec> = {}): ContainerSpec {
     expiresAt: '2030-01-01T01:00:00.000Z',
     ...overrides,
   };
-}
-
-function ec2Error(code: string): EC2ServiceException {
-  return new EC2ServiceException({
-    name: code,
-    $fault: 'client',
-    $metadata: { httpStatusCode: 400 },
-    message: `${code} (mocked)`,
-  });
 }
 
 const BASE_TAGS = [
@@ -170,7 +162,7 @@ describe('Ec2SsmCompute.launch', () => {
   test('a requeued job (next launch attempt) gets fresh ClientTokens and is tagged with its attempt', async () => {
     ec2Mock
       .on(RunInstancesCommand)
-      .rejectsOnce(ec2Error('InsufficientInstanceCapacity'))
+      .rejectsOnce(awsError(EC2ServiceException, 'InsufficientInstanceCapacity'))
       .resolves({ Instances: [{ InstanceId: 'i-5' }] });
 
     await new Ec2SsmCompute(PROPS).launch(job({ launchAttempt: 3 }));
@@ -235,7 +227,7 @@ describe('Ec2SsmCompute.launch', () => {
     test(`on ${code} tries the next subnet with its own ClientToken`, async () => {
       ec2Mock
         .on(RunInstancesCommand)
-        .rejectsOnce(ec2Error(code))
+        .rejectsOnce(awsError(EC2ServiceException, code))
         .resolves({ Instances: [{ InstanceId: 'i-9' }] });
 
       const launched = await new Ec2SsmCompute(PROPS).launch(job());
@@ -252,8 +244,8 @@ describe('Ec2SsmCompute.launch', () => {
   test('falls back to the next instance type once every subnet lacks the first', async () => {
     ec2Mock
       .on(RunInstancesCommand)
-      .rejectsOnce(ec2Error('InsufficientInstanceCapacity'))
-      .rejectsOnce(ec2Error('InsufficientInstanceCapacity'))
+      .rejectsOnce(awsError(EC2ServiceException, 'InsufficientInstanceCapacity'))
+      .rejectsOnce(awsError(EC2ServiceException, 'InsufficientInstanceCapacity'))
       .resolves({ Instances: [{ InstanceId: 'i-3' }] });
 
     const launched = await new Ec2SsmCompute(PROPS).launch(job());
@@ -268,12 +260,12 @@ describe('Ec2SsmCompute.launch', () => {
   });
 
   test('throws NoCapacity (not a job failure) naming every attempt when all types and subnets fail', async () => {
-    const last = ec2Error('InsufficientFreeAddressesInSubnet');
+    const last = awsError(EC2ServiceException, 'InsufficientFreeAddressesInSubnet');
     ec2Mock
       .on(RunInstancesCommand)
-      .rejectsOnce(ec2Error('InsufficientInstanceCapacity'))
-      .rejectsOnce(ec2Error('Unsupported'))
-      .rejectsOnce(ec2Error('InsufficientInstanceCapacity'))
+      .rejectsOnce(awsError(EC2ServiceException, 'InsufficientInstanceCapacity'))
+      .rejectsOnce(awsError(EC2ServiceException, 'Unsupported'))
+      .rejectsOnce(awsError(EC2ServiceException, 'InsufficientInstanceCapacity'))
       .rejectsOnce(last);
 
     await assert.rejects(new Ec2SsmCompute(PROPS).launch(job()), (error: unknown) => {
@@ -293,12 +285,12 @@ describe('Ec2SsmCompute.launch', () => {
   });
 
   test('on VcpuLimitExceeded skips the other subnets of that type, tries the fallback type, and names the quota to raise', async () => {
-    const vcpu = ec2Error('VcpuLimitExceeded');
+    const vcpu = awsError(EC2ServiceException, 'VcpuLimitExceeded');
     ec2Mock
       .on(RunInstancesCommand)
       .rejectsOnce(vcpu)
-      .rejectsOnce(ec2Error('InsufficientInstanceCapacity'))
-      .rejectsOnce(ec2Error('InsufficientInstanceCapacity'));
+      .rejectsOnce(awsError(EC2ServiceException, 'InsufficientInstanceCapacity'))
+      .rejectsOnce(awsError(EC2ServiceException, 'InsufficientInstanceCapacity'));
 
     await assert.rejects(new Ec2SsmCompute(PROPS).launch(job()), (error: unknown) => {
       assert.ok(error instanceof NoCapacity);
@@ -322,7 +314,7 @@ describe('Ec2SsmCompute.launch', () => {
   test('a vCPU limit on one type and capacity on the fallback still launches', async () => {
     ec2Mock
       .on(RunInstancesCommand)
-      .rejectsOnce(ec2Error('VcpuLimitExceeded'))
+      .rejectsOnce(awsError(EC2ServiceException, 'VcpuLimitExceeded'))
       .resolves({ Instances: [{ InstanceId: 'i-4' }] });
     assert.deepEqual(await new Ec2SsmCompute(PROPS).launch(job()), { instanceIds: ['i-4'] });
   });
@@ -336,7 +328,7 @@ describe('Ec2SsmCompute.launch', () => {
   });
 
   test('throws other EC2 errors as they are, without trying further', async () => {
-    const throttled = ec2Error('RequestLimitExceeded');
+    const throttled = awsError(EC2ServiceException, 'RequestLimitExceeded');
     ec2Mock.on(RunInstancesCommand).rejects(throttled);
 
     await assert.rejects(new Ec2SsmCompute(PROPS).launch(job()), (error: unknown) => error === throttled);
@@ -692,12 +684,7 @@ describe('Ec2SsmCompute.updateExpiry', () => {
   });
 
   test('throws what SSM throws, so the workflow retries', async () => {
-    const throttled = new SSMServiceException({
-      name: 'ThrottlingException',
-      $fault: 'client',
-      $metadata: { httpStatusCode: 400 },
-      message: 'mocked',
-    });
+    const throttled = awsError(SSMServiceException, 'ThrottlingException', { message: 'mocked' });
     ssmMock.on(SendCommandCommand).rejects(throttled);
     await assert.rejects(
       new Ec2SsmCompute(PROPS).updateExpiry(job({ instanceIds: ['i-1'] }), NEW_EXPIRY),
@@ -734,7 +721,7 @@ describe('Ec2SsmCompute.stop', () => {
   });
 
   test('is idempotent: terminating an instance EC2 no longer knows succeeds', async () => {
-    ec2Mock.on(TerminateInstancesCommand).rejects(ec2Error('InvalidInstanceID.NotFound'));
+    ec2Mock.on(TerminateInstancesCommand).rejects(awsError(EC2ServiceException, 'InvalidInstanceID.NotFound'));
     await new Ec2SsmCompute(PROPS).stop(job({ instanceIds: ['i-1'] }));
     await new Ec2SsmCompute(PROPS).stop(job({ instanceIds: ['i-1'] }));
     assert.equal(ec2Mock.commandCalls(TerminateInstancesCommand).length, 2);
@@ -743,8 +730,8 @@ describe('Ec2SsmCompute.stop', () => {
   test('when one of several ids is unknown, still terminates the others one by one', async () => {
     ec2Mock
       .on(TerminateInstancesCommand)
-      .rejectsOnce(ec2Error('InvalidInstanceID.NotFound'))
-      .rejectsOnce(ec2Error('InvalidInstanceID.NotFound'))
+      .rejectsOnce(awsError(EC2ServiceException, 'InvalidInstanceID.NotFound'))
+      .rejectsOnce(awsError(EC2ServiceException, 'InvalidInstanceID.NotFound'))
       .resolves({});
 
     await new Ec2SsmCompute(PROPS).stop(job({ instanceIds: ['i-gone', 'i-2'] }));
@@ -758,7 +745,7 @@ describe('Ec2SsmCompute.stop', () => {
   });
 
   test('throws any other error so the workflow retries', async () => {
-    const denied = ec2Error('UnauthorizedOperation');
+    const denied = awsError(EC2ServiceException, 'UnauthorizedOperation');
     ec2Mock.on(TerminateInstancesCommand).rejects(denied);
     await assert.rejects(
       new Ec2SsmCompute(PROPS).stop(job({ instanceIds: ['i-1'] })),
@@ -785,8 +772,8 @@ describe('Ec2SsmCompute.terminate', () => {
   test('ignores ids EC2 no longer knows, one batch at a time, and sends nothing for none', async () => {
     ec2Mock
       .on(TerminateInstancesCommand)
-      .rejectsOnce(ec2Error('InvalidInstanceID.NotFound'))
-      .rejectsOnce(ec2Error('InvalidInstanceID.NotFound'))
+      .rejectsOnce(awsError(EC2ServiceException, 'InvalidInstanceID.NotFound'))
+      .rejectsOnce(awsError(EC2ServiceException, 'InvalidInstanceID.NotFound'))
       .resolves({});
 
     await new Ec2SsmCompute(PROPS).terminate([]);
@@ -801,7 +788,7 @@ describe('Ec2SsmCompute.terminate', () => {
   });
 
   test('throws any other error', async () => {
-    const denied = ec2Error('UnauthorizedOperation');
+    const denied = awsError(EC2ServiceException, 'UnauthorizedOperation');
     ec2Mock.on(TerminateInstancesCommand).rejects(denied);
     await assert.rejects(new Ec2SsmCompute(PROPS).terminate(['i-1']), (error: unknown) => error === denied);
   });
@@ -900,12 +887,7 @@ describe('Ec2SsmCompute.listManaged', () => {
 
 describe('Ec2SsmCompute event lookups', () => {
   function invocationMissing(): SSMServiceException {
-    return new SSMServiceException({
-      name: 'InvocationDoesNotExist',
-      $fault: 'client',
-      $metadata: { httpStatusCode: 400 },
-      message: 'mocked',
-    });
+    return awsError(SSMServiceException, 'InvocationDoesNotExist', { message: 'mocked' });
   }
 
   test('commandOutcome reads Flare command invocations back to their job and exit code', async () => {
@@ -1046,14 +1028,14 @@ describe('Ec2SsmCompute event lookups', () => {
           },
         ],
       })
-      .rejectsOnce(ec2Error('InvalidInstanceID.NotFound'));
+      .rejectsOnce(awsError(EC2ServiceException, 'InvalidInstanceID.NotFound'));
 
     for (let i = 0; i < 4; i++) assert.equal(await compute.jobOfInstance('i-1'), undefined);
     assert.equal(ec2Mock.commandCalls(DescribeInstancesCommand).length, 4);
   });
 
   test('jobOfInstance throws other errors', async () => {
-    const denied = ec2Error('UnauthorizedOperation');
+    const denied = awsError(EC2ServiceException, 'UnauthorizedOperation');
     ec2Mock.on(DescribeInstancesCommand).rejects(denied);
     await assert.rejects(new Ec2SsmCompute(PROPS).jobOfInstance('i-1'), (error: unknown) => error === denied);
   });

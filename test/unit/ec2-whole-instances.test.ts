@@ -21,6 +21,7 @@ import { LaunchFailed } from '../../lambdas/core/errors.js';
 import type { Job } from '../../lambdas/core/job.js';
 import { containerSpec } from '../../lambdas/core/lifecycle.js';
 import { launchingJob } from '../support/jobs.js';
+import { awsError } from '../support/aws-errors.js';
 
 const ec2 = new EC2Client({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
 const ssm = new SSMClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
@@ -54,15 +55,6 @@ const DLAMI = {
     },
   ],
 };
-
-function ec2Error(code: string): EC2ServiceException {
-  return new EC2ServiceException({
-    name: code,
-    $fault: 'client',
-    $metadata: { httpStatusCode: 400 },
-    message: `${code} (mocked)`,
-  });
-}
 
 /** The docker argv the instance script carries (base64 of JSON between its heredoc markers). */
 function argvOf(script: string): string[] {
@@ -164,7 +156,10 @@ describe("launch: the root volume against the AMI's snapshot", () => {
   });
 
   test('a failed read is not kept: throttled once, the retry reads the image again and launches', async () => {
-    ec2Mock.on(DescribeImagesCommand).rejectsOnce(ec2Error('RequestLimitExceeded')).resolves(DLAMI);
+    ec2Mock
+      .on(DescribeImagesCommand)
+      .rejectsOnce(awsError(EC2ServiceException, 'RequestLimitExceeded'))
+      .resolves(DLAMI);
     const compute = new Ec2SsmCompute(PROPS);
     await assert.rejects(
       compute.launch(job({ volumeSizeGb: 100 })),
@@ -176,7 +171,7 @@ describe("launch: the root volume against the AMI's snapshot", () => {
   });
 
   test('an image EC2 does not know fails the job with the reason', async () => {
-    ec2Mock.on(DescribeImagesCommand).rejects(ec2Error('InvalidAMIID.NotFound'));
+    ec2Mock.on(DescribeImagesCommand).rejects(awsError(EC2ServiceException, 'InvalidAMIID.NotFound'));
     await assert.rejects(
       new Ec2SsmCompute(PROPS).launch(job({ volumeSizeGb: 100 })),
       (error: unknown) =>

@@ -13,6 +13,7 @@ import {
   MAX_ENTRIES_PER_PUT,
 } from '../../lambdas/adapters/eventbridge-publisher.js';
 import type { JobStateChange, OperatorEvent } from '../../lambdas/ports/events.js';
+import { awsError } from '../support/aws-errors.js';
 
 const client = new EventBridgeClient({
   region: 'eu-west-1',
@@ -148,12 +149,7 @@ describe('EventBridgePublisher', () => {
   });
 
   it('counts a request that failed as a whole from its first entry, keeping the cause', async () => {
-    const throttled = new EventBridgeServiceException({
-      name: 'ThrottlingException',
-      $fault: 'client',
-      $metadata: { httpStatusCode: 400 },
-      message: 'Rate exceeded',
-    });
+    const throttled = awsError(EventBridgeServiceException, 'ThrottlingException', { message: 'Rate exceeded' });
     mock.on(PutEventsCommand).resolvesOnce(ok(10)).rejectsOnce(throttled);
     const events = Array.from({ length: 12 }, (_, i) => change(i + 1));
     await assert.rejects(new EventBridgePublisher(client, BUS).publishStateChanges(events), (error: unknown) => {

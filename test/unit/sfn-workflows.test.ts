@@ -4,6 +4,7 @@ import { ListExecutionsCommand, SFNClient, SFNServiceException, StartExecutionCo
 import { mockClient } from 'aws-sdk-client-mock';
 import { SfnWorkflows } from '../../lambdas/adapters/sfn-workflows.js';
 import { workflowInput } from '../../lambdas/core/workflow.js';
+import { awsError } from '../support/aws-errors.js';
 
 const sfn = new SFNClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
 const sfnMock = mockClient(sfn);
@@ -20,15 +21,6 @@ function execution(name: string) {
     status: 'RUNNING' as const,
     startDate: new Date('2030-01-01T00:00:00Z'),
   };
-}
-
-function sfnError(name: string): SFNServiceException {
-  return new SFNServiceException({
-    name,
-    $fault: 'client',
-    $metadata: { httpStatusCode: 400 },
-    message: `${name} (mocked)`,
-  });
 }
 
 beforeEach(() => sfnMock.reset());
@@ -65,7 +57,7 @@ describe('SfnWorkflows.runningJobIds', () => {
       .on(ListExecutionsCommand, { nextToken: undefined })
       .resolves({ executions: [execution(A)], nextToken: 'page-2' })
       .on(ListExecutionsCommand, { nextToken: 'page-2' })
-      .rejects(sfnError('ThrottlingException'));
+      .rejects(awsError(SFNServiceException, 'ThrottlingException'));
 
     await assert.rejects(new SfnWorkflows(sfn, ARN).runningJobIds(), { name: 'ThrottlingException' });
   });
@@ -76,7 +68,7 @@ describe('SfnWorkflows.start', () => {
     sfnMock
       .on(StartExecutionCommand)
       .resolvesOnce({ executionArn: 'x', startDate: new Date() })
-      .rejectsOnce(sfnError('ExecutionAlreadyExists'));
+      .rejectsOnce(awsError(SFNServiceException, 'ExecutionAlreadyExists'));
     const workflows = new SfnWorkflows(sfn, ARN);
 
     await workflows.start(`${A}-2`, workflowInput({ id: A, pool: 'a100' }));

@@ -31,6 +31,7 @@ import { createApiHandler } from '../../lambdas/handlers/http/api.js';
 import { mapError } from '../../lambdas/handlers/http/middleware.js';
 import { freeLoopbackPort } from '../../lambdas/local/dynamodb-local.js';
 import { defaultTableNames, makeDynamoClients } from '../../lambdas/local/tables.js';
+import { awsError } from '../support/aws-errors.js';
 
 type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
 
@@ -69,14 +70,6 @@ const dynamoErrors = {
       CancellationReasons: [{ Code: 'None' }, { Code: 'ThrottlingError' }],
     }),
 };
-
-const sfnError = (name: string, status = 400) =>
-  new SFNServiceException({
-    name,
-    $fault: status >= 500 ? 'server' : 'client',
-    $metadata: { httpStatusCode: status },
-    message: `${name} (mocked)`,
-  });
 
 function event(method: string, path: string): Event {
   const e: Event = JSON.parse(readFileSync(new URL('../fixtures/http/member-list-jobs.json', import.meta.url), 'utf8'));
@@ -216,9 +209,9 @@ describe('Step Functions throttling or failing', () => {
     it(`${name} on StartExecution and SendTaskSuccess is WorkflowsUnavailable, a 503 with Retry-After`, async () => {
       sfnMock
         .on(StartExecutionCommand)
-        .rejects(sfnError(name, status))
+        .rejects(awsError(SFNServiceException, name, { status }))
         .on(SendTaskSuccessCommand)
-        .rejects(sfnError(name, status));
+        .rejects(awsError(SFNServiceException, name, { status }));
 
       for (const attempt of [
         () => workflows.start('j-0123456789abcdef', input),
@@ -238,13 +231,13 @@ describe('Step Functions throttling or failing', () => {
   it('what the adapter already handles passes through: a start that already happened, a wait that already ended', async () => {
     sfnMock
       .on(StartExecutionCommand)
-      .rejects(sfnError('ExecutionAlreadyExists'))
+      .rejects(awsError(SFNServiceException, 'ExecutionAlreadyExists'))
       .on(SendTaskSuccessCommand)
-      .rejects(sfnError('TaskTimedOut'));
+      .rejects(awsError(SFNServiceException, 'TaskTimedOut'));
 
     await workflows.start('j-0123456789abcdef', input);
     await workflows.sendTaskSuccess('token', {});
-    sfnMock.on(StartExecutionCommand).rejects(sfnError('StateMachineDoesNotExist'));
+    sfnMock.on(StartExecutionCommand).rejects(awsError(SFNServiceException, 'StateMachineDoesNotExist'));
     const error = await workflows.start('j-0123456789abcdef', input).then(
       () => undefined,
       (e: unknown) => e,
