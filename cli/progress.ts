@@ -25,6 +25,9 @@ export const WAIT_EXIT_CODES = `exit codes:
   ${ExitCode.JOB_CANCELLED}  the job was CANCELLED
   1  API error   2  usage error   3  job not found   4  not authorized`;
 
+/** Lines of output shown under a job that ended FAILED or EXPIRED, to say why without another command. */
+export const FAILURE_TAIL_LINES = 20;
+
 /** Consecutive failed polls (network, 5xx) tolerated before giving up. */
 const MAX_POLL_FAILURES = 5;
 /** A follow read with this many lines or more is read on without sleeping. */
@@ -106,6 +109,28 @@ export async function waitForJob(
     if (isTerminal(job.state)) return job;
     await ctx.io.sleep(intervalMs);
   }
+}
+
+/**
+ * Under a job that ended FAILED or EXPIRED: its last lines of output, through
+ * `emit` (stderr with --output json). A failed read is said, never fatal: the
+ * exit code is the job's outcome.
+ */
+export async function printFailureTail(client: ApiClient, job: JobView, emit: (line: string) => void): Promise<void> {
+  if (job.state !== 'FAILED' && job.state !== 'EXPIRED') return;
+  let read: LogsView;
+  try {
+    read = await client.get<LogsView>(pathOf('/v1/jobs', job.id, 'logs'), { tail: FAILURE_TAIL_LINES });
+  } catch (error) {
+    emit(`(its output could not be read: ${error instanceof Error ? error.message : String(error)})`);
+    return;
+  }
+  if (!read.lines.length) {
+    emit('(the job wrote no output)');
+    return;
+  }
+  emit(`last ${read.lines.length} line(s) of output (all of it: flare job logs ${job.id}):`);
+  for (const line of read.lines) emit(`  ${line.message}`);
 }
 
 /**

@@ -16,7 +16,14 @@ import {
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { duration, fields, minutes, oneLine, table, when } from '../output.js';
-import { OUTCOME_EXIT_CODES, printLogs, queuePlace, WAIT_EXIT_CODES, waitForJob } from '../progress.js';
+import {
+  OUTCOME_EXIT_CODES,
+  printFailureTail,
+  printLogs,
+  queuePlace,
+  WAIT_EXIT_CODES,
+  waitForJob,
+} from '../progress.js';
 import { isTerminal, JOB_STATES, QUEUED_STATES, type JobView } from '../views.js';
 
 /** Queued jobs of a listing whose queue position is looked up one by one, at most. */
@@ -34,7 +41,7 @@ export const jobCommands: Command[] = [
     name: 'job create',
     summary: 'Submit a job from a template',
     usage: '--template T [options] [-- COMMAND [ARG...]]',
-    description: `${COMMAND_HELP}\n\nPrints the job's id and state; with --wait, then one line per change\n(state and reason, queue position, time left while it runs) until it ends,\nand exits with the job's outcome (below).`,
+    description: `${COMMAND_HELP}\n\nPrints the job's id and state; with --wait, then one line per change\n(state and reason, queue position, time left while it runs) until it ends,\nand exits with the job's outcome (below). A job that ends FAILED or EXPIRED\nis followed by its last 20 lines of output.`,
     options: {
       template: { type: 'string', value: 'T', help: 'the template (name or id) to run (required)' },
       name: { type: 'string', value: 'N', help: "the job's name (default: the template's)" },
@@ -95,7 +102,7 @@ export const jobCommands: Command[] = [
       // With --output json, stdout holds only the final job; progress goes to stderr.
       const emit = ctx.json ? (line: string) => ctx.io.stderr(`${line}\n`) : (line: string) => ctx.print(line);
       emit(submitted);
-      return finish(ctx, await waitForJob(ctx, client, job.id, intervalMs, emit));
+      return finish(ctx, client, await waitForJob(ctx, client, job.id, intervalMs, emit), emit);
     },
   },
   {
@@ -253,7 +260,7 @@ answer, with --follow one JSON object per line ({"at"?, "message"}).`,
     summary: 'Wait for a job to end, printing its progress; exit with its outcome',
     usage: 'ID [--interval SECONDS]',
     description:
-      'Prints one line per change: state and reason, queue position while it waits,\ntime left while it runs. With --output json, progress goes to stderr and the\nfinal job to stdout.',
+      'Prints one line per change: state and reason, queue position while it waits,\ntime left while it runs; a job that ends FAILED or EXPIRED is followed by its\nlast 20 lines of output. With --output json, progress and those lines go to\nstderr and the final job to stdout.',
     arity: [1, 1],
     options: { interval },
     examples: ['flare job wait j-20250203-abc123', 'flare job wait j-20250203-abc123 --interval 5 && echo done'],
@@ -261,12 +268,14 @@ answer, with --follow one JSON object per line ({"at"?, "message"}).`,
     async run(ctx, input) {
       const intervalMs = intervalOf(input.values, usageOf(this));
       const emit = ctx.json ? (line: string) => ctx.io.stderr(`${line}\n`) : (line: string) => ctx.print(line);
-      return finish(ctx, await waitForJob(ctx, ctx.api(), input.positionals[0], intervalMs, emit));
+      const client = ctx.api();
+      return finish(ctx, client, await waitForJob(ctx, client, input.positionals[0], intervalMs, emit), emit);
     },
   },
 ];
 
-function finish(ctx: Context, job: JobView): number {
+async function finish(ctx: Context, client: ApiClient, job: JobView, emit: (line: string) => void): Promise<number> {
+  await printFailureTail(client, job, emit);
   if (ctx.json) ctx.printJson(job);
   return OUTCOME_EXIT_CODES[job.state] ?? 1;
 }

@@ -71,3 +71,26 @@ export async function stopLocalPlane(child: ChildProcess | undefined, dir: strin
   // A runner killed a moment ago may still be closing its log file.
   await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
 }
+
+const TERMINAL_STATES = ['SUCCEEDED', 'FAILED', 'EXPIRED', 'CANCELLED'];
+
+/** The job once it is in one of `states` (polled as `token`). */
+export function untilJobState(baseUrl: string, token: string, id: string, states: string[]): Promise<any> {
+  return waitFor(
+    `job ${id} in ${states.join('|')}`,
+    async () => {
+      const { body } = await callApi(baseUrl, 'GET', `/v1/jobs/${id}`, token);
+      return states.includes(body?.state) ? body : undefined;
+    },
+    60_000,
+    100,
+  );
+}
+
+/** Cancel every active job (they run detached from the plane) and wait for each to end. */
+export async function endActiveJobs(baseUrl: string, adminToken: string): Promise<void> {
+  const { body } = await callApi(baseUrl, 'GET', '/v1/jobs?limit=1000', adminToken);
+  const active = (body?.items ?? []).filter((j: { state: string }) => !TERMINAL_STATES.includes(j.state));
+  for (const job of active) await callApi(baseUrl, 'DELETE', `/v1/jobs/${job.id}`, adminToken);
+  for (const job of active) await untilJobState(baseUrl, adminToken, job.id, TERMINAL_STATES).catch(() => undefined);
+}

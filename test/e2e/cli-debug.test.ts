@@ -1,0 +1,126 @@
+/**
+ * Debugging a job through the `flare` CLI as a user runs it (a subprocess of
+ * `bin/flare.ts` against `flare local` started from a config, process driver):
+ * the last lines of output under a job that failed or expired.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { callApi, endActiveJobs, startLocalPlane, stopLocalPlane } from '../support/local-plane.js';
+
+const ROOT = 'root-token-debug-0123456789ab';
+const ALICE = 'alice-token-debug-0123456789a';
+const DIGEST = `sha256:${'d'.repeat(64)}`;
+
+let dir: string;
+let home: string;
+let plane: ChildProcess | undefined;
+let url: string;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function flare(args: string[], token = ALICE): Promise<Run> {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLARE_')));
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/flare.ts', ...args], {
+    env: { ...env, HOME: home, FLARE_TOKEN: token, FLARE_API_URL: url },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const api = (method: string, path: string, token = ROOT, body?: unknown) => callApi(url, method, path, token, body);
+
+/** A job that prints `line-1` .. `line-30`, then exits 1. */
+const THIRTY_LINES_THEN_FAIL = ['sh', '-c', 'for i in $(seq 1 30); do echo line-$i; done; exit 1'];
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'flare-cli-debug-'));
+  home = join(dir, 'home');
+  await mkdir(home);
+  await writeFile(
+    join(dir, 'flare.local.json'),
+    JSON.stringify({
+      port: 0,
+      dataDir: 'data',
+      users: [
+        { name: 'root', token: ROOT, admin: true },
+        { name: 'alice', token: ALICE, projects: ['vision'] },
+      ],
+      pools: [{ name: 'local', gpus: 4 }],
+      images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
+      templates: [{ name: 'sh', project: 'vision', pool: 'local', image: 'tools', command: ['true'] }],
+      compute: { driver: 'process' },
+    }),
+  );
+  ({ child: plane, url } = await startLocalPlane(join(dir, 'flare.local.json')));
+});
+
+after(async () => {
+  if (url) await endActiveJobs(url, ROOT);
+  await stopLocalPlane(plane, dir);
+});
+
+describe('the last lines of output under a job that failed or expired', () => {
+  it('create --wait prints the last 20 lines after FAILED', async () => {
+    const run = await flare([
+      'job',
+      'create',
+      '--template',
+      'sh',
+      '--wait',
+      '--interval',
+      '0.2',
+      '--',
+      ...THIRTY_LINES_THEN_FAIL,
+    ]);
+    assert.equal(run.code, 5, run.stdout + run.stderr);
+    const tail = Array.from({ length: 20 }, (_, i) => `  line-${i + 11}`).join('\n');
+    assert.match(
+      run.stdout,
+      /^\d\d:\d\d:\d\d FAILED {2}exited with code 1\nlast 20 line\(s\) of output \(all of it: flare job logs \S+\):\n/m,
+    );
+    assert.ok(run.stdout.endsWith(`${tail}\n`), run.stdout);
+    assert.doesNotMatch(run.stdout, /line-10\b/, 'only the last 20');
+  });
+
+  it('job wait prints them after EXPIRED, and with --output json on stderr', async () => {
+    const created = await api('POST', '/v1/jobs', ALICE, {
+      template: 'sh',
+      liveTimeoutMinutes: 0.05,
+      command: ['sh', '-c', 'echo warming up; echo still going; sleep 60'],
+    });
+    assert.equal(created.status, 202, JSON.stringify(created.body));
+    const run = await flare(['job', 'wait', created.body.id, '--interval', '0.2']);
+    assert.equal(run.code, 6, run.stdout + run.stderr);
+    // The supervisor's own line about the expiry follows the job's output.
+    assert.match(
+      run.stdout,
+      /EXPIRED {2}live timeout reached\nlast \d+ line\(s\) of output .*\n {2}warming up\n {2}still going\n/,
+    );
+
+    const json = await flare(['job', 'wait', created.body.id, '-o', 'json']);
+    assert.equal(json.code, 6, json.stderr);
+    assert.equal(JSON.parse(json.stdout).state, 'EXPIRED');
+    assert.match(json.stderr, /\n {2}warming up\n {2}still going\n/);
+  });
+
+  it('says nothing more after SUCCEEDED', async () => {
+    const run = await flare(['job', 'create', '--template', 'sh', '--wait', '--interval', '0.2', '--', 'echo', 'fine']);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    assert.doesNotMatch(run.stdout, /fine|of output/);
+  });
+});
