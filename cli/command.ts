@@ -247,17 +247,6 @@ export function jsonFileOf(values: Values, usage: string): Record<string, unknow
   return parsed as Record<string, unknown>;
 }
 
-/** `--ssh-public-key-file FILE`: its first line. */
-export function sshKeyOf(values: Values, usage: string): string | undefined {
-  const path = stringOf(values, 'ssh-public-key-file');
-  if (path === undefined) return undefined;
-  try {
-    return readFileSync(path, 'utf8').split(/\r?\n/)[0];
-  } catch (error) {
-    throw new UsageError(`cannot read ${path}: ${(error as Error).message}`, usage);
-  }
-}
-
 /** Drop undefined fields: only what the user gave goes to the API. */
 export function defined<T extends Record<string, unknown>>(fields: T): Partial<T> {
   return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as Partial<T>;

@@ -58,7 +58,6 @@ export interface TemplateView {
   command?: string[];
   env?: Record<string, string>;
   volumeSizeGb?: number;
-  sshPublicKey?: string;
   maxLiveTimeoutMinutes?: number;
   defaultLiveTimeoutMinutes?: number;
   allowRoot?: boolean;

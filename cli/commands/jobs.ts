@@ -8,7 +8,6 @@ import {
   intervalOf,
   limitOf,
   numberOf,
-  sshKeyOf,
   stringOf,
   usageOf,
   type Command,
@@ -54,11 +53,6 @@ export const jobCommands: Command[] = [
         help: "minutes the job may run, fractions allowed (default: the template's, else 60)",
       },
       env: { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'an environment variable for the container' },
-      'ssh-public-key-file': {
-        type: 'string',
-        value: 'FILE',
-        help: 'an OpenSSH public key to install on the instance',
-      },
       'idempotency-key': {
         type: 'string',
         value: 'KEY',
@@ -86,7 +80,6 @@ export const jobCommands: Command[] = [
         gpus: numberOf(input.values, 'gpus', usage),
         liveTimeoutMinutes: numberOf(input.values, 'live-timeout', usage),
         env: envOf(input.values, usage),
-        sshPublicKey: sshKeyOf(input.values, usage),
       });
       const wait = flagOf(input.values, 'wait');
       const intervalMs = intervalOf(input.values, usage);

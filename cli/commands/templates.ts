@@ -8,7 +8,6 @@ import {
   jsonFileOf,
   limitOf,
   numberOf,
-  sshKeyOf,
   stringOf,
   usageOf,
   type Command,
@@ -50,7 +49,6 @@ const fieldOptions: Record<string, OptionSpec> = {
     help: 'the live timeout of a job that names none (default 60)',
   },
   'volume-size': { type: 'string', value: 'GB', help: 'root volume of each instance (AWS)' },
-  'ssh-public-key-file': { type: 'string', value: 'FILE', help: 'an OpenSSH public key to install on its instances' },
   'allow-root': { type: 'boolean', help: "run as the image's own user instead of an unprivileged uid (single node)" },
   file: {
     type: 'string',
@@ -76,7 +74,6 @@ function templateBody(input: Input, usage: string): Record<string, unknown> {
       maxLiveTimeoutMinutes: numberOf(v, 'max-live-timeout', usage),
       defaultLiveTimeoutMinutes: numberOf(v, 'default-live-timeout', usage),
       volumeSizeGb: numberOf(v, 'volume-size', usage),
-      sshPublicKey: sshKeyOf(v, usage),
       allowRoot: flagOf(v, 'allow-root') ? true : undefined,
     }),
   };
@@ -254,7 +251,6 @@ function templateFields(t: TemplateView): string {
     ['Max live timeout', minutes(t.maxLiveTimeoutMinutes)],
     ['Default timeout', minutes(t.defaultLiveTimeoutMinutes)],
     ['Volume', t.volumeSizeGb === undefined ? undefined : `${t.volumeSizeGb} GB`],
-    ['SSH key', t.sshPublicKey ? t.sshPublicKey.split(' ').slice(0, 1).concat('...').join(' ') : undefined],
     ['Allow root', t.allowRoot],
     ['Created', t.createdAt && `${t.createdAt}${t.createdBy ? ` by ${t.createdBy}` : ''}`],
     ['Updated', t.updatedAt && t.revision !== undefined ? `${t.updatedAt} (revision ${t.revision})` : t.updatedAt],

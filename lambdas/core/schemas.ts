@@ -78,11 +78,6 @@ export const liveTimeoutMinutes = jsonNumber()
   .positive('must be greater than 0')
   .max(60 * 24 * 30, 'must be at most 30 days');
 
-const sshPublicKeyLine = z
-  .string()
-  .max(16384)
-  .regex(/^(ssh|ecdsa)-[a-z0-9-]+ [A-Za-z0-9+/=]+( [^\n\r]*)?$/, 'must be one OpenSSH public key line');
-
 export const SubmitJobInput = z.strictObject({
   template: name('template').describe(
     "The template to run: its name (looked up among your projects' templates, then the public ones) or its id",
@@ -113,7 +108,6 @@ export const SubmitJobInput = z.strictObject({
     .describe(
       `Environment variables merged over the template's: at most ${MAX_ENV_VARS} here, names of letters, digits and _ (not __proto__, constructor or prototype), string values`,
     ),
-  sshPublicKey: sshPublicKeyLine.optional(),
 });
 export type SubmitJobInput = z.infer<typeof SubmitJobInput>;
 
@@ -276,7 +270,6 @@ const templateFields = {
     .describe(
       `Root volume of each instance (AWS), in GB: at least ${MIN_VOLUME_SIZE_GB}, the root snapshot of the default GPU AMI (Deep Learning Base OSS Nvidia Driver GPU AMI, Ubuntu 22.04). A deployment whose AMI has a larger snapshot refuses less than it too (400), and fails a job of a smaller volume at launch, with the reason`,
     ),
-  sshPublicKey: sshPublicKeyLine,
   maxLiveTimeoutMinutes: liveTimeoutMinutes.describe(
     'The longest live timeout a job of this template may have, now or by a later change',
   ),
@@ -307,7 +300,6 @@ export const TemplateSpec = z
     command: templateFields.command,
     env: templateFields.env.default({}),
     volumeSizeGb: templateFields.volumeSizeGb.optional(),
-    sshPublicKey: templateFields.sshPublicKey.optional(),
     maxLiveTimeoutMinutes: templateFields.maxLiveTimeoutMinutes.default(60 * 24),
     defaultLiveTimeoutMinutes: templateFields.defaultLiveTimeoutMinutes.optional(),
     allowRoot: templateFields.allowRoot.optional(),
@@ -324,7 +316,6 @@ export const TemplatePatch = z.strictObject({
   command: templateFields.command.optional(),
   env: templateFields.env.optional(),
   volumeSizeGb: templateFields.volumeSizeGb.nullable().optional(),
-  sshPublicKey: templateFields.sshPublicKey.nullable().optional(),
   maxLiveTimeoutMinutes: templateFields.maxLiveTimeoutMinutes.optional(),
   defaultLiveTimeoutMinutes: templateFields.defaultLiveTimeoutMinutes.nullable().optional(),
   allowRoot: templateFields.allowRoot.nullable().optional(),
@@ -476,11 +467,23 @@ export function parse<S extends z.ZodType>(schema: S, value: unknown, prefix = '
   throw new ValidationError(toFieldIssues(result.error, prefix));
 }
 
+/**
+ * Fields Flare once accepted and no longer does: sending one is a 400 that says
+ * what to do instead, never a silent drop nor a bare "unknown field".
+ */
+const REMOVED_FIELDS: Record<string, string> = {
+  sshPublicKey:
+    'is no longer accepted: no key was ever installed. To get into a running job use `flare job shell ID`, `flare job exec ID -- CMD` or POST /v1/jobs/{id}/exec',
+};
+
 export function toFieldIssues(error: z.ZodError, prefix = ''): FieldIssue[] {
   return error.issues.flatMap((issue): FieldIssue[] => {
     const base = [prefix, ...issue.path.map(String)].filter(Boolean).join('.');
     if (issue.code === 'unrecognized_keys') {
-      return issue.keys.map((k) => ({ field: base ? `${base}.${k}` : k, reason: 'unknown field' }));
+      return issue.keys.map((k) => ({
+        field: base ? `${base}.${k}` : k,
+        reason: REMOVED_FIELDS[k] ?? 'unknown field',
+      }));
     }
     return [{ field: base || '(body)', reason: issue.message }];
   });

@@ -306,6 +306,8 @@ function ownedSpec(spec: TemplateSpec, project: string | undefined): TemplateSpe
 /** The fields an owner sets: a record without its bookkeeping. */
 function specOf(template: TemplateRecord): TemplateSpec {
   const { id: _id, createdAt: _c, updatedAt: _u, createdBy: _b, revision: _r, ...spec } = template;
+  // Kept by versions that accepted it and never used it: TemplateSpec now refuses it.
+  delete (spec as { sshPublicKey?: string }).sshPublicKey;
   return spec;
 }
 

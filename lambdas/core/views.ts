@@ -127,7 +127,6 @@ export const Template = z
     command: z.array(z.string()).meta({ description: 'argv, never run through a shell.' }),
     env: z.record(z.string(), z.string()),
     volumeSizeGb: z.number().int().positive().optional().meta({ description: 'Root volume of each instance (AWS).' }),
-    sshPublicKey: z.string().optional(),
     maxLiveTimeoutMinutes: z
       .number()
       .positive()

@@ -124,3 +124,30 @@ describe('the last lines of output under a job that failed or expired', () => {
     assert.doesNotMatch(run.stdout, /fine|of output/);
   });
 });
+
+describe('sshPublicKey is refused, never dropped', () => {
+  const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q alice@example';
+  const refusal = (answer: { status: number; body: any }) => {
+    assert.equal(answer.status, 400, JSON.stringify(answer.body));
+    const detail = answer.body.error.details.find((d: { field: string }) => d.field === 'sshPublicKey');
+    assert.ok(detail, JSON.stringify(answer.body));
+    assert.match(detail.reason, /flare job shell/);
+  };
+
+  it('on a job or a template, with a 400 naming it and pointing to flare job shell; nothing stored', async () => {
+    const before = (await api('GET', '/v1/jobs?limit=1000')).body.items.length;
+    refusal(await api('POST', '/v1/jobs', ALICE, { template: 'sh', sshPublicKey: KEY }));
+    assert.equal((await api('GET', '/v1/jobs?limit=1000')).body.items.length, before);
+
+    const template = { name: 'keyed', project: 'vision', pool: 'local', image: 'tools', command: ['true'] };
+    refusal(await api('POST', '/v1/templates', ALICE, { ...template, sshPublicKey: KEY }));
+    assert.equal((await api('GET', '/v1/templates/keyed', ALICE)).status, 404);
+    refusal(await api('PATCH', '/v1/templates/sh', ALICE, { sshPublicKey: KEY }));
+  });
+
+  it('the CLI has no flag for it', async () => {
+    const run = await flare(['job', 'create', '--template', 'sh', '--ssh-public-key-file', '/dev/null']);
+    assert.equal(run.code, 2, run.stdout + run.stderr);
+    assert.match(run.stderr, /ssh-public-key-file/);
+  });
+});
