@@ -16,10 +16,11 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { LaunchFailed } from '../core/errors.js';
-import { isTerminal, totalGpus, type Job, type Outcome } from '../core/job.js';
+import { isTerminal, totalGpus, type Job, type JobOutputsRecord, type Outcome } from '../core/job.js';
 import type { Logger } from '../core/deps.js';
 import type { Compute, ContainerSpec, Launched, ManagedInstance } from '../ports/compute.js';
 import { JOB_ID_PATTERN, scratchPath, type DockerRunOptions } from '../core/container-command.js';
+import { DEFAULT_MAX_OUTPUT_BYTES } from '../core/outputs.js';
 import { discoverGpus, dockerEngineAvailable } from './gpu-discovery.js';
 import { containerJobIds, dockerCommand, removeContainer } from './local-docker.js';
 import { DEFAULT_STOP_GRACE_MS } from './local-supervisor/job-run.mjs';
@@ -35,6 +36,7 @@ import {
   type RunnerSpec,
 } from './local-supervisor/jobs.js';
 import { baseEnv, LocalComputeError, SupervisorLink } from './local-supervisor/link.js';
+import { localOutputDir, settleOutputs } from './local-outputs.js';
 
 export { LocalComputeError } from './local-supervisor/link.js';
 export type { ExitRecord, RunnerSpec } from './local-supervisor/jobs.js';
@@ -74,7 +76,9 @@ export interface LocalComputeOptions {
   /** A supervisor this instance starts exits after this long with no job and no control plane connected. @default 60000 */
   readonly supervisorIdleMs?: number;
   /** Docker mode: limits and user of the container. @default memory 80% of this machine's, the control plane's own uid:gid */
-  readonly docker?: Partial<Omit<DockerRunOptions, 'scratchDir' | 'detach'>>;
+  readonly docker?: Partial<Omit<DockerRunOptions, 'scratchDir' | 'outputDir' | 'detach'>>;
+  /** Bytes a job may keep in its output directory; files over it are removed when it ends (core/outputs.ts withinCap). @default DEFAULT_MAX_OUTPUT_BYTES (10 GiB) */
+  readonly maxOutputBytes?: number;
   /** @default warnings and errors to stderr */
   readonly log?: Logger;
 }
@@ -340,6 +344,11 @@ export class LocalCompute implements Compute {
     };
   }
 
+  /** What the job kept of `<dataDir>/outputs/<project>/<id>/`, over-cap files removed; called after `stop`. */
+  async keptOutputs(job: Job): Promise<JobOutputsRecord> {
+    return settleOutputs(localOutputDir(this.dataDir, job), this.options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES);
+  }
+
   /** Stop watching and let go of the supervisor; running jobs keep running. */
   close(): void {
     this.ends.close();
@@ -403,7 +412,7 @@ export class LocalCompute implements Compute {
       return;
     }
 
-    const runnerSpec = await this.runnerSpec(job.id, dir, spec, devices);
+    const runnerSpec = await this.runnerSpec(job, dir, spec, devices);
     const specPath = join(dir, 'spec.json');
     await writeAtomically(specPath, JSON.stringify(runnerSpec));
     // The supervisor claims the pid file before it spawns: a job is never run twice.
@@ -419,7 +428,10 @@ export class LocalCompute implements Compute {
     this.ends.watch(job.id);
   }
 
-  private async runnerSpec(jobId: string, dir: string, spec: ContainerSpec, devices: number[]): Promise<RunnerSpec> {
+  private async runnerSpec(job: Job, dir: string, spec: ContainerSpec, devices: number[]): Promise<RunnerSpec> {
+    const jobId = job.id;
+    const outputDir = localOutputDir(this.dataDir, job);
+    await mkdir(outputDir, { recursive: true, mode: 0o700 });
     const common = {
       jobId,
       cwd: scratchPath(join(this.dataDir, 'scratch'), jobId),
@@ -436,6 +448,7 @@ export class LocalCompute implements Compute {
         cwd: common.cwd,
         devices: this.hostGpus > 0 ? devices : undefined,
         scratchDir: join(this.dataDir, 'scratch'),
+        outputDir,
         stopGraceMs: this.stopGraceMs,
         ...(this.options.docker ? { options: this.options.docker } : {}),
       });
@@ -452,6 +465,7 @@ export class LocalCompute implements Compute {
         CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
         CUDA_VISIBLE_DEVICES: devices.join(','),
         FLARE_JOB_ID: jobId,
+        FLARE_OUTPUT_DIR: outputDir,
       },
     };
   }

@@ -19,8 +19,10 @@ export interface DockerJob {
   /** The machine's GPUs the job gets; undefined when its slots are plain numbers (no GPU to ask docker for). */
   readonly devices: number[] | undefined;
   readonly scratchDir: string;
+  /** The job's output directory, mounted at /outputs ($FLARE_OUTPUT_DIR). */
+  readonly outputDir: string;
   readonly stopGraceMs: number;
-  readonly options?: Partial<Omit<DockerRunOptions, 'scratchDir' | 'detach'>>;
+  readonly options?: Partial<Omit<DockerRunOptions, 'scratchDir' | 'outputDir' | 'detach'>>;
 }
 
 /** The argv, environment and stop command of a job run as a container (RunnerSpec's fields). */
@@ -38,8 +40,12 @@ export async function dockerCommand(
     ...job.options,
     ...(spec.allowRoot ? { allowRoot: true } : {}),
     scratchDir: job.scratchDir,
+    outputDir: job.outputDir,
   };
-  if (uid === 0) await chmod(job.cwd, 0o777);
+  if (uid === 0) {
+    await chmod(job.cwd, 0o777);
+    await chmod(job.outputDir, 0o777);
+  }
   return {
     argv: ['docker', ...dockerRunArgs({ ...spec, ...gpus }, options)],
     env: { ...baseEnv(), ...pick(process.env, DOCKER_ENV) },

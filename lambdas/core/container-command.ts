@@ -36,6 +36,8 @@ export interface DockerRunOptions {
   allowRoot?: boolean;
   /** Host directory under which `<jobId>` is bind-mounted at /scratch; no mount when absent. */
   scratchDir?: string;
+  /** Host directory (the job's own) bind-mounted at /outputs and named by $FLARE_OUTPUT_DIR; neither when absent. */
+  outputDir?: string;
   logDriver?: string;
   logOptions?: Record<string, string>;
   /** `--detach` and keep the stopped container (so `docker wait` can read its exit code) instead of `--rm`. @default false */
@@ -57,6 +59,8 @@ export const DEFAULT_SHM_SIZE = '1g';
 export const DEFAULT_USER = '65534:65534';
 /** Where the job's scratch directory appears inside the container. */
 export const SCRATCH_MOUNT = '/scratch';
+/** Where the job's output directory ($FLARE_OUTPUT_DIR) appears inside the container. */
+export const OUTPUT_MOUNT = '/outputs';
 
 /** Job ids become container names, file names, tag values and EC2 client tokens (64 chars with a suffix). */
 export const JOB_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,59}$/;
@@ -135,11 +139,13 @@ export function dockerRunArgs(spec: ContainerSpec, options: DockerRunOptions): s
   }
   // Set even without --gpus: a runtime that defaults to nvidia would honour an image's own value.
   args.push(`--env=NVIDIA_VISIBLE_DEVICES=${visible}`, `--env=FLARE_JOB_ID=${jobId}`);
+  if (options.outputDir) args.push(`--env=FLARE_OUTPUT_DIR=${OUTPUT_MOUNT}`);
   if (options.scratchDir && !('HOME' in spec.env)) args.push(`--env=HOME=${SCRATCH_MOUNT}`);
   for (const name of Object.keys(spec.env).sort()) args.push(`--env=${name}=${spec.env[name]}`);
 
   if (options.scratchDir)
     args.push(`--mount=type=bind,src=${scratchPath(options.scratchDir, jobId)},dst=${SCRATCH_MOUNT}`);
+  if (options.outputDir) args.push(`--mount=type=bind,src=${options.outputDir},dst=${OUTPUT_MOUNT}`);
   if (options.logDriver) args.push(`--log-driver=${options.logDriver}`);
   for (const key of Object.keys(options.logOptions ?? {}).sort())
     args.push(`--log-opt=${key}=${options.logOptions![key]}`);
@@ -228,6 +234,8 @@ function validate(spec: ContainerSpec, options: DockerRunOptions): FieldIssue[] 
       "must be an absolute path of letters, digits, '.', '_', '-' without '.' or '..' segments",
     );
   }
+  if (options.outputDir !== undefined && !HOST_PATH_PATTERN.test(options.outputDir))
+    bad('options.outputDir', "must be an absolute path of letters, digits, '.', '_', '-' without '.' or '..' segments");
   if (options.logDriver !== undefined && !LOG_NAME_PATTERN.test(options.logDriver))
     bad('options.logDriver', 'must be a log driver name');
   for (const [key, value] of Object.entries(options.logOptions ?? {})) {

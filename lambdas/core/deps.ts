@@ -1,6 +1,7 @@
 import type { Compute } from '../ports/compute.js';
 import type { EventPublisher } from '../ports/events.js';
 import type { JobLogs } from '../ports/job-logs.js';
+import type { JobOutputs } from '../ports/job-outputs.js';
 import type { Catalog } from '../ports/catalog.js';
 import type { JobRecords } from '../ports/jobs.js';
 import type { LimitStore } from '../ports/limits.js';
@@ -50,6 +51,8 @@ export interface Deps {
   events: EventPublisher;
   /** Container output: CloudWatch Logs on AWS, the job's log file locally. */
   logs: JobLogs;
+  /** What jobs kept of $FLARE_OUTPUT_DIR: the data directory locally, the outputs bucket on AWS. Absent: none kept (list empty). */
+  outputs?: JobOutputs;
   log: Logger;
   /** Absent: nothing is measured (core/metrics.ts metricsOf). */
   metrics?: Metrics;

@@ -97,6 +97,8 @@ export interface Job {
   /** GPU slots on the host (local driver); devices handed to the container. */
   devices?: number[];
   exitCode?: number;
+  /** What it kept of $FLARE_OUTPUT_DIR, recorded when it stopped (core/outputs.ts); absent when it never started. */
+  outputs?: JobOutputsRecord;
   /** GPUs this job holds against its project and pool; absent once released. */
   heldGpus?: number;
   /** GPU-milliseconds reserved against the project's gpuHours budget while holding (core/budgets.ts); absent once released. */
@@ -118,6 +120,14 @@ export interface Job {
   /** The terminal state decided when the job entered STOPPING, applied by Release. */
   verdict?: Verdict;
   taskToken?: string;
+}
+
+/** Files and bytes kept; `truncated` when the per-job cap left files out, `error` why (or why the upload failed). */
+export interface JobOutputsRecord {
+  count: number;
+  bytes: number;
+  truncated?: boolean;
+  error?: string;
 }
 
 export interface Verdict {

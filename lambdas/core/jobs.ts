@@ -133,6 +133,8 @@ export async function deleteJob(
     const job = await deps.jobs.getJob(id);
     if (!job || !canAccessProject(identity, job.project)) throw new JobNotFound(id);
     if (isTerminal(job.state)) {
+      // Outputs first: a removal that fails here leaves the job to be removed again, never files without a job.
+      await deps.outputs?.remove(job);
       if (await deps.jobs.deleteJob(id)) return { removed: true };
       continue;
     }

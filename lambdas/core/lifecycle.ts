@@ -183,7 +183,22 @@ function isRunning(deps: Deps, job: Job): boolean {
 export async function stopStep(deps: Deps, jobId: string, error?: StepError | null): Promise<void> {
   let job = await load(deps, jobId);
   if (job.state === JobState.LAUNCHING || job.state === JobState.RUNNING) job = await markStopping(deps, job, error);
-  if (job.state === JobState.STOPPING && job.instanceIds?.length) await deps.compute.stop(job);
+  if (job.state === JobState.STOPPING && job.instanceIds?.length) {
+    await deps.compute.stop(job);
+    await recordOutputs(deps, job);
+  }
+}
+
+/** What a job that started kept of its output directory, on the job before it ends: never silent, even when over the cap. */
+async function recordOutputs(deps: Deps, job: Job): Promise<void> {
+  if (!job.startedAt || !deps.compute.keptOutputs) return;
+  const outputs = await deps.compute.keptOutputs(job);
+  if (!outputs) return;
+  try {
+    await deps.jobs.updateJob(job.id, [JobState.STOPPING], { outputs });
+  } catch (error) {
+    if (!(error instanceof StaleJob)) throw error; // released meanwhile by another run of this step
+  }
 }
 
 /** Release: terminal state and GPUs back, in one transaction, exactly once. */

@@ -8,6 +8,7 @@ import { ValidationError, type FieldIssue } from './errors.js';
 import { BUDGET_PERIODS } from './budgets.js';
 import { JOB_STATES } from './job.js';
 import { PageQuery, pageToken, wholeNumberParam } from './pagination.js';
+import { DEFAULT_MAX_OUTPUT_BYTES } from './outputs.js';
 
 export { MIN_VOLUME_SIZE_GB, NAME_PATTERN };
 const name = (what: string) => z.string().regex(NAME_PATTERN, `${what} must be ${NAME_RULE}`);
@@ -418,6 +419,16 @@ export const LocalConfig = z
       .strictObject({ driver: z.enum(['auto', 'docker', 'process']).default('auto') })
       .default({ driver: 'auto' }),
     notifications: z.array(NotificationSpec).default([]),
+    /** A job's $FLARE_OUTPUT_DIR (core/outputs.ts): files over `maxBytes` are not kept when it ends, and its record says so. */
+    outputs: z
+      .strictObject({
+        maxBytes: jsonNumber()
+          .int('must be a whole number')
+          .min(0)
+          .max(2 ** 50)
+          .default(DEFAULT_MAX_OUTPUT_BYTES),
+      })
+      .default({ maxBytes: DEFAULT_MAX_OUTPUT_BYTES }),
     /** Seconds between reconciler runs (orphans, stuck jobs, usage drift, drain); the local twin of the scheduled Lambda. */
     reconcileSeconds: jsonNumber().int('must be a whole number').min(5).max(3600).default(60),
   })

@@ -105,6 +105,23 @@ export const Job = z
       .boolean()
       .optional()
       .meta({ description: "True when the template lets the container run as the image's own user." }),
+    outputs: z
+      .strictObject({
+        count: count('Files kept.'),
+        bytes: count('Bytes kept.'),
+        truncated: z
+          .boolean()
+          .optional()
+          .meta({ description: 'True when the per-job cap left files out (whole files, in path order).' }),
+        error: z
+          .string()
+          .optional()
+          .meta({ description: 'What was not kept and why: the cap, or a failed upload (AWS).' }),
+      })
+      .optional()
+      .meta({
+        description: 'What it kept of $FLARE_OUTPUT_DIR, recorded when it stopped; list them at /v1/jobs/{id}/outputs.',
+      }),
   })
   .meta({ id: 'Job', description: 'A GPU job and where it is in its life.' });
 
@@ -308,6 +325,20 @@ export const JobLogs = z
     }),
   })
   .meta({ id: 'JobLogs', description: "A job's container output." });
+
+export const JobOutputs = z
+  .strictObject({
+    items: z
+      .array(
+        z.strictObject({
+          path: z.string().meta({ description: 'Relative to the output directory: `sub/n.txt`.' }),
+          size: count('Bytes.'),
+          modifiedAt: time('When the job last wrote it'),
+        }),
+      )
+      .meta({ description: 'Every file kept, by path. Empty when the job kept nothing (yet).' }),
+  })
+  .meta({ id: 'JobOutputs', description: 'The files a job kept of its output directory.' });
 
 export const Health = z
   .strictObject({

@@ -110,7 +110,13 @@ async function assemble(
     events,
     checkpoints: options.inMemory ? memoryCheckpoints() : fileCheckpoints(join(dataDir, 'jobs-stream-checkpoint.json')),
     eventPollMs: options.eventPollMs,
-    compute: { dataDir, pools: config.pools, driver: config.compute.driver, ...options.compute },
+    compute: {
+      dataDir,
+      pools: config.pools,
+      driver: config.compute.driver,
+      maxOutputBytes: config.outputs.maxBytes,
+      ...options.compute,
+    },
     log,
   }).catch((error: unknown) => {
     streams.destroy();

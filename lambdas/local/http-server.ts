@@ -4,6 +4,7 @@
  * authorizer's part is played with the config's bearer tokens.
  */
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyResultV2, Context } from 'aws-lambda';
@@ -325,6 +326,14 @@ function writeResult(res: ServerResponse, result: APIGatewayProxyResultV2): numb
   const headers: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(result.headers ?? {})) headers[name.toLowerCase()] = String(value);
   if (result.cookies?.length) headers['set-cookie'] = result.cookies;
+  if ('bodyFile' in result && typeof result.bodyFile === 'string') {
+    // A job's output file (FileResult): streamed, never held in memory whole.
+    res.writeHead(result.statusCode, headers);
+    createReadStream(result.bodyFile)
+      .on('error', (error) => res.destroy(error))
+      .pipe(res);
+    return result.statusCode;
+  }
   const body =
     result.body === undefined ? Buffer.alloc(0) : Buffer.from(result.body, result.isBase64Encoded ? 'base64' : 'utf8');
   sendRaw(res, result.statusCode, headers, body);

@@ -10,6 +10,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { resolve } from 'node:path';
 import { DynamoCatalog } from '../adapters/dynamo/dynamo-catalog.js';
 import { DynamoReconcileStore } from '../adapters/dynamo/dynamo-reconcile-store.js';
 import { dynamoStores, type DynamoStores } from '../adapters/dynamo/dynamo-stores.js';
@@ -17,6 +18,7 @@ import type { TableNames } from '../adapters/dynamo/table-names.js';
 import { newJobId } from '../adapters/ids.js';
 import { LocalCompute, type LocalComputeOptions } from '../adapters/local-compute.js';
 import { LocalJobLogs } from '../adapters/local-job-logs.js';
+import { LocalOutputs } from '../adapters/local-outputs.js';
 import type { Deps, Logger, Policy } from '../core/deps.js';
 import { runTask } from '../handlers/workflow/tasks.js';
 import type { Compute } from '../ports/compute.js';
@@ -40,7 +42,7 @@ export function localStores(doc: DynamoDBDocumentClient, tables: TableNames): Lo
 }
 
 /** What core runs on besides the tables; tests pass stand-ins (a workflow runner that only records). */
-export type LocalPorts = Pick<Deps, 'compute' | 'workflows' | 'events' | 'logs' | 'log'> & {
+export type LocalPorts = Pick<Deps, 'compute' | 'workflows' | 'events' | 'logs' | 'outputs' | 'log'> & {
   policy?: Policy;
   /** @default the wall clock */
   now?: () => Date;
@@ -116,6 +118,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions): Promise<L
     workflows,
     events,
     logs: new LocalJobLogs((id) => compute.logPath(id)),
+    outputs: new LocalOutputs(resolve(options.compute.dataDir)),
     log,
     policy: options.policy,
     now: options.now,

@@ -1,4 +1,4 @@
-import type { Job, Outcome } from '../core/job.js';
+import type { Job, JobOutputsRecord, Outcome } from '../core/job.js';
 
 /** What a job runs as, resolved from its template and the image catalog. */
 export interface ContainerSpec {
@@ -61,4 +61,9 @@ export interface Compute {
    * rather than from the clock. Undefined while it runs, and where only the report tells (AWS).
    */
   endedOn?(job: Job): Promise<Outcome | undefined>;
+  /**
+   * After `stop`: what the job kept of its output directory, the per-job cap applied (core/outputs.ts
+   * withinCap). Undefined when this compute keeps no outputs for it.
+   */
+  keptOutputs?(job: Job): Promise<JobOutputsRecord | undefined>;
 }

@@ -24,6 +24,7 @@ import {
 import { openApiDocument, serverUrlOf } from './openapi.js';
 import { imageRoutes } from './routes/images.js';
 import { jobRoutes } from './routes/jobs.js';
+import { outputRoutes } from './routes/outputs.js';
 import { poolRoutes } from './routes/pools.js';
 import { quotaRoutes } from './routes/quotas.js';
 import { route } from './routes/route.js';
@@ -93,6 +94,7 @@ export function apiRoutes(deps: () => Deps, options: ApiOptions = {}): Route[] {
     }),
 
     ...jobRoutes(deps),
+    ...outputRoutes(deps),
     ...templateRoutes(deps),
     ...imageRoutes(deps),
     ...poolRoutes(deps),

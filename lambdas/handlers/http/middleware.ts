@@ -102,6 +102,19 @@ export function noContent(): ApiResult {
   return { statusCode: 204, headers: {} };
 }
 
+/** A file on this machine as the answer's body: the local server streams it (a Lambda answers with a redirect instead). */
+export interface FileResult extends ApiResult {
+  bodyFile: string;
+}
+
+export function fileBody(hostPath: string, size: number): FileResult {
+  return {
+    statusCode: 200,
+    headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+    bodyFile: hostPath,
+  };
+}
+
 function state(context: ApiContext): ApiState {
   context.api ??= {};
   return context.api;
@@ -307,11 +320,17 @@ function decodeSegments(path: string): string[] | undefined {
   }
 }
 
+/** `{name+}`, last in a pattern, takes the rest of the path (one or more segments, joined by '/'), as in API Gateway. */
 function matchSegments(pattern: string[], segments: string[]): Record<string, string> | undefined {
-  if (pattern.length !== segments.length) return undefined;
+  const greedy = pattern.at(-1)?.endsWith('+}') ?? false;
+  if (greedy ? segments.length < pattern.length : pattern.length !== segments.length) return undefined;
   const params: Record<string, string> = {};
   for (let i = 0; i < pattern.length; i++) {
     const p = pattern[i];
+    if (greedy && i === pattern.length - 1) {
+      params[p.slice(1, -2)] = segments.slice(i).join('/');
+      break;
+    }
     if (p.startsWith('{') && p.endsWith('}')) params[p.slice(1, -1)] = segments[i];
     else if (p !== segments[i]) return undefined;
   }

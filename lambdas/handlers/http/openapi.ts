@@ -65,8 +65,10 @@ export function openApiDocument(routes: readonly Route[], info: OpenApiInfo = {}
   refOrInline(ErrorBody, components);
   for (const route of routes) {
     if (!route.doc) continue;
-    paths[route.path] ??= {};
-    paths[route.path][route.method.toLowerCase()] = operation(route, route.doc, components, info.maxBodyBytes);
+    // OpenAPI has no greedy parameter: `{path+}` is documented as `{path}` (its description says it may hold '/').
+    const path = route.path.replace(/\+\}/g, '}');
+    paths[path] ??= {};
+    paths[path][route.method.toLowerCase()] = operation(route, route.doc, components, info.maxBodyBytes);
   }
   const bodyLimit =
     info.maxBodyBytes === undefined
@@ -255,7 +257,7 @@ function operationId(route: Route): string {
   const words = route.path
     .split('/')
     .filter((s) => s && s !== 'v1')
-    .map((s) => (s.startsWith('{') ? `by-${s.slice(1, -1)}` : s));
+    .map((s) => (s.startsWith('{') ? `by-${s.slice(1, -1).replace(/\+$/, '')}` : s));
   return (
     [route.method.toLowerCase(), ...words].join('-').replace(/[^a-zA-Z0-9]+(.)/g, (_, c: string) => c.toUpperCase()) ||
     route.method.toLowerCase()

@@ -1,0 +1,212 @@
+/**
+ * Outputs on the local control plane (`flare local` as a child process, the
+ * process driver, real HTTP): what a job writes under $FLARE_OUTPUT_DIR is kept
+ * whatever its outcome, listed and served by the API, capped, and removed with
+ * the job.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { callApi, startLocalPlane, stopLocalPlane, untilJobState, type LocalPlane } from '../support/local-plane.js';
+
+const ALICE = 'alice-outputs-0123456789abcdef';
+const BOB = 'bob-outputs-0123456789abcdefgh';
+const DIGEST = `sha256:${'c'.repeat(64)}`;
+/** The per-job cap of this plane: the `big` job's two 600 kB files do not both fit. */
+const MAX_BYTES = 1_000_000;
+const TERMINAL = ['SUCCEEDED', 'FAILED', 'EXPIRED', 'CANCELLED'];
+
+let dir: string;
+let plane: LocalPlane | undefined;
+
+const api = (method: string, path: string, token = ALICE, body?: unknown) =>
+  callApi(plane!.url, method, path, token, body);
+const submit = async (template: string, extra: Record<string, unknown> = {}) => {
+  const answer = await api('POST', '/v1/jobs', ALICE, { template, ...extra });
+  assert.equal(answer.status, 202, JSON.stringify(answer.body));
+  return answer.body.id as string;
+};
+const ended = (id: string) => untilJobState(plane!.url, ALICE, id, TERMINAL);
+
+/** A raw GET: fetch() would resolve `..` segments before sending them. */
+function rawGet(path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${plane!.url}${path}`, { headers: { authorization: `Bearer ${ALICE}` } }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const sh = (script: string) => ['sh', '-c', script];
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'flare-outputs-'));
+  const template = (name: string, command: string[], project = 'vision') => ({
+    name,
+    project,
+    pool: 'local',
+    gpus: 1,
+    image: 'tools',
+    command,
+  });
+  await writeFile(
+    join(dir, 'flare.local.json'),
+    JSON.stringify({
+      port: 0,
+      dataDir: 'data',
+      users: [
+        { name: 'alice', token: ALICE, projects: ['vision'] },
+        { name: 'bob', token: BOB, projects: ['audio'] },
+      ],
+      pools: [{ name: 'local', gpus: 4 }],
+      images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
+      templates: [
+        template(
+          'writer',
+          sh(
+            'cd "$FLARE_OUTPUT_DIR" && mkdir -p sub/deep && printf hello > a.txt && printf "%s" "$FLARE_JOB_ID" > sub/deep/n.txt' +
+              ' && ln -s /etc escape && ln -s /etc/hostname leak.txt && pwd > ../../where-$FLARE_JOB_ID',
+          ),
+        ),
+        template(
+          'big',
+          sh('cd "$FLARE_OUTPUT_DIR" && head -c 600000 /dev/zero > a.bin && head -c 600000 /dev/zero > b.bin'),
+        ),
+        template('long', sh('printf kept > "$FLARE_OUTPUT_DIR/partial.txt" && sleep 60')),
+      ],
+      compute: { driver: 'process' },
+      outputs: { maxBytes: MAX_BYTES },
+    }),
+  );
+  plane = await startLocalPlane(join(dir, 'flare.local.json'));
+});
+
+after(async () => {
+  await stopLocalPlane(plane?.child, dir);
+});
+
+describe('job outputs on the local control plane', () => {
+  it('keeps the files a job wrote under $FLARE_OUTPUT_DIR, lists them, serves their bytes and records count and bytes', async () => {
+    const id = await submit('writer');
+    const job = await ended(id);
+    assert.equal(job.state, 'SUCCEEDED', job.stateReason);
+    assert.deepEqual(job.outputs, { count: 2, bytes: 5 + id.length });
+
+    const list = await api('GET', `/v1/jobs/${id}/outputs`);
+    assert.equal(list.status, 200);
+    // Symbolic links are neither listed nor followed: `escape` would lead to /etc.
+    assert.deepEqual(
+      list.body.items.map((f: { path: string; size: number }) => [f.path, f.size]),
+      [
+        ['a.txt', 5],
+        ['sub/deep/n.txt', id.length],
+      ],
+    );
+    assert.ok(list.body.items.every((f: { modifiedAt: string }) => !Number.isNaN(Date.parse(f.modifiedAt))));
+
+    const file = await fetch(`${plane!.url}/v1/jobs/${id}/outputs/sub/deep/n.txt`, {
+      headers: { authorization: `Bearer ${ALICE}` },
+    });
+    assert.equal(file.status, 200);
+    assert.equal(file.headers.get('content-type'), 'application/octet-stream');
+    assert.equal(file.headers.get('content-length'), String(id.length));
+    assert.equal(await file.text(), id);
+    // Encoded slashes name the same file.
+    assert.equal((await rawGet(`/v1/jobs/${id}/outputs/sub%2Fdeep%2Fn.txt`)).body, id);
+
+    for (const link of ['leak.txt', 'escape/hostname', 'escape/passwd'])
+      assert.equal((await api('GET', `/v1/jobs/${id}/outputs/${link}`)).status, 404, link);
+    assert.equal((await api('GET', `/v1/jobs/${id}/outputs/nothing.txt`)).status, 404);
+    assert.equal((await api('GET', `/v1/jobs/${id}/outputs`, BOB)).status, 404, "another project's job does not exist");
+    assert.equal((await api('GET', `/v1/jobs/${id}/outputs/a.txt`, BOB)).status, 404);
+  });
+
+  it('refuses a path that leaves the output directory, however encoded, with a 400 naming path', async () => {
+    const id = await submit('writer');
+    await ended(id);
+    // Dot segments the URL parser resolves (as API Gateway does) leave the route: no file is reached.
+    for (const path of ['../../../flare.local.json', 'sub/../../../../flare.local.json', '%2e%2e/%2e%2e/x']) {
+      const answer = await rawGet(`/v1/jobs/${id}/outputs/${path}`);
+      assert.equal(answer.status, 404, `${path}: ${answer.body}`);
+      assert.equal(JSON.parse(answer.body).error.code, 'not_found', path);
+    }
+    for (const path of [
+      '..%2F..%2F..%2Fflare.local.json',
+      'sub%2F..%2F..%2Fa.txt',
+      '%2Fetc%2Fpasswd',
+      'sub%2F.%2Fdeep%2Fn.txt',
+      'a%00.txt',
+      'sub%5C..%5Ca.txt',
+    ]) {
+      const answer = await rawGet(`/v1/jobs/${id}/outputs/${path}`);
+      assert.equal(answer.status, 400, `${path}: ${answer.body}`);
+      const error = JSON.parse(answer.body).error;
+      assert.equal(error.code, 'validation_error');
+      assert.deepEqual(
+        error.details.map((d: { field: string }) => d.field),
+        ['path'],
+        path,
+      );
+    }
+  });
+
+  it('applies the per-job cap: whole files in path order, and the job says what was left out', async () => {
+    const id = await submit('big');
+    const job = await ended(id);
+    assert.equal(job.state, 'SUCCEEDED', job.stateReason);
+    assert.equal(job.outputs.count, 1);
+    assert.equal(job.outputs.bytes, 600_000);
+    assert.equal(job.outputs.truncated, true);
+    assert.match(job.outputs.error, /over the 1000000-byte cap: 1 files \(600000 bytes\) were not kept/);
+    const list = await api('GET', `/v1/jobs/${id}/outputs`);
+    assert.deepEqual(
+      list.body.items.map((f: { path: string }) => f.path),
+      ['a.bin'],
+    );
+    assert.equal((await api('GET', `/v1/jobs/${id}/outputs/b.bin`)).status, 404);
+  });
+
+  it('keeps the outputs of an expired and of a cancelled job', async () => {
+    const expiring = await submit('long', { liveTimeoutMinutes: 0.05 });
+    const cancelled = await submit('long');
+    await untilJobState(plane!.url, ALICE, cancelled, ['RUNNING']);
+    const outputOf = (id: string) => join(dir, 'data', 'outputs', 'vision', id, 'partial.txt');
+    await untilJobState(plane!.url, ALICE, cancelled, ['RUNNING']);
+    // The file is written before the job is stopped.
+    while (!existsSync(outputOf(cancelled))) await new Promise((r) => setTimeout(r, 100));
+    assert.equal((await api('DELETE', `/v1/jobs/${cancelled}`)).status, 202);
+    for (const [id, state] of [
+      [expiring, 'EXPIRED'],
+      [cancelled, 'CANCELLED'],
+    ]) {
+      const job = await ended(id!);
+      assert.equal(job.state, state);
+      assert.deepEqual(job.outputs, { count: 1, bytes: 4 });
+      const file = await fetch(`${plane!.url}/v1/jobs/${id}/outputs/partial.txt`, {
+        headers: { authorization: `Bearer ${ALICE}` },
+      });
+      assert.equal(await file.text(), 'kept');
+    }
+  });
+
+  it('removes the outputs and the scratch directory with the job', async () => {
+    const id = await submit('writer');
+    await ended(id);
+    const outputs = join(dir, 'data', 'outputs', 'vision', id);
+    const scratch = join(dir, 'data', 'scratch', id);
+    assert.ok(existsSync(join(outputs, 'a.txt')));
+    assert.ok(existsSync(scratch));
+    assert.equal((await api('DELETE', `/v1/jobs/${id}`)).status, 204);
+    assert.equal(existsSync(outputs), false, 'outputs removed');
+    assert.equal(existsSync(scratch), false, 'scratch removed');
+    assert.equal((await api('GET', `/v1/jobs/${id}/outputs`)).status, 404);
+  });
+});
