@@ -64,6 +64,44 @@ export class ApiClient {
     };
   }
 
+  /**
+   * A file's bytes (`GET .../outputs/{path}`): the response, its body unread. A redirect (AWS: a presigned
+   * URL) is followed without the bearer token, which the URL's own signature replaces.
+   */
+  async download(path: string): Promise<Response> {
+    const url = `${this.baseUrl}${path}`;
+    const reach = async (target: string, auth: boolean) => {
+      try {
+        return await fetch(target, {
+          headers: auth && this.token ? { authorization: `Bearer ${this.token}` } : {},
+          redirect: 'manual',
+        });
+      } catch (error) {
+        throw new CliError(`cannot download ${target.split('?')[0]}: ${networkReason(error, this.timeoutMs)}`, ExitCode.API, [], {
+          cause: error,
+          retryable: true,
+        });
+      }
+    };
+    let response = await reach(url, true);
+    const location = response.headers.get('location');
+    if (response.status >= 300 && response.status < 400 && location) {
+      await response.body?.cancel();
+      response = await reach(new URL(location, url).toString(), false);
+    }
+    if (!response.ok) {
+      const text = await response.text().catch(() => '');
+      let body: unknown;
+      try {
+        body = text ? JSON.parse(text) : undefined;
+      } catch {
+        body = undefined;
+      }
+      throw toApiError(response.status, response.statusText, body);
+    }
+    return response;
+  }
+
   /** `accept`: error statuses whose body is the answer (health's 503). */
   async send<T>(
     method: string,

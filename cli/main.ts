@@ -7,14 +7,14 @@ import { helpText, parseInput, type Command } from './command.js';
 import { Context, type Io } from './context.js';
 import { CliError, ExitCode, UsageError } from './errors.js';
 import { imageCommands, poolCommands, quotaCommands } from './commands/catalog.js';
-import { debugCommands } from './commands/debug.js';
 import { jobCommands } from './commands/jobs.js';
+import { outputCommands } from './commands/outputs.js';
 import { serviceCommands } from './commands/service.js';
 import { templateCommands } from './commands/templates.js';
 
 export const COMMANDS: Command[] = [
   ...jobCommands,
-  ...debugCommands,
+  ...outputCommands,
   ...templateCommands,
   ...imageCommands,
   ...quotaCommands,

@@ -37,6 +37,8 @@ export interface JobView {
   finishedAt?: string;
   instanceIds?: string[];
   exitCode?: number;
+  /** What it kept of $FLARE_OUTPUT_DIR, once it stopped. */
+  outputs?: { count: number; bytes: number; truncated?: boolean; error?: string };
 }
 
 export interface LogsView {

@@ -13,6 +13,7 @@ import {
   type Command,
 } from '../command.js';
 import type { Context } from '../context.js';
+import { outputsSummary } from './outputs.js';
 import { UsageError } from '../errors.js';
 import { duration, fields, minutes, oneLine, table, when } from '../output.js';
 import {
@@ -346,5 +347,6 @@ function jobFields(job: JobView, now: Date): string {
     ['Finished', when(job.finishedAt, now)],
     ['Exit code', job.exitCode],
     ['Instances', job.instanceIds?.join(', ')],
+    ['Outputs', job.outputs ? outputsSummary(job.outputs) : undefined],
   ]);
 }

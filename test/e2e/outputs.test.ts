@@ -5,8 +5,9 @@
  * the job.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,8 +17,8 @@ import { callApi, startLocalPlane, stopLocalPlane, untilJobState, type LocalPlan
 const ALICE = 'alice-outputs-0123456789abcdef';
 const BOB = 'bob-outputs-0123456789abcdefgh';
 const DIGEST = `sha256:${'c'.repeat(64)}`;
-/** The per-job cap of this plane: the `big` job's two 600 kB files do not both fit. */
-const MAX_BYTES = 1_000_000;
+/** The per-job cap of this plane: the `big` job's two 1.2 MB files do not both fit. */
+const MAX_BYTES = 2_000_000;
 const TERMINAL = ['SUCCEEDED', 'FAILED', 'EXPIRED', 'CANCELLED'];
 
 let dir: string;
@@ -46,6 +47,23 @@ function rawGet(path: string): Promise<{ status: number; body: string }> {
 }
 
 const sh = (script: string) => ['sh', '-c', script];
+
+/** `flare ...` as a user runs it, against this plane as alice. */
+function flare(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLARE_')));
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/flare.ts', ...args], {
+    env: { ...env, HOME: dir, FLARE_API_URL: plane!.url, FLARE_TOKEN: ALICE },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'flare-outputs-'));
@@ -78,9 +96,15 @@ before(async () => {
         ),
         template(
           'big',
-          sh('cd "$FLARE_OUTPUT_DIR" && head -c 600000 /dev/zero > a.bin && head -c 600000 /dev/zero > b.bin'),
+          sh('cd "$FLARE_OUTPUT_DIR" && head -c 1200000 /dev/zero > a.bin && head -c 1200000 /dev/zero > b.bin'),
         ),
         template('long', sh('printf kept > "$FLARE_OUTPUT_DIR/partial.txt" && sleep 60')),
+        template(
+          'results',
+          sh(
+            'cd "$FLARE_OUTPUT_DIR" && mkdir -p sub && head -c 1500000 /dev/urandom > model.bin && printf \'{"loss":0.1}\' > sub/metrics.json',
+          ),
+        ),
       ],
       compute: { driver: 'process' },
       outputs: { maxBytes: MAX_BYTES },
@@ -163,9 +187,9 @@ describe('job outputs on the local control plane', () => {
     const job = await ended(id);
     assert.equal(job.state, 'SUCCEEDED', job.stateReason);
     assert.equal(job.outputs.count, 1);
-    assert.equal(job.outputs.bytes, 600_000);
+    assert.equal(job.outputs.bytes, 1_200_000);
     assert.equal(job.outputs.truncated, true);
-    assert.match(job.outputs.error, /over the 1000000-byte cap: 1 files \(600000 bytes\) were not kept/);
+    assert.match(job.outputs.error, /over the 2000000-byte cap: 1 files \(1200000 bytes\) were not kept/);
     const list = await api('GET', `/v1/jobs/${id}/outputs`);
     assert.deepEqual(
       list.body.items.map((f: { path: string }) => f.path),
@@ -208,5 +232,37 @@ describe('job outputs on the local control plane', () => {
     assert.equal(existsSync(outputs), false, 'outputs removed');
     assert.equal(existsSync(scratch), false, 'scratch removed');
     assert.equal((await api('GET', `/v1/jobs/${id}/outputs`)).status, 404);
+  });
+
+  it('flare job outputs lists them, --output json gives the API answer, --download saves them with a progress bar for large files', async () => {
+    const id = await submit('results');
+    assert.equal((await ended(id)).state, 'SUCCEEDED');
+    const model = await readFile(join(dir, 'data', 'outputs', 'vision', id, 'model.bin'));
+
+    const list = await flare(['job', 'outputs', id]);
+    assert.equal(list.code, 0, list.stderr);
+    const lines = list.stdout.trim().split('\n');
+    assert.match(lines[0]!, /^PATH +SIZE +MODIFIED$/);
+    assert.match(lines[1]!, /^model\.bin +1\.5 MB +\d{4}-\d\d-\d\dT/);
+    assert.match(lines[2]!, /^sub\/metrics\.json +12 B +\d{4}-/);
+
+    const json = await flare(['job', 'outputs', id, '--output', 'json']);
+    assert.deepEqual(JSON.parse(json.stdout), (await api('GET', `/v1/jobs/${id}/outputs`)).body);
+
+    const show = await flare(['job', 'show', id]);
+    assert.match(show.stdout, /^Outputs: +2 files, 1\.5 MB$/m);
+
+    const target = join(dir, 'fetched');
+    const download = await flare(['job', 'outputs', id, '--download', target]);
+    assert.equal(download.code, 0, download.stderr);
+    assert.deepEqual(await readFile(join(target, 'model.bin')), model);
+    assert.equal(await readFile(join(target, 'sub', 'metrics.json'), 'utf8'), '{"loss":0.1}');
+    assert.match(download.stdout, /^2 files, 1\.5 MB saved to /);
+    // The 1.5 MB file is drawn with a bar that ends full; the small one is one line.
+    assert.match(download.stderr, /\[#{30}\] 100% {2}1\.5 MB \/ 1\.5 MB {2}model\.bin\n/);
+    assert.match(download.stderr, /^sub\/metrics\.json {2}12 B$/m);
+
+    const missing = await flare(['job', 'outputs', 'j-nothing']);
+    assert.equal(missing.code, 3, 'a job that does not exist: exit 3');
   });
 });

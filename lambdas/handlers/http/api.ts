@@ -22,7 +22,6 @@ import {
   type Route,
 } from './middleware.js';
 import { openApiDocument, serverUrlOf } from './openapi.js';
-import { execRoutes } from './routes/exec.js';
 import { imageRoutes } from './routes/images.js';
 import { jobRoutes } from './routes/jobs.js';
 import { outputRoutes } from './routes/outputs.js';
@@ -95,7 +94,6 @@ export function apiRoutes(deps: () => Deps, options: ApiOptions = {}): Route[] {
     }),
 
     ...jobRoutes(deps),
-    ...execRoutes(deps),
     ...outputRoutes(deps),
     ...templateRoutes(deps),
     ...imageRoutes(deps),
