@@ -186,15 +186,25 @@ export function intervalOf(values: Values, usage: string): number {
 
 /** `--env KEY=VALUE`, repeatable. */
 export function envOf(values: Values, usage: string): Record<string, string> | undefined {
-  const pairs = listOf(values, 'env');
+  return pairsOf(values, 'env', 'KEY=VALUE', usage);
+}
+
+/** A repeatable `--flag KEY=VALUE` (`--env`, `--secret ENV=NAME`) as an object. */
+export function pairsOf(
+  values: Values,
+  flag: string,
+  shape: string,
+  usage: string,
+): Record<string, string> | undefined {
+  const pairs = listOf(values, flag);
   if (!pairs.length) return undefined;
-  const env: Record<string, string> = {};
+  const map: Record<string, string> = {};
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
-    if (eq <= 0) throw new UsageError(`--env takes KEY=VALUE, got '${pair}'`, usage);
-    env[pair.slice(0, eq)] = pair.slice(eq + 1);
+    if (eq <= 0) throw new UsageError(`--${flag} takes ${shape}, got '${pair}'`, usage);
+    map[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
-  return env;
+  return map;
 }
 
 /**

@@ -9,6 +9,7 @@ import { CliError, ExitCode, UsageError } from './errors.js';
 import { imageCommands, poolCommands, quotaCommands } from './commands/catalog.js';
 import { jobCommands } from './commands/jobs.js';
 import { outputCommands } from './commands/outputs.js';
+import { secretCommands } from './commands/secrets.js';
 import { serviceCommands } from './commands/service.js';
 import { templateCommands } from './commands/templates.js';
 
@@ -19,6 +20,7 @@ export const COMMANDS: Command[] = [
   ...imageCommands,
   ...quotaCommands,
   ...poolCommands,
+  ...secretCommands,
   ...serviceCommands,
 ];
 
@@ -28,6 +30,7 @@ const GROUPS: Record<string, string> = {
   image: 'the image catalog',
   quota: 'per-project limits',
   pool: 'GPU pools and their caps',
+  secret: "a project's write-only values for jobs' environments",
 };
 
 const LOCAL_LINE = [

@@ -8,6 +8,7 @@ import {
   intervalOf,
   limitOf,
   numberOf,
+  pairsOf,
   stringOf,
   usageOf,
   type Command,
@@ -41,7 +42,7 @@ export const jobCommands: Command[] = [
     name: 'job create',
     summary: 'Submit a job from a template',
     usage: '--template T [options] [-- COMMAND [ARG...]]',
-    description: `${COMMAND_HELP}\n\nPrints the job's id and state; with --wait, then one line per change\n(state and reason, queue position, time left while it runs) until it ends,\nand exits with the job's outcome (below). A job that ends FAILED or EXPIRED\nis followed by its last 20 lines of output.`,
+    description: `${COMMAND_HELP}\n\nPrints the job's id and state; with --wait, then one line per change\n(state and reason, queue position, time left while it runs) until it ends,\nand exits with the job's outcome (below). A job that ends FAILED or EXPIRED\nis followed by its last 20 lines of output.\n\n--env values are stored with the job and shown to every member of its\nproject (flare job show, GET /v1/jobs/{id}). For API keys and passwords use\n--secret ENV=NAME with a secret put by 'flare secret put NAME': the job\nrecords only the name, the value reaches only its environment, and its\nlogs show the value as ***.`,
     options: {
       template: { type: 'string', value: 'T', help: 'the template (name or id) to run (required)' },
       name: { type: 'string', value: 'N', help: "the job's name (default: the template's)" },
@@ -53,7 +54,18 @@ export const jobCommands: Command[] = [
         value: 'MIN',
         help: "minutes the job may run, fractions allowed (default: the template's, else 60)",
       },
-      env: { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'an environment variable for the container' },
+      env: {
+        type: 'string',
+        multiple: true,
+        value: 'KEY=VALUE',
+        help: 'an environment variable for the container; every member of the project can read it: use --secret for credentials',
+      },
+      secret: {
+        type: 'string',
+        multiple: true,
+        value: 'ENV=NAME',
+        help: "env variable ENV set from the project's secret NAME (flare secret put); the job records only the name",
+      },
       'idempotency-key': {
         type: 'string',
         value: 'KEY',
@@ -66,6 +78,7 @@ export const jobCommands: Command[] = [
     examples: [
       'flare job create --template train -- python train.py --lr 0.1',
       'flare job create --template train --gpus 2 --live-timeout 90 --name sweep-3 --wait',
+      'flare job create --template train --secret OPENAI_API_KEY=openai-key -- python eval.py',
       `flare job create --template train --command '["python","-c","print(42)"]'`,
     ],
     epilogue: `with --wait, ${WAIT_EXIT_CODES}`,
@@ -81,6 +94,7 @@ export const jobCommands: Command[] = [
         gpus: numberOf(input.values, 'gpus', usage),
         liveTimeoutMinutes: numberOf(input.values, 'live-timeout', usage),
         env: envOf(input.values, usage),
+        secrets: pairsOf(input.values, 'secret', 'ENV=NAME', usage),
       });
       const wait = flagOf(input.values, 'wait');
       const intervalMs = intervalOf(input.values, usage);

@@ -19,6 +19,7 @@ import { LaunchFailed } from '../core/errors.js';
 import { isTerminal, totalGpus, type Job, type JobOutputsRecord, type Outcome } from '../core/job.js';
 import type { Logger } from '../core/deps.js';
 import type { Compute, ContainerSpec, Launched, ManagedInstance } from '../ports/compute.js';
+import type { SecretStore } from '../ports/secrets.js';
 import { JOB_ID_PATTERN, scratchPath, type DockerRunOptions } from '../core/container-command.js';
 import { DEFAULT_MAX_OUTPUT_BYTES } from '../core/outputs.js';
 import { discoverGpus, dockerEngineAvailable } from './gpu-discovery.js';
@@ -81,6 +82,8 @@ export interface LocalComputeOptions {
   readonly maxOutputBytes?: number;
   /** @default warnings and errors to stderr */
   readonly log?: Logger;
+  /** Where a job's secret values are read at its start (ContainerSpec.secrets); absent: a job naming secrets fails to start. */
+  readonly secrets?: Pick<SecretStore, 'values'>;
 }
 
 interface Held {
@@ -432,6 +435,7 @@ export class LocalCompute implements Compute {
     const jobId = job.id;
     const outputDir = localOutputDir(this.dataDir, job);
     await mkdir(outputDir, { recursive: true, mode: 0o700 });
+    const secretsPath = await this.writeSecrets(dir, spec);
     const common = {
       jobId,
       cwd: scratchPath(join(this.dataDir, 'scratch'), jobId),
@@ -441,6 +445,7 @@ export class LocalCompute implements Compute {
       statusPath: join(dir, 'exit-code'),
       expiresAt: spec.expiresAt,
       stopGraceMs: this.stopGraceMs,
+      ...(secretsPath ? { secretsPath } : {}),
     };
     await mkdir(common.cwd, { recursive: true, mode: 0o700 });
     if ((await this.driverInUse()) === 'docker') {
@@ -468,6 +473,29 @@ export class LocalCompute implements Compute {
         FLARE_OUTPUT_DIR: outputDir,
       },
     };
+  }
+
+  /**
+   * The job's secret values in a 0600 file of its 0700 directory, which the job runner reads into the job's
+   * environment (docker's, which passes them on by name) and removes once the job is spawned.
+   */
+  private async writeSecrets(dir: string, spec: ContainerSpec): Promise<string | undefined> {
+    const mapping = spec.secrets ?? {};
+    if (Object.keys(mapping).length === 0) return undefined;
+    if (!this.options.secrets || !spec.project)
+      throw new LocalComputeError(`job ${spec.jobId} names secrets, but no secret store is wired to the local driver`);
+    const values = await this.options.secrets.values(spec.project, Object.values(mapping));
+    const gone = Object.values(mapping).filter((name) => !values.has(name));
+    if (gone.length > 0)
+      throw new LocalComputeError(
+        `project ${spec.project} has no secret named ${gone.map((n) => `'${n}'`).join(', ')}`,
+      );
+    const path = join(dir, 'secrets.json');
+    await writeAtomically(
+      path,
+      JSON.stringify(Object.fromEntries(Object.entries(mapping).map(([env, name]) => [env, values.get(name)!]))),
+    );
+    return path;
   }
 
   private jobDir(jobId: string): string {

@@ -142,6 +142,8 @@ export function dockerRunArgs(spec: ContainerSpec, options: DockerRunOptions): s
   if (options.outputDir) args.push(`--env=FLARE_OUTPUT_DIR=${OUTPUT_MOUNT}`);
   if (options.scratchDir && !('HOME' in spec.env)) args.push(`--env=HOME=${SCRATCH_MOUNT}`);
   for (const name of Object.keys(spec.env).sort()) args.push(`--env=${name}=${spec.env[name]}`);
+  // By name only: docker takes the value from its own environment, so it is on no command line.
+  for (const name of Object.keys(spec.secrets ?? {}).sort()) args.push(`--env=${name}`);
 
   if (options.scratchDir)
     args.push(`--mount=type=bind,src=${scratchPath(options.scratchDir, jobId)},dst=${SCRATCH_MOUNT}`);
@@ -192,6 +194,13 @@ function validate(spec: ContainerSpec, options: DockerRunOptions): FieldIssue[] 
     else if (isReservedEnvName(name)) bad(`env.${name}`, 'is set by Flare and may not be overridden');
     const problem = typeof value === 'string' ? textProblem(value) : 'must be a string';
     if (problem) bad(`env.${name}`, problem);
+  }
+
+  for (const name of Object.keys(spec.secrets ?? {})) {
+    if (!ENV_NAME_PATTERN.test(name))
+      bad(`secrets.${name}`, 'names are letters, digits and _, not starting with a digit');
+    else if (isReservedEnvName(name)) bad(`secrets.${name}`, 'is set by Flare and may not be overridden');
+    else if (Object.hasOwn(spec.env ?? {}, name)) bad(`secrets.${name}`, 'is also set in env');
   }
 
   if (!Number.isInteger(spec.gpus) || spec.gpus < 0) bad('gpus', 'must be a whole number, 0 or more');
@@ -287,6 +296,9 @@ const DOCKER_WAIT_TRIES = 90;
 export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): string {
   const detached = { ...options, detach: true };
   const issues = [...validate(spec, detached), ...deadlineIssues(spec.expiresAt)];
+  // Never start a job without the secrets it names: an instance cannot fetch them yet.
+  if (Object.keys(spec.secrets ?? {}).length > 0)
+    issues.push({ field: 'secrets', reason: 'are not yet delivered to instances by this deployment' });
   if (issues.length > 0) throw new ValidationError(issues);
   const argv = dockerRunArgs(spec, detached);
   const { jobId, expiresAt } = spec;

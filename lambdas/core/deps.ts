@@ -6,6 +6,7 @@ import type { Catalog } from '../ports/catalog.js';
 import type { JobRecords } from '../ports/jobs.js';
 import type { LimitStore } from '../ports/limits.js';
 import type { JobQueue } from '../ports/queue.js';
+import type { SecretStore } from '../ports/secrets.js';
 import type { Workflows } from '../ports/workflows.js';
 import type { CountedQuotaResource } from './schemas.js';
 
@@ -53,6 +54,8 @@ export interface Deps {
   logs: JobLogs;
   /** What jobs kept of $FLARE_OUTPUT_DIR: the data directory locally, the outputs bucket on AWS. Absent: none kept (list empty). */
   outputs?: JobOutputs;
+  /** Project secrets (core/secrets.ts); absent where nothing reads or writes them (the workflow functions on AWS). */
+  secrets?: SecretStore;
   log: Logger;
   /** Absent: nothing is measured (core/metrics.ts metricsOf). */
   metrics?: Metrics;

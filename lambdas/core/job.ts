@@ -74,6 +74,8 @@ export interface Job {
   image: string;
   command: string[];
   env: Record<string, string>;
+  /** Env names taken from the project's secrets: env name -> secret name, never a value (core/secrets.ts). */
+  secrets?: Record<string, string>;
   gpus: number;
   nodeCount: number;
   liveTimeoutMinutes: number;

@@ -12,6 +12,7 @@ import { canAccessProject, visibleProjects, type Identity } from './identity.js'
 import { imageReference, versionToRun } from './images.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job } from './job.js';
 import { forecastPool, type Forecast } from './forecast.js';
+import { checkJobSecrets } from './secrets.js';
 import type { ListJobsQuery, SubmitJobInput } from './schemas.js';
 import { templateForJob } from './templates.js';
 import type { OutcomeInstance, Page } from '../ports/jobs.js';
@@ -62,6 +63,8 @@ export async function submitJob(
       { field: 'liveTimeoutMinutes', reason: `must be at most ${max} (template ${template.name})` },
     ]);
   refuseBeyond(budget, project, { gpus, nodeCount: template.nodeCount, liveTimeoutMinutes });
+  const { env, secrets } = jobEnvironment(template, input);
+  await checkJobSecrets(deps, project, secrets, input.env ?? {});
 
   const createdAt = deps.now().toISOString();
   const job: Job = {
@@ -74,7 +77,8 @@ export async function submitJob(
     pool: pool.name,
     image: imageReference(version),
     command: input.command ?? template.command,
-    env: { ...template.env, ...input.env },
+    env,
+    ...(Object.keys(secrets).length > 0 ? { secrets } : {}),
     gpus,
     nodeCount: template.nodeCount,
     liveTimeoutMinutes,
@@ -88,6 +92,22 @@ export async function submitJob(
     ? { key: `${project}#${idempotencyKey}`, bodyHash: hashBody({ ...input, project }) }
     : undefined;
   return admitNewJob(deps, job, { pool, quota, budget }, claim);
+}
+
+/**
+ * The template's env and secrets with the job's own on top: a name the job gives in one
+ * replaces the template's in the other (one name, one source; both in the job is a 400).
+ */
+function jobEnvironment(
+  template: { env: Record<string, string>; secrets?: Record<string, string> },
+  input: Pick<SubmitJobInput, 'env' | 'secrets'>,
+): { env: Record<string, string>; secrets: Record<string, string> } {
+  const without = (map: Record<string, string>, names: Record<string, string> | undefined) =>
+    Object.fromEntries(Object.entries(map).filter(([name]) => !Object.hasOwn(names ?? {}, name)));
+  return {
+    env: { ...without(template.env, input.secrets), ...input.env },
+    secrets: { ...without(template.secrets ?? {}, input.env), ...input.secrets },
+  };
 }
 
 export async function getJob(deps: Deps, identity: Identity, id: string): Promise<Job> {

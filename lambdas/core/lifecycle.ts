@@ -124,6 +124,7 @@ export function containerSpec(job: Job, expiresAt: string): ContainerSpec {
     devices: nodeDevices(job),
     expiresAt,
     ...(job.allowRoot ? { allowRoot: true } : {}),
+    ...(job.secrets && Object.keys(job.secrets).length > 0 ? { secrets: job.secrets, project: job.project } : {}),
   };
 }
 

@@ -7,6 +7,7 @@ import { isTerminal } from './job.js';
 import { JobNotFound } from './errors.js';
 import { canAccessProject, type Identity } from './identity.js';
 import type { JobLogsQuery } from './schemas.js';
+import { maskableValues, maskLine } from './secrets.js';
 import type { LogLine } from '../ports/job-logs.js';
 
 export const DEFAULT_LOG_TAIL = 1000;
@@ -27,7 +28,7 @@ export const DEFAULT_LOG_TAIL = 1000;
  * when a line was written (CloudWatch Logs does, the local log file does not).
  * A job that has produced nothing yet, or never ran, has `lines: []`. An
  * adapter may return fewer lines than asked when they would not fit in one
- * response.
+ * response. The values of the job's secrets read as `***` (core/secrets.ts).
  */
 export interface JobLogsView {
   jobId: string;
@@ -50,5 +51,9 @@ export async function readJobLogs(
     query.nextToken === undefined
       ? await deps.logs.read(job, { tail: query.tail ?? DEFAULT_LOG_TAIL, ended })
       : await deps.logs.read(job, { after: query.nextToken, ended });
-  return { jobId: job.id, lines: read.lines, ...(read.nextToken === undefined ? {} : { nextToken: read.nextToken }) };
+  // A job's secret values never leave through the API, whatever the job printed.
+  const secrets = await maskableValues(deps, job);
+  const lines =
+    secrets.length === 0 ? read.lines : read.lines.map((l) => ({ ...l, message: maskLine(l.message, secrets) }));
+  return { jobId: job.id, lines, ...(read.nextToken === undefined ? {} : { nextToken: read.nextToken }) };
 }

@@ -8,6 +8,7 @@ import { ValidationError, type FieldIssue } from './errors.js';
 import { BUDGET_PERIODS } from './budgets.js';
 import { JOB_STATES } from './job.js';
 import { PageQuery, pageToken, wholeNumberParam } from './pagination.js';
+import { secretsMap } from './secrets.js';
 import { DEFAULT_MAX_OUTPUT_BYTES } from './outputs.js';
 
 export { MIN_VOLUME_SIZE_GB, NAME_PATTERN };
@@ -107,7 +108,12 @@ export const SubmitJobInput = z.strictObject({
   env: envMap
     .optional()
     .describe(
-      `Environment variables merged over the template's: at most ${MAX_ENV_VARS} here, names of letters, digits and _ (not __proto__, constructor or prototype), string values`,
+      `Environment variables merged over the template's: at most ${MAX_ENV_VARS} here, names of letters, digits and _ (not __proto__, constructor or prototype), string values. Every member of the project can read them (GET /v1/jobs/{id}): put credentials in secrets`,
+    ),
+  secrets: secretsMap
+    .optional()
+    .describe(
+      "Environment variables from the project's secrets, ENV_NAME -> secret name (PUT /v1/projects/{project}/secrets/{name}), merged over the template's. The job stores the names only; the value reaches only its environment, and the logs the API serves show it as ***. A secret the project does not have, or a name also in env, is a 400 naming secrets",
     ),
 });
 export type SubmitJobInput = z.infer<typeof SubmitJobInput>;
@@ -261,6 +267,7 @@ const templateFields = {
     .describe("Runs this version of the image; absent: each job runs the image's latest version at submit"),
   command: argv.describe('argv, never a shell string'),
   env: envMap,
+  secrets: secretsMap,
   volumeSizeGb: jsonNumber()
     .int('must be a whole number')
     .min(
@@ -300,6 +307,7 @@ export const TemplateSpec = z
     imageVersion: templateFields.imageVersion.optional(),
     command: templateFields.command,
     env: templateFields.env.default({}),
+    secrets: templateFields.secrets.optional(),
     volumeSizeGb: templateFields.volumeSizeGb.optional(),
     maxLiveTimeoutMinutes: templateFields.maxLiveTimeoutMinutes.default(60 * 24),
     defaultLiveTimeoutMinutes: templateFields.defaultLiveTimeoutMinutes.optional(),
@@ -316,6 +324,7 @@ export const TemplatePatch = z.strictObject({
   imageVersion: templateFields.imageVersion.nullable().optional(),
   command: templateFields.command.optional(),
   env: templateFields.env.optional(),
+  secrets: templateFields.secrets.nullable().optional(),
   volumeSizeGb: templateFields.volumeSizeGb.nullable().optional(),
   maxLiveTimeoutMinutes: templateFields.maxLiveTimeoutMinutes.optional(),
   defaultLiveTimeoutMinutes: templateFields.defaultLiveTimeoutMinutes.nullable().optional(),
@@ -332,9 +341,14 @@ function templateRules(
     public?: boolean;
     maxLiveTimeoutMinutes: number;
     defaultLiveTimeoutMinutes?: number;
+    env?: Record<string, string>;
+    secrets?: Record<string, string>;
   },
   ctx: z.RefinementCtx,
 ): void {
+  for (const name of Object.keys(t.secrets ?? {}))
+    if (Object.hasOwn(t.env ?? {}, name))
+      ctx.addIssue({ code: 'custom', path: ['secrets', name], message: 'is also set in env: give it one source' });
   if (t.allowRoot && t.nodeCount > 1) {
     ctx.addIssue({
       code: 'custom',

@@ -51,9 +51,14 @@ export const Job = z
       description: 'What it runs, pinned by digest: `reference@sha256:...`, the catalog version chosen at submit.',
     }),
     command: z.array(z.string()).meta({ description: 'argv, never run through a shell.' }),
-    env: z
-      .record(z.string(), z.string())
-      .meta({ description: "The template's environment with the job's own on top." }),
+    env: z.record(z.string(), z.string()).meta({
+      description:
+        "The template's environment with the job's own on top. Readable by every member of the project: put credentials in secrets instead.",
+    }),
+    secrets: z.record(z.string(), z.string()).optional().meta({
+      description:
+        "Env names taken from the project's secrets: env name -> secret name (the template's with the job's on top). Never a value.",
+    }),
     gpus: z.number().int().positive().meta({ description: 'GPUs per node.' }),
     nodeCount: z.number().int().positive().meta({ description: 'Instances, each with `gpus` GPUs.' }),
     liveTimeoutMinutes: z.number().positive().meta({
@@ -143,6 +148,10 @@ export const Template = z
     }),
     command: z.array(z.string()).meta({ description: 'argv, never run through a shell.' }),
     env: z.record(z.string(), z.string()),
+    secrets: z
+      .record(z.string(), z.string())
+      .optional()
+      .meta({ description: "Env names its jobs take from their project's secrets: env name -> secret name." }),
     volumeSizeGb: z.number().int().positive().optional().meta({ description: 'Root volume of each instance (AWS).' }),
     maxLiveTimeoutMinutes: z
       .number()

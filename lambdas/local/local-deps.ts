@@ -18,6 +18,7 @@ import type { TableNames } from '../adapters/dynamo/table-names.js';
 import { newJobId } from '../adapters/ids.js';
 import { LocalCompute, type LocalComputeOptions } from '../adapters/local-compute.js';
 import { LocalJobLogs } from '../adapters/local-job-logs.js';
+import { LocalSecretStore } from '../adapters/local-secrets.js';
 import { LocalOutputs } from '../adapters/local-outputs.js';
 import type { Deps, Logger, Policy } from '../core/deps.js';
 import { runTask } from '../handlers/workflow/tasks.js';
@@ -42,7 +43,7 @@ export function localStores(doc: DynamoDBDocumentClient, tables: TableNames): Lo
 }
 
 /** What core runs on besides the tables; tests pass stand-ins (a workflow runner that only records). */
-export type LocalPorts = Pick<Deps, 'compute' | 'workflows' | 'events' | 'logs' | 'outputs' | 'log'> & {
+export type LocalPorts = Pick<Deps, 'compute' | 'workflows' | 'events' | 'logs' | 'outputs' | 'secrets' | 'log'> & {
   policy?: Policy;
   /** @default the wall clock */
   now?: () => Date;
@@ -106,8 +107,10 @@ export async function startLocalRuntime(options: LocalRuntimeOptions): Promise<L
   let deps!: Deps;
   const workflows = new LocalWorkflows((event) => runTask(deps, event), log);
   let compute: LocalCompute;
+  // Files of the data directory: what the API writes and the driver reads at a job's start.
+  const secrets = new LocalSecretStore(options.compute.dataDir);
   try {
-    compute = await LocalCompute.create({ ...options.compute, ...localCompletion(() => deps), log });
+    compute = await LocalCompute.create({ ...options.compute, ...localCompletion(() => deps), secrets, log });
   } catch (error) {
     await workflows.close();
     await jobEvents.stop();
@@ -118,6 +121,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions): Promise<L
     workflows,
     events,
     logs: new LocalJobLogs((id) => compute.logPath(id)),
+    secrets,
     outputs: new LocalOutputs(resolve(options.compute.dataDir)),
     log,
     policy: options.policy,

@@ -13,6 +13,13 @@ export interface ContainerSpec {
   expiresAt: string;
   /** The template allows the image's own user (root); otherwise the container runs as an unprivileged uid. */
   allowRoot?: boolean;
+  /**
+   * Env names taken from `project`'s secrets (env name -> secret name). Only names travel here: the values
+   * are read where the job starts (the local driver; on AWS the instance itself) and never put on a command line.
+   */
+  secrets?: Record<string, string>;
+  /** The job's project: whose secrets `secrets` names. */
+  project?: string;
 }
 
 /** An instance (or local runner) that carries Flare's `managed-by` mark. */

@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LocalJobLogs } from '../../lambdas/adapters/local-job-logs.js';
+import { LocalSecretStore } from '../../lambdas/adapters/local-secrets.js';
 import { apiRoutes, createApiHandler } from '../../lambdas/handlers/http/api.js';
 import { startHttpServer, type HttpServer } from '../../lambdas/local/http-server.js';
 import { apiWorld, IMAGE, startDynamo, template, type ApiWorld, type Dynamo } from '../support/harness.js';
@@ -100,6 +101,7 @@ const newPublicTemplate = async () =>
     .id as string;
 
 const jobRecord = (id: string) => w.store.getJob(id);
+const secretsOfA = () => w.deps.secrets!.list(A);
 const templateRecord = (id: string) => w.catalog.getTemplate(id);
 const quotaRecord = (project: string, resource: 'gpus' | 'jobs' | 'templates') => w.store.getQuota(project, resource);
 
@@ -440,6 +442,32 @@ const ROWS: Row[] = [
     affected: () => quotaRecord(A, 'templates'),
   },
 
+  // Secrets: members of the project (and admins) write and list names; no route reads a value.
+  {
+    route: 'PUT /v1/projects/{project}/secrets/{name}',
+    ownedByA: true,
+    expected: [204, 204, 404, 404, 401],
+    request: () => ({ path: `/v1/projects/${A}/secrets/token`, body: { value: unique('value') } }),
+    affected: () => secretsOfA(),
+  },
+  {
+    route: 'GET /v1/projects/{project}/secrets',
+    ownedByA: true,
+    expected: [200, 200, 404, 404, 401],
+    request: () => ({ path: `/v1/projects/${A}/secrets` }),
+    check: (_, body) => assert.ok(body.items.every((s: object) => !('value' in s))),
+  },
+  {
+    route: 'DELETE /v1/projects/{project}/secrets/{name}',
+    ownedByA: true,
+    expected: [204, 204, 404, 404, 401],
+    request: async () => {
+      await w.deps.secrets!.put(A, 'doomed', 'v', new Date().toISOString());
+      return { path: `/v1/projects/${A}/secrets/doomed` };
+    },
+    affected: () => secretsOfA(),
+  },
+
   // Pools: anyone signed in reads, admins change caps.
   {
     route: 'GET /v1/pools',
@@ -501,6 +529,7 @@ describe('authorization matrix: every route, every role', () => {
     logDir = await mkdtemp(join(tmpdir(), 'flare-authz-'));
     // No job runs here: its output file does not exist, which reads as no lines.
     w.deps.logs = new LocalJobLogs((id) => join(logDir, id));
+    w.deps.secrets = new LocalSecretStore(logDir);
     await w.store.putQuota({ project: A, resource: 'gpus', hardLimit: 8 });
     await w.store.putQuota({ project: A, resource: 'jobs', hardLimit: 100 });
     await w.store.putQuota({ project: B, resource: 'gpus', hardLimit: 8 });

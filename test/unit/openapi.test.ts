@@ -112,6 +112,7 @@ describe('GET /v1/openapi.json', () => {
       'liveTimeoutMinutes',
       'name',
       'project',
+      'secrets',
       'template',
     ]);
     assert.deepEqual(body.required, ['template']);

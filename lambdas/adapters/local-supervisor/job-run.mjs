@@ -55,6 +55,17 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export const RECORD_ATTEMPTS = 5;
 export const RECORD_RETRY_MS = 1000;
 
+/**
+ * The spec's environment with the job's secret values (spec.secretsPath, a 0600 file removed once the
+ * job is spawned) on top: they never sit in spec.json, and never on a command line.
+ */
+function withSecrets(spec) {
+  if (!spec.secretsPath) return spec.env;
+  const values = JSON.parse(fs.readFileSync(spec.secretsPath, 'utf8'));
+  // Under the spec's own: Flare's variables (and docker's, in docker mode) are never replaced by a secret.
+  return { ...values, ...spec.env };
+}
+
 /** The job's pid file claimed by another start: it ran (or runs) already. */
 export class StartedBefore extends Error {}
 
@@ -94,7 +105,9 @@ export class JobRun {
     const { spec } = this;
     claimPidFile(spec.pidPath, `\n${bootId()}\n${this.owner.pid}\n${this.owner.nonce}\n`);
     let out = -1;
+    let env = spec.env;
     try {
+      env = withSecrets(spec);
       fs.mkdirSync(spec.cwd, { recursive: true, mode: 0o700 });
       out = fs.openSync(spec.outputPath, 'a', 0o600);
       const command = resolveCommand(spec.argv[0], spec.env.PATH, spec.cwd);
@@ -114,7 +127,7 @@ export class JobRun {
         this.child = spawn('/bin/sh', ['-c', SHIM, 'flare-job', statusPath(spec), command, ...spec.argv.slice(1)], {
           shell: false,
           cwd: spec.cwd,
-          env: spec.env,
+          env,
           detached: true, // own session and process group: the group is the job
           stdio: ['ignore', out, out],
         });
@@ -128,6 +141,8 @@ export class JobRun {
       return;
     } finally {
       if (out >= 0) fs.closeSync(out); // the child has its own copy
+      // The values now live only in the job's environment (and docker's, which passes them on by name).
+      if (spec.secretsPath) fs.rmSync(spec.secretsPath, { force: true });
     }
     const child = this.child;
     child.on('error', (error) => {

@@ -59,6 +59,8 @@ export interface RunnerSpec {
   stopGraceMs: number;
   /** Run besides SIGTERM when stopping: the container is outside the job's process group. */
   stopArgv?: string[];
+  /** A 0600 file of secret values (env name -> value) merged into `env` at spawn, then removed. */
+  secretsPath?: string;
 }
 
 /** Who runs the jobs of a data directory: its pid, and a nonce that a reused pid cannot have. */

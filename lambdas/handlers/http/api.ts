@@ -28,6 +28,7 @@ import { outputRoutes } from './routes/outputs.js';
 import { poolRoutes } from './routes/pools.js';
 import { quotaRoutes } from './routes/quotas.js';
 import { route } from './routes/route.js';
+import { secretRoutes } from './routes/secrets.js';
 import { statsRoutes } from './routes/stats.js';
 import { templateRoutes } from './routes/templates.js';
 import { Health, OpenApiDocument, V1, Versions } from '../../core/views.js';
@@ -99,6 +100,7 @@ export function apiRoutes(deps: () => Deps, options: ApiOptions = {}): Route[] {
     ...imageRoutes(deps),
     ...poolRoutes(deps),
     ...quotaRoutes(deps),
+    ...secretRoutes(deps),
     ...statsRoutes(deps),
   ];
   return routes;
