@@ -7,6 +7,7 @@ import { helpText, parseInput, type Command } from './command.js';
 import { Context, type Io } from './context.js';
 import { CliError, ExitCode, UsageError } from './errors.js';
 import { imageCommands, poolCommands, quotaCommands } from './commands/catalog.js';
+import { debugCommands } from './commands/debug.js';
 import { jobCommands } from './commands/jobs.js';
 import { outputCommands } from './commands/outputs.js';
 import { secretCommands } from './commands/secrets.js';
@@ -16,6 +17,7 @@ import { templateCommands } from './commands/templates.js';
 export const COMMANDS: Command[] = [
   ...jobCommands,
   ...outputCommands,
+  ...debugCommands,
   ...templateCommands,
   ...imageCommands,
   ...quotaCommands,

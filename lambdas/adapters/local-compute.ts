@@ -22,7 +22,9 @@ import type { Compute, ContainerSpec, Launched, ManagedInstance } from '../ports
 import type { SecretStore } from '../ports/secrets.js';
 import { JOB_ID_PATTERN, scratchPath, type DockerRunOptions } from '../core/container-command.js';
 import { DEFAULT_MAX_OUTPUT_BYTES } from '../core/outputs.js';
+import type { ExecLimits, ExecResult } from '../core/exec.js';
 import { discoverGpus, dockerEngineAvailable } from './gpu-discovery.js';
+import { execInLocalJob } from './local-exec.js';
 import { containerJobIds, dockerCommand, removeContainer } from './local-docker.js';
 import { DEFAULT_STOP_GRACE_MS } from './local-supervisor/job-run.mjs';
 import { JobEnds } from './local-supervisor/job-ends.js';
@@ -350,6 +352,11 @@ export class LocalCompute implements Compute {
   /** What the job kept of `<dataDir>/outputs/<project>/<id>/`, over-cap files removed; called after `stop`. */
   async keptOutputs(job: Job): Promise<JobOutputsRecord> {
     return settleOutputs(localOutputDir(this.dataDir, job), this.options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES);
+  }
+
+  /** Run a command in the running job's container or environment (local-exec.ts). */
+  exec(job: Job, argv: readonly string[], limits: ExecLimits): Promise<ExecResult> {
+    return execInLocalJob(this.jobDir(job.id), job.id, argv, limits);
   }
 
   /** Stop watching and let go of the supervisor; running jobs keep running. */

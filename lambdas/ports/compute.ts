@@ -1,3 +1,4 @@
+import type { ExecLimits, ExecResult } from '../core/exec.js';
 import type { Job, JobOutputsRecord, Outcome } from '../core/job.js';
 
 /** What a job runs as, resolved from its template and the image catalog. */
@@ -68,6 +69,8 @@ export interface Compute {
    * rather than from the clock. Undefined while it runs, and where only the report tells (AWS).
    */
   endedOn?(job: Job): Promise<Outcome | undefined>;
+  /** Run `argv` inside the running job (its container, env, devices), within `limits` (core/exec.ts). */
+  exec?(job: Job, argv: readonly string[], limits: ExecLimits): Promise<ExecResult>;
   /**
    * After `stop`: what the job kept of its output directory, the per-job cap applied (core/outputs.ts
    * withinCap). Undefined when this compute keeps no outputs for it.

@@ -9,10 +9,13 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { callApi, endActiveJobs, startLocalPlane, stopLocalPlane } from '../support/local-plane.js';
+import { callApi, endActiveJobs, startLocalPlane, stopLocalPlane, untilJobState } from '../support/local-plane.js';
 
 const ROOT = 'root-token-debug-0123456789ab';
 const ALICE = 'alice-token-debug-0123456789a';
+/** Another member of alice's project. */
+const DAVE = 'dave-token-debug-01234567890a';
+const BOB = 'bob-token-debug-0123456789abc';
 const DIGEST = `sha256:${'d'.repeat(64)}`;
 
 let dir: string;
@@ -44,6 +47,20 @@ function flare(args: string[], token = ALICE): Promise<Run> {
 
 const api = (method: string, path: string, token = ROOT, body?: unknown) => callApi(url, method, path, token, body);
 
+const untilState = (id: string, states: string[]) => untilJobState(url, ROOT, id, states);
+
+/** A job that runs until the test is over (the after hook cancels it), with an env of its own. */
+async function runningJob(): Promise<string> {
+  const created = await api('POST', '/v1/jobs', ALICE, {
+    template: 'sh',
+    env: { GREETING: 'hello from the job' },
+    command: ['sleep', '600'],
+  });
+  assert.equal(created.status, 202, JSON.stringify(created.body));
+  await untilState(created.body.id, ['RUNNING']);
+  return created.body.id;
+}
+
 /** A job that prints `line-1` .. `line-30`, then exits 1. */
 const THIRTY_LINES_THEN_FAIL = ['sh', '-c', 'for i in $(seq 1 30); do echo line-$i; done; exit 1'];
 
@@ -59,6 +76,8 @@ before(async () => {
       users: [
         { name: 'root', token: ROOT, admin: true },
         { name: 'alice', token: ALICE, projects: ['vision'] },
+        { name: 'dave', token: DAVE, projects: ['vision'] },
+        { name: 'bob', token: BOB, projects: ['audio'] },
       ],
       pools: [{ name: 'local', gpus: 4 }],
       images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
@@ -149,5 +168,77 @@ describe('sshPublicKey is refused, never dropped', () => {
     const run = await flare(['job', 'create', '--template', 'sh', '--ssh-public-key-file', '/dev/null']);
     assert.equal(run.code, 2, run.stdout + run.stderr);
     assert.match(run.stderr, /ssh-public-key-file/);
+  });
+});
+
+describe('exec in a running job', () => {
+  it("runs an argv in the job's environment and scratch directory, no shell, and answers its code and output", async () => {
+    const id = await runningJob();
+    const probe = 'echo "$FLARE_JOB_ID|$CUDA_VISIBLE_DEVICES|$GREETING|$(pwd)"; echo oops >&2; exit 3';
+    const ran = await api('POST', `/v1/jobs/${id}/exec`, ALICE, { command: ['sh', '-c', probe] });
+    assert.equal(ran.status, 200, JSON.stringify(ran.body));
+    const [jobId, devices, greeting, cwd] = ran.body.stdout.trim().split('|');
+    assert.equal(jobId, id);
+    assert.match(devices, /^\d+$/);
+    assert.equal(greeting, 'hello from the job');
+    assert.match(cwd, new RegExp(`/scratch/${id}$`));
+    assert.deepEqual(
+      {
+        exitCode: ran.body.exitCode,
+        stderr: ran.body.stderr,
+        truncated: ran.body.truncated,
+        timedOut: ran.body.timedOut,
+      },
+      { exitCode: 3, stderr: 'oops\n', truncated: false, timedOut: false },
+    );
+
+    // Words are arguments, never shell syntax.
+    const literal = await api('POST', `/v1/jobs/${id}/exec`, ALICE, { command: ['echo', '$HOME;', '`id`'] });
+    assert.equal(literal.body.stdout, '$HOME; `id`\n');
+    const missing = await api('POST', `/v1/jobs/${id}/exec`, ALICE, { command: ['no-such-program-here'] });
+    assert.equal(missing.body.exitCode, 127);
+
+    // Output is bounded: 64 KiB of each stream, and the answer says it was cut.
+    const big = await api('POST', `/v1/jobs/${id}/exec`, ALICE, {
+      command: ['sh', '-c', "head -c 100000 /dev/zero | tr '\\0' a"],
+    });
+    assert.equal(big.body.stdout.length, 64 * 1024);
+    assert.equal(big.body.truncated, true);
+  });
+
+  it('is for the owner and admins: 403 to another member, 404 to another project, 409 once it is not running, 400 naming command', async () => {
+    const id = await runningJob();
+    assert.equal((await api('POST', `/v1/jobs/${id}/exec`, ROOT, { command: ['true'] })).status, 200);
+    const other = await api('POST', `/v1/jobs/${id}/exec`, DAVE, { command: ['true'] });
+    assert.equal(other.status, 403, JSON.stringify(other.body));
+    assert.match(other.body.error.message, /owner/);
+    assert.equal((await api('POST', `/v1/jobs/${id}/exec`, BOB, { command: ['true'] })).status, 404);
+    for (const body of [{}, { command: 'ls -l' }, { command: [] }, { command: ['ls'], tty: true }]) {
+      const bad = await api('POST', `/v1/jobs/${id}/exec`, ALICE, body);
+      assert.equal(bad.status, 400, JSON.stringify(body));
+      assert.ok(
+        bad.body.error.details.some((d: { field: string }) => d.field === 'command' || d.field === 'tty'),
+        JSON.stringify(bad.body),
+      );
+    }
+    await api('DELETE', `/v1/jobs/${id}`, ALICE);
+    await untilState(id, ['CANCELLED']);
+    const ended = await api('POST', `/v1/jobs/${id}/exec`, ALICE, { command: ['true'] });
+    assert.equal(ended.status, 409, JSON.stringify(ended.body));
+    assert.match(ended.body.error.message, /CANCELLED/);
+  });
+
+  it("flare job exec prints the command's stdout and stderr and exits with its code", async () => {
+    const id = await runningJob();
+    const run = await flare(['job', 'exec', id, '--', 'sh', '-c', 'echo "out $GREETING"; echo err >&2; exit 4']);
+    assert.deepEqual(run, { code: 4, stdout: 'out hello from the job\n', stderr: 'err\n' });
+    const json = await flare(['job', 'exec', id, '-o', 'json', '--', 'true']);
+    assert.equal(json.code, 0, json.stderr);
+    assert.equal(JSON.parse(json.stdout).exitCode, 0);
+    const usage = await flare(['job', 'exec', id]);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /after '--'/);
+    const refused = await flare(['job', 'exec', id, '--', 'true'], DAVE);
+    assert.equal(refused.code, 4, refused.stderr);
   });
 });

@@ -22,6 +22,7 @@ import {
   type Route,
 } from './middleware.js';
 import { openApiDocument, serverUrlOf } from './openapi.js';
+import { execRoutes } from './routes/exec.js';
 import { imageRoutes } from './routes/images.js';
 import { jobRoutes } from './routes/jobs.js';
 import { outputRoutes } from './routes/outputs.js';
@@ -95,6 +96,7 @@ export function apiRoutes(deps: () => Deps, options: ApiOptions = {}): Route[] {
     }),
 
     ...jobRoutes(deps),
+    ...execRoutes(deps),
     ...outputRoutes(deps),
     ...templateRoutes(deps),
     ...imageRoutes(deps),

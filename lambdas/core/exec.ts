@@ -1,0 +1,98 @@
+/**
+ * `POST /v1/jobs/{id}/exec`: run one command inside a running job (its
+ * container, environment and devices) and answer its exit code and output,
+ * both bounded. Who may, and when, is decided here; how the command reaches
+ * the job is the Compute adapter's (`Compute.exec`).
+ */
+import { z } from 'zod';
+import type { Deps } from './deps.js';
+import { Conflict, Forbidden, JobNotFound } from './errors.js';
+import { canAccessProject, type Identity } from './identity.js';
+import { argv } from './schemas.js';
+
+/** Bytes of each stream (stdout, stderr) kept; what comes after is dropped and `truncated` says so. */
+export const EXEC_MAX_OUTPUT_BYTES = 64 * 1024;
+/** How long a command may run before it is killed; the answer then says `timedOut`. */
+export const EXEC_TIMEOUT_SECONDS = 60;
+/** The exit code of a command killed at the time bound, as `timeout(1)` reports it. */
+export const EXEC_TIMED_OUT_EXIT_CODE = 124;
+
+export const ExecInput = z.strictObject({
+  command: argv.describe(
+    'argv, never a shell string: run it with ["sh", "-c", "..."] when you want a shell (the image must have one)',
+  ),
+});
+export type ExecInput = z.infer<typeof ExecInput>;
+
+export interface ExecLimits {
+  timeoutSeconds: number;
+  maxOutputBytes: number;
+}
+
+export interface ExecResult {
+  /** The command's exit code; 124 when it was killed at the time bound, 127 when it was not found. */
+  exitCode: number;
+  /** At most maxOutputBytes of each, decoded as UTF-8. */
+  stdout: string;
+  stderr: string;
+  /** True when either stream was cut at maxOutputBytes. */
+  truncated: boolean;
+  /** True when the command ran past the time bound and was killed. */
+  timedOut: boolean;
+}
+
+/**
+ * The job's owner or an admin; another member of the project sees the job but
+ * may not act inside it (403), another project's job does not exist (404).
+ * Logged: who, which job, how many arguments and how it ended. The argv itself
+ * is not logged: it may carry credentials (`curl -H "Authorization: ..."`).
+ */
+export async function execInJob(
+  deps: Pick<Deps, 'jobs' | 'compute' | 'log'>,
+  identity: Identity,
+  id: string,
+  input: ExecInput,
+): Promise<ExecResult> {
+  const job = await deps.jobs.getJob(id);
+  if (!job || !canAccessProject(identity, job.project)) throw new JobNotFound(id);
+  if (!identity.admin && identity.name !== job.owner)
+    throw new Forbidden(`only the job's owner (${job.owner}) or an admin may run commands in job ${id}`);
+  if (job.state !== 'RUNNING') throw new Conflict(`job ${id} is ${job.state}: commands run only in a RUNNING job`);
+  if (!deps.compute.exec) throw new Conflict('this deployment cannot run commands inside jobs');
+  const limits = { timeoutSeconds: EXEC_TIMEOUT_SECONDS, maxOutputBytes: EXEC_MAX_OUTPUT_BYTES };
+  deps.log.info('exec in job', { jobId: id, caller: identity.name, owner: job.owner, argc: input.command.length });
+  const result = await deps.compute.exec(job, input.command, limits);
+  deps.log.info('exec in job ended', {
+    jobId: id,
+    caller: identity.name,
+    exitCode: result.exitCode,
+    timedOut: result.timedOut,
+    truncated: result.truncated,
+  });
+  return result;
+}
+
+/**
+ * Keep at most `max` bytes of a stream, counting what was dropped: both
+ * adapters bound their output with it.
+ */
+export class BoundedOutput {
+  private readonly chunks: Buffer[] = [];
+  private kept = 0;
+  truncated = false;
+
+  constructor(private readonly max: number) {}
+
+  push(chunk: Buffer): void {
+    const room = this.max - this.kept;
+    if (chunk.length > room) this.truncated = true;
+    if (room <= 0) return;
+    const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
+    this.chunks.push(part);
+    this.kept += part.length;
+  }
+
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
