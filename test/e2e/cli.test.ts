@@ -17,10 +17,8 @@ import { after, before, describe, it } from 'node:test';
 import { COMMANDS } from '../../cli/main.js';
 import { waitFor } from '../support/harness.js';
 import { callApi, startLocalPlane, stopLocalPlane } from '../support/local-plane.js';
+import { ROOT_TOKEN, ALICE_TOKEN, BOB_TOKEN, LOCAL_USERS } from '../support/identities.js';
 
-const ROOT = 'root-token-0123456789abcdefg';
-const ALICE = 'alice-token-0123456789abcdef';
-const BOB = 'bob-token-0123456789abcdefgh';
 const CAROL = 'carol-token-0123456789abcdef';
 const DIGEST = `sha256:${'b'.repeat(64)}`;
 const TERMINAL = ['SUCCEEDED', 'FAILED', 'EXPIRED', 'CANCELLED'];
@@ -38,7 +36,7 @@ interface Run {
 }
 
 interface RunOptions {
-  /** FLARE_TOKEN; null: none. @default ALICE */
+  /** FLARE_TOKEN; null: none. @default ALICE_TOKEN */
   token?: string | null;
   /** FLARE_API_URL; null: none. @default the plane */
   apiUrl?: string | null;
@@ -50,7 +48,7 @@ function cliEnv(options: RunOptions): NodeJS.ProcessEnv {
     Object.entries(process.env).filter(([k]) => !k.startsWith('FLARE_')),
   );
   env.HOME = home;
-  const token = options.token === undefined ? ALICE : options.token;
+  const token = options.token === undefined ? ALICE_TOKEN : options.token;
   const apiUrl = options.apiUrl === undefined ? url : options.apiUrl;
   if (token !== null) env.FLARE_TOKEN = token;
   if (apiUrl !== null) env.FLARE_API_URL = apiUrl;
@@ -79,7 +77,8 @@ function start(
 const flare = (args: string[], options?: RunOptions) => start(args, options).result;
 
 /** The API directly, to arrange and to check what the CLI did. */
-const api = (method: string, path: string, token = ROOT, body?: unknown) => callApi(url, method, path, token, body);
+const api = (method: string, path: string, token = ROOT_TOKEN, body?: unknown) =>
+  callApi(url, method, path, token, body);
 
 const untilState = (id: string, states: string[]) =>
   waitFor(
@@ -125,12 +124,7 @@ before(async () => {
     JSON.stringify({
       port: 0,
       dataDir: 'data',
-      users: [
-        { name: 'root', token: ROOT, admin: true },
-        { name: 'alice', token: ALICE, projects: ['vision'] },
-        { name: 'bob', token: BOB, projects: ['audio'] },
-        { name: 'carol', token: CAROL, projects: ['queue'] },
-      ],
+      users: [...LOCAL_USERS, { name: 'carol', token: CAROL, projects: ['queue'] }],
       pools: [{ name: 'local', gpus: 4 }],
       quotas: [{ project: 'queue', resource: 'gpus', hardLimit: 1 }],
       images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
@@ -208,6 +202,70 @@ describe('flare job', () => {
     const gone = await flare(['job', 'show', id]);
     assert.equal(gone.code, 3);
     assert.equal(gone.stderr, `flare: job ${id} not found\n`);
+  });
+
+  it('create --array N --array-env FILE submits a sweep; list --array shows it by index; delete --array cancels it', async () => {
+    const gateFile = join(dir, 'release-sweep');
+    const envFile = join(dir, 'sweep-env.json');
+    await writeFile(envFile, JSON.stringify([{ LR: '0.1' }, { LR: '0.01' }, { LR: '0.001' }]));
+    const created = await flare([
+      'job',
+      'create',
+      '--template',
+      'sh',
+      '--name',
+      'sweep',
+      '--array',
+      '3',
+      '--array-env',
+      envFile,
+      '--',
+      ...gate(gateFile),
+    ]);
+    assert.equal(created.code, 0, created.stderr);
+    const arrayId = /^submitted array (a-\S+): 3 jobs \(\d LAUNCHING, \d WAITING\)$/m.exec(created.stdout)?.[1];
+    assert.ok(arrayId, created.stdout);
+    const members = (await api('GET', `/v1/jobs?array=${arrayId}`)).body.items;
+    assert.deepEqual(
+      members.map((j: { env: Record<string, string> }) => [j.env.FLARE_ARRAY_INDEX, j.env.LR]),
+      [
+        ['0', '0.1'],
+        ['1', '0.01'],
+        ['2', '0.001'],
+      ],
+    );
+
+    const list = await flare(['job', 'list', '--array', arrayId]);
+    assert.equal(list.code, 0, list.stderr);
+    const rows = list.stdout.trimEnd().split('\n').slice(1);
+    assert.deepEqual(
+      rows.map((r) => r.split(/ +/)[1]),
+      ['sweep[0]', 'sweep[1]', 'sweep[2]'],
+    );
+
+    const cancel = await flare(['job', 'delete', '--array', arrayId]);
+    assert.equal(cancel.code, 0, cancel.stderr);
+    assert.equal(cancel.stdout, `cancelling 3 of 3 jobs of array ${arrayId}\n`);
+    for (const job of members) await untilState(job.id, ['CANCELLED']);
+
+    assertUsage(
+      await flare(['job', 'create', '--template', 'sh', '--array', 'two']),
+      'job create',
+      /--array must be a number/,
+    );
+    assertUsage(
+      await flare(['job', 'create', '--template', 'sh', '--array-env', envFile]),
+      'job create',
+      /--array-env needs --array N/,
+    );
+    assertUsage(
+      await flare(['job', 'create', '--template', 'sh', '--array', '2', '--wait']),
+      'job create',
+      /flare job list --array ID/,
+    );
+    const tooMany = await flare(['job', 'create', '--template', 'sh', '--array', '51']);
+    assert.equal(tooMany.code, 1, tooMany.stderr);
+    assert.match(tooMany.stderr, /array\.size/);
   });
 
   it('create --command takes a JSON array, and refuses anything else with a usage error', async () => {
@@ -453,7 +511,7 @@ describe('flare template, image, quota, pool, stats, health', () => {
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /^ {2}gpus: /m);
     assert.equal(
-      (await flare(['template', 'show', 'train'], { token: BOB })).code,
+      (await flare(['template', 'show', 'train'], { token: BOB_TOKEN })).code,
       3,
       "another project's template does not exist for bob",
     );
@@ -467,7 +525,7 @@ describe('flare template, image, quota, pool, stats, health', () => {
     const digest = `sha256:${'c'.repeat(64)}`;
     const added = await flare(
       ['image', 'add', 'tools', '--reference', 'docker.io/library/busybox:1.37', '--digest', digest],
-      { token: ROOT },
+      { token: ROOT_TOKEN },
     );
     assert.equal(added.code, 0, added.stderr);
     const show = await flare(['image', 'show', 'tools']);
@@ -492,10 +550,10 @@ describe('flare template, image, quota, pool, stats, health', () => {
   });
 
   it('quota create, list, show, update, delete', async () => {
-    const created = await flare(['quota', 'create', 'vision', 'jobs', '--hard-limit', '5'], { token: ROOT });
+    const created = await flare(['quota', 'create', 'vision', 'jobs', '--hard-limit', '5'], { token: ROOT_TOKEN });
     assert.equal(created.code, 0, created.stderr);
     assert.match(created.stdout, /^vision +jobs +5 +\d+$/m);
-    const updated = await flare(['quota', 'update', 'vision', 'jobs', '--hard-limit', '7'], { token: ROOT });
+    const updated = await flare(['quota', 'update', 'vision', 'jobs', '--hard-limit', '7'], { token: ROOT_TOKEN });
     assert.equal(updated.code, 0, updated.stderr);
     assert.equal((await api('GET', '/v1/quotas/vision/jobs')).body.hardLimit, 7);
     const list = await flare(['quota', 'list']);
@@ -507,11 +565,11 @@ describe('flare template, image, quota, pool, stats, health', () => {
       4,
       'members do not write quotas',
     );
-    const deleted = await flare(['quota', 'delete', 'vision', 'jobs'], { token: ROOT });
+    const deleted = await flare(['quota', 'delete', 'vision', 'jobs'], { token: ROOT_TOKEN });
     assert.equal(deleted.code, 0, deleted.stderr);
     assert.equal((await flare(['quota', 'show', 'vision', 'jobs'])).code, 3);
     assertUsage(
-      await flare(['quota', 'create', 'vision'], { token: ROOT }),
+      await flare(['quota', 'create', 'vision'], { token: ROOT_TOKEN }),
       'quota create',
       /missing argument: RESOURCE/,
     );
@@ -522,21 +580,21 @@ describe('flare template, image, quota, pool, stats, health', () => {
     assert.equal(list.code, 0, list.stderr);
     assert.match(list.stdout, /^NAME +INSTANCE TYPE +GPUS\/INSTANCE +MAX GPUS +USED +FREE +WAITING +BACKFILL$/m);
     assert.match(list.stdout, /^local +local +\d+ +4 +.* off$/m, 'strict FIFO by default');
-    const raised = await flare(['pool', 'update', 'local', '--max-gpus', '6'], { token: ROOT });
+    const raised = await flare(['pool', 'update', 'local', '--max-gpus', '6'], { token: ROOT_TOKEN });
     assert.equal(raised.code, 0, raised.stderr);
     assert.equal((await api('GET', '/v1/pools')).body.items[0].maxGpus, 6);
     assert.equal((await flare(['pool', 'update', 'local', '--max-gpus', '8'])).code, 4, 'members do not change caps');
-    assert.equal((await flare(['pool', 'update', 'local', '--max-gpus', '4'], { token: ROOT })).code, 0);
-    const on = await flare(['pool', 'update', 'local', '--backfill', 'on'], { token: ROOT });
+    assert.equal((await flare(['pool', 'update', 'local', '--max-gpus', '4'], { token: ROOT_TOKEN })).code, 0);
+    const on = await flare(['pool', 'update', 'local', '--backfill', 'on'], { token: ROOT_TOKEN });
     assert.equal(on.code, 0, on.stderr);
     assert.match(on.stdout, /^local +local +\d+ +4 +.* on$/m);
     assert.equal((await api('GET', '/v1/pools')).body.items[0].backfill, true);
     assertUsage(
-      await flare(['pool', 'update', 'local', '--backfill', 'maybe'], { token: ROOT }),
+      await flare(['pool', 'update', 'local', '--backfill', 'maybe'], { token: ROOT_TOKEN }),
       'pool update',
       /--backfill takes on or off/,
     );
-    assert.equal((await flare(['pool', 'update', 'local', '--backfill', 'off'], { token: ROOT })).code, 0);
+    assert.equal((await flare(['pool', 'update', 'local', '--backfill', 'off'], { token: ROOT_TOKEN })).code, 0);
   });
 
   it('stats and health', async () => {
@@ -591,9 +649,9 @@ describe('errors, connection and help', () => {
   it('API errors: 404 exits 3, a bad token 4, refused input 1 naming each field, an unreachable API 1 naming its URL', async () => {
     const missing = await flare(['job', 'show', 'j-does-not-exist']);
     assert.deepEqual([missing.code, missing.stderr], [3, 'flare: job j-does-not-exist not found\n']);
-    const other = await submit(['--template', 'sh'], { token: ALICE });
+    const other = await submit(['--template', 'sh'], { token: ALICE_TOKEN });
     assert.equal(
-      (await flare(['job', 'show', other.id], { token: BOB })).code,
+      (await flare(['job', 'show', other.id], { token: BOB_TOKEN })).code,
       3,
       "another project's job is not found",
     );
@@ -622,7 +680,7 @@ describe('errors, connection and help', () => {
     const noUrl = await flare(['job', 'list'], { apiUrl: null });
     assert.equal(noUrl.code, 2);
     assert.match(noUrl.stderr, /^flare: no API URL: pass --api URL, set FLARE_API_URL/);
-    const flags = await flare(['--api', url, 'job', 'list', '--token', ALICE], {
+    const flags = await flare(['--api', url, 'job', 'list', '--token', ALICE_TOKEN], {
       token: 'wrong-token-0123456789',
       apiUrl: 'http://127.0.0.1:9',
     });
@@ -632,7 +690,7 @@ describe('errors, connection and help', () => {
 
   it('reads the profile file, and refuses one that holds a token others can read', async () => {
     const profile = join(dir, 'profile.json');
-    await writeFile(profile, JSON.stringify({ apiUrl: url, token: ALICE }), { mode: 0o644 });
+    await writeFile(profile, JSON.stringify({ apiUrl: url, token: ALICE_TOKEN }), { mode: 0o644 });
     await chmod(profile, 0o644);
     const open = await flare(['job', 'list'], { token: null, apiUrl: null, env: { FLARE_CONFIG: profile } });
     assert.equal(open.code, 2);
@@ -646,7 +704,7 @@ describe('errors, connection and help', () => {
     await mkdir(join(home, '.config', 'flare'), { recursive: true });
     await writeFile(
       join(home, '.config', 'flare', 'config.json'),
-      JSON.stringify({ apiUrl: url, token: ALICE, apiURL: 'typo' }),
+      JSON.stringify({ apiUrl: url, token: ALICE_TOKEN, apiURL: 'typo' }),
       { mode: 0o600 },
     );
     const typo = await flare(['job', 'list'], { token: null, apiUrl: null });

@@ -13,10 +13,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { waitFor } from '../support/harness.js';
 import { callApi, startLocalPlane, stopLocalPlane } from '../support/local-plane.js';
+import { ROOT_TOKEN, ALICE_TOKEN, BOB_TOKEN, LOCAL_USERS } from '../support/identities.js';
 
-const ALICE = 'alice-token-0123456789abcdef';
-const BOB = 'bob-token-0123456789abcdefgh';
-const ROOT = 'root-token-0123456789abcdefg';
 const DIGEST = `sha256:${'b'.repeat(64)}`;
 
 let dir: string;
@@ -31,12 +29,12 @@ async function startPlane(configPath: string): Promise<{ child: ChildProcess; ur
 const api = (method: string, path: string, token?: string, body?: unknown) =>
   callApi(plane!.url, method, path, token, body);
 
-const job = async (id: string, token = ALICE) => (await api('GET', `/v1/jobs/${id}`, token)).body;
+const job = async (id: string, token = ALICE_TOKEN) => (await api('GET', `/v1/jobs/${id}`, token)).body;
 const untilState = (id: string, states: string[], timeoutMs = 30_000) =>
   waitFor(
     `job ${id} in ${states.join('|')}`,
     async () => {
-      const j = await job(id, ROOT);
+      const j = await job(id, ROOT_TOKEN);
       return states.includes(j?.state) ? j : undefined;
     },
     timeoutMs,
@@ -68,11 +66,7 @@ before(async () => {
     JSON.stringify({
       port: 0,
       dataDir: 'data',
-      users: [
-        { name: 'root', token: ROOT, admin: true },
-        { name: 'alice', token: ALICE, projects: ['vision'] },
-        { name: 'bob', token: BOB, projects: ['audio'] },
-      ],
+      users: LOCAL_USERS,
       pools: [{ name: 'local', gpus: 2 }],
       quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 1 }],
       images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
@@ -102,39 +96,42 @@ describe('local control plane over HTTP', () => {
   });
 
   it('refuses bad input naming the field, storing nothing', async () => {
-    const bad = await api('POST', '/v1/jobs', ALICE, { template: 'sleep', gpus: 1.5, privileged: true });
+    const bad = await api('POST', '/v1/jobs', ALICE_TOKEN, { template: 'sleep', gpus: 1.5, privileged: true });
     assert.equal(bad.status, 400);
     assert.deepEqual(bad.body.error.details.map((d: { field: string }) => d.field).sort(), ['gpus', 'privileged']);
-    assert.equal((await api('POST', '/v1/jobs', ALICE, '{"template":')).status, 400);
-    assert.equal((await api('POST', '/v1/jobs', ALICE, { template: 'sleep', liveTimeoutMinutes: 0 })).status, 400);
-    assert.equal((await api('POST', '/v1/jobs', ALICE, { template: 'x'.repeat(70_000) })).status, 413);
-    assert.deepEqual((await api('GET', '/v1/jobs', ALICE)).body.items, []);
+    assert.equal((await api('POST', '/v1/jobs', ALICE_TOKEN, '{"template":')).status, 400);
+    assert.equal(
+      (await api('POST', '/v1/jobs', ALICE_TOKEN, { template: 'sleep', liveTimeoutMinutes: 0 })).status,
+      400,
+    );
+    assert.equal((await api('POST', '/v1/jobs', ALICE_TOKEN, { template: 'x'.repeat(70_000) })).status, 413);
+    assert.deepEqual((await api('GET', '/v1/jobs', ALICE_TOKEN)).body.items, []);
   });
 
   it('queues on the project quota, drains FIFO, expires, cancels, and hides other projects', async () => {
-    const first = (await api('POST', '/v1/jobs', ALICE, { template: 'quick', name: 'first' })).body;
+    const first = (await api('POST', '/v1/jobs', ALICE_TOKEN, { template: 'quick', name: 'first' })).body;
     assert.equal(first.state, 'LAUNCHING', 'an idle pool admits at the submit');
     await untilState(first.id, ['RUNNING']);
     const second = (
-      await api('POST', '/v1/jobs', ALICE, { template: 'sleep', name: 'second', liveTimeoutMinutes: 0.05 })
+      await api('POST', '/v1/jobs', ALICE_TOKEN, { template: 'sleep', name: 'second', liveTimeoutMinutes: 0.05 })
     ).body;
     const waiting = await untilState(second.id, ['WAITING']);
     assert.equal(waiting.stateReason, 'project vision has 0 of 1 GPUs free, needs 1');
     assert.equal(waiting.queuePosition, 0);
     // Another project is not blocked by vision's quota.
-    const other = (await api('POST', '/v1/jobs', BOB, { template: 'audio' })).body;
+    const other = (await api('POST', '/v1/jobs', BOB_TOKEN, { template: 'audio' })).body;
     await untilState(other.id, ['RUNNING']);
-    assert.equal((await api('GET', `/v1/jobs/${other.id}`, ALICE)).status, 404);
+    assert.equal((await api('GET', `/v1/jobs/${other.id}`, ALICE_TOKEN)).status, 404);
     // first ends (2 s), second is drained, then expires after 3 s.
     assert.equal((await untilState(first.id, ['SUCCEEDED', 'FAILED'])).state, 'SUCCEEDED');
     const expired = await untilState(second.id, ['EXPIRED', 'FAILED', 'SUCCEEDED'], 30_000);
     assert.equal(expired.state, 'EXPIRED');
     // Cancel the running audio job, then remove it.
-    assert.equal((await api('DELETE', `/v1/jobs/${other.id}`, BOB)).status, 202);
+    assert.equal((await api('DELETE', `/v1/jobs/${other.id}`, BOB_TOKEN)).status, 202);
     assert.equal((await untilState(other.id, ['CANCELLED'])).state, 'CANCELLED');
-    assert.equal((await api('DELETE', `/v1/jobs/${other.id}`, BOB)).status, 204);
-    assert.equal((await api('GET', `/v1/jobs/${other.id}`, BOB)).status, 404);
-    const pools = (await api('GET', '/v1/pools', ALICE)).body.items;
+    assert.equal((await api('DELETE', `/v1/jobs/${other.id}`, BOB_TOKEN)).status, 204);
+    assert.equal((await api('GET', `/v1/jobs/${other.id}`, BOB_TOKEN)).status, 404);
+    const pools = (await api('GET', '/v1/pools', ALICE_TOKEN)).body.items;
     assert.deepEqual(
       pools.map((p: { name: string; usedGpus: number }) => [p.name, p.usedGpus]),
       [['local', 0]],
@@ -147,7 +144,7 @@ describe('local control plane over HTTP', () => {
 
   it('returns the same job for a reused Idempotency-Key, 409 for another body', async () => {
     const headers = (key: string) => ({
-      authorization: `Bearer ${ALICE}`,
+      authorization: `Bearer ${ALICE_TOKEN}`,
       'content-type': 'application/json',
       'idempotency-key': key,
     });
@@ -163,7 +160,7 @@ describe('local control plane over HTTP', () => {
   it('expiry wins across a crash: the supervisor stops a job at expiresAt with the plane down, and the job ends EXPIRED, not by its exit code', async () => {
     // Would exit 0 after 6 s; its live timeout is 1.5 s, which passes while the plane is down.
     const doomed = (
-      await api('POST', '/v1/jobs', ALICE, {
+      await api('POST', '/v1/jobs', ALICE_TOKEN, {
         template: 'quick',
         name: 'doomed',
         command: ['sleep', '6'],
@@ -189,13 +186,14 @@ describe('local control plane over HTTP', () => {
     await waitFor('the EXPIRED notification', async () =>
       posts.some((p) => p.text.includes('Job doomed is now *EXPIRED*')),
     );
-    const stats = (await api('GET', '/v1/stats?project=vision', ALICE)).body;
+    const stats = (await api('GET', '/v1/stats?project=vision', ALICE_TOKEN)).body;
     assert.ok(JSON.stringify(stats).includes('EXPIRED'), JSON.stringify(stats));
   });
 
   it('a SIGKILLed job supervisor is replaced, and its running job runs on to its own end', async () => {
-    const job1 = (await api('POST', '/v1/jobs', ALICE, { template: 'quick', command: ['sh', '-c', 'sleep 3; exit 4'] }))
-      .body;
+    const job1 = (
+      await api('POST', '/v1/jobs', ALICE_TOKEN, { template: 'quick', command: ['sh', '-c', 'sleep 3; exit 4'] })
+    ).body;
     await untilState(job1.id, ['RUNNING']);
     const lock = join(dir, 'data', 'supervisor.pid');
     const first = Number((await readFile(lock, 'utf8')).split('\n')[0]);
@@ -212,19 +210,19 @@ describe('local control plane over HTTP', () => {
   });
 
   it('survives SIGKILL: every job is still there and driven on, nothing held', async () => {
-    const running = (await api('POST', '/v1/jobs', ALICE, { template: 'quick', command: ['sleep', '4'] })).body;
+    const running = (await api('POST', '/v1/jobs', ALICE_TOKEN, { template: 'quick', command: ['sleep', '4'] })).body;
     await untilState(running.id, ['RUNNING']);
-    const queued = (await api('POST', '/v1/jobs', ALICE, { template: 'quick' })).body;
+    const queued = (await api('POST', '/v1/jobs', ALICE_TOKEN, { template: 'quick' })).body;
     await untilState(queued.id, ['WAITING']);
     plane!.child.kill('SIGKILL');
     await new Promise((r) => plane!.child.once('exit', r));
     plane = await startPlane(join(dir, 'flare.local.json'));
-    assert.ok(['RUNNING', 'STOPPING', 'SUCCEEDED'].includes((await job(running.id, ROOT)).state));
+    assert.ok(['RUNNING', 'STOPPING', 'SUCCEEDED'].includes((await job(running.id, ROOT_TOKEN)).state));
     assert.equal((await untilState(running.id, ['SUCCEEDED', 'FAILED'], 30_000)).state, 'SUCCEEDED');
     assert.equal((await untilState(queued.id, ['SUCCEEDED', 'FAILED'], 30_000)).state, 'SUCCEEDED');
-    const pools = (await api('GET', '/v1/pools', ROOT)).body.items;
+    const pools = (await api('GET', '/v1/pools', ROOT_TOKEN)).body.items;
     assert.equal(pools[0].usedGpus, 0);
-    const quota = (await api('GET', '/v1/quotas/vision/gpus', ALICE)).body;
+    const quota = (await api('GET', '/v1/quotas/vision/gpus', ALICE_TOKEN)).body;
     assert.equal(quota.used, 0);
   });
 });

@@ -11,7 +11,6 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Deps, Logger } from '../../lambdas/core/deps.js';
 import { forecastBounds } from '../../lambdas/core/forecast.js';
-import type { Identity } from '../../lambdas/core/identity.js';
 import { JobState, QUEUED_STATES, type Job } from '../../lambdas/core/job.js';
 import { getJob, listJobs } from '../../lambdas/core/jobs.js';
 import { updatePool } from '../../lambdas/core/pools.js';
@@ -20,8 +19,8 @@ import type { Compute } from '../../lambdas/ports/compute.js';
 import type { JobLogs } from '../../lambdas/ports/job-logs.js';
 import { dynamoPerFile, freshStore, quietLog, RecordingEvents } from '../support/harness.js';
 import { rng } from '../support/random.js';
+import { root } from '../support/identities.js';
 
-const ROOT: Identity = { name: 'root', projects: [], admin: true };
 const T0 = Date.parse('2025-03-01T00:00:00.000Z');
 const MIN = 60_000;
 const bounds = forecastBounds({});
@@ -151,7 +150,7 @@ describe('latest start and backfill against the real drain', { timeout: 600_000 
       }
     };
     const readPromises = async () => {
-      const page = await listJobs(deps, ROOT, { limit: 1000 });
+      const page = await listJobs(deps, root, { limit: 1000 });
       for (const job of page.items) {
         if (!QUEUED_STATES.includes(job.state)) continue;
         assert.notEqual(job.latestStartAt, undefined, `queued job ${job.id} is listed with a latest start (or null)`);
@@ -168,7 +167,7 @@ describe('latest start and backfill against the real drain', { timeout: 600_000 
         run.promises.set(plan.id, []);
         await deps.jobs.createJob(jobOf(plan));
         // What a user reads right after submitting, before its Admit step drains.
-        const read = await getJob(deps, ROOT, plan.id);
+        const read = await getJob(deps, root, plan.id);
         run.promises.get(plan.id)!.push({ at: clock.now, latestStartAt: read.latestStartAt ?? null });
         afterDrain(await drainPool(deps, POOL));
       } else if (event.kind === 'started') {
@@ -322,14 +321,14 @@ describe('latest start and backfill against the real drain', { timeout: 600_000 
 
     it("backfill admits the job that ends before the head's latest start, and not one that would not or whose project waits in the head", async () => {
       const w = await blockedHead();
-      const promised = (await getJob(w.deps, ROOT, w.head.id)).latestStartAt;
+      const promised = (await getJob(w.deps, root, w.head.id)).latestStartAt;
       assert.equal(
         promised,
         new Date(T0 + 120 * MIN + bounds.stopMs).toISOString(),
         "the head's latest start: the running job's expiry + the stop bound",
       );
       // Turning backfill on drains the pool at once.
-      const pool = await updatePool(w.deps, ROOT, POOL, { backfill: true });
+      const pool = await updatePool(w.deps, root, POOL, { backfill: true });
       assert.equal(pool.backfill, true);
       const states = async (...jobs: Job[]) =>
         Promise.all(jobs.map(async (j) => (await w.deps.jobs.getJob(j.id))?.state));
@@ -341,15 +340,15 @@ describe('latest start and backfill against the real drain', { timeout: 600_000 
         JobState.WAITING,
       ]);
       assert.deepEqual(w.backfills, [{ jobId: w.short.id, head: w.head.id }]);
-      assert.equal((await getJob(w.deps, ROOT, w.head.id)).latestStartAt, promised, "the head's promise did not move");
+      assert.equal((await getJob(w.deps, root, w.head.id)).latestStartAt, promised, "the head's promise did not move");
       // The long job is behind the head: its promise is after the head's worst case.
-      const longPromise = (await getJob(w.deps, ROOT, w.long.id)).latestStartAt!;
+      const longPromise = (await getJob(w.deps, root, w.long.id)).latestStartAt!;
       assert.ok(Date.parse(longPromise) >= Date.parse(promised!));
     });
 
     it('backfill off again: strict FIFO', async () => {
       const w = await blockedHead(true);
-      await updatePool(w.deps, ROOT, POOL, { backfill: false });
+      await updatePool(w.deps, root, POOL, { backfill: false });
       assert.deepEqual((await drainPool(w.deps, POOL)).admitted, []);
     });
   });

@@ -21,9 +21,7 @@ import { LocalConfig, parse } from '../../lambdas/core/schemas.js';
 import { startControlPlane, type ControlPlane } from '../../lambdas/local/control-plane.js';
 import { quietLog, waitFor } from '../support/harness.js';
 import { callApi } from '../support/local-plane.js';
-
-const ROOT = 'root-token-0123456789abcdefg';
-const ALICE = 'alice-token-0123456789abcdef';
+import { ROOT_TOKEN, ALICE_TOKEN } from '../support/identities.js';
 
 describe('DynamoDB Local killed under the local control plane', () => {
   let dir: string;
@@ -35,8 +33,8 @@ describe('DynamoDB Local killed under the local control plane', () => {
       port: 0,
       dataDir: join(dir, 'data'),
       users: [
-        { name: 'root', token: ROOT, admin: true },
-        { name: 'alice', token: ALICE, projects: ['vision'] },
+        { name: 'root', token: ROOT_TOKEN, admin: true },
+        { name: 'alice', token: ALICE_TOKEN, projects: ['vision'] },
       ],
       pools: [{ name: 'local', gpus: 3 }],
       images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: `sha256:${'d'.repeat(64)}` }],
@@ -52,9 +50,9 @@ describe('DynamoDB Local killed under the local control plane', () => {
     await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
   });
 
-  const api = (method: string, path: string, body?: unknown, token = ALICE) =>
+  const api = (method: string, path: string, body?: unknown, token = ALICE_TOKEN) =>
     callApi(plane.url, method, path, token, body);
-  const state = async (id: string) => (await api('GET', `/v1/jobs/${id}`, undefined, ROOT)).body?.state;
+  const state = async (id: string) => (await api('GET', `/v1/jobs/${id}`, undefined, ROOT_TOKEN)).body?.state;
   const untilState = (id: string, states: string[], timeoutMs = 60_000) =>
     waitFor(
       `job ${id} in ${states.join('|')}`,

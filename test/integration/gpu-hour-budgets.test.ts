@@ -15,7 +15,6 @@ import { GetCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { StoreView } from '../support/stores.js';
 import type { TableNames } from '../../lambdas/adapters/dynamo/table-names.js';
 import { GPU_MS_PER_HOUR } from '../../lambdas/core/budgets.js';
-import type { Identity } from '../../lambdas/core/identity.js';
 import { HOLDING_STATES, JobState, QUEUED_STATES, type Job } from '../../lambdas/core/job.js';
 import { deleteJob, submitJob } from '../../lambdas/core/jobs.js';
 import { updateQuota } from '../../lambdas/core/quotas.js';
@@ -32,6 +31,7 @@ import {
   type ApiWorld,
 } from '../support/harness.js';
 import { jobSequence } from '../support/jobs.js';
+import { alice, bob, root } from '../support/identities.js';
 
 const HOUR = GPU_MS_PER_HOUR;
 const MINUTE = 60_000;
@@ -42,9 +42,6 @@ const at = (base: string, minutes: number) => new Date(Date.parse(base) + minute
 const ROOT = caller('root', 'admin');
 const ALICE = caller('alice', 'vision');
 const BOB = caller('bob', 'audio');
-const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
-const bob: Identity = { name: 'bob', projects: ['audio'], admin: false };
-const root: Identity = { name: 'root', projects: [], admin: true };
 
 const makeJob = jobSequence(new Date(Date.UTC(2031, 0, 1)));
 

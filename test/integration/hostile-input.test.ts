@@ -24,10 +24,8 @@ import { isTerminal, type Job } from '../../lambdas/core/job.js';
 import { LocalConfig, parse } from '../../lambdas/core/schemas.js';
 import { startControlPlane, type ControlPlane } from '../../lambdas/local/control-plane.js';
 import { quietLog, waitFor } from '../support/harness.js';
+import { ROOT_TOKEN, ALICE_TOKEN, BOB_TOKEN, LOCAL_USERS } from '../support/identities.js';
 
-const ROOT = 'root-token-0123456789abcdef';
-const ALICE = 'alice-token-0123456789abcdef';
-const BOB = 'bob-token-0123456789abcdefgh';
 const CARL = 'carl-token-0123456789abcdefg';
 /** A member of vision whose token expired a minute before the plane started. */
 const EVE = 'eve-token-0123456789abcdefgh';
@@ -178,7 +176,7 @@ const untilEnded = (id: string) =>
     100,
   );
 const cancel = async (id: string) => {
-  await send('DELETE', `/v1/jobs/${id}`, { token: ROOT });
+  await send('DELETE', `/v1/jobs/${id}`, { token: ROOT_TOKEN });
   return untilEnded(id);
 };
 
@@ -214,9 +212,7 @@ describe('hostile input', () => {
       port: 0,
       dataDir,
       users: [
-        { name: 'root', token: ROOT, admin: true },
-        { name: 'alice', token: ALICE, projects: ['vision'] },
-        { name: 'bob', token: BOB, projects: ['audio'] },
+        ...LOCAL_USERS,
         { name: 'carl', token: CARL, projects: ['crowd'] },
         { name: 'eve', token: EVE, projects: ['vision'], expiresAt: new Date(Date.now() - 60_000).toISOString() },
         {
@@ -280,7 +276,7 @@ describe('hostile input', () => {
         '"double"',
         '\\',
       ];
-      const submitted = await submit(ALICE, { template: 'echo', command });
+      const submitted = await submit(ALICE_TOKEN, { template: 'echo', command });
       assert.deepEqual(submitted.command, command, 'the answer carries the command as sent');
       assert.deepEqual(
         (await job(submitted.id)).command,
@@ -290,7 +286,7 @@ describe('hostile input', () => {
 
       assert.equal((await untilEnded(submitted.id)).state, 'SUCCEEDED');
       // echo printed its arguments as they are: no expansion, no globbing, no second command.
-      const logs = await send('GET', `/v1/jobs/${submitted.id}/logs`, { token: ALICE });
+      const logs = await send('GET', `/v1/jobs/${submitted.id}/logs`, { token: ALICE_TOKEN });
       assert.equal(logs.status, 200, logs.text);
       assert.equal(logs.body.lines.map((l: { message: string }) => l.message).join('\n'), command.slice(1).join(' '));
       assert.equal(existsSync(file), false, `${file} must not exist: an argv element was run by a shell`);
@@ -299,7 +295,7 @@ describe('hostile input', () => {
     it('runs a first element with `; touch` in it as one (missing) program: the job fails and no file appears', async () => {
       const file = marker();
       const command = [`true; touch ${file}`];
-      const submitted = await submit(ALICE, { template: 'echo', command });
+      const submitted = await submit(ALICE_TOKEN, { template: 'echo', command });
       assert.deepEqual((await job(submitted.id)).command, command);
       assert.equal((await untilEnded(submitted.id)).state, 'FAILED');
       assert.equal(existsSync(file), false, `${file} must not exist`);
@@ -307,7 +303,7 @@ describe('hostile input', () => {
 
     it('stores control characters other than NUL in argv as data', async () => {
       const command = ['echo', 'esc\u001b[2J', 'bell\u0007', 'tab\there', 'cr\rlf'];
-      const submitted = await submit(ALICE, { template: 'echo', command });
+      const submitted = await submit(ALICE_TOKEN, { template: 'echo', command });
       assert.deepEqual((await job(submitted.id)).command, command);
       await untilEnded(submitted.id);
     });
@@ -329,7 +325,7 @@ describe('hostile input', () => {
     for (const [what, command, fields] of notArgv) {
       it(`refuses a job command that is ${what} (400 naming it), storing nothing`, async () => {
         await refused(
-          () => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', command } }),
+          () => send('POST', '/v1/jobs', { token: ALICE_TOKEN, body: { template: 'echo', command } }),
           400,
           fields,
         );
@@ -339,16 +335,16 @@ describe('hostile input', () => {
     it('refuses a template command that is a string or an object, storing nothing', async () => {
       const base = { name: 'shelly', project: 'vision', pool: 'local', image: 'tools' };
       await refused(
-        () => send('POST', '/v1/templates', { token: ALICE, body: { ...base, command: 'sh -c "id"' } }),
+        () => send('POST', '/v1/templates', { token: ALICE_TOKEN, body: { ...base, command: 'sh -c "id"' } }),
         400,
         ['command'],
       );
       await refused(
-        () => send('POST', '/v1/templates', { token: ALICE, body: { ...base, command: { 0: 'id' } } }),
+        () => send('POST', '/v1/templates', { token: ALICE_TOKEN, body: { ...base, command: { 0: 'id' } } }),
         400,
         ['command'],
       );
-      await refused(() => send('PATCH', '/v1/templates/echo', { token: ALICE, body: { command: 'id' } }), 400, [
+      await refused(() => send('PATCH', '/v1/templates/echo', { token: ALICE_TOKEN, body: { command: 'id' } }), 400, [
         'command',
       ]);
     });
@@ -369,7 +365,7 @@ describe('hostile input', () => {
     for (const [what, extra, fields] of cases) {
       it(`refuses ${what} (400 naming it), storing nothing`, async () => {
         await refused(
-          () => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', ...extra } }),
+          () => send('POST', '/v1/jobs', { token: ALICE_TOKEN, body: { template: 'echo', ...extra } }),
           400,
           fields,
         );
@@ -388,23 +384,23 @@ describe('hostile input', () => {
     for (const [what, env, fields] of reserved) {
       it(`refuses an env with ${what} (400 naming it), on a job, a new template and a template change, storing nothing`, async () => {
         await refused(
-          () => send('POST', '/v1/jobs', { token: ALICE, raw: `{"template":"echo","env":${env}}` }),
+          () => send('POST', '/v1/jobs', { token: ALICE_TOKEN, raw: `{"template":"echo","env":${env}}` }),
           400,
           fields,
         );
         await refused(
           () =>
             send('POST', '/v1/templates', {
-              token: ALICE,
+              token: ALICE_TOKEN,
               raw: `{"name":"envy","project":"vision","pool":"local","image":"tools","command":["true"],"env":${env}}`,
             }),
           400,
           fields,
         );
-        const templates = await send('GET', '/v1/templates?project=vision', { token: ALICE });
+        const templates = await send('GET', '/v1/templates?project=vision', { token: ALICE_TOKEN });
         const echo = templates.body.items.find((t: { name: string }) => t.name === 'echo');
         await refused(
-          () => send('PATCH', `/v1/templates/${echo.id}`, { token: ALICE, raw: `{"env":${env}}` }),
+          () => send('PATCH', `/v1/templates/${echo.id}`, { token: ALICE_TOKEN, raw: `{"env":${env}}` }),
           400,
           fields,
         );
@@ -415,15 +411,15 @@ describe('hostile input', () => {
       await refused(
         () =>
           send('POST', '/v1/templates', {
-            token: ALICE,
+            token: ALICE_TOKEN,
             body: { name: 'x\u0000', project: 'vision', pool: 'local', image: 'tools', command: ['true'] },
           }),
         400,
         ['name'],
       );
-      const submitted = await submit(ALICE, { template: 'echo' });
+      const submitted = await submit(ALICE_TOKEN, { template: 'echo' });
       await refused(
-        () => send('PATCH', `/v1/jobs/${submitted.id}`, { token: ALICE, body: { name: 'a\u0007b' } }),
+        () => send('PATCH', `/v1/jobs/${submitted.id}`, { token: ALICE_TOKEN, body: { name: 'a\u0007b' } }),
         400,
         ['name'],
       );
@@ -433,7 +429,7 @@ describe('hostile input', () => {
   describe('image references', () => {
     const add = (body: Record<string, unknown>) => () =>
       send('POST', '/v1/images', {
-        token: ROOT,
+        token: ROOT_TOKEN,
         body: { name: 'evil', reference: 'docker.io/library/busybox:1.36', digest: DIGEST, ...body },
       });
     const references = [
@@ -467,7 +463,7 @@ describe('hostile input', () => {
         await refused(
           () =>
             send('POST', '/v1/images', {
-              token: ROOT,
+              token: ROOT_TOKEN,
               body: {
                 name: 'evil',
                 reference: 'docker.io/library/busybox:1.36',
@@ -491,16 +487,20 @@ describe('hostile input', () => {
         `tools@${DIGEST}`,
         'nope',
       ]) {
-        await refused(() => send('POST', '/v1/templates', { token: ALICE, body: { ...base, image } }), 400, ['image']);
+        await refused(() => send('POST', '/v1/templates', { token: ALICE_TOKEN, body: { ...base, image } }), 400, [
+          'image',
+        ]);
       }
-      await refused(() => send('PATCH', '/v1/templates/echo', { token: ALICE, body: { image: '-v' } }), 400, ['image']);
+      await refused(() => send('PATCH', '/v1/templates/echo', { token: ALICE_TOKEN, body: { image: '-v' } }), 400, [
+        'image',
+      ]);
     });
 
     it('does not let a job name an image at all', async () => {
       await refused(
         () =>
           send('POST', '/v1/jobs', {
-            token: ALICE,
+            token: ALICE_TOKEN,
             body: { template: 'echo', image: 'docker.io/library/alpine:latest' },
           }),
         400,
@@ -511,7 +511,7 @@ describe('hostile input', () => {
 
   describe('numbers', () => {
     const submitRaw = (fragment: string) => () =>
-      send('POST', '/v1/jobs', { token: ALICE, raw: `{"template":"echo",${fragment}}` });
+      send('POST', '/v1/jobs', { token: ALICE_TOKEN, raw: `{"template":"echo",${fragment}}` });
     for (const value of ['0', '-1', '1.5', '"2"', '1e309', '-1e309', 'null', 'true', '1025', '[1]']) {
       it(`refuses gpus ${value} (400 naming gpus), storing nothing`, async () => {
         await refused(submitRaw(`"gpus":${value}`), 400, ['gpus']);
@@ -519,15 +519,15 @@ describe('hostile input', () => {
     }
 
     it('says a number beyond a double (1e309, -1e309) is out of range, for every numeric field of every body', async () => {
-      const submitted = await submit(ALICE, { template: 'echo' });
-      const templates = await send('GET', '/v1/templates?project=vision', { token: ALICE });
+      const submitted = await submit(ALICE_TOKEN, { template: 'echo' });
+      const templates = await send('GET', '/v1/templates?project=vision', { token: ALICE_TOKEN });
       const echo = templates.body.items.find((t: { name: string }) => t.name === 'echo');
       const template = (field: string, value: string) =>
         `{"name":"big","project":"vision","pool":"local","image":"tools","command":["true"],"${field}":${value}}`;
       const bodies: Array<[string, string, string, string, (value: string) => string]> = [
-        ['POST', '/v1/jobs', ALICE, 'gpus', (v) => `{"template":"echo","gpus":${v}}`],
-        ['POST', '/v1/jobs', ALICE, 'liveTimeoutMinutes', (v) => `{"template":"echo","liveTimeoutMinutes":${v}}`],
-        ['PATCH', `/v1/jobs/${submitted.id}`, ALICE, 'liveTimeoutMinutes', (v) => `{"liveTimeoutMinutes":${v}}`],
+        ['POST', '/v1/jobs', ALICE_TOKEN, 'gpus', (v) => `{"template":"echo","gpus":${v}}`],
+        ['POST', '/v1/jobs', ALICE_TOKEN, 'liveTimeoutMinutes', (v) => `{"template":"echo","liveTimeoutMinutes":${v}}`],
+        ['PATCH', `/v1/jobs/${submitted.id}`, ALICE_TOKEN, 'liveTimeoutMinutes', (v) => `{"liveTimeoutMinutes":${v}}`],
         ...[
           'gpus',
           'nodeCount',
@@ -538,20 +538,20 @@ describe('hostile input', () => {
         ].map((field): [string, string, string, string, (value: string) => string] => [
           'POST',
           '/v1/templates',
-          ALICE,
+          ALICE_TOKEN,
           field,
           (v) => template(field, v),
         ]),
-        ['PATCH', `/v1/templates/${echo.id}`, ALICE, 'gpus', (v) => `{"gpus":${v}}`],
+        ['PATCH', `/v1/templates/${echo.id}`, ALICE_TOKEN, 'gpus', (v) => `{"gpus":${v}}`],
         [
           'POST',
           '/v1/quotas',
-          ROOT,
+          ROOT_TOKEN,
           'hardLimit',
           (v) => `{"project":"vision","resource":"templates","hardLimit":${v}}`,
         ],
-        ['PATCH', '/v1/quotas/crowd/jobs', ROOT, 'hardLimit', (v) => `{"hardLimit":${v}}`],
-        ['PATCH', '/v1/pools/local', ROOT, 'maxGpus', (v) => `{"maxGpus":${v}}`],
+        ['PATCH', '/v1/quotas/crowd/jobs', ROOT_TOKEN, 'hardLimit', (v) => `{"hardLimit":${v}}`],
+        ['PATCH', '/v1/pools/local', ROOT_TOKEN, 'maxGpus', (v) => `{"maxGpus":${v}}`],
       ];
       for (const [method, path, token, field, body] of bodies) {
         for (const value of ['1e309', '-1e309']) {
@@ -575,7 +575,7 @@ describe('hostile input', () => {
         await refused(
           () =>
             send('POST', '/v1/templates', {
-              token: ALICE,
+              token: ALICE_TOKEN,
               raw: `{"name":"g","project":"vision","pool":"local","image":"tools","command":["true"],"gpus":${gpus}}`,
             }),
           400,
@@ -602,25 +602,25 @@ describe('hostile input', () => {
     }
 
     it("accepts the template's max itself, and a fraction of a minute", async () => {
-      const atMax = await submit(ALICE, { template: 'echo', liveTimeoutMinutes: MAX_TIMEOUT });
+      const atMax = await submit(ALICE_TOKEN, { template: 'echo', liveTimeoutMinutes: MAX_TIMEOUT });
       assert.equal((await job(atMax.id)).liveTimeoutMinutes, MAX_TIMEOUT);
-      const fraction = await submit(ALICE, { template: 'echo', liveTimeoutMinutes: 0.5 });
+      const fraction = await submit(ALICE_TOKEN, { template: 'echo', liveTimeoutMinutes: 0.5 });
       assert.equal((await job(fraction.id)).liveTimeoutMinutes, 0.5);
       await Promise.all([untilEnded(atMax.id), untilEnded(fraction.id)]);
     });
 
     it('refuses the same bad timeouts on PATCH of an active job, and takes the max', async () => {
-      const held = await submit(ALICE, { template: 'hold', liveTimeoutMinutes: 10 });
+      const held = await submit(ALICE_TOKEN, { template: 'hold', liveTimeoutMinutes: 10 });
       try {
         for (const value of ['0', '-1', '"NaN"', 'null', '1e309', String(MAX_TIMEOUT + 1)]) {
           await refused(
-            () => send('PATCH', `/v1/jobs/${held.id}`, { token: ALICE, raw: `{"liveTimeoutMinutes":${value}}` }),
+            () => send('PATCH', `/v1/jobs/${held.id}`, { token: ALICE_TOKEN, raw: `{"liveTimeoutMinutes":${value}}` }),
             400,
             ['liveTimeoutMinutes'],
           );
         }
         const changed = await send('PATCH', `/v1/jobs/${held.id}`, {
-          token: ALICE,
+          token: ALICE_TOKEN,
           body: { liveTimeoutMinutes: MAX_TIMEOUT },
         });
         assert.equal(changed.status, 200, changed.text);
@@ -643,7 +643,7 @@ describe('hostile input', () => {
 
     it('refuses a job with privileged, volumes, network, devices or capAdd, naming each', async () => {
       await refused(
-        () => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', ...smuggled } }),
+        () => send('POST', '/v1/jobs', { token: ALICE_TOKEN, body: { template: 'echo', ...smuggled } }),
         400,
         names,
       );
@@ -652,14 +652,14 @@ describe('hostile input', () => {
     it('refuses them on a template, on a template change and on a job change', async () => {
       const template = { name: 'smuggler', project: 'vision', pool: 'local', image: 'tools', command: ['true'] };
       await refused(
-        () => send('POST', '/v1/templates', { token: ALICE, body: { ...template, ...smuggled } }),
+        () => send('POST', '/v1/templates', { token: ALICE_TOKEN, body: { ...template, ...smuggled } }),
         400,
         names,
       );
-      await refused(() => send('PATCH', '/v1/templates/echo', { token: ALICE, body: smuggled }), 400, names);
-      const submitted = await submit(ALICE, { template: 'echo' });
+      await refused(() => send('PATCH', '/v1/templates/echo', { token: ALICE_TOKEN, body: smuggled }), 400, names);
+      const submitted = await submit(ALICE_TOKEN, { template: 'echo' });
       await refused(
-        () => send('PATCH', `/v1/jobs/${submitted.id}`, { token: ALICE, body: { name: 'ok', ...smuggled } }),
+        () => send('PATCH', `/v1/jobs/${submitted.id}`, { token: ALICE_TOKEN, body: { name: 'ok', ...smuggled } }),
         400,
         names,
       );
@@ -669,14 +669,17 @@ describe('hostile input', () => {
   describe('tenancy', () => {
     it('refuses a body project the token does not name (403), for jobs and templates, storing nothing', async () => {
       await refused(
-        () => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', project: 'audio' } }),
+        () => send('POST', '/v1/jobs', { token: ALICE_TOKEN, body: { template: 'echo', project: 'audio' } }),
         403,
       );
-      await refused(() => send('POST', '/v1/jobs', { token: BOB, body: { template: 'echo', project: 'vision' } }), 403);
+      await refused(
+        () => send('POST', '/v1/jobs', { token: BOB_TOKEN, body: { template: 'echo', project: 'vision' } }),
+        403,
+      );
       await refused(
         () =>
           send('POST', '/v1/templates', {
-            token: ALICE,
+            token: ALICE_TOKEN,
             body: { name: 'intruder', project: 'audio', pool: 'local', image: 'tools', command: ['true'] },
           }),
         403,
@@ -684,7 +687,7 @@ describe('hostile input', () => {
     });
 
     it("answers 404 for another project's job by id to GET, PATCH, DELETE and logs, and leaves it alone", async () => {
-      const held = await submit(ALICE, { template: 'hold', name: 'alices' });
+      const held = await submit(ALICE_TOKEN, { template: 'hold', name: 'alices' });
       try {
         for (const [method, path, body] of [
           ['GET', `/v1/jobs/${held.id}`, undefined],
@@ -692,7 +695,7 @@ describe('hostile input', () => {
           ['DELETE', `/v1/jobs/${held.id}`, undefined],
           ['GET', `/v1/jobs/${held.id}/logs`, undefined],
         ] as const) {
-          const response = await refused(() => send(method, path, { token: BOB, body }), 404);
+          const response = await refused(() => send(method, path, { token: BOB_TOKEN, body }), 404);
           assert.doesNotMatch(response.text, /vision|alice/, 'a 404 says nothing about the job');
         }
         const after = await job(held.id);
@@ -724,16 +727,16 @@ describe('hostile input', () => {
       ['no Authorization header', undefined],
       ['an empty header', ''],
       ['only the scheme', 'Bearer'],
-      ['another scheme', `Basic ${ALICE}`],
-      ['no scheme', ALICE],
-      ['two spaces after the scheme', `Bearer  ${ALICE}`],
-      ['a tab after the scheme', `Bearer\t${ALICE}`],
-      ['two tokens', `Bearer ${ALICE} ${ALICE}`],
-      ['a token with a trailing character', `Bearer ${ALICE}x`],
-      ['a latin-1 byte appended', Buffer.concat([Buffer.from(`Bearer ${ALICE}`), Buffer.from([0xe9])])],
-      ['a UTF-8 token', Buffer.from(`Bearer ${ALICE.slice(0, -2)}ключ`, 'utf8')],
+      ['another scheme', `Basic ${ALICE_TOKEN}`],
+      ['no scheme', ALICE_TOKEN],
+      ['two spaces after the scheme', `Bearer  ${ALICE_TOKEN}`],
+      ['a tab after the scheme', `Bearer\t${ALICE_TOKEN}`],
+      ['two tokens', `Bearer ${ALICE_TOKEN} ${ALICE_TOKEN}`],
+      ['a token with a trailing character', `Bearer ${ALICE_TOKEN}x`],
+      ['a latin-1 byte appended', Buffer.concat([Buffer.from(`Bearer ${ALICE_TOKEN}`), Buffer.from([0xe9])])],
+      ['a UTF-8 token', Buffer.from(`Bearer ${ALICE_TOKEN.slice(0, -2)}ключ`, 'utf8')],
       ['a 10 KB token', `Bearer ${'x'.repeat(10 * 1024)}`],
-      ['a 10 KB token that starts with a valid one', `Bearer ${ALICE}${'x'.repeat(10 * 1024)}`],
+      ['a 10 KB token that starts with a valid one', `Bearer ${ALICE_TOKEN}${'x'.repeat(10 * 1024)}`],
     ];
     for (const [what, header] of malformed) {
       it(`answers 401 (never a 500) to ${what}`, async () => {
@@ -749,14 +752,14 @@ describe('hostile input', () => {
     }
 
     it('accepts the scheme in any case, as RFC 7235 says', async () => {
-      assert.equal((await send('GET', '/v1/jobs', { authorization: `bearer ${ALICE}` })).status, 200);
-      assert.equal((await send('GET', '/v1/jobs', { authorization: `Bearer ${ALICE}` })).status, 200);
+      assert.equal((await send('GET', '/v1/jobs', { authorization: `bearer ${ALICE_TOKEN}` })).status, 200);
+      assert.equal((await send('GET', '/v1/jobs', { authorization: `Bearer ${ALICE_TOKEN}` })).status, 200);
     });
 
     it('refuses a control character in the header before anything runs (never a 500)', async () => {
       const response = await sendRaw(
         Buffer.from(
-          `GET /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer ${ALICE}\u0001\r\n\r\n`,
+          `GET /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer ${ALICE_TOKEN}\u0001\r\n\r\n`,
         ),
       );
       assert.ok([400, 401].includes(response.status), `status ${response.status}`);
@@ -766,12 +769,19 @@ describe('hostile input', () => {
   describe('bodies', () => {
     it('answers 413 to a 2 MB body (the local gateway) and to a 100 KB one (the API Lambda), storing nothing', async () => {
       await refused(
-        () => send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', name: 'x'.repeat(2 * 1024 * 1024) } }),
+        () =>
+          send('POST', '/v1/jobs', {
+            token: ALICE_TOKEN,
+            body: { template: 'echo', name: 'x'.repeat(2 * 1024 * 1024) },
+          }),
         413,
       );
       await refused(
         () =>
-          send('POST', '/v1/jobs', { token: ALICE, body: { template: 'echo', env: { BIG: 'x'.repeat(100 * 1024) } } }),
+          send('POST', '/v1/jobs', {
+            token: ALICE_TOKEN,
+            body: { template: 'echo', env: { BIG: 'x'.repeat(100 * 1024) } },
+          }),
         413,
       );
     });
@@ -782,7 +792,7 @@ describe('hostile input', () => {
       await refused(
         () =>
           send('POST', '/v1/jobs', {
-            token: ALICE,
+            token: ALICE_TOKEN,
             raw: `{"template":"echo","command":${'['.repeat(3 * depth)}${']'.repeat(3 * depth)}}`,
           }),
         400,
@@ -791,7 +801,7 @@ describe('hostile input', () => {
       await refused(
         () =>
           send('POST', '/v1/jobs', {
-            token: ALICE,
+            token: ALICE_TOKEN,
             raw: `{"template":"echo","env":${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}}`,
           }),
         400,
@@ -800,7 +810,7 @@ describe('hostile input', () => {
       await refused(
         () =>
           send('POST', '/v1/jobs', {
-            token: ALICE,
+            token: ALICE_TOKEN,
             raw: `{"template":"echo","x":${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}}`,
           }),
         400,
@@ -822,7 +832,7 @@ describe('hostile input', () => {
       '   ',
     ]) {
       it(`refuses the body ${JSON.stringify(raw)} (400 naming the body), storing nothing`, async () => {
-        await refused(() => send('POST', '/v1/jobs', { token: ALICE, raw }), 400, ['(body)']);
+        await refused(() => send('POST', '/v1/jobs', { token: ALICE_TOKEN, raw }), 400, ['(body)']);
       });
     }
 
@@ -836,7 +846,7 @@ describe('hostile input', () => {
       ['text/plain', 'template: echo'],
     ] as const) {
       it(`refuses a ${contentType.split(';')[0]} body (400), storing nothing`, async () => {
-        await refused(() => send('POST', '/v1/jobs', { token: ALICE, raw, contentType }), 400, ['Content-Type']);
+        await refused(() => send('POST', '/v1/jobs', { token: ALICE_TOKEN, raw, contentType }), 400, ['Content-Type']);
       });
     }
 
@@ -845,7 +855,7 @@ describe('hostile input', () => {
     for (const contentType of ['text/plain', 'application/x-www-form-urlencoded', 'application/octet-stream']) {
       it(`refuses a JSON job sent as ${contentType} (400), storing nothing`, async () => {
         const response = await send('POST', '/v1/jobs', {
-          token: ALICE,
+          token: ALICE_TOKEN,
           raw: JSON.stringify({ template: 'echo', name: `as ${contentType}` }),
           contentType,
         });
@@ -872,7 +882,7 @@ describe('hostile input', () => {
       '/v1/quotas/%zz/gpus',
     ]) {
       it(`answers 404 to invalid percent-encoding: ${path}`, async () => {
-        expectError(await send('GET', path, { token: ALICE }), 404);
+        expectError(await send('GET', path, { token: ALICE_TOKEN }), 404);
       });
     }
 
@@ -885,14 +895,14 @@ describe('hostile input', () => {
         '/v1/jobs/%0A',
         '/v1/templates/%1B',
       ]) {
-        const response = await send('GET', path, { token: ALICE });
+        const response = await send('GET', path, { token: ALICE_TOKEN });
         assert.ok([400, 404].includes(response.status), `${path}: ${response.status} ${response.text}`);
         expectError(response, response.status);
       }
     });
 
     it('treats path traversal in ids as ids that do not exist (404), and does nothing to the job it points at', async () => {
-      const held = await submit(ALICE, { template: 'hold' });
+      const held = await submit(ALICE_TOKEN, { template: 'hold' });
       try {
         for (const [method, path, status] of [
           ['GET', '/v1/jobs/..%2F..%2F..%2Fetc%2Fpasswd', 404],
@@ -908,7 +918,7 @@ describe('hostile input', () => {
           ['GET', '/v1/quotas/..%2Fcrowd/jobs', 400],
         ] as const) {
           const response = await refused(
-            () => send(method, path, { token: ALICE, ...(method === 'PATCH' ? { body: { name: 'x' } } : {}) }),
+            () => send(method, path, { token: ALICE_TOKEN, ...(method === 'PATCH' ? { body: { name: 'x' } } : {}) }),
             status,
           );
           assert.doesNotMatch(response.text, /root:/, 'no file was read');
@@ -921,13 +931,15 @@ describe('hostile input', () => {
 
     it('refuses ids longer than they can be (400 naming the parameter)', async () => {
       const long = 'a'.repeat(8000);
-      await refused(() => send('GET', `/v1/jobs/${'a'.repeat(129)}`, { token: ALICE }), 400, ['id']);
-      await refused(() => send('DELETE', `/v1/jobs/${long}`, { token: ALICE }), 400, ['id']);
-      await refused(() => send('GET', `/v1/jobs/${long}/logs`, { token: ALICE }), 400, ['id']);
-      await refused(() => send('GET', `/v1/templates/${long}`, { token: ALICE }), 400, ['id']);
-      await refused(() => send('GET', `/v1/images/${long}`, { token: ALICE }), 400, ['name']);
-      await refused(() => send('GET', `/v1/quotas/${long}/gpus`, { token: ALICE }), 400, ['project']);
-      await refused(() => send('PATCH', `/v1/pools/${long}`, { token: ROOT, body: { maxGpus: 1 } }), 400, ['name']);
+      await refused(() => send('GET', `/v1/jobs/${'a'.repeat(129)}`, { token: ALICE_TOKEN }), 400, ['id']);
+      await refused(() => send('DELETE', `/v1/jobs/${long}`, { token: ALICE_TOKEN }), 400, ['id']);
+      await refused(() => send('GET', `/v1/jobs/${long}/logs`, { token: ALICE_TOKEN }), 400, ['id']);
+      await refused(() => send('GET', `/v1/templates/${long}`, { token: ALICE_TOKEN }), 400, ['id']);
+      await refused(() => send('GET', `/v1/images/${long}`, { token: ALICE_TOKEN }), 400, ['name']);
+      await refused(() => send('GET', `/v1/quotas/${long}/gpus`, { token: ALICE_TOKEN }), 400, ['project']);
+      await refused(() => send('PATCH', `/v1/pools/${long}`, { token: ROOT_TOKEN, body: { maxGpus: 1 } }), 400, [
+        'name',
+      ]);
     });
   });
 
@@ -951,18 +963,18 @@ describe('hostile input', () => {
     ];
     for (const [what, value] of forged) {
       it(`answers 400 naming nextToken to ${what}, on every list that takes one (never a 500)`, async () => {
-        const held = await submit(ALICE, { template: 'echo' });
+        const held = await submit(ALICE_TOKEN, { template: 'echo' });
         const q = `nextToken=${encodeURIComponent(value)}`;
         const lists: Array<[string, string]> = [
-          [ALICE, `/v1/jobs?${q}`],
-          [ALICE, `/v1/jobs?project=vision&${q}`],
-          [ROOT, `/v1/jobs?${q}`],
-          [ROOT, `/v1/jobs?state=SUCCEEDED&${q}`],
-          [ALICE, `/v1/pools?${q}`],
-          [ALICE, `/v1/quotas?${q}`],
-          [ALICE, `/v1/templates?${q}`],
-          [ALICE, `/v1/images?${q}`],
-          [ALICE, `/v1/jobs/${held.id}/logs?${q}`],
+          [ALICE_TOKEN, `/v1/jobs?${q}`],
+          [ALICE_TOKEN, `/v1/jobs?project=vision&${q}`],
+          [ROOT_TOKEN, `/v1/jobs?${q}`],
+          [ROOT_TOKEN, `/v1/jobs?state=SUCCEEDED&${q}`],
+          [ALICE_TOKEN, `/v1/pools?${q}`],
+          [ALICE_TOKEN, `/v1/quotas?${q}`],
+          [ALICE_TOKEN, `/v1/templates?${q}`],
+          [ALICE_TOKEN, `/v1/images?${q}`],
+          [ALICE_TOKEN, `/v1/jobs/${held.id}/logs?${q}`],
         ];
         for (const [who, path] of lists) {
           // The pools token is a good token of /v1/pools: only the others must refuse it.
@@ -975,11 +987,11 @@ describe('hostile input', () => {
     }
 
     it("takes each list's own token back (the next page follows the first)", async () => {
-      const [a, b] = [await submit(ALICE, { template: 'echo' }), await submit(ALICE, { template: 'echo' })];
+      const [a, b] = [await submit(ALICE_TOKEN, { template: 'echo' }), await submit(ALICE_TOKEN, { template: 'echo' })];
       for (const [who, path] of [
-        [ALICE, '/v1/jobs?limit=1'],
-        [ROOT, '/v1/jobs?limit=1'],
-        [ALICE, '/v1/templates?limit=1'],
+        [ALICE_TOKEN, '/v1/jobs?limit=1'],
+        [ROOT_TOKEN, '/v1/jobs?limit=1'],
+        [ALICE_TOKEN, '/v1/templates?limit=1'],
       ]) {
         const first = await send('GET', path, { token: who });
         assert.equal(first.status, 200, first.text);
@@ -998,13 +1010,13 @@ describe('hostile input', () => {
     it('keeps a key per project: the same key and body from another project is its own job', async () => {
       const key = `shared-key-${randomBytes(4).toString('hex')}`;
       const body = { template: 'echo' };
-      const mine = await submit(ALICE, body, { 'idempotency-key': key });
-      const theirs = await submit(BOB, body, { 'idempotency-key': key });
+      const mine = await submit(ALICE_TOKEN, body, { 'idempotency-key': key });
+      const theirs = await submit(BOB_TOKEN, body, { 'idempotency-key': key });
       assert.notEqual(theirs.id, mine.id);
       assert.deepEqual([mine.project, theirs.project], ['vision', 'audio']);
       // Each replays its own job, never the other's.
-      assert.equal((await submit(ALICE, body, { 'idempotency-key': key })).id, mine.id);
-      assert.equal((await submit(BOB, body, { 'idempotency-key': key })).id, theirs.id);
+      assert.equal((await submit(ALICE_TOKEN, body, { 'idempotency-key': key })).id, mine.id);
+      assert.equal((await submit(BOB_TOKEN, body, { 'idempotency-key': key })).id, theirs.id);
       await Promise.all([untilEnded(mine.id), untilEnded(theirs.id)]);
     });
 
@@ -1014,7 +1026,7 @@ describe('hostile input', () => {
         await refused(
           () =>
             send('POST', '/v1/jobs', {
-              token: ALICE,
+              token: ALICE_TOKEN,
               body: { template: 'echo' },
               headers: { 'idempotency-key': header },
             }),
@@ -1028,7 +1040,7 @@ describe('hostile input', () => {
   describe('notifications', () => {
     it('escapes Slack and Teams mention and link syntax in job names; the job keeps its name as given', async () => {
       const name = '<!channel> <@U123> <https://evil|click> [click](https://evil) @here';
-      const submitted = await submit(ALICE, { template: 'echo', name });
+      const submitted = await submit(ALICE_TOKEN, { template: 'echo', name });
       assert.equal((await job(submitted.id)).name, name);
       await untilEnded(submitted.id);
       const mine = (p: { body: any }) => JSON.stringify(p.body).includes(submitted.id);
@@ -1078,7 +1090,10 @@ describe('hostile input', () => {
       const flood = Array.from({ length: 12 }, (_, i) =>
         send('POST', '/v1/jobs', { token: CARL, body: { template: 'crowd', name: `flood-${i}` } }),
       );
-      const other = send('POST', '/v1/jobs', { token: BOB, body: { template: 'echo', name: 'during-the-flood' } });
+      const other = send('POST', '/v1/jobs', {
+        token: BOB_TOKEN,
+        body: { template: 'echo', name: 'during-the-flood' },
+      });
       const responses = await Promise.all(flood);
       const bob = await other;
       const crowdJobs = await plane.deps.jobs.listJobs({ projects: ['crowd'] }, { limit: 1000 });

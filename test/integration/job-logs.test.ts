@@ -16,6 +16,7 @@ import type { Job } from '../../lambdas/core/job.js';
 import { LocalConfig, parse } from '../../lambdas/core/schemas.js';
 import { startControlPlane, type ControlPlane } from '../../lambdas/local/control-plane.js';
 import { quietLog, waitFor } from '../support/harness.js';
+import { ROOT_TOKEN, ALICE_TOKEN, BOB_TOKEN, LOCAL_USERS } from '../support/identities.js';
 
 const job = (id: string) => ({ id, project: 'vision' }) as Job;
 
@@ -230,10 +231,6 @@ describe('LocalJobLogs on real files', () => {
   });
 });
 
-const ALICE = 'alice-token-0123456789abcdef';
-const BOB = 'bob-token-0123456789abcdefgh';
-const ROOT = 'root-token-0123456789abcdefg';
-
 describe('GET /v1/jobs/{id}/logs on the local control plane', () => {
   let dataDir: string;
   let plane: ControlPlane;
@@ -244,11 +241,7 @@ describe('GET /v1/jobs/{id}/logs on the local control plane', () => {
     const config = parse(LocalConfig, {
       port: 0,
       dataDir,
-      users: [
-        { name: 'root', token: ROOT, admin: true },
-        { name: 'alice', token: ALICE, projects: ['vision'] },
-        { name: 'bob', token: BOB, projects: ['audio'] },
-      ],
+      users: LOCAL_USERS,
       pools: [{ name: 'local', gpus: 2 }],
       images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: `sha256:${'c'.repeat(64)}` }],
       templates: [
@@ -308,7 +301,7 @@ describe('GET /v1/jobs/{id}/logs on the local control plane', () => {
     waitFor(
       `job ${id} in ${states.join('|')}`,
       async () => {
-        const { body } = await api('GET', `/v1/jobs/${id}`, ROOT);
+        const { body } = await api('GET', `/v1/jobs/${id}`, ROOT_TOKEN);
         return states.includes(body?.state) ? body : undefined;
       },
       60_000,
@@ -323,12 +316,12 @@ describe('GET /v1/jobs/{id}/logs on the local control plane', () => {
   });
 
   it('returns the output a finished job wrote, stdout and stderr, last line without newline included', async () => {
-    const submitted = await api('POST', '/v1/jobs', ALICE, { template: 'chatty' });
+    const submitted = await api('POST', '/v1/jobs', ALICE_TOKEN, { template: 'chatty' });
     assert.equal(submitted.status, 202, JSON.stringify(submitted.body));
     const id: string = submitted.body.id;
     assert.equal((await untilState(id, ['SUCCEEDED', 'FAILED'])).state, 'SUCCEEDED');
 
-    const tail = await api('GET', `/v1/jobs/${id}/logs?tail=3`, ALICE);
+    const tail = await api('GET', `/v1/jobs/${id}/logs?tail=3`, ALICE_TOKEN);
     assert.equal(tail.status, 200, JSON.stringify(tail.body));
     const size = String(Buffer.byteLength('line 1\nline 2\nline 3\nline 4\nline 5\non stderr\nno newline'));
     assert.deepEqual(tail.body, {
@@ -337,19 +330,19 @@ describe('GET /v1/jobs/{id}/logs on the local control plane', () => {
       nextToken: size,
     });
 
-    const all = await api('GET', `/v1/jobs/${id}/logs`, ALICE);
+    const all = await api('GET', `/v1/jobs/${id}/logs`, ALICE_TOKEN);
     assert.deepEqual(
       all.body.lines.map((l: { message: string }) => l.message),
       ['line 1', 'line 2', 'line 3', 'line 4', 'line 5', 'on stderr', 'no newline'],
     );
 
     // Visibility as for the job itself: another project's member gets 404, an admin reads it.
-    const bob = await api('GET', `/v1/jobs/${id}/logs`, BOB);
+    const bob = await api('GET', `/v1/jobs/${id}/logs`, BOB_TOKEN);
     assert.equal(bob.status, 404);
     assert.equal(bob.body.error.code, 'not_found');
-    assert.equal((await api('GET', `/v1/jobs/${id}/logs?tail=1`, ROOT)).body.lines[0].message, 'no newline');
+    assert.equal((await api('GET', `/v1/jobs/${id}/logs?tail=1`, ROOT_TOKEN)).body.lines[0].message, 'no newline');
 
-    const bad = await api('GET', `/v1/jobs/${id}/logs?tail=0`, ALICE);
+    const bad = await api('GET', `/v1/jobs/${id}/logs?tail=0`, ALICE_TOKEN);
     assert.equal(bad.status, 400);
     assert.deepEqual(
       bad.body.error.details.map((d: { field: string }) => d.field),
@@ -357,39 +350,39 @@ describe('GET /v1/jobs/{id}/logs on the local control plane', () => {
     );
 
     // The cursor: from 0 the whole output of the ended job, at its end nothing more.
-    const from0 = await api('GET', `/v1/jobs/${id}/logs?nextToken=0`, ALICE);
+    const from0 = await api('GET', `/v1/jobs/${id}/logs?nextToken=0`, ALICE_TOKEN);
     assert.deepEqual(from0.body, { ...all.body, nextToken: size });
-    assert.deepEqual((await api('GET', `/v1/jobs/${id}/logs?nextToken=${size}`, ALICE)).body, {
+    assert.deepEqual((await api('GET', `/v1/jobs/${id}/logs?nextToken=${size}`, ALICE_TOKEN)).body, {
       jobId: id,
       lines: [],
       nextToken: size,
     });
-    const both = await api('GET', `/v1/jobs/${id}/logs?tail=5&nextToken=0`, ALICE);
+    const both = await api('GET', `/v1/jobs/${id}/logs?tail=5&nextToken=0`, ALICE_TOKEN);
     assert.equal(both.status, 400);
     assert.deepEqual(both.body.error.details, [{ field: 'tail', reason: 'cannot be combined with nextToken' }]);
-    const foreign = await api('GET', `/v1/jobs/${id}/logs?nextToken=99999`, ALICE);
+    const foreign = await api('GET', `/v1/jobs/${id}/logs?nextToken=99999`, ALICE_TOKEN);
     assert.equal(foreign.status, 400);
     assert.deepEqual(
       foreign.body.error.details.map((d: { field: string }) => d.field),
       ['nextToken'],
     );
     assert.equal(
-      (await api('GET', `/v1/jobs/${id}/logs?nextToken=0`, BOB)).status,
+      (await api('GET', `/v1/jobs/${id}/logs?nextToken=0`, BOB_TOKEN)).status,
       404,
       'the cursor reveals nothing of another project',
     );
   });
 
   it('follows a running job: each answer holds only the lines written since the last one, every line exactly once', async () => {
-    const submitted = await api('POST', '/v1/jobs', ALICE, { template: 'ticker' });
+    const submitted = await api('POST', '/v1/jobs', ALICE_TOKEN, { template: 'ticker' });
     assert.equal(submitted.status, 202, JSON.stringify(submitted.body));
     const id: string = submitted.body.id;
     const seen: string[] = [];
     let cursor = '0';
     let answersWithLines = 0;
     for (;;) {
-      const state = (await api('GET', `/v1/jobs/${id}`, ALICE)).body.state;
-      const next = await api('GET', `/v1/jobs/${id}/logs?nextToken=${encodeURIComponent(cursor)}`, ALICE);
+      const state = (await api('GET', `/v1/jobs/${id}`, ALICE_TOKEN)).body.state;
+      const next = await api('GET', `/v1/jobs/${id}/logs?nextToken=${encodeURIComponent(cursor)}`, ALICE_TOKEN);
       assert.equal(next.status, 200, JSON.stringify(next.body));
       seen.push(...next.body.lines.map((l: { message: string }) => l.message));
       if (next.body.lines.length) answersWithLines++;
@@ -402,16 +395,20 @@ describe('GET /v1/jobs/{id}/logs on the local control plane', () => {
   });
 
   it('a job that has written nothing has an empty list', async () => {
-    const submitted = await api('POST', '/v1/jobs', ALICE, { template: 'silent' });
+    const submitted = await api('POST', '/v1/jobs', ALICE_TOKEN, { template: 'silent' });
     assert.equal(submitted.status, 202, JSON.stringify(submitted.body));
     const id: string = submitted.body.id;
     try {
-      const before = await api('GET', `/v1/jobs/${id}/logs`, ALICE); // queued or just started: no file, or an empty one
+      const before = await api('GET', `/v1/jobs/${id}/logs`, ALICE_TOKEN); // queued or just started: no file, or an empty one
       assert.deepEqual(before, { status: 200, body: { jobId: id, lines: [], nextToken: '0' } });
       await untilState(id, ['RUNNING']);
-      assert.deepEqual((await api('GET', `/v1/jobs/${id}/logs`, ALICE)).body, { jobId: id, lines: [], nextToken: '0' });
+      assert.deepEqual((await api('GET', `/v1/jobs/${id}/logs`, ALICE_TOKEN)).body, {
+        jobId: id,
+        lines: [],
+        nextToken: '0',
+      });
     } finally {
-      await api('DELETE', `/v1/jobs/${id}`, ROOT);
+      await api('DELETE', `/v1/jobs/${id}`, ROOT_TOKEN);
       await untilState(id, ['CANCELLED', 'FAILED', 'SUCCEEDED', 'EXPIRED']);
     }
   });

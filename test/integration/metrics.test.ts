@@ -8,13 +8,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Metrics } from '../../lambdas/core/deps.js';
 import { NoCapacity } from '../../lambdas/core/errors.js';
-import type { Identity } from '../../lambdas/core/identity.js';
 import { JobState } from '../../lambdas/core/job.js';
 import { submitJob } from '../../lambdas/core/jobs.js';
 import { METRIC } from '../../lambdas/core/metrics.js';
 import { template, waitForState, worldPerTest, wrapCompute, type World } from '../support/harness.js';
+import { alice } from '../support/identities.js';
 
-const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
 const TEMPLATES = [
   template({ name: 'short', command: ['sleep', '1'], gpus: 2 }),
   template({ name: 'sleep', command: ['sleep', '30'] }),

@@ -6,13 +6,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { StoreUnavailable } from '../../lambdas/core/errors.js';
-import type { Identity } from '../../lambdas/core/identity.js';
 import { JobState } from '../../lambdas/core/job.js';
 import { submitJob } from '../../lambdas/core/jobs.js';
 import type { JobRecords } from '../../lambdas/ports/jobs.js';
 import { template, waitForState, worldPerTest } from '../support/harness.js';
+import { alice } from '../support/identities.js';
 
-const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
 const setup = worldPerTest({
   pools: [{ name: 'local', gpus: 1 }],
   templates: [template({ name: 'short', command: ['sleep', '1'] })],
