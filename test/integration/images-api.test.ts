@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
 import { seedImages } from '../../lambdas/core/images.js';
-import { apiWorld, caller, dynamoPerFile, type ApiResponse, type ApiWorld } from '../support/harness.js';
+import { apiWorld, caller, dynamoPerFile, type ApiWorld } from '../support/harness.js';
+import { expectError } from '../support/api-errors.js';
 
 const ALICE = caller('alice', 'vision');
 const DAVE = caller('dave');
@@ -15,12 +16,6 @@ const ROOT = caller('root', 'admin');
 
 const digest = (c: string) => `sha256:${c.repeat(64)}`;
 const CUDA = { name: 'cuda', reference: 'nvidia/cuda:12.4.1-base-ubuntu22.04', digest: digest('a') };
-
-function expectError(response: ApiResponse, status: number, fields?: string[]): void {
-  assert.equal(response.status, status, JSON.stringify(response.body));
-  assert.equal(typeof response.body.error.message, 'string');
-  if (fields) assert.deepEqual(response.body.error.details.map((d: { field: string }) => d.field).sort(), fields);
-}
 
 describe('images API', () => {
   const dynamo = dynamoPerFile();

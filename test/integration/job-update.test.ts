@@ -8,8 +8,6 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
-import type { Identity } from '../../lambdas/core/identity.js';
 import { deleteJob, submitJob } from '../../lambdas/core/jobs.js';
 import { WorkflowsUnavailable } from '../../lambdas/core/errors.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
@@ -17,12 +15,19 @@ import { awaitOutcomeStep, expiryFor, rearmStep } from '../../lambdas/core/lifec
 import { WorkflowState } from '../../lambdas/core/workflow.js';
 import { createApiHandler } from '../../lambdas/handlers/http/api.js';
 import type { Workflows } from '../../lambdas/ports/workflows.js';
-import { template, waitFor, waitForState, worldPerTest, wrapCompute, type World } from '../support/harness.js';
+import {
+  gpusHeld,
+  template,
+  waitFor,
+  waitForState,
+  worldPerTest,
+  wrapCompute,
+  type World,
+} from '../support/harness.js';
+import { alice } from '../support/identities.js';
+import { apiEvent, invokeApi, type ApiResponse, type Claims } from '../support/api-calls.js';
+import { fieldsOf } from '../support/api-errors.js';
 
-type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
-type Claims = Event['requestContext']['authorizer']['jwt']['claims'];
-
-const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
 const ALICE: Claims = { sub: 'alice', 'cognito:groups': '[vision]' };
 const BOB: Claims = { sub: 'bob', 'cognito:groups': '[audio]' };
 const MAX_MINUTES = 30;
@@ -36,47 +41,19 @@ const TEMPLATES = [
 
 const setup = worldPerTest({ pools: [{ name: 'local', gpus: 2 }], templates: TEMPLATES });
 
-const FIXTURE = JSON.parse(
-  await readFile(new URL('../fixtures/http/member-list-jobs.json', import.meta.url), 'utf8'),
-) as Event;
-
-interface Response {
-  status: number;
-  body: any;
-}
-
-async function call(
-  world: World,
-  method: string,
-  path: string,
-  body?: unknown,
-  claims: Claims = ALICE,
-): Promise<Response> {
-  const event = structuredClone(FIXTURE);
-  event.rawPath = path;
-  event.requestContext.http.method = method;
-  event.requestContext.http.path = path;
-  event.rawQueryString = '';
-  delete event.queryStringParameters;
-  event.requestContext.authorizer.jwt.claims = claims;
-  if (body !== undefined) {
-    event.body = JSON.stringify(body);
-    event.isBase64Encoded = false;
-    event.headers['content-type'] = 'application/json';
-  }
-  const result = (await createApiHandler(() => world.deps)(event, {} as Context)) as APIGatewayProxyStructuredResultV2;
-  return { status: result.statusCode!, body: result.body ? JSON.parse(result.body) : undefined };
-}
+/** The API Lambda over the world's deps, as `claims` (default alice). */
+const call = (world: World, method: string, path: string, body?: unknown, claims: Claims = ALICE) =>
+  invokeApi(
+    createApiHandler(() => world.deps),
+    apiEvent(method, path, { body, as: claims }),
+  );
 
 const patch = (world: World, id: string, body: unknown, claims?: Claims) =>
   call(world, 'PATCH', `/v1/jobs/${id}`, body, claims);
 
-function assertStatus(response: Response, status: number): void {
+function assertStatus(response: ApiResponse, status: number): void {
   assert.equal(response.status, status, JSON.stringify(response.body));
 }
-
-const fieldsOf = (response: Response): string[] =>
-  response.body.error.details.map((d: { field: string }) => d.field).sort();
 
 async function submitRunning(world: World, templateName: string, liveTimeoutMinutes?: number): Promise<Job> {
   const { job } = await submitJob(world.deps, alice, {
@@ -161,7 +138,7 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
     assert.equal(done.state, JobState.EXPIRED);
     assert.ok(Date.parse(done.finishedAt!) >= Date.parse(expected), 'not stopped before the new expiry');
     assert.ok(Date.parse(done.finishedAt!) < Date.parse(running.expiresAt!), 'stopped before the old expiry');
-    assert.deepEqual(await usage(world), { pool: 0, project: 0 });
+    assert.deepEqual(await gpusHeld(world), { pool: 0, project: 0 });
   });
 
   it('a shortening answered 503 because the wake-up was refused takes effect when the client repeats it', async () => {
@@ -215,7 +192,7 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
     );
     assert.equal(done.state, JobState.EXPIRED);
     assert.equal(done.stateReason, 'live timeout reached');
-    assert.deepEqual(await usage(world), { pool: 0, project: 0 });
+    assert.deepEqual(await gpusHeld(world), { pool: 0, project: 0 });
   });
 
   it("a queued job's new live timeout is the one its run counts from", async () => {
@@ -504,9 +481,3 @@ describe('the timer follows a change that raced the Run wait (AwaitOutcome, Rear
     assert.deepEqual(moved, []);
   });
 });
-
-async function usage(world: World, project = 'vision') {
-  const pool = await world.store.getPool('local');
-  const quota = await world.store.getQuota(project, 'gpus');
-  return { pool: pool?.usedGpus, project: quota?.used ?? 0 };
-}

@@ -6,10 +6,8 @@
  * submits.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { DynamoLimits } from '../../lambdas/adapters/dynamo/dynamo-limits.js';
 import { DynamoReconcileStore } from '../../lambdas/adapters/dynamo/dynamo-reconcile-store.js';
 import type { TableNames } from '../../lambdas/adapters/dynamo/table-names.js';
@@ -18,9 +16,8 @@ import { forecastBounds } from '../../lambdas/core/forecast.js';
 import { drainPool } from '../../lambdas/core/admission.js';
 import { createApiHandler } from '../../lambdas/handlers/http/api.js';
 import { template, waitFor, waitForState, worldPerTest, type World } from '../support/harness.js';
-
-type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
-type Claims = Event['requestContext']['authorizer']['jwt']['claims'];
+import { apiEvent, invokeApi, type ApiRequest, type ApiResponse, type Claims } from '../support/api-calls.js';
+import { fieldsOf } from '../support/api-errors.js';
 
 const ROOT: Claims = { sub: 'root', 'cognito:groups': ['admin'] };
 const ALICE: Claims = { sub: 'alice', 'cognito:groups': ['vision'] };
@@ -39,49 +36,17 @@ const setup = worldPerTest({
   templates: TEMPLATES,
 });
 
-const BASE_EVENT: Event = JSON.parse(
-  readFileSync(new URL('../fixtures/http/member-list-jobs.json', import.meta.url), 'utf8'),
-);
-
-interface Response {
-  status: number;
-  headers: Record<string, string>;
-  body: any;
-}
-
-async function api(
-  world: World,
-  method: string,
-  path: string,
-  options: { as?: Claims; body?: unknown; rawBody?: string; query?: Record<string, string> } = {},
-): Promise<Response> {
-  const event = structuredClone(BASE_EVENT);
-  event.rawPath = path;
-  event.requestContext.http.method = method;
-  event.requestContext.http.path = path;
-  event.rawQueryString = new URLSearchParams(options.query ?? {}).toString();
-  if (options.query) event.queryStringParameters = options.query;
-  else delete event.queryStringParameters;
-  event.requestContext.authorizer.jwt.claims = options.as ?? ALICE;
-  if (options.body !== undefined || options.rawBody !== undefined) {
-    event.body = options.rawBody ?? JSON.stringify(options.body);
-    event.headers['content-type'] = 'application/json';
-  }
-  const handler = createApiHandler(() => world.deps);
-  const result = (await handler(event, {} as Context)) as APIGatewayProxyStructuredResultV2;
-  const headers = Object.fromEntries(
-    Object.entries(result.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]),
+/** The API Lambda over the world's deps, as `options.as` (default alice, her groups as a list). */
+const api = (world: World, method: string, path: string, options: ApiRequest = {}): Promise<ApiResponse> =>
+  invokeApi(
+    createApiHandler(() => world.deps),
+    apiEvent(method, path, { ...options, as: options.as ?? ALICE }),
   );
-  return { status: result.statusCode!, headers, body: result.body ? JSON.parse(result.body) : undefined };
-}
 
-function expectStatus(response: Response, status: number, code?: string): void {
+function expectStatus(response: ApiResponse, status: number, code?: string): void {
   assert.equal(response.status, status, JSON.stringify(response.body));
   if (code) assert.equal(response.body.error.code, code);
 }
-
-const fieldsOf = (response: Response): string[] =>
-  response.body.error.details.map((d: { field: string }) => d.field).sort();
 
 async function submit(world: World, as: Claims = ALICE, templateName = 'sleep'): Promise<Job> {
   const response = await api(world, 'POST', '/v1/jobs', { as, body: { template: templateName } });

@@ -7,16 +7,15 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { instanceId } from '../../lambdas/adapters/local-compute.js';
 import { submitJob, deleteJob } from '../../lambdas/core/jobs.js';
-import type { Identity } from '../../lambdas/core/identity.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import { containerSpec } from '../../lambdas/core/lifecycle.js';
 import { workflowInput } from '../../lambdas/core/workflow.js';
 import { reconcile, ReconcileEvent, type ReconcileOptions } from '../../lambdas/core/reconcile.js';
 import type { DynamoReconcileStore } from '../../lambdas/adapters/dynamo/dynamo-reconcile-store.js';
-import { dynamoPerFile, template, waitFor, waitForState, world, type World } from '../support/harness.js';
+import { dynamoPerFile, template, usage, waitFor, waitForState, world, type World } from '../support/harness.js';
 import { admittedJob, alive, corrupt, newJob, runnerPid } from '../support/reconcile-fixtures.js';
+import { alice } from '../support/identities.js';
 
-const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
 const TEMPLATES = [template({ name: 'sleep', command: ['sleep', '30'] })];
 const OPTIONS: ReconcileOptions = { markTtlSeconds: 600, minMarkAgeSeconds: 0 };
 
@@ -35,13 +34,6 @@ async function setup(
 ): Promise<{ world: World; store: DynamoReconcileStore }> {
   w = await world(dynamo(), { pools: [{ name: 'local', gpus: 2 }], templates: TEMPLATES, ...options });
   return { world: w, store: w.reconcileStore };
-}
-
-async function usage(world: World, project = 'vision') {
-  const pool = await world.store.getPool('local');
-  const gpus = await world.store.getQuota(project, 'gpus');
-  const jobs = await world.store.getQuota(project, 'jobs');
-  return { pool: pool?.usedGpus, poolAvailable: pool?.availableGpus, project: gpus?.used ?? 0, jobs: jobs?.used ?? 0 };
 }
 
 /** Launch and start `command` for `job` on the local driver, outside any workflow; returns the runner's pid. */

@@ -11,15 +11,8 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { PutCommand, type BatchGetCommandOutput } from '@aws-sdk/lib-dynamodb';
 import { JobState } from '../../lambdas/core/job.js';
 import { seedTemplate } from '../../lambdas/core/templates.js';
-import {
-  apiWorld,
-  caller,
-  dynamoPerFile,
-  IMAGE,
-  template,
-  type ApiResponse,
-  type ApiWorld,
-} from '../support/harness.js';
+import { apiWorld, caller, dynamoPerFile, IMAGE, template, type ApiWorld } from '../support/harness.js';
+import { expectError } from '../support/api-errors.js';
 
 const ALICE = caller('alice', 'vision');
 const BOB = caller('bob', 'audio');
@@ -84,12 +77,6 @@ function templateReads(sent: Sent[]): string[][] {
   for (const read of ofTemplates)
     assert.equal(read.consistent, true, `an inconsistent read of ${JSON.stringify(read.keys)}`);
   return ofTemplates.map((read) => read.keys.map((key) => key.name.S));
-}
-
-function expectError(response: ApiResponse, status: number, fields?: string[]): void {
-  assert.equal(response.status, status, JSON.stringify(response.body));
-  assert.equal(typeof response.body.error.message, 'string');
-  if (fields) assert.deepEqual(response.body.error.details.map((d: { field: string }) => d.field).sort(), fields);
 }
 
 describe('templates API', () => {

@@ -7,7 +7,6 @@
  * EC2 adapter when several instances are needed.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { GetCommandInvocationCommand, SSMClient } from '@aws-sdk/client-ssm';
@@ -16,15 +15,13 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { Ec2SsmCompute } from '../../lambdas/adapters/ec2-ssm-compute.js';
 import { reportInstanceLost, reportNodeExit } from '../../lambdas/core/completion.js';
 import { NoCapacity } from '../../lambdas/core/errors.js';
-import type { Identity } from '../../lambdas/core/identity.js';
 import { deleteJob, getJob, submitJob } from '../../lambdas/core/jobs.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import { createComputeEventsHandler } from '../../lambdas/handlers/events/compute-events.js';
 import type { Compute, Launched } from '../../lambdas/ports/compute.js';
-import { template, waitFor, waitForState, worldPerTest, wrapCompute, type World } from '../support/harness.js';
-
-const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
-const bob: Identity = { name: 'bob', projects: ['audio'], admin: false };
+import { gpusHeld, template, waitFor, waitForState, worldPerTest, wrapCompute } from '../support/harness.js';
+import { alice, bob } from '../support/identities.js';
+import { readFixture } from '../support/fixtures.js';
 
 const TEMPLATES = [
   template({ name: 'ok', command: ['sh', '-c', 'exit 0'] }),
@@ -39,12 +36,6 @@ const setup = worldPerTest({
   policy: { launchBackoffSeconds: 1, maxLaunchBackoffSeconds: 2 },
 });
 const wrap = wrapCompute;
-
-async function usage(world: World, project = 'vision') {
-  const pool = await world.store.getPool('local');
-  const quota = await world.store.getQuota(project, 'gpus');
-  return { pool: pool?.usedGpus, project: quota?.used ?? 0 };
-}
 
 describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
   it('no capacity: GPUs go back, the job waits at the head with the reason, then launches when capacity returns', async () => {
@@ -70,7 +61,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     assert.ok(waiting.retryAt, 'retryAt is set');
     assert.equal(waiting.launchAttempt, 1);
     assert.equal(waiting.heldGpus, undefined);
-    assert.deepEqual(await usage(world), { pool: 0, project: 0 });
+    assert.deepEqual(await gpusHeld(world), { pool: 0, project: 0 });
     assert.equal((await getJob(world.deps, alice, job.id)).queuePosition, 0);
 
     const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED], 30_000);
@@ -95,7 +86,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     ]);
     const ids = world.events.events.filter((e) => e.jobId === job.id).map((e) => e.eventId);
     assert.equal(new Set(ids).size, ids.length, 'every transition has its own event id');
-    assert.deepEqual(await usage(world), { pool: 0, project: 0 });
+    assert.deepEqual(await gpusHeld(world), { pool: 0, project: 0 });
   });
 
   it('a job backing off keeps its place: a younger job of the pool does not start first', async () => {
@@ -167,7 +158,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     assert.equal((await world.store.getJob(job.id))?.state, JobState.CANCELLED);
     await waitFor('workflows to end', async () => world.workflows.running() === 0, 15_000);
     assert.equal(launches, 1);
-    assert.deepEqual(await usage(world), { pool: 0, project: 0 });
+    assert.deepEqual(await gpusHeld(world), { pool: 0, project: 0 });
   });
 
   it('a job cancelled between its admission and its Launch is never launched', async () => {
@@ -194,7 +185,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     assert.equal(done.state, JobState.CANCELLED);
     assert.deepEqual(launches, []);
     assert.equal(done.instanceIds, undefined);
-    assert.deepEqual(await usage(world), { pool: 0, project: 0 });
+    assert.deepEqual(await gpusHeld(world), { pool: 0, project: 0 });
   });
 
   it('an agent that never comes online fails the job after the bound, stops its compute and releases', async () => {
@@ -229,7 +220,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
       ['Launch', 'ComputeReady', 'WaitForCompute', 'AwaitCompute', 'Stop'],
     );
     assert.deepEqual(stopped, ['i-0agent']);
-    assert.deepEqual(await usage(world), { pool: 0, project: 0 });
+    assert.deepEqual(await gpusHeld(world), { pool: 0, project: 0 });
   });
 
   it('completion reported by an event ends the run early, in as many transitions as any run', async () => {
@@ -243,7 +234,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     await world.workflows.idle();
     const execution = world.workflows.list().find((e) => e.jobId === job.id)!;
     assert.ok(execution.transitions <= 25, `${execution.transitions} transitions`);
-    assert.deepEqual(await usage(world), { pool: 0, project: 0 });
+    assert.deepEqual(await gpusHeld(world), { pool: 0, project: 0 });
   });
 
   it('an instance lost while running fails the job with the reason and releases once', async () => {
@@ -261,7 +252,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
       world.events.statesOf(job.id).includes(JobState.FAILED),
     );
     assert.equal(world.events.statesOf(job.id).filter((s) => s === JobState.FAILED).length, 1);
-    assert.deepEqual(await usage(world), { pool: 0, project: 0 });
+    assert.deepEqual(await gpusHeld(world), { pool: 0, project: 0 });
   });
 
   it('a container command SSM never delivered (an EventBridge event into compute-events) fails the job at once with the reason and releases once', async () => {
@@ -295,12 +286,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
       subnetIds: ['subnet-a'],
       pools: {},
     });
-    const event = JSON.parse(
-      readFileSync(
-        new URL('../fixtures/events/aws-ssm-command-invocation-delivery-timed-out.json', import.meta.url),
-        'utf8',
-      ),
-    );
+    const event = readFixture('events/aws-ssm-command-invocation-delivery-timed-out');
     // Delivered now: the fixture's own time is years ahead, which would read as after expiresAt.
     const handle = createComputeEventsHandler(
       () => world.deps,
@@ -316,7 +302,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     await waitFor('the FAILED event', async () => world.events.statesOf(job.id).includes(JobState.FAILED));
     assert.equal(world.events.statesOf(job.id).filter((s) => s === JobState.FAILED).length, 1);
     assert.deepEqual(stopped, [instance]);
-    assert.deepEqual(await usage(world), { pool: 0, project: 0 });
+    assert.deepEqual(await gpusHeld(world), { pool: 0, project: 0 });
   });
 
   it('an instance lost while the agent is awaited ends the job without starting it', async () => {
@@ -338,7 +324,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     const done = await waitForState(world.store, job.id, [JobState.FAILED, JobState.SUCCEEDED], 20_000);
     assert.equal(done.stateReason, 'instance lost: instance i-0lost is terminated');
     assert.equal(started, 0);
-    assert.deepEqual(await usage(world), { pool: 0, project: 0 });
+    assert.deepEqual(await gpusHeld(world), { pool: 0, project: 0 });
   });
 
   it('reports about instances the job does not hold, or after it stopped, change nothing', async () => {
@@ -379,7 +365,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
       await reportNodeExit(world.deps, job.id, 'i-0rank0', 0);
       const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED]);
       assert.equal(done.state, JobState.SUCCEEDED);
-      assert.deepEqual(await usage(world), { pool: 0, project: 0 });
+      assert.deepEqual(await gpusHeld(world), { pool: 0, project: 0 });
     });
 
     it('fails at the first node that exits non-zero', async () => {

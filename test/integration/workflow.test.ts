@@ -7,7 +7,6 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { JobNotFound, LaunchFailed } from '../../lambdas/core/errors.js';
 import { runTask } from '../../lambdas/handlers/workflow/tasks.js';
-import type { Identity } from '../../lambdas/core/identity.js';
 import { deleteJob, getJob, submitJob } from '../../lambdas/core/jobs.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import { drainPool, redriveJob } from '../../lambdas/core/admission.js';
@@ -16,10 +15,8 @@ import { jobRecord, jobSequence } from '../support/jobs.js';
 import { WorkflowState, workflowInput } from '../../lambdas/core/workflow.js';
 import { JOB_LIFECYCLE_ASL } from '../../lambdas/local/asl.js';
 import type { Compute } from '../../lambdas/ports/compute.js';
-import { template, waitFor, waitForState, worldPerTest, wrapCompute, type World } from '../support/harness.js';
-
-const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
-const bob: Identity = { name: 'bob', projects: ['audio'], admin: false };
+import { template, usage, waitFor, waitForState, worldPerTest, wrapCompute, type World } from '../support/harness.js';
+import { alice, bob } from '../support/identities.js';
 
 const TEMPLATES = [
   template({ name: 'ok', command: ['sh', '-c', 'exit 0'] }),
@@ -31,13 +28,6 @@ const TEMPLATES = [
 ];
 
 const setup = worldPerTest({ pools: [{ name: 'local', gpus: 2 }], templates: TEMPLATES });
-
-async function usage(world: World, project = 'vision') {
-  const pool = await world.store.getPool('local');
-  const quota = await world.store.getQuota(project, 'gpus');
-  const jobs = await world.store.getQuota(project, 'jobs');
-  return { pool: pool?.usedGpus, poolAvailable: pool?.availableGpus, project: quota?.used ?? 0, jobs: jobs?.used ?? 0 };
-}
 
 /** A job of `template` WAITING behind a running `big` job that holds the whole pool. */
 async function behindFullPool(world: World, template: string): Promise<{ running: Job; waiting: Job }> {

@@ -4,12 +4,10 @@
  * `apiWorld` is the API Lambda alone over the same tables.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { after, afterEach, before } from 'node:test';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -27,6 +25,7 @@ import { startDynamoDbLocal, type DynamoDbLocal } from '../../lambdas/local/dyna
 import type { LocalWorkflows } from '../../lambdas/local/local-workflows.js';
 import { memoryCheckpoints, type StreamPoller } from '../../lambdas/local/jobs-stream.js';
 import { localDeps, localStores, startLocalRuntime, type LocalStores } from '../../lambdas/local/local-deps.js';
+import { apiEvent, invokeApi, type ApiResponse } from './api-calls.js';
 import { partialPort } from './fakes.js';
 import { storeView, type StoreView } from './stores.js';
 import {
@@ -228,6 +227,20 @@ export async function waitForState(
   );
 }
 
+/** The counters a job moves: GPUs used and free on pool `local`, and the project's `gpus` and `jobs` usage. */
+export async function usage(world: Pick<World, 'store'>, project = 'vision') {
+  const pool = await world.store.getPool('local');
+  const gpus = await world.store.getQuota(project, 'gpus');
+  const jobs = await world.store.getQuota(project, 'jobs');
+  return { pool: pool?.usedGpus, poolAvailable: pool?.availableGpus, project: gpus?.used ?? 0, jobs: jobs?.used ?? 0 };
+}
+
+/** Only the GPUs `usage` counts, used on pool `local` and by the project: what a job holds while it stays active. */
+export async function gpusHeld(world: Pick<World, 'store'>, project = 'vision') {
+  const { pool, project: used } = await usage(world, project);
+  return { pool, project: used };
+}
+
 export type WorldSetup = Parameters<typeof world>[1];
 
 /**
@@ -272,12 +285,7 @@ export function wrapCompute(real: Compute, overrides: Partial<Compute>): Compute
 export type Caller = { sub: string; 'cognito:groups': string[] };
 export const caller = (sub: string, ...groups: string[]): Caller => ({ sub, 'cognito:groups': groups });
 
-export interface ApiResponse {
-  status: number;
-  headers: Record<string, string>;
-  /** The JSON body, as the test reads it. */
-  body: any;
-}
+export type { ApiResponse } from './api-calls.js';
 
 export interface ApiWorld {
   deps: Deps;
@@ -291,7 +299,7 @@ export interface ApiWorld {
     method: string,
     path: string,
     as: Caller,
-    options?: { body?: unknown; query?: Record<string, string> },
+    options?: { body?: unknown; query?: Record<string, string>; headers?: Record<string, string> },
   ): Promise<ApiResponse>;
 }
 
@@ -317,32 +325,12 @@ export async function apiWorld(
     log: quietLog,
   });
   const handler = createApiHandler(() => deps);
-  const fixture = readFileSync(new URL('../fixtures/http/member-list-jobs.json', import.meta.url), 'utf8');
   return {
     deps,
     store,
     catalog,
     tables,
     started,
-    async call(method, path, as, options = {}) {
-      const event = JSON.parse(fixture) as APIGatewayProxyEventV2WithJWTAuthorizer;
-      const [rawPath, rawQuery = ''] = path.split('?');
-      const query = { ...Object.fromEntries(new URLSearchParams(rawQuery)), ...options.query };
-      Object.assign(event, { rawPath, rawQueryString: new URLSearchParams(query).toString() });
-      event.requestContext.http.method = method;
-      event.requestContext.http.path = rawPath;
-      if (Object.keys(query).length) event.queryStringParameters = query;
-      else delete event.queryStringParameters;
-      event.requestContext.authorizer.jwt.claims = as;
-      if (options.body !== undefined) {
-        event.body = JSON.stringify(options.body);
-        event.headers['content-type'] = 'application/json';
-      }
-      const result = (await handler(event, {} as Context)) as APIGatewayProxyStructuredResultV2;
-      const headers = Object.fromEntries(
-        Object.entries(result.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]),
-      );
-      return { status: result.statusCode!, headers, body: result.body ? JSON.parse(result.body) : undefined };
-    },
+    call: (method, path, as, options = {}) => invokeApi(handler, apiEvent(method, path, { ...options, as })),
   };
 }

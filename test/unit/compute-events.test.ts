@@ -6,7 +6,6 @@
  * report's time (the invocation's end, else the event's) decides the verdict.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { DescribeInstancesCommand, EC2Client, EC2ServiceException } from '@aws-sdk/client-ec2';
 import { GetCommandInvocationCommand, SSMClient } from '@aws-sdk/client-ssm';
@@ -22,6 +21,7 @@ import { releaseStep } from '../../lambdas/core/lifecycle.js';
 import { CommandNotSettled, createComputeEventsHandler } from '../../lambdas/handlers/events/compute-events.js';
 import { IMAGE, startDynamo, world, type Dynamo, type World } from '../support/harness.js';
 import { awsError } from '../support/aws-errors.js';
+import { readFixture } from '../support/fixtures.js';
 
 const ec2 = new EC2Client({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
 const ssm = new SSMClient({ region: 'eu-west-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
@@ -69,7 +69,7 @@ interface FixtureEvent {
 }
 
 function fixture(name: Fixture, detail: Record<string, string> = {}): FixtureEvent {
-  const event = JSON.parse(readFileSync(new URL(`../fixtures/events/${name}.json`, import.meta.url), 'utf8'));
+  const event = readFixture(`events/${name}`);
   event.detail = { ...event.detail, ...detail };
   if (detail['instance-id']) event.resources = [`arn:aws:ec2:eu-west-1:123456789012:instance/${detail['instance-id']}`];
   return event;

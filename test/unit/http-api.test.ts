@@ -4,9 +4,8 @@
  * covers routing, auth, validation, status mapping and response shapes.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { beforeEach, describe, it } from 'node:test';
-import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import type { APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import type { Deps } from '../../lambdas/core/deps.js';
 import {
   Conflict,
@@ -29,14 +28,13 @@ import type { Compute } from '../../lambdas/ports/compute.js';
 import type { EventPublisher } from '../../lambdas/ports/events.js';
 import type { LogLine } from '../../lambdas/ports/job-logs.js';
 import type { Workflows } from '../../lambdas/ports/workflows.js';
+import { apiEvent, invokeApi, type ApiEvent as Event, type ApiResponse, type Claims } from '../support/api-calls.js';
 import { partialPort, recordingLog, type LogEntry } from '../support/fakes.js';
 import { MemoryTables, memoryJobs, memoryLimits, memoryQueue } from '../support/memory-stores.js';
+import { fieldsOf } from '../support/api-errors.js';
+import { readFixture } from '../support/fixtures.js';
 
-type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
-type Claims = Event['requestContext']['authorizer']['jwt']['claims'];
-
-const fixture = (name: string): Event =>
-  JSON.parse(readFileSync(new URL(`../fixtures/http/${name}.json`, import.meta.url), 'utf8'));
+const fixture = (name: string): Event => readFixture(`http/${name}`);
 const clone = <T>(value: T): T => structuredClone(value);
 
 // ---------------------------------------------------------------- fakes
@@ -216,55 +214,17 @@ function fillPool(tables: MemoryTables, name: string): void {
 
 // ---------------------------------------------------------------- requests
 
-interface RequestOptions {
-  body?: unknown;
-  rawBody?: string;
-  base64?: boolean;
-  query?: Record<string, string>;
-  headers?: Record<string, string>;
-  /** Claims as API Gateway's authorizer passes them; null: no authorizer (anonymous). */
-  claims?: Claims | null;
-}
-
 const ALICE: Claims = { sub: 'alice', 'cognito:groups': '[vision]' };
 const BOB: Claims = { sub: 'bob', 'cognito:groups': '[audio]' };
 const ROOT: Claims = { sub: 'root', 'cognito:groups': ['admin'] };
 
-function request(method: string, path: string, options: RequestOptions = {}): Event {
-  const event = clone(fixture('member-list-jobs'));
-  event.rawPath = path;
-  event.requestContext.http.method = method;
-  event.requestContext.http.path = path;
-  event.rawQueryString = new URLSearchParams(options.query ?? {}).toString();
-  if (options.query) event.queryStringParameters = options.query;
-  else delete event.queryStringParameters;
-  Object.assign(event.headers, options.headers);
-  const claims = options.claims === undefined ? ALICE : options.claims;
-  if (claims === null) delete (event.requestContext as Partial<Event['requestContext']>).authorizer;
-  else event.requestContext.authorizer.jwt.claims = claims;
-  const text = options.rawBody ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
-  if (text !== undefined) {
-    event.body = options.base64 ? Buffer.from(text).toString('base64') : text;
-    event.isBase64Encoded = Boolean(options.base64);
-    event.headers['content-type'] = 'application/json';
-  }
-  return event;
-}
-
-interface Response {
-  status: number;
-  headers: Record<string, string>;
-  body: any;
-}
-
-async function call(w: World, event: Event, options: ApiOptions = {}): Promise<Response> {
-  const handler = createApiHandler(() => w.deps, options);
-  const result = (await handler(event, {} as Context)) as APIGatewayProxyStructuredResultV2;
-  const headers = Object.fromEntries(
-    Object.entries(result.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]),
+async function call(w: World, event: Event, options: ApiOptions = {}): Promise<ApiResponse> {
+  const response = await invokeApi(
+    createApiHandler(() => w.deps, options),
+    event,
   );
-  if (result.statusCode !== 204) assert.equal(headers['content-type'], 'application/json');
-  return { status: result.statusCode!, headers, body: result.body ? JSON.parse(result.body) : undefined };
+  if (response.status !== 204) assert.equal(response.headers['content-type'], 'application/json');
+  return response;
 }
 
 async function submit(
@@ -273,7 +233,7 @@ async function submit(
   claims: Claims = ALICE,
   headers: Record<string, string> = {},
 ) {
-  const response = await call(w, request('POST', '/v1/jobs', { body, claims, headers }));
+  const response = await call(w, apiEvent('POST', '/v1/jobs', { body, as: claims, headers }));
   assert.equal(response.status, 202, JSON.stringify(response.body));
   return response.body;
 }
@@ -284,14 +244,11 @@ function assertNothingStored(w: World) {
   assert.deepEqual(w.started, [], 'no workflow started');
 }
 
-function assertError(response: Response, status: number, code: string) {
+function assertError(response: ApiResponse, status: number, code: string) {
   assert.equal(response.status, status, JSON.stringify(response.body));
   assert.equal(response.body.error.code, code);
   assert.equal(typeof response.body.error.message, 'string');
 }
-
-const fieldsOf = (response: Response): string[] =>
-  response.body.error.details.map((d: { field: string }) => d.field).sort();
 
 // ---------------------------------------------------------------- tests
 
@@ -308,7 +265,7 @@ describe('public routes', () => {
   });
 
   it('GET /v1 lists the resources of v1', async () => {
-    const response = await call(w, request('GET', '/v1', { claims: null }));
+    const response = await call(w, apiEvent('GET', '/v1', { as: null }));
     assert.equal(response.status, 200);
     assert.equal(response.body.id, 'v1');
     const jobs = response.body.resources.find((r: { path: string }) => r.path === '/v1/jobs');
@@ -317,7 +274,7 @@ describe('public routes', () => {
   });
 
   it('GET /v1/health checks the store and reports the runtime components', async () => {
-    const response = await call(w, request('GET', '/v1/health', { claims: null }), {
+    const response = await call(w, apiEvent('GET', '/v1/health', { as: null }), {
       health: async () => ({ workflows: { status: 'ok', running: 2 } }),
     });
     assert.equal(response.status, 200);
@@ -331,7 +288,7 @@ describe('public routes', () => {
     w.deps.limits.listPools = async () => {
       throw new Error('connect ECONNREFUSED');
     };
-    const response = await call(w, request('GET', '/v1/health', { claims: null }));
+    const response = await call(w, apiEvent('GET', '/v1/health', { as: null }));
     assert.equal(response.status, 503);
     assert.equal(response.body.status, 'degraded');
     assert.equal(response.body.components.store.status, 'unavailable');
@@ -339,7 +296,7 @@ describe('public routes', () => {
 
   it('GET /v1/health answers 503 when the store hangs, without waiting for it', async () => {
     w.deps.limits.listPools = () => new Promise(() => {});
-    const response = await call(w, request('GET', '/v1/health', { claims: null }));
+    const response = await call(w, apiEvent('GET', '/v1/health', { as: null }));
     assert.equal(response.status, 503);
     assert.deepEqual(response.body.components.store, { status: 'unavailable', reason: 'no answer within 2000 ms' });
   });
@@ -361,7 +318,7 @@ describe('authentication', () => {
     it(`${method} ${path} without claims is 401`, async () => {
       const response = await call(
         w,
-        request(method, path, { claims: null, ...(method === 'POST' ? { body: { template: 'train' } } : {}) }),
+        apiEvent(method, path, { as: null, ...(method === 'POST' ? { body: { template: 'train' } } : {}) }),
       );
       assertError(response, 401, 'unauthorized');
       assertNothingStored(w);
@@ -370,7 +327,7 @@ describe('authentication', () => {
 
   it('claims without a subject are 401', async () => {
     assertError(
-      await call(w, request('GET', '/v1/jobs', { claims: { 'cognito:groups': '[vision]' } })),
+      await call(w, apiEvent('GET', '/v1/jobs', { as: { 'cognito:groups': '[vision]' } })),
       401,
       'unauthorized',
     );
@@ -378,10 +335,10 @@ describe('authentication', () => {
 
   it('takes groups from a configured claim, as an array or as API Gateway flattens it', async () => {
     await submit(w, { template: 'speech' }, BOB);
-    const asArray = await call(w, request('GET', '/v1/jobs', { claims: { sub: 'carol', groups: ['audio'] } }), {
+    const asArray = await call(w, apiEvent('GET', '/v1/jobs', { as: { sub: 'carol', groups: ['audio'] } }), {
       groupsClaim: 'groups',
     });
-    const asString = await call(w, request('GET', '/v1/jobs', { claims: { sub: 'carol', groups: '[audio other]' } }), {
+    const asString = await call(w, apiEvent('GET', '/v1/jobs', { as: { sub: 'carol', groups: '[audio other]' } }), {
       groupsClaim: 'groups',
     });
     assert.equal(asArray.body.items.length, 1);
@@ -390,10 +347,10 @@ describe('authentication', () => {
 
   it('makes a caller admin by the configured admin group only', async () => {
     await submit(w, { template: 'speech' }, BOB);
-    const ops = await call(w, request('GET', '/v1/jobs', { claims: { sub: 'op', 'cognito:groups': '[ops]' } }), {
+    const ops = await call(w, apiEvent('GET', '/v1/jobs', { as: { sub: 'op', 'cognito:groups': '[ops]' } }), {
       adminGroup: 'ops',
     });
-    const notAdmin = await call(w, request('GET', '/v1/jobs', { claims: { sub: 'op', 'cognito:groups': '[admin]' } }), {
+    const notAdmin = await call(w, apiEvent('GET', '/v1/jobs', { as: { sub: 'op', 'cognito:groups': '[admin]' } }), {
       adminGroup: 'ops',
     });
     assert.equal(ops.body.items.length, 1);
@@ -403,25 +360,25 @@ describe('authentication', () => {
 
 describe('routing', () => {
   it('an unknown path is 404', async () => {
-    assertError(await call(w, request('GET', '/v1/nothing')), 404, 'not_found');
-    assertError(await call(w, request('GET', '/v2/jobs')), 404, 'not_found');
+    assertError(await call(w, apiEvent('GET', '/v1/nothing')), 404, 'not_found');
+    assertError(await call(w, apiEvent('GET', '/v2/jobs')), 404, 'not_found');
   });
 
   it('a known path with another method is 405 and says which are allowed', async () => {
-    const response = await call(w, request('PUT', '/v1/jobs', { body: { template: 'train' } }));
+    const response = await call(w, apiEvent('PUT', '/v1/jobs', { body: { template: 'train' } }));
     assertError(response, 405, 'method_not_allowed');
     assert.equal(response.headers.allow, 'POST, GET');
     assertNothingStored(w);
   });
 
   it('serves under a named stage, whose name API Gateway keeps in rawPath', async () => {
-    const event = request('GET', '/prod/v1/pools');
+    const event = apiEvent('GET', '/prod/v1/pools');
     event.requestContext.stage = 'prod';
     assert.equal((await call(w, event)).status, 200);
   });
 
   it('refuses query parameters a route does not take', async () => {
-    const response = await call(w, request('GET', '/v1/pools', { query: { verbose: 'true' } }));
+    const response = await call(w, apiEvent('GET', '/v1/pools', { query: { verbose: 'true' } }));
     assertError(response, 400, 'validation_error');
     assert.deepEqual(fieldsOf(response), ['verbose']);
   });
@@ -473,7 +430,7 @@ describe('POST /v1/jobs', () => {
     it(`refuses Idempotency-Key ${JSON.stringify(key.length > 20 ? `${key.slice(0, 8)}…(${key.length})` : key)}`, async () => {
       const response = await call(
         w,
-        request('POST', '/v1/jobs', { body: { template: 'train' }, headers: { 'idempotency-key': key } }),
+        apiEvent('POST', '/v1/jobs', { body: { template: 'train' }, headers: { 'idempotency-key': key } }),
       );
       assertError(response, 400, 'validation_error');
       assert.deepEqual(fieldsOf(response), ['Idempotency-Key']);
@@ -507,7 +464,7 @@ describe('POST /v1/jobs', () => {
   ];
   for (const [what, body, fields] of bad) {
     it(`is 400 naming ${fields.join(', ')} for ${what}, and stores nothing`, async () => {
-      const response = await call(w, request('POST', '/v1/jobs', { body, headers: { 'idempotency-key': 'k-1' } }));
+      const response = await call(w, apiEvent('POST', '/v1/jobs', { body, headers: { 'idempotency-key': 'k-1' } }));
       assertError(response, 400, 'validation_error');
       assert.deepEqual(fieldsOf(response), fields);
       assertNothingStored(w);
@@ -524,7 +481,7 @@ describe('POST /v1/jobs', () => {
   ];
   for (const [what, rawBody, reason] of notObjects) {
     it(`is 400 on (body) for ${what}`, async () => {
-      const response = await call(w, request('POST', '/v1/jobs', { rawBody }));
+      const response = await call(w, apiEvent('POST', '/v1/jobs', { rawBody }));
       assertError(response, 400, 'validation_error');
       assert.equal(response.body.error.details.length, 1);
       assert.equal(response.body.error.details[0].field, '(body)');
@@ -536,7 +493,7 @@ describe('POST /v1/jobs', () => {
   it('is 413 for a body over the limit, and stores nothing', async () => {
     const response = await call(
       w,
-      request('POST', '/v1/jobs', { body: { template: 'train', name: 'x'.repeat(64 * 1024) } }),
+      apiEvent('POST', '/v1/jobs', { body: { template: 'train', name: 'x'.repeat(64 * 1024) } }),
     );
     assertError(response, 413, 'payload_too_large');
     assertNothingStored(w);
@@ -548,11 +505,11 @@ describe('POST /v1/jobs', () => {
     const encodedSize = Buffer.from(JSON.stringify(body)).toString('base64').length;
     const limit = Math.floor((size + encodedSize) / 2); // between the decoded and the encoded size
     assert.equal(
-      (await call(w, request('POST', '/v1/jobs', { body, base64: true }), { maxBodyBytes: limit })).status,
+      (await call(w, apiEvent('POST', '/v1/jobs', { body, base64: true }), { maxBodyBytes: limit })).status,
       202,
     );
     assertError(
-      await call(w, request('POST', '/v1/jobs', { body, base64: true }), { maxBodyBytes: size - 1 }),
+      await call(w, apiEvent('POST', '/v1/jobs', { body, base64: true }), { maxBodyBytes: size - 1 }),
       413,
       'payload_too_large',
     );
@@ -560,7 +517,7 @@ describe('POST /v1/jobs', () => {
 
   it('is 403 for a project the caller is not a member of', async () => {
     assertError(
-      await call(w, request('POST', '/v1/jobs', { body: { template: 'speech', project: 'audio' } })),
+      await call(w, apiEvent('POST', '/v1/jobs', { body: { template: 'speech', project: 'audio' } })),
       403,
       'forbidden',
     );
@@ -569,7 +526,7 @@ describe('POST /v1/jobs', () => {
 
   it('is 422 for more GPUs than the pool can ever hold', async () => {
     assertError(
-      await call(w, request('POST', '/v1/jobs', { body: { template: 'speech', gpus: 9 }, claims: BOB })),
+      await call(w, apiEvent('POST', '/v1/jobs', { body: { template: 'speech', gpus: 9 }, as: BOB })),
       422,
       'unprocessable',
     );
@@ -579,7 +536,7 @@ describe('POST /v1/jobs', () => {
   it('is 429 when the project has used its jobs quota', async () => {
     w.tables.putQuota('vision', 'jobs', 1);
     await submit(w);
-    assertError(await call(w, request('POST', '/v1/jobs', { body: { template: 'train' } })), 429, 'quota_exceeded');
+    assertError(await call(w, apiEvent('POST', '/v1/jobs', { body: { template: 'train' } })), 429, 'quota_exceeded');
     assert.equal(w.tables.jobs.size, 1);
   });
 });
@@ -589,14 +546,17 @@ describe('reading jobs', () => {
     const a = await submit(w);
     const b = await submit(w);
     await submit(w, { template: 'speech' }, BOB);
-    const page1 = await call(w, request('GET', '/v1/jobs', { query: { limit: '1' } }));
+    const page1 = await call(w, apiEvent('GET', '/v1/jobs', { query: { limit: '1' } }));
     assert.equal(page1.status, 200);
     assert.deepEqual(
       page1.body.items.map((j: Job) => j.id),
       [b.id],
     );
     assert.ok(page1.body.nextToken);
-    const page2 = await call(w, request('GET', '/v1/jobs', { query: { limit: '1', nextToken: page1.body.nextToken } }));
+    const page2 = await call(
+      w,
+      apiEvent('GET', '/v1/jobs', { query: { limit: '1', nextToken: page1.body.nextToken } }),
+    );
     assert.deepEqual(
       page2.body.items.map((j: Job) => j.id),
       [a.id],
@@ -609,9 +569,9 @@ describe('reading jobs', () => {
     const running = await call(w, fixture('member-list-jobs'));
     assert.equal(running.status, 200);
     assert.deepEqual(running.body.items, []);
-    const launching = await call(w, request('GET', '/v1/jobs', { query: { project: 'vision', state: 'LAUNCHING' } }));
+    const launching = await call(w, apiEvent('GET', '/v1/jobs', { query: { project: 'vision', state: 'LAUNCHING' } }));
     assert.equal(launching.body.items.length, 1);
-    const other = await call(w, request('GET', '/v1/jobs', { query: { project: 'audio' } }));
+    const other = await call(w, apiEvent('GET', '/v1/jobs', { query: { project: 'audio' } }));
     assert.deepEqual(other.body.items, []);
   });
 
@@ -630,7 +590,7 @@ describe('reading jobs', () => {
     [{ project: 'Not A Project' }, 'project'],
   ] as const) {
     it(`GET /v1/jobs is 400 naming ${field} for ${JSON.stringify(query)}`, async () => {
-      const response = await call(w, request('GET', '/v1/jobs', { query }));
+      const response = await call(w, apiEvent('GET', '/v1/jobs', { query }));
       assertError(response, 400, 'validation_error');
       assert.deepEqual(fieldsOf(response), [field]);
     });
@@ -640,18 +600,18 @@ describe('reading jobs', () => {
     fillPool(w.tables, 'local');
     const first = await submit(w);
     const second = await submit(w);
-    const response = await call(w, request('GET', `/v1/jobs/${second.id}`));
+    const response = await call(w, apiEvent('GET', `/v1/jobs/${second.id}`));
     assert.equal(response.status, 200);
     assert.equal(response.body.id, second.id);
     assert.equal(response.body.queuePosition, 1);
-    assert.equal((await call(w, request('GET', `/v1/jobs/${first.id}`))).body.queuePosition, 0);
+    assert.equal((await call(w, apiEvent('GET', `/v1/jobs/${first.id}`))).body.queuePosition, 0);
   });
 
   it('GET /v1/jobs/{id} of another project is 404, as is a job that does not exist', async () => {
     const theirs = await submit(w, { template: 'speech' }, BOB);
-    assertError(await call(w, request('GET', `/v1/jobs/${theirs.id}`)), 404, 'not_found');
-    assertError(await call(w, request('GET', '/v1/jobs/j-nope')), 404, 'not_found');
-    assert.equal((await call(w, request('GET', `/v1/jobs/${theirs.id}`, { claims: ROOT }))).status, 200);
+    assertError(await call(w, apiEvent('GET', `/v1/jobs/${theirs.id}`)), 404, 'not_found');
+    assertError(await call(w, apiEvent('GET', '/v1/jobs/j-nope')), 404, 'not_found');
+    assert.equal((await call(w, apiEvent('GET', `/v1/jobs/${theirs.id}`, { as: ROOT }))).status, 200);
   });
 });
 
@@ -665,7 +625,7 @@ describe('GET /v1/jobs/{id}/logs', () => {
   it('returns { jobId, lines } oldest first, the last 1000 lines unless told otherwise', async () => {
     const job = await submit(w);
     w.output.set(job.id, printed(1200));
-    const response = await call(w, request('GET', `/v1/jobs/${job.id}/logs`));
+    const response = await call(w, apiEvent('GET', `/v1/jobs/${job.id}/logs`));
     assert.equal(response.status, 200);
     assert.deepEqual(Object.keys(response.body), ['jobId', 'lines']);
     assert.equal(response.body.jobId, job.id);
@@ -678,16 +638,16 @@ describe('GET /v1/jobs/{id}/logs', () => {
   it('passes ?tail= to the adapter as a number', async () => {
     const job = await submit(w);
     w.output.set(job.id, [{ message: 'a' }, { message: 'b' }, { message: 'c' }]);
-    const response = await call(w, request('GET', `/v1/jobs/${job.id}/logs`, { query: { tail: '2' } }));
+    const response = await call(w, apiEvent('GET', `/v1/jobs/${job.id}/logs`, { query: { tail: '2' } }));
     assert.deepEqual(response.body, { jobId: job.id, lines: [{ message: 'b' }, { message: 'c' }] });
     assert.deepEqual(w.logReads, [{ jobId: job.id, tail: 2 }]);
-    assert.equal((await call(w, request('GET', `/v1/jobs/${job.id}/logs`, { query: { tail: '10000' } }))).status, 200);
+    assert.equal((await call(w, apiEvent('GET', `/v1/jobs/${job.id}/logs`, { query: { tail: '10000' } }))).status, 200);
     assert.deepEqual(w.logReads.at(-1), { jobId: job.id, tail: 10000 });
   });
 
   it('a job with no output yet has an empty list, not an error', async () => {
     const job = await submit(w);
-    const response = await call(w, request('GET', `/v1/jobs/${job.id}/logs`));
+    const response = await call(w, apiEvent('GET', `/v1/jobs/${job.id}/logs`));
     assert.equal(response.status, 200);
     assert.deepEqual(response.body, { jobId: job.id, lines: [] });
   });
@@ -695,10 +655,10 @@ describe('GET /v1/jobs/{id}/logs', () => {
   it('is 404 for another project’s job, as for one that does not exist, and reads no output; an admin reads any', async () => {
     const theirs = await submit(w, { template: 'speech' }, BOB);
     w.output.set(theirs.id, [{ message: 'secret' }]);
-    const hidden = await call(w, request('GET', `/v1/jobs/${theirs.id}/logs`));
+    const hidden = await call(w, apiEvent('GET', `/v1/jobs/${theirs.id}/logs`));
     assertError(hidden, 404, 'not_found');
     assert.doesNotMatch(JSON.stringify(hidden.body), /secret/);
-    const missing = await call(w, request('GET', '/v1/jobs/j-nope/logs'));
+    const missing = await call(w, apiEvent('GET', '/v1/jobs/j-nope/logs'));
     assertError(missing, 404, 'not_found');
     assert.equal(
       hidden.body.error.message,
@@ -706,14 +666,14 @@ describe('GET /v1/jobs/{id}/logs', () => {
       'the same answer as for a job that does not exist',
     );
     assert.deepEqual(w.logReads, []);
-    const admin = await call(w, request('GET', `/v1/jobs/${theirs.id}/logs`, { claims: ROOT }));
+    const admin = await call(w, apiEvent('GET', `/v1/jobs/${theirs.id}/logs`, { as: ROOT }));
     assert.deepEqual(admin.body, { jobId: theirs.id, lines: [{ message: 'secret' }] });
   });
 
   for (const tail of ['0', '-1', '1.5', 'abc', '100001', '10001', '', '1,2']) {
     it(`is 400 naming tail for tail=${JSON.stringify(tail)}, and reads no output`, async () => {
       const job = await submit(w);
-      const response = await call(w, request('GET', `/v1/jobs/${job.id}/logs`, { query: { tail } }));
+      const response = await call(w, apiEvent('GET', `/v1/jobs/${job.id}/logs`, { query: { tail } }));
       assertError(response, 400, 'validation_error');
       assert.deepEqual(fieldsOf(response), ['tail']);
       assert.deepEqual(w.logReads, []);
@@ -722,13 +682,13 @@ describe('GET /v1/jobs/{id}/logs', () => {
 
   it('is 400 for a query parameter it does not take', async () => {
     const job = await submit(w);
-    const response = await call(w, request('GET', `/v1/jobs/${job.id}/logs`, { query: { follow: 'true' } }));
+    const response = await call(w, apiEvent('GET', `/v1/jobs/${job.id}/logs`, { query: { follow: 'true' } }));
     assertError(response, 400, 'validation_error');
     assert.deepEqual(fieldsOf(response), ['follow']);
   });
 
   it('is listed among the resources of v1', async () => {
-    const response = await call(w, request('GET', '/v1', { claims: null }));
+    const response = await call(w, apiEvent('GET', '/v1', { as: null }));
     const logs = response.body.resources.find((r: { path: string }) => r.path === '/v1/jobs/{id}/logs');
     assert.deepEqual(logs, { path: '/v1/jobs/{id}/logs', methods: ['GET'], public: false });
   });
@@ -739,7 +699,7 @@ describe('DELETE /v1/jobs/{id}', () => {
     fillPool(w.tables, 'local');
     const job = await submit(w);
     assert.equal(job.state, 'WAITING');
-    const response = await call(w, request('DELETE', `/v1/jobs/${job.id}`));
+    const response = await call(w, apiEvent('DELETE', `/v1/jobs/${job.id}`));
     assert.equal(response.status, 202);
     assert.equal(response.body.state, 'CANCELLED');
     assert.equal(response.body.stateReason, 'cancelled by alice');
@@ -748,11 +708,11 @@ describe('DELETE /v1/jobs/{id}', () => {
   it('removes a terminal job with 204, after which it is 404', async () => {
     fillPool(w.tables, 'local');
     const job = await submit(w);
-    await call(w, request('DELETE', `/v1/jobs/${job.id}`));
-    const removed = await call(w, request('DELETE', `/v1/jobs/${job.id}`));
+    await call(w, apiEvent('DELETE', `/v1/jobs/${job.id}`));
+    const removed = await call(w, apiEvent('DELETE', `/v1/jobs/${job.id}`));
     assert.equal(removed.status, 204);
     assert.equal(removed.body, undefined);
-    assertError(await call(w, request('GET', `/v1/jobs/${job.id}`)), 404, 'not_found');
+    assertError(await call(w, apiEvent('GET', `/v1/jobs/${job.id}`)), 404, 'not_found');
   });
 
   it('a cancel answered 503 because Step Functions refused the wake-up sends it again when repeated', async () => {
@@ -768,10 +728,10 @@ describe('DELETE /v1/jobs/{id}', () => {
       sent.push({ token, output });
     };
 
-    assertError(await call(w, request('DELETE', `/v1/jobs/${job.id}`)), 503, 'unavailable');
+    assertError(await call(w, apiEvent('DELETE', `/v1/jobs/${job.id}`)), 503, 'unavailable');
     const outcome = w.tables.jobs.get(job.id)?.outcome;
     assert.equal(outcome?.kind, 'cancelled', 'the cancel itself was recorded');
-    const again = await call(w, request('DELETE', `/v1/jobs/${job.id}`));
+    const again = await call(w, apiEvent('DELETE', `/v1/jobs/${job.id}`));
 
     assert.equal(again.status, 202);
     assert.deepEqual(sent, [{ token: 'token-1', output: { outcome } }]);
@@ -779,7 +739,7 @@ describe('DELETE /v1/jobs/{id}', () => {
 
   it('is 404 for another project’s job, which stays', async () => {
     const theirs = await submit(w, { template: 'speech' }, BOB);
-    assertError(await call(w, request('DELETE', `/v1/jobs/${theirs.id}`)), 404, 'not_found');
+    assertError(await call(w, apiEvent('DELETE', `/v1/jobs/${theirs.id}`)), 404, 'not_found');
     assert.equal(w.tables.jobs.get(theirs.id)?.state, 'LAUNCHING');
     assert.equal(w.tables.jobs.get(theirs.id)?.outcome, undefined);
   });
@@ -790,7 +750,7 @@ describe('pools, quotas, stats', () => {
     fillPool(w.tables, 'local');
     await submit(w);
     await submit(w);
-    const response = await call(w, request('GET', '/v1/pools'));
+    const response = await call(w, apiEvent('GET', '/v1/pools'));
     assert.equal(response.status, 200);
     const local = response.body.items.find((p: { name: string }) => p.name === 'local');
     assert.deepEqual(local, {
@@ -806,14 +766,14 @@ describe('pools, quotas, stats', () => {
   });
 
   it('GET /v1/quotas shows a member their projects and an admin all; a counted resource without a limit is not a quota', async () => {
-    const member = await call(w, request('GET', '/v1/quotas'));
+    const member = await call(w, apiEvent('GET', '/v1/quotas'));
     assert.deepEqual(member.body.items, [{ project: 'vision', resource: 'gpus', hardLimit: 2, used: 0 }]);
-    const admin = await call(w, request('GET', '/v1/quotas', { claims: ROOT }));
+    const admin = await call(w, apiEvent('GET', '/v1/quotas', { as: ROOT }));
     assert.deepEqual(
       admin.body.items.map((q: { project: string }) => q.project),
       ['audio', 'vision'],
     );
-    const filtered = await call(w, request('GET', '/v1/quotas', { claims: ROOT, query: { project: 'audio' } }));
+    const filtered = await call(w, apiEvent('GET', '/v1/quotas', { as: ROOT, query: { project: 'audio' } }));
     assert.deepEqual(
       filtered.body.items.map((q: { project: string }) => q.project),
       ['audio'],
@@ -821,12 +781,12 @@ describe('pools, quotas, stats', () => {
   });
 
   it('GET /v1/quotas/{project}/{resource} is the row, 404 when not visible or absent, 400 for an unknown resource', async () => {
-    const own = await call(w, request('GET', '/v1/quotas/vision/gpus'));
+    const own = await call(w, apiEvent('GET', '/v1/quotas/vision/gpus'));
     assert.equal(own.status, 200);
     assert.deepEqual(own.body, { project: 'vision', resource: 'gpus', hardLimit: 2, used: 0 });
-    assertError(await call(w, request('GET', '/v1/quotas/audio/gpus')), 404, 'not_found');
-    assertError(await call(w, request('GET', '/v1/quotas/vision/templates')), 404, 'not_found');
-    const bad = await call(w, request('GET', '/v1/quotas/vision/disks'));
+    assertError(await call(w, apiEvent('GET', '/v1/quotas/audio/gpus')), 404, 'not_found');
+    assertError(await call(w, apiEvent('GET', '/v1/quotas/vision/templates')), 404, 'not_found');
+    const bad = await call(w, apiEvent('GET', '/v1/quotas/vision/disks'));
     assertError(bad, 400, 'validation_error');
     assert.deepEqual(fieldsOf(bad), ['resource']);
   });
@@ -836,18 +796,18 @@ describe('pools, quotas, stats', () => {
     fillPool(w.tables, 'a10g');
     await submit(w);
     const theirs = await submit(w, { template: 'speech' }, BOB);
-    await call(w, request('DELETE', `/v1/jobs/${theirs.id}`, { claims: BOB }));
-    const member = await call(w, request('GET', '/v1/stats'));
+    await call(w, apiEvent('DELETE', `/v1/jobs/${theirs.id}`, { as: BOB }));
+    const member = await call(w, apiEvent('GET', '/v1/stats'));
     assert.equal(member.status, 200);
     assert.deepEqual(member.body.projects, ['vision']);
     assert.equal(member.body.totalJobs, 1);
     assert.equal(member.body.jobsByState.WAITING, 1);
     assert.equal(member.body.jobsByState.CANCELLED, 0);
-    const admin = await call(w, request('GET', '/v1/stats', { claims: ROOT }));
+    const admin = await call(w, apiEvent('GET', '/v1/stats', { as: ROOT }));
     assert.equal(admin.body.projects, null);
     assert.equal(admin.body.totalJobs, 2);
     assert.equal(admin.body.jobsByState.CANCELLED, 1);
-    const audio = await call(w, request('GET', '/v1/stats', { claims: ROOT, query: { project: 'audio' } }));
+    const audio = await call(w, apiEvent('GET', '/v1/stats', { as: ROOT, query: { project: 'audio' } }));
     assert.equal(audio.body.totalJobs, 1);
   });
 });
@@ -871,7 +831,7 @@ describe('error mapping', () => {
       w.deps.limits.listPools = async () => {
         throw error;
       };
-      const response = await call(w, request('GET', '/v1/pools'));
+      const response = await call(w, apiEvent('GET', '/v1/pools'));
       assertError(response, status, code);
       assert.equal(response.body.error.message, error.message);
     });
@@ -884,7 +844,7 @@ describe('error mapping', () => {
         { field: 'b', reason: 'two' },
       ]);
     };
-    const response = await call(w, request('GET', '/v1/pools'));
+    const response = await call(w, apiEvent('GET', '/v1/pools'));
     assert.deepEqual(response.body.error.details, [
       { field: 'a', reason: 'one' },
       { field: 'b', reason: 'two' },
@@ -895,7 +855,7 @@ describe('error mapping', () => {
     w.deps.limits.listPools = async () => {
       throw new Error('secret table arn:aws:dynamodb:eu-west-1:123456789012:table/jobs');
     };
-    const response = await call(w, request('GET', '/v1/pools'));
+    const response = await call(w, apiEvent('GET', '/v1/pools'));
     assertError(response, 500, 'internal');
     const text = JSON.stringify(response.body);
     assert.doesNotMatch(text, /secret|arn:aws|at .*\.ts/);
@@ -911,7 +871,7 @@ describe('error mapping', () => {
     const original = process.stderr.write;
     process.stderr.write = () => true;
     try {
-      const result = (await handler(request('GET', '/v1/pools'), {} as Context)) as APIGatewayProxyStructuredResultV2;
+      const result = (await handler(apiEvent('GET', '/v1/pools'), {} as Context)) as APIGatewayProxyStructuredResultV2;
       assert.equal(result.statusCode, 500);
       assert.doesNotMatch(result.body ?? '', /JOBS_TABLE/);
     } finally {

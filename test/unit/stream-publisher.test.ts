@@ -4,7 +4,6 @@
  * publishes, in which requests, and where it tells the stream to retry from.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { beforeEach, describe, it } from 'node:test';
 import { EventBridgeClient, PutEventsCommand, type PutEventsResultEntry } from '@aws-sdk/client-eventbridge';
 import type { Context, DynamoDBStreamEvent } from 'aws-lambda';
@@ -21,9 +20,9 @@ import {
 import { awsStreamPublisherDeps } from '../../lambdas/handlers/aws-events.js';
 import type { JobStateChange } from '../../lambdas/ports/events.js';
 import { recordingLog } from '../support/fakes.js';
+import { readFixture } from '../support/fixtures.js';
 
-const fixture = (name: string): DynamoDBStreamEvent =>
-  JSON.parse(readFileSync(new URL(`../fixtures/events/${name}.json`, import.meta.url), 'utf8'));
+const fixture = (name: string): DynamoDBStreamEvent => readFixture(`events/${name}`);
 const sequenceOf = (event: DynamoDBStreamEvent, index: number) => event.Records[index].dynamodb!.SequenceNumber!;
 
 const client = new EventBridgeClient({

@@ -6,9 +6,7 @@
  * real client would throw them.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { afterEach, describe, it } from 'node:test';
-import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import {
   DynamoDBServiceException,
   InternalServerError,
@@ -31,9 +29,9 @@ import { createApiHandler } from '../../lambdas/handlers/http/api.js';
 import { mapError } from '../../lambdas/handlers/http/middleware.js';
 import { freeLoopbackPort } from '../../lambdas/local/dynamodb-local.js';
 import { defaultTableNames, makeDynamoClients } from '../../lambdas/local/tables.js';
+import { quietLog } from '../support/harness.js';
+import { apiEvent, invokeApi, type ApiResponse } from '../support/api-calls.js';
 import { awsError } from '../support/aws-errors.js';
-
-type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
 
 const $metadata = { httpStatusCode: 400 };
 const dynamoErrors = {
@@ -71,40 +69,21 @@ const dynamoErrors = {
     }),
 };
 
-function event(method: string, path: string): Event {
-  const e: Event = JSON.parse(readFileSync(new URL('../fixtures/http/member-list-jobs.json', import.meta.url), 'utf8'));
-  e.rawPath = path;
-  e.rawQueryString = '';
-  delete e.queryStringParameters;
-  e.requestContext.http.method = method;
-  e.requestContext.http.path = path;
-  return e;
-}
-
 /** The API over the local runner's own DynamoDB clients (makeDynamoClients), with the Document client's `send` mocked. */
-async function call(
-  method: string,
-  path: string,
-): Promise<{ status: number; headers: Record<string, string>; body: any }> {
+async function call(method: string, path: string): Promise<ApiResponse> {
   const { doc } = makeDynamoClients('http://127.0.0.1:9');
   const tables = defaultTableNames();
-  const quiet = { info() {}, warn() {}, error() {} };
   const deps = {
     ...dynamoStores(doc, tables),
     catalog: new DynamoCatalog(doc, tables),
-    log: quiet,
+    log: quietLog,
     now: () => new Date(),
     newId: () => 'j-0000000000000001',
   } as unknown as Deps;
-  const result = (await createApiHandler(() => deps)(
-    event(method, path),
-    {} as Context,
-  )) as APIGatewayProxyStructuredResultV2;
-  return {
-    status: result.statusCode!,
-    headers: (result.headers ?? {}) as Record<string, string>,
-    body: JSON.parse(String(result.body)),
-  };
+  return invokeApi(
+    createApiHandler(() => deps),
+    apiEvent(method, path),
+  );
 }
 
 const documentMock = mockClient(DynamoDBDocumentClient);
