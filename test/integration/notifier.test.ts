@@ -5,9 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import {
   GetSecretValueCommand,
@@ -27,51 +24,10 @@ import { createNotifierHandler, type NotifierDeps } from '../../lambdas/handlers
 import { createTables, defaultTableNames } from '../../lambdas/local/tables.js';
 import type { JobStateChange } from '../../lambdas/ports/events.js';
 import { startDynamo, type Dynamo } from '../support/harness.js';
+import { WebhookReceiver } from '../support/webhook-receiver.js';
+import { readFixture } from '../support/fixtures.js';
 
-interface Received {
-  path: string;
-  body: any;
-}
-
-/** A webhook endpoint on loopback; answers each post with the next scripted status, then 200. */
-class Receiver {
-  received: Received[] = [];
-  script: number[] = [];
-  delayMs = 0;
-  url = '';
-  private server!: Server;
-
-  async start(): Promise<void> {
-    this.server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        this.received.push({ path: req.url ?? '', body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
-        const status = this.script.shift() ?? 200;
-        setTimeout(
-          () => res.writeHead(status, { 'content-type': 'text/plain' }).end(status === 200 ? 'ok' : 'nope'),
-          this.delayMs,
-        );
-      });
-    });
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  reset(): void {
-    this.received = [];
-    this.script = [];
-    this.delayMs = 0;
-  }
-
-  stop(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-}
-
-const fixture = (name: string): SQSEvent =>
-  JSON.parse(readFileSync(new URL(`../fixtures/events/${name}.json`, import.meta.url), 'utf8'));
+const fixture = (name: string): SQSEvent => readFixture(`events/${name}`);
 
 /** The fixture's message with another channel, message id or detail. */
 function message(over: { messageId: string; channel?: string; detail?: Partial<JobStateChange> }): SQSRecord {
@@ -97,8 +53,8 @@ const SLACK_TOKEN = 'XyZ0sEcReT0tOkEn42';
 
 describe('notifier Lambda', () => {
   let dynamo: Dynamo;
-  const slack = new Receiver();
-  const teams = new Receiver();
+  const slack = new WebhookReceiver();
+  const teams = new WebhookReceiver();
   const secrets = new SecretsManagerClient({
     region: 'eu-west-1',
     credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
@@ -336,7 +292,7 @@ describe('notifier Lambda', () => {
     await invoke([message({ messageId: 'm-3', detail: { eventId: 'e-3' } })]);
     await invoke([message({ messageId: 'm-4', channel: 'broken', detail: { eventId: 'e-4' } })]);
     // Later: the webhook host is gone, the broken secret deleted.
-    const closed = new Receiver();
+    const closed = new WebhookReceiver();
     await closed.start();
     await closed.stop();
     secretsMock

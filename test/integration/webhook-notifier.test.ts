@@ -3,54 +3,13 @@
  * de-duplication, and the in-process bus that feeds it locally.
  */
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { LocalEventBus } from '../../lambdas/adapters/local-event-bus.js';
 import { WebhookDeliveryFailed, WebhookNotifier } from '../../lambdas/adapters/webhook-notifier.js';
 import type { NotificationSpec } from '../../lambdas/core/schemas.js';
 import type { JobStateChange } from '../../lambdas/ports/events.js';
 import { recordingLog } from '../support/fakes.js';
-
-interface Received {
-  path: string;
-  contentType?: string;
-  body: any;
-}
-
-class Receiver {
-  received: Received[] = [];
-  /** Status codes to answer with, in order; then 200. */
-  script: number[] = [];
-  delayMs = 0;
-  private server!: Server;
-  url = '';
-
-  async start(): Promise<void> {
-    this.server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        this.received.push({
-          path: req.url ?? '',
-          contentType: req.headers['content-type'],
-          body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
-        });
-        const status = this.script.shift() ?? 200;
-        setTimeout(
-          () => res.writeHead(status, { 'content-type': 'text/plain' }).end(status === 200 ? 'ok' : 'nope'),
-          this.delayMs,
-        );
-      });
-    });
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-  stop(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-}
+import { WebhookReceiver } from '../support/webhook-receiver.js';
 
 /** One id per transition, as core gives them: the same job, state and previous state is the same event. */
 const change = (over: Partial<JobStateChange> = {}): JobStateChange => ({
@@ -70,7 +29,7 @@ const change = (over: Partial<JobStateChange> = {}): JobStateChange => ({
 const FAST = { backoffMs: 5, timeoutMs: 2000 };
 
 describe('WebhookNotifier', () => {
-  const receiver = new Receiver();
+  const receiver = new WebhookReceiver();
   before(() => receiver.start());
   after(() => receiver.stop());
   beforeEach(() => {
@@ -139,7 +98,7 @@ describe('WebhookNotifier', () => {
   });
 
   it('retries a network failure (nothing listening), reporting the error code, not the URL', async () => {
-    const closed = new Receiver();
+    const closed = new WebhookReceiver();
     await closed.start();
     const url = `${closed.url}/hooks/secret`;
     await closed.stop();
