@@ -231,7 +231,7 @@ export class FlareCompute extends Construct {
   }
 
   /** The tags that make an instance this deployment's, as IAM condition entries on `prefix` (aws:RequestTag or aws:ResourceTag). */
-  private ownTags(prefix: 'aws:RequestTag' | 'aws:ResourceTag'): Record<string, string> {
+  public ownTags(prefix: 'aws:RequestTag' | 'aws:ResourceTag'): Record<string, string> {
     return {
       [`${prefix}/${MANAGED_BY_TAG.key}`]: MANAGED_BY_TAG.value,
       [`${prefix}/${DEPLOYMENT_TAG_KEY}`]: Stack.of(this).stackName,

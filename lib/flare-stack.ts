@@ -12,6 +12,7 @@ import { ComputeEvents } from './compute-events.js';
 import { FlareCompute } from './compute.js';
 import { FlareEvents } from './events.js';
 import { FlareHttpApi } from './http-api.js';
+import { grantExecInJobs } from './job-exec-access.js';
 import { JobEventStream } from './job-event-stream.js';
 import { JobWorkflow } from './job-workflow.js';
 import { FlareFunction } from './lambda-defaults.js';
@@ -137,6 +138,7 @@ export class FlareStack extends Stack {
     }
     this.compute.grantManageInstances(this.tasks.role);
     this.compute.grantReadJobLogs(this.api.role);
+    grantExecInJobs(this.compute, this.api.role);
 
     this.httpApi = new FlareHttpApi(this, 'Http', {
       handler: this.api.function,

@@ -13,11 +13,13 @@ import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { assertJobId } from '../core/container-command.js';
 import { ValidationError, type FieldIssue } from '../core/errors.js';
+import type { ExecLimits, ExecResult } from '../core/exec.js';
 import type { Job } from '../core/job.js';
 import type { Compute, ContainerSpec, Launched, ManagedInstance } from '../ports/compute.js';
 import { Ec2Instances } from './ec2-instances.js';
 import { Ec2Launcher } from './ec2-launch.js';
 import { Ec2RootImage } from './ec2-root-image.js';
+import { execThroughSsm, type SsmExecSettings } from './ssm-exec.js';
 import {
   DEFAULT_AGENT_DOCUMENT,
   DEFAULT_MASTER_PORT,
@@ -81,6 +83,7 @@ export class Ec2SsmCompute implements Compute {
   private readonly instances: Ec2Instances;
   private readonly launcher: Ec2Launcher;
   private readonly commands: SsmCommands;
+  private readonly execSettings: SsmExecSettings;
 
   constructor(props: Ec2SsmComputeProps) {
     const agentTimeoutSeconds = props.agentTimeoutSeconds ?? DEFAULT_AGENT_TIMEOUT_SECONDS;
@@ -118,6 +121,7 @@ export class Ec2SsmCompute implements Compute {
       },
       this.instances,
     );
+    this.execSettings = { ssm: props.ssm, document: props.agentDocument ?? DEFAULT_AGENT_DOCUMENT };
     this.commands = new SsmCommands(
       {
         ssm: props.ssm,
@@ -167,6 +171,11 @@ export class Ec2SsmCompute implements Compute {
   /** What became of Flare's command on one instance; undefined when the command is not Flare's. */
   commandOutcome(commandId: string, instanceId: string): Promise<CommandOutcome | undefined> {
     return this.commands.commandOutcome(commandId, instanceId);
+  }
+
+  /** A command in the job's container on its first instance, through SSM Run Command (ssm-exec.ts). */
+  exec(job: Job, argv: readonly string[], limits: ExecLimits): Promise<ExecResult> {
+    return execThroughSsm(this.execSettings, job, argv, limits);
   }
 
   /** The job an instance was launched for; undefined when Flare did not launch it or EC2 no longer knows it. */

@@ -304,7 +304,6 @@ export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): 
   const { jobId, expiresAt } = spec;
   const name = containerName(jobId);
   const argvFile = `${INSTANCE_STATE_DIR}/${jobId}.argv.json`;
-  const encoded = Buffer.from(JSON.stringify(argv), 'utf8').toString('base64');
 
   const lines = [
     '#!/bin/sh',
@@ -313,9 +312,7 @@ export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): 
     'set -eu',
     'umask 077',
     `mkdir -p ${INSTANCE_STATE_DIR}`,
-    `base64 -d > ${argvFile} <<'${BASE64_DELIMITER}'`,
-    ...(encoded.match(/.{1,76}/g) ?? []),
-    BASE64_DELIMITER,
+    ...encodedFileLines(argvFile, argv),
     // Before the container starts.
     ...deadlineLines(jobId, expiresAt),
   ];
@@ -353,6 +350,12 @@ export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): 
     ]);
   }
   return script;
+}
+
+/** A quoted heredoc writing `value` to `path` as JSON: the one way job-supplied text enters a script. */
+export function encodedFileLines(path: string, value: unknown): string[] {
+  const encoded = Buffer.from(JSON.stringify(value), 'utf8').toString('base64');
+  return [`base64 -d > ${path} <<'${BASE64_DELIMITER}'`, ...(encoded.match(/.{1,76}/g) ?? []), BASE64_DELIMITER];
 }
 
 /**

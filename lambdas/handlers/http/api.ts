@@ -7,7 +7,7 @@ import middy from '@middy/core';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import type { Deps } from '../../core/deps.js';
 import { Unavailable } from '../../core/errors.js';
-import { awsApiOptions, awsDeps, awsJobLogs } from '../aws-deps.js';
+import { awsApiOptions, awsCompute, awsDeps, awsJobLogs } from '../aws-deps.js';
 import { observed } from '../aws-observability.js';
 import {
   authenticate,
@@ -128,10 +128,13 @@ export type ApiHandler = (
   context: ApiContext,
 ) => Promise<APIGatewayProxyStructuredResultV2>;
 
-export const handler: ApiHandler = observed(createApiHandler(awsDeps({ logs: awsJobLogs }), awsApiOptions()), {
-  metrics: true,
-  correlationId: jobIdOfPath,
-});
+export const handler: ApiHandler = observed(
+  createApiHandler(awsDeps({ compute: awsCompute, logs: awsJobLogs }), awsApiOptions()),
+  {
+    metrics: true,
+    correlationId: jobIdOfPath,
+  },
+);
 
 /** The job a request names in its path (`/v1/jobs/{id}...`). */
 export function jobIdOfPath(event: Pick<ApiEvent, 'rawPath'>): string | undefined {

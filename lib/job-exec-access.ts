@@ -1,0 +1,48 @@
+/**
+ * What the API function needs for `POST /v1/jobs/{id}/exec`
+ * (lambdas/adapters/ssm-exec.ts): Run Command with AWS-RunShellScript on this
+ * deployment's own instances only (the managed-by and deployment tags), and
+ * reading the invocation back. Nothing else: the API never launches, stops or
+ * opens Session Manager sessions (the CLI does that with its user's own
+ * credentials).
+ */
+import { Stack, Validations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { RUN_COMMAND_DOCUMENT, type FlareCompute } from './compute.js';
+
+export function grantExecInJobs(compute: FlareCompute, role: iam.IRole, id = 'ExecInJobsPolicy'): iam.Policy {
+  const stack = Stack.of(compute);
+  const policy = new iam.Policy(compute, id, {
+    statements: [
+      new iam.PolicyStatement({
+        sid: 'CommandFlareInstances',
+        actions: ['ssm:SendCommand'],
+        resources: [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
+        conditions: { StringEquals: compute.ownTags('aws:ResourceTag') },
+      }),
+      new iam.PolicyStatement({
+        sid: 'CommandWithRunShellScriptOnly',
+        actions: ['ssm:SendCommand'],
+        resources: [
+          stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: RUN_COMMAND_DOCUMENT }),
+        ],
+      }),
+      new iam.PolicyStatement({
+        sid: 'ReadCommandResults',
+        actions: ['ssm:GetCommandInvocation'],
+        resources: ['*'],
+      }),
+    ],
+    roles: [role],
+  });
+  Validations.of(policy).acknowledge({
+    id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]',
+    reason:
+      "A job's instance ids are known only at run time; the statement is conditioned on this deployment's managed-by and deployment resource tags.",
+  });
+  Validations.of(policy).acknowledge({
+    id: 'AwsSolutions-IAM5[Resource::*]',
+    reason: 'ssm:GetCommandInvocation supports no resource-level permissions; it is read-only.',
+  });
+  return policy;
+}
