@@ -126,6 +126,14 @@ export class StoreUnavailable extends Unavailable {
   }
 }
 
+/** Secrets Manager is unreachable or throttling. */
+export class SecretsUnavailable extends Unavailable {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SecretsUnavailable';
+  }
+}
+
 /** Step Functions is unreachable or throttling. */
 export class WorkflowsUnavailable extends Unavailable {
   constructor(message: string, options?: { cause?: unknown }) {

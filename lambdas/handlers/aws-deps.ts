@@ -31,16 +31,18 @@ import { CapacityFailsFast } from '../adapters/ec2-retry.js';
 import { EventBridgePublisher } from '../adapters/eventbridge-publisher.js';
 import { newJobId } from '../adapters/ids.js';
 import { SfnWorkflows } from '../adapters/sfn-workflows.js';
+import { SecretsManagerSecrets } from '../adapters/secrets-manager-secrets.js';
 import { SecretsWebhooks } from '../adapters/secrets-webhooks.js';
 import { reportUnavailable } from '../adapters/unavailable.js';
 import { WebhookPoster } from '../adapters/webhook-notifier.js';
 import { CloudWatchJobLogs } from '../adapters/cloudwatch-job-logs.js';
 import type { Deps } from '../core/deps.js';
-import { FlareError, StoreUnavailable, WorkflowsUnavailable } from '../core/errors.js';
+import { FlareError, SecretsUnavailable, StoreUnavailable, WorkflowsUnavailable } from '../core/errors.js';
 import { computeChecksFor } from '../core/policy.js';
 import type { Compute } from '../ports/compute.js';
 import type { JobLogs } from '../ports/job-logs.js';
 import type { ReconcileStore } from '../ports/reconcile-store.js';
+import type { SecretStore } from '../ports/secrets.js';
 import { ApiClaimsEnv, AwsEnv, NotifierEnv, readEnv } from './aws-env.js';
 import { eventBridgeClient } from './aws-events.js';
 import { awsLogger, awsMetrics, NOTIFIER_SERVICE } from './aws-observability.js';
@@ -53,6 +55,7 @@ let notifier: NotifierDeps | undefined;
 let compute: Ec2SsmCompute | undefined;
 let jobLogs: CloudWatchJobLogs | undefined;
 let reconcileStore: DynamoReconcileStore | undefined;
+let secretStore: SecretStore | undefined;
 
 function awsEnv(): AwsEnv {
   return (config ??= readEnv(AwsEnv));
@@ -109,6 +112,21 @@ export function awsJobLogs(): JobLogs {
   return (jobLogs ??= new CloudWatchJobLogs(new CloudWatchLogsClient({}), awsEnv().LOG_GROUP_NAME));
 }
 
+/** Project secrets in Secrets Manager, under this deployment's prefix: for the API, which writes them and masks their values in logs. */
+export function awsSecrets(): SecretStore {
+  const env = awsEnv();
+  if (!env.DEPLOYMENT_NAME)
+    throw new PortNotWired('secrets need DEPLOYMENT_NAME, the prefix of every secret name (contract/secrets.ts)');
+  return (secretStore ??= new SecretsManagerSecrets(
+    reportUnavailable(
+      new SecretsManagerClient({ requestHandler: AWS_REQUEST_HANDLER }),
+      'Secrets Manager',
+      SecretsUnavailable,
+    ),
+    env.DEPLOYMENT_NAME,
+  ));
+}
+
 /** The reconciler's marks and counter repairs, on the same tables and client as the store. */
 export function awsReconcileStore(): ReconcileStore {
   return (reconcileStore ??= new DynamoReconcileStore(awsDocumentClient(), tableNames(awsEnv())));
@@ -142,6 +160,7 @@ export function awsApiOptions(env: NodeJS.ProcessEnv = process.env): Pick<ApiOpt
 export interface AwsPorts {
   compute?: () => Compute;
   logs?: () => JobLogs;
+  secrets?: () => SecretStore;
 }
 
 /** A function called a port its handler did not pass to `awsDeps`: a wiring bug, not a transient error. */
@@ -169,6 +188,7 @@ export function awsDeps(ports: AwsPorts): () => Deps {
       // Job State Change events leave through the jobs table's stream (stream-publisher); only operator events are put here.
       events: new EventBridgePublisher(eventBridgeClient(), env.EVENT_BUS_NAME),
       logs: ports.logs ? ports.logs() : notWired<JobLogs>('logs'),
+      ...(ports.secrets ? { secrets: ports.secrets() } : {}),
       policy: {
         ...(env.DEFAULT_QUOTAS ? { defaultQuotas: env.DEFAULT_QUOTAS } : {}),
         ...(env.MIN_VOLUME_SIZE_GB ? { minVolumeSizeGb: env.MIN_VOLUME_SIZE_GB } : {}),

@@ -1,0 +1,58 @@
+/**
+ * Project secrets on AWS, in the synthesized stack: the API's role may create,
+ * change, describe, delete and read (to mask logs) only its deployment's
+ * project secrets, and list (no resource-level permission); no other role gets
+ * any of them; cdk-nag has nothing unacknowledged on the policy.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { actionsOf, statements } from '../support/cdk-policies.js';
+import { logicalId, render, synthStack, type SynthesizedStack } from '../support/cdk-synth.js';
+
+let synth: SynthesizedStack;
+before(() => {
+  synth = synthStack();
+});
+
+const PROJECTS =
+  'arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:flare/FlareStack/projects/*';
+
+describe('project secrets in the stack', () => {
+  it("lets the API role touch only this deployment's project secrets, and list", () => {
+    const { stack, resources } = synth;
+    const apiRole = logicalId(stack, stack.api.role);
+    const secretStatements = statements(resources).filter(({ statement }) =>
+      actionsOf(statement).some((a) => a.startsWith('secretsmanager:')),
+    );
+    const ofApi = secretStatements.filter(({ policy }) =>
+      JSON.stringify(resources[policy].Properties.Roles).includes(apiRole),
+    );
+    const grants = ofApi.map(({ statement }) => [actionsOf(statement).sort(), [statement.Resource].flat().map(render)]);
+    assert.deepEqual(grants, [
+      [
+        [
+          'secretsmanager:CreateSecret',
+          'secretsmanager:DeleteSecret',
+          'secretsmanager:DescribeSecret',
+          'secretsmanager:GetSecretValue',
+          'secretsmanager:PutSecretValue',
+          'secretsmanager:TagResource',
+        ],
+        [PROJECTS],
+      ],
+      [['secretsmanager:ListSecrets'], ['*']],
+    ]);
+    // The notifier reads its webhook secrets by their own ARNs; nobody else reaches project secrets.
+    for (const { statement } of secretStatements.filter((s) => !ofApi.includes(s)))
+      assert.ok(!JSON.stringify(statement.Resource).includes('projects/'), JSON.stringify(statement));
+  });
+
+  it('leaves cdk-nag nothing unacknowledged on the policy', () => {
+    const report = new AwsSolutionsChecks().validateScope(synth.app);
+    const mine = report.violations.filter((v) =>
+      v.violatingResources.some((r) => r.constructPath?.includes('ProjectSecretsPolicy')),
+    );
+    assert.deepEqual(mine, []);
+  });
+});
