@@ -26,6 +26,7 @@ import {
   freshStore,
   template,
   waitFor,
+  waitForEnd,
   waitForState,
   world,
   type ApiWorld,
@@ -582,7 +583,7 @@ describe('GPU-hour budgets through the workflow (real ASL, real processes)', { t
     const w = await budgetWorld(2, 5);
     try {
       const { job } = await submitJob(w.deps, alice, { template: 'ok', gpus: 2, liveTimeoutMinutes: 90 });
-      const done = await waitForState(w.store, job.id, [JobState.SUCCEEDED, JobState.FAILED]);
+      const done = await waitForEnd(w.store, job.id);
       assert.equal(done.state, JobState.SUCCEEDED);
       const held = 2 * (Date.parse(done.finishedAt!) - Date.parse(done.admittedAt!));
       assert.ok(held > 0 && held < 2 * 90 * MINUTE);

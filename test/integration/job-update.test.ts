@@ -19,6 +19,7 @@ import {
   gpusHeld,
   template,
   waitFor,
+  waitForEnd,
   waitForState,
   worldPerTest,
   wrapCompute,
@@ -98,12 +99,7 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
       async () => (await runnerExpiry(world, running.id)) === expected,
     );
 
-    const done = await waitForState(
-      world.store,
-      running.id,
-      [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED],
-      30_000,
-    );
+    const done = await waitForEnd(world.store, running.id, 30_000);
     assert.equal(done.state, JobState.EXPIRED);
     assert.equal(done.stateReason, 'live timeout reached');
     assert.ok(
@@ -129,12 +125,7 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
     assertStatus(response, 200);
     const expected = expiryFor(running.startedAt!, minutes);
     assert.equal(response.body.expiresAt, expected);
-    const done = await waitForState(
-      world.store,
-      running.id,
-      [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED],
-      20_000,
-    );
+    const done = await waitForEnd(world.store, running.id, 20_000);
     assert.equal(done.state, JobState.EXPIRED);
     assert.ok(Date.parse(done.finishedAt!) >= Date.parse(expected), 'not stopped before the new expiry');
     assert.ok(Date.parse(done.finishedAt!) < Date.parse(running.expiresAt!), 'stopped before the old expiry');
@@ -165,12 +156,7 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
       'the runner to carry the new expiry',
       async () => (await runnerExpiry(world, running.id)) === expected,
     );
-    const done = await waitForState(
-      world.store,
-      running.id,
-      [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED],
-      20_000,
-    );
+    const done = await waitForEnd(world.store, running.id, 20_000);
     assert.equal(done.state, JobState.EXPIRED);
     assert.ok(Date.parse(done.finishedAt!) < Date.parse(running.expiresAt!), 'stopped long before the old expiry');
   });
@@ -184,12 +170,7 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
 
     assertStatus(response, 200);
     assert.ok(Date.parse(response.body.expiresAt) < Date.now(), 'the new expiry has passed');
-    const done = await waitForState(
-      world.store,
-      running.id,
-      [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED],
-      15_000,
-    );
+    const done = await waitForEnd(world.store, running.id, 15_000);
     assert.equal(done.state, JobState.EXPIRED);
     assert.equal(done.stateReason, 'live timeout reached');
     assert.deepEqual(await gpusHeld(world), { pool: 0, project: 0 });
@@ -211,12 +192,7 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
     await deleteJob(world.deps, alice, blocker.id);
     const running = await waitForState(world.store, job.id, [JobState.RUNNING], 20_000);
     assert.equal(running.expiresAt, expiryFor(running.startedAt!, 0.05));
-    const done = await waitForState(
-      world.store,
-      job.id,
-      [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED],
-      20_000,
-    );
+    const done = await waitForEnd(world.store, job.id, 20_000);
     assert.equal(done.state, JobState.EXPIRED);
   });
 
@@ -373,12 +349,7 @@ describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and process
     letStop();
     assertStatus(response, 409);
     assert.match(response.body.error.message, /stopping/);
-    const done = await waitForState(
-      world.store,
-      running.id,
-      [JobState.CANCELLED, JobState.FAILED, JobState.EXPIRED, JobState.SUCCEEDED],
-      15_000,
-    );
+    const done = await waitForEnd(world.store, running.id, 15_000);
     assert.equal(done.state, JobState.CANCELLED);
     assert.equal(done.liveTimeoutMinutes, 10);
   });

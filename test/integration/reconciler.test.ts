@@ -12,7 +12,16 @@ import { containerSpec } from '../../lambdas/core/lifecycle.js';
 import { workflowInput } from '../../lambdas/core/workflow.js';
 import { reconcile, ReconcileEvent, type ReconcileOptions } from '../../lambdas/core/reconcile.js';
 import type { DynamoReconcileStore } from '../../lambdas/adapters/dynamo/dynamo-reconcile-store.js';
-import { dynamoPerFile, template, usage, waitFor, waitForState, world, type World } from '../support/harness.js';
+import {
+  dynamoPerFile,
+  template,
+  usage,
+  waitFor,
+  waitForEnd,
+  waitForState,
+  world,
+  type World,
+} from '../support/harness.js';
 import { admittedJob, alive, corrupt, newJob, runnerPid } from '../support/reconcile-fixtures.js';
 import { alice } from '../support/identities.js';
 
@@ -148,7 +157,7 @@ describe('reconciler (DynamoDB Local, real ASL, real processes)', { timeout: 120
     const second = await reconcile(world.deps, store, OPTIONS);
 
     assert.deepEqual(second.lost, { marked: [], reported: [gone.id] });
-    const ended = await waitForState(world.store, gone.id, [JobState.FAILED, JobState.EXPIRED, JobState.SUCCEEDED]);
+    const ended = await waitForEnd(world.store, gone.id);
     assert.equal(ended.state, JobState.FAILED);
     assert.equal(ended.stateReason, `instance lost: instance ${instanceId(gone.id)} no longer exists`);
     assert.equal(operatorEvents(world, ReconcileEvent.JobLost).length, 1);
@@ -290,7 +299,7 @@ describe('reconciler (DynamoDB Local, real ASL, real processes)', { timeout: 120
 
     assert.deepEqual(report.drained, [{ pool: 'local', admitted: [job.id] }]);
     assert.deepEqual(report.stuck.marked, [], "a WAITING job is the drain's, not a stuck job");
-    const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED]);
+    const done = await waitForEnd(world.store, job.id);
     assert.equal(done.state, JobState.SUCCEEDED);
     await world.workflows.idle();
     assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });

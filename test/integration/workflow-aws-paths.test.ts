@@ -19,7 +19,15 @@ import { deleteJob, getJob, submitJob } from '../../lambdas/core/jobs.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import { createComputeEventsHandler } from '../../lambdas/handlers/events/compute-events.js';
 import type { Compute, Launched } from '../../lambdas/ports/compute.js';
-import { gpusHeld, template, waitFor, waitForState, worldPerTest, wrapCompute } from '../support/harness.js';
+import {
+  gpusHeld,
+  template,
+  waitFor,
+  waitForEnd,
+  waitForState,
+  worldPerTest,
+  wrapCompute,
+} from '../support/harness.js';
 import { alice, bob } from '../support/identities.js';
 import { readFixture } from '../support/fixtures.js';
 
@@ -64,7 +72,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     assert.deepEqual(await gpusHeld(world), { pool: 0, project: 0 });
     assert.equal((await getJob(world.deps, alice, job.id)).queuePosition, 0);
 
-    const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED], 30_000);
+    const done = await waitForEnd(world.store, job.id, 30_000);
     assert.equal(done.state, JobState.SUCCEEDED);
     assert.deepEqual(
       launches.map((j) => j.launchAttempt ?? 0),
@@ -176,12 +184,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
       },
     });
     const { job } = await submitJob(world.deps, alice, { template: 'sleep' });
-    const done = await waitForState(
-      world.store,
-      job.id,
-      [JobState.CANCELLED, JobState.FAILED, JobState.SUCCEEDED],
-      15_000,
-    );
+    const done = await waitForEnd(world.store, job.id, 15_000);
     assert.equal(done.state, JobState.CANCELLED);
     assert.deepEqual(launches, []);
     assert.equal(done.instanceIds, undefined);
@@ -206,7 +209,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
         }),
     });
     const { job } = await submitJob(world.deps, alice, { template: 'ok' });
-    const done = await waitForState(world.store, job.id, [JobState.FAILED, JobState.SUCCEEDED], 30_000);
+    const done = await waitForEnd(world.store, job.id, 30_000);
     assert.equal(done.state, JobState.FAILED);
     assert.match(done.stateReason ?? '', /ComputeNotReady: the instance agent of job .* was not online after 2 checks/);
     // Launch checks once with the instance it stored, AwaitCompute once after the wait: two checks in all.
@@ -228,7 +231,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     const { job } = await submitJob(world.deps, alice, { template: 'sleep' });
     const running = await waitForState(world.store, job.id, [JobState.RUNNING]);
     await reportNodeExit(world.deps, job.id, running.instanceIds![0], 0);
-    const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED, JobState.EXPIRED]);
+    const done = await waitForEnd(world.store, job.id);
     assert.equal(done.state, JobState.SUCCEEDED);
     assert.ok(Date.parse(done.finishedAt!) < Date.parse(done.expiresAt!), 'finished before its live timeout');
     await world.workflows.idle();
@@ -295,7 +298,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
     await handle({ ...event, time: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }, {} as Context);
     await handle({ ...event, time: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }, {} as Context);
 
-    const done = await waitForState(world.store, job.id, [JobState.FAILED, JobState.SUCCEEDED, JobState.EXPIRED]);
+    const done = await waitForEnd(world.store, job.id);
     assert.equal(done.state, JobState.FAILED);
     assert.equal(done.stateReason, 'container command not delivered: SSM DeliveryTimedOut');
     assert.ok(Date.parse(done.finishedAt!) < Date.parse(done.expiresAt!), 'failed long before its live timeout');
@@ -363,7 +366,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
       assert.equal(after?.state, JobState.RUNNING);
       assert.deepEqual(after?.nodeExits, { 'i-0rank1': 0 });
       await reportNodeExit(world.deps, job.id, 'i-0rank0', 0);
-      const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED]);
+      const done = await waitForEnd(world.store, job.id);
       assert.equal(done.state, JobState.SUCCEEDED);
       assert.deepEqual(await gpusHeld(world), { pool: 0, project: 0 });
     });
@@ -373,7 +376,7 @@ describe('EC2 paths of the lifecycle (real ASL, DynamoDB Local)', () => {
       const { job } = await submitJob(world.deps, alice, { template: 'pair' });
       await waitForState(world.store, job.id, [JobState.RUNNING]);
       await reportNodeExit(world.deps, job.id, 'i-0rank1', 137);
-      const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED]);
+      const done = await waitForEnd(world.store, job.id);
       assert.equal(done.state, JobState.FAILED);
       assert.equal(done.exitCode, 137);
     });

@@ -9,7 +9,7 @@ import { StoreUnavailable } from '../../lambdas/core/errors.js';
 import { JobState } from '../../lambdas/core/job.js';
 import { submitJob } from '../../lambdas/core/jobs.js';
 import type { JobRecords } from '../../lambdas/ports/jobs.js';
-import { template, waitForState, worldPerTest } from '../support/harness.js';
+import { template, waitForEnd, worldPerTest } from '../support/harness.js';
 import { alice } from '../support/identities.js';
 
 const setup = worldPerTest({
@@ -34,7 +34,7 @@ describe('the lifecycle workflow with a store that is briefly unavailable', () =
     }) as JobRecords;
 
     const { job } = await submitJob(world.deps, alice, { template: 'short' });
-    const done = await waitForState(store, job.id, [JobState.SUCCEEDED, JobState.FAILED, JobState.EXPIRED], 60_000);
+    const done = await waitForEnd(store, job.id, 60_000);
 
     assert.equal(done.state, JobState.SUCCEEDED, done.stateReason);
     assert.equal(refused, 2, 'refused once, registered on the retry');

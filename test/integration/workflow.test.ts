@@ -15,7 +15,16 @@ import { jobRecord, jobSequence } from '../support/jobs.js';
 import { WorkflowState, workflowInput } from '../../lambdas/core/workflow.js';
 import { JOB_LIFECYCLE_ASL } from '../../lambdas/local/asl.js';
 import type { Compute } from '../../lambdas/ports/compute.js';
-import { template, usage, waitFor, waitForState, worldPerTest, wrapCompute, type World } from '../support/harness.js';
+import {
+  template,
+  usage,
+  waitFor,
+  waitForEnd,
+  waitForState,
+  worldPerTest,
+  wrapCompute,
+  type World,
+} from '../support/harness.js';
 import { alice, bob } from '../support/identities.js';
 
 const TEMPLATES = [
@@ -58,7 +67,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
   it('admits, runs and succeeds; releases the GPU; publishes every change', async () => {
     const world = await setup();
     const { job } = await submitJob(world.deps, alice, { template: 'ok' });
-    const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED]);
+    const done = await waitForEnd(world.store, job.id);
     assert.equal(done.state, JobState.SUCCEEDED);
     assert.equal(done.exitCode, 0);
     assert.ok(done.startedAt && done.expiresAt && done.finishedAt && done.admittedAt);
@@ -247,7 +256,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
   it('a non-zero exit fails the job with its exit code', async () => {
     const world = await setup();
     const { job } = await submitJob(world.deps, alice, { template: 'fail' });
-    const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED]);
+    const done = await waitForEnd(world.store, job.id);
     assert.equal(done.state, JobState.FAILED);
     assert.equal(done.exitCode, 3);
     assert.equal(done.stateReason, 'exited with code 3');
@@ -258,12 +267,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const world = await setup();
     const { job } = await submitJob(world.deps, alice, { template: 'sleep', liveTimeoutMinutes: 0.03 });
     const running = await waitForState(world.store, job.id, [JobState.RUNNING]);
-    const done = await waitForState(
-      world.store,
-      job.id,
-      [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED],
-      15_000,
-    );
+    const done = await waitForEnd(world.store, job.id, 15_000);
     assert.equal(done.state, JobState.EXPIRED);
     assert.equal(done.stateReason, 'live timeout reached');
     assert.ok(Date.parse(done.finishedAt!) >= Date.parse(running.expiresAt!), 'not stopped before expiresAt');
@@ -287,12 +291,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const running = await waitForState(world.store, job.id, [JobState.RUNNING]);
     refusedUntil = Date.parse(running.expiresAt!) + 3000;
 
-    const done = await waitForState(
-      world.store,
-      job.id,
-      [JobState.EXPIRED, JobState.FAILED, JobState.SUCCEEDED],
-      20_000,
-    );
+    const done = await waitForEnd(world.store, job.id, 20_000);
 
     assert.equal(done.state, JobState.SUCCEEDED, done.stateReason);
     assert.ok(
@@ -379,7 +378,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
       'no earlier than the running job can end',
     );
     assert.equal(event.latestStartAt, waiting.promisedStartAt);
-    const done = await waitForState(world.store, second.id, [JobState.SUCCEEDED, JobState.FAILED], 20_000);
+    const done = await waitForEnd(world.store, second.id, 20_000);
     assert.equal(done.state, JobState.SUCCEEDED);
     // The event follows the stored state: wait for it before reading the whole list.
     await waitFor('the SUCCEEDED event of second.id', async () =>
@@ -416,12 +415,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const { job } = await submitJob(world.deps, alice, { template: 'sleep' });
     await waitForState(world.store, job.id, [JobState.RUNNING]);
     await deleteJob(world.deps, alice, job.id);
-    const done = await waitForState(
-      world.store,
-      job.id,
-      [JobState.CANCELLED, JobState.FAILED, JobState.SUCCEEDED, JobState.EXPIRED],
-      15_000,
-    );
+    const done = await waitForEnd(world.store, job.id, 15_000);
     assert.equal(done.state, JobState.CANCELLED);
     assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
     // A terminal job is removed by a second DELETE.
@@ -507,7 +501,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
         }),
     });
     const { job } = await submitJob(world.deps, alice, { template: 'ok' });
-    const done = await waitForState(world.store, job.id, [JobState.FAILED, JobState.SUCCEEDED]);
+    const done = await waitForEnd(world.store, job.id);
     assert.equal(done.state, JobState.FAILED);
     assert.match(done.stateReason ?? '', /LaunchFailed: no capacity for g5.xlarge in any subnet/);
     // The event follows the stored state: wait for it before reading the whole list.
@@ -654,7 +648,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
       drained.admitted.map((j) => j.id),
       [job.id],
     );
-    const done = await waitForState(world.store, job.id, [JobState.SUCCEEDED, JobState.FAILED], 30_000);
+    const done = await waitForEnd(world.store, job.id, 30_000);
     assert.equal(done.state, JobState.SUCCEEDED, 'its run was started and ran it');
     assert.deepEqual(await usage(world), { pool: 0, poolAvailable: 2, project: 0, jobs: 0 });
   });

@@ -18,7 +18,7 @@ import type { LocalCompute } from '../../lambdas/adapters/local-compute.js';
 import type { Deps, Logger, Policy } from '../../lambdas/core/deps.js';
 import { seedImages } from '../../lambdas/core/images.js';
 import { seedTemplate } from '../../lambdas/core/templates.js';
-import type { Job } from '../../lambdas/core/job.js';
+import { TERMINAL_STATES, type Job } from '../../lambdas/core/job.js';
 import { parse, TemplateSpec, type ImageSpec } from '../../lambdas/core/schemas.js';
 import { createApiHandler } from '../../lambdas/handlers/http/api.js';
 import { startDynamoDbLocal, type DynamoDbLocal } from '../../lambdas/local/dynamodb-local.js';
@@ -225,6 +225,11 @@ export async function waitForState(
     },
     timeoutMs,
   );
+}
+
+/** The job once it has ended, in whichever terminal state: the test asserts which. */
+export function waitForEnd(store: Parameters<typeof waitForState>[0], id: string, timeoutMs?: number): Promise<Job> {
+  return waitForState(store, id, [...TERMINAL_STATES], timeoutMs);
 }
 
 /** The counters a job moves: GPUs used and free on pool `local`, and the project's `gpus` and `jobs` usage. */
