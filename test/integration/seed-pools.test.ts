@@ -7,10 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { JobState, type Job } from '../../lambdas/core/job.js';
+import type { Job } from '../../lambdas/core/job.js';
 import { ValidationError } from '../../lambdas/core/errors.js';
 import { handler, POOLS_PHYSICAL_ID, seedPools } from '../../lambdas/handlers/custom-resources/seed-pools.js';
 import { dynamoPerFile, freshStore, quietLog } from '../support/harness.js';
+import { jobRecord } from '../support/jobs.js';
 
 type Store = Awaited<ReturnType<typeof freshStore>>['store'];
 
@@ -40,24 +41,8 @@ function request(
 const pools = (...list: Array<{ name: string; instanceType: string; gpusPerInstance: number; maxGpus: number }>) =>
   JSON.stringify(list);
 
-function job(id: string, gpus: number): Job {
-  return {
-    id,
-    name: id,
-    project: 'vision',
-    owner: 'alice',
-    template: 'train',
-    pool: 'a10g',
-    image: 'tools',
-    command: ['true'],
-    env: {},
-    gpus,
-    nodeCount: 1,
-    liveTimeoutMinutes: 60,
-    state: JobState.PENDING,
-    createdAt: new Date().toISOString(),
-  };
-}
+const job = (id: string, gpus: number): Job =>
+  jobRecord({ id, name: id, pool: 'a10g', gpus, createdAt: new Date().toISOString() });
 
 describe('seed-pools custom resource on DynamoDB Local', { timeout: 180_000 }, () => {
   const dynamo = dynamoPerFile();

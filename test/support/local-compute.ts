@@ -11,6 +11,7 @@ import { JobState, type Job } from '../../lambdas/core/job.js';
 import type { ContainerSpec } from '../../lambdas/ports/compute.js';
 import { isSupervisorCommand } from '../../lambdas/adapters/local-supervisor/lock.mjs';
 import { LocalCompute, type ExitRecord, type LocalComputeOptions } from '../../lambdas/adapters/local-compute.js';
+import { jobRecord } from './jobs.js';
 
 /** Set DEBUG_LOCAL=1 to see the driver's log. */
 export const quiet = process.env.DEBUG_LOCAL
@@ -81,23 +82,16 @@ export async function harness(options: Partial<LocalComputeOptions> = {}): Promi
 }
 
 export function job(id: string, overrides: Partial<Job> = {}): Job {
-  return {
+  return jobRecord({
     id,
     name: id,
-    project: 'vision',
-    owner: 'alice',
-    template: 'train',
     pool: 'local',
     image: `nvidia/cuda@sha256:${'a'.repeat(64)}`,
-    command: ['true'],
-    env: {},
-    gpus: 1,
-    nodeCount: 1,
     liveTimeoutMinutes: 1,
     state: JobState.LAUNCHING,
     createdAt: new Date().toISOString(),
     ...overrides,
-  };
+  });
 }
 
 /** Launch and start `command` as job `id`; returns the job as the store would hold it. */

@@ -7,27 +7,22 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { newJobId } from '../../lambdas/adapters/ids.js';
-import { JobState, type Job } from '../../lambdas/core/job.js';
+import type { Job } from '../../lambdas/core/job.js';
 import { IMAGE, type Dynamo, type World } from './harness.js';
+import { jobRecord } from './jobs.js';
 
 export function newJob(overrides: Partial<Job> = {}): Job {
-  return {
+  return jobRecord({
     id: newJobId(),
     name: 'stored',
-    project: 'vision',
-    owner: 'alice',
     template: 'stored',
     pool: 'local',
     image: `${IMAGE.reference}@${IMAGE.digest}`,
     command: ['sh', '-c', 'exit 0'],
-    env: {},
-    gpus: 1,
-    nodeCount: 1,
     liveTimeoutMinutes: 10,
-    state: JobState.PENDING,
     createdAt: new Date().toISOString(),
     ...overrides,
-  };
+  });
 }
 
 /** A job stored and admitted (LAUNCHING, GPUs held) with no workflow execution: a crash right after a drain. */

@@ -27,23 +27,15 @@ const iso = (ms: number) => new Date(ms).toISOString();
 let n = 0;
 function job(overrides: Partial<Job>): Job {
   n += 1;
-  return {
+  return jobRecord({
     id: `j-${String(n).padStart(3, '0')}`,
     name: 'train',
-    project: 'vision',
-    owner: 'alice',
-    template: 'train',
     pool: 'a10g',
     image: 'img',
-    command: ['true'],
-    env: {},
-    gpus: 1,
-    nodeCount: 1,
-    liveTimeoutMinutes: 60,
     state: JobState.WAITING,
     createdAt: iso(NOW - 3600_000 + n),
     ...overrides,
-  };
+  });
 }
 
 function run(input: Partial<ForecastInput> & Pick<ForecastInput, 'queue'>): Array<string | null> {

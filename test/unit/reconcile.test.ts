@@ -12,6 +12,7 @@ import { executionJobId, executionName } from '../../lambdas/core/admission.js';
 import type { ManagedInstance } from '../../lambdas/ports/compute.js';
 import type { OperatorEvent } from '../../lambdas/ports/events.js';
 import type { CounterRow, Mark, MarkKind, ReconcileStore } from '../../lambdas/ports/reconcile-store.js';
+import { jobRecord } from '../support/jobs.js';
 
 const J1 = 'j-1111111111111111';
 const J2 = 'j-2222222222222222';
@@ -45,26 +46,18 @@ class MemoryReconcileStore implements ReconcileStore {
 }
 
 function job(id: string, state: Job['state'], overrides: Partial<Job> = {}): Job {
-  return {
+  return jobRecord({
     id,
     name: id,
-    project: 'vision',
-    owner: 'alice',
     template: 't',
-    pool: 'p',
     image: 'i',
-    command: ['true'],
-    env: {},
-    gpus: 1,
-    nodeCount: 1,
-    liveTimeoutMinutes: 60,
     state,
     createdAt: '2030-01-01T00:00:00.000Z',
     ...(['LAUNCHING', 'RUNNING', 'STOPPING'].includes(state)
       ? { heldGpus: 1, admittedAt: '2030-01-01T00:00:01.000Z' }
       : {}),
     ...overrides,
-  };
+  });
 }
 
 interface Fakes {

@@ -5,6 +5,7 @@ import type { Job, JobState } from '../../lambdas/core/job.js';
 import { computeStats, jobStats, MAX_STATS_JOBS, percentile } from '../../lambdas/core/stats.js';
 import type { JobRecords, Page } from '../../lambdas/ports/jobs.js';
 import type { LimitStore } from '../../lambdas/ports/limits.js';
+import { jobRecord } from '../support/jobs.js';
 
 const T0 = Date.parse('2025-02-03T10:00:00.000Z');
 const at = (minutes: number) => new Date(T0 + minutes * 60_000).toISOString();
@@ -18,24 +19,19 @@ function job(
   project = 'vision',
   pool = 'local',
 ): Job {
-  return {
+  return jobRecord({
     id,
     name: id,
     project,
-    owner: 'alice',
-    template: 'train',
     pool,
     image: 'img@sha256:x',
-    command: ['true'],
-    env: {},
     gpus,
     nodeCount,
-    liveTimeoutMinutes: 60,
     state,
     createdAt: at(times.created),
     ...(times.admitted !== undefined ? { admittedAt: at(times.admitted) } : {}),
     ...(times.finished !== undefined ? { finishedAt: at(times.finished) } : {}),
-  };
+  });
 }
 
 describe('computeStats', () => {
