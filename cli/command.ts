@@ -240,21 +240,39 @@ export function commandOf(input: Input, usage: string): string[] | undefined {
 export function jsonFileOf(values: Values, usage: string): Record<string, unknown> | undefined {
   const path = stringOf(values, 'file');
   if (path === undefined) return undefined;
+  const parsed = readJsonFile(path, usage);
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new UsageError(`${path} must hold a JSON object`, usage);
+  return parsed as Record<string, unknown>;
+}
+
+/** `--array-env FILE` (or `-` for stdin): a JSON array of objects of strings, one per array index. */
+export function arrayEnvOf(values: Values, usage: string): Record<string, string>[] | undefined {
+  const path = stringOf(values, 'array-env');
+  if (path === undefined) return undefined;
+  const parsed = readJsonFile(path, usage);
+  const isEnv = (e: unknown) =>
+    !!e && typeof e === 'object' && !Array.isArray(e) && Object.values(e).every((v) => typeof v === 'string');
+  if (!Array.isArray(parsed) || !parsed.every(isEnv))
+    throw new UsageError(
+      `${path} must hold a JSON array of objects, one per index, e.g. [{"LR":"0.1"},{"LR":"0.01"}]`,
+      usage,
+    );
+  return parsed as Record<string, string>[];
+}
+
+function readJsonFile(path: string, usage: string): unknown {
   let text: string;
   try {
     text = readFileSync(path === '-' ? 0 : path, 'utf8');
   } catch (error) {
     throw new UsageError(`cannot read ${path}: ${(error as Error).message}`, usage);
   }
-  let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    return JSON.parse(text);
   } catch (error) {
     throw new UsageError(`${path} is not JSON: ${(error as Error).message}`, usage);
   }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
-    throw new UsageError(`${path} must hold a JSON object`, usage);
-  return parsed as Record<string, unknown>;
 }
 
 /** Drop undefined fields: only what the user gave goes to the API. */

@@ -37,6 +37,9 @@ export interface JobView {
   finishedAt?: string;
   instanceIds?: string[];
   exitCode?: number;
+  /** A member of an array: the array and its 0-based index. */
+  arrayId?: string;
+  arrayIndex?: number;
   /** What it kept of $FLARE_OUTPUT_DIR, once it stopped. */
   outputs?: { count: number; bytes: number; truncated?: boolean; error?: string };
 }

@@ -17,7 +17,6 @@ import { JobEventStream } from './job-event-stream.js';
 import { JobWorkflow } from './job-workflow.js';
 import { FlareFunction } from './lambda-defaults.js';
 import { FlareNetwork } from './network.js';
-import { OutputsBucket } from './outputs-bucket.js';
 import { ChatNotifier } from './notifier.js';
 import { grantProjectSecrets } from './secrets-access.js';
 import { PoolSeed } from './pool-seed.js';
@@ -60,8 +59,6 @@ export class FlareStack extends Stack {
   public readonly tasks: FlareFunction;
   public readonly workflow: JobWorkflow;
   public readonly httpApi: FlareHttpApi;
-  /** What jobs keep of $FLARE_OUTPUT_DIR, under <project>/<jobId>/. */
-  public readonly outputs: OutputsBucket;
   public readonly alarms: FlareAlarms;
   public readonly dashboard: FlareDashboard;
   public readonly computeEvents: ComputeEvents;
@@ -142,11 +139,8 @@ export class FlareStack extends Stack {
     }
     this.compute.grantManageInstances(this.tasks.role);
     this.compute.grantReadJobLogs(this.api.role);
-    this.outputs = new OutputsBucket(this, 'Outputs', { retentionDays: this.settings.outputsRetentionDays });
-    this.outputs.grantReadAndRemove(this.api.role);
-    this.api.function.addEnvironment('OUTPUTS_BUCKET', this.outputs.bucket.bucketName);
-    grantExecInJobs(this.compute, this.api.role);
     grantProjectSecrets(this, this.api.role);
+    grantExecInJobs(this.compute, this.api.role);
 
     this.httpApi = new FlareHttpApi(this, 'Http', {
       handler: this.api.function,

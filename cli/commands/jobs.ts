@@ -14,6 +14,7 @@ import {
   type Command,
 } from '../command.js';
 import type { Context } from '../context.js';
+import { arrayOf, cancelArray, submitArray } from './arrays.js';
 import { outputsSummary } from './outputs.js';
 import { UsageError } from '../errors.js';
 import { duration, fields, minutes, oneLine, table, when } from '../output.js';
@@ -72,6 +73,16 @@ export const jobCommands: Command[] = [
         help: 'retrying with the same key and flags returns the same job',
       },
       wait: { type: 'boolean', help: 'wait for the job to end, printing its progress' },
+      array: {
+        type: 'string',
+        value: 'N',
+        help: `a sweep: N jobs from one submit (at most 50), stored all or none; each gets FLARE_ARRAY_INDEX 0..N-1`,
+      },
+      'array-env': {
+        type: 'string',
+        value: 'FILE',
+        help: 'with --array: a JSON array of objects, one per index, merged over --env for that job',
+      },
       interval,
     },
     trailing: true,
@@ -100,6 +111,12 @@ export const jobCommands: Command[] = [
       const intervalMs = intervalOf(input.values, usage);
       const key = stringOf(input.values, 'idempotency-key');
       const client = ctx.api();
+      const array = arrayOf(input.values, usage);
+      if (array) {
+        if (wait)
+          throw new UsageError("--wait follows one job: follow an array with 'flare job list --array ID'", usage);
+        return submitArray(ctx, client, { ...body, array }, key);
+      }
       const job = await client.post<JobView>('/v1/jobs', body, key ? { 'idempotency-key': key } : undefined);
       const submitted = oneLine(`submitted job ${job.id}${job.name ? ` (${job.name})` : ''}: ${job.state}`);
       if (!wait) {
@@ -125,11 +142,13 @@ extended ('none' when no start can be promised: see flare job show).`,
     options: {
       project: { type: 'string', value: 'P', help: 'only this project' },
       state: { type: 'string', value: 'S', help: `only jobs in this state (${JOB_STATES.join(', ')})` },
+      array: { type: 'string', value: 'ID', help: "only this array's jobs, by index" },
       limit,
     },
     examples: [
       'flare job list',
       'flare job list --state WAITING --project vision',
+      'flare job list --array a-0123456789abcdef',
       'flare job list --limit 20 --output json',
     ],
     async run(ctx, input) {
@@ -138,7 +157,7 @@ extended ('none' when no start can be promised: see flare job show).`,
       const client = ctx.api();
       const page = await client.list<JobView>(
         '/v1/jobs',
-        { project: stringOf(input.values, 'project'), state },
+        { project: stringOf(input.values, 'project'), state, array: stringOf(input.values, 'array') },
         limitOf(input.values, usage),
       );
       if (ctx.json) {
@@ -152,7 +171,7 @@ extended ('none' when no start can be promised: see flare job show).`,
           ['ID', 'NAME', 'PROJECT', 'STATE', 'GPUS', 'POOL', 'AGE', 'TIME LEFT', 'LATEST START', 'REASON'],
           page.items.map((job) => [
             job.id,
-            job.name,
+            job.arrayIndex === undefined ? job.name : `${job.name ?? ''}[${job.arrayIndex}]`,
             job.project,
             job.state,
             gpusOf(job),
@@ -213,11 +232,20 @@ extended ('none' when no start can be promised: see flare job show).`,
   {
     name: 'job delete',
     summary: 'Cancel an active job, or remove a finished one',
-    usage: 'ID',
-    arity: [1, 1],
-    options: {},
-    examples: ['flare job delete j-20250203-abc123'],
+    usage: 'ID | --array ID',
+    description:
+      'With --array, every active job of the array is cancelled; finished ones are left (delete them by id).',
+    arity: [0, 1],
+    options: { array: { type: 'string', value: 'ID', help: 'cancel every active job of this array' } },
+    examples: ['flare job delete j-20250203-abc123', 'flare job delete --array a-0123456789abcdef'],
     async run(ctx, input) {
+      const usage = usageOf(this);
+      const arrayId = stringOf(input.values, 'array');
+      if (arrayId !== undefined) {
+        if (input.positionals.length) throw new UsageError('give a job ID or --array ID, not both', usage);
+        return cancelArray(ctx, arrayId);
+      }
+      if (input.positionals.length !== 1) throw new UsageError('missing the job ID', usage);
       const id = input.positionals[0];
       const job = await ctx.api().delete<JobView>(pathOf('/v1/jobs', id));
       if (ctx.json) {

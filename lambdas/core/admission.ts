@@ -76,6 +76,78 @@ export async function admitNewJob(
   return settle(deps, await deps.jobs.createJob({ ...queued, ...fields }, claim));
 }
 
+/**
+ * Store an array's members, all or none, and set them going. As many as fit now (as read: the pool, the
+ * project's quota and budget, nobody queued in the pool) are stored admitted in the same write, oldest index
+ * first, and their runs start; the rest are stored WAITING behind them. One write whatever the size, so the
+ * project's `jobs` limit takes all or refuses all. With none admitted, the first member gets the bounded pass
+ * a single job gets (admitJustQueued); the others are the drain's.
+ */
+export async function admitNewArray(
+  deps: Deps,
+  members: Job[],
+  seen: SubmitLimits,
+  claim?: IdempotencyClaim,
+): Promise<{ jobs: Job[]; created: boolean }> {
+  const [first] = members as [Job];
+  const fit = (await nobodyQueued(deps, first.pool)) ? roomFor(first, members.length, seen) : 0;
+  const at = first.createdAt;
+  let stored: { jobs: Job[]; created: boolean } | undefined;
+  if (fit > 0) {
+    const reason = fit < members.length ? heldAfter(first, fit, seen) : undefined;
+    stored = await deps.jobs.createArray(queuedFrom(members, fit, { stateReason: reason }), claim, { count: fit, at });
+  }
+  if (!stored) {
+    // None admitted (no room as read, or another admission took it meanwhile): all queue, in index order.
+    const fields = await waitingFields(
+      deps,
+      { ...first, state: JobState.WAITING },
+      {
+        poolBlocked: totalGpus(first) > seen.pool.availableGpus,
+        pool: seen.pool,
+        reason: limitReason(first, seen.quota, seen.budget),
+      },
+    );
+    stored = (await deps.jobs.createArray(queuedFrom(members, 0, fields), claim)) as { jobs: Job[]; created: boolean };
+  }
+  const { jobs, created } = stored;
+  for (const job of jobs.filter((j) => j.state === JobState.LAUNCHING)) {
+    if (created) countAdmission(deps, job);
+    await startRun(deps, job);
+  }
+  const head = jobs[0];
+  if (head?.state === JobState.WAITING) jobs[0] = await admitJustQueued(deps, head);
+  return { jobs, created };
+}
+
+/** Members from index `from` on stored WAITING: the first with `fields`, the others behind it. */
+function queuedFrom(members: Job[], from: number, fields: Pick<Job, 'stateReason' | 'promisedStartAt'>): Job[] {
+  return members.map((m, i) => {
+    if (i < from) return m;
+    const why = i === from ? fields : { stateReason: behindReason(m.pool, i - from, { atLeast: true }) };
+    return { ...m, state: JobState.WAITING, ...why };
+  });
+}
+
+/** Why the next member waits once `fit` are admitted: the first of the pool, quota or budget that they filled. */
+function heldAfter(job: Job, fit: number, { pool, quota, budget }: SubmitLimits): string {
+  const needs = totalGpus(job);
+  const left = { ...pool, availableGpus: pool.availableGpus - fit * needs };
+  if (left.availableGpus < needs) return poolReason(left, needs);
+  const afterQuota = quota && { ...quota, used: quota.used + fit * needs };
+  const afterBudget = budget && { ...budget, availableGpuMs: budget.availableGpuMs - fit * worstCaseGpuMs(job) };
+  return limitReason(job, afterQuota, afterBudget) ?? poolReason(left, needs);
+}
+
+/** How many of `count` jobs like `job` the pool, the project's `gpus` quota and its budget have room for, as read. */
+function roomFor(job: Job, count: number, { pool, quota, budget }: SubmitLimits): number {
+  const needs = totalGpus(job);
+  let fit = Math.min(count, Math.floor(pool.availableGpus / needs));
+  if (quota?.hardLimit !== undefined) fit = Math.min(fit, Math.floor((quota.hardLimit - quota.used) / needs));
+  if (budget) fit = Math.min(fit, Math.floor(budget.availableGpuMs / worstCaseGpuMs(job)));
+  return Math.max(0, fit);
+}
+
 async function settle(
   deps: Deps,
   { job, created }: { job: Job; created: boolean },

@@ -112,6 +112,9 @@ export interface Job {
   launchAttempt?: number;
   /** Requeued after no capacity: the drain does not admit it before this time. */
   retryAt?: string;
+  /** A member of an array (one submit of `array.size` jobs): the array's id and this job's 0-based index. */
+  arrayId?: string;
+  arrayIndex?: number;
   /** Which run of the job its workflow execution drives (core/admission.ts executionName): set to 1 by its
    *  first admission, bumped by each later admission and each re-drive, so every execution has a new name. */
   workflowRun?: number;

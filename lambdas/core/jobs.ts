@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { gpusIssue } from './accounting.js';
-import { admitNewJob, drainPool } from './admission.js';
+import { admitNewArray, admitNewJob, drainPool, type SubmitLimits } from './admission.js';
 import { budgetOf, refuseBeyond } from './budgets.js';
 import type { Deps } from './deps.js';
 import { JobNotFound, Unprocessable, ValidationError } from './errors.js';
@@ -15,7 +15,7 @@ import { forecastPool, type Forecast } from './forecast.js';
 import { checkJobSecrets } from './secrets.js';
 import type { ListJobsQuery, SubmitJobInput } from './schemas.js';
 import { templateForJob } from './templates.js';
-import type { OutcomeInstance, Page } from '../ports/jobs.js';
+import type { IdempotencyClaim, OutcomeInstance, Page } from '../ports/jobs.js';
 
 export const DEFAULT_LIVE_TIMEOUT_MINUTES = 60;
 
@@ -25,6 +25,51 @@ export async function submitJob(
   input: SubmitJobInput,
   idempotencyKey?: string,
 ): Promise<{ job: Job; created: boolean }> {
+  const { job, seen, claim } = await prepareJob(deps, identity, input, idempotencyKey);
+  return admitNewJob(deps, job, seen, claim);
+}
+
+/**
+ * `array: { size, env? }`: `size` jobs from one submit, stored all or none (admission.ts admitNewArray). Each member is the job
+ * the body describes, with its own id, `arrayIndex`, `array.env[i]` merged over its env, and FLARE_ARRAY_ID,
+ * FLARE_ARRAY_INDEX and FLARE_ARRAY_SIZE.
+ */
+export async function submitArray(
+  deps: Deps,
+  identity: Identity,
+  input: SubmitJobInput & { array: NonNullable<SubmitJobInput['array']> },
+  idempotencyKey?: string,
+): Promise<{ arrayId: string; jobs: Job[]; created: boolean }> {
+  const { job, seen, claim } = await prepareJob(deps, identity, input, idempotencyKey);
+  const { size, env = [] } = input.array;
+  const arrayId = `a-${deps.newId().slice(2)}`;
+  const members = Array.from(
+    { length: size },
+    (_, i): Job => ({
+      ...job,
+      id: i === 0 ? job.id : deps.newId(),
+      arrayId,
+      arrayIndex: i,
+      env: {
+        ...job.env,
+        ...env[i],
+        FLARE_ARRAY_ID: arrayId,
+        FLARE_ARRAY_INDEX: String(i),
+        FLARE_ARRAY_SIZE: String(size),
+      },
+    }),
+  );
+  const { jobs, created } = await admitNewArray(deps, members, seen, claim);
+  return { arrayId: jobs[0]?.arrayId ?? arrayId, jobs, created };
+}
+
+/** Everything a submit checks and reads before it stores: the job it would store, the limits read, its claim. */
+async function prepareJob(
+  deps: Deps,
+  identity: Identity,
+  input: SubmitJobInput,
+  idempotencyKey?: string,
+): Promise<{ job: Job; seen: SubmitLimits; claim?: IdempotencyClaim }> {
   const { template, project } = await templateForJob(deps, identity, input.template, input.project);
   if (deps.policy?.defaultQuotas) await deps.limits.ensureDefaultQuotas(project, deps.policy.defaultQuotas);
   // Independent reads, at once: the image, and the pool with the project's quota and budget in one request.
@@ -91,7 +136,7 @@ export async function submitJob(
   const claim = idempotencyKey
     ? { key: `${project}#${idempotencyKey}`, bodyHash: hashBody({ ...input, project }) }
     : undefined;
-  return admitNewJob(deps, job, { pool, quota, budget }, claim);
+  return { job, seen: { pool, quota, budget }, claim };
 }
 
 /**
@@ -125,16 +170,34 @@ export async function getJob(deps: Deps, identity: Identity, id: string): Promis
 export async function listJobs(deps: Deps, identity: Identity, query: ListJobsQuery): Promise<Page<Job>> {
   const projects = visibleProjects(identity, query.project);
   if (projects?.length === 0) return { items: [] };
-  const page = await deps.jobs.listJobs(
-    { projects, state: query.state },
-    { limit: query.limit ?? 100, nextToken: query.nextToken },
-  );
+  const page = query.array
+    ? await arrayPage(deps, query.array, projects, query)
+    : await deps.jobs.listJobs(
+        { projects, state: query.state },
+        { limit: query.limit ?? 100, nextToken: query.nextToken },
+      );
   // Latest starts: one forecast per pool with queued jobs on the page, not one per job.
   const queued = page.items.filter((j) => QUEUED_STATES.includes(j.state));
   const pools = [...new Set(queued.map((j) => j.pool))];
   const perPool = await Promise.all(pools.map((pool) => forecastPool(deps, pool, queued)));
   for (const job of queued) showForecast(job, perPool[pools.indexOf(job.pool)]!.forecasts.get(job.id));
   return page;
+}
+
+/** An array's members the caller may see (another project's array lists as empty), by index; the token is an offset. */
+async function arrayPage(
+  deps: Deps,
+  arrayId: string,
+  projects: string[] | undefined,
+  query: ListJobsQuery,
+): Promise<Page<Job>> {
+  const members = (await deps.jobs.listArray(arrayId)).filter(
+    (j) => (!projects || projects.includes(j.project)) && (!query.state || j.state === query.state),
+  );
+  const start = Number(query.nextToken ?? 0) || 0;
+  const limit = query.limit ?? 100;
+  const items = members.slice(start, start + limit);
+  return start + limit < members.length ? { items, nextToken: String(start + limit) } : { items };
 }
 
 function showForecast(job: Job, forecast: Forecast | undefined): void {

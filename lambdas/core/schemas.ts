@@ -80,6 +80,24 @@ export const liveTimeoutMinutes = jsonNumber()
   .positive('must be greater than 0')
   .max(60 * 24 * 30, 'must be at most 30 days');
 
+/** The most jobs one array submit stores: all are written in one DynamoDB transaction (at most 100 items). */
+export const MAX_ARRAY_SIZE = 50;
+export const ARRAY_ID_PATTERN = /^a-[0-9a-hjkmnp-tv-z]{16}$/;
+
+const arraySpec = z
+  .strictObject({
+    size: jsonNumber()
+      .int('must be a whole number')
+      .min(1, 'must be at least 1')
+      .max(MAX_ARRAY_SIZE, `must be at most ${MAX_ARRAY_SIZE}: one array is stored in one write`),
+    env: z
+      .array(envMap)
+      .max(MAX_ARRAY_SIZE)
+      .optional()
+      .describe("One object per index (0 first), merged over the job's env for that member; fewer than size is fine"),
+  })
+  .refine((a) => !a.env || a.env.length <= a.size, { path: ['env'], message: 'must have at most size entries' });
+
 export const SubmitJobInput = z.strictObject({
   template: name('template').describe(
     "The template to run: its name (looked up among your projects' templates, then the public ones) or its id",
@@ -115,6 +133,11 @@ export const SubmitJobInput = z.strictObject({
     .describe(
       "Environment variables from the project's secrets, ENV_NAME -> secret name (PUT /v1/projects/{project}/secrets/{name}), merged over the template's. The job stores the names only; the value reaches only its environment, and the logs the API serves show it as ***. A secret the project does not have, or a name also in env, is a 400 naming secrets",
     ),
+  array: arraySpec
+    .optional()
+    .describe(
+      `A sweep: \`size\` jobs (at most ${MAX_ARRAY_SIZE}) from one submit, all stored or none (the project's jobs limit must have room for all); each has FLARE_ARRAY_ID, FLARE_ARRAY_INDEX (0-based) and FLARE_ARRAY_SIZE in its environment and queues like any job. The answer is { arrayId, items }`,
+    ),
 });
 export type SubmitJobInput = z.infer<typeof SubmitJobInput>;
 
@@ -135,6 +158,11 @@ export type ChangeJobInput = z.infer<typeof ChangeJobInput>;
 
 export const ListJobsQuery = PageQuery.extend({
   project: name('project').optional(),
+  array: z
+    .string()
+    .regex(ARRAY_ID_PATTERN, 'must be an array id (a- and 16 characters)')
+    .optional()
+    .describe("An array's members only, by index"),
   state: z.enum(JOB_STATES).optional(),
 });
 export type ListJobsQuery = z.infer<typeof ListJobsQuery>;

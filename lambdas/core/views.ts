@@ -100,6 +100,11 @@ export const Job = z
       'Launches tried that found no capacity; the job then waits at its place in the queue until retryAt.',
     ).optional(),
     retryAt: time('After no capacity was found: the next launch attempt is not before this time').optional(),
+    arrayId: z
+      .string()
+      .optional()
+      .meta({ description: 'The array it belongs to (a-...), when it was submitted as one of `array.size` jobs.' }),
+    arrayIndex: count('Its 0-based index in its array (FLARE_ARRAY_INDEX in its environment).').optional(),
     volumeSizeGb: z
       .number()
       .int()
@@ -129,6 +134,14 @@ export const Job = z
       }),
   })
   .meta({ id: 'Job', description: 'A GPU job and where it is in its life.' });
+
+/** `POST /v1/jobs` with `array`: every member, stored in one write. */
+export const JobArray = z
+  .object({
+    arrayId: z.string().meta({ description: 'The array: list its members with `GET /v1/jobs?array=`.' }),
+    items: z.array(Job).meta({ description: 'The members, by arrayIndex.' }),
+  })
+  .meta({ id: 'JobArray', description: 'The jobs one array submit stored, all or nothing.' });
 
 export const Template = z
   .strictObject({

@@ -132,7 +132,8 @@ export async function createTables(client: DynamoDBClient, names: TableNames): P
       const tableName = names[key];
       const created = await createTable(client, tableName, spec);
       (created ? result.created : result.existing).push(tableName);
-      const table = await waitUntilActive(client, tableName);
+      let table = await waitUntilActive(client, tableName);
+      if (!created) table = await addMissingIndexes(client, tableName, spec, table);
       if (!created) assertSameShape(tableName, spec, table);
       if (!created) await enableStream(client, tableName, spec, table);
       if (spec.TimeToLiveAttribute !== undefined) {
@@ -190,6 +191,34 @@ function assertSameShape(tableName: string, spec: TableSpec, table: TableDescrip
       `indexes ${indexes(table.GlobalSecondaryIndexes)}, expected ${indexes(spec.GlobalSecondaryIndexes)}`,
     );
   }
+}
+
+/**
+ * A table made before the schema gained an index (a data directory from an earlier version) gets it, one
+ * index per UpdateTable as DynamoDB requires, backfilled from the items it holds. An index the schema no
+ * longer has is left for assertSameShape to report.
+ */
+async function addMissingIndexes(
+  client: DynamoDBClient,
+  tableName: string,
+  spec: TableSpec,
+  table: TableDescription,
+): Promise<TableDescription> {
+  const present = new Set((table.GlobalSecondaryIndexes ?? []).map((i) => i.IndexName));
+  let current = table;
+  for (const index of spec.GlobalSecondaryIndexes ?? []) {
+    if (present.has(index.IndexName)) continue;
+    const used = new Set(index.KeySchema.map((k) => k.AttributeName));
+    await client.send(
+      new UpdateTableCommand({
+        TableName: tableName,
+        AttributeDefinitions: spec.AttributeDefinitions.filter((a) => used.has(a.AttributeName)),
+        GlobalSecondaryIndexUpdates: [{ Create: index }],
+      }),
+    );
+    current = await waitUntilActive(client, tableName);
+  }
+  return current;
 }
 
 /** A table made before the schema gave it a stream gets one; a stream of another view type is a mismatch. */

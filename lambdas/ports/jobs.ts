@@ -50,6 +50,18 @@ export interface JobRecords {
     admittedAt: string,
     claim?: IdempotencyClaim,
   ): Promise<{ job: Job; created: boolean } | undefined>;
+  /** The members of an array (same project and template; each with `arrayId` and `arrayIndex`) in one
+   *  transaction with their `jobs` usage (all or nothing: a `jobs` limit without room for every member is
+   *  QuotaExceeded) and the claim; with `admit`, the first `admit.count` members are stored admitted as
+   *  createAdmitted stores one (undefined when an admission item said no: nothing was stored). A replay
+   *  of the claim returns the array's members. */
+  createArray(
+    jobs: Job[],
+    claim?: IdempotencyClaim,
+    admit?: { count: number; at: string },
+  ): Promise<{ jobs: Job[]; created: boolean } | undefined>;
+  /** An array's members, by index. */
+  listArray(arrayId: string): Promise<Job[]>;
   getJob(id: string): Promise<Job | undefined>;
   /** `projects` undefined means every project (admins). Newest first. */
   listJobs(

@@ -106,6 +106,7 @@ describe('GET /v1/openapi.json', () => {
     const { doc } = await fetchDocument();
     const body = resolve(doc, doc.paths['/v1/jobs'].post.requestBody!.content['application/json'].schema);
     assert.deepEqual(Object.keys(body.properties!).sort(), [
+      'array',
       'command',
       'env',
       'gpus',
@@ -137,7 +138,9 @@ describe('GET /v1/openapi.json', () => {
   it('documents what POST /v1/jobs answers: 202, the Job component and its Location', async () => {
     const { doc } = await fetchDocument();
     const accepted = doc.paths['/v1/jobs'].post.responses['202'];
-    assert.deepEqual(accepted.content?.['application/json'].schema, { $ref: '#/components/schemas/Job' });
+    assert.deepEqual(accepted.content?.['application/json'].schema, {
+      anyOf: [{ $ref: '#/components/schemas/Job' }, { $ref: '#/components/schemas/JobArray' }],
+    });
     assert.equal(accepted.headers?.Location.required, true);
     const job = doc.components.schemas.Job;
     assert.equal(job.additionalProperties, false, 'no field beyond those described');
@@ -171,6 +174,7 @@ describe('GET /v1/openapi.json', () => {
       'Image',
       'ImageVersion',
       'Job',
+      'JobArray',
       'JobLogs',
       'JobOutputs',
       'OpenApiDocument',

@@ -26,7 +26,7 @@ export function admittedJob(job: Job, admittedAt: string): AdmittedJob {
 /** What admitting `job` takes besides the job itself, each conditioned: project gpus, its worst case against the gpuHours budget, pool gpus (ADMIT_ITEMS' order after the job). */
 export function admissionItems(
   tables: Pick<TableNames, 'quotas' | 'pools'>,
-  job: AdmittedJob,
+  job: Pick<AdmittedJob, 'project' | 'pool' | 'heldGpus' | 'reservedGpuMs'>,
   at: string,
 ): TransactItems {
   return [

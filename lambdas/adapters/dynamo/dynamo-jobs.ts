@@ -23,6 +23,7 @@ import { admissionItems, admittedJob } from './admission-items.js';
 import type { DynamoLimits } from './dynamo-limits.js';
 import { fromItem, queueKey, toItem } from './items.js';
 import { listJobItems } from './job-listing.js';
+import { readAll } from './paging.js';
 import type { TableNames } from './table-names.js';
 import { cancellationCodes, conditionalWrite, transactWithRetry, type TransactItems } from './transactions.js';
 
@@ -37,7 +38,8 @@ export class DynamoJobs implements JobRecords {
   ) {}
 
   async createJob(job: Job, claim?: IdempotencyClaim): Promise<{ job: Job; created: boolean }> {
-    return this.create(job, claim);
+    const { jobs, created } = await this.create([job], claim);
+    return { job: jobs[0], created };
   }
 
   async createAdmitted(
@@ -46,29 +48,45 @@ export class DynamoJobs implements JobRecords {
     claim?: IdempotencyClaim,
   ): Promise<{ job: Job; created: boolean } | undefined> {
     const admitted = admittedJob(job, admittedAt);
-    return this.create(admitted, claim, admissionItems(this.tables, admitted, admittedAt));
+    const stored = await this.create([admitted], claim, admissionItems(this.tables, admitted, admittedAt));
+    return stored && { job: stored.jobs[0], created: stored.created };
+  }
+
+  async createArray(
+    jobs: Job[],
+    claim?: IdempotencyClaim,
+    admit?: { count: number; at: string },
+  ): Promise<{ jobs: Job[]; created: boolean } | undefined> {
+    if (!admit?.count) return this.create(jobs, claim);
+    const members = jobs.map((job, i) => (i < admit.count ? admittedJob(job, admit.at) : job));
+    const [first] = members as [ReturnType<typeof admittedJob>];
+    // The admitted members' GPUs and worst cases, taken together, each counter with its condition.
+    const held = { ...first, heldGpus: first.heldGpus * admit.count, reservedGpuMs: first.reservedGpuMs * admit.count };
+    return this.create(members, claim, admissionItems(this.tables, held, admit.at));
   }
 
   /**
-   * The job, its `jobs` usage, its idempotency claim and the template check in one transaction,
-   * with `admission` (the admission transaction's quota, budget and pool items) when it is stored
-   * admitted. Undefined when one of those admission items said no: nothing was stored.
+   * The jobs (one, or an array's members: same project and template), their `jobs` usage, the idempotency
+   * claim and the template check in one transaction, with `admission` (the admission transaction's quota,
+   * budget and pool items) when some are stored admitted. Undefined when one of those admission items said
+   * no: nothing was stored.
    */
-  private async create(job: Job, claim: IdempotencyClaim | undefined): Promise<{ job: Job; created: boolean }>;
+  private async create(jobs: Job[], claim: IdempotencyClaim | undefined): Promise<{ jobs: Job[]; created: boolean }>;
   private async create(
-    job: Job,
+    jobs: Job[],
     claim: IdempotencyClaim | undefined,
     admission: TransactItems,
-  ): Promise<{ job: Job; created: boolean } | undefined>;
+  ): Promise<{ jobs: Job[]; created: boolean } | undefined>;
   private async create(
-    job: Job,
+    jobs: Job[],
     claim: IdempotencyClaim | undefined,
     admission: TransactItems = [],
-  ): Promise<{ job: Job; created: boolean } | undefined> {
-    const items: TransactItems = [
-      { Put: { TableName: this.tables.jobs, Item: toItem(job), ConditionExpression: 'attribute_not_exists(id)' } },
-      takeQuota(this.tables.quotas, job.project, 'jobs', 1),
-    ];
+  ): Promise<{ jobs: Job[]; created: boolean } | undefined> {
+    const [job] = jobs as [Job];
+    const items: TransactItems = jobs.map((j) => ({
+      Put: { TableName: this.tables.jobs, Item: toItem(j), ConditionExpression: 'attribute_not_exists(id)' },
+    }));
+    const jobsQuota = items.push(takeQuota(this.tables.quotas, job.project, 'jobs', jobs.length)) - 1;
     if (claim) {
       items.push({
         Put: {
@@ -77,6 +95,7 @@ export class DynamoJobs implements JobRecords {
             key: claim.key,
             bodyHash: claim.bodyHash,
             jobId: job.id,
+            ...(job.arrayId ? { arrayId: job.arrayId } : {}),
             expiresAtEpoch: Math.floor(Date.now() / 1000) + IDEMPOTENCY_TTL_SECONDS,
           },
           ConditionExpression: 'attribute_not_exists(#key)',
@@ -92,22 +111,23 @@ export class DynamoJobs implements JobRecords {
     items.push(...admission);
     try {
       await this.transact(items);
-      return { job, created: true };
+      return { jobs, created: true };
     } catch (error) {
       const reasons = cancellationCodes(error);
       if (!reasons) throw error;
-      if (claim && reasons[2] === 'ConditionalCheckFailed') return this.replay(claim);
+      if (claim && reasons[jobsQuota + 1] === 'ConditionalCheckFailed') return this.replay(claim);
       if (templateCheck !== undefined && reasons[templateCheck] === 'ConditionalCheckFailed') {
         throw new Conflict(
           `template ${job.template} is being deleted or was deleted meanwhile; the job was not stored`,
         );
       }
-      if (reasons[1] === 'ConditionalCheckFailed') {
+      if (reasons[jobsQuota] === 'ConditionalCheckFailed') {
         const quota = await this.limits.getQuota(job.project, 'jobs');
+        const what = jobs.length > 1 ? `an array of ${jobs.length} jobs needs as many` : 'wait for one to end';
         throw new QuotaExceeded(
           job.project,
           'jobs',
-          `project ${job.project} has ${quota?.used ?? '?'} of ${quota?.hardLimit ?? '?'} active jobs; wait for one to end`,
+          `project ${job.project} has ${quota?.used ?? '?'} of ${quota?.hardLimit ?? '?'} active jobs; ${what}`,
         );
       }
       if (reasons.slice(firstAdmissionItem).includes('ConditionalCheckFailed')) return undefined;
@@ -115,16 +135,30 @@ export class DynamoJobs implements JobRecords {
     }
   }
 
-  private async replay(claim: IdempotencyClaim): Promise<{ job: Job; created: boolean }> {
+  private async replay(claim: IdempotencyClaim): Promise<{ jobs: Job[]; created: boolean }> {
     const { Item } = await this.doc.send(
       new GetCommand({ TableName: this.tables.idempotency, Key: { key: claim.key }, ConsistentRead: true }),
     );
     if (!Item) throw new IdempotencyConflict('Idempotency-Key is being used by a request in flight; retry');
     if (Item.bodyHash !== claim.bodyHash)
       throw new IdempotencyConflict('Idempotency-Key was already used with a different request body');
-    const job = await this.getJob(String(Item.jobId));
-    if (!job) throw new IdempotencyConflict('Idempotency-Key names a job that was removed');
-    return { job, created: false };
+    const jobs = Item.arrayId ? await this.listArray(String(Item.arrayId)) : [await this.getJob(String(Item.jobId))];
+    if (!jobs.length || jobs.some((j) => !j))
+      throw new IdempotencyConflict('Idempotency-Key names a job that was removed');
+    return { jobs: jobs as Job[], created: false };
+  }
+
+  /** An array's members, by index, from the `byArray` index (eventually consistent). */
+  async listArray(arrayId: string): Promise<Job[]> {
+    const items = await readAll(this.doc, {
+      Query: {
+        TableName: this.tables.jobs,
+        IndexName: 'byArray',
+        KeyConditionExpression: 'arrayId = :a',
+        ExpressionAttributeValues: { ':a': arrayId },
+      },
+    });
+    return items.map(fromItem).sort((a, b) => (a.arrayIndex ?? 0) - (b.arrayIndex ?? 0));
   }
 
   async getJob(id: string): Promise<Job | undefined> {

@@ -4,10 +4,10 @@ import type { Deps } from '../../../core/deps.js';
 import { ValidationError } from '../../../core/errors.js';
 import { publicJob } from '../../../core/job.js';
 import { changeJob } from '../../../core/job-update.js';
-import { deleteJob, getJob, listJobs, submitJob } from '../../../core/jobs.js';
+import { deleteJob, getJob, listJobs, submitArray, submitJob } from '../../../core/jobs.js';
 import { readJobLogs } from '../../../core/logs.js';
 import { ChangeJobInput, JobLogsQuery, ListJobsQuery, SubmitJobInput } from '../../../core/schemas.js';
-import { Job, JobLogs, page } from '../../../core/views.js';
+import { Job, JobArray, JobLogs, page } from '../../../core/views.js';
 import { json, noContent, type ApiEvent, type Route } from '../middleware.js';
 import { route } from './route.js';
 
@@ -28,8 +28,9 @@ export function jobRoutes(deps: () => Deps): Route[] {
       body: SubmitJobInput,
       responses: {
         202: {
-          description: 'The job, stored durably; its workflow has started',
-          schema: Job,
+          description:
+            'The job, stored durably; its workflow has started if it was admitted. With `array`: { arrayId, items }, every member',
+          schema: z.union([Job, JobArray]),
           headers: {
             Location: { description: 'The path of the job', required: true },
             'Idempotent-Replayed': {
@@ -41,6 +42,17 @@ export function jobRoutes(deps: () => Deps): Route[] {
       },
       handle: async ({ event, identity, body }) => {
         const key = idempotencyKey(event);
+        if (body.array) {
+          const { arrayId, jobs, created } = await submitArray(deps(), identity, { ...body, array: body.array }, key);
+          return json(
+            202,
+            { arrayId, items: jobs.map(publicJob) },
+            {
+              location: `/v1/jobs?array=${encodeURIComponent(arrayId)}`,
+              ...(created ? {} : { 'idempotent-replayed': 'true' }),
+            },
+          );
+        }
         const { job, created } = await submitJob(deps(), identity, body, key);
         return json(202, publicJob(job), {
           location: `/v1/jobs/${encodeURIComponent(job.id)}`,
