@@ -9,7 +9,7 @@
  * field the API sends but the document does not describe fails here.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,9 +72,11 @@ describe('every answer is what its route documents', () => {
     const segments = path.split('/').filter(Boolean);
     const found = routes.find((r) => {
       const pattern = r.path.split('/').filter(Boolean);
+      // `{path+}` takes the rest of the path, as matchRoute does.
+      const greedy = pattern.at(-1)?.endsWith('+}') ?? false;
       return (
         r.method === method &&
-        pattern.length === segments.length &&
+        (greedy ? segments.length >= pattern.length : pattern.length === segments.length) &&
         pattern.every((p, i) => p.startsWith('{') || p === segments[i])
       );
     });
@@ -127,6 +129,8 @@ describe('every answer is what its route documents', () => {
         parsed.success,
         `${where} does not match its documented schema:\n${parsed.success ? '' : z.prettifyError(parsed.error)}\nanswer: ${result.body}`,
       );
+    } else if (documented.binary) {
+      assert.equal(headers['content-type'], 'application/octet-stream', `${where}: a file's bytes`);
     } else {
       assert.equal(result.body ?? '', '', `${where} documents no body but has one`);
     }
@@ -162,6 +166,8 @@ describe('every answer is what its route documents', () => {
       assert.ok(successes.length > 0, `${route.method} ${route.path} documents no 2xx response`);
       for (const [status, response] of successes) {
         if (status === '204') assert.equal(response.schema, undefined, `${route.method} ${route.path} 204 has no body`);
+        else if (response.binary)
+          assert.equal(response.schema, undefined, `${route.method} ${route.path} ${status}: bytes`);
         else assert.ok(response.schema, `${route.method} ${route.path} ${status} has no schema`);
       }
     }
@@ -347,6 +353,28 @@ describe('every answer is what its route documents', () => {
       query: { nextToken: tail.nextToken },
     });
     assert.deepEqual(next.lines, []);
+  });
+
+  it('outputs: listed, a file (bytes), a file on AWS (307 to a presigned URL)', async () => {
+    const dir = join(logDir, 'outputs');
+    await mkdir(join(dir, 'sub'), { recursive: true });
+    await writeFile(join(dir, 'sub', 'n.txt'), 'hello');
+    w.deps.outputs = {
+      list: async () => [{ path: 'sub/n.txt', size: 5, modifiedAt: '2030-01-01T00:00:00.000Z' }],
+      download: async (_job, path) =>
+        path === 'on-aws.bin'
+          ? { kind: 'redirect', url: 'https://bucket.s3.amazonaws.com/vision/j/on-aws.bin?X-Amz-Signature=x' }
+          : { kind: 'file', hostPath: join(dir, path), size: 5 },
+      remove: async () => undefined,
+    };
+    try {
+      const list = await expect(200, 'GET', `/v1/jobs/${ids.failed}/outputs`, ALICE);
+      assert.equal(list.items[0].path, 'sub/n.txt');
+      await expect(200, 'GET', `/v1/jobs/${ids.failed}/outputs/sub/n.txt`, ALICE);
+      await expect(307, 'GET', `/v1/jobs/${ids.failed}/outputs/on-aws.bin`, ALICE);
+    } finally {
+      delete w.deps.outputs;
+    }
   });
 
   it('stats: overall with by-pool and by-project figures, and for one project', async () => {

@@ -51,7 +51,13 @@ export interface RouteDoc {
   /** By status code; `schema` describes the JSON body, `headers` the response headers besides content-type (name: what it says). */
   responses?: Record<
     number,
-    { description: string; schema?: z.ZodType; headers?: Record<string, { description: string; required?: boolean }> }
+    {
+      description: string;
+      schema?: z.ZodType;
+      /** The body is a file's bytes (application/octet-stream), not JSON: no schema. */
+      binary?: boolean;
+      headers?: Record<string, { description: string; required?: boolean }>;
+    }
   >;
   /** Error statuses this route answers beyond those every route of its kind can (400, 401, 403, 404, 413): 409, 422, 429. */
   errors?: readonly (409 | 422 | 429)[];

@@ -113,9 +113,11 @@ function operation(
     responses[status] = {
       description: response.description,
       ...(headers.length ? { headers: Object.fromEntries(headers) } : {}),
-      ...(response.schema
-        ? { content: { 'application/json': { schema: refOrInline(response.schema, components) } } }
-        : {}),
+      ...(response.binary
+        ? { content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } }
+        : response.schema
+          ? { content: { 'application/json': { schema: refOrInline(response.schema, components) } } }
+          : {}),
     };
   }
   for (const status of errorStatuses(route, doc)) {

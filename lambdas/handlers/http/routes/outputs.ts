@@ -41,10 +41,17 @@ export function outputRoutes(deps: () => Deps): Route[] {
       access: 'member',
       params: OutputParams,
       responses: {
-        200: { description: "The file's bytes, as application/octet-stream with its content-length" },
+        200: {
+          description: "The file's bytes (local control plane)",
+          binary: true,
+          headers: { 'Content-Length': { description: 'The size of the file in bytes', required: true } },
+        },
         307: {
           description: 'AWS: the file is in the outputs bucket; follow `Location` (a short-lived presigned GET)',
-          headers: { Location: { description: 'The presigned URL', required: true } },
+          headers: {
+            Location: { description: 'The presigned URL, valid for 5 minutes', required: true },
+            'Cache-Control': { description: '`no-store`: the URL expires', required: true },
+          },
         },
       },
       handle: async ({ identity, params }) => {
