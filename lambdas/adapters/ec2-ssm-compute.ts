@@ -13,13 +13,13 @@ import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { assertJobId } from '../core/container-command.js';
 import { ValidationError, type FieldIssue } from '../core/errors.js';
-import type { ExecLimits, ExecResult } from '../core/exec.js';
+import type { ExecLimits, ExecResult, SessionInput, SessionPlan } from '../core/exec.js';
 import type { Job } from '../core/job.js';
 import type { Compute, ContainerSpec, Launched, ManagedInstance } from '../ports/compute.js';
 import { Ec2Instances } from './ec2-instances.js';
 import { Ec2Launcher } from './ec2-launch.js';
 import { Ec2RootImage } from './ec2-root-image.js';
-import { execThroughSsm, type SsmExecSettings } from './ssm-exec.js';
+import { execThroughSsm, sessionThroughSsm, type SsmExecSettings } from './ssm-exec.js';
 import {
   DEFAULT_AGENT_DOCUMENT,
   DEFAULT_MASTER_PORT,
@@ -176,6 +176,11 @@ export class Ec2SsmCompute implements Compute {
   /** A command in the job's container on its first instance, through SSM Run Command (ssm-exec.ts). */
   exec(job: Job, argv: readonly string[], limits: ExecLimits): Promise<ExecResult> {
     return execThroughSsm(this.execSettings, job, argv, limits);
+  }
+
+  /** A Session Manager session into the job's first instance, for the CLI to start (ssm-exec.ts). */
+  session(job: Job, request: SessionInput): Promise<SessionPlan> {
+    return sessionThroughSsm(this.execSettings, job, request);
   }
 
   /** The job an instance was launched for; undefined when Flare did not launch it or EC2 no longer knows it. */

@@ -22,9 +22,9 @@ import type { Compute, ContainerSpec, Launched, ManagedInstance } from '../ports
 import type { SecretStore } from '../ports/secrets.js';
 import { JOB_ID_PATTERN, scratchPath, type DockerRunOptions } from '../core/container-command.js';
 import { DEFAULT_MAX_OUTPUT_BYTES } from '../core/outputs.js';
-import type { ExecLimits, ExecResult } from '../core/exec.js';
+import type { ExecLimits, ExecResult, SessionInput, SessionPlan } from '../core/exec.js';
 import { discoverGpus, dockerEngineAvailable } from './gpu-discovery.js';
-import { execInLocalJob } from './local-exec.js';
+import { execInLocalJob, localSession } from './local-exec.js';
 import { containerJobIds, dockerCommand, removeContainer } from './local-docker.js';
 import { DEFAULT_STOP_GRACE_MS } from './local-supervisor/job-run.mjs';
 import { JobEnds } from './local-supervisor/job-ends.js';
@@ -357,6 +357,11 @@ export class LocalCompute implements Compute {
   /** Run a command in the running job's container or environment (local-exec.ts). */
   exec(job: Job, argv: readonly string[], limits: ExecLimits): Promise<ExecResult> {
     return execInLocalJob(this.jobDir(job.id), job.id, argv, limits);
+  }
+
+  /** A shell or port forward into the running job, for the CLI on this machine (local-exec.ts). */
+  session(job: Job, request: SessionInput): Promise<SessionPlan> {
+    return localSession(this.jobDir(job.id), job.id, request);
   }
 
   /** Stop watching and let go of the supervisor; running jobs keep running. */

@@ -8,12 +8,20 @@
  * directory. Either way the argv is spawned directly, never through a shell.
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { containerName } from '../core/container-command.js';
 import { Conflict } from '../core/errors.js';
-import { BoundedOutput, EXEC_TIMED_OUT_EXIT_CODE, type ExecLimits, type ExecResult } from '../core/exec.js';
+import {
+  BoundedOutput,
+  EXEC_TIMED_OUT_EXIT_CODE,
+  type ExecLimits,
+  type ExecResult,
+  type SessionInput,
+  type SessionPlan,
+} from '../core/exec.js';
 import type { RunnerSpec } from './local-supervisor/jobs.js';
 
 /** How a command reaches a job: the program, its arguments, environment and directory. */
@@ -27,8 +35,8 @@ export interface ExecTarget {
 }
 
 /**
- * What `argv` becomes to run inside the job whose directory is `jobDir`. Also
- * what `flare job shell` runs on this machine, with a TTY (docker exec -it).
+ * What `argv` becomes to run inside the job whose directory is `jobDir`, with
+ * a TTY for an interactive shell (docker exec --interactive --tty).
  */
 export async function execTarget(
   jobDir: string,
@@ -36,16 +44,46 @@ export async function execTarget(
   argv: readonly string[],
   tty = false,
 ): Promise<ExecTarget> {
-  let spec: RunnerSpec;
+  return targetOf(await runnerSpecOf(jobDir, jobId), jobId, argv, tty);
+}
+
+/**
+ * `flare job shell` and `port-forward` on this machine: the shell to spawn in
+ * the job's container or environment, or where the job's port is reached (the
+ * container's address on docker's network; a process listens on this host).
+ */
+export async function localSession(jobDir: string, jobId: string, request: SessionInput): Promise<SessionPlan> {
+  const spec = await runnerSpecOf(jobDir, jobId);
+  const container = isContainer(spec);
+  if (request.kind === 'port-forward') {
+    const address = container ? await containerAddress(jobId, spec.env) : '';
+    return { runtime: 'local', kind: 'port-forward', host: address || '127.0.0.1', port: request.port! };
+  }
+  // Fixed text: bash where the image or host has it, else sh.
+  const shell = container
+    ? ['sh', '-c', 'if command -v bash > /dev/null; then exec bash; else exec sh; fi']
+    : [existsSync('/bin/bash') ? '/bin/bash' : '/bin/sh'];
+  const { command, args, env, cwd } = targetOf(spec, jobId, shell, true);
+  return { runtime: 'local', kind: 'shell', command, args, env, cwd };
+}
+
+async function runnerSpecOf(jobDir: string, jobId: string): Promise<RunnerSpec> {
   try {
-    spec = JSON.parse(await readFile(join(jobDir, 'spec.json'), 'utf8')) as RunnerSpec;
+    return JSON.parse(await readFile(join(jobDir, 'spec.json'), 'utf8')) as RunnerSpec;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT')
       throw new Conflict(`job ${jobId} has not been started on this machine`);
     throw error;
   }
-  // A job run as a container is stopped by `docker stop` (local-docker.ts dockerCommand).
-  if (spec.stopArgv?.[0] === 'docker')
+}
+
+/** A job run as a container is stopped by `docker stop` (local-docker.ts dockerCommand). */
+function isContainer(spec: RunnerSpec): boolean {
+  return spec.stopArgv?.[0] === 'docker';
+}
+
+function targetOf(spec: RunnerSpec, jobId: string, argv: readonly string[], tty: boolean): ExecTarget {
+  if (isContainer(spec))
     return {
       command: 'docker',
       args: ['exec', ...(tty ? ['--interactive', '--tty'] : []), containerName(jobId), ...argv],
@@ -54,6 +92,17 @@ export async function execTarget(
       mode: 'docker',
     };
   return { command: argv[0]!, args: argv.slice(1), env: spec.env, cwd: spec.cwd, mode: 'process' };
+}
+
+/** The container's address on its docker network; empty on the host's network. */
+async function containerAddress(jobId: string, env: Record<string, string>): Promise<string> {
+  const format = '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}';
+  const inspect = await execInLocalTarget(
+    { command: 'docker', args: ['inspect', '--format', format, containerName(jobId)], env, cwd: '/', mode: 'docker' },
+    { timeoutSeconds: 10, maxOutputBytes: 4096 },
+  );
+  if (inspect.exitCode !== 0) throw new Conflict(`cannot find the container of job ${jobId}: ${inspect.stderr.trim()}`);
+  return inspect.stdout.trim().split(/\s+/)[0] ?? '';
 }
 
 /**
@@ -68,7 +117,10 @@ export async function execInLocalJob(
   argv: readonly string[],
   limits: ExecLimits,
 ): Promise<ExecResult> {
-  const target = await execTarget(jobDir, jobId, argv);
+  return execInLocalTarget(await execTarget(jobDir, jobId, argv), limits);
+}
+
+async function execInLocalTarget(target: ExecTarget, limits: ExecLimits): Promise<ExecResult> {
   const stdout = new BoundedOutput(limits.maxOutputBytes);
   const stderr = new BoundedOutput(limits.maxOutputBytes);
   let timedOut = false;

@@ -15,8 +15,14 @@ import {
 import { setTimeout as sleep } from 'node:timers/promises';
 import { assertJobId } from '../core/container-command.js';
 import { Conflict } from '../core/errors.js';
-import { EXEC_TIMED_OUT_EXIT_CODE, type ExecLimits, type ExecResult } from '../core/exec.js';
-import { execScript, readExecReport } from '../core/exec-script.js';
+import {
+  EXEC_TIMED_OUT_EXIT_CODE,
+  type ExecLimits,
+  type ExecResult,
+  type SessionInput,
+  type SessionPlan,
+} from '../core/exec.js';
+import { containerAddressScript, execScript, readExecReport, shellSessionCommand } from '../core/exec-script.js';
 import type { Job } from '../core/job.js';
 
 /** Seconds a command may run on AWS: with SSM's delivery, under the API function's 15 s. */
@@ -49,17 +55,84 @@ export async function execThroughSsm(
   argv: readonly string[],
   limits: ExecLimits,
 ): Promise<ExecResult> {
-  assertJobId(job.id);
-  const instanceId = job.instanceIds?.[0];
-  if (!instanceId) throw new Conflict(`job ${job.id} has no instance to run a command on`);
+  const instanceId = firstInstance(job);
   const timeoutSeconds = Math.min(limits.timeoutSeconds, SSM_EXEC_TIMEOUT_SECONDS);
   const maxOutputBytes = Math.min(limits.maxOutputBytes, SSM_EXEC_MAX_OUTPUT_BYTES);
   const script = execScript(job.id, argv, { timeoutSeconds, maxOutputBytes });
+  const ran = await runScript(settings, job.id, instanceId, script, timeoutSeconds);
+  if ('late' in ran)
+    return {
+      exitCode: EXEC_TIMED_OUT_EXIT_CODE,
+      stdout: '',
+      stderr: `flare: no answer from instance ${instanceId} within ${timeoutSeconds} s (SSM command ${ran.commandId}, ${ran.status})\n`,
+      truncated: false,
+      timedOut: true,
+    };
+  return resultOf(ran, maxOutputBytes);
+}
+
+/** Session Manager documents the CLI starts its sessions with. */
+export const SHELL_SESSION_DOCUMENT = 'AWS-StartInteractiveCommand';
+export const PORT_FORWARD_SESSION_DOCUMENT = 'AWS-StartPortForwardingSessionToRemoteHost';
+
+/**
+ * The session the CLI starts on the job's first instance: a shell is
+ * `docker exec -it` into its container (sudo: sessions run as ssm-user); a
+ * port forward goes to the container's address on the instance, found with a
+ * fixed `docker inspect` through Run Command (containerAddressScript).
+ */
+export async function sessionThroughSsm(
+  settings: SsmExecSettings,
+  job: Job,
+  request: SessionInput,
+): Promise<SessionPlan> {
+  const instanceId = firstInstance(job);
+  const region = await settings.ssm.config.region();
+  if (request.kind === 'shell')
+    return {
+      runtime: 'aws',
+      kind: 'shell',
+      region,
+      target: instanceId,
+      documentName: SHELL_SESSION_DOCUMENT,
+      parameters: { command: [shellSessionCommand(job.id)] },
+    };
+  const ran = await runScript(settings, job.id, instanceId, containerAddressScript(job.id), 5);
+  if ('late' in ran || ran.Status !== 'Success')
+    throw new Conflict(
+      `cannot find the container of job ${job.id} on ${instanceId}: ${'late' in ran ? 'no answer' : (ran.StandardErrorContent ?? ran.Status)}`,
+    );
+  const address = (ran.StandardOutputContent ?? '').trim().split(/\s+/)[0] || 'localhost';
+  return {
+    runtime: 'aws',
+    kind: 'port-forward',
+    region,
+    target: instanceId,
+    documentName: PORT_FORWARD_SESSION_DOCUMENT,
+    parameters: { host: [address], portNumber: [String(request.port)], localPortNumber: [String(request.port)] },
+  };
+}
+
+function firstInstance(job: Job): string {
+  assertJobId(job.id);
+  const instanceId = job.instanceIds?.[0];
+  if (!instanceId) throw new Conflict(`job ${job.id} has no instance to run a command on`);
+  return instanceId;
+}
+
+/** Send `script` to the instance and wait for its invocation to end, or `late` past the bound. */
+async function runScript(
+  settings: SsmExecSettings,
+  jobId: string,
+  instanceId: string,
+  script: string,
+  timeoutSeconds: number,
+): Promise<GetCommandInvocationCommandOutput | { late: true; commandId: string; status: string }> {
   const sent = await settings.ssm.send(
     new SendCommandCommand({
       DocumentName: settings.document,
       InstanceIds: [instanceId],
-      Comment: execComment(job.id),
+      Comment: execComment(jobId),
       // SendCommand's least delivery timeout; the answer is given up on far sooner.
       TimeoutSeconds: 30,
       Parameters: { commands: [script], executionTimeout: [String(timeoutSeconds + 5)] },
@@ -73,15 +146,8 @@ export async function execThroughSsm(
   for (;;) {
     await wait(POLL_MS);
     const invocation = await invocationOf(settings.ssm, commandId, instanceId);
-    if (invocation && ENDED.has(invocation.Status ?? '')) return resultOf(invocation, maxOutputBytes);
-    if (now() >= deadline)
-      return {
-        exitCode: EXEC_TIMED_OUT_EXIT_CODE,
-        stdout: '',
-        stderr: `flare: no answer from instance ${instanceId} within ${timeoutSeconds} s (SSM command ${commandId}, ${invocation?.Status ?? 'not yet delivered'})\n`,
-        truncated: false,
-        timedOut: true,
-      };
+    if (invocation && ENDED.has(invocation.Status ?? '')) return invocation;
+    if (now() >= deadline) return { late: true, commandId, status: invocation?.Status ?? 'not yet delivered' };
   }
 }
 

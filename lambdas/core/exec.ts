@@ -8,6 +8,7 @@ import { z } from 'zod';
 import type { Deps } from './deps.js';
 import { Conflict, Forbidden, JobNotFound } from './errors.js';
 import { canAccessProject, type Identity } from './identity.js';
+import type { Job } from './job.js';
 import { argv } from './schemas.js';
 
 /** Bytes of each stream (stdout, stderr) kept; what comes after is dropped and `truncated` says so. */
@@ -53,11 +54,7 @@ export async function execInJob(
   id: string,
   input: ExecInput,
 ): Promise<ExecResult> {
-  const job = await deps.jobs.getJob(id);
-  if (!job || !canAccessProject(identity, job.project)) throw new JobNotFound(id);
-  if (!identity.admin && identity.name !== job.owner)
-    throw new Forbidden(`only the job's owner (${job.owner}) or an admin may run commands in job ${id}`);
-  if (job.state !== 'RUNNING') throw new Conflict(`job ${id} is ${job.state}: commands run only in a RUNNING job`);
+  const job = await runningJobOf(deps, identity, id);
   if (!deps.compute.exec) throw new Conflict('this deployment cannot run commands inside jobs');
   const limits = { timeoutSeconds: EXEC_TIMEOUT_SECONDS, maxOutputBytes: EXEC_MAX_OUTPUT_BYTES };
   deps.log.info('exec in job', { jobId: id, caller: identity.name, owner: job.owner, argc: input.command.length });
@@ -70,6 +67,68 @@ export async function execInJob(
     truncated: result.truncated,
   });
   return result;
+}
+
+export const SessionInput = z
+  .strictObject({
+    kind: z.enum(['shell', 'port-forward']).describe('An interactive shell in the job, or a TCP port of the job'),
+    port: z
+      .number()
+      .int('must be a whole number')
+      .min(1, 'must be a TCP port, 1 to 65535')
+      .max(65535, 'must be a TCP port, 1 to 65535')
+      .optional()
+      .describe("port-forward: the job's port"),
+  })
+  .refine((s) => s.kind !== 'port-forward' || s.port !== undefined, {
+    path: ['port'],
+    message: 'is required for a port-forward',
+  });
+export type SessionInput = z.infer<typeof SessionInput>;
+
+/**
+ * How the CLI opens a shell or a forwarded port. `local`: the plane runs the
+ * job on its own machine, where the CLI must be too: it spawns `command` (a
+ * shell in the job's container or environment) or proxies to `host:port`.
+ * `aws`: an SSM Session Manager session the CLI starts with its user's own
+ * AWS credentials (`aws ssm start-session --target --document-name --parameters`).
+ */
+export type SessionPlan =
+  | { runtime: 'local'; kind: 'shell'; command: string; args: string[]; env: Record<string, string>; cwd: string }
+  | { runtime: 'local'; kind: 'port-forward'; host: string; port: number }
+  | {
+      runtime: 'aws';
+      kind: 'shell' | 'port-forward';
+      /** The deployment's region, where the instance is. */
+      region: string;
+      target: string;
+      documentName: string;
+      parameters: Record<string, string[]>;
+    };
+
+/**
+ * A shell or port forward into a running job: the same rule as exec (owner or
+ * admin, RUNNING), logged with who, which job, what and which port.
+ */
+export async function openSession(
+  deps: Pick<Deps, 'jobs' | 'compute' | 'log'>,
+  identity: Identity,
+  id: string,
+  input: SessionInput,
+): Promise<SessionPlan> {
+  const job = await runningJobOf(deps, identity, id);
+  if (!deps.compute.session) throw new Conflict('this deployment cannot open sessions into jobs');
+  deps.log.info('session into job', { jobId: id, caller: identity.name, owner: job.owner, ...input });
+  return deps.compute.session(job, input);
+}
+
+async function runningJobOf(deps: Pick<Deps, 'jobs'>, identity: Identity, id: string): Promise<Job> {
+  const job = await deps.jobs.getJob(id);
+  if (!job || !canAccessProject(identity, job.project)) throw new JobNotFound(id);
+  if (!identity.admin && identity.name !== job.owner)
+    throw new Forbidden(`only the job's owner (${job.owner}) or an admin may act inside job ${id}`);
+  if (job.state !== 'RUNNING') throw new Conflict(`job ${id} is ${job.state}: only a RUNNING job can be entered`);
+  return job;
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { ExecLimits, ExecResult } from '../core/exec.js';
+import type { ExecLimits, ExecResult, SessionInput, SessionPlan } from '../core/exec.js';
 import type { Job, JobOutputsRecord, Outcome } from '../core/job.js';
 
 /** What a job runs as, resolved from its template and the image catalog. */
@@ -71,6 +71,8 @@ export interface Compute {
   endedOn?(job: Job): Promise<Outcome | undefined>;
   /** Run `argv` inside the running job (its container, env, devices), within `limits` (core/exec.ts). */
   exec?(job: Job, argv: readonly string[], limits: ExecLimits): Promise<ExecResult>;
+  /** How the CLI opens a shell or a port forward into the running job (core/exec.ts SessionPlan). */
+  session?(job: Job, request: SessionInput): Promise<SessionPlan>;
   /**
    * After `stop`: what the job kept of its output directory, the per-job cap applied (core/outputs.ts
    * withinCap). Undefined when this compute keeps no outputs for it.

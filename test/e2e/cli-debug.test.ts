@@ -5,10 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:http';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { waitFor } from '../support/harness.js';
 import { callApi, endActiveJobs, startLocalPlane, stopLocalPlane, untilJobState } from '../support/local-plane.js';
 
 const ROOT = 'root-token-debug-0123456789ab';
@@ -29,21 +31,32 @@ interface Run {
   stderr: string;
 }
 
-function flare(args: string[], token = ALICE): Promise<Run> {
+interface RunOptions {
+  token?: string;
+  /** Written to the CLI's stdin, then closed; none: no stdin. */
+  input?: string;
+  env?: Record<string, string>;
+}
+
+function start(args: string[], options: RunOptions = {}) {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLARE_')));
   const child = spawn(process.execPath, ['--import', 'tsx', 'bin/flare.ts', ...args], {
-    env: { ...env, HOME: home, FLARE_TOKEN: token, FLARE_API_URL: url },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...env, HOME: home, FLARE_TOKEN: options.token ?? ALICE, FLARE_API_URL: url, ...options.env },
+    stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
+  if (options.input !== undefined) child.stdin!.end(options.input);
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve, reject) => {
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const result = new Promise<Run>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+  return { child, result, stdout: () => stdout };
 }
+
+const flare = (args: string[], token = ALICE) => start(args, { token }).result;
 
 const api = (method: string, path: string, token = ROOT, body?: unknown) => callApi(url, method, path, token, body);
 
@@ -242,3 +255,114 @@ describe('exec in a running job', () => {
     assert.equal(refused.code, 4, refused.stderr);
   });
 });
+
+describe('shell and port-forward', () => {
+  it('POST /session: owner and admins only, a RUNNING job only, port required for a port-forward', async () => {
+    const id = await runningJob();
+    const shell = await api('POST', `/v1/jobs/${id}/session`, ALICE, { kind: 'shell' });
+    assert.equal(shell.status, 200, JSON.stringify(shell.body));
+    assert.equal(shell.body.runtime, 'local');
+    assert.equal(shell.body.env.FLARE_JOB_ID, id);
+    assert.equal((await api('POST', `/v1/jobs/${id}/session`, DAVE, { kind: 'shell' })).status, 403);
+    assert.equal((await api('POST', `/v1/jobs/${id}/session`, BOB, { kind: 'shell' })).status, 404);
+    const noPort = await api('POST', `/v1/jobs/${id}/session`, ALICE, { kind: 'port-forward' });
+    assert.equal(noPort.status, 400);
+    assert.equal(noPort.body.error.details[0].field, 'port');
+    await api('DELETE', `/v1/jobs/${id}`, ALICE);
+    await untilState(id, ['CANCELLED']);
+    assert.equal((await api('POST', `/v1/jobs/${id}/session`, ALICE, { kind: 'shell' })).status, 409);
+  });
+
+  it("flare job shell runs a shell in the job's environment and directory, on this terminal", async () => {
+    const id = await runningJob();
+    const run = await start(['job', 'shell', id], { input: 'echo "$FLARE_JOB_ID|$GREETING|$(pwd)"; exit 5\n' }).result;
+    assert.equal(run.code, 5, run.stderr);
+    const [jobId, greeting, cwd] = run.stdout.trim().split('|');
+    assert.deepEqual([jobId, greeting], [id, 'hello from the job']);
+    assert.match(cwd!, new RegExp(`/scratch/${id}$`));
+  });
+
+  it("flare job port-forward proxies a local port to the job's port until interrupted", async () => {
+    const [jobPort, localPort] = await Promise.all([freePort(), freePort()]);
+    const server = `require('http').createServer((q, r) => r.end('hi from the job')).listen(${jobPort})`;
+    const created = await api('POST', '/v1/jobs', ALICE, { template: 'sh', command: [process.execPath, '-e', server] });
+    const id = created.body.id;
+    await untilState(id, ['RUNNING']);
+    await waitFor(
+      'the job to listen',
+      () =>
+        fetch(`http://127.0.0.1:${jobPort}/`).then(
+          () => true,
+          () => undefined,
+        ),
+      30_000,
+      100,
+    );
+
+    const same = await flare(['job', 'port-forward', id, String(jobPort)]);
+    assert.equal(same.code, 0, same.stderr);
+    assert.match(same.stdout, /already reachable at 127\.0\.0\.1:\d+/);
+
+    const proxy = start(['job', 'port-forward', id, `${localPort}:${jobPort}`]);
+    await waitFor('the proxy to listen', async () => /forwarding/.test(proxy.stdout()) || undefined, 30_000, 100);
+    assert.equal(await (await fetch(`http://127.0.0.1:${localPort}/`)).text(), 'hi from the job');
+    proxy.child.kill('SIGINT');
+    assert.equal((await proxy.result).code, 0);
+
+    const bad = await flare(['job', 'port-forward', id, '70000']);
+    assert.equal(bad.code, 2);
+  });
+
+  it("on AWS starts aws ssm start-session with the API's session, or prints the exact command without the plugin", async () => {
+    const plan = {
+      runtime: 'aws',
+      kind: 'port-forward',
+      region: 'eu-west-1',
+      target: 'i-0aaa',
+      documentName: 'AWS-StartPortForwardingSessionToRemoteHost',
+      parameters: { host: ['172.17.0.2'], portNumber: ['8888'], localPortNumber: ['8888'] },
+    };
+    const asked: unknown[] = [];
+    const fake = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => {
+        asked.push({ path: req.url, body: JSON.parse(body) });
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify(plan));
+      });
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    const api = `http://127.0.0.1:${(fake.address() as { port: number }).port}`;
+    try {
+      const bin = join(dir, 'aws-bin');
+      await mkdir(bin, { recursive: true });
+      const without = await start(['job', 'port-forward', 'j-1', '9999:8888'], {
+        env: { FLARE_API_URL: api, PATH: bin },
+      }).result;
+      assert.equal(without.code, 1);
+      assert.match(without.stderr, /aws and session-manager-plugin not found on PATH/);
+      const line = `aws ssm start-session --region eu-west-1 --target i-0aaa --document-name AWS-StartPortForwardingSessionToRemoteHost --parameters '{"host":["172.17.0.2"],"portNumber":["8888"],"localPortNumber":["9999"]}'`;
+      assert.ok(without.stderr.includes(line), without.stderr);
+      assert.deepEqual(asked, [{ path: '/v1/jobs/j-1/session', body: { kind: 'port-forward', port: 8888 } }]);
+
+      // With both on PATH it runs aws itself; this stand-in prints what it was given.
+      await writeFile(join(bin, 'aws'), '#!/bin/sh\nfor a in "$@"; do echo "$a"; done\nexit 3\n', { mode: 0o755 });
+      await writeFile(join(bin, 'session-manager-plugin'), '#!/bin/sh\n', { mode: 0o755 });
+      const ran = await start(['job', 'shell', 'j-1'], { env: { FLARE_API_URL: api, PATH: bin } }).result;
+      assert.equal(ran.code, 3, ran.stderr);
+      assert.deepEqual(ran.stdout.trim().split('\n').slice(0, 4), ['ssm', 'start-session', '--region', 'eu-west-1']);
+    } finally {
+      fake.close();
+    }
+  });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}

@@ -341,6 +341,36 @@ describe('every answer is what its route documents', () => {
     );
   });
 
+  it('exec and sessions: a command run in a running job; a local shell, a local port and an AWS session planned', async () => {
+    const compute = w.deps.compute;
+    const plans = [
+      { runtime: 'local', kind: 'shell', command: 'docker', args: ['exec', '-it', 'flare-j'], env: {}, cwd: '/tmp' },
+      { runtime: 'local', kind: 'port-forward', host: '172.17.0.2', port: 8888 },
+      {
+        runtime: 'aws',
+        kind: 'shell',
+        region: 'eu-west-1',
+        target: 'i-0aaa',
+        documentName: 'AWS-StartInteractiveCommand',
+        parameters: { command: ['sudo docker exec --interactive --tty flare-j sh'] },
+      },
+    ];
+    w.deps.compute = Object.assign(Object.create(compute) as typeof compute, {
+      exec: async () => ({ exitCode: 3, stdout: 'out', stderr: '', truncated: false, timedOut: false }),
+      session: async () => plans.shift(),
+    });
+    try {
+      const ran = await expect(200, 'POST', `/v1/jobs/${ids.running}/exec`, ALICE, { body: { command: ['true'] } });
+      assert.equal(ran.exitCode, 3);
+      for (const kind of ['shell', 'port-forward', 'shell']) {
+        const body = kind === 'shell' ? { kind } : { kind, port: 8888 };
+        assert.ok((await expect(200, 'POST', `/v1/jobs/${ids.running}/session`, ALICE, { body })).runtime);
+      }
+    } finally {
+      w.deps.compute = compute;
+    }
+  });
+
   it('logs: the tail, and what came after it', async () => {
     await writeFile(join(logDir, `${ids.failed}.log`), 'epoch 1\nepoch 2\nTraceback: boom\n');
     const tail = await expect(200, 'GET', `/v1/jobs/${ids.failed}/logs`, ALICE, { query: { tail: '2' } });

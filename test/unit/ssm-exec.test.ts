@@ -14,9 +14,9 @@ import { after, beforeEach, describe, test } from 'node:test';
 import { GetCommandInvocationCommand, SendCommandCommand, SSMClient, SSMServiceException } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { Ec2SsmCompute } from '../../lambdas/adapters/ec2-ssm-compute.js';
-import { execComment, execThroughSsm } from '../../lambdas/adapters/ssm-exec.js';
+import { execComment, execThroughSsm, sessionThroughSsm } from '../../lambdas/adapters/ssm-exec.js';
 import { Conflict } from '../../lambdas/core/errors.js';
-import { execScript, readExecReport } from '../../lambdas/core/exec-script.js';
+import { containerAddressScript, execScript, readExecReport } from '../../lambdas/core/exec-script.js';
 import { awsError } from '../support/aws-errors.js';
 import { launchingJob } from '../support/jobs.js';
 
@@ -125,6 +125,41 @@ describe('exec through SSM Run Command', () => {
       (ssmMock.commandCalls(SendCommandCommand)[0]!.args[0].input.Parameters!.commands as string[])[0]!,
       /timeout --kill-after=2 1 python3/,
     );
+  });
+});
+
+describe('sessions through Session Manager', () => {
+  test("a shell is docker exec -it into the job's container on its first instance, in the deployment's region", async () => {
+    assert.deepEqual(await sessionThroughSsm(settings, job, { kind: 'shell' }), {
+      runtime: 'aws',
+      kind: 'shell',
+      region: 'eu-west-1',
+      target: 'i-0aaa',
+      documentName: 'AWS-StartInteractiveCommand',
+      parameters: {
+        command: [
+          "sudo docker exec --interactive --tty flare-job-7 sh -c 'if command -v bash > /dev/null; then exec bash; else exec sh; fi'",
+        ],
+      },
+    });
+    assert.equal(ssmMock.calls().length, 0, 'nothing sent for a shell');
+  });
+
+  test("a port forward goes to the container's address, asked with a fixed docker inspect", async () => {
+    ssmMock.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-5' } });
+    ssmMock.on(GetCommandInvocationCommand).resolves({ Status: 'Success', StandardOutputContent: '172.17.0.5 \n' });
+    assert.deepEqual(await sessionThroughSsm(settings, job, { kind: 'port-forward', port: 8888 }), {
+      runtime: 'aws',
+      kind: 'port-forward',
+      region: 'eu-west-1',
+      target: 'i-0aaa',
+      documentName: 'AWS-StartPortForwardingSessionToRemoteHost',
+      parameters: { host: ['172.17.0.5'], portNumber: ['8888'], localPortNumber: ['8888'] },
+    });
+    assert.deepEqual(ssmMock.commandCalls(SendCommandCommand)[0]!.args[0].input.Parameters, {
+      commands: [containerAddressScript(job.id)],
+      executionTimeout: ['10'],
+    });
   });
 });
 
