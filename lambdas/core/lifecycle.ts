@@ -9,7 +9,7 @@ import type { Deps } from './deps.js';
 import { CAPACITY_LIMIT_REACHED, ComputeNotReady, StaleJob } from './errors.js';
 import { publishOperatorEvent } from './events.js';
 import { launchBackoffSeconds, maxComputeChecks } from './policy.js';
-import { isTerminal, JobState, QUEUED_STATES, terminalFor, type Job } from './job.js';
+import { isTerminal, JobState, QUEUED_STATES, terminalFor, type Job, type JobOutputsRecord } from './job.js';
 import { drainAfterRelease } from './admission.js';
 import { jobEnded, launchFailed } from './metrics.js';
 import { JobNotFound } from './errors.js';
@@ -193,7 +193,14 @@ export async function stopStep(deps: Deps, jobId: string, error?: StepError | nu
 /** What a job that started kept of its output directory, on the job before it ends: never silent, even when over the cap. */
 async function recordOutputs(deps: Deps, job: Job): Promise<void> {
   if (!job.startedAt || !deps.compute.keptOutputs) return;
-  const outputs = await deps.compute.keptOutputs(job);
+  let outputs: JobOutputsRecord | undefined;
+  try {
+    outputs = await deps.compute.keptOutputs(job);
+  } catch (error) {
+    // The job still ends; its record says its files could not be accounted for.
+    deps.log.error('outputs not recorded', { jobId: job.id, error: String(error) });
+    outputs = { count: 0, bytes: 0, error: `outputs could not be read: ${(error as Error).message ?? String(error)}` };
+  }
   if (!outputs) return;
   try {
     await deps.jobs.updateJob(job.id, [JobState.STOPPING], { outputs });

@@ -282,6 +282,7 @@ export function wrapCompute(real: Compute, overrides: Partial<Compute>): Compute
     listManaged: () => real.listManaged(),
     terminate: (ids) => real.terminate(ids),
     ...(real.endedOn ? { endedOn: (job: Job) => real.endedOn!(job) } : {}),
+    ...(real.keptOutputs ? { keptOutputs: (job: Job) => real.keptOutputs!(job) } : {}),
     ...overrides,
   };
 }
