@@ -18,7 +18,7 @@ import { JobWorkflow } from './job-workflow.js';
 import { FlareFunction } from './lambda-defaults.js';
 import { FlareNetwork } from './network.js';
 import { ChatNotifier } from './notifier.js';
-import { grantProjectSecrets } from './secrets-access.js';
+import { grantJobSecretCopies, grantProjectSecrets, grantReadOwnJobSecrets } from './secrets-access.js';
 import { PoolSeed } from './pool-seed.js';
 import { Reconciler } from './reconciler.js';
 import { readSettings, type FlareSettings } from './settings.js';
@@ -140,6 +140,8 @@ export class FlareStack extends Stack {
     this.compute.grantManageInstances(this.tasks.role);
     this.compute.grantReadJobLogs(this.api.role);
     grantProjectSecrets(this, this.api.role);
+    grantJobSecretCopies(this, this.tasks.role);
+    grantReadOwnJobSecrets(this, this.compute.instanceRole);
     grantExecInJobs(this.compute, this.api.role);
 
     this.httpApi = new FlareHttpApi(this, 'Http', {

@@ -1,13 +1,15 @@
 /**
  * Who may touch which of the deployment's secrets in Secrets Manager (names in
  * contract/secrets.ts): the API writes, lists and deletes project secrets and
- * reads their values only to mask them in the logs it serves. Nothing else of
- * the account's Secrets Manager is reachable.
+ * reads their values only to mask them in the logs it serves; the workflow's
+ * tasks copy a starting job's values into one secret per instance, tagged with
+ * that instance's ARN; an instance reads only the copy tagged with its own ARN
+ * (`${ec2:SourceInstanceARN}`), so never another job's, nor any project's.
  */
 import { ArnFormat, Stack, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type { Construct } from 'constructs';
-import { secretsPrefix } from '../contract/secrets.js';
+import { INSTANCE_TAG, secretsPrefix } from '../contract/secrets.js';
 
 /** Every secret of this deployment under `path` (`projects/*`); a secret's ARN ends in `-` and six random characters. */
 export function deploymentSecretArns(scope: Construct, path: string): string {
@@ -57,5 +59,66 @@ export function grantProjectSecrets(scope: Construct, role: iam.IRole, id = 'Pro
     `Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${secretsPrefix(Stack.of(scope).stackName)}projects/*`,
     "Project secrets are created at run time (PUT /v1/projects/{project}/secrets/{name}); the grant stops at this deployment's projects/ prefix.",
   );
+  return policy;
+}
+
+/** The tasks' grants: read project secrets, and write and delete the per-instance copies of a starting job's values. */
+export function grantJobSecretCopies(scope: Construct, role: iam.IRole, id = 'JobSecretCopiesPolicy'): iam.Policy {
+  const policy = new iam.Policy(scope, id, {
+    roles: [role],
+    statements: [
+      new iam.PolicyStatement({
+        sid: 'ReadProjectSecrets',
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [deploymentSecretArns(scope, 'projects/*')],
+      }),
+      new iam.PolicyStatement({
+        sid: 'WriteJobCopies',
+        actions: [
+          'secretsmanager:CreateSecret',
+          'secretsmanager:TagResource',
+          'secretsmanager:PutSecretValue',
+          'secretsmanager:DeleteSecret',
+        ],
+        resources: [deploymentSecretArns(scope, 'jobs/*')],
+      }),
+    ],
+  });
+  Validations.of(policy).acknowledge({
+    id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${secretsPrefix(Stack.of(scope).stackName)}projects/*]`,
+    reason:
+      "A job names its project's secrets at run time; the grant stops at this deployment's projects/ prefix and is read-only.",
+  });
+  Validations.of(policy).acknowledge({
+    id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${secretsPrefix(Stack.of(scope).stackName)}jobs/*]`,
+    reason:
+      "A job's per-instance copies are named by job and instance id, known only at its start; the grant stops at this deployment's jobs/ prefix.",
+  });
+  return policy;
+}
+
+/** The IAM policy variable: the ARN of the instance whose role credentials signed the request. */
+const SOURCE_INSTANCE_ARN = `\${ec2:SourceInstanceARN}`;
+
+/** The instance role's one grant on secrets: the copy tagged with the calling instance's own ARN, nothing else. */
+export function grantReadOwnJobSecrets(scope: Construct, role: iam.IRole, id = 'OwnJobSecretsPolicy'): iam.Policy {
+  const policy = new iam.Policy(scope, id, {
+    roles: [role],
+    statements: [
+      new iam.PolicyStatement({
+        sid: 'ReadOwnJobSecrets',
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [deploymentSecretArns(scope, 'jobs/*')],
+        conditions: {
+          StringEquals: { [`aws:ResourceTag/${INSTANCE_TAG}`]: SOURCE_INSTANCE_ARN },
+        },
+      }),
+    ],
+  });
+  Validations.of(policy).acknowledge({
+    id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${secretsPrefix(Stack.of(scope).stackName)}jobs/*]`,
+    reason:
+      "Conditioned on the secret's flare:instance tag being the calling instance's own ARN: each instance reads only its own job's copy.",
+  });
   return policy;
 }

@@ -19,6 +19,7 @@ import type { Compute, ContainerSpec, Launched, ManagedInstance } from '../ports
 import { Ec2Instances } from './ec2-instances.js';
 import { Ec2Launcher } from './ec2-launch.js';
 import { Ec2RootImage } from './ec2-root-image.js';
+import type { JobSecretCopies } from './job-secret-copies.js';
 import { execThroughSsm, sessionThroughSsm, type SsmExecSettings } from './ssm-exec.js';
 import {
   DEFAULT_AGENT_DOCUMENT,
@@ -72,6 +73,8 @@ export interface Ec2SsmComputeProps {
    * @default none: every `managed-by=flare` instance is this deployment's
    */
   readonly deployment?: string;
+  /** Where a job's secret values are copied for its instances at its start (job-secret-copies.ts); absent: a job with secrets fails to start. */
+  readonly secretCopies?: JobSecretCopies;
 }
 
 export const DEFAULT_AGENT_TIMEOUT_SECONDS = 600;
@@ -84,6 +87,7 @@ export class Ec2SsmCompute implements Compute {
   private readonly launcher: Ec2Launcher;
   private readonly commands: SsmCommands;
   private readonly execSettings: SsmExecSettings;
+  private readonly secretCopies: JobSecretCopies | undefined;
 
   constructor(props: Ec2SsmComputeProps) {
     const agentTimeoutSeconds = props.agentTimeoutSeconds ?? DEFAULT_AGENT_TIMEOUT_SECONDS;
@@ -107,6 +111,7 @@ export class Ec2SsmCompute implements Compute {
     if (issues.length > 0) throw new ValidationError(issues);
 
     this.instances = new Ec2Instances(props.ec2, props.deployment);
+    this.secretCopies = props.secretCopies;
     this.launcher = new Ec2Launcher(
       {
         ec2: props.ec2,
@@ -144,8 +149,11 @@ export class Ec2SsmCompute implements Compute {
     return this.commands.isReady(job);
   }
 
-  start(job: Job, spec: ContainerSpec): Promise<void> {
-    return this.commands.start(job, spec);
+  async start(job: Job, spec: ContainerSpec): Promise<void> {
+    if (Object.keys(spec.secrets ?? {}).length === 0 || !this.secretCopies) return this.commands.start(job, spec);
+    // The values go to Secrets Manager for the instances to fetch; the command carries only where they are.
+    await this.secretCopies.copy(job, spec);
+    return this.commands.start(job, { ...spec, secretSource: this.secretCopies.sourceFor(job) });
   }
 
   updateExpiry(job: Job, expiresAt: string): Promise<void> {
@@ -157,6 +165,7 @@ export class Ec2SsmCompute implements Compute {
     // Also what EC2 knows by tag: covers a crash between RunInstances and the job record saving its ids.
     const tagged = await this.instances.liveInstanceIds(job.id);
     await this.instances.terminate([...new Set([...(job.instanceIds ?? []), ...tagged])]);
+    if (Object.keys(job.secrets ?? {}).length > 0) await this.secretCopies?.remove(job);
   }
 
   terminate(instanceIds: readonly string[]): Promise<void> {

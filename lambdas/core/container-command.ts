@@ -296,14 +296,13 @@ const DOCKER_WAIT_TRIES = 90;
 export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): string {
   const detached = { ...options, detach: true };
   const issues = [...validate(spec, detached), ...deadlineIssues(spec.expiresAt)];
-  // Never start a job without the secrets it names: an instance cannot fetch them yet.
-  if (Object.keys(spec.secrets ?? {}).length > 0)
-    issues.push({ field: 'secrets', reason: 'are not yet delivered to instances by this deployment' });
+  const secrets = Object.keys(spec.secrets ?? {}).length > 0 ? secretSourceOf(spec, issues) : undefined;
   if (issues.length > 0) throw new ValidationError(issues);
   const argv = dockerRunArgs(spec, detached);
   const { jobId, expiresAt } = spec;
   const name = containerName(jobId);
   const argvFile = `${INSTANCE_STATE_DIR}/${jobId}.argv.json`;
+  const secretsFile = `${INSTANCE_STATE_DIR}/${jobId}.secrets.json`;
 
   const lines = [
     '#!/bin/sh',
@@ -313,6 +312,8 @@ export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): 
     'umask 077',
     `mkdir -p ${INSTANCE_STATE_DIR}`,
     ...encodedFileLines(argvFile, argv),
+    // Where this instance's copy of the secret values is, never the values.
+    ...(secrets ? encodedFileLines(secretsFile, secrets) : []),
     // Before the container starts.
     ...deadlineLines(jobId, expiresAt),
   ];
@@ -332,7 +333,7 @@ export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): 
     'flock 9',
     `if ! docker container inspect ${name} > /dev/null 2>&1; then`,
     ...ecrLoginLines(ecrImage(spec.image)),
-    `  python3 -c '${EXEC_ARGV_PROGRAM}' ${argvFile}`,
+    `  python3 -c '${EXEC_ARGV_PROGRAM}' ${argvFile}${secrets ? ` ${secretsFile}` : ''}`,
     'fi',
     'flock -u 9',
     `code=$(docker wait ${name})`,
@@ -421,16 +422,53 @@ function ownerFlags(user: string): string {
   return gid === undefined ? ` -o ${uid}` : ` -o ${uid} -g ${gid}`;
 }
 
+/** A secret id prefix of the deployment's job copies (contract/secrets.ts) and a region. */
+const SECRET_ID_PREFIX_PATTERN = /^flare\/[A-Za-z][A-Za-z0-9-]{0,127}\/jobs\/[a-z0-9][a-z0-9-]{0,59}\/$/;
+const REGION_PATTERN = /^[a-z]{2}(-[a-z]+)+-\d$/;
+
+/** Where the instance fetches the job's secret values (ContainerSpec.secretSource), checked. */
+function secretSourceOf(spec: ContainerSpec, issues: FieldIssue[]) {
+  const source = spec.secretSource;
+  if (!source) {
+    issues.push({ field: 'secrets', reason: 'need a secretSource: where the instance fetches them' });
+    return undefined;
+  }
+  if (!SECRET_ID_PREFIX_PATTERN.test(source.secretIdPrefix) || !source.secretIdPrefix.endsWith(`/jobs/${spec.jobId}/`))
+    issues.push({ field: 'secretSource.secretIdPrefix', reason: "must be flare/<stack>/jobs/<this job's id>/" });
+  if (!REGION_PATTERN.test(source.region)) issues.push({ field: 'secretSource.region', reason: 'must be a region' });
+  return { secretIdPrefix: source.secretIdPrefix, region: source.region };
+}
+
 /**
  * Reads the argv file and execs docker with it: no shell, no locale
- * dependence (arguments are encoded to UTF-8 bytes here). Fixed text: it must
- * contain no single quote, since the script wraps it in one.
+ * dependence (arguments are encoded to UTF-8 bytes here). Given a second file
+ * (where the job's secrets are), it first reads this instance's copy of them
+ * with the instance role (its id from the metadata service, the values through
+ * the AWS CLI's stdout, never a file or a command line) into its own
+ * environment, which docker passes on for each `--env=NAME`; a failure exits
+ * 125, as a failed `docker run` would. Fixed text: it must contain no single
+ * quote, since the script wraps it in one.
  */
 export const EXEC_ARGV_PROGRAM = [
-  'import json, os, sys',
+  'import json, os, subprocess, sys, urllib.request',
   'with open(sys.argv[1], encoding="utf-8") as f:',
   '    argv = json.load(f)',
   'if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):',
   '    sys.exit("flare: malformed argv file")',
+  'if len(sys.argv) > 2:',
+  '    try:',
+  '        with open(sys.argv[2], encoding="utf-8") as f:',
+  '            source = json.load(f)',
+  '        imds = "http://169.254.169.254/latest/"',
+  '        ttl = {"X-aws-ec2-metadata-token-ttl-seconds": "60"}',
+  '        token = urllib.request.urlopen(urllib.request.Request(imds + "api/token", method="PUT", headers=ttl), timeout=5).read().decode()',
+  '        ask = urllib.request.Request(imds + "meta-data/instance-id", headers={"X-aws-ec2-metadata-token": token})',
+  '        instance = urllib.request.urlopen(ask, timeout=5).read().decode()',
+  '        read = ["aws", "secretsmanager", "get-secret-value", "--region", source["region"], "--secret-id", source["secretIdPrefix"] + instance, "--query", "SecretString", "--output", "json"]',
+  '        values = json.loads(json.loads(subprocess.run(read, check=True, capture_output=True).stdout))',
+  '    except Exception as error:',
+  '        print("flare: cannot read the job secrets (" + type(error).__name__ + ")", file=sys.stderr)',
+  '        sys.exit(125)',
+  '    os.environ.update({k: v for k, v in values.items() if isinstance(v, str)})',
   'os.execvp(b"docker", [b"docker"] + [a.encode("utf-8") for a in argv])',
 ].join('\n');

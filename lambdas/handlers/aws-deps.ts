@@ -31,6 +31,7 @@ import { CapacityFailsFast } from '../adapters/ec2-retry.js';
 import { EventBridgePublisher } from '../adapters/eventbridge-publisher.js';
 import { newJobId } from '../adapters/ids.js';
 import { SfnWorkflows } from '../adapters/sfn-workflows.js';
+import { JobSecretCopies } from '../adapters/job-secret-copies.js';
 import { SecretsManagerSecrets } from '../adapters/secrets-manager-secrets.js';
 import { SecretsWebhooks } from '../adapters/secrets-webhooks.js';
 import { reportUnavailable } from '../adapters/unavailable.js';
@@ -104,7 +105,31 @@ export function awsCompute(): Ec2SsmCompute {
     ...(env.AGENT_TIMEOUT_SECONDS ? { agentTimeoutSeconds: env.AGENT_TIMEOUT_SECONDS } : {}),
     ...(env.ROOT_DEVICE_NAME ? { rootDeviceName: env.ROOT_DEVICE_NAME } : {}),
     ...(env.GPU_IMAGE_ID ? { imageId: env.GPU_IMAGE_ID } : {}),
+    ...(env.DEPLOYMENT_NAME ? { secretCopies: jobSecretCopies(env, env.DEPLOYMENT_NAME) } : {}),
   }));
+}
+
+/**
+ * The per-instance copies of a starting job's secret values. The instances' ARNs share the partition,
+ * region and account of the deployment's state machine, whose ARN every such function has.
+ */
+function jobSecretCopies(env: AwsEnv, deployment: string): JobSecretCopies {
+  const [, partition, , region, account] = env.STATE_MACHINE_ARN.split(':');
+  return new JobSecretCopies({
+    client: secretsClient(),
+    projectSecrets: awsSecrets(),
+    deployment,
+    instanceArnPrefix: `arn:${partition}:ec2:${region}:${account}:instance/`,
+    region: region!,
+  });
+}
+
+function secretsClient(): SecretsManagerClient {
+  return reportUnavailable(
+    new SecretsManagerClient({ requestHandler: AWS_REQUEST_HANDLER }),
+    'Secrets Manager',
+    SecretsUnavailable,
+  );
 }
 
 /** Container output from CloudWatch Logs, for the API that serves it. */
@@ -117,14 +142,7 @@ export function awsSecrets(): SecretStore {
   const env = awsEnv();
   if (!env.DEPLOYMENT_NAME)
     throw new PortNotWired('secrets need DEPLOYMENT_NAME, the prefix of every secret name (contract/secrets.ts)');
-  return (secretStore ??= new SecretsManagerSecrets(
-    reportUnavailable(
-      new SecretsManagerClient({ requestHandler: AWS_REQUEST_HANDLER }),
-      'Secrets Manager',
-      SecretsUnavailable,
-    ),
-    env.DEPLOYMENT_NAME,
-  ));
+  return (secretStore ??= new SecretsManagerSecrets(secretsClient(), env.DEPLOYMENT_NAME));
 }
 
 /** The reconciler's marks and counter repairs, on the same tables and client as the store. */

@@ -21,6 +21,8 @@ export interface ContainerSpec {
   secrets?: Record<string, string>;
   /** The job's project: whose secrets `secrets` names. */
   project?: string;
+  /** On AWS: where each instance fetches its copy of the values (`<secretIdPrefix><its instance id>`), set by the adapter. */
+  secretSource?: { secretIdPrefix: string; region: string };
 }
 
 /** An instance (or local runner) that carries Flare's `managed-by` mark. */

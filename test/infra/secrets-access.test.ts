@@ -43,15 +43,61 @@ describe('project secrets in the stack', () => {
       ],
       [['secretsmanager:ListSecrets'], ['*']],
     ]);
-    // The notifier reads its webhook secrets by their own ARNs; nobody else reaches project secrets.
-    for (const { statement } of secretStatements.filter((s) => !ofApi.includes(s)))
-      assert.ok(!JSON.stringify(statement.Resource).includes('projects/'), JSON.stringify(statement));
+    // Besides the API, only the tasks read project secrets (to copy a starting job's values); the notifier reads
+    // its webhook secrets by their own ARNs.
+    const tasksRole = logicalId(stack, stack.tasks.role);
+    for (const { policy, statement } of secretStatements.filter((s) => !ofApi.includes(s))) {
+      if (!JSON.stringify(statement.Resource).includes('projects/')) continue;
+      assert.ok(JSON.stringify(resources[policy].Properties.Roles).includes(tasksRole), JSON.stringify(statement));
+      assert.deepEqual(actionsOf(statement), ['secretsmanager:GetSecretValue']);
+    }
+  });
+
+  it('lets the tasks write the per-instance copies, and an instance read only the copy tagged with its own ARN', () => {
+    const { stack, resources } = synth;
+    const grantsOfRole = (role: string) =>
+      statements(resources)
+        .filter(({ policy }) => JSON.stringify(resources[policy].Properties.Roles).includes(role))
+        .map(({ statement }) => statement)
+        .filter((statement) => actionsOf(statement).some((a) => a.startsWith('secretsmanager:')));
+    const JOBS = PROJECTS.replace('projects/*', 'jobs/*');
+    assert.deepEqual(
+      grantsOfRole(logicalId(stack, stack.tasks.role)).map((st) => [
+        actionsOf(st).sort(),
+        [st.Resource].flat().map(render),
+      ]),
+      [
+        [['secretsmanager:GetSecretValue'], [PROJECTS]],
+        [
+          [
+            'secretsmanager:CreateSecret',
+            'secretsmanager:DeleteSecret',
+            'secretsmanager:PutSecretValue',
+            'secretsmanager:TagResource',
+          ],
+          [JOBS],
+        ],
+      ],
+    );
+    const instance = grantsOfRole(logicalId(stack, stack.compute.instanceRole));
+    assert.deepEqual(
+      instance.map((st) => [actionsOf(st), [st.Resource].flat().map(render), st.Condition]),
+      [
+        [
+          ['secretsmanager:GetSecretValue'],
+          [JOBS],
+          { StringEquals: { 'aws:ResourceTag/flare:instance': '${ec2:SourceInstanceARN}' } },
+        ],
+      ],
+    );
   });
 
   it('leaves cdk-nag nothing unacknowledged on the policy', () => {
     const report = new AwsSolutionsChecks().validateScope(synth.app);
     const mine = report.violations.filter((v) =>
-      v.violatingResources.some((r) => r.constructPath?.includes('ProjectSecretsPolicy')),
+      v.violatingResources.some((r) =>
+        /ProjectSecretsPolicy|JobSecretCopiesPolicy|OwnJobSecretsPolicy/.test(r.constructPath ?? ''),
+      ),
     );
     assert.deepEqual(mine, []);
   });
