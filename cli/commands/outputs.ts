@@ -5,9 +5,9 @@ import { dirname, join, resolve } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pathOf, type ApiClient } from '../client.js';
-import { stringOf, type Command } from '../command.js';
+import { stringOf, usageOf, type Command } from '../command.js';
 import type { Context } from '../context.js';
-import { CliError, ExitCode } from '../errors.js';
+import { CliError, ExitCode, UsageError } from '../errors.js';
 import { oneLine, table } from '../output.js';
 import type { JobView } from '../views.js';
 
@@ -103,19 +103,71 @@ async function downloadFile(
   return done;
 }
 
-export async function downloadOutputs(ctx: Context, jobId: string, dir: string): Promise<number> {
-  const client = ctx.api();
+type Saved = Array<{ path: string; size: number; file: string }>;
+
+/** Every file of one job under `dir`, each through downloadFile. */
+async function saveJob(ctx: Context, client: ApiClient, jobId: string, dir: string): Promise<Saved> {
   const { items } = await client.get<{ items: OutputFileView[] }>(pathOf('/v1/jobs', jobId, 'outputs'));
-  const saved: Array<{ path: string; size: number; file: string }> = [];
+  const saved: Saved = [];
   for (const file of items) {
     const target = destinationOf(dir, file.path);
     const size = await downloadFile(ctx, client, jobId, file, target);
     saved.push({ path: file.path, size, file: target });
     if (!ctx.json && size < PROGRESS_MIN_BYTES) ctx.io.stderr(`${oneLine(file.path)}  ${humanBytes(size)}\n`);
   }
-  const bytes = saved.reduce((sum, f) => sum + f.size, 0);
+  return saved;
+}
+
+const totalOf = (saved: Saved) => saved.reduce((sum, f) => sum + f.size, 0);
+
+export async function downloadOutputs(ctx: Context, jobId: string, dir: string): Promise<number> {
+  const saved = await saveJob(ctx, ctx.api(), jobId, dir);
   if (ctx.json) ctx.printJson({ jobId, directory: resolve(dir), items: saved });
-  else ctx.print(`${saved.length} files, ${humanBytes(bytes)} saved to ${resolve(dir)}`);
+  else ctx.print(`${saved.length} files, ${humanBytes(totalOf(saved))} saved to ${resolve(dir)}`);
+  return 0;
+}
+
+/** The jobs of an array, by index; an array with no job visible to the caller is an error. */
+async function arrayMembers(client: ApiClient, arrayId: string): Promise<Array<JobView & { arrayIndex: number }>> {
+  const { items } = await client.list<JobView>('/v1/jobs', { array: arrayId });
+  if (items.length === 0)
+    throw new CliError(`no jobs of array ${oneLine(arrayId)} (or none you may see)`, ExitCode.NOT_FOUND);
+  return items.map((job) => ({ ...job, arrayIndex: job.arrayIndex ?? 0 })).sort((a, b) => a.arrayIndex - b.arrayIndex);
+}
+
+/** `--array ID --download DIR`: each job's files under DIR/<its index>/. */
+async function downloadArray(ctx: Context, arrayId: string, dir: string): Promise<number> {
+  const client = ctx.api();
+  const jobs = [];
+  for (const job of await arrayMembers(client, arrayId)) {
+    const saved = await saveJob(ctx, client, job.id, join(dir, String(job.arrayIndex)));
+    jobs.push({ jobId: job.id, arrayIndex: job.arrayIndex, items: saved });
+  }
+  const files = jobs.flatMap((j) => j.items);
+  if (ctx.json) ctx.printJson({ arrayId, directory: resolve(dir), jobs });
+  else
+    ctx.print(
+      `${files.length} files of ${jobs.length} jobs, ${humanBytes(totalOf(files))} saved to ${resolve(dir)} (one folder per index)`,
+    );
+  return 0;
+}
+
+/** `--array ID`: every job's files, one table, by index then path. */
+async function listArray(ctx: Context, arrayId: string): Promise<number> {
+  const client = ctx.api();
+  const jobs = [];
+  for (const job of await arrayMembers(client, arrayId)) {
+    const { items } = await client.get<{ items: OutputFileView[] }>(pathOf('/v1/jobs', job.id, 'outputs'));
+    jobs.push({ jobId: job.id, arrayIndex: job.arrayIndex, items });
+  }
+  if (ctx.json) ctx.printJson({ arrayId, jobs });
+  else
+    ctx.print(
+      table(
+        ['INDEX', 'JOB', 'PATH', 'SIZE', 'MODIFIED'],
+        jobs.flatMap((j) => j.items.map((f) => [j.arrayIndex, j.jobId, f.path, humanBytes(f.size), f.modifiedAt])),
+      ),
+    );
   return 0;
 }
 
@@ -123,7 +175,7 @@ export const outputCommands: Command[] = [
   {
     name: 'job outputs',
     summary: 'List the files a job kept of $FLARE_OUTPUT_DIR, or download them',
-    usage: 'ID [--download DIR]',
+    usage: 'ID [--download DIR] | --array ARRAY_ID [--download DIR]',
     description: `Whatever a job writes under $FLARE_OUTPUT_DIR is kept after it ends, whatever
 its outcome (expired and cancelled jobs included), until the job is removed
 ('flare job delete' of a finished job) or the deployment's retention passes.
@@ -131,17 +183,33 @@ Without --download: one line per file (path, size, when it was written).
 With --download DIR: every file, under DIR at its path (sub/n.txt lands in
 DIR/sub/n.txt), with a progress bar on stderr for files of 1 MB or more.
 'flare job show ID' says how many files and bytes were kept, and whether the
-per-job size cap left some out.`,
-    arity: [1, 1],
+per-job size cap left some out.
+
+With --array ARRAY_ID instead of a job id: every job of the array (a sweep),
+listed by index, or with --download each job's files under DIR/<index>/.`,
+    arity: [0, 1],
     options: {
       download: { type: 'string', value: 'DIR', help: 'save every file under DIR (created if missing)' },
+      array: {
+        type: 'string',
+        value: 'ARRAY_ID',
+        help: 'every job of this array, by index (DIR/<index>/ with --download)',
+      },
     },
-    examples: ['flare job outputs j-20250203-abc123', 'flare job outputs j-20250203-abc123 --download results/'],
+    examples: [
+      'flare job outputs j-20250203-abc123',
+      'flare job outputs j-20250203-abc123 --download results/',
+      'flare job outputs --array a-0123456789abcdef --download sweep/',
+    ],
     async run(ctx, input) {
       const [id] = input.positionals;
       const dir = stringOf(input.values, 'download');
-      if (dir !== undefined) return downloadOutputs(ctx, id, dir);
-      const answer = await ctx.api().get<{ items: OutputFileView[] }>(pathOf('/v1/jobs', id, 'outputs'));
+      const arrayId = stringOf(input.values, 'array');
+      if ((id === undefined) === (arrayId === undefined))
+        throw new UsageError('give a job ID or --array ARRAY_ID (one of them)', usageOf(this));
+      if (arrayId !== undefined) return dir === undefined ? listArray(ctx, arrayId) : downloadArray(ctx, arrayId, dir);
+      if (dir !== undefined) return downloadOutputs(ctx, id!, dir);
+      const answer = await ctx.api().get<{ items: OutputFileView[] }>(pathOf('/v1/jobs', id!, 'outputs'));
       if (ctx.json) ctx.printJson(answer);
       else
         ctx.print(

@@ -265,4 +265,36 @@ describe('job outputs on the local control plane', () => {
     const missing = await flare(['job', 'outputs', 'j-nothing']);
     assert.equal(missing.code, 3, 'a job that does not exist: exit 3');
   });
+
+  it('flare job outputs --array gathers every job of a sweep, one folder per index', async () => {
+    const answer = await api('POST', '/v1/jobs', ALICE, { template: 'writer', array: { size: 2 } });
+    assert.equal(answer.status, 202, JSON.stringify(answer.body));
+    const { arrayId, items } = answer.body as { arrayId: string; items: Array<{ id: string; arrayIndex: number }> };
+    for (const job of items) assert.equal((await ended(job.id)).state, 'SUCCEEDED');
+
+    const list = await flare(['job', 'outputs', '--array', arrayId]);
+    assert.equal(list.code, 0, list.stderr);
+    const rows = list.stdout.trim().split('\n');
+    assert.match(rows[0]!, /^INDEX +JOB +PATH +SIZE +MODIFIED$/);
+    assert.equal(rows.length, 5, 'two files of each of two jobs');
+    assert.match(rows[1]!, new RegExp(`^0 +${items[0]!.id} +a\\.txt +5 B`));
+
+    const target = join(dir, 'sweep');
+    const download = await flare(['job', 'outputs', '--array', arrayId, '--download', target]);
+    assert.equal(download.code, 0, download.stderr);
+    for (const job of items) {
+      assert.equal(await readFile(join(target, String(job.arrayIndex), 'a.txt'), 'utf8'), 'hello');
+      assert.equal(await readFile(join(target, String(job.arrayIndex), 'sub', 'deep', 'n.txt'), 'utf8'), job.id);
+    }
+    const bytes = items.reduce((sum, job) => sum + 5 + job.id.length, 0);
+    assert.match(
+      download.stdout,
+      new RegExp(`^4 files of 2 jobs, ${bytes} B saved to .*\\(one folder per index\\)$`, 'm'),
+    );
+
+    const both = await flare(['job', 'outputs', items[0]!.id, '--array', arrayId]);
+    assert.equal(both.code, 2, 'a job id and --array: usage error');
+    const unknown = await flare(['job', 'outputs', '--array', 'a-0000000000000000']);
+    assert.equal(unknown.code, 3, unknown.stderr);
+  });
 });
