@@ -17,6 +17,7 @@ import { JobEventStream } from './job-event-stream.js';
 import { JobWorkflow } from './job-workflow.js';
 import { FlareFunction } from './lambda-defaults.js';
 import { FlareNetwork } from './network.js';
+import { OutputsBucket } from './outputs-bucket.js';
 import { ChatNotifier } from './notifier.js';
 import { grantJobSecretCopies, grantProjectSecrets, grantReadOwnJobSecrets } from './secrets-access.js';
 import { PoolSeed } from './pool-seed.js';
@@ -59,6 +60,8 @@ export class FlareStack extends Stack {
   public readonly tasks: FlareFunction;
   public readonly workflow: JobWorkflow;
   public readonly httpApi: FlareHttpApi;
+  /** What jobs keep of $FLARE_OUTPUT_DIR, under <project>/<jobId>/. */
+  public readonly outputs: OutputsBucket;
   public readonly alarms: FlareAlarms;
   public readonly dashboard: FlareDashboard;
   public readonly computeEvents: ComputeEvents;
@@ -139,6 +142,9 @@ export class FlareStack extends Stack {
     }
     this.compute.grantManageInstances(this.tasks.role);
     this.compute.grantReadJobLogs(this.api.role);
+    this.outputs = new OutputsBucket(this, 'Outputs', { retentionDays: this.settings.outputsRetentionDays });
+    this.outputs.grantReadAndRemove(this.api.role);
+    this.api.function.addEnvironment('OUTPUTS_BUCKET', this.outputs.bucket.bucketName);
     grantProjectSecrets(this, this.api.role);
     grantJobSecretCopies(this, this.tasks.role);
     grantReadOwnJobSecrets(this, this.compute.instanceRole);

@@ -9,6 +9,7 @@ import type { Construct } from 'constructs';
 import { z } from 'zod';
 import { JOB_STATES, MIN_VOLUME_SIZE_GB, NAME_PATTERN, NAME_RULE } from '../contract/vocabulary.js';
 import { gpusOfInstanceType } from './instance-gpus.js';
+import { DEFAULT_OUTPUTS_RETENTION_DAYS } from './outputs-bucket.js';
 import {
   both,
   closedObject,
@@ -270,6 +271,11 @@ const Operations = z
   .object({
     'flare:reconcilePeriodMinutes': minutes(DEFAULT_RECONCILE_PERIOD_MINUTES),
     'flare:agentTimeoutMinutes': minutes(DEFAULT_AGENT_TIMEOUT_MINUTES),
+    'flare:outputsRetentionDays': wholeNumber(
+      1,
+      3650,
+      (got) => `must be a whole number of days from 1 to 3650, got ${got}`,
+    ).default(DEFAULT_OUTPUTS_RETENTION_DAYS),
     'flare:alarmEmail': text(
       (s) => s.length <= 254 && EMAIL.test(s),
       (got) => `must be an email address, got ${got}`,
@@ -288,6 +294,8 @@ const Operations = z
     reconcilePeriodMinutes: c['flare:reconcilePeriodMinutes'],
     /** How long a launched instance may take to come online in SSM before the job fails. */
     agentTimeoutMinutes: c['flare:agentTimeoutMinutes'],
+    /** Days the outputs bucket keeps a job's files (its lifecycle rule). */
+    outputsRetentionDays: c['flare:outputsRetentionDays'],
     /** Subscribed to the alarm topic when set. */
     ...(c['flare:alarmEmail'] !== undefined ? { alarmEmail: c['flare:alarmEmail'] } : {}),
     /** ECR repositories (names or ARNs, `*` wildcards) job instances may pull from; absent: every repository of the account in the stack's region. */

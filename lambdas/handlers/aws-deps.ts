@@ -17,6 +17,7 @@ import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { SFNClient } from '@aws-sdk/client-sfn';
+import { S3Client } from '@aws-sdk/client-s3';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -30,6 +31,7 @@ import { Ec2SsmCompute } from '../adapters/ec2-ssm-compute.js';
 import { CapacityFailsFast } from '../adapters/ec2-retry.js';
 import { EventBridgePublisher } from '../adapters/eventbridge-publisher.js';
 import { newJobId } from '../adapters/ids.js';
+import { S3Outputs } from '../adapters/s3-outputs.js';
 import { SfnWorkflows } from '../adapters/sfn-workflows.js';
 import { JobSecretCopies } from '../adapters/job-secret-copies.js';
 import { SecretsManagerSecrets } from '../adapters/secrets-manager-secrets.js';
@@ -42,6 +44,7 @@ import { FlareError, SecretsUnavailable, StoreUnavailable, WorkflowsUnavailable 
 import { computeChecksFor } from '../core/policy.js';
 import type { Compute } from '../ports/compute.js';
 import type { JobLogs } from '../ports/job-logs.js';
+import type { JobOutputs } from '../ports/job-outputs.js';
 import type { ReconcileStore } from '../ports/reconcile-store.js';
 import type { SecretStore } from '../ports/secrets.js';
 import { ApiClaimsEnv, AwsEnv, NotifierEnv, readEnv } from './aws-env.js';
@@ -55,6 +58,7 @@ let doc: DynamoDBDocumentClient | undefined;
 let notifier: NotifierDeps | undefined;
 let compute: Ec2SsmCompute | undefined;
 let jobLogs: CloudWatchJobLogs | undefined;
+let jobOutputs: S3Outputs | undefined;
 let reconcileStore: DynamoReconcileStore | undefined;
 let secretStore: SecretStore | undefined;
 
@@ -145,6 +149,13 @@ export function awsSecrets(): SecretStore {
   return (secretStore ??= new SecretsManagerSecrets(secretsClient(), env.DEPLOYMENT_NAME));
 }
 
+/** The outputs bucket, for the API that lists and presigns it; undefined when the stack has none (OUTPUTS_BUCKET unset). */
+export function awsOutputs(): JobOutputs | undefined {
+  const bucket = awsEnv().OUTPUTS_BUCKET;
+  if (!bucket) return undefined;
+  return (jobOutputs ??= new S3Outputs(new S3Client({}), bucket));
+}
+
 /** The reconciler's marks and counter repairs, on the same tables and client as the store. */
 export function awsReconcileStore(): ReconcileStore {
   return (reconcileStore ??= new DynamoReconcileStore(awsDocumentClient(), tableNames(awsEnv())));
@@ -178,6 +189,8 @@ export function awsApiOptions(env: NodeJS.ProcessEnv = process.env): Pick<ApiOpt
 export interface AwsPorts {
   compute?: () => Compute;
   logs?: () => JobLogs;
+  /** Undefined: this deployment keeps no outputs. */
+  outputs?: () => JobOutputs | undefined;
   secrets?: () => SecretStore;
 }
 
@@ -206,6 +219,7 @@ export function awsDeps(ports: AwsPorts): () => Deps {
       // Job State Change events leave through the jobs table's stream (stream-publisher); only operator events are put here.
       events: new EventBridgePublisher(eventBridgeClient(), env.EVENT_BUS_NAME),
       logs: ports.logs ? ports.logs() : notWired<JobLogs>('logs'),
+      ...outputsOf(ports),
       ...(ports.secrets ? { secrets: ports.secrets() } : {}),
       policy: {
         ...(env.DEFAULT_QUOTAS ? { defaultQuotas: env.DEFAULT_QUOTAS } : {}),
@@ -235,4 +249,9 @@ function notWired<T extends object>(port: keyof AwsPorts): T {
       };
     },
   });
+}
+
+function outputsOf(ports: AwsPorts): Pick<Deps, 'outputs'> {
+  const outputs = ports.outputs?.();
+  return outputs ? { outputs } : {};
 }

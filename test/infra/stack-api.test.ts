@@ -350,6 +350,7 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
         'AwsSolutions-COG8',
         'AwsSolutions-IAM4',
         'AwsSolutions-IAM5',
+        'AwsSolutions-S1',
         'AwsSolutions-SQS3',
       ]);
     });

@@ -7,7 +7,7 @@ import middy from '@middy/core';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import type { Deps } from '../../core/deps.js';
 import { Unavailable } from '../../core/errors.js';
-import { awsApiOptions, awsCompute, awsDeps, awsJobLogs, awsSecrets } from '../aws-deps.js';
+import { awsApiOptions, awsCompute, awsDeps, awsJobLogs, awsOutputs, awsSecrets } from '../aws-deps.js';
 import { observed } from '../aws-observability.js';
 import {
   authenticate,
@@ -129,7 +129,10 @@ export type ApiHandler = (
 ) => Promise<APIGatewayProxyStructuredResultV2>;
 
 export const handler: ApiHandler = observed(
-  createApiHandler(awsDeps({ compute: awsCompute, logs: awsJobLogs, secrets: awsSecrets }), awsApiOptions()),
+  createApiHandler(
+    awsDeps({ compute: awsCompute, logs: awsJobLogs, secrets: awsSecrets, outputs: awsOutputs }),
+    awsApiOptions(),
+  ),
   {
     metrics: true,
     correlationId: jobIdOfPath,

@@ -98,6 +98,8 @@ export function physicalName(template: CfnTemplate, logicalId: string): string {
   const set = property ? resource.Properties?.[property] : undefined;
   if (set !== undefined) return String(resolveValue(template, set));
   if (resource.Type === 'AWS::SQS::Queue' && resource.Properties?.FifoQueue) return `${logicalId}.fifo`;
+  // CloudFormation names a bucket in lowercase (S3 refuses capitals).
+  if (resource.Type === 'AWS::S3::Bucket') return logicalId.toLowerCase();
   return logicalId;
 }
 
@@ -127,6 +129,8 @@ export function arnOf(template: CfnTemplate, logicalId: string): string {
       return `arn:${P}:logs:${R}:${A}:log-group:${name}:*`;
     case 'AWS::SQS::Queue':
       return `arn:${P}:sqs:${R}:${A}:${name}`;
+    case 'AWS::S3::Bucket':
+      return `arn:${P}:s3:::${name}`;
     case 'AWS::SNS::Topic':
       return `arn:${P}:sns:${R}:${A}:${name}`;
     case 'AWS::IAM::Role':
