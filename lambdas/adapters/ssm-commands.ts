@@ -28,6 +28,8 @@ import type { Ec2Instances } from './ec2-instances.js';
 
 export const DEFAULT_AGENT_DOCUMENT = 'AWS-RunShellScript';
 export const DEFAULT_INSTANCE_SCRATCH_DIR = '/var/lib/flare/scratch';
+/** Where a job's $FLARE_OUTPUT_DIR is on its instance (`<this>/<jobId>`, mounted at /outputs). */
+export const INSTANCE_OUTPUTS_DIR = '/var/lib/flare/outputs';
 export const DEFAULT_MASTER_PORT = 29500;
 /** SendCommand's smallest TimeoutSeconds (its delivery timeout). */
 export const SSM_MIN_DELIVERY_TIMEOUT_SECONDS = 30;
@@ -197,7 +199,12 @@ export class SsmCommands {
     const configured = this.settings.dockerOptions ?? {};
     const memory = this.settings.pools[job.pool]?.memory ?? configured.memory;
     if (!memory) throw new LaunchFailed(`pool ${job.pool} has no container memory limit configured`);
-    const options: DockerRunOptions = { scratchDir: DEFAULT_INSTANCE_SCRATCH_DIR, ...configured, memory };
+    const options: DockerRunOptions = {
+      scratchDir: DEFAULT_INSTANCE_SCRATCH_DIR,
+      ...configured,
+      memory,
+      outputDir: `${INSTANCE_OUTPUTS_DIR}/${job.id}`,
+    };
     // Ranks reach each other on MASTER_PORT and NCCL's ports: host networking, with the instance's
     // uid firewall rule (lib/compute.ts user data) keeping the metadata service from the job.
     if (job.nodeCount > 1) options.hostNetwork = true;

@@ -317,10 +317,10 @@ export function instanceScript(spec: ContainerSpec, options: DockerRunOptions): 
     // Before the container starts.
     ...deadlineLines(jobId, expiresAt),
   ];
-  if (options.scratchDir) {
-    const owner = options.allowRoot ? '' : ownerFlags(options.user ?? DEFAULT_USER);
-    lines.push(`install -d -m 0700${owner} ${scratchPath(options.scratchDir, jobId)}`);
-  }
+  const owner = options.allowRoot ? '' : ownerFlags(options.user ?? DEFAULT_USER);
+  if (options.scratchDir) lines.push(`install -d -m 0700${owner} ${scratchPath(options.scratchDir, jobId)}`);
+  // Owned by the container's user, so that the job can write its outputs there.
+  if (options.outputDir) lines.push(`install -d -m 0700${owner} ${options.outputDir}`);
   lines.push(
     // The SSM agent can come online before dockerd has started.
     'tries=0',

@@ -401,7 +401,12 @@ describe('Ec2SsmCompute.start', () => {
     MaxResults: 50,
     NextToken: undefined,
   });
-  const SCRIPT_OPTIONS: DockerRunOptions = { memory: '14g', scratchDir: '/var/lib/flare/scratch' };
+  const SCRIPT_OPTIONS: DockerRunOptions = {
+    memory: '14g',
+    scratchDir: '/var/lib/flare/scratch',
+    // The job's $FLARE_OUTPUT_DIR, mounted at /outputs.
+    outputDir: '/var/lib/flare/outputs/job-7',
+  };
   /** Ranks reach each other over the host network. */
   const MULTI_OPTIONS: DockerRunOptions = { ...SCRIPT_OPTIONS, hostNetwork: true };
   const torchrun = (rank: number) => ({
@@ -477,7 +482,15 @@ describe('Ec2SsmCompute.start', () => {
 
     assert.deepEqual(ssmMock.commandCalls(ListCommandsCommand)[0].args[0].input, listInput('i-1', 'Flare-RunJob'));
     assert.deepEqual(ssmMock.commandCalls(SendCommandCommand)[0].args[0].input, {
-      ...sendInput('i-1', instanceScript(spec(), { memory: '14g', shmSize: '8g', scratchDir: '/mnt/nvme/scratch' })),
+      ...sendInput(
+        'i-1',
+        instanceScript(spec(), {
+          memory: '14g',
+          shmSize: '8g',
+          scratchDir: '/mnt/nvme/scratch',
+          outputDir: '/var/lib/flare/outputs/job-7',
+        }),
+      ),
       DocumentName: 'Flare-RunJob',
     });
   });

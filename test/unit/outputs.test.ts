@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { dockerRunArgs } from '../../lambdas/core/container-command.js';
+import { dockerRunArgs, instanceScript } from '../../lambdas/core/container-command.js';
 import { ValidationError } from '../../lambdas/core/errors.js';
 import { DEFAULT_MAX_OUTPUT_BYTES, outputPathIssue, outputsRecord, withinCap } from '../../lambdas/core/outputs.js';
 import { LocalConfig } from '../../lambdas/core/schemas.js';
@@ -76,6 +76,16 @@ describe('the output directory in a container', () => {
       () => dockerRunArgs({ ...SPEC, env: { FLARE_OUTPUT_DIR: '/etc' } }, { memory: '1g', outputDir: '/o/job-1' }),
       (e: unknown) => e instanceof ValidationError && e.details.some((d) => d.field === 'env.FLARE_OUTPUT_DIR'),
     );
+  });
+
+  test("on an instance it is made before the container starts, owned by the container's user", () => {
+    const options = { memory: '1g', scratchDir: '/var/lib/flare/scratch', outputDir: '/var/lib/flare/outputs/job-1' };
+    const lines = instanceScript(SPEC, options).split('\n');
+    const made = lines.indexOf('install -d -m 0700 -o 65534 -g 65534 /var/lib/flare/outputs/job-1');
+    assert.ok(made > 0, 'the directory is created for uid 65534');
+    assert.ok(made < lines.findIndex((l) => l.includes('docker container inspect')), 'before the container starts');
+    const root = instanceScript(SPEC, { ...options, allowRoot: true });
+    assert.ok(root.includes('install -d -m 0700 /var/lib/flare/outputs/job-1\n'), 'root: no owner flags');
   });
 
   test('refuses a host directory that could widen the mount', () => {
