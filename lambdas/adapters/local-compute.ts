@@ -356,7 +356,10 @@ export class LocalCompute implements Compute {
 
   /** Run a command in the running job's container or environment (local-exec.ts). */
   exec(job: Job, argv: readonly string[], limits: ExecLimits): Promise<ExecResult> {
-    return execInLocalJob(this.jobDir(job.id), job.id, argv, limits);
+    // A process job got its secrets at spawn only: its command gets them too (a container has them already).
+    return execInLocalJob(this.jobDir(job.id), job.id, argv, limits, () =>
+      this.secretEnv(job.id, job.project, job.secrets ?? {}),
+    );
   }
 
   /** A shell or port forward into the running job, for the CLI on this machine (local-exec.ts). */
@@ -494,20 +497,25 @@ export class LocalCompute implements Compute {
   private async writeSecrets(dir: string, spec: ContainerSpec): Promise<string | undefined> {
     const mapping = spec.secrets ?? {};
     if (Object.keys(mapping).length === 0) return undefined;
-    if (!this.options.secrets || !spec.project)
-      throw new LocalComputeError(`job ${spec.jobId} names secrets, but no secret store is wired to the local driver`);
-    const values = await this.options.secrets.values(spec.project, Object.values(mapping));
+    const path = join(dir, 'secrets.json');
+    await writeAtomically(path, JSON.stringify(await this.secretEnv(spec.jobId, spec.project, mapping)));
+    return path;
+  }
+
+  /** env name -> value of the secrets a job names, read from its project's store now. */
+  private async secretEnv(
+    jobId: string,
+    project: string | undefined,
+    mapping: Record<string, string>,
+  ): Promise<Record<string, string>> {
+    if (Object.keys(mapping).length === 0) return {};
+    if (!this.options.secrets || !project)
+      throw new LocalComputeError(`job ${jobId} names secrets, but no secret store is wired to the local driver`);
+    const values = await this.options.secrets.values(project, Object.values(mapping));
     const gone = Object.values(mapping).filter((name) => !values.has(name));
     if (gone.length > 0)
-      throw new LocalComputeError(
-        `project ${spec.project} has no secret named ${gone.map((n) => `'${n}'`).join(', ')}`,
-      );
-    const path = join(dir, 'secrets.json');
-    await writeAtomically(
-      path,
-      JSON.stringify(Object.fromEntries(Object.entries(mapping).map(([env, name]) => [env, values.get(name)!]))),
-    );
-    return path;
+      throw new LocalComputeError(`project ${project} has no secret named ${gone.map((n) => `'${n}'`).join(', ')}`);
+    return Object.fromEntries(Object.entries(mapping).map(([env, name]) => [env, values.get(name)!]));
   }
 
   private jobDir(jobId: string): string {

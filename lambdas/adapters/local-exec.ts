@@ -116,8 +116,12 @@ export async function execInLocalJob(
   jobId: string,
   argv: readonly string[],
   limits: ExecLimits,
+  /** A process job's secret values (env name -> value), asked for only in process mode. */
+  secretEnv: () => Promise<Record<string, string>> = async () => ({}),
 ): Promise<ExecResult> {
-  return execInLocalTarget(await execTarget(jobDir, jobId, argv), limits);
+  const target = await execTarget(jobDir, jobId, argv);
+  if (target.mode === 'process') target.env = { ...target.env, ...(await secretEnv()) };
+  return execInLocalTarget(target, limits);
 }
 
 async function execInLocalTarget(target: ExecTarget, limits: ExecLimits): Promise<ExecResult> {

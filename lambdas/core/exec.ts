@@ -10,6 +10,7 @@ import { Conflict, Forbidden, JobNotFound } from './errors.js';
 import { canAccessProject, type Identity } from './identity.js';
 import type { Job } from './job.js';
 import { argv } from './schemas.js';
+import { maskableValues, maskLine } from './secrets.js';
 
 /** Bytes of each stream (stdout, stderr) kept; what comes after is dropped and `truncated` says so. */
 export const EXEC_MAX_OUTPUT_BYTES = 64 * 1024;
@@ -47,18 +48,19 @@ export interface ExecResult {
  * may not act inside it (403), another project's job does not exist (404).
  * Logged: who, which job, how many arguments and how it ended. The argv itself
  * is not logged: it may carry credentials (`curl -H "Authorization: ..."`).
+ * The output is masked as the job's logs are: its secrets' values read `***`.
  */
-export async function execInJob(
-  deps: Pick<Deps, 'jobs' | 'compute' | 'log'>,
-  identity: Identity,
-  id: string,
-  input: ExecInput,
-): Promise<ExecResult> {
+export async function execInJob(deps: Deps, identity: Identity, id: string, input: ExecInput): Promise<ExecResult> {
   const job = await runningJobOf(deps, identity, id);
   if (!deps.compute.exec) throw new Conflict('this deployment cannot run commands inside jobs');
   const limits = { timeoutSeconds: EXEC_TIMEOUT_SECONDS, maxOutputBytes: EXEC_MAX_OUTPUT_BYTES };
   deps.log.info('exec in job', { jobId: id, caller: identity.name, owner: job.owner, argc: input.command.length });
-  const result = await deps.compute.exec(job, input.command, limits);
+  const ran = await deps.compute.exec(job, input.command, limits);
+  // Served by the API like the job's logs: its secrets' values read as ***.
+  const secrets = await maskableValues(deps, job);
+  const result = secrets.length
+    ? { ...ran, stdout: maskLine(ran.stdout, secrets), stderr: maskLine(ran.stderr, secrets) }
+    : ran;
   deps.log.info('exec in job ended', {
     jobId: id,
     caller: identity.name,

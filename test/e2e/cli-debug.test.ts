@@ -92,7 +92,8 @@ before(async () => {
         { name: 'dave', token: DAVE, projects: ['vision'] },
         { name: 'bob', token: BOB, projects: ['audio'] },
       ],
-      pools: [{ name: 'local', gpus: 4 }],
+      // Room for every job the tests leave running until the after hook.
+      pools: [{ name: 'local', gpus: 16 }],
       images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
       templates: [{ name: 'sh', project: 'vision', pool: 'local', image: 'tools', command: ['true'] }],
       compute: { driver: 'process' },
@@ -217,6 +218,21 @@ describe('exec in a running job', () => {
     });
     assert.equal(big.body.stdout.length, 64 * 1024);
     assert.equal(big.body.truncated, true);
+  });
+
+  it("has the job's secrets in its environment, and the answer shows their values as ***", async () => {
+    const put = await api('PUT', '/v1/projects/vision/secrets/exec-token', ALICE, { value: 's3cr3t-v4lue' });
+    assert.equal(put.status, 204, JSON.stringify(put.body));
+    const created = await api('POST', '/v1/jobs', ALICE, {
+      template: 'sh',
+      secrets: { API_TOKEN: 'exec-token' },
+      command: ['sleep', '600'],
+    });
+    assert.equal(created.status, 202, JSON.stringify(created.body));
+    await untilState(created.body.id, ['RUNNING']);
+    const probe = 'test "$API_TOKEN" = s3cr3t-v4lue && echo present; echo "token=$API_TOKEN" >&2';
+    const ran = await api('POST', `/v1/jobs/${created.body.id}/exec`, ALICE, { command: ['sh', '-c', probe] });
+    assert.deepEqual([ran.body.stdout, ran.body.stderr], ['present\n', 'token=***\n']);
   });
 
   it('is for the owner and admins: 403 to another member, 404 to another project, 409 once it is not running, 400 naming command', async () => {
