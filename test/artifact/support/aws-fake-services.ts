@@ -94,6 +94,8 @@ interface Secret {
   name: string;
   value: string;
   createdAt: Date;
+  changedAt?: Date;
+  tags?: Record<string, string>;
 }
 
 /** A secret ARN ends in its name, a hyphen and six random characters. */
@@ -114,16 +116,40 @@ export class SecretsModel {
     this.secrets.push({ arn: secretArn, name, value, createdAt: new Date() });
   }
 
+  /** The tags a secret was created with, by its full ARN (deleted ones included: a call named it while it existed). */
+  tagsOf(secretArn: string): Record<string, string> | undefined {
+    return [...this.secrets, ...this.deleted].find((s) => s.arn === secretArn)?.tags;
+  }
+
+  /** The secrets whose names start with `prefix`, as they are now. */
+  named(prefix: string): Readonly<Secret>[] {
+    return this.secrets.filter((s) => s.name.startsWith(prefix));
+  }
+
+  private readonly deleted: Secret[] = [];
+
   resources(params: Params, region: string): string[] {
-    const id = String(params.SecretId ?? '');
+    const id = String(params.SecretId ?? params.Name ?? '');
     const found = this.find(id);
     if (found) return [found.arn];
     return [id.startsWith('arn:') ? id : arn('secretsmanager', region, `secret:${id}`)];
   }
 
   handle(action: string, params: Params): unknown {
-    if (action !== 'GetSecretValue')
-      throw new AwsError('UnknownOperationException', `aws-fake models no secretsmanager:${action}`);
+    switch (action) {
+      case 'GetSecretValue':
+        break;
+      case 'CreateSecret':
+        return this.create(params);
+      case 'ListSecrets':
+        return this.list(params);
+      case 'PutSecretValue':
+      case 'DescribeSecret':
+      case 'DeleteSecret':
+        return this.change(action, params);
+      default:
+        throw new AwsError('UnknownOperationException', `aws-fake models no secretsmanager:${action}`);
+    }
     const secret = this.find(String(params.SecretId ?? ''));
     if (!secret || (params.VersionStage !== undefined && params.VersionStage !== 'AWSCURRENT')) {
       throw new AwsError('ResourceNotFoundException', "Secrets Manager can't find the specified secret.");
@@ -135,6 +161,61 @@ export class SecretsModel {
       SecretString: secret.value,
       VersionStages: ['AWSCURRENT'],
       CreatedDate: secret.createdAt,
+    };
+  }
+
+  private create(params: Params): unknown {
+    const name = String(params.Name ?? '');
+    if (this.find(name))
+      throw new AwsError('ResourceExistsException', `The operation failed because the secret ${name} already exists.`);
+    const tags = Object.fromEntries(
+      ((params.Tags ?? []) as { Key: string; Value: string }[]).map((t) => [t.Key, t.Value]),
+    );
+    const secret: Secret = {
+      arn: arn('secretsmanager', ARTIFACT_REGION, `secret:${name}-${randomBytes(3).toString('hex')}`),
+      name,
+      value: String(params.SecretString ?? ''),
+      createdAt: new Date(),
+      tags,
+    };
+    this.secrets.push(secret);
+    return { ARN: secret.arn, Name: secret.name, VersionId: randomUUID() };
+  }
+
+  /** ListSecrets with a `name` filter: the secrets whose names start with one of its values. */
+  private list(params: Params): unknown {
+    const filters = (params.Filters ?? []) as { Key: string; Values: string[] }[];
+    const prefixes = filters.filter((f) => f.Key === 'name').flatMap((f) => f.Values);
+    const found = this.secrets.filter((s) => prefixes.length === 0 || prefixes.some((p) => s.name.startsWith(p)));
+    return {
+      SecretList: found.map((s) => ({
+        ARN: s.arn,
+        Name: s.name,
+        CreatedDate: s.createdAt,
+        LastChangedDate: s.changedAt ?? s.createdAt,
+      })),
+    };
+  }
+
+  private change(action: string, params: Params): unknown {
+    const secret = this.find(String(params.SecretId ?? ''));
+    if (!secret) throw new AwsError('ResourceNotFoundException', "Secrets Manager can't find the specified secret.");
+    if (action === 'PutSecretValue') {
+      secret.value = String(params.SecretString ?? '');
+      secret.changedAt = new Date();
+      return { ARN: secret.arn, Name: secret.name, VersionId: randomUUID() };
+    }
+    if (action === 'DeleteSecret') {
+      this.secrets.splice(this.secrets.indexOf(secret), 1);
+      this.deleted.push(secret);
+      return { ARN: secret.arn, Name: secret.name, DeletionDate: new Date() };
+    }
+    return {
+      ARN: secret.arn,
+      Name: secret.name,
+      CreatedDate: secret.createdAt,
+      LastChangedDate: secret.changedAt ?? secret.createdAt,
+      Tags: Object.entries(secret.tags ?? {}).map(([Key, Value]) => ({ Key, Value })),
     };
   }
 

@@ -171,9 +171,15 @@ export class AwsFake {
 
   /** Tags of an instance by its ARN, vanished ones included (the call that named it was made while it existed). */
   readonly tagsOf: TagLookup = (arn) => {
+    if (arn.includes(':secretsmanager:')) return this.secrets.tagsOf(arn);
     const match = /^arn:[^:]+:ec2:[^:]+:[^:]*:instance\/(i-[0-9a-f]+)$/.exec(arn);
     return match ? this.ec2.tagsOf(match[1]) : undefined;
   };
+
+  /** The secrets the fake holds whose names start with `prefix` (what the bundles created). */
+  secretsNamed(prefix: string): { arn: string; name: string; value: string; tags?: Record<string, string> }[] {
+    return this.secrets.named(prefix);
+  }
 
   inject(fault: Fault): Injection {
     const active: ActiveFault = { ...fault, hits: 0 };

@@ -54,7 +54,7 @@ function resourceTagContext(service: string, tags: Record<string, string> | unde
     context[`aws:ResourceTag/${k}`] = v;
     if (service === 'ec2') context[`ec2:ResourceTag/${k}`] = v;
     if (service === 'ssm') context[`ssm:resourceTag/${k}`] = v;
-    if (service === 'secretsmanager') context[`secretsmanager:ResourceTag/${k}`] = v;
+    // Secrets Manager's own secretsmanager:ResourceTag/<key> is not in iam-simulate's reference: aws:ResourceTag stands for it.
   }
   return context;
 }
@@ -308,20 +308,25 @@ function states(template: CfnTemplate, call: RecordedCall): AuthRequest[] {
 }
 
 function secretsManager(call: RecordedCall, tagsOf: TagLookup): AuthRequest[] {
-  const id = String(call.params.SecretId ?? '');
+  const id = String(call.params.SecretId ?? call.params.Name ?? '');
   // IAM sees the full ARN (name, `-`, six characters): the caller's if it gave one, else the one the fake
   // resolved the name or partial ARN to, else (a secret the fake does not hold) our fixed suffix.
   const full = (arn: string) => /^arn:.*:secret:.+-[A-Za-z0-9]{6}$/.test(arn);
   const resource =
     (full(id) ? id : call.resources.find(full)) ??
     secretArn(id.replace(/^arn:[^:]*:secretsmanager:[^:]*:[^:]*:secret:/, ''));
-  return [
+  const requests: AuthRequest[] = [
     {
       action: `secretsmanager:${call.action}`,
       resource,
       context: resourceTagContext('secretsmanager', tagsOf(resource)),
     },
   ];
+  // Tags given to CreateSecret are authorized as a TagResource on the new secret too.
+  const tags = call.params.Tags;
+  if (call.action === 'CreateSecret' && Array.isArray(tags) && tags.length > 0)
+    requests.push({ action: 'secretsmanager:TagResource', resource, context: {} });
+  return requests;
 }
 
 /** Every authorization AWS makes for this call. `wildcardOnly` says which actions take no resource. */
