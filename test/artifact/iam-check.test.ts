@@ -223,6 +223,33 @@ describe('assertCallsAllowed', () => {
     );
   });
 
+  it("lets the API role run an exec's AWS-RunShellScript on this deployment's instances only, and read the result", async () => {
+    const send = (document: string, instance: string) =>
+      call(ids.api, 'ssm', 'SendCommand', {
+        DocumentName: document,
+        InstanceIds: [instance],
+        Comment: 'flare:exec=job-1',
+        Parameters: { commands: ['true'], executionTimeout: ['15'] },
+      });
+    await assertCallsAllowed(
+      template,
+      [
+        send('AWS-RunShellScript', 'i-0aaaaaaaaaaaaaaa1'),
+        call(ids.api, 'ssm', 'GetCommandInvocation', { CommandId: 'c-1', InstanceId: 'i-0aaaaaaaaaaaaaaa1' }),
+      ],
+      tagsOf,
+    );
+    for (const other of ['i-0aaaaaaaaaaaaaaa2', 'i-0aaaaaaaaaaaaaaa3'])
+      await assertDenied(
+        [send('AWS-RunShellScript', other)],
+        new RegExp(`${ids.api} may not ssm:SendCommand on arn:aws:ec2:.*:instance/${other}`),
+      );
+    await assertDenied(
+      [send('AWS-RunPowerShellScript', 'i-0aaaaaaaaaaaaaaa1')],
+      /ssm:SendCommand on arn:aws:ssm:us-east-1::document\/AWS-RunPowerShellScript/,
+    );
+  });
+
   it('lets the API role query the jobs table but not launch instances', async () => {
     await assertCallsAllowed(
       template,
