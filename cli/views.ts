@@ -21,6 +21,8 @@ export interface JobView {
   image?: string;
   command?: string[];
   env?: Record<string, string>;
+  /** Env name -> the project secret it is taken from; never a value. */
+  secrets?: Record<string, string>;
   gpus?: number;
   nodeCount?: number;
   liveTimeoutMinutes?: number;

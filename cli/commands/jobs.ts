@@ -381,6 +381,15 @@ function jobFields(job: JobView, now: Date): string {
     ['Image', job.image],
     ['Command', job.command],
     ['Env', job.env && Object.keys(job.env).length ? Object.keys(job.env).sort().join(', ') : undefined],
+    [
+      'Secrets',
+      job.secrets && Object.keys(job.secrets).length
+        ? Object.entries(job.secrets)
+            .sort(([a], [b]) => (a < b ? -1 : 1))
+            .map(([env, name]) => `${env} from ${name}`)
+            .join(', ')
+        : undefined,
+    ],
     ['Live timeout', minutes(job.liveTimeoutMinutes)],
     ['Created', when(job.createdAt, now)],
     ['Admitted', when(job.admittedAt, now)],

@@ -258,6 +258,10 @@ describe('flare secret and job create --secret', () => {
     assert.equal(await readFile(join(dir, `got-${id}`), 'utf8'), VALUE, 'one trailing newline dropped');
     await writeFile(join(dir, 'go'), '');
     await ended(id);
+    const show = await flare(['job', 'show', id]);
+    assert.equal(show.code, 0, show.stderr);
+    assert.match(show.stdout, /^Secrets: +API_KEY from cli-key$/m);
+    assert.ok(!show.stdout.includes(VALUE));
     const logs = await flare(['job', 'logs', id]);
     assert.equal(logs.code, 0, logs.stderr);
     assert.match(logs.stdout, /key=\*\*\* done/);
