@@ -42,6 +42,16 @@ export async function submitArray(
 ): Promise<{ arrayId: string; jobs: Job[]; created: boolean }> {
   const { job, seen, claim } = await prepareJob(deps, identity, input, idempotencyKey);
   const { size, env = [] } = input.array;
+  // One name, one source, as for env and secrets at submit: else the member could not start.
+  const clashes = env.flatMap((vars, i) =>
+    Object.keys(vars ?? {})
+      .filter((name) => Object.hasOwn(job.secrets ?? {}, name))
+      .map((name) => ({
+        field: `array.env.${i}.${name}`,
+        reason: "is also one of the job's secrets: give it one source",
+      })),
+  );
+  if (clashes.length > 0) throw new ValidationError(clashes);
   const arrayId = `a-${deps.newId().slice(2)}`;
   const members = Array.from(
     { length: size },

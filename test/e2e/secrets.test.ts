@@ -219,7 +219,13 @@ describe('a job with secrets', () => {
     const badName = await api('POST', '/v1/jobs', ALICE, { template: 'print', secrets: { API_KEY: 'no/slash' } });
     assert.equal(badName.status, 400);
     assert.deepEqual(fields(badName.body), ['secrets.API_KEY']);
-    // Bob's project has no such secret, whatever vision holds.
+    const arrayClash = await api('POST', '/v1/jobs', ALICE, {
+      template: 'print',
+      secrets: { API_KEY: 'openai' },
+      array: { size: 2, env: [{}, { API_KEY: 'plain' }] },
+    });
+    assert.equal(arrayClash.status, 400, JSON.stringify(arrayClash.body));
+    assert.deepEqual(fields(arrayClash.body), ['array.env.1.API_KEY']);
     assert.equal((await api('GET', '/v1/jobs?limit=1000')).body.items.length, before, 'nothing stored');
   });
 });
