@@ -230,8 +230,31 @@ export class FlareCompute extends Construct {
     };
   }
 
+  /**
+   * Run Command with AWS-RunShellScript, on this deployment's tagged instances only: the tasks'
+   * container commands and the API's exec (job-exec-access.ts) share these two statements.
+   */
+  public runCommandStatements(): iam.PolicyStatement[] {
+    const stack = Stack.of(this);
+    return [
+      new iam.PolicyStatement({
+        sid: 'CommandFlareInstances',
+        actions: ['ssm:SendCommand'],
+        resources: [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
+        conditions: { StringEquals: this.ownTags('aws:ResourceTag') },
+      }),
+      new iam.PolicyStatement({
+        sid: 'CommandWithRunShellScriptOnly',
+        actions: ['ssm:SendCommand'],
+        resources: [
+          stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: RUN_COMMAND_DOCUMENT }),
+        ],
+      }),
+    ];
+  }
+
   /** The tags that make an instance this deployment's, as IAM condition entries on `prefix` (aws:RequestTag or aws:ResourceTag). */
-  public ownTags(prefix: 'aws:RequestTag' | 'aws:ResourceTag'): Record<string, string> {
+  private ownTags(prefix: 'aws:RequestTag' | 'aws:ResourceTag'): Record<string, string> {
     return {
       [`${prefix}/${MANAGED_BY_TAG.key}`]: MANAGED_BY_TAG.value,
       [`${prefix}/${DEPLOYMENT_TAG_KEY}`]: Stack.of(this).stackName,
@@ -290,19 +313,7 @@ export class FlareCompute extends Construct {
         resources: [instances],
         conditions: { StringEquals: tagged },
       }),
-      new iam.PolicyStatement({
-        sid: 'CommandFlareInstances',
-        actions: ['ssm:SendCommand'],
-        resources: [instances],
-        conditions: { StringEquals: tagged },
-      }),
-      new iam.PolicyStatement({
-        sid: 'CommandWithRunShellScriptOnly',
-        actions: ['ssm:SendCommand'],
-        resources: [
-          stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: RUN_COMMAND_DOCUMENT }),
-        ],
-      }),
+      ...this.runCommandStatements(),
       new iam.PolicyStatement({
         sid: 'PassTheInstanceRoleToEc2',
         actions: ['iam:PassRole'],

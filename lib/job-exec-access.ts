@@ -6,27 +6,14 @@
  * opens Session Manager sessions (the CLI does that with its user's own
  * credentials).
  */
-import { Stack, Validations } from 'aws-cdk-lib';
+import { Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import { RUN_COMMAND_DOCUMENT, type FlareCompute } from './compute.js';
+import type { FlareCompute } from './compute.js';
 
 export function grantExecInJobs(compute: FlareCompute, role: iam.IRole, id = 'ExecInJobsPolicy'): iam.Policy {
-  const stack = Stack.of(compute);
   const policy = new iam.Policy(compute, id, {
     statements: [
-      new iam.PolicyStatement({
-        sid: 'CommandFlareInstances',
-        actions: ['ssm:SendCommand'],
-        resources: [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
-        conditions: { StringEquals: compute.ownTags('aws:ResourceTag') },
-      }),
-      new iam.PolicyStatement({
-        sid: 'CommandWithRunShellScriptOnly',
-        actions: ['ssm:SendCommand'],
-        resources: [
-          stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: RUN_COMMAND_DOCUMENT }),
-        ],
-      }),
+      ...compute.runCommandStatements(),
       new iam.PolicyStatement({
         sid: 'ReadCommandResults',
         actions: ['ssm:GetCommandInvocation'],
