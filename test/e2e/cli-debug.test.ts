@@ -11,13 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { waitFor } from '../support/harness.js';
+import { ALICE_TOKEN as ALICE, BOB_TOKEN as BOB, LOCAL_USERS, ROOT_TOKEN as ROOT } from '../support/identities.js';
 import { callApi, endActiveJobs, startLocalPlane, stopLocalPlane, untilJobState } from '../support/local-plane.js';
 
-const ROOT = 'root-token-debug-0123456789ab';
-const ALICE = 'alice-token-debug-0123456789a';
 /** Another member of alice's project. */
 const DAVE = 'dave-token-debug-01234567890a';
-const BOB = 'bob-token-debug-0123456789abc';
 const DIGEST = `sha256:${'d'.repeat(64)}`;
 
 let dir: string;
@@ -86,12 +84,7 @@ before(async () => {
     JSON.stringify({
       port: 0,
       dataDir: 'data',
-      users: [
-        { name: 'root', token: ROOT, admin: true },
-        { name: 'alice', token: ALICE, projects: ['vision'] },
-        { name: 'dave', token: DAVE, projects: ['vision'] },
-        { name: 'bob', token: BOB, projects: ['audio'] },
-      ],
+      users: [...LOCAL_USERS, { name: 'dave', token: DAVE, projects: ['vision'] }],
       // Room for every job the tests leave running until the after hook.
       pools: [{ name: 'local', gpus: 16 }],
       images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
