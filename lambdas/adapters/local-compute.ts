@@ -20,7 +20,7 @@ import { isTerminal, totalGpus, type Job, type JobOutputsRecord, type Outcome } 
 import type { Logger } from '../core/deps.js';
 import type { Compute, ContainerSpec, Launched, ManagedInstance } from '../ports/compute.js';
 import type { SecretStore } from '../ports/secrets.js';
-import { JOB_ID_PATTERN, scratchPath, type DockerRunOptions } from '../core/container-command.js';
+import { arrayEnv, JOB_ID_PATTERN, scratchPath, type DockerRunOptions } from '../core/container-command.js';
 import { DEFAULT_MAX_OUTPUT_BYTES } from '../core/outputs.js';
 import type { ExecLimits, ExecResult, SessionInput, SessionPlan } from '../core/exec.js';
 import { discoverGpus, dockerEngineAvailable } from './gpu-discovery.js';
@@ -486,6 +486,7 @@ export class LocalCompute implements Compute {
         CUDA_VISIBLE_DEVICES: devices.join(','),
         FLARE_JOB_ID: jobId,
         FLARE_OUTPUT_DIR: outputDir,
+        ...arrayEnv(spec),
       },
     };
   }

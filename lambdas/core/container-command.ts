@@ -87,6 +87,13 @@ function isReservedEnvName(name: string): boolean {
   );
 }
 
+/** What Flare itself sets in a member of an array's environment (the job's own env may not use FLARE_ names). */
+export function arrayEnv(spec: Pick<ContainerSpec, 'array'>): Record<string, string> {
+  if (!spec.array) return {};
+  const { id, index, size } = spec.array;
+  return { FLARE_ARRAY_ID: id, FLARE_ARRAY_INDEX: String(index), FLARE_ARRAY_SIZE: String(size) };
+}
+
 /** Lone UTF-16 surrogates cannot be encoded for exec; with the `u` flag a valid pair is one code point and does not match. */
 const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
@@ -140,6 +147,7 @@ export function dockerRunArgs(spec: ContainerSpec, options: DockerRunOptions): s
   // Set even without --gpus: a runtime that defaults to nvidia would honour an image's own value.
   args.push(`--env=NVIDIA_VISIBLE_DEVICES=${visible}`, `--env=FLARE_JOB_ID=${jobId}`);
   if (options.outputDir) args.push(`--env=FLARE_OUTPUT_DIR=${OUTPUT_MOUNT}`);
+  for (const [name, value] of Object.entries(arrayEnv(spec))) args.push(`--env=${name}=${value}`);
   if (options.scratchDir && !('HOME' in spec.env)) args.push(`--env=HOME=${SCRATCH_MOUNT}`);
   for (const name of Object.keys(spec.env).sort()) args.push(`--env=${name}=${spec.env[name]}`);
   // By name only: docker takes the value from its own environment, so it is on no command line.

@@ -115,6 +115,8 @@ export interface Job {
   /** A member of an array (one submit of `array.size` jobs): the array's id and this job's 0-based index. */
   arrayId?: string;
   arrayIndex?: number;
+  /** How many jobs its array has. */
+  arraySize?: number;
   /** Which run of the job its workflow execution drives (core/admission.ts executionName): set to 1 by its
    *  first admission, bumped by each later admission and each re-drive, so every execution has a new name. */
   workflowRun?: number;

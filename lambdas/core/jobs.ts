@@ -31,8 +31,8 @@ export async function submitJob(
 
 /**
  * `array: { size, env? }`: `size` jobs from one submit, stored all or none (admission.ts admitNewArray). Each member is the job
- * the body describes, with its own id, `arrayIndex`, `array.env[i]` merged over its env, and FLARE_ARRAY_ID,
- * FLARE_ARRAY_INDEX and FLARE_ARRAY_SIZE.
+ * the body describes, with its own id, `arrayIndex`, `arraySize` and `array.env[i]` merged over its env; Flare sets
+ * FLARE_ARRAY_ID, FLARE_ARRAY_INDEX and FLARE_ARRAY_SIZE where it starts the job (core/container-command.ts arrayEnv).
  */
 export async function submitArray(
   deps: Deps,
@@ -60,13 +60,8 @@ export async function submitArray(
       id: i === 0 ? job.id : deps.newId(),
       arrayId,
       arrayIndex: i,
-      env: {
-        ...job.env,
-        ...env[i],
-        FLARE_ARRAY_ID: arrayId,
-        FLARE_ARRAY_INDEX: String(i),
-        FLARE_ARRAY_SIZE: String(size),
-      },
+      arraySize: size,
+      env: { ...job.env, ...env[i] },
     }),
   );
   const { jobs, created } = await admitNewArray(deps, members, seen, claim);

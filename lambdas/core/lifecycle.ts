@@ -125,6 +125,9 @@ export function containerSpec(job: Job, expiresAt: string): ContainerSpec {
     expiresAt,
     ...(job.allowRoot ? { allowRoot: true } : {}),
     ...(job.secrets && Object.keys(job.secrets).length > 0 ? { secrets: job.secrets, project: job.project } : {}),
+    ...(job.arrayId !== undefined && job.arrayIndex !== undefined && job.arraySize !== undefined
+      ? { array: { id: job.arrayId, index: job.arrayIndex, size: job.arraySize } }
+      : {}),
   };
 }
 

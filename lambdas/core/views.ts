@@ -105,6 +105,7 @@ export const Job = z
       .optional()
       .meta({ description: 'The array it belongs to (a-...), when it was submitted as one of `array.size` jobs.' }),
     arrayIndex: count('Its 0-based index in its array (FLARE_ARRAY_INDEX in its environment).').optional(),
+    arraySize: count('How many jobs its array has (FLARE_ARRAY_SIZE in its environment).').optional(),
     volumeSizeGb: z
       .number()
       .int()

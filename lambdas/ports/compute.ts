@@ -23,6 +23,8 @@ export interface ContainerSpec {
   project?: string;
   /** On AWS: where each instance fetches its copy of the values (`<secretIdPrefix><its instance id>`), set by the adapter. */
   secretSource?: { secretIdPrefix: string; region: string };
+  /** A member of an array: FLARE_ARRAY_ID, FLARE_ARRAY_INDEX and FLARE_ARRAY_SIZE in its environment, set by Flare like FLARE_JOB_ID. */
+  array?: { id: string; index: number; size: number };
 }
 
 /** An instance (or local runner) that carries Flare's `managed-by` mark. */

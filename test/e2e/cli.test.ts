@@ -227,11 +227,11 @@ describe('flare job', () => {
     assert.ok(arrayId, created.stdout);
     const members = (await api('GET', `/v1/jobs?array=${arrayId}`)).body.items;
     assert.deepEqual(
-      members.map((j: { env: Record<string, string> }) => [j.env.FLARE_ARRAY_INDEX, j.env.LR]),
+      members.map((j: { arrayIndex: number; env: Record<string, string> }) => [j.arrayIndex, j.env.LR]),
       [
-        ['0', '0.1'],
-        ['1', '0.01'],
-        ['2', '0.001'],
+        [0, '0.1'],
+        [1, '0.01'],
+        [2, '0.001'],
       ],
     );
 

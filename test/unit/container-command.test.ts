@@ -131,6 +131,22 @@ describe('dockerRunArgs', () => {
     ]);
   });
 
+  test("sets a member of an array's FLARE_ARRAY_ID, FLARE_ARRAY_INDEX and FLARE_ARRAY_SIZE itself, beside FLARE_JOB_ID", () => {
+    const argv = dockerRunArgs(spec({ array: { id: 'a-0123456789abcdef', index: 2, size: 4 } }), OPTIONS);
+    const envs = argv.filter((a) => a.startsWith('--env=FLARE_'));
+    assert.deepEqual(envs, [
+      '--env=FLARE_JOB_ID=job-1',
+      '--env=FLARE_ARRAY_ID=a-0123456789abcdef',
+      '--env=FLARE_ARRAY_INDEX=2',
+      '--env=FLARE_ARRAY_SIZE=4',
+    ]);
+    assert.deepEqual(
+      dockerRunArgs(spec({}), OPTIONS).filter((a) => a.startsWith('--env=FLARE_ARRAY')),
+      [],
+      'not for a job alone',
+    );
+  });
+
   test('hands a device list to --gpus as one quoted CSV field and to the NVIDIA runtime', () => {
     const argv = dockerRunArgs(spec({ gpus: 2, devices: [0, 3] }), OPTIONS);
     assert.ok(argv.includes('--gpus="device=0,3"'));
