@@ -198,7 +198,8 @@ async function admitJustQueued(deps: Deps, job: Job): Promise<Job> {
     if (!reason || reason === job.stateReason) return job;
     return (await updateUnlessStale(deps, job.id, [JobState.WAITING], { stateReason: reason })) ?? job;
   }
-  const pass = await drainOnce(deps, job.pool, { until: job.id });
+  // Not beside a drain of the pool in this process: the two would fight over the same head job and pool row.
+  const pass = await drainerOf(deps, job.pool).exclusive(() => drainOnce(deps, job.pool, { until: job.id }));
   const admitted = pass.admitted.find((j) => j.id === job.id);
   if (admitted) return admitted;
   // The pass read the whole queue, with room to the end, and the job was not in it: the queue index does not
@@ -301,11 +302,17 @@ export interface DrainOptions {
  * safely: every admission is a conditional transaction.
  */
 export function drainPool(deps: Deps, poolName: string, options: DrainOptions = {}): Promise<DrainResult> {
+  return drainerOf(deps, poolName).request(() =>
+    timed(deps, METRIC.drainLatency, () => drainOnce(deps, poolName, options)),
+  );
+}
+
+function drainerOf(deps: Deps, poolName: string): PoolDrainer {
   let pools = drainers.get(deps.queue);
   if (!pools) drainers.set(deps.queue, (pools = new Map()));
   let drainer = pools.get(poolName);
   if (!drainer) pools.set(poolName, (drainer = new PoolDrainer()));
-  return drainer.request(() => timed(deps, METRIC.drainLatency, () => drainOnce(deps, poolName, options)));
+  return drainer;
 }
 
 /**
@@ -347,6 +354,12 @@ class PoolDrainer {
     return Promise.all([current.catch(() => undefined), this.next]).then(([before, after]) =>
       before ? mergeResults(before, after) : after,
     );
+  }
+
+  /** A pass of its own (a submit's bounded one), once no pass runs; passes asked for meanwhile follow it. */
+  async exclusive(pass: () => Promise<DrainResult>): Promise<DrainResult> {
+    while (this.running) await this.running.then(ignore, ignore);
+    return this.start(pass);
   }
 
   private start(pass: () => Promise<DrainResult>): Promise<DrainResult> {
