@@ -187,34 +187,29 @@ function isRunning(deps: Deps, job: Job): boolean {
 export async function stopStep(deps: Deps, jobId: string, error?: StepError | null): Promise<void> {
   let job = await load(deps, jobId);
   if (job.state === JobState.LAUNCHING || job.state === JobState.RUNNING) job = await markStopping(deps, job, error);
-  if (job.state === JobState.STOPPING && job.instanceIds?.length) {
-    await deps.compute.stop(job);
-    await recordOutputs(deps, job);
-  }
+  if (job.state === JobState.STOPPING && job.instanceIds?.length) await deps.compute.stop(job);
 }
 
-/** What a job that started kept of its output directory, on the job before it ends: never silent, even when over the cap. */
-async function recordOutputs(deps: Deps, job: Job): Promise<void> {
-  if (!job.startedAt || !deps.compute.keptOutputs) return;
-  let outputs: JobOutputsRecord | undefined;
+/**
+ * What a job that started kept of its output directory (its compute has stopped: Stop ran), recorded by Release
+ * in the write that ends the job: never silent, even over the cap or when the files cannot be read.
+ */
+async function keptOutputs(deps: Deps, job: Job): Promise<JobOutputsRecord | undefined> {
+  if (!job.startedAt || !deps.compute.keptOutputs) return undefined;
   try {
-    outputs = await deps.compute.keptOutputs(job);
+    return await deps.compute.keptOutputs(job);
   } catch (error) {
     // The job still ends; its record says its files could not be accounted for.
     deps.log.error('outputs not recorded', { jobId: job.id, error: String(error) });
-    outputs = { count: 0, bytes: 0, error: `outputs could not be read: ${(error as Error).message ?? String(error)}` };
-  }
-  if (!outputs) return;
-  try {
-    await deps.jobs.updateJob(job.id, [JobState.STOPPING], { outputs });
-  } catch (error) {
-    if (!(error instanceof StaleJob)) throw error; // released meanwhile by another run of this step
+    return { count: 0, bytes: 0, error: `outputs could not be read: ${(error as Error).message ?? String(error)}` };
   }
 }
 
 /** Release: terminal state and GPUs back, in one transaction, exactly once. */
 export async function releaseStep(deps: Deps, jobId: string, error?: StepError | null): Promise<{ pool: string }> {
   let job = await load(deps, jobId);
+  const ending = !isTerminal(job.state) && !QUEUED_STATES.includes(job.state);
+  const outputs = ending ? await keptOutputs(deps, job) : undefined;
   // Queued: it holds nothing (requeued, or an execution started for a job not admitted), and the drain admits it.
   for (let attempt = 0; attempt < 5 && !isTerminal(job.state) && !QUEUED_STATES.includes(job.state); attempt++) {
     if (job.state === JobState.LAUNCHING || job.state === JobState.RUNNING) job = await markStopping(deps, job, error);
@@ -224,6 +219,7 @@ export async function releaseStep(deps: Deps, jobId: string, error?: StepError |
       stateReason: verdict.reason,
       finishedAt: deps.now().toISOString(),
       ...(verdict.exitCode !== undefined ? { exitCode: verdict.exitCode } : {}),
+      ...(outputs ? { outputs } : {}),
     });
     if (finished) {
       jobEnded(deps, finished, error);

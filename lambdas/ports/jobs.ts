@@ -1,4 +1,4 @@
-import type { Job, JobState, Outcome } from '../core/job.js';
+import type { Job, JobOutputsRecord, JobState, Outcome } from '../core/job.js';
 
 export interface Page<T> {
   items: T[];
@@ -22,6 +22,8 @@ export interface TerminalChange {
   stateReason: string;
   finishedAt: string;
   exitCode?: number;
+  /** What the job kept of its output directory, recorded in the same write. */
+  outputs?: JobOutputsRecord;
 }
 
 export interface RequeueChange {

@@ -293,6 +293,10 @@ export class DynamoJobs implements JobRecords {
       set += ', exitCode = :exit';
       values[':exit'] = change.exitCode;
     }
+    if (change.outputs !== undefined) {
+      set += ', outputs = :outputs';
+      values[':outputs'] = change.outputs;
+    }
     let condition = '#state = :cur';
     if (held > 0) {
       condition += ' AND heldGpus = :held';
@@ -332,6 +336,7 @@ export class DynamoJobs implements JobRecords {
       stateReason: change.stateReason,
       finishedAt: change.finishedAt,
       ...(change.exitCode !== undefined ? { exitCode: change.exitCode } : {}),
+      ...(change.outputs !== undefined ? { outputs: change.outputs } : {}),
     };
     delete finished.heldGpus;
     delete finished.reservedGpuMs;
