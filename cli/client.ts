@@ -77,10 +77,15 @@ export class ApiClient {
           redirect: 'manual',
         });
       } catch (error) {
-        throw new CliError(`cannot download ${target.split('?')[0]}: ${networkReason(error, this.timeoutMs)}`, ExitCode.API, [], {
-          cause: error,
-          retryable: true,
-        });
+        throw new CliError(
+          `cannot download ${target.split('?')[0]}: ${networkReason(error, this.timeoutMs)}`,
+          ExitCode.API,
+          [],
+          {
+            cause: error,
+            retryable: true,
+          },
+        );
       }
     };
     let response = await reach(url, true);

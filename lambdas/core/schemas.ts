@@ -8,8 +8,8 @@ import { ValidationError, type FieldIssue } from './errors.js';
 import { BUDGET_PERIODS } from './budgets.js';
 import { JOB_STATES } from './job.js';
 import { PageQuery, pageToken, wholeNumberParam } from './pagination.js';
-import { secretsMap } from './secrets.js';
 import { DEFAULT_MAX_OUTPUT_BYTES } from './outputs.js';
+import { secretsMap } from './secrets.js';
 
 export { MIN_VOLUME_SIZE_GB, NAME_PATTERN };
 const name = (what: string) => z.string().regex(NAME_PATTERN, `${what} must be ${NAME_RULE}`);
