@@ -183,7 +183,7 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       );
     });
 
-    it('gives instances SSM core, their log group and ECR pulls only', () => {
+    it("gives instances SSM core, their log group, ECR pulls and their own job's secret copy only", () => {
       const role = resources[logicalId(stack, stack.compute.instanceRole)].Properties;
       assert.equal(role.ManagedPolicyArns.length, 1);
       assert.match(JSON.stringify(role.ManagedPolicyArns[0]), /:iam::aws:policy\/AmazonSSMManagedInstanceCore/);
@@ -196,9 +196,19 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
         [{ 'Fn::GetAtt': [logicalId(stack, stack.compute.jobLogGroup), 'Arn'] }],
       );
       // The ECR statements themselves: test/infra/ecr-pull.test.ts.
-      assert.ok(
-        own.every(({ statement }) => actionsOf(statement).every((a) => a.startsWith('logs:') || a.startsWith('ecr:'))),
-        'nothing but logs and ECR pulls besides SSM core',
+      const others = own.filter(
+        ({ statement }) => !actionsOf(statement).every((a) => a.startsWith('logs:') || a.startsWith('ecr:')),
+      );
+      // A job's secret values: only the copy tagged with the calling instance's own ARN (test/infra/secrets-access.test.ts).
+      assert.deepEqual(
+        others.map(({ statement }) => [actionsOf(statement), statement.Condition]),
+        [
+          [
+            ['secretsmanager:GetSecretValue'],
+            { StringEquals: { 'aws:ResourceTag/flare:instance': '${ec2:SourceInstanceARN}' } },
+          ],
+        ],
+        'nothing else besides SSM core',
       );
     });
 
