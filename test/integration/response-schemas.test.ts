@@ -17,6 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { z } from 'zod';
 import { LocalJobLogs } from '../../lambdas/adapters/local-job-logs.js';
+import { LocalSecretStore } from '../../lambdas/adapters/local-secrets.js';
 import { JobState, TERMINAL_STATES } from '../../lambdas/core/job.js';
 import { Job } from '../../lambdas/core/views.js';
 import { apiRoutes, createApiHandler } from '../../lambdas/handlers/http/api.js';
@@ -404,6 +405,24 @@ describe('every answer is what its route documents', () => {
       await expect(307, 'GET', `/v1/jobs/${ids.failed}/outputs/on-aws.bin`, ALICE);
     } finally {
       delete w.deps.outputs;
+    }
+  });
+
+  it('secrets: put (204), listed by name without values, deleted (204)', async () => {
+    // apiWorld wires no secret store: the local plane's, in this test's directory.
+    w.deps.secrets = new LocalSecretStore(join(logDir, 'data'));
+    try {
+      const secret = '/v1/projects/vision/secrets/HF_TOKEN';
+      await expect(204, 'PUT', secret, ALICE, { body: { value: 'hf_abc' } });
+      const list = await expect(200, 'GET', '/v1/projects/vision/secrets', ALICE);
+      assert.deepEqual(
+        list.items.map((s: { name: string }) => s.name),
+        ['HF_TOKEN'],
+      );
+      await expect(204, 'DELETE', secret, ALICE);
+      assert.deepEqual((await expect(200, 'GET', '/v1/projects/vision/secrets', ALICE)).items, []);
+    } finally {
+      delete w.deps.secrets;
     }
   });
 
