@@ -12,14 +12,19 @@
  * new route without one fails.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { execInLocalJob, localSession } from '../../lambdas/adapters/local-exec.js';
 import { LocalJobLogs } from '../../lambdas/adapters/local-job-logs.js';
+import { LocalOutputs } from '../../lambdas/adapters/local-outputs.js';
 import { LocalSecretStore } from '../../lambdas/adapters/local-secrets.js';
 import { apiRoutes, createApiHandler } from '../../lambdas/handlers/http/api.js';
+import { JobState } from '../../lambdas/core/job.js';
 import { startHttpServer, type HttpServer } from '../../lambdas/local/http-server.js';
+import type { Compute } from '../../lambdas/ports/compute.js';
+import { partialPort } from '../support/fakes.js';
 import { apiWorld, IMAGE, startDynamo, template, type ApiWorld, type Dynamo } from '../support/harness.js';
 
 const A = 'vision';
@@ -71,8 +76,23 @@ const unique = (prefix: string) => `${prefix}-${(seq++).toString(36)}`;
 /** The project of the last `POST /v1/quotas` for a project that does not exist. */
 let ghost = '';
 
-/** The fixed resources: A's and B's job, template and quota rows, a public template, an image, a pool. */
-const fixture = { jobA: '', jobB: '', templateA: '', templateB: '', publicTemplate: '' };
+/**
+ * The fixed resources: A's and B's job, template and quota rows, a public template, an image, a pool;
+ * and two jobs of A stored as RUNNING, one submitted by member A, one by the admin.
+ */
+const fixture = {
+  jobA: '',
+  jobB: '',
+  templateA: '',
+  templateB: '',
+  publicTemplate: '',
+  runningA: '',
+  runningAdminsA: '',
+};
+/** What jobA kept of its output directory. */
+const OUTPUT = { path: 'sub/result.txt', text: 'kept by jobA\n' };
+/** Run by the exec rows (fixed text): a refusal must leave the job's ran.log as it was. */
+const EXEC_COMMAND = ['sh', '-c', 'echo "ran in $FLARE_JOB_ID" | tee -a ran.log'];
 
 async function call(role: Role, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
   const headers: Record<string, string> = {};
@@ -84,7 +104,9 @@ async function call(role: Role, method: string, path: string, body?: unknown): P
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : undefined };
+  // A downloaded output file is bytes, not JSON.
+  const isJson = response.headers.get('content-type')?.includes('json');
+  return { status: response.status, body: text ? (isJson ? JSON.parse(text) : text) : undefined };
 }
 
 async function ok<T = any>(role: Role, method: string, path: string, body?: unknown): Promise<T> {
@@ -101,6 +123,36 @@ const newPublicTemplate = async () =>
     .id as string;
 
 const jobRecord = (id: string) => w.store.getJob(id);
+/** Where the local driver would have started a job: its spec.json (local-supervisor/jobs.ts RunnerSpec) and scratch. */
+const runDir = (id: string) => join(logDir, 'run', id);
+/** A job's record and what exec commands run in it have written, read before and after a call. */
+const execAffected = async (r: Request) => {
+  const id = r.path.split('/')[3];
+  return { job: await jobRecord(id), ran: await readFile(join(runDir(id), 'ran.log'), 'utf8').catch(() => '') };
+};
+
+/** The spec the local driver writes at a job's start, which its exec and session read. */
+async function startedHere(id: string): Promise<void> {
+  await mkdir(runDir(id), { recursive: true });
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', FLARE_JOB_ID: id };
+  await writeFile(
+    join(runDir(id), 'spec.json'),
+    JSON.stringify({ jobId: id, argv: ['sleep', '60'], env, cwd: runDir(id) }),
+  );
+}
+
+/** Nothing runs jobs here (the workflows only record their starts): stored RUNNING, as the Run step leaves it. */
+async function running(id: string): Promise<string> {
+  // A submit admits the job when its pool has room (LAUNCHING); it would be PENDING otherwise.
+  await w.store.updateJob(id, [JobState.PENDING, JobState.WAITING, JobState.LAUNCHING], {
+    state: JobState.RUNNING,
+    startedAt: new Date().toISOString(),
+    instanceIds: ['local'],
+  });
+  await startedHere(id);
+  return id;
+}
+
 const secretsOfA = () => w.deps.secrets!.list(A);
 const templateRecord = (id: string) => w.catalog.getTemplate(id);
 const quotaRecord = (project: string, resource: 'gpus' | 'jobs' | 'templates') => w.store.getQuota(project, resource);
@@ -237,6 +289,86 @@ const ROWS: Row[] = [
     expected: [200, 200, 404, 404, 401],
     request: () => ({ path: `/v1/jobs/${fixture.jobA}/logs?tail=10` }),
     check: (_, body) => assert.deepEqual([body.jobId, body.lines], [fixture.jobA, []]),
+  },
+
+  // Inside a running job (core/exec.ts): its owner and admins; another member of its project 403; not RUNNING 409.
+  {
+    route: 'POST /v1/jobs/{id}/exec',
+    variant: "A's RUNNING job, submitted by member A",
+    ownedByA: true,
+    expected: [200, 200, 404, 404, 401],
+    request: () => ({ path: `/v1/jobs/${fixture.runningA}/exec`, body: { command: EXEC_COMMAND } }),
+    affected: execAffected,
+    check: (_, body) =>
+      assert.deepEqual([body.exitCode, body.stdout, body.timedOut], [0, `ran in ${fixture.runningA}\n`, false]),
+  },
+  {
+    route: 'POST /v1/jobs/{id}/exec',
+    variant: "A's RUNNING job, submitted by the admin: member A is not its owner",
+    ownedByA: true,
+    expected: [200, 403, 404, 404, 401],
+    request: () => ({ path: `/v1/jobs/${fixture.runningAdminsA}/exec`, body: { command: EXEC_COMMAND } }),
+    affected: execAffected,
+    check: (_, body) => assert.equal(body.stdout, `ran in ${fixture.runningAdminsA}\n`),
+  },
+  {
+    route: 'POST /v1/jobs/{id}/exec',
+    variant: "A's job that is not RUNNING (submitted, and nothing here starts it)",
+    ownedByA: true,
+    expected: [409, 409, 404, 404, 401],
+    request: () => ({ path: `/v1/jobs/${fixture.jobA}/exec`, body: { command: EXEC_COMMAND } }),
+    affected: execAffected,
+  },
+  {
+    route: 'POST /v1/jobs/{id}/session',
+    variant: "a shell in A's RUNNING job, submitted by member A",
+    ownedByA: true,
+    expected: [200, 200, 404, 404, 401],
+    request: () => ({ path: `/v1/jobs/${fixture.runningA}/session`, body: { kind: 'shell' } }),
+    affected: execAffected,
+    check: (_, body) =>
+      assert.deepEqual(
+        [body.runtime, body.kind, body.cwd, body.env.FLARE_JOB_ID],
+        ['local', 'shell', runDir(fixture.runningA), fixture.runningA],
+      ),
+  },
+  {
+    route: 'POST /v1/jobs/{id}/session',
+    variant: "a port forward into A's RUNNING job, submitted by the admin: member A is not its owner",
+    ownedByA: true,
+    expected: [200, 403, 404, 404, 401],
+    request: () => ({ path: `/v1/jobs/${fixture.runningAdminsA}/session`, body: { kind: 'port-forward', port: 8888 } }),
+    affected: execAffected,
+    check: (_, body) =>
+      assert.deepEqual(body, { runtime: 'local', kind: 'port-forward', host: '127.0.0.1', port: 8888 }),
+  },
+  {
+    route: 'POST /v1/jobs/{id}/session',
+    variant: "A's job that is not RUNNING (submitted, and nothing here starts it)",
+    ownedByA: true,
+    expected: [409, 409, 404, 404, 401],
+    request: () => ({ path: `/v1/jobs/${fixture.jobA}/session`, body: { kind: 'shell' } }),
+    affected: execAffected,
+  },
+
+  // Outputs: members of the job's project; admins everything.
+  {
+    route: 'GET /v1/jobs/{id}/outputs',
+    ownedByA: true,
+    expected: [200, 200, 404, 404, 401],
+    request: () => ({ path: `/v1/jobs/${fixture.jobA}/outputs` }),
+    check: (_, body) =>
+      assert.deepEqual(
+        body.items.map((f: { path: string; size: number }) => [f.path, f.size]),
+        [[OUTPUT.path, OUTPUT.text.length]],
+      ),
+  },
+  {
+    route: 'GET /v1/jobs/{id}/outputs/{path+}',
+    ownedByA: true,
+    expected: [200, 200, 404, 404, 401],
+    request: () => ({ path: `/v1/jobs/${fixture.jobA}/outputs/${OUTPUT.path}` }),
+    check: (_, body) => assert.equal(body, OUTPUT.text),
   },
 
   // Templates: a project's by its members, public ones read by anyone signed in, written by admins.
@@ -513,6 +645,7 @@ const CODES: Record<number, string> = {
   401: 'unauthorized',
   403: 'forbidden',
   404: 'not_found',
+  409: 'conflict',
 };
 
 describe('authorization matrix: every route, every role', () => {
@@ -530,6 +663,12 @@ describe('authorization matrix: every route, every role', () => {
     // No job runs here: its output file does not exist, which reads as no lines.
     w.deps.logs = new LocalJobLogs((id) => join(logDir, id));
     w.deps.secrets = new LocalSecretStore(logDir);
+    w.deps.outputs = new LocalOutputs(logDir);
+    // The local driver's exec and session, on what running() writes: real child processes.
+    w.deps.compute = partialPort<Compute>('compute', {
+      exec: (job, argv, limits) => execInLocalJob(runDir(job.id), job.id, argv, limits),
+      session: (job, request) => localSession(runDir(job.id), job.id, request),
+    });
     await w.store.putQuota({ project: A, resource: 'gpus', hardLimit: 8 });
     await w.store.putQuota({ project: A, resource: 'jobs', hardLimit: 100 });
     await w.store.putQuota({ project: B, resource: 'gpus', hardLimit: 8 });
@@ -549,6 +688,15 @@ describe('authorization matrix: every route, every role', () => {
     Object.assign(fixture, { templateA: idOf('a-train'), templateB: idOf('b-train'), publicTemplate: idOf('shared') });
     fixture.jobA = await newJobOfA();
     fixture.jobB = (await ok('memberB', 'POST', '/v1/jobs', { template: 'b-train' })).id;
+    // jobA has a spec too: only its state refuses exec and session into it.
+    await startedHere(fixture.jobA);
+    fixture.runningA = await running(await newJobOfA());
+    fixture.runningAdminsA = await running(
+      (await ok('admin', 'POST', '/v1/jobs', { template: 'a-train', project: A })).id,
+    );
+    const kept = join(logDir, 'outputs', A, fixture.jobA, OUTPUT.path);
+    await mkdir(join(kept, '..'), { recursive: true });
+    await writeFile(kept, OUTPUT.text);
   });
   after(async () => {
     await server?.close();
