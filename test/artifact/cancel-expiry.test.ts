@@ -30,6 +30,11 @@ async function runningJob(a: Artifact, body: Record<string, unknown>): Promise<{
   const [command] = await waitFor('the container command', () =>
     a.fake.commands().filter((c) => c.comment === `flare:job=${job.id}`),
   );
+  // The Run state waits on the job once the tasks function has stored its token: from then on, an end the
+  // API reports reaches the wait through that token (before it, the tasks function sees the outcome itself).
+  await waitFor('the Run state to wait on the job', () =>
+    callsSince(a, 0, 'UpdateItem', job.id).filter((c) => String(c.params.UpdateExpression).includes('taskToken')),
+  );
   return { job: running, instanceId: command.instanceIds[0] };
 }
 

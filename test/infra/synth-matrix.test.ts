@@ -249,6 +249,18 @@ const OPTIONS: readonly Option[] = [
     check: (s) => checkChannel(s, 'ops-teams', 'teams', 'flare/webhooks/ops-teams', { state: ['FAILED'] }),
   },
   {
+    what: 'an outputs retention',
+    keys: ['flare:outputsRetentionDays'],
+    context: { 'flare:outputsRetentionDays': 7 },
+    check: (s) => {
+      const rules = s.resources[logicalId(s.stack, s.stack.outputs.bucket)].Properties.LifecycleConfiguration.Rules;
+      assert.ok(
+        rules.some((r: { ExpirationInDays?: number }) => r.ExpirationInDays === 7),
+        JSON.stringify(rules),
+      );
+    },
+  },
+  {
     what: 'a reconcile period',
     keys: ['flare:reconcilePeriodMinutes'],
     context: { 'flare:reconcilePeriodMinutes': 3 },
