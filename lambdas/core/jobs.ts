@@ -181,11 +181,16 @@ export async function listJobs(deps: Deps, identity: Identity, query: ListJobsQu
         { projects, state: query.state },
         { limit: query.limit ?? 100, nextToken: query.nextToken },
       );
-  // Latest starts: one forecast per pool with queued jobs on the page, not one per job.
+  // Latest starts and places in the queue: one forecast per pool with queued jobs on the page, not one per job.
   const queued = page.items.filter((j) => QUEUED_STATES.includes(j.state));
   const pools = [...new Set(queued.map((j) => j.pool))];
   const perPool = await Promise.all(pools.map((pool) => forecastPool(deps, pool, queued)));
-  for (const job of queued) showForecast(job, perPool[pools.indexOf(job.pool)]!.forecasts.get(job.id));
+  for (const job of queued) {
+    const { forecasts, positions } = perPool[pools.indexOf(job.pool)]!;
+    const position = positions.get(job.id);
+    if (position !== undefined) job.queuePosition = position;
+    showForecast(job, forecasts.get(job.id));
+  }
   return page;
 }
 

@@ -69,27 +69,35 @@ export async function jobStats(
 ): Promise<JobStats> {
   if (project !== undefined) authorize(identity, 'read', { kind: 'stats', project }, project);
   const projects = visibleProjects(identity, project);
-  const jobs: Job[] = [];
-  let truncated = false;
-  if (projects?.length !== 0) {
-    let nextToken: string | undefined;
-    do {
-      const page = await deps.jobs.listJobs({ projects }, { limit: PAGE_SIZE, nextToken });
-      jobs.push(...page.items);
-      nextToken = page.nextToken;
-      if (jobs.length >= MAX_STATS_JOBS) {
-        truncated = nextToken !== undefined || jobs.length > MAX_STATS_JOBS;
-        jobs.length = Math.min(jobs.length, MAX_STATS_JOBS);
-        break;
-      }
-    } while (nextToken);
-  }
+  const { jobs, truncated } = await readRecentJobs(deps, projects);
   return {
     projects: projects ?? null,
     ...computeStats(jobs, deps.now()),
     truncated,
     budgets: await budgetStats(deps, projects),
   };
+}
+
+/** The newest MAX_STATS_JOBS jobs of `projects` (every project's when undefined), newest first. */
+export async function readRecentJobs(
+  deps: Pick<Deps, 'jobs'>,
+  projects: string[] | undefined,
+): Promise<{ jobs: Job[]; truncated: boolean }> {
+  const jobs: Job[] = [];
+  let truncated = false;
+  if (projects?.length === 0) return { jobs, truncated };
+  let nextToken: string | undefined;
+  do {
+    const page = await deps.jobs.listJobs({ projects }, { limit: PAGE_SIZE, nextToken });
+    jobs.push(...page.items);
+    nextToken = page.nextToken;
+    if (jobs.length >= MAX_STATS_JOBS) {
+      truncated = nextToken !== undefined || jobs.length > MAX_STATS_JOBS;
+      jobs.length = Math.min(jobs.length, MAX_STATS_JOBS);
+      break;
+    }
+  } while (nextToken);
+  return { jobs, truncated };
 }
 
 /** The gpuHours budgets of the projects counted (every project's when `projects` is undefined). */
@@ -144,15 +152,10 @@ function figures(jobs: readonly Job[], now: Date): StatsFigures {
   const waits: number[] = [];
   for (const job of jobs) {
     jobsByState[job.state] += 1;
-    if (!job.admittedAt) continue;
-    const admitted = Date.parse(job.admittedAt);
-    waits.push(Math.max(0, admitted - Date.parse(job.createdAt)) / 1000);
-    const end = job.finishedAt
-      ? Date.parse(job.finishedAt)
-      : HOLDING_STATES.includes(job.state)
-        ? now.getTime()
-        : admitted;
-    gpuMs += Math.max(0, end - admitted) * totalGpus(job);
+    const held = heldInterval(job, now.getTime());
+    if (!held) continue;
+    waits.push(Math.max(0, held.from - Date.parse(job.createdAt)) / 1000);
+    gpuMs += (held.to - held.from) * totalGpus(job);
   }
   waits.sort((a, b) => a - b);
   return {
@@ -161,6 +164,14 @@ function figures(jobs: readonly Job[], now: Date): StatsFigures {
     gpuHours: round(gpuMs / 3_600_000, 4),
     waitingSeconds: { count: waits.length, p50: percentile(waits, 50), p95: percentile(waits, 95) },
   };
+}
+
+/** When a job held its GPUs, in epoch ms: admission to release (now while it still holds); none if never admitted. */
+export function heldInterval(job: Job, now: number): { from: number; to: number } | undefined {
+  if (!job.admittedAt) return undefined;
+  const from = Date.parse(job.admittedAt);
+  const to = job.finishedAt ? Date.parse(job.finishedAt) : HOLDING_STATES.includes(job.state) ? now : from;
+  return { from, to: Math.max(from, to) };
 }
 
 /** Nearest-rank percentile of an ascending list; null when it is empty. */

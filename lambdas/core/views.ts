@@ -10,6 +10,7 @@ import { z } from 'zod';
 import type { publicJob } from './job.js';
 import { JOB_STATES } from './job.js';
 import type { JobLogsView } from './logs.js';
+import type { PoolHistory as PoolHistoryView } from './pool-history.js';
 import type { PoolView } from './pools.js';
 import type { QuotaView } from './quotas.js';
 import { BUDGET_PERIODS } from './budgets.js';
@@ -76,7 +77,7 @@ export const Job = z
       .optional()
       .meta({ description: 'Why it is in this state: what a WAITING job waits for, why a job failed or ended.' }),
     queuePosition: count(
-      "While PENDING or WAITING, on single-job answers (not in lists): how many older jobs wait ahead of it in its pool's queue; 0 is the head.",
+      "While PENDING or WAITING, on GET answers (lists too): how many older jobs wait ahead of it in its pool's queue; 0 is the head.",
     ).optional(),
     latestStartAt: z.iso.datetime().nullable().optional().meta({
       description:
@@ -250,6 +251,41 @@ export const Pool = z
     }),
   })
   .meta({ id: 'Pool', description: 'A GPU pool: its cap, the GPUs held and free, its queue.' });
+
+export const PoolHistory = z
+  .strictObject({
+    pool: z.string(),
+    maxGpus: count("The pool's cap now."),
+    usedGpus: count('GPUs held now.'),
+    availableGpus: count('GPUs free now under the cap.'),
+    from: time('Start of the window'),
+    to: time('End of the window: now'),
+    stepSeconds: z.number().int().positive().meta({ description: 'Length of each step of the series.' }),
+    times: z.array(z.iso.datetime()).meta({ description: 'The start of each step (ISO 8601 UTC).' }),
+    series: z
+      .array(
+        z.strictObject({
+          project: z.string().meta({
+            description:
+              'A project the caller may see, or `(other projects)`: the others summed, unnamed (admins see every project).',
+          }),
+          gpus: z.array(z.number().min(0)).meta({ description: 'Mean GPUs held during each step of `times`.' }),
+        }),
+      )
+      .meta({ description: "Projects that held GPUs in the window, by name; stacked they make the pool's use." }),
+    releases: z.array(z.strictObject({ at: time('When these GPUs come back at the latest'), gpus: count() })).meta({
+      description:
+        "The GPUs held now, by job, soonest first: a running job's expiry, else the worst case of its launch or stop.",
+    }),
+    truncated: z.boolean().meta({
+      description:
+        'True when the store held more jobs than one answer reads (the newest were read): older use may be missing.',
+    }),
+  })
+  .meta({
+    id: 'PoolHistory',
+    description: "A pool's GPUs held over time by project, and when those held now come back.",
+  });
 
 export const StatsFigures = z
   .strictObject({
@@ -429,6 +465,8 @@ export type ViewsMatchTheCode = [
   Check<Exactly<z.output<typeof Image>, ImageRecord>>,
   Check<Exactly<z.output<typeof Quota>, QuotaView>>,
   Check<Exactly<z.output<typeof Pool>, PoolView>>,
+  Check<Exactly<z.output<typeof PoolHistory>, PoolHistoryView>>,
+  Check<Exactly<z.output<typeof PoolHistory>['series'][number], PoolHistoryView['series'][number]>>,
   Check<Exactly<z.output<typeof Stats>, JobStats>>,
   Check<Exactly<z.output<typeof Stats>['budgets'], JobStats['budgets']>>,
   Check<Exactly<z.output<typeof BudgetFigures>, BudgetFiguresView>>,

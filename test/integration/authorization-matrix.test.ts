@@ -612,6 +612,24 @@ const ROWS: Row[] = [
       ),
   },
   {
+    route: 'GET /v1/pools/{name}/history',
+    expected: [200, 200, 200, 200, 401],
+    request: () => ({ path: '/v1/pools/local/history' }),
+    // Others' projects are summed unnamed: a member never learns another project's name here.
+    check: (role, body) => {
+      const named = body.series
+        .map((s: { project: string }) => s.project)
+        .filter((p: string) => p !== '(other projects)');
+      const visible: string[] = { admin: [A, B], memberA: [A], memberB: [B], noProject: [] }[
+        role as Exclude<Role, 'anonymous'>
+      ];
+      assert.ok(
+        named.every((p: string) => visible.includes(p)),
+        `${role} sees ${named.join(', ')}`,
+      );
+    },
+  },
+  {
     route: 'PATCH /v1/pools/{name}',
     expected: [200, 403, 403, 403, 401],
     request: () => ({ path: '/v1/pools/local', body: { maxGpus: 4 } }),

@@ -260,6 +260,7 @@ describe('every answer is what its route documents', () => {
     assert.equal((await expect(200, 'PATCH', '/v1/quotas/vision/gpus', ROOT, { body: { hardLimit: 3 } })).hardLimit, 3);
     assert.equal((await expect(200, 'GET', '/v1/pools', ALICE)).items[0].name, 'local');
     assert.equal((await expect(200, 'PATCH', '/v1/pools/local', ROOT, { body: { maxGpus: 6 } })).maxGpus, 6);
+    assert.equal((await expect(200, 'GET', '/v1/pools/local/history', ALICE, { query: { hours: '2' } })).pool, 'local');
   });
 
   const ids: Record<'queued' | 'waiting' | 'running' | 'failed', string> = {

@@ -607,6 +607,15 @@ describe('reading jobs', () => {
     assert.equal((await call(w, apiEvent('GET', `/v1/jobs/${first.id}`))).body.queuePosition, 0);
   });
 
+  it('GET /v1/jobs shows each queued job its queue position too (the dashboard lists the queue in one request)', async () => {
+    fillPool(w.tables, 'local');
+    const first = await submit(w);
+    const second = await submit(w);
+    const listed = (await call(w, apiEvent('GET', '/v1/jobs'))).body.items;
+    const positionOf = (id: string) => listed.find((j: { id: string }) => j.id === id)?.queuePosition;
+    assert.deepEqual([positionOf(first.id), positionOf(second.id)], [0, 1]);
+  });
+
   it('GET /v1/jobs/{id} of another project is 404, as is a job that does not exist', async () => {
     const theirs = await submit(w, { template: 'speech' }, BOB);
     assertError(await call(w, apiEvent('GET', `/v1/jobs/${theirs.id}`)), 404, 'not_found');

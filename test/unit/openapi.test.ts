@@ -179,6 +179,7 @@ describe('GET /v1/openapi.json', () => {
       'JobOutputs',
       'OpenApiDocument',
       'Pool',
+      'PoolHistory',
       'Quota',
       'Stats',
       'StatsFigures',
