@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { after, afterEach, before } from 'node:test';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { freemem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
@@ -45,9 +45,38 @@ export interface Dynamo {
   streams: DynamoDBStreamsClient;
 }
 
+/**
+ * DynamoDB Local in memory for a test file. A JVM that exits before `stop()` is
+ * reported on stderr with its exit and last lines (free memory too, for the OOM
+ * killer): the tests then fail with StoreUnavailable, and this says why.
+ */
 export async function startDynamo(): Promise<Dynamo> {
-  const local = await startDynamoDbLocal({ inMemory: true });
-  return { local, ...makeDynamoClients(local.endpoint), streams: makeStreamsClient(local.endpoint) };
+  const lines: string[] = [];
+  const local = await startDynamoDbLocal({
+    inMemory: true,
+    log: (line) => {
+      lines.push(line);
+      if (lines.length > 40) lines.shift();
+    },
+  });
+  let stopping = false;
+  void local.exited.then(({ code, signal }) => {
+    if (stopping) return;
+    const freeMb = Math.round(freemem() / 2 ** 20);
+    process.stderr.write(
+      `DynamoDB Local (pid ${local.pid}, ${local.endpoint}) exited while tests used it: code ${code}, ` +
+        `signal ${signal}, ${freeMb} MiB free on the machine. Its last lines:\n${lines.join('\n')}\n`,
+    );
+  });
+  const stop = () => {
+    stopping = true;
+    return local.stop();
+  };
+  return {
+    local: { ...local, stop },
+    ...makeDynamoClients(local.endpoint),
+    streams: makeStreamsClient(local.endpoint),
+  };
 }
 
 /** For a test file (or describe): one DynamoDB Local, started before its tests and stopped after them. */
@@ -165,10 +194,30 @@ export async function world(
   });
   const { deps, catalog, reconcileStore, compute, workflows, jobEvents } = runtime;
   const store = storeView(runtime);
-  for (const pool of setup.pools)
-    await store.putPool({ name: pool.name, instanceType: 'local', gpusPerInstance: pool.gpus, maxGpus: pool.gpus });
-  for (const quota of setup.quotas ?? []) await store.putQuota(quota);
-  await seedCatalog(runtime, [IMAGE], setup.templates ?? []);
+  // Every step runs whatever the others do: a store that died under the test must
+  // not leave the stream poller or the compute's timers holding the process open.
+  const close = async () => {
+    const failures = await settled([
+      () => workflows.close(),
+      () => jobEvents.stop(),
+      async () => {
+        for (const job of await store.listActiveJobs()) await compute.stop(job).catch(() => undefined);
+      },
+    ]);
+    compute.close();
+    // A job stopped just above may still write its exit record while the directory goes: retry ENOTEMPTY.
+    await rm(dataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+    if (failures.length > 0) throw failures[0];
+  };
+  try {
+    for (const pool of setup.pools)
+      await store.putPool({ name: pool.name, instanceType: 'local', gpusPerInstance: pool.gpus, maxGpus: pool.gpus });
+    for (const quota of setup.quotas ?? []) await store.putQuota(quota);
+    await seedCatalog(runtime, [IMAGE], setup.templates ?? []);
+  } catch (error) {
+    await close().catch(() => undefined);
+    throw error;
+  }
   return {
     deps,
     store,
@@ -180,15 +229,15 @@ export async function world(
     events,
     jobEvents,
     dataDir,
-    async close() {
-      await workflows.close();
-      await jobEvents.stop();
-      for (const job of await store.listActiveJobs()) await compute.stop(job).catch(() => undefined);
-      compute.close();
-      // A job stopped just above may still write its exit record while the directory goes: retry ENOTEMPTY.
-      await rm(dataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
-    },
+    close,
   };
+}
+
+/** Runs every step in order, each whatever the previous did; the errors, in order. */
+async function settled(steps: Array<() => Promise<unknown>>): Promise<unknown[]> {
+  const failures: unknown[] = [];
+  for (const step of steps) await step().catch((error: unknown) => failures.push(error));
+  return failures;
 }
 
 export async function waitFor<T>(

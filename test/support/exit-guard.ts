@@ -1,0 +1,23 @@
+/**
+ * Loaded into every test file's process (`--import`, see package.json): once the
+ * file's tests are done, a process still alive a minute later is holding a
+ * handle it leaked. It then prints what keeps it alive and exits 1, so the file
+ * fails by name instead of the whole run hanging until CI's timeout.
+ */
+import { after } from 'node:test';
+
+const GRACE_MS = 60_000;
+
+// Only in the processes that run test files, not in the runner that spawns them.
+if (process.env.NODE_TEST_CONTEXT !== undefined) {
+  after(() => {
+    setTimeout(() => {
+      const resources = process.getActiveResourcesInfo().join(', ');
+      process.stderr.write(
+        `exit guard: this test file's process is still alive ${GRACE_MS / 1000} s after its tests ended, ` +
+          `held by: ${resources}\n`,
+      );
+      process.exit(1);
+    }, GRACE_MS).unref();
+  });
+}
