@@ -21,6 +21,7 @@
 import type { ContainerSpec } from '../ports/compute.js';
 import { SHELL_SAFE_HOST, ecrImage, type EcrImage } from './ecr.js';
 import { ValidationError, type FieldIssue } from './errors.js';
+import { isFlareSetEnvName } from './env-names.js';
 import { DIGEST_PATTERN, IMAGE_REFERENCE_PATTERN } from './schemas.js';
 
 export interface DockerRunOptions {
@@ -74,18 +75,6 @@ const USER_PATTERN = /^[0-9]{1,10}(:[0-9]{1,10})?$/;
 const HOST_PATH_PATTERN = /^(\/(?!\.{1,2}(\/|$))[A-Za-z0-9._-]+)+$/;
 const LOG_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,127}$/;
 const MAX_PIDS_LIMIT = 4_194_304;
-
-/**
- * Names a job may not set: Flare's own, and the NVIDIA runtime's device
- * selectors, which would otherwise let a container ask the runtime for GPUs
- * it was not given.
- */
-function isReservedEnvName(name: string): boolean {
-  return (
-    name.startsWith('FLARE_') ||
-    ['NVIDIA_VISIBLE_DEVICES', 'NVIDIA_MIG_CONFIG_DEVICES', 'NVIDIA_MIG_MONITOR_DEVICES'].includes(name)
-  );
-}
 
 /** What Flare itself sets in a member of an array's environment (the job's own env may not use FLARE_ names). */
 export function arrayEnv(spec: Pick<ContainerSpec, 'array'>): Record<string, string> {
@@ -199,7 +188,7 @@ function validate(spec: ContainerSpec, options: DockerRunOptions): FieldIssue[] 
 
   for (const [name, value] of Object.entries(spec.env ?? {})) {
     if (!ENV_NAME_PATTERN.test(name)) bad(`env.${name}`, 'names are letters, digits and _, not starting with a digit');
-    else if (isReservedEnvName(name)) bad(`env.${name}`, 'is set by Flare and may not be overridden');
+    else if (isFlareSetEnvName(name)) bad(`env.${name}`, 'is set by Flare and may not be overridden');
     const problem = typeof value === 'string' ? textProblem(value) : 'must be a string';
     if (problem) bad(`env.${name}`, problem);
   }
@@ -207,7 +196,7 @@ function validate(spec: ContainerSpec, options: DockerRunOptions): FieldIssue[] 
   for (const name of Object.keys(spec.secrets ?? {})) {
     if (!ENV_NAME_PATTERN.test(name))
       bad(`secrets.${name}`, 'names are letters, digits and _, not starting with a digit');
-    else if (isReservedEnvName(name)) bad(`secrets.${name}`, 'is set by Flare and may not be overridden');
+    else if (isFlareSetEnvName(name)) bad(`secrets.${name}`, 'is set by Flare and may not be overridden');
     else if (Object.hasOwn(spec.env ?? {}, name)) bad(`secrets.${name}`, 'is also set in env');
   }
 

@@ -10,6 +10,7 @@ import { JOB_STATES } from './job.js';
 import { PageQuery, pageToken, wholeNumberParam } from './pagination.js';
 import { DEFAULT_MAX_OUTPUT_BYTES } from './outputs.js';
 import { secretsMap } from './secrets.js';
+import { FLARE_SET_ENV_RULE, isFlareSetEnvName } from './env-names.js';
 
 export { MIN_VOLUME_SIZE_GB, NAME_PATTERN };
 const name = (what: string) => z.string().regex(NAME_PATTERN, `${what} must be ${NAME_RULE}`);
@@ -31,6 +32,7 @@ const envRecord = z
     z
       .string()
       .regex(envName, 'environment variable names are letters, digits and _')
+      .refine((name) => !isFlareSetEnvName(name), FLARE_SET_ENV_RULE)
       .meta({ not: { enum: [...RESERVED_ENV_NAMES] } }),
     z
       .string()
@@ -40,7 +42,7 @@ const envRecord = z
   .refine((env) => Object.keys(env).length <= MAX_ENV_VARS, `at most ${MAX_ENV_VARS} variables`)
   .meta({
     maxProperties: MAX_ENV_VARS,
-    description: `Environment variables: at most ${MAX_ENV_VARS}, named with letters, digits and _ (not starting with a digit; not __proto__, constructor or prototype), each value a string of at most 4096 characters without NUL.`,
+    description: `Environment variables: at most ${MAX_ENV_VARS}, named with letters, digits and _ (not starting with a digit; not __proto__, constructor or prototype; not FLARE_* or the NVIDIA runtime's device selectors, which Flare sets), each value a string of at most 4096 characters without NUL.`,
   });
 /**
  * Environment variables, name -> value. JSON.parse makes `"__proto__"` an own key, which
@@ -537,6 +539,10 @@ export function toFieldIssues(error: z.ZodError, prefix = ''): FieldIssue[] {
         field: base ? `${base}.${k}` : k,
         reason: REMOVED_FIELDS[k] ?? 'unknown field',
       }));
+    }
+    // A bad key of a record (an env name, say): zod's own message is "Invalid key in record"; say why.
+    if (issue.code === 'invalid_key' && issue.issues.length > 0) {
+      return [{ field: base || '(body)', reason: issue.issues.map((i) => i.message).join('; ') }];
     }
     return [{ field: base || '(body)', reason: issue.message }];
   });

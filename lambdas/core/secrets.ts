@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import type { Deps } from './deps.js';
+import { FLARE_SET_ENV_RULE, isFlareSetEnvName } from './env-names.js';
 import { FlareError, NotFound, Unprocessable, ValidationError, type FieldIssue } from './errors.js';
 import { canAccessProject, type Identity } from './identity.js';
 import type { SecretStore, SecretSummary } from '../ports/secrets.js';
@@ -44,7 +45,8 @@ export const secretsMap = z
       z
         .string()
         .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment variable names are letters, digits and _')
-        .refine((n) => !n.startsWith('FLARE_') && n !== 'constructor' && n !== 'prototype', 'is reserved'),
+        .refine((n) => !isFlareSetEnvName(n), FLARE_SET_ENV_RULE)
+        .refine((n) => n !== 'constructor' && n !== 'prototype', 'is reserved'),
       secretName,
     ),
   )

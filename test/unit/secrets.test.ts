@@ -10,7 +10,8 @@ import { describe, test } from 'node:test';
 import { LocalSecretStore } from '../../lambdas/adapters/local-secrets.js';
 import { dockerRunArgs, instanceScript } from '../../lambdas/core/container-command.js';
 import { ValidationError } from '../../lambdas/core/errors.js';
-import { maskLine } from '../../lambdas/core/secrets.js';
+import { parse } from '../../lambdas/core/schemas.js';
+import { maskLine, secretsMap } from '../../lambdas/core/secrets.js';
 import type { ContainerSpec } from '../../lambdas/ports/compute.js';
 
 const spec = (overrides: Partial<ContainerSpec> = {}): ContainerSpec => ({
@@ -48,6 +49,22 @@ describe('docker command with secrets', () => {
       fieldsOf(() => dockerRunArgs(spec({ secrets: { FLARE_JOB_ID: 'x', MODE: 'y', '1A': 'z' } }), OPTIONS)),
       ['secrets.FLARE_JOB_ID', 'secrets.MODE', 'secrets.1A'],
     );
+  });
+
+  test('a submit naming a variable Flare sets is refused, naming it, before anything is stored', () => {
+    try {
+      parse(secretsMap, { FLARE_OUTPUT_DIR: 'a', NVIDIA_VISIBLE_DEVICES: 'b', API_KEY: 'openai' });
+      assert.fail('expected a ValidationError');
+    } catch (error) {
+      assert.ok(error instanceof ValidationError, String(error));
+      assert.deepEqual(
+        error.details.map((d) => [d.field, d.reason.startsWith('is set by Flare')]),
+        [
+          ['FLARE_OUTPUT_DIR', true],
+          ['NVIDIA_VISIBLE_DEVICES', true],
+        ],
+      );
+    }
   });
 
   test('an instance is never started without the secrets its job names', () => {
