@@ -90,6 +90,8 @@ before(async () => {
         template('keyed', ['sh', '-c', `printf %s "$API_KEY" > "${dir}/got-$FLARE_JOB_ID"`], {
           secrets: { API_KEY: 'openai' },
         }),
+        // Holds the whole pool until the test lets it go, so that the next job waits.
+        template('hold', ['sh', '-c', `while [ ! -e "${dir}/hold-go" ]; do sleep 0.1; done`], { gpus: 2 }),
       ],
       compute: { driver: 'process' },
     }),
@@ -227,6 +229,46 @@ describe('a job with secrets', () => {
     assert.equal(arrayClash.status, 400, JSON.stringify(arrayClash.body));
     assert.deepEqual(fields(arrayClash.body), ['array.env.1.API_KEY']);
     assert.equal((await api('GET', '/v1/jobs?limit=1000')).body.items.length, before, 'nothing stored');
+  });
+});
+
+describe('a secret deleted while its job waits', () => {
+  it('fails the job when it would start, naming the secret; its GPUs are released and the queue goes on', async () => {
+    await api('PUT', '/v1/projects/vision/secrets/short-lived', ALICE, { value: VALUE });
+    const hold = await api('POST', '/v1/jobs', ALICE, { template: 'hold' });
+    assert.equal(hold.status, 202, JSON.stringify(hold.body));
+    const waiting = await api('POST', '/v1/jobs', ALICE, {
+      template: 'keyed',
+      gpus: 1,
+      secrets: { API_KEY: 'short-lived' },
+    });
+    assert.equal(waiting.status, 202, JSON.stringify(waiting.body));
+    assert.equal(waiting.body.state, 'WAITING', 'the pool is held');
+    // Accepted while the secret existed; deleted before the job could start.
+    assert.equal((await api('DELETE', '/v1/projects/vision/secrets/short-lived')).status, 204);
+    await writeFile(join(dir, 'hold-go'), '');
+
+    const job = await ended(waiting.body.id);
+    assert.equal(job.state, 'FAILED');
+    assert.match(job.stateReason, /no secret named 'short-lived'/, 'the reason names the missing secret');
+    assert.ok(!existsSync(join(dir, `got-${waiting.body.id}`)), 'its command never ran');
+    assert.ok(!JSON.stringify(job).includes(VALUE));
+    assert.equal((await ended(hold.body.id)).state, 'SUCCEEDED');
+    const pool = await waitFor(
+      'the pool to be free again',
+      async () => {
+        const pools = await api('GET', '/v1/pools');
+        const local = pools.body.items.find((p: { name: string }) => p.name === 'local');
+        return local.usedGpus === 0 ? local : undefined;
+      },
+      30_000,
+      100,
+    );
+    assert.equal(pool.availableGpus, 2);
+    // The queue goes on: a job submitted now starts and ends.
+    await api('PUT', '/v1/projects/vision/secrets/openai', ALICE, { value: VALUE });
+    const next = await api('POST', '/v1/jobs', ALICE, { template: 'keyed' });
+    assert.equal((await ended(next.body.id)).state, 'SUCCEEDED');
   });
 });
 
