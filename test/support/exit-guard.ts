@@ -1,12 +1,14 @@
 /**
  * Loaded into every test file's process (`--import`, see package.json): once the
- * file's tests are done, a process still alive a minute later is holding a
+ * file's tests are done, a process still alive minutes later is holding a
  * handle it leaked. It then prints what keeps it alive and exits 1, so the file
- * fails by name instead of the whole run hanging until CI's timeout.
+ * fails by name instead of the whole run hanging until CI's timeout. The grace
+ * is long because the root hook this starts from can run before describe-level
+ * `after` hooks (stopping a plane or DynamoDB Local) have finished.
  */
 import { after } from 'node:test';
 
-const GRACE_MS = 60_000;
+const GRACE_MS = 180_000;
 
 // Only in the processes that run test files, not in the runner that spawns them.
 if (process.env.NODE_TEST_CONTEXT !== undefined) {
