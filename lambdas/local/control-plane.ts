@@ -21,6 +21,8 @@ import { seedTemplate } from '../core/templates.js';
 import { createApiHandler } from '../handlers/http/api.js';
 import { superviseDynamoDbLocal, type SupervisedDynamoDbLocal } from './dynamodb-supervisor.js';
 import { startHttpServer } from './http-server.js';
+import { createUiHandler } from '../handlers/http/ui.js';
+import { buildUi } from '../../ui/build.js';
 import type { LocalWorkflows } from './local-workflows.js';
 import { startLocalRuntime } from './local-deps.js';
 import { fileCheckpoints, memoryCheckpoints, type StreamPoller } from './jobs-stream.js';
@@ -143,7 +145,9 @@ async function assemble(
   const handler = createApiHandler(() => deps, {
     health: async () => ({ dynamodb: dynamo.health(), workflows: { running: workflows.running() }, compute: 'ok' }),
   });
-  const http = await startHttpServer({ host: config.host, port: config.port, handler, users, log });
+  // The dashboard is bundled in memory on its first request: `npm start` needs no build step.
+  const ui = createUiHandler(buildUi);
+  const http = await startHttpServer({ host: config.host, port: config.port, handler, ui, users, log });
   stack.push(() => http.close());
 
   return {

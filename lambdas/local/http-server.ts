@@ -30,6 +30,8 @@ export interface HttpServerOptions {
   /** 0 picks a free port. */
   port: number;
   handler: ApiGatewayHandler;
+  /** Serves `/ui` and everything under `/ui/` (the dashboard's files), without a token, as its own route does on AWS. */
+  ui?: ApiGatewayHandler;
   users: readonly LocalUser[];
   /** The group an admin's token carries, as a Cognito admin group would. @default 'admin' */
   adminGroup?: string;
@@ -120,7 +122,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     // The authorizer's part comes first, as on API Gateway: a caller without a valid token gets
     // its 401 before one byte of its body is read or buffered.
     let claims: Principal['claims'] | undefined;
-    if (!PUBLIC_ROUTES.has(`${method} ${rawPath}`)) {
+    const target = options.ui && isUiPath(rawPath) ? options.ui : options.handler;
+    if (target === options.handler && !PUBLIC_ROUTES.has(`${method} ${rawPath}`)) {
       const principal = authenticate(req.headers.authorization, principals);
       const expired = principal?.expiresAt !== undefined && principal.expiresAt <= Date.now();
       if (!principal || expired) {
@@ -153,7 +156,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
 
     let result: APIGatewayProxyResultV2;
     try {
-      result = await options.handler(event, lambdaContext(event.requestContext.requestId, started));
+      result = await target(event, lambdaContext(event.requestContext.requestId, started));
     } catch (error) {
       // API Gateway answers a failed integration with a 500; so do we, without the details.
       log?.error('API handler threw', {
@@ -187,6 +190,10 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
         server.closeAllConnections();
       }),
   };
+}
+
+function isUiPath(rawPath: string): boolean {
+  return rawPath === '/ui' || rawPath.startsWith('/ui/');
 }
 
 /** An answer given without reading the rest of the body: the connection closes once it is written. */

@@ -1,0 +1,227 @@
+/**
+ * The dashboard at /ui/ in a real browser (Debian's chromium, driven by
+ * playwright-core) against `flare local` as a user runs it: one plane, one
+ * browser, three jobs. Signs in with the token form and with a `#token=`
+ * fragment, sees a pool and its chart, a waiting job's reason, a running
+ * job's live log (its secret masked), cancels a job; checks the page's CSP,
+ * that nothing is fetched from another origin, keyboard use, and axe-core
+ * finds no serious or critical violation. Screenshots go to .cache/dashboard/.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { callApi, startLocalPlane, stopLocalPlane, untilJobState, type LocalPlane } from '../support/local-plane.js';
+
+const ALICE = 'alice-dashboard-0123456789abcdef';
+const ROOT = 'root-dashboard-0123456789abcdefgh';
+const SECRET = 'hunter2-dashboard-secret';
+const DIGEST = `sha256:${'d'.repeat(64)}`;
+const CHROMIUM = process.env.FLARE_CHROMIUM ?? '/usr/bin/chromium';
+const SHOTS = join(process.cwd(), '.cache', 'dashboard');
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+
+let dir: string;
+let plane: LocalPlane | undefined;
+let browser: Browser | undefined;
+const api = (method: string, path: string, token = ALICE, body?: unknown) =>
+  callApi(plane!.url, method, path, token, body);
+
+/** A page of its own (its own session storage) that records what it fetched and what the browser refused. */
+async function openPage(): Promise<{ page: Page; requests: string[]; problems: string[] }> {
+  const context = await browser!.newContext({ viewport: { width: 1200, height: 900 } });
+  const page = await context.newPage();
+  const requests: string[] = [];
+  const problems: string[] = [];
+  page.on('request', (request) => requests.push(request.url()));
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (/Content Security Policy|Refused to/i.test(message.text())) problems.push(message.text());
+  });
+  return { page, requests, problems };
+}
+
+/** axe-core run in the page: its serious and critical violations, by rule. */
+async function accessibilityProblems(page: Page): Promise<string[]> {
+  // evaluate() runs outside the page's CSP, which rightly refuses an injected inline script.
+  await page.evaluate(await readFile(AXE, 'utf8'));
+  const violations = await page.evaluate(async () => {
+    const axe = (globalThis as unknown as { axe: { run(): Promise<{ violations: any[] }> } }).axe;
+    return (await axe.run()).violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length }));
+  });
+  return violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}, ${v.nodes} elements)`);
+}
+
+/** A property of the element that has the focus (the test runs in Node: no DOM types here). */
+function focused(page: Page, property: 'id' | 'textContent'): Promise<unknown> {
+  return page.evaluate(`document.activeElement?.${property}`);
+}
+
+async function shoot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'flare-dashboard-'));
+  await mkdir(SHOTS, { recursive: true });
+  const template = (name: string, command: string[]) => ({
+    name,
+    project: 'vision',
+    pool: 'local',
+    gpus: 2,
+    image: 'tools',
+    command,
+    maxLiveTimeoutMinutes: 120,
+  });
+  await writeFile(
+    join(dir, 'flare.local.json'),
+    JSON.stringify({
+      port: 0,
+      dataDir: 'data',
+      users: [
+        { name: 'alice', token: ALICE, projects: ['vision'] },
+        { name: 'root', token: ROOT, admin: true },
+      ],
+      pools: [{ name: 'local', gpus: 2 }],
+      quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 4 }],
+      images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
+      templates: [
+        template('steps', ['sh', '-c', 'i=0; while true; do echo "step $i key=$API_KEY"; i=$((i+1)); sleep 0.5; done']),
+      ],
+      compute: { driver: 'process' },
+    }),
+  );
+  plane = await startLocalPlane(join(dir, 'flare.local.json'));
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (.ci/run installs it)`);
+  // --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+});
+
+after(async () => {
+  await browser?.close();
+  await stopLocalPlane(plane?.child, dir);
+});
+
+describe('the dashboard in a real browser', () => {
+  let running = '';
+  let waiting = '';
+
+  it('serves the page under /ui/ without a token, with a strict CSP, for every client-side route', async () => {
+    for (const path of ['/ui/', '/ui/jobs/anything', '/ui/admin']) {
+      const res = await fetch(`${plane!.url}${path}`);
+      assert.equal(res.status, 200, path);
+      assert.match(res.headers.get('content-type') ?? '', /^text\/html/);
+      const csp = res.headers.get('content-security-policy') ?? '';
+      assert.match(csp, /default-src 'none'/);
+      assert.match(csp, /script-src 'self'(;|$)/, 'no inline script, no eval, no other origin');
+      assert.match(await res.text(), /<script type="module" src="\/ui\/assets\/app-[^"]+\.js"><\/script>/);
+    }
+    const bare = await fetch(`${plane!.url}/ui`, { redirect: 'manual' });
+    assert.equal(bare.status, 308);
+    assert.equal(bare.headers.get('location'), '/ui/');
+    assert.equal((await fetch(`${plane!.url}/ui/assets/nothing.js`)).status, 404);
+    assert.equal((await fetch(`${plane!.url}/ui/`, { method: 'POST' })).status, 405);
+    // The API itself still wants its token.
+    assert.equal((await fetch(`${plane!.url}/v1/pools`)).status, 401);
+  });
+
+  it('signs in with the token form, shows the pool, the waiting job and its reason, the running job', async () => {
+    assert.equal((await api('PUT', '/v1/projects/vision/secrets/api-key', ALICE, { value: SECRET })).status, 204);
+    const first = await api('POST', '/v1/jobs', ALICE, {
+      template: 'steps',
+      name: 'first',
+      secrets: { API_KEY: 'api-key' },
+    });
+    assert.equal(first.status, 202, JSON.stringify(first.body));
+    running = first.body.id;
+    await untilJobState(plane!.url, ALICE, running, ['RUNNING']);
+    const second = await api('POST', '/v1/jobs', ALICE, { template: 'steps', name: 'second' });
+    waiting = second.body.id;
+    const reason = (await untilJobState(plane!.url, ALICE, waiting, ['WAITING'])).stateReason as string;
+
+    const { page, requests, problems } = await openPage();
+    await page.goto(`${plane!.url}/ui/`);
+    await page.getByLabel('API token').fill(ALICE);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+
+    const pool = page.getByRole('article', { name: 'pool local' });
+    await pool.getByText('of 2 GPUs free').waitFor();
+    assert.match((await pool.textContent()) ?? '', /0\s+of 2 GPUs free/);
+    await pool.locator('canvas').first().waitFor();
+    assert.match((await pool.textContent()) ?? '', /next 2 free at/);
+    const queued = page.locator(`tr[data-job="${waiting}"]`);
+    await queued.waitFor();
+    assert.equal(await queued.locator('.reason').textContent(), reason);
+    await page.locator(`tr[data-job="${running}"] progress`).waitFor();
+    await shoot(page, 'overview');
+
+    assert.deepEqual(await accessibilityProblems(page), []);
+    assert.deepEqual(problems, []);
+    assert.deepEqual(
+      requests.filter((url) => !url.startsWith(plane!.url)),
+      [],
+      'nothing is fetched from another origin',
+    );
+    await page.context().close();
+  });
+
+  it("follows a running job's log with its secret masked, then cancels the job from its page", async () => {
+    const { page, problems } = await openPage();
+    // A fragment signs in too, and leaves the address bar.
+    await page.goto(`${plane!.url}/ui/#token=${ALICE}`);
+    assert.equal(new URL(page.url()).hash, '');
+    await page.getByRole('link', { name: 'first' }).click();
+    await page.waitForURL(`**/ui/jobs/${running}`);
+    const log = page.getByLabel('log of first');
+    await log.getByText('step 1 ').waitFor();
+    // Followed: lines written after the page opened arrive without a reload.
+    const seen = ((await log.textContent()) ?? '').split('\n').length;
+    // A function, not a string: the page's CSP refuses eval, which a string predicate needs.
+    await page.waitForFunction(
+      (n) => (globalThis as any).document.querySelector('pre.log').textContent.split('\n').length > n,
+      seen + 2,
+    );
+    const text = (await log.textContent()) ?? '';
+    assert.ok(!text.includes(SECRET), 'the secret value is masked as the API masks it');
+    assert.match(text, /key=\*\*\*/);
+    await shoot(page, 'job');
+    assert.deepEqual(await accessibilityProblems(page), []);
+
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.getByRole('button', { name: 'Cancel job' }).click();
+    await page.locator('[data-state="CANCELLED"]').waitFor({ timeout: 30_000 });
+    assert.equal((await api('GET', `/v1/jobs/${running}`)).body.state, 'CANCELLED');
+    // Its GPUs went to the job that waited.
+    await untilJobState(plane!.url, ALICE, waiting, ['RUNNING']);
+    assert.deepEqual(problems, []);
+    await page.context().close();
+  });
+
+  it('works from the keyboard: sign in, reach the admin view, its controls labelled', async () => {
+    const { page, problems } = await openPage();
+    await page.goto(`${plane!.url}/ui/admin`);
+    await page.keyboard.press('Tab'); // the skip link
+    await page.keyboard.press('Tab');
+    assert.equal(await focused(page, 'id'), 'token');
+    await page.keyboard.type(ROOT);
+    await page.keyboard.press('Enter');
+    const cap = page.getByLabel('Cap of pool local');
+    await cap.waitFor();
+    assert.equal(await cap.inputValue(), '2');
+    await page.getByRole('cell', { name: 'gpus' }).first().waitFor();
+    await cap.focus();
+    await page.keyboard.press('Tab');
+    assert.equal(await focused(page, 'textContent'), 'Save cap');
+    await shoot(page, 'admin');
+    assert.deepEqual(await accessibilityProblems(page), []);
+    assert.deepEqual(problems, []);
+    await page.context().close();
+    await api('DELETE', `/v1/jobs/${waiting}`, ROOT);
+  });
+});
