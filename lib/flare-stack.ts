@@ -145,6 +145,9 @@ export class FlareStack extends Stack {
     this.outputs = new OutputsBucket(this, 'Outputs', { retentionDays: this.settings.outputsRetentionDays });
     this.outputs.grantReadAndRemove(this.api.role);
     this.api.function.addEnvironment('OUTPUTS_BUCKET', this.outputs.bucket.bucketName);
+    // A stopping job's instance uploads its outputs with a form the tasks function signs.
+    this.outputs.grantSignUploads(this.tasks.role);
+    this.tasks.function.addEnvironment('OUTPUTS_BUCKET', this.outputs.bucket.bucketName);
     grantProjectSecrets(this, this.api.role);
     grantJobSecretCopies(this, this.tasks.role);
     grantReadOwnJobSecrets(this, this.compute.instanceRole);

@@ -67,12 +67,33 @@ export class OutputsBucket extends Construct {
         }),
       ],
     });
-    const logicalId = Stack.of(this).resolve((this.bucket.node.defaultChild as s3.CfnBucket).logicalId) as string;
     Validations.of(policy).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::<${logicalId}.Arn>/*]`,
+      id: `AwsSolutions-IAM5[Resource::<${this.bucketLogicalId()}.Arn>/*]`,
       reason:
         "The API serves and removes the outputs of any job its caller may see (core/outputs.ts checks the project): every object of this bucket is some job's output.",
     });
     return policy;
+  }
+
+  /**
+   * Put objects: only so that `role` can sign the presigned POST a stopping job's instance uploads its outputs
+   * with (lambdas/adapters/s3-outputs-upload.ts), whose policy pins the key prefix `<project>/<jobId>/` and the
+   * size. The instance role gets no S3 permission at all. Its own policy, never a read or a delete.
+   */
+  grantSignUploads(role: iam.IRole, id = 'OutputsUploadPolicy'): iam.Policy {
+    const policy = new iam.Policy(this, id, {
+      roles: [role],
+      statements: [new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [this.bucket.arnForObjects('*')] })],
+    });
+    Validations.of(policy).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${this.bucketLogicalId()}.Arn>/*]`,
+      reason:
+        "The tasks function signs each stopping job's upload form; the form's own policy (not this role's) limits it to the job's <project>/<jobId>/ prefix, which is known only per job.",
+    });
+    return policy;
+  }
+
+  private bucketLogicalId(): string {
+    return Stack.of(this).resolve((this.bucket.node.defaultChild as s3.CfnBucket).logicalId) as string;
   }
 }

@@ -14,12 +14,14 @@ import type { SSMClient } from '@aws-sdk/client-ssm';
 import { assertJobId } from '../core/container-command.js';
 import { ValidationError, type FieldIssue } from '../core/errors.js';
 import type { ExecLimits, ExecResult, SessionInput, SessionPlan } from '../core/exec.js';
-import type { Job } from '../core/job.js';
+import type { Job, JobOutputsRecord } from '../core/job.js';
 import type { Compute, ContainerSpec, Launched, ManagedInstance } from '../ports/compute.js';
 import { Ec2Instances } from './ec2-instances.js';
 import { Ec2Launcher } from './ec2-launch.js';
 import { Ec2RootImage } from './ec2-root-image.js';
 import type { JobSecretCopies } from './job-secret-copies.js';
+import type { S3OutputsUpload } from './s3-outputs-upload.js';
+import { SsmOutputs } from './ssm-outputs.js';
 import { execThroughSsm, sessionThroughSsm, type SsmExecSettings } from './ssm-exec.js';
 import {
   DEFAULT_AGENT_DOCUMENT,
@@ -75,6 +77,8 @@ export interface Ec2SsmComputeProps {
   readonly deployment?: string;
   /** Where a job's secret values are copied for its instances at its start (job-secret-copies.ts); absent: a job with secrets fails to start. */
   readonly secretCopies?: JobSecretCopies;
+  /** Where a job's outputs go when it stops (ssm-outputs.ts), and the per-job cap; absent: they go with the instance. */
+  readonly outputs?: { readonly upload: S3OutputsUpload; readonly maxBytes: number };
 }
 
 export const DEFAULT_AGENT_TIMEOUT_SECONDS = 600;
@@ -88,6 +92,7 @@ export class Ec2SsmCompute implements Compute {
   private readonly commands: SsmCommands;
   private readonly execSettings: SsmExecSettings;
   private readonly secretCopies: JobSecretCopies | undefined;
+  private readonly outputs: SsmOutputs | undefined;
 
   constructor(props: Ec2SsmComputeProps) {
     const agentTimeoutSeconds = props.agentTimeoutSeconds ?? DEFAULT_AGENT_TIMEOUT_SECONDS;
@@ -127,6 +132,14 @@ export class Ec2SsmCompute implements Compute {
       this.instances,
     );
     this.execSettings = { ssm: props.ssm, document: props.agentDocument ?? DEFAULT_AGENT_DOCUMENT };
+    this.outputs = props.outputs
+      ? new SsmOutputs({
+          ssm: props.ssm,
+          document: this.execSettings.document,
+          ...props.outputs,
+          ...(props.now ? { now: props.now } : {}),
+        })
+      : undefined;
     this.commands = new SsmCommands(
       {
         ssm: props.ssm,
@@ -166,6 +179,19 @@ export class Ec2SsmCompute implements Compute {
     const tagged = await this.instances.liveInstanceIds(job.id);
     await this.instances.terminate([...new Set([...(job.instanceIds ?? []), ...tagged])]);
     if (Object.keys(job.secrets ?? {}).length > 0) await this.secretCopies?.remove(job);
+  }
+
+  /** The upload of the job's output directory from its first instance, before `stop` terminates it. */
+  async collectOutputs(job: Job): Promise<{ until: string } | undefined> {
+    return this.outputs?.collect(job);
+  }
+
+  async outputsCollected(job: Job): Promise<boolean> {
+    return this.outputs ? this.outputs.collected(job) : true;
+  }
+
+  async keptOutputs(job: Job): Promise<JobOutputsRecord | undefined> {
+    return this.outputs?.kept(job);
   }
 
   terminate(instanceIds: readonly string[]): Promise<void> {

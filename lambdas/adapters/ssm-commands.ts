@@ -6,6 +6,7 @@
  * each instance; the instance script itself starts the container at most once.
  */
 import {
+  type Command,
   DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
   ListCommandsCommand,
@@ -217,21 +218,31 @@ export class SsmCommands {
   }
 
   private async commandExists(instanceId: string, comment: string): Promise<boolean> {
-    let nextToken: string | undefined;
-    do {
-      const page = await this.settings.ssm.send(
-        new ListCommandsCommand({
-          InstanceId: instanceId,
-          Filters: [{ key: 'DocumentName', value: this.settings.document }],
-          MaxResults: 50,
-          NextToken: nextToken,
-        }),
-      );
-      if ((page.Commands ?? []).some((c) => c.Comment === comment)) return true;
-      nextToken = page.NextToken || undefined;
-    } while (nextToken);
-    return false;
+    return (await findCommand(this.settings, instanceId, comment)) !== undefined;
   }
+}
+
+/** The newest command of `settings.document` sent to the instance with this comment: SendCommand has no client token. */
+export async function findCommand(
+  settings: Pick<CommandSettings, 'ssm' | 'document'>,
+  instanceId: string,
+  comment: string,
+): Promise<Command | undefined> {
+  let nextToken: string | undefined;
+  do {
+    const page = await settings.ssm.send(
+      new ListCommandsCommand({
+        InstanceId: instanceId,
+        Filters: [{ key: 'DocumentName', value: settings.document }],
+        MaxResults: 50,
+        NextToken: nextToken,
+      }),
+    );
+    const found = (page.Commands ?? []).find((c) => c.Comment === comment);
+    if (found) return found;
+    nextToken = page.NextToken || undefined;
+  } while (nextToken);
+  return undefined;
 }
 
 /** How start recognises its own command (SSM caps comments at 100 characters; job ids are at most 60). */

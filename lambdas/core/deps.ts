@@ -39,6 +39,11 @@ export interface Policy {
   ecrRepositories?: string[];
   /** The root snapshot of the deployment's GPU AMI in GB: the least a template's volumeSizeGb may be. @default MIN_VOLUME_SIZE_GB (75), never less */
   minVolumeSizeGb?: number;
+  /**
+   * How long Stop may wait at most for a stopping job's outputs to be kept before its compute goes (the AWS
+   * upload, adapters/ssm-outputs.ts): part of the stop bound. @default 0 (kept as the job runs, locally)
+   */
+  outputsWaitSeconds?: number;
 }
 
 /** The ports core works through; a handler or the local runner picks the adapters. */

@@ -14,26 +14,36 @@
 import { budgetOf, gpuHours, worstCaseGpuMs } from './budgets.js';
 import type { Deps } from './deps.js';
 import { HOLDING_STATES, JobState, QUEUED_STATES, totalGpus, type Job } from './job.js';
-import { COMPUTE_CHECK_INTERVAL_SECONDS, maxComputeChecks } from './policy.js';
+import { COMPUTE_CHECK_INTERVAL_SECONDS, maxComputeChecks, OUTPUTS_CHECK_INTERVAL_SECONDS } from './policy.js';
 import type { PoolRecord, QuotaRecord } from '../ports/limits.js';
 import type { QueuedJobSummary } from '../ports/queue.js';
 
 /** TimeoutSeconds of the workflow's steps (statemachines/job-lifecycle.asl.json; test/unit/forecast.test.ts keeps them equal). */
-export const STEP_TIMEOUT_SECONDS = { Launch: 300, StartContainer: 300, Stop: 300, Release: 60, Drain: 120 } as const;
+export const STEP_TIMEOUT_SECONDS = {
+  Launch: 300,
+  StartContainer: 300,
+  Stop: 300,
+  AwaitOutputs: 120,
+  Release: 60,
+  Drain: 120,
+} as const;
 
 /** How long the steps around a job's run may take, in ms. */
 export interface ForecastBounds {
   /** Admission to container start: Launch, the agent wait (checks x 5 s), StartContainer. */
   launchMs: number;
-  /** Expiry (or cancel, exit, failure) to the drain after the release: Stop, Release, Drain. */
+  /** Expiry (or cancel, exit, failure) to the drain after the release: Stop, the outputs wait (AWS), Release, Drain. */
   stopMs: number;
 }
 
 export function forecastBounds(deps: Pick<Deps, 'policy'>): ForecastBounds {
   const t = STEP_TIMEOUT_SECONDS;
+  const wait = deps.policy?.outputsWaitSeconds ?? 0;
+  // The check that finds the bound passed comes one WaitForOutputs later and may take its whole timeout.
+  const outputsWait = wait > 0 ? wait + OUTPUTS_CHECK_INTERVAL_SECONDS + t.AwaitOutputs : 0;
   return {
     launchMs: (t.Launch + maxComputeChecks(deps) * COMPUTE_CHECK_INTERVAL_SECONDS + t.StartContainer) * 1000,
-    stopMs: (t.Stop + t.Release + t.Drain) * 1000,
+    stopMs: (t.Stop + outputsWait + t.Release + t.Drain) * 1000,
   };
 }
 

@@ -183,11 +183,40 @@ function isRunning(deps: Deps, job: Job): boolean {
   return job.state === JobState.RUNNING && secondsUntil(deps, job.expiresAt, 0) > 0;
 }
 
-/** Stop: decide the verdict once, mark STOPPING, give the compute back. */
-export async function stopStep(deps: Deps, jobId: string, error?: StepError | null): Promise<void> {
+/** Where Collected goes next: WaitForOutputs while the job's outputs are being kept (until `until`), else Release. */
+export interface OutputsCollection {
+  collecting: boolean;
+  until: string | null;
+}
+
+const COLLECTED: OutputsCollection = { collecting: false, until: null };
+
+/**
+ * Stop: decide the verdict once, mark STOPPING; then, for a job that started, begin keeping its
+ * outputs where they are (the upload runs before its instances go, so cancel and expiry keep them
+ * too) and wait for that in AwaitOutputs; else give the compute back at once.
+ */
+export async function stopStep(deps: Deps, jobId: string, error?: StepError | null): Promise<OutputsCollection> {
   let job = await load(deps, jobId);
   if (job.state === JobState.LAUNCHING || job.state === JobState.RUNNING) job = await markStopping(deps, job, error);
-  if (job.state === JobState.STOPPING && job.instanceIds?.length) await deps.compute.stop(job);
+  if (job.state !== JobState.STOPPING || !job.instanceIds?.length) return COLLECTED;
+  const collecting = job.startedAt ? await deps.compute.collectOutputs?.(job) : undefined;
+  if (collecting) return { collecting: true, until: collecting.until };
+  await deps.compute.stop(job);
+  return COLLECTED;
+}
+
+/**
+ * AwaitOutputs: one check of the upload Stop began; once it ended or `until` passed, give the compute
+ * back (Release then records what was kept, or why not). The Wait between checks costs no compute.
+ */
+export async function awaitOutputsStep(deps: Deps, jobId: string, until: string): Promise<OutputsCollection> {
+  const job = await load(deps, jobId);
+  if (job.state !== JobState.STOPPING || !job.instanceIds?.length) return COLLECTED;
+  const due = !(deps.now().getTime() < Date.parse(until));
+  if (!due && !((await deps.compute.outputsCollected?.(job)) ?? true)) return { collecting: true, until };
+  await deps.compute.stop(job);
+  return COLLECTED;
 }
 
 /**

@@ -59,12 +59,12 @@ export function outputsRecord(
   const bytes = kept.reduce((sum, f) => sum + f.size, 0);
   if (dropped.length === 0) return { count: kept.length, bytes };
   const over = dropped.reduce((sum, f) => sum + f.size, 0);
-  return {
-    count: kept.length,
-    bytes,
-    truncated: true,
-    error: `over the ${maxBytes}-byte cap: ${dropped.length} files (${over} bytes) were not kept`,
-  };
+  return { count: kept.length, bytes, truncated: true, error: capError(dropped.length, over, maxBytes) };
+}
+
+/** What a job's record says when files went over the cap (locally and in the AWS upload's record). */
+export function capError(files: number, bytes: number, maxBytes: number): string {
+  return `over the ${maxBytes}-byte cap: ${files} files (${bytes} bytes) were not kept`;
 }
 
 async function visibleJob(deps: Deps, identity: Identity, id: string): Promise<Job> {

@@ -5,6 +5,8 @@ import { MIN_VOLUME_SIZE_GB } from './schemas.js';
 /** AwaitCompute checks every WaitForCompute (5 s): 120 checks are 10 minutes. */
 export const DEFAULT_MAX_COMPUTE_CHECKS = 120;
 export const COMPUTE_CHECK_INTERVAL_SECONDS = 5;
+/** AwaitOutputs checks a stopping job's outputs upload every WaitForOutputs (10 s). */
+export const OUTPUTS_CHECK_INTERVAL_SECONDS = 10;
 export const DEFAULT_LAUNCH_BACKOFF_SECONDS = 30;
 export const DEFAULT_MAX_LAUNCH_BACKOFF_SECONDS = 900;
 

@@ -18,6 +18,9 @@ export const WorkflowState = {
   Rearm: 'Rearm',
   Rearmed: 'Rearmed',
   Stop: 'Stop',
+  Collected: 'Collected',
+  WaitForOutputs: 'WaitForOutputs',
+  AwaitOutputs: 'AwaitOutputs',
   Release: 'Release',
   ReleaseFailed: 'ReleaseFailed',
   Drain: 'Drain',
@@ -33,6 +36,7 @@ export const WorkflowTask = {
   awaitOutcome: 'awaitOutcome',
   rearm: 'rearm',
   stop: 'stop',
+  awaitOutputs: 'awaitOutputs',
   release: 'release',
   drain: 'drain',
 } as const;

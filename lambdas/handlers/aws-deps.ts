@@ -32,7 +32,9 @@ import { CapacityFailsFast } from '../adapters/ec2-retry.js';
 import { EventBridgePublisher } from '../adapters/eventbridge-publisher.js';
 import { newJobId } from '../adapters/ids.js';
 import { S3Outputs } from '../adapters/s3-outputs.js';
+import { S3OutputsUpload } from '../adapters/s3-outputs-upload.js';
 import { SfnWorkflows } from '../adapters/sfn-workflows.js';
+import { OUTPUTS_WAIT_SECONDS } from '../adapters/ssm-outputs.js';
 import { JobSecretCopies } from '../adapters/job-secret-copies.js';
 import { SecretsManagerSecrets } from '../adapters/secrets-manager-secrets.js';
 import { SecretsWebhooks } from '../adapters/secrets-webhooks.js';
@@ -41,6 +43,7 @@ import { WebhookPoster } from '../adapters/webhook-notifier.js';
 import { CloudWatchJobLogs } from '../adapters/cloudwatch-job-logs.js';
 import type { Deps } from '../core/deps.js';
 import { FlareError, SecretsUnavailable, StoreUnavailable, WorkflowsUnavailable } from '../core/errors.js';
+import { DEFAULT_MAX_OUTPUT_BYTES } from '../core/outputs.js';
 import { computeChecksFor } from '../core/policy.js';
 import type { Compute } from '../ports/compute.js';
 import type { JobLogs } from '../ports/job-logs.js';
@@ -59,6 +62,7 @@ let notifier: NotifierDeps | undefined;
 let compute: Ec2SsmCompute | undefined;
 let jobLogs: CloudWatchJobLogs | undefined;
 let jobOutputs: S3Outputs | undefined;
+let s3: S3Client | undefined;
 let reconcileStore: DynamoReconcileStore | undefined;
 let secretStore: SecretStore | undefined;
 
@@ -110,7 +114,18 @@ export function awsCompute(): Ec2SsmCompute {
     ...(env.ROOT_DEVICE_NAME ? { rootDeviceName: env.ROOT_DEVICE_NAME } : {}),
     ...(env.GPU_IMAGE_ID ? { imageId: env.GPU_IMAGE_ID } : {}),
     ...(env.DEPLOYMENT_NAME ? { secretCopies: jobSecretCopies(env, env.DEPLOYMENT_NAME) } : {}),
+    ...(env.OUTPUTS_BUCKET ? { outputs: outputsUpload(env.OUTPUTS_BUCKET) } : {}),
   }));
+}
+
+/** The presigned upload a stopping job's instance posts its outputs with, signed by this function's role. */
+function outputsUpload(bucket: string): { upload: S3OutputsUpload; maxBytes: number } {
+  const maxBytes = DEFAULT_MAX_OUTPUT_BYTES;
+  return { upload: new S3OutputsUpload(s3Client(), bucket, maxBytes), maxBytes };
+}
+
+function s3Client(): S3Client {
+  return (s3 ??= new S3Client({}));
 }
 
 /**
@@ -149,11 +164,11 @@ export function awsSecrets(): SecretStore {
   return (secretStore ??= new SecretsManagerSecrets(secretsClient(), env.DEPLOYMENT_NAME));
 }
 
-/** The outputs bucket, for the API that lists and presigns it; undefined when the stack has none (OUTPUTS_BUCKET unset). */
+/** The outputs bucket, for the API that lists and presigns it (the tasks function signs uploads to it); undefined when the stack has none (OUTPUTS_BUCKET unset). */
 export function awsOutputs(): JobOutputs | undefined {
   const bucket = awsEnv().OUTPUTS_BUCKET;
   if (!bucket) return undefined;
-  return (jobOutputs ??= new S3Outputs(new S3Client({}), bucket));
+  return (jobOutputs ??= new S3Outputs(s3Client(), bucket));
 }
 
 /** The reconciler's marks and counter repairs, on the same tables and client as the store. */
@@ -226,6 +241,7 @@ export function awsDeps(ports: AwsPorts): () => Deps {
         ...(env.MIN_VOLUME_SIZE_GB ? { minVolumeSizeGb: env.MIN_VOLUME_SIZE_GB } : {}),
         ...(env.AGENT_TIMEOUT_SECONDS ? { maxComputeChecks: computeChecksFor(env.AGENT_TIMEOUT_SECONDS) } : {}),
         ...(env.ECR_REPOSITORIES ? { ecrRepositories: env.ECR_REPOSITORIES } : {}),
+        ...(env.OUTPUTS_BUCKET ? { outputsWaitSeconds: OUTPUTS_WAIT_SECONDS } : {}),
       },
       log: awsLogger(),
       metrics: awsMetrics(),

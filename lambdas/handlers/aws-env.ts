@@ -86,7 +86,7 @@ export const AwsEnv = z.object({
     'JSON {"<pool>":{"instanceTypes":[...]}}',
   ),
   LOG_GROUP_NAME: required,
-  /** The outputs bucket (lib/outputs-bucket.ts) the API lists and presigns; absent: no outputs are kept on AWS. */
+  /** The outputs bucket (lib/outputs-bucket.ts): the API lists and presigns it, the tasks function signs uploads to it; absent: no outputs are kept on AWS. */
   OUTPUTS_BUCKET: z
     .string()
     .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name')

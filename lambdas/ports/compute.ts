@@ -78,6 +78,14 @@ export interface Compute {
   /** How the CLI opens a shell or a port forward into the running job (core/exec.ts SessionPlan). */
   session?(job: Job, request: SessionInput): Promise<SessionPlan>;
   /**
+   * Before `stop`, on a job that started: begin keeping its output directory where it runs (on AWS the
+   * instance uploads it), so that a cancel or an expiry keeps it too. `until` bounds the wait for it
+   * (ISO 8601); undefined when there is nothing to wait for (kept as it runs locally, or the compute is gone).
+   */
+  collectOutputs?(job: Job): Promise<{ until: string } | undefined>;
+  /** True once what `collectOutputs` began has ended, however it ended (`keptOutputs` says how). */
+  outputsCollected?(job: Job): Promise<boolean>;
+  /**
    * After `stop`: what the job kept of its output directory, the per-job cap applied (core/outputs.ts
    * withinCap). Undefined when this compute keeps no outputs for it.
    */

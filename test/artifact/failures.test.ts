@@ -84,8 +84,9 @@ describe('artifact: failures', () => {
     assert.equal(failed.state, 'FAILED');
     assert.equal(failed.stateReason, 'container command not delivered: SSM DeliveryTimedOut');
     await a.settle();
+    // Read once, by compute-events (the upload's own command, sent by Stop, is read apart).
     assert.deepEqual(
-      callsSince(a, from, 'GetCommandInvocation').map((c) => c.params),
+      callsSince(a, from, 'GetCommandInvocation', commandId).map((c) => c.params),
       [{ CommandId: commandId, InstanceId: instanceId }],
     );
     assert.deepEqual(

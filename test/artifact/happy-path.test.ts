@@ -30,7 +30,7 @@ import {
 const deployed = artifactPerFile();
 
 describe('artifact: a job that runs and exits 0', () => {
-  it('is SUCCEEDED after exactly one RunInstances, one SendCommand and one TerminateInstances, its GPU released once', async () => {
+  it('is SUCCEEDED after exactly one RunInstances, one container command, one outputs upload and one TerminateInstances, its GPU released once', async () => {
     const a = deployed();
     await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
     const from = a.mark().calls;
@@ -69,7 +69,12 @@ describe('artifact: a job that runs and exits 0', () => {
     await a.settle();
 
     assert.equal(callsSince(a, from, 'RunInstances').length, 1);
-    assert.equal(callsSince(a, from, 'SendCommand').length, 1);
+    // The container command, then the upload of its outputs (it wrote none) before the instance goes.
+    assert.deepEqual(
+      callsSince(a, from, 'SendCommand').map((c) => c.params.Comment),
+      [`flare:job=${job.id}`, `flare:outputs=${job.id}`],
+    );
+    assert.deepEqual(done.outputs, { count: 0, bytes: 0 });
     assert.deepEqual(
       callsSince(a, from, 'TerminateInstances').map((c) => c.params),
       [{ InstanceId: [instanceId] }],

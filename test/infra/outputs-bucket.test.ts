@@ -92,31 +92,44 @@ describe('the stack and its outputs bucket', () => {
     assert.throws(() => synthStack({ 'flare:outputsRetentionDays': '0' }), /flare:outputsRetentionDays/);
   });
 
-  it('tells the API its name and lets the API alone list, read and delete it', () => {
+  it('tells the API and the tasks function its name; the API lists, reads and deletes, the tasks function only puts (to sign uploads), the instances nothing', () => {
     const { stack, resources } = synth;
     const bucket = logicalId(stack, stack.outputs.bucket);
     const api = resources[logicalId(stack, stack.api.function)]!;
+    const tasks = resources[logicalId(stack, stack.tasks.function)]!;
     assert.equal(render(api.Properties.Environment.Variables.OUTPUTS_BUCKET), `<${bucket}>`);
+    assert.equal(render(tasks.Properties.Environment.Variables.OUTPUTS_BUCKET), `<${bucket}>`);
     const touching = Object.entries(resources).filter(
       ([, r]) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.PolicyDocument).includes(`"${bucket}"`),
     );
     const apiRole = logicalId(stack, stack.api.role as never);
-    assert.deepEqual(
-      touching.map(([, r]) => r.Properties.Roles.map(render)),
-      [[`<${apiRole}>`]],
-      'only the API role has a policy on the bucket',
-    );
-    const statements = touching.flatMap(([, r]) => r.Properties.PolicyDocument.Statement);
-    assert.deepEqual(
-      statements.map((st: { Action: string | string[]; Resource: unknown }) => [
+    const tasksRole = logicalId(stack, stack.tasks.role as never);
+    const grants = touching.map(([, r]) => [
+      r.Properties.Roles.map(render),
+      r.Properties.PolicyDocument.Statement.map((st: { Action: string | string[]; Resource: unknown }) => [
         [st.Action].flat(),
         render(st.Resource),
       ]),
+    ]);
+    assert.deepEqual(
+      grants,
       [
-        [['s3:ListBucket'], `<${bucket}.Arn>`],
-        [['s3:GetObject', 's3:DeleteObject'], `<${bucket}.Arn>/*`],
+        [
+          [`<${apiRole}>`],
+          [
+            [['s3:ListBucket'], `<${bucket}.Arn>`],
+            [['s3:GetObject', 's3:DeleteObject'], `<${bucket}.Arn>/*`],
+          ],
+        ],
+        [[`<${tasksRole}>`], [[['s3:PutObject'], `<${bucket}.Arn>/*`]]],
       ],
-      'list, read and delete; never a write',
+      'the API: list, read and delete, never a write; the tasks function: put only; no other role',
     );
+    const instanceRole = logicalId(stack, stack.compute.instanceRole);
+    const instancePolicies = Object.values(resources).filter(
+      (r) => r.Type === 'AWS::IAM::Policy' && r.Properties.Roles.map(render).includes(`<${instanceRole}>`),
+    );
+    assert.ok(instancePolicies.length > 0);
+    assert.doesNotMatch(JSON.stringify(instancePolicies), /"s3:/, 'the instance role has no S3 action at all');
   });
 });

@@ -14,6 +14,7 @@ import {
   STEP_TIMEOUT_SECONDS,
   type ForecastInput,
 } from '../../lambdas/core/forecast.js';
+import { OUTPUTS_CHECK_INTERVAL_SECONDS } from '../../lambdas/core/policy.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import { latestStartLine } from '../../lambdas/core/notification.js';
 import { jobRecord } from '../support/jobs.js';
@@ -67,7 +68,7 @@ describe('the bounds', () => {
   it('are the step timeouts of the lifecycle ASL: launch = Launch + agent checks x 5 s + StartContainer; stop = Stop + Release + Drain', () => {
     const asl = JSON.parse(
       readFileSync(new URL('../../statemachines/job-lifecycle.asl.json', import.meta.url), 'utf8'),
-    ) as { States: Record<string, { TimeoutSeconds?: number }> };
+    ) as { States: Record<string, { TimeoutSeconds?: number; Seconds?: number }> };
     for (const [state, seconds] of Object.entries(STEP_TIMEOUT_SECONDS))
       assert.equal(asl.States[state]?.TimeoutSeconds, seconds, state);
     assert.equal(bounds.launchMs, (300 + 120 * 5 + 300) * 1000);
@@ -76,6 +77,12 @@ describe('the bounds', () => {
       forecastBounds({ policy: { maxComputeChecks: 12 } }).launchMs,
       (300 + 60 + 300) * 1000,
       'a shorter agent timeout shortens the launch bound',
+    );
+    assert.equal(asl.States.WaitForOutputs?.Seconds, OUTPUTS_CHECK_INTERVAL_SECONDS);
+    assert.equal(
+      forecastBounds({ policy: { outputsWaitSeconds: 660 } }).stopMs,
+      (300 + 660 + 10 + 120 + 60 + 120) * 1000,
+      'on AWS the stop waits for the outputs upload: its bound, then one more WaitForOutputs and AwaitOutputs',
     );
   });
 });

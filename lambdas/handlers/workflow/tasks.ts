@@ -9,6 +9,7 @@ import type { Deps } from '../../core/deps.js';
 import { admitOfEarlierDefinition } from '../../core/admission.js';
 import {
   awaitOutcomeStep,
+  awaitOutputsStep,
   checkComputeStep,
   drainStep,
   launchStep,
@@ -43,6 +44,8 @@ export const TaskEvent = z.discriminatedUnion('task', [
   }),
   z.object({ task: z.literal(WorkflowTask.rearm), jobId }),
   z.object({ task: z.literal(WorkflowTask.stop), jobId, error: stepError }),
+  // until: the bound Stop set on the wait for the job's outputs (ISO 8601).
+  z.object({ task: z.literal(WorkflowTask.awaitOutputs), jobId, until: z.string().min(1) }),
   z.object({ task: z.literal(WorkflowTask.release), jobId, error: stepError }),
   // pool: absent in executions started before the input carried it.
   z.object({ task: z.literal(WorkflowTask.drain), jobId, pool: z.string().min(1).optional() }),
@@ -68,8 +71,9 @@ export async function runTask(deps: Deps, raw: unknown): Promise<unknown> {
     case 'rearm':
       return rearmStep(deps, event.jobId);
     case 'stop':
-      await stopStep(deps, event.jobId, event.error);
-      return {};
+      return stopStep(deps, event.jobId, event.error);
+    case 'awaitOutputs':
+      return awaitOutputsStep(deps, event.jobId, event.until);
     case 'release':
       return releaseStep(deps, event.jobId, event.error);
     case 'drain':

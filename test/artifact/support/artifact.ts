@@ -19,6 +19,7 @@ import { HttpApiGateway } from './http-api.js';
 import { reportUnusedGrants } from './least-privilege.js';
 import { functionSpecs, LambdaFunction } from './lambdas.js';
 import { ComputeEventSource } from './compute-event-source.js';
+import { InstanceUploads } from './instance-uploads.js';
 import { synthesizedApp } from './synth.js';
 import { WEBHOOK_SECRET_NAME } from './synth-context.js';
 import { StreamReader } from '../../../lambdas/local/jobs-stream.js';
@@ -45,6 +46,8 @@ export class Artifact {
   private putCursor = 0;
   private readonly pumpErrors: unknown[] = [];
   private timer?: NodeJS.Timeout;
+  /** Stopping jobs' instances running their outputs upload (give one files with `uploads.give`). */
+  readonly uploads: InstanceUploads;
 
   constructor(
     readonly template: CfnTemplate,
@@ -60,7 +63,9 @@ export class Artifact {
     readonly stream: StreamSource,
     readonly compute: ComputeEventSource,
     readonly webhook: { server: Server; url: string; posts: WebhookPost[] },
-  ) {}
+  ) {
+    this.uploads = new InstanceUploads(fake, compute);
+  }
 
   /** Polls the stream, the bus and the queues in the background, as AWS's pollers do. */
   startPollers(intervalMs = 100): void {
@@ -91,7 +96,8 @@ export class Artifact {
   }
 
   private async pass(): Promise<number> {
-    let moved = await this.compute.poll();
+    let moved = await this.uploads.poll();
+    moved += await this.compute.poll();
     moved += await this.stream.poll();
     const puts = this.fake.events().slice(this.putCursor);
     this.putCursor += puts.length;

@@ -47,8 +47,11 @@ export function defaultStatus(code: string): number {
   return STATUS_BY_CODE[code] ?? 400;
 }
 
+/** The services that speak a JSON protocol (EC2 speaks query, S3 REST). */
+export type JsonService = Exclude<AwsService, 'ec2' | 's3'>;
+
 /** The JSON services' X-Amz-Target prefixes, by SigV4 signing name. */
-export const TARGET_PREFIX: Record<Exclude<AwsService, 'ec2'>, string> = {
+export const TARGET_PREFIX: Record<JsonService, string> = {
   ssm: 'AmazonSSM',
   states: 'AWSStepFunctions',
   events: 'AWSEvents',
@@ -58,7 +61,7 @@ export const TARGET_PREFIX: Record<Exclude<AwsService, 'ec2'>, string> = {
 };
 
 /** awsJson 1.0 or 1.1, as each service's model says. */
-const JSON_VERSION: Record<Exclude<AwsService, 'ec2'>, '1.0' | '1.1'> = {
+const JSON_VERSION: Record<JsonService, '1.0' | '1.1'> = {
   ssm: '1.1',
   states: '1.0',
   events: '1.1',
@@ -67,7 +70,16 @@ const JSON_VERSION: Record<Exclude<AwsService, 'ec2'>, '1.0' | '1.1'> = {
   dynamodb: '1.0',
 };
 
-export const SERVICES: readonly AwsService[] = ['ec2', 'ssm', 'states', 'events', 'secretsmanager', 'logs', 'dynamodb'];
+export const SERVICES: readonly AwsService[] = [
+  'ec2',
+  'ssm',
+  'states',
+  'events',
+  'secretsmanager',
+  'logs',
+  'dynamodb',
+  's3',
+];
 
 export interface Signer {
   accessKeyId: string;
@@ -166,7 +178,7 @@ export function sendEc2Error(res: ServerResponse, error: AwsError): void {
   send(res, error.status, 'text/xml;charset=UTF-8', body, requestId);
 }
 
-export function sendJson(res: ServerResponse, service: Exclude<AwsService, 'ec2'>, body: unknown): void {
+export function sendJson(res: ServerResponse, service: JsonService, body: unknown): void {
   send(
     res,
     200,
@@ -176,7 +188,7 @@ export function sendJson(res: ServerResponse, service: Exclude<AwsService, 'ec2'
   );
 }
 
-export function sendJsonError(res: ServerResponse, service: Exclude<AwsService, 'ec2'>, error: AwsError): void {
+export function sendJsonError(res: ServerResponse, service: JsonService, error: AwsError): void {
   const requestId = randomUUID();
   res.setHeader('x-amzn-ErrorType', error.code);
   send(

@@ -24,6 +24,7 @@ import {
   type PutEvent,
   type StatesHandler,
 } from './aws-fake-services.js';
+import { S3Model, sendS3Error, type S3Object } from './aws-fake-s3.js';
 import { SsmModel, type InvocationOutcome, type SentCommand } from './aws-fake-ssm.js';
 import {
   AwsError,
@@ -90,6 +91,7 @@ const ENDPOINT_VARIABLES: Record<AwsService, string> = {
   secretsmanager: 'AWS_ENDPOINT_URL_SECRETS_MANAGER',
   logs: 'AWS_ENDPOINT_URL_CLOUDWATCH_LOGS',
   dynamodb: 'AWS_ENDPOINT_URL_DYNAMODB',
+  s3: 'AWS_ENDPOINT_URL_S3',
 };
 
 /** Starts the fake on 127.0.0.1 at a free port. */
@@ -117,6 +119,7 @@ export class AwsFake {
   private readonly eventsModel = new EventsModel();
   private readonly secrets = new SecretsModel();
   private readonly logs = new LogsModel();
+  private readonly s3 = new S3Model();
   private readonly recorded: RecordedCall[] = [];
   private faults: ActiveFault[] = [];
   private baseUrl = '';
@@ -267,6 +270,9 @@ export class AwsFake {
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readBody(req);
     const signer = signerOf(req);
+    // A form upload is signed inside its form, not in a header.
+    const form = req.method === 'POST' && String(req.headers['content-type']).startsWith('multipart/form-data');
+    if (signer?.service === 's3' || (!signer && form)) return this.serveS3(req, res, body, signer);
     const target = String(req.headers['x-amz-target'] ?? '');
     const service = SERVICES.find((s) => s === signer?.service);
     if (!signer || !service) {
@@ -314,11 +320,48 @@ export class AwsFake {
     if (error) {
       call.error = error.code;
       if (service === 'ec2') sendEc2Error(res, error);
-      else sendJsonError(res, service, error);
+      else if (service !== 's3') sendJsonError(res, service, error);
       return;
     }
     if (service === 'ec2') sendEc2Result(res, call.action, answer as Parameters<typeof sendEc2Result>[2]);
-    else sendJson(res, service, answer);
+    else if (service !== 's3') sendJson(res, service, answer);
+  }
+
+  /** S3's REST calls and form uploads: recorded like the others (a form as its signer's PutObject), then answered. */
+  private serveS3(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Buffer,
+    signer?: { accessKeyId: string; region: string },
+  ) {
+    const request = this.s3.parse(req, body);
+    const by = request.signer ?? signer;
+    const call: RecordedCall = {
+      service: 's3',
+      action: request.action,
+      params: request.params,
+      resources: this.s3.resources(request),
+      principal: by?.accessKeyId ?? '',
+      region: by?.region ?? '',
+      at: Date.now(),
+    };
+    this.recorded.push(call);
+    const fault = this.faults.find(
+      (f) => f.service === 's3' && f.action === call.action && (f.times === undefined || f.hits < f.times),
+    );
+    if (fault) fault.hits++;
+    const error =
+      request.refusal ?? (fault ? new AwsError(fault.code, fault.message ?? 'injected', fault.status) : undefined);
+    if (error) {
+      call.error = error.code;
+      return sendS3Error(res, error, req.method);
+    }
+    this.s3.answer(request, res);
+  }
+
+  /** What the outputs bucket (or any) holds under `prefix`. */
+  objects(bucket: string, prefix = ''): S3Object[] {
+    return this.s3.objects(bucket, prefix);
   }
 
   /** The action and params as the contract records them; a request that does not parse becomes the error AWS would give. */
@@ -337,7 +380,7 @@ export class AwsFake {
       };
     }
     const [prefix, action = ''] = target.split('.');
-    if (prefix !== TARGET_PREFIX[service]) {
+    if (service === 's3' || prefix !== TARGET_PREFIX[service]) {
       return {
         action: target || '(no X-Amz-Target)',
         params: {},
@@ -371,6 +414,8 @@ export class AwsFake {
         return this.logs.resources(action, params, region);
       case 'dynamodb':
         return dynamoResources(params, region);
+      case 's3':
+        throw new Error('S3 is answered by serveS3');
     }
   }
 
@@ -396,6 +441,8 @@ export class AwsFake {
         return this.logs.handle(action, params);
       case 'dynamodb':
         throw new Error('DynamoDB is proxied, never answered');
+      case 's3':
+        throw new Error('S3 is answered by serveS3');
     }
   }
 }

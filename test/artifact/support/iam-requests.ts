@@ -336,6 +336,7 @@ export function authRequestsFor(
   tagsOf: TagLookup,
   wildcardOnly: (action: string) => boolean,
 ): AuthRequest[] {
+  if (call.service === 's3') return s3(call);
   const action = `${call.service}:${call.action}`;
   if (
     wildcardOnly(action) &&
@@ -373,4 +374,18 @@ export function authRequestsFor(
     resource,
     context: resourceTagContext(call.service, tagsOf(resource)),
   }));
+}
+
+/** S3's API actions as IAM authorizes them: a form upload is its signer's PutObject of the key. */
+const S3_ACTIONS: Record<string, string> = {
+  PutObject: 's3:PutObject',
+  ListObjectsV2: 's3:ListBucket',
+  HeadObject: 's3:GetObject',
+  DeleteObjects: 's3:DeleteObject',
+};
+
+function s3(call: RecordedCall): AuthRequest[] {
+  const action = S3_ACTIONS[call.action];
+  if (!action) throw new Error(`iam-check: s3:${call.action} is not modelled here`);
+  return call.resources.map((resource) => ({ action, resource, context: {} }));
 }

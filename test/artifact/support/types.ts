@@ -5,8 +5,8 @@
  * policies of the role that made it.
  */
 
-/** The SigV4 signing names of the services the fake answers (dynamodb is proxied to DynamoDB Local). */
-export type AwsService = 'ec2' | 'ssm' | 'states' | 'events' | 'secretsmanager' | 'logs' | 'dynamodb';
+/** The SigV4 signing names of the services the fake answers (dynamodb is proxied to DynamoDB Local; s3 speaks REST). */
+export type AwsService = 'ec2' | 'ssm' | 'states' | 'events' | 'secretsmanager' | 'logs' | 'dynamodb' | 's3';
 
 export interface RecordedCall {
   service: AwsService;

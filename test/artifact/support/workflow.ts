@@ -14,8 +14,8 @@ import type { LambdaFunction } from './lambdas.js';
 
 /** How long a Retry waits between attempts: the intervals are AWS's business, not the behaviour under test. */
 const RETRY_INTERVAL_MS = 10;
-/** WaitForCompute polls the agent every 5 s on AWS; here the agent's state is set by the test. */
-const WAIT_OVERRIDES_MS = { WaitForCompute: 50 };
+/** WaitForCompute polls the agent every 5 s, WaitForOutputs the upload every 10 s on AWS; here the fake's state moves at once. */
+const WAIT_OVERRIDES_MS = { WaitForCompute: 50, WaitForOutputs: 50 };
 
 export interface ArtifactWorkflow {
   workflows: LocalWorkflows;
