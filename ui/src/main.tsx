@@ -3,6 +3,7 @@ import 'uplot/dist/uPlot.min.css';
 import './styles.css';
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
+import { finishLogin, loadConfig, type UiConfig } from './oidc.js';
 import { Link, useRoute } from './router.js';
 import { getToken, signInFromFragment, signOut } from './session.js';
 import { Admin } from './views/admin.js';
@@ -13,7 +14,18 @@ import { SignIn } from './views/sign-in.js';
 function App() {
   const [signedIn, setSignedIn] = useState(Boolean(getToken()));
   const [refused, setRefused] = useState(false);
+  const [config, setConfig] = useState<UiConfig>();
+  const [loginProblem, setLoginProblem] = useState<string>();
   const route = useRoute();
+  useEffect(() => {
+    // On AWS the page may be the login's way back: its code is exchanged before anything else.
+    loadConfig()
+      .then(async (loaded) => {
+        setConfig(loaded);
+        if (loaded.signIn === 'oidc' && (await finishLogin(loaded.oidc))) setSignedIn(true);
+      })
+      .catch((error: Error) => setLoginProblem(error.message));
+  }, []);
   useEffect(() => {
     // A 401 from any request signs out (api.ts): back to the form, saying why.
     const onSignedOut = () => {
@@ -54,6 +66,8 @@ function App() {
         {!signedIn ? (
           <SignIn
             refused={refused}
+            problem={loginProblem}
+            oidc={config?.signIn === 'oidc' ? config.oidc : undefined}
             onSignIn={() => {
               setRefused(false);
               setSignedIn(true);

@@ -8,13 +8,30 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { z } from 'zod';
 
 /** The bundle's files by name (`index.html`, `assets/app-<hash>.js`, ...), as ui/build.ts makes them. */
 export type UiAssets = ReadonlyMap<string, Buffer>;
 
+/** How the page signs in on AWS: the OIDC issuer's login, authorization code with PKCE (a public client). */
+export const UiOidc = z.strictObject({
+  /** Its discovery document (`/.well-known/openid-configuration`) names the endpoints not given here. */
+  issuer: z.url({ protocol: /^https$/ }),
+  authorizationEndpoint: z.url({ protocol: /^https$/ }).optional(),
+  tokenEndpoint: z.url({ protocol: /^https$/ }).optional(),
+  clientId: z.string().min(1),
+  scopes: z.array(z.string().min(1)).min(1),
+});
+export type UiOidc = z.infer<typeof UiOidc>;
+
 export interface UiOptions {
-  /** Origins the page may call besides its own (the OIDC issuer's token endpoint on AWS). @default none */
-  connectSources?: readonly string[];
+  /** Absent: the page asks for an API token (the local plane). */
+  oidc?: UiOidc;
+}
+
+/** What the page reads at `/ui/config.json` before it signs in. */
+export function uiConfig(options: UiOptions): { signIn: 'token' } | { signIn: 'oidc'; oidc: UiOidc } {
+  return options.oidc ? { signIn: 'oidc', oidc: options.oidc } : { signIn: 'token' };
 }
 
 export const UI_PREFIX = '/ui';
@@ -26,11 +43,17 @@ export function contentSecurityPolicy(options: UiOptions = {}): string {
     "script-src 'self'",
     "style-src 'self'",
     "img-src 'self' data:",
-    ['connect-src', "'self'", ...(options.connectSources ?? [])].join(' '),
+    // The issuer's discovery document and token endpoint are fetched by the page itself.
+    ['connect-src', "'self'", ...oidcOrigins(options.oidc)].join(' '),
     "base-uri 'none'",
     "form-action 'self'",
     "frame-ancestors 'none'",
   ].join('; ');
+}
+
+function oidcOrigins(oidc: UiOidc | undefined): string[] {
+  if (!oidc) return [];
+  return [...new Set([oidc.issuer, oidc.tokenEndpoint].flatMap((url) => (url ? [new URL(url).origin] : [])))];
 }
 
 const TYPES: Record<string, string> = {
@@ -52,6 +75,7 @@ type UiEvent = Pick<APIGatewayProxyEventV2, 'rawPath'> & {
 /** `assets` is called once, on the first request (locally the bundle is built then, in memory). */
 export function createUiHandler(assets: () => Promise<UiAssets> | UiAssets, options: UiOptions = {}) {
   let loaded: Promise<UiAssets> | undefined;
+  const config = JSON.stringify(uiConfig(options));
   const security = {
     'content-security-policy': contentSecurityPolicy(options),
     'x-content-type-options': 'nosniff',
@@ -74,6 +98,8 @@ export function createUiHandler(assets: () => Promise<UiAssets> | UiAssets, opti
       throw error;
     }));
     const name = path.slice(`${UI_PREFIX}/`.length);
+    if (name === 'config.json')
+      return answer(200, { 'content-type': 'application/json', 'cache-control': 'no-cache' }, config);
     const asset = name.startsWith('assets/') ? bundle.get(name) : bundle.get('index.html');
     if (!asset) return answer(404, { 'content-type': 'text/plain' }, 'no such file\n');
     // Assets carry their content hash in their name; the page is checked on every load.
@@ -99,5 +125,23 @@ export function readUiAssets(dir: string): UiAssets {
   return assets;
 }
 
+/** `FLARE_UI_OIDC` (JSON, set by lib/web-ui.ts): how the page signs in on AWS; failing fast, naming it. */
+export function uiOptionsFromEnv(env: NodeJS.ProcessEnv): UiOptions {
+  const raw = env.FLARE_UI_OIDC;
+  if (raw === undefined || raw === '') return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new Error('FLARE_UI_OIDC is not JSON');
+  }
+  const result = UiOidc.safeParse(parsed);
+  if (!result.success) throw new Error(`FLARE_UI_OIDC is not a valid OIDC setting: ${z.prettifyError(result.error)}`);
+  return { oidc: result.data };
+}
+
 /** On AWS: the bundle the stack copied beside this handler (lib/web-ui.ts). */
-export const handler = createUiHandler(() => readUiAssets(join(dirname(fileURLToPath(import.meta.url)), 'ui')));
+export const handler = createUiHandler(
+  () => readUiAssets(join(dirname(fileURLToPath(import.meta.url)), 'ui')),
+  uiOptionsFromEnv(process.env),
+);

@@ -1,15 +1,44 @@
-/** The sign-in form: an API token, pasted once, kept for this tab's session. */
+/**
+ * Sign-in: the OIDC issuer's login where the deployment has one (AWS), and an
+ * API token, pasted once, kept for this tab's session.
+ */
 import { useState } from 'preact/hooks';
+import { startLogin, type UiConfig } from '../oidc.js';
 import { setToken } from '../session.js';
 
-export function SignIn({ refused, onSignIn }: { refused: boolean; onSignIn(): void }) {
+type Oidc = Extract<UiConfig, { signIn: 'oidc' }>['oidc'];
+
+export function SignIn({
+  refused,
+  problem,
+  oidc,
+  onSignIn,
+}: {
+  refused: boolean;
+  problem?: string;
+  oidc?: Oidc;
+  onSignIn(): void;
+}) {
   const [token, setValue] = useState('');
+  const [starting, setStarting] = useState<string>();
   return (
     <section class="sign-in" aria-labelledby="sign-in-title">
       <h2 id="sign-in-title">Sign in</h2>
       {refused && (
         <p class="error" role="alert">
           The API refused the token: it is wrong or has expired.
+        </p>
+      )}
+      {(problem || starting) && (
+        <p class="error" role="alert">
+          {problem ?? starting}
+        </p>
+      )}
+      {oidc && (
+        <p>
+          <button type="button" onClick={() => startLogin(oidc).catch((e: Error) => setStarting(e.message))}>
+            Sign in with your organisation's login
+          </button>
         </p>
       )}
       <form

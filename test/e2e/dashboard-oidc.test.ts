@@ -1,0 +1,139 @@
+/**
+ * The dashboard's sign-in on AWS, in a real browser: the OIDC issuer's login
+ * with authorization code and PKCE. A small issuer stands in for Cognito (or
+ * any OIDC provider): it checks the client, the redirect URI and that the
+ * code_verifier hashes to the code_challenge, and answers with an ID token
+ * the server then accepts as a bearer token. The page is the bundled one,
+ * served by lambdas/handlers/http/ui.ts with an OIDC setting, behind the local
+ * HTTP server (which plays API Gateway's authorizer); the API behind it only
+ * records what reached it.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { chromium, type Browser } from 'playwright-core';
+import { createUiHandler } from '../../lambdas/handlers/http/ui.js';
+import { startHttpServer, type HttpServer } from '../../lambdas/local/http-server.js';
+import { buildUi } from '../../ui/build.js';
+
+const ID_TOKEN = `id-token-${randomUUID()}`;
+const CLIENT_ID = 'flare-dashboard';
+const CHROMIUM = process.env.FLARE_CHROMIUM ?? '/usr/bin/chromium';
+
+let issuer: Server;
+let issuerUrl: string;
+let server: HttpServer;
+let browser: Browser;
+/** Codes the issuer gave, with the PKCE challenge and redirect URI they were asked with. */
+const codes = new Map<string, { challenge: string; redirectUri: string }>();
+const exchanges: { ok: boolean; why?: string }[] = [];
+const apiCalls: string[] = [];
+
+const base64Url = (b: Buffer) => b.toString('base64').replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+
+before(async () => {
+  issuer = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', issuerUrl);
+    const cors = { 'access-control-allow-origin': '*' };
+    if (url.pathname === '/.well-known/openid-configuration') {
+      res.writeHead(200, { 'content-type': 'application/json', ...cors });
+      res.end(
+        JSON.stringify({
+          issuer: issuerUrl,
+          authorization_endpoint: `${issuerUrl}/authorize`,
+          token_endpoint: `${issuerUrl}/token`,
+        }),
+      );
+      return;
+    }
+    if (url.pathname === '/authorize') {
+      const p = url.searchParams;
+      assert.equal(p.get('response_type'), 'code');
+      assert.equal(p.get('client_id'), CLIENT_ID);
+      assert.equal(p.get('code_challenge_method'), 'S256');
+      const code = randomUUID();
+      codes.set(code, { challenge: p.get('code_challenge')!, redirectUri: p.get('redirect_uri')! });
+      const back = new URL(p.get('redirect_uri')!);
+      back.search = new URLSearchParams({ code, state: p.get('state')! }).toString();
+      res.writeHead(302, { location: back.toString() });
+      res.end();
+      return;
+    }
+    if (url.pathname === '/token' && req.method === 'POST') {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => {
+        const form = new URLSearchParams(body);
+        const asked = codes.get(form.get('code') ?? '');
+        const verifier = form.get('code_verifier') ?? '';
+        const why = !asked
+          ? 'unknown code'
+          : form.get('grant_type') !== 'authorization_code'
+            ? 'grant_type'
+            : form.get('client_id') !== CLIENT_ID
+              ? 'client_id'
+              : form.get('redirect_uri') !== asked.redirectUri
+                ? 'redirect_uri'
+                : base64Url(createHash('sha256').update(verifier).digest()) !== asked.challenge
+                  ? 'code_verifier'
+                  : undefined;
+        exchanges.push({ ok: why === undefined, why });
+        codes.delete(form.get('code') ?? '');
+        res.writeHead(why ? 400 : 200, { 'content-type': 'application/json', ...cors });
+        res.end(JSON.stringify(why ? { error: 'invalid_grant' } : { id_token: ID_TOKEN, token_type: 'Bearer' }));
+      });
+      return;
+    }
+    res.writeHead(404, cors);
+    res.end();
+  });
+  await new Promise<void>((resolve) => issuer.listen(0, '127.0.0.1', resolve));
+  issuerUrl = `http://127.0.0.1:${(issuer.address() as AddressInfo).port}`;
+
+  server = await startHttpServer({
+    host: '127.0.0.1',
+    port: 0,
+    users: [{ name: 'alice', token: ID_TOKEN, projects: ['vision'] }],
+    // Reached only with the ID token (the server plays the authorizer): it records the path and lists nothing.
+    handler: async (event) => {
+      apiCalls.push(event.rawPath);
+      return { statusCode: 200, headers: { 'content-type': 'application/json' }, body: '{"items":[]}' };
+    },
+    ui: createUiHandler(buildUi, { oidc: { issuer: issuerUrl, clientId: CLIENT_ID, scopes: ['openid', 'email'] } }),
+  });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+  await new Promise((resolve) => issuer?.close(resolve));
+});
+
+describe("the dashboard's OIDC sign-in (authorization code with PKCE)", () => {
+  it("signs in through the issuer's login, calls the API with the ID token, and leaves no code in the address bar", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/ui/admin`);
+    await page.getByRole('button', { name: "Sign in with your organisation's login" }).click();
+    await page.getByRole('heading', { name: 'Quotas', exact: true }).waitFor();
+    assert.equal(page.url(), `${server.url}/ui/admin`, 'back where it started, code and state gone');
+    assert.deepEqual(exchanges, [{ ok: true, why: undefined }]);
+    assert.ok(apiCalls.includes('/v1/quotas'), `the API was reached with the ID token: ${apiCalls.join(', ')}`);
+    const csp = (await fetch(`${server.url}/ui/`)).headers.get('content-security-policy') ?? '';
+    assert.match(csp, new RegExp(`connect-src 'self' ${issuerUrl.replace(/\./g, '\\.')}(;|$)`));
+    await page.close();
+  });
+
+  it('refuses a return it did not ask for: no token, the form says why', async () => {
+    const page = await browser.newPage();
+    const before = apiCalls.length;
+    await page.goto(`${server.url}/ui/?code=forged&state=forged`);
+    await page.getByText('the login answered a request this tab did not make').waitFor();
+    await page.getByLabel('API token').waitFor();
+    assert.equal(new URL(page.url()).search, '');
+    assert.equal(apiCalls.length, before);
+    await page.close();
+  });
+});
