@@ -24,6 +24,7 @@ import { PoolSeed } from './pool-seed.js';
 import { Reconciler } from './reconciler.js';
 import { readSettings, type FlareSettings } from './settings.js';
 import { FlareTables } from './tables.js';
+import { FlareWebUi } from './web-ui.js';
 
 /** Every Lambda's entry file, by role: the contract with lambdas/handlers/. */
 export const HANDLER_ENTRIES = {
@@ -34,6 +35,7 @@ export const HANDLER_ENTRIES = {
   streamPublisher: 'lambdas/handlers/events/stream-publisher.ts',
   notifier: 'lambdas/handlers/events/notifier.ts',
   seedPools: 'lambdas/handlers/custom-resources/seed-pools.ts',
+  ui: 'lambdas/handlers/http/ui.ts',
 } as const;
 export type HandlerKey = keyof typeof HANDLER_ENTRIES;
 
@@ -60,6 +62,8 @@ export class FlareStack extends Stack {
   public readonly tasks: FlareFunction;
   public readonly workflow: JobWorkflow;
   public readonly httpApi: FlareHttpApi;
+  /** The dashboard at <API URL>/ui/. */
+  public readonly webUi: FlareWebUi;
   /** What jobs keep of $FLARE_OUTPUT_DIR, under <project>/<jobId>/. */
   public readonly outputs: OutputsBucket;
   public readonly alarms: FlareAlarms;
@@ -158,6 +162,9 @@ export class FlareStack extends Stack {
       auth: this.settings.auth,
       adminGroup: this.settings.adminGroup,
     });
+    this.webUi = new FlareWebUi(this, 'WebUi', { entry: entry('ui'), signIn: this.httpApi.webSignIn });
+    this.httpApi.addUiRoutes(this.webUi.handler.function);
+    new CfnOutput(this, 'DashboardUrl', { value: `${this.httpApi.url}/ui/`, description: 'The Flare dashboard' });
 
     // Completion: SSM command and EC2 state events end a job's wait.
     this.computeEvents = new ComputeEvents(this, 'ComputeEvents', {

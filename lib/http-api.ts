@@ -5,7 +5,7 @@
  * Cognito user pool this construct creates (groups = projects, plus an admin
  * group), or from an external OIDC issuer.
  */
-import { CfnOutput, Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpJwtAuthorizer, HttpUserPoolAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
@@ -15,9 +15,13 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { AuthSetting } from './settings.js';
+import type { WebSignIn } from './web-ui.js';
 
 export const PUBLIC_ROUTES = ['/', '/v1', '/v1/health', '/v1/openapi.json'] as const;
 export const PROTECTED_ROUTE = '/v1/{proxy+}';
+export const UI_PATH = '/ui';
+/** The dashboard's routes (lib/web-ui.ts serves them). */
+export const UI_ROUTES = [UI_PATH, `${UI_PATH}/{proxy+}`] as const;
 /** The default Cognito group whose members are Flare admins; every other group is a project. */
 export const ADMIN_GROUP = 'admin';
 
@@ -47,6 +51,11 @@ export class FlareHttpApi extends Construct {
   public readonly userPool?: cognito.UserPool;
   public readonly userPoolClient?: cognito.UserPoolClient;
   public readonly adminGroup: string;
+  /** The Cognito client and hosted login domain the dashboard signs in with (no external issuer). */
+  public readonly webClient?: cognito.UserPoolClient;
+  public readonly loginDomain?: cognito.UserPoolDomain;
+  /** How the dashboard signs in with this API's issuer (lib/web-ui.ts). */
+  public readonly webSignIn: WebSignIn;
 
   constructor(scope: Construct, id: string, props: FlareHttpApiProps) {
     super(scope, id);
@@ -61,9 +70,18 @@ export class FlareHttpApi extends Construct {
     if (!/^[A-Za-z0-9_.@+=,:-]{1,128}$/.test(this.adminGroup))
       throw new Error(`${this.node.path}: adminGroup must be a Cognito group name, got '${this.adminGroup}'`);
 
+    this.api = new apigwv2.HttpApi(this, 'Api', {
+      description: 'Flare control plane API (v1)',
+      createDefaultStage: false,
+    });
+    // The dashboard's sign-in comes back here (authorization code with PKCE).
+    const dashboardUrl = `${this.api.apiEndpoint}${UI_PATH}/`;
+
     let authorizer: apigwv2.IHttpRouteAuthorizer;
     if (props.auth) {
       authorizer = new HttpJwtAuthorizer('Jwt', props.auth.issuer, { jwtAudience: [...props.auth.audience] });
+      // The issuer's own client for the dashboard: the first audience, its ID token's `aud`.
+      this.webSignIn = { issuer: props.auth.issuer, clientId: props.auth.audience[0]!, scopes: ['openid'] };
     } else {
       this.userPool = new cognito.UserPool(this, 'Users', {
         selfSignUpEnabled: false,
@@ -92,7 +110,40 @@ export class FlareHttpApi extends Construct {
         groupName: this.adminGroup,
         description: 'Flare administrators: every project, pools, quotas and the image catalog',
       });
-      authorizer = new HttpUserPoolAuthorizer('Cognito', this.userPool, { userPoolClients: [this.userPoolClient] });
+      // The dashboard's client: the user pool's hosted login, code flow with PKCE, no secret.
+      this.webClient = this.userPool.addClient('Web', {
+        generateSecret: false,
+        authFlows: {},
+        oAuth: {
+          flows: { authorizationCodeGrant: true },
+          scopes: [cognito.OAuthScope.OPENID, cognito.OAuthScope.EMAIL, cognito.OAuthScope.PROFILE],
+          callbackUrls: [dashboardUrl],
+          logoutUrls: [dashboardUrl],
+        },
+        supportedIdentityProviders: [cognito.UserPoolClientIdentityProvider.COGNITO],
+        preventUserExistenceErrors: true,
+        accessTokenValidity: Duration.hours(1),
+        idTokenValidity: Duration.hours(1),
+      });
+      // Hosted login domains are unique per region: the stack's name and the account make it so.
+      const prefix = Stack.of(this)
+        .stackName.toLowerCase()
+        .replace(/[^a-z0-9-]/g, '-')
+        .replace(/aws|amazon|cognito/g, 'x')
+        .slice(0, 30);
+      this.loginDomain = this.userPool.addDomain('Login', {
+        cognitoDomain: { domainPrefix: Fn.join('-', [prefix, Aws.ACCOUNT_ID]) },
+      });
+      this.webSignIn = {
+        issuer: this.userPool.userPoolProviderUrl,
+        authorizationEndpoint: `${this.loginDomain.baseUrl()}/oauth2/authorize`,
+        tokenEndpoint: `${this.loginDomain.baseUrl()}/oauth2/token`,
+        clientId: this.webClient.userPoolClientId,
+        scopes: ['openid', 'email', 'profile'],
+      };
+      authorizer = new HttpUserPoolAuthorizer('Cognito', this.userPool, {
+        userPoolClients: [this.userPoolClient, this.webClient],
+      });
       Validations.of(this.userPool).acknowledge({
         id: 'AwsSolutions-COG8',
         reason:
@@ -100,10 +151,6 @@ export class FlareHttpApi extends Construct {
       });
     }
 
-    this.api = new apigwv2.HttpApi(this, 'Api', {
-      description: 'Flare control plane API (v1)',
-      createDefaultStage: false,
-    });
     this.accessLogs = new logs.LogGroup(this, 'AccessLogs', {
       retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
       removalPolicy: RemovalPolicy.DESTROY,
@@ -151,6 +198,25 @@ export class FlareHttpApi extends Construct {
     if (this.userPool && this.userPoolClient) {
       new CfnOutput(this, 'UserPoolId', { value: this.userPool.userPoolId });
       new CfnOutput(this, 'UserPoolClientId', { value: this.userPoolClient.userPoolClientId });
+    }
+  }
+
+  /** The dashboard's routes, `GET`/`HEAD` `/ui` and `/ui/{proxy+}`, public: the page holds no data, its API calls carry the token. */
+  public addUiRoutes(handler: lambda.IFunction): void {
+    const integration = new HttpLambdaIntegration('Ui', handler, {
+      payloadFormatVersion: apigwv2.PayloadFormatVersion.VERSION_2_0,
+    });
+    for (const path of UI_ROUTES) {
+      const routes = this.api.addRoutes({
+        path,
+        methods: [apigwv2.HttpMethod.GET, apigwv2.HttpMethod.HEAD],
+        integration,
+      });
+      for (const route of routes)
+        Validations.of(route).acknowledge({
+          id: 'AwsSolutions-APIG4',
+          reason: `${path} serves the dashboard's static page and files (docs/dashboard.md), which hold no data; every API call the page makes carries the signed-in token.`,
+        });
     }
   }
 

@@ -94,6 +94,8 @@ export interface FlareFunctionProps {
   readonly logRetention?: logs.RetentionDays;
   /** @default lambda.Architecture.ARM_64 */
   readonly architecture?: lambda.Architecture;
+  /** Shell commands run after esbuild, to put more files in the package (the dashboard's bundle). @default none */
+  readonly afterBundling?: (inputDir: string, outputDir: string) => string[];
 }
 
 export class FlareFunction extends Construct {
@@ -137,7 +139,16 @@ export class FlareFunction extends Construct {
       projectRoot: REPO_ROOT,
       depsLockFilePath: path.join(REPO_ROOT, 'package-lock.json'),
       environment: { NODE_OPTIONS: '--enable-source-maps', ...props.environment },
-      bundling: FLARE_BUNDLING,
+      bundling: props.afterBundling
+        ? {
+            ...FLARE_BUNDLING,
+            commandHooks: {
+              beforeBundling: () => [],
+              beforeInstall: () => [],
+              afterBundling: props.afterBundling,
+            },
+          }
+        : FLARE_BUNDLING,
     });
 
     // Tracing adds xray:PutTraceSegments/PutTelemetryRecords on '*' to this role.

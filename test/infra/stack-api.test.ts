@@ -220,8 +220,10 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       const [authorizerId, authorizer] = authorizers[0];
       assert.equal(authorizer.Properties.AuthorizerType, 'JWT');
       assert.match(JSON.stringify(authorizer.Properties.JwtConfiguration.Issuer), /https:\/\/cognito-idp\./);
+      // The CLI's client and the dashboard's (test/infra/web-ui.test.ts).
       assert.deepEqual(authorizer.Properties.JwtConfiguration.Audience, [
         { Ref: logicalId(stack, stack.httpApi.userPoolClient!) },
+        { Ref: logicalId(stack, stack.httpApi.webClient!) },
       ]);
 
       template.hasResourceProperties('AWS::ApiGatewayV2::Route', {
@@ -250,9 +252,13 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       assert.deepEqual(routes.map((r) => r.Properties.RouteKey).sort(), [
         'ANY /v1/{proxy+}',
         'GET /',
+        'GET /ui',
+        'GET /ui/{proxy+}',
         'GET /v1',
         'GET /v1/health',
         'GET /v1/openapi.json',
+        'HEAD /ui',
+        'HEAD /ui/{proxy+}',
       ]);
     });
 
