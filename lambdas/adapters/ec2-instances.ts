@@ -127,11 +127,16 @@ export class Ec2Instances {
   }
 }
 
+/** Who submitted the job (its owner, the `sub` of their token), on each of its instances. */
+export const OWNER_TAG_KEY = 'flare:owner';
+const MAX_TAG_VALUE_LENGTH = 256;
+
 /**
  * Tags on every instance and volume of a job, set at RunInstances (the only time the
  * instance role's IAM lets Flare tag): the reconciler finds orphans by `managed-by` and
  * `flare:job`; the instance's dead-man switch reads `flare:expires-at` until the job's
- * own expiry file exists (container-command's INSTANCE_DEADLINE_FILE).
+ * own expiry file exists (container-command's INSTANCE_DEADLINE_FILE); `flare:owner` lets
+ * IAM open Session Manager sessions to the job's owner only (docs/operations.md).
  */
 export function jobTags(job: Job, expiresAt: string, deployment?: string): Tag[] {
   return [
@@ -140,6 +145,8 @@ export function jobTags(job: Job, expiresAt: string, deployment?: string): Tag[]
     ...(deployment ? [{ Key: DEPLOYMENT_TAG_KEY, Value: deployment }] : []),
     { Key: JOB_TAG_KEY, Value: job.id },
     { Key: 'flare:project', Value: job.project },
+    // EC2 takes any characters in a tag value, up to 256 of them: a longer owner gets no tag, and no session by IAM.
+    ...(job.owner.length <= MAX_TAG_VALUE_LENGTH ? [{ Key: OWNER_TAG_KEY, Value: job.owner }] : []),
     { Key: 'flare:pool', Value: job.pool },
     { Key: 'flare:attempt', Value: String(job.launchAttempt ?? 0) },
     { Key: 'flare:expires-at', Value: expiresAt },

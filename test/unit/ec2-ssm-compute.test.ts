@@ -57,6 +57,7 @@ const BASE_TAGS = [
   { Key: 'managed-by', Value: 'flare' },
   { Key: 'flare:job', Value: 'job-7' },
   { Key: 'flare:project', Value: 'vision' },
+  { Key: 'flare:owner', Value: 'alice' },
   { Key: 'flare:pool', Value: 'a10g' },
 ];
 

@@ -172,6 +172,7 @@ export function expectedRunInstances(
     { Key: 'flare:deployment', Value: t.deployment },
     { Key: 'flare:job', Value: job.id },
     { Key: 'flare:project', Value: 'vision' },
+    { Key: 'flare:owner', Value: String(job.owner) },
     { Key: 'flare:pool', Value: POOL },
     { Key: 'flare:attempt', Value: String(attempt) },
   ];
