@@ -22,6 +22,7 @@ import { JobNotFound, StaleJob } from './errors.js';
 import { HOLDING_STATES, JobState, QUEUED_STATES, totalGpus, type Job } from './job.js';
 import { admitted as countAdmission, METRIC, timed } from './metrics.js';
 import { behindReason, DRAIN_PAGE_SIZE, poolReason, quotaReason, waitingFields } from './queue.js';
+import { drainerOf } from './pool-drainer.js';
 import { workflowInput } from './workflow.js';
 import type { IdempotencyClaim } from '../ports/jobs.js';
 import type { PoolRecord, QuotaRecord } from '../ports/limits.js';
@@ -198,14 +199,21 @@ async function admitJustQueued(deps: Deps, job: Job): Promise<Job> {
     if (!reason || reason === job.stateReason) return job;
     return (await updateUnlessStale(deps, job.id, [JobState.WAITING], { stateReason: reason })) ?? job;
   }
-  // Not beside a drain of the pool in this process: the two would fight over the same head job and pool row.
-  const pass = await drainerOf(deps, job.pool).exclusive(() => drainOnce(deps, job.pool, { until: job.id }));
+  // In line with the pool's drains in this process (pool-drainer.ts): beside one, the two would fight over the
+  // same head job and pool row.
+  const pass = await drainerOf<DrainResult>(deps.queue, job.pool).exclusive(() =>
+    drainOnce(deps, job.pool, { until: job.id }),
+  );
   const admitted = pass.admitted.find((j) => j.id === job.id);
   if (admitted) return admitted;
-  // The pass read the whole queue, with room to the end, and the job was not in it: the queue index does not
-  // show it yet (on AWS a GSI lags its table). It is the youngest: admitted now, as the pass would have.
+  // The pass read the whole queue, with room to the end, and the job was not in it: a pass that ended before
+  // this one was asked for admitted it (or it was cancelled), or the queue index does not show it yet (on AWS
+  // a GSI lags its table). One read tells which, where a blind admission would be a lost transaction in the
+  // first case; in the second it is the youngest: admitted now, as the pass would have.
   if (pass.complete && !pass.reasons.has(job.id)) {
-    const direct = await admitQueued(deps, job);
+    const stored = await deps.jobs.getJob(job.id);
+    if (stored?.state !== JobState.WAITING) return stored ?? job;
+    const direct = await admitQueued(deps, stored);
     if (direct.admitted) return direct.job;
   }
   return { ...job, stateReason: pass.reasons.get(job.id) ?? job.stateReason };
@@ -295,24 +303,14 @@ export interface DrainOptions {
 /**
  * Admit queued jobs of `poolName` in FIFO order while they fit, and start their runs.
  *
- * Drains of one pool in one process do not run at once: concurrent passes fight over the same head job and
- * pool row, and each lost transaction costs retries. A drain asked for while one runs is served by the next
- * pass, which starts after the running one ends and is shared by everyone who asked meanwhile, so every
- * caller still gets a full pass that began after it asked. Separate processes (Lambda instances) still race,
- * safely: every admission is a conditional transaction.
+ * Passes of one pool in one process (these and submits' bounded ones) run one after another (pool-drainer.ts).
+ * A drain asked for while one runs is served by the next full pass in line, shared by everyone who asks
+ * before it starts, so every caller still gets a full pass that began after it asked.
  */
 export function drainPool(deps: Deps, poolName: string, options: DrainOptions = {}): Promise<DrainResult> {
-  return drainerOf(deps, poolName).request(() =>
+  return drainerOf<DrainResult>(deps.queue, poolName).request(() =>
     timed(deps, METRIC.drainLatency, () => drainOnce(deps, poolName, options)),
   );
-}
-
-function drainerOf(deps: Deps, poolName: string): PoolDrainer {
-  let pools = drainers.get(deps.queue);
-  if (!pools) drainers.set(deps.queue, (pools = new Map()));
-  let drainer = pools.get(poolName);
-  if (!drainer) pools.set(poolName, (drainer = new PoolDrainer()));
-  return drainer;
 }
 
 /**
@@ -334,52 +332,6 @@ export async function drainAfterRelease(
     if (pool.name !== released && pool.availableGpus > 0) results.push(await drainPool(deps, pool.name));
   }
   return results;
-}
-
-/** Per store (one plane), per pool. */
-const drainers = new WeakMap<object, Map<string, PoolDrainer>>();
-
-class PoolDrainer {
-  private running?: Promise<DrainResult>;
-  private next?: Promise<DrainResult>;
-
-  request(pass: () => Promise<DrainResult>): Promise<DrainResult> {
-    const current = this.running;
-    if (!current) return this.start(pass);
-    this.next ??= current.then(ignore, ignore).then(() => {
-      this.next = undefined;
-      return this.start(pass);
-    });
-    // What the running pass admitted counts too: a caller looks for its job among the admitted.
-    return Promise.all([current.catch(() => undefined), this.next]).then(([before, after]) =>
-      before ? mergeResults(before, after) : after,
-    );
-  }
-
-  /** A pass of its own (a submit's bounded one), once no pass runs; passes asked for meanwhile follow it. */
-  async exclusive(pass: () => Promise<DrainResult>): Promise<DrainResult> {
-    while (this.running) await this.running.then(ignore, ignore);
-    return this.start(pass);
-  }
-
-  private start(pass: () => Promise<DrainResult>): Promise<DrainResult> {
-    const run = pass();
-    this.running = run;
-    run.then(ignore, ignore).then(() => {
-      if (this.running === run) this.running = undefined;
-    });
-    return run;
-  }
-}
-
-function ignore(): void {}
-
-function mergeResults(before: DrainResult, after: DrainResult): DrainResult {
-  return {
-    ...after,
-    admitted: [...before.admitted, ...after.admitted],
-    backfilled: [...before.backfilled, ...after.backfilled],
-  };
 }
 
 /** One pass. `until`: a submit's bounded pass, which reads one page, stops at that job and never backfills. */

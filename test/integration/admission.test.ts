@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { newJobId } from '../../lambdas/adapters/ids.js';
 import { DRAIN_PAGE_SIZE } from '../../lambdas/core/queue.js';
-import { executionName, redriveJob } from '../../lambdas/core/admission.js';
+import { drainPool, executionName, redriveJob } from '../../lambdas/core/admission.js';
 import { JobState, type Job } from '../../lambdas/core/job.js';
 import { submitJob } from '../../lambdas/core/jobs.js';
 import { jobRecord } from '../support/jobs.js';
@@ -38,18 +38,64 @@ async function missedByADrain(world: World, count: number, createdFrom: number):
   return jobs;
 }
 
-/** Every store.admit the submit makes, counted. */
-function countingAdmissions(world: World): { deps: World['deps']; admissions: () => number } {
-  let admissions = 0;
-  const queue = Object.create(world.deps.queue, {
-    admit: {
-      value: async (...args: Parameters<World['deps']['queue']['admit']>) => {
-        admissions += 1;
-        return world.deps.queue.admit(...args);
+/** `target` with some of its methods replaced; the others, and `this` inside them, as they were. */
+function overriding<T extends object>(target: T, methods: Partial<T>): T {
+  return Object.create(target, Object.fromEntries(Object.entries(methods).map(([k, value]) => [k, { value }])));
+}
+
+/** A place where a test holds the plane: `arrived` settles when something gets there, which goes on at `open()`. */
+function gate() {
+  let open!: () => void;
+  let reached!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  const arrived = new Promise<void>((resolve) => (reached = resolve));
+  const pass = () => {
+    reached();
+    return opened;
+  };
+  return { arrived, open, pass };
+}
+
+/**
+ * The world's ports as every caller in one plane shares them, watched: each queue.admit counted, and those that
+ * lost; the id of the job a submit stored; each read of limits after that. `hold` keeps an admission (by its
+ * number) or a read of limits after the store waiting.
+ */
+function watchedPorts(
+  world: World,
+  hold: { admission?: (n: number) => Promise<void> | undefined; limitsAfterStore?: () => Promise<void> } = {},
+) {
+  const { queue, jobs, limits } = world.deps;
+  const seen = { admissions: 0, lost: 0, stored: undefined as string | undefined, limitsAfterStore: 0 };
+  const deps: World['deps'] = {
+    ...world.deps,
+    queue: overriding(queue, {
+      admit: async (...args: Parameters<typeof queue.admit>) => {
+        seen.admissions += 1;
+        await hold.admission?.(seen.admissions);
+        const outcome = await queue.admit(...args);
+        if (!outcome.admitted) seen.lost += 1;
+        return outcome;
       },
-    },
-  });
-  return { deps: { ...world.deps, queue }, admissions: () => admissions };
+    }),
+    jobs: overriding(jobs, {
+      createJob: async (...args: Parameters<typeof jobs.createJob>) => {
+        const result = await jobs.createJob(...args);
+        seen.stored = result.job.id;
+        return result;
+      },
+    }),
+    limits: overriding(limits, {
+      getLimits: async (...args: Parameters<typeof limits.getLimits>) => {
+        const afterStore = seen.stored !== undefined;
+        if (afterStore) await hold.limitsAfterStore?.();
+        const result = await limits.getLimits(...args);
+        if (afterStore) seen.limitsAfterStore += 1;
+        return result;
+      },
+    }),
+  };
+  return { deps, seen };
 }
 
 /** Each job's state, with LAUNCHING and RUNNING both read as admitted: a job admitted moments ago may be running already. */
@@ -82,15 +128,64 @@ describe('admission at a submit (real ASL, DynamoDB Local)', () => {
   it('a submit reads one page of its pool’s queue at most, however deep the queue behind which it is stored', async () => {
     const world = await setup();
     const older = await missedByADrain(world, DRAIN_PAGE_SIZE + 15, Date.now() - 600_000);
-    const { deps, admissions } = countingAdmissions(world);
+    const { deps, seen } = watchedPorts(world);
 
     const { job } = await submitJob(deps, alice, { template: 'sleep' });
 
-    assert.equal(admissions(), DRAIN_PAGE_SIZE, 'one admission per job of the first page, none past it');
+    assert.equal(seen.admissions, DRAIN_PAGE_SIZE, 'one admission per job of the first page, none past it');
     assert.equal(job.state, JobState.WAITING, 'behind more than a page: the next drain or the reconciler admits it');
     const after = await states(world, older);
     assert.deepEqual(after.slice(0, DRAIN_PAGE_SIZE), Array(DRAIN_PAGE_SIZE).fill(JobState.LAUNCHING));
     assert.deepEqual(after.slice(DRAIN_PAGE_SIZE), Array(15).fill(JobState.WAITING));
+  });
+
+  it('a submit beside its pool’s drains loses no admission transaction: their passes run one after the other', async () => {
+    const world = await setup();
+    const older = await missedByADrain(world, 2, Date.now() - 60_000);
+    const first = gate();
+    const { deps, seen } = watchedPorts(world, { admission: (n) => (n === 1 ? first.pass() : undefined) });
+
+    // A release's drain has read the queue (the two older jobs) and waits at its first admission.
+    const release = drainPool(deps, 'local', { released: true });
+    await first.arrived;
+    // A submit stores its job WAITING behind them, reads room for it, and asks for its bounded pass.
+    const submit = submitJob(deps, alice, { template: 'sleep' });
+    await waitFor('the submit to read room for its stored job', async () => seen.limitsAfterStore > 0);
+    await new Promise(setImmediate);
+    // Another release asks for a drain meanwhile.
+    const another = drainPool(deps, 'local', { released: true });
+    first.open();
+    const [{ job }] = await Promise.all([submit, release, another]);
+
+    assert.equal(seen.lost, 0, 'no pass tried to admit a job another had admitted, nor GPUs another had taken');
+    assert.equal(seen.admissions, 3, 'one transaction per job admitted');
+    assert.equal(job.state, JobState.LAUNCHING, 'the submit answers with its job admitted');
+    assert.deepEqual(await states(world, older), [JobState.LAUNCHING, JobState.LAUNCHING]);
+    assert.equal((await world.store.getPool('local'))?.usedGpus, 3);
+  });
+
+  it('a submit whose job a drain admitted before its own pass answers with the job admitted, and tries no admission of it', async () => {
+    const world = await setup();
+    // An older job queued: the submitted one is stored WAITING behind it, though the pool has room.
+    const [older] = await missedByADrain(world, 1, Date.now() - 60_000);
+    const read = gate();
+    const { deps, seen } = watchedPorts(world, { limitsAfterStore: read.pass });
+
+    // The submit's read of room after its write waits until a drain has admitted its job.
+    const submit = submitJob(deps, alice, { template: 'sleep' });
+    await read.arrived;
+    const drained = await drainPool(deps, 'local', { released: true });
+    assert.deepEqual(
+      drained.admitted.map((j) => j.id).sort(),
+      [older!.id, seen.stored].sort(),
+      'the drain admitted the older job and the stored one',
+    );
+    read.open();
+    const { job } = await submit;
+
+    assert.equal(job.state, JobState.LAUNCHING, 'its answer says what the drain did');
+    assert.equal(seen.lost, 0);
+    assert.equal((await world.store.getPool('local'))?.usedGpus, 2);
   });
 
   it('every run of a job has its own execution, <jobId>-<run>: admitted at its submit it is run 1, re-driven run 2', async () => {
