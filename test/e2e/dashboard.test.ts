@@ -63,6 +63,16 @@ function focused(page: Page, property: 'id' | 'textContent'): Promise<unknown> {
   return page.evaluate(`document.activeElement?.${property}`);
 }
 
+/** What the browser does when the tab goes to the background or comes back (headless tabs never do). */
+async function setHidden(page: Page, hidden: boolean): Promise<void> {
+  await page.evaluate((h) => {
+    const doc = (globalThis as any).document;
+    // A value, not a getter: tsx's keepNames would wrap a getter in a helper the page does not have.
+    Object.defineProperty(doc, 'hidden', { configurable: true, value: h });
+    doc.dispatchEvent(new Event('visibilitychange'));
+  }, hidden);
+}
+
 async function shoot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
@@ -168,6 +178,16 @@ describe('the dashboard in a real browser', () => {
       [],
       'nothing is fetched from another origin',
     );
+
+    // A hidden tab asks nothing (for longer than the 10 s between polls); shown again, it asks again.
+    const apiCalls = () => requests.filter((url) => new URL(url).pathname.startsWith('/v1/')).length;
+    await setHidden(page, true);
+    const quiet = apiCalls();
+    await new Promise((resolve) => setTimeout(resolve, 11_000));
+    assert.equal(apiCalls(), quiet, 'no request while hidden');
+    const asked = page.waitForRequest((r) => new URL(r.url()).pathname.startsWith('/v1/'), { timeout: 15_000 });
+    await setHidden(page, false);
+    await asked;
     await page.context().close();
   });
 
