@@ -6,37 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { artifactPerFile, type Artifact } from './support/artifact.js';
+import { artifactPerFile } from './support/artifact.js';
 import { assertCallsAllowed } from './support/iam-check.js';
-import {
-  alice,
-  callsSince,
-  pool,
-  publishedStates,
-  setUpCatalog,
-  submit,
-  waitFor,
-  waitForState,
-  type JobView,
-} from './support/scenario.js';
+import { alice, callsSince, pool, publishedStates, runningJob, waitForState } from './support/scenario.js';
 
 const deployed = artifactPerFile();
-
-async function runningJob(a: Artifact, body: Record<string, unknown>): Promise<{ job: JobView; instanceId: string }> {
-  await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
-  const job = await submit(a, body);
-  const running = await waitForState(a, job.id, ['RUNNING', 'FAILED']);
-  assert.equal(running.state, 'RUNNING', running.stateReason);
-  const [command] = await waitFor('the container command', () =>
-    a.fake.commands().filter((c) => c.comment === `flare:job=${job.id}`),
-  );
-  // The Run state waits on the job once the tasks function has stored its token: from then on, an end the
-  // API reports reaches the wait through that token (before it, the tasks function sees the outcome itself).
-  await waitFor('the Run state to wait on the job', () =>
-    callsSince(a, 0, 'UpdateItem', job.id).filter((c) => String(c.params.UpdateExpression).includes('taskToken')),
-  );
-  return { job: running, instanceId: command.instanceIds[0] };
-}
 
 describe('artifact: cancel and expiry', () => {
   it('DELETE on a running job: 202, then CANCELLED by its owner, the instance terminated, the GPU released', async () => {

@@ -13,29 +13,13 @@ import {
   callsSince,
   pool,
   publishedStates,
+  runningJob,
   setUpCatalog,
   submit,
-  waitFor,
   waitForState,
-  type JobView,
 } from './support/scenario.js';
-import type { Artifact } from './support/artifact.js';
 
 const deployed = artifactPerFile();
-
-async function runningJob(
-  a: Artifact,
-  body: Record<string, unknown> = { template: 'train' },
-): Promise<{ job: JobView; instanceId: string; commandId: string }> {
-  await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
-  const job = await submit(a, body);
-  const running = await waitForState(a, job.id, ['RUNNING', 'FAILED']);
-  assert.equal(running.state, 'RUNNING', running.stateReason);
-  const [command] = await waitFor('the container command', () =>
-    a.fake.commands().filter((c) => c.comment === `flare:job=${job.id}`),
-  );
-  return { job, instanceId: command.instanceIds[0], commandId: command.commandId };
-}
 
 describe('artifact: failures', () => {
   it('a launch EC2 refuses (not capacity) is retried by the state machine, then FAILED with the reason, the GPU released', async () => {

@@ -9,69 +9,25 @@
  * files within the cap, before its expiry. Every allowed request has a refused twin.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import * as path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { S3Client } from '@aws-sdk/client-s3';
-import { runSimulation } from '@cloud-copilot/iam-simulate';
-import { App } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
 import { S3OutputsUpload } from '../../lambdas/adapters/s3-outputs-upload.js';
 import type { OutputsUploadRequest } from '../../lambdas/core/outputs-upload.js';
-import { FlareStack, HANDLER_ENTRIES, type HandlerKey } from '../../lib/flare-stack.js';
-import { REPO_ROOT } from '../../lib/lambda-defaults.js';
-import { refOf, type CfnTemplate } from './support/cfn-resolve.js';
-import { rolePolicies, type RolePolicies } from './support/iam-check.js';
+import { refOf } from './support/cfn-resolve.js';
+import { decide, stackPolicies, type StackPolicies } from './support/policy-simulation.js';
 import { postPolicyRefusal } from './support/s3-post-policy.js';
-import { ARTIFACT_ACCOUNT, ARTIFACT_REGION } from './support/types.js';
+import { ARTIFACT_REGION } from './support/types.js';
 
-let scratch: string;
-let roles: Map<string, RolePolicies>;
+let stack: StackPolicies;
 let bucket: string;
-
-function role(prefix: string): RolePolicies {
-  const found = [...roles.values()].filter((r) => r.role.startsWith(prefix));
-  assert.equal(found.length, 1, `one role named ${prefix}*`);
-  return found[0]!;
-}
-
-async function decide(who: RolePolicies, action: string, resource: string): Promise<string> {
-  const result = await runSimulation(
-    {
-      request: {
-        principal: who.roleArn,
-        action,
-        resource: { resource, accountId: ARTIFACT_ACCOUNT },
-        contextVariables: { 'aws:SecureTransport': 'true' },
-      },
-      identityPolicies: who.identityPolicies,
-      serviceControlPolicies: [],
-      resourceControlPolicies: [],
-    },
-    {},
-  );
-  if (result.resultType === 'error') throw new Error(JSON.stringify(result.errors));
-  return result.overallResult;
-}
-
+const role = (prefix: string) => stack.role(prefix);
 const object = (key: string) => `arn:aws:s3:::${bucket}/${key}`;
 
 before(() => {
-  mkdirSync(path.join(REPO_ROOT, '.cache'), { recursive: true });
-  scratch = mkdtempSync(path.join(REPO_ROOT, '.cache', 'outputs-iam-'));
-  const handlerEntries: { [K in HandlerKey]?: string } = {};
-  for (const key of Object.keys(HANDLER_ENTRIES) as HandlerKey[]) {
-    handlerEntries[key] = path.join(scratch, `${key}.ts`);
-    writeFileSync(handlerEntries[key]!, 'export const handler = async (event: unknown) => event;\n');
-  }
-  const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
-  const template = Template.fromStack(new FlareStack(app, 'FlareStack', { handlerEntries })).toJSON() as CfnTemplate;
-  roles = rolePolicies(template);
-  const [bucketId] = Object.entries(template.Resources).find(([, r]) => r.Type === 'AWS::S3::Bucket')!;
-  bucket = refOf(template, bucketId);
+  stack = stackPolicies();
+  const [bucketId] = Object.entries(stack.template.Resources).find(([, r]) => r.Type === 'AWS::S3::Bucket')!;
+  bucket = refOf(stack.template, bucketId);
 });
-
-after(() => rmSync(scratch, { recursive: true, force: true }));
 
 describe('job outputs by the IAM simulation and the upload form', () => {
   it('gives the instance role no S3 access at all, and the tasks role only PutObject (to sign forms)', async () => {

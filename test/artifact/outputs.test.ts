@@ -15,16 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { artifactPerFile, type Artifact } from './support/artifact.js';
 import { assertCallsAllowed } from './support/iam-check.js';
-import {
-  alice,
-  callsSince,
-  getJob,
-  setUpCatalog,
-  submit,
-  waitFor,
-  waitForState,
-  type JobView,
-} from './support/scenario.js';
+import { alice, callsSince, getJob, runningJob, waitForState, type JobView } from './support/scenario.js';
 
 const deployed = artifactPerFile();
 let files: string;
@@ -39,22 +30,13 @@ async function runningJobWithFiles(
   a: Artifact,
   body: Record<string, unknown>,
 ): Promise<{ job: JobView; instanceId: string }> {
-  await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
-  const job = await submit(a, body);
-  const running = await waitForState(a, job.id, ['RUNNING', 'FAILED']);
-  assert.equal(running.state, 'RUNNING', running.stateReason);
-  const [command] = await waitFor('the container command', () =>
-    a.fake.commands().filter((c) => c.comment === `flare:job=${job.id}`),
-  );
-  await waitFor('the Run state to wait on the job', () =>
-    callsSince(a, 0, 'UpdateItem', job.id).filter((c) => String(c.params.UpdateExpression).includes('taskToken')),
-  );
-  const dir = join(files, job.id);
+  const running = await runningJob(a, body);
+  const dir = join(files, running.job.id);
   await mkdir(join(dir, 'sub'), { recursive: true });
   await writeFile(join(dir, 'result.txt'), 'hello');
   await writeFile(join(dir, 'sub', 'n.txt'), '42\n');
-  a.uploads.give(job.id, dir);
-  return { job: running, instanceId: command.instanceIds[0]! };
+  a.uploads.give(running.job.id, dir);
+  return running;
 }
 
 function bucketOf(a: Artifact): string {

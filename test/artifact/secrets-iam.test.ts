@@ -8,70 +8,22 @@
  * allowed request has a denied twin, so a check that allowed everything fails.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import * as path from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { runSimulation } from '@cloud-copilot/iam-simulate';
-import { App } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
+import { before, describe, it } from 'node:test';
 import { INSTANCE_TAG, jobSecretName, projectSecretName } from '../../contract/secrets.js';
-import { FlareStack, HANDLER_ENTRIES, type HandlerKey } from '../../lib/flare-stack.js';
-import { REPO_ROOT } from '../../lib/lambda-defaults.js';
-import { secretArn, type CfnTemplate } from './support/cfn-resolve.js';
-import { rolePolicies, type RolePolicies } from './support/iam-check.js';
+import { secretArn } from './support/cfn-resolve.js';
+import { decide, stackPolicies, type StackPolicies } from './support/policy-simulation.js';
 import { ARTIFACT_ACCOUNT, ARTIFACT_REGION } from './support/types.js';
 
-let scratch: string;
-let roles: Map<string, RolePolicies>;
-
-function role(prefix: string): RolePolicies {
-  const found = [...roles.values()].filter((r) => r.role.startsWith(prefix));
-  assert.equal(found.length, 1, `one role named ${prefix}*`);
-  return found[0]!;
-}
+let stack: StackPolicies;
+const role = (prefix: string) => stack.role(prefix);
 
 const instanceArn = (id: string) => `arn:aws:ec2:${ARTIFACT_REGION}:${ARTIFACT_ACCOUNT}:instance/${id}`;
 const JOB_COPY = secretArn(jobSecretName('FlareStack', 'job-1', 'i-0aaaaaaaaaaaaaaa1'));
 const PROJECT_SECRET = secretArn(projectSecretName('FlareStack', 'vision', 'openai-key'));
 
-async function decide(
-  who: RolePolicies,
-  action: string,
-  resource: string,
-  context: Record<string, string> = {},
-): Promise<string> {
-  const result = await runSimulation(
-    {
-      request: {
-        principal: who.roleArn,
-        action,
-        resource: { resource, accountId: ARTIFACT_ACCOUNT },
-        contextVariables: context,
-      },
-      identityPolicies: who.identityPolicies,
-      serviceControlPolicies: [],
-      resourceControlPolicies: [],
-    },
-    {},
-  );
-  if (result.resultType === 'error') throw new Error(JSON.stringify(result.errors));
-  return result.overallResult;
-}
-
 before(() => {
-  mkdirSync(path.join(REPO_ROOT, '.cache'), { recursive: true });
-  scratch = mkdtempSync(path.join(REPO_ROOT, '.cache', 'secrets-iam-'));
-  const handlerEntries: { [K in HandlerKey]?: string } = {};
-  for (const key of Object.keys(HANDLER_ENTRIES) as HandlerKey[]) {
-    handlerEntries[key] = path.join(scratch, `${key}.ts`);
-    writeFileSync(handlerEntries[key]!, 'export const handler = async (event: unknown) => event;\n');
-  }
-  const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
-  const template = Template.fromStack(new FlareStack(app, 'FlareStack', { handlerEntries })).toJSON() as CfnTemplate;
-  roles = rolePolicies(template);
+  stack = stackPolicies();
 });
-
-after(() => rmSync(scratch, { recursive: true, force: true }));
 
 describe('job secrets by the IAM simulation', () => {
   it('lets an instance read the copy tagged with its own ARN, and nothing else', async () => {

@@ -62,6 +62,28 @@ export async function getJob(a: Artifact, id: string, caller = alice): Promise<J
   return response.body as JobView;
 }
 
+/**
+ * A job of template `train` (set up first) that runs, with the Run state waiting on it: from then on an
+ * end the API or an event reports reaches that wait through its token (before, the tasks function sees
+ * the outcome itself). Its container command's id and its instance.
+ */
+export async function runningJob(
+  a: Artifact,
+  body: Record<string, unknown> = { template: 'train' },
+): Promise<{ job: JobView; instanceId: string; commandId: string }> {
+  await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
+  const submitted = await submit(a, body);
+  const job = await waitForState(a, submitted.id, ['RUNNING', 'FAILED']);
+  assert.equal(job.state, 'RUNNING', job.stateReason);
+  const command = await waitFor('the container command', () =>
+    a.fake.commands().find((c) => c.comment === `flare:job=${job.id}`),
+  );
+  await waitFor('the Run state to wait on the job', () =>
+    callsSince(a, 0, 'UpdateItem', job.id).find((c) => String(c.params.UpdateExpression).includes('taskToken')),
+  );
+  return { job, instanceId: command.instanceIds[0]!, commandId: command.commandId };
+}
+
 /** Polls the API until the job is in one of `states` (the harness's pollers run meanwhile). */
 export async function waitForState(a: Artifact, id: string, states: string[], timeoutMs = 60_000): Promise<JobView> {
   const deadline = Date.now() + timeoutMs;
