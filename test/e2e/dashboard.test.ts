@@ -191,7 +191,7 @@ describe('the dashboard in a real browser', () => {
     await page.context().close();
   });
 
-  it("follows a running job's log with its secret masked, then cancels the job from its page", async () => {
+  it("follows a running job's log with its secret masked, runs a command in it, then cancels it from its page", async () => {
     const { page, problems } = await openPage();
     // A fragment signs in too, and leaves the address bar.
     await page.goto(`${plane!.url}/ui/#token=${ALICE}`);
@@ -210,6 +210,11 @@ describe('the dashboard in a real browser', () => {
     const text = (await log.textContent()) ?? '';
     assert.ok(!text.includes(SECRET), 'the secret value is masked as the API masks it');
     assert.match(text, /key=\*\*\*/);
+    // A command run inside the job, its output shown (alice owns it).
+    await page.getByLabel('Command, one argument per line').fill('echo\nhello from exec');
+    await page.getByRole('button', { name: 'Run', exact: true }).click();
+    await page.getByText('exit code 0').waitFor();
+    assert.match((await page.locator('.exec-result').textContent()) ?? '', /hello from exec/);
     await shoot(page, 'job');
     assert.deepEqual(await accessibilityProblems(page), []);
 

@@ -112,7 +112,7 @@ function Queue({ jobs }: { jobs?: Job[] }) {
                 <td>{job.pool}</td>
                 <td>{job.queuePosition === undefined ? '—' : job.queuePosition + 1}</td>
                 <td>
-                  <Link href={jobHref(job.id)}>{job.name}</Link>
+                  <JobName job={job} />
                 </td>
                 <td>{job.project}</td>
                 <td>{job.gpus * job.nodeCount}</td>
@@ -153,7 +153,7 @@ function Running({ jobs }: { jobs?: Job[] }) {
               return (
                 <tr key={job.id} data-job={job.id}>
                   <td>
-                    <Link href={jobHref(job.id)}>{job.name}</Link>
+                    <JobName job={job} />
                   </td>
                   <td>{job.project}</td>
                   <td>{job.pool}</td>
@@ -169,5 +169,20 @@ function Running({ jobs }: { jobs?: Job[] }) {
         </table>
       )}
     </section>
+  );
+}
+
+/** A job's link; an array member also says which of its array it is (its page lists the others). */
+function JobName({ job }: { job: Job }) {
+  return (
+    <>
+      <Link href={jobHref(job.id)}>{job.name}</Link>
+      {job.arrayIndex !== undefined && (
+        <span class="hint">
+          {' '}
+          {job.arrayIndex + 1} of {job.arraySize ?? '?'} in {job.arrayId}
+        </span>
+      )}
+    </>
   );
 }
