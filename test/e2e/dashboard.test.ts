@@ -143,6 +143,8 @@ describe('the dashboard in a real browser', () => {
 
   it('signs in with the token form, shows the pool, the waiting job and its reason, the running job', async () => {
     assert.equal((await api('PUT', '/v1/projects/vision/secrets/api-key', ALICE, { value: SECRET })).status, 204);
+    const budget = { project: 'vision', resource: 'gpuHours', hardLimit: 100, period: 'month' };
+    assert.equal((await api('POST', '/v1/quotas', ROOT, budget)).status, 201);
     const first = await api('POST', '/v1/jobs', ALICE, {
       template: 'steps',
       name: 'first',
@@ -240,6 +242,12 @@ describe('the dashboard in a real browser', () => {
     await cap.waitFor();
     assert.equal(await cap.inputValue(), '2');
     await page.getByRole('cell', { name: 'gpus' }).first().waitFor();
+    // The budget: its period, and the running job's reservation (2 GPUs x its 60 min live timeout).
+    const budgetRow = page
+      .locator('section', { has: page.getByRole('heading', { name: 'GPU-hour budgets' }) })
+      .locator('tbody tr');
+    await budgetRow.first().waitFor();
+    assert.match((await budgetRow.first().textContent()) ?? '', /^vision\s*month, until .*\d\.\d\d.*100$/);
     await cap.focus();
     await page.keyboard.press('Tab');
     assert.equal(await focused(page, 'textContent'), 'Save cap');
