@@ -34,3 +34,6 @@ export const NAME_RULE = "1-63 lowercase letters, digits, '.', '_' or '-', start
  * so it is the floor of a template's volumeSizeGb and of `flare:minVolumeSizeGb`.
  */
 export const MIN_VOLUME_SIZE_GB = 75;
+
+/** Bytes of $FLARE_OUTPUT_DIR a job keeps unless the deployment says otherwise (local `outputs.maxBytes`, CDK `flare:outputsMaxBytes`). */
+export const DEFAULT_MAX_OUTPUT_BYTES = 10 * 2 ** 30;

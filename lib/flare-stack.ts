@@ -152,6 +152,7 @@ export class FlareStack extends Stack {
     // A stopping job's instance uploads its outputs with a form the tasks function signs.
     this.outputs.grantSignUploads(this.tasks.role);
     this.tasks.function.addEnvironment('OUTPUTS_BUCKET', this.outputs.bucket.bucketName);
+    this.tasks.function.addEnvironment('OUTPUTS_MAX_BYTES', String(this.settings.outputsMaxBytes));
     grantProjectSecrets(this, this.api.role);
     grantJobSecretCopies(this, this.tasks.role);
     grantReadOwnJobSecrets(this, this.compute.instanceRole);

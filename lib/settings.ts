@@ -7,9 +7,18 @@
  */
 import type { Construct } from 'constructs';
 import { z } from 'zod';
-import { JOB_STATES, MIN_VOLUME_SIZE_GB, NAME_PATTERN, NAME_RULE } from '../contract/vocabulary.js';
+import {
+  DEFAULT_MAX_OUTPUT_BYTES,
+  JOB_STATES,
+  MIN_VOLUME_SIZE_GB,
+  NAME_PATTERN,
+  NAME_RULE,
+} from '../contract/vocabulary.js';
 import { gpusOfInstanceType } from './instance-gpus.js';
 import { DEFAULT_OUTPUTS_RETENTION_DAYS } from './outputs-bucket.js';
+
+/** The largest per-job outputs cap a deployment may set. */
+const MAX_OUTPUTS_MAX_BYTES = 10 * 2 ** 40;
 import {
   both,
   closedObject,
@@ -264,7 +273,7 @@ const Notifications = z
     notifications: c['flare:notifications'],
   }));
 
-// flare:reconcilePeriodMinutes, flare:agentTimeoutMinutes, flare:alarmEmail, flare:ecrRepositories
+// flare:reconcilePeriodMinutes, flare:agentTimeoutMinutes, flare:outputsRetentionDays, flare:outputsMaxBytes, flare:alarmEmail, flare:ecrRepositories
 const minutes = (fallback: number) =>
   wholeNumber(1, 60, (got) => `must be a whole number of minutes from 1 to 60, got ${got}`).default(fallback);
 const Operations = z
@@ -276,6 +285,11 @@ const Operations = z
       3650,
       (got) => `must be a whole number of days from 1 to 3650, got ${got}`,
     ).default(DEFAULT_OUTPUTS_RETENTION_DAYS),
+    'flare:outputsMaxBytes': wholeNumber(
+      1,
+      MAX_OUTPUTS_MAX_BYTES,
+      (got) => `must be a whole number of bytes from 1 to ${MAX_OUTPUTS_MAX_BYTES} (10 TiB), got ${got}`,
+    ).default(DEFAULT_MAX_OUTPUT_BYTES),
     'flare:alarmEmail': text(
       (s) => s.length <= 254 && EMAIL.test(s),
       (got) => `must be an email address, got ${got}`,
@@ -296,6 +310,8 @@ const Operations = z
     agentTimeoutMinutes: c['flare:agentTimeoutMinutes'],
     /** Days the outputs bucket keeps a job's files (its lifecycle rule). */
     outputsRetentionDays: c['flare:outputsRetentionDays'],
+    /** Bytes of its output directory a job keeps on AWS (the upload's per-job cap). */
+    outputsMaxBytes: c['flare:outputsMaxBytes'],
     /** Subscribed to the alarm topic when set. */
     ...(c['flare:alarmEmail'] !== undefined ? { alarmEmail: c['flare:alarmEmail'] } : {}),
     /** ECR repositories (names or ARNs, `*` wildcards) job instances may pull from; absent: every repository of the account in the stack's region. */

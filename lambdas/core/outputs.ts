@@ -12,7 +12,7 @@ import type { Job } from './job.js';
 import type { OutputDownload, OutputFile } from '../ports/job-outputs.js';
 
 /** Bytes a job may keep unless the deployment says otherwise (local config `outputs.maxBytes`, CDK context `flare:outputsMaxBytes`). */
-export const DEFAULT_MAX_OUTPUT_BYTES = 10 * 2 ** 30;
+export { DEFAULT_MAX_OUTPUT_BYTES } from '../../contract/vocabulary.js';
 /** Longest output path the API takes (S3 keys are at most 1024 bytes, with `<project>/<jobId>/` before it). */
 export const MAX_OUTPUT_PATH_LENGTH = 900;
 

@@ -114,13 +114,15 @@ export function awsCompute(): Ec2SsmCompute {
     ...(env.ROOT_DEVICE_NAME ? { rootDeviceName: env.ROOT_DEVICE_NAME } : {}),
     ...(env.GPU_IMAGE_ID ? { imageId: env.GPU_IMAGE_ID } : {}),
     ...(env.DEPLOYMENT_NAME ? { secretCopies: jobSecretCopies(env, env.DEPLOYMENT_NAME) } : {}),
-    ...(env.OUTPUTS_BUCKET ? { outputs: outputsUpload(env.OUTPUTS_BUCKET) } : {}),
+    ...(env.OUTPUTS_BUCKET ? { outputs: outputsUpload(env.OUTPUTS_BUCKET, env.OUTPUTS_MAX_BYTES) } : {}),
   }));
 }
 
 /** The presigned upload a stopping job's instance posts its outputs with, signed by this function's role. */
-function outputsUpload(bucket: string): { upload: S3OutputsUpload; maxBytes: number } {
-  const maxBytes = DEFAULT_MAX_OUTPUT_BYTES;
+function outputsUpload(
+  bucket: string,
+  maxBytes = DEFAULT_MAX_OUTPUT_BYTES,
+): { upload: S3OutputsUpload; maxBytes: number } {
   return { upload: new S3OutputsUpload(s3Client(), bucket, maxBytes), maxBytes };
 }
 

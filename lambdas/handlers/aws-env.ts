@@ -91,6 +91,8 @@ export const AwsEnv = z.object({
     .string()
     .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name')
     .optional(),
+  /** The per-job outputs cap in bytes (flare:outputsMaxBytes): files past it are not uploaded. */
+  OUTPUTS_MAX_BYTES: z.coerce.number().int().min(1).optional(),
   DEPLOYMENT_NAME: deploymentName,
   DEFAULT_QUOTAS: optionalJsonVariable(
     z.object({ gpus: count, jobs: count, templates: count }).strict(),

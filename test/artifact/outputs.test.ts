@@ -13,9 +13,11 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { postPolicyOf } from '../../lambdas/adapters/s3-outputs-upload.js';
 import { artifactPerFile, type Artifact } from './support/artifact.js';
 import { assertCallsAllowed } from './support/iam-check.js';
 import { alice, callsSince, getJob, runningJob, waitForState, type JobView } from './support/scenario.js';
+import { OUTPUTS_MAX_BYTES } from './support/synth-context.js';
 
 const deployed = artifactPerFile();
 let files: string;
@@ -25,7 +27,7 @@ before(async () => {
 });
 after(() => rm(files, { recursive: true, force: true }));
 
-/** A running job whose instance has `result.txt` (5 bytes) and `sub/n.txt` (3 bytes) in its output directory. */
+/** A running job whose instance has `result.txt` (5 bytes), `sub/n.txt` (3 bytes) and `z.bin` (4 bytes) in its output directory. */
 async function runningJobWithFiles(
   a: Artifact,
   body: Record<string, unknown>,
@@ -35,6 +37,8 @@ async function runningJobWithFiles(
   await mkdir(join(dir, 'sub'), { recursive: true });
   await writeFile(join(dir, 'result.txt'), 'hello');
   await writeFile(join(dir, 'sub', 'n.txt'), '42\n');
+  // Past the deployment's cap (10 bytes with the 8 above): not uploaded, and the record says so.
+  await writeFile(join(dir, 'z.bin'), 'zzzz');
   a.uploads.give(running.job.id, dir);
   return running;
 }
@@ -52,7 +56,12 @@ describe('artifact: outputs uploaded at the end of a job', () => {
     assert.equal(cancel.status, 202, JSON.stringify(cancel.body));
     const done = await waitForState(a, job.id, ['CANCELLED', 'FAILED', 'SUCCEEDED']);
     assert.equal(done.state, 'CANCELLED');
-    assert.deepEqual(done.outputs, { count: 2, bytes: 8 });
+    assert.deepEqual(done.outputs, {
+      count: 2,
+      bytes: 8,
+      truncated: true,
+      error: 'over the 10-byte cap: 1 files (4 bytes) were not kept',
+    });
     await a.settle();
 
     const tasksRole = a.fns.tasks.spec.roleLogicalId;
@@ -89,7 +98,16 @@ describe('artifact: outputs uploaded at the end of a job', () => {
         ['sub/n.txt', 3],
       ],
     );
-    assert.deepEqual((await getJob(a, job.id)).outputs, { count: 2, bytes: 8 });
+    assert.deepEqual((await getJob(a, job.id)).outputs, {
+      count: 2,
+      bytes: 8,
+      truncated: true,
+      error: 'over the 10-byte cap: 1 files (4 bytes) were not kept',
+    });
+    // The deployment's cap (flare:outputsMaxBytes) reached the bundle and the form: S3 takes no larger file.
+    const [run] = a.uploads.runs.filter((r) => r.jobId === job.id);
+    assert.equal(run!.request.maxBytes, OUTPUTS_MAX_BYTES);
+    assert.deepEqual(postPolicyOf(run!.request.fields).conditions[2], ['content-length-range', 0, OUTPUTS_MAX_BYTES]);
     await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
   });
 
@@ -123,7 +141,7 @@ describe('artifact: outputs uploaded at the end of a job', () => {
       assert.deepEqual(done.outputs, {
         count: 0,
         bytes: 0,
-        error: 'upload failed for 2 files (8 bytes): HTTP 403',
+        error: 'upload failed for 3 files (12 bytes): HTTP 403',
       });
       await a.settle();
       assert.equal(callsSince(a, 0, 'TerminateInstances').length > 0, true);

@@ -85,11 +85,15 @@ describe('the stack and its outputs bucket', () => {
     synth = synthStack({ 'flare:outputsRetentionDays': '90' });
   });
 
-  it('reads its retention from flare:outputsRetentionDays and refuses a bad one by key', () => {
+  it('reads its retention from flare:outputsRetentionDays, refuses a bad one and a bad flare:outputsMaxBytes by key', () => {
     synth.template.hasResourceProperties('AWS::S3::Bucket', {
       LifecycleConfiguration: { Rules: [Match.objectLike({ Id: 'expire-outputs', ExpirationInDays: 90 })] },
     });
     assert.throws(() => synthStack({ 'flare:outputsRetentionDays': '0' }), /flare:outputsRetentionDays/);
+    assert.throws(
+      () => synthStack({ 'flare:outputsMaxBytes': '0' }),
+      /context flare:outputsMaxBytes: must be a whole number of bytes from 1 to/,
+    );
   });
 
   it('tells the API and the tasks function its name; the API lists, reads and deletes, the tasks function only puts (to sign uploads), the instances nothing', () => {
@@ -99,6 +103,7 @@ describe('the stack and its outputs bucket', () => {
     const tasks = resources[logicalId(stack, stack.tasks.function)]!;
     assert.equal(render(api.Properties.Environment.Variables.OUTPUTS_BUCKET), `<${bucket}>`);
     assert.equal(render(tasks.Properties.Environment.Variables.OUTPUTS_BUCKET), `<${bucket}>`);
+    assert.equal(tasks.Properties.Environment.Variables.OUTPUTS_MAX_BYTES, String(10 * 2 ** 30), 'the default cap');
     const touching = Object.entries(resources).filter(
       ([, r]) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.PolicyDocument).includes(`"${bucket}"`),
     );

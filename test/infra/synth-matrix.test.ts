@@ -261,6 +261,15 @@ const OPTIONS: readonly Option[] = [
     },
   },
   {
+    what: 'an outputs cap',
+    keys: ['flare:outputsMaxBytes'],
+    context: { 'flare:outputsMaxBytes': 1048576 },
+    check: (s) => {
+      const tasks = s.resources[logicalId(s.stack, s.stack.tasks.function)];
+      assert.equal(tasks.Properties.Environment.Variables.OUTPUTS_MAX_BYTES, '1048576');
+    },
+  },
+  {
     what: 'a reconcile period',
     keys: ['flare:reconcilePeriodMinutes'],
     context: { 'flare:reconcilePeriodMinutes': 3 },
