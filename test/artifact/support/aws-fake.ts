@@ -38,6 +38,7 @@ import {
   sendJsonError,
   sendUnroutable,
   signerOf,
+  type Signer,
 } from './aws-fake-wire.js';
 import type { AwsService, RecordedCall, TagLookup } from './types.js';
 
@@ -294,19 +295,7 @@ export class AwsFake {
       at: Date.now(),
     };
     this.recorded.push(call);
-
-    const fault = this.faults.find(
-      (f) =>
-        f.service === service &&
-        f.action === call.action &&
-        (f.times === undefined || f.hits < f.times) &&
-        (!f.when || f.when(params)),
-    );
-    let error: AwsError | undefined = parsed.error;
-    if (!error && fault) {
-      fault.hits++;
-      error = new AwsError(fault.code, fault.message ?? `injected by aws-fake: ${fault.code}`, fault.status);
-    }
+    let error: AwsError | undefined = parsed.error ?? this.injected(call);
     if (!error && service === 'dynamodb') return forwardToDynamo(this.options.dynamodbUpstream, req, res, body, call);
 
     let answer: unknown;
@@ -328,12 +317,7 @@ export class AwsFake {
   }
 
   /** S3's REST calls and form uploads: recorded like the others (a form as its signer's PutObject), then answered. */
-  private serveS3(
-    req: IncomingMessage,
-    res: ServerResponse,
-    body: Buffer,
-    signer?: { accessKeyId: string; region: string },
-  ) {
+  private serveS3(req: IncomingMessage, res: ServerResponse, body: Buffer, signer?: Signer): void {
     const request = this.s3.parse(req, body);
     const by = request.signer ?? signer;
     const call: RecordedCall = {
@@ -346,17 +330,25 @@ export class AwsFake {
       at: Date.now(),
     };
     this.recorded.push(call);
-    const fault = this.faults.find(
-      (f) => f.service === 's3' && f.action === call.action && (f.times === undefined || f.hits < f.times),
-    );
-    if (fault) fault.hits++;
-    const error =
-      request.refusal ?? (fault ? new AwsError(fault.code, fault.message ?? 'injected', fault.status) : undefined);
+    const error = request.refusal ?? this.injected(call);
     if (error) {
       call.error = error.code;
-      return sendS3Error(res, error, req.method);
-    }
-    this.s3.answer(request, res);
+      sendS3Error(res, error, req.method);
+    } else this.s3.answer(request, res);
+  }
+
+  /** The injected fault the call meets, if any, as the error to answer with (the fault counts the hit). */
+  private injected(call: RecordedCall): AwsError | undefined {
+    const fault = this.faults.find(
+      (f) =>
+        f.service === call.service &&
+        f.action === call.action &&
+        (f.times === undefined || f.hits < f.times) &&
+        (!f.when || f.when(call.params)),
+    );
+    if (!fault) return undefined;
+    fault.hits++;
+    return new AwsError(fault.code, fault.message ?? `injected by aws-fake: ${fault.code}`, fault.status);
   }
 
   /** What the outputs bucket (or any) holds under `prefix`. */
