@@ -8,7 +8,7 @@ import { useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 import type { PoolHistory } from '../types.js';
 
-const COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f'];
+const COLOURS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1', '#9c755f'];
 
 export function PoolChart({ history }: { history: PoolHistory }) {
   const box = useRef<HTMLDivElement>(null);
@@ -29,7 +29,8 @@ export function PoolChart({ history }: { history: PoolHistory }) {
           ...order.map((i) => ({
             label: history.series[i]!.project,
             stroke: COLOURS[i % COLOURS.length],
-            fill: `${COLOURS[i % COLOURS.length]}99`,
+            // Opaque: each band is drawn over the one above it, whose colour must not show through.
+            fill: COLOURS[i % COLOURS.length],
             value: (_u: uPlot, _v: number | null, _s: number, idx: number | null) =>
               idx === null ? '—' : String(history.series[i]!.gpus[idx]),
           })),
