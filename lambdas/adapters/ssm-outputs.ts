@@ -69,10 +69,13 @@ export class SsmOutputs {
     return { until: untilFrom(now) };
   }
 
-  /** True when the upload ended, or was never sent. */
+  /**
+   * True when the upload ended. One not listed yet is still on its way (only a sent upload is waited
+   * for, and SSM may list a command a moment after SendCommand): the workflow's bound ends that wait.
+   */
   async collected(job: Job): Promise<boolean> {
     const sent = await findCommand(this.settings, firstInstance(job), outputsComment(job.id));
-    return !sent || ENDED.includes(sent.Status ?? '');
+    return ENDED.includes(sent?.Status ?? '');
   }
 
   /** What the upload's report says was kept; never silent when it did not run, did not end or failed. */

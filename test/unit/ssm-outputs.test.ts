@@ -117,7 +117,7 @@ describe('Ec2SsmCompute outputs upload', () => {
     await assert.rejects(() => compute().collectOutputs(job), { name: 'ThrottlingException' });
   });
 
-  test('the wait ends when the upload command ended, however it ended', async () => {
+  test('the wait ends when the upload command ended, however it ended, not while SSM does not list it yet', async () => {
     for (const [status, ended] of [
       ['Pending', false],
       ['InProgress', false],
@@ -132,6 +132,10 @@ describe('Ec2SsmCompute outputs upload', () => {
         .resolves({ Commands: [{ CommandId: 'c-up', Comment: 'flare:outputs=job-7', Status: status }] });
       assert.equal(await compute().outputsCollected(job), ended, status);
     }
+    // Not listed yet, right after it was sent: still on its way, not ended.
+    ssmMock.reset();
+    ssmMock.on(ListCommandsCommand).resolves({ Commands: [] });
+    assert.equal(await compute().outputsCollected(job), false);
   });
 
   test("the record is the script's report: the cap's message and failures said", async () => {
