@@ -55,6 +55,7 @@ async function local(args: string[]): Promise<void> {
   const { startControlPlane } = await import('../lambdas/local/control-plane.js');
   const plane = await startControlPlane(config, { baseDir });
   process.stdout.write(`flare: control plane listening on ${plane.url} (data in ${plane.dataDir})\n`);
+  process.stdout.write(`flare: dashboard at ${plane.url}/ui/\n`);
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

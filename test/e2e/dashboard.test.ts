@@ -123,6 +123,7 @@ describe('the dashboard in a real browser', () => {
   let waiting = '';
 
   it('serves the page under /ui/ without a token, with a strict CSP, for every client-side route', async () => {
+    assert.match(plane!.output(), new RegExp(`flare: dashboard at ${plane!.url}/ui/`), 'the plane says where it is');
     for (const path of ['/ui/', '/ui/jobs/anything', '/ui/admin']) {
       const res = await fetch(`${plane!.url}${path}`);
       assert.equal(res.status, 200, path);
