@@ -381,7 +381,11 @@ describe('hostile input', () => {
       ['an object as a value', '{"A":{"B":"c"}}', ['env.A']],
       ['an array for the map', '["A=x"]', ['env']],
       ['a name Flare sets (once refused only when the job started)', '{"FLARE_JOB_ID":"x"}', ['env.FLARE_JOB_ID']],
-      ["the NVIDIA runtime's device selector", '{"NVIDIA_VISIBLE_DEVICES":"all","OK":"y"}', ['env.NVIDIA_VISIBLE_DEVICES']],
+      [
+        "the NVIDIA runtime's device selector",
+        '{"NVIDIA_VISIBLE_DEVICES":"all","OK":"y"}',
+        ['env.NVIDIA_VISIBLE_DEVICES'],
+      ],
     ];
     for (const [what, env, fields] of reserved) {
       it(`refuses an env with ${what} (400 naming it), on a job, a new template and a template change, storing nothing`, async () => {
