@@ -7,8 +7,9 @@
  */
 import type { Unavailable } from '../core/errors.js';
 
-/** DynamoDB's and Step Functions' names for "too many requests, slow down". */
+/** DynamoDB's, Step Functions' and S3's names for "too many requests, slow down". */
 const THROTTLED = new Set([
+  'SlowDown',
   'ThrottlingException',
   'ProvisionedThroughputExceededException',
   'RequestLimitExceeded',

@@ -134,6 +134,14 @@ export class SecretsUnavailable extends Unavailable {
   }
 }
 
+/** S3 (the outputs bucket) is unreachable or throttling (SlowDown). */
+export class OutputsUnavailable extends Unavailable {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'OutputsUnavailable';
+  }
+}
+
 /** Step Functions is unreachable or throttling. */
 export class WorkflowsUnavailable extends Unavailable {
   constructor(message: string, options?: { cause?: unknown }) {

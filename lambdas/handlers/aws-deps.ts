@@ -42,7 +42,13 @@ import { reportUnavailable } from '../adapters/unavailable.js';
 import { WebhookPoster } from '../adapters/webhook-notifier.js';
 import { CloudWatchJobLogs } from '../adapters/cloudwatch-job-logs.js';
 import type { Deps } from '../core/deps.js';
-import { FlareError, SecretsUnavailable, StoreUnavailable, WorkflowsUnavailable } from '../core/errors.js';
+import {
+  FlareError,
+  OutputsUnavailable,
+  SecretsUnavailable,
+  StoreUnavailable,
+  WorkflowsUnavailable,
+} from '../core/errors.js';
 import { DEFAULT_MAX_OUTPUT_BYTES } from '../core/outputs.js';
 import { computeChecksFor } from '../core/policy.js';
 import type { Compute } from '../ports/compute.js';
@@ -126,8 +132,9 @@ function outputsUpload(
   return { upload: new S3OutputsUpload(s3Client(), bucket, maxBytes), maxBytes };
 }
 
+/** The outputs bucket's client: throttling (SlowDown) or an outage is a 503 to the API's callers, not a 500. */
 function s3Client(): S3Client {
-  return (s3 ??= new S3Client({}));
+  return (s3 ??= reportUnavailable(new S3Client({ requestHandler: AWS_REQUEST_HANDLER }), 'S3', OutputsUnavailable));
 }
 
 /**

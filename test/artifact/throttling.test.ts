@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { artifactPerFile } from './support/artifact.js';
 import { assertCallsAllowed } from './support/iam-check.js';
 import { backdate, reconcilerRun } from './support/reconciler.js';
-import { admin, alice, callsSince, pool, setUpCatalog, submit, waitForState } from './support/scenario.js';
+import { admin, alice, callsSince, pool, runningJob, setUpCatalog, submit, waitForState } from './support/scenario.js';
 
 const deployed = artifactPerFile();
 
@@ -173,5 +173,42 @@ describe('artifact: throttling', () => {
     await a.settle();
     assert.equal((await pool(a)).usedGpus, 0);
     await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
+  });
+
+  it("S3 that keeps throttling (SlowDown): a job's outputs list and download are 503s with Retry-After, and answer once it passes", async () => {
+    const a = deployed();
+    const { job } = await runningJob(a);
+    const outputs = `/v1/jobs/${job.id}/outputs`;
+    const slowDowns = ['ListObjectsV2', 'HeadObject'].map((action) =>
+      a.fake.inject({
+        service: 's3',
+        action,
+        code: 'SlowDown',
+        message: 'Please reduce your request rate.',
+        status: 503,
+      }),
+    );
+
+    // A HEAD's error has no body to name it: S3 says 503, and that is enough.
+    for (const [path, reason] of [
+      [outputs, /^S3 is throttled \(SlowDown\)/],
+      [`${outputs}/result.txt`, /^S3 is failing \(HTTP 503/],
+    ] as const) {
+      const response = await a.http.request('GET', path, { caller: alice });
+      assert.equal(response.status, 503, `${path}: ${JSON.stringify(response.body)}`);
+      assert.equal(response.body.error.code, 'unavailable');
+      assert.match(response.body.error.message, reason);
+      assert.ok(Number(response.headers['retry-after'] ?? response.headers['Retry-After']) > 0, 'Retry-After');
+    }
+    assert.ok(
+      slowDowns.every((f) => f.hits >= 2),
+      'the SDK retried each before giving up',
+    );
+
+    for (const fault of slowDowns) fault.remove();
+    const listed = await a.http.request('GET', outputs, { caller: alice });
+    assert.equal(listed.status, 200, JSON.stringify(listed.body));
+    assert.deepEqual(listed.body.items, []);
+    assert.equal((await a.http.request('GET', `${outputs}/result.txt`, { caller: alice })).status, 404);
   });
 });
