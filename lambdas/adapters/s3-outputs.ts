@@ -30,6 +30,16 @@ export function outputPrefix(job: Pick<Job, 'id' | 'project'>): string {
   return `${job.project}/${job.id}/`;
 }
 
+/**
+ * A browser that follows the URL saves the file under its own name (RFC 6266's
+ * `filename*`: UTF-8, every byte outside RFC 5987's attr-char percent-encoded).
+ */
+export function attachment(path: string): string {
+  const name = path.split('/').at(-1) ?? path;
+  const encoded = encodeURIComponent(name).replace(/['()*!]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return `attachment; filename*=UTF-8''${encoded}`;
+}
+
 type Presign = (client: S3Client, command: GetObjectCommand, options: { expiresIn: number }) => Promise<string>;
 
 export class S3Outputs implements JobOutputs {
@@ -60,12 +70,18 @@ export class S3Outputs implements JobOutputs {
       if (e.name === 'NotFound' || e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404) return undefined;
       throw error;
     }
+    const expiresAt = new Date(Date.now() + OUTPUT_URL_SECONDS * 1000).toISOString();
     const url = await this.presign(
       this.s3,
-      new GetObjectCommand({ Bucket: this.bucket, Key, ResponseContentType: 'application/octet-stream' }),
+      new GetObjectCommand({
+        Bucket: this.bucket,
+        Key,
+        ResponseContentType: 'application/octet-stream',
+        ResponseContentDisposition: attachment(path),
+      }),
       { expiresIn: OUTPUT_URL_SECONDS },
     );
-    return { kind: 'redirect', url };
+    return { kind: 'redirect', url, expiresAt };
   }
 
   async remove(job: Job): Promise<void> {

@@ -10,7 +10,9 @@ export interface OutputFile {
 }
 
 /** How a file's bytes reach the caller: streamed from this machine, or a short-lived URL (S3 presigned GET). */
-export type OutputDownload = { kind: 'file'; hostPath: string; size: number } | { kind: 'redirect'; url: string };
+export type OutputDownload =
+  | { kind: 'file'; hostPath: string; size: number }
+  | { kind: 'redirect'; url: string /** ISO 8601 UTC: when the URL stops working. */; expiresAt: string };
 
 /**
  * What a job kept of `$FLARE_OUTPUT_DIR`: its data directory's copy locally, the

@@ -9,6 +9,8 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -102,7 +104,11 @@ before(async () => {
       quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 4 }],
       images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
       templates: [
-        template('steps', ['sh', '-c', 'i=0; while true; do echo "step $i key=$API_KEY"; i=$((i+1)); sleep 0.5; done']),
+        template('steps', [
+          'sh',
+          '-c',
+          'printf "accuracy 0.93" > "$FLARE_OUTPUT_DIR/result.txt"; i=0; while true; do echo "step $i key=$API_KEY"; i=$((i+1)); sleep 0.5; done',
+        ]),
       ],
       compute: { driver: 'process' },
     }),
@@ -227,6 +233,40 @@ describe('the dashboard in a real browser', () => {
     assert.equal((await api('GET', `/v1/jobs/${running}`)).body.state, 'CANCELLED');
     // Its GPUs went to the job that waited.
     await untilJobState(plane!.url, ALICE, waiting, ['RUNNING']);
+    // What it kept, cancelled or not, downloads under its own name with the bytes it wrote.
+    const downloaded = page.waitForEvent('download');
+    await page.getByRole('button', { name: 'Download result.txt' }).click();
+    const file = await downloaded;
+    assert.equal(file.suggestedFilename(), 'result.txt');
+    assert.equal(await readFile((await file.path())!, 'utf8'), 'accuracy 0.93');
+
+    // As on AWS: the API answers the link (a presigned S3 URL, here a loopback stand-in for S3 that
+    // answers as S3 does, an attachment), and the page opens it as a download instead of fetching it.
+    const s3 = createServer((req, res) => {
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'content-disposition': "attachment; filename*=UTF-8''result.txt",
+      });
+      res.end(`from s3 ${req.url}`);
+    });
+    await new Promise<void>((resolve) => s3.listen(0, '127.0.0.1', resolve));
+    const s3Url = `http://127.0.0.1:${(s3.address() as AddressInfo).port}/vision/${running}/result.txt?X-Amz-Signature=x`;
+    try {
+      await page.route('**/outputs/result.txt?link=true', (route) =>
+        route.fulfill({ json: { url: s3Url, expiresAt: new Date(Date.now() + 300_000).toISOString() } }),
+      );
+      const fromS3 = page.waitForEvent('download');
+      await page.getByRole('button', { name: 'Download result.txt' }).click();
+      const s3File = await fromS3;
+      assert.equal(s3File.url(), s3Url);
+      assert.equal(
+        await readFile((await s3File.path())!, 'utf8'),
+        `from s3 /vision/${running}/result.txt?X-Amz-Signature=x`,
+      );
+      assert.equal(new URL(page.url()).pathname, `/ui/jobs/${running}`, 'the page stays where it was');
+    } finally {
+      s3.close();
+    }
     assert.deepEqual(problems, []);
     await page.context().close();
   });

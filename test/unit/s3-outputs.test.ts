@@ -13,7 +13,7 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
-import { OUTPUT_URL_SECONDS, outputPrefix, S3Outputs } from '../../lambdas/adapters/s3-outputs.js';
+import { attachment, OUTPUT_URL_SECONDS, outputPrefix, S3Outputs } from '../../lambdas/adapters/s3-outputs.js';
 import type { Job } from '../../lambdas/core/job.js';
 import { awsError } from '../support/aws-errors.js';
 
@@ -68,6 +68,18 @@ describe('S3Outputs', () => {
     assert.equal(OUTPUT_URL_SECONDS, 300);
     assert.equal(url.searchParams.get('response-content-type'), 'application/octet-stream');
     assert.match(url.searchParams.get('X-Amz-Signature') ?? '', /^[0-9a-f]{64}$/);
+    assert.equal(url.searchParams.get('response-content-disposition'), "attachment; filename*=UTF-8''n.txt");
+    const expiresIn = Date.parse((found as { expiresAt: string }).expiresAt) - Date.now();
+    assert.ok(expiresIn > 290_000 && expiresIn <= 300_000, `the answer says when the URL expires (${expiresIn} ms)`);
+  });
+
+  test('a browser following the URL saves the file under its own name, whatever characters it has', () => {
+    assert.equal(attachment('sub/model.pt'), "attachment; filename*=UTF-8''model.pt");
+    assert.equal(
+      attachment("runs/r\u00e9sum\u00e9 (1)'s *.txt"),
+      "attachment; filename*=UTF-8''r%C3%A9sum%C3%A9%20%281%29%27s%20%2A.txt",
+    );
+    assert.equal(attachment('a"b;c\\d.txt'), "attachment; filename*=UTF-8''a%22b%3Bc%5Cd.txt");
   });
 
   test('a key that is not there is no file (404), other errors are not hidden', async () => {

@@ -19,11 +19,22 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   return (await response.json()) as T;
 }
 
-/** A job's output file, downloaded with the token (a plain link cannot carry it). */
+/**
+ * A job's output file, fetched with the token (a plain link cannot carry it). On
+ * AWS the file is in S3: asked with `link=true`, the API answers its presigned
+ * URL, which the browser then opens as a download (a fetch could not follow the
+ * API's redirect to S3: another origin). Locally the answer is the bytes.
+ */
 export async function download(path: string, fileName: string): Promise<void> {
-  const blob = await (await request('GET', path)).blob();
-  const url = URL.createObjectURL(blob);
+  const response = await request('GET', `${path}?link=true`);
   const link = document.createElement('a');
+  if ((response.headers.get('content-type') ?? '').startsWith('application/json')) {
+    link.href = ((await response.json()) as { url: string }).url;
+    link.rel = 'noopener';
+    link.click();
+    return;
+  }
+  const url = URL.createObjectURL(await response.blob());
   link.href = url;
   link.download = fileName;
   link.click();
@@ -47,9 +58,9 @@ async function request(method: string, path: string, body?: unknown): Promise<Re
 async function errorMessage(response: Response): Promise<string> {
   try {
     const { error } = (await response.json()) as {
-      error?: { message?: string; details?: { field?: string; message?: string }[] };
+      error?: { message?: string; details?: { field?: string; reason?: string }[] };
     };
-    const details = (error?.details ?? []).map((d) => `${d.field}: ${d.message}`).join('; ');
+    const details = (error?.details ?? []).map((d) => `${d.field}: ${d.reason}`).join('; ');
     return [error?.message ?? `${response.status} ${response.statusText}`, details].filter(Boolean).join(': ');
   } catch {
     return `${response.status} ${response.statusText}`;

@@ -54,7 +54,7 @@ export interface RouteDoc {
     {
       description: string;
       schema?: z.ZodType;
-      /** The body is a file's bytes (application/octet-stream), not JSON: no schema. */
+      /** The body is a file's bytes (application/octet-stream); with a `schema` too, either (by content-type). */
       binary?: boolean;
       headers?: Record<string, { description: string; required?: boolean }>;
     }

@@ -113,11 +113,16 @@ function operation(
     responses[status] = {
       description: response.description,
       ...(headers.length ? { headers: Object.fromEntries(headers) } : {}),
-      ...(response.binary
-        ? { content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } }
-        : response.schema
-          ? { content: { 'application/json': { schema: refOrInline(response.schema, components) } } }
-          : {}),
+      ...(response.binary || response.schema
+        ? {
+            content: {
+              ...(response.binary
+                ? { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } }
+                : {}),
+              ...(response.schema ? { 'application/json': { schema: refOrInline(response.schema, components) } } : {}),
+            },
+          }
+        : {}),
     };
   }
   for (const status of errorStatuses(route, doc)) {

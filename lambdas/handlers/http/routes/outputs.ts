@@ -19,6 +19,23 @@ const OutputParams = JobParams.extend({
     }),
 });
 
+const OutputQuery = z.strictObject({
+  link: z
+    .enum(['true', 'false'])
+    .optional()
+    .describe(
+      "`true`: where the answer would be a 307 (AWS), a 200 `{ url, expiresAt }` instead, for a page whose fetch cannot follow a redirect to another origin (the dashboard navigates to `url`). The local control plane answers with the file's bytes either way.",
+    ),
+});
+
+/** Where a file kept in the outputs bucket can be fetched, and until when. */
+export const OutputLink = z
+  .strictObject({
+    url: z.string().describe("A presigned GET of the file, answered as an attachment under the file's own name"),
+    expiresAt: z.string().describe('ISO 8601 UTC: when the URL stops working (5 minutes after it was made)'),
+  })
+  .meta({ id: 'OutputLink' });
+
 export function outputRoutes(deps: () => Deps): Route[] {
   return [
     route({
@@ -40,11 +57,17 @@ export function outputRoutes(deps: () => Deps): Route[] {
         "The file's bytes (application/octet-stream) on the local control plane; on AWS a 307 to a presigned URL of the outputs bucket, valid for a few minutes. A path with '..', '.' or empty segments, or an absolute one, is a 400 naming `path`, whatever its encoding.",
       access: 'member',
       params: OutputParams,
+      query: OutputQuery,
       responses: {
         200: {
-          description: "The file's bytes (local control plane)",
+          description:
+            "The file's bytes (local control plane); on AWS with `link=true`, the JSON `{ url, expiresAt }` of the presigned GET instead of a 307",
           binary: true,
-          headers: { 'Content-Length': { description: 'The size of the file in bytes', required: true } },
+          schema: OutputLink,
+          headers: {
+            'Content-Length': { description: "The size of the file in bytes (the file's bytes only)" },
+            'Cache-Control': { description: '`no-store` on the link: the URL expires' },
+          },
         },
         307: {
           description: 'AWS: the file is in the outputs bucket; follow `Location` (a short-lived presigned GET)',
@@ -54,9 +77,11 @@ export function outputRoutes(deps: () => Deps): Route[] {
           },
         },
       },
-      handle: async ({ identity, params }) => {
+      handle: async ({ identity, params, query }) => {
         const found = await downloadJobOutput(deps(), identity, params.id, params.path);
         if (found.kind === 'file') return fileBody(found.hostPath, found.size);
+        if (query.link === 'true')
+          return json(200, { url: found.url, expiresAt: found.expiresAt }, { 'cache-control': 'no-store' });
         return { statusCode: 307, headers: { location: found.url, 'cache-control': 'no-store' } };
       },
     }),
