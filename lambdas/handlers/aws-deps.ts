@@ -7,8 +7,9 @@
  * Each handler names what it calls (`awsDeps({ compute: awsCompute })`,
  * `awsNotifierDeps`); the factories it does not name are tree-shaken out of its
  * bundle with their SDK clients (the @aws-sdk clients are `sideEffects: false`),
- * so the API carries no EC2 or SSM client and the workflow functions no CloudWatch
- * Logs client. Keep the factories plain functions over module-level caches: a
+ * so the workflow functions carry no CloudWatch Logs client. The S3 client (outputs
+ * and their upload) is in aws-outputs.ts, imported by the API and the tasks function
+ * only. Keep the factories plain functions over module-level caches: a
  * top-level call would keep its client in every bundle. @aws-sdk/lib-dynamodb is
  * not `sideEffects: false`, so whatever imports this module carries the DynamoDB
  * client: the stream publisher, which uses none, gets its deps from aws-events.ts.
@@ -17,7 +18,6 @@ import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { SFNClient } from '@aws-sdk/client-sfn';
-import { S3Client } from '@aws-sdk/client-s3';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -27,12 +27,10 @@ import { dynamoStores } from '../adapters/dynamo/dynamo-stores.js';
 import { countTransactionConflicts } from '../adapters/dynamo/conflict-metrics.js';
 import { DynamoReconcileStore } from '../adapters/dynamo/dynamo-reconcile-store.js';
 import type { TableNames } from '../adapters/dynamo/table-names.js';
-import { Ec2SsmCompute } from '../adapters/ec2-ssm-compute.js';
+import { Ec2SsmCompute, type Ec2SsmComputeProps } from '../adapters/ec2-ssm-compute.js';
 import { CapacityFailsFast } from '../adapters/ec2-retry.js';
 import { EventBridgePublisher } from '../adapters/eventbridge-publisher.js';
 import { newJobId } from '../adapters/ids.js';
-import { S3Outputs } from '../adapters/s3-outputs.js';
-import { S3OutputsUpload } from '../adapters/s3-outputs-upload.js';
 import { SfnWorkflows } from '../adapters/sfn-workflows.js';
 import { OUTPUTS_WAIT_SECONDS } from '../adapters/ssm-outputs.js';
 import { JobSecretCopies } from '../adapters/job-secret-copies.js';
@@ -42,14 +40,7 @@ import { reportUnavailable } from '../adapters/unavailable.js';
 import { WebhookPoster } from '../adapters/webhook-notifier.js';
 import { CloudWatchJobLogs } from '../adapters/cloudwatch-job-logs.js';
 import type { Deps } from '../core/deps.js';
-import {
-  FlareError,
-  OutputsUnavailable,
-  SecretsUnavailable,
-  StoreUnavailable,
-  WorkflowsUnavailable,
-} from '../core/errors.js';
-import { DEFAULT_MAX_OUTPUT_BYTES } from '../core/outputs.js';
+import { FlareError, SecretsUnavailable, StoreUnavailable, WorkflowsUnavailable } from '../core/errors.js';
 import { computeChecksFor } from '../core/policy.js';
 import type { Compute } from '../ports/compute.js';
 import type { JobLogs } from '../ports/job-logs.js';
@@ -67,12 +58,11 @@ let doc: DynamoDBDocumentClient | undefined;
 let notifier: NotifierDeps | undefined;
 let compute: Ec2SsmCompute | undefined;
 let jobLogs: CloudWatchJobLogs | undefined;
-let jobOutputs: S3Outputs | undefined;
-let s3: S3Client | undefined;
 let reconcileStore: DynamoReconcileStore | undefined;
 let secretStore: SecretStore | undefined;
 
-function awsEnv(): AwsEnv {
+/** This function's validated environment, read once per process. */
+export function awsEnv(): AwsEnv {
   return (config ??= readEnv(AwsEnv));
 }
 
@@ -91,7 +81,7 @@ function tableNames(env: AwsEnv): TableNames {
  * that hangs must fail as Unavailable (503) with its retries well inside the API function's 15 s,
  * not run into the function's timeout (a 500 from API Gateway).
  */
-const AWS_REQUEST_HANDLER = { connectionTimeout: 2_000, requestTimeout: 3_000, throwOnRequestTimeout: true };
+export const AWS_REQUEST_HANDLER = { connectionTimeout: 2_000, requestTimeout: 3_000, throwOnRequestTimeout: true };
 
 /** One DynamoDB client per process, shared by every adapter on a table; throttling and outages throw StoreUnavailable. */
 export function awsDocumentClient(): DynamoDBDocumentClient {
@@ -106,9 +96,16 @@ export function awsDocumentClient(): DynamoDBDocumentClient {
 
 /** EC2+SSM, for the functions that launch, watch or reap instances; also more than the Compute port (event lookups). */
 export function awsCompute(): Ec2SsmCompute {
-  if (compute) return compute;
+  return (compute ??= ec2SsmCompute({}));
+}
+
+/**
+ * The EC2+SSM compute from this function's environment, plus what the caller adds: the outputs
+ * upload, which only the tasks function signs (aws-outputs.ts), so the others carry no S3 client.
+ */
+export function ec2SsmCompute(extra: Pick<Ec2SsmComputeProps, 'outputs'>): Ec2SsmCompute {
   const env = awsEnv();
-  return (compute = new Ec2SsmCompute({
+  return new Ec2SsmCompute({
     ec2: new EC2Client({ retryStrategy: new CapacityFailsFast() }),
     ssm: new SSMClient({}),
     launchTemplateId: env.LAUNCH_TEMPLATE_ID,
@@ -120,21 +117,8 @@ export function awsCompute(): Ec2SsmCompute {
     ...(env.ROOT_DEVICE_NAME ? { rootDeviceName: env.ROOT_DEVICE_NAME } : {}),
     ...(env.GPU_IMAGE_ID ? { imageId: env.GPU_IMAGE_ID } : {}),
     ...(env.DEPLOYMENT_NAME ? { secretCopies: jobSecretCopies(env, env.DEPLOYMENT_NAME) } : {}),
-    ...(env.OUTPUTS_BUCKET ? { outputs: outputsUpload(env.OUTPUTS_BUCKET, env.OUTPUTS_MAX_BYTES) } : {}),
-  }));
-}
-
-/** The presigned upload a stopping job's instance posts its outputs with, signed by this function's role. */
-function outputsUpload(
-  bucket: string,
-  maxBytes = DEFAULT_MAX_OUTPUT_BYTES,
-): { upload: S3OutputsUpload; maxBytes: number } {
-  return { upload: new S3OutputsUpload(s3Client(), bucket, maxBytes), maxBytes };
-}
-
-/** The outputs bucket's client: throttling (SlowDown) or an outage is a 503 to the API's callers, not a 500. */
-function s3Client(): S3Client {
-  return (s3 ??= reportUnavailable(new S3Client({ requestHandler: AWS_REQUEST_HANDLER }), 'S3', OutputsUnavailable));
+    ...extra,
+  });
 }
 
 /**
@@ -171,13 +155,6 @@ export function awsSecrets(): SecretStore {
   if (!env.DEPLOYMENT_NAME)
     throw new PortNotWired('secrets need DEPLOYMENT_NAME, the prefix of every secret name (contract/secrets.ts)');
   return (secretStore ??= new SecretsManagerSecrets(secretsClient(), env.DEPLOYMENT_NAME));
-}
-
-/** The outputs bucket, for the API that lists and presigns it (the tasks function signs uploads to it); undefined when the stack has none (OUTPUTS_BUCKET unset). */
-export function awsOutputs(): JobOutputs | undefined {
-  const bucket = awsEnv().OUTPUTS_BUCKET;
-  if (!bucket) return undefined;
-  return (jobOutputs ??= new S3Outputs(s3Client(), bucket));
 }
 
 /** The reconciler's marks and counter repairs, on the same tables and client as the store. */

@@ -7,7 +7,8 @@ import middy from '@middy/core';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import type { Deps } from '../../core/deps.js';
 import { Unavailable } from '../../core/errors.js';
-import { awsApiOptions, awsCompute, awsDeps, awsJobLogs, awsOutputs, awsSecrets } from '../aws-deps.js';
+import { awsApiOptions, awsCompute, awsDeps, awsJobLogs, awsSecrets } from '../aws-deps.js';
+import { awsOutputs } from '../aws-outputs.js';
 import { observed } from '../aws-observability.js';
 import {
   authenticate,

@@ -21,7 +21,8 @@ import {
 } from '../../core/lifecycle.js';
 import { parse } from '../../core/schemas.js';
 import { WorkflowTask } from '../../core/workflow.js';
-import { awsCompute, awsDeps } from '../aws-deps.js';
+import { awsDeps } from '../aws-deps.js';
+import { awsUploadingCompute } from '../aws-outputs.js';
 import { jobIdOfTask, observed } from '../aws-observability.js';
 
 const jobId = z.string().min(1).max(128);
@@ -85,7 +86,7 @@ export function createTasksHandler(deps: () => Deps) {
   return middy<unknown, unknown>().handler((event) => runTask(deps(), event));
 }
 
-export const handler = observed(createTasksHandler(awsDeps({ compute: awsCompute })), {
+export const handler = observed(createTasksHandler(awsDeps({ compute: awsUploadingCompute })), {
   metrics: true,
   correlationId: jobIdOfTask,
 });
