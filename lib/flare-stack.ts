@@ -22,6 +22,7 @@ import { ChatNotifier } from './notifier.js';
 import { grantJobSecretCopies, grantProjectSecrets, grantReadOwnJobSecrets } from './secrets-access.js';
 import { PoolSeed } from './pool-seed.js';
 import { Reconciler } from './reconciler.js';
+import { JobSessions } from './session-documents.js';
 import { readSettings, type FlareSettings } from './settings.js';
 import { FlareTables } from './tables.js';
 import { FlareWebUi } from './web-ui.js';
@@ -74,6 +75,8 @@ export class FlareStack extends Stack {
   /** Only when `flare:notifications` names a channel. */
   public readonly notifier?: ChatNotifier;
   public readonly poolSeed: PoolSeed;
+  /** The Session Manager documents of `flare job shell` and `port-forward`, and the shell sessions' log group. */
+  public readonly sessions: JobSessions;
 
   constructor(scope: Construct, id: string, props: FlareStackProps = {}) {
     super(scope, id, { description: 'Flare: serverless GPU job control plane', ...props });
@@ -157,6 +160,10 @@ export class FlareStack extends Stack {
     grantJobSecretCopies(this, this.tasks.role);
     grantReadOwnJobSecrets(this, this.compute.instanceRole);
     grantExecInJobs(this.compute, this.api.role);
+    // Shells and port forwards: the API names Flare's own documents, the only ones researchers may start (logged).
+    this.sessions = new JobSessions(this, 'Sessions', { instanceRole: this.compute.instanceRole });
+    for (const [name, value] of Object.entries(this.sessions.environment()))
+      this.api.function.addEnvironment(name, value);
 
     this.httpApi = new FlareHttpApi(this, 'Http', {
       handler: this.api.function,
@@ -234,6 +241,9 @@ export class FlareStack extends Stack {
       PoolsTableName: this.tables.pools.tableName,
       QuotasTableName: this.tables.quotas.tableName,
       JobLogGroupName: this.compute.jobLogGroup.logGroupName,
+      SessionLogGroupName: this.sessions.logGroup.logGroupName,
+      SessionShellDocument: this.sessions.shellDocumentName,
+      SessionPortForwardDocument: this.sessions.portForwardDocumentName,
       WorkflowLogGroupName: this.workflow.logGroup.logGroupName,
       ApiLogGroupName: this.api.logGroup.logGroupName,
       TasksLogGroupName: this.tasks.logGroup.logGroupName,

@@ -172,18 +172,11 @@ function startSsmSession(
   plan: Extract<SessionView, { runtime: 'aws' }>,
   overrides: Record<string, string[]>,
 ): Promise<number> {
-  const args = [
-    'ssm',
-    'start-session',
-    '--region',
-    plan.region,
-    '--target',
-    plan.target,
-    '--document-name',
-    plan.documentName,
-    '--parameters',
-    JSON.stringify({ ...plan.parameters, ...overrides }),
-  ];
+  const parameters = { ...plan.parameters, ...overrides };
+  // The deployment's own document (lib/session-documents.ts): the only one IAM lets researchers start, and logged.
+  const args = ['ssm', 'start-session', '--region', plan.region, '--target', plan.target];
+  args.push('--document-name', plan.documentName);
+  if (Object.keys(parameters).length) args.push('--parameters', JSON.stringify(parameters));
   const missing = ['aws', 'session-manager-plugin'].filter((program) => !onPath(program, ctx.io.env.PATH));
   if (missing.length) {
     ctx.io.stderr(

@@ -22,7 +22,7 @@ import { Ec2RootImage } from './ec2-root-image.js';
 import type { JobSecretCopies } from './job-secret-copies.js';
 import type { S3OutputsUpload } from './s3-outputs-upload.js';
 import { SsmOutputs } from './ssm-outputs.js';
-import { execThroughSsm, sessionThroughSsm, type SsmExecSettings } from './ssm-exec.js';
+import { execThroughSsm, sessionThroughSsm, type SessionDocuments, type SsmExecSettings } from './ssm-exec.js';
 import {
   DEFAULT_AGENT_DOCUMENT,
   DEFAULT_MASTER_PORT,
@@ -79,6 +79,8 @@ export interface Ec2SsmComputeProps {
   readonly secretCopies?: JobSecretCopies;
   /** Where a job's outputs go when it stops (ssm-outputs.ts), and the per-job cap; absent: they go with the instance. */
   readonly outputs?: { readonly upload: S3OutputsUpload; readonly maxBytes: number };
+  /** The stack's Session Manager documents shells and port forwards start with; absent: sessions are refused (409). */
+  readonly sessionDocuments?: SessionDocuments;
 }
 
 export const DEFAULT_AGENT_TIMEOUT_SECONDS = 600;
@@ -131,7 +133,11 @@ export class Ec2SsmCompute implements Compute {
       },
       this.instances,
     );
-    this.execSettings = { ssm: props.ssm, document: props.agentDocument ?? DEFAULT_AGENT_DOCUMENT };
+    this.execSettings = {
+      ssm: props.ssm,
+      document: props.agentDocument ?? DEFAULT_AGENT_DOCUMENT,
+      ...(props.sessionDocuments ? { sessionDocuments: props.sessionDocuments } : {}),
+    };
     this.outputs = props.outputs
       ? new SsmOutputs({
           ssm: props.ssm,

@@ -22,7 +22,7 @@ import {
   type SessionInput,
   type SessionPlan,
 } from '../core/exec.js';
-import { containerAddressScript, execScript, readExecReport, shellSessionCommand } from '../core/exec-script.js';
+import { containerAddressScript, execScript, readExecReport } from '../core/exec-script.js';
 import type { Job } from '../core/job.js';
 
 /** Seconds a command may run on AWS: with SSM's delivery, under the API function's 15 s. */
@@ -38,6 +38,8 @@ export interface SsmExecSettings {
   readonly ssm: SSMClient;
   /** AWS-RunShellScript or a document taking `commands` and `executionTimeout` like it. */
   readonly document: string;
+  /** The stack's Session Manager documents (lib/session-documents.ts); absent: no sessions. */
+  readonly sessionDocuments?: SessionDocuments;
   /** @default node:timers/promises setTimeout */
   readonly sleep?: (ms: number) => Promise<unknown>;
   /** @default Date.now */
@@ -71,32 +73,33 @@ export async function execThroughSsm(
   return resultOf(ran, maxOutputBytes);
 }
 
-/** Session Manager documents the CLI starts its sessions with. */
-export const SHELL_SESSION_DOCUMENT = 'AWS-StartInteractiveCommand';
-export const PORT_FORWARD_SESSION_DOCUMENT = 'AWS-StartPortForwardingSessionToRemoteHost';
+/**
+ * The deployment's own Session Manager documents: the shell's logs every
+ * session to CloudWatch Logs, and researchers' IAM allows no other document.
+ */
+export interface SessionDocuments {
+  readonly shell: string;
+  readonly portForward: string;
+}
 
 /**
- * The session the CLI starts on the job's first instance: a shell is
- * `docker exec -it` into its container (sudo: sessions run as ssm-user); a
- * port forward goes to the container's address on the instance, found with a
- * fixed `docker inspect` through Run Command (containerAddressScript).
+ * The session the CLI starts on the job's first instance: a shell runs the
+ * shell document's profile, `docker exec -it` into the instance's job
+ * container; a port forward goes to the container's address on the instance,
+ * found with a fixed `docker inspect` through Run Command (containerAddressScript).
  */
 export async function sessionThroughSsm(
   settings: SsmExecSettings,
   job: Job,
   request: SessionInput,
 ): Promise<SessionPlan> {
+  const documents = settings.sessionDocuments;
+  // AWS's own documents would not log the session: no session rather than an unlogged one.
+  if (!documents) throw new Conflict('this deployment has no Session Manager documents for sessions into jobs');
   const instanceId = firstInstance(job);
   const region = await settings.ssm.config.region();
   if (request.kind === 'shell')
-    return {
-      runtime: 'aws',
-      kind: 'shell',
-      region,
-      target: instanceId,
-      documentName: SHELL_SESSION_DOCUMENT,
-      parameters: { command: [shellSessionCommand(job.id)] },
-    };
+    return { runtime: 'aws', kind: 'shell', region, target: instanceId, documentName: documents.shell, parameters: {} };
   const ran = await runScript(settings, job.id, instanceId, containerAddressScript(job.id), 5);
   if ('late' in ran || ran.Status !== 'Success')
     throw new Conflict(
@@ -108,7 +111,7 @@ export async function sessionThroughSsm(
     kind: 'port-forward',
     region,
     target: instanceId,
-    documentName: PORT_FORWARD_SESSION_DOCUMENT,
+    documentName: documents.portForward,
     parameters: { host: [address], portNumber: [String(request.port)], localPortNumber: [String(request.port)] },
   };
 }

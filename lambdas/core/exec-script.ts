@@ -65,12 +65,6 @@ export function execScript(jobId: string, argv: readonly string[], options: Exec
   ].join('\n');
 }
 
-/** What a Session Manager shell runs on the instance: fixed text around the validated job id. */
-export function shellSessionCommand(jobId: string): string {
-  assertJobId(jobId);
-  return `sudo docker exec --interactive --tty ${containerName(jobId)} sh -c 'if command -v bash > /dev/null; then exec bash; else exec sh; fi'`;
-}
-
 /** Prints the job's container address on each docker network (none on the host's network). */
 export function containerAddressScript(jobId: string): string {
   assertJobId(jobId);

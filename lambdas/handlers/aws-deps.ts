@@ -117,6 +117,9 @@ export function ec2SsmCompute(extra: Pick<Ec2SsmComputeProps, 'outputs'>): Ec2Ss
     ...(env.ROOT_DEVICE_NAME ? { rootDeviceName: env.ROOT_DEVICE_NAME } : {}),
     ...(env.GPU_IMAGE_ID ? { imageId: env.GPU_IMAGE_ID } : {}),
     ...(env.DEPLOYMENT_NAME ? { secretCopies: jobSecretCopies(env, env.DEPLOYMENT_NAME) } : {}),
+    ...(env.SESSION_SHELL_DOCUMENT && env.SESSION_PORT_DOCUMENT
+      ? { sessionDocuments: { shell: env.SESSION_SHELL_DOCUMENT, portForward: env.SESSION_PORT_DOCUMENT } }
+      : {}),
     ...extra,
   });
 }

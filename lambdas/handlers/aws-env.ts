@@ -58,6 +58,13 @@ const deploymentName = z
   .regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/)
   .optional();
 
+/** An SSM document name (not one of AWS's own, which log nothing by themselves). */
+const sessionDocument = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]{3,128}$/, 'must be an SSM document name')
+  .refine((name) => !/^(aws|amazon|amzn)/i.test(name), "must be the stack's own document, not AWS's")
+  .optional();
+
 /** The API, tasks, compute events and the reconciler: the functions that share Deps. */
 export const AwsEnv = z.object({
   JOBS_TABLE: required,
@@ -109,6 +116,9 @@ export const AwsEnv = z.object({
   GPU_IMAGE_ID: z.string().min(1).optional(),
   /** The AMI's root snapshot in GB: the API's floor for a template's volumeSizeGb. */
   MIN_VOLUME_SIZE_GB: z.coerce.number().int().min(1).optional(),
+  /** The API's: the stack's Session Manager documents (lib/session-documents.ts) that shells and port forwards start with. */
+  SESSION_SHELL_DOCUMENT: sessionDocument,
+  SESSION_PORT_DOCUMENT: sessionDocument,
 });
 export type AwsEnv = z.infer<typeof AwsEnv>;
 

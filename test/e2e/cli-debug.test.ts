@@ -328,17 +328,27 @@ describe('shell and port-forward', () => {
       kind: 'port-forward',
       region: 'eu-west-1',
       target: 'i-0aaa',
-      documentName: 'AWS-StartPortForwardingSessionToRemoteHost',
+      documentName: 'FlareStack-JobPortForward',
       parameters: { host: ['172.17.0.2'], portNumber: ['8888'], localPortNumber: ['8888'] },
+    };
+    // The stack's shell document takes no parameters: its profile finds the container (lib/session-documents.ts).
+    const shell = {
+      runtime: 'aws',
+      kind: 'shell',
+      region: 'eu-west-1',
+      target: 'i-0aaa',
+      documentName: 'FlareStack-JobShell',
+      parameters: {},
     };
     const asked: unknown[] = [];
     const fake = createServer((req, res) => {
       let body = '';
       req.on('data', (d) => (body += d));
       req.on('end', () => {
-        asked.push({ path: req.url, body: JSON.parse(body) });
+        const asking = JSON.parse(body);
+        asked.push({ path: req.url, body: asking });
         res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify(plan));
+        res.end(JSON.stringify(asking.kind === 'shell' ? shell : plan));
       });
     });
     await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
@@ -351,7 +361,7 @@ describe('shell and port-forward', () => {
       }).result;
       assert.equal(without.code, 1);
       assert.match(without.stderr, /aws and session-manager-plugin not found on PATH/);
-      const line = `aws ssm start-session --region eu-west-1 --target i-0aaa --document-name AWS-StartPortForwardingSessionToRemoteHost --parameters '{"host":["172.17.0.2"],"portNumber":["8888"],"localPortNumber":["9999"]}'`;
+      const line = `aws ssm start-session --region eu-west-1 --target i-0aaa --document-name FlareStack-JobPortForward --parameters '{"host":["172.17.0.2"],"portNumber":["8888"],"localPortNumber":["9999"]}'`;
       assert.ok(without.stderr.includes(line), without.stderr);
       assert.deepEqual(asked, [{ path: '/v1/jobs/j-1/session', body: { kind: 'port-forward', port: 8888 } }]);
 
@@ -360,7 +370,16 @@ describe('shell and port-forward', () => {
       await writeFile(join(bin, 'session-manager-plugin'), '#!/bin/sh\n', { mode: 0o755 });
       const ran = await start(['job', 'shell', 'j-1'], { env: { FLARE_API_URL: api, PATH: bin } }).result;
       assert.equal(ran.code, 3, ran.stderr);
-      assert.deepEqual(ran.stdout.trim().split('\n').slice(0, 4), ['ssm', 'start-session', '--region', 'eu-west-1']);
+      assert.deepEqual(ran.stdout.trim().split('\n'), [
+        'ssm',
+        'start-session',
+        '--region',
+        'eu-west-1',
+        '--target',
+        'i-0aaa',
+        '--document-name',
+        'FlareStack-JobShell',
+      ]);
     } finally {
       fake.close();
     }

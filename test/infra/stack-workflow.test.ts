@@ -183,7 +183,7 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       );
     });
 
-    it("gives instances SSM core, their log group, ECR pulls and their own job's secret copy only", () => {
+    it("gives instances SSM core, their log groups, ECR pulls and their own job's secret copy only", () => {
       const role = resources[logicalId(stack, stack.compute.instanceRole)].Properties;
       assert.equal(role.ManagedPolicyArns.length, 1);
       assert.match(JSON.stringify(role.ManagedPolicyArns[0]), /:iam::aws:policy\/AmazonSSMManagedInstanceCore/);
@@ -193,7 +193,11 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
       const writes = own.filter(({ statement }) => actionsOf(statement).some((a) => a === 'logs:PutLogEvents'));
       assert.deepEqual(
         writes.map(({ statement }) => statement.Resource),
-        [{ 'Fn::GetAtt': [logicalId(stack, stack.compute.jobLogGroup), 'Arn'] }],
+        [
+          { 'Fn::GetAtt': [logicalId(stack, stack.compute.jobLogGroup), 'Arn'] },
+          // Shell sessions' input and output (lib/session-documents.ts, test/infra/session-documents.test.ts).
+          { 'Fn::GetAtt': [logicalId(stack, stack.sessions.logGroup), 'Arn'] },
+        ],
       );
       // The ECR statements themselves: test/infra/ecr-pull.test.ts.
       const others = own.filter(

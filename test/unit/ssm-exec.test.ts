@@ -129,31 +129,40 @@ describe('exec through SSM Run Command', () => {
 });
 
 describe('sessions through Session Manager', () => {
-  test("a shell is docker exec -it into the job's container on its first instance, in the deployment's region", async () => {
-    assert.deepEqual(await sessionThroughSsm(settings, job, { kind: 'shell' }), {
+  const withDocuments = {
+    ...settings,
+    sessionDocuments: { shell: 'FlareStack-JobShell', portForward: 'FlareStack-JobPortForward' },
+  };
+
+  test("a shell is the stack's logged shell document on the job's first instance, in the deployment's region", async () => {
+    assert.deepEqual(await sessionThroughSsm(withDocuments, job, { kind: 'shell' }), {
       runtime: 'aws',
       kind: 'shell',
       region: 'eu-west-1',
       target: 'i-0aaa',
-      documentName: 'AWS-StartInteractiveCommand',
-      parameters: {
-        command: [
-          "sudo docker exec --interactive --tty flare-job-7 sh -c 'if command -v bash > /dev/null; then exec bash; else exec sh; fi'",
-        ],
-      },
+      documentName: 'FlareStack-JobShell',
+      parameters: {},
     });
     assert.equal(ssmMock.calls().length, 0, 'nothing sent for a shell');
+  });
+
+  test("without the stack's documents no session is planned (AWS's own would not be logged)", async () => {
+    await assert.rejects(sessionThroughSsm(settings, job, { kind: 'shell' }), (error: Error) => {
+      assert.equal(error.name, 'Conflict');
+      assert.match(error.message, /no Session Manager documents/);
+      return true;
+    });
   });
 
   test("a port forward goes to the container's address, asked with a fixed docker inspect", async () => {
     ssmMock.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-5' } });
     ssmMock.on(GetCommandInvocationCommand).resolves({ Status: 'Success', StandardOutputContent: '172.17.0.5 \n' });
-    assert.deepEqual(await sessionThroughSsm(settings, job, { kind: 'port-forward', port: 8888 }), {
+    assert.deepEqual(await sessionThroughSsm(withDocuments, job, { kind: 'port-forward', port: 8888 }), {
       runtime: 'aws',
       kind: 'port-forward',
       region: 'eu-west-1',
       target: 'i-0aaa',
-      documentName: 'AWS-StartPortForwardingSessionToRemoteHost',
+      documentName: 'FlareStack-JobPortForward',
       parameters: { host: ['172.17.0.5'], portNumber: ['8888'], localPortNumber: ['8888'] },
     });
     assert.deepEqual(ssmMock.commandCalls(SendCommandCommand)[0]!.args[0].input.Parameters, {

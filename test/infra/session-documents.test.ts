@@ -1,0 +1,97 @@
+/**
+ * Sessions into jobs on AWS are logged by construction (lib/session-documents.ts):
+ * the stack's shell document streams every session to its own log group, which
+ * the instances may write to and nothing else; the port-forward document
+ * reaches only a container address; the API names both documents; cdk-nag clean.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { CONTAINER_HOST_PATTERN, SHELL_PROFILE } from '../../lib/session-documents.js';
+import { actionsOf, statements } from '../support/cdk-policies.js';
+import { logicalId, removeStandIns, synthStack, type SynthesizedStack } from '../support/cdk-synth.js';
+
+let synth: SynthesizedStack;
+before(() => {
+  synth = synthStack();
+});
+after(() => removeStandIns());
+
+function documentNamed(name: string): any {
+  const found = Object.values(synth.resources).filter(
+    (r) => r.Type === 'AWS::SSM::Document' && r.Properties.Name === name,
+  );
+  assert.equal(found.length, 1, name);
+  return found[0]!.Properties;
+}
+
+describe("the stack's Session Manager documents", () => {
+  it('streams every shell session to its own log group, with a retention, and starts it in the job container', () => {
+    const { stack, resources } = synth;
+    const shell = documentNamed('FlareStack-JobShell');
+    assert.equal(shell.DocumentType, 'Session');
+    assert.equal(shell.UpdateMethod, 'NewVersion');
+    assert.equal(shell.Content.sessionType, 'Standard_Stream');
+    const logGroup = logicalId(stack, stack.sessions.logGroup);
+    assert.deepEqual(shell.Content.inputs.cloudWatchLogGroupName, { Ref: logGroup });
+    assert.equal(shell.Content.inputs.cloudWatchStreamingEnabled, true);
+    assert.equal(shell.Content.inputs.runAsEnabled, false);
+    assert.equal(shell.Content.inputs.shellProfile.linux, SHELL_PROFILE);
+    assert.match(SHELL_PROFILE, /exec sudo docker exec --interactive --tty "\$container"/);
+    assert.equal(resources[logGroup]!.Properties.RetentionInDays, 30);
+  });
+
+  it('forwards ports only to a container address on the instance', () => {
+    const port = documentNamed('FlareStack-JobPortForward');
+    assert.equal(port.Content.sessionType, 'Port');
+    assert.equal(port.Content.properties.type, 'LocalPortForwarding');
+    assert.equal(port.Content.parameters.host.allowedPattern, CONTAINER_HOST_PATTERN);
+    const host = new RegExp(CONTAINER_HOST_PATTERN);
+    for (const ok of ['172.17.0.2', '172.31.255.4', '192.168.0.9', 'localhost']) assert.ok(host.test(ok), ok);
+    for (const bad of ['169.254.169.254', '10.0.1.5', '172.32.0.1', 'example.com', '172.17.0.2 ; x'])
+      assert.ok(!host.test(bad), bad);
+    const portNumber = new RegExp(port.Content.parameters.portNumber.allowedPattern);
+    for (const ok of ['1', '8888', '65535']) assert.ok(portNumber.test(ok), ok);
+    for (const bad of ['0', '65536', '08', '']) assert.ok(!portNumber.test(bad), bad);
+  });
+
+  it('lets the instances write the session log group, and no other function or role', () => {
+    const { stack, resources } = synth;
+    const logGroupArn = { 'Fn::GetAtt': [logicalId(stack, stack.sessions.logGroup), 'Arn'] };
+    const onIt = statements(resources).filter(
+      ({ statement }) => JSON.stringify(statement.Resource) === JSON.stringify(logGroupArn),
+    );
+    assert.deepEqual(
+      onIt.map(({ policy, statement }) => [resources[policy]!.Properties.Roles, actionsOf(statement).sort()]),
+      [
+        [
+          [{ Ref: logicalId(stack, stack.compute.instanceRole) }],
+          ['logs:CreateLogStream', 'logs:DescribeLogStreams', 'logs:PutLogEvents'],
+        ],
+      ],
+    );
+  });
+
+  it('tells the API (only) which documents to answer POST /session with, and outputs them', () => {
+    const { stack, resources, template } = synth;
+    const env = resources[logicalId(stack, stack.api.function)]!.Properties.Environment.Variables;
+    assert.equal(env.SESSION_SHELL_DOCUMENT, 'FlareStack-JobShell');
+    assert.equal(env.SESSION_PORT_DOCUMENT, 'FlareStack-JobPortForward');
+    for (const fn of [stack.tasks, stack.computeEvents.handler, stack.reconciler.handler]) {
+      const other = resources[logicalId(stack, fn.function)]!.Properties.Environment.Variables;
+      assert.equal(other.SESSION_SHELL_DOCUMENT, undefined, fn.node.path);
+    }
+    const outputs = template.toJSON().Outputs;
+    assert.equal(outputs.SessionShellDocument.Value, 'FlareStack-JobShell');
+    assert.equal(outputs.SessionPortForwardDocument.Value, 'FlareStack-JobPortForward');
+    assert.deepEqual(outputs.SessionLogGroupName.Value, { Ref: logicalId(stack, stack.sessions.logGroup) });
+  });
+
+  it('has no cdk-nag finding on the sessions left unacknowledged', () => {
+    const report = new AwsSolutionsChecks().validateScope(synth.stack.sessions);
+    const findings = report.violations.flatMap((v) =>
+      v.violatingResources.map((r) => `${v.ruleName}: ${r.constructPath}`),
+    );
+    assert.deepEqual(findings, []);
+  });
+});
