@@ -352,8 +352,8 @@ describe('every answer is what its route documents', () => {
         kind: 'shell',
         region: 'eu-west-1',
         target: 'i-0aaa',
-        documentName: 'AWS-StartInteractiveCommand',
-        parameters: { command: ['sudo docker exec --interactive --tty flare-j sh'] },
+        documentName: 'FlareStack-JobShell',
+        parameters: {},
       },
     ];
     w.deps.compute = Object.assign(Object.create(compute) as typeof compute, {
