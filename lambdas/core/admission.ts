@@ -184,7 +184,9 @@ async function nobodyQueued(deps: Deps, pool: string): Promise<boolean> {
  * A job just stored WAITING goes now if FIFO lets it. A drain running meanwhile may have read the queue before
  * the job was in it, so when its pool and its project's limits, read again after the write, have room for it,
  * one pass over the first page of the queue admits the jobs ahead of it that fit, oldest first, and then it.
- * Bounded, whatever the queue's depth: one page, no backfill, no other pool, nothing younger than the job.
+ * Bounded, whatever the queue's depth: one page, no backfill, no other pool, nothing younger than the job, or
+ * than the youngest job of the submits that share the pass (in line together, pool-drainer.ts: one read of the
+ * pool and the page for all of them).
  * Without room nothing is read: whatever gives room back later drains with the job in the table.
  */
 async function admitJustQueued(deps: Deps, job: Job): Promise<Job> {
@@ -201,8 +203,9 @@ async function admitJustQueued(deps: Deps, job: Job): Promise<Job> {
   }
   // In line with the pool's drains in this process (pool-drainer.ts): beside one, the two would fight over the
   // same head job and pool row.
-  const pass = await drainerOf<DrainResult>(deps.queue, job.pool).exclusive(() =>
-    drainOnce(deps, job.pool, { until: job.id }),
+  const pass = await drainerOf<DrainResult>(deps.queue, job.pool).exclusive(
+    (until) => drainOnce(deps, job.pool, { until }),
+    job.id,
   );
   const admitted = pass.admitted.find((j) => j.id === job.id);
   if (admitted) return admitted;
@@ -334,11 +337,14 @@ export async function drainAfterRelease(
   return results;
 }
 
-/** One pass. `until`: a submit's bounded pass, which reads one page, stops at that job and never backfills. */
+/**
+ * One pass. `until`: a submit's bounded pass (shared by the submits in line together), which reads one page,
+ * stops once it has examined each of those jobs and never backfills.
+ */
 async function drainOnce(
   deps: Deps,
   poolName: string,
-  options: DrainOptions & { until?: string },
+  options: DrainOptions & { until?: ReadonlySet<string> },
 ): Promise<DrainResult> {
   const result: DrainResult = {
     admitted: [],
@@ -357,6 +363,9 @@ async function drainOnce(
   const seen = new Map<string, Job>();
   let cursor: string | undefined;
   let head: BlockedHead | undefined;
+  const ahead = new Set(options.until);
+  /** Whether the bounded pass has examined the last of its jobs with `job`. */
+  const reached = (job: Job) => ahead.delete(job.id) && ahead.size === 0;
   walk: do {
     if (pool.availableGpus <= 0) {
       result.poolBlocked = true;
@@ -369,7 +378,7 @@ async function drainOnce(
       const blocked = blockedProjects.get(job.project);
       if (blocked) {
         result.reasons.set(job.id, blocked);
-        if (job.id === options.until) break walk;
+        if (reached(job)) break walk;
         continue;
       }
       // Requeued after no capacity: it keeps the head until its backoff is over, so younger jobs do not
@@ -387,7 +396,7 @@ async function drainOnce(
         if (held) {
           blockedProjects.set(job.project, held);
           result.reasons.set(job.id, held);
-          if (job.id === options.until) break walk;
+          if (reached(job)) break walk;
           continue;
         }
         result.poolBlocked = true;
@@ -414,7 +423,7 @@ async function drainOnce(
         result.reasons.set(job.id, poolReason(pool, needs));
         break;
       }
-      if (job.id === options.until) break walk;
+      if (reached(job)) break walk;
     }
     if (result.poolBlocked) break;
     if (!cursor) result.complete = true;

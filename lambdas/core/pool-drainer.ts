@@ -13,12 +13,16 @@ export interface PassResult {
 }
 
 type Pass<R extends PassResult> = () => Promise<R>;
+/** A bounded pass: it stops once it has examined every job of `until`, the jobs of the submits sharing it. */
+type Bounded<R extends PassResult> = (until: ReadonlySet<string>) => Promise<R>;
 
 export class PoolDrainer<R extends PassResult> {
   /** Settles when the last pass in line has ended. */
   private tail: Promise<void> = Promise.resolve();
   /** A full pass in line that has not started: whoever asks for a drain before it starts shares it. */
   private queued?: Promise<R>;
+  /** A bounded pass in line that has not started, and the jobs it goes as far as: a submit's joins it. */
+  private bounded?: { run: Promise<R>; until: Set<string> };
   /** Callers waiting for their pass, each told what every pass admits until theirs ends. */
   private readonly watchers = new Set<(result: R) => void>();
 
@@ -34,12 +38,26 @@ export class PoolDrainer<R extends PassResult> {
   }
 
   /**
-   * A pass of the caller's own (a submit's bounded one) at the end of the line; when a full pass is in line
-   * and not started, that one instead: it starts after this call and walks the queue from its head, as the
-   * caller's would, and the caller adds no pass of its own.
+   * A submit's bounded pass, as far as the caller's job `until` in the queue. A full pass in line and not
+   * started serves instead: it starts after this call and walks the queue from its head, as the caller's
+   * would. Else a bounded pass in line and not started is shared: it goes as far as every sharer's job, each
+   * stored before the pass reads its page. Else a new one at the end of the line.
    */
-  exclusive(pass: Pass<R>): Promise<R> {
-    return this.watched(() => this.queued ?? this.enqueue(pass));
+  exclusive(pass: Bounded<R>, until: string): Promise<R> {
+    return this.watched(() => {
+      if (this.queued) return this.queued;
+      if (this.bounded) {
+        this.bounded.until.add(until);
+        return this.bounded.run;
+      }
+      const jobs = new Set([until]);
+      const run = this.enqueue(() => {
+        this.bounded = undefined;
+        return pass(jobs);
+      });
+      this.bounded = { run, until: jobs };
+      return run;
+    });
   }
 
   /**

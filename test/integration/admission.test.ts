@@ -164,6 +164,52 @@ describe('admission at a submit (real ASL, DynamoDB Local)', () => {
     assert.equal((await world.store.getPool('local'))?.usedGpus, 3);
   });
 
+  it('submits whose bounded passes are in line together share one: one read of the pool for all', async () => {
+    const world = await setup();
+    const older = await missedByADrain(world, 2, Date.now() - 60_000);
+    const first = gate();
+    const watched = watchedPorts(world, { admission: (n) => (n === 1 ? first.pass() : undefined) });
+    const { limits } = watched.deps;
+    const reads = { limits: 0, pool: 0 };
+    const deps: World['deps'] = {
+      ...watched.deps,
+      limits: overriding(limits, {
+        getLimits: async (...args: Parameters<typeof limits.getLimits>) => {
+          const result = await limits.getLimits(...args);
+          reads.limits += 1;
+          return result;
+        },
+        getPool: async (...args: Parameters<typeof limits.getPool>) => {
+          reads.pool += 1;
+          return limits.getPool(...args);
+        },
+      }),
+    };
+
+    // A release's drain has read the queue (the two older jobs) and waits at its first admission.
+    const release = drainPool(deps, 'local', { released: true });
+    await first.arrived;
+    // Two submits store their jobs WAITING behind them, read room (each reads limits before and after its
+    // write) and ask for their bounded passes, which wait in line behind the drain.
+    const submits = [submitJob(deps, alice, { template: 'sleep' }), submitJob(deps, alice, { template: 'sleep' })];
+    await waitFor('both submits to read room for their stored jobs', async () => reads.limits === 4);
+    await new Promise(setImmediate);
+    const poolReads = reads.pool;
+    first.open();
+    const answers = await Promise.all(submits);
+    await release;
+
+    assert.deepEqual(
+      answers.map((a) => a.job.state),
+      [JobState.LAUNCHING, JobState.LAUNCHING],
+      'both admitted in their submits',
+    );
+    assert.equal(reads.pool - poolReads, 1, 'one pass after the drain, for both submits');
+    assert.equal(watched.seen.lost, 0);
+    assert.equal(watched.seen.admissions, 4, 'one transaction per job admitted');
+    assert.deepEqual(await states(world, older), [JobState.LAUNCHING, JobState.LAUNCHING]);
+  });
+
   it('a submit whose job a drain admitted before its own pass answers with the job admitted, and tries no admission of it', async () => {
     const world = await setup();
     // An older job queued: the submitted one is stored WAITING behind it, though the pool has room.

@@ -47,9 +47,9 @@ describe('PoolDrainer', () => {
     await p.started('release 1');
     const calls = [
       first,
-      drainer.exclusive(p.pass('submit 1')),
+      drainer.exclusive(p.pass('submit 1'), 'j-1'),
       drainer.request(p.pass('release 2')),
-      drainer.exclusive(p.pass('submit 2 (shares release 2)')),
+      drainer.exclusive(p.pass('submit 2 (shares release 2)'), 'j-2'),
     ];
     await p.end('release 1');
     await p.end('submit 1');
@@ -68,7 +68,7 @@ describe('PoolDrainer', () => {
     const shared = [
       drainer.request(p.pass('queued', ['j-1'])),
       drainer.request(p.pass('never run')),
-      drainer.exclusive(p.pass('never run either')),
+      drainer.exclusive(p.pass('never run either'), 'j-2'),
     ];
     await p.end('running');
     await p.end('queued');
@@ -82,12 +82,47 @@ describe('PoolDrainer', () => {
       );
   });
 
+  it('shares a bounded pass not yet started among submits: it goes as far as each of their jobs', async () => {
+    const drainer = new PoolDrainer<PassResult>();
+    const p = passes();
+    const running = drainer.request(p.pass('running'));
+    await p.started('running');
+    const bounded: { name: string; until: string[] }[] = [];
+    const pass = (name: string) => async (until: ReadonlySet<string>) => {
+      bounded.push({ name, until: [...until] });
+      return { admitted: [...until].map(job), backfilled: [] };
+    };
+    const submits = [
+      drainer.exclusive(pass('submit 1'), 'j-1'),
+      drainer.exclusive(pass('never run'), 'j-2'),
+      drainer.exclusive(pass('never run either'), 'j-3'),
+    ];
+    await p.end('running');
+    const shared = await Promise.all(submits);
+    await drainer.exclusive(pass('submit 4'), 'j-4');
+
+    assert.deepEqual(
+      bounded,
+      [
+        { name: 'submit 1', until: ['j-1', 'j-2', 'j-3'] },
+        { name: 'submit 4', until: ['j-4'] },
+      ],
+      'one pass for the three submits in line together, as far as their jobs; a later submit has its own',
+    );
+    for (const result of shared)
+      assert.deepEqual(
+        result.admitted.map((j) => j.id),
+        ['j-1', 'j-2', 'j-3'],
+      );
+    await running;
+  });
+
   it('tells a caller what every pass admitted from its call until its own pass ended', async () => {
     const drainer = new PoolDrainer<PassResult>();
     const p = passes();
     const running = drainer.request(p.pass('running', ['j-1']));
     await p.started('running');
-    const submit = drainer.exclusive(p.pass('bounded', ['j-3']));
+    const submit = drainer.exclusive(p.pass('bounded', ['j-3']), 'j-3');
     const later = drainer.request(p.pass('after', ['j-4']));
     await p.end('running');
     await p.end('bounded');
@@ -115,7 +150,7 @@ describe('PoolDrainer', () => {
       () => new Promise<PassResult>((_, reject) => (fail = () => reject(new Error('store down')))),
     );
     while (!fail) await new Promise(setImmediate);
-    const next = drainer.exclusive(async () => ({ admitted: [job('j-2')], backfilled: [] }));
+    const next = drainer.exclusive(async () => ({ admitted: [job('j-2')], backfilled: [] }), 'j-2');
     fail();
     await assert.rejects(failing, /store down/);
     assert.deepEqual(
