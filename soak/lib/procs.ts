@@ -1,13 +1,13 @@
 /**
  * What runs on this machine, read from /proc: the processes of this run's jobs
- * (their environment carries `FLARE_SOAK_RUN=<runId>` and `FLARE_JOB_ID`), the
+ * (their environment carries `SOAK_RUN=<runId>` and `FLARE_JOB_ID`), the
  * DynamoDB Local JVM of a data directory, and its job supervisor. Linux only.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isSupervisorCommand } from '../../lambdas/adapters/local-supervisor/lock.mjs';
 
-export const RUN_ENV = 'FLARE_SOAK_RUN';
+export const RUN_ENV = 'SOAK_RUN';
 
 function read(path: string): string | undefined {
   try {
