@@ -164,7 +164,9 @@ describe('admission at a submit (real ASL, DynamoDB Local)', () => {
     assert.equal((await world.store.getPool('local'))?.usedGpus, 3);
   });
 
-  it('submits whose bounded passes are in line together share one: one read of the pool for all', async () => {
+  // That the two share one pass (one read of the pool) is pinned in test/unit/pool-drainer.test.ts: here, over real
+  // DynamoDB Local under CI's load, when each reaches the line varies, and what must hold whatever the order does.
+  it('submits whose bounded passes wait in line behind a drain are both admitted in their submits, losing no transaction', async () => {
     const world = await setup();
     const older = await missedByADrain(world, 2, Date.now() - 60_000);
     const first = gate();
@@ -192,7 +194,14 @@ describe('admission at a submit (real ASL, DynamoDB Local)', () => {
     // Two submits store their jobs WAITING behind them, read room (each reads limits before and after its
     // write) and ask for their bounded passes, which wait in line behind the drain.
     const submits = [submitJob(deps, alice, { template: 'sleep' }), submitJob(deps, alice, { template: 'sleep' })];
-    await waitFor('both submits to read room for their stored jobs', async () => reads.limits === 4);
+    // Two reads each before they ask for their passes; generous: DynamoDB Local shares two busy cores in CI.
+    await waitFor(
+      'both submits to read room for their stored jobs',
+      async () => reads.limits >= 4 || undefined,
+      120_000,
+    ).catch((error: Error) => {
+      throw new Error(`${error.message} (limits read ${reads.limits} times, the pool ${reads.pool})`);
+    });
     await new Promise(setImmediate);
     const poolReads = reads.pool;
     first.open();
@@ -204,7 +213,10 @@ describe('admission at a submit (real ASL, DynamoDB Local)', () => {
       [JobState.LAUNCHING, JobState.LAUNCHING],
       'both admitted in their submits',
     );
-    assert.equal(reads.pool - poolReads, 1, 'one pass after the drain, for both submits');
+    assert.ok(
+      reads.pool - poolReads <= 2,
+      `at most one pass after the drain for each submit (${reads.pool - poolReads})`,
+    );
     assert.equal(watched.seen.lost, 0);
     assert.equal(watched.seen.admissions, 4, 'one transaction per job admitted');
     assert.deepEqual(await states(world, older), [JobState.LAUNCHING, JobState.LAUNCHING]);
