@@ -5,7 +5,7 @@
  * written, not after SIGTERM.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -32,23 +32,34 @@ const SUPERVISOR = fileURLToPath(new URL('../../lambdas/adapters/local-superviso
 const GONE_MS = 30_000;
 
 /**
- * Make the job's exit record impossible to write, for real. A directory without write permission
- * does it for a normal user; root writes there anyway, so then exit.json is made a directory, which
- * the record's rename cannot replace (EISDIR).
+ * A supervisor of `dataDir` started by hand, as a plane would start it (planes then connect to it), with
+ * its output here. As root it runs without CAP_DAC_OVERRIDE (setpriv), so that file permissions bind it
+ * as they bind everyone else: root writes through a directory's mode otherwise.
  */
-async function makeExitRecordUnwritable(jobDir: string): Promise<'permissions' | 'a directory in its place'> {
-  await chmod(jobDir, 0o500);
-  cleanups.push(() => chmod(jobDir, 0o700).catch(() => undefined));
-  const probe = join(jobDir, 'probe');
-  try {
-    await writeFile(probe, '');
-  } catch {
-    return 'permissions';
+async function startSupervisor(dataDir: string): Promise<{ child: ChildProcess; stderr: () => string }> {
+  await writeFile(join(dataDir, 'supervisor.log'), '', { flag: 'a' }); // as a plane creates it
+  const command = [process.execPath, SUPERVISOR, dataDir, '60000'];
+  if (process.getuid?.() === 0) {
+    if (!existsSync('/usr/bin/setpriv')) throw new Error('as root, setpriv (util-linux) is needed to test permissions');
+    command.unshift('/usr/bin/setpriv', '--bounding-set=-dac_override,-dac_read_search');
   }
-  await rm(probe);
-  await chmod(jobDir, 0o700);
-  await mkdir(join(jobDir, 'exit.json'));
-  return 'a directory in its place';
+  const child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  cleanups.push(() => void child.kill('SIGKILL'));
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk) => (stdout += chunk));
+  child.stderr?.on('data', (chunk) => (stderr += chunk));
+  await until(() => stdout.includes('ready\n'), GONE_MS, `the supervisor to be ready (${stderr})`);
+  return { child, stderr: () => stderr };
+}
+
+/** True once a process started here has exited. */
+const ended = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
+
+/** A path the supervisor may not write to (mode 0500): an exit record renamed into it, or a log appended to it, fails with EACCES. */
+async function makeUnwritable(path: string): Promise<void> {
+  await chmod(path, 0o500);
+  cleanups.push(() => chmod(path, 0o700).catch(() => undefined));
 }
 
 describe('LocalCompute: the job supervisor', () => {
@@ -174,61 +185,61 @@ describe('The job supervisor never lingers', () => {
 
   it('lets go of a job whose exit record cannot be written: logs it, tells the plane its end, and obeys SIGTERM', async () => {
     const h = await harness();
+    const { child } = await startSupervisor(h.dataDir);
     await run(h.compute, 'unwritable', ['sh', '-c', 'sleep 1; exit 3']);
     const group = await pidOf(h, 'unwritable');
-    const supervisor = supervisorOf(h.dataDir);
-    const how = await makeExitRecordUnwritable(join(h.dataDir, 'jobs', 'unwritable'));
+    await makeUnwritable(join(h.dataDir, 'jobs', 'unwritable'));
 
     const record = await h.exited('unwritable', GONE_MS);
 
-    assert.equal(record.exitCode, 3, `told to the plane (record unwritable by ${how})`);
-    assert.match(await readFile(join(h.dataDir, 'supervisor.log'), 'utf8'), /cannot write .*exit\.json.*giving up/);
+    assert.equal(record.exitCode, 3, 'told to the plane');
+    assert.match(
+      await readFile(join(h.dataDir, 'supervisor.log'), 'utf8'),
+      /cannot write .*exit\.json \(attempt 5\): EACCES.*giving up/,
+    );
+    assert.equal(existsSync(join(h.dataDir, 'jobs', 'unwritable', 'exit.json')), false);
     assert.deepEqual(running(group), []);
-    process.kill(supervisor, 'SIGTERM');
-    await until(() => running(supervisor).length === 0, GONE_MS, 'the supervisor to exit on SIGTERM');
+    child.kill('SIGTERM');
+    await until(() => ended(child), GONE_MS, 'the supervisor to exit on SIGTERM');
+    assert.deepEqual(supervisors(h.dataDir), []);
   });
 
   it('on SIGTERM stops a job whose exit record cannot be written, tells the plane, and exits', async () => {
     const h = await harness({ stopGraceMs: 500 });
-    await run(h.compute, 'term-unwritable', ['sleep', '600']);
+    const { child } = await startSupervisor(h.dataDir);
+    await run(h.compute, 'term-unwritable', ['sh', '-c', 'trap "" TERM; sleep 600']);
     const group = await pidOf(h, 'term-unwritable');
-    const supervisor = supervisorOf(h.dataDir);
-    await makeExitRecordUnwritable(join(h.dataDir, 'jobs', 'term-unwritable'));
+    await makeUnwritable(join(h.dataDir, 'jobs', 'term-unwritable'));
 
-    process.kill(supervisor, 'SIGTERM');
+    child.kill('SIGTERM');
 
-    await until(() => running(supervisor).length === 0, GONE_MS, 'the supervisor to exit');
-    assert.deepEqual(running(group), []);
+    await until(() => supervisors(h.dataDir).length === 0, GONE_MS, 'the supervisor to exit');
+    assert.deepEqual(running(group), [], 'the job ignored SIGTERM: SIGKILLed after its grace');
     const record = await h.exited('term-unwritable', GONE_MS);
     assert.equal(record.reason, 'stopped');
-    assert.equal(record.exitCode, 143);
+    assert.equal(record.exitCode, 137);
+    assert.equal(existsSync(join(h.dataDir, 'jobs', 'term-unwritable', 'exit.json')), false);
   });
 
   it('tells a plane that connects later the end it could not record, and logs to stderr when its log cannot be written', async () => {
     const h = await harness();
     h.compute.close();
-    await mkdir(join(h.dataDir, 'supervisor.log')); // unwritable, for root too
-    // Started by hand, as the plane would, but with its stderr here.
-    const child = spawn(process.execPath, [SUPERVISOR, h.dataDir, '60000'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    cleanups.push(() => void child.kill('SIGKILL'));
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    await until(() => stdout.includes('ready\n'), GONE_MS, 'the supervisor to be ready');
+    const { child, stderr } = await startSupervisor(h.dataDir);
+    await makeUnwritable(join(h.dataDir, 'supervisor.log'));
     const first = h.make();
     await run(first, 'told-later', ['sh', '-c', 'sleep 1; exit 5']);
-    await makeExitRecordUnwritable(join(h.dataDir, 'jobs', 'told-later'));
+    await makeUnwritable(join(h.dataDir, 'jobs', 'told-later'));
     first.close(); // nobody connected when the job ends
-    await until(() => /giving up/.test(stderr), GONE_MS, 'the supervisor to give up on the record');
+    await until(() => /giving up/.test(stderr()), GONE_MS, 'the supervisor to give up on the record');
 
     const later = h.make();
     await later.reattach([job('told-later', { devices: [0] })]);
 
     assert.equal((await h.exited('told-later', GONE_MS)).exitCode, 5);
-    assert.match(stderr, /cannot write .*exit\.json/);
+    assert.match(stderr(), /cannot write .*exit\.json.*EACCES/);
+    assert.equal(await readFile(join(h.dataDir, 'supervisor.log'), 'utf8'), '', 'nothing reached the unwritable log');
     child.kill('SIGTERM');
-    await until(() => child.exitCode !== null || child.signalCode !== null, GONE_MS, 'the supervisor to exit');
+    await until(() => ended(child), GONE_MS, 'the supervisor to exit');
     assert.deepEqual(supervisors(h.dataDir), []);
   });
 });
