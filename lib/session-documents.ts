@@ -16,7 +16,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
-import { JOB_CONTAINER_LABEL } from './compute.js';
+import { JOB_CONTAINER_LABEL } from './instance-user-data.js';
 
 export interface JobSessionsProps {
   /** The job instances' role: their SSM agent writes the session logs. */

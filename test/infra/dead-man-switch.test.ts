@@ -16,14 +16,13 @@ import { after, before, describe, it } from 'node:test';
 import { App, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Template } from 'aws-cdk-lib/assertions';
+import { FlareCompute, type FlareComputeProps } from '../../lib/compute.js';
 import {
   DEAD_MAN_STOP_GRACE_SECONDS,
   EXPIRES_AT_FILE,
-  FlareCompute,
   JOB_CONTAINER_LABEL,
   MAX_DEAD_MAN_GRACE_MINUTES,
-  type FlareComputeProps,
-} from '../../lib/compute.js';
+} from '../../lib/instance-user-data.js';
 import { DEFAULT_POOLS } from '../../lib/settings.js';
 import { dockerRunArgs } from '../../lambdas/core/container-command.js';
 

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
-import { deadManSwitchScript } from '../../lib/compute.js';
+import { deadManSwitchScript } from '../../lib/instance-user-data.js';
 import type { FlareStack } from '../../lib/flare-stack.js';
 import { DEFAULT_GPU_AMI_PARAMETER } from '../../lib/settings.js';
 import { actionsOf, statements } from '../support/cdk-policies.js';

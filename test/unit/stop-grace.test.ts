@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DEAD_MAN_STOP_GRACE_SECONDS } from '../../lib/compute.js';
+import { DEAD_MAN_STOP_GRACE_SECONDS } from '../../lib/instance-user-data.js';
 import { DEFAULT_STOP_GRACE_MS } from '../../lambdas/adapters/local-supervisor/job-run.mjs';
 
 describe('stop grace', () => {
