@@ -26,11 +26,14 @@
 //   exit record, written atomically (tmp + rename); a record that cannot be
 //   written is retried RECORD_ATTEMPTS times, then the job is over anyway
 //   (`onEnd` says so, and the supervisor hands the record to connected planes).
+// The files it writes are job-files.mjs's; what it asks of the process group, process-group.mjs's.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { claimPidFile, readStatus, statusPath, writeExit, writeWhole } from './job-files.mjs';
 import { bootId } from './lock.mjs';
+import { groupAlive, missedTerm, resolveCommand, signalOf } from './process-group.mjs';
 
 /** Exit code when the job could not be run at all (docker uses the same). */
 export const RUNNER_FAILED = 125;
@@ -65,9 +68,6 @@ function withSecrets(spec) {
   // Under the spec's own: Flare's variables (and docker's, in docker mode) are never replaced by a secret.
   return { ...values, ...spec.env };
 }
-
-/** The job's pid file claimed by another start: it ran (or runs) already. */
-export class StartedBefore extends Error {}
 
 export class JobRun {
   /**
@@ -361,142 +361,6 @@ export class JobRun {
     } catch {
       // the output file is best effort; the exit record is what counts
     }
-  }
-}
-
-function statusPath(spec) {
-  return spec.statusPath ?? `${spec.pidPath}.status`;
-}
-
-/** The shim's record of the job's exit: its code, and when (the file's mtime). */
-function readStatus(file) {
-  try {
-    const text = fs.readFileSync(file, 'utf8');
-    const exitCode = Number(text.trim());
-    if (!text.endsWith('\n') || !Number.isInteger(exitCode)) return undefined; // being written
-    return { exitCode, at: fs.statSync(file).mtime.toISOString() };
-  } catch {
-    return undefined;
-  }
-}
-
-/** 143 -> 'SIGTERM': the shell's way of telling a death by signal. */
-function signalOf(exitCode) {
-  if (exitCode <= 128) return null;
-  return Object.entries(os.constants.signals).find(([, n]) => n === exitCode - 128)?.[0] ?? null;
-}
-
-/**
- * argv[0] as execvp would find it, as a path, so the shim's shell runs it and never a
- * builtin of its own (`eval`, `exit`, `exec`); 127 not found, 126 not executable.
- */
-function resolveCommand(name, searchPath = '/usr/bin:/bin', cwd) {
-  if (typeof name !== 'string' || name === '') return 127;
-  const candidates = name.includes('/')
-    ? [path.resolve(cwd, name)]
-    : searchPath.split(':').map((dir) => path.resolve(cwd, dir || '.', name));
-  let denied = false;
-  for (const candidate of candidates) {
-    try {
-      if (!fs.statSync(candidate).isFile()) continue;
-      fs.accessSync(candidate, fs.constants.X_OK);
-      return candidate;
-    } catch (error) {
-      if (error.code === 'EACCES') denied = true;
-    }
-  }
-  return denied ? 126 : 127;
-}
-
-/** True while a process of the group runs; zombies (reaped late by some inits) do not count. */
-export function groupAlive(pgid) {
-  try {
-    process.kill(-pgid, 0);
-  } catch (error) {
-    if (error.code !== 'EPERM') return false;
-  }
-  const members = groupMembers(pgid);
-  return members === undefined || members.length > 0; // no procfs: the signal probe is all there is
-}
-
-/** The live (not zombie) processes of group `pgid`, from /proc; undefined without procfs. */
-function groupMembers(pgid) {
-  let pids;
-  try {
-    pids = fs.readdirSync('/proc').filter((name) => /^[0-9]+$/.test(name));
-  } catch {
-    return undefined;
-  }
-  return pids.flatMap((pid) => {
-    try {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const [state, ppid, pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return Number(pgrp) === pgid && state !== 'Z' ? [{ pid: Number(pid), ppid: Number(ppid) }] : [];
-    } catch {
-      return [];
-    }
-  });
-}
-
-const SIGTERM_BIT = 1n << BigInt(os.constants.signals.SIGTERM - 1);
-
-/**
- * The job process (the shim's child) if it is alive with SIGTERM's default action: it cannot have
- * received the group's SIGTERM (that action ends it), so the signal came while it was being forked.
- */
-function missedTerm(shimPid) {
-  for (const { pid, ppid } of groupMembers(shimPid) ?? []) {
-    if (ppid !== shimPid) continue;
-    try {
-      const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-      const mask = (name) =>
-        BigInt(`0x${new RegExp(`^${name}:\\s*([0-9a-f]+)`, 'm').exec(status)?.[1] ?? 'ffffffffffffffff'}`);
-      if (((mask('SigBlk') | mask('SigIgn') | mask('SigCgt')) & SIGTERM_BIT) === 0n) return pid;
-    } catch {
-      // it ended while we looked
-    }
-  }
-  return undefined;
-}
-
-/**
- * Create `file` exclusively and whole (written aside, then hard-linked into
- * place: a reader never sees it half written). Throws StartedBefore if it exists.
- */
-function claimPidFile(file, text) {
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, text, { mode: 0o600 });
-  try {
-    fs.linkSync(tmp, file);
-  } catch (error) {
-    if (error.code === 'EEXIST') throw new StartedBefore(`${file} exists: the job was started before`);
-    throw error;
-  } finally {
-    fs.rmSync(tmp, { force: true });
-  }
-}
-
-/** Replace `file` atomically; no fsync: it is rewritten at once if the machine goes down. */
-function writeWhole(file, text) {
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, text, { mode: 0o600 });
-  fs.renameSync(tmp, file);
-}
-
-export function writeExit(exitPath, record) {
-  const tmp = `${exitPath}.${process.pid}.tmp`;
-  const fd = fs.openSync(tmp, 'w', 0o600);
-  try {
-    try {
-      fs.writeSync(fd, `${JSON.stringify(record)}\n`);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, exitPath);
-  } catch (error) {
-    fs.rmSync(tmp, { force: true }); // a half-written record is no record
-    throw error;
   }
 }
 

@@ -36,15 +36,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import {
-  DEFAULT_STOP_GRACE_MS,
-  JobRun,
-  RECORD_ATTEMPTS,
-  RECORD_RETRY_MS,
-  StartedBefore,
-  message,
-  writeExit,
-} from './job-run.mjs';
+import { StartedBefore, writeExit } from './job-files.mjs';
+import { DEFAULT_STOP_GRACE_MS, JobRun, RECORD_ATTEMPTS, RECORD_RETRY_MS, message } from './job-run.mjs';
 import { LOCK_NAME, SOCKET_NAME, bootId, directSocketPath, liveSupervisor } from './lock.mjs';
 
 const dataDir = process.argv[2] ? path.resolve(process.argv[2]) : undefined;
