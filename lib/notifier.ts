@@ -116,10 +116,7 @@ export class ChatNotifier extends Construct {
       }),
     );
     props.idempotencyTable.grantReadWriteData(this.handler.role);
-    this.grantReadWebhooks(
-      this.handler.role,
-      props.channels.map((c) => c.secretName),
-    );
+    this.grantReadWebhooks(this.handler.role, props.channels);
 
     const rules: Record<string, events.Rule> = {};
     for (const channel of props.channels) {
@@ -151,10 +148,12 @@ export class ChatNotifier extends Construct {
    * `secretsmanager:GetSecretValue` on exactly these secrets. A secret's ARN
    * ends in `-` and six random characters that are unknown before it exists,
    * hence the `-??????` (not `*`, which would also match `name-suffix-...`).
+   * A secret under an operator's own key also needs `kms:Decrypt` on that key,
+   * only through Secrets Manager in this region (`kms:ViaService`).
    */
-  private grantReadWebhooks(grantee: iam.IGrantable, secretNames: readonly string[]): iam.Grant {
+  private grantReadWebhooks(grantee: iam.IGrantable, channels: readonly NotificationChannelSetting[]): void {
     const stack = Stack.of(this);
-    const arns = [...new Set(secretNames)].map((name) =>
+    const arns = [...new Set(channels.map((c) => c.secretName))].map((name) =>
       stack.formatArn({
         service: 'secretsmanager',
         resource: 'secret',
@@ -162,6 +161,16 @@ export class ChatNotifier extends Construct {
         arnFormat: ArnFormat.COLON_RESOURCE_NAME,
       }),
     );
-    return iam.Grant.addToPrincipal({ grantee, actions: ['secretsmanager:GetSecretValue'], resourceArns: arns });
+    iam.Grant.addToPrincipal({ grantee, actions: ['secretsmanager:GetSecretValue'], resourceArns: arns });
+    const keys = [...new Set(channels.flatMap((c) => (c.kmsKeyArn ? [c.kmsKeyArn] : [])))];
+    if (keys.length === 0) return;
+    grantee.grantPrincipal.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'DecryptWebhookSecrets',
+        actions: ['kms:Decrypt'],
+        resources: keys,
+        conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
+      }),
+    );
   }
 }

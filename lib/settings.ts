@@ -53,6 +53,9 @@ const DOCKER_MEMORY = /^[1-9][0-9]{0,6}[bkmg]$/;
 const CHANNEL_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** Secrets Manager's own rule for names. */
 const SECRET_NAME = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
+/** A KMS key's ARN (a key id or a multi-Region `mrk-` id; IAM authorizes on the key, never on an alias). */
+const KMS_KEY_ARN =
+  /^arn:aws(-[a-z]+)*:kms:[a-z]{2}(-[a-z]+)+-[0-9]+:[0-9]{12}:key\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$/;
 /** A JWT claim name: printable, no spaces (`cognito:groups`, `groups`, `https://example.com/groups`). */
 const CLAIM_NAME = /^[\x21-\x7e]{1,256}$/;
 /** Cognito group names allow more, but this one also travels in env vars, logs and URLs. */
@@ -241,6 +244,11 @@ const channelFields = {
     SECRET_NAME,
     (got) => `must be the name (not the ARN) of a Secrets Manager secret holding the webhook URL, got ${got}`,
   ),
+  /** The customer managed key the secret is encrypted with; absent: the AWS managed `aws/secretsmanager` key. */
+  kmsKeyArn: text(
+    KMS_KEY_ARN,
+    (got) => `must be the ARN of a KMS key (arn:aws:kms:<region>:<account>:key/<key id>, not an alias), got ${got}`,
+  ).optional(),
   /** Only these projects; absent: every project. */
   projects: filter(text(NAME_PATTERN, (got) => `must be a project name (${NAME_RULE}), got ${got}`)).optional(),
   /** Only these states; absent: every state change. */
@@ -259,13 +267,15 @@ const Quotas = z
 const Notifications = z
   .object({
     'flare:notifications': fromJson(
-      z.array(Channel, { error: 'must be an array of { id, type, secretName, projects?, states? }' }).superRefine(
-        uniqueBy(
-          (c) => c.id,
-          'id',
-          (id) => `channel '${id}' is defined twice`,
+      z
+        .array(Channel, { error: 'must be an array of { id, type, secretName, kmsKeyArn?, projects?, states? }' })
+        .superRefine(
+          uniqueBy(
+            (c) => c.id,
+            'id',
+            (id) => `channel '${id}' is defined twice`,
+          ),
         ),
-      ),
     ).default([]),
   })
   .transform((c) => ({
