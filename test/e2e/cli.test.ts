@@ -9,18 +9,26 @@
  * permissions), and `--help` for every command.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { COMMANDS } from '../../cli/main.js';
 import { waitFor } from '../support/harness.js';
-import { callApi, startLocalPlane, stopLocalPlane } from '../support/local-plane.js';
+import { startFlare, type CliRun as Run } from '../support/flare-cli.js';
+import {
+  TOOLS_IMAGE,
+  callApi,
+  endActiveJobs,
+  localTemplate,
+  startLocalPlaneIn,
+  stopLocalPlane,
+  untilJobState,
+} from '../support/local-plane.js';
 import { ROOT_TOKEN, ALICE_TOKEN, BOB_TOKEN, LOCAL_USERS } from '../support/identities.js';
 
 const CAROL = 'carol-token-0123456789abcdef';
-const DIGEST = `sha256:${'b'.repeat(64)}`;
 const TERMINAL = ['SUCCEEDED', 'FAILED', 'EXPIRED', 'CANCELLED'];
 
 let dir: string;
@@ -28,12 +36,6 @@ let dir: string;
 let home: string;
 let plane: ChildProcess | undefined;
 let url: string;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 interface RunOptions {
   /** FLARE_TOKEN; null: none. @default ALICE_TOKEN */
@@ -43,35 +45,12 @@ interface RunOptions {
   env?: Record<string, string>;
 }
 
-function cliEnv(options: RunOptions): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith('FLARE_')),
-  );
-  env.HOME = home;
+function start(args: string[], options: RunOptions = {}) {
   const token = options.token === undefined ? ALICE_TOKEN : options.token;
   const apiUrl = options.apiUrl === undefined ? url : options.apiUrl;
-  if (token !== null) env.FLARE_TOKEN = token;
-  if (apiUrl !== null) env.FLARE_API_URL = apiUrl;
-  return { ...env, ...options.env };
-}
-
-function start(
-  args: string[],
-  options: RunOptions = {},
-): { child: ChildProcess; result: Promise<Run>; stdout: () => string } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/flare.ts', ...args], {
-    env: cliEnv(options),
-    stdio: ['ignore', 'pipe', 'pipe'],
+  return startFlare(args, {
+    env: { HOME: home, FLARE_TOKEN: token ?? undefined, FLARE_API_URL: apiUrl ?? undefined, ...options.env },
   });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d) => (stdout += d));
-  child.stderr!.on('data', (d) => (stderr += d));
-  const result = new Promise<Run>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-  return { child, result, stdout: () => stdout };
 }
 
 const flare = (args: string[], options?: RunOptions) => start(args, options).result;
@@ -80,16 +59,7 @@ const flare = (args: string[], options?: RunOptions) => start(args, options).res
 const api = (method: string, path: string, token = ROOT_TOKEN, body?: unknown) =>
   callApi(url, method, path, token, body);
 
-const untilState = (id: string, states: string[]) =>
-  waitFor(
-    `job ${id} in ${states.join('|')}`,
-    async () => {
-      const { body } = await api('GET', `/v1/jobs/${id}`);
-      return states.includes(body?.state) ? body : undefined;
-    },
-    60_000,
-    100,
-  );
+const untilState = (id: string, states: string[]) => untilJobState(url, ROOT_TOKEN, id, states);
 
 /** Submit through the CLI with --output json and return the job. */
 async function submit(args: string[], options?: RunOptions): Promise<{ id: string; state: string; name: string }> {
@@ -112,37 +82,16 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'flare-cli-'));
   home = join(dir, 'home');
   await mkdir(home);
-  const template = (name: string, project: string, command: string[]) => ({
-    name,
-    project,
-    pool: 'local',
-    image: 'tools',
-    command,
-  });
-  await writeFile(
-    join(dir, 'flare.local.json'),
-    JSON.stringify({
-      port: 0,
-      dataDir: 'data',
-      users: [...LOCAL_USERS, { name: 'carol', token: CAROL, projects: ['queue'] }],
-      pools: [{ name: 'local', gpus: 4 }],
-      quotas: [{ project: 'queue', resource: 'gpus', hardLimit: 1 }],
-      images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
-      templates: [template('sh', 'vision', ['true']), template('q', 'queue', ['true'])],
-      compute: { driver: 'process' },
-    }),
-  );
-  ({ child: plane, url } = await startLocalPlane(join(dir, 'flare.local.json')));
+  ({ child: plane, url } = await startLocalPlaneIn(dir, {
+    users: [...LOCAL_USERS, { name: 'carol', token: CAROL, projects: ['queue'] }],
+    pools: [{ name: 'local', gpus: 4 }],
+    quotas: [{ project: 'queue', resource: 'gpus', hardLimit: 1 }],
+    templates: [localTemplate('sh', ['true']), localTemplate('q', ['true'], { project: 'queue' })],
+  }));
 });
 
 after(async () => {
-  if (url) {
-    // Jobs run detached from the plane: end every one this file started.
-    const { body } = await api('GET', '/v1/jobs?limit=1000');
-    const active = (body?.items ?? []).filter((j: { state: string }) => !TERMINAL.includes(j.state));
-    for (const job of active) await api('DELETE', `/v1/jobs/${job.id}`);
-    for (const job of active) await untilState(job.id, TERMINAL).catch(() => undefined);
-  }
+  if (url) await endActiveJobs(url, ROOT_TOKEN);
   await stopLocalPlane(plane, dir);
 });
 
@@ -530,7 +479,7 @@ describe('flare template, image, quota, pool, stats, health', () => {
     assert.equal(added.code, 0, added.stderr);
     const show = await flare(['image', 'show', 'tools']);
     assert.equal(show.code, 0, show.stderr);
-    assert.match(show.stdout, new RegExp(`^1 +docker.io/library/busybox:1.36 +${DIGEST} `, 'm'));
+    assert.match(show.stdout, new RegExp(`^1 +docker.io/library/busybox:1.36 +${TOOLS_IMAGE.digest} `, 'm'));
     assert.match(show.stdout, new RegExp(`^2 +docker.io/library/busybox:1.37 +${digest} `, 'm'));
     const list = await flare(['image', 'list']);
     assert.match(list.stdout, /^tools +2 +docker.io\/library\/busybox:1.37 +sha256:c{12}… +2$/m);

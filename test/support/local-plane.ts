@@ -4,12 +4,15 @@
  * HTTP client for arranging and checking.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { waitFor } from './harness.js';
 
 export interface LocalPlane {
   child: ChildProcess;
   url: string;
+  /** The config it was started from: start it again from the same. */
+  configPath: string;
   /** Everything the plane printed on stdout so far. */
   output(): string;
 }
@@ -27,7 +30,33 @@ export async function startLocalPlane(configPath: string, timeoutMs = 60_000): P
     timeoutMs,
     100,
   );
-  return { child, url, output: () => out };
+  return { child, url, configPath, output: () => out };
+}
+
+/** The image the tests' templates name: the process driver runs commands on the host and pulls nothing. */
+export const TOOLS_IMAGE = {
+  name: 'tools',
+  reference: 'docker.io/library/busybox:1.36',
+  digest: `sha256:${'b'.repeat(64)}`,
+};
+
+/** A template of vision's on the `local` pool with the tools image; `fields` add to it or override. */
+export function localTemplate(name: string, command: string[], fields: Record<string, unknown> = {}) {
+  return { name, project: 'vision', pool: 'local', image: 'tools', command, ...fields };
+}
+
+/**
+ * Write `dir/flare.local.json` and start `flare local` from it: a free port,
+ * data under `dir/data`, the process driver and the tools image unless
+ * `config` says otherwise; `config` gives the rest (users, pools, templates).
+ */
+export async function startLocalPlaneIn(dir: string, config: Record<string, unknown>): Promise<LocalPlane> {
+  const configPath = join(dir, 'flare.local.json');
+  await writeFile(
+    configPath,
+    JSON.stringify({ port: 0, dataDir: 'data', images: [TOOLS_IMAGE], compute: { driver: 'process' }, ...config }),
+  );
+  return startLocalPlane(configPath);
 }
 
 export interface HttpAnswer {
