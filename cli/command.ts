@@ -165,6 +165,9 @@ export function numberOf(values: Values, name: string, usage: string): number | 
   return n;
 }
 
+/** The `--limit N` option of a listing; read it with limitOf. */
+export const LIMIT_OPTION = { type: 'string', value: 'N', help: 'list at most N (default: all)' } as const;
+
 /** `--limit N`: a whole number of at least 1. */
 export function limitOf(values: Values, usage: string): number | undefined {
   const n = numberOf(values, 'limit', usage);

@@ -53,4 +53,22 @@ export class Context {
   printJson(value: unknown): void {
     this.print(JSON.stringify(value, null, 2));
   }
+
+  /** An answer: its JSON with `--output json`, else `view` of it for people. */
+  show<T>(value: T, view: (value: T) => string): void {
+    if (this.json) this.printJson(value);
+    else this.print(view(value));
+  }
+
+  /** The answer of a DELETE, which may have no body (204): its JSON when there is one, else `done` for people. */
+  showDone(answer: unknown, done: string): void {
+    if (!this.json) this.print(done);
+    else if (answer !== undefined) this.printJson(answer);
+  }
+
+  /** A progress line: on stderr with `--output json`, whose stdout holds only the final JSON. */
+  readonly progress = (line: string): void => {
+    if (this.json) this.io.stderr(`${line}\n`);
+    else this.print(line);
+  };
 }

@@ -34,6 +34,22 @@ export function fields(pairs: ReadonlyArray<readonly [string, unknown]>): string
   return shown.map(([k, v]) => `${`${k}:`.padEnd(width)}  ${cell(v)}`).join('\n');
 }
 
+/** A job's or template's GPUs in a column: `2`, or `2x4` on four nodes. */
+export function gpuCount(of: { gpus?: number; nodeCount?: number }): string | undefined {
+  if (of.gpus === undefined) return undefined;
+  return (of.nodeCount ?? 1) > 1 ? `${of.gpus}x${of.nodeCount}` : String(of.gpus);
+}
+
+/** The same in a key-value view: `2 per node x 4 node(s)`. */
+export function gpusPerNode(of: { gpus?: number; nodeCount?: number }): string | undefined {
+  return of.gpus === undefined ? undefined : `${of.gpus} per node x ${of.nodeCount ?? 1} node(s)`;
+}
+
+/** An environment's variable names, sorted; the values are left to `--output json`. */
+export function envNames(env: Record<string, string> | undefined): string | undefined {
+  return env && Object.keys(env).length ? Object.keys(env).sort().join(', ') : undefined;
+}
+
 /** 45s, 3m12s, 2h05m, 3d04h. */
 export function duration(ms: number): string {
   const s = Math.max(0, Math.floor(ms / 1000));

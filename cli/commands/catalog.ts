@@ -1,6 +1,6 @@
 /** `flare image add|list|show`, `flare quota create|list|show|update|delete`, `flare pool list|update`. */
 import { pathOf } from '../client.js';
-import { limitOf, numberOf, stringOf, usageOf, type Command } from '../command.js';
+import { LIMIT_OPTION, limitOf, numberOf, stringOf, usageOf, type Command } from '../command.js';
 import { UsageError } from '../errors.js';
 import { fields, table } from '../output.js';
 import type { ImageVersionView, ImageView, PoolView, QuotaView } from '../views.js';
@@ -18,8 +18,6 @@ type BudgetQuotaView = QuotaView & {
   spent?: number;
   reserved?: number;
 };
-
-const limit = { type: 'string', value: 'N', help: 'list at most N (default: all)' } as const;
 
 export const imageCommands: Command[] = [
   {
@@ -40,9 +38,10 @@ export const imageCommands: Command[] = [
       const digest = stringOf(input.values, 'digest');
       const missing = [reference === undefined && '--reference', digest === undefined && '--digest'].filter(Boolean);
       if (missing.length) throw new UsageError(`missing ${missing.join(' and ')}`, usage);
-      const image = await ctx.api().post<ImageView>('/v1/images', { name: input.positionals[0], reference, digest });
-      if (ctx.json) ctx.printJson(image);
-      else ctx.print(imageView(image));
+      ctx.show(
+        await ctx.api().post<ImageView>('/v1/images', { name: input.positionals[0], reference, digest }),
+        imageView,
+      );
       return 0;
     },
   },
@@ -50,22 +49,19 @@ export const imageCommands: Command[] = [
     name: 'image list',
     summary: 'List the image catalog with each image’s latest version',
     usage: '[--limit N]',
-    options: { limit },
+    options: { limit: LIMIT_OPTION },
     examples: ['flare image list'],
     async run(ctx, input) {
       const page = await ctx.api().list<ImageView>('/v1/images', {}, limitOf(input.values, usageOf(this)));
-      if (ctx.json) ctx.printJson(page);
-      else {
-        ctx.print(
-          table(
-            ['NAME', 'VERSION', 'REFERENCE', 'DIGEST', 'VERSIONS'],
-            page.items.map((i) => {
-              const latest = i.versions?.at(-1);
-              return [i.name, latest?.version, latest?.reference, shortDigest(latest), i.versions?.length];
-            }),
-          ),
-        );
-      }
+      ctx.show(page, ({ items }) =>
+        table(
+          ['NAME', 'VERSION', 'REFERENCE', 'DIGEST', 'VERSIONS'],
+          items.map((i) => {
+            const latest = i.versions?.at(-1);
+            return [i.name, latest?.version, latest?.reference, shortDigest(latest), i.versions?.length];
+          }),
+        ),
+      );
       return 0;
     },
   },
@@ -77,9 +73,7 @@ export const imageCommands: Command[] = [
     options: {},
     examples: ['flare image show cuda'],
     async run(ctx, input) {
-      const image = await ctx.api().get<ImageView>(pathOf('/v1/images', input.positionals[0]));
-      if (ctx.json) ctx.printJson(image);
-      else ctx.print(imageView(image));
+      ctx.show(await ctx.api().get<ImageView>(pathOf('/v1/images', input.positionals[0])), imageView);
       return 0;
     },
   },
@@ -130,7 +124,7 @@ export const quotaCommands: Command[] = [
       const quota = await ctx
         .api()
         .post<QuotaView>('/v1/quotas', { project, resource, hardLimit, ...(period !== undefined ? { period } : {}) });
-      printQuotas(ctx, quota);
+      ctx.show(quota, quotaView);
       return 0;
     },
   },
@@ -139,7 +133,7 @@ export const quotaCommands: Command[] = [
     summary: "List quotas and what is in use: your projects' (admins: all)",
     usage: '[--project P] [--limit N]',
     description: QUOTA_HELP,
-    options: { project: { type: 'string', value: 'P', help: 'only this project' }, limit },
+    options: { project: { type: 'string', value: 'P', help: 'only this project' }, limit: LIMIT_OPTION },
     examples: ['flare quota list', 'flare quota list --project vision'],
     async run(ctx, input) {
       const page = await ctx
@@ -149,8 +143,7 @@ export const quotaCommands: Command[] = [
           { project: stringOf(input.values, 'project') },
           limitOf(input.values, usageOf(this)),
         );
-      if (ctx.json) ctx.printJson(page);
-      else ctx.print(quotaTable(page.items));
+      ctx.show(page, ({ items }) => quotaTable(items));
       return 0;
     },
   },
@@ -164,7 +157,7 @@ export const quotaCommands: Command[] = [
     examples: ['flare quota show vision gpus', 'flare quota show vision gpuHours'],
     async run(ctx, input) {
       const [project, resource] = input.positionals;
-      printQuotas(ctx, await ctx.api().get<QuotaView>(pathOf('/v1/quotas', project, resource)));
+      ctx.show(await ctx.api().get<QuotaView>(pathOf('/v1/quotas', project, resource)), quotaView);
       return 0;
     },
   },
@@ -179,7 +172,7 @@ export const quotaCommands: Command[] = [
     async run(ctx, input) {
       const hardLimit = requiredLimit(input.values, usageOf(this));
       const [project, resource] = input.positionals;
-      printQuotas(ctx, await ctx.api().patch<QuotaView>(pathOf('/v1/quotas', project, resource), { hardLimit }));
+      ctx.show(await ctx.api().patch<QuotaView>(pathOf('/v1/quotas', project, resource), { hardLimit }), quotaView);
       return 0;
     },
   },
@@ -194,9 +187,7 @@ export const quotaCommands: Command[] = [
     async run(ctx, input) {
       const [project, resource] = input.positionals;
       const answer = await ctx.api().delete<QuotaView>(pathOf('/v1/quotas', project, resource));
-      if (ctx.json) {
-        if (answer !== undefined) ctx.printJson(answer);
-      } else ctx.print(`removed the ${resource} quota of ${project}`);
+      ctx.showDone(answer, `removed the ${resource} quota of ${project}`);
       return 0;
     },
   },
@@ -208,26 +199,23 @@ function requiredLimit(values: Parameters<typeof stringOf>[0], usage: string): n
   return n;
 }
 
-function printQuotas(ctx: Parameters<Command['run']>[0], quota: BudgetQuotaView): void {
-  if (ctx.json) ctx.printJson(quota);
-  else if (quota.period !== undefined) {
-    ctx.print(
-      fields([
-        ['Project', quota.project],
-        ['Resource', quota.resource],
-        ['Limit', `${quota.hardLimit} GPU-hours per ${quota.period}`],
-        ['Period', `${quota.periodStart} to ${quota.periodEnd}`],
-        ['Spent', quota.spent],
-        ['Reserved', quota.reserved],
-        [
-          'Left',
-          quota.hardLimit === null
-            ? undefined
-            : Math.max(0, Math.round((quota.hardLimit - (quota.used ?? 0)) * 10_000) / 10_000),
-        ],
-      ]),
-    );
-  } else ctx.print(quotaTable([quota]));
+/** A gpuHours budget with its period and what is left; any other quota as a row of the table. */
+function quotaView(quota: BudgetQuotaView): string {
+  if (quota.period === undefined) return quotaTable([quota]);
+  return fields([
+    ['Project', quota.project],
+    ['Resource', quota.resource],
+    ['Limit', `${quota.hardLimit} GPU-hours per ${quota.period}`],
+    ['Period', `${quota.periodStart} to ${quota.periodEnd}`],
+    ['Spent', quota.spent],
+    ['Reserved', quota.reserved],
+    [
+      'Left',
+      quota.hardLimit === null
+        ? undefined
+        : Math.max(0, Math.round((quota.hardLimit - (quota.used ?? 0)) * 10_000) / 10_000),
+    ],
+  ]);
 }
 
 /** A PERIOD column only when a gpuHours budget is listed: `month: 3.5 spent, 8 reserved`. */
@@ -253,9 +241,7 @@ export const poolCommands: Command[] = [
     options: {},
     examples: ['flare pool list', 'flare pool list --output json'],
     async run(ctx) {
-      const page = await ctx.api().list<PoolView>('/v1/pools');
-      if (ctx.json) ctx.printJson(page);
-      else ctx.print(poolTable(page.items));
+      ctx.show(await ctx.api().list<PoolView>('/v1/pools'), ({ items }) => poolTable(items));
       return 0;
     },
   },
@@ -288,8 +274,7 @@ export const poolCommands: Command[] = [
         ...(backfillFlag !== undefined ? { backfill: backfillFlag === 'on' } : {}),
       };
       const pool = await ctx.api().patch<PoolView>(pathOf('/v1/pools', input.positionals[0]), body);
-      if (ctx.json) ctx.printJson(pool);
-      else ctx.print(poolTable([pool]));
+      ctx.show(pool, (p) => poolTable([p]));
       return 0;
     },
   },

@@ -17,7 +17,7 @@ import type { Context } from '../context.js';
 import { arrayOf, cancelArray, submitArray } from './arrays.js';
 import { outputsSummary } from './outputs.js';
 import { UsageError } from '../errors.js';
-import { duration, fields, minutes, oneLine, table, when } from '../output.js';
+import { duration, envNames, fields, gpuCount, gpusPerNode, minutes, oneLine, table, when } from '../output.js';
 import {
   OUTCOME_EXIT_CODES,
   printFailureTail,
@@ -120,14 +120,11 @@ export const jobCommands: Command[] = [
       const job = await client.post<JobView>('/v1/jobs', body, key ? { 'idempotency-key': key } : undefined);
       const submitted = oneLine(`submitted job ${job.id}${job.name ? ` (${job.name})` : ''}: ${job.state}`);
       if (!wait) {
-        if (ctx.json) ctx.printJson(job);
-        else ctx.print(submitted);
+        ctx.show(job, () => submitted);
         return 0;
       }
-      // With --output json, stdout holds only the final job; progress goes to stderr.
-      const emit = ctx.json ? (line: string) => ctx.io.stderr(`${line}\n`) : (line: string) => ctx.print(line);
-      emit(submitted);
-      return finish(ctx, client, await waitForJob(ctx, client, job.id, intervalMs, emit), emit);
+      ctx.progress(submitted);
+      return finish(ctx, client, await waitForJob(ctx, client, job.id, intervalMs, ctx.progress));
     },
   },
   {
@@ -174,7 +171,7 @@ extended ('none' when no start can be promised: see flare job show).`,
             job.arrayIndex === undefined ? job.name : `${job.name ?? ''}[${job.arrayIndex}]`,
             job.project,
             job.state,
-            gpusOf(job),
+            gpuCount(job),
             job.pool,
             job.createdAt ? duration(now.getTime() - Date.parse(job.createdAt)) : undefined,
             timeLeft(job, now),
@@ -196,8 +193,7 @@ extended ('none' when no start can be promised: see flare job show).`,
     examples: ['flare job show j-20250203-abc123', 'flare job show j-20250203-abc123 --output json'],
     async run(ctx, input) {
       const job = await ctx.api().get<JobView>(pathOf('/v1/jobs', input.positionals[0]));
-      if (ctx.json) ctx.printJson(job);
-      else ctx.print(jobFields(job, ctx.io.now()));
+      ctx.show(job, (j) => jobFields(j, ctx.io.now()));
       return 0;
     },
   },
@@ -224,8 +220,7 @@ extended ('none' when no start can be promised: see flare job show).`,
       });
       if (!Object.keys(body).length) throw new UsageError('nothing to change: give --name or --live-timeout', usage);
       const job = await ctx.api().patch<JobView>(pathOf('/v1/jobs', input.positionals[0]), body);
-      if (ctx.json) ctx.printJson(job);
-      else ctx.print(jobFields(job, ctx.io.now()));
+      ctx.show(job, (j) => jobFields(j, ctx.io.now()));
       return 0;
     },
   },
@@ -248,14 +243,12 @@ extended ('none' when no start can be promised: see flare job show).`,
       if (input.positionals.length !== 1) throw new UsageError('missing the job ID', usage);
       const id = input.positionals[0];
       const job = await ctx.api().delete<JobView>(pathOf('/v1/jobs', id));
-      if (ctx.json) {
-        if (job) ctx.printJson(job);
-      } else
-        ctx.print(
-          job
-            ? `cancelling job ${id}: ${job.state}${job.stateReason ? ` (${job.stateReason})` : ''}`
-            : `removed job ${id}`,
-        );
+      ctx.showDone(
+        job,
+        job
+          ? `cancelling job ${id}: ${job.state}${job.stateReason ? ` (${job.stateReason})` : ''}`
+          : `removed job ${id}`,
+      );
       return 0;
     },
   },
@@ -303,15 +296,15 @@ answer, with --follow one JSON object per line ({"at"?, "message"}).`,
     epilogue: WAIT_EXIT_CODES,
     async run(ctx, input) {
       const intervalMs = intervalOf(input.values, usageOf(this));
-      const emit = ctx.json ? (line: string) => ctx.io.stderr(`${line}\n`) : (line: string) => ctx.print(line);
       const client = ctx.api();
-      return finish(ctx, client, await waitForJob(ctx, client, input.positionals[0], intervalMs, emit), emit);
+      return finish(ctx, client, await waitForJob(ctx, client, input.positionals[0], intervalMs, ctx.progress));
     },
   },
 ];
 
-async function finish(ctx: Context, client: ApiClient, job: JobView, emit: (line: string) => void): Promise<number> {
-  await printFailureTail(client, job, emit);
+/** After a wait: a failed job's last lines of output, the final job with `--output json`, the outcome's exit code. */
+async function finish(ctx: Context, client: ApiClient, job: JobView): Promise<number> {
+  await printFailureTail(client, job, ctx.progress);
   if (ctx.json) ctx.printJson(job);
   return OUTCOME_EXIT_CODES[job.state] ?? 1;
 }
@@ -334,11 +327,6 @@ async function addQueuePositions(client: ApiClient, jobs: JobView[]): Promise<vo
       }),
     );
   }
-}
-
-function gpusOf(job: JobView): string | undefined {
-  if (job.gpus === undefined) return undefined;
-  return (job.nodeCount ?? 1) > 1 ? `${job.gpus}x${job.nodeCount}` : String(job.gpus);
 }
 
 function timeLeft(job: JobView, now: Date): string | undefined {
@@ -377,10 +365,10 @@ function jobFields(job: JobView, now: Date): string {
         : when(job.latestStartAt, now),
     ],
     ['Pool', job.pool],
-    ['GPUs', job.gpus === undefined ? undefined : `${job.gpus} per node x ${job.nodeCount ?? 1} node(s)`],
+    ['GPUs', gpusPerNode(job)],
     ['Image', job.image],
     ['Command', job.command],
-    ['Env', job.env && Object.keys(job.env).length ? Object.keys(job.env).sort().join(', ') : undefined],
+    ['Env', envNames(job.env)],
     [
       'Secrets',
       job.secrets && Object.keys(job.secrets).length

@@ -58,8 +58,10 @@ trailing newline is dropped (echo adds one). An empty value is refused.`,
           usage,
         );
       await ctx.api().send('PUT', secretsPath(projectName, input.positionals[0]!), { body: { value } });
-      if (!ctx.json) ctx.print(`secret ${input.positionals[0]} of project ${projectName} stored`);
-      else ctx.printJson({ name: input.positionals[0], project: projectName });
+      ctx.show(
+        { name: input.positionals[0], project: projectName },
+        () => `secret ${input.positionals[0]} of project ${projectName} stored`,
+      );
       return 0;
     },
   },
@@ -72,14 +74,12 @@ trailing newline is dropped (echo adds one). An empty value is refused.`,
     async run(ctx, input) {
       const projectName = projectOf(ctx, input.values, usageOf(this));
       const answer = await ctx.api().get<{ items: SecretView[] }>(secretsPath(projectName));
-      if (ctx.json) ctx.printJson(answer);
-      else
-        ctx.print(
-          table(
-            ['NAME', 'UPDATED'],
-            answer.items.map((s) => [s.name, when(s.updatedAt, ctx.io.now())]),
-          ),
-        );
+      ctx.show(answer, ({ items }) =>
+        table(
+          ['NAME', 'UPDATED'],
+          items.map((s) => [s.name, when(s.updatedAt, ctx.io.now())]),
+        ),
+      );
       return 0;
     },
   },

@@ -6,6 +6,7 @@ import {
   envOf,
   flagOf,
   jsonFileOf,
+  LIMIT_OPTION,
   limitOf,
   numberOf,
   stringOf,
@@ -15,7 +16,7 @@ import {
   type OptionSpec,
 } from '../command.js';
 import { UsageError } from '../errors.js';
-import { fields, minutes, table } from '../output.js';
+import { envNames, fields, gpuCount, gpusPerNode, minutes, table } from '../output.js';
 import type { TemplateView } from '../views.js';
 
 const REF_HELP = `A template is named by its id (tpl-...) or its name; a name is looked up among
@@ -113,9 +114,7 @@ the flags given override its fields.`,
           `missing ${missing.map((k) => (k === 'command' ? "the command (after '--' or --command)" : `--${k}`)).join(', ')}`,
           usage,
         );
-      const template = await ctx.api().post<TemplateView>('/v1/templates', body);
-      if (ctx.json) ctx.printJson(template);
-      else ctx.print(templateFields(template));
+      ctx.show(await ctx.api().post<TemplateView>('/v1/templates', body), templateFields);
       return 0;
     },
   },
@@ -125,7 +124,7 @@ the flags given override its fields.`,
     usage: '[--project P] [--limit N]',
     options: {
       project: { type: 'string', value: 'P', help: "only this project's templates" },
-      limit: { type: 'string', value: 'N', help: 'list at most N (default: all)' },
+      limit: LIMIT_OPTION,
     },
     examples: ['flare template list', 'flare template list --project vision --output json'],
     async run(ctx, input) {
@@ -136,24 +135,21 @@ the flags given override its fields.`,
           { project: stringOf(input.values, 'project') },
           limitOf(input.values, usageOf(this)),
         );
-      if (ctx.json) ctx.printJson(page);
-      else {
-        ctx.print(
-          table(
-            ['ID', 'NAME', 'PROJECT', 'POOL', 'GPUS', 'IMAGE', 'MAX TIMEOUT', 'COMMAND'],
-            page.items.map((t) => [
-              t.id,
-              t.name,
-              ownerOf(t),
-              t.pool,
-              gpusOf(t),
-              imageOf(t),
-              minutes(t.maxLiveTimeoutMinutes),
-              t.command,
-            ]),
-          ),
-        );
-      }
+      ctx.show(page, ({ items }) =>
+        table(
+          ['ID', 'NAME', 'PROJECT', 'POOL', 'GPUS', 'IMAGE', 'MAX TIMEOUT', 'COMMAND'],
+          items.map((t) => [
+            t.id,
+            t.name,
+            ownerOf(t),
+            t.pool,
+            gpuCount(t),
+            imageOf(t),
+            minutes(t.maxLiveTimeoutMinutes),
+            t.command,
+          ]),
+        ),
+      );
       return 0;
     },
   },
@@ -173,8 +169,7 @@ the flags given override its fields.`,
       const template = await ctx.api().get<TemplateView>(pathOf('/v1/templates', input.positionals[0]), {
         project: stringOf(input.values, 'project'),
       });
-      if (ctx.json) ctx.printJson(template);
-      else ctx.print(templateFields(template));
+      ctx.show(template, templateFields);
       return 0;
     },
   },
@@ -199,8 +194,7 @@ the flags given override its fields.`,
       const template = await ctx.api().patch<TemplateView>(pathOf('/v1/templates', input.positionals[0]), body, {
         project: stringOf(input.values, 'project'),
       });
-      if (ctx.json) ctx.printJson(template);
-      else ctx.print(templateFields(template));
+      ctx.show(template, templateFields);
       return 0;
     },
   },
@@ -217,9 +211,7 @@ the flags given override its fields.`,
       const answer = await ctx
         .api()
         .delete<unknown>(pathOf('/v1/templates', ref), { project: stringOf(input.values, 'project') });
-      if (ctx.json) {
-        if (answer !== undefined) ctx.printJson(answer);
-      } else ctx.print(`deleted template ${ref}`);
+      ctx.showDone(answer, `deleted template ${ref}`);
       return 0;
     },
   },
@@ -227,11 +219,6 @@ the flags given override its fields.`,
 
 function ownerOf(t: TemplateView): string | undefined {
   return t.public ? '(public)' : t.project;
-}
-
-function gpusOf(t: TemplateView): string | undefined {
-  if (t.gpus === undefined) return undefined;
-  return (t.nodeCount ?? 1) > 1 ? `${t.gpus}x${t.nodeCount}` : String(t.gpus);
 }
 
 function imageOf(t: TemplateView): string | undefined {
@@ -244,10 +231,10 @@ function templateFields(t: TemplateView): string {
     ['Name', t.name],
     ['Owner', ownerOf(t)],
     ['Pool', t.pool],
-    ['GPUs', t.gpus === undefined ? undefined : `${t.gpus} per node x ${t.nodeCount ?? 1} node(s)`],
+    ['GPUs', gpusPerNode(t)],
     ['Image', imageOf(t)],
     ['Command', t.command],
-    ['Env', t.env && Object.keys(t.env).length ? Object.keys(t.env).sort().join(', ') : undefined],
+    ['Env', envNames(t.env)],
     ['Max live timeout', minutes(t.maxLiveTimeoutMinutes)],
     ['Default timeout', minutes(t.defaultLiveTimeoutMinutes)],
     ['Volume', t.volumeSizeGb === undefined ? undefined : `${t.volumeSizeGb} GB`],
