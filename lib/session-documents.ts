@@ -11,8 +11,9 @@
  * TerminateSession) and the API's own line for `POST /v1/jobs/{id}/session`.
  * Its document only lets the forward reach a container address on the instance.
  */
-import { RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
@@ -45,8 +46,10 @@ export const CONTAINER_HOST_PATTERN =
 const PORT_PATTERN = '^([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$';
 
 export class JobSessions extends Construct {
-  /** Every shell session's input and output, one stream per session. */
+  /** Every shell session's input and output, one stream per session: `/flare/<stack name>/sessions`. */
   public readonly logGroup: logs.LogGroup;
+  /** The session log group's own key (rotated), which only CloudWatch Logs may use, for that group only. */
+  public readonly logKey: kms.Key;
   public readonly shellDocumentName: string;
   public readonly portForwardDocumentName: string;
 
@@ -57,7 +60,37 @@ export class JobSessions extends Construct {
     this.shellDocumentName = `${stackName}-JobShell`;
     this.portForwardDocumentName = `${stackName}-JobPortForward`;
 
+    // Named, so that the key's policy can name the group without a dependency cycle.
+    const logGroupName = `/flare/${stackName}/sessions`;
+    this.logKey = new kms.Key(this, 'SessionLogsKey', {
+      description: `Flare ${stackName}: shell session logs`,
+      enableKeyRotation: true,
+      // Goes with the log group (DESTROY below), after KMS's shortest pending window.
+      removalPolicy: RemovalPolicy.DESTROY,
+      pendingWindow: Duration.days(7),
+    });
+    // CloudWatch Logs encrypts and decrypts the group's events with the key; for this group only.
+    this.logKey.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'SessionLogGroupOnly',
+        principals: [new iam.ServicePrincipal(`logs.${Stack.of(this).region}.amazonaws.com`)],
+        actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+        resources: ['*'],
+        conditions: {
+          ArnEquals: {
+            'kms:EncryptionContext:aws:logs:arn': Stack.of(this).formatArn({
+              service: 'logs',
+              resource: 'log-group',
+              resourceName: logGroupName,
+              arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+            }),
+          },
+        },
+      }),
+    );
     this.logGroup = new logs.LogGroup(this, 'SessionLogs', {
+      logGroupName,
+      encryptionKey: this.logKey,
       retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
       removalPolicy: RemovalPolicy.DESTROY,
     });
@@ -74,8 +107,8 @@ export class JobSessions extends Construct {
         sessionType: 'Standard_Stream',
         inputs: {
           cloudWatchLogGroupName: this.logGroup.logGroupName,
-          // As Flare's other log groups: encrypted at rest by CloudWatch Logs, with no customer KMS key, which `true` would demand.
-          cloudWatchEncryptionEnabled: false,
+          // The agent streams only to an encrypted group (the group's key above); it checks with DescribeLogGroups.
+          cloudWatchEncryptionEnabled: true,
           cloudWatchStreamingEnabled: true,
           s3EncryptionEnabled: true,
           // ssm-user, which may sudo docker; a run-as user would need one OS user per researcher.

@@ -1,13 +1,18 @@
 /**
  * Sessions into jobs on AWS are logged by construction (lib/session-documents.ts):
  * the stack's shell document streams every session to its own log group, which
- * the instances may write to and nothing else; the port-forward document
+ * the instances may write to and nothing else, encrypted with a key of its own
+ * that only CloudWatch Logs may use, for that group only (judged by the IAM
+ * simulation, @cloud-copilot/iam-simulate, of the key's policy); the port-forward document
  * reaches only a container address; the API names both documents; cdk-nag clean.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { runUnsafeSimulation } from '@cloud-copilot/iam-simulate';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { CONTAINER_HOST_PATTERN, SHELL_PROFILE } from '../../lib/session-documents.js';
+import { type CfnTemplate, arnOf, resolveValue } from '../artifact/support/cfn-resolve.js';
+import { ARTIFACT_ACCOUNT, ARTIFACT_REGION } from '../artifact/support/types.js';
 import { actionsOf, statements } from '../support/cdk-policies.js';
 import { logicalId, removeStandIns, synthStack, type SynthesizedStack } from '../support/cdk-synth.js';
 
@@ -35,10 +40,69 @@ describe("the stack's Session Manager documents", () => {
     const logGroup = logicalId(stack, stack.sessions.logGroup);
     assert.deepEqual(shell.Content.inputs.cloudWatchLogGroupName, { Ref: logGroup });
     assert.equal(shell.Content.inputs.cloudWatchStreamingEnabled, true);
+    // Session Manager then refuses to stream to a group without a KMS key.
+    assert.equal(shell.Content.inputs.cloudWatchEncryptionEnabled, true);
     assert.equal(shell.Content.inputs.runAsEnabled, false);
     assert.equal(shell.Content.inputs.shellProfile.linux, SHELL_PROFILE);
     assert.match(SHELL_PROFILE, /exec sudo docker exec --interactive --tty "\$container"/);
     assert.equal(resources[logGroup]!.Properties.RetentionInDays, 30);
+  });
+
+  it('encrypts the session log group with its own rotated key', () => {
+    const { stack, template } = synth;
+    const key = logicalId(stack, stack.sessions.logKey);
+    template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+    assert.equal(synth.resources[key]!.Properties.EnableKeyRotation, true);
+    template.hasResourceProperties('AWS::Logs::LogGroup', {
+      LogGroupName: '/flare/FlareStack/sessions',
+      KmsKeyId: { 'Fn::GetAtt': [key, 'Arn'] },
+    });
+  });
+
+  it('lets CloudWatch Logs use the key for the session log group only, and no role of the stack use it', async () => {
+    const { stack, resources } = synth;
+    const template = synth.template.toJSON() as CfnTemplate;
+    const key = logicalId(stack, stack.sessions.logKey);
+    const keyArn = arnOf(template, key);
+    const keyPolicy = resolveValue(template, resources[key]!.Properties.KeyPolicy);
+    const logGroupArn = (name: string) => `arn:aws:logs:${ARTIFACT_REGION}:${ARTIFACT_ACCOUNT}:log-group:${name}`;
+    // runUnsafeSimulation: runSimulation drops a `kms:EncryptionContext:<key>` whose key has colons (aws:logs:arn);
+    // the policy goes in pre-validated (iam-policy's ValidatedPolicy) so that it has the name the unsafe run reports.
+    const onKey = (principal: string, action: string, context: Record<string, string>) =>
+      runUnsafeSimulation(
+        {
+          request: {
+            principal,
+            action,
+            resource: { resource: keyArn, accountId: ARTIFACT_ACCOUNT },
+            contextVariables: context,
+          },
+          identityPolicies: [],
+          resourcePolicy: { __validated: true, policyDocument: keyPolicy, metadata: { name: key }, errors: [] },
+          serviceControlPolicies: [],
+          resourceControlPolicies: [],
+        },
+        {},
+      );
+    const logs = `logs.${ARTIFACT_REGION}.amazonaws.com`;
+    const sessions = { 'kms:EncryptionContext:aws:logs:arn': logGroupArn('/flare/FlareStack/sessions') };
+    for (const action of ['kms:GenerateDataKey', 'kms:Encrypt', 'kms:Decrypt', 'kms:DescribeKey'])
+      assert.equal(await onKey(logs, action, sessions), 'Allowed', action);
+    const other = { 'kms:EncryptionContext:aws:logs:arn': logGroupArn('/flare/FlareStack/other') };
+    assert.equal(await onKey(logs, 'kms:GenerateDataKey', other), 'ImplicitlyDenied', 'another log group');
+    assert.equal(await onKey(logs, 'kms:Decrypt', {}), 'ImplicitlyDenied', 'no log group');
+    assert.equal(
+      await onKey('s3.amazonaws.com', 'kms:GenerateDataKey', sessions),
+      'ImplicitlyDenied',
+      'another service',
+    );
+    assert.equal(await onKey(logs, 'kms:ScheduleKeyDeletion', sessions), 'ImplicitlyDenied');
+    // The account administers the key (CDK's default statement); no role of the stack is granted any use of it.
+    const onTheKey = statements(resources).filter(({ statement }) => JSON.stringify(statement).includes(key));
+    assert.deepEqual(
+      onTheKey.filter(({ statement }) => actionsOf(statement).some((a) => a.startsWith('kms:'))),
+      [],
+    );
   });
 
   it('forwards ports only to a container address on the instance', () => {
