@@ -43,15 +43,8 @@ export async function reportNodeExit(
 }
 
 /** An instance of the job stopped existing before the job ended, at `at` (default: now; as for an exit). */
-export async function reportInstanceLost(
-  deps: Deps,
-  jobId: string,
-  instanceId: string,
-  reason: string,
-  at = deps.now().toISOString(),
-): Promise<void> {
-  if (await runningWith(deps, jobId, instanceId, 'instance lost'))
-    await reportOutcome(deps, jobId, { kind: 'lost', reason, at });
+export function reportInstanceLost(deps: Deps, jobId: string, instanceId: string, reason: string, at?: string) {
+  return reportEndedOn(deps, jobId, instanceId, 'instance lost', { kind: 'lost', reason, at });
 }
 
 /**
@@ -59,15 +52,20 @@ export async function reportInstanceLost(
  * it was cancelled), at `at` (as for an exit): nothing will report the job's end, so it fails with `reason`.
  * A job already cancelled or expired has its outcome, so this changes nothing there.
  */
-export async function reportCommandFailed(
+export function reportCommandFailed(deps: Deps, jobId: string, instanceId: string, reason: string, at?: string) {
+  return reportEndedOn(deps, jobId, instanceId, 'command failure', { kind: 'failed', reason, at });
+}
+
+/** An end without an exit code (`what`, for the log), recorded only while the job still runs on `instanceId`. */
+async function reportEndedOn(
   deps: Deps,
   jobId: string,
   instanceId: string,
-  reason: string,
-  at = deps.now().toISOString(),
+  what: string,
+  ended: { kind: 'lost' | 'failed'; reason: string; at?: string },
 ): Promise<void> {
-  if (await runningWith(deps, jobId, instanceId, 'command failure'))
-    await reportOutcome(deps, jobId, { kind: 'failed', reason, at });
+  const at = ended.at ?? deps.now().toISOString();
+  if (await runningWith(deps, jobId, instanceId, what)) await reportOutcome(deps, jobId, { ...ended, at });
 }
 
 /** The job, if it is still launching or running on `instanceId`; otherwise the report is stale. */
