@@ -16,6 +16,7 @@ import { Construct } from 'constructs';
 import { FINAL_COMMAND_STATUSES, LOST_INSTANCE_STATES } from '../contract/compute-events.js';
 import type { FlareAlarms } from './alarms.js';
 import { RUN_COMMAND_DOCUMENT } from './compute.js';
+import { integerInRange } from './construct-props.js';
 import { DeadLetterQueue } from './dead-letter-queue.js';
 import { FlareFunction } from './lambda-defaults.js';
 
@@ -43,10 +44,7 @@ export class ComputeEvents extends Construct {
 
   constructor(scope: Construct, id: string, props: ComputeEventsProps) {
     super(scope, id);
-    const retryAttempts = props.retryAttempts ?? 8;
-    if (!Number.isInteger(retryAttempts) || retryAttempts < 0 || retryAttempts > 185) {
-      throw new Error(`${this.node.path}: retryAttempts must be an integer from 0 to 185, got ${retryAttempts}`);
-    }
+    const retryAttempts = integerInRange(this, 'retryAttempts', props.retryAttempts ?? 8, [0, 185]);
     const maxEventAge = props.maxEventAge ?? Duration.hours(2);
     // The tighter of EventBridge's (1 min - 24 h) and Lambda's (1 min - 6 h) bounds.
     if (maxEventAge.toSeconds() < 60 || maxEventAge.toSeconds() > 6 * 3600) {

@@ -14,6 +14,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
 import { Construct } from 'constructs';
 import type { FlareAlarms } from './alarms.js';
+import { integerInRange } from './construct-props.js';
 import { DeadLetterQueue } from './dead-letter-queue.js';
 import { FlareFunction } from './lambda-defaults.js';
 
@@ -40,14 +41,8 @@ export class JobEventStream extends Construct {
     super(scope, id);
     if (!props.table.tableStreamArn)
       throw new Error(`${this.node.path}: the table has no stream; give it one with NEW_AND_OLD_IMAGES`);
-    const retryAttempts = props.retryAttempts ?? 10;
-    if (!Number.isInteger(retryAttempts) || retryAttempts < 0 || retryAttempts > 10000) {
-      throw new Error(`${this.node.path}: retryAttempts must be an integer from 0 to 10000, got ${retryAttempts}`);
-    }
-    const batchSize = props.batchSize ?? 100;
-    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 1000) {
-      throw new Error(`${this.node.path}: batchSize must be an integer from 1 to 1000, got ${batchSize}`);
-    }
+    const retryAttempts = integerInRange(this, 'retryAttempts', props.retryAttempts ?? 10, [0, 10000]);
+    const batchSize = integerInRange(this, 'batchSize', props.batchSize ?? 100, [1, 1000]);
 
     this.deadLetters = new DeadLetterQueue(this, 'DeadLetters', {
       description:

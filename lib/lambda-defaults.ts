@@ -13,6 +13,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { LogLevel, NodejsFunction, OutputFormat, type BundlingOptions } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { integerInRange } from './construct-props.js';
 
 /** The repository root: handler entries and the lock file are named from here. */
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -106,10 +107,7 @@ export class FlareFunction extends Construct {
   constructor(scope: Construct, id: string, props: FlareFunctionProps) {
     super(scope, id);
     if (!props.entry) throw new Error(`${this.node.path}: entry is required`);
-    const memorySize = props.memorySize ?? 512;
-    if (!Number.isInteger(memorySize) || memorySize < 128 || memorySize > 10240) {
-      throw new Error(`${this.node.path}: memorySize must be an integer from 128 to 10240 MB, got ${memorySize}`);
-    }
+    const memorySize = integerInRange(this, 'memorySize', props.memorySize ?? 512, [128, 10240], 'MB');
     const entry = path.isAbsolute(props.entry) ? props.entry : path.join(REPO_ROOT, props.entry);
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {

@@ -18,6 +18,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { FlareAlarms } from './alarms.js';
+import { integerInRange } from './construct-props.js';
 import { DeadLetterQueue } from './dead-letter-queue.js';
 import { FlareFunction } from './lambda-defaults.js';
 import type { NotificationChannelSetting } from './settings.js';
@@ -61,10 +62,7 @@ export class ChatNotifier extends Construct {
     const ids = props.channels.map((c) => c.id);
     if (new Set(ids).size !== ids.length)
       throw new Error(`${this.node.path}: channel ids must be unique, got ${ids.join(', ')}`);
-    const maxReceiveCount = props.maxReceiveCount ?? 5;
-    if (!Number.isInteger(maxReceiveCount) || maxReceiveCount < 1 || maxReceiveCount > 1000) {
-      throw new Error(`${this.node.path}: maxReceiveCount must be an integer from 1 to 1000, got ${maxReceiveCount}`);
-    }
+    const maxReceiveCount = integerInRange(this, 'maxReceiveCount', props.maxReceiveCount ?? 5, [1, 1000]);
     const timeout = props.timeout ?? Duration.seconds(60);
 
     const secrets: Record<string, secretsmanager.ISecret> = {};

@@ -11,6 +11,7 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import { Construct } from 'constructs';
 import type { FlareAlarms } from './alarms.js';
+import { integerInRange } from './construct-props.js';
 import { FlareFunction } from './lambda-defaults.js';
 
 export interface ReconcilerProps {
@@ -31,10 +32,7 @@ export class Reconciler extends Construct {
 
   constructor(scope: Construct, id: string, props: ReconcilerProps) {
     super(scope, id);
-    const period = props.periodMinutes ?? 5;
-    if (!Number.isInteger(period) || period < 1 || period > 60) {
-      throw new Error(`${this.node.path}: periodMinutes must be an integer from 1 to 60, got ${period}`);
-    }
+    const period = integerInRange(this, 'periodMinutes', props.periodMinutes ?? 5, [1, 60]);
     this.periodMinutes = period;
 
     this.handler = new FlareFunction(this, 'Handler', {

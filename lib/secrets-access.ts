@@ -22,79 +22,84 @@ export function deploymentSecretArns(scope: Construct, path: string): string {
   });
 }
 
-/** The API's grants on project secrets: its own policy, so that its acknowledgements cover nothing else. */
+/**
+ * A policy of its own on `role` (so that its cdk-nag acknowledgements cover nothing else), with IAM5
+ * acknowledged, with its reason, for each path of this deployment's secrets it names with a wildcard.
+ */
+function secretsPolicy(
+  scope: Construct,
+  id: string,
+  role: iam.IRole,
+  statements: iam.PolicyStatement[],
+  wildcards: Record<string, string>,
+): iam.Policy {
+  const policy = new iam.Policy(scope, id, { roles: [role], statements });
+  const prefix = secretsPrefix(Stack.of(scope).stackName);
+  for (const [path, reason] of Object.entries(wildcards)) {
+    Validations.of(policy).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${prefix}${path}]`,
+      reason,
+    });
+  }
+  return policy;
+}
+
+/** The API's grants on project secrets. */
 export function grantProjectSecrets(scope: Construct, role: iam.IRole, id = 'ProjectSecretsPolicy'): iam.Policy {
-  const projects = deploymentSecretArns(scope, 'projects/*');
-  const policy = new iam.Policy(scope, id, {
-    roles: [role],
-    statements: [
-      new iam.PolicyStatement({
-        sid: 'WriteProjectSecrets',
-        actions: [
-          'secretsmanager:CreateSecret',
-          'secretsmanager:TagResource',
-          'secretsmanager:PutSecretValue',
-          'secretsmanager:DescribeSecret',
-          'secretsmanager:DeleteSecret',
-          // To mask a job's secret values in the logs the API serves.
-          'secretsmanager:GetSecretValue',
-        ],
-        resources: [projects],
-      }),
-      new iam.PolicyStatement({
-        sid: 'ListSecrets',
-        // ListSecrets authorizes on the account only; the adapter filters by the deployment's prefix.
-        actions: ['secretsmanager:ListSecrets'],
-        resources: ['*'],
-      }),
+  const write = new iam.PolicyStatement({
+    sid: 'WriteProjectSecrets',
+    actions: [
+      'secretsmanager:CreateSecret',
+      'secretsmanager:TagResource',
+      'secretsmanager:PutSecretValue',
+      'secretsmanager:DescribeSecret',
+      'secretsmanager:DeleteSecret',
+      // To mask a job's secret values in the logs the API serves.
+      'secretsmanager:GetSecretValue',
     ],
+    resources: [deploymentSecretArns(scope, 'projects/*')],
   });
-  const acknowledge = (finding: string, reason: string) =>
-    Validations.of(policy).acknowledge({ id: `AwsSolutions-IAM5[${finding}]`, reason });
-  acknowledge(
-    'Resource::*',
-    'secretsmanager:ListSecrets supports no resource-level permissions; it lists names and dates, never values.',
-  );
-  acknowledge(
-    `Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${secretsPrefix(Stack.of(scope).stackName)}projects/*`,
-    "Project secrets are created at run time (PUT /v1/projects/{project}/secrets/{name}); the grant stops at this deployment's projects/ prefix.",
-  );
+  // ListSecrets authorizes on the account only; the adapter filters by the deployment's prefix.
+  const list = new iam.PolicyStatement({
+    sid: 'ListSecrets',
+    actions: ['secretsmanager:ListSecrets'],
+    resources: ['*'],
+  });
+  const policy = secretsPolicy(scope, id, role, [write, list], {
+    'projects/*':
+      "Project secrets are created at run time (PUT /v1/projects/{project}/secrets/{name}); the grant stops at this deployment's projects/ prefix.",
+  });
+  Validations.of(policy).acknowledge({
+    id: 'AwsSolutions-IAM5[Resource::*]',
+    reason:
+      'secretsmanager:ListSecrets supports no resource-level permissions; it lists names and dates, never values.',
+  });
   return policy;
 }
 
 /** The tasks' grants: read project secrets, and write and delete the per-instance copies of a starting job's values. */
 export function grantJobSecretCopies(scope: Construct, role: iam.IRole, id = 'JobSecretCopiesPolicy'): iam.Policy {
-  const policy = new iam.Policy(scope, id, {
-    roles: [role],
-    statements: [
-      new iam.PolicyStatement({
-        sid: 'ReadProjectSecrets',
-        actions: ['secretsmanager:GetSecretValue'],
-        resources: [deploymentSecretArns(scope, 'projects/*')],
-      }),
-      new iam.PolicyStatement({
-        sid: 'WriteJobCopies',
-        actions: [
-          'secretsmanager:CreateSecret',
-          'secretsmanager:TagResource',
-          'secretsmanager:PutSecretValue',
-          'secretsmanager:DeleteSecret',
-        ],
-        resources: [deploymentSecretArns(scope, 'jobs/*')],
-      }),
+  const read = new iam.PolicyStatement({
+    sid: 'ReadProjectSecrets',
+    actions: ['secretsmanager:GetSecretValue'],
+    resources: [deploymentSecretArns(scope, 'projects/*')],
+  });
+  const write = new iam.PolicyStatement({
+    sid: 'WriteJobCopies',
+    actions: [
+      'secretsmanager:CreateSecret',
+      'secretsmanager:TagResource',
+      'secretsmanager:PutSecretValue',
+      'secretsmanager:DeleteSecret',
     ],
+    resources: [deploymentSecretArns(scope, 'jobs/*')],
   });
-  Validations.of(policy).acknowledge({
-    id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${secretsPrefix(Stack.of(scope).stackName)}projects/*]`,
-    reason:
+  return secretsPolicy(scope, id, role, [read, write], {
+    'projects/*':
       "A job names its project's secrets at run time; the grant stops at this deployment's projects/ prefix and is read-only.",
-  });
-  Validations.of(policy).acknowledge({
-    id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${secretsPrefix(Stack.of(scope).stackName)}jobs/*]`,
-    reason:
+    'jobs/*':
       "A job's per-instance copies are named by job and instance id, known only at its start; the grant stops at this deployment's jobs/ prefix.",
   });
-  return policy;
 }
 
 /** The IAM policy variable: the ARN of the instance whose role credentials signed the request. */
@@ -102,23 +107,14 @@ const SOURCE_INSTANCE_ARN = `\${ec2:SourceInstanceARN}`;
 
 /** The instance role's one grant on secrets: the copy tagged with the calling instance's own ARN, nothing else. */
 export function grantReadOwnJobSecrets(scope: Construct, role: iam.IRole, id = 'OwnJobSecretsPolicy'): iam.Policy {
-  const policy = new iam.Policy(scope, id, {
-    roles: [role],
-    statements: [
-      new iam.PolicyStatement({
-        sid: 'ReadOwnJobSecrets',
-        actions: ['secretsmanager:GetSecretValue'],
-        resources: [deploymentSecretArns(scope, 'jobs/*')],
-        conditions: {
-          StringEquals: { [`aws:ResourceTag/${INSTANCE_TAG}`]: SOURCE_INSTANCE_ARN },
-        },
-      }),
-    ],
+  const readOwn = new iam.PolicyStatement({
+    sid: 'ReadOwnJobSecrets',
+    actions: ['secretsmanager:GetSecretValue'],
+    resources: [deploymentSecretArns(scope, 'jobs/*')],
+    conditions: { StringEquals: { [`aws:ResourceTag/${INSTANCE_TAG}`]: SOURCE_INSTANCE_ARN } },
   });
-  Validations.of(policy).acknowledge({
-    id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${secretsPrefix(Stack.of(scope).stackName)}jobs/*]`,
-    reason:
+  return secretsPolicy(scope, id, role, [readOwn], {
+    'jobs/*':
       "Conditioned on the secret's flare:instance tag being the calling instance's own ARN: each instance reads only its own job's copy.",
   });
-  return policy;
 }
