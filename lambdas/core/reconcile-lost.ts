@@ -26,6 +26,7 @@ export const LostEvent = {
   InstanceMissing: 'instance-missing',
   JobLost: 'job-lost',
 } as const;
+export type LostEvent = (typeof LostEvent)[keyof typeof LostEvent];
 
 /** What this part needs of a reconcile run. */
 export interface LostRun {
@@ -36,7 +37,7 @@ export interface LostRun {
   report: { lost: { marked: string[]; reported: string[] } };
   attempt(what: string, work: () => Promise<void>): Promise<void>;
   decide(mark: Mark | undefined, observed: string): 'act' | 'wait' | 'mark';
-  putMark(kind: MarkKind, subject: string, observed: string): Promise<void>;
+  mark(kind: MarkKind, subject: string, observed: string, event: LostEvent, reason: string): Promise<void>;
 }
 
 interface Missing {
@@ -86,12 +87,11 @@ async function reconcileLostJob(
   const decision = run.decide(mark, observed);
   if (decision === 'wait') return;
   if (decision === 'mark') {
-    await run.putMark('lost', jobId, observed);
-    report.lost.marked.push(jobId);
-    await publishOperatorEvent(
-      deps,
-      LostEvent.InstanceMissing,
+    await run.mark(
+      'lost',
       jobId,
+      observed,
+      LostEvent.InstanceMissing,
       `job ${jobId} is ${job.state} but ${seen}; it is reported lost if the next run finds it so still`,
     );
     return;

@@ -125,7 +125,7 @@ export async function reconcile(
       }
     },
     decide: (mark, observed) => decide(run, mark, observed),
-    putMark: (kind, subject, observed) => putMark(run, kind, subject, observed),
+    mark: (kind, subject, observed, event, reason) => markSighting(run, kind, subject, observed, event, reason),
   };
 
   // Counters first, jobs after: an admission the counters include has then had
@@ -185,7 +185,8 @@ interface Run {
   report: ReconcileReport;
   attempt(what: string, work: () => Promise<void>): Promise<void>;
   decide(mark: Mark | undefined, observed: string): Decision;
-  putMark(kind: MarkKind, subject: string, observed: string): Promise<void>;
+  /** A first sighting: marked for the next run to confirm, listed in the report, told to the operators. */
+  mark(kind: MarkKind, subject: string, observed: string, event: ReconcileEvent, reason: string): Promise<void>;
 }
 
 type Decision = 'act' | 'wait' | 'mark';
@@ -196,13 +197,30 @@ function decide(run: Run, mark: Mark | undefined, observed: string): Decision {
   return run.now.getTime() - Date.parse(mark.markedAt) >= run.minAgeMs ? 'act' : 'wait';
 }
 
-async function putMark(run: Run, kind: MarkKind, subject: string, observed: string): Promise<void> {
+/** Where the report lists each kind of mark. */
+const MARKED_IN: Record<MarkKind, 'orphans' | 'lost' | 'stuck' | 'usage'> = {
+  orphan: 'orphans',
+  lost: 'lost',
+  stuck: 'stuck',
+  usage: 'usage',
+};
+
+async function markSighting(
+  run: Run,
+  kind: MarkKind,
+  subject: string,
+  observed: string,
+  event: ReconcileEvent,
+  reason: string,
+): Promise<void> {
   await run.store.putMark(
     kind,
     subject,
     { observed, markedAt: run.now.toISOString() },
     new Date(run.now.getTime() + run.ttlMs),
   );
+  run.report[MARKED_IN[kind]].marked.push(subject);
+  await publishOperatorEvent(run.deps, event, subject, reason);
 }
 
 /** `work` over `items`, at most `limit` at a time, results in order. */
@@ -253,16 +271,15 @@ async function reconcileOrphans(
     const decision = decide(run, marks.get(id), observed);
     if (decision === 'act') confirmed.push(orphan);
     if (decision !== 'mark') continue;
-    await run.attempt(`mark orphan ${id}`, async () => {
-      await putMark(run, 'orphan', id, observed);
-      report.orphans.marked.push(id);
-      await publishOperatorEvent(
-        deps,
-        ReconcileEvent.OrphanMarked,
+    await run.attempt(`mark orphan ${id}`, () =>
+      run.mark(
+        'orphan',
         id,
+        observed,
+        ReconcileEvent.OrphanMarked,
         `${orphan.reason}; it is terminated if the next run finds it orphaned still`,
-      );
-    });
+      ),
+    );
   }
   if (!confirmed.length) return;
   const ids = confirmed.map((o) => o.instance.instanceId);
@@ -335,12 +352,11 @@ async function reconcileStuckJob(run: Run, listed: Job, mark: Mark | undefined):
   const decision = overdue ? 'act' : decide(run, mark, observed);
   if (decision === 'wait') return;
   if (decision === 'mark') {
-    await putMark(run, 'stuck', job.id, observed);
-    report.stuck.marked.push(job.id);
-    await publishOperatorEvent(
-      deps,
-      ReconcileEvent.JobStuck,
+    await run.mark(
+      'stuck',
       job.id,
+      observed,
+      ReconcileEvent.JobStuck,
       `job ${job.id} is ${job.state} and no workflow execution runs for it; it is re-driven if the next run finds it so still`,
     );
     return;
@@ -427,12 +443,11 @@ async function reconcileCounter(
   const decision = decide(run, mark, observed);
   if (decision === 'wait') return;
   if (decision === 'mark') {
-    await putMark(run, 'usage', subject, observed);
-    report.usage.marked.push(subject);
-    await publishOperatorEvent(
-      deps,
-      ReconcileEvent.UsageDrift,
+    await run.mark(
+      'usage',
       subject,
+      observed,
+      ReconcileEvent.UsageDrift,
       `${seen}; repaired if the next run sees the same`,
     );
     return;

@@ -98,17 +98,7 @@ export async function updateTemplate(
   }
   const spec = parse(TemplateSpec, merged);
   await checkReferences(deps, spec);
-  const at = deps.now().toISOString();
-  const next: TemplateRecord = {
-    ...ownedSpec(spec, current.project),
-    id: current.id,
-    createdAt: current.createdAt,
-    createdBy: current.createdBy,
-    updatedAt: at,
-    revision: current.revision + 1,
-  };
-  await deps.catalog.updateTemplate(current, next, at);
-  return next;
+  return replaceTemplate(deps, current, ownedSpec(spec, current.project));
 }
 
 /**
@@ -221,15 +211,25 @@ export async function seedTemplate(deps: Omit<TemplateDeps, 'policy'>, spec: Tem
   }
   const wanted = ownedSpec(spec, project);
   if (isDeepStrictEqual(specOf(existing), wanted)) return existing;
+  return replaceTemplate(deps, existing, wanted, at);
+}
+
+/** `current` with a new spec as its next revision: its id and creation kept. */
+async function replaceTemplate(
+  deps: Pick<TemplateDeps, 'catalog' | 'now'>,
+  current: TemplateRecord,
+  spec: TemplateSpec,
+  at = deps.now().toISOString(),
+): Promise<TemplateRecord> {
   const next: TemplateRecord = {
-    ...wanted,
-    id: existing.id,
-    createdAt: existing.createdAt,
-    createdBy: existing.createdBy,
+    ...spec,
+    id: current.id,
+    createdAt: current.createdAt,
+    createdBy: current.createdBy,
     updatedAt: at,
-    revision: existing.revision + 1,
+    revision: current.revision + 1,
   };
-  await deps.catalog.updateTemplate(existing, next, at);
+  await deps.catalog.updateTemplate(current, next, at);
   return next;
 }
 
