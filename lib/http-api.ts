@@ -113,7 +113,11 @@ export class FlareHttpApi extends Construct {
       // The dashboard's client: the user pool's hosted login, code flow with PKCE, no secret.
       this.webClient = this.userPool.addClient('Web', {
         generateSecret: false,
-        authFlows: {},
+        // Only the refresh token grant besides the hosted login's code flow: the page renews the hour-long ID
+        // token with it (no SRP or custom sign-in through this client). An empty authFlows would leave Cognito's
+        // default, which adds those.
+        authFlows: { userSrp: false },
+        refreshTokenValidity: Duration.hours(12),
         oAuth: {
           flows: { authorizationCodeGrant: true },
           scopes: [cognito.OAuthScope.OPENID, cognito.OAuthScope.EMAIL, cognito.OAuthScope.PROFILE],

@@ -3,7 +3,8 @@
  * with authorization code and PKCE. A small issuer stands in for Cognito (or
  * any OIDC provider): it checks the client, the redirect URI and that the
  * code_verifier hashes to the code_challenge, and answers with an ID token
- * the server then accepts as a bearer token. The page is the bundled one,
+ * the server then accepts as a bearer token, and a refresh token that renews
+ * it once the API refuses it as expired. The page is the bundled one,
  * served by lambdas/handlers/http/ui.ts with an OIDC setting, behind the local
  * HTTP server (which plays API Gateway's authorizer); the API behind it only
  * records what reached it.
@@ -19,6 +20,9 @@ import { startHttpServer, type HttpServer } from '../../lambdas/local/http-serve
 import { buildUi } from '../../ui/build.js';
 
 const ID_TOKEN = `id-token-${randomUUID()}`;
+/** What the issuer gives for the refresh token; the first ID token expires when a test says so. */
+const RENEWED_TOKEN = `id-token-renewed-${randomUUID()}`;
+const REFRESH_TOKEN = `refresh-${randomUUID()}`;
 const CLIENT_ID = 'flare-dashboard';
 const CHROMIUM = process.env.FLARE_CHROMIUM ?? '/usr/bin/chromium';
 
@@ -29,7 +33,11 @@ let browser: Browser;
 /** Codes the issuer gave, with the PKCE challenge and redirect URI they were asked with. */
 const codes = new Map<string, { challenge: string; redirectUri: string }>();
 const exchanges: { ok: boolean; why?: string }[] = [];
+const renewals: { ok: boolean; why?: string }[] = [];
+/** Set by a test: the API (its authorizer) refuses ID_TOKEN as expired; `refuseRenewal`: so does the issuer. */
+const expiry = { expired: false, refuseRenewal: false };
 const apiCalls: string[] = [];
+const apiTokens: string[] = [];
 
 const base64Url = (b: Buffer) => b.toString('base64').replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 
@@ -66,6 +74,23 @@ before(async () => {
       req.on('data', (d) => (body += d));
       req.on('end', () => {
         const form = new URLSearchParams(body);
+        const answer = (why: string | undefined, tokens: object) => {
+          res.writeHead(why ? 400 : 200, { 'content-type': 'application/json', ...cors });
+          res.end(JSON.stringify(why ? { error: 'invalid_grant' } : { ...tokens, token_type: 'Bearer' }));
+        };
+        if (form.get('grant_type') === 'refresh_token') {
+          const why =
+            form.get('client_id') !== CLIENT_ID
+              ? 'client_id'
+              : form.get('refresh_token') !== REFRESH_TOKEN
+                ? 'refresh_token'
+                : expiry.refuseRenewal
+                  ? 'revoked'
+                  : undefined;
+          renewals.push({ ok: why === undefined, why });
+          answer(why, { id_token: RENEWED_TOKEN });
+          return;
+        }
         const asked = codes.get(form.get('code') ?? '');
         const verifier = form.get('code_verifier') ?? '';
         const why = !asked
@@ -81,8 +106,7 @@ before(async () => {
                   : undefined;
         exchanges.push({ ok: why === undefined, why });
         codes.delete(form.get('code') ?? '');
-        res.writeHead(why ? 400 : 200, { 'content-type': 'application/json', ...cors });
-        res.end(JSON.stringify(why ? { error: 'invalid_grant' } : { id_token: ID_TOKEN, token_type: 'Bearer' }));
+        answer(why, { id_token: ID_TOKEN, refresh_token: REFRESH_TOKEN });
       });
       return;
     }
@@ -95,10 +119,18 @@ before(async () => {
   server = await startHttpServer({
     host: '127.0.0.1',
     port: 0,
-    users: [{ name: 'alice', token: ID_TOKEN, projects: ['vision'] }],
-    // Reached only with the ID token (the server plays the authorizer): it records the path and lists nothing.
+    users: [
+      { name: 'alice', token: ID_TOKEN, projects: ['vision'] },
+      { name: 'alice', token: RENEWED_TOKEN, projects: ['vision'] },
+    ],
+    // Reached only with an ID token (the server plays the authorizer): it records the path and lists nothing,
+    // and refuses the first token once a test has it expire, as API Gateway's JWT authorizer would.
     handler: async (event) => {
+      const token = (event.headers.authorization ?? '').replace(/^Bearer /, '');
       apiCalls.push(event.rawPath);
+      apiTokens.push(token);
+      if (expiry.expired && token === ID_TOKEN)
+        return { statusCode: 401, headers: { 'content-type': 'application/json' }, body: '{"message":"Unauthorized"}' };
       return { statusCode: 200, headers: { 'content-type': 'application/json' }, body: '{"items":[]}' };
     },
     ui: createUiHandler(buildUi, { oidc: { issuer: issuerUrl, clientId: CLIENT_ID, scopes: ['openid', 'email'] } }),
@@ -136,4 +168,50 @@ describe("the dashboard's OIDC sign-in (authorization code with PKCE)", () => {
     assert.equal(apiCalls.length, before);
     await page.close();
   });
+
+  it('renews an ID token the API refuses as expired with the refresh token: no new login, the page stays', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/ui/admin`);
+    await page.getByRole('button', { name: "Sign in with your organisation's login" }).click();
+    await page.getByRole('heading', { name: 'Quotas', exact: true }).waitFor();
+    const logins = exchanges.length;
+    expiry.expired = true;
+    const from = apiTokens.length;
+
+    await page.reload(); // its first requests carry the expired token
+
+    await page.getByRole('heading', { name: 'Quotas', exact: true }).waitFor();
+    await waitUntil(() => apiTokens.slice(from).includes(RENEWED_TOKEN), 'a request with the renewed token');
+    assert.deepEqual(renewals, [{ ok: true, why: undefined }], 'one renewal for all the requests refused together');
+    assert.equal(exchanges.length, logins, 'no new login');
+    assert.equal(await page.getByLabel('API token').count(), 0, 'still signed in');
+    assert.equal(await page.evaluate("sessionStorage.getItem('flare.token')"), RENEWED_TOKEN);
+    await page.close();
+  });
+
+  it('asks to sign in again when the issuer refuses the renewal', async () => {
+    const page = await browser.newPage();
+    expiry.expired = false;
+    await page.goto(`${server.url}/ui/admin`);
+    await page.getByRole('button', { name: "Sign in with your organisation's login" }).click();
+    await page.getByRole('heading', { name: 'Quotas', exact: true }).waitFor();
+    const asked = renewals.length;
+    expiry.expired = true;
+    expiry.refuseRenewal = true;
+
+    await page.reload();
+
+    await page.getByRole('button', { name: "Sign in with your organisation's login" }).waitFor();
+    assert.deepEqual(renewals.slice(asked), [{ ok: false, why: 'revoked' }]);
+    assert.equal(await page.evaluate("sessionStorage.getItem('flare.oidc.renewal')"), null, 'nothing kept');
+    await page.close();
+  });
 });
+
+async function waitUntil(condition: () => boolean, what: string, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

@@ -74,6 +74,10 @@ describe('the dashboard on AWS, with the Cognito pool the stack creates', () => 
         { 'Fn::Join': ['', [{ 'Fn::GetAtt': [logicalId(stack, stack.httpApi.api), 'ApiEndpoint'] }, '/ui/']] },
       ],
       SupportedIdentityProviders: ['COGNITO'],
+      // The page renews its ID token with the refresh token (ui/src/oidc.ts), for a working day at most.
+      ExplicitAuthFlows: ['ALLOW_REFRESH_TOKEN_AUTH'],
+      RefreshTokenValidity: 720,
+      TokenValidityUnits: Match.objectLike({ RefreshToken: 'minutes' }),
     });
     template.hasResourceProperties('AWS::Cognito::UserPoolDomain', {
       Domain: { 'Fn::Join': ['-', ['flarestack', { Ref: 'AWS::AccountId' }]] },

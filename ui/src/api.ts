@@ -1,4 +1,5 @@
-/** The public API, called with the session's token; a refused token signs the page out. */
+/** The public API, called with the session's token; a refused token is renewed once (OIDC), else signs the page out. */
+import { renewToken } from './oidc.js';
 import { getToken, signOut } from './session.js';
 
 export class ApiError extends Error {
@@ -41,8 +42,9 @@ export async function download(path: string, fileName: string): Promise<void> {
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
-async function request(method: string, path: string, body?: unknown): Promise<Response> {
-  const headers: Record<string, string> = { authorization: `Bearer ${getToken() ?? ''}` };
+async function request(method: string, path: string, body?: unknown, renewed = false): Promise<Response> {
+  const token = getToken() ?? '';
+  const headers: Record<string, string> = { authorization: `Bearer ${token}` };
   if (body !== undefined) headers['content-type'] = 'application/json';
   const response = await fetch(path, {
     method,
@@ -50,7 +52,10 @@ async function request(method: string, path: string, body?: unknown): Promise<Re
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (response.ok) return response;
-  if (response.status === 401) signOut();
+  if (response.status === 401) {
+    if (!renewed && (await renewToken(token))) return request(method, path, body, true);
+    signOut();
+  }
   throw new ApiError(response.status, await errorMessage(response));
 }
 

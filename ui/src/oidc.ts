@@ -2,10 +2,12 @@
  * Sign-in with the OIDC issuer's login on AWS: authorization code with PKCE
  * (S256), a public client, no secret. The ID token it returns is the JWT the
  * API's authorizer checks; it is kept as the session's token, and the code
- * and state leave the address bar once used.
+ * and state leave the address bar once used. When the API refuses it (Cognito's
+ * last an hour) the refresh token, when the issuer gave one, renews it: a
+ * researcher watching a job for an afternoon is not sent back to the login.
  */
 import type { uiConfig } from '../../lambdas/handlers/http/ui.js';
-import { setToken } from './session.js';
+import { getRenewal, getToken, setRenewal, setToken } from './session.js';
 
 export type UiConfig = ReturnType<typeof uiConfig>;
 type Oidc = Extract<UiConfig, { signIn: 'oidc' }>['oidc'];
@@ -67,10 +69,52 @@ export async function finishLogin(oidc: Oidc): Promise<boolean> {
     }),
   });
   if (!response.ok) throw new Error(`the issuer refused the code: ${response.status}`);
-  const tokens = (await response.json()) as { id_token?: string };
+  const tokens = (await response.json()) as Tokens;
   if (!tokens.id_token) throw new Error('the issuer gave no ID token');
   setToken(tokens.id_token);
+  if (tokens.refresh_token) setRenewal({ refreshToken: tokens.refresh_token, tokenEndpoint, clientId: oidc.clientId });
   return true;
+}
+
+type Tokens = { id_token?: string; refresh_token?: string };
+let renewing: Promise<boolean> | undefined;
+
+/**
+ * A new ID token for one the API refused, asked once for all the requests refused together. False when there
+ * is nothing to renew it with or the issuer refuses (the refresh token expired or was revoked): sign in again.
+ */
+export function renewToken(refused: string): Promise<boolean> {
+  const current = getToken();
+  if (current && current !== refused) return Promise.resolve(true); // renewed meanwhile
+  renewing ??= renew().finally(() => {
+    renewing = undefined;
+  });
+  return renewing;
+}
+
+async function renew(): Promise<boolean> {
+  const renewal = getRenewal();
+  if (!renewal) return false;
+  try {
+    const response = await fetch(renewal.tokenEndpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'refresh_token',
+        client_id: renewal.clientId,
+        refresh_token: renewal.refreshToken,
+      }),
+    });
+    if (!response.ok) return false;
+    const tokens = (await response.json()) as Tokens;
+    if (!tokens.id_token) return false;
+    setToken(tokens.id_token);
+    // An issuer that rotates refresh tokens sends the next one.
+    if (tokens.refresh_token) setRenewal({ ...renewal, refreshToken: tokens.refresh_token });
+    return true;
+  } catch {
+    return false; // the issuer unreachable: the page asks to sign in, as it would without renewal
+  }
 }
 
 async function endpoints(oidc: Oidc): Promise<{ authorizationEndpoint: string; tokenEndpoint: string }> {
