@@ -4,10 +4,11 @@
  */
 import { JOB_STATES, QUEUED_STATES, TERMINAL_STATES, type JobStateName } from '../../contract/vocabulary.js';
 import { InvalidTransition } from './errors.js';
+import { byName } from './names.js';
 
 export type JobState = JobStateName;
 /** `JobState.RUNNING` and so on: the shared states by name. */
-export const JobState = Object.fromEntries(JOB_STATES.map((s) => [s, s])) as { readonly [S in JobState]: S };
+export const JobState = byName(JOB_STATES);
 
 export { JOB_STATES, QUEUED_STATES, TERMINAL_STATES };
 

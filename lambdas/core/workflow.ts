@@ -1,45 +1,46 @@
 import type { Job } from './job.js';
+import { byName } from './names.js';
 
 /**
  * Names shared with statemachines/job-lifecycle.asl.json: the Task states and the
  * `task` each one asks the tasks Lambda to run. A test checks the file against these.
  */
-export const WorkflowState = {
-  Launch: 'Launch',
-  Requeue: 'Requeue',
-  Requeued: 'Requeued',
-  Backoff: 'Backoff',
-  AwaitCompute: 'AwaitCompute',
-  ComputeReady: 'ComputeReady',
-  WaitForCompute: 'WaitForCompute',
-  StartContainer: 'StartContainer',
-  Run: 'Run',
-  RunEnded: 'RunEnded',
-  Rearm: 'Rearm',
-  Rearmed: 'Rearmed',
-  Stop: 'Stop',
-  Collected: 'Collected',
-  WaitForOutputs: 'WaitForOutputs',
-  AwaitOutputs: 'AwaitOutputs',
-  Release: 'Release',
-  ReleaseFailed: 'ReleaseFailed',
-  Drain: 'Drain',
-  Done: 'Done',
-} as const;
+export const WorkflowState = byName([
+  'Launch',
+  'Requeue',
+  'Requeued',
+  'Backoff',
+  'AwaitCompute',
+  'ComputeReady',
+  'WaitForCompute',
+  'StartContainer',
+  'Run',
+  'RunEnded',
+  'Rearm',
+  'Rearmed',
+  'Stop',
+  'Collected',
+  'WaitForOutputs',
+  'AwaitOutputs',
+  'Release',
+  'ReleaseFailed',
+  'Drain',
+  'Done',
+]);
 export type WorkflowState = (typeof WorkflowState)[keyof typeof WorkflowState];
 
-export const WorkflowTask = {
-  launch: 'launch',
-  requeue: 'requeue',
-  checkCompute: 'checkCompute',
-  start: 'start',
-  awaitOutcome: 'awaitOutcome',
-  rearm: 'rearm',
-  stop: 'stop',
-  awaitOutputs: 'awaitOutputs',
-  release: 'release',
-  drain: 'drain',
-} as const;
+export const WorkflowTask = byName([
+  'launch',
+  'requeue',
+  'checkCompute',
+  'start',
+  'awaitOutcome',
+  'rearm',
+  'stop',
+  'awaitOutputs',
+  'release',
+  'drain',
+]);
 export type WorkflowTask = (typeof WorkflowTask)[keyof typeof WorkflowTask];
 
 /**
