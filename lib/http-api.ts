@@ -142,6 +142,7 @@ export class FlareHttpApi extends Construct {
         issuer: this.userPool.userPoolProviderUrl,
         authorizationEndpoint: `${this.loginDomain.baseUrl()}/oauth2/authorize`,
         tokenEndpoint: `${this.loginDomain.baseUrl()}/oauth2/token`,
+        logoutEndpoint: `${this.loginDomain.baseUrl()}/logout`,
         clientId: this.webClient.userPoolClientId,
         scopes: ['openid', 'email', 'profile'],
       };

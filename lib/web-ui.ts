@@ -16,6 +16,8 @@ export interface WebSignIn {
   readonly authorizationEndpoint?: string;
   /** @default from the issuer's discovery document */
   readonly tokenEndpoint?: string;
+  /** Cognito's `/logout`, so that signing out ends the hosted login's session. @default the discovery document's end_session_endpoint, if any */
+  readonly logoutEndpoint?: string;
   /** A public client (no secret) allowed to redirect to `<API URL>/ui/`. */
   readonly clientId: string;
   readonly scopes: readonly string[];

@@ -29,6 +29,8 @@ const CHROMIUM = process.env.FLARE_CHROMIUM ?? '/usr/bin/chromium';
 let issuer: Server;
 let issuerUrl: string;
 let server: HttpServer;
+/** The same page configured as the stack configures it for its Cognito pool: endpoints given, `/logout` for sign-out. */
+let cognitoStyle: HttpServer;
 let browser: Browser;
 /** Codes the issuer gave, with the PKCE challenge and redirect URI they were asked with. */
 const codes = new Map<string, { challenge: string; redirectUri: string }>();
@@ -36,6 +38,7 @@ const exchanges: { ok: boolean; why?: string }[] = [];
 const renewals: { ok: boolean; why?: string }[] = [];
 /** Set by a test: the API (its authorizer) refuses ID_TOKEN as expired; `refuseRenewal`: so does the issuer. */
 const expiry = { expired: false, refuseRenewal: false };
+const logouts: Record<string, string>[] = [];
 const apiCalls: string[] = [];
 const apiTokens: string[] = [];
 
@@ -52,6 +55,7 @@ before(async () => {
           issuer: issuerUrl,
           authorization_endpoint: `${issuerUrl}/authorize`,
           token_endpoint: `${issuerUrl}/token`,
+          end_session_endpoint: `${issuerUrl}/end-session`,
         }),
       );
       return;
@@ -66,6 +70,14 @@ before(async () => {
       const back = new URL(p.get('redirect_uri')!);
       back.search = new URLSearchParams({ code, state: p.get('state')! }).toString();
       res.writeHead(302, { location: back.toString() });
+      res.end();
+      return;
+    }
+    // Sign-out: OIDC RP-initiated logout, and Cognito's /logout; each sends the browser back where it is told.
+    if (url.pathname === '/end-session' || url.pathname === '/logout') {
+      const p = Object.fromEntries(url.searchParams);
+      logouts.push({ at: url.pathname, ...p });
+      res.writeHead(302, { location: p.post_logout_redirect_uri ?? p.logout_uri ?? '/' });
       res.end();
       return;
     }
@@ -135,12 +147,32 @@ before(async () => {
     },
     ui: createUiHandler(buildUi, { oidc: { issuer: issuerUrl, clientId: CLIENT_ID, scopes: ['openid', 'email'] } }),
   });
+  cognitoStyle = await startHttpServer({
+    host: '127.0.0.1',
+    port: 0,
+    users: [
+      { name: 'alice', token: ID_TOKEN, projects: ['vision'] },
+      { name: 'alice', token: RENEWED_TOKEN, projects: ['vision'] },
+    ],
+    handler: async () => ({ statusCode: 200, headers: { 'content-type': 'application/json' }, body: '{"items":[]}' }),
+    ui: createUiHandler(buildUi, {
+      oidc: {
+        issuer: issuerUrl,
+        authorizationEndpoint: `${issuerUrl}/authorize`,
+        tokenEndpoint: `${issuerUrl}/token`,
+        logoutEndpoint: `${issuerUrl}/logout`,
+        clientId: CLIENT_ID,
+        scopes: ['openid'],
+      },
+    }),
+  });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
 });
 
 after(async () => {
   await browser?.close();
   await server?.close();
+  await cognitoStyle?.close();
   await new Promise((resolve) => issuer?.close(resolve));
 });
 
@@ -166,6 +198,47 @@ describe("the dashboard's OIDC sign-in (authorization code with PKCE)", () => {
     await page.getByLabel('API token').waitFor();
     assert.equal(new URL(page.url()).search, '');
     assert.equal(apiCalls.length, before);
+    await page.close();
+  });
+
+  it('signs out of the issuer too (its end_session_endpoint), so that Sign in asks for the login again', async () => {
+    expiry.expired = false;
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/ui/admin`);
+    await page.getByRole('button', { name: "Sign in with your organisation's login" }).click();
+    await page.getByRole('heading', { name: 'Quotas', exact: true }).waitFor();
+    const from = logouts.length;
+
+    await page.getByRole('button', { name: 'Sign out' }).click();
+
+    await page.getByRole('button', { name: "Sign in with your organisation's login" }).waitFor();
+    await waitUntil(() => page.url() === `${server.url}/ui/`, 'the way back from the issuer');
+    assert.deepEqual(logouts.slice(from), [
+      {
+        at: '/end-session',
+        client_id: CLIENT_ID,
+        post_logout_redirect_uri: `${server.url}/ui/`,
+        id_token_hint: ID_TOKEN,
+      },
+    ]);
+    assert.equal(await page.evaluate('sessionStorage.length'), 0, 'nothing of the session kept');
+    await page.close();
+  });
+
+  it("signs out of Cognito's hosted login with its /logout, as the stack configures the page", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${cognitoStyle.url}/ui/admin`);
+    await page.getByRole('button', { name: "Sign in with your organisation's login" }).click();
+    await page.getByRole('heading', { name: 'Quotas', exact: true }).waitFor();
+    const from = logouts.length;
+
+    await page.getByRole('button', { name: 'Sign out' }).click();
+
+    await page.getByRole('button', { name: "Sign in with your organisation's login" }).waitFor();
+    await waitUntil(() => logouts.length > from, 'the sign-out at the issuer');
+    assert.deepEqual(logouts.slice(from), [
+      { at: '/logout', client_id: CLIENT_ID, logout_uri: `${cognitoStyle.url}/ui/` },
+    ]);
     await page.close();
   });
 

@@ -89,6 +89,7 @@ describe('the dashboard on AWS, with the Cognito pool the stack creates', () => 
     assert.ok(signIn.includes(web), `FLARE_UI_OIDC names the web client: ${signIn}`);
     assert.match(signIn, /oauth2\/authorize/);
     assert.match(signIn, /oauth2\/token/);
+    assert.match(signIn, /\/logout\\"/, 'sign-out ends the hosted login session (its logout URL is <API URL>/ui/)');
   });
 
   it('gives the function nothing beyond its logs and traces', () => {

@@ -3,7 +3,7 @@ import 'uplot/dist/uPlot.min.css';
 import './styles.css';
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { finishLogin, loadConfig, type UiConfig } from './oidc.js';
+import { endSession, finishLogin, loadConfig, type UiConfig } from './oidc.js';
 import { Link, useRoute } from './router.js';
 import { getToken, signInFromFragment, signOut } from './session.js';
 import { Admin } from './views/admin.js';
@@ -53,8 +53,11 @@ function App() {
               type="button"
               class="link"
               onClick={() => {
+                const token = getToken();
                 signOut();
                 setRefused(false);
+                if (config?.signIn === 'oidc')
+                  endSession(config.oidc, token).catch((error: Error) => setLoginProblem(error.message));
               }}
             >
               Sign out

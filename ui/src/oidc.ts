@@ -117,15 +117,45 @@ async function renew(): Promise<boolean> {
   }
 }
 
-async function endpoints(oidc: Oidc): Promise<{ authorizationEndpoint: string; tokenEndpoint: string }> {
+/**
+ * Signing out of the page ends the issuer's session too, else *Sign in* would let the next person at this browser
+ * straight back in: Cognito's `/logout`, or the issuer's `end_session_endpoint`, each sending the browser back to
+ * /ui/. `idToken`: the token the page signed out of, a hint for the issuer. Nothing to do when the issuer has neither.
+ */
+export async function endSession(oidc: Oidc, idToken: string | null): Promise<void> {
+  let url: URL;
+  if (oidc.logoutEndpoint) {
+    url = new URL(oidc.logoutEndpoint);
+    url.search = new URLSearchParams({ client_id: oidc.clientId, logout_uri: redirectUri() }).toString();
+  } else {
+    const { endSessionEndpoint } = await endpoints(oidc);
+    if (!endSessionEndpoint) return;
+    url = new URL(endSessionEndpoint);
+    url.search = new URLSearchParams({
+      client_id: oidc.clientId,
+      post_logout_redirect_uri: redirectUri(),
+      ...(idToken ? { id_token_hint: idToken } : {}),
+    }).toString();
+  }
+  location.assign(url.toString());
+}
+
+async function endpoints(
+  oidc: Oidc,
+): Promise<{ authorizationEndpoint: string; tokenEndpoint: string; endSessionEndpoint?: string }> {
   if (oidc.authorizationEndpoint && oidc.tokenEndpoint)
     return { authorizationEndpoint: oidc.authorizationEndpoint, tokenEndpoint: oidc.tokenEndpoint };
   const response = await fetch(`${oidc.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`);
   if (!response.ok) throw new Error(`the issuer's discovery document: ${response.status}`);
-  const doc = (await response.json()) as { authorization_endpoint: string; token_endpoint: string };
+  const doc = (await response.json()) as {
+    authorization_endpoint: string;
+    token_endpoint: string;
+    end_session_endpoint?: string;
+  };
   return {
     authorizationEndpoint: oidc.authorizationEndpoint ?? doc.authorization_endpoint,
     tokenEndpoint: oidc.tokenEndpoint ?? doc.token_endpoint,
+    endSessionEndpoint: doc.end_session_endpoint,
   };
 }
 

@@ -19,6 +19,11 @@ export const UiOidc = z.strictObject({
   issuer: z.url({ protocol: /^https$/ }),
   authorizationEndpoint: z.url({ protocol: /^https$/ }).optional(),
   tokenEndpoint: z.url({ protocol: /^https$/ }).optional(),
+  /**
+   * Cognito's `/logout` (`client_id`, `logout_uri`), where sign-out ends the hosted login's session too.
+   * Absent: the discovery document's `end_session_endpoint`, if it has one (OIDC RP-initiated logout).
+   */
+  logoutEndpoint: z.url({ protocol: /^https$/ }).optional(),
   clientId: z.string().min(1),
   scopes: z.array(z.string().min(1)).min(1),
 });
