@@ -4,84 +4,19 @@ import { ratio } from './stats.js';
 
 type Metric = (side: FlareResults | SlurmResults) => number | undefined;
 
-const COMPARED: { figure: string; metric: string; unit: string; better: 'higher' | 'lower'; pick: Metric }[] = [
-  {
-    figure: '1',
-    metric: 'submits accepted, 1 client',
-    unit: '/s',
-    better: 'higher',
-    pick: (s) => s.submit1?.acceptedPerS,
-  },
-  {
-    figure: '1',
-    metric: 'submits accepted, 4 clients',
-    unit: '/s',
-    better: 'higher',
-    pick: (s) => s.submit4?.acceptedPerS,
-  },
-  {
-    figure: '1',
-    metric: 'submit latency p50, 1 client',
-    unit: 'ms',
-    better: 'lower',
-    pick: (s) => s.submit1?.latencyMs.p50,
-  },
-  {
-    figure: '1',
-    metric: 'submit latency p99, 4 clients',
-    unit: 'ms',
-    better: 'lower',
-    pick: (s) => s.submit4?.latencyMs.p99,
-  },
-  {
-    figure: '2',
-    metric: 'tiny jobs completed, submit to all done',
-    unit: '/s',
-    better: 'higher',
-    pick: (s) => s.submit4?.completedPerS,
-  },
-  {
-    figure: '3',
-    metric: 'idle submit -> job starts, p50',
-    unit: 'ms',
-    better: 'lower',
-    pick: (s) => s.idle?.submitToStartMs.p50,
-  },
-  {
-    figure: '3',
-    metric: 'idle submit -> job starts, p99',
-    unit: 'ms',
-    better: 'lower',
-    pick: (s) => s.idle?.submitToStartMs.p99,
-  },
-  {
-    figure: '3',
-    metric: 'cancel -> next job starts, p50',
-    unit: 'ms',
-    better: 'lower',
-    pick: (s) => s.drain?.[0]?.cancelToStartMs.p50,
-  },
-  {
-    figure: '3',
-    metric: 'cancel -> next job starts, p99',
-    unit: 'ms',
-    better: 'lower',
-    pick: (s) => s.drain?.[0]?.cancelToStartMs.p99,
-  },
-  {
-    figure: '5',
-    metric: 'deadline -> SIGTERM, p50',
-    unit: 'ms',
-    better: 'lower',
-    pick: (s) => s.expiry?.termLateMs.p50,
-  },
-  {
-    figure: '5',
-    metric: 'deadline -> SIGTERM, max',
-    unit: 'ms',
-    better: 'lower',
-    pick: (s) => s.expiry?.termLateMs.max,
-  },
+/** Rates (`/s`) are better higher, times (`ms`) lower. */
+const COMPARED: { figure: string; metric: string; unit: '/s' | 'ms'; pick: Metric }[] = [
+  { figure: '1', metric: 'submits accepted, 1 client', unit: '/s', pick: (s) => s.submit1?.acceptedPerS },
+  { figure: '1', metric: 'submits accepted, 4 clients', unit: '/s', pick: (s) => s.submit4?.acceptedPerS },
+  { figure: '1', metric: 'submit latency p50, 1 client', unit: 'ms', pick: (s) => s.submit1?.latencyMs.p50 },
+  { figure: '1', metric: 'submit latency p99, 4 clients', unit: 'ms', pick: (s) => s.submit4?.latencyMs.p99 },
+  { figure: '2', metric: 'tiny jobs completed, submit to all done', unit: '/s', pick: (s) => s.submit4?.completedPerS },
+  { figure: '3', metric: 'idle submit -> job starts, p50', unit: 'ms', pick: (s) => s.idle?.submitToStartMs.p50 },
+  { figure: '3', metric: 'idle submit -> job starts, p99', unit: 'ms', pick: (s) => s.idle?.submitToStartMs.p99 },
+  { figure: '3', metric: 'cancel -> next job starts, p50', unit: 'ms', pick: (s) => s.drain?.[0]?.cancelToStartMs.p50 },
+  { figure: '3', metric: 'cancel -> next job starts, p99', unit: 'ms', pick: (s) => s.drain?.[0]?.cancelToStartMs.p99 },
+  { figure: '5', metric: 'deadline -> SIGTERM, p50', unit: 'ms', pick: (s) => s.expiry?.termLateMs.p50 },
+  { figure: '5', metric: 'deadline -> SIGTERM, max', unit: 'ms', pick: (s) => s.expiry?.termLateMs.max },
 ];
 
 export function compareWithSlurm(flare: FlareResults, slurm: SlurmResults | undefined): Comparison[] {
@@ -98,7 +33,7 @@ export function compareWithSlurm(flare: FlareResults, slurm: SlurmResults | unde
       flare: f,
       slurm: s,
       ratio: ratio(f, s),
-      better: c.better,
+      better: c.unit === '/s' ? 'higher' : 'lower',
     });
   }
   return rows;
