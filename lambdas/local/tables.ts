@@ -296,18 +296,7 @@ const unsignedLocalAuth: HttpAuthScheme = {
  * placeholders: DynamoDB Local checks only that the key id is alphanumeric.
  */
 export function makeDynamoClients(endpoint: string): { client: DynamoDBClient; doc: DynamoDBDocumentClient } {
-  const client = new DynamoDBClient({
-    endpoint,
-    region: 'us-east-1',
-    credentials: { accessKeyId: LOCAL_KEY_ID, secretAccessKey: LOCAL_KEY_ID },
-    httpAuthSchemes: [unsignedLocalAuth],
-    // A few quick retries cover a busy emulator; transactions that lose a race retry in the job store.
-    maxAttempts: 3,
-    // A dead emulator refuses at once; a hung one must fail the request (503), not hold it. The bounds
-    // leave room for a JVM busy with hundreds of concurrent requests on a 2-core machine, which can
-    // take a second or two to accept a connection or answer.
-    requestHandler: { connectionTimeout: 3_000, requestTimeout: 10_000, throwOnRequestTimeout: true },
-  });
+  const client = new DynamoDBClient(localClientConfig(endpoint));
   const doc = reportUnavailable(
     DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } }),
     'DynamoDB',
@@ -318,12 +307,21 @@ export function makeDynamoClients(endpoint: string): { client: DynamoDBClient; d
 
 /** A DynamoDB Streams client for the same local endpoint, configured as makeDynamoClients' client is. */
 export function makeStreamsClient(endpoint: string): DynamoDBStreamsClient {
-  return new DynamoDBStreamsClient({
+  return new DynamoDBStreamsClient(localClientConfig(endpoint));
+}
+
+/** What both clients of DynamoDB Local are built with. */
+function localClientConfig(endpoint: string) {
+  return {
     endpoint,
     region: 'us-east-1',
     credentials: { accessKeyId: LOCAL_KEY_ID, secretAccessKey: LOCAL_KEY_ID },
     httpAuthSchemes: [unsignedLocalAuth],
+    // A few quick retries cover a busy emulator; transactions that lose a race retry in the job store.
     maxAttempts: 3,
+    // A dead emulator refuses at once; a hung one must fail the request (503), not hold it. The bounds
+    // leave room for a JVM busy with hundreds of concurrent requests on a 2-core machine, which can
+    // take a second or two to accept a connection or answer.
     requestHandler: { connectionTimeout: 3_000, requestTimeout: 10_000, throwOnRequestTimeout: true },
-  });
+  };
 }
