@@ -3,7 +3,8 @@
  * process per data directory (local-supervisor/supervisor.mjs, in its own session)
  * runs each job's argv (process mode) or `docker run` (docker mode) in the
  * job's own session and process group. What a job's directory holds, and how
- * the plane reads it: local-supervisor/jobs.ts.
+ * the plane reads it: local-supervisor/jobs.ts; what it is given to run:
+ * local-runner-spec.ts; which GPU slots a job holds: local-slots.ts.
  *
  * The supervisor and its jobs are detached, so jobs survive a crash of the
  * control plane as EC2 instances would; a restarted control plane connects to
@@ -15,17 +16,16 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { LaunchFailed } from '../core/errors.js';
 import { isTerminal, totalGpus, type Job, type JobOutputsRecord, type Outcome } from '../core/job.js';
 import type { Logger } from '../core/deps.js';
 import type { Compute, ContainerSpec, Launched, ManagedInstance } from '../ports/compute.js';
 import type { SecretStore } from '../ports/secrets.js';
-import { arrayEnv, JOB_ID_PATTERN, scratchPath, type DockerRunOptions } from '../core/container-command.js';
+import { JOB_ID_PATTERN, type DockerRunOptions } from '../core/container-command.js';
 import { DEFAULT_MAX_OUTPUT_BYTES } from '../core/outputs.js';
 import type { ExecLimits, ExecResult, SessionInput, SessionPlan } from '../core/exec.js';
 import { discoverGpus, dockerEngineAvailable } from './gpu-discovery.js';
 import { execInLocalJob, localSession } from './local-exec.js';
-import { containerJobIds, dockerCommand, removeContainer } from './local-docker.js';
+import { containerJobIds, removeContainer } from './local-docker.js';
 import { DEFAULT_STOP_GRACE_MS } from './local-supervisor/job-run.mjs';
 import { JobEnds } from './local-supervisor/job-ends.js';
 import {
@@ -38,18 +38,15 @@ import {
   type ExitRecord,
   type RunnerSpec,
 } from './local-supervisor/jobs.js';
-import { baseEnv, LocalComputeError, SupervisorLink } from './local-supervisor/link.js';
+import { LocalComputeError, SupervisorLink } from './local-supervisor/link.js';
 import { localOutputDir, settleOutputs } from './local-outputs.js';
+import { runnerSpec, secretEnv } from './local-runner-spec.js';
+import { LocalSlots, type LocalPool } from './local-slots.js';
 
 export { LocalComputeError } from './local-supervisor/link.js';
 export type { ExitRecord, RunnerSpec } from './local-supervisor/jobs.js';
 
 export type LocalDriver = 'docker' | 'process';
-
-export interface LocalPool {
-  readonly name: string;
-  readonly gpus: number;
-}
 
 export interface LocalComputeOptions {
   /** Root of the data directory; jobs live in `<dataDir>/jobs/<id>/`. */
@@ -88,16 +85,10 @@ export interface LocalComputeOptions {
   readonly secrets?: Pick<SecretStore, 'values'>;
 }
 
-interface Held {
-  pool: string;
-  devices: number[];
-}
-
 export class LocalCompute implements Compute {
   private readonly dataDir: string;
   private readonly hostGpus: number;
-  private readonly poolDevices = new Map<string, number[]>();
-  private readonly held = new Map<string, Held>();
+  private readonly slots: LocalSlots;
   private readonly stopping = new Set<string>();
   private readonly starting = new Map<string, Promise<void>>();
   /** Jobs this instance had the supervisor start: started, whatever became of the supervisor. */
@@ -129,7 +120,7 @@ export class LocalCompute implements Compute {
       options.driver === 'auto'
         ? dockerEngineAvailable().then((docker) => (docker ? 'docker' : 'process'))
         : Promise.resolve(options.driver);
-    this.mapPools(options.pools, this.hostGpus);
+    this.slots = new LocalSlots(options.pools, this.hostGpus, this.log);
     this.supervision = new Supervision(this.dataDir);
     this.supervisor = new SupervisorLink(this.dataDir, options.supervisorIdleMs ?? 60_000, this.log, {
       onDisconnect: () => {
@@ -158,9 +149,7 @@ export class LocalCompute implements Compute {
 
   /** Slots of `pool` that no job holds, lowest first. */
   freeDevices(pool: string): number[] {
-    const all = this.poolDevices.get(pool) ?? [];
-    const taken = new Set([...this.held.values()].filter((h) => h.pool === pool).flatMap((h) => h.devices));
-    return all.filter((d) => !taken.has(d));
+    return this.slots.free(pool);
   }
 
   logPath(jobId: string): string {
@@ -170,24 +159,14 @@ export class LocalCompute implements Compute {
   async launch(job: Job): Promise<Launched> {
     this.jobDir(job.id); // validates the id
     const instanceIds = [instanceId(job.id)];
-    const held = this.held.get(job.id);
-    if (held) return { instanceIds, devices: [...held.devices] };
+    const held = this.slots.devicesOf(job.id);
+    if (held) return { instanceIds, devices: [...held] };
     if (job.devices) {
-      this.claim(job.id, job.pool, job.devices);
+      this.slots.claim(job.id, job.pool, job.devices);
       return { instanceIds, devices: [...job.devices] };
     }
-    const all = this.poolDevices.get(job.pool);
-    if (!all) throw new LaunchFailed(`pool ${job.pool} is not configured on this machine`);
     // Every node of a job runs here: one machine holds all of its GPUs.
-    const need = totalGpus(job);
-    const free = this.freeDevices(job.pool);
-    if (free.length < need) {
-      throw new LaunchFailed(
-        `pool ${job.pool} has ${free.length} of ${all.length} GPU slots free on this machine, job ${job.id} needs ${need}`,
-      );
-    }
-    const devices = free.slice(0, need);
-    this.held.set(job.id, { pool: job.pool, devices });
+    const devices = this.slots.take(job.id, job.pool, totalGpus(job));
     return { instanceIds, devices: [...devices] };
   }
 
@@ -233,7 +212,7 @@ export class LocalCompute implements Compute {
         if (existsSync(join(this.jobDir(jobId), 'spec.json'))) await add(jobId, 'running');
     }
     // Slots held with nothing running: launched and not started yet, or ended and not stopped yet.
-    for (const jobId of this.held.keys()) {
+    for (const jobId of this.slots.holders()) {
       const dir = this.jobDir(jobId);
       await add(jobId, existsSync(join(dir, 'pid')) || existsSync(join(dir, 'exit.json')) ? 'stopped' : 'pending');
     }
@@ -267,7 +246,7 @@ export class LocalCompute implements Compute {
         graceMs: this.stopGraceMs,
       });
       if ((await this.driverInUse()) === 'docker' && existsSync(join(dir, 'spec.json'))) await removeContainer(jobId);
-      this.held.delete(jobId);
+      this.slots.release(jobId);
     } finally {
       this.stopping.delete(jobId);
     }
@@ -305,7 +284,7 @@ export class LocalCompute implements Compute {
   async reattach(jobs: readonly Job[]): Promise<void> {
     for (const job of jobs) {
       if (isTerminal(job.state)) continue;
-      if (job.devices && !this.held.has(job.id)) this.claim(job.id, job.pool, job.devices);
+      if (job.devices && !this.slots.devicesOf(job.id)) this.slots.claim(job.id, job.pool, job.devices);
       const dir = this.jobDir(job.id);
       // spec.json: start() got as far as asking the supervisor, which may not have claimed the pid file yet.
       if (['spec.json', 'pid', 'exit.json'].some((file) => existsSync(join(dir, file)))) this.ends.watch(job.id);
@@ -358,7 +337,7 @@ export class LocalCompute implements Compute {
   exec(job: Job, argv: readonly string[], limits: ExecLimits): Promise<ExecResult> {
     // A process job got its secrets at spawn only: its command gets them too (a container has them already).
     return execInLocalJob(this.jobDir(job.id), job.id, argv, limits, () =>
-      this.secretEnv(job.id, job.project, job.secrets ?? {}),
+      secretEnv(this.options.secrets, job.id, job.project, job.secrets ?? {}),
     );
   }
 
@@ -373,50 +352,15 @@ export class LocalCompute implements Compute {
     this.supervisor.close();
   }
 
-  // --- slots ---
-
-  /**
-   * Pools split the machine's devices: each pool gets its own indices, in config order, so two pools
-   * never hand out the same GPU (nor, without GPUs, the same CUDA_VISIBLE_DEVICES slot number).
-   */
-  private mapPools(pools: readonly LocalPool[], hostGpus: number): void {
-    const wanted = pools.reduce((sum, p) => sum + p.gpus, 0);
-    if (hostGpus > 0 && wanted > hostGpus) {
-      const asked = pools.map((p) => `${p.name} (${p.gpus})`).join(', ');
-      throw new LocalComputeError(
-        `pools ${asked} ask for ${wanted} GPUs but this machine has ${hostGpus}: lower pools[].gpus so that they add up to at most ${hostGpus}`,
-      );
-    }
-    let next = 0;
-    for (const pool of pools) {
-      if (!Number.isInteger(pool.gpus) || pool.gpus < 0)
-        throw new LocalComputeError(`pool ${pool.name}: gpus must be a whole number`);
-      if (this.poolDevices.has(pool.name)) throw new LocalComputeError(`pool ${pool.name} is configured twice`);
-      this.poolDevices.set(
-        pool.name,
-        Array.from({ length: pool.gpus }, (_, i) => next + i),
-      );
-      next += pool.gpus;
-    }
-  }
-
-  private claim(jobId: string, pool: string, devices: readonly number[]): void {
-    const taken = devices.filter((d) => !this.freeDevices(pool).includes(d));
-    if (taken.length > 0) {
-      this.log.error('job holds GPU slots that are not free', { jobId, pool, devices: [...devices], taken });
-    }
-    this.held.set(jobId, { pool, devices: [...devices] });
-  }
-
   // --- starting ---
 
   private async startOnce(job: Job, spec: ContainerSpec): Promise<void> {
     const dir = this.jobDir(job.id);
     if (Number.isNaN(Date.parse(spec.expiresAt)))
       throw new LocalComputeError(`job ${job.id}: expiresAt ${spec.expiresAt} is not a date`);
-    const devices = spec.devices ?? this.held.get(job.id)?.devices ?? job.devices;
+    const devices = spec.devices ?? this.slots.devicesOf(job.id) ?? job.devices;
     if (!devices) throw new LocalComputeError(`job ${job.id} holds no GPU slots on this machine: launch it first`);
-    if (!this.held.has(job.id)) this.claim(job.id, job.pool, devices);
+    if (!this.slots.devicesOf(job.id)) this.slots.claim(job.id, job.pool, devices);
 
     await mkdir(dir, { recursive: true, mode: 0o700 });
     if (this.started.has(job.id) || existsSync(join(dir, 'exit.json')) || (await this.supervision.supervised(dir))) {
@@ -430,9 +374,16 @@ export class LocalCompute implements Compute {
       return;
     }
 
-    const runnerSpec = await this.runnerSpec(job, dir, spec, devices);
+    const driver = await this.driverInUse();
+    const runner = await runnerSpec(job, dir, spec, devices, {
+      ...this.options,
+      dataDir: this.dataDir,
+      driver,
+      hostGpus: this.hostGpus,
+      stopGraceMs: this.stopGraceMs,
+    });
     const specPath = join(dir, 'spec.json');
-    await writeAtomically(specPath, JSON.stringify(runnerSpec));
+    await writeAtomically(specPath, JSON.stringify(runner));
     // The supervisor claims the pid file before it spawns: a job is never run twice.
     const reply = await this.supervisor.request({ op: 'start', specPath }, true);
     this.started.add(job.id);
@@ -441,82 +392,9 @@ export class LocalCompute implements Compute {
       pid: reply?.pid,
       state: reply?.state,
       devices,
-      driver: await this.driverInUse(),
+      driver,
     });
     this.ends.watch(job.id);
-  }
-
-  private async runnerSpec(job: Job, dir: string, spec: ContainerSpec, devices: number[]): Promise<RunnerSpec> {
-    const jobId = job.id;
-    const outputDir = localOutputDir(this.dataDir, job);
-    await mkdir(outputDir, { recursive: true, mode: 0o700 });
-    const secretsPath = await this.writeSecrets(dir, spec);
-    const common = {
-      jobId,
-      cwd: scratchPath(join(this.dataDir, 'scratch'), jobId),
-      outputPath: join(dir, 'output.log'),
-      pidPath: join(dir, 'pid'),
-      exitPath: join(dir, 'exit.json'),
-      statusPath: join(dir, 'exit-code'),
-      expiresAt: spec.expiresAt,
-      stopGraceMs: this.stopGraceMs,
-      ...(secretsPath ? { secretsPath } : {}),
-    };
-    await mkdir(common.cwd, { recursive: true, mode: 0o700 });
-    if ((await this.driverInUse()) === 'docker') {
-      const docker = await dockerCommand(jobId, spec, {
-        cwd: common.cwd,
-        devices: this.hostGpus > 0 ? devices : undefined,
-        scratchDir: join(this.dataDir, 'scratch'),
-        outputDir,
-        stopGraceMs: this.stopGraceMs,
-        ...(this.options.docker ? { options: this.options.docker } : {}),
-      });
-      return { ...common, ...docker };
-    }
-    return {
-      ...common,
-      argv: [...spec.command],
-      env: {
-        ...baseEnv(),
-        ...spec.env,
-        // Set last, so a job cannot widen its own GPUs; PCI order makes the
-        // indices the ones nvidia-smi shows.
-        CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
-        CUDA_VISIBLE_DEVICES: devices.join(','),
-        FLARE_JOB_ID: jobId,
-        FLARE_OUTPUT_DIR: outputDir,
-        ...arrayEnv(spec),
-      },
-    };
-  }
-
-  /**
-   * The job's secret values in a 0600 file of its 0700 directory, which the job runner reads into the job's
-   * environment (docker's, which passes them on by name) and removes once the job is spawned.
-   */
-  private async writeSecrets(dir: string, spec: ContainerSpec): Promise<string | undefined> {
-    const mapping = spec.secrets ?? {};
-    if (Object.keys(mapping).length === 0) return undefined;
-    const path = join(dir, 'secrets.json');
-    await writeAtomically(path, JSON.stringify(await this.secretEnv(spec.jobId, spec.project, mapping)));
-    return path;
-  }
-
-  /** env name -> value of the secrets a job names, read from its project's store now. */
-  private async secretEnv(
-    jobId: string,
-    project: string | undefined,
-    mapping: Record<string, string>,
-  ): Promise<Record<string, string>> {
-    if (Object.keys(mapping).length === 0) return {};
-    if (!this.options.secrets || !project)
-      throw new LocalComputeError(`job ${jobId} names secrets, but no secret store is wired to the local driver`);
-    const values = await this.options.secrets.values(project, Object.values(mapping));
-    const gone = Object.values(mapping).filter((name) => !values.has(name));
-    if (gone.length > 0)
-      throw new LocalComputeError(`project ${project} has no secret named ${gone.map((n) => `'${n}'`).join(', ')}`);
-    return Object.fromEntries(Object.entries(mapping).map(([env, name]) => [env, values.get(name)!]));
   }
 
   private jobDir(jobId: string): string {

@@ -2,7 +2,7 @@
 // supervisor (supervisor.mjs) runs one JobRun per job it is asked to
 // start. Plain JavaScript with node:* imports only: the supervisor must start
 // without tsx and without the project's dependencies. Everything a job needs is
-// in the spec file that LocalCompute wrote (see `RunnerSpec` in ../local-compute.ts).
+// in the spec file that LocalCompute wrote (`RunnerSpec` in jobs.ts, from ../local-runner-spec.ts).
 //
 // What it guarantees:
 // - the job's argv is run in its own session and process group, under a small
