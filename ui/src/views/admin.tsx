@@ -4,7 +4,7 @@ import { api } from '../api.js';
 import { clock } from '../format.js';
 import { usePoll } from '../poll.js';
 import type { Page, Pool, Quota } from '../types.js';
-import { ErrorNote } from './parts.js';
+import { DataTable, ErrorNote } from './parts.js';
 
 const ADMIN_MS = 30_000;
 
@@ -19,62 +19,45 @@ export function Admin() {
       <section aria-labelledby="quotas-title">
         <h2 id="quotas-title">Quotas</h2>
         <ErrorNote error={quotas.error} />
-        <table>
-          <caption class="visually-hidden">Each project's limits and what it uses now</caption>
-          <thead>
-            <tr>
-              <th scope="col">Project</th>
-              <th scope="col">Resource</th>
-              <th scope="col">Used</th>
-              <th scope="col">Limit</th>
+        <DataTable
+          caption="Each project's limits and what it uses now"
+          columns={['Project', 'Resource', 'Used', 'Limit']}
+        >
+          {counted.map((q) => (
+            <tr key={`${q.project}/${q.resource}`}>
+              <td>{q.project}</td>
+              <td>{q.resource}</td>
+              <td>{q.used}</td>
+              <td>
+                <Use used={q.used} limit={q.hardLimit} what={`${q.project} ${q.resource}`} />
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {counted.map((q) => (
-              <tr key={`${q.project}/${q.resource}`}>
-                <td>{q.project}</td>
-                <td>{q.resource}</td>
-                <td>{q.used}</td>
-                <td>
-                  <Use used={q.used} limit={q.hardLimit} what={`${q.project} ${q.resource}`} />
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </DataTable>
       </section>
       <section aria-labelledby="budgets-title">
         <h2 id="budgets-title">GPU-hour budgets</h2>
         {quotas.data && budgets.length === 0 ? (
           <p>No project has a GPU-hour budget.</p>
         ) : (
-          <table>
-            <caption class="visually-hidden">Each project's GPU-hours this period: spent, reserved, limit</caption>
-            <thead>
-              <tr>
-                <th scope="col">Project</th>
-                <th scope="col">Period</th>
-                <th scope="col">Spent</th>
-                <th scope="col">Reserved</th>
-                <th scope="col">Budget</th>
+          <DataTable
+            caption="Each project's GPU-hours this period: spent, reserved, limit"
+            columns={['Project', 'Period', 'Spent', 'Reserved', 'Budget']}
+          >
+            {budgets.map((q) => (
+              <tr key={q.project}>
+                <td>{q.project}</td>
+                <td>
+                  {q.period}, until {clock(q.periodEnd)}
+                </td>
+                <td>{q.spent?.toFixed(2)}</td>
+                <td>{q.reserved?.toFixed(2)}</td>
+                <td>
+                  <Use used={q.used} limit={q.hardLimit} what={`${q.project} GPU-hours`} />
+                </td>
               </tr>
-            </thead>
-            <tbody>
-              {budgets.map((q) => (
-                <tr key={q.project}>
-                  <td>{q.project}</td>
-                  <td>
-                    {q.period}, until {clock(q.periodEnd)}
-                  </td>
-                  <td>{q.spent?.toFixed(2)}</td>
-                  <td>{q.reserved?.toFixed(2)}</td>
-                  <td>
-                    <Use used={q.used} limit={q.hardLimit} what={`${q.project} GPU-hours`} />
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+            ))}
+          </DataTable>
         )}
       </section>
       <section aria-labelledby="caps-title">

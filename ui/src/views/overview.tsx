@@ -5,7 +5,7 @@ import { clock, relative, span } from '../format.js';
 import { usePoll } from '../poll.js';
 import { jobHref, Link } from '../router.js';
 import type { Job, Page, Pool, PoolHistory } from '../types.js';
-import { ErrorNote } from './parts.js';
+import { DataTable, ErrorNote } from './parts.js';
 import { PoolChart } from './pool-chart.js';
 
 /** Seconds between polls: the lists change with each job; the history by the minute. */
@@ -93,35 +93,24 @@ function Queue({ jobs }: { jobs?: Job[] }) {
       {jobs && ordered.length === 0 ? (
         <p>Nobody is waiting.</p>
       ) : (
-        <table>
-          <caption class="visually-hidden">Jobs waiting, in the order each pool admits them</caption>
-          <thead>
-            <tr>
-              <th scope="col">Pool</th>
-              <th scope="col">#</th>
-              <th scope="col">Job</th>
-              <th scope="col">Project</th>
-              <th scope="col">GPUs</th>
-              <th scope="col">Why it waits</th>
-              <th scope="col">Starts at the latest</th>
+        <DataTable
+          caption="Jobs waiting, in the order each pool admits them"
+          columns={['Pool', '#', 'Job', 'Project', 'GPUs', 'Why it waits', 'Starts at the latest']}
+        >
+          {ordered.map((job) => (
+            <tr key={job.id} data-job={job.id}>
+              <td>{job.pool}</td>
+              <td>{job.queuePosition === undefined ? '—' : job.queuePosition + 1}</td>
+              <td>
+                <JobName job={job} />
+              </td>
+              <td>{job.project}</td>
+              <td>{job.gpus * job.nodeCount}</td>
+              <td class="reason">{job.stateReason ?? job.state}</td>
+              <td>{job.latestStartAt ? clock(job.latestStartAt) : (job.latestStartReason ?? 'no promise')}</td>
             </tr>
-          </thead>
-          <tbody>
-            {ordered.map((job) => (
-              <tr key={job.id} data-job={job.id}>
-                <td>{job.pool}</td>
-                <td>{job.queuePosition === undefined ? '—' : job.queuePosition + 1}</td>
-                <td>
-                  <JobName job={job} />
-                </td>
-                <td>{job.project}</td>
-                <td>{job.gpus * job.nodeCount}</td>
-                <td class="reason">{job.stateReason ?? job.state}</td>
-                <td>{job.latestStartAt ? clock(job.latestStartAt) : (job.latestStartReason ?? 'no promise')}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </DataTable>
       )}
     </section>
   );
@@ -135,38 +124,29 @@ function Running({ jobs }: { jobs?: Job[] }) {
       {jobs && jobs.length === 0 ? (
         <p>No job is running.</p>
       ) : (
-        <table>
-          <caption class="visually-hidden">Running jobs and the time left before their live timeout</caption>
-          <thead>
-            <tr>
-              <th scope="col">Job</th>
-              <th scope="col">Project</th>
-              <th scope="col">Pool</th>
-              <th scope="col">GPUs</th>
-              <th scope="col">Time left</th>
-            </tr>
-          </thead>
-          <tbody>
-            {(jobs ?? []).map((job) => {
-              const total = job.liveTimeoutMinutes * 60_000;
-              const left = job.expiresAt ? Math.max(0, Date.parse(job.expiresAt) - now) : total;
-              return (
-                <tr key={job.id} data-job={job.id}>
-                  <td>
-                    <JobName job={job} />
-                  </td>
-                  <td>{job.project}</td>
-                  <td>{job.pool}</td>
-                  <td>{job.gpus * job.nodeCount}</td>
-                  <td class="time-left">
-                    <progress max={total} value={left} aria-label={`time left for ${job.name}`} /> {span(left)} of{' '}
-                    {span(total)} (until {clock(job.expiresAt)})
-                  </td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
+        <DataTable
+          caption="Running jobs and the time left before their live timeout"
+          columns={['Job', 'Project', 'Pool', 'GPUs', 'Time left']}
+        >
+          {(jobs ?? []).map((job) => {
+            const total = job.liveTimeoutMinutes * 60_000;
+            const left = job.expiresAt ? Math.max(0, Date.parse(job.expiresAt) - now) : total;
+            return (
+              <tr key={job.id} data-job={job.id}>
+                <td>
+                  <JobName job={job} />
+                </td>
+                <td>{job.project}</td>
+                <td>{job.pool}</td>
+                <td>{job.gpus * job.nodeCount}</td>
+                <td class="time-left">
+                  <progress max={total} value={left} aria-label={`time left for ${job.name}`} /> {span(left)} of{' '}
+                  {span(total)} (until {clock(job.expiresAt)})
+                </td>
+              </tr>
+            );
+          })}
+        </DataTable>
       )}
     </section>
   );
