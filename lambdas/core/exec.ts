@@ -9,7 +9,7 @@ import type { Deps } from './deps.js';
 import { Conflict, Forbidden, JobNotFound } from './errors.js';
 import { canAccessProject, type Identity } from './identity.js';
 import type { Job } from './job.js';
-import { argv } from './schemas.js';
+import { argv } from './schema-fields.js';
 import { maskableValues, maskLine } from './secrets.js';
 
 /** Bytes of each stream (stdout, stderr) kept; what comes after is dropped and `truncated` says so. */

@@ -28,7 +28,7 @@ import { Conflict, JobNotFound, StaleJob, Unprocessable, ValidationError } from 
 import { authorize, type Identity } from './identity.js';
 import { isTerminal, JobState, QUEUED_STATES, type Job } from './job.js';
 import { expiryFor } from './lifecycle.js';
-import type { ChangeJobInput } from './schemas.js';
+import type { ChangeJobInput } from './job-schemas.js';
 
 /** States whose live timeout may still change. */
 export const TIMEOUT_CHANGEABLE_STATES: readonly JobState[] = [

@@ -13,7 +13,7 @@ import { imageReference, versionToRun } from './images.js';
 import { HOLDING_STATES, isTerminal, JobState, QUEUED_STATES, type Job } from './job.js';
 import { forecastPool, type Forecast } from './forecast.js';
 import { checkJobSecrets } from './secrets.js';
-import type { ListJobsQuery, SubmitJobInput } from './schemas.js';
+import type { ListJobsQuery, SubmitJobInput } from './job-schemas.js';
 import { templateForJob } from './templates.js';
 import type { IdempotencyClaim, OutcomeInstance, Page } from '../ports/jobs.js';
 

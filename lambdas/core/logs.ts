@@ -6,7 +6,7 @@ import type { Deps } from './deps.js';
 import { isTerminal } from './job.js';
 import { JobNotFound } from './errors.js';
 import { canAccessProject, type Identity } from './identity.js';
-import type { JobLogsQuery } from './schemas.js';
+import type { JobLogsQuery } from './job-schemas.js';
 import { maskableValues, maskLine } from './secrets.js';
 import type { LogLine } from '../ports/job-logs.js';
 

@@ -1,190 +1,21 @@
 /**
  * Every input Flare accepts, as one zod schema each; the TypeScript types are
- * inferred from them so the check and the type cannot drift apart.
+ * inferred from them so the check and the type cannot drift apart. Here: pools,
+ * quotas, images, templates, users, chat channels and the local config file, and
+ * `parse`, which turns any schema's failure into a ValidationError naming each
+ * field. The job API's inputs are in job-schemas.ts, the field rules all of
+ * them share in schema-fields.ts.
  */
 import { z } from 'zod';
-import { MIN_VOLUME_SIZE_GB, NAME_PATTERN, NAME_RULE } from '../../contract/vocabulary.js';
+import { MIN_VOLUME_SIZE_GB, NAME_PATTERN } from '../../contract/vocabulary.js';
 import { ValidationError, type FieldIssue } from './errors.js';
 import { BUDGET_PERIODS } from './budgets.js';
 import { JOB_STATES } from './job.js';
-import { PageQuery, pageToken, wholeNumberParam } from './pagination.js';
 import { DEFAULT_MAX_OUTPUT_BYTES } from './outputs.js';
+import { argv, envMap, jsonNumber, liveTimeoutMinutes, name, positiveGpus } from './schema-fields.js';
 import { secretsMap } from './secrets.js';
-import { FLARE_SET_ENV_RULE, isFlareSetEnvName } from './env-names.js';
 
 export { MIN_VOLUME_SIZE_GB, NAME_PATTERN };
-const name = (what: string) => z.string().regex(NAME_PATTERN, `${what} must be ${NAME_RULE}`);
-
-/** An argv element: no NUL (it cannot cross exec), bounded. */
-const argvElement = z
-  .string()
-  .min(1, 'must not be empty')
-  .max(4096)
-  .refine((s) => !s.includes('\0'), 'must not contain NUL');
-export const argv = z.array(argvElement).min(1, 'must have at least one element').max(256);
-
-const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
-export const MAX_ENV_VARS = 64;
-/** Names that are an object's machinery in JavaScript: refused, never merged into or looked up in an env map. */
-const RESERVED_ENV_NAMES = new Set(['__proto__', 'constructor', 'prototype']);
-const envRecord = z
-  .record(
-    z
-      .string()
-      .regex(envName, 'environment variable names are letters, digits and _')
-      .refine((name) => !isFlareSetEnvName(name), FLARE_SET_ENV_RULE)
-      .meta({ not: { enum: [...RESERVED_ENV_NAMES] } }),
-    z
-      .string()
-      .max(4096)
-      .refine((s) => !s.includes('\0'), 'must not contain NUL'),
-  )
-  .refine((env) => Object.keys(env).length <= MAX_ENV_VARS, `at most ${MAX_ENV_VARS} variables`)
-  .meta({
-    maxProperties: MAX_ENV_VARS,
-    description: `Environment variables: at most ${MAX_ENV_VARS}, named with letters, digits and _ (not starting with a digit; not __proto__, constructor or prototype; not FLARE_* or the NVIDIA runtime's device selectors, which Flare sets), each value a string of at most 4096 characters without NUL.`,
-  });
-/**
- * Environment variables, name -> value. JSON.parse makes `"__proto__"` an own key, which
- * zod's record skips without a word (and an own `constructor` makes it no record at all):
- * such keys are refused by name here, with whatever else is wrong in the rest.
- */
-export const envMap = z.preprocess((value, ctx) => {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
-  const reserved = Object.keys(value).filter((key) => RESERVED_ENV_NAMES.has(key));
-  if (reserved.length === 0) return value;
-  const rest = Object.fromEntries(Object.entries(value).filter(([key]) => !RESERVED_ENV_NAMES.has(key)));
-  // An issue here ends the parse before the record runs: report the rest's issues too, in one answer.
-  const issues = [
-    ...reserved.map((key) => ({
-      path: [key],
-      message: 'is reserved: __proto__, constructor and prototype are not environment variable names here',
-    })),
-    ...(envRecord.safeParse(rest).error?.issues ?? []),
-  ];
-  for (const { path, message } of issues) ctx.addIssue({ code: 'custom', path, message, input: value });
-  return rest;
-}, envRecord);
-
-/**
- * Every number Flare reads from JSON: one beyond a double's range (`1e309` parses to
- * Infinity) is out of range, where zod alone says "expected number, received number".
- */
-export function jsonNumber() {
-  return z.number({
-    error: (issue) =>
-      issue.input === Infinity || issue.input === -Infinity ? 'is out of range: must be a finite number' : undefined,
-  });
-}
-
-export const positiveGpus = jsonNumber().int('must be a whole number').positive('must be at least 1').max(1024);
-export const liveTimeoutMinutes = jsonNumber()
-  .positive('must be greater than 0')
-  .max(60 * 24 * 30, 'must be at most 30 days');
-
-/** The most jobs one array submit stores: all are written in one DynamoDB transaction (at most 100 items). */
-export const MAX_ARRAY_SIZE = 50;
-export const ARRAY_ID_PATTERN = /^a-[0-9a-hjkmnp-tv-z]{16}$/;
-
-const arraySpec = z
-  .strictObject({
-    size: jsonNumber()
-      .int('must be a whole number')
-      .min(1, 'must be at least 1')
-      .max(MAX_ARRAY_SIZE, `must be at most ${MAX_ARRAY_SIZE}: one array is stored in one write`),
-    env: z
-      .array(envMap)
-      .max(MAX_ARRAY_SIZE)
-      .optional()
-      .describe("One object per index (0 first), merged over the job's env for that member; fewer than size is fine"),
-  })
-  .refine((a) => !a.env || a.env.length <= a.size, { path: ['env'], message: 'must have at most size entries' });
-
-export const SubmitJobInput = z.strictObject({
-  template: name('template').describe(
-    "The template to run: its name (looked up among your projects' templates, then the public ones) or its id",
-  ),
-  name: z
-    .string()
-    .min(1)
-    .max(128)
-    .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters')
-    .optional()
-    .describe("Default: the template's name"),
-  project: name('project')
-    .optional()
-    .describe('Needed only when you are a member of several projects; a project you are not a member of is a 403'),
-  command: argv.optional().describe("argv, never a shell string; default: the template's command"),
-  gpus: positiveGpus
-    .optional()
-    .describe(
-      "GPUs per node (default: the template's). In a pool that runs on instances (instanceType other than `local`) it must be the pool's gpusPerInstance: each node is one whole instance, never shared; else 400 naming this field. gpus × the template's nodeCount must fit the pool's maxGpus and the project's gpus quota, and gpus × nodeCount × liveTimeoutMinutes its gpuHours budget, else 422 (it could never run)",
-    ),
-  liveTimeoutMinutes: liveTimeoutMinutes
-    .optional()
-    .describe(
-      "How long the job may run once started, in minutes (fractions allowed): at most the template's maxLiveTimeoutMinutes, else 400 naming this field. Default: the template's defaultLiveTimeoutMinutes, else 60, never above its max",
-    ),
-  env: envMap
-    .optional()
-    .describe(
-      `Environment variables merged over the template's: at most ${MAX_ENV_VARS} here, names of letters, digits and _ (not __proto__, constructor or prototype), string values. Every member of the project can read them (GET /v1/jobs/{id}): put credentials in secrets`,
-    ),
-  secrets: secretsMap
-    .optional()
-    .describe(
-      "Environment variables from the project's secrets, ENV_NAME -> secret name (PUT /v1/projects/{project}/secrets/{name}), merged over the template's. The job stores the names only; the value reaches only its environment, and the logs the API serves show it as ***. A secret the project does not have, or a name also in env, is a 400 naming secrets",
-    ),
-  array: arraySpec
-    .optional()
-    .describe(
-      `A sweep: \`size\` jobs (at most ${MAX_ARRAY_SIZE}) from one submit, all stored or none (the project's jobs limit must have room for all); each has FLARE_ARRAY_ID, FLARE_ARRAY_INDEX (0-based) and FLARE_ARRAY_SIZE in its environment and queues like any job. The answer is { arrayId, items }`,
-    ),
-});
-export type SubmitJobInput = z.infer<typeof SubmitJobInput>;
-
-/** `PATCH /v1/jobs/{id}`: the same rules as at submit; at least one field. */
-export const ChangeJobInput = z
-  .strictObject({
-    name: SubmitJobInput.shape.name,
-    liveTimeoutMinutes: SubmitJobInput.shape.liveTimeoutMinutes.describe(
-      "The job's new live timeout, counted from its start (extend or shorten; at most the template's max). A running job whose new timeout has already passed expires now.",
-    ),
-  })
-  .refine(
-    (input) => input.name !== undefined || input.liveTimeoutMinutes !== undefined,
-    'must set name or liveTimeoutMinutes',
-  )
-  .meta({ minProperties: 1 });
-export type ChangeJobInput = z.infer<typeof ChangeJobInput>;
-
-export const ListJobsQuery = PageQuery.extend({
-  project: name('project').optional(),
-  array: z
-    .string()
-    .regex(ARRAY_ID_PATTERN, 'must be an array id (a- and 16 characters)')
-    .optional()
-    .describe("An array's members only, by index"),
-  state: z.enum(JOB_STATES).optional(),
-});
-export type ListJobsQuery = z.infer<typeof ListJobsQuery>;
-
-/** The most lines `GET /v1/jobs/{id}/logs` returns: CloudWatch's own page limit. */
-export const MAX_LOG_TAIL = 10_000;
-export const JobLogsQuery = z
-  .strictObject({
-    tail: wholeNumberParam(MAX_LOG_TAIL).optional().describe('The last N lines (default 1000). Not with nextToken.'),
-    nextToken: pageToken
-      .optional()
-      .describe(
-        "The nextToken of an earlier answer: only the lines written after it, oldest first (follow a job's output by passing each answer's nextToken to the next request).",
-      ),
-  })
-  .refine((q) => q.tail === undefined || q.nextToken === undefined, {
-    path: ['tail'],
-    message: 'cannot be combined with nextToken',
-  });
-export type JobLogsQuery = z.infer<typeof JobLogsQuery>;
 
 export const QUOTA_RESOURCES = ['gpus', 'jobs', 'templates', 'gpuHours'] as const;
 export type QuotaResource = (typeof QUOTA_RESOURCES)[number];

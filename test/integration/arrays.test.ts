@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { CreateTableCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import { submitArray } from '../../lambdas/core/jobs.js';
 import { JobState } from '../../lambdas/core/job.js';
-import { MAX_ARRAY_SIZE } from '../../lambdas/core/schemas.js';
+import { MAX_ARRAY_SIZE } from '../../lambdas/core/job-schemas.js';
 import { createTables, defaultTableNames, loadTableSpecs } from '../../lambdas/local/tables.js';
 import { alice } from '../support/identities.js';
 import { apiWorld, caller, dynamoPerFile, template, usage, waitForState, worldPerTest } from '../support/harness.js';

@@ -10,7 +10,7 @@ import type { APIGatewayProxyEventV2WithJWTAuthorizer, Context } from 'aws-lambd
 import { z } from 'zod';
 import type { Deps } from '../../lambdas/core/deps.js';
 import { JOB_STATES } from '../../lambdas/core/job.js';
-import { SubmitJobInput } from '../../lambdas/core/schemas.js';
+import { SubmitJobInput } from '../../lambdas/core/job-schemas.js';
 import * as views from '../../lambdas/core/views.js';
 import { apiRoutes, createApiHandler, DEFAULT_MAX_BODY_BYTES } from '../../lambdas/handlers/http/api.js';
 import { startHttpServer } from '../../lambdas/local/http-server.js';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ValidationError } from '../../lambdas/core/errors.js';
-import { LocalConfig, parse, SubmitJobInput, TemplateSpec } from '../../lambdas/core/schemas.js';
+import { SubmitJobInput } from '../../lambdas/core/job-schemas.js';
+import { LocalConfig, parse, TemplateSpec } from '../../lambdas/core/schemas.js';
 
 function fields(fn: () => unknown): string[] {
   try {

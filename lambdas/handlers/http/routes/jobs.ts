@@ -6,7 +6,7 @@ import { publicJob } from '../../../core/job.js';
 import { changeJob } from '../../../core/job-update.js';
 import { deleteJob, getJob, listJobs, submitArray, submitJob } from '../../../core/jobs.js';
 import { readJobLogs } from '../../../core/logs.js';
-import { ChangeJobInput, JobLogsQuery, ListJobsQuery, SubmitJobInput } from '../../../core/schemas.js';
+import { ChangeJobInput, JobLogsQuery, ListJobsQuery, SubmitJobInput } from '../../../core/job-schemas.js';
 import { Job, JobArray, JobLogs, page } from '../../../core/views.js';
 import { json, noContent, type ApiEvent, type Route } from '../middleware.js';
 import { route } from './route.js';
