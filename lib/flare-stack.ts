@@ -180,7 +180,8 @@ export class FlareStack extends Stack {
       environment,
       alarms: this.alarms,
     });
-    this.tables.grantData(this.computeEvents.handler.role);
+    // It reads a job by id and records its outcome or a node's exit on it (lambdas/core/completion.ts), nothing else.
+    this.tables.grantItems(this.computeEvents.handler.role, 'jobs', ['dynamodb:GetItem', 'dynamodb:UpdateItem']);
     this.workflow.grantTaskSuccess(this.computeEvents.handler.role);
     this.compute.grantObserveInstances(
       this.computeEvents.handler.role,

@@ -113,7 +113,8 @@ export class ChatNotifier extends Construct {
         maxConcurrency: 2,
       }),
     );
-    props.idempotencyTable.grantReadWriteData(this.handler.role);
+    // A delivery's claim (a conditional put, read back when taken), its mark (put) and its release (delete).
+    props.idempotencyTable.grant(this.handler.role, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem');
     this.grantReadWebhooks(this.handler.role, props.channels);
 
     const rules: Record<string, events.Rule> = {};

@@ -41,7 +41,6 @@ const DATA_ACTIONS = [
   'dynamodb:UpdateItem',
   'dynamodb:DeleteItem',
   'dynamodb:BatchWriteItem',
-  'dynamodb:DescribeTable',
 ];
 
 export interface FlareTablesProps {
@@ -125,6 +124,11 @@ export class FlareTables extends Construct {
       return [arn, ...this.indexNames[key].map((index) => `${arn}/index/${index}`)];
     });
     return iam.Grant.addToPrincipal({ grantee, actions: DATA_ACTIONS, resourceArns: resources });
+  }
+
+  /** Only these item actions, on one table and none of its indexes: for a function that reads and writes by key. */
+  public grantItems(grantee: iam.IGrantable, key: TableKey, actions: readonly `dynamodb:${string}`[]): iam.Grant {
+    return iam.Grant.addToPrincipal({ grantee, actions: [...actions], resourceArns: [this.byKey[key].tableArn] });
   }
 }
 
