@@ -4,7 +4,7 @@
  * the last lines of output under a job that failed or expired.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,22 +12,23 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { waitFor } from '../support/harness.js';
 import { ALICE_TOKEN as ALICE, BOB_TOKEN as BOB, LOCAL_USERS, ROOT_TOKEN as ROOT } from '../support/identities.js';
-import { callApi, endActiveJobs, startLocalPlane, stopLocalPlane, untilJobState } from '../support/local-plane.js';
+import { startFlare } from '../support/flare-cli.js';
+import {
+  callApi,
+  endActiveJobs,
+  localTemplate,
+  startLocalPlaneIn,
+  stopLocalPlane,
+  untilJobState,
+} from '../support/local-plane.js';
 
 /** Another member of alice's project. */
 const DAVE = 'dave-token-debug-01234567890a';
-const DIGEST = `sha256:${'d'.repeat(64)}`;
 
 let dir: string;
 let home: string;
 let plane: ChildProcess | undefined;
 let url: string;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 interface RunOptions {
   token?: string;
@@ -37,21 +38,10 @@ interface RunOptions {
 }
 
 function start(args: string[], options: RunOptions = {}) {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLARE_')));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/flare.ts', ...args], {
-    env: { ...env, HOME: home, FLARE_TOKEN: options.token ?? ALICE, FLARE_API_URL: url, ...options.env },
-    stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+  return startFlare(args, {
+    env: { HOME: home, FLARE_TOKEN: options.token ?? ALICE, FLARE_API_URL: url, ...options.env },
+    input: options.input,
   });
-  if (options.input !== undefined) child.stdin!.end(options.input);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d) => (stdout += d));
-  child.stderr!.on('data', (d) => (stderr += d));
-  const result = new Promise<Run>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-  return { child, result, stdout: () => stdout };
 }
 
 const flare = (args: string[], token = ALICE) => start(args, { token }).result;
@@ -79,20 +69,12 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'flare-cli-debug-'));
   home = join(dir, 'home');
   await mkdir(home);
-  await writeFile(
-    join(dir, 'flare.local.json'),
-    JSON.stringify({
-      port: 0,
-      dataDir: 'data',
-      users: [...LOCAL_USERS, { name: 'dave', token: DAVE, projects: ['vision'] }],
-      // Room for every job the tests leave running until the after hook.
-      pools: [{ name: 'local', gpus: 16 }],
-      images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
-      templates: [{ name: 'sh', project: 'vision', pool: 'local', image: 'tools', command: ['true'] }],
-      compute: { driver: 'process' },
-    }),
-  );
-  ({ child: plane, url } = await startLocalPlane(join(dir, 'flare.local.json')));
+  ({ child: plane, url } = await startLocalPlaneIn(dir, {
+    users: [...LOCAL_USERS, { name: 'dave', token: DAVE, projects: ['vision'] }],
+    // Room for every job the tests leave running until the after hook.
+    pools: [{ name: 'local', gpus: 16 }],
+    templates: [localTemplate('sh', ['true'])],
+  }));
 });
 
 after(async () => {
