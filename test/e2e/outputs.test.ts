@@ -5,18 +5,24 @@
  * the job.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { callApi, startLocalPlane, stopLocalPlane, untilJobState, type LocalPlane } from '../support/local-plane.js';
+import { runFlare } from '../support/flare-cli.js';
+import {
+  callApi,
+  localTemplate,
+  startLocalPlaneIn,
+  stopLocalPlane,
+  untilJobState,
+  type LocalPlane,
+} from '../support/local-plane.js';
 
 const ALICE = 'alice-outputs-0123456789abcdef';
 const BOB = 'bob-outputs-0123456789abcdefgh';
-const DIGEST = `sha256:${'c'.repeat(64)}`;
 /** The per-job cap of this plane: the `big` job's two 1.2 MB files do not both fit. */
 const MAX_BYTES = 2_000_000;
 const TERMINAL = ['SUCCEEDED', 'FAILED', 'EXPIRED', 'CANCELLED'];
@@ -49,68 +55,39 @@ function rawGet(path: string): Promise<{ status: number; body: string }> {
 const sh = (script: string) => ['sh', '-c', script];
 
 /** `flare ...` as a user runs it, against this plane as alice. */
-function flare(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLARE_')));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/flare.ts', ...args], {
-    env: { ...env, HOME: dir, FLARE_API_URL: plane!.url, FLARE_TOKEN: ALICE },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d) => (stdout += d));
-  child.stderr!.on('data', (d) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const flare = (args: string[]) => runFlare(args, { env: { HOME: dir, FLARE_API_URL: plane!.url, FLARE_TOKEN: ALICE } });
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'flare-outputs-'));
-  const template = (name: string, command: string[], project = 'vision') => ({
-    name,
-    project,
-    pool: 'local',
-    gpus: 1,
-    image: 'tools',
-    command,
+  const template = (name: string, command: string[]) => localTemplate(name, command, { gpus: 1 });
+  plane = await startLocalPlaneIn(dir, {
+    users: [
+      { name: 'alice', token: ALICE, projects: ['vision'] },
+      { name: 'bob', token: BOB, projects: ['audio'] },
+    ],
+    pools: [{ name: 'local', gpus: 4 }],
+    templates: [
+      template(
+        'writer',
+        sh(
+          'cd "$FLARE_OUTPUT_DIR" && mkdir -p sub/deep && printf hello > a.txt && printf "%s" "$FLARE_JOB_ID" > sub/deep/n.txt' +
+            ' && ln -s /etc escape && ln -s /etc/hostname leak.txt && pwd > ../../where-$FLARE_JOB_ID',
+        ),
+      ),
+      template(
+        'big',
+        sh('cd "$FLARE_OUTPUT_DIR" && head -c 1200000 /dev/zero > a.bin && head -c 1200000 /dev/zero > b.bin'),
+      ),
+      template('long', sh('printf kept > "$FLARE_OUTPUT_DIR/partial.txt" && sleep 60')),
+      template(
+        'results',
+        sh(
+          'cd "$FLARE_OUTPUT_DIR" && mkdir -p sub && head -c 1500000 /dev/urandom > model.bin && printf \'{"loss":0.1}\' > sub/metrics.json',
+        ),
+      ),
+    ],
+    outputs: { maxBytes: MAX_BYTES },
   });
-  await writeFile(
-    join(dir, 'flare.local.json'),
-    JSON.stringify({
-      port: 0,
-      dataDir: 'data',
-      users: [
-        { name: 'alice', token: ALICE, projects: ['vision'] },
-        { name: 'bob', token: BOB, projects: ['audio'] },
-      ],
-      pools: [{ name: 'local', gpus: 4 }],
-      images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
-      templates: [
-        template(
-          'writer',
-          sh(
-            'cd "$FLARE_OUTPUT_DIR" && mkdir -p sub/deep && printf hello > a.txt && printf "%s" "$FLARE_JOB_ID" > sub/deep/n.txt' +
-              ' && ln -s /etc escape && ln -s /etc/hostname leak.txt && pwd > ../../where-$FLARE_JOB_ID',
-          ),
-        ),
-        template(
-          'big',
-          sh('cd "$FLARE_OUTPUT_DIR" && head -c 1200000 /dev/zero > a.bin && head -c 1200000 /dev/zero > b.bin'),
-        ),
-        template('long', sh('printf kept > "$FLARE_OUTPUT_DIR/partial.txt" && sleep 60')),
-        template(
-          'results',
-          sh(
-            'cd "$FLARE_OUTPUT_DIR" && mkdir -p sub && head -c 1500000 /dev/urandom > model.bin && printf \'{"loss":0.1}\' > sub/metrics.json',
-          ),
-        ),
-      ],
-      compute: { driver: 'process' },
-      outputs: { maxBytes: MAX_BYTES },
-    }),
-  );
-  plane = await startLocalPlane(join(dir, 'flare.local.json'));
 });
 
 after(async () => {
