@@ -7,18 +7,24 @@
  * and a missing secret refused with a 400 naming `secrets`.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { waitFor } from '../support/harness.js';
-import { callApi, startLocalPlane, stopLocalPlane, untilJobState, type LocalPlane } from '../support/local-plane.js';
+import { runFlare } from '../support/flare-cli.js';
+import {
+  callApi,
+  localTemplate,
+  startLocalPlaneIn,
+  stopLocalPlane,
+  untilJobState,
+  type LocalPlane,
+} from '../support/local-plane.js';
 
 const ALICE = 'alice-secrets-0123456789abcdef';
 const BOB = 'bob-secrets-0123456789abcdefgh';
-const DIGEST = `sha256:${'d'.repeat(64)}`;
 const TERMINAL = ['SUCCEEDED', 'FAILED', 'EXPIRED', 'CANCELLED'];
 /** A value no other part of the system could make up. */
 const VALUE = 'sk-test-9f2c41e0d7b3a6c58e1f';
@@ -32,25 +38,8 @@ const ended = (id: string) => untilJobState(plane!.url, ALICE, id, TERMINAL);
 const fields = (body: any): string[] => body.error.details.map((d: { field: string }) => d.field);
 
 /** The CLI as a user runs it, with `stdin` piped in (null: an empty pipe). */
-function flare(
-  args: string[],
-  stdin: string | null = null,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLARE_')));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/flare.ts', ...args], {
-    env: { ...env, HOME: dir, FLARE_API_URL: plane!.url, FLARE_TOKEN: ALICE },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  child.stdin.end(stdin ?? '');
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const flare = (args: string[], stdin: string | null = null) =>
+  runFlare(args, { env: { HOME: dir, FLARE_API_URL: plane!.url, FLARE_TOKEN: ALICE }, input: stdin ?? '' });
 
 /** Every file under `root`, recursively. */
 async function filesUnder(root: string): Promise<string[]> {
@@ -60,43 +49,27 @@ async function filesUnder(root: string): Promise<string[]> {
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'flare-secrets-'));
-  const template = (name: string, command: string[], extra: Record<string, unknown> = {}) => ({
-    name,
-    project: 'vision',
-    pool: 'local',
-    image: 'tools',
-    command,
-    ...extra,
+  plane = await startLocalPlaneIn(dir, {
+    users: [
+      { name: 'alice', token: ALICE, projects: ['vision'] },
+      { name: 'bob', token: BOB, projects: ['audio'] },
+    ],
+    pools: [{ name: 'local', gpus: 2 }],
+    templates: [
+      // Prints the value (masked when served), keeps it where the test can check the job got it, and
+      // waits for the test's go so that its command lines can be looked at while it runs.
+      localTemplate('print', [
+        'sh',
+        '-c',
+        `echo "key=$API_KEY done"; printf %s "$API_KEY" > "${dir}/got-$FLARE_JOB_ID"; while [ ! -e "${dir}/go" ]; do sleep 0.1; done`,
+      ]),
+      localTemplate('keyed', ['sh', '-c', `printf %s "$API_KEY" > "${dir}/got-$FLARE_JOB_ID"`], {
+        secrets: { API_KEY: 'openai' },
+      }),
+      // Holds the whole pool until the test lets it go, so that the next job waits.
+      localTemplate('hold', ['sh', '-c', `while [ ! -e "${dir}/hold-go" ]; do sleep 0.1; done`], { gpus: 2 }),
+    ],
   });
-  await writeFile(
-    join(dir, 'flare.local.json'),
-    JSON.stringify({
-      port: 0,
-      dataDir: 'data',
-      users: [
-        { name: 'alice', token: ALICE, projects: ['vision'] },
-        { name: 'bob', token: BOB, projects: ['audio'] },
-      ],
-      pools: [{ name: 'local', gpus: 2 }],
-      images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
-      templates: [
-        // Prints the value (masked when served), keeps it where the test can check the job got it, and
-        // waits for the test's go so that its command lines can be looked at while it runs.
-        template('print', [
-          'sh',
-          '-c',
-          `echo "key=$API_KEY done"; printf %s "$API_KEY" > "${dir}/got-$FLARE_JOB_ID"; while [ ! -e "${dir}/go" ]; do sleep 0.1; done`,
-        ]),
-        template('keyed', ['sh', '-c', `printf %s "$API_KEY" > "${dir}/got-$FLARE_JOB_ID"`], {
-          secrets: { API_KEY: 'openai' },
-        }),
-        // Holds the whole pool until the test lets it go, so that the next job waits.
-        template('hold', ['sh', '-c', `while [ ! -e "${dir}/hold-go" ]; do sleep 0.1; done`], { gpus: 2 }),
-      ],
-      compute: { driver: 'process' },
-    }),
-  );
-  plane = await startLocalPlane(join(dir, 'flare.local.json'));
 });
 
 after(async () => {
