@@ -4,27 +4,27 @@
  * killed with SIGKILL and started again.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { waitFor } from '../support/harness.js';
-import { callApi, startLocalPlane, stopLocalPlane } from '../support/local-plane.js';
+import {
+  callApi,
+  localTemplate,
+  startLocalPlane,
+  startLocalPlaneIn,
+  stopLocalPlane,
+  type LocalPlane,
+} from '../support/local-plane.js';
 import { ROOT_TOKEN, ALICE_TOKEN, BOB_TOKEN, LOCAL_USERS } from '../support/identities.js';
 
-const DIGEST = `sha256:${'b'.repeat(64)}`;
-
 let dir: string;
-let plane: { child: ChildProcess; url: string } | undefined;
+let plane: LocalPlane | undefined;
 let hooks: Server;
 const posts: Array<{ text: string }> = [];
-
-async function startPlane(configPath: string): Promise<{ child: ChildProcess; url: string }> {
-  return startLocalPlane(configPath);
-}
 
 const api = (method: string, path: string, token?: string, body?: unknown) =>
   callApi(plane!.url, method, path, token, body);
@@ -53,33 +53,19 @@ before(async () => {
   });
   await new Promise<void>((r) => hooks.listen(0, '127.0.0.1', r));
   const hookPort = (hooks.address() as { port: number }).port;
-  const sleeper = (name: string, project: string, command: string[], gpus = 1) => ({
-    name,
-    project,
-    pool: 'local',
-    gpus,
-    image: 'tools',
-    command,
+  const sleeper = (name: string, command: string[], project = 'vision') =>
+    localTemplate(name, command, { project, gpus: 1 });
+  plane = await startLocalPlaneIn(dir, {
+    users: LOCAL_USERS,
+    pools: [{ name: 'local', gpus: 2 }],
+    quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 1 }],
+    templates: [
+      sleeper('sleep', ['sleep', '30']),
+      sleeper('quick', ['sleep', '2']),
+      sleeper('audio', ['sleep', '30'], 'audio'),
+    ],
+    notifications: [{ type: 'slack', url: `http://127.0.0.1:${hookPort}/hook`, projects: ['vision'] }],
   });
-  await writeFile(
-    join(dir, 'flare.local.json'),
-    JSON.stringify({
-      port: 0,
-      dataDir: 'data',
-      users: LOCAL_USERS,
-      pools: [{ name: 'local', gpus: 2 }],
-      quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 1 }],
-      images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
-      templates: [
-        sleeper('sleep', 'vision', ['sleep', '30']),
-        sleeper('quick', 'vision', ['sleep', '2']),
-        sleeper('audio', 'audio', ['sleep', '30']),
-      ],
-      compute: { driver: 'process' },
-      notifications: [{ type: 'slack', url: `http://127.0.0.1:${hookPort}/hook`, projects: ['vision'] }],
-    }),
-  );
-  plane = await startPlane(join(dir, 'flare.local.json'));
 });
 
 after(async () => {
@@ -179,7 +165,7 @@ describe('local control plane over HTTP', () => {
     assert.ok(overshoot >= 0 && overshoot < 1000, `stopped ${overshoot} ms after expiresAt`);
     await new Promise((r) => setTimeout(r, 6000 - (Date.now() - Date.parse(running.startedAt)))); // past the time it would have exited 0
 
-    plane = await startPlane(join(dir, 'flare.local.json'));
+    plane = await startLocalPlane(plane!.configPath);
     const ended = await untilState(doomed.id, ['SUCCEEDED', 'FAILED', 'EXPIRED'], 30_000);
     assert.equal(ended.state, 'EXPIRED');
     assert.match(ended.stateReason, /live timeout reached/);
@@ -216,7 +202,7 @@ describe('local control plane over HTTP', () => {
     await untilState(queued.id, ['WAITING']);
     plane!.child.kill('SIGKILL');
     await new Promise((r) => plane!.child.once('exit', r));
-    plane = await startPlane(join(dir, 'flare.local.json'));
+    plane = await startLocalPlane(plane!.configPath);
     assert.ok(['RUNNING', 'STOPPING', 'SUCCEEDED'].includes((await job(running.id, ROOT_TOKEN)).state));
     assert.equal((await untilState(running.id, ['SUCCEEDED', 'FAILED'], 30_000)).state, 'SUCCEEDED');
     assert.equal((await untilState(queued.id, ['SUCCEEDED', 'FAILED'], 30_000)).state, 'SUCCEEDED');
