@@ -11,18 +11,24 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { callApi, startLocalPlane, stopLocalPlane, untilJobState, type LocalPlane } from '../support/local-plane.js';
+import {
+  callApi,
+  localTemplate,
+  startLocalPlaneIn,
+  stopLocalPlane,
+  untilJobState,
+  type LocalPlane,
+} from '../support/local-plane.js';
 
 const ALICE = 'alice-dashboard-0123456789abcdef';
 const ROOT = 'root-dashboard-0123456789abcdefgh';
 const SECRET = 'hunter2-dashboard-secret';
-const DIGEST = `sha256:${'d'.repeat(64)}`;
 const CHROMIUM = process.env.FLARE_CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = join(process.cwd(), '.cache', 'dashboard');
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
@@ -82,38 +88,25 @@ async function shoot(page: Page, name: string): Promise<void> {
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'flare-dashboard-'));
   await mkdir(SHOTS, { recursive: true });
-  const template = (name: string, command: string[]) => ({
-    name,
-    project: 'vision',
-    pool: 'local',
-    gpus: 2,
-    image: 'tools',
-    command,
-    maxLiveTimeoutMinutes: 120,
-  });
-  await writeFile(
-    join(dir, 'flare.local.json'),
-    JSON.stringify({
-      port: 0,
-      dataDir: 'data',
-      users: [
-        { name: 'alice', token: ALICE, projects: ['vision'] },
-        { name: 'root', token: ROOT, admin: true },
-      ],
-      pools: [{ name: 'local', gpus: 2 }],
-      quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 4 }],
-      images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: DIGEST }],
-      templates: [
-        template('steps', [
+  plane = await startLocalPlaneIn(dir, {
+    users: [
+      { name: 'alice', token: ALICE, projects: ['vision'] },
+      { name: 'root', token: ROOT, admin: true },
+    ],
+    pools: [{ name: 'local', gpus: 2 }],
+    quotas: [{ project: 'vision', resource: 'gpus', hardLimit: 4 }],
+    templates: [
+      localTemplate(
+        'steps',
+        [
           'sh',
           '-c',
           'printf "accuracy 0.93" > "$FLARE_OUTPUT_DIR/result.txt"; i=0; while true; do echo "step $i key=$API_KEY"; i=$((i+1)); sleep 0.5; done',
-        ]),
-      ],
-      compute: { driver: 'process' },
-    }),
-  );
-  plane = await startLocalPlane(join(dir, 'flare.local.json'));
+        ],
+        { gpus: 2, maxLiveTimeoutMinutes: 120 },
+      ),
+    ],
+  });
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (.ci/run installs it)`);
   // --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
