@@ -38,14 +38,23 @@ function request(
   };
 }
 
-const pools = (...list: Array<{ name: string; instanceType: string; gpusPerInstance: number; maxGpus: number }>) =>
-  JSON.stringify(list);
+type PoolSpec = { name: string; instanceType: string; gpusPerInstance: number; maxGpus: number };
+
+const pools = (...list: PoolSpec[]) => JSON.stringify(list);
 
 const job = (id: string, gpus: number): Job =>
   jobRecord({ id, name: id, pool: 'a10g', gpus, createdAt: new Date().toISOString() });
 
 describe('seed-pools custom resource on DynamoDB Local', { timeout: 180_000 }, () => {
   const dynamo = dynamoPerFile();
+
+  /** A fresh store whose pools table a Create seeded with `pool`. */
+  async function seededWith(pool: PoolSpec): Promise<{ store: Store; table: string }> {
+    const { store } = await freshStore(dynamo());
+    const table = poolsTable(store);
+    await seedPools(dynamo().doc, request('Create', { PoolsTable: table, Pools: pools(pool) }), quietLog);
+    return { store, table };
+  }
 
   it('Create puts every configured pool with nothing used, under a stable physical id', async () => {
     const { store } = await freshStore(dynamo());
@@ -85,16 +94,12 @@ describe('seed-pools custom resource on DynamoDB Local', { timeout: 180_000 }, (
   });
 
   it('Update changes the cap and instance type but keeps the GPUs running jobs hold, and keeps the physical id', async () => {
-    const { store } = await freshStore(dynamo());
-    const table = poolsTable(store);
-    await seedPools(
-      dynamo().doc,
-      request('Create', {
-        PoolsTable: table,
-        Pools: pools({ name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 4 }),
-      }),
-      quietLog,
-    );
+    const { store, table } = await seededWith({
+      name: 'a10g',
+      instanceType: 'g5.xlarge',
+      gpusPerInstance: 1,
+      maxGpus: 4,
+    });
     const held = job('job-held', 3);
     await store.createJob(held);
     assert.equal((await store.admit(held, new Date().toISOString())).admitted, true);
@@ -125,16 +130,12 @@ describe('seed-pools custom resource on DynamoDB Local', { timeout: 180_000 }, (
   });
 
   it('Update adds a new pool and leaves a pool it no longer names as it was', async () => {
-    const { store } = await freshStore(dynamo());
-    const table = poolsTable(store);
-    await seedPools(
-      dynamo().doc,
-      request('Create', {
-        PoolsTable: table,
-        Pools: pools({ name: 'old', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 2 }),
-      }),
-      quietLog,
-    );
+    const { store, table } = await seededWith({
+      name: 'old',
+      instanceType: 'g5.xlarge',
+      gpusPerInstance: 1,
+      maxGpus: 2,
+    });
 
     await seedPools(
       dynamo().doc,
@@ -156,16 +157,12 @@ describe('seed-pools custom resource on DynamoDB Local', { timeout: 180_000 }, (
   });
 
   it('Delete leaves the table as it is and answers with the same physical id, whatever the properties', async () => {
-    const { store } = await freshStore(dynamo());
-    const table = poolsTable(store);
-    await seedPools(
-      dynamo().doc,
-      request('Create', {
-        PoolsTable: table,
-        Pools: pools({ name: 'a10g', instanceType: 'g5.xlarge', gpusPerInstance: 1, maxGpus: 4 }),
-      }),
-      quietLog,
-    );
+    const { store, table } = await seededWith({
+      name: 'a10g',
+      instanceType: 'g5.xlarge',
+      gpusPerInstance: 1,
+      maxGpus: 4,
+    });
 
     // A rollback after a failed Create deletes with whatever properties were declared, even bad ones.
     const result = await seedPools(
