@@ -207,7 +207,7 @@ export class SsmCommands {
       outputDir: `${INSTANCE_OUTPUTS_DIR}/${job.id}`,
     };
     // Ranks reach each other on MASTER_PORT and NCCL's ports: host networking, with the instance's
-    // uid firewall rule (lib/compute.ts user data) keeping the metadata service from the job.
+    // uid firewall rule (lib/instance-user-data.ts) keeping the metadata service from the job.
     if (job.nodeCount > 1) options.hostNetwork = true;
     else if (job.allowRoot) options.allowRoot = true;
     if (this.settings.logGroupName && !configured.logDriver) {

@@ -263,7 +263,7 @@ export const MAX_INSTANCE_SCRIPT_BYTES = 64 * 1024;
 /** Where the script keeps its per-job files on the instance. */
 export const INSTANCE_STATE_DIR = '/run/flare';
 /**
- * The job's expiry on the instance: the dead-man switch (lib/compute.ts) reads it in
+ * The job's expiry on the instance: the dead-man switch (lib/instance-user-data.ts) reads it in
  * preference to the `flare:expires-at` tag, which can only be set at launch, so a
  * rewritten file can carry a live-timeout extension.
  */
@@ -285,7 +285,7 @@ const DOCKER_WAIT_TRIES = 90;
  * waits on the same container and reports the same code.
  *
  * Before the container starts it writes the job's expiry to
- * INSTANCE_DEADLINE_FILE, where the instance's dead-man switch (lib/compute.ts)
+ * INSTANCE_DEADLINE_FILE, where the instance's dead-man switch (lib/instance-user-data.ts)
  * reads it: at the expiry it stops the container by its `flare.job` label, so
  * `docker wait` returns and the command ends after expiresAt (EXPIRED), and later
  * powers the instance off; deadlineScript rewrites it when the live timeout changes.
