@@ -10,14 +10,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { apiRoutes } from '../../lambdas/handlers/http/api.js';
 import type { Deps } from '../../lambdas/core/deps.js';
 import { waitFor } from '../support/harness.js';
-import { startLocalPlane, stopLocalPlane } from '../support/local-plane.js';
+import { startLocalPlaneIn, stopLocalPlane } from '../support/local-plane.js';
 
 const DOC = new URL('../../docs/api.md', import.meta.url);
 const CONFIG = new URL('../../docs/api-example.local.json', import.meta.url);
@@ -105,19 +105,15 @@ let url: string;
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'flare-docs-'));
   const config = JSON.parse(await readFile(CONFIG, 'utf8'));
-  await writeFile(
-    join(dir, 'flare.local.json'),
-    JSON.stringify({
-      ...config,
-      port: 0,
-      dataDir: join(dir, 'data'),
-      users: [
-        { name: 'root', token: ADMIN, admin: true },
-        { name: 'alice', token: ALICE, projects: ['vision'] },
-      ],
-    }),
-  );
-  ({ child: plane, url } = await startLocalPlane(join(dir, 'flare.local.json')));
+  ({ child: plane, url } = await startLocalPlaneIn(dir, {
+    ...config,
+    port: 0,
+    dataDir: 'data',
+    users: [
+      { name: 'root', token: ADMIN, admin: true },
+      { name: 'alice', token: ALICE, projects: ['vision'] },
+    ],
+  }));
 });
 
 after(() => stopLocalPlane(plane, dir));
