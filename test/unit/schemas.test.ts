@@ -1,18 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ValidationError } from '../../lambdas/core/errors.js';
 import { SubmitJobInput } from '../../lambdas/core/job-schemas.js';
 import { LocalConfig, parse, TemplateSpec } from '../../lambdas/core/schemas.js';
-
-function fields(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (error) {
-    assert.ok(error instanceof ValidationError, String(error));
-    return error.details.map((d) => d.field);
-  }
-  assert.fail('expected a ValidationError');
-}
+import { validationFields as fields } from '../support/api-errors.js';
 
 describe('SubmitJobInput', () => {
   it('accepts a minimal and a full job', () => {

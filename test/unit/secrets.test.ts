@@ -13,6 +13,7 @@ import { ValidationError } from '../../lambdas/core/errors.js';
 import { parse } from '../../lambdas/core/schemas.js';
 import { maskLine, secretsMap } from '../../lambdas/core/secrets.js';
 import type { ContainerSpec } from '../../lambdas/ports/compute.js';
+import { validationFields as fieldsOf } from '../support/api-errors.js';
 
 const spec = (overrides: Partial<ContainerSpec> = {}): ContainerSpec => ({
   jobId: 'job-1',
@@ -24,16 +25,6 @@ const spec = (overrides: Partial<ContainerSpec> = {}): ContainerSpec => ({
   ...overrides,
 });
 const OPTIONS = { memory: '1g' };
-
-function fieldsOf(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (error) {
-    assert.ok(error instanceof ValidationError, String(error));
-    return error.details.map((d) => d.field);
-  }
-  assert.fail('expected a ValidationError');
-}
 
 describe('docker command with secrets', () => {
   test('names each secret variable as --env=NAME, so docker takes the value from its own environment', () => {
