@@ -16,6 +16,7 @@ import { WorkflowState } from '../../lambdas/core/workflow.js';
 import { createApiHandler } from '../../lambdas/handlers/http/api.js';
 import type { Workflows } from '../../lambdas/ports/workflows.js';
 import {
+  executionsOf,
   gpusHeld,
   template,
   waitFor,
@@ -72,11 +73,7 @@ async function runnerExpiry(world: World, jobId: string): Promise<string | undef
   return spec.expiresAt;
 }
 
-const statesOf = (world: World, jobId: string): string[] =>
-  world.workflows
-    .list()
-    .filter((e) => e.jobId === jobId)
-    .flatMap((e) => e.states);
+const statesOf = (world: World, jobId: string): string[] => executionsOf(world, jobId).flatMap((e) => e.states);
 const REARM_LOOP = [WorkflowState.RunEnded, WorkflowState.Rearm, WorkflowState.Rearmed, WorkflowState.Run];
 
 describe('PATCH /v1/jobs/{id} (API handler, DynamoDB Local, real ASL and processes)', () => {

@@ -16,6 +16,7 @@ import { WorkflowState, workflowInput } from '../../lambdas/core/workflow.js';
 import { JOB_LIFECYCLE_ASL } from '../../lambdas/local/asl.js';
 import type { Compute } from '../../lambdas/ports/compute.js';
 import {
+  executionsOf,
   template,
   usage,
   waitFor,
@@ -96,10 +97,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
       [null, 'PENDING'],
     );
     assert.deepEqual(
-      world.workflows
-        .list()
-        .filter((e) => e.jobId === job.id)
-        .map((e) => [e.name, e.states[0]]),
+      executionsOf(world, job.id).map((e) => [e.name, e.states[0]]),
       [[`${job.id}-1`, 'Launch']],
     );
     // GPUs held once, released once.
@@ -150,10 +148,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     await world.jobEvents.drained();
     assert.deepEqual(world.events.statesOf(job.id).slice(0, 3), ['PENDING', 'WAITING', 'LAUNCHING']);
     assert.deepEqual(
-      world.workflows
-        .list()
-        .filter((e) => e.jobId === job.id)
-        .map((e) => e.name),
+      executionsOf(world, job.id).map((e) => e.name),
       [`${job.id}-1`],
     );
   });
@@ -195,10 +190,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.equal((await world.store.getPool('local'))?.availableGpus, 1, 'admitted once');
     await waitForState(world.store, job.id, [JobState.RUNNING]);
     assert.deepEqual(
-      world.workflows
-        .list()
-        .filter((e) => e.jobId === job.id)
-        .map((e) => e.name),
+      executionsOf(world, job.id).map((e) => e.name),
       [`${job.id}-1`],
     );
   });
@@ -219,10 +211,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     assert.deepEqual([third.created, third.job.id, third.job.state], [false, first.job.id, JobState.LAUNCHING]);
     await waitForState(world.store, first.job.id, [JobState.RUNNING]);
     assert.deepEqual(
-      world.workflows
-        .list()
-        .filter((e) => e.jobId === first.job.id)
-        .map((e) => e.name),
+      executionsOf(world, first.job.id).map((e) => e.name),
       [`${first.job.id}-1`],
     );
     assert.equal((await world.store.getQuota('vision', 'jobs'))?.used, 2, 'stored once');
@@ -242,7 +231,7 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
       'the execution by hand to end',
       async () => world.workflows.list().find((e) => e.name === `${job.id}-by-hand`)?.status !== 'RUNNING',
     );
-    const executions = world.workflows.list().filter((e) => e.jobId === job.id);
+    const executions = executionsOf(world, job.id);
     assert.equal(executions.find((e) => e.name === `${job.id}-by-hand`)?.status, 'SUCCEEDED');
     assert.deepEqual(
       executions

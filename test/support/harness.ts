@@ -289,6 +289,11 @@ export async function usage(world: Pick<World, 'store'>, project = 'vision') {
   return { pool: pool?.usedGpus, poolAvailable: pool?.availableGpus, project: gpus?.used ?? 0, jobs: jobs?.used ?? 0 };
 }
 
+/** The executions of a job's workflow the world started, oldest first. */
+export function executionsOf(world: Pick<World, 'workflows'>, jobId: string) {
+  return world.workflows.list().filter((e) => e.jobId === jobId);
+}
+
 /** Only the GPUs `usage` counts, used on pool `local` and by the project: what a job holds while it stays active. */
 export async function gpusHeld(world: Pick<World, 'store'>, project = 'vision') {
   const { pool, project: used } = await usage(world, project);
