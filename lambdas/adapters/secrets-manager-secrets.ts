@@ -2,7 +2,7 @@
  * Project secrets in AWS Secrets Manager, one secret each, named
  * `flare/<stack>/projects/<project>/<name>` (contract/secrets.ts) and tagged
  * with the deployment and the project. The API's role may touch only names
- * under its deployment's prefix (lib/compute.ts grants it). Deletion
+ * under its deployment's prefix (lib/secrets-access.ts grants it). Deletion
  * is immediate (no recovery window), so a name can be put again at once.
  */
 import {

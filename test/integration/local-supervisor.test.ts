@@ -207,8 +207,11 @@ describe('The job supervisor never lingers', () => {
   it('on SIGTERM stops a job whose exit record cannot be written, tells the plane, and exits', async () => {
     const h = await harness({ stopGraceMs: 500 });
     const { child } = await startSupervisor(h.dataDir);
-    await run(h.compute, 'term-unwritable', ['sh', '-c', 'trap "" TERM; sleep 600']);
+    // It says when it ignores SIGTERM: a SIGTERM before its trap would end it (143), not the SIGKILL after the grace.
+    const deaf = join(h.dataDir, 'deaf');
+    await run(h.compute, 'term-unwritable', ['sh', '-c', 'trap "" TERM; : > "$0"; sleep 600', deaf]);
     const group = await pidOf(h, 'term-unwritable');
+    await until(() => existsSync(deaf), GONE_MS, 'the job to ignore SIGTERM');
     await makeUnwritable(join(h.dataDir, 'jobs', 'term-unwritable'));
 
     child.kill('SIGTERM');
