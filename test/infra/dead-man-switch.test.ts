@@ -13,34 +13,19 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { App, Stack } from 'aws-cdk-lib';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Template } from 'aws-cdk-lib/assertions';
-import { FlareCompute, type FlareComputeProps } from '../../lib/compute.js';
+import type { FlareComputeProps } from '../../lib/compute.js';
 import {
   DEAD_MAN_STOP_GRACE_SECONDS,
   EXPIRES_AT_FILE,
   JOB_CONTAINER_LABEL,
   MAX_DEAD_MAN_GRACE_MINUTES,
 } from '../../lib/instance-user-data.js';
-import { DEFAULT_POOLS } from '../../lib/settings.js';
 import { dockerRunArgs } from '../../lambdas/core/container-command.js';
+import { computeStack } from '../support/cdk-synth.js';
 
 /** What `docker ps --filter label=flare.job` answers: the job's running container. */
 const CONTAINER = 'c0ffee0123ab';
-
-function computeStack(props: Partial<FlareComputeProps> = {}): { stack: Stack; compute: FlareCompute } {
-  const stack = new Stack(new App(), 'Compute');
-  const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 1, natGateways: 0 });
-  const compute = new FlareCompute(stack, 'Compute', {
-    vpc,
-    subnetIds: ['subnet-0a1b2c3d4e5f60001'],
-    pools: DEFAULT_POOLS,
-    gpuAmiParameter: '/flare/test/ami',
-    ...props,
-  });
-  return { stack, compute };
-}
 
 /** The switch as the launch template's user data installs it. */
 function switchScript(props: Partial<FlareComputeProps> = {}): string {

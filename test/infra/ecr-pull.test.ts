@@ -9,14 +9,13 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { App, Stack } from 'aws-cdk-lib';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { App, type Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { FlareCompute } from '../../lib/compute.js';
 import { FlareStack } from '../../lib/flare-stack.js';
-import { DEFAULT_POOLS, InvalidSetting, readSettings } from '../../lib/settings.js';
+import { InvalidSetting, readSettings } from '../../lib/settings.js';
 import { COMMAND_ABORTED, FINAL_COMMAND_STATUSES } from '../../contract/compute-events.js';
+import { computeStack } from '../support/cdk-synth.js';
 
 const PULL_ACTIONS = ['ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchCheckLayerAvailability'];
 const repositoryArn = (name: string) => ({
@@ -35,16 +34,7 @@ const repositoryArn = (name: string) => ({
 });
 
 function compute(ecrRepositories?: readonly string[]): { app: App; stack: Stack; role: string; template: Template } {
-  const app = new App();
-  const stack = new Stack(app, 'Compute');
-  const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 1, natGateways: 0 });
-  const flare = new FlareCompute(stack, 'Compute', {
-    vpc,
-    subnetIds: ['subnet-0a1b2c3d4e5f60001'],
-    pools: DEFAULT_POOLS,
-    gpuAmiParameter: '/flare/test/ami',
-    ecrRepositories,
-  });
+  const { app, stack, compute: flare } = computeStack({ ecrRepositories });
   return {
     app,
     stack,

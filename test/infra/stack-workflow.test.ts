@@ -223,6 +223,10 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
           Match.arrayWith([':launch-template/', { Ref: logicalId(stack, stack.compute.launchTemplate) }]),
         ],
       });
+      // Only this deployment's instances: those it tagged at launch.
+      const ownInstances = {
+        StringEquals: { 'aws:ResourceTag/managed-by': 'flare', 'aws:ResourceTag/flare:deployment': stack.stackName },
+      };
       template.hasResourceProperties('AWS::IAM::Policy', {
         Roles: [{ Ref: logicalId(stack, stack.tasks.role) }],
         PolicyDocument: {
@@ -248,21 +252,11 @@ describe('FlareStack (defaults: created VPC, Cognito)', () => {
             }),
             Match.objectLike({
               Action: 'ec2:TerminateInstances',
-              Condition: {
-                StringEquals: {
-                  'aws:ResourceTag/managed-by': 'flare',
-                  'aws:ResourceTag/flare:deployment': stack.stackName,
-                },
-              },
+              Condition: ownInstances,
             }),
             Match.objectLike({
               Action: 'ssm:SendCommand',
-              Condition: {
-                StringEquals: {
-                  'aws:ResourceTag/managed-by': 'flare',
-                  'aws:ResourceTag/flare:deployment': stack.stackName,
-                },
-              },
+              Condition: ownInstances,
             }),
             Match.objectLike({
               Action: 'ssm:SendCommand',

@@ -9,12 +9,15 @@
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { App, Validations } from 'aws-cdk-lib';
+import { App, Stack, Validations } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
+import { FlareCompute, type FlareComputeProps } from '../../lib/compute.js';
 import { FlareStack, HANDLER_ENTRIES, type FlareStackProps, type HandlerKey } from '../../lib/flare-stack.js';
 import { REPO_ROOT } from '../../lib/lambda-defaults.js';
+import { DEFAULT_POOLS } from '../../lib/settings.js';
 
 export const ASL_PATH = path.join(REPO_ROOT, 'statemachines', 'job-lifecycle.asl.json');
 
@@ -126,6 +129,25 @@ export function synthStack(
   } = synthApp(context, options);
   const template = Template.fromStack(stack);
   return { app, stack, template, resources: template.toJSON().Resources };
+}
+
+/** FlareCompute alone in a stack of its own, on a one-AZ VPC with the default pools; `props` add or override. */
+export function computeStack(props: Partial<FlareComputeProps> = {}): {
+  app: App;
+  stack: Stack;
+  compute: FlareCompute;
+} {
+  const app = new App();
+  const stack = new Stack(app, 'Compute');
+  const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 1, natGateways: 0 });
+  const compute = new FlareCompute(stack, 'Compute', {
+    vpc,
+    subnetIds: ['subnet-0a1b2c3d4e5f60001'],
+    pools: DEFAULT_POOLS,
+    gpuAmiParameter: '/flare/test/ami',
+    ...props,
+  });
+  return { app, stack, compute };
 }
 
 /** The logical id of an L2 construct's resource in its stack. */
