@@ -53,6 +53,9 @@ async function startSupervisor(dataDir: string): Promise<{ child: ChildProcess; 
   return { child, stderr: () => stderr };
 }
 
+/** A job's script (`sh -c ENDS_ON_GO <go file> <exit code>`) that ends once the test creates its go file: whatever the load, after the test is ready. */
+const ENDS_ON_GO = 'while [ ! -e "$0" ]; do sleep 0.05; done; exit "$1"';
+
 /** True once a process started here has exited. */
 const ended = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
 
@@ -186,9 +189,11 @@ describe('The job supervisor never lingers', () => {
   it('lets go of a job whose exit record cannot be written: logs it, tells the plane its end, and obeys SIGTERM', async () => {
     const h = await harness();
     const { child } = await startSupervisor(h.dataDir);
-    await run(h.compute, 'unwritable', ['sh', '-c', 'sleep 1; exit 3']);
+    const go = join(h.dataDir, 'go');
+    await run(h.compute, 'unwritable', ['sh', '-c', ENDS_ON_GO, go, '3']);
     const group = await pidOf(h, 'unwritable');
     await makeUnwritable(join(h.dataDir, 'jobs', 'unwritable'));
+    await writeFile(go, '');
 
     const record = await h.exited('unwritable', GONE_MS);
 
@@ -230,9 +235,11 @@ describe('The job supervisor never lingers', () => {
     const { child, stderr } = await startSupervisor(h.dataDir);
     await makeUnwritable(join(h.dataDir, 'supervisor.log'));
     const first = h.make();
-    await run(first, 'told-later', ['sh', '-c', 'sleep 1; exit 5']);
+    const go = join(h.dataDir, 'go');
+    await run(first, 'told-later', ['sh', '-c', ENDS_ON_GO, go, '5']);
     await makeUnwritable(join(h.dataDir, 'jobs', 'told-later'));
     first.close(); // nobody connected when the job ends
+    await writeFile(go, '');
     await until(() => /giving up/.test(stderr()), GONE_MS, 'the supervisor to give up on the record');
 
     const later = h.make();
