@@ -20,7 +20,7 @@ import { after, before, describe, it } from 'node:test';
 import { LocalConfig, parse } from '../../lambdas/core/schemas.js';
 import { startControlPlane, type ControlPlane } from '../../lambdas/local/control-plane.js';
 import { quietLog, waitFor } from '../support/harness.js';
-import { callApi } from '../support/local-plane.js';
+import { callApi, localPlaneConfig, localTemplate } from '../support/local-plane.js';
 import { ROOT_TOKEN, ALICE_TOKEN } from '../support/identities.js';
 
 describe('DynamoDB Local killed under the local control plane', () => {
@@ -29,18 +29,18 @@ describe('DynamoDB Local killed under the local control plane', () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'flare-ddb-outage-'));
-    const config = parse(LocalConfig, {
-      port: 0,
-      dataDir: join(dir, 'data'),
-      users: [
-        { name: 'root', token: ROOT_TOKEN, admin: true },
-        { name: 'alice', token: ALICE_TOKEN, projects: ['vision'] },
-      ],
-      pools: [{ name: 'local', gpus: 3 }],
-      images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: `sha256:${'d'.repeat(64)}` }],
-      templates: [{ name: 'sleep', project: 'vision', pool: 'local', image: 'tools', command: ['sleep', '120'] }],
-      compute: { driver: 'process' },
-    });
+    const config = parse(
+      LocalConfig,
+      localPlaneConfig({
+        dataDir: join(dir, 'data'),
+        users: [
+          { name: 'root', token: ROOT_TOKEN, admin: true },
+          { name: 'alice', token: ALICE_TOKEN, projects: ['vision'] },
+        ],
+        pools: [{ name: 'local', gpus: 3 }],
+        templates: [localTemplate('sleep', ['sleep', '120'])],
+      }),
+    );
     // On disk (no inMemory): what a restarted emulator finds is what was written before the kill.
     plane = await startControlPlane(config, { log: quietLog, compute: { pollMs: 100, stopGraceMs: 1000 } });
   });

@@ -17,6 +17,7 @@ import { LocalConfig, parse } from '../../lambdas/core/schemas.js';
 import { startControlPlane, type ControlPlane } from '../../lambdas/local/control-plane.js';
 import { quietLog, waitFor } from '../support/harness.js';
 import { ROOT_TOKEN, ALICE_TOKEN, BOB_TOKEN, LOCAL_USERS } from '../support/identities.js';
+import { localPlaneConfig, localTemplate } from '../support/local-plane.js';
 
 const job = (id: string) => ({ id, project: 'vision' }) as Job;
 
@@ -238,39 +239,27 @@ describe('GET /v1/jobs/{id}/logs on the local control plane', () => {
 
   before(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'flare-logs-plane-'));
-    const config = parse(LocalConfig, {
-      port: 0,
-      dataDir,
-      users: LOCAL_USERS,
-      pools: [{ name: 'local', gpus: 2 }],
-      images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: `sha256:${'c'.repeat(64)}` }],
-      templates: [
-        {
-          name: 'chatty',
-          project: 'vision',
-          pool: 'local',
-          image: 'tools',
-          command: [
+    const config = parse(
+      LocalConfig,
+      localPlaneConfig({
+        dataDir,
+        users: LOCAL_USERS,
+        pools: [{ name: 'local', gpus: 2 }],
+        templates: [
+          localTemplate('chatty', [
             'sh',
             '-c',
             'for i in 1 2 3 4 5; do echo "line $i"; done; echo "on stderr" >&2; printf "no newline"',
-          ],
-        },
-        { name: 'silent', project: 'vision', pool: 'local', image: 'tools', command: ['sleep', '30'] },
-        {
-          name: 'ticker',
-          project: 'vision',
-          pool: 'local',
-          image: 'tools',
-          command: [
+          ]),
+          localTemplate('silent', ['sleep', '30']),
+          localTemplate('ticker', [
             'sh',
             '-c',
             'for i in 1 2 3 4; do echo "tick $i"; sleep 0.4; done; printf "partial "; sleep 0.5; echo "then whole"; printf "last without newline"',
-          ],
-        },
-      ],
-      compute: { driver: 'process' },
-    });
+          ]),
+        ],
+      }),
+    );
     plane = await startControlPlane(config, {
       inMemory: true,
       log: quietLog,

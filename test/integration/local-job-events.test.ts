@@ -19,6 +19,7 @@ import { LocalConfig, parse } from '../../lambdas/core/schemas.js';
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../lambdas/local/control-plane.js';
 import type { JobStateChange } from '../../lambdas/ports/events.js';
 import { quietLog, waitFor, waitForState } from '../support/harness.js';
+import { localPlaneConfig, localTemplate } from '../support/local-plane.js';
 
 const alice: Identity = { name: 'alice', projects: ['vision'], admin: false };
 const LIFE = [JobState.PENDING, JobState.LAUNCHING, JobState.RUNNING, JobState.STOPPING, JobState.SUCCEEDED];
@@ -38,17 +39,15 @@ describe('local job events from the jobs table stream', () => {
   });
 
   const config = (dataDir: string) =>
-    parse(LocalConfig, {
-      port: 0,
-      dataDir,
-      users: [{ name: 'root', token: 'root-token-0123456789abcdefg', admin: true }],
-      pools: [{ name: 'local', gpus: 1 }],
-      images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: `sha256:${'e'.repeat(64)}` }],
-      templates: [
-        { name: 'short', project: 'vision', pool: 'local', image: 'tools', command: ['sh', '-c', 'sleep 2'] },
-      ],
-      compute: { driver: 'process' },
-    });
+    parse(
+      LocalConfig,
+      localPlaneConfig({
+        dataDir,
+        users: [{ name: 'root', token: 'root-token-0123456789abcdefg', admin: true }],
+        pools: [{ name: 'local', gpus: 1 }],
+        templates: [localTemplate('short', ['sh', '-c', 'sleep 2'])],
+      }),
+    );
   const start = async (dataDir: string, options: ControlPlaneOptions = {}) => {
     // Subscribed before the plane starts: what it publishes during start-up (changes stored while it was down) counts.
     const seen: JobStateChange[] = [];

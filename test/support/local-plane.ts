@@ -46,16 +46,18 @@ export function localTemplate(name: string, command: string[], fields: Record<st
 }
 
 /**
- * Write `dir/flare.local.json` and start `flare local` from it: a free port,
- * data under `dir/data`, the process driver and the tools image unless
- * `config` says otherwise; `config` gives the rest (users, pools, templates).
+ * A local plane's config: a free port, data under `data` (beside the config file),
+ * the process driver and the tools image unless `config` says otherwise; `config`
+ * gives the rest (users, pools, templates).
  */
+export function localPlaneConfig(config: Record<string, unknown>): Record<string, unknown> {
+  return { port: 0, dataDir: 'data', images: [TOOLS_IMAGE], compute: { driver: 'process' }, ...config };
+}
+
+/** Write `dir/flare.local.json` from `localPlaneConfig(config)` and start `flare local` from it. */
 export async function startLocalPlaneIn(dir: string, config: Record<string, unknown>): Promise<LocalPlane> {
   const configPath = join(dir, 'flare.local.json');
-  await writeFile(
-    configPath,
-    JSON.stringify({ port: 0, dataDir: 'data', images: [TOOLS_IMAGE], compute: { driver: 'process' }, ...config }),
-  );
+  await writeFile(configPath, JSON.stringify(localPlaneConfig(config)));
   return startLocalPlane(configPath);
 }
 
