@@ -39,9 +39,8 @@ before(async () => {
 
 after(() => rm(dir, { recursive: true, force: true }));
 
-const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
-
-test('close() ends the waits of aborted executions, so no task timeout keeps the process alive', async () => {
+/** Workflows over the one-state ASL, and the task token its wait hands the runner. */
+function waitingWorkflows(): { workflows: LocalWorkflows; taskCalled: Promise<string> } {
   let handed: (token: string) => void;
   const taskCalled = new Promise<string>((resolve) => (handed = resolve));
   const workflows = new LocalWorkflows(
@@ -49,6 +48,13 @@ test('close() ends the waits of aborted executions, so no task timeout keeps the
     quiet,
     definition,
   );
+  return { workflows, taskCalled };
+}
+
+const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
+
+test('close() ends the waits of aborted executions, so no task timeout keeps the process alive', async () => {
+  const { workflows, taskCalled } = waitingWorkflows();
   const before = timers();
 
   await workflows.start('j-0123456789abcdef', workflowInput({ id: 'j-0123456789abcdef', pool: 'local' }));
@@ -67,13 +73,7 @@ test('close() ends the waits of aborted executions, so no task timeout keeps the
 });
 
 test('sendTaskSuccess ends the wait with its output', async () => {
-  let handed: (token: string) => void;
-  const taskCalled = new Promise<string>((resolve) => (handed = resolve));
-  const workflows = new LocalWorkflows(
-    async (event) => void handed((event as { taskToken: string }).taskToken),
-    quiet,
-    definition,
-  );
+  const { workflows, taskCalled } = waitingWorkflows();
 
   await workflows.start('j-ghjkmnpqrstvwxyz', workflowInput({ id: 'j-ghjkmnpqrstvwxyz', pool: 'local' }));
   await workflows.sendTaskSuccess(await taskCalled, { exitCode: 0 });
