@@ -5,38 +5,27 @@
  *
  *   node --import tsx ui/measure-requests.ts [seconds per view, default 120]
  */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { callApi, startLocalPlane, stopLocalPlane, untilJobState } from '../test/support/local-plane.js';
+import {
+  callApi,
+  localTemplate,
+  startLocalPlaneIn,
+  stopLocalPlane,
+  untilJobState,
+} from '../test/support/local-plane.js';
 
 const TOKEN = 'measure-dashboard-0123456789abcdef';
 const seconds = Number(process.argv[2] ?? 120);
 
 const dir = await mkdtemp(join(tmpdir(), 'flare-ui-measure-'));
-await writeFile(
-  join(dir, 'flare.local.json'),
-  JSON.stringify({
-    port: 0,
-    dataDir: 'data',
-    users: [{ name: 'alice', token: TOKEN, projects: ['vision'], admin: true }],
-    pools: [{ name: 'local', gpus: 1 }],
-    images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: `sha256:${'e'.repeat(64)}` }],
-    templates: [
-      {
-        name: 'steps',
-        project: 'vision',
-        pool: 'local',
-        gpus: 1,
-        image: 'tools',
-        command: ['sh', '-c', 'while true; do date; sleep 1; done'],
-      },
-    ],
-    compute: { driver: 'process' },
-  }),
-);
-const plane = await startLocalPlane(join(dir, 'flare.local.json'));
+const plane = await startLocalPlaneIn(dir, {
+  users: [{ name: 'alice', token: TOKEN, projects: ['vision'], admin: true }],
+  pools: [{ name: 'local', gpus: 1 }],
+  templates: [localTemplate('steps', ['sh', '-c', 'while true; do date; sleep 1; done'], { gpus: 1 })],
+});
 const browser = await chromium.launch({
   executablePath: process.env.FLARE_CHROMIUM ?? '/usr/bin/chromium',
   args: ['--no-sandbox'],

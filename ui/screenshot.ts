@@ -6,11 +6,11 @@
  *
  *   node --import tsx ui/screenshot.ts [out.png, default docs/dashboard-overview.png]
  */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
-import { callApi, startLocalPlane, stopLocalPlane } from '../test/support/local-plane.js';
+import { callApi, localTemplate, startLocalPlaneIn, stopLocalPlane } from '../test/support/local-plane.js';
 
 const ALICE = 'alice-screenshot-0123456789abcdef';
 const BOB = 'bob-screenshot-0123456789abcdef0';
@@ -18,39 +18,29 @@ const ROOT = 'root-screenshot-0123456789abcdef';
 const out = resolve(process.argv[2] ?? 'docs/dashboard-overview.png');
 
 /** A template whose job prints an epoch a second, `seconds` times. */
-const template = (name: string, project: string, gpus: number, seconds: number) => ({
-  name,
-  project,
-  pool: 'a100',
-  gpus,
-  image: 'tools',
-  command: ['sh', '-c', `i=0; while [ $i -lt ${seconds} ]; do echo "epoch $i"; i=$((i+1)); sleep 1; done`],
-  maxLiveTimeoutMinutes: 240,
-});
+const template = (name: string, project: string, gpus: number, seconds: number) =>
+  localTemplate(name, ['sh', '-c', `i=0; while [ $i -lt ${seconds} ]; do echo "epoch $i"; i=$((i+1)); sleep 1; done`], {
+    project,
+    pool: 'a100',
+    gpus,
+    maxLiveTimeoutMinutes: 240,
+  });
 
 const dir = await mkdtemp(join(tmpdir(), 'flare-screenshot-'));
-await writeFile(
-  join(dir, 'flare.local.json'),
-  JSON.stringify({
-    port: 0,
-    dataDir: 'data',
-    users: [
-      { name: 'alice', token: ALICE, projects: ['vision'] },
-      { name: 'bob', token: BOB, projects: ['speech'] },
-      { name: 'root', token: ROOT, admin: true },
-    ],
-    pools: [{ name: 'a100', gpus: 8 }],
-    images: [{ name: 'tools', reference: 'docker.io/library/busybox:1.36', digest: `sha256:${'f'.repeat(64)}` }],
-    templates: [
-      template('train', 'vision', 4, 100_000),
-      template('sweep', 'vision', 2, 150),
-      template('asr', 'speech', 2, 100_000),
-      template('finetune', 'speech', 4, 100_000),
-    ],
-    compute: { driver: 'process' },
-  }),
-);
-const plane = await startLocalPlane(join(dir, 'flare.local.json'));
+const plane = await startLocalPlaneIn(dir, {
+  users: [
+    { name: 'alice', token: ALICE, projects: ['vision'] },
+    { name: 'bob', token: BOB, projects: ['speech'] },
+    { name: 'root', token: ROOT, admin: true },
+  ],
+  pools: [{ name: 'a100', gpus: 8 }],
+  templates: [
+    template('train', 'vision', 4, 100_000),
+    template('sweep', 'vision', 2, 150),
+    template('asr', 'speech', 2, 100_000),
+    template('finetune', 'speech', 4, 100_000),
+  ],
+});
 const submit = (token: string, body: object) => callApi(plane.url, 'POST', '/v1/jobs', token, body);
 const minutes = (m: number) => new Promise((done) => setTimeout(done, m * 60_000));
 try {
