@@ -30,7 +30,7 @@ const deployed = artifactPerFile();
 describe('artifact: no capacity', () => {
   it('requeues the job with its GPU back, then launches it on the next attempt', async () => {
     const a = deployed();
-    await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
+    await setUpCatalog(a);
     const subnets = tasksEnvironment(a).subnets;
     const noCapacity = a.fake.inject({
       service: 'ec2',

@@ -10,17 +10,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { artifactPerFile } from './support/artifact.js';
 import { assertCallsAllowed } from './support/iam-check.js';
-import { alice, callsSince, getJob, setUpCatalog, submit, waitFor, waitForState } from './support/scenario.js';
+import { alice, callsSince, getJob, submitUntilRunning, waitFor } from './support/scenario.js';
 
 const deployed = artifactPerFile();
 
 describe('artifact: exec in a running job', () => {
   it('sends the exec script as the API role, waits for the invocation and answers its code and output', async () => {
     const a = deployed();
-    await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
-    const job = await submit(a, { template: 'train' });
-    const running = await waitForState(a, job.id, ['RUNNING', 'FAILED']);
-    assert.equal(running.state, 'RUNNING', running.stateReason);
+    const job = await submitUntilRunning(a);
     const from = a.mark().calls;
 
     const answer = a.http.request('POST', `/v1/jobs/${job.id}/exec`, {
@@ -34,7 +31,7 @@ describe('artifact: exec in a running job', () => {
       return a.fake.commands().find((c) => c.comment === `flare:exec=${job.id}`);
     });
     const [instanceId] = command.instanceIds;
-    assert.deepEqual(command.instanceIds, (running as { instanceIds?: string[] }).instanceIds?.slice(0, 1));
+    assert.deepEqual(command.instanceIds, (job as { instanceIds?: string[] }).instanceIds?.slice(0, 1));
     assert.match(command.parameters.commands![0]!, /^# Flare exec in job /m);
     assert.ok(!command.request.CloudWatchOutputConfig, 'exec output is not sent to the job log group');
     await a.compute.finishCommand(command.commandId, instanceId!, {

@@ -10,6 +10,8 @@ import { artifactPerFile } from './support/artifact.js';
 import { assertCallsAllowed } from './support/iam-check.js';
 import { backdate, reconcilerRun } from './support/reconciler.js';
 import {
+  assertReleasedOnce,
+  assertTerminatedOnce,
   callsSince,
   pool,
   publishedStates,
@@ -24,7 +26,7 @@ const deployed = artifactPerFile();
 describe('artifact: failures', () => {
   it('a launch EC2 refuses (not capacity) is retried by the state machine, then FAILED with the reason, the GPU released', async () => {
     const a = deployed();
-    await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
+    await setUpCatalog(a);
     const refused = a.fake.inject({
       service: 'ec2',
       action: 'RunInstances',
@@ -73,13 +75,7 @@ describe('artifact: failures', () => {
       callsSince(a, from, 'GetCommandInvocation', commandId).map((c) => c.params),
       [{ CommandId: commandId, InstanceId: instanceId }],
     );
-    assert.deepEqual(
-      callsSince(a, from, 'TerminateInstances').map((c) => c.params),
-      [{ InstanceId: [instanceId] }],
-    );
-    assert.equal((await pool(a)).usedGpus, 0);
-    assert.deepEqual(publishedStates(a, job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'FAILED']);
-    await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
+    await assertTerminatedOnce(a, from, job.id, instanceId, 'FAILED');
   });
 
   it('an instance EC2 terminates under a running job: its state-change events end the job FAILED, instance lost', async () => {
@@ -103,9 +99,7 @@ describe('artifact: failures', () => {
       callsSince(a, from.calls, 'TerminateInstances').map((c) => [c.params, c.error]),
       [[{ InstanceId: [instanceId] }, undefined]],
     );
-    assert.equal((await pool(a)).usedGpus, 0);
-    assert.deepEqual(publishedStates(a, job.id), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', 'FAILED']);
-    await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
+    await assertReleasedOnce(a, job.id, 'FAILED');
   });
 
   it("an instance EC2 has forgotten: its late event cannot be tied to the job (ignored); the scheduled reconciler finds the job's instance missing on two runs and it ends FAILED, instance lost, long before its live timeout", async () => {

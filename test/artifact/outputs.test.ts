@@ -16,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { postPolicyOf } from '../../lambdas/adapters/s3-outputs-upload.js';
 import { artifactPerFile, type Artifact } from './support/artifact.js';
 import { assertCallsAllowed } from './support/iam-check.js';
-import { alice, callsSince, getJob, runningJob, waitForState, type JobView } from './support/scenario.js';
+import { alice, callsSince, cancelJob, getJob, runningJob, waitForState, type JobView } from './support/scenario.js';
 import { OUTPUTS_MAX_BYTES } from './support/synth-context.js';
 
 const deployed = artifactPerFile();
@@ -52,10 +52,7 @@ describe('artifact: outputs uploaded at the end of a job', () => {
     const a = deployed();
     const { job, instanceId } = await runningJobWithFiles(a, { template: 'train' });
     const from = a.mark().calls;
-    const cancel = await a.http.request('DELETE', `/v1/jobs/${job.id}`, { caller: alice });
-    assert.equal(cancel.status, 202, JSON.stringify(cancel.body));
-    const done = await waitForState(a, job.id, ['CANCELLED', 'FAILED', 'SUCCEEDED']);
-    assert.equal(done.state, 'CANCELLED');
+    const done = await cancelJob(a, job.id);
     assert.deepEqual(done.outputs, {
       count: 2,
       bytes: 8,

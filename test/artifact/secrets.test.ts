@@ -22,7 +22,7 @@ const VALUE = 'sk-artifact-5e4d3c2b1a09';
 describe('artifact: a job with a project secret', () => {
   it('gets the value only through its own instance, never in the command, the job or the served logs', async () => {
     const a = deployed();
-    await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
+    await setUpCatalog(a);
     const { deployment, logGroup } = tasksEnvironment(a);
     const put = await a.http.request('PUT', '/v1/projects/vision/secrets/openai-key', {
       caller: alice,

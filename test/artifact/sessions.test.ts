@@ -7,17 +7,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { artifactPerFile } from './support/artifact.js';
-import { alice, setUpCatalog, submit, waitForState } from './support/scenario.js';
+import { alice, submitUntilRunning } from './support/scenario.js';
 
 const deployed = artifactPerFile();
 
 describe('artifact: sessions into a running job', () => {
   it("answers a shell with the stack's logged shell document on the job's instance", async () => {
     const a = deployed();
-    await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
-    const job = await submit(a, { template: 'train' });
-    const running = await waitForState(a, job.id, ['RUNNING', 'FAILED']);
-    assert.equal(running.state, 'RUNNING', running.stateReason);
+    const job = await submitUntilRunning(a);
 
     const response = await a.http.request('POST', `/v1/jobs/${job.id}/session`, {
       caller: alice,
@@ -27,6 +24,6 @@ describe('artifact: sessions into a running job', () => {
     const plan = response.body as Record<string, unknown>;
     assert.equal(plan.documentName, 'FlareStack-JobShell');
     assert.deepEqual(plan.parameters, {});
-    assert.equal(plan.target, (running as { instanceIds?: string[] }).instanceIds?.[0]);
+    assert.equal(plan.target, (job as { instanceIds?: string[] }).instanceIds?.[0]);
   });
 });

@@ -17,7 +17,7 @@ const deployed = artifactPerFile();
 describe('artifact: throttling', () => {
   it('a burst of throttling on the store, Step Functions, EC2 and SSM is retried: one instance, one command, the job succeeds', async () => {
     const a = deployed();
-    await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
+    await setUpCatalog(a);
     const faults = [
       a.fake.inject({
         service: 'dynamodb',
@@ -78,7 +78,7 @@ describe('artifact: throttling', () => {
 
   it('a store that keeps throttling: the submit is a 503 with Retry-After, and nothing is stored', async () => {
     const a = deployed();
-    await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
+    await setUpCatalog(a);
     const before = await a.http.request('GET', '/v1/jobs', { caller: admin });
     const throttled = a.fake.inject({
       service: 'dynamodb',
@@ -108,7 +108,7 @@ describe('artifact: throttling', () => {
 
   it('Step Functions that keeps throttling at submit: the admitted job is kept; a retry with its key, or else the reconciler, starts it', async () => {
     const a = deployed();
-    await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
+    await setUpCatalog(a);
     const submitThrottled = async (name: string) => {
       const throttled = a.fake.inject({
         service: 'states',

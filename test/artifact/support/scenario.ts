@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import type { RecordedCall } from './types.js';
 import type { Artifact } from './artifact.js';
+import { assertCallsAllowed } from './iam-check.js';
 import type { Caller } from './http-api.js';
 
 export const admin: Caller = { sub: 'root', groups: ['admin'] };
@@ -16,6 +17,8 @@ export const IMAGE = {
   digest: `sha256:${'a'.repeat(64)}`,
 };
 export const POOL = 'a10g';
+/** The template most scenarios run. */
+export const TRAIN = { name: 'train', command: ['python', 'train.py'] };
 
 export interface JobView {
   id: string;
@@ -27,7 +30,7 @@ export interface JobView {
 /** An admin registers the image and a template of project vision, as on a fresh deployment. */
 export async function setUpCatalog(
   a: Artifact,
-  templates: Array<{ name: string; command: string[]; [k: string]: unknown }>,
+  templates: Array<{ name: string; command: string[]; [k: string]: unknown }> = [TRAIN],
 ): Promise<void> {
   const image = await a.http.request('POST', '/v1/images', { caller: admin, body: IMAGE });
   assert.ok(
@@ -62,6 +65,18 @@ export async function getJob(a: Artifact, id: string, caller = alice): Promise<J
   return response.body as JobView;
 }
 
+/** A job of template `train` (set up first), submitted and seen RUNNING. */
+export async function submitUntilRunning(
+  a: Artifact,
+  body: Record<string, unknown> = { template: 'train' },
+): Promise<JobView> {
+  await setUpCatalog(a);
+  const submitted = await submit(a, body);
+  const job = await waitForState(a, submitted.id, ['RUNNING', 'FAILED']);
+  assert.equal(job.state, 'RUNNING', job.stateReason);
+  return job;
+}
+
 /**
  * A job of template `train` (set up first) that runs, with the Run state waiting on it: from then on an
  * end the API or an event reports reaches that wait through its token (before, the tasks function sees
@@ -71,10 +86,7 @@ export async function runningJob(
   a: Artifact,
   body: Record<string, unknown> = { template: 'train' },
 ): Promise<{ job: JobView; instanceId: string; commandId: string }> {
-  await setUpCatalog(a, [{ name: 'train', command: ['python', 'train.py'] }]);
-  const submitted = await submit(a, body);
-  const job = await waitForState(a, submitted.id, ['RUNNING', 'FAILED']);
-  assert.equal(job.state, 'RUNNING', job.stateReason);
+  const job = await submitUntilRunning(a, body);
   const command = await waitFor('the container command', () =>
     a.fake.commands().find((c) => c.comment === `flare:job=${job.id}`),
   );
@@ -82,6 +94,41 @@ export async function runningJob(
     callsSince(a, 0, 'UpdateItem', job.id).find((c) => String(c.params.UpdateExpression).includes('taskToken')),
   );
   return { job, instanceId: command.instanceIds[0]!, commandId: command.commandId };
+}
+
+/** Its owner alice cancels a running job: 202, then CANCELLED. */
+export async function cancelJob(a: Artifact, id: string): Promise<JobView> {
+  const cancel = await a.http.request('DELETE', `/v1/jobs/${id}`, { caller: alice });
+  assert.equal(cancel.status, 202, JSON.stringify(cancel.body));
+  const done = await waitForState(a, id, ['CANCELLED', 'FAILED', 'SUCCEEDED']);
+  assert.equal(done.state, 'CANCELLED');
+  return done;
+}
+
+/**
+ * What a job that ran leaves once it ended in `last`: its GPU back, each state published once
+ * (a second release would take the counter below zero or publish a second terminal event), and
+ * every call so far one the template's policies allow.
+ */
+export async function assertReleasedOnce(a: Artifact, jobId: string, last: string): Promise<void> {
+  assert.equal((await pool(a)).usedGpus, 0);
+  assert.deepEqual(publishedStates(a, jobId), ['PENDING', 'LAUNCHING', 'RUNNING', 'STOPPING', last]);
+  await assertCallsAllowed(a.template, a.fake.calls(), a.fake.tagsOf);
+}
+
+/** The same, with its one instance terminated once since `from` (a `mark()` taken while it ran). */
+export async function assertTerminatedOnce(
+  a: Artifact,
+  from: number,
+  jobId: string,
+  instanceId: string,
+  last: string,
+): Promise<void> {
+  assert.deepEqual(
+    callsSince(a, from, 'TerminateInstances').map((c) => c.params),
+    [{ InstanceId: [instanceId] }],
+  );
+  await assertReleasedOnce(a, jobId, last);
 }
 
 /** Polls the API until the job is in one of `states` (the harness's pollers run meanwhile). */
