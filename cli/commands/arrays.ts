@@ -2,7 +2,8 @@
 import { pathOf, type ApiClient } from '../client.js';
 import { arrayEnvOf, numberOf, type Values } from '../command.js';
 import type { Context } from '../context.js';
-import { UsageError } from '../errors.js';
+import { CliError, ExitCode, UsageError } from '../errors.js';
+import { oneLine } from '../output.js';
 import { isTerminal, type JobView } from '../views.js';
 
 /** `--array N [--array-env FILE]`: the body's `array`, or undefined without --array. */
@@ -42,14 +43,21 @@ export async function submitArray(
   return 0;
 }
 
-/** Cancel every active job of an array; finished ones are left. Exit 1 when the array has no job visible to you. */
+/** The jobs of an array, by index; an array with no job visible to the caller is not found (exit 3). */
+export async function arrayMembers(
+  client: ApiClient,
+  arrayId: string,
+): Promise<Array<JobView & { arrayIndex: number }>> {
+  const { items } = await client.list<JobView>('/v1/jobs', { array: arrayId });
+  if (items.length === 0)
+    throw new CliError(`no jobs of array ${oneLine(arrayId)} (or none you may see)`, ExitCode.NOT_FOUND);
+  return items.map((job) => ({ ...job, arrayIndex: job.arrayIndex ?? 0 })).sort((a, b) => a.arrayIndex - b.arrayIndex);
+}
+
+/** Cancel every active job of an array; finished ones are left. */
 export async function cancelArray(ctx: Context, arrayId: string): Promise<number> {
   const client = ctx.api();
-  const { items } = await client.list<JobView>('/v1/jobs', { array: arrayId });
-  if (items.length === 0) {
-    ctx.io.stderr(`no jobs of array ${arrayId} (or none you may see)\n`);
-    return 1;
-  }
+  const items = await arrayMembers(client, arrayId);
   const cancelled: JobView[] = [];
   for (const job of items.filter((j) => !isTerminal(j.state))) {
     const answer = await client.delete<JobView>(pathOf('/v1/jobs', job.id));

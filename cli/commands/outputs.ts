@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { pathOf, type ApiClient } from '../client.js';
 import { stringOf, usageOf, type Command } from '../command.js';
 import type { Context } from '../context.js';
+import { arrayMembers } from './arrays.js';
 import { CliError, ExitCode, UsageError } from '../errors.js';
 import { oneLine, table } from '../output.js';
 import type { JobView } from '../views.js';
@@ -125,14 +126,6 @@ export async function downloadOutputs(ctx: Context, jobId: string, dir: string):
   if (ctx.json) ctx.printJson({ jobId, directory: resolve(dir), items: saved });
   else ctx.print(`${saved.length} files, ${humanBytes(totalOf(saved))} saved to ${resolve(dir)}`);
   return 0;
-}
-
-/** The jobs of an array, by index; an array with no job visible to the caller is an error. */
-async function arrayMembers(client: ApiClient, arrayId: string): Promise<Array<JobView & { arrayIndex: number }>> {
-  const { items } = await client.list<JobView>('/v1/jobs', { array: arrayId });
-  if (items.length === 0)
-    throw new CliError(`no jobs of array ${oneLine(arrayId)} (or none you may see)`, ExitCode.NOT_FOUND);
-  return items.map((job) => ({ ...job, arrayIndex: job.arrayIndex ?? 0 })).sort((a, b) => a.arrayIndex - b.arrayIndex);
 }
 
 /** `--array ID --download DIR`: each job's files under DIR/<its index>/. */
