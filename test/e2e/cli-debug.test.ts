@@ -12,15 +12,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { waitFor } from '../support/harness.js';
 import { ALICE_TOKEN as ALICE, BOB_TOKEN as BOB, LOCAL_USERS, ROOT_TOKEN as ROOT } from '../support/identities.js';
-import { startFlare } from '../support/flare-cli.js';
-import {
-  callApi,
-  endActiveJobs,
-  localTemplate,
-  startLocalPlaneIn,
-  stopLocalPlane,
-  untilJobState,
-} from '../support/local-plane.js';
+import { startFlare, startLocalPlaneWithHome } from '../support/flare-cli.js';
+import { callApi, endActiveJobs, localTemplate, stopLocalPlane, untilJobState } from '../support/local-plane.js';
 
 /** Another member of alice's project. */
 const DAVE = 'dave-token-debug-01234567890a';
@@ -67,14 +60,13 @@ const THIRTY_LINES_THEN_FAIL = ['sh', '-c', 'for i in $(seq 1 30); do echo line-
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'flare-cli-debug-'));
-  home = join(dir, 'home');
-  await mkdir(home);
-  ({ child: plane, url } = await startLocalPlaneIn(dir, {
+  const started = await startLocalPlaneWithHome(dir, {
     users: [...LOCAL_USERS, { name: 'dave', token: DAVE, projects: ['vision'] }],
     // Room for every job the tests leave running until the after hook.
     pools: [{ name: 'local', gpus: 16 }],
     templates: [localTemplate('sh', ['true'])],
-  }));
+  });
+  ({ home, child: plane, url } = started);
 });
 
 after(async () => {

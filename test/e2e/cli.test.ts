@@ -16,13 +16,12 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { COMMANDS } from '../../cli/main.js';
 import { waitFor } from '../support/harness.js';
-import { startFlare, type CliRun as Run } from '../support/flare-cli.js';
+import { startFlare, startLocalPlaneWithHome, type CliRun as Run } from '../support/flare-cli.js';
 import {
   TOOLS_IMAGE,
   callApi,
   endActiveJobs,
   localTemplate,
-  startLocalPlaneIn,
   stopLocalPlane,
   untilJobState,
 } from '../support/local-plane.js';
@@ -80,14 +79,13 @@ function assertUsage(run: Run, command: string, message: RegExp): void {
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'flare-cli-'));
-  home = join(dir, 'home');
-  await mkdir(home);
-  ({ child: plane, url } = await startLocalPlaneIn(dir, {
+  const started = await startLocalPlaneWithHome(dir, {
     users: [...LOCAL_USERS, { name: 'carol', token: CAROL, projects: ['queue'] }],
     pools: [{ name: 'local', gpus: 4 }],
     quotas: [{ project: 'queue', resource: 'gpus', hardLimit: 1 }],
     templates: [localTemplate('sh', ['true']), localTemplate('q', ['true'], { project: 'queue' })],
-  }));
+  });
+  ({ home, child: plane, url } = started);
 });
 
 after(async () => {

@@ -17,14 +17,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import {
-  callApi,
-  localTemplate,
-  startLocalPlaneIn,
-  stopLocalPlane,
-  untilJobState,
-  type LocalPlane,
-} from '../support/local-plane.js';
+import type { LocalPlane } from '../support/local-plane.js';
+import { callApi, localTemplate, startLocalPlaneIn, stopLocalPlane, untilJobState } from '../support/local-plane.js';
 
 const ALICE = 'alice-dashboard-0123456789abcdef';
 const ROOT = 'root-dashboard-0123456789abcdefgh';

@@ -12,14 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runFlare } from '../support/flare-cli.js';
-import {
-  callApi,
-  localTemplate,
-  startLocalPlaneIn,
-  stopLocalPlane,
-  untilJobState,
-  type LocalPlane,
-} from '../support/local-plane.js';
+import type { LocalPlane } from '../support/local-plane.js';
+import { callApi, localTemplate, startLocalPlaneIn, stopLocalPlane, untilJobState } from '../support/local-plane.js';
 
 const ALICE = 'alice-outputs-0123456789abcdef';
 const BOB = 'bob-outputs-0123456789abcdefgh';

@@ -14,14 +14,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { waitFor } from '../support/harness.js';
 import { runFlare } from '../support/flare-cli.js';
-import {
-  callApi,
-  localTemplate,
-  startLocalPlaneIn,
-  stopLocalPlane,
-  untilJobState,
-  type LocalPlane,
-} from '../support/local-plane.js';
+import type { LocalPlane } from '../support/local-plane.js';
+import { callApi, localTemplate, startLocalPlaneIn, stopLocalPlane, untilJobState } from '../support/local-plane.js';
 
 const ALICE = 'alice-secrets-0123456789abcdef';
 const BOB = 'bob-secrets-0123456789abcdefgh';

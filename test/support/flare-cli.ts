@@ -4,6 +4,9 @@
  * only what a test gives (HOME, FLARE_API_URL, FLARE_TOKEN) reaches it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startLocalPlaneIn, type LocalPlane } from './local-plane.js';
 
 export interface CliRun {
   code: number | null;
@@ -38,6 +41,19 @@ export function startFlare(
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
   return { child, result, stdout: () => stdout };
+}
+
+/**
+ * A plane started in `dir` as startLocalPlaneIn does, and `home`, an empty HOME
+ * for the CLI under `dir`: no profile of the machine's user is read.
+ */
+export async function startLocalPlaneWithHome(
+  dir: string,
+  config: Record<string, unknown>,
+): Promise<LocalPlane & { home: string }> {
+  const home = join(dir, 'home');
+  await mkdir(home);
+  return { home, ...(await startLocalPlaneIn(dir, config)) };
 }
 
 /** `flare <args>` to its end. */
