@@ -24,6 +24,12 @@ import { PoolSeed } from './pool-seed.js';
 import { Reconciler } from './reconciler.js';
 import { JobSessions } from './session-documents.js';
 import { readSettings, type FlareSettings } from './settings.js';
+import {
+  API_TABLE_ACCESS,
+  COMPUTE_EVENTS_TABLE_ACCESS,
+  RECONCILER_TABLE_ACCESS,
+  TASKS_TABLE_ACCESS,
+} from './table-access.js';
 import { FlareTables } from './tables.js';
 import { FlareWebUi } from './web-ui.js';
 
@@ -141,8 +147,10 @@ export class FlareStack extends Stack {
       stateMachineName,
     });
 
+    // Table access sized to what each function's code sends (lib/table-access.ts).
+    this.tables.grantAccess(this.api.role, API_TABLE_ACCESS);
+    this.tables.grantAccess(this.tasks.role, TASKS_TABLE_ACCESS);
     for (const fn of [this.api, this.tasks]) {
-      this.tables.grantData(fn.role);
       this.events.grantPublish(fn.role);
       this.workflow.grantStartExecution(fn.role);
       this.workflow.grantTaskSuccess(fn.role);
@@ -180,8 +188,7 @@ export class FlareStack extends Stack {
       environment,
       alarms: this.alarms,
     });
-    // It reads a job by id and records its outcome or a node's exit on it (lambdas/core/completion.ts), nothing else.
-    this.tables.grantItems(this.computeEvents.handler.role, 'jobs', ['dynamodb:GetItem', 'dynamodb:UpdateItem']);
+    this.tables.grantAccess(this.computeEvents.handler.role, COMPUTE_EVENTS_TABLE_ACCESS);
     this.workflow.grantTaskSuccess(this.computeEvents.handler.role);
     this.compute.grantObserveInstances(
       this.computeEvents.handler.role,
@@ -197,7 +204,7 @@ export class FlareStack extends Stack {
       periodMinutes: this.settings.reconcilePeriodMinutes,
     });
     const reconcilerRole = this.reconciler.handler.role;
-    this.tables.grantData(reconcilerRole);
+    this.tables.grantAccess(reconcilerRole, RECONCILER_TABLE_ACCESS);
     this.events.grantPublish(reconcilerRole);
     this.workflow.grantStartExecution(reconcilerRole);
     this.workflow.grantListExecutions(reconcilerRole);

@@ -10,6 +10,7 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { REPO_ROOT } from './lambda-defaults.js';
+import type { TableAccess } from './table-access.js';
 
 export const TABLE_KEYS = ['jobs', 'quotas', 'pools', 'idempotency', 'catalog'] as const;
 export type TableKey = (typeof TABLE_KEYS)[number];
@@ -29,19 +30,6 @@ export interface TableSchema {
     StreamViewType: 'NEW_IMAGE' | 'OLD_IMAGE' | 'NEW_AND_OLD_IMAGES' | 'KEYS_ONLY';
   };
 }
-
-/** What a Lambda may do to Flare's items; transactions authorize per item action. */
-const DATA_ACTIONS = [
-  'dynamodb:GetItem',
-  'dynamodb:BatchGetItem',
-  'dynamodb:Query',
-  'dynamodb:Scan',
-  'dynamodb:ConditionCheckItem',
-  'dynamodb:PutItem',
-  'dynamodb:UpdateItem',
-  'dynamodb:DeleteItem',
-  'dynamodb:BatchWriteItem',
-];
 
 export interface FlareTablesProps {
   /** @default schema/tables.json in the repository */
@@ -115,20 +103,26 @@ export class FlareTables extends Construct {
   }
 
   /**
-   * Item reads and writes on every table and on each named index (no
-   * `index/*` wildcard): the control plane's handlers share one data model.
+   * Exactly `access` (lib/table-access.ts): each table's actions on the table, and Query on the indexes
+   * it names (which must exist). No `index/*` wildcard, no table or index it does not name.
    */
-  public grantData(grantee: iam.IGrantable): iam.Grant {
-    const resources = TABLE_KEYS.flatMap((key) => {
+  public grantAccess(grantee: iam.IGrantable, access: TableAccess): iam.Grant[] {
+    return TABLE_KEYS.flatMap((key) => {
+      const granted = access[key];
+      if (!granted) return [];
       const arn = this.byKey[key].tableArn;
-      return [arn, ...this.indexNames[key].map((index) => `${arn}/index/${index}`)];
+      const unknown = (granted.queries ?? []).filter((index) => !this.indexNames[key].includes(index));
+      if (unknown.length > 0) throw new Error(`table ${key} has no index ${unknown.join(', ')}`);
+      const onTable = iam.Grant.addToPrincipal({
+        grantee,
+        actions: granted.actions.map((a) => `dynamodb:${a}`),
+        resourceArns: [arn],
+      });
+      const queries = (granted.queries ?? []).map((index) => `${arn}/index/${index}`);
+      return queries.length > 0
+        ? [onTable, iam.Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query'], resourceArns: queries })]
+        : [onTable];
     });
-    return iam.Grant.addToPrincipal({ grantee, actions: DATA_ACTIONS, resourceArns: resources });
-  }
-
-  /** Only these item actions, on one table and none of its indexes: for a function that reads and writes by key. */
-  public grantItems(grantee: iam.IGrantable, key: TableKey, actions: readonly `dynamodb:${string}`[]): iam.Grant {
-    return iam.Grant.addToPrincipal({ grantee, actions: [...actions], resourceArns: [this.byKey[key].tableArn] });
   }
 }
 

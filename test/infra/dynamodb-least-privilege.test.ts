@@ -7,7 +7,9 @@
  * aws-sdk-client-mock) are each allowed by the IAM simulation
  * (@cloud-copilot/iam-simulate) of the synthesized roles; what the functions do
  * not call, and every other table, is refused. No role gets DescribeTable, which
- * no handler sends.
+ * no handler sends. The API, tasks and reconciler get per table the actions of the
+ * store-port methods their handler's code can reach (test/support/port-calls.ts),
+ * each method's commands listed in test/support/store-commands.ts.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -19,13 +21,24 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { DynamoDedup } from '../../lambdas/adapters/dynamo/dynamo-dedup.js';
 import { DynamoJobs } from '../../lambdas/adapters/dynamo/dynamo-jobs.js';
 import type { TableNames } from '../../lambdas/adapters/dynamo/table-names.js';
+import { HANDLER_ENTRIES } from '../../lib/flare-stack.js';
 import { REPO_ROOT } from '../../lib/lambda-defaults.js';
+import {
+  API_TABLE_ACCESS,
+  COMPUTE_EVENTS_TABLE_ACCESS,
+  RECONCILER_TABLE_ACCESS,
+  type TableAccess,
+  type TableAction,
+  TASKS_TABLE_ACCESS,
+} from '../../lib/table-access.js';
 import { TABLE_KEYS } from '../../lib/tables.js';
 import { type CfnTemplate, arnOf, refOf } from '../artifact/support/cfn-resolve.js';
 import { type RolePolicies, rolePolicies } from '../artifact/support/iam-check.js';
 import { decide } from '../artifact/support/policy-simulation.js';
 import { grantsOf } from '../support/cdk-policies.js';
 import { logicalId, removeStandIns, render, synthStack, type SynthesizedStack } from '../support/cdk-synth.js';
+import { storePortCalls } from '../support/port-calls.js';
+import { STORE_COMMANDS } from '../support/store-commands.js';
 
 /** The IAM action each DynamoDB document command is authorized as. */
 const ACTION_OF: Record<string, string> = {
@@ -173,5 +186,109 @@ describe('DynamoDB access sized to what each function calls', () => {
       assert.equal(await decide(notifier, action, tableArn('idempotency')), 'ImplicitlyDenied', action);
     for (const key of ['jobs', 'quotas', 'pools', 'catalog'] as const)
       assert.equal(await decide(notifier, 'dynamodb:GetItem', tableArn(key)), 'ImplicitlyDenied', key);
+  });
+});
+
+/** The control-plane functions whose table access is sized from their code: handler entry, access granted, function. */
+const SIZED = {
+  api: { entry: HANDLER_ENTRIES.api, access: API_TABLE_ACCESS, fn: () => synth.stack.api },
+  tasks: { entry: HANDLER_ENTRIES.tasks, access: TASKS_TABLE_ACCESS, fn: () => synth.stack.tasks },
+  reconciler: {
+    entry: HANDLER_ENTRIES.reconciler,
+    access: RECONCILER_TABLE_ACCESS,
+    fn: () => synth.stack.reconciler.handler,
+  },
+  computeEvents: {
+    entry: HANDLER_ENTRIES.computeEvents,
+    access: COMPUTE_EVENTS_TABLE_ACCESS,
+    fn: () => synth.stack.computeEvents.handler,
+  },
+};
+const TABLE_ACTIONS: readonly TableAction[] = [
+  'GetItem',
+  'BatchGetItem',
+  'Query',
+  'Scan',
+  'ConditionCheckItem',
+  'PutItem',
+  'UpdateItem',
+  'DeleteItem',
+  'BatchWriteItem',
+];
+const INDEXES = Object.fromEntries(
+  TABLE_KEYS.map((key) => [
+    key,
+    (
+      (JSON.parse(readFileSync(path.join(REPO_ROOT, 'schema', 'tables.json'), 'utf8'))[key].GlobalSecondaryIndexes ??
+        []) as { IndexName: string }[]
+    ).map((g) => g.IndexName),
+  ]),
+) as Record<keyof TableNames, string[]>;
+
+/** What `access` grants, as store-commands.ts names commands: `Action table`, `Query table/index/name`. */
+function commandsGranted(access: TableAccess): string[] {
+  return TABLE_KEYS.flatMap((key) => [
+    ...(access[key]?.actions ?? []).map((action) => `${action} ${key}`),
+    ...(access[key]?.queries ?? []).map((index) => `Query ${key}/index/${index}`),
+  ]).sort();
+}
+
+describe('the API, tasks, reconciler and compute-events get the table actions their code can send', () => {
+  let reached: Map<string, Set<string>>;
+  before(() => {
+    reached = storePortCalls(Object.values(SIZED).map((f) => f.entry));
+  });
+
+  it('reads from the code the store methods each handler can reach', () => {
+    // Against what is known of two handlers: compute-events as 25d4732 measured it; tasks moves jobs but never creates or removes one.
+    assert.deepEqual([...reached.get(HANDLER_ENTRIES.computeEvents)!].sort(), [
+      'JobRecords.getJob',
+      'JobRecords.recordNodeExit',
+      'JobRecords.recordOutcome',
+    ]);
+    const tasks = reached.get(HANDLER_ENTRIES.tasks)!;
+    for (const method of ['JobRecords.finishJob', 'JobRecords.requeueJob', 'JobQueue.admit', 'LimitStore.listPools'])
+      assert.ok(tasks.has(method), method);
+    for (const method of ['JobRecords.createJob', 'JobRecords.deleteJob', 'Catalog.getTemplate'])
+      assert.ok(!tasks.has(method), method);
+    assert.ok(reached.get(HANDLER_ENTRIES.reconciler)!.has('ReconcileStore.clearMarks'));
+    assert.ok(reached.get(HANDLER_ENTRIES.api)!.has('Catalog.createTemplate'));
+  });
+
+  it('grants each exactly the commands of the store methods its handler can reach', () => {
+    for (const [name, { entry, access }] of Object.entries(SIZED)) {
+      const methods = [...reached.get(entry)!].sort();
+      for (const method of methods)
+        assert.ok(
+          STORE_COMMANDS[method],
+          `${name} can call ${method}: list its commands in test/support/store-commands.ts`,
+        );
+      const needed = [...new Set(methods.flatMap((method) => STORE_COMMANDS[method]!))].sort();
+      assert.deepEqual(commandsGranted(access), needed, `${name}: lib/table-access.ts`);
+    }
+  });
+
+  it('has the synthesized roles allow exactly those commands: every other table action, on every table and index, is refused', async () => {
+    const roles = rolePolicies(template);
+    const { stack, resources } = synth;
+    for (const [name, { access, fn }] of Object.entries(SIZED)) {
+      const role = roles.get(logicalId(stack, fn().role))!;
+      const granted = new Set(commandsGranted(access));
+      for (const key of TABLE_KEYS) {
+        for (const on of [key, ...INDEXES[key].map((index) => `${key}/index/${index}`)]) {
+          const arn = on === key ? tableArn(key) : `${tableArn(key)}${on.slice(key.length)}`;
+          for (const action of TABLE_ACTIONS) {
+            const expected = granted.has(`${action} ${on}`) ? 'Allowed' : 'ImplicitlyDenied';
+            assert.equal(await decide(role, `dynamodb:${action}`, arn), expected, `${name}: ${action} ${on}`);
+          }
+        }
+      }
+      const dynamo = [...grantsOf(stack, resources, fn()).keys()].filter((a) => a.startsWith('dynamodb:'));
+      assert.deepEqual(
+        dynamo.filter((a) => !TABLE_ACTIONS.includes(a.slice('dynamodb:'.length) as TableAction)),
+        [],
+        `${name}: no other DynamoDB action`,
+      );
+    }
   });
 });
