@@ -21,6 +21,7 @@ import { seedTemplate } from '../core/templates.js';
 import { createApiHandler } from '../handlers/http/api.js';
 import { superviseDynamoDbLocal, type SupervisedDynamoDbLocal } from './dynamodb-supervisor.js';
 import { startHttpServer } from './http-server.js';
+import { lockDataDir } from './plane-lock.js';
 import { createUiHandler } from '../handlers/http/ui.js';
 import { buildUi } from '../../ui/build.js';
 import type { LocalWorkflows } from './local-workflows.js';
@@ -70,12 +71,17 @@ export async function startControlPlane(config: LocalConfig, options: ControlPla
   const log = options.log ?? consoleLogger({ service: 'flare-local' });
   const dataDir = resolve(options.baseDir ?? process.cwd(), config.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  // Before anything touches the directory: a second plane on it is refused, not half started.
+  const unlock = await lockDataDir(dataDir);
 
   const dynamo = await superviseDynamoDbLocal({
     ...(options.inMemory ? { inMemory: true } : { dataDir: join(dataDir, 'dynamodb') }),
     log,
+  }).catch(async (error: unknown) => {
+    await unlock();
+    throw error;
   });
-  const stack: Array<() => Promise<void> | void> = [() => dynamo.stop()];
+  const stack: Array<() => Promise<void> | void> = [unlock, () => dynamo.stop()];
   try {
     return await assemble(config, options, log, dataDir, dynamo, stack);
   } catch (error) {
