@@ -116,6 +116,9 @@ async function launch(p: LaunchParams): Promise<DynamoDbLocal> {
     cwd: p.emulator,
     env: { ...process.env, DDB_LOCAL_TELEMETRY: '0' },
     stdio: ['pipe', 'pipe', 'pipe'],
+    // Its own process group, so Ctrl-C at the terminal reaches only the plane, which stops it in
+    // order (else the JVM dies first and the plane restarts it); the launcher's stdin watch ends it if the plane dies.
+    detached: p.launcher !== undefined,
   });
   track(child);
   const tail: string[] = [];
