@@ -173,9 +173,18 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   }
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const refused = (error: NodeJS.ErrnoException) =>
+      reject(
+        error.code === 'EADDRINUSE'
+          ? new Error(
+              `${options.host}:${options.port} is in use (another flare local, or another program): set "port" in the config to a free one`,
+              { cause: error },
+            )
+          : error,
+      );
+    server.once('error', refused);
     server.listen(options.port, options.host, () => {
-      server.off('error', reject);
+      server.off('error', refused);
       resolve();
     });
   });
