@@ -8,11 +8,11 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DynamoDbLocalInstallError, DynamoDbLocalIntegrityError } from './dynamodb-local-errors.js';
-import { runCommand } from './run-command.js';
+import { processAlive, runCommand } from './run-command.js';
 
 export const DYNAMODB_LOCAL_PACKAGE = 'amplify-dynamodb-simulator';
 export const DYNAMODB_LOCAL_PACKAGE_VERSION = '2.9.30';
@@ -69,8 +69,24 @@ interface CompleteMarker {
  */
 export async function ensureDynamoDbLocal(options: { dir?: string } = {}): Promise<string> {
   const dir = options.dir ?? dynamoDbLocalDir();
+  await removeAbandonedWork(dir);
   if (!(await isInstalled(dir))) await install(dir);
   return dir;
+}
+
+/**
+ * The work directories of installs whose process is gone: Ctrl-C during a first
+ * `npm start` kills it before its own clean-up, leaving a part of the tarball behind.
+ */
+async function removeAbandonedWork(dir: string): Promise<void> {
+  const prefix = `.${basename(dir)}.tmp-`;
+  const entries = await readdir(dirname(dir)).catch(() => [] as string[]);
+  for (const entry of entries) {
+    if (!entry.startsWith(prefix)) continue;
+    const pid = Number.parseInt(entry.slice(prefix.length), 10);
+    if (Number.isInteger(pid) && pid > 0 && !processAlive(pid))
+      await rm(join(dirname(dir), entry), { recursive: true, force: true });
+  }
 }
 
 async function isInstalled(dir: string): Promise<boolean> {

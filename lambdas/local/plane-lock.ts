@@ -8,6 +8,7 @@ import { link, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bootId } from '../adapters/local-supervisor/lock.mjs';
+import { processAlive } from './run-command.js';
 
 export const PLANE_LOCK = 'plane.pid';
 
@@ -50,11 +51,7 @@ function holderOf(text: string, dataDir: string): number | undefined {
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   if (pid === process.pid) return held.has(dataDir) ? pid : undefined;
   if (boot && bootId() && boot !== bootId()) return undefined;
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return undefined;
-  }
+  if (!processAlive(pid)) return undefined;
   // Without procfs (macOS) the signal probe is all there is.
   if (!started || startTimeOf(process.pid) === undefined) return pid;
   return startTimeOf(pid) === started ? pid : undefined;

@@ -1,4 +1,4 @@
-/** Running a short-lived command (java -version, javac, tar, npm pack) to its end. */
+/** Running a short-lived command (java -version, javac, tar, npm pack) to its end; whether a process lives. */
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 
@@ -20,4 +20,14 @@ export function runCommand(
       else reject(new Error(`${command} ${args.join(' ')} exited with ${code ?? signal}: ${stderr.trim()}`));
     });
   });
+}
+
+/** Whether a process with this pid exists (one of another user's counts: EPERM). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
