@@ -69,7 +69,7 @@ export function topHelp(): string {
     '  export FLARE_API_URL=http://127.0.0.1:8080 FLARE_TOKEN=$(cat .flare/admin-token)',
     '  flare job create --template train --wait -- python train.py --lr 0.1',
     '  flare job list --state WAITING',
-    '  flare job logs j-20250203-abc123 --follow',
+    '  flare job logs j-0123456789abcdef --follow',
     '',
     "Run 'flare <command> --help' (e.g. 'flare job create --help') for a command's options.",
   ].join('\n');

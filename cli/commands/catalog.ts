@@ -31,7 +31,9 @@ export const imageCommands: Command[] = [
       reference: { type: 'string', value: 'REF', help: 'registry/repository[:tag], without the digest (required)' },
       digest: { type: 'string', value: 'DIGEST', help: "'sha256:' and 64 hex digits (required)" },
     },
-    examples: ['flare image add cuda --reference nvidia/cuda:12.4.1-base-ubuntu22.04 --digest sha256:0123...cdef'],
+    examples: [
+      'flare image add tools --reference docker.io/library/busybox:1.37 --digest sha256:2919d0172f7524b2d8df9e50066a682669e6d170ac0f6a49676d54358fe970b5',
+    ],
     async run(ctx, input) {
       const usage = usageOf(this);
       const reference = stringOf(input.values, 'reference');
@@ -71,7 +73,7 @@ export const imageCommands: Command[] = [
     usage: 'NAME',
     arity: [1, 1],
     options: {},
-    examples: ['flare image show cuda'],
+    examples: ['flare image show tools'],
     async run(ctx, input) {
       ctx.show(await ctx.api().get<ImageView>(pathOf('/v1/images', input.positionals[0])), imageView);
       return 0;

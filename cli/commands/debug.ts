@@ -51,8 +51,8 @@ For an interactive shell use 'flare job shell ID'.`,
     trailing: true,
     options: {},
     examples: [
-      'flare job exec j-20250203-abc123 -- nvidia-smi',
-      "flare job exec j-20250203-abc123 -- sh -c 'ls -l $FLARE_OUTPUT_DIR'",
+      'flare job exec j-0123456789abcdef -- nvidia-smi',
+      "flare job exec j-0123456789abcdef -- sh -c 'ls -l $FLARE_OUTPUT_DIR'",
     ],
     async run(ctx, input) {
       const command = input.trailing;
@@ -83,7 +83,7 @@ session (ask your infrastructure engineer); when they are missing it prints
 the exact command. Only the job's owner and admins may; each session is logged.`,
     arity: [1, 1],
     options: {},
-    examples: ['flare job shell j-20250203-abc123'],
+    examples: ['flare job shell j-0123456789abcdef'],
     async run(ctx, input) {
       const client = ctx.api();
       const plan = await client.post<SessionView>(pathOf('/v1/jobs', input.positionals[0], 'session'), {
@@ -111,7 +111,10 @@ must listen on all its interfaces (0.0.0.0), not only on 127.0.0.1 inside its
 container. Only the job's owner and admins may; each session is logged.`,
     arity: [2, 2],
     options: {},
-    examples: ['flare job port-forward j-20250203-abc123 8888', 'flare job port-forward j-20250203-abc123 16006:6006'],
+    examples: [
+      'flare job port-forward j-0123456789abcdef 8888',
+      'flare job port-forward j-0123456789abcdef 16006:6006',
+    ],
     async run(ctx, input) {
       const [id, ports] = input.positionals as [string, string];
       const [local, remote] = portsOf(ports, usageOf(this));

@@ -190,7 +190,7 @@ extended ('none' when no start can be promised: see flare job show).`,
     usage: 'ID',
     arity: [1, 1],
     options: {},
-    examples: ['flare job show j-20250203-abc123', 'flare job show j-20250203-abc123 --output json'],
+    examples: ['flare job show j-0123456789abcdef', 'flare job show j-0123456789abcdef --output json'],
     async run(ctx, input) {
       const job = await ctx.api().get<JobView>(pathOf('/v1/jobs', input.positionals[0]));
       ctx.show(job, (j) => jobFields(j, ctx.io.now()));
@@ -209,8 +209,8 @@ extended ('none' when no start can be promised: see flare job show).`,
       'live-timeout': { type: 'string', value: 'MIN', help: 'the new live timeout in minutes, counted from the start' },
     },
     examples: [
-      'flare job update j-20250203-abc123 --live-timeout 120',
-      'flare job update j-20250203-abc123 --name final-run',
+      'flare job update j-0123456789abcdef --live-timeout 120',
+      'flare job update j-0123456789abcdef --name final-run',
     ],
     async run(ctx, input) {
       const usage = usageOf(this);
@@ -232,7 +232,7 @@ extended ('none' when no start can be promised: see flare job show).`,
       'With --array, every active job of the array is cancelled; finished ones are left (delete them by id).',
     arity: [0, 1],
     options: { array: { type: 'string', value: 'ID', help: 'cancel every active job of this array' } },
-    examples: ['flare job delete j-20250203-abc123', 'flare job delete --array a-0123456789abcdef'],
+    examples: ['flare job delete j-0123456789abcdef', 'flare job delete --array a-0123456789abcdef'],
     async run(ctx, input) {
       const usage = usageOf(this);
       const arrayId = stringOf(input.values, 'array');
@@ -270,7 +270,7 @@ answer, with --follow one JSON object per line ({"at"?, "message"}).`,
       },
       interval,
     },
-    examples: ['flare job logs j-20250203-abc123 --tail 50', 'flare job logs j-20250203-abc123 --follow'],
+    examples: ['flare job logs j-0123456789abcdef --tail 50', 'flare job logs j-0123456789abcdef --follow'],
     async run(ctx, input) {
       const usage = usageOf(this);
       const tail = numberOf(input.values, 'tail', usage);
@@ -292,7 +292,7 @@ answer, with --follow one JSON object per line ({"at"?, "message"}).`,
       'Prints one line per change: state and reason, queue position while it waits,\ntime left while it runs; a job that ends FAILED or EXPIRED is followed by its\nlast 20 lines of output. With --output json, progress and those lines go to\nstderr and the final job to stdout.',
     arity: [1, 1],
     options: { interval },
-    examples: ['flare job wait j-20250203-abc123', 'flare job wait j-20250203-abc123 --interval 5 && echo done'],
+    examples: ['flare job wait j-0123456789abcdef', 'flare job wait j-0123456789abcdef --interval 5 && echo done'],
     epilogue: WAIT_EXIT_CODES,
     async run(ctx, input) {
       const intervalMs = intervalOf(input.values, usageOf(this));

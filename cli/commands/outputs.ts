@@ -190,8 +190,8 @@ listed by index, or with --download each job's files under DIR/<index>/.`,
       },
     },
     examples: [
-      'flare job outputs j-20250203-abc123',
-      'flare job outputs j-20250203-abc123 --download results/',
+      'flare job outputs j-0123456789abcdef',
+      'flare job outputs j-0123456789abcdef --download results/',
       'flare job outputs --array a-0123456789abcdef --download sweep/',
     ],
     async run(ctx, input) {

@@ -71,13 +71,22 @@ export const serviceCommands: Command[] = [
         ctx.print(
           fields([
             ['Status', health.status],
-            ...Object.entries(health.components ?? {}).map(([k, v]) => [`  ${k}`, v] as const),
+            ...Object.entries(health.components ?? {}).map(([k, v]) => [`  ${k}`, componentText(v)] as const),
           ]),
         );
       return health.status === 'ok' ? ExitCode.OK : ExitCode.API;
     },
   },
 ];
+
+/** A component of /v1/health as a line: `ok`, `ok (pid 4242, restarts 0)`, `running 3`; never raw JSON. */
+export function componentText(value: unknown): string {
+  if (value === null || typeof value !== 'object') return String(value);
+  const { status, ...rest } = value as Record<string, unknown>;
+  const details = Object.entries(rest).map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : v}`);
+  if (status === undefined) return details.join(', ');
+  return details.length ? `${status} (${details.join(', ')})` : String(status);
+}
 
 function figureRow(scope: string, f: StatsFigures): unknown[] {
   const by = f.jobsByState ?? {};

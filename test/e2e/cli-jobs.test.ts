@@ -303,5 +303,7 @@ describe('flare stats, health', () => {
     const health = await flare(['health'], { token: null });
     assert.equal(health.code, 0, health.stderr);
     assert.match(health.stdout, /^Status: +ok$/m);
+    assert.match(health.stdout, /^ {2}dynamodb: +ok \(pid \d+, restarts 0\)$/m, 'a line, not JSON');
+    assert.match(health.stdout, /^ {2}workflows: +running \d+$/m);
   });
 });
