@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import type { LocalCompute } from '../lambdas/adapters/local-compute.js';
 import type { LocalConfig } from '../lambdas/core/schemas.js';
 
 const USAGE = `usage: flare local [--config FILE]
@@ -56,6 +57,7 @@ async function local(args: string[]): Promise<void> {
   const plane = await startControlPlane(config, { baseDir });
   process.stdout.write(`flare: control plane listening on ${plane.url} (data in ${plane.dataDir})\n`);
   process.stdout.write(`flare: dashboard at ${plane.url}/ui/\n`);
+  process.stdout.write(`flare: ${await computeLine(plane.compute, config.compute.driver)}\n`);
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -91,4 +93,16 @@ if (argv[0] === 'local') {
   local(argv.slice(1)).catch((error: Error) => fail(error.message, 1));
 } else {
   client(argv).catch((error: Error) => fail(`internal error: ${error.message}`, 1));
+}
+
+/** How jobs run on this machine, said once at start: nobody should have to guess what `auto` picked. */
+async function computeLine(compute: LocalCompute, configured: string): Promise<string> {
+  const driver = await compute.driverInUse();
+  const how = driver === 'docker' ? 'in Docker containers' : 'as plain processes (the image is recorded, not run)';
+  const why = configured === 'auto' ? `: ${driver === 'docker' ? 'a' : 'no'} Docker engine answered` : '';
+  const gpus =
+    compute.machineGpus > 0
+      ? `${compute.machineGpus} GPU(s) found by nvidia-smi`
+      : "no GPU found: pools' gpus are plain slots";
+  return `jobs run ${how} (compute.driver "${configured}"${why}); ${gpus}`;
 }

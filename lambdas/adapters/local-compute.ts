@@ -147,6 +147,11 @@ export class LocalCompute implements Compute {
     return this.driver;
   }
 
+  /** GPUs `nvidia-smi -L` found on this machine (0: pools' gpus are plain slots). */
+  get machineGpus(): number {
+    return this.hostGpus;
+  }
+
   /** Slots of `pool` that no job holds, lowest first. */
   freeDevices(pool: string): number[] {
     return this.slots.free(pool);

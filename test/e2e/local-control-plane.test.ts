@@ -81,6 +81,13 @@ describe('local control plane over HTTP', () => {
     assert.equal((await api('GET', '/v1/jobs', 'wrong-token-0123456789')).status, 401);
   });
 
+  it('says at start how jobs run here (the driver, and the GPUs found)', () => {
+    assert.match(
+      plane!.output(),
+      /^flare: jobs run as plain processes \(the image is recorded, not run\) \(compute\.driver "process"\); (no GPU found|\d+ GPU\(s\) found)/m,
+    );
+  });
+
   it('refuses bad input naming the field, storing nothing', async () => {
     const bad = await api('POST', '/v1/jobs', ALICE_TOKEN, { template: 'sleep', gpus: 1.5, privileged: true });
     assert.equal(bad.status, 400);
