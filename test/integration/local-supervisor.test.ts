@@ -36,9 +36,12 @@ const GONE_MS = 30_000;
  * its output here. As root it runs without CAP_DAC_OVERRIDE (setpriv), so that file permissions bind it
  * as they bind everyone else: root writes through a directory's mode otherwise.
  */
-async function startSupervisor(dataDir: string): Promise<{ child: ChildProcess; stderr: () => string }> {
+async function startSupervisor(
+  dataDir: string,
+  idleMs = 60_000,
+): Promise<{ child: ChildProcess; stderr: () => string }> {
   await writeFile(join(dataDir, 'supervisor.log'), '', { flag: 'a' }); // as a plane creates it
-  const command = [process.execPath, SUPERVISOR, dataDir, '60000'];
+  const command = [process.execPath, SUPERVISOR, dataDir, String(idleMs)];
   if (process.getuid?.() === 0) {
     if (!existsSync('/usr/bin/setpriv')) throw new Error('as root, setpriv (util-linux) is needed to test permissions');
     command.unshift('/usr/bin/setpriv', '--bounding-set=-dac_override,-dac_read_search');
@@ -206,6 +209,24 @@ describe('The job supervisor never lingers', () => {
     assert.deepEqual(running(group), []);
     child.kill('SIGTERM');
     await until(() => ended(child), GONE_MS, 'the supervisor to exit on SIGTERM');
+    assert.deepEqual(supervisors(h.dataDir), []);
+  });
+
+  it('exits once idle after a job whose exit record cannot be written, with no job process left (the issue as reported)', async () => {
+    const h = await harness();
+    const { child } = await startSupervisor(h.dataDir, 500);
+    const go = join(h.dataDir, 'go');
+    await run(h.compute, 'idle-unwritable', ['sh', '-c', ENDS_ON_GO, go, '0']);
+    const group = await pidOf(h, 'idle-unwritable');
+    await makeUnwritable(join(h.dataDir, 'jobs', 'idle-unwritable'));
+    await writeFile(go, '');
+    await h.exited('idle-unwritable', GONE_MS);
+    h.compute.close(); // no plane, no job: idle
+
+    await until(() => ended(child), GONE_MS, 'the idle supervisor to exit on its own');
+
+    assert.equal(child.exitCode, 0);
+    assert.deepEqual(running(group), []);
     assert.deepEqual(supervisors(h.dataDir), []);
   });
 
