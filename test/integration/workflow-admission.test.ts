@@ -14,6 +14,19 @@ import { TEMPLATES, workflowWorld } from '../support/workflow-world.js';
 
 const setup = workflowWorld();
 
+/** The world's limits, but the first read of them finds the pool full (2 GPUs in use, none free). */
+function fullOnFirstRead(world: World): World['deps']['limits'] {
+  let reads = 0;
+  return Object.create(world.deps.limits, {
+    getLimits: {
+      value: async (pool: string, projects: string[]) => {
+        const limits = await world.store.getLimits(pool, projects);
+        return reads++ > 0 ? limits : { ...limits, pool: { ...limits.pool!, usedGpus: 2, availableGpus: 0 } };
+      },
+    },
+  });
+}
+
 describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', () => {
   it('a job submitted to a pool with room and nobody waiting comes back admitted; its run 1 starts at Launch', async () => {
     const world = await setup();
@@ -67,17 +80,9 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
   it('a job stored WAITING after GPUs came back since its submit read the pool is admitted by that submit (no lost wake-up)', async () => {
     const world = await setup();
     // The submit reads a full pool; by the time the job is stored, a release has given the GPUs back and its drain has run.
-    let reads = 0;
     const stale = {
       ...world.deps,
-      limits: Object.create(world.deps.limits, {
-        getLimits: {
-          value: async (pool: string, projects: string[]) => {
-            const limits = await world.store.getLimits(pool, projects);
-            return reads++ > 0 ? limits : { ...limits, pool: { ...limits.pool!, usedGpus: 2, availableGpus: 0 } };
-          },
-        },
-      }),
+      limits: fullOnFirstRead(world),
     };
     const { job } = await submitJob(stale, alice, { template: 'sleep' });
     assert.equal(job.state, JobState.LAUNCHING);
@@ -94,17 +99,9 @@ describe('job lifecycle workflow (real ASL, DynamoDB Local, real processes)', ()
     const world = await setup();
     // As on AWS, where a GSI lags its table: the drain's queue read misses the job just stored.
     let hide = '';
-    let reads = 0;
     const lagging = {
       ...world.deps,
-      limits: Object.create(world.deps.limits, {
-        getLimits: {
-          value: async (pool: string, projects: string[]) => {
-            const limits = await world.store.getLimits(pool, projects);
-            return reads++ > 0 ? limits : { ...limits, pool: { ...limits.pool!, usedGpus: 2, availableGpus: 0 } };
-          },
-        },
-      }),
+      limits: fullOnFirstRead(world),
       jobs: Object.create(world.deps.jobs, {
         createJob: {
           value: async (...args: Parameters<World['store']['createJob']>) => {
